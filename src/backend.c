@@ -1,0 +1,253 @@
+/* xedge: the backend handshake. See backend.h. */
+#include "backend.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "sasl.h"
+#include "xelimits.h"
+#include "xmlstream.h"
+
+enum bstate { B_HEADER1, B_FEATURES1, B_AUTH, B_HEADER2, B_FEATURES2, B_READY, B_FAILED };
+
+struct xe_backend_hs {
+    struct xe_xmlstream *xs;
+    struct xe_buf out;
+    struct xe_buf features;
+    enum bstate st;
+    enum xe_bhs_result result;
+    char *domain;
+    char *localpart;
+    char *token;
+    char error[256];
+};
+
+static void
+send_header(struct xe_backend_hs *b)
+{
+    xe_buf_append_str(&b->out, "<?xml version='1.0'?><stream:stream xmlns='" XE_NS_CLIENT
+                               "' xmlns:stream='" XE_NS_STREAMS "' to='");
+    xe_buf_append_escaped(&b->out, b->domain);
+    xe_buf_append_str(&b->out, "' version='1.0'>");
+}
+
+static int fail(struct xe_backend_hs *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+fail(struct xe_backend_hs *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(b->error, sizeof(b->error), fmt, ap);
+    va_end(ap);
+    b->st = B_FAILED;
+    b->result = XE_BHS_FAIL;
+    return XE_XS_STOP;
+}
+
+static int
+on_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    struct xe_backend_hs *b = ctx;
+
+    if (strcmp(h->ns, XE_NS_STREAMS) != 0 || strcmp(h->name, "stream") != 0 ||
+        default_ns == NULL || strcmp(default_ns, XE_NS_CLIENT) != 0)
+        return fail(b, "backend sent a bad stream header");
+    if (h->prefix == NULL || strcmp(h->prefix, "stream") != 0)
+        return fail(b, "backend uses the stream prefix '%s'; only 'stream' is supported",
+                    h->prefix ? h->prefix : "(none)");
+    b->st = b->st == B_HEADER1 ? B_FEATURES1 : B_FEATURES2;
+    return XE_XS_CONTINUE;
+}
+
+static int
+send_auth(struct xe_backend_hs *b)
+{
+    size_t ll = strlen(b->localpart), tl = strlen(b->token), plen = 1 + ll + 1 + tl,
+           blen = 0;
+    size_t cap = 4 * (plen / 3 + 2) + 1;
+    char *plain = xe_malloc(plen), *enc = xe_malloc(cap);
+    int r = -1;
+
+    /* PLAIN: authzid (empty) NUL authcid NUL password */
+    plain[0] = '\0';
+    memcpy(plain + 1, b->localpart, ll);
+    plain[1 + ll] = '\0';
+    memcpy(plain + 2 + ll, b->token, tl);
+    if (xe_sasl_b64_encode(plain, plen, enc, cap, &blen) == 0) {
+        xe_buf_appendf(&b->out,
+                       "<auth xmlns='" XE_NS_SASL "' mechanism='PLAIN'>%.*s</auth>",
+                       (int)blen, enc);
+        r = 0;
+    }
+    OPENSSL_cleanse(plain, plen);
+    OPENSSL_cleanse(enc, cap);
+    free(plain);
+    free(enc);
+    return r;
+}
+
+static int
+on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+           size_t raw_len)
+{
+    struct xe_backend_hs *b = ctx;
+
+    if (xe_xml_is(e, XE_NS_STREAMS, "error")) {
+        const struct xe_xml_elem *cond = e->first_child;
+        return fail(b, "backend sent a stream error: %s", cond ? cond->name : "?");
+    }
+    switch (b->st) {
+    case B_FEATURES1: {
+        const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
+        bool plain = false;
+        if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
+            return fail(b, "backend sent <%s/> instead of its features", e->name);
+        for (const struct xe_xml_elem *x = m ? m->first_child : NULL; x; x = x->next)
+            plain = plain || (xe_xml_is(x, XE_NS_SASL, "mechanism") &&
+                              strcmp(xe_xml_text(x), "PLAIN") == 0);
+        if (!plain)
+            return fail(b, "backend does not offer SASL PLAIN on its plaintext stream");
+        if (send_auth(b) < 0)
+            return fail(b, "cannot encode the assertion");
+        b->st = B_AUTH;
+        return XE_XS_CONTINUE;
+    }
+    case B_AUTH:
+        if (xe_xml_is(e, XE_NS_SASL, "success")) {
+            b->st = B_HEADER2;
+            send_header(b);
+            return XE_XS_STOP; /* restart: a new parser for the next byte */
+        }
+        if (xe_xml_is(e, XE_NS_SASL, "failure")) {
+            const struct xe_xml_elem *cond = e->first_child;
+            return fail(b, "backend refused the identity assertion: %s",
+                        cond ? cond->name : "?");
+        }
+        if (xe_xml_is(e, XE_NS_SASL, "challenge"))
+            return fail(b, "backend sent a challenge to PLAIN");
+        return fail(b, "unexpected <%s/> from the backend during SASL", e->name);
+    case B_FEATURES2:
+        if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
+            return fail(b, "backend sent <%s/> instead of its features", e->name);
+        xe_buf_free(&b->features);
+        if (xe_buf_append(&b->features, raw, raw_len) < 0)
+            return fail(b, "backend features too large");
+        b->st = B_READY;
+        b->result = XE_BHS_READY;
+        return XE_XS_STOP;
+    default:
+        return fail(b, "unexpected <%s/> from the backend", e->name);
+    }
+}
+
+static int
+on_end(void *ctx)
+{
+    struct xe_backend_hs *b = ctx;
+    fail(b, "backend closed its stream during the handshake");
+    return XE_XS_STOP;
+}
+
+static const struct xe_xmlstream_cb bcb = {
+    .stream_start = on_start,
+    .element = on_element,
+    .stream_end = on_end,
+};
+
+struct xe_backend_hs *
+xe_backend_hs_new(const char *domain, const char *localpart, const char *token,
+                  size_t max_features)
+{
+    struct xe_backend_hs *b = xe_calloc(1, sizeof(*b));
+    struct xe_xmlstream_limits lim = {
+        .max_element_bytes = max_features,
+        .max_depth = 16,
+        .max_attrs = 64,
+    };
+
+    b->domain = xe_strdup(domain);
+    b->localpart = xe_strdup(localpart);
+    b->token = xe_strdup(token);
+    xe_buf_init(&b->out, 0);
+    xe_buf_init(&b->features, max_features);
+    b->xs = xe_xmlstream_new(&lim, &bcb, b);
+    if (b->xs == NULL) {
+        xe_backend_hs_free(&b);
+        return NULL;
+    }
+    send_header(b);
+    return b;
+}
+
+void
+xe_backend_hs_free(struct xe_backend_hs **bp)
+{
+    struct xe_backend_hs *b = *bp;
+
+    if (b == NULL)
+        return;
+    xe_xmlstream_free(&b->xs);
+    xe_buf_free(&b->out);
+    xe_buf_free(&b->features);
+    free(b->domain);
+    free(b->localpart);
+    if (b->token) {
+        OPENSSL_cleanse(b->token, strlen(b->token));
+        free(b->token);
+    }
+    free(b);
+    *bp = NULL;
+}
+
+enum xe_bhs_result
+xe_backend_hs_feed(struct xe_backend_hs *b, const void *data, size_t len,
+                   size_t *consumed_r)
+{
+    const char *p = data;
+    size_t left = len, used = 0;
+
+    *consumed_r = len;
+    while (b->st != B_FAILED && b->st != B_READY) {
+        int r = xe_xmlstream_feed(b->xs, p, left, &used);
+        if (r == XE_XS_ERROR) {
+            snprintf(b->error, sizeof(b->error), "backend sent bad XML: %s (%s)",
+                     xe_xmlstream_condition(b->xs), xe_xmlstream_error_text(b->xs));
+            b->st = B_FAILED;
+            return XE_BHS_FAIL;
+        }
+        if (r == XE_XS_OK)
+            return XE_BHS_CONTINUE;
+        p += used;
+        left -= used;
+        if (b->st == B_HEADER2) /* after <success/>: the next byte starts a new stream */
+            xe_xmlstream_reset(b->xs);
+    }
+    *consumed_r = (size_t)(p - (const char *)data);
+    return b->st == B_READY ? XE_BHS_READY : XE_BHS_FAIL;
+}
+
+struct xe_buf *
+xe_backend_hs_output(struct xe_backend_hs *b)
+{
+    return &b->out;
+}
+
+const unsigned char *
+xe_backend_hs_features(const struct xe_backend_hs *b, size_t *len_r)
+{
+    *len_r = b->features.len;
+    return b->features.data;
+}
+
+const char *
+xe_backend_hs_error(const struct xe_backend_hs *b)
+{
+    return b->error[0] ? b->error : "backend handshake failed";
+}

@@ -1,0 +1,33 @@
+/* xedge: the handshake with a backend server (sans-IO).
+ *
+ * xedge opens a plaintext stream to the backend, authenticates with SASL
+ * PLAIN whose password is the identity assertion, restarts the stream and
+ * keeps the backend's features (raw bytes) to hand to the client. */
+#ifndef XE_BACKEND_H
+#define XE_BACKEND_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+enum xe_bhs_result {
+    XE_BHS_CONTINUE, /* all input consumed */
+    XE_BHS_READY,    /* features received; the rest of the input goes to the client */
+    XE_BHS_FAIL,     /* see xe_backend_hs_error() */
+};
+
+struct xe_backend_hs;
+
+/* localpart: the PLAIN authcid; token: the assertion. The first output (our
+ * stream header) is queued at once. */
+struct xe_backend_hs *xe_backend_hs_new(const char *domain, const char *localpart,
+                                        const char *token, size_t max_features);
+void xe_backend_hs_free(struct xe_backend_hs **b);
+enum xe_bhs_result xe_backend_hs_feed(struct xe_backend_hs *b, const void *data,
+                                      size_t len, size_t *consumed_r);
+struct xe_buf *xe_backend_hs_output(struct xe_backend_hs *b);
+/* After XE_BHS_READY: the backend's <stream:features/>, raw. */
+const unsigned char *xe_backend_hs_features(const struct xe_backend_hs *b, size_t *len_r);
+const char *xe_backend_hs_error(const struct xe_backend_hs *b);
+
+#endif

@@ -1,0 +1,541 @@
+/* xedge: client-to-server stream negotiation. See c2s.h. */
+#include "c2s.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "sasl.h"
+#include "xmlstream.h"
+
+enum state {
+    ST_HEADER,    /* waiting for the client's stream header */
+    ST_NEGOTIATE, /* header answered, features sent */
+    ST_SASL,      /* a SASL exchange is running */
+    ST_AUTHED,    /* <success/> sent, waiting for the restart header */
+    ST_DONE,      /* restart header received: the glue splices */
+    ST_CLOSED,    /* an error or the end was sent */
+};
+
+struct xe_c2s {
+    const struct xe_conf *conf;
+    struct xe_xmlstream *xs;
+    struct xe_sasl *sasl;
+    struct xe_buf out;
+    enum state st;
+    bool tls;
+    bool header_sent; /* our header for the current stream */
+    unsigned failures;
+    enum xe_c2s_action action; /* set by a callback that stops the parser */
+    char *domain;
+    char *sni;
+    char *peer;
+    char id[33];
+    char jid[3072];
+    char mech[32];
+};
+
+static void
+send_str(struct xe_c2s *c, const char *s)
+{
+    if (xe_buf_append_str(&c->out, s) < 0)
+        xe_warn("event=output-overflow peer=%s", c->peer);
+}
+
+static void
+send_header(struct xe_c2s *c)
+{
+    xe_random_id(c->id);
+    xe_buf_appendf(&c->out,
+                   "<?xml version='1.0'?><stream:stream xmlns='" XE_NS_CLIENT
+                   "' xmlns:stream='" XE_NS_STREAMS "' id='%s' from='",
+                   c->id);
+    xe_buf_append_escaped(&c->out, c->domain ? c->domain : "");
+    send_str(c, "' version='1.0' xml:lang='en'>");
+    c->header_sent = true;
+}
+
+int
+xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain, const char *id,
+                    const char *condition, const char *text)
+{
+    int r = 0;
+
+    if (header) {
+        r |= xe_buf_appendf(out,
+                            "<?xml version='1.0'?><stream:stream xmlns='" XE_NS_CLIENT
+                            "' xmlns:stream='" XE_NS_STREAMS "' id='%s'",
+                            id);
+        if (domain) {
+            r |= xe_buf_append_str(out, " from='");
+            r |= xe_buf_append_escaped(out, domain);
+            r |= xe_buf_append_str(out, "'");
+        }
+        r |= xe_buf_append_str(out, " version='1.0'>");
+    }
+    r |= xe_buf_appendf(out, "<stream:error><%s xmlns='" XE_NS_STREAM_ERRORS "'/>",
+                        condition);
+    if (text && *text) {
+        r |= xe_buf_append_str(out,
+                               "<text xmlns='" XE_NS_STREAM_ERRORS "' xml:lang='en'>");
+        r |= xe_buf_append_escaped(out, text);
+        r |= xe_buf_append_str(out, "</text>");
+    }
+    r |= xe_buf_append_str(out, "</stream:error></stream:stream>");
+    return r;
+}
+
+void
+xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *text)
+{
+    if (c->st == ST_CLOSED)
+        return;
+    if (!c->header_sent)
+        xe_random_id(c->id);
+    xe_stream_error_xml(&c->out, !c->header_sent, c->domain, c->id, condition, text);
+    c->header_sent = true;
+    c->st = ST_CLOSED;
+    xe_info("event=stream-error peer=%s domain=%s jid=%s condition=%s text=\"%s\"",
+            c->peer, c->domain ? c->domain : "-", c->jid[0] ? c->jid : "-", condition,
+            text ? text : "");
+}
+
+static int
+stop_with(struct xe_c2s *c, enum xe_c2s_action a)
+{
+    c->action = a;
+    return XE_XS_STOP;
+}
+
+static int
+error_stop(struct xe_c2s *c, const char *condition, const char *text)
+{
+    xe_c2s_stream_error(c, condition, text);
+    return stop_with(c, XE_C2S_CLOSE);
+}
+
+static void
+send_features(struct xe_c2s *c)
+{
+    const char *mechs[8];
+    size_t n;
+
+    send_str(c, "<stream:features>");
+    if (!c->tls) {
+        send_str(c, "<starttls xmlns='" XE_NS_TLS "'><required/></starttls>");
+    } else {
+        n = xe_sasl_mechanisms(c->sasl, mechs, 8);
+        send_str(c, "<mechanisms xmlns='" XE_NS_SASL "'>");
+        for (size_t i = 0; i < n; i++)
+            xe_buf_appendf(&c->out, "<mechanism>%s</mechanism>", mechs[i]);
+        send_str(c, "</mechanisms>");
+    }
+    send_str(c, "</stream:features>");
+}
+
+/* Checks shared by every stream header; returns NULL or the error condition. */
+static const char *
+check_header(struct xe_c2s *c, const struct xe_xml_elem *h, const char *default_ns,
+             const char **text)
+{
+    const char *to = xe_xml_attr(h, "to"), *version = xe_xml_attr(h, "version");
+    const struct xe_domain_conf *d;
+
+    if (strcmp(h->name, "stream") != 0) {
+        *text = "the stream must start with <stream:stream>";
+        return "bad-format";
+    }
+    if (strcmp(h->ns, XE_NS_STREAMS) != 0) {
+        *text = "the stream element is not in the streams namespace";
+        return "invalid-namespace";
+    }
+    if (default_ns == NULL || strcmp(default_ns, XE_NS_CLIENT) != 0) {
+        *text = "the content namespace must be jabber:client";
+        return "invalid-namespace";
+    }
+    if (version == NULL || strtol(version, NULL, 10) < 1 ||
+        strchr(version, '.') == NULL) {
+        *text = "XMPP version 1.0 is required";
+        return "unsupported-version";
+    }
+    if (to == NULL && c->sni)
+        to = c->sni;
+    if (to == NULL) {
+        *text = "the stream header has no 'to'";
+        return "host-unknown";
+    }
+    d = xe_conf_domain(c->conf, to);
+    if (d == NULL) {
+        *text = "this domain is not served here";
+        return "host-unknown";
+    }
+    if (c->domain && strcmp(c->domain, d->name) != 0) {
+        *text = "the domain changed during negotiation";
+        return "host-unknown";
+    }
+    if (c->domain == NULL)
+        c->domain = xe_strdup(d->name);
+    return NULL;
+}
+
+static int
+on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    struct xe_c2s *c = ctx;
+    const char *text = NULL, *cond = check_header(c, h, default_ns, &text);
+
+    if (cond)
+        return error_stop(c, cond, text);
+    if (c->st == ST_AUTHED) {
+        /* the authenticated stream: answered once the backend is ready */
+        c->st = ST_DONE;
+        return stop_with(c, XE_C2S_RESTARTED);
+    }
+    send_header(c);
+    if (c->tls && c->sasl == NULL) {
+        char *err = NULL;
+        c->sasl = xe_sasl_new(c->domain, c->conf->mechanisms, c->conf->n_mechanisms, true,
+                              &err);
+        if (c->sasl == NULL) {
+            xe_err("event=sasl-error peer=%s error=\"%s\"", c->peer, err ? err : "?");
+            free(err);
+            return error_stop(c, "internal-server-error",
+                              "authentication is unavailable");
+        }
+    }
+    send_features(c);
+    c->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
+static void
+sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
+{
+    c->failures++;
+    c->st = ST_NEGOTIATE;
+    xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
+                   xe_sasl_cond_name(cond));
+    xe_info("event=auth-failed peer=%s domain=%s mech=%s condition=%s attempt=%u "
+            "detail=\"%s\"",
+            c->peer, c->domain, c->mech[0] ? c->mech : "-", xe_sasl_cond_name(cond),
+            c->failures, detail ? detail : "");
+}
+
+/* Result of xe_sasl_start/step: answer it. Returns a callback result. */
+static int
+sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
+            enum xe_sasl_cond cond)
+{
+    if (r == XE_SASL_FAIL) {
+        sasl_failure(c, cond, xe_sasl_detail(c->sasl));
+        if (c->failures >= c->conf->max_auth_attempts)
+            return error_stop(c, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
+    if (outlen > 0) {
+        size_t cap = 4 * (outlen / 3 + 2) + 1, blen = 0;
+        char *b = xe_malloc(cap);
+        if (xe_sasl_b64_encode(out, outlen, b, cap, &blen) < 0) {
+            free(b);
+            return error_stop(c, "internal-server-error", NULL);
+        }
+        xe_buf_appendf(&c->out, "<%s xmlns='" XE_NS_SASL "'>%.*s</%s>",
+                       r == XE_SASL_OK ? "success" : "challenge", (int)blen, b,
+                       r == XE_SASL_OK ? "success" : "challenge");
+        free(b);
+    } else {
+        xe_buf_appendf(&c->out, "<%s xmlns='" XE_NS_SASL "'/>",
+                       r == XE_SASL_OK ? "success" : "challenge");
+    }
+    if (r == XE_SASL_CONTINUE) {
+        c->st = ST_SASL;
+        return XE_XS_CONTINUE;
+    }
+    snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
+    xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    xe_sasl_free(&c->sasl); /* SASL state is not needed any more */
+    c->st = ST_AUTHED;
+    c->header_sent = false;
+    return stop_with(c, XE_C2S_AUTHENTICATED);
+}
+
+/* Decode the base64 payload of <auth/> or <response/>. *present: false
+ * when the element was empty (no initial response). */
+static int
+decode_payload(struct xe_c2s *c, const struct xe_xml_elem *e, char **buf_r, size_t *len_r,
+               bool *present, enum xe_sasl_cond *cond_r)
+{
+    const char *t = xe_xml_text(e);
+    size_t tl = strlen(t), ol = 0;
+    char *buf;
+
+    *buf_r = NULL;
+    *len_r = 0;
+    *present = tl > 0;
+    if (tl == 0)
+        return 0;
+    if (tl > c->conf->max_sasl_bytes) {
+        *cond_r = XE_SASL_MALFORMED_REQUEST;
+        return -1;
+    }
+    if (tl == 1 && t[0] == '=') { /* RFC 6120: an empty response */
+        *buf_r = xe_calloc(1, 1);
+        return 0;
+    }
+    buf = xe_malloc(tl + 1);
+    if (xe_sasl_b64_decode(t, tl, buf, tl + 1, &ol) < 0) {
+        free(buf);
+        *cond_r = XE_SASL_INCORRECT_ENCODING;
+        return -1;
+    }
+    *buf_r = buf;
+    *len_r = ol;
+    return 0;
+}
+
+static int
+on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
+{
+    const char *mech = xe_xml_attr(e, "mechanism"), *out = NULL;
+    enum xe_sasl_cond cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
+    char *in = NULL;
+    size_t inlen = 0, outlen = 0;
+    bool present;
+    int r;
+
+    snprintf(c->mech, sizeof(c->mech), "%s", mech ? mech : "");
+    if (mech == NULL || *mech == '\0' || strlen(mech) > 20) {
+        sasl_failure(c, XE_SASL_INVALID_MECHANISM, "no or bad mechanism attribute");
+        goto check;
+    }
+    if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
+        sasl_failure(c, cond, "bad initial response");
+        goto check;
+    }
+    r = xe_sasl_start(c->sasl, mech, present ? (in ? in : "") : NULL, inlen, &out,
+                      &outlen, &cond);
+    if (in) {
+        OPENSSL_cleanse(in, inlen);
+        free(in);
+    }
+    return sasl_result(c, r, out, outlen, cond);
+check:
+    if (c->failures >= c->conf->max_auth_attempts)
+        return error_stop(c, "not-authorized", "too many failed authentication attempts");
+    return XE_XS_CONTINUE;
+}
+
+static int
+on_response(struct xe_c2s *c, const struct xe_xml_elem *e)
+{
+    enum xe_sasl_cond cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
+    const char *out = NULL;
+    char *in = NULL;
+    size_t inlen = 0, outlen = 0;
+    bool present;
+    int r;
+
+    if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
+        sasl_failure(c, cond, "bad response");
+        if (c->failures >= c->conf->max_auth_attempts)
+            return error_stop(c, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
+    r = xe_sasl_step(c->sasl, in ? in : "", inlen, &out, &outlen, &cond);
+    if (in) {
+        OPENSSL_cleanse(in, inlen);
+        free(in);
+    }
+    return sasl_result(c, r, out, outlen, cond);
+}
+
+static int
+on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+           size_t raw_len)
+{
+    struct xe_c2s *c = ctx;
+
+    if (!c->tls) {
+        if (xe_xml_is(e, XE_NS_TLS, "starttls")) {
+            send_str(c, "<proceed xmlns='" XE_NS_TLS "'/>");
+            xe_debug("event=starttls peer=%s domain=%s", c->peer, c->domain);
+            return stop_with(c, XE_C2S_STARTTLS);
+        }
+        if (xe_xml_is(e, XE_NS_SASL, "auth")) {
+            xe_buf_append_str(&c->out, "<failure xmlns='" XE_NS_SASL
+                                       "'><encryption-required/></failure>");
+            c->failures++;
+            if (c->failures >= c->conf->max_auth_attempts)
+                return error_stop(c, "policy-violation", "TLS is required");
+            return XE_XS_CONTINUE;
+        }
+        return error_stop(c, "policy-violation", "TLS is required before anything else");
+    }
+    if (xe_xml_is(e, XE_NS_SASL, "auth"))
+        return on_auth(c, e);
+    if (xe_xml_is(e, XE_NS_SASL, "response")) {
+        if (c->st != ST_SASL) {
+            sasl_failure(c, XE_SASL_MALFORMED_REQUEST, "response outside an exchange");
+            return XE_XS_CONTINUE;
+        }
+        return on_response(c, e);
+    }
+    if (xe_xml_is(e, XE_NS_SASL, "abort")) {
+        if (c->st == ST_SASL) {
+            sasl_failure(c, XE_SASL_ABORTED, "client aborted");
+            if (c->failures >= c->conf->max_auth_attempts)
+                return error_stop(c, "not-authorized",
+                                  "too many failed authentication attempts");
+        }
+        return XE_XS_CONTINUE;
+    }
+    if (xe_xml_is(e, XE_NS_TLS, "starttls"))
+        return error_stop(c, "policy-violation", "TLS is already established");
+    return error_stop(c, "not-authorized", "authenticate first");
+}
+
+static int
+on_stream_end(void *ctx)
+{
+    struct xe_c2s *c = ctx;
+
+    if (c->st != ST_CLOSED) {
+        send_str(c, "</stream:stream>");
+        c->st = ST_CLOSED;
+    }
+    c->action = XE_C2S_CLOSE;
+    return XE_XS_STOP;
+}
+
+static const struct xe_xmlstream_cb c2s_cb = {
+    .stream_start = on_stream_start,
+    .element = on_element,
+    .stream_end = on_stream_end,
+};
+
+struct xe_c2s *
+xe_c2s_new(const struct xe_c2s_params *p)
+{
+    struct xe_c2s *c = xe_calloc(1, sizeof(*c));
+    struct xe_xmlstream_limits lim = {
+        .max_element_bytes = p->conf->max_stanza_preauth,
+        .max_depth = p->conf->max_xml_depth,
+        .max_attrs = p->conf->max_attrs,
+    };
+
+    c->conf = p->conf;
+    c->tls = p->tls;
+    c->peer = xe_strdup(p->peer ? p->peer : "-");
+    xe_buf_init(&c->out, 64 * 1024);
+    c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
+    if (c->xs == NULL) {
+        xe_c2s_free(&c);
+        return NULL;
+    }
+    return c;
+}
+
+void
+xe_c2s_free(struct xe_c2s **cp)
+{
+    struct xe_c2s *c = *cp;
+
+    if (c == NULL)
+        return;
+    xe_xmlstream_free(&c->xs);
+    xe_sasl_free(&c->sasl);
+    xe_buf_free(&c->out);
+    free(c->domain);
+    free(c->sni);
+    free(c->peer);
+    free(c);
+    *cp = NULL;
+}
+
+enum xe_c2s_action
+xe_c2s_feed(struct xe_c2s *c, const void *data, size_t len, size_t *consumed_r)
+{
+    size_t used = 0;
+    int r;
+
+    *consumed_r = len;
+    if (c->st == ST_CLOSED)
+        return XE_C2S_CLOSE;
+    if (c->st == ST_DONE)
+        return XE_C2S_RESTARTED;
+    c->action = XE_C2S_CONTINUE;
+    r = xe_xmlstream_feed(c->xs, data, len, &used);
+    if (r == XE_XS_ERROR) {
+        xe_c2s_stream_error(c, xe_xmlstream_condition(c->xs),
+                            xe_xmlstream_error_text(c->xs));
+        return XE_C2S_CLOSE;
+    }
+    if (r == XE_XS_STOPPED) {
+        *consumed_r = used;
+        switch (c->action) {
+        case XE_C2S_AUTHENTICATED:
+            xe_xmlstream_reset(c->xs); /* the next byte starts the new stream */
+            break;
+        case XE_C2S_RESTARTED:
+            xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
+            break;
+        default:
+            break;
+        }
+        return c->action;
+    }
+    return XE_C2S_CONTINUE;
+}
+
+struct xe_buf *
+xe_c2s_output(struct xe_c2s *c)
+{
+    return &c->out;
+}
+
+void
+xe_c2s_tls_up(struct xe_c2s *c, const char *sni)
+{
+    c->tls = true;
+    c->header_sent = false;
+    free(c->sni);
+    c->sni = sni ? xe_strdup(sni) : NULL;
+    xe_xmlstream_reset(c->xs);
+    c->st = ST_HEADER;
+}
+
+int
+xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t len)
+{
+    send_header(c);
+    return xe_buf_append(&c->out, features, len);
+}
+
+const char *
+xe_c2s_domain(const struct xe_c2s *c)
+{
+    return c->domain;
+}
+
+const char *
+xe_c2s_jid(const struct xe_c2s *c)
+{
+    return c->jid;
+}
+
+const char *
+xe_c2s_mech(const struct xe_c2s *c)
+{
+    return c->mech;
+}
+
+const char *
+xe_c2s_stream_id(const struct xe_c2s *c)
+{
+    return c->id;
+}

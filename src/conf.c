@@ -1,0 +1,491 @@
+/* xedge: configuration, parsed by libconfig and validated here. Every error
+ * names the file, the line and the setting. */
+#include "conf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+
+#include <libconfig.h>
+#include <openssl/crypto.h>
+
+#include "xelimits.h"
+#include "log.h"
+#include "util.h"
+
+struct ctx {
+    const char *path;
+    char *error;
+};
+
+static int fail(struct ctx *c, const config_setting_t *s, const char *what,
+                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+fail(struct ctx *c, const config_setting_t *s, const char *what, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (c->error == NULL)
+        c->error = xe_asprintf("%s:%d: %s: %s", c->path,
+                               s ? (int)config_setting_source_line(s) : 0, what, msg);
+    return -1;
+}
+
+/* Look up NAME in GROUP; optional settings may be absent. */
+static int
+get_string(struct ctx *c, const config_setting_t *group, const char *name, bool required,
+           const char *dflt, char **out)
+{
+    const config_setting_t *s = config_setting_get_member(group, name);
+    const char *v;
+
+    if (s == NULL) {
+        if (required)
+            return fail(c, group, name, "missing required setting");
+        *out = dflt ? xe_strdup(dflt) : NULL;
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail(c, s, name, "must be a string");
+    v = config_setting_get_string(s);
+    if (v == NULL || *v == '\0')
+        return fail(c, s, name, "must not be empty");
+    *out = xe_strdup(v);
+    return 0;
+}
+
+static int
+get_uint(struct ctx *c, const config_setting_t *group, const char *name,
+         unsigned long long min, unsigned long long max, unsigned long long dflt,
+         unsigned long long *out)
+{
+    const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+    long long v;
+
+    if (s == NULL) {
+        *out = dflt;
+        return 0;
+    }
+    if (config_setting_type(s) == CONFIG_TYPE_INT)
+        v = config_setting_get_int(s);
+    else if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = config_setting_get_int64(s);
+    else
+        return fail(c, s, name, "must be an integer");
+    if (v < 0 || (unsigned long long)v < min || (unsigned long long)v > max)
+        return fail(c, s, name, "must be between %llu and %llu", min, max);
+    *out = (unsigned long long)v;
+    return 0;
+}
+
+static int
+check_address(struct ctx *c, const config_setting_t *s, const char *addr)
+{
+    unsigned char tmp[16];
+
+    if (inet_pton(AF_INET, addr, tmp) == 1 || inet_pton(AF_INET6, addr, tmp) == 1)
+        return 0;
+    return fail(c, s, "address", "'%s' is not a numeric IPv4 or IPv6 address", addr);
+}
+
+static int
+read_secret(struct ctx *c, const config_setting_t *s, struct xe_pool_conf *p)
+{
+    FILE *f = fopen(p->secret_file, "rb");
+    unsigned char buf[4097];
+    size_t n;
+    int r = -1;
+
+    if (f == NULL)
+        return fail(c, s, "secret_file", "cannot open '%s': %s", p->secret_file,
+                    strerror(errno));
+    n = fread(buf, 1, sizeof(buf), f);
+    if (ferror(f)) {
+        fail(c, s, "secret_file", "cannot read '%s': %s", p->secret_file,
+             strerror(errno));
+        goto out;
+    }
+    if (n == sizeof(buf)) {
+        fail(c, s, "secret_file", "'%s' is larger than 4096 bytes", p->secret_file);
+        goto out;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+                     buf[n - 1] == '\t'))
+        n--;
+    if (n < XE_MIN_SECRET_BYTES) {
+        fail(c, s, "secret_file", "'%s' holds %zu bytes; at least %d are required",
+             p->secret_file, n, XE_MIN_SECRET_BYTES);
+        goto out;
+    }
+    p->secret = xe_malloc(n);
+    memcpy(p->secret, buf, n);
+    p->secret_len = n;
+    r = 0;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    fclose(f);
+    return r;
+}
+
+static int
+load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *list = config_setting_get_member(root, "pools");
+    unsigned long long v;
+
+    if (list == NULL)
+        return fail(c, root, "pools",
+                    "missing required setting (at least one backend pool)");
+    if (!config_setting_is_list(list) || config_setting_length(list) < 1)
+        return fail(c, list, "pools", "must be a non-empty list of groups");
+    conf->n_pools = (size_t)config_setting_length(list);
+    conf->pools = xe_calloc(conf->n_pools, sizeof(*conf->pools));
+    for (size_t i = 0; i < conf->n_pools; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i), *servers;
+        struct xe_pool_conf *p = &conf->pools[i];
+
+        if (!config_setting_is_group(g))
+            return fail(c, g, "pools", "each pool must be a group { ... }");
+        if (get_string(c, g, "name", true, NULL, &p->name) < 0 ||
+            get_string(c, g, "secret_file", true, NULL, &p->secret_file) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(conf->pools[j].name, p->name) == 0)
+                return fail(c, g, "name", "pool '%s' is defined twice", p->name);
+        if (read_secret(c, config_setting_get_member(g, "secret_file"), p) < 0)
+            return -1;
+        servers = config_setting_get_member(g, "servers");
+        if (servers == NULL || !config_setting_is_list(servers) ||
+            config_setting_length(servers) < 1)
+            return fail(c, servers ? servers : g, "servers",
+                        "pool '%s' needs a non-empty list of servers", p->name);
+        p->n_servers = (size_t)config_setting_length(servers);
+        p->servers = xe_calloc(p->n_servers, sizeof(*p->servers));
+        for (size_t j = 0; j < p->n_servers; j++) {
+            const config_setting_t *sg = config_setting_get_elem(servers, (unsigned)j);
+            struct xe_server_conf *sv = &p->servers[j];
+
+            if (!config_setting_is_group(sg))
+                return fail(c, sg, "servers", "each server must be a group { ... }");
+            if (get_string(c, sg, "name", true, NULL, &sv->name) < 0 ||
+                get_string(c, sg, "address", true, NULL, &sv->host) < 0 ||
+                check_address(c, config_setting_get_member(sg, "address"), sv->host) <
+                    0 ||
+                get_uint(c, sg, "port", 1, 65535, 5222, &v) < 0)
+                return -1;
+            sv->port = (int)v;
+            if (get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
+                return -1;
+            sv->weight = (unsigned)v;
+            for (size_t k = 0; k < j; k++)
+                if (strcmp(p->servers[k].name, sv->name) == 0)
+                    return fail(c, sg, "name", "server '%s' is listed twice in pool '%s'",
+                                sv->name, p->name);
+        }
+    }
+    return 0;
+}
+
+static int
+load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *list = config_setting_get_member(root, "domains");
+
+    if (list == NULL)
+        return fail(c, root, "domains", "missing required setting (at least one domain)");
+    if (!config_setting_is_list(list) || config_setting_length(list) < 1)
+        return fail(c, list, "domains", "must be a non-empty list of groups");
+    conf->n_domains = (size_t)config_setting_length(list);
+    conf->domains = xe_calloc(conf->n_domains, sizeof(*conf->domains));
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        struct xe_domain_conf *d = &conf->domains[i];
+        char *pool = NULL;
+
+        if (!config_setting_is_group(g))
+            return fail(c, g, "domains", "each domain must be a group { ... }");
+        if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
+            get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
+            get_string(c, g, "key", true, NULL, &d->key) < 0 ||
+            get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0)
+            return -1;
+        xe_tolower_ascii(d->name);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(conf->domains[j].name, d->name) == 0)
+                return fail(c, g, "name", "domain '%s' is defined twice", d->name);
+        if (pool == NULL) {
+            d->pool = &conf->pools[0];
+        } else {
+            for (size_t j = 0; j < conf->n_pools; j++)
+                if (strcmp(conf->pools[j].name, pool) == 0)
+                    d->pool = &conf->pools[j];
+            if (d->pool == NULL) {
+                fail(c, config_setting_get_member(g, "pool"), "pool",
+                     "no pool named '%s'", pool);
+                free(pool);
+                return -1;
+            }
+            free(pool);
+        }
+    }
+    return 0;
+}
+
+static int
+load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *list = config_setting_get_member(root, "listeners");
+    unsigned long long v;
+
+    if (list == NULL)
+        return fail(c, root, "listeners", "missing required setting");
+    if (!config_setting_is_list(list) || config_setting_length(list) < 1)
+        return fail(c, list, "listeners", "must be a non-empty list of groups");
+    conf->n_listeners = (size_t)config_setting_length(list);
+    conf->listeners = xe_calloc(conf->n_listeners, sizeof(*conf->listeners));
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
+        struct xe_listener_conf *l = &conf->listeners[i];
+        char *kind = NULL;
+
+        if (!config_setting_is_group(g))
+            return fail(c, g, "listeners", "each listener must be a group { ... }");
+        if (get_string(c, g, "kind", true, NULL, &kind) < 0)
+            return -1;
+        if (strcmp(kind, "starttls") == 0)
+            l->kind = XE_LISTEN_STARTTLS;
+        else if (strcmp(kind, "direct_tls") == 0)
+            l->kind = XE_LISTEN_DIRECT_TLS;
+        else {
+            fail(c, config_setting_get_member(g, "kind"), "kind",
+                 "'%s' is not one of \"starttls\", \"direct_tls\"", kind);
+            free(kind);
+            return -1;
+        }
+        free(kind);
+        if (get_string(c, g, "address", true, NULL, &l->address) < 0 ||
+            check_address(c, config_setting_get_member(g, "address"), l->address) < 0 ||
+            get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
+            return -1;
+        if (v == 0)
+            return fail(c, g, "port", "missing required setting");
+        l->port = (int)v;
+    }
+    return 0;
+}
+
+static const char *const known_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", NULL};
+
+static int
+load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "sasl"), *m;
+    unsigned long long v;
+
+    m = g ? config_setting_get_member(g, "mechanisms") : NULL;
+    if (m == NULL) {
+        conf->n_mechanisms = 3;
+        conf->mechanisms = xe_calloc(4, sizeof(char *));
+        for (size_t i = 0; i < 3; i++)
+            conf->mechanisms[i] = xe_strdup(known_mechs[i]);
+    } else {
+        if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
+            return fail(c, m, "mechanisms", "must be a non-empty array of strings");
+        conf->n_mechanisms = (size_t)config_setting_length(m);
+        conf->mechanisms = xe_calloc(conf->n_mechanisms + 1, sizeof(char *));
+        for (size_t i = 0; i < conf->n_mechanisms; i++) {
+            const char *s = config_setting_get_string_elem(m, (int)i);
+            bool known = false;
+
+            if (s == NULL)
+                return fail(c, m, "mechanisms", "must be an array of strings");
+            conf->mechanisms[i] = xe_strdup(s);
+            for (char *p = conf->mechanisms[i]; *p; p++)
+                if (*p >= 'a' && *p <= 'z')
+                    *p = (char)(*p - 'a' + 'A');
+            for (size_t k = 0; known_mechs[k]; k++)
+                known = known || strcmp(known_mechs[k], conf->mechanisms[i]) == 0;
+            if (!known)
+                return fail(c, m, "mechanisms",
+                            "'%s' is not supported (supported: SCRAM-SHA-256, "
+                            "SCRAM-SHA-1, PLAIN)",
+                            s);
+        }
+    }
+    if (get_uint(c, g, "max_attempts", 1, 100, XE_DEF_MAX_AUTH_ATTEMPTS, &v) < 0)
+        return -1;
+    conf->max_auth_attempts = (unsigned)v;
+    if (get_uint(c, g, "scram_iterations", 4096, XE_MAX_SCRAM_ITERATIONS,
+                 XE_DEF_SCRAM_ITERATIONS, &v) < 0)
+        return -1;
+    conf->scram_iterations = (unsigned)v;
+    return 0;
+}
+
+static int
+load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "limits");
+    const config_setting_t *t = config_setting_get_member(root, "timeouts");
+    unsigned long long v[16];
+
+    if (get_uint(c, g, "max_connections", 1, 10000000, XE_DEF_MAX_CONNECTIONS, &v[0]) <
+            0 ||
+        get_uint(c, g, "max_stanza_preauth", 1024, 1 << 20, XE_DEF_MAX_STANZA_PREAUTH,
+                 &v[1]) < 0 ||
+        get_uint(c, g, "max_xml_depth", 2, 64, XE_DEF_MAX_XML_DEPTH, &v[2]) < 0 ||
+        get_uint(c, g, "max_attributes", 4, 256, XE_DEF_MAX_ATTRS, &v[3]) < 0 ||
+        get_uint(c, g, "max_sasl_bytes", 512, 1 << 20, XE_DEF_MAX_SASL_BYTES, &v[4]) <
+            0 ||
+        get_uint(c, g, "pump_high_water", 4096, 1 << 30, XE_DEF_PUMP_HIGH_WATER, &v[5]) <
+            0 ||
+        get_uint(c, g, "pump_low_water", 0, 1 << 30, XE_DEF_PUMP_LOW_WATER, &v[6]) < 0 ||
+        get_uint(c, g, "pump_hard_cap", 4096, 1ULL << 32, XE_DEF_PUMP_HARD_CAP, &v[7]) <
+            0)
+        return -1;
+    if (v[6] >= v[5])
+        return fail(c, g, "pump_low_water", "must be below pump_high_water");
+    if (v[7] < v[5])
+        return fail(c, g, "pump_hard_cap", "must be at least pump_high_water");
+    conf->max_connections = (unsigned)v[0];
+    conf->max_stanza_preauth = (size_t)v[1];
+    conf->max_xml_depth = (unsigned)v[2];
+    conf->max_attrs = (unsigned)v[3];
+    conf->max_sasl_bytes = (size_t)v[4];
+    conf->pump_high_water = (size_t)v[5];
+    conf->pump_low_water = (size_t)v[6];
+    conf->pump_hard_cap = (size_t)v[7];
+
+    if (get_uint(c, t, "tls_handshake", 1, 3600, XE_DEF_TLS_TIMEOUT_MS / 1000, &v[8]) <
+            0 ||
+        get_uint(c, t, "auth", 1, 3600, XE_DEF_AUTH_TIMEOUT_MS / 1000, &v[9]) < 0 ||
+        get_uint(c, t, "backend_connect", 1, 600, XE_DEF_BACKEND_CONNECT_MS / 1000,
+                 &v[10]) < 0 ||
+        get_uint(c, t, "backend_handshake", 1, 600, XE_DEF_BACKEND_HANDSHAKE_MS / 1000,
+                 &v[11]) < 0 ||
+        get_uint(c, t, "assertion_lifetime", 5, 3600, XE_DEF_ASSERTION_LIFETIME, &v[12]) <
+            0)
+        return -1;
+    conf->tls_timeout_ms = (unsigned)v[8] * 1000;
+    conf->auth_timeout_ms = (unsigned)v[9] * 1000;
+    conf->backend_connect_ms = (unsigned)v[10] * 1000;
+    conf->backend_handshake_ms = (unsigned)v[11] * 1000;
+    conf->assertion_lifetime_s = (unsigned)v[12];
+    return 0;
+}
+
+int
+xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
+{
+    struct ctx c = {.path = path, .error = NULL};
+    struct xe_conf *conf = xe_calloc(1, sizeof(*conf));
+    config_t cfg;
+    const config_setting_t *root, *us;
+    char *level = NULL;
+    unsigned long long v;
+    int r = -1;
+
+    config_init(&cfg);
+    conf->path = xe_strdup(path);
+    if (config_read_file(&cfg, path) != CONFIG_TRUE) {
+        if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+            c.error = xe_asprintf("%s: cannot read the file: %s", path, strerror(errno));
+        else
+            c.error =
+                xe_asprintf("%s:%d: syntax error: %s",
+                            config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                            config_error_line(&cfg), config_error_text(&cfg));
+        goto out;
+    }
+    root = config_root_setting(&cfg);
+    if (get_string(&c, root, "log_level", false, "info", &level) < 0)
+        goto out;
+    conf->log_level = xe_log_level_parse(level);
+    if (conf->log_level < 0) {
+        fail(&c, config_setting_get_member(root, "log_level"), "log_level",
+             "'%s' is not one of error, warn, info, debug", level);
+        goto out;
+    }
+    us = config_setting_get_member(root, "user_store");
+    if (us == NULL || !config_setting_is_group(us)) {
+        fail(&c, us ? us : root, "user_store", "missing required group { path = ...; }");
+        goto out;
+    }
+    if (get_string(&c, us, "path", true, NULL, &conf->user_store) < 0 ||
+        get_uint(&c, us, "map_size_mb", 1, 1 << 20, 1024, &v) < 0)
+        goto out;
+    conf->user_store_map_mb = (size_t)v;
+
+    if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
+        load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
+        load_limits(&c, conf, root) < 0)
+        goto out;
+    r = 0;
+out:
+    free(level);
+    config_destroy(&cfg);
+    if (r < 0) {
+        xe_conf_free(&conf);
+        *error_r = c.error;
+    } else {
+        *conf_r = conf;
+    }
+    return r;
+}
+
+const struct xe_domain_conf *
+xe_conf_domain(const struct xe_conf *conf, const char *name)
+{
+    for (size_t i = 0; i < conf->n_domains; i++)
+        if (strcasecmp(conf->domains[i].name, name) == 0)
+            return &conf->domains[i];
+    return NULL;
+}
+
+void
+xe_conf_free(struct xe_conf **confp)
+{
+    struct xe_conf *conf = *confp;
+
+    if (conf == NULL)
+        return;
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        free(conf->listeners[i].address);
+    free(conf->listeners);
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        free(conf->domains[i].name);
+        free(conf->domains[i].certificate);
+        free(conf->domains[i].key);
+    }
+    free(conf->domains);
+    for (size_t i = 0; i < conf->n_pools; i++) {
+        struct xe_pool_conf *p = &conf->pools[i];
+        free(p->name);
+        free(p->secret_file);
+        if (p->secret)
+            OPENSSL_cleanse(p->secret, p->secret_len);
+        free(p->secret);
+        for (size_t j = 0; j < p->n_servers; j++) {
+            free(p->servers[j].name);
+            free(p->servers[j].host);
+        }
+        free(p->servers);
+    }
+    free(conf->pools);
+    for (size_t i = 0; i < conf->n_mechanisms; i++)
+        free(conf->mechanisms[i]);
+    free(conf->mechanisms);
+    free(conf->user_store);
+    free(conf->path);
+    free(conf);
+    *confp = NULL;
+}

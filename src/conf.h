@@ -1,0 +1,82 @@
+/* xedge: the configuration, loaded from one libconfig file and validated. */
+#ifndef XE_CONF_H
+#define XE_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum xe_listener_kind { XE_LISTEN_STARTTLS, XE_LISTEN_DIRECT_TLS };
+
+struct xe_listener_conf {
+    enum xe_listener_kind kind;
+    char *address; /* numeric IPv4 or IPv6 address */
+    int port;
+};
+
+struct xe_server_conf {
+    char *name;
+    char *host; /* numeric address */
+    int port;
+    unsigned weight;
+};
+
+struct xe_pool_conf {
+    char *name;
+    unsigned char *secret; /* the assertion secret, read from secret_file */
+    size_t secret_len;
+    char *secret_file;
+    struct xe_server_conf *servers;
+    size_t n_servers;
+};
+
+struct xe_domain_conf {
+    char *name; /* lower case */
+    char *certificate;
+    char *key;
+    struct xe_pool_conf *pool;
+};
+
+struct xe_conf {
+    char *path;
+    int log_level; /* XE_LOG_* */
+    char *user_store;
+    size_t user_store_map_mb;
+
+    struct xe_listener_conf *listeners;
+    size_t n_listeners;
+    struct xe_domain_conf *domains;
+    size_t n_domains;
+    struct xe_pool_conf *pools;
+    size_t n_pools;
+
+    /* sasl */
+    char **mechanisms; /* upper case, in order of preference */
+    size_t n_mechanisms;
+    unsigned max_auth_attempts;
+    unsigned scram_iterations;
+
+    /* limits */
+    size_t max_stanza_preauth;
+    unsigned max_xml_depth;
+    unsigned max_attrs;
+    size_t max_sasl_bytes;
+    size_t pump_high_water;
+    size_t pump_low_water;
+    size_t pump_hard_cap;
+    unsigned max_connections;
+
+    /* timeouts, milliseconds */
+    unsigned tls_timeout_ms;
+    unsigned auth_timeout_ms;
+    unsigned backend_connect_ms;
+    unsigned backend_handshake_ms;
+    unsigned assertion_lifetime_s;
+};
+
+/* Load and validate PATH. On error returns a negative code and sets *error_r
+ * to a malloc'ed message that names the file, line and setting. */
+int xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r);
+void xe_conf_free(struct xe_conf **conf);
+const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
+
+#endif

@@ -1,0 +1,20 @@
+/* xedge: logging. One line per event, key=value fields, to stderr. */
+#ifndef XE_LOG_H
+#define XE_LOG_H
+
+enum { XE_LOG_ERROR = 0, XE_LOG_WARN = 1, XE_LOG_INFO = 2, XE_LOG_DEBUG = 3 };
+
+extern int xe_log_level;
+void xe_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int xe_log_level_parse(const char *name);
+
+#define xe_err(...) xe_log(XE_LOG_ERROR, __VA_ARGS__)
+#define xe_warn(...) xe_log(XE_LOG_WARN, __VA_ARGS__)
+#define xe_info(...) xe_log(XE_LOG_INFO, __VA_ARGS__)
+#define xe_debug(...)                                                                    \
+    do {                                                                                 \
+        if (xe_log_level >= XE_LOG_DEBUG)                                                \
+            xe_log(XE_LOG_DEBUG, __VA_ARGS__);                                           \
+    } while (0)
+
+#endif

@@ -1,0 +1,595 @@
+/* xedge: the SASL adapter over Cyrus SASL and the in-process auxprop plugin
+ * that serves the LMDB user store to it. See sasl.h. */
+#include "sasl.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <sasl/sasl.h>
+#include <sasl/saslplug.h>
+#include <sasl/saslutil.h>
+
+#include "log.h"
+#include "util.h"
+
+#define MAX_MECHS 8
+
+/* Cyrus keeps every callback as int (*)(void); cast through void * so the
+ * compiler does not flag the (intended) change of function type. */
+#define XE_CB(f) ((sasl_callback_ft)(void *)(f))
+
+static struct xe_userstore *g_store;
+static char *g_mech_list;
+static unsigned g_iterations;
+static unsigned char g_fake_key[32]; /* keys the fake salts of unknown users */
+static bool g_initialised;
+
+struct xe_sasl {
+    sasl_conn_t *conn;
+    char *domain;
+    bool tls;
+    const char *mechs[MAX_MECHS];
+    size_t n_mechs;
+    char mech[32];
+    char jid[3072];
+    bool store_error; /* the store could not be read during this attempt */
+    char detail[256];
+    sasl_callback_t cbs[4];
+};
+
+const char *
+xe_sasl_cond_name(enum xe_sasl_cond c)
+{
+    static const char *const names[] = {
+        [XE_SASL_ABORTED] = "aborted",
+        [XE_SASL_ACCOUNT_DISABLED] = "account-disabled",
+        [XE_SASL_CREDENTIALS_EXPIRED] = "credentials-expired",
+        [XE_SASL_ENCRYPTION_REQUIRED] = "encryption-required",
+        [XE_SASL_INCORRECT_ENCODING] = "incorrect-encoding",
+        [XE_SASL_INVALID_AUTHZID] = "invalid-authzid",
+        [XE_SASL_INVALID_MECHANISM] = "invalid-mechanism",
+        [XE_SASL_MALFORMED_REQUEST] = "malformed-request",
+        [XE_SASL_MECHANISM_TOO_WEAK] = "mechanism-too-weak",
+        [XE_SASL_NOT_AUTHORIZED] = "not-authorized",
+        [XE_SASL_TEMPORARY_AUTH_FAILURE] = "temporary-auth-failure",
+    };
+    return names[c];
+}
+
+/* ---- the auxprop plugin ------------------------------------------------ */
+
+static int
+b64(const unsigned char *in, size_t len, char *out, size_t outmax)
+{
+    unsigned outlen = 0;
+    return sasl_encode64((const char *)in, (unsigned)len, out, (unsigned)outmax, &outlen);
+}
+
+/* "SCRAM-SHA-1$<iter>:<salt>$<StoredKey>:<ServerKey>", as Cyrus' SCRAM reads
+ * from the authPassword property (RFC 3112 syntax). */
+static int
+format_auth_password(const char *mech, const struct xe_scram_secret *sec, char *out,
+                     size_t outmax)
+{
+    char salt[128], sk[128], svk[128];
+
+    if (b64(sec->salt, sec->salt_len, salt, sizeof(salt)) != SASL_OK ||
+        b64(sec->stored_key, sec->key_len, sk, sizeof(sk)) != SASL_OK ||
+        b64(sec->server_key, sec->key_len, svk, sizeof(svk)) != SASL_OK)
+        return -1;
+    if ((size_t)snprintf(out, outmax, "%s$%u:%s$%s:%s", mech, sec->iterations, salt, sk,
+                         svk) >= outmax)
+        return -1;
+    return 0;
+}
+
+/* Secrets for a user who does not exist: a salt that is stable for the JID
+ * (so that repeated probes see the same one) and keys that match nothing. */
+static void
+fake_secret(const char *jid, enum xe_scram_hash h, struct xe_scram_secret *sec)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char in[3200];
+    int n = snprintf(in, sizeof(in), "%d:%s", (int)h, jid);
+
+    HMAC(EVP_sha256(), g_fake_key, sizeof(g_fake_key), (unsigned char *)in, (size_t)n, md,
+         &mdlen);
+    memset(sec, 0, sizeof(*sec));
+    sec->present = true;
+    sec->iterations = g_iterations;
+    sec->salt_len = 16;
+    memcpy(sec->salt, md, 16);
+    sec->key_len = h == XE_SCRAM_SHA1 ? 20 : 32;
+    RAND_bytes(sec->stored_key, (int)sec->key_len);
+    RAND_bytes(sec->server_key, (int)sec->key_len);
+}
+
+static void
+user_jid(const char *user, unsigned ulen, const char *realm, char *out, size_t outmax)
+{
+    if (memchr(user, '@', ulen) != NULL || realm == NULL || *realm == '\0')
+        snprintf(out, outmax, "%.*s", (int)ulen, user);
+    else
+        snprintf(out, outmax, "%.*s@%s", (int)ulen, user, realm);
+}
+
+static int
+auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags,
+               const char *user, unsigned ulen)
+{
+    const struct propval *to_fetch, *cur;
+    struct xe_user *u = NULL;
+    char jid[3072], *err = NULL;
+    int r, ret = SASL_OK;
+
+    if (flags & SASL_AUXPROP_AUTHZID)
+        return SASL_OK; /* we serve the properties of the authentication identity */
+    to_fetch = sparams->utils->prop_get(sparams->propctx);
+    if (to_fetch == NULL)
+        return SASL_OK;
+    for (cur = to_fetch; cur->name; cur++)
+        if (strcmp(cur->name, "*authPassword") == 0)
+            break;
+    if (cur->name == NULL)
+        return SASL_OK; /* nothing we hold was asked for */
+    if (cur->values && !(flags & SASL_AUXPROP_OVERRIDE))
+        return SASL_OK;
+
+    user_jid(user, ulen, sparams->user_realm, jid, sizeof(jid));
+    u = xe_calloc(1, sizeof(*u));
+    r = xe_userstore_get(g_store, jid, u, &err);
+    if (r == XE_US_NOTFOUND) {
+        fake_secret(jid, XE_SCRAM_SHA1, &u->scram[XE_SCRAM_SHA1]);
+        fake_secret(jid, XE_SCRAM_SHA256, &u->scram[XE_SCRAM_SHA256]);
+    } else if (r < 0) {
+        xe_err("event=store-error user=%s error=\"%s\"", jid, err ? err : "?");
+        ret = SASL_FAIL;
+        goto out;
+    }
+    if (cur->values)
+        sparams->utils->prop_erase(sparams->propctx, cur->name);
+    for (int h = 0; h < XE_SCRAM_N; h++) {
+        char val[512];
+        if (!u->scram[h].present)
+            continue;
+        if (format_auth_password(h == XE_SCRAM_SHA1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256",
+                                 &u->scram[h], val, sizeof(val)) == 0)
+            sparams->utils->prop_set(sparams->propctx, cur->name, val, (int)strlen(val));
+        OPENSSL_cleanse(val, sizeof(val));
+    }
+out:
+    free(err);
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    return ret;
+}
+
+static sasl_auxprop_plug_t auxprop_plugin = {
+    .features = 0,
+    .spare_int1 = 0,
+    .glob_context = NULL,
+    .auxprop_free = NULL,
+    .auxprop_lookup = auxprop_lookup,
+    .name = "xedge",
+};
+
+static int
+auxprop_init(const sasl_utils_t *utils, int max_version, int *out_version,
+             sasl_auxprop_plug_t **plug, const char *plugname)
+{
+    if (max_version < SASL_AUXPROP_PLUG_VERSION)
+        return SASL_BADVERS;
+    *out_version = SASL_AUXPROP_PLUG_VERSION;
+    *plug = &auxprop_plugin;
+    return SASL_OK;
+}
+
+/* ---- callbacks ---------------------------------------------------------- */
+
+static int
+getopt_cb(void *context, const char *plugin_name, const char *option, const char **result,
+          unsigned *len)
+{
+    const char *v = NULL;
+
+    if (strcmp(option, "mech_list") == 0)
+        v = g_mech_list;
+    else if (strcmp(option, "auxprop_plugin") == 0)
+        v = "xedge";
+    else if (strcmp(option, "pwcheck_method") == 0)
+        v = "auxprop";
+    if (v == NULL)
+        return SASL_FAIL;
+    *result = v;
+    if (len)
+        *len = (unsigned)strlen(v);
+    return SASL_OK;
+}
+
+static int
+log_cb(void *context, int level, const char *message)
+{
+    if (level <= SASL_LOG_ERR)
+        xe_warn("event=sasl-log message=\"%s\"", message);
+    else
+        xe_debug("event=sasl-log message=\"%s\"", message);
+    return SASL_OK;
+}
+
+/* Canonical form: "localpart@domain" of the stream's domain, lower case. */
+static int
+canon_cb(sasl_conn_t *conn, void *context, const char *in, unsigned inlen, unsigned flags,
+         const char *user_realm, char *out, unsigned out_max, unsigned *out_len)
+{
+    struct xe_sasl *s = context;
+    char jid[3072];
+    const char *at;
+
+    if (inlen == 0 || inlen >= 1024 || memchr(in, '\0', inlen))
+        return (flags & SASL_CU_AUTHZID) && !(flags & SASL_CU_AUTHID) ? SASL_NOAUTHZ
+                                                                      : SASL_BADAUTH;
+    at = memchr(in, '@', inlen);
+    if (at)
+        snprintf(jid, sizeof(jid), "%.*s", (int)inlen, in);
+    else
+        snprintf(jid, sizeof(jid), "%.*s@%s", (int)inlen, in, s->domain);
+    if (xe_jid_normalize(jid) != 0 || strcmp(strchr(jid, '@') + 1, s->domain) != 0) {
+        /* an authzid of another domain or with a resource: not this user */
+        if (flags & SASL_CU_AUTHID)
+            return SASL_BADAUTH;
+        return SASL_NOAUTHZ;
+    }
+    if (strlen(jid) >= out_max)
+        return SASL_BUFOVER;
+    strcpy(out, jid);
+    *out_len = (unsigned)strlen(jid);
+    return SASL_OK;
+}
+
+static int
+authorize_cb(sasl_conn_t *conn, void *context, const char *requested_user, unsigned rlen,
+             const char *auth_identity, unsigned alen, const char *def_realm,
+             unsigned urlen, struct propctx *propctx)
+{
+    /* a user may act only as herself */
+    if (rlen == alen && memcmp(requested_user, auth_identity, alen) == 0)
+        return SASL_OK;
+    sasl_seterror(conn, SASL_NOLOG, "authzid is not the authenticated user");
+    return SASL_NOAUTHZ;
+}
+
+static int
+checkpass_cb(sasl_conn_t *conn, void *context, const char *user, const char *pass,
+             unsigned passlen, struct propctx *propctx)
+{
+    struct xe_sasl *s = context;
+    struct xe_user *u = xe_calloc(1, sizeof(*u));
+    char *err = NULL;
+    int r, ret = SASL_BADAUTH;
+
+    r = xe_userstore_get(g_store, user, u, &err);
+    if (r == XE_US_OK) {
+        if (xe_user_check_password(u, pass, passlen))
+            ret = SASL_OK;
+    } else if (r == XE_US_NOTFOUND) {
+        /* spend the same work as for a real user */
+        fake_secret(user, XE_SCRAM_SHA256, &u->scram[XE_SCRAM_SHA256]);
+        (void)xe_user_check_password(u, pass, passlen);
+        ret = SASL_NOUSER;
+    } else {
+        xe_err("event=store-error user=%s error=\"%s\"", user, err ? err : "?");
+        s->store_error = true;
+        ret = SASL_FAIL;
+    }
+    free(err);
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    return ret;
+}
+
+/* ---- the adapter ---------------------------------------------------------- */
+
+int
+xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
+                    unsigned iterations, char **error_r)
+{
+    static sasl_callback_t global_cbs[] = {
+        {SASL_CB_GETOPT, XE_CB(getopt_cb), NULL},
+        {SASL_CB_LOG, XE_CB(log_cb), NULL},
+        {SASL_CB_LIST_END, NULL, NULL},
+    };
+    int r;
+
+    g_store = store;
+    free(g_mech_list);
+    g_mech_list = xe_strdup(mech_list);
+    g_iterations = iterations;
+    if (g_initialised)
+        return 0;
+    if (RAND_bytes(g_fake_key, sizeof(g_fake_key)) != 1) {
+        *error_r = xe_strdup("no randomness for SASL");
+        return -1;
+    }
+    r = sasl_auxprop_add_plugin("xedge", auxprop_init);
+    if (r != SASL_OK) {
+        *error_r = xe_asprintf("cannot register the auxprop plugin: %s",
+                               sasl_errstring(r, NULL, NULL));
+        return -1;
+    }
+    r = sasl_server_init(global_cbs, "xedge");
+    if (r != SASL_OK) {
+        *error_r = xe_asprintf("sasl_server_init: %s", sasl_errstring(r, NULL, NULL));
+        return -1;
+    }
+    g_initialised = true;
+    return 0;
+}
+
+void
+xe_sasl_global_done(void)
+{
+    if (g_initialised)
+        sasl_server_done();
+    g_initialised = false;
+    free(g_mech_list);
+    g_mech_list = NULL;
+}
+
+static int
+new_conn(struct xe_sasl *s, char **error_r)
+{
+    sasl_security_properties_t sp;
+    sasl_ssf_t ssf = s->tls ? 256 : 0;
+    int r;
+
+    if (s->conn)
+        sasl_dispose(&s->conn);
+    r = sasl_server_new("xmpp", s->domain, s->domain, NULL, NULL, s->cbs,
+                        SASL_SUCCESS_DATA, &s->conn);
+    if (r != SASL_OK) {
+        *error_r = xe_asprintf("sasl_server_new: %s", sasl_errstring(r, NULL, NULL));
+        return -1;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.min_ssf = 0;
+    sp.max_ssf = 0; /* no SASL security layer: TLS protects the stream */
+    sp.maxbufsize = 0;
+    sp.security_flags = s->tls ? 0 : SASL_SEC_NOPLAINTEXT;
+    if (sasl_setprop(s->conn, SASL_SSF_EXTERNAL, &ssf) != SASL_OK ||
+        sasl_setprop(s->conn, SASL_SEC_PROPS, &sp) != SASL_OK) {
+        *error_r = xe_strdup("cannot set SASL security properties");
+        return -1;
+    }
+    return 0;
+}
+
+struct xe_sasl *
+xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
+            char **error_r)
+{
+    struct xe_sasl *s = xe_calloc(1, sizeof(*s));
+    const char *avail = NULL;
+    unsigned alen = 0;
+    int count = 0;
+
+    s->domain = xe_strdup(domain);
+    xe_tolower_ascii(s->domain);
+    s->tls = tls;
+    s->cbs[0] = (sasl_callback_t){SASL_CB_CANON_USER, XE_CB(canon_cb), s};
+    s->cbs[1] = (sasl_callback_t){SASL_CB_PROXY_POLICY, XE_CB(authorize_cb), s};
+    s->cbs[2] =
+        (sasl_callback_t){SASL_CB_SERVER_USERDB_CHECKPASS, XE_CB(checkpass_cb), s};
+    s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
+    if (new_conn(s, error_r) < 0)
+        goto fail;
+    if (sasl_listmech(s->conn, NULL, " ", " ", " ", &avail, &alen, &count) != SASL_OK)
+        avail = "";
+    /* offer what is configured, in the configured order, that Cyrus has */
+    for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
+        char pat[40];
+        if (strcmp(mechs[i], "PLAIN") == 0 && !tls)
+            continue;
+        snprintf(pat, sizeof(pat), " %s ", mechs[i]);
+        if (strstr(avail, pat))
+            s->mechs[s->n_mechs++] = mechs[i];
+    }
+    return s;
+fail:
+    xe_sasl_free(&s);
+    return NULL;
+}
+
+void
+xe_sasl_free(struct xe_sasl **sp)
+{
+    struct xe_sasl *s = *sp;
+
+    if (s == NULL)
+        return;
+    if (s->conn)
+        sasl_dispose(&s->conn);
+    free(s->domain);
+    free(s);
+    *sp = NULL;
+}
+
+size_t
+xe_sasl_mechanisms(const struct xe_sasl *s, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (; n < s->n_mechs && n < max; n++)
+        out[n] = s->mechs[n];
+    return n;
+}
+
+static enum xe_sasl_cond
+map_cyrus(int r)
+{
+    switch (r) {
+    case SASL_BADPROT:
+    case SASL_BADPARAM:
+        return XE_SASL_MALFORMED_REQUEST;
+    case SASL_NOAUTHZ:
+        return XE_SASL_INVALID_AUTHZID;
+    case SASL_BADAUTH:
+    case SASL_NOUSER:
+    case SASL_NOVERIFY:
+        return XE_SASL_NOT_AUTHORIZED;
+    case SASL_NOMECH:
+        return XE_SASL_INVALID_MECHANISM;
+    case SASL_TOOWEAK:
+        return XE_SASL_MECHANISM_TOO_WEAK;
+    case SASL_ENCRYPT:
+        return XE_SASL_ENCRYPTION_REQUIRED;
+    case SASL_DISABLED:
+        return XE_SASL_ACCOUNT_DISABLED;
+    case SASL_EXPIRED:
+        return XE_SASL_CREDENTIALS_EXPIRED;
+    default:
+        return XE_SASL_TEMPORARY_AUTH_FAILURE;
+    }
+}
+
+static int
+finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen,
+       enum xe_sasl_cond *cond_r)
+{
+    const void *user = NULL;
+
+    *outlen = olen;
+    if (r == SASL_CONTINUE)
+        return XE_SASL_CONTINUE;
+    if (r != SASL_OK) {
+        const char *d = sasl_errdetail(s->conn);
+        snprintf(s->detail, sizeof(s->detail), "%s",
+                 d ? d : sasl_errstring(r, NULL, NULL));
+        *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);
+        return XE_SASL_FAIL;
+    }
+    if (sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK || user == NULL) {
+        snprintf(s->detail, sizeof(s->detail), "no user name after success");
+        *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+        return XE_SASL_FAIL;
+    }
+    snprintf(s->jid, sizeof(s->jid), "%s", (const char *)user);
+    /* the account must still exist and be enabled */
+    {
+        struct xe_user *u = xe_calloc(1, sizeof(*u));
+        char *err = NULL;
+        int g = xe_userstore_get(g_store, s->jid, u, &err);
+        bool disabled = g == XE_US_OK && u->disabled;
+        OPENSSL_cleanse(u, sizeof(*u));
+        free(u);
+        free(err);
+        if (g != XE_US_OK) {
+            snprintf(s->detail, sizeof(s->detail), "user vanished or store unreadable");
+            *cond_r = g == XE_US_NOTFOUND ? XE_SASL_NOT_AUTHORIZED
+                                          : XE_SASL_TEMPORARY_AUTH_FAILURE;
+            return XE_SASL_FAIL;
+        }
+        if (disabled) {
+            snprintf(s->detail, sizeof(s->detail), "account disabled");
+            *cond_r = XE_SASL_ACCOUNT_DISABLED;
+            return XE_SASL_FAIL;
+        }
+    }
+    return XE_SASL_OK;
+}
+
+int
+xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
+              const char **out, size_t *outlen, enum xe_sasl_cond *cond_r)
+{
+    unsigned olen = 0;
+    char *err = NULL;
+    bool offered = false;
+    int r;
+
+    *out = NULL;
+    *outlen = 0;
+    s->detail[0] = '\0';
+    s->jid[0] = '\0';
+    s->store_error = false;
+    for (size_t i = 0; i < s->n_mechs; i++)
+        offered = offered || strcmp(s->mechs[i], mech) == 0;
+    if (!offered) {
+        snprintf(s->detail, sizeof(s->detail), "mechanism not offered");
+        *cond_r = XE_SASL_INVALID_MECHANISM;
+        return XE_SASL_FAIL;
+    }
+    if (new_conn(s, &err) < 0) {
+        snprintf(s->detail, sizeof(s->detail), "%s", err);
+        free(err);
+        *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+        return XE_SASL_FAIL;
+    }
+    snprintf(s->mech, sizeof(s->mech), "%s", mech);
+    r = sasl_server_start(s->conn, mech, in, (unsigned)inlen, out, &olen);
+    return finish(s, r, out, outlen, olen, cond_r);
+}
+
+int
+xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
+             size_t *outlen, enum xe_sasl_cond *cond_r)
+{
+    unsigned olen = 0;
+    int r;
+
+    *out = NULL;
+    *outlen = 0;
+    r = sasl_server_step(s->conn, in, (unsigned)inlen, out, &olen);
+    return finish(s, r, out, outlen, olen, cond_r);
+}
+
+const char *
+xe_sasl_jid(const struct xe_sasl *s)
+{
+    return s->jid;
+}
+
+const char *
+xe_sasl_mech(const struct xe_sasl *s)
+{
+    return s->mech;
+}
+
+const char *
+xe_sasl_detail(const struct xe_sasl *s)
+{
+    return s->detail;
+}
+
+int
+xe_sasl_b64_decode(const char *in, size_t inlen, char *out, size_t outmax, size_t *outlen)
+{
+    unsigned ol = 0;
+
+    if (inlen == 0) {
+        *outlen = 0;
+        return 0;
+    }
+    if (inlen > (size_t)UINT32_MAX / 2 ||
+        sasl_decode64(in, (unsigned)inlen, out, (unsigned)outmax, &ol) != SASL_OK)
+        return -1;
+    *outlen = ol;
+    return 0;
+}
+
+int
+xe_sasl_b64_encode(const char *in, size_t inlen, char *out, size_t outmax, size_t *outlen)
+{
+    unsigned ol = 0;
+
+    if (sasl_encode64(in, (unsigned)inlen, out, (unsigned)outmax, &ol) != SASL_OK)
+        return -1;
+    *outlen = ol;
+    return 0;
+}

@@ -1,0 +1,71 @@
+/* xedge: the SASL adapter (sans-IO) over Cyrus SASL. The user store is read
+ * by Cyrus through the "xedge" auxprop plugin registered in-process, so every
+ * Cyrus mechanism works against it; PLAIN is verified against the stored SCRAM
+ * secrets by a userdb checkpass callback (no password is stored). */
+#ifndef XE_SASL_H
+#define XE_SASL_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+#include "userstore.h"
+
+/* RFC 6120 section 6.5 failure conditions */
+enum xe_sasl_cond {
+    XE_SASL_ABORTED,
+    XE_SASL_ACCOUNT_DISABLED,
+    XE_SASL_CREDENTIALS_EXPIRED,
+    XE_SASL_ENCRYPTION_REQUIRED,
+    XE_SASL_INCORRECT_ENCODING,
+    XE_SASL_INVALID_AUTHZID,
+    XE_SASL_INVALID_MECHANISM,
+    XE_SASL_MALFORMED_REQUEST,
+    XE_SASL_MECHANISM_TOO_WEAK,
+    XE_SASL_NOT_AUTHORIZED,
+    XE_SASL_TEMPORARY_AUTH_FAILURE,
+};
+const char *xe_sasl_cond_name(enum xe_sasl_cond c);
+
+/* step results */
+#define XE_SASL_CONTINUE 1 /* send *out as a <challenge/> */
+#define XE_SASL_OK 0       /* send <success/> (with *out as additional data) */
+#define XE_SASL_FAIL (-1)  /* send <failure/> with *cond_r */
+
+/* Once per process, before any session. The store must outlive SASL use.
+ * mech_list: the mechanisms Cyrus may load, space-separated. iterations: the
+ * PBKDF2 rounds announced for unknown users, so that they look like known
+ * ones. */
+int xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
+                        unsigned iterations, char **error_r);
+void xe_sasl_global_done(void);
+
+struct xe_sasl;
+
+/* mechs: the configured mechanisms, in order of preference. tls: the session
+ * is under TLS (PLAIN is offered only then). */
+struct xe_sasl *xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs,
+                            bool tls, char **error_r);
+void xe_sasl_free(struct xe_sasl **s);
+
+/* The mechanisms to offer, in order. */
+size_t xe_sasl_mechanisms(const struct xe_sasl *s, const char **out, size_t max);
+
+/* Start MECH; in: decoded initial response (NULL: none was sent). */
+int xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
+                  const char **out, size_t *outlen, enum xe_sasl_cond *cond_r);
+int xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
+                 size_t *outlen, enum xe_sasl_cond *cond_r);
+
+/* After XE_SASL_OK: the authenticated bare JID and the mechanism. */
+const char *xe_sasl_jid(const struct xe_sasl *s);
+const char *xe_sasl_mech(const struct xe_sasl *s);
+/* Cyrus' detail for the last failure, for the log (never a secret). */
+const char *xe_sasl_detail(const struct xe_sasl *s);
+
+/* base64 (through Cyrus' codec); decode is strict. -1 on bad input. */
+int xe_sasl_b64_decode(const char *in, size_t inlen, char *out, size_t outmax,
+                       size_t *outlen);
+int xe_sasl_b64_encode(const char *in, size_t inlen, char *out, size_t outmax,
+                       size_t *outlen);
+
+#endif

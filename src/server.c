@@ -1,0 +1,902 @@
+/* xedge: the I/O glue on libuv. See server.h.
+ *
+ * A connection moves through: negotiating (plaintext or TLS, the c2s core
+ * parses) -> backend (the backend handshake runs while the client restarts
+ * its stream) -> spliced (bytes pumped both ways, no parsing) -> closing.
+ * Handles are embedded in struct conn; it is freed in the last close
+ * callback. */
+#include "server.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "assertion.h"
+#include "backend.h"
+#include "c2s.h"
+#include "log.h"
+#include "pool.h"
+#include "sasl.h"
+#include "tls.h"
+#include "util.h"
+#include "xelimits.h"
+
+#define READ_SLAB (64 * 1024)
+#define CLOSE_GRACE_MS 3000
+
+struct listener {
+    uv_tcp_t tcp;
+    struct xe_server *srv;
+    const struct xe_listener_conf *lc;
+    bool open;
+};
+
+struct conn;
+
+struct xe_server {
+    uv_loop_t *loop;
+    const struct xe_conf *conf;
+    struct xe_userstore *store;
+    struct xe_tls_ctx *tls_starttls, *tls_direct;
+    struct listener *listeners;
+    size_t n_listeners;
+    unsigned n_conns;
+    struct conn *conns;
+    bool stopping;
+};
+
+enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
+
+struct conn {
+    struct xe_server *srv;
+    struct conn *prev, *next;
+    uv_tcp_t client;
+    uv_tcp_t backend;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    int handles; /* handles still to be closed */
+    bool backend_inited, closed;
+    enum cstate st;
+    bool direct;
+    bool tls_handshaking;
+    struct xe_tls *tls;
+    struct xe_c2s *c2s;
+    struct xe_backend_hs *bhs;
+    bool backend_ready, client_restarted;
+    struct xe_buf to_backend_pending; /* client bytes after its restart header */
+    struct xe_buf to_client_pending;  /* backend bytes after its features */
+    const struct xe_server_conf *server;
+    size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
+    bool client_paused, backend_paused;
+    char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
+    size_t tail_len;
+    char *jid;
+    char peer[64];
+    uint64_t bytes_up, bytes_down;
+};
+
+struct wreq {
+    uv_write_t req;
+    struct conn *c;
+    bool to_client;
+    size_t len;
+    char data[];
+};
+
+static char read_slab[READ_SLAB];
+static char plain_slab[READ_SLAB];
+
+static void finish_close(struct conn *c);
+static void close_conn(struct conn *c);
+static void client_plain(struct conn *c, const char *data, size_t n);
+static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    /* reads are consumed (copied or decrypted) before the callback returns */
+    *buf = uv_buf_init(read_slab, sizeof(read_slab));
+}
+
+/* ---- writes and backpressure -------------------------------------------- */
+
+static void
+pause_reading(struct conn *c, bool client)
+{
+    if (client && !c->client_paused) {
+        uv_read_stop((uv_stream_t *)&c->client);
+        c->client_paused = true;
+    } else if (!client && !c->backend_paused && c->backend_inited) {
+        uv_read_stop((uv_stream_t *)&c->backend);
+        c->backend_paused = true;
+    }
+}
+
+static void
+resume_reading(struct conn *c, bool client)
+{
+    if (c->st == CS_CLOSING)
+        return;
+    if (client && c->client_paused) {
+        uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
+        c->client_paused = false;
+    } else if (!client && c->backend_paused) {
+        uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_backend_read);
+        c->backend_paused = false;
+    }
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    struct wreq *wr = (struct wreq *)req;
+    struct conn *c = wr->c;
+    const struct xe_conf *conf = c->srv->conf;
+
+    bool to_client = wr->to_client;
+
+    if (to_client)
+        c->to_client_q -= wr->len;
+    else
+        c->to_backend_q -= wr->len;
+    free(wr);
+    if (c->closed)
+        return;
+    if (status < 0) {
+        xe_debug("event=write-failed peer=%s side=%s error=\"%s\"", c->peer,
+                 to_client ? "client" : "backend", uv_strerror(status));
+        finish_close(c);
+        return;
+    }
+    if (c->st == CS_CLOSING) {
+        if (c->to_client_q == 0 && c->to_backend_q == 0)
+            finish_close(c);
+        return;
+    }
+    /* below the low water mark: read again from the side that fills this one */
+    if (c->to_client_q <= conf->pump_low_water)
+        resume_reading(c, false);
+    if (c->to_backend_q <= conf->pump_low_water)
+        resume_reading(c, true);
+}
+
+static struct wreq *
+wreq_new(struct conn *c, bool to_client, size_t len)
+{
+    struct wreq *wr = xe_malloc(sizeof(*wr) + len);
+    wr->c = c;
+    wr->to_client = to_client;
+    wr->len = len;
+    return wr;
+}
+
+static int
+submit(struct conn *c, struct wreq *wr)
+{
+    const struct xe_conf *conf = c->srv->conf;
+    uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
+    uv_stream_t *s =
+        wr->to_client ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->backend;
+    size_t *q = wr->to_client ? &c->to_client_q : &c->to_backend_q;
+    int r;
+
+    r = uv_write(&wr->req, s, &b, 1, on_write);
+    if (r < 0) {
+        free(wr);
+        return r;
+    }
+    *q += wr->len;
+    if (*q > conf->pump_hard_cap) {
+        xe_warn("event=buffer-cap peer=%s jid=%s side=%s queued=%zu", c->peer,
+                c->jid ? c->jid : "-", wr->to_client ? "client" : "backend", *q);
+        finish_close(c);
+        return -1;
+    }
+    /* above the high water mark: stop reading the side that fills this one */
+    if (*q > conf->pump_high_water)
+        pause_reading(c, !wr->to_client);
+    return 0;
+}
+
+static int
+write_raw(struct conn *c, bool to_client, const void *data, size_t len)
+{
+    struct wreq *wr;
+
+    if (len == 0 || c->closed)
+        return 0;
+    wr = wreq_new(c, to_client, len);
+    memcpy(wr->data, data, len);
+    return submit(c, wr);
+}
+
+static int
+flush_tls(struct conn *c)
+{
+    size_t n;
+
+    while (c->tls && !c->closed && (n = xe_tls_out_pending(c->tls)) > 0) {
+        struct wreq *wr = wreq_new(c, true, n);
+        wr->len = xe_tls_out_take(c->tls, wr->data, n);
+        if (wr->len == 0) {
+            free(wr);
+            break;
+        }
+        if (submit(c, wr) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+send_client(struct conn *c, const void *data, size_t len)
+{
+    if (len == 0 || c->closed)
+        return 0;
+    c->bytes_down += len;
+    if (c->tls == NULL)
+        return write_raw(c, true, data, len);
+    if (xe_tls_write(c->tls, data, len) < 0) {
+        xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer, xe_tls_error(c->tls));
+        finish_close(c);
+        return -1;
+    }
+    return flush_tls(c);
+}
+
+static void
+flush_c2s(struct conn *c)
+{
+    struct xe_buf *out;
+
+    if (c->c2s == NULL)
+        return;
+    out = xe_c2s_output(c->c2s);
+    if (out->len) {
+        send_client(c, out->data, out->len);
+        out->len = 0;
+    }
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    xe_tls_free(&c->tls);
+    xe_c2s_free(&c->c2s);
+    xe_backend_hs_free(&c->bhs);
+    xe_buf_free(&c->to_backend_pending);
+    xe_buf_free(&c->to_client_pending);
+    free(c->jid);
+    free(c);
+}
+
+static void
+finish_close(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+
+    if (c->closed)
+        return;
+    c->closed = true;
+    c->st = CS_CLOSING;
+    if (c->jid && c->bytes_up + c->bytes_down > 0)
+        xe_info("event=close peer=%s jid=%s backend=%s bytes_up=%llu bytes_down=%llu",
+                c->peer, c->jid, c->server ? c->server->name : "-",
+                (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
+    /* unlink */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    uv_close((uv_handle_t *)&c->client, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    if (c->backend_inited)
+        uv_close((uv_handle_t *)&c->backend, on_handle_closed);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Close after what is queued has been written (bounded by a grace timer). */
+static void
+close_conn(struct conn *c)
+{
+    if (c->closed)
+        return;
+    flush_c2s(c);
+    if (c->tls && !c->tls_handshaking) {
+        xe_tls_shutdown(c->tls);
+        flush_tls(c);
+    }
+    if (c->closed)
+        return;
+    c->st = CS_CLOSING;
+    uv_read_stop((uv_stream_t *)&c->client);
+    if (c->backend_inited)
+        uv_read_stop((uv_stream_t *)&c->backend);
+    if (c->to_client_q == 0 && c->to_backend_q == 0) {
+        finish_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, CLOSE_GRACE_MS, 0);
+}
+
+/* A stream error to the client, then close. */
+static void
+client_stream_error(struct conn *c, const char *condition, const char *text)
+{
+    if (c->c2s) {
+        xe_c2s_stream_error(c->c2s, condition, text);
+        flush_c2s(c);
+    } else {
+        struct xe_buf b;
+        xe_buf_init(&b, 0);
+        xe_stream_error_xml(&b, false, NULL, NULL, condition, text);
+        send_client(c, b.data, b.len);
+        xe_buf_free(&b);
+        xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
+                c->jid ? c->jid : "-", condition, text ? text : "");
+    }
+    close_conn(c);
+}
+
+/* ---- the backend --------------------------------------------------------- */
+
+static void
+backend_failed(struct conn *c, const char *why)
+{
+    xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    client_stream_error(c, "remote-connection-failed",
+                        "the service is temporarily unavailable, try again later");
+}
+
+static void
+maybe_splice(struct conn *c)
+{
+    const unsigned char *features;
+    size_t flen;
+
+    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
+        return;
+    features = xe_backend_hs_features(c->bhs, &flen);
+    xe_c2s_answer_restart(c->c2s, features, flen);
+    flush_c2s(c);
+    xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s", c->peer, c->jid,
+            xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
+            c->server->name);
+    /* negotiation is over: free the parsers and SASL state */
+    xe_c2s_free(&c->c2s);
+    xe_backend_hs_free(&c->bhs);
+    uv_timer_stop(&c->timer);
+    c->st = CS_SPLICED;
+    if (c->to_client_pending.len)
+        send_client(c, c->to_client_pending.data, c->to_client_pending.len);
+    if (c->to_backend_pending.len) {
+        c->bytes_up += c->to_backend_pending.len;
+        write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
+    }
+    xe_buf_free(&c->to_client_pending);
+    xe_buf_free(&c->to_backend_pending);
+}
+
+static void
+remember_tail(struct conn *c, const char *data, size_t n)
+{
+    if (n >= sizeof(c->tail)) {
+        memcpy(c->tail, data + n - sizeof(c->tail), sizeof(c->tail));
+        c->tail_len = sizeof(c->tail);
+    } else {
+        size_t keep =
+            c->tail_len + n > sizeof(c->tail) ? sizeof(c->tail) - n : c->tail_len;
+        memmove(c->tail, c->tail + c->tail_len - keep, keep);
+        memcpy(c->tail + keep, data, n);
+        c->tail_len = keep + n;
+    }
+}
+
+static bool
+backend_closed_stream(const struct conn *c)
+{
+    static const char end[] = "</stream:stream>";
+    size_t l = sizeof(end) - 1;
+    return c->tail_len >= l && memcmp(c->tail + c->tail_len - l, end, l) == 0;
+}
+
+static void
+on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+
+    if (n == 0 || c->closed)
+        return;
+    if (n < 0) {
+        if (c->st == CS_SPLICED) {
+            if (backend_closed_stream(c)) {
+                xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
+                close_conn(c);
+            } else {
+                xe_warn("event=backend-lost peer=%s jid=%s backend=%s error=\"%s\"",
+                        c->peer, c->jid, c->server->name, uv_strerror((int)n));
+                client_stream_error(c, "remote-connection-failed",
+                                    "the connection to the service was lost");
+            }
+        } else if (c->st == CS_BACKEND) {
+            backend_failed(c, n == UV_EOF
+                                  ? "backend closed the connection during the handshake"
+                                  : uv_strerror((int)n));
+        }
+        return;
+    }
+    if (c->st == CS_SPLICED) {
+        remember_tail(c, buf->base, (size_t)n);
+        send_client(c, buf->base, (size_t)n);
+        return;
+    }
+    if (c->st != CS_BACKEND || c->backend_ready) {
+        /* bytes after the features, before the client restarted: keep them */
+        if (c->st == CS_BACKEND &&
+            xe_buf_append(&c->to_client_pending, buf->base, (size_t)n) < 0)
+            backend_failed(c, "backend sent too much before the session started");
+        return;
+    }
+    {
+        size_t used = 0;
+        enum xe_bhs_result r = xe_backend_hs_feed(c->bhs, buf->base, (size_t)n, &used);
+        struct xe_buf *out = xe_backend_hs_output(c->bhs);
+
+        if (out->len) {
+            write_raw(c, false, out->data, out->len);
+            OPENSSL_cleanse(out->data, out->len); /* it carried the assertion */
+            out->len = 0;
+        }
+        if (r == XE_BHS_FAIL) {
+            backend_failed(c, xe_backend_hs_error(c->bhs));
+            return;
+        }
+        if (r == XE_BHS_READY) {
+            c->backend_ready = true;
+            uv_timer_stop(&c->timer);
+            if (used < (size_t)n && xe_buf_append(&c->to_client_pending, buf->base + used,
+                                                  (size_t)n - used) < 0) {
+                backend_failed(c, "backend sent too much before the session started");
+                return;
+            }
+            maybe_splice(c);
+        }
+    }
+}
+
+static void
+on_backend_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    struct xe_buf *out;
+
+    if (c->closed)
+        return;
+    if (status < 0) {
+        backend_failed(c, uv_strerror(status));
+        return;
+    }
+    uv_tcp_nodelay(&c->backend, 1);
+    out = xe_backend_hs_output(c->bhs);
+    write_raw(c, false, out->data, out->len);
+    out->len = 0;
+    uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_backend_read);
+    uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
+}
+
+static void
+start_backend(struct conn *c)
+{
+    const struct xe_conf *conf = c->srv->conf;
+    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
+    const struct xe_pool_conf *pool = d->pool;
+    const char *jid = xe_c2s_jid(c->c2s);
+    char token[XE_ASSERTION_MAX], *local;
+    struct sockaddr_storage ss;
+    int r;
+
+    c->jid = xe_strdup(jid);
+    c->server = &pool->servers[xe_pool_pick(pool, jid)];
+    c->st = CS_BACKEND;
+    if (xe_assertion_make(pool->secret, pool->secret_len, "c2s", jid,
+                          xe_now_seconds() + conf->assertion_lifetime_s, NULL, token,
+                          sizeof(token)) < 0) {
+        backend_failed(c, "cannot make the identity assertion");
+        return;
+    }
+    local = xe_strndup(jid, (size_t)(strchr(jid, '@') - jid));
+    c->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
+    OPENSSL_cleanse(token, sizeof(token));
+    free(local);
+    if (uv_ip4_addr(c->server->host, c->server->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(c->server->host, c->server->port, (struct sockaddr_in6 *)&ss) != 0) {
+        backend_failed(c, "bad backend address");
+        return;
+    }
+    uv_tcp_init(c->srv->loop, &c->backend);
+    c->backend.data = c;
+    c->backend_inited = true;
+    c->handles++;
+    c->connect_req.data = c;
+    r = uv_tcp_connect(&c->connect_req, &c->backend, (struct sockaddr *)&ss,
+                       on_backend_connect);
+    if (r < 0) {
+        backend_failed(c, uv_strerror(r));
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, conf->backend_connect_ms, 0);
+    xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
+             c->server->name);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+static void
+on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closed)
+        return;
+    switch (c->st) {
+    case CS_CLOSING:
+        finish_close(c);
+        break;
+    case CS_BACKEND:
+        backend_failed(c, c->backend_ready ? "client did not restart its stream in time"
+                                           : "backend did not answer in time");
+        if (c->backend_ready && !c->client_restarted)
+            xe_info("event=timeout peer=%s jid=%s", c->peer, c->jid);
+        break;
+    case CS_NEGOTIATING:
+        if (c->tls_handshaking) {
+            xe_info("event=timeout peer=%s phase=tls", c->peer);
+            finish_close(c);
+        } else {
+            client_stream_error(c, "connection-timeout", "authentication took too long");
+        }
+        break;
+    case CS_SPLICED:
+        break;
+    }
+}
+
+static void
+tls_established(struct conn *c)
+{
+    char alpn[32];
+    const char *sni = xe_tls_sni(c->tls);
+
+    xe_debug("event=tls peer=%s version=%s cipher=%s sni=%s alpn=%s", c->peer,
+             xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
+             xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
+    xe_c2s_tls_up(c->c2s, c->direct ? sni : NULL);
+}
+
+static void
+start_tls(struct conn *c)
+{
+    c->tls = xe_tls_new(c->srv->tls_starttls, xe_c2s_domain(c->c2s));
+    if (c->tls == NULL) {
+        xe_err("event=tls-error peer=%s error=\"cannot create a TLS session\"", c->peer);
+        finish_close(c);
+        return;
+    }
+    c->tls_handshaking = true;
+    uv_timer_start(&c->timer, on_timer, c->srv->conf->tls_timeout_ms, 0);
+}
+
+static void
+client_plain(struct conn *c, const char *data, size_t n)
+{
+    if (c->st == CS_SPLICED) {
+        c->bytes_up += n;
+        write_raw(c, false, data, n);
+        return;
+    }
+    if (c->client_restarted) {
+        if (xe_buf_append(&c->to_backend_pending, data, n) < 0)
+            client_stream_error(c, "policy-violation",
+                                "too much data before the session started");
+        return;
+    }
+    while (n > 0 && !c->closed && c->c2s) {
+        size_t used = 0;
+        enum xe_c2s_action a = xe_c2s_feed(c->c2s, data, n, &used);
+
+        flush_c2s(c);
+        data += used;
+        n -= used;
+        switch (a) {
+        case XE_C2S_CONTINUE:
+            break;
+        case XE_C2S_STARTTLS:
+            /* anything pipelined after <starttls/> is dropped (command injection) */
+            if (n > 0)
+                xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
+            start_tls(c);
+            return;
+        case XE_C2S_AUTHENTICATED:
+            uv_timer_stop(&c->timer);
+            start_backend(c);
+            break;
+        case XE_C2S_RESTARTED:
+            c->client_restarted = true;
+            if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+                client_stream_error(c, "policy-violation",
+                                    "too much data before the session started");
+                return;
+            }
+            maybe_splice(c);
+            return;
+        case XE_C2S_CLOSE:
+            close_conn(c);
+            return;
+        }
+    }
+}
+
+static void
+on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+
+    if (n == 0 || c->closed)
+        return;
+    if (n < 0) {
+        xe_debug("event=client-closed peer=%s jid=%s reason=\"%s\"", c->peer,
+                 c->jid ? c->jid : "-", uv_strerror((int)n));
+        close_conn(c);
+        return;
+    }
+    if (c->st == CS_CLOSING)
+        return;
+    if (c->tls == NULL) {
+        client_plain(c, buf->base, (size_t)n);
+        return;
+    }
+    if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
+        finish_close(c);
+        return;
+    }
+    if (c->tls_handshaking) {
+        int r = xe_tls_handshake(c->tls);
+        flush_tls(c);
+        if (r == XE_TLS_WANT || c->closed)
+            return;
+        if (r < 0) {
+            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                    xe_tls_error(c->tls));
+            finish_close(c);
+            return;
+        }
+        c->tls_handshaking = false;
+        uv_timer_start(&c->timer, on_timer, c->srv->conf->auth_timeout_ms, 0);
+        tls_established(c);
+    }
+    while (!c->closed && c->st != CS_CLOSING) {
+        int r = xe_tls_read(c->tls, plain_slab, sizeof(plain_slab));
+        if (r > 0) {
+            client_plain(c, plain_slab, (size_t)r);
+            continue;
+        }
+        if (r == XE_TLS_WANT)
+            break;
+        if (r == XE_TLS_CLOSED) {
+            xe_debug("event=client-close-notify peer=%s", c->peer);
+        } else {
+            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                    xe_tls_error(c->tls));
+        }
+        close_conn(c);
+        return;
+    }
+    flush_tls(c);
+}
+
+static void
+format_peer(uv_tcp_t *t, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    char ip[64] = "?";
+
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            snprintf(out, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
+            return;
+        }
+        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+        snprintf(out, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+        return;
+    }
+    snprintf(out, len, "?");
+}
+
+static void
+on_reject_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void
+on_connection(uv_stream_t *ls, int status)
+{
+    struct listener *l = ls->data;
+    struct xe_server *srv = l->srv;
+    struct xe_c2s_params p;
+    struct conn *c;
+
+    if (status < 0) {
+        xe_warn("event=accept-failed error=\"%s\"", uv_strerror(status));
+        return;
+    }
+    if (srv->stopping || srv->n_conns >= srv->conf->max_connections) {
+        uv_tcp_t *t = xe_malloc(sizeof(*t));
+        uv_tcp_init(srv->loop, t);
+        if (uv_accept(ls, (uv_stream_t *)t) == 0)
+            xe_warn("event=connection-refused reason=%s",
+                    srv->stopping ? "stopping" : "max_connections");
+        uv_close((uv_handle_t *)t, on_reject_closed);
+        return;
+    }
+    c = xe_calloc(1, sizeof(*c));
+    c->srv = srv;
+    c->direct = l->lc->kind == XE_LISTEN_DIRECT_TLS;
+    uv_tcp_init(srv->loop, &c->client);
+    uv_timer_init(srv->loop, &c->timer);
+    c->client.data = c->timer.data = c;
+    c->handles = 2;
+    xe_buf_init(&c->to_backend_pending, srv->conf->pump_hard_cap);
+    xe_buf_init(&c->to_client_pending, srv->conf->pump_hard_cap);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->client) != 0) {
+        finish_close(c);
+        return;
+    }
+    format_peer(&c->client, c->peer, sizeof(c->peer));
+    uv_tcp_nodelay(&c->client, 1);
+    p.conf = srv->conf;
+    p.tls = c->direct;
+    p.peer = c->peer;
+    c->c2s = xe_c2s_new(&p);
+    if (c->c2s == NULL) {
+        finish_close(c);
+        return;
+    }
+    if (c->direct) {
+        c->tls = xe_tls_new(srv->tls_direct, NULL);
+        if (c->tls == NULL) {
+            finish_close(c);
+            return;
+        }
+        c->tls_handshaking = true;
+        uv_timer_start(&c->timer, on_timer, srv->conf->tls_timeout_ms, 0);
+    } else {
+        uv_timer_start(&c->timer, on_timer, srv->conf->auth_timeout_ms, 0);
+    }
+    xe_debug("event=accept peer=%s listener=%s", c->peer,
+             c->direct ? "direct_tls" : "starttls");
+    uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
+}
+
+/* ---- the server ---------------------------------------------------------- */
+
+int
+xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *store,
+              struct xe_server **srv_r, char **error_r)
+{
+    struct xe_server *srv = xe_calloc(1, sizeof(*srv));
+    struct xe_tls_cert *certs = xe_calloc(conf->n_domains, sizeof(*certs));
+    int r = -1;
+
+    srv->loop = loop;
+    srv->conf = conf;
+    srv->store = store;
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        certs[i].domain = conf->domains[i].name;
+        certs[i].certificate = conf->domains[i].certificate;
+        certs[i].key = conf->domains[i].key;
+    }
+    if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &srv->tls_starttls, error_r) < 0 ||
+        xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &srv->tls_direct, error_r) <
+            0)
+        goto out;
+    r = 0;
+out:
+    free(certs);
+    if (r < 0)
+        xe_server_free(&srv);
+    *srv_r = srv;
+    return r;
+}
+
+int
+xe_server_listen(struct xe_server *srv, char **error_r)
+{
+    const struct xe_conf *conf = srv->conf;
+
+    srv->listeners = xe_calloc(conf->n_listeners, sizeof(*srv->listeners));
+    srv->n_listeners = conf->n_listeners;
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        struct listener *l = &srv->listeners[i];
+        const struct xe_listener_conf *lc = &conf->listeners[i];
+        struct sockaddr_storage ss;
+        unsigned flags = 0;
+        int r;
+
+        l->srv = srv;
+        l->lc = lc;
+        if (uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss) != 0) {
+            uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss);
+            flags = UV_TCP_IPV6ONLY;
+        }
+        uv_tcp_init(srv->loop, &l->tcp);
+        l->tcp.data = l;
+        l->open = true;
+        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+        if (r == 0)
+            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        if (r < 0) {
+            *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
+                                   lc->port, uv_strerror(r));
+            return -1;
+        }
+        xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
+                lc->kind == XE_LISTEN_STARTTLS ? "starttls" : "direct_tls");
+    }
+    return 0;
+}
+
+void
+xe_server_stop(struct xe_server *srv)
+{
+    srv->stopping = true;
+    for (size_t i = 0; i < srv->n_listeners; i++)
+        if (srv->listeners[i].open) {
+            uv_close((uv_handle_t *)&srv->listeners[i].tcp, NULL);
+            srv->listeners[i].open = false;
+        }
+    while (srv->conns) {
+        struct conn *c = srv->conns;
+        if (c->st == CS_SPLICED)
+            close_conn(c);
+        else
+            client_stream_error(c, "system-shutdown", "the server is shutting down");
+        if (!c->closed)
+            finish_close(c); /* the loop is about to end: do not wait for flushes */
+    }
+}
+
+void
+xe_server_free(struct xe_server **srvp)
+{
+    struct xe_server *srv = *srvp;
+
+    if (srv == NULL)
+        return;
+    xe_tls_ctx_free(&srv->tls_starttls);
+    xe_tls_ctx_free(&srv->tls_direct);
+    free(srv->listeners);
+    free(srv);
+    *srvp = NULL;
+}

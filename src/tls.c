@@ -1,0 +1,391 @@
+/* xedge: TLS on memory BIOs. See tls.h. */
+#include "tls.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "util.h"
+
+struct dom_ctx {
+    char *domain;
+    SSL_CTX *ctx;
+};
+
+struct xe_tls_ctx {
+    struct dom_ctx *doms;
+    size_t n;
+    unsigned char *alpn; /* wire format, or NULL */
+    size_t alpn_len;
+};
+
+struct xe_tls {
+    SSL *ssl;
+    BIO *rbio, *wbio; /* rbio: ciphertext from the peer; wbio: to the peer */
+    struct xe_tls_ctx *ctx;
+    bool client;
+    char err[256];
+};
+
+static void
+ssl_error_string(char *buf, size_t len, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char tmp[200];
+
+    if (e) {
+        ERR_error_string_n(e, tmp, sizeof(tmp));
+        snprintf(buf, len, "%s: %s", what, tmp);
+    } else {
+        snprintf(buf, len, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+static SSL_CTX *
+lookup(struct xe_tls_ctx *c, const char *domain)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcasecmp(c->doms[i].domain, domain) == 0)
+            return c->doms[i].ctx;
+    return NULL;
+}
+
+static int
+sni_cb(SSL *ssl, int *alert, void *arg)
+{
+    struct xe_tls_ctx *c = arg;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    SSL_CTX *dc;
+
+    if (name == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    dc = lookup(c, name);
+    if (dc == NULL)
+        return SSL_TLSEXT_ERR_NOACK; /* default certificate; the stream's to decides */
+    if (dc != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, dc);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int
+alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+        const unsigned char *in, unsigned int inlen, void *arg)
+{
+    struct xe_tls_ctx *c = arg;
+    unsigned char *sel = NULL;
+
+    if (c->alpn == NULL)
+        return SSL_TLSEXT_ERR_NOACK;
+    if (SSL_select_next_proto(&sel, outlen, c->alpn, (unsigned int)c->alpn_len, in,
+                              inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* a client that speaks another protocol */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static SSL_CTX *
+make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char err[512];
+
+    if (ctx == NULL) {
+        ssl_error_string(err, sizeof(err), "SSL_CTX_new");
+        goto fail;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what), "domain %s: cannot load certificate '%s'",
+                 cert->domain, cert->certificate);
+        ssl_error_string(err, sizeof(err), what);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cert->key, SSL_FILETYPE_PEM) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what), "domain %s: cannot load key '%s'", cert->domain,
+                 cert->key);
+        ssl_error_string(err, sizeof(err), what);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        char what[300];
+        snprintf(what, sizeof(what),
+                 "domain %s: key '%s' does not match certificate '%s'", cert->domain,
+                 cert->key, cert->certificate);
+        ssl_error_string(err, sizeof(err), what);
+        goto fail;
+    }
+    SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, c);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, c);
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    *error_r = xe_strdup(err);
+    return NULL;
+}
+
+int
+xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
+               struct xe_tls_ctx **ctx_r, char **error_r)
+{
+    struct xe_tls_ctx *c = xe_calloc(1, sizeof(*c));
+
+    c->doms = xe_calloc(n, sizeof(*c->doms));
+    if (alpn) {
+        size_t l = strlen(alpn);
+        c->alpn = xe_malloc(l + 1);
+        c->alpn[0] = (unsigned char)l;
+        memcpy(c->alpn + 1, alpn, l);
+        c->alpn_len = l + 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        c->doms[i].domain = xe_strdup(certs[i].domain);
+        c->doms[i].ctx = make_ctx(c, &certs[i], error_r);
+        c->n = i + 1;
+        if (c->doms[i].ctx == NULL) {
+            xe_tls_ctx_free(&c);
+            return -1;
+        }
+    }
+    *ctx_r = c;
+    return 0;
+}
+
+void
+xe_tls_ctx_free(struct xe_tls_ctx **cp)
+{
+    struct xe_tls_ctx *c = *cp;
+
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        SSL_CTX_free(c->doms[i].ctx);
+        free(c->doms[i].domain);
+    }
+    free(c->doms);
+    free(c->alpn);
+    free(c);
+    *cp = NULL;
+}
+
+static struct xe_tls *
+tls_wrap(SSL *ssl)
+{
+    struct xe_tls *t;
+
+    if (ssl == NULL)
+        return NULL;
+    t = xe_calloc(1, sizeof(*t));
+    t->ssl = ssl;
+    t->rbio = BIO_new(BIO_s_mem());
+    t->wbio = BIO_new(BIO_s_mem());
+    if (t->rbio == NULL || t->wbio == NULL) {
+        BIO_free(t->rbio);
+        BIO_free(t->wbio);
+        SSL_free(ssl);
+        free(t);
+        return NULL;
+    }
+    /* an empty memory BIO reports "retry", not EOF */
+    BIO_set_mem_eof_return(t->rbio, -1);
+    SSL_set_bio(ssl, t->rbio, t->wbio);
+    return t;
+}
+
+struct xe_tls *
+xe_tls_new(struct xe_tls_ctx *ctx, const char *domain)
+{
+    SSL_CTX *sc = domain ? lookup(ctx, domain) : NULL;
+    struct xe_tls *t;
+
+    if (sc == NULL)
+        sc = ctx->doms[0].ctx;
+    t = tls_wrap(SSL_new(sc));
+    if (t == NULL)
+        return NULL;
+    t->ctx = ctx;
+    SSL_set_accept_state(t->ssl);
+    return t;
+}
+
+struct xe_tls *
+xe_tls_new_client(const char *sni, const char *alpn)
+{
+    static SSL_CTX *cctx;
+    struct xe_tls *t;
+
+    if (cctx == NULL) {
+        cctx = SSL_CTX_new(TLS_client_method());
+        if (cctx == NULL)
+            return NULL;
+        SSL_CTX_set_verify(cctx, SSL_VERIFY_NONE, NULL);
+    }
+    t = tls_wrap(SSL_new(cctx));
+    if (t == NULL)
+        return NULL;
+    t->client = true;
+    if (sni)
+        SSL_set_tlsext_host_name(t->ssl, sni);
+    if (alpn) {
+        unsigned char wire[256];
+        size_t l = strlen(alpn);
+        if (l < 255) {
+            wire[0] = (unsigned char)l;
+            memcpy(wire + 1, alpn, l);
+            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
+        }
+    }
+    SSL_set_connect_state(t->ssl);
+    return t;
+}
+
+void
+xe_tls_free(struct xe_tls **tp)
+{
+    struct xe_tls *t = *tp;
+
+    if (t == NULL)
+        return;
+    SSL_free(t->ssl); /* frees the BIOs too */
+    free(t);
+    *tp = NULL;
+}
+
+int
+xe_tls_feed(struct xe_tls *t, const void *data, size_t len)
+{
+    while (len > 0) {
+        int n = BIO_write(t->rbio, data, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (n <= 0) {
+            snprintf(t->err, sizeof(t->err), "cannot buffer TLS input");
+            return -1;
+        }
+        data = (const char *)data + n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int
+map_error(struct xe_tls *t, int ret, const char *what)
+{
+    int e = SSL_get_error(t->ssl, ret);
+
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+        ERR_clear_error();
+        return XE_TLS_WANT;
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return XE_TLS_CLOSED;
+    default:
+        ssl_error_string(t->err, sizeof(t->err), what);
+        return XE_TLS_ERROR;
+    }
+}
+
+int
+xe_tls_handshake(struct xe_tls *t)
+{
+    int r = SSL_do_handshake(t->ssl);
+
+    if (r == 1)
+        return XE_TLS_DONE;
+    return map_error(t, r, "TLS handshake failed");
+}
+
+int
+xe_tls_read(struct xe_tls *t, void *buf, size_t len)
+{
+    int r = SSL_read(t->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+    if (r > 0)
+        return r;
+    return map_error(t, r, "TLS read failed");
+}
+
+int
+xe_tls_write(struct xe_tls *t, const void *data, size_t len)
+{
+    while (len > 0) {
+        int r = SSL_write(t->ssl, data, len > INT32_MAX ? INT32_MAX : (int)len);
+        if (r <= 0) {
+            map_error(t, r, "TLS write failed");
+            return XE_TLS_ERROR;
+        }
+        data = (const char *)data + r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+void
+xe_tls_shutdown(struct xe_tls *t)
+{
+    if (SSL_is_init_finished(t->ssl))
+        SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+size_t
+xe_tls_out_pending(struct xe_tls *t)
+{
+    return BIO_ctrl_pending(t->wbio);
+}
+
+size_t
+xe_tls_out_take(struct xe_tls *t, void *buf, size_t len)
+{
+    int n = BIO_read(t->wbio, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    return n > 0 ? (size_t)n : 0;
+}
+
+const char *
+xe_tls_version(const struct xe_tls *t)
+{
+    return SSL_get_version(t->ssl);
+}
+
+const char *
+xe_tls_cipher(const struct xe_tls *t)
+{
+    return SSL_get_cipher_name(t->ssl);
+}
+
+const char *
+xe_tls_sni(const struct xe_tls *t)
+{
+    return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+const char *
+xe_tls_alpn(const struct xe_tls *t, char *buf, size_t len)
+{
+    const unsigned char *p = NULL;
+    unsigned int l = 0;
+
+    SSL_get0_alpn_selected(t->ssl, &p, &l);
+    if (p == NULL || l == 0 || l >= len)
+        return NULL;
+    memcpy(buf, p, l);
+    buf[l] = '\0';
+    return buf;
+}
+
+const char *
+xe_tls_error(struct xe_tls *t)
+{
+    return t->err[0] ? t->err : "TLS error";
+}

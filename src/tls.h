@@ -1,0 +1,57 @@
+/* xedge: TLS on memory BIOs (sans-IO). Ciphertext in and out through
+ * buffers; the I/O glue moves it to and from the socket. Certificates per
+ * served domain: chosen by SNI on Direct TLS and by the stream's `to` on
+ * STARTTLS. TLS 1.2 and 1.3 only, renegotiation off. */
+#ifndef XE_TLS_H
+#define XE_TLS_H
+
+#include <stddef.h>
+#include <stdbool.h>
+
+struct xe_tls_ctx;
+struct xe_tls;
+
+struct xe_tls_cert {
+    const char *domain;
+    const char *certificate; /* PEM chain file */
+    const char *key;         /* PEM key file */
+};
+
+/* One context per domain; the first is the default (no SNI, unknown SNI). */
+int xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
+                   struct xe_tls_ctx **ctx_r, char **error_r);
+void xe_tls_ctx_free(struct xe_tls_ctx **ctx);
+
+/* A server-side connection. domain: the certificate to present (STARTTLS:
+ * the stream's `to`); NULL: by SNI (Direct TLS). */
+struct xe_tls *xe_tls_new(struct xe_tls_ctx *ctx, const char *domain);
+void xe_tls_free(struct xe_tls **t);
+
+#define XE_TLS_WANT 0      /* more input needed */
+#define XE_TLS_DONE 1      /* handshake complete */
+#define XE_TLS_CLOSED (-1) /* peer sent close_notify */
+#define XE_TLS_ERROR (-2)  /* protocol error; see xe_tls_error() */
+
+/* Ciphertext from the peer. -1 if the buffer cannot take it. */
+int xe_tls_feed(struct xe_tls *t, const void *data, size_t len);
+int xe_tls_handshake(struct xe_tls *t);
+/* Plaintext out of the connection: >0 bytes, XE_TLS_WANT, _CLOSED or _ERROR. */
+int xe_tls_read(struct xe_tls *t, void *buf, size_t len);
+/* Encrypt all of data. 0 or XE_TLS_ERROR. */
+int xe_tls_write(struct xe_tls *t, const void *data, size_t len);
+/* Send close_notify. */
+void xe_tls_shutdown(struct xe_tls *t);
+/* Ciphertext to send to the peer. */
+size_t xe_tls_out_pending(struct xe_tls *t);
+size_t xe_tls_out_take(struct xe_tls *t, void *buf, size_t len);
+
+const char *xe_tls_version(const struct xe_tls *t);
+const char *xe_tls_cipher(const struct xe_tls *t);
+const char *xe_tls_sni(const struct xe_tls *t);
+const char *xe_tls_alpn(const struct xe_tls *t, char *buf, size_t len);
+const char *xe_tls_error(struct xe_tls *t);
+
+/* For tests: a client-side connection (no verification). */
+struct xe_tls *xe_tls_new_client(const char *sni, const char *alpn);
+
+#endif

@@ -1,0 +1,94 @@
+/* xedge: the user store, one LMDB environment.
+ *
+ * Key: the bare JID, "localpart@domain", lower case (no resource).
+ * Value: a versioned text record, one "name=value" per line:
+ *   v=1
+ *   created=<unix seconds>
+ *   modified=<unix seconds>
+ *   disabled=0|1
+ *   pin=<backend server name or empty>
+ *   SCRAM-SHA-1=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
+ *   SCRAM-SHA-256=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
+ * The password itself is never stored. Unknown names are kept as they are by
+ * a rewrite (forward compatibility).
+ *
+ * The daemon opens the environment read-only (MDB_RDONLY) and uses one short
+ * read transaction per lookup, so it sees xedgectl's writes at once. */
+#ifndef XE_USERSTORE_H
+#define XE_USERSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define XE_SCRAM_MAX_HASH 64
+#define XE_SCRAM_MAX_SALT 64
+
+enum xe_scram_hash { XE_SCRAM_SHA1 = 0, XE_SCRAM_SHA256 = 1, XE_SCRAM_N };
+
+struct xe_scram_secret {
+    bool present;
+    unsigned iterations;
+    unsigned char salt[XE_SCRAM_MAX_SALT];
+    size_t salt_len;
+    unsigned char stored_key[XE_SCRAM_MAX_HASH];
+    unsigned char server_key[XE_SCRAM_MAX_HASH];
+    size_t key_len; /* 20 for SHA-1, 32 for SHA-256 */
+};
+
+struct xe_user {
+    char jid[3072]; /* bare JID */
+    int64_t created;
+    int64_t modified;
+    bool disabled;
+    char pin[256];
+    struct xe_scram_secret scram[XE_SCRAM_N];
+};
+
+struct xe_userstore;
+
+/* Error codes (negative). */
+#define XE_US_OK 0
+#define XE_US_NOTFOUND (-1) /* no such user */
+#define XE_US_EXISTS (-2)   /* user add: already there */
+#define XE_US_IO (-3)       /* LMDB error: the store cannot be read/written */
+#define XE_US_CORRUPT (-4)  /* record cannot be parsed */
+#define XE_US_INVALID (-5)  /* bad argument (JID syntax, ...) */
+
+/* Open the environment at PATH (a directory, created if missing when
+ * !readonly). map_mb: LMDB map size in MiB (0 = default 1024). */
+int xe_userstore_open(const char *path, bool readonly, size_t map_mb,
+                      struct xe_userstore **store_r, char **error_r);
+void xe_userstore_close(struct xe_userstore **store);
+
+/* Lookup: XE_US_OK and *user filled, XE_US_NOTFOUND, or an error. */
+int xe_userstore_get(struct xe_userstore *store, const char *jid, struct xe_user *user,
+                     char **error_r);
+/* Create (must_not_exist) or replace the record for user->jid. */
+int xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
+                     bool must_not_exist, char **error_r);
+int xe_userstore_del(struct xe_userstore *store, const char *jid, char **error_r);
+/* Calls cb for each user in key order whose JID ends with "@domain" (domain
+ * NULL: all); stops when cb returns non-zero. */
+int xe_userstore_foreach(struct xe_userstore *store, const char *domain,
+                         int (*cb)(const struct xe_user *user, void *ctx), void *ctx,
+                         char **error_r);
+
+/* Set both SCRAM secrets from PASSWORD (fresh random 16-byte salts,
+ * ITERATIONS rounds of PBKDF2). The password is not kept. */
+int xe_user_set_password(struct xe_user *user, const char *password, size_t len,
+                         unsigned iterations);
+/* Verify a plaintext password against the SCRAM secrets (SHA-256 if present,
+ * else SHA-1) in constant time. true on match. */
+bool xe_user_check_password(const struct xe_user *user, const char *password, size_t len);
+
+/* Record codec, exposed for tests. */
+int xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r);
+int xe_user_decode(const char *jid, const char *buf, size_t len, struct xe_user *user);
+
+/* Normalise a bare JID in place: lower-case ASCII, check syntax
+ * (localpart@domain, no resource, sizes, forbidden localpart characters).
+ * Returns 0 or XE_US_INVALID. */
+int xe_jid_normalize(char *jid);
+
+#endif

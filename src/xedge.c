@@ -1,0 +1,155 @@
+/* xedge: the daemon. */
+#include "config.h"
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "conf.h"
+#include "log.h"
+#include "sasl.h"
+#include "server.h"
+#include "userstore.h"
+#include "util.h"
+
+#ifndef XE_SYSCONFDIR
+#define XE_SYSCONFDIR "/etc"
+#endif
+
+static struct xe_server *g_srv;
+
+static void
+usage(FILE *f)
+{
+    fprintf(
+        f,
+        "Usage: xedge [-c FILE] [-t] [-d]\n"
+        "  -c FILE   configuration file (default " XE_SYSCONFDIR "/xedge.conf)\n"
+        "  -t        check the configuration (and certificates) and exit\n"
+        "  -d        log at debug level, whatever the configuration says\n"
+        "  -V        print the version and exit\n"
+        "  -h        this help\n"
+        "xedge runs in the foreground and logs to stderr; SIGTERM or SIGINT stop it.\n");
+}
+
+static void
+on_signal(uv_signal_t *s, int signum)
+{
+    xe_info("event=stopping signal=%d", signum);
+    if (g_srv)
+        xe_server_stop(g_srv);
+    uv_close((uv_handle_t *)s, NULL);
+    uv_stop(s->loop);
+}
+
+static char *
+mech_list(const struct xe_conf *conf)
+{
+    struct xe_buf b;
+    char *s;
+
+    xe_buf_init(&b, 0);
+    for (size_t i = 0; i < conf->n_mechanisms; i++)
+        xe_buf_appendf(&b, "%s%s", i ? " " : "", conf->mechanisms[i]);
+    xe_buf_append(&b, "", 1);
+    s = xe_strdup((char *)b.data);
+    xe_buf_free(&b);
+    return s;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *path = XE_SYSCONFDIR "/xedge.conf";
+    bool check = false, debug = false;
+    struct xe_conf *conf = NULL;
+    struct xe_userstore *store = NULL;
+    uv_signal_t sigterm, sigint;
+    char *err = NULL, *mechs = NULL;
+    uv_loop_t *loop = uv_default_loop();
+    int opt, rc = 1;
+
+    while ((opt = getopt(argc, argv, "c:tdVh")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'd':
+            debug = true;
+            break;
+        case 'V':
+            printf("xedge %s\n", PACKAGE_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (xe_conf_load(path, &conf, &err) < 0) {
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
+    xe_log_level = debug ? XE_LOG_DEBUG : conf->log_level;
+    if (xe_server_new(loop, conf, NULL, &g_srv, &err) < 0) {
+        fprintf(stderr, "xedge: %s: %s\n", path, err);
+        goto out;
+    }
+    if (check) {
+        printf("xedge: configuration %s is valid\n", path);
+        rc = 0;
+        goto out;
+    }
+    if (xe_userstore_open(conf->user_store, false, conf->user_store_map_mb, &store,
+                          &err) < 0) {
+        fprintf(stderr, "xedge: user store: %s\n", err);
+        goto out;
+    }
+    mechs = mech_list(conf);
+    if (xe_sasl_global_init(store, mechs, conf->scram_iterations, &err) < 0) {
+        fprintf(stderr, "xedge: SASL: %s\n", err);
+        goto out;
+    }
+    if (xe_server_listen(g_srv, &err) < 0) {
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
+    uv_signal_init(loop, &sigterm);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
+            conf->n_domains);
+    uv_run(loop, UV_RUN_DEFAULT);
+    /* let the close callbacks run */
+    if (!uv_is_closing((uv_handle_t *)&sigterm))
+        uv_close((uv_handle_t *)&sigterm, NULL);
+    if (!uv_is_closing((uv_handle_t *)&sigint))
+        uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    xe_info("event=stopped");
+    rc = 0;
+out:
+    xe_server_free(&g_srv);
+    xe_sasl_global_done();
+    xe_userstore_close(&store);
+    xe_conf_free(&conf);
+    free(mechs);
+    free(err);
+    uv_loop_close(loop);
+    return rc;
+}

@@ -1,0 +1,589 @@
+/* xedgectl: the admin CLI of xedge. Manages the users in the LMDB store.
+ *
+ *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable [JID|DOMAIN]
+ *
+ * Passwords are read from the terminal without echo (asked twice), or as one
+ * line from standard input when it is not a terminal; never from argv.
+ * Exit codes: 0 ok, 1 the operation failed, 2 usage, 3 configuration or store. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "conf.h"
+#include "userstore.h"
+#include "xelimits.h"
+
+#ifndef XE_SYSCONFDIR
+#define XE_SYSCONFDIR "/etc/xedge"
+#endif
+
+#define CTL_OK 0
+#define CTL_FAILED 1
+#define CTL_USAGE 2
+#define CTL_CONFIG 3
+
+#define CTL_PASSWORD_MAX 1024
+
+static const char *progname = "xedgectl";
+
+static void ctl_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+ctl_err(const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
+               "       xedgectl --help | xedgectl user --help\n"
+               "\n"
+               "options:\n"
+               "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
+               "/xedge.conf)\n"
+               "  -h, --help         this help\n"
+               "\n"
+               "Run 'xedgectl user --help' for the user commands.\n");
+}
+
+static void
+user_usage(FILE *f)
+{
+    fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
+               "\n"
+               "commands:\n"
+               "  add JID        create a user; asks for the password\n"
+               "  passwd JID     set a new password\n"
+               "  del JID        delete a user\n"
+               "  list [DOMAIN]  list the users (of one domain)\n"
+               "  show JID       show a user's record (never the keys)\n"
+               "  disable JID    refuse the user's logins\n"
+               "  enable JID     allow them again\n"
+               "\n"
+               "The password is read from the terminal without echo, twice, or as one\n"
+               "line from standard input when that is not a terminal.\n"
+               "\n"
+               "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
+               "2 usage error, 3 configuration or user store error.\n");
+}
+
+/* ---- passwords ---------------------------------------------------------- */
+
+static struct termios saved_tio;
+static volatile sig_atomic_t tio_changed;
+
+static void
+restore_tty_on_signal(int sig)
+{
+    if (tio_changed)
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* One line from FD into BUF (NUL-terminated, newline stripped). -1 with a
+ * message on error. */
+static int
+read_line(int fd, char *buf, size_t size, size_t *len_r)
+{
+    size_t len = 0;
+    ssize_t n;
+    char c;
+    int r = -1;
+
+    for (;;) {
+        n = read(fd, &c, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ctl_err("cannot read the password: %s", strerror(errno));
+            goto out;
+        }
+        if (n == 0 || c == '\n')
+            break;
+        if (c == '\0') {
+            ctl_err("the password contains a NUL byte");
+            goto out;
+        }
+        if (len + 1 >= size) {
+            ctl_err("the password is longer than %d bytes", CTL_PASSWORD_MAX - 1);
+            goto out;
+        }
+        buf[len++] = c;
+    }
+    if (n == 0 && len == 0) {
+        ctl_err("no password given (end of input)");
+        goto out;
+    }
+    buf[len] = '\0';
+    *len_r = len;
+    r = 0;
+out:
+    OPENSSL_cleanse(&c, sizeof(c));
+    if (r != 0)
+        OPENSSL_cleanse(buf, size);
+    return r;
+}
+
+static int
+prompt_no_echo(const char *prompt, char *buf, size_t size, size_t *len_r)
+{
+    struct termios tio;
+    struct sigaction sa, old[4];
+    static const int sigs[4] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+    int r = -1, i;
+
+    if (tcgetattr(STDIN_FILENO, &saved_tio) != 0) {
+        ctl_err("cannot read the terminal settings: %s", strerror(errno));
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = restore_tty_on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (i = 0; i < 4; i++)
+        sigaction(sigs[i], &sa, &old[i]);
+    tio = saved_tio;
+    tio.c_lflag &= ~(tcflag_t)ECHO;
+    tio.c_lflag |= ECHONL;
+    fputs(prompt, stderr);
+    fflush(stderr);
+    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio) != 0) {
+        ctl_err("cannot turn the terminal echo off: %s", strerror(errno));
+        goto out;
+    }
+    tio_changed = 1;
+    r = read_line(STDIN_FILENO, buf, size, len_r);
+out:
+    if (tio_changed) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
+        tio_changed = 0;
+    }
+    for (i = 0; i < 4; i++)
+        sigaction(sigs[i], &old[i], NULL);
+    return r;
+}
+
+/* The new password into BUF (CTL_PASSWORD_MAX bytes). */
+static int
+get_password(char *buf, size_t *len_r)
+{
+    char again[CTL_PASSWORD_MAX];
+    size_t len = 0, len2 = 0;
+    int r = -1;
+
+    if (isatty(STDIN_FILENO)) {
+        if (prompt_no_echo("New password: ", buf, CTL_PASSWORD_MAX, &len) != 0)
+            goto out;
+        if (prompt_no_echo("Retype new password: ", again, sizeof(again), &len2) != 0)
+            goto out;
+        if (len != len2 || CRYPTO_memcmp(buf, again, len) != 0) {
+            ctl_err("the passwords do not match");
+            goto out;
+        }
+    } else if (read_line(STDIN_FILENO, buf, CTL_PASSWORD_MAX, &len) != 0) {
+        goto out;
+    }
+    if (len == 0) {
+        ctl_err("an empty password is refused");
+        goto out;
+    }
+    *len_r = len;
+    r = 0;
+out:
+    OPENSSL_cleanse(again, sizeof(again));
+    if (r != 0)
+        OPENSSL_cleanse(buf, CTL_PASSWORD_MAX);
+    return r;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+struct ctl {
+    struct xe_conf *conf;
+    struct xe_userstore *store;
+    char jid[sizeof(((struct xe_user *)0)->jid)];
+};
+
+/* Map a store code to an exit code, printing the message. */
+static int
+store_failed(int r, char **err, const char *fallback)
+{
+    ctl_err("%s", *err != NULL ? *err : fallback);
+    free(*err);
+    *err = NULL;
+    switch (r) {
+    case XE_US_NOTFOUND:
+    case XE_US_EXISTS:
+        return CTL_FAILED;
+    case XE_US_INVALID:
+        return CTL_USAGE;
+    default:
+        return CTL_CONFIG;
+    }
+}
+
+static int
+get_user(struct ctl *ctl, struct xe_user *user)
+{
+    char *err = NULL;
+    int r;
+
+    r = xe_userstore_get(ctl->store, ctl->jid, user, &err);
+    if (r == XE_US_NOTFOUND) {
+        ctl_err("no such user: %s", ctl->jid);
+        free(err);
+        return CTL_FAILED;
+    }
+    if (r != XE_US_OK)
+        return store_failed(r, &err, "cannot read the user");
+    return CTL_OK;
+}
+
+static unsigned
+iterations(const struct ctl *ctl)
+{
+    unsigned it = ctl->conf->scram_iterations;
+
+    return it == 0 ? XE_DEF_SCRAM_ITERATIONS : it;
+}
+
+static int
+cmd_add_passwd(struct ctl *ctl, bool add)
+{
+    struct xe_user *user = NULL;
+    char password[CTL_PASSWORD_MAX], *err = NULL;
+    const char *domain = strchr(ctl->jid, '@') + 1;
+    size_t len = 0;
+    int r, ret = CTL_CONFIG;
+
+    if ((user = calloc(1, sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    if (add) {
+        r = xe_userstore_get(ctl->store, ctl->jid, user, &err);
+        if (r == XE_US_OK) {
+            ctl_err("user %s already exists", ctl->jid);
+            ret = CTL_FAILED;
+            goto out;
+        }
+        if (r != XE_US_NOTFOUND) {
+            ret = store_failed(r, &err, "cannot read the user");
+            goto out;
+        }
+        if (xe_conf_domain(ctl->conf, domain) == NULL)
+            ctl_err("warning: the domain %s is not served by this configuration", domain);
+        memset(user, 0, sizeof(*user));
+        snprintf(user->jid, sizeof(user->jid), "%s", ctl->jid);
+        user->created = (int64_t)time(NULL);
+    } else if ((ret = get_user(ctl, user)) != CTL_OK) {
+        goto out;
+    }
+    ret = CTL_FAILED;
+    if (get_password(password, &len) != 0)
+        goto out;
+    r = xe_user_set_password(user, password, len, iterations(ctl));
+    OPENSSL_cleanse(password, sizeof(password));
+    if (r != XE_US_OK) {
+        ctl_err("cannot derive the SCRAM secrets");
+        ret = CTL_CONFIG;
+        goto out;
+    }
+    user->modified = (int64_t)time(NULL);
+    r = xe_userstore_put(ctl->store, user, add, &err);
+    if (r != XE_US_OK) {
+        ret = store_failed(r, &err, "cannot write the user");
+        goto out;
+    }
+    ret = CTL_OK;
+out:
+    OPENSSL_cleanse(password, sizeof(password));
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+    free(err);
+    return ret;
+}
+
+static int
+cmd_del(struct ctl *ctl)
+{
+    char *err = NULL;
+    int r, ret = CTL_OK;
+
+    r = xe_userstore_del(ctl->store, ctl->jid, &err);
+    if (r == XE_US_NOTFOUND) {
+        ctl_err("no such user: %s", ctl->jid);
+        ret = CTL_FAILED;
+    } else if (r != XE_US_OK) {
+        ret = store_failed(r, &err, "cannot delete the user");
+    }
+    free(err);
+    return ret;
+}
+
+static int
+cmd_enable(struct ctl *ctl, bool disable)
+{
+    struct xe_user *user = NULL;
+    char *err = NULL;
+    int r, ret = CTL_CONFIG;
+
+    if ((user = malloc(sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    if ((ret = get_user(ctl, user)) != CTL_OK)
+        goto out;
+    if (user->disabled == disable)
+        goto out; /* nothing to change */
+    user->disabled = disable;
+    user->modified = (int64_t)time(NULL);
+    r = xe_userstore_put(ctl->store, user, false, &err);
+    if (r != XE_US_OK)
+        ret = store_failed(r, &err, "cannot write the user");
+out:
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+    free(err);
+    return ret;
+}
+
+static void
+iso8601(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+}
+
+static int
+cmd_show(struct ctl *ctl)
+{
+    static const char *const hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256"};
+    struct xe_user *user = NULL;
+    char created[64], modified[64];
+    int ret = CTL_CONFIG, h;
+    bool any = false;
+
+    if ((user = malloc(sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    if ((ret = get_user(ctl, user)) != CTL_OK)
+        goto out;
+    iso8601(user->created, created, sizeof(created));
+    iso8601(user->modified, modified, sizeof(modified));
+    printf("jid: %s\ncreated: %s\nmodified: %s\ndisabled: %s\npin: %s\n", user->jid,
+           created, modified, user->disabled ? "yes" : "no",
+           user->pin[0] != '\0' ? user->pin : "(none)");
+    for (h = 0; h < XE_SCRAM_N; h++) {
+        if (!user->scram[h].present)
+            continue;
+        printf("%s: %u iterations\n", hash_names[h], user->scram[h].iterations);
+        any = true;
+    }
+    if (!any)
+        printf("password: not set\n");
+out:
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+    return ret;
+}
+
+static int
+list_cb(const struct xe_user *user, void *ctx)
+{
+    (void)ctx;
+    printf("%s%s\n", user->jid, user->disabled ? " (disabled)" : "");
+    return 0;
+}
+
+static int
+cmd_list(struct ctl *ctl, const char *domain)
+{
+    char *err = NULL;
+    int r;
+
+    r = xe_userstore_foreach(ctl->store, domain, list_cb, NULL, &err);
+    if (r != XE_US_OK)
+        return store_failed(r, &err, "cannot list the users");
+    if (fflush(stdout) != 0) {
+        ctl_err("cannot write the list: %s", strerror(errno));
+        return CTL_FAILED;
+    }
+    return CTL_OK;
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+enum cmd { CMD_ADD, CMD_PASSWD, CMD_DEL, CMD_LIST, CMD_SHOW, CMD_DISABLE, CMD_ENABLE };
+
+static const char *const cmd_names[] = {"add",  "passwd",  "del",   "list",
+                                        "show", "disable", "enable"};
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = XE_SYSCONFDIR "/xedge.conf";
+    const char *arg = NULL;
+    char domain[sizeof(((struct xe_user *)0)->jid) + 2];
+    struct ctl ctl;
+    char *err = NULL;
+    int opt, i, ret = CTL_USAGE, r;
+    enum cmd cmd = CMD_ADD;
+    bool found = false;
+
+    memset(&ctl, 0, sizeof(ctl));
+    umask(077);
+    while ((opt = getopt_long(argc, argv, "+c:h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            ret = CTL_OK;
+            goto out;
+        default:
+            usage(stderr);
+            goto out;
+        }
+    }
+    if (optind >= argc || strcmp(argv[optind], "user") != 0) {
+        if (optind < argc)
+            ctl_err("unknown command '%s' (try 'xedgectl --help')", argv[optind]);
+        else
+            usage(stderr);
+        goto out;
+    }
+    optind++;
+    for (i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            user_usage(stdout);
+            ret = CTL_OK;
+            goto out;
+        }
+    }
+    if (optind >= argc) {
+        user_usage(stderr);
+        goto out;
+    }
+    for (i = 0; i < (int)(sizeof(cmd_names) / sizeof(cmd_names[0])); i++) {
+        if (strcmp(argv[optind], cmd_names[i]) == 0) {
+            cmd = (enum cmd)i;
+            found = true;
+        }
+    }
+    if (!found) {
+        ctl_err("unknown user command '%s' (try 'xedgectl user --help')", argv[optind]);
+        goto out;
+    }
+    optind++;
+    if (argc - optind > 1 || (cmd != CMD_LIST && argc - optind != 1)) {
+        ctl_err("user %s: %s (try 'xedgectl user --help')", cmd_names[cmd],
+                argc - optind > 1 ? "too many arguments"
+                                  : "a JID (localpart@domain) is required");
+        goto out;
+    }
+    arg = optind < argc ? argv[optind] : NULL;
+    if (cmd == CMD_LIST && arg != NULL) {
+        /* Check the domain as the domain part of a JID. */
+        if (strlen(arg) + 3 > sizeof(domain)) {
+            ctl_err("invalid domain '%s'", arg);
+            goto out;
+        }
+        snprintf(domain, sizeof(domain), "x@%s", arg);
+        if (xe_jid_normalize(domain) != 0) {
+            ctl_err("invalid domain '%s'", arg);
+            goto out;
+        }
+    } else if (arg != NULL) {
+        if (strlen(arg) >= sizeof(ctl.jid)) {
+            ctl_err("invalid JID: too long");
+            goto out;
+        }
+        snprintf(ctl.jid, sizeof(ctl.jid), "%s", arg);
+        if (xe_jid_normalize(ctl.jid) != 0) {
+            ctl_err("invalid JID '%s': a bare JID localpart@domain is required", arg);
+            goto out;
+        }
+    }
+
+    ret = CTL_CONFIG;
+    if (xe_conf_load(config, &ctl.conf, &err) != 0) {
+        ctl_err("%s", err != NULL ? err : "cannot load the configuration");
+        goto out;
+    }
+    if (ctl.conf->user_store == NULL) {
+        ctl_err("%s: no user_store path", config);
+        goto out;
+    }
+    r = xe_userstore_open(ctl.conf->user_store, false, ctl.conf->user_store_map_mb,
+                          &ctl.store, &err);
+    if (r != XE_US_OK) {
+        ctl_err("%s", err != NULL ? err : "cannot open the user store");
+        goto out;
+    }
+
+    switch (cmd) {
+    case CMD_ADD:
+        ret = cmd_add_passwd(&ctl, true);
+        break;
+    case CMD_PASSWD:
+        ret = cmd_add_passwd(&ctl, false);
+        break;
+    case CMD_DEL:
+        ret = cmd_del(&ctl);
+        break;
+    case CMD_LIST:
+        ret = cmd_list(&ctl, arg != NULL ? domain + 2 : NULL);
+        break;
+    case CMD_SHOW:
+        ret = cmd_show(&ctl);
+        break;
+    case CMD_DISABLE:
+        ret = cmd_enable(&ctl, true);
+        break;
+    case CMD_ENABLE:
+        ret = cmd_enable(&ctl, false);
+        break;
+    }
+out:
+    xe_userstore_close(&ctl.store);
+    if (ctl.conf != NULL)
+        xe_conf_free(&ctl.conf);
+    free(err);
+    return ret;
+}

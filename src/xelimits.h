@@ -1,0 +1,39 @@
+/* xedge: every limit a peer can push against, named in one place.
+ * Defaults here; most are settable in the `limits` and `timeouts` groups of
+ * the configuration (see etc/xedge.conf.sample). */
+#ifndef XE_LIMITS_H
+#define XE_LIMITS_H
+
+/* XML stream, before authentication */
+#define XE_DEF_MAX_STANZA_PREAUTH (16 * 1024) /* bytes of one top-level element */
+#define XE_DEF_MAX_XML_DEPTH 8                /* element depth below the stream */
+#define XE_DEF_MAX_ATTRS 16                   /* attributes on one element */
+#define XE_MAX_HEADER_BYTES 4096              /* the <stream:stream> header */
+#define XE_MAX_BACKEND_FEATURES (64 * 1024)   /* backend's stream features */
+
+/* SASL */
+#define XE_DEF_MAX_SASL_BYTES 8192 /* one base64 SASL message */
+#define XE_DEF_MAX_AUTH_ATTEMPTS 3 /* failed attempts before the stream closes */
+#define XE_DEF_SCRAM_ITERATIONS 4096
+#define XE_MAX_SCRAM_ITERATIONS 1000000
+
+/* Buffers of the pump, per direction (bytes) */
+#define XE_DEF_PUMP_HIGH_WATER (256 * 1024)
+#define XE_DEF_PUMP_LOW_WATER (64 * 1024)
+#define XE_DEF_PUMP_HARD_CAP (1024 * 1024)
+
+/* Timeouts (milliseconds) */
+#define XE_DEF_TLS_TIMEOUT_MS 10000
+#define XE_DEF_AUTH_TIMEOUT_MS 60000
+#define XE_DEF_BACKEND_CONNECT_MS 5000
+#define XE_DEF_BACKEND_HANDSHAKE_MS 10000
+#define XE_DEF_IDLE_TIMEOUT_MS 0 /* 0: no idle timeout after splice */
+
+/* Identity assertion */
+#define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
+#define XE_MIN_SECRET_BYTES 32
+
+/* Connections */
+#define XE_DEF_MAX_CONNECTIONS 100000
+
+#endif
