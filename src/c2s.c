@@ -218,10 +218,11 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     c->st = ST_NEGOTIATE;
     xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
                    xe_sasl_cond_name(cond));
-    xe_info("event=auth-failed peer=%s domain=%s mech=%s condition=%s attempt=%u "
+    const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
+    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s attempt=%u "
             "detail=\"%s\"",
-            c->peer, c->domain, c->mech[0] ? c->mech : "-", xe_sasl_cond_name(cond),
-            c->failures, detail ? detail : "");
+            c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
+            xe_sasl_cond_name(cond), c->failures, detail ? detail : "");
 }
 
 /* Result of xe_sasl_start/step: answer it. Returns a callback result. */

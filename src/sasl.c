@@ -469,8 +469,11 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         return XE_SASL_CONTINUE;
     if (r != SASL_OK) {
         const char *d = sasl_errdetail(s->conn);
+        const void *who = NULL;
         snprintf(s->detail, sizeof(s->detail), "%s",
                  d ? d : sasl_errstring(r, NULL, NULL));
+        if (sasl_getprop(s->conn, SASL_AUTHUSER, &who) == SASL_OK && who)
+            snprintf(s->jid, sizeof(s->jid), "%s", (const char *)who);
         *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);
         return XE_SASL_FAIL;
     }

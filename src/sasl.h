@@ -56,7 +56,8 @@ int xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t in
 int xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
                  size_t *outlen, enum xe_sasl_cond *cond_r);
 
-/* After XE_SASL_OK: the authenticated bare JID and the mechanism. */
+/* After XE_SASL_OK: the authenticated bare JID. After a failure: the identity
+ * the client claimed, when Cyrus got that far (for the log only). */
 const char *xe_sasl_jid(const struct xe_sasl *s);
 const char *xe_sasl_mech(const struct xe_sasl *s);
 /* Cyrus' detail for the last failure, for the log (never a secret). */

@@ -70,6 +70,8 @@ struct conn {
     const struct xe_server_conf *server;
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
     bool client_paused, backend_paused;
+    bool client_eof, shutdown_sent;
+    uv_shutdown_t shutdown_req;
     char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
     size_t tail_len;
     char *jid;
@@ -89,6 +91,7 @@ static char read_slab[READ_SLAB];
 static char plain_slab[READ_SLAB];
 
 static void finish_close(struct conn *c);
+static void maybe_shutdown(struct conn *c);
 static void close_conn(struct conn *c);
 static void client_plain(struct conn *c, const char *data, size_t n);
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
@@ -152,8 +155,7 @@ on_write(uv_write_t *req, int status)
         return;
     }
     if (c->st == CS_CLOSING) {
-        if (c->to_client_q == 0 && c->to_backend_q == 0)
-            finish_close(c);
+        maybe_shutdown(c);
         return;
     }
     /* below the low water mark: read again from the side that fills this one */
@@ -308,11 +310,40 @@ finish_close(struct conn *c)
 
 static void on_timer(uv_timer_t *t);
 
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    /* the peer now sees our FIN; finish when it closes too, or at the grace
+     * timer */
+    if (!c->closed && (status < 0 || c->client_eof))
+        finish_close(c);
+}
+
+/* In closing: once our last bytes are out, half-close and let the client read
+ * them before the connection goes away (closing with unread input would reset
+ * it and could lose the stream error). */
+static void
+maybe_shutdown(struct conn *c)
+{
+    if (c->closed || c->shutdown_sent || c->to_client_q > 0)
+        return;
+    if (c->to_backend_q == 0 && c->client_eof) {
+        finish_close(c);
+        return;
+    }
+    c->shutdown_sent = true;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client, on_shutdown) < 0)
+        finish_close(c);
+}
+
 /* Close after what is queued has been written (bounded by a grace timer). */
 static void
 close_conn(struct conn *c)
 {
-    if (c->closed)
+    if (c->closed || c->st == CS_CLOSING)
         return;
     flush_c2s(c);
     if (c->tls && !c->tls_handshaking) {
@@ -322,14 +353,14 @@ close_conn(struct conn *c)
     if (c->closed)
         return;
     c->st = CS_CLOSING;
-    uv_read_stop((uv_stream_t *)&c->client);
     if (c->backend_inited)
         uv_read_stop((uv_stream_t *)&c->backend);
-    if (c->to_client_q == 0 && c->to_backend_q == 0) {
-        finish_close(c);
-        return;
-    }
+    if (c->client_paused || c->client_eof)
+        uv_read_stop((uv_stream_t *)&c->client);
+    else /* keep reading (and dropping) until the client closes */
+        uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
     uv_timer_start(&c->timer, on_timer, CLOSE_GRACE_MS, 0);
+    maybe_shutdown(c);
 }
 
 /* A stream error to the client, then close. */
@@ -467,7 +498,8 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         if (r == XE_BHS_READY) {
             c->backend_ready = true;
-            uv_timer_stop(&c->timer);
+            /* the client must now restart its stream in time */
+            uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
             if (used < (size_t)n && xe_buf_append(&c->to_client_pending, buf->base + used,
                                                   (size_t)n - used) < 0) {
                 backend_failed(c, "backend sent too much before the session started");
@@ -557,10 +589,11 @@ on_timer(uv_timer_t *t)
         finish_close(c);
         break;
     case CS_BACKEND:
-        backend_failed(c, c->backend_ready ? "client did not restart its stream in time"
-                                           : "backend did not answer in time");
-        if (c->backend_ready && !c->client_restarted)
-            xe_info("event=timeout peer=%s jid=%s", c->peer, c->jid);
+        if (c->backend_ready)
+            client_stream_error(c, "connection-timeout",
+                                "the stream was not restarted in time");
+        else
+            backend_failed(c, "backend did not answer in time");
         break;
     case CS_NEGOTIATING:
         if (c->tls_handshaking) {
@@ -660,11 +693,18 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) {
         xe_debug("event=client-closed peer=%s jid=%s reason=\"%s\"", c->peer,
                  c->jid ? c->jid : "-", uv_strerror((int)n));
+        c->client_eof = true;
+        uv_read_stop(s);
+        if (c->st == CS_CLOSING) {
+            if (c->shutdown_sent || c->to_client_q == 0)
+                finish_close(c);
+            return;
+        }
         close_conn(c);
         return;
     }
     if (c->st == CS_CLOSING)
-        return;
+        return; /* what a closing client still sends is dropped */
     if (c->tls == NULL) {
         client_plain(c, buf->base, (size_t)n);
         return;
