@@ -1,0 +1,36 @@
+#!/bin/bash
+# e2e-login.t: log in through xedge (real Prosody behind it) with each SASL
+# mechanism over STARTTLS, and over Direct TLS (ALPN xmpp-client).
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+
+plan 21
+
+PW="login-$RANDOM-$RANDOM-pw"
+sandbox_up --user "alice@example.test=$PW"
+
+# Before TLS only STARTTLS is offered (TLS required, no SASL in the clear);
+# after TLS the configured mechanisms, strongest first.
+raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --resource raw
+is "$RC" 0 "raw STARTTLS + SCRAM-SHA-256 login (server signature verified) + bind"
+like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=pre-tls')" '^FEATURES stage=pre-tls list=starttls$' \
+	"only <starttls/> before TLS"
+like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-tls')" 'list=mechanisms:SCRAM-SHA-256\+SCRAM-SHA-1\+PLAIN$' \
+	"after STARTTLS: SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (and nothing else)"
+like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-auth')" '(^|[=,])bind(,|$)' \
+	"restarted stream (from the backend) offers resource binding"
+is "$(result jid)" "alice@example.test/raw" "raw client bound alice@example.test/raw"
+
+for mech in SCRAM-SHA-1 SCRAM-SHA-256 PLAIN; do
+	client --jid alice@example.test --password "$PW" --mech "$mech" --resource "r-$mech"
+	is "$RC" 0 "STARTTLS login with $mech"
+	is "$(result mech)" "$mech" "$mech was the mechanism used"
+	like "$(result tls)" '^TLSv1\.[23]$' "$mech: TLS 1.2+ ($(result tls))"
+	is "$(result jid)" "alice@example.test/r-$mech" "$mech: session bound as alice@example.test/r-$mech"
+done
+
+# Direct TLS: slixmpp picks the strongest mechanism offered by itself.
+client --mode direct --jid alice@example.test --password "$PW" --resource direct
+is "$RC" 0 "Direct TLS login"
+is "$(result mech)" "SCRAM-SHA-256" "Direct TLS: default choice is SCRAM-SHA-256"
+is "$(result alpn)" "xmpp-client" "Direct TLS: ALPN xmpp-client negotiated"
+is "$(result jid)" "alice@example.test/direct" "Direct TLS: bound alice@example.test/direct"

@@ -1,0 +1,513 @@
+#!/usr/bin/python3
+"""raw_client.py - a byte-level XMPP c2s client (stdlib only: socket, ssl,
+hashlib, hmac) for observing exactly what a server answers.
+
+STARTTLS or Direct TLS (ALPN xmpp-client), then SASL (SCRAM-SHA-256,
+SCRAM-SHA-1 or PLAIN, written by hand), every attempt on the SAME stream, then
+stream restart and resource binding. Each SASL answer is printed verbatim.
+
+  /usr/bin/python3 t/lib/raw_client.py --jid alice@example.test \\
+      --password wrong --password right --server 127.0.0.1:5222 \\
+      [--mode starttls|direct] [--mech SCRAM-SHA-256] [--cafile F | --insecure] \\
+      [--timeout 10] [--no-bind] [--expect-close SECONDS] [-v]
+
+--password may be given several times: one SASL attempt each, in order, on one
+stream, stopping at the first success.
+
+Output (stdout):
+  FEATURES stage=pre-tls|post-tls|post-auth list=starttls,mechanisms:...
+  TLS version=TLSv1.3 alpn=xmpp-client cipher=...
+  SASL n=1 mech=SCRAM-SHA-256 result=failure condition=not-authorized steps=1 raw=<failure .../>
+      (steps = number of <challenge/>s the server sent in that attempt)
+  CLOSE how=stream-end|eof|reset|stream-error:COND after=SECONDS   (with --expect-close)
+  RESULT=ok mech=... tls=... jid=... attempts=N elapsed=S
+  RESULT=failure condition=COND attempts=N closed=yes|no elapsed=S
+  RESULT=stream-error condition=COND text=T stage=STAGE attempts=N elapsed=S
+  RESULT=closed how=eof|stream-end|reset stage=STAGE attempts=N elapsed=S
+  RESULT=timeout stage=STAGE attempts=N elapsed=S
+  RESULT=error reason=... stage=STAGE
+
+Exit codes as xmpp_client.py: 0 ok, 1 SASL failure, 2 stream error,
+3 timeout, 4 closed / connection failed, 5 protocol error, 70 internal error.
+
+Also importable (bench/login-bench uses Session).
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import os
+import socket
+import ssl
+import sys
+import time
+import unicodedata
+import xml.etree.ElementTree as ET
+from xml.sax.saxutils import escape
+
+NS_STREAM = 'http://etherx.jabber.org/streams'
+NS_CLIENT = 'jabber:client'
+NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls'
+NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl'
+NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
+NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-streams'
+
+EXIT_OK, EXIT_SASL, EXIT_STREAM, EXIT_TIMEOUT, EXIT_CLOSED, EXIT_PROTO, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 70
+
+
+class StreamError(Exception):
+    def __init__(self, condition, text, raw):
+        super().__init__('stream error %s' % condition)
+        self.condition, self.text, self.raw = condition, text, raw
+
+
+class Closed(Exception):
+    def __init__(self, how):
+        super().__init__('closed: %s' % how)
+        self.how = how
+
+
+class Timeout(Exception):
+    pass
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def local(tag):
+    return tag.rsplit('}', 1)[-1]
+
+
+def ns(tag):
+    return tag[1:].split('}', 1)[0] if tag.startswith('{') else ''
+
+
+def serialize(el, parent_ns=None):
+    """Compact, deterministic XML: <name xmlns='..' a='..'>...</name>."""
+    name, uri = local(el.tag), ns(el.tag)
+    out = '<' + name
+    if uri != parent_ns:
+        out += " xmlns='%s'" % uri
+    for k in sorted(el.attrib):
+        kn = local(k) if not k.startswith('{http://www.w3.org/XML/1998/namespace}') else 'xml:' + local(k)
+        out += " %s='%s'" % (kn, escape(el.attrib[k], {"'": '&apos;'}))
+    if len(el) == 0 and not el.text:
+        return out + '/>'
+    out += '>' + escape(el.text or '')
+    for c in el:
+        out += serialize(c, uri) + escape(c.tail or '')
+    return out + '</%s>' % name
+
+
+def saslprep(s):
+    # Good enough for tests: NFKC (RFC 4013's mapping is a superset of what we use).
+    return unicodedata.normalize('NFKC', s)
+
+
+class Scram:
+    def __init__(self, hashname, user, password):
+        self.h = hashname
+        self.user = user.replace('=', '=3D').replace(',', '=2C')
+        self.password = saslprep(password).encode()
+        self.nonce = base64.b64encode(os.urandom(18)).decode()
+        self.first_bare = 'n=%s,r=%s' % (self.user, self.nonce)
+        self.server_sig = None
+
+    def initial(self):
+        return ('n,,' + self.first_bare).encode()
+
+    def _hmac(self, key, msg):
+        return hmac.new(key, msg, self.h).digest()
+
+    def respond(self, challenge):
+        server_first = challenge.decode()
+        attrs = dict(kv.split('=', 1) for kv in server_first.split(','))
+        if not attrs.get('r', '').startswith(self.nonce):
+            raise ProtocolError('server nonce does not extend ours')
+        salt = base64.b64decode(attrs['s'])
+        iters = int(attrs['i'])
+        salted = hashlib.pbkdf2_hmac(self.h, self.password, salt, iters)
+        client_key = self._hmac(salted, b'Client Key')
+        stored_key = hashlib.new(self.h, client_key).digest()
+        without_proof = 'c=biws,r=' + attrs['r']
+        auth_msg = ','.join((self.first_bare, server_first, without_proof)).encode()
+        sig = self._hmac(stored_key, auth_msg)
+        proof = bytes(a ^ b for a, b in zip(client_key, sig))
+        self.server_sig = self._hmac(self._hmac(salted, b'Server Key'), auth_msg)
+        return (without_proof + ',p=' + base64.b64encode(proof).decode()).encode()
+
+    def verify(self, data):
+        if not data:
+            raise ProtocolError('SCRAM success without server signature')
+        attrs = dict(kv.split('=', 1) for kv in data.decode().split(','))
+        if 'v' not in attrs or base64.b64decode(attrs['v']) != self.server_sig:
+            raise ProtocolError('bad SCRAM server signature')
+
+
+class Session:
+    """One c2s stream, driven synchronously. Every method raises StreamError,
+    Closed, Timeout or ProtocolError instead of returning garbage."""
+
+    def __init__(self, jid, server, mode='starttls', cafile=None, insecure=False,
+                 timeout=10.0, verbose=False, log=None):
+        self.jid = jid
+        self.user, _, self.domain = jid.partition('@')
+        self.domain = self.domain.split('/')[0]
+        host, _, port = server.rpartition(':')
+        self.addr = (host.strip('[]'), int(port))
+        self.mode = mode
+        self.cafile, self.insecure = cafile, insecure
+        self.timeout = timeout
+        self.deadline = None
+        self.verbose = verbose
+        self.log = log or (lambda line: print(line, flush=True))
+        self.sock = None
+        self.parser = None
+        self.depth = 0
+        self.queue = []
+        self.stream_attrs = None
+        self.features = None
+        self.tls = '-'
+        self.alpn = '-'
+        self.stage = 'connect'
+        self.mechanisms = []
+        self.bound_jid = None
+        self.server_closed = None
+        self.challenges = 0
+
+    # -- transport ----------------------------------------------------
+    def _left(self):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise Timeout()
+        return left
+
+    def _ssl_context(self):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif self.cafile:
+            ctx.load_verify_locations(cafile=self.cafile)
+        else:
+            ctx.load_default_certs()
+        if self.mode == 'direct':
+            ctx.set_alpn_protocols(['xmpp-client'])
+        return ctx
+
+    def _wrap(self):
+        self.stage = 'tls'
+        self.sock.settimeout(self._left())
+        try:
+            self.sock = self._ssl_context().wrap_socket(self.sock, server_hostname=self.domain)
+        except socket.timeout:
+            raise Timeout()
+        except (ConnectionError, ssl.SSLEOFError):
+            raise Closed('reset')
+        except ssl.SSLCertVerificationError:
+            raise
+        except ssl.SSLError as e:
+            raise ProtocolError('TLS handshake: %s' % (e.reason or e))
+        self.tls = self.sock.version()
+        self.alpn = self.sock.selected_alpn_protocol() or '-'
+        self.log('TLS version=%s alpn=%s cipher=%s' % (self.tls, self.alpn, self.sock.cipher()[0]))
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        if self.verbose:
+            self.log('SEND %s' % data.decode(errors='replace'))
+        try:
+            self.sock.settimeout(self._left())
+            self.sock.sendall(data)
+        except socket.timeout:
+            raise Timeout()
+        except (ConnectionError, ssl.SSLError, OSError):
+            raise Closed('reset')
+
+    def _new_parser(self):
+        self.parser = ET.XMLPullParser(events=('start', 'end'))
+        self.depth = 0
+        self.queue = []
+
+    def _pump(self):
+        for ev, el in self.parser.read_events():
+            if ev == 'start':
+                self.depth += 1
+                if self.depth == 1:
+                    if el.tag != '{%s}stream' % NS_STREAM:
+                        raise ProtocolError('not a stream header: %s' % el.tag)
+                    self.stream_attrs = dict(el.attrib)
+                    if self.verbose:
+                        self.log('RECV <stream:stream %s>' % ' '.join('%s=%r' % (local(k), v) for k, v in el.attrib.items()))
+            else:
+                self.depth -= 1
+                if self.depth == 1:
+                    self.queue.append(el)
+                elif self.depth == 0:
+                    self.queue.append(None)  # </stream:stream>
+
+    def recv(self):
+        """Next top-level element of the stream (a stream:error raises)."""
+        while not self.queue:
+            try:
+                self.sock.settimeout(self._left())
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                raise Timeout()
+            except (ConnectionError, ssl.SSLError, OSError):
+                raise Closed('reset')
+            if not data:
+                raise Closed('eof')
+            try:
+                self.parser.feed(data)
+                self._pump()
+            except ET.ParseError as e:
+                raise ProtocolError('XML: %s in %r' % (e, data[:200]))
+        el = self.queue.pop(0)
+        if el is None:
+            raise Closed('stream-end')
+        if self.verbose:
+            self.log('RECV %s' % serialize(el))
+        if el.tag == '{%s}error' % NS_STREAM:
+            cond, text = '-', ''
+            for c in el:
+                if local(c.tag) == 'text':
+                    text = c.text or ''
+                elif ns(c.tag) == NS_STANZAS:
+                    cond = local(c.tag)
+            raise StreamError(cond, text, serialize(el))
+        return el
+
+    def open_stream(self):
+        self._new_parser()
+        self.send("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                  "xmlns:stream='http://etherx.jabber.org/streams' to='%s' from='%s' "
+                  "version='1.0' xml:lang='en'>" % (self.domain, self.jid.split('/')[0]))
+        el = self.recv()
+        if el.tag != '{%s}features' % NS_STREAM:
+            raise ProtocolError('expected features, got %s' % serialize(el))
+        self.features = el
+        return el
+
+    def feature_list(self):
+        out = []
+        for f in self.features:
+            if local(f.tag) == 'mechanisms':
+                out.append('mechanisms:' + '+'.join(m.text for m in f))
+            else:
+                out.append(local(f.tag))
+        return ','.join(out) or '-'
+
+    # -- phases -------------------------------------------------------
+    def connect(self):
+        self.deadline = time.monotonic() + self.timeout
+        self.stage = 'connect'
+        try:
+            self.sock = socket.create_connection(self.addr, timeout=self._left())
+        except socket.timeout:
+            raise Timeout()
+        except OSError as e:
+            raise Closed('connect-failed:%s' % (e.strerror or e).__str__().replace(' ', '_'))
+        if self.mode == 'direct':
+            self._wrap()
+            self.stage = 'stream'
+            self.open_stream()
+            self.log('FEATURES stage=post-tls list=%s' % self.feature_list())
+        else:
+            self.stage = 'stream'
+            self.open_stream()
+            self.log('FEATURES stage=pre-tls list=%s' % self.feature_list())
+            if self.features.find('{%s}starttls' % NS_TLS) is None:
+                raise ProtocolError('no starttls offered')
+            self.stage = 'starttls'
+            self.send("<starttls xmlns='%s'/>" % NS_TLS)
+            el = self.recv()
+            if el.tag != '{%s}proceed' % NS_TLS:
+                raise ProtocolError('starttls answered with %s' % serialize(el))
+            self._wrap()
+            self.stage = 'stream'
+            self.open_stream()
+            self.log('FEATURES stage=post-tls list=%s' % self.feature_list())
+        mechs = self.features.find('{%s}mechanisms' % NS_SASL)
+        self.mechanisms = [m.text for m in mechs] if mechs is not None else []
+
+    def auth(self, mech, password):
+        """One SASL exchange. Returns ('success', raw) or ('failure', condition, raw);
+        self.challenges counts the server's challenges in it."""
+        self.stage = 'sasl'
+        self.challenges = 0
+        if mech == 'PLAIN':
+            m = None
+            initial = b'\0' + self.user.encode() + b'\0' + saslprep(password).encode()
+        elif mech in ('SCRAM-SHA-1', 'SCRAM-SHA-256', 'SCRAM-SHA-512'):
+            m = Scram(mech[len('SCRAM-'):].replace('-', '').lower(), self.user, password)
+            initial = m.initial()
+        else:
+            raise ProtocolError('mechanism %s not implemented here' % mech)
+        self.send("<auth xmlns='%s' mechanism='%s'>%s</auth>" % (
+            NS_SASL, mech, base64.b64encode(initial).decode() or '='))
+        while True:
+            el = self.recv()
+            name = local(el.tag)
+            if ns(el.tag) != NS_SASL:
+                raise ProtocolError('unexpected during SASL: %s' % serialize(el))
+            if name == 'challenge':
+                if m is None:
+                    raise ProtocolError('challenge for PLAIN')
+                data = base64.b64decode(el.text or '')
+                self.challenges += 1
+                self.send("<response xmlns='%s'>%s</response>" % (
+                    NS_SASL, base64.b64encode(m.respond(data)).decode()))
+            elif name == 'success':
+                if m is not None:
+                    m.verify(base64.b64decode(el.text or ''))
+                return ('success', serialize(el))
+            elif name == 'failure':
+                cond = '-'
+                for c in el:
+                    if local(c.tag) != 'text':
+                        cond = local(c.tag)
+                return ('failure', cond, serialize(el))
+            else:
+                raise ProtocolError('unexpected SASL element %s' % serialize(el))
+
+    def restart_and_bind(self, resource='raw', bind=True):
+        self.stage = 'restart'
+        self.open_stream()
+        self.log('FEATURES stage=post-auth list=%s' % self.feature_list())
+        if not bind:
+            return None
+        if self.features.find('{%s}bind' % NS_BIND) is None:
+            raise ProtocolError('no bind feature after auth: %s' % serialize(self.features))
+        self.stage = 'bind'
+        self.send("<iq type='set' id='bind_1'><bind xmlns='%s'><resource>%s</resource></bind></iq>"
+                  % (NS_BIND, escape(resource)))
+        while True:
+            el = self.recv()
+            if local(el.tag) == 'iq' and el.get('id') == 'bind_1':
+                break
+        if el.get('type') != 'result':
+            raise ProtocolError('bind failed: %s' % serialize(el))
+        j = el.find('{%s}bind/{%s}jid' % (NS_BIND, NS_BIND))
+        self.bound_jid = j.text if j is not None else '-'
+        self.stage = 'session'
+        return self.bound_jid
+
+    def wait_close(self, seconds):
+        """After the last failure: does the server close the stream? Returns how, or None."""
+        t0 = time.monotonic()
+        saved = self.deadline
+        self.deadline = t0 + seconds
+        try:
+            while True:
+                self.recv()
+        except Closed as e:
+            return e.how, time.monotonic() - t0
+        except StreamError as e:
+            return 'stream-error:%s' % e.condition, time.monotonic() - t0
+        except Timeout:
+            return None, time.monotonic() - t0
+        finally:
+            self.deadline = saved
+
+    def close(self):
+        if self.sock is None:
+            return
+        try:
+            self.sock.settimeout(1)
+            self.sock.sendall(b'</stream:stream>')
+        except Exception:
+            pass
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+        self.sock = None
+
+
+def q(s):
+    s = '' if s is None else str(s)
+    return s.replace(' ', '_').replace('\n', '_') or '-'
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--jid', required=True)
+    p.add_argument('--password', action='append', required=True,
+                   help='one SASL attempt per occurrence, on the same stream')
+    p.add_argument('--server', required=True, help='host:port')
+    p.add_argument('--mode', choices=['starttls', 'direct'], default='starttls')
+    p.add_argument('--mech', default='SCRAM-SHA-256')
+    p.add_argument('--cafile')
+    p.add_argument('--insecure', action='store_true')
+    p.add_argument('--timeout', type=float, default=10.0)
+    p.add_argument('--resource', default='raw')
+    p.add_argument('--no-bind', action='store_true', help='stop after the restarted stream features')
+    p.add_argument('--expect-close', type=float, metavar='SECONDS',
+                   help='after the last failed attempt, wait this long for the server to close')
+    p.add_argument('-v', '--verbose', action='store_true', help='print every element sent and received')
+    a = p.parse_args()
+
+    s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
+    t0 = time.monotonic()
+    attempts = 0
+    el = lambda: '%.3f' % (time.monotonic() - t0)
+    try:
+        try:
+            s.connect()
+            if a.mech not in s.mechanisms:
+                print('RESULT=failure condition=mechanism-not-offered offered=%s attempts=0 elapsed=%s'
+                      % ('+'.join(s.mechanisms) or '-', el()), flush=True)
+                return EXIT_SASL
+            last = None
+            for pw in a.password:
+                attempts += 1
+                r = s.auth(a.mech, pw)
+                if r[0] == 'success':
+                    print('SASL n=%d mech=%s result=success steps=%d raw=%s' % (
+                        attempts, a.mech, s.challenges, r[1]), flush=True)
+                    jid = s.restart_and_bind(a.resource, bind=not a.no_bind)
+                    print('RESULT=ok mech=%s tls=%s alpn=%s jid=%s attempts=%d elapsed=%s' % (
+                        a.mech, s.tls, s.alpn, jid or '-', attempts, el()), flush=True)
+                    return EXIT_OK
+                last = r
+                print('SASL n=%d mech=%s result=failure condition=%s steps=%d raw=%s' % (
+                    attempts, a.mech, r[1], s.challenges, r[2]), flush=True)
+            closed = 'no'
+            if a.expect_close is not None:
+                how, after = s.wait_close(a.expect_close)
+                print('CLOSE how=%s after=%.3f' % (how or 'none', after), flush=True)
+                closed = 'yes' if how else 'no'
+            print('RESULT=failure condition=%s attempts=%d closed=%s elapsed=%s' % (
+                last[1], attempts, closed, el()), flush=True)
+            return EXIT_SASL
+        except StreamError as e:
+            print('RESULT=stream-error condition=%s text=%s stage=%s attempts=%d elapsed=%s raw=%s' % (
+                e.condition, q(e.text), s.stage, attempts, el(), e.raw.replace(' ', '_')), flush=True)
+            return EXIT_STREAM
+        except Closed as e:
+            print('RESULT=closed how=%s stage=%s attempts=%d elapsed=%s' % (e.how, s.stage, attempts, el()),
+                  flush=True)
+            return EXIT_CLOSED
+        except Timeout:
+            print('RESULT=timeout stage=%s attempts=%d elapsed=%s' % (s.stage, attempts, el()), flush=True)
+            return EXIT_TIMEOUT
+        except ssl.SSLCertVerificationError as e:
+            print('RESULT=error reason=certificate:%s stage=%s' % (q(e.verify_message), s.stage), flush=True)
+            return EXIT_PROTO
+        except ProtocolError as e:
+            print('RESULT=error reason=%s stage=%s elapsed=%s' % (q(e), s.stage, el()), flush=True)
+            return EXIT_PROTO
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        print('RESULT=error reason=internal:%s stage=%s' % (q(repr(e)), s.stage), flush=True)
+        return EXIT_INTERNAL
+    finally:
+        s.close()
+
+
+if __name__ == '__main__':
+    sys.exit(main())
