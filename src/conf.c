@@ -34,9 +34,13 @@ fail(struct ctx *c, const config_setting_t *s, const char *what, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (c->error == NULL)
-        c->error = xe_asprintf("%s:%d: %s: %s", c->path,
-                               s ? (int)config_setting_source_line(s) : 0, what, msg);
+    if (c->error == NULL) {
+        int line = s ? (int)config_setting_source_line(s) : 0;
+        if (line > 0)
+            c->error = xe_asprintf("%s:%d: %s: %s", c->path, line, what, msg);
+        else
+            c->error = xe_asprintf("%s: %s: %s", c->path, what, msg);
+    }
     return -1;
 }
 

@@ -266,8 +266,20 @@ async def session_work(c, a):
 async def run(a):
     c = Client(a)
     host, _, port = a.server.rpartition(':')
-    c.connect((host.strip('[]'), int(port)), use_ssl=(a.mode == 'direct'),
+    host = host.strip('[]')
+    c.connect((host, int(port)), use_ssl=(a.mode == 'direct'),
               force_starttls=(a.mode == 'starttls'), disable_starttls=(a.mode == 'direct'))
+    if ':' in host:
+        # slixmpp 1.8 takes an IPv6 literal for a domain name: it "resolves"
+        # it with its default port and checks the certificate against it.
+        # Connect to the literal, and verify the certificate for the JID's
+        # domain, as for IPv4.
+        domain = c.boundjid.domain
+
+        async def literal(_domain, _port=None):
+            return [(domain, host, int(port))]
+        c.get_dns_records = literal
+        c.default_domain = domain
     start = time.monotonic()
     try:
         # Either the session starts, or login ends (failure, error, close).

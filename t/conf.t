@@ -1,0 +1,66 @@
+#!/bin/bash
+# conf.t: `xedge -t -c FILE` accepts a good configuration and refuses bad
+# ones with an error that names the file, the line and the setting.
+set -u
+top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
+src=${XE_TOP_SRCDIR:-$top}
+XEDGE="$top/src/xedge"
+d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-conf.XXXXXX")
+trap 'rm -rf "$d"' EXIT
+n=0
+ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
+
+echo "1..14"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
+	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
+openssl rand -hex 32 >"$d/secret"
+good() {
+	cat <<CONF
+log_level = "info";
+user_store = { path = "$d/users"; };
+listeners = (
+  { kind = "starttls"; address = "127.0.0.1"; port = 5222; },
+  { kind = "direct_tls"; address = "::1"; port = 5223; }
+);
+domains = ( { name = "Example.Test"; certificate = "$d/cert.pem"; key = "$d/key.pem"; pool = "main"; } );
+pools = ( { name = "main"; secret_file = "$d/secret";
+            servers = ( { name = "p1"; address = "127.0.0.1"; port = 15222; } ); } );
+sasl = { mechanisms = [ "SCRAM-SHA-256", "PLAIN" ]; max_attempts = 3; };
+CONF
+}
+# check NAME SED-EXPRESSION EXPECTED-REGEX: a broken variant is refused with that message
+check() {
+	good | sed "$2" >"$d/bad.conf"
+	out=$("$XEDGE" -t -c "$d/bad.conf" 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ] && printf '%s\n' "$out" | grep -Eq -- "$3"; then
+		ok 0 "$1: refused ($out)"
+	else
+		ok 1 "$1"
+		echo "#   rc=$rc out=$out (expected /$3/)"
+	fi
+}
+
+good >"$d/good.conf"
+out=$("$XEDGE" -t -c "$d/good.conf" 2>&1)
+ok $? "a good configuration is accepted ($out)"
+ok "$([ ! -e "$d/users" ] && echo 0 || echo 1)" "-t touches nothing (no user store created)"
+
+check "port out of range" 's/port = 5222/port = 70000/' "bad\.conf:4: port: must be between 1 and 65535"
+check "unknown listener kind" 's/"direct_tls"/"quic"/' "bad\.conf:5: kind: 'quic' is not one of"
+check "address not numeric" 's/"127.0.0.1"; port = 5222/"localhost"; port = 5222/' "bad\.conf:4: address: 'localhost' is not a numeric"
+check "unknown pool" 's/pool = "main"/pool = "nope"/' "bad\.conf:7: pool: no pool named 'nope'"
+check "missing secret file" "s#$d/secret#$d/nosecret#" "bad\.conf:8: secret_file: cannot open"
+printf 'short\n' >"$d/short"
+check "secret too short" "s#$d/secret#$d/short#" "secret_file: .* holds 5 bytes; at least 32"
+check "unsupported mechanism" 's/"PLAIN"/"DIGEST-MD5"/' "bad\.conf:10: mechanisms: 'DIGEST-MD5' is not supported"
+check "syntax error" 's/max_attempts = 3;/max_attempts = ;/' "bad\.conf:10: syntax error"
+check "missing user store" '/user_store/d' "user_store: missing required"
+check "certificate not loadable" "s#$d/cert.pem#$d/missing.pem#" "domain example.test: cannot load certificate"
+check "wrong type" 's/max_attempts = 3/max_attempts = "3"/' "bad\.conf:10: max_attempts: must be an integer"
+
+# The sample documents every setting and parses; only its files are missing.
+out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)
+printf '%s\n' "$out" | grep -Eq "xedge.conf.sample:[0-9]+: secret_file: cannot open '/etc/xedge/assertion.secret'"
+ok $? "etc/xedge.conf.sample parses up to its (absent) secret file ($out)"
