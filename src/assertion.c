@@ -127,12 +127,13 @@ xe_assertion_verify(const unsigned char *secret, size_t secret_len, const char *
         return XE_ASSERT_MALFORMED;
     if (flen[1] == 0 || flen[1] >= sizeof(got_purpose))
         return XE_ASSERT_MALFORMED;
-    if (flen[2] < 1 || flen[2] > 18)
+    if (flen[2] < 1 || flen[2] > 20)
         return XE_ASSERT_MALFORMED;
     for (size_t i = 0; i < flen[2]; i++) {
-        if (f[2][i] < '0' || f[2][i] > '9')
-            return XE_ASSERT_MALFORMED;
-        expiry = expiry * 10 + (f[2][i] - '0');
+        int d = f[2][i] - '0';
+        if (d < 0 || d > 9 || expiry > (INT64_MAX - d) / 10)
+            return XE_ASSERT_MALFORMED; /* not a decimal, or beyond int64 */
+        expiry = expiry * 10 + d;
     }
     if (flen[3] != 32 || !all_lower_hex(f[3], 32))
         return XE_ASSERT_MALFORMED;

@@ -64,7 +64,7 @@ struct conn {
     struct xe_tls *tls;
     struct xe_c2s *c2s;
     struct xe_backend_hs *bhs;
-    bool backend_ready, client_restarted;
+    bool backend_ready, client_restarted, backend_failed;
     struct xe_buf to_backend_pending; /* client bytes after its restart header */
     struct xe_buf to_client_pending;  /* backend bytes after its features */
     const struct xe_server_conf *server;
@@ -389,6 +389,16 @@ backend_failed(struct conn *c, const char *why)
 {
     xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
             c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    if (c->c2s && !c->client_restarted && !c->backend_failed) {
+        /* The client is between <success/> and its new stream header: answer
+         * that header with the error (bounded by the timer), so that the
+         * error arrives on the stream the client is reading. */
+        c->backend_failed = true;
+        if (c->backend_inited)
+            uv_read_stop((uv_stream_t *)&c->backend);
+        uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
+        return;
+    }
     client_stream_error(c, "remote-connection-failed",
                         "the service is temporarily unavailable, try again later");
 }
@@ -589,7 +599,11 @@ on_timer(uv_timer_t *t)
         finish_close(c);
         break;
     case CS_BACKEND:
-        if (c->backend_ready)
+        if (c->backend_failed)
+            client_stream_error(
+                c, "remote-connection-failed",
+                "the service is temporarily unavailable, try again later");
+        else if (c->backend_ready)
             client_stream_error(c, "connection-timeout",
                                 "the stream was not restarted in time");
         else
@@ -669,6 +683,12 @@ client_plain(struct conn *c, const char *data, size_t n)
             break;
         case XE_C2S_RESTARTED:
             c->client_restarted = true;
+            if (c->backend_failed) {
+                client_stream_error(
+                    c, "remote-connection-failed",
+                    "the service is temporarily unavailable, try again later");
+                return;
+            }
             if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
                 client_stream_error(c, "policy-violation",
                                     "too much data before the session started");
