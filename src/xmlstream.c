@@ -7,6 +7,8 @@
 
 #include <expat.h>
 
+#include "xelimits.h"
+
 #define NS_SEP '\x01'
 
 struct xe_xmlstream {
@@ -169,6 +171,8 @@ on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     struct xe_xml_elem *e;
     size_t n = 0;
 
+    if (xs->condition)
+        return; /* expat may still report events after a stop */
     while (atts[2 * n])
         n++;
     if (n > xs->lim.max_attrs) {
@@ -177,6 +181,10 @@ on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     }
     if (xs->depth == 0) {
         int r;
+        if ((size_t)XML_GetCurrentByteCount(xs->p) > XE_MAX_HEADER_BYTES) {
+            fail(xs, "policy-violation", "stream header too large");
+            return;
+        }
         e = elem_new(name, atts);
         xs->depth = 1;
         xs->in_stream = true;
@@ -216,6 +224,8 @@ on_end(void *ud, const XML_Char *name)
     struct xe_xmlstream *xs = ud;
 
     (void)name;
+    if (xs->condition)
+        return; /* e.g. the end of an element refused at its start */
     if (xs->depth == 1) {
         /* the stream is over: nothing may follow on this parser */
         xs->depth = 0;
@@ -419,6 +429,8 @@ xe_xmlstream_feed(struct xe_xmlstream *xs, const void *data, size_t len,
     }
     xs->fed += len;
     st = XML_Parse(xs->p, data, (int)len, XML_FALSE);
+    if (xs->condition) /* a limit or a refused construct, whatever else happened */
+        return XE_XS_ERROR;
     if (xs->stopped) {
         xs->stopped = false;
         *consumed_r = xs->stop_at - base;

@@ -1,0 +1,98 @@
+#!/bin/bash
+# e2e-backend-faults.t: a backend that refuses the identity assertion, one
+# that accepts TCP and never answers, and one that dies in the middle of a
+# session. Each time the client gets a <stream:error/> (not a hang, not a
+# bare close), xedge logs why, and keeps serving.
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+
+plan 14
+
+PW="faults-$RANDOM-$RANDOM"
+sandbox_up --user "alice@example.test=$PW"
+SB=$XE_SANDBOX_DIR_SB
+XEDGE="$XE_TOP_BUILDDIR/src/xedge"
+BACKEND_PORT=$(sed -n 's/.*name = "prosody-0"; address = "[^"]*"; port = \([0-9]*\);.*/\1/p' "$XEDGE_CONF")
+
+# restart_xedge CONF: replace the running xedge by one on CONF (same ports)
+restart_xedge() {
+	kill -TERM "$XEDGE_PID" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$XEDGE_PID" 2>/dev/null || break; sleep 0.05; done
+	"$XEDGE" -c "$1" >>"$XEDGE_LOG" 2>&1 &
+	XEDGE_PID=$!
+	XEDGE_PIDS="$XEDGE_PID,$XEDGE_PIDS" # stopped by the sandbox cleanup too
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/${XEDGE_C2S%:*}/${XEDGE_C2S##*:}") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	bail "xedge did not start on $1"
+}
+
+# 1. The backend refuses the assertion: xedge signs with another secret.
+openssl rand -hex 32 >"$SB/other.secret"
+sed "s#secret_file = \"$SB/secret\"#secret_file = \"$SB/other.secret\"#" "$XEDGE_CONF" >"$SB/refused.conf"
+restart_xedge "$SB/refused.conf"
+raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256
+like "$OUT" 'remote-connection-failed' "backend refuses the assertion: client gets <remote-connection-failed/>"
+grep -q 'event=backend-failed .*reason="backend refused the identity assertion: not-authorized"' "$XEDGE_LOG"
+ok $? "xedge logs that the backend refused the assertion"
+grep -q 'xedge auth rejected\|rejected' "$SB/prosody-0/prosody.log"
+ok $? "Prosody logged the rejected assertion"
+
+# 2. A backend that accepts TCP and never says a word.
+SILENT_PORT=$(pick_base_port)
+"$PY" -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+conns = []; end = time.time() + 60
+s.settimeout(1)
+while time.time() < end:
+    try: conns.append(s.accept()[0])
+    except socket.timeout: pass
+' "$SILENT_PORT" &
+SILENT_PID=$!
+XEDGE_PIDS="$XEDGE_PIDS,$SILENT_PID"
+sleep 0.3
+sed "s/port = $BACKEND_PORT;/port = $SILENT_PORT;/" "$XEDGE_CONF" >"$SB/silent.conf"
+printf 'timeouts = { backend_connect = 2; backend_handshake = 2; };\n' >>"$SB/silent.conf"
+restart_xedge "$SB/silent.conf"
+t0=$(date +%s%N)
+raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --timeout 15
+t1=$(date +%s%N)
+like "$OUT" 'remote-connection-failed' "silent backend: client gets <remote-connection-failed/>"
+ms=$(((t1 - t0) / 1000000))
+ok "$([ "$ms" -ge 1500 ] && [ "$ms" -lt 6000 ] && echo 0 || echo 1)" \
+	"... after the 2 s handshake timeout, not before and not much later (${ms} ms)"
+grep -q 'reason="backend did not answer in time"' "$XEDGE_LOG"
+ok $? "xedge logs the timeout"
+kill "$SILENT_PID" 2>/dev/null
+
+# 3. The backend dies (SIGKILL) in the middle of a session.
+restart_xedge "$XEDGE_CONF"
+rm -f "$SB/ready"
+timeout 40 "$PY" "$XMPP_CLIENT" --server "$XEDGE_C2S" --cafile "$XEDGE_CERT" \
+	--jid alice@example.test --password "$PW" --resource held --hold 25 \
+	--ready-file "$SB/ready" --timeout 10 >"$SB/held.out" 2>&1 &
+HELD=$!
+for _ in $(seq 1 200); do [ -s "$SB/ready" ] && break; sleep 0.05; done
+ok "$([ -s "$SB/ready" ] && echo 0 || echo 1)" "a session is up through xedge"
+t0=$(date +%s%N)
+kill -KILL "${XEDGE_BACKEND_PIDS%%,*}"
+wait "$HELD"
+t1=$(date +%s%N)
+diag "$(cat "$SB/held.out")"
+like "$(grep '^RESULT=' "$SB/held.out")" '^RESULT=stream-error condition=remote-connection-failed' \
+	"backend killed mid-session: the client gets <remote-connection-failed/>"
+ms=$(((t1 - t0) / 1000000))
+ok "$([ "$ms" -lt 5000 ] && echo 0 || echo 1)" "... at once (${ms} ms), not at the end of its 25 s hold"
+grep -q 'event=backend-lost' "$XEDGE_LOG"
+ok $? "xedge logs the lost backend"
+
+# xedge itself is fine and still answers
+kill -0 "$XEDGE_PID"
+ok $? "xedge is still running"
+raw --jid alice@example.test --password wrong --mech SCRAM-SHA-256
+like "$OUT" 'not-authorized' "xedge still negotiates TLS and SASL"
+raw --jid alice@example.test --password "$PW" --mech PLAIN
+like "$OUT" 'remote-connection-failed' "and a login now reports the dead backend"
+ok "$(grep -c 'event=backend-failed' "$XEDGE_LOG" | awk '{print ($1 >= 3) ? 0 : 1}')" "every failure was logged"

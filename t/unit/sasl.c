@@ -1,0 +1,658 @@
+/* Unit tests of the SASL adapter (src/sasl.h): a real LMDB store in a
+ * temporary directory, the real Cyrus SASL server through the adapter, and
+ * Cyrus' own client for SCRAM-SHA-1, SCRAM-SHA-256 and PLAIN. TAP output. */
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sasl/sasl.h>
+
+#include "sasl.h"
+#include "userstore.h"
+#include "tap.h"
+
+#define CB(f) ((int (*)(void))(void *)(f))
+
+static void
+rm_rf(const char *path)
+{
+    DIR *d;
+    struct dirent *e;
+    char sub[4096];
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            rm_rf(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* ---- Cyrus' client ---------------------------------------------------------- */
+
+struct creds {
+    const char *authname, *authzid, *pass;
+    sasl_secret_t *secret;
+};
+
+static int
+cb_simple(void *ctx, int id, const char **result, unsigned *len)
+{
+    struct creds *c = ctx;
+    const char *v = NULL;
+
+    if (id == SASL_CB_AUTHNAME)
+        v = c->authname;
+    else if (id == SASL_CB_USER)
+        v = c->authzid ? c->authzid : "";
+    else
+        return SASL_BADPARAM;
+    *result = v;
+    if (len)
+        *len = (unsigned)strlen(v);
+    return SASL_OK;
+}
+
+static int
+cb_pass(sasl_conn_t *conn, void *ctx, int id, sasl_secret_t **psecret)
+{
+    struct creds *c = ctx;
+    size_t l = strlen(c->pass);
+
+    (void)conn;
+    if (id != SASL_CB_PASS)
+        return SASL_BADPARAM;
+    free(c->secret);
+    c->secret = calloc(1, sizeof(sasl_secret_t) + l + 1);
+    c->secret->len = (unsigned long)l;
+    memcpy(c->secret->data, c->pass, l);
+    *psecret = c->secret;
+    return SASL_OK;
+}
+
+static int
+cb_realm(void *ctx, int id, const char **avail, const char **result)
+{
+    (void)ctx;
+    (void)id;
+    *result = avail && avail[0] ? avail[0] : "example.test";
+    return SASL_OK;
+}
+
+struct outcome {
+    int r;                  /* XE_SASL_OK / _FAIL / ... */
+    enum xe_sasl_cond cond; /* when FAIL */
+    char server_first[512]; /* the first challenge */
+    int client_final;       /* Cyrus client's verdict on the success data */
+    int rounds;
+    int client_start; /* sasl_client_start's result */
+};
+
+/* Authenticate with Cyrus' client against the adapter. */
+static struct outcome
+run_auth(struct xe_sasl *s, const char *mech, const char *authname, const char *authzid,
+         const char *pass)
+{
+    struct creds c = {authname, authzid, pass, NULL};
+    sasl_callback_t cbs[] = {
+        {SASL_CB_AUTHNAME, CB(cb_simple), &c}, {SASL_CB_USER, CB(cb_simple), &c},
+        {SASL_CB_PASS, CB(cb_pass), &c},       {SASL_CB_GETREALM, CB(cb_realm), &c},
+        {SASL_CB_LIST_END, NULL, NULL},
+    };
+    struct outcome o;
+    sasl_conn_t *cc = NULL;
+    sasl_security_properties_t sp;
+    const char *cout = NULL, *sout = NULL, *chosen = NULL;
+    unsigned coutlen = 0;
+    size_t soutlen = 0;
+    int cr;
+
+    memset(&o, 0, sizeof(o));
+    o.r = -99;
+    o.client_final = -99;
+    cr = sasl_client_new("xmpp", "example.test", NULL, NULL, cbs, 0, &cc);
+    if (cr != SASL_OK) {
+        printf("# sasl_client_new: %s\n", sasl_errstring(cr, NULL, NULL));
+        o.client_start = cr;
+        return o;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.max_ssf = 0;
+    sasl_setprop(cc, SASL_SEC_PROPS, &sp);
+    cr = sasl_client_start(cc, mech, NULL, &cout, &coutlen, &chosen);
+    o.client_start = cr;
+    if (cr != SASL_OK && cr != SASL_CONTINUE) {
+        printf("# sasl_client_start(%s): %s\n", mech, sasl_errdetail(cc));
+        goto out;
+    }
+    o.r = xe_sasl_start(s, mech, cout, coutlen, &sout, &soutlen, &o.cond);
+    while (o.r == XE_SASL_CONTINUE && o.rounds < 10) {
+        if (o.rounds == 0)
+            snprintf(o.server_first, sizeof(o.server_first), "%.*s", (int)soutlen, sout);
+        o.rounds++;
+        cr = sasl_client_step(cc, sout, (unsigned)soutlen, NULL, &cout, &coutlen);
+        if (cr != SASL_OK && cr != SASL_CONTINUE) {
+            printf("# client step: %s\n", sasl_errdetail(cc));
+            o.r = -98;
+            goto out;
+        }
+        o.r = xe_sasl_step(s, cout, coutlen, &sout, &soutlen, &o.cond);
+    }
+    if (o.r == XE_SASL_OK) {
+        if (soutlen > 0)
+            o.client_final =
+                sasl_client_step(cc, sout, (unsigned)soutlen, NULL, &cout, &coutlen);
+        else
+            o.client_final = SASL_OK - 1000; /* no success data */
+    }
+out:
+    sasl_dispose(&cc);
+    free(c.secret);
+    return o;
+}
+
+/* ---- fixtures ------------------------------------------------------------------ */
+
+static struct xe_userstore *store;
+
+static void
+add_user(const char *jid, const char *pw, bool disabled)
+{
+    struct xe_user u;
+    char *err = NULL;
+
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "%s", jid);
+    u.disabled = disabled;
+    ok(xe_user_set_password(&u, pw, strlen(pw), 4096) == XE_US_OK, "set password of %s",
+       jid);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store %s%s%s", jid,
+       err ? ": " : "", err ? err : "");
+    free(err);
+}
+
+static char *all_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
+
+static struct xe_sasl *
+new_sasl(bool tls)
+{
+    char *err = NULL;
+    struct xe_sasl *s = xe_sasl_new("example.test", all_mechs, 3, tls, &err);
+
+    if (s == NULL)
+        printf("# xe_sasl_new: %s\n", err ? err : "?");
+    free(err);
+    return s;
+}
+
+static const char *
+cond_of(struct outcome o)
+{
+    return o.r == XE_SASL_FAIL ? xe_sasl_cond_name(o.cond) : "(no failure)";
+}
+
+/* "r=...,s=...,i=..." */
+static bool
+parse_first(const char *m, size_t *nonce_len, char *salt_b64, size_t salt_max,
+            size_t *salt_len, long *iter)
+{
+    const char *r = strstr(m, "r="), *s = strstr(m, ",s="), *i = strstr(m, ",i=");
+    char dec[256];
+    size_t dl = 0, sl;
+
+    if (r != m || s == NULL || i == NULL || i < s)
+        return false;
+    *nonce_len = (size_t)(s - (r + 2));
+    sl = (size_t)(i - (s + 3));
+    if (sl >= salt_max)
+        return false;
+    memcpy(salt_b64, s + 3, sl);
+    salt_b64[sl] = '\0';
+    if (xe_sasl_b64_decode(salt_b64, sl, dec, sizeof(dec), &dl) != 0)
+        return false;
+    *salt_len = dl;
+    *iter = strtol(i + 3, NULL, 10);
+    return true;
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+static void
+test_mechs(void)
+{
+    const char *m[8];
+    size_t n;
+    struct xe_sasl *s = new_sasl(true), *p = new_sasl(false);
+
+    ok(s != NULL && p != NULL, "xe_sasl_new");
+    if (!s || !p)
+        return;
+    n = xe_sasl_mechanisms(s, m, 8);
+    is_int(n, 3, "tls: three mechanisms offered");
+    is_str(n > 0 ? m[0] : NULL, "SCRAM-SHA-256", "tls: in configured order (1)");
+    is_str(n > 1 ? m[1] : NULL, "SCRAM-SHA-1", "tls: in configured order (2)");
+    is_str(n > 2 ? m[2] : NULL, "PLAIN", "tls: in configured order (3)");
+    is_int(xe_sasl_mechanisms(s, m, 1), 1, "mechanisms: max respected");
+    n = xe_sasl_mechanisms(p, m, 8);
+    is_int(n, 2, "no tls: PLAIN not offered");
+    ok(n == 2 && strcmp(m[0], "SCRAM-SHA-256") == 0 && strcmp(m[1], "SCRAM-SHA-1") == 0,
+       "no tls: the SCRAM mechanisms");
+    {
+        struct outcome o = run_auth(p, "PLAIN", "alice", NULL, "alice-pw");
+        is_int(o.r, XE_SASL_FAIL, "no tls: PLAIN fails");
+        is_str(cond_of(o), "invalid-mechanism", "no tls: PLAIN -> invalid-mechanism");
+    }
+    xe_sasl_free(&s);
+    xe_sasl_free(&p);
+    ok(s == NULL, "xe_sasl_free clears the pointer");
+
+    /* only one mechanism configured; unknown ones are dropped */
+    {
+        char *one[] = {"SCRAM-SHA-1", "NO-SUCH-MECH"};
+        char *err = NULL;
+        struct xe_sasl *o1 = xe_sasl_new("Example.TEST", one, 2, true, &err);
+        const char *out = NULL;
+        size_t outlen = 0;
+        enum xe_sasl_cond cond = XE_SASL_ABORTED;
+
+        ok(o1 != NULL, "xe_sasl_new with one mechanism");
+        if (o1 == NULL)
+            return;
+        n = xe_sasl_mechanisms(o1, m, 8);
+        ok(n == 1 && strcmp(m[0], "SCRAM-SHA-1") == 0,
+           "unknown configured mechanism is not offered");
+        is_int(xe_sasl_start(o1, "SCRAM-SHA-256", "n,,n=alice,r=abc", 16, &out, &outlen,
+                             &cond),
+               XE_SASL_FAIL, "mechanism not offered: FAIL");
+        is_str(xe_sasl_cond_name(cond), "invalid-mechanism",
+               "mechanism not offered -> invalid-mechanism");
+        cond = XE_SASL_ABORTED;
+        is_int(xe_sasl_start(o1, "NO-SUCH-MECH", NULL, 0, &out, &outlen, &cond),
+               XE_SASL_FAIL, "unknown mechanism: FAIL");
+        is_str(xe_sasl_cond_name(cond), "invalid-mechanism",
+               "unknown mechanism -> invalid-mechanism");
+        {
+            struct outcome o = run_auth(o1, "SCRAM-SHA-1", "alice", NULL, "alice-pw");
+            is_int(o.r, XE_SASL_OK, "domain given in upper case still works");
+            is_str(xe_sasl_jid(o1), "alice@example.test", "  as alice@example.test");
+        }
+        xe_sasl_free(&o1);
+    }
+}
+
+static void
+test_success(void)
+{
+    const char *mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
+    const char *names[] = {"alice", "alice@example.test", "ALICE@Example.Test"};
+
+    for (int m = 0; m < 3; m++) {
+        for (int n = 0; n < 3; n++) {
+            struct xe_sasl *s = new_sasl(true);
+            struct outcome o;
+
+            if (s == NULL)
+                continue;
+            o = run_auth(s, mechs[m], names[n], NULL, "alice-pw");
+            is_int(o.r, XE_SASL_OK, "%s as %s: success", mechs[m], names[n]);
+            if (o.r != XE_SASL_OK)
+                printf("#   cond %s, detail %s\n", cond_of(o), xe_sasl_detail(s));
+            is_str(xe_sasl_jid(s), "alice@example.test", "%s as %s: jid", mechs[m],
+                   names[n]);
+            is_str(xe_sasl_mech(s), mechs[m], "%s: xe_sasl_mech", mechs[m]);
+            if (m < 2)
+                is_int(o.client_final, SASL_OK,
+                       "%s as %s: Cyrus' client accepts the server signature", mechs[m],
+                       names[n]);
+            xe_sasl_free(&s);
+        }
+    }
+}
+
+static void
+test_failures(void)
+{
+    const char *mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
+
+    for (int m = 0; m < 3; m++) {
+        struct xe_sasl *s = new_sasl(true);
+        struct outcome o;
+
+        if (s == NULL)
+            continue;
+        o = run_auth(s, mechs[m], "alice", NULL, "wrong-pw");
+        is_int(o.r, XE_SASL_FAIL, "%s wrong password: FAIL", mechs[m]);
+        is_str(cond_of(o), "not-authorized", "%s wrong password -> not-authorized",
+               mechs[m]);
+        /* after a failure the jid is at most the claimed identity (for the log) */
+        ok(strcmp(xe_sasl_jid(s), "") == 0 ||
+               strcmp(xe_sasl_jid(s), "alice@example.test") == 0,
+           "%s wrong password: jid empty or the claimed identity (%s)", mechs[m],
+           xe_sasl_jid(s));
+        ok(xe_sasl_detail(s) != NULL && *xe_sasl_detail(s),
+           "%s wrong password: a detail for the log", mechs[m]);
+        ok(xe_sasl_detail(s) && strstr(xe_sasl_detail(s), "wrong-pw") == NULL &&
+               strstr(xe_sasl_detail(s), "alice-pw") == NULL,
+           "%s: the detail holds no password", mechs[m]);
+
+        /* retry on the same object */
+        o = run_auth(s, mechs[m], "alice", NULL, "alice-pw");
+        is_int(o.r, XE_SASL_OK, "%s retry after failure on the same object: success",
+               mechs[m]);
+        is_str(xe_sasl_jid(s), "alice@example.test", "%s retry: jid", mechs[m]);
+
+        o = run_auth(s, mechs[m], "nobody", NULL, "whatever");
+        is_int(o.r, XE_SASL_FAIL, "%s unknown user: FAIL", mechs[m]);
+        is_str(cond_of(o), "not-authorized", "%s unknown user -> not-authorized",
+               mechs[m]);
+        if (m < 2)
+            ok(o.rounds >= 1 && o.server_first[0] != '\0',
+               "%s unknown user: a full server-first message, no early failure",
+               mechs[m]);
+
+        o = run_auth(s, mechs[m], "carol", NULL, "carol-pw");
+        is_int(o.r, XE_SASL_FAIL, "%s disabled user, right password: FAIL", mechs[m]);
+        is_str(cond_of(o), "account-disabled", "%s disabled user -> account-disabled",
+               mechs[m]);
+        ok(strcmp(xe_sasl_jid(s), "") == 0 ||
+               strcmp(xe_sasl_jid(s), "carol@example.test") == 0,
+           "%s disabled user: jid empty or the claimed identity (%s)", mechs[m],
+           xe_sasl_jid(s));
+
+        o = run_auth(s, mechs[m], "carol", NULL, "wrong-pw");
+        is_str(cond_of(o), "not-authorized",
+               "%s disabled user, wrong password -> not-authorized", mechs[m]);
+
+        o = run_auth(s, mechs[m], "alice", "bob@example.test", "alice-pw");
+        is_int(o.r, XE_SASL_FAIL, "%s authzid of bob: FAIL", mechs[m]);
+        is_str(cond_of(o), "invalid-authzid", "%s authzid of bob -> invalid-authzid",
+               mechs[m]);
+
+        o = run_auth(s, mechs[m], "alice", "alice@other.test", "alice-pw");
+        is_str(cond_of(o), "invalid-authzid",
+               "%s authzid in another domain -> invalid-authzid", mechs[m]);
+
+        o = run_auth(s, mechs[m], "alice", "alice@example.test/res", "alice-pw");
+        is_str(cond_of(o), "invalid-authzid",
+               "%s authzid with a resource -> invalid-authzid", mechs[m]);
+
+        o = run_auth(s, mechs[m], "alice", "alice@example.test", "alice-pw");
+        is_int(o.r, XE_SASL_OK, "%s authzid = own JID: success", mechs[m]);
+        is_str(xe_sasl_jid(s), "alice@example.test", "%s authzid = own JID: jid",
+               mechs[m]);
+
+        o = run_auth(s, mechs[m], "bob@other.test", NULL, "bob-pw");
+        is_str(cond_of(o), "not-authorized",
+               "%s user of another domain -> not-authorized", mechs[m]);
+        xe_sasl_free(&s);
+    }
+}
+
+static void
+test_unknown_shape(void)
+{
+    const char *mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1"};
+
+    for (int m = 0; m < 2; m++) {
+        struct xe_sasl *s = new_sasl(true);
+        struct outcome k, u, u2, u3;
+        size_t kn = 0, un = 0, ks = 0, us = 0, dummy = 0;
+        long ki = 0, ui = 0, li = 0;
+        char ksalt[128], usalt[128], u2salt[128], u3salt[128];
+        struct xe_user user;
+        char *err = NULL;
+        char want_salt[128];
+        size_t wl = 0;
+
+        if (s == NULL)
+            continue;
+        k = run_auth(s, mechs[m], "alice", NULL, "alice-pw");
+        u = run_auth(s, mechs[m], "nobody", NULL, "alice-pw");
+        u2 = run_auth(s, mechs[m], "nobody", NULL, "other");
+        u3 = run_auth(s, mechs[m], "someone-else", NULL, "other");
+        ok(parse_first(k.server_first, &kn, ksalt, sizeof(ksalt), &ks, &ki),
+           "%s known user: server-first parses (%s)", mechs[m], k.server_first);
+        ok(parse_first(u.server_first, &un, usalt, sizeof(usalt), &us, &ui),
+           "%s unknown user: server-first parses (%s)", mechs[m], u.server_first);
+        is_int(ki, 4096, "%s known user: i=4096", mechs[m]);
+        is_int(ui, 4096, "%s unknown user: i=4096", mechs[m]);
+        is_int(us, ks, "%s unknown user: same salt length as a known one", mechs[m]);
+        is_int(us, 16, "%s salt of 16 bytes", mechs[m]);
+        is_int(un, kn, "%s unknown user: same nonce length", mechs[m]);
+        ok(parse_first(u2.server_first, &dummy, u2salt, sizeof(u2salt), &dummy, &li) &&
+               strcmp(u2salt, usalt) == 0,
+           "%s unknown user: the same salt on every probe", mechs[m]);
+        ok(parse_first(u3.server_first, &dummy, u3salt, sizeof(u3salt), &dummy, &li) &&
+               strcmp(u3salt, usalt) != 0,
+           "%s two unknown users: different salts", mechs[m]);
+
+        /* the known user's salt is the stored one */
+        memset(&user, 0, sizeof(user));
+        ok(xe_userstore_get(store, "alice@example.test", &user, &err) == XE_US_OK,
+           "read alice back");
+        free(err);
+        err = NULL;
+        xe_sasl_b64_encode(
+            (const char *)user.scram[m == 0 ? XE_SCRAM_SHA256 : XE_SCRAM_SHA1].salt,
+            user.scram[m == 0 ? XE_SCRAM_SHA256 : XE_SCRAM_SHA1].salt_len, want_salt,
+            sizeof(want_salt), &wl);
+        want_salt[wl] = '\0';
+        is_str(ksalt, want_salt, "%s known user: the stored salt is announced", mechs[m]);
+        xe_sasl_free(&s);
+    }
+}
+
+static void
+test_malformed(void)
+{
+    struct xe_sasl *s = new_sasl(true);
+    const char *out = NULL;
+    size_t outlen = 0;
+    enum xe_sasl_cond cond = XE_SASL_ABORTED;
+    static const char garbage[] = "\x01\xff\x00garbage\x7f not scram";
+    int r;
+
+    if (s == NULL)
+        return;
+    r = xe_sasl_start(s, "SCRAM-SHA-256", garbage, sizeof(garbage) - 1, &out, &outlen,
+                      &cond);
+    is_int(r, XE_SASL_FAIL, "garbage SCRAM client-first: FAIL");
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "malformed-request",
+           "garbage SCRAM client-first -> malformed-request (detail: %s)",
+           xe_sasl_detail(s));
+
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "SCRAM-SHA-1", "y,,n=alice", 10, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "SCRAM client-first without a nonce: FAIL");
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "malformed-request",
+           "SCRAM client-first without a nonce -> malformed-request");
+
+    /* a SCRAM exchange with a garbage client-final */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "SCRAM-SHA-256", "n,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_int(r, XE_SASL_CONTINUE, "good client-first: CONTINUE");
+    if (r == XE_SASL_CONTINUE) {
+        r = xe_sasl_step(s, "c=biws,r=WRONG,p=AAAA", 21, &out, &outlen, &cond);
+        is_int(r, XE_SASL_FAIL, "client-final with a foreign nonce: FAIL");
+        ok(r == XE_SASL_FAIL &&
+               (cond == XE_SASL_MALFORMED_REQUEST || cond == XE_SASL_NOT_AUTHORIZED),
+           "client-final with a foreign nonce -> malformed-request or not-authorized "
+           "(%s)",
+           xe_sasl_cond_name(cond));
+    }
+
+    /* PLAIN without the NULs */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "PLAIN", "alicealice-pw", 13, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "PLAIN without separators: FAIL");
+    ok(r == XE_SASL_FAIL &&
+           (cond == XE_SASL_MALFORMED_REQUEST || cond == XE_SASL_NOT_AUTHORIZED),
+       "PLAIN without separators -> malformed-request or not-authorized (%s)",
+       xe_sasl_cond_name(cond));
+
+    /* PLAIN with an empty password */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "PLAIN", "\0alice\0", 7, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "PLAIN with an empty password: FAIL");
+
+    /* PLAIN by hand: authzid, authcid, password */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "PLAIN", "\0alice\0alice-pw", 15, &out, &outlen, &cond);
+    is_int(r, XE_SASL_OK, "PLAIN by hand: success");
+    is_str(xe_sasl_jid(s), "alice@example.test", "PLAIN by hand: jid");
+
+    /* and a failure right after a success, then the success again */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "PLAIN", "\0nobody\0alice-pw", 16, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "PLAIN unknown user after success: FAIL");
+    ok(strcmp(xe_sasl_jid(s), "alice@example.test") != 0,
+       "the previous success's jid is not kept on a new attempt (%s)", xe_sasl_jid(s));
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "PLAIN", "\0alice\0alice-pX", 15, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "PLAIN wrong password after success: FAIL");
+    r = xe_sasl_start(s, "PLAIN", "\0alice\0alice-pw", 15, &out, &outlen, &cond);
+    is_int(r, XE_SASL_OK, "PLAIN again: success");
+
+    /* PLAIN with NUL in the password */
+    r = xe_sasl_start(s, "PLAIN", "\0alice\0alice-pw\0x", 17, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "PLAIN with trailing NUL+data: FAIL");
+    xe_sasl_free(&s);
+}
+
+static void
+test_cond_names(void)
+{
+    is_str(xe_sasl_cond_name(XE_SASL_ABORTED), "aborted", "cond aborted");
+    is_str(xe_sasl_cond_name(XE_SASL_ACCOUNT_DISABLED), "account-disabled",
+           "cond account-disabled");
+    is_str(xe_sasl_cond_name(XE_SASL_CREDENTIALS_EXPIRED), "credentials-expired",
+           "cond credentials-expired");
+    is_str(xe_sasl_cond_name(XE_SASL_ENCRYPTION_REQUIRED), "encryption-required",
+           "cond encryption-required");
+    is_str(xe_sasl_cond_name(XE_SASL_INCORRECT_ENCODING), "incorrect-encoding",
+           "cond incorrect-encoding");
+    is_str(xe_sasl_cond_name(XE_SASL_INVALID_AUTHZID), "invalid-authzid",
+           "cond invalid-authzid");
+    is_str(xe_sasl_cond_name(XE_SASL_INVALID_MECHANISM), "invalid-mechanism",
+           "cond invalid-mechanism");
+    is_str(xe_sasl_cond_name(XE_SASL_MALFORMED_REQUEST), "malformed-request",
+           "cond malformed-request");
+    is_str(xe_sasl_cond_name(XE_SASL_MECHANISM_TOO_WEAK), "mechanism-too-weak",
+           "cond mechanism-too-weak");
+    is_str(xe_sasl_cond_name(XE_SASL_NOT_AUTHORIZED), "not-authorized",
+           "cond not-authorized");
+    is_str(xe_sasl_cond_name(XE_SASL_TEMPORARY_AUTH_FAILURE), "temporary-auth-failure",
+           "cond temporary-auth-failure");
+}
+
+static void
+test_b64(void)
+{
+    char enc[64], dec[64];
+    size_t el = 0, dl = 0;
+    static const char bin[] = "\x00\x01\xfe\xff binary \x00 data";
+    const size_t binlen = sizeof(bin) - 1;
+    struct {
+        const char *plain, *b64;
+    } v[] = {{"", ""},
+             {"f", "Zg=="},
+             {"fo", "Zm8="},
+             {"foo", "Zm9v"},
+             {"foob", "Zm9vYg=="},
+             {"fooba", "Zm9vYmE="},
+             {"foobar", "Zm9vYmFy"}};
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        el = 99;
+        ok(xe_sasl_b64_encode(v[i].plain, strlen(v[i].plain), enc, sizeof(enc), &el) ==
+                   0 &&
+               el == strlen(v[i].b64) && memcmp(enc, v[i].b64, el) == 0,
+           "b64 encode RFC 4648 '%s'", v[i].plain);
+        dl = 99;
+        ok(xe_sasl_b64_decode(v[i].b64, strlen(v[i].b64), dec, sizeof(dec), &dl) == 0 &&
+               dl == strlen(v[i].plain) && memcmp(dec, v[i].plain, dl) == 0,
+           "b64 decode RFC 4648 '%s'", v[i].b64);
+    }
+    ok(xe_sasl_b64_encode(bin, binlen, enc, sizeof(enc), &el) == 0, "b64 encode binary");
+    ok(xe_sasl_b64_decode(enc, el, dec, sizeof(dec), &dl) == 0 && dl == binlen &&
+           memcmp(dec, bin, binlen) == 0,
+       "b64 round trip of binary data with NULs");
+
+    ok(xe_sasl_b64_decode("Zm9v!mFy", 8, dec, sizeof(dec), &dl) < 0,
+       "b64: a character outside the alphabet is rejected");
+    ok(xe_sasl_b64_decode("Zm9vYmF", 7, dec, sizeof(dec), &dl) < 0,
+       "b64: a length that is not a multiple of 4 is rejected");
+    ok(xe_sasl_b64_decode("Zg==Zg==", 8, dec, sizeof(dec), &dl) < 0,
+       "b64: data after the padding is rejected");
+    ok(xe_sasl_b64_decode("Z===", 4, dec, sizeof(dec), &dl) < 0,
+       "b64: three padding characters are rejected");
+    ok(xe_sasl_b64_decode("Zm9v\nYmFy", 9, dec, sizeof(dec), &dl) < 0,
+       "b64: a line break is rejected");
+    ok(xe_sasl_b64_decode("=", 1, dec, sizeof(dec), &dl) < 0, "b64: '=' alone rejected");
+    ok(xe_sasl_b64_decode("Zm9vYmFy", 8, dec, 2, &dl) < 0,
+       "b64 decode: an output buffer too small is an error");
+    ok(xe_sasl_b64_encode("foobar", 6, enc, 4, &el) < 0,
+       "b64 encode: an output buffer too small is an error");
+}
+
+int
+main(void)
+{
+    char tmpl[] = "/tmp/xe-sasl-test-XXXXXX";
+    char *dir = mkdtemp(tmpl), *err = NULL;
+    int r;
+
+    ok(dir != NULL, "mkdtemp");
+    if (dir == NULL)
+        return tap_done();
+    r = xe_userstore_open(dir, false, 16, &store, &err);
+    ok(r == XE_US_OK, "userstore open %s", err ? err : "");
+    free(err);
+    err = NULL;
+    if (r != XE_US_OK) {
+        rm_rf(dir);
+        return tap_done();
+    }
+    add_user("alice@example.test", "alice-pw", false);
+    add_user("bob@example.test", "bob-pw", false);
+    add_user("carol@example.test", "carol-pw", true);
+    add_user("bob@other.test", "bob-pw", false);
+
+    r = xe_sasl_global_init(store, "SCRAM-SHA-256 SCRAM-SHA-1 PLAIN", 4096, &err);
+    ok(r == 0, "xe_sasl_global_init %s", err ? err : "");
+    free(err);
+    err = NULL;
+    {
+        sasl_callback_t none[] = {{SASL_CB_LIST_END, NULL, NULL}};
+        int cr = sasl_client_init(none);
+        ok(cr == SASL_OK, "sasl_client_init: %s", sasl_errstring(cr, NULL, NULL));
+    }
+    if (r == 0) {
+        test_cond_names();
+        test_mechs();
+        test_success();
+        test_failures();
+        test_unknown_shape();
+        test_malformed();
+    }
+    test_b64();
+
+    xe_sasl_global_done();
+    xe_userstore_close(&store);
+    rm_rf(dir);
+    return tap_done();
+}

@@ -1,0 +1,600 @@
+/* Unit tests of TLS on memory BIOs (src/tls.h): two in-memory endpoints,
+ * certificates for a.test and b.test generated at test time, SNI and
+ * STARTTLS certificate selection, ALPN, versions, application data, errors
+ * and close_notify. No sockets. TAP output. */
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+#include "tap.h"
+
+static char tmpdir[64];
+
+static void
+rm_rf(const char *path)
+{
+    DIR *d;
+    struct dirent *e;
+    char sub[4096];
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            rm_rf(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* A self-signed EC P-256 certificate with CN and SAN = domain. */
+static bool
+make_cert(const char *domain, char *cert_path, char *key_path, size_t len)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name;
+    X509_EXTENSION *ext;
+    X509V3_CTX v3;
+    char san[128];
+    FILE *f;
+    bool ok_ = false;
+
+    if (key == NULL || x == NULL)
+        goto out;
+    snprintf(cert_path, len, "%s/%s.crt", tmpdir, domain);
+    snprintf(key_path, len, "%s/%s.key", tmpdir, domain);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)domain,
+                               -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+    snprintf(san, sizeof(san), "DNS:%s", domain);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+    if (ext == NULL)
+        goto out;
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (X509_sign(x, key, EVP_sha256()) == 0)
+        goto out;
+    if ((f = fopen(cert_path, "w")) == NULL)
+        goto out;
+    PEM_write_X509(f, x);
+    fclose(f);
+    if ((f = fopen(key_path, "w")) == NULL)
+        goto out;
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    ok_ = true;
+out:
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return ok_;
+}
+
+/* ---- endpoints: an xe_tls, or a raw OpenSSL client on memory BIOs ------------ */
+
+struct ep {
+    struct xe_tls *x;
+    SSL *ssl;
+    BIO *rb, *wb;
+};
+
+static struct ep
+ep_xe(struct xe_tls *t)
+{
+    struct ep e = {t, NULL, NULL, NULL};
+    return e;
+}
+
+/* A raw client; min/max 0 for the defaults; alpn in wire format or NULL. */
+static struct ep
+ep_raw(const char *sni, int min_v, int max_v, const unsigned char *alpn, size_t alpn_len)
+{
+    struct ep e = {NULL, NULL, NULL, NULL};
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+
+    if (c == NULL)
+        return e;
+    if (min_v && min_v < TLS1_2_VERSION) {
+        SSL_CTX_set_security_level(c, 0);
+        SSL_CTX_set_cipher_list(c, "DEFAULT:@SECLEVEL=0");
+    }
+    if (min_v)
+        SSL_CTX_set_min_proto_version(c, min_v);
+    if (max_v)
+        SSL_CTX_set_max_proto_version(c, max_v);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    e.ssl = SSL_new(c);
+    SSL_CTX_free(c); /* the SSL keeps a reference */
+    e.rb = BIO_new(BIO_s_mem());
+    e.wb = BIO_new(BIO_s_mem());
+    BIO_set_mem_eof_return(e.rb, -1);
+    SSL_set_bio(e.ssl, e.rb, e.wb);
+    if (sni)
+        SSL_set_tlsext_host_name(e.ssl, sni);
+    if (alpn)
+        SSL_set_alpn_protos(e.ssl, alpn, (unsigned)alpn_len);
+    SSL_set_connect_state(e.ssl);
+    return e;
+}
+
+static void
+ep_free(struct ep *e)
+{
+    xe_tls_free(&e->x);
+    if (e->ssl)
+        SSL_free(e->ssl);
+    e->ssl = NULL;
+}
+
+/* XE_TLS_DONE / _WANT / _ERROR */
+static int
+ep_handshake(struct ep *e)
+{
+    int r, err;
+
+    if (e->x)
+        return xe_tls_handshake(e->x);
+    r = SSL_do_handshake(e->ssl);
+    if (r == 1)
+        return XE_TLS_DONE;
+    err = SSL_get_error(e->ssl, r);
+    ERR_clear_error();
+    return err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ? XE_TLS_WANT
+                                                                     : XE_TLS_ERROR;
+}
+
+/* Move all pending ciphertext from a to b; returns the bytes moved. */
+static size_t
+move(struct ep *a, struct ep *b)
+{
+    unsigned char buf[4096];
+    size_t total = 0;
+
+    for (;;) {
+        size_t n;
+        if (a->x) {
+            size_t pend = xe_tls_out_pending(a->x);
+            n = xe_tls_out_take(a->x, buf, sizeof(buf));
+            if (pend > 0 && n == 0)
+                printf("# out_pending %zu but out_take 0\n", pend);
+        } else {
+            int r = BIO_read(a->wb, buf, sizeof(buf));
+            n = r > 0 ? (size_t)r : 0;
+        }
+        if (n == 0)
+            break;
+        total += n;
+        if (b->x)
+            xe_tls_feed(b->x, buf, n);
+        else
+            BIO_write(b->rb, buf, (int)n);
+    }
+    return total;
+}
+
+/* Run both handshakes; *cr, *sr: the final results. */
+static void
+pump_handshake(struct ep *c, struct ep *s, int *cr, int *sr)
+{
+    *cr = *sr = XE_TLS_WANT;
+    for (int i = 0; i < 50; i++) {
+        if (*cr == XE_TLS_WANT)
+            *cr = ep_handshake(c);
+        move(c, s);
+        if (*sr == XE_TLS_WANT)
+            *sr = ep_handshake(s);
+        move(s, c);
+        if ((*cr != XE_TLS_WANT && *sr != XE_TLS_WANT) ||
+            (*cr == XE_TLS_ERROR || *sr == XE_TLS_ERROR)) {
+            /* let the alert reach the other side */
+            if (*cr == XE_TLS_WANT)
+                *cr = ep_handshake(c);
+            if (*sr == XE_TLS_WANT)
+                *sr = ep_handshake(s);
+            if (*cr != XE_TLS_WANT && *sr != XE_TLS_WANT)
+                break;
+        }
+    }
+    /* in TLS 1.3 the server's session tickets follow the handshake */
+    move(s, c);
+}
+
+static char *
+peer_cn(SSL *ssl, char *buf, size_t len)
+{
+    X509 *peer = SSL_get1_peer_certificate(ssl);
+    GENERAL_NAMES *sans;
+    int got = 0;
+
+    buf[0] = '\0';
+    if (peer == NULL)
+        return buf;
+    sans = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_DNS) {
+            snprintf(buf, len, "%s", (const char *)ASN1_STRING_get0_data(g->d.dNSName));
+            got = 1;
+            break;
+        }
+    }
+    GENERAL_NAMES_free(sans);
+    if (!got)
+        X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, buf,
+                                  (int)len);
+    X509_free(peer);
+    return buf;
+}
+
+static struct xe_tls_ctx *ctx;
+static const unsigned char alpn_xmpp[] = "\x0bxmpp-client";
+static const unsigned char alpn_h2[] = "\x02h2";
+static const unsigned char alpn_both[] = "\x02h2\x0bxmpp-client";
+
+/* ---- tests ------------------------------------------------------------------------ */
+
+static void
+test_basic(void)
+{
+    struct ep c = ep_xe(xe_tls_new_client("a.test", "xmpp-client"));
+    struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+    int cr, sr;
+    char buf[64];
+
+    ok(c.x != NULL && s.x != NULL, "client and server made");
+    if (!c.x || !s.x)
+        return;
+    is_int(xe_tls_handshake(s.x), XE_TLS_WANT, "server: nothing yet -> WANT");
+    is_int(xe_tls_out_pending(s.x), 0, "server: nothing to send before the ClientHello");
+    pump_handshake(&c, &s, &cr, &sr);
+    is_int(cr, XE_TLS_DONE, "client handshake DONE");
+    is_int(sr, XE_TLS_DONE, "server handshake DONE");
+    is_str(xe_tls_version(s.x), "TLSv1.3", "server: TLSv1.3");
+    is_str(xe_tls_version(c.x), "TLSv1.3", "client: TLSv1.3");
+    ok(xe_tls_cipher(s.x) && strncmp(xe_tls_cipher(s.x), "TLS_", 4) == 0,
+       "server: a TLS 1.3 cipher suite (%s)", xe_tls_cipher(s.x));
+    is_str(xe_tls_sni(s.x), "a.test", "server sees SNI a.test");
+    is_str(xe_tls_alpn(s.x, buf, sizeof(buf)), "xmpp-client", "server: ALPN xmpp-client");
+    is_str(xe_tls_alpn(c.x, buf, sizeof(buf)), "xmpp-client", "client: ALPN xmpp-client");
+    ok(xe_tls_alpn(s.x, buf, 5) == NULL, "xe_tls_alpn: too small a buffer gives NULL");
+    is_int(xe_tls_handshake(s.x), XE_TLS_DONE, "handshake again after done: DONE");
+    is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_WANT, "server: no data yet: WANT");
+    ep_free(&c);
+    ep_free(&s);
+}
+
+static void
+expect_cert(const char *what, const char *sni, const char *starttls_domain,
+            const char *want_cert, const char *want_sni)
+{
+    struct ep c = ep_raw(sni, 0, 0, alpn_xmpp, sizeof(alpn_xmpp) - 1);
+    struct ep s = ep_xe(xe_tls_new(ctx, starttls_domain));
+    int cr, sr;
+    char cn[256];
+
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "%s: handshake done", what);
+    is_str(peer_cn(c.ssl, cn, sizeof(cn)), want_cert, "%s: certificate of %s", what,
+           want_cert);
+    if (want_sni)
+        is_str(xe_tls_sni(s.x), want_sni, "%s: xe_tls_sni", what);
+    else
+        ok(xe_tls_sni(s.x) == NULL, "%s: no SNI", what);
+    ep_free(&c);
+    ep_free(&s);
+}
+
+static void
+test_cert_selection(void)
+{
+    expect_cert("SNI b.test", "b.test", NULL, "b.test", "b.test");
+    expect_cert("SNI a.test", "a.test", NULL, "a.test", "a.test");
+    expect_cert("SNI B.TEST (case)", "B.TEST", NULL, "b.test", "B.TEST");
+    expect_cert("no SNI, Direct TLS: default", NULL, NULL, "a.test", NULL);
+    expect_cert("unknown SNI: default", "c.test", NULL, "a.test", "c.test");
+    expect_cert("STARTTLS to=b.test, no SNI", NULL, "b.test", "b.test", NULL);
+    expect_cert("STARTTLS to=a.test, no SNI", NULL, "a.test", "a.test", NULL);
+    expect_cert("STARTTLS to=unknown: default", NULL, "zzz.test", "a.test", NULL);
+}
+
+static void
+test_versions(void)
+{
+    int cr, sr;
+
+    {
+        struct ep c =
+            ep_raw("a.test", 0, TLS1_2_VERSION, alpn_xmpp, sizeof(alpn_xmpp) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        char buf[64];
+        pump_handshake(&c, &s, &cr, &sr);
+        ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "TLS 1.2 client: handshake done");
+        is_str(xe_tls_version(s.x), "TLSv1.2", "TLS 1.2 client: server reports TLSv1.2");
+        is_str(xe_tls_alpn(s.x, buf, sizeof(buf)), "xmpp-client", "TLS 1.2: ALPN");
+        /* and data flows */
+        if (cr == XE_TLS_DONE && sr == XE_TLS_DONE) {
+            int n;
+            ok(xe_tls_write(s.x, "hello 1.2", 9) == 0, "TLS 1.2: server writes");
+            move(&s, &c);
+            n = SSL_read(c.ssl, buf, sizeof(buf));
+            ok(n == 9 && memcmp(buf, "hello 1.2", 9) == 0, "TLS 1.2: client reads it");
+        }
+        ep_free(&c);
+        ep_free(&s);
+    }
+    {
+        struct ep c = ep_raw("a.test", TLS1_1_VERSION, TLS1_1_VERSION, alpn_xmpp,
+                             sizeof(alpn_xmpp) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        pump_handshake(&c, &s, &cr, &sr);
+        is_int(sr, XE_TLS_ERROR, "TLS 1.1 client: server refuses (ERROR)");
+        ok(cr != XE_TLS_DONE, "TLS 1.1 client: no handshake");
+        ok(xe_tls_error(s.x) != NULL && *xe_tls_error(s.x), "TLS 1.1: an error text (%s)",
+           xe_tls_error(s.x));
+        ep_free(&c);
+        ep_free(&s);
+    }
+    {
+        struct ep c = ep_raw("a.test", TLS1_VERSION, TLS1_VERSION, alpn_xmpp,
+                             sizeof(alpn_xmpp) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        pump_handshake(&c, &s, &cr, &sr);
+        is_int(sr, XE_TLS_ERROR, "TLS 1.0 client: server refuses (ERROR)");
+        ep_free(&c);
+        ep_free(&s);
+    }
+}
+
+static void
+test_alpn(void)
+{
+    int cr, sr;
+    char buf[64];
+
+    {
+        struct ep c = ep_raw("a.test", 0, 0, alpn_h2, sizeof(alpn_h2) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        pump_handshake(&c, &s, &cr, &sr);
+        is_int(sr, XE_TLS_ERROR, "client offering only h2: server handshake fails");
+        ok(cr != XE_TLS_DONE, "client offering only h2: client handshake fails");
+        ep_free(&c);
+        ep_free(&s);
+    }
+    {
+        struct ep c = ep_raw("a.test", 0, 0, alpn_both, sizeof(alpn_both) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        const unsigned char *p = NULL;
+        unsigned l = 0;
+        pump_handshake(&c, &s, &cr, &sr);
+        ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE,
+           "client offering h2 and xmpp-client: ok");
+        SSL_get0_alpn_selected(c.ssl, &p, &l);
+        ok(l == 11 && memcmp(p, "xmpp-client", 11) == 0,
+           "client offering h2 and xmpp-client: xmpp-client selected");
+        ep_free(&c);
+        ep_free(&s);
+    }
+    {
+        struct ep c = ep_raw("a.test", 0, 0, NULL, 0);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        pump_handshake(&c, &s, &cr, &sr);
+        ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "client without ALPN: ok");
+        ok(xe_tls_alpn(s.x, buf, sizeof(buf)) == NULL,
+           "client without ALPN: none selected");
+        ep_free(&c);
+        ep_free(&s);
+    }
+}
+
+/* Send len bytes from a to b through xe_tls, read them all on b. */
+static bool
+transfer(struct ep *a, struct ep *b, const unsigned char *data, size_t len)
+{
+    unsigned char *got = malloc(len ? len : 1);
+    size_t have = 0;
+    bool ok_;
+
+    if (xe_tls_write(a->x, data, len) != 0) {
+        free(got);
+        return false;
+    }
+    for (int guard = 0; have < len && guard < 100000; guard++) {
+        int n;
+        move(a, b);
+        n = xe_tls_read(b->x, got + have, len - have);
+        if (n > 0)
+            have += (size_t)n;
+        else if (n != XE_TLS_WANT)
+            break;
+        else if (xe_tls_out_pending(a->x) == 0)
+            break;
+    }
+    ok_ = have == len && memcmp(got, data, len) == 0;
+    if (!ok_)
+        printf("# transferred %zu of %zu\n", have, len);
+    free(got);
+    return ok_;
+}
+
+static void
+test_data(void)
+{
+    struct ep c = ep_xe(xe_tls_new_client("b.test", "xmpp-client"));
+    struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+    int cr, sr;
+    const size_t big = 1024 * 1024;
+    unsigned char *data = malloc(big);
+    unsigned char buf[16];
+
+    for (size_t i = 0; i < big; i++)
+        data[i] = (unsigned char)((i * 2654435761u) >> 13);
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "data: handshake done");
+    ok(transfer(&c, &s, (const unsigned char *)"<stream:stream>", 15),
+       "client -> server: small");
+    ok(transfer(&s, &c, (const unsigned char *)"<stream:features/>", 18),
+       "server -> client: small");
+    ok(transfer(&c, &s, data, big), "client -> server: 1 MiB byte-exact");
+    ok(transfer(&s, &c, data, big), "server -> client: 1 MiB byte-exact");
+    ok(transfer(&c, &s, (const unsigned char *)"\0\x01\xff", 3), "binary bytes with NUL");
+    is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_WANT, "nothing more: WANT");
+
+    /* close_notify */
+    xe_tls_shutdown(c.x);
+    ok(xe_tls_out_pending(c.x) > 0, "shutdown queues a close_notify");
+    move(&c, &s);
+    is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_CLOSED, "close_notify -> CLOSED");
+    ep_free(&c);
+    ep_free(&s);
+
+    /* garbage after the handshake */
+    c = ep_xe(xe_tls_new_client("a.test", "xmpp-client"));
+    s = ep_xe(xe_tls_new(ctx, NULL));
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "handshake for the garbage test");
+    {
+        /* an application-data record with garbage inside */
+        unsigned char rec[64] = {0x17, 0x03, 0x03, 0x00, 59};
+        for (int i = 5; i < 64; i++)
+            rec[i] = (unsigned char)(i * 37);
+        xe_tls_feed(s.x, rec, sizeof(rec));
+        is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_ERROR,
+               "garbage record after the handshake -> ERROR");
+    }
+    ep_free(&c);
+    ep_free(&s);
+    free(data);
+}
+
+static void
+test_garbage(void)
+{
+    struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+    static const char http[] = "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+    static const char xml[] = "<?xml version='1.0'?><stream:stream to='a.test'>";
+
+    ok(xe_tls_feed(s.x, http, sizeof(http) - 1) == 0, "feed accepts bytes");
+    is_int(xe_tls_handshake(s.x), XE_TLS_ERROR, "HTTP request as ClientHello -> ERROR");
+    ok(*xe_tls_error(s.x) != '\0', "error text: %s", xe_tls_error(s.x));
+    ep_free(&s);
+
+    s = ep_xe(xe_tls_new(ctx, NULL));
+    xe_tls_feed(s.x, xml, sizeof(xml) - 1);
+    is_int(xe_tls_handshake(s.x), XE_TLS_ERROR, "plain XMPP on a TLS port -> ERROR");
+    ep_free(&s);
+
+    /* a handshake record header followed by garbage */
+    s = ep_xe(xe_tls_new(ctx, NULL));
+    {
+        unsigned char rec[300] = {0x16, 0x03, 0x01, 0x01, 0x27};
+        for (int i = 5; i < 300; i++)
+            rec[i] = (unsigned char)(i * 91 + 7);
+        xe_tls_feed(s.x, rec, sizeof(rec));
+        is_int(xe_tls_handshake(s.x), XE_TLS_ERROR, "garbage ClientHello -> ERROR");
+    }
+    ep_free(&s);
+
+    /* a truncated ClientHello is not an error yet: WANT */
+    {
+        struct ep c = ep_xe(xe_tls_new_client("a.test", "xmpp-client"));
+        unsigned char buf[8192];
+        size_t n;
+        s = ep_xe(xe_tls_new(ctx, NULL));
+        xe_tls_handshake(c.x);
+        n = xe_tls_out_take(c.x, buf, sizeof(buf));
+        ok(n > 10, "ClientHello produced");
+        xe_tls_feed(s.x, buf, n / 2);
+        is_int(xe_tls_handshake(s.x), XE_TLS_WANT, "half a ClientHello -> WANT");
+        xe_tls_feed(s.x, buf + n / 2, n - n / 2);
+        is_int(xe_tls_handshake(s.x), XE_TLS_WANT,
+               "whole ClientHello -> WANT (for Finished)");
+        ok(xe_tls_out_pending(s.x) > 0, "server answered");
+        ep_free(&c);
+        ep_free(&s);
+    }
+}
+
+static void
+test_ctx_errors(void)
+{
+    struct xe_tls_ctx *c = NULL;
+    char *err = NULL;
+    char ca[4096], ka[4096], cb[4096], kb[4096];
+    struct xe_tls_cert bad[1];
+
+    snprintf(ca, sizeof(ca), "%s/a.test.crt", tmpdir);
+    snprintf(ka, sizeof(ka), "%s/a.test.key", tmpdir);
+    snprintf(cb, sizeof(cb), "%s/b.test.crt", tmpdir);
+    snprintf(kb, sizeof(kb), "%s/b.test.key", tmpdir);
+    bad[0] = (struct xe_tls_cert){"a.test", ca, kb};
+    ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0 && c == NULL,
+       "key that does not match the certificate is refused");
+    ok(err && strstr(err, "a.test"), "  error names the domain: %s", err ? err : "");
+    free(err);
+    err = NULL;
+    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka};
+    ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing certificate file");
+    free(err);
+    err = NULL;
+    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key"};
+    ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing key file");
+    free(err);
+    (void)cb;
+}
+
+int
+main(void)
+{
+    char ca[4096], ka[4096], cb[4096], kb[4096];
+    char *err = NULL;
+    struct xe_tls_cert certs[2];
+
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/xe-tls-test-XXXXXX");
+    ok(mkdtemp(tmpdir) != NULL, "mkdtemp");
+    ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
+    ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka};
+    certs[1] = (struct xe_tls_cert){"b.test", cb, kb};
+    ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &ctx, &err) == 0, "xe_tls_ctx_new %s",
+       err ? err : "");
+    free(err);
+    if (ctx) {
+        test_basic();
+        test_cert_selection();
+        test_versions();
+        test_alpn();
+        test_data();
+        test_garbage();
+        test_ctx_errors();
+        xe_tls_ctx_free(&ctx);
+        ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
+    }
+    rm_rf(tmpdir);
+    return tap_done();
+}
