@@ -1,4 +1,6 @@
 /* xedge: the XML stream parser on expat. See xmlstream.h. */
+#include "config.h"
+
 #include "xmlstream.h"
 
 #include <stdint.h>
@@ -327,6 +329,13 @@ setup(struct xe_xmlstream *xs)
     XML_SetProcessingInstructionHandler(xs->p, on_pi);
     XML_SetCommentHandler(xs->p, on_comment);
     XML_SetParamEntityParsing(xs->p, XML_PARAM_ENTITY_PARSING_NEVER);
+#ifdef HAVE_XML_SETREPARSEDEFERRALENABLED
+    /* Deferral would hold back an element that arrived whole (a <starttls/>
+     * in its own packet) until more bytes come: a stream must be processed
+     * as it arrives. The element size limit bounds the cost of reparsing a
+     * token that arrives in pieces. */
+    XML_SetReparseDeferralEnabled(xs->p, XML_FALSE);
+#endif
     return 0;
 }
 
