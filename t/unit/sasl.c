@@ -17,30 +17,6 @@
 
 #define CB(f) ((int (*)(void))(void *)(f))
 
-static void
-rm_rf(const char *path)
-{
-    DIR *d;
-    struct dirent *e;
-    char sub[4096];
-    struct stat st;
-
-    if (lstat(path, &st) != 0)
-        return;
-    if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* ---- Cyrus' client ---------------------------------------------------------- */
 
 struct creds {

@@ -2,8 +2,11 @@
 #ifndef XE_TAP_H
 #define XE_TAP_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int tap_n, tap_failed;
 
@@ -34,9 +37,35 @@ static int tap_n, tap_failed;
         int is_e_ = is_g_ && is_w_ && strcmp(is_g_, is_w_) == 0;                         \
         ok(is_e_, __VA_ARGS__);                                                          \
         if (!is_e_)                                                                      \
-            printf("#   got '%s', want '%s'\n", is_g_ ? is_g_ : "(null)",               \
+            printf("#   got '%s', want '%s'\n", is_g_ ? is_g_ : "(null)",                \
                    is_w_ ? is_w_ : "(null)");                                            \
     } while (0)
+
+/* Remove a test's temporary directory tree. */
+static inline void
+rm_rf(const char *path)
+{
+    DIR *d;
+    struct dirent *e;
+    char sub[4096];
+    struct stat st;
+
+    if (lstat(path, &st) != 0)
+        return;
+    if (S_ISDIR(st.st_mode) && (d = opendir(path)) != NULL) {
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", path, e->d_name) <
+                sizeof(sub))
+                rm_rf(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
 
 static inline int
 tap_done(void)
