@@ -39,6 +39,11 @@ xe_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);
+    /* one event, one line: a peer's bytes that reach a field cannot start
+     * another line or carry terminal escapes */
+    for (char *p = line + n; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
     /* one write per line, so lines from concurrent writers do not interleave */
     fprintf(stderr, "%s\n", line);
 }

@@ -472,6 +472,10 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         const void *who = NULL;
         snprintf(s->detail, sizeof(s->detail), "%s",
                  d ? d : sasl_errstring(r, NULL, NULL));
+        /* Cyrus may quote what the client sent: keep the log's quoting intact */
+        for (char *p = s->detail; *p; p++)
+            if (*p == '"' || *p == '\\')
+                *p = '\'';
         if (sasl_getprop(s->conn, SASL_AUTHUSER, &who) == SASL_OK && who)
             snprintf(s->jid, sizeof(s->jid), "%s", (const char *)who);
         *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);

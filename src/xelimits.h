@@ -27,7 +27,6 @@
 #define XE_DEF_AUTH_TIMEOUT_MS 60000
 #define XE_DEF_BACKEND_CONNECT_MS 5000
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
-#define XE_DEF_IDLE_TIMEOUT_MS 0 /* 0: no idle timeout after splice */
 
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
