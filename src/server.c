@@ -673,8 +673,11 @@ client_plain(struct conn *c, const char *data, size_t n)
             break;
         case XE_C2S_STARTTLS:
             /* anything pipelined after <starttls/> is dropped (command injection) */
-            if (n > 0)
-                xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
+            for (size_t i = 0; i < n; i++)
+                if (strchr(" \t\r\n", data[i]) == NULL) { /* more than white space */
+                    xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
+                    break;
+                }
             start_tls(c);
             return;
         case XE_C2S_AUTHENTICATED:

@@ -33,6 +33,7 @@ struct xe_xmlstream {
     size_t boundary;   /* absolute offset after the last complete top-level event */
 
     bool stopped;
+    bool at_start;  /* nothing but white space seen since the (re)start */
     size_t stop_at; /* absolute offset right after the stopping event */
     const char *condition;
     const char *text;
@@ -349,6 +350,7 @@ xe_xmlstream_new(const struct xe_xmlstream_limits *limits,
     xs->cb = *cb;
     xs->ctx = ctx;
     xe_buf_init(&xs->raw, 0);
+    xs->at_start = true;
     if (setup(xs) < 0) {
         free(xs);
         return NULL;
@@ -368,6 +370,7 @@ clear_state(struct xe_xmlstream *xs)
     xs->raw.len = 0;
     xs->raw_base = xs->elem_start = xs->fed = xs->boundary = 0;
     xs->stopped = false;
+    xs->at_start = true;
     xs->condition = xs->text = NULL;
 }
 
@@ -416,16 +419,51 @@ expat_condition(enum XML_Error e)
     }
 }
 
+static int feed_parser(struct xe_xmlstream *xs, const void *data, size_t len,
+                       size_t *consumed_r);
+
+static bool
+is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
 int
 xe_xmlstream_feed(struct xe_xmlstream *xs, const void *data, size_t len,
                   size_t *consumed_r)
 {
-    size_t base = xs->fed;
-    enum XML_Status st;
+    size_t skipped = 0;
+    int r;
 
     *consumed_r = 0;
     if (xs->condition)
         return XE_XS_ERROR;
+    if (xs->at_start) {
+        /* Clients put a line break between </auth> (or <starttls/>) and the
+         * restarted stream's <?xml ...?>, which must start the document:
+         * white space before a stream is not part of it. */
+        const unsigned char *p = data;
+        while (skipped < len && is_space(p[skipped]))
+            skipped++;
+        if (skipped == len) {
+            *consumed_r = len;
+            return XE_XS_OK;
+        }
+        xs->at_start = false;
+        data = p + skipped;
+        len -= skipped;
+    }
+    r = feed_parser(xs, data, len, consumed_r);
+    *consumed_r += skipped;
+    return r;
+}
+
+static int
+feed_parser(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consumed_r)
+{
+    size_t base = xs->fed;
+    enum XML_Status st;
+
     if (len > (size_t)INT32_MAX) {
         xs->condition = "policy-violation";
         xs->text = "chunk too large";

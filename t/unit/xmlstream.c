@@ -785,6 +785,31 @@ test_stream_end_cb(void)
     }
 }
 
+/* Real clients (go-sendxmpp) put a line break between </auth> and the XML
+ * declaration of their restarted stream; white space before a stream is
+ * skipped, and the bytes count as consumed. */
+static void
+test_space_before_restart(void)
+{
+    const char *st = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+    struct xe_buf doc;
+    char *log;
+
+    xe_buf_init(&doc, 0);
+    xe_buf_append_str(&doc, "\r\n " HDR);
+    xe_buf_append_str(&doc, st);
+    xe_buf_append_str(&doc,
+                      "\n \t<?xml version='1.0'?>" HDR "<iq id='y'/></stream:stream>");
+    xe_buf_append(&doc, "", 1);
+    log =
+        same_all_ways((const char *)doc.data, "starttls", "white space around a restart");
+    ok(contains(log, "E <{jabber:client}iq @id=\"y\">[]</> raw=<iq id='y'/>\nEND\n"),
+       "white space, then <?xml?> and a header after the restart: a fresh stream");
+    ok(!contains(log, "ERR"), "no error for the leading white space");
+    free(log);
+    xe_buf_free(&doc);
+}
+
 int
 main(void)
 {
@@ -805,5 +830,6 @@ main(void)
     test_empty_elem_limits();
     test_errors_sticky();
     test_stream_end_cb();
+    test_space_before_restart();
     return tap_done();
 }
