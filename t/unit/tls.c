@@ -325,6 +325,35 @@ test_versions(void)
         ep_free(&s);
     }
     {
+        /* renegotiation is off: a TLS 1.2 client asking for it gets no new
+         * handshake (at most an alert), and the session itself goes on */
+        struct ep c =
+            ep_raw("a.test", 0, TLS1_2_VERSION, alpn_xmpp, sizeof(alpn_xmpp) - 1);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        char buf[64];
+        size_t answer;
+        int r;
+
+        pump_handshake(&c, &s, &cr, &sr);
+        ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "renegotiation: TLS 1.2 session up");
+        ok(SSL_renegotiate(c.ssl) == 1, "renegotiation: the client asks for it");
+        SSL_do_handshake(c.ssl);
+        ERR_clear_error();
+        ok(move(&c, &s) > 0, "renegotiation: the client's ClientHello is sent");
+        r = xe_tls_read(s.x, buf, sizeof(buf));
+        ok(r == XE_TLS_WANT, "renegotiation: the server reads it as nothing (%d)", r);
+        answer = move(&s, &c);
+        ok(answer < 100, "renegotiation: no ServerHello in answer (%zu bytes: an alert)",
+           answer);
+        r = SSL_do_handshake(c.ssl);
+        ERR_clear_error();
+        ok(r != 1 || SSL_renegotiate_pending(c.ssl) == 1,
+           "renegotiation: the client's new handshake does not complete");
+        ok(xe_tls_write(s.x, "after", 5) == 0, "renegotiation: the server still writes");
+        ep_free(&c);
+        ep_free(&s);
+    }
+    {
         struct ep c = ep_raw("a.test", TLS1_1_VERSION, TLS1_1_VERSION, alpn_xmpp,
                              sizeof(alpn_xmpp) - 1);
         struct ep s = ep_xe(xe_tls_new(ctx, NULL));
