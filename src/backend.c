@@ -217,8 +217,11 @@ xe_backend_hs_feed(struct xe_backend_hs *b, const void *data, size_t len,
     while (b->st != B_FAILED && b->st != B_READY) {
         int r = xe_xmlstream_feed(b->xs, p, left, &used);
         if (r == XE_XS_ERROR) {
-            snprintf(b->error, sizeof(b->error), "backend sent bad XML: %s (%s)",
-                     xe_xmlstream_condition(b->xs), xe_xmlstream_error_text(b->xs));
+            const char *cond = xe_xmlstream_condition(b->xs);
+            snprintf(b->error, sizeof(b->error), "backend sent %s: %s (%s)",
+                     strcmp(cond, "policy-violation") == 0 ? "more than xedge accepts"
+                                                           : "bad XML",
+                     cond, xe_xmlstream_error_text(b->xs));
             b->st = B_FAILED;
             return XE_BHS_FAIL;
         }
