@@ -775,20 +775,22 @@ static void
 format_peer(uv_tcp_t *t, char *out, size_t len)
 {
     struct sockaddr_storage ss;
-    int sl = sizeof(ss);
+    int sl = sizeof(ss), n = -1;
     char ip[64] = "?";
 
     if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET) {
             uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-            snprintf(out, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-            return;
+            n = snprintf(out, len, "%s:%d", ip,
+                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            n = snprintf(out, len, "[%s]:%d", ip,
+                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
         }
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-        snprintf(out, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-        return;
     }
-    snprintf(out, len, "?");
+    if (n < 0 || (size_t)n >= len) /* no address, or (impossibly) too long */
+        snprintf(out, len, "?");
 }
 
 static void

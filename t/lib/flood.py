@@ -1,13 +1,16 @@
 #!/usr/bin/python3
-"""flood.py SERVER CAFILE PASSWORD XEDGE_PID COUNT SIZE -- backpressure probe.
+"""flood.py SERVER CAFILE PASSWORD XEDGE_PID COUNT SIZE BACKEND_PORT -- backpressure probe.
 
 alice logs in and stops reading; bob sends her COUNT messages of SIZE bytes
 through xedge and the backend. While alice does not read, xedge must stop
 reading the backend (high water mark) instead of buffering: its RSS is
 sampled. Then alice reads everything: every message must arrive, in order,
-intact. Prints KEY=value lines.
+intact. Prints KEY=value lines, among them XEDGE_BACKEND_UNREAD: the most
+bytes left unread in xedge's receive queue of a backend connection while the
+reader stalls (from `ss`): evidence that xedge stopped reading the backend.
 """
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -24,9 +27,22 @@ def rss_kib(pid):
     return -1
 
 
+def backend_unread(port):
+    """Largest Recv-Q among established connections to the backend port
+    (xedge's side of its backend links)."""
+    out = subprocess.run(['ss', '-tnH', 'state', 'established', '( dport = :%d )' % port],
+                         capture_output=True, text=True).stdout
+    best = 0
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0].isdigit():
+            best = max(best, int(f[0]))
+    return best
+
+
 def main():
-    server, cafile, pw, pid, count, size = sys.argv[1:7]
-    pid, count, size = int(pid), int(count), int(size)
+    server, cafile, pw, pid, count, size, bport = sys.argv[1:8]
+    pid, count, size, bport = int(pid), int(count), int(size), int(bport)
     quiet = lambda _l: None  # noqa: E731
     alice = raw_client.Session('alice@example.test', server, 'starttls', cafile, False, 120, log=quiet)
     alice.connect()
@@ -56,6 +72,7 @@ def main():
     time.sleep(2.0)  # let everything that can move, move
     stalled = rss_kib(pid)
     peak_stalled = peak[0]
+    unread = backend_unread(bport)
 
     # now alice reads it all
     got, in_order, intact = 0, True, True
@@ -85,6 +102,7 @@ def main():
     print('XEDGE_RSS_KIB_BEFORE=%d' % before)
     print('XEDGE_RSS_KIB_STALLED=%d' % stalled)
     print('XEDGE_RSS_KIB_PEAK=%d' % max(peak_stalled, peak[0]))
+    print('XEDGE_BACKEND_UNREAD=%d' % unread)
     print('RECEIVED=%d' % got)
     print('IN_ORDER=%s' % ('yes' if in_order else 'no'))
     print('INTACT=%s' % ('yes' if intact else 'no'))
