@@ -340,7 +340,7 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "limits");
     const config_setting_t *t = config_setting_get_member(root, "timeouts");
-    unsigned long long v[16];
+    unsigned long long v[17];
 
     if (get_uint(c, g, "max_connections", 1, 10000000, XE_DEF_MAX_CONNECTIONS, &v[0]) <
             0 ||
@@ -356,6 +356,16 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         get_uint(c, g, "pump_hard_cap", 4096, 1ULL << 32, XE_DEF_PUMP_HARD_CAP, &v[7]) <
             0)
         return -1;
+    if (get_uint(c, g, "max_connections_per_address", 0, 10000000,
+                 XE_DEF_MAX_CONNS_PER_ADDRESS, &v[13]) < 0 ||
+        get_uint(c, g, "connection_rate_per_address", 0, 1000000,
+                 XE_DEF_CONN_RATE_PER_ADDRESS, &v[14]) < 0 ||
+        get_uint(c, g, "connection_burst_per_address", 1, 1000000,
+                 XE_DEF_CONN_BURST_PER_ADDRESS, &v[15]) < 0)
+        return -1;
+    conf->max_conns_per_address = (unsigned)v[13];
+    conf->conn_rate_per_address = (unsigned)v[14];
+    conf->conn_burst_per_address = (unsigned)v[15];
     if (v[6] >= v[5])
         return fail(c, g, "pump_low_water", "must be below pump_high_water");
     if (v[7] < v[5])
@@ -377,8 +387,11 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         get_uint(c, t, "backend_handshake", 1, 600, XE_DEF_BACKEND_HANDSHAKE_MS / 1000,
                  &v[11]) < 0 ||
         get_uint(c, t, "assertion_lifetime", 5, 3600, XE_DEF_ASSERTION_LIFETIME, &v[12]) <
+            0 ||
+        get_uint(c, t, "preauth_idle", 1, 3600, XE_DEF_PREAUTH_IDLE_MS / 1000, &v[16]) <
             0)
         return -1;
+    conf->preauth_idle_ms = (unsigned)v[16] * 1000;
     conf->tls_timeout_ms = (unsigned)v[8] * 1000;
     conf->auth_timeout_ms = (unsigned)v[9] * 1000;
     conf->backend_connect_ms = (unsigned)v[10] * 1000;

@@ -64,10 +64,14 @@ struct xe_conf {
     size_t pump_low_water;
     size_t pump_hard_cap;
     unsigned max_connections;
+    unsigned max_conns_per_address; /* IPv4 address or IPv6 /64; 0 = no limit */
+    unsigned conn_rate_per_address; /* new connections per second; 0 = no limit */
+    unsigned conn_burst_per_address;
 
     /* timeouts, milliseconds */
     unsigned tls_timeout_ms;
     unsigned auth_timeout_ms;
+    unsigned preauth_idle_ms; /* silence before authentication */
     unsigned backend_connect_ms;
     unsigned backend_handshake_ms;
     unsigned assertion_lifetime_s;

@@ -13,6 +13,7 @@
 
 #include <openssl/crypto.h>
 
+#include "addrlimit.h"
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
@@ -45,6 +46,9 @@ struct xe_server {
     unsigned n_conns;
     struct conn *conns;
     bool stopping;
+    struct xe_addrlimit *al;
+    uint64_t refused_logged_ms; /* refusals are logged at most once a second */
+    unsigned long refused_unlogged;
 };
 
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
@@ -75,6 +79,9 @@ struct conn {
     char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
     size_t tail_len;
     char *jid;
+    struct sockaddr_storage sa; /* the client's address */
+    bool counted;               /* in the per-address accounting */
+    uint64_t auth_deadline;     /* loop time by which SASL must succeed */
     char peer[64];
     uint64_t bytes_up, bytes_down;
 };
@@ -302,6 +309,8 @@ finish_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
+    if (c->counted)
+        xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(srv->loop));
     uv_close((uv_handle_t *)&c->client, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (c->backend_inited)
@@ -309,6 +318,18 @@ finish_close(struct conn *c)
 }
 
 static void on_timer(uv_timer_t *t);
+
+/* Before authentication: fire at the auth deadline, or after preauth_idle of
+ * silence, whichever comes first. */
+static void
+arm_preauth_timer(struct conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop), at = now + c->srv->conf->preauth_idle_ms;
+
+    if (c->auth_deadline && c->auth_deadline < at)
+        at = c->auth_deadline;
+    uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
+}
 
 static void
 on_shutdown(uv_shutdown_t *req, int status)
@@ -613,8 +634,10 @@ on_timer(uv_timer_t *t)
         if (c->tls_handshaking) {
             xe_info("event=timeout peer=%s phase=tls", c->peer);
             finish_close(c);
-        } else {
+        } else if (uv_now(c->srv->loop) >= c->auth_deadline) {
             client_stream_error(c, "connection-timeout", "authentication took too long");
+        } else {
+            client_stream_error(c, "connection-timeout", "idle before authentication");
         }
         break;
     case CS_SPLICED:
@@ -728,6 +751,8 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->st == CS_CLOSING)
         return; /* what a closing client still sends is dropped */
+    if (c->st == CS_NEGOTIATING && !c->tls_handshaking)
+        arm_preauth_timer(c); /* the client spoke: the idle time starts again */
     if (c->tls == NULL) {
         client_plain(c, buf->base, (size_t)n);
         return;
@@ -748,7 +773,8 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         c->tls_handshaking = false;
-        uv_timer_start(&c->timer, on_timer, c->srv->conf->auth_timeout_ms, 0);
+        c->auth_deadline = uv_now(c->srv->loop) + c->srv->conf->auth_timeout_ms;
+        arm_preauth_timer(c);
         tls_established(c);
     }
     while (!c->closed && c->st != CS_CLOSING) {
@@ -799,6 +825,24 @@ on_reject_closed(uv_handle_t *h)
     free(h);
 }
 
+/* A connection refused before any byte: closed at once. Logged at most once a
+ * second, with the count of those not logged, so that a flood cannot flood
+ * the log. */
+static void
+refused(struct xe_server *srv, const char *reason, const char *address)
+{
+    uint64_t now = uv_now(srv->loop);
+
+    if (srv->refused_logged_ms && now - srv->refused_logged_ms < 1000) {
+        srv->refused_unlogged++;
+        return;
+    }
+    xe_warn("event=connection-refused reason=%s address=%s also_refused=%lu", reason,
+            address, srv->refused_unlogged);
+    srv->refused_logged_ms = now;
+    srv->refused_unlogged = 0;
+}
+
 static void
 on_connection(uv_stream_t *ls, int status)
 {
@@ -815,8 +859,7 @@ on_connection(uv_stream_t *ls, int status)
         uv_tcp_t *t = xe_malloc(sizeof(*t));
         uv_tcp_init(srv->loop, t);
         if (uv_accept(ls, (uv_stream_t *)t) == 0)
-            xe_warn("event=connection-refused reason=%s",
-                    srv->stopping ? "stopping" : "max_connections");
+            refused(srv, srv->stopping ? "stopping" : "max_connections", "-");
         uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
@@ -839,6 +882,21 @@ on_connection(uv_stream_t *ls, int status)
         return;
     }
     format_peer(&c->client, c->peer, sizeof(c->peer));
+    {
+        int sl = sizeof(c->sa);
+        enum xe_addrlimit_result ar = XE_AL_OK;
+        char key[64] = "-";
+
+        if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
+            ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
+                                      uv_now(srv->loop), key, sizeof(key));
+        if (ar != XE_AL_OK) {
+            refused(srv, xe_addrlimit_result_name(ar), key);
+            finish_close(c);
+            return;
+        }
+        c->counted = true;
+    }
     uv_tcp_nodelay(&c->client, 1);
     p.conf = srv->conf;
     p.tls = c->direct;
@@ -857,7 +915,8 @@ on_connection(uv_stream_t *ls, int status)
         c->tls_handshaking = true;
         uv_timer_start(&c->timer, on_timer, srv->conf->tls_timeout_ms, 0);
     } else {
-        uv_timer_start(&c->timer, on_timer, srv->conf->auth_timeout_ms, 0);
+        c->auth_deadline = uv_now(srv->loop) + srv->conf->auth_timeout_ms;
+        arm_preauth_timer(c);
     }
     xe_debug("event=accept peer=%s listener=%s", c->peer,
              c->direct ? "direct_tls" : "starttls");
@@ -877,6 +936,15 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *
     srv->loop = loop;
     srv->conf = conf;
     srv->store = store;
+    {
+        struct xe_addrlimit_conf alc = {
+            .max_per_address = conf->max_conns_per_address,
+            .rate = conf->conn_rate_per_address,
+            .burst = conf->conn_burst_per_address,
+            .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
+        };
+        srv->al = xe_addrlimit_new(&alc);
+    }
     for (size_t i = 0; i < conf->n_domains; i++) {
         certs[i].domain = conf->domains[i].name;
         certs[i].certificate = conf->domains[i].certificate;
@@ -959,6 +1027,7 @@ xe_server_free(struct xe_server **srvp)
 
     if (srv == NULL)
         return;
+    xe_addrlimit_free(&srv->al);
     xe_tls_ctx_free(&srv->tls_starttls);
     xe_tls_ctx_free(&srv->tls_direct);
     free(srv->listeners);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <uv.h>
 
@@ -123,6 +124,17 @@ main(int argc, char **argv)
     if (xe_sasl_global_init(store, mechs, conf->scram_iterations, &err) < 0) {
         fprintf(stderr, "xedge: SASL: %s\n", err);
         goto out;
+    }
+    {
+        /* every client costs two descriptors: use what the system allows */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+                xe_warn("event=rlimit error=\"cannot raise the descriptor limit\"");
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+            xe_info("event=rlimit nofile=%llu", (unsigned long long)rl.rlim_cur);
     }
     if (xe_server_listen(g_srv, &err) < 0) {
         fprintf(stderr, "xedge: %s\n", err);

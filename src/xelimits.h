@@ -25,6 +25,7 @@
 /* Timeouts (milliseconds) */
 #define XE_DEF_TLS_TIMEOUT_MS 10000
 #define XE_DEF_AUTH_TIMEOUT_MS 60000
+#define XE_DEF_PREAUTH_IDLE_MS 30000 /* silence allowed before authentication */
 #define XE_DEF_BACKEND_CONNECT_MS 5000
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
 
@@ -34,5 +35,10 @@
 
 /* Connections */
 #define XE_DEF_MAX_CONNECTIONS 100000
+/* per source address (IPv6: per /64); generous, for clients behind NAT */
+#define XE_DEF_MAX_CONNS_PER_ADDRESS 1000
+#define XE_DEF_CONN_RATE_PER_ADDRESS 50 /* new connections per second */
+#define XE_DEF_CONN_BURST_PER_ADDRESS 200
+#define XE_ADDRLIMIT_MAX_ENTRIES (1 << 20) /* addresses tracked at once */
 
 #endif

@@ -175,6 +175,7 @@ class Session:
         self.bound_jid = None
         self.server_closed = None
         self.challenges = 0
+        self.source = None  # a local address to connect from (set before connect())
 
     # -- transport ----------------------------------------------------
     def _left(self):
@@ -305,7 +306,9 @@ class Session:
         self.deadline = time.monotonic() + self.timeout
         self.stage = 'connect'
         try:
-            self.sock = socket.create_connection(self.addr, timeout=self._left())
+            self.sock = socket.create_connection(
+                self.addr, timeout=self._left(),
+                source_address=(self.source, 0) if self.source else None)
         except socket.timeout:
             raise Timeout()
         except OSError as e:
