@@ -5,7 +5,7 @@
 # bare close), xedge logs why, and keeps serving.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 14
+plan 16
 
 PW="faults-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW"
@@ -67,6 +67,30 @@ grep -q 'reason="backend did not answer in time"' "$XEDGE_LOG"
 ok $? "xedge logs the timeout"
 kill "$SILENT_PID" 2>/dev/null
 
+# 2b. A backend that answers with garbage.
+GARBAGE_PORT=$(pick_base_port)
+"$PY" -c '
+import os, socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); s.settimeout(1)
+end = time.time() + 60
+while time.time() < end:
+    try: c = s.accept()[0]
+    except socket.timeout: continue
+    try: c.sendall(b"\x16\x03\x01garbage<<<&&&" + os.urandom(512)); time.sleep(0.2); c.close()
+    except OSError: pass
+' "$GARBAGE_PORT" &
+GARBAGE_PID=$!
+XEDGE_PIDS="$XEDGE_PIDS,$GARBAGE_PID"
+sleep 0.3
+sed "s/port = $BACKEND_PORT;/port = $GARBAGE_PORT;/" "$XEDGE_CONF" >"$SB/garbage.conf"
+restart_xedge "$SB/garbage.conf"
+raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256
+like "$OUT" 'remote-connection-failed' "backend sending garbage: client gets <remote-connection-failed/>"
+grep -q 'event=backend-failed .*reason="backend sent bad XML' "$XEDGE_LOG"
+ok $? "xedge logs that the backend sent bad XML"
+kill "$GARBAGE_PID" 2>/dev/null
+
 # 3. The backend dies (SIGKILL) in the middle of a session.
 restart_xedge "$XEDGE_CONF"
 rm -f "$SB/ready"
@@ -95,4 +119,4 @@ raw --jid alice@example.test --password wrong --mech SCRAM-SHA-256
 like "$OUT" 'not-authorized' "xedge still negotiates TLS and SASL"
 raw --jid alice@example.test --password "$PW" --mech PLAIN
 like "$OUT" 'remote-connection-failed' "and a login now reports the dead backend"
-ok "$(grep -c 'event=backend-failed' "$XEDGE_LOG" | awk '{print ($1 >= 3) ? 0 : 1}')" "every failure was logged"
+ok "$(grep -c 'event=backend-failed' "$XEDGE_LOG" | awk '{print ($1 >= 4) ? 0 : 1}')" "every failure was logged"

@@ -15,7 +15,7 @@ HDR = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
 DOMAIN = 'example.test'
 
 
-def read_until(s, pat, t=5.0):
+def read_until(s, pat, t=15.0):
     buf, end = b'', time.time() + t
     s.settimeout(0.2)
     while time.time() < end:
@@ -42,13 +42,14 @@ def stream_error(buf):
 
 def connect(addr):
     host, port = addr.rsplit(':', 1)
-    return socket.create_connection((host, int(port)), timeout=5)
+    return socket.create_connection((host, int(port)), timeout=20)
 
 
 def tls_wrap(s):
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    s.settimeout(20)  # read_until left a short timeout on the socket
     return ctx.wrap_socket(s, server_hostname=DOMAIN)
 
 
@@ -120,7 +121,7 @@ def main():
         buf = read_until(s, rb'<proceed')
         s = tls_wrap(s)
         s.sendall(hdr)
-        buf2 = read_until(s, rb'</stream:features>', 3)
+        buf2 = read_until(s, rb"</stream:features>", 10)
         extra = read_until(s, rb'<success', 1.5)  # anything beyond the features?
         s.close()
         verdict = 'proceed=%s features=%s success=%s' % (
@@ -140,7 +141,7 @@ def main():
                 b"<resource>piped</resource></bind></iq>")
         # auth, the restarted stream and the bind request in one TLS record
         s.sendall(auth + hdr + bind)
-        buf = read_until(s, rb'</iq>', 8)
+        buf = read_until(s, rb"</iq>", 20)
         s.sendall(b'</stream:stream>')
         end = read_until(s, rb'</stream:stream>|\[EOF\]', 5)
         s.close()
