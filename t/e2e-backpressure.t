@@ -6,12 +6,7 @@
 
 plan 7
 
-# Under AddressSanitizer (the sanitizer pass of CI), freed blocks wait in its
-# quarantine, so RSS would measure that rather than xedge's buffers: run
-# this test's xedge without a quarantine.
-if ldd "$XE_TOP_BUILDDIR/src/xedge" 2>/dev/null | grep -q libasan; then
-	export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0"
-fi
+rss_is_honest
 PW="bp-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --user "bob@example.test=$PW"
 COUNT=600

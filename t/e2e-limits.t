@@ -7,6 +7,7 @@
 
 plan 29
 
+rss_is_honest
 PW="lim-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --user "bob@example.test=$PW" \
 	--conf 'limits = { max_connections_per_address = 50; connection_rate_per_address = 0; max_sasl_bytes = 2048; };' \

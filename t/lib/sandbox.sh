@@ -86,6 +86,16 @@ bail() {
 	exit 1
 }
 
+# rss_is_honest: call before sandbox_up in a test that bounds xedge's RSS.
+# Under AddressSanitizer (the sanitizer pass of CI) freed blocks wait in its
+# quarantine, so RSS would measure that rather than xedge's own memory: run
+# this test's xedge without a quarantine.
+rss_is_honest() {
+	if ldd "$XE_TOP_BUILDDIR/src/xedge" 2>/dev/null | grep -q libasan; then
+		export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=0"
+	fi
+}
+
 # ---------------------------------------------------------------- clients
 # client ARGS...      slixmpp client (t/lib/xmpp_client.py)
 # raw ARGS...         byte-level client (t/lib/raw_client.py)
