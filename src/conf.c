@@ -287,7 +287,12 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
     return 0;
 }
 
-static const char *const known_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", NULL};
+/* The first three are the default, in this order. SCRAM-SHA-512 is offered
+ * only when configured: a user whose password was set (or imported) without
+ * a SHA-512 secret could not log in with it, and clients that support it
+ * prefer it. */
+static const char *const known_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
+                                          "SCRAM-SHA-512", NULL};
 
 static int
 load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
@@ -320,8 +325,8 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                 known = known || strcmp(known_mechs[k], conf->mechanisms[i]) == 0;
             if (!known)
                 return fail(c, m, "mechanisms",
-                            "'%s' is not supported (supported: SCRAM-SHA-256, "
-                            "SCRAM-SHA-1, PLAIN)",
+                            "'%s' is not supported (supported: SCRAM-SHA-512, "
+                            "SCRAM-SHA-256, SCRAM-SHA-1, PLAIN)",
                             s);
         }
     }

@@ -107,7 +107,7 @@ fake_secret(const char *jid, enum xe_scram_hash h, struct xe_scram_secret *sec)
     sec->iterations = g_iterations;
     sec->salt_len = 16;
     memcpy(sec->salt, md, 16);
-    sec->key_len = h == XE_SCRAM_SHA1 ? 20 : 32;
+    sec->key_len = h == XE_SCRAM_SHA1 ? 20 : h == XE_SCRAM_SHA256 ? 32 : 64;
     RAND_bytes(sec->stored_key, (int)sec->key_len);
     RAND_bytes(sec->server_key, (int)sec->key_len);
 }
@@ -147,8 +147,8 @@ auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags
     u = xe_calloc(1, sizeof(*u));
     r = xe_userstore_get(g_store, jid, u, &err);
     if (r == XE_US_NOTFOUND) {
-        fake_secret(jid, XE_SCRAM_SHA1, &u->scram[XE_SCRAM_SHA1]);
-        fake_secret(jid, XE_SCRAM_SHA256, &u->scram[XE_SCRAM_SHA256]);
+        for (int h = 0; h < XE_SCRAM_N; h++)
+            fake_secret(jid, (enum xe_scram_hash)h, &u->scram[h]);
     } else if (r < 0) {
         xe_err("event=store-error user=%s error=\"%s\"", jid, err ? err : "?");
         ret = SASL_FAIL;
@@ -160,8 +160,8 @@ auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags
         char val[512];
         if (!u->scram[h].present)
             continue;
-        if (format_auth_password(h == XE_SCRAM_SHA1 ? "SCRAM-SHA-1" : "SCRAM-SHA-256",
-                                 &u->scram[h], val, sizeof(val)) == 0)
+        if (format_auth_password(xe_scram_hash_name((enum xe_scram_hash)h), &u->scram[h],
+                                 val, sizeof(val)) == 0)
             sparams->utils->prop_set(sparams->propctx, cur->name, val, (int)strlen(val));
         OPENSSL_cleanse(val, sizeof(val));
     }

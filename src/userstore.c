@@ -38,7 +38,14 @@ struct xe_userstore {
     bool lock_init;
 };
 
-static const char *const us_hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256"};
+static const char *const us_hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256",
+                                                      "SCRAM-SHA-512"};
+
+const char *
+xe_scram_hash_name(enum xe_scram_hash h)
+{
+    return (unsigned)h < XE_SCRAM_N ? us_hash_names[h] : "?";
+}
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -137,13 +144,15 @@ out:
 static const EVP_MD *
 us_md(enum xe_scram_hash h)
 {
-    return h == XE_SCRAM_SHA1 ? EVP_sha1() : EVP_sha256();
+    return h == XE_SCRAM_SHA1     ? EVP_sha1()
+           : h == XE_SCRAM_SHA256 ? EVP_sha256()
+                                  : EVP_sha512();
 }
 
 static size_t
 us_key_len(enum xe_scram_hash h)
 {
-    return h == XE_SCRAM_SHA1 ? 20 : 32;
+    return h == XE_SCRAM_SHA1 ? 20 : h == XE_SCRAM_SHA256 ? 32 : 64;
 }
 
 /* RFC 5802: SaltedPassword = Hi(password, salt, i); ClientKey = HMAC(SP,
@@ -236,6 +245,8 @@ xe_user_check_password(const struct xe_user *user, const char *password, size_t 
         goto out;
     if (user->scram[XE_SCRAM_SHA256].present)
         h = XE_SCRAM_SHA256;
+    else if (user->scram[XE_SCRAM_SHA512].present)
+        h = XE_SCRAM_SHA512;
     else if (user->scram[XE_SCRAM_SHA1].present)
         h = XE_SCRAM_SHA1;
     else

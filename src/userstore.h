@@ -9,6 +9,9 @@
  *   pin=<backend server name or empty>
  *   SCRAM-SHA-1=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
  *   SCRAM-SHA-256=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
+ *   SCRAM-SHA-512=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
+ * (each SCRAM line is optional: a user whose password was set before a hash
+ * was supported has no line for it until the password is set again)
  * The password itself is never stored. Unknown names are kept as they are by
  * a rewrite (forward compatibility).
  *
@@ -24,7 +27,12 @@
 #define XE_SCRAM_MAX_HASH 64
 #define XE_SCRAM_MAX_SALT 64
 
-enum xe_scram_hash { XE_SCRAM_SHA1 = 0, XE_SCRAM_SHA256 = 1, XE_SCRAM_N };
+enum xe_scram_hash {
+    XE_SCRAM_SHA1 = 0,
+    XE_SCRAM_SHA256 = 1,
+    XE_SCRAM_SHA512 = 2,
+    XE_SCRAM_N
+};
 
 struct xe_scram_secret {
     bool present;
@@ -33,7 +41,7 @@ struct xe_scram_secret {
     size_t salt_len;
     unsigned char stored_key[XE_SCRAM_MAX_HASH];
     unsigned char server_key[XE_SCRAM_MAX_HASH];
-    size_t key_len; /* 20 for SHA-1, 32 for SHA-256 */
+    size_t key_len; /* 20 for SHA-1, 32 for SHA-256, 64 for SHA-512 */
 };
 
 struct xe_user {
@@ -46,6 +54,10 @@ struct xe_user {
 };
 
 struct xe_userstore;
+
+/* "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512": the mechanism, and the
+ * name of the record line, for each hash. */
+const char *xe_scram_hash_name(enum xe_scram_hash h);
 
 /* Error codes (negative). */
 #define XE_US_OK 0
@@ -74,12 +86,12 @@ int xe_userstore_foreach(struct xe_userstore *store, const char *domain,
                          int (*cb)(const struct xe_user *user, void *ctx), void *ctx,
                          char **error_r);
 
-/* Set both SCRAM secrets from PASSWORD (fresh random 16-byte salts,
+/* Set every SCRAM secret from PASSWORD (fresh random 16-byte salts,
  * ITERATIONS rounds of PBKDF2). The password is not kept. */
 int xe_user_set_password(struct xe_user *user, const char *password, size_t len,
                          unsigned iterations);
 /* Verify a plaintext password against the SCRAM secrets (SHA-256 if present,
- * else SHA-1) in constant time. true on match. */
+ * else SHA-512, else SHA-1) in constant time. true on match. */
 bool xe_user_check_password(const struct xe_user *user, const char *password, size_t len);
 
 /* Record codec, exposed for tests. */

@@ -384,7 +384,6 @@ iso8601(int64_t t, char *buf, size_t size)
 static int
 cmd_show(struct ctl *ctl)
 {
-    static const char *const hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256"};
     struct xe_user *user = NULL;
     char created[64], modified[64];
     int ret = CTL_CONFIG, h;
@@ -404,7 +403,8 @@ cmd_show(struct ctl *ctl)
     for (h = 0; h < XE_SCRAM_N; h++) {
         if (!user->scram[h].present)
             continue;
-        printf("%s: %u iterations\n", hash_names[h], user->scram[h].iterations);
+        printf("%s: %u iterations\n", xe_scram_hash_name((enum xe_scram_hash)h),
+               user->scram[h].iterations);
         any = true;
     }
     if (!any)

@@ -84,7 +84,7 @@ for line in rec.strip().split("\\0a"):
     name, _, val = line.partition("=")
     if not name.startswith("SCRAM-SHA-"):
         continue
-    md = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}[name]
+    md = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256", "SCRAM-SHA-512": "sha512"}[name]
     it, salt, sk, svk = val.split(":")
     sp = hashlib.pbkdf2_hmac(md, pw, base64.b64decode(salt), int(it))
     ck = hmac.new(sp, b"Client Key", md).digest()
@@ -93,7 +93,7 @@ for line in rec.strip().split("\\0a"):
     if hmac.new(sp, b"Server Key", md).digest() != base64.b64decode(svk):
         sys.exit(1)
     n += 1
-sys.exit(0 if n == 2 else 1)
+sys.exit(0 if n == 3 else 1)
 PY
 }
 
@@ -126,7 +126,8 @@ expect 0 "show (JID case-folded): jid, created, disabled, SCRAM info" \
 	out "^created: [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z$" \
 	out "^disabled: no$" \
 	out "^SCRAM-SHA-1: [0-9]+ iterations$" \
-	out "^SCRAM-SHA-256: [0-9]+ iterations$"
+	out "^SCRAM-SHA-256: [0-9]+ iterations$" \
+	out "^SCRAM-SHA-512: [0-9]+ iterations$"
 show_out=$out
 nsec=0
 leak=0
@@ -138,9 +139,9 @@ for s in $(secrets "$rec_alice"); do
 		;;
 	esac
 done
-ok "$([ $nsec -eq 6 ] && [ $leak -eq 0 ] && echo 0 || echo 1)" \
+ok "$([ $nsec -eq 9 ] && [ $leak -eq 0 ] && echo 0 || echo 1)" \
 	"show reveals none of the $nsec base64 salts/StoredKeys/ServerKeys of the record"
-[ $nsec -eq 6 ] || diag "expected 6 secrets in the record: $rec_alice"
+[ $nsec -eq 9 ] || diag "expected 9 secrets in the record: $rec_alice"
 
 # ---- list ------------------------------------------------------------------
 runpw 'pw-bob' user add bob@example.test
