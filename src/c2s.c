@@ -36,6 +36,8 @@ struct xe_c2s {
     char id[33];
     char jid[3072];
     char mech[32];
+    struct xe_cbind cb[XE_CB_MAX];
+    size_t n_cb;
 };
 
 static void
@@ -132,6 +134,13 @@ send_features(struct xe_c2s *c)
         for (size_t i = 0; i < n; i++)
             xe_buf_appendf(&c->out, "<mechanism>%s</mechanism>", mechs[i]);
         send_str(c, "</mechanisms>");
+        n = xe_sasl_cb_types(c->sasl, mechs, 8);
+        if (n > 0) { /* XEP-0440: which channel bindings we can verify */
+            send_str(c, "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>");
+            for (size_t i = 0; i < n; i++)
+                xe_buf_appendf(&c->out, "<channel-binding type='%s'/>", mechs[i]);
+            send_str(c, "</sasl-channel-binding>");
+        }
     }
     send_str(c, "</stream:features>");
 }
@@ -197,8 +206,8 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     send_header(c);
     if (c->tls && c->sasl == NULL) {
         char *err = NULL;
-        c->sasl = xe_sasl_new(c->domain, c->conf->mechanisms, c->conf->n_mechanisms, true,
-                              &err);
+        c->sasl = xe_sasl_new_cb(c->domain, c->conf->mechanisms, c->conf->n_mechanisms,
+                                 true, c->cb, c->n_cb, &err);
         if (c->sasl == NULL) {
             xe_err("event=sasl-error peer=%s error=\"%s\"", c->peer, err ? err : "?");
             free(err);
@@ -450,6 +459,7 @@ xe_c2s_free(struct xe_c2s **cp)
         return;
     xe_xmlstream_free(&c->xs);
     xe_sasl_free(&c->sasl);
+    OPENSSL_cleanse(c->cb, sizeof(c->cb));
     xe_buf_free(&c->out);
     free(c->domain);
     free(c->sni);
@@ -508,6 +518,14 @@ xe_c2s_tls_up(struct xe_c2s *c, const char *sni)
     c->sni = sni ? xe_strdup(sni) : NULL;
     xe_xmlstream_reset(c->xs);
     c->st = ST_HEADER;
+}
+
+void
+xe_c2s_set_channel_bindings(struct xe_c2s *c, const struct xe_cbind *cb, size_t n)
+{
+    c->n_cb = 0;
+    for (size_t i = 0; i < n && c->n_cb < XE_CB_MAX; i++)
+        c->cb[c->n_cb++] = cb[i];
 }
 
 int

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#include "cbind.h"
 #include "conf.h"
 #include "util.h"
 
@@ -44,6 +45,9 @@ struct xe_buf *xe_c2s_output(struct xe_c2s *c);
 
 /* TLS is established (after STARTTLS, or Direct TLS with its SNI). */
 void xe_c2s_tls_up(struct xe_c2s *c, const char *sni);
+/* The TLS session's channel bindings (after xe_c2s_tls_up, before the next
+ * stream header): -PLUS mechanisms are offered with them. */
+void xe_c2s_set_channel_bindings(struct xe_c2s *c, const struct xe_cbind *cb, size_t n);
 /* Queue a stream error (a header first if none was sent) and the stream end. */
 void xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *text);
 /* Answer the client's restarted stream: our header and the backend's

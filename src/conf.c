@@ -92,6 +92,22 @@ get_uint(struct ctx *c, const config_setting_t *group, const char *name,
 }
 
 static int
+get_bool(struct ctx *c, const config_setting_t *group, const char *name, bool dflt,
+         bool *out)
+{
+    const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
+
+    if (s == NULL) {
+        *out = dflt;
+        return 0;
+    }
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return fail(c, s, name, "must be true or false");
+    *out = config_setting_get_bool(s) != 0;
+    return 0;
+}
+
+static int
 check_address(struct ctx *c, const config_setting_t *s, const char *addr)
 {
     unsigned char tmp[16];
@@ -287,12 +303,19 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
     return 0;
 }
 
-/* The first three are the default, in this order. SCRAM-SHA-512 is offered
- * only when configured: a user whose password was set (or imported) without
- * a SHA-512 secret could not log in with it, and clients that support it
- * prefer it. */
-static const char *const known_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
-                                          "SCRAM-SHA-512", NULL};
+/* The first XE_DEF_N_MECHS are the default, in this order: the -PLUS
+ * variants (channel binding) first. SCRAM-SHA-512 is offered only when
+ * configured: a user whose password was set (or imported) without a SHA-512
+ * secret could not log in with it, and clients that support it prefer it. */
+#define XE_DEF_N_MECHS 5
+static const char *const known_mechs[] = {"SCRAM-SHA-256-PLUS",
+                                          "SCRAM-SHA-1-PLUS",
+                                          "SCRAM-SHA-256",
+                                          "SCRAM-SHA-1",
+                                          "PLAIN",
+                                          "SCRAM-SHA-512-PLUS",
+                                          "SCRAM-SHA-512",
+                                          NULL};
 
 static int
 load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
@@ -302,9 +325,9 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 
     m = g ? config_setting_get_member(g, "mechanisms") : NULL;
     if (m == NULL) {
-        conf->n_mechanisms = 3;
-        conf->mechanisms = xe_calloc(4, sizeof(char *));
-        for (size_t i = 0; i < 3; i++)
+        conf->n_mechanisms = XE_DEF_N_MECHS;
+        conf->mechanisms = xe_calloc(XE_DEF_N_MECHS + 1, sizeof(char *));
+        for (size_t i = 0; i < XE_DEF_N_MECHS; i++)
             conf->mechanisms[i] = xe_strdup(known_mechs[i]);
     } else {
         if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
@@ -326,7 +349,8 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             if (!known)
                 return fail(c, m, "mechanisms",
                             "'%s' is not supported (supported: SCRAM-SHA-512, "
-                            "SCRAM-SHA-256, SCRAM-SHA-1, PLAIN)",
+                            "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
+                            "and PLAIN)",
                             s);
         }
     }
@@ -337,6 +361,8 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                  XE_DEF_SCRAM_ITERATIONS, &v) < 0)
         return -1;
     conf->scram_iterations = (unsigned)v;
+    if (get_bool(c, g, "tls13_tls_unique", true, &conf->tls13_tls_unique) < 0)
+        return -1;
     return 0;
 }
 

@@ -2,6 +2,7 @@
 #ifndef XE_CONF_H
 #define XE_CONF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,7 @@ struct xe_conf {
     size_t n_mechanisms;
     unsigned max_auth_attempts;
     unsigned scram_iterations;
+    bool tls13_tls_unique; /* accept tls-unique bindings on TLS 1.3 (old clients) */
 
     /* limits */
     size_t max_stanza_preauth;

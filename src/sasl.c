@@ -42,6 +42,10 @@ struct xe_sasl {
     bool store_error; /* the store could not be read during this attempt */
     char detail[256];
     sasl_callback_t cbs[4];
+    struct xe_cbind cb[XE_CB_MAX]; /* the TLS session's channel bindings */
+    size_t n_cb;
+    sasl_channel_binding_t cyrus_cb; /* the one handed to Cyrus for this attempt */
+    bool plus_offered;               /* a -PLUS mechanism is on offer */
 };
 
 const char *
@@ -343,8 +347,40 @@ xe_sasl_global_done(void)
     g_mech_list = NULL;
 }
 
+/* Which of the session's bindings to give Cyrus for an attempt: the type the
+ * client names in a SCRAM GS2 header ("p=tls-unique,..."), else the first
+ * (preferred) one, so that Cyrus refuses a client that claims binding
+ * support while we offer it ("y,,": a downgrade) and a type we do not have. */
+static const struct xe_cbind *
+pick_cb(const struct xe_sasl *s, const char *in, size_t inlen)
+{
+    /* without a -PLUS mechanism on offer, there is no binding to protect: a
+     * client that says "y" is right */
+    if (s->n_cb == 0 || !s->plus_offered)
+        return NULL;
+    if (in && inlen > 2 && in[0] == 'p' && in[1] == '=') {
+        const char *end = memchr(in + 2, ',', inlen - 2);
+        size_t tl = end ? (size_t)(end - (in + 2)) : 0;
+        for (size_t i = 0; end && i < s->n_cb; i++)
+            if (strlen(s->cb[i].type) == tl && memcmp(s->cb[i].type, in + 2, tl) == 0)
+                return &s->cb[i];
+    }
+    return &s->cb[0];
+}
+
+static void
+use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
+{
+    s->cyrus_cb.name = cb->type;
+    s->cyrus_cb.critical = 0; /* binding is offered, not required */
+    s->cyrus_cb.len = cb->len;
+    s->cyrus_cb.data = cb->data;
+}
+
+/* A fresh Cyrus connection for an attempt, with the channel binding cb
+ * (NULL: none). */
 static int
-new_conn(struct xe_sasl *s, char **error_r)
+new_conn(struct xe_sasl *s, const struct xe_cbind *cb, char **error_r)
 {
     sasl_security_properties_t sp;
     sasl_ssf_t ssf = s->tls ? 256 : 0;
@@ -352,6 +388,8 @@ new_conn(struct xe_sasl *s, char **error_r)
 
     if (s->conn)
         sasl_dispose(&s->conn);
+    if (cb)
+        use_cb(s, cb);
     r = sasl_server_new("xmpp", s->domain, s->domain, NULL, NULL, s->cbs,
                         SASL_SUCCESS_DATA, &s->conn);
     if (r != SASL_OK) {
@@ -368,12 +406,23 @@ new_conn(struct xe_sasl *s, char **error_r)
         *error_r = xe_strdup("cannot set SASL security properties");
         return -1;
     }
+    if (cb && sasl_setprop(s->conn, SASL_CHANNEL_BINDING, &s->cyrus_cb) != SASL_OK) {
+        *error_r = xe_strdup("cannot set the channel binding");
+        return -1;
+    }
     return 0;
 }
 
 struct xe_sasl *
 xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
             char **error_r)
+{
+    return xe_sasl_new_cb(domain, mechs, n_mechs, tls, NULL, 0, error_r);
+}
+
+struct xe_sasl *
+xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
+               const struct xe_cbind *cb, size_t n_cb, char **error_r)
 {
     struct xe_sasl *s = xe_calloc(1, sizeof(*s));
     const char *avail = NULL;
@@ -388,7 +437,10 @@ xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
     s->cbs[2] =
         (sasl_callback_t){SASL_CB_SERVER_USERDB_CHECKPASS, XE_CB(checkpass_cb), s};
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
-    if (new_conn(s, error_r) < 0)
+    for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
+        s->cb[s->n_cb++] = cb[i];
+    /* with a binding set, Cyrus lists the -PLUS variants too */
+    if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, error_r) < 0)
         goto fail;
     if (sasl_listmech(s->conn, NULL, " ", " ", " ", &avail, &alen, &count) != SASL_OK)
         avail = "";
@@ -398,8 +450,12 @@ xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
         if (strcmp(mechs[i], "PLAIN") == 0 && !tls)
             continue;
         snprintf(pat, sizeof(pat), " %s ", mechs[i]);
-        if (strstr(avail, pat))
+        if (strstr(avail, pat)) {
+            size_t l = strlen(mechs[i]);
             s->mechs[s->n_mechs++] = mechs[i];
+            s->plus_offered =
+                s->plus_offered || (l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0);
+        }
     }
     return s;
 fail:
@@ -416,9 +472,20 @@ xe_sasl_free(struct xe_sasl **sp)
         return;
     if (s->conn)
         sasl_dispose(&s->conn);
+    OPENSSL_cleanse(s->cb, sizeof(s->cb));
     free(s->domain);
     free(s);
     *sp = NULL;
+}
+
+size_t
+xe_sasl_cb_types(const struct xe_sasl *s, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; s->plus_offered && i < s->n_cb && n < max; i++)
+        if (s->cb[i].advertise)
+            out[n++] = s->cb[i].type;
+    return n;
 }
 
 size_t
@@ -479,6 +546,10 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         if (sasl_getprop(s->conn, SASL_AUTHUSER, &who) == SASL_OK && who)
             snprintf(s->jid, sizeof(s->jid), "%s", (const char *)who);
         *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);
+        /* a binding that does not match, or of a type we cannot verify, is a
+         * failed authentication, not a malformed request */
+        if (strstr(s->detail, "hannel binding") != NULL)
+            *cond_r = XE_SASL_NOT_AUTHORIZED;
         return XE_SASL_FAIL;
     }
     if (sasl_getprop(s->conn, SASL_USERNAME, &user) != SASL_OK || user == NULL) {
@@ -532,7 +603,7 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
         *cond_r = XE_SASL_INVALID_MECHANISM;
         return XE_SASL_FAIL;
     }
-    if (new_conn(s, &err) < 0) {
+    if (new_conn(s, pick_cb(s, in, inlen), &err) < 0) {
         snprintf(s->detail, sizeof(s->detail), "%s", err);
         free(err);
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#include "cbind.h"
 #include "userstore.h"
 
 /* RFC 6120 section 6.5 failure conditions */
@@ -45,7 +46,16 @@ struct xe_sasl;
  * is under TLS (PLAIN is offered only then). */
 struct xe_sasl *xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs,
                             bool tls, char **error_r);
+/* The same, with the TLS session's channel bindings (cbind.h): the -PLUS
+ * mechanisms are offered when configured, the client picks the type in its
+ * GS2 header, and a client that says it supports binding but thinks the
+ * server does not ("y") is refused (RFC 5802 downgrade protection). */
+struct xe_sasl *xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs,
+                               bool tls, const struct xe_cbind *cb, size_t n_cb,
+                               char **error_r);
 void xe_sasl_free(struct xe_sasl **s);
+/* The channel binding types to advertise (XEP-0440). */
+size_t xe_sasl_cb_types(const struct xe_sasl *s, const char **out, size_t max);
 
 /* The mechanisms to offer, in order. */
 size_t xe_sasl_mechanisms(const struct xe_sasl *s, const char **out, size_t max);

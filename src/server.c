@@ -655,6 +655,13 @@ tls_established(struct conn *c)
              xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
              xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
     xe_c2s_tls_up(c->c2s, c->direct ? sni : NULL);
+    {
+        struct xe_cbind cb[XE_CB_MAX];
+        size_t n = xe_tls_channel_bindings(c->tls, c->srv->conf->tls13_tls_unique, cb,
+                                           XE_CB_MAX);
+        xe_c2s_set_channel_bindings(c->c2s, cb, n);
+        OPENSSL_cleanse(cb, sizeof(cb));
+    }
 }
 
 static void

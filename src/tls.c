@@ -389,3 +389,61 @@ xe_tls_error(struct xe_tls *t)
 {
     return t->err[0] ? t->err : "TLS error";
 }
+
+/* RFC 5929: the first Finished message of the latest handshake: the
+ * client's in a full handshake, the server's in a resumed one. Computed the
+ * same way on TLS 1.3, as the clients that use it there do. */
+static size_t
+tls_unique(const struct xe_tls *t, unsigned char *out, size_t max)
+{
+    bool first_is_ours = SSL_session_reused(t->ssl) ? !t->client : t->client;
+
+    return first_is_ours ? SSL_get_finished(t->ssl, out, max)
+                         : SSL_get_peer_finished(t->ssl, out, max);
+}
+
+/* RFC 9266 */
+static size_t
+tls_exporter(const struct xe_tls *t, unsigned char *out, size_t max)
+{
+    static const char label[] = "EXPORTER-Channel-Binding";
+
+    if (max < 32 || SSL_export_keying_material(t->ssl, out, 32, label, sizeof(label) - 1,
+                                               NULL, 0, 0) != 1)
+        return 0;
+    return 32;
+}
+
+size_t
+xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbind *out,
+                        size_t max)
+{
+    int v = SSL_version(t->ssl);
+    size_t n = 0;
+
+    if (!SSL_is_init_finished(t->ssl))
+        return 0;
+    if (v == TLS1_3_VERSION) {
+        if (n < max && (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].type = "tls-exporter";
+            out[n++].advertise = true;
+        }
+        if (tls13_unique && n < max &&
+            (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].type = "tls-unique";
+            out[n++].advertise = false;
+        }
+    } else {
+        if (n < max && (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].type = "tls-unique";
+            out[n++].advertise = true;
+        }
+        if (SSL_get_extms_support(t->ssl) == 1 && n < max &&
+            (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].type = "tls-exporter";
+            out[n++].advertise = true;
+        }
+    }
+    ERR_clear_error();
+    return n;
+}

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#include "cbind.h"
+
 struct xe_tls_ctx;
 struct xe_tls;
 
@@ -50,6 +52,14 @@ const char *xe_tls_cipher(const struct xe_tls *t);
 const char *xe_tls_sni(const struct xe_tls *t);
 const char *xe_tls_alpn(const struct xe_tls *t, char *buf, size_t len);
 const char *xe_tls_error(struct xe_tls *t);
+
+/* The channel bindings this established session offers, preferred first:
+ * on TLS 1.3 tls-exporter, and (not advertised) tls-unique when
+ * tls13_unique, for clients that predate RFC 9266 and send it anyway; on
+ * TLS 1.2 tls-unique, and tls-exporter when the extended master secret was
+ * negotiated. Returns how many were written to out. */
+size_t xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique,
+                               struct xe_cbind *out, size_t max);
 
 /* For tests: a client-side connection (no verification). */
 struct xe_tls *xe_tls_new_client(const char *sni, const char *alpn);

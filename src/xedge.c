@@ -54,8 +54,15 @@ mech_list(const struct xe_conf *conf)
     char *s;
 
     xe_buf_init(&b, 0);
-    for (size_t i = 0; i < conf->n_mechanisms; i++)
-        xe_buf_appendf(&b, "%s%s", i ? " " : "", conf->mechanisms[i]);
+    /* Cyrus loads mechanisms by their base name: the -PLUS variants come
+     * with channel binding */
+    for (size_t i = 0; i < conf->n_mechanisms; i++) {
+        const char *m = conf->mechanisms[i];
+        size_t l = strlen(m);
+        if (l > 5 && strcmp(m + l - 5, "-PLUS") == 0)
+            l -= 5;
+        xe_buf_appendf(&b, "%s%.*s", i ? " " : "", (int)l, m);
+    }
     xe_buf_append(&b, "", 1);
     s = xe_strdup((char *)b.data);
     xe_buf_free(&b);

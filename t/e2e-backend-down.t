@@ -40,7 +40,7 @@ is "$(printf '%s\n' "$OUT" | grep -c '^SASL .*result=failure')" 0 \
 	"the client's credentials were not blamed (no SASL <failure/>)"
 
 t0=$(now_ms)
-client --timeout 15 --jid alice@example.test --password "$APW" --mech SCRAM-SHA-1
+client --timeout 15 --jid alice@example.test --password "$APW" --mech SCRAM-SHA-1-PLUS
 t1=$(now_ms)
 ms=$((t1 - t0))
 is "$(result RESULT)" stream-error "slixmpp: login with the backend down gets a <stream:error/>"

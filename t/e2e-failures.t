@@ -11,7 +11,7 @@ CPW="carol-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$APW" --user "carol@example.test=$CPW"
 
 # --- wrong password, then the right one, on the same stream --------------
-client --jid alice@example.test --password wrong-pw --retry-password "$APW" --mech SCRAM-SHA-256
+client --jid alice@example.test --password wrong-pw --retry-password "$APW" --mech SCRAM-SHA-256-PLUS
 is "$RC" 0 "slixmpp: wrong password then right one on the same stream: logged in"
 like "$OUT" '^ATTEMPT n=1 result=failure condition=not-authorized ' "first attempt: <not-authorized/>"
 is "$(result attempts)" 2 "two SASL attempts"
@@ -43,13 +43,13 @@ is "$(result RESULT)/$(result condition)" "failure/not-authorized" "slixmpp: unk
 # --- disabled account --------------------------------------------------------
 out=$(ctl user disable carol@example.test 2>&1)
 ok $? "xedgectl user disable carol@example.test" || diag "$out"
-client --jid carol@example.test --password "$CPW" --mech SCRAM-SHA-256
+client --jid carol@example.test --password "$CPW" --mech SCRAM-SHA-256-PLUS
 is "$(result RESULT)/$(result condition)" "failure/account-disabled" \
-	"disabled user, right password (SCRAM-SHA-256): <account-disabled/>"
+	"disabled user, right password (SCRAM-SHA-256-PLUS): <account-disabled/>"
 client --jid carol@example.test --password "$CPW" --mech PLAIN
 is "$(result RESULT)/$(result condition)" "failure/account-disabled" \
 	"disabled user, right password (PLAIN): <account-disabled/>"
-client --jid carol@example.test --password wrong-pw --mech SCRAM-SHA-256
+client --jid carol@example.test --password wrong-pw --mech SCRAM-SHA-256-PLUS
 is "$(result RESULT)/$(result condition)" "failure/not-authorized" \
 	"disabled user, wrong password: <not-authorized/> (nothing revealed)"
 out=$(ctl user enable carol@example.test 2>&1)

@@ -3,7 +3,7 @@
 # mechanism over STARTTLS, and over Direct TLS (ALPN xmpp-client).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 21
+plan 22
 
 PW="login-$RANDOM-$RANDOM-pw"
 sandbox_up --user "alice@example.test=$PW"
@@ -14,13 +14,20 @@ raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --resource ra
 is "$RC" 0 "raw STARTTLS + SCRAM-SHA-256 login (server signature verified) + bind"
 like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=pre-tls')" '^FEATURES stage=pre-tls list=starttls$' \
 	"only <starttls/> before TLS"
-like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-tls')" 'list=mechanisms:SCRAM-SHA-256\+SCRAM-SHA-1\+PLAIN$' \
-	"after STARTTLS: SCRAM-SHA-256, SCRAM-SHA-1, PLAIN (and nothing else)"
+like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-tls')" 'list=mechanisms:SCRAM-SHA-256-PLUS\+SCRAM-SHA-1-PLUS\+SCRAM-SHA-256\+SCRAM-SHA-1\+PLAIN,sasl-channel-binding:tls-exporter$' \
+	"after STARTTLS (TLS 1.3): the -PLUS variants, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN; binding type tls-exporter (XEP-0440)"
 like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-auth')" '(^|[=,])bind(,|$)' \
 	"restarted stream (from the backend) offers resource binding"
 is "$(result jid)" "alice@example.test/raw" "raw client bound alice@example.test/raw"
 
-for mech in SCRAM-SHA-1 SCRAM-SHA-256 PLAIN; do
+# The raw client does not bind ("n" in its GS2 header): plain SCRAM.
+raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-1 --resource raw1
+is "$RC" 0 "raw STARTTLS + SCRAM-SHA-1 login (no channel binding) + bind"
+
+# slixmpp binds whenever it can ("y" when no -PLUS is offered): it is given
+# the -PLUS variants (over TLS 1.3 it sends tls-unique, accepted for clients
+# that predate RFC 9266, see sasl.tls13_tls_unique).
+for mech in SCRAM-SHA-1-PLUS SCRAM-SHA-256-PLUS PLAIN; do
 	client --jid alice@example.test --password "$PW" --mech "$mech" --resource "r-$mech"
 	is "$RC" 0 "STARTTLS login with $mech"
 	is "$(result mech)" "$mech" "$mech was the mechanism used"
@@ -31,6 +38,6 @@ done
 # Direct TLS: slixmpp picks the strongest mechanism offered by itself.
 client --mode direct --jid alice@example.test --password "$PW" --resource direct
 is "$RC" 0 "Direct TLS login"
-is "$(result mech)" "SCRAM-SHA-256" "Direct TLS: default choice is SCRAM-SHA-256"
+is "$(result mech)" "SCRAM-SHA-256-PLUS" "Direct TLS: default choice is SCRAM-SHA-256-PLUS"
 is "$(result alpn)" "xmpp-client" "Direct TLS: ALPN xmpp-client negotiated"
 is "$(result jid)" "alice@example.test/direct" "Direct TLS: bound alice@example.test/direct"

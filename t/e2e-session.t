@@ -60,9 +60,9 @@ like "$(ctl user list 2>&1)" 'dave@example.test' "xedgectl user list shows dave"
 DPW2="dave2-$RANDOM-$RANDOM"
 out=$(printf '%s\n' "$DPW2" | ctl user passwd dave@example.test 2>&1)
 ok $? "xedgectl user passwd dave@example.test" || diag "$out"
-client --jid dave@example.test --password "$DPW" --mech SCRAM-SHA-1
+client --jid dave@example.test --password "$DPW" --mech SCRAM-SHA-1-PLUS
 is "$(result condition)" not-authorized "old password refused after passwd (SCRAM-SHA-1 secrets replaced)"
-client --jid dave@example.test --password "$DPW2" --mech SCRAM-SHA-1
+client --jid dave@example.test --password "$DPW2" --mech SCRAM-SHA-1-PLUS
 is "$RC" 0 "new password accepted at once"
 
 xedge_alive

@@ -297,6 +297,8 @@ class Session:
         for f in self.features:
             if local(f.tag) == 'mechanisms':
                 out.append('mechanisms:' + '+'.join(m.text for m in f))
+            elif local(f.tag) == 'sasl-channel-binding':
+                out.append('sasl-channel-binding:' + '+'.join(c.get('type', '?') for c in f))
             else:
                 out.append(local(f.tag))
         return ','.join(out) or '-'

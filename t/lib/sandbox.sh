@@ -199,6 +199,19 @@ _sandbox_cleanup() {
 	exit $rc
 }
 
+# sandbox_down: stop the sandbox (by pid) and remove it, so that a test can
+# bring up another one with other options. The EXIT trap stays.
+sandbox_down() {
+	[ -n "${XE_SANDBOX_DIR:-}" ] && [ -d "$XE_SANDBOX_DIR" ] || return 0
+	[ -d "$XE_SANDBOX_DIR/sb" ] && timeout 30 "$SANDBOX" down "$XE_SANDBOX_DIR/sb" >/dev/null 2>&1
+	local p
+	for p in $(printf '%s' "${XEDGE_PIDS:-}" | tr ',' ' '); do
+		kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
+	done
+	[ -n "${XE_KEEP_SANDBOX:-}" ] || rm -rf "$XE_SANDBOX_DIR"
+	unset XE_SANDBOX_DIR XE_SANDBOX_DIR_SB XEDGE_PIDS XEDGE_PID XEDGE_LOG XEDGE_C2S XEDGE_DIRECT_TLS
+}
+
 # sandbox_up [xedge-sandbox up options...]: start, export XEDGE_* variables.
 sandbox_up() {
 	[ -x "$SANDBOX" ] || bail "no sandbox script at $SANDBOX"

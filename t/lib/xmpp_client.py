@@ -76,6 +76,8 @@ class Client(slixmpp.ClientXMPP):
             self.ca_certs = a.cafile
         if a.mode == 'direct':
             self.ssl_context.set_alpn_protocols(['xmpp-client'])
+        if a.tls12:
+            self.ssl_context.maximum_version = ssl.TLSVersion.TLSv1_2
         # A test client must never reconnect on its own.
         self.add_event_handler('connected', self._on_connected)
         self.add_event_handler('connection_failed', self._on_connection_failed)
@@ -318,6 +320,7 @@ def main():
     p.add_argument('--mode', choices=['starttls', 'direct'], default='starttls')
     p.add_argument('--mech', default=None, help='force one SASL mechanism')
     p.add_argument('--cafile')
+    p.add_argument('--tls12', action='store_true', help='cap TLS at version 1.2')
     p.add_argument('--insecure', action='store_true', help='do not verify the certificate')
     p.add_argument('--timeout', type=float, default=10.0)
     p.add_argument('--resource')
