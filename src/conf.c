@@ -431,6 +431,86 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+/* A misspelt setting would silently get its default: every name in the file
+ * must be one xedge knows. */
+static int
+check_group(struct ctx *c, const config_setting_t *g, const char *const *names)
+{
+    if (g == NULL || !config_setting_is_group(g))
+        return 0;
+    for (int i = 0; i < config_setting_length(g); i++) {
+        const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        bool known = false;
+
+        for (size_t k = 0; names[k] && !known; k++)
+            known = strcmp(names[k], name) == 0;
+        if (!known)
+            return fail(c, m, name, "unknown setting (misspelt? see xedge.conf(5))");
+    }
+    return 0;
+}
+
+static int
+check_list(struct ctx *c, const config_setting_t *list, const char *const *names)
+{
+    if (list == NULL || !config_setting_is_list(list))
+        return 0;
+    for (int i = 0; i < config_setting_length(list); i++)
+        if (check_group(c, config_setting_get_elem(list, (unsigned)i), names) < 0)
+            return -1;
+    return 0;
+}
+
+static int
+check_names(struct ctx *c, const config_setting_t *root)
+{
+    static const char *const top[] = {"log_level", "user_store", "listeners",
+                                      "domains",   "pools",      "sasl",
+                                      "limits",    "timeouts",   NULL};
+    static const char *const user_store[] = {"path", "map_size_mb", NULL};
+    static const char *const listener[] = {"kind", "address", "port", NULL};
+    static const char *const domain[] = {"name", "certificate", "key", "pool", NULL};
+    static const char *const pool[] = {"name", "secret_file", "servers", NULL};
+    static const char *const server[] = {"name", "address", "port", "weight", NULL};
+    static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
+                                       "tls13_tls_unique", NULL};
+    static const char *const limits[] = {"max_connections",
+                                         "max_connections_per_address",
+                                         "connection_rate_per_address",
+                                         "connection_burst_per_address",
+                                         "max_stanza_preauth",
+                                         "max_xml_depth",
+                                         "max_attributes",
+                                         "max_sasl_bytes",
+                                         "pump_high_water",
+                                         "pump_low_water",
+                                         "pump_hard_cap",
+                                         NULL};
+    static const char *const timeouts[] = {
+        "tls_handshake",     "preauth_idle",       "auth", "backend_connect",
+        "backend_handshake", "assertion_lifetime", NULL};
+    const config_setting_t *pools = config_setting_get_member(root, "pools");
+
+    if (check_group(c, root, top) < 0 ||
+        check_group(c, config_setting_get_member(root, "user_store"), user_store) < 0 ||
+        check_list(c, config_setting_get_member(root, "listeners"), listener) < 0 ||
+        check_list(c, config_setting_get_member(root, "domains"), domain) < 0 ||
+        check_list(c, pools, pool) < 0 ||
+        check_group(c, config_setting_get_member(root, "sasl"), sasl) < 0 ||
+        check_group(c, config_setting_get_member(root, "limits"), limits) < 0 ||
+        check_group(c, config_setting_get_member(root, "timeouts"), timeouts) < 0)
+        return -1;
+    for (int i = 0;
+         pools && config_setting_is_list(pools) && i < config_setting_length(pools);
+         i++) {
+        const config_setting_t *g = config_setting_get_elem(pools, (unsigned)i);
+        if (check_list(c, config_setting_get_member(g, "servers"), server) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 int
 xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
 {
@@ -475,7 +555,7 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
 
     if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
-        load_limits(&c, conf, root) < 0)
+        load_limits(&c, conf, root) < 0 || check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:

@@ -15,8 +15,9 @@
  * The password itself is never stored. Unknown names are kept as they are by
  * a rewrite (forward compatibility).
  *
- * The daemon opens the environment read-only (MDB_RDONLY) and uses one short
- * read transaction per lookup, so it sees xedgectl's writes at once. */
+ * The daemon opens the environment read-write (so that it can create an empty
+ * store) but only reads it, with one short read transaction per lookup, so it
+ * sees xedgectl's writes at once. */
 #ifndef XE_USERSTORE_H
 #define XE_USERSTORE_H
 

@@ -28,7 +28,7 @@ usage(FILE *f)
 {
     fprintf(
         f,
-        "Usage: xedge [-c FILE] [-t] [-d]\n"
+        "Usage: xedge [-c FILE] [-t] [-d] [-V] [-h]\n"
         "  -c FILE   configuration file (default " XE_SYSCONFDIR "/xedge.conf)\n"
         "  -t        check the configuration (and certificates) and exit\n"
         "  -d        log at debug level, whatever the configuration says\n"

@@ -130,6 +130,8 @@ read_line(int fd, char *buf, size_t size, size_t *len_r)
         }
         buf[len++] = c;
     }
+    if (len > 0 && buf[len - 1] == '\r') /* a line from a CRLF file or terminal */
+        len--;
     if (n == 0 && len == 0) {
         ctl_err("no password given (end of input)");
         goto out;

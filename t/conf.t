@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..14"
+echo "1..16"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -59,6 +59,9 @@ check "syntax error" 's/max_attempts = 3;/max_attempts = ;/' "bad\.conf:10: synt
 check "missing user store" '/user_store/d' "user_store: missing required"
 check "certificate not loadable" "s#$d/cert.pem#$d/missing.pem#" "domain example.test: cannot load certificate"
 check "wrong type" 's/max_attempts = 3/max_attempts = "3"/' "bad\.conf:10: max_attempts: must be an integer"
+
+check "a misspelt setting" 's/max_attempts = 3;/max_attempt = 3;/' "bad\.conf:10: max_attempt: unknown setting"
+check "an unknown setting in a list element" 's/port = 15222;/port = 15222; wieght = 2;/' "bad\.conf:9: wieght: unknown setting"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

@@ -14,7 +14,7 @@ ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not o
 # diag TEXT...: indented TAP comment lines
 diag() { printf '%s\n' "$@" | sed 's/^/#   /'; }
 
-echo "1..24"
+echo "1..25"
 
 if ! command -v mdb_dump >/dev/null 2>&1; then
 	diag "mdb_dump (lmdb-utils) is missing"
@@ -195,6 +195,13 @@ done
 scram_ok "$rec" 'new secret words' || bad=1
 ok $bad "passwd: exit 0, new salts and keys, derived from the new password"
 [ $bad -eq 0 ] || diag "rc=$rc err=$err" "old: $rec_alice" "new: $rec"
+rec_alice=$rec
+
+printf 'crlf words\r\n' >"$d/pw"
+IN="$d/pw" run user passwd alice@example.test
+rec=$(record alice@example.test)
+scram_ok "$rec" 'crlf words'
+ok $? "passwd: a line ending in CR LF gives the password without the CR"
 rec_alice=$rec
 
 runpw '' user passwd alice@example.test
