@@ -174,7 +174,7 @@ on_start(void *ud, const XML_Char *name, const XML_Char **atts)
     struct xe_xml_elem *e;
     size_t n = 0;
 
-    if (xs->condition)
+    if (xs->condition || xs->stopped)
         return; /* expat may still report events after a stop */
     while (atts[2 * n])
         n++;
@@ -227,8 +227,9 @@ on_end(void *ud, const XML_Char *name)
     struct xe_xmlstream *xs = ud;
 
     (void)name;
-    if (xs->condition)
-        return; /* e.g. the end of an element refused at its start */
+    if (xs->condition || xs->stopped)
+        return; /* the end of an element refused at its start, or of an empty
+                 * element whose start stopped the parser */
     if (xs->depth == 1) {
         /* the stream is over: nothing may follow on this parser */
         xs->depth = 0;
@@ -271,6 +272,8 @@ on_chars(void *ud, const XML_Char *s, int len)
 {
     struct xe_xmlstream *xs = ud;
 
+    if (xs->condition || xs->stopped)
+        return;
     if (xs->cur == NULL) {
         /* white space between top-level elements */
         xs->boundary = event_end(xs);
@@ -448,6 +451,13 @@ xe_xmlstream_feed(struct xe_xmlstream *xs, const void *data, size_t len,
         if (skipped == len) {
             *consumed_r = len;
             return XE_XS_OK;
+        }
+        /* RFC 6120 11.6: UTF-8 only. Expat would follow a UTF-16 byte order
+         * mark (or guess UTF-16 from a NUL) whatever it was told. */
+        if (p[skipped] == 0xfe || p[skipped] == 0xff || p[skipped] == 0x00) {
+            xs->condition = "unsupported-encoding";
+            xs->text = "the stream must be UTF-8";
+            return XE_XS_ERROR;
         }
         xs->at_start = false;
         data = p + skipped;

@@ -810,6 +810,43 @@ test_space_before_restart(void)
     xe_buf_free(&doc);
 }
 
+/* Found by the fuzzers: an empty <stream:stream/> whose start stopped the
+ * parser had its end reported too (c2s then closed a stream it had not
+ * opened); and expat followed a UTF-16 byte order mark although XMPP is
+ * UTF-8 only. */
+static void
+test_fuzz_findings(void)
+{
+    struct rec r;
+    struct xe_xmlstream *xs;
+    const char *d = "<stream:stream xmlns='jabber:client' "
+                    "xmlns:stream='http://etherx.jabber.org/streams' to='a.test' "
+                    "version='1.0'/>";
+    static const unsigned char utf16[] = {0xff, 0xfe, '<', 0, 'a', 0, '/', 0, '>', 0};
+    size_t c = 0;
+    int st;
+
+    memset(&r, 0, sizeof(r));
+    xe_buf_init(&r.log, 0);
+    r.stop_header = true;
+    xs = xe_xmlstream_new(&def_lim, &cbs, &r);
+    st = xe_xmlstream_feed(xs, d, strlen(d), &c);
+    is_int(st, XE_XS_STOPPED, "an empty header that stops the parser: STOPPED");
+    is_int(r.n_end, 0, "... and no stream end is reported after the stop");
+    xe_xmlstream_free(&xs);
+    xe_buf_free(&r.log);
+
+    memset(&r, 0, sizeof(r));
+    xe_buf_init(&r.log, 0);
+    xs = xe_xmlstream_new(&def_lim, &cbs, &r);
+    st = xe_xmlstream_feed(xs, utf16, sizeof(utf16), &c);
+    is_int(st, XE_XS_ERROR, "a UTF-16 stream is refused");
+    is_str(xe_xmlstream_condition(xs), "unsupported-encoding",
+           "... with unsupported-encoding");
+    xe_xmlstream_free(&xs);
+    xe_buf_free(&r.log);
+}
+
 int
 main(void)
 {
@@ -831,5 +868,6 @@ main(void)
     test_errors_sticky();
     test_stream_end_cb();
     test_space_before_restart();
+    test_fuzz_findings();
     return tap_done();
 }
