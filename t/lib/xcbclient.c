@@ -51,17 +51,37 @@ cb_pass(sasl_conn_t *conn, void *ctx, int id, sasl_secret_t **psecret)
     return SASL_OK;
 }
 
+static SSL *ssl;
+static SSL_CTX *ctx;
+static sasl_conn_t *conn;
+static int fd = -1;
+
+/* Leave with everything freed: the tests run this client under LeakSanitizer. */
+static void
+finish(int code)
+{
+    if (conn)
+        sasl_dispose(&conn);
+    sasl_client_done();
+    if (ssl) {
+        SSL_shutdown(ssl);
+        SSL_free(ssl);
+    }
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    fflush(stdout);
+    exit(code);
+}
+static char buf[65536];
+static size_t blen;
+
 static void
 die(const char *what)
 {
     printf("RESULT=error what=%s\n", what);
-    exit(2);
+    finish(2);
 }
-
-static SSL *ssl;
-static int fd = -1;
-static char buf[65536];
-static size_t blen;
 
 static void
 send_str(const char *s)
@@ -128,8 +148,6 @@ main(int argc, char **argv)
     unsigned char cbdata[64];
     size_t cblen = 0;
     struct addrinfo hints, *ai;
-    SSL_CTX *ctx;
-    sasl_conn_t *conn;
     sasl_channel_binding_t cbind;
     const char *out = NULL, *chosen = NULL;
     unsigned outlen = 0;
@@ -141,6 +159,7 @@ main(int argc, char **argv)
         {SASL_CB_LIST_END, NULL, NULL},
     };
 
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 7) {
         fprintf(stderr,
                 "usage: xcbclient HOST PORT DOMAIN USER PASSWORD MECH [--cb TYPE] "
@@ -237,7 +256,7 @@ main(int argc, char **argv)
     r = sasl_client_start(conn, mech, NULL, &out, &outlen, &chosen);
     if (r != SASL_OK && r != SASL_CONTINUE) {
         printf("RESULT=error what=client-start detail=%s\n", sasl_errdetail(conn));
-        return 2;
+        finish(2);
     }
     chosen = mech; /* Cyrus reports the base name; the exchange is the -PLUS one */
     for (;;) {
@@ -274,7 +293,7 @@ main(int argc, char **argv)
             c = c ? strchr(c, '<') : NULL;
             printf("RESULT=failure condition=%.*s\n", c ? (int)strcspn(c + 1, " />") : 1,
                    c ? c + 1 : "?");
-            return 1;
+            finish(1);
         }
         if (strstr(buf, "<success")) {
             char dec[4096];
@@ -289,7 +308,7 @@ main(int argc, char **argv)
             if (r != SASL_OK) {
                 printf("RESULT=error what=server-signature detail=%s\n",
                        sasl_errdetail(conn));
-                return 2;
+                finish(2);
             }
             break;
         }
@@ -307,7 +326,7 @@ main(int argc, char **argv)
         free(t);
         if (r != SASL_OK && r != SASL_CONTINUE) {
             printf("RESULT=error what=client-step detail=%s\n", sasl_errdetail(conn));
-            return 2;
+            finish(2);
         }
     }
     send_str(hdr);
@@ -324,10 +343,6 @@ main(int argc, char **argv)
         free(j);
     }
     send_str("</stream:stream>");
-    sasl_dispose(&conn);
-    SSL_shutdown(ssl);
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    close(fd);
+    finish(0);
     return 0;
 }
