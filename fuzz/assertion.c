@@ -25,9 +25,6 @@ static const unsigned char secret[] = "0123456789abcdef0123456789abcdef012345678
 #define SECRET_LEN (sizeof(secret) - 1)
 #define IDENTITY "alice@example.test"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {

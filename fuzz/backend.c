@@ -24,9 +24,6 @@
     "xe1:c2s:1700000060:00112233445566778899aabbccddeeff:"                               \
     "0000000000000000000000000000000000000000000000000000000000000000"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -97,9 +97,6 @@ check_restart(struct checker *k)
 
 /* ---- the target ------------------------------------------------------------ */
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -200,4 +200,8 @@ fuzz_sasl_setup(void)
     return path;
 }
 
+/* libFuzzer's entry points, defined by each target */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 #endif

@@ -115,9 +115,6 @@ decode_as_c2s(const uint8_t *msg, size_t len, char **out, size_t *outlen)
     return true;
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {

@@ -133,9 +133,6 @@ static const struct xe_xmlstream_cb cb = {
     .stream_end = on_end,
 };
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
