@@ -308,14 +308,11 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
  * configured: a user whose password was set (or imported) without a SHA-512
  * secret could not log in with it, and clients that support it prefer it. */
 #define XE_DEF_N_MECHS 5
-static const char *const known_mechs[] = {"SCRAM-SHA-256-PLUS",
-                                          "SCRAM-SHA-1-PLUS",
-                                          "SCRAM-SHA-256",
-                                          "SCRAM-SHA-1",
-                                          "PLAIN",
-                                          "SCRAM-SHA-512-PLUS",
-                                          "SCRAM-SHA-512",
-                                          NULL};
+static const char *const known_mechs[] = {
+    "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
+    "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512",
+    /* legacy: a plaintext-equivalent is kept only for the users they are for */
+    "DIGEST-MD5", "CRAM-MD5", NULL};
 
 static int
 load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
@@ -350,7 +347,7 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                 return fail(c, m, "mechanisms",
                             "'%s' is not supported (supported: SCRAM-SHA-512, "
                             "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
-                            "and PLAIN)",
+                            "PLAIN, DIGEST-MD5, CRAM-MD5)",
                             s);
         }
     }

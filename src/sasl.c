@@ -125,11 +125,25 @@ user_jid(const char *user, unsigned ulen, const char *realm, char *out, size_t o
         snprintf(out, outmax, "%.*s@%s", (int)ulen, user, realm);
 }
 
+static const struct propval *
+find_prop(const struct propval *props, const char *name)
+{
+    for (; props->name; props++)
+        if (strcmp(props->name, name) == 0)
+            return props;
+    return NULL;
+}
+
+/* Cyrus asks for "*authPassword" (SCRAM: our stored secrets) or, for the
+ * mechanisms that need a plaintext-equivalent (DIGEST-MD5, CRAM-MD5, and
+ * Cyrus' own PLAIN check), for "*userPassword": served only for a user on
+ * whom the legacy mechanisms were enabled, and never to SCRAM (which would
+ * then derive its secrets from it). */
 static int
 auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags,
                const char *user, unsigned ulen)
 {
-    const struct propval *to_fetch, *cur;
+    const struct propval *to_fetch, *authpw, *userpw;
     struct xe_user *u = NULL;
     char jid[3072], *err = NULL;
     int r, ret = SASL_OK;
@@ -139,12 +153,12 @@ auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags
     to_fetch = sparams->utils->prop_get(sparams->propctx);
     if (to_fetch == NULL)
         return SASL_OK;
-    for (cur = to_fetch; cur->name; cur++)
-        if (strcmp(cur->name, "*authPassword") == 0)
-            break;
-    if (cur->name == NULL)
+    authpw = find_prop(to_fetch, "*authPassword");
+    userpw = authpw ? NULL : find_prop(to_fetch, "*userPassword");
+    if (authpw == NULL && userpw == NULL)
         return SASL_OK; /* nothing we hold was asked for */
-    if (cur->values && !(flags & SASL_AUXPROP_OVERRIDE))
+    if (((authpw && authpw->values) || (userpw && userpw->values)) &&
+        !(flags & SASL_AUXPROP_OVERRIDE))
         return SASL_OK;
 
     user_jid(user, ulen, sparams->user_realm, jid, sizeof(jid));
@@ -158,15 +172,24 @@ auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags
         ret = SASL_FAIL;
         goto out;
     }
-    if (cur->values)
-        sparams->utils->prop_erase(sparams->propctx, cur->name);
+    if (userpw) {
+        if (userpw->values)
+            sparams->utils->prop_erase(sparams->propctx, userpw->name);
+        if (u->legacy)
+            sparams->utils->prop_set(sparams->propctx, userpw->name, u->legacy_password,
+                                     (int)u->legacy_len);
+        goto out;
+    }
+    if (authpw->values)
+        sparams->utils->prop_erase(sparams->propctx, authpw->name);
     for (int h = 0; h < XE_SCRAM_N; h++) {
         char val[512];
         if (!u->scram[h].present)
             continue;
         if (format_auth_password(xe_scram_hash_name((enum xe_scram_hash)h), &u->scram[h],
                                  val, sizeof(val)) == 0)
-            sparams->utils->prop_set(sparams->propctx, cur->name, val, (int)strlen(val));
+            sparams->utils->prop_set(sparams->propctx, authpw->name, val,
+                                     (int)strlen(val));
         OPENSSL_cleanse(val, sizeof(val));
     }
 out:
@@ -379,8 +402,12 @@ use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
 
 /* A fresh Cyrus connection for an attempt, with the channel binding cb
  * (NULL: none). */
+/* mech: the mechanism of the attempt (NULL when only listing). RFC 6120 lets
+ * <success/> carry the server's last data, and SCRAM's server signature
+ * rides there; DIGEST-MD5 keeps the older form of the seed: rspauth in a
+ * second challenge, an empty response, then <success/>. */
 static int
-new_conn(struct xe_sasl *s, const struct xe_cbind *cb, char **error_r)
+new_conn(struct xe_sasl *s, const struct xe_cbind *cb, const char *mech, char **error_r)
 {
     sasl_security_properties_t sp;
     sasl_ssf_t ssf = s->tls ? 256 : 0;
@@ -391,7 +418,8 @@ new_conn(struct xe_sasl *s, const struct xe_cbind *cb, char **error_r)
     if (cb)
         use_cb(s, cb);
     r = sasl_server_new("xmpp", s->domain, s->domain, NULL, NULL, s->cbs,
-                        SASL_SUCCESS_DATA, &s->conn);
+                        mech && strcmp(mech, "DIGEST-MD5") == 0 ? 0 : SASL_SUCCESS_DATA,
+                        &s->conn);
     if (r != SASL_OK) {
         *error_r = xe_asprintf("sasl_server_new: %s", sasl_errstring(r, NULL, NULL));
         return -1;
@@ -440,7 +468,7 @@ xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
     for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
         s->cb[s->n_cb++] = cb[i];
     /* with a binding set, Cyrus lists the -PLUS variants too */
-    if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, error_r) < 0)
+    if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, NULL, error_r) < 0)
         goto fail;
     if (sasl_listmech(s->conn, NULL, " ", " ", " ", &avail, &alen, &count) != SASL_OK)
         avail = "";
@@ -603,7 +631,7 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
         *cond_r = XE_SASL_INVALID_MECHANISM;
         return XE_SASL_FAIL;
     }
-    if (new_conn(s, pick_cb(s, in, inlen), &err) < 0) {
+    if (new_conn(s, pick_cb(s, in, inlen), mech, &err) < 0) {
         snprintf(s->detail, sizeof(s->detail), "%s", err);
         free(err);
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;

@@ -100,13 +100,13 @@ us_b64_char(char c)
            c == '+' || c == '/';
 }
 
-/* Strict, canonical base64 of 1..OUT_MAX bytes (OUT_MAX <= 64). */
+/* Strict, canonical base64 of 1..OUT_MAX bytes (OUT_MAX <= 1536). */
 static int
 us_b64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
               size_t *out_len_r)
 {
-    unsigned char tmp[3 * 32];
-    char check[4 * 32 + 1];
+    unsigned char tmp[3 * 512];
+    char check[4 * 512 + 1];
     size_t pad = 0, i, n;
     int r = -1, dec;
 
@@ -233,6 +233,24 @@ out:
     return r;
 }
 
+int
+xe_user_set_legacy(struct xe_user *user, const char *password, size_t len)
+{
+    if (user == NULL)
+        return XE_US_INVALID;
+    OPENSSL_cleanse(user->legacy_password, sizeof(user->legacy_password));
+    user->legacy = false;
+    user->legacy_len = 0;
+    if (password == NULL)
+        return XE_US_OK;
+    if (len == 0 || len >= sizeof(user->legacy_password) || memchr(password, '\0', len))
+        return XE_US_INVALID;
+    memcpy(user->legacy_password, password, len);
+    user->legacy_len = len;
+    user->legacy = true;
+    return XE_US_OK;
+}
+
 bool
 xe_user_check_password(const struct xe_user *user, const char *password, size_t len)
 {
@@ -281,8 +299,9 @@ us_pin_valid(const char *pin, size_t len)
 int
 xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r)
 {
-    /* 5 short lines, the pin, two SCRAM lines of < 400 bytes each */
-    size_t cap = 2048, len = 0, pin_len;
+    /* 5 short lines, the pin, three SCRAM lines of < 400 bytes each, and a
+     * legacy password of < 1400 bytes */
+    size_t cap = 4096, len = 0, pin_len;
     char *buf = NULL;
     char salt[4 * 22 + 1], sk[4 * 22 + 1], svk[4 * 22 + 1];
     int r = XE_US_INVALID, n, h;
@@ -317,6 +336,23 @@ xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r)
         us_b64_encode(s->server_key, s->key_len, svk);
         n = snprintf(buf + len, cap - len, "%s=%u:%s:%s:%s\n", us_hash_names[h],
                      s->iterations, salt, sk, svk);
+        if (n < 0 || (size_t)n >= cap - len)
+            goto out;
+        len += (size_t)n;
+    }
+    if (user->legacy) {
+        char *b64 = malloc(4 * ((user->legacy_len + 2) / 3) + 1);
+        if (b64 == NULL || user->legacy_len == 0 ||
+            user->legacy_len >= sizeof(user->legacy_password)) {
+            free(b64);
+            r = XE_US_INVALID;
+            goto out;
+        }
+        us_b64_encode((const unsigned char *)user->legacy_password, user->legacy_len,
+                      b64);
+        n = snprintf(buf + len, cap - len, "legacy-password=%s\n", b64);
+        OPENSSL_cleanse(b64, strlen(b64));
+        free(b64);
         if (n < 0 || (size_t)n >= cap - len)
             goto out;
         len += (size_t)n;
@@ -418,6 +454,7 @@ enum {
     US_F_MODIFIED,
     US_F_DISABLED,
     US_F_PIN,
+    US_F_LEGACY,
     US_F_SCRAM,
     US_F_N = US_F_SCRAM + XE_SCRAM_N
 };
@@ -426,10 +463,11 @@ enum {
 static int
 us_known_name(const char *name, size_t len)
 {
-    static const char *const names[] = {"created", "modified", "disabled", "pin"};
+    static const char *const names[] = {"created", "modified", "disabled", "pin",
+                                        "legacy-password"};
     int i;
 
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 5; i++) {
         if (us_name_is(name, len, names[i]))
             return i;
     }
@@ -504,6 +542,14 @@ xe_user_decode(const char *jid, const char *buf, size_t len, struct xe_user *use
                     goto out;
                 memcpy(user->pin, val, val_len);
                 user->pin[val_len] = '\0';
+                break;
+            case US_F_LEGACY:
+                if (us_b64_decode(val, val_len, (unsigned char *)user->legacy_password,
+                                  sizeof(user->legacy_password) - 1,
+                                  &user->legacy_len) != 0)
+                    goto out;
+                user->legacy_password[user->legacy_len] = '\0';
+                user->legacy = true;
                 break;
             default:
                 if (us_parse_scram((enum xe_scram_hash)(f - US_F_SCRAM), val, val_len,

@@ -10,9 +10,11 @@
  *   SCRAM-SHA-1=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
  *   SCRAM-SHA-256=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
  *   SCRAM-SHA-512=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
+ *   legacy-password=<base64 password>   (only with the legacy mechanisms on)
  * (each SCRAM line is optional: a user whose password was set before a hash
  * was supported has no line for it until the password is set again)
- * The password itself is never stored. Unknown names are kept as they are by
+ * The password itself is stored only for a user on whom the operator enabled
+ * the legacy mechanisms. Unknown names are kept as they are by
  * a rewrite (forward compatibility).
  *
  * The daemon opens the environment read-write (so that it can create an empty
@@ -52,6 +54,12 @@ struct xe_user {
     bool disabled;
     char pin[256];
     struct xe_scram_secret scram[XE_SCRAM_N];
+    /* The password itself, for the legacy mechanisms (DIGEST-MD5, CRAM-MD5)
+     * that need a plaintext-equivalent: kept only for a user on whom the
+     * operator enabled them (xedgectl --legacy-mechs). */
+    bool legacy;
+    char legacy_password[1024];
+    size_t legacy_len;
 };
 
 struct xe_userstore;
@@ -91,6 +99,8 @@ int xe_userstore_foreach(struct xe_userstore *store, const char *domain,
  * ITERATIONS rounds of PBKDF2). The password is not kept. */
 int xe_user_set_password(struct xe_user *user, const char *password, size_t len,
                          unsigned iterations);
+/* Keep PASSWORD for the legacy mechanisms (NULL: forget it). */
+int xe_user_set_legacy(struct xe_user *user, const char *password, size_t len);
 /* Verify a plaintext password against the SCRAM secrets (SHA-256 if present,
  * else SHA-512, else SHA-1) in constant time. true on match. */
 bool xe_user_check_password(const struct xe_user *user, const char *password, size_t len);

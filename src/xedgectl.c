@@ -71,8 +71,10 @@ user_usage(FILE *f)
     fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
                "\n"
                "commands:\n"
-               "  add JID        create a user; asks for the password\n"
-               "  passwd JID     set a new password\n"
+               "  add [--legacy-mechs] JID\n"
+               "                 create a user; asks for the password\n"
+               "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
+               "                 set a new password\n"
                "  del JID        delete a user\n"
                "  list [DOMAIN]  list the users (of one domain)\n"
                "  show JID       show a user's record (never the keys)\n"
@@ -81,6 +83,9 @@ user_usage(FILE *f)
                "\n"
                "The password is read from the terminal without echo, twice, or as one\n"
                "line from standard input when that is not a terminal.\n"
+               "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
+               "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
+               "setting unless told otherwise.\n"
                "\n"
                "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
                "2 usage error, 3 configuration or user store error.\n");
@@ -223,6 +228,7 @@ struct ctl {
     struct xe_conf *conf;
     struct xe_userstore *store;
     char jid[sizeof(((struct xe_user *)0)->jid)];
+    int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
 };
 
 /* Map a store code to an exit code, printing the message. */
@@ -304,6 +310,12 @@ cmd_add_passwd(struct ctl *ctl, bool add)
     if (get_password(password, &len) != 0)
         goto out;
     r = xe_user_set_password(user, password, len, iterations(ctl));
+    /* the plaintext-equivalent of the legacy mechanisms: only when asked for
+     * (or kept enabled by an earlier --legacy-mechs) */
+    if (r == XE_US_OK && (ctl->legacy == 1 || (ctl->legacy == -1 && user->legacy)))
+        r = xe_user_set_legacy(user, password, len);
+    else if (r == XE_US_OK)
+        r = xe_user_set_legacy(user, NULL, 0);
     OPENSSL_cleanse(password, sizeof(password));
     if (r != XE_US_OK) {
         ctl_err("cannot derive the SCRAM secrets");
@@ -411,6 +423,8 @@ cmd_show(struct ctl *ctl)
     }
     if (!any)
         printf("password: not set\n");
+    printf("legacy mechanisms: %s\n",
+           user->legacy ? "yes (DIGEST-MD5, CRAM-MD5: the password is kept)" : "no");
 out:
     if (user != NULL) {
         OPENSSL_cleanse(user, sizeof(*user));
@@ -513,6 +527,20 @@ main(int argc, char **argv)
         goto out;
     }
     optind++;
+    ctl.legacy = -1;
+    if (cmd == CMD_ADD || cmd == CMD_PASSWD) {
+        /* --legacy-mechs / --no-legacy-mechs, anywhere after the command */
+        int j = optind;
+        for (i = optind; i < argc; i++) {
+            if (strcmp(argv[i], "--legacy-mechs") == 0)
+                ctl.legacy = 1;
+            else if (strcmp(argv[i], "--no-legacy-mechs") == 0)
+                ctl.legacy = 0;
+            else
+                argv[j++] = argv[i];
+        }
+        argc = j;
+    }
     if (argc - optind > 1 || (cmd != CMD_LIST && argc - optind != 1)) {
         ctl_err("user %s: %s (try 'xedgectl user --help')", cmd_names[cmd],
                 argc - optind > 1 ? "too many arguments"

@@ -54,7 +54,7 @@ check "unknown pool" 's/pool = "main"/pool = "nope"/' "bad\.conf:7: pool: no poo
 check "missing secret file" "s#$d/secret#$d/nosecret#" "bad\.conf:8: secret_file: cannot open"
 printf 'short\n' >"$d/short"
 check "secret too short" "s#$d/secret#$d/short#" "secret_file: .* holds 5 bytes; at least 32"
-check "unsupported mechanism" 's/"PLAIN"/"DIGEST-MD5"/' "bad\.conf:10: mechanisms: 'DIGEST-MD5' is not supported"
+check "unsupported mechanism" 's/"PLAIN"/"X-OAUTH2"/' "bad\.conf:10: mechanisms: 'X-OAUTH2' is not supported"
 check "syntax error" 's/max_attempts = 3;/max_attempts = ;/' "bad\.conf:10: syntax error"
 check "missing user store" '/user_store/d' "user_store: missing required"
 check "certificate not loadable" "s#$d/cert.pem#$d/missing.pem#" "domain example.test: cannot load certificate"

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 /* Unit tests of the user store: JID syntax, the record codec, SCRAM secrets
  * (RFC 5802 and RFC 7677 examples) and the LMDB store in a temporary
  * directory. TAP output. */
@@ -670,6 +671,45 @@ test_store(const char *tmp)
     free(err);
 }
 
+/* The legacy mechanisms' plaintext-equivalent: kept and read back only when
+ * set, and gone when cleared. */
+static void
+test_legacy(void)
+{
+    struct xe_user u, d;
+    char *buf = NULL;
+    size_t len = 0;
+
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "bob@example.org");
+    ok(xe_user_set_password(&u, "pass word", 9, 4096) == XE_US_OK,
+       "legacy: set_password");
+    ok(xe_user_encode(&u, &buf, &len) == XE_US_OK && !memmem(buf, len, "legacy", 6),
+       "legacy: none kept unless asked for");
+    free(buf);
+    ok(xe_user_set_legacy(&u, "pass word", 9) == XE_US_OK, "legacy: set");
+    ok(xe_user_encode(&u, &buf, &len) == XE_US_OK &&
+           memmem(buf, len, "legacy-password=cGFzcyB3b3Jk\n", 29) != NULL,
+       "legacy: encoded as base64 of the password");
+    ok(xe_user_decode("bob@example.org", buf, len, &d) == XE_US_OK && d.legacy &&
+           d.legacy_len == 9 && memcmp(d.legacy_password, "pass word", 9) == 0,
+       "legacy: decoded back");
+    free(buf);
+    ok(xe_user_set_legacy(&u, NULL, 0) == XE_US_OK && !u.legacy && u.legacy_len == 0,
+       "legacy: cleared");
+    ok(xe_user_encode(&u, &buf, &len) == XE_US_OK && !memmem(buf, len, "legacy", 6),
+       "legacy: gone from the record once cleared");
+    free(buf);
+    ok(xe_user_set_legacy(&u, "", 0) == XE_US_INVALID,
+       "legacy: an empty password refused");
+    {
+        const char *bad =
+            "v=1\ncreated=1\nmodified=1\ndisabled=0\nlegacy-password=!!!!\n";
+        ok(xe_user_decode("bob@example.org", bad, strlen(bad), &d) == XE_US_CORRUPT,
+           "legacy: bad base64 is a corrupt record");
+    }
+}
+
 int
 main(void)
 {
@@ -682,6 +722,7 @@ main(void)
     test_jid();
     test_codec();
     test_scram();
+    test_legacy();
     test_store(tmp);
     rm_rf(tmp);
     return tap_done();
