@@ -38,6 +38,7 @@ struct xe_c2s {
     char mech[32];
     struct xe_cbind cb[XE_CB_MAX];
     size_t n_cb;
+    bool anonymous;
 };
 
 static void
@@ -266,6 +267,7 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
         return XE_XS_CONTINUE;
     }
     snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
+    c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
     xe_sasl_free(&c->sasl); /* SASL state is not needed any more */
     c->st = ST_AUTHED;
@@ -545,6 +547,12 @@ const char *
 xe_c2s_jid(const struct xe_c2s *c)
 {
     return c->jid;
+}
+
+bool
+xe_c2s_anonymous(const struct xe_c2s *c)
+{
+    return c->anonymous;
 }
 
 const char *

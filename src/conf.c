@@ -312,7 +312,9 @@ static const char *const known_mechs[] = {
     "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
     "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512",
     /* legacy: a plaintext-equivalent is kept only for the users they are for */
-    "DIGEST-MD5", "CRAM-MD5", NULL};
+    "DIGEST-MD5", "CRAM-MD5",
+    /* a random temporary JID, no account (RFC 4505) */
+    "ANONYMOUS", NULL};
 
 static int
 load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
@@ -347,7 +349,7 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                 return fail(c, m, "mechanisms",
                             "'%s' is not supported (supported: SCRAM-SHA-512, "
                             "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
-                            "PLAIN, DIGEST-MD5, CRAM-MD5)",
+                            "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS)",
                             s);
         }
     }

@@ -46,6 +46,7 @@ struct xe_sasl {
     size_t n_cb;
     sasl_channel_binding_t cyrus_cb; /* the one handed to Cyrus for this attempt */
     bool plus_offered;               /* a -PLUS mechanism is on offer */
+    bool anonymous;                  /* the last success was ANONYMOUS */
 };
 
 const char *
@@ -585,6 +586,15 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
         return XE_SASL_FAIL;
     }
+    if (strcmp(s->mech, "ANONYMOUS") == 0) {
+        /* RFC 4505: no account; the session gets a random temporary JID on
+         * the domain, and the backend is told it is anonymous */
+        char id[33];
+        xe_random_id(id);
+        snprintf(s->jid, sizeof(s->jid), "anon-%.16s@%s", id, s->domain);
+        s->anonymous = true;
+        return XE_SASL_OK;
+    }
     snprintf(s->jid, sizeof(s->jid), "%s", (const char *)user);
     /* the account must still exist and be enabled */
     {
@@ -624,6 +634,7 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
     s->detail[0] = '\0';
     s->jid[0] = '\0';
     s->store_error = false;
+    s->anonymous = false;
     for (size_t i = 0; i < s->n_mechs; i++)
         offered = offered || strcmp(s->mechs[i], mech) == 0;
     if (!offered) {
@@ -659,6 +670,12 @@ const char *
 xe_sasl_jid(const struct xe_sasl *s)
 {
     return s->jid;
+}
+
+bool
+xe_sasl_anonymous(const struct xe_sasl *s)
+{
+    return s->anonymous;
 }
 
 const char *

@@ -70,6 +70,8 @@ int xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **o
  * the client claimed, when Cyrus got that far (for the log only). */
 const char *xe_sasl_jid(const struct xe_sasl *s);
 const char *xe_sasl_mech(const struct xe_sasl *s);
+/* After XE_SASL_OK with ANONYMOUS: the JID is a random temporary one. */
+bool xe_sasl_anonymous(const struct xe_sasl *s);
 /* Cyrus' detail for the last failure, for the log (never a secret). */
 const char *xe_sasl_detail(const struct xe_sasl *s);
 

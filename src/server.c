@@ -575,7 +575,9 @@ start_backend(struct conn *c)
     c->jid = xe_strdup(jid);
     c->server = &pool->servers[xe_pool_pick(pool, jid)];
     c->st = CS_BACKEND;
-    if (xe_assertion_make(pool->secret, pool->secret_len, "c2s", jid,
+    /* the purpose tells the backend an anonymous session from a user's */
+    if (xe_assertion_make(pool->secret, pool->secret_len,
+                          xe_c2s_anonymous(c->c2s) ? "c2s-anonymous" : "c2s", jid,
                           xe_now_seconds() + conf->assertion_lifetime_s, NULL, token,
                           sizeof(token)) < 0) {
         backend_failed(c, "cannot make the identity assertion");

@@ -13,6 +13,8 @@
 --   xedge_secret_file = "/etc/prosody/xedge.secret"   -- required, >= 32 bytes
 --   xedge_assertion_max_lifetime = 120                -- seconds, default 120
 --   xedge_replay_cache_size = 100000                  -- nonces kept at most
+--   xedge_allow_anonymous = false                     -- admit xedge's ANONYMOUS
+--                                                     -- sessions (purpose c2s-anonymous)
 
 local new_sasl = require "util.sasl".new;
 
@@ -53,6 +55,9 @@ if max_lifetime < 1 then
 	error("mod_auth_xedge: bad xedge_assertion_max_lifetime");
 end
 local replay_cache_size = module:get_option_number("xedge_replay_cache_size", 100000);
+-- xedge marks the sessions it authenticated with SASL ANONYMOUS (random,
+-- temporary JIDs) by the purpose c2s-anonymous: admitted only when allowed.
+local allow_anonymous = module:get_option_boolean("xedge_allow_anonymous", false);
 
 module:log("info", "xedge assertions accepted for %s (max lifetime %ds)", module.host, max_lifetime);
 
@@ -75,7 +80,11 @@ end
 local function check_assertion(username, token)
 	local now = os_time();
 	local identity = username .. "@" .. module.host;
-	local result, info = A.verify(secret, "c2s", identity, token, now, max_lifetime);
+	local purpose = "c2s";
+	if allow_anonymous and token:match("^xe1:c2s%-anonymous:") then
+		purpose = "c2s-anonymous";
+	end
+	local result, info = A.verify(secret, purpose, identity, token, now, max_lifetime);
 	if result ~= A.OK then
 		module:log("warn", "xedge assertion rejected for %s: %s", identity, result);
 		return nil, result;
@@ -91,7 +100,8 @@ local function check_assertion(username, token)
 	end
 	seen[info.nonce] = info.expiry;
 	n_seen = n_seen + 1;
-	module:log("info", "xedge assertion accepted for %s (expires in %ds)", identity, info.expiry - now);
+	module:log("info", "xedge assertion accepted for %s%s (expires in %ds)", identity,
+		purpose == "c2s" and "" or " (anonymous)", info.expiry - now);
 	return true;
 end
 
