@@ -207,8 +207,10 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     send_header(c);
     if (c->tls && c->sasl == NULL) {
         char *err = NULL;
-        c->sasl = xe_sasl_new_cb(c->domain, c->conf->mechanisms, c->conf->n_mechanisms,
-                                 true, c->cb, c->n_cb, &err);
+        const struct xe_domain_conf *d = xe_conf_domain(c->conf, c->domain);
+        char *const *mechs = d && d->mechanisms ? d->mechanisms : c->conf->mechanisms;
+        size_t n = d && d->mechanisms ? d->n_mechanisms : c->conf->n_mechanisms;
+        c->sasl = xe_sasl_new_cb(c->domain, mechs, n, true, c->cb, c->n_cb, &err);
         if (c->sasl == NULL) {
             xe_err("event=sasl-error peer=%s error=\"%s\"", c->peer, err ? err : "?");
             free(err);

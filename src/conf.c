@@ -215,6 +215,9 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+static int load_mech_list(struct ctx *c, const config_setting_t *m, char ***out,
+                          size_t *n_out);
+
 static int
 load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -233,6 +236,10 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 
         if (!config_setting_is_group(g))
             return fail(c, g, "domains", "each domain must be a group { ... }");
+        if (config_setting_get_member(g, "mechanisms") != NULL &&
+            load_mech_list(c, config_setting_get_member(g, "mechanisms"), &d->mechanisms,
+                           &d->n_mechanisms) < 0)
+            return -1;
         if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
             get_string(c, g, "key", true, NULL, &d->key) < 0 ||
@@ -316,6 +323,41 @@ static const char *const known_mechs[] = {
     /* a random temporary JID, no account (RFC 4505) */
     "ANONYMOUS", NULL};
 
+/* An array of mechanism names, upper-cased and checked. */
+static int
+load_mech_list(struct ctx *c, const config_setting_t *m, char ***out, size_t *n_out)
+{
+    size_t n;
+    char **list;
+
+    if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
+        return fail(c, m, "mechanisms", "must be a non-empty array of strings");
+    n = (size_t)config_setting_length(m);
+    list = xe_calloc(n + 1, sizeof(char *));
+    *out = list;
+    *n_out = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *s = config_setting_get_string_elem(m, (int)i);
+        bool known = false;
+
+        if (s == NULL)
+            return fail(c, m, "mechanisms", "must be an array of strings");
+        list[i] = xe_strdup(s);
+        for (char *p = list[i]; *p; p++)
+            if (*p >= 'a' && *p <= 'z')
+                *p = (char)(*p - 'a' + 'A');
+        for (size_t k = 0; known_mechs[k]; k++)
+            known = known || strcmp(known_mechs[k], list[i]) == 0;
+        if (!known)
+            return fail(c, m, "mechanisms",
+                        "'%s' is not supported (supported: SCRAM-SHA-512, "
+                        "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
+                        "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS)",
+                        s);
+    }
+    return 0;
+}
+
 static int
 load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -328,30 +370,8 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         conf->mechanisms = xe_calloc(XE_DEF_N_MECHS + 1, sizeof(char *));
         for (size_t i = 0; i < XE_DEF_N_MECHS; i++)
             conf->mechanisms[i] = xe_strdup(known_mechs[i]);
-    } else {
-        if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
-            return fail(c, m, "mechanisms", "must be a non-empty array of strings");
-        conf->n_mechanisms = (size_t)config_setting_length(m);
-        conf->mechanisms = xe_calloc(conf->n_mechanisms + 1, sizeof(char *));
-        for (size_t i = 0; i < conf->n_mechanisms; i++) {
-            const char *s = config_setting_get_string_elem(m, (int)i);
-            bool known = false;
-
-            if (s == NULL)
-                return fail(c, m, "mechanisms", "must be an array of strings");
-            conf->mechanisms[i] = xe_strdup(s);
-            for (char *p = conf->mechanisms[i]; *p; p++)
-                if (*p >= 'a' && *p <= 'z')
-                    *p = (char)(*p - 'a' + 'A');
-            for (size_t k = 0; known_mechs[k]; k++)
-                known = known || strcmp(known_mechs[k], conf->mechanisms[i]) == 0;
-            if (!known)
-                return fail(c, m, "mechanisms",
-                            "'%s' is not supported (supported: SCRAM-SHA-512, "
-                            "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
-                            "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS)",
-                            s);
-        }
+    } else if (load_mech_list(c, m, &conf->mechanisms, &conf->n_mechanisms) < 0) {
+        return -1;
     }
     if (get_uint(c, g, "max_attempts", 1, 100, XE_DEF_MAX_AUTH_ATTEMPTS, &v) < 0)
         return -1;
@@ -469,7 +489,8 @@ check_names(struct ctx *c, const config_setting_t *root)
                                       "limits",    "timeouts",   NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
-    static const char *const domain[] = {"name", "certificate", "key", "pool", NULL};
+    static const char *const domain[] = {"name", "certificate", "key",
+                                         "pool", "mechanisms",  NULL};
     static const char *const pool[] = {"name", "secret_file", "servers", NULL};
     static const char *const server[] = {"name", "address", "port", "weight", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
@@ -592,6 +613,9 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->domains[i].name);
         free(conf->domains[i].certificate);
         free(conf->domains[i].key);
+        for (size_t j = 0; j < conf->domains[i].n_mechanisms; j++)
+            free(conf->domains[i].mechanisms[j]);
+        free(conf->domains[i].mechanisms);
     }
     free(conf->domains);
     for (size_t i = 0; i < conf->n_pools; i++) {

@@ -35,6 +35,8 @@ struct xe_domain_conf {
     char *certificate;
     char *key;
     struct xe_pool_conf *pool;
+    char **mechanisms; /* this domain's own list; NULL: the sasl group's */
+    size_t n_mechanisms;
 };
 
 struct xe_conf {

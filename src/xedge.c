@@ -54,14 +54,18 @@ mech_list(const struct xe_conf *conf)
     char *s;
 
     xe_buf_init(&b, 0);
-    /* Cyrus loads mechanisms by their base name: the -PLUS variants come
-     * with channel binding */
-    for (size_t i = 0; i < conf->n_mechanisms; i++) {
-        const char *m = conf->mechanisms[i];
-        size_t l = strlen(m);
-        if (l > 5 && strcmp(m + l - 5, "-PLUS") == 0)
-            l -= 5;
-        xe_buf_appendf(&b, "%s%.*s", i ? " " : "", (int)l, m);
+    /* Every mechanism of the sasl group and of the domains' own lists, by
+     * its base name: Cyrus loads the -PLUS variants with channel binding. */
+    for (size_t k = 0; k <= conf->n_domains; k++) {
+        char *const *list = k == 0 ? conf->mechanisms : conf->domains[k - 1].mechanisms;
+        size_t n = k == 0 ? conf->n_mechanisms : conf->domains[k - 1].n_mechanisms;
+        for (size_t i = 0; i < n; i++) {
+            const char *m = list[i];
+            size_t l = strlen(m);
+            if (l > 5 && strcmp(m + l - 5, "-PLUS") == 0)
+                l -= 5;
+            xe_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)l, m);
+        }
     }
     xe_buf_append(&b, "", 1);
     s = xe_strdup((char *)b.data);

@@ -10,27 +10,13 @@ plan 16
 PW="faults-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW"
 SB=$XE_SANDBOX_DIR_SB
-XEDGE="$XE_TOP_BUILDDIR/src/xedge"
 BACKEND_PORT=$(sed -n 's/.*name = "prosody-0"; address = "[^"]*"; port = \([0-9]*\);.*/\1/p' "$XEDGE_CONF")
 
-# restart_xedge CONF: replace the running xedge by one on CONF (same ports)
-restart_xedge() {
-	kill -TERM "$XEDGE_PID" 2>/dev/null
-	for _ in $(seq 1 100); do kill -0 "$XEDGE_PID" 2>/dev/null || break; sleep 0.05; done
-	"$XEDGE" -c "$1" >>"$XEDGE_LOG" 2>&1 &
-	XEDGE_PID=$!
-	XEDGE_PIDS="$XEDGE_PID,$XEDGE_PIDS" # stopped by the sandbox cleanup too
-	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/${XEDGE_C2S%:*}/${XEDGE_C2S##*:}") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	bail "xedge did not start on $1"
-}
 
 # 1. The backend refuses the assertion: xedge signs with another secret.
 openssl rand -hex 32 >"$SB/other.secret"
 sed "s#secret_file = \"$SB/secret\"#secret_file = \"$SB/other.secret\"#" "$XEDGE_CONF" >"$SB/refused.conf"
-restart_xedge "$SB/refused.conf"
+xedge_restart "$SB/refused.conf"
 raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256
 like "$OUT" 'remote-connection-failed' "backend refuses the assertion: client gets <remote-connection-failed/>"
 grep -q 'event=backend-failed .*reason="backend refused the identity assertion: not-authorized"' "$XEDGE_LOG"
@@ -55,7 +41,7 @@ XEDGE_PIDS="$XEDGE_PIDS,$SILENT_PID"
 sleep 0.3
 sed "s/port = $BACKEND_PORT;/port = $SILENT_PORT;/" "$XEDGE_CONF" >"$SB/silent.conf"
 printf 'timeouts = { backend_connect = 2; backend_handshake = 2; };\n' >>"$SB/silent.conf"
-restart_xedge "$SB/silent.conf"
+xedge_restart "$SB/silent.conf"
 t0=$(date +%s%N)
 raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --timeout 15
 t1=$(date +%s%N)
@@ -84,7 +70,7 @@ GARBAGE_PID=$!
 XEDGE_PIDS="$XEDGE_PIDS,$GARBAGE_PID"
 sleep 0.3
 sed "s/port = $BACKEND_PORT;/port = $GARBAGE_PORT;/" "$XEDGE_CONF" >"$SB/garbage.conf"
-restart_xedge "$SB/garbage.conf"
+xedge_restart "$SB/garbage.conf"
 raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256
 like "$OUT" 'remote-connection-failed' "backend sending garbage: client gets <remote-connection-failed/>"
 grep -q 'event=backend-failed .*reason="backend sent bad XML' "$XEDGE_LOG"
@@ -92,7 +78,7 @@ ok $? "xedge logs that the backend sent bad XML"
 kill "$GARBAGE_PID" 2>/dev/null
 
 # 3. The backend dies (SIGKILL) in the middle of a session.
-restart_xedge "$XEDGE_CONF"
+xedge_restart "$XEDGE_CONF"
 rm -f "$SB/ready"
 timeout 40 "$PY" "$XMPP_CLIENT" --server "$XEDGE_C2S" --cafile "$XEDGE_CERT" \
 	--jid alice@example.test --password "$PW" --resource held --hold 25 \

@@ -96,6 +96,23 @@ rss_is_honest() {
 	fi
 }
 
+# xedge_restart CONF: replace the sandbox's xedge by one running CONF (on the
+# same ports, so every client helper keeps working); stopped by the cleanup.
+xedge_restart() {
+	kill -TERM "$XEDGE_PID" 2>/dev/null
+	for _ in $(seq 1 100); do kill -0 "$XEDGE_PID" 2>/dev/null || break; sleep 0.05; done
+	"$XE_TOP_BUILDDIR/src/xedge" -c "$1" >>"$XEDGE_LOG" 2>&1 &
+	XEDGE_PID=$!
+	XEDGE_PIDS="$XEDGE_PID,$XEDGE_PIDS"
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/${XEDGE_C2S%:*}/${XEDGE_C2S##*:}") 2>/dev/null && return 0
+		kill -0 "$XEDGE_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	diag "$(tail -n 5 "$XEDGE_LOG")"
+	bail "xedge did not start on $1"
+}
+
 # ---------------------------------------------------------------- clients
 # client ARGS...      slixmpp client (t/lib/xmpp_client.py)
 # raw ARGS...         byte-level client (t/lib/raw_client.py)
