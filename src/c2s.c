@@ -39,6 +39,8 @@ struct xe_c2s {
     struct xe_cbind cb[XE_CB_MAX];
     size_t n_cb;
     bool anonymous;
+    char (*ext)[3072]; /* what a verified client certificate vouches for */
+    size_t n_ext;
 };
 
 static void
@@ -210,7 +212,8 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
         const struct xe_domain_conf *d = xe_conf_domain(c->conf, c->domain);
         char *const *mechs = d && d->mechanisms ? d->mechanisms : c->conf->mechanisms;
         size_t n = d && d->mechanisms ? d->n_mechanisms : c->conf->n_mechanisms;
-        c->sasl = xe_sasl_new_cb(c->domain, mechs, n, true, c->cb, c->n_cb, &err);
+        c->sasl = xe_sasl_new_tls(c->domain, mechs, n, true, c->cb, c->n_cb,
+                                  (const char(*)[3072])c->ext, c->n_ext, &err);
         if (c->sasl == NULL) {
             xe_err("event=sasl-error peer=%s error=\"%s\"", c->peer, err ? err : "?");
             free(err);
@@ -464,6 +467,7 @@ xe_c2s_free(struct xe_c2s **cp)
     xe_xmlstream_free(&c->xs);
     xe_sasl_free(&c->sasl);
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
+    free(c->ext);
     xe_buf_free(&c->out);
     free(c->domain);
     free(c->sni);
@@ -522,6 +526,19 @@ xe_c2s_tls_up(struct xe_c2s *c, const char *sni)
     c->sni = sni ? xe_strdup(sni) : NULL;
     xe_xmlstream_reset(c->xs);
     c->st = ST_HEADER;
+}
+
+void
+xe_c2s_set_peer_identities(struct xe_c2s *c, const char (*ids)[3072], size_t n)
+{
+    free(c->ext);
+    c->ext = NULL;
+    c->n_ext = 0;
+    if (n == 0)
+        return;
+    c->ext = xe_calloc(n, sizeof(*c->ext));
+    memcpy(c->ext, ids, n * sizeof(*c->ext));
+    c->n_ext = n;
 }
 
 void

@@ -48,6 +48,9 @@ void xe_c2s_tls_up(struct xe_c2s *c, const char *sni);
 /* The TLS session's channel bindings (after xe_c2s_tls_up, before the next
  * stream header): -PLUS mechanisms are offered with them. */
 void xe_c2s_set_channel_bindings(struct xe_c2s *c, const struct xe_cbind *cb, size_t n);
+/* The JIDs a verified client certificate vouches for (after xe_c2s_tls_up):
+ * EXTERNAL is offered with them, when configured. */
+void xe_c2s_set_peer_identities(struct xe_c2s *c, const char (*ids)[3072], size_t n);
 /* Queue a stream error (a header first if none was sent) and the stream end. */
 void xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *text);
 /* Answer the client's restarted stream: our header and the backend's

@@ -13,6 +13,7 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 
+#include "tls.h"
 #include "xelimits.h"
 #include "log.h"
 #include "util.h"
@@ -218,6 +219,33 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 static int load_mech_list(struct ctx *c, const config_setting_t *m, char ***out,
                           size_t *n_out);
 
+/* client_identities: which names of a client certificate count, from
+ * "xmppaddr", "email", "cn"; default xmppaddr only. */
+static int
+load_identity_rules(struct ctx *c, const config_setting_t *m, unsigned *out)
+{
+    *out = XE_ID_XMPPADDR;
+    if (m == NULL)
+        return 0;
+    if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
+        return fail(c, m, "client_identities", "must be a non-empty array of strings");
+    *out = 0;
+    for (int i = 0; i < config_setting_length(m); i++) {
+        const char *v = config_setting_get_string_elem(m, i);
+        if (v && strcmp(v, "xmppaddr") == 0)
+            *out |= XE_ID_XMPPADDR;
+        else if (v && strcmp(v, "email") == 0)
+            *out |= XE_ID_EMAIL;
+        else if (v && strcmp(v, "cn") == 0)
+            *out |= XE_ID_CN;
+        else
+            return fail(c, m, "client_identities",
+                        "'%s' is not one of \"xmppaddr\", \"email\", \"cn\"",
+                        v ? v : "?");
+    }
+    return 0;
+}
+
 static int
 load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -239,6 +267,10 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         if (config_setting_get_member(g, "mechanisms") != NULL &&
             load_mech_list(c, config_setting_get_member(g, "mechanisms"), &d->mechanisms,
                            &d->n_mechanisms) < 0)
+            return -1;
+        if (get_string(c, g, "client_ca", false, NULL, &d->client_ca) < 0 ||
+            load_identity_rules(c, config_setting_get_member(g, "client_identities"),
+                                &d->client_identities) < 0)
             return -1;
         if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
@@ -321,7 +353,9 @@ static const char *const known_mechs[] = {
     /* legacy: a plaintext-equivalent is kept only for the users they are for */
     "DIGEST-MD5", "CRAM-MD5",
     /* a random temporary JID, no account (RFC 4505) */
-    "ANONYMOUS", NULL};
+    "ANONYMOUS",
+    /* a client certificate from a domain's client_ca (XEP-0178) */
+    "EXTERNAL", NULL};
 
 /* An array of mechanism names, upper-cased and checked. */
 static int
@@ -352,7 +386,7 @@ load_mech_list(struct ctx *c, const config_setting_t *m, char ***out, size_t *n_
             return fail(c, m, "mechanisms",
                         "'%s' is not supported (supported: SCRAM-SHA-512, "
                         "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
-                        "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS)",
+                        "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS, EXTERNAL)",
                         s);
     }
     return 0;
@@ -489,8 +523,9 @@ check_names(struct ctx *c, const config_setting_t *root)
                                       "limits",    "timeouts",   NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
-    static const char *const domain[] = {"name", "certificate", "key",
-                                         "pool", "mechanisms",  NULL};
+    static const char *const domain[] = {
+        "name",      "certificate",       "key", "pool", "mechanisms",
+        "client_ca", "client_identities", NULL};
     static const char *const pool[] = {"name", "secret_file", "servers", NULL};
     static const char *const server[] = {"name", "address", "port", "weight", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
@@ -613,6 +648,7 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->domains[i].name);
         free(conf->domains[i].certificate);
         free(conf->domains[i].key);
+        free(conf->domains[i].client_ca);
         for (size_t j = 0; j < conf->domains[i].n_mechanisms; j++)
             free(conf->domains[i].mechanisms[j]);
         free(conf->domains[i].mechanisms);

@@ -37,6 +37,8 @@ struct xe_domain_conf {
     struct xe_pool_conf *pool;
     char **mechanisms; /* this domain's own list; NULL: the sasl group's */
     size_t n_mechanisms;
+    char *client_ca;            /* CAs of client certificates (EXTERNAL), or NULL */
+    unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
 };
 
 struct xe_conf {

@@ -47,6 +47,8 @@ struct xe_sasl {
     sasl_channel_binding_t cyrus_cb; /* the one handed to Cyrus for this attempt */
     bool plus_offered;               /* a -PLUS mechanism is on offer */
     bool anonymous;                  /* the last success was ANONYMOUS */
+    char (*ext)[3072];               /* JIDs a verified client certificate vouches for */
+    size_t n_ext;
 };
 
 const char *
@@ -287,9 +289,15 @@ authorize_cb(sasl_conn_t *conn, void *context, const char *requested_user, unsig
              const char *auth_identity, unsigned alen, const char *def_realm,
              unsigned urlen, struct propctx *propctx)
 {
+    struct xe_sasl *s = context;
+
     /* a user may act only as herself */
     if (rlen == alen && memcmp(requested_user, auth_identity, alen) == 0)
         return SASL_OK;
+    /* EXTERNAL: as any identity the client certificate vouches for */
+    for (size_t i = 0; strcmp(s->mech, "EXTERNAL") == 0 && i < s->n_ext; i++)
+        if (strlen(s->ext[i]) == rlen && memcmp(s->ext[i], requested_user, rlen) == 0)
+            return SASL_OK;
     sasl_seterror(conn, SASL_NOLOG, "authzid is not the authenticated user");
     return SASL_NOAUTHZ;
 }
@@ -435,6 +443,10 @@ new_conn(struct xe_sasl *s, const struct xe_cbind *cb, const char *mech, char **
         *error_r = xe_strdup("cannot set SASL security properties");
         return -1;
     }
+    if (s->n_ext && sasl_setprop(s->conn, SASL_AUTH_EXTERNAL, s->ext[0]) != SASL_OK) {
+        *error_r = xe_strdup("cannot set the external identity");
+        return -1;
+    }
     if (cb && sasl_setprop(s->conn, SASL_CHANNEL_BINDING, &s->cyrus_cb) != SASL_OK) {
         *error_r = xe_strdup("cannot set the channel binding");
         return -1;
@@ -453,7 +465,21 @@ struct xe_sasl *
 xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
                const struct xe_cbind *cb, size_t n_cb, char **error_r)
 {
+    return xe_sasl_new_tls(domain, mechs, n_mechs, tls, cb, n_cb, NULL, 0, error_r);
+}
+
+struct xe_sasl *
+xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
+                const struct xe_cbind *cb, size_t n_cb, const char (*ext)[3072],
+                size_t n_ext, char **error_r)
+{
     struct xe_sasl *s = xe_calloc(1, sizeof(*s));
+
+    if (n_ext > 0) { /* Cyrus offers EXTERNAL once it knows the identity */
+        s->ext = xe_calloc(n_ext, sizeof(*s->ext));
+        memcpy(s->ext, ext, n_ext * sizeof(*s->ext));
+        s->n_ext = n_ext;
+    }
     const char *avail = NULL;
     unsigned alen = 0;
     int count = 0;
@@ -502,6 +528,7 @@ xe_sasl_free(struct xe_sasl **sp)
     if (s->conn)
         sasl_dispose(&s->conn);
     OPENSSL_cleanse(s->cb, sizeof(s->cb));
+    free(s->ext);
     free(s->domain);
     free(s);
     *sp = NULL;

@@ -53,6 +53,12 @@ struct xe_sasl *xe_sasl_new(const char *domain, char *const *mechs, size_t n_mec
 struct xe_sasl *xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs,
                                bool tls, const struct xe_cbind *cb, size_t n_cb,
                                char **error_r);
+/* The same, with the identities a verified client certificate vouches for
+ * (bare JIDs, the first the default): EXTERNAL is then offered when
+ * configured, and the client may act as any of them. */
+struct xe_sasl *xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs,
+                                bool tls, const struct xe_cbind *cb, size_t n_cb,
+                                const char (*ext)[3072], size_t n_ext, char **error_r);
 void xe_sasl_free(struct xe_sasl **s);
 /* The channel binding types to advertise (XEP-0440). */
 size_t xe_sasl_cb_types(const struct xe_sasl *s, const char **out, size_t max);

@@ -664,6 +664,24 @@ tls_established(struct conn *c)
         xe_c2s_set_channel_bindings(c->c2s, cb, n);
         OPENSSL_cleanse(cb, sizeof(cb));
     }
+    {
+        /* a client certificate, verified against the domain's client_ca */
+        const char *dom = c->direct ? (sni ? sni : c->srv->conf->domains[0].name)
+                                    : xe_c2s_domain(c->c2s);
+        const struct xe_domain_conf *d = dom ? xe_conf_domain(c->srv->conf, dom) : NULL;
+        char(*ids)[3072];
+        size_t n;
+
+        if (d == NULL || d->client_ca == NULL)
+            return;
+        ids = xe_calloc(XE_MAX_PEER_IDS, sizeof(*ids));
+        n = xe_tls_peer_identities(c->tls, d->client_identities, ids, XE_MAX_PEER_IDS);
+        if (n > 0)
+            xe_debug("event=client-certificate peer=%s identity=%s count=%zu", c->peer,
+                     ids[0], n);
+        xe_c2s_set_peer_identities(c->c2s, (const char(*)[3072])ids, n);
+        free(ids);
+    }
 }
 
 static void
@@ -958,6 +976,7 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *
         certs[i].domain = conf->domains[i].name;
         certs[i].certificate = conf->domains[i].certificate;
         certs[i].key = conf->domains[i].key;
+        certs[i].client_ca = conf->domains[i].client_ca;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &srv->tls_starttls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &srv->tls_direct, error_r) <

@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "util.h"
 
@@ -68,8 +69,13 @@ sni_cb(SSL *ssl, int *alert, void *arg)
     dc = lookup(c, name);
     if (dc == NULL)
         return SSL_TLSEXT_ERR_NOACK; /* default certificate; the stream's to decides */
-    if (dc != SSL_get_SSL_CTX(ssl))
+    if (dc != SSL_get_SSL_CTX(ssl)) {
         SSL_set_SSL_CTX(ssl, dc);
+        /* SSL_set_SSL_CTX takes the certificate, not the client verification */
+        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(dc), NULL);
+        if (SSL_CTX_get_client_CA_list(dc))
+            SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(dc)));
+    }
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -87,6 +93,15 @@ alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
         return SSL_TLSEXT_ERR_ALERT_FATAL; /* a client that speaks another protocol */
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
+}
+
+/* A client certificate that does not verify does not fail the handshake:
+ * the client just cannot use EXTERNAL (xe_tls_peer_identities checks the
+ * verification result). */
+static int
+accept_any(int preverify_ok, X509_STORE_CTX *x509_ctx)
+{
+    return 1;
 }
 
 static SSL_CTX *
@@ -124,6 +139,21 @@ make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
                  cert->key, cert->certificate);
         ssl_error_string(err, sizeof(err), what);
         goto fail;
+    }
+    if (cert->client_ca) {
+        /* ask for a client certificate (EXTERNAL), but do not require one */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(cert->client_ca);
+        if (names == NULL ||
+            SSL_CTX_load_verify_locations(ctx, cert->client_ca, NULL) != 1) {
+            char what[300];
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(what, sizeof(what), "domain %s: cannot load client_ca '%s'",
+                     cert->domain, cert->client_ca);
+            ssl_error_string(err, sizeof(err), what);
+            goto fail;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any);
     }
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, c);
@@ -445,5 +475,66 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
         }
     }
     ERR_clear_error();
+    return n;
+}
+
+static void
+add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data, int len)
+{
+    char jid[3072];
+
+    if (*n >= max || len <= 0 || (size_t)len >= sizeof(jid) ||
+        memchr(data, '\0', (size_t)len))
+        return;
+    memcpy(jid, data, (size_t)len);
+    jid[len] = '\0';
+    if (strchr(jid, '@') == NULL || strchr(jid, '/') != NULL)
+        return; /* a bare JID only */
+    xe_tolower_ascii(jid);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(out[i], jid) == 0)
+            return;
+    memcpy(out[(*n)++], jid, (size_t)len + 1);
+}
+
+size_t
+xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
+                       size_t max)
+{
+    X509 *peer;
+    GENERAL_NAMES *sans;
+    size_t n = 0;
+
+    if (SSL_get_verify_result(t->ssl) != X509_V_OK)
+        return 0;
+    peer = SSL_get1_peer_certificate(t->ssl);
+    if (peer == NULL)
+        return 0;
+    sans = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+    for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
+        if (g->type == GEN_OTHERNAME && (rules & XE_ID_XMPPADDR)) {
+            static const char xmppaddr[] = "1.3.6.1.5.5.7.8.5";
+            char oid[64];
+            const ASN1_TYPE *v = g->d.otherName->value;
+            if (OBJ_obj2txt(oid, sizeof(oid), g->d.otherName->type_id, 1) > 0 &&
+                strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING)
+                add_identity(out, max, &n, ASN1_STRING_get0_data(v->value.utf8string),
+                             ASN1_STRING_length(v->value.utf8string));
+        } else if (g->type == GEN_EMAIL && (rules & XE_ID_EMAIL)) {
+            add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.rfc822Name),
+                         ASN1_STRING_length(g->d.rfc822Name));
+        }
+    }
+    GENERAL_NAMES_free(sans);
+    if (rules & XE_ID_CN) {
+        X509_NAME *subj = X509_get_subject_name(peer);
+        int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
+        if (idx >= 0) {
+            ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
+            add_identity(out, max, &n, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn));
+        }
+    }
+    X509_free(peer);
     return n;
 }

@@ -17,7 +17,14 @@ struct xe_tls_cert {
     const char *domain;
     const char *certificate; /* PEM chain file */
     const char *key;         /* PEM key file */
+    const char *client_ca;   /* PEM CAs for client certificates (EXTERNAL), or NULL */
 };
+
+/* Which names of a client certificate count as the client's JID. */
+#define XE_ID_XMPPADDR 1u /* SAN otherName id-on-xmppAddr (RFC 6120 13.7.1.4) */
+#define XE_ID_EMAIL 2u    /* SAN rfc822Name */
+#define XE_ID_CN 4u       /* the subject's common name */
+#define XE_MAX_PEER_IDS 8
 
 /* One context per domain; the first is the default (no SNI, unknown SNI). */
 int xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
@@ -60,6 +67,12 @@ const char *xe_tls_error(struct xe_tls *t);
  * negotiated. Returns how many were written to out. */
 size_t xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique,
                                struct xe_cbind *out, size_t max);
+
+/* The bare JIDs a client certificate vouches for: only when the client
+ * presented one and it verified against the domain's client_ca. rules:
+ * XE_ID_* bits. Returns how many were written (lower-cased). */
+size_t xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
+                              size_t max);
 
 /* For tests: a client-side connection (no verification). */
 struct xe_tls *xe_tls_new_client(const char *sni, const char *alpn);

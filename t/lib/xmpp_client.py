@@ -78,6 +78,8 @@ class Client(slixmpp.ClientXMPP):
             self.ssl_context.set_alpn_protocols(['xmpp-client'])
         if a.tls12:
             self.ssl_context.maximum_version = ssl.TLSVersion.TLSv1_2
+        if a.certfile:  # a client certificate (SASL EXTERNAL)
+            self.certfile, self.keyfile = a.certfile, a.keyfile
         # A test client must never reconnect on its own.
         self.add_event_handler('connected', self._on_connected)
         self.add_event_handler('connection_failed', self._on_connection_failed)
@@ -321,6 +323,8 @@ def main():
     p.add_argument('--mech', default=None, help='force one SASL mechanism')
     p.add_argument('--cafile')
     p.add_argument('--tls12', action='store_true', help='cap TLS at version 1.2')
+    p.add_argument('--certfile', help='client certificate (PEM), for EXTERNAL')
+    p.add_argument('--keyfile', help='its key (PEM)')
     p.add_argument('--insecure', action='store_true', help='do not verify the certificate')
     p.add_argument('--timeout', type=float, default=10.0)
     p.add_argument('--resource')

@@ -557,17 +557,17 @@ test_ctx_errors(void)
     snprintf(ka, sizeof(ka), "%s/a.test.key", tmpdir);
     snprintf(cb, sizeof(cb), "%s/b.test.crt", tmpdir);
     snprintf(kb, sizeof(kb), "%s/b.test.key", tmpdir);
-    bad[0] = (struct xe_tls_cert){"a.test", ca, kb};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0 && c == NULL,
        "key that does not match the certificate is refused");
     ok(err && strstr(err, "a.test"), "  error names the domain: %s", err ? err : "");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka};
+    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing certificate file");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key"};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing key file");
     free(err);
     (void)cb;
@@ -584,8 +584,8 @@ main(void)
     ok(mkdtemp(tmpdir) != NULL, "mkdtemp");
     ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
     ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka};
-    certs[1] = (struct xe_tls_cert){"b.test", cb, kb};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL};
+    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL};
     ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &ctx, &err) == 0, "xe_tls_ctx_new %s",
        err ? err : "");
     free(err);
