@@ -16,9 +16,10 @@ import base64
 import hashlib
 import os
 import re
-import socket
-import ssl
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402
 
 NS = "urn:ietf:params:xml:ns:xmpp-sasl"
 
@@ -52,27 +53,12 @@ def parse_challenge(text):
 def main():
     server, cafile, jid, pw = sys.argv[1:5]
     user, domain = jid.split('@')
-    host, port = server.rsplit(':', 1)
-    hdr = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-           "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>" % domain).encode()
 
     def fail(step, why):
         print('VERDICT=fail:%s:%s' % (step, why.replace(' ', '_')))
         sys.exit(0)
 
-    s = socket.create_connection((host, int(port)), timeout=15)
-    s.sendall(hdr)
-    buf = b''
-    while b'</stream:features>' not in buf:
-        buf += s.recv(65536)
-    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    while b'<proceed' not in buf:
-        buf += s.recv(65536)
-    s = ssl.create_default_context(cafile=cafile).wrap_socket(s, server_hostname=domain)
-    s.sendall(hdr)
-    buf = b''
-    while b'</stream:features>' not in buf:
-        buf += s.recv(65536)
+    s, buf = wire.starttls(server, domain, cafile)
     if b'<mechanism>DIGEST-MD5</mechanism>' not in buf:
         fail(7, 'DIGEST-MD5 not offered')
     print('STEP 7 DIGEST-MD5 offered')

@@ -7,9 +7,12 @@ authzid given (or none: "=") and prints RESULT=success or
 RESULT=failure:<condition>. Exit 0 when the probe ran."""
 import argparse
 import base64
+import os
 import re
-import socket
-import ssl
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402
 
 NS = 'urn:ietf:params:xml:ns:xmpp-sasl'
 
@@ -34,20 +37,8 @@ def main():
     p.add_argument('--key')
     p.add_argument('--authzid')
     a = p.parse_args()
-    host, port = a.server.rsplit(':', 1)
-    hdr = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-           "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>" % a.domain).encode()
-    s = socket.create_connection((host, int(port)), timeout=15)
-    s.sendall(hdr)
-    read_until(s, rb'</stream:features>')
-    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    read_until(s, rb'<proceed')
-    ctx = ssl.create_default_context(cafile=a.cafile)
-    if a.cert:
-        ctx.load_cert_chain(a.cert, a.key)
-    s = ctx.wrap_socket(s, server_hostname=a.domain)
-    s.sendall(hdr)
-    f = read_until(s, rb'</stream:features>').decode()
+    s, f = wire.starttls(a.server, a.domain, a.cafile, a.cert, a.key)
+    f = f.decode()
     mechs = re.findall(r'<mechanism>([^<]+)</mechanism>', f)
     print('MECHS=' + ','.join(mechs))
     if 'EXTERNAL' in mechs:

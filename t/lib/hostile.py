@@ -27,6 +27,9 @@ import ssl
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import wire  # noqa: E402
+
 HDR = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
        "xmlns:stream='http://etherx.jabber.org/streams' to='example.test' version='1.0'>").encode()
 
@@ -152,21 +155,7 @@ def slow_client(server):
 
 def tls_stream(server, cafile):
     """STARTTLS, then the TLS stream's features: ready for SASL."""
-    ctx = ssl.create_default_context(cafile=cafile)
-    s = socket.create_connection(addr_of(server), timeout=20)
-    s.sendall(HDR)
-    buf = b''
-    while b'</stream:features>' not in buf:
-        buf += s.recv(65536)
-    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
-    while b'<proceed' not in buf:
-        buf += s.recv(65536)
-    s = ctx.wrap_socket(s, server_hostname='example.test')
-    s.sendall(HDR)
-    buf = b''
-    while b'</stream:features>' not in buf:
-        buf += s.recv(65536)
-    return s
+    return wire.starttls(server, 'example.test', cafile)[0]
 
 
 def sasl_answer(server, cafile, auth):

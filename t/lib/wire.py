@@ -1,0 +1,39 @@
+"""wire.py: the few lines of the c2s wire the byte-level test tools share
+(stdlib only): a stream header, and a STARTTLS negotiation that leaves a TLS
+socket on a fresh stream, its features read."""
+import socket
+import ssl
+
+
+def header(domain):
+    return ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+            "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>"
+            % domain).encode()
+
+
+def _read_until(s, marker):
+    buf = b''
+    while marker not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise ConnectionError('closed while waiting for %r' % marker)
+        buf += d
+    return buf
+
+
+def starttls(server, domain, cafile, cert=None, key=None, timeout=20):
+    """Connect to SERVER (host:port), STARTTLS (verifying with CAFILE, with a
+    client certificate when given), open the stream again; returns the TLS
+    socket and the features it got."""
+    host, _, port = server.rpartition(':')
+    s = socket.create_connection((host.strip('[]'), int(port)), timeout=timeout)
+    s.sendall(header(domain))
+    _read_until(s, b'</stream:features>')
+    s.sendall(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+    _read_until(s, b'<proceed')
+    ctx = ssl.create_default_context(cafile=cafile)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    s = ctx.wrap_socket(s, server_hostname=domain)
+    s.sendall(header(domain))
+    return s, _read_until(s, b'</stream:features>')
