@@ -209,9 +209,9 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     send_header(c);
     if (c->tls && c->sasl == NULL) {
         char *err = NULL;
-        const struct xe_domain_conf *d = xe_conf_domain(c->conf, c->domain);
-        char *const *mechs = d && d->mechanisms ? d->mechanisms : c->conf->mechanisms;
-        size_t n = d && d->mechanisms ? d->n_mechanisms : c->conf->n_mechanisms;
+        size_t n;
+        char *const *mechs =
+            xe_conf_mechanisms(c->conf, xe_conf_domain(c->conf, c->domain), &n);
         c->sasl = xe_sasl_new_tls(c->domain, mechs, n, true, c->cb, c->n_cb,
                                   (const char(*)[3072])c->ext, c->n_ext, &err);
         if (c->sasl == NULL) {
@@ -314,6 +314,21 @@ decode_payload(struct xe_c2s *c, const struct xe_xml_elem *e, char **buf_r, size
     return 0;
 }
 
+/* RFC 4422 3.1: 1 to 20 of upper-case letters, digits, '-' and '_' */
+static bool
+mech_name_ok(const char *m)
+{
+    size_t n = 0;
+
+    if (m == NULL)
+        return false;
+    for (; m[n]; n++)
+        if (n >= 20 || !((m[n] >= 'A' && m[n] <= 'Z') || (m[n] >= '0' && m[n] <= '9') ||
+                         m[n] == '-' || m[n] == '_'))
+            return false;
+    return n > 0;
+}
+
 static int
 on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
 {
@@ -324,11 +339,13 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     bool present;
     int r;
 
-    snprintf(c->mech, sizeof(c->mech), "%s", mech ? mech : "");
-    if (mech == NULL || *mech == '\0' || strlen(mech) > 20) {
+    if (!mech_name_ok(mech)) {
+        /* logged as "-": a peer's bytes do not reach the log's fields */
+        c->mech[0] = '\0';
         sasl_failure(c, XE_SASL_INVALID_MECHANISM, "no or bad mechanism attribute");
         goto check;
     }
+    snprintf(c->mech, sizeof(c->mech), "%s", mech);
     if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
         sasl_failure(c, cond, "bad initial response");
         goto check;

@@ -452,8 +452,13 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     conf->conn_burst_per_address = (unsigned)v[15];
     if (v[6] >= v[5])
         return fail(c, g, "pump_low_water", "must be below pump_high_water");
-    if (v[7] < v[5])
-        return fail(c, g, "pump_hard_cap", "must be at least pump_high_water");
+    /* reading stops above the high water mark, but one read (and its TLS
+     * framing) can still arrive on top of it: a cap below that would close
+     * healthy sessions */
+    if (v[7] < v[5] + 2 * XE_READ_CHUNK)
+        return fail(c, g, "pump_hard_cap",
+                    "must be at least pump_high_water + %d (two reads of %d bytes)",
+                    2 * XE_READ_CHUNK, XE_READ_CHUNK);
     conf->max_connections = (unsigned)v[0];
     conf->max_stanza_preauth = (size_t)v[1];
     conf->max_xml_depth = (unsigned)v[2];
@@ -632,6 +637,18 @@ xe_conf_domain(const struct xe_conf *conf, const char *name)
         if (strcasecmp(conf->domains[i].name, name) == 0)
             return &conf->domains[i];
     return NULL;
+}
+
+char *const *
+xe_conf_mechanisms(const struct xe_conf *conf, const struct xe_domain_conf *d,
+                   size_t *n_r)
+{
+    if (d && d->mechanisms) {
+        *n_r = d->n_mechanisms;
+        return d->mechanisms;
+    }
+    *n_r = conf->n_mechanisms;
+    return conf->mechanisms;
 }
 
 void

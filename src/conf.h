@@ -88,5 +88,9 @@ struct xe_conf {
 int xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r);
 void xe_conf_free(struct xe_conf **conf);
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
+/* The SASL mechanisms offered on domain d: its own list, else the sasl
+ * group's (d NULL: the sasl group's). */
+char *const *xe_conf_mechanisms(const struct xe_conf *conf,
+                                const struct xe_domain_conf *d, size_t *n_r);
 
 #endif

@@ -24,7 +24,6 @@
 #include "util.h"
 #include "xelimits.h"
 
-#define READ_SLAB (64 * 1024)
 #define CLOSE_GRACE_MS 3000
 
 struct listener {
@@ -39,7 +38,6 @@ struct conn;
 struct xe_server {
     uv_loop_t *loop;
     const struct xe_conf *conf;
-    struct xe_userstore *store;
     struct xe_tls_ctx *tls_starttls, *tls_direct;
     struct listener *listeners;
     size_t n_listeners;
@@ -94,8 +92,8 @@ struct wreq {
     char data[];
 };
 
-static char read_slab[READ_SLAB];
-static char plain_slab[READ_SLAB];
+static char read_slab[XE_READ_CHUNK];
+static char plain_slab[XE_READ_CHUNK];
 
 static void finish_close(struct conn *c);
 static void maybe_shutdown(struct conn *c);
@@ -953,8 +951,8 @@ on_connection(uv_stream_t *ls, int status)
 /* ---- the server ---------------------------------------------------------- */
 
 int
-xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *store,
-              struct xe_server **srv_r, char **error_r)
+xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
+              char **error_r)
 {
     struct xe_server *srv = xe_calloc(1, sizeof(*srv));
     struct xe_tls_cert *certs = xe_calloc(conf->n_domains, sizeof(*certs));
@@ -962,7 +960,6 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *
 
     srv->loop = loop;
     srv->conf = conf;
-    srv->store = store;
     {
         struct xe_addrlimit_conf alc = {
             .max_per_address = conf->max_conns_per_address,

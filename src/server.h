@@ -6,12 +6,11 @@
 #include <uv.h>
 
 #include "conf.h"
-#include "userstore.h"
 
 struct xe_server;
 
-int xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *store,
-                  struct xe_server **srv_r, char **error_r);
+int xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
+                  char **error_r);
 /* Bind and listen on every configured listener. */
 int xe_server_listen(struct xe_server *srv, char **error_r);
 /* Stop accepting and close every connection; the loop then ends. */

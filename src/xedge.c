@@ -57,8 +57,9 @@ mech_list(const struct xe_conf *conf)
     /* Every mechanism of the sasl group and of the domains' own lists, by
      * its base name: Cyrus loads the -PLUS variants with channel binding. */
     for (size_t k = 0; k <= conf->n_domains; k++) {
-        char *const *list = k == 0 ? conf->mechanisms : conf->domains[k - 1].mechanisms;
-        size_t n = k == 0 ? conf->n_mechanisms : conf->domains[k - 1].n_mechanisms;
+        size_t n;
+        char *const *list =
+            xe_conf_mechanisms(conf, k == 0 ? NULL : &conf->domains[k - 1], &n);
         for (size_t i = 0; i < n; i++) {
             const char *m = list[i];
             size_t l = strlen(m);
@@ -117,7 +118,7 @@ main(int argc, char **argv)
         goto out;
     }
     xe_log_level = debug ? XE_LOG_DEBUG : conf->log_level;
-    if (xe_server_new(loop, conf, NULL, &g_srv, &err) < 0) {
+    if (xe_server_new(loop, conf, &g_srv, &err) < 0) {
         fprintf(stderr, "xedge: %s: %s\n", path, err);
         goto out;
     }

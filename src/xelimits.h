@@ -17,6 +17,9 @@
 #define XE_DEF_SCRAM_ITERATIONS 4096
 #define XE_MAX_SCRAM_ITERATIONS 1000000
 
+/* One read from a socket (bytes): what can land in a queue at once */
+#define XE_READ_CHUNK (64 * 1024)
+
 /* Buffers of the pump, per direction (bytes) */
 #define XE_DEF_PUMP_HIGH_WATER (256 * 1024)
 #define XE_DEF_PUMP_LOW_WATER (64 * 1024)

@@ -5,7 +5,7 @@
 # it must lose nothing and stay fast.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 29
+plan 31
 
 rss_is_honest
 PW="lim-$RANDOM-$RANDOM"
@@ -74,6 +74,10 @@ is "$(val CLOSED)" "yes" "... again (no state left behind)"
 # bad SASL framing (through the raw client, which speaks TLS)
 hostile sasl-bad-base64 "$XEDGE_CERT"
 is "$(val FAILURE)" "incorrect-encoding" "bad base64 in <auth/>: <incorrect-encoding/>"
+hostile sasl-bad-mechanism "$XEDGE_CERT"
+is "$(val FAILURE)" "invalid-mechanism" "a mechanism name outside RFC 4422's alphabet: <invalid-mechanism/>"
+grep 'event=auth-failed' "$XEDGE_LOG" | grep -q 'user=root'
+ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "... and what it carried did not reach the log as fields"
 hostile sasl-oversized "$XEDGE_CERT" 4096
 is "$(val FAILURE)" "malformed-request" "a SASL message over max_sasl_bytes (2048): <malformed-request/>"
 

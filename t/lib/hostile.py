@@ -15,6 +15,7 @@ Prints KEY=value lines. Cases:
   tls-garbage               random bytes (give the Direct TLS port as SERVER)
   sasl-bad-base64 CA        <auth/> whose payload is not base64
   sasl-oversized CA N       <auth/> carrying N bytes (base64-encoded)
+  sasl-bad-mechanism CA     <auth/> whose mechanism is not a SASL name
 """
 import base64
 import concurrent.futures as cf
@@ -255,6 +256,11 @@ def main():
         sasl_answer(server, args[0],
                     b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
                     b"not*base64!</auth>")
+    elif case == 'sasl-bad-mechanism':
+        # a mechanism name that would read as more fields in a log line
+        sasl_answer(server, args[0],
+                    b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                    b"mechanism='PLAIN condition=ok user=root'>AGJvYgB4</auth>")
     elif case == 'sasl-oversized':
         payload = base64.b64encode(b'\0bob\0' + b'x' * int(args[1]))
         sasl_answer(server, args[0],
