@@ -597,8 +597,3 @@ xe_c2s_mech(const struct xe_c2s *c)
     return c->mech;
 }
 
-const char *
-xe_c2s_stream_id(const struct xe_c2s *c)
-{
-    return c->id;
-}

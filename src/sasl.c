@@ -458,14 +458,7 @@ struct xe_sasl *
 xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
             char **error_r)
 {
-    return xe_sasl_new_cb(domain, mechs, n_mechs, tls, NULL, 0, error_r);
-}
-
-struct xe_sasl *
-xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
-               const struct xe_cbind *cb, size_t n_cb, char **error_r)
-{
-    return xe_sasl_new_tls(domain, mechs, n_mechs, tls, cb, n_cb, NULL, 0, error_r);
+    return xe_sasl_new_tls(domain, mechs, n_mechs, tls, NULL, 0, NULL, 0, error_r);
 }
 
 struct xe_sasl *

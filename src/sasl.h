@@ -46,16 +46,13 @@ struct xe_sasl;
  * is under TLS (PLAIN is offered only then). */
 struct xe_sasl *xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs,
                             bool tls, char **error_r);
-/* The same, with the TLS session's channel bindings (cbind.h): the -PLUS
- * mechanisms are offered when configured, the client picks the type in its
- * GS2 header, and a client that says it supports binding but thinks the
- * server does not ("y") is refused (RFC 5802 downgrade protection). */
-struct xe_sasl *xe_sasl_new_cb(const char *domain, char *const *mechs, size_t n_mechs,
-                               bool tls, const struct xe_cbind *cb, size_t n_cb,
-                               char **error_r);
-/* The same, with the identities a verified client certificate vouches for
- * (bare JIDs, the first the default): EXTERNAL is then offered when
- * configured, and the client may act as any of them. */
+/* The same, with what the TLS session offers. cb: its channel bindings
+ * (cbind.h): the -PLUS mechanisms are offered when configured, the client
+ * picks the type in its GS2 header, and a client that says it supports
+ * binding but thinks the server does not ("y") is refused (RFC 5802
+ * downgrade protection). ext: the bare JIDs a verified client certificate
+ * vouches for, the first the default: EXTERNAL is offered when configured,
+ * and the client may act as any of them. */
 struct xe_sasl *xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs,
                                 bool tls, const struct xe_cbind *cb, size_t n_cb,
                                 const char (*ext)[3072], size_t n_ext, char **error_r);
