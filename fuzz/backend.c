@@ -42,11 +42,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     enum xe_bhs_result r = XE_BHS_CONTINUE;
     bool auth_sent = false;
 
-    if (size < 1)
+    if (!fuzz_take_flags(&data, &size, &flags))
         return 0;
-    flags = data[0];
-    data++;
-    size--;
     fuzz_chunker_init(&ch, &data, &size);
     input = data;
     input_len = size;

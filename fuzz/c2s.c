@@ -153,11 +153,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool tls, authed = false, done = false;
     unsigned stalls = 0;
 
-    if (size < 1)
+    if (!fuzz_take_flags(&data, &size, &flags))
         return 0;
-    flags = data[0];
-    data++;
-    size--;
     fuzz_chunker_init(&ch, &data, &size);
 
     tls = flags & 1;

@@ -114,6 +114,19 @@ fuzz_logs(void)
     xe_log_level = l ? xe_log_level_parse(l) : -1;
 }
 
+/* Take the first byte of an input as the target's flags. Returns false for
+ * an empty input (nothing to run). */
+static inline bool
+fuzz_take_flags(const uint8_t **data, size_t *size, unsigned *flags)
+{
+    if (*size == 0)
+        return false;
+    *flags = (*data)[0];
+    (*data)++;
+    (*size)--;
+    return true;
+}
+
 /* ---- chunking ----------------------------------------------------------- */
 
 /* The first byte (n & 7) says how many of the following bytes are chunk

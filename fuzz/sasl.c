@@ -137,11 +137,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool is_offered = false, tls;
     int r = XE_SASL_CONTINUE;
 
-    if (size < 1)
+    if (!fuzz_take_flags(&data, &size, &flags))
         return 0;
-    flags = data[0];
-    data++;
-    size--;
 
     /* split into messages */
     while (n < MAX_MSGS) {

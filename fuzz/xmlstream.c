@@ -153,12 +153,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct xe_xmlstream *xs;
     size_t stops = 0;
 
-    if (size < 1)
-        return 0;
     memset(&c, 0, sizeof(c));
-    c.flags = data[0];
-    data++;
-    size--;
+    if (!fuzz_take_flags(&data, &size, &c.flags))
+        return 0;
     fuzz_chunker_init(&ch, &data, &size);
     c.input = data;
     c.input_len = size;

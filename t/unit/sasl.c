@@ -620,8 +620,7 @@ test_b64(void)
 int
 main(void)
 {
-    char tmpl[] = "/tmp/xe-sasl-test-XXXXXX";
-    char *dir = mkdtemp(tmpl), *err = NULL;
+    char *dir = tap_mkdtemp("sasl-test"), *err = NULL;
     int r;
 
     ok(dir != NULL, "mkdtemp");

@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,6 +66,22 @@ rm_rf(const char *path)
     } else {
         unlink(path);
     }
+}
+
+/* Create a private temporary directory named after the test, under $TMPDIR
+ * (or /tmp). Returns the path (static storage) or NULL after perror. */
+static inline char *
+tap_mkdtemp(const char *name)
+{
+    static char path[512];
+    const char *t = getenv("TMPDIR");
+
+    snprintf(path, sizeof(path), "%s/xe-%s-XXXXXX", t && *t ? t : "/tmp", name);
+    if (mkdtemp(path) == NULL) {
+        perror("mkdtemp");
+        return NULL;
+    }
+    return path;
 }
 
 static inline int

@@ -20,7 +20,7 @@
 #include "tls.h"
 #include "tap.h"
 
-static char tmpdir[64];
+static const char *tmpdir;
 
 /* A self-signed EC P-256 certificate with CN and SAN = domain. */
 static bool
@@ -580,8 +580,10 @@ main(void)
     char *err = NULL;
     struct xe_tls_cert certs[2];
 
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/xe-tls-test-XXXXXX");
-    ok(mkdtemp(tmpdir) != NULL, "mkdtemp");
+    tmpdir = tap_mkdtemp("tls-test");
+    ok(tmpdir != NULL, "mkdtemp");
+    if (tmpdir == NULL)
+        return tap_done();
     ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
     ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
     certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL};

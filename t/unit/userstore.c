@@ -713,12 +713,10 @@ test_legacy(void)
 int
 main(void)
 {
-    char tmp[] = "/tmp/xe-userstore-XXXXXX";
+    const char *tmp = tap_mkdtemp("userstore");
 
-    if (mkdtemp(tmp) == NULL) {
-        perror("mkdtemp");
+    if (tmp == NULL)
         return 1;
-    }
     test_jid();
     test_codec();
     test_scram();
