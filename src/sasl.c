@@ -622,6 +622,7 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         char *err = NULL;
         int g = xe_userstore_get(g_store, s->jid, u, &err);
         bool disabled = g == XE_US_OK && u->disabled;
+        bool expired = g == XE_US_OK && u->expires > 0 && xe_now_seconds() >= u->expires;
         OPENSSL_cleanse(u, sizeof(*u));
         free(u);
         free(err);
@@ -634,6 +635,13 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         if (disabled) {
             snprintf(s->detail, sizeof(s->detail), "account disabled");
             *cond_r = XE_SASL_ACCOUNT_DISABLED;
+            return XE_SASL_FAIL;
+        }
+        if (expired) {
+            /* RFC 6120 6.5.2: the right password, but it has expired (the
+             * operator sets a new one: xedgectl user passwd) */
+            snprintf(s->detail, sizeof(s->detail), "password expired");
+            *cond_r = XE_SASL_CREDENTIALS_EXPIRED;
             return XE_SASL_FAIL;
         }
     }

@@ -311,7 +311,7 @@ xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r)
     pin_len = strnlen(user->pin, sizeof(user->pin));
     if (pin_len == sizeof(user->pin) || !us_pin_valid(user->pin, pin_len))
         goto out;
-    if (user->created < 0 || user->modified < 0)
+    if (user->created < 0 || user->modified < 0 || user->expires < 0)
         goto out;
     for (h = 0; h < XE_SCRAM_N; h++) {
         if (user->scram[h].present &&
@@ -327,6 +327,12 @@ xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r)
     if (n < 0 || (size_t)n >= cap)
         goto out;
     len = (size_t)n;
+    if (user->expires > 0) {
+        n = snprintf(buf + len, cap - len, "expires=%" PRId64 "\n", user->expires);
+        if (n < 0 || (size_t)n >= cap - len)
+            goto out;
+        len += (size_t)n;
+    }
     for (h = 0; h < XE_SCRAM_N; h++) {
         const struct xe_scram_secret *s = &user->scram[h];
         if (!s->present)
@@ -455,6 +461,7 @@ enum {
     US_F_DISABLED,
     US_F_PIN,
     US_F_LEGACY,
+    US_F_EXPIRES,
     US_F_SCRAM,
     US_F_N = US_F_SCRAM + XE_SCRAM_N
 };
@@ -463,11 +470,11 @@ enum {
 static int
 us_known_name(const char *name, size_t len)
 {
-    static const char *const names[] = {"created", "modified", "disabled", "pin",
-                                        "legacy-password"};
+    static const char *const names[] = {"created", "modified",        "disabled",
+                                        "pin",     "legacy-password", "expires"};
     int i;
 
-    for (i = 0; i < 5; i++) {
+    for (i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++) {
         if (us_name_is(name, len, names[i]))
             return i;
     }
@@ -525,12 +532,15 @@ xe_user_decode(const char *jid, const char *buf, size_t len, struct xe_user *use
             switch (f) {
             case US_F_CREATED:
             case US_F_MODIFIED:
+            case US_F_EXPIRES:
                 if (us_parse_uint(val, val_len, INT64_MAX, &v) != 0)
                     goto out;
                 if (f == US_F_CREATED)
                     user->created = (int64_t)v;
-                else
+                else if (f == US_F_MODIFIED)
                     user->modified = (int64_t)v;
+                else
+                    user->expires = (int64_t)v;
                 break;
             case US_F_DISABLED:
                 if (val_len != 1 || (val[0] != '0' && val[0] != '1'))

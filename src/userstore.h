@@ -7,6 +7,7 @@
  *   modified=<unix seconds>
  *   disabled=0|1
  *   pin=<backend server name or empty>
+ *   expires=<unix seconds>   (optional: the password expires then)
  *   SCRAM-SHA-1=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
  *   SCRAM-SHA-256=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
  *   SCRAM-SHA-512=<iterations>:<base64 salt>:<base64 StoredKey>:<base64 ServerKey>
@@ -53,6 +54,7 @@ struct xe_user {
     int64_t modified;
     bool disabled;
     char pin[256];
+    int64_t expires; /* the password expires at this time (0: never) */
     struct xe_scram_secret scram[XE_SCRAM_N];
     /* The password itself, for the legacy mechanisms (DIGEST-MD5, CRAM-MD5)
      * that need a plaintext-equivalent: kept only for a user on whom the

@@ -1,10 +1,11 @@
 /* xedgectl: the admin CLI of xedge. Manages the users in the LMDB store.
  *
- *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable [JID|DOMAIN]
+ *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable|expire ...
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
  * Exit codes: 0 ok, 1 the operation failed, 2 usage, 3 configuration or store. */
+#define _GNU_SOURCE /* strptime, timegm */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -76,10 +77,17 @@ user_usage(FILE *f)
                "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
                "                 set a new password\n"
                "  del JID        delete a user\n"
-               "  list [DOMAIN]  list the users (of one domain)\n"
+               "  list [--disabled] [--expired] [DOMAIN]\n"
+               "                 list the users (of one domain; only the disabled\n"
+               "                 ones, only those whose password has expired)\n"
                "  show JID       show a user's record (never the keys)\n"
                "  disable JID    refuse the user's logins\n"
                "  enable JID     allow them again\n"
+               "  expire JID WHEN\n"
+               "                 the password expires at WHEN: now, never, +DAYS,\n"
+               "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
+               "                 on the right password gets <credentials-expired/>\n"
+               "                 until a new one is set (passwd clears the expiry)\n"
                "\n"
                "The password is read from the terminal without echo, twice, or as one\n"
                "line from standard input when that is not a terminal.\n"
@@ -229,6 +237,8 @@ struct ctl {
     struct xe_userstore *store;
     char jid[sizeof(((struct xe_user *)0)->jid)];
     int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
+    bool only_disabled, only_expired; /* list filters */
+    int64_t expires;                  /* expire: the new time (0: never) */
 };
 
 /* Map a store code to an exit code, printing the message. */
@@ -323,6 +333,7 @@ cmd_add_passwd(struct ctl *ctl, bool add)
         goto out;
     }
     user->modified = (int64_t)time(NULL);
+    user->expires = 0; /* a new password: whatever expired did with the old one */
     r = xe_userstore_put(ctl->store, user, add, &err);
     if (r != XE_US_OK) {
         ret = store_failed(r, &err, "cannot write the user");
@@ -351,6 +362,74 @@ cmd_del(struct ctl *ctl)
         ret = CTL_FAILED;
     } else if (r != XE_US_OK) {
         ret = store_failed(r, &err, "cannot delete the user");
+    }
+    free(err);
+    return ret;
+}
+
+static bool
+expired(const struct xe_user *user)
+{
+    return user->expires > 0 && (int64_t)time(NULL) >= user->expires;
+}
+
+/* WHEN of 'user expire': now, never, +DAYS, YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ */
+static int
+parse_when(const char *when, int64_t *t_r)
+{
+    struct tm tm;
+    const char *end;
+    char *e;
+
+    if (strcmp(when, "now") == 0) {
+        *t_r = (int64_t)time(NULL);
+        return 0;
+    }
+    if (strcmp(when, "never") == 0) {
+        *t_r = 0;
+        return 0;
+    }
+    if (when[0] == '+') {
+        unsigned long days;
+        errno = 0;
+        days = strtoul(when + 1, &e, 10);
+        if (errno != 0 || e == when + 1 || *e != '\0' || days > 100000)
+            return -1;
+        *t_r = (int64_t)time(NULL) + (int64_t)days * 86400;
+        return 0;
+    }
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(when, "%Y-%m-%d", &tm);
+    if (end != NULL && *end == 'T')
+        end = strptime(end, "T%H:%M:%SZ", &tm);
+    if (end == NULL || *end != '\0' || tm.tm_year < 70)
+        return -1;
+    *t_r = (int64_t)timegm(&tm);
+    return *t_r > 0 ? 0 : -1;
+}
+
+static int
+cmd_expire(struct ctl *ctl)
+{
+    struct xe_user *user = NULL;
+    char *err = NULL;
+    int r, ret = CTL_CONFIG;
+
+    if ((user = malloc(sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    if ((ret = get_user(ctl, user)) != CTL_OK)
+        goto out;
+    user->expires = ctl->expires;
+    user->modified = (int64_t)time(NULL);
+    r = xe_userstore_put(ctl->store, user, false, &err);
+    if (r != XE_US_OK)
+        ret = store_failed(r, &err, "cannot write the user");
+out:
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
     }
     free(err);
     return ret;
@@ -399,7 +478,7 @@ static int
 cmd_show(struct ctl *ctl)
 {
     struct xe_user *user = NULL;
-    char created[64], modified[64];
+    char created[64], modified[64], expires[64];
     int ret = CTL_CONFIG, h;
     bool any = false;
 
@@ -414,6 +493,10 @@ cmd_show(struct ctl *ctl)
     printf("jid: %s\ncreated: %s\nmodified: %s\ndisabled: %s\npin: %s\n", user->jid,
            created, modified, user->disabled ? "yes" : "no",
            user->pin[0] != '\0' ? user->pin : "(none)");
+    if (user->expires > 0)
+        iso8601(user->expires, expires, sizeof(expires));
+    printf("password expires: %s%s\n", user->expires > 0 ? expires : "never",
+           expired(user) ? " (expired)" : "");
     for (h = 0; h < XE_SCRAM_N; h++) {
         if (!user->scram[h].present)
             continue;
@@ -436,8 +519,12 @@ out:
 static int
 list_cb(const struct xe_user *user, void *ctx)
 {
-    (void)ctx;
-    printf("%s%s\n", user->jid, user->disabled ? " (disabled)" : "");
+    const struct ctl *ctl = ctx;
+
+    if ((ctl->only_disabled && !user->disabled) || (ctl->only_expired && !expired(user)))
+        return 0;
+    printf("%s%s%s\n", user->jid, user->disabled ? " (disabled)" : "",
+           expired(user) ? " (expired)" : "");
     return 0;
 }
 
@@ -447,7 +534,7 @@ cmd_list(struct ctl *ctl, const char *domain)
     char *err = NULL;
     int r;
 
-    r = xe_userstore_foreach(ctl->store, domain, list_cb, NULL, &err);
+    r = xe_userstore_foreach(ctl->store, domain, list_cb, ctl, &err);
     if (r != XE_US_OK)
         return store_failed(r, &err, "cannot list the users");
     if (fflush(stdout) != 0) {
@@ -459,10 +546,19 @@ cmd_list(struct ctl *ctl, const char *domain)
 
 /* ---- main --------------------------------------------------------------- */
 
-enum cmd { CMD_ADD, CMD_PASSWD, CMD_DEL, CMD_LIST, CMD_SHOW, CMD_DISABLE, CMD_ENABLE };
+enum cmd {
+    CMD_ADD,
+    CMD_PASSWD,
+    CMD_DEL,
+    CMD_LIST,
+    CMD_SHOW,
+    CMD_DISABLE,
+    CMD_ENABLE,
+    CMD_EXPIRE
+};
 
-static const char *const cmd_names[] = {"add",  "passwd",  "del",   "list",
-                                        "show", "disable", "enable"};
+static const char *const cmd_names[] = {"add",  "passwd",  "del",    "list",
+                                        "show", "disable", "enable", "expire"};
 
 int
 main(int argc, char **argv)
@@ -541,6 +637,33 @@ main(int argc, char **argv)
         }
         argc = j;
     }
+    if (cmd == CMD_LIST) {
+        /* --disabled / --expired, anywhere after the command */
+        int j = optind;
+        for (i = optind; i < argc; i++) {
+            if (strcmp(argv[i], "--disabled") == 0)
+                ctl.only_disabled = true;
+            else if (strcmp(argv[i], "--expired") == 0)
+                ctl.only_expired = true;
+            else
+                argv[j++] = argv[i];
+        }
+        argc = j;
+    }
+    if (cmd == CMD_EXPIRE) {
+        if (argc - optind != 2) {
+            ctl_err(
+                "user expire: a JID and WHEN are required (try 'xedgectl user --help')");
+            goto out;
+        }
+        if (parse_when(argv[argc - 1], &ctl.expires) != 0) {
+            ctl_err("user expire: bad WHEN '%s' (now, never, +DAYS, YYYY-MM-DD or "
+                    "YYYY-MM-DDTHH:MM:SSZ)",
+                    argv[argc - 1]);
+            goto out;
+        }
+        argc--;
+    }
     if (argc - optind > 1 || (cmd != CMD_LIST && argc - optind != 1)) {
         ctl_err("user %s: %s (try 'xedgectl user --help')", cmd_names[cmd],
                 argc - optind > 1 ? "too many arguments"
@@ -608,6 +731,9 @@ main(int argc, char **argv)
         break;
     case CMD_ENABLE:
         ret = cmd_enable(&ctl, false);
+        break;
+    case CMD_EXPIRE:
+        ret = cmd_expire(&ctl);
         break;
     }
 out:

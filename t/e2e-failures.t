@@ -1,10 +1,10 @@
 #!/bin/bash
 # e2e-failures.t: SASL failures through xedge: retry on the same stream,
 # unknown user indistinguishable from a wrong password, disabled accounts,
-# and the stream closed after max_attempts (3) failures.
+# expired passwords, and the stream closed after max_attempts (3) failures.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 29
+plan 37
 
 APW="alice-$RANDOM-$RANDOM"
 CPW="carol-$RANDOM-$RANDOM"
@@ -56,6 +56,28 @@ out=$(ctl user enable carol@example.test 2>&1)
 ok $? "xedgectl user enable carol@example.test" || diag "$out"
 client --jid carol@example.test --password "$CPW"
 is "$RC" 0 "enabled again: carol logs in"
+
+# --- expired password ---------------------------------------------------------
+out=$(ctl user expire carol@example.test +30 2>&1 && ctl user show carol@example.test 2>&1)
+like "$out" '^password expires: [0-9]{4}-[0-9]{2}-[0-9]{2}T' "xedgectl user expire +30: show gives the date" || diag "$out"
+client --jid carol@example.test --password "$CPW"
+is "$RC" 0 "a password that expires in 30 days still works"
+out=$(ctl user expire carol@example.test now 2>&1 && ctl user list --expired 2>&1)
+is "$out" "carol@example.test (expired)" "expire now: list --expired shows only carol, marked"
+client --jid carol@example.test --password "$CPW" --mech SCRAM-SHA-256-PLUS
+is "$(result RESULT)/$(result condition)" "failure/credentials-expired" \
+	"expired password, right password (SCRAM-SHA-256-PLUS): <credentials-expired/>"
+client --jid carol@example.test --password "$CPW" --mech PLAIN
+is "$(result RESULT)/$(result condition)" "failure/credentials-expired" \
+	"expired password, right password (PLAIN): <credentials-expired/>"
+client --jid carol@example.test --password wrong-pw --mech SCRAM-SHA-256-PLUS
+is "$(result RESULT)/$(result condition)" "failure/not-authorized" \
+	"expired password, wrong password: <not-authorized/> (nothing revealed)"
+printf '%s\n' "$CPW" | ctl user passwd carol@example.test >/dev/null 2>&1
+client --jid carol@example.test --password "$CPW"
+is "$RC" 0 "a new password (passwd) clears the expiry: carol logs in"
+ctl user expire carol@example.test 2030-13-01 >/dev/null 2>&1
+is "$?" 2 "expire with a bad date: usage error (exit 2)"
 
 # --- attempts are limited -----------------------------------------------------
 # Two failures: the stream stays open for another try.

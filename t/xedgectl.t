@@ -102,7 +102,7 @@ run --help
 expect 0 "--help: exit 0, usage on stdout" out "^usage: xedgectl \[-c FILE\] user COMMAND" out "user --help"
 run user --help
 expect 0 "user --help: exit 0, the commands on stdout" out "^commands:" \
-	out "add .*JID" out "passwd .*JID" out "list \[DOMAIN\]" out "show JID" out "exit status"
+	out "add .*JID" out "passwd .*JID" out "list .*\[DOMAIN\]" out "expire JID WHEN" out "show JID" out "exit status"
 
 # ---- add -------------------------------------------------------------------
 runpw 'correct horse battery' user add alice@example.test

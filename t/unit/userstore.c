@@ -227,6 +227,7 @@ test_codec(void)
 
     make_user(&u, "bob@example.org");
     u.disabled = true;
+    u.expires = 1800000000;
     snprintf(u.pin, sizeof(u.pin), "backend-2");
     ok(xe_user_set_password(&u, "s3cret", 6, 4096) == XE_US_OK, "codec: set_password");
     r = xe_user_encode(&u, &buf, &len);
@@ -234,8 +235,23 @@ test_codec(void)
     r = xe_user_decode("bob@example.org", buf, len, &u2);
     is_int(r, XE_US_OK, "codec: decode what encode wrote");
     ok(memcmp(&u, &u2, sizeof(u)) == 0, "codec: roundtrip gives the same user");
+    ok(memmem(buf, len, "\nexpires=1800000000\n", 20) != NULL && u2.expires == 1800000000,
+       "codec: the expiry is kept");
     free(buf);
     buf = NULL;
+    r = decode_str(REC_HEAD S256_LINE, &u);
+    ok(r == XE_US_OK && u.expires == 0, "codec: no expires line: never expires");
+    r = decode_str(REC_HEAD "expires=12\n" S256_LINE, &u);
+    ok(r == XE_US_OK && u.expires == 12, "codec: expires decoded");
+    ok(xe_user_encode(&u, &buf, &len) == XE_US_OK &&
+           memcmp(buf, REC_HEAD "expires=12\n" S256_LINE, len) == 0,
+       "codec: expires encoded after the pin, canonically");
+    free(buf);
+    buf = NULL;
+    is_int(decode_str(REC_HEAD "expires=-1\n", &u), XE_US_CORRUPT,
+           "codec: a negative expiry is corrupt");
+    is_int(decode_str(REC_HEAD "expires=1\nexpires=2\n", &u), XE_US_CORRUPT,
+           "codec: two expires lines are corrupt");
 
     r = decode_str(REC_HEAD "future-name=anything: at all\n" S256_LINE, &u);
     is_int(r, XE_US_OK, "codec: an unknown name is not an error");
