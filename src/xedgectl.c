@@ -1,6 +1,7 @@
 /* xedgectl: the admin CLI of xedge. Manages the users in the LMDB store.
  *
  *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable|expire ...
+ *   xedgectl [-c FILE] user export|import ...
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
@@ -22,6 +23,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "userjson.h"
 #include "userstore.h"
 #include "xelimits.h"
 
@@ -69,34 +71,46 @@ usage(FILE *f)
 static void
 user_usage(FILE *f)
 {
-    fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
-               "\n"
-               "commands:\n"
-               "  add [--legacy-mechs] JID\n"
-               "                 create a user; asks for the password\n"
-               "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
-               "                 set a new password\n"
-               "  del JID        delete a user\n"
-               "  list [--disabled] [--expired] [DOMAIN]\n"
-               "                 list the users (of one domain; only the disabled\n"
-               "                 ones, only those whose password has expired)\n"
-               "  show JID       show a user's record (never the keys)\n"
-               "  disable JID    refuse the user's logins\n"
-               "  enable JID     allow them again\n"
-               "  expire JID WHEN\n"
-               "                 the password expires at WHEN: now, never, +DAYS,\n"
-               "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
-               "                 on the right password gets <credentials-expired/>\n"
-               "                 until a new one is set (passwd clears the expiry)\n"
-               "\n"
-               "The password is read from the terminal without echo, twice, or as one\n"
-               "line from standard input when that is not a terminal.\n"
-               "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
-               "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
-               "setting unless told otherwise.\n"
-               "\n"
-               "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
-               "2 usage error, 3 configuration or user store error.\n");
+    fprintf(
+        f,
+        "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
+        "\n"
+        "commands:\n"
+        "  add [--legacy-mechs] JID\n"
+        "                 create a user; asks for the password\n"
+        "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
+        "                 set a new password\n"
+        "  del JID        delete a user\n"
+        "  list [--disabled] [--expired] [DOMAIN]\n"
+        "                 list the users (of one domain; only the disabled\n"
+        "                 ones, only those whose password has expired)\n"
+        "  show JID       show a user's record (never the keys)\n"
+        "  disable JID    refuse the user's logins\n"
+        "  enable JID     allow them again\n"
+        "  expire JID WHEN\n"
+        "                 the password expires at WHEN: now, never, +DAYS,\n"
+        "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
+        "                 on the right password gets <credentials-expired/>\n"
+        "                 until a new one is set (passwd clears the expiry)\n"
+        "  export [--legacy] [DOMAIN]\n"
+        "                 print the users (of one domain) as JSON lines: the\n"
+        "                 SCRAM secrets, never a password (--legacy: also the\n"
+        "                 plaintext-equivalent of legacy-mechs users)\n"
+        "  import [--replace] [FILE]\n"
+        "                 add the users of FILE (default: standard input), JSON\n"
+        "                 lines as export writes them, or {\"jid\":..,\"password\":..};\n"
+        "                 existing users are kept (--replace: replaced);\n"
+        "                 contrib/prosody/prosody-export-users turns a Prosody\n"
+        "                 data directory into such lines\n"
+        "\n"
+        "The password is read from the terminal without echo, twice, or as one\n"
+        "line from standard input when that is not a terminal.\n"
+        "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
+        "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
+        "setting unless told otherwise.\n"
+        "\n"
+        "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
+        "2 usage error, 3 configuration or user store error.\n");
 }
 
 /* ---- passwords ---------------------------------------------------------- */
@@ -238,6 +252,7 @@ struct ctl {
     char jid[sizeof(((struct xe_user *)0)->jid)];
     int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
     bool only_disabled, only_expired; /* list filters */
+    bool with_legacy, replace;        /* export --legacy, import --replace */
     int64_t expires;                  /* expire: the new time (0: never) */
 };
 
@@ -544,6 +559,40 @@ cmd_list(struct ctl *ctl, const char *domain)
     return CTL_OK;
 }
 
+static int
+cmd_export(struct ctl *ctl, const char *domain)
+{
+    char *err = NULL;
+    int r = xe_userjson_export(ctl->store, domain, ctl->with_legacy, stdout, &err);
+
+    if (r != XE_US_OK)
+        return store_failed(r, &err, "cannot export the users");
+    return CTL_OK;
+}
+
+static int
+cmd_import(struct ctl *ctl, const char *path)
+{
+    struct xe_userjson_stats st;
+    FILE *in = stdin;
+    int r;
+
+    if (path != NULL && strcmp(path, "-") != 0 && (in = fopen(path, "r")) == NULL) {
+        ctl_err("%s: %s", path, strerror(errno));
+        return CTL_FAILED;
+    }
+    r = xe_userjson_import(ctl->store, in, path ? path : "stdin", ctl->replace,
+                           iterations(ctl), stderr, &st);
+    if (in != stdin)
+        fclose(in);
+    fprintf(stderr,
+            "%s: import: %lu added, %lu replaced, %lu kept (already there), %lu failed\n",
+            progname, st.added, st.replaced, st.skipped, st.failed);
+    if (r != XE_US_OK)
+        return CTL_CONFIG;
+    return st.failed > 0 ? CTL_FAILED : CTL_OK;
+}
+
 /* ---- main --------------------------------------------------------------- */
 
 enum cmd {
@@ -554,11 +603,14 @@ enum cmd {
     CMD_SHOW,
     CMD_DISABLE,
     CMD_ENABLE,
-    CMD_EXPIRE
+    CMD_EXPIRE,
+    CMD_EXPORT,
+    CMD_IMPORT
 };
 
-static const char *const cmd_names[] = {"add",  "passwd",  "del",    "list",
-                                        "show", "disable", "enable", "expire"};
+static const char *const cmd_names[] = {"add",    "passwd",  "del",    "list",
+                                        "show",   "disable", "enable", "expire",
+                                        "export", "import"};
 
 int
 main(int argc, char **argv)
@@ -637,14 +689,18 @@ main(int argc, char **argv)
         }
         argc = j;
     }
-    if (cmd == CMD_LIST) {
-        /* --disabled / --expired, anywhere after the command */
+    if (cmd == CMD_LIST || cmd == CMD_EXPORT || cmd == CMD_IMPORT) {
+        /* their flags, anywhere after the command */
         int j = optind;
         for (i = optind; i < argc; i++) {
-            if (strcmp(argv[i], "--disabled") == 0)
+            if (cmd == CMD_LIST && strcmp(argv[i], "--disabled") == 0)
                 ctl.only_disabled = true;
-            else if (strcmp(argv[i], "--expired") == 0)
+            else if (cmd == CMD_LIST && strcmp(argv[i], "--expired") == 0)
                 ctl.only_expired = true;
+            else if (cmd == CMD_EXPORT && strcmp(argv[i], "--legacy") == 0)
+                ctl.with_legacy = true;
+            else if (cmd == CMD_IMPORT && strcmp(argv[i], "--replace") == 0)
+                ctl.replace = true;
             else
                 argv[j++] = argv[i];
         }
@@ -664,14 +720,17 @@ main(int argc, char **argv)
         }
         argc--;
     }
-    if (argc - optind > 1 || (cmd != CMD_LIST && argc - optind != 1)) {
+    bool optional_arg = cmd == CMD_LIST || cmd == CMD_EXPORT || cmd == CMD_IMPORT;
+    if (argc - optind > 1 || (!optional_arg && argc - optind != 1)) {
         ctl_err("user %s: %s (try 'xedgectl user --help')", cmd_names[cmd],
                 argc - optind > 1 ? "too many arguments"
                                   : "a JID (localpart@domain) is required");
         goto out;
     }
     arg = optind < argc ? argv[optind] : NULL;
-    if (cmd == CMD_LIST && arg != NULL) {
+    if (cmd == CMD_IMPORT) {
+        /* a file name, not a JID */
+    } else if ((cmd == CMD_LIST || cmd == CMD_EXPORT) && arg != NULL) {
         /* Check the domain as the domain part of a JID. */
         if (strlen(arg) + 3 > sizeof(domain)) {
             ctl_err("invalid domain '%s'", arg);
@@ -734,6 +793,12 @@ main(int argc, char **argv)
         break;
     case CMD_EXPIRE:
         ret = cmd_expire(&ctl);
+        break;
+    case CMD_EXPORT:
+        ret = cmd_export(&ctl, arg != NULL ? domain + 2 : NULL);
+        break;
+    case CMD_IMPORT:
+        ret = cmd_import(&ctl, arg);
         break;
     }
 out:
