@@ -1,10 +1,12 @@
 /* xedge: configuration, parsed by libconfig and validated here. Every error
  * names the file, the line and the setting. */
+#include "config.h"
 #include "conf.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <syslog.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -523,9 +525,10 @@ check_list(struct ctx *c, const config_setting_t *list, const char *const *names
 static int
 check_names(struct ctx *c, const config_setting_t *root)
 {
-    static const char *const top[] = {"log_level", "user_store", "listeners",
-                                      "domains",   "pools",      "sasl",
-                                      "limits",    "timeouts",   NULL};
+    static const char *const top[] = {
+        "log_level", "log_to",  "syslog_facility", "user", "group",  "user_store",
+        "listeners", "domains", "pools",           "sasl", "limits", "timeouts",
+        NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
     static const char *const domain[] = {
@@ -571,6 +574,61 @@ check_names(struct ctx *c, const config_setting_t *root)
     return 0;
 }
 
+/* log_to, syslog_facility, user, group */
+static int
+load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    static const struct {
+        const char *name;
+        int value;
+    } facilities[] = {
+        {"daemon", LOG_DAEMON}, {"auth", LOG_AUTH},     {"authpriv", LOG_AUTHPRIV},
+        {"user", LOG_USER},     {"local0", LOG_LOCAL0}, {"local1", LOG_LOCAL1},
+        {"local2", LOG_LOCAL2}, {"local3", LOG_LOCAL3}, {"local4", LOG_LOCAL4},
+        {"local5", LOG_LOCAL5}, {"local6", LOG_LOCAL6}, {"local7", LOG_LOCAL7},
+    };
+    char *to = NULL, *fac = NULL;
+    int r = -1;
+
+    if (get_string(c, root, "log_to", false, "stderr", &to) < 0 ||
+        get_string(c, root, "syslog_facility", false, "daemon", &fac) < 0 ||
+        get_string(c, root, "user", false, NULL, &conf->run_user) < 0 ||
+        get_string(c, root, "group", false, NULL, &conf->run_group) < 0)
+        goto out;
+    conf->log_to = xe_log_to_parse(to);
+    if (conf->log_to < 0) {
+        fail(c, config_setting_get_member(root, "log_to"), "log_to",
+             "'%s' is not one of stderr, syslog, journal", to);
+        goto out;
+    }
+#ifndef HAVE_LIBSYSTEMD
+    if (conf->log_to == XE_LOG_TO_JOURNAL) {
+        fail(c, config_setting_get_member(root, "log_to"), "log_to",
+             "this xedge was built without libsystemd: use syslog");
+        goto out;
+    }
+#endif
+    conf->syslog_facility = -1;
+    for (size_t i = 0; i < sizeof(facilities) / sizeof(facilities[0]); i++)
+        if (strcmp(fac, facilities[i].name) == 0)
+            conf->syslog_facility = facilities[i].value;
+    if (conf->syslog_facility < 0) {
+        fail(c, config_setting_get_member(root, "syslog_facility"), "syslog_facility",
+             "'%s' is not one of daemon, auth, authpriv, user, local0 ... local7", fac);
+        goto out;
+    }
+    if (conf->run_group && !conf->run_user) {
+        fail(c, config_setting_get_member(root, "group"), "group",
+             "group needs user (the user to run as)");
+        goto out;
+    }
+    r = 0;
+out:
+    free(to);
+    free(fac);
+    return r;
+}
+
 int
 xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
 {
@@ -603,6 +661,8 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
              "'%s' is not one of error, warn, info, debug", level);
         goto out;
     }
+    if (load_service(&c, conf, root) < 0)
+        goto out;
     us = config_setting_get_member(root, "user_store");
     if (us == NULL || !config_setting_is_group(us)) {
         fail(&c, us ? us : root, "user_store", "missing required group { path = ...; }");
@@ -689,6 +749,8 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->mechanisms[i]);
     free(conf->mechanisms);
     free(conf->user_store);
+    free(conf->run_user);
+    free(conf->run_group);
     free(conf->path);
     free(conf);
     *confp = NULL;

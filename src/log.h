@@ -1,12 +1,17 @@
-/* xedge: logging. One line per event, key=value fields, to stderr. */
+/* xedge: logging. One line per event, key=value fields, to stderr, syslog
+ * or the systemd journal. */
 #ifndef XE_LOG_H
 #define XE_LOG_H
 
 enum { XE_LOG_ERROR = 0, XE_LOG_WARN = 1, XE_LOG_INFO = 2, XE_LOG_DEBUG = 3 };
+enum { XE_LOG_TO_STDERR = 0, XE_LOG_TO_SYSLOG = 1, XE_LOG_TO_JOURNAL = 2 };
 
 extern int xe_log_level;
 void xe_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int xe_log_level_parse(const char *name);
+int xe_log_to_parse(const char *name); /* "stderr", "syslog", "journal"; -1 */
+/* Send the lines to TO from now on (facility: for syslog). */
+void xe_log_open(int to, int facility);
 
 #define xe_err(...) xe_log(XE_LOG_ERROR, __VA_ARGS__)
 #define xe_warn(...) xe_log(XE_LOG_WARN, __VA_ARGS__)

@@ -1,14 +1,21 @@
 /* xedge: the daemon. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <uv.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "conf.h"
 #include "log.h"
@@ -26,20 +33,83 @@ static struct xe_server *g_srv;
 static void
 usage(FILE *f)
 {
-    fprintf(
-        f,
-        "Usage: xedge [-c FILE] [-t] [-d] [-V] [-h]\n"
-        "  -c FILE   configuration file (default " XE_SYSCONFDIR "/xedge.conf)\n"
-        "  -t        check the configuration (and certificates) and exit\n"
-        "  -d        log at debug level, whatever the configuration says\n"
-        "  -V        print the version and exit\n"
-        "  -h        this help\n"
-        "xedge runs in the foreground and logs to stderr; SIGTERM or SIGINT stop it.\n");
+    fprintf(f,
+            "Usage: xedge [-c FILE] [-t] [-d] [-V] [-h]\n"
+            "  -c FILE   configuration file (default " XE_SYSCONFDIR "/xedge.conf)\n"
+            "  -t        check the configuration (and certificates) and exit\n"
+            "  -d        log at debug level, whatever the configuration says\n"
+            "  -V        print the version and exit\n"
+            "  -h        this help\n"
+            "xedge runs in the foreground and logs to stderr (or where log_to says);\n"
+            "SIGTERM or SIGINT stop it. Under systemd (Type=notify) it reports READY=1\n"
+            "once it listens, and STOPPING=1.\n");
+}
+
+/* Tell systemd (Type=notify), when it started us. */
+static void
+notify(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+    int r = sd_notify(0, state);
+    if (r < 0)
+        xe_warn("event=sd-notify error=\"%s\"", strerror(-r));
+#else
+    (void)state;
+#endif
+}
+
+/* After binding and loading keys: run as conf->run_user (and run_group, or
+ * the user's group, with the user's supplementary groups). */
+static int
+drop_privileges(const struct xe_conf *conf, char **error_r)
+{
+    struct passwd *pw;
+    gid_t gid;
+
+    if (conf->run_user == NULL)
+        return 0;
+    errno = 0;
+    if ((pw = getpwnam(conf->run_user)) == NULL) {
+        *error_r = xe_asprintf("user %s: no such user", conf->run_user);
+        return -1;
+    }
+    gid = pw->pw_gid;
+    if (conf->run_group) {
+        struct group *gr = getgrnam(conf->run_group);
+        if (gr == NULL) {
+            *error_r = xe_asprintf("group %s: no such group", conf->run_group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (geteuid() == pw->pw_uid && getuid() == pw->pw_uid && getegid() == gid &&
+        getgid() == gid)
+        return 0; /* started as that user already (systemd User=) */
+    if (geteuid() != 0) {
+        *error_r =
+            xe_asprintf("cannot switch to user %s: not started as root", conf->run_user);
+        return -1;
+    }
+    if (initgroups(pw->pw_name, gid) != 0 || setgid(gid) != 0 ||
+        setuid(pw->pw_uid) != 0) {
+        *error_r =
+            xe_asprintf("cannot switch to user %s: %s", conf->run_user, strerror(errno));
+        return -1;
+    }
+    if (setuid(0) == 0 || seteuid(0) == 0) {
+        *error_r = xe_asprintf("root privileges could be regained after switching to %s",
+                               conf->run_user);
+        return -1;
+    }
+    xe_info("event=privileges user=%s uid=%lu gid=%lu", conf->run_user,
+            (unsigned long)getuid(), (unsigned long)getgid());
+    return 0;
 }
 
 static void
 on_signal(uv_signal_t *s, int signum)
 {
+    notify("STOPPING=1");
     xe_info("event=stopping signal=%d", signum);
     if (g_srv)
         xe_server_stop(g_srv);
@@ -127,6 +197,7 @@ main(int argc, char **argv)
         rc = 0;
         goto out;
     }
+    xe_log_open(conf->log_to, conf->syslog_facility);
     if (xe_userstore_open(conf->user_store, false, conf->user_store_map_mb, &store,
                           &err) < 0) {
         fprintf(stderr, "xedge: user store: %s\n", err);
@@ -152,12 +223,20 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: %s\n", err);
         goto out;
     }
+    /* the ports are bound, the keys, the store and SASL loaded: no more need
+     * for root */
+    if (drop_privileges(conf, &err) < 0) {
+        xe_err("event=privileges error=\"%s\"", err);
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);
     uv_signal_start(&sigint, on_signal, SIGINT);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
             conf->n_domains);
+    notify("READY=1");
     uv_run(loop, UV_RUN_DEFAULT);
     /* let the close callbacks run */
     if (!uv_is_closing((uv_handle_t *)&sigterm))
