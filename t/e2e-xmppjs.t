@@ -2,7 +2,8 @@
 # e2e-xmppjs.t: a real client on xmpp.js (@xmpp/client, Node; t/lib/xmppjs,
 # installed by `contrib/bootstrap deps` with npm ci) against the sandbox, over
 # STARTTLS with the certificate verified (NODE_EXTRA_CA_CERTS): SCRAM-SHA-1
-# (xedge restarted offering it alone), ANONYMOUS, and a wrong password. Each
+# (xedge restarted offering it and PLAIN only), ANONYMOUS (offered alone),
+# and a wrong password. Each
 # login also pings the server and gets its own message back through the
 # backend.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
@@ -25,11 +26,18 @@ SB=$XE_SANDBOX_DIR_SB
 mkdir -p "$SB/xmppjs" && cp "$JSDIR/client.mjs" "$SB/xmppjs/" && ln -s "$MODULES" "$SB/xmppjs/node_modules" ||
 	bail "cannot set up $SB/xmppjs"
 
-# only MECH: restart xedge (same ports, same backends) offering MECH alone
-only() {
-	sed "s/^sasl = .*/sasl = { mechanisms = [ \"$1\" ]; };/" "$XEDGE_CONF" >"$SB/only-$1.conf"
-	grep -q "^sasl = { mechanisms = \[ \"$1\" \]; };" "$SB/only-$1.conf" || bail "no sasl line in $XEDGE_CONF"
-	xedge_restart "$SB/only-$1.conf"
+# offer MECH...: restart xedge (same ports, same backends) offering only
+# these. A SCRAM mechanism is never offered alone: Cyrus SASL 2.1.28's
+# sasl_listmech overflows its buffer when its list holds a single mechanism
+# with a -PLUS variant (seen under AddressSanitizer); PLAIN beside it is
+# harmless, as every client here ranks SCRAM above PLAIN (and xedge's log
+# says which one was used).
+offer() {
+	local list="" m
+	for m in "$@"; do list+="${list:+, }\"$m\""; done
+	sed "s/^sasl = .*/sasl = { mechanisms = [ $list ]; };/" "$XEDGE_CONF" >"$SB/offer-$1.conf"
+	grep -qF "sasl = { mechanisms = [ $list ]; };" "$SB/offer-$1.conf" || bail "no sasl line in $XEDGE_CONF"
+	xedge_restart "$SB/offer-$1.conf"
 	LOG_MARK=$(wc -l <"$XEDGE_LOG")
 }
 log_since() { tail -n +$((LOG_MARK + 1)) "$XEDGE_LOG"; }
@@ -48,7 +56,7 @@ xmppjs() {
 }
 val() { printf '%s\n' "$OUT" | sed -n "s/^$1=//p"; }
 
-only SCRAM-SHA-1
+offer SCRAM-SHA-1 PLAIN
 xmppjs --username alice --password "$PW" --resource js
 is "$(val RESULT) $(val PING) $(val MESSAGE) $(val SECURED)" "ok ok ok 1" \
 	"SCRAM-SHA-1 over STARTTLS: login, ping and a message to itself through the backend"
@@ -62,7 +70,7 @@ ok "$([ "$RC" = 1 ] && [ "$ELAPSED_MS" -lt 8000 ] && echo 0 || echo 1)" "... at 
 like "$(log_since)" 'event=auth-failed .*user=alice@example\.test mech=SCRAM-SHA-1 condition=not-authorized' \
 	"... logged by xedge as auth-failed"
 
-only ANONYMOUS
+offer ANONYMOUS
 xmppjs --anonymous --resource anon
 is "$(val RESULT) $(val PING) $(val MESSAGE) $(val SECURED)" "ok ok ok 1" \
 	"ANONYMOUS: login, ping and a message to itself through the backend"
