@@ -15,6 +15,8 @@ plan 13
 JSDIR="$XE_TOP_SRCDIR/t/lib/xmppjs"
 MODULES=${XMPPJS_MODULES:-$JSDIR/node_modules}
 command -v node >/dev/null || bail "node is not installed (contrib/bootstrap deps installs it)"
+node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 10) ? 0 : 1)' ||
+	bail "xmpp.js 0.14 needs Node.js 20.10 or later; this is $(node --version)"
 [ -f "$MODULES/@xmpp/client/package.json" ] ||
 	bail "xmpp.js is not installed in $MODULES: run contrib/bootstrap deps (npm ci in t/lib/xmppjs)"
 
