@@ -1,0 +1,115 @@
+#!/bin/bash
+# e2e-libstrophe.t: a real client on libstrophe (t/lib/strophe_client, built
+# by make check) against the sandbox, over STARTTLS with the certificate
+# verified. libstrophe picks the strongest mechanism it is offered, so xedge
+# is restarted offering the one under test alone (SCRAM-SHA-512 with PLAIN
+# below it, see offer): SCRAM-SHA-512, DIGEST-MD5, EXTERNAL (client
+# certificate), ANONYMOUS. Each time: the login, the bound
+# JID, the mechanism in xedge's log, and a ping and a message to itself that
+# go through the backend and come back.
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+
+plan 21
+
+STROPHE="$XE_TOP_BUILDDIR/t/lib/strophe_client"
+[ -x "$STROPHE" ] || bail "t/lib/strophe_client is not built: install libstrophe-dev, rerun configure, make check"
+
+PW="st-$RANDOM-$RANDOM"
+sandbox_up --user "alice@example.test=$PW" --enable anonymous,external
+SB=$XE_SANDBOX_DIR_SB
+out=$(printf '%s\n' "$PW" | ctl user add --legacy-mechs bob@example.test 2>&1) ||
+	bail "xedgectl user add --legacy-mechs bob: $out"
+
+# offer MECH...: restart xedge (same ports, same backends) offering only
+# these. A SCRAM mechanism is never offered alone: Cyrus SASL 2.1.28's
+# sasl_listmech overflows its buffer when its list holds a single mechanism
+# with a -PLUS variant (seen under AddressSanitizer); PLAIN beside it is
+# harmless, as every client here ranks SCRAM above PLAIN (and xedge's log
+# says which one was used).
+offer() {
+	local list="" m
+	for m in "$@"; do list+="${list:+, }\"$m\""; done
+	sed "s/^sasl = .*/sasl = { mechanisms = [ $list ]; };/" "$XEDGE_CONF" >"$SB/offer-$1.conf"
+	grep -qF "sasl = { mechanisms = [ $list ]; };" "$SB/offer-$1.conf" || bail "no sasl line in $XEDGE_CONF"
+	xedge_restart "$SB/offer-$1.conf"
+	LOG_MARK=$(wc -l <"$XEDGE_LOG")
+}
+# log_since: xedge's log since the last `offer`
+log_since() { tail -n +$((LOG_MARK + 1)) "$XEDGE_LOG"; }
+
+# strophe ARGS...: run the client; OUT, RC, ELAPSED_MS
+strophe() {
+	local t0
+	t0=$(now_ms)
+	OUT=$(timeout -k 2 30 "$STROPHE" --server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --timeout 15 \
+		"$@" 2>"$SB/strophe.err")
+	RC=$?
+	ELAPSED_MS=$(($(now_ms) - t0))
+	diag "strophe_client $* (${ELAPSED_MS} ms)" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
+	[ -s "$SB/strophe.err" ] && diag "  stderr:" "$(tail -n 20 "$SB/strophe.err" | sed 's/^/    /')"
+	return 0
+}
+val() { printf '%s\n' "$OUT" | sed -n "s/^$1=//p"; }
+# session_ok WHAT: logged in, pinged the server, got its own message back
+session_ok() {
+	is "$(val RESULT) $(val PING) $(val MESSAGE) $(val SECURED)" "ok ok ok 1" "$1"
+}
+
+# SCRAM-SHA-512
+offer SCRAM-SHA-512 PLAIN
+strophe --jid alice@example.test --password "$PW" --resource strophe
+session_ok "SCRAM-SHA-512: login, ping and a message to itself through the backend"
+is "$(val JID)" "alice@example.test/strophe" "... bound as alice@example.test/strophe"
+is "$(val MECH)" "SCRAM-SHA-512" "... libstrophe used SCRAM-SHA-512"
+like "$(log_since)" 'event=auth-ok .*jid=alice@example\.test mech=SCRAM-SHA-512' \
+	"... and xedge logged auth-ok with mech=SCRAM-SHA-512"
+
+strophe --jid alice@example.test --password "wrong-$PW"
+is "$(val RESULT) $(val CONDITION)" "failure not-authorized" "a wrong password: a SASL <failure/> with <not-authorized/>"
+ok "$([ "$RC" = 1 ] && [ "$ELAPSED_MS" -lt 5000 ] && echo 0 || echo 1)" "... at once, not a hang (exit 1 in ${ELAPSED_MS} ms)"
+like "$(log_since)" 'event=auth-failed .*user=alice@example\.test mech=SCRAM-SHA-512 condition=not-authorized' \
+	"... logged by xedge as auth-failed"
+
+# DIGEST-MD5: bob has the legacy secret (xedgectl --legacy-mechs)
+offer DIGEST-MD5
+strophe --jid bob@example.test --password "$PW" --resource legacy
+session_ok "DIGEST-MD5: login, ping and a message to itself"
+is "$(val JID)" "bob@example.test/legacy" "... bound as bob@example.test/legacy"
+is "$(val MECH)" "DIGEST-MD5" "... libstrophe used DIGEST-MD5"
+like "$(log_since)" 'event=auth-ok .*jid=bob@example\.test mech=DIGEST-MD5' "... and xedge logged mech=DIGEST-MD5"
+
+# EXTERNAL: alice's client certificate from the sandbox's test CA
+offer EXTERNAL
+strophe --jid alice@example.test --cert "$XEDGE_CLIENT_CERT" --key "$XEDGE_CLIENT_KEY" --resource cert
+session_ok "EXTERNAL with alice's client certificate: login, ping and a message to itself"
+is "$(val JID)" "alice@example.test/cert" "... bound as alice@example.test/cert"
+is "$(val MECH)" "EXTERNAL" "... libstrophe used EXTERNAL"
+like "$(log_since)" 'event=auth-ok .*jid=alice@example\.test mech=EXTERNAL' "... and xedge logged mech=EXTERNAL"
+
+# ANONYMOUS. libstrophe 0.12 sends <auth mechanism='ANONYMOUS'/> without an
+# initial response and takes the empty challenge RFC 6120 6.4.2 calls for
+# as a failure (Prosody, unlike xedge, treats the missing response as an
+# empty trace). TODO until xedge does the same for ANONYMOUS.
+todo_is() { # todo_is GOT EXPECTED DESCRIPTION REASON: a TAP TODO test point
+	_tap_n=$((_tap_n + 1))
+	if [ "$1" = "$2" ]; then
+		echo "ok $_tap_n - $3 # TODO $4"
+	else
+		echo "not ok $_tap_n - $3 # TODO $4"
+		diag "  got:      '$1'" "  expected: '$2'"
+	fi
+}
+why="xedge answers libstrophe's ANONYMOUS without initial response with an empty challenge"
+offer ANONYMOUS
+strophe --jid example.test --anonymous --resource anon
+todo_is "$(val RESULT) $(val PING) $(val MESSAGE)" "ok ok ok" \
+	"ANONYMOUS: login, ping and a message to itself" "$why"
+todo_is "$(val JID | grep -cE '^anon-[0-9a-f]{16}@example\.test/anon$')" 1 \
+	"... bound as a temporary anon-...@example.test JID" "$why"
+is "$(val MECH)" "ANONYMOUS" "... libstrophe used ANONYMOUS"
+todo_is "$(log_since | grep -cE 'event=auth-ok .*jid=anon-[0-9a-f]{16}@example\.test mech=ANONYMOUS')" 1 \
+	"... and xedge logged mech=ANONYMOUS" "$why"
+ok "$([ "$ELAPSED_MS" -lt 5000 ] && echo 0 || echo 1)" "... whatever the outcome, it ends at once (${ELAPSED_MS} ms)"
+
+xedge_alive
+ok $? "xedge is still running"
