@@ -350,6 +350,10 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
         sasl_failure(c, cond, "bad initial response");
         goto check;
     }
+    /* RFC 4505: the trace is optional; clients that send none (libstrophe)
+     * mean an empty one, and expect <success/> rather than a challenge */
+    if (!present && strcmp(mech, "ANONYMOUS") == 0)
+        present = true;
     r = xe_sasl_start(c->sasl, mech, present ? (in ? in : "") : NULL, inlen, &out,
                       &outlen, &cond);
     if (in) {
@@ -596,4 +600,3 @@ xe_c2s_mech(const struct xe_c2s *c)
 {
     return c->mech;
 }
-

@@ -369,6 +369,26 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
     return 0;
 }
 
+/* Whether Cyrus has loaded the mechanism NAME (its first len bytes: the
+ * name without -PLUS) and the mech_list option still names it. */
+static bool
+cyrus_has(const char *name, size_t len)
+{
+    const char **loaded = sasl_global_listmech();
+    bool listed = false;
+
+    for (const char *p = g_mech_list; p && *p && !listed;) {
+        size_t w = strcspn(p, " ");
+        listed = w == len && strncasecmp(p, name, len) == 0;
+        p += w;
+        p += strspn(p, " ");
+    }
+    for (size_t i = 0; listed && loaded && loaded[i]; i++)
+        if (strlen(loaded[i]) == len && strncasecmp(loaded[i], name, len) == 0)
+            return true;
+    return false;
+}
+
 void
 xe_sasl_global_done(void)
 {
@@ -473,10 +493,6 @@ xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls
         memcpy(s->ext, ext, n_ext * sizeof(*s->ext));
         s->n_ext = n_ext;
     }
-    const char *avail = NULL;
-    unsigned alen = 0;
-    int count = 0;
-
     s->domain = xe_strdup(domain);
     xe_tolower_ascii(s->domain);
     s->tls = tls;
@@ -487,23 +503,23 @@ xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
     for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
         s->cb[s->n_cb++] = cb[i];
-    /* with a binding set, Cyrus lists the -PLUS variants too */
     if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, NULL, error_r) < 0)
         goto fail;
-    if (sasl_listmech(s->conn, NULL, " ", " ", " ", &avail, &alen, &count) != SASL_OK)
-        avail = "";
-    /* offer what is configured, in the configured order, that Cyrus has */
+    /* Offer what is configured, in the configured order, that Cyrus has
+     * loaded and this session can do: a -PLUS variant with a channel
+     * binding, EXTERNAL with a verified certificate, PLAIN under TLS. (Not
+     * through sasl_listmech: Cyrus 2.1.28 sizes its buffer one byte short
+     * when every mechanism it has loaded has a -PLUS variant, e.g. when
+     * SCRAM-SHA-256(-PLUS) is the only one configured.) */
     for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
-        char pat[40];
-        if (strcmp(mechs[i], "PLAIN") == 0 && !tls)
+        size_t l = strlen(mechs[i]);
+        bool plus = l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0;
+        if ((strcmp(mechs[i], "PLAIN") == 0 && !tls) || (plus && s->n_cb == 0) ||
+            (strcmp(mechs[i], "EXTERNAL") == 0 && s->n_ext == 0) ||
+            !cyrus_has(mechs[i], plus ? l - 5 : l))
             continue;
-        snprintf(pat, sizeof(pat), " %s ", mechs[i]);
-        if (strstr(avail, pat)) {
-            size_t l = strlen(mechs[i]);
-            s->mechs[s->n_mechs++] = mechs[i];
-            s->plus_offered =
-                s->plus_offered || (l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0);
-        }
+        s->mechs[s->n_mechs++] = mechs[i];
+        s->plus_offered = s->plus_offered || plus;
     }
     return s;
 fail:
