@@ -12,7 +12,22 @@
 #include "xelimits.h"
 #include "xmlstream.h"
 
-enum bstate { B_HEADER1, B_FEATURES1, B_AUTH, B_HEADER2, B_FEATURES2, B_READY, B_FAILED };
+enum bstate {
+    B_HEADER1,
+    B_FEATURES1,
+    B_AUTH,
+    B_HEADER2,
+    B_FEATURES2,
+    B_BIND,    /* iq-auth: our bind iq sent, waiting for its result */
+    B_SESSION, /* iq-auth: our session iq sent (the backend requires one) */
+    B_READY,
+    B_FAILED
+};
+
+#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define BIND_ID "xe-bind-1"
+#define SESSION_ID "xe-session-1"
 
 struct xe_backend_hs {
     struct xe_xmlstream *xs;
@@ -24,6 +39,10 @@ struct xe_backend_hs {
     char *localpart;
     char *token;
     char error[256];
+    char *resource;      /* iq-auth: the resource to bind before READY, or NULL */
+    bool need_session;   /* the backend requires a session iq after the bind */
+    char bind_error[64]; /* the backend's stanza error condition for bind/session */
+    char bound[3072];    /* the full JID the backend bound */
 };
 
 static void
@@ -93,6 +112,85 @@ send_auth(struct xe_backend_hs *b)
     return r;
 }
 
+/* ---- iq-auth: the resource binding done for the client (XEP-0078) ------- */
+
+static int
+start_bind(struct xe_backend_hs *b, const struct xe_xml_elem *features)
+{
+    const struct xe_xml_elem *sess = xe_xml_child(features, NS_SESSION, "session");
+
+    if (xe_xml_child(features, XE_NS_BIND, "bind") == NULL)
+        return fail(b, "backend offers no resource binding");
+    /* RFC 3921 sessions: only when the backend does not mark it optional */
+    b->need_session = sess != NULL && xe_xml_child(sess, NS_SESSION, "optional") == NULL;
+    xe_buf_append_str(&b->out, "<iq type='set' id='" BIND_ID "'><bind xmlns='" XE_NS_BIND
+                               "'><resource>");
+    xe_buf_append_escaped(&b->out, b->resource);
+    xe_buf_append_str(&b->out, "</resource></bind></iq>");
+    b->st = B_BIND;
+    return XE_XS_CONTINUE;
+}
+
+/* The condition of a stanza error (<iq type='error'>), kept only when it
+ * looks like one (lower-case letters and '-'): it is passed to the client. */
+static void
+keep_stanza_error(struct xe_backend_hs *b, const struct xe_xml_elem *iq)
+{
+    const struct xe_xml_elem *err = xe_xml_child(iq, XE_NS_CLIENT, "error"), *x;
+
+    snprintf(b->bind_error, sizeof(b->bind_error), "undefined-condition");
+    for (x = err ? err->first_child : NULL; x; x = x->next) {
+        size_t n = strlen(x->name);
+        if (strcmp(x->ns, NS_STANZAS) != 0 || strcmp(x->name, "text") == 0)
+            continue;
+        if (n > 0 && n < sizeof(b->bind_error) &&
+            strspn(x->name, "abcdefghijklmnopqrstuvwxyz-") == n)
+            snprintf(b->bind_error, sizeof(b->bind_error), "%s", x->name);
+        break;
+    }
+}
+
+static int
+on_bind_result(struct xe_backend_hs *b, const struct xe_xml_elem *e)
+{
+    const char *want = b->st == B_BIND ? BIND_ID : SESSION_ID;
+    const char *what = b->st == B_BIND ? "bind" : "session";
+    const char *id = xe_xml_attr(e, "id"), *type = xe_xml_attr(e, "type");
+
+    if (!xe_xml_is(e, XE_NS_CLIENT, "iq") || id == NULL || strcmp(id, want) != 0)
+        return fail(b, "backend sent <%s/> instead of the %s result", e->name, what);
+    if (type && strcmp(type, "error") == 0) {
+        keep_stanza_error(b, e);
+        return fail(b, "backend refused the %s: %s", what, b->bind_error);
+    }
+    if (type == NULL || strcmp(type, "result") != 0)
+        return fail(b, "backend answered the %s with type '%s'", what,
+                    type ? "(other)" : "(none)");
+    if (b->st == B_BIND) {
+        const struct xe_xml_elem *bind = xe_xml_child(e, XE_NS_BIND, "bind");
+        const struct xe_xml_elem *jid =
+            bind ? xe_xml_child(bind, XE_NS_BIND, "jid") : NULL;
+        const char *slash;
+        snprintf(b->bound, sizeof(b->bound), "%s", jid ? xe_xml_text(jid) : "");
+        /* the client cannot learn another resource than its own (XEP-0078
+         * has no way to tell it): one the backend changed is refused */
+        slash = strchr(b->bound, '/');
+        if (b->bound[0] && (slash == NULL || strcmp(slash + 1, b->resource) != 0)) {
+            snprintf(b->bind_error, sizeof(b->bind_error), "not-acceptable");
+            return fail(b, "backend bound another resource than the client asked for");
+        }
+        if (b->need_session) {
+            xe_buf_append_str(&b->out, "<iq type='set' id='" SESSION_ID
+                                       "'><session xmlns='" NS_SESSION "'/></iq>");
+            b->st = B_SESSION;
+            return XE_XS_CONTINUE;
+        }
+    }
+    b->st = B_READY;
+    b->result = XE_BHS_READY;
+    return XE_XS_STOP;
+}
+
 static int
 on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t raw_len)
@@ -139,9 +237,14 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         xe_buf_free(&b->features);
         if (xe_buf_append(&b->features, raw, raw_len) < 0)
             return fail(b, "backend features too large");
+        if (b->resource)
+            return start_bind(b, e);
         b->st = B_READY;
         b->result = XE_BHS_READY;
         return XE_XS_STOP;
+    case B_BIND:
+    case B_SESSION:
+        return on_bind_result(b, e);
     default:
         return fail(b, "unexpected <%s/> from the backend", e->name);
     }
@@ -198,6 +301,7 @@ xe_backend_hs_free(struct xe_backend_hs **bp)
     xe_buf_free(&b->features);
     free(b->domain);
     free(b->localpart);
+    free(b->resource);
     if (b->token) {
         OPENSSL_cleanse(b->token, strlen(b->token));
         free(b->token);
@@ -253,4 +357,23 @@ const char *
 xe_backend_hs_error(const struct xe_backend_hs *b)
 {
     return b->error[0] ? b->error : "backend handshake failed";
+}
+
+void
+xe_backend_hs_bind(struct xe_backend_hs *b, const char *resource)
+{
+    free(b->resource);
+    b->resource = xe_strdup(resource);
+}
+
+const char *
+xe_backend_hs_bind_error(const struct xe_backend_hs *b)
+{
+    return b->bind_error[0] ? b->bind_error : NULL;
+}
+
+const char *
+xe_backend_hs_bound_jid(const struct xe_backend_hs *b)
+{
+    return b->bound;
 }

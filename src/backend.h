@@ -2,7 +2,8 @@
  *
  * xedge opens a plaintext stream to the backend, authenticates with SASL
  * PLAIN whose password is the identity assertion, restarts the stream and
- * keeps the backend's features (raw bytes) to hand to the client. */
+ * keeps the backend's features (raw bytes) to hand to the client; for a
+ * client that used non-SASL authentication it also binds the resource. */
 #ifndef XE_BACKEND_H
 #define XE_BACKEND_H
 
@@ -29,5 +30,18 @@ struct xe_buf *xe_backend_hs_output(struct xe_backend_hs *b);
 /* After XE_BHS_READY: the backend's <stream:features/>, raw. */
 const unsigned char *xe_backend_hs_features(const struct xe_backend_hs *b, size_t *len_r);
 const char *xe_backend_hs_error(const struct xe_backend_hs *b);
+
+/* Non-SASL authentication (XEP-0078): the client does not bind, so after
+ * the backend's post-authentication features the handshake binds RESOURCE
+ * (and opens a session when the backend requires one: <session/> without
+ * <optional/>) and reports READY only on the result; the bytes after the
+ * result are the rest of the input. Call before the first feed. */
+void xe_backend_hs_bind(struct xe_backend_hs *b, const char *resource);
+/* After XE_BHS_FAIL: the stanza error condition with which the backend
+ * refused the bind or session (e.g. "conflict"), else NULL. */
+const char *xe_backend_hs_bind_error(const struct xe_backend_hs *b);
+/* After XE_BHS_READY with a bind: the full JID the backend bound ("" if it
+ * did not say). */
+const char *xe_backend_hs_bound_jid(const struct xe_backend_hs *b);
 
 #endif

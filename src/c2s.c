@@ -11,6 +11,10 @@
 #include "sasl.h"
 #include "xmlstream.h"
 
+#define NS_IQ_AUTH "jabber:iq:auth"
+#define NS_FEATURE_IQ_AUTH "http://jabber.org/features/iq-auth"
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
 enum state {
     ST_HEADER,    /* waiting for the client's stream header */
     ST_NEGOTIATE, /* header answered, features sent */
@@ -41,6 +45,8 @@ struct xe_c2s {
     bool anonymous;
     char (*ext)[3072]; /* what a verified client certificate vouches for */
     size_t n_ext;
+    char *resource;  /* iq-auth: the resource to bind at the backend */
+    char iq_id[256]; /* iq-auth: the id of the client's last iq */
 };
 
 static void
@@ -122,6 +128,8 @@ error_stop(struct xe_c2s *c, const char *condition, const char *text)
     return stop_with(c, XE_C2S_CLOSE);
 }
 
+static bool iq_auth_enabled(const struct xe_c2s *c);
+
 static void
 send_features(struct xe_c2s *c)
 {
@@ -144,6 +152,8 @@ send_features(struct xe_c2s *c)
                 xe_buf_appendf(&c->out, "<channel-binding type='%s'/>", mechs[i]);
             send_str(c, "</sasl-channel-binding>");
         }
+        if (iq_auth_enabled(c))
+            send_str(c, "<auth xmlns='" NS_FEATURE_IQ_AUTH "'/>");
     }
     send_str(c, "</stream:features>");
 }
@@ -392,6 +402,172 @@ on_response(struct xe_c2s *c, const struct xe_xml_elem *e)
     return sasl_result(c, r, out, outlen, cond);
 }
 
+/* ---- non-SASL authentication (XEP-0078) ---------------------------------- */
+
+static bool
+iq_auth_enabled(const struct xe_c2s *c)
+{
+    const struct xe_domain_conf *d =
+        c->domain ? xe_conf_domain(c->conf, c->domain) : NULL;
+    return c->tls && d != NULL && d->iq_auth;
+}
+
+/* <iq type='TYPE' id='...'>, the id being the client's (XEP-0078's errors
+ * carry the legacy code too). */
+static void
+iq_open(struct xe_c2s *c, const char *type, bool empty)
+{
+    xe_buf_appendf(&c->out, "<iq type='%s'", type);
+    if (c->iq_id[0]) {
+        send_str(c, " id='");
+        xe_buf_append_escaped(&c->out, c->iq_id);
+        send_str(c, "'");
+    }
+    send_str(c, empty ? "/>" : ">");
+}
+
+static void
+iq_error(struct xe_c2s *c, const char *condition, const char *text)
+{
+    static const struct {
+        const char *cond;
+        int code;
+        const char *type;
+    } errs[] = {
+        {"bad-request", 400, "modify"},
+        {"conflict", 409, "cancel"},
+        {"forbidden", 403, "auth"},
+        {"internal-server-error", 500, "wait"},
+        {"jid-malformed", 400, "modify"},
+        {"not-acceptable", 406, "modify"},
+        {"not-allowed", 405, "cancel"},
+        {"not-authorized", 401, "auth"},
+        {"resource-constraint", 500, "wait"},
+        {"service-unavailable", 503, "cancel"},
+        {"undefined-condition", 500, "cancel"},
+    };
+    size_t i, n = sizeof(errs) / sizeof(errs[0]);
+
+    for (i = 0; i < n && strcmp(errs[i].cond, condition) != 0; i++)
+        ;
+    if (i == n)
+        i = n - 1; /* undefined-condition */
+    iq_open(c, "error", false);
+    xe_buf_appendf(&c->out, "<error code='%d' type='%s'><%s xmlns='" NS_STANZAS "'/>",
+                   errs[i].code, errs[i].type, errs[i].cond);
+    if (text)
+        xe_buf_appendf(&c->out, "<text xmlns='" NS_STANZAS "' xml:lang='en'>%s</text>",
+                       text);
+    send_str(c, "</error></iq>");
+}
+
+/* A refused iq-auth set: it counts as a failed authentication. */
+static int
+iq_auth_failure(struct xe_c2s *c, const char *condition, const char *text,
+                const char *user, const char *detail)
+{
+    c->failures++;
+    iq_error(c, condition, text);
+    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=iq-auth condition=%s "
+            "attempt=%u detail=\"%s\"",
+            c->peer, c->domain, user && *user ? user : "-", condition, c->failures,
+            detail);
+    if (c->failures >= c->conf->max_auth_attempts)
+        return error_stop(c, "not-authorized", "too many failed authentication attempts");
+    return XE_XS_CONTINUE;
+}
+
+/* The text of Q's child NAME: NULL when absent or empty. */
+static const char *
+field(const struct xe_xml_elem *q, const char *name)
+{
+    const struct xe_xml_elem *f = xe_xml_child(q, NS_IQ_AUTH, name);
+    const char *t = f ? xe_xml_text(f) : NULL;
+    return t && *t ? t : NULL;
+}
+
+/* <iq type='get|set'><query xmlns='jabber:iq:auth'>: the same fields for
+ * every user name (no enumeration); a set is checked against the store
+ * like PLAIN (password) or with the legacy secret (digest). */
+static int
+on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
+{
+    const struct xe_xml_elem *q = xe_xml_child(e, NS_IQ_AUTH, "query");
+    const char *type = xe_xml_attr(e, "type"), *id = xe_xml_attr(e, "id");
+    const char *user = field(q, "username"), *res = field(q, "resource");
+    const char *pw = field(q, "password"), *dg = field(q, "digest");
+    char jid[3072], detail[128];
+    enum xe_sasl_cond cond = XE_SASL_NOT_AUTHORIZED;
+    int r;
+
+    snprintf(c->iq_id, sizeof(c->iq_id), "%s",
+             id && strlen(id) < sizeof(c->iq_id) ? id : "");
+    if (type && strcmp(type, "get") == 0) {
+        iq_open(c, "result", false);
+        send_str(c, "<query xmlns='" NS_IQ_AUTH "'><username>");
+        if (user && strlen(user) < 1024)
+            xe_buf_append_escaped(&c->out, user);
+        send_str(c, "</username><password/><digest/><resource/></query></iq>");
+        return XE_XS_CONTINUE;
+    }
+    if (type == NULL || strcmp(type, "set") != 0)
+        return iq_auth_failure(c, "bad-request", NULL, NULL, "not a get or a set");
+    if (c->st != ST_NEGOTIATE)
+        return iq_auth_failure(c, "not-acceptable", NULL, NULL, "during a SASL exchange");
+    if (user == NULL || res == NULL || (pw == NULL && dg == NULL))
+        return iq_auth_failure(c, "not-acceptable", NULL, NULL,
+                               "username, resource and password or digest are required");
+    if (strlen(user) >= 1024 || strlen(res) >= 1024 ||
+        (pw && strlen(pw) > c->conf->max_sasl_bytes))
+        return iq_auth_failure(c, "not-acceptable", NULL, NULL, "a field is too long");
+    if (dg)
+        r = xe_sasl_check_digest(c->domain, user, c->id, dg, jid, sizeof(jid), &cond,
+                                 detail, sizeof(detail));
+    else
+        r = xe_sasl_check_plain(c->domain, user, pw, strlen(pw), jid, sizeof(jid), &cond,
+                                detail, sizeof(detail));
+    if (r != XE_SASL_OK) {
+        if (cond == XE_SASL_ACCOUNT_DISABLED)
+            return iq_auth_failure(c, "not-allowed", "the account is disabled", jid,
+                                   detail);
+        if (cond == XE_SASL_CREDENTIALS_EXPIRED)
+            return iq_auth_failure(c, "not-allowed", "the password has expired", jid,
+                                   detail);
+        return iq_auth_failure(c,
+                               cond == XE_SASL_TEMPORARY_AUTH_FAILURE
+                                   ? "internal-server-error"
+                                   : "not-authorized",
+                               NULL, jid, detail);
+    }
+    snprintf(c->jid, sizeof(c->jid), "%s", jid);
+    snprintf(c->mech, sizeof(c->mech), "iq-auth");
+    free(c->resource);
+    c->resource = xe_strdup(res);
+    xe_info("event=auth-ok peer=%s jid=%s mech=iq-auth digest=%s", c->peer, c->jid,
+            dg ? "yes" : "no");
+    xe_sasl_free(&c->sasl);
+    c->st = ST_DONE; /* no restart: the rest of the stream is the backend's */
+    return stop_with(c, XE_C2S_IQ_AUTHED);
+}
+
+void
+xe_c2s_answer_iq_auth(struct xe_c2s *c, const char *condition)
+{
+    if (condition == NULL) {
+        iq_open(c, "result", true);
+        return;
+    }
+    iq_error(c, condition, NULL);
+    send_str(c, "</stream:stream>");
+    c->st = ST_CLOSED;
+}
+
+const char *
+xe_c2s_resource(const struct xe_c2s *c)
+{
+    return c->resource;
+}
+
 static int
 on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t raw_len)
@@ -434,6 +610,9 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (xe_xml_is(e, XE_NS_TLS, "starttls"))
         return error_stop(c, "policy-violation", "TLS is already established");
+    if (iq_auth_enabled(c) && xe_xml_is(e, XE_NS_CLIENT, "iq") &&
+        xe_xml_child(e, NS_IQ_AUTH, "query") != NULL)
+        return on_iq_auth(c, e);
     return error_stop(c, "not-authorized", "authenticate first");
 }
 
@@ -493,6 +672,7 @@ xe_c2s_free(struct xe_c2s **cp)
     free(c->domain);
     free(c->sni);
     free(c->peer);
+    free(c->resource);
     free(c);
     *cp = NULL;
 }
@@ -522,6 +702,7 @@ xe_c2s_feed(struct xe_c2s *c, const void *data, size_t len, size_t *consumed_r)
             xe_xmlstream_reset(c->xs); /* the next byte starts the new stream */
             break;
         case XE_C2S_RESTARTED:
+        case XE_C2S_IQ_AUTHED:
             xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
             break;
         default:

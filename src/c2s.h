@@ -23,6 +23,10 @@ enum xe_c2s_action {
     XE_C2S_RESTARTED,     /* the client opened its authenticated stream: the rest of
                              the input belongs to the backend */
     XE_C2S_CLOSE,         /* an error or the end was queued: send the output and close */
+    XE_C2S_IQ_AUTHED,     /* non-SASL authentication (XEP-0078) succeeded: open the
+                             backend and bind xe_c2s_resource() there; no restart
+                             follows, the rest of the input belongs to the backend;
+                             then answer with xe_c2s_answer_iq_auth() */
 };
 
 struct xe_c2s_params {
@@ -61,6 +65,13 @@ const char *xe_c2s_domain(const struct xe_c2s *c); /* NULL until known */
 const char *xe_c2s_jid(const struct xe_c2s *c);    /* after AUTHENTICATED */
 const char *xe_c2s_mech(const struct xe_c2s *c);
 bool xe_c2s_anonymous(const struct xe_c2s *c); /* the JID is a temporary one */
+/* After XE_C2S_IQ_AUTHED: the resource the client asked for (else NULL). */
+const char *xe_c2s_resource(const struct xe_c2s *c);
+/* Answer the client's iq-auth set once the backend bound its resource:
+ * condition NULL queues the iq result; else a stanza error condition (e.g.
+ * "conflict", from the backend's bind error) queues the iq error and the
+ * stream end. */
+void xe_c2s_answer_iq_auth(struct xe_c2s *c, const char *condition);
 
 /* Build a stream error document (with our header if header is true). */
 int xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain,

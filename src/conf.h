@@ -39,6 +39,7 @@ struct xe_domain_conf {
     size_t n_mechanisms;
     char *client_ca;            /* CAs of client certificates (EXTERNAL), or NULL */
     unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
+    bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
 };
 
 struct xe_conf {

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <sasl/sasl.h>
 #include <sasl/saslplug.h>
 #include <sasl/saslutil.h>
@@ -254,6 +255,27 @@ log_cb(void *context, int level, const char *message)
     return SASL_OK;
 }
 
+/* The canonical form of a user name on DOMAIN: "localpart@domain", lower
+ * case. 0, or -1 for a name that is not a user of this domain (empty, too
+ * long, a NUL, another domain, a resource). */
+static int
+canon_jid(const char *domain, const char *in, size_t inlen, char *out, size_t outmax)
+{
+    char jid[3072];
+
+    if (inlen == 0 || inlen >= 1024 || memchr(in, '\0', inlen))
+        return -1;
+    if (memchr(in, '@', inlen))
+        snprintf(jid, sizeof(jid), "%.*s", (int)inlen, in);
+    else
+        snprintf(jid, sizeof(jid), "%.*s@%s", (int)inlen, in, domain);
+    if (xe_jid_normalize(jid) != 0 || strcmp(strchr(jid, '@') + 1, domain) != 0 ||
+        strlen(jid) >= outmax)
+        return -1;
+    strcpy(out, jid);
+    return 0;
+}
+
 /* Canonical form: "localpart@domain" of the stream's domain, lower case. */
 static int
 canon_cb(sasl_conn_t *conn, void *context, const char *in, unsigned inlen, unsigned flags,
@@ -261,17 +283,11 @@ canon_cb(sasl_conn_t *conn, void *context, const char *in, unsigned inlen, unsig
 {
     struct xe_sasl *s = context;
     char jid[3072];
-    const char *at;
 
     if (inlen == 0 || inlen >= 1024 || memchr(in, '\0', inlen))
         return (flags & SASL_CU_AUTHZID) && !(flags & SASL_CU_AUTHID) ? SASL_NOAUTHZ
                                                                       : SASL_BADAUTH;
-    at = memchr(in, '@', inlen);
-    if (at)
-        snprintf(jid, sizeof(jid), "%.*s", (int)inlen, in);
-    else
-        snprintf(jid, sizeof(jid), "%.*s@%s", (int)inlen, in, s->domain);
-    if (xe_jid_normalize(jid) != 0 || strcmp(strchr(jid, '@') + 1, s->domain) != 0) {
+    if (canon_jid(s->domain, in, inlen, jid, sizeof(jid)) < 0) {
         /* an authzid of another domain or with a resource: not this user */
         if (flags & SASL_CU_AUTHID)
             return SASL_BADAUTH;
@@ -302,11 +318,11 @@ authorize_cb(sasl_conn_t *conn, void *context, const char *requested_user, unsig
     return SASL_NOAUTHZ;
 }
 
+/* PLAIN's check (Cyrus calls it through checkpass_cb): the password against
+ * the stored SCRAM secrets; an unknown user costs the same work. */
 static int
-checkpass_cb(sasl_conn_t *conn, void *context, const char *user, const char *pass,
-             unsigned passlen, struct propctx *propctx)
+check_plain(const char *user, const char *pass, size_t passlen, bool *store_error)
 {
-    struct xe_sasl *s = context;
     struct xe_user *u = xe_calloc(1, sizeof(*u));
     char *err = NULL;
     int r, ret = SASL_BADAUTH;
@@ -322,13 +338,56 @@ checkpass_cb(sasl_conn_t *conn, void *context, const char *user, const char *pas
         ret = SASL_NOUSER;
     } else {
         xe_err("event=store-error user=%s error=\"%s\"", user, err ? err : "?");
-        s->store_error = true;
+        *store_error = true;
         ret = SASL_FAIL;
     }
     free(err);
     OPENSSL_cleanse(u, sizeof(*u));
     free(u);
     return ret;
+}
+
+static int
+checkpass_cb(sasl_conn_t *conn, void *context, const char *user, const char *pass,
+             unsigned passlen, struct propctx *propctx)
+{
+    struct xe_sasl *s = context;
+    return check_plain(user, pass, passlen, &s->store_error);
+}
+
+/* After the credentials matched: the account must still exist and be
+ * enabled. XE_SASL_OK, or XE_SASL_FAIL with *cond_r and DETAIL set. */
+static int
+check_usable(const char *jid, enum xe_sasl_cond *cond_r, char *detail, size_t dmax)
+{
+    struct xe_user *u = xe_calloc(1, sizeof(*u));
+    char *err = NULL;
+    int g = xe_userstore_get(g_store, jid, u, &err);
+    bool disabled = g == XE_US_OK && u->disabled;
+    bool expired = g == XE_US_OK && u->expires > 0 && xe_now_seconds() >= u->expires;
+
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    free(err);
+    if (g != XE_US_OK) {
+        snprintf(detail, dmax, "user vanished or store unreadable");
+        *cond_r =
+            g == XE_US_NOTFOUND ? XE_SASL_NOT_AUTHORIZED : XE_SASL_TEMPORARY_AUTH_FAILURE;
+        return XE_SASL_FAIL;
+    }
+    if (disabled) {
+        snprintf(detail, dmax, "account disabled");
+        *cond_r = XE_SASL_ACCOUNT_DISABLED;
+        return XE_SASL_FAIL;
+    }
+    if (expired) {
+        /* RFC 6120 6.5.2: the right password, but it has expired (the
+         * operator sets a new one: xedgectl user passwd) */
+        snprintf(detail, dmax, "password expired");
+        *cond_r = XE_SASL_CREDENTIALS_EXPIRED;
+        return XE_SASL_FAIL;
+    }
+    return XE_SASL_OK;
 }
 
 /* ---- the adapter ---------------------------------------------------------- */
@@ -633,35 +692,7 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
     }
     snprintf(s->jid, sizeof(s->jid), "%s", (const char *)user);
     /* the account must still exist and be enabled */
-    {
-        struct xe_user *u = xe_calloc(1, sizeof(*u));
-        char *err = NULL;
-        int g = xe_userstore_get(g_store, s->jid, u, &err);
-        bool disabled = g == XE_US_OK && u->disabled;
-        bool expired = g == XE_US_OK && u->expires > 0 && xe_now_seconds() >= u->expires;
-        OPENSSL_cleanse(u, sizeof(*u));
-        free(u);
-        free(err);
-        if (g != XE_US_OK) {
-            snprintf(s->detail, sizeof(s->detail), "user vanished or store unreadable");
-            *cond_r = g == XE_US_NOTFOUND ? XE_SASL_NOT_AUTHORIZED
-                                          : XE_SASL_TEMPORARY_AUTH_FAILURE;
-            return XE_SASL_FAIL;
-        }
-        if (disabled) {
-            snprintf(s->detail, sizeof(s->detail), "account disabled");
-            *cond_r = XE_SASL_ACCOUNT_DISABLED;
-            return XE_SASL_FAIL;
-        }
-        if (expired) {
-            /* RFC 6120 6.5.2: the right password, but it has expired (the
-             * operator sets a new one: xedgectl user passwd) */
-            snprintf(s->detail, sizeof(s->detail), "password expired");
-            *cond_r = XE_SASL_CREDENTIALS_EXPIRED;
-            return XE_SASL_FAIL;
-        }
-    }
-    return XE_SASL_OK;
+    return check_usable(s->jid, cond_r, s->detail, sizeof(s->detail));
 }
 
 int
@@ -732,6 +763,108 @@ const char *
 xe_sasl_detail(const struct xe_sasl *s)
 {
     return s->detail;
+}
+
+/* ---- non-SASL authentication (XEP-0078) ---------------------------------- */
+
+int
+xe_sasl_check_plain(const char *domain, const char *user, const char *pass,
+                    size_t passlen, char *jid_r, size_t jidmax, enum xe_sasl_cond *cond_r,
+                    char *detail, size_t dmax)
+{
+    bool store_error = false;
+    int r;
+
+    jid_r[0] = '\0';
+    if (canon_jid(domain, user, strlen(user), jid_r, jidmax) < 0) {
+        jid_r[0] = '\0';
+        snprintf(detail, dmax, "not a user name of this domain");
+        *cond_r = XE_SASL_NOT_AUTHORIZED;
+        return XE_SASL_FAIL;
+    }
+    r = check_plain(jid_r, pass, passlen, &store_error);
+    if (r != SASL_OK) {
+        snprintf(detail, dmax, "%s",
+                 store_error        ? "the store cannot be read"
+                 : r == SASL_NOUSER ? "no such user"
+                                    : "wrong password");
+        *cond_r = store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : XE_SASL_NOT_AUTHORIZED;
+        return XE_SASL_FAIL;
+    }
+    return check_usable(jid_r, cond_r, detail, dmax);
+}
+
+int
+xe_sasl_check_digest(const char *domain, const char *user, const char *stream_id,
+                     const char *digest, char *jid_r, size_t jidmax,
+                     enum xe_sasl_cond *cond_r, char *detail, size_t dmax)
+{
+    struct xe_user *u = NULL;
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char want[2 * SHA_DIGEST_LENGTH + 1], got[2 * SHA_DIGEST_LENGTH + 1];
+    char *err = NULL;
+    EVP_MD_CTX *ctx = NULL;
+    int g, ret = XE_SASL_FAIL;
+    bool match;
+
+    *cond_r = XE_SASL_NOT_AUTHORIZED;
+    jid_r[0] = '\0';
+    if (canon_jid(domain, user, strlen(user), jid_r, jidmax) < 0) {
+        jid_r[0] = '\0';
+        snprintf(detail, dmax, "not a user name of this domain");
+        return XE_SASL_FAIL;
+    }
+    /* hex, either case: 40 digits */
+    if (strlen(digest) != 2 * SHA_DIGEST_LENGTH ||
+        strspn(digest, "0123456789abcdefABCDEF") != 2 * SHA_DIGEST_LENGTH) {
+        snprintf(detail, dmax, "the digest is not 40 hex digits");
+        return XE_SASL_FAIL;
+    }
+    for (size_t i = 0; i <= 2 * SHA_DIGEST_LENGTH; i++)
+        got[i] =
+            (char)(digest[i] >= 'A' && digest[i] <= 'F' ? digest[i] + 32 : digest[i]);
+    u = xe_calloc(1, sizeof(*u));
+    g = xe_userstore_get(g_store, jid_r, u, &err);
+    if (g != XE_US_OK && g != XE_US_NOTFOUND) {
+        xe_err("event=store-error user=%s error=\"%s\"", jid_r, err ? err : "?");
+        snprintf(detail, dmax, "the store cannot be read");
+        *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+        goto out;
+    }
+    if (g == XE_US_NOTFOUND || !u->legacy) {
+        /* only a plaintext-equivalent gives the digest: fail as a wrong one */
+        snprintf(detail, dmax, "%s",
+                 g == XE_US_NOTFOUND ? "no such user" : "no legacy secret for digest");
+        goto out;
+    }
+    /* XEP-0078: hex(SHA1(stream id || password)) */
+    ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) != 1 ||
+        EVP_DigestUpdate(ctx, stream_id, strlen(stream_id)) != 1 ||
+        EVP_DigestUpdate(ctx, u->legacy_password, u->legacy_len) != 1 ||
+        EVP_DigestFinal_ex(ctx, md, NULL) != 1) {
+        snprintf(detail, dmax, "cannot compute the digest");
+        *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+        goto out;
+    }
+    for (size_t i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(want + 2 * i, 3, "%02x", md[i]);
+    match = CRYPTO_memcmp(want, got, 2 * SHA_DIGEST_LENGTH) == 0;
+    if (!match) {
+        snprintf(detail, dmax, "wrong digest");
+        goto out;
+    }
+    ret = check_usable(jid_r, cond_r, detail, dmax);
+out:
+    EVP_MD_CTX_free(ctx);
+    OPENSSL_cleanse(md, sizeof(md));
+    OPENSSL_cleanse(want, sizeof(want));
+    if (u) {
+        OPENSSL_cleanse(u, sizeof(*u));
+        free(u);
+    }
+    free(err);
+    return ret;
 }
 
 int

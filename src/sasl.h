@@ -78,6 +78,23 @@ bool xe_sasl_anonymous(const struct xe_sasl *s);
 /* Cyrus' detail for the last failure, for the log (never a secret). */
 const char *xe_sasl_detail(const struct xe_sasl *s);
 
+/* Non-SASL authentication (XEP-0078) against the same store, after
+ * xe_sasl_global_init. USER: a localpart (or a bare JID) of DOMAIN; JID_R
+ * gets its canonical bare JID (for the log too, after a failure; "" when the
+ * name is not one of DOMAIN's). XE_SASL_OK, or XE_SASL_FAIL with *cond_r and
+ * a DETAIL for the log (never a secret).
+ * check_plain verifies PASS exactly as PLAIN does (the SCRAM secrets; the
+ * same work for an unknown user; account-disabled only with the right
+ * password). check_digest verifies DIGEST, hex(SHA1(STREAM_ID || password)),
+ * against the plaintext-equivalent, which only a user with the legacy
+ * mechanisms has: for anyone else it fails as a wrong digest does. */
+int xe_sasl_check_plain(const char *domain, const char *user, const char *pass,
+                        size_t passlen, char *jid_r, size_t jidmax,
+                        enum xe_sasl_cond *cond_r, char *detail, size_t dmax);
+int xe_sasl_check_digest(const char *domain, const char *user, const char *stream_id,
+                         const char *digest, char *jid_r, size_t jidmax,
+                         enum xe_sasl_cond *cond_r, char *detail, size_t dmax);
+
 /* base64 (through Cyrus' codec); decode is strict. -1 on bad input. */
 int xe_sasl_b64_decode(const char *in, size_t inlen, char *out, size_t outmax,
                        size_t *outlen);

@@ -67,6 +67,7 @@ struct conn {
     struct xe_c2s *c2s;
     struct xe_backend_hs *bhs;
     bool backend_ready, client_restarted, backend_failed;
+    bool iq_auth; /* non-SASL authentication: the backend binds, no client restart */
     struct xe_buf to_backend_pending; /* client bytes after its restart header */
     struct xe_buf to_client_pending;  /* backend bytes after its features */
     const struct xe_server_conf *server;
@@ -422,6 +423,19 @@ backend_failed(struct conn *c, const char *why)
                         "the service is temporarily unavailable, try again later");
 }
 
+/* iq-auth: the backend refused to bind the client's resource (a conflict,
+ * a bad resource): the client's iq gets that error, then the stream ends. */
+static void
+bind_refused(struct conn *c)
+{
+    const char *cond = xe_backend_hs_bind_error(c->bhs);
+
+    xe_info("event=bind-failed peer=%s jid=%s backend=%s condition=%s", c->peer, c->jid,
+            c->server ? c->server->name : "-", cond);
+    xe_c2s_answer_iq_auth(c->c2s, cond);
+    close_conn(c);
+}
+
 static void
 maybe_splice(struct conn *c)
 {
@@ -431,7 +445,10 @@ maybe_splice(struct conn *c)
     if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
         return;
     features = xe_backend_hs_features(c->bhs, &flen);
-    xe_c2s_answer_restart(c->c2s, features, flen);
+    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
+        xe_c2s_answer_iq_auth(c->c2s, NULL);
+    else
+        xe_c2s_answer_restart(c->c2s, features, flen);
     flush_c2s(c);
     xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s", c->peer, c->jid,
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
@@ -522,7 +539,10 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             out->len = 0;
         }
         if (r == XE_BHS_FAIL) {
-            backend_failed(c, xe_backend_hs_error(c->bhs));
+            if (c->iq_auth && xe_backend_hs_bind_error(c->bhs))
+                bind_refused(c);
+            else
+                backend_failed(c, xe_backend_hs_error(c->bhs));
             return;
         }
         if (r == XE_BHS_READY) {
@@ -583,6 +603,8 @@ start_backend(struct conn *c)
     }
     local = xe_strndup(jid, (size_t)(strchr(jid, '@') - jid));
     c->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
+    if (c->iq_auth)
+        xe_backend_hs_bind(c->bhs, xe_c2s_resource(c->c2s));
     OPENSSL_cleanse(token, sizeof(token));
     free(local);
     if (uv_ip4_addr(c->server->host, c->server->port, (struct sockaddr_in *)&ss) != 0 &&
@@ -695,6 +717,23 @@ start_tls(struct conn *c)
     uv_timer_start(&c->timer, on_timer, c->srv->conf->tls_timeout_ms, 0);
 }
 
+/* Non-SASL authentication (XEP-0078) succeeded: no stream restart follows,
+ * so what the client sent after its iq is already the backend's; the
+ * backend binds the resource before the session is spliced. */
+static void
+start_iq_auth_session(struct conn *c, const char *data, size_t n)
+{
+    uv_timer_stop(&c->timer);
+    c->iq_auth = true;
+    c->client_restarted = true;
+    if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+        client_stream_error(c, "policy-violation",
+                            "too much data before the session started");
+        return;
+    }
+    start_backend(c);
+}
+
 static void
 client_plain(struct conn *c, const char *data, size_t n)
 {
@@ -746,6 +785,9 @@ client_plain(struct conn *c, const char *data, size_t n)
                 return;
             }
             maybe_splice(c);
+            return;
+        case XE_C2S_IQ_AUTHED:
+            start_iq_auth_session(c, data, n);
             return;
         case XE_C2S_CLOSE:
             close_conn(c);

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..17"
+echo "1..19"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -59,6 +59,10 @@ check "syntax error" 's/max_attempts = 3;/max_attempts = ;/' "bad\.conf:10: synt
 check "missing user store" '/user_store/d' "user_store: missing required"
 check "certificate not loadable" "s#$d/cert.pem#$d/missing.pem#" "domain example.test: cannot load certificate"
 check "wrong type" 's/max_attempts = 3/max_attempts = "3"/' "bad\.conf:10: max_attempts: must be an integer"
+check "iq_auth not a boolean" 's/pool = "main"; }/pool = "main"; iq_auth = "yes"; }/' "bad\.conf:7: iq_auth: must be true or false"
+good | sed 's/pool = "main"; }/pool = "main"; iq_auth = true; }/' >"$d/iq.conf"
+out=$("$XEDGE" -t -c "$d/iq.conf" 2>&1)
+ok $? "a domain with iq_auth = true is accepted ($out)"
 
 check "hard cap within one read of the high water mark" 's/^log_level = "info";/log_level = "info"; limits = { pump_high_water = 65536; pump_low_water = 4096; pump_hard_cap = 131072; };/' "pump_hard_cap: must be at least pump_high_water \+ 131072"
 check "a misspelt setting" 's/max_attempts = 3;/max_attempt = 3;/' "bad\.conf:10: max_attempt: unknown setting"

@@ -30,6 +30,19 @@ Output (stdout):
 Exit codes as xmpp_client.py: 0 ok, 1 SASL failure, 2 stream error,
 3 timeout, 4 closed / connection failed, 5 protocol error, 70 internal error.
 
+Non-SASL authentication (XEP-0078) instead of SASL, with --iq-auth plain|digest:
+the iq-auth get, then one set per --password on the same stream (--resource
+is the resource), then a ping to the domain and a message to the bound full
+JID, both of which must come back through the backend:
+  IQAUTH get fields=username+password+digest+resource raw=<iq .../>
+  IQAUTH n=1 result=error condition=not-authorized code=401 raw=<iq .../>
+  IQAUTH n=2 result=ok raw=<iq .../>
+  ECHO ping=ok message=ok jid=alice@example.test/res
+  RESULT=ok mech=iq-auth tls=... jid=<full JID> attempts=N elapsed=S
+--pipeline sends the ping in the same write as the (last) set, before its
+result. A refused set that ends the stream shows as RESULT=stream-error or
+RESULT=closed; the last refusal otherwise as RESULT=failure condition=COND.
+
 Also importable (bench/login-bench uses Session).
 """
 import argparse
@@ -51,6 +64,9 @@ NS_TLS = 'urn:ietf:params:xml:ns:xmpp-tls'
 NS_SASL = 'urn:ietf:params:xml:ns:xmpp-sasl'
 NS_BIND = 'urn:ietf:params:xml:ns:xmpp-bind'
 NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-streams'
+NS_IQ_AUTH = 'jabber:iq:auth'
+NS_FEATURE_IQ_AUTH = 'http://jabber.org/features/iq-auth'
+NS_STANZA_ERRORS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
 
 EXIT_OK, EXIT_SASL, EXIT_STREAM, EXIT_TIMEOUT, EXIT_CLOSED, EXIT_PROTO, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 70
 
@@ -400,6 +416,67 @@ class Session:
         self.stage = 'session'
         return self.bound_jid
 
+    # -- non-SASL authentication (XEP-0078) ------------------------------
+    def iq_auth_get(self):
+        self.stage = 'iq-auth'
+        self.send("<iq type='get' id='auth_get' to='%s'><query xmlns='%s'><username>%s</username>"
+                  "</query></iq>" % (escape(self.domain), NS_IQ_AUTH, escape(self.user)))
+        el = self.recv()
+        if local(el.tag) != 'iq' or el.get('id') != 'auth_get':
+            raise ProtocolError('iq-auth get answered with %s' % serialize(el))
+        q = el.find('{%s}query' % NS_IQ_AUTH)
+        fields = [local(c.tag) for c in q] if q is not None else []
+        return el.get('type'), fields, serialize(el)
+
+    def iq_auth_set(self, n, resource, password, digest=False, after=b''):
+        """One set. Returns ('ok', raw) or ('error', condition, code, raw)."""
+        self.stage = 'iq-auth'
+        if digest:
+            sid = (self.stream_attrs or {}).get('id', '')
+            cred = '<digest>%s</digest>' % hashlib.sha1((sid + password).encode()).hexdigest()
+        else:
+            cred = '<password>%s</password>' % escape(password)
+        iq_id = 'auth_%d' % n
+        self.send(("<iq type='set' id='%s'><query xmlns='%s'><username>%s</username>%s"
+                   "<resource>%s</resource></query></iq>" % (
+                       iq_id, NS_IQ_AUTH, escape(self.user), cred, escape(resource))).encode() + after)
+        el = self.recv()
+        if local(el.tag) != 'iq' or el.get('id') != iq_id:
+            raise ProtocolError('iq-auth set answered with %s' % serialize(el))
+        if el.get('type') == 'result':
+            return ('ok', serialize(el))
+        err = el.find('{%s}error' % NS_CLIENT)
+        cond, code = '-', '-'
+        if err is not None:
+            code = err.get('code', '-')
+            for c in err:
+                if ns(c.tag) == NS_STANZA_ERRORS and local(c.tag) != 'text':
+                    cond = local(c.tag)
+        return ('error', cond, code, serialize(el))
+
+    def echo(self, full_jid, pipelined_ping=False):
+        """A ping to the domain (sent already when pipelined) and a message to
+        our own full JID: both must come back, addressed to full_jid."""
+        self.stage = 'session'
+        if not pipelined_ping:
+            self.send(self.ping_xml())
+        token = 'echo-%s' % base64.b16encode(os.urandom(6)).decode()
+        self.send("<message type='chat' id='echo_1' to='%s'><body>%s</body></message>"
+                  % (escape(full_jid), token))
+        ping = message = 'missing'
+        while ping == 'missing' or message == 'missing':
+            el = self.recv()
+            if local(el.tag) == 'iq' and el.get('id') == 'ping_1':
+                ping = 'ok' if el.get('type') == 'result' and el.get('to') == full_jid else \
+                    'bad:' + serialize(el).replace(' ', '_')
+            elif local(el.tag) == 'message' and el.findtext('{%s}body' % NS_CLIENT) == token:
+                message = 'ok' if el.get('to') == full_jid else 'bad:' + serialize(el).replace(' ', '_')
+        return ping, message
+
+    def ping_xml(self):
+        return ("<iq type='get' id='ping_1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+                % escape(self.domain))
+
     def wait_close(self, seconds):
         """After the last failure: does the server close the stream? Returns how, or None."""
         t0 = time.monotonic()
@@ -437,6 +514,41 @@ def q(s):
     return s.replace(' ', '_').replace('\n', '_') or '-'
 
 
+def run_iq_auth(s, a, el):
+    offered = s.features.find('{%s}auth' % NS_FEATURE_IQ_AUTH) is not None
+    print('IQAUTH offered=%s' % ('yes' if offered else 'no'), flush=True)
+    if offered:  # a client asks for the fields only when offered
+        t, fields, raw = s.iq_auth_get()
+        print('IQAUTH get type=%s fields=%s raw=%s' % (t, '+'.join(fields) or '-', raw.replace(' ', '_')),
+              flush=True)
+    last = None
+    for n, pw in enumerate(a.password, 1):
+        after = s.ping_xml().encode() if a.pipeline and n == len(a.password) else b''
+        r = s.iq_auth_set(n, a.resource, pw, digest=a.iq_auth == 'digest', after=after)
+        if r[0] == 'ok':
+            print('IQAUTH n=%d result=ok raw=%s' % (n, r[1].replace(' ', '_')), flush=True)
+            full = '%s@%s/%s' % (s.user, s.domain, a.resource)
+            ping, message = s.echo(full, pipelined_ping=bool(after))
+            print('ECHO ping=%s message=%s jid=%s' % (ping, message, full), flush=True)
+            if ping != 'ok' or message != 'ok':
+                print('RESULT=error reason=echo stage=session elapsed=%s' % el(), flush=True)
+                return EXIT_PROTO
+            print('RESULT=ok mech=iq-auth tls=%s jid=%s attempts=%d elapsed=%s' % (s.tls, full, n, el()),
+                  flush=True)
+            return EXIT_OK
+        last = r
+        print('IQAUTH n=%d result=error condition=%s code=%s raw=%s' % (n, r[1], r[2], r[3].replace(' ', '_')),
+              flush=True)
+    closed = 'no'
+    if a.expect_close is not None:
+        how, after = s.wait_close(a.expect_close)
+        print('CLOSE how=%s after=%.3f' % (how or 'none', after), flush=True)
+        closed = 'yes' if how else 'no'
+    print('RESULT=failure condition=%s code=%s attempts=%d closed=%s elapsed=%s' % (
+        last[1], last[2], len(a.password), closed, el()), flush=True)
+    return EXIT_SASL
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--jid', required=True)
@@ -453,6 +565,10 @@ def main():
     p.add_argument('--expect-close', type=float, metavar='SECONDS',
                    help='after the last failed attempt, wait this long for the server to close')
     p.add_argument('-v', '--verbose', action='store_true', help='print every element sent and received')
+    p.add_argument('--iq-auth', choices=['plain', 'digest'],
+                   help='non-SASL authentication (XEP-0078) instead of SASL')
+    p.add_argument('--pipeline', action='store_true',
+                   help='with --iq-auth: send a ping in the same write as the last set')
     a = p.parse_args()
 
     s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
@@ -462,6 +578,8 @@ def main():
     try:
         try:
             s.connect()
+            if a.iq_auth:
+                return run_iq_auth(s, a, el)
             if a.mech not in s.mechanisms:
                 print('RESULT=failure condition=mechanism-not-offered offered=%s attempts=0 elapsed=%s'
                       % ('+'.join(s.mechanisms) or '-', el()), flush=True)

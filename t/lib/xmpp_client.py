@@ -13,6 +13,7 @@ test can parse, plus informational lines (ROSTER=, RECEIVED, SENT, ATTEMPT).
       [--ready-file F] [--wait-file F]
       [--send-to JID --body TEXT] [--expect-body TEXT [--expect-from BAREJID]]
       [--reply-after-expect] [--hold SECONDS]
+      [--iq-auth]                       # non-SASL authentication (XEP-0078)
 
 Result lines (one of):
   RESULT=ok mech=SCRAM-SHA-256 tls=TLSv1.3 alpn=xmpp-client jid=a@d/r attempts=1 connections=1
@@ -21,6 +22,18 @@ Result lines (one of):
   RESULT=disconnected stage=... reason=...
   RESULT=timeout stage=...
   RESULT=error reason=...                       (a check after login failed)
+
+--iq-auth logs in with slixmpp's xep_0078 plugin instead of SASL. Two things
+in slixmpp 1.8.3 stop the plugin from doing it as shipped, and are worked
+around here: it defers to SASL whenever the features offer <mechanisms/>
+(so feature_mechanisms is disabled and the plugin's feature handler
+replaced), and its authenticate() does not await Iq.send() (it reads the
+reply off an asyncio Future: TypeError), so the same steps, with the
+plugin's stanzas, its field check (digest whenever the server lists
+<digest/>) and its session setup, run in _iq_auth() below with the awaits;
+and slixmpp holds back every stanza but a bind or session iq until the
+session starts, so _iq_auth() lets its iqs out.
+RESULT=ok then says mech=iq-auth-digest or mech=iq-auth-plain.
 
 Exit codes: 0 ok, 1 SASL failure, 2 stream error, 3 timeout, 4 disconnected /
 connection failed, 5 a post-login check failed (roster, message), 64 usage,
@@ -69,6 +82,18 @@ class Client(slixmpp.ClientXMPP):
         self.retry_passwords = list(a.retry_password or [])
         self.stream_error = None
         self.register_plugin('xep_0199')  # ping, harmless; keeps the plugin set realistic
+        self.iq_auth_kind = None
+        if a.iq_auth:
+            self.register_plugin('xep_0078')
+            # SASL would be preferred; disabling the plugin leaves its
+            # feature handler registered: remove that too
+            self.plugin.disable('feature_mechanisms')
+            for order, name in list(self._stream_feature_order):
+                if name == 'mechanisms':
+                    self.unregister_feature(name, order)
+            order = self['xep_0078'].order
+            self.unregister_feature('auth', order)
+            self.register_feature('auth', self._iq_auth, restart=False, order=order)
         if a.insecure:
             self.ssl_context.check_hostname = False   # must come before CERT_NONE
             self.ssl_context.verify_mode = ssl.CERT_NONE
@@ -104,6 +129,69 @@ class Client(slixmpp.ClientXMPP):
         if not so:
             return 'none', '-'
         return so.version(), so.selected_alpn_protocol() or '-'
+
+    async def _iq_auth(self, features):
+        """xep_0078's authenticate() (slixmpp 1.8.3) with Iq.send() awaited."""
+        from slixmpp.exceptions import IqError, IqTimeout
+        import hashlib
+        import uuid
+        if self.authenticated:
+            return False
+        self.stage = 'iq-auth'
+        # slixmpp holds back every stanza but bind/session iqs until the
+        # session starts: let the jabber:iq:auth iqs out
+        self._always_send_everything = True
+        try:
+            return await self._iq_auth_steps()
+        finally:
+            self._always_send_everything = False
+
+    async def _iq_auth_steps(self):
+        from slixmpp.exceptions import IqError, IqTimeout
+        import hashlib
+        import uuid
+        iq = self.Iq()
+        iq['type'] = 'get'
+        iq['to'] = self.requested_jid.host
+        iq['auth']['username'] = self.requested_jid.user
+        try:
+            resp = await iq.send(timeout=self.a.timeout)
+        except (IqError, IqTimeout) as e:
+            self.finish(EXIT_SASL, 'RESULT=failure condition=%s stage=iq-auth-get attempts=0 connections=%d' % (
+                q(e.iq['error']['condition'] if isinstance(e, IqError) else 'timeout'), self.connections))
+            return True
+        iq = self.Iq()
+        iq['type'] = 'set'
+        iq['auth']['username'] = self.requested_jid.user
+        resource = self.requested_jid.resource or str(uuid.uuid4())
+        iq['auth']['resource'] = resource
+        if 'digest' in resp['auth']['fields']:
+            self.iq_auth_kind = 'iq-auth-digest'
+            iq['auth']['digest'] = hashlib.sha1(
+                (self.stream_id + self.password).encode('utf-8')).hexdigest()
+        else:
+            self.iq_auth_kind = 'iq-auth-plain'
+            iq['auth']['password'] = self.password
+        try:
+            await iq.send(timeout=self.a.timeout)
+        except (IqError, IqTimeout) as e:
+            cond = e.iq['error']['condition'] if isinstance(e, IqError) else 'timeout'
+            self.attempts.append(cond)
+            print('ATTEMPT n=%d result=failure condition=%s' % (len(self.attempts), q(cond)), flush=True)
+            self.finish(EXIT_SASL, 'RESULT=failure condition=%s attempts=%d connections=%d' % (
+                q(cond), len(self.attempts), self.connections))
+            return True
+        self.attempts.append('ok')
+        print('ATTEMPT n=%d result=success' % len(self.attempts), flush=True)
+        # what the plugin does on success
+        self.features.add('auth')
+        self.authenticated = True
+        self.boundjid = slixmpp.JID(self.requested_jid)
+        self.boundjid.resource = resource
+        self.event('session_bind', self.boundjid)
+        self.sessionstarted = True
+        self.event('session_start')
+        return True
 
     # -- event handlers -------------------------------------------------
     def _on_connected(self, _):
@@ -259,7 +347,10 @@ async def session_work(c, a):
         c.stage = 'hold'
         await asyncio.sleep(a.hold)
     version, alpn = c.tls_info()
-    mech = c['feature_mechanisms'].mech.name if c['feature_mechanisms'].mech else '-'
+    if c.iq_auth_kind:
+        mech = c.iq_auth_kind
+    else:
+        mech = c['feature_mechanisms'].mech.name if c['feature_mechanisms'].mech else '-'
     line = 'RESULT=ok mech=%s tls=%s alpn=%s jid=%s attempts=%d connections=%d' % (
         mech, version, alpn, c.boundjid, len(c.attempts), c.connections)
     if extra:
@@ -340,6 +431,8 @@ def main():
     p.add_argument('--reply-after-expect', action='store_true',
                    help='send --send-to only after --expect-body arrived')
     p.add_argument('--hold', type=float, default=0, help='stay online this many seconds at the end')
+    p.add_argument('--iq-auth', action='store_true',
+                   help='non-SASL authentication (XEP-0078) with the xep_0078 plugin')
     p.add_argument('-d', '--debug', action='store_true')
     a = p.parse_args()
     if ':' not in a.server:

@@ -560,6 +560,148 @@ test_escaping(void)
     xe_backend_hs_free(&b);
 }
 
+/* ---- iq-auth: the resource bound for the client (XEP-0078) --------------- */
+
+#define BIND_IQ                                                                          \
+    "<iq type='set' id='xe-bind-1'><bind "                                               \
+    "xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r&amp;1</resource></bind></iq>"
+#define SESSION_IQ                                                                       \
+    "<iq type='set' id='xe-session-1'><session "                                         \
+    "xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>"
+#define BIND_RESULT                                                                      \
+    "<iq type='result' id='xe-bind-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"   \
+    "<jid>alice@example.test/r&amp;1</jid></bind></iq>"
+#define FEATURES2_SESSION                                                                \
+    "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"                  \
+    "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></stream:features>"
+#define SESSION_RESULT "<iq type='result' id='xe-session-1'/>"
+
+/* Feed TEXT (whole, or byte by byte); returns the result and what was sent
+ * after the SASL part (our second header is dropped), and where it stopped. */
+static enum xe_bhs_result
+bind_run(const char *text, bool bytewise, char *sent, size_t size, size_t *stop_r,
+         struct xe_backend_hs **b_r)
+{
+    struct xe_backend_hs *b = xe_backend_hs_new(DOMAIN, LOCAL, TOKEN, MAXF);
+    enum xe_bhs_result res = XE_BHS_CONTINUE;
+    size_t len = strlen(text), off = 0, used = 0;
+    char all[8192] = "";
+    const char *p;
+
+    xe_backend_hs_bind(b, "r&1");
+    take_output(b, all, sizeof(all));
+    if (!bytewise) {
+        res = xe_backend_hs_feed(b, text, len, &used);
+        off = used;
+    } else {
+        for (off = 0; off < len && res == XE_BHS_CONTINUE; off++) {
+            res = xe_backend_hs_feed(b, text + off, 1, &used);
+            take_output(b, all, sizeof(all));
+        }
+    }
+    take_output(b, all, sizeof(all));
+    *stop_r = off;
+    /* what came after our second header */
+    p = strstr(all, "</auth>");
+    p = p ? strstr(p, OUR_HEADER) : NULL;
+    snprintf(sent, size, "%s", p ? p + strlen(OUR_HEADER) : "");
+    *b_r = b;
+    return res;
+}
+
+static void
+test_bind(void)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        const char *how = mode ? "byte by byte" : "whole";
+        struct xe_backend_hs *b;
+        char sent[4096];
+        size_t stop;
+        enum xe_bhs_result res;
+
+        /* optional session: bind only */
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2 BIND_RESULT EXTRA,
+                       mode, sent, sizeof(sent), &stop, &b);
+        is_int(res, XE_BHS_READY, "bind (%s): READY after the bind result", how);
+        is_str(sent, BIND_IQ, "bind (%s): the bind iq, resource escaped, nothing else",
+               how);
+        is_int(stop, strlen(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2 BIND_RESULT),
+               "bind (%s): the bytes after the bind result are the client's", how);
+        is_str(xe_backend_hs_bound_jid(b), "alice@example.test/r&1",
+               "bind (%s): the bound JID", how);
+        xe_backend_hs_free(&b);
+
+        /* not READY before the result */
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2, mode, sent,
+                       sizeof(sent), &stop, &b);
+        is_int(res, XE_BHS_CONTINUE, "bind (%s): the features alone are not READY", how);
+        xe_backend_hs_free(&b);
+
+        /* a required session (no <optional/>): bind, then session */
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2_SESSION BIND_RESULT
+                           SESSION_RESULT EXTRA,
+                       mode, sent, sizeof(sent), &stop, &b);
+        is_int(res, XE_BHS_READY, "bind + required session (%s): READY", how);
+        is_str(sent, BIND_IQ SESSION_IQ,
+               "bind + required session (%s): the bind iq, then the session iq", how);
+        is_int(stop,
+               strlen(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2_SESSION BIND_RESULT
+                          SESSION_RESULT),
+               "bind + required session (%s): READY right after the session result", how);
+        xe_backend_hs_free(&b);
+
+        /* the backend refuses: the condition is kept for the client */
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2
+                       "<iq type='error' id='xe-bind-1'><error type='cancel'><conflict "
+                       "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+                       mode, sent, sizeof(sent), &stop, &b);
+        ok(res == XE_BHS_FAIL && xe_backend_hs_bind_error(b) != NULL &&
+               strcmp(xe_backend_hs_bind_error(b), "conflict") == 0,
+           "bind refused with <conflict/> (%s): FAIL, bind error 'conflict' (%s)", how,
+           xe_backend_hs_error(b));
+        xe_backend_hs_free(&b);
+
+        res = bind_run(
+            HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2_SESSION BIND_RESULT
+            "<iq type='error' id='xe-session-1'><error type='wait'>"
+            "<internal-server-error xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+            "</error></iq>",
+            mode, sent, sizeof(sent), &stop, &b);
+        ok(res == XE_BHS_FAIL && xe_backend_hs_bind_error(b) != NULL &&
+               strcmp(xe_backend_hs_bind_error(b), "internal-server-error") == 0,
+           "session refused (%s): FAIL, its condition kept", how);
+        xe_backend_hs_free(&b);
+
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2
+                       "<iq type='result' id='xe-bind-1'><bind "
+                       "xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.test/"
+                       "Xq7random</jid></bind></iq>",
+                       mode, sent, sizeof(sent), &stop, &b);
+        ok(res == XE_BHS_FAIL && xe_backend_hs_bind_error(b) != NULL &&
+               strcmp(xe_backend_hs_bind_error(b), "not-acceptable") == 0,
+           "another resource bound than asked (%s): FAIL, not-acceptable", how);
+        xe_backend_hs_free(&b);
+
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2
+                       "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/>"
+                       "</stream:features>",
+                       mode, sent, sizeof(sent), &stop, &b);
+        ok(res == XE_BHS_FAIL && xe_backend_hs_bind_error(b) == NULL &&
+               strstr(xe_backend_hs_error(b), "binding") != NULL,
+           "no bind feature (%s): FAIL as a backend failure ('%s')", how,
+           xe_backend_hs_error(b));
+        xe_backend_hs_free(&b);
+
+        res = bind_run(HEADER1 FEATURES1 SUCCESS HEADER2 FEATURES2
+                       "<message from='x@y'><body>hi</body></message>",
+                       mode, sent, sizeof(sent), &stop, &b);
+        ok(res == XE_BHS_FAIL && xe_backend_hs_bind_error(b) == NULL,
+           "a stanza instead of the bind result (%s): FAIL ('%s')", how,
+           xe_backend_hs_error(b));
+        xe_backend_hs_free(&b);
+    }
+}
+
 int
 main(void)
 {
@@ -567,5 +709,6 @@ main(void)
     test_failures();
     test_features_bound();
     test_escaping();
+    test_bind();
     return tap_done();
 }

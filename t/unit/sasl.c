@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <sasl/sasl.h>
 
 #include "sasl.h"
@@ -617,6 +619,95 @@ test_b64(void)
        "b64 encode: an output buffer too small is an error");
 }
 
+/* Non-SASL authentication (XEP-0078): the password checked as PLAIN checks
+ * it; the digest only with a legacy secret. */
+static void
+test_iq_auth(void)
+{
+    char jid[3072], detail[128], dg[41];
+    enum xe_sasl_cond cond = XE_SASL_ABORTED;
+    unsigned char md[20];
+    struct xe_user u;
+    char *err = NULL;
+    int r;
+
+    /* dave keeps a plaintext-equivalent (xedgectl --legacy-mechs) */
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "dave@example.test");
+    xe_user_set_password(&u, "dave-pw", 7, 4096);
+    xe_user_set_legacy(&u, "dave-pw", 7);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store dave (legacy)");
+    free(err);
+
+    r = xe_sasl_check_plain("example.test", "alice", "alice-pw", 8, jid, sizeof(jid),
+                            &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_OK && strcmp(jid, "alice@example.test") == 0,
+       "iq-auth password: alice, right password -> OK, jid %s", jid);
+    r = xe_sasl_check_plain("example.test", "ALICE@example.test", "alice-pw", 8, jid,
+                            sizeof(jid), &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_OK && strcmp(jid, "alice@example.test") == 0,
+       "iq-auth password: a bare JID in any case is the same user");
+    r = xe_sasl_check_plain("example.test", "alice", "wrong", 5, jid, sizeof(jid), &cond,
+                            detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth password: wrong password -> not-authorized (%s)", detail);
+    r = xe_sasl_check_plain("example.test", "nobody", "x", 1, jid, sizeof(jid), &cond,
+                            detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth password: unknown user -> not-authorized, as a wrong password");
+    r = xe_sasl_check_plain("example.test", "bob@other.test", "bob-pw", 6, jid,
+                            sizeof(jid), &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED && jid[0] == '\0',
+       "iq-auth password: a user of another domain -> not-authorized");
+    r = xe_sasl_check_plain("example.test", "carol", "wrong", 5, jid, sizeof(jid), &cond,
+                            detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth password: disabled account, wrong password -> not-authorized");
+    r = xe_sasl_check_plain("example.test", "carol", "carol-pw", 8, jid, sizeof(jid),
+                            &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_ACCOUNT_DISABLED,
+       "iq-auth password: disabled account, right password -> account-disabled");
+
+    /* digest = hex(SHA1(stream id || password)) */
+    SHA1((const unsigned char *)"s1d"
+                                "dave-pw",
+         10, md);
+    for (int i = 0; i < 20; i++)
+        snprintf(dg + 2 * i, 3, "%02x", md[i]);
+    r = xe_sasl_check_digest("example.test", "dave", "s1d", dg, jid, sizeof(jid), &cond,
+                             detail, sizeof(detail));
+    ok(r == XE_SASL_OK && strcmp(jid, "dave@example.test") == 0,
+       "iq-auth digest: legacy user, right digest -> OK");
+    for (int i = 0; i < 40; i++)
+        dg[i] = (char)(dg[i] >= 'a' ? dg[i] - 32 : dg[i]);
+    r = xe_sasl_check_digest("example.test", "dave", "s1d", dg, jid, sizeof(jid), &cond,
+                             detail, sizeof(detail));
+    ok(r == XE_SASL_OK, "iq-auth digest: upper-case hex is the same digest");
+    r = xe_sasl_check_digest("example.test", "dave", "other-id", dg, jid, sizeof(jid),
+                             &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth digest: the digest of another stream id -> not-authorized");
+    r = xe_sasl_check_digest("example.test", "dave", "s1d", "abc", jid, sizeof(jid),
+                             &cond, detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth digest: not 40 hex digits -> not-authorized");
+    SHA1((const unsigned char *)"s1d"
+                                "alice-pw",
+         11, md);
+    for (int i = 0; i < 20; i++)
+        snprintf(dg + 2 * i, 3, "%02x", md[i]);
+    r = xe_sasl_check_digest("example.test", "alice", "s1d", dg, jid, sizeof(jid), &cond,
+                             detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth digest: a user without a legacy secret fails as a wrong digest (%s)",
+       detail);
+    r = xe_sasl_check_digest("example.test", "nobody", "s1d", dg, jid, sizeof(jid), &cond,
+                             detail, sizeof(detail));
+    ok(r == XE_SASL_FAIL && cond == XE_SASL_NOT_AUTHORIZED,
+       "iq-auth digest: an unknown user -> not-authorized");
+    OPENSSL_cleanse(&u, sizeof(u));
+}
+
 int
 main(void)
 {
@@ -657,6 +748,7 @@ main(void)
         test_failures();
         test_unknown_shape();
         test_malformed();
+        test_iq_auth();
     }
     test_b64();
 
