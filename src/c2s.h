@@ -61,6 +61,9 @@ const char *xe_c2s_domain(const struct xe_c2s *c); /* NULL until known */
 const char *xe_c2s_jid(const struct xe_c2s *c);    /* after AUTHENTICATED */
 const char *xe_c2s_mech(const struct xe_c2s *c);
 bool xe_c2s_anonymous(const struct xe_c2s *c); /* the JID is a temporary one */
+/* The raw start tag of the client's authenticated stream (after RESTARTED):
+ * a parser of what follows it is primed with it. */
+const unsigned char *xe_c2s_restart_header(const struct xe_c2s *c, size_t *len_r);
 
 /* Build a stream error document (with our header if header is true). */
 int xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain,
