@@ -97,6 +97,8 @@ xe_addrlimit_new(const struct xe_addrlimit_conf *conf)
         al->conf.burst = al->conf.rate;
     if (al->conf.max_entries == 0)
         al->conf.max_entries = 1u << 20;
+    if (al->conf.period_ms == 0)
+        al->conf.period_ms = 1000;
     al->n_buckets = 1024;
     al->buckets = xe_calloc(al->n_buckets, sizeof(*al->buckets));
     if (RAND_bytes((unsigned char *)al->seed, sizeof(al->seed)) != 1)
@@ -130,7 +132,8 @@ refill(const struct xe_addrlimit *al, struct entry *e, uint64_t now_ms)
     if (al->conf.rate == 0)
         return;
     if (now_ms > e->stamp_ms) {
-        e->tokens += (double)(now_ms - e->stamp_ms) * al->conf.rate / 1000.0;
+        e->tokens +=
+            (double)(now_ms - e->stamp_ms) * al->conf.rate / (double)al->conf.period_ms;
         if (e->tokens > al->conf.burst)
             e->tokens = al->conf.burst;
     }

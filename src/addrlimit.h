@@ -15,9 +15,10 @@ struct xe_addrlimit;
 
 struct xe_addrlimit_conf {
     unsigned max_per_address; /* open connections; 0 = no limit */
-    unsigned rate;            /* new connections per second; 0 = no limit */
+    unsigned rate;            /* new connections per period; 0 = no limit */
     unsigned burst;           /* bucket size (at least 1 when rate > 0) */
     size_t max_entries;       /* table size cap */
+    uint64_t period_ms;       /* the period of rate (0: one second) */
 };
 
 enum xe_addrlimit_result {

@@ -8,7 +8,9 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "register.h"
 #include "sasl.h"
+#include "xelimits.h"
 #include "xmlstream.h"
 
 #define NS_IQ_AUTH "jabber:iq:auth"
@@ -45,8 +47,9 @@ struct xe_c2s {
     bool anonymous;
     char (*ext)[3072]; /* what a verified client certificate vouches for */
     size_t n_ext;
-    char *resource;  /* iq-auth: the resource to bind at the backend */
-    char iq_id[256]; /* iq-auth: the id of the client's last iq */
+    char *resource;               /* iq-auth: the resource to bind at the backend */
+    char iq_id[256];              /* iq-auth: the id of the client's last iq */
+    struct xe_buf restart_header; /* the authenticated stream's start tag */
 };
 
 static void
@@ -155,6 +158,8 @@ send_features(struct xe_c2s *c)
         if (iq_auth_enabled(c))
             send_str(c, "<auth xmlns='" NS_FEATURE_IQ_AUTH "'/>");
     }
+    if (c->tls && xe_register_enabled(c->conf, c->domain))
+        send_str(c, "<register xmlns='" XE_NS_IQ_REGISTER_FEATURE "'/>");
     send_str(c, "</stream:features>");
 }
 
@@ -203,6 +208,17 @@ check_header(struct xe_c2s *c, const struct xe_xml_elem *h, const char *default_
     return NULL;
 }
 
+static void
+keep_restart_header(struct xe_c2s *c)
+{
+    size_t len;
+    const unsigned char *h = xe_xmlstream_header(c->xs, &len);
+
+    c->restart_header.len = 0;
+    if (h)
+        xe_buf_append(&c->restart_header, h, len);
+}
+
 static int
 on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
 {
@@ -213,10 +229,13 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
         return error_stop(c, cond, text);
     if (c->st == ST_AUTHED) {
         /* the authenticated stream: answered once the backend is ready */
+        keep_restart_header(c);
         c->st = ST_DONE;
         return stop_with(c, XE_C2S_RESTARTED);
     }
     send_header(c);
+    if (c->tls) /* iq-auth sessions go on on this stream: keep its header too */
+        keep_restart_header(c);
     if (c->tls && c->sasl == NULL) {
         char *err = NULL;
         size_t n;
@@ -613,6 +632,10 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     if (iq_auth_enabled(c) && xe_xml_is(e, XE_NS_CLIENT, "iq") &&
         xe_xml_child(e, NS_IQ_AUTH, "query") != NULL)
         return on_iq_auth(c, e);
+    if (xe_register_is_query(e) && xe_register_enabled(c->conf, c->domain)) {
+        xe_register_preauth(c->conf, c->domain, c->peer, e, &c->out);
+        return XE_XS_CONTINUE;
+    }
     return error_stop(c, "not-authorized", "authenticate first");
 }
 
@@ -649,6 +672,7 @@ xe_c2s_new(const struct xe_c2s_params *p)
     c->tls = p->tls;
     c->peer = xe_strdup(p->peer ? p->peer : "-");
     xe_buf_init(&c->out, 64 * 1024);
+    xe_buf_init(&c->restart_header, XE_MAX_HEADER_BYTES);
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
     if (c->xs == NULL) {
         xe_c2s_free(&c);
@@ -669,6 +693,7 @@ xe_c2s_free(struct xe_c2s **cp)
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
     free(c->ext);
     xe_buf_free(&c->out);
+    xe_buf_free(&c->restart_header);
     free(c->domain);
     free(c->sni);
     free(c->peer);
@@ -780,4 +805,11 @@ const char *
 xe_c2s_mech(const struct xe_c2s *c)
 {
     return c->mech;
+}
+
+const unsigned char *
+xe_c2s_restart_header(const struct xe_c2s *c, size_t *len_r)
+{
+    *len_r = c->restart_header.len;
+    return c->restart_header.data;
 }

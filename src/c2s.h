@@ -72,6 +72,9 @@ const char *xe_c2s_resource(const struct xe_c2s *c);
  * "conflict", from the backend's bind error) queues the iq error and the
  * stream end. */
 void xe_c2s_answer_iq_auth(struct xe_c2s *c, const char *condition);
+/* The raw start tag of the client's authenticated stream (after RESTARTED):
+ * a parser of what follows it is primed with it. */
+const unsigned char *xe_c2s_restart_header(const struct xe_c2s *c, size_t *len_r);
 
 /* Build a stream error document (with our header if header is true). */
 int xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain,

@@ -270,7 +270,8 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             load_mech_list(c, config_setting_get_member(g, "mechanisms"), &d->mechanisms,
                            &d->n_mechanisms) < 0)
             return -1;
-        if (get_bool(c, g, "iq_auth", false, &d->iq_auth) < 0)
+        if (get_bool(c, g, "iq_auth", false, &d->iq_auth) < 0 ||
+            get_bool(c, g, "register", false, &d->register_) < 0)
             return -1;
         if (get_string(c, g, "client_ca", false, NULL, &d->client_ca) < 0 ||
             load_identity_rules(c, config_setting_get_member(g, "client_identities"),
@@ -423,6 +424,23 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+/* In-band registration (XEP-0077) and the post-authentication parser it
+ * needs. */
+static int
+load_register_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *g)
+{
+    unsigned long long per, post;
+
+    if (get_uint(c, g, "registrations_per_address", 0, 1000000,
+                 XE_DEF_REGISTRATIONS_PER_ADDRESS, &per) < 0 ||
+        get_uint(c, g, "max_stanza_postauth", 1024, 64 << 20, XE_DEF_MAX_STANZA_POSTAUTH,
+                 &post) < 0)
+        return -1;
+    conf->registrations_per_address = (unsigned)per;
+    conf->max_stanza_postauth = (size_t)post;
+    return 0;
+}
+
 static int
 load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -454,6 +472,8 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     conf->max_conns_per_address = (unsigned)v[13];
     conf->conn_rate_per_address = (unsigned)v[14];
     conf->conn_burst_per_address = (unsigned)v[15];
+    if (load_register_limits(c, conf, g) < 0)
+        return -1;
     if (v[6] >= v[5])
         return fail(c, g, "pump_low_water", "must be below pump_high_water");
     /* reading stops above the high water mark, but one read (and its TLS
@@ -534,8 +554,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
     static const char *const domain[] = {
-        "name",      "certificate",       "key",     "pool", "mechanisms",
-        "client_ca", "client_identities", "iq_auth", NULL};
+        "name",      "certificate",       "key",     "pool",     "mechanisms",
+        "client_ca", "client_identities", "iq_auth", "register", NULL};
     static const char *const pool[] = {"name", "secret_file", "servers", NULL};
     static const char *const server[] = {"name", "address", "port", "weight", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
@@ -545,6 +565,8 @@ check_names(struct ctx *c, const config_setting_t *root)
                                          "connection_rate_per_address",
                                          "connection_burst_per_address",
                                          "max_stanza_preauth",
+                                         "max_stanza_postauth",
+                                         "registrations_per_address",
                                          "max_xml_depth",
                                          "max_attributes",
                                          "max_sasl_bytes",

@@ -40,6 +40,7 @@ struct xe_domain_conf {
     char *client_ca;            /* CAs of client certificates (EXTERNAL), or NULL */
     unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
     bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
+    bool register_;             /* in-band registration (XEP-0077) */
 };
 
 struct xe_conf {
@@ -78,6 +79,8 @@ struct xe_conf {
     unsigned max_conns_per_address; /* IPv4 address or IPv6 /64; 0 = no limit */
     unsigned conn_rate_per_address; /* new connections per second; 0 = no limit */
     unsigned conn_burst_per_address;
+    unsigned registrations_per_address; /* per hour; IPv6 per /64; 0 = no limit */
+    size_t max_stanza_postauth;         /* when xedge parses after auth (register) */
 
     /* timeouts, milliseconds */
     unsigned tls_timeout_ms;

@@ -19,6 +19,7 @@
 #include "c2s.h"
 #include "log.h"
 #include "pool.h"
+#include "register.h"
 #include "sasl.h"
 #include "tls.h"
 #include "util.h"
@@ -78,6 +79,7 @@ struct conn {
     char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
     size_t tail_len;
     char *jid;
+    struct xe_regsplice *reg;   /* spliced, parsing the client (in-band registration) */
     struct sockaddr_storage sa; /* the client's address */
     bool counted;               /* in the per-address accounting */
     uint64_t auth_deadline;     /* loop time by which SASL must succeed */
@@ -281,6 +283,7 @@ on_handle_closed(uv_handle_t *h)
     xe_tls_free(&c->tls);
     xe_c2s_free(&c->c2s);
     xe_backend_hs_free(&c->bhs);
+    xe_regsplice_free(&c->reg);
     xe_buf_free(&c->to_backend_pending);
     xe_buf_free(&c->to_client_pending);
     free(c->jid);
@@ -436,6 +439,73 @@ bind_refused(struct conn *c)
     close_conn(c);
 }
 
+/* ---- in-band registration after authentication ---------------------------
+ * On a domain with `register`, the spliced client stream is read element by
+ * element (xe_regsplice) so that xedge answers jabber:iq:register requests;
+ * our answers go to the client between two of the backend's stanzas.
+ * Elsewhere the pump stays a raw byte splice. */
+
+static int
+reg_start(struct conn *c)
+{
+    const char *domain = xe_c2s_domain(c->c2s);
+    struct xe_regsplice_params p;
+
+    if (!xe_register_enabled(c->srv->conf, domain))
+        return 0;
+    p.conf = c->srv->conf;
+    p.domain = domain;
+    p.jid = c->jid;
+    p.peer = c->peer;
+    p.anonymous = xe_c2s_anonymous(c->c2s);
+    p.header = xe_c2s_restart_header(c->c2s, &p.header_len);
+    c->reg = xe_regsplice_new(&p);
+    if (c->reg == NULL) {
+        xe_err("event=register-error peer=%s jid=%s error=\"cannot parse the client's "
+               "stream header again\"",
+               c->peer, c->jid);
+        client_stream_error(c, "internal-server-error", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Client bytes: what is not ours goes to the backend; our answers to the
+ * client when the backend's stream allows. */
+static void
+reg_client(struct conn *c, const char *data, size_t n)
+{
+    struct xe_buf up, down;
+    enum xe_rs_result r;
+
+    xe_buf_init(&up, 0);
+    xe_buf_init(&down, 0);
+    r = xe_regsplice_client(c->reg, data, n, &up);
+    if (up.len) {
+        c->bytes_up += up.len;
+        write_raw(c, false, up.data, up.len);
+    }
+    if (!c->closed) {
+        xe_regsplice_flush(c->reg, &down, r == XE_RS_CLOSE);
+        send_client(c, down.data, down.len);
+    }
+    xe_buf_free(&up);
+    xe_buf_free(&down);
+    if (r == XE_RS_CLOSE)
+        close_conn(c);
+}
+
+static void
+reg_backend(struct conn *c, const char *data, size_t n)
+{
+    struct xe_buf down;
+
+    xe_buf_init(&down, 0);
+    if (xe_regsplice_backend(c->reg, data, n, &down) == 0)
+        send_client(c, down.data, down.len);
+    xe_buf_free(&down);
+}
+
 static void
 maybe_splice(struct conn *c)
 {
@@ -450,6 +520,8 @@ maybe_splice(struct conn *c)
     else
         xe_c2s_answer_restart(c->c2s, features, flen);
     flush_c2s(c);
+    if (reg_start(c) < 0)
+        return;
     xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s", c->peer, c->jid,
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
             c->server->name);
@@ -458,9 +530,14 @@ maybe_splice(struct conn *c)
     xe_backend_hs_free(&c->bhs);
     uv_timer_stop(&c->timer);
     c->st = CS_SPLICED;
-    if (c->to_client_pending.len)
+    if (c->to_client_pending.len && c->reg)
+        reg_backend(c, (const char *)c->to_client_pending.data, c->to_client_pending.len);
+    else if (c->to_client_pending.len)
         send_client(c, c->to_client_pending.data, c->to_client_pending.len);
-    if (c->to_backend_pending.len) {
+    if (c->to_backend_pending.len && c->reg && !c->closed && c->st == CS_SPLICED) {
+        reg_client(c, (const char *)c->to_backend_pending.data,
+                   c->to_backend_pending.len);
+    } else if (c->to_backend_pending.len && !c->reg) {
         c->bytes_up += c->to_backend_pending.len;
         write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
     }
@@ -518,7 +595,10 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->st == CS_SPLICED) {
         remember_tail(c, buf->base, (size_t)n);
-        send_client(c, buf->base, (size_t)n);
+        if (c->reg)
+            reg_backend(c, buf->base, (size_t)n);
+        else
+            send_client(c, buf->base, (size_t)n);
         return;
     }
     if (c->st != CS_BACKEND || c->backend_ready) {
@@ -738,6 +818,10 @@ static void
 client_plain(struct conn *c, const char *data, size_t n)
 {
     if (c->st == CS_SPLICED) {
+        if (c->reg) {
+            reg_client(c, data, n);
+            return;
+        }
         c->bytes_up += n;
         write_raw(c, false, data, n);
         return;

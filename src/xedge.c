@@ -21,6 +21,7 @@
 #include "log.h"
 #include "sasl.h"
 #include "server.h"
+#include "register.h"
 #include "userstore.h"
 #include "util.h"
 
@@ -208,6 +209,7 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: SASL: %s\n", err);
         goto out;
     }
+    xe_register_global_init(store, conf); /* in-band registration writes the store */
     {
         /* every client costs two descriptors: use what the system allows */
         struct rlimit rl;
@@ -249,6 +251,7 @@ main(int argc, char **argv)
 out:
     xe_server_free(&g_srv);
     xe_sasl_global_done();
+    xe_register_global_free();
     xe_userstore_close(&store);
     xe_conf_free(&conf);
     free(mechs);

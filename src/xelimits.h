@@ -11,6 +11,19 @@
 #define XE_MAX_HEADER_BYTES 4096              /* the <stream:stream> header */
 #define XE_MAX_BACKEND_FEATURES (64 * 1024)   /* backend's stream features */
 
+/* XML stream after authentication, parsed only on a domain with in-band
+ * registration (the client's stanzas are read to find jabber:iq:register) */
+#define XE_DEF_MAX_STANZA_POSTAUTH (256 * 1024) /* bytes of one top-level element */
+#define XE_POSTAUTH_MAX_XML_DEPTH 64            /* real payloads nest deeper */
+#define XE_POSTAUTH_MAX_ATTRS 64
+#define XE_MAX_REGISTER_INJECT                                                           \
+    (64 * 1024) /* our answers waiting for a stanza boundary                             \
+                 */
+
+/* In-band registration (XEP-0077) */
+#define XE_DEF_REGISTRATIONS_PER_ADDRESS 5 /* per hour, per IPv4 address or IPv6 /64 */
+#define XE_REGISTER_PERIOD_MS (3600 * 1000)
+
 /* SASL */
 #define XE_DEF_MAX_SASL_BYTES 8192 /* one base64 SASL message */
 #define XE_DEF_MAX_AUTH_ATTEMPTS 3 /* failed attempts before the stream closes */

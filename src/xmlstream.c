@@ -37,6 +37,8 @@ struct xe_xmlstream {
     size_t stop_at; /* absolute offset right after the stopping event */
     const char *condition;
     const char *text;
+    struct xe_buf header; /* raw start tag of the last stream header */
+    void (*space)(void *ctx, const char *s, size_t len);
 };
 
 const char *
@@ -188,6 +190,13 @@ on_start(void *ud, const XML_Char *name, const XML_Char **atts)
             fail(xs, "policy-violation", "stream header too large");
             return;
         }
+        {
+            size_t at = (size_t)XML_GetCurrentByteIndex(xs->p);
+            xs->header.len = 0;
+            if (at >= xs->raw_base && event_end(xs) <= xs->raw_base + xs->raw.len)
+                xe_buf_append(&xs->header, xs->raw.data + (at - xs->raw_base),
+                              event_end(xs) - at);
+        }
         e = elem_new(name, atts);
         xs->depth = 1;
         xs->in_stream = true;
@@ -277,6 +286,8 @@ on_chars(void *ud, const XML_Char *s, int len)
     if (xs->cur == NULL) {
         /* white space between top-level elements */
         xs->boundary = event_end(xs);
+        if (xs->space)
+            xs->space(xs->ctx, s, (size_t)len);
         return;
     }
     if (xe_buf_append(&xs->cur->text, s, (size_t)len) < 0 ||
@@ -353,6 +364,7 @@ xe_xmlstream_new(const struct xe_xmlstream_limits *limits,
     xs->cb = *cb;
     xs->ctx = ctx;
     xe_buf_init(&xs->raw, 0);
+    xe_buf_init(&xs->header, XE_MAX_HEADER_BYTES);
     xs->at_start = true;
     if (setup(xs) < 0) {
         free(xs);
@@ -394,6 +406,7 @@ xe_xmlstream_free(struct xe_xmlstream **xsp)
         return;
     clear_state(xs);
     xe_buf_free(&xs->raw);
+    xe_buf_free(&xs->header);
     if (xs->p)
         XML_ParserFree(xs->p);
     free(xs);
@@ -518,6 +531,20 @@ feed_parser(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consu
         }
     }
     return XE_XS_OK;
+}
+
+void
+xe_xmlstream_set_space_cb(struct xe_xmlstream *xs,
+                          void (*space)(void *ctx, const char *s, size_t len))
+{
+    xs->space = space;
+}
+
+const unsigned char *
+xe_xmlstream_header(const struct xe_xmlstream *xs, size_t *len_r)
+{
+    *len_r = xs->header.len;
+    return xs->header.len ? xs->header.data : NULL;
 }
 
 const char *

@@ -78,6 +78,12 @@ int xe_xmlstream_feed(struct xe_xmlstream *xs, const void *data, size_t len,
 /* After XE_XS_ERROR: the RFC 6120 stream error condition and a text. */
 const char *xe_xmlstream_condition(const struct xe_xmlstream *xs);
 const char *xe_xmlstream_error_text(const struct xe_xmlstream *xs);
+/* Optional: told of character data between top-level elements (white space
+ * keepalives) as it arrives, with the callbacks' ctx. */
+void xe_xmlstream_set_space_cb(struct xe_xmlstream *xs,
+                               void (*space)(void *ctx, const char *s, size_t len));
+/* The raw bytes of the last stream header's start tag (NULL before one). */
+const unsigned char *xe_xmlstream_header(const struct xe_xmlstream *xs, size_t *len_r);
 /* Start over for a new stream (a restart), keeping limits and callbacks. */
 void xe_xmlstream_reset(struct xe_xmlstream *xs);
 void xe_xmlstream_free(struct xe_xmlstream **xs);

@@ -1,0 +1,92 @@
+/* xedge: stanza boundaries in the backend's stream. See boundary.h. */
+#include "boundary.h"
+
+enum {
+    S_TEXT,  /* character data */
+    S_LT,    /* after '<' */
+    S_START, /* inside a start tag */
+    S_SLASH, /* '/' inside a start tag: '>' makes it empty */
+    S_QUOTE, /* inside an attribute value */
+    S_END,   /* inside an end tag */
+    S_DECL,  /* <?...?> or <!...> */
+};
+
+void
+xe_boundary_init(struct xe_boundary *b, unsigned depth)
+{
+    b->depth = depth;
+    b->state = S_TEXT;
+    b->quote = 0;
+}
+
+bool
+xe_boundary_between(const struct xe_boundary *b)
+{
+    return b->state == S_TEXT && b->depth == 1;
+}
+
+static void
+step(struct xe_boundary *b, char ch)
+{
+    switch (b->state) {
+    case S_TEXT:
+        if (ch == '<')
+            b->state = S_LT;
+        break;
+    case S_LT:
+        if (ch == '/')
+            b->state = S_END;
+        else if (ch == '?' || ch == '!')
+            b->state = S_DECL;
+        else
+            b->state = S_START;
+        break;
+    case S_SLASH:
+        if (ch == '>') {
+            b->state = S_TEXT; /* an empty element: the depth is unchanged */
+            break;
+        }
+        b->state = S_START;
+        /* fall through */
+    case S_START:
+        if (ch == '\'' || ch == '"') {
+            b->quote = ch;
+            b->state = S_QUOTE;
+        } else if (ch == '/') {
+            b->state = S_SLASH;
+        } else if (ch == '>') {
+            b->depth++;
+            b->state = S_TEXT;
+        }
+        break;
+    case S_QUOTE:
+        if (ch == b->quote)
+            b->state = S_START;
+        break;
+    case S_END:
+        if (ch == '>') {
+            if (b->depth > 0)
+                b->depth--;
+            b->state = S_TEXT;
+        }
+        break;
+    case S_DECL:
+        if (ch == '>')
+            b->state = S_TEXT;
+        break;
+    }
+}
+
+size_t
+xe_boundary_scan(struct xe_boundary *b, const void *data, size_t len, bool stop)
+{
+    const char *p = data;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        step(b, p[i]);
+        if (stop && xe_boundary_between(b))
+            return i + 1;
+    }
+    return len;
+}

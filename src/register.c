@@ -1,0 +1,612 @@
+/* xedge: in-band registration (XEP-0077). See register.h. */
+#include "register.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <openssl/crypto.h>
+
+#include "addrlimit.h"
+#include "boundary.h"
+#include "c2s.h"
+#include "log.h"
+#include "userstore.h"
+#include "xelimits.h"
+
+#define REG_PASSWORD_MAX 1024 /* as xedgectl */
+
+static struct xe_userstore *g_store;
+static struct xe_addrlimit *g_rate;
+
+void
+xe_register_global_init(struct xe_userstore *store, const struct xe_conf *conf)
+{
+    struct xe_addrlimit_conf alc = {
+        .rate = conf->registrations_per_address,
+        .burst = conf->registrations_per_address,
+        .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
+        .period_ms = XE_REGISTER_PERIOD_MS,
+    };
+
+    g_store = store;
+    xe_addrlimit_free(&g_rate);
+    g_rate = xe_addrlimit_new(&alc);
+}
+
+void
+xe_register_global_free(void)
+{
+    xe_addrlimit_free(&g_rate);
+    g_store = NULL;
+}
+
+bool
+xe_register_enabled(const struct xe_conf *conf, const char *domain)
+{
+    const struct xe_domain_conf *d = domain ? xe_conf_domain(conf, domain) : NULL;
+
+    return d != NULL && d->register_;
+}
+
+bool
+xe_register_is_query(const struct xe_xml_elem *e)
+{
+    const char *type;
+
+    if (!xe_xml_is(e, XE_NS_CLIENT, "iq") ||
+        xe_xml_child(e, XE_NS_IQ_REGISTER, "query") == NULL)
+        return false;
+    type = xe_xml_attr(e, "type");
+    return type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0);
+}
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* "192.0.2.1:5222" or "[2001:db8::1]:5222" back to an address. */
+static bool
+peer_addr(const char *peer, struct sockaddr_storage *ss)
+{
+    char host[64];
+    const char *end;
+    size_t n;
+
+    memset(ss, 0, sizeof(*ss));
+    if (peer[0] == '[') {
+        end = strchr(peer, ']');
+        if (end == NULL || (n = (size_t)(end - peer - 1)) >= sizeof(host))
+            return false;
+        memcpy(host, peer + 1, n);
+        host[n] = '\0';
+        ss->ss_family = AF_INET6;
+        return inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1;
+    }
+    end = strrchr(peer, ':');
+    if (end == NULL || (n = (size_t)(end - peer)) >= sizeof(host))
+        return false;
+    memcpy(host, peer, n);
+    host[n] = '\0';
+    ss->ss_family = AF_INET;
+    return inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1;
+}
+
+/* ---- answers ------------------------------------------------------------- */
+
+static void
+iq_open(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type)
+{
+    const char *id = xe_xml_attr(iq, "id"), *to = xe_xml_attr(iq, "to");
+
+    xe_buf_appendf(out, "<iq type='%s' id='", type);
+    xe_buf_append_escaped(out, id ? id : "");
+    xe_buf_append_str(out, "'");
+    if (to) { /* the answer comes from whom the request went to */
+        xe_buf_append_str(out, " from='");
+        xe_buf_append_escaped(out, to);
+        xe_buf_append_str(out, "'");
+    }
+}
+
+static void
+iq_result(struct xe_buf *out, const struct xe_xml_elem *iq)
+{
+    iq_open(out, iq, "result");
+    xe_buf_append_str(out, "/>");
+}
+
+static void
+iq_error(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type,
+         const char *condition, const char *text)
+{
+    iq_open(out, iq, "error");
+    xe_buf_appendf(out, "><error type='%s'><%s xmlns='" XE_NS_STANZAS "'/>", type,
+                   condition);
+    if (text) {
+        xe_buf_append_str(out, "<text xmlns='" XE_NS_STANZAS "' xml:lang='en'>");
+        xe_buf_append_escaped(out, text);
+        xe_buf_append_str(out, "</text>");
+    }
+    xe_buf_append_str(out, "</error></iq>");
+}
+
+static unsigned
+iterations(const struct xe_conf *conf)
+{
+    return conf->scram_iterations ? conf->scram_iterations : XE_DEF_SCRAM_ITERATIONS;
+}
+
+static double
+elapsed_ms(const struct timespec *t0)
+{
+    struct timespec t1;
+
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1000.0 +
+           (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* The text of a query's child, or NULL when it is missing. */
+static const char *
+field(const struct xe_xml_elem *q, const char *name)
+{
+    const struct xe_xml_elem *f = xe_xml_child(q, XE_NS_IQ_REGISTER, name);
+
+    return f ? xe_xml_text(f) : NULL;
+}
+
+static bool
+password_ok(const char *pw)
+{
+    size_t n = pw ? strlen(pw) : 0;
+
+    return n > 0 && n < REG_PASSWORD_MAX;
+}
+
+/* ---- before authentication ----------------------------------------------- */
+
+static void
+preauth_set(const struct xe_conf *conf, const char *domain, const char *peer,
+            const struct xe_xml_elem *iq, const struct xe_xml_elem *q, struct xe_buf *out)
+{
+    const char *username = field(q, "username"), *password = field(q, "password");
+    struct xe_user *user = NULL;
+    struct sockaddr_storage ss;
+    char jid[3072], key[64] = "-", *err = NULL;
+    struct timespec t0;
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (xe_xml_child(q, XE_NS_IQ_REGISTER, "remove")) {
+        iq_error(out, iq, "auth", "registration-required",
+                 "there is no account to remove");
+        xe_info("event=register peer=%s domain=%s result=registration-required", peer,
+                domain);
+        goto out;
+    }
+    /* the JID is checked exactly as xedgectl checks it */
+    if (username == NULL || password == NULL || !password_ok(password) ||
+        strlen(username) + 1 + strlen(domain) >= sizeof(jid)) {
+        iq_error(out, iq, "modify", "not-acceptable",
+                 "a username and a password are required");
+        xe_info("event=register peer=%s domain=%s result=not-acceptable "
+                "detail=\"missing or bad field\"",
+                peer, domain);
+        goto out;
+    }
+    {
+        size_t ul = strlen(username), dl = strlen(domain);
+        memcpy(jid, username, ul);
+        jid[ul] = '@';
+        memcpy(jid + ul + 1, domain, dl + 1);
+    }
+    if (xe_jid_normalize(jid) != 0 || strchr(username, '@') != NULL) {
+        iq_error(out, iq, "modify", "not-acceptable",
+                 "the requested username is invalid");
+        xe_info("event=register peer=%s domain=%s result=not-acceptable "
+                "detail=\"invalid username\"",
+                peer, domain);
+        goto out;
+    }
+    if (g_store == NULL || g_rate == NULL) {
+        iq_error(out, iq, "cancel", "service-unavailable", NULL);
+        goto out;
+    }
+    if (peer_addr(peer, &ss)) {
+        if (xe_addrlimit_acquire(g_rate, (struct sockaddr *)&ss, now_ms(), key,
+                                 sizeof(key)) != XE_AL_OK) {
+            /* as Prosody's mod_register_limits */
+            iq_error(out, iq, "wait", "policy-violation",
+                     "Too many registrations from this IP address recently");
+            xe_info("event=register peer=%s address=%s domain=%s user=%s "
+                    "result=rate-limited",
+                    peer, key, domain, jid);
+            goto out;
+        }
+        /* counted as a registration, not as an open connection */
+        xe_addrlimit_release(g_rate, (struct sockaddr *)&ss, now_ms());
+    }
+    user = xe_calloc(1, sizeof(*user));
+    r = xe_userstore_get(g_store, jid, user, &err);
+    if (r == XE_US_OK) {
+        iq_error(out, iq, "cancel", "conflict", "the requested username already exists");
+        xe_info("event=register peer=%s domain=%s user=%s result=conflict", peer, domain,
+                jid);
+        goto out;
+    }
+    if (r != XE_US_NOTFOUND)
+        goto store_error;
+    memset(user, 0, sizeof(*user));
+    snprintf(user->jid, sizeof(user->jid), "%s", jid);
+    user->created = user->modified = xe_now_seconds();
+    if (xe_user_set_password(user, password, strlen(password), iterations(conf)) !=
+        XE_US_OK) {
+        iq_error(out, iq, "wait", "internal-server-error", NULL);
+        xe_err("event=register peer=%s user=%s result=error detail=\"cannot derive the "
+               "SCRAM secrets\"",
+               peer, jid);
+        goto out;
+    }
+    r = xe_userstore_put(g_store, user, true, &err);
+    if (r == XE_US_EXISTS) {
+        iq_error(out, iq, "cancel", "conflict", "the requested username already exists");
+        xe_info("event=register peer=%s domain=%s user=%s result=conflict", peer, domain,
+                jid);
+        goto out;
+    }
+    if (r != XE_US_OK)
+        goto store_error;
+    iq_result(out, iq);
+    xe_info("event=register peer=%s address=%s domain=%s user=%s result=ok "
+            "duration_ms=%.1f",
+            peer, key, domain, jid, elapsed_ms(&t0));
+    goto out;
+store_error:
+    iq_error(out, iq, "wait", "internal-server-error", NULL);
+    xe_err("event=register peer=%s user=%s result=store-error error=\"%s\"", peer, jid,
+           err ? err : "?");
+out:
+    free(err);
+    if (user) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+}
+
+void
+xe_register_preauth(const struct xe_conf *conf, const char *domain, const char *peer,
+                    const struct xe_xml_elem *iq, struct xe_buf *out)
+{
+    const struct xe_xml_elem *q = xe_xml_child(iq, XE_NS_IQ_REGISTER, "query");
+
+    if (strcmp(xe_xml_attr(iq, "type"), "get") == 0) {
+        iq_open(out, iq, "result");
+        xe_buf_append_str(out,
+                          "><query xmlns='" XE_NS_IQ_REGISTER "'><instructions>"
+                          "Choose a username and password to register with this "
+                          "server.</instructions><username/><password/></query></iq>");
+        xe_debug("event=register-form peer=%s domain=%s", peer, domain);
+        return;
+    }
+    preauth_set(conf, domain, peer, iq, q, out);
+}
+
+/* ---- after authentication ------------------------------------------------ */
+
+struct xe_regsplice {
+    const struct xe_conf *conf;
+    struct xe_xmlstream *xs;
+    struct xe_boundary bt;     /* the backend's stream */
+    struct xe_buf inject;      /* our answers, waiting for a boundary */
+    struct xe_buf *to_backend; /* during xe_regsplice_client */
+    char *domain, *jid, *local, *peer;
+    bool anonymous;
+    bool priming;
+    bool closing; /* an answer that ends the stream is queued */
+};
+
+/* Is the request addressed to the server: no 'to', the domain, or the
+ * user's bare JID? (A full JID is some resource of the user: not ours.) */
+static bool
+for_us(const struct xe_regsplice *rs, const struct xe_xml_elem *iq)
+{
+    const char *to = xe_xml_attr(iq, "to");
+    char norm[3072];
+
+    if (to == NULL)
+        return true;
+    if (strlen(to) >= sizeof(norm))
+        return false;
+    snprintf(norm, sizeof(norm), "%s", to);
+    xe_tolower_ascii(norm);
+    return strcmp(norm, rs->domain) == 0 || strcmp(norm, rs->jid) == 0;
+}
+
+static void
+postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
+{
+    char *err = NULL;
+    int r = xe_userstore_del(g_store, rs->jid, &err);
+
+    if (r != XE_US_OK && r != XE_US_NOTFOUND) {
+        iq_error(&rs->inject, iq, "wait", "internal-server-error", NULL);
+        xe_err("event=register-remove peer=%s jid=%s result=store-error error=\"%s\"",
+               rs->peer, rs->jid, err ? err : "?");
+        free(err);
+        return;
+    }
+    free(err);
+    /* XEP-0077 3.2: the result, then the stream ends */
+    iq_result(&rs->inject, iq);
+    xe_stream_error_xml(&rs->inject, false, NULL, NULL, "not-authorized",
+                        "the account was removed");
+    rs->closing = true;
+    xe_info("event=register-remove peer=%s jid=%s result=ok", rs->peer, rs->jid);
+}
+
+static void
+postauth_password(struct xe_regsplice *rs, const struct xe_xml_elem *iq,
+                  const struct xe_xml_elem *q)
+{
+    const char *username = field(q, "username"), *password = field(q, "password");
+    struct xe_user *user = NULL;
+    char *err = NULL, name[1024];
+    struct timespec t0;
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (username == NULL || !password_ok(password) || strlen(username) >= sizeof(name)) {
+        iq_error(&rs->inject, iq, "modify", "bad-request",
+                 "a username and a new password are required");
+        xe_info("event=register-password peer=%s jid=%s result=bad-request", rs->peer,
+                rs->jid);
+        goto out;
+    }
+    snprintf(name, sizeof(name), "%s", username);
+    xe_tolower_ascii(name);
+    if (strcmp(name, rs->local) != 0) {
+        iq_error(&rs->inject, iq, "modify", "bad-request",
+                 "the username is not the one of this session");
+        xe_info("event=register-password peer=%s jid=%s result=bad-request "
+                "detail=\"another username\"",
+                rs->peer, rs->jid);
+        goto out;
+    }
+    user = xe_calloc(1, sizeof(*user));
+    r = xe_userstore_get(g_store, rs->jid, user, &err);
+    if (r == XE_US_NOTFOUND) {
+        iq_error(&rs->inject, iq, "cancel", "item-not-found", "the account is gone");
+        xe_info("event=register-password peer=%s jid=%s result=item-not-found", rs->peer,
+                rs->jid);
+        goto out;
+    }
+    if (r == XE_US_OK && (r = xe_user_set_password(user, password, strlen(password),
+                                                   iterations(rs->conf))) == XE_US_OK)
+        /* the legacy plaintext-equivalent follows, when the operator enabled it */
+        r = user->legacy ? xe_user_set_legacy(user, password, strlen(password)) : 0;
+    if (r == XE_US_OK) {
+        user->modified = xe_now_seconds();
+        r = xe_userstore_put(g_store, user, false, &err);
+    }
+    if (r != XE_US_OK) {
+        iq_error(&rs->inject, iq, "wait", "internal-server-error", NULL);
+        xe_err("event=register-password peer=%s jid=%s result=store-error error=\"%s\"",
+               rs->peer, rs->jid, err ? err : "?");
+        goto out;
+    }
+    iq_result(&rs->inject, iq);
+    xe_info("event=register-password peer=%s jid=%s result=ok duration_ms=%.1f", rs->peer,
+            rs->jid, elapsed_ms(&t0));
+out:
+    free(err);
+    if (user) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+}
+
+static void
+postauth(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
+{
+    const struct xe_xml_elem *q = xe_xml_child(iq, XE_NS_IQ_REGISTER, "query");
+
+    if (rs->anonymous) {
+        iq_error(&rs->inject, iq, "cancel", "not-allowed",
+                 "an anonymous session has no account");
+        return;
+    }
+    if (g_store == NULL) {
+        iq_error(&rs->inject, iq, "cancel", "service-unavailable", NULL);
+        return;
+    }
+    if (strcmp(xe_xml_attr(iq, "type"), "get") == 0) {
+        iq_open(&rs->inject, iq, "result");
+        xe_buf_append_str(&rs->inject, "><query xmlns='" XE_NS_IQ_REGISTER
+                                       "'><registered/><username>");
+        xe_buf_append_escaped(&rs->inject, rs->local);
+        xe_buf_append_str(&rs->inject, "</username><password/></query></iq>");
+        return;
+    }
+    if (xe_xml_child(q, XE_NS_IQ_REGISTER, "remove"))
+        postauth_remove(rs, iq);
+    else
+        postauth_password(rs, iq, q);
+}
+
+static int
+rs_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    return XE_XS_CONTINUE; /* c2s has checked it */
+}
+
+static int
+rs_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
+{
+    struct xe_regsplice *rs = ctx;
+
+    if (xe_register_is_query(e) && for_us(rs, e)) {
+        postauth(rs, e);
+        return rs->closing ? XE_XS_STOP : XE_XS_CONTINUE;
+    }
+    if (xe_buf_append(rs->to_backend, raw, len) < 0)
+        xe_warn("event=output-overflow peer=%s jid=%s", rs->peer, rs->jid);
+    return XE_XS_CONTINUE;
+}
+
+static int
+rs_stream_end(void *ctx)
+{
+    struct xe_regsplice *rs = ctx;
+
+    xe_buf_append_str(rs->to_backend, "</stream:stream>");
+    return XE_XS_STOP;
+}
+
+static void
+rs_space(void *ctx, const char *s, size_t len)
+{
+    struct xe_regsplice *rs = ctx;
+
+    /* white space keepalives go on; other text at the top level is dropped */
+    for (size_t i = 0; i < len; i++)
+        if (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n')
+            xe_buf_append(rs->to_backend, &s[i], 1);
+}
+
+static const struct xe_xmlstream_cb rs_cb = {
+    .stream_start = rs_stream_start,
+    .element = rs_element,
+    .stream_end = rs_stream_end,
+};
+
+struct xe_regsplice *
+xe_regsplice_new(const struct xe_regsplice_params *p)
+{
+    struct xe_regsplice *rs = xe_calloc(1, sizeof(*rs));
+    struct xe_xmlstream_limits lim = {
+        .max_element_bytes = p->conf->max_stanza_postauth,
+        .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
+        .max_attrs = XE_POSTAUTH_MAX_ATTRS,
+    };
+    const char *at = strchr(p->jid, '@');
+    struct xe_buf scratch;
+    size_t used;
+    int r;
+
+    rs->conf = p->conf;
+    rs->domain = xe_strdup(p->domain);
+    rs->jid = xe_strdup(p->jid);
+    xe_tolower_ascii(rs->jid);
+    rs->local = xe_strndup(rs->jid, at ? (size_t)(at - p->jid) : strlen(p->jid));
+    rs->peer = xe_strdup(p->peer ? p->peer : "-");
+    rs->anonymous = p->anonymous;
+    xe_boundary_init(&rs->bt, 1);
+    xe_buf_init(&rs->inject, XE_MAX_REGISTER_INJECT);
+    rs->xs = xe_xmlstream_new(&lim, &rs_cb, rs);
+    if (rs->xs == NULL || p->header == NULL) {
+        xe_regsplice_free(&rs);
+        return NULL;
+    }
+    xe_xmlstream_set_space_cb(rs->xs, rs_space);
+    /* the client's stream header, so that its namespaces resolve */
+    xe_buf_init(&scratch, 1);
+    rs->to_backend = &scratch;
+    r = xe_xmlstream_feed(rs->xs, p->header, p->header_len, &used);
+    rs->to_backend = NULL;
+    xe_buf_free(&scratch);
+    if (r != XE_XS_OK)
+        xe_regsplice_free(&rs);
+    return rs;
+}
+
+void
+xe_regsplice_free(struct xe_regsplice **rsp)
+{
+    struct xe_regsplice *rs = *rsp;
+
+    if (rs == NULL)
+        return;
+    xe_xmlstream_free(&rs->xs);
+    xe_buf_free(&rs->inject);
+    free(rs->domain);
+    free(rs->jid);
+    free(rs->local);
+    free(rs->peer);
+    free(rs);
+    *rsp = NULL;
+}
+
+enum xe_rs_result
+xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
+                    struct xe_buf *to_backend)
+{
+    size_t used = 0;
+    int r;
+
+    if (rs->closing)
+        return XE_RS_CLOSE;
+    if (rs->xs == NULL) /* the client's stream has ended: nothing more goes on */
+        return XE_RS_OK;
+    rs->to_backend = to_backend;
+    r = xe_xmlstream_feed(rs->xs, data, len, &used);
+    rs->to_backend = NULL;
+    if (r == XE_XS_ERROR) {
+        const char *cond = xe_xmlstream_condition(rs->xs),
+                   *text = xe_xmlstream_error_text(rs->xs);
+        xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", rs->peer,
+                rs->jid, cond, text);
+        xe_stream_error_xml(&rs->inject, false, NULL, NULL, cond, text);
+        rs->closing = true;
+        return XE_RS_CLOSE;
+    }
+    if (rs->inject.len > XE_MAX_REGISTER_INJECT / 2) {
+        /* the backend is in the middle of a stanza while the client keeps asking */
+        rs->inject.len = 0;
+        xe_stream_error_xml(&rs->inject, false, NULL, NULL, "policy-violation",
+                            "too many requests waiting for an answer");
+        rs->closing = true;
+        return XE_RS_CLOSE;
+    }
+    if (r == XE_XS_STOPPED && !rs->closing)
+        xe_xmlstream_free(&rs->xs); /* the client ended its stream */
+    return rs->closing ? XE_RS_CLOSE : XE_RS_OK;
+}
+
+int
+xe_regsplice_backend(struct xe_regsplice *rs, const void *data, size_t len,
+                     struct xe_buf *to_client)
+{
+    const char *p = data;
+
+    while (len > 0) {
+        bool waiting = rs->inject.len > 0;
+        size_t n = xe_boundary_scan(&rs->bt, p, len, waiting);
+
+        if (xe_buf_append(to_client, p, n) < 0)
+            return -1;
+        p += n;
+        len -= n;
+        if (waiting && xe_boundary_between(&rs->bt))
+            xe_regsplice_flush(rs, to_client, false);
+    }
+    return 0;
+}
+
+void
+xe_regsplice_flush(struct xe_regsplice *rs, struct xe_buf *to_client, bool force)
+{
+    if (rs->inject.len == 0 || (!force && !xe_boundary_between(&rs->bt)))
+        return;
+    xe_buf_append(to_client, rs->inject.data, rs->inject.len);
+    rs->inject.len = 0;
+}

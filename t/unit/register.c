@@ -1,0 +1,316 @@
+/* Unit tests: the backend stream's stanza boundaries (boundary.c) and the
+ * post-authentication filter of in-band registration (xe_regsplice), fed
+ * whole and split at every byte. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boundary.h"
+#include "conf.h"
+#include "log.h"
+#include "register.h"
+#include "userstore.h"
+#include "tap.h"
+
+/* ---- the boundary tracker ------------------------------------------------ */
+
+static const char backend[] =
+    "<message from='a@example.test/r' to='b@example.test/x' id='x&gt;y' "
+    "type=\"chat\" note='a /> b > c'><body>hi &amp; &lt;/body&gt; /&gt;</body>"
+    "<x xmlns='urn:q' v=\"'>\"/></message>"
+    " "
+    "<iq id='a/>' type='result'/>"
+    "<presence><status>s</status><c xmlns='urn:c' node='</x>'/></presence>\n"
+    "</stream:stream>";
+
+/* positions after which the stream is between two stanzas (scanning whole) */
+static size_t
+positions(const char *data, size_t len, size_t *pos, size_t max)
+{
+    struct xe_boundary b;
+    size_t n = 0, at = 0;
+
+    xe_boundary_init(&b, 1);
+    while (at < len) {
+        at += xe_boundary_scan(&b, data + at, len - at, true);
+        if (xe_boundary_between(&b) && n < max)
+            pos[n++] = at;
+    }
+    return n;
+}
+
+static void
+test_boundary(void)
+{
+    size_t len = strlen(backend), pos[16], n, want[4];
+    const char *p;
+    bool all = true;
+
+    n = positions(backend, len, pos, 16);
+    p = strstr(backend, "</message>") + strlen("</message>");
+    want[0] = (size_t)(p - backend);
+    want[1] = want[0] + 1; /* the space */
+    p = strstr(backend, "'result'/>") + strlen("'result'/>");
+    want[2] = (size_t)(p - backend);
+    p = strstr(backend, "</presence>") + strlen("</presence>");
+    want[3] = (size_t)(p - backend);
+    is_int(n, 5, "boundary: four stanzas or spaces end at depth 1, and the newline");
+    ok(n >= 4 && pos[0] == want[0] && pos[1] == want[1] && pos[2] == want[2] &&
+           pos[3] == want[3] && pos[4] == want[3] + 1,
+       "boundary: after </message>, the space, the empty <iq/>, </presence>, the "
+       "newline");
+    {
+        struct xe_boundary b;
+        xe_boundary_init(&b, 1);
+        xe_boundary_scan(&b, backend, len, false);
+        ok(!xe_boundary_between(&b) && b.depth == 0,
+           "boundary: after </stream:stream> nothing may be put in");
+    }
+    /* every split point: the same boundaries */
+    for (size_t k = 0; k <= len; k++) {
+        struct xe_boundary b;
+        size_t got[16], m = 0, at = 0;
+
+        xe_boundary_init(&b, 1);
+        while (at < len) {
+            size_t end = at < k ? k : len;
+            at += xe_boundary_scan(&b, backend + at, end - at, true);
+            if (xe_boundary_between(&b) && m < 16 &&
+                (m == 0 || got[m - 1] != at)) /* the split itself is not one */
+                got[m++] = at;
+        }
+        if (m != n || memcmp(got, pos, n * sizeof(*pos)) != 0) {
+            all = false;
+            printf("# split at %zu: %zu boundaries\n", k, m);
+        }
+    }
+    ok(all, "boundary: the same positions for a split at every byte");
+}
+
+/* ---- the filter ------------------------------------------------------------ */
+
+static struct xe_conf conf;
+static struct xe_domain_conf dom;
+
+static const char header[] = "<s:stream xmlns:s='http://etherx.jabber.org/streams' "
+                             "xmlns='jabber:client' xmlns:foo='urn:foo' "
+                             "to='example.test' version='1.0'>";
+
+static struct xe_regsplice *
+new_rs(void)
+{
+    struct xe_regsplice_params p = {
+        .conf = &conf,
+        .domain = "example.test",
+        .jid = "alice@example.test",
+        .peer = "192.0.2.1:1234",
+        .header = (const unsigned char *)header,
+        .header_len = strlen(header),
+    };
+    return xe_regsplice_new(&p);
+}
+
+/* what the backend must get from client_in below */
+static const char fwd_a[] = "<message to='bob@example.test' id='m1'><body>a &lt; "
+                            "b</body></message>";
+static const char fwd_b[] = "<foo:x a='1'/>";
+static const char fwd_c[] =
+    "<iq type='get' id='other' to='alice@example.test/phone'><query "
+    "xmlns='jabber:iq:register'/></iq>";
+static const char ask_get[] =
+    "<iq type='get' id='r1'><query xmlns='jabber:iq:register'/></iq>";
+static const char ask_set[] = "<iq type='set' id='r2' to='Example.TEST'><query "
+                              "xmlns='jabber:iq:register'><username>alice</username>"
+                              "<password>new-secret</password></query></iq>";
+
+static void
+test_filter(const char *tmp)
+{
+    struct xe_userstore *store = NULL;
+    struct xe_user u;
+    char *err = NULL, client_in[2048], want_fwd[2048], want_ans[2048];
+    size_t len;
+    bool all_fwd = true, all_ans = true;
+    int cases = 0;
+
+    ok(xe_userstore_open(tmp, false, 16, &store, &err) == XE_US_OK, "store opened");
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "alice@example.test");
+    xe_user_set_password(&u, "old", 3, 1);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "alice added");
+    xe_register_global_init(store, &conf);
+
+    snprintf(client_in, sizeof(client_in), "%s\n %s%s%s%s %s", fwd_a, ask_get, fwd_b,
+             ask_set, fwd_c, " ");
+    snprintf(want_fwd, sizeof(want_fwd), "%s\n %s%s %s", fwd_a, fwd_b, fwd_c, " ");
+    snprintf(want_ans, sizeof(want_ans),
+             "<iq type='result' id='r1'><query xmlns='jabber:iq:register'><registered/>"
+             "<username>alice</username><password/></query></iq>"
+             "<iq type='result' id='r2' from='Example.TEST'/>");
+    len = strlen(client_in);
+    for (size_t k = 0; k <= len; k++) {
+        struct xe_regsplice *rs = new_rs();
+        struct xe_buf up, down;
+        enum xe_rs_result r1, r2;
+
+        xe_buf_init(&up, 0);
+        xe_buf_init(&down, 0);
+        r1 = xe_regsplice_client(rs, client_in, k, &up);
+        xe_regsplice_flush(rs, &down, false);
+        r2 = xe_regsplice_client(rs, client_in + k, len - k, &up);
+        xe_regsplice_flush(rs, &down, false);
+        cases++;
+        if (r1 != XE_RS_OK || r2 != XE_RS_OK || up.len != strlen(want_fwd) ||
+            memcmp(up.data, want_fwd, up.len) != 0) {
+            if (all_fwd)
+                printf("# split %zu: forwarded '%.*s'\n", k, (int)up.len, up.data);
+            all_fwd = false;
+        }
+        if (down.len != strlen(want_ans) || memcmp(down.data, want_ans, down.len) != 0) {
+            if (all_ans)
+                printf("# split %zu: answered '%.*s'\n", k, (int)down.len, down.data);
+            all_ans = false;
+        }
+        xe_buf_free(&up);
+        xe_buf_free(&down);
+        xe_regsplice_free(&rs);
+    }
+    ok(all_fwd,
+       "filter: every other element and the white space go on unchanged "
+       "(%d splits)",
+       cases);
+    ok(all_ans, "filter: the requests to the server are answered by xedge");
+    ok(xe_userstore_get(store, "alice@example.test", &u, &err) == XE_US_OK &&
+           xe_user_check_password(&u, "new-secret", 10) &&
+           !xe_user_check_password(&u, "old", 3),
+       "filter: the password was changed in the store");
+
+    /* the backend direction: our answer waits for the end of a stanza */
+    {
+        size_t blen = strlen(backend), pos[16], n = positions(backend, blen, pos, 16);
+        const char *answer = "<iq type='result' id='r1'><query "
+                             "xmlns='jabber:iq:register'><registered/><username>alice"
+                             "</username><password/></query></iq>";
+        bool all = true;
+
+        for (size_t k = 0; k <= blen; k++) {
+            struct xe_regsplice *rs = new_rs();
+            struct xe_buf up, down, want;
+            size_t p = 0;
+            bool deliver = true;
+
+            xe_buf_init(&up, 0);
+            xe_buf_init(&down, 0);
+            xe_buf_init(&want, 0);
+            /* the first boundary at or after k (0: at the start) */
+            if (k > 0) {
+                deliver = false; /* after the stream's end: never */
+                p = blen;
+                for (size_t i = 0; i < n && !deliver; i++)
+                    if (pos[i] >= k) {
+                        p = pos[i];
+                        deliver = true;
+                    }
+            }
+            xe_regsplice_backend(rs, backend, k, &down);
+            xe_regsplice_client(rs, ask_get, strlen(ask_get), &up);
+            xe_regsplice_flush(rs, &down, false);
+            xe_regsplice_backend(rs, backend + k, blen - k, &down);
+            xe_buf_append(&want, backend, p);
+            if (deliver)
+                xe_buf_append(&want, answer, strlen(answer));
+            xe_buf_append(&want, backend + p, blen - p);
+            if (down.len != want.len || memcmp(down.data, want.data, want.len) != 0) {
+                if (all)
+                    printf("# split %zu: got '%.*s'\n", k, (int)down.len, down.data);
+                all = false;
+            }
+            xe_buf_free(&up);
+            xe_buf_free(&down);
+            xe_buf_free(&want);
+            xe_regsplice_free(&rs);
+        }
+        ok(all, "filter: the answer lands between two of the backend's stanzas, for a "
+                "request at every byte of the backend's stream");
+    }
+
+    /* a stanza over the post-authentication limit */
+    {
+        struct xe_regsplice *rs = new_rs();
+        struct xe_buf up, down;
+        char *big = malloc(conf.max_stanza_postauth + 100);
+        enum xe_rs_result r;
+
+        xe_buf_init(&up, 0);
+        xe_buf_init(&down, 0);
+        memset(big, 'x', conf.max_stanza_postauth + 100);
+        memcpy(big, "<message><body>", 15);
+        r = xe_regsplice_client(rs, big, conf.max_stanza_postauth + 100, &up);
+        xe_regsplice_flush(rs, &down, r == XE_RS_CLOSE);
+        xe_buf_append(&down, "", 1);
+        ok(r == XE_RS_CLOSE && up.len == 0 && down.len > 1 &&
+               strstr((char *)down.data, "<policy-violation") != NULL,
+           "filter: a stanza over max_stanza_postauth: <policy-violation/>");
+        xe_buf_free(&up);
+        xe_buf_free(&down);
+        xe_regsplice_free(&rs);
+        free(big);
+    }
+
+    /* the stream end goes on; a removal ends the stream */
+    {
+        struct xe_regsplice *rs = new_rs();
+        struct xe_buf up, down;
+        const char *rm = "<iq type='set' id='rm' to='alice@example.test'><query "
+                         "xmlns='jabber:iq:register'><remove/></query></iq><message/>";
+        enum xe_rs_result r;
+
+        xe_buf_init(&up, 0);
+        xe_buf_init(&down, 0);
+        r = xe_regsplice_client(rs, rm, strlen(rm), &up);
+        xe_regsplice_flush(rs, &down, r == XE_RS_CLOSE);
+        xe_buf_append(&down, "", 1);
+        ok(r == XE_RS_CLOSE && up.len == 0 &&
+               strncmp((char *)down.data, "<iq type='result' id='rm'", 25) == 0 &&
+               strstr((char *)down.data, "<not-authorized") != NULL,
+           "filter: removal answered, then the stream ends; nothing more goes on");
+        ok(xe_userstore_get(store, "alice@example.test", &u, &err) == XE_US_NOTFOUND,
+           "filter: the user is gone from the store");
+        xe_buf_free(&up);
+        xe_buf_free(&down);
+        xe_regsplice_free(&rs);
+
+        rs = new_rs();
+        xe_buf_init(&up, 0);
+        r = xe_regsplice_client(rs, "<presence/></s:stream>", 22, &up);
+        xe_buf_append(&up, "", 1);
+        ok(r == XE_RS_OK && strcmp((char *)up.data, "<presence/></stream:stream>") == 0,
+           "filter: the client's stream end goes to the backend");
+        xe_buf_free(&up);
+        xe_regsplice_free(&rs);
+    }
+    xe_register_global_free();
+    xe_userstore_close(&store);
+    free(err);
+}
+
+int
+main(void)
+{
+    const char *tmp = tap_mkdtemp("register");
+
+    if (tmp == NULL)
+        return 1;
+    xe_log_level = XE_LOG_ERROR;
+    dom.name = "example.test";
+    dom.register_ = true;
+    conf.domains = &dom;
+    conf.n_domains = 1;
+    conf.scram_iterations = 1;
+    conf.registrations_per_address = 5;
+    conf.max_stanza_postauth = 4096;
+    test_boundary();
+    test_filter(tmp);
+    rm_rf(tmp);
+    return tap_done();
+}
