@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "lockout.h"
 #include "log.h"
 #include "sasl.h"
 #include "xmlstream.h"
@@ -41,6 +42,9 @@ struct xe_c2s {
     bool anonymous;
     char (*ext)[3072]; /* what a verified client certificate vouches for */
     size_t n_ext;
+    const struct xe_c2s_guard *guard;
+    void *guard_ctx;
+    char tried[XE_LOCKOUT_KEY_MAX]; /* the account the current attempt named */
 };
 
 static void
@@ -238,6 +242,37 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
             "detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
             xe_sasl_cond_name(cond), c->failures, detail ? detail : "");
+    if (c->guard) {
+        if (c->tried[0] == '\0' && *who)
+            xe_lockout_account_key(who, strlen(who), c->tried);
+        c->guard->failed(c->guard_ctx, c->tried, cond == XE_SASL_NOT_AUTHORIZED);
+    }
+}
+
+/* Ask the guard about the attempt, once the account it names is known (from
+ * this SASL message, or an earlier one of the exchange). True: refused, and
+ * answered (like a wrong password, with a text); no credential is checked. */
+static bool
+guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
+{
+    if (c->guard == NULL)
+        return false;
+    if (c->tried[0] == '\0' && msg)
+        xe_lockout_sasl_account(c->mech, msg, len, c->domain, c->tried);
+    if (!c->guard->refuse(c->guard_ctx, c->tried))
+        return false;
+    c->failures++;
+    c->st = ST_NEGOTIATE;
+    xe_buf_append_str(&c->out, "<failure xmlns='" XE_NS_SASL
+                               "'><not-authorized/><text xml:lang='en'>" XE_LOCKOUT_TEXT
+                               "</text></failure>");
+    xe_info(
+        "event=auth-failed peer=%s domain=%s user=%s mech=%s condition=not-authorized "
+        "attempt=%u detail=\"locked out\"",
+        c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
+        c->failures);
+    c->guard->failed(c->guard_ctx, c->tried, false);
+    return true;
 }
 
 /* Result of xe_sasl_start/step: answer it. Returns a callback result. */
@@ -274,6 +309,11 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    if (c->guard) {
+        char key[XE_LOCKOUT_KEY_MAX];
+        xe_lockout_account_key(c->jid, strlen(c->jid), key);
+        c->guard->succeeded(c->guard_ctx, key);
+    }
     xe_sasl_free(&c->sasl); /* SASL state is not needed any more */
     c->st = ST_AUTHED;
     c->header_sent = false;
@@ -339,6 +379,7 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     bool present;
     int r;
 
+    c->tried[0] = '\0'; /* a new attempt */
     if (!mech_name_ok(mech)) {
         /* logged as "-": a peer's bytes do not reach the log's fields */
         c->mech[0] = '\0';
@@ -348,6 +389,13 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     snprintf(c->mech, sizeof(c->mech), "%s", mech);
     if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
         sasl_failure(c, cond, "bad initial response");
+        goto check;
+    }
+    if (guard_refuses(c, in, inlen)) {
+        if (in) {
+            OPENSSL_cleanse(in, inlen);
+            free(in);
+        }
         goto check;
     }
     r = xe_sasl_start(c->sasl, mech, present ? (in ? in : "") : NULL, inlen, &out,
@@ -375,6 +423,16 @@ on_response(struct xe_c2s *c, const struct xe_xml_elem *e)
 
     if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
         sasl_failure(c, cond, "bad response");
+        if (c->failures >= c->conf->max_auth_attempts)
+            return error_stop(c, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
+    if (guard_refuses(c, in, inlen)) {
+        if (in) {
+            OPENSSL_cleanse(in, inlen);
+            free(in);
+        }
         if (c->failures >= c->conf->max_auth_attempts)
             return error_stop(c, "not-authorized",
                               "too many failed authentication attempts");
@@ -465,6 +523,8 @@ xe_c2s_new(const struct xe_c2s_params *p)
     c->conf = p->conf;
     c->tls = p->tls;
     c->peer = xe_strdup(p->peer ? p->peer : "-");
+    c->guard = p->guard;
+    c->guard_ctx = p->guard_ctx;
     xe_buf_init(&c->out, 64 * 1024);
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
     if (c->xs == NULL) {
@@ -596,4 +656,3 @@ xe_c2s_mech(const struct xe_c2s *c)
 {
     return c->mech;
 }
-

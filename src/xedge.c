@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "control.h"
 #include "log.h"
 #include "sasl.h"
 #include "server.h"
@@ -22,6 +23,7 @@
 #endif
 
 static struct xe_server *g_srv;
+static struct xe_control *g_ctl;
 
 static void
 usage(FILE *f)
@@ -41,6 +43,7 @@ static void
 on_signal(uv_signal_t *s, int signum)
 {
     xe_info("event=stopping signal=%d", signum);
+    xe_control_stop(g_ctl);
     if (g_srv)
         xe_server_stop(g_srv);
     uv_close((uv_handle_t *)s, NULL);
@@ -152,6 +155,10 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: %s\n", err);
         goto out;
     }
+    if (conf->control.socket && xe_control_new(loop, conf, g_srv, &g_ctl, &err) < 0) {
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);
@@ -168,6 +175,7 @@ main(int argc, char **argv)
     xe_info("event=stopped");
     rc = 0;
 out:
+    xe_control_free(&g_ctl);
     xe_server_free(&g_srv);
     xe_sasl_global_done();
     xe_userstore_close(&store);

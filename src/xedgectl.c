@@ -1,6 +1,7 @@
 /* xedgectl: the admin CLI of xedge. Manages the users in the LMDB store.
  *
  *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable [JID|DOMAIN]
+ *   xedgectl [-c FILE] lockout list [--json] | clear KEY|--all   (ctlclient.c)
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
@@ -21,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "ctlclient.h"
 #include "userstore.h"
 #include "xelimits.h"
 
@@ -55,14 +57,16 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
-               "       xedgectl --help | xedgectl user --help\n"
+               "       xedgectl [-c FILE] lockout list [--json] | clear KEY|--all\n"
+               "       xedgectl --help | xedgectl user --help | xedgectl lockout --help\n"
                "\n"
                "options:\n"
                "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
                "/xedge.conf)\n"
                "  -h, --help         this help\n"
                "\n"
-               "Run 'xedgectl user --help' for the user commands.\n");
+               "Run 'xedgectl user --help' for the user commands, 'xedgectl lockout\n"
+               "--help' for the brute-force lockouts of the running xedge.\n");
 }
 
 static void
@@ -496,6 +500,10 @@ main(int argc, char **argv)
             usage(stderr);
             goto out;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
+        ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
     }
     if (optind >= argc || strcmp(argv[optind], "user") != 0) {
         if (optind < argc)
