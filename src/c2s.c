@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 
+#include "lockout.h"
 #include "log.h"
 #include "register.h"
 #include "sasl.h"
@@ -50,6 +51,9 @@ struct xe_c2s {
     char *resource;               /* iq-auth: the resource to bind at the backend */
     char iq_id[256];              /* iq-auth: the id of the client's last iq */
     struct xe_buf restart_header; /* the authenticated stream's start tag */
+    const struct xe_c2s_guard *guard;
+    void *guard_ctx;
+    char tried[XE_LOCKOUT_KEY_MAX]; /* the account the current attempt named */
 };
 
 static void
@@ -267,6 +271,37 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
             "detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
             xe_sasl_cond_name(cond), c->failures, detail ? detail : "");
+    if (c->guard) {
+        if (c->tried[0] == '\0' && *who)
+            xe_lockout_account_key(who, strlen(who), c->tried);
+        c->guard->failed(c->guard_ctx, c->tried, cond == XE_SASL_NOT_AUTHORIZED);
+    }
+}
+
+/* Ask the guard about the attempt, once the account it names is known (from
+ * this SASL message, or an earlier one of the exchange). True: refused, and
+ * answered (like a wrong password, with a text); no credential is checked. */
+static bool
+guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
+{
+    if (c->guard == NULL)
+        return false;
+    if (c->tried[0] == '\0' && msg)
+        xe_lockout_sasl_account(c->mech, msg, len, c->domain, c->tried);
+    if (!c->guard->refuse(c->guard_ctx, c->tried))
+        return false;
+    c->failures++;
+    c->st = ST_NEGOTIATE;
+    xe_buf_append_str(&c->out, "<failure xmlns='" XE_NS_SASL
+                               "'><not-authorized/><text xml:lang='en'>" XE_LOCKOUT_TEXT
+                               "</text></failure>");
+    xe_info(
+        "event=auth-failed peer=%s domain=%s user=%s mech=%s condition=not-authorized "
+        "attempt=%u detail=\"locked out\"",
+        c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
+        c->failures);
+    c->guard->failed(c->guard_ctx, c->tried, false);
+    return true;
 }
 
 /* Result of xe_sasl_start/step: answer it. Returns a callback result. */
@@ -303,6 +338,11 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    if (c->guard) {
+        char key[XE_LOCKOUT_KEY_MAX];
+        xe_lockout_account_key(c->jid, strlen(c->jid), key);
+        c->guard->succeeded(c->guard_ctx, key);
+    }
     xe_sasl_free(&c->sasl); /* SASL state is not needed any more */
     c->st = ST_AUTHED;
     c->header_sent = false;
@@ -368,6 +408,7 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     bool present;
     int r;
 
+    c->tried[0] = '\0'; /* a new attempt */
     if (!mech_name_ok(mech)) {
         /* logged as "-": a peer's bytes do not reach the log's fields */
         c->mech[0] = '\0';
@@ -377,6 +418,13 @@ on_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     snprintf(c->mech, sizeof(c->mech), "%s", mech);
     if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
         sasl_failure(c, cond, "bad initial response");
+        goto check;
+    }
+    if (guard_refuses(c, in, inlen)) {
+        if (in) {
+            OPENSSL_cleanse(in, inlen);
+            free(in);
+        }
         goto check;
     }
     /* RFC 4505: the trace is optional; clients that send none (libstrophe)
@@ -408,6 +456,16 @@ on_response(struct xe_c2s *c, const struct xe_xml_elem *e)
 
     if (decode_payload(c, e, &in, &inlen, &present, &cond) < 0) {
         sasl_failure(c, cond, "bad response");
+        if (c->failures >= c->conf->max_auth_attempts)
+            return error_stop(c, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
+    if (guard_refuses(c, in, inlen)) {
+        if (in) {
+            OPENSSL_cleanse(in, inlen);
+            free(in);
+        }
         if (c->failures >= c->conf->max_auth_attempts)
             return error_stop(c, "not-authorized",
                               "too many failed authentication attempts");
@@ -515,7 +573,7 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     const char *type = xe_xml_attr(e, "type"), *id = xe_xml_attr(e, "id");
     const char *user = field(q, "username"), *res = field(q, "resource");
     const char *pw = field(q, "password"), *dg = field(q, "digest");
-    char jid[3072], detail[128];
+    char jid[3072], detail[128], key[XE_LOCKOUT_KEY_MAX];
     enum xe_sasl_cond cond = XE_SASL_NOT_AUTHORIZED;
     int r;
 
@@ -539,12 +597,22 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     if (strlen(user) >= 1024 || strlen(res) >= 1024 ||
         (pw && strlen(pw) > c->conf->max_sasl_bytes))
         return iq_auth_failure(c, "not-acceptable", NULL, NULL, "a field is too long");
+    /* brute-force protection, as for SASL: the account is user@domain */
+    snprintf(jid, sizeof(jid), "%s%s%s", user, strchr(user, '@') ? "" : "@",
+             strchr(user, '@') ? "" : c->domain);
+    xe_lockout_account_key(jid, strlen(jid), key);
+    if (c->guard && c->guard->refuse(c->guard_ctx, key)) {
+        c->guard->failed(c->guard_ctx, key, false);
+        return iq_auth_failure(c, "not-authorized", XE_LOCKOUT_TEXT, jid, "locked out");
+    }
     if (dg)
         r = xe_sasl_check_digest(c->domain, user, c->id, dg, jid, sizeof(jid), &cond,
                                  detail, sizeof(detail));
     else
         r = xe_sasl_check_plain(c->domain, user, pw, strlen(pw), jid, sizeof(jid), &cond,
                                 detail, sizeof(detail));
+    if (r != XE_SASL_OK && c->guard)
+        c->guard->failed(c->guard_ctx, key, cond == XE_SASL_NOT_AUTHORIZED);
     if (r != XE_SASL_OK) {
         if (cond == XE_SASL_ACCOUNT_DISABLED)
             return iq_auth_failure(c, "not-allowed", "the account is disabled", jid,
@@ -558,6 +626,8 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
                                    : "not-authorized",
                                NULL, jid, detail);
     }
+    if (c->guard)
+        c->guard->succeeded(c->guard_ctx, key);
     snprintf(c->jid, sizeof(c->jid), "%s", jid);
     snprintf(c->mech, sizeof(c->mech), "iq-auth");
     free(c->resource);
@@ -671,6 +741,8 @@ xe_c2s_new(const struct xe_c2s_params *p)
     c->conf = p->conf;
     c->tls = p->tls;
     c->peer = xe_strdup(p->peer ? p->peer : "-");
+    c->guard = p->guard;
+    c->guard_ctx = p->guard_ctx;
     xe_buf_init(&c->out, 64 * 1024);
     xe_buf_init(&c->restart_header, XE_MAX_HEADER_BYTES);
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);

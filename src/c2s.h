@@ -29,10 +29,26 @@ enum xe_c2s_action {
                              then answer with xe_c2s_answer_iq_auth() */
 };
 
+/* Brute-force protection hooks (optional; lockout.h keeps the counts),
+ * called synchronously from xe_c2s_feed, once per attempt. account: the
+ * lockout key (lockout.h) of the bare JID the attempt named, "" if none. */
+struct xe_c2s_guard {
+    /* Before an attempt's credentials are checked: true refuses it (a
+     * <failure><not-authorized/> with a text; nothing is checked). */
+    bool (*refuse)(void *ctx, const char *account);
+    /* An attempt failed. counted: its credentials were checked and were
+     * wrong (not a refusal, a malformed request or an unavailable store). */
+    void (*failed)(void *ctx, const char *account, bool counted);
+    /* An attempt succeeded. */
+    void (*succeeded)(void *ctx, const char *account);
+};
+
 struct xe_c2s_params {
     const struct xe_conf *conf;
-    bool tls;         /* TLS is up from the start (Direct TLS) */
-    const char *peer; /* client address, for the log */
+    bool tls;                         /* TLS is up from the start (Direct TLS) */
+    const char *peer;                 /* client address, for the log */
+    const struct xe_c2s_guard *guard; /* NULL: none; must outlive the c2s */
+    void *guard_ctx;
 };
 
 struct xe_c2s;

@@ -513,6 +513,74 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+static int
+load_lockout(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "lockout");
+    unsigned long long v[8];
+
+    if (get_uint(c, g, "free_failures", 0, 1000, XE_DEF_LOCKOUT_FREE_FAILURES, &v[0]) <
+            0 ||
+        get_uint(c, g, "delay_ms", 0, 60000, XE_DEF_LOCKOUT_DELAY_MS, &v[1]) < 0 ||
+        get_uint(c, g, "max_delay_ms", 0, 60000, XE_DEF_LOCKOUT_MAX_DELAY_MS, &v[2]) <
+            0 ||
+        get_uint(c, g, "address_threshold", 0, 1000000, XE_DEF_LOCKOUT_ADDRESS_THRESHOLD,
+                 &v[3]) < 0 ||
+        get_uint(c, g, "account_threshold", 0, 1000000, XE_DEF_LOCKOUT_ACCOUNT_THRESHOLD,
+                 &v[4]) < 0 ||
+        get_uint(c, g, "lockout_time", 1, 86400 * 7, XE_DEF_LOCKOUT_TIME_S, &v[5]) < 0 ||
+        get_uint(c, g, "window", 1, 86400 * 7, XE_DEF_LOCKOUT_WINDOW_S, &v[6]) < 0 ||
+        get_uint(c, g, "max_entries", 16, 1 << 24, XE_DEF_LOCKOUT_MAX_ENTRIES, &v[7]) < 0)
+        return -1;
+    if (v[2] < v[1])
+        return fail(c, g, "max_delay_ms", "must be at least delay_ms");
+    conf->lockout.free_failures = (unsigned)v[0];
+    conf->lockout.delay_ms = (unsigned)v[1];
+    conf->lockout.max_delay_ms = (unsigned)v[2];
+    conf->lockout.address_threshold = (unsigned)v[3];
+    conf->lockout.account_threshold = (unsigned)v[4];
+    conf->lockout.time_s = (unsigned)v[5];
+    conf->lockout.window_s = (unsigned)v[6];
+    conf->lockout.max_entries = (unsigned)v[7];
+    return 0;
+}
+
+static int
+load_control(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "control");
+    char *mode = NULL, *end = NULL;
+    long m;
+    int r = -1;
+
+    if (g == NULL)
+        return 0;
+    if (!config_setting_is_group(g))
+        return fail(c, g, "control", "must be a group { socket = ...; }");
+    if (get_string(c, g, "socket", true, NULL, &conf->control.socket) < 0 ||
+        get_string(c, g, "mode", false, "0600", &mode) < 0)
+        goto out;
+    /* sun_path holds 108 bytes with the NUL */
+    if (strlen(conf->control.socket) > 107) {
+        fail(c, config_setting_get_member(g, "socket"), "socket",
+             "'%s' is longer than 107 bytes", conf->control.socket);
+        goto out;
+    }
+    m = strtol(mode, &end, 8);
+    if (*mode == '\0' || *end != '\0' || m < 0 || m > 0777 || (m & 0600) != 0600) {
+        fail(c, config_setting_get_member(g, "mode"), "mode",
+             "'%s' is not an octal mode string such as \"0600\" or \"0660\" (the "
+             "owner must read and write)",
+             mode);
+        goto out;
+    }
+    conf->control.mode = (unsigned)m;
+    r = 0;
+out:
+    free(mode);
+    return r;
+}
+
 /* A misspelt setting would silently get its default: every name in the file
  * must be one xedge knows. */
 static int
@@ -548,9 +616,9 @@ static int
 check_names(struct ctx *c, const config_setting_t *root)
 {
     static const char *const top[] = {
-        "log_level", "log_to",  "syslog_facility", "user", "group",  "user_store",
-        "listeners", "domains", "pools",           "sasl", "limits", "timeouts",
-        NULL};
+        "log_level",  "log_to",    "syslog_facility", "user",    "group",
+        "user_store", "listeners", "domains",         "pools",   "sasl",
+        "limits",     "timeouts",  "lockout",         "control", NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
     static const char *const domain[] = {
@@ -577,8 +645,21 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const timeouts[] = {
         "tls_handshake",     "preauth_idle",       "auth", "backend_connect",
         "backend_handshake", "assertion_lifetime", NULL};
+    static const char *const lockout[] = {"free_failures",
+                                          "delay_ms",
+                                          "max_delay_ms",
+                                          "address_threshold",
+                                          "account_threshold",
+                                          "lockout_time",
+                                          "window",
+                                          "max_entries",
+                                          NULL};
+    static const char *const control[] = {"socket", "mode", NULL};
     const config_setting_t *pools = config_setting_get_member(root, "pools");
 
+    if (check_group(c, config_setting_get_member(root, "lockout"), lockout) < 0 ||
+        check_group(c, config_setting_get_member(root, "control"), control) < 0)
+        return -1;
     if (check_group(c, root, top) < 0 ||
         check_group(c, config_setting_get_member(root, "user_store"), user_store) < 0 ||
         check_list(c, config_setting_get_member(root, "listeners"), listener) < 0 ||
@@ -699,7 +780,8 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
 
     if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
-        load_limits(&c, conf, root) < 0 || check_names(&c, root) < 0)
+        load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
+        load_control(&c, conf, root) < 0 || check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:
@@ -775,6 +857,7 @@ xe_conf_free(struct xe_conf **confp)
     free(conf->user_store);
     free(conf->run_user);
     free(conf->run_group);
+    free(conf->control.socket);
     free(conf->path);
     free(conf);
     *confp = NULL;

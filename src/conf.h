@@ -89,6 +89,21 @@ struct xe_conf {
     unsigned backend_connect_ms;
     unsigned backend_handshake_ms;
     unsigned assertion_lifetime_s;
+
+    /* lockout: brute-force protection (lockout.h) */
+    struct {
+        unsigned free_failures;
+        unsigned delay_ms, max_delay_ms;
+        unsigned address_threshold, account_threshold; /* 0 = never */
+        unsigned time_s, window_s;
+        unsigned max_entries; /* per kind */
+    } lockout;
+
+    /* control: the daemon's control socket (control.c) */
+    struct {
+        char *socket; /* NULL: none */
+        unsigned mode;
+    } control;
 };
 
 /* Load and validate PATH. On error returns a negative code and sets *error_r

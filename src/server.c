@@ -17,6 +17,7 @@
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
+#include "lockout.h"
 #include "log.h"
 #include "pool.h"
 #include "register.h"
@@ -46,6 +47,7 @@ struct xe_server {
     struct conn *conns;
     bool stopping;
     struct xe_addrlimit *al;
+    struct xe_lockout *lockout; /* brute-force protection */
     uint64_t refused_logged_ms; /* refusals are logged at most once a second */
     unsigned long refused_unlogged;
 };
@@ -85,6 +87,12 @@ struct conn {
     uint64_t auth_deadline;     /* loop time by which SASL must succeed */
     char peer[64];
     uint64_t bytes_up, bytes_down;
+    /* brute-force protection: a failed login's answer is held (lockout.h) */
+    char addr_key[64];              /* the lockout key of the client's address */
+    uint64_t hold_ms;               /* delay owed by the attempts of the last feed */
+    bool held;                      /* holding the c2s output */
+    enum xe_c2s_action held_action; /* what to do when it goes out */
+    struct xe_buf held_in;          /* plaintext that came after the held attempt */
 };
 
 struct wreq {
@@ -104,6 +112,10 @@ static void close_conn(struct conn *c);
 static void client_plain(struct conn *c, const char *data, size_t n);
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void read_tls_plain(struct conn *c);
+static void hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest,
+                        size_t n);
+static void release_answer(struct conn *c);
 
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -129,7 +141,7 @@ pause_reading(struct conn *c, bool client)
 static void
 resume_reading(struct conn *c, bool client)
 {
-    if (c->st == CS_CLOSING)
+    if (c->st == CS_CLOSING || (client && c->held))
         return;
     if (client && c->client_paused) {
         uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
@@ -286,6 +298,7 @@ on_handle_closed(uv_handle_t *h)
     xe_regsplice_free(&c->reg);
     xe_buf_free(&c->to_backend_pending);
     xe_buf_free(&c->to_client_pending);
+    xe_buf_free(&c->held_in);
     free(c->jid);
     free(c);
 }
@@ -708,6 +721,106 @@ start_backend(struct conn *c)
              c->server->name);
 }
 
+/* ---- brute-force protection (lockout.h) ---------------------------------- */
+
+static const char *
+addr_key(const struct conn *c)
+{
+    return c->addr_key[0] ? c->addr_key : NULL;
+}
+
+static bool
+guard_refuse(void *ctx, const char *account)
+{
+    struct conn *c = ctx;
+    uint64_t left = 0;
+    bool r = xe_lockout_check(c->srv->lockout, addr_key(c), account, uv_now(c->srv->loop),
+                              &left);
+
+    if (r)
+        xe_debug("event=lockout-refused peer=%s account=%s remaining_ms=%llu", c->peer,
+                 *account ? account : "-", (unsigned long long)left);
+    return r;
+}
+
+static void
+guard_failed(void *ctx, const char *account, bool counted)
+{
+    struct conn *c = ctx;
+    uint64_t now = uv_now(c->srv->loop);
+
+    /* attempts pipelined in one read add up */
+    c->hold_ms += counted ? xe_lockout_failure(c->srv->lockout, addr_key(c), account, now)
+                          : xe_lockout_delay(c->srv->lockout, addr_key(c), account, now);
+}
+
+static void
+guard_succeeded(void *ctx, const char *account)
+{
+    struct conn *c = ctx;
+
+    xe_lockout_success(c->srv->lockout, account, uv_now(c->srv->loop));
+}
+
+static const struct xe_c2s_guard lockout_guard = {
+    .refuse = guard_refuse,
+    .failed = guard_failed,
+    .succeeded = guard_succeeded,
+};
+
+/* A failed attempt's answer (in the c2s output) waits hold_ms: nothing is
+ * read from the client meanwhile, so its next attempt waits too, while every
+ * other connection goes on. The timer is the connection's own; the auth
+ * deadline still bounds the whole. */
+static void
+hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest, size_t n)
+{
+    uint64_t now = uv_now(c->srv->loop), ms = c->hold_ms;
+
+    c->hold_ms = 0;
+    if (c->auth_deadline && now + ms > c->auth_deadline)
+        ms = c->auth_deadline > now ? c->auth_deadline - now : 0;
+    if (then != XE_C2S_CLOSE && xe_buf_append(&c->held_in, rest, n) < 0) {
+        client_stream_error(c, "policy-violation", "too much data during authentication");
+        return;
+    }
+    c->held = true;
+    c->held_action = then;
+    pause_reading(c, true);
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+    xe_debug("event=auth-delay peer=%s delay_ms=%llu", c->peer, (unsigned long long)ms);
+}
+
+static void
+release_answer(struct conn *c)
+{
+    struct xe_buf rest = c->held_in;
+
+    xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
+    c->held = false;
+    flush_c2s(c);
+    switch (c->held_action) {
+    case XE_C2S_CLOSE:
+        close_conn(c);
+        goto out;
+    case XE_C2S_AUTHENTICATED:
+        uv_timer_stop(&c->timer);
+        start_backend(c);
+        break;
+    default:
+        arm_preauth_timer(c);
+        break;
+    }
+    if (rest.len > 0)
+        client_plain(c, (const char *)rest.data, rest.len);
+    if (c->tls && !c->held)
+        read_tls_plain(c);
+    if (!c->held && !c->closed)
+        resume_reading(c, true);
+out:
+    xe_buf_free(&rest);
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 static void
@@ -733,7 +846,9 @@ on_timer(uv_timer_t *t)
             backend_failed(c, "backend did not answer in time");
         break;
     case CS_NEGOTIATING:
-        if (c->tls_handshaking) {
+        if (c->held) {
+            release_answer(c);
+        } else if (c->tls_handshaking) {
             xe_info("event=timeout peer=%s phase=tls", c->peer);
             finish_close(c);
         } else if (uv_now(c->srv->loop) >= c->auth_deadline) {
@@ -832,13 +947,26 @@ client_plain(struct conn *c, const char *data, size_t n)
                                 "too much data before the session started");
         return;
     }
+    if (c->held) { /* reading is stopped; in case a read was under way */
+        if (xe_buf_append(&c->held_in, data, n) < 0)
+            client_stream_error(c, "policy-violation",
+                                "too much data during authentication");
+        return;
+    }
     while (n > 0 && !c->closed && c->c2s) {
         size_t used = 0;
         enum xe_c2s_action a = xe_c2s_feed(c->c2s, data, n, &used);
 
-        flush_c2s(c);
         data += used;
         n -= used;
+        if (c->hold_ms > 0 &&
+            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED)) {
+            /* (a success after failures pipelined in one read waits too) */
+            hold_answer(c, a, data, n);
+            return;
+        }
+        c->hold_ms = 0;
+        flush_c2s(c);
         switch (a) {
         case XE_C2S_CONTINUE:
             break;
@@ -902,7 +1030,7 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->st == CS_CLOSING)
         return; /* what a closing client still sends is dropped */
-    if (c->st == CS_NEGOTIATING && !c->tls_handshaking)
+    if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
         arm_preauth_timer(c); /* the client spoke: the idle time starts again */
     if (c->tls == NULL) {
         client_plain(c, buf->base, (size_t)n);
@@ -928,7 +1056,15 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         arm_preauth_timer(c);
         tls_established(c);
     }
-    while (!c->closed && c->st != CS_CLOSING) {
+    read_tls_plain(c);
+}
+
+/* Decrypt what TLS holds and hand it on, until it is empty or an answer is
+ * held. */
+static void
+read_tls_plain(struct conn *c)
+{
+    while (!c->closed && c->st != CS_CLOSING && !c->held) {
         int r = xe_tls_read(c->tls, plain_slab, sizeof(plain_slab));
         if (r > 0) {
             client_plain(c, plain_slab, (size_t)r);
@@ -1023,6 +1159,7 @@ on_connection(uv_stream_t *ls, int status)
     c->handles = 2;
     xe_buf_init(&c->to_backend_pending, srv->conf->pump_hard_cap);
     xe_buf_init(&c->to_client_pending, srv->conf->pump_hard_cap);
+    xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;
@@ -1047,11 +1184,14 @@ on_connection(uv_stream_t *ls, int status)
             return;
         }
         c->counted = true;
+        snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     }
     uv_tcp_nodelay(&c->client, 1);
     p.conf = srv->conf;
     p.tls = c->direct;
     p.peer = c->peer;
+    p.guard = &lockout_guard;
+    p.guard_ctx = c;
     c->c2s = xe_c2s_new(&p);
     if (c->c2s == NULL) {
         finish_close(c);
@@ -1094,6 +1234,19 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
             .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
         };
         srv->al = xe_addrlimit_new(&alc);
+    }
+    {
+        struct xe_lockout_conf loc = {
+            .free_failures = conf->lockout.free_failures,
+            .delay_ms = conf->lockout.delay_ms,
+            .max_delay_ms = conf->lockout.max_delay_ms,
+            .address_threshold = conf->lockout.address_threshold,
+            .account_threshold = conf->lockout.account_threshold,
+            .lockout_ms = (uint64_t)conf->lockout.time_s * 1000,
+            .window_ms = (uint64_t)conf->lockout.window_s * 1000,
+            .max_entries = conf->lockout.max_entries,
+        };
+        srv->lockout = xe_lockout_new(&loc);
     }
     for (size_t i = 0; i < conf->n_domains; i++) {
         certs[i].domain = conf->domains[i].name;
@@ -1171,6 +1324,12 @@ xe_server_stop(struct xe_server *srv)
     }
 }
 
+struct xe_lockout *
+xe_server_lockout(struct xe_server *srv)
+{
+    return srv->lockout;
+}
+
 void
 xe_server_free(struct xe_server **srvp)
 {
@@ -1179,6 +1338,7 @@ xe_server_free(struct xe_server **srvp)
     if (srv == NULL)
         return;
     xe_addrlimit_free(&srv->al);
+    xe_lockout_free(&srv->lockout);
     xe_tls_ctx_free(&srv->tls_starttls);
     xe_tls_ctx_free(&srv->tls_direct);
     free(srv->listeners);

@@ -16,5 +16,7 @@ int xe_server_listen(struct xe_server *srv, char **error_r);
 /* Stop accepting and close every connection; the loop then ends. */
 void xe_server_stop(struct xe_server *srv);
 void xe_server_free(struct xe_server **srv);
+/* The brute-force protection table (lockout.h), for the control socket. */
+struct xe_lockout *xe_server_lockout(struct xe_server *srv);
 
 #endif

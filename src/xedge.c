@@ -18,6 +18,7 @@
 #endif
 
 #include "conf.h"
+#include "control.h"
 #include "log.h"
 #include "sasl.h"
 #include "server.h"
@@ -30,6 +31,7 @@
 #endif
 
 static struct xe_server *g_srv;
+static struct xe_control *g_ctl;
 
 static void
 usage(FILE *f)
@@ -91,6 +93,13 @@ drop_privileges(const struct xe_conf *conf, char **error_r)
             xe_asprintf("cannot switch to user %s: not started as root", conf->run_user);
         return -1;
     }
+    /* the control socket, made as root, belongs to the user xedge runs as,
+     * so that xedgectl run as that user reaches it too */
+    if (conf->control.socket && chown(conf->control.socket, pw->pw_uid, gid) != 0) {
+        *error_r = xe_asprintf("cannot give the control socket %s to %s: %s",
+                               conf->control.socket, conf->run_user, strerror(errno));
+        return -1;
+    }
     if (initgroups(pw->pw_name, gid) != 0 || setgid(gid) != 0 ||
         setuid(pw->pw_uid) != 0) {
         *error_r =
@@ -112,6 +121,7 @@ on_signal(uv_signal_t *s, int signum)
 {
     notify("STOPPING=1");
     xe_info("event=stopping signal=%d", signum);
+    xe_control_stop(g_ctl);
     if (g_srv)
         xe_server_stop(g_srv);
     uv_close((uv_handle_t *)s, NULL);
@@ -225,6 +235,10 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: %s\n", err);
         goto out;
     }
+    if (conf->control.socket && xe_control_new(loop, conf, g_srv, &g_ctl, &err) < 0) {
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
     /* the ports are bound, the keys, the store and SASL loaded: no more need
      * for root */
     if (drop_privileges(conf, &err) < 0) {
@@ -249,6 +263,7 @@ main(int argc, char **argv)
     xe_info("event=stopped");
     rc = 0;
 out:
+    xe_control_free(&g_ctl);
     xe_server_free(&g_srv);
     xe_sasl_global_done();
     xe_register_global_free();

@@ -2,6 +2,7 @@
  *
  *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable|expire ...
  *   xedgectl [-c FILE] user export|import ...
+ *   xedgectl [-c FILE] lockout list [--json] | clear KEY|--all   (ctlclient.c)
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
@@ -24,6 +25,7 @@
 
 #include "conf.h"
 #include "userjson.h"
+#include "ctlclient.h"
 #include "userstore.h"
 #include "xelimits.h"
 
@@ -58,14 +60,16 @@ static void
 usage(FILE *f)
 {
     fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
-               "       xedgectl --help | xedgectl user --help\n"
+               "       xedgectl [-c FILE] lockout list [--json] | clear KEY|--all\n"
+               "       xedgectl --help | xedgectl user --help | xedgectl lockout --help\n"
                "\n"
                "options:\n"
                "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
                "/xedge.conf)\n"
                "  -h, --help         this help\n"
                "\n"
-               "Run 'xedgectl user --help' for the user commands.\n");
+               "Run 'xedgectl user --help' for the user commands, 'xedgectl lockout\n"
+               "--help' for the brute-force lockouts of the running xedge.\n");
 }
 
 static void
@@ -644,6 +648,10 @@ main(int argc, char **argv)
             usage(stderr);
             goto out;
         }
+    }
+    if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
+        ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
     }
     if (optind >= argc || strcmp(argv[optind], "user") != 0) {
         if (optind < argc)

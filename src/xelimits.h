@@ -57,4 +57,23 @@
 #define XE_DEF_CONN_BURST_PER_ADDRESS 200
 #define XE_ADDRLIMIT_MAX_ENTRIES (1 << 20) /* addresses tracked at once */
 
+/* Brute-force protection (the `lockout` group; lockout.h). An address
+ * behind NAT carries many users' typos, and anyone can make an account's
+ * failures: both thresholds are generous, the account's the higher, so that
+ * one attacking address locks itself out long before the account it tries. */
+#define XE_DEF_LOCKOUT_FREE_FAILURES 3   /* answered at once */
+#define XE_DEF_LOCKOUT_DELAY_MS 250      /* the first delay, doubling */
+#define XE_DEF_LOCKOUT_MAX_DELAY_MS 8000 /* below every pre-auth timeout */
+#define XE_DEF_LOCKOUT_ADDRESS_THRESHOLD 30
+#define XE_DEF_LOCKOUT_ACCOUNT_THRESHOLD 50
+#define XE_DEF_LOCKOUT_TIME_S 600        /* how long a lockout lasts */
+#define XE_DEF_LOCKOUT_WINDOW_S 600      /* a count is forgotten after this long quiet */
+#define XE_DEF_LOCKOUT_MAX_ENTRIES 65536 /* per kind (addresses, accounts) */
+
+/* The control socket (control.c) */
+#define XE_CONTROL_MAX_REQUEST 1024 /* bytes of one request line */
+#define XE_CONTROL_TIMEOUT_MS 5000  /* to send the request and read the answer */
+#define XE_CONTROL_MAX_CLIENTS 16   /* at once */
+#define XE_CONTROL_MAX_RESPONSE (64 * 1024 * 1024)
+
 #endif

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..22"
+echo "1..26"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -67,6 +67,10 @@ ok $? "a domain with iq_auth = true is accepted ($out)"
 check "hard cap within one read of the high water mark" 's/^log_level = "info";/log_level = "info"; limits = { pump_high_water = 65536; pump_low_water = 4096; pump_hard_cap = 131072; };/' "pump_hard_cap: must be at least pump_high_water \+ 131072"
 check "a misspelt setting" 's/max_attempts = 3;/max_attempt = 3;/' "bad\.conf:10: max_attempt: unknown setting"
 check "an unknown setting in a list element" 's/port = 15222;/port = 15222; wieght = 2;/' "bad\.conf:9: wieght: unknown setting"
+check "lockout: a misspelt setting" 's/^log_level = "info";/log_level = "info"; lockout = { delay = 5; };/' "bad\.conf:1: delay: unknown setting"
+check "lockout: max_delay_ms below delay_ms" 's/^log_level = "info";/log_level = "info"; lockout = { delay_ms = 500; max_delay_ms = 100; };/' "max_delay_ms: must be at least delay_ms"
+check "control: a mode that is not octal" 's#^log_level = "info";#log_level = "info"; control = { socket = "/tmp/x.sock"; mode = "0644x"; };#' "bad\.conf:1: mode: '0644x' is not an octal mode"
+check "control: no socket" 's/^log_level = "info";/log_level = "info"; control = { mode = "0600"; };/' "bad\.conf:1: socket: missing required setting"
 
 # in-band registration: a boolean per domain, and its limits
 good | sed 's/pool = "main"; }/pool = "main"; register = true; }/; s/^log_level = "info";/log_level = "info"; limits = { registrations_per_address = 2; max_stanza_postauth = 65536; };/' >"$d/reg.conf"

@@ -9,16 +9,18 @@ stream restart and resource binding. Each SASL answer is printed verbatim.
   /usr/bin/python3 t/lib/raw_client.py --jid alice@example.test \\
       --password wrong --password right --server 127.0.0.1:5222 \\
       [--mode starttls|direct] [--mech SCRAM-SHA-256] [--cafile F | --insecure] \\
-      [--timeout 10] [--no-bind] [--expect-close SECONDS] [-v]
+      [--timeout 10] [--no-bind] [--expect-close SECONDS] [--source ADDR] [-v]
 
 --password may be given several times: one SASL attempt each, in order, on one
-stream, stopping at the first success.
+stream, stopping at the first success. --source: the local address to connect
+from (e.g. 127.0.0.2, to look like another host on loopback).
 
 Output (stdout):
   FEATURES stage=pre-tls|post-tls|post-auth list=starttls,mechanisms:...
   TLS version=TLSv1.3 alpn=xmpp-client cipher=...
   SASL n=1 mech=SCRAM-SHA-256 result=failure condition=not-authorized steps=1 raw=<failure .../>
       (steps = number of <challenge/>s the server sent in that attempt)
+  TIMING n=1 took=0.012   (seconds from that attempt's <auth/> to the answer)
   CLOSE how=stream-end|eof|reset|stream-error:COND after=SECONDS   (with --expect-close)
   RESULT=ok mech=... tls=... jid=... attempts=N elapsed=S
   RESULT=failure condition=COND attempts=N closed=yes|no elapsed=S
@@ -564,6 +566,7 @@ def main():
     p.add_argument('--no-bind', action='store_true', help='stop after the restarted stream features')
     p.add_argument('--expect-close', type=float, metavar='SECONDS',
                    help='after the last failed attempt, wait this long for the server to close')
+    p.add_argument('--source', metavar='ADDR', help='local address to connect from')
     p.add_argument('-v', '--verbose', action='store_true', help='print every element sent and received')
     p.add_argument('--iq-auth', choices=['plain', 'digest'],
                    help='non-SASL authentication (XEP-0078) instead of SASL')
@@ -572,6 +575,7 @@ def main():
     a = p.parse_args()
 
     s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
+    s.source = a.source
     t0 = time.monotonic()
     attempts = 0
     el = lambda: '%.3f' % (time.monotonic() - t0)
@@ -587,10 +591,13 @@ def main():
             last = None
             for pw in a.password:
                 attempts += 1
+                t_auth = time.monotonic()
                 r = s.auth(a.mech, pw)
+                took = time.monotonic() - t_auth
                 if r[0] == 'success':
                     print('SASL n=%d mech=%s result=success steps=%d raw=%s' % (
                         attempts, a.mech, s.challenges, r[1]), flush=True)
+                    print('TIMING n=%d took=%.3f' % (attempts, took), flush=True)
                     jid = s.restart_and_bind(a.resource, bind=not a.no_bind)
                     print('RESULT=ok mech=%s tls=%s alpn=%s jid=%s attempts=%d elapsed=%s' % (
                         a.mech, s.tls, s.alpn, jid or '-', attempts, el()), flush=True)
@@ -598,6 +605,7 @@ def main():
                 last = r
                 print('SASL n=%d mech=%s result=failure condition=%s steps=%d raw=%s' % (
                     attempts, a.mech, r[1], s.challenges, r[2]), flush=True)
+                print('TIMING n=%d took=%.3f' % (attempts, took), flush=True)
             closed = 'no'
             if a.expect_close is not None:
                 how, after = s.wait_close(a.expect_close)

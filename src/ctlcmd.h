@@ -1,0 +1,29 @@
+/* xedge: the commands of the control socket (sans-IO).
+ *
+ * One request line in ("WORD... [ARG...]", words separated by spaces),
+ * response lines out: "ok" or "error TEXT" first, then the command's lines
+ * (key=value fields), then the connection ends. The glue (control.c) moves
+ * the bytes; this module parses the request and runs the command from a
+ * table, so that a new command is one more row. */
+#ifndef XE_CTLCMD_H
+#define XE_CTLCMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+struct xe_lockout;
+
+/* What the commands act on; fields are added as commands are. */
+struct xe_ctlcmd_env {
+    struct xe_lockout *lockout; /* NULL: no brute-force protection */
+    uint64_t now_ms;            /* the loop's clock, as the lockout table uses it */
+};
+
+/* Run the request LINE (len bytes, without the newline) and append the whole
+ * response to OUT. Returns 0, or -1 when the response is an error. */
+int xe_ctlcmd_run(const struct xe_ctlcmd_env *env, const char *line, size_t len,
+                  struct xe_buf *out);
+
+#endif

@@ -1,0 +1,311 @@
+/* Unit tests: brute-force protection (src/lockout.h) and the control socket's
+ * commands (src/ctlcmd.h). No sockets, no clock: time is given. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctlcmd.h"
+#include "lockout.h"
+#include "log.h"
+#include "tap.h"
+
+static int last_failed;
+static bool
+ok_last(void)
+{
+    bool r = tap_failed == last_failed;
+    last_failed = tap_failed;
+    return r;
+}
+
+static const struct xe_lockout_conf base_conf = {
+    .free_failures = 2,
+    .delay_ms = 100,
+    .max_delay_ms = 1000,
+    .address_threshold = 10,
+    .account_threshold = 20,
+    .lockout_ms = 60000,
+    .window_ms = 30000,
+    .max_entries = 1000,
+};
+
+static void
+test_delays(void)
+{
+    struct xe_lockout *lo = xe_lockout_new(&base_conf);
+    unsigned want[] = {0, 0, 100, 200, 400, 800, 1000, 1000};
+    bool same = true;
+
+    for (int i = 0; i < 8; i++) {
+        unsigned d = xe_lockout_failure(lo, "192.0.2.1", "alice@example.org", 1000 + i);
+        if (d != want[i]) {
+            same = false;
+            printf("# failure %d: delay %u, want %u\n", i + 1, d, want[i]);
+        }
+    }
+    ok(same, "delays: free, then doubling from delay_ms up to max_delay_ms");
+    is_int(xe_lockout_delay(lo, "192.0.2.1", NULL, 2000), 1000,
+           "delay: an uncounted attempt gets the current delay of its address");
+    is_int(xe_lockout_delay(lo, "192.0.2.99", "bob@example.org", 2000), 0,
+           "delay: other keys owe nothing");
+    /* unknown and known accounts are keys alike: the same failures give the
+     * same delays (the table never learns whether an account exists) */
+    for (int i = 0; i < 5; i++)
+        xe_lockout_failure(lo, NULL, "nosuchuser@example.org", 3000);
+    for (int i = 0; i < 5; i++)
+        xe_lockout_failure(lo, NULL, "carol@example.org", 3000);
+    is_int(xe_lockout_delay(lo, NULL, "nosuchuser@example.org", 3000),
+           xe_lockout_delay(lo, NULL, "carol@example.org", 3000),
+           "delay: the same for any account name");
+    /* the window: quiet for window_ms, the count is forgotten */
+    is_int(xe_lockout_failure(lo, "192.0.2.1", NULL, 1007 + 30000), 0,
+           "window: after window_ms of quiet the count starts again");
+    /* success forgets the account, not the address */
+    xe_lockout_failure(lo, "198.51.100.1", "dave@example.org", 50000);
+    xe_lockout_failure(lo, "198.51.100.1", "dave@example.org", 50000);
+    xe_lockout_success(lo, "dave@example.org", 50001);
+    is_int(xe_lockout_failure(lo, NULL, "dave@example.org", 50002), 0,
+           "success: the account's count is forgotten");
+    is_int(xe_lockout_failure(lo, "198.51.100.1", NULL, 50002), 100,
+           "success: the address keeps its count");
+    xe_lockout_free(&lo);
+}
+
+static void
+test_lockout(void)
+{
+    struct xe_lockout *lo = xe_lockout_new(&base_conf);
+    struct xe_lockout_stats st;
+    uint64_t left = 0;
+    int i;
+
+    for (i = 0; i < 9; i++) {
+        char acc[32];
+        snprintf(acc, sizeof(acc), "u%d@example.org", i);
+        xe_lockout_failure(lo, "192.0.2.7", acc, 1000);
+    }
+    ok(!xe_lockout_check(lo, "192.0.2.7", "x@example.org", 1000, NULL),
+       "below the address threshold: not refused");
+    xe_lockout_failure(lo, "192.0.2.7", "u9@example.org", 1000);
+    ok(xe_lockout_check(lo, "192.0.2.7", "x@example.org", 1001, &left),
+       "address threshold: refused, whatever the account");
+    is_int((long long)left, 59999, "remaining time of the lockout");
+    ok(!xe_lockout_check(lo, "192.0.2.8", "x@example.org", 1001, NULL),
+       "another address is not refused");
+    ok(!xe_lockout_check(lo, "2001:db8:1:2::/64", NULL, 1001, NULL),
+       "nor an IPv6 prefix");
+    ok(xe_lockout_check(lo, "192.0.2.7", NULL, 60999, NULL), "still locked at the end");
+    ok(!xe_lockout_check(lo, "192.0.2.7", NULL, 61000, NULL),
+       "lockout_ms later: allowed again");
+    is_int(xe_lockout_failure(lo, "192.0.2.7", NULL, 61001), 0,
+           "after a lockout the count starts again");
+
+    /* an account from many addresses */
+    for (i = 0; i < 19; i++) {
+        char a[32];
+        snprintf(a, sizeof(a), "203.0.113.%d", i + 1);
+        xe_lockout_failure(lo, a, "victim@example.org", 2000);
+    }
+    ok(!xe_lockout_check(lo, "203.0.113.200", "victim@example.org", 2000, NULL),
+       "below the account threshold: not refused");
+    xe_lockout_failure(lo, "203.0.113.100", "victim@example.org", 2000);
+    ok(xe_lockout_check(lo, "203.0.113.200", "victim@example.org", 2000, NULL),
+       "account threshold: refused from any address");
+    ok(!xe_lockout_check(lo, "203.0.113.200", "other@example.org", 2000, NULL),
+       "other accounts from that address: not refused");
+    xe_lockout_success(lo, "victim@example.org", 2001);
+    ok(xe_lockout_check(lo, NULL, "victim@example.org", 2002, NULL),
+       "a success does not lift a lockout");
+
+    xe_lockout_get_stats(lo, 2002, &st);
+    is_int((long long)st.lockouts, 2, "stats: two lockouts");
+    ok(st.refused >= 3, "stats: refusals counted (%llu)", (unsigned long long)st.refused);
+    is_int((long long)xe_lockout_clear(lo, "victim@example.org"), 1, "clear: one entry");
+    ok(!xe_lockout_check(lo, NULL, "victim@example.org", 2003, NULL),
+       "clear: the account may try again");
+    is_int((long long)xe_lockout_clear(lo, "victim@example.org"), 0, "clear: gone");
+    ok(xe_lockout_clear_all(lo) > 0, "clear --all");
+    xe_lockout_get_stats(lo, 2003, &st);
+    is_int((long long)st.entries, 0, "nothing left");
+
+    {
+        struct xe_lockout_conf c = base_conf;
+        c.address_threshold = 0;
+        c.account_threshold = 0;
+        xe_lockout_free(&lo);
+        lo = xe_lockout_new(&c);
+        for (i = 0; i < 100; i++)
+            xe_lockout_failure(lo, "192.0.2.1", "a@example.org", 1000);
+        ok(!xe_lockout_check(lo, "192.0.2.1", "a@example.org", 1000, NULL),
+           "thresholds 0: never locked out");
+        is_int(xe_lockout_delay(lo, "192.0.2.1", NULL, 1000), 1000,
+               "thresholds 0: still delayed");
+    }
+    xe_lockout_free(&lo);
+}
+
+static int
+count_cb(void *ctx, const struct xe_lockout_info *e)
+{
+    (void)e;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static void
+test_bounded(void)
+{
+    struct xe_lockout_conf c = base_conf;
+    struct xe_lockout *lo;
+    struct xe_lockout_stats st;
+    size_t n = 0;
+    char a[64];
+
+    c.max_entries = 100;
+    lo = xe_lockout_new(&c);
+    /* the victim's account is locked; then a flood of addresses */
+    for (int i = 0; i < 20; i++)
+        xe_lockout_failure(lo, "192.0.2.1", "victim@example.org", 1000);
+    for (int i = 0; i < 100000; i++) {
+        snprintf(a, sizeof(a), "10.%d.%d.%d", i >> 16, (i >> 8) & 255, i & 255);
+        xe_lockout_failure(lo, a, NULL, 2000 + (uint64_t)i / 100);
+    }
+    xe_lockout_get_stats(lo, 3000, &st);
+    ok(st.entries <= 2 * 100, "flood: the table stays bounded (%zu entries)", st.entries);
+    ok(st.evicted > 0, "flood: evictions are counted (%llu)",
+       (unsigned long long)st.evicted);
+    ok(xe_lockout_check(lo, NULL, "victim@example.org", 3000, NULL),
+       "flood of addresses: the accounts' table is untouched");
+    xe_lockout_foreach(lo, 3000, count_cb, &n);
+    is_int((long long)n, (long long)st.entries, "foreach sees every entry");
+    /* long after: everything expires */
+    xe_lockout_failure(lo, "192.0.2.200", NULL, 1000000);
+    for (int i = 0; i < 100; i++)
+        xe_lockout_check(lo, "192.0.2.200", "victim@example.org", 1000000, NULL);
+    xe_lockout_get_stats(lo, 1000000, &st);
+    ok(st.entries <= 2, "quiet entries expire (%zu left)", st.entries);
+    xe_lockout_free(&lo);
+}
+
+static void
+test_keys(void)
+{
+    char k[XE_LOCKOUT_KEY_MAX], big[1000];
+    static const char plain[] = "\0Alice\0secret";
+    static const char plain_z[] = "bob@example.org\0bob@Example.ORG\0pw";
+    static const char scram[] = "n,,n=carol,r=abcdef";
+    static const char scram_esc[] = "y,a=x,n=a=2Cb=3Dc@example.org,r=1";
+    static const char scram_m[] = "p=tls-exporter,,m=ext,n=dave,r=1";
+    static const char digest[] = "charset=utf-8,username=\"erin\",realm=\"Example.org\","
+                                 "nonce=\"a,b\",cnonce=\"x\"";
+    static const char cram[] = "frank 0123456789abcdef";
+
+    xe_lockout_sasl_account("PLAIN", plain, sizeof(plain) - 1, "example.org", k);
+    is_str(k, "alice@example.org", "PLAIN: the authcid, lower-cased, with the domain");
+    xe_lockout_sasl_account("PLAIN", plain_z, sizeof(plain_z) - 1, "example.org", k);
+    is_str(k, "bob@example.org", "PLAIN: the authcid, not the authzid");
+    xe_lockout_sasl_account("SCRAM-SHA-256", scram, strlen(scram), "example.org", k);
+    is_str(k, "carol@example.org", "SCRAM: n=");
+    xe_lockout_sasl_account("SCRAM-SHA-1-PLUS", scram_esc, strlen(scram_esc),
+                            "example.org", k);
+    is_str(k, "a,b%3Dc@example.org", "SCRAM: =2C and =3D decoded, '=' escaped");
+    xe_lockout_sasl_account("SCRAM-SHA-256-PLUS", scram_m, strlen(scram_m), "example.org",
+                            k);
+    is_str(k, "dave@example.org", "SCRAM: after m= and a channel binding header");
+    xe_lockout_sasl_account("DIGEST-MD5", digest, strlen(digest), "example.org", k);
+    is_str(k, "erin@example.org", "DIGEST-MD5: username and realm");
+    xe_lockout_sasl_account("CRAM-MD5", cram, strlen(cram), "example.org", k);
+    is_str(k, "frank@example.org", "CRAM-MD5: the user");
+    xe_lockout_sasl_account("SCRAM-SHA-256", "n,,r=x", 6, "example.org", k);
+    is_str(k, "", "SCRAM without n=: none");
+    xe_lockout_sasl_account("PLAIN", "garbage", 7, "example.org", k);
+    is_str(k, "", "PLAIN without NULs: none");
+    xe_lockout_sasl_account("EXTERNAL", "", 0, "example.org", k);
+    is_str(k, "", "EXTERNAL: none");
+    xe_lockout_account_key("a b\"\\%\n\xc3\xa9@x", 11, k);
+    is_str(k, "a%20b%22%5C%25%0A%C3%A9@x", "keys: unsafe bytes are escaped");
+    memset(big, 'a', sizeof(big));
+    xe_lockout_account_key(big, sizeof(big), k);
+    is_int((long long)strlen(k), XE_LOCKOUT_KEY_MAX - 1, "keys: bounded");
+}
+
+static void
+test_commands(void)
+{
+    struct xe_lockout *lo = xe_lockout_new(&base_conf);
+    struct xe_ctlcmd_env env = {.lockout = lo, .now_ms = 5000};
+    struct xe_buf out;
+    char big[2000];
+
+    last_failed = tap_failed;
+    for (int i = 0; i < 10; i++)
+        xe_lockout_failure(lo, "192.0.2.9", "eve@example.org", 4000);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "lockout list", 12, &out), 0, "command: lockout list");
+    xe_buf_append(&out, "", 1);
+    ok(strncmp((const char *)out.data, "ok\n", 3) == 0, "list: ok first");
+    ok(strstr((const char *)out.data,
+              "entry kind=address key=192.0.2.9 failures=10 locked=yes "
+              "remaining_ms=59000 lockouts=1\n") != NULL,
+       "list: the locked address");
+    ok(strstr((const char *)out.data,
+              "entry kind=account key=eve@example.org failures=10 locked=no") != NULL,
+       "list: the account, not locked");
+    ok(strstr((const char *)out.data,
+              "stats entries=2 locked=1 failures=10 lockouts=1 ") != NULL,
+       "list: the totals");
+    if (!ok_last())
+        printf("# %s", (const char *)out.data);
+    xe_buf_free(&out);
+
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "lockout clear 192.0.2.9", 23, &out), 0,
+           "command: lockout clear KEY");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "ok\ncleared=1\n", "clear: answer");
+    xe_buf_free(&out);
+
+    xe_buf_init(&out, 0);
+    xe_ctlcmd_run(&env, "lockout clear --all", 19, &out);
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "ok\ncleared=1\n",
+           "clear --all: the account was left");
+    xe_buf_free(&out);
+
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "lockout clear", 13, &out), -1, "clear without a key");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "error usage: lockout clear KEY|--all\n", "usage");
+    xe_buf_free(&out);
+
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "sessions", 8, &out), -1, "unknown command");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "lockout\x01 list", 13, &out), -1, "control characters");
+    xe_buf_free(&out);
+    memset(big, 'a', sizeof(big));
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, big, sizeof(big), &out), -1, "request too long");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "help", 4, &out), 0, "help");
+    xe_buf_free(&out);
+    env.lockout = NULL;
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "lockout list", 12, &out), -1, "no table: an error");
+    xe_buf_free(&out);
+    xe_lockout_free(&lo);
+}
+
+int
+main(void)
+{
+    xe_log_level = XE_LOG_ERROR;
+    test_delays();
+    test_lockout();
+    test_bounded();
+    test_keys();
+    test_commands();
+    return tap_done();
+}
