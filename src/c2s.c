@@ -9,6 +9,7 @@
 
 #include "lockout.h"
 #include "log.h"
+#include "metrics.h"
 #include "register.h"
 #include "sasl.h"
 #include "xelimits.h"
@@ -116,6 +117,7 @@ xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *text)
     xe_stream_error_xml(&c->out, !c->header_sent, c->domain, c->id, condition, text);
     c->header_sent = true;
     c->st = ST_CLOSED;
+    xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
     xe_info("event=stream-error peer=%s domain=%s jid=%s condition=%s text=\"%s\"",
             c->peer, c->domain ? c->domain : "-", c->jid[0] ? c->jid : "-", condition,
             text ? text : "");
@@ -267,6 +269,7 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
                    xe_sasl_cond_name(cond));
     const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
+    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", xe_sasl_cond_name(cond));
     xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s attempt=%u "
             "detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
@@ -300,6 +303,7 @@ guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
         "attempt=%u detail=\"locked out\"",
         c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
         c->failures);
+    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", "locked-out");
     c->guard->failed(c->guard_ctx, c->tried, false);
     return true;
 }
@@ -338,6 +342,7 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    xe_metrics_inc(XE_M_LOGINS, c->mech, "success");
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
         xe_lockout_account_key(c->jid, strlen(c->jid), key);
@@ -545,6 +550,7 @@ iq_auth_failure(struct xe_c2s *c, const char *condition, const char *text,
 {
     c->failures++;
     iq_error(c, condition, text);
+    xe_metrics_inc(XE_M_LOGINS, "iq-auth", condition);
     xe_info("event=auth-failed peer=%s domain=%s user=%s mech=iq-auth condition=%s "
             "attempt=%u detail=\"%s\"",
             c->peer, c->domain, user && *user ? user : "-", condition, c->failures,
@@ -632,6 +638,7 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     snprintf(c->mech, sizeof(c->mech), "iq-auth");
     free(c->resource);
     c->resource = xe_strdup(res);
+    xe_metrics_inc(XE_M_LOGINS, "iq-auth", "success");
     xe_info("event=auth-ok peer=%s jid=%s mech=iq-auth digest=%s", c->peer, c->jid,
             dg ? "yes" : "no");
     xe_sasl_free(&c->sasl);

@@ -341,7 +341,7 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
             get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
             return -1;
         if (v == 0)
-            return fail(c, g, "port", "missing required setting");
+            return fail(c, g, "metrics.port", "missing required setting");
         l->port = (int)v;
     }
     return 0;
@@ -394,6 +394,31 @@ load_mech_list(struct ctx *c, const config_setting_t *m, char ***out, size_t *n_
                         "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS, EXTERNAL)",
                         s);
     }
+    return 0;
+}
+
+/* metrics = { address = "127.0.0.1"; port = 9105; } (optional) */
+static int
+load_metrics(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "metrics");
+    unsigned long long v;
+    unsigned char addr[16];
+
+    if (g == NULL)
+        return 0;
+    if (!config_setting_is_group(g))
+        return fail(c, g, "metrics", "must be a group { address = ...; port = ...; }");
+    if (get_string(c, g, "address", true, NULL, &conf->metrics_address) < 0 ||
+        get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
+        return -1;
+    if (config_setting_get_member(g, "port") == NULL)
+        return fail(c, g, "metrics.port", "missing required setting");
+    if (inet_pton(AF_INET, conf->metrics_address, addr) != 1 &&
+        inet_pton(AF_INET6, conf->metrics_address, addr) != 1)
+        return fail(c, config_setting_get_member(g, "address"), "metrics.address",
+                    "'%s' is not a numeric IPv4 or IPv6 address", conf->metrics_address);
+    conf->metrics_port = (int)v;
     return 0;
 }
 
@@ -616,9 +641,10 @@ static int
 check_names(struct ctx *c, const config_setting_t *root)
 {
     static const char *const top[] = {
-        "log_level",  "log_to",    "syslog_facility", "user",    "group",
-        "user_store", "listeners", "domains",         "pools",   "sasl",
-        "limits",     "timeouts",  "lockout",         "control", NULL};
+        "log_level", "log_to",  "syslog_facility", "user", "group",  "user_store",
+        "listeners", "domains", "pools",           "sasl", "limits", "timeouts",
+        "lockout",   "control", "metrics",         NULL};
+    static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind", "address", "port", NULL};
     static const char *const domain[] = {
@@ -667,7 +693,8 @@ check_names(struct ctx *c, const config_setting_t *root)
         check_list(c, pools, pool) < 0 ||
         check_group(c, config_setting_get_member(root, "sasl"), sasl) < 0 ||
         check_group(c, config_setting_get_member(root, "limits"), limits) < 0 ||
-        check_group(c, config_setting_get_member(root, "timeouts"), timeouts) < 0)
+        check_group(c, config_setting_get_member(root, "timeouts"), timeouts) < 0 ||
+        check_group(c, config_setting_get_member(root, "metrics"), metrics) < 0)
         return -1;
     for (int i = 0;
          pools && config_setting_is_list(pools) && i < config_setting_length(pools);
@@ -781,7 +808,8 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
     if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
         load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
-        load_control(&c, conf, root) < 0 || check_names(&c, root) < 0)
+        load_control(&c, conf, root) < 0 || load_metrics(&c, conf, root) < 0 ||
+        check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:
@@ -857,6 +885,7 @@ xe_conf_free(struct xe_conf **confp)
     free(conf->user_store);
     free(conf->run_user);
     free(conf->run_group);
+    free(conf->metrics_address);
     free(conf->control.socket);
     free(conf->path);
     free(conf);

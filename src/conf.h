@@ -45,11 +45,13 @@ struct xe_domain_conf {
 
 struct xe_conf {
     char *path;
-    int log_level;       /* XE_LOG_* */
-    int log_to;          /* XE_LOG_TO_* (log.h) */
-    int syslog_facility; /* LOG_DAEMON, ... (syslog.h) */
-    char *run_user;      /* switch to this user after binding (NULL: stay) */
-    char *run_group;     /* ... and group (NULL: the user's) */
+    int log_level;         /* XE_LOG_* */
+    int log_to;            /* XE_LOG_TO_* (log.h) */
+    int syslog_facility;   /* LOG_DAEMON, ... (syslog.h) */
+    char *run_user;        /* switch to this user after binding (NULL: stay) */
+    char *run_group;       /* ... and group (NULL: the user's) */
+    char *metrics_address; /* Prometheus endpoint (NULL: none) */
+    int metrics_port;
     char *user_store;
     size_t user_store_map_mb;
 

@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 /* quiet entries dropped from the old end of a table per call */
@@ -308,6 +309,8 @@ xe_lockout_failure(struct xe_lockout *lo, const char *addr, const char *account,
                 e->locked_until_ms = 1;
             e->lockouts++;
             lo->st.lockouts++;
+            xe_metrics_inc(XE_M_LOCKOUTS, xe_lockout_kind_name((enum xe_lockout_kind)k),
+                           NULL);
             xe_warn("event=lockout kind=%s key=%s failures=%u duration_ms=%llu "
                     "lockouts=%llu",
                     xe_lockout_kind_name((enum xe_lockout_kind)k), e->key, e->failures,

@@ -18,6 +18,7 @@
 #include "backend.h"
 #include "c2s.h"
 #include "lockout.h"
+#include "metrics.h"
 #include "log.h"
 #include "pool.h"
 #include "register.h"
@@ -87,6 +88,7 @@ struct conn {
     uint64_t auth_deadline;     /* loop time by which SASL must succeed */
     char peer[64];
     uint64_t bytes_up, bytes_down;
+    uint64_t accepted_ms; /* loop time of the accept (login duration) */
     /* brute-force protection: a failed login's answer is held (lockout.h) */
     char addr_key[64];              /* the lockout key of the client's address */
     uint64_t hold_ms;               /* delay owed by the attempts of the last feed */
@@ -259,6 +261,7 @@ send_client(struct conn *c, const void *data, size_t len)
     if (len == 0 || c->closed)
         return 0;
     c->bytes_down += len;
+    xe_metrics_add(XE_M_BYTES, len, "down", NULL);
     if (c->tls == NULL)
         return write_raw(c, true, data, len);
     if (xe_tls_write(c->tls, data, len) < 0) {
@@ -412,6 +415,7 @@ client_stream_error(struct conn *c, const char *condition, const char *text)
         xe_stream_error_xml(&b, false, NULL, NULL, condition, text);
         send_client(c, b.data, b.len);
         xe_buf_free(&b);
+        xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
         xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
                 c->jid ? c->jid : "-", condition, text ? text : "");
     }
@@ -423,6 +427,7 @@ client_stream_error(struct conn *c, const char *condition, const char *text)
 static void
 backend_failed(struct conn *c, const char *why)
 {
+    xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
     xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
             c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
     if (c->c2s && !c->client_restarted && !c->backend_failed) {
@@ -496,6 +501,7 @@ reg_client(struct conn *c, const char *data, size_t n)
     r = xe_regsplice_client(c->reg, data, n, &up);
     if (up.len) {
         c->bytes_up += up.len;
+        xe_metrics_add(XE_M_BYTES, up.len, "up", NULL);
         write_raw(c, false, up.data, up.len);
     }
     if (!c->closed) {
@@ -535,6 +541,7 @@ maybe_splice(struct conn *c)
     flush_c2s(c);
     if (reg_start(c) < 0)
         return;
+    xe_metrics_login_duration(uv_now(c->srv->loop) - c->accepted_ms);
     xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s", c->peer, c->jid,
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
             c->server->name);
@@ -552,6 +559,7 @@ maybe_splice(struct conn *c)
                    c->to_backend_pending.len);
     } else if (c->to_backend_pending.len && !c->reg) {
         c->bytes_up += c->to_backend_pending.len;
+        xe_metrics_add(XE_M_BYTES, c->to_backend_pending.len, "up", NULL);
         write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
     }
     xe_buf_free(&c->to_client_pending);
@@ -594,6 +602,7 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
                 close_conn(c);
             } else {
+                xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
                 xe_warn("event=backend-lost peer=%s jid=%s backend=%s error=\"%s\"",
                         c->peer, c->jid, c->server->name, uv_strerror((int)n));
                 client_stream_error(c, "remote-connection-failed",
@@ -868,6 +877,7 @@ tls_established(struct conn *c)
     char alpn[32];
     const char *sni = xe_tls_sni(c->tls);
 
+    xe_metrics_inc(XE_M_TLS, xe_tls_version(c->tls), NULL);
     xe_debug("event=tls peer=%s version=%s cipher=%s sni=%s alpn=%s", c->peer,
              xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
              xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
@@ -938,6 +948,7 @@ client_plain(struct conn *c, const char *data, size_t n)
             return;
         }
         c->bytes_up += n;
+        xe_metrics_add(XE_M_BYTES, n, "up", NULL);
         write_raw(c, false, data, n);
         return;
     }
@@ -1046,6 +1057,7 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (r == XE_TLS_WANT || c->closed)
             return;
         if (r < 0) {
+            xe_metrics_inc(XE_M_TLS_FAILED, NULL, NULL);
             xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
                     xe_tls_error(c->tls));
             finish_close(c);
@@ -1120,6 +1132,7 @@ refused(struct xe_server *srv, const char *reason, const char *address)
 {
     uint64_t now = uv_now(srv->loop);
 
+    xe_metrics_inc(XE_M_REFUSED, reason, NULL);
     if (srv->refused_logged_ms && now - srv->refused_logged_ms < 1000) {
         srv->refused_unlogged++;
         return;
@@ -1170,6 +1183,8 @@ on_connection(uv_stream_t *ls, int status)
         return;
     }
     format_peer(&c->client, c->peer, sizeof(c->peer));
+    c->accepted_ms = uv_now(srv->loop);
+    xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
     {
         int sl = sizeof(c->sa);
         enum xe_addrlimit_result ar = XE_AL_OK;
@@ -1216,6 +1231,43 @@ on_connection(uv_stream_t *ls, int status)
 
 /* ---- the server ---------------------------------------------------------- */
 
+/* Gauges for the metrics endpoint, from the live connections. */
+static void
+metrics_gauges(void *ctx, struct xe_buf *out)
+{
+    static const char *const states[] = {"negotiating", "backend", "spliced", "closing"};
+    const struct xe_server *srv = ctx;
+    const struct xe_conf *conf = srv->conf;
+    unsigned long n[2][4] = {{0}};
+
+    for (const struct conn *c = srv->conns; c; c = c->next)
+        n[c->direct ? 1 : 0][c->st]++;
+    xe_buf_append_str(out,
+                      "# HELP xedge_connections Open client connections, by listener "
+                      "kind and state.\n# TYPE xedge_connections gauge\n");
+    for (int l = 0; l < 2; l++)
+        for (int s = 0; s < 4; s++)
+            xe_buf_appendf(out, "xedge_connections{listener=\"%s\",state=\"%s\"} %lu\n",
+                           l ? "direct_tls" : "starttls", states[s], n[l][s]);
+    xe_buf_append_str(out, "# HELP xedge_backend_sessions Spliced sessions, by backend "
+                           "server.\n# TYPE xedge_backend_sessions gauge\n");
+    for (size_t p = 0; p < conf->n_pools; p++)
+        for (size_t i = 0; i < conf->pools[p].n_servers; i++) {
+            const struct xe_server_conf *sc = &conf->pools[p].servers[i];
+            unsigned long k = 0;
+            for (const struct conn *c = srv->conns; c; c = c->next)
+                k += c->st == CS_SPLICED && c->server == sc;
+            xe_buf_appendf(out,
+                           "xedge_backend_sessions{pool=\"%s\",backend=\"%s\"} %lu\n",
+                           conf->pools[p].name, sc->name, k);
+        }
+    xe_buf_appendf(
+        out,
+        "# HELP xedge_max_connections The configured limit of open connections.\n"
+        "# TYPE xedge_max_connections gauge\nxedge_max_connections %u\n",
+        conf->max_connections);
+}
+
 int
 xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
               char **error_r)
@@ -1226,6 +1278,15 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
 
     srv->loop = loop;
     srv->conf = conf;
+    /* the mechanisms a login can be counted under (others: "other") */
+    for (size_t k = 0; k <= conf->n_domains; k++) {
+        size_t n;
+        char *const *m = xe_conf_mechanisms(conf, k ? &conf->domains[k - 1] : NULL, &n);
+        for (size_t i = 0; i < n; i++)
+            xe_metrics_allow_label(m[i]);
+    }
+    xe_metrics_allow_label("iq-auth");
+    xe_metrics_set_gauges(metrics_gauges, srv);
     {
         struct xe_addrlimit_conf alc = {
             .max_per_address = conf->max_conns_per_address,
@@ -1337,6 +1398,7 @@ xe_server_free(struct xe_server **srvp)
 
     if (srv == NULL)
         return;
+    xe_metrics_set_gauges(NULL, NULL);
     xe_addrlimit_free(&srv->al);
     xe_lockout_free(&srv->lockout);
     xe_tls_ctx_free(&srv->tls_starttls);

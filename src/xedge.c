@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "control.h"
 #include "log.h"
+#include "metrics.h"
 #include "sasl.h"
 #include "server.h"
 #include "register.h"
@@ -32,6 +33,7 @@
 
 static struct xe_server *g_srv;
 static struct xe_control *g_ctl;
+static struct xe_metrics_http *g_metrics;
 
 static void
 usage(FILE *f)
@@ -122,6 +124,7 @@ on_signal(uv_signal_t *s, int signum)
     notify("STOPPING=1");
     xe_info("event=stopping signal=%d", signum);
     xe_control_stop(g_ctl);
+    xe_metrics_http_stop(&g_metrics);
     if (g_srv)
         xe_server_stop(g_srv);
     uv_close((uv_handle_t *)s, NULL);
@@ -239,6 +242,12 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: %s\n", err);
         goto out;
     }
+    if (conf->metrics_address &&
+        xe_metrics_http_start(loop, conf->metrics_address, conf->metrics_port, &g_metrics,
+                              &err) < 0) {
+        fprintf(stderr, "xedge: %s\n", err);
+        goto out;
+    }
     /* the ports are bound, the keys, the store and SASL loaded: no more need
      * for root */
     if (drop_privileges(conf, &err) < 0) {
@@ -263,6 +272,10 @@ main(int argc, char **argv)
     xe_info("event=stopped");
     rc = 0;
 out:
+    if (g_metrics) { /* an error after it started: close it here */
+        xe_metrics_http_stop(&g_metrics);
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
     xe_control_free(&g_ctl);
     xe_server_free(&g_srv);
     xe_sasl_global_done();
