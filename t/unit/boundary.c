@@ -1,0 +1,91 @@
+/* Unit tests for src/boundary.c: the fast scan (memchr over character data,
+ * attribute values and end tags) agrees with the byte-by-byte one at every
+ * split of real backend output. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boundary.h"
+#include "tap.h"
+
+/* the state after DATA, scanned byte by byte (stop mode never skips) */
+static struct xe_boundary
+slow(const char *data, size_t len)
+{
+    struct xe_boundary b;
+    size_t i = 0;
+
+    xe_boundary_init(&b, 1);
+    while (i < len)
+        i += xe_boundary_scan(&b, data + i, len - i, true);
+    return b;
+}
+
+static int
+same(const struct xe_boundary *a, const struct xe_boundary *b)
+{
+    return a->depth == b->depth && a->state == b->state &&
+           (a->state != b->state || a->quote == b->quote);
+}
+
+int
+main(void)
+{
+    static const char *const docs[] = {
+        "<message from='a@b/c' to=\"d@e\" type='chat'><body>x &lt; y > z</body></message>"
+        "<presence/><iq type='result' id='a>b'/>",
+        "<message><body>'quotes' \"here\" &amp; /> not a tag</body><x xmlns='j:x'><y "
+        "a='/>' b=\"'\"/></x></message>",
+        "<iq type='get' id='1'><query xmlns='jabber:iq:roster'><item jid='a@b' name='A "
+        "&apos;B&apos;'><group>G</group></item></query></iq></stream:stream>",
+    };
+    size_t failures = 0, checks = 0;
+
+    for (size_t d = 0; d < sizeof(docs) / sizeof(docs[0]); d++) {
+        const char *doc = docs[d];
+        size_t len = strlen(doc);
+        for (size_t split = 0; split <= len; split++) {
+            struct xe_boundary fast, ref = slow(doc, split);
+            xe_boundary_init(&fast, 1);
+            xe_boundary_scan(&fast, doc, split, false);
+            checks++;
+            if (!same(&fast, &ref))
+                failures++;
+            /* and the rest, in a second call */
+            xe_boundary_scan(&fast, doc + split, len - split, false);
+            ref = slow(doc, len);
+            checks++;
+            if (!same(&fast, &ref))
+                failures++;
+        }
+    }
+    ok(failures == 0, "fast and byte-by-byte scans agree at every split (%zu checks)",
+       checks);
+    {
+        struct xe_boundary b;
+        const char *s = "<message><body>hi</body></message>";
+        xe_boundary_init(&b, 1);
+        xe_boundary_scan(&b, s, strlen(s), false);
+        ok(xe_boundary_between(&b), "after a whole stanza: between stanzas");
+        xe_boundary_scan(&b, "<message><body>h", 16, false);
+        ok(!xe_boundary_between(&b) && b.depth == 3, "inside one: not (depth %u)",
+           b.depth);
+        xe_boundary_scan(&b, "</stream:stream>", 16, false);
+        ok(b.depth == 2, "an end tag goes one level up");
+    }
+    {
+        /* 1 MiB of character data: one memchr */
+        size_t n = 1 << 20;
+        char *big = malloc(n + 40);
+        struct xe_boundary b;
+        memcpy(big, "<message><body>", 15);
+        memset(big + 15, 'x', n);
+        memcpy(big + 15 + n, "</body></message>", 17);
+        xe_boundary_init(&b, 1);
+        is_int((long long)xe_boundary_scan(&b, big, n + 32, false), (long long)(n + 32),
+               "a large stanza is scanned whole");
+        ok(xe_boundary_between(&b), "... and ends between stanzas");
+        free(big);
+    }
+    return tap_done();
+}
