@@ -24,6 +24,7 @@
 #include "register.h"
 #include "sasl.h"
 #include "tls.h"
+#include "userstore.h"
 #include "util.h"
 #include "xelimits.h"
 
@@ -49,6 +50,7 @@ struct xe_server {
     bool stopping;
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
+    struct xe_userstore *store; /* for the users' pins */
     uint64_t refused_logged_ms; /* refusals are logged at most once a second */
     unsigned long refused_unlogged;
 };
@@ -681,6 +683,33 @@ on_backend_connect(uv_connect_t *req, int status)
     uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
 }
 
+/* The server the operator pinned the user to (xedgectl user pin), if it is
+ * in the pool; NULL: none, or it is gone (then the hash decides). */
+static const struct xe_server_conf *
+pinned_server(struct conn *c, const struct xe_pool_conf *pool, const char *jid)
+{
+    const struct xe_server_conf *s = NULL;
+    struct xe_user *u;
+    char *err = NULL;
+
+    if (c->srv->store == NULL || xe_c2s_anonymous(c->c2s))
+        return NULL;
+    u = xe_calloc(1, sizeof(*u));
+    if (xe_userstore_get(c->srv->store, jid, u, &err) == XE_US_OK && u->pin[0]) {
+        for (size_t i = 0; i < pool->n_servers && s == NULL; i++)
+            if (strcmp(pool->servers[i].name, u->pin) == 0)
+                s = &pool->servers[i];
+        if (s == NULL)
+            xe_warn("event=pin-ignored peer=%s jid=%s pin=%s reason=\"no such server in "
+                    "pool %s\"",
+                    c->peer, jid, u->pin, pool->name);
+    }
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    free(err);
+    return s;
+}
+
 static void
 start_backend(struct conn *c)
 {
@@ -693,7 +722,9 @@ start_backend(struct conn *c)
     int r;
 
     c->jid = xe_strdup(jid);
-    c->server = &pool->servers[xe_pool_pick(pool, jid)];
+    c->server = pinned_server(c, pool, jid);
+    if (c->server == NULL)
+        c->server = &pool->servers[xe_pool_pick(pool, jid)];
     c->st = CS_BACKEND;
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
@@ -1383,6 +1414,12 @@ xe_server_stop(struct xe_server *srv)
         if (!c->closed)
             finish_close(c); /* the loop is about to end: do not wait for flushes */
     }
+}
+
+void
+xe_server_set_store(struct xe_server *srv, struct xe_userstore *store)
+{
+    srv->store = store;
 }
 
 struct xe_lockout *

@@ -16,6 +16,9 @@ int xe_server_listen(struct xe_server *srv, char **error_r);
 /* Stop accepting and close every connection; the loop then ends. */
 void xe_server_stop(struct xe_server *srv);
 void xe_server_free(struct xe_server **srv);
+/* The user store, for the users' pins (xedgectl user pin). */
+struct xe_userstore;
+void xe_server_set_store(struct xe_server *srv, struct xe_userstore *store);
 /* The brute-force protection table (lockout.h), for the control socket. */
 struct xe_lockout *xe_server_lockout(struct xe_server *srv);
 

@@ -217,6 +217,7 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: user store: %s\n", err);
         goto out;
     }
+    xe_server_set_store(g_srv, store);
     mechs = mech_list(conf);
     if (xe_sasl_global_init(store, mechs, conf->scram_iterations, &err) < 0) {
         fprintf(stderr, "xedge: SASL: %s\n", err);

@@ -96,6 +96,10 @@ user_usage(FILE *f)
         "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
         "                 on the right password gets <credentials-expired/>\n"
         "                 until a new one is set (passwd clears the expiry)\n"
+        "  pin JID SERVER|--none\n"
+        "                 send the user's sessions to SERVER (a server of the\n"
+        "                 pool of its domain) rather than to its hash choice;\n"
+        "                 --none removes the pin\n"
         "  export [--legacy] [DOMAIN]\n"
         "                 print the users (of one domain) as JSON lines: the\n"
         "                 SCRAM secrets, never a password (--legacy: also the\n"
@@ -258,6 +262,7 @@ struct ctl {
     bool only_disabled, only_expired; /* list filters */
     bool with_legacy, replace;        /* export --legacy, import --replace */
     int64_t expires;                  /* expire: the new time (0: never) */
+    const char *pin;                  /* pin: the server ("": none) */
 };
 
 /* Map a store code to an exit code, printing the message. */
@@ -427,8 +432,31 @@ parse_when(const char *when, int64_t *t_r)
     return *t_r > 0 ? 0 : -1;
 }
 
+/* The server name of a pin: one of the servers of the pool of the JID's
+ * domain (a pin to anything else would never be honoured). */
 static int
-cmd_expire(struct ctl *ctl)
+check_pin(const struct ctl *ctl)
+{
+    const char *domain = strchr(ctl->jid, '@') + 1;
+    const struct xe_domain_conf *d = xe_conf_domain(ctl->conf, domain);
+
+    if (ctl->pin[0] == '\0')
+        return CTL_OK;
+    if (d == NULL) {
+        ctl_err("user pin: the domain %s is not served by this configuration", domain);
+        return CTL_FAILED;
+    }
+    for (size_t i = 0; i < d->pool->n_servers; i++)
+        if (strcmp(d->pool->servers[i].name, ctl->pin) == 0)
+            return CTL_OK;
+    ctl_err("user pin: pool %s of %s has no server named '%s'", d->pool->name, domain,
+            ctl->pin);
+    return CTL_FAILED;
+}
+
+/* expire and pin: change one field of a user */
+static int
+cmd_expire(struct ctl *ctl, bool pin)
 {
     struct xe_user *user = NULL;
     char *err = NULL;
@@ -438,9 +466,13 @@ cmd_expire(struct ctl *ctl)
         ctl_err("out of memory");
         goto out;
     }
-    if ((ret = get_user(ctl, user)) != CTL_OK)
+    if ((ret = get_user(ctl, user)) != CTL_OK ||
+        (pin && (ret = check_pin(ctl)) != CTL_OK))
         goto out;
-    user->expires = ctl->expires;
+    if (pin)
+        snprintf(user->pin, sizeof(user->pin), "%s", ctl->pin);
+    else
+        user->expires = ctl->expires;
     user->modified = (int64_t)time(NULL);
     r = xe_userstore_put(ctl->store, user, false, &err);
     if (r != XE_US_OK)
@@ -608,13 +640,14 @@ enum cmd {
     CMD_DISABLE,
     CMD_ENABLE,
     CMD_EXPIRE,
+    CMD_PIN,
     CMD_EXPORT,
     CMD_IMPORT
 };
 
-static const char *const cmd_names[] = {"add",    "passwd",  "del",    "list",
-                                        "show",   "disable", "enable", "expire",
-                                        "export", "import"};
+static const char *const cmd_names[] = {"add",  "passwd",  "del",    "list",
+                                        "show", "disable", "enable", "expire",
+                                        "pin",  "export",  "import"};
 
 int
 main(int argc, char **argv)
@@ -728,6 +761,21 @@ main(int argc, char **argv)
         }
         argc--;
     }
+    if (cmd == CMD_PIN) {
+        if (argc - optind != 2) {
+            ctl_err(
+                "user pin: a JID and a SERVER (or --none) are required (try 'xedgectl "
+                "user --help')");
+            goto out;
+        }
+        ctl.pin = strcmp(argv[argc - 1], "--none") == 0 ? "" : argv[argc - 1];
+        if (strlen(ctl.pin) >= sizeof(((struct xe_user *)0)->pin) ||
+            strpbrk(ctl.pin, " \t\r\n") != NULL) {
+            ctl_err("user pin: bad server name '%s'", ctl.pin);
+            goto out;
+        }
+        argc--;
+    }
     bool optional_arg = cmd == CMD_LIST || cmd == CMD_EXPORT || cmd == CMD_IMPORT;
     if (argc - optind > 1 || (!optional_arg && argc - optind != 1)) {
         ctl_err("user %s: %s (try 'xedgectl user --help')", cmd_names[cmd],
@@ -800,7 +848,10 @@ main(int argc, char **argv)
         ret = cmd_enable(&ctl, false);
         break;
     case CMD_EXPIRE:
-        ret = cmd_expire(&ctl);
+        ret = cmd_expire(&ctl, false);
+        break;
+    case CMD_PIN:
+        ret = cmd_expire(&ctl, true);
         break;
     case CMD_EXPORT:
         ret = cmd_export(&ctl, arg != NULL ? domain + 2 : NULL);
