@@ -535,6 +535,9 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     conf->backend_connect_ms = (unsigned)v[10] * 1000;
     conf->backend_handshake_ms = (unsigned)v[11] * 1000;
     conf->assertion_lifetime_s = (unsigned)v[12];
+    if (get_uint(c, t, "shutdown_grace", 0, 3600, 0, &v[13]) < 0)
+        return -1;
+    conf->shutdown_grace_ms = (unsigned)v[13] * 1000;
     return 0;
 }
 
@@ -669,8 +672,8 @@ check_names(struct ctx *c, const config_setting_t *root)
                                          "pump_hard_cap",
                                          NULL};
     static const char *const timeouts[] = {
-        "tls_handshake",     "preauth_idle",       "auth", "backend_connect",
-        "backend_handshake", "assertion_lifetime", NULL};
+        "tls_handshake",     "preauth_idle",       "auth",           "backend_connect",
+        "backend_handshake", "assertion_lifetime", "shutdown_grace", NULL};
     static const char *const lockout[] = {"free_failures",
                                           "delay_ms",
                                           "max_delay_ms",

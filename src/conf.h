@@ -91,6 +91,7 @@ struct xe_conf {
     unsigned backend_connect_ms;
     unsigned backend_handshake_ms;
     unsigned assertion_lifetime_s;
+    unsigned shutdown_grace_ms; /* SIGTERM: sessions go on this long, then end */
 
     /* lockout: brute-force protection (lockout.h) */
     struct {

@@ -101,11 +101,33 @@ reply(struct client *cl)
 }
 
 static void
+srv_sessions(void *srv, struct xe_buf *out)
+{
+    xe_server_sessions(srv, out);
+}
+
+static size_t
+srv_kick(void *srv, const char *what)
+{
+    return xe_server_kick(srv, what);
+}
+
+static void
+srv_stats(void *srv, struct xe_buf *out)
+{
+    xe_server_stats(srv, out);
+}
+
+static void
 answer(struct client *cl, char *line, size_t len)
 {
     struct xe_ctlcmd_env env = {
         .lockout = xe_server_lockout(cl->ctl->srv),
         .now_ms = uv_now(cl->ctl->loop),
+        .srv = cl->ctl->srv,
+        .sessions = srv_sessions,
+        .kick = srv_kick,
+        .stats = srv_stats,
     };
     char shown[128];
     size_t i;

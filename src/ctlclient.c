@@ -225,6 +225,167 @@ print_json(const char *body, size_t len)
     printf("}\n");
 }
 
+/* Send REQUEST to the control socket named by the configuration CONFIG.
+ * CTL_OK with *body (after the "ok" line) in RESP, or an exit status (the
+ * error printed). */
+static int
+call(const char *config, const char *request, struct xe_buf *resp, const char **body_r,
+     size_t *body_len_r)
+{
+    struct xe_conf *conf = NULL;
+    char *err = NULL;
+    const char *body;
+    size_t first_len;
+    int ret = CTL_CONFIG;
+
+    if (xe_conf_load(config, &conf, &err) != 0) {
+        fprintf(stderr, "xedgectl: %s\n", err ? err : "cannot load the configuration");
+        goto out;
+    }
+    if (conf->control.socket == NULL) {
+        fprintf(stderr,
+                "xedgectl: %s: no control socket configured (control = { socket = "
+                "\"...\"; };)\n",
+                config);
+        goto out;
+    }
+    ret = CTL_UNREACHABLE;
+    if (xe_ctlclient_request(conf->control.socket, request, resp, &err) < 0) {
+        fprintf(stderr, "xedgectl: %s\n", err);
+        goto out;
+    }
+    body = memchr(resp->data, '\n', resp->len);
+    if (resp->len == 0 || body == NULL) {
+        fprintf(stderr, "xedgectl: no answer from xedge\n");
+        goto out;
+    }
+    first_len = (size_t)(body - (const char *)resp->data);
+    if (!(first_len == 2 && memcmp(resp->data, "ok", 2) == 0)) {
+        fprintf(stderr, "xedgectl: xedge: %.*s\n", (int)first_len,
+                (const char *)resp->data);
+        ret = CTL_FAILED;
+        goto out;
+    }
+    *body_r = body + 1;
+    *body_len_r = resp->len - first_len - 1;
+    ret = CTL_OK;
+out:
+    xe_conf_free(&conf);
+    free(err);
+    return ret;
+}
+
+/* The lines of BODY that start with "WORD " as a JSON array. */
+static void
+json_lines(const char *body, size_t len, const char *word)
+{
+    const char *p = body, *end = body + len;
+    size_t wl = strlen(word);
+    bool first = true;
+
+    putchar('[');
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t l = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        if (l > wl && memcmp(p, word, wl) == 0 && p[wl] == ' ') {
+            printf("%s", first ? "" : ",");
+            json_fields(p, l);
+            first = false;
+        }
+        p += l + 1;
+    }
+    putchar(']');
+}
+
+void
+xe_ctlclient_session_usage(FILE *f)
+{
+    fprintf(f, "usage: xedgectl [-c FILE] session list [--json]\n"
+               "       xedgectl [-c FILE] session kick JID|ID\n"
+               "       xedgectl [-c FILE] stats [--json]\n"
+               "\n"
+               "Talk to the running xedge on its control socket (the `control`\n"
+               "group of the configuration).\n"
+               "\n"
+               "commands:\n"
+               "  session list   one line per connection: id, jid, peer, listener,\n"
+               "                 state (negotiating, backend, spliced, closing), tls,\n"
+               "                 mech, backend, since (unix time), age_s, bytes_up,\n"
+               "                 bytes_down; --json: a JSON array\n"
+               "  session kick JID|ID\n"
+               "                 end every session of the bare JID, or the one with\n"
+               "                 that id, with <policy-violation/> (between two\n"
+               "                 stanzas); prints kicked=N\n"
+               "  stats          connections by state, connections accepted, and the\n"
+               "                 lockout table's figures\n"
+               "\n"
+               "exit status: 0 ok, 1 the operation failed (kick: no such session),\n"
+               "2 usage error, 3 configuration error (no control socket configured),\n"
+               "4 xedge cannot be reached on its control socket.\n");
+}
+
+int
+xe_ctlclient_session(const char *config, int argc, char **argv)
+{
+    struct xe_buf resp;
+    char *request = NULL;
+    const char *body = NULL;
+    size_t body_len = 0;
+    bool json = false, stats = strcmp(argv[0], "stats") == 0;
+    int ret = CTL_USAGE;
+
+    xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            xe_ctlclient_session_usage(stdout);
+            return CTL_OK;
+        }
+    if (stats && (argc == 1 || (argc == 2 && strcmp(argv[1], "--json") == 0))) {
+        json = argc == 2;
+        request = xe_strdup("stats");
+    } else if (!stats && argc >= 2 && strcmp(argv[1], "list") == 0 &&
+               (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0))) {
+        json = argc == 3;
+        request = xe_strdup("session list");
+    } else if (!stats && argc == 3 && strcmp(argv[1], "kick") == 0) {
+        if (argv[2][0] == '\0' || strlen(argv[2]) > XE_CONTROL_MAX_REQUEST - 16 ||
+            strpbrk(argv[2], " \t\r\n") != NULL) {
+            fprintf(stderr, "xedgectl: session kick: invalid JID or id '%s'\n", argv[2]);
+            goto out;
+        }
+        request = xe_asprintf("session kick %s", argv[2]);
+    } else {
+        fprintf(stderr, "xedgectl: %s: bad arguments (try 'xedgectl %s --help')\n",
+                argv[0], argv[0]);
+        goto out;
+    }
+    if ((ret = call(config, request, &resp, &body, &body_len)) != CTL_OK)
+        goto out;
+    if (json && stats) {
+        printf("{\"stats\":");
+        json_lines(body, body_len, "stats");
+        printf(",\"lockout\":");
+        json_lines(body, body_len, "lockout");
+        printf("}\n");
+    } else if (json) {
+        json_lines(body, body_len, "session");
+        putchar('\n');
+    } else {
+        fwrite(body, 1, body_len, stdout);
+    }
+    if (!stats && strncmp(request, "session kick", 12) == 0 && body_len >= 9 &&
+        memcmp(body, "kicked=0\n", 9) == 0) {
+        fprintf(stderr, "xedgectl: no session of '%s'\n", argv[2]);
+        ret = CTL_FAILED;
+    }
+    if (fflush(stdout) != 0)
+        ret = CTL_FAILED;
+out:
+    xe_buf_free(&resp);
+    free(request);
+    return ret;
+}
+
 int
 xe_ctlclient_lockout(const char *config, int argc, char **argv)
 {

@@ -20,5 +20,9 @@ int xe_ctlclient_request(const char *path, const char *request, struct xe_buf *o
  * status. */
 int xe_ctlclient_lockout(const char *config, int argc, char **argv);
 void xe_ctlclient_lockout_usage(FILE *f);
+/* xedgectl [-c FILE] session list|kick ... and stats: argv[0] is "session"
+ * or "stats". */
+int xe_ctlclient_session(const char *config, int argc, char **argv);
+void xe_ctlclient_session_usage(FILE *f);
 
 #endif

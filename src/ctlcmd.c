@@ -72,12 +72,56 @@ cmd_lockout_clear(const struct xe_ctlcmd_env *env, char **args, size_t n,
     return NULL;
 }
 
+static const char *
+cmd_session_list(const struct xe_ctlcmd_env *env, char **args, size_t n,
+                 struct xe_buf *out)
+{
+    (void)args;
+    (void)n;
+    if (env->sessions == NULL)
+        return "sessions are not available";
+    env->sessions(env->srv, out);
+    return NULL;
+}
+
+static const char *
+cmd_session_kick(const struct xe_ctlcmd_env *env, char **args, size_t n,
+                 struct xe_buf *out)
+{
+    (void)n;
+    if (env->kick == NULL)
+        return "sessions are not available";
+    xe_buf_appendf(out, "kicked=%zu\n", env->kick(env->srv, args[0]));
+    return NULL;
+}
+
+static const char *
+cmd_stats(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
+{
+    (void)args;
+    (void)n;
+    if (env->stats == NULL)
+        return "statistics are not available";
+    env->stats(env->srv, out);
+    if (env->lockout) {
+        struct xe_lockout_stats st;
+        xe_lockout_get_stats(env->lockout, env->now_ms, &st);
+        xe_buf_appendf(out, "lockout entries=%zu locked=%zu lockouts=%llu refused=%llu\n",
+                       st.entries, st.locked, (unsigned long long)st.lockouts,
+                       (unsigned long long)st.refused);
+    }
+    return NULL;
+}
+
 static const char *cmd_help(const struct xe_ctlcmd_env *env, char **args, size_t n,
                             struct xe_buf *out);
 
 static const struct command commands[] = {
     {{"lockout", "list", NULL}, 0, 0, cmd_lockout_list, "lockout list"},
     {{"lockout", "clear", NULL}, 1, 1, cmd_lockout_clear, "lockout clear KEY|--all"},
+    {{"session", "list", NULL}, 0, 0, cmd_session_list, "session list"},
+    {{"session", "kick", NULL}, 1, 1, cmd_session_kick, "session kick JID|ID"},
+    {{"stats", NULL}, 0, 0, cmd_stats, "stats"},
     {{"help", NULL}, 0, 0, cmd_help, "help"},
 };
 

@@ -19,6 +19,11 @@ struct xe_lockout;
 struct xe_ctlcmd_env {
     struct xe_lockout *lockout; /* NULL: no brute-force protection */
     uint64_t now_ms;            /* the loop's clock, as the lockout table uses it */
+    /* the sessions (server.c); NULL: the commands say they are unavailable */
+    void *srv;
+    void (*sessions)(void *srv, struct xe_buf *out);
+    size_t (*kick)(void *srv, const char *what);
+    void (*stats)(void *srv, struct xe_buf *out);
 };
 
 /* Run the request LINE (len bytes, without the newline) and append the whole

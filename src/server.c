@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -17,6 +19,7 @@
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
+#include "boundary.h"
 #include "lockout.h"
 #include "metrics.h"
 #include "log.h"
@@ -48,6 +51,12 @@ struct xe_server {
     unsigned n_conns;
     struct conn *conns;
     bool stopping;
+    bool draining;    /* graceful shutdown: ending the sessions */
+    uint64_t next_id; /* of connections */
+    uv_timer_t shutdown_timer;
+    bool shutdown_timer_inited;
+    void (*on_drained)(void *ctx); /* every connection is gone */
+    void *drained_ctx;
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
     struct xe_userstore *store; /* for the users' pins */
@@ -91,6 +100,16 @@ struct conn {
     char peer[64];
     uint64_t bytes_up, bytes_down;
     uint64_t accepted_ms; /* loop time of the accept (login duration) */
+    /* once spliced: where each direction is between two stanzas, so that an
+     * end of our own (kick, shutdown) never cuts one (boundary.h) */
+    struct xe_boundary down, up;
+    bool up_unknown;       /* the client's side is filtered (register) or unknown */
+    bool end_pending;      /* end_session waits for the backend's stanza to end */
+    struct xe_buf end_xml; /* ... the stream error it will send then */
+    uint64_t id;           /* for the control socket (sessions list, kick) */
+    int64_t since;         /* wall clock of the accept */
+    char mech[24];         /* the login's mechanism, once spliced */
+    const char *tls_version;
     /* brute-force protection: a failed login's answer is held (lockout.h) */
     char addr_key[64];              /* the lockout key of the client's address */
     uint64_t hold_ms;               /* delay owed by the attempts of the last feed */
@@ -304,6 +323,7 @@ on_handle_closed(uv_handle_t *h)
     xe_buf_free(&c->to_backend_pending);
     xe_buf_free(&c->to_client_pending);
     xe_buf_free(&c->held_in);
+    xe_buf_free(&c->end_xml);
     free(c->jid);
     free(c);
 }
@@ -329,6 +349,12 @@ finish_close(struct conn *c)
     if (c->next)
         c->next->prev = c->prev;
     srv->n_conns--;
+    if (srv->draining && srv->n_conns == 0 && srv->on_drained) {
+        void (*fn)(void *) = srv->on_drained;
+        srv->on_drained = NULL;
+        uv_timer_stop(&srv->shutdown_timer);
+        fn(srv->drained_ctx);
+    }
     if (c->counted)
         xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(srv->loop));
     uv_close((uv_handle_t *)&c->client, on_handle_closed);
@@ -404,10 +430,21 @@ close_conn(struct conn *c)
     maybe_shutdown(c);
 }
 
+static void deliver_end(struct conn *c);
+
 /* A stream error to the client, then close. */
 static void
 client_stream_error(struct conn *c, const char *condition, const char *text)
 {
+    if (c->st == CS_SPLICED && !xe_boundary_between(&c->down)) {
+        /* inside one of the backend's stanzas (which will never end: the
+         * backend is gone, or the client broke a limit): an error now would
+         * be bad XML, so the connection just closes */
+        xe_info("event=close peer=%s jid=%s reason=\"%s: %s\" (inside a stanza)", c->peer,
+                c->jid ? c->jid : "-", condition, text ? text : "");
+        close_conn(c);
+        return;
+    }
     if (c->c2s) {
         xe_c2s_stream_error(c->c2s, condition, text);
         flush_c2s(c);
@@ -425,6 +462,54 @@ client_stream_error(struct conn *c, const char *condition, const char *text)
 }
 
 /* ---- the backend --------------------------------------------------------- */
+
+/* End a spliced session with a stream error of ours, between two of the
+ * backend's stanzas: now if it is between them, else when its current
+ * stanza ends (bounded by the close grace timer). Other sessions: at once. */
+static void
+end_session(struct conn *c, const char *condition, const char *text)
+{
+    if (c->closed || c->st == CS_CLOSING)
+        return;
+    if (c->st != CS_SPLICED) {
+        client_stream_error(c, condition, text);
+        return;
+    }
+    if (c->end_pending)
+        return;
+    xe_buf_init(&c->end_xml, 0);
+    xe_stream_error_xml(&c->end_xml, false, NULL, NULL, condition, text);
+    xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
+    xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", condition, text ? text : "");
+    c->end_pending = true;
+    uv_read_stop((uv_stream_t *)&c->client); /* nothing more goes up */
+    if (xe_boundary_between(&c->down)) {
+        deliver_end(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timer, CLOSE_GRACE_MS, 0);
+}
+
+/* The backend is between stanzas: our stream error, the end of its stream
+ * too when the client's side is between stanzas, then close. */
+static void
+deliver_end(struct conn *c)
+{
+    if (c->reg) {
+        struct xe_buf down;
+        xe_buf_init(&down, 0);
+        xe_regsplice_flush(c->reg, &down, false); /* answers due at this boundary */
+        send_client(c, down.data, down.len);
+        xe_buf_free(&down);
+    }
+    send_client(c, c->end_xml.data, c->end_xml.len);
+    xe_buf_free(&c->end_xml);
+    c->end_pending = false;
+    if (!c->up_unknown && xe_boundary_between(&c->up) && c->backend_inited)
+        write_raw(c, false, "</stream:stream>", 16);
+    close_conn(c);
+}
 
 static void
 backend_failed(struct conn *c, const char *why)
@@ -548,10 +633,22 @@ maybe_splice(struct conn *c)
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
             c->server->name);
     /* negotiation is over: free the parsers and SASL state */
+    snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(c->c2s));
+    c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
     xe_c2s_free(&c->c2s);
     xe_backend_hs_free(&c->bhs);
     uv_timer_stop(&c->timer);
     c->st = CS_SPLICED;
+    /* both streams are between stanzas here: the backend has just sent its
+     * features (or its bind result), the client its header (or its iq) */
+    xe_boundary_init(&c->down, 1);
+    xe_boundary_init(&c->up, 1);
+    c->up_unknown = c->reg != NULL;
+    xe_boundary_scan(&c->down, c->to_client_pending.data, c->to_client_pending.len,
+                     false);
+    if (!c->reg)
+        xe_boundary_scan(&c->up, c->to_backend_pending.data, c->to_backend_pending.len,
+                         false);
     if (c->to_client_pending.len && c->reg)
         reg_backend(c, (const char *)c->to_client_pending.data, c->to_client_pending.len);
     else if (c->to_client_pending.len)
@@ -618,11 +715,19 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     if (c->st == CS_SPLICED) {
-        remember_tail(c, buf->base, (size_t)n);
-        if (c->reg)
-            reg_backend(c, buf->base, (size_t)n);
+        size_t len = (size_t)n;
+        /* with an end pending, up to the end of the current stanza only */
+        if (c->end_pending)
+            len = xe_boundary_scan(&c->down, buf->base, len, true);
         else
-            send_client(c, buf->base, (size_t)n);
+            xe_boundary_scan(&c->down, buf->base, len, false);
+        remember_tail(c, buf->base, len);
+        if (c->reg)
+            reg_backend(c, buf->base, len);
+        else
+            send_client(c, buf->base, len);
+        if (c->end_pending && !c->closed && xe_boundary_between(&c->down))
+            deliver_end(c);
         return;
     }
     if (c->st != CS_BACKEND || c->backend_ready) {
@@ -898,6 +1003,11 @@ on_timer(uv_timer_t *t)
         }
         break;
     case CS_SPLICED:
+        if (c->end_pending) { /* the backend's stanza did not end in time */
+            xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
+                    c->peer, c->jid ? c->jid : "-");
+            close_conn(c);
+        }
         break;
     }
 }
@@ -978,6 +1088,7 @@ client_plain(struct conn *c, const char *data, size_t n)
             reg_client(c, data, n);
             return;
         }
+        xe_boundary_scan(&c->up, data, n, false);
         c->bytes_up += n;
         xe_metrics_add(XE_M_BYTES, n, "up", NULL);
         write_raw(c, false, data, n);
@@ -1215,6 +1326,8 @@ on_connection(uv_stream_t *ls, int status)
     }
     format_peer(&c->client, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(srv->loop);
+    c->since = (int64_t)time(NULL);
+    c->id = ++srv->next_id;
     xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
     {
         int sl = sizeof(c->sa);
@@ -1396,15 +1509,24 @@ xe_server_listen(struct xe_server *srv, char **error_r)
     return 0;
 }
 
-void
-xe_server_stop(struct xe_server *srv)
+static void
+stop_listening(struct xe_server *srv)
 {
-    srv->stopping = true;
     for (size_t i = 0; i < srv->n_listeners; i++)
         if (srv->listeners[i].open) {
             uv_close((uv_handle_t *)&srv->listeners[i].tcp, NULL);
             srv->listeners[i].open = false;
         }
+}
+
+void
+xe_server_stop(struct xe_server *srv)
+{
+    srv->stopping = true;
+    stop_listening(srv);
+    if (srv->shutdown_timer_inited && !uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
+        uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
+    srv->draining = false; /* no drained callback from what follows */
     while (srv->conns) {
         struct conn *c = srv->conns;
         if (c->st == CS_SPLICED)
@@ -1414,6 +1536,131 @@ xe_server_stop(struct xe_server *srv)
         if (!c->closed)
             finish_close(c); /* the loop is about to end: do not wait for flushes */
     }
+}
+
+/* ---- graceful shutdown ----------------------------------------------------- */
+
+static void stop_listening(struct xe_server *srv);
+
+static void
+shutdown_force(uv_timer_t *t)
+{
+    struct xe_server *srv = t->data;
+    void (*fn)(void *) = srv->on_drained;
+
+    xe_info("event=shutdown-forced connections=%u", srv->n_conns);
+    srv->on_drained = NULL;
+    xe_server_stop(srv);
+    if (fn)
+        fn(srv->drained_ctx);
+}
+
+/* The grace period is over: every session ends with <system-shutdown/>. */
+static void
+shutdown_end_sessions(uv_timer_t *t)
+{
+    struct xe_server *srv = t->data;
+    void (*fn)(void *) = srv->on_drained;
+
+    srv->draining = true;
+    xe_info("event=shutdown-ending-sessions connections=%u", srv->n_conns);
+    if (srv->n_conns == 0) {
+        srv->on_drained = NULL;
+        if (fn)
+            fn(srv->drained_ctx);
+        return;
+    }
+    uv_timer_start(&srv->shutdown_timer, shutdown_force, CLOSE_GRACE_MS + 2000, 0);
+    for (struct conn *c = srv->conns, *next; c; c = next) {
+        next = c->next;
+        end_session(c, "system-shutdown", "the server is shutting down");
+    }
+}
+
+void
+xe_server_shutdown(struct xe_server *srv, uint64_t grace_ms, void (*on_drained)(void *),
+                   void *ctx)
+{
+    if (srv->shutdown_timer_inited)
+        return;
+    srv->stopping = true;
+    srv->on_drained = on_drained;
+    srv->drained_ctx = ctx;
+    stop_listening(srv);
+    uv_timer_init(srv->loop, &srv->shutdown_timer);
+    srv->shutdown_timer.data = srv;
+    srv->shutdown_timer_inited = true;
+    xe_info("event=shutdown grace_ms=%llu connections=%u", (unsigned long long)grace_ms,
+            srv->n_conns);
+    uv_timer_start(&srv->shutdown_timer, shutdown_end_sessions, grace_ms, 0);
+}
+
+/* ---- the control socket's view --------------------------------------------- */
+
+static const char *const conn_states[] = {"negotiating", "backend", "spliced", "closing"};
+
+void
+xe_server_sessions(struct xe_server *srv, struct xe_buf *out)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    for (const struct conn *c = srv->conns; c; c = c->next)
+        xe_buf_appendf(
+            out,
+            "session id=%llu jid=%s peer=%s listener=%s state=%s tls=%s mech=%s "
+            "backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu\n",
+            (unsigned long long)c->id, c->jid ? c->jid : "-", c->peer,
+            c->direct ? "direct_tls" : "starttls", conn_states[c->st],
+            c->tls_version ? c->tls_version : "-", c->mech[0] ? c->mech : "-",
+            c->server && c->st == CS_SPLICED ? c->server->name : "-", (long long)c->since,
+            (long long)(now - c->since), (unsigned long long)c->bytes_up,
+            (unsigned long long)c->bytes_down);
+}
+
+size_t
+xe_server_kick(struct xe_server *srv, const char *what)
+{
+    char *end;
+    unsigned long long id = strtoull(what, &end, 10);
+    bool by_id = *what && *end == '\0', bare = strchr(what, '/') == NULL;
+    size_t n = 0;
+
+    for (struct conn *c = srv->conns, *next; c; c = next) {
+        bool match;
+        next = c->next;
+        if (c->closed || c->st == CS_CLOSING)
+            continue;
+        if (by_id)
+            match = c->id == id;
+        else if (c->jid == NULL)
+            match = false;
+        else if (bare) /* a bare JID: every session of the user */
+            match = strcasecmp(c->jid, what) == 0;
+        else
+            match = false; /* sessions are known by bare JID and id */
+        if (!match)
+            continue;
+        xe_info("event=kick peer=%s jid=%s id=%llu", c->peer, c->jid ? c->jid : "-",
+                (unsigned long long)c->id);
+        end_session(c, "policy-violation", "the administrator closed this session");
+        n++;
+    }
+    return n;
+}
+
+void
+xe_server_stats(struct xe_server *srv, struct xe_buf *out)
+{
+    unsigned long n[4] = {0};
+
+    for (const struct conn *c = srv->conns; c; c = c->next)
+        n[c->st]++;
+    xe_buf_appendf(
+        out,
+        "stats connections=%u negotiating=%lu backend=%lu spliced=%lu closing=%lu "
+        "accepted=%llu max_connections=%u stopping=%s\n",
+        srv->n_conns, n[0], n[1], n[2], n[3], (unsigned long long)srv->next_id,
+        srv->conf->max_connections, srv->stopping ? "yes" : "no");
 }
 
 void

@@ -13,8 +13,21 @@ int xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server 
                   char **error_r);
 /* Bind and listen on every configured listener. */
 int xe_server_listen(struct xe_server *srv, char **error_r);
-/* Stop accepting and close every connection; the loop then ends. */
+/* Stop accepting and close every connection at once; the loop then ends. */
 void xe_server_stop(struct xe_server *srv);
+/* Graceful shutdown: stop accepting now; after grace_ms (sessions go on),
+ * end every session with <system-shutdown/> between two stanzas; call
+ * on_drained(ctx) once no connection is left, or a few seconds later at
+ * most (the rest are then closed at once). */
+void xe_server_shutdown(struct xe_server *srv, uint64_t grace_ms,
+                        void (*on_drained)(void *), void *ctx);
+/* For the control socket: one "session k=v ..." line per connection; end
+ * the sessions of a bare JID, or one by its id, with <policy-violation/>
+ * (returns how many); one "stats k=v ..." line. */
+struct xe_buf;
+void xe_server_sessions(struct xe_server *srv, struct xe_buf *out);
+size_t xe_server_kick(struct xe_server *srv, const char *what);
+void xe_server_stats(struct xe_server *srv, struct xe_buf *out);
 void xe_server_free(struct xe_server **srv);
 /* The user store, for the users' pins (xedgectl user pin). */
 struct xe_userstore;

@@ -118,17 +118,35 @@ drop_privileges(const struct xe_conf *conf, char **error_r)
     return 0;
 }
 
+static unsigned g_grace_ms, g_signals;
+
+/* Every connection is gone (or the second signal came): end the loop. */
+static void
+drained(void *ctx)
+{
+    if (g_srv)
+        xe_server_stop(g_srv);
+    uv_stop(ctx);
+}
+
+/* SIGTERM, SIGINT: a graceful shutdown (sessions go on for timeouts.
+ * shutdown_grace, then end with <system-shutdown/>); a second one: at once. */
 static void
 on_signal(uv_signal_t *s, int signum)
 {
+    if (g_signals++ > 0) {
+        xe_info("event=stopping-now signal=%d", signum);
+        drained(s->loop);
+        return;
+    }
     notify("STOPPING=1");
-    xe_info("event=stopping signal=%d", signum);
+    xe_info("event=stopping signal=%d grace_ms=%u", signum, g_grace_ms);
     xe_control_stop(g_ctl);
     xe_metrics_http_stop(&g_metrics);
     if (g_srv)
-        xe_server_stop(g_srv);
-    uv_close((uv_handle_t *)s, NULL);
-    uv_stop(s->loop);
+        xe_server_shutdown(g_srv, g_grace_ms, drained, s->loop);
+    else
+        drained(s->loop);
 }
 
 static char *
@@ -256,6 +274,7 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge: %s\n", err);
         goto out;
     }
+    g_grace_ms = conf->shutdown_grace_ms;
     uv_signal_init(loop, &sigterm);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);

@@ -3,6 +3,7 @@
  *   xedgectl [-c FILE] user add|passwd|del|list|show|disable|enable|expire ...
  *   xedgectl [-c FILE] user export|import ...
  *   xedgectl [-c FILE] lockout list [--json] | clear KEY|--all   (ctlclient.c)
+ *   xedgectl [-c FILE] session list [--json] | kick JID|ID; stats (ctlclient.c)
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
@@ -61,7 +62,9 @@ usage(FILE *f)
 {
     fprintf(f, "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
                "       xedgectl [-c FILE] lockout list [--json] | clear KEY|--all\n"
-               "       xedgectl --help | xedgectl user --help | xedgectl lockout --help\n"
+               "       xedgectl [-c FILE] session list [--json] | kick JID|ID\n"
+               "       xedgectl [-c FILE] stats [--json]\n"
+               "       xedgectl --help | xedgectl user|lockout|session --help\n"
                "\n"
                "options:\n"
                "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
@@ -69,7 +72,8 @@ usage(FILE *f)
                "  -h, --help         this help\n"
                "\n"
                "Run 'xedgectl user --help' for the user commands, 'xedgectl lockout\n"
-               "--help' for the brute-force lockouts of the running xedge.\n");
+               "--help' for the brute-force lockouts of the running xedge, 'xedgectl\n"
+               "session --help' for its sessions and statistics.\n");
 }
 
 static void
@@ -684,6 +688,11 @@ main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
         ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind < argc &&
+        (strcmp(argv[optind], "session") == 0 || strcmp(argv[optind], "stats") == 0)) {
+        ret = xe_ctlclient_session(config, argc - optind, argv + optind);
         goto out;
     }
     if (optind >= argc || strcmp(argv[optind], "user") != 0) {

@@ -21,6 +21,8 @@ Output (stdout):
   SASL n=1 mech=SCRAM-SHA-256 result=failure condition=not-authorized steps=1 raw=<failure .../>
       (steps = number of <challenge/>s the server sent in that attempt)
   TIMING n=1 took=0.012   (seconds from that attempt's <auth/> to the answer)
+  READY jid=...  then  CLOSE how=stream-error:COND|stream-end|eof|reset|bad-xml|none
+      after=SECONDS stanzas=N   (with --hold SECONDS, after the bind)
   CLOSE how=stream-end|eof|reset|stream-error:COND after=SECONDS   (with --expect-close)
   RESULT=ok mech=... tls=... jid=... attempts=N elapsed=S
   RESULT=failure condition=COND attempts=N closed=yes|no elapsed=S
@@ -496,6 +498,28 @@ class Session:
         finally:
             self.deadline = saved
 
+    def hold(self, seconds):
+        """Stay online, counting the stanzas that come, until the server ends
+        the stream or SECONDS pass. Returns (how, seconds, stanzas)."""
+        t0 = time.monotonic()
+        saved = self.deadline
+        self.deadline = t0 + seconds
+        n = 0
+        try:
+            while True:
+                self.recv()
+                n += 1
+        except Closed as e:
+            return e.how, time.monotonic() - t0, n
+        except StreamError as e:
+            return 'stream-error:%s' % e.condition, time.monotonic() - t0, n
+        except ProtocolError:
+            return 'bad-xml', time.monotonic() - t0, n
+        except Timeout:
+            return 'none', time.monotonic() - t0, n
+        finally:
+            self.deadline = saved
+
     def close(self):
         if self.sock is None:
             return
@@ -567,6 +591,9 @@ def main():
     p.add_argument('--expect-close', type=float, metavar='SECONDS',
                    help='after the last failed attempt, wait this long for the server to close')
     p.add_argument('--source', metavar='ADDR', help='local address to connect from')
+    p.add_argument('--hold', type=float, metavar='SECONDS', default=0,
+                   help='after the bind: print READY, stay online counting stanzas until the '
+                        'server ends the stream, print CLOSE how=... stanzas=N')
     p.add_argument('-v', '--verbose', action='store_true', help='print every element sent and received')
     p.add_argument('--iq-auth', choices=['plain', 'digest'],
                    help='non-SASL authentication (XEP-0078) instead of SASL')
@@ -599,6 +626,10 @@ def main():
                         attempts, a.mech, s.challenges, r[1]), flush=True)
                     print('TIMING n=%d took=%.3f' % (attempts, took), flush=True)
                     jid = s.restart_and_bind(a.resource, bind=not a.no_bind)
+                    if a.hold:
+                        print('READY jid=%s' % jid, flush=True)
+                        how, after, n = s.hold(a.hold)
+                        print('CLOSE how=%s after=%.3f stanzas=%d' % (how, after, n), flush=True)
                     print('RESULT=ok mech=%s tls=%s alpn=%s jid=%s attempts=%d elapsed=%s' % (
                         a.mech, s.tls, s.alpn, jid or '-', attempts, el()), flush=True)
                     return EXIT_OK
