@@ -39,6 +39,7 @@ struct xe_domain_conf {
     size_t n_mechanisms;
     char *client_ca;            /* CAs of client certificates (EXTERNAL), or NULL */
     unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
+    bool compression;           /* offer XEP-0138 zlib after authentication */
 };
 
 struct xe_conf {
