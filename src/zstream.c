@@ -153,6 +153,9 @@ xe_zstream_counts(const struct xe_zstream *z, uint64_t *in_z, uint64_t *in_plain
 struct feat_ctx {
     struct xe_buf *kept; /* raw children that are not a compression feature */
     bool ended;
+    unsigned n;       /* top-level elements */
+    bool is_features; /* the only one is <stream:features/> */
+    size_t raw_len;   /* ... of this many bytes */
 };
 
 static int
@@ -167,6 +170,12 @@ feat_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
 {
     struct feat_ctx *f = ctx;
 
+    f->n++;
+    if (f->kept == NULL) { /* checking the whole features element */
+        f->is_features = xe_xml_is(e, XE_NS_STREAMS, "features");
+        f->raw_len = raw_len;
+        return XE_XS_CONTINUE;
+    }
     if (xe_xml_is(e, XE_NS_COMPRESS_FEATURE, "compression"))
         return XE_XS_CONTINUE; /* the backend's own: the client talks to us */
     return xe_buf_append(f->kept, raw, raw_len) < 0 ? XE_XS_STOP : XE_XS_CONTINUE;
@@ -181,11 +190,13 @@ feat_end(void *ctx)
     return XE_XS_STOP;
 }
 
-/* The children of the features element, less any compression feature, raw.
- * They are parsed inside a wrapper that declares what the backend's stream
- * header declares for them (the default namespace and the stream prefix). */
+/* Parse content inside a wrapper that declares what the backend's stream
+ * header declares for it (the default namespace and the stream prefix); with
+ * kept, keep the raw top-level elements that are not a compression feature
+ * (the children of the features element); without, check that content is one
+ * <stream:features/> element. */
 static int
-filter_children(const unsigned char *content, size_t len, struct xe_buf *kept)
+parse_wrapped(const unsigned char *content, size_t len, struct xe_buf *kept)
 {
     static const char open[] =
         "<x xmlns='" XE_NS_CLIENT "' xmlns:stream='" XE_NS_STREAMS "'>",
@@ -207,6 +218,8 @@ filter_children(const unsigned char *content, size_t len, struct xe_buf *kept)
     if (xe_xmlstream_feed(xs, close, sizeof(close) - 1, &used) != XE_XS_STOPPED ||
         !f.ended)
         goto out;
+    if (kept == NULL && (f.n != 1 || !f.is_features || f.raw_len != len))
+        goto out;
     r = 0;
 out:
     xe_xmlstream_free(&xs);
@@ -226,7 +239,7 @@ xe_zstream_features(const unsigned char *features, size_t len, struct xe_buf *of
     int r = -1;
 
     xe_buf_init(&kept, 0);
-    if (len < 4 || p[0] != '<')
+    if (len < 4 || p[0] != '<' || parse_wrapped(p, len, NULL) < 0)
         goto out;
     /* the end of the start tag ('>' outside a quoted attribute value) */
     for (gt = 1; gt < len; gt++) {
@@ -264,7 +277,7 @@ xe_zstream_features(const unsigned char *features, size_t len, struct xe_buf *of
     if (lt <= gt + 1 || lt >= len || p[lt] != '/')
         goto out;
     lt--; /* at the '<' */
-    if (filter_children(p + gt + 1, lt - (gt + 1), &kept) < 0)
+    if (parse_wrapped(p + gt + 1, lt - (gt + 1), &kept) < 0)
         goto out;
     if (xe_buf_append(offered_r, p, gt + 1) < 0 ||
         xe_buf_append_str(offered_r, XE_COMPRESS_FEATURE) < 0 ||

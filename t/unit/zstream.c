@@ -255,6 +255,9 @@ test_features(void)
     features("<stream:features><x:y/></stream:features>", -1, NULL, NULL,
              "an unbound prefix");
     features("", -1, NULL, NULL, "nothing");
+    features("<stream:f<eatures/>", -1, NULL, NULL, "a bad name (found by fuzz/zstream)");
+    features("<message/>", -1, NULL, NULL, "not features");
+    features("<stream:features/> ", -1, NULL, NULL, "bytes after the element");
 }
 
 static void
