@@ -7,12 +7,14 @@
  * flags bit 0: Direct TLS (TLS is up from the start); else STARTTLS
  *       bits 1-2: the SNI handed to xe_c2s_tls_up on Direct TLS: none,
  *                 "example.test", "EXAMPLE.TEST", "unknown.test"
+ *       bit 3: example.test offers stream compression (XEP-0138)
  *
  * The harness acts on each action as src/server.c does: STARTTLS ->
  * xe_c2s_tls_up and go on with the rest of the input (it stands for what
  * arrives inside TLS); AUTHENTICATED -> keep feeding; RESTARTED -> answer
- * with backend features and stop; CLOSE -> stop. The output is drained after
- * every call.
+ * with backend features and stop, or keep feeding when compression was
+ * offered; COMPRESS -> a new stream, the rest stands for the inflated bytes;
+ * SPLICE -> stop; CLOSE -> stop. The output is drained after every call.
  *
  * Checked: everything xedge sends parses as XML (one document per stream);
  * authentication succeeds only under TLS and only as alice; an action that
@@ -27,7 +29,7 @@
 #include "fuzz.h"
 #include "xmlstream.h"
 
-static struct xe_conf *conf;
+static struct xe_conf *conf, *conf_z; /* conf_z: example.test compresses */
 
 /* ---- a client-side parser for what xedge sends -------------------------- */
 
@@ -102,36 +104,42 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     const char *dir = fuzz_tmpdir(), *store;
     char path[1024], secret[1024], *text, *err = NULL;
+    const char *extra[2] = {"", " compression = true;"};
 
     fuzz_logs();
     store = fuzz_sasl_setup();
     snprintf(secret, sizeof(secret), "%s/assertion.secret", dir);
     fuzz_write_file(secret, "0123456789abcdef0123456789abcdef0123456789abcdef\n", 49);
-    text = xe_asprintf(
-        "user_store = { path = \"%s\"; };\n"
-        "listeners = ( { kind = \"direct_tls\"; address = \"127.0.0.1\"; port = 5223; } "
-        ");\n"
-        "domains = (\n"
-        "  { name = \"example.test\"; certificate = \"%s/none.crt\";\n"
-        "    key = \"%s/none.key\"; pool = \"main\"; },\n"
-        "  { name = \"example.org\"; certificate = \"%s/none.crt\";\n"
-        "    key = \"%s/none.key\"; pool = \"main\"; }\n"
-        ");\n"
-        "pools = ( { name = \"main\"; secret_file = \"%s\";\n"
-        "  servers = ( { name = \"b1\"; address = \"127.0.0.1\"; port = 15222; } ); } "
-        ");\n"
-        "sasl = { mechanisms = [ \"SCRAM-SHA-256\", \"SCRAM-SHA-1\", \"PLAIN\" ];\n"
-        "  max_attempts = 3; };\n"
-        "limits = { max_stanza_preauth = 4096; max_xml_depth = 8; max_attributes = 16;\n"
-        "  max_sasl_bytes = 2048; };\n",
-        store, dir, dir, dir, dir, secret);
-    snprintf(path, sizeof(path), "%s/xedge.conf", dir);
-    fuzz_write_file(path, text, strlen(text));
-    free(text);
-    if (xe_conf_load(path, &conf, &err) != 0) {
-        fprintf(stderr, "fuzz: the test configuration does not load: %s\n",
-                err ? err : "?");
-        abort();
+    for (int i = 0; i < 2; i++) {
+        text = xe_asprintf(
+            "user_store = { path = \"%s\"; };\n"
+            "listeners = ( { kind = \"direct_tls\"; address = \"127.0.0.1\"; port = "
+            "5223; } "
+            ");\n"
+            "domains = (\n"
+            "  { name = \"example.test\"; certificate = \"%s/none.crt\";\n"
+            "    key = \"%s/none.key\"; pool = \"main\";%s },\n"
+            "  { name = \"example.org\"; certificate = \"%s/none.crt\";\n"
+            "    key = \"%s/none.key\"; pool = \"main\"; }\n"
+            ");\n"
+            "pools = ( { name = \"main\"; secret_file = \"%s\";\n"
+            "  servers = ( { name = \"b1\"; address = \"127.0.0.1\"; port = 15222; } ); "
+            "} "
+            ");\n"
+            "sasl = { mechanisms = [ \"SCRAM-SHA-256\", \"SCRAM-SHA-1\", \"PLAIN\" ];\n"
+            "  max_attempts = 3; };\n"
+            "limits = { max_stanza_preauth = 4096; max_xml_depth = 8; max_attributes = "
+            "16;\n"
+            "  max_sasl_bytes = 2048; };\n",
+            store, dir, dir, extra[i], dir, dir, secret);
+        snprintf(path, sizeof(path), "%s/xedge%d.conf", dir, i);
+        fuzz_write_file(path, text, strlen(text));
+        free(text);
+        if (xe_conf_load(path, i ? &conf_z : &conf, &err) != 0) {
+            fprintf(stderr, "fuzz: the test configuration does not load: %s\n",
+                    err ? err : "?");
+            abort();
+        }
     }
     return 0;
 }
@@ -150,7 +158,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct checker k = {0};
     struct xe_c2s *c;
     unsigned flags;
-    bool tls, authed = false, done = false;
+    bool tls, authed = false, done = false, restarted = false, compressed = false;
     unsigned stalls = 0;
 
     if (!fuzz_take_flags(&data, &size, &flags))
@@ -159,6 +167,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     tls = flags & 1;
     p.tls = tls;
+    p.conf = flags & 8 ? conf_z : conf;
     c = xe_c2s_new(&p);
     FUZZ_CHECK(c != NULL);
     k.xs = xe_xmlstream_new(&klim, &chk_cb, &k);
@@ -201,15 +210,33 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 k.restarted_after_auth = true;
                 break;
             case XE_C2S_RESTARTED:
-                FUZZ_CHECK(authed);
+                FUZZ_CHECK(authed && !restarted);
+                restarted = true;
                 FUZZ_CHECK(xe_c2s_answer_restart(c, (const unsigned char *)features,
                                                  sizeof(features) - 1) == 0);
                 check_output(&k, c);
-                done = true;
+                /* compression offered: the core reads the next element */
+                done = !xe_c2s_compression_offered(c);
+                FUZZ_CHECK(done == !(flags & 8));
                 break;
             case XE_C2S_CLOSE:
                 done = true;
                 break;
+            case XE_C2S_COMPRESS:
+                FUZZ_CHECK(restarted && (flags & 8) && !compressed);
+                compressed = true;
+                /* what follows stands for the inflated bytes */
+                check_restart(&k);
+                break;
+            case XE_C2S_SPLICE: {
+                size_t hlen;
+                FUZZ_CHECK(restarted && (flags & 8));
+                /* after a compressed restart nothing is left over */
+                FUZZ_CHECK(xe_c2s_splice_bytes(c, &hlen) != NULL || hlen == 0);
+                FUZZ_CHECK(!compressed || hlen == 0);
+                done = true;
+                break;
+            }
             }
         }
     }

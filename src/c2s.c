@@ -14,6 +14,7 @@
 #include "sasl.h"
 #include "xelimits.h"
 #include "xmlstream.h"
+#include "zstream.h"
 
 #define NS_IQ_AUTH "jabber:iq:auth"
 #define NS_FEATURE_IQ_AUTH "http://jabber.org/features/iq-auth"
@@ -25,6 +26,8 @@ enum state {
     ST_SASL,      /* a SASL exchange is running */
     ST_AUTHED,    /* <success/> sent, waiting for the restart header */
     ST_DONE,      /* restart header received: the glue splices */
+    ST_OFFERED,   /* answered with compression offered: the client's next element */
+    ST_ZHEADER,   /* <compressed/> sent: the compressed stream's header */
     ST_CLOSED,    /* an error or the end was sent */
 };
 
@@ -55,6 +58,10 @@ struct xe_c2s {
     const struct xe_c2s_guard *guard;
     void *guard_ctx;
     char tried[XE_LOCKOUT_KEY_MAX]; /* the account the current attempt named */
+    bool zoffer;             /* the domain offers compression after authentication */
+    unsigned zfailures;      /* refused <compress/> requests */
+    struct xe_buf zfeatures; /* the backend's features without compression */
+    struct xe_buf head;      /* an element read after the offer, for the backend */
 };
 
 static void
@@ -225,19 +232,117 @@ keep_restart_header(struct xe_c2s *c)
         xe_buf_append(&c->restart_header, h, len);
 }
 
+/* ---- stream compression (XEP-0138), after authentication ------------------ */
+
+/* The client's compressed stream header: answer with the backend's features
+ * (without compression) and hand over to the backend. */
+static int
+compressed_restart(struct xe_c2s *c)
+{
+    send_header(c);
+    if (xe_buf_append(&c->out, c->zfeatures.data, c->zfeatures.len) < 0)
+        return error_stop(c, "internal-server-error", NULL);
+    c->st = ST_DONE;
+    return stop_with(c, XE_C2S_SPLICE);
+}
+
+static int
+compress_failure(struct xe_c2s *c, const char *condition)
+{
+    c->zfailures++;
+    xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_COMPRESS "'><%s/></failure>",
+                   condition);
+    xe_info("event=compress-failed peer=%s jid=%s condition=%s attempt=%u", c->peer,
+            c->jid, condition, c->zfailures);
+    if (c->zfailures >= XE_MAX_COMPRESS_FAILURES)
+        return error_stop(c, "policy-violation", "too many failed compression requests");
+    return XE_XS_CONTINUE;
+}
+
+/* The client's first element after the features that offered compression. */
+static int
+on_offered_element(struct xe_c2s *c, const struct xe_xml_elem *e,
+                   const unsigned char *raw, size_t raw_len)
+{
+    const struct xe_xml_elem *m;
+
+    if (!xe_xml_is(e, XE_NS_COMPRESS, "compress")) {
+        /* not for us: the backend gets it as it came, and the rest */
+        if (xe_buf_append(&c->head, raw, raw_len) < 0)
+            return error_stop(c, "internal-server-error", NULL);
+        c->st = ST_DONE;
+        return stop_with(c, XE_C2S_SPLICE);
+    }
+    m = xe_xml_child(e, XE_NS_COMPRESS, "method");
+    if (m == NULL)
+        return compress_failure(c, "setup-failed");
+    if (strcmp(xe_xml_text(m), "zlib") != 0)
+        return compress_failure(c, "unsupported-method");
+    send_str(c, "<compressed xmlns='" XE_NS_COMPRESS "'/>");
+    xe_debug("event=compress peer=%s jid=%s method=zlib", c->peer, c->jid);
+    c->st = ST_ZHEADER;
+    c->header_sent = false;
+    return stop_with(c, XE_C2S_COMPRESS);
+}
+
+/* Offer compression with the backend's features, and read the client's next
+ * element on this stream: the parser goes on behind a stand-in for the
+ * client's header (what the backend's stream gets too: the client's own
+ * header is not passed on). */
+static int
+offer_compression(struct xe_c2s *c, const unsigned char *features, size_t len)
+{
+    static const char stand_in[] =
+        "<stream:stream xmlns='" XE_NS_CLIENT "' xmlns:stream='" XE_NS_STREAMS "'>";
+    size_t used = 0;
+
+    xe_xmlstream_reset(c->xs);
+    c->st = ST_OFFERED;
+    if (xe_xmlstream_feed(c->xs, stand_in, sizeof(stand_in) - 1, &used) != XE_XS_OK ||
+        xe_zstream_features(features, len, &c->out, &c->zfeatures) < 0) {
+        xe_warn("event=compression-unavailable peer=%s jid=%s reason=\"the backend's "
+                "features cannot be read\"",
+                c->peer, c->jid);
+        return -1;
+    }
+    return 0;
+}
+
+bool
+xe_c2s_compression_offered(const struct xe_c2s *c)
+{
+    return c->st == ST_OFFERED;
+}
+
+const unsigned char *
+xe_c2s_splice_bytes(const struct xe_c2s *c, size_t *len_r)
+{
+    *len_r = c->head.len;
+    return c->head.data;
+}
+
 static int
 on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
 {
     struct xe_c2s *c = ctx;
-    const char *text = NULL, *cond = check_header(c, h, default_ns, &text);
+    const char *text = NULL, *cond;
 
+    if (c->st == ST_OFFERED) /* the stand-in header of offer_compression() */
+        return XE_XS_CONTINUE;
+    cond = check_header(c, h, default_ns, &text);
     if (cond)
         return error_stop(c, cond, text);
     if (c->st == ST_AUTHED) {
         /* the authenticated stream: answered once the backend is ready */
         keep_restart_header(c);
+        const struct xe_domain_conf *d = xe_conf_domain(c->conf, c->domain);
+        c->zoffer = d && d->compression;
         c->st = ST_DONE;
         return stop_with(c, XE_C2S_RESTARTED);
+    }
+    if (c->st == ST_ZHEADER) {
+        keep_restart_header(c); /* the compressed stream's, for the register filter */
+        return compressed_restart(c);
     }
     send_header(c);
     if (c->tls) /* iq-auth sessions go on on this stream: keep its header too */
@@ -670,6 +775,8 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
 {
     struct xe_c2s *c = ctx;
 
+    if (c->st == ST_OFFERED)
+        return on_offered_element(c, e, raw, raw_len);
     if (!c->tls) {
         if (xe_xml_is(e, XE_NS_TLS, "starttls")) {
             send_str(c, "<proceed xmlns='" XE_NS_TLS "'/>");
@@ -752,6 +859,8 @@ xe_c2s_new(const struct xe_c2s_params *p)
     c->guard_ctx = p->guard_ctx;
     xe_buf_init(&c->out, 64 * 1024);
     xe_buf_init(&c->restart_header, XE_MAX_HEADER_BYTES);
+    xe_buf_init(&c->zfeatures, XE_MAX_BACKEND_FEATURES);
+    xe_buf_init(&c->head, 0); /* one element: bounded by the parser */
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
     if (c->xs == NULL) {
         xe_c2s_free(&c);
@@ -773,6 +882,8 @@ xe_c2s_free(struct xe_c2s **cp)
     free(c->ext);
     xe_buf_free(&c->out);
     xe_buf_free(&c->restart_header);
+    xe_buf_free(&c->zfeatures);
+    xe_buf_free(&c->head);
     free(c->domain);
     free(c->sni);
     free(c->peer);
@@ -806,8 +917,17 @@ xe_c2s_feed(struct xe_c2s *c, const void *data, size_t len, size_t *consumed_r)
             xe_xmlstream_reset(c->xs); /* the next byte starts the new stream */
             break;
         case XE_C2S_RESTARTED:
+            if (!c->zoffer) /* else the next element is read (offer_compression) */
+                xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
+            break;
         case XE_C2S_IQ_AUTHED:
             xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
+            break;
+        case XE_C2S_COMPRESS:
+            xe_xmlstream_reset(c->xs); /* the next (inflated) byte starts a stream */
+            break;
+        case XE_C2S_SPLICE:
+            xe_xmlstream_free(&c->xs);
             break;
         default:
             break;
@@ -859,6 +979,11 @@ int
 xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t len)
 {
     send_header(c);
+    if (c->zoffer && c->xs && offer_compression(c, features, len) == 0)
+        return 0;
+    c->zoffer = false;
+    c->st = ST_DONE;
+    xe_xmlstream_free(&c->xs);
     return xe_buf_append(&c->out, features, len);
 }
 

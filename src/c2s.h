@@ -27,6 +27,12 @@ enum xe_c2s_action {
                              backend and bind xe_c2s_resource() there; no restart
                              follows, the rest of the input belongs to the backend;
                              then answer with xe_c2s_answer_iq_auth() */
+    XE_C2S_COMPRESS,      /* <compressed/> queued: send it as it is, then compress both
+                             ways; the rest of the input is compressed: inflate it and
+                             keep feeding */
+    XE_C2S_SPLICE,        /* after a compression offer: the stream is answered; send the
+                             output, then xe_c2s_splice_bytes() and the rest of the input
+                             to the backend */
 };
 
 /* Brute-force protection hooks (optional; lockout.h keeps the counts),
@@ -76,6 +82,13 @@ void xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *te
 /* Answer the client's restarted stream: our header and the backend's
  * features, given as raw bytes. */
 int xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t len);
+/* After xe_c2s_answer_restart: the domain offers stream compression (XEP-0138),
+ * so the core reads the client's next element before the splice: keep
+ * feeding (a <compress/> gives XE_C2S_COMPRESS; anything else XE_C2S_SPLICE). */
+bool xe_c2s_compression_offered(const struct xe_c2s *c);
+/* After XE_C2S_SPLICE: the raw bytes of the element the core read but leaves
+ * to the backend (none after a compressed restart). */
+const unsigned char *xe_c2s_splice_bytes(const struct xe_c2s *c, size_t *len_r);
 
 const char *xe_c2s_domain(const struct xe_c2s *c); /* NULL until known */
 const char *xe_c2s_jid(const struct xe_c2s *c);    /* after AUTHENTICATED */

@@ -277,6 +277,13 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             load_identity_rules(c, config_setting_get_member(g, "client_identities"),
                                 &d->client_identities) < 0)
             return -1;
+        if (get_bool(c, g, "compression", false, &d->compression) < 0)
+            return -1;
+        if (d->compression && d->register_)
+            return fail(c, config_setting_get_member(g, "compression"), "compression",
+                        "cannot be on with register on the same domain (the "
+                        "post-authentication filter of register reads uncompressed "
+                        "streams only)");
         if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
             get_string(c, g, "key", true, NULL, &d->key) < 0 ||
@@ -652,7 +659,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const listener[] = {"kind", "address", "port", NULL};
     static const char *const domain[] = {
         "name",      "certificate",       "key",     "pool",     "mechanisms",
-        "client_ca", "client_identities", "iq_auth", "register", NULL};
+        "client_ca", "client_identities", "iq_auth", "register", "compression",
+        NULL};
     static const char *const pool[] = {"name", "secret_file", "servers", NULL};
     static const char *const server[] = {"name", "address", "port", "weight", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",

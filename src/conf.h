@@ -41,6 +41,7 @@ struct xe_domain_conf {
     unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
     bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
     bool register_;             /* in-band registration (XEP-0077) */
+    bool compression;           /* offer XEP-0138 zlib after authentication */
 };
 
 struct xe_conf {

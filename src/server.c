@@ -30,6 +30,7 @@
 #include "userstore.h"
 #include "util.h"
 #include "xelimits.h"
+#include "zstream.h"
 
 #define CLOSE_GRACE_MS 3000
 
@@ -116,6 +117,9 @@ struct conn {
     bool held;                      /* holding the c2s output */
     enum xe_c2s_action held_action; /* what to do when it goes out */
     struct xe_buf held_in;          /* plaintext that came after the held attempt */
+    struct xe_zstream *zs;          /* the client's stream is compressed (XEP-0138) */
+    struct xe_buf zin; /* its compressed bytes held while the backend is full */
+    bool zstalled;     /* inflating waits for the backend's queue to drain */
 };
 
 struct wreq {
@@ -133,6 +137,10 @@ static void finish_close(struct conn *c);
 static void maybe_shutdown(struct conn *c);
 static void close_conn(struct conn *c);
 static void client_plain(struct conn *c, const char *data, size_t n);
+static void client_input(struct conn *c, const char *data, size_t n);
+static void inflate_held(struct conn *c);
+static int send_client_deflated(struct conn *c, const void *data, size_t len);
+static void compress_log_close(const struct conn *c);
 static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void read_tls_plain(struct conn *c);
@@ -200,6 +208,11 @@ on_write(uv_write_t *req, int status)
     if (c->st == CS_CLOSING) {
         maybe_shutdown(c);
         return;
+    }
+    if (c->zstalled && c->to_backend_q <= conf->pump_low_water) {
+        inflate_held(c); /* before reading more from the client */
+        if (c->closed || c->st == CS_CLOSING)
+            return;
     }
     /* below the low water mark: read again from the side that fills this one */
     if (c->to_client_q <= conf->pump_low_water)
@@ -283,6 +296,8 @@ send_client(struct conn *c, const void *data, size_t len)
         return 0;
     c->bytes_down += len;
     xe_metrics_add(XE_M_BYTES, len, "down", NULL);
+    if (c->zs)
+        return send_client_deflated(c, data, len);
     if (c->tls == NULL)
         return write_raw(c, true, data, len);
     if (xe_tls_write(c->tls, data, len) < 0) {
@@ -324,6 +339,8 @@ on_handle_closed(uv_handle_t *h)
     xe_buf_free(&c->to_client_pending);
     xe_buf_free(&c->held_in);
     xe_buf_free(&c->end_xml);
+    xe_zstream_free(&c->zs);
+    xe_buf_free(&c->zin);
     free(c->jid);
     free(c);
 }
@@ -341,6 +358,7 @@ finish_close(struct conn *c)
         xe_info("event=close peer=%s jid=%s backend=%s bytes_up=%llu bytes_down=%llu",
                 c->peer, c->jid, c->server ? c->server->name : "-",
                 (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
+    compress_log_close(c);
     /* unlink */
     if (c->prev)
         c->prev->next = c->next;
@@ -612,29 +630,21 @@ reg_backend(struct conn *c, const char *data, size_t n)
     xe_buf_free(&down);
 }
 
-static void
-maybe_splice(struct conn *c)
-{
-    const unsigned char *features;
-    size_t flen;
+static void compress_offered(struct conn *c);
 
-    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
-        return;
-    features = xe_backend_hs_features(c->bhs, &flen);
-    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
-        xe_c2s_answer_iq_auth(c->c2s, NULL);
-    else
-        xe_c2s_answer_restart(c->c2s, features, flen);
-    flush_c2s(c);
+/* Negotiation is over: from here bytes are pumped. */
+static void
+splice(struct conn *c)
+{
     if (reg_start(c) < 0)
         return;
     xe_metrics_login_duration(uv_now(c->srv->loop) - c->accepted_ms);
-    xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s", c->peer, c->jid,
+    xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s%s", c->peer, c->jid,
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
-            c->server->name);
-    /* negotiation is over: free the parsers and SASL state */
+            c->server->name, c->zs ? " compression=zlib" : "");
     snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(c->c2s));
     c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
+    /* free the parsers and SASL state */
     xe_c2s_free(&c->c2s);
     xe_backend_hs_free(&c->bhs);
     uv_timer_stop(&c->timer);
@@ -663,6 +673,27 @@ maybe_splice(struct conn *c)
     }
     xe_buf_free(&c->to_client_pending);
     xe_buf_free(&c->to_backend_pending);
+}
+
+static void
+maybe_splice(struct conn *c)
+{
+    const unsigned char *features;
+    size_t flen;
+
+    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
+        return;
+    features = xe_backend_hs_features(c->bhs, &flen);
+    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
+        xe_c2s_answer_iq_auth(c->c2s, NULL);
+    else
+        xe_c2s_answer_restart(c->c2s, features, flen);
+    flush_c2s(c);
+    if (!c->iq_auth && xe_c2s_compression_offered(c->c2s)) {
+        compress_offered(c);
+        return;
+    }
+    splice(c);
 }
 
 static void
@@ -966,6 +997,181 @@ out:
     xe_buf_free(&rest);
 }
 
+/* ---- stream compression (XEP-0138) ---------------------------------------- */
+
+/* After the restart was answered with compression offered: the core reads the
+ * client's next element; what the client sent so far goes to it. */
+static void
+compress_offered(struct conn *c)
+{
+    struct xe_buf held = c->to_backend_pending;
+
+    xe_buf_init(&c->to_backend_pending, c->srv->conf->pump_hard_cap);
+    c->client_restarted = false;
+    uv_timer_start(&c->timer, on_timer, c->srv->conf->preauth_idle_ms, 0);
+    if (held.len)
+        client_plain(c, (const char *)held.data, held.len);
+    xe_buf_free(&held);
+}
+
+static int
+compress_start(struct conn *c)
+{
+    const char *err = "?";
+
+    c->zs = xe_zstream_new(&err);
+    if (c->zs == NULL) {
+        /* <compressed/> is out: nothing readable can follow */
+        xe_err("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer, c->jid,
+               err);
+        finish_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Inflating failed: the stream error (XEP-0138), then close. */
+static void
+compress_failed(struct conn *c, const char *why)
+{
+    struct xe_buf b;
+
+    xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", why);
+    if (c->c2s) { /* before the compressed stream was answered: with a header */
+        client_stream_error(c, "undefined-condition", "the compressed data is corrupt");
+        return;
+    }
+    xe_buf_init(&b, 0);
+    xe_zstream_error_xml(&b, "processing-failed", "the compressed data is corrupt");
+    send_client(c, b.data, b.len);
+    xe_buf_free(&b);
+    close_conn(c);
+}
+
+/* Inflate in bounded chunks, each handed on before the next; while the
+ * backend's queue is above its high water mark, the rest is held (client
+ * reading is paused then) until on_write sees it drained. more: zlib may hold
+ * output from an earlier call. */
+static void
+client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
+{
+    static char slab[XE_INFLATE_CHUNK];
+    const struct xe_conf *conf = c->srv->conf;
+
+    while ((n > 0 || more) && !c->closed && c->st != CS_CLOSING) {
+        size_t used = 0, got = 0;
+        const char *err = "?";
+
+        if (c->st == CS_SPLICED && c->to_backend_q > conf->pump_high_water) {
+            c->zstalled = true;
+            if (xe_buf_append(&c->zin, data, n) < 0) {
+                xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu",
+                        c->peer, c->jid ? c->jid : "-", c->zin.len + n);
+                finish_close(c);
+            }
+            return;
+        }
+        if (xe_zstream_inflate(c->zs, data, n, &used, slab, sizeof(slab), &got, &err) <
+            0) {
+            compress_failed(c, err);
+            return;
+        }
+        data += used;
+        n -= used;
+        more = got == sizeof(slab);
+        if (got > 0)
+            client_plain(c, slab, got);
+        else if (used == 0)
+            break; /* no progress: zlib wants more input */
+    }
+}
+
+/* The held bytes, once the backend's queue is below its low water mark. */
+static void
+inflate_held(struct conn *c)
+{
+    struct xe_buf held = c->zin;
+
+    xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
+    c->zstalled = false;
+    client_inflate(c, held.data, held.len, true);
+    xe_buf_free(&held);
+}
+
+/* What the client sent, after TLS: inflated first when it compresses. */
+static void
+client_input(struct conn *c, const char *data, size_t n)
+{
+    if (c->zs == NULL) {
+        client_plain(c, data, n);
+        return;
+    }
+    if (c->zstalled) { /* behind the held bytes */
+        if (xe_buf_append(&c->zin, data, n) < 0) {
+            xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu", c->peer,
+                    c->jid ? c->jid : "-", c->zin.len + n);
+            finish_close(c);
+        }
+        return;
+    }
+    client_inflate(c, (const unsigned char *)data, n, false);
+}
+
+/* One batch to the client: deflated with a sync flush, then TLS. */
+static int
+send_client_deflated(struct conn *c, const void *data, size_t len)
+{
+    static unsigned char slab[XE_DEFLATE_CHUNK];
+    const unsigned char *p = data;
+    bool more;
+
+    do {
+        size_t used = 0, got = 0;
+        const char *err = "?";
+        int r;
+
+        if (xe_zstream_deflate(c->zs, p, len, &used, slab, sizeof(slab), &got, &err) <
+            0) {
+            xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
+                    c->jid ? c->jid : "-", err);
+            finish_close(c);
+            return -1;
+        }
+        p += used;
+        len -= used;
+        more = got == sizeof(slab);
+        r = got == 0 ? 0
+            : c->tls ? xe_tls_write(c->tls, slab, got)
+                     : write_raw(c, true, slab, got);
+        if (r < 0) {
+            if (c->tls)
+                xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer,
+                        xe_tls_error(c->tls));
+            finish_close(c);
+            return -1;
+        }
+        if (used == 0 && got == 0)
+            break;
+    } while (len > 0 || more);
+    return c->tls ? flush_tls(c) : 0;
+}
+
+static void
+compress_log_close(const struct conn *c)
+{
+    uint64_t in_z, in_plain, out_plain, out_z;
+
+    if (c->zs == NULL)
+        return;
+    xe_zstream_counts(c->zs, &in_z, &in_plain, &out_plain, &out_z);
+    xe_info("event=compression-close peer=%s jid=%s up_compressed=%llu up_plain=%llu "
+            "down_plain=%llu down_compressed=%llu",
+            c->peer, c->jid ? c->jid : "-", (unsigned long long)in_z,
+            (unsigned long long)in_plain, (unsigned long long)out_plain,
+            (unsigned long long)out_z);
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 static void
@@ -1154,6 +1360,33 @@ client_plain(struct conn *c, const char *data, size_t n)
         case XE_C2S_IQ_AUTHED:
             start_iq_auth_session(c, data, n);
             return;
+        case XE_C2S_COMPRESS:
+            /* <compressed/> went out as it is; from here both ways are zlib */
+            if (compress_start(c) == 0)
+                client_input(c, data, n);
+            return;
+        case XE_C2S_SPLICE: {
+            /* the element the core read after offering compression, if it
+             * was not for it, then the rest */
+            size_t hlen;
+            const unsigned char *head = xe_c2s_splice_bytes(c->c2s, &hlen);
+
+            c->client_restarted = true;
+            if (c->backend_failed) {
+                client_stream_error(
+                    c, "remote-connection-failed",
+                    "the service is temporarily unavailable, try again later");
+                return;
+            }
+            if (xe_buf_append(&c->to_backend_pending, head, hlen) < 0 ||
+                xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+                client_stream_error(c, "policy-violation",
+                                    "too much data before the session started");
+                return;
+            }
+            splice(c);
+            return;
+        }
         case XE_C2S_CLOSE:
             close_conn(c);
             return;
@@ -1186,7 +1419,7 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
         arm_preauth_timer(c); /* the client spoke: the idle time starts again */
     if (c->tls == NULL) {
-        client_plain(c, buf->base, (size_t)n);
+        client_input(c, buf->base, (size_t)n);
         return;
     }
     if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
@@ -1221,7 +1454,7 @@ read_tls_plain(struct conn *c)
     while (!c->closed && c->st != CS_CLOSING && !c->held) {
         int r = xe_tls_read(c->tls, plain_slab, sizeof(plain_slab));
         if (r > 0) {
-            client_plain(c, plain_slab, (size_t)r);
+            client_input(c, plain_slab, (size_t)r);
             continue;
         }
         if (r == XE_TLS_WANT)
@@ -1315,6 +1548,7 @@ on_connection(uv_stream_t *ls, int status)
     xe_buf_init(&c->to_backend_pending, srv->conf->pump_hard_cap);
     xe_buf_init(&c->to_client_pending, srv->conf->pump_hard_cap);
     xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
+    xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
     c->next = srv->conns;
     if (srv->conns)
         srv->conns->prev = c;

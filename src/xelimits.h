@@ -38,6 +38,16 @@
 #define XE_DEF_PUMP_LOW_WATER (64 * 1024)
 #define XE_DEF_PUMP_HARD_CAP (1024 * 1024)
 
+/* Stream compression (XEP-0138), when a domain enables it */
+#define XE_ZLIB_LEVEL 6              /* deflate level towards the client */
+#define XE_ZLIB_WINDOW_BITS 12       /* deflate window: 4 KiB (zlib's default 32 KiB) */
+#define XE_ZLIB_MEM_LEVEL 5          /* deflate hash memory: 16 KiB (default 128 KiB) */
+#define XE_INFLATE_CHUNK (16 * 1024) /* inflated at once, before the pump takes it */
+#define XE_DEFLATE_CHUNK (16 * 1024) /* deflated at once, before TLS takes it */
+#define XE_MAX_COMPRESS_FAILURES 3   /* refused <compress/> requests on a stream */
+/* compressed bytes held back while the backend's queue is above its high mark */
+#define XE_MAX_INFLATE_PENDING (2 * XE_READ_CHUNK)
+
 /* Timeouts (milliseconds) */
 #define XE_DEF_TLS_TIMEOUT_MS 10000
 #define XE_DEF_AUTH_TIMEOUT_MS 60000

@@ -10,13 +10,25 @@ stream restart and resource binding. Each SASL answer is printed verbatim.
       --password wrong --password right --server 127.0.0.1:5222 \\
       [--mode starttls|direct] [--mech SCRAM-SHA-256] [--cafile F | --insecure] \\
       [--timeout 10] [--no-bind] [--expect-close SECONDS] [--source ADDR] [-v]
+      [--compress METHOD] [--send-self TOKEN] [--bomb MIB] [--hold SECONDS]
 
 --password may be given several times: one SASL attempt each, in order, on one
 stream, stopping at the first success. --source: the local address to connect
 from (e.g. 127.0.0.2, to look like another host on loopback).
 
+--compress METHOD: after authentication, ask for XEP-0138 stream compression
+with METHOD on the restarted stream (zlib: Python's zlib, a sync flush per
+send) and, once <compressed/>, restart the stream again before binding.
+--send-self TOKEN: after binding, send initial presence and a message with
+body TOKEN to our own full JID, and wait for it to come back.
+--bomb MIB: after binding, send MIB MiB of white space (compressed when the
+stream is: a "zip bomb" of about 1000:1), then --send-self if given.
+
 Output (stdout):
-  FEATURES stage=pre-tls|post-tls|post-auth list=starttls,mechanisms:...
+  FEATURES stage=pre-tls|post-tls|post-auth|post-compress list=starttls,mechanisms:...
+  COMPRESS method=M result=compressed|failure condition=COND
+  BOMB plain=BYTES sent=BYTES
+  ECHO body=TOKEN after=SECONDS
   TLS version=TLSv1.3 alpn=xmpp-client cipher=...
   SASL n=1 mech=SCRAM-SHA-256 result=failure condition=not-authorized steps=1 raw=<failure .../>
       (steps = number of <challenge/>s the server sent in that attempt)
@@ -59,6 +71,7 @@ import ssl
 import sys
 import time
 import unicodedata
+import zlib
 import xml.etree.ElementTree as ET
 from xml.sax.saxutils import escape
 
@@ -71,6 +84,8 @@ NS_STANZAS = 'urn:ietf:params:xml:ns:xmpp-streams'
 NS_IQ_AUTH = 'jabber:iq:auth'
 NS_FEATURE_IQ_AUTH = 'http://jabber.org/features/iq-auth'
 NS_STANZA_ERRORS = 'urn:ietf:params:xml:ns:xmpp-stanzas'
+NS_COMPRESS_FEATURE = 'http://jabber.org/features/compress'
+NS_COMPRESS = 'http://jabber.org/protocol/compress'
 
 EXIT_OK, EXIT_SASL, EXIT_STREAM, EXIT_TIMEOUT, EXIT_CLOSED, EXIT_PROTO, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5, 70
 
@@ -196,6 +211,7 @@ class Session:
         self.server_closed = None
         self.challenges = 0
         self.source = None  # a local address to connect from (set before connect())
+        self.zout = self.zin = None  # zlib streams, once compressed (XEP-0138)
 
     # -- transport ----------------------------------------------------
     def _left(self):
@@ -238,7 +254,9 @@ class Session:
         if isinstance(data, str):
             data = data.encode()
         if self.verbose:
-            self.log('SEND %s' % data.decode(errors='replace'))
+            self.log('SEND %s' % data.decode(errors='replace')[:2000])
+        if self.zout is not None:
+            data = self.zout.compress(data) + self.zout.flush(zlib.Z_SYNC_FLUSH)
         try:
             self.sock.settimeout(self._left())
             self.sock.sendall(data)
@@ -281,6 +299,11 @@ class Session:
                 raise Closed('reset')
             if not data:
                 raise Closed('eof')
+            if self.zin is not None:
+                try:
+                    data = self.zin.decompress(data)
+                except zlib.error as e:
+                    raise ProtocolError('zlib from the server: %s' % e)
             try:
                 self.parser.feed(data)
                 self._pump()
@@ -480,6 +503,71 @@ class Session:
     def ping_xml(self):
         return ("<iq type='get' id='ping_1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
                 % escape(self.domain))
+    def compress(self, method):
+        """XEP-0138 on the current (authenticated) stream. Returns
+        ('compressed',) after the compressed restart, or ('failure', cond)."""
+        self.stage = 'compress'
+        feat = self.features.find('{%s}compression' % NS_COMPRESS_FEATURE)
+        if feat is None:
+            raise ProtocolError('no compression feature: %s' % serialize(self.features))
+        self.send("<compress xmlns='%s'><method>%s</method></compress>" % (NS_COMPRESS, escape(method)))
+        el = self.recv()
+        if el.tag == '{%s}failure' % NS_COMPRESS:
+            return ('failure', local(el[0].tag) if len(el) else '-')
+        if el.tag != '{%s}compressed' % NS_COMPRESS:
+            raise ProtocolError('compress answered with %s' % serialize(el))
+        if self.queue:
+            raise ProtocolError('data after <compressed/>')
+        self.zout = zlib.compressobj()
+        self.zin = zlib.decompressobj()
+        self.open_stream()
+        self.log('FEATURES stage=post-compress list=%s' % self.feature_list())
+        return ('compressed',)
+
+    def bind(self, resource):
+        self.stage = 'bind'
+        self.send("<iq type='set' id='bind_1'><bind xmlns='%s'><resource>%s</resource></bind></iq>"
+                  % (NS_BIND, escape(resource)))
+        while True:
+            el = self.recv()
+            if local(el.tag) == 'iq' and el.get('id') == 'bind_1':
+                break
+        if el.get('type') != 'result':
+            raise ProtocolError('bind failed: %s' % serialize(el))
+        j = el.find('{%s}bind/{%s}jid' % (NS_BIND, NS_BIND))
+        self.bound_jid = j.text if j is not None else '-'
+        self.stage = 'session'
+        return self.bound_jid
+
+    def send_self(self, token):
+        """Initial presence, then a message to our own full JID; returns the
+        seconds until it came back."""
+        self.stage = 'message'
+        t0 = time.monotonic()
+        self.send("<presence/><message to='%s' type='chat' id='m1'><body>%s</body></message>"
+                  % (escape(self.bound_jid, {"'": '&apos;'}), escape(token)))
+        while True:
+            el = self.recv()
+            if local(el.tag) == 'message':
+                body = el.find('{%s}body' % NS_CLIENT)
+                if body is not None and body.text == token:
+                    return time.monotonic() - t0
+
+    def bomb(self, mib):
+        """MIB MiB of white space, compressed when the stream is."""
+        self.stage = 'bomb'
+        plain = mib << 20
+        data = b' ' * plain
+        if self.zout is not None:
+            data = self.zout.compress(data) + self.zout.flush(zlib.Z_SYNC_FLUSH)
+        try:
+            self.sock.settimeout(self._left())
+            self.sock.sendall(data)
+        except socket.timeout:
+            raise Timeout()
+        except (ConnectionError, ssl.SSLError, OSError):
+            raise Closed('reset')
+        return plain, len(data)
 
     def wait_close(self, seconds):
         """After the last failure: does the server close the stream? Returns how, or None."""
@@ -525,7 +613,10 @@ class Session:
             return
         try:
             self.sock.settimeout(1)
-            self.sock.sendall(b'</stream:stream>')
+            end = b'</stream:stream>'
+            if self.zout is not None:
+                end = self.zout.compress(end) + self.zout.flush(zlib.Z_SYNC_FLUSH)
+            self.sock.sendall(end)
         except Exception:
             pass
         try:
@@ -599,6 +690,11 @@ def main():
                    help='non-SASL authentication (XEP-0078) instead of SASL')
     p.add_argument('--pipeline', action='store_true',
                    help='with --iq-auth: send a ping in the same write as the last set')
+    p.add_argument('--compress', metavar='METHOD', help='XEP-0138 stream compression after authentication')
+    p.add_argument('--send-self', metavar='TOKEN', help='after binding, a message to ourselves')
+    p.add_argument('--bomb', type=int, metavar='MIB', help='after binding, MIB MiB of white space')
+    p.add_argument('--send-garbage', action='store_true',
+                   help='at the end, bytes that are not zlib on a compressed stream; then --expect-close')
     a = p.parse_args()
 
     s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
@@ -625,7 +721,25 @@ def main():
                     print('SASL n=%d mech=%s result=success steps=%d raw=%s' % (
                         attempts, a.mech, s.challenges, r[1]), flush=True)
                     print('TIMING n=%d took=%.3f' % (attempts, took), flush=True)
-                    jid = s.restart_and_bind(a.resource, bind=not a.no_bind)
+                    if a.compress:
+                        s.restart_and_bind(a.resource, bind=False)
+                        r = s.compress(a.compress)
+                        print('COMPRESS method=%s result=%s%s' % (
+                            q(a.compress), r[0], ' condition=' + r[1] if r[0] == 'failure' else ''),
+                            flush=True)
+                        jid = s.bind(a.resource) if not a.no_bind else None
+                    else:
+                        jid = s.restart_and_bind(a.resource, bind=not a.no_bind)
+                    if a.bomb:
+                        plain, sent = s.bomb(a.bomb)
+                        print('BOMB plain=%d sent=%d' % (plain, sent), flush=True)
+                    if a.send_self:
+                        after = s.send_self(a.send_self)
+                        print('ECHO body=%s after=%.3f' % (q(a.send_self), after), flush=True)
+                    if a.send_garbage:
+                        s.sock.sendall(b'<message>this is not zlib</message>' * 4)
+                        how, after = s.wait_close(a.expect_close or 5)
+                        print('CLOSE how=%s after=%.3f' % (how or 'none', after), flush=True)
                     if a.hold:
                         print('READY jid=%s' % jid, flush=True)
                         how, after, n = s.hold(a.hold)
