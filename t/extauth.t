@@ -211,6 +211,23 @@ for cls in (Ej, Jd):
           P + "c2s still works with --allow-anonymous")
     c.finish()
 
+# the replay cache: bounded (full = refuse), and it grows past its first table
+for cls in (Ej, Jd):
+    P = cls.proto + ": "
+    c = cls(["--secret-file", spath, "--replay-cache-size", "3"])
+    got = [c.auth("u%d" % i, "example.test", make_token(secret, "c2s", "u%d@example.test" % i, now + 60))
+           for i in range(4)]
+    rc, err = c.finish()
+    check(got == [True, True, True, False] and "reason=replay-cache-full" in err,
+          P + "--replay-cache-size 3: the 4th live assertion is refused (cache full)", repr(got))
+    c = cls(["--secret-file", spath])
+    toks = [make_token(secret, "c2s", "alice@example.test", now + 60) for _ in range(3000)]
+    got = [c.auth("alice", "example.test", t) for t in toks]
+    again = [c.auth("alice", "example.test", toks[i]) for i in (0, 1023, 2047, 2999)]
+    c.finish()
+    check(all(got) and not any(again), P + "3000 assertions accepted, each refused when replayed",
+          "%d accepted, replays %r" % (sum(got), again))
+
 short = write_secret(b"a" * 31 + b"\n", "short.secret")
 p = subprocess.run([prog, "--secret-file", short], capture_output=True, timeout=10)
 check(p.returncode == 1 and b"short.secret" in p.stderr and b"at least 32" in p.stderr,

@@ -56,7 +56,7 @@ static struct {
     int64_t max_lifetime;
     bool allow_anonymous;
     const char *purpose;
-    char **domains;
+    const char *domains[XE_EXTAUTH_MAX_DOMAINS];
     size_t ndomains;
     int64_t fixed_now; /* testing: a fixed clock; 0 = time() */
     bool verbose;
@@ -189,7 +189,8 @@ replay_put(struct rentry *t, size_t cap, const char *nonce, int64_t expiry)
 static int
 replay_add(const char *nonce, int64_t expiry, int64_t now)
 {
-    if ((cache.used + 1) * 2 > cache.cap) {
+    /* at the bound, or the table half full: drop the expired, maybe grow */
+    if (cache.used + 1 > cache.max || (cache.used + 1) * 2 > cache.cap) {
         size_t live = 0, cap = cache.cap ? cache.cap : 1024;
         struct rentry *t;
 
@@ -645,9 +646,11 @@ main(int argc, char **argv)
             }
             break;
         case 'd':
-            opt.domains = realloc(opt.domains, (opt.ndomains + 1) * sizeof(char *));
-            if (opt.domains == NULL)
-                return 1;
+            if (opt.ndomains == XE_EXTAUTH_MAX_DOMAINS) {
+                fprintf(stderr, "%s: --domain: at most %d\n", progname,
+                        XE_EXTAUTH_MAX_DOMAINS);
+                return EXIT_USAGE;
+            }
             opt.domains[opt.ndomains++] = optarg;
             break;
         case 'a':
@@ -702,6 +705,5 @@ main(int argc, char **argv)
     rc = opt.proto == P_EJABBERD ? run_ejabberd() : run_jabberd2();
     OPENSSL_cleanse(opt.secret, sizeof(opt.secret));
     free(cache.t);
-    free(opt.domains);
     return rc;
 }
