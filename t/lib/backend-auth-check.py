@@ -92,9 +92,21 @@ class Stream:
                   % base64.b64encode(msg).decode())
         return self.read_until(rb"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>|<failure[^>]*/>")
 
-    def close(self):
+    def close(self, settle=False):
         try:
             self.send("</stream:stream>")
+            if settle:
+                # wait for the server to close its side, then a little more:
+                # jabberd2 2.7's c2s keys sessions by file descriptor, and a
+                # late routing reply for a session that just ended kills the
+                # next connection that gets the same descriptor
+                # (internal-server-error); see contrib/jabberd2/README.md
+                end = time.time() + 2
+                while time.time() < end:
+                    self.s.settimeout(max(0.01, end - time.time()))
+                    if not self.s.recv(65536):
+                        break
+                time.sleep(0.3)
             self.s.close()
         except OSError:
             pass
@@ -172,7 +184,7 @@ def main():
         r = st.read_until(rb"</iq>|<iq[^>]*/>")
         m = re.search(r"<jid>([^<]+)</jid>", r)
         check(m and m.group(1) == identity + "/check", "bound as %s/check" % identity, r)
-    st.close()
+    st.close(settle=True)
 
     def refused(name, password, authcid=user):
         st, r = attempt(password, authcid)
