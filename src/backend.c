@@ -1,4 +1,5 @@
 /* xedge: the backend handshake. See backend.h. */
+#define _GNU_SOURCE /* memmem */
 #include "backend.h"
 
 #include <stdarg.h>
@@ -191,6 +192,53 @@ on_bind_result(struct xe_backend_hs *b, const struct xe_xml_elem *e)
     return XE_XS_STOP;
 }
 
+/* The second features go to the client after xedge's own stream header, not
+ * the backend's. jabberd2 declares a prefix there (xmlns:ack='...') and uses
+ * it in its features (<ack:ack/>): declare every prefix the features use,
+ * other than "stream", on the <stream:features> start tag itself, so that
+ * they stay well-formed for the client. */
+static int
+keep_features(struct xe_backend_hs *b, const struct xe_xml_elem *e,
+              const unsigned char *raw, size_t raw_len)
+{
+    static const char tag[] = "<stream:features";
+    size_t name_end = sizeof(tag) - 1, tag_end = name_end;
+    const struct xe_xml_elem *x = e->first_child;
+    char q = 0;
+
+    xe_buf_free(&b->features);
+    if (raw_len <= name_end || memcmp(raw, tag, name_end) != 0 || x == NULL)
+        return xe_buf_append(&b->features, raw, raw_len);
+    /* the end of the start tag ('>' outside quotes) */
+    for (; tag_end < raw_len && (q || raw[tag_end] != '>'); tag_end++)
+        if (raw[tag_end] == '\'' || raw[tag_end] == '"')
+            q = q == 0 ? (char)raw[tag_end] : (q == raw[tag_end] ? 0 : q);
+    if (xe_buf_append(&b->features, raw, name_end) < 0)
+        return -1;
+    while (x != NULL && x != e) { /* depth first, every descendant */
+        if (x->prefix != NULL && strcmp(x->prefix, "stream") != 0 && x->ns[0] != '\0') {
+            char decl[80];
+            int n = snprintf(decl, sizeof(decl), "xmlns:%s=", x->prefix);
+            bool have = n <= 0 || (size_t)n >= sizeof(decl) ||
+                        memmem(b->features.data, b->features.len, decl, (size_t)n) ||
+                        memmem(raw + name_end, tag_end - name_end, decl, (size_t)n);
+            if (!have && (xe_buf_appendf(&b->features, " %s'", decl) < 0 ||
+                          xe_buf_append_escaped(&b->features, x->ns) < 0 ||
+                          xe_buf_append_str(&b->features, "'") < 0))
+                return -1;
+        }
+        if (x->first_child != NULL)
+            x = x->first_child;
+        else {
+            while (x != e && x->next == NULL)
+                x = x->parent;
+            if (x != e)
+                x = x->next;
+        }
+    }
+    return xe_buf_append(&b->features, raw + name_end, raw_len - name_end);
+}
+
 static int
 on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t raw_len)
@@ -234,8 +282,7 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     case B_FEATURES2:
         if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
             return fail(b, "backend sent <%s/> instead of its features", e->name);
-        xe_buf_free(&b->features);
-        if (xe_buf_append(&b->features, raw, raw_len) < 0)
+        if (keep_features(b, e, raw, raw_len) < 0)
             return fail(b, "backend features too large");
         if (b->resource)
             return start_bind(b, e);

@@ -86,4 +86,13 @@
 #define XE_CONTROL_MAX_CLIENTS 16   /* at once */
 #define XE_CONTROL_MAX_RESPONSE (64 * 1024 * 1024)
 
+/* xedge-extauth, the ejabberd/jabberd2 glue (contrib/ejabberd) */
+#define XE_EXTAUTH_MAX_REQUEST 2048        /* one request (bytes); longer: refused */
+#define XE_EXTAUTH_MAX_PART 1023           /* a localpart or a domain (bytes) */
+#define XE_EXTAUTH_MAX_DOMAINS 64          /* --domain given at most */
+#define XE_EXTAUTH_MAX_SECRET_FILE 4096    /* as xedge's secret_file */
+#define XE_EXTAUTH_READ_TIMEOUT_MS 10000   /* the rest of a started request */
+#define XE_EXTAUTH_DEF_MAX_LIFETIME 120    /* seconds, as contrib/prosody */
+#define XE_EXTAUTH_DEF_REPLAY_CACHE 100000 /* nonces remembered at most */
+
 #endif

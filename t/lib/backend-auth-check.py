@@ -4,7 +4,7 @@ with an identity assertion (doc/assertion.md) as the SASL PLAIN password, and
 check that the backend glue accepts good assertions and refuses bad ones.
 
 usage:
-  backend-auth-check.py --sandbox DIR [--backend K] [--user LOCALPART]
+  backend-auth-check.py --sandbox DIR [--backend K|NAME] [--user LOCALPART]
   backend-auth-check.py --host H --port P --domain D --secret-file F [--user LOCALPART]
 
 With --sandbox, H:P, D and F come from DIR/sandbox.env (written by
@@ -92,9 +92,21 @@ class Stream:
                   % base64.b64encode(msg).decode())
         return self.read_until(rb"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>|<failure[^>]*/>")
 
-    def close(self):
+    def close(self, settle=False):
         try:
             self.send("</stream:stream>")
+            if settle:
+                # wait for the server to close its side, then a little more:
+                # jabberd2 2.7's c2s keys sessions by file descriptor, and a
+                # late routing reply for a session that just ended kills the
+                # next connection that gets the same descriptor
+                # (internal-server-error); see contrib/jabberd2/README.md
+                end = time.time() + 2
+                while time.time() < end:
+                    self.s.settimeout(max(0.01, end - time.time()))
+                    if not self.s.recv(65536):
+                        break
+                time.sleep(0.3)
             self.s.close()
         except OSError:
             pass
@@ -103,7 +115,7 @@ class Stream:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sandbox")
-    ap.add_argument("--backend", type=int, default=0)
+    ap.add_argument("--backend", default="0", help="index or name (e.g. ejabberd-0)")
     ap.add_argument("--host")
     ap.add_argument("--port", type=int)
     ap.add_argument("--domain")
@@ -117,7 +129,15 @@ def main():
             for line in f:
                 k, _, v = line.rstrip("\n").partition("=")
                 env[k] = v
-        hp = env["XEDGE_BACKENDS"].split(",")[a.backend]
+        # XEDGE_BACKENDS: NAME=host:port,... (older sandboxes: host:port,...)
+        entries = [e.partition("=")[2] or e for e in env["XEDGE_BACKENDS"].split(",")]
+        names = [e.partition("=")[0] for e in env["XEDGE_BACKENDS"].split(",")]
+        if a.backend.isdigit():
+            hp = entries[int(a.backend)]
+        elif a.backend in names:
+            hp = entries[names.index(a.backend)]
+        else:
+            ap.error("no backend %r in XEDGE_BACKENDS=%s" % (a.backend, env["XEDGE_BACKENDS"]))
         host, _, port = hp.rpartition(":")
         a.host = a.host or host
         a.port = a.port or int(port)
@@ -164,7 +184,7 @@ def main():
         r = st.read_until(rb"</iq>|<iq[^>]*/>")
         m = re.search(r"<jid>([^<]+)</jid>", r)
         check(m and m.group(1) == identity + "/check", "bound as %s/check" % identity, r)
-    st.close()
+    st.close(settle=True)
 
     def refused(name, password, authcid=user):
         st, r = attempt(password, authcid)

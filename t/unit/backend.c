@@ -702,6 +702,48 @@ test_bind(void)
     }
 }
 
+/* jabberd2 declares xmlns:ack on its stream header and sends <ack:ack/> in its
+ * features: the kept features declare the prefix themselves (xedge sends its
+ * own header to the client), once, and nothing else changes. */
+static void
+test_prefix_from_header(void)
+{
+    static const char header2[] =
+        "<?xml version='1.0'?><stream:stream "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns='jabber:client' from='example.test' version='1.0' id='j2' "
+        "xmlns:ack='http://www.xmpp.org/extensions/xep-0198.html#ns'>";
+    static const char features2[] =
+        "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><ack:ack/>"
+        "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><ack:ack/>"
+        "</stream:features>";
+    static const char want[] =
+        "<stream:features xmlns:ack='http://www.xmpp.org/extensions/xep-0198.html#ns' "
+        "xmlns:stream='http://etherx.jabber.org/streams'><ack:ack/>"
+        "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><ack:ack/>"
+        "</stream:features>";
+    struct xe_backend_hs *b = xe_backend_hs_new(DOMAIN, LOCAL, TOKEN, MAXF);
+    size_t used = 0, flen = 0;
+    const unsigned char *f;
+    char got[1024] = "";
+
+    if (b == NULL) {
+        ok(0, "xe_backend_hs_new");
+        return;
+    }
+    xe_backend_hs_feed(b, HEADER1 FEATURES1 SUCCESS, strlen(HEADER1 FEATURES1 SUCCESS),
+                       &used);
+    is_int(xe_backend_hs_feed(b, header2, strlen(header2), &used), XE_BHS_CONTINUE,
+           "jabberd2-like second header: CONTINUE");
+    is_int(xe_backend_hs_feed(b, features2, strlen(features2), &used), XE_BHS_READY,
+           "features with <ack:ack/>: READY");
+    f = xe_backend_hs_features(b, &flen);
+    if (f != NULL && flen < sizeof(got))
+        memcpy(got, f, flen);
+    is_str(got, want, "the features declare xmlns:ack themselves, once");
+    xe_backend_hs_free(&b);
+}
+
 int
 main(void)
 {
@@ -710,5 +752,6 @@ main(void)
     test_features_bound();
     test_escaping();
     test_bind();
+    test_prefix_from_header();
     return tap_done();
 }
