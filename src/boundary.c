@@ -1,6 +1,7 @@
 /* xedge: stanza boundaries in the backend's stream. See boundary.h. */
 #include "boundary.h"
 
+#include <stdint.h>
 #include <string.h>
 
 enum {
@@ -19,6 +20,7 @@ xe_boundary_init(struct xe_boundary *b, unsigned depth)
     b->depth = depth;
     b->state = S_TEXT;
     b->quote = 0;
+    b->stanza = 0;
 }
 
 bool
@@ -79,12 +81,14 @@ step(struct xe_boundary *b, char ch)
     }
 }
 
-size_t
-xe_boundary_scan(struct xe_boundary *b, const void *data, size_t len, bool stop)
+/* The scan itself; *mark_r: the end of the last stretch of the scanned bytes
+ * that was between stanzas (SIZE_MAX: none). */
+static size_t
+scan(struct xe_boundary *b, const char *p, size_t len, bool stop, size_t *mark_r)
 {
-    const char *p = data;
-    size_t i;
+    size_t i, mark = xe_boundary_between(b) ? 0 : SIZE_MAX;
 
+    *mark_r = mark;
     for (i = 0; i < len; i++) {
         /* Most bytes are character data or attribute values: skip to the one
          * byte that can end them (memchr: many bytes a cycle), so that the
@@ -99,14 +103,36 @@ xe_boundary_scan(struct xe_boundary *b, const void *data, size_t len, bool stop)
                 q = memchr(p + i, '>', len - i);
             else
                 goto one;
-            if (q == NULL)
+            if (q == NULL) {
+                if (xe_boundary_between(b))
+                    *mark_r = len;
                 return len;
+            }
+            if (xe_boundary_between(b)) /* the text before '<' is between */
+                *mark_r = (size_t)(q - p);
             i = (size_t)(q - p);
         }
     one:
         step(b, p[i]);
-        if (stop && xe_boundary_between(b))
-            return i + 1;
+        if (xe_boundary_between(b)) {
+            *mark_r = i + 1;
+            if (stop)
+                return i + 1;
+        }
     }
     return len;
+}
+
+size_t
+xe_boundary_scan(struct xe_boundary *b, const void *data, size_t len, bool stop)
+{
+    size_t mark, n = scan(b, data, len, stop, &mark);
+
+    if (xe_boundary_between(b))
+        b->stanza = 0;
+    else if (mark != SIZE_MAX)
+        b->stanza = n - mark;
+    else
+        b->stanza += n;
+    return n;
 }

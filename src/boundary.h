@@ -18,13 +18,15 @@ struct xe_boundary {
     unsigned depth; /* 1: inside the stream, between stanzas; 0: the stream ended */
     int state;
     char quote;
+    size_t stanza; /* bytes of the stanza in progress (0 between stanzas) */
 };
 
 void xe_boundary_init(struct xe_boundary *b, unsigned depth);
 /* Scan up to len bytes. With stop, the scan ends right after the first byte
  * that leaves the stream between two stanzas. Returns the bytes scanned. */
 size_t xe_boundary_scan(struct xe_boundary *b, const void *data, size_t len, bool stop);
-/* Between two stanzas now: a stanza may be put in here. */
+/* Between two stanzas now: a stanza may be put in here. (b->stanza: the
+ * bytes of the stanza in progress so far, for a size limit.) */
 bool xe_boundary_between(const struct xe_boundary *b);
 
 #endif

@@ -1295,6 +1295,16 @@ client_plain(struct conn *c, const char *data, size_t n)
             return;
         }
         xe_boundary_scan(&c->up, data, n, false);
+        if (c->up.stanza > c->srv->conf->max_stanza_postauth) {
+            /* the stanza in progress is too large: it does not reach the
+             * backend; the client's stream ends (between the backend's
+             * stanzas), the backend's connection closes */
+            xe_warn("event=limit peer=%s jid=%s limit=max_stanza_postauth bytes=%zu",
+                    c->peer, c->jid ? c->jid : "-", c->up.stanza);
+            c->up_unknown = true;
+            end_session(c, "policy-violation", "stanza too large");
+            return;
+        }
         c->bytes_up += n;
         xe_metrics_add(XE_M_BYTES, n, "up", NULL);
         write_raw(c, false, data, n);

@@ -5,7 +5,7 @@
 # it must lose nothing and stay fast.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 31
+plan 33
 
 rss_is_honest
 PW="lim-$RANDOM-$RANDOM"
@@ -70,6 +70,12 @@ OUT=$(timeout 60 "$PY" "$H" "$XEDGE_DIRECT_TLS" tls-garbage 2>&1)
 is "$(val CLOSED)" "yes" "random bytes to the Direct TLS port: closed"
 OUT=$(timeout 60 "$PY" "$H" "$XEDGE_DIRECT_TLS" tls-garbage 2>&1)
 is "$(val CLOSED)" "yes" "... again (no state left behind)"
+
+# a 10 MiB stanza after authentication (limits.max_stanza_postauth, 256 KiB)
+hostile postauth-stanza "$XEDGE_CERT" bob@example.test "$PW" $((10 * 1024 * 1024))
+is "$(val ERROR)/$(val CLOSED)" "policy-violation/yes" "a 10 MiB stanza after authentication: <policy-violation/>, closed"
+like "$(grep 'event=limit ' "$XEDGE_LOG" | tail -n 1)" 'jid=bob@example\.test limit=max_stanza_postauth bytes=' \
+	"... logged as event=limit"
 
 # bad SASL framing (through the raw client, which speaks TLS)
 hostile sasl-bad-base64 "$XEDGE_CERT"

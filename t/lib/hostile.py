@@ -235,6 +235,31 @@ def tls_garbage(server):
     print('CLOSED=%s' % ('yes' if buf.endswith(b'[EOF]') or buf.endswith(b'[RESET]') else 'no'))
 
 
+def postauth_stanza(server, cafile, jid, password, n):
+    """Logged in, one message of N bytes: what does the stream end with?"""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import raw_client
+    s = raw_client.Session(jid, server, 'starttls', cafile, False, 30, log=lambda _l: None)
+    s.connect()
+    assert s.auth('PLAIN', password)[0] == 'success'
+    s.restart_and_bind('big')
+    t0 = time.monotonic()
+    err, closed = 'none', 'no'
+    try:
+        s.send("<message to='%s' type='chat'><body>" % jid + 'A' * n + '</body></message>')
+        while True:
+            s.recv()
+    except raw_client.StreamError as e:
+        err, closed = e.condition, 'yes'
+    except raw_client.Closed:
+        closed = 'yes'
+    except raw_client.Timeout:
+        pass
+    print('ERROR=%s' % err)
+    print('CLOSED=%s' % closed)
+    print('ENDED_AFTER_S=%.2f' % (time.monotonic() - t0))
+
+
 def main():
     server, case = sys.argv[1], sys.argv[2]
     args = sys.argv[3:]
@@ -268,6 +293,8 @@ def main():
                     payload + b"</auth>")
     elif case == 'tls-garbage':
         tls_garbage(server)
+    elif case == 'postauth-stanza':
+        postauth_stanza(server, args[0], args[1], args[2], int(args[3]))
     else:
         print('unknown case %s' % case)
         return 2

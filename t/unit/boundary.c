@@ -74,6 +74,29 @@ main(void)
         ok(b.depth == 2, "an end tag goes one level up");
     }
     {
+        /* the size of the stanza in progress, for the post-auth limit */
+        struct xe_boundary b;
+        xe_boundary_init(&b, 1);
+        xe_boundary_scan(&b, "  <message><body>", 17, false);
+        is_int((long long)b.stanza, 15, "stanza bytes: counted from its '<'");
+        xe_boundary_scan(&b, "hello", 5, false);
+        is_int((long long)b.stanza, 20, "... across calls");
+        xe_boundary_scan(&b, "</body></message> \n<iq", 22, false);
+        is_int((long long)b.stanza, 3, "... and again from the next stanza's '<'");
+        xe_boundary_scan(&b, "/>", 2, false);
+        is_int((long long)b.stanza, 0, "between stanzas: 0");
+        {
+            static const char doc[] = "<message a='1'><body>xyz</body></message>";
+            size_t len = sizeof(doc) - 1, bad = 0;
+            for (size_t split = 1; split < len; split++) {
+                xe_boundary_init(&b, 1);
+                xe_boundary_scan(&b, doc, split, false);
+                bad += b.stanza != split;
+            }
+            ok(bad == 0, "inside a stanza, its bytes so far at every split");
+        }
+    }
+    {
         /* 1 MiB of character data: one memchr */
         size_t n = 1 << 20;
         char *big = malloc(n + 40);
