@@ -4,9 +4,11 @@
 # (LMDB, SCRAM secrets), logs in on the same stream, and later changes its
 # password or removes the account: those requests are answered by xedge,
 # whose post-authentication parser forwards every other stanza unchanged.
+# Byte-level checks use t/lib/register_probe.py; the last part does the same
+# with a real client, slixmpp's xep_0077 plugin (t/lib/xmpp_client.py).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 26
+plan 35
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -77,3 +79,24 @@ probe big alice@example.test "$PW" 60000
 is "$(line CLOSE)" "CLOSE how=none" "... one under it goes through"
 xedge_alive
 ok $? "xedge is still running"
+
+# a real client: slixmpp's xep_0077 plugin (a fresh sandbox: its own quota)
+sandbox_down
+sandbox_up --user "alice@example.test=$PW" --enable register
+client --jid frank@example.test --password "f-$PW" --register
+is "$(line REGISTER)" "REGISTER result=ok" "slixmpp registers a new user (xep_0077)"
+is "$(result RESULT) $(result mech)" "ok SCRAM-SHA-256-PLUS" "... and logs in on the same stream (SCRAM-SHA-256-PLUS)"
+client --jid frank@example.test --password "g-$PW" --register
+is "$(line REGISTER)" "REGISTER result=error type=cancel condition=conflict" \
+	"slixmpp registering the same name again: <conflict/>"
+client --jid frank@example.test --password "f-$PW" --change-password "n-$PW"
+is "$(line PASSWD)" "PASSWD result=ok" "slixmpp changes its password after login"
+client --jid frank@example.test --password "f-$PW"
+is "$(result condition)" "not-authorized" "... then slixmpp's login with the old one fails"
+client --jid frank@example.test --password "n-$PW"
+is "$(result RESULT)" "ok" "... and with the new one works"
+client --jid frank@example.test --password "n-$PW" --unregister
+is "$(line UNREGISTER)" "UNREGISTER result=ok" "slixmpp removes its account"
+is "$(result close)" "stream-error:not-authorized" "... and the stream ends with <not-authorized/>"
+client --jid frank@example.test --password "n-$PW"
+is "$(result condition)" "not-authorized" "... then its login fails"

@@ -14,6 +14,7 @@ test can parse, plus informational lines (ROSTER=, RECEIVED, SENT, ATTEMPT).
       [--send-to JID --body TEXT] [--expect-body TEXT [--expect-from BAREJID]]
       [--reply-after-expect] [--hold SECONDS]
       [--iq-auth]                       # non-SASL authentication (XEP-0078)
+      [--register] [--change-password NEWPW] [--unregister]   # XEP-0077
 
 Result lines (one of):
   RESULT=ok mech=SCRAM-SHA-256 tls=TLSv1.3 alpn=xmpp-client jid=a@d/r attempts=1 connections=1
@@ -35,6 +36,29 @@ and slixmpp holds back every stanza but a bind or session iq until the
 session starts, so _iq_auth() lets its iqs out.
 RESULT=ok then says mech=iq-auth-digest or mech=iq-auth-plain.
 
+--register creates the account (--jid, --password) with slixmpp's xep_0077
+plugin before SASL, on the same stream, as slixmpp's
+examples/register_account.py does: force_registration, and a 'register'
+event handler that sends the form back filled in. It prints (before RESULT):
+  FORM fields=instructions+username+password     (what the server asked for)
+  REGISTER result=ok | REGISTER result=error type=T condition=C
+then logs in as usual (a failed registration does not stop the login). If
+the server does not offer registration, the line is
+  REGISTER result=error type=- condition=not-offered
+slixmpp 1.8.3 holds back every stanza but a bind or session iq until the
+session starts (later versions let register iqs out), so the plugin's iqs
+would never leave: the plugin's feature handler is wrapped to let them out
+while it runs. (force_registration only matters to a server that does not
+announce the feature; xedge does. In 1.8.3 its STARTTLS check wants an
+ssl.SSLSocket, which asyncio never gives, so it never adds the feature after
+STARTTLS anyway.)
+After login, --change-password NEWPW (xep_0077 change_password) prints
+  PASSWD result=ok | PASSWD result=error type=T condition=C
+and --unregister (xep_0077 cancel_registration) prints
+  UNREGISTER result=ok | UNREGISTER result=error type=T condition=C
+then waits for the server to end the stream, and RESULT=ok says how it
+ended: close=stream-error:not-authorized (close=none if it stayed open).
+
 Exit codes: 0 ok, 1 SASL failure, 2 stream error, 3 timeout, 4 disconnected /
 connection failed, 5 a post-login check failed (roster, message), 64 usage,
 70 internal error of this script.
@@ -53,6 +77,7 @@ import sys
 import time
 
 import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
 
 EXIT_OK, EXIT_SASL, EXIT_STREAM, EXIT_TIMEOUT, EXIT_DISC, EXIT_CHECK, EXIT_USAGE = 0, 1, 2, 3, 4, 5, 64
 EXIT_INTERNAL = 70
@@ -94,6 +119,29 @@ class Client(slixmpp.ClientXMPP):
             order = self['xep_0078'].order
             self.unregister_feature('auth', order)
             self.register_feature('auth', self._iq_auth, restart=False, order=order)
+        self.unregistering = False
+        self.register_reported = False
+        self.close_how = None
+        if a.register or a.change_password or a.unregister:
+            self.register_plugin('xep_0077')
+        if a.register:
+            self['xep_0077'].force_registration = True
+            self.add_event_handler('register', self._on_register)
+            order = self['xep_0077'].order
+            plugin_handler = self['xep_0077']._handle_register_feature
+            self.unregister_feature('register', order)
+
+            async def register_feature(features):
+                self.stage = 'register'
+                self._always_send_everything = True
+                try:
+                    return await plugin_handler(features)
+                except (IqError, IqTimeout) as e:  # the form could not be fetched
+                    self.print_iq_error('REGISTER', e)
+                    return False
+                finally:
+                    self._always_send_everything = False
+            self.register_feature('register', register_feature, restart=False, order=order)
         if a.insecure:
             self.ssl_context.check_hostname = False   # must come before CERT_NONE
             self.ssl_context.verify_mode = ssl.CERT_NONE
@@ -129,6 +177,32 @@ class Client(slixmpp.ClientXMPP):
         if not so:
             return 'none', '-'
         return so.version(), so.selected_alpn_protocol() or '-'
+
+    def print_iq_error(self, what, e):
+        self.register_reported |= what == 'REGISTER'
+        if isinstance(e, IqError):
+            err = e.iq['error']
+            print('%s result=error type=%s condition=%s' % (what, q(err['type']), q(err['condition'])), flush=True)
+        else:
+            print('%s result=error type=- condition=timeout' % what, flush=True)
+
+    async def _on_register(self, form):
+        """The 'register' event (xep_0077): fill in the form and send it."""
+        reg = form['register']
+        fields = [f for f in ('instructions', 'username', 'password', 'email') if reg.xml.find(
+            '{jabber:iq:register}' + f) is not None]
+        print('FORM fields=%s' % ('+'.join(fields) or '-'), flush=True)
+        resp = self.Iq()
+        resp['type'] = 'set'
+        resp['register']['username'] = self.boundjid.user
+        resp['register']['password'] = self.password
+        try:
+            await resp.send(timeout=self.a.timeout)
+        except (IqError, IqTimeout) as e:
+            self.print_iq_error('REGISTER', e)
+            return
+        self.register_reported = True
+        print('REGISTER result=ok', flush=True)
 
     async def _iq_auth(self, features):
         """xep_0078's authenticate() (slixmpp 1.8.3) with Iq.send() awaited."""
@@ -206,6 +280,9 @@ class Client(slixmpp.ClientXMPP):
         self.finish(EXIT_DISC, 'RESULT=disconnected stage=tls reason=certificate:%s' % q(err))
 
     def _on_stream_error(self, err):
+        if self.unregistering:  # the expected end, reported by session_work
+            self.close_how = 'stream-error:%s' % err['condition']
+            return
         self.stream_error = err
         self.finish(EXIT_STREAM, 'RESULT=stream-error condition=%s text=%s stage=%s' % (
             q(err['condition']), q(err['text']), self.stage))
@@ -252,6 +329,10 @@ class Client(slixmpp.ClientXMPP):
 
     def _on_disconnected(self, reason):
         if self.stream_error is not None:
+            return
+        if self.unregistering:
+            self.close_how = self.close_how or 'disconnected'
+            self.unregistering = 'closed'
             return
         self.finish(EXIT_DISC, 'RESULT=disconnected stage=%s reason=%s attempts=%s connections=%d' % (
             self.stage, q(reason), ','.join(self.attempts) or '-', self.connections))
@@ -346,7 +427,30 @@ async def session_work(c, a):
     if a.hold:
         c.stage = 'hold'
         await asyncio.sleep(a.hold)
-    version, alpn = c.tls_info()
+    version, alpn = c.tls_info()   # before --unregister ends the stream
+    if a.change_password:
+        c.stage = 'change-password'
+        try:
+            await c['xep_0077'].change_password(a.change_password, timeout=a.timeout)
+            print('PASSWD result=ok', flush=True)
+        except (IqError, IqTimeout) as e:
+            c.print_iq_error('PASSWD', e)
+            return EXIT_CHECK, 'RESULT=error stage=change-password'
+    if a.unregister:
+        c.stage = 'unregister'
+        c.unregistering = True
+        try:
+            await c['xep_0077'].cancel_registration(timeout=a.timeout)
+            print('UNREGISTER result=ok', flush=True)
+        except (IqError, IqTimeout) as e:
+            c.unregistering = False
+            c.print_iq_error('UNREGISTER', e)
+            return EXIT_CHECK, 'RESULT=error stage=unregister'
+        # the server ends the stream after the result
+        end = time.monotonic() + a.timeout
+        while c.unregistering != 'closed' and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        extra.append('close=%s' % (c.close_how or 'none'))
     if c.iq_auth_kind:
         mech = c.iq_auth_kind
     else:
@@ -392,6 +496,8 @@ async def run(a):
         elif not work.done():
             work.cancel()
     code, line = c.done.result()
+    if a.register and not c.register_reported:
+        print('REGISTER result=error type=- condition=not-offered', flush=True)
     print('%s elapsed=%.3f' % (line, time.monotonic() - start), flush=True)
     c.cancel_connection_attempt()
     if c.transport is not None:
@@ -433,6 +539,10 @@ def main():
     p.add_argument('--hold', type=float, default=0, help='stay online this many seconds at the end')
     p.add_argument('--iq-auth', action='store_true',
                    help='non-SASL authentication (XEP-0078) with the xep_0078 plugin')
+    p.add_argument('--register', action='store_true',
+                   help='register the account (XEP-0077, xep_0077 plugin) before SASL, on the same stream')
+    p.add_argument('--change-password', metavar='NEWPW', help='after login, change the password (XEP-0077)')
+    p.add_argument('--unregister', action='store_true', help='after login, remove the account (XEP-0077)')
     p.add_argument('-d', '--debug', action='store_true')
     a = p.parse_args()
     if ':' not in a.server:
