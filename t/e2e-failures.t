@@ -4,7 +4,7 @@
 # expired passwords, and the stream closed after max_attempts (3) failures.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 37
+plan 42
 
 APW="alice-$RANDOM-$RANDOM"
 CPW="carol-$RANDOM-$RANDOM"
@@ -78,6 +78,26 @@ client --jid carol@example.test --password "$CPW"
 is "$RC" 0 "a new password (passwd) clears the expiry: carol logs in"
 ctl user expire carol@example.test 2030-13-01 >/dev/null 2>&1
 is "$?" 2 "expire with a bad date: usage error (exit 2)"
+
+# --- the store cannot be read ---------------------------------------------
+# a record xedge cannot parse (written straight into LMDB, as a disk error or
+# a future version would leave it): the right answer is a temporary failure,
+# not "wrong password"
+printf 'broken@example.test\nnot a record\n' | mdb_load -T -s users "$XE_SANDBOX_DIR_SB/users" 2>&1
+ok $? "a corrupt record for broken@example.test is in the store (mdb_load)"
+client --jid broken@example.test --password whatever --mech PLAIN
+is "$(result RESULT)/$(result condition)" "failure/temporary-auth-failure" \
+	"a user whose record cannot be read: <temporary-auth-failure/> (PLAIN)"
+client --jid broken@example.test --password whatever --mech SCRAM-SHA-256-PLUS
+is "$(result RESULT)/$(result condition)" "failure/temporary-auth-failure" \
+	"... and with SCRAM-SHA-256-PLUS"
+like "$(grep 'event=auth-failed .*user=broken@example.test' "$XEDGE_LOG" | tail -n 1)" 'condition=temporary-auth-failure' \
+	"... logged"
+
+# --- TLS first ---------------------------------------------------------------
+OUT=$(timeout 20 "$PY" "$XE_TOP_SRCDIR/t/lib/hostile.py" "$XEDGE_C2S" auth-before-tls 2>&1)
+is "$(printf '%s\n' "$OUT" | sed -n 's/^FAILURE=//p')" "encryption-required" \
+	"<auth/> before STARTTLS: <failure><encryption-required/>"
 
 # --- attempts are limited -----------------------------------------------------
 # Two failures: the stream stays open for another try.

@@ -293,6 +293,13 @@ def main():
                     payload + b"</auth>")
     elif case == 'tls-garbage':
         tls_garbage(server)
+    elif case == 'auth-before-tls':
+        s = socket.create_connection(addr_of(server), timeout=10)
+        s.sendall(HDR + b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>"
+                  b"AGJvYgB4</auth>")
+        buf = read_all(s, 3)
+        m = re.search(rb"<failure[^>]*><([a-z-]+)", buf)
+        print('FAILURE=%s' % (m.group(1).decode() if m else 'none'))
     elif case == 'postauth-stanza':
         postauth_stanza(server, args[0], args[1], args[2], int(args[3]))
     else:
