@@ -292,10 +292,11 @@ main(int argc, char **argv)
     xe_info("event=stopped");
     rc = 0;
 out:
-    if (g_metrics) { /* an error after it started: close it here */
-        xe_metrics_http_stop(&g_metrics);
-        uv_run(loop, UV_RUN_NOWAIT);
-    }
+    /* after an error, what was started is still open: close it, and let the
+     * close callbacks run before its memory goes */
+    xe_control_stop(g_ctl);
+    xe_metrics_http_stop(&g_metrics);
+    uv_run(loop, UV_RUN_NOWAIT);
     xe_control_free(&g_ctl);
     xe_server_free(&g_srv);
     xe_sasl_global_done();
