@@ -9,7 +9,7 @@
 # line), and the running configuration goes on serving.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 36
+plan 37
 
 PW="rl-$RANDOM-$RANDOM"
 HOLDERS=bob@example.test,carol@example.test,dave@example.test,erin@example.test
@@ -94,6 +94,10 @@ sed -e "s/port = $port;/port = $((port + 7));/" "$SB/good.conf" >"$SB/listeners.
 bad listeners
 is "$RC" 1 "changed listeners: refused, exit 1"
 like "$OUT" "listeners changed.*restart" "... a restart is needed, says the error"
+sed -e "s|path = \"$SB/users\"|path = \"$SB/users2\"|" "$SB/good.conf" >"$SB/store.conf"
+bad store
+is "$RC/$OUT" "1/xedgectl: xedge: error user_store.path changed: a reload cannot change it (restart xedge for that)" \
+	"a changed user store: refused, a restart is needed"
 
 # SIGHUP with bad files: a log line each, nothing changes
 n0=$(grep -c 'event=reload result=error' "$XEDGE_LOG")
