@@ -9,7 +9,7 @@
 # line), and the running configuration goes on serving.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 37
+plan 38
 
 PW="rl-$RANDOM-$RANDOM"
 HOLDERS=bob@example.test,carol@example.test,dave@example.test,erin@example.test
@@ -58,6 +58,7 @@ like "$(ctl stats)" "^stats connections=200 .*spliced=200 .*max_connections=1000
 new_fp=$(fp_file "$SB/cert2.pem")
 sed -e "s|$SB/cert.pem|$SB/cert2.pem|" -e "s|$SB/key.pem|$SB/key2.pem|" "$SB/two-backends.conf" >"$SB/good.conf"
 echo 'limits = { max_connections = 4321; };' >>"$SB/good.conf"
+echo 'sasl = { mechanisms = [ "SCRAM-SHA-1", "PLAIN" ]; };' >>"$SB/good.conf"
 cp "$SB/good.conf" "$XEDGE_CONF"
 out=$(ctl reload 2>&1)
 is "$?/$out" "0/reload result=ok generation=2" "xedgectl reload: ok, generation 2"
@@ -66,6 +67,7 @@ is "$(fp "$XEDGE_C2S" starttls)" "$new_fp" "the next STARTTLS client is shown th
 is "$(fp "$XEDGE_DIRECT_TLS" direct)" "$new_fp" "... and the next Direct TLS client"
 raw --jid alice@example.test --password "$PW" --mech PLAIN --cafile "$SB/cert2.pem" --resource newcert >/dev/null
 is "$RC" 0 "a client that trusts only the new certificate logs in"
+like "$OUT" "FEATURES stage=post-tls list=mechanisms:SCRAM-SHA-1\+PLAIN( |$)" "... and is offered the new mechanisms"
 like "$(ctl stats)" "^stats connections=200 .* max_connections=4321 " "the new max_connections is in force; the 200 are still there"
 is "$(backend_of after)" prosody-1 "after: alice's new login goes to prosody-1, added to the pool"
 
