@@ -379,8 +379,9 @@ main(int argc, char **argv)
     xe_info("event=stopped");
     rc = 0;
 out:
-    if (g_metrics) { /* an error after it started: close it here */
-        xe_metrics_http_stop(&g_metrics);
+    if (g_metrics || g_ctl) { /* an error after they started: close them here, so */
+        xe_metrics_http_stop(&g_metrics); /* that libuv frees what it holds */
+        xe_control_stop(g_ctl);
         uv_run(loop, UV_RUN_NOWAIT);
     }
     xe_control_free(&g_ctl);
