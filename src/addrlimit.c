@@ -106,13 +106,9 @@ xe_addrlimit_new(const struct xe_addrlimit_conf *conf)
     return al;
 }
 
-void
-xe_addrlimit_free(struct xe_addrlimit **alp)
+static void
+drop_entries(struct xe_addrlimit *al)
 {
-    struct xe_addrlimit *al = *alp;
-
-    if (al == NULL)
-        return;
     for (size_t i = 0; i < al->n_buckets; i++) {
         struct entry *e = al->buckets[i];
         while (e) {
@@ -120,7 +116,36 @@ xe_addrlimit_free(struct xe_addrlimit **alp)
             free(e);
             e = n;
         }
+        al->buckets[i] = NULL;
     }
+    al->n_entries = 0;
+}
+
+void
+xe_addrlimit_reconfigure(struct xe_addrlimit *al, const struct xe_addrlimit_conf *conf)
+{
+    struct xe_addrlimit_conf c = *conf;
+
+    if (c.rate > 0 && c.burst == 0)
+        c.burst = c.rate;
+    /* the table stays as it was made */
+    c.max_entries = al->conf.max_entries;
+    c.period_ms = conf->period_ms ? conf->period_ms : 1000;
+    /* without limits nothing is counted: forget the counts, so that limits
+     * set again later start from nothing rather than from stale counts */
+    if (c.max_per_address == 0 && c.rate == 0)
+        drop_entries(al);
+    al->conf = c;
+}
+
+void
+xe_addrlimit_free(struct xe_addrlimit **alp)
+{
+    struct xe_addrlimit *al = *alp;
+
+    if (al == NULL)
+        return;
+    drop_entries(al);
     free(al->buckets);
     free(al);
     *alp = NULL;

@@ -30,6 +30,12 @@ enum xe_addrlimit_result {
 
 struct xe_addrlimit *xe_addrlimit_new(const struct xe_addrlimit_conf *conf);
 void xe_addrlimit_free(struct xe_addrlimit **al);
+/* New limits (a reload): max_per_address, rate and burst change at once for
+ * the addresses already known (their open connections still count); the
+ * table's size does not change. Turning every limit off forgets the table:
+ * connections open then are not counted if limits come back. */
+void xe_addrlimit_reconfigure(struct xe_addrlimit *al,
+                              const struct xe_addrlimit_conf *conf);
 
 /* A connection from sa at time now_ms: counted when XE_AL_OK. key_r (may be
  * NULL) gets the printable key ("192.0.2.1", "2001:db8:1:2::/64"). */

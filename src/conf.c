@@ -856,6 +856,48 @@ xe_conf_mechanisms(const struct xe_conf *conf, const struct xe_domain_conf *d,
     return conf->mechanisms;
 }
 
+static bool
+str_differs(const char *a, const char *b)
+{
+    return (a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0);
+}
+
+char *
+xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new)
+{
+    char buf[512] = "";
+    size_t o = 0;
+    bool listeners = old->n_listeners != new->n_listeners;
+
+    for (size_t i = 0; !listeners && i < old->n_listeners; i++)
+        listeners = old->listeners[i].kind != new->listeners[i].kind ||
+                    old->listeners[i].port != new->listeners[i].port ||
+                    strcmp(old->listeners[i].address, new->listeners[i].address) != 0;
+#define CHANGED(cond, name)                                                              \
+    do {                                                                                 \
+        if ((cond) && o < sizeof(buf))                                                   \
+            o +=                                                                         \
+                (size_t)snprintf(buf + o, sizeof(buf) - o, "%s%s", o ? ", " : "", name); \
+    } while (0)
+    CHANGED(listeners, "listeners");
+    CHANGED(str_differs(old->user_store, new->user_store), "user_store.path");
+    CHANGED(old->user_store_map_mb != new->user_store_map_mb, "user_store.map_size_mb");
+    CHANGED(str_differs(old->control.socket, new->control.socket), "control.socket");
+    CHANGED(old->control.mode != new->control.mode, "control.mode");
+    CHANGED(str_differs(old->metrics_address, new->metrics_address) ||
+                old->metrics_port != new->metrics_port,
+            "metrics");
+    CHANGED(str_differs(old->run_user, new->run_user), "user");
+    CHANGED(str_differs(old->run_group, new->run_group), "group");
+    CHANGED(old->log_to != new->log_to || old->syslog_facility != new->syslog_facility,
+            "log_to/syslog_facility");
+#undef CHANGED
+    if (o == 0)
+        return NULL;
+    return xe_asprintf("%s changed: a reload cannot change %s (restart xedge for that)",
+                       buf, strchr(buf, ',') ? "them" : "it");
+}
+
 void
 xe_conf_free(struct xe_conf **confp)
 {

@@ -114,6 +114,10 @@ struct xe_conf {
  * to a malloc'ed message that names the file, line and setting. */
 int xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r);
 void xe_conf_free(struct xe_conf **conf);
+/* What a reload cannot change (listeners, user_store, control, metrics,
+ * user/group, log_to): NULL when NEW keeps OLD's, else a malloc'ed message
+ * naming the settings that differ. */
+char *xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new);
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
 /* The SASL mechanisms offered on domain d: its own list, else the sasl
  * group's (d NULL: the sasl group's). */

@@ -29,6 +29,8 @@ struct xe_control {
     bool listening;
     struct client *clients;
     unsigned n_clients;
+    int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);
+    void *reload_ctx;
 };
 
 struct client {
@@ -128,6 +130,8 @@ answer(struct client *cl, char *line, size_t len)
         .sessions = srv_sessions,
         .kick = srv_kick,
         .stats = srv_stats,
+        .reload = cl->ctl->reload,
+        .reload_ctx = cl->ctl->reload_ctx,
     };
     char shown[128];
     size_t i;
@@ -261,6 +265,15 @@ xe_control_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server *sr
     }
     xe_info("event=control-listen socket=%s mode=%04o", path, conf->control.mode);
     return 0;
+}
+
+void
+xe_control_set_reload(struct xe_control *ctl,
+                      int (*fn)(void *ctx, unsigned long *generation_r, char **error_r),
+                      void *ctx)
+{
+    ctl->reload = fn;
+    ctl->reload_ctx = ctx;
 }
 
 void

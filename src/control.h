@@ -15,6 +15,11 @@ struct xe_control;
  * with conf->control.mode. */
 int xe_control_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server *srv,
                    struct xe_control **ctl_r, char **error_r);
+/* The reload command's action (xedge.c). */
+void xe_control_set_reload(struct xe_control *ctl,
+                           int (*fn)(void *ctx, unsigned long *generation_r,
+                                     char **error_r),
+                           void *ctx);
 /* Stop listening and drop the clients (the loop runs the close callbacks);
  * the socket file is removed. */
 void xe_control_stop(struct xe_control *ctl);

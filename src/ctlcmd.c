@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lockout.h"
@@ -113,6 +114,30 @@ cmd_stats(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf 
     return NULL;
 }
 
+static const char *
+cmd_reload(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
+{
+    static char error[XE_CONTROL_MAX_ERROR]; /* one request at a time */
+    unsigned long generation = 0;
+    char *err = NULL;
+
+    (void)args;
+    (void)n;
+    if (env->reload == NULL)
+        return "reload is not available";
+    if (env->reload(env->reload_ctx, &generation, &err) < 0) {
+        /* one line: the answer is line-based */
+        snprintf(error, sizeof(error), "%s", err ? err : "the reload failed");
+        for (char *p = error; *p; p++)
+            if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+                *p = ' ';
+        free(err);
+        return error;
+    }
+    xe_buf_appendf(out, "reload result=ok generation=%lu\n", generation);
+    return NULL;
+}
+
 static const char *cmd_help(const struct xe_ctlcmd_env *env, char **args, size_t n,
                             struct xe_buf *out);
 
@@ -122,6 +147,7 @@ static const struct command commands[] = {
     {{"session", "list", NULL}, 0, 0, cmd_session_list, "session list"},
     {{"session", "kick", NULL}, 1, 1, cmd_session_kick, "session kick JID|ID"},
     {{"stats", NULL}, 0, 0, cmd_stats, "stats"},
+    {{"reload", NULL}, 0, 0, cmd_reload, "reload"},
     {{"help", NULL}, 0, 0, cmd_help, "help"},
 };
 

@@ -24,6 +24,10 @@ struct xe_ctlcmd_env {
     void (*sessions)(void *srv, struct xe_buf *out);
     size_t (*kick)(void *srv, const char *what);
     void (*stats)(void *srv, struct xe_buf *out);
+    /* reload the configuration (xedge.c); NULL: unavailable. Returns 0 and
+     * the new generation's number, or -1 and a malloc'ed error. */
+    int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);
+    void *reload_ctx;
 };
 
 /* Run the request LINE (len bytes, without the newline) and append the whole

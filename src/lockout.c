@@ -77,6 +77,18 @@ xe_lockout_new(const struct xe_lockout_conf *conf)
     return lo;
 }
 
+void
+xe_lockout_reconfigure(struct xe_lockout *lo, const struct xe_lockout_conf *conf)
+{
+    lo->conf = *conf;
+    if (lo->conf.max_entries == 0)
+        lo->conf.max_entries = 1;
+    if (lo->conf.max_delay_ms < lo->conf.delay_ms)
+        lo->conf.max_delay_ms = lo->conf.delay_ms;
+    lo->t[XE_LOCKOUT_ADDRESS].threshold = conf->address_threshold;
+    lo->t[XE_LOCKOUT_ACCOUNT].threshold = conf->account_threshold;
+}
+
 static void
 table_free_entries(struct table *t)
 {

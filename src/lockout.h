@@ -61,6 +61,10 @@ struct xe_lockout;
 
 struct xe_lockout *xe_lockout_new(const struct xe_lockout_conf *conf);
 void xe_lockout_free(struct xe_lockout **lo);
+/* New settings (a reload), for the next attempts; what is tracked stays
+ * (counts, lockouts in force until their end). A smaller max_entries takes
+ * effect as new keys come: the least recently active ones go then. */
+void xe_lockout_reconfigure(struct xe_lockout *lo, const struct xe_lockout_conf *conf);
 
 /* In every call, addr and account are keys, or NULL or "" for none. */
 

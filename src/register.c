@@ -39,6 +39,20 @@ xe_register_global_init(struct xe_userstore *store, const struct xe_conf *conf)
 }
 
 void
+xe_register_global_reconfigure(const struct xe_conf *conf)
+{
+    struct xe_addrlimit_conf alc = {
+        .rate = conf->registrations_per_address,
+        .burst = conf->registrations_per_address,
+        .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
+        .period_ms = XE_REGISTER_PERIOD_MS,
+    };
+
+    if (g_rate)
+        xe_addrlimit_reconfigure(g_rate, &alc);
+}
+
+void
 xe_register_global_free(void)
 {
     xe_addrlimit_free(&g_rate);

@@ -33,6 +33,8 @@ struct xe_userstore;
 /* Once per process, before any session: the store written to and the rate
  * limiter's configuration. The store must outlive every session. */
 void xe_register_global_init(struct xe_userstore *store, const struct xe_conf *conf);
+/* A reload: the registration rate of CONF, keeping what was counted. */
+void xe_register_global_reconfigure(const struct xe_conf *conf);
 void xe_register_global_free(void);
 
 /* Registration is on for DOMAIN (NULL: false). */

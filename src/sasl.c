@@ -448,6 +448,20 @@ cyrus_has(const char *name, size_t len)
     return false;
 }
 
+bool
+xe_sasl_mech_loaded(const char *name)
+{
+    const char **loaded = g_initialised ? sasl_global_listmech() : NULL;
+    size_t len = strlen(name);
+
+    if (len > 5 && strcasecmp(name + len - 5, "-PLUS") == 0)
+        len -= 5;
+    for (size_t i = 0; loaded && loaded[i]; i++)
+        if (strlen(loaded[i]) == len && strncasecmp(loaded[i], name, len) == 0)
+            return true;
+    return false;
+}
+
 void
 xe_sasl_global_done(void)
 {

@@ -35,10 +35,15 @@ const char *xe_sasl_cond_name(enum xe_sasl_cond c);
 /* Once per process, before any session. The store must outlive SASL use.
  * mech_list: the mechanisms Cyrus may load, space-separated. iterations: the
  * PBKDF2 rounds announced for unknown users, so that they look like known
- * ones. */
+ * ones. Called again (a reload), it replaces mech_list and iterations for
+ * the sessions that start after: Cyrus is initialised once, so a mechanism
+ * whose plugin it did not load at start stays unavailable
+ * (xe_sasl_mech_loaded). */
 int xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
                         unsigned iterations, char **error_r);
 void xe_sasl_global_done(void);
+/* Whether Cyrus loaded the mechanism NAME (a -PLUS name: its base). */
+bool xe_sasl_mech_loaded(const char *name);
 
 struct xe_sasl;
 

@@ -43,10 +43,22 @@ struct listener {
 
 struct conn;
 
+/* A generation: a configuration and the TLS contexts built from it. The
+ * server holds a reference to the current one; each connection holds one to
+ * the generation it was accepted under and uses its settings, certificates
+ * and pools for its whole life, so that a reload changes new connections
+ * only. Freed with the last reference. */
+struct gen {
+    unsigned refs;
+    unsigned long number;
+    const struct xe_conf *conf;
+    struct xe_conf *owned; /* conf, when the generation owns it (reloads) */
+    struct xe_tls_ctx *tls_starttls, *tls_direct;
+};
+
 struct xe_server {
     uv_loop_t *loop;
-    const struct xe_conf *conf;
-    struct xe_tls_ctx *tls_starttls, *tls_direct;
+    struct gen *gen; /* the current generation */
     struct listener *listeners;
     size_t n_listeners;
     unsigned n_conns;
@@ -69,6 +81,7 @@ enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
 
 struct conn {
     struct xe_server *srv;
+    struct gen *gen; /* this connection's generation (a reference) */
     struct conn *prev, *next;
     uv_tcp_t client;
     uv_tcp_t backend;
@@ -86,6 +99,7 @@ struct conn {
     bool iq_auth; /* non-SASL authentication: the backend binds, no client restart */
     struct xe_buf to_backend_pending; /* client bytes after its restart header */
     struct xe_buf to_client_pending;  /* backend bytes after its features */
+    const struct xe_pool_conf *pool;  /* of server */
     const struct xe_server_conf *server;
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
     bool client_paused, backend_paused;
@@ -148,6 +162,54 @@ static void hold_answer(struct conn *c, enum xe_c2s_action then, const char *res
                         size_t n);
 static void release_answer(struct conn *c);
 
+/* ---- generations ---------------------------------------------------------- */
+
+static struct gen *
+gen_ref(struct gen *g)
+{
+    g->refs++;
+    return g;
+}
+
+static void
+gen_unref(struct gen **gp)
+{
+    struct gen *g = *gp;
+
+    *gp = NULL;
+    if (g == NULL || --g->refs > 0)
+        return;
+    xe_debug("event=generation-freed generation=%lu", g->number);
+    xe_tls_ctx_free(&g->tls_starttls);
+    xe_tls_ctx_free(&g->tls_direct);
+    xe_conf_free(&g->owned);
+    free(g);
+}
+
+/* A generation for CONF (not owned), with its TLS contexts; NULL and
+ * *error_r on a certificate or key that does not load. */
+static struct gen *
+gen_new(const struct xe_conf *conf, char **error_r)
+{
+    struct gen *g = xe_calloc(1, sizeof(*g));
+    struct xe_tls_cert *certs = xe_calloc(conf->n_domains, sizeof(*certs));
+
+    g->refs = 1;
+    g->conf = conf;
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        certs[i].domain = conf->domains[i].name;
+        certs[i].certificate = conf->domains[i].certificate;
+        certs[i].key = conf->domains[i].key;
+        certs[i].client_ca = conf->domains[i].client_ca;
+    }
+    if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls_starttls, error_r) < 0 ||
+        xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &g->tls_direct, error_r) <
+            0)
+        gen_unref(&g);
+    free(certs);
+    return g;
+}
+
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -188,7 +250,7 @@ on_write(uv_write_t *req, int status)
 {
     struct wreq *wr = (struct wreq *)req;
     struct conn *c = wr->c;
-    const struct xe_conf *conf = c->srv->conf;
+    const struct xe_conf *conf = c->gen->conf;
 
     bool to_client = wr->to_client;
 
@@ -234,7 +296,7 @@ wreq_new(struct conn *c, bool to_client, size_t len)
 static int
 submit(struct conn *c, struct wreq *wr)
 {
-    const struct xe_conf *conf = c->srv->conf;
+    const struct xe_conf *conf = c->gen->conf;
     uv_buf_t b = uv_buf_init(wr->data, (unsigned)wr->len);
     uv_stream_t *s =
         wr->to_client ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->backend;
@@ -342,6 +404,7 @@ on_handle_closed(uv_handle_t *h)
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
     free(c->jid);
+    gen_unref(&c->gen);
     free(c);
 }
 
@@ -388,7 +451,7 @@ static void on_timer(uv_timer_t *t);
 static void
 arm_preauth_timer(struct conn *c)
 {
-    uint64_t now = uv_now(c->srv->loop), at = now + c->srv->conf->preauth_idle_ms;
+    uint64_t now = uv_now(c->srv->loop), at = now + c->gen->conf->preauth_idle_ms;
 
     if (c->auth_deadline && c->auth_deadline < at)
         at = c->auth_deadline;
@@ -542,7 +605,7 @@ backend_failed(struct conn *c, const char *why)
         c->backend_failed = true;
         if (c->backend_inited)
             uv_read_stop((uv_stream_t *)&c->backend);
-        uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
+        uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
         return;
     }
     client_stream_error(c, "remote-connection-failed",
@@ -574,9 +637,9 @@ reg_start(struct conn *c)
     const char *domain = xe_c2s_domain(c->c2s);
     struct xe_regsplice_params p;
 
-    if (!xe_register_enabled(c->srv->conf, domain))
+    if (!xe_register_enabled(c->gen->conf, domain))
         return 0;
-    p.conf = c->srv->conf;
+    p.conf = c->gen->conf;
     p.domain = domain;
     p.jid = c->jid;
     p.peer = c->peer;
@@ -788,7 +851,7 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (r == XE_BHS_READY) {
             c->backend_ready = true;
             /* the client must now restart its stream in time */
-            uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
+            uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
             if (used < (size_t)n && xe_buf_append(&c->to_client_pending, buf->base + used,
                                                   (size_t)n - used) < 0) {
                 backend_failed(c, "backend sent too much before the session started");
@@ -816,7 +879,7 @@ on_backend_connect(uv_connect_t *req, int status)
     write_raw(c, false, out->data, out->len);
     out->len = 0;
     uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_backend_read);
-    uv_timer_start(&c->timer, on_timer, c->srv->conf->backend_handshake_ms, 0);
+    uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
 }
 
 /* The server the operator pinned the user to (xedgectl user pin), if it is
@@ -849,7 +912,7 @@ pinned_server(struct conn *c, const struct xe_pool_conf *pool, const char *jid)
 static void
 start_backend(struct conn *c)
 {
-    const struct xe_conf *conf = c->srv->conf;
+    const struct xe_conf *conf = c->gen->conf;
     const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
     const struct xe_pool_conf *pool = d->pool;
     const char *jid = xe_c2s_jid(c->c2s);
@@ -858,6 +921,7 @@ start_backend(struct conn *c)
     int r;
 
     c->jid = xe_strdup(jid);
+    c->pool = pool;
     c->server = pinned_server(c, pool, jid);
     if (c->server == NULL)
         c->server = &pool->servers[xe_pool_pick(pool, jid)];
@@ -1006,9 +1070,9 @@ compress_offered(struct conn *c)
 {
     struct xe_buf held = c->to_backend_pending;
 
-    xe_buf_init(&c->to_backend_pending, c->srv->conf->pump_hard_cap);
+    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
     c->client_restarted = false;
-    uv_timer_start(&c->timer, on_timer, c->srv->conf->preauth_idle_ms, 0);
+    uv_timer_start(&c->timer, on_timer, c->gen->conf->preauth_idle_ms, 0);
     if (held.len)
         client_plain(c, (const char *)held.data, held.len);
     xe_buf_free(&held);
@@ -1057,7 +1121,7 @@ static void
 client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
 {
     static char slab[XE_INFLATE_CHUNK];
-    const struct xe_conf *conf = c->srv->conf;
+    const struct xe_conf *conf = c->gen->conf;
 
     while ((n > 0 || more) && !c->closed && c->st != CS_CLOSING) {
         size_t used = 0, got = 0;
@@ -1231,16 +1295,16 @@ tls_established(struct conn *c)
     xe_c2s_tls_up(c->c2s, c->direct ? sni : NULL);
     {
         struct xe_cbind cb[XE_CB_MAX];
-        size_t n = xe_tls_channel_bindings(c->tls, c->srv->conf->tls13_tls_unique, cb,
+        size_t n = xe_tls_channel_bindings(c->tls, c->gen->conf->tls13_tls_unique, cb,
                                            XE_CB_MAX);
         xe_c2s_set_channel_bindings(c->c2s, cb, n);
         OPENSSL_cleanse(cb, sizeof(cb));
     }
     {
         /* a client certificate, verified against the domain's client_ca */
-        const char *dom = c->direct ? (sni ? sni : c->srv->conf->domains[0].name)
+        const char *dom = c->direct ? (sni ? sni : c->gen->conf->domains[0].name)
                                     : xe_c2s_domain(c->c2s);
-        const struct xe_domain_conf *d = dom ? xe_conf_domain(c->srv->conf, dom) : NULL;
+        const struct xe_domain_conf *d = dom ? xe_conf_domain(c->gen->conf, dom) : NULL;
         char(*ids)[3072];
         size_t n;
 
@@ -1259,14 +1323,14 @@ tls_established(struct conn *c)
 static void
 start_tls(struct conn *c)
 {
-    c->tls = xe_tls_new(c->srv->tls_starttls, xe_c2s_domain(c->c2s));
+    c->tls = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(c->c2s));
     if (c->tls == NULL) {
         xe_err("event=tls-error peer=%s error=\"cannot create a TLS session\"", c->peer);
         finish_close(c);
         return;
     }
     c->tls_handshaking = true;
-    uv_timer_start(&c->timer, on_timer, c->srv->conf->tls_timeout_ms, 0);
+    uv_timer_start(&c->timer, on_timer, c->gen->conf->tls_timeout_ms, 0);
 }
 
 /* Non-SASL authentication (XEP-0078) succeeded: no stream restart follows,
@@ -1295,7 +1359,7 @@ client_plain(struct conn *c, const char *data, size_t n)
             return;
         }
         xe_boundary_scan(&c->up, data, n, false);
-        if (c->up.stanza > c->srv->conf->max_stanza_postauth) {
+        if (c->up.stanza > c->gen->conf->max_stanza_postauth) {
             /* the stanza in progress is too large: it does not reach the
              * backend; the client's stream ends (between the backend's
              * stanzas), the backend's connection closes */
@@ -1449,7 +1513,7 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         c->tls_handshaking = false;
-        c->auth_deadline = uv_now(c->srv->loop) + c->srv->conf->auth_timeout_ms;
+        c->auth_deadline = uv_now(c->srv->loop) + c->gen->conf->auth_timeout_ms;
         arm_preauth_timer(c);
         tls_established(c);
     }
@@ -1540,7 +1604,7 @@ on_connection(uv_stream_t *ls, int status)
         xe_warn("event=accept-failed error=\"%s\"", uv_strerror(status));
         return;
     }
-    if (srv->stopping || srv->n_conns >= srv->conf->max_connections) {
+    if (srv->stopping || srv->n_conns >= srv->gen->conf->max_connections) {
         uv_tcp_t *t = xe_malloc(sizeof(*t));
         uv_tcp_init(srv->loop, t);
         if (uv_accept(ls, (uv_stream_t *)t) == 0)
@@ -1550,13 +1614,14 @@ on_connection(uv_stream_t *ls, int status)
     }
     c = xe_calloc(1, sizeof(*c));
     c->srv = srv;
+    c->gen = gen_ref(srv->gen);
     c->direct = l->lc->kind == XE_LISTEN_DIRECT_TLS;
     uv_tcp_init(srv->loop, &c->client);
     uv_timer_init(srv->loop, &c->timer);
     c->client.data = c->timer.data = c;
     c->handles = 2;
-    xe_buf_init(&c->to_backend_pending, srv->conf->pump_hard_cap);
-    xe_buf_init(&c->to_client_pending, srv->conf->pump_hard_cap);
+    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
+    xe_buf_init(&c->to_client_pending, c->gen->conf->pump_hard_cap);
     xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
     c->next = srv->conns;
@@ -1590,7 +1655,7 @@ on_connection(uv_stream_t *ls, int status)
         snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     }
     uv_tcp_nodelay(&c->client, 1);
-    p.conf = srv->conf;
+    p.conf = c->gen->conf;
     p.tls = c->direct;
     p.peer = c->peer;
     p.guard = &lockout_guard;
@@ -1601,15 +1666,15 @@ on_connection(uv_stream_t *ls, int status)
         return;
     }
     if (c->direct) {
-        c->tls = xe_tls_new(srv->tls_direct, NULL);
+        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
         if (c->tls == NULL) {
             finish_close(c);
             return;
         }
         c->tls_handshaking = true;
-        uv_timer_start(&c->timer, on_timer, srv->conf->tls_timeout_ms, 0);
+        uv_timer_start(&c->timer, on_timer, c->gen->conf->tls_timeout_ms, 0);
     } else {
-        c->auth_deadline = uv_now(srv->loop) + srv->conf->auth_timeout_ms;
+        c->auth_deadline = uv_now(srv->loop) + c->gen->conf->auth_timeout_ms;
         arm_preauth_timer(c);
     }
     xe_debug("event=accept peer=%s listener=%s", c->peer,
@@ -1625,7 +1690,7 @@ metrics_gauges(void *ctx, struct xe_buf *out)
 {
     static const char *const states[] = {"negotiating", "backend", "spliced", "closing"};
     const struct xe_server *srv = ctx;
-    const struct xe_conf *conf = srv->conf;
+    const struct xe_conf *conf = srv->gen->conf;
     unsigned long n[2][4] = {{0}};
 
     for (const struct conn *c = srv->conns; c; c = c->next)
@@ -1643,8 +1708,13 @@ metrics_gauges(void *ctx, struct xe_buf *out)
         for (size_t i = 0; i < conf->pools[p].n_servers; i++) {
             const struct xe_server_conf *sc = &conf->pools[p].servers[i];
             unsigned long k = 0;
+            /* by name: a session of an older generation points into its
+             * own configuration */
             for (const struct conn *c = srv->conns; c; c = c->next)
-                k += c->st == CS_SPLICED && c->server == sc;
+                k += c->st == CS_SPLICED && c->server &&
+                     (c->server == sc ||
+                      (strcmp(c->server->name, sc->name) == 0 &&
+                       strcmp(c->pool->name, conf->pools[p].name) == 0));
             xe_buf_appendf(out,
                            "xedge_backend_sessions{pool=\"%s\",backend=\"%s\"} %lu\n",
                            conf->pools[p].name, sc->name, k);
@@ -1656,17 +1726,12 @@ metrics_gauges(void *ctx, struct xe_buf *out)
         conf->max_connections);
 }
 
-int
-xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
-              char **error_r)
+/* The labels a login can be counted under (others: "other"): every
+ * configured mechanism. Labels are only ever added, so that the series of
+ * a mechanism a reload removed stay as they were. */
+static void
+allow_mech_labels(const struct xe_conf *conf)
 {
-    struct xe_server *srv = xe_calloc(1, sizeof(*srv));
-    struct xe_tls_cert *certs = xe_calloc(conf->n_domains, sizeof(*certs));
-    int r = -1;
-
-    srv->loop = loop;
-    srv->conf = conf;
-    /* the mechanisms a login can be counted under (others: "other") */
     for (size_t k = 0; k <= conf->n_domains; k++) {
         size_t n;
         char *const *m = xe_conf_mechanisms(conf, k ? &conf->domains[k - 1] : NULL, &n);
@@ -1674,52 +1739,113 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
             xe_metrics_allow_label(m[i]);
     }
     xe_metrics_allow_label("iq-auth");
-    xe_metrics_set_gauges(metrics_gauges, srv);
-    {
-        struct xe_addrlimit_conf alc = {
-            .max_per_address = conf->max_conns_per_address,
-            .rate = conf->conn_rate_per_address,
-            .burst = conf->conn_burst_per_address,
-            .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
-        };
-        srv->al = xe_addrlimit_new(&alc);
-    }
-    {
-        struct xe_lockout_conf loc = {
-            .free_failures = conf->lockout.free_failures,
-            .delay_ms = conf->lockout.delay_ms,
-            .max_delay_ms = conf->lockout.max_delay_ms,
-            .address_threshold = conf->lockout.address_threshold,
-            .account_threshold = conf->lockout.account_threshold,
-            .lockout_ms = (uint64_t)conf->lockout.time_s * 1000,
-            .window_ms = (uint64_t)conf->lockout.window_s * 1000,
-            .max_entries = conf->lockout.max_entries,
-        };
-        srv->lockout = xe_lockout_new(&loc);
-    }
-    for (size_t i = 0; i < conf->n_domains; i++) {
-        certs[i].domain = conf->domains[i].name;
-        certs[i].certificate = conf->domains[i].certificate;
-        certs[i].key = conf->domains[i].key;
-        certs[i].client_ca = conf->domains[i].client_ca;
-    }
-    if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &srv->tls_starttls, error_r) < 0 ||
-        xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &srv->tls_direct, error_r) <
-            0)
-        goto out;
-    r = 0;
-out:
-    free(certs);
-    if (r < 0)
-        xe_server_free(&srv);
+}
+
+static void
+addrlimit_conf(const struct xe_conf *conf, struct xe_addrlimit_conf *alc)
+{
+    *alc = (struct xe_addrlimit_conf){
+        .max_per_address = conf->max_conns_per_address,
+        .rate = conf->conn_rate_per_address,
+        .burst = conf->conn_burst_per_address,
+        .max_entries = XE_ADDRLIMIT_MAX_ENTRIES,
+    };
+}
+
+static void
+lockout_conf(const struct xe_conf *conf, struct xe_lockout_conf *loc)
+{
+    *loc = (struct xe_lockout_conf){
+        .free_failures = conf->lockout.free_failures,
+        .delay_ms = conf->lockout.delay_ms,
+        .max_delay_ms = conf->lockout.max_delay_ms,
+        .address_threshold = conf->lockout.address_threshold,
+        .account_threshold = conf->lockout.account_threshold,
+        .lockout_ms = (uint64_t)conf->lockout.time_s * 1000,
+        .window_ms = (uint64_t)conf->lockout.window_s * 1000,
+        .max_entries = conf->lockout.max_entries,
+    };
+}
+
+int
+xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
+              char **error_r)
+{
+    struct xe_server *srv = xe_calloc(1, sizeof(*srv));
+    struct xe_addrlimit_conf alc;
+    struct xe_lockout_conf loc;
+
+    srv->loop = loop;
     *srv_r = srv;
-    return r;
+    if ((srv->gen = gen_new(conf, error_r)) == NULL) {
+        xe_server_free(srv_r);
+        return -1;
+    }
+    srv->gen->number = 1;
+    allow_mech_labels(conf);
+    xe_metrics_set_gauges(metrics_gauges, srv);
+    addrlimit_conf(conf, &alc);
+    srv->al = xe_addrlimit_new(&alc);
+    lockout_conf(conf, &loc);
+    srv->lockout = xe_lockout_new(&loc);
+    return 0;
+}
+
+/* Whether the listeners of A and B are the same, in the same order. */
+static bool
+same_listeners(const struct xe_conf *a, const struct xe_conf *b)
+{
+    if (a->n_listeners != b->n_listeners)
+        return false;
+    for (size_t i = 0; i < a->n_listeners; i++)
+        if (a->listeners[i].kind != b->listeners[i].kind ||
+            a->listeners[i].port != b->listeners[i].port ||
+            strcmp(a->listeners[i].address, b->listeners[i].address) != 0)
+            return false;
+    return true;
+}
+
+int
+xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *generation_r,
+                 char **error_r)
+{
+    struct gen *g;
+    struct xe_addrlimit_conf alc;
+    struct xe_lockout_conf loc;
+
+    if (srv->stopping) {
+        *error_r = xe_strdup("the server is shutting down");
+        xe_conf_free(&conf);
+        return -1;
+    }
+    if (!same_listeners(srv->gen->conf, conf)) {
+        *error_r = xe_strdup("the listeners changed: a restart is needed to change "
+                             "listen/listen_tls");
+        xe_conf_free(&conf);
+        return -1;
+    }
+    if ((g = gen_new(conf, error_r)) == NULL) {
+        xe_conf_free(&conf);
+        return -1;
+    }
+    g->owned = conf;
+    g->number = srv->gen->number + 1;
+    gen_unref(&srv->gen); /* freed now unless a connection still holds it */
+    srv->gen = g;
+    /* what is shared by every connection follows the new configuration */
+    allow_mech_labels(conf);
+    addrlimit_conf(conf, &alc);
+    xe_addrlimit_reconfigure(srv->al, &alc);
+    lockout_conf(conf, &loc);
+    xe_lockout_reconfigure(srv->lockout, &loc);
+    *generation_r = g->number;
+    return 0;
 }
 
 int
 xe_server_listen(struct xe_server *srv, char **error_r)
 {
-    const struct xe_conf *conf = srv->conf;
+    const struct xe_conf *conf = srv->gen->conf;
 
     srv->listeners = xe_calloc(conf->n_listeners, sizeof(*srv->listeners));
     srv->n_listeners = conf->n_listeners;
@@ -1904,7 +2030,7 @@ xe_server_stats(struct xe_server *srv, struct xe_buf *out)
         "stats connections=%u negotiating=%lu backend=%lu spliced=%lu closing=%lu "
         "accepted=%llu max_connections=%u stopping=%s\n",
         srv->n_conns, n[0], n[1], n[2], n[3], (unsigned long long)srv->next_id,
-        srv->conf->max_connections, srv->stopping ? "yes" : "no");
+        srv->gen->conf->max_connections, srv->stopping ? "yes" : "no");
 }
 
 void
@@ -1929,8 +2055,7 @@ xe_server_free(struct xe_server **srvp)
     xe_metrics_set_gauges(NULL, NULL);
     xe_addrlimit_free(&srv->al);
     xe_lockout_free(&srv->lockout);
-    xe_tls_ctx_free(&srv->tls_starttls);
-    xe_tls_ctx_free(&srv->tls_direct);
+    gen_unref(&srv->gen);
     free(srv->listeners);
     free(srv);
     *srvp = NULL;

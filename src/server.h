@@ -11,6 +11,14 @@ struct xe_server;
 
 int xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
                   char **error_r);
+/* Reload: new connections use CONF (which the server takes, also on
+ * error) and the TLS contexts built from it; established ones keep the
+ * configuration they were accepted under until they end. The per-address
+ * limits and the lockout settings change at once. Refused, with *error_r,
+ * when a certificate or key does not load or the listeners changed (they
+ * need a restart); the current configuration then goes on. */
+int xe_server_reload(struct xe_server *srv, struct xe_conf *conf,
+                     unsigned long *generation_r, char **error_r);
 /* Bind and listen on every configured listener. */
 int xe_server_listen(struct xe_server *srv, char **error_r);
 /* Stop accepting and close every connection at once; the loop then ends. */

@@ -34,6 +34,12 @@
 static struct xe_server *g_srv;
 static struct xe_control *g_ctl;
 static struct xe_metrics_http *g_metrics;
+/* for reloads: the file, the configuration xedge started with (what a
+ * reload cannot change is compared with it), the store, -d */
+static const char *g_path;
+static const struct xe_conf *g_conf;
+static struct xe_userstore *g_store;
+static bool g_debug;
 
 static void
 usage(FILE *f)
@@ -46,8 +52,9 @@ usage(FILE *f)
             "  -V        print the version and exit\n"
             "  -h        this help\n"
             "xedge runs in the foreground and logs to stderr (or where log_to says);\n"
-            "SIGTERM or SIGINT stop it. Under systemd (Type=notify) it reports READY=1\n"
-            "once it listens, and STOPPING=1.\n");
+            "SIGTERM or SIGINT stop it; SIGHUP (or xedgectl reload) reloads the\n"
+            "configuration for new connections. Under systemd (Type=notify) it reports\n"
+            "READY=1 once it listens, RELOADING=1 and STOPPING=1.\n");
 }
 
 /* Tell systemd (Type=notify), when it started us. */
@@ -149,6 +156,76 @@ on_signal(uv_signal_t *s, int signum)
         drained(s->loop);
 }
 
+static char *mech_list(const struct xe_conf *conf);
+
+/* Reload the configuration file: certificates, domains, pools, limits,
+ * timeouts and mechanisms change for new connections; established ones go
+ * on under the configuration they started with. A file that does not load,
+ * a certificate that does not, or a change of what needs a restart is
+ * refused: the running configuration stays. */
+static int
+reload(void *ctx, unsigned long *generation_r, char **error_r)
+{
+    struct xe_conf *conf = NULL;
+    const struct xe_conf *now;
+    char *err = NULL, *mechs;
+
+    (void)ctx;
+    notify("RELOADING=1");
+    if (xe_conf_load(g_path, &conf, &err) < 0 ||
+        (err = xe_conf_fixed_changes(g_conf, conf)) != NULL) {
+        xe_conf_free(&conf);
+        goto refused;
+    }
+    now = conf; /* the server's from here, and current */
+    if (xe_server_reload(g_srv, conf, generation_r, &err) < 0)
+        goto refused;
+    mechs = mech_list(now);
+    if (xe_sasl_global_init(g_store, mechs, now->scram_iterations, &err) < 0) {
+        /* Cyrus is initialised: this only swaps the lists; cannot fail */
+        xe_err("event=reload error=\"%s\"", err);
+        free(err);
+        err = NULL;
+    }
+    for (const char *p = mechs; *p;) {
+        size_t w = strcspn(p, " ");
+        char name[64];
+        snprintf(name, sizeof(name), "%.*s", (int)w, p);
+        if (!xe_sasl_mech_loaded(name))
+            xe_warn("event=reload mechanism=%s warning=\"Cyrus SASL did not load this "
+                    "mechanism at start: unavailable until a restart\"",
+                    name);
+        p += w;
+        p += strspn(p, " ");
+    }
+    free(mechs);
+    xe_register_global_reconfigure(now);
+    xe_log_level = g_debug ? XE_LOG_DEBUG : now->log_level;
+    g_grace_ms = now->shutdown_grace_ms;
+    xe_info("event=reload result=ok generation=%lu config=%s domains=%zu", *generation_r,
+            g_path, now->n_domains);
+    notify("READY=1");
+    return 0;
+refused:
+    xe_err("event=reload result=error config=%s error=\"%s\"", g_path, err);
+    notify("READY=1");
+    *error_r = err;
+    return -1;
+}
+
+/* SIGHUP: reload; the outcome is in the log. */
+static void
+on_hup(uv_signal_t *s, int signum)
+{
+    unsigned long generation;
+    char *err = NULL;
+
+    (void)s;
+    xe_info("event=reload signal=%d", signum);
+    if (reload(NULL, &generation, &err) < 0)
+        free(err);
+}
+
 static char *
 mech_list(const struct xe_conf *conf)
 {
@@ -183,7 +260,7 @@ main(int argc, char **argv)
     bool check = false, debug = false;
     struct xe_conf *conf = NULL;
     struct xe_userstore *store = NULL;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     char *err = NULL, *mechs = NULL;
     uv_loop_t *loop = uv_default_loop();
     int opt, rc = 1;
@@ -220,6 +297,9 @@ main(int argc, char **argv)
         goto out;
     }
     xe_log_level = debug ? XE_LOG_DEBUG : conf->log_level;
+    g_path = path;
+    g_conf = conf;
+    g_debug = debug;
     if (xe_server_new(loop, conf, &g_srv, &err) < 0) {
         fprintf(stderr, "xedge: %s: %s\n", path, err);
         goto out;
@@ -236,6 +316,7 @@ main(int argc, char **argv)
         goto out;
     }
     xe_server_set_store(g_srv, store);
+    g_store = store;
     mechs = mech_list(conf);
     if (xe_sasl_global_init(store, mechs, conf->scram_iterations, &err) < 0) {
         fprintf(stderr, "xedge: SASL: %s\n", err);
@@ -279,6 +360,10 @@ main(int argc, char **argv)
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_init(loop, &sigint);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_init(loop, &sighup);
+    uv_signal_start(&sighup, on_hup, SIGHUP);
+    if (g_ctl)
+        xe_control_set_reload(g_ctl, reload, NULL);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
             conf->n_domains);
     notify("READY=1");
@@ -288,6 +373,8 @@ main(int argc, char **argv)
         uv_close((uv_handle_t *)&sigterm, NULL);
     if (!uv_is_closing((uv_handle_t *)&sigint))
         uv_close((uv_handle_t *)&sigint, NULL);
+    if (!uv_is_closing((uv_handle_t *)&sighup))
+        uv_close((uv_handle_t *)&sighup, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     xe_info("event=stopped");
     rc = 0;

@@ -64,7 +64,8 @@ usage(FILE *f)
                "       xedgectl [-c FILE] lockout list [--json] | clear KEY|--all\n"
                "       xedgectl [-c FILE] session list [--json] | kick JID|ID\n"
                "       xedgectl [-c FILE] stats [--json]\n"
-               "       xedgectl --help | xedgectl user|lockout|session --help\n"
+               "       xedgectl [-c FILE] reload\n"
+               "       xedgectl --help | xedgectl user|lockout|session|reload --help\n"
                "\n"
                "options:\n"
                "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
@@ -73,7 +74,8 @@ usage(FILE *f)
                "\n"
                "Run 'xedgectl user --help' for the user commands, 'xedgectl lockout\n"
                "--help' for the brute-force lockouts of the running xedge, 'xedgectl\n"
-               "session --help' for its sessions and statistics.\n");
+               "session --help' for its sessions and statistics, 'xedgectl reload\n"
+               "--help' for reloading its configuration.\n");
 }
 
 static void
@@ -688,6 +690,10 @@ main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
         ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind < argc && strcmp(argv[optind], "reload") == 0) {
+        ret = xe_ctlclient_reload(config, argc - optind, argv + optind);
         goto out;
     }
     if (optind < argc &&

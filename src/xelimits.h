@@ -84,6 +84,7 @@
 #define XE_CONTROL_MAX_REQUEST 1024 /* bytes of one request line */
 #define XE_CONTROL_TIMEOUT_MS 5000  /* to send the request and read the answer */
 #define XE_CONTROL_MAX_CLIENTS 16   /* at once */
+#define XE_CONTROL_MAX_ERROR 1024   /* bytes of an error answer (reload) */
 #define XE_CONTROL_MAX_RESPONSE (64 * 1024 * 1024)
 
 /* xedge-extauth, the ejabberd/jabberd2 glue (contrib/ejabberd) */

@@ -79,9 +79,12 @@ XEDGE_PIDS="$XEDGE_PID,$XEDGE_PIDS"
 for _ in $(seq 1 100); do grep -q READY=1 "$T/notify.out" 2>/dev/null && break; sleep 0.05; done
 (exec 3<>"/dev/tcp/${XEDGE_C2S%:*}/${XEDGE_C2S##*:}") 2>/dev/null
 ok $? "NOTIFY_SOCKET: READY=1 came, and by then xedge accepts connections"
+kill -HUP "$XEDGE_PID" # systemctl reload (ExecReload)
+for _ in $(seq 1 100); do [ "$(grep -c READY=1 "$T/notify.out")" -ge 2 ] && break; sleep 0.05; done
 stop_xedge "$XEDGE_PID"
 for _ in $(seq 1 40); do grep -q STOPPING=1 "$T/notify.out" && break; sleep 0.05; done
-is "$(tr '\n' ' ' <"$T/notify.out")" "READY=1 STOPPING=1 " "READY=1 once, then STOPPING=1 on SIGTERM"
+is "$(tr '\n' ' ' <"$T/notify.out")" "READY=1 RELOADING=1 READY=1 STOPPING=1 " \
+	"READY=1 once, RELOADING=1 then READY=1 around a SIGHUP reload, then STOPPING=1 on SIGTERM"
 is "$XSTATUS" 0 "... and exit 0"
 kill "$SINK_PID" 2>/dev/null
 

@@ -139,10 +139,41 @@ test_bounded(void)
     xe_addrlimit_free(&al);
 }
 
+/* A reload: new limits at once, the counts kept; no limits: forgotten. */
+static void
+test_reconfigure(void)
+{
+    struct xe_addrlimit_conf c = {.max_per_address = 3, .max_entries = 1000};
+    struct xe_addrlimit *al = xe_addrlimit_new(&c);
+
+    for (int i = 0; i < 3; i++)
+        take(al, "192.0.2.9", 0, NULL, 0);
+    c.max_per_address = 5;
+    xe_addrlimit_reconfigure(al, &c);
+    is_int(take(al, "192.0.2.9", 0, NULL, 0), XE_AL_OK,
+           "reconfigure: a higher limit lets a fourth in");
+    c.max_per_address = 2;
+    xe_addrlimit_reconfigure(al, &c);
+    is_int(take(al, "192.0.2.9", 0, NULL, 0), XE_AL_TOO_MANY,
+           "reconfigure: a lower one counts the connections still open");
+    c.max_per_address = 0;
+    xe_addrlimit_reconfigure(al, &c);
+    is_int((long long)xe_addrlimit_entries(al), 0,
+           "reconfigure: no limits left, the table is forgotten");
+    give(al, "192.0.2.9", 0); /* a connection of the old counts leaves */
+    c.max_per_address = 1;
+    xe_addrlimit_reconfigure(al, &c);
+    is_int(take(al, "192.0.2.9", 0, NULL, 0), XE_AL_OK,
+           "reconfigure: limits again, counting from nothing");
+    is_int(take(al, "192.0.2.9", 0, NULL, 0), XE_AL_TOO_MANY, "... and holding");
+    xe_addrlimit_free(&al);
+}
+
 int
 main(void)
 {
     test_per_address();
+    test_reconfigure();
     test_rate();
     test_bounded();
     is_str(xe_addrlimit_result_name(XE_AL_TOO_MANY), "max_connections_per_address",

@@ -152,6 +152,27 @@ count_cb(void *ctx, const struct xe_lockout_info *e)
     return 0;
 }
 
+/* A reload: the next failures follow the new settings, the counts stay. */
+static void
+test_reconfigure(void)
+{
+    struct xe_lockout *lo = xe_lockout_new(&base_conf);
+    struct xe_lockout_conf c = base_conf;
+
+    for (int i = 0; i < 5; i++)
+        xe_lockout_failure(lo, "192.0.2.50", NULL, 1000);
+    ok(!xe_lockout_check(lo, "192.0.2.50", NULL, 1000, NULL),
+       "reconfigure: 5 failures, below the threshold of 10");
+    c.address_threshold = 6;
+    c.delay_ms = 0;
+    xe_lockout_reconfigure(lo, &c);
+    is_int(xe_lockout_failure(lo, "192.0.2.50", NULL, 1001), 0,
+           "reconfigure: delay_ms 0, no delay any more");
+    ok(xe_lockout_check(lo, "192.0.2.50", NULL, 1002, NULL),
+       "reconfigure: the sixth failure locks out under the new threshold");
+    xe_lockout_free(&lo);
+}
+
 static void
 test_bounded(void)
 {
@@ -229,6 +250,9 @@ test_keys(void)
     is_int((long long)strlen(k), XE_LOCKOUT_KEY_MAX - 1, "keys: bounded");
 }
 
+static bool reload_fails;
+static int fake_reload(void *ctx, unsigned long *generation_r, char **error_r);
+
 static void
 test_commands(void)
 {
@@ -296,6 +320,43 @@ test_commands(void)
     is_int(xe_ctlcmd_run(&env, "lockout list", 12, &out), -1, "no table: an error");
     xe_buf_free(&out);
     xe_lockout_free(&lo);
+
+    /* reload: the daemon's answer, on one line */
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "reload", 6, &out), -1,
+           "reload: unavailable without a hook");
+    xe_buf_free(&out);
+    env.reload = fake_reload;
+    reload_fails = false;
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "reload", 6, &out), 0, "reload: ok");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "ok\nreload result=ok generation=7\n",
+           "reload: the new generation");
+    xe_buf_free(&out);
+    reload_fails = true;
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "reload", 6, &out), -1, "reload: refused");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "error x.conf:3: bad value\n",
+           "reload: the error, control characters blanked");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "reload now", 10, &out), -1, "reload takes no argument");
+    xe_buf_free(&out);
+}
+
+/* A reload that changes nothing: generation 7, or an error. */
+static int
+fake_reload(void *ctx, unsigned long *generation_r, char **error_r)
+{
+    (void)ctx;
+    if (reload_fails) {
+        *error_r = xe_strdup("x.conf:3: bad\nvalue");
+        return -1;
+    }
+    *generation_r = 7;
+    return 0;
 }
 
 int
@@ -304,6 +365,7 @@ main(void)
     xe_log_level = XE_LOG_ERROR;
     test_delays();
     test_lockout();
+    test_reconfigure();
     test_bounded();
     test_keys();
     test_commands();
