@@ -22,7 +22,7 @@ struct xe_proxy {
     size_t len, want; /* bytes held; v2: the whole header's length, once known */
     const char *error;
     struct xe_proxy_info info;
-    unsigned char buf[]; /* max_header bytes */
+    unsigned char buf[]; /* max_header bytes, at least XE_PROXY_V1_MAX */
 };
 
 struct xe_proxy *
@@ -32,9 +32,9 @@ xe_proxy_new(size_t max_header)
 
     if (max_header < XE_PROXY_V2_MIN + 36)
         max_header = XE_PROXY_V2_MIN + 36;
-    if (max_header < XE_PROXY_V1_MAX)
-        max_header = XE_PROXY_V1_MAX; /* the buffer holds a v1 line too */
-    p = xe_calloc(1, sizeof(*p) + max_header);
+    /* the buffer holds a v1 line too */
+    p = xe_calloc(1, sizeof(*p) +
+                         (max_header > XE_PROXY_V1_MAX ? max_header : XE_PROXY_V1_MAX));
     p->max_header = max_header;
     return p;
 }
