@@ -14,7 +14,7 @@ struct xe_listener_conf {
     enum xe_listener_kind kind;
     char *address; /* numeric IPv4 or IPv6 address */
     int port;
-    bool proxy_protocol;     /* connections start with a PROXY header (proxy.h) */
+    bool proxy_protocol;        /* connections start with a PROXY header (proxy.h) */
     struct xe_cidr *proxy_from; /* ... from these sources only (the others: refused) */
     size_t n_proxy_from;
 };
