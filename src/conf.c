@@ -214,6 +214,46 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                     return fail(c, sg, "name", "server '%s' is listed twice in pool '%s'",
                                 sv->name, p->name);
         }
+        if (get_bool(c, g, "proxy_protocol", false, &p->proxy_protocol) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A listener's proxy_protocol and proxy_from (the trusted sources, required
+ * with proxy_protocol). */
+static int
+load_listener_proxy(struct ctx *c, const config_setting_t *g, struct xe_listener_conf *l)
+{
+    const config_setting_t *from = config_setting_get_member(g, "proxy_from");
+
+    if (get_bool(c, g, "proxy_protocol", false, &l->proxy_protocol) < 0)
+        return -1;
+    if (from == NULL) {
+        if (l->proxy_protocol)
+            return fail(c, g, "proxy_from",
+                        "missing required setting with proxy_protocol (the addresses "
+                        "or prefixes of the proxies to trust)");
+        return 0;
+    }
+    if (!l->proxy_protocol)
+        return fail(c, from, "proxy_from", "only with proxy_protocol = true");
+    if (!config_setting_is_array(from) && !config_setting_is_list(from))
+        return fail(c, from, "proxy_from", "must be a list of addresses or prefixes");
+    if (config_setting_length(from) < 1)
+        return fail(c, from, "proxy_from", "must not be empty");
+    l->n_proxy_from = (size_t)config_setting_length(from);
+    l->proxy_from = xe_calloc(l->n_proxy_from, sizeof(*l->proxy_from));
+    for (size_t i = 0; i < l->n_proxy_from; i++) {
+        const config_setting_t *e = config_setting_get_elem(from, (unsigned)i);
+        const char *v = config_setting_get_string(e);
+        if (v == NULL)
+            return fail(c, from, "proxy_from", "must be a list of strings");
+        if (xe_cidr_parse(v, &l->proxy_from[i]) < 0)
+            return fail(c, from, "proxy_from",
+                        "'%s' is not a numeric address or prefix (\"10.0.0.0/8\", "
+                        "\"::1\")",
+                        v);
     }
     return 0;
 }
@@ -350,6 +390,8 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
         if (v == 0)
             return fail(c, g, "metrics.port", "missing required setting");
         l->port = (int)v;
+        if (load_listener_proxy(c, g, l) < 0)
+            return -1;
     }
     return 0;
 }
@@ -501,6 +543,10 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         get_uint(c, g, "connection_burst_per_address", 1, 1000000,
                  XE_DEF_CONN_BURST_PER_ADDRESS, &v[15]) < 0)
         return -1;
+    if (get_uint(c, g, "max_proxy_header", XE_PROXY_V2_MIN + 36, 16 + 65535,
+                 XE_DEF_MAX_PROXY_HEADER, &v[16]) < 0)
+        return -1;
+    conf->max_proxy_header = (size_t)v[16];
     conf->max_conns_per_address = (unsigned)v[13];
     conf->conn_rate_per_address = (unsigned)v[14];
     conf->conn_burst_per_address = (unsigned)v[15];
@@ -656,12 +702,14 @@ check_names(struct ctx *c, const config_setting_t *root)
         "lockout",   "control", "metrics",         NULL};
     static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
-    static const char *const listener[] = {"kind", "address", "port", NULL};
+    static const char *const listener[] = {"kind",           "address",    "port",
+                                           "proxy_protocol", "proxy_from", NULL};
     static const char *const domain[] = {
         "name",      "certificate",       "key",     "pool",     "mechanisms",
         "client_ca", "client_identities", "iq_auth", "register", "compression",
         NULL};
-    static const char *const pool[] = {"name", "secret_file", "servers", NULL};
+    static const char *const pool[] = {"name", "secret_file", "servers", "proxy_protocol",
+                                       NULL};
     static const char *const server[] = {"name", "address", "port", "weight", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
@@ -678,6 +726,7 @@ check_names(struct ctx *c, const config_setting_t *root)
                                          "pump_high_water",
                                          "pump_low_water",
                                          "pump_hard_cap",
+                                         "max_proxy_header",
                                          NULL};
     static const char *const timeouts[] = {
         "tls_handshake",     "preauth_idle",       "auth",           "backend_connect",
@@ -905,8 +954,10 @@ xe_conf_free(struct xe_conf **confp)
 
     if (conf == NULL)
         return;
-    for (size_t i = 0; i < conf->n_listeners; i++)
+    for (size_t i = 0; i < conf->n_listeners; i++) {
         free(conf->listeners[i].address);
+        free(conf->listeners[i].proxy_from);
+    }
     free(conf->listeners);
     for (size_t i = 0; i < conf->n_domains; i++) {
         free(conf->domains[i].name);

@@ -6,12 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proxy.h"
+
 enum xe_listener_kind { XE_LISTEN_STARTTLS, XE_LISTEN_DIRECT_TLS };
 
 struct xe_listener_conf {
     enum xe_listener_kind kind;
     char *address; /* numeric IPv4 or IPv6 address */
     int port;
+    bool proxy_protocol;        /* connections start with a PROXY header (proxy.h) */
+    struct xe_cidr *proxy_from; /* ... from these sources only (the others: refused) */
+    size_t n_proxy_from;
 };
 
 struct xe_server_conf {
@@ -28,6 +33,7 @@ struct xe_pool_conf {
     char *secret_file;
     struct xe_server_conf *servers;
     size_t n_servers;
+    bool proxy_protocol; /* send a PROXY v2 header first to each server */
 };
 
 struct xe_domain_conf {
@@ -84,6 +90,7 @@ struct xe_conf {
     unsigned conn_burst_per_address;
     unsigned registrations_per_address; /* per hour; IPv6 per /64; 0 = no limit */
     size_t max_stanza_postauth;         /* when xedge parses after auth (register) */
+    size_t max_proxy_header;            /* bytes of a PROXY v2 header we accept */
 
     /* timeouts, milliseconds */
     unsigned tls_timeout_ms;

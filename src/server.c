@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "log.h"
 #include "pool.h"
+#include "proxy.h"
 #include "register.h"
 #include "sasl.h"
 #include "tls.h"
@@ -134,6 +135,10 @@ struct conn {
     struct xe_zstream *zs;          /* the client's stream is compressed (XEP-0138) */
     struct xe_buf zin; /* its compressed bytes held while the backend is full */
     bool zstalled;     /* inflating waits for the backend's queue to drain */
+    /* the PROXY protocol (proxy.h) */
+    struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
+    struct sockaddr_storage local; /* the address the client reached */
+    bool proxy_out;                /* the pool wants a PROXY header first */
 };
 
 struct wreq {
@@ -161,6 +166,8 @@ static void read_tls_plain(struct conn *c);
 static void hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest,
                         size_t n);
 static void release_answer(struct conn *c);
+static void proxy_input(struct conn *c, const char *data, size_t n);
+static void proxy_send(struct conn *c);
 
 /* ---- generations ---------------------------------------------------------- */
 
@@ -403,6 +410,7 @@ on_handle_closed(uv_handle_t *h)
     xe_buf_free(&c->end_xml);
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
+    xe_proxy_free(&c->proxy);
     free(c->jid);
     gen_unref(&c->gen);
     free(c);
@@ -875,6 +883,8 @@ on_backend_connect(uv_connect_t *req, int status)
         return;
     }
     uv_tcp_nodelay(&c->backend, 1);
+    if (c->proxy_out)
+        proxy_send(c);
     out = xe_backend_hs_output(c->bhs);
     write_raw(c, false, out->data, out->len);
     out->len = 0;
@@ -926,6 +936,7 @@ start_backend(struct conn *c)
     if (c->server == NULL)
         c->server = &pool->servers[xe_pool_pick(pool, jid)];
     c->st = CS_BACKEND;
+    c->proxy_out = pool->proxy_protocol;
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
                           xe_c2s_anonymous(c->c2s) ? "c2s-anonymous" : "c2s", jid,
@@ -1490,6 +1501,10 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     if (c->st == CS_CLOSING)
         return; /* what a closing client still sends is dropped */
+    if (c->proxy) {
+        proxy_input(c, buf->base, (size_t)n);
+        return;
+    }
     if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
         arm_preauth_timer(c); /* the client spoke: the idle time starts again */
     if (c->tls == NULL) {
@@ -1592,12 +1607,14 @@ refused(struct xe_server *srv, const char *reason, const char *address)
     srv->refused_unlogged = 0;
 }
 
+static void conn_start(struct conn *c);
+static void proxy_accept(struct conn *c, const struct xe_listener_conf *lc);
+
 static void
 on_connection(uv_stream_t *ls, int status)
 {
     struct listener *l = ls->data;
     struct xe_server *srv = l->srv;
-    struct xe_c2s_params p;
     struct conn *c;
 
     if (status < 0) {
@@ -1638,12 +1655,28 @@ on_connection(uv_stream_t *ls, int status)
     c->since = (int64_t)time(NULL);
     c->id = ++srv->next_id;
     xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
+    if (l->lc->proxy_protocol) {
+        proxy_accept(c, l->lc); /* conn_start once the header is read */
+        return;
+    }
+    conn_start(c);
+}
+
+/* The connection's own life begins: at the accept, or once a trusted
+ * proxy's header has said whose connection it is (c->sa). */
+static void
+conn_start(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+    struct xe_c2s_params p;
+
     {
         int sl = sizeof(c->sa);
         enum xe_addrlimit_result ar = XE_AL_OK;
         char key[64] = "-";
 
-        if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
+        if (c->sa.ss_family != AF_UNSPEC ||
+            uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
             ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
                                       uv_now(srv->loop), key, sizeof(key));
         if (ar != XE_AL_OK) {
@@ -1680,6 +1713,122 @@ on_connection(uv_stream_t *ls, int status)
     xe_debug("event=accept peer=%s listener=%s", c->peer,
              c->direct ? "direct_tls" : "starttls");
     uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
+}
+
+/* ---- the PROXY protocol (proxy.h) ----------------------------------------- */
+
+/* A trusted proxy did not send its header in time. */
+static void
+on_proxy_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closed)
+        return;
+    if (c->st == CS_CLOSING) {
+        finish_close(c);
+        return;
+    }
+    xe_info("event=timeout peer=%s phase=proxy", c->peer);
+    finish_close(c);
+}
+
+/* On a proxy_protocol listener: only a trusted source may speak, and it
+ * must start with a PROXY header (read by proxy_input), within the TLS
+ * handshake's time. Others are closed at once (logged at most once a
+ * second, with the count of those not logged). */
+static void
+proxy_accept(struct conn *c, const struct xe_listener_conf *lc)
+{
+    static uint64_t logged_ms;
+    static unsigned long unlogged;
+    struct xe_server *srv = c->srv;
+    int sl = sizeof(c->sa);
+
+    if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) != 0 ||
+        !xe_cidr_match(lc->proxy_from, lc->n_proxy_from, (struct sockaddr *)&c->sa)) {
+        uint64_t now = uv_now(srv->loop);
+
+        xe_metrics_inc(XE_M_REFUSED, "proxy_untrusted", NULL);
+        if (logged_ms && now - logged_ms < 1000) {
+            unlogged++;
+        } else {
+            xe_warn("event=proxy-refused peer=%s reason=\"not a trusted proxy "
+                    "(proxy_from)\" also_refused=%lu",
+                    c->peer, unlogged);
+            logged_ms = now;
+            unlogged = 0;
+        }
+        finish_close(c);
+        return;
+    }
+    sl = sizeof(c->local);
+    if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local, &sl) != 0)
+        memset(&c->local, 0, sizeof(c->local));
+    c->proxy = xe_proxy_new(srv->conf->max_proxy_header);
+    uv_tcp_nodelay(&c->client, 1);
+    uv_timer_start(&c->timer, on_proxy_timer, srv->conf->tls_timeout_ms, 0);
+    uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
+}
+
+/* The first bytes from a trusted proxy: its header, then the client's own
+ * stream. The address it carries is the client's from now on (the log, the
+ * per-address limits and lockouts, the backend's PROXY header); LOCAL or
+ * UNKNOWN keep the connection's own. */
+static void
+proxy_input(struct conn *c, const char *data, size_t n)
+{
+    const struct xe_proxy_info *info;
+    char via[sizeof(c->peer)];
+    size_t used;
+    uv_buf_t rest;
+
+    switch (xe_proxy_feed(c->proxy, data, n, &used)) {
+    case XE_PROXY_MORE:
+        return;
+    case XE_PROXY_ERROR:
+        xe_metrics_inc(XE_M_REFUSED, "proxy_bad_header", NULL);
+        xe_info("event=proxy-failed peer=%s reason=\"%s\"", c->peer,
+                xe_proxy_error(c->proxy));
+        finish_close(c);
+        return;
+    case XE_PROXY_DONE:
+        break;
+    }
+    info = xe_proxy_info(c->proxy);
+    memcpy(via, c->peer, sizeof(via));
+    if (info->addresses) {
+        memcpy(&c->sa, &info->src, sizeof(c->sa));
+        memcpy(&c->local, &info->dst, sizeof(c->local));
+        xe_proxy_format((const struct sockaddr *)&c->sa, c->peer, sizeof(c->peer));
+    }
+    xe_info("event=proxy peer=%s via=%s version=%d%s", c->peer, via, info->version,
+            info->addresses ? "" : " addresses=none");
+    xe_proxy_free(&c->proxy);
+    uv_timer_stop(&c->timer);
+    conn_start(c);
+    if (c->closed || used == n)
+        return;
+    rest = uv_buf_init((char *)data + used, (unsigned)(n - used));
+    on_client_read((uv_stream_t *)&c->client, (ssize_t)rest.len, &rest);
+}
+
+/* A pool with proxy_protocol: a PROXY v2 header, the client's address and
+ * the one it reached, before anything else on the backend connection. */
+static void
+proxy_send(struct conn *c)
+{
+    unsigned char hdr[XE_PROXY_V2_OUT_MAX];
+    size_t n;
+
+    if (c->local.ss_family == AF_UNSPEC) {
+        int sl = sizeof(c->local);
+        if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local, &sl) != 0)
+            memset(&c->local, 0, sizeof(c->local));
+    }
+    n = xe_proxy_write_v2((const struct sockaddr *)&c->sa,
+                          (const struct sockaddr *)&c->local, hdr, sizeof(hdr));
+    write_raw(c, false, hdr, n);
 }
 
 /* ---- the server ---------------------------------------------------------- */

@@ -49,7 +49,7 @@
 #define XE_MAX_INFLATE_PENDING (2 * XE_READ_CHUNK)
 
 /* Timeouts (milliseconds) */
-#define XE_DEF_TLS_TIMEOUT_MS 10000
+#define XE_DEF_TLS_TIMEOUT_MS 10000 /* also: a PROXY header, on such a listener */
 #define XE_DEF_AUTH_TIMEOUT_MS 60000
 #define XE_DEF_PREAUTH_IDLE_MS 30000 /* silence allowed before authentication */
 #define XE_DEF_BACKEND_CONNECT_MS 5000
@@ -66,6 +66,7 @@
 #define XE_DEF_CONN_RATE_PER_ADDRESS 50 /* new connections per second */
 #define XE_DEF_CONN_BURST_PER_ADDRESS 200
 #define XE_ADDRLIMIT_MAX_ENTRIES (1 << 20) /* addresses tracked at once */
+#define XE_DEF_MAX_PROXY_HEADER 512 /* a PROXY v2 header (TLVs included); v1: 107 */
 
 /* Brute-force protection (the `lockout` group; lockout.h). An address
  * behind NAT carries many users' typos, and anyone can make an account's

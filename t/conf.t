@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..26"
+echo "1..33"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -78,6 +78,17 @@ out=$("$XEDGE" -t -c "$d/reg.conf" 2>&1)
 ok $? "domains[].register and the registration limits are accepted ($out)"
 check "register not a boolean" 's/pool = "main"; }/pool = "main"; register = "yes"; }/' "bad\.conf:7: register: must be true or false"
 check "post-authentication stanza limit too small" 's/^log_level = "info";/log_level = "info"; limits = { max_stanza_postauth = 10; };/' "max_stanza_postauth: must be between 1024 and"
+
+# the PROXY protocol: a listener's trusted sources, a pool's header out
+good | sed 's/port = 5222; }/port = 5222; proxy_protocol = true; proxy_from = [ "127.0.0.1", "::1", "10.0.0.0\/8" ]; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; proxy_protocol = true;/; s/^log_level = "info";/log_level = "info"; limits = { max_proxy_header = 1024; };/' >"$d/proxy.conf"
+out=$("$XEDGE" -t -c "$d/proxy.conf" 2>&1)
+ok $? "listeners[].proxy_protocol/proxy_from, pools[].proxy_protocol and limits.max_proxy_header are accepted ($out)"
+check "proxy_protocol without proxy_from" 's/port = 5222; }/port = 5222; proxy_protocol = true; }/' "bad\.conf:4: proxy_from: missing required setting with proxy_protocol"
+check "proxy_from without proxy_protocol" 's/port = 5222; }/port = 5222; proxy_from = [ "127.0.0.1" ]; }/' "bad\.conf:4: proxy_from: only with proxy_protocol"
+check "proxy_from: a name" 's/port = 5222; }/port = 5222; proxy_protocol = true; proxy_from = [ "lb.example" ]; }/' "bad\.conf:4: proxy_from: 'lb.example' is not a numeric address or prefix"
+check "proxy_from: host bits past the prefix" 's/port = 5222; }/port = 5222; proxy_protocol = true; proxy_from = [ "10.0.0.1\/8" ]; }/' "proxy_from: '10.0.0.1/8' is not"
+check "proxy_protocol not a boolean" 's/port = 15222; } ); }/port = 15222; } ); proxy_protocol = 1; }/' "bad\.conf:9: proxy_protocol: must be true or false"
+check "max_proxy_header too small" 's/^log_level = "info";/log_level = "info"; limits = { max_proxy_header = 20; };/' "max_proxy_header: must be between 52 and 65551"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

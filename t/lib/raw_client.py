@@ -11,10 +11,16 @@ stream restart and resource binding. Each SASL answer is printed verbatim.
       [--mode starttls|direct] [--mech SCRAM-SHA-256] [--cafile F | --insecure] \\
       [--timeout 10] [--no-bind] [--expect-close SECONDS] [--source ADDR] [-v]
       [--compress METHOD] [--send-self TOKEN] [--bomb MIB] [--hold SECONDS]
+      [--proxy v1|v2 --proxy-src ADDR:PORT]
 
 --password may be given several times: one SASL attempt each, in order, on one
 stream, stopping at the first success. --source: the local address to connect
 from (e.g. 127.0.0.2, to look like another host on loopback).
+
+--proxy v1|v2 --proxy-src ADDR:PORT: start the connection with a PROXY
+protocol header (haproxy's proxy-protocol.txt, v1 text or v2 binary) that
+says the client is ADDR:PORT (IPv4, or IPv6 in brackets) and the
+destination is --server, as a load balancer in front of xedge would.
 
 --compress METHOD: after authentication, ask for XEP-0138 stream compression
 with METHOD on the restarted stream (zlib: Python's zlib, a sync flush per
@@ -68,6 +74,7 @@ import hmac
 import os
 import socket
 import ssl
+import struct
 import sys
 import time
 import unicodedata
@@ -211,6 +218,7 @@ class Session:
         self.server_closed = None
         self.challenges = 0
         self.source = None  # a local address to connect from (set before connect())
+        self.proxy = None  # (version 'v1'|'v2', 'ADDR:PORT'): a PROXY header first
         self.zout = self.zin = None  # zlib streams, once compressed (XEP-0138)
 
     # -- transport ----------------------------------------------------
@@ -358,6 +366,8 @@ class Session:
             raise Timeout()
         except OSError as e:
             raise Closed('connect-failed:%s' % (e.strerror or e).__str__().replace(' ', '_'))
+        if self.proxy:
+            self.sock.sendall(proxy_header(self.proxy[0], self.proxy[1], self.addr))
         if self.mode == 'direct':
             self._wrap()
             self.stage = 'stream'
@@ -626,6 +636,23 @@ class Session:
         self.sock = None
 
 
+def proxy_header(version, src, dst):
+    """A PROXY protocol header (v1 or v2, TCP) from src ('ADDR:PORT', IPv6
+    in brackets) to dst ((host, port))."""
+    host, _, port = src.rpartition(':')
+    sa, sp = host.strip('[]'), int(port)
+    da, dp = dst[0], int(dst[1])
+    six = ':' in sa or ':' in da
+    if six:  # both IPv6: an IPv4 one as ::ffff:a.b.c.d
+        sa, da = [a if ':' in a else '::ffff:' + a for a in (sa, da)]
+    if version == 'v1':
+        return ('PROXY %s %s %s %d %d\r\n' % ('TCP6' if six else 'TCP4', sa, da, sp, dp)).encode()
+    fam = socket.AF_INET6 if six else socket.AF_INET
+    body = socket.inet_pton(fam, sa) + socket.inet_pton(fam, da) + struct.pack('>HH', sp, dp)
+    return (b'\r\n\r\n\x00\r\nQUIT\n' + bytes([0x21, 0x21 if six else 0x11])
+            + struct.pack('>H', len(body)) + body)
+
+
 def q(s):
     s = '' if s is None else str(s)
     return s.replace(' ', '_').replace('\n', '_') or '-'
@@ -682,6 +709,9 @@ def main():
     p.add_argument('--expect-close', type=float, metavar='SECONDS',
                    help='after the last failed attempt, wait this long for the server to close')
     p.add_argument('--source', metavar='ADDR', help='local address to connect from')
+    p.add_argument('--proxy', choices=['v1', 'v2'], help='send a PROXY protocol header first')
+    p.add_argument('--proxy-src', metavar='ADDR:PORT', default='203.0.113.7:4242',
+                   help='the client address the PROXY header carries')
     p.add_argument('--hold', type=float, metavar='SECONDS', default=0,
                    help='after the bind: print READY, stay online counting stanzas until the '
                         'server ends the stream, print CLOSE how=... stanzas=N')
@@ -699,6 +729,8 @@ def main():
 
     s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
     s.source = a.source
+    if a.proxy:
+        s.proxy = (a.proxy, a.proxy_src)
     t0 = time.monotonic()
     attempts = 0
     el = lambda: '%.3f' % (time.monotonic() - t0)
