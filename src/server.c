@@ -1765,9 +1765,9 @@ proxy_accept(struct conn *c, const struct xe_listener_conf *lc)
     sl = sizeof(c->local);
     if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local, &sl) != 0)
         memset(&c->local, 0, sizeof(c->local));
-    c->proxy = xe_proxy_new(srv->conf->max_proxy_header);
+    c->proxy = xe_proxy_new(c->gen->conf->max_proxy_header);
     uv_tcp_nodelay(&c->client, 1);
-    uv_timer_start(&c->timer, on_proxy_timer, srv->conf->tls_timeout_ms, 0);
+    uv_timer_start(&c->timer, on_proxy_timer, c->gen->conf->tls_timeout_ms, 0);
     uv_read_start((uv_stream_t *)&c->client, on_alloc, on_client_read);
 }
 
