@@ -448,12 +448,11 @@ xe_ctlclient_reload(const char *config, int argc, char **argv)
 int
 xe_ctlclient_lockout(const char *config, int argc, char **argv)
 {
-    struct xe_conf *conf = NULL;
     struct xe_buf resp;
-    char *err = NULL, *request = NULL;
-    const char *body;
+    char *request = NULL;
+    const char *body = NULL;
     bool json = false, list = false;
-    size_t first_len, body_len;
+    size_t body_len = 0;
     int ret = CTL_USAGE;
 
     xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
@@ -482,38 +481,8 @@ xe_ctlclient_lockout(const char *config, int argc, char **argv)
             xe_ctlclient_lockout_usage(stderr);
         goto out;
     }
-    ret = CTL_CONFIG;
-    if (xe_conf_load(config, &conf, &err) != 0) {
-        fprintf(stderr, "xedgectl: %s\n", err ? err : "cannot load the configuration");
+    if ((ret = call(config, request, &resp, &body, &body_len)) != CTL_OK)
         goto out;
-    }
-    if (conf->control.socket == NULL) {
-        fprintf(stderr,
-                "xedgectl: %s: no control socket configured (control = { socket = "
-                "\"...\"; };)\n",
-                config);
-        goto out;
-    }
-    ret = CTL_UNREACHABLE;
-    if (xe_ctlclient_request(conf->control.socket, request, &resp, &err) < 0) {
-        fprintf(stderr, "xedgectl: %s\n", err);
-        goto out;
-    }
-    body = memchr(resp.data, '\n', resp.len);
-    if (resp.len == 0 || body == NULL) {
-        fprintf(stderr, "xedgectl: no answer from xedge\n");
-        goto out;
-    }
-    first_len = (size_t)(body - (const char *)resp.data);
-    body++;
-    body_len = resp.len - first_len - 1;
-    if (!(first_len == 2 && memcmp(resp.data, "ok", 2) == 0)) {
-        fprintf(stderr, "xedgectl: xedge: %.*s\n", (int)first_len,
-                (const char *)resp.data);
-        ret = CTL_FAILED;
-        goto out;
-    }
-    ret = CTL_OK;
     if (list && json) {
         print_json(body, body_len);
     } else if (list) {
@@ -529,8 +498,6 @@ xe_ctlclient_lockout(const char *config, int argc, char **argv)
         ret = CTL_FAILED;
 out:
     xe_buf_free(&resp);
-    xe_conf_free(&conf);
     free(request);
-    free(err);
     return ret;
 }

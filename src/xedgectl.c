@@ -460,9 +460,11 @@ check_pin(const struct ctl *ctl)
     return CTL_FAILED;
 }
 
-/* expire and pin: change one field of a user */
+enum change { CH_DISABLE, CH_ENABLE, CH_EXPIRE, CH_PIN };
+
+/* disable, enable, expire and pin: change one field of a user's record */
 static int
-cmd_expire(struct ctl *ctl, bool pin)
+cmd_change(struct ctl *ctl, enum change what)
 {
     struct xe_user *user = NULL;
     char *err = NULL;
@@ -473,41 +475,22 @@ cmd_expire(struct ctl *ctl, bool pin)
         goto out;
     }
     if ((ret = get_user(ctl, user)) != CTL_OK ||
-        (pin && (ret = check_pin(ctl)) != CTL_OK))
+        (what == CH_PIN && (ret = check_pin(ctl)) != CTL_OK))
         goto out;
-    if (pin)
-        snprintf(user->pin, sizeof(user->pin), "%s", ctl->pin);
-    else
+    switch (what) {
+    case CH_DISABLE:
+    case CH_ENABLE:
+        if (user->disabled == (what == CH_DISABLE))
+            goto out; /* nothing to change */
+        user->disabled = what == CH_DISABLE;
+        break;
+    case CH_EXPIRE:
         user->expires = ctl->expires;
-    user->modified = (int64_t)time(NULL);
-    r = xe_userstore_put(ctl->store, user, false, &err);
-    if (r != XE_US_OK)
-        ret = store_failed(r, &err, "cannot write the user");
-out:
-    if (user != NULL) {
-        OPENSSL_cleanse(user, sizeof(*user));
-        free(user);
+        break;
+    case CH_PIN:
+        snprintf(user->pin, sizeof(user->pin), "%s", ctl->pin);
+        break;
     }
-    free(err);
-    return ret;
-}
-
-static int
-cmd_enable(struct ctl *ctl, bool disable)
-{
-    struct xe_user *user = NULL;
-    char *err = NULL;
-    int r, ret = CTL_CONFIG;
-
-    if ((user = malloc(sizeof(*user))) == NULL) {
-        ctl_err("out of memory");
-        goto out;
-    }
-    if ((ret = get_user(ctl, user)) != CTL_OK)
-        goto out;
-    if (user->disabled == disable)
-        goto out; /* nothing to change */
-    user->disabled = disable;
     user->modified = (int64_t)time(NULL);
     r = xe_userstore_put(ctl->store, user, false, &err);
     if (r != XE_US_OK)
@@ -857,16 +840,16 @@ main(int argc, char **argv)
         ret = cmd_show(&ctl);
         break;
     case CMD_DISABLE:
-        ret = cmd_enable(&ctl, true);
+        ret = cmd_change(&ctl, CH_DISABLE);
         break;
     case CMD_ENABLE:
-        ret = cmd_enable(&ctl, false);
+        ret = cmd_change(&ctl, CH_ENABLE);
         break;
     case CMD_EXPIRE:
-        ret = cmd_expire(&ctl, false);
+        ret = cmd_change(&ctl, CH_EXPIRE);
         break;
     case CMD_PIN:
-        ret = cmd_expire(&ctl, true);
+        ret = cmd_change(&ctl, CH_PIN);
         break;
     case CMD_EXPORT:
         ret = cmd_export(&ctl, arg != NULL ? domain + 2 : NULL);

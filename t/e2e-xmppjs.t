@@ -28,19 +28,9 @@ SB=$XE_SANDBOX_DIR_SB
 mkdir -p "$SB/xmppjs" && cp "$JSDIR/client.mjs" "$SB/xmppjs/" && ln -s "$MODULES" "$SB/xmppjs/node_modules" ||
 	bail "cannot set up $SB/xmppjs"
 
-# offer MECH...: restart xedge (same ports, same backends) offering only
-# these. (A SCRAM mechanism alone once made Cyrus SASL 2.1.28's
-# sasl_listmech overflow its buffer, seen under AddressSanitizer here:
-# xedge no longer calls it, and this test offering one guards that.)
-offer() {
-	local list="" m
-	for m in "$@"; do list+="${list:+, }\"$m\""; done
-	sed "s/^sasl = .*/sasl = { mechanisms = [ $list ]; };/" "$XEDGE_CONF" >"$SB/offer-$1.conf"
-	grep -qF "sasl = { mechanisms = [ $list ]; };" "$SB/offer-$1.conf" || bail "no sasl line in $XEDGE_CONF"
-	xedge_restart "$SB/offer-$1.conf"
-	LOG_MARK=$(wc -l <"$XEDGE_LOG")
-}
-log_since() { tail -n +$((LOG_MARK + 1)) "$XEDGE_LOG"; }
+# offer MECH... and log_since: t/lib/sandbox.sh. (A SCRAM mechanism alone once
+# made Cyrus SASL 2.1.28's sasl_listmech overflow its buffer, seen under
+# AddressSanitizer here: xedge no longer calls it; offering one guards that.)
 
 # xmppjs ARGS...: run the client; OUT, RC, ELAPSED_MS
 xmppjs() {

@@ -581,20 +581,8 @@ class Session:
 
     def wait_close(self, seconds):
         """After the last failure: does the server close the stream? Returns how, or None."""
-        t0 = time.monotonic()
-        saved = self.deadline
-        self.deadline = t0 + seconds
-        try:
-            while True:
-                self.recv()
-        except Closed as e:
-            return e.how, time.monotonic() - t0
-        except StreamError as e:
-            return 'stream-error:%s' % e.condition, time.monotonic() - t0
-        except Timeout:
-            return None, time.monotonic() - t0
-        finally:
-            self.deadline = saved
+        how, after, _n = self.hold(seconds)
+        return (None if how == 'none' else how), after
 
     def hold(self, seconds):
         """Stay online, counting the stanzas that come, until the server ends

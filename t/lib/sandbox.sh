@@ -295,6 +295,19 @@ sandbox_up() {
 	diag "sandbox: c2s=$XEDGE_C2S direct=$XEDGE_DIRECT_TLS domain=$XEDGE_DOMAIN xedge pid=$XEDGE_PID backends=$XEDGE_BACKEND_PIDS"
 }
 
+# offer MECH...: restart the sandbox's xedge (same ports, same backends)
+# offering only these SASL mechanisms (its config must have a sasl line, as
+# --enable writes one); log_since: xedge's log since the last offer.
+offer() {
+	local list="" m f="$XE_SANDBOX_DIR_SB/offer-$1.conf"
+	for m in "$@"; do list+="${list:+, }\"$m\""; done
+	sed "s/^sasl = .*/sasl = { mechanisms = [ $list ]; };/" "$XEDGE_CONF" >"$f"
+	grep -qF "sasl = { mechanisms = [ $list ]; };" "$f" || bail "no sasl line in $XEDGE_CONF"
+	xedge_restart "$f"
+	LOG_MARK=$(wc -l <"$XEDGE_LOG")
+}
+log_since() { tail -n +$((LOG_MARK + 1)) "$XEDGE_LOG"; }
+
 # xedge_alive: status 0 if the xedge process still runs.
 xedge_alive() { kill -0 "$XEDGE_PID" 2>/dev/null; }
 
