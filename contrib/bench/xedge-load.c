@@ -131,6 +131,7 @@ struct opts {
     unsigned sources;
     const char *cafile;
     int presence;
+    int graceful;
     int quiet;
 } o = {
     .host = "127.0.0.1",
@@ -146,7 +147,7 @@ struct opts {
     .login_timeout = 30,
     .msg_timeout = 10,
     .duration = 120,
-    .source = "127.0.0.1",
+    .source = NULL,
     .sources = 0,
 };
 
@@ -902,7 +903,7 @@ sess_start(struct sess *s)
     memset(&src, 0, sizeof(src));
     src.sin_family = AF_INET;
     src.sin_addr.s_addr = htonl(source_base + (s->idx % o.sources));
-    r = uv_tcp_bind(&s->tcp, (const struct sockaddr *)&src, 0);
+    r = o.source ? uv_tcp_bind(&s->tcp, (const struct sockaddr *)&src, 0) : 0;
     if (r == 0) {
         s->creq.data = s;
         r = uv_tcp_connect(&s->creq, &s->tcp, (const struct sockaddr *)&target,
@@ -1062,8 +1063,14 @@ pct_u(const uint32_t *v, size_t n, double p)
 static void
 close_all(uv_handle_t *h, void *arg)
 {
-    if (!uv_is_closing(h))
-        uv_close(h, h->type == UV_TCP ? on_close : NULL);
+    uv_os_fd_t fd;
+    struct linger lg = {1, 0};
+    if (uv_is_closing(h))
+        return;
+    /* an abortive close: no TIME_WAIT left behind on this machine's ports */
+    if (h->type == UV_TCP && !o.graceful && uv_fileno(h, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    uv_close(h, h->type == UV_TCP ? on_close : NULL);
 }
 
 static int finished;
@@ -1150,9 +1157,10 @@ finish(void)
         fputc('\n', stderr);
     }
     uv_timer_stop(&tick);
-    for (unsigned i = 0; i < started; i++)
-        if (ss[i].open && ss[i].state == S_READY && ss[i].tls_up)
-            send_str(&ss[i], "</stream:stream>");
+    if (o.graceful)
+        for (unsigned i = 0; i < started; i++)
+            if (ss[i].open && ss[i].state == S_READY)
+                send_str(&ss[i], "</stream:stream>");
     uv_walk(loop, close_all, NULL);
 }
 
@@ -1205,7 +1213,8 @@ usage(FILE *f)
         "  --msg-pairs          session 2k sends to 2k+1 and back; default: each\n"
         "                       session sends to its own full JID\n"
         "Sources:\n"
-        "  --source ADDR        first local IPv4 address to bind   (default 127.0.0.1)\n"
+        "  --source ADDR        first local IPv4 address to bind (default: 127.0.0.1\n"
+        "                       if --host is in 127.0.0.0/8, else none: the kernel's)\n"
         "  --sources N          use N consecutive addresses from --source, bound\n"
         "                       before connect with IP_BIND_ADDRESS_NO_PORT, so more\n"
         "                       sessions than one address has ports (default: one per\n"
@@ -1217,6 +1226,9 @@ usage(FILE *f)
         "  --duration S         the whole run stops after S seconds, whatever is left\n"
         "                       (default 120, at most %.0f)\n"
         "Output:\n"
+        "  --graceful-close     at the end, send </stream:stream> and close normally;\n"
+        "                       default: close with a reset (SO_LINGER 0), so that\n"
+        "                       no TIME_WAIT is left on the machine's ports\n"
         "  --quiet              no progress or summary on stderr\n"
         "  -h, --help           this help\n"
         "\n"
@@ -1267,6 +1279,8 @@ parse_args(int argc, char **argv)
             o.msg_pairs = 1;
         else if (!strcmp(a, "--quiet"))
             o.quiet = 1;
+        else if (!strcmp(a, "--graceful-close"))
+            o.graceful = 1;
         else if (ARG("--host"))
             o.host = v;
         else if (ARG("--port"))
@@ -1348,11 +1362,13 @@ main(int argc, char **argv)
         fprintf(stderr, "xedge-load: --host must be a numeric IPv4 address\n");
         return 2;
     }
-    if (inet_pton(AF_INET, o.source, &a) != 1) {
+    if (!o.source && (ntohl(target.sin_addr.s_addr) >> 24) == 127)
+        o.source = "127.0.0.1"; /* loopback: spread over 127.0.0.1, .2, ... */
+    if (o.source && inet_pton(AF_INET, o.source, &a) != 1) {
         fprintf(stderr, "xedge-load: --source must be a numeric IPv4 address\n");
         return 2;
     }
-    source_base = ntohl(a.s_addr);
+    source_base = o.source ? ntohl(a.s_addr) : 0;
     if ((uint64_t)source_base + o.sources - 1 > UINT32_MAX) {
         fprintf(stderr, "xedge-load: --source + --sources overflows\n");
         return 2;
