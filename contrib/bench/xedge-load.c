@@ -131,6 +131,8 @@ struct opts {
     unsigned sources;
     const char *cafile;
     int presence;
+    unsigned pause_at;
+    double pause;
     int graceful;
     int quiet;
 } o = {
@@ -162,8 +164,10 @@ static double *login_ms;
 static uint32_t *rtt_us;
 static uint64_t rtt_n, msg_sent, msg_recv, msg_err;
 static uint64_t errors[E_COUNT];
-static unsigned rr; /* round robin for messages */
-static int phase;   /* 0 login, 1 hold, 2 messages, 3 drain, 4 done */
+static unsigned rr;                  /* round robin for messages */
+static uint64_t paused_t, paused_ns; /* --pause-at */
+static int paused_done;
+static int phase; /* 0 login, 1 hold, 2 messages, 3 drain, 4 done */
 static uint64_t phase_t;
 static uv_timer_t tick;
 static uv_signal_t sigint_h;
@@ -974,8 +978,21 @@ on_tick(uv_timer_t *t)
     }
     switch (phase) {
     case 0: /* logins */
-        el = (double)(now - t_begin) / 1e9;
+        if (o.pause_at && !paused_done) {
+            if (!paused_t && settled >= o.pause_at) {
+                printf("PAUSE_LOGINS_OK=%u\n", logged_in);
+                emit_phase("paused");
+                paused_t = now;
+            }
+            if (paused_t && (double)(now - paused_t) / 1e9 >= o.pause) {
+                paused_done = 1;
+                paused_ns = now - paused_t;
+                emit_phase("resumed");
+            }
+        }
+        el = (double)(now - t_begin - paused_ns) / 1e9;
         while (started < o.sessions && inflight < o.concurrency &&
+               (!o.pause_at || paused_done || started < o.pause_at) &&
                (o.rate <= 0 || started < (unsigned)(o.rate * el) + 1))
             sess_start(&ss[started]);
         if (settled >= o.sessions) {
@@ -1094,7 +1111,7 @@ finish(void)
     for (unsigned i = 0; i < started; i++)
         if (ss[i].state == S_READY)
             held++;
-    login_s = (double)(t_login_end - t_begin) / 1e9;
+    login_s = (double)(t_login_end - t_begin - paused_ns) / 1e9;
     el_s = (double)(now - t_begin) / 1e9;
     qsort(login_ms, logged_in, sizeof(*login_ms), cmp_d);
     qsort(rtt_us, rtt_n, sizeof(*rtt_us), cmp_u32);
@@ -1206,6 +1223,11 @@ usage(FILE *f)
         "  --rate R             new sessions per second, 0 = as fast as\n"
         "                       --concurrency allows                (default 0)\n"
         "  --concurrency C      logins in flight at most            (default 50)\n"
+        "  --pause-at N         once N logins are done (none in flight), print\n"
+        "                       PAUSE_LOGINS_OK= and PHASE=paused, wait --pause\n"
+        "                       seconds, print PHASE=resumed and go on (a checkpoint\n"
+        "                       for measuring the server; not counted in logins/s)\n"
+        "  --pause S            the pause's length                  (default 0)\n"
         "  --hold S             seconds to hold the sessions idle after the logins,\n"
         "                       before the messages                 (default 0)\n"
         "  --msg-rate R         messages per second in total, 0 = none (default 0)\n"
@@ -1232,7 +1254,8 @@ usage(FILE *f)
         "  --quiet              no progress or summary on stderr\n"
         "  -h, --help           this help\n"
         "\n"
-        "Stdout: PHASE=logged_in (all logins settled), PHASE=hold_done,\n"
+        "Stdout: PHASE=paused and PHASE=resumed (with --pause-at), PHASE=logged_in\n"
+        "(all logins settled), PHASE=hold_done,\n"
         "PHASE=messages_done as they happen, then KEY=value lines: SESSIONS_TARGET,\n"
         "SESSIONS_STARTED, LOGINS_OK, LOGINS_FAILED, SESSIONS_HELD, LOGIN_SECONDS,\n"
         "LOGINS_PER_S, LOGIN_P50_MS, LOGIN_P99_MS, LOGIN_MAX_MS, MSG_SENT, "
@@ -1320,6 +1343,10 @@ parse_args(int argc, char **argv)
             o.rate = num(a, v, 0, 1e6);
         else if (ARG("--concurrency"))
             o.concurrency = (unsigned)num(a, v, 1, XL_MAX_SESSIONS);
+        else if (ARG("--pause-at"))
+            o.pause_at = (unsigned)num(a, v, 0, XL_MAX_SESSIONS);
+        else if (ARG("--pause"))
+            o.pause = num(a, v, 0, XL_MAX_DURATION);
         else if (ARG("--hold"))
             o.hold = num(a, v, 0, XL_MAX_DURATION);
         else if (ARG("--msg-rate"))
