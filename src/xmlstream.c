@@ -3,11 +3,13 @@
 
 #include "xmlstream.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <expat.h>
+#include <openssl/rand.h>
 
 #include "xelimits.h"
 
@@ -325,6 +327,20 @@ on_comment(void *ud, const XML_Char *data)
     fail(ud, "restricted-xml", "comments are not allowed");
 }
 
+/* Expat's hash salt (against hash flooding) is drawn per parser from the
+ * kernel (getrandom, getpid) unless one is given: a secret random salt per
+ * process serves as well and saves two system calls per stream. */
+static unsigned long hash_salt;
+static pthread_once_t hash_salt_once = PTHREAD_ONCE_INIT;
+
+static void
+draw_hash_salt(void)
+{
+    while (hash_salt == 0)
+        if (RAND_bytes((unsigned char *)&hash_salt, sizeof(hash_salt)) != 1)
+            abort(); /* no randomness: nothing here is safe to run */
+}
+
 static int
 setup(struct xe_xmlstream *xs)
 {
@@ -334,6 +350,8 @@ setup(struct xe_xmlstream *xs)
         return -1;
     if (xs->p == NULL)
         return -1;
+    pthread_once(&hash_salt_once, draw_hash_salt);
+    XML_SetHashSalt(xs->p, hash_salt);
     XML_SetReturnNSTriplet(xs->p, XML_TRUE);
     XML_SetUserData(xs->p, xs);
     XML_SetElementHandler(xs->p, on_start, on_end);
