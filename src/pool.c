@@ -8,6 +8,10 @@
 
 #include <openssl/evp.h>
 
+#include "util.h"
+#include "xelimits.h"
+#include "xmlstream.h"
+
 /* A uniform value in (0, 1) from SHA-256(server NUL jid). */
 static double
 unit_hash(const char *server, const char *jid)
@@ -201,4 +205,115 @@ xe_server_kind_name(enum xe_server_kind k)
         break;
     }
     return "generic";
+}
+
+/* ---- active health checks ------------------------------------------------- */
+
+struct xe_health_probe {
+    struct xe_xmlstream *xs;
+    struct xe_buf request;
+    size_t received;
+    int result; /* 0 pending, 1 healthy, -1 not */
+    char why[160];
+};
+
+static int
+probe_start(void *ctx, const struct xe_xml_elem *header, const char *default_ns)
+{
+    (void)ctx;
+    (void)header;
+    (void)default_ns;
+    return XE_XS_CONTINUE;
+}
+
+static int
+probe_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+              size_t raw_len)
+{
+    struct xe_health_probe *p = ctx;
+
+    (void)raw;
+    (void)raw_len;
+    if (xe_xml_is(e, XE_NS_STREAMS, "features")) {
+        p->result = 1;
+    } else if (xe_xml_is(e, XE_NS_STREAMS, "error")) {
+        const struct xe_xml_elem *k = e->first_child;
+        p->result = -1;
+        snprintf(p->why, sizeof(p->why), "stream error: %s", k ? k->name : "(none)");
+    } else {
+        p->result = -1;
+        snprintf(p->why, sizeof(p->why), "unexpected <%.64s/> instead of the features",
+                 e->name);
+    }
+    return XE_XS_STOP;
+}
+
+static int
+probe_end(void *ctx)
+{
+    struct xe_health_probe *p = ctx;
+
+    p->result = -1;
+    snprintf(p->why, sizeof(p->why), "the server closed its stream");
+    return XE_XS_STOP;
+}
+
+struct xe_health_probe *
+xe_health_probe_new(const char *domain)
+{
+    static const struct xe_xmlstream_cb cb = {probe_start, probe_element, probe_end};
+    static const struct xe_xmlstream_limits lim = {XE_HEALTH_MAX_BYTES, 32, 64};
+    struct xe_health_probe *p = xe_calloc(1, sizeof(*p));
+
+    p->xs = xe_xmlstream_new(&lim, &cb, p);
+    xe_buf_init(&p->request, 0);
+    xe_buf_appendf(&p->request,
+                   "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                   "xmlns:stream='http://etherx.jabber.org/streams' to='%s' "
+                   "version='1.0'>",
+                   domain);
+    return p;
+}
+
+const char *
+xe_health_probe_request(const struct xe_health_probe *p, size_t *len_r)
+{
+    *len_r = p->request.len;
+    return (const char *)p->request.data;
+}
+
+int
+xe_health_probe_feed(struct xe_health_probe *p, const void *data, size_t n,
+                     const char **why_r)
+{
+    size_t used = 0;
+
+    *why_r = p->why;
+    if (p->result != 0)
+        return p->result;
+    if (n > XE_HEALTH_MAX_BYTES - p->received) {
+        snprintf(p->why, sizeof(p->why), "more than %d bytes before the features",
+                 XE_HEALTH_MAX_BYTES);
+        return p->result = -1;
+    }
+    p->received += n;
+    if (xe_xmlstream_feed(p->xs, data, n, &used) == XE_XS_ERROR) {
+        snprintf(p->why, sizeof(p->why), "bad XML: %.120s",
+                 xe_xmlstream_error_text(p->xs));
+        return p->result = -1;
+    }
+    return p->result;
+}
+
+void
+xe_health_probe_free(struct xe_health_probe **pp)
+{
+    struct xe_health_probe *p = *pp;
+
+    if (p == NULL)
+        return;
+    xe_xmlstream_free(&p->xs);
+    xe_buf_free(&p->request);
+    free(p);
+    *pp = NULL;
 }

@@ -48,6 +48,19 @@ size_t xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *c
 int xe_pool_health(struct xe_server_state *st, bool ok, bool passive, unsigned fall,
                    unsigned rise);
 
+/* An active health check's exchange: a client stream header to DOMAIN out,
+ * the server's header and <stream:features/> in (no login). */
+struct xe_health_probe;
+struct xe_health_probe *xe_health_probe_new(const char *domain);
+/* The bytes to send (the stream header). */
+const char *xe_health_probe_request(const struct xe_health_probe *p, size_t *len_r);
+/* Feed the server's bytes: 0 more needed, 1 the features arrived (healthy),
+ * -1 not healthy, with *why_r (a text of the probe's, valid until it is
+ * freed). At most XE_HEALTH_MAX_BYTES are read. */
+int xe_health_probe_feed(struct xe_health_probe *p, const void *data, size_t n,
+                         const char **why_r);
+void xe_health_probe_free(struct xe_health_probe **p);
+
 const char *xe_pool_policy_name(enum xe_pool_policy p);
 const char *xe_server_kind_name(enum xe_server_kind k);
 

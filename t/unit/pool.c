@@ -216,6 +216,47 @@ test_names(void)
     is_str(xe_server_kind_name(XE_KIND_GENERIC), "generic", "names: generic");
 }
 
+static void
+test_probe(void)
+{
+    static const char features[] =
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+        "xmlns:stream='http://etherx.jabber.org/streams' from='d' id='1' "
+        "version='1.0'><stream:features><starttls "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
+    struct xe_health_probe *p = xe_health_probe_new("example.test");
+    const char *why, *req;
+    size_t len, k;
+    int r = 0;
+
+    req = xe_health_probe_request(p, &len);
+    ok(len > 0 && strstr(req, "to='example.test'") != NULL,
+       "probe: a stream header to the domain");
+    for (k = 0; k < sizeof(features) - 1 && r == 0; k++)
+        r = xe_health_probe_feed(p, features + k, 1, &why);
+    is_int(r, 1, "probe: the features, byte by byte: healthy");
+    is_int(k, sizeof(features) - 1, "... at their last byte");
+    xe_health_probe_free(&p);
+    p = xe_health_probe_new("example.test");
+    r = xe_health_probe_feed(p, features,
+                             (size_t)(strstr(features, "<stream:f") - features), &why);
+    is_int(r, 0, "probe: a header alone: more needed");
+    {
+        static const char err[] =
+            "<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+            "</stream:error>";
+        r = xe_health_probe_feed(p, err, sizeof(err) - 1, &why);
+    }
+    is_int(r, -1, "probe: a stream error: not healthy");
+    is_str(why, "stream error: host-unknown", "... saying which");
+    xe_health_probe_free(&p);
+    p = xe_health_probe_new("example.test");
+    is_int(xe_health_probe_feed(p, "HTTP/1.1 400 Bad Request\r\n", 26, &why), -1,
+           "probe: not XML: not healthy");
+    xe_health_probe_free(&p);
+    ok(p == NULL, "probe: freed");
+}
+
 int
 main(void)
 {
@@ -224,5 +265,6 @@ main(void)
     test_round_robin();
     test_health();
     test_names();
+    test_probe();
     return tap_done();
 }
