@@ -8,11 +8,18 @@
       log every user in, one after the other, keeping each session open until
       all are done; one line per user: "USER jid ok" or "USER jid error=COND
       text=TEXT" (a stream error) or "USER jid fail=WHAT"
+  backends_check.py spread SERVER CAFILE PASSWORD LOG NAME=WEIGHT,... USERS...
+      log every user in (PLAIN), one after the other, each closed at once;
+      then, from xedge's LOG, each user's backend against its weighted hash
+      choice: "COUNT name n expected_share" lines, "MISMATCH n", "FAILED n"
   backends_check.py keep SERVER CAFILE PASSWORD JID FLAGFILE
       log in, print READY, wait (40 s at most) until FLAGFILE exists, then
       ping the domain and message ourselves: "PING ok" or "PING fail=WHAT"
 """
+import hashlib
+import math
 import os
+import re
 import sys
 import time
 
@@ -30,6 +37,54 @@ def session(jid, server, cafile, pw):
     return s
 
 
+def weighted_choice(servers, jid):
+    """The documented weighted rendezvous hashing; servers: [(name, weight)]."""
+    best, best_score = None, -1.0
+    for name, weight in servers:
+        h = hashlib.sha256(name.encode() + b'\0' + jid.encode()).digest()
+        u = ((int.from_bytes(h[:8], 'big') >> 11) + 0.5) / 9007199254740992.0
+        score = weight / -math.log(u)
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
+def spread(server, cafile, pw, log, spec, users):
+    servers = [(n, int(w)) for n, w in (x.split('=') for x in spec.split(','))]
+    failed = 0
+    for jid in users:
+        try:
+            s = raw_client.Session(jid, server, 'starttls', cafile, False, 15, log=lambda _l: None)
+            s.connect()
+            if s.auth('PLAIN', pw)[0] != 'success':
+                raise raw_client.ProtocolError('auth')
+            s.restart_and_bind('spread')
+            s.close()
+        except Exception as e:  # noqa: BLE001 - counted, the test decides
+            failed += 1
+            print('FAIL %s %s' % (jid, e), flush=True)
+    seen = {}
+    with open(log) as f:
+        for line in f:
+            m = re.search(r'event=session .*jid=(\S+) .*backend=(\S+)', line)
+            if m:
+                seen[m.group(1)] = m.group(2)
+    total = sum(w for _, w in servers)
+    counts = {n: 0 for n, _ in servers}
+    mismatch = 0
+    for jid in users:
+        got = seen.get(jid)
+        if got in counts:
+            counts[got] += 1
+        if got != weighted_choice(servers, jid):
+            mismatch += 1
+    for n, w in servers:
+        print('COUNT %s %d %.4f' % (n, counts[n], w / total))
+    print('MISMATCH %d' % mismatch)
+    print('FAILED %d' % failed)
+    return 0
+
+
 def main():
     mode = sys.argv[1]
     if mode == 'hash':
@@ -38,6 +93,8 @@ def main():
             print('HASH %s %s' % (jid, pool_check.expected(names, jid)))
         return 0
     server, cafile, pw = sys.argv[2:5]
+    if mode == 'spread':
+        return spread(server, cafile, pw, sys.argv[5], sys.argv[6], sys.argv[7:])
     if mode == 'login':
         open_ = []
         for jid in sys.argv[5:]:
