@@ -1,14 +1,15 @@
 #!/bin/bash
 # e2e-backends.t: pool policies, health checks and draining on two real
-# Prosody backends. least-conn spreads sessions evenly; in a sticky pool a
-# stopped server is marked down by the health checks within interval x fall
-# (xedgectl backend list, metrics), its users get <remote-connection-failed/>
-# (on_down = "error") or the next server in hash order (on_down = "next")
-# while the other server's users are untouched; a drained server gets no new
-# sessions and keeps its open ones; undrain brings it back.
+# Prosody backends. least-conn spreads sessions evenly, round-robin
+# alternates; in a sticky pool a stopped server is marked down by the health
+# checks within interval x fall (xedgectl backend list, metrics), its users
+# get <remote-connection-failed/> (on_down = "error") or the next server in
+# hash order (on_down = "next") while the other server's users are
+# untouched; a drained server gets no new sessions and keeps its open ones;
+# undrain brings it back; the restarted server comes back up.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 25
+plan 26
 
 PW="backends-$RANDOM-$RANDOM"
 N=20
@@ -58,6 +59,12 @@ on0=$(tail -n +"$mark" "$XEDGE_LOG" | grep -c 'event=session .*backend=prosody-0
 on1=$(tail -n +"$mark" "$XEDGE_LOG" | grep -c 'event=session .*backend=prosody-1$')
 ok "$([ $((on0 - on1)) -le 4 ] && [ $((on1 - on0)) -le 4 ] && echo 0 || echo 1)" \
 	"least-conn: the $N sessions spread evenly ($on0 on prosody-0, $on1 on prosody-1)"
+
+pool_settings "policy = \"round-robin\"; $HEALTH"
+mark=$(wc -l <"$XEDGE_LOG")
+logins "${users[@]:0:8}"
+seq=$(tail -n +"$mark" "$XEDGE_LOG" | sed -n 's/.*event=session .*backend=prosody-\([01]\)$/\1/p' | tr -d '\n')
+like "$seq" '^(01010101|10101010)$' "round-robin: 8 logins alternate ($seq)"
 
 LIST=$(ctl backend list)
 diag "$LIST"
