@@ -95,7 +95,6 @@ struct hcheck {
     size_t proxy_len;
     int handles;
     bool done;
-    unsigned fall, rise;
 };
 
 struct xe_server {
