@@ -159,11 +159,68 @@ out:
     return r;
 }
 
+/* A string setting that must be one of NAMES (NULL-terminated; the first
+ * is the default): its index in *v. */
+static int
+get_enum(struct ctx *c, const config_setting_t *g, const char *name,
+         const char *const *names, int *v)
+{
+    char *s = NULL;
+
+    *v = 0;
+    if (get_string(c, g, name, false, NULL, &s) < 0)
+        return -1;
+    if (s == NULL)
+        return 0;
+    for (int i = 0; names[i]; i++)
+        if (strcmp(names[i], s) == 0) {
+            *v = i;
+            free(s);
+            return 0;
+        }
+    free(s);
+    {
+        char list[256] = "";
+        for (int i = 0; names[i]; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"",
+                     i ? ", " : "", names[i]);
+        return fail(c, config_setting_get_member(g, name), name, "must be one of %s",
+                    list);
+    }
+}
+
+/* A pool's health group: active checks every interval seconds (0: none). */
+static int
+load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
+{
+    unsigned long long v[4] = {XE_DEF_HEALTH_INTERVAL_S, XE_DEF_HEALTH_TIMEOUT_S,
+                               XE_DEF_HEALTH_FALL, XE_DEF_HEALTH_RISE};
+
+    if (h != NULL && !config_setting_is_group(h))
+        return fail(c, h, "health", "must be a group { ... }");
+    if (h != NULL &&
+        (get_uint(c, h, "interval", 0, 3600, XE_DEF_HEALTH_INTERVAL_S, &v[0]) < 0 ||
+         get_uint(c, h, "timeout", 1, 600, XE_DEF_HEALTH_TIMEOUT_S, &v[1]) < 0 ||
+         get_uint(c, h, "fall", 1, 100, XE_DEF_HEALTH_FALL, &v[2]) < 0 ||
+         get_uint(c, h, "rise", 1, 100, XE_DEF_HEALTH_RISE, &v[3]) < 0))
+        return -1;
+    p->health.interval_ms = (unsigned)v[0] * 1000;
+    p->health.timeout_ms = (unsigned)v[1] * 1000;
+    p->health.fall = (unsigned)v[2];
+    p->health.rise = (unsigned)v[3];
+    return 0;
+}
+
 static int
 load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
+    static const char *const kinds[] = {"generic", "prosody", "ejabberd", "jabberd2",
+                                        NULL};
+    static const char *const policies[] = {"sticky", "least-conn", "round-robin", NULL};
+    static const char *const on_down[] = {"error", "next", NULL};
     const config_setting_t *list = config_setting_get_member(root, "pools");
     unsigned long long v;
+    int kind;
 
     if (list == NULL)
         return fail(c, root, "pools",
@@ -209,12 +266,22 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             if (get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
                 return -1;
             sv->weight = (unsigned)v;
+            if (get_enum(c, sg, "kind", kinds, &kind) < 0)
+                return -1;
+            sv->kind = (enum xe_server_kind)kind;
             for (size_t k = 0; k < j; k++)
                 if (strcmp(p->servers[k].name, sv->name) == 0)
                     return fail(c, sg, "name", "server '%s' is listed twice in pool '%s'",
                                 sv->name, p->name);
         }
-        if (get_bool(c, g, "proxy_protocol", false, &p->proxy_protocol) < 0)
+        if (get_bool(c, g, "proxy_protocol", false, &p->proxy_protocol) < 0 ||
+            get_enum(c, g, "policy", policies, &kind) < 0)
+            return -1;
+        p->policy = (enum xe_pool_policy)kind;
+        if (get_enum(c, g, "on_down", on_down, &kind) < 0)
+            return -1;
+        p->on_down = (enum xe_on_down)kind;
+        if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
             return -1;
     }
     return 0;
@@ -708,9 +775,12 @@ check_names(struct ctx *c, const config_setting_t *root)
         "name",      "certificate",       "key",     "pool",     "mechanisms",
         "client_ca", "client_identities", "iq_auth", "register", "compression",
         NULL};
-    static const char *const pool[] = {"name", "secret_file", "servers", "proxy_protocol",
-                                       NULL};
-    static const char *const server[] = {"name", "address", "port", "weight", NULL};
+    static const char *const pool[] = {"name",           "secret_file", "servers",
+                                       "proxy_protocol", "policy",      "on_down",
+                                       "health",         NULL};
+    static const char *const health[] = {"interval", "timeout", "fall", "rise", NULL};
+    static const char *const server[] = {"name",   "address", "port",
+                                         "weight", "kind",    NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
@@ -760,7 +830,8 @@ check_names(struct ctx *c, const config_setting_t *root)
          pools && config_setting_is_list(pools) && i < config_setting_length(pools);
          i++) {
         const config_setting_t *g = config_setting_get_elem(pools, (unsigned)i);
-        if (check_list(c, config_setting_get_member(g, "servers"), server) < 0)
+        if (check_list(c, config_setting_get_member(g, "servers"), server) < 0 ||
+            check_group(c, config_setting_get_member(g, "health"), health) < 0)
             return -1;
     }
     return 0;

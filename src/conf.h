@@ -19,12 +19,26 @@ struct xe_listener_conf {
     size_t n_proxy_from;
 };
 
+/* informational: logged and shown (xedgectl backend list) */
+enum xe_server_kind {
+    XE_KIND_GENERIC,
+    XE_KIND_PROSODY,
+    XE_KIND_EJABBERD,
+    XE_KIND_JABBERD2
+};
+
 struct xe_server_conf {
     char *name;
     char *host; /* numeric address */
     int port;
     unsigned weight;
+    enum xe_server_kind kind;
 };
+
+/* how a pool chooses a server for a new session (pool.h) */
+enum xe_pool_policy { XE_POLICY_STICKY, XE_POLICY_LEAST_CONN, XE_POLICY_ROUND_ROBIN };
+/* what a sticky user whose server is down or draining gets */
+enum xe_on_down { XE_ON_DOWN_ERROR, XE_ON_DOWN_NEXT };
 
 struct xe_pool_conf {
     char *name;
@@ -34,6 +48,13 @@ struct xe_pool_conf {
     struct xe_server_conf *servers;
     size_t n_servers;
     bool proxy_protocol; /* send a PROXY v2 header first to each server */
+    enum xe_pool_policy policy;
+    enum xe_on_down on_down;
+    /* health checks; interval 0: none (every server is always up) */
+    struct {
+        unsigned interval_ms, timeout_ms;
+        unsigned fall, rise; /* consecutive failures / successes */
+    } health;
 };
 
 struct xe_domain_conf {

@@ -121,6 +121,18 @@ srv_stats(void *srv, struct xe_buf *out)
 }
 
 static void
+srv_backends(void *srv, struct xe_buf *out)
+{
+    xe_server_backends(srv, out);
+}
+
+static size_t
+srv_drain(void *srv, const char *name, bool drain)
+{
+    return xe_server_drain(srv, name, drain);
+}
+
+static void
 answer(struct client *cl, char *line, size_t len)
 {
     struct xe_ctlcmd_env env = {
@@ -130,6 +142,8 @@ answer(struct client *cl, char *line, size_t len)
         .sessions = srv_sessions,
         .kick = srv_kick,
         .stats = srv_stats,
+        .backends = srv_backends,
+        .drain = srv_drain,
         .reload = cl->ctl->reload,
         .reload_ctx = cl->ctl->reload_ctx,
     };

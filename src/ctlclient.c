@@ -387,6 +387,83 @@ out:
 }
 
 void
+xe_ctlclient_backend_usage(FILE *f)
+{
+    fprintf(f, "usage: xedgectl [-c FILE] backend list [--json]\n"
+               "       xedgectl [-c FILE] backend drain|undrain NAME\n"
+               "\n"
+               "The backend servers of the running xedge (on its control socket).\n"
+               "\n"
+               "commands:\n"
+               "  backend list   one line per configured server: name, pool, kind,\n"
+               "                 address, port, weight, state (up, down or draining),\n"
+               "                 health (up or down, by the health checks) and\n"
+               "                 sessions (being set up or spliced); --json: a JSON\n"
+               "                 array\n"
+               "  backend drain NAME\n"
+               "                 the server NAME (in every pool that has one) gets no\n"
+               "                 new sessions (the pool's policy and on_down decide\n"
+               "                 where they go) and keeps its open ones; until undrain\n"
+               "                 or a restart of xedge (a reload keeps it)\n"
+               "  backend undrain NAME\n"
+               "                 it gets new sessions again\n"
+               "\n"
+               "exit status: 0 ok, 1 the operation failed (no server of that name),\n"
+               "2 usage error, 3 configuration error (no control socket configured),\n"
+               "4 xedge cannot be reached on its control socket.\n");
+}
+
+int
+xe_ctlclient_backend(const char *config, int argc, char **argv)
+{
+    struct xe_buf resp;
+    char *request = NULL;
+    const char *body = NULL;
+    size_t body_len = 0;
+    bool json = false;
+    int ret = CTL_USAGE;
+
+    xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            xe_ctlclient_backend_usage(stdout);
+            return CTL_OK;
+        }
+    if (argc >= 2 && strcmp(argv[1], "list") == 0 &&
+        (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0))) {
+        json = argc == 3;
+        request = xe_strdup("backend list");
+    } else if (argc == 3 &&
+               (strcmp(argv[1], "drain") == 0 || strcmp(argv[1], "undrain") == 0)) {
+        if (argv[2][0] == '\0' || strlen(argv[2]) > XE_CONTROL_MAX_REQUEST - 16 ||
+            strpbrk(argv[2], " \t\r\n") != NULL) {
+            fprintf(stderr, "xedgectl: backend %s: invalid server name '%s'\n", argv[1],
+                    argv[2]);
+            goto out;
+        }
+        request = xe_asprintf("backend %s %s", argv[1], argv[2]);
+    } else {
+        fprintf(stderr,
+                "xedgectl: backend: bad arguments (try 'xedgectl backend --help')\n");
+        goto out;
+    }
+    if ((ret = call(config, request, &resp, &body, &body_len)) != CTL_OK)
+        goto out;
+    if (json) {
+        json_lines(body, body_len, "backend");
+        putchar('\n');
+    } else {
+        fwrite(body, 1, body_len, stdout);
+    }
+    if (fflush(stdout) != 0)
+        ret = CTL_FAILED;
+out:
+    xe_buf_free(&resp);
+    free(request);
+    return ret;
+}
+
+void
 xe_ctlclient_reload_usage(FILE *f)
 {
     fprintf(f, "usage: xedgectl [-c FILE] reload\n"

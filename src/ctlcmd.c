@@ -97,6 +97,48 @@ cmd_session_kick(const struct xe_ctlcmd_env *env, char **args, size_t n,
 }
 
 static const char *
+cmd_backend_list(const struct xe_ctlcmd_env *env, char **args, size_t n,
+                 struct xe_buf *out)
+{
+    (void)args;
+    (void)n;
+    if (env->backends == NULL)
+        return "backends are not available";
+    env->backends(env->srv, out);
+    return NULL;
+}
+
+static const char *
+backend_drain(const struct xe_ctlcmd_env *env, const char *name, bool drain,
+              struct xe_buf *out)
+{
+    size_t k;
+
+    if (env->drain == NULL)
+        return "backends are not available";
+    if ((k = env->drain(env->srv, name, drain)) == 0)
+        return "no backend server of that name";
+    xe_buf_appendf(out, "%s=%zu\n", drain ? "draining" : "undrained", k);
+    return NULL;
+}
+
+static const char *
+cmd_backend_drain(const struct xe_ctlcmd_env *env, char **args, size_t n,
+                  struct xe_buf *out)
+{
+    (void)n;
+    return backend_drain(env, args[0], true, out);
+}
+
+static const char *
+cmd_backend_undrain(const struct xe_ctlcmd_env *env, char **args, size_t n,
+                    struct xe_buf *out)
+{
+    (void)n;
+    return backend_drain(env, args[0], false, out);
+}
+
+static const char *
 cmd_stats(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
 {
     (void)args;
@@ -146,6 +188,9 @@ static const struct command commands[] = {
     {{"lockout", "clear", NULL}, 1, 1, cmd_lockout_clear, "lockout clear KEY|--all"},
     {{"session", "list", NULL}, 0, 0, cmd_session_list, "session list"},
     {{"session", "kick", NULL}, 1, 1, cmd_session_kick, "session kick JID|ID"},
+    {{"backend", "list", NULL}, 0, 0, cmd_backend_list, "backend list"},
+    {{"backend", "drain", NULL}, 1, 1, cmd_backend_drain, "backend drain NAME"},
+    {{"backend", "undrain", NULL}, 1, 1, cmd_backend_undrain, "backend undrain NAME"},
     {{"stats", NULL}, 0, 0, cmd_stats, "stats"},
     {{"reload", NULL}, 0, 0, cmd_reload, "reload"},
     {{"help", NULL}, 0, 0, cmd_help, "help"},

@@ -8,6 +8,7 @@
 #ifndef XE_CTLCMD_H
 #define XE_CTLCMD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,10 @@ struct xe_ctlcmd_env {
     void (*sessions)(void *srv, struct xe_buf *out);
     size_t (*kick)(void *srv, const char *what);
     void (*stats)(void *srv, struct xe_buf *out);
+    /* the backend servers: list, drain/undrain by name (the number of
+     * servers of that name) */
+    void (*backends)(void *srv, struct xe_buf *out);
+    size_t (*drain)(void *srv, const char *name, bool drain);
     /* reload the configuration (xedge.c); NULL: unavailable. Returns 0 and
      * the new generation's number, or -1 and a malloc'ed error. */
     int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);

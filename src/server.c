@@ -34,6 +34,9 @@
 #include "zstream.h"
 
 #define CLOSE_GRACE_MS 3000
+#define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
+#define XE_TEXT_USER_SERVER                                                              \
+    "the server that holds this account is unavailable, try again later"
 
 struct listener {
     uv_tcp_t tcp;
@@ -55,6 +58,43 @@ struct gen {
     const struct xe_conf *conf;
     struct xe_conf *owned; /* conf, when the generation owns it (reloads) */
     struct xe_tls_ctx *tls_starttls, *tls_direct;
+    /* the live state of each configured server, in pool order: pool p's
+     * servers are bs[pool_off[p]...] (st: the same, for pool.h) */
+    struct bstate **bs;
+    struct xe_server_state **st;
+    size_t n_bs;
+    size_t *pool_off;
+};
+
+/* A backend server's live state: health, draining, sessions. Known by pool
+ * and server name, it lives on across reloads (each generation that lists
+ * the server holds a reference, and so does a running health check). */
+struct bstate {
+    unsigned refs;
+    char *pool, *name;
+    /* in the current generation; NULL once a reload removed the server */
+    const struct xe_pool_conf *pc;
+    const struct xe_server_conf *sc;
+    const char *domain; /* a domain of the pool, for the checks' stream header */
+    struct xe_server_state st;
+    uint64_t next_check_ms; /* loop time of the next active check */
+    bool checking;
+};
+
+/* An active health check (pool.h): connect, a stream header, the features. */
+struct hcheck {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    struct xe_server *srv;
+    struct bstate *b;
+    struct xe_health_probe *probe;
+    struct hcheck *prev, *next;
+    unsigned char proxy_hdr[XE_PROXY_V2_OUT_MAX];
+    size_t proxy_len;
+    int handles;
+    bool done;
 };
 
 struct xe_server {
@@ -76,6 +116,9 @@ struct xe_server {
     struct xe_userstore *store; /* for the users' pins */
     uint64_t refused_logged_ms; /* refusals are logged at most once a second */
     unsigned long refused_unlogged;
+    uv_timer_t health_timer; /* starts the active health checks when due */
+    bool health_inited;
+    struct hcheck *checks; /* running */
 };
 
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
@@ -102,6 +145,8 @@ struct conn {
     struct xe_buf to_client_pending;  /* backend bytes after its features */
     const struct xe_pool_conf *pool;  /* of server */
     const struct xe_server_conf *server;
+    struct bstate *bst;               /* server's state: counts this session while set */
+    const char *fail_text;            /* the error text when the backend fails */
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
     bool client_paused, backend_paused;
     bool client_eof, shutdown_sent;
@@ -171,6 +216,103 @@ static void proxy_send(struct conn *c);
 
 /* ---- generations ---------------------------------------------------------- */
 
+static void
+bstate_unref(struct bstate *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    free(b->pool);
+    free(b->name);
+    free(b);
+}
+
+/* The generation's server states: PREV's for the servers it lists too (by
+ * pool and server name: health, draining and sessions go on), new ones
+ * (up) for the others. */
+static void
+gen_states(struct gen *g, const struct gen *prev)
+{
+    const struct xe_conf *conf = g->conf;
+    size_t k = 0;
+
+    for (size_t p = 0; p < conf->n_pools; p++)
+        g->n_bs += conf->pools[p].n_servers;
+    g->bs = xe_calloc(g->n_bs ? g->n_bs : 1, sizeof(*g->bs));
+    g->st = xe_calloc(g->n_bs ? g->n_bs : 1, sizeof(*g->st));
+    g->pool_off = xe_calloc(conf->n_pools ? conf->n_pools : 1, sizeof(*g->pool_off));
+    for (size_t p = 0; p < conf->n_pools; p++) {
+        const struct xe_pool_conf *pc = &conf->pools[p];
+
+        g->pool_off[p] = k;
+        for (size_t i = 0; i < pc->n_servers; i++, k++) {
+            const struct xe_server_conf *sc = &pc->servers[i];
+            struct bstate *b = NULL;
+
+            for (size_t j = 0; prev && j < prev->n_bs && b == NULL; j++)
+                if (strcmp(prev->bs[j]->pool, pc->name) == 0 &&
+                    strcmp(prev->bs[j]->name, sc->name) == 0)
+                    b = prev->bs[j];
+            if (b == NULL) {
+                b = xe_calloc(1, sizeof(*b));
+                b->pool = xe_strdup(pc->name);
+                b->name = xe_strdup(sc->name);
+                b->st.up = true;
+            }
+            b->refs++;
+            if (pc->health.interval_ms == 0)
+                b->st.up = true; /* unchecked: always up */
+            g->bs[k] = b;
+            g->st[k] = &b->st;
+        }
+    }
+}
+
+/* The servers of the current generation, in the log (at start and after a
+ * reload). */
+static void
+log_backends(const struct gen *g)
+{
+    for (size_t i = 0; i < g->n_bs; i++) {
+        const struct xe_pool_conf *pc = g->bs[i]->pc;
+        const struct xe_server_conf *sc = g->bs[i]->sc;
+        xe_info("event=backend pool=%s backend=%s kind=%s address=%s port=%d "
+                "weight=%u policy=%s on_down=%s health_interval_s=%u",
+                pc->name, sc->name, xe_server_kind_name(sc->kind), sc->host, sc->port,
+                sc->weight, xe_pool_policy_name(pc->policy),
+                pc->on_down == XE_ON_DOWN_NEXT ? "next" : "error",
+                pc->health.interval_ms / 1000);
+    }
+}
+
+/* This generation becomes the current one: its servers' states point to
+ * its configuration; the servers PREV had and it has not are orphaned. */
+static void
+gen_adopt(struct gen *g, const struct gen *prev)
+{
+    const struct xe_conf *conf = g->conf;
+
+    for (size_t i = 0; prev && i < prev->n_bs; i++) {
+        prev->bs[i]->pc = NULL;
+        prev->bs[i]->sc = NULL;
+    }
+    for (size_t p = 0; p < conf->n_pools; p++) {
+        const struct xe_pool_conf *pc = &conf->pools[p];
+        const char *domain = conf->n_domains ? conf->domains[0].name : "localhost";
+
+        for (size_t d = 0; d < conf->n_domains; d++)
+            if (conf->domains[d].pool == pc) {
+                domain = conf->domains[d].name;
+                break;
+            }
+        for (size_t i = 0; i < pc->n_servers; i++) {
+            struct bstate *b = g->bs[g->pool_off[p] + i];
+            b->pc = pc;
+            b->sc = &pc->servers[i];
+            b->domain = domain;
+        }
+    }
+}
+
 static struct gen *
 gen_ref(struct gen *g)
 {
@@ -187,6 +329,11 @@ gen_unref(struct gen **gp)
     if (g == NULL || --g->refs > 0)
         return;
     xe_debug("event=generation-freed generation=%lu", g->number);
+    for (size_t i = 0; i < g->n_bs; i++)
+        bstate_unref(g->bs[i]);
+    free(g->bs);
+    free(g->st);
+    free(g->pool_off);
     xe_tls_ctx_free(&g->tls_starttls);
     xe_tls_ctx_free(&g->tls_direct);
     xe_conf_free(&g->owned);
@@ -196,13 +343,14 @@ gen_unref(struct gen **gp)
 /* A generation for CONF (not owned), with its TLS contexts; NULL and
  * *error_r on a certificate or key that does not load. */
 static struct gen *
-gen_new(const struct xe_conf *conf, char **error_r)
+gen_new(const struct xe_conf *conf, const struct gen *prev, char **error_r)
 {
     struct gen *g = xe_calloc(1, sizeof(*g));
     struct xe_tls_cert *certs = xe_calloc(conf->n_domains, sizeof(*certs));
 
     g->refs = 1;
     g->conf = conf;
+    gen_states(g, prev);
     for (size_t i = 0; i < conf->n_domains; i++) {
         certs[i].domain = conf->domains[i].name;
         certs[i].certificate = conf->domains[i].certificate;
@@ -430,6 +578,10 @@ finish_close(struct conn *c)
                 c->peer, c->jid, c->server ? c->server->name : "-",
                 (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
     compress_log_close(c);
+    if (c->bst) {
+        c->bst->st.sessions--;
+        c->bst = NULL;
+    }
     /* unlink */
     if (c->prev)
         c->prev->next = c->next;
@@ -520,6 +672,7 @@ close_conn(struct conn *c)
 }
 
 static void deliver_end(struct conn *c);
+static void backend_error(struct conn *c);
 
 /* A stream error to the client, then close. */
 static void
@@ -600,12 +753,26 @@ deliver_end(struct conn *c)
     close_conn(c);
 }
 
+static void health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
+                          const char *why);
+
 static void
 backend_failed(struct conn *c, const char *why)
 {
     xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
     xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
             c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    /* a connect or handshake failure counts against the server */
+    if (c->bst && c->st == CS_BACKEND && !c->backend_failed && !c->backend_ready)
+        health_result(c->srv, c->bst, false, true, why);
+    backend_error(c);
+}
+
+/* The session cannot go to a backend (it failed, or none can take it): the
+ * client gets <remote-connection-failed/> with c->fail_text. */
+static void
+backend_error(struct conn *c)
+{
     if (c->c2s && !c->client_restarted && !c->backend_failed) {
         /* The client is between <success/> and its new stream header: answer
          * that header with the error (bounded by the timer), so that the
@@ -617,7 +784,7 @@ backend_failed(struct conn *c, const char *why)
         return;
     }
     client_stream_error(c, "remote-connection-failed",
-                        "the service is temporarily unavailable, try again later");
+                        c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
 }
 
 /* iq-auth: the backend refused to bind the client's resource (a conflict,
@@ -857,6 +1024,8 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         if (r == XE_BHS_READY) {
+            if (c->bst)
+                health_result(c->srv, c->bst, true, true, NULL);
             c->backend_ready = true;
             /* the client must now restart its stream in time */
             uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
@@ -892,23 +1061,24 @@ on_backend_connect(uv_connect_t *req, int status)
     uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
 }
 
-/* The server the operator pinned the user to (xedgectl user pin), if it is
- * in the pool; NULL: none, or it is gone (then the hash decides). */
-static const struct xe_server_conf *
+/* The index of the server the operator pinned the user to (xedgectl user
+ * pin), if it is in the pool; XE_POOL_NONE: none, or it is gone (then the
+ * hash decides). */
+static size_t
 pinned_server(struct conn *c, const struct xe_pool_conf *pool, const char *jid)
 {
-    const struct xe_server_conf *s = NULL;
+    size_t s = XE_POOL_NONE;
     struct xe_user *u;
     char *err = NULL;
 
     if (c->srv->store == NULL || xe_c2s_anonymous(c->c2s))
-        return NULL;
+        return XE_POOL_NONE;
     u = xe_calloc(1, sizeof(*u));
     if (xe_userstore_get(c->srv->store, jid, u, &err) == XE_US_OK && u->pin[0]) {
-        for (size_t i = 0; i < pool->n_servers && s == NULL; i++)
+        for (size_t i = 0; i < pool->n_servers && s == XE_POOL_NONE; i++)
             if (strcmp(pool->servers[i].name, u->pin) == 0)
-                s = &pool->servers[i];
-        if (s == NULL)
+                s = i;
+        if (s == XE_POOL_NONE)
             xe_warn("event=pin-ignored peer=%s jid=%s pin=%s reason=\"no such server in "
                     "pool %s\"",
                     c->peer, jid, u->pin, pool->name);
@@ -928,14 +1098,30 @@ start_backend(struct conn *c)
     const char *jid = xe_c2s_jid(c->c2s);
     char token[XE_ASSERTION_MAX], *local;
     struct sockaddr_storage ss;
+    size_t off = c->gen->pool_off[pool - conf->pools], pin = XE_POOL_NONE, i;
+    const char *why = NULL;
     int r;
 
     c->jid = xe_strdup(jid);
     c->pool = pool;
-    c->server = pinned_server(c, pool, jid);
-    if (c->server == NULL)
-        c->server = &pool->servers[xe_pool_pick(pool, jid)];
     c->st = CS_BACKEND;
+    if (pool->policy == XE_POLICY_STICKY)
+        pin = pinned_server(c, pool, jid);
+    i = xe_pool_choose(pool, c->gen->st + off, jid, pin, &why);
+    if (i == XE_POOL_NONE) {
+        xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
+        xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
+                jid, pool->name, why);
+        c->fail_text =
+            pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
+                ? XE_TEXT_USER_SERVER
+                : XE_TEXT_UNAVAILABLE;
+        backend_error(c);
+        return;
+    }
+    c->server = &pool->servers[i];
+    c->bst = c->gen->bs[off + i];
+    c->bst->st.sessions++;
     c->proxy_out = pool->proxy_protocol;
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
@@ -970,6 +1156,210 @@ start_backend(struct conn *c)
     uv_timer_start(&c->timer, on_timer, conf->backend_connect_ms, 0);
     xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
              c->server->name);
+}
+
+/* ---- backend health (pool.h) ----------------------------------------------- */
+
+/* A check's result for B (a server of the current generation, else it is
+ * ignored): down after fall failures, up after rise successes. */
+static void
+health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
+              const char *why)
+{
+    int t;
+
+    (void)srv;
+    if (b->pc == NULL || b->pc->health.interval_ms == 0)
+        return; /* removed, or unchecked */
+    t = xe_pool_health(&b->st, ok, passive, b->pc->health.fall, b->pc->health.rise);
+    if (t < 0)
+        xe_warn("event=backend-down pool=%s backend=%s reason=\"%s%s\" failures=%u "
+                "sessions=%u",
+                b->pool, b->name, passive ? "passive: " : "", why ? why : "-",
+                b->pc->health.fall, b->st.sessions);
+    else if (t > 0)
+        xe_info("event=backend-up pool=%s backend=%s reason=\"%u health checks "
+                "passed\"",
+                b->pool, b->name, b->pc->health.rise);
+}
+
+static void
+hcheck_closed(uv_handle_t *h)
+{
+    struct hcheck *k = h->data;
+
+    if (--k->handles > 0)
+        return;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        k->srv->checks = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    k->b->checking = false;
+    bstate_unref(k->b);
+    xe_health_probe_free(&k->probe);
+    free(k);
+}
+
+/* The check is over (OK or not; ABORT: the server stops, no result). */
+static void
+hcheck_done(struct hcheck *k, bool ok, const char *why, bool abort)
+{
+    if (k->done)
+        return;
+    k->done = true;
+    if (!abort) {
+        if (!ok)
+            xe_debug("event=health-check pool=%s backend=%s result=fail reason=\"%s\"",
+                     k->b->pool, k->b->name, why);
+        else
+            xe_debug("event=health-check pool=%s backend=%s result=ok", k->b->pool,
+                     k->b->name);
+        health_result(k->srv, k->b, ok, false, why);
+    }
+    uv_close((uv_handle_t *)&k->tcp, hcheck_closed);
+    uv_close((uv_handle_t *)&k->timer, hcheck_closed);
+}
+
+static void
+hcheck_timeout(uv_timer_t *t)
+{
+    hcheck_done(t->data, false, "no stream features in time", false);
+}
+
+static void
+hcheck_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct hcheck *k = s->data;
+    const char *why = NULL;
+    int r;
+
+    if (k->done || n == 0)
+        return;
+    if (n < 0) {
+        hcheck_done(k, false,
+                    n == UV_EOF ? "the server closed the connection"
+                                : uv_strerror((int)n),
+                    false);
+        return;
+    }
+    r = xe_health_probe_feed(k->probe, buf->base, (size_t)n, &why);
+    if (r != 0)
+        hcheck_done(k, r > 0, why, false);
+}
+
+static void
+hcheck_written(uv_write_t *req, int status)
+{
+    (void)req;
+    (void)status; /* a failure shows when reading */
+}
+
+static void
+hcheck_connected(uv_connect_t *req, int status)
+{
+    struct hcheck *k = req->data;
+    uv_buf_t b[2];
+    size_t len;
+    const char *data;
+    unsigned nb = 0;
+
+    if (k->done)
+        return;
+    if (status < 0) {
+        hcheck_done(k, false, uv_strerror(status), false);
+        return;
+    }
+    if (k->b->pc && k->b->pc->proxy_protocol) {
+        struct sockaddr_storage self, peer;
+        int l1 = sizeof(self), l2 = sizeof(peer);
+        if (uv_tcp_getsockname(&k->tcp, (struct sockaddr *)&self, &l1) == 0 &&
+            uv_tcp_getpeername(&k->tcp, (struct sockaddr *)&peer, &l2) == 0)
+            k->proxy_len =
+                xe_proxy_write_v2((struct sockaddr *)&self, (struct sockaddr *)&peer,
+                                  k->proxy_hdr, sizeof(k->proxy_hdr));
+        if (k->proxy_len)
+            b[nb++] = uv_buf_init((char *)k->proxy_hdr, (unsigned)k->proxy_len);
+    }
+    data = xe_health_probe_request(k->probe, &len);
+    b[nb++] = uv_buf_init((char *)data, (unsigned)len);
+    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, b, nb, hcheck_written) < 0 ||
+        uv_read_start((uv_stream_t *)&k->tcp, on_alloc, hcheck_read) < 0)
+        hcheck_done(k, false, "cannot send the stream header", false);
+}
+
+static void
+hcheck_start(struct xe_server *srv, struct bstate *b)
+{
+    struct hcheck *k;
+    struct sockaddr_storage ss;
+    int r;
+
+    if (uv_ip4_addr(b->sc->host, b->sc->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(b->sc->host, b->sc->port, (struct sockaddr_in6 *)&ss) != 0)
+        return;
+    k = xe_calloc(1, sizeof(*k));
+    k->srv = srv;
+    k->b = b;
+    b->refs++;
+    b->checking = true;
+    k->probe = xe_health_probe_new(b->domain);
+    k->next = srv->checks;
+    if (srv->checks)
+        srv->checks->prev = k;
+    srv->checks = k;
+    uv_tcp_init(srv->loop, &k->tcp);
+    uv_timer_init(srv->loop, &k->timer);
+    k->tcp.data = k->timer.data = k->creq.data = k;
+    k->handles = 2;
+    uv_timer_start(&k->timer, hcheck_timeout, b->pc->health.timeout_ms, 0);
+    r = uv_tcp_connect(&k->creq, &k->tcp, (struct sockaddr *)&ss, hcheck_connected);
+    if (r < 0)
+        hcheck_done(k, false, uv_strerror(r), false);
+}
+
+/* Every tick: the checks that are due. */
+static void
+health_tick(uv_timer_t *t)
+{
+    struct xe_server *srv = t->data;
+    struct gen *g = srv->gen;
+    uint64_t now = uv_now(srv->loop);
+
+    for (size_t i = 0; i < g->n_bs; i++) {
+        struct bstate *b = g->bs[i];
+        if (b->pc == NULL || b->pc->health.interval_ms == 0 || b->checking)
+            continue;
+        /* a reload may have shortened the interval */
+        if (b->next_check_ms > now + b->pc->health.interval_ms)
+            b->next_check_ms = now + b->pc->health.interval_ms;
+        if (now < b->next_check_ms)
+            continue;
+        b->next_check_ms = now + b->pc->health.interval_ms;
+        hcheck_start(srv, b);
+    }
+}
+
+void
+xe_server_start_health(struct xe_server *srv)
+{
+    if (srv->health_inited)
+        return;
+    log_backends(srv->gen);
+    uv_timer_init(srv->loop, &srv->health_timer);
+    srv->health_timer.data = srv;
+    srv->health_inited = true;
+    uv_timer_start(&srv->health_timer, health_tick, 0, XE_HEALTH_TICK_MS);
+}
+
+static void
+stop_health(struct xe_server *srv)
+{
+    if (srv->health_inited && !uv_is_closing((uv_handle_t *)&srv->health_timer))
+        uv_close((uv_handle_t *)&srv->health_timer, NULL);
+    for (struct hcheck *k = srv->checks; k; k = k->next)
+        hcheck_done(k, false, NULL, true);
 }
 
 /* ---- brute-force protection (lockout.h) ---------------------------------- */
@@ -1262,9 +1652,8 @@ on_timer(uv_timer_t *t)
         break;
     case CS_BACKEND:
         if (c->backend_failed)
-            client_stream_error(
-                c, "remote-connection-failed",
-                "the service is temporarily unavailable, try again later");
+            client_stream_error(c, "remote-connection-failed",
+                                c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
         else if (c->backend_ready)
             client_stream_error(c, "connection-timeout",
                                 "the stream was not restarted in time");
@@ -1430,9 +1819,8 @@ client_plain(struct conn *c, const char *data, size_t n)
         case XE_C2S_RESTARTED:
             c->client_restarted = true;
             if (c->backend_failed) {
-                client_stream_error(
-                    c, "remote-connection-failed",
-                    "the service is temporarily unavailable, try again later");
+                client_stream_error(c, "remote-connection-failed",
+                                    c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
                 return;
             }
             if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
@@ -1458,9 +1846,8 @@ client_plain(struct conn *c, const char *data, size_t n)
 
             c->client_restarted = true;
             if (c->backend_failed) {
-                client_stream_error(
-                    c, "remote-connection-failed",
-                    "the service is temporarily unavailable, try again later");
+                client_stream_error(c, "remote-connection-failed",
+                                    c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
                 return;
             }
             if (xe_buf_append(&c->to_backend_pending, head, hlen) < 0 ||
@@ -1868,6 +2255,20 @@ metrics_gauges(void *ctx, struct xe_buf *out)
                            "xedge_backend_sessions{pool=\"%s\",backend=\"%s\"} %lu\n",
                            conf->pools[p].name, sc->name, k);
         }
+    xe_buf_append_str(out, "# HELP xedge_backend_up Whether a backend server is healthy "
+                           "(1) or down (0), by its health checks.\n# TYPE "
+                           "xedge_backend_up gauge\n");
+    for (size_t i = 0; i < srv->gen->n_bs; i++)
+        xe_buf_appendf(out, "xedge_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
+                       srv->gen->bs[i]->pool, srv->gen->bs[i]->name,
+                       srv->gen->bs[i]->st.up ? 1 : 0);
+    xe_buf_append_str(out, "# HELP xedge_backend_draining Whether a backend server is "
+                           "draining (no new sessions).\n# TYPE "
+                           "xedge_backend_draining gauge\n");
+    for (size_t i = 0; i < srv->gen->n_bs; i++)
+        xe_buf_appendf(out, "xedge_backend_draining{pool=\"%s\",backend=\"%s\"} %d\n",
+                       srv->gen->bs[i]->pool, srv->gen->bs[i]->name,
+                       srv->gen->bs[i]->st.draining ? 1 : 0);
     xe_buf_appendf(
         out,
         "# HELP xedge_max_connections The configured limit of open connections.\n"
@@ -1926,10 +2327,11 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
 
     srv->loop = loop;
     *srv_r = srv;
-    if ((srv->gen = gen_new(conf, error_r)) == NULL) {
+    if ((srv->gen = gen_new(conf, NULL, error_r)) == NULL) {
         xe_server_free(srv_r);
         return -1;
     }
+    gen_adopt(srv->gen, NULL);
     srv->gen->number = 1;
     allow_mech_labels(conf);
     xe_metrics_set_gauges(metrics_gauges, srv);
@@ -1973,12 +2375,15 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         xe_conf_free(&conf);
         return -1;
     }
-    if ((g = gen_new(conf, error_r)) == NULL) {
+    if ((g = gen_new(conf, srv->gen, error_r)) == NULL) {
         xe_conf_free(&conf);
         return -1;
     }
     g->owned = conf;
     g->number = srv->gen->number + 1;
+    gen_adopt(g, srv->gen);
+    if (srv->health_inited)
+        log_backends(g);
     gen_unref(&srv->gen); /* freed now unless a connection still holds it */
     srv->gen = g;
     /* what is shared by every connection follows the new configuration */
@@ -2028,9 +2433,12 @@ xe_server_listen(struct xe_server *srv, char **error_r)
     return 0;
 }
 
+static void stop_health(struct xe_server *srv);
+
 static void
 stop_listening(struct xe_server *srv)
 {
+    stop_health(srv);
     for (size_t i = 0; i < srv->n_listeners; i++)
         if (srv->listeners[i].open) {
             uv_close((uv_handle_t *)&srv->listeners[i].tcp, NULL);
@@ -2180,6 +2588,45 @@ xe_server_stats(struct xe_server *srv, struct xe_buf *out)
         "accepted=%llu max_connections=%u stopping=%s\n",
         srv->n_conns, n[0], n[1], n[2], n[3], (unsigned long long)srv->next_id,
         srv->gen->conf->max_connections, srv->stopping ? "yes" : "no");
+}
+
+void
+xe_server_backends(struct xe_server *srv, struct xe_buf *out)
+{
+    const struct gen *g = srv->gen;
+
+    for (size_t i = 0; i < g->n_bs; i++) {
+        const struct bstate *b = g->bs[i];
+        xe_buf_appendf(out,
+                       "backend name=%s pool=%s kind=%s address=%s port=%d weight=%u "
+                       "state=%s health=%s sessions=%u\n",
+                       b->name, b->pool, xe_server_kind_name(b->sc->kind), b->sc->host,
+                       b->sc->port, b->sc->weight,
+                       b->st.draining ? "draining"
+                       : b->st.up     ? "up"
+                                      : "down",
+                       b->st.up ? "up" : "down", b->st.sessions);
+    }
+}
+
+size_t
+xe_server_drain(struct xe_server *srv, const char *name, bool drain)
+{
+    const struct gen *g = srv->gen;
+    size_t n = 0;
+
+    for (size_t i = 0; i < g->n_bs; i++) {
+        struct bstate *b = g->bs[i];
+        if (strcmp(b->name, name) != 0)
+            continue;
+        n++;
+        if (b->st.draining != drain)
+            xe_info("event=%s pool=%s backend=%s sessions=%u",
+                    drain ? "backend-drain" : "backend-undrain", b->pool, b->name,
+                    b->st.sessions);
+        b->st.draining = drain;
+    }
+    return n;
 }
 
 void

@@ -3,6 +3,7 @@
 #ifndef XE_SERVER_H
 #define XE_SERVER_H
 
+#include <stdbool.h>
 #include <uv.h>
 
 #include "conf.h"
@@ -37,6 +38,16 @@ void xe_server_sessions(struct xe_server *srv, struct xe_buf *out);
 size_t xe_server_kick(struct xe_server *srv, const char *what);
 void xe_server_stats(struct xe_server *srv, struct xe_buf *out);
 void xe_server_free(struct xe_server **srv);
+/* Start the backends' active health checks (each pool's health group);
+ * they stop with the listeners. */
+void xe_server_start_health(struct xe_server *srv);
+/* For the control socket: one "backend k=v ..." line per configured server
+ * (name, pool, kind, address, weight, state up|down|draining, health,
+ * sessions); drain or undrain the servers named NAME (in any pool): a
+ * draining server gets no new sessions and keeps its open ones. Returns how
+ * many servers have that name. */
+void xe_server_backends(struct xe_server *srv, struct xe_buf *out);
+size_t xe_server_drain(struct xe_server *srv, const char *name, bool drain);
 /* The user store, for the users' pins (xedgectl user pin). */
 struct xe_userstore;
 void xe_server_set_store(struct xe_server *srv, struct xe_userstore *store);

@@ -366,6 +366,7 @@ main(int argc, char **argv)
         xe_control_set_reload(g_ctl, reload, NULL);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
             conf->n_domains);
+    xe_server_start_health(g_srv);
     notify("READY=1");
     uv_run(loop, UV_RUN_DEFAULT);
     /* let the close callbacks run */

@@ -4,6 +4,7 @@
  *   xedgectl [-c FILE] user export|import ...
  *   xedgectl [-c FILE] lockout list [--json] | clear KEY|--all   (ctlclient.c)
  *   xedgectl [-c FILE] session list [--json] | kick JID|ID; stats (ctlclient.c)
+ *   xedgectl [-c FILE] backend list [--json] | drain NAME | undrain NAME
  *
  * Passwords are read from the terminal without echo (asked twice), or as one
  * line from standard input when it is not a terminal; never from argv.
@@ -64,8 +65,10 @@ usage(FILE *f)
                "       xedgectl [-c FILE] lockout list [--json] | clear KEY|--all\n"
                "       xedgectl [-c FILE] session list [--json] | kick JID|ID\n"
                "       xedgectl [-c FILE] stats [--json]\n"
+               "       xedgectl [-c FILE] backend list [--json] | drain|undrain NAME\n"
                "       xedgectl [-c FILE] reload\n"
-               "       xedgectl --help | xedgectl user|lockout|session|reload --help\n"
+               "       xedgectl --help | xedgectl user|lockout|session|backend|reload "
+               "--help\n"
                "\n"
                "options:\n"
                "  -c, --config FILE  configuration file (default " XE_SYSCONFDIR
@@ -74,7 +77,8 @@ usage(FILE *f)
                "\n"
                "Run 'xedgectl user --help' for the user commands, 'xedgectl lockout\n"
                "--help' for the brute-force lockouts of the running xedge, 'xedgectl\n"
-               "session --help' for its sessions and statistics, 'xedgectl reload\n"
+               "session --help' for its sessions and statistics, 'xedgectl backend\n"
+               "--help' for its backend servers (list, drain), 'xedgectl reload\n"
                "--help' for reloading its configuration.\n");
 }
 
@@ -673,6 +677,10 @@ main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
         ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind < argc && strcmp(argv[optind], "backend") == 0) {
+        ret = xe_ctlclient_backend(config, argc - optind, argv + optind);
         goto out;
     }
     if (optind < argc && strcmp(argv[optind], "reload") == 0) {

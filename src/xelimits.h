@@ -54,6 +54,13 @@
 #define XE_DEF_PREAUTH_IDLE_MS 30000 /* silence allowed before authentication */
 #define XE_DEF_BACKEND_CONNECT_MS 5000
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
+/* backend health checks (a pool's health group) */
+#define XE_DEF_HEALTH_INTERVAL_S 5
+#define XE_DEF_HEALTH_TIMEOUT_S 2
+#define XE_DEF_HEALTH_FALL 3
+#define XE_DEF_HEALTH_RISE 2
+#define XE_HEALTH_MAX_BYTES (64 * 1024) /* of a server's answer to a check */
+#define XE_HEALTH_TICK_MS 250           /* how often due checks are started */
 
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */

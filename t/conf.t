@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..33"
+echo "1..39"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -88,6 +88,14 @@ check "proxy_from without proxy_protocol" 's/port = 5222; }/port = 5222; proxy_f
 check "proxy_from: a name" 's/port = 5222; }/port = 5222; proxy_protocol = true; proxy_from = [ "lb.example" ]; }/' "bad\.conf:4: proxy_from: 'lb.example' is not a numeric address or prefix"
 check "proxy_from: host bits past the prefix" 's/port = 5222; }/port = 5222; proxy_protocol = true; proxy_from = [ "10.0.0.1\/8" ]; }/' "proxy_from: '10.0.0.1/8' is not"
 check "proxy_protocol not a boolean" 's/port = 15222; } ); }/port = 15222; } ); proxy_protocol = 1; }/' "bad\.conf:9: proxy_protocol: must be true or false"
+good | sed 's/port = 15222; }/port = 15222; weight = 2; kind = "ejabberd"; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; policy = "least-conn"; on_down = "next"; health = { interval = 2; timeout = 1; fall = 2; rise = 1; };/' >"$d/policy.conf"
+out=$("$XEDGE" -t -c "$d/policy.conf" 2>&1)
+ok $? "pools[].policy/on_down/health and servers[].kind are accepted ($out)"
+check "an unknown policy" 's/port = 15222; } ); }/port = 15222; } ); policy = "random"; }/' "bad\.conf:9: policy: must be one of \"sticky\", \"least-conn\", \"round-robin\""
+check "an unknown kind" 's/port = 15222; }/port = 15222; kind = "openfire"; }/' "bad\.conf:9: kind: must be one of \"generic\", \"prosody\", \"ejabberd\", \"jabberd2\""
+check "an unknown on_down" 's/port = 15222; } ); }/port = 15222; } ); on_down = "retry"; }/' "on_down: must be one of \"error\", \"next\""
+check "a misspelt health setting" 's/port = 15222; } ); }/port = 15222; } ); health = { intervall = 3; }; }/' "intervall: unknown setting"
+check "health.fall 0" 's/port = 15222; } ); }/port = 15222; } ); health = { fall = 0; }; }/' "fall: must be between 1 and 100"
 check "max_proxy_header too small" 's/^log_level = "info";/log_level = "info"; limits = { max_proxy_header = 20; };/' "max_proxy_header: must be between 52 and 65551"
 
 # The sample documents every setting and parses; only its files are missing.

@@ -346,6 +346,70 @@ test_commands(void)
     xe_buf_free(&out);
 }
 
+/* The backend commands, on a fake server of two backends. */
+static bool drained[2];
+
+static void
+fake_backends(void *srv, struct xe_buf *out)
+{
+    (void)srv;
+    for (int i = 0; i < 2; i++)
+        xe_buf_appendf(out, "backend name=b%d state=%s\n", i,
+                       drained[i] ? "draining" : "up");
+}
+
+static size_t
+fake_drain(void *srv, const char *name, bool drain)
+{
+    (void)srv;
+    for (int i = 0; i < 2; i++)
+        if (name[0] == 'b' && name[1] == '0' + i && name[2] == '\0') {
+            drained[i] = drain;
+            return 1;
+        }
+    return 0;
+}
+
+static void
+test_backend_commands(void)
+{
+    struct xe_ctlcmd_env env = {.now_ms = 0};
+    struct xe_buf out;
+
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "backend list", 12, &out), -1,
+           "backend list: unavailable without a hook");
+    xe_buf_free(&out);
+    env.backends = fake_backends;
+    env.drain = fake_drain;
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "backend drain b1", 16, &out), 0, "backend drain b1");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "ok\ndraining=1\n", "... draining=1");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    xe_ctlcmd_run(&env, "backend list", 12, &out);
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data,
+           "ok\nbackend name=b0 state=up\nbackend name=b1 state=draining\n",
+           "backend list: the server's lines");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "backend undrain b1", 18, &out), 0, "backend undrain b1");
+    ok(!drained[1], "... undrained");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "backend drain b7", 16, &out), -1,
+           "drain: no such server");
+    xe_buf_append(&out, "", 1);
+    is_str((const char *)out.data, "error no backend server of that name\n",
+           "... the error");
+    xe_buf_free(&out);
+    xe_buf_init(&out, 0);
+    is_int(xe_ctlcmd_run(&env, "backend drain", 13, &out), -1, "drain without a name");
+    xe_buf_free(&out);
+}
+
 /* A reload that changes nothing: generation 7, or an error. */
 static int
 fake_reload(void *ctx, unsigned long *generation_r, char **error_r)
@@ -369,5 +433,6 @@ main(void)
     test_bounded();
     test_keys();
     test_commands();
+    test_backend_commands();
     return tap_done();
 }
