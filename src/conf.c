@@ -281,6 +281,10 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         if (get_enum(c, g, "on_down", on_down, &kind) < 0)
             return -1;
         p->on_down = (enum xe_on_down)kind;
+        if (get_uint(c, g, "retries", 0, XE_MAX_BACKEND_RETRIES, XE_DEF_BACKEND_RETRIES,
+                     &v) < 0)
+            return -1;
+        p->retries = (unsigned)v;
         if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
             return -1;
     }
@@ -777,7 +781,7 @@ check_names(struct ctx *c, const config_setting_t *root)
         NULL};
     static const char *const pool[] = {"name",           "secret_file", "servers",
                                        "proxy_protocol", "policy",      "on_down",
-                                       "health",         NULL};
+                                       "health",         "retries",     NULL};
     static const char *const health[] = {"interval", "timeout", "fall", "rise", NULL};
     static const char *const server[] = {"name",   "address", "port",
                                          "weight", "kind",    NULL};

@@ -50,6 +50,7 @@ struct xe_pool_conf {
     bool proxy_protocol; /* send a PROXY v2 header first to each server */
     enum xe_pool_policy policy;
     enum xe_on_down on_down;
+    unsigned retries; /* other servers tried when connecting or the handshake fails */
     /* health checks; interval 0: none (every server is always up) */
     struct {
         unsigned interval_ms, timeout_ms;

@@ -161,6 +161,11 @@ struct conn {
     char peer[64];
     uint64_t bytes_up, bytes_down;
     uint64_t accepted_ms; /* loop time of the accept (login duration) */
+    /* backend retries (pools[].retries) */
+    size_t pin;       /* the user's pinned server, or XE_POOL_NONE */
+    uint64_t tried;   /* servers of the pool that failed this login (bits) */
+    unsigned retried; /* how many times */
+    bool retrying;    /* the failed backend connection is closing */
     /* once spliced: where each direction is between two stanzas, so that an
      * end of our own (kick, shutdown) never cuts one (boundary.h) */
     struct xe_boundary down, up;
@@ -600,7 +605,7 @@ finish_close(struct conn *c)
         xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(srv->loop));
     uv_close((uv_handle_t *)&c->client, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    if (c->backend_inited)
+    if (c->backend_inited && !c->retrying) /* (a retry is closing it already) */
         uv_close((uv_handle_t *)&c->backend, on_handle_closed);
 }
 
@@ -756,6 +761,43 @@ deliver_end(struct conn *c)
 static void health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
                           const char *why);
 
+static void connect_backend(struct conn *c);
+
+/* The failed backend connection is closed: try the next server. */
+static void
+on_backend_closed_retry(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    c->retrying = false;
+    c->backend_inited = false;
+    if (c->closed) { /* the client went away meanwhile */
+        on_handle_closed(h);
+        return;
+    }
+    c->handles--;
+    connect_backend(c);
+}
+
+/* May this login go to another server of its pool? Not once the backend
+ * took it, nor for a sticky user whose server holds its data (on_down =
+ * error), nor past pools[].retries. */
+static bool
+may_retry(const struct conn *c)
+{
+    const struct xe_pool_conf *pool = c->pool;
+    size_t idx;
+
+    if (pool == NULL || c->server == NULL || !c->backend_inited || c->closed ||
+        c->st != CS_BACKEND || c->backend_ready || c->backend_failed ||
+        c->retried >= pool->retries || pool->n_servers < 2)
+        return false;
+    if (pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT)
+        return false;
+    idx = (size_t)(c->server - pool->servers);
+    return idx < 64;
+}
+
 static void
 backend_failed(struct conn *c, const char *why)
 {
@@ -765,6 +807,22 @@ backend_failed(struct conn *c, const char *why)
     /* a connect or handshake failure counts against the server */
     if (c->bst && c->st == CS_BACKEND && !c->backend_failed && !c->backend_ready)
         health_result(c->srv, c->bst, false, true, why);
+    if (may_retry(c)) {
+        c->tried |= UINT64_C(1) << (c->server - c->pool->servers);
+        c->retried++;
+        xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer,
+                c->jid, c->server->name, c->retried + 1);
+        if (c->bst) {
+            c->bst->st.sessions--;
+            c->bst = NULL;
+        }
+        xe_backend_hs_free(&c->bhs);
+        uv_timer_stop(&c->timer);
+        c->retrying = true;
+        uv_read_stop((uv_stream_t *)&c->backend);
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
+        return;
+    }
     backend_error(c);
 }
 
@@ -1045,7 +1103,7 @@ on_backend_connect(uv_connect_t *req, int status)
     struct conn *c = req->data;
     struct xe_buf *out;
 
-    if (c->closed)
+    if (c->closed || c->retrying) /* (a retry closed it: ECANCELED) */
         return;
     if (status < 0) {
         backend_failed(c, uv_strerror(status));
@@ -1096,18 +1154,42 @@ start_backend(struct conn *c)
     const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
     const struct xe_pool_conf *pool = d->pool;
     const char *jid = xe_c2s_jid(c->c2s);
-    char token[XE_ASSERTION_MAX], *local;
-    struct sockaddr_storage ss;
-    size_t off = c->gen->pool_off[pool - conf->pools], pin = XE_POOL_NONE, i;
-    const char *why = NULL;
-    int r;
+    size_t pin = XE_POOL_NONE;
 
     c->jid = xe_strdup(jid);
     c->pool = pool;
     c->st = CS_BACKEND;
     if (pool->policy == XE_POLICY_STICKY)
         pin = pinned_server(c, pool, jid);
-    i = xe_pool_choose(pool, c->gen->st + off, jid, pin, &why);
+    c->pin = pin;
+    connect_backend(c);
+}
+
+/* Choose a server of the connection's pool (none it already tried) and open
+ * the backend connection to it. */
+static void
+connect_backend(struct conn *c)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
+    const struct xe_pool_conf *pool = c->pool;
+    const char *jid = c->jid;
+    char token[XE_ASSERTION_MAX], *local;
+    struct sockaddr_storage ss;
+    size_t off = c->gen->pool_off[pool - conf->pools], i;
+    const char *why = NULL;
+    int r;
+
+    {
+        /* the servers tried already count as down for this choice */
+        static struct xe_server_state tried_state; /* up = false */
+        struct xe_server_state **st = xe_calloc(pool->n_servers, sizeof(*st));
+        for (size_t k = 0; k < pool->n_servers; k++)
+            st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
+                                                              : c->gen->st[off + k];
+        i = xe_pool_choose(pool, st, jid, c->pin, &why);
+        free(st);
+    }
     if (i == XE_POOL_NONE) {
         xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
         xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,

@@ -53,6 +53,10 @@
 #define XE_DEF_AUTH_TIMEOUT_MS 60000
 #define XE_DEF_PREAUTH_IDLE_MS 30000 /* silence allowed before authentication */
 #define XE_DEF_BACKEND_CONNECT_MS 5000
+/* another server of the pool tried when connecting to one, or its handshake,
+ * fails (not for sticky users whose server holds their data: on_down) */
+#define XE_DEF_BACKEND_RETRIES 1
+#define XE_MAX_BACKEND_RETRIES 8
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
 /* backend health checks (a pool's health group) */
 #define XE_DEF_HEALTH_INTERVAL_S 5
