@@ -193,8 +193,9 @@ get_enum(struct ctx *c, const config_setting_t *g, const char *name,
 static int
 load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
 {
-    unsigned long long v[4] = {XE_DEF_HEALTH_INTERVAL_S, XE_DEF_HEALTH_TIMEOUT_S,
-                               XE_DEF_HEALTH_FALL, XE_DEF_HEALTH_RISE};
+    unsigned long long v[5] = {XE_DEF_HEALTH_INTERVAL_S, XE_DEF_HEALTH_TIMEOUT_S,
+                               XE_DEF_HEALTH_FALL, XE_DEF_HEALTH_RISE,
+                               XE_DEF_HEALTH_SLOW_START_S};
 
     if (h != NULL && !config_setting_is_group(h))
         return fail(c, h, "health", "must be a group { ... }");
@@ -202,12 +203,14 @@ load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
         (get_uint(c, h, "interval", 0, 3600, XE_DEF_HEALTH_INTERVAL_S, &v[0]) < 0 ||
          get_uint(c, h, "timeout", 1, 600, XE_DEF_HEALTH_TIMEOUT_S, &v[1]) < 0 ||
          get_uint(c, h, "fall", 1, 100, XE_DEF_HEALTH_FALL, &v[2]) < 0 ||
-         get_uint(c, h, "rise", 1, 100, XE_DEF_HEALTH_RISE, &v[3]) < 0))
+         get_uint(c, h, "rise", 1, 100, XE_DEF_HEALTH_RISE, &v[3]) < 0 ||
+         get_uint(c, h, "slow_start", 0, 3600, XE_DEF_HEALTH_SLOW_START_S, &v[4]) < 0))
         return -1;
     p->health.interval_ms = (unsigned)v[0] * 1000;
     p->health.timeout_ms = (unsigned)v[1] * 1000;
     p->health.fall = (unsigned)v[2];
     p->health.rise = (unsigned)v[3];
+    p->health.slow_start_ms = (unsigned)v[4] * 1000;
     return 0;
 }
 
@@ -782,7 +785,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const pool[] = {"name",           "secret_file", "servers",
                                        "proxy_protocol", "policy",      "on_down",
                                        "health",         "retries",     NULL};
-    static const char *const health[] = {"interval", "timeout", "fall", "rise", NULL};
+    static const char *const health[] = {"interval", "timeout",    "fall",
+                                         "rise",     "slow_start", NULL};
     static const char *const server[] = {"name",   "address", "port",
                                          "weight", "kind",    NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",

@@ -54,7 +54,8 @@ struct xe_pool_conf {
     /* health checks; interval 0: none (every server is always up) */
     struct {
         unsigned interval_ms, timeout_ms;
-        unsigned fall, rise; /* consecutive failures / successes */
+        unsigned fall, rise;    /* consecutive failures / successes */
+        unsigned slow_start_ms; /* back up: the weight ramps up over this */
     } health;
 };
 

@@ -104,6 +104,26 @@ choose_sticky(const struct xe_pool_conf *pool, struct xe_server_state *const *st
     return best;
 }
 
+/* A server's weight now, in thousandths of a weight unit (slow start). */
+static uint64_t
+eff_weight(const struct xe_pool_conf *pool, struct xe_server_state *const *st, size_t i)
+{
+    unsigned pm = st[i]->weight_permille;
+    return (uint64_t)pool->servers[i].weight * (pm == 0 || pm > 1000 ? 1000 : pm);
+}
+
+void
+xe_pool_slow_start(struct xe_server_state *st, uint64_t now_ms, uint64_t slow_ms)
+{
+    uint64_t t;
+
+    st->weight_permille = 0;
+    if (slow_ms == 0 || st->up_since_ms == 0 || now_ms < st->up_since_ms ||
+        (t = now_ms - st->up_since_ms) >= slow_ms)
+        return;
+    st->weight_permille = (unsigned)(100 + 900 * t / slow_ms);
+}
+
 size_t
 xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *const *st,
                const char *jid, size_t pinned, const char **why_r)
@@ -126,8 +146,8 @@ xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *const *s
             if (!available(st[i]))
                 continue;
             if (best == XE_POOL_NONE ||
-                (uint64_t)st[i]->sessions * pool->servers[best].weight <
-                    (uint64_t)st[best]->sessions * pool->servers[i].weight)
+                (uint64_t)st[i]->sessions * eff_weight(pool, st, best) <
+                    (uint64_t)st[best]->sessions * eff_weight(pool, st, i))
                 best = i;
         }
         break;
@@ -137,8 +157,8 @@ xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *const *s
         for (size_t i = 0; i < pool->n_servers; i++) {
             if (!available(st[i]))
                 continue;
-            st[i]->rr_current += pool->servers[i].weight;
-            total += pool->servers[i].weight;
+            st[i]->rr_current += (int64_t)eff_weight(pool, st, i);
+            total += (int64_t)eff_weight(pool, st, i);
             if (best == XE_POOL_NONE || st[i]->rr_current > st[best]->rr_current)
                 best = i;
         }

@@ -19,6 +19,10 @@ struct xe_server_state {
     bool draining;      /* the operator drains it: no new sessions */
     unsigned sessions;  /* sessions it serves now (being set up or spliced) */
     int64_t rr_current; /* round-robin: its smooth weighted current value */
+    /* slow start: the share of its weight it gets now, in thousandths (0:
+     * all of it); the glue ramps it up after the server comes back */
+    unsigned weight_permille;
+    uint64_t up_since_ms; /* when it came back up (0: it never went down) */
     /* health: consecutive results of the other kind reset these */
     unsigned fails, oks;
 };
@@ -35,7 +39,8 @@ size_t xe_pool_pick(const struct xe_pool_conf *pool, const char *jid);
  * can take sessions (up, not draining), else, with on_down = next, the next
  * such server in the user's hash order, else none. least-conn: the server
  * with the fewest sessions per weight; round-robin: smooth weighted, in
- * turn; both over the servers that can take sessions. Returns the index or
+ * turn; both over the servers that can take sessions, each weight scaled by
+ * its weight_permille (slow start). Returns the index or
  * XE_POOL_NONE with *why_r (a constant text) saying why. */
 size_t xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *const *st,
                       const char *jid, size_t pinned, const char **why_r);
@@ -47,6 +52,9 @@ size_t xe_pool_choose(const struct xe_pool_conf *pool, struct xe_server_state *c
  * the failures: it never brings a down server back. */
 int xe_pool_health(struct xe_server_state *st, bool ok, bool passive, unsigned fall,
                    unsigned rise);
+/* Slow start: set ST's weight_permille for NOW_MS, ramping from a tenth to
+ * all of its weight over SLOW_MS after it came back up (up_since_ms). */
+void xe_pool_slow_start(struct xe_server_state *st, uint64_t now_ms, uint64_t slow_ms);
 
 /* An active health check's exchange: a client stream header to DOMAIN out,
  * the server's header and <stream:features/> in (no login). */

@@ -1184,9 +1184,13 @@ connect_backend(struct conn *c)
         /* the servers tried already count as down for this choice */
         static struct xe_server_state tried_state; /* up = false */
         struct xe_server_state **st = xe_calloc(pool->n_servers, sizeof(*st));
-        for (size_t k = 0; k < pool->n_servers; k++)
+        for (size_t k = 0; k < pool->n_servers; k++) {
+            /* a server back up lately gets part of its weight (slow start) */
+            xe_pool_slow_start(c->gen->st[off + k], uv_now(c->srv->loop),
+                               pool->health.slow_start_ms);
             st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
                                                               : c->gen->st[off + k];
+        }
         i = xe_pool_choose(pool, st, jid, c->pin, &why);
         free(st);
     }
@@ -1250,7 +1254,6 @@ health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
 {
     int t;
 
-    (void)srv;
     if (b->pc == NULL || b->pc->health.interval_ms == 0)
         return; /* removed, or unchecked */
     t = xe_pool_health(&b->st, ok, passive, b->pc->health.fall, b->pc->health.rise);
@@ -1259,10 +1262,12 @@ health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
                 "sessions=%u",
                 b->pool, b->name, passive ? "passive: " : "", why ? why : "-",
                 b->pc->health.fall, b->st.sessions);
-    else if (t > 0)
+    else if (t > 0) {
+        b->st.up_since_ms = uv_now(srv->loop); /* for its slow start */
         xe_info("event=backend-up pool=%s backend=%s reason=\"%u health checks "
-                "passed\"",
-                b->pool, b->name, b->pc->health.rise);
+                "passed\" slow_start_ms=%u",
+                b->pool, b->name, b->pc->health.rise, b->pc->health.slow_start_ms);
+    }
 }
 
 static void

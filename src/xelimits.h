@@ -63,6 +63,9 @@
 #define XE_DEF_HEALTH_TIMEOUT_S 2
 #define XE_DEF_HEALTH_FALL 3
 #define XE_DEF_HEALTH_RISE 2
+/* a server back up gets a tenth of its weight, then all of it after this
+ * (least-conn, round-robin) */
+#define XE_DEF_HEALTH_SLOW_START_S 10
 #define XE_HEALTH_MAX_BYTES (64 * 1024) /* of a server's answer to a check */
 #define XE_HEALTH_TICK_MS 250           /* how often due checks are started */
 

@@ -257,6 +257,58 @@ test_probe(void)
     ok(p == NULL, "probe: freed");
 }
 
+/* Slow start: a server back up gets a tenth of its weight, growing to all
+ * of it over the slow start time (least-conn, round-robin; sticky keeps its
+ * hash choice). */
+static void
+test_slow_start(void)
+{
+    const char *why;
+    unsigned got[N] = {0};
+
+    state[0].up_since_ms = 0;
+    xe_pool_slow_start(&state[0], 5000, 10000);
+    is_int(state[0].weight_permille, 0, "slow start: a server that never went down: all");
+    state[0].up_since_ms = 1000;
+    xe_pool_slow_start(&state[0], 1000, 10000);
+    is_int(state[0].weight_permille, 100, "slow start: just back up: a tenth");
+    xe_pool_slow_start(&state[0], 6000, 10000);
+    is_int(state[0].weight_permille, 550, "slow start: half way: 55%%");
+    xe_pool_slow_start(&state[0], 11000, 10000);
+    is_int(state[0].weight_permille, 0, "slow start: over: all");
+    xe_pool_slow_start(&state[0], 2000, 0);
+    is_int(state[0].weight_permille, 0, "slow start off (0): all");
+
+    reset(XE_POLICY_ROUND_ROBIN, XE_ON_DOWN_ERROR, 1, 1, 1);
+    state[2].up = false;
+    state[1].weight_permille = 100;
+    for (int k = 0; k < 1100; k++) {
+        size_t i = xe_pool_choose(&pool, st, "u@d", XE_POOL_NONE, &why);
+        if (i < N)
+            got[i]++;
+    }
+    ok(got[0] == 1000 && got[1] == 100,
+       "round-robin: a server at a tenth of its weight gets a tenth as many (%u, %u)",
+       got[0], got[1]);
+
+    reset(XE_POLICY_LEAST_CONN, XE_ON_DOWN_ERROR, 1, 1, 1);
+    state[2].up = false;
+    state[0].sessions = 9;
+    state[1].sessions = 1;
+    is_int(xe_pool_choose(&pool, st, "u@d", XE_POOL_NONE, &why), 1,
+           "least-conn: 1 session against 9: the emptier server");
+    state[1].weight_permille = 100;
+    is_int(xe_pool_choose(&pool, st, "u@d", XE_POOL_NONE, &why), 0,
+           "... but not while it is at a tenth of its weight (1 / 0.1 > 9 / 1)");
+
+    reset(XE_POLICY_STICKY, XE_ON_DOWN_ERROR, 1, 1, 1);
+    for (int i = 0; i < N; i++)
+        state[i].weight_permille = 100;
+    is_int(xe_pool_choose(&pool, st, "u@d", XE_POOL_NONE, &why),
+           xe_pool_pick(&pool, "u@d"),
+           "sticky: slow start does not move a user off its server");
+}
+
 int
 main(void)
 {
@@ -264,6 +316,7 @@ main(void)
     test_least_conn();
     test_round_robin();
     test_health();
+    test_slow_start();
     test_names();
     test_probe();
     return tap_done();
