@@ -260,11 +260,24 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             if (!config_setting_is_group(sg))
                 return fail(c, sg, "servers", "each server must be a group { ... }");
             if (get_string(c, sg, "name", true, NULL, &sv->name) < 0 ||
-                get_string(c, sg, "address", true, NULL, &sv->host) < 0 ||
-                check_address(c, config_setting_get_member(sg, "address"), sv->host) <
-                    0 ||
-                get_uint(c, sg, "port", 1, 65535, 5222, &v) < 0)
+                get_string(c, sg, "address", true, NULL, &sv->host) < 0)
                 return -1;
+            sv->unix_socket = sv->host[0] == '/';
+            if (sv->unix_socket) {
+                /* a unix socket: its path, no port */
+                if (strlen(sv->host) >= XE_MAX_UNIX_PATH)
+                    return fail(c, config_setting_get_member(sg, "address"), "address",
+                                "the unix socket path is longer than %d bytes",
+                                XE_MAX_UNIX_PATH - 1);
+                if (config_setting_get_member(sg, "port") != NULL)
+                    return fail(c, config_setting_get_member(sg, "port"), "port",
+                                "a unix socket (address \"/...\") has no port");
+                v = 0;
+            } else if (check_address(c, config_setting_get_member(sg, "address"),
+                                     sv->host) < 0 ||
+                       get_uint(c, sg, "port", 1, 65535, 5222, &v) < 0) {
+                return -1;
+            }
             sv->port = (int)v;
             if (get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
                 return -1;

@@ -29,8 +29,9 @@ enum xe_server_kind {
 
 struct xe_server_conf {
     char *name;
-    char *host; /* numeric address */
-    int port;
+    char *host; /* numeric address, or the path of a unix socket ("/...") */
+    int port;   /* 0 with a unix socket */
+    bool unix_socket;
     unsigned weight;
     enum xe_server_kind kind;
 };

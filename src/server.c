@@ -82,8 +82,34 @@ struct bstate {
 };
 
 /* An active health check (pool.h): connect, a stream header, the features. */
-struct hcheck {
+/* A connection to a backend: TCP, or a unix socket (a server whose address
+ * is a path). Both start with the stream: cast to uv_stream_t/uv_handle_t. */
+union backend_handle {
     uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
+
+/* Open H on LOOP and connect it to server SC; 0, or a libuv error. */
+static int
+backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
+             const struct xe_server_conf *sc, uv_connect_cb cb)
+{
+    struct sockaddr_storage ss;
+
+    if (sc->unix_socket) {
+        uv_pipe_init(loop, &h->pipe, 0);
+        uv_pipe_connect(req, &h->pipe, sc->host, cb); /* errors reach cb */
+        return 0;
+    }
+    uv_tcp_init(loop, &h->tcp);
+    if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
+        return UV_EINVAL;
+    return uv_tcp_connect(req, &h->tcp, (struct sockaddr *)&ss, cb);
+}
+
+struct hcheck {
+    union backend_handle tcp;
     uv_timer_t timer;
     uv_connect_t creq;
     uv_write_t wreq;
@@ -128,7 +154,7 @@ struct conn {
     struct gen *gen; /* this connection's generation (a reference) */
     struct conn *prev, *next;
     uv_tcp_t client;
-    uv_tcp_t backend;
+    union backend_handle backend;
     uv_timer_t timer;
     uv_connect_t connect_req;
     int handles; /* handles still to be closed */
@@ -1109,7 +1135,8 @@ on_backend_connect(uv_connect_t *req, int status)
         backend_failed(c, uv_strerror(status));
         return;
     }
-    uv_tcp_nodelay(&c->backend, 1);
+    if (!c->server->unix_socket)
+        uv_tcp_nodelay(&c->backend.tcp, 1);
     if (c->proxy_out)
         proxy_send(c);
     out = xe_backend_hs_output(c->bhs);
@@ -1175,7 +1202,6 @@ connect_backend(struct conn *c)
     const struct xe_pool_conf *pool = c->pool;
     const char *jid = c->jid;
     char token[XE_ASSERTION_MAX], *local;
-    struct sockaddr_storage ss;
     size_t off = c->gen->pool_off[pool - conf->pools], i;
     const char *why = NULL;
     int r;
@@ -1223,18 +1249,12 @@ connect_backend(struct conn *c)
         xe_backend_hs_bind(c->bhs, xe_c2s_resource(c->c2s));
     OPENSSL_cleanse(token, sizeof(token));
     free(local);
-    if (uv_ip4_addr(c->server->host, c->server->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(c->server->host, c->server->port, (struct sockaddr_in6 *)&ss) != 0) {
-        backend_failed(c, "bad backend address");
-        return;
-    }
-    uv_tcp_init(c->srv->loop, &c->backend);
-    c->backend.data = c;
+    c->connect_req.data = c;
+    r = backend_open(c->srv->loop, &c->backend, &c->connect_req, c->server,
+                     on_backend_connect);
+    ((uv_handle_t *)&c->backend)->data = c;
     c->backend_inited = true;
     c->handles++;
-    c->connect_req.data = c;
-    r = uv_tcp_connect(&c->connect_req, &c->backend, (struct sockaddr *)&ss,
-                       on_backend_connect);
     if (r < 0) {
         backend_failed(c, uv_strerror(r));
         return;
@@ -1361,8 +1381,9 @@ hcheck_connected(uv_connect_t *req, int status)
     if (k->b->pc && k->b->pc->proxy_protocol) {
         struct sockaddr_storage self, peer;
         int l1 = sizeof(self), l2 = sizeof(peer);
-        if (uv_tcp_getsockname(&k->tcp, (struct sockaddr *)&self, &l1) == 0 &&
-            uv_tcp_getpeername(&k->tcp, (struct sockaddr *)&peer, &l2) == 0)
+        if (!k->b->sc->unix_socket &&
+            uv_tcp_getsockname(&k->tcp.tcp, (struct sockaddr *)&self, &l1) == 0 &&
+            uv_tcp_getpeername(&k->tcp.tcp, (struct sockaddr *)&peer, &l2) == 0)
             k->proxy_len =
                 xe_proxy_write_v2((struct sockaddr *)&self, (struct sockaddr *)&peer,
                                   k->proxy_hdr, sizeof(k->proxy_hdr));
@@ -1380,12 +1401,8 @@ static void
 hcheck_start(struct xe_server *srv, struct bstate *b)
 {
     struct hcheck *k;
-    struct sockaddr_storage ss;
     int r;
 
-    if (uv_ip4_addr(b->sc->host, b->sc->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(b->sc->host, b->sc->port, (struct sockaddr_in6 *)&ss) != 0)
-        return;
     k = xe_calloc(1, sizeof(*k));
     k->srv = srv;
     k->b = b;
@@ -1396,12 +1413,12 @@ hcheck_start(struct xe_server *srv, struct bstate *b)
     if (srv->checks)
         srv->checks->prev = k;
     srv->checks = k;
-    uv_tcp_init(srv->loop, &k->tcp);
     uv_timer_init(srv->loop, &k->timer);
-    k->tcp.data = k->timer.data = k->creq.data = k;
+    k->timer.data = k->creq.data = k;
+    r = backend_open(srv->loop, &k->tcp, &k->creq, b->sc, hcheck_connected);
+    ((uv_handle_t *)&k->tcp)->data = k;
     k->handles = 2;
     uv_timer_start(&k->timer, hcheck_timeout, b->pc->health.timeout_ms, 0);
-    r = uv_tcp_connect(&k->creq, &k->tcp, (struct sockaddr *)&ss, hcheck_connected);
     if (r < 0)
         hcheck_done(k, false, uv_strerror(r), false);
 }

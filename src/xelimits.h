@@ -56,6 +56,7 @@
 /* another server of the pool tried when connecting to one, or its handshake,
  * fails (not for sticky users whose server holds their data: on_down) */
 #define XE_DEF_BACKEND_RETRIES 1
+#define XE_MAX_UNIX_PATH 108 /* sun_path, with its NUL */
 #define XE_MAX_BACKEND_RETRIES 8
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
 /* backend health checks (a pool's health group) */

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """split_relay.py LISTEN_PORT TARGET_PORT MARKER PAUSE [SECONDS]: a TCP relay on
-127.0.0.1:LISTEN_PORT to 127.0.0.1:TARGET_PORT (a real backend) that passes
+127.0.0.1:LISTEN_PORT (or a unix socket, when LISTEN_PORT is a path starting
+with '/') to 127.0.0.1:TARGET_PORT (a real backend) that passes
 every byte unchanged, except that when the target's bytes contain MARKER it
 sends them up to the marker, waits PAUSE seconds, then sends the rest: the
 client side sees one of the target's stanzas stop in the middle for a while.
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 
-port, target, marker, pause = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3].encode(), float(sys.argv[4])
+listen, target, marker, pause = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), float(sys.argv[4])
 limit = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
 
 
@@ -37,9 +38,13 @@ def pump(src, dst, split):
             pass
 
 
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(('127.0.0.1', port))
+if listen.startswith('/'):
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(listen)
+else:
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.1', int(listen)))
 ls.listen(16)
 ls.settimeout(limit)
 print('READY', flush=True)
