@@ -225,6 +225,16 @@ print_json(const char *body, size_t len)
     printf("}\n");
 }
 
+/* --help or -h among the command's words */
+static bool
+wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
+
 /* Send REQUEST to the control socket named by the configuration CONFIG.
  * CTL_OK with *body (after the "ok" line) in RESP, or an exit status (the
  * error printed). */
@@ -335,11 +345,10 @@ xe_ctlclient_session(const char *config, int argc, char **argv)
     int ret = CTL_USAGE;
 
     xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            xe_ctlclient_session_usage(stdout);
-            return CTL_OK;
-        }
+    if (wants_help(argc, argv)) {
+        xe_ctlclient_session_usage(stdout);
+        return CTL_OK;
+    }
     if (stats && (argc == 1 || (argc == 2 && strcmp(argv[1], "--json") == 0))) {
         json = argc == 2;
         request = xe_strdup("stats");
@@ -424,11 +433,10 @@ xe_ctlclient_backend(const char *config, int argc, char **argv)
     int ret = CTL_USAGE;
 
     xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            xe_ctlclient_backend_usage(stdout);
-            return CTL_OK;
-        }
+    if (wants_help(argc, argv)) {
+        xe_ctlclient_backend_usage(stdout);
+        return CTL_OK;
+    }
     if (argc >= 2 && strcmp(argv[1], "list") == 0 &&
         (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0))) {
         json = argc == 3;
@@ -492,11 +500,10 @@ xe_ctlclient_reload(const char *config, int argc, char **argv)
     int ret;
 
     (void)argv;
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            xe_ctlclient_reload_usage(stdout);
-            return CTL_OK;
-        }
+    if (wants_help(argc, argv)) {
+        xe_ctlclient_reload_usage(stdout);
+        return CTL_OK;
+    }
     if (argc != 1) {
         fprintf(stderr,
                 "xedgectl: reload: bad arguments (try 'xedgectl reload --help')\n");
@@ -533,11 +540,10 @@ xe_ctlclient_lockout(const char *config, int argc, char **argv)
     int ret = CTL_USAGE;
 
     xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            xe_ctlclient_lockout_usage(stdout);
-            return CTL_OK;
-        }
+    if (wants_help(argc, argv)) {
+        xe_ctlclient_lockout_usage(stdout);
+        return CTL_OK;
+    }
     if (argc >= 2 && strcmp(argv[1], "list") == 0 &&
         (argc == 2 || (argc == 3 && strcmp(argv[2], "--json") == 0))) {
         list = true;
