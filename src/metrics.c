@@ -147,6 +147,14 @@ xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
     f->s[i].value += delta;
 }
 
+static uint64_t bytes[2]; /* XE_M_BYTES: down, up */
+
+void
+xe_metrics_bytes(bool up, uint64_t n)
+{
+    bytes[up] += n;
+}
+
 void
 xe_metrics_login_duration(uint64_t ms)
 {
@@ -170,6 +178,7 @@ xe_metrics_reset(void)
     for (size_t m = 0; m < XE_M_N; m++)
         fams[m].n = 0;
     memset(hist, 0, sizeof(hist));
+    memset(bytes, 0, sizeof(bytes));
     hist_count = hist_sum_ms = 0;
     n_allowed = 0;
 }
@@ -181,6 +190,12 @@ xe_metrics_render(struct xe_buf *out)
         const struct family *f = &fams[m];
         xe_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", f->name, f->help,
                        f->name);
+        if (m == XE_M_BYTES) { /* kept apart (xe_metrics_bytes) */
+            xe_buf_appendf(
+                out, "%s{direction=\"up\"} %llu\n%s{direction=\"down\"} %llu\n", f->name,
+                (unsigned long long)bytes[1], f->name, (unsigned long long)bytes[0]);
+            continue;
+        }
         if (f->l1 == NULL && f->n == 0)
             xe_buf_appendf(out, "%s 0\n", f->name);
         for (size_t i = 0; i < f->n; i++) {

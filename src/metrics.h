@@ -40,6 +40,9 @@ xe_metrics_inc(enum xe_metric m, const char *l1, const char *l2)
 {
     xe_metrics_add(m, 1, l1, l2);
 }
+/* Bytes relayed (XE_M_BYTES), counted on every write of the pump: plain
+ * counters, no label lookup. */
+void xe_metrics_bytes(bool up, uint64_t n);
 /* One login's duration, from the TCP accept to the spliced session. */
 void xe_metrics_login_duration(uint64_t ms);
 /* Label values a peer can choose (a mechanism name): only these are kept,

@@ -543,7 +543,7 @@ send_client(struct conn *c, const void *data, size_t len)
     if (len == 0 || c->closed)
         return 0;
     c->bytes_down += len;
-    xe_metrics_add(XE_M_BYTES, len, "down", NULL);
+    xe_metrics_bytes(false, len);
     if (c->zs)
         return send_client_deflated(c, data, len);
     if (c->tls == NULL)
@@ -928,7 +928,7 @@ reg_client(struct conn *c, const char *data, size_t n)
     r = xe_regsplice_client(c->reg, data, n, &up);
     if (up.len) {
         c->bytes_up += up.len;
-        xe_metrics_add(XE_M_BYTES, up.len, "up", NULL);
+        xe_metrics_bytes(true, up.len);
         write_raw(c, false, up.data, up.len);
     }
     if (!c->closed) {
@@ -990,7 +990,7 @@ splice(struct conn *c)
                    c->to_backend_pending.len);
     } else if (c->to_backend_pending.len && !c->reg) {
         c->bytes_up += c->to_backend_pending.len;
-        xe_metrics_add(XE_M_BYTES, c->to_backend_pending.len, "up", NULL);
+        xe_metrics_bytes(true, c->to_backend_pending.len);
         write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
     }
     xe_buf_free(&c->to_client_pending);
@@ -1874,7 +1874,7 @@ client_plain(struct conn *c, const char *data, size_t n)
             return;
         }
         c->bytes_up += n;
-        xe_metrics_add(XE_M_BYTES, n, "up", NULL);
+        xe_metrics_bytes(true, n);
         write_raw(c, false, data, n);
         return;
     }

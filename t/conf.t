@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..39"
+echo "1..40"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -77,6 +77,7 @@ good | sed 's/pool = "main"; }/pool = "main"; register = true; }/; s/^log_level 
 out=$("$XEDGE" -t -c "$d/reg.conf" 2>&1)
 ok $? "domains[].register and the registration limits are accepted ($out)"
 check "register not a boolean" 's/pool = "main"; }/pool = "main"; register = "yes"; }/' "bad\.conf:7: register: must be true or false"
+check "compression with register" 's/pool = "main"; }/pool = "main"; register = true; compression = true; }/' "bad\.conf:7: compression: cannot be on with register on the same domain"
 check "post-authentication stanza limit too small" 's/^log_level = "info";/log_level = "info"; limits = { max_stanza_postauth = 10; };/' "max_stanza_postauth: must be between 1024 and"
 
 # the PROXY protocol: a listener's trusted sources, a pool's header out

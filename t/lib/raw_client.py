@@ -439,19 +439,7 @@ class Session:
             return None
         if self.features.find('{%s}bind' % NS_BIND) is None:
             raise ProtocolError('no bind feature after auth: %s' % serialize(self.features))
-        self.stage = 'bind'
-        self.send("<iq type='set' id='bind_1'><bind xmlns='%s'><resource>%s</resource></bind></iq>"
-                  % (NS_BIND, escape(resource)))
-        while True:
-            el = self.recv()
-            if local(el.tag) == 'iq' and el.get('id') == 'bind_1':
-                break
-        if el.get('type') != 'result':
-            raise ProtocolError('bind failed: %s' % serialize(el))
-        j = el.find('{%s}bind/{%s}jid' % (NS_BIND, NS_BIND))
-        self.bound_jid = j.text if j is not None else '-'
-        self.stage = 'session'
-        return self.bound_jid
+        return self.bind(resource)
 
     # -- non-SASL authentication (XEP-0078) ------------------------------
     def iq_auth_get(self):

@@ -36,8 +36,8 @@ main(void)
     xe_metrics_inc(XE_M_LOGINS, "SCRAM-SHA-256", "success");
     xe_metrics_inc(XE_M_LOGINS, "SCRAM-SHA-256", "not-authorized");
     xe_metrics_inc(XE_M_LOGINS, "X-CHOSEN-BY-A-PEER", "invalid-mechanism");
-    xe_metrics_add(XE_M_BYTES, 1000, "up", NULL);
-    xe_metrics_add(XE_M_BYTES, 234, "up", NULL);
+    xe_metrics_bytes(true, 1000);
+    xe_metrics_bytes(true, 234);
     xe_metrics_inc(XE_M_TLS_FAILED, NULL, NULL);
     xe_metrics_login_duration(3);
     xe_metrics_login_duration(700);
