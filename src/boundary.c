@@ -12,7 +12,11 @@ enum {
     S_QUOTE, /* inside an attribute value */
     S_END,   /* inside an end tag */
     S_DECL,  /* <?...?> or <!...> */
+    S_BANG,  /* after "<!": maybe "<![CDATA[" (match: how much of it) */
+    S_CDATA, /* inside a CDATA section (match: the ']' just seen, up to 2) */
 };
+
+static const char cdata_open[] = "[CDATA[";
 
 void
 xe_boundary_init(struct xe_boundary *b, unsigned depth)
@@ -20,6 +24,7 @@ xe_boundary_init(struct xe_boundary *b, unsigned depth)
     b->depth = depth;
     b->state = S_TEXT;
     b->quote = 0;
+    b->match = 0;
     b->stanza = 0;
 }
 
@@ -40,7 +45,10 @@ step(struct xe_boundary *b, char ch)
     case S_LT:
         if (ch == '/')
             b->state = S_END;
-        else if (ch == '?' || ch == '!')
+        else if (ch == '!') {
+            b->state = S_BANG;
+            b->match = 0;
+        } else if (ch == '?')
             b->state = S_DECL;
         else
             b->state = S_START;
@@ -73,6 +81,24 @@ step(struct xe_boundary *b, char ch)
                 b->depth--;
             b->state = S_TEXT;
         }
+        break;
+    case S_BANG:
+        if (ch == cdata_open[b->match]) {
+            if (++b->match == sizeof(cdata_open) - 1) {
+                b->state = S_CDATA; /* its '<' and '>' are text */
+                b->match = 0;
+            }
+        } else {
+            b->state = ch == '>' ? S_TEXT : S_DECL;
+        }
+        break;
+    case S_CDATA:
+        if (ch == '>' && b->match == 2)
+            b->state = S_TEXT;
+        else if (ch == ']')
+            b->match = b->match < 2 ? b->match + 1 : 2;
+        else
+            b->match = 0;
         break;
     case S_DECL:
         if (ch == '>')

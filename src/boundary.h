@@ -6,8 +6,11 @@
  * stanzas, never inside one. The backend is a trusted, well-formed XML
  * writer, so a depth counter over '<', '</', '/>' and quoted attribute values
  * is enough: it starts at depth 1 (inside <stream:stream>) at the splice
- * point, where the backend has just finished its features. CDATA sections and
- * comments (which no XMPP server sends) are not understood. */
+ * point, where the backend has just finished its features. CDATA sections are
+ * followed (their '<' and '>' are text); comments, which XMPP forbids and
+ * every server refuses, are not. The client's side is tracked too (its
+ * stanza size limit): there nothing is trusted, but a wrong count only ever
+ * ends a stream the backend refuses anyway. */
 #ifndef XE_BOUNDARY_H
 #define XE_BOUNDARY_H
 
@@ -18,7 +21,8 @@ struct xe_boundary {
     unsigned depth; /* 1: inside the stream, between stanzas; 0: the stream ended */
     int state;
     char quote;
-    size_t stanza; /* bytes of the stanza in progress (0 between stanzas) */
+    unsigned char match; /* progress through "<![CDATA[" or "]]>" */
+    size_t stanza;       /* bytes of the stanza in progress (0 between stanzas) */
 };
 
 void xe_boundary_init(struct xe_boundary *b, unsigned depth);

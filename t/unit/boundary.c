@@ -38,6 +38,8 @@ main(void)
         "a='/>' b=\"'\"/></x></message>",
         "<iq type='get' id='1'><query xmlns='jabber:iq:roster'><item jid='a@b' name='A "
         "&apos;B&apos;'><group>G</group></item></query></iq></stream:stream>",
+        "<message><body><![CDATA[ x > y </body></message> ]] ]> ]]]></body></message>"
+        "<presence/>",
     };
     size_t failures = 0, checks = 0;
 
@@ -72,6 +74,18 @@ main(void)
            b.depth);
         xe_boundary_scan(&b, "</stream:stream>", 16, false);
         ok(b.depth == 2, "an end tag goes one level up");
+    }
+    {
+        /* a CDATA section's '<' and '>' are text: an end tag inside one
+         * does not end the stanza (nor stop the size count) */
+        struct xe_boundary b;
+        const char *s = "<message><body><![CDATA[ </body></message> <x>";
+        xe_boundary_init(&b, 1);
+        xe_boundary_scan(&b, s, strlen(s), false);
+        ok(!xe_boundary_between(&b) && b.stanza == strlen(s),
+           "an end tag inside CDATA is text (depth %u, stanza %zu)", b.depth, b.stanza);
+        xe_boundary_scan(&b, "]]></body></message>", 20, false);
+        ok(xe_boundary_between(&b), "... the stanza ends after the section");
     }
     {
         /* the size of the stanza in progress, for the post-auth limit */
