@@ -91,6 +91,12 @@
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
 #define XE_MIN_SECRET_BYTES 32
 
+/* DNS for federation (resolve.c): c-ares on libuv */
+#define XE_DEF_DNS_TIMEOUT_MS 5000   /* a whole request (SRV, then A/AAAA) */
+#define XE_RESOLVE_MAX_TARGETS 16    /* addresses given for one domain */
+#define XE_RESOLVE_MAX_SRV 16        /* SRV records read per service */
+#define XE_RESOLVE_MAX_REQUESTS 1024 /* outstanding, per resolver */
+
 /* Connections */
 #define XE_DEF_MAX_CONNECTIONS 100000
 /* per source address (IPv6: per /64); generous, for clients behind NAT */
