@@ -1087,6 +1087,13 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
     return c;
 }
 
+static bool
+loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
 static void
 on_connection(uv_stream_t *ls, int status)
 {
@@ -1118,8 +1125,12 @@ on_connection(uv_stream_t *ls, int status)
         bool known = false;
         const struct xe_conf *conf = c->gen->conf;
         for (size_t i = 0; i < conf->n_pools && !known; i++)
-            for (size_t j = 0; j < conf->pools[i].n_servers && !known; j++)
-                known = strcmp(conf->pools[i].servers[j].host, ip) == 0;
+            for (size_t j = 0; j < conf->pools[i].n_servers && !known; j++) {
+                const char *h = conf->pools[i].servers[j].host;
+                /* a backend on loopback connects from whatever loopback
+                 * address the kernel picks (127.0.0.1 for 127.0.0.11) */
+                known = strcmp(h, ip) == 0 || (loopback(h) && loopback(ip));
+            }
         if (!known) {
             xe_info("event=s2s-refused kind=s2s-backend peer=%s reason=not-a-backend",
                     ip);
