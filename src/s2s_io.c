@@ -512,6 +512,7 @@ link_send(struct sconn *l, const unsigned char *data, size_t len)
         return;
     }
     l->bytes += len;
+    arm(l, l->gen->conf->s2s_idle_ms);
     send_bytes(l, data, len);
 }
 
@@ -543,9 +544,12 @@ notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond)
     /* v: local = the receiving domain (ours), remote = the originating one */
     xe_s2s_dialback_verdict(in->core, v->remote, v->local, r, cond);
     flush_core(in);
-    if (r == XE_S2S_VALID)
+    if (r == XE_S2S_VALID) {
+        if (!in->ready) /* from now on the idle timeout applies */
+            arm(in, in->gen->conf->s2s_idle_ms);
+        in->ready = true;
         link_for(in->io, v->remote, v->local);
-    else if (xe_s2s_closed(in->core))
+    } else if (xe_s2s_closed(in->core))
         sconn_close(in);
 }
 
@@ -738,6 +742,7 @@ feed_plain(struct sconn *c, const char *data, size_t n)
                 return;
             }
             c->out->bytes += n;
+            arm(c->out, c->gen->conf->s2s_idle_ms); /* traffic on the outbound stream */
             send_bytes(c->out, data, n);
             if (!c->out->closed && full(c->out))
                 pause_reading(c);
@@ -763,6 +768,8 @@ feed_plain(struct sconn *c, const char *data, size_t n)
             start_tls(c);
             return; /* the rest (there should be none) is dropped */
         case XE_S2S_PAIR_UP:
+            c->ready = true;
+            arm(c, c->gen->conf->s2s_idle_ms);
             link_for(c->io, xe_s2s_request(c->core)->from, xe_s2s_request(c->core)->to);
             break;
         case XE_S2S_OPEN:
