@@ -67,7 +67,7 @@ struct sconn {
     uv_shutdown_t sreq;
     struct xe_tls *tls;
     struct xe_s2s *core;
-    char peer[64];
+    char peer[128];
     char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
     size_t wq;          /* bytes handed to uv_write, not yet written */
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
