@@ -280,6 +280,46 @@ xe_tls_new_client(const char *sni, const char *alpn)
     return t;
 }
 
+struct xe_tls *
+xe_tls_new_s2s_client(const char *certificate, const char *key, const char *ca_file,
+                      const char *sni, const char *alpn)
+{
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    struct xe_tls *t = NULL;
+
+    if (cctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(cctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(cctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* a certificate that does not verify does not fail the handshake: the
+     * remote just cannot be authenticated by it (dialback then) */
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, accept_any);
+    if (ca_file && SSL_CTX_load_verify_locations(cctx, ca_file, NULL) != 1)
+        ERR_clear_error();
+    if (certificate && key &&
+        (SSL_CTX_use_certificate_chain_file(cctx, certificate) != 1 ||
+         SSL_CTX_use_PrivateKey_file(cctx, key, SSL_FILETYPE_PEM) != 1))
+        ERR_clear_error(); /* go on without a client certificate */
+    t = tls_wrap(SSL_new(cctx));
+    SSL_CTX_free(cctx); /* the SSL holds its own reference */
+    if (t == NULL)
+        return NULL;
+    t->client = true;
+    if (sni)
+        SSL_set_tlsext_host_name(t->ssl, sni);
+    if (alpn) {
+        unsigned char wire[256];
+        size_t l = strlen(alpn);
+        if (l < 255) {
+            wire[0] = (unsigned char)l;
+            memcpy(wire + 1, alpn, l);
+            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
+        }
+    }
+    SSL_set_connect_state(t->ssl);
+    return t;
+}
+
 void
 xe_tls_free(struct xe_tls **tp)
 {
@@ -478,8 +518,10 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
     return n;
 }
 
+/* domain: a server's name (no '@', no '/'), else a bare JID. */
 static void
-add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data, int len)
+add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data, int len,
+             bool domain)
 {
     char jid[3072];
 
@@ -488,8 +530,8 @@ add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data,
         return;
     memcpy(jid, data, (size_t)len);
     jid[len] = '\0';
-    if (strchr(jid, '@') == NULL || strchr(jid, '/') != NULL)
-        return; /* a bare JID only */
+    if (strchr(jid, '/') != NULL || (strchr(jid, '@') == NULL) != domain)
+        return; /* a bare JID only (a server: a domain only) */
     xe_tolower_ascii(jid);
     for (size_t i = 0; i < *n; i++)
         if (strcmp(out[i], jid) == 0)
@@ -520,10 +562,14 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
             if (OBJ_obj2txt(oid, sizeof(oid), g->d.otherName->type_id, 1) > 0 &&
                 strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING)
                 add_identity(out, max, &n, ASN1_STRING_get0_data(v->value.utf8string),
-                             ASN1_STRING_length(v->value.utf8string));
+                             ASN1_STRING_length(v->value.utf8string),
+                             (rules & XE_ID_DNS) != 0);
+        } else if (g->type == GEN_DNS && (rules & XE_ID_DNS)) {
+            add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.dNSName),
+                         ASN1_STRING_length(g->d.dNSName), true);
         } else if (g->type == GEN_EMAIL && (rules & XE_ID_EMAIL)) {
             add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.rfc822Name),
-                         ASN1_STRING_length(g->d.rfc822Name));
+                         ASN1_STRING_length(g->d.rfc822Name), false);
         }
     }
     GENERAL_NAMES_free(sans);
@@ -532,7 +578,8 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
         int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
         if (idx >= 0) {
             ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-            add_identity(out, max, &n, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn));
+            add_identity(out, max, &n, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn),
+                         false);
         }
     }
     X509_free(peer);
