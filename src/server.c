@@ -921,7 +921,9 @@ backend_failed(struct conn *c, const char *why)
         xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer,
                 c->jid, c->server->name, c->retried + 1);
         if (c->bst) {
+            srv_lock(c->srv);
             c->bst->st.sessions--;
+            srv_unlock(c->srv);
             c->bst = NULL;
         }
         xe_backend_hs_free(&c->bhs);
@@ -1291,15 +1293,14 @@ connect_backend(struct conn *c)
     srv_lock(c->srv); /* the servers' states are shared by the workers */
     {
         /* the servers tried already count as down for this choice */
-        static const struct xe_server_state tried_state; /* up = false */
+        struct xe_server_state tried_state = {0}; /* up = false */
         struct xe_server_state **st = xe_calloc(pool->n_servers, sizeof(*st));
         for (size_t k = 0; k < pool->n_servers; k++) {
             /* a server back up lately gets part of its weight (slow start) */
             xe_pool_slow_start(c->gen->st[off + k], uv_now(c->w->loop),
                                pool->health.slow_start_ms);
-            st[k] = k < 64 && (c->tried & (UINT64_C(1) << k))
-                        ? (struct xe_server_state *)&tried_state /* only read */
-                        : c->gen->st[off + k];
+            st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
+                                                              : c->gen->st[off + k];
         }
         i = xe_pool_choose(pool, st, jid, c->pin, &why);
         free(st);
