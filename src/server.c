@@ -2914,14 +2914,18 @@ xe_server_listen(struct xe_server *srv, char **error_r)
         uv_async_init(w->loop, &w->async, on_worker_async);
         w->async.data = w;
         w->async_inited = true;
-        w->async_open = true;
+        w->async_open = k == 0; /* the others' once their thread runs */
     }
     if (!many)
         return 0;
     xe_log_worker = 0; /* the main thread is worker 0 */
     for (unsigned k = 1; k < srv->n_workers; k++) {
         struct worker *w = &srv->workers[k];
-        int r = uv_thread_create(&w->thread, worker_main, w);
+        int r;
+
+        w->async_open = true; /* (before the thread: nothing reads it yet) */
+        if ((r = uv_thread_create(&w->thread, worker_main, w)) < 0)
+            w->async_open = false;
         if (r < 0) {
             *error_r =
                 xe_asprintf("worker %u: cannot start its thread: %s", k, uv_strerror(r));
@@ -3252,8 +3256,17 @@ xe_server_free(struct xe_server **srvp)
         xe_server_stop(srv); /* (an error after the start) the threads must end */
     for (unsigned k = 0; srv->workers && k < srv->n_workers; k++) {
         struct worker *w = &srv->workers[k];
-        if (w->thread_started)
+        if (w->thread_started) {
             uv_thread_join(&w->thread);
+        } else if (w->loop_inited) { /* an error before its thread started */
+            for (size_t i = 0; i < w->n_listeners; i++)
+                if (w->listeners[i].open)
+                    uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+            if (w->async_inited)
+                uv_close((uv_handle_t *)&w->async, NULL);
+            uv_run(w->loop, UV_RUN_DEFAULT);
+            uv_loop_close(w->loop);
+        }
         uv_mutex_destroy(&w->qmu);
         free(w->listeners);
     }
