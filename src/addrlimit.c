@@ -1,4 +1,5 @@
 /* xedge: per source address limits. See addrlimit.h. */
+#include <pthread.h>
 #include "addrlimit.h"
 
 #include <stdio.h>
@@ -26,6 +27,10 @@ struct xe_addrlimit {
     size_t n_buckets;
     size_t n_entries;
     uint64_t seed[2]; /* keys the hash, so that collisions cannot be chosen */
+    /* shared by the worker threads: every call holds it; now_ms is kept
+     * monotonic (the workers' loops' clocks differ by a few ms) */
+    pthread_mutex_t mu;
+    uint64_t last_now;
 };
 
 static bool
@@ -92,6 +97,7 @@ xe_addrlimit_new(const struct xe_addrlimit_conf *conf)
 {
     struct xe_addrlimit *al = xe_calloc(1, sizeof(*al));
 
+    pthread_mutex_init(&al->mu, NULL);
     al->conf = *conf;
     if (al->conf.rate > 0 && al->conf.burst == 0)
         al->conf.burst = al->conf.rate;
@@ -121,8 +127,9 @@ drop_entries(struct xe_addrlimit *al)
     al->n_entries = 0;
 }
 
-void
-xe_addrlimit_reconfigure(struct xe_addrlimit *al, const struct xe_addrlimit_conf *conf)
+static void
+addrlimit_reconfigure_unlocked(struct xe_addrlimit *al,
+                               const struct xe_addrlimit_conf *conf)
 {
     struct xe_addrlimit_conf c = *conf;
 
@@ -147,6 +154,7 @@ xe_addrlimit_free(struct xe_addrlimit **alp)
         return;
     drop_entries(al);
     free(al->buckets);
+    pthread_mutex_destroy(&al->mu);
     free(al);
     *alp = NULL;
 }
@@ -250,9 +258,9 @@ find(struct xe_addrlimit *al, const unsigned char key[17], uint64_t now_ms, bool
     return e;
 }
 
-enum xe_addrlimit_result
-xe_addrlimit_acquire(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_t now_ms,
-                     char *key_r, size_t key_len)
+static enum xe_addrlimit_result
+addrlimit_acquire_unlocked(struct xe_addrlimit *al, const struct sockaddr *sa,
+                           uint64_t now_ms, char *key_r, size_t key_len)
 {
     unsigned char key[17];
     struct entry *e;
@@ -276,8 +284,9 @@ xe_addrlimit_acquire(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_
     return XE_AL_OK;
 }
 
-void
-xe_addrlimit_release(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_t now_ms)
+static void
+addrlimit_release_unlocked(struct xe_addrlimit *al, const struct sockaddr *sa,
+                           uint64_t now_ms)
 {
     unsigned char key[17];
     struct entry *e;
@@ -289,8 +298,8 @@ xe_addrlimit_release(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_
         e->conns--;
 }
 
-size_t
-xe_addrlimit_entries(const struct xe_addrlimit *al)
+static size_t
+addrlimit_entries_unlocked(const struct xe_addrlimit *al)
 {
     return al->n_entries;
 }
@@ -309,4 +318,54 @@ xe_addrlimit_result_name(enum xe_addrlimit_result r)
         return "address_table_full";
     }
     return "?";
+}
+
+/* ---- the locked entry points (the worker threads share the table) ------- */
+
+static uint64_t
+al_now(struct xe_addrlimit *al, uint64_t now_ms)
+{
+    if (now_ms < al->last_now)
+        return al->last_now;
+    return al->last_now = now_ms;
+}
+
+void
+xe_addrlimit_reconfigure(struct xe_addrlimit *al, const struct xe_addrlimit_conf *conf)
+{
+    pthread_mutex_lock(&al->mu);
+    addrlimit_reconfigure_unlocked(al, conf);
+    pthread_mutex_unlock(&al->mu);
+}
+
+enum xe_addrlimit_result
+xe_addrlimit_acquire(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_t now_ms,
+                     char *key_r, size_t key_len)
+{
+    enum xe_addrlimit_result r;
+
+    pthread_mutex_lock(&al->mu);
+    r = addrlimit_acquire_unlocked(al, sa, al_now(al, now_ms), key_r, key_len);
+    pthread_mutex_unlock(&al->mu);
+    return r;
+}
+
+void
+xe_addrlimit_release(struct xe_addrlimit *al, const struct sockaddr *sa, uint64_t now_ms)
+{
+    pthread_mutex_lock(&al->mu);
+    addrlimit_release_unlocked(al, sa, al_now(al, now_ms));
+    pthread_mutex_unlock(&al->mu);
+}
+
+size_t
+xe_addrlimit_entries(const struct xe_addrlimit *al)
+{
+    struct xe_addrlimit *m = (struct xe_addrlimit *)al; /* the lock only */
+    size_t n;
+
+    pthread_mutex_lock(&m->mu);
+    n = addrlimit_entries_unlocked(al);
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }

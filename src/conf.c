@@ -1,3 +1,4 @@
+#define _GNU_SOURCE 1 /* sched_getaffinity, CPU_COUNT */
 /* xedge: configuration, parsed by libconfig and validated here. Every error
  * names the file, the line and the setting. */
 #include "config.h"
@@ -6,6 +7,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <strings.h>
+#include <sched.h>
 #include <syslog.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -902,9 +904,9 @@ static int
 check_names(struct ctx *c, const config_setting_t *root)
 {
     static const char *const top[] = {
-        "log_level", "log_to",  "syslog_facility", "user", "group",  "user_store",
-        "listeners", "domains", "pools",           "sasl", "limits", "timeouts",
-        "lockout",   "control", "metrics",         "s2s",  NULL};
+        "log_level", "log_to",  "syslog_facility", "user", "group",   "user_store",
+        "listeners", "domains", "pools",           "sasl", "limits",  "timeouts",
+        "lockout",   "control", "metrics",         "s2s",  "workers", NULL};
     static const char *const s2s[] = {
         "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
         "require_encryption",   "peers",         NULL};
@@ -996,7 +998,34 @@ check_names(struct ctx *c, const config_setting_t *root)
     return 0;
 }
 
-/* log_to, syslog_facility, user, group */
+/* workers = N | "auto": auto is the number of CPUs the process may run on
+ * (its affinity mask, so taskset and systemd's CPUAffinity= count). */
+static int
+load_workers(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *s = config_setting_get_member(root, "workers");
+    unsigned long long v;
+
+    if (s && config_setting_type(s) == CONFIG_TYPE_STRING) {
+        cpu_set_t set;
+        int n = 1;
+
+        if (strcmp(config_setting_get_string(s), "auto") != 0)
+            return fail(c, s, "workers", "must be a number (1 to %d) or \"auto\"",
+                        XE_MAX_WORKERS);
+        if (sched_getaffinity(0, sizeof(set), &set) == 0)
+            n = CPU_COUNT(&set);
+        conf->workers = n < 1 ? 1 : n > XE_MAX_WORKERS ? XE_MAX_WORKERS : (unsigned)n;
+        conf->workers_auto = true;
+        return 0;
+    }
+    if (get_uint(c, root, "workers", 1, XE_MAX_WORKERS, 1, &v) < 0)
+        return -1;
+    conf->workers = (unsigned)v;
+    return 0;
+}
+
+/* log_to, syslog_facility, user, group, workers */
 static int
 load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -1039,6 +1068,8 @@ load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
              "'%s' is not one of daemon, auth, authpriv, user, local0 ... local7", fac);
         goto out;
     }
+    if (load_workers(c, conf, root) < 0)
+        goto out;
     if (conf->run_group && !conf->run_user) {
         fail(c, config_setting_get_member(root, "group"), "group",
              "group needs user (the user to run as)");
@@ -1167,6 +1198,7 @@ xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new)
                 old->metrics_port != new->metrics_port,
             "metrics");
     CHANGED(str_differs(old->run_user, new->run_user), "user");
+    CHANGED(old->workers != new->workers, "workers");
     CHANGED(str_differs(old->run_group, new->run_group), "group");
     CHANGED(old->log_to != new->log_to || old->syslog_facility != new->syslog_facility,
             "log_to/syslog_facility");

@@ -98,6 +98,8 @@ struct xe_conf {
     int log_to;            /* XE_LOG_TO_* (log.h) */
     int syslog_facility;   /* LOG_DAEMON, ... (syslog.h) */
     char *run_user;        /* switch to this user after binding (NULL: stay) */
+    unsigned workers;      /* worker threads, each with its own loop (>= 1) */
+    bool workers_auto;     /* workers = "auto": one per CPU we may run on */
     char *run_group;       /* ... and group (NULL: the user's) */
     char *metrics_address; /* Prometheus endpoint (NULL: none) */
     int metrics_port;

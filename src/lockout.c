@@ -1,4 +1,5 @@
 /* xedge: brute-force protection. See lockout.h. */
+#include <pthread.h>
 #include "lockout.h"
 
 #include <stdio.h>
@@ -38,6 +39,10 @@ struct xe_lockout {
     struct table t[2];
     uint64_t seed[2]; /* keys the hash, so that collisions cannot be chosen */
     struct xe_lockout_stats st;
+    /* shared by the worker threads: every call holds it; now_ms is kept
+     * monotonic (the workers' loops' clocks differ by a few ms) */
+    pthread_mutex_t mu;
+    uint64_t last_now;
 };
 
 static uint64_t
@@ -61,6 +66,7 @@ xe_lockout_new(const struct xe_lockout_conf *conf)
 {
     struct xe_lockout *lo = xe_calloc(1, sizeof(*lo));
 
+    pthread_mutex_init(&lo->mu, NULL);
     lo->conf = *conf;
     if (lo->conf.max_entries == 0)
         lo->conf.max_entries = 1;
@@ -77,8 +83,8 @@ xe_lockout_new(const struct xe_lockout_conf *conf)
     return lo;
 }
 
-void
-xe_lockout_reconfigure(struct xe_lockout *lo, const struct xe_lockout_conf *conf)
+static void
+lockout_reconfigure_unlocked(struct xe_lockout *lo, const struct xe_lockout_conf *conf)
 {
     lo->conf = *conf;
     if (lo->conf.max_entries == 0)
@@ -115,6 +121,7 @@ xe_lockout_free(struct xe_lockout **lop)
         table_free_entries(&lo->t[k]);
         free(lo->t[k].buckets);
     }
+    pthread_mutex_destroy(&lo->mu);
     free(lo);
     *lop = NULL;
 }
@@ -267,9 +274,9 @@ is_key(const char *k)
 
 /* ---- the API --------------------------------------------------------------- */
 
-bool
-xe_lockout_check(struct xe_lockout *lo, const char *addr, const char *account,
-                 uint64_t now_ms, uint64_t *remaining_ms_r)
+static bool
+lockout_check_unlocked(struct xe_lockout *lo, const char *addr, const char *account,
+                       uint64_t now_ms, uint64_t *remaining_ms_r)
 {
     const char *keys[2] = {addr, account};
     uint64_t rem = 0;
@@ -295,9 +302,9 @@ xe_lockout_check(struct xe_lockout *lo, const char *addr, const char *account,
     return rem > 0;
 }
 
-unsigned
-xe_lockout_failure(struct xe_lockout *lo, const char *addr, const char *account,
-                   uint64_t now_ms)
+static unsigned
+lockout_failure_unlocked(struct xe_lockout *lo, const char *addr, const char *account,
+                         uint64_t now_ms)
 {
     const char *keys[2] = {addr, account};
     unsigned delay = 0;
@@ -336,9 +343,9 @@ xe_lockout_failure(struct xe_lockout *lo, const char *addr, const char *account,
     return delay;
 }
 
-unsigned
-xe_lockout_delay(struct xe_lockout *lo, const char *addr, const char *account,
-                 uint64_t now_ms)
+static unsigned
+lockout_delay_unlocked(struct xe_lockout *lo, const char *addr, const char *account,
+                       uint64_t now_ms)
 {
     const char *keys[2] = {addr, account};
     unsigned delay = 0;
@@ -360,8 +367,8 @@ xe_lockout_delay(struct xe_lockout *lo, const char *addr, const char *account,
     return delay;
 }
 
-void
-xe_lockout_success(struct xe_lockout *lo, const char *account, uint64_t now_ms)
+static void
+lockout_success_unlocked(struct xe_lockout *lo, const char *account, uint64_t now_ms)
 {
     struct table *t = &lo->t[XE_LOCKOUT_ACCOUNT];
     struct entry *e;
@@ -373,9 +380,9 @@ xe_lockout_success(struct xe_lockout *lo, const char *account, uint64_t now_ms)
         remove_entry(t, e);
 }
 
-void
-xe_lockout_foreach(struct xe_lockout *lo, uint64_t now_ms,
-                   int (*fn)(void *ctx, const struct xe_lockout_info *e), void *ctx)
+static void
+lockout_foreach_unlocked(struct xe_lockout *lo, uint64_t now_ms,
+                         int (*fn)(void *ctx, const struct xe_lockout_info *e), void *ctx)
 {
     for (int k = 0; k < 2; k++) {
         for (struct entry *e = lo->t[k].oldest; e; e = e->newer) {
@@ -394,8 +401,8 @@ xe_lockout_foreach(struct xe_lockout *lo, uint64_t now_ms,
     }
 }
 
-size_t
-xe_lockout_clear(struct xe_lockout *lo, const char *key)
+static size_t
+lockout_clear_unlocked(struct xe_lockout *lo, const char *key)
 {
     size_t n = 0;
 
@@ -417,8 +424,8 @@ xe_lockout_clear(struct xe_lockout *lo, const char *key)
     return n;
 }
 
-size_t
-xe_lockout_clear_all(struct xe_lockout *lo)
+static size_t
+lockout_clear_all_unlocked(struct xe_lockout *lo)
 {
     size_t n = lo->t[0].n + lo->t[1].n;
 
@@ -427,9 +434,9 @@ xe_lockout_clear_all(struct xe_lockout *lo)
     return n;
 }
 
-void
-xe_lockout_get_stats(struct xe_lockout *lo, uint64_t now_ms,
-                     struct xe_lockout_stats *st_r)
+static void
+lockout_get_stats_unlocked(struct xe_lockout *lo, uint64_t now_ms,
+                           struct xe_lockout_stats *st_r)
 {
     *st_r = lo->st;
     st_r->entries = 0;
@@ -599,4 +606,91 @@ xe_lockout_sasl_account(const char *mech, const char *msg, size_t len, const cha
         n += rl;
     }
     xe_lockout_account_key(name, n, out);
+}
+
+/* ---- the locked entry points (the worker threads share the table) ------- */
+
+static uint64_t
+lo_now(struct xe_lockout *lo, uint64_t now_ms)
+{
+    if (now_ms < lo->last_now)
+        return lo->last_now;
+    return lo->last_now = now_ms;
+}
+
+#define LO_LOCKED(type, call)                                                            \
+    do {                                                                                 \
+        type r_;                                                                         \
+        pthread_mutex_lock(&lo->mu);                                                     \
+        r_ = call;                                                                       \
+        pthread_mutex_unlock(&lo->mu);                                                   \
+        return r_;                                                                       \
+    } while (0)
+
+void
+xe_lockout_reconfigure(struct xe_lockout *lo, const struct xe_lockout_conf *conf)
+{
+    pthread_mutex_lock(&lo->mu);
+    lockout_reconfigure_unlocked(lo, conf);
+    pthread_mutex_unlock(&lo->mu);
+}
+
+bool
+xe_lockout_check(struct xe_lockout *lo, const char *addr, const char *account,
+                 uint64_t now_ms, uint64_t *remaining_ms_r)
+{
+    LO_LOCKED(bool, lockout_check_unlocked(lo, addr, account, lo_now(lo, now_ms),
+                                           remaining_ms_r));
+}
+
+unsigned
+xe_lockout_failure(struct xe_lockout *lo, const char *addr, const char *account,
+                   uint64_t now_ms)
+{
+    LO_LOCKED(unsigned, lockout_failure_unlocked(lo, addr, account, lo_now(lo, now_ms)));
+}
+
+unsigned
+xe_lockout_delay(struct xe_lockout *lo, const char *addr, const char *account,
+                 uint64_t now_ms)
+{
+    LO_LOCKED(unsigned, lockout_delay_unlocked(lo, addr, account, lo_now(lo, now_ms)));
+}
+
+void
+xe_lockout_success(struct xe_lockout *lo, const char *account, uint64_t now_ms)
+{
+    pthread_mutex_lock(&lo->mu);
+    lockout_success_unlocked(lo, account, lo_now(lo, now_ms));
+    pthread_mutex_unlock(&lo->mu);
+}
+
+void
+xe_lockout_foreach(struct xe_lockout *lo, uint64_t now_ms,
+                   int (*fn)(void *ctx, const struct xe_lockout_info *e), void *ctx)
+{
+    pthread_mutex_lock(&lo->mu);
+    lockout_foreach_unlocked(lo, lo_now(lo, now_ms), fn, ctx);
+    pthread_mutex_unlock(&lo->mu);
+}
+
+size_t
+xe_lockout_clear(struct xe_lockout *lo, const char *key)
+{
+    LO_LOCKED(size_t, lockout_clear_unlocked(lo, key));
+}
+
+size_t
+xe_lockout_clear_all(struct xe_lockout *lo)
+{
+    LO_LOCKED(size_t, lockout_clear_all_unlocked(lo));
+}
+
+void
+xe_lockout_get_stats(struct xe_lockout *lo, uint64_t now_ms,
+                     struct xe_lockout_stats *st_r)
+{
+    pthread_mutex_lock(&lo->mu);
+    lockout_get_stats_unlocked(lo, lo_now(lo, now_ms), st_r);
+    pthread_mutex_unlock(&lo->mu);
 }

@@ -13,7 +13,8 @@
 #include <systemd/sd-journal.h>
 #endif
 
-int xe_log_level = XE_LOG_INFO;
+_Atomic int xe_log_level = XE_LOG_INFO;
+_Thread_local int xe_log_worker = -1;
 static int log_to = XE_LOG_TO_STDERR;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -64,6 +65,8 @@ xe_log(int level, const char *fmt, ...)
                  tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                  tm.tm_sec, (long)(tv.tv_usec / 1000));
     n = t + snprintf(line + t, sizeof(line) - (size_t)t, "level=%s ", level_names[level]);
+    if (xe_log_worker >= 0) /* workers > 1: which worker thread logs */
+        n += snprintf(line + n, sizeof(line) - (size_t)n, "worker=%d ", xe_log_worker);
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
     va_end(ap);

@@ -6,7 +6,10 @@
 enum { XE_LOG_ERROR = 0, XE_LOG_WARN = 1, XE_LOG_INFO = 2, XE_LOG_DEBUG = 3 };
 enum { XE_LOG_TO_STDERR = 0, XE_LOG_TO_SYSLOG = 1, XE_LOG_TO_JOURNAL = 2 };
 
-extern int xe_log_level;
+extern _Atomic int xe_log_level;
+/* With workers > 1, each worker thread sets its number here: its lines
+ * carry worker=K after the level (-1: none). */
+extern _Thread_local int xe_log_worker;
 void xe_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int xe_log_level_parse(const char *name);
 int xe_log_to_parse(const char *name); /* "stderr", "syslog", "journal"; -1 */

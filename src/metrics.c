@@ -1,6 +1,8 @@
 /* xedge: metrics. See metrics.h. */
 #include "metrics.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,17 +66,26 @@ static uint64_t hist_count, hist_sum_ms;
 static char allowed[MAX_ALLOWED][64];
 static size_t n_allowed;
 
+/* the counters are shared by the worker threads (workers > 1): every
+ * update and the rendering hold this lock (the gauges are computed outside
+ * it: they ask the workers); bytes are atomics */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
 static xe_metrics_gauges_fn gauges_fn;
 static void *gauges_ctx;
 
 void
 xe_metrics_allow_label(const char *value)
 {
+    pthread_mutex_lock(&mu);
     for (size_t i = 0; i < n_allowed; i++)
-        if (strcmp(allowed[i], value) == 0)
+        if (strcmp(allowed[i], value) == 0) {
+            pthread_mutex_unlock(&mu);
             return;
+        }
     if (n_allowed < MAX_ALLOWED && strlen(value) < sizeof(allowed[0]))
         snprintf(allowed[n_allowed++], sizeof(allowed[0]), "%s", value);
+    pthread_mutex_unlock(&mu);
 }
 
 static bool
@@ -117,6 +128,7 @@ xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
     if ((unsigned)m >= XE_M_N)
         return;
     f = &fams[m];
+    pthread_mutex_lock(&mu);
     key[0] = '\0';
     if (f->l1) {
         if (l1 == NULL || (f->l1_peer && !is_allowed(l1)))
@@ -145,55 +157,68 @@ xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
         }
     }
     f->s[i].value += delta;
+    pthread_mutex_unlock(&mu);
 }
 
-static uint64_t bytes[2]; /* XE_M_BYTES: down, up */
+static _Atomic uint64_t bytes[2]; /* XE_M_BYTES: down, up */
 
 void
 xe_metrics_bytes(bool up, uint64_t n)
 {
-    bytes[up] += n;
+    atomic_fetch_add_explicit(&bytes[up], n, memory_order_relaxed);
 }
 
 void
 xe_metrics_login_duration(uint64_t ms)
 {
+    pthread_mutex_lock(&mu);
     for (size_t i = 0; i < N_BUCKETS; i++)
         if ((double)ms / 1000.0 <= buckets[i])
             hist[i]++;
     hist_count++;
     hist_sum_ms += ms;
+    pthread_mutex_unlock(&mu);
 }
 
 void
 xe_metrics_set_gauges(xe_metrics_gauges_fn fn, void *ctx)
 {
+    pthread_mutex_lock(&mu);
     gauges_fn = fn;
     gauges_ctx = ctx;
+    pthread_mutex_unlock(&mu);
 }
 
 void
 xe_metrics_reset(void)
 {
+    pthread_mutex_lock(&mu);
     for (size_t m = 0; m < XE_M_N; m++)
         fams[m].n = 0;
     memset(hist, 0, sizeof(hist));
-    memset(bytes, 0, sizeof(bytes));
+    atomic_store(&bytes[0], 0);
+    atomic_store(&bytes[1], 0);
     hist_count = hist_sum_ms = 0;
     n_allowed = 0;
+    pthread_mutex_unlock(&mu);
 }
 
 void
 xe_metrics_render(struct xe_buf *out)
 {
+    xe_metrics_gauges_fn fn;
+    void *ctx;
+
+    pthread_mutex_lock(&mu);
     for (size_t m = 0; m < XE_M_N; m++) {
         const struct family *f = &fams[m];
         xe_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n", f->name, f->help,
                        f->name);
         if (m == XE_M_BYTES) { /* kept apart (xe_metrics_bytes) */
-            xe_buf_appendf(
-                out, "%s{direction=\"up\"} %llu\n%s{direction=\"down\"} %llu\n", f->name,
-                (unsigned long long)bytes[1], f->name, (unsigned long long)bytes[0]);
+            xe_buf_appendf(out,
+                           "%s{direction=\"up\"} %llu\n%s{direction=\"down\"} %llu\n",
+                           f->name, (unsigned long long)atomic_load(&bytes[1]), f->name,
+                           (unsigned long long)atomic_load(&bytes[0]));
             continue;
         }
         if (f->l1 == NULL && f->n == 0)
@@ -219,8 +244,11 @@ xe_metrics_render(struct xe_buf *out)
                    "xedge_login_duration_seconds_count %llu\n",
                    (unsigned long long)hist_count, (double)hist_sum_ms / 1000.0,
                    (unsigned long long)hist_count);
-    if (gauges_fn)
-        gauges_fn(gauges_ctx, out);
+    fn = gauges_fn;
+    ctx = gauges_ctx;
+    pthread_mutex_unlock(&mu);
+    if (fn)
+        fn(ctx, out);
 }
 
 /* ---- the HTTP endpoint ---------------------------------------------------- */

@@ -1,7 +1,8 @@
 /* xedge: metrics in the Prometheus text format (version 0.0.4), served on a
  * configured HTTP address (GET /metrics).
  *
- * Counters live here (one event loop: no locking); gauges (connections by
+ * Counters live here (under a lock: the worker threads share them; bytes
+ * are atomics); gauges (connections by
  * listener and state, sessions per backend) are computed when scraped by
  * the callback the glue registers, from its live connections. Every label
  * value is either xedge's own (listener kinds, states, TLS versions,

@@ -2,6 +2,8 @@
  * that serves the LMDB user store to it. See sasl.h. */
 #include "sasl.h"
 
+#include <pthread.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,9 +28,19 @@
  * compiler does not flag the (intended) change of function type. */
 #define XE_CB(f) ((sasl_callback_ft)(void *)(f))
 
+/* Set at start; a reload swaps the mechanism list and the iterations while
+ * worker threads use them: they are read under g_mu, and a replaced list
+ * is kept (in g_old_lists) until xe_sasl_global_done, since Cyrus may hold
+ * the pointer getopt gave it. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct xe_userstore *g_store;
 static char *g_mech_list;
 static unsigned g_iterations;
+struct old_list {
+    struct old_list *next;
+    char *list;
+};
+static struct old_list *g_old_lists;
 static unsigned char g_fake_key[32]; /* keys the fake salts of unknown users */
 static bool g_initialised;
 
@@ -112,7 +124,9 @@ fake_secret(const char *jid, enum xe_scram_hash h, struct xe_scram_secret *sec)
          &mdlen);
     memset(sec, 0, sizeof(*sec));
     sec->present = true;
+    pthread_mutex_lock(&g_mu);
     sec->iterations = g_iterations;
+    pthread_mutex_unlock(&g_mu);
     sec->salt_len = 16;
     memcpy(sec->salt, md, 16);
     sec->key_len = h == XE_SCRAM_SHA1 ? 20 : h == XE_SCRAM_SHA256 ? 32 : 64;
@@ -231,9 +245,11 @@ getopt_cb(void *context, const char *plugin_name, const char *option, const char
 {
     const char *v = NULL;
 
-    if (strcmp(option, "mech_list") == 0)
+    if (strcmp(option, "mech_list") == 0) {
+        pthread_mutex_lock(&g_mu);
         v = g_mech_list;
-    else if (strcmp(option, "auxprop_plugin") == 0)
+        pthread_mutex_unlock(&g_mu);
+    } else if (strcmp(option, "auxprop_plugin") == 0)
         v = "xedge";
     else if (strcmp(option, "pwcheck_method") == 0)
         v = "auxprop";
@@ -392,6 +408,34 @@ check_usable(const char *jid, enum xe_sasl_cond *cond_r, char *detail, size_t dm
 
 /* ---- the adapter ---------------------------------------------------------- */
 
+static void *
+mutex_alloc(void)
+{
+    pthread_mutex_t *m = xe_malloc(sizeof(*m));
+
+    pthread_mutex_init(m, NULL);
+    return m;
+}
+
+static int
+mutex_lock(void *m)
+{
+    return pthread_mutex_lock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static int
+mutex_unlock(void *m)
+{
+    return pthread_mutex_unlock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static void
+mutex_free(void *m)
+{
+    pthread_mutex_destroy(m);
+    free(m);
+}
+
 int
 xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
                     unsigned iterations, char **error_r)
@@ -403,12 +447,23 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
     };
     int r;
 
-    g_store = store;
-    free(g_mech_list);
+    pthread_mutex_lock(&g_mu);
+    if (g_store != store)
+        g_store = store;
+    if (g_mech_list) {
+        struct old_list *o = xe_calloc(1, sizeof(*o));
+        o->list = g_mech_list;
+        o->next = g_old_lists;
+        g_old_lists = o;
+    }
     g_mech_list = xe_strdup(mech_list);
     g_iterations = iterations;
+    pthread_mutex_unlock(&g_mu);
     if (g_initialised)
         return 0;
+    /* Cyrus's own mutexes are no-ops unless it is given real ones: the
+     * worker threads run sessions at once */
+    sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
     if (RAND_bytes(g_fake_key, sizeof(g_fake_key)) != 1) {
         *error_r = xe_strdup("no randomness for SASL");
         return -1;
@@ -436,12 +491,14 @@ cyrus_has(const char *name, size_t len)
     const char **loaded = sasl_global_listmech();
     bool listed = false;
 
+    pthread_mutex_lock(&g_mu);
     for (const char *p = g_mech_list; p && *p && !listed;) {
         size_t w = strcspn(p, " ");
         listed = w == len && strncasecmp(p, name, len) == 0;
         p += w;
         p += strspn(p, " ");
     }
+    pthread_mutex_unlock(&g_mu);
     for (size_t i = 0; listed && loaded && loaded[i]; i++)
         if (strlen(loaded[i]) == len && strncasecmp(loaded[i], name, len) == 0)
             return true;
@@ -470,6 +527,12 @@ xe_sasl_global_done(void)
     g_initialised = false;
     free(g_mech_list);
     g_mech_list = NULL;
+    while (g_old_lists) {
+        struct old_list *o = g_old_lists;
+        g_old_lists = o->next;
+        free(o->list);
+        free(o);
+    }
 }
 
 /* Which of the session's bindings to give Cyrus for an attempt: the type the

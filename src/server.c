@@ -7,11 +7,15 @@
  * callback. */
 #include "server.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <openssl/crypto.h>
 
@@ -42,6 +46,7 @@
 struct listener {
     uv_tcp_t tcp;
     struct xe_server *srv;
+    struct worker *w;
     const struct xe_listener_conf *lc;
     bool open;
 };
@@ -124,36 +129,109 @@ struct hcheck {
     bool done;
 };
 
-struct xe_server {
-    uv_loop_t *loop;
-    struct gen *gen; /* the current generation */
+/* A job for a worker, from the main thread: run fn on the worker's own
+ * loop; the caller waits (bounded) for every worker's answer (on_workers). */
+struct worker;
+typedef size_t (*worker_fn)(struct worker *w, const char *arg, struct xe_buf *out);
+
+struct wcall {
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    unsigned refs, pending;
+    worker_fn fn;
+    char *arg;
+    struct xe_buf *out; /* one per worker */
+    unsigned n_out;
+    size_t *n;
+    bool *answered;
+};
+
+struct wjob {
+    struct wjob *next;
+    struct wcall *call;
+};
+
+/* A worker: a libuv loop with its own listeners (SO_REUSEPORT when there
+ * are several) and the connections they accepted, which live and die on
+ * it. Worker 0 runs on the main loop (with the control socket, metrics,
+ * signals and health checks); workers 1..N-1 on threads of their own. */
+struct worker {
+    struct xe_server *srv;
+    unsigned index;
+    uv_loop_t *loop; /* the main loop for worker 0, else &own_loop */
+    uv_loop_t own_loop;
+    uv_thread_t thread;
+    bool thread_started, loop_inited;
     struct listener *listeners;
     size_t n_listeners;
-    unsigned n_conns;
     struct conn *conns;
+    unsigned n_conns;
     bool stopping;
-    bool draining;    /* graceful shutdown: ending the sessions */
-    uint64_t next_id; /* of connections */
+    bool draining; /* graceful shutdown: ending the sessions */
+    bool drained_told;
     uv_timer_t shutdown_timer;
     bool shutdown_timer_inited;
+    uv_async_t async;  /* jobs are waiting */
+    bool async_inited; /* (the worker's thread only) */
+    uv_mutex_t qmu;    /* jobs, async_open */
+    struct wjob *jobs;
+    bool async_open;            /* jobs may be queued */
+    uint64_t refused_logged_ms; /* refusals are logged at most once a second */
+    unsigned long refused_unlogged;
+    uint64_t proxy_logged_ms; /* the same for untrusted proxies */
+    unsigned long proxy_unlogged;
+    /* reads are consumed (copied or decrypted) before the callback returns */
+    char read_slab[XE_READ_CHUNK];
+    char plain_slab[XE_READ_CHUNK];
+};
+
+/* The server: what every worker shares. The fields the workers touch
+ * (gen and the generations' reference counts, the backends' states and
+ * session counts, n_conns_all, next_id, n_drained) are under mu; the
+ * lockout and address tables, the metrics and SASL lock for themselves.
+ * The rest is the main thread's. */
+struct xe_server {
+    uv_loop_t *loop;
+    uv_mutex_t mu;   /* recursive */
+    struct gen *gen; /* the current generation */
+    struct worker *workers;
+    unsigned n_workers;
+    unsigned n_conns_all; /* every worker's connections */
+    unsigned n_drained;   /* workers done with their graceful shutdown */
+    bool stopping, stopped;
+    uint64_t next_id;              /* of connections */
     void (*on_drained)(void *ctx); /* every connection is gone */
     void *drained_ctx;
+    uv_async_t main_async; /* a worker drained */
+    bool main_async_inited;
+    bool shutting_down;
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
     struct xe_userstore *store; /* for the users' pins */
-    uint64_t refused_logged_ms; /* refusals are logged at most once a second */
-    unsigned long refused_unlogged;
-    uv_timer_t health_timer; /* starts the active health checks when due */
+    uv_timer_t health_timer;    /* starts the active health checks when due */
     bool health_inited;
     struct hcheck *checks; /* running */
     struct xe_s2s_io *s2s; /* federation (s2s_io.h), NULL without s2s listeners */
 };
 
+static void
+srv_lock(struct xe_server *srv)
+{
+    uv_mutex_lock(&srv->mu);
+}
+
+static void
+srv_unlock(struct xe_server *srv)
+{
+    uv_mutex_unlock(&srv->mu);
+}
+
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
 
 struct conn {
     struct xe_server *srv;
-    struct gen *gen; /* this connection's generation (a reference) */
+    struct worker *w; /* the connection lives on its loop */
+    struct gen *gen;  /* this connection's generation (a reference) */
     struct conn *prev, *next;
     uv_tcp_t client;
     union backend_handle backend;
@@ -226,9 +304,6 @@ struct wreq {
     size_t len;
     char data[];
 };
-
-static char read_slab[XE_READ_CHUNK];
-static char plain_slab[XE_READ_CHUNK];
 
 static void finish_close(struct conn *c);
 static void maybe_shutdown(struct conn *c);
@@ -401,8 +476,11 @@ gen_new(const struct xe_conf *conf, const struct gen *prev, char **error_r)
 static void
 on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    /* reads are consumed (copied or decrypted) before the callback returns */
-    *buf = uv_buf_init(read_slab, sizeof(read_slab));
+    /* reads are consumed (copied or decrypted) before the callback returns;
+     * every loop's data is its worker */
+    struct worker *w = h->loop->data;
+
+    *buf = uv_buf_init(w->read_slab, sizeof(w->read_slab));
 }
 
 /* ---- writes and backpressure -------------------------------------------- */
@@ -593,14 +671,19 @@ on_handle_closed(uv_handle_t *h)
     xe_buf_free(&c->zin);
     xe_proxy_free(&c->proxy);
     free(c->jid);
+    srv_lock(c->srv);
     gen_unref(&c->gen);
+    srv_unlock(c->srv);
     free(c);
 }
+
+static void worker_drained(struct worker *w);
 
 static void
 finish_close(struct conn *c)
 {
     struct xe_server *srv = c->srv;
+    struct worker *w = c->w;
 
     if (c->closed)
         return;
@@ -611,26 +694,25 @@ finish_close(struct conn *c)
                 c->peer, c->jid, c->server ? c->server->name : "-",
                 (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
     compress_log_close(c);
+    srv_lock(srv);
     if (c->bst) {
         c->bst->st.sessions--;
         c->bst = NULL;
     }
+    srv->n_conns_all--;
+    srv_unlock(srv);
     /* unlink */
     if (c->prev)
         c->prev->next = c->next;
     else
-        srv->conns = c->next;
+        w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    srv->n_conns--;
-    if (srv->draining && srv->n_conns == 0 && srv->on_drained) {
-        void (*fn)(void *) = srv->on_drained;
-        srv->on_drained = NULL;
-        uv_timer_stop(&srv->shutdown_timer);
-        fn(srv->drained_ctx);
-    }
+    w->n_conns--;
+    if (w->draining && w->n_conns == 0)
+        worker_drained(w);
     if (c->counted)
-        xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(srv->loop));
+        xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(w->loop));
     uv_close((uv_handle_t *)&c->client, on_handle_closed);
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     if (c->backend_inited && !c->retrying) /* (a retry is closing it already) */
@@ -644,7 +726,7 @@ static void on_timer(uv_timer_t *t);
 static void
 arm_preauth_timer(struct conn *c)
 {
-    uint64_t now = uv_now(c->srv->loop), at = now + c->gen->conf->preauth_idle_ms;
+    uint64_t now = uv_now(c->w->loop), at = now + c->gen->conf->preauth_idle_ms;
 
     if (c->auth_deadline && c->auth_deadline < at)
         at = c->auth_deadline;
@@ -841,7 +923,9 @@ backend_failed(struct conn *c, const char *why)
         xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer,
                 c->jid, c->server->name, c->retried + 1);
         if (c->bst) {
+            srv_lock(c->srv);
             c->bst->st.sessions--;
+            srv_unlock(c->srv);
             c->bst = NULL;
         }
         xe_backend_hs_free(&c->bhs);
@@ -962,7 +1046,7 @@ splice(struct conn *c)
 {
     if (reg_start(c) < 0)
         return;
-    xe_metrics_login_duration(uv_now(c->srv->loop) - c->accepted_ms);
+    xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
     xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s%s", c->peer, c->jid,
             xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
             c->server->name, c->zs ? " compression=zlib" : "");
@@ -1208,13 +1292,14 @@ connect_backend(struct conn *c)
     const char *why = NULL;
     int r;
 
+    srv_lock(c->srv); /* the servers' states are shared by the workers */
     {
         /* the servers tried already count as down for this choice */
-        static struct xe_server_state tried_state; /* up = false */
+        struct xe_server_state tried_state = {0}; /* up = false */
         struct xe_server_state **st = xe_calloc(pool->n_servers, sizeof(*st));
         for (size_t k = 0; k < pool->n_servers; k++) {
             /* a server back up lately gets part of its weight (slow start) */
-            xe_pool_slow_start(c->gen->st[off + k], uv_now(c->srv->loop),
+            xe_pool_slow_start(c->gen->st[off + k], uv_now(c->w->loop),
                                pool->health.slow_start_ms);
             st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
                                                               : c->gen->st[off + k];
@@ -1222,6 +1307,11 @@ connect_backend(struct conn *c)
         i = xe_pool_choose(pool, st, jid, c->pin, &why);
         free(st);
     }
+    if (i != XE_POOL_NONE) {
+        c->bst = c->gen->bs[off + i];
+        c->bst->st.sessions++;
+    }
+    srv_unlock(c->srv);
     if (i == XE_POOL_NONE) {
         xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
         xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
@@ -1234,8 +1324,6 @@ connect_backend(struct conn *c)
         return;
     }
     c->server = &pool->servers[i];
-    c->bst = c->gen->bs[off + i];
-    c->bst->st.sessions++;
     c->proxy_out = pool->proxy_protocol;
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
@@ -1252,7 +1340,7 @@ connect_backend(struct conn *c)
     OPENSSL_cleanse(token, sizeof(token));
     free(local);
     c->connect_req.data = c;
-    r = backend_open(c->srv->loop, &c->backend, &c->connect_req, c->server,
+    r = backend_open(c->w->loop, &c->backend, &c->connect_req, c->server,
                      on_backend_connect);
     ((uv_handle_t *)&c->backend)->data = c;
     c->backend_inited = true;
@@ -1276,8 +1364,11 @@ health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
 {
     int t;
 
-    if (b->pc == NULL || b->pc->health.interval_ms == 0)
+    srv_lock(srv); /* passive results come from every worker */
+    if (b->pc == NULL || b->pc->health.interval_ms == 0) {
+        srv_unlock(srv);
         return; /* removed, or unchecked */
+    }
     t = xe_pool_health(&b->st, ok, passive, b->pc->health.fall, b->pc->health.rise);
     if (t < 0)
         xe_warn("event=backend-down pool=%s backend=%s reason=\"%s%s\" failures=%u "
@@ -1285,11 +1376,13 @@ health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
                 b->pool, b->name, passive ? "passive: " : "", why ? why : "-",
                 b->pc->health.fall, b->st.sessions);
     else if (t > 0) {
-        b->st.up_since_ms = uv_now(srv->loop); /* for its slow start */
+        /* for its slow start: the loops' clock (uv_now), read on any thread */
+        b->st.up_since_ms = uv_hrtime() / 1000000;
         xe_info("event=backend-up pool=%s backend=%s reason=\"%u health checks "
                 "passed\" slow_start_ms=%u",
                 b->pool, b->name, b->pc->health.rise, b->pc->health.slow_start_ms);
     }
+    srv_unlock(srv);
 }
 
 static void
@@ -1430,9 +1523,11 @@ static void
 health_tick(uv_timer_t *t)
 {
     struct xe_server *srv = t->data;
-    struct gen *g = srv->gen;
+    struct gen *g;
     uint64_t now = uv_now(srv->loop);
 
+    srv_lock(srv); /* the states are shared with the workers (recursive) */
+    g = srv->gen;
     for (size_t i = 0; i < g->n_bs; i++) {
         struct bstate *b = g->bs[i];
         if (b->pc == NULL || b->pc->health.interval_ms == 0 || b->checking)
@@ -1445,6 +1540,7 @@ health_tick(uv_timer_t *t)
         b->next_check_ms = now + b->pc->health.interval_ms;
         hcheck_start(srv, b);
     }
+    srv_unlock(srv);
 }
 
 void
@@ -1481,7 +1577,7 @@ guard_refuse(void *ctx, const char *account)
 {
     struct conn *c = ctx;
     uint64_t left = 0;
-    bool r = xe_lockout_check(c->srv->lockout, addr_key(c), account, uv_now(c->srv->loop),
+    bool r = xe_lockout_check(c->srv->lockout, addr_key(c), account, uv_now(c->w->loop),
                               &left);
 
     if (r)
@@ -1494,7 +1590,7 @@ static void
 guard_failed(void *ctx, const char *account, bool counted)
 {
     struct conn *c = ctx;
-    uint64_t now = uv_now(c->srv->loop);
+    uint64_t now = uv_now(c->w->loop);
 
     /* attempts pipelined in one read add up */
     c->hold_ms += counted ? xe_lockout_failure(c->srv->lockout, addr_key(c), account, now)
@@ -1506,7 +1602,7 @@ guard_succeeded(void *ctx, const char *account)
 {
     struct conn *c = ctx;
 
-    xe_lockout_success(c->srv->lockout, account, uv_now(c->srv->loop));
+    xe_lockout_success(c->srv->lockout, account, uv_now(c->w->loop));
 }
 
 static const struct xe_c2s_guard lockout_guard = {
@@ -1522,7 +1618,7 @@ static const struct xe_c2s_guard lockout_guard = {
 static void
 hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest, size_t n)
 {
-    uint64_t now = uv_now(c->srv->loop), ms = c->hold_ms;
+    uint64_t now = uv_now(c->w->loop), ms = c->hold_ms;
 
     c->hold_ms = 0;
     if (c->auth_deadline && now + ms > c->auth_deadline)
@@ -1627,7 +1723,7 @@ compress_failed(struct conn *c, const char *why)
 static void
 client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
 {
-    static char slab[XE_INFLATE_CHUNK];
+    static _Thread_local char slab[XE_INFLATE_CHUNK]; /* per worker thread */
     const struct xe_conf *conf = c->gen->conf;
 
     while ((n > 0 || more) && !c->closed && c->st != CS_CLOSING) {
@@ -1693,7 +1789,7 @@ client_input(struct conn *c, const char *data, size_t n)
 static int
 send_client_deflated(struct conn *c, const void *data, size_t len)
 {
-    static unsigned char slab[XE_DEFLATE_CHUNK];
+    static _Thread_local unsigned char slab[XE_DEFLATE_CHUNK]; /* per worker thread */
     const unsigned char *p = data;
     bool more;
 
@@ -1772,7 +1868,7 @@ on_timer(uv_timer_t *t)
         } else if (c->tls_handshaking) {
             xe_info("event=timeout peer=%s phase=tls", c->peer);
             finish_close(c);
-        } else if (uv_now(c->srv->loop) >= c->auth_deadline) {
+        } else if (uv_now(c->w->loop) >= c->auth_deadline) {
             client_stream_error(c, "connection-timeout", "authentication took too long");
         } else {
             client_stream_error(c, "connection-timeout", "idle before authentication");
@@ -2021,7 +2117,7 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         c->tls_handshaking = false;
-        c->auth_deadline = uv_now(c->srv->loop) + c->gen->conf->auth_timeout_ms;
+        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
         arm_preauth_timer(c);
         tls_established(c);
     }
@@ -2034,9 +2130,9 @@ static void
 read_tls_plain(struct conn *c)
 {
     while (!c->closed && c->st != CS_CLOSING && !c->held) {
-        int r = xe_tls_read(c->tls, plain_slab, sizeof(plain_slab));
+        int r = xe_tls_read(c->tls, c->w->plain_slab, sizeof(c->w->plain_slab));
         if (r > 0) {
-            client_input(c, plain_slab, (size_t)r);
+            client_input(c, c->w->plain_slab, (size_t)r);
             continue;
         }
         if (r == XE_TLS_WANT)
@@ -2085,19 +2181,19 @@ on_reject_closed(uv_handle_t *h)
  * second, with the count of those not logged, so that a flood cannot flood
  * the log. */
 static void
-refused(struct xe_server *srv, const char *reason, const char *address)
+refused(struct worker *w, const char *reason, const char *address)
 {
-    uint64_t now = uv_now(srv->loop);
+    uint64_t now = uv_now(w->loop);
 
     xe_metrics_inc(XE_M_REFUSED, reason, NULL);
-    if (srv->refused_logged_ms && now - srv->refused_logged_ms < 1000) {
-        srv->refused_unlogged++;
+    if (w->refused_logged_ms && now - w->refused_logged_ms < 1000) {
+        w->refused_unlogged++;
         return;
     }
     xe_warn("event=connection-refused reason=%s address=%s also_refused=%lu", reason,
-            address, srv->refused_unlogged);
-    srv->refused_logged_ms = now;
-    srv->refused_unlogged = 0;
+            address, w->refused_unlogged);
+    w->refused_logged_ms = now;
+    w->refused_unlogged = 0;
 }
 
 static void conn_start(struct conn *c);
@@ -2108,45 +2204,55 @@ on_connection(uv_stream_t *ls, int status)
 {
     struct listener *l = ls->data;
     struct xe_server *srv = l->srv;
+    struct worker *w = l->w;
     struct conn *c;
+    bool full;
 
     if (status < 0) {
         xe_warn("event=accept-failed error=\"%s\"", uv_strerror(status));
         return;
     }
-    if (srv->stopping || srv->n_conns >= srv->gen->conf->max_connections) {
+    srv_lock(srv); /* max_connections counts every worker's */
+    full = srv->n_conns_all >= srv->gen->conf->max_connections;
+    if (!full && !w->stopping)
+        srv->n_conns_all++;
+    srv_unlock(srv);
+    if (w->stopping || full) {
         uv_tcp_t *t = xe_malloc(sizeof(*t));
-        uv_tcp_init(srv->loop, t);
+        uv_tcp_init(w->loop, t);
         if (uv_accept(ls, (uv_stream_t *)t) == 0)
-            refused(srv, srv->stopping ? "stopping" : "max_connections", "-");
+            refused(w, w->stopping ? "stopping" : "max_connections", "-");
         uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
     c = xe_calloc(1, sizeof(*c));
     c->srv = srv;
+    c->w = w;
+    srv_lock(srv);
     c->gen = gen_ref(srv->gen);
+    c->id = ++srv->next_id;
+    srv_unlock(srv);
     c->direct = l->lc->kind == XE_LISTEN_DIRECT_TLS;
-    uv_tcp_init(srv->loop, &c->client);
-    uv_timer_init(srv->loop, &c->timer);
+    uv_tcp_init(w->loop, &c->client);
+    uv_timer_init(w->loop, &c->timer);
     c->client.data = c->timer.data = c;
     c->handles = 2;
     xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
     xe_buf_init(&c->to_client_pending, c->gen->conf->pump_hard_cap);
     xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
-    srv->n_conns++;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
     if (uv_accept(ls, (uv_stream_t *)&c->client) != 0) {
         finish_close(c);
         return;
     }
     format_peer(&c->client, c->peer, sizeof(c->peer));
-    c->accepted_ms = uv_now(srv->loop);
+    c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
-    c->id = ++srv->next_id;
     xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
     if (l->lc->proxy_protocol) {
         proxy_accept(c, l->lc); /* conn_start once the header is read */
@@ -2171,9 +2277,9 @@ conn_start(struct conn *c)
         if (c->sa.ss_family != AF_UNSPEC ||
             uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
             ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
-                                      uv_now(srv->loop), key, sizeof(key));
+                                      uv_now(c->w->loop), key, sizeof(key));
         if (ar != XE_AL_OK) {
-            refused(srv, xe_addrlimit_result_name(ar), key);
+            refused(c->w, xe_addrlimit_result_name(ar), key);
             finish_close(c);
             return;
         }
@@ -2200,7 +2306,7 @@ conn_start(struct conn *c)
         c->tls_handshaking = true;
         uv_timer_start(&c->timer, on_timer, c->gen->conf->tls_timeout_ms, 0);
     } else {
-        c->auth_deadline = uv_now(srv->loop) + c->gen->conf->auth_timeout_ms;
+        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
         arm_preauth_timer(c);
     }
     xe_debug("event=accept peer=%s listener=%s", c->peer,
@@ -2233,24 +2339,22 @@ on_proxy_timer(uv_timer_t *t)
 static void
 proxy_accept(struct conn *c, const struct xe_listener_conf *lc)
 {
-    static uint64_t logged_ms;
-    static unsigned long unlogged;
-    struct xe_server *srv = c->srv;
+    struct worker *w = c->w;
     int sl = sizeof(c->sa);
 
     if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) != 0 ||
         !xe_cidr_match(lc->proxy_from, lc->n_proxy_from, (struct sockaddr *)&c->sa)) {
-        uint64_t now = uv_now(srv->loop);
+        uint64_t now = uv_now(w->loop);
 
         xe_metrics_inc(XE_M_REFUSED, "proxy_untrusted", NULL);
-        if (logged_ms && now - logged_ms < 1000) {
-            unlogged++;
+        if (w->proxy_logged_ms && now - w->proxy_logged_ms < 1000) {
+            w->proxy_unlogged++;
         } else {
             xe_warn("event=proxy-refused peer=%s reason=\"not a trusted proxy "
                     "(proxy_from)\" also_refused=%lu",
-                    c->peer, unlogged);
-            logged_ms = now;
-            unlogged = 0;
+                    c->peer, w->proxy_unlogged);
+            w->proxy_logged_ms = now;
+            w->proxy_unlogged = 0;
         }
         finish_close(c);
         return;
@@ -2324,19 +2428,196 @@ proxy_send(struct conn *c)
     write_raw(c, false, hdr, n);
 }
 
+/* ---- the workers ------------------------------------------------------------ */
+
+static void
+wcall_unref(struct wcall *k)
+{
+    bool last;
+
+    uv_mutex_lock(&k->mu);
+    last = --k->refs == 0;
+    uv_mutex_unlock(&k->mu);
+    if (!last)
+        return;
+    for (unsigned i = 0; i < k->n_out; i++)
+        xe_buf_free(&k->out[i]);
+    free(k->out);
+    uv_cond_destroy(&k->cv);
+    uv_mutex_destroy(&k->mu);
+    free(k->arg);
+    free(k->n);
+    free(k->answered);
+    free(k);
+}
+
+/* Worker W runs call K's function on its loop and answers. */
+static void
+wcall_answer(struct worker *w, struct wcall *k)
+{
+    size_t n = k->fn(w, k->arg, &k->out[w->index]);
+
+    uv_mutex_lock(&k->mu);
+    k->n[w->index] = n;
+    k->answered[w->index] = true;
+    k->pending--;
+    uv_cond_signal(&k->cv);
+    uv_mutex_unlock(&k->mu);
+    wcall_unref(k);
+}
+
+static void
+on_worker_async(uv_async_t *a)
+{
+    struct worker *w = a->data;
+    struct wjob *jobs, *fifo = NULL;
+
+    uv_mutex_lock(&w->qmu);
+    jobs = w->jobs;
+    w->jobs = NULL;
+    uv_mutex_unlock(&w->qmu);
+    while (jobs) { /* queued newest first: answer in order */
+        struct wjob *j = jobs;
+        jobs = j->next;
+        j->next = fifo;
+        fifo = j;
+    }
+    while (fifo) {
+        struct wjob *j = fifo;
+        fifo = j->next;
+        wcall_answer(w, j->call);
+        free(j);
+    }
+}
+
+/* Run FN(worker, ARG, out) on every worker's own loop (worker 0's here, on
+ * the main thread, the others' through their async handle), wait for their
+ * answers (at most XE_WORKER_ANSWER_MS), append their outputs to OUT (may be
+ * NULL) in worker order, and return the sum of what FN returned. A worker
+ * that does not answer in time is left out, and logged. Never called with
+ * srv->mu held (the workers may need it to answer). */
+static size_t
+on_workers(struct xe_server *srv, worker_fn fn, const char *arg, struct xe_buf *out)
+{
+    struct wcall *k = xe_calloc(1, sizeof(*k));
+    unsigned nw = srv->n_workers;
+    uint64_t deadline = uv_hrtime() + (uint64_t)XE_WORKER_ANSWER_MS * 1000000;
+    size_t total = 0;
+
+    uv_mutex_init(&k->mu);
+    uv_cond_init(&k->cv);
+    k->refs = 1;
+    k->fn = fn;
+    k->arg = xe_strdup(arg ? arg : "");
+    /* the outputs live in the call's own block, freed with it */
+    k->out = xe_calloc(nw, sizeof(*k->out));
+    k->n = xe_calloc(nw, sizeof(*k->n));
+    k->answered = xe_calloc(nw, sizeof(*k->answered));
+    k->n_out = nw;
+    for (unsigned i = 0; i < nw; i++)
+        xe_buf_init(&k->out[i], 0);
+    for (unsigned i = 1; i < nw; i++) {
+        struct worker *w = &srv->workers[i];
+        uv_mutex_lock(&w->qmu);
+        if (w->async_open) {
+            struct wjob *j = xe_calloc(1, sizeof(*j));
+            j->call = k;
+            j->next = w->jobs;
+            w->jobs = j;
+            uv_mutex_lock(&k->mu);
+            k->refs++;
+            k->pending++;
+            uv_mutex_unlock(&k->mu);
+            uv_async_send(&w->async);
+        } else
+            k->answered[i] = true; /* stopped: nothing to say */
+        uv_mutex_unlock(&w->qmu);
+    }
+    k->n[0] = fn(&srv->workers[0], k->arg, &k->out[0]);
+    k->answered[0] = true;
+    uv_mutex_lock(&k->mu);
+    while (k->pending > 0) {
+        uint64_t now = uv_hrtime();
+        if (now >= deadline || uv_cond_timedwait(&k->cv, &k->mu, deadline - now) != 0)
+            break;
+    }
+    for (unsigned i = 0; i < nw; i++) {
+        if (!k->answered[i]) {
+            xe_warn("event=worker-timeout worker=%u waited_ms=%u", i,
+                    XE_WORKER_ANSWER_MS);
+            continue;
+        }
+        total += k->n[i];
+        if (out && k->out[i].len)
+            xe_buf_append(out, k->out[i].data, k->out[i].len);
+        xe_buf_free(&k->out[i]);
+    }
+    uv_mutex_unlock(&k->mu);
+    wcall_unref(k);
+    return total;
+}
+
 /* ---- the server ---------------------------------------------------------- */
 
-/* Gauges for the metrics endpoint, from the live connections. */
+/* A worker's connections by listener kind and state (8 numbers), then its
+ * spliced sessions on each server of the current generation (by name: a
+ * session of an older generation points into its own configuration), into
+ * out as unsigned longs. */
+static size_t
+w_count_states(struct worker *w, const char *arg, struct xe_buf *out)
+{
+    struct xe_server *srv = w->srv;
+    unsigned long n[8] = {0};
+
+    for (const struct conn *c = w->conns; c; c = c->next)
+        n[(c->direct ? 4 : 0) + c->st]++;
+    xe_buf_append(out, n, sizeof(n));
+    srv_lock(srv);
+    for (size_t i = 0; i < srv->gen->n_bs; i++) {
+        const struct bstate *b = srv->gen->bs[i];
+        unsigned long k = 0;
+        for (const struct conn *c = w->conns; c; c = c->next)
+            k += c->st == CS_SPLICED && c->server &&
+                 strcmp(c->server->name, b->name) == 0 &&
+                 strcmp(c->pool->name, b->pool) == 0;
+        xe_buf_append(out, &k, sizeof(k));
+    }
+    srv_unlock(srv);
+    return w->n_conns;
+}
+
+/* Gauges for the metrics endpoint: the connections are counted by every
+ * worker and summed (no worker label: one figure, whatever the number of
+ * workers); the backends' sessions and health are shared. */
 static void
 metrics_gauges(void *ctx, struct xe_buf *out)
 {
     static const char *const states[] = {"negotiating", "backend", "spliced", "closing"};
-    const struct xe_server *srv = ctx;
-    const struct xe_conf *conf = srv->gen->conf;
+    struct xe_server *srv = ctx;
+    const struct gen *g;
     unsigned long n[2][4] = {{0}};
+    struct xe_buf counts;
+    unsigned long *sessions;
+    size_t per;
 
-    for (const struct conn *c = srv->conns; c; c = c->next)
-        n[c->direct ? 1 : 0][c->st]++;
+    xe_buf_init(&counts, 0);
+    /* (no reload can come in between: reloads run on this thread) */
+    on_workers(srv, w_count_states, NULL, &counts);
+    srv_lock(srv);
+    g = srv->gen;
+    per = (8 + g->n_bs) * sizeof(unsigned long);
+    sessions = xe_calloc(g->n_bs + 1, sizeof(*sessions));
+    for (size_t off = 0; off + per <= counts.len; off += per) {
+        unsigned long v;
+        for (size_t i = 0; i < 8 + g->n_bs; i++) {
+            memcpy(&v, counts.data + off + i * sizeof(v), sizeof(v));
+            if (i < 8)
+                n[i / 4][i % 4] += v;
+            else
+                sessions[i - 8] += v;
+        }
+    }
+    xe_buf_free(&counts);
     xe_buf_append_str(out,
                       "# HELP xedge_connections Open client connections, by listener "
                       "kind and state.\n# TYPE xedge_connections gauge\n");
@@ -2346,40 +2627,32 @@ metrics_gauges(void *ctx, struct xe_buf *out)
                            l ? "direct_tls" : "starttls", states[s], n[l][s]);
     xe_buf_append_str(out, "# HELP xedge_backend_sessions Spliced sessions, by backend "
                            "server.\n# TYPE xedge_backend_sessions gauge\n");
-    for (size_t p = 0; p < conf->n_pools; p++)
-        for (size_t i = 0; i < conf->pools[p].n_servers; i++) {
-            const struct xe_server_conf *sc = &conf->pools[p].servers[i];
-            unsigned long k = 0;
-            /* by name: a session of an older generation points into its
-             * own configuration */
-            for (const struct conn *c = srv->conns; c; c = c->next)
-                k += c->st == CS_SPLICED && c->server &&
-                     (c->server == sc ||
-                      (strcmp(c->server->name, sc->name) == 0 &&
-                       strcmp(c->pool->name, conf->pools[p].name) == 0));
-            xe_buf_appendf(out,
-                           "xedge_backend_sessions{pool=\"%s\",backend=\"%s\"} %lu\n",
-                           conf->pools[p].name, sc->name, k);
-        }
+    for (size_t i = 0; i < g->n_bs; i++)
+        xe_buf_appendf(out, "xedge_backend_sessions{pool=\"%s\",backend=\"%s\"} %lu\n",
+                       g->bs[i]->pool, g->bs[i]->name, sessions[i]);
     xe_buf_append_str(out, "# HELP xedge_backend_up Whether a backend server is healthy "
                            "(1) or down (0), by its health checks.\n# TYPE "
                            "xedge_backend_up gauge\n");
-    for (size_t i = 0; i < srv->gen->n_bs; i++)
+    for (size_t i = 0; i < g->n_bs; i++)
         xe_buf_appendf(out, "xedge_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
-                       srv->gen->bs[i]->pool, srv->gen->bs[i]->name,
-                       srv->gen->bs[i]->st.up ? 1 : 0);
+                       g->bs[i]->pool, g->bs[i]->name, g->bs[i]->st.up ? 1 : 0);
     xe_buf_append_str(out, "# HELP xedge_backend_draining Whether a backend server is "
                            "draining (no new sessions).\n# TYPE "
                            "xedge_backend_draining gauge\n");
-    for (size_t i = 0; i < srv->gen->n_bs; i++)
+    for (size_t i = 0; i < g->n_bs; i++)
         xe_buf_appendf(out, "xedge_backend_draining{pool=\"%s\",backend=\"%s\"} %d\n",
-                       srv->gen->bs[i]->pool, srv->gen->bs[i]->name,
-                       srv->gen->bs[i]->st.draining ? 1 : 0);
+                       g->bs[i]->pool, g->bs[i]->name, g->bs[i]->st.draining ? 1 : 0);
     xe_buf_appendf(
         out,
         "# HELP xedge_max_connections The configured limit of open connections.\n"
         "# TYPE xedge_max_connections gauge\nxedge_max_connections %u\n",
-        conf->max_connections);
+        g->conf->max_connections);
+    xe_buf_appendf(out,
+                   "# HELP xedge_workers Worker threads (the workers setting).\n"
+                   "# TYPE xedge_workers gauge\nxedge_workers %u\n",
+                   srv->n_workers);
+    srv_unlock(srv);
+    free(sessions);
 }
 
 /* The labels a login can be counted under (others: "other"): every
@@ -2432,6 +2705,16 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
     struct xe_lockout_conf loc;
 
     srv->loop = loop;
+    uv_mutex_init_recursive(&srv->mu);
+    srv->n_workers = conf->workers ? conf->workers : 1;
+    srv->workers = xe_calloc(srv->n_workers, sizeof(*srv->workers));
+    for (unsigned i = 0; i < srv->n_workers; i++) {
+        struct worker *w = &srv->workers[i];
+        w->srv = srv;
+        w->index = i;
+        w->loop = i == 0 ? loop : &w->own_loop;
+        uv_mutex_init(&w->qmu);
+    }
     *srv_r = srv;
     if ((srv->gen = gen_new(conf, NULL, error_r)) == NULL) {
         xe_server_free(srv_r);
@@ -2466,6 +2749,8 @@ same_listeners(const struct xe_conf *a, const struct xe_conf *b)
     return true;
 }
 
+/* The new generation is built and swapped in under the lock: a worker
+ * accepting meanwhile gets the old one or the new one, whole. */
 int
 xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *generation_r,
                  char **error_r)
@@ -2485,7 +2770,9 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         xe_conf_free(&conf);
         return -1;
     }
+    srv_lock(srv);
     if ((g = gen_new(conf, srv->gen, error_r)) == NULL) {
+        srv_unlock(srv);
         xe_conf_free(&conf);
         return -1;
     }
@@ -2501,6 +2788,7 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         log_backends(g);
     gen_unref(&srv->gen); /* freed now unless a connection still holds it */
     srv->gen = g;
+    srv_unlock(srv);
     /* what is shared by every connection follows the new configuration */
     allow_mech_labels(conf);
     addrlimit_conf(conf, &alc);
@@ -2511,69 +2799,184 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
     return 0;
 }
 
+/* With several workers, each has its own socket on the listener's address,
+ * all with SO_REUSEPORT: the kernel spreads the connections over them. Bound
+ * here, on the main thread, before the privileges are dropped. */
+static int
+bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa, bool v6only)
+{
+    int fd, one = 1, r;
+
+    fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        (v6only && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, sa,
+             sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                       : sizeof(struct sockaddr_in)) != 0) {
+        r = uv_translate_sys_error(errno);
+        close(fd);
+        return r;
+    }
+    if ((r = uv_tcp_open(t, (uv_os_sock_t)fd)) < 0)
+        close(fd);
+    return r;
+}
+
+static void
+on_main_async(uv_async_t *a)
+{
+    struct xe_server *srv = a->data;
+    bool all;
+
+    srv_lock(srv);
+    all = srv->n_drained == srv->n_workers;
+    srv_unlock(srv);
+    if (all && srv->on_drained) {
+        void (*fn)(void *) = srv->on_drained;
+        srv->on_drained = NULL;
+        fn(srv->drained_ctx);
+    }
+}
+
+static void
+worker_main(void *arg)
+{
+    struct worker *w = arg;
+
+    xe_log_worker = (int)w->index;
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    /* everything is closed (xe_server_stop): let the close callbacks run */
+    uv_run(w->loop, UV_RUN_DEFAULT);
+    on_worker_async(&w->async); /* jobs queued as it closed: answered, empty */
+    if (uv_loop_close(w->loop) != 0)
+        xe_warn("event=worker-loop-busy worker=%u", w->index);
+}
+
 int
 xe_server_listen(struct xe_server *srv, char **error_r)
 {
     const struct xe_conf *conf = srv->gen->conf;
+    bool many = srv->n_workers > 1;
 
-    srv->listeners = xe_calloc(conf->n_listeners, sizeof(*srv->listeners));
-    srv->n_listeners = conf->n_listeners;
-    for (size_t i = 0; i < conf->n_listeners; i++) {
-        struct listener *l = &srv->listeners[i];
-        const struct xe_listener_conf *lc = &conf->listeners[i];
-        struct sockaddr_storage ss;
-        unsigned flags = 0;
-        int r;
-
-        l->srv = srv;
-        l->lc = lc;
-        if (XE_LISTEN_IS_S2S(lc->kind))
-            continue; /* s2s_io.c's */
-        if (uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss) != 0) {
-            uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss);
-            flags = UV_TCP_IPV6ONLY;
-        }
-        uv_tcp_init(srv->loop, &l->tcp);
-        l->tcp.data = l;
-        l->open = true;
-        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-        if (r == 0)
-            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+    srv->loop->data = &srv->workers[0];
+    for (unsigned k = 1; k < srv->n_workers; k++) {
+        struct worker *w = &srv->workers[k];
+        int r = uv_loop_init(&w->own_loop);
         if (r < 0) {
-            *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
-                                   lc->port, uv_strerror(r));
+            *error_r =
+                xe_asprintf("worker %u: cannot make its loop: %s", k, uv_strerror(r));
             return -1;
         }
-        xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
-                lc->kind == XE_LISTEN_STARTTLS ? "starttls" : "direct_tls");
+        w->loop_inited = true;
+        w->own_loop.data = w;
     }
-    return srv->s2s ? xe_s2s_io_listen(srv->s2s, error_r) : 0;
+    for (unsigned k = 0; k < srv->n_workers; k++) {
+        struct worker *w = &srv->workers[k];
+
+        w->listeners = xe_calloc(conf->n_listeners, sizeof(*w->listeners));
+        w->n_listeners = conf->n_listeners;
+        for (size_t i = 0; i < conf->n_listeners; i++) {
+            struct listener *l = &w->listeners[i];
+            const struct xe_listener_conf *lc = &conf->listeners[i];
+            struct sockaddr_storage ss;
+            unsigned flags = 0;
+            int r, port = lc->port;
+
+            if (k > 0 && port == 0) { /* the port worker 0 got */
+                int sl = sizeof(ss);
+                if (uv_tcp_getsockname(&srv->workers[0].listeners[i].tcp,
+                                       (struct sockaddr *)&ss, &sl) == 0)
+                    port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+            }
+            l->srv = srv;
+            l->w = w;
+            l->lc = lc;
+            if (XE_LISTEN_IS_S2S(lc->kind))
+                continue; /* s2s_io.c's, on worker 0 */
+            if (uv_ip4_addr(lc->address, port, (struct sockaddr_in *)&ss) != 0) {
+                uv_ip6_addr(lc->address, port, (struct sockaddr_in6 *)&ss);
+                flags = UV_TCP_IPV6ONLY;
+            }
+            uv_tcp_init(w->loop, &l->tcp);
+            l->tcp.data = l;
+            l->open = true;
+            if (many)
+                r = bind_reuseport(&l->tcp, (struct sockaddr *)&ss, flags != 0);
+            else
+                r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+            if (r == 0)
+                r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+            if (r < 0) {
+                *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
+                                       lc->port, uv_strerror(r));
+                return -1;
+            }
+            if (k == 0)
+                xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
+                        lc->kind == XE_LISTEN_STARTTLS ? "starttls" : "direct_tls");
+        }
+    }
+    uv_async_init(srv->loop, &srv->main_async, on_main_async);
+    srv->main_async.data = srv;
+    srv->main_async_inited = true;
+    for (unsigned k = 0; k < srv->n_workers; k++) {
+        struct worker *w = &srv->workers[k];
+        uv_async_init(w->loop, &w->async, on_worker_async);
+        w->async.data = w;
+        w->async_inited = true;
+        w->async_open = k == 0; /* the others' once their thread runs */
+    }
+    if (srv->s2s && xe_s2s_io_listen(srv->s2s, error_r) < 0)
+        return -1; /* federation runs on worker 0 (the main loop) */
+    if (!many)
+        return 0;
+    xe_log_worker = 0; /* the main thread is worker 0 */
+    for (unsigned k = 1; k < srv->n_workers; k++) {
+        struct worker *w = &srv->workers[k];
+        int r;
+
+        w->async_open = true; /* (before the thread: nothing reads it yet) */
+        if ((r = uv_thread_create(&w->thread, worker_main, w)) < 0)
+            w->async_open = false;
+        if (r < 0) {
+            *error_r =
+                xe_asprintf("worker %u: cannot start its thread: %s", k, uv_strerror(r));
+            return -1;
+        }
+        w->thread_started = true;
+    }
+    xe_info("event=workers workers=%u%s", srv->n_workers,
+            conf->workers_auto ? " auto=yes" : "");
+    return 0;
 }
 
 static void stop_health(struct xe_server *srv);
 
+/* W stops accepting (worker 0: and the health checks stop). */
 static void
-stop_listening(struct xe_server *srv)
+stop_listening(struct worker *w)
 {
-    stop_health(srv);
-    xe_s2s_io_stop(srv->s2s);
-    for (size_t i = 0; i < srv->n_listeners; i++)
-        if (srv->listeners[i].open) {
-            uv_close((uv_handle_t *)&srv->listeners[i].tcp, NULL);
-            srv->listeners[i].open = false;
+    if (w->index == 0) {
+        stop_health(w->srv);
+        xe_s2s_io_stop(w->srv->s2s);
+    }
+    for (size_t i = 0; i < w->n_listeners; i++)
+        if (w->listeners[i].open) {
+            uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+            w->listeners[i].open = false;
         }
 }
 
-void
-xe_server_stop(struct xe_server *srv)
+/* Close every connection of W at once. */
+static void
+close_all(struct worker *w)
 {
-    srv->stopping = true;
-    stop_listening(srv);
-    if (srv->shutdown_timer_inited && !uv_is_closing((uv_handle_t *)&srv->shutdown_timer))
-        uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
-    srv->draining = false; /* no drained callback from what follows */
-    while (srv->conns) {
-        struct conn *c = srv->conns;
+    w->draining = false; /* no drained report from what follows */
+    while (w->conns) {
+        struct conn *c = w->conns;
         if (c->st == CS_SPLICED)
             close_conn(c);
         else
@@ -2583,94 +2986,163 @@ xe_server_stop(struct xe_server *srv)
     }
 }
 
+/* On worker W: everything closes, and its loop ends (for worker 0, the
+ * main loop goes on until xedge stops it). */
+static size_t
+w_stop(struct worker *w, const char *arg, struct xe_buf *out)
+{
+    w->stopping = true;
+    stop_listening(w);
+    if (w->shutdown_timer_inited && !uv_is_closing((uv_handle_t *)&w->shutdown_timer))
+        uv_close((uv_handle_t *)&w->shutdown_timer, NULL);
+    close_all(w);
+    uv_mutex_lock(&w->qmu);
+    w->async_open = false; /* jobs queued already are answered all the same */
+    uv_mutex_unlock(&w->qmu);
+    if (w->async_inited && !uv_is_closing((uv_handle_t *)&w->async))
+        uv_close((uv_handle_t *)&w->async, NULL);
+    return 0;
+}
+
+void
+xe_server_stop(struct xe_server *srv)
+{
+    srv->stopping = true;
+    if (srv->stopped)
+        return;
+    srv->stopped = true;
+    on_workers(srv, w_stop, NULL, NULL);
+    if (srv->main_async_inited && !uv_is_closing((uv_handle_t *)&srv->main_async))
+        uv_close((uv_handle_t *)&srv->main_async, NULL);
+}
+
 /* ---- graceful shutdown ----------------------------------------------------- */
 
-static void stop_listening(struct xe_server *srv);
+/* Worker W has no connection left (or has closed the rest): when every
+ * worker is there, the main thread calls on_drained. */
+static void
+worker_drained(struct worker *w)
+{
+    struct xe_server *srv = w->srv;
+    bool all;
+
+    if (w->drained_told)
+        return;
+    w->drained_told = true;
+    if (w->shutdown_timer_inited)
+        uv_timer_stop(&w->shutdown_timer);
+    srv_lock(srv);
+    all = ++srv->n_drained == srv->n_workers;
+    srv_unlock(srv);
+    if (all)
+        uv_async_send(&srv->main_async);
+}
 
 static void
 shutdown_force(uv_timer_t *t)
 {
-    struct xe_server *srv = t->data;
-    void (*fn)(void *) = srv->on_drained;
+    struct worker *w = t->data;
 
-    xe_info("event=shutdown-forced connections=%u", srv->n_conns);
-    srv->on_drained = NULL;
-    xe_server_stop(srv);
-    if (fn)
-        fn(srv->drained_ctx);
+    xe_info("event=shutdown-forced connections=%u", w->n_conns);
+    close_all(w);
+    worker_drained(w);
 }
 
 /* The grace period is over: every session ends with <system-shutdown/>. */
 static void
 shutdown_end_sessions(uv_timer_t *t)
 {
-    struct xe_server *srv = t->data;
-    void (*fn)(void *) = srv->on_drained;
+    struct worker *w = t->data;
 
-    srv->draining = true;
-    xe_info("event=shutdown-ending-sessions connections=%u", srv->n_conns);
-    if (srv->n_conns == 0) {
-        srv->on_drained = NULL;
-        if (fn)
-            fn(srv->drained_ctx);
+    w->draining = true;
+    xe_info("event=shutdown-ending-sessions connections=%u", w->n_conns);
+    if (w->n_conns == 0) {
+        worker_drained(w);
         return;
     }
-    uv_timer_start(&srv->shutdown_timer, shutdown_force, CLOSE_GRACE_MS + 2000, 0);
-    for (struct conn *c = srv->conns, *next; c; c = next) {
+    uv_timer_start(&w->shutdown_timer, shutdown_force, CLOSE_GRACE_MS + 2000, 0);
+    for (struct conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         end_session(c, "system-shutdown", "the server is shutting down");
     }
+}
+
+/* On worker W: stop accepting; the grace period (ARG, ms) starts. */
+static size_t
+w_shutdown(struct worker *w, const char *arg, struct xe_buf *out)
+{
+    uint64_t grace_ms = strtoull(arg, NULL, 10);
+
+    if (w->shutdown_timer_inited || w->stopping)
+        return 0;
+    w->stopping = true;
+    stop_listening(w);
+    uv_timer_init(w->loop, &w->shutdown_timer);
+    w->shutdown_timer.data = w;
+    w->shutdown_timer_inited = true;
+    xe_info("event=shutdown grace_ms=%llu connections=%u", (unsigned long long)grace_ms,
+            w->n_conns);
+    uv_timer_start(&w->shutdown_timer, shutdown_end_sessions, grace_ms, 0);
+    return 0;
 }
 
 void
 xe_server_shutdown(struct xe_server *srv, uint64_t grace_ms, void (*on_drained)(void *),
                    void *ctx)
 {
-    if (srv->shutdown_timer_inited)
+    char arg[32];
+
+    if (srv->shutting_down || srv->stopped)
         return;
+    srv->shutting_down = true;
     srv->stopping = true;
     srv->on_drained = on_drained;
     srv->drained_ctx = ctx;
-    stop_listening(srv);
-    uv_timer_init(srv->loop, &srv->shutdown_timer);
-    srv->shutdown_timer.data = srv;
-    srv->shutdown_timer_inited = true;
-    xe_info("event=shutdown grace_ms=%llu connections=%u", (unsigned long long)grace_ms,
-            srv->n_conns);
-    uv_timer_start(&srv->shutdown_timer, shutdown_end_sessions, grace_ms, 0);
+    snprintf(arg, sizeof(arg), "%llu", (unsigned long long)grace_ms);
+    on_workers(srv, w_shutdown, arg, NULL);
 }
 
 /* ---- the control socket's view --------------------------------------------- */
 
 static const char *const conn_states[] = {"negotiating", "backend", "spliced", "closing"};
 
-void
-xe_server_sessions(struct xe_server *srv, struct xe_buf *out)
+static size_t
+w_sessions(struct worker *w, const char *arg, struct xe_buf *out)
 {
     int64_t now = (int64_t)time(NULL);
+    char wk[24] = "";
 
-    for (const struct conn *c = srv->conns; c; c = c->next)
+    if (w->srv->n_workers > 1)
+        snprintf(wk, sizeof(wk), " worker=%u", w->index);
+    for (const struct conn *c = w->conns; c; c = c->next)
         xe_buf_appendf(
             out,
             "session id=%llu jid=%s peer=%s listener=%s state=%s tls=%s mech=%s "
-            "backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu\n",
+            "backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu%s\n",
             (unsigned long long)c->id, c->jid ? c->jid : "-", c->peer,
             c->direct ? "direct_tls" : "starttls", conn_states[c->st],
             c->tls_version ? c->tls_version : "-", c->mech[0] ? c->mech : "-",
             c->server && c->st == CS_SPLICED ? c->server->name : "-", (long long)c->since,
             (long long)(now - c->since), (unsigned long long)c->bytes_up,
-            (unsigned long long)c->bytes_down);
+            (unsigned long long)c->bytes_down, wk);
+    return w->n_conns;
 }
 
-size_t
-xe_server_kick(struct xe_server *srv, const char *what)
+void
+xe_server_sessions(struct xe_server *srv, struct xe_buf *out)
+{
+    on_workers(srv, w_sessions, NULL, out);
+}
+
+static size_t
+w_kick(struct worker *w, const char *what, struct xe_buf *out)
 {
     char *end;
     unsigned long long id = strtoull(what, &end, 10);
     bool by_id = *what && *end == '\0', bare = strchr(what, '/') == NULL;
     size_t n = 0;
 
-    for (struct conn *c = srv->conns, *next; c; c = next) {
+    for (struct conn *c = w->conns, *next; c; c = next) {
         bool match;
         next = c->next;
         if (c->closed || c->st == CS_CLOSING)
@@ -2693,26 +3165,53 @@ xe_server_kick(struct xe_server *srv, const char *what)
     return n;
 }
 
+size_t
+xe_server_kick(struct xe_server *srv, const char *what)
+{
+    return on_workers(srv, w_kick, what, NULL);
+}
+
 void
 xe_server_stats(struct xe_server *srv, struct xe_buf *out)
 {
     unsigned long n[4] = {0};
+    struct xe_buf counts;
+    size_t total, per;
+    uint64_t accepted;
+    unsigned max;
 
-    for (const struct conn *c = srv->conns; c; c = c->next)
-        n[c->st]++;
+    xe_buf_init(&counts, 0);
+    total = on_workers(srv, w_count_states, NULL, &counts);
+    srv_lock(srv);
+    per = (8 + srv->gen->n_bs) * sizeof(unsigned long);
+    for (size_t off = 0; off + per <= counts.len; off += per)
+        for (size_t i = 0; i < 8; i++) {
+            unsigned long v;
+            memcpy(&v, counts.data + off + i * sizeof(v), sizeof(v));
+            n[i % 4] += v;
+        }
+    accepted = srv->next_id;
+    max = srv->gen->conf->max_connections;
+    srv_unlock(srv);
+    xe_buf_free(&counts);
     xe_buf_appendf(
         out,
-        "stats connections=%u negotiating=%lu backend=%lu spliced=%lu closing=%lu "
-        "accepted=%llu max_connections=%u stopping=%s\n",
-        srv->n_conns, n[0], n[1], n[2], n[3], (unsigned long long)srv->next_id,
-        srv->gen->conf->max_connections, srv->stopping ? "yes" : "no");
+        "stats connections=%zu negotiating=%lu backend=%lu spliced=%lu closing=%lu "
+        "accepted=%llu max_connections=%u stopping=%s",
+        total, n[0], n[1], n[2], n[3], (unsigned long long)accepted, max,
+        srv->stopping ? "yes" : "no");
+    if (srv->n_workers > 1)
+        xe_buf_appendf(out, " workers=%u", srv->n_workers);
+    xe_buf_append_str(out, "\n");
 }
 
 void
 xe_server_backends(struct xe_server *srv, struct xe_buf *out)
 {
-    const struct gen *g = srv->gen;
+    const struct gen *g;
 
+    srv_lock(srv);
+    g = srv->gen;
     for (size_t i = 0; i < g->n_bs; i++) {
         const struct bstate *b = g->bs[i];
         xe_buf_appendf(out,
@@ -2725,14 +3224,17 @@ xe_server_backends(struct xe_server *srv, struct xe_buf *out)
                                       : "down",
                        b->st.up ? "up" : "down", b->st.sessions);
     }
+    srv_unlock(srv);
 }
 
 size_t
 xe_server_drain(struct xe_server *srv, const char *name, bool drain)
 {
-    const struct gen *g = srv->gen;
+    const struct gen *g;
     size_t n = 0;
 
+    srv_lock(srv);
+    g = srv->gen;
     for (size_t i = 0; i < g->n_bs; i++) {
         struct bstate *b = g->bs[i];
         if (strcmp(b->name, name) != 0)
@@ -2744,6 +3246,7 @@ xe_server_drain(struct xe_server *srv, const char *name, bool drain)
                     b->st.sessions);
         b->st.draining = drain;
     }
+    srv_unlock(srv);
     return n;
 }
 
@@ -2766,12 +3269,31 @@ xe_server_free(struct xe_server **srvp)
 
     if (srv == NULL)
         return;
+    if (srv->workers && srv->n_workers > 1 && !srv->stopped)
+        xe_server_stop(srv); /* (an error after the start) the threads must end */
+    for (unsigned k = 0; srv->workers && k < srv->n_workers; k++) {
+        struct worker *w = &srv->workers[k];
+        if (w->thread_started) {
+            uv_thread_join(&w->thread);
+        } else if (w->loop_inited) { /* an error before its thread started */
+            for (size_t i = 0; i < w->n_listeners; i++)
+                if (w->listeners[i].open)
+                    uv_close((uv_handle_t *)&w->listeners[i].tcp, NULL);
+            if (w->async_inited)
+                uv_close((uv_handle_t *)&w->async, NULL);
+            uv_run(w->loop, UV_RUN_DEFAULT);
+            uv_loop_close(w->loop);
+        }
+        uv_mutex_destroy(&w->qmu);
+        free(w->listeners);
+    }
     xe_metrics_set_gauges(NULL, NULL);
     xe_addrlimit_free(&srv->al);
     xe_lockout_free(&srv->lockout);
     xe_s2s_io_free(&srv->s2s);
     gen_unref(&srv->gen);
-    free(srv->listeners);
+    free(srv->workers);
+    uv_mutex_destroy(&srv->mu);
     free(srv);
     *srvp = NULL;
 }

@@ -87,6 +87,13 @@
 #define XE_HEALTH_MAX_BYTES (64 * 1024) /* of a server's answer to a check */
 #define XE_HEALTH_TICK_MS 250           /* how often due checks are started */
 
+/* Worker threads (workers = N | "auto") */
+#define XE_MAX_WORKERS 64
+/* the control socket waits this long for every worker's part of an answer
+ * (session list, kick, stats, shutdown); a worker that has not answered by
+ * then is left out (and logged) */
+#define XE_WORKER_ANSWER_MS 2000
+
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
 #define XE_MIN_SECRET_BYTES 32

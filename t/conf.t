@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..46"
+echo "1..51"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -98,6 +98,13 @@ check "an unknown on_down" 's/port = 15222; } ); }/port = 15222; } ); on_down = 
 check "a misspelt health setting" 's/port = 15222; } ); }/port = 15222; } ); health = { intervall = 3; }; }/' "intervall: unknown setting"
 check "health.fall 0" 's/port = 15222; } ); }/port = 15222; } ); health = { fall = 0; }; }/' "fall: must be between 1 and 100"
 check "max_proxy_header too small" 's/^log_level = "info";/log_level = "info"; limits = { max_proxy_header = 20; };/' "max_proxy_header: must be between 52 and 65551"
+for w in '"auto"' 2 64; do
+	good | sed "s/^log_level = \"info\";/log_level = \"info\"; workers = $w;/" >"$d/workers.conf"
+	out=$("$XEDGE" -t -c "$d/workers.conf" 2>&1)
+	ok $? "workers = $w is accepted ($out)"
+done
+check "workers 0" 's/^log_level = "info";/log_level = "info"; workers = 0;/' "bad\.conf:1: workers: must be between 1 and 64"
+check "workers: a word" 's/^log_level = "info";/log_level = "info"; workers = "all";/' "bad\.conf:1: workers: must be a number \(1 to 64\) or \"auto\""
 
 # federation: the s2s listeners, group, peers, a server's s2s_port, timeouts
 openssl rand -hex 32 >"$d/dialback"
