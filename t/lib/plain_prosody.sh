@@ -39,11 +39,12 @@ cmd_stop() {
 	return 0
 }
 
-wait_port() { # HOST PORT PID
+wait_port() { # HOST PORT PID CONSOLE
 	local end=$((SECONDS + 30))
 	while [ $SECONDS -lt $end ]; do
 		timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && return 0
 		kill -0 "$3" 2>/dev/null || return 1
+		grep -q 'Failed to open server port' "$4" 2>/dev/null && return 1
 		sleep 0.05
 	done
 	return 1
@@ -122,7 +123,7 @@ EOF
 	prosody -F --config "$dir/prosody.cfg.lua" </dev/null >"$dir/console.out" 2>&1 &
 	local pid=$!
 	echo "$pid" >"$dir/pid"
-	if ! wait_port "$addr" "$c2s" "$pid" || ! wait_port "$addr" "$s2s" "$pid"; then
+	if ! wait_port "$addr" "$c2s" "$pid" "$dir/console.out" || ! wait_port "$addr" "$s2s" "$pid" "$dir/console.out"; then
 		tail -n 20 "$dir/console.out" "$dir/prosody.log" >&2 2>/dev/null
 		cmd_stop "$dir" 2>/dev/null
 		die "Prosody for $domain did not start on $addr:$c2s/$s2s"
