@@ -31,7 +31,7 @@ for d in a:b b:a; do
 	recv=${d%%:*} send=${d#*:}
 	rlog=$(v=${recv^^}_XEDGE_LOG; echo "${!v}")
 	slog=$(v=${send^^}_XEDGE_LOG; echo "${!v}")
-	is "$(count_lines "$rlog" "event=s2s-auth .*mech=dialback.*(peer|from)=$send\.test")" 1 \
+	is "$(count_lines "$rlog" "event=s2s-auth .*mech=dialback.*remote=$send\.test")" 1 \
 		"$send.test -> $recv.test: $recv.test's xedge authenticated $send.test once, with dialback"
 	is "$(count_lines "$slog" "event=s2s-verify .*result=valid")" 1 \
 		"$send.test -> $recv.test: $send.test's xedge answered one db:verify, valid"

@@ -25,7 +25,7 @@ sleep 0.5
 for d in a:b b:a; do
 	recv=${d%%:*} send=${d#*:}
 	rlog=$(v=${recv^^}_XEDGE_LOG; echo "${!v}")
-	is "$(count_lines "$rlog" "event=s2s-auth .*mech=EXTERNAL.*(peer|from)=$send\.test")" 1 \
+	is "$(count_lines "$rlog" "event=s2s-auth .*mech=(EXTERNAL|external).*remote=$send\.test")" 1 \
 		"$send.test -> $recv.test: $recv.test's xedge authenticated $send.test with EXTERNAL"
 	like "$(count_lines "$rlog" "event=s2s-auth .*mech=dialback")" '^0$' \
 		"$send.test -> $recv.test: no dialback on $recv.test's side"

@@ -7,9 +7,11 @@
 #   1. a forged db:result for c.test (a real peer: a plain Prosody, which
 #      xedge asks through its static route): type='invalid', <not-authorized/>
 #   2. a db:verify for an unknown stream id: type='invalid'
-#   3. a stanza from a domain not authenticated on the stream: <invalid-from/>,
-#      on an unauthenticated stream and on one authenticated with SASL
-#      EXTERNAL for c.test (whose own stanza does reach the backend).
+#   3. a stanza on a stream authenticated for nothing: <not-authorized/>
+#      (RFC 6120 4.9.3.12: stanzas before the stream is authenticated); a
+#      stanza from a domain not authenticated on a stream authenticated
+#      (SASL EXTERNAL) for c.test: <invalid-from/> (c.test's own stanza on
+#      it does reach the backend).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 
@@ -53,7 +55,7 @@ like "$(count_lines "$A_XEDGE_LOG" 'event=s2s-verify .*result=invalid')" '^[1-9]
 # 3a. a stanza on a stream authenticated for nothing
 s2s_peer "${PEER[@]}" --from c.test --wait 10 stanza \
 	--stanza "<message from='carol@c.test' to='alice@a.test' type='chat' id='unauth-$tag'><body>x</body></message>"
-like "$OUT" '^STREAM_ERROR condition=invalid-from' "a stanza on an unauthenticated stream: <invalid-from/>"
+like "$OUT" '^STREAM_ERROR condition=not-authorized' "a stanza on an unauthenticated stream: <not-authorized/>"
 like "$OUT" '^CLOSE how=stream-error' "... and the stream is closed"
 
 # 3b. authenticated for c.test (EXTERNAL: the test CA's certificate for

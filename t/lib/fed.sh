@@ -118,7 +118,10 @@ fed_sandbox() {
 # fed_dns RECORD...: dnsmasq (t/lib/dns.sh records) on 127.0.0.10:PORT; FED_DNS=ADDR:PORT
 fed_dns() {
 	local port
-	port=$(pick_base_port) || bail "no free port found"
+	for _ in $(seq 1 20); do
+		port=$(pick_base_port) || bail "no free port found"
+		ss -Huan "( sport = :$port )" 2>/dev/null | grep -q . || break
+	done
 	_fed_dns=1
 	"$FED_DNS_SH" start "$FED_DIR/dns" 127.0.0.10 "$port" "$@" >/dev/null 2>"$FED_DIR/dns.err" ||
 		bail "dns.sh failed: $(tail -n 5 "$FED_DIR/dns.err")"
