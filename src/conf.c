@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 #include <openssl/crypto.h>
@@ -120,38 +121,47 @@ check_address(struct ctx *c, const config_setting_t *s, const char *addr)
     return fail(c, s, "address", "'%s' is not a numeric IPv4 or IPv6 address", addr);
 }
 
+static int read_secret_file(struct ctx *c, const config_setting_t *s, const char *what,
+                            const char *path, unsigned char **secret_r, size_t *len_r);
+
 static int
 read_secret(struct ctx *c, const config_setting_t *s, struct xe_pool_conf *p)
 {
-    FILE *f = fopen(p->secret_file, "rb");
+    return read_secret_file(c, s, "secret_file", p->secret_file, &p->secret,
+                            &p->secret_len);
+}
+
+static int
+read_secret_file(struct ctx *c, const config_setting_t *s, const char *what,
+                 const char *path, unsigned char **secret_r, size_t *len_r)
+{
+    FILE *f = fopen(path, "rb");
     unsigned char buf[4097];
     size_t n;
     int r = -1;
 
     if (f == NULL)
-        return fail(c, s, "secret_file", "cannot open '%s': %s", p->secret_file,
-                    strerror(errno));
+        return fail(c, s, what, "cannot open '%s': %s", path, strerror(errno));
     n = fread(buf, 1, sizeof(buf), f);
     if (ferror(f)) {
-        fail(c, s, "secret_file", "cannot read '%s': %s", p->secret_file,
-             strerror(errno));
+        fail(c, s, what, "cannot read '%s': %s", path, strerror(errno));
         goto out;
     }
     if (n == sizeof(buf)) {
-        fail(c, s, "secret_file", "'%s' is larger than 4096 bytes", p->secret_file);
+        fail(c, s, what, "'%s' is larger than 4096 bytes", path);
         goto out;
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                      buf[n - 1] == '\t'))
         n--;
     if (n < XE_MIN_SECRET_BYTES) {
-        fail(c, s, "secret_file", "'%s' holds %zu bytes; at least %d are required",
-             p->secret_file, n, XE_MIN_SECRET_BYTES);
+        fail(c, s, what, "'%s' holds %zu bytes; at least %d are required", path, n,
+             XE_MIN_SECRET_BYTES);
         goto out;
     }
-    p->secret = xe_malloc(n);
-    memcpy(p->secret, buf, n);
-    p->secret_len = n;
+    *secret_r = xe_malloc(n);
+    memcpy(*secret_r, buf, n);
+    *len_r = n;
     r = 0;
 out:
     OPENSSL_cleanse(buf, sizeof(buf));
@@ -279,6 +289,12 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                 return -1;
             }
             sv->port = (int)v;
+            if (get_uint(c, sg, "s2s_port", 0, 65535, 0, &v) < 0)
+                return -1;
+            if (v && sv->unix_socket)
+                return fail(c, config_setting_get_member(sg, "s2s_port"), "s2s_port",
+                            "a unix socket server has no s2s port");
+            sv->s2s_port = (int)v;
             if (get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
                 return -1;
             sv->weight = (unsigned)v;
@@ -463,9 +479,17 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
             l->kind = XE_LISTEN_STARTTLS;
         else if (strcmp(kind, "direct_tls") == 0)
             l->kind = XE_LISTEN_DIRECT_TLS;
+        else if (strcmp(kind, "s2s") == 0)
+            l->kind = XE_LISTEN_S2S;
+        else if (strcmp(kind, "s2s_direct_tls") == 0)
+            l->kind = XE_LISTEN_S2S_DIRECT_TLS;
+        else if (strcmp(kind, "s2s_backend") == 0)
+            l->kind = XE_LISTEN_S2S_BACKEND;
         else {
             fail(c, config_setting_get_member(g, "kind"), "kind",
-                 "'%s' is not one of \"starttls\", \"direct_tls\"", kind);
+                 "'%s' is not one of \"starttls\", \"direct_tls\", \"s2s\", "
+                 "\"s2s_direct_tls\", \"s2s_backend\"",
+                 kind);
             free(kind);
             return -1;
         }
@@ -678,7 +702,101 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     if (get_uint(c, t, "shutdown_grace", 0, 3600, 0, &v[13]) < 0)
         return -1;
     conf->shutdown_grace_ms = (unsigned)v[13] * 1000;
+    if (get_uint(c, t, "s2s_connect", 1, 600, XE_DEF_S2S_CONNECT_MS / 1000, &v[0]) < 0 ||
+        get_uint(c, t, "s2s_handshake", 1, 3600, XE_DEF_S2S_HANDSHAKE_MS / 1000, &v[1]) <
+            0 ||
+        get_uint(c, t, "dns", 1, 600, XE_DEF_DNS_MS / 1000, &v[2]) < 0 ||
+        get_uint(c, t, "s2s_idle", 1, 86400, XE_DEF_S2S_IDLE_MS / 1000, &v[3]) < 0 ||
+        get_uint(c, g, "max_stanza_s2s", 1024, 1 << 24, XE_DEF_MAX_S2S_STANZA, &v[4]) < 0)
+        return -1;
+    conf->s2s_connect_ms = (unsigned)v[0] * 1000;
+    conf->s2s_handshake_ms = (unsigned)v[1] * 1000;
+    conf->dns_ms = (unsigned)v[2] * 1000;
+    conf->s2s_idle_ms = (unsigned)v[3] * 1000;
+    conf->s2s.max_stanza = (size_t)v[4];
     return 0;
+}
+
+static int
+load_s2s(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    static const char *const policies[] = {"dialback", "external", "refuse", NULL};
+    static const int policy_of[] = {XE_S2S_POL_DIALBACK, XE_S2S_POL_EXTERNAL,
+                                    XE_S2S_POL_REFUSE};
+    const config_setting_t *g = config_setting_get_member(root, "s2s"), *list;
+    bool wants = false;
+    unsigned long long v;
+    int k;
+
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        wants = wants || XE_LISTEN_IS_S2S(conf->listeners[i].kind);
+    if (g == NULL) {
+        if (wants)
+            return fail(c, root, "s2s",
+                        "an s2s listener needs the s2s group "
+                        "(dialback_secret_file at least)");
+        return 0;
+    }
+    if (!config_setting_is_group(g))
+        return fail(c, g, "s2s", "must be a group { ... }");
+    if (get_string(c, g, "dialback_secret_file", true, NULL,
+                   &conf->s2s.dialback_secret_file) < 0 ||
+        read_secret_file(c, config_setting_get_member(g, "dialback_secret_file"),
+                         "dialback_secret_file", conf->s2s.dialback_secret_file,
+                         &conf->s2s.dialback_secret,
+                         &conf->s2s.dialback_secret_len) < 0 ||
+        get_string(c, g, "trust_anchors", false, NULL, &conf->s2s.trust_anchors) < 0 ||
+        get_string(c, g, "dns_servers", false, "", &conf->s2s.dns_servers) < 0 ||
+        get_bool(c, g, "require_encryption", true, &conf->s2s.require_encryption) < 0 ||
+        get_enum(c, g, "default_policy", policies, &k) < 0)
+        return -1;
+    conf->s2s.default_policy = policy_of[k];
+    if (conf->s2s.trust_anchors && access(conf->s2s.trust_anchors, R_OK) != 0)
+        return fail(c, config_setting_get_member(g, "trust_anchors"), "trust_anchors",
+                    "cannot read '%s': %s", conf->s2s.trust_anchors, strerror(errno));
+    list = config_setting_get_member(g, "peers");
+    if (list == NULL)
+        return 0;
+    if (!config_setting_is_list(list))
+        return fail(c, list, "peers", "must be a list of groups");
+    conf->s2s.n_peers = (size_t)config_setting_length(list);
+    conf->s2s.peers = xe_calloc(conf->s2s.n_peers + 1, sizeof(*conf->s2s.peers));
+    for (size_t i = 0; i < conf->s2s.n_peers; i++) {
+        const config_setting_t *pg = config_setting_get_elem(list, (unsigned)i);
+        struct xe_s2s_peer_conf *p = &conf->s2s.peers[i];
+
+        p->policy = -1;
+        if (!config_setting_is_group(pg))
+            return fail(c, pg, "peers", "each peer must be a group { ... }");
+        if (get_string(c, pg, "domain", true, NULL, &p->domain) < 0)
+            return -1;
+        xe_tolower_ascii(p->domain);
+        if (config_setting_get_member(pg, "policy")) {
+            if (get_enum(c, pg, "policy", policies, &k) < 0)
+                return -1;
+            p->policy = policy_of[k];
+        }
+        if (get_string(c, pg, "address", false, NULL, &p->address) < 0)
+            return -1;
+        if (p->address &&
+            (check_address(c, config_setting_get_member(pg, "address"), p->address) < 0 ||
+             get_uint(c, pg, "port", 1, 65535, 5269, &v) < 0))
+            return -1;
+        p->port = p->address ? (int)v : 0;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(conf->s2s.peers[j].domain, p->domain) == 0)
+                return fail(c, pg, "domain", "peer '%s' is listed twice", p->domain);
+    }
+    return 0;
+}
+
+const struct xe_s2s_peer_conf *
+xe_conf_s2s_peer(const struct xe_conf *conf, const char *domain)
+{
+    for (size_t i = 0; i < conf->s2s.n_peers; i++)
+        if (strcasecmp(conf->s2s.peers[i].domain, domain) == 0)
+            return &conf->s2s.peers[i];
+    return NULL;
 }
 
 static int
@@ -786,7 +904,11 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const top[] = {
         "log_level", "log_to",  "syslog_facility", "user", "group",  "user_store",
         "listeners", "domains", "pools",           "sasl", "limits", "timeouts",
-        "lockout",   "control", "metrics",         NULL};
+        "lockout",   "control", "metrics",         "s2s",  NULL};
+    static const char *const s2s[] = {
+        "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
+        "require_encryption",   "peers",         NULL};
+    static const char *const s2s_peer[] = {"domain", "policy", "address", "port", NULL};
     static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind",           "address",    "port",
@@ -800,8 +922,8 @@ check_names(struct ctx *c, const config_setting_t *root)
                                        "health",         "retries",     NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
-    static const char *const server[] = {"name",   "address", "port",
-                                         "weight", "kind",    NULL};
+    static const char *const server[] = {"name", "address",  "port", "weight",
+                                         "kind", "s2s_port", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
@@ -818,10 +940,20 @@ check_names(struct ctx *c, const config_setting_t *root)
                                          "pump_low_water",
                                          "pump_hard_cap",
                                          "max_proxy_header",
+                                         "max_stanza_s2s",
                                          NULL};
-    static const char *const timeouts[] = {
-        "tls_handshake",     "preauth_idle",       "auth",           "backend_connect",
-        "backend_handshake", "assertion_lifetime", "shutdown_grace", NULL};
+    static const char *const timeouts[] = {"tls_handshake",
+                                           "preauth_idle",
+                                           "auth",
+                                           "backend_connect",
+                                           "backend_handshake",
+                                           "assertion_lifetime",
+                                           "shutdown_grace",
+                                           "s2s_connect",
+                                           "s2s_handshake",
+                                           "dns",
+                                           "s2s_idle",
+                                           NULL};
     static const char *const lockout[] = {"free_failures",
                                           "delay_ms",
                                           "max_delay_ms",
@@ -845,7 +977,13 @@ check_names(struct ctx *c, const config_setting_t *root)
         check_group(c, config_setting_get_member(root, "sasl"), sasl) < 0 ||
         check_group(c, config_setting_get_member(root, "limits"), limits) < 0 ||
         check_group(c, config_setting_get_member(root, "timeouts"), timeouts) < 0 ||
-        check_group(c, config_setting_get_member(root, "metrics"), metrics) < 0)
+        check_group(c, config_setting_get_member(root, "metrics"), metrics) < 0 ||
+        check_group(c, config_setting_get_member(root, "s2s"), s2s) < 0 ||
+        (config_setting_get_member(root, "s2s") &&
+         check_list(
+             c,
+             config_setting_get_member(config_setting_get_member(root, "s2s"), "peers"),
+             s2s_peer) < 0))
         return -1;
     for (int i = 0;
          pools && config_setting_is_list(pools) && i < config_setting_length(pools);
@@ -961,7 +1099,7 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
         load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
         load_control(&c, conf, root) < 0 || load_metrics(&c, conf, root) < 0 ||
-        check_names(&c, root) < 0)
+        load_s2s(&c, conf, root) < 0 || check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:
@@ -1083,6 +1221,17 @@ xe_conf_free(struct xe_conf **confp)
     free(conf->run_group);
     free(conf->metrics_address);
     free(conf->control.socket);
+    if (conf->s2s.dialback_secret)
+        OPENSSL_cleanse(conf->s2s.dialback_secret, conf->s2s.dialback_secret_len);
+    free(conf->s2s.dialback_secret);
+    free(conf->s2s.dialback_secret_file);
+    free(conf->s2s.trust_anchors);
+    free(conf->s2s.dns_servers);
+    for (size_t i = 0; i < conf->s2s.n_peers; i++) {
+        free(conf->s2s.peers[i].domain);
+        free(conf->s2s.peers[i].address);
+    }
+    free(conf->s2s.peers);
     free(conf->path);
     free(conf);
     *confp = NULL;

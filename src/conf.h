@@ -8,7 +8,15 @@
 
 #include "proxy.h"
 
-enum xe_listener_kind { XE_LISTEN_STARTTLS, XE_LISTEN_DIRECT_TLS };
+enum xe_listener_kind {
+    XE_LISTEN_STARTTLS,
+    XE_LISTEN_DIRECT_TLS,
+    XE_LISTEN_S2S,            /* remote servers, STARTTLS (doc/federation.md) */
+    XE_LISTEN_S2S_DIRECT_TLS, /* remote servers, Direct TLS (ALPN xmpp-server) */
+    XE_LISTEN_S2S_BACKEND,    /* the backends' outgoing s2s streams */
+};
+/* a listener of the s2s glue (s2s_io.c), not of server.c */
+#define XE_LISTEN_IS_S2S(k) ((k) >= XE_LISTEN_S2S)
 
 struct xe_listener_conf {
     enum xe_listener_kind kind;
@@ -34,6 +42,7 @@ struct xe_server_conf {
     bool unix_socket;
     unsigned weight;
     enum xe_server_kind kind;
+    int s2s_port; /* the backend's s2s port for federation links; 0: none */
 };
 
 /* how a pool chooses a server for a new session (pool.h) */
@@ -72,6 +81,15 @@ struct xe_domain_conf {
     bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
     bool register_;             /* in-band registration (XEP-0077) */
     bool compression;           /* offer XEP-0138 zlib after authentication */
+};
+
+/* federation (the s2s group; doc/federation.md) */
+enum xe_s2s_policy_conf { XE_S2S_POL_EXTERNAL, XE_S2S_POL_DIALBACK, XE_S2S_POL_REFUSE };
+struct xe_s2s_peer_conf {
+    char *domain;  /* lower case */
+    int policy;    /* enum xe_s2s_policy_conf, or -1: the default */
+    char *address; /* a static route (numeric), or NULL */
+    int port;
 };
 
 struct xe_conf {
@@ -124,6 +142,7 @@ struct xe_conf {
     unsigned backend_handshake_ms;
     unsigned assertion_lifetime_s;
     unsigned shutdown_grace_ms; /* SIGTERM: sessions go on this long, then end */
+    unsigned s2s_connect_ms, s2s_handshake_ms, dns_ms, s2s_idle_ms;
 
     /* lockout: brute-force protection (lockout.h) */
     struct {
@@ -133,6 +152,19 @@ struct xe_conf {
         unsigned time_s, window_s;
         unsigned max_entries; /* per kind */
     } lockout;
+
+    struct {
+        unsigned char *dialback_secret; /* NULL: no s2s group */
+        size_t dialback_secret_len;
+        char *dialback_secret_file;
+        char *trust_anchors; /* CA file for peer certificates, or NULL */
+        char *dns_servers;   /* "" or NULL: /etc/resolv.conf */
+        int default_policy;  /* enum xe_s2s_policy_conf */
+        bool require_encryption;
+        struct xe_s2s_peer_conf *peers;
+        size_t n_peers;
+        size_t max_stanza; /* limits.max_stanza_s2s */
+    } s2s;
 
     /* control: the daemon's control socket (control.c) */
     struct {
@@ -152,6 +184,9 @@ char *xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
 /* The SASL mechanisms offered on domain d: its own list, else the sasl
  * group's (d NULL: the sasl group's). */
+/* The s2s.peers entry of a domain, or NULL. */
+const struct xe_s2s_peer_conf *xe_conf_s2s_peer(const struct xe_conf *conf,
+                                                const char *domain);
 char *const *xe_conf_mechanisms(const struct xe_conf *conf,
                                 const struct xe_domain_conf *d, size_t *n_r);
 

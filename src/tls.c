@@ -280,6 +280,46 @@ xe_tls_new_client(const char *sni, const char *alpn)
     return t;
 }
 
+struct xe_tls *
+xe_tls_new_s2s_client(const char *certificate, const char *key, const char *ca_file,
+                      const char *sni, const char *alpn)
+{
+    SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
+    struct xe_tls *t = NULL;
+
+    if (cctx == NULL)
+        return NULL;
+    SSL_CTX_set_min_proto_version(cctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(cctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* a certificate that does not verify does not fail the handshake: the
+     * remote just cannot be authenticated by it (dialback then) */
+    SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, accept_any);
+    if (ca_file && SSL_CTX_load_verify_locations(cctx, ca_file, NULL) != 1)
+        ERR_clear_error();
+    if (certificate && key &&
+        (SSL_CTX_use_certificate_chain_file(cctx, certificate) != 1 ||
+         SSL_CTX_use_PrivateKey_file(cctx, key, SSL_FILETYPE_PEM) != 1))
+        ERR_clear_error(); /* go on without a client certificate */
+    t = tls_wrap(SSL_new(cctx));
+    SSL_CTX_free(cctx); /* the SSL holds its own reference */
+    if (t == NULL)
+        return NULL;
+    t->client = true;
+    if (sni)
+        SSL_set_tlsext_host_name(t->ssl, sni);
+    if (alpn) {
+        unsigned char wire[256];
+        size_t l = strlen(alpn);
+        if (l < 255) {
+            wire[0] = (unsigned char)l;
+            memcpy(wire + 1, alpn, l);
+            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
+        }
+    }
+    SSL_set_connect_state(t->ssl);
+    return t;
+}
+
 void
 xe_tls_free(struct xe_tls **tp)
 {
@@ -521,6 +561,9 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
                 strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING)
                 add_identity(out, max, &n, ASN1_STRING_get0_data(v->value.utf8string),
                              ASN1_STRING_length(v->value.utf8string));
+        } else if (g->type == GEN_DNS && (rules & XE_ID_DNS)) {
+            add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.dNSName),
+                         ASN1_STRING_length(g->d.dNSName));
         } else if (g->type == GEN_EMAIL && (rules & XE_ID_EMAIL)) {
             add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.rfc822Name),
                          ASN1_STRING_length(g->d.rfc822Name));

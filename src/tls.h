@@ -24,6 +24,7 @@ struct xe_tls_cert {
 #define XE_ID_XMPPADDR 1u /* SAN otherName id-on-xmppAddr (RFC 6120 13.7.1.4) */
 #define XE_ID_EMAIL 2u    /* SAN rfc822Name */
 #define XE_ID_CN 4u       /* the subject's common name */
+#define XE_ID_DNS 8u      /* SAN dNSName (a server's domain, RFC 6125) */
 #define XE_MAX_PEER_IDS 8
 
 /* One context per domain; the first is the default (no SNI, unknown SNI). */
@@ -73,6 +74,14 @@ size_t xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique,
  * XE_ID_* bits. Returns how many were written (lower-cased). */
 size_t xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
                               size_t max);
+
+/* A server-to-server client-side connection: presents CERTIFICATE/KEY (both
+ * NULL: none), verifies the server against CA_FILE (NULL: nothing verifies)
+ * without failing the handshake: xe_tls_peer_identities() (XE_ID_DNS) then
+ * gives the names it is valid for. */
+struct xe_tls *xe_tls_new_s2s_client(const char *certificate, const char *key,
+                                     const char *ca_file, const char *sni,
+                                     const char *alpn);
 
 /* For tests: a client-side connection (no verification). */
 struct xe_tls *xe_tls_new_client(const char *sni, const char *alpn);

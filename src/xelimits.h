@@ -20,6 +20,23 @@
     (64 * 1024) /* our answers waiting for a stanza boundary                             \
                  */
 
+/* Federation (s2s; doc/federation.md) */
+#define XE_DEF_MAX_S2S_STANZA (256 * 1024) /* one stanza of an authenticated peer */
+#define XE_S2S_MAX_DEPTH 64                /* as XE_POSTAUTH_MAX_XML_DEPTH */
+#define XE_S2S_MAX_ATTRS 64
+#define XE_S2S_MAX_PAIRS 64           /* authenticated domain pairs on one stream */
+#define XE_S2S_MAX_PENDING 16         /* dialback requests waiting on one stream */
+#define XE_S2S_MAX_DOMAIN 1023        /* bytes of a domain (RFC 7622) */
+#define XE_S2S_MAX_KEY 1024           /* bytes of a db:result / db:verify key */
+#define XE_S2S_MAX_DOMAIN_BUF (XE_S2S_MAX_DOMAIN + 1)
+#define XE_S2S_MAX_KEY_BUF (XE_S2S_MAX_KEY + 1)
+#define XE_S2S_MAX_ID_BUF 128 /* a stream id, with its NUL */
+#define XE_DEF_S2S_CONNECT_MS 10000   /* TCP connect to a remote server or backend */
+#define XE_DEF_S2S_HANDSHAKE_MS 30000 /* header to authenticated (either side) */
+#define XE_DEF_DNS_MS 5000            /* resolving a remote domain */
+#define XE_DEF_S2S_IDLE_MS 600000     /* an authenticated s2s stream with no traffic */
+#define XE_DIALBACK_SECRET_MAX 4096   /* bytes of s2s.dialback_secret_file */
+
 /* In-band registration (XEP-0077) */
 #define XE_DEF_REGISTRATIONS_PER_ADDRESS 5 /* per hour, per IPv4 address or IPv6 /64 */
 #define XE_REGISTER_PERIOD_MS (3600 * 1000)
@@ -73,6 +90,12 @@
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
 #define XE_MIN_SECRET_BYTES 32
+
+/* DNS for federation (resolve.c): c-ares on libuv */
+#define XE_DEF_DNS_TIMEOUT_MS 5000   /* a whole request (SRV, then A/AAAA) */
+#define XE_RESOLVE_MAX_TARGETS 16    /* addresses given for one domain */
+#define XE_RESOLVE_MAX_SRV 16        /* SRV records read per service */
+#define XE_RESOLVE_MAX_REQUESTS 1024 /* outstanding, per resolver */
 
 /* Connections */
 #define XE_DEF_MAX_CONNECTIONS 100000

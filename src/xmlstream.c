@@ -391,6 +391,12 @@ xe_xmlstream_new(const struct xe_xmlstream_limits *limits,
     return xs;
 }
 
+void
+xe_xmlstream_set_limits(struct xe_xmlstream *xs, const struct xe_xmlstream_limits *limits)
+{
+    xs->lim = *limits;
+}
+
 static void
 clear_state(struct xe_xmlstream *xs)
 {

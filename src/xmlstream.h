@@ -84,6 +84,9 @@ void xe_xmlstream_set_space_cb(struct xe_xmlstream *xs,
                                void (*space)(void *ctx, const char *s, size_t len));
 /* The raw bytes of the last stream header's start tag (NULL before one). */
 const unsigned char *xe_xmlstream_header(const struct xe_xmlstream *xs, size_t *len_r);
+/* New limits from the next element on (s2s: larger after authentication). */
+void xe_xmlstream_set_limits(struct xe_xmlstream *xs,
+                             const struct xe_xmlstream_limits *limits);
 /* Start over for a new stream (a restart), keeping limits and callbacks. */
 void xe_xmlstream_reset(struct xe_xmlstream *xs);
 void xe_xmlstream_free(struct xe_xmlstream **xs);

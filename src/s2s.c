@@ -1,0 +1,1051 @@
+/* xedge: server-to-server streams. See s2s.h and doc/federation.md. */
+#include "s2s.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "dialback.h"
+#include "log.h"
+#include "metrics.h"
+#include "sasl.h"
+#include "xmlstream.h"
+
+#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+enum state {
+    ST_HEADER,    /* waiting for the peer's stream header */
+    ST_NEGOTIATE, /* IN/BACKEND: header answered; OUT/VERIFY/LINK: features next */
+    ST_PROCEED,   /* OUT/VERIFY: <starttls/> sent */
+    ST_SASL,      /* OUT: <auth mechanism='EXTERNAL'/> sent */
+    ST_RESULT,    /* OUT/VERIFY/LINK: db:result or db:verify sent */
+    ST_WAIT,      /* BACKEND: waiting for the outbound verdict */
+    ST_DONE,      /* OUT/LINK: authenticated; BACKEND: pumped */
+    ST_CLOSED,    /* an error or the end was sent */
+};
+
+struct pair {
+    char *from, *to;
+};
+
+struct ev {
+    struct ev *next;
+    enum xe_s2s_event_type type;
+    char *from, *to, *key, *id;
+    unsigned char *raw;
+    size_t len;
+};
+
+static void
+ev_free(struct ev *e)
+{
+    if (e == NULL)
+        return;
+    free(e->from);
+    free(e->to);
+    if (e->key)
+        OPENSSL_cleanse(e->key, strlen(e->key));
+    free(e->key);
+    free(e->id);
+    free(e->raw);
+    free(e);
+}
+
+struct xe_s2s {
+    struct xe_s2s_params p;
+    char *from, *to; /* OUT/VERIFY/LINK: ours, as given */
+    char *key, *stream_id, *assertion;
+    struct xe_xmlstream *xs;
+    struct xe_buf out;
+    enum state st;
+    enum xe_s2s_action action; /* set by a callback that stops the parser */
+    bool tls, header_sent, restarted;
+    bool reset_pending;         /* restart the parser once the callback returned */
+    char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
+    char *local, *remote;       /* IN/BACKEND: from the peer's header */
+    char **names;               /* what the peer's certificate is valid for */
+    size_t n_names;
+    struct pair pairs[XE_S2S_MAX_PAIRS];
+    size_t n_pairs;
+    unsigned pending; /* IN: db:result requests not answered yet */
+    struct xe_s2s_request req;
+    enum xe_s2s_result verdict;
+    const char *verdict_cond;
+    bool external;
+    bool verdict_new;
+    struct ev *evs, *evs_tail, *ev_cur; /* IN: events for the glue */
+    char st_from[XE_S2S_MAX_DOMAIN_BUF], st_to[XE_S2S_MAX_DOMAIN_BUF];
+};
+
+static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+int
+xe_jid_domain(const char *jid, char *out, size_t outlen)
+{
+    const char *at, *slash, *d;
+    size_t n;
+
+    if (jid == NULL || outlen == 0)
+        return -1;
+    slash = strchr(jid, '/');
+    at = strchr(jid, '@');
+    d = (at && (!slash || at < slash)) ? at + 1 : jid;
+    n = slash ? (size_t)(slash - d) : strlen(d);
+    if (n == 0 || n >= outlen || n > XE_S2S_MAX_DOMAIN)
+        return -1;
+    memcpy(out, d, n);
+    out[n] = '\0';
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)out[i] <= ' ' || out[i] == '@' || out[i] == '<' ||
+            out[i] == '>' || out[i] == '\'' || out[i] == '"' || out[i] == '&')
+            return -1;
+    xe_tolower_ascii(out);
+    return 0;
+}
+
+static void
+send_header(struct xe_s2s *s, const char *from, const char *to, bool with_id)
+{
+    xe_buf_append_str(&s->out,
+                      "<?xml version='1.0'?><stream:stream xmlns='" XE_NS_SERVER
+                      "' xmlns:stream='" XE_NS_STREAMS "' xmlns:db='" XE_NS_DIALBACK "'");
+    if (with_id)
+        xe_buf_appendf(&s->out, " id='%s'", s->id);
+    if (from && *from) {
+        xe_buf_append_str(&s->out, " from='");
+        xe_buf_append_escaped(&s->out, from);
+        xe_buf_append_str(&s->out, "'");
+    }
+    if (to && *to) {
+        xe_buf_append_str(&s->out, " to='");
+        xe_buf_append_escaped(&s->out, to);
+        xe_buf_append_str(&s->out, "'");
+    }
+    xe_buf_append_str(&s->out, " version='1.0'>");
+    s->header_sent = true;
+}
+
+static const char *
+our_domain(const struct xe_s2s *s)
+{
+    return (s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND) ? s->local : s->from;
+}
+
+void
+xe_s2s_stream_error(struct xe_s2s *s, const char *condition, const char *text)
+{
+    if (s->st == ST_CLOSED)
+        return;
+    if (!s->header_sent) {
+        if (s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND)
+            xe_random_id(s->id);
+        send_header(s, our_domain(s), NULL,
+                    s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND);
+    }
+    xe_buf_appendf(&s->out, "<stream:error><%s xmlns='" XE_NS_STREAM_ERRORS "'/>",
+                   condition);
+    if (text && *text) {
+        xe_buf_append_str(&s->out,
+                          "<text xmlns='" XE_NS_STREAM_ERRORS "' xml:lang='en'>");
+        xe_buf_append_escaped(&s->out, text);
+        xe_buf_append_str(&s->out, "</text>");
+    }
+    xe_buf_append_str(&s->out, "</stream:error></stream:stream>");
+    s->st = ST_CLOSED;
+    xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
+    xe_info("event=stream-error kind=s2s-%s peer=%s local=%s remote=%s condition=%s "
+            "text=\"%s\"",
+            kind_names[s->p.kind], s->p.peer, our_domain(s) ? our_domain(s) : "-",
+            s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND
+                ? (s->remote ? s->remote : "-")
+                : (s->to ? s->to : "-"),
+            condition, text ? text : "");
+}
+
+void
+xe_s2s_end(struct xe_s2s *s)
+{
+    if (s->st == ST_CLOSED)
+        return;
+    if (s->header_sent)
+        xe_buf_append_str(&s->out, "</stream:stream>");
+    s->st = ST_CLOSED;
+}
+
+static int
+stop_with(struct xe_s2s *s, enum xe_s2s_action a)
+{
+    s->action = a;
+    return XE_XS_STOP;
+}
+
+static int
+error_stop(struct xe_s2s *s, const char *condition, const char *text)
+{
+    xe_s2s_stream_error(s, condition, text);
+    return stop_with(s, XE_S2S_CLOSE);
+}
+
+static bool
+is_local(const struct xe_s2s *s, const char *d)
+{
+    return d && s->p.is_local && s->p.is_local(s->p.ctx, d);
+}
+
+static enum xe_s2s_policy
+policy_of(const struct xe_s2s *s, const char *d)
+{
+    return s->p.policy ? s->p.policy(s->p.ctx, d) : XE_S2S_POLICY_DIALBACK;
+}
+
+static bool
+cert_valid_for(const struct xe_s2s *s, const char *d)
+{
+    for (size_t i = 0; d && i < s->n_names; i++)
+        if (strcmp(s->names[i], d) == 0)
+            return true;
+    return false;
+}
+
+bool
+xe_s2s_pair_ok(const struct xe_s2s *s, const char *from, const char *to)
+{
+    for (size_t i = 0; i < s->n_pairs; i++)
+        if (strcmp(s->pairs[i].from, from) == 0 && strcmp(s->pairs[i].to, to) == 0)
+            return true;
+    return false;
+}
+
+static bool
+to_known(const struct xe_s2s *s, const char *to)
+{
+    for (size_t i = 0; i < s->n_pairs; i++)
+        if (strcmp(s->pairs[i].to, to) == 0)
+            return true;
+    return false;
+}
+
+static int
+add_pair(struct xe_s2s *s, const char *from, const char *to)
+{
+    if (xe_s2s_pair_ok(s, from, to))
+        return 0;
+    if (s->n_pairs == XE_S2S_MAX_PAIRS)
+        return -1;
+    s->pairs[s->n_pairs].from = xe_strdup(from);
+    s->pairs[s->n_pairs].to = xe_strdup(to);
+    s->n_pairs++;
+    if (s->n_pairs == 1) { /* stanzas may now be large */
+        struct xe_xmlstream_limits lim = {s->p.max_stanza, XE_S2S_MAX_DEPTH,
+                                          XE_S2S_MAX_ATTRS};
+        xe_xmlstream_set_limits(s->xs, &lim);
+    }
+    return 0;
+}
+
+/* ---- IN: a remote server's stream ---- */
+
+static void
+send_in_features(struct xe_s2s *s)
+{
+    enum xe_s2s_policy pol = policy_of(s, s->remote);
+
+    xe_buf_append_str(&s->out, "<stream:features>");
+    if (!s->tls) {
+        xe_buf_append_str(&s->out, "<starttls xmlns='" XE_NS_TLS "'>");
+        if (s->p.require_tls)
+            xe_buf_append_str(&s->out, "<required/>");
+        xe_buf_append_str(&s->out, "</starttls>");
+    }
+    if ((s->tls || !s->p.require_tls) && !s->restarted) {
+        if (s->remote && cert_valid_for(s, s->remote) && pol != XE_S2S_POLICY_REFUSE)
+            xe_buf_append_str(&s->out, "<mechanisms xmlns='" XE_NS_SASL
+                                       "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+        if (pol == XE_S2S_POLICY_DIALBACK)
+            xe_buf_append_str(&s->out, "<dialback xmlns='" XE_NS_DIALBACK_FEATURE
+                                       "'><errors/></dialback>");
+    } else if (s->restarted)
+        xe_buf_append_str(&s->out, "<dialback xmlns='" XE_NS_DIALBACK_FEATURE
+                                   "'><errors/></dialback>");
+    xe_buf_append_str(&s->out, "</stream:features>");
+}
+
+static int
+in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
+{
+    const char *to = xe_xml_attr(h, "to"), *from = xe_xml_attr(h, "from");
+    char d[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (!xe_xml_is(h, XE_NS_STREAMS, "stream"))
+        return error_stop(s, "invalid-namespace", "not a stream");
+    if (default_ns == NULL || strcmp(default_ns, XE_NS_SERVER) != 0)
+        return error_stop(s, "invalid-namespace",
+                          "the stream's namespace must be "
+                          "jabber:server");
+    if (to == NULL || xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
+        xe_random_id(s->id);
+        send_header(s, NULL, from, true);
+        return error_stop(s, "host-unknown", "this domain is not served here");
+    }
+    free(s->local);
+    s->local = xe_strdup(d);
+    if (from) {
+        if (xe_jid_domain(from, d, sizeof(d)) < 0)
+            return error_stop(s, "invalid-from", "malformed from");
+        free(s->remote);
+        s->remote = xe_strdup(d);
+        if (policy_of(s, d) == XE_S2S_POLICY_REFUSE) {
+            xe_info("event=s2s-refused peer=%s remote=%s local=%s reason=policy",
+                    s->p.peer, d, s->local);
+            return error_stop(s, "policy-violation", "no federation with this domain");
+        }
+    }
+    xe_random_id(s->id);
+    send_header(s, s->local, s->remote, true);
+    if (!s->restarted && !s->tls)
+        xe_info("event=s2s-in peer=%s remote=%s local=%s", s->p.peer,
+                s->remote ? s->remote : "-", s->local);
+    send_in_features(s);
+    s->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
+static int
+copy_domain(const char *in, char *out)
+{
+    return in && xe_jid_domain(in, out, XE_S2S_MAX_DOMAIN_BUF) == 0 ? 0 : -1;
+}
+
+static void
+result_error(struct xe_s2s *s, const char *from, const char *to, const char *type,
+             const char *cond)
+{
+    xe_buf_append_str(&s->out, "<db:result from='");
+    xe_buf_append_escaped(&s->out, from);
+    xe_buf_append_str(&s->out, "' to='");
+    xe_buf_append_escaped(&s->out, to);
+    xe_buf_appendf(&s->out,
+                   "' type='error'><error type='%s'><%s xmlns='" NS_STANZAS
+                   "'/></error></db:result>",
+                   type, cond);
+}
+
+static void
+push_event(struct xe_s2s *s, enum xe_s2s_event_type type, const char *from,
+           const char *to, const char *key, const unsigned char *raw, size_t len)
+{
+    struct ev *e = xe_calloc(1, sizeof(*e));
+
+    e->type = type;
+    e->from = xe_strdup(from);
+    e->to = xe_strdup(to);
+    e->key = key ? xe_strdup(key) : NULL;
+    e->id = xe_strdup(s->id);
+    if (raw) {
+        e->raw = xe_malloc(len ? len : 1);
+        memcpy(e->raw, raw, len);
+        e->len = len;
+    }
+    if (s->evs_tail)
+        s->evs_tail->next = e;
+    else
+        s->evs = e;
+    s->evs_tail = e;
+}
+
+bool
+xe_s2s_next_event(struct xe_s2s *s, struct xe_s2s_event *ev)
+{
+    ev_free(s->ev_cur);
+    s->ev_cur = s->evs;
+    if (s->ev_cur == NULL)
+        return false;
+    s->evs = s->ev_cur->next;
+    if (s->evs == NULL)
+        s->evs_tail = NULL;
+    ev->type = s->ev_cur->type;
+    ev->from = s->ev_cur->from;
+    ev->to = s->ev_cur->to;
+    ev->key = s->ev_cur->key;
+    ev->stream_id = s->ev_cur->id;
+    ev->raw = s->ev_cur->raw;
+    ev->len = s->ev_cur->len;
+    return true;
+}
+
+static int
+in_db_result(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    const char *key = xe_xml_text(e);
+    char from[XE_S2S_MAX_DOMAIN_BUF], to[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (copy_domain(xe_xml_attr(e, "from"), from) < 0 ||
+        copy_domain(xe_xml_attr(e, "to"), to) < 0)
+        return error_stop(s, "improper-addressing", "db:result needs from and to");
+    if (s->remote && !s->restarted && s->n_pairs == 0 && strcmp(from, s->remote) != 0)
+        return error_stop(s, "invalid-from",
+                          "db:result from another domain than the "
+                          "stream's");
+    if (!is_local(s, to)) {
+        result_error(s, to, from, "cancel", "item-not-found");
+        xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
+                "reason=unknown-domain",
+                s->p.peer, from, to);
+        return XE_XS_CONTINUE;
+    }
+    if (policy_of(s, from) == XE_S2S_POLICY_REFUSE) {
+        xe_info("event=s2s-refused peer=%s remote=%s local=%s reason=policy", s->p.peer,
+                from, to);
+        return error_stop(s, "policy-violation", "no federation with this domain");
+    }
+    if (policy_of(s, from) == XE_S2S_POLICY_EXTERNAL) {
+        result_error(s, to, from, "auth", "not-authorized");
+        xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
+                "reason=policy-external",
+                s->p.peer, from, to);
+        return XE_XS_CONTINUE;
+    }
+    if (!s->tls && s->p.require_tls)
+        return error_stop(s, "policy-violation", "STARTTLS first");
+    if (key == NULL || *key == '\0' || strlen(key) > XE_S2S_MAX_KEY)
+        return error_stop(s, "not-authorized", "no dialback key");
+    if (s->pending >= XE_S2S_MAX_PENDING)
+        return error_stop(s, "policy-violation", "too many dialback requests");
+    s->pending++;
+    push_event(s, XE_S2S_EV_DIALBACK, from, to, key, NULL, 0);
+    return XE_XS_CONTINUE;
+}
+
+static int
+in_db_verify(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    const char *key = xe_xml_text(e), *id = xe_xml_attr(e, "id");
+    char from[XE_S2S_MAX_DOMAIN_BUF], to[XE_S2S_MAX_DOMAIN_BUF];
+    bool valid;
+
+    if (copy_domain(xe_xml_attr(e, "from"), from) < 0 ||
+        copy_domain(xe_xml_attr(e, "to"), to) < 0 || id == NULL)
+        return error_stop(s, "improper-addressing", "db:verify needs from, to and id");
+    /* from: the receiving server that asks; to: us, the originating one */
+    valid = is_local(s, to) && s->p.secret &&
+            xe_dialback_check(s->p.secret, s->p.secret_len, from, to, id, key) == 1;
+    xe_buf_append_str(&s->out, "<db:verify from='");
+    xe_buf_append_escaped(&s->out, to);
+    xe_buf_append_str(&s->out, "' to='");
+    xe_buf_append_escaped(&s->out, from);
+    xe_buf_append_str(&s->out, "' id='");
+    xe_buf_append_escaped(&s->out, id);
+    xe_buf_appendf(&s->out, "' type='%s'/>", valid ? "valid" : "invalid");
+    xe_info("event=s2s-verify peer=%s remote=%s local=%s result=%s", s->p.peer, from, to,
+            valid ? "valid" : "invalid");
+    return XE_XS_CONTINUE;
+}
+
+static int
+in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    const char *mech = xe_xml_attr(e, "mechanism"), *text = xe_xml_text(e);
+    char authz[XE_S2S_MAX_DOMAIN_BUF];
+    size_t n = 0;
+
+    if (mech == NULL || strcmp(mech, "EXTERNAL") != 0 || !s->tls || s->remote == NULL ||
+        !cert_valid_for(s, s->remote) ||
+        policy_of(s, s->remote) == XE_S2S_POLICY_REFUSE) {
+        xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
+                                   "'><invalid-mechanism/></failure>");
+        xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
+                "reason=not-offered",
+                s->p.peer, s->remote ? s->remote : "-", s->local);
+        return XE_XS_CONTINUE;
+    }
+    if (text && *text && strcmp(text, "=") != 0) {
+        if (xe_sasl_b64_decode(text, strlen(text), authz, sizeof(authz) - 1, &n) < 0)
+            n = sizeof(authz); /* refused below */
+        else
+            authz[n] = '\0';
+        if (n >= sizeof(authz) || strcmp(authz, s->remote) != 0) {
+            xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
+                                       "'><invalid-authzid/></failure>");
+            xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
+                    "reason=authzid",
+                    s->p.peer, s->remote, s->local);
+            return XE_XS_CONTINUE;
+        }
+    }
+    if (add_pair(s, s->remote, s->local) < 0)
+        return error_stop(s, "policy-violation", "too many domain pairs");
+    xe_buf_append_str(&s->out, "<success xmlns='" XE_NS_SASL "'/>");
+    xe_info("event=s2s-auth mech=external peer=%s remote=%s local=%s", s->p.peer,
+            s->remote, s->local);
+    memset(&s->req, 0, sizeof(s->req));
+    snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
+    snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
+    s->restarted = true;
+    s->header_sent = false;
+    s->st = ST_HEADER;
+    return stop_with(s, XE_S2S_PAIR_UP);
+}
+
+static int
+in_stanza(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *raw,
+          size_t len)
+{
+    const char *from = xe_xml_attr(e, "from"), *to = xe_xml_attr(e, "to");
+
+    if (strcmp(e->ns, XE_NS_SERVER) != 0 ||
+        (strcmp(e->name, "message") != 0 && strcmp(e->name, "presence") != 0 &&
+         strcmp(e->name, "iq") != 0))
+        return error_stop(s, "unsupported-stanza-type", NULL);
+    if (s->n_pairs == 0)
+        return error_stop(s, "not-authorized", "authenticate first");
+    if (to == NULL || xe_jid_domain(to, s->st_to, sizeof(s->st_to)) < 0 ||
+        !to_known(s, s->st_to))
+        return error_stop(s, "host-unknown",
+                          "the stanza's to is not authenticated on "
+                          "this stream");
+    if (from == NULL || xe_jid_domain(from, s->st_from, sizeof(s->st_from)) < 0 ||
+        !xe_s2s_pair_ok(s, s->st_from, s->st_to))
+        return error_stop(s, "invalid-from",
+                          "the stanza's from is not authenticated on "
+                          "this stream");
+    push_event(s, XE_S2S_EV_STANZA, s->st_from, s->st_to, NULL, raw, len);
+    return XE_XS_CONTINUE;
+}
+
+static int
+in_element(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *raw,
+           size_t len)
+{
+    if (xe_xml_is(e, XE_NS_TLS, "starttls")) {
+        if (s->tls || s->restarted)
+            return error_stop(s, "policy-violation", "TLS is already up");
+        xe_buf_append_str(&s->out, "<proceed xmlns='" XE_NS_TLS "'/>");
+        return stop_with(s, XE_S2S_STARTTLS);
+    }
+    if (xe_xml_is(e, XE_NS_DIALBACK, "verify"))
+        return in_db_verify(s, e);
+    if (xe_xml_is(e, XE_NS_DIALBACK, "result"))
+        return in_db_result(s, e);
+    if (xe_xml_is(e, XE_NS_SASL, "auth"))
+        return in_external(s, e);
+    return in_stanza(s, e, raw, len);
+}
+
+/* ---- OUT, VERIFY, LINK: streams we open ---- */
+
+static void
+out_authenticate(struct xe_s2s *s)
+{
+    char key[XE_DIALBACK_KEY_LEN + 1];
+
+    if (s->p.kind == XE_S2S_VERIFY) {
+        xe_buf_append_str(&s->out, "<db:verify from='");
+        xe_buf_append_escaped(&s->out, s->from);
+        xe_buf_append_str(&s->out, "' to='");
+        xe_buf_append_escaped(&s->out, s->to);
+        xe_buf_append_str(&s->out, "' id='");
+        xe_buf_append_escaped(&s->out, s->stream_id);
+        xe_buf_append_str(&s->out, "'>");
+        xe_buf_append_escaped(&s->out, s->key);
+        xe_buf_append_str(&s->out, "</db:verify>");
+        s->st = ST_RESULT;
+        return;
+    }
+    xe_buf_append_str(&s->out, "<db:result from='");
+    xe_buf_append_escaped(&s->out, s->from);
+    xe_buf_append_str(&s->out, "' to='");
+    xe_buf_append_escaped(&s->out, s->to);
+    xe_buf_append_str(&s->out, "'>");
+    if (s->p.kind == XE_S2S_LINK)
+        xe_buf_append_escaped(&s->out, s->assertion);
+    else {
+        /* receiving = them, originating = us, their stream's id */
+        if (s->p.secret == NULL ||
+            xe_dialback_key(s->p.secret, s->p.secret_len, s->to, s->from, s->id, key) < 0)
+            key[0] = '\0';
+        xe_buf_append_str(&s->out, key);
+        OPENSSL_cleanse(key, sizeof(key));
+    }
+    xe_buf_append_str(&s->out, "</db:result>");
+    s->st = ST_RESULT;
+}
+
+static int
+verdict_stop(struct xe_s2s *s, enum xe_s2s_result r, const char *cond)
+{
+    s->verdict = r;
+    s->verdict_cond = r == XE_S2S_VALID ? NULL : cond;
+    s->verdict_new = true;
+    s->st = r == XE_S2S_VALID ? ST_DONE : ST_WAIT;
+    return XE_XS_CONTINUE;
+}
+
+static const char *
+error_condition(const struct xe_xml_elem *e)
+{
+    static const char *const known[] = {"remote-server-not-found",
+                                        "remote-server-timeout",
+                                        "item-not-found",
+                                        "not-authorized",
+                                        "policy-violation",
+                                        "internal-server-error",
+                                        "forbidden",
+                                        "not-acceptable",
+                                        NULL};
+    const struct xe_xml_elem *err = xe_xml_child(e, e->ns, "error");
+
+    if (err == NULL)
+        err = xe_xml_child(e, XE_NS_SERVER, "error");
+    for (const struct xe_xml_elem *c = err ? err->first_child : NULL; c; c = c->next)
+        for (size_t i = 0; known[i]; i++)
+            if (strcmp(c->name, known[i]) == 0)
+                return known[i];
+    return "undefined-condition";
+}
+
+static enum xe_s2s_result
+type_result(const char *type)
+{
+    if (type && strcmp(type, "valid") == 0)
+        return XE_S2S_VALID;
+    if (type && strcmp(type, "error") == 0)
+        return XE_S2S_ERROR;
+    return XE_S2S_INVALID;
+}
+
+static int
+out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    if (xe_xml_is(e, XE_NS_STREAMS, "error")) {
+        const char *cond = "undefined-condition";
+        for (const struct xe_xml_elem *c = e->first_child; c; c = c->next)
+            if (strcmp(c->ns, XE_NS_STREAM_ERRORS) == 0 && strcmp(c->name, "text") != 0)
+                cond = c->name;
+        xe_info("event=s2s-out-error kind=s2s-%s peer=%s local=%s remote=%s "
+                "condition=%s",
+                kind_names[s->p.kind], s->p.peer, s->from, s->to, cond);
+        xe_s2s_end(s);
+        return stop_with(s, XE_S2S_CLOSE);
+    }
+    switch (s->st) {
+    case ST_NEGOTIATE:
+        if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
+            return error_stop(s, "not-authorized", "features expected");
+        if (!s->tls && s->p.tls_possible && s->p.kind != XE_S2S_LINK &&
+            xe_xml_child(e, XE_NS_TLS, "starttls")) {
+            xe_buf_append_str(&s->out, "<starttls xmlns='" XE_NS_TLS "'/>");
+            s->st = ST_PROCEED;
+            return XE_XS_CONTINUE;
+        }
+        if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT)
+            return error_stop(s, "policy-violation", "STARTTLS is required");
+        if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to)) {
+            const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
+            for (const struct xe_xml_elem *c = m ? m->first_child : NULL; c; c = c->next)
+                if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
+                    strcmp(xe_xml_text(c), "EXTERNAL") == 0) {
+                    char b64[2 * XE_S2S_MAX_DOMAIN_BUF];
+                    size_t n = 0;
+                    if (xe_sasl_b64_encode(s->from, strlen(s->from), b64, sizeof(b64) - 1,
+                                           &n) < 0)
+                        break;
+                    b64[n] = '\0';
+                    xe_buf_appendf(&s->out,
+                                   "<auth xmlns='" XE_NS_SASL
+                                   "' mechanism='EXTERNAL'>%s</auth>",
+                                   b64);
+                    s->st = ST_SASL;
+                    return XE_XS_CONTINUE;
+                }
+        }
+        out_authenticate(s);
+        return XE_XS_CONTINUE;
+    case ST_PROCEED:
+        if (xe_xml_is(e, XE_NS_TLS, "proceed"))
+            return stop_with(s, XE_S2S_STARTTLS);
+        return error_stop(s, "not-authorized", "STARTTLS failed");
+    case ST_SASL:
+        if (xe_xml_is(e, XE_NS_SASL, "success")) {
+            s->external = true;
+            s->header_sent = false;
+            send_header(s, s->from, s->to, false);
+            s->st = ST_HEADER;
+            s->restarted = true;
+            s->reset_pending = true; /* the next byte starts the new stream */
+            return stop_with(s, XE_S2S_CONTINUE);
+        }
+        out_authenticate(s); /* EXTERNAL refused: dialback */
+        return XE_XS_CONTINUE;
+    case ST_RESULT:
+        if (s->p.kind == XE_S2S_VERIFY && xe_xml_is(e, XE_NS_DIALBACK, "verify")) {
+            const char *id = xe_xml_attr(e, "id");
+            if (id == NULL || strcmp(id, s->stream_id) != 0)
+                return error_stop(s, "invalid-id", "db:verify for another stream");
+            return verdict_stop(s, type_result(xe_xml_attr(e, "type")),
+                                error_condition(e));
+        }
+        if (s->p.kind != XE_S2S_VERIFY && xe_xml_is(e, XE_NS_DIALBACK, "result"))
+            return verdict_stop(s, type_result(xe_xml_attr(e, "type")),
+                                error_condition(e));
+        return XE_XS_CONTINUE; /* anything else waits */
+    case ST_DONE:
+    case ST_WAIT:
+        return XE_XS_CONTINUE; /* one-way streams: nothing should come */
+    default:
+        return error_stop(s, "not-authorized", NULL);
+    }
+}
+
+static int
+out_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
+{
+    const char *id = xe_xml_attr(h, "id");
+
+    if (!xe_xml_is(h, XE_NS_STREAMS, "stream") || default_ns == NULL ||
+        strcmp(default_ns, XE_NS_SERVER) != 0)
+        return error_stop(s, "invalid-namespace", NULL);
+    if (id == NULL || strlen(id) >= sizeof(s->id))
+        return error_stop(s, "invalid-id", "no stream id");
+    snprintf(s->id, sizeof(s->id), "%s", id);
+    if (s->restarted && s->external) {
+        s->st = ST_DONE; /* the features that follow are not needed */
+        return verdict_stop(s, XE_S2S_VALID, NULL);
+    }
+    s->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
+/* ---- BACKEND: a backend's outgoing stream ---- */
+
+static int
+backend_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
+{
+    const char *to = xe_xml_attr(h, "to"), *from = xe_xml_attr(h, "from");
+    char d[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (!xe_xml_is(h, XE_NS_STREAMS, "stream") || default_ns == NULL ||
+        strcmp(default_ns, XE_NS_SERVER) != 0)
+        return error_stop(s, "invalid-namespace", NULL);
+    if (from == NULL || xe_jid_domain(from, d, sizeof(d)) < 0 || !is_local(s, d))
+        return error_stop(s, "invalid-from", "not a domain served here");
+    free(s->local);
+    s->local = xe_strdup(d);
+    if (to == NULL || xe_jid_domain(to, d, sizeof(d)) < 0)
+        return error_stop(s, "host-unknown", "no to");
+    free(s->remote);
+    s->remote = xe_strdup(d);
+    xe_random_id(s->id);
+    send_header(s, s->remote, s->local, true);
+    xe_buf_append_str(&s->out, "<stream:features><dialback xmlns='" XE_NS_DIALBACK_FEATURE
+                               "'><errors/></dialback></stream:features>");
+    s->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
+static int
+backend_element(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    char from[XE_S2S_MAX_DOMAIN_BUF], to[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (s->st != ST_NEGOTIATE || !xe_xml_is(e, XE_NS_DIALBACK, "result"))
+        return error_stop(s, "not-authorized", "db:result expected");
+    if (copy_domain(xe_xml_attr(e, "from"), from) < 0 ||
+        copy_domain(xe_xml_attr(e, "to"), to) < 0 || strcmp(from, s->local) != 0 ||
+        strcmp(to, s->remote) != 0)
+        return error_stop(s, "invalid-from",
+                          "db:result for another pair than the "
+                          "stream's");
+    memset(&s->req, 0, sizeof(s->req));
+    snprintf(s->req.from, sizeof(s->req.from), "%s", from);
+    snprintf(s->req.to, sizeof(s->req.to), "%s", to);
+    s->st = ST_WAIT;
+    return stop_with(s, XE_S2S_OPEN);
+}
+
+/* ---- the parser's callbacks ---- */
+
+static int
+cb_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    struct xe_s2s *s = ctx;
+
+    if (s->st != ST_HEADER)
+        return error_stop(s, "not-well-formed", "a second stream header");
+    switch (s->p.kind) {
+    case XE_S2S_IN:
+        return in_header(s, h, default_ns);
+    case XE_S2S_BACKEND:
+        return backend_header(s, h, default_ns);
+    default:
+        return out_header(s, h, default_ns);
+    }
+}
+
+static int
+cb_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
+{
+    struct xe_s2s *s = ctx;
+
+    switch (s->p.kind) {
+    case XE_S2S_IN:
+        return in_element(s, e, raw, len);
+    case XE_S2S_BACKEND:
+        return backend_element(s, e);
+    default:
+        return out_element(s, e);
+    }
+}
+
+static int
+cb_stream_end(void *ctx)
+{
+    struct xe_s2s *s = ctx;
+
+    xe_s2s_end(s);
+    return stop_with(s, XE_S2S_CLOSE);
+}
+
+struct xe_s2s *
+xe_s2s_new(const struct xe_s2s_params *p)
+{
+    struct xe_s2s *s = xe_calloc(1, sizeof(*s));
+    struct xe_xmlstream_limits lim = {p->max_stanza_preauth, p->max_depth_preauth,
+                                      p->max_attrs_preauth};
+    struct xe_xmlstream_cb cb = {cb_stream_start, cb_element, cb_stream_end};
+
+    s->p = *p;
+    s->p.peer = xe_strdup(p->peer ? p->peer : "-");
+    s->tls = p->tls;
+    s->from = p->from ? xe_strdup(p->from) : NULL;
+    s->to = p->to ? xe_strdup(p->to) : NULL;
+    s->key = p->key ? xe_strdup(p->key) : NULL;
+    s->stream_id = p->stream_id ? xe_strdup(p->stream_id) : NULL;
+    s->assertion = p->assertion ? xe_strdup(p->assertion) : NULL;
+    s->p.from = s->p.to = s->p.key = s->p.stream_id = s->p.assertion = NULL;
+    xe_buf_init(&s->out, 0);
+    s->verdict = XE_S2S_ERROR;
+    s->verdict_cond = "remote-server-not-found";
+    if (s->p.kind == XE_S2S_LINK || s->p.kind == XE_S2S_BACKEND) {
+        lim.max_element_bytes = p->max_stanza; /* trusted, and carries stanzas */
+        lim.max_depth = XE_S2S_MAX_DEPTH;
+        lim.max_attrs = XE_S2S_MAX_ATTRS;
+    }
+    s->xs = xe_xmlstream_new(&lim, &cb, s);
+    if (s->xs == NULL) {
+        xe_s2s_free(&s);
+        return NULL;
+    }
+    if (s->p.kind == XE_S2S_OUT || s->p.kind == XE_S2S_VERIFY ||
+        s->p.kind == XE_S2S_LINK) {
+        if (s->from == NULL || s->to == NULL ||
+            (s->p.kind == XE_S2S_VERIFY && (s->key == NULL || s->stream_id == NULL)) ||
+            (s->p.kind == XE_S2S_LINK && s->assertion == NULL)) {
+            xe_s2s_free(&s);
+            return NULL;
+        }
+        send_header(s, s->from, s->to, false);
+    }
+    return s;
+}
+
+void
+xe_s2s_free(struct xe_s2s **sp)
+{
+    struct xe_s2s *s = *sp;
+
+    if (s == NULL)
+        return;
+    xe_xmlstream_free(&s->xs);
+    xe_buf_free(&s->out);
+    for (size_t i = 0; i < s->n_pairs; i++) {
+        free(s->pairs[i].from);
+        free(s->pairs[i].to);
+    }
+    for (size_t i = 0; i < s->n_names; i++)
+        free(s->names[i]);
+    free(s->names);
+    free((char *)s->p.peer);
+    free(s->from);
+    free(s->to);
+    if (s->key)
+        OPENSSL_cleanse(s->key, strlen(s->key));
+    free(s->key);
+    free(s->stream_id);
+    if (s->assertion)
+        OPENSSL_cleanse(s->assertion, strlen(s->assertion));
+    free(s->assertion);
+    free(s->local);
+    free(s->remote);
+    OPENSSL_cleanse(s->req.key, sizeof(s->req.key));
+    ev_free(s->ev_cur);
+    while (s->evs) {
+        struct ev *n = s->evs->next;
+        ev_free(s->evs);
+        s->evs = n;
+    }
+    free(s);
+    *sp = NULL;
+}
+
+enum xe_s2s_action
+xe_s2s_feed(struct xe_s2s *s, const void *data, size_t len, size_t *consumed_r)
+{
+    size_t used = 0;
+    int r;
+
+    *consumed_r = len;
+    if (s->st == ST_CLOSED)
+        return XE_S2S_CLOSE;
+    s->action = XE_S2S_CONTINUE;
+    r = xe_xmlstream_feed(s->xs, data, len, &used);
+    if (r == XE_XS_ERROR) {
+        xe_s2s_stream_error(s, xe_xmlstream_condition(s->xs),
+                            xe_xmlstream_error_text(s->xs));
+        return XE_S2S_CLOSE;
+    }
+    if (r == XE_XS_STOPPED) {
+        *consumed_r = used;
+        if (s->action == XE_S2S_CONTINUE && s->verdict_new && !s->reset_pending) {
+            s->verdict_new = false;
+            return XE_S2S_VERDICT;
+        }
+        if (s->action == XE_S2S_PAIR_UP || s->reset_pending)
+            xe_xmlstream_reset(s->xs); /* the next byte starts the new stream */
+        s->reset_pending = false;
+        return s->action;
+    }
+    if (s->verdict_new) {
+        s->verdict_new = false;
+        return XE_S2S_VERDICT;
+    }
+    return XE_S2S_CONTINUE;
+}
+
+struct xe_buf *
+xe_s2s_output(struct xe_s2s *s)
+{
+    return &s->out;
+}
+
+void
+xe_s2s_tls_up(struct xe_s2s *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < s->n_names; i++)
+        free(s->names[i]);
+    free(s->names);
+    s->names = n ? xe_calloc(n, sizeof(*s->names)) : NULL;
+    s->n_names = n;
+    for (size_t i = 0; i < n; i++) {
+        s->names[i] = xe_strdup(names[i]);
+        xe_tolower_ascii(s->names[i]);
+    }
+    s->tls = true;
+    s->header_sent = false;
+    xe_xmlstream_reset(s->xs);
+    s->st = ST_HEADER;
+    if (s->p.kind != XE_S2S_IN && s->p.kind != XE_S2S_BACKEND)
+        send_header(s, s->from, s->to, false);
+}
+
+const struct xe_s2s_request *
+xe_s2s_request(const struct xe_s2s *s)
+{
+    return &s->req;
+}
+
+void
+xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
+                        enum xe_s2s_result r, const char *condition)
+{
+    if (s->pending > 0)
+        s->pending--;
+    if (s->st == ST_CLOSED)
+        return;
+    if (r == XE_S2S_VALID && add_pair(s, from, to) < 0)
+        r = XE_S2S_ERROR, condition = "resource-constraint";
+    if (r == XE_S2S_ERROR) {
+        result_error(s, to, from, "cancel",
+                     condition ? condition : "remote-server-not-found");
+        xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
+                "reason=%s",
+                s->p.peer, from, to, condition ? condition : "error");
+        return;
+    }
+    xe_buf_append_str(&s->out, "<db:result from='");
+    xe_buf_append_escaped(&s->out, to);
+    xe_buf_append_str(&s->out, "' to='");
+    xe_buf_append_escaped(&s->out, from);
+    xe_buf_appendf(&s->out, "' type='%s'/>", r == XE_S2S_VALID ? "valid" : "invalid");
+    if (r == XE_S2S_VALID) {
+        xe_info("event=s2s-auth mech=dialback peer=%s remote=%s local=%s", s->p.peer,
+                from, to);
+        return;
+    }
+    xe_info(
+        "event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s reason=invalid",
+        s->p.peer, from, to);
+    xe_s2s_stream_error(s, "not-authorized", "dialback key refused");
+}
+
+void
+xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r, const char *condition)
+{
+    if (s->st != ST_WAIT)
+        return;
+    if (r == XE_S2S_ERROR) {
+        result_error(s, s->remote, s->local, "cancel",
+                     condition ? condition : "remote-server-not-found");
+        s->st = ST_NEGOTIATE; /* the backend may try again or close */
+        return;
+    }
+    xe_buf_append_str(&s->out, "<db:result from='");
+    xe_buf_append_escaped(&s->out, s->remote);
+    xe_buf_append_str(&s->out, "' to='");
+    xe_buf_append_escaped(&s->out, s->local);
+    xe_buf_appendf(&s->out, "' type='%s'/>", r == XE_S2S_VALID ? "valid" : "invalid");
+    if (r == XE_S2S_VALID) {
+        s->st = ST_DONE;
+        xe_xmlstream_free(&s->xs); /* its bytes are pumped from now on */
+    } else
+        s->st = ST_NEGOTIATE;
+}
+
+enum xe_s2s_result
+xe_s2s_verdict(const struct xe_s2s *s, const char **condition_r)
+{
+    if (condition_r)
+        *condition_r = s->verdict_cond;
+    return s->verdict;
+}
+
+bool
+xe_s2s_used_external(const struct xe_s2s *s)
+{
+    return s->external;
+}
+
+bool
+xe_s2s_closed(const struct xe_s2s *s)
+{
+    return s->st == ST_CLOSED;
+}
+
+const char *
+xe_s2s_id(const struct xe_s2s *s)
+{
+    return s->id;
+}
+
+const char *
+xe_s2s_remote(const struct xe_s2s *s)
+{
+    return (s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND) ? s->remote : s->to;
+}
+
+const char *
+xe_s2s_local(const struct xe_s2s *s)
+{
+    return our_domain(s);
+}

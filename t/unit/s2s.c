@@ -1,0 +1,403 @@
+#define _GNU_SOURCE
+/* Unit tests of the s2s core (src/s2s.h): two cores talk to each other in
+ * memory (OUT -> IN, VERIFY -> IN), TLS being simulated by tls_up on both
+ * sides; canned Prosody-like bytes drive BACKEND and LINK; stanzas are
+ * checked against the authenticated pairs; everything also byte by byte.
+ * TAP output. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dialback.h"
+#include "s2s.h"
+#include "tap.h"
+
+static const unsigned char SECRET[] = "0123456789abcdef0123456789abcdef-a";
+static const unsigned char SECRET_B[] = "0123456789abcdef0123456789abcdef-b";
+
+static bool
+local_a(void *ctx, const char *d)
+{
+    (void)ctx;
+    return strcmp(d, "a.test") == 0 || strcmp(d, "a2.test") == 0;
+}
+
+static bool
+local_b(void *ctx, const char *d)
+{
+    (void)ctx;
+    return strcmp(d, "b.test") == 0;
+}
+
+static enum xe_s2s_policy
+pol(void *ctx, const char *d)
+{
+    (void)ctx;
+    if (strcmp(d, "evil.test") == 0)
+        return XE_S2S_POLICY_REFUSE;
+    if (strcmp(d, "strict.test") == 0)
+        return XE_S2S_POLICY_EXTERNAL;
+    return XE_S2S_POLICY_DIALBACK;
+}
+
+static struct xe_s2s_params
+params(enum xe_s2s_kind kind)
+{
+    struct xe_s2s_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.kind = kind;
+    p.peer = "test";
+    p.require_tls = true;
+    p.tls_possible = true;
+    p.policy = pol;
+    p.max_stanza_preauth = 16384;
+    p.max_stanza = 65536;
+    p.max_depth_preauth = 8;
+    p.max_attrs_preauth = 16;
+    return p;
+}
+
+static int bytewise;
+
+/* Feed all of buf's output of one core into another; collect actions. */
+static enum xe_s2s_action
+pass(struct xe_s2s *from, struct xe_s2s *to, struct xe_buf *rest)
+{
+    struct xe_buf *o = xe_s2s_output(from);
+    enum xe_s2s_action a = XE_S2S_CONTINUE;
+    size_t used, off = 0;
+
+    xe_buf_append(rest, o->data, o->len);
+    xe_buf_consume(o, o->len);
+    while (off < rest->len) {
+        size_t n = bytewise ? 1 : rest->len - off;
+        a = xe_s2s_feed(to, rest->data + off, n, &used);
+        off += used;
+        if (a != XE_S2S_CONTINUE)
+            break;
+    }
+    xe_buf_consume(rest, off);
+    return a;
+}
+
+static void
+run(void)
+{
+    struct xe_s2s_params pi = params(XE_S2S_IN), po = params(XE_S2S_OUT);
+    struct xe_s2s *in, *out, *ver, *in2;
+    struct xe_buf r1, r2;
+    enum xe_s2s_action a;
+    const struct xe_s2s_event *req;
+    struct xe_s2s_event ev;
+    const char *cond, *sf, *st;
+    const unsigned char *raw;
+    size_t len;
+    char key[XE_DIALBACK_KEY_LEN + 1];
+    struct xe_buf *o;
+
+    printf("# %s\n", bytewise ? "byte by byte" : "whole");
+    xe_buf_init(&r1, 0);
+    xe_buf_init(&r2, 0);
+    /* b.test's inbound side; a.test's outbound side */
+    pi.is_local = local_b;
+    pi.secret = SECRET_B;
+    pi.secret_len = sizeof(SECRET_B) - 1;
+    po.is_local = local_a;
+    po.secret = SECRET;
+    po.secret_len = sizeof(SECRET) - 1;
+    po.from = "a.test";
+    po.to = "b.test";
+    in = xe_s2s_new(&pi);
+    out = xe_s2s_new(&po);
+    ok(in && out, "cores made");
+    is_int(pass(out, in, &r1), XE_S2S_CONTINUE, "IN reads OUT's header");
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "<required/>", 11) != NULL &&
+           memmem(o->data, o->len, "features:dialback", 17) == NULL,
+       "before TLS: STARTTLS required, no dialback offered");
+    is_int(pass(in, out, &r2), XE_S2S_CONTINUE, "OUT reads the features, asks STARTTLS");
+    is_int(pass(out, in, &r1), XE_S2S_STARTTLS, "IN: STARTTLS");
+    is_int(pass(in, out, &r2), XE_S2S_STARTTLS, "OUT: proceed");
+    xe_buf_consume(&r1, r1.len);
+    xe_buf_consume(&r2, r2.len);
+    xe_s2s_tls_up(in, NULL, 0);
+    xe_s2s_tls_up(out, NULL, 0);
+    is_int(pass(out, in, &r1), XE_S2S_CONTINUE, "IN reads the new header");
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "urn:xmpp:features:dialback", 26) != NULL &&
+           memmem(o->data, o->len, "EXTERNAL", 8) == NULL,
+       "after TLS: dialback offered, no EXTERNAL without a certificate");
+    is_int(pass(in, out, &r2), XE_S2S_CONTINUE, "OUT sends db:result");
+    is_int(pass(out, in, &r1), XE_S2S_CONTINUE, "IN reads db:result");
+    ok(xe_s2s_next_event(in, &ev) && ev.type == XE_S2S_EV_DIALBACK,
+       "IN: a dialback request");
+    req = &ev;
+    is_str(req->from, "a.test", "request from");
+    is_str(req->to, "b.test", "request to");
+    is_str(req->stream_id, xe_s2s_id(in), "request's stream id is IN's");
+    xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", xe_s2s_id(in), key);
+    is_str(req->key, key, "the key is the XEP-0185 key of a.test's secret");
+
+    /* b.test verifies with a.test's authoritative server (another IN core) */
+    {
+        struct xe_s2s_params pv = params(XE_S2S_VERIFY), pa = params(XE_S2S_IN);
+        struct xe_buf r3, r4;
+        xe_buf_init(&r3, 0);
+        xe_buf_init(&r4, 0);
+        pv.from = "b.test";
+        pv.to = "a.test";
+        pv.key = req->key;
+        pv.stream_id = req->stream_id;
+        pv.tls_possible = false; /* plain: db:verify is answered before TLS too */
+        pa.is_local = local_a;
+        pa.secret = SECRET;
+        pa.secret_len = sizeof(SECRET) - 1;
+        ver = xe_s2s_new(&pv);
+        in2 = xe_s2s_new(&pa);
+        is_int(pass(ver, in2, &r3), XE_S2S_CONTINUE, "authoritative: header");
+        is_int(pass(in2, ver, &r4), XE_S2S_CONTINUE, "VERIFY: features, sends db:verify");
+        is_int(pass(ver, in2, &r3), XE_S2S_CONTINUE, "authoritative answers");
+        is_int(pass(in2, ver, &r4), XE_S2S_VERDICT, "VERIFY: verdict");
+        is_int(xe_s2s_verdict(ver, &cond), XE_S2S_VALID, "the key is valid");
+        xe_s2s_free(&ver);
+        xe_s2s_free(&in2);
+        /* a forged key */
+        pv.key = "00112233";
+        ver = xe_s2s_new(&pv);
+        in2 = xe_s2s_new(&pa);
+        pass(ver, in2, &r3);
+        pass(in2, ver, &r4);
+        pass(ver, in2, &r3);
+        is_int(pass(in2, ver, &r4), XE_S2S_VERDICT, "forged: verdict");
+        is_int(xe_s2s_verdict(ver, &cond), XE_S2S_INVALID, "a forged key is invalid");
+        xe_s2s_free(&ver);
+        xe_s2s_free(&in2);
+        xe_buf_free(&r3);
+        xe_buf_free(&r4);
+    }
+
+    ok(!xe_s2s_next_event(in, &ev), "one request only");
+    xe_s2s_dialback_verdict(in, "a.test", "b.test", XE_S2S_VALID, NULL);
+    is_int(pass(in, out, &r2), XE_S2S_VERDICT, "OUT: the verdict");
+    is_int(xe_s2s_verdict(out, &cond), XE_S2S_VALID, "OUT: valid");
+    ok(xe_s2s_pair_ok(in, "a.test", "b.test"), "IN: pair authenticated");
+
+    /* stanzas */
+    xe_buf_append_str(xe_s2s_output(out),
+                      "<message from='alice@a.test/r' to='bob@b.test' "
+                      "type='chat'><body>hi &amp; bye</body></message>");
+    a = pass(out, in, &r1);
+    ok(a == XE_S2S_CONTINUE && xe_s2s_next_event(in, &ev) && ev.type == XE_S2S_EV_STANZA,
+       "IN: a stanza");
+    raw = ev.raw;
+    len = ev.len;
+    sf = ev.from;
+    st = ev.to;
+    ok(len > 20 && memcmp(raw, "<message from='alice@a.test/r'", 30) == 0 &&
+           raw[len - 1] == '>',
+       "the stanza's bytes as they came");
+    is_str(sf, "a.test", "stanza from domain");
+    is_str(st, "b.test", "stanza to domain");
+    xe_buf_append_str(xe_s2s_output(out),
+                      "<message from='mallory@c.test' to='bob@b.test'/>");
+    is_int(pass(out, in, &r1), XE_S2S_CLOSE, "a forged from closes the stream");
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "<invalid-from", 13) != NULL, "with <invalid-from/>");
+    xe_s2s_free(&in);
+    xe_s2s_free(&out);
+    xe_buf_consume(&r1, r1.len);
+    xe_buf_consume(&r2, r2.len);
+
+    /* host-unknown, refused, unknown-domain db:result, invalid verdict */
+    pi.tls = true;
+    in = xe_s2s_new(&pi);
+    xe_buf_append_str(&r1,
+                      "<stream:stream xmlns='jabber:server' "
+                      "xmlns:stream='http://etherx.jabber.org/streams' "
+                      "xmlns:db='jabber:server:dialback' from='a.test' to='b.test' "
+                      "version='1.0'><db:result from='a.test' to='x.test'>k</db:result>"
+                      "<db:result from='a.test' to='b.test'>k</db:result>");
+    {
+        struct xe_buf tmp;
+        xe_buf_init(&tmp, 0);
+        is_int(pass(in, in, &tmp), XE_S2S_CONTINUE, "(nothing)");
+        xe_buf_free(&tmp);
+    }
+    a = XE_S2S_CONTINUE;
+    {
+        size_t used, off = 0;
+        while (off < r1.len) {
+            a = xe_s2s_feed(in, r1.data + off, bytewise ? 1 : r1.len - off, &used);
+            off += used;
+            if (a != XE_S2S_CONTINUE)
+                break;
+        }
+        xe_buf_consume(&r1, off);
+    }
+    ok(a == XE_S2S_CONTINUE && xe_s2s_next_event(in, &ev) &&
+           ev.type == XE_S2S_EV_DIALBACK && strcmp(ev.to, "b.test") == 0,
+       "db:result to a domain we serve: a request");
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "<item-not-found", 15) != NULL,
+       "db:result to a domain we do not serve: item-not-found");
+    xe_buf_append_str(&r1, "<message from='alice@a.test' to='bob@b.test'/>");
+    {
+        size_t used, off = 0;
+        while (off < r1.len) {
+            a = xe_s2s_feed(in, r1.data + off, bytewise ? 1 : r1.len - off, &used);
+            off += used;
+            if (a != XE_S2S_CONTINUE)
+                break;
+        }
+        xe_buf_consume(&r1, off);
+    }
+    is_int(a, XE_S2S_CLOSE, "a stanza before authentication closes");
+    xe_s2s_free(&in);
+    in = xe_s2s_new(&pi);
+    xe_buf_append_str(&r1,
+                      "<stream:stream xmlns='jabber:server' "
+                      "xmlns:stream='http://etherx.jabber.org/streams' "
+                      "xmlns:db='jabber:server:dialback' from='a.test' to='b.test' "
+                      "version='1.0'><db:result from='a.test' to='b.test'>k</db:result>");
+    {
+        size_t used, off = 0;
+        while (off < r1.len) {
+            a = xe_s2s_feed(in, r1.data + off, bytewise ? 1 : r1.len - off, &used);
+            off += used;
+            if (a != XE_S2S_CONTINUE)
+                break;
+        }
+        xe_buf_consume(&r1, off);
+    }
+    ok(a == XE_S2S_CONTINUE && xe_s2s_next_event(in, &ev), "request");
+    xe_s2s_dialback_verdict(in, "a.test", "b.test", XE_S2S_INVALID, NULL);
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "type='invalid'", 14) != NULL &&
+           memmem(o->data, o->len, "<not-authorized", 15) != NULL && xe_s2s_closed(in),
+       "invalid: db:result invalid, then not-authorized");
+    xe_s2s_free(&in);
+    in = xe_s2s_new(&pi);
+    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
+                           "xmlns:stream='http://etherx.jabber.org/streams' "
+                           "from='evil.test' to='b.test' version='1.0'>");
+    {
+        size_t used;
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+    }
+    o = xe_s2s_output(in);
+    ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<policy-violation", 17) != NULL,
+       "a refused domain: policy-violation");
+    xe_s2s_free(&in);
+    in = xe_s2s_new(&pi);
+    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
+                           "xmlns:stream='http://etherx.jabber.org/streams' "
+                           "from='a.test' to='nothere.test' version='1.0'>");
+    {
+        size_t used;
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+    }
+    o = xe_s2s_output(in);
+    ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<host-unknown", 13) != NULL,
+       "a stream to a domain we do not serve: host-unknown");
+    xe_s2s_free(&in);
+
+    /* SASL EXTERNAL on IN with a certificate valid for a.test */
+    in = xe_s2s_new(&pi);
+    {
+        const char *names[] = {"A.test"};
+        size_t used;
+        xe_s2s_tls_up(in, names, 1);
+        xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
+                               "xmlns:stream='http://etherx.jabber.org/streams' "
+                               "xmlns:db='jabber:server:dialback' from='a.test' "
+                               "to='b.test' version='1.0'>");
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+        o = xe_s2s_output(in);
+        ok(memmem(o->data, o->len, "EXTERNAL", 8) != NULL, "EXTERNAL offered");
+        xe_buf_append_str(&r1, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' "
+                               "mechanism='EXTERNAL'>YS50ZXN0</auth>");
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+        is_int(a, XE_S2S_PAIR_UP, "EXTERNAL: the pair is up");
+        is_str(xe_s2s_request(in)->from, "a.test", "pair from");
+        ok(xe_s2s_pair_ok(in, "a.test", "b.test"), "authenticated");
+    }
+    xe_s2s_free(&in);
+
+    /* BACKEND: Prosody's outgoing stream */
+    {
+        struct xe_s2s_params pb = params(XE_S2S_BACKEND);
+        size_t used;
+        pb.is_local = local_a;
+        in = xe_s2s_new(&pb);
+        xe_buf_append_str(&r1,
+                          "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                          "xmlns:stream='http://etherx.jabber.org/streams' "
+                          "xmlns:db='jabber:server:dialback' from='a.test' "
+                          "to='b.test' version='1.0'>"
+                          "<db:result from='a.test' to='b.test'>abc</db:result>"
+                          "<message from='alice@a.test' to='bob@b.test'/>");
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        ok(a == XE_S2S_OPEN && used < r1.len, "BACKEND: open, the stanza waits");
+        is_str(xe_s2s_request(in)->to, "b.test", "the remote");
+        xe_s2s_backend_verdict(in, XE_S2S_VALID, NULL);
+        o = xe_s2s_output(in);
+        ok(memmem(o->data, o->len, "<db:result from='b.test' to='a.test' type='valid'/>",
+                  51) != NULL,
+           "the backend gets valid");
+        xe_buf_consume(&r1, r1.len);
+        xe_s2s_free(&in);
+    }
+    /* LINK: to Prosody's s2s port */
+    {
+        struct xe_s2s_params pl = params(XE_S2S_LINK);
+        size_t used;
+        pl.from = "a.test";
+        pl.to = "b.test";
+        pl.assertion = "xe1:token";
+        pl.tls_possible = false;
+        out = xe_s2s_new(&pl);
+        xe_buf_append_str(&r1,
+                          "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                          "xmlns:stream='http://etherx.jabber.org/streams' "
+                          "xmlns:db='jabber:server:dialback' id='x1' from='b.test' "
+                          "to='a.test' version='1.0'><stream:features><starttls "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><dialback "
+                          "xmlns='urn:xmpp:features:dialback'/></stream:features>");
+        a = xe_s2s_feed(out, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+        o = xe_s2s_output(out);
+        ok(a == XE_S2S_CONTINUE &&
+               memmem(o->data, o->len, ">xe1:token</db:result>", 22) != NULL,
+           "LINK: the assertion in db:result");
+        xe_buf_append_str(&r1, "<db:result from='b.test' to='a.test' type='valid'/>");
+        a = xe_s2s_feed(out, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+        ok(a == XE_S2S_VERDICT && xe_s2s_verdict(out, NULL) == XE_S2S_VALID,
+           "LINK: valid");
+        xe_s2s_free(&out);
+    }
+    xe_buf_free(&r1);
+    xe_buf_free(&r2);
+}
+
+int
+main(void)
+{
+    char d[64];
+
+    is_int(xe_jid_domain("Alice@A.Test/res@x", d, sizeof(d)), 0, "jid domain");
+    is_str(d, "a.test", "domain of a full JID, lower-cased");
+    is_int(xe_jid_domain("a.test/x", d, sizeof(d)), 0, "domain/resource");
+    is_str(d, "a.test", "domain of domain/resource");
+    is_int(xe_jid_domain("alice@", d, sizeof(d)), -1, "empty domain refused");
+    bytewise = 0;
+    run();
+    bytewise = 1;
+    run();
+    return tap_done();
+}
