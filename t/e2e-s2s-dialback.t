@@ -8,6 +8,7 @@
 # sending domain's xedge, which answers db:verify valid.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
+# shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
 plan 9
 
@@ -33,7 +34,7 @@ for d in a:b b:a; do
 	slog=$(v=${send^^}_XEDGE_LOG; echo "${!v}")
 	is "$(count_lines "$rlog" "event=s2s-auth .*mech=dialback.*remote=$send\.test")" 1 \
 		"$send.test -> $recv.test: $recv.test's xedge authenticated $send.test once, with dialback"
-	is "$(count_lines "$slog" "event=s2s-verify .*result=valid")" 1 \
+	is "$(count_lines "$slog" "event=s2s-verify .*remote=$recv\.test local=$send\.test result=valid")" 1 \
 		"$send.test -> $recv.test: $send.test's xedge answered one db:verify, valid"
 done
 n=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG" | count_lines /dev/stdin 'event=s2s-auth-failed|event=s2s-verify .*result=invalid')

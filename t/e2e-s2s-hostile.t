@@ -14,6 +14,7 @@
 #      it does reach the backend).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
+# shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
 plan 20
 

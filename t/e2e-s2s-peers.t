@@ -21,7 +21,7 @@ fed_dns "srv:b.test=b.test:$B_S2S" a:b.test=127.0.0.12 "srv:c.test=c.test:$C_S2S
 for s in b:12 c:13; do
 	n=${s#*:} s=${s%:*}
 	base=$(v=${s^^}_BASE; echo "${!v}") s2s=$(v=${s^^}_S2S; echo "${!v}")
-	fed_plain $s --domain $s.test --address 127.0.0.$n --c2s-port "$base" --s2s-port "$s2s" \
+	fed_plain "$s" --domain "$s.test" --address "127.0.0.$n" --c2s-port "$base" --s2s-port "$s2s" \
 		--cert "$FED_CA/$s.test.pem" --key "$FED_CA/$s.test.key" --trust "$FED_CA/ca.pem" \
 		--dns "$FED_DNS" --user "u$s=$PW"
 done

@@ -8,6 +8,7 @@
 # its libunbound forwarded to it.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
+# shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
 plan 10
 
@@ -35,7 +36,7 @@ sleep 0.5
 is "$(count_lines "$A_XEDGE_LOG" 'event=s2s-auth .*mech=dialback.*remote=c\.test')" 1 \
 	"c.test -> a.test: xedge authenticated c.test once, with dialback"
 # a.test -> c.test: c.test's Prosody asked xedge (a.test's authoritative server)
-is "$(count_lines "$A_XEDGE_LOG" 'event=s2s-verify .*result=valid')" 1 \
+is "$(count_lines "$A_XEDGE_LOG" 'event=s2s-verify .*remote=c\.test local=a\.test result=valid')" 1 \
 	"a.test -> c.test: xedge answered c.test's db:verify: valid"
 like "$(grep -c 'connection a\.test->c\.test is now authenticated for a\.test' "$C_DIR/prosody.log")" '^[1-9]' \
 	"c.test's Prosody: the inbound stream from a.test is authenticated"
