@@ -26,6 +26,7 @@
 #include "pool.h"
 #include "proxy.h"
 #include "register.h"
+#include "s2s_io.h"
 #include "sasl.h"
 #include "tls.h"
 #include "userstore.h"
@@ -145,6 +146,7 @@ struct xe_server {
     uv_timer_t health_timer; /* starts the active health checks when due */
     bool health_inited;
     struct hcheck *checks; /* running */
+    struct xe_s2s_io *s2s; /* federation (s2s_io.h), NULL without s2s listeners */
 };
 
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
@@ -2443,6 +2445,10 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
     srv->al = xe_addrlimit_new(&alc);
     lockout_conf(conf, &loc);
     srv->lockout = xe_lockout_new(&loc);
+    if (xe_s2s_io_new(loop, conf, &srv->s2s, error_r) < 0) {
+        xe_server_free(srv_r);
+        return -1;
+    }
     return 0;
 }
 
@@ -2483,6 +2489,11 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         xe_conf_free(&conf);
         return -1;
     }
+    if (xe_s2s_io_reload(srv->s2s, conf, error_r) < 0) {
+        gen_unref(&g);
+        xe_conf_free(&conf);
+        return -1;
+    }
     g->owned = conf;
     g->number = srv->gen->number + 1;
     gen_adopt(g, srv->gen);
@@ -2516,6 +2527,8 @@ xe_server_listen(struct xe_server *srv, char **error_r)
 
         l->srv = srv;
         l->lc = lc;
+        if (XE_LISTEN_IS_S2S(lc->kind))
+            continue; /* s2s_io.c's */
         if (uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss) != 0) {
             uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss);
             flags = UV_TCP_IPV6ONLY;
@@ -2534,7 +2547,7 @@ xe_server_listen(struct xe_server *srv, char **error_r)
         xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
                 lc->kind == XE_LISTEN_STARTTLS ? "starttls" : "direct_tls");
     }
-    return 0;
+    return srv->s2s ? xe_s2s_io_listen(srv->s2s, error_r) : 0;
 }
 
 static void stop_health(struct xe_server *srv);
@@ -2543,6 +2556,7 @@ static void
 stop_listening(struct xe_server *srv)
 {
     stop_health(srv);
+    xe_s2s_io_stop(srv->s2s);
     for (size_t i = 0; i < srv->n_listeners; i++)
         if (srv->listeners[i].open) {
             uv_close((uv_handle_t *)&srv->listeners[i].tcp, NULL);
@@ -2755,6 +2769,7 @@ xe_server_free(struct xe_server **srvp)
     xe_metrics_set_gauges(NULL, NULL);
     xe_addrlimit_free(&srv->al);
     xe_lockout_free(&srv->lockout);
+    xe_s2s_io_free(&srv->s2s);
     gen_unref(&srv->gen);
     free(srv->listeners);
     free(srv);

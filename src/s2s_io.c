@@ -1,0 +1,1150 @@
+/* xedge: the I/O glue of federation. See s2s_io.h and doc/federation.md.
+ *
+ * One struct sconn per TCP connection, whatever its kind (s2s.h): IN (a
+ * remote server's stream), OUT (ours to a remote server), VERIFY (a
+ * dialback verification stream), BACKEND (a backend's outgoing stream) and
+ * LINK (ours to a backend's s2s port, one per authenticated pair). They
+ * find each other by domain pair or by id, never by a pointer that could
+ * outlive its target (BACKEND -> OUT is cleared when the OUT closes).
+ * Handles are embedded; an sconn is freed in its last close callback. */
+#include "s2s_io.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "assertion.h"
+#include "log.h"
+#include "s2s.h"
+#include "tls.h"
+#include "util.h"
+#include "xelimits.h"
+
+#define CLOSE_GRACE_MS 3000
+#define MAX_NAMES 8
+
+/* A configuration of the glue, with the TLS contexts built from it; each
+ * stream holds a reference for its life. */
+struct s2s_gen {
+    unsigned refs;
+    struct xe_conf *conf;
+    struct xe_tls_ctx *tls, *tls_direct;
+};
+
+struct s2s_listener {
+    uv_tcp_t tcp;
+    struct xe_s2s_io *io;
+    enum xe_listener_kind kind;
+    bool open;
+};
+
+struct xe_s2s_io {
+    uv_loop_t *loop;
+    struct s2s_gen *gen;
+    struct s2s_listener *ls;
+    size_t n_ls;
+    struct sconn *conns;
+    uint64_t next_id;
+    bool stopping;
+};
+
+struct sconn {
+    struct xe_s2s_io *io;
+    struct s2s_gen *gen;
+    struct sconn *prev, *next;
+    uint64_t id;
+    enum xe_s2s_kind kind;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    int handles;
+    bool closed, closing, connected, tls_handshaking, paused, shutdown_sent;
+    uv_shutdown_t sreq;
+    struct xe_tls *tls;
+    struct xe_s2s *core;
+    char peer[64];
+    char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
+    size_t wq;          /* bytes handed to uv_write, not yet written */
+    struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
+                           LINK: stanzas waiting for the link to be up */
+    bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
+    bool waiting;       /* BACKEND: waiting for its OUT */
+    struct sconn *out;  /* BACKEND: the outbound stream it uses */
+    uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
+    uint64_t bytes;
+};
+
+struct wreq {
+    uv_write_t req;
+    struct sconn *c;
+    size_t len;
+    char data[];
+};
+
+static void sconn_close(struct sconn *c);
+static void finish_close(struct sconn *c);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+static void feed_plain(struct sconn *c, const char *data, size_t n);
+static struct sconn *open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind,
+                               const char *local, const char *remote, const char *key,
+                               const char *stream_id);
+
+static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+/* ---- generations --------------------------------------------------------- */
+
+static void
+gen_unref(struct s2s_gen **gp)
+{
+    struct s2s_gen *g = *gp;
+
+    *gp = NULL;
+    if (g == NULL || --g->refs > 0)
+        return;
+    xe_tls_ctx_free(&g->tls);
+    xe_tls_ctx_free(&g->tls_direct);
+    xe_conf_free(&g->conf);
+    free(g);
+}
+
+static struct s2s_gen *
+gen_new(const struct xe_conf *given, char **error_r)
+{
+    struct s2s_gen *g = xe_calloc(1, sizeof(*g));
+    struct xe_tls_cert *certs = NULL;
+    const struct xe_conf *conf;
+
+    g->refs = 1;
+    if (xe_conf_load(given->path, &g->conf, error_r) < 0)
+        goto fail;
+    conf = g->conf;
+    certs = xe_calloc(conf->n_domains ? conf->n_domains : 1, sizeof(*certs));
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        certs[i].domain = conf->domains[i].name;
+        certs[i].certificate = conf->domains[i].certificate;
+        certs[i].key = conf->domains[i].key;
+        /* the peer's certificate is requested (optional) and verified */
+        certs[i].client_ca = conf->s2s.trust_anchors;
+    }
+    if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls, error_r) < 0 ||
+        xe_tls_ctx_new(certs, conf->n_domains, "xmpp-server", &g->tls_direct, error_r) <
+            0)
+        goto fail;
+    free(certs);
+    return g;
+fail:
+    free(certs);
+    gen_unref(&g);
+    return NULL;
+}
+
+/* ---- lookups -------------------------------------------------------------- */
+
+static bool
+cb_is_local(void *ctx, const char *d)
+{
+    const struct s2s_gen *g = ctx;
+    return xe_conf_domain(g->conf, d) != NULL;
+}
+
+static enum xe_s2s_policy
+cb_policy(void *ctx, const char *d)
+{
+    const struct s2s_gen *g = ctx;
+    const struct xe_s2s_peer_conf *p = xe_conf_s2s_peer(g->conf, d);
+    int pol = p && p->policy >= 0 ? p->policy : g->conf->s2s.default_policy;
+
+    if (xe_conf_domain(g->conf, d))
+        return XE_S2S_POLICY_REFUSE; /* ourselves: never over s2s */
+    return pol == XE_S2S_POL_EXTERNAL ? XE_S2S_POLICY_EXTERNAL
+           : pol == XE_S2S_POL_REFUSE ? XE_S2S_POLICY_REFUSE
+                                      : XE_S2S_POLICY_DIALBACK;
+}
+
+static struct sconn *
+find(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local, const char *remote)
+{
+    for (struct sconn *c = io->conns; c; c = c->next)
+        if (c->kind == kind && !c->closing && strcmp(c->local, local) == 0 &&
+            strcmp(c->remote, remote) == 0)
+            return c;
+    return NULL;
+}
+
+static struct sconn *
+find_id(struct xe_s2s_io *io, uint64_t id)
+{
+    for (struct sconn *c = io->conns; c; c = c->next)
+        if (c->id == id && !c->closing)
+            return c;
+    return NULL;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    (void)suggested;
+    buf->base = xe_malloc(XE_READ_CHUNK);
+    buf->len = XE_READ_CHUNK;
+}
+
+static void resume_feeders(struct sconn *c);
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    struct wreq *wr = (struct wreq *)req;
+    struct sconn *c = wr->c;
+
+    c->wq -= wr->len;
+    free(wr);
+    if (c->closed)
+        return;
+    if (status < 0) {
+        finish_close(c);
+        return;
+    }
+    if (c->closing) {
+        if (c->wq == 0 && !c->shutdown_sent)
+            finish_close(c);
+        return;
+    }
+    if (c->wq <= c->gen->conf->pump_low_water)
+        resume_feeders(c);
+}
+
+static int
+write_raw(struct sconn *c, const void *data, size_t len)
+{
+    struct wreq *wr;
+    uv_buf_t b;
+
+    if (len == 0 || c->closed || !c->connected)
+        return 0;
+    wr = xe_malloc(sizeof(*wr) + len);
+    wr->c = c;
+    wr->len = len;
+    memcpy(wr->data, data, len);
+    b = uv_buf_init(wr->data, (unsigned)len);
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
+        free(wr);
+        finish_close(c);
+        return -1;
+    }
+    c->wq += len;
+    if (c->wq > c->gen->conf->pump_hard_cap) {
+        xe_warn("event=buffer-cap kind=s2s-%s peer=%s queued=%zu", kind_names[c->kind],
+                c->peer, c->wq);
+        finish_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+flush_tls(struct sconn *c)
+{
+    char buf[16384];
+    size_t n;
+
+    while (c->tls && !c->closed && xe_tls_out_pending(c->tls) > 0) {
+        n = xe_tls_out_take(c->tls, buf, sizeof(buf));
+        if (n == 0)
+            break;
+        if (write_raw(c, buf, n) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+send_bytes(struct sconn *c, const void *data, size_t len)
+{
+    if (len == 0 || c->closed)
+        return 0;
+    if (c->tls == NULL || c->tls_handshaking)
+        return write_raw(c, data, len);
+    if (xe_tls_write(c->tls, data, len) < 0) {
+        xe_info("event=tls-error kind=s2s-%s peer=%s error=\"%s\"", kind_names[c->kind],
+                c->peer, xe_tls_error(c->tls));
+        finish_close(c);
+        return -1;
+    }
+    return flush_tls(c);
+}
+
+static void
+flush_core(struct sconn *c)
+{
+    struct xe_buf *out;
+
+    if (c->core == NULL || c->closed)
+        return;
+    out = xe_s2s_output(c->core);
+    if (out->len) {
+        send_bytes(c, out->data, out->len);
+        out->len = 0;
+    }
+}
+
+/* Is C above its high water mark (its feeders should stop reading)? */
+static bool
+full(const struct sconn *c)
+{
+    return c->wq + c->held.len > c->gen->conf->pump_high_water;
+}
+
+static void
+pause_reading(struct sconn *c)
+{
+    if (!c->paused && !c->closed) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->paused = true;
+    }
+}
+
+static void
+resume_reading(struct sconn *c)
+{
+    if (c->paused && !c->closed && !c->closing) {
+        c->paused = false;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+/* C drained: the streams that fill it may read again. */
+static void
+resume_feeders(struct sconn *c)
+{
+    for (struct sconn *f = c->io->conns; f; f = f->next) {
+        if (!f->paused)
+            continue;
+        if ((c->kind == XE_S2S_OUT && f->kind == XE_S2S_BACKEND && f->out == c) ||
+            (c->kind == XE_S2S_LINK && f->kind == XE_S2S_IN))
+            resume_reading(f);
+    }
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+static void
+on_closed(uv_handle_t *h)
+{
+    struct sconn *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    xe_tls_free(&c->tls);
+    xe_s2s_free(&c->core);
+    xe_buf_free(&c->held);
+    gen_unref(&c->gen);
+    free(c);
+}
+
+static void notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond);
+static void notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond);
+
+static void
+finish_close(struct sconn *c)
+{
+    struct xe_s2s_io *io = c->io;
+
+    if (c->closed)
+        return;
+    c->closed = c->closing = true;
+    if (c->kind == XE_S2S_OUT && !c->ready)
+        notify_out_verdict(c, XE_S2S_ERROR,
+                           c->connected ? "remote-server-not-found"
+                                        : "remote-server-not-found");
+    if (c->kind == XE_S2S_VERIFY && c->asker)
+        notify_verify(c, XE_S2S_ERROR, "remote-server-not-found");
+    for (struct sconn *o = io->conns; o; o = o->next) {
+        if (o->kind == XE_S2S_BACKEND && o->out == c) {
+            o->out = NULL;
+            if (o->ready) /* its pump has no outlet any more */
+                sconn_close(o);
+        }
+    }
+    if (c->kind == XE_S2S_BACKEND && c->out) {
+        struct sconn *out = c->out;
+        bool used = false;
+        c->out = NULL;
+        for (struct sconn *o = io->conns; o; o = o->next)
+            used = used || (o != c && o->kind == XE_S2S_BACKEND && o->out == out);
+        if (!used)
+            sconn_close(out);
+    }
+    if (c->bytes || c->ready)
+        xe_info("event=s2s-close kind=s2s-%s peer=%s local=%s remote=%s bytes=%llu",
+                kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
+                c->remote[0] ? c->remote : "-", (unsigned long long)c->bytes);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        io->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Close after what is queued has been written (at most CLOSE_GRACE_MS). */
+static void
+sconn_close(struct sconn *c)
+{
+    if (c->closed || c->closing)
+        return;
+    flush_core(c);
+    if (c->core && !xe_s2s_closed(c->core)) {
+        xe_s2s_end(c->core);
+        flush_core(c);
+    }
+    if (c->tls && !c->tls_handshaking) {
+        xe_tls_shutdown(c->tls);
+        flush_tls(c);
+    }
+    if (c->closed)
+        return;
+    c->closing = true;
+    if (c->kind == XE_S2S_OUT && !c->ready)
+        notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
+    if (c->kind == XE_S2S_VERIFY && c->asker)
+        notify_verify(c, XE_S2S_ERROR, "remote-server-not-found");
+    if (c->wq == 0 || !c->connected) {
+        finish_close(c);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->timer, on_timer, CLOSE_GRACE_MS, 0);
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void
+arm(struct sconn *c, unsigned ms)
+{
+    if (!c->closed)
+        uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+    struct sconn *c = t->data;
+
+    if (c->closing) {
+        finish_close(c);
+        return;
+    }
+    xe_info("event=s2s-timeout kind=s2s-%s peer=%s local=%s remote=%s stage=%s",
+            kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
+            c->remote[0] ? c->remote : "-",
+            !c->connected ? "connect"
+            : c->ready    ? "idle"
+                          : "handshake");
+    if (c->kind == XE_S2S_OUT && !c->ready)
+        notify_out_verdict(c, XE_S2S_ERROR, "remote-server-timeout");
+    if (c->kind == XE_S2S_VERIFY && c->asker)
+        notify_verify(c, XE_S2S_ERROR, "remote-server-timeout");
+    if (c->core && c->connected && !xe_s2s_closed(c->core))
+        xe_s2s_stream_error(c->core, "connection-timeout", NULL);
+    sconn_close(c);
+}
+
+/* ---- the links to the backends ------------------------------------------ */
+
+static const struct xe_server_conf *
+backend_server(const struct xe_conf *conf, const char *local)
+{
+    const struct xe_domain_conf *d = xe_conf_domain(conf, local);
+
+    for (size_t i = 0; d && d->pool && i < d->pool->n_servers; i++)
+        if (d->pool->servers[i].s2s_port > 0)
+            return &d->pool->servers[i];
+    return NULL;
+}
+
+/* The link for (peer, local), opened when needed. */
+static struct sconn *
+link_for(struct xe_s2s_io *io, const char *peer, const char *local)
+{
+    struct sconn *l = find(io, XE_S2S_LINK, local, peer);
+
+    return l ? l : open_conn(io, XE_S2S_LINK, local, peer, NULL, NULL);
+}
+
+static void
+link_send(struct sconn *l, const unsigned char *data, size_t len)
+{
+    if (!l->ready) {
+        if (xe_buf_append(&l->held, data, len) < 0) {
+            xe_warn("event=buffer-cap kind=s2s-link local=%s remote=%s", l->local,
+                    l->remote);
+            sconn_close(l);
+        }
+        return;
+    }
+    l->bytes += len;
+    send_bytes(l, data, len);
+}
+
+/* ---- IN: events of a remote server's stream ----------------------------- */
+
+static void
+start_verify(struct sconn *in, const struct xe_s2s_event *ev)
+{
+    struct sconn *v =
+        open_conn(in->io, XE_S2S_VERIFY, ev->to, ev->from, ev->key, ev->stream_id);
+
+    if (v == NULL) {
+        xe_s2s_dialback_verdict(in->core, ev->from, ev->to, XE_S2S_ERROR,
+                                "remote-server-not-found");
+        return;
+    }
+    v->asker = in->id;
+}
+
+/* The verification stream V has its answer: tell the IN stream that asked. */
+static void
+notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond)
+{
+    struct sconn *in = find_id(v->io, v->asker);
+
+    v->asker = 0;
+    if (in == NULL || in->core == NULL)
+        return;
+    /* v: local = the receiving domain (ours), remote = the originating one */
+    xe_s2s_dialback_verdict(in->core, v->remote, v->local, r, cond);
+    flush_core(in);
+    if (r == XE_S2S_VALID)
+        link_for(in->io, v->remote, v->local);
+    else if (xe_s2s_closed(in->core))
+        sconn_close(in);
+}
+
+static void
+in_events(struct sconn *c)
+{
+    struct xe_s2s_event ev;
+
+    while (!c->closed && xe_s2s_next_event(c->core, &ev)) {
+        if (ev.type == XE_S2S_EV_DIALBACK) {
+            start_verify(c, &ev);
+            continue;
+        }
+        /* a stanza of an authenticated pair: to its backend link */
+        {
+            struct sconn *l = link_for(c->io, ev.from, ev.to);
+            if (l == NULL) {
+                xe_s2s_stream_error(c->core, "remote-connection-failed",
+                                    "the domain's server is unavailable");
+                flush_core(c);
+                sconn_close(c);
+                return;
+            }
+            c->bytes += ev.len;
+            link_send(l, ev.raw, ev.len);
+            if (full(l))
+                pause_reading(c);
+        }
+    }
+}
+
+/* ---- BACKEND and OUT ------------------------------------------------------ */
+
+static void
+notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
+{
+    for (struct sconn *b = out->io->conns; b; b = b->next) {
+        if (b->kind != XE_S2S_BACKEND || b->out != out || !b->waiting)
+            continue;
+        b->waiting = false;
+        xe_s2s_backend_verdict(b->core, r, cond);
+        flush_core(b);
+        if (r != XE_S2S_VALID) {
+            b->out = NULL;
+            continue;
+        }
+        b->ready = true;
+        arm(b, b->gen->conf->s2s_idle_ms);
+        if (b->held.len) { /* what came after its db:result */
+            out->bytes += b->held.len;
+            send_bytes(out, b->held.data, b->held.len);
+            xe_buf_consume(&b->held, b->held.len);
+        }
+        resume_reading(b);
+    }
+}
+
+static void
+backend_open(struct sconn *b)
+{
+    const struct xe_s2s_request *req = xe_s2s_request(b->core);
+    struct sconn *out;
+
+    snprintf(b->local, sizeof(b->local), "%s", req->from);
+    snprintf(b->remote, sizeof(b->remote), "%s", req->to);
+    b->waiting = true;
+    pause_reading(b); /* its stanzas wait until the verdict */
+    if (cb_policy(b->gen, b->remote) == XE_S2S_POLICY_REFUSE) {
+        xe_info("event=s2s-refused kind=s2s-out local=%s remote=%s reason=policy",
+                b->local, b->remote);
+        b->waiting = false;
+        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "policy-violation");
+        flush_core(b);
+        resume_reading(b);
+        return;
+    }
+    out = find(b->io, XE_S2S_OUT, b->local, b->remote);
+    if (out == NULL)
+        out = open_conn(b->io, XE_S2S_OUT, b->local, b->remote, NULL, NULL);
+    if (out == NULL) {
+        b->waiting = false;
+        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "remote-server-not-found");
+        flush_core(b);
+        resume_reading(b);
+        return;
+    }
+    b->out = out;
+    if (out->ready)
+        notify_out_verdict(out, XE_S2S_VALID, NULL);
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void
+on_verdict(struct sconn *c)
+{
+    const char *cond = NULL;
+    enum xe_s2s_result r = xe_s2s_verdict(c->core, &cond);
+
+    switch (c->kind) {
+    case XE_S2S_OUT:
+        if (r == XE_S2S_VALID) {
+            c->ready = true;
+            arm(c, c->gen->conf->s2s_idle_ms);
+            xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s", c->peer, c->local,
+                    c->remote, xe_s2s_used_external(c->core) ? "external" : "dialback");
+        } else
+            xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
+                    "result=%s condition=%s",
+                    c->peer, c->local, c->remote,
+                    r == XE_S2S_INVALID ? "invalid" : "error", cond ? cond : "-");
+        notify_out_verdict(c, r, cond);
+        if (r != XE_S2S_VALID)
+            sconn_close(c);
+        break;
+    case XE_S2S_VERIFY:
+        notify_verify(c, r, cond);
+        sconn_close(c);
+        break;
+    case XE_S2S_LINK:
+        if (r != XE_S2S_VALID) {
+            xe_warn("event=s2s-link-failed peer=%s local=%s remote=%s result=%s", c->peer,
+                    c->local, c->remote, r == XE_S2S_INVALID ? "invalid" : "error");
+            sconn_close(c);
+            break;
+        }
+        c->ready = true;
+        arm(c, c->gen->conf->s2s_idle_ms);
+        if (c->held.len) {
+            c->bytes += c->held.len;
+            send_bytes(c, c->held.data, c->held.len);
+            xe_buf_consume(&c->held, c->held.len);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+start_tls(struct sconn *c)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const struct xe_domain_conf *d = xe_conf_domain(conf, c->local);
+
+    if (c->kind == XE_S2S_IN)
+        c->tls = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
+    else
+        c->tls = xe_tls_new_s2s_client(d ? d->certificate : NULL, d ? d->key : NULL,
+                                       conf->s2s.trust_anchors, c->remote, NULL);
+    if (c->tls == NULL) {
+        finish_close(c);
+        return;
+    }
+    c->tls_handshaking = true;
+    arm(c, conf->tls_timeout_ms);
+    if (c->kind != XE_S2S_IN && xe_tls_handshake(c->tls) == XE_TLS_ERROR) {
+        finish_close(c);
+        return;
+    }
+    flush_tls(c);
+}
+
+static void
+tls_up(struct sconn *c)
+{
+    char ids[MAX_NAMES][3072];
+    const char *names[MAX_NAMES];
+    size_t n = xe_tls_peer_identities(c->tls, XE_ID_DNS | XE_ID_XMPPADDR, ids, MAX_NAMES);
+
+    for (size_t i = 0; i < n; i++)
+        names[i] = ids[i];
+    c->tls_handshaking = false;
+    arm(c, c->gen->conf->s2s_handshake_ms);
+    xe_s2s_tls_up(c->core, names, n);
+    flush_core(c);
+}
+
+static void
+feed_plain(struct sconn *c, const char *data, size_t n)
+{
+    while (n > 0 && !c->closed && !c->closing) {
+        enum xe_s2s_action a;
+        size_t used = 0;
+
+        if (c->kind == XE_S2S_BACKEND && c->ready) {
+            if (c->out == NULL) {
+                sconn_close(c);
+                return;
+            }
+            c->out->bytes += n;
+            send_bytes(c->out, data, n);
+            if (!c->out->closed && full(c->out))
+                pause_reading(c);
+            return;
+        }
+        if (c->kind == XE_S2S_BACKEND && c->waiting) {
+            if (xe_buf_append(&c->held, data, n) < 0)
+                sconn_close(c);
+            return;
+        }
+        a = xe_s2s_feed(c->core, data, n, &used);
+        data += used;
+        n -= used;
+        if (c->kind == XE_S2S_IN)
+            in_events(c);
+        flush_core(c);
+        if (c->closed)
+            return;
+        switch (a) {
+        case XE_S2S_CONTINUE:
+            break;
+        case XE_S2S_STARTTLS:
+            start_tls(c);
+            return; /* the rest (there should be none) is dropped */
+        case XE_S2S_PAIR_UP:
+            link_for(c->io, xe_s2s_request(c->core)->from, xe_s2s_request(c->core)->to);
+            break;
+        case XE_S2S_OPEN:
+            backend_open(c);
+            break;
+        case XE_S2S_VERDICT:
+            on_verdict(c);
+            break;
+        case XE_S2S_CLOSE:
+            if (c->kind == XE_S2S_OUT || c->kind == XE_S2S_VERIFY)
+                on_verdict(c);
+            sconn_close(c);
+            return;
+        }
+    }
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct sconn *c = s->data;
+    char plain[16384];
+
+    if (nread <= 0 || c->closed) {
+        free(buf->base);
+        if (nread < 0 && !c->closed) {
+            if (c->kind == XE_S2S_OUT && !c->ready)
+                notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
+            finish_close(c);
+        }
+        return;
+    }
+    if (c->ready)
+        arm(c, c->gen->conf->s2s_idle_ms);
+    if (c->tls == NULL) {
+        feed_plain(c, buf->base, (size_t)nread);
+        free(buf->base);
+        return;
+    }
+    if (xe_tls_feed(c->tls, buf->base, (size_t)nread) < 0) {
+        free(buf->base);
+        finish_close(c);
+        return;
+    }
+    free(buf->base);
+    if (c->tls_handshaking) {
+        int r = xe_tls_handshake(c->tls);
+        flush_tls(c);
+        if (r == XE_TLS_ERROR) {
+            xe_info("event=tls-failed kind=s2s-%s peer=%s error=\"%s\"",
+                    kind_names[c->kind], c->peer, xe_tls_error(c->tls));
+            finish_close(c);
+            return;
+        }
+        if (r != XE_TLS_DONE)
+            return;
+        tls_up(c);
+    }
+    for (;;) {
+        int r;
+        if (c->closed || c->tls == NULL)
+            return;
+        r = xe_tls_read(c->tls, plain, sizeof(plain));
+        if (r > 0) {
+            feed_plain(c, plain, (size_t)r);
+            continue;
+        }
+        if (r == XE_TLS_CLOSED || r == XE_TLS_ERROR)
+            sconn_close(c);
+        flush_tls(c);
+        return;
+    }
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static struct sconn *
+sconn_new(struct xe_s2s_io *io, enum xe_s2s_kind kind)
+{
+    struct sconn *c = xe_calloc(1, sizeof(*c));
+
+    c->io = io;
+    c->gen = io->gen;
+    io->gen->refs++;
+    c->kind = kind;
+    c->id = ++io->next_id;
+    uv_tcp_init(io->loop, &c->tcp);
+    uv_timer_init(io->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    xe_buf_init(&c->held, io->gen->conf->pump_hard_cap);
+    c->next = io->conns;
+    if (io->conns)
+        io->conns->prev = c;
+    io->conns = c;
+    return c;
+}
+
+static void
+core_params(struct sconn *c, struct xe_s2s_params *p)
+{
+    const struct xe_conf *conf = c->gen->conf;
+
+    memset(p, 0, sizeof(*p));
+    p->kind = c->kind;
+    p->peer = c->peer;
+    p->require_tls = conf->s2s.require_encryption;
+    p->tls_possible = true;
+    p->is_local = cb_is_local;
+    p->policy = cb_policy;
+    p->ctx = c->gen;
+    p->secret = conf->s2s.dialback_secret;
+    p->secret_len = conf->s2s.dialback_secret_len;
+    p->max_stanza_preauth = conf->max_stanza_preauth;
+    p->max_stanza = conf->s2s.max_stanza;
+    p->max_depth_preauth = conf->max_xml_depth;
+    p->max_attrs_preauth = conf->max_attrs;
+}
+
+static void
+on_connect(uv_connect_t *req, int status)
+{
+    struct sconn *c = req->data;
+
+    if (c->closed)
+        return;
+    if (status < 0) {
+        xe_info("event=s2s-connect-failed kind=s2s-%s peer=%s local=%s remote=%s "
+                "error=\"%s\"",
+                kind_names[c->kind], c->peer, c->local, c->remote, uv_strerror(status));
+        finish_close(c);
+        return;
+    }
+    c->connected = true;
+    arm(c, c->gen->conf->s2s_handshake_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    flush_core(c);
+}
+
+/* The address to connect to for KIND: the backend's s2s port for a link,
+ * else the remote domain's static route. */
+static int
+route(struct sconn *c, struct sockaddr_storage *ss)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const char *host = NULL;
+    int port = 0;
+
+    if (c->kind == XE_S2S_LINK) {
+        const struct xe_server_conf *sv = backend_server(conf, c->local);
+        if (sv) {
+            host = sv->host;
+            port = sv->s2s_port;
+        }
+    } else {
+        const struct xe_s2s_peer_conf *p = xe_conf_s2s_peer(conf, c->remote);
+        if (p && p->address) {
+            host = p->address;
+            port = p->port;
+        }
+    }
+    if (host == NULL)
+        return -1;
+    snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) != 0)
+        return -1;
+    return 0;
+}
+
+static struct sconn *
+open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
+          const char *remote, const char *key, const char *stream_id)
+{
+    struct sconn *c;
+    struct xe_s2s_params p;
+    struct sockaddr_storage ss;
+    char token[XE_ASSERTION_MAX];
+    char *identity = NULL;
+
+    if (io->stopping)
+        return NULL;
+    c = sconn_new(io, kind);
+    snprintf(c->local, sizeof(c->local), "%s", local);
+    snprintf(c->remote, sizeof(c->remote), "%s", remote);
+    if (route(c, &ss) < 0) {
+        xe_info("event=s2s-no-route kind=s2s-%s local=%s remote=%s", kind_names[kind],
+                local, remote);
+        finish_close(c);
+        return NULL;
+    }
+    core_params(c, &p);
+    if (kind == XE_S2S_LINK) {
+        const struct xe_domain_conf *d = xe_conf_domain(c->gen->conf, local);
+        identity = xe_asprintf("%s %s", remote, local);
+        if (d == NULL || d->pool == NULL ||
+            xe_assertion_make(d->pool->secret, d->pool->secret_len, "s2s", identity,
+                              xe_now_seconds() + c->gen->conf->assertion_lifetime_s, NULL,
+                              token, sizeof(token)) < 0) {
+            free(identity);
+            finish_close(c);
+            return NULL;
+        }
+        free(identity);
+        p.from = remote; /* the link's stream is from the peer to us */
+        p.to = local;
+        p.assertion = token;
+        p.tls_possible = false; /* plaintext on loopback */
+        p.require_tls = false;
+    } else {
+        p.from = local;
+        p.to = remote;
+        p.require_tls = kind == XE_S2S_OUT && c->gen->conf->s2s.require_encryption;
+    }
+    p.key = key;
+    p.stream_id = stream_id;
+    c->core = xe_s2s_new(&p);
+    OPENSSL_cleanse(token, sizeof(token));
+    if (c->core == NULL) {
+        finish_close(c);
+        return NULL;
+    }
+    c->creq.data = c;
+    if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, on_connect) < 0) {
+        finish_close(c);
+        return NULL;
+    }
+    arm(c, c->gen->conf->s2s_connect_ms);
+    return c;
+}
+
+static void
+on_connection(uv_stream_t *ls, int status)
+{
+    struct s2s_listener *l = ls->data;
+    struct xe_s2s_io *io = l->io;
+    struct xe_s2s_params p;
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    char ip[64] = "?";
+    struct sconn *c;
+
+    if (status < 0 || io->stopping)
+        return;
+    c = sconn_new(io, l->kind == XE_LISTEN_S2S_BACKEND ? XE_S2S_BACKEND : XE_S2S_IN);
+    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+        finish_close(c);
+        return;
+    }
+    c->connected = true;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+        else
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+    }
+    snprintf(c->peer, sizeof(c->peer), "%s", ip);
+    if (c->kind == XE_S2S_BACKEND) {
+        /* only the pools' servers may send us their outgoing streams */
+        bool known = false;
+        const struct xe_conf *conf = c->gen->conf;
+        for (size_t i = 0; i < conf->n_pools && !known; i++)
+            for (size_t j = 0; j < conf->pools[i].n_servers && !known; j++)
+                known = strcmp(conf->pools[i].servers[j].host, ip) == 0;
+        if (!known) {
+            xe_info("event=s2s-refused kind=s2s-backend peer=%s reason=not-a-backend",
+                    ip);
+            finish_close(c);
+            return;
+        }
+    }
+    core_params(c, &p);
+    p.tls = l->kind == XE_LISTEN_S2S_DIRECT_TLS;
+    c->core = xe_s2s_new(&p);
+    if (c->core == NULL) {
+        finish_close(c);
+        return;
+    }
+    if (l->kind == XE_LISTEN_S2S_DIRECT_TLS) {
+        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
+        c->tls_handshaking = true;
+        if (c->tls == NULL) {
+            finish_close(c);
+            return;
+        }
+    }
+    arm(c, c->tls ? c->gen->conf->tls_timeout_ms : c->gen->conf->s2s_handshake_ms);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- the API -------------------------------------------------------------- */
+
+int
+xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io_r,
+              char **error_r)
+{
+    struct xe_s2s_io *io;
+    bool wants = false;
+
+    *io_r = NULL;
+    for (size_t i = 0; i < conf->n_listeners; i++)
+        wants = wants || XE_LISTEN_IS_S2S(conf->listeners[i].kind);
+    if (!wants)
+        return 0;
+    io = xe_calloc(1, sizeof(*io));
+    io->loop = loop;
+    if ((io->gen = gen_new(conf, error_r)) == NULL) {
+        free(io);
+        return -1;
+    }
+    *io_r = io;
+    return 0;
+}
+
+int
+xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r)
+{
+    const struct xe_conf *conf = io->gen->conf;
+
+    io->ls = xe_calloc(conf->n_listeners, sizeof(*io->ls));
+    for (size_t i = 0; i < conf->n_listeners; i++) {
+        const struct xe_listener_conf *lc = &conf->listeners[i];
+        struct s2s_listener *l = &io->ls[io->n_ls];
+        struct sockaddr_storage ss;
+        unsigned flags = 0;
+        int r;
+
+        if (!XE_LISTEN_IS_S2S(lc->kind))
+            continue;
+        io->n_ls++;
+        l->io = io;
+        l->kind = lc->kind;
+        if (uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss) != 0) {
+            uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss);
+            flags = UV_TCP_IPV6ONLY;
+        }
+        uv_tcp_init(io->loop, &l->tcp);
+        l->tcp.data = l;
+        l->open = true;
+        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
+        if (r == 0)
+            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        if (r < 0) {
+            *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
+                                   lc->port, uv_strerror(r));
+            return -1;
+        }
+        xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
+                lc->kind == XE_LISTEN_S2S              ? "s2s"
+                : lc->kind == XE_LISTEN_S2S_DIRECT_TLS ? "s2s_direct_tls"
+                                                       : "s2s_backend");
+    }
+    return 0;
+}
+
+int
+xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r)
+{
+    struct s2s_gen *g;
+
+    if (io == NULL)
+        return 0;
+    if ((g = gen_new(conf, error_r)) == NULL)
+        return -1;
+    gen_unref(&io->gen);
+    io->gen = g;
+    return 0;
+}
+
+void
+xe_s2s_io_stop(struct xe_s2s_io *io)
+{
+    if (io == NULL)
+        return;
+    io->stopping = true;
+    for (size_t i = 0; i < io->n_ls; i++)
+        if (io->ls[i].open) {
+            uv_close((uv_handle_t *)&io->ls[i].tcp, NULL);
+            io->ls[i].open = false;
+        }
+    while (io->conns) {
+        struct sconn *c = io->conns;
+        if (c->core && c->connected && !xe_s2s_closed(c->core) &&
+            (c->kind == XE_S2S_IN || c->kind == XE_S2S_BACKEND)) {
+            xe_s2s_stream_error(c->core, "system-shutdown", NULL);
+            flush_core(c);
+        }
+        finish_close(c);
+    }
+}
+
+void
+xe_s2s_io_free(struct xe_s2s_io **iop)
+{
+    struct xe_s2s_io *io = *iop;
+
+    if (io == NULL)
+        return;
+    xe_s2s_io_stop(io);
+    gen_unref(&io->gen);
+    free(io->ls);
+    free(io);
+    *iop = NULL;
+}

@@ -1,0 +1,28 @@
+/* xedge: the I/O glue of federation (doc/federation.md) on libuv: the
+ * listeners "s2s", "s2s_direct_tls" and "s2s_backend", the outbound streams,
+ * the dialback verification streams and the links to the backends' s2s
+ * ports, each driven by a sans-IO core (s2s.h). Its state lives in one
+ * struct xe_s2s_io, held by the server object; it runs on one loop. */
+#ifndef XE_S2S_IO_H
+#define XE_S2S_IO_H
+
+#include <uv.h>
+
+#include "conf.h"
+
+struct xe_s2s_io;
+
+/* NULL when the configuration has no s2s listener (nothing to do). The
+ * configuration is loaded again from conf->path and held by the glue, so
+ * that its streams outlive a reload of the server's. */
+int xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io_r,
+                  char **error_r);
+int xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r);
+/* New streams use CONF's settings (loaded again from its path); running
+ * ones keep theirs. */
+int xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r);
+/* Stop listening and end every stream (the loop can then end). */
+void xe_s2s_io_stop(struct xe_s2s_io *io);
+void xe_s2s_io_free(struct xe_s2s_io **io);
+
+#endif
