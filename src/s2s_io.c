@@ -380,6 +380,10 @@ finish_close(struct sconn *c)
         if (!used)
             sconn_close(out);
     }
+    if (c->core && !c->local[0] && xe_s2s_local(c->core))
+        snprintf(c->local, sizeof(c->local), "%s", xe_s2s_local(c->core));
+    if (c->core && !c->remote[0] && xe_s2s_remote(c->core))
+        snprintf(c->remote, sizeof(c->remote), "%s", xe_s2s_remote(c->core));
     if (c->bytes || c->ready)
         xe_info("event=s2s-close kind=s2s-%s peer=%s local=%s remote=%s bytes=%llu",
                 kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
