@@ -528,8 +528,8 @@ add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data,
         return;
     memcpy(jid, data, (size_t)len);
     jid[len] = '\0';
-    if (strchr(jid, '@') == NULL || strchr(jid, '/') != NULL)
-        return; /* a bare JID only */
+    if (strchr(jid, '/') != NULL)
+        return; /* a bare JID or a domain (s2s) */
     xe_tolower_ascii(jid);
     for (size_t i = 0; i < *n; i++)
         if (strcmp(out[i], jid) == 0)
