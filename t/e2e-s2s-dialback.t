@@ -10,7 +10,7 @@
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 9
+plan 8
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init

@@ -34,6 +34,9 @@ _fed_cleanup() {
 		for s in "${_fed_sandboxes[@]}"; do
 			f=$FED_DIR/$s/xedge.log
 			[ -f "$f" ] && diag "last lines of $s's xedge log ($f):" "$(tail -n 40 "$f" | sed 's/^/  /')"
+			f=$FED_DIR/$s/prosody-0/prosody.log
+			[ -f "$f" ] && diag "$s's backend Prosody, its s2s lines ($f):" \
+				"$(grep -E 's2s|xedge|dialback' "$f" | tail -n 20 | sed 's/^/  /')"
 		done
 	fi
 	for s in "${_fed_sandboxes[@]}"; do
