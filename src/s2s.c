@@ -197,7 +197,8 @@ is_local(const struct xe_s2s *s, const char *d)
 static enum xe_s2s_policy
 policy_of(const struct xe_s2s *s, const char *d)
 {
-    return s->p.policy ? s->p.policy(s->p.ctx, d) : XE_S2S_POLICY_DIALBACK;
+    /* a stream without `from` (legacy): its db:result names the domain */
+    return s->p.policy && d ? s->p.policy(s->p.ctx, d) : XE_S2S_POLICY_DIALBACK;
 }
 
 static bool

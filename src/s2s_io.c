@@ -18,6 +18,7 @@
 
 #include "assertion.h"
 #include "log.h"
+#include "resolve.h"
 #include "s2s.h"
 #include "tls.h"
 #include "util.h"
@@ -49,6 +50,7 @@ struct xe_s2s_io {
     struct sconn *conns;
     uint64_t next_id;
     bool stopping;
+    struct xe_resolver *resolver; /* for peers without a static route */
 };
 
 struct sconn {
@@ -74,6 +76,12 @@ struct sconn {
     bool waiting;       /* BACKEND: waiting for its OUT */
     struct sconn *out;  /* BACKEND: the outbound stream it uses */
     uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
+    /* OUT/VERIFY without a static route: the resolver's answer */
+    struct xe_resolve_req *rq;
+    struct xe_target *targets;
+    size_t n_targets, next_target;
+    bool retrying;   /* the handle of a failed connect is closing */
+    bool direct_tls; /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
 };
 
@@ -343,6 +351,7 @@ on_closed(uv_handle_t *h)
     xe_tls_free(&c->tls);
     xe_s2s_free(&c->core);
     xe_buf_free(&c->held);
+    free(c->targets);
     gen_unref(&c->gen);
     free(c);
 }
@@ -395,7 +404,12 @@ finish_close(struct sconn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (c->rq) {
+        xe_resolve_cancel(c->rq);
+        c->rq = NULL;
+    }
+    if (!c->retrying) /* (else it is closing already) */
+        uv_close((uv_handle_t *)&c->tcp, on_closed);
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
@@ -498,6 +512,7 @@ link_send(struct sconn *l, const unsigned char *data, size_t len)
         return;
     }
     l->bytes += len;
+    arm(l, l->gen->conf->s2s_idle_ms);
     send_bytes(l, data, len);
 }
 
@@ -529,9 +544,12 @@ notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond)
     /* v: local = the receiving domain (ours), remote = the originating one */
     xe_s2s_dialback_verdict(in->core, v->remote, v->local, r, cond);
     flush_core(in);
-    if (r == XE_S2S_VALID)
+    if (r == XE_S2S_VALID) {
+        if (!in->ready) /* from now on the idle timeout applies */
+            arm(in, in->gen->conf->s2s_idle_ms);
+        in->ready = true;
         link_for(in->io, v->remote, v->local);
-    else if (xe_s2s_closed(in->core))
+    } else if (xe_s2s_closed(in->core))
         sconn_close(in);
 }
 
@@ -681,7 +699,8 @@ start_tls(struct sconn *c)
         c->tls = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
     else
         c->tls = xe_tls_new_s2s_client(d ? d->certificate : NULL, d ? d->key : NULL,
-                                       conf->s2s.trust_anchors, c->remote, NULL);
+                                       conf->s2s.trust_anchors, c->remote,
+                                       c->direct_tls ? "xmpp-server" : NULL);
     if (c->tls == NULL) {
         finish_close(c);
         return;
@@ -723,6 +742,7 @@ feed_plain(struct sconn *c, const char *data, size_t n)
                 return;
             }
             c->out->bytes += n;
+            arm(c->out, c->gen->conf->s2s_idle_ms); /* traffic on the outbound stream */
             send_bytes(c->out, data, n);
             if (!c->out->closed && full(c->out))
                 pause_reading(c);
@@ -748,6 +768,8 @@ feed_plain(struct sconn *c, const char *data, size_t n)
             start_tls(c);
             return; /* the rest (there should be none) is dropped */
         case XE_S2S_PAIR_UP:
+            c->ready = true;
+            arm(c, c->gen->conf->s2s_idle_ms);
             link_for(c->io, xe_s2s_request(c->core)->from, xe_s2s_request(c->core)->to);
             break;
         case XE_S2S_OPEN:
@@ -867,6 +889,9 @@ core_params(struct sconn *c, struct xe_s2s_params *p)
     p->max_attrs_preauth = conf->max_attrs;
 }
 
+static void on_retry_closed(uv_handle_t *h);
+static void start_tls(struct sconn *c);
+
 static void
 on_connect(uv_connect_t *req, int status)
 {
@@ -878,13 +903,92 @@ on_connect(uv_connect_t *req, int status)
         xe_info("event=s2s-connect-failed kind=s2s-%s peer=%s local=%s remote=%s "
                 "error=\"%s\"",
                 kind_names[c->kind], c->peer, c->local, c->remote, uv_strerror(status));
+        if (c->next_target < c->n_targets) { /* the resolver gave another one */
+            c->retrying = true;
+            uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+            return;
+        }
         finish_close(c);
         return;
     }
     c->connected = true;
     arm(c, c->gen->conf->s2s_handshake_ms);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    if (c->direct_tls) {
+        xe_buf_consume(xe_s2s_output(c->core), xe_s2s_output(c->core)->len);
+        start_tls(c); /* the header goes out once TLS is up */
+        return;
+    }
     flush_core(c);
+}
+
+/* Connect to the resolver's next target. */
+static void
+connect_next(struct sconn *c)
+{
+    const struct xe_target *t = &c->targets[c->next_target++];
+    char ip[64] = "?";
+    int port = 0;
+
+    if (t->addr.ss_family == AF_INET) {
+        uv_ip4_name((const struct sockaddr_in *)&t->addr, ip, sizeof(ip));
+        port = ntohs(((const struct sockaddr_in *)&t->addr)->sin_port);
+        snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
+    } else {
+        uv_ip6_name((const struct sockaddr_in6 *)&t->addr, ip, sizeof(ip));
+        port = ntohs(((const struct sockaddr_in6 *)&t->addr)->sin6_port);
+        snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
+    }
+    c->direct_tls = t->direct_tls != 0;
+    c->creq.data = c;
+    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&t->addr, on_connect) <
+        0)
+        finish_close(c);
+    else
+        arm(c, c->gen->conf->s2s_connect_ms);
+}
+
+static void
+on_retry_closed(uv_handle_t *h)
+{
+    struct sconn *c = h->data;
+
+    c->retrying = false;
+    if (c->closed) {
+        on_closed(h);
+        return;
+    }
+    uv_tcp_init(c->io->loop, &c->tcp);
+    c->tcp.data = c;
+    connect_next(c);
+}
+
+static void
+on_resolved(void *arg, int status, const struct xe_target *targets, size_t n)
+{
+    struct sconn *c = arg;
+
+    c->rq = NULL;
+    if (c->closed)
+        return;
+    if (status < 0 || n == 0) {
+        xe_info("event=s2s-dns-failed kind=s2s-%s local=%s remote=%s status=%s",
+                kind_names[c->kind], c->local, c->remote, xe_resolve_strstatus(status));
+        if (c->kind == XE_S2S_OUT)
+            notify_out_verdict(c, XE_S2S_ERROR,
+                               status == XE_RESOLVE_TIMEOUT ? "remote-server-timeout"
+                                                            : "remote-server-not-found");
+        if (c->kind == XE_S2S_VERIFY && c->asker)
+            notify_verify(c, XE_S2S_ERROR,
+                          status == XE_RESOLVE_TIMEOUT ? "remote-server-timeout"
+                                                       : "remote-server-not-found");
+        finish_close(c);
+        return;
+    }
+    c->targets = xe_calloc(n, sizeof(*c->targets));
+    memcpy(c->targets, targets, n * sizeof(*targets));
+    c->n_targets = n;
+    connect_next(c);
 }
 
 /* The address to connect to for KIND: the backend's s2s port for a link,
@@ -910,7 +1014,7 @@ route(struct sconn *c, struct sockaddr_storage *ss)
         }
     }
     if (host == NULL)
-        return -1;
+        return c->kind == XE_S2S_LINK || c->io->resolver == NULL ? -1 : 1;
     snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) != 0)
@@ -927,13 +1031,14 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
     struct sockaddr_storage ss;
     char token[XE_ASSERTION_MAX];
     char *identity = NULL;
+    int how;
 
     if (io->stopping)
         return NULL;
     c = sconn_new(io, kind);
     snprintf(c->local, sizeof(c->local), "%s", local);
     snprintf(c->remote, sizeof(c->remote), "%s", remote);
-    if (route(c, &ss) < 0) {
+    if ((how = route(c, &ss)) < 0) {
         xe_info("event=s2s-no-route kind=s2s-%s local=%s remote=%s", kind_names[kind],
                 local, remote);
         finish_close(c);
@@ -970,6 +1075,16 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         finish_close(c);
         return NULL;
     }
+    if (how == 1) { /* no static route: DNS (SRV, then A/AAAA) */
+        snprintf(c->peer, sizeof(c->peer), "dns:%s", remote);
+        c->rq = xe_resolve_xmpp_server(io->resolver, remote, 5269, on_resolved, c);
+        if (c->rq == NULL) {
+            finish_close(c);
+            return NULL;
+        }
+        arm(c, c->gen->conf->dns_ms + c->gen->conf->s2s_connect_ms);
+        return c;
+    }
     c->creq.data = c;
     if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, on_connect) < 0) {
         finish_close(c);
@@ -977,6 +1092,13 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
     }
     arm(c, c->gen->conf->s2s_connect_ms);
     return c;
+}
+
+static bool
+loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
 }
 
 static void
@@ -1010,8 +1132,12 @@ on_connection(uv_stream_t *ls, int status)
         bool known = false;
         const struct xe_conf *conf = c->gen->conf;
         for (size_t i = 0; i < conf->n_pools && !known; i++)
-            for (size_t j = 0; j < conf->pools[i].n_servers && !known; j++)
-                known = strcmp(conf->pools[i].servers[j].host, ip) == 0;
+            for (size_t j = 0; j < conf->pools[i].n_servers && !known; j++) {
+                const char *h = conf->pools[i].servers[j].host;
+                /* a backend on loopback connects from whatever loopback
+                 * address the kernel picks (127.0.0.1 for 127.0.0.11) */
+                known = strcmp(h, ip) == 0 || (loopback(h) && loopback(ip));
+            }
         if (!known) {
             xe_info("event=s2s-refused kind=s2s-backend peer=%s reason=not-a-backend",
                     ip);
@@ -1057,6 +1183,17 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
     if ((io->gen = gen_new(conf, error_r)) == NULL) {
         free(io);
         return -1;
+    }
+    {
+        char err[256] = "";
+        io->resolver =
+            xe_resolver_new(loop, conf->s2s.dns_servers, conf->dns_ms, err, sizeof(err));
+        if (io->resolver == NULL) {
+            *error_r = xe_asprintf("s2s.dns_servers: %s", err);
+            gen_unref(&io->gen);
+            free(io);
+            return -1;
+        }
     }
     *io_r = io;
     return 0;
@@ -1147,6 +1284,8 @@ xe_s2s_io_free(struct xe_s2s_io **iop)
     if (io == NULL)
         return;
     xe_s2s_io_stop(io);
+    if (io->resolver)
+        xe_resolver_free(io->resolver);
     gen_unref(&io->gen);
     free(io->ls);
     free(io);

@@ -33,7 +33,7 @@
 #define XE_S2S_MAX_ID_BUF 128 /* a stream id, with its NUL */
 #define XE_DEF_S2S_CONNECT_MS 10000   /* TCP connect to a remote server or backend */
 #define XE_DEF_S2S_HANDSHAKE_MS 30000 /* header to authenticated (either side) */
-#define XE_DEF_DNS_MS 5000            /* resolving a remote domain */
+#define XE_DEF_DNS_MS XE_DEF_DNS_TIMEOUT_MS /* resolving a remote domain */
 #define XE_DEF_S2S_IDLE_MS 600000     /* an authenticated s2s stream with no traffic */
 #define XE_DIALBACK_SECRET_MAX 4096   /* bytes of s2s.dialback_secret_file */
 
