@@ -4,6 +4,7 @@
 # (doc/federation.md, Errors), nothing of it reaches the backend Prosody
 # (its debug log never shows the stanzas' ids), and alice, logged in on
 # another connection (t/lib/canary.py), keeps exchanging messages unharmed.
+#   0. a stream header without from: the usual features
 #   1. a forged db:result for c.test (a real peer: a plain Prosody, which
 #      xedge asks through its static route): type='invalid', <not-authorized/>
 #   2. a db:verify for an unknown stream id: type='invalid'
@@ -16,7 +17,7 @@
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 20
+plan 21
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -38,6 +39,11 @@ CANARY=$!
 for _ in $(seq 1 200); do grep -q READY "$FED_DIR/canary.out" 2>/dev/null && break; sleep 0.05; done
 grep -q READY "$FED_DIR/canary.out" 2>/dev/null
 ok $? "alice (the canary) is logged in to a.test on another connection"
+
+# 0. a stream header without from (RFC 6120 4.7.1 allows it; it crashed
+# xedge once): STARTTLS and features as usual
+s2s_peer "${PEER[@]}" --from '' --wait 1 none
+like "$OUT" '^FEATURES stage=post-tls list=.*dialback' "a stream without from: STARTTLS, then features with dialback"
 
 # 1. forged db:result for a real peer domain
 s2s_peer "${PEER[@]}" --from c.test --wait 15 result

@@ -69,9 +69,10 @@ class Peer(raw_client.Session):
 
     def open_stream(self):
         self._new_parser()
+        frm = " from='%s'" % self.origin if self.origin else ''
         self.send("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-                  "xmlns:stream='%s' xmlns:db='%s' to='%s' from='%s' version='1.0'>"
-                  % (NS_STREAM, NS_DB, self.domain, self.origin))
+                  "xmlns:stream='%s' xmlns:db='%s' to='%s'%s version='1.0'>"
+                  % (NS_STREAM, NS_DB, self.domain, frm))
         el = self.recv()
         if el.tag != '{%s}features' % NS_STREAM:
             raise raw_client.ProtocolError('expected features, got %s' % serialize(el))
@@ -137,7 +138,8 @@ def main():
     ap.add_argument('case', choices=['result', 'verify', 'stanza', 'none'])
     ap.add_argument('--server', required=True, help='HOST:PORT of the s2s listener (STARTTLS)')
     ap.add_argument('--to', required=True, help='the domain served there')
-    ap.add_argument('--from', required=True, help='the domain we claim')
+    ap.add_argument('--from', required=True,
+                    help="the domain we claim ('' : a stream header without from)")
     ap.add_argument('--cafile', help="CA file for the server's certificate")
     ap.add_argument('--insecure', action='store_true')
     ap.add_argument('--cert')
