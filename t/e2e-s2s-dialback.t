@@ -10,7 +10,7 @@
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 8
+plan 10
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -36,6 +36,8 @@ for d in a:b b:a; do
 		"$send.test -> $recv.test: $recv.test's xedge authenticated $send.test once, with dialback"
 	is "$(count_lines "$slog" "event=s2s-verify .*remote=$recv\.test local=$send\.test result=valid")" 1 \
 		"$send.test -> $recv.test: $send.test's xedge answered one db:verify, valid"
+	is "$(count_lines "$slog" "event=s2s-out .*local=$send\.test remote=$recv\.test mech=dialback")" 1 \
+		"$send.test -> $recv.test: $send.test's xedge has one outbound stream, authenticated with dialback"
 done
 n=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG" | count_lines /dev/stdin 'event=s2s-auth-failed|event=s2s-verify .*result=invalid')
 is "$n" 0 "no failed authentication or invalid verification on either side"

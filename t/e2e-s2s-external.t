@@ -7,7 +7,7 @@
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 7
+plan 9
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -30,6 +30,9 @@ for d in a:b b:a; do
 		"$send.test -> $recv.test: $recv.test's xedge authenticated $send.test with EXTERNAL"
 	like "$(count_lines "$rlog" "event=s2s-auth .*mech=dialback")" '^0$' \
 		"$send.test -> $recv.test: no dialback on $recv.test's side"
+	slog=$(v=${send^^}_XEDGE_LOG; echo "${!v}")
+	is "$(count_lines "$slog" "event=s2s-out .*local=$send\.test remote=$recv\.test mech=(EXTERNAL|external)")" 1 \
+		"$send.test -> $recv.test: $send.test's xedge has one outbound stream, authenticated with EXTERNAL"
 done
 logs=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG")
 is "$(printf '%s\n' "$logs" | grep -cE 'event=s2s-verify')" 0 "no db:verify anywhere (no dialback)"
