@@ -616,6 +616,27 @@ type_result(const char *type)
     return XE_S2S_INVALID;
 }
 
+/* OUT: EXTERNAL was not possible; dialback unless the remote's policy is
+ * "external" (then the stream ends and the backend hears policy-violation). */
+static int
+out_dialback(struct xe_s2s *s)
+{
+    if (s->p.kind == XE_S2S_OUT && policy_of(s, s->to) != XE_S2S_POLICY_DIALBACK) {
+        xe_info("event=s2s-refused kind=s2s-out peer=%s local=%s remote=%s "
+                "reason=%s",
+                s->p.peer, s->from, s->to,
+                policy_of(s, s->to) == XE_S2S_POLICY_REFUSE ? "policy"
+                                                            : "external-required");
+        xe_s2s_end(s);
+        s->verdict_new = true;
+        s->verdict = XE_S2S_ERROR;
+        s->verdict_cond = "policy-violation";
+        return stop_with(s, XE_S2S_VERDICT);
+    }
+    out_authenticate(s);
+    return XE_XS_CONTINUE;
+}
+
 static int
 out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
 {
@@ -661,8 +682,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
                     return XE_XS_CONTINUE;
                 }
         }
-        out_authenticate(s);
-        return XE_XS_CONTINUE;
+        return out_dialback(s);
     case ST_PROCEED:
         if (xe_xml_is(e, XE_NS_TLS, "proceed"))
             return stop_with(s, XE_S2S_STARTTLS);
@@ -677,8 +697,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             s->reset_pending = true; /* the next byte starts the new stream */
             return stop_with(s, XE_S2S_CONTINUE);
         }
-        out_authenticate(s); /* EXTERNAL refused: dialback */
-        return XE_XS_CONTINUE;
+        return out_dialback(s); /* EXTERNAL refused: dialback, if allowed */
     case ST_RESULT:
         if (s->p.kind == XE_S2S_VERIFY && xe_xml_is(e, XE_NS_DIALBACK, "verify")) {
             const char *id = xe_xml_attr(e, "id");
@@ -912,6 +931,8 @@ xe_s2s_feed(struct xe_s2s *s, const void *data, size_t len, size_t *consumed_r)
             s->verdict_new = false;
             return XE_S2S_VERDICT;
         }
+        if (s->action == XE_S2S_VERDICT)
+            s->verdict_new = false;
         if (s->action == XE_S2S_PAIR_UP || s->reset_pending)
             xe_xmlstream_reset(s->xs); /* the next byte starts the new stream */
         s->reset_pending = false;

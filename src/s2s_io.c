@@ -67,7 +67,7 @@ struct sconn {
     uv_shutdown_t sreq;
     struct xe_tls *tls;
     struct xe_s2s *core;
-    char peer[64];
+    char peer[128];
     char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
     size_t wq;          /* bytes handed to uv_write, not yet written */
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
@@ -389,6 +389,8 @@ finish_close(struct sconn *c)
         if (!used)
             sconn_close(out);
     }
+    if (c->kind == XE_S2S_LINK) /* the inbound streams it held back */
+        resume_feeders(c);
     if (c->core && !c->local[0] && xe_s2s_local(c->core))
         snprintf(c->local, sizeof(c->local), "%s", xe_s2s_local(c->core));
     if (c->core && !c->remote[0] && xe_s2s_remote(c->core))
@@ -1260,6 +1262,10 @@ xe_s2s_io_stop(struct xe_s2s_io *io)
     if (io == NULL)
         return;
     io->stopping = true;
+    if (io->resolver) { /* cancels its requests, closes its handles */
+        xe_resolver_free(io->resolver);
+        io->resolver = NULL;
+    }
     for (size_t i = 0; i < io->n_ls; i++)
         if (io->ls[i].open) {
             uv_close((uv_handle_t *)&io->ls[i].tcp, NULL);
@@ -1284,8 +1290,6 @@ xe_s2s_io_free(struct xe_s2s_io **iop)
     if (io == NULL)
         return;
     xe_s2s_io_stop(io);
-    if (io->resolver)
-        xe_resolver_free(io->resolver);
     gen_unref(&io->gen);
     free(io->ls);
     free(io);

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..40"
+echo "1..46"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -98,6 +98,27 @@ check "an unknown on_down" 's/port = 15222; } ); }/port = 15222; } ); on_down = 
 check "a misspelt health setting" 's/port = 15222; } ); }/port = 15222; } ); health = { intervall = 3; }; }/' "intervall: unknown setting"
 check "health.fall 0" 's/port = 15222; } ); }/port = 15222; } ); health = { fall = 0; }; }/' "fall: must be between 1 and 100"
 check "max_proxy_header too small" 's/^log_level = "info";/log_level = "info"; limits = { max_proxy_header = 20; };/' "max_proxy_header: must be between 52 and 65551"
+
+# federation: the s2s listeners, group, peers, a server's s2s_port, timeouts
+openssl rand -hex 32 >"$d/dialback"
+good | sed 's/port = 5223; }/port = 5223; }, { kind = "s2s"; address = "127.0.0.1"; port = 5269; }, { kind = "s2s_direct_tls"; address = "127.0.0.1"; port = 5270; }, { kind = "s2s_backend"; address = "127.0.0.1"; port = 5280; }/; s/port = 15222; }/port = 15222; s2s_port = 15269; }/' >"$d/s2s.conf"
+cat >>"$d/s2s.conf" <<CONF
+s2s = { dialback_secret_file = "$d/dialback"; trust_anchors = "$d/cert.pem"; default_policy = "external";
+        require_encryption = true; dns_servers = "127.0.0.1:5353";
+        peers = ( { domain = "B.Test"; policy = "refuse"; }, { domain = "c.test"; address = "127.0.0.3"; port = 5269; } ); };
+timeouts = { s2s_connect = 5; s2s_handshake = 20; dns = 3; s2s_idle = 300; };
+limits = { max_stanza_s2s = 65536; };
+CONF
+out=$("$XEDGE" -t -c "$d/s2s.conf" 2>&1)
+ok $? "the s2s listeners, group, peers, s2s_port, timeouts and max_stanza_s2s are accepted ($out)"
+good | sed 's/port = 5223; }/port = 5223; }, { kind = "s2s"; address = "127.0.0.1"; port = 5269; }/' >"$d/s2s-nogroup.conf"
+out=$("$XEDGE" -t -c "$d/s2s-nogroup.conf" 2>&1)
+printf '%s\n' "$out" | grep -q "an s2s listener needs the s2s group"
+ok $? "an s2s listener without the s2s group is refused ($out)"
+check "s2s: a misspelt setting" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; default_polcy = \"refuse\"; };#" "bad\.conf:1: default_polcy: unknown setting"
+check "s2s: an unknown policy" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; default_policy = \"maybe\"; };#" "default_policy: must be one of \"dialback\", \"external\", \"refuse\""
+check "s2s: a short dialback secret" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/short\"; };#" "dialback_secret_file: .* holds 5 bytes; at least 32"
+check "s2s: a peer's route not numeric" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; peers = ( { domain = \"b.test\"; address = \"b.example\"; } ); };#" "address: 'b.example' is not a numeric"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

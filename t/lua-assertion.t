@@ -109,6 +109,24 @@ if A then
 	check(A.verify(s32, "c2s", "a@b", big, 1700000000, 60) == "malformed", "expiry beyond int64 is malformed")
 end
 
+-- The replay cache (mod_xedge_s2s): once per nonce, until its expiry;
+-- full, it fails closed.
+if A and A.new_replay_cache then
+	local c = A.new_replay_cache(2)
+	local n1, n2, n3 = string.rep("1", 32), string.rep("2", 32), string.rep("3", 32)
+	check(c:accept(n1, 1000, 900) == true, "replay cache: a new nonce is accepted")
+	local ok, why = c:accept(n1, 1000, 901)
+	check(ok == nil and why == "replayed", "replay cache: the same nonce again is refused (replayed)")
+	check(c:accept(n2, 950, 902) == true, "replay cache: another nonce is accepted")
+	ok, why = c:accept(n3, 1000, 903)
+	check(ok == nil and why == "replay-cache-full", "replay cache: full, a new nonce is refused")
+	check(c:accept(n3, 1100, 950) == true, "replay cache: an expired nonce is forgotten, making room")
+	ok, why = c:accept(n1, 1000, 951)
+	check(ok == nil and why ~= nil, "replay cache: an unexpired nonce is still remembered")
+else
+	check(false, "the library exports new_replay_cache()")
+end
+
 print("1.." .. #results)
 local failed = 0
 for i, r in ipairs(results) do

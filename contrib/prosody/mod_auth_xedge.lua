@@ -21,7 +21,6 @@ local new_sasl = require "util.sasl".new;
 local A = dofile(module:get_directory() .. "/xedge_assertion.lib.lua");
 
 local os_time = os.time;
-local pairs = pairs;
 
 -- The secret: read once at load. A missing or short secret stops the module
 -- from loading (Prosody then logs the error and offers no authentication).
@@ -64,17 +63,7 @@ module:log("info", "xedge assertions accepted for %s (max lifetime %ds)", module
 -- Replay cache: nonce -> expiry of every accepted assertion, kept until that
 -- expiry. An assertion is accepted once. The cache is bounded by the rate of
 -- logins times max_lifetime; past replay_cache_size we fail closed.
-local seen, n_seen, next_purge = {}, 0, 0;
-
-local function purge(now)
-	for nonce, expiry in pairs(seen) do
-		if expiry <= now then
-			seen[nonce] = nil;
-			n_seen = n_seen - 1;
-		end
-	end
-	next_purge = now + 10;
-end
+local replay = A.new_replay_cache(replay_cache_size);
 
 -- Returns true, or nil and a reason.
 local function check_assertion(username, token)
@@ -89,17 +78,14 @@ local function check_assertion(username, token)
 		module:log("warn", "xedge assertion rejected for %s: %s", identity, result);
 		return nil, result;
 	end
-	if now >= next_purge or n_seen >= replay_cache_size then purge(now); end
-	if seen[info.nonce] then
+	local fresh, why = replay:accept(info.nonce, info.expiry, now);
+	if why == "replayed" then
 		module:log("warn", "xedge assertion rejected for %s: replayed (nonce already used)", identity);
-		return nil, "replayed";
+		return nil, why;
+	elseif not fresh then
+		module:log("warn", "xedge assertion rejected for %s: replay cache full (%d entries)", identity, replay:size());
+		return nil, why;
 	end
-	if n_seen >= replay_cache_size then
-		module:log("warn", "xedge assertion rejected for %s: replay cache full (%d entries)", identity, n_seen);
-		return nil, "replay-cache-full";
-	end
-	seen[info.nonce] = info.expiry;
-	n_seen = n_seen + 1;
 	module:log("info", "xedge assertion accepted for %s%s (expires in %ds)", identity,
 		purpose == "c2s" and "" or " (anonymous)", info.expiry - now);
 	return true;

@@ -16,7 +16,7 @@ local hashes = require "util.hashes";
 local hmac_sha256 = hashes.hmac_sha256;
 local secure_equals = hashes.equals;
 
-local type, tostring = type, tostring;
+local type, tostring, pairs = type, tostring, pairs;
 local s_find, s_sub = string.find, string.sub;
 local m_tointeger = math.tointeger;
 
@@ -103,6 +103,37 @@ function M.secret_from_file_contents(data)
 		return nil, ("secret is %d bytes, at least %d are required"):format(#secret, M.MIN_SECRET_LEN);
 	end
 	return secret;
+end
+
+-- A replay cache: the nonce of every accepted assertion, kept until its
+-- expiry, so that an assertion is accepted once. Bounded by max_entries
+-- (the rate of accepted assertions times their lifetime); when full it
+-- fails closed.
+--   local cache = A.new_replay_cache(100000)
+--   local ok, why = cache:accept(info.nonce, info.expiry, now)
+--   -- true, or nil and "replayed" / "replay-cache-full"
+function M.new_replay_cache(max_entries)
+	local seen, n, next_purge = {}, 0, 0;
+	local cache = { max = max_entries };
+	local function purge(now)
+		for nonce, expiry in pairs(seen) do
+			if expiry <= now then
+				seen[nonce] = nil;
+				n = n - 1;
+			end
+		end
+		next_purge = now + 10;
+	end
+	function cache:accept(nonce, expiry, now)
+		if now >= next_purge or n >= self.max then purge(now); end
+		if seen[nonce] then return nil, "replayed"; end
+		if n >= self.max then return nil, "replay-cache-full"; end
+		seen[nonce] = expiry;
+		n = n + 1;
+		return true;
+	end
+	function cache:size() return n; end
+	return cache;
 end
 
 return M;

@@ -82,6 +82,8 @@ v("ok: c2s, longer max_lifetime (300)",
   SB, "c2s", ALICE, NOW, 300, make(SB, "c2s", ALICE, str(NOW + 300), nonce("8")), "ok")
 v("ok: s2s purpose checked as s2s (the verifier is purpose-generic)",
   SA, "s2s", "example.test", NOW, MAXL, make(SA, "s2s", "example.test", str(NOW + 30), nonce("9")), "ok")
+v("ok: s2s, identity PEER SPACE LOCAL (doc/federation.md)",
+  SA, "s2s", "b.test a.test", NOW, MAXL, make(SA, "s2s", "b.test a.test", str(NOW + 30), nonce("26")), "ok")
 
 # --- expired
 v("expired: now > expiry",
@@ -115,6 +117,10 @@ v("bad-signature: nonce changed after signing",
 t2 = make(SA, "c2s", ALICE, str(NOW + 30), nonce("19"))
 v("bad-signature: expiry changed after signing (+30 -> +31)",
   SA, "c2s", ALICE, NOW, MAXL, t2.replace(":%d:" % (NOW + 30), ":%d:" % (NOW + 31)), "bad-signature")
+v("bad-signature: s2s, peer and local swapped",
+  SA, "s2s", "b.test a.test", NOW, MAXL, make(SA, "s2s", "a.test b.test", E, nonce("27")), "bad-signature")
+v("bad-signature: s2s, token for another peer (c.test) checked for b.test",
+  SA, "s2s", "b.test a.test", NOW, MAXL, make(SA, "s2s", "c.test a.test", E, nonce("28")), "bad-signature")
 v("bad-signature: secret with the trailing newline left in (glue must strip it)",
   SA, "c2s", ALICE, NOW, MAXL, make(SA + b"\n", "c2s", ALICE, E, nonce("20")), "bad-signature")
 

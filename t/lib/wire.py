@@ -1,6 +1,7 @@
-"""wire.py: the few lines of the c2s wire the byte-level test tools share
-(stdlib only): a stream header, and a STARTTLS negotiation that leaves a TLS
-socket on a fresh stream, its features read."""
+"""wire.py: the few lines of the wire the byte-level test tools share
+(stdlib only): c2s and s2s stream headers, reading up to a marker, and a
+STARTTLS negotiation that leaves a TLS socket on a fresh stream, its
+features read."""
 import socket
 import ssl
 
@@ -9,6 +10,19 @@ def header(domain):
     return ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
             "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>"
             % domain).encode()
+
+
+def s2s_header(frm, to, stream_id=None):
+    """A jabber:server stream header with the dialback namespace (XEP-0220)."""
+    return ("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+            "xmlns:stream='http://etherx.jabber.org/streams' "
+            "xmlns:db='jabber:server:dialback' from='%s' to='%s'%s version='1.0'>"
+            % (frm, to, " id='%s'" % stream_id if stream_id else "")).encode()
+
+
+def read_until(s, marker):
+    """Read from S until MARKER (bytes) has been received; returns all read."""
+    return _read_until(s, marker)
 
 
 def _read_until(s, marker):

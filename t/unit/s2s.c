@@ -381,6 +381,32 @@ run(void)
            "LINK: valid");
         xe_s2s_free(&out);
     }
+    /* OUT to a peer whose policy is "external", without a usable
+     * certificate: no dialback, the verdict is policy-violation */
+    {
+        struct xe_s2s_params ps = params(XE_S2S_OUT);
+        size_t used;
+        ps.from = "a.test";
+        ps.to = "strict.test";
+        ps.secret = SECRET;
+        ps.secret_len = sizeof(SECRET) - 1;
+        ps.tls = true;
+        out = xe_s2s_new(&ps);
+        xe_buf_append_str(&r1,
+                          "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                          "xmlns:stream='http://etherx.jabber.org/streams' "
+                          "xmlns:db='jabber:server:dialback' id='x2' "
+                          "from='strict.test' version='1.0'><stream:features><dialback "
+                          "xmlns='urn:xmpp:features:dialback'/></stream:features>");
+        a = xe_s2s_feed(out, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+        o = xe_s2s_output(out);
+        ok(a == XE_S2S_VERDICT && xe_s2s_verdict(out, &cond) == XE_S2S_ERROR &&
+               strcmp(cond, "policy-violation") == 0 &&
+               memmem(o->data, o->len, "<db:result", 10) == NULL,
+           "OUT, policy external, no certificate: policy-violation, no db:result");
+        xe_s2s_free(&out);
+    }
     xe_buf_free(&r1);
     xe_buf_free(&r2);
 }
