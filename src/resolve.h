@@ -4,7 +4,8 @@
  * A request asks for the SRV records _xmpp-server._tcp.DOMAIN and
  * _xmpps-server._tcp.DOMAIN at once, orders them by priority and, within a
  * priority, by weighted random selection (RFC 2782), then asks for each
- * target's AAAA and A records. With no SRV record, DOMAIN's own AAAA and A
+ * target's AAAA and A records (per SRV target, in that order, its IPv6
+ * addresses, then its IPv4 ones). With no SRV record, DOMAIN's own AAAA and A
  * records stand, on the default port. A service whose only SRV record has
  * the target "." is refused (XE_RESOLVE_NXDOMAIN when no other service is
  * offered). The whole request has a deadline (the resolver's timeout); the
@@ -51,7 +52,8 @@ void xe_resolver_free(struct xe_resolver *r);
 typedef void (*xe_resolve_cb)(void *arg, int status, const struct xe_target *targets,
                               size_t n);
 
-/* At most XE_RESOLVE_MAX_TARGETS targets. NULL when the request cannot start
+/* domain: a DNS name in ASCII (IDNs as A-labels), a final dot allowed.
+ * At most XE_RESOLVE_MAX_TARGETS targets. NULL when the request cannot start
  * (a domain that is not a DNS name, XE_RESOLVE_MAX_REQUESTS outstanding, out
  * of memory, a resolver being freed): then cb is never called. */
 struct xe_resolve_req *xe_resolve_xmpp_server(struct xe_resolver *r, const char *domain,

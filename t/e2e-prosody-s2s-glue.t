@@ -64,6 +64,9 @@ xedge_secret_file = "$2"
 xedge_s2s_route = "127.0.0.1:$ROUTE"
 storage = "internal"
 VirtualHost "a.test"
+-- components do not inherit the global modules_enabled: each names the glue
+Component "conference.a.test" "muc"
+  modules_enabled = { "xedge_s2s" }
 EOF
 }
 
@@ -73,7 +76,7 @@ start_prosody() {
 	PIDS="$PIDS $!"
 }
 
-plan 16
+plan 17
 
 # --- a short secret: the module refuses to load
 printf 'short\n' >"$D/short.secret"
@@ -100,6 +103,9 @@ done
 _port_free "$S2S" && bail "Prosody did not listen on $S2S: $(tail -5 "$D/p/console.out" "$D/p/prosody.log" 2>/dev/null)"
 grep -q "outgoing s2s routed to 127.0.0.1:$ROUTE" "$D/p/prosody.log" ||
 	bail "mod_xedge_s2s did not load: $(grep -i 'error' "$D/p/prosody.log" | tail -3)"
+
+grep -q "xedge s2s assertions accepted for conference.a.test; outgoing s2s routed to 127.0.0.1:$ROUTE" "$D/p/prosody.log"
+ok $? "the glue loads on a component too (conference.a.test)"
 
 out=$(timeout 60 "$PY" "$PROBE" "$D/secret" "$C2S" "$S2S" "$ROUTE" 2>&1)
 check() { echo "$out" | sed -n "s/^CHECK $1=//p"; }

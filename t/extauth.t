@@ -112,7 +112,12 @@ with open(tsv, encoding="utf-8") as f:
         if line.startswith("#"):
             comment = line.lstrip("# ")
         elif line:
-            vectors.append((n, comment, line.split("\t")))
+            f = line.split("\t")
+            # an s2s pair ("PEER LOCAL") is no user@server: neither protocol
+            # can carry it, and xedge-extauth checks logins (c2s) only
+            if len(f) == 7 and f[1] == "s2s" and " " in f[2]:
+                continue
+            vectors.append((n, comment, f))
 check(len(vectors) >= 20, "at least 20 vectors (found %d)" % len(vectors))
 check({v[2][6] for v in vectors if len(v[2]) == 7} >=
       {"ok", "malformed", "wrong-purpose", "expired", "lifetime-too-long", "bad-signature"},

@@ -131,8 +131,9 @@ module:hook("stanza/jabber:server:dialback:result", function(event)
 		return true;
 	end
 	if to ~= module.host then
-		-- the event is fired on the stream's host; xedge opens one link per pair
-		return refuse(origin, from, to, "to is not this stream's host " .. module.host);
+		-- Prosody fires the event on the host named by `to`, so this is a
+		-- guard: the secret checked must be that host's
+		return refuse(origin, from, to, "to is not this module's host " .. module.host);
 	end
 	if hosts[from] then
 		return refuse(origin, from, to, "from is a host we serve");
