@@ -7,17 +7,19 @@
 #   0. a stream header without from: the usual features
 #   1. a forged db:result for c.test (a real peer: a plain Prosody, which
 #      xedge asks through its static route): type='invalid', <not-authorized/>
+#      and one to a domain not served here: type='error', <item-not-found/>
 #   2. a db:verify for an unknown stream id: type='invalid'
 #   3. a stanza on a stream authenticated for nothing: <not-authorized/>
 #      (RFC 6120 4.9.3.12: stanzas before the stream is authenticated); a
 #      stanza from a domain not authenticated on a stream authenticated
 #      (SASL EXTERNAL) for c.test: <invalid-from/> (c.test's own stanza on
-#      it does reach the backend).
+#      it does reach the backend); one to a domain not authenticated on the
+#      stream: <host-unknown/>.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 21
+plan 25
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -54,6 +56,11 @@ like "$(count_lines "$A_XEDGE_LOG" 'event=s2s-auth-failed.*mech=dialback')" '^[1
 like "$(grep -cE 'Received\[s2sin[^]]*\]: <(db:)?verify' "$C_DIR/prosody.log")" '^[1-9]' \
 	"forged db:result: xedge asked c.test's Prosody (its authoritative server) with db:verify"
 
+# 1b. a db:result to a domain not served here
+s2s_peer "${PEER[@]}" --from c.test --db-to zzz.test --wait 3 result
+like "$OUT" '^DB_RESULT type=error from=zzz\.test to=c\.test' "db:result to a domain not served: type='error'"
+like "$OUT" '^DB_ERROR condition=item-not-found' "... <item-not-found/>"
+
 # 2. db:verify for an unknown stream id
 s2s_peer "${PEER[@]}" --from c.test --wait 3 --stream-id "unknown-$tag" verify
 like "$OUT" "^DB_VERIFY type=invalid id=unknown-$tag" "db:verify for an unknown stream id: type='invalid'"
@@ -74,9 +81,14 @@ like "$OUT" '^SASL mech=EXTERNAL result=success' "the peer authenticated as c.te
 like "$OUT" '^STREAM_ERROR condition=invalid-from' "a stanza from evil.test on c.test's stream: <invalid-from/>"
 like "$(count_lines "$A_XEDGE_LOG" 'event=stream-error.*invalid-from')" '^[1-9]' "logged event=stream-error (invalid-from)"
 
+# 3c. authenticated for c.test -> a.test, a stanza to another domain
+s2s_peer "${PEER[@]}" --from c.test --cert "$FED_CA/c.test.pem" --key "$FED_CA/c.test.key" --wait 10 stanza \
+	--stanza "<message from='carol@c.test' to='alice@zzz.test' type='chat' id='elsewhere-$tag'><body>x</body></message>"
+like "$OUT" '^STREAM_ERROR condition=host-unknown' "a stanza to a domain not authenticated on the stream: <host-unknown/>"
+
 sleep 1 # whatever xedge would forward has reached the backend by now
 like "$(grep -c "good-$tag" "$BLOG")" '^[1-9]' "c.test's own stanza reached the backend (the check below can see stanzas)"
-for id in "unauth-$tag" "forged-$tag"; do
+for id in "unauth-$tag" "forged-$tag" "elsewhere-$tag"; do
 	is "$(grep -c "$id" "$BLOG")" 0 "stanza $id never reached the backend"
 done
 is "$(grep -c 'evil\.test' "$BLOG")" 0 "nothing about evil.test reached the backend"

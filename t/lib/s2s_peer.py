@@ -11,7 +11,8 @@ top-level element it gets back until the stream ends or --wait runs out.
       --from c.test --cafile CA.pem [--cert C.pem --key C.key] [--wait 10] CASE
 
 CASE:
-  result [--dbkey KEY]     <db:result from=FROM to=TO>KEY</db:result> (KEY:
+  result [--dbkey KEY] [--db-to D]
+                           <db:result from=FROM to=TO|D>KEY</db:result> (KEY:
                            default a random, hence wrong, 64-hex key): a
                            forged dialback key for FROM
   verify [--stream-id ID] [--dbkey KEY]
@@ -31,6 +32,7 @@ Output (stdout):
   SENT <...>
   GOT <...>                       (each element, compact XML)
   DB_RESULT type=T from=F to=T2   (a db:result answer)
+  DB_ERROR condition=C            (its stanza error, with type='error')
   DB_VERIFY type=T id=ID          (a db:verify answer)
   STREAM_ERROR condition=C        (then the stream is over)
   CLOSE how=stream-error:C|stream-end|eof|reset|none after=SECONDS
@@ -102,6 +104,9 @@ def report(p, el):
     p.log('GOT %s' % serialize(el))
     if el.tag == '{%s}result' % NS_DB:
         p.log('DB_RESULT type=%s from=%s to=%s' % (el.get('type', '-'), el.get('from', '-'), el.get('to', '-')))
+        for e in el.iter():
+            if e is not el and ns(e.tag) == 'urn:ietf:params:xml:ns:xmpp-stanzas':
+                p.log('DB_ERROR condition=%s' % local(e.tag))
     elif el.tag == '{%s}verify' % NS_DB:
         p.log('DB_VERIFY type=%s id=%s' % (el.get('type', '-'), el.get('id', '-')))
 
@@ -146,6 +151,7 @@ def main():
     ap.add_argument('--key')
     ap.add_argument('--dbkey', dest='dbkey', help='the dialback key (default: random)')
     ap.add_argument('--stream-id', help='db:verify id (default: random)')
+    ap.add_argument('--db-to', help="result: the db:result's to (default: --to)")
     ap.add_argument('--stanza')
     ap.add_argument('--good-stanza', action='append', default=[])
     ap.add_argument('--timeout', type=float, default=10, help='connect, TLS and authentication')
@@ -171,7 +177,7 @@ def main():
                 return 0
         if a.case == 'result':
             key = a.dbkey or os.urandom(32).hex()
-            x = "<db:result from='%s' to='%s'>%s</db:result>" % (p.origin, p.domain, key)
+            x = "<db:result from='%s' to='%s'>%s</db:result>" % (p.origin, a.db_to or p.domain, key)
         elif a.case == 'verify':
             sid = a.stream_id or os.urandom(12).hex()
             key = a.dbkey or os.urandom(32).hex()
