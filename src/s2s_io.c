@@ -276,8 +276,10 @@ send_bytes(struct sconn *c, const void *data, size_t len)
 {
     if (len == 0 || c->closed)
         return 0;
-    if (c->tls == NULL || c->tls_handshaking)
+    if (c->tls == NULL)
         return write_raw(c, data, len);
+    if (c->tls_handshaking)
+        return 0; /* nothing of the stream can go out before TLS is up */
     if (xe_tls_write(c->tls, data, len) < 0) {
         xe_info("event=tls-error kind=s2s-%s peer=%s error=\"%s\"", kind_names[c->kind],
                 c->peer, xe_tls_error(c->tls));
