@@ -65,12 +65,21 @@ fed_ca() {
 		bail "testca.sh failed: $(tail -n 5 "$FED_DIR/testca.err")"
 }
 
-# fed_ports NAME: NAME_BASE (a free range base..base+14) and NAME_S2S = base+5
-# (the s2s listener; the sandbox puts s2s_backend on base+6)
+# fed_ports NAME: NAME_BASE (a free range base..base+14, and base+40, the
+# backend Prosody's s2s port) and NAME_S2S = base+5 (the s2s listener; the
+# sandbox puts s2s_backend on base+6)
+_fed_base() {
+	local base
+	for _ in $(seq 1 20); do
+		base=$(pick_base_port) || return 1
+		_port_free $((base + 40)) && { echo "$base"; return 0; }
+	done
+	return 1
+}
 fed_ports() {
 	local up base
 	up=$(printf '%s' "$1" | tr '[:lower:]' '[:upper:]')
-	base=$(pick_base_port) || bail "no free port range found"
+	base=$(_fed_base) || bail "no free port range found"
 	printf -v "${up}_BASE" '%s' "$base"
 	printf -v "${up}_S2S" '%s' $((base + 5))
 }
@@ -87,10 +96,22 @@ fed_sandbox() {
 	dir=$FED_DIR/$name
 	for a in "$@"; do [ "$a" = --cert ] && cafile=$FED_CA/ca.pem; done
 	_fed_sandboxes+=("$name")
-	timeout -k 5 90 "$SANDBOX" up "$dir" --domain "$domain" --address "$addr" --base-port "${!base}" \
-		--s2s-port "${!s2s}" --conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 0; };' \
-		"$@" >"$FED_DIR/$name.up.out" 2>"$FED_DIR/$name.up.err"
-	rc=$?
+	local try
+	for try in 1 2 3; do
+		timeout -k 5 90 "$SANDBOX" up "$dir" --domain "$domain" --address "$addr" --base-port "${!base}" \
+			--s2s-port "${!s2s}" --conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 0; };' \
+			"$@" >"$FED_DIR/$name.up.out" 2>"$FED_DIR/$name.up.err"
+		rc=$?
+		[ $rc -eq 0 ] && break
+		# a port taken between the check and the bind: another base (the
+		# s2s port, which peers may already know, stays)
+		grep -qi 'already in use\|EADDRINUSE' "$FED_DIR/$name.up.err" "$dir"/*.log "$dir"/*/*.log \
+			"$dir"/*/console.out 2>/dev/null || break
+		[ $try = 3 ] && break
+		timeout 30 "$SANDBOX" down "$dir" >/dev/null 2>&1
+		rm -rf "$dir"
+		printf -v "${up}_BASE" '%s' "$(_fed_base)"
+	done
 	if [ $rc -ne 0 ]; then
 		diag "xedge-sandbox up $name ($domain on $addr) failed (status $rc):" \
 			"$(tail -n 30 "$FED_DIR/$name.up.err" | sed 's/^/  /')"
