@@ -518,8 +518,10 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
     return n;
 }
 
+/* domain: a server's name (no '@', no '/'), else a bare JID. */
 static void
-add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data, int len)
+add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data, int len,
+             bool domain)
 {
     char jid[3072];
 
@@ -528,8 +530,8 @@ add_identity(char out[][3072], size_t max, size_t *n, const unsigned char *data,
         return;
     memcpy(jid, data, (size_t)len);
     jid[len] = '\0';
-    if (strchr(jid, '/') != NULL)
-        return; /* a bare JID or a domain (s2s) */
+    if (strchr(jid, '/') != NULL || (strchr(jid, '@') == NULL) != domain)
+        return; /* a bare JID only (a server: a domain only) */
     xe_tolower_ascii(jid);
     for (size_t i = 0; i < *n; i++)
         if (strcmp(out[i], jid) == 0)
@@ -560,13 +562,14 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
             if (OBJ_obj2txt(oid, sizeof(oid), g->d.otherName->type_id, 1) > 0 &&
                 strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING)
                 add_identity(out, max, &n, ASN1_STRING_get0_data(v->value.utf8string),
-                             ASN1_STRING_length(v->value.utf8string));
+                             ASN1_STRING_length(v->value.utf8string),
+                             (rules & XE_ID_DNS) != 0);
         } else if (g->type == GEN_DNS && (rules & XE_ID_DNS)) {
             add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.dNSName),
-                         ASN1_STRING_length(g->d.dNSName));
+                         ASN1_STRING_length(g->d.dNSName), true);
         } else if (g->type == GEN_EMAIL && (rules & XE_ID_EMAIL)) {
             add_identity(out, max, &n, ASN1_STRING_get0_data(g->d.rfc822Name),
-                         ASN1_STRING_length(g->d.rfc822Name));
+                         ASN1_STRING_length(g->d.rfc822Name), false);
         }
     }
     GENERAL_NAMES_free(sans);
@@ -575,7 +578,8 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
         int idx = X509_NAME_get_index_by_NID(subj, NID_commonName, -1);
         if (idx >= 0) {
             ASN1_STRING *cn = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx));
-            add_identity(out, max, &n, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn));
+            add_identity(out, max, &n, ASN1_STRING_get0_data(cn), ASN1_STRING_length(cn),
+                         false);
         }
     }
     X509_free(peer);

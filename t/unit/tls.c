@@ -573,6 +573,53 @@ test_ctx_errors(void)
     (void)cb;
 }
 
+/* Server to server: b.test's client side presents its certificate and
+ * verifies a.test's; a.test's server side asks for and verifies b.test's.
+ * Each sees the other's domain (dNSName) as an identity; a bare-JID rule
+ * alone does not take a domain. */
+static void
+test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
+{
+    struct xe_tls_cert cert = {"a.test", ca, ka, cb}; /* b.test's as the trust anchor */
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+    char ids[4][3072];
+    struct ep c, s;
+    int cr, sr;
+    size_t n;
+
+    ok(xe_tls_ctx_new(&cert, 1, NULL, &sctx, &err) == 0, "s2s: server context %s",
+       err ? err : "");
+    free(err);
+    if (sctx == NULL)
+        return;
+    s = ep_xe(xe_tls_new(sctx, "a.test"));
+    c = ep_xe(xe_tls_new_s2s_client(cb, kb, ca, "a.test", NULL));
+    ok(s.x && c.x, "s2s: both sides made");
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "s2s: handshake (%d, %d)", cr, sr);
+    n = xe_tls_peer_identities(s.x, XE_ID_DNS | XE_ID_XMPPADDR, ids, 4);
+    ok(n == 1 && strcmp(ids[0], "b.test") == 0, "s2s: the server sees b.test (%zu)", n);
+    n = xe_tls_peer_identities(c.x, XE_ID_DNS | XE_ID_XMPPADDR, ids, 4);
+    ok(n == 1 && strcmp(ids[0], "a.test") == 0, "s2s: the client sees a.test (%zu)", n);
+    n = xe_tls_peer_identities(s.x, XE_ID_CN | XE_ID_XMPPADDR, ids, 4);
+    is_int(n, 0, "s2s: client rules (bare JIDs) take no domain");
+    ep_free(&c);
+    ep_free(&s);
+    /* no trust anchor on the client side: a.test's certificate does not verify */
+    s = ep_xe(xe_tls_new(sctx, "a.test"));
+    c = ep_xe(xe_tls_new_s2s_client(NULL, NULL, NULL, "a.test", NULL));
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "s2s: handshake without certificates");
+    is_int(xe_tls_peer_identities(c.x, XE_ID_DNS, ids, 4), 0,
+           "s2s: an unverified server certificate vouches for nothing");
+    is_int(xe_tls_peer_identities(s.x, XE_ID_DNS, ids, 4), 0,
+           "s2s: no client certificate, no identity");
+    ep_free(&c);
+    ep_free(&s);
+    xe_tls_ctx_free(&sctx);
+}
+
 int
 main(void)
 {
@@ -599,6 +646,7 @@ main(void)
         test_data();
         test_garbage();
         test_ctx_errors();
+        test_s2s(ca, ka, cb, kb);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }
