@@ -6,6 +6,10 @@
  * then a zero timeout that hands the answer over, so that the callback is
  * never called from inside c-ares or from inside xe_resolve_xmpp_server.
  *
+ * At most XE_RESOLVE_MAX_INFLIGHT queries are out at once, the rest wait
+ * in a queue: a burst of requests would otherwise overflow the DNS
+ * server's socket buffer, and what is lost there waits for c-ares' retry.
+ *
  * c-ares cannot cancel one query: a request that is over (answered,
  * timed out or cancelled) stays allocated, silent, until c-ares has called
  * back every query it started (c-ares' own timeouts bound that), and only
@@ -41,6 +45,7 @@ struct sub { /* what one ares query is for; its ares callback argument */
     struct xe_resolve_req *q;
     unsigned char kind;
     unsigned char slot;
+    struct sub *next; /* in the resolver's queue, while waiting to be sent */
 };
 
 struct srv_rec {
@@ -94,13 +99,16 @@ struct xe_resolver {
     bool ch_ok;
     bool closing;
     bool timer_closed;
+    bool full_warned; /* too-many-requests logged */
     uv_timer_t timer; /* c-ares' timeouts */
     unsigned timeout_ms;
     struct xe_poll *polls;       /* watched sockets */
     size_t npolls;               /* poll handles not yet closed (watched or closing) */
     struct xe_resolve_req *reqs; /* every allocated request */
-    size_t nreqs;                /* allocated (live or silent) */
-    size_t nlive;                /* not yet answered or cancelled */
+    struct sub *queue_head, *queue_tail; /* queries waiting to be sent */
+    unsigned inflight;                   /* queries c-ares has */
+    size_t nreqs;                        /* allocated (live or silent) */
+    size_t nlive;                        /* not yet answered or cancelled */
 };
 
 static void schedule_ares_timer(struct xe_resolver *r);
@@ -361,6 +369,12 @@ xe_resolver_free(struct xe_resolver *r)
         ares_destroy(r->ch);
         r->ch_ok = false;
     }
+    while (r->queue_head) {
+        struct sub *s = r->queue_head;
+        r->queue_head = s->next;
+        s->q->pending--;
+    }
+    r->queue_tail = NULL;
     while (r->polls)
         poll_close(r, r->polls);
     for (q = r->reqs; q; q = next) {
@@ -450,11 +464,68 @@ static void on_ares_answer(void *arg, int status, int timeouts, unsigned char *a
                            int alen);
 
 static void
-req_query(struct xe_resolve_req *q, struct sub *s, const char *name, int type)
+sub_send(struct xe_resolver *r, struct sub *s)
 {
-    q->pending++;
+    struct xe_resolve_req *q = s->q;
+    char name[XE_RESOLVE_NAME_MAX + 32];
+    int type;
+    switch (s->kind) {
+    case SUB_SRV_TCP:
+        snprintf(name, sizeof name, "_xmpp-server._tcp.%s", q->domain);
+        type = ns_t_srv;
+        break;
+    case SUB_SRV_TLS:
+        snprintf(name, sizeof name, "_xmpps-server._tcp.%s", q->domain);
+        type = ns_t_srv;
+        break;
+    case SUB_AAAA:
+        snprintf(name, sizeof name, "%s", q->srv[s->slot].host);
+        type = ns_t_aaaa;
+        break;
+    default:
+        snprintf(name, sizeof name, "%s", q->srv[s->slot].host);
+        type = ns_t_a;
+        break;
+    }
+    r->inflight++;
     /* may call back at once (a bad name, out of memory) */
-    ares_query(q->r->ch, name, ns_c_in, type, on_ares_answer, s);
+    ares_query(r->ch, name, ns_c_in, type, on_ares_answer, s);
+}
+
+/* Send the queued queries while fewer than XE_RESOLVE_MAX_INFLIGHT are out
+ * (a burst of requests must not overflow the DNS server's socket buffer:
+ * what is lost there waits for c-ares' retry). Those of requests that are
+ * over are dropped. */
+static void
+queue_pump(struct xe_resolver *r)
+{
+    while (!r->closing && r->queue_head && r->inflight < XE_RESOLVE_MAX_INFLIGHT) {
+        struct sub *s = r->queue_head;
+        r->queue_head = s->next;
+        if (!r->queue_head)
+            r->queue_tail = NULL;
+        s->next = NULL;
+        if (s->q->state == REQ_DONE) {
+            s->q->pending--;
+            req_maybe_release(s->q);
+            continue;
+        }
+        sub_send(r, s);
+    }
+}
+
+static void
+req_query(struct xe_resolve_req *q, struct sub *s)
+{
+    struct xe_resolver *r = q->r;
+    q->pending++;
+    s->next = NULL;
+    if (r->queue_tail)
+        r->queue_tail->next = s;
+    else
+        r->queue_head = s;
+    r->queue_tail = s;
+    queue_pump(r);
 }
 
 /* RFC 2782: by priority, then within a priority by weighted random
@@ -595,8 +666,8 @@ start_addr_phase(struct xe_resolve_req *q)
         s6->kind = SUB_AAAA;
         s4->kind = SUB_A;
         s6->slot = s4->slot = (unsigned char)i;
-        req_query(q, s6, q->srv[i].host, ns_t_aaaa);
-        req_query(q, s4, q->srv[i].host, ns_t_a);
+        req_query(q, s6);
+        req_query(q, s4);
     }
     if (--q->pending == 0 && q->state == REQ_ADDR)
         finish_addr_phase(q);
@@ -668,6 +739,7 @@ on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf, int ale
     struct xe_resolve_req *q = s->q;
     struct xe_resolver *r = q->r;
 
+    r->inflight--;
     q->pending--;
     if (q->state == REQ_DONE || q->state == REQ_READY || r->closing ||
         status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) {
@@ -677,6 +749,7 @@ on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf, int ale
                 req_ready(q, XE_RESOLVE_FAIL);
         }
         req_maybe_release(q);
+        queue_pump(r);
         return;
     }
     if (q->state == REQ_SRV) {
@@ -691,6 +764,7 @@ on_ares_answer(void *arg, int status, int timeouts, unsigned char *abuf, int ale
         if (q->pending == 0)
             finish_addr_phase(q);
     }
+    queue_pump(r);
     (void)timeouts;
 }
 
@@ -699,7 +773,6 @@ xe_resolve_xmpp_server(struct xe_resolver *r, const char *domain, uint16_t defau
                        xe_resolve_cb cb, void *arg)
 {
     struct xe_resolve_req *q;
-    char name[XE_RESOLVE_NAME_MAX + 32];
     size_t len;
 
     if (!r || r->closing || !r->ch_ok || !domain || !cb)
@@ -712,10 +785,13 @@ xe_resolve_xmpp_server(struct xe_resolver *r, const char *domain, uint16_t defau
         return NULL;
     }
     if (r->nreqs >= XE_RESOLVE_MAX_REQUESTS) {
-        xe_warn("event=dns-refused reason=too-many-requests max=%d",
-                XE_RESOLVE_MAX_REQUESTS);
+        if (!r->full_warned) /* once, until requests are taken again */
+            xe_warn("event=dns-refused reason=too-many-requests max=%d",
+                    XE_RESOLVE_MAX_REQUESTS);
+        r->full_warned = true;
         return NULL;
     }
+    r->full_warned = false;
     q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
@@ -742,10 +818,8 @@ xe_resolve_xmpp_server(struct xe_resolver *r, const char *domain, uint16_t defau
     q->subs[1].kind = SUB_SRV_TLS;
     /* a guard: a query that calls back at once must not end the phase */
     q->pending = 1;
-    snprintf(name, sizeof name, "_xmpp-server._tcp.%s", q->domain);
-    req_query(q, &q->subs[0], name, ns_t_srv);
-    snprintf(name, sizeof name, "_xmpps-server._tcp.%s", q->domain);
-    req_query(q, &q->subs[1], name, ns_t_srv);
+    req_query(q, &q->subs[0]);
+    req_query(q, &q->subs[1]);
     if (--q->pending == 0 && q->state == REQ_SRV)
         start_addr_phase(q);
     schedule_ares_timer(r);

@@ -96,6 +96,7 @@
 #define XE_RESOLVE_MAX_TARGETS 16    /* addresses given for one domain */
 #define XE_RESOLVE_MAX_SRV 16        /* SRV records read per service */
 #define XE_RESOLVE_MAX_REQUESTS 1024 /* outstanding, per resolver */
+#define XE_RESOLVE_MAX_INFLIGHT 64   /* queries sent at once; the rest wait */
 
 /* Connections */
 #define XE_DEF_MAX_CONNECTIONS 100000

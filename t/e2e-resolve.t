@@ -72,7 +72,7 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
-plan 20
+plan 22
 
 out=$(probe prio.test)
 is "$(echo "$out" | grep -c '^target')" 3 "prio.test: three targets (hi's A, lo's AAAA and A)"
@@ -133,6 +133,14 @@ ms=$(echo "$out" | sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p')
 ok "$([ -n "$ms" ] && [ "$ms" -ge 900 ] && [ "$ms" -le 2500 ] && echo 0 || echo 1)" \
 	"... after the request's deadline of 1 s (took ${ms:-?} ms)"
 is "$(echo "$out" | tail -1)" "loop-closed=1" "... and c-ares' own queries end too (the loop ends)"
+
+out=$(probe -t 5000 -P 1100 prio.test 2>/dev/null)
+like "$(echo "$out" | tr '\n' ' ')" "started=1024 answers=1024 ok=1024 loop-closed=1" \
+	"1100 requests at once: 1024 taken (XE_RESOLVE_MAX_REQUESTS), all answered (64 queries out at a time)"
+
+out=$(probe -P 500 -f prio.test)
+like "$(echo "$out" | tr '\n' ' ')" "started=500 callbacks=0 loop-closed=1" \
+	"free with 500 requests outstanding (most of their queries queued): no callback, every handle closed"
 
 out=$(probe -t 500 -c prio.test)
 like "$(echo "$out" | tr '\n' ' ')" "cancelled pending=0 callbacks=0 loop-closed=1" \

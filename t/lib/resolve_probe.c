@@ -2,13 +2,17 @@
  * print what it answers, for t/e2e-resolve.t.
  *
  *   resolve_probe [-s SERVERS] [-t TIMEOUT_MS] [-p DEFAULT_PORT] [-n RUNS]
- *                 [-c | -f] DOMAIN
+ *                 [-c | -f | -P N] DOMAIN
  *
  * Each answer: "result domain=D status=S n=N elapsed_ms=M", then one line
  * "target host=H addr=A port=P tls=T" per target, in order. -n: RUNS
- * requests one after the other. -c: the request is cancelled at once; -f:
- * the resolver is freed with the request outstanding; both wait two
- * timeouts, then print "callbacks=N" (0 expected). At the end, every time:
+ * requests one after the other. -c: the request is cancelled at once, and
+ * the probe waits two timeouts; -f: the resolver is freed with the request
+ * outstanding; both then print "callbacks=N" (0 expected).
+ * -P N: N requests at once; prints "started=K" (how many the resolver took),
+ * then, when all are answered, "answers=A ok=O" instead of the results;
+ * with -f, the resolver is freed at once instead, then "callbacks=N".
+ * At the end, every time:
  * "loop-closed=0|1" (the resolver freed, the loop run to its end;
  * 1 when every handle was closed). Exit status 0 unless an argument or the
  * resolver's setup is wrong. */
@@ -27,6 +31,7 @@ static struct xe_resolver *res;
 static const char *domain;
 static uint16_t default_port = 5269;
 static int runs = 1, done_runs, callbacks;
+static int parallel, started_n, answers, answers_ok;
 static uint64_t started;
 static uv_timer_t wait_timer;
 
@@ -37,6 +42,15 @@ on_result(void *arg, int status, const struct xe_target *t, size_t n)
 {
     (void)arg;
     callbacks++;
+    if (parallel) {
+        answers++;
+        answers_ok += status == 0 && n > 0;
+        if (answers == started_n) {
+            printf("answers=%d ok=%d\n", answers, answers_ok);
+            xe_resolver_free(res);
+        }
+        return;
+    }
     printf("result domain=%s status=%s n=%zu elapsed_ms=%llu\n", domain,
            xe_resolve_strstatus(status), n,
            (unsigned long long)(uv_now(uv_default_loop()) - started));
@@ -90,7 +104,7 @@ main(int argc, char **argv)
     char err[256];
     uv_loop_t *loop = uv_default_loop();
 
-    while ((c = getopt(argc, argv, "s:t:p:n:cf")) != -1) {
+    while ((c = getopt(argc, argv, "s:t:p:n:cfP:")) != -1) {
         switch (c) {
         case 's':
             servers = optarg;
@@ -110,10 +124,13 @@ main(int argc, char **argv)
         case 'f':
             free_early = 1;
             break;
+        case 'P':
+            parallel = atoi(optarg);
+            break;
         default:
             fprintf(stderr,
                     "usage: resolve_probe [-s SERVERS] [-t MS] [-p PORT] [-n RUNS] "
-                    "[-c|-f] DOMAIN\n");
+                    "[-c|-f|-P N] DOMAIN\n");
             return 2;
         }
     }
@@ -125,7 +142,17 @@ main(int argc, char **argv)
         fprintf(stderr, "resolve_probe: %s\n", err);
         return 1;
     }
-    if (cancel || free_early) {
+    if (parallel > 0) {
+        for (int i = 0; i < parallel; i++)
+            if (xe_resolve_xmpp_server(res, domain, default_port, on_result, NULL))
+                started_n++;
+        printf("started=%d\n", started_n);
+        if (started_n == 0 || free_early) {
+            xe_resolver_free(res); /* -f: with them all outstanding */
+            uv_run(loop, UV_RUN_DEFAULT);
+            printf("callbacks=%d\n", callbacks);
+        }
+    } else if (cancel || free_early) {
         struct xe_resolve_req *q =
             xe_resolve_xmpp_server(res, domain, default_port, on_result, NULL);
         if (!q) {
