@@ -15,21 +15,24 @@
 #      (SASL EXTERNAL) for c.test: <invalid-from/> (c.test's own stanza on
 #      it does reach the backend); one to a domain not authenticated on the
 #      stream: <host-unknown/>.
+#   4. a remote server (t/lib/s2s_remote.py) that sends a stanza back on
+#      xedge's outbound stream to it (one-way): it never reaches the backend.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 25
+plan 28
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
-fed_ca c.test
+fed_ca c.test d.test
 fed_ports a
 fed_ports c
+fed_ports d
 fed_plain c --domain c.test --address 127.0.0.13 --c2s-port "$C_BASE" --s2s-port "$C_S2S" \
 	--cert "$FED_CA/c.test.pem" --key "$FED_CA/c.test.key" --user "carol=$PW"
-fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --peer "c.test=127.0.0.13:$C_S2S" \
-	--trust "$FED_CA/ca.pem"
+fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --user "bob@a.test=$PW" \
+	--peer "c.test=127.0.0.13:$C_S2S" --peer "d.test=127.0.0.14:$D_S2S" --trust "$FED_CA/ca.pem"
 BLOG=$A_DIR/prosody-0/prosody.log
 [ -f "$BLOG" ] || bail "no backend log at $BLOG"
 PEER=(--server "$A_XEDGE_S2S" --to a.test --cafile "$A_CAFILE")
@@ -38,6 +41,7 @@ tag=$$-$RANDOM
 timeout 300 "$PY" "$XE_TOP_SRCDIR/t/lib/canary.py" "$A_XEDGE_C2S" "$A_CAFILE" \
 	alice@a.test "$PW" 127.0.0.2 "$FED_DIR/canary.stop" "$FED_DIR/canary.out" >"$FED_DIR/canary.err" 2>&1 &
 CANARY=$!
+fed_track "$CANARY"
 for _ in $(seq 1 200); do grep -q READY "$FED_DIR/canary.out" 2>/dev/null && break; sleep 0.05; done
 grep -q READY "$FED_DIR/canary.out" 2>/dev/null
 ok $? "alice (the canary) is logged in to a.test on another connection"
@@ -86,9 +90,27 @@ s2s_peer "${PEER[@]}" --from c.test --cert "$FED_CA/c.test.pem" --key "$FED_CA/c
 	--stanza "<message from='carol@c.test' to='alice@zzz.test' type='chat' id='elsewhere-$tag'><body>x</body></message>"
 like "$OUT" '^STREAM_ERROR condition=host-unknown' "a stanza to a domain not authenticated on the stream: <host-unknown/>"
 
+# 4. xedge's outbound side: d.test (t/lib/s2s_remote.py) accepts xedge's
+# dialback blindly, gets bob's message, and sends a stanza back on that
+# outbound stream, which carries stanzas one way only
+"$PY" "$XE_TOP_SRCDIR/t/lib/s2s_remote.py" --listen "127.0.0.14:$D_S2S" --domain d.test \
+	--cert "$FED_CA/d.test.pem" --key "$FED_CA/d.test.key" --wait 2 --ready-file "$FED_DIR/remote.ready" \
+	--inject "<message from='dave@d.test' to='bob@a.test' type='chat' id='back-$tag'><body>x</body></message>" \
+	>"$FED_DIR/remote.out" 2>&1 &
+REMOTE=$!
+fed_track "$REMOTE"
+for _ in $(seq 1 100); do [ -e "$FED_DIR/remote.ready" ] && break; sleep 0.05; done
+XEDGE_C2S=$A_XEDGE_C2S XEDGE_CERT=$A_CAFILE client --jid bob@a.test --password "$PW" \
+	--send-to dave@d.test --body "out-$tag" --hold 4
+wait "$REMOTE"
+diag "s2s_remote.py:" "$(sed 's/^/  /' "$FED_DIR/remote.out")"
+like "$(cat "$FED_DIR/remote.out")" "GOT <message .*from='bob@a\.test/[^']*'.*<body>out-$tag</body>" \
+	"outbound: bob's message reached d.test through xedge (dialback)"
+like "$(cat "$FED_DIR/remote.out")" '^SENT <message .*back-' "outbound: d.test sent a stanza back on xedge's outbound stream"
+
 sleep 1 # whatever xedge would forward has reached the backend by now
 like "$(grep -c "good-$tag" "$BLOG")" '^[1-9]' "c.test's own stanza reached the backend (the check below can see stanzas)"
-for id in "unauth-$tag" "forged-$tag" "elsewhere-$tag"; do
+for id in "unauth-$tag" "forged-$tag" "elsewhere-$tag" "back-$tag"; do
 	is "$(grep -c "$id" "$BLOG")" 0 "stanza $id never reached the backend"
 done
 is "$(grep -c 'evil\.test' "$BLOG")" 0 "nothing about evil.test reached the backend"

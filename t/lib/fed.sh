@@ -26,6 +26,7 @@ FED_CHAT="$XE_TOP_SRCDIR/t/lib/fed_chat.py"
 S2S_PEER="$XE_TOP_SRCDIR/t/lib/s2s_peer.py"
 _fed_sandboxes=()
 _fed_plains=()
+_fed_pids=()
 _fed_dns=
 
 _fed_cleanup() {
@@ -39,6 +40,9 @@ _fed_cleanup() {
 				"$(grep -E 's2s|xedge|dialback' "$f" | tail -n 20 | sed 's/^/  /')"
 		done
 	fi
+	for s in "${_fed_pids[@]}"; do
+		kill -0 "$s" 2>/dev/null && kill -TERM "$s" 2>/dev/null
+	done
 	for s in "${_fed_sandboxes[@]}"; do
 		[ -e "$FED_DIR/$s/pids" ] && timeout 30 "$SANDBOX" down "$FED_DIR/$s" >/dev/null 2>&1
 	done
@@ -57,6 +61,9 @@ fed_init() {
 	trap _fed_cleanup EXIT
 	trap 'exit 130' INT TERM
 }
+
+# fed_track PID: a background helper of the test, stopped (by PID) on exit
+fed_track() { _fed_pids+=("$1"); }
 
 # fed_ca DOMAIN...: the test CA (FED_CA/ca.pem) and DOMAIN.pem/.key for each
 fed_ca() {
