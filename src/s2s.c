@@ -780,6 +780,12 @@ backend_element(struct xe_s2s *s, const struct xe_xml_elem *e)
     memset(&s->req, 0, sizeof(s->req));
     snprintf(s->req.from, sizeof(s->req.from), "%s", from);
     snprintf(s->req.to, sizeof(s->req.to), "%s", to);
+    { /* the backend's key: the glue checks it (an s2s-out assertion) */
+        const char *key = xe_xml_text(e);
+        if (key == NULL || strlen(key) >= sizeof(s->req.key))
+            return error_stop(s, "not-authorized", "no key, or too long");
+        snprintf(s->req.key, sizeof(s->req.key), "%s", key);
+    }
     s->st = ST_WAIT;
     return stop_with(s, XE_S2S_OPEN);
 }

@@ -621,6 +621,32 @@ backend_open(struct sconn *b)
     snprintf(b->remote, sizeof(b->remote), "%s", req->to);
     b->waiting = true;
     pause_reading(b); /* its stanzas wait until the verdict */
+    {
+        /* The key must be an assertion (purpose "s2s-out", identity "LOCAL
+         * REMOTE") signed with the pool secret of the local domain, as
+         * mod_xedge_s2s writes it: a source address on loopback proves
+         * nothing, any local process could claim to be the backend. */
+        const struct xe_domain_conf *d = xe_conf_domain(b->gen->conf, b->local);
+        char *identity = xe_asprintf("%s %s", b->local, b->remote);
+        int r = d && d->pool
+                    ? xe_assertion_verify(d->pool->secret, d->pool->secret_len, "s2s-out",
+                                          identity, req->key, xe_now_seconds(),
+                                          b->gen->conf->assertion_lifetime_s)
+                    : XE_ASSERT_MALFORMED;
+
+        free(identity);
+        if (r != XE_ASSERT_OK) {
+            xe_info("event=s2s-refused kind=s2s-backend peer=%s local=%s remote=%s "
+                    "reason=assertion detail=%s",
+                    b->peer, b->local, b->remote,
+                    d && d->pool ? xe_assertion_result_name(r) : "no-pool");
+            b->waiting = false;
+            xe_s2s_backend_verdict(b->core, XE_S2S_INVALID, NULL);
+            flush_core(b);
+            sconn_close(b);
+            return;
+        }
+    }
     if (cb_policy(b->gen, b->remote) == XE_S2S_POLICY_REFUSE) {
         xe_info("event=s2s-refused kind=s2s-out local=%s remote=%s reason=policy",
                 b->local, b->remote);

@@ -17,11 +17,15 @@
 #      stream: <host-unknown/>.
 #   4. a remote server (t/lib/s2s_remote.py) that sends a stanza back on
 #      xedge's outbound stream to it (one-way): it never reaches the backend.
+#   5. a local process on xedge's s2s_backend listener (loopback, as the
+#      backends) claiming a.test with a made-up key, then with an assertion
+#      signed by another secret: type='invalid' each time, nothing federated
+#      (it once got type='valid' and xedge sent its message to c.test).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 28
+plan 32
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -108,7 +112,43 @@ like "$(cat "$FED_DIR/remote.out")" "GOT <message .*from='bob@a\.test/[^']*'.*<b
 	"outbound: bob's message reached d.test through xedge (dialback)"
 like "$(cat "$FED_DIR/remote.out")" '^SENT <message .*back-' "outbound: d.test sent a stanza back on xedge's outbound stream"
 
+# 5. a local impostor on the s2s_backend listener
+impostor() { # KEY: prints the answer to <db:result from=a.test to=c.test>KEY
+	"$PY" - "$A_XEDGE_S2S_BACKEND" "$1" "$tag" <<'PYEOF'
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)), timeout=10)
+s.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+          b"xmlns:stream='http://etherx.jabber.org/streams' xmlns:db='jabber:server:dialback' "
+          b"from='a.test' to='c.test' version='1.0'>")
+got, sent = b"", False
+end = time.time() + 10
+while time.time() < end:
+    if not sent and b"</stream:features>" in got:
+        s.sendall(b"<db:result from='a.test' to='c.test'>" + sys.argv[2].encode() + b"</db:result>"
+                  b"<message from='ceo@a.test' to='carol@c.test' id='impostor-" + sys.argv[3].encode()
+                  + b"'><body>x</body></message>")
+        sent = True
+    try:
+        b = s.recv(4096)
+    except socket.timeout:
+        break
+    if not b:
+        break
+    got += b
+print(got.decode(errors="replace"))
+PYEOF
+}
+OUT=$(impostor "made-up-key-$tag")
+like "$OUT" "<db:result [^>]*type='invalid'" "s2s_backend: a made-up key from a local process: type='invalid'"
+OUT=$(impostor "xe1:s2s-out:$(($(date +%s) + 30)):0123456789abcdef0123456789abcdef:$(printf '%064d' 0)")
+like "$OUT" "<db:result [^>]*type='invalid'" "s2s_backend: an assertion with a bad signature: type='invalid'"
+like "$(count_lines "$A_XEDGE_LOG" 'event=s2s-refused kind=s2s-backend .*reason=assertion')" '^2' \
+	"both logged event=s2s-refused reason=assertion"
+
 sleep 1 # whatever xedge would forward has reached the backend by now
+is "$(grep -c "impostor-$tag" "$C_DIR/prosody.log")" 0 "the impostor's message never reached c.test"
+
 like "$(grep -c "good-$tag" "$BLOG")" '^[1-9]' "c.test's own stanza reached the backend (the check below can see stanzas)"
 for id in "unauth-$tag" "forged-$tag" "elsewhere-$tag" "back-$tag"; do
 	is "$(grep -c "$id" "$BLOG")" 0 "stanza $id never reached the backend"

@@ -13,9 +13,11 @@
 -- goes to mod_dialback unchanged.
 --
 -- Outbound: every new outgoing s2s connection of the host goes to xedge's
--- s2s_backend listener (xedge_s2s_route), never to DNS; xedge accepts our
--- dialback key there because the connection comes from a backend of the
--- pool, and federates on our behalf.
+-- s2s_backend listener (xedge_s2s_route), never to DNS. Instead of a
+-- dialback key, our <db:result> there carries an assertion (purpose
+-- "s2s-out", identity "FROM TO", the same secret), which xedge checks
+-- before it federates on our behalf: a connection from loopback alone
+-- proves nothing, any local process could make one.
 --
 -- Configuration (README.md next to this file):
 --   modules_enabled = { ...; "xedge_s2s"; }
@@ -32,6 +34,8 @@ local new_outgoing = require "core.s2smanager".new_outgoing;
 local connect = require "net.connect".connect;
 local basic_resolver = require "net.resolvers.basic";
 local portmanager = require "core.portmanager";
+local random_bytes = require "util.random".bytes;
+local hex_to = require "util.hex".to;
 
 local A = dofile(module:get_directory() .. "/xedge_assertion.lib.lua");
 
@@ -230,8 +234,37 @@ module:hook("route/remote", function(event)
 		stanza.attr.type ~= "error" and stanza.attr.type ~= "result" and st.reply(stanza) } };
 	-- as mod_s2s does (mod_tls attaches its client context: STARTTLS is used
 	-- if xedge ever offers it)
+	session.xedge_routed = true; -- our key on it is an assertion (below)
 	module:context(from_host):fire_event("s2sout-created", { session = session });
 	connect(basic_resolver.new(route_host, route_port, "tcp", {}), s2s_service.listener, nil,
 		{ session = session });
 	return true;
 end, -5);
+
+---------------------------------------------------------------- outbound key
+
+-- On a stream to xedge, the dialback key is an assertion that xedge checks
+-- (doc/assertion.md, purpose "s2s-out", identity "FROM TO"); mod_dialback
+-- sends its own key (priority 100) on every other stream.
+local OUT_LIFETIME = 30; -- seconds: xedge refuses more than its assertion_lifetime (60)
+
+local function send_assertion(session)
+	local token = A.make(secret, "s2s-out", session.from_host .. " " .. session.to_host,
+		os_time() + OUT_LIFETIME, hex_to(random_bytes(16)));
+	session.sends2s(st.stanza("db:result", { from = session.from_host, to = session.to_host }):text(token));
+	session.log("debug", "sent an xedge s2s-out assertion on the stream to xedge");
+end
+
+module:hook_tag("http://etherx.jabber.org/streams", "features", function(origin)
+	if origin.xedge_routed and (not origin.external_auth or origin.external_auth == "failed") then
+		send_assertion(origin);
+		return true;
+	end
+end, 110);
+
+module:hook("s2sout-authenticate-legacy", function(event)
+	if event.origin.xedge_routed then
+		send_assertion(event.origin);
+		return true;
+	end
+end, 110);
