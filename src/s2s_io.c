@@ -169,7 +169,25 @@ cb_policy(void *ctx, const char *d)
         return XE_S2S_POLICY_REFUSE; /* ourselves: never over s2s */
     return pol == XE_S2S_POL_EXTERNAL ? XE_S2S_POLICY_EXTERNAL
            : pol == XE_S2S_POL_REFUSE ? XE_S2S_POLICY_REFUSE
+           : pol == XE_S2S_POL_SECRET ? XE_S2S_POLICY_SECRET
                                       : XE_S2S_POLICY_DIALBACK;
+}
+
+/* A listed peer's pre-shared secret (s2s.peers[].secret_file); the
+ * generation's configuration holds it as long as the stream lives. */
+static bool
+cb_peer_secret(void *ctx, const char *d, struct xe_s2s_secret *out)
+{
+    const struct s2s_gen *g = ctx;
+    const struct xe_s2s_peer_conf *p = xe_conf_s2s_peer(g->conf, d);
+
+    if (p == NULL || p->secret == NULL || xe_conf_domain(g->conf, d))
+        return false;
+    out->secret = p->secret;
+    out->len = p->secret_len;
+    out->mechs = p->mechanisms;
+    out->n_mechs = p->n_mechanisms;
+    return true;
 }
 
 static struct sconn *
@@ -659,7 +677,7 @@ on_verdict(struct sconn *c)
             c->ready = true;
             arm(c, c->gen->conf->s2s_idle_ms);
             xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s", c->peer, c->local,
-                    c->remote, xe_s2s_used_external(c->core) ? "external" : "dialback");
+                    c->remote, xe_s2s_mech(c->core));
         } else
             xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
                     "result=%s condition=%s",
@@ -884,6 +902,8 @@ core_params(struct sconn *c, struct xe_s2s_params *p)
     p->tls_possible = true;
     p->is_local = cb_is_local;
     p->policy = cb_policy;
+    p->peer_secret = cb_peer_secret;
+    p->max_auth_attempts = conf->max_auth_attempts;
     p->ctx = c->gen;
     p->secret = conf->s2s.dialback_secret;
     p->secret_len = conf->s2s.dialback_secret_len;
