@@ -211,6 +211,61 @@ policy_of(const struct xe_s2s *s, const char *d)
     return s->p.policy && d ? s->p.policy(s->p.ctx, d) : XE_S2S_POLICY_DIALBACK;
 }
 
+/* Label values for the metrics: ours, or "other" (a peer names mechanisms
+ * and failure conditions: they must not grow the number of series). */
+static const char *
+metric_mech(const char *m)
+{
+    static const char *const known[] = {
+        "external",      "dialback",   "SCRAM-SHA-1", "SCRAM-SHA-256",
+        "SCRAM-SHA-512", "DIGEST-MD5", NULL};
+    for (size_t i = 0; m && known[i]; i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static const char *
+metric_result(const char *r)
+{
+    static const char *const known[] = {"success",
+                                        "invalid",
+                                        "aborted",
+                                        "account-disabled",
+                                        "credentials-expired",
+                                        "encryption-required",
+                                        "incorrect-encoding",
+                                        "invalid-authzid",
+                                        "invalid-mechanism",
+                                        "malformed-request",
+                                        "mechanism-too-weak",
+                                        "not-authorized",
+                                        "temporary-auth-failure",
+                                        "remote-server-not-found",
+                                        "remote-server-timeout",
+                                        "item-not-found",
+                                        "policy-violation",
+                                        "internal-server-error",
+                                        "forbidden",
+                                        "not-acceptable",
+                                        "resource-constraint",
+                                        "server-not-verified",
+                                        "undefined-condition",
+                                        NULL};
+    for (size_t i = 0; r && known[i]; i++)
+        if (strcmp(r, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static void
+count_auth(const struct xe_s2s *s, bool in, const char *mech, const char *result)
+{
+    (void)s;
+    xe_metrics_inc(in ? XE_M_S2S_AUTH_IN : XE_M_S2S_AUTH_OUT, metric_mech(mech),
+                   metric_result(result));
+}
+
 static bool
 peer_secret(const struct xe_s2s *s, const char *d, struct xe_s2s_secret *sec)
 {
@@ -470,6 +525,7 @@ in_db_result(struct xe_s2s *s, const struct xe_xml_elem *e)
                           "stream's");
     if (!is_local(s, to)) {
         result_error(s, to, from, "cancel", "item-not-found");
+        count_auth(s, true, "dialback", "item-not-found");
         xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
                 "reason=unknown-domain",
                 s->p.peer, from, to);
@@ -483,6 +539,7 @@ in_db_result(struct xe_s2s *s, const struct xe_xml_elem *e)
     if (policy_of(s, from) == XE_S2S_POLICY_EXTERNAL ||
         policy_of(s, from) == XE_S2S_POLICY_SECRET) {
         result_error(s, to, from, "auth", "not-authorized");
+        count_auth(s, true, "dialback", "not-authorized");
         xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
                 "reason=policy-%s",
                 s->p.peer, from, to,
@@ -538,6 +595,7 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
         policy_of(s, s->remote) == XE_S2S_POLICY_SECRET || s->restarted) {
         xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
                                    "'><invalid-mechanism/></failure>");
+        count_auth(s, true, mech, "invalid-mechanism");
         xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
                 "reason=not-offered",
                 s->p.peer, s->remote ? s->remote : "-", s->local);
@@ -551,6 +609,7 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
         if (n >= sizeof(authz) || strcmp(authz, s->remote) != 0) {
             xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
                                        "'><invalid-authzid/></failure>");
+            count_auth(s, true, "external", "invalid-authzid");
             xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
                     "reason=authzid",
                     s->p.peer, s->remote, s->local);
@@ -563,6 +622,7 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
     xe_info("event=s2s-auth mech=external peer=%s remote=%s local=%s", s->p.peer,
             s->remote, s->local);
     snprintf(s->mech, sizeof(s->mech), "external");
+    count_auth(s, true, "external", "success");
     memset(&s->req, 0, sizeof(s->req));
     snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
     snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
@@ -613,6 +673,7 @@ in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
         s->failures++;
         xe_buf_appendf(&s->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
                        xe_sasl_cond_name(cond));
+        count_auth(s, true, s->mech, xe_sasl_cond_name(cond));
         xe_info("event=s2s-auth-failed mech=%s peer=%s remote=%s local=%s reason=%s "
                 "detail=\"%s\" attempt=%u",
                 s->mech, s->p.peer, s->remote, s->local, xe_sasl_cond_name(cond),
@@ -629,6 +690,7 @@ in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
                    outlen ? b64 : "");
     xe_info("event=s2s-auth mech=%s peer=%s remote=%s local=%s", s->mech, s->p.peer,
             s->remote, s->local);
+    count_auth(s, true, s->mech, "success");
     xe_sasl_free(&s->sasl);
     memset(&s->req, 0, sizeof(s->req));
     snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
@@ -694,6 +756,7 @@ in_element(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *r
         s->failures++;
         xe_buf_append_str(&s->out,
                           "<failure xmlns='" XE_NS_SASL "'><aborted/></failure>");
+        count_auth(s, true, s->mech, "aborted");
         xe_info("event=s2s-auth-failed mech=%s peer=%s remote=%s local=%s reason=aborted",
                 s->mech, s->p.peer, s->remote, s->local);
         if (s->failures >=
@@ -747,6 +810,11 @@ out_authenticate(struct xe_s2s *s)
 static int
 verdict_stop(struct xe_s2s *s, enum xe_s2s_result r, const char *cond)
 {
+    if (s->p.kind == XE_S2S_OUT && !s->external && !s->sasl_ok) /* dialback's answer */
+        count_auth(s, false, "dialback",
+                   r == XE_S2S_VALID     ? "success"
+                   : r == XE_S2S_INVALID ? "invalid"
+                                         : cond);
     s->verdict = r;
     s->verdict_cond = r == XE_S2S_VALID ? NULL : cond;
     s->verdict_new = true;
@@ -867,6 +935,7 @@ out_secret_failed(struct xe_s2s *s, const char *reason)
     xe_info("event=s2s-auth-failed kind=s2s-out mech=%s peer=%s local=%s remote=%s "
             "reason=%s",
             s->mech, s->p.peer, s->from, s->to, reason);
+    count_auth(s, false, s->mech, reason);
     xe_sasl_client_free(&s->sclient);
     s->secret_failed = true;
     s->mech[0] = '\0';
@@ -930,6 +999,7 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
                     "remote=%s reason=server-not-verified detail=\"%s\"",
                     s->mech, s->p.peer, s->from, s->to,
                     xe_sasl_client_detail(s->sclient));
+            count_auth(s, false, s->mech, "server-not-verified");
             xe_sasl_client_free(&s->sclient);
             s->secret_failed = true;
             xe_s2s_stream_error(s, "not-authorized", "the server's proof is wrong");
@@ -940,6 +1010,7 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         }
     }
     xe_sasl_client_free(&s->sclient);
+    count_auth(s, false, s->mech, "success");
     s->sasl_ok = true;
     s->header_sent = false;
     send_header(s, s->from, s->to, false);
@@ -1004,6 +1075,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         return error_stop(s, "not-authorized", "STARTTLS failed");
     case ST_SASL:
         if (xe_xml_is(e, XE_NS_SASL, "success")) {
+            count_auth(s, false, "external", "success");
             s->external = true;
             s->header_sent = false;
             send_header(s, s->from, s->to, false);
@@ -1012,6 +1084,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             s->reset_pending = true; /* the next byte starts the new stream */
             return stop_with(s, XE_S2S_CONTINUE);
         }
+        count_auth(s, false, "external", "not-authorized");
         return out_dialback(s); /* EXTERNAL refused: dialback, if allowed */
     case ST_SECRET:
         return out_secret_element(s, e);
@@ -1306,6 +1379,11 @@ xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
         return;
     if (r == XE_S2S_VALID && add_pair(s, from, to) < 0)
         r = XE_S2S_ERROR, condition = "resource-constraint";
+    count_auth(s, true, "dialback",
+               r == XE_S2S_VALID ? "success"
+               : r == XE_S2S_INVALID
+                   ? "invalid"
+                   : (condition ? condition : "remote-server-not-found"));
     if (r == XE_S2S_ERROR) {
         result_error(s, to, from, "cancel",
                      condition ? condition : "remote-server-not-found");

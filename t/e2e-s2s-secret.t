@@ -9,7 +9,7 @@
 # on his xedge.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 11
+plan 19
 
 [ -r "$XE_TOP_SRCDIR/contrib/prosody/mod_xedge_s2s.lua" ] ||
 	bail "contrib/prosody/mod_xedge_s2s.lua (the backends' s2s glue) is missing"
@@ -94,6 +94,26 @@ ok $? "b.test -> a.test: authenticated by SCRAM-SHA-256 with the secret (both lo
 ! grep -Eq 'mech=dialback|event=s2s-verify' "$ALOG" "$BLOG"
 ok $? "no dialback either way"
 
+# the operator's view of a.test: xedgectl s2s list, the metrics
+ACTL=$(sed -n 's/^XEDGECTL=//p' "$XE_SANDBOX_DIR/a.out")
+AMET=$(sed -n 's/^XEDGE_METRICS=//p' "$XE_SANDBOX_DIR/a.out")
+metrics() { "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1"; }
+LIST=$($ACTL s2s list 2>&1)
+diag "a.test: xedgectl s2s list:" "$(printf '%s\n' "$LIST" | sed 's/^/  /')"
+like "$LIST" "s2s id=[0-9]+ direction=in kind=in local=a.test remote=b.test peer=[^ ]+ state=ready mech=SCRAM-SHA-256 since=[0-9]+ age_s=[0-9]+ bytes=[1-9]" \
+	"s2s list: b.test's stream in, by SCRAM-SHA-256, with bytes"
+like "$LIST" "direction=out kind=out local=a.test remote=b.test peer=127.0.0.12:[0-9]+ state=ready mech=SCRAM-SHA-256" \
+	"s2s list: the stream out to b.test, by SCRAM-SHA-256"
+$ACTL s2s list --json | "$PY" -c 'import json, sys; l = json.load(sys.stdin); sys.exit(0 if any(s["direction"] == "out" and s["mech"] == "SCRAM-SHA-256" for s in l) else 1)'
+ok $? "s2s list --json: a JSON array of the streams"
+M=$(metrics "$AMET")
+like "$M" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256",result="success"\} [1-9]' \
+	"metrics: inbound authentications by mechanism and result"
+like "$M" 'xedge_s2s_auth_out_total\{mechanism="SCRAM-SHA-256",result="success"\} [1-9]' \
+	"metrics: outbound authentications by mechanism and result"
+like "$M" 'xedge_s2s_streams_total\{kind="in"\} [1-9]' "metrics: s2s streams opened, by kind"
+like "$M" 'xedge_s2s_streams\{kind="out",state="ready"\} 1' "metrics: open s2s streams, by kind and state"
+
 # b.test again, with a wrong secret for a.test (same ports; a.test unchanged)
 timeout 30 "$SANDBOX" down "$XE_SANDBOX_DIR/b" >/dev/null 2>&1
 up b2 b.test 127.0.0.12 a.test 127.0.0.11 "bob@b.test=$BPW" "$WRONG" ||
@@ -116,3 +136,5 @@ ok $? "b.test: its authentication refused, logged"
 ! grep -Eq 'event=s2s-out .*remote=a.test mech=|mech=dialback' "$B2LOG" &&
 	! tail -n +$((AMARK + 1)) "$ALOG" | grep -q 'event=s2s-auth .*remote=b.test'
 ok $? "no federation: no dialback tried, nothing authenticated"
+like "$(metrics "$AMET")" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256",result="not-authorized"\} [1-9]' \
+	"metrics: the refused attempt counted"

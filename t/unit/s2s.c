@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dialback.h"
+#include "metrics.h"
 #include "s2s.h"
 #include "sasl.h"
 #include "userstore.h"
@@ -514,6 +515,7 @@ run_secret(void)
 
     /* the right secret */
     a_secret = PEER_SECRET;
+    xe_metrics_reset();
     in = xe_s2s_new(&pi);
     out = xe_s2s_new(&po);
     is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
@@ -524,6 +526,19 @@ run_secret(void)
     is_str(xe_s2s_mech(in), "SCRAM-SHA-256", "secret: IN by SCRAM-SHA-256");
     ok(xe_s2s_pair_ok(in, "a.test", "b.test"), "secret: (a.test, b.test) on IN");
     ok(!xe_s2s_pair_ok(in, "a.test", "a2.test"), "secret: the stream's to only");
+    {
+        struct xe_buf m;
+        xe_buf_init(&m, 0);
+        xe_metrics_render(&m);
+        xe_buf_append(&m, "", 1);
+        ok(strstr((char *)m.data, "xedge_s2s_auth_in_total{mechanism=\"SCRAM-SHA-256\","
+                                  "result=\"success\"} 1") &&
+               strstr((char *)m.data,
+                      "xedge_s2s_auth_out_total{mechanism=\"SCRAM-SHA-256\","
+                      "result=\"success\"} 1"),
+           "secret: counted once each way by mechanism and result");
+        xe_buf_free(&m);
+    }
     xe_s2s_free(&in);
     xe_s2s_free(&out);
 
