@@ -648,8 +648,12 @@ in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
 
     if (!start && !s->sasl_busy)
         return error_stop(s, "not-authorized", "no SASL exchange under way");
-    if (start)
-        snprintf(s->mech, sizeof(s->mech), "%s", mech ? mech : "-");
+    if (start) {
+        /* the peer's word: kept for the log only as a mechanism's name */
+        snprintf(s->mech, sizeof(s->mech), "%s", mech && *mech ? mech : "-");
+        if (strspn(s->mech, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != strlen(s->mech))
+            snprintf(s->mech, sizeof(s->mech), "other");
+    }
     if (text && *text && strcmp(text, "=") != 0 &&
         (strlen(text) >= sizeof(b64) ||
          xe_sasl_b64_decode(text, strlen(text), in, sizeof(in), &inlen) < 0)) {
