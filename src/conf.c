@@ -719,12 +719,60 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+/* A peer's pre-shared secret for server-to-server SASL (secret_file) and its
+ * mechanisms (default: SCRAM-SHA-256). policy "secret" needs it; a refused
+ * peer has no use for it. */
+static int
+load_peer_secret(struct ctx *c, const config_setting_t *pg, struct xe_s2s_peer_conf *p)
+{
+    static const char *const peer_mechs[] = {"SCRAM-SHA-512", "SCRAM-SHA-256",
+                                             "SCRAM-SHA-1", "DIGEST-MD5", NULL};
+    const config_setting_t *m = config_setting_get_member(pg, "mechanisms");
+
+    if (get_string(c, pg, "secret_file", false, NULL, &p->secret_file) < 0)
+        return -1;
+    if (p->secret_file == NULL) {
+        if (p->policy == XE_S2S_POL_SECRET)
+            return fail(c, config_setting_get_member(pg, "policy"), "policy",
+                        "policy \"secret\" needs the peer's secret_file");
+        if (m)
+            return fail(c, m, "mechanisms", "mechanisms are for the peer's secret_file");
+        return 0;
+    }
+    if (p->policy == XE_S2S_POL_REFUSE)
+        return fail(c, config_setting_get_member(pg, "secret_file"), "secret_file",
+                    "a refused peer has no secret");
+    if (read_secret_file(c, config_setting_get_member(pg, "secret_file"), "secret_file",
+                         p->secret_file, &p->secret, &p->secret_len) < 0)
+        return -1;
+    if (m == NULL) {
+        p->mechanisms = xe_calloc(2, sizeof(char *));
+        p->mechanisms[0] = xe_strdup(XE_DEF_S2S_SECRET_MECH);
+        p->n_mechanisms = 1;
+        return 0;
+    }
+    if (load_mech_list(c, m, &p->mechanisms, &p->n_mechanisms) < 0)
+        return -1;
+    for (size_t i = 0; i < p->n_mechanisms; i++) {
+        bool ok = false;
+        for (size_t k = 0; peer_mechs[k]; k++)
+            ok = ok || strcmp(peer_mechs[k], p->mechanisms[i]) == 0;
+        if (!ok)
+            return fail(c, m, "mechanisms",
+                        "'%s' is not for a peer's secret (supported: SCRAM-SHA-512, "
+                        "SCRAM-SHA-256, SCRAM-SHA-1, DIGEST-MD5)",
+                        p->mechanisms[i]);
+    }
+    return 0;
+}
+
 static int
 load_s2s(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
-    static const char *const policies[] = {"dialback", "external", "refuse", NULL};
+    static const char *const policies[] = {"dialback", "external", "refuse", "secret",
+                                           NULL};
     static const int policy_of[] = {XE_S2S_POL_DIALBACK, XE_S2S_POL_EXTERNAL,
-                                    XE_S2S_POL_REFUSE};
+                                    XE_S2S_POL_REFUSE, XE_S2S_POL_SECRET};
     const config_setting_t *g = config_setting_get_member(root, "s2s"), *list;
     bool wants = false;
     unsigned long long v;
@@ -752,6 +800,9 @@ load_s2s(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         get_bool(c, g, "require_encryption", true, &conf->s2s.require_encryption) < 0 ||
         get_enum(c, g, "default_policy", policies, &k) < 0)
         return -1;
+    if (policy_of[k] == XE_S2S_POL_SECRET)
+        return fail(c, config_setting_get_member(g, "default_policy"), "default_policy",
+                    "\"secret\" is a policy for a listed peer (s2s.peers) only");
     conf->s2s.default_policy = policy_of[k];
     if (conf->s2s.trust_anchors && access(conf->s2s.trust_anchors, R_OK) != 0)
         return fail(c, config_setting_get_member(g, "trust_anchors"), "trust_anchors",
@@ -785,6 +836,8 @@ load_s2s(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
              get_uint(c, pg, "port", 1, 65535, 5269, &v) < 0))
             return -1;
         p->port = p->address ? (int)v : 0;
+        if (load_peer_secret(c, pg, p) < 0)
+            return -1;
         for (size_t j = 0; j < i; j++)
             if (strcmp(conf->s2s.peers[j].domain, p->domain) == 0)
                 return fail(c, pg, "domain", "peer '%s' is listed twice", p->domain);
@@ -910,7 +963,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const s2s[] = {
         "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
         "require_encryption",   "peers",         NULL};
-    static const char *const s2s_peer[] = {"domain", "policy", "address", "port", NULL};
+    static const char *const s2s_peer[] = {"domain",      "policy",     "address", "port",
+                                           "secret_file", "mechanisms", NULL};
     static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind",           "address",    "port",
@@ -1262,6 +1316,13 @@ xe_conf_free(struct xe_conf **confp)
     for (size_t i = 0; i < conf->s2s.n_peers; i++) {
         free(conf->s2s.peers[i].domain);
         free(conf->s2s.peers[i].address);
+        free(conf->s2s.peers[i].secret_file);
+        if (conf->s2s.peers[i].secret)
+            OPENSSL_cleanse(conf->s2s.peers[i].secret, conf->s2s.peers[i].secret_len);
+        free(conf->s2s.peers[i].secret);
+        for (size_t k = 0; k < conf->s2s.peers[i].n_mechanisms; k++)
+            free(conf->s2s.peers[i].mechanisms[k]);
+        free(conf->s2s.peers[i].mechanisms);
     }
     free(conf->s2s.peers);
     free(conf->path);

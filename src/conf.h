@@ -84,12 +84,23 @@ struct xe_domain_conf {
 };
 
 /* federation (the s2s group; doc/federation.md) */
-enum xe_s2s_policy_conf { XE_S2S_POL_EXTERNAL, XE_S2S_POL_DIALBACK, XE_S2S_POL_REFUSE };
+enum xe_s2s_policy_conf {
+    XE_S2S_POL_EXTERNAL,
+    XE_S2S_POL_DIALBACK,
+    XE_S2S_POL_REFUSE,
+    XE_S2S_POL_SECRET
+};
 struct xe_s2s_peer_conf {
     char *domain;  /* lower case */
     int policy;    /* enum xe_s2s_policy_conf, or -1: the default */
     char *address; /* a static route (numeric), or NULL */
     int port;
+    /* SASL with a pre-shared secret (secret_file), NULL: none */
+    char *secret_file;
+    unsigned char *secret;
+    size_t secret_len;
+    char **mechanisms; /* the SASL mechanisms for the secret, in order */
+    size_t n_mechanisms;
 };
 
 struct xe_conf {

@@ -108,6 +108,12 @@ srv_sessions(void *srv, struct xe_buf *out)
     xe_server_sessions(srv, out);
 }
 
+static void
+srv_s2s(void *srv, struct xe_buf *out)
+{
+    xe_server_s2s(srv, out);
+}
+
 static size_t
 srv_kick(void *srv, const char *what)
 {
@@ -140,6 +146,7 @@ answer(struct client *cl, char *line, size_t len)
         .now_ms = uv_now(cl->ctl->loop),
         .srv = cl->ctl->srv,
         .sessions = srv_sessions,
+        .s2s = srv_s2s,
         .kick = srv_kick,
         .stats = srv_stats,
         .backends = srv_backends,

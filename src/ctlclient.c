@@ -397,6 +397,62 @@ out:
 }
 
 void
+xe_ctlclient_s2s_usage(FILE *f)
+{
+    fprintf(f, "usage: xedgectl [-c FILE] s2s list [--json]\n"
+               "\n"
+               "The server-to-server streams of the running xedge (on its control\n"
+               "socket).\n"
+               "\n"
+               "commands:\n"
+               "  s2s list       one line per stream: id, direction (in: a peer's\n"
+               "                 stream and its links to the backends; out: ours, the\n"
+               "                 verifications, the backends' outgoing streams), kind\n"
+               "                 (in, out, verify, backend, link), local, remote, peer\n"
+               "                 (the address), state (negotiating, ready, closing),\n"
+               "                 mech (how an in or out stream was authenticated:\n"
+               "                 external, dialback, SCRAM-SHA-256, ...), since (unix\n"
+               "                 time), age_s, bytes (of stanzas relayed); --json: a\n"
+               "                 JSON array\n"
+               "\n"
+               "exit status: 0 ok, 1 the operation failed, 2 usage error,\n"
+               "3 configuration error (no control socket configured), 4 xedge cannot\n"
+               "be reached on its control socket.\n");
+}
+
+int
+xe_ctlclient_s2s(const char *config, int argc, char **argv)
+{
+    struct xe_buf resp;
+    const char *body = NULL;
+    size_t body_len = 0;
+    int ret;
+
+    if (wants_help(argc, argv)) {
+        xe_ctlclient_s2s_usage(stdout);
+        return CTL_OK;
+    }
+    if (argc < 2 || strcmp(argv[1], "list") != 0 ||
+        (argc == 3 && strcmp(argv[2], "--json") != 0) || argc > 3) {
+        fprintf(stderr, "xedgectl: s2s: bad arguments (try 'xedgectl s2s --help')\n");
+        return CTL_USAGE;
+    }
+    xe_buf_init(&resp, XE_CONTROL_MAX_RESPONSE);
+    ret = call(config, "s2s list", &resp, &body, &body_len);
+    if (ret == CTL_OK) {
+        if (argc == 3) {
+            json_lines(body, body_len, "s2s");
+            putchar('\n');
+        } else
+            fwrite(body, 1, body_len, stdout);
+        if (fflush(stdout) != 0)
+            ret = CTL_FAILED;
+    }
+    xe_buf_free(&resp);
+    return ret;
+}
+
+void
 xe_ctlclient_backend_usage(FILE *f)
 {
     fprintf(f, "usage: xedgectl [-c FILE] backend list [--json]\n"

@@ -27,6 +27,8 @@ void xe_ctlclient_session_usage(FILE *f);
 /* xedgectl [-c FILE] backend list [--json] | drain NAME | undrain NAME:
  * argv[0] is "backend". */
 int xe_ctlclient_backend(const char *config, int argc, char **argv);
+int xe_ctlclient_s2s(const char *config, int argc, char **argv);
+void xe_ctlclient_s2s_usage(FILE *f);
 void xe_ctlclient_backend_usage(FILE *f);
 /* xedgectl [-c FILE] reload: argv[0] is "reload". 0 reloaded, 1 refused. */
 int xe_ctlclient_reload(const char *config, int argc, char **argv);

@@ -86,6 +86,17 @@ cmd_session_list(const struct xe_ctlcmd_env *env, char **args, size_t n,
 }
 
 static const char *
+cmd_s2s_list(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
+{
+    (void)args;
+    (void)n;
+    if (env->s2s == NULL)
+        return "federation is not available";
+    env->s2s(env->srv, out);
+    return NULL;
+}
+
+static const char *
 cmd_session_kick(const struct xe_ctlcmd_env *env, char **args, size_t n,
                  struct xe_buf *out)
 {
@@ -188,6 +199,7 @@ static const struct command commands[] = {
     {{"lockout", "clear", NULL}, 1, 1, cmd_lockout_clear, "lockout clear KEY|--all"},
     {{"session", "list", NULL}, 0, 0, cmd_session_list, "session list"},
     {{"session", "kick", NULL}, 1, 1, cmd_session_kick, "session kick JID|ID"},
+    {{"s2s", "list", NULL}, 0, 0, cmd_s2s_list, "s2s list"},
     {{"backend", "list", NULL}, 0, 0, cmd_backend_list, "backend list"},
     {{"backend", "drain", NULL}, 1, 1, cmd_backend_drain, "backend drain NAME"},
     {{"backend", "undrain", NULL}, 1, 1, cmd_backend_undrain, "backend undrain NAME"},

@@ -23,6 +23,7 @@ struct xe_ctlcmd_env {
     /* the sessions (server.c); NULL: the commands say they are unavailable */
     void *srv;
     void (*sessions)(void *srv, struct xe_buf *out);
+    void (*s2s)(void *srv, struct xe_buf *out); /* federation's streams */
     size_t (*kick)(void *srv, const char *what);
     void (*stats)(void *srv, struct xe_buf *out);
     /* the backend servers: list, drain/undrain by name (the number of

@@ -55,6 +55,20 @@ static struct family fams[XE_M_N] = {
     [XE_M_STREAM_ERRORS] = {"xedge_stream_errors_total",
                             "Stream errors sent to clients, by condition.", "condition",
                             NULL},
+    [XE_M_S2S_STREAMS] = {"xedge_s2s_streams_total",
+                          "Server-to-server streams opened, by kind (in: a peer's; out: "
+                          "ours to a peer; verify: dialback verification; backend: a "
+                          "backend's outgoing; link: to a backend for a peer).",
+                          "kind", NULL},
+    [XE_M_S2S_AUTH_IN] = {"xedge_s2s_auth_in_total",
+                          "Authentications of peers on inbound streams, by mechanism "
+                          "(external, dialback, a SASL mechanism of a peer's secret) and "
+                          "result (success or the condition).",
+                          "mechanism", "result"},
+    [XE_M_S2S_AUTH_OUT] = {"xedge_s2s_auth_out_total",
+                           "Authentications of ours on outbound streams, by mechanism "
+                           "and result (success or the condition).",
+                           "mechanism", "result"},
 };
 
 /* login duration histogram, seconds */

@@ -30,6 +30,9 @@ enum xe_metric {
     XE_M_BACKEND_LOST,   /* established sessions whose backend went away */
     XE_M_BYTES,          /* bytes between client and backend, by direction */
     XE_M_STREAM_ERRORS,  /* stream errors sent to clients, by condition */
+    XE_M_S2S_STREAMS,    /* server-to-server streams opened, by kind */
+    XE_M_S2S_AUTH_IN,    /* peers' authentications, by mechanism and result */
+    XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
     XE_M_N
 };
 

@@ -20,6 +20,7 @@ enum state {
     ST_NEGOTIATE, /* IN/BACKEND: header answered; OUT/VERIFY/LINK: features next */
     ST_PROCEED,   /* OUT/VERIFY: <starttls/> sent */
     ST_SASL,      /* OUT: <auth mechanism='EXTERNAL'/> sent */
+    ST_SECRET,    /* OUT: SASL with the peer's secret under way */
     ST_RESULT,    /* OUT/VERIFY/LINK: db:result or db:verify sent */
     ST_WAIT,      /* BACKEND: waiting for the outbound verdict */
     ST_DONE,      /* OUT/LINK: authenticated; BACKEND: pumped */
@@ -75,6 +76,15 @@ struct xe_s2s {
     const char *verdict_cond;
     bool external;
     bool verdict_new;
+    /* SASL with the peer's pre-shared secret */
+    struct xe_sasl *sasl;               /* IN: the server side, once offered */
+    struct xe_sasl_client *sclient;     /* OUT: the client side */
+    bool sasl_busy;                     /* IN: an exchange is under way */
+    bool sasl_ok;                       /* OUT: it succeeded (restart next) */
+    bool client_done;                   /* OUT: the client has nothing more to say */
+    bool secret_failed;                 /* OUT: the remote refused our secret */
+    unsigned failures;                  /* IN: failed attempts */
+    char mech[32];                      /* the SASL mechanism of the secret */
     struct ev *evs, *evs_tail, *ev_cur; /* IN: events for the glue */
     char st_from[XE_S2S_MAX_DOMAIN_BUF], st_to[XE_S2S_MAX_DOMAIN_BUF];
 };
@@ -201,6 +211,85 @@ policy_of(const struct xe_s2s *s, const char *d)
     return s->p.policy && d ? s->p.policy(s->p.ctx, d) : XE_S2S_POLICY_DIALBACK;
 }
 
+/* Label values for the metrics: ours, or "other" (a peer names mechanisms
+ * and failure conditions: they must not grow the number of series). */
+static const char *
+metric_mech(const char *m)
+{
+    static const char *const known[] = {
+        "external",      "dialback",   "SCRAM-SHA-1", "SCRAM-SHA-256",
+        "SCRAM-SHA-512", "DIGEST-MD5", NULL};
+    for (size_t i = 0; m && known[i]; i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static const char *
+metric_result(const char *r)
+{
+    static const char *const known[] = {"success",
+                                        "invalid",
+                                        "aborted",
+                                        "account-disabled",
+                                        "credentials-expired",
+                                        "encryption-required",
+                                        "incorrect-encoding",
+                                        "invalid-authzid",
+                                        "invalid-mechanism",
+                                        "malformed-request",
+                                        "mechanism-too-weak",
+                                        "not-authorized",
+                                        "temporary-auth-failure",
+                                        "remote-server-not-found",
+                                        "remote-server-timeout",
+                                        "item-not-found",
+                                        "policy-violation",
+                                        "internal-server-error",
+                                        "forbidden",
+                                        "not-acceptable",
+                                        "resource-constraint",
+                                        "server-not-verified",
+                                        "undefined-condition",
+                                        NULL};
+    for (size_t i = 0; r && known[i]; i++)
+        if (strcmp(r, known[i]) == 0)
+            return known[i];
+    return "other";
+}
+
+static void
+count_auth(const struct xe_s2s *s, bool in, const char *mech, const char *result)
+{
+    (void)s;
+    xe_metrics_inc(in ? XE_M_S2S_AUTH_IN : XE_M_S2S_AUTH_OUT, metric_mech(mech),
+                   metric_result(result));
+}
+
+static bool
+peer_secret(const struct xe_s2s *s, const char *d, struct xe_s2s_secret *sec)
+{
+    memset(sec, 0, sizeof(*sec));
+    return d && s->p.peer_secret && s->p.peer_secret(s->p.ctx, d, sec) && sec->secret &&
+           sec->n_mechs > 0;
+}
+
+/* base64 of LEN bytes into OUT (NUL-terminated; "=" for nothing), or -1 */
+static int
+b64_out(const char *data, size_t len, char *out, size_t outmax)
+{
+    size_t n = 0;
+
+    if (len == 0) {
+        snprintf(out, outmax, "=");
+        return 0;
+    }
+    if (xe_sasl_b64_encode(data, len, out, outmax - 1, &n) < 0)
+        return -1;
+    out[n] = '\0';
+    return 0;
+}
+
 static bool
 cert_valid_for(const struct xe_s2s *s, const char *d)
 {
@@ -248,6 +337,39 @@ add_pair(struct xe_s2s *s, const char *from, const char *to)
 
 /* ---- IN: a remote server's stream ---- */
 
+/* IN: the server side of SASL with the peer's secret, made once the peer
+ * (the header's from) is known to have one; true when it has mechanisms. */
+static bool
+in_secret_offer(struct xe_s2s *s)
+{
+    struct xe_s2s_secret sec;
+    char *err = NULL;
+
+    if (s->sasl)
+        return true;
+    if (s->remote == NULL || !peer_secret(s, s->remote, &sec))
+        return false;
+    s->sasl = xe_sasl_new_peer(s->local, s->remote, sec.secret, sec.len, sec.mechs,
+                               sec.n_mechs, &err);
+    if (s->sasl == NULL) {
+        xe_warn("event=s2s-sasl-error peer=%s remote=%s local=%s error=\"%s\"", s->p.peer,
+                s->remote, s->local, err ? err : "?");
+        free(err);
+        return false;
+    }
+    {
+        const char *m[1];
+        if (xe_sasl_mechanisms(s->sasl, m, 1) == 0) {
+            xe_warn("event=s2s-sasl-error peer=%s remote=%s local=%s "
+                    "error=\"none of the peer's mechanisms is loaded\"",
+                    s->p.peer, s->remote, s->local);
+            xe_sasl_free(&s->sasl);
+            return false;
+        }
+    }
+    return true;
+}
+
 static void
 send_in_features(struct xe_s2s *s)
 {
@@ -261,9 +383,21 @@ send_in_features(struct xe_s2s *s)
         xe_buf_append_str(&s->out, "</starttls>");
     }
     if ((s->tls || !s->p.require_tls) && !s->restarted) {
-        if (s->remote && cert_valid_for(s, s->remote) && pol != XE_S2S_POLICY_REFUSE)
-            xe_buf_append_str(&s->out, "<mechanisms xmlns='" XE_NS_SASL
-                                       "'><mechanism>EXTERNAL</mechanism></mechanisms>");
+        const char *m[XE_S2S_MAX_SECRET_MECHS];
+        size_t n = 0;
+        bool external = s->remote && cert_valid_for(s, s->remote) &&
+                        pol != XE_S2S_POLICY_REFUSE && pol != XE_S2S_POLICY_SECRET;
+
+        if (s->tls && pol != XE_S2S_POLICY_REFUSE && in_secret_offer(s))
+            n = xe_sasl_mechanisms(s->sasl, m, XE_S2S_MAX_SECRET_MECHS);
+        if (n || external) {
+            xe_buf_append_str(&s->out, "<mechanisms xmlns='" XE_NS_SASL "'>");
+            for (size_t i = 0; i < n; i++) /* the secret's first: preferred */
+                xe_buf_appendf(&s->out, "<mechanism>%s</mechanism>", m[i]);
+            if (external)
+                xe_buf_append_str(&s->out, "<mechanism>EXTERNAL</mechanism>");
+            xe_buf_append_str(&s->out, "</mechanisms>");
+        }
         if (pol == XE_S2S_POLICY_DIALBACK)
             xe_buf_append_str(&s->out, "<dialback xmlns='" XE_NS_DIALBACK_FEATURE
                                        "'><errors/></dialback>");
@@ -391,6 +525,7 @@ in_db_result(struct xe_s2s *s, const struct xe_xml_elem *e)
                           "stream's");
     if (!is_local(s, to)) {
         result_error(s, to, from, "cancel", "item-not-found");
+        count_auth(s, true, "dialback", "item-not-found");
         xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
                 "reason=unknown-domain",
                 s->p.peer, from, to);
@@ -401,11 +536,14 @@ in_db_result(struct xe_s2s *s, const struct xe_xml_elem *e)
                 from, to);
         return error_stop(s, "policy-violation", "no federation with this domain");
     }
-    if (policy_of(s, from) == XE_S2S_POLICY_EXTERNAL) {
+    if (policy_of(s, from) == XE_S2S_POLICY_EXTERNAL ||
+        policy_of(s, from) == XE_S2S_POLICY_SECRET) {
         result_error(s, to, from, "auth", "not-authorized");
+        count_auth(s, true, "dialback", "not-authorized");
         xe_info("event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s "
-                "reason=policy-external",
-                s->p.peer, from, to);
+                "reason=policy-%s",
+                s->p.peer, from, to,
+                policy_of(s, from) == XE_S2S_POLICY_SECRET ? "secret" : "external");
         return XE_XS_CONTINUE;
     }
     if (!s->tls && s->p.require_tls)
@@ -453,9 +591,11 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
 
     if (mech == NULL || strcmp(mech, "EXTERNAL") != 0 || !s->tls || s->remote == NULL ||
         !cert_valid_for(s, s->remote) ||
-        policy_of(s, s->remote) == XE_S2S_POLICY_REFUSE) {
+        policy_of(s, s->remote) == XE_S2S_POLICY_REFUSE ||
+        policy_of(s, s->remote) == XE_S2S_POLICY_SECRET || s->restarted) {
         xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
                                    "'><invalid-mechanism/></failure>");
+        count_auth(s, true, mech, "invalid-mechanism");
         xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
                 "reason=not-offered",
                 s->p.peer, s->remote ? s->remote : "-", s->local);
@@ -469,6 +609,7 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
         if (n >= sizeof(authz) || strcmp(authz, s->remote) != 0) {
             xe_buf_append_str(&s->out, "<failure xmlns='" XE_NS_SASL
                                        "'><invalid-authzid/></failure>");
+            count_auth(s, true, "external", "invalid-authzid");
             xe_info("event=s2s-auth-failed mech=external peer=%s remote=%s local=%s "
                     "reason=authzid",
                     s->p.peer, s->remote, s->local);
@@ -480,6 +621,81 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
     xe_buf_append_str(&s->out, "<success xmlns='" XE_NS_SASL "'/>");
     xe_info("event=s2s-auth mech=external peer=%s remote=%s local=%s", s->p.peer,
             s->remote, s->local);
+    snprintf(s->mech, sizeof(s->mech), "external");
+    count_auth(s, true, "external", "success");
+    memset(&s->req, 0, sizeof(s->req));
+    snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
+    snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
+    s->restarted = true;
+    s->header_sent = false;
+    s->st = ST_HEADER;
+    return stop_with(s, XE_S2S_PAIR_UP);
+}
+
+/* IN: <auth/> (start) or <response/> of SASL with the peer's secret. The
+ * pair is the stream's (from, to), as for EXTERNAL (RFC 6120 6.4.6,
+ * XEP-0178): the peer authenticated as its domain, for the domain it
+ * addressed. */
+static int
+in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
+{
+    const char *mech = start ? xe_xml_attr(e, "mechanism") : s->mech;
+    const char *text = xe_xml_text(e), *out = NULL;
+    char in[XE_S2S_MAX_SASL], b64[2 * XE_S2S_MAX_SASL];
+    size_t inlen = 0, outlen = 0;
+    enum xe_sasl_cond cond = XE_SASL_NOT_AUTHORIZED;
+    int r;
+
+    if (!start && !s->sasl_busy)
+        return error_stop(s, "not-authorized", "no SASL exchange under way");
+    if (start) {
+        /* the peer's word: kept for the log only as a mechanism's name */
+        snprintf(s->mech, sizeof(s->mech), "%s", mech && *mech ? mech : "-");
+        if (strspn(s->mech, "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != strlen(s->mech))
+            snprintf(s->mech, sizeof(s->mech), "other");
+    }
+    if (text && *text && strcmp(text, "=") != 0 &&
+        (strlen(text) >= sizeof(b64) ||
+         xe_sasl_b64_decode(text, strlen(text), in, sizeof(in), &inlen) < 0)) {
+        r = XE_SASL_FAIL;
+        cond = XE_SASL_INCORRECT_ENCODING;
+    } else if (start)
+        r = xe_sasl_start(s->sasl, s->mech, text && *text ? in : NULL, inlen, &out,
+                          &outlen, &cond);
+    else
+        r = xe_sasl_step(s->sasl, in, inlen, &out, &outlen, &cond);
+    if (r != XE_SASL_FAIL && out && outlen && b64_out(out, outlen, b64, sizeof(b64)) < 0)
+        r = XE_SASL_FAIL, cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
+    if (r == XE_SASL_CONTINUE) {
+        s->sasl_busy = true;
+        xe_buf_appendf(&s->out, "<challenge xmlns='" XE_NS_SASL "'>%s</challenge>",
+                       outlen ? b64 : "");
+        return XE_XS_CONTINUE;
+    }
+    s->sasl_busy = false;
+    if (r == XE_SASL_FAIL) {
+        s->failures++;
+        xe_buf_appendf(&s->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
+                       xe_sasl_cond_name(cond));
+        count_auth(s, true, s->mech, xe_sasl_cond_name(cond));
+        xe_info("event=s2s-auth-failed mech=%s peer=%s remote=%s local=%s reason=%s "
+                "detail=\"%s\" attempt=%u",
+                s->mech, s->p.peer, s->remote, s->local, xe_sasl_cond_name(cond),
+                xe_sasl_detail(s->sasl), s->failures);
+        if (s->failures >=
+            (s->p.max_auth_attempts ? s->p.max_auth_attempts : XE_DEF_MAX_AUTH_ATTEMPTS))
+            return error_stop(s, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
+    if (add_pair(s, s->remote, s->local) < 0)
+        return error_stop(s, "policy-violation", "too many domain pairs");
+    xe_buf_appendf(&s->out, "<success xmlns='" XE_NS_SASL "'>%s</success>",
+                   outlen ? b64 : "");
+    xe_info("event=s2s-auth mech=%s peer=%s remote=%s local=%s", s->mech, s->p.peer,
+            s->remote, s->local);
+    count_auth(s, true, s->mech, "success");
+    xe_sasl_free(&s->sasl);
     memset(&s->req, 0, sizeof(s->req));
     snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
     snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
@@ -529,8 +745,30 @@ in_element(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *r
         return in_db_verify(s, e);
     if (xe_xml_is(e, XE_NS_DIALBACK, "result"))
         return in_db_result(s, e);
-    if (xe_xml_is(e, XE_NS_SASL, "auth"))
+    if (xe_xml_is(e, XE_NS_SASL, "auth")) {
+        const char *mech = xe_xml_attr(e, "mechanism");
+        if (mech && strcmp(mech, "EXTERNAL") != 0 && s->sasl && !s->restarted)
+            return in_sasl(s, e, true);
         return in_external(s, e);
+    }
+    if (xe_xml_is(e, XE_NS_SASL, "response"))
+        return in_sasl(s, e, false);
+    if (xe_xml_is(e, XE_NS_SASL, "abort")) {
+        if (!s->sasl_busy)
+            return error_stop(s, "not-authorized", "no SASL exchange under way");
+        s->sasl_busy = false;
+        s->failures++;
+        xe_buf_append_str(&s->out,
+                          "<failure xmlns='" XE_NS_SASL "'><aborted/></failure>");
+        count_auth(s, true, s->mech, "aborted");
+        xe_info("event=s2s-auth-failed mech=%s peer=%s remote=%s local=%s reason=aborted",
+                s->mech, s->p.peer, s->remote, s->local);
+        if (s->failures >=
+            (s->p.max_auth_attempts ? s->p.max_auth_attempts : XE_DEF_MAX_AUTH_ATTEMPTS))
+            return error_stop(s, "not-authorized",
+                              "too many failed authentication attempts");
+        return XE_XS_CONTINUE;
+    }
     return in_stanza(s, e, raw, len);
 }
 
@@ -576,6 +814,11 @@ out_authenticate(struct xe_s2s *s)
 static int
 verdict_stop(struct xe_s2s *s, enum xe_s2s_result r, const char *cond)
 {
+    if (s->p.kind == XE_S2S_OUT && !s->external && !s->sasl_ok) /* dialback's answer */
+        count_auth(s, false, "dialback",
+                   r == XE_S2S_VALID     ? "success"
+                   : r == XE_S2S_INVALID ? "invalid"
+                                         : cond);
     s->verdict = r;
     s->verdict_cond = r == XE_S2S_VALID ? NULL : cond;
     s->verdict_new = true;
@@ -625,8 +868,9 @@ out_dialback(struct xe_s2s *s)
         xe_info("event=s2s-refused kind=s2s-out peer=%s local=%s remote=%s "
                 "reason=%s",
                 s->p.peer, s->from, s->to,
-                policy_of(s, s->to) == XE_S2S_POLICY_REFUSE ? "policy"
-                                                            : "external-required");
+                policy_of(s, s->to) == XE_S2S_POLICY_REFUSE   ? "policy"
+                : policy_of(s, s->to) == XE_S2S_POLICY_SECRET ? "secret-required"
+                                                              : "external-required");
         xe_s2s_end(s);
         s->verdict_new = true;
         s->verdict = XE_S2S_ERROR;
@@ -635,6 +879,149 @@ out_dialback(struct xe_s2s *s)
     }
     out_authenticate(s);
     return XE_XS_CONTINUE;
+}
+
+/* OUT: SASL with the peer's secret when the remote offers one of its
+ * mechanisms (ours in order of preference): true when <auth/> was sent. */
+static bool
+out_secret(struct xe_s2s *s, const struct xe_xml_elem *features)
+{
+    const struct xe_xml_elem *m = xe_xml_child(features, XE_NS_SASL, "mechanisms");
+    struct xe_s2s_secret sec;
+    const char *chosen = NULL, *out = NULL;
+    char b64[2 * XE_S2S_MAX_SASL], *err = NULL;
+    size_t outlen = 0;
+    int r;
+
+    if (m == NULL || s->secret_failed || policy_of(s, s->to) == XE_S2S_POLICY_REFUSE ||
+        !peer_secret(s, s->to, &sec))
+        return false;
+    for (size_t i = 0; i < sec.n_mechs && chosen == NULL; i++)
+        for (const struct xe_xml_elem *c = m->first_child; c && chosen == NULL;
+             c = c->next)
+            if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
+                strcmp(xe_xml_text(c), sec.mechs[i]) == 0 &&
+                xe_sasl_mech_loaded(sec.mechs[i]))
+                chosen = sec.mechs[i];
+    if (chosen == NULL)
+        return false;
+    s->sclient = xe_sasl_client_new(s->from, s->to, sec.secret, sec.len, &err);
+    if (s->sclient == NULL) {
+        xe_warn("event=s2s-sasl-error kind=s2s-out peer=%s local=%s remote=%s "
+                "error=\"%s\"",
+                s->p.peer, s->from, s->to, err ? err : "?");
+        free(err);
+        return false;
+    }
+    snprintf(s->mech, sizeof(s->mech), "%s", chosen);
+    r = xe_sasl_client_start(s->sclient, chosen, &out, &outlen);
+    if (r == XE_SASL_FAIL ||
+        (out && outlen && b64_out(out, outlen, b64, sizeof(b64)) < 0)) {
+        xe_warn("event=s2s-sasl-error kind=s2s-out peer=%s local=%s remote=%s mech=%s "
+                "error=\"%s\"",
+                s->p.peer, s->from, s->to, chosen, xe_sasl_client_detail(s->sclient));
+        xe_sasl_client_free(&s->sclient);
+        s->mech[0] = '\0';
+        return false;
+    }
+    s->client_done = r == XE_SASL_OK;
+    xe_buf_appendf(&s->out, "<auth xmlns='" XE_NS_SASL "' mechanism='%s'>%s</auth>",
+                   chosen, out && outlen ? b64 : (out ? "=" : ""));
+    s->st = ST_SECRET;
+    return true;
+}
+
+/* OUT: the remote refused our secret (or could not prove it knows it):
+ * dialback under policy "dialback", else the backend hears not-authorized. */
+static int
+out_secret_failed(struct xe_s2s *s, const char *reason)
+{
+    xe_info("event=s2s-auth-failed kind=s2s-out mech=%s peer=%s local=%s remote=%s "
+            "reason=%s",
+            s->mech, s->p.peer, s->from, s->to, reason);
+    count_auth(s, false, s->mech, reason);
+    xe_sasl_client_free(&s->sclient);
+    s->secret_failed = true;
+    s->mech[0] = '\0';
+    if (policy_of(s, s->to) == XE_S2S_POLICY_DIALBACK) {
+        out_authenticate(s);
+        return XE_XS_CONTINUE;
+    }
+    xe_s2s_end(s);
+    s->verdict_new = true;
+    s->verdict = XE_S2S_ERROR;
+    s->verdict_cond = "not-authorized";
+    return stop_with(s, XE_S2S_VERDICT);
+}
+
+static int
+out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    const char *text = xe_xml_text(e), *out = NULL;
+    char in[XE_S2S_MAX_SASL], b64[2 * XE_S2S_MAX_SASL];
+    size_t inlen = 0, outlen = 0;
+    int r;
+
+    if (strcmp(e->ns, XE_NS_SASL) != 0)
+        return error_stop(s, "not-authorized", "SASL expected");
+    if (strcmp(e->name, "failure") == 0) {
+        const char *cond = "not-authorized";
+        for (const struct xe_xml_elem *c = e->first_child; c; c = c->next)
+            if (strcmp(c->name, "text") != 0)
+                cond = c->name;
+        return out_secret_failed(s, cond);
+    }
+    if (text && *text && strcmp(text, "=") != 0 &&
+        (strlen(text) >= sizeof(b64) ||
+         xe_sasl_b64_decode(text, strlen(text), in, sizeof(in), &inlen) < 0))
+        return error_stop(s, "not-authorized", "bad base64 from the server");
+    if (strcmp(e->name, "challenge") == 0) {
+        if (s->client_done)
+            return error_stop(s, "not-authorized", "a challenge after the end");
+        r = xe_sasl_client_step(s->sclient, in, inlen, &out, &outlen);
+        if (r == XE_SASL_FAIL ||
+            (out && outlen && b64_out(out, outlen, b64, sizeof(b64)) < 0)) {
+            xe_buf_append_str(&s->out, "<abort xmlns='" XE_NS_SASL "'/>");
+            xe_info("event=s2s-auth-failed kind=s2s-out mech=%s peer=%s local=%s "
+                    "remote=%s reason=client detail=\"%s\"",
+                    s->mech, s->p.peer, s->from, s->to,
+                    xe_sasl_client_detail(s->sclient));
+            return XE_XS_CONTINUE; /* its <failure><aborted/> ends the attempt */
+        }
+        s->client_done = r == XE_SASL_OK;
+        xe_buf_appendf(&s->out, "<response xmlns='" XE_NS_SASL "'>%s</response>",
+                       out && outlen ? b64 : "");
+        return XE_XS_CONTINUE;
+    }
+    if (strcmp(e->name, "success") != 0)
+        return error_stop(s, "not-authorized", "SASL expected");
+    if (!s->client_done) {
+        /* SCRAM: the server's signature proves it knows the secret too */
+        r = xe_sasl_client_step(s->sclient, in, inlen, &out, &outlen);
+        if (r != XE_SASL_OK) {
+            xe_info("event=s2s-auth-failed kind=s2s-out mech=%s peer=%s local=%s "
+                    "remote=%s reason=server-not-verified detail=\"%s\"",
+                    s->mech, s->p.peer, s->from, s->to,
+                    xe_sasl_client_detail(s->sclient));
+            count_auth(s, false, s->mech, "server-not-verified");
+            xe_sasl_client_free(&s->sclient);
+            s->secret_failed = true;
+            xe_s2s_stream_error(s, "not-authorized", "the server's proof is wrong");
+            s->verdict_new = true;
+            s->verdict = XE_S2S_ERROR;
+            s->verdict_cond = "not-authorized";
+            return stop_with(s, XE_S2S_VERDICT);
+        }
+    }
+    xe_sasl_client_free(&s->sclient);
+    count_auth(s, false, s->mech, "success");
+    s->sasl_ok = true;
+    s->header_sent = false;
+    send_header(s, s->from, s->to, false);
+    s->st = ST_HEADER;
+    s->restarted = true;
+    s->reset_pending = true; /* the next byte starts the new stream */
+    return stop_with(s, XE_S2S_CONTINUE);
 }
 
 static int
@@ -663,7 +1050,10 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         }
         if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT)
             return error_stop(s, "policy-violation", "STARTTLS is required");
-        if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to)) {
+        if (s->p.kind == XE_S2S_OUT && s->tls && out_secret(s, e))
+            return XE_XS_CONTINUE;
+        if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to) &&
+            policy_of(s, s->to) != XE_S2S_POLICY_SECRET) {
             const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
             for (const struct xe_xml_elem *c = m ? m->first_child : NULL; c; c = c->next)
                 if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
@@ -689,6 +1079,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         return error_stop(s, "not-authorized", "STARTTLS failed");
     case ST_SASL:
         if (xe_xml_is(e, XE_NS_SASL, "success")) {
+            count_auth(s, false, "external", "success");
             s->external = true;
             s->header_sent = false;
             send_header(s, s->from, s->to, false);
@@ -697,7 +1088,10 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             s->reset_pending = true; /* the next byte starts the new stream */
             return stop_with(s, XE_S2S_CONTINUE);
         }
+        count_auth(s, false, "external", "not-authorized");
         return out_dialback(s); /* EXTERNAL refused: dialback, if allowed */
+    case ST_SECRET:
+        return out_secret_element(s, e);
     case ST_RESULT:
         if (s->p.kind == XE_S2S_VERIFY && xe_xml_is(e, XE_NS_DIALBACK, "verify")) {
             const char *id = xe_xml_attr(e, "id");
@@ -729,7 +1123,7 @@ out_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns
     if (id == NULL || strlen(id) >= sizeof(s->id))
         return error_stop(s, "invalid-id", "no stream id");
     snprintf(s->id, sizeof(s->id), "%s", id);
-    if (s->restarted && s->external) {
+    if (s->restarted && (s->external || s->sasl_ok)) {
         s->st = ST_DONE; /* the features that follow are not needed */
         return verdict_stop(s, XE_S2S_VALID, NULL);
     }
@@ -884,6 +1278,8 @@ xe_s2s_free(struct xe_s2s **sp)
     if (s == NULL)
         return;
     xe_xmlstream_free(&s->xs);
+    xe_sasl_free(&s->sasl);
+    xe_sasl_client_free(&s->sclient);
     xe_buf_free(&s->out);
     for (size_t i = 0; i < s->n_pairs; i++) {
         free(s->pairs[i].from);
@@ -993,6 +1389,11 @@ xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
         return;
     if (r == XE_S2S_VALID && add_pair(s, from, to) < 0)
         r = XE_S2S_ERROR, condition = "resource-constraint";
+    count_auth(s, true, "dialback",
+               r == XE_S2S_VALID ? "success"
+               : r == XE_S2S_INVALID
+                   ? "invalid"
+                   : (condition ? condition : "remote-server-not-found"));
     if (r == XE_S2S_ERROR) {
         result_error(s, to, from, "cancel",
                      condition ? condition : "remote-server-not-found");
@@ -1052,6 +1453,14 @@ bool
 xe_s2s_used_external(const struct xe_s2s *s)
 {
     return s->external;
+}
+
+const char *
+xe_s2s_mech(const struct xe_s2s *s)
+{
+    if (s->p.kind == XE_S2S_OUT)
+        return s->sasl_ok ? s->mech : s->external ? "external" : "dialback";
+    return s->mech[0] ? s->mech : "dialback";
 }
 
 bool

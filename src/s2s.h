@@ -38,8 +38,9 @@ enum xe_s2s_action {
     XE_S2S_STARTTLS, /* IN: <proceed/> queued: send it, then TLS (server side);
                         OUT/VERIFY: <proceed/> received: TLS (client side).
                         The rest of the input is dropped */
-    XE_S2S_PAIR_UP,  /* IN: a pair authenticated by SASL EXTERNAL
-                        (xe_s2s_request names it): open its backend link */
+    XE_S2S_PAIR_UP,  /* IN: a pair authenticated by SASL (EXTERNAL or the
+                        peer's secret; xe_s2s_request names it, xe_s2s_mech
+                        says how): open its backend link */
     XE_S2S_OPEN,     /* BACKEND: its db:result (xe_s2s_request: from = local,
                         to = remote): open or reuse the outbound stream, then
                         xe_s2s_backend_verdict(); the rest of the input waits */
@@ -50,7 +51,17 @@ enum xe_s2s_action {
 enum xe_s2s_policy {
     XE_S2S_POLICY_EXTERNAL,
     XE_S2S_POLICY_DIALBACK,
-    XE_S2S_POLICY_REFUSE
+    XE_S2S_POLICY_REFUSE,
+    XE_S2S_POLICY_SECRET /* SASL with the peer's pre-shared secret only */
+};
+
+/* A listed peer's pre-shared secret for server-to-server SASL and the
+ * mechanisms for it, in order of preference (valid while the stream is). */
+struct xe_s2s_secret {
+    const unsigned char *secret;
+    size_t len;
+    char *const *mechs;
+    size_t n_mechs;
 };
 
 /* The verdict of an authentication: valid, invalid, or error with a
@@ -69,6 +80,11 @@ struct xe_s2s_params {
     bool (*is_local)(void *ctx, const char *domain);
     /* IN: the policy for a remote domain */
     enum xe_s2s_policy (*policy)(void *ctx, const char *domain);
+    /* IN/OUT: the pre-shared secret of a remote domain (true), or false.
+     * NULL: no secrets. */
+    bool (*peer_secret)(void *ctx, const char *domain, struct xe_s2s_secret *out);
+    unsigned max_auth_attempts; /* IN: failed SASL attempts before the stream
+                                   ends (0: XE_DEF_MAX_AUTH_ATTEMPTS) */
     void *ctx;
     const unsigned char *secret; /* the dialback secret (IN, OUT) */
     size_t secret_len;
@@ -140,6 +156,10 @@ void xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r,
 enum xe_s2s_result xe_s2s_verdict(const struct xe_s2s *s, const char **condition_r);
 /* OUT: EXTERNAL (true) or dialback (false) authenticated the stream. */
 bool xe_s2s_used_external(const struct xe_s2s *s);
+/* OUT: how the stream was authenticated: "EXTERNAL", the SASL mechanism of
+ * the peer's secret ("SCRAM-SHA-256", ...) or "dialback"; IN: the SASL
+ * mechanism of the last XE_S2S_PAIR_UP. */
+const char *xe_s2s_mech(const struct xe_s2s *s);
 /* IN: is (from, to) authenticated on this stream? */
 bool xe_s2s_pair_ok(const struct xe_s2s *s, const char *from, const char *to);
 /* Queue a stream error (a header first if none was sent) and the end. */

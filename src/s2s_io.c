@@ -13,11 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
 #include "assertion.h"
 #include "log.h"
+#include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
 #include "tls.h"
@@ -83,6 +85,7 @@ struct sconn {
     bool retrying;   /* the handle of a failed connect is closing */
     bool direct_tls; /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
+    int64_t since; /* unix time of its start */
 };
 
 struct wreq {
@@ -169,7 +172,25 @@ cb_policy(void *ctx, const char *d)
         return XE_S2S_POLICY_REFUSE; /* ourselves: never over s2s */
     return pol == XE_S2S_POL_EXTERNAL ? XE_S2S_POLICY_EXTERNAL
            : pol == XE_S2S_POL_REFUSE ? XE_S2S_POLICY_REFUSE
+           : pol == XE_S2S_POL_SECRET ? XE_S2S_POLICY_SECRET
                                       : XE_S2S_POLICY_DIALBACK;
+}
+
+/* A listed peer's pre-shared secret (s2s.peers[].secret_file); the
+ * generation's configuration holds it as long as the stream lives. */
+static bool
+cb_peer_secret(void *ctx, const char *d, struct xe_s2s_secret *out)
+{
+    const struct s2s_gen *g = ctx;
+    const struct xe_s2s_peer_conf *p = xe_conf_s2s_peer(g->conf, d);
+
+    if (p == NULL || p->secret == NULL || xe_conf_domain(g->conf, d))
+        return false;
+    out->secret = p->secret;
+    out->len = p->secret_len;
+    out->mechs = p->mechanisms;
+    out->n_mechs = p->n_mechanisms;
+    return true;
 }
 
 static struct sconn *
@@ -685,7 +706,7 @@ on_verdict(struct sconn *c)
             c->ready = true;
             arm(c, c->gen->conf->s2s_idle_ms);
             xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s", c->peer, c->local,
-                    c->remote, xe_s2s_used_external(c->core) ? "external" : "dialback");
+                    c->remote, xe_s2s_mech(c->core));
         } else
             xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
                     "result=%s condition=%s",
@@ -886,6 +907,8 @@ sconn_new(struct xe_s2s_io *io, enum xe_s2s_kind kind)
     io->gen->refs++;
     c->kind = kind;
     c->id = ++io->next_id;
+    c->since = (int64_t)time(NULL);
+    xe_metrics_inc(XE_M_S2S_STREAMS, kind_names[kind], NULL);
     uv_tcp_init(io->loop, &c->tcp);
     uv_timer_init(io->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
@@ -910,6 +933,8 @@ core_params(struct sconn *c, struct xe_s2s_params *p)
     p->tls_possible = true;
     p->is_local = cb_is_local;
     p->policy = cb_policy;
+    p->peer_secret = cb_peer_secret;
+    p->max_auth_attempts = conf->max_auth_attempts;
     p->ctx = c->gen;
     p->secret = conf->s2s.dialback_secret;
     p->secret_len = conf->s2s.dialback_secret_len;
@@ -1322,4 +1347,68 @@ xe_s2s_io_free(struct xe_s2s_io **iop)
     free(io->ls);
     free(io);
     *iop = NULL;
+}
+
+/* ---- the operator's view ---------------------------------------------------- */
+
+/* in: a peer's stream to us and our links for it to the backends; out: ours
+ * to a peer, dialback verifications, the backends' outgoing streams */
+static const char *
+direction(enum xe_s2s_kind k)
+{
+    return k == XE_S2S_IN || k == XE_S2S_LINK ? "in" : "out";
+}
+
+static const char *
+sconn_state(const struct sconn *c)
+{
+    if (c->closing || c->closed)
+        return "closing";
+    return c->ready ? "ready" : "negotiating";
+}
+
+/* How the stream was authenticated (IN, OUT), when it is. */
+static const char *
+sconn_mech(const struct sconn *c)
+{
+    if (!c->ready || c->core == NULL || (c->kind != XE_S2S_IN && c->kind != XE_S2S_OUT))
+        return "-";
+    return xe_s2s_mech(c->core);
+}
+
+void
+xe_s2s_io_list(struct xe_s2s_io *io, struct xe_buf *out)
+{
+    int64_t now = (int64_t)time(NULL);
+
+    for (const struct sconn *c = io ? io->conns : NULL; c; c = c->next) {
+        /* an inbound stream: its header's domains (more pairs may ride on it) */
+        const char *l = c->local[0] || !c->core ? c->local : xe_s2s_local(c->core);
+        const char *r = c->remote[0] || !c->core ? c->remote : xe_s2s_remote(c->core);
+        xe_buf_appendf(out,
+                       "s2s id=%llu direction=%s kind=%s local=%s remote=%s peer=%s "
+                       "state=%s mech=%s since=%lld age_s=%lld bytes=%llu\n",
+                       (unsigned long long)c->id, direction(c->kind), kind_names[c->kind],
+                       l && *l ? l : "-", r && *r ? r : "-", c->peer[0] ? c->peer : "-",
+                       sconn_state(c), sconn_mech(c), (long long)c->since,
+                       (long long)(now - c->since), (unsigned long long)c->bytes);
+    }
+}
+
+void
+xe_s2s_io_gauges(struct xe_s2s_io *io, struct xe_buf *out)
+{
+    static const char *const states[] = {"negotiating", "ready", "closing"};
+    unsigned long n[5][3] = {{0}};
+
+    for (const struct sconn *c = io ? io->conns : NULL; c; c = c->next) {
+        const char *st = sconn_state(c);
+        n[c->kind][st[0] == 'n' ? 0 : st[0] == 'r' ? 1 : 2]++;
+    }
+    xe_buf_append_str(out, "# HELP xedge_s2s_streams Open server-to-server streams, by "
+                           "kind and state.\n# TYPE xedge_s2s_streams gauge\n");
+    for (int k = 0; k < 5; k++)
+        for (int s = 0; s < 3; s++)
+            xe_buf_appendf(out, "xedge_s2s_streams{kind=\"%s\",state=\"%s\"} %lu\n",
+                           kind_names[k], states[s], n[k][s]);
 }

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "conf.h"
+#include "util.h"
 
 struct xe_s2s_io;
 
@@ -24,5 +25,11 @@ int xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **er
 /* Stop listening and end every stream (the loop can then end). */
 void xe_s2s_io_stop(struct xe_s2s_io *io);
 void xe_s2s_io_free(struct xe_s2s_io **io);
+/* For the operator (on the glue's loop): one line per stream, "s2s id=N
+ * direction=in|out kind=in|out|verify|backend|link local= remote= peer=
+ * state=negotiating|ready|closing mech= since= age_s= bytes=" (io may be
+ * NULL: nothing); the gauge xedge_s2s_streams{kind,state}. */
+void xe_s2s_io_list(struct xe_s2s_io *io, struct xe_buf *out);
+void xe_s2s_io_gauges(struct xe_s2s_io *io, struct xe_buf *out);
 
 #endif

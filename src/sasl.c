@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,7 +63,21 @@ struct xe_sasl {
     bool anonymous;                  /* the last success was ANONYMOUS */
     char (*ext)[3072];               /* JIDs a verified client certificate vouches for */
     size_t n_ext;
+    /* server-to-server with a pre-shared secret (xe_sasl_new_peer): the peer
+     * domain is the only identity, its secret the only password; the user
+     * store is never read */
+    char *peer;
+    unsigned char *secret;
+    size_t secret_len;
+    char peer_mech_list[128];
+    char peer_token[16]; /* PEER_TOKEN: how the auxprop plugin finds the session */
 };
+
+/* Cyrus hands the auxprop plugin the connection's getopt (its own wrapper
+ * around ours, so the callback itself cannot be compared): a peer
+ * session's getopt answers this option with its peer_token. */
+#define PEER_OPTION "xedge_peer_session"
+#define PEER_TOKEN "xedge-peer"
 
 const char *
 xe_sasl_cond_name(enum xe_sasl_cond c)
@@ -157,6 +172,35 @@ find_prop(const struct propval *props, const char *name)
  * Cyrus' own PLAIN check), for "*userPassword": served only for a user on
  * whom the legacy mechanisms were enabled, and never to SCRAM (which would
  * then derive its secrets from it). */
+
+/* A peer session (its connection has our per-connection getopt, whose
+ * context is the session): the peer's secret as its userPassword, for the
+ * peer's domain only; nothing else, and never the user store. */
+static int
+peer_lookup(const struct xe_sasl *s, sasl_server_params_t *sparams,
+            const struct propval *to_fetch, const char *user, unsigned ulen)
+{
+    const struct propval *userpw = find_prop(to_fetch, "*userPassword");
+    const struct propval *authpw = find_prop(to_fetch, "*authPassword");
+
+    if (authpw && authpw->values)
+        sparams->utils->prop_erase(sparams->propctx, authpw->name);
+    if (userpw == NULL)
+        return SASL_OK;
+    if (userpw->values)
+        sparams->utils->prop_erase(sparams->propctx, userpw->name);
+    /* canon_user let only the peer's domain through; Cyrus may append the
+     * realm (ours) */
+    if ((strlen(s->peer) == ulen && strncasecmp(s->peer, user, ulen) == 0) ||
+        (strlen(s->peer) + 1 + strlen(s->domain) == ulen &&
+         strncasecmp(s->peer, user, strlen(s->peer)) == 0 &&
+         user[strlen(s->peer)] == '@' &&
+         strncasecmp(user + strlen(s->peer) + 1, s->domain, strlen(s->domain)) == 0))
+        sparams->utils->prop_set(sparams->propctx, userpw->name, (const char *)s->secret,
+                                 (int)s->secret_len);
+    return SASL_OK;
+}
+
 static int
 auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags,
                const char *user, unsigned ulen)
@@ -165,12 +209,24 @@ auxprop_lookup(void *glob_context, sasl_server_params_t *sparams, unsigned flags
     struct xe_user *u = NULL;
     char jid[3072], *err = NULL;
     int r, ret = SASL_OK;
+    sasl_getopt_t *opt = NULL;
+    void *opt_ctx = NULL;
+    const char *token = NULL;
 
     if (flags & SASL_AUXPROP_AUTHZID)
         return SASL_OK; /* we serve the properties of the authentication identity */
     to_fetch = sparams->utils->prop_get(sparams->propctx);
     if (to_fetch == NULL)
         return SASL_OK;
+    /* a peer session: its secret, never the store */
+    if (sparams->utils->getcallback(sparams->utils->conn, SASL_CB_GETOPT,
+                                    (sasl_callback_ft *)&opt, &opt_ctx) == SASL_OK &&
+        opt && opt(opt_ctx, NULL, PEER_OPTION, &token, NULL) == SASL_OK && token &&
+        strcmp(token, PEER_TOKEN) == 0)
+        return peer_lookup(
+            (const struct xe_sasl *)(const void *)(token -
+                                                   offsetof(struct xe_sasl, peer_token)),
+            sparams, to_fetch, user, ulen);
     authpw = find_prop(to_fetch, "*authPassword");
     userpw = authpw ? NULL : find_prop(to_fetch, "*userPassword");
     if (authpw == NULL && userpw == NULL)
@@ -334,6 +390,50 @@ authorize_cb(sasl_conn_t *conn, void *context, const char *requested_user, unsig
     return SASL_NOAUTHZ;
 }
 
+/* ---- server-to-server with a pre-shared secret ---- */
+
+/* A peer session's options: its own mechanism list; the rest as for users
+ * (the auxprop plugin, which sees this callback and serves the secret). */
+static int
+peer_getopt_cb(void *context, const char *plugin_name, const char *option,
+               const char **result, unsigned *len)
+{
+    struct xe_sasl *s = context;
+
+    if (strcmp(option, PEER_OPTION) == 0) {
+        *result = s->peer_token;
+        if (len)
+            *len = (unsigned)strlen(*result);
+        return SASL_OK;
+    }
+    if (strcmp(option, "mech_list") == 0) {
+        *result = s->peer_mech_list;
+        if (len)
+            *len = (unsigned)strlen(*result);
+        return SASL_OK;
+    }
+    return getopt_cb(NULL, plugin_name, option, result, len);
+}
+
+/* The only name a peer session knows: the peer's domain (lower case). */
+static int
+peer_canon_cb(sasl_conn_t *conn, void *context, const char *in, unsigned inlen,
+              unsigned flags, const char *user_realm, char *out, unsigned out_max,
+              unsigned *out_len)
+{
+    struct xe_sasl *s = context;
+    size_t n = strlen(s->peer);
+
+    if (inlen != n || strncasecmp(in, s->peer, n) != 0)
+        return (flags & SASL_CU_AUTHZID) && !(flags & SASL_CU_AUTHID) ? SASL_NOAUTHZ
+                                                                      : SASL_BADAUTH;
+    if (n >= out_max)
+        return SASL_BUFOVER;
+    memcpy(out, s->peer, n + 1);
+    *out_len = (unsigned)n;
+    return SASL_OK;
+}
+
 /* PLAIN's check (Cyrus calls it through checkpass_cb): the password against
  * the stored SCRAM secrets; an unknown user costs the same work. */
 static int
@@ -479,6 +579,17 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
         *error_r = xe_asprintf("sasl_server_init: %s", sasl_errstring(r, NULL, NULL));
         return -1;
     }
+    {
+        static sasl_callback_t client_cbs[] = {
+            {SASL_CB_LOG, XE_CB(log_cb), NULL},
+            {SASL_CB_LIST_END, NULL, NULL},
+        };
+        r = sasl_client_init(client_cbs); /* server-to-server SASL as the client */
+        if (r != SASL_OK) {
+            *error_r = xe_asprintf("sasl_client_init: %s", sasl_errstring(r, NULL, NULL));
+            return -1;
+        }
+    }
     g_initialised = true;
     return 0;
 }
@@ -522,8 +633,10 @@ xe_sasl_mech_loaded(const char *name)
 void
 xe_sasl_global_done(void)
 {
-    if (g_initialised)
+    if (g_initialised) {
+        sasl_client_done();
         sasl_server_done();
+    }
     g_initialised = false;
     free(g_mech_list);
     g_mech_list = NULL;
@@ -663,6 +776,45 @@ fail:
     return NULL;
 }
 
+struct xe_sasl *
+xe_sasl_new_peer(const char *local, const char *peer, const unsigned char *secret,
+                 size_t secret_len, char *const *mechs, size_t n_mechs, char **error_r)
+{
+    struct xe_sasl *s = xe_calloc(1, sizeof(*s));
+    size_t off = 0;
+
+    s->domain = xe_strdup(local);
+    xe_tolower_ascii(s->domain);
+    s->peer = xe_strdup(peer);
+    xe_tolower_ascii(s->peer);
+    s->secret = xe_malloc(secret_len ? secret_len : 1);
+    memcpy(s->secret, secret, secret_len);
+    s->secret_len = secret_len;
+    s->tls = true; /* offered only under TLS */
+    snprintf(s->peer_token, sizeof(s->peer_token), "%s", PEER_TOKEN);
+    s->cbs[0] = (sasl_callback_t){SASL_CB_GETOPT, XE_CB(peer_getopt_cb), s};
+    s->cbs[1] = (sasl_callback_t){SASL_CB_CANON_USER, XE_CB(peer_canon_cb), s};
+    s->cbs[2] = (sasl_callback_t){SASL_CB_PROXY_POLICY, XE_CB(authorize_cb), s};
+    s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
+    for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
+        size_t l = strlen(mechs[i]);
+        /* shared-secret mechanisms only: no PLAIN, EXTERNAL or ANONYMOUS */
+        if ((strncmp(mechs[i], "SCRAM-", 6) != 0 &&
+             strcmp(mechs[i], "DIGEST-MD5") != 0) ||
+            (l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0) ||
+            !cyrus_has(mechs[i], l) || off + l + 2 > sizeof(s->peer_mech_list))
+            continue;
+        s->mechs[s->n_mechs++] = mechs[i];
+        off += (size_t)snprintf(s->peer_mech_list + off, sizeof(s->peer_mech_list) - off,
+                                "%s%s", off ? " " : "", mechs[i]);
+    }
+    if (new_conn(s, NULL, NULL, error_r) < 0) {
+        xe_sasl_free(&s);
+        return NULL;
+    }
+    return s;
+}
+
 void
 xe_sasl_free(struct xe_sasl **sp)
 {
@@ -672,6 +824,10 @@ xe_sasl_free(struct xe_sasl **sp)
         return;
     if (s->conn)
         sasl_dispose(&s->conn);
+    if (s->secret)
+        OPENSSL_cleanse(s->secret, s->secret_len);
+    free(s->secret);
+    free(s->peer);
     OPENSSL_cleanse(s->cb, sizeof(s->cb));
     free(s->ext);
     free(s->domain);
@@ -758,6 +914,20 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
         return XE_SASL_FAIL;
     }
+    if (s->peer) {
+        /* a peer: its domain, which canon_user alone let through (Cyrus
+         * appends our realm) */
+        const char *u = user;
+        size_t pl = strlen(s->peer);
+        if (strcmp(u, s->peer) != 0 && !(strncmp(u, s->peer, pl) == 0 && u[pl] == '@' &&
+                                         strcmp(u + pl + 1, s->domain) == 0)) {
+            snprintf(s->detail, sizeof(s->detail), "not the peer's domain");
+            *cond_r = XE_SASL_NOT_AUTHORIZED;
+            return XE_SASL_FAIL;
+        }
+        snprintf(s->jid, sizeof(s->jid), "%s", s->peer);
+        return XE_SASL_OK;
+    }
     if (strcmp(s->mech, "ANONYMOUS") == 0) {
         /* RFC 4505: no account; the session gets a random temporary JID on
          * the domain, and the backend is told it is anonymous */
@@ -840,6 +1010,151 @@ const char *
 xe_sasl_detail(const struct xe_sasl *s)
 {
     return s->detail;
+}
+
+/* ---- server-to-server, the initiating side ------------------------------ */
+
+struct xe_sasl_client {
+    sasl_conn_t *conn;
+    char *authname, *realm;
+    sasl_secret_t *pass;
+    sasl_callback_t cbs[6];
+    char mech[32];
+    char detail[256];
+};
+
+static int
+client_simple_cb(void *context, int id, const char **result, unsigned *len)
+{
+    struct xe_sasl_client *c = context;
+
+    /* the authentication identity is our domain; no authorization identity */
+    *result = id == SASL_CB_AUTHNAME ? c->authname : "";
+    if (len)
+        *len = (unsigned)strlen(*result);
+    return SASL_OK;
+}
+
+static int
+client_pass_cb(sasl_conn_t *conn, void *context, int id, sasl_secret_t **psecret)
+{
+    struct xe_sasl_client *c = context;
+
+    *psecret = c->pass;
+    return SASL_OK;
+}
+
+static int
+client_realm_cb(void *context, int id, const char **availrealms, const char **result)
+{
+    struct xe_sasl_client *c = context;
+
+    /* DIGEST-MD5: the realm the server offers, else its domain */
+    *result = availrealms && availrealms[0] ? availrealms[0] : c->realm;
+    return SASL_OK;
+}
+
+struct xe_sasl_client *
+xe_sasl_client_new(const char *local, const char *remote, const unsigned char *secret,
+                   size_t secret_len, char **error_r)
+{
+    struct xe_sasl_client *c = xe_calloc(1, sizeof(*c));
+    sasl_security_properties_t sp;
+    sasl_ssf_t ssf = 256;
+    int r;
+
+    c->authname = xe_strdup(local);
+    c->realm = xe_strdup(remote);
+    c->pass = xe_calloc(1, sizeof(*c->pass) + secret_len + 1);
+    c->pass->len = secret_len;
+    memcpy(c->pass->data, secret, secret_len);
+    c->cbs[0] = (sasl_callback_t){SASL_CB_AUTHNAME, XE_CB(client_simple_cb), c};
+    c->cbs[1] = (sasl_callback_t){SASL_CB_USER, XE_CB(client_simple_cb), c};
+    c->cbs[2] = (sasl_callback_t){SASL_CB_PASS, XE_CB(client_pass_cb), c};
+    c->cbs[3] = (sasl_callback_t){SASL_CB_GETREALM, XE_CB(client_realm_cb), c};
+    c->cbs[4] = (sasl_callback_t){SASL_CB_LOG, XE_CB(log_cb), NULL};
+    c->cbs[5] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
+    r = sasl_client_new("xmpp", remote, NULL, NULL, c->cbs, SASL_SUCCESS_DATA, &c->conn);
+    if (r != SASL_OK) {
+        *error_r = xe_asprintf("sasl_client_new: %s", sasl_errstring(r, NULL, NULL));
+        xe_sasl_client_free(&c);
+        return NULL;
+    }
+    memset(&sp, 0, sizeof(sp));
+    sp.max_ssf = 0; /* no SASL security layer: TLS protects the stream */
+    if (sasl_setprop(c->conn, SASL_SSF_EXTERNAL, &ssf) != SASL_OK ||
+        sasl_setprop(c->conn, SASL_SEC_PROPS, &sp) != SASL_OK) {
+        *error_r = xe_strdup("cannot set SASL security properties");
+        xe_sasl_client_free(&c);
+        return NULL;
+    }
+    return c;
+}
+
+void
+xe_sasl_client_free(struct xe_sasl_client **cp)
+{
+    struct xe_sasl_client *c = *cp;
+
+    if (c == NULL)
+        return;
+    if (c->conn)
+        sasl_dispose(&c->conn);
+    if (c->pass) {
+        OPENSSL_cleanse(c->pass->data, c->pass->len);
+        free(c->pass);
+    }
+    free(c->authname);
+    free(c->realm);
+    free(c);
+    *cp = NULL;
+}
+
+static int
+client_result(struct xe_sasl_client *c, int r, unsigned olen, size_t *outlen)
+{
+    *outlen = olen;
+    if (r == SASL_OK)
+        return XE_SASL_OK;
+    if (r == SASL_CONTINUE)
+        return XE_SASL_CONTINUE;
+    snprintf(c->detail, sizeof(c->detail), "%s", sasl_errdetail(c->conn));
+    for (char *p = c->detail; *p; p++)
+        if (*p == '"' || *p == '\\')
+            *p = '\'';
+    return XE_SASL_FAIL;
+}
+
+int
+xe_sasl_client_start(struct xe_sasl_client *c, const char *mech, const char **out,
+                     size_t *outlen)
+{
+    const char *chosen = NULL;
+    unsigned olen = 0;
+    int r;
+
+    snprintf(c->mech, sizeof(c->mech), "%s", mech);
+    *out = NULL;
+    r = sasl_client_start(c->conn, mech, NULL, out, &olen, &chosen);
+    return client_result(c, r, olen, outlen);
+}
+
+int
+xe_sasl_client_step(struct xe_sasl_client *c, const char *in, size_t inlen,
+                    const char **out, size_t *outlen)
+{
+    unsigned olen = 0;
+    int r;
+
+    *out = NULL;
+    r = sasl_client_step(c->conn, in, (unsigned)inlen, NULL, out, &olen);
+    return client_result(c, r, olen, outlen);
+}
+
+const char *
+xe_sasl_client_detail(const struct xe_sasl_client *c)
+{
+    return c->detail;
 }
 
 /* ---- non-SASL authentication (XEP-0078) ---------------------------------- */

@@ -61,7 +61,36 @@ struct xe_sasl *xe_sasl_new(const char *domain, char *const *mechs, size_t n_mec
 struct xe_sasl *xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs,
                                 bool tls, const struct xe_cbind *cb, size_t n_cb,
                                 const char (*ext)[3072], size_t n_ext, char **error_r);
+/* Server-to-server with a pre-shared secret (doc/federation.md): PEER, a
+ * domain, authenticates to LOCAL with SECRET by one of MECHS (SCRAM-* and
+ * DIGEST-MD5 only; the order is the offer's). The peer's domain is the only
+ * authentication (and authorization) identity, the secret the only
+ * password; the user store is never read, so no user can authenticate as a
+ * domain (nor a domain as a user: user sessions never see a secret). After
+ * XE_SASL_OK, xe_sasl_jid() is the peer's domain. */
+struct xe_sasl *xe_sasl_new_peer(const char *local, const char *peer,
+                                 const unsigned char *secret, size_t secret_len,
+                                 char *const *mechs, size_t n_mechs, char **error_r);
 void xe_sasl_free(struct xe_sasl **s);
+
+/* The initiating side of server-to-server SASL: LOCAL (our domain, the
+ * authentication identity, no authorization identity) to REMOTE with
+ * SECRET. start: the initial response (XE_SASL_CONTINUE; XE_SASL_OK when the
+ * exchange needs no more from the client); step: the answer to a challenge,
+ * or, with the data of <success/>, XE_SASL_OK once the server is verified
+ * (SCRAM's server signature). *out (length *outlen) is valid until the next
+ * call. */
+struct xe_sasl_client;
+struct xe_sasl_client *xe_sasl_client_new(const char *local, const char *remote,
+                                          const unsigned char *secret, size_t secret_len,
+                                          char **error_r);
+int xe_sasl_client_start(struct xe_sasl_client *c, const char *mech, const char **out,
+                         size_t *outlen);
+int xe_sasl_client_step(struct xe_sasl_client *c, const char *in, size_t inlen,
+                        const char **out, size_t *outlen);
+/* Cyrus' detail for a failure, for the log (never a secret). */
+const char *xe_sasl_client_detail(const struct xe_sasl_client *c);
+void xe_sasl_client_free(struct xe_sasl_client **c);
 /* The channel binding types to advertise (XEP-0440). */
 size_t xe_sasl_cb_types(const struct xe_sasl *s, const char **out, size_t max);
 

@@ -2653,6 +2653,8 @@ metrics_gauges(void *ctx, struct xe_buf *out)
                    srv->n_workers);
     srv_unlock(srv);
     free(sessions);
+    if (srv->s2s) /* federation runs on this thread (worker 0's loop) */
+        xe_s2s_io_gauges(srv->s2s, out);
 }
 
 /* The labels a login can be counted under (others: "other"): every
@@ -3132,6 +3134,13 @@ void
 xe_server_sessions(struct xe_server *srv, struct xe_buf *out)
 {
     on_workers(srv, w_sessions, NULL, out);
+}
+
+/* Federation's streams: on worker 0's loop, the control socket's thread */
+void
+xe_server_s2s(struct xe_server *srv, struct xe_buf *out)
+{
+    xe_s2s_io_list(srv->s2s, out);
 }
 
 static size_t

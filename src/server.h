@@ -35,6 +35,8 @@ void xe_server_shutdown(struct xe_server *srv, uint64_t grace_ms,
  * (returns how many); one "stats k=v ..." line. */
 struct xe_buf;
 void xe_server_sessions(struct xe_server *srv, struct xe_buf *out);
+/* One "s2s k=v ..." line per server-to-server stream (s2s_io.h). */
+void xe_server_s2s(struct xe_server *srv, struct xe_buf *out);
 size_t xe_server_kick(struct xe_server *srv, const char *what);
 void xe_server_stats(struct xe_server *srv, struct xe_buf *out);
 void xe_server_free(struct xe_server **srv);

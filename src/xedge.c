@@ -247,6 +247,12 @@ mech_list(const struct xe_conf *conf)
             xe_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)l, m);
         }
     }
+    /* and those of the peers' secrets (server-to-server SASL): Cyrus loads
+     * them; clients are offered only their domain's list */
+    for (size_t k = 0; k < conf->s2s.n_peers; k++)
+        for (size_t i = 0; i < conf->s2s.peers[k].n_mechanisms; i++)
+            xe_buf_appendf(&b, "%s%s", b.len ? " " : "",
+                           conf->s2s.peers[k].mechanisms[i]);
     xe_buf_append(&b, "", 1);
     s = xe_strdup((char *)b.data);
     xe_buf_free(&b);

@@ -66,6 +66,7 @@ usage(FILE *f)
                "       xedgectl [-c FILE] session list [--json] | kick JID|ID\n"
                "       xedgectl [-c FILE] stats [--json]\n"
                "       xedgectl [-c FILE] backend list [--json] | drain|undrain NAME\n"
+               "       xedgectl [-c FILE] s2s list [--json]\n"
                "       xedgectl [-c FILE] reload\n"
                "       xedgectl --help | xedgectl user|lockout|session|backend|reload "
                "--help\n"
@@ -79,7 +80,8 @@ usage(FILE *f)
                "--help' for the brute-force lockouts of the running xedge, 'xedgectl\n"
                "session --help' for its sessions and statistics, 'xedgectl backend\n"
                "--help' for its backend servers (list, drain), 'xedgectl reload\n"
-               "--help' for reloading its configuration.\n");
+               "--help' for reloading its configuration, 'xedgectl s2s --help' for\n"
+               "its server-to-server streams.\n");
 }
 
 static void
@@ -681,6 +683,10 @@ main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "backend") == 0) {
         ret = xe_ctlclient_backend(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind < argc && strcmp(argv[optind], "s2s") == 0) {
+        ret = xe_ctlclient_s2s(config, argc - optind, argv + optind);
         goto out;
     }
     if (optind < argc && strcmp(argv[optind], "reload") == 0) {

@@ -37,6 +37,11 @@
 #define XE_DEF_S2S_IDLE_MS 600000     /* an authenticated s2s stream with no traffic */
 #define XE_DIALBACK_SECRET_MAX 4096   /* bytes of s2s.dialback_secret_file */
 
+/* Server-to-server SASL with a peer's pre-shared secret (s2s.peers[]) */
+#define XE_DEF_S2S_SECRET_MECH "SCRAM-SHA-256" /* peers[].mechanisms' default */
+#define XE_S2S_MAX_SECRET_MECHS 4              /* mechanisms for a peer's secret */
+#define XE_S2S_MAX_SASL 2048                   /* bytes of one decoded s2s SASL message */
+
 /* In-band registration (XEP-0077) */
 #define XE_DEF_REGISTRATIONS_PER_ADDRESS 5 /* per hour, per IPv4 address or IPv6 /64 */
 #define XE_REGISTER_PERIOD_MS (3600 * 1000)

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..51"
+echo "1..57"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -126,6 +126,18 @@ check "s2s: a misspelt setting" "s#^log_level = \"info\";#log_level = \"info\"; 
 check "s2s: an unknown policy" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; default_policy = \"maybe\"; };#" "default_policy: must be one of \"dialback\", \"external\", \"refuse\""
 check "s2s: a short dialback secret" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/short\"; };#" "dialback_secret_file: .* holds 5 bytes; at least 32"
 check "s2s: a peer's route not numeric" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; peers = ( { domain = \"b.test\"; address = \"b.example\"; } ); };#" "address: 'b.example' is not a numeric"
+
+# a listed peer's pre-shared secret (server-to-server SASL)
+openssl rand -hex 32 >"$d/peer.secret"
+S2SG="s2s = { dialback_secret_file = \"$d/dialback\"; peers = ( { domain = \"b.test\";"
+good | sed "s#^log_level = \"info\";#log_level = \"info\"; $S2SG policy = \"secret\"; secret_file = \"$d/peer.secret\"; mechanisms = [ \"SCRAM-SHA-256\", \"digest-md5\" ]; }, { domain = \"c.test\"; secret_file = \"$d/peer.secret\"; } ); };#" >"$d/peer-secret.conf"
+out=$("$XEDGE" -t -c "$d/peer-secret.conf" 2>&1)
+ok $? "s2s.peers[]: secret_file, policy \"secret\" and mechanisms are accepted ($out)"
+check "s2s: a short peer secret" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG secret_file = \"$d/short\"; } ); };#" "secret_file: '$d/short' holds 5 bytes; at least 32"
+check "s2s: policy secret without secret_file" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG policy = \"secret\"; } ); };#" "policy: policy \"secret\" needs the peer's secret_file"
+check "s2s: PLAIN for a peer's secret" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG secret_file = \"$d/peer.secret\"; mechanisms = [ \"PLAIN\" ]; } ); };#" "mechanisms: 'PLAIN' is not for a peer's secret"
+check "s2s: a refused peer with a secret" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG policy = \"refuse\"; secret_file = \"$d/peer.secret\"; } ); };#" "secret_file: a refused peer has no secret"
+check "s2s: default_policy secret" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; default_policy = \"secret\"; };#" "default_policy: \"secret\" is a policy for a listed peer"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

@@ -9,7 +9,10 @@
 #include <string.h>
 
 #include "dialback.h"
+#include "metrics.h"
 #include "s2s.h"
+#include "sasl.h"
+#include "userstore.h"
 #include "tap.h"
 
 static const unsigned char SECRET[] = "0123456789abcdef0123456789abcdef-a";
@@ -29,10 +32,14 @@ local_b(void *ctx, const char *d)
     return strcmp(d, "b.test") == 0;
 }
 
+static int secret_policy; /* a.test and b.test: policy "secret" */
+
 static enum xe_s2s_policy
 pol(void *ctx, const char *d)
 {
     (void)ctx;
+    if (secret_policy && (strcmp(d, "a.test") == 0 || strcmp(d, "b.test") == 0))
+        return XE_S2S_POLICY_SECRET;
     if (strcmp(d, "evil.test") == 0)
         return XE_S2S_POLICY_REFUSE;
     if (strcmp(d, "strict.test") == 0)
@@ -411,19 +418,276 @@ run(void)
     xe_buf_free(&r2);
 }
 
+/* ---- SASL with a pre-shared secret ---- */
+
+static const unsigned char PEER_SECRET[] = "peer-secret-0123456789abcdef0123456789";
+static const unsigned char WRONG_SECRET[] = "wrong-secret-0123456789abcdef012345678";
+static char *scram[] = {"SCRAM-SHA-256"};
+static char *scram_digest[] = {"DIGEST-MD5", "SCRAM-SHA-256"};
+static const unsigned char *a_secret = PEER_SECRET; /* what a.test's OUT holds */
+static char **a_mechs = scram;
+static size_t a_n_mechs = 1;
+
+/* b.test's IN knows a.test's secret; a.test's OUT knows b.test's */
+static bool
+secret_of(void *ctx, const char *d, struct xe_s2s_secret *out)
+{
+    (void)ctx;
+    if (strcmp(d, "a.test") == 0) {
+        out->secret = PEER_SECRET;
+        out->len = sizeof(PEER_SECRET) - 1;
+        out->mechs = scram_digest;
+        out->n_mechs = 2;
+        return true;
+    }
+    if (strcmp(d, "b.test") == 0) {
+        out->secret = a_secret;
+        out->len = strlen((const char *)a_secret);
+        out->mechs = a_mechs;
+        out->n_mechs = a_n_mechs;
+        return true;
+    }
+    return false;
+}
+
+/* OUT (a.test) -> IN (b.test) through STARTTLS to the SASL features; then
+ * both sides until OUT's verdict. *pair_up_r: IN said XE_S2S_PAIR_UP. */
+static enum xe_s2s_result
+secret_exchange(struct xe_s2s *out, struct xe_s2s *in, bool *pair_up_r,
+                const char **cond_r, bool *offered_r)
+{
+    struct xe_buf r1, r2;
+    struct xe_buf *o;
+    enum xe_s2s_result res = XE_S2S_ERROR;
+
+    *pair_up_r = false;
+    xe_buf_init(&r1, 0);
+    xe_buf_init(&r2, 0);
+    pass(out, in, &r1);
+    pass(in, out, &r2);
+    pass(out, in, &r1); /* starttls */
+    pass(in, out, &r2); /* proceed */
+    xe_buf_consume(&r1, r1.len);
+    xe_buf_consume(&r2, r2.len);
+    xe_s2s_tls_up(in, NULL, 0);
+    xe_s2s_tls_up(out, NULL, 0);
+    pass(out, in, &r1);
+    o = xe_s2s_output(in);
+    *offered_r =
+        memmem(o->data, o->len, "<mechanism>DIGEST-MD5</mechanism>", 33) != NULL &&
+        memmem(o->data, o->len, "<mechanism>SCRAM-SHA-256</mechanism>", 36) != NULL &&
+        memmem(o->data, o->len, "EXTERNAL", 8) == NULL;
+    for (int i = 0; i < 40; i++) {
+        enum xe_s2s_action a = pass(in, out, &r2);
+        if (a == XE_S2S_VERDICT) {
+            res = xe_s2s_verdict(out, cond_r);
+            break;
+        }
+        if (a == XE_S2S_CLOSE)
+            break;
+        if (pass(out, in, &r1) == XE_S2S_PAIR_UP)
+            *pair_up_r = true;
+    }
+    xe_buf_free(&r1);
+    xe_buf_free(&r2);
+    return res;
+}
+
+static void
+run_secret(void)
+{
+    struct xe_s2s_params pi = params(XE_S2S_IN), po = params(XE_S2S_OUT);
+    struct xe_s2s *in, *out;
+    const char *cond = NULL;
+    bool up = false, offered = false;
+    struct xe_buf *o;
+
+    pi.is_local = local_b;
+    pi.peer_secret = secret_of;
+    pi.secret = SECRET_B;
+    pi.secret_len = sizeof(SECRET_B) - 1;
+    po.is_local = local_a;
+    po.peer_secret = secret_of;
+    po.secret = SECRET;
+    po.secret_len = sizeof(SECRET) - 1;
+    po.from = "a.test";
+    po.to = "b.test";
+
+    /* the right secret */
+    a_secret = PEER_SECRET;
+    xe_metrics_reset();
+    in = xe_s2s_new(&pi);
+    out = xe_s2s_new(&po);
+    is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+           "secret: OUT authenticated");
+    ok(offered, "secret: IN offers the peer's mechanisms after TLS, no EXTERNAL");
+    ok(up, "secret: IN brings the pair up");
+    is_str(xe_s2s_mech(out), "SCRAM-SHA-256", "secret: OUT by SCRAM-SHA-256");
+    is_str(xe_s2s_mech(in), "SCRAM-SHA-256", "secret: IN by SCRAM-SHA-256");
+    ok(xe_s2s_pair_ok(in, "a.test", "b.test"), "secret: (a.test, b.test) on IN");
+    ok(!xe_s2s_pair_ok(in, "a.test", "a2.test"), "secret: the stream's to only");
+    {
+        struct xe_buf m;
+        xe_buf_init(&m, 0);
+        xe_metrics_render(&m);
+        xe_buf_append(&m, "", 1);
+        ok(strstr((char *)m.data, "xedge_s2s_auth_in_total{mechanism=\"SCRAM-SHA-256\","
+                                  "result=\"success\"} 1") &&
+               strstr((char *)m.data,
+                      "xedge_s2s_auth_out_total{mechanism=\"SCRAM-SHA-256\","
+                      "result=\"success\"} 1"),
+           "secret: counted once each way by mechanism and result");
+        xe_buf_free(&m);
+    }
+    xe_s2s_free(&in);
+    xe_s2s_free(&out);
+
+    /* DIGEST-MD5, as in the seed, when a.test prefers it */
+    a_mechs = scram_digest;
+    a_n_mechs = 2;
+    in = xe_s2s_new(&pi);
+    out = xe_s2s_new(&po);
+    is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+           "secret: DIGEST-MD5 authenticates");
+    is_str(xe_s2s_mech(out), "DIGEST-MD5", "secret: OUT by DIGEST-MD5");
+    ok(up && xe_s2s_pair_ok(in, "a.test", "b.test"), "secret: DIGEST-MD5 pair up");
+    xe_s2s_free(&in);
+    xe_s2s_free(&out);
+    a_mechs = scram;
+    a_n_mechs = 1;
+
+    /* a wrong secret, policy "secret": not-authorized, no dialback */
+    secret_policy = 1;
+    a_secret = WRONG_SECRET;
+    pi.max_auth_attempts = 1;
+    in = xe_s2s_new(&pi);
+    out = xe_s2s_new(&po);
+    is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_ERROR,
+           "wrong secret: OUT fails");
+    is_str(cond, "not-authorized", "wrong secret: not-authorized");
+    ok(!up && !xe_s2s_pair_ok(in, "a.test", "b.test"), "wrong secret: no pair on IN");
+    ok(xe_s2s_closed(in), "wrong secret: max_attempts 1 ends IN's stream");
+    o = xe_s2s_output(out);
+    ok(memmem(o->data, o->len, "<db:result", 10) == NULL,
+       "wrong secret, policy secret: no dialback");
+    xe_s2s_free(&in);
+    xe_s2s_free(&out);
+    secret_policy = 0;
+
+    /* a wrong secret, policy "dialback": OUT falls back to dialback */
+    pi.max_auth_attempts = 3;
+    in = xe_s2s_new(&pi);
+    out = xe_s2s_new(&po);
+    {
+        struct xe_s2s_event ev;
+        bool got = false;
+        (void)secret_exchange(out, in, &up, &cond, &offered);
+        while (xe_s2s_next_event(in, &ev))
+            got = got || ev.type == XE_S2S_EV_DIALBACK;
+        ok(got && !up && !xe_s2s_closed(in),
+           "wrong secret, policy dialback: OUT sends db:result");
+    }
+    xe_s2s_free(&in);
+    xe_s2s_free(&out);
+    a_secret = PEER_SECRET;
+}
+
+/* The adapter alone: a user of the store never authenticates as a domain,
+ * a domain's secret never as a user. */
+static struct xe_userstore *store;
+
+static int
+drive(struct xe_sasl *srv, const char *authname, const unsigned char *pw,
+      const char *mech)
+{
+    struct xe_sasl_client *c =
+        xe_sasl_client_new(authname, "b.test", pw, strlen((const char *)pw), NULL);
+    const char *out = NULL, *sout = NULL;
+    size_t outlen = 0, soutlen = 0;
+    enum xe_sasl_cond cond;
+    int r, sr = XE_SASL_FAIL;
+
+    if (c == NULL)
+        return -99;
+    r = xe_sasl_client_start(c, mech, &out, &outlen);
+    if (r != XE_SASL_FAIL)
+        sr = xe_sasl_start(srv, mech, out, outlen, &sout, &soutlen, &cond);
+    while (sr == XE_SASL_CONTINUE) {
+        r = xe_sasl_client_step(c, sout, soutlen, &out, &outlen);
+        if (r == XE_SASL_FAIL)
+            break;
+        sr = xe_sasl_step(srv, out, outlen, &sout, &soutlen, &cond);
+    }
+    xe_sasl_client_free(&c);
+    return sr;
+}
+
+static void
+run_identities(void)
+{
+    char *mechs[] = {"SCRAM-SHA-256"};
+    struct xe_sasl *srv;
+    char *err = NULL;
+    struct xe_user u;
+
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "a.test@b.test");
+    xe_user_set_password(&u, "user-pw", 7, 4096);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store user a.test@b.test");
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "alice@b.test");
+    xe_user_set_password(&u, "alice-pw", 8, 4096);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store user alice@b.test");
+
+    srv = xe_sasl_new_peer("b.test", "a.test", PEER_SECRET, sizeof(PEER_SECRET) - 1,
+                           mechs, 1, &err);
+    ok(srv != NULL, "peer session");
+    is_int(drive(srv, "a.test", PEER_SECRET, "SCRAM-SHA-256"), XE_SASL_OK,
+           "peer: the domain with its secret");
+    is_str(xe_sasl_jid(srv), "a.test", "peer: the identity is the domain");
+    is_int(drive(srv, "a.test", (const unsigned char *)"user-pw", "SCRAM-SHA-256"),
+           XE_SASL_FAIL, "peer: the password of user a.test@b.test does not count");
+    is_int(drive(srv, "alice", (const unsigned char *)"alice-pw", "SCRAM-SHA-256"),
+           XE_SASL_FAIL, "peer: a user of the store cannot authenticate as a domain");
+    is_int(drive(srv, "alice@b.test", (const unsigned char *)"alice-pw", "SCRAM-SHA-256"),
+           XE_SASL_FAIL, "peer: nor with her bare JID");
+    is_int(drive(srv, "a.test", PEER_SECRET, "PLAIN"), XE_SASL_FAIL,
+           "peer: PLAIN is never offered");
+    xe_sasl_free(&srv);
+
+    srv = xe_sasl_new("b.test", mechs, 1, true, &err);
+    is_int(drive(srv, "a.test", PEER_SECRET, "SCRAM-SHA-256"), XE_SASL_FAIL,
+           "c2s: a domain's secret is no user's password");
+    is_int(drive(srv, "a.test", (const unsigned char *)"user-pw", "SCRAM-SHA-256"),
+           XE_SASL_OK, "c2s: the user a.test@b.test still logs in");
+    xe_sasl_free(&srv);
+}
+
 int
 main(void)
 {
     char d[64];
+    char *dir = tap_mkdtemp("s2s-test"), *err = NULL;
 
     is_int(xe_jid_domain("Alice@A.Test/res@x", d, sizeof(d)), 0, "jid domain");
     is_str(d, "a.test", "domain of a full JID, lower-cased");
     is_int(xe_jid_domain("a.test/x", d, sizeof(d)), 0, "domain/resource");
     is_str(d, "a.test", "domain of domain/resource");
     is_int(xe_jid_domain("alice@", d, sizeof(d)), -1, "empty domain refused");
+    ok(dir != NULL && xe_userstore_open(dir, false, 16, &store, &err) == XE_US_OK,
+       "user store %s", err ? err : "");
+    ok(xe_sasl_global_init(store, "SCRAM-SHA-256 DIGEST-MD5", 4096, &err) == 0, "SASL %s",
+       err ? err : "");
     bytewise = 0;
     run();
+    run_secret();
     bytewise = 1;
     run();
+    run_secret();
+    run_identities();
+    xe_sasl_global_done();
+    xe_userstore_close(&store);
+    if (dir)
+        rm_rf(dir);
     return tap_done();
 }
