@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "util.h"
+#include "xelimits.h"
 
 struct dom_ctx {
     char *domain;
@@ -118,6 +119,7 @@ make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_num_tickets(ctx, XE_TLS_SESSION_TICKETS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
         char what[300];
         snprintf(what, sizeof(what), "domain %s: cannot load certificate '%s'",
