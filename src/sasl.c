@@ -576,8 +576,13 @@ xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
     for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
         s->cb[s->n_cb++] = cb[i];
-    if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, NULL, error_r) < 0)
+    /* No Cyrus connection yet: each attempt makes its own (xe_sasl_start),
+     * and the offer below does not need one (a sasl_server_new per login
+     * saved). */
+    if (!g_initialised) {
+        *error_r = xe_strdup("SASL is not initialised");
         goto fail;
+    }
     /* Offer what is configured, in the configured order, that Cyrus has
      * loaded and this session can do: a -PLUS variant with a channel
      * binding, EXTERNAL with a verified certificate, PLAIN under TLS. (Not
@@ -751,6 +756,11 @@ xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
 
     *out = NULL;
     *outlen = 0;
+    if (s->conn == NULL) { /* no attempt started */
+        snprintf(s->detail, sizeof(s->detail), "no authentication in progress");
+        *cond_r = XE_SASL_MALFORMED_REQUEST;
+        return XE_SASL_FAIL;
+    }
     r = sasl_server_step(s->conn, in, (unsigned)inlen, out, &olen);
     return finish(s, r, out, outlen, olen, cond_r);
 }
