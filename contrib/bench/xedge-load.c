@@ -126,6 +126,7 @@ struct opts {
     double rate;
     unsigned concurrency;
     double hold;
+    double msg_at; /* unix time the messages start at, at the earliest (0: none) */
     double msg_rate;
     double msg_duration;
     int msg_pairs;
@@ -1002,6 +1003,14 @@ send_message(struct sess *s)
         msg_sent++;
 }
 
+static double
+wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void finish(void);
 
 static void
@@ -1060,7 +1069,8 @@ on_tick(uv_timer_t *t)
         }
         break;
     case 1: /* hold */
-        if ((double)(now - phase_t) / 1e9 >= o.hold) {
+        if ((double)(now - phase_t) / 1e9 >= o.hold &&
+            (o.msg_at <= 0 || wall_s() >= o.msg_at)) {
             emit_phase("hold_done");
             phase = o.msg_rate > 0 && logged_in > 0 ? 2 : 4;
             phase_t = t_msg_begin = now;
@@ -1292,6 +1302,9 @@ usage(FILE *f)
         "  --pause S            the pause's length                  (default 0)\n"
         "  --hold S             seconds to hold the sessions idle after the logins,\n"
         "                       before the messages                 (default 0)\n"
+        "  --msg-at T           and start the messages at unix time T (seconds, with\n"
+        "                       a fraction) at the earliest: two runs side by side\n"
+        "                       send at the same time (default: right after --hold)\n"
         "  --msg-rate R         messages per second in total, 0 = none (default 0)\n"
         "  --msg-duration S     seconds of messages                 (default 5)\n"
         "  --msg-pairs          session 2k sends to 2k+1 and back; default: each\n"
@@ -1412,6 +1425,8 @@ parse_args(int argc, char **argv)
             o.pause_at = (unsigned)num(a, v, 0, XL_MAX_SESSIONS);
         else if (ARG("--pause"))
             o.pause = num(a, v, 0, XL_MAX_DURATION);
+        else if (ARG("--msg-at"))
+            o.msg_at = num(a, v, 0, 1e11);
         else if (ARG("--hold"))
             o.hold = num(a, v, 0, XL_MAX_DURATION);
         else if (ARG("--msg-rate"))
