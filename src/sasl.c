@@ -476,8 +476,8 @@ xe_sasl_global_done(void)
  * client names in a SCRAM GS2 header ("p=tls-unique,..."), else the first
  * (preferred) one, so that Cyrus refuses a client that claims binding
  * support while we offer it ("y,,": a downgrade) and a type we do not have. */
-static const struct xe_cbind *
-pick_cb(const struct xe_sasl *s, const char *in, size_t inlen)
+static struct xe_cbind *
+pick_cb(struct xe_sasl *s, const char *in, size_t inlen)
 {
     /* without a -PLUS mechanism on offer, there is no binding to protect: a
      * client that says "y" is right */
@@ -487,14 +487,21 @@ pick_cb(const struct xe_sasl *s, const char *in, size_t inlen)
         const char *end = memchr(in + 2, ',', inlen - 2);
         size_t tl = end ? (size_t)(end - (in + 2)) : 0;
         for (size_t i = 0; end && i < s->n_cb; i++)
-            if (strlen(s->cb[i].type) == tl && memcmp(s->cb[i].type, in + 2, tl) == 0)
+            if (strlen(s->cb[i].type) == tl && memcmp(s->cb[i].type, in + 2, tl) == 0) {
+                xe_cbind_fill(&s->cb[i]); /* the data is used: derive it now */
                 return &s->cb[i];
+            }
     }
+    /* A GS2 header of "n" or "y" uses no binding data (Cyrus only needs to
+     * know one is offered): the TLS exporter is not derived for them, the
+     * common login. Anything else may still bind in a later step. */
+    if (!(in && inlen > 0 && (in[0] == 'n' || in[0] == 'y')))
+        xe_cbind_fill(&s->cb[0]);
     return &s->cb[0];
 }
 
 static void
-use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
+use_cb(struct xe_sasl *s, struct xe_cbind *cb)
 {
     s->cyrus_cb.name = cb->type;
     s->cyrus_cb.critical = 0; /* binding is offered, not required */
@@ -509,7 +516,7 @@ use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
  * rides there; DIGEST-MD5 keeps the older form of the seed: rspauth in a
  * second challenge, an empty response, then <success/>. */
 static int
-new_conn(struct xe_sasl *s, const struct xe_cbind *cb, const char *mech, char **error_r)
+new_conn(struct xe_sasl *s, struct xe_cbind *cb, const char *mech, char **error_r)
 {
     sasl_security_properties_t sp;
     sasl_ssf_t ssf = s->tls ? 256 : 0;

@@ -456,28 +456,44 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
     if (!SSL_is_init_finished(t->ssl))
         return 0;
     if (v == TLS1_3_VERSION) {
-        if (n < max && (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+        if (n < max) { /* derived when used: xe_cbind_fill */
+            out[n].len = 0;
+            out[n].lazy = t;
             out[n].type = "tls-exporter";
             out[n++].advertise = true;
         }
         if (tls13_unique && n < max &&
             (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].lazy = NULL;
             out[n].type = "tls-unique";
             out[n++].advertise = false;
         }
     } else {
         if (n < max && (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].lazy = NULL;
             out[n].type = "tls-unique";
             out[n++].advertise = true;
         }
-        if (SSL_get_extms_support(t->ssl) == 1 && n < max &&
-            (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+        if (SSL_get_extms_support(t->ssl) == 1 && n < max) {
+            out[n].len = 0;
+            out[n].lazy = t;
             out[n].type = "tls-exporter";
             out[n++].advertise = true;
         }
     }
     ERR_clear_error();
     return n;
+}
+
+size_t
+xe_cbind_fill(struct xe_cbind *cb)
+{
+    if (cb->len == 0 && cb->lazy != NULL) {
+        cb->len = tls_exporter(cb->lazy, cb->data, XE_CB_DATA_MAX);
+        cb->lazy = NULL;
+        ERR_clear_error();
+    }
+    return cb->len;
 }
 
 static void
