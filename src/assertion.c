@@ -6,6 +6,7 @@
  */
 #include "assertion.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,72 @@ to_hex(const unsigned char *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* HMAC-SHA256 keyed once per secret: a login signs one assertion, and
+ * fetching the MAC and the digest from OpenSSL's providers and hashing the
+ * key into its pads cost more than the MAC itself. A few secrets (one per
+ * pool) are kept keyed; every call copies one (EVP_MAC_CTX_dup), under a
+ * lock, as the event loops may sign at the same time. */
+#define KEYED_MAX 8           /* secrets kept keyed */
+#define KEYED_SECRET_MAX 1024 /* longer secrets are keyed on every call */
+
+static struct {
+    EVP_MAC_CTX *ctx;
+    unsigned char secret[KEYED_SECRET_MAX];
+    size_t len;
+} keyed[KEYED_MAX];
+static size_t n_keyed;
+static EVP_MAC *hmac;
+static pthread_mutex_t keyed_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static EVP_MAC_CTX *
+new_keyed(const unsigned char *secret, size_t secret_len)
+{
+    OSSL_PARAM params[2];
+    EVP_MAC_CTX *ctx;
+
+    if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+        return NULL;
+    if ((ctx = EVP_MAC_CTX_new(hmac)) == NULL)
+        return NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_init(ctx, secret, secret_len, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* A fresh context keyed with secret, ready for updates (the caller frees it). */
+static EVP_MAC_CTX *
+keyed_ctx(const unsigned char *secret, size_t secret_len)
+{
+    EVP_MAC_CTX *ctx = NULL, *k = NULL;
+    size_t i;
+
+    pthread_mutex_lock(&keyed_lock);
+    for (i = 0; i < n_keyed; i++) {
+        if (keyed[i].len == secret_len &&
+            CRYPTO_memcmp(keyed[i].secret, secret, secret_len) == 0) {
+            k = keyed[i].ctx;
+            break;
+        }
+    }
+    if (k == NULL && secret_len <= KEYED_SECRET_MAX && n_keyed < KEYED_MAX &&
+        (k = new_keyed(secret, secret_len)) != NULL) {
+        keyed[n_keyed].ctx = k;
+        memcpy(keyed[n_keyed].secret, secret, secret_len);
+        keyed[n_keyed].len = secret_len;
+        n_keyed++;
+    }
+    if (k != NULL)
+        ctx = EVP_MAC_CTX_dup(k);
+    pthread_mutex_unlock(&keyed_lock);
+    if (k == NULL) /* too many or too long secrets: key this one alone */
+        ctx = new_keyed(secret, secret_len);
+    return ctx;
+}
+
 static int
 mac_hex(const unsigned char *secret, size_t secret_len, const char *purpose,
         const char *identity, const char *expiry, size_t expiry_len, const char *nonce,
@@ -34,17 +101,12 @@ mac_hex(const unsigned char *secret, size_t secret_len, const char *purpose,
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     int r = -1;
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    OSSL_PARAM params[2];
+    EVP_MAC_CTX *ctx = keyed_ctx(secret, secret_len);
     size_t outl = 0;
 
     if (ctx == NULL)
         goto out;
-    params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if (EVP_MAC_init(ctx, secret, secret_len, params) != 1 ||
-        EVP_MAC_update(ctx, (const unsigned char *)"xe1\n", 4) != 1 ||
+    if (EVP_MAC_update(ctx, (const unsigned char *)"xe1\n", 4) != 1 ||
         EVP_MAC_update(ctx, (const unsigned char *)purpose, strlen(purpose)) != 1 ||
         EVP_MAC_update(ctx, (const unsigned char *)"\n", 1) != 1 ||
         EVP_MAC_update(ctx, (const unsigned char *)identity, strlen(identity)) != 1 ||
@@ -58,7 +120,6 @@ mac_hex(const unsigned char *secret, size_t secret_len, const char *purpose,
     r = 0;
 out:
     EVP_MAC_CTX_free(ctx);
-    EVP_MAC_free(mac);
     OPENSSL_cleanse(md, sizeof(md));
     return r;
 }

@@ -652,8 +652,8 @@ xe_sasl_global_done(void)
  * client names in a SCRAM GS2 header ("p=tls-unique,..."), else the first
  * (preferred) one, so that Cyrus refuses a client that claims binding
  * support while we offer it ("y,,": a downgrade) and a type we do not have. */
-static const struct xe_cbind *
-pick_cb(const struct xe_sasl *s, const char *in, size_t inlen)
+static struct xe_cbind *
+pick_cb(struct xe_sasl *s, const char *in, size_t inlen)
 {
     /* without a -PLUS mechanism on offer, there is no binding to protect: a
      * client that says "y" is right */
@@ -663,14 +663,21 @@ pick_cb(const struct xe_sasl *s, const char *in, size_t inlen)
         const char *end = memchr(in + 2, ',', inlen - 2);
         size_t tl = end ? (size_t)(end - (in + 2)) : 0;
         for (size_t i = 0; end && i < s->n_cb; i++)
-            if (strlen(s->cb[i].type) == tl && memcmp(s->cb[i].type, in + 2, tl) == 0)
+            if (strlen(s->cb[i].type) == tl && memcmp(s->cb[i].type, in + 2, tl) == 0) {
+                xe_cbind_fill(&s->cb[i]); /* the data is used: derive it now */
                 return &s->cb[i];
+            }
     }
+    /* A GS2 header of "n" or "y" uses no binding data (Cyrus only needs to
+     * know one is offered): the TLS exporter is not derived for them, the
+     * common login. Anything else may still bind in a later step. */
+    if (!(in && inlen > 0 && (in[0] == 'n' || in[0] == 'y')))
+        xe_cbind_fill(&s->cb[0]);
     return &s->cb[0];
 }
 
 static void
-use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
+use_cb(struct xe_sasl *s, struct xe_cbind *cb)
 {
     s->cyrus_cb.name = cb->type;
     s->cyrus_cb.critical = 0; /* binding is offered, not required */
@@ -685,7 +692,7 @@ use_cb(struct xe_sasl *s, const struct xe_cbind *cb)
  * rides there; DIGEST-MD5 keeps the older form of the seed: rspauth in a
  * second challenge, an empty response, then <success/>. */
 static int
-new_conn(struct xe_sasl *s, const struct xe_cbind *cb, const char *mech, char **error_r)
+new_conn(struct xe_sasl *s, struct xe_cbind *cb, const char *mech, char **error_r)
 {
     sasl_security_properties_t sp;
     sasl_ssf_t ssf = s->tls ? 256 : 0;
@@ -752,8 +759,13 @@ xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
     for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
         s->cb[s->n_cb++] = cb[i];
-    if (new_conn(s, s->n_cb ? &s->cb[0] : NULL, NULL, error_r) < 0)
+    /* No Cyrus connection yet: each attempt makes its own (xe_sasl_start),
+     * and the offer below does not need one (a sasl_server_new per login
+     * saved). */
+    if (!g_initialised) {
+        *error_r = xe_strdup("SASL is not initialised");
         goto fail;
+    }
     /* Offer what is configured, in the configured order, that Cyrus has
      * loaded and this session can do: a -PLUS variant with a channel
      * binding, EXTERNAL with a verified certificate, PLAIN under TLS. (Not
@@ -984,6 +996,11 @@ xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
 
     *out = NULL;
     *outlen = 0;
+    if (s->conn == NULL) { /* no attempt started */
+        snprintf(s->detail, sizeof(s->detail), "no authentication in progress");
+        *cond_r = XE_SASL_MALFORMED_REQUEST;
+        return XE_SASL_FAIL;
+    }
     r = sasl_server_step(s->conn, in, (unsigned)inlen, out, &olen);
     return finish(s, r, out, outlen, olen, cond_r);
 }

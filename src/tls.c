@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "util.h"
+#include "xelimits.h"
 
 struct dom_ctx {
     char *domain;
@@ -118,6 +119,7 @@ make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_num_tickets(ctx, XE_TLS_SESSION_TICKETS);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
         char what[300];
         snprintf(what, sizeof(what), "domain %s: cannot load certificate '%s'",
@@ -494,28 +496,44 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
     if (!SSL_is_init_finished(t->ssl))
         return 0;
     if (v == TLS1_3_VERSION) {
-        if (n < max && (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+        if (n < max) { /* derived when used: xe_cbind_fill */
+            out[n].len = 0;
+            out[n].lazy = t;
             out[n].type = "tls-exporter";
             out[n++].advertise = true;
         }
         if (tls13_unique && n < max &&
             (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].lazy = NULL;
             out[n].type = "tls-unique";
             out[n++].advertise = false;
         }
     } else {
         if (n < max && (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+            out[n].lazy = NULL;
             out[n].type = "tls-unique";
             out[n++].advertise = true;
         }
-        if (SSL_get_extms_support(t->ssl) == 1 && n < max &&
-            (out[n].len = tls_exporter(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
+        if (SSL_get_extms_support(t->ssl) == 1 && n < max) {
+            out[n].len = 0;
+            out[n].lazy = t;
             out[n].type = "tls-exporter";
             out[n++].advertise = true;
         }
     }
     ERR_clear_error();
     return n;
+}
+
+size_t
+xe_cbind_fill(struct xe_cbind *cb)
+{
+    if (cb->len == 0 && cb->lazy != NULL) {
+        cb->len = tls_exporter(cb->lazy, cb->data, XE_CB_DATA_MAX);
+        cb->lazy = NULL;
+        ERR_clear_error();
+    }
+    return cb->len;
 }
 
 /* domain: a server's name (no '@', no '/'), else a bare JID. */

@@ -100,19 +100,22 @@ us_b64_char(char c)
            c == '+' || c == '/';
 }
 
-/* Strict, canonical base64 of 1..OUT_MAX bytes (OUT_MAX <= 1536). */
+/* Strict, canonical base64 of 1..OUT_MAX bytes (OUT_MAX <= 1536). Runs
+ * three or four times per login (every lookup decodes the SCRAM keys): only
+ * the bytes used are wiped, and only the last group, the one place where a
+ * non-canonical form can hide (unused bits, padding), is encoded again. */
 static int
 us_b64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
               size_t *out_len_r)
 {
     unsigned char tmp[3 * 512];
-    char check[4 * 512 + 1];
-    size_t pad = 0, i, n;
+    char check[5];
+    size_t pad = 0, i, n, last;
     int r = -1, dec;
 
     if (len == 0 || len % 4 != 0 || len > 4 * ((out_max + 2) / 3) ||
         len / 4 * 3 > sizeof(tmp))
-        goto out;
+        return -1;
     if (in[len - 1] == '=') {
         pad++;
         if (in[len - 2] == '=')
@@ -120,7 +123,7 @@ us_b64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
     }
     for (i = 0; i < len - pad; i++) {
         if (!us_b64_char(in[i]))
-            goto out;
+            return -1;
     }
     dec = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)len);
     if (dec < 0 || (size_t)dec != len / 4 * 3)
@@ -129,13 +132,16 @@ us_b64_decode(const char *in, size_t len, unsigned char *out, size_t out_max,
     if (n == 0 || n > out_max)
         goto out;
     /* Canonical form only: the unused bits of the last group must be zero. */
-    if (us_b64_encode(tmp, n, check) != len || memcmp(check, in, len) != 0)
+    last = (len / 4 - 1) * 3;
+    if (us_b64_encode(tmp + last, n - last, check) != 4 ||
+        memcmp(check, in + len - 4, 4) != 0)
         goto out;
     memcpy(out, tmp, n);
     *out_len_r = n;
     r = 0;
 out:
-    OPENSSL_cleanse(tmp, sizeof(tmp));
+    OPENSSL_cleanse(tmp, len / 4 * 3); /* all EVP_DecodeBlock may have written */
+    OPENSSL_cleanse(check, sizeof(check));
     return r;
 }
 

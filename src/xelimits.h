@@ -70,6 +70,12 @@
 /* compressed bytes held back while the backend's queue is above its high mark */
 #define XE_MAX_INFLATE_PENDING (2 * XE_READ_CHUNK)
 
+/* TLS 1.3 session tickets sent after a full handshake (OpenSSL's default is
+ * 2). One keeps resumption for a client that uses it (a resumed handshake
+ * gets a fresh one) and saves the second ticket's sealing, about 5% of the
+ * CPU of a login (BENCHMARKS.md); XMPP clients hold one connection. */
+#define XE_TLS_SESSION_TICKETS 1
+
 /* Timeouts (milliseconds) */
 #define XE_DEF_TLS_TIMEOUT_MS 10000 /* also: a PROXY header, on such a listener */
 #define XE_DEF_AUTH_TIMEOUT_MS 60000

@@ -19,9 +19,13 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <expat.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
@@ -116,11 +120,13 @@ struct opts {
     const char *mech;
     const char *user_fmt;
     const char *pass_fmt;
+    const char *assertion_secret; /* file: PLAIN passwords are xedge assertions */
     unsigned user_offset;
     unsigned sessions;
     double rate;
     unsigned concurrency;
     double hold;
+    double msg_at; /* unix time the messages start at, at the earliest (0: none) */
     double msg_rate;
     double msg_duration;
     int msg_pairs;
@@ -162,6 +168,9 @@ static uint64_t t_begin, t_login_end, t_msg_begin, t_msg_end, t_end_ns;
 static unsigned started, settled, logged_in, inflight, alive;
 static double *login_ms;
 static uint32_t *rtt_us;
+static unsigned char
+    a_secret[4096]; /* --assertion-secret, trailing white space removed */
+static size_t a_secret_len;
 static uint64_t rtt_n, msg_sent, msg_recv, msg_err;
 static uint64_t errors[E_COUNT];
 static unsigned rr;                  /* round robin for messages */
@@ -508,13 +517,62 @@ cb_user(void *ctx, int id, const char **result, unsigned *len)
     return SASL_OK;
 }
 
+/* With --assertion-secret: what xedge itself sends a backend as the PLAIN
+ * password (doc/assertion.md), so that a session can log in to the very
+ * Prosody behind xedge directly: "xe1:c2s:expiry:nonce:mac". */
+static int
+make_assertion(const char *user, char *out, size_t outmax)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char rnd[16], md[32];
+    char nonce[33], exp[24], ident[XL_NAME_MAX * 2], input[XL_NAME_MAX * 3], mac[65];
+    unsigned mdlen = 0;
+    size_t i;
+    int n;
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
+        return -1;
+    for (i = 0; i < 16; i++) {
+        nonce[2 * i] = hex[rnd[i] >> 4];
+        nonce[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    nonce[32] = 0;
+    snprintf(exp, sizeof(exp), "%lld", (long long)time(NULL) + 60);
+    n = snprintf(ident, sizeof(ident), "%s@%s", user, o.domain);
+    if (n < 0 || (size_t)n >= sizeof(ident))
+        return -1;
+    for (i = 0; ident[i]; i++)
+        if (ident[i] >= 'A' && ident[i] <= 'Z')
+            ident[i] = (char)(ident[i] + 32);
+    n = snprintf(input, sizeof(input), "xe1\nc2s\n%s\n%s\n%s", ident, exp, nonce);
+    if (n < 0 || (size_t)n >= sizeof(input) ||
+        !HMAC(EVP_sha256(), a_secret, (int)a_secret_len, (const unsigned char *)input,
+              (size_t)n, md, &mdlen) ||
+        mdlen != 32)
+        return -1;
+    for (i = 0; i < 32; i++) {
+        mac[2 * i] = hex[md[i] >> 4];
+        mac[2 * i + 1] = hex[md[i] & 15];
+    }
+    mac[64] = 0;
+    n = snprintf(out, outmax, "xe1:c2s:%s:%s:%s", exp, nonce, mac);
+    return n < 0 || (size_t)n >= outmax ? -1 : 0;
+}
+
 static int
 cb_pass(sasl_conn_t *conn, void *ctx, int id, sasl_secret_t **psecret)
 {
     struct sess *s = ctx;
     char pw[XL_NAME_MAX];
     size_t l;
-    fmt_index(pw, sizeof(pw), o.pass_fmt, s->idx + o.user_offset);
+    if (a_secret_len) {
+        char user[XL_NAME_MAX];
+        fmt_index(user, sizeof(user), o.user_fmt, s->idx + o.user_offset);
+        if (make_assertion(user, pw, sizeof(pw)) != 0)
+            return SASL_FAIL;
+    } else {
+        fmt_index(pw, sizeof(pw), o.pass_fmt, s->idx + o.user_offset);
+    }
     l = strlen(pw);
     free(s->secret);
     s->secret = malloc(sizeof(*s->secret) + l);
@@ -945,6 +1003,14 @@ send_message(struct sess *s)
         msg_sent++;
 }
 
+static double
+wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void finish(void);
 
 static void
@@ -1003,7 +1069,8 @@ on_tick(uv_timer_t *t)
         }
         break;
     case 1: /* hold */
-        if ((double)(now - phase_t) / 1e9 >= o.hold) {
+        if ((double)(now - phase_t) / 1e9 >= o.hold &&
+            (o.msg_at <= 0 || wall_s() >= o.msg_at)) {
             emit_phase("hold_done");
             phase = o.msg_rate > 0 && logged_in > 0 ? 2 : 4;
             phase_t = t_msg_begin = now;
@@ -1135,6 +1202,7 @@ finish(void)
                                    : 0);
     printf("MSG_RTT_P50_US=%.0f\n", pct_u(rtt_us, rtt_n, 50));
     printf("MSG_RTT_P99_US=%.0f\n", pct_u(rtt_us, rtt_n, 99));
+    printf("MSG_RTT_P999_US=%.0f\n", pct_u(rtt_us, rtt_n, 99.9));
     printf("MSG_RTT_MAX_US=%.0f\n", rtt_n ? (double)rtt_us[rtt_n - 1] : 0);
     for (int e = 0; e < E_COUNT; e++) {
         char up[32];
@@ -1164,9 +1232,9 @@ finish(void)
         if (msg_sent)
             fprintf(stderr,
                     "xedge-load: messages %" PRIu64 " sent, %" PRIu64
-                    " back; round trip p50 %.0f us p99 %.0f us\n",
+                    " back; round trip p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
                     msg_sent, msg_recv, pct_u(rtt_us, rtt_n, 50),
-                    pct_u(rtt_us, rtt_n, 99));
+                    pct_u(rtt_us, rtt_n, 99), pct_u(rtt_us, rtt_n, 99.9));
         fprintf(stderr, "xedge-load: errors %" PRIu64, total_err);
         for (int e = 0; e < E_COUNT; e++)
             if (errors[e])
@@ -1217,6 +1285,10 @@ usage(FILE *f)
         "  --user-offset N      added to the index                  (default 0)\n"
         "  --password FMT       password, %%u = index (or one for all) (default\n"
         "                       bench-password)\n"
+        "  --assertion-secret FILE  with --mech PLAIN: the password of each login is\n"
+        "                       a fresh xedge identity assertion for user@domain\n"
+        "                       signed with the secret in FILE (doc/assertion.md):\n"
+        "                       log in directly to a backend behind xedge\n"
         "  --presence           send initial presence after binding\n"
         "Load:\n"
         "  --sessions N         sessions to open (at most %d)     (default 100)\n"
@@ -1230,6 +1302,9 @@ usage(FILE *f)
         "  --pause S            the pause's length                  (default 0)\n"
         "  --hold S             seconds to hold the sessions idle after the logins,\n"
         "                       before the messages                 (default 0)\n"
+        "  --msg-at T           and start the messages at unix time T (seconds, with\n"
+        "                       a fraction) at the earliest: two runs side by side\n"
+        "                       send at the same time (default: right after --hold)\n"
         "  --msg-rate R         messages per second in total, 0 = none (default 0)\n"
         "  --msg-duration S     seconds of messages                 (default 5)\n"
         "  --msg-pairs          session 2k sends to 2k+1 and back; default: each\n"
@@ -1260,7 +1335,8 @@ usage(FILE *f)
         "SESSIONS_STARTED, LOGINS_OK, LOGINS_FAILED, SESSIONS_HELD, LOGIN_SECONDS,\n"
         "LOGINS_PER_S, LOGIN_P50_MS, LOGIN_P99_MS, LOGIN_MAX_MS, MSG_SENT, "
         "MSG_RECEIVED,\n"
-        "MSG_PER_S, MSG_RTT_P50_US, MSG_RTT_P99_US, MSG_RTT_MAX_US, ERRORS_<KIND> for\n"
+        "MSG_PER_S, MSG_RTT_P50_US, MSG_RTT_P99_US, MSG_RTT_P999_US, MSG_RTT_MAX_US, "
+        "ERRORS_<KIND> for\n"
         "each kind (CONNECT, TLS, STREAM_ERROR, NO_STARTTLS, MECH_NOT_OFFERED,\n"
         "SASL_CLIENT, AUTH_FAILED, BIND, PARSE, CLOSED, LOGIN_TIMEOUT, WRITE,\n"
         "MSG_ERROR, MSG_LOST), ERRORS, ELAPSED_S, INTERRUPTED. Stderr: progress every\n"
@@ -1335,6 +1411,8 @@ parse_args(int argc, char **argv)
             o.user_fmt = v;
         else if (ARG("--user-offset"))
             o.user_offset = (unsigned)num(a, v, 0, 1e9);
+        else if (ARG("--assertion-secret"))
+            o.assertion_secret = v;
         else if (ARG("--password"))
             o.pass_fmt = v;
         else if (ARG("--sessions"))
@@ -1347,6 +1425,8 @@ parse_args(int argc, char **argv)
             o.pause_at = (unsigned)num(a, v, 0, XL_MAX_SESSIONS);
         else if (ARG("--pause"))
             o.pause = num(a, v, 0, XL_MAX_DURATION);
+        else if (ARG("--msg-at"))
+            o.msg_at = num(a, v, 0, 1e11);
         else if (ARG("--hold"))
             o.hold = num(a, v, 0, XL_MAX_DURATION);
         else if (ARG("--msg-rate"))
@@ -1408,6 +1488,25 @@ main(int argc, char **argv)
         if (rl.rlim_cur < (rlim_t)o.sessions + 64)
             say("warning: only %lu file descriptors for %u sessions",
                 (unsigned long)rl.rlim_cur, o.sessions);
+    }
+    if (o.assertion_secret) {
+        FILE *f = fopen(o.assertion_secret, "rb");
+        if (!f) {
+            fprintf(stderr, "xedge-load: --assertion-secret %s: %s\n", o.assertion_secret,
+                    strerror(errno));
+            return 2;
+        }
+        a_secret_len = fread(a_secret, 1, sizeof(a_secret), f);
+        fclose(f);
+        while (a_secret_len && strchr("\r\n \t", a_secret[a_secret_len - 1]))
+            a_secret_len--;
+        if (a_secret_len < 32 || a_secret_len >= sizeof(a_secret) ||
+            strcmp(o.mech, "PLAIN") != 0) {
+            fprintf(stderr,
+                    "xedge-load: --assertion-secret: a secret of 32 bytes or more "
+                    "(and below 4096), with --mech PLAIN\n");
+            return 2;
+        }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
 

@@ -333,6 +333,47 @@ test_make_verify(void)
     }
 }
 
+/* Secrets are kept keyed (a few of them): more secrets than are kept, each
+ * signing and verifying in turn, give the same tokens every time; a secret
+ * too long to keep is keyed for each call. */
+static void
+test_many_secrets(void)
+{
+    unsigned char secret[20][40];
+    unsigned char big[2000];
+    const int64_t now = 1700000000;
+    char tok[20][XE_ASSERTION_MAX], t[XE_ASSERTION_MAX];
+    int bad = 0;
+
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 20; i++) {
+            memset(secret[i], 'a' + i, sizeof(secret[i]));
+            if (xe_assertion_make(secret[i], sizeof(secret[i]), "c2s", "a@b.test",
+                                  now + 60, (const unsigned char *)"0123456789abcdef", t,
+                                  sizeof(t)) <= 0)
+                bad++;
+            else if (round == 0)
+                memcpy(tok[i], t, sizeof(t));
+            else if (strcmp(tok[i], t) != 0)
+                bad++;
+            for (int j = 0; j < 20; j += 7)
+                if ((xe_assertion_verify(secret[j], sizeof(secret[j]), "c2s", "a@b.test",
+                                         tok[i], now, 60) == XE_ASSERT_OK) != (i == j))
+                    bad++;
+        }
+    }
+    is_int(bad, 0,
+           "20 secrets: each token verifies under its own secret only, twice over");
+    memset(big, 'k', sizeof(big));
+    ok(xe_assertion_make(big, sizeof(big), "c2s", "a@b.test", now + 60, NULL, t,
+                         sizeof(t)) > 0 &&
+           xe_assertion_verify(big, sizeof(big), "c2s", "a@b.test", t, now, 60) ==
+               XE_ASSERT_OK &&
+           xe_assertion_verify(big, sizeof(big) - 1, "c2s", "a@b.test", t, now, 60) ==
+               XE_ASSERT_BAD_SIGNATURE,
+       "a 2000-byte secret signs and verifies");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -341,5 +382,6 @@ main(int argc, char **argv)
     run_vectors(argv[0]);
     test_round_trips();
     test_make_verify();
+    test_many_secrets();
     return tap_done();
 }

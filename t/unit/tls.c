@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 
 #include "tls.h"
+#include "xelimits.h"
 #include "tap.h"
 
 static const char *tmpdir;
@@ -620,6 +621,58 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
     xe_tls_ctx_free(&sctx);
 }
 
+/* TLS 1.3 session tickets: XE_TLS_SESSION_TICKETS after a full handshake
+ * (not OpenSSL's 2: each costs the server a sealing), and the ticket still
+ * resumes a session. */
+static int tickets_seen;
+static SSL_SESSION *ticket;
+
+static int
+on_ticket(SSL *ssl, SSL_SESSION *sess)
+{
+    tickets_seen++;
+    if (ticket)
+        SSL_SESSION_free(ticket);
+    ticket = sess; /* keep the reference */
+    return 1;
+}
+
+static void
+test_tickets(void)
+{
+    for (int round = 0; round < 2; round++) {
+        struct ep c = ep_raw("a.test", 0, 0, NULL, 0);
+        struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+        SSL_CTX *cc = c.ssl ? SSL_get_SSL_CTX(c.ssl) : NULL;
+        char buf[16];
+        int cr, sr;
+
+        ok(c.ssl != NULL && s.x != NULL, "tickets %d: client and server made", round);
+        if (!c.ssl || !s.x)
+            return;
+        SSL_CTX_set_session_cache_mode(cc, SSL_SESS_CACHE_CLIENT |
+                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(cc, on_ticket);
+        if (round == 1)
+            SSL_set_session(c.ssl, ticket);
+        tickets_seen = 0;
+        pump_handshake(&c, &s, &cr, &sr);
+        ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "tickets %d: handshake done", round);
+        SSL_read(c.ssl, buf, sizeof(buf)); /* the client takes the tickets */
+        is_int(tickets_seen, XE_TLS_SESSION_TICKETS, "tickets %d: %d ticket(s) sent",
+               round, XE_TLS_SESSION_TICKETS);
+        if (round == 1)
+            ok(SSL_session_reused(c.ssl), "the ticket resumes the session");
+        /* a session closed without shutdown would not be resumable */
+        SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        ep_free(&c);
+        ep_free(&s);
+    }
+    if (ticket)
+        SSL_SESSION_free(ticket);
+    ticket = NULL;
+}
+
 int
 main(void)
 {
@@ -640,6 +693,7 @@ main(void)
     free(err);
     if (ctx) {
         test_basic();
+        test_tickets();
         test_cert_selection();
         test_versions();
         test_alpn();

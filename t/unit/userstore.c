@@ -184,6 +184,10 @@ test_codec(void)
         REC_HEAD "SCRAM-SHA-256=4096:!!!!:" S256_SK ":" S256_SVK "\n",
         REC_HEAD "SCRAM-SHA-256=4096::" S256_SK ":" S256_SVK "\n",
         REC_HEAD "SCRAM-SHA-256=4096:QR==:" S256_SK ":" S256_SVK "\n", /* not canonical */
+        /* not canonical in the last group, after whole ones; a padding inside */
+        REC_HEAD "SCRAM-SHA-256=4096:QUJDQUJ=:" S256_SK ":" S256_SVK "\n",
+        REC_HEAD "SCRAM-SHA-256=4096:QUJDQUJDQR==:" S256_SK ":" S256_SVK "\n",
+        REC_HEAD "SCRAM-SHA-256=4096:QR==QUJD:" S256_SK ":" S256_SVK "\n",
         REC_HEAD "SCRAM-SHA-256=4096:W22ZaJ0SNY7soEsUEjb6gQ=:" S256_SK ":" S256_SVK "\n",
         REC_HEAD "SCRAM-SHA-256=4096:" S256_SALT
                  ":=WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY"
