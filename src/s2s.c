@@ -63,6 +63,7 @@ struct xe_s2s {
     enum state st;
     enum xe_s2s_action action; /* set by a callback that stops the parser */
     bool tls, header_sent, restarted;
+    bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
     char *local, *remote;       /* IN/BACKEND: from the peer's header */
@@ -439,9 +440,13 @@ in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
     }
     xe_random_id(s->id);
     send_header(s, s->local, s->remote, true);
-    if (!s->restarted && !s->tls)
-        xe_info("event=s2s-in peer=%s remote=%s local=%s", s->p.peer,
-                s->remote ? s->remote : "-", s->local);
+    /* once per stream: its first header (before STARTTLS, or the first one
+     * in a Direct TLS stream) */
+    if (!s->restarted && !s->in_logged) {
+        s->in_logged = true;
+        xe_info("event=s2s-in peer=%s remote=%s local=%s tls=%s", s->p.peer,
+                s->remote ? s->remote : "-", s->local, s->p.tls ? "direct" : "starttls");
+    }
     send_in_features(s);
     s->st = ST_NEGOTIATE;
     return XE_XS_CONTINUE;
