@@ -71,7 +71,8 @@ struct xe_s2s {
     size_t n_names;
     struct pair pairs[XE_S2S_MAX_PAIRS];
     size_t n_pairs;
-    unsigned pending; /* IN: db:result requests not answered yet */
+    unsigned n_refused; /* dialback keys refused on this stream */
+    unsigned pending;   /* IN: db:result requests not answered yet */
     struct xe_s2s_request req;
     enum xe_s2s_result verdict;
     const char *verdict_cond;
@@ -1420,6 +1421,12 @@ xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
     xe_info(
         "event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s reason=invalid",
         s->p.peer, from, to);
+    /* XEP-0220 (since 0.6) does not require closing: the stream may carry
+     * other pairs (piggybacking). Those already authenticated keep working;
+     * the refused pair's stanzas get <invalid-from/>. A stream with no
+     * pair authenticated ends, and so does one that keeps sending bad keys. */
+    if (s->n_pairs > 0 && ++s->n_refused < XE_S2S_MAX_REFUSED)
+        return;
     xe_s2s_stream_error(s, "not-authorized", "dialback key refused");
 }
 
