@@ -63,6 +63,7 @@ struct xe_s2s {
     enum state st;
     enum xe_s2s_action action; /* set by a callback that stops the parser */
     bool tls, header_sent, restarted;
+    bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
     char *local, *remote;       /* IN/BACKEND: from the peer's header */
@@ -70,7 +71,8 @@ struct xe_s2s {
     size_t n_names;
     struct pair pairs[XE_S2S_MAX_PAIRS];
     size_t n_pairs;
-    unsigned pending; /* IN: db:result requests not answered yet */
+    unsigned n_refused; /* dialback keys refused on this stream */
+    unsigned pending;   /* IN: db:result requests not answered yet */
     struct xe_s2s_request req;
     enum xe_s2s_result verdict;
     const char *verdict_cond;
@@ -439,9 +441,13 @@ in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
     }
     xe_random_id(s->id);
     send_header(s, s->local, s->remote, true);
-    if (!s->restarted && !s->tls)
-        xe_info("event=s2s-in peer=%s remote=%s local=%s", s->p.peer,
-                s->remote ? s->remote : "-", s->local);
+    /* once per stream: its first header (before STARTTLS, or the first one
+     * in a Direct TLS stream) */
+    if (!s->restarted && !s->in_logged) {
+        s->in_logged = true;
+        xe_info("event=s2s-in peer=%s remote=%s local=%s tls=%s", s->p.peer,
+                s->remote ? s->remote : "-", s->local, s->p.tls ? "direct" : "starttls");
+    }
     send_in_features(s);
     s->st = ST_NEGOTIATE;
     return XE_XS_CONTINUE;
@@ -1415,6 +1421,12 @@ xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
     xe_info(
         "event=s2s-auth-failed mech=dialback peer=%s remote=%s local=%s reason=invalid",
         s->p.peer, from, to);
+    /* XEP-0220 (since 0.6) does not require closing: the stream may carry
+     * other pairs (piggybacking). Those already authenticated keep working;
+     * the refused pair's stanzas get <invalid-from/>. A stream with no
+     * pair authenticated ends, and so does one that keeps sending bad keys. */
+    if (s->n_pairs > 0 && ++s->n_refused < XE_S2S_MAX_REFUSED)
+        return;
     xe_s2s_stream_error(s, "not-authorized", "dialback key refused");
 }
 

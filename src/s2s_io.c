@@ -705,8 +705,11 @@ on_verdict(struct sconn *c)
         if (r == XE_S2S_VALID) {
             c->ready = true;
             arm(c, c->gen->conf->s2s_idle_ms);
-            xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s", c->peer, c->local,
-                    c->remote, xe_s2s_mech(c->core));
+            xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s tls=%s", c->peer,
+                    c->local, c->remote, xe_s2s_mech(c->core),
+                    c->direct_tls ? "direct"
+                    : c->tls      ? "starttls"
+                                  : "none");
         } else
             xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
                     "result=%s condition=%s",
@@ -771,9 +774,13 @@ tls_up(struct sconn *c)
     char ids[MAX_NAMES][3072];
     const char *names[MAX_NAMES];
     size_t n = xe_tls_peer_identities(c->tls, XE_ID_DNS | XE_ID_XMPPADDR, ids, MAX_NAMES);
+    char alpn[32];
 
     for (size_t i = 0; i < n; i++)
         names[i] = ids[i];
+    xe_debug("event=tls kind=s2s-%s peer=%s version=%s cipher=%s alpn=%s",
+             kind_names[c->kind], c->peer, xe_tls_version(c->tls), xe_tls_cipher(c->tls),
+             xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
     c->tls_handshaking = false;
     arm(c, c->gen->conf->s2s_handshake_ms);
     xe_s2s_tls_up(c->core, names, n);

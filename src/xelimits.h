@@ -26,6 +26,7 @@
 #define XE_S2S_MAX_ATTRS 64
 #define XE_S2S_MAX_PAIRS 64           /* authenticated domain pairs on one stream */
 #define XE_S2S_MAX_PENDING 16         /* dialback requests waiting on one stream */
+#define XE_S2S_MAX_REFUSED 8          /* refused keys a stream with pairs survives */
 #define XE_S2S_MAX_DOMAIN 1023        /* bytes of a domain (RFC 7622) */
 #define XE_S2S_MAX_KEY 1024           /* bytes of a db:result / db:verify key */
 #define XE_S2S_MAX_DOMAIN_BUF (XE_S2S_MAX_DOMAIN + 1)

@@ -7,6 +7,7 @@
 #
 # RECORD is one of
 #   srv:DOMAIN=TARGET:PORT   _xmpp-server._tcp.DOMAIN SRV 0 0 PORT TARGET
+#   srvs:DOMAIN=TARGET:PORT  _xmpps-server._tcp.DOMAIN SRV 0 0 PORT TARGET (XEP-0368)
 #   a:NAME=ADDR              NAME A ADDR (or AAAA for an IPv6 ADDR)
 #   --any-dnsmasq-option     passed as it is (e.g. --srv-host=...)
 # start runs dnsmasq on ADDR:PORT (UDP and TCP) answering only from these
@@ -39,6 +40,9 @@ cmd_start() {
 		srv:*=*:*)
 			name=${r#srv:}; val=${name#*=}; name=${name%%=*}
 			opts+=("--srv-host=_xmpp-server._tcp.$name,${val%:*},${val##*:}") ;;
+		srvs:*=*:*)
+			name=${r#srvs:}; val=${name#*=}; name=${name%%=*}
+			opts+=("--srv-host=_xmpps-server._tcp.$name,${val%:*},${val##*:}") ;;
 		a:*=*)
 			name=${r#a:}; val=${name#*=}; name=${name%%=*}
 			opts+=("--host-record=$name,$val") ;;

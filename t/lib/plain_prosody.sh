@@ -5,6 +5,7 @@
 #   t/lib/plain_prosody.sh start DIR --domain D --address A --c2s-port N
 #       --s2s-port M --cert FILE --key FILE [--trust CAFILE]
 #       [--dns ADDR:PORT] [--user NAME=PASSWORD]... [--secure-auth]
+#       [--s2s-direct-tls-port P [--alpn]]
 #   t/lib/plain_prosody.sh stop DIR
 #
 # start writes DIR/prosody.cfg.lua (c2s STARTTLS required on A:N, s2s on
@@ -13,7 +14,12 @@
 # the users (prosodyctl register, internal_plain storage), starts Prosody in
 # the foreground (debug log DIR/prosody.log, console DIR/console.out), waits
 # for both ports and prints "PID" on stdout; DIR/pid holds it too.
-# --trust: the CA file Prosody checks peers' certificates with (default: the
+# --s2s-direct-tls-port: s2s Direct TLS (XEP-0368) on A:P as well
+# (s2s_direct_tls_ports; Prosody's outgoing side asks _xmpps-server SRV
+# first anyway). --alpn: P is instead a Direct TLS port of mod_net_multiplex
+# (ssl_ports) which selects ALPN and routes "xmpp-server" to s2s (Prosody
+# 0.12's own s2s_direct_tls port selects no ALPN); its debug log then says
+# 'Routing incoming connection to ... based on ALPN "xmpp-server"'. --trust: the CA file Prosody checks peers' certificates with (default: the
 # system's). --dns ADDR:PORT: Prosody's resolver (libunbound through
 # lua-unbound) asks only that server (a forwarder, e.g. t/lib/dns.sh's
 # dnsmasq), with the special-use "test." zone made transparent (libunbound
@@ -53,13 +59,15 @@ wait_port() { # HOST PORT PID CONSOLE
 cmd_start() {
 	local dir=$1
 	shift
-	local domain="" addr="" c2s="" s2s="" cert="" key="" trust="" dns="" secure=false users=()
+	local domain="" addr="" c2s="" s2s="" cert="" key="" trust="" dns="" secure=false users=() s2sd="" alpn=false
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--domain) domain=$2; shift 2 ;;
 		--address) addr=$2; shift 2 ;;
 		--c2s-port) c2s=$2; shift 2 ;;
 		--s2s-port) s2s=$2; shift 2 ;;
+		--s2s-direct-tls-port) s2sd=$2; shift 2 ;;
+		--alpn) alpn=true; shift ;;
 		--cert) cert=$2; shift 2 ;;
 		--key) key=$2; shift 2 ;;
 		--trust) trust=$2; shift 2 ;;
@@ -74,7 +82,10 @@ cmd_start() {
 	mkdir -p "$dir/data" "$dir/certs" || die "mkdir $dir"
 	dir=$(cd "$dir" && pwd)
 	cp "$cert" "$dir/certs/$domain.crt" && cp "$key" "$dir/certs/$domain.key" || die "copy cert/key"
-	local unbound="" ssl_trust=""
+	local unbound="" ssl_trust="" s2sd_ports=$s2sd mplex="" mplex_mod=""
+	if $alpn && [ -n "$s2sd" ]; then
+		s2sd_ports="" mplex="ssl_ports = { $s2sd }" mplex_mod=' "net_multiplex";'
+	fi
 	if [ -n "$dns" ]; then
 		unbound="unbound = {
   resolvconf = false; hoststxt = false;
@@ -94,7 +105,8 @@ interfaces = { "$addr" }
 c2s_ports = { $c2s }
 s2s_ports = { $s2s }
 c2s_direct_tls_ports = { }
-s2s_direct_tls_ports = { }
+s2s_direct_tls_ports = { $s2sd_ports }
+$mplex
 legacy_ssl_ports = { }
 
 c2s_require_encryption = true
@@ -107,7 +119,7 @@ log = {
   { levels = { min = "debug" }, to = "file", filename = "$dir/prosody.log" };
   { levels = { min = "info" }, to = "console" };
 }
-modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix"; }
+modules_enabled = { "roster"; "saslauth"; "tls"; "dialback"; "disco"; "ping"; "posix";$mplex_mod }
 modules_disabled = { "offline" }
 authentication = "internal_plain"
 storage = "internal"
@@ -123,7 +135,8 @@ EOF
 	prosody -F --config "$dir/prosody.cfg.lua" </dev/null >"$dir/console.out" 2>&1 &
 	local pid=$!
 	echo "$pid" >"$dir/pid"
-	if ! wait_port "$addr" "$c2s" "$pid" "$dir/console.out" || ! wait_port "$addr" "$s2s" "$pid" "$dir/console.out"; then
+	if ! wait_port "$addr" "$c2s" "$pid" "$dir/console.out" || ! wait_port "$addr" "$s2s" "$pid" "$dir/console.out" ||
+		{ [ -n "$s2sd" ] && ! wait_port "$addr" "$s2sd" "$pid" "$dir/console.out"; }; then
 		tail -n 20 "$dir/console.out" "$dir/prosody.log" >&2 2>/dev/null
 		cmd_stop "$dir" 2>/dev/null
 		die "Prosody for $domain did not start on $addr:$c2s/$s2s"

@@ -622,6 +622,172 @@ drive(struct xe_sasl *srv, const char *authname, const unsigned char *pw,
     return sr;
 }
 
+/* Feed a string to a core (byte by byte when bytewise); the last action. */
+static enum xe_s2s_action
+feed_str(struct xe_s2s *s, const char *str)
+{
+    size_t len = strlen(str), off = 0, used;
+    enum xe_s2s_action a = XE_S2S_CONTINUE;
+
+    while (off < len) {
+        a = xe_s2s_feed(s, str + off, bytewise ? 1 : len - off, &used);
+        off += used;
+        if (a != XE_S2S_CONTINUE)
+            break;
+    }
+    return a;
+}
+
+/* Piggybacking (XEP-0220 2.5, RFC 6120 multiplexing): several domain pairs on
+ * one inbound stream, each asked for by its own db:result and verified on its
+ * own; stanzas only for the pairs verified. a.test's side serves a.test and
+ * a2.test; b.test's server sends for b.test and its MUC muc.b.test. */
+static void
+run_piggyback(void)
+{
+    struct xe_s2s_params pi = params(XE_S2S_IN);
+    struct xe_s2s *in;
+    struct xe_s2s_event ev;
+    struct xe_buf *o;
+    enum xe_s2s_action a;
+    bool b_a2 = false, muc_a = false;
+
+    printf("# piggybacking, %s\n", bytewise ? "byte by byte" : "whole");
+    pi.is_local = local_a;
+    pi.secret = SECRET;
+    pi.secret_len = sizeof(SECRET) - 1;
+    pi.tls = true; /* Direct TLS */
+    in = xe_s2s_new(&pi);
+    xe_s2s_tls_up(in, NULL, 0);
+    a = feed_str(in, "<stream:stream xmlns='jabber:server' "
+                     "xmlns:stream='http://etherx.jabber.org/streams' "
+                     "xmlns:db='jabber:server:dialback' from='b.test' to='a.test' "
+                     "version='1.0'><db:result from='b.test' to='a.test'>k1</db:result>");
+    ok(a == XE_S2S_CONTINUE && xe_s2s_next_event(in, &ev) &&
+           ev.type == XE_S2S_EV_DIALBACK && strcmp(ev.from, "b.test") == 0 &&
+           strcmp(ev.to, "a.test") == 0,
+       "piggyback: the first db:result (b.test, a.test): a verification");
+    xe_s2s_dialback_verdict(in, "b.test", "a.test", XE_S2S_VALID, NULL);
+    ok(xe_s2s_pair_ok(in, "b.test", "a.test"),
+       "piggyback: (b.test, a.test) authenticated");
+    xe_buf_consume(xe_s2s_output(in), xe_s2s_output(in)->len);
+
+    /* two more pairs on the same stream: another local domain, a MUC */
+    a = feed_str(in, "<db:result from='b.test' to='a2.test'>k2</db:result>"
+                     "<db:result from='muc.b.test' to='a.test'>k3</db:result>");
+    is_int(a, XE_S2S_CONTINUE, "piggyback: two more db:result on the stream");
+    while (xe_s2s_next_event(in, &ev)) {
+        if (ev.type != XE_S2S_EV_DIALBACK)
+            continue;
+        if (strcmp(ev.from, "b.test") == 0 && strcmp(ev.to, "a2.test") == 0 &&
+            strcmp(ev.key, "k2") == 0)
+            b_a2 = true;
+        if (strcmp(ev.from, "muc.b.test") == 0 && strcmp(ev.to, "a.test") == 0 &&
+            strcmp(ev.key, "k3") == 0)
+            muc_a = true;
+    }
+    ok(b_a2 && muc_a, "piggyback: the core asks for both verifications");
+    ok(!xe_s2s_pair_ok(in, "b.test", "a2.test") &&
+           !xe_s2s_pair_ok(in, "muc.b.test", "a.test"),
+       "piggyback: neither authenticated before its verdict");
+    /* verdicts in the other order */
+    xe_s2s_dialback_verdict(in, "muc.b.test", "a.test", XE_S2S_VALID, NULL);
+    xe_s2s_dialback_verdict(in, "b.test", "a2.test", XE_S2S_VALID, NULL);
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "<db:result from='a.test' to='muc.b.test' type='valid'/>",
+              55) != NULL &&
+           memmem(o->data, o->len, "<db:result from='a2.test' to='b.test' type='valid'/>",
+                  52) != NULL,
+       "piggyback: both answered valid");
+    ok(xe_s2s_pair_ok(in, "b.test", "a2.test") &&
+           xe_s2s_pair_ok(in, "muc.b.test", "a.test") &&
+           xe_s2s_pair_ok(in, "b.test", "a.test"),
+       "piggyback: three pairs authenticated on one stream");
+    xe_buf_consume(o, o->len);
+
+    /* a fourth pair whose verification fails: refused, the others stay */
+    a = feed_str(in, "<db:result from='x.b.test' to='a.test'>k4</db:result>");
+    ok(a == XE_S2S_CONTINUE && xe_s2s_next_event(in, &ev) &&
+           ev.type == XE_S2S_EV_DIALBACK && strcmp(ev.from, "x.b.test") == 0,
+       "piggyback: a fourth db:result: a verification");
+    xe_s2s_dialback_verdict(in, "x.b.test", "a.test", XE_S2S_INVALID, NULL);
+    o = xe_s2s_output(in);
+    ok(memmem(o->data, o->len, "<db:result from='a.test' to='x.b.test' type='invalid'/>",
+              55) != NULL &&
+           memmem(o->data, o->len, "not-authorized", 14) == NULL && !xe_s2s_closed(in),
+       "piggyback: the failed pair is answered invalid, the stream stays (XEP-0220: it "
+       "carries other pairs)");
+    ok(!xe_s2s_pair_ok(in, "x.b.test", "a.test") &&
+           xe_s2s_pair_ok(in, "b.test", "a.test"),
+       "piggyback: the failed pair is not authenticated, the first one still is");
+    xe_buf_consume(o, o->len);
+
+    /* stanzas of each authenticated pair are forwarded */
+    a = feed_str(in,
+                 "<message from='bob@b.test/r' to='alice@a.test'><body>1</body></message>"
+                 "<message from='bob@b.test/r' to='carl@a2.test'><body>2</body></message>"
+                 "<presence from='room@muc.b.test/nick' to='alice@a.test/r'/>");
+    is_int(a, XE_S2S_CONTINUE, "piggyback: stanzas of three pairs");
+    ok(xe_s2s_next_event(in, &ev) && ev.type == XE_S2S_EV_STANZA &&
+           strcmp(ev.from, "b.test") == 0 && strcmp(ev.to, "a.test") == 0,
+       "piggyback: (b.test, a.test) forwarded");
+    ok(xe_s2s_next_event(in, &ev) && ev.type == XE_S2S_EV_STANZA &&
+           strcmp(ev.from, "b.test") == 0 && strcmp(ev.to, "a2.test") == 0,
+       "piggyback: (b.test, a2.test) forwarded");
+    ok(xe_s2s_next_event(in, &ev) && ev.type == XE_S2S_EV_STANZA &&
+           strcmp(ev.from, "muc.b.test") == 0 && strcmp(ev.to, "a.test") == 0 &&
+           ev.len > 9 && memcmp(ev.raw, "<presence", 9) == 0,
+       "piggyback: (muc.b.test, a.test) forwarded, as it came");
+    ok(!xe_s2s_next_event(in, &ev), "piggyback: nothing else");
+
+    /* the refused pair, then a domain never asked for: invalid-from */
+    a = feed_str(in, "<message from='eve@c.test' to='alice@a.test'/>");
+    o = xe_s2s_output(in);
+    ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<invalid-from", 13) != NULL &&
+           !xe_s2s_next_event(in, &ev),
+       "piggyback: a stanza from a third domain: <invalid-from/>, not forwarded");
+    xe_s2s_free(&in);
+
+    /* the refused pair's stanzas are refused the same way */
+    in = xe_s2s_new(&pi);
+    xe_s2s_tls_up(in, NULL, 0);
+    feed_str(in, "<stream:stream xmlns='jabber:server' "
+                 "xmlns:stream='http://etherx.jabber.org/streams' "
+                 "xmlns:db='jabber:server:dialback' from='b.test' to='a.test' "
+                 "version='1.0'><db:result from='b.test' to='a.test'>k1</db:result>"
+                 "<db:result from='x.b.test' to='a.test'>k4</db:result>");
+    xe_s2s_dialback_verdict(in, "b.test", "a.test", XE_S2S_VALID, NULL);
+    xe_s2s_dialback_verdict(in, "x.b.test", "a.test", XE_S2S_INVALID, NULL);
+    while (xe_s2s_next_event(in, &ev))
+        ;
+    a = feed_str(in, "<message from='eve@x.b.test' to='alice@a.test'/>");
+    o = xe_s2s_output(in);
+    ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<invalid-from", 13) != NULL,
+       "piggyback: a stanza of the refused pair: <invalid-from/>");
+    xe_s2s_free(&in);
+
+    /* a stream that keeps sending bad keys ends after XE_S2S_MAX_REFUSED */
+    in = xe_s2s_new(&pi);
+    xe_s2s_tls_up(in, NULL, 0);
+    feed_str(in, "<stream:stream xmlns='jabber:server' "
+                 "xmlns:stream='http://etherx.jabber.org/streams' "
+                 "xmlns:db='jabber:server:dialback' from='b.test' to='a.test' "
+                 "version='1.0'><db:result from='b.test' to='a.test'>k1</db:result>");
+    xe_s2s_dialback_verdict(in, "b.test", "a.test", XE_S2S_VALID, NULL);
+    for (int i = 1; i < XE_S2S_MAX_REFUSED; i++) {
+        feed_str(in, "<db:result from='x.b.test' to='a.test'>k4</db:result>");
+        xe_s2s_dialback_verdict(in, "x.b.test", "a.test", XE_S2S_INVALID, NULL);
+    }
+    ok(!xe_s2s_closed(in), "piggyback: %d refused keys, the stream stays",
+       XE_S2S_MAX_REFUSED - 1);
+    feed_str(in, "<db:result from='x.b.test' to='a.test'>k4</db:result>");
+    xe_s2s_dialback_verdict(in, "x.b.test", "a.test", XE_S2S_INVALID, NULL);
+    o = xe_s2s_output(in);
+    ok(xe_s2s_closed(in) && memmem(o->data, o->len, "<not-authorized", 15) != NULL,
+       "piggyback: the %dth ends it with <not-authorized/>", XE_S2S_MAX_REFUSED);
+    xe_s2s_free(&in);
+}
+
 static void
 run_identities(void)
 {
@@ -681,9 +847,11 @@ main(void)
     bytewise = 0;
     run();
     run_secret();
+    run_piggyback();
     bytewise = 1;
     run();
     run_secret();
+    run_piggyback();
     run_identities();
     xe_sasl_global_done();
     xe_userstore_close(&store);
