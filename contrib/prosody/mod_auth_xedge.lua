@@ -25,27 +25,7 @@ local os_time = os.time;
 -- The secret: read once at load. A missing or short secret stops the module
 -- from loading (Prosody then logs the error and offers no authentication).
 -- a relative path is taken relative to the directory of the config file
-local secret_path = module:get_option_path("xedge_secret_file", nil, "config");
-if not secret_path then
-	module:log("error", "xedge_secret_file is not set; it must name the file holding the secret shared with xedge");
-	error("mod_auth_xedge: xedge_secret_file is not set");
-end
-local secret;
-do
-	local fh, err = io.open(secret_path, "rb");
-	if not fh then
-		module:log("error", "cannot read xedge_secret_file %s: %s", secret_path, tostring(err));
-		error("mod_auth_xedge: cannot read xedge_secret_file " .. secret_path);
-	end
-	local data = fh:read("a");
-	fh:close();
-	local why;
-	secret, why = A.secret_from_file_contents(data);
-	if not secret then
-		module:log("error", "xedge_secret_file %s refused: %s", secret_path, why);
-		error("mod_auth_xedge: xedge_secret_file " .. secret_path .. " refused: " .. why);
-	end
-end
+local secret = A.load_module_secret(module, "mod_auth_xedge");
 
 local max_lifetime = module:get_option_number("xedge_assertion_max_lifetime", 120);
 max_lifetime = math.tointeger(math.floor(max_lifetime)) or 120;

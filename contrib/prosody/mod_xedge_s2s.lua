@@ -50,27 +50,7 @@ module:depends("dialback");
 
 -- The secret: read once at load. A missing or short secret stops the module
 -- from loading (Prosody logs the error; nothing is authenticated by it).
-local secret_path = module:get_option_path("xedge_secret_file", nil, "config");
-if not secret_path then
-	module:log("error", "xedge_secret_file is not set; it must name the file holding the secret shared with xedge");
-	error("mod_xedge_s2s: xedge_secret_file is not set");
-end
-local secret;
-do
-	local fh, err = io.open(secret_path, "rb");
-	if not fh then
-		module:log("error", "cannot read xedge_secret_file %s: %s", secret_path, tostring(err));
-		error("mod_xedge_s2s: cannot read xedge_secret_file " .. secret_path);
-	end
-	local data = fh:read("a");
-	fh:close();
-	local why;
-	secret, why = A.secret_from_file_contents(data);
-	if not secret then
-		module:log("error", "xedge_secret_file %s refused: %s", secret_path, why);
-		error("mod_xedge_s2s: xedge_secret_file " .. secret_path .. " refused: " .. why);
-	end
-end
+local secret = A.load_module_secret(module, "mod_xedge_s2s");
 
 -- The route: "HOST:PORT" or "[IPV6]:PORT".
 local route_spec = module:get_option_string("xedge_s2s_route");

@@ -105,6 +105,32 @@ function M.secret_from_file_contents(data)
 	return secret;
 end
 
+-- The secret of a Prosody module (its xedge_secret_file option; a relative
+-- path is taken relative to the config file's directory), read once at
+-- load. Missing, unreadable or short: logs why and raises an error, which
+-- stops the module from loading (nothing is authenticated by it).
+--   local secret = A.load_module_secret(module, "mod_auth_xedge")
+function M.load_module_secret(module, name)
+	local path = module:get_option_path("xedge_secret_file", nil, "config");
+	if not path then
+		module:log("error", "xedge_secret_file is not set; it must name the file holding the secret shared with xedge");
+		error(name .. ": xedge_secret_file is not set");
+	end
+	local fh, err = io.open(path, "rb");
+	if not fh then
+		module:log("error", "cannot read xedge_secret_file %s: %s", path, tostring(err));
+		error(name .. ": cannot read xedge_secret_file " .. path);
+	end
+	local data = fh:read("a");
+	fh:close();
+	local secret, why = M.secret_from_file_contents(data);
+	if not secret then
+		module:log("error", "xedge_secret_file %s refused: %s", path, why);
+		error(name .. ": xedge_secret_file " .. path .. " refused: " .. why);
+	end
+	return secret;
+end
+
 -- A replay cache: the nonce of every accepted assertion, kept until its
 -- expiry, so that an assertion is accepted once. Bounded by max_entries
 -- (the rate of accepted assertions times their lifetime); when full it
