@@ -1,7 +1,7 @@
 #!/bin/bash
 # e2e-s2s-secret.t: federation with a pre-shared secret (s2s.peers[]
 # secret_file, policy "secret"; doc/federation.md). Two sandboxes, a.test on
-# 127.0.0.11 and b.test on 127.0.0.12 (as t/e2e-s2s.t), each listing the
+# 127.0.0.11 and b.test on 127.0.0.12 (as t/e2e-s2s-dialback.t), each listing the
 # other with the same secret (--peer-secret): alice and bob message each
 # other both ways, each xedge logs SCRAM-SHA-256 inbound and outbound and no
 # dialback. Then b.test comes back with a wrong secret: its stream to a.test
