@@ -183,6 +183,7 @@ struct worker {
     /* reads are consumed (copied or decrypted) before the callback returns */
     char read_slab[XE_READ_CHUNK];
     char plain_slab[XE_READ_CHUNK];
+    char write_slab[XE_READ_CHUNK]; /* TLS records taken out of the BIO to be written */
 };
 
 /* The server: what every worker shares. The fields the workers touch
@@ -254,6 +255,12 @@ struct conn {
     struct bstate *bst;               /* server's state: counts this session while set */
     const char *fail_text;            /* the error text when the backend fails */
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
+    /* before the splice, a callback's writes are held until it returns and
+     * go out as one per side (cork/uncork): the plaintext here ([0] to the
+     * backend, [1] to the client, XE_CORK_MAX each), the client's TLS
+     * records in the memory BIO */
+    unsigned corked;
+    struct xe_buf cork_buf[2];
     bool client_paused, backend_paused;
     bool client_eof, shutdown_sent;
     uv_shutdown_t shutdown_req;
@@ -587,16 +594,48 @@ submit(struct conn *c, struct wreq *wr)
     return 0;
 }
 
+/* What the socket takes now (uv_try_write: no request, no callback, no
+ * epoll_ctl), the rest queued with uv_write; an error is left to uv_write
+ * to report, as before. Bytes written at once never count as queued. */
+static int
+write_now(struct conn *c, bool to_client, const void *data, size_t len)
+{
+    uv_stream_t *s = to_client ? (uv_stream_t *)&c->client : (uv_stream_t *)&c->backend;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    struct wreq *wr;
+    int r;
+
+    if (len == 0 || c->closed || (to_client ? c->shutdown_sent : !c->backend_inited) ||
+        uv_is_closing((uv_handle_t *)s))
+        return 0; /* (nothing goes after our FIN, nor to a closing backend) */
+    r = uv_try_write(s, &b, 1);
+    if (r < 0)
+        r = 0;
+    if ((size_t)r == len)
+        return 0;
+    wr = wreq_new(c, to_client, len - (size_t)r);
+    memcpy(wr->data, (const char *)data + r, len - (size_t)r);
+    return submit(c, wr);
+}
+
 static int
 write_raw(struct conn *c, bool to_client, const void *data, size_t len)
 {
-    struct wreq *wr;
-
     if (len == 0 || c->closed)
         return 0;
-    wr = wreq_new(c, to_client, len);
-    memcpy(wr->data, data, len);
-    return submit(c, wr);
+    if (c->corked) {
+        struct xe_buf *b = &c->cork_buf[to_client];
+        if (b->len + len <= XE_CORK_MAX && xe_buf_append(b, data, len) == 0)
+            return 0;
+        /* it does not fit: what is held first, then this */
+        if (write_now(c, to_client, b->data, b->len) < 0)
+            return -1;
+        b->len = 0;
+        if (len <= XE_CORK_MAX && xe_buf_append(b, data, len) == 0)
+            return 0;
+        return write_now(c, to_client, data, len);
+    }
+    return write_now(c, to_client, data, len);
 }
 
 static int
@@ -604,17 +643,80 @@ flush_tls(struct conn *c)
 {
     size_t n;
 
-    while (c->tls && !c->closed && (n = xe_tls_out_pending(c->tls)) > 0) {
-        struct wreq *wr = wreq_new(c, true, n);
-        wr->len = xe_tls_out_take(c->tls, wr->data, n);
-        if (wr->len == 0) {
-            free(wr);
+    if (c->corked)
+        return 0; /* the records wait in the BIO until uncork() */
+    while (c->tls && !c->closed && xe_tls_out_pending(c->tls) > 0) {
+        n = xe_tls_out_take(c->tls, c->w->write_slab, sizeof(c->w->write_slab));
+        if (n == 0)
             break;
-        }
-        if (submit(c, wr) < 0)
+        if (write_now(c, true, c->w->write_slab, n) < 0)
             return -1;
     }
     return 0;
+}
+
+/* Hold the connection's writes until the matching uncork(). */
+static void
+cork(struct conn *c)
+{
+    c->corked++;
+}
+
+/* What is held, out: the client's plaintext (before TLS), then its TLS
+ * records, then the backend's plaintext; each side in one write as a rule
+ * (the BIO is taken in pieces of the worker's write slab). */
+static void
+cork_flush(struct conn *c)
+{
+    if (c->cork_buf[1].len) {
+        write_now(c, true, c->cork_buf[1].data, c->cork_buf[1].len);
+        c->cork_buf[1].len = 0;
+    }
+    flush_tls(c);
+    if (c->cork_buf[0].len && !c->closed) {
+        write_now(c, false, c->cork_buf[0].data, c->cork_buf[0].len);
+        c->cork_buf[0].len = 0;
+    }
+}
+
+static void
+uncork(struct conn *c)
+{
+    if (--c->corked > 0 || c->closed)
+        return;
+    cork_flush(c);
+    if (c->closed)
+        return;
+    if (c->st == CS_SPLICED) { /* the pump does not cork: no memory held per session */
+        xe_buf_free(&c->cork_buf[0]);
+        xe_buf_free(&c->cork_buf[1]);
+    } else if (c->st == CS_CLOSING) {
+        maybe_shutdown(c); /* (it waited for this) */
+    }
+}
+
+/* The connection closes at once, inside a corked callback: what is held
+ * gets the one attempt uv_write would have made, and no more. */
+static void
+cork_last(struct conn *c)
+{
+    uv_buf_t b;
+    size_t n;
+
+    if (c->cork_buf[1].len) {
+        b = uv_buf_init((char *)c->cork_buf[1].data, (unsigned)c->cork_buf[1].len);
+        uv_try_write((uv_stream_t *)&c->client, &b, 1);
+    }
+    if (c->tls &&
+        (n = xe_tls_out_take(c->tls, c->w->write_slab, sizeof(c->w->write_slab))) > 0) {
+        b = uv_buf_init(c->w->write_slab, (unsigned)n);
+        uv_try_write((uv_stream_t *)&c->client, &b, 1);
+    }
+    if (c->cork_buf[0].len && c->backend_inited && !c->retrying) {
+        b = uv_buf_init((char *)c->cork_buf[0].data, (unsigned)c->cork_buf[0].len);
+        uv_try_write((uv_stream_t *)&c->backend, &b, 1);
+    }
+    c->cork_buf[0].len = c->cork_buf[1].len = 0;
 }
 
 static int
@@ -665,6 +767,8 @@ on_handle_closed(uv_handle_t *h)
     xe_regsplice_free(&c->reg);
     xe_buf_free(&c->to_backend_pending);
     xe_buf_free(&c->to_client_pending);
+    xe_buf_free(&c->cork_buf[0]);
+    xe_buf_free(&c->cork_buf[1]);
     xe_buf_free(&c->held_in);
     xe_buf_free(&c->end_xml);
     xe_zstream_free(&c->zs);
@@ -687,6 +791,8 @@ finish_close(struct conn *c)
 
     if (c->closed)
         return;
+    if (c->corked)
+        cork_last(c);
     c->closed = true;
     c->st = CS_CLOSING;
     if (c->jid && c->bytes_up + c->bytes_down > 0)
@@ -750,8 +856,8 @@ on_shutdown(uv_shutdown_t *req, int status)
 static void
 maybe_shutdown(struct conn *c)
 {
-    if (c->closed || c->shutdown_sent || c->to_client_q > 0)
-        return;
+    if (c->closed || c->shutdown_sent || c->to_client_q > 0 || c->corked)
+        return; /* (uncork() calls again) */
     if (c->to_backend_q == 0 && c->client_eof) {
         finish_close(c);
         return;
@@ -931,6 +1037,7 @@ backend_failed(struct conn *c, const char *why)
         xe_backend_hs_free(&c->bhs);
         uv_timer_stop(&c->timer);
         c->retrying = true;
+        c->cork_buf[0].len = 0; /* (held for the failed server) */
         uv_read_stop((uv_stream_t *)&c->backend);
         uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
         return;
@@ -1128,7 +1235,7 @@ backend_closed_stream(const struct conn *c)
 }
 
 static void
-on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
 
@@ -1209,8 +1316,22 @@ on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+/* Before the splice, what this read makes goes out when it returns. */
 static void
-on_backend_connect(uv_connect_t *req, int status)
+on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        cork(c);
+    backend_read_cb(s, n, buf);
+    if (corked)
+        uncork(c);
+}
+
+static void
+backend_connect_cb(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
     struct xe_buf *out;
@@ -1230,6 +1351,19 @@ on_backend_connect(uv_connect_t *req, int status)
     out->len = 0;
     uv_read_start((uv_stream_t *)&c->backend, on_alloc, on_backend_read);
     uv_timer_start(&c->timer, on_timer, c->gen->conf->backend_handshake_ms, 0);
+}
+
+static void
+on_backend_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        cork(c);
+    backend_connect_cb(req, status);
+    if (corked)
+        uncork(c);
 }
 
 /* The index of the server the operator pinned the user to (xedgectl user
@@ -1842,7 +1976,7 @@ compress_log_close(const struct conn *c)
 /* ---- the client ---------------------------------------------------------- */
 
 static void
-on_timer(uv_timer_t *t)
+timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
 
@@ -1882,6 +2016,19 @@ on_timer(uv_timer_t *t)
         }
         break;
     }
+}
+
+static void
+on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        cork(c);
+    timer_cb(t);
+    if (corked)
+        uncork(c);
 }
 
 static void
@@ -2069,7 +2216,7 @@ client_plain(struct conn *c, const char *data, size_t n)
 }
 
 static void
-on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     struct conn *c = s->data;
 
@@ -2122,6 +2269,20 @@ on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         tls_established(c);
     }
     read_tls_plain(c);
+}
+
+/* Before the splice, what this read makes goes out when it returns. */
+static void
+on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        cork(c);
+    client_read_cb(s, n, buf);
+    if (corked)
+        uncork(c);
 }
 
 /* Decrypt what TLS holds and hand it on, until it is empty or an answer is
@@ -2241,6 +2402,8 @@ on_connection(uv_stream_t *ls, int status)
     xe_buf_init(&c->to_client_pending, c->gen->conf->pump_hard_cap);
     xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
+    xe_buf_init(&c->cork_buf[0], XE_CORK_MAX);
+    xe_buf_init(&c->cork_buf[1], XE_CORK_MAX);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;

@@ -55,6 +55,9 @@
 
 /* One read from a socket (bytes): what can land in a queue at once */
 #define XE_READ_CHUNK (64 * 1024)
+/* Before the splice, what one callback writes to one side, held to go out
+ * as one write (bytes; more is written at once) */
+#define XE_CORK_MAX (16 * 1024)
 
 /* Buffers of the pump, per direction (bytes) */
 #define XE_DEF_PUMP_HIGH_WATER (256 * 1024)

@@ -4,7 +4,7 @@
 # injection, and the restart at the exact byte after SASL (with pipelining).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 14
+plan 15
 
 PW="stream-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW"
@@ -34,5 +34,7 @@ ok $? "the dropped bytes are logged"
 is "$(probe pipelined-restart alice@example.test "$PW")" \
 	"success=True bound=alice@example.test/piped closed=True" \
 	"<auth/>, the restarted header and a bind request in one TLS record: restart at the exact byte, bound"
+is "$(probe tls-alert)" "alert=True closed=True" \
+	"a broken ClientHello: the TLS alert xedge writes as it closes arrives before the close"
 kill -0 "${XEDGE_PIDS%%,*}"
 ok $? "xedge is still running"

@@ -6,7 +6,7 @@ stream handling (stdlib only). Prints what the server sent, then one line
 Cases:
   host-unknown, doctype, billion-laughs, bad-namespace, no-version,
   stanza-before-tls, not-well-formed, comment, oversized, byte-by-byte,
-  starttls-injection JID PW, pipelined-restart JID PW
+  starttls-injection JID PW, pipelined-restart JID PW, tls-alert
 """
 import base64, re, socket, ssl, sys, time
 
@@ -149,6 +149,17 @@ def main():
         verdict = 'success=%s bound=%s closed=%s' % (
             b'<success' in buf, m.group(1).decode() if m else None,
             b'</stream:stream>' in end or b'[EOF]' in end)
+    elif case == 'tls-alert':
+        # a broken ClientHello after <proceed/>: the TLS alert xedge writes
+        # while it closes the connection (in the same read) reaches us first
+        s = connect(addr)
+        s.sendall(hdr + b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        read_until(s, rb'<proceed')
+        s.sendall(b'\x16\x03\x01\x00\x04\x01\x00\x00\x00')
+        buf = read_until(s, rb'\[EOF\]|\[RESET\]', 10)
+        s.close()
+        verdict = 'alert=%s closed=%s' % (buf[:1] == b'\x15', buf.endswith((b'[EOF]', b'[RESET]')))
+        buf = buf.hex().encode()
     else:
         print('unknown case', case)
         return 2
