@@ -24,19 +24,19 @@
 #define XE_DEF_MAX_S2S_STANZA (256 * 1024) /* one stanza of an authenticated peer */
 #define XE_S2S_MAX_DEPTH 64                /* as XE_POSTAUTH_MAX_XML_DEPTH */
 #define XE_S2S_MAX_ATTRS 64
-#define XE_S2S_MAX_PAIRS 64           /* authenticated domain pairs on one stream */
-#define XE_S2S_MAX_PENDING 16         /* dialback requests waiting on one stream */
-#define XE_S2S_MAX_REFUSED 8          /* refused keys a stream with pairs survives */
-#define XE_S2S_MAX_DOMAIN 1023        /* bytes of a domain (RFC 7622) */
-#define XE_S2S_MAX_KEY 1024           /* bytes of a db:result / db:verify key */
+#define XE_S2S_MAX_PAIRS 64    /* authenticated domain pairs on one stream */
+#define XE_S2S_MAX_PENDING 16  /* dialback requests waiting on one stream */
+#define XE_S2S_MAX_REFUSED 8   /* refused keys a stream with pairs survives */
+#define XE_S2S_MAX_DOMAIN 1023 /* bytes of a domain (RFC 7622) */
+#define XE_S2S_MAX_KEY 1024    /* bytes of a db:result / db:verify key */
 #define XE_S2S_MAX_DOMAIN_BUF (XE_S2S_MAX_DOMAIN + 1)
 #define XE_S2S_MAX_KEY_BUF (XE_S2S_MAX_KEY + 1)
-#define XE_S2S_MAX_ID_BUF 128 /* a stream id, with its NUL */
+#define XE_S2S_MAX_ID_BUF 128         /* a stream id, with its NUL */
 #define XE_DEF_S2S_CONNECT_MS 10000   /* TCP connect to a remote server or backend */
 #define XE_DEF_S2S_HANDSHAKE_MS 30000 /* header to authenticated (either side) */
 #define XE_DEF_DNS_MS XE_DEF_DNS_TIMEOUT_MS /* resolving a remote domain */
-#define XE_DEF_S2S_IDLE_MS 600000     /* an authenticated s2s stream with no traffic */
-#define XE_DIALBACK_SECRET_MAX 4096   /* bytes of s2s.dialback_secret_file */
+#define XE_DEF_S2S_IDLE_MS 600000   /* an authenticated s2s stream with no traffic */
+#define XE_DIALBACK_SECRET_MAX 4096 /* bytes of s2s.dialback_secret_file */
 
 /* Server-to-server SASL with a peer's pre-shared secret (s2s.peers[]) */
 #define XE_DEF_S2S_SECRET_MECH "SCRAM-SHA-256" /* peers[].mechanisms' default */
