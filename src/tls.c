@@ -251,6 +251,26 @@ xe_tls_new(struct xe_tls_ctx *ctx, const char *domain)
     return t;
 }
 
+/* A client side made: its SNI and ALPN, then the connect state. */
+static struct xe_tls *
+client_start(struct xe_tls *t, const char *sni, const char *alpn)
+{
+    t->client = true;
+    if (sni)
+        SSL_set_tlsext_host_name(t->ssl, sni);
+    if (alpn) {
+        unsigned char wire[256];
+        size_t l = strlen(alpn);
+        if (l < 255) {
+            wire[0] = (unsigned char)l;
+            memcpy(wire + 1, alpn, l);
+            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
+        }
+    }
+    SSL_set_connect_state(t->ssl);
+    return t;
+}
+
 struct xe_tls *
 xe_tls_new_client(const char *sni, const char *alpn)
 {
@@ -266,20 +286,7 @@ xe_tls_new_client(const char *sni, const char *alpn)
     t = tls_wrap(SSL_new(cctx));
     if (t == NULL)
         return NULL;
-    t->client = true;
-    if (sni)
-        SSL_set_tlsext_host_name(t->ssl, sni);
-    if (alpn) {
-        unsigned char wire[256];
-        size_t l = strlen(alpn);
-        if (l < 255) {
-            wire[0] = (unsigned char)l;
-            memcpy(wire + 1, alpn, l);
-            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
-        }
-    }
-    SSL_set_connect_state(t->ssl);
-    return t;
+    return client_start(t, sni, alpn);
 }
 
 struct xe_tls *
@@ -306,20 +313,7 @@ xe_tls_new_s2s_client(const char *certificate, const char *key, const char *ca_f
     SSL_CTX_free(cctx); /* the SSL holds its own reference */
     if (t == NULL)
         return NULL;
-    t->client = true;
-    if (sni)
-        SSL_set_tlsext_host_name(t->ssl, sni);
-    if (alpn) {
-        unsigned char wire[256];
-        size_t l = strlen(alpn);
-        if (l < 255) {
-            wire[0] = (unsigned char)l;
-            memcpy(wire + 1, alpn, l);
-            SSL_set_alpn_protos(t->ssl, wire, (unsigned)l + 1);
-        }
-    }
-    SSL_set_connect_state(t->ssl);
-    return t;
+    return client_start(t, sni, alpn);
 }
 
 void
