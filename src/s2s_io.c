@@ -35,6 +35,9 @@ struct s2s_gen {
     unsigned refs;
     struct xe_conf *conf;
     struct xe_tls_ctx *tls, *tls_direct;
+    /* the outgoing side: [i] for conf->domains[i] (its certificate), [n]
+     * for none; each with the trust anchors */
+    struct xe_tls_client_ctx **client;
 };
 
 struct s2s_listener {
@@ -117,6 +120,9 @@ gen_unref(struct s2s_gen **gp)
         return;
     xe_tls_ctx_free(&g->tls);
     xe_tls_ctx_free(&g->tls_direct);
+    for (size_t i = 0; g->client && g->conf && i <= g->conf->n_domains; i++)
+        xe_tls_client_ctx_free(&g->client[i]);
+    free(g->client);
     xe_conf_free(&g->conf);
     free(g);
 }
@@ -144,6 +150,17 @@ gen_new(const struct xe_conf *given, char **error_r)
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-server", &g->tls_direct, error_r) <
             0)
         goto fail;
+    g->client = xe_calloc(conf->n_domains + 1, sizeof(*g->client));
+    for (size_t i = 0; i <= conf->n_domains; i++) {
+        const struct xe_domain_conf *d = i < conf->n_domains ? &conf->domains[i] : NULL;
+        char *err = NULL;
+        if (xe_tls_client_ctx_new(d ? d->certificate : NULL, d ? d->key : NULL,
+                                  conf->s2s.trust_anchors, &g->client[i], &err) < 0) {
+            *error_r = d ? xe_asprintf("domain %s: %s", d->name, err) : xe_strdup(err);
+            free(err);
+            goto fail;
+        }
+    }
     free(certs);
     return g;
 fail:
@@ -752,9 +769,9 @@ start_tls(struct sconn *c)
     if (c->kind == XE_S2S_IN)
         c->tls = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
     else
-        c->tls = xe_tls_new_s2s_client(d ? d->certificate : NULL, d ? d->key : NULL,
-                                       conf->s2s.trust_anchors, c->remote,
-                                       c->direct_tls ? "xmpp-server" : NULL);
+        c->tls = xe_tls_new_s2s_client(
+            c->gen->client[d ? (size_t)(d - conf->domains) : conf->n_domains], c->remote,
+            c->direct_tls ? "xmpp-server" : NULL);
     if (c->tls == NULL) {
         finish_close(c);
         return;

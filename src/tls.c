@@ -289,28 +289,66 @@ xe_tls_new_client(const char *sni, const char *alpn)
     return client_start(t, sni, alpn);
 }
 
-struct xe_tls *
-xe_tls_new_s2s_client(const char *certificate, const char *key, const char *ca_file,
-                      const char *sni, const char *alpn)
+struct xe_tls_client_ctx {
+    SSL_CTX *ssl;
+};
+
+int
+xe_tls_client_ctx_new(const char *certificate, const char *key, const char *ca_file,
+                      struct xe_tls_client_ctx **ctx_r, char **error_r)
 {
     SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
-    struct xe_tls *t = NULL;
+    const char *bad = NULL, *file = NULL;
 
-    if (cctx == NULL)
-        return NULL;
+    *ctx_r = NULL;
+    char what[300], err[600];
+
+    if (cctx == NULL) {
+        ssl_error_string(err, sizeof(err), "cannot make a TLS client context");
+        *error_r = xe_strdup(err);
+        return -1;
+    }
     SSL_CTX_set_min_proto_version(cctx, TLS1_2_VERSION);
     SSL_CTX_set_options(cctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     /* a certificate that does not verify does not fail the handshake: the
      * remote just cannot be authenticated by it (dialback then) */
     SSL_CTX_set_verify(cctx, SSL_VERIFY_PEER, accept_any);
     if (ca_file && SSL_CTX_load_verify_locations(cctx, ca_file, NULL) != 1)
-        ERR_clear_error();
-    if (certificate && key &&
-        (SSL_CTX_use_certificate_chain_file(cctx, certificate) != 1 ||
-         SSL_CTX_use_PrivateKey_file(cctx, key, SSL_FILETYPE_PEM) != 1))
-        ERR_clear_error(); /* go on without a client certificate */
-    t = tls_wrap(SSL_new(cctx));
-    SSL_CTX_free(cctx); /* the SSL holds its own reference */
+        bad = "trust anchors", file = ca_file;
+    else if (certificate && key &&
+             SSL_CTX_use_certificate_chain_file(cctx, certificate) != 1)
+        bad = "certificate", file = certificate;
+    else if (certificate && key &&
+             SSL_CTX_use_PrivateKey_file(cctx, key, SSL_FILETYPE_PEM) != 1)
+        bad = "key", file = key;
+    if (bad) {
+        snprintf(what, sizeof(what), "cannot load %s '%s' for outgoing TLS", bad, file);
+        ssl_error_string(err, sizeof(err), what);
+        *error_r = xe_strdup(err);
+        SSL_CTX_free(cctx);
+        return -1;
+    }
+    *ctx_r = xe_calloc(1, sizeof(**ctx_r));
+    (*ctx_r)->ssl = cctx;
+    return 0;
+}
+
+void
+xe_tls_client_ctx_free(struct xe_tls_client_ctx **ctxp)
+{
+    if (*ctxp == NULL)
+        return;
+    SSL_CTX_free((*ctxp)->ssl);
+    free(*ctxp);
+    *ctxp = NULL;
+}
+
+struct xe_tls *
+xe_tls_new_s2s_client(const struct xe_tls_client_ctx *ctx, const char *sni,
+                      const char *alpn)
+{
+    struct xe_tls *t = tls_wrap(SSL_new(ctx->ssl));
+
     if (t == NULL)
         return NULL;
     return client_start(t, sni, alpn);

@@ -79,8 +79,15 @@ size_t xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[]
  * NULL: none), verifies the server against CA_FILE (NULL: nothing verifies)
  * without failing the handshake: xe_tls_peer_identities() (XE_ID_DNS) then
  * gives the names it is valid for. */
-struct xe_tls *xe_tls_new_s2s_client(const char *certificate, const char *key,
-                                     const char *ca_file, const char *sni,
+struct xe_tls_client_ctx;
+/* The client side's context for one local domain: its certificate and key
+ * (NULL: none), the trust anchors (NULL: none). Loaded once, with the
+ * configuration (at start, before the privilege drop, and on reload), not
+ * per connection. 0, or -1 and *error_r (to free). */
+int xe_tls_client_ctx_new(const char *certificate, const char *key, const char *ca_file,
+                          struct xe_tls_client_ctx **ctx_r, char **error_r);
+void xe_tls_client_ctx_free(struct xe_tls_client_ctx **ctxp);
+struct xe_tls *xe_tls_new_s2s_client(const struct xe_tls_client_ctx *ctx, const char *sni,
                                      const char *alpn);
 
 /* For tests: a client-side connection (no verification). */

@@ -583,6 +583,7 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
 {
     struct xe_tls_cert cert = {"a.test", ca, ka, cb}; /* b.test's as the trust anchor */
     struct xe_tls_ctx *sctx = NULL;
+    struct xe_tls_client_ctx *cctx = NULL, *bare = NULL, *bad = NULL;
     char *err = NULL;
     char ids[4][3072];
     struct ep c, s;
@@ -594,8 +595,32 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
     free(err);
     if (sctx == NULL)
         return;
+    ok(xe_tls_client_ctx_new(cb, kb, ca, &cctx, &err) == 0, "s2s: client context %s",
+       err ? err : "");
+    free(err);
+    err = NULL;
+    ok(xe_tls_client_ctx_new(NULL, NULL, NULL, &bare, &err) == 0,
+       "s2s: client context without certificate or anchors");
+    free(err);
+    err = NULL;
+    ok(xe_tls_client_ctx_new(cb, kb, "/nonexistent/ca.pem", &bad, &err) < 0 &&
+           bad == NULL && err &&
+           strstr(err, "cannot load trust anchors '/nonexistent/ca.pem'"),
+       "s2s: missing trust anchors refused, the file named (%s)", err ? err : "");
+    free(err);
+    err = NULL;
+    ok(xe_tls_client_ctx_new(ca, "/nonexistent/key.pem", NULL, &bad, &err) < 0 && err &&
+           strstr(err, "cannot load key '/nonexistent/key.pem'"),
+       "s2s: a missing key refused, the file named (%s)", err ? err : "");
+    free(err);
+    if (cctx == NULL || bare == NULL) {
+        xe_tls_client_ctx_free(&cctx);
+        xe_tls_client_ctx_free(&bare);
+        xe_tls_ctx_free(&sctx);
+        return;
+    }
     s = ep_xe(xe_tls_new(sctx, "a.test"));
-    c = ep_xe(xe_tls_new_s2s_client(cb, kb, ca, "a.test", NULL));
+    c = ep_xe(xe_tls_new_s2s_client(cctx, "a.test", NULL));
     ok(s.x && c.x, "s2s: both sides made");
     pump_handshake(&c, &s, &cr, &sr);
     ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "s2s: handshake (%d, %d)", cr, sr);
@@ -609,7 +634,7 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
     ep_free(&s);
     /* no trust anchor on the client side: a.test's certificate does not verify */
     s = ep_xe(xe_tls_new(sctx, "a.test"));
-    c = ep_xe(xe_tls_new_s2s_client(NULL, NULL, NULL, "a.test", NULL));
+    c = ep_xe(xe_tls_new_s2s_client(bare, "a.test", NULL));
     pump_handshake(&c, &s, &cr, &sr);
     ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "s2s: handshake without certificates");
     is_int(xe_tls_peer_identities(c.x, XE_ID_DNS, ids, 4), 0,
@@ -618,6 +643,8 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
            "s2s: no client certificate, no identity");
     ep_free(&c);
     ep_free(&s);
+    xe_tls_client_ctx_free(&cctx);
+    xe_tls_client_ctx_free(&bare);
     xe_tls_ctx_free(&sctx);
 }
 
