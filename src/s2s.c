@@ -588,6 +588,28 @@ in_db_verify(struct xe_s2s *s, const struct xe_xml_elem *e)
     return XE_XS_CONTINUE;
 }
 
+/* IN: SASL (EXTERNAL or the secret, s->mech) succeeded: the stream's pair
+ * (from, to) is authenticated, <success/> (with its base64 data, or none),
+ * and the stream restarts. */
+static int
+sasl_pair_up(struct xe_s2s *s, const char *b64)
+{
+    if (add_pair(s, s->remote, s->local) < 0)
+        return error_stop(s, "policy-violation", "too many domain pairs");
+    xe_buf_appendf(&s->out, "<success xmlns='" XE_NS_SASL "'>%s</success>",
+                   b64 ? b64 : "");
+    xe_info("event=s2s-auth mech=%s peer=%s remote=%s local=%s", s->mech, s->p.peer,
+            s->remote, s->local);
+    count_auth(s, true, s->mech, "success");
+    memset(&s->req, 0, sizeof(s->req));
+    snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
+    snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
+    s->restarted = true;
+    s->header_sent = false;
+    s->st = ST_HEADER;
+    return stop_with(s, XE_S2S_PAIR_UP);
+}
+
 static int
 in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
 {
@@ -622,20 +644,8 @@ in_external(struct xe_s2s *s, const struct xe_xml_elem *e)
             return XE_XS_CONTINUE;
         }
     }
-    if (add_pair(s, s->remote, s->local) < 0)
-        return error_stop(s, "policy-violation", "too many domain pairs");
-    xe_buf_append_str(&s->out, "<success xmlns='" XE_NS_SASL "'/>");
-    xe_info("event=s2s-auth mech=external peer=%s remote=%s local=%s", s->p.peer,
-            s->remote, s->local);
     snprintf(s->mech, sizeof(s->mech), "external");
-    count_auth(s, true, "external", "success");
-    memset(&s->req, 0, sizeof(s->req));
-    snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
-    snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
-    s->restarted = true;
-    s->header_sent = false;
-    s->st = ST_HEADER;
-    return stop_with(s, XE_S2S_PAIR_UP);
+    return sasl_pair_up(s, NULL);
 }
 
 /* IN: <auth/> (start) or <response/> of SASL with the peer's secret. The
@@ -694,21 +704,8 @@ in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
                               "too many failed authentication attempts");
         return XE_XS_CONTINUE;
     }
-    if (add_pair(s, s->remote, s->local) < 0)
-        return error_stop(s, "policy-violation", "too many domain pairs");
-    xe_buf_appendf(&s->out, "<success xmlns='" XE_NS_SASL "'>%s</success>",
-                   outlen ? b64 : "");
-    xe_info("event=s2s-auth mech=%s peer=%s remote=%s local=%s", s->mech, s->p.peer,
-            s->remote, s->local);
-    count_auth(s, true, s->mech, "success");
     xe_sasl_free(&s->sasl);
-    memset(&s->req, 0, sizeof(s->req));
-    snprintf(s->req.from, sizeof(s->req.from), "%s", s->remote);
-    snprintf(s->req.to, sizeof(s->req.to), "%s", s->local);
-    s->restarted = true;
-    s->header_sent = false;
-    s->st = ST_HEADER;
-    return stop_with(s, XE_S2S_PAIR_UP);
+    return sasl_pair_up(s, outlen ? b64 : NULL);
 }
 
 static int
