@@ -86,7 +86,10 @@ check_conf(const struct xe_conf *c)
         FUZZ_CHECK(p->n_servers >= 1);
         for (size_t j = 0; j < p->n_servers; j++)
             FUZZ_CHECK(p->servers[j].name && p->servers[j].host &&
-                       p->servers[j].port >= 1 && p->servers[j].port <= 65535 &&
+                       p->servers[j].unix_socket == (p->servers[j].host[0] == '/') &&
+                       (p->servers[j].unix_socket
+                            ? p->servers[j].port == 0
+                            : p->servers[j].port >= 1 && p->servers[j].port <= 65535) &&
                        p->servers[j].weight >= 1);
     }
     for (size_t i = 0; i < c->n_mechanisms; i++)

@@ -422,8 +422,11 @@ in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
                           "the stream's namespace must be "
                           "jabber:server");
     if (to == NULL || xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
+        /* the peer's from is echoed only as a well-formed domain: a bounded,
+         * normalized name, never an arbitrary attribute value */
         xe_random_id(s->id);
-        send_header(s, NULL, from, true);
+        send_header(s, NULL, from && xe_jid_domain(from, d, sizeof(d)) == 0 ? d : NULL,
+                    true);
         return error_stop(s, "host-unknown", "this domain is not served here");
     }
     free(s->local);

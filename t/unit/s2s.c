@@ -309,6 +309,24 @@ run(void)
     o = xe_s2s_output(in);
     ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<host-unknown", 13) != NULL,
        "a stream to a domain we do not serve: host-unknown");
+    /* ... with the peer's domain echoed as to, but only a well-formed one */
+    ok(memmem(o->data, o->len, "to='a.test'", 11) != NULL,
+       "host-unknown: the response header is addressed to the peer's domain");
+    xe_s2s_free(&in);
+    in = xe_s2s_new(&pi);
+    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
+                           "xmlns:stream='http://etherx.jabber.org/streams' "
+                           "from='a.&amp;&quot;&gt;' to='nothere.test' version='1.0'>");
+    {
+        size_t used;
+        a = xe_s2s_feed(in, r1.data, r1.len, &used);
+        xe_buf_consume(&r1, r1.len);
+    }
+    o = xe_s2s_output(in);
+    ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<host-unknown", 13) != NULL &&
+           memmem(o->data, o->len, " to=", 4) == NULL &&
+           memmem(o->data, o->len, "&quot;", 6) == NULL,
+       "host-unknown with a malformed from: the response header has no to");
     xe_s2s_free(&in);
 
     /* SASL EXTERNAL on IN with a certificate valid for a.test */
