@@ -652,6 +652,8 @@ flush_tls(struct conn *c)
         if (write_now(c, true, c->w->write_slab, n) < 0)
             return -1;
     }
+    if (c->tls && !c->closed && c->st == CS_SPLICED)
+        xe_tls_release_bios(c->tls, XE_TLS_BIO_KEEP);
     return 0;
 }
 
@@ -690,6 +692,8 @@ uncork(struct conn *c)
     if (c->st == CS_SPLICED) { /* the pump does not cork: no memory held per session */
         xe_buf_free(&c->cork_buf[0]);
         xe_buf_free(&c->cork_buf[1]);
+        if (c->tls) /* nor the BIOs' capacity from the handshake and login */
+            xe_tls_release_bios(c->tls, 0);
     } else if (c->st == CS_CLOSING) {
         maybe_shutdown(c); /* (it waited for this) */
     }

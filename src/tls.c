@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -454,6 +455,49 @@ xe_tls_out_take(struct xe_tls *t, void *buf, size_t len)
 {
     int n = BIO_read(t->wbio, buf, len > INT32_MAX ? INT32_MAX : (int)len);
     return n > 0 ? (size_t)n : 0;
+}
+
+static size_t
+bio_capacity(BIO *b)
+{
+    BUF_MEM *bm = NULL;
+
+    BIO_get_mem_ptr(b, &bm); /* (syncs the read position first) */
+    return bm ? bm->max : 0;
+}
+
+static BIO *
+bio_renew(BIO *b, size_t keep)
+{
+    BIO *n;
+
+    if (BIO_ctrl_pending(b) != 0 || bio_capacity(b) <= keep)
+        return NULL;
+    n = BIO_new(BIO_s_mem());
+    if (n != NULL)
+        BIO_set_mem_eof_return(n, -1); /* empty: "retry", not EOF */
+    return n;
+}
+
+void
+xe_tls_release_bios(struct xe_tls *t, size_t keep)
+{
+    BIO *r = bio_renew(t->rbio, keep), *w = bio_renew(t->wbio, keep);
+
+    if (r != NULL) { /* the SSL owns its BIOs: set0 frees the old one */
+        SSL_set0_rbio(t->ssl, r);
+        t->rbio = r;
+    }
+    if (w != NULL) {
+        SSL_set0_wbio(t->ssl, w);
+        t->wbio = w;
+    }
+}
+
+size_t
+xe_tls_bio_capacity(struct xe_tls *t)
+{
+    return bio_capacity(t->rbio) + bio_capacity(t->wbio);
 }
 
 const char *

@@ -54,6 +54,13 @@ void xe_tls_shutdown(struct xe_tls *t);
 /* Ciphertext to send to the peer. */
 size_t xe_tls_out_pending(struct xe_tls *t);
 size_t xe_tls_out_take(struct xe_tls *t, void *buf, size_t len);
+/* A memory BIO keeps the capacity of the most it ever held (the handshake's
+ * flight, the largest stanza) for as long as the session lives. Replaces
+ * each BIO that is empty and holds more than `keep` bytes of capacity with
+ * a fresh one (keep 0: any): an idle session then holds none. */
+void xe_tls_release_bios(struct xe_tls *t, size_t keep);
+/* The capacity the two memory BIOs hold, in bytes. */
+size_t xe_tls_bio_capacity(struct xe_tls *t);
 
 const char *xe_tls_version(const struct xe_tls *t);
 const char *xe_tls_cipher(const struct xe_tls *t);

@@ -58,6 +58,10 @@
 /* Before the splice, what one callback writes to one side, held to go out
  * as one write (bytes; more is written at once) */
 #define XE_CORK_MAX (16 * 1024)
+/* A spliced session's TLS memory BIOs are replaced by fresh ones once empty
+ * when they hold more capacity than this (after a large stanza); at the
+ * splice, whatever they hold (the handshake's flight). */
+#define XE_TLS_BIO_KEEP 4096
 
 /* Buffers of the pump, per direction (bytes) */
 #define XE_DEF_PUMP_HIGH_WATER (256 * 1024)

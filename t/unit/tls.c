@@ -498,6 +498,64 @@ test_data(void)
     free(data);
 }
 
+/* The memory BIOs' capacity is given back (xe_tls_release_bios) and the
+ * session goes on through the fresh BIOs. */
+static void
+test_bios(void)
+{
+    struct ep c = ep_xe(xe_tls_new_client("a.test", "xmpp-client"));
+    struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+    const size_t big = 64 * 1024;
+    unsigned char *data = malloc(big), buf[16];
+    size_t cap, small;
+    int cr, sr;
+
+    memset(data, 'x', big);
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "bios: handshake done");
+    cap = xe_tls_bio_capacity(s.x);
+    ok(cap > 500, "bios: the handshake left %zu bytes of capacity in the server's BIOs",
+       cap);
+    xe_tls_release_bios(s.x, big);
+    ok(xe_tls_bio_capacity(s.x) == cap, "bios: below keep, nothing is replaced");
+    xe_tls_release_bios(s.x, 0);
+    ok(xe_tls_bio_capacity(s.x) == 0, "bios: keep 0 gives all of it back");
+    ok(transfer(&c, &s, (const unsigned char *)"<message/>", 10),
+       "bios: client -> server through the fresh read BIO");
+    ok(transfer(&s, &c, (const unsigned char *)"<message/>", 10),
+       "bios: server -> client through the fresh write BIO");
+    is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_WANT,
+           "bios: the fresh read BIO, empty, means WANT (not EOF)");
+    small = xe_tls_bio_capacity(s.x);
+    ok(small > 0 && small <= XE_TLS_BIO_KEEP, "bios: a stanza's worth of capacity (%zu)",
+       small);
+    xe_tls_release_bios(s.x, XE_TLS_BIO_KEEP);
+    ok(xe_tls_bio_capacity(s.x) == small,
+       "bios: up to XE_TLS_BIO_KEEP is kept (no new BIO per stanza)");
+    ok(transfer(&s, &c, data, big) && transfer(&c, &s, data, big),
+       "bios: 64 KiB each way");
+    ok(xe_tls_bio_capacity(s.x) > big, "bios: ... which grew the BIOs (%zu)",
+       xe_tls_bio_capacity(s.x));
+    xe_tls_release_bios(s.x, XE_TLS_BIO_KEEP);
+    ok(xe_tls_bio_capacity(s.x) == 0, "bios: given back once empty");
+    /* a BIO that holds data is never replaced */
+    ok(xe_tls_write(s.x, "<presence/>", 11) == 0,
+       "bios: a record waits in the write BIO");
+    cap = xe_tls_out_pending(s.x);
+    xe_tls_release_bios(s.x, 0);
+    ok(xe_tls_out_pending(s.x) == cap && cap > 0, "bios: a BIO with data in it is kept");
+    move(&s, &c);
+    {
+        unsigned char got[16];
+        int n = xe_tls_read(c.x, got, sizeof(got));
+        ok(n == 11 && memcmp(got, "<presence/>", 11) == 0,
+           "bios: ... and its data arrives");
+    }
+    ep_free(&c);
+    ep_free(&s);
+    free(data);
+}
+
 static void
 test_garbage(void)
 {
@@ -725,6 +783,7 @@ main(void)
         test_versions();
         test_alpn();
         test_data();
+        test_bios();
         test_garbage();
         test_ctx_errors();
         test_s2s(ca, ka, cb, kb);
