@@ -17,6 +17,7 @@ enum bstate {
     B_HEADER1,
     B_FEATURES1,
     B_AUTH,
+    B_DIRECT, /* the direct login sent, waiting for its success */
     B_HEADER2,
     B_FEATURES2,
     B_BIND,    /* iq-auth: our bind iq sent, waiting for its result */
@@ -26,6 +27,9 @@ enum bstate {
 };
 
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+/* the direct login (doc/assertion.md): the assertion in one element, the
+ * authenticated stream's features right after the success, no restart */
+#define NS_DIRECT "urn:xedge:auth:0"
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
 #define BIND_ID "xe-bind-1"
 #define SESSION_ID "xe-session-1"
@@ -111,6 +115,16 @@ send_auth(struct xe_backend_hs *b)
     free(plain);
     free(enc);
     return r;
+}
+
+static void
+send_direct(struct xe_backend_hs *b)
+{
+    xe_buf_append_str(&b->out, "<auth xmlns='" NS_DIRECT "' user='");
+    xe_buf_append_escaped(&b->out, b->localpart);
+    xe_buf_append_str(&b->out, "'>");
+    xe_buf_append_escaped(&b->out, b->token);
+    xe_buf_append_str(&b->out, "</auth>");
 }
 
 /* ---- iq-auth: the resource binding done for the client (XEP-0078) ------- */
@@ -255,6 +269,11 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         bool plain = false;
         if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
             return fail(b, "backend sent <%s/> instead of its features", e->name);
+        if (xe_xml_child(e, NS_DIRECT, "auth") != NULL) {
+            send_direct(b);
+            b->st = B_DIRECT;
+            return XE_XS_CONTINUE;
+        }
         for (const struct xe_xml_elem *x = m ? m->first_child : NULL; x; x = x->next)
             plain = plain || (xe_xml_is(x, XE_NS_SASL, "mechanism") &&
                               strcmp(xe_xml_text(x), "PLAIN") == 0);
@@ -279,6 +298,18 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         if (xe_xml_is(e, XE_NS_SASL, "challenge"))
             return fail(b, "backend sent a challenge to PLAIN");
         return fail(b, "unexpected <%s/> from the backend during SASL", e->name);
+    case B_DIRECT:
+        if (xe_xml_is(e, NS_DIRECT, "success")) {
+            b->st = B_FEATURES2; /* on the same stream */
+            return XE_XS_CONTINUE;
+        }
+        if (xe_xml_is(e, NS_DIRECT, "failure")) {
+            const struct xe_xml_elem *cond = e->first_child;
+            return fail(b, "backend refused the identity assertion: %s",
+                        cond ? cond->name : "?");
+        }
+        return fail(b, "unexpected <%s/> from the backend during the direct login",
+                    e->name);
     case B_FEATURES2:
         if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
             return fail(b, "backend sent <%s/> instead of its features", e->name);

@@ -15,8 +15,21 @@
 --   xedge_replay_cache_size = 100000                  -- nonces kept at most
 --   xedge_allow_anonymous = false                     -- admit xedge's ANONYMOUS
 --                                                     -- sessions (purpose c2s-anonymous)
+--   xedge_direct_auth = true                          -- offer xedge the direct
+--                                                     -- login (below)
+--
+-- The direct login (doc/assertion.md, "Direct login"): the module offers
+-- <auth xmlns='urn:xedge:auth:0'/> in the stream features of an
+-- unauthenticated stream; xedge then sends the same assertion in
+-- <auth xmlns='urn:xedge:auth:0' user='LOCALPART'>TOKEN</auth> and gets
+-- <success xmlns='urn:xedge:auth:0'/> followed by the stream features of the
+-- authenticated session, on the same stream: no SASL exchange and no stream
+-- restart. xedge falls back to SASL PLAIN where it is not offered.
 
 local new_sasl = require "util.sasl".new;
+local st = require "util.stanza";
+local nodeprep = require "util.encodings".stringprep.nodeprep;
+local sm_make_authenticated = require "core.sessionmanager".make_authenticated;
 
 local A = dofile(module:get_directory() .. "/xedge_assertion.lib.lua");
 
@@ -66,7 +79,7 @@ local function check_assertion(username, token)
 		module:log("warn", "xedge assertion rejected for %s: replay cache full (%d entries)", identity, replay:size());
 		return nil, why;
 	end
-	module:log("info", "xedge assertion accepted for %s%s (expires in %ds)", identity,
+	module:log("debug", "xedge assertion accepted for %s%s (expires in %ds)", identity,
 		purpose == "c2s" and "" or " (anonymous)", info.expiry - now);
 	return true;
 end
@@ -96,3 +109,48 @@ function provider.get_sasl_handler()
 end
 
 module:provides("auth", provider);
+
+-- The direct login.
+local xmlns_direct = "urn:xedge:auth:0";
+
+if module:get_option_boolean("xedge_direct_auth", true) then
+	module:hook("stream-features", function(event)
+		if not event.origin.username then
+			event.features:tag("auth", { xmlns = xmlns_direct }):up();
+		end
+	end);
+
+	module:hook("stanza/" .. xmlns_direct .. ":auth", function(event)
+		local session, stanza = event.origin, event.stanza;
+		local function failure(condition)
+			session.send(st.stanza("failure", { xmlns = xmlns_direct }):tag(condition):up());
+			return true;
+		end
+		if session.type ~= "c2s_unauthed" or session.username then
+			return failure("not-allowed");
+		end
+		local username = nodeprep(stanza.attr.user or "");
+		local token = stanza:get_text();
+		if not username or username == "" or not token or token == "" then
+			module:fire_event("authentication-failure", { session = session, condition = "malformed-request" });
+			return failure("malformed-request");
+		end
+		local ok = check_assertion(username, token);
+		if ok then
+			ok = sm_make_authenticated(session, username);
+		end
+		if not ok then
+			module:fire_event("authentication-failure", { session = session, condition = "not-authorized" });
+			return failure("not-authorized");
+		end
+		module:fire_event("authentication-success", { session = session });
+		session.sasl_handler = nil;
+		session.send(st.stanza("success", { xmlns = xmlns_direct }));
+		-- the features of the authenticated session, as a stream restart would
+		-- have sent them
+		local features = st.stanza("stream:features");
+		module:fire_event("stream-features", { origin = session, features = features });
+		session.send(features);
+		return true;
+	end);
+end

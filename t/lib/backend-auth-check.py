@@ -23,6 +23,12 @@ Checks (TAP output, exit 1 if any fails):
   - an s2s assertion -> <failure/>;
   - a valid one whose lifetime exceeds 120 s (the sandbox's max) -> <failure/>;
   - a second fresh one -> <success/> (the glue still works after refusals).
+
+--direct: the same checks through the direct login of mod_auth_xedge
+(doc/assertion.md, "Direct login"): the backend offers <auth
+xmlns='urn:xedge:auth:0'/>; <auth user='LOCALPART'>TOKEN</auth> gets
+<success/> and then, on the same stream with no restart, the features of the
+authenticated session (bind); refusals are <failure><not-authorized/>.
 """
 import argparse
 import base64
@@ -92,6 +98,12 @@ class Stream:
                   % base64.b64encode(msg).decode())
         return self.read_until(rb"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>|<failure[^>]*/>")
 
+    def auth_direct(self, user, token):
+        self.send("<auth xmlns='urn:xedge:auth:0' user='%s'>%s</auth>"
+                  % (user.replace("&", "&amp;").replace("'", "&apos;").replace("<", "&lt;"),
+                     token.replace("&", "&amp;").replace("<", "&lt;")))
+        return self.read_until(rb"<success[^>]*/>|<success.*?</success>|<failure.*?</failure>|<failure[^>]*/>")
+
     def close(self, settle=False):
         try:
             self.send("</stream:stream>")
@@ -122,6 +134,8 @@ def main():
     ap.add_argument("--secret-file")
     ap.add_argument("--user", default="alice")
     ap.add_argument("--max-lifetime", type=int, default=120)
+    ap.add_argument("--direct", action="store_true",
+                    help="the direct login (urn:xedge:auth:0) instead of SASL PLAIN")
     a = ap.parse_args()
     if a.sandbox:
         env = {}
@@ -158,6 +172,8 @@ def main():
         st = Stream(a.host, a.port, a.domain)
         try:
             st.open()
+            if a.direct:
+                return st, st.auth_direct(authcid, password)
             return st, st.auth_plain(authcid, password)
         except Exception:
             st.close()
@@ -169,6 +185,9 @@ def main():
     st.close()
     mechs = re.findall(r"<mechanism>([^<]+)</mechanism>", feats)
     check(mechs == ["PLAIN"], "backend offers only PLAIN", "mechanisms: %r" % mechs)
+    if a.direct:
+        check(re.search(r"<auth xmlns=['\"]urn:xedge:auth:0['\"]\s*/>", feats),
+              "backend offers the direct login", feats)
 
     now = int(time.time())
     good = make_token(secret, "c2s", identity, now + 60)
@@ -178,7 +197,13 @@ def main():
     ok = "<success" in r
     check(ok, "valid assertion -> success", r)
     if ok:
-        st.open()
+        if a.direct:  # the session's features follow, on the same stream
+            f = st.read_until(rb"</stream:features>|<stream:features/>")
+            check("urn:ietf:params:xml:ns:xmpp-bind" in f and "<stream:stream" not in f
+                  and "urn:xedge:auth:0" not in f,
+                  "direct: then the authenticated session's features (bind), no restart", f)
+        else:
+            st.open()
         st.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
                 "<resource>check</resource></bind></iq>")
         r = st.read_until(rb"</iq>|<iq[^>]*/>")

@@ -744,6 +744,93 @@ test_prefix_from_header(void)
     xe_backend_hs_free(&b);
 }
 
+/* ---- the direct login (urn:xedge:auth:0): no SASL, no restart ----------- */
+
+#define NS_DIRECT "urn:xedge:auth:0"
+#define FEATURES1_DIRECT                                                                 \
+    "<stream:features><mechanisms xmlns='" NS_SASL "'><mechanism>PLAIN</mechanism>"      \
+    "</mechanisms><auth xmlns='" NS_DIRECT "'/></stream:features>"
+#define SUCCESS_DIRECT "<success xmlns='" NS_DIRECT "'/>"
+
+/* Feeds t in chunks of `step` bytes (0: whole); returns the result, the
+ * output, the features and where the handshake ended. */
+static enum xe_bhs_result
+run_direct(const char *t, const char *local, size_t step, char *out, size_t outsz,
+           char *err, size_t errsz, size_t *end_r, char *features, size_t fsz)
+{
+    struct xe_backend_hs *b = xe_backend_hs_new(DOMAIN, local, TOKEN, MAXF);
+    size_t total = strlen(t), off = 0, used = 0;
+    enum xe_bhs_result res = XE_BHS_CONTINUE;
+
+    out[0] = err[0] = features[0] = '\0';
+    *end_r = 0;
+    take_output(b, out, outsz);
+    while (off < total && res == XE_BHS_CONTINUE) {
+        size_t len = step && step < total - off ? step : total - off;
+        res = xe_backend_hs_feed(b, t + off, len, &used);
+        take_output(b, out, outsz);
+        off += res == XE_BHS_CONTINUE ? len : used;
+    }
+    *end_r = off;
+    if (res == XE_BHS_FAIL)
+        snprintf(err, errsz, "%s", xe_backend_hs_error(b));
+    if (res == XE_BHS_READY) {
+        size_t fl;
+        const unsigned char *f = xe_backend_hs_features(b, &fl);
+        snprintf(features, fsz, "%.*s", (int)fl, (const char *)f);
+    }
+    xe_backend_hs_free(&b);
+    return res;
+}
+
+static void
+test_direct(void)
+{
+    static const char good[] = HEADER1 FEATURES1_DIRECT SUCCESS_DIRECT FEATURES2 EXTRA;
+    static const char want_out[] =
+        OUR_HEADER "<auth xmlns='" NS_DIRECT "' user='" LOCAL "'>" TOKEN "</auth>";
+    static const char refused[] = HEADER1 FEATURES1_DIRECT
+        "<failure xmlns='" NS_DIRECT "'><not-authorized/></failure>";
+    char out[4096], err[512], features[MAXF + 1];
+    size_t end;
+
+    for (size_t step = 0; step <= 1; step++) {
+        enum xe_bhs_result r = run_direct(good, LOCAL, step, out, sizeof(out), err,
+                                          sizeof(err), &end, features, sizeof(features));
+        ok(r == XE_BHS_READY, "direct (%s): READY", step ? "byte by byte" : "whole");
+        ok(strcmp(out, want_out) == 0,
+           "direct (%s): one header and the assertion in <auth xmlns='" NS_DIRECT
+           "'/>, no SASL, no second header",
+           step ? "byte by byte" : "whole");
+        if (strcmp(out, want_out) != 0)
+            printf("#   out: %s\n", out);
+        ok(end == strlen(good) - strlen(EXTRA) && strcmp(features, FEATURES2) == 0,
+           "direct (%s): the features after the success are the session's, the rest "
+           "pipelined",
+           step ? "byte by byte" : "whole");
+    }
+    ok(run_direct(refused, LOCAL, 0, out, sizeof(out), err, sizeof(err), &end, features,
+                  sizeof(features)) == XE_BHS_FAIL &&
+           strstr(err, "refused the identity assertion: not-authorized") != NULL,
+       "direct: a <failure/> fails the handshake with its condition (%s)", err);
+    {
+        static const char odd[] =
+            HEADER1 FEATURES1_DIRECT "<challenge xmlns='" NS_SASL "'/>";
+        ok(run_direct(odd, LOCAL, 0, out, sizeof(out), err, sizeof(err), &end, features,
+                      sizeof(features)) == XE_BHS_FAIL,
+           "direct: anything but success or failure fails (%s)", err);
+    }
+    run_direct(good, "o'brien&co", 0, out, sizeof(out), err, sizeof(err), &end, features,
+               sizeof(features));
+    ok(strstr(out, "user='o&apos;brien&amp;co'") != NULL,
+       "direct: the localpart is escaped in the user attribute");
+    /* without the offer: SASL PLAIN, as before (test_good) */
+    run_direct(transcript, LOCAL, 0, out, sizeof(out), err, sizeof(err), &end, features,
+               sizeof(features));
+    ok(strstr(out, "mechanism='PLAIN'") != NULL && strstr(out, NS_DIRECT) == NULL,
+       "no direct login offered: SASL PLAIN");
+}
+
 int
 main(void)
 {
@@ -753,5 +840,6 @@ main(void)
     test_escaping();
     test_bind();
     test_prefix_from_header();
+    test_direct();
     return tap_done();
 }
