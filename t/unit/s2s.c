@@ -88,6 +88,26 @@ pass(struct xe_s2s *from, struct xe_s2s *to, struct xe_buf *rest)
     return a;
 }
 
+/* A new stream of p's kind fed one stream header with these attributes
+ * (from, to); returns the action, the stream in *sp. */
+static enum xe_s2s_action
+header_only(const struct xe_s2s_params *p, const char *attrs, struct xe_s2s **sp)
+{
+    struct xe_buf h;
+    size_t used;
+    enum xe_s2s_action a;
+
+    xe_buf_init(&h, 0);
+    xe_buf_appendf(&h,
+                   "<stream:stream xmlns='jabber:server' "
+                   "xmlns:stream='http://etherx.jabber.org/streams' %s version='1.0'>",
+                   attrs);
+    *sp = xe_s2s_new(p);
+    a = xe_s2s_feed(*sp, h.data, h.len, &used);
+    xe_buf_free(&h);
+    return a;
+}
+
 static void
 run(void)
 {
@@ -284,28 +304,12 @@ run(void)
            memmem(o->data, o->len, "<not-authorized", 15) != NULL && xe_s2s_closed(in),
        "invalid: db:result invalid, then not-authorized");
     xe_s2s_free(&in);
-    in = xe_s2s_new(&pi);
-    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
-                           "xmlns:stream='http://etherx.jabber.org/streams' "
-                           "from='evil.test' to='b.test' version='1.0'>");
-    {
-        size_t used;
-        a = xe_s2s_feed(in, r1.data, r1.len, &used);
-        xe_buf_consume(&r1, r1.len);
-    }
+    a = header_only(&pi, "from='evil.test' to='b.test'", &in);
     o = xe_s2s_output(in);
     ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<policy-violation", 17) != NULL,
        "a refused domain: policy-violation");
     xe_s2s_free(&in);
-    in = xe_s2s_new(&pi);
-    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
-                           "xmlns:stream='http://etherx.jabber.org/streams' "
-                           "from='a.test' to='nothere.test' version='1.0'>");
-    {
-        size_t used;
-        a = xe_s2s_feed(in, r1.data, r1.len, &used);
-        xe_buf_consume(&r1, r1.len);
-    }
+    a = header_only(&pi, "from='a.test' to='nothere.test'", &in);
     o = xe_s2s_output(in);
     ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<host-unknown", 13) != NULL,
        "a stream to a domain we do not serve: host-unknown");
@@ -313,15 +317,7 @@ run(void)
     ok(memmem(o->data, o->len, "to='a.test'", 11) != NULL,
        "host-unknown: the response header is addressed to the peer's domain");
     xe_s2s_free(&in);
-    in = xe_s2s_new(&pi);
-    xe_buf_append_str(&r1, "<stream:stream xmlns='jabber:server' "
-                           "xmlns:stream='http://etherx.jabber.org/streams' "
-                           "from='a.&amp;&quot;&gt;' to='nothere.test' version='1.0'>");
-    {
-        size_t used;
-        a = xe_s2s_feed(in, r1.data, r1.len, &used);
-        xe_buf_consume(&r1, r1.len);
-    }
+    a = header_only(&pi, "from='a.&amp;&quot;&gt;' to='nothere.test'", &in);
     o = xe_s2s_output(in);
     ok(a == XE_S2S_CLOSE && memmem(o->data, o->len, "<host-unknown", 13) != NULL &&
            memmem(o->data, o->len, " to=", 4) == NULL &&
