@@ -111,7 +111,8 @@ xe_jid_domain(const char *jid, char *out, size_t outlen)
     out[n] = '\0';
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)out[i] <= ' ' || out[i] == '@' || out[i] == '<' ||
-            out[i] == '>' || out[i] == '\'' || out[i] == '"' || out[i] == '&')
+            out[i] == '>' || out[i] == '\'' || out[i] == '"' || out[i] == '&' ||
+            out[i] == '*')
             return -1;
     xe_tolower_ascii(out);
     return 0;
@@ -292,11 +293,27 @@ b64_out(const char *data, size_t len, char *out, size_t outmax)
     return 0;
 }
 
+/* A certificate's DNS name with a wildcard (RFC 6125 6.4.3, as RFC 7590
+ * allows for XMPP): "*" only as the whole left-most label, at least two
+ * labels after it, matching exactly one label of d. (An xmppAddr never
+ * carries one: xe_tls_peer_identities drops those, and a domain with "*"
+ * is refused by xe_jid_domain.) */
+static bool
+wildcard_match(const char *pattern, const char *d)
+{
+    const char *rest = pattern + 2, *dot = strchr(d, '.');
+
+    if (strncmp(pattern, "*.", 2) != 0 || strchr(rest, '.') == NULL ||
+        strchr(rest, '*') != NULL || dot == NULL || dot == d)
+        return false;
+    return strcmp(dot + 1, rest) == 0;
+}
+
 static bool
 cert_valid_for(const struct xe_s2s *s, const char *d)
 {
     for (size_t i = 0; d && i < s->n_names; i++)
-        if (strcmp(s->names[i], d) == 0)
+        if (strcmp(s->names[i], d) == 0 || wildcard_match(s->names[i], d))
             return true;
     return false;
 }

@@ -653,8 +653,13 @@ xe_tls_peer_identities(const struct xe_tls *t, unsigned rules, char out[][3072],
             static const char xmppaddr[] = "1.3.6.1.5.5.7.8.5";
             char oid[64];
             const ASN1_TYPE *v = g->d.otherName->value;
+            /* a server's xmppAddr is a domain as it is: no wildcard
+             * (RFC 6120 13.7.1.4), so no "*" in it (a user's may have one) */
             if (OBJ_obj2txt(oid, sizeof(oid), g->d.otherName->type_id, 1) > 0 &&
-                strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING)
+                strcmp(oid, xmppaddr) == 0 && v && v->type == V_ASN1_UTF8STRING &&
+                !((rules & XE_ID_DNS) &&
+                  memchr(ASN1_STRING_get0_data(v->value.utf8string), '*',
+                         (size_t)ASN1_STRING_length(v->value.utf8string)) != NULL))
                 add_identity(out, max, &n, ASN1_STRING_get0_data(v->value.utf8string),
                              ASN1_STRING_length(v->value.utf8string),
                              (rules & XE_ID_DNS) != 0);

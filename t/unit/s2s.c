@@ -349,6 +349,37 @@ run(void)
     }
     xe_s2s_free(&in);
 
+    /* wildcard DNS names (RFC 6125 6.4.3): the left-most label only, one label */
+    {
+        static const struct {
+            const char *name, *from;
+            bool external;
+        } w[] = {
+            {"*.a.test", "x.a.test", true},      {"*.A.test", "X.a.test", true},
+            {"*.a.test", "a.test", false},       {"*.a.test", "y.x.a.test", false},
+            {"*.test", "a.test", false},         {"x*.a.test", "xy.a.test", false},
+            {"*.*.a.test", "x.y.a.test", false}, {"*.a.test", "*.a.test", false},
+        };
+        for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++) {
+            const char *names[] = {w[i].name};
+            char hdr[300];
+            size_t used;
+            in = xe_s2s_new(&pi);
+            xe_s2s_tls_up(in, names, 1);
+            snprintf(hdr, sizeof(hdr),
+                     "<stream:stream xmlns='jabber:server' "
+                     "xmlns:stream='http://etherx.jabber.org/streams' from='%s' "
+                     "to='b.test' version='1.0'>",
+                     w[i].from);
+            a = xe_s2s_feed(in, hdr, strlen(hdr), &used);
+            o = xe_s2s_output(in);
+            ok((memmem(o->data, o->len, "EXTERNAL", 8) != NULL) == w[i].external,
+               "a certificate for %s %s EXTERNAL to %s", w[i].name,
+               w[i].external ? "offers" : "does not offer", w[i].from);
+            xe_s2s_free(&in);
+        }
+    }
+
     /* BACKEND: Prosody's outgoing stream */
     {
         struct xe_s2s_params pb = params(XE_S2S_BACKEND);

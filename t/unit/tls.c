@@ -23,16 +23,30 @@
 
 static const char *tmpdir;
 
+static bool make_cert_san(const char *domain, const char *sans, char *cert_path,
+                          char *key_path, size_t len);
+
 /* A self-signed EC P-256 certificate with CN and SAN = domain. */
 static bool
 make_cert(const char *domain, char *cert_path, char *key_path, size_t len)
+{
+    char san[512];
+
+    snprintf(san, sizeof(san), "DNS:%s", domain);
+    return make_cert_san(domain, san, cert_path, key_path, len);
+}
+
+/* ... with CN = domain and the subjectAltName SANS (OpenSSL's syntax). */
+static bool
+make_cert_san(const char *domain, const char *sans, char *cert_path, char *key_path,
+              size_t len)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     X509 *x = X509_new();
     X509_NAME *name;
     X509_EXTENSION *ext;
     X509V3_CTX v3;
-    char san[128];
+    char san[512];
     FILE *f;
     bool ok_ = false;
 
@@ -50,7 +64,7 @@ make_cert(const char *domain, char *cert_path, char *key_path, size_t len)
                                -1, -1, 0);
     X509_set_issuer_name(x, name);
     X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    snprintf(san, sizeof(san), "DNS:%s", domain);
+    snprintf(san, sizeof(san), "%s", sans);
     ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
     if (ext == NULL)
         goto out;
@@ -701,6 +715,44 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
            "s2s: no client certificate, no identity");
     ep_free(&c);
     ep_free(&s);
+    /* a peer certificate with wildcards: a dNSName's stays (s2s.c matches it,
+     * RFC 6125), a server's xmppAddr with "*" is dropped (no wildcard there);
+     * a user's xmppAddr may hold a "*" */
+    {
+        char wc[4096], wk[4096];
+        struct xe_tls_cert wcert = {"a.test", ca, ka, wc};
+        struct xe_tls_ctx *wsctx = NULL;
+        struct xe_tls_client_ctx *wcctx = NULL;
+        bool made;
+
+        err = NULL; /* (freed above) */
+        made = make_cert_san("w.test",
+                             "otherName:1.3.6.1.5.5.7.8.5;UTF8:*.x.test,DNS:*.w.test,"
+                             "otherName:1.3.6.1.5.5.7.8.5;UTF8:a*b@x.test",
+                             wc, wk, sizeof(wc));
+        ok(made && xe_tls_ctx_new(&wcert, 1, NULL, &wsctx, &err) == 0 &&
+               xe_tls_client_ctx_new(wc, wk, ca, &wcctx, &err) == 0,
+           "s2s: contexts for a wildcard certificate");
+        free(err);
+        err = NULL;
+        if (wsctx && wcctx) {
+            s = ep_xe(xe_tls_new(wsctx, "a.test"));
+            c = ep_xe(xe_tls_new_s2s_client(wcctx, "a.test", NULL));
+            pump_handshake(&c, &s, &cr, &sr);
+            n = xe_tls_peer_identities(s.x, XE_ID_DNS | XE_ID_XMPPADDR, ids, 4);
+            ok(n == 1 && strcmp(ids[0], "*.w.test") == 0,
+               "s2s: the dNSName *.w.test is kept, the xmppAddr *.x.test dropped (%zu: "
+               "%s)",
+               n, n ? ids[0] : "-");
+            n = xe_tls_peer_identities(s.x, XE_ID_XMPPADDR, ids, 4);
+            ok(n == 1 && strcmp(ids[0], "a*b@x.test") == 0,
+               "c2s rules: a user's xmppAddr with a '*' is kept (%zu)", n);
+            ep_free(&c);
+            ep_free(&s);
+        }
+        xe_tls_ctx_free(&wsctx);
+        xe_tls_client_ctx_free(&wcctx);
+    }
     xe_tls_client_ctx_free(&cctx);
     xe_tls_client_ctx_free(&bare);
     xe_tls_ctx_free(&sctx);
