@@ -977,6 +977,18 @@ out_secret_failed(struct xe_s2s *s, const char *reason)
     return stop_with(s, XE_S2S_VERDICT);
 }
 
+/* OUT: SASL (the secret, or EXTERNAL) succeeded: restart the stream. */
+static int
+out_restart(struct xe_s2s *s)
+{
+    s->header_sent = false;
+    send_header(s, s->from, s->to, false);
+    s->st = ST_HEADER;
+    s->restarted = true;
+    s->reset_pending = true; /* the next byte starts the new stream */
+    return stop_with(s, XE_S2S_CONTINUE);
+}
+
 static int
 out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
 {
@@ -1039,12 +1051,7 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
     xe_sasl_client_free(&s->sclient);
     count_auth(s, false, s->mech, "success");
     s->sasl_ok = true;
-    s->header_sent = false;
-    send_header(s, s->from, s->to, false);
-    s->st = ST_HEADER;
-    s->restarted = true;
-    s->reset_pending = true; /* the next byte starts the new stream */
-    return stop_with(s, XE_S2S_CONTINUE);
+    return out_restart(s);
 }
 
 static int
@@ -1104,12 +1111,7 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         if (xe_xml_is(e, XE_NS_SASL, "success")) {
             count_auth(s, false, "external", "success");
             s->external = true;
-            s->header_sent = false;
-            send_header(s, s->from, s->to, false);
-            s->st = ST_HEADER;
-            s->restarted = true;
-            s->reset_pending = true; /* the next byte starts the new stream */
-            return stop_with(s, XE_S2S_CONTINUE);
+            return out_restart(s);
         }
         count_auth(s, false, "external", "not-authorized");
         return out_dialback(s); /* EXTERNAL refused: dialback, if allowed */

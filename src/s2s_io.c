@@ -22,6 +22,7 @@
 #include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
+#include "server.h"
 #include "tls.h"
 #include "util.h"
 #include "xelimits.h"
@@ -1287,8 +1288,6 @@ xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r)
     for (size_t i = 0; i < conf->n_listeners; i++) {
         const struct xe_listener_conf *lc = &conf->listeners[i];
         struct s2s_listener *l = &io->ls[io->n_ls];
-        struct sockaddr_storage ss;
-        unsigned flags = 0;
         int r;
 
         if (!XE_LISTEN_IS_S2S(lc->kind))
@@ -1296,16 +1295,10 @@ xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r)
         io->n_ls++;
         l->io = io;
         l->kind = lc->kind;
-        if (uv_ip4_addr(lc->address, lc->port, (struct sockaddr_in *)&ss) != 0) {
-            uv_ip6_addr(lc->address, lc->port, (struct sockaddr_in6 *)&ss);
-            flags = UV_TCP_IPV6ONLY;
-        }
         uv_tcp_init(io->loop, &l->tcp);
         l->tcp.data = l;
         l->open = true;
-        r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-        if (r == 0)
-            r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+        r = xe_tcp_listen(&l->tcp, lc->address, lc->port, false, on_connection);
         if (r < 0) {
             *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
                                    lc->port, uv_strerror(r));

@@ -2994,6 +2994,23 @@ bind_reuseport(uv_tcp_t *t, const struct sockaddr *sa, bool v6only)
     return r;
 }
 
+int
+xe_tcp_listen(uv_tcp_t *t, const char *address, int port, bool reuseport,
+              uv_connection_cb cb)
+{
+    struct sockaddr_storage ss;
+    unsigned flags = 0;
+    int r;
+
+    if (uv_ip4_addr(address, port, (struct sockaddr_in *)&ss) != 0) {
+        uv_ip6_addr(address, port, (struct sockaddr_in6 *)&ss);
+        flags = UV_TCP_IPV6ONLY;
+    }
+    r = reuseport ? bind_reuseport(t, (struct sockaddr *)&ss, flags != 0)
+                  : uv_tcp_bind(t, (struct sockaddr *)&ss, flags);
+    return r == 0 ? uv_listen((uv_stream_t *)t, 511, cb) : r;
+}
+
 static void
 on_main_async(uv_async_t *a)
 {
@@ -3051,7 +3068,6 @@ xe_server_listen(struct xe_server *srv, char **error_r)
             struct listener *l = &w->listeners[i];
             const struct xe_listener_conf *lc = &conf->listeners[i];
             struct sockaddr_storage ss;
-            unsigned flags = 0;
             int r, port = lc->port;
 
             if (k > 0 && port == 0) { /* the port worker 0 got */
@@ -3065,19 +3081,10 @@ xe_server_listen(struct xe_server *srv, char **error_r)
             l->lc = lc;
             if (XE_LISTEN_IS_S2S(lc->kind))
                 continue; /* s2s_io.c's, on worker 0 */
-            if (uv_ip4_addr(lc->address, port, (struct sockaddr_in *)&ss) != 0) {
-                uv_ip6_addr(lc->address, port, (struct sockaddr_in6 *)&ss);
-                flags = UV_TCP_IPV6ONLY;
-            }
             uv_tcp_init(w->loop, &l->tcp);
             l->tcp.data = l;
             l->open = true;
-            if (many)
-                r = bind_reuseport(&l->tcp, (struct sockaddr *)&ss, flags != 0);
-            else
-                r = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, flags);
-            if (r == 0)
-                r = uv_listen((uv_stream_t *)&l->tcp, 511, on_connection);
+            r = xe_tcp_listen(&l->tcp, lc->address, port, many, on_connection);
             if (r < 0) {
                 *error_r = xe_asprintf("cannot listen on %s port %d: %s", lc->address,
                                        lc->port, uv_strerror(r));
