@@ -146,6 +146,7 @@ gen_new(const struct xe_conf *given, char **error_r)
         certs[i].key = conf->domains[i].key;
         /* the peer's certificate is requested (optional) and verified */
         certs[i].client_ca = conf->s2s.trust_anchors;
+        certs[i].settings = &conf->domains[i].tls;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-server", &g->tls_direct, error_r) <
