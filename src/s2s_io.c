@@ -802,6 +802,12 @@ tls_up(struct sconn *c)
              xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
     c->tls_handshaking = false;
     arm(c, c->gen->conf->s2s_handshake_ms);
+    {
+        struct xe_cbind cb[XE_CB_MAX];
+        size_t ncb = xe_tls_channel_bindings(c->tls, false, cb, XE_CB_MAX);
+        xe_s2s_set_channel_bindings(c->core, cb, ncb);
+        OPENSSL_cleanse(cb, sizeof(cb));
+    }
     xe_s2s_tls_up(c->core, names, n);
     flush_core(c);
 }

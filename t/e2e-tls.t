@@ -16,7 +16,7 @@
 #    certificate from a test CA in s2s.trust_anchors).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 54
+plan 65
 
 PROBE="$XE_TOP_SRCDIR/t/lib/tls_probe.py"
 PW="tls-$RANDOM-$RANDOM"
@@ -65,8 +65,9 @@ done
 ! grep -q 'session id context uninitialized' "$XEDGE_LOG"
 ok $? "no 'session id context uninitialized' in the log"
 
-# ---- 2. a second domain, other.test: its own certificate, client_ca, EXTERNAL
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+# ---- 2. a second domain, other.test: its own certificate (RSA, signed with
+# SHA-384), client_ca, EXTERNAL; and a peer, secret.test, with a secret
+openssl req -x509 -newkey rsa:2048 -sha384 -nodes -days 2 \
 	-subj /CN=other.test -addext subjectAltName=DNS:other.test -addext basicConstraints=critical,CA:TRUE \
 	-keyout "$SB/other.key" -out "$SB/other.pem" >/dev/null 2>&1 || bail "openssl req failed"
 # example.test stays the first domain (the default, without SNI)
@@ -77,6 +78,9 @@ awk -v sb="$SB" '
 	{ print }' "$XEDGE_CONF" | sed "s#trust_anchors = \"[^\"]*\"#trust_anchors = \"$CA/ca.pem\"#" >"$SB/two.conf"
 grep -q 'name = "other.test"' "$SB/two.conf" || bail "could not add other.test"
 grep -q "trust_anchors = \"$CA/ca.pem\"" "$SB/two.conf" || bail "could not set s2s.trust_anchors"
+openssl rand -hex 32 >"$SB/peer.secret"
+sed -i "s#^  peers = (#  peers = ( { domain = \"secret.test\"; policy = \"secret\"; secret_file = \"$SB/peer.secret\"; }#" "$SB/two.conf"
+grep -q 'domain = "secret.test"' "$SB/two.conf" || bail "could not add the peer secret.test"
 xedge_restart "$SB/two.conf"
 BOTH=(--cafile "$SB/other.pem")
 for mode in starttls direct; do
@@ -112,6 +116,34 @@ for mode in starttls direct; do
 			"s2s $mode TLS $v: example.test's session does not resume under other.test"
 	done
 done
+# ---- 2c. s2s SASL with the peer's secret: SCRAM-SHA-256-PLUS bound with
+# tls-server-end-point (t/lib/s2s_scram.py: SCRAM by hand, the hash of the
+# certificate it was shown), EC/SHA-256 (example.test), RSA/SHA-384 (other.test)
+scram() { # scram ARGS... -> OUT, RC
+	OUT=$(timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/s2s_scram.py" --from secret.test \
+		--secret-file "$SB/peer.secret" "$@" 2>&1)
+	RC=$?
+	FLAT="$RC/$(printf '%s' "$OUT" | tr '\n' ' ')"
+	diag "s2s_scram $*" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
+}
+for v in 1.3 1.2; do
+	T=()
+	[ $v = 1.2 ] && T=(--tls12)
+	scram --server "$XEDGE_S2S" --to example.test --cafile "$XEDGE_CERT" "${T[@]}"
+	like "$OUT" "cb_types=[^ ]*tls-server-end-point" "s2s TLS $v: tls-server-end-point advertised (XEP-0440)"
+	like "$FLAT" "^0/.*cert_hash=sha256.*RESULT=ok mech=SCRAM-SHA-256-PLUS cb=tls-server-end-point" \
+		"s2s TLS $v, EC certificate: SCRAM-SHA-256-PLUS with tls-server-end-point (SHA-256)"
+	scram --server "$XEDGE_S2S" --to example.test --cafile "$XEDGE_CERT" "${T[@]}" --corrupt-cb
+	like "$FLAT" "^1/.*RESULT=failure condition=not-authorized" "... a wrong hash: <not-authorized/>"
+	scram --server "$XEDGE_S2S_DIRECT_TLS" --mode direct --to other.test --cafile "$SB/other.pem" "${T[@]}"
+	like "$FLAT" "^0/.*cert_hash=sha384.*RESULT=ok mech=SCRAM-SHA-256-PLUS" \
+		"s2s Direct TLS $v, RSA certificate: tls-server-end-point (SHA-384)"
+	scram --server "$XEDGE_S2S_DIRECT_TLS" --mode direct --to other.test --cafile "$SB/other.pem" "${T[@]}" --corrupt-cb
+	like "$FLAT" "^1/.*RESULT=failure condition=not-authorized" "... a wrong hash: <not-authorized/>"
+done
+grep -q 'event=s2s-auth mech=SCRAM-SHA-256-PLUS .*remote=secret.test' "$XEDGE_LOG"
+ok $? "xedge logs the peer's SCRAM-SHA-256-PLUS"
+
 # ---- 3. TLS 1.2 parameters
 probe "${C2S[@]}" --domain example.test --tls12 --ciphers "$CBC" --count 1
 like "$C1" "result=tls-error" "a TLS 1.2 client with only CBC suites is refused (STARTTLS)"
@@ -122,7 +154,7 @@ like "$C1" "result=ok version=TLSv1.2 .*cipher=ECDHE-ECDSA-(AES(128|256)-GCM|CHA
 	"a default TLS 1.2 client gets ECDHE with an AEAD suite"
 
 cp "$SB/two.conf" "$SB/two.orig"
-{ cat "$SB/two.orig"; echo 'tls = { ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA"; groups = "P-256:X25519"; };'; } >"$SB/two.conf"
+{ cat "$SB/two.orig"; echo 'tls = { ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"; groups = "P-256:X25519"; };'; } >"$SB/two.conf"
 out=$(ctl reload 2>&1)
 like "$out" "reload result=ok" "reload with tls.ciphers and tls.groups: ok"
 probe "${C2S[@]}" --domain example.test --tls12 --ciphers "$CBC" --count 1
