@@ -16,7 +16,7 @@
 #    certificate from a test CA in s2s.trust_anchors).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 65
+plan 67
 
 PROBE="$XE_TOP_SRCDIR/t/lib/tls_probe.py"
 PW="tls-$RANDOM-$RANDOM"
@@ -62,6 +62,9 @@ for mode in starttls direct; do
 			"c2s $mode TLS $v, no client certificate: the session resumes"
 	done
 done
+probe "${C2S[@]}" --domain example.test "${CERT[@]}" --tls12 --no-ticket
+like "$C2" "result=ok version=TLSv1.2 reused=yes .*external=success" \
+	"c2s TLS 1.2 without tickets: the session ID resumes (the server's cache), EXTERNAL works"
 ! grep -q 'session id context uninitialized' "$XEDGE_LOG"
 ok $? "no 'session id context uninitialized' in the log"
 
@@ -94,6 +97,9 @@ for mode in starttls direct; do
 		unlike "$C2" "EXTERNAL|external=success" "... and no EXTERNAL carried across to other.test"
 	done
 done
+probe "${DTLS[@]}" "${BOTH[@]}" --domain example.test --domain2 other.test "${CERT[@]}" --tls12 --no-ticket
+like "$C2" "domain=other.test result=ok version=TLSv1.2 reused=no .*cert=other.test" \
+	"Direct TLS 1.2 without tickets: example.test's session ID does not resume under other.test"
 probe "${DTLS[@]}" "${BOTH[@]}" --domain other.test
 like "$C2" "domain=other.test result=ok .*reused=yes .*cert=other.test" \
 	"Direct TLS: other.test's own sessions resume under other.test (SNI)"

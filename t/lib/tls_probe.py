@@ -13,7 +13,8 @@ EXTERNAL, then </stream:stream> and close_notify.
       [--domain2 D2]          (the 2nd and later connections' domain: to+SNI)
       [--cafile F]...         (verify the server's certificate for the domain)
       [--cert F --key F]      (a client certificate, for a server that asks)
-      [--tls12] [--ciphers LIST] [--count N] [--external] [--timeout S]
+      [--tls12] [--ciphers LIST] [--no-ticket] [--count N] [--external]
+      [--timeout S]           (--no-ticket: TLS 1.2 session IDs, the server's cache)
 
 Output, one line per connection:
   CONN n=1 domain=D result=ok version=TLSv1.3 reused=no cipher=C cert=CN
@@ -64,6 +65,8 @@ def make_ctx(args):
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     if args.ciphers:
         ctx.set_ciphers(args.ciphers)
+    if args.no_ticket:
+        ctx.options |= ssl.OP_NO_TICKET
     if args.cert:
         ctx.load_cert_chain(args.cert, args.key)
     if args.mode == "direct":
@@ -154,6 +157,7 @@ def main():
     p.add_argument("--key")
     p.add_argument("--tls12", action="store_true")
     p.add_argument("--ciphers")
+    p.add_argument("--no-ticket", action="store_true")
     p.add_argument("--count", type=int, default=2)
     p.add_argument("--external", action="store_true")
     p.add_argument("--timeout", type=float, default=10)

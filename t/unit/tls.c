@@ -862,6 +862,7 @@ try {
     const char *cert, *key; /* the client's certificate, or NULL */
     const char *ciphers;    /* the client's TLS 1.2 list, or NULL */
     SSL_SESSION *resume;    /* offered, or NULL */
+    bool no_ticket;         /* TLS 1.2: session IDs only (the server's cache) */
 };
 struct tried {
     bool done, reused;
@@ -890,6 +891,8 @@ try_handshake(struct xe_tls_ctx *sctx, const struct try *t, struct tried *r)
         goto out;
     if (t->ciphers)
         SSL_set_cipher_list(c.ssl, t->ciphers);
+    if (t->no_ticket)
+        SSL_set_options(c.ssl, SSL_OP_NO_TICKET);
     if (t->resume)
         SSL_set_session(c.ssl, t->resume);
     pump_handshake(&c, &s, &cr, &sr);
@@ -920,6 +923,7 @@ try_handshake(struct xe_tls_ctx *sctx, const struct try *t, struct tried *r)
     for (size_t i = 0; i < r->n_cb; i++)
         xe_cbind_fill(&r->cb[i]);
     SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    xe_tls_shutdown(s.x); /* as xedge closes a session (close_notify) */
 out:
     ep_free(&c);
     ep_free(&s);
@@ -952,7 +956,7 @@ test_resumption(const char *ca, const char *ka, const char *cb, const char *kb)
             const char *how = mode ? "STARTTLS" : "Direct TLS";
             for (int with = 0; with < 2; with++) {
                 struct try t = {mode ? "a.test" : NULL, "a.test", max_v, with ? ca : NULL,
-                                with ? ka : NULL,       NULL,     NULL};
+                                with ? ka : NULL,       NULL,     NULL,  false};
                 struct tried first, again, other;
                 const char *cn = with ? "with" : "without";
 
@@ -978,10 +982,30 @@ test_resumption(const char *ca, const char *ka, const char *cb, const char *kb)
                 SSL_SESSION_free(other.sess);
             }
         }
+        for (int mode = 0; mode < 2 && v == 0; mode++) {
+            /* TLS 1.2 without tickets: the server's session cache */
+            struct try t = {
+                mode ? "a.test" : NULL, "a.test", max_v, ca, ka, NULL, NULL, true};
+            struct tried first, again, other;
+            try_handshake(sctx, &t, &first);
+            t.resume = first.sess;
+            try_handshake(sctx, &t, &again);
+            ok(again.done && again.reused && again.ids == 1,
+               "TLS 1.2 session ID (no ticket), %s: resumes with its identity",
+               mode ? "STARTTLS" : "Direct TLS");
+            t.starttls = mode ? "b.test" : NULL;
+            t.sni = "b.test";
+            try_handshake(sctx, &t, &other);
+            ok(other.done && !other.reused && other.ids == 0,
+               "  ... not under b.test, and nothing of a.test's client certificate");
+            SSL_SESSION_free(first.sess);
+            SSL_SESSION_free(again.sess);
+            SSL_SESSION_free(other.sess);
+        }
         {
             /* STARTTLS to a.test with the SNI b.test: the stream's `to`
              * decides, and a.test's session resumes there */
-            struct try t = {"a.test", "a.test", max_v, ca, ka, NULL, NULL};
+            struct try t = {"a.test", "a.test", max_v, ca, ka, NULL, NULL, false};
             struct tried first, again;
             try_handshake(sctx, &t, &first);
             t.sni = "b.test";
@@ -1022,7 +1046,7 @@ test_parameters(const char *ca, const char *ka, const char *cb, const char *kb)
     free(err);
     err = NULL;
     if (sctx) {
-        struct try t = {NULL, "a.test", TLS1_2_VERSION, NULL, NULL, cbc, NULL};
+        struct try t = {NULL, "a.test", TLS1_2_VERSION, NULL, NULL, cbc, NULL, false};
         try_handshake(sctx, &t, &r);
         ok(!r.done, "a TLS 1.2 client with only CBC suites is refused by default");
         t.ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384";
@@ -1112,8 +1136,8 @@ test_end_point(const char *ca, const char *ka)
         return;
     for (int v = 0; v < 2; v++)
         for (size_t d = 0; d < 3; d++) {
-            struct try t = {NULL, doms[d], v ? 0 : TLS1_2_VERSION, NULL, NULL,
-                            NULL, NULL};
+            struct try t = {NULL, doms[d], v ? 0 : TLS1_2_VERSION, NULL, NULL, NULL,
+                            NULL, false};
             struct tried r, again;
             const struct xe_cbind *ep = NULL;
             for (int round = 0; round < 2; round++) {
