@@ -11,11 +11,10 @@
 #include "log.h"
 #include "metrics.h"
 #include "sasl.h"
-
-#define XE_NS_SASL_CB "urn:xmpp:sasl-cb:0" /* XEP-0440 */
 #include "xmlstream.h"
 
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define XE_NS_SASL_CB "urn:xmpp:sasl-cb:0" /* XEP-0440 */
 
 enum state {
     ST_HEADER,    /* waiting for the peer's stream header */
@@ -81,18 +80,20 @@ struct xe_s2s {
     bool external;
     bool verdict_new;
     /* SASL with the peer's pre-shared secret */
-    struct xe_sasl *sasl;           /* IN: the server side, once offered */
-    struct xe_sasl_client *sclient; /* OUT: the client side */
-    bool sasl_busy;                 /* IN: an exchange is under way */
-    bool sasl_ok;                   /* OUT: it succeeded (restart next) */
-    bool client_done;               /* OUT: the client has nothing more to say */
-    bool secret_failed;             /* OUT: the remote refused our secret */
-    unsigned failures;              /* IN: failed attempts */
-    char mech[32];                  /* the SASL mechanism of the secret */
-    struct xe_cbind cb[XE_CB_MAX];  /* the TLS session's channel bindings */
-    size_t n_cb;
+    struct xe_sasl *sasl;               /* IN: the server side, once offered */
+    struct xe_sasl_client *sclient;     /* OUT: the client side */
+    bool sasl_busy;                     /* IN: an exchange is under way */
+    bool sasl_ok;                       /* OUT: it succeeded (restart next) */
+    bool client_done;                   /* OUT: the client has nothing more to say */
+    bool secret_failed;                 /* OUT: the remote refused our secret */
+    unsigned failures;                  /* IN: failed attempts */
+    char mech[32];                      /* the SASL mechanism of the secret */
     struct ev *evs, *evs_tail, *ev_cur; /* IN: events for the glue */
     char st_from[XE_S2S_MAX_DOMAIN_BUF], st_to[XE_S2S_MAX_DOMAIN_BUF];
+
+    /* the TLS session's channel bindings (SASL with the secret: -PLUS) */
+    struct xe_cbind cb[XE_CB_MAX];
+    size_t n_cb;
 };
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
