@@ -1,5 +1,6 @@
 /* xedge: channel binding data of a TLS session, handed from the TLS module to
- * the SASL adapter (RFC 5929 tls-unique, RFC 9266 tls-exporter). */
+ * the SASL adapter (RFC 5929 tls-unique and tls-server-end-point, RFC 9266
+ * tls-exporter). */
 #ifndef XE_CBIND_H
 #define XE_CBIND_H
 
@@ -12,7 +13,8 @@
 struct xe_tls;
 
 struct xe_cbind {
-    const char *type; /* "tls-exporter" or "tls-unique" (a static string) */
+    const char
+        *type; /* "tls-exporter", "tls-unique" or "tls-server-end-point" (static) */
     unsigned char data[XE_CB_DATA_MAX];
     size_t len;
     bool advertise; /* listed in the stream features (XEP-0440) */

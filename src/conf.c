@@ -959,7 +959,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const top[] = {
         "log_level", "log_to",  "syslog_facility", "user", "group",   "user_store",
         "listeners", "domains", "pools",           "sasl", "limits",  "timeouts",
-        "lockout",   "control", "metrics",         "s2s",  "workers", NULL};
+        "lockout",   "control", "metrics",         "s2s",  "workers", "tls",
+        NULL};
     static const char *const s2s[] = {
         "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
         "require_encryption",   "peers",         NULL};
@@ -969,10 +970,18 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind",           "address",    "port",
                                            "proxy_protocol", "proxy_from", NULL};
-    static const char *const domain[] = {
-        "name",      "certificate",       "key",     "pool",     "mechanisms",
-        "client_ca", "client_identities", "iq_auth", "register", "compression",
-        NULL};
+    static const char *const domain[] = {"name",
+                                         "certificate",
+                                         "key",
+                                         "pool",
+                                         "mechanisms",
+                                         "client_ca",
+                                         "client_identities",
+                                         "iq_auth",
+                                         "register",
+                                         "compression",
+                                         "tls",
+                                         NULL};
     static const char *const pool[] = {"name",           "secret_file", "servers",
                                        "proxy_protocol", "policy",      "on_down",
                                        "health",         "retries",     NULL};
@@ -1047,6 +1056,93 @@ check_names(struct ctx *c, const config_setting_t *root)
         const config_setting_t *g = config_setting_get_elem(pools, (unsigned)i);
         if (check_list(c, config_setting_get_member(g, "servers"), server) < 0 ||
             check_group(c, config_setting_get_member(g, "health"), health) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- tls: TLS parameters (tls.h), a top group and each domain's own -------- */
+
+static void
+tls_settings_free(struct xe_tls_settings *t)
+{
+    free(t->ciphers);
+    free(t->ciphersuites);
+    free(t->groups);
+    memset(t, 0, sizeof(*t));
+}
+
+/* A tls group G over the settings in *T (the defaults it refines), checked
+ * by OpenSSL; WHERE names the group in errors ("tls", "domain a.example: tls"). */
+static int
+load_tls_group(struct ctx *c, const config_setting_t *g, const char *where,
+               struct xe_tls_settings *t)
+{
+    static const char *const names[] = {"ciphers", "ciphersuites", "groups",
+                                        "min_version", NULL};
+    static const char *const keys[] = {"ciphers", "ciphersuites", "groups"};
+    char **fields[] = {&t->ciphers, &t->ciphersuites, &t->groups};
+    const config_setting_t *mv;
+    const char *setting = NULL;
+    char *err = NULL, what[1200];
+
+    if (g != NULL) {
+        if (!config_setting_is_group(g))
+            return fail(c, g, where, "must be a group { ... }");
+        if (check_group(c, g, names) < 0)
+            return -1;
+        for (size_t i = 0; i < 3; i++) {
+            char *v = NULL;
+            if (get_string(c, g, keys[i], false, NULL, &v) < 0)
+                return -1;
+            if (v) {
+                free(*fields[i]);
+                *fields[i] = v;
+            }
+        }
+        if ((mv = config_setting_get_member(g, "min_version")) != NULL) {
+            const char *v = config_setting_type(mv) == CONFIG_TYPE_STRING
+                                ? config_setting_get_string(mv)
+                                : NULL;
+            if (v && strcmp(v, "TLSv1.2") == 0)
+                t->min_version = XE_TLS_1_2;
+            else if (v && strcmp(v, "TLSv1.3") == 0)
+                t->min_version = XE_TLS_1_3;
+            else
+                return fail(c, mv, "min_version", "must be \"TLSv1.2\" or \"TLSv1.3\"");
+        }
+    }
+    if (xe_tls_settings_check(t, &setting, &err) < 0) {
+        const config_setting_t *at = g ? config_setting_get_member(g, setting) : NULL;
+        snprintf(what, sizeof(what), "%s.%s", where, setting);
+        fail(c, at ? at : g, what, "%s", err);
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The top tls group, then each domain's (over a copy of the top's). */
+static int
+load_tls(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *list = config_setting_get_member(root, "domains");
+
+    if (load_tls_group(c, config_setting_get_member(root, "tls"), "tls", &conf->tls) < 0)
+        return -1;
+    for (size_t i = 0; i < conf->n_domains; i++) {
+        struct xe_tls_settings *t = &conf->domains[i].tls;
+        const config_setting_t *g =
+            config_setting_get_member(config_setting_get_elem(list, (unsigned)i), "tls");
+        char where[1100];
+
+        t->ciphers = conf->tls.ciphers ? xe_strdup(conf->tls.ciphers) : NULL;
+        t->ciphersuites =
+            conf->tls.ciphersuites ? xe_strdup(conf->tls.ciphersuites) : NULL;
+        t->groups = conf->tls.groups ? xe_strdup(conf->tls.groups) : NULL;
+        t->min_version = conf->tls.min_version;
+        snprintf(where, sizeof(where), "domain %s: tls", conf->domains[i].name);
+        if (g != NULL && load_tls_group(c, g, where, t) < 0)
             return -1;
     }
     return 0;
@@ -1184,7 +1280,8 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
         load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
         load_control(&c, conf, root) < 0 || load_metrics(&c, conf, root) < 0 ||
-        load_s2s(&c, conf, root) < 0 || check_names(&c, root) < 0)
+        load_s2s(&c, conf, root) < 0 || load_tls(&c, conf, root) < 0 ||
+        check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:
@@ -1280,11 +1377,13 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->domains[i].certificate);
         free(conf->domains[i].key);
         free(conf->domains[i].client_ca);
+        tls_settings_free(&conf->domains[i].tls);
         for (size_t j = 0; j < conf->domains[i].n_mechanisms; j++)
             free(conf->domains[i].mechanisms[j]);
         free(conf->domains[i].mechanisms);
     }
     free(conf->domains);
+    tls_settings_free(&conf->tls);
     for (size_t i = 0; i < conf->n_pools; i++) {
         struct xe_pool_conf *p = &conf->pools[i];
         free(p->name);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "proxy.h"
+#include "tls.h"
 
 enum xe_listener_kind {
     XE_LISTEN_STARTTLS,
@@ -81,6 +82,7 @@ struct xe_domain_conf {
     bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
     bool register_;             /* in-band registration (XEP-0077) */
     bool compression;           /* offer XEP-0138 zlib after authentication */
+    struct xe_tls_settings tls; /* the top tls group, with this domain's own */
 };
 
 /* federation (the s2s group; doc/federation.md) */
@@ -123,6 +125,8 @@ struct xe_conf {
     size_t n_domains;
     struct xe_pool_conf *pools;
     size_t n_pools;
+
+    struct xe_tls_settings tls; /* the top tls group (every domain's defaults) */
 
     /* sasl */
     char **mechanisms; /* upper case, in order of preference */

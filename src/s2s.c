@@ -14,6 +14,7 @@
 #include "xmlstream.h"
 
 #define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
+#define XE_NS_SASL_CB "urn:xmpp:sasl-cb:0" /* XEP-0440 */
 
 enum state {
     ST_HEADER,    /* waiting for the peer's stream header */
@@ -89,6 +90,10 @@ struct xe_s2s {
     char mech[32];                      /* the SASL mechanism of the secret */
     struct ev *evs, *evs_tail, *ev_cur; /* IN: events for the glue */
     char st_from[XE_S2S_MAX_DOMAIN_BUF], st_to[XE_S2S_MAX_DOMAIN_BUF];
+
+    /* the TLS session's channel bindings (SASL with the secret: -PLUS) */
+    struct xe_cbind cb[XE_CB_MAX];
+    size_t n_cb;
 };
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
@@ -220,8 +225,9 @@ static const char *
 metric_mech(const char *m)
 {
     static const char *const known[] = {
-        "external",      "dialback",   "SCRAM-SHA-1", "SCRAM-SHA-256",
-        "SCRAM-SHA-512", "DIGEST-MD5", NULL};
+        "external",           "dialback",   "SCRAM-SHA-1",      "SCRAM-SHA-256",
+        "SCRAM-SHA-512",      "DIGEST-MD5", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS",
+        "SCRAM-SHA-512-PLUS", NULL};
     for (size_t i = 0; m && known[i]; i++)
         if (strcmp(m, known[i]) == 0)
             return known[i];
@@ -368,8 +374,8 @@ in_secret_offer(struct xe_s2s *s)
         return true;
     if (s->remote == NULL || !peer_secret(s, s->remote, &sec))
         return false;
-    s->sasl = xe_sasl_new_peer(s->local, s->remote, sec.secret, sec.len, sec.mechs,
-                               sec.n_mechs, &err);
+    s->sasl = xe_sasl_new_peer_tls(s->local, s->remote, sec.secret, sec.len, sec.mechs,
+                                   sec.n_mechs, s->cb, s->n_cb, &err);
     if (s->sasl == NULL) {
         xe_warn("event=s2s-sasl-error peer=%s remote=%s local=%s error=\"%s\"", s->p.peer,
                 s->remote, s->local, err ? err : "?");
@@ -416,6 +422,14 @@ send_in_features(struct xe_s2s *s)
             if (external)
                 xe_buf_append_str(&s->out, "<mechanism>EXTERNAL</mechanism>");
             xe_buf_append_str(&s->out, "</mechanisms>");
+        }
+        n = n ? xe_sasl_cb_types(s->sasl, m, XE_S2S_MAX_SECRET_MECHS) : 0;
+        if (n > 0) { /* XEP-0440: the bindings the -PLUS mechanisms verify */
+            xe_buf_append_str(&s->out,
+                              "<sasl-channel-binding xmlns='" XE_NS_SASL_CB "'>");
+            for (size_t i = 0; i < n; i++)
+                xe_buf_appendf(&s->out, "<channel-binding type='%s'/>", m[i]);
+            xe_buf_append_str(&s->out, "</sasl-channel-binding>");
         }
         if (pol == XE_S2S_POLICY_DIALBACK)
             xe_buf_append_str(&s->out, "<dialback xmlns='" XE_NS_DIALBACK_FEATURE
@@ -904,6 +918,56 @@ out_dialback(struct xe_s2s *s)
     return XE_XS_CONTINUE;
 }
 
+/* OUT: whether the remote's <mechanisms/> lists NAME. */
+static bool
+offered(const struct xe_xml_elem *mechanisms, const char *name)
+{
+    for (const struct xe_xml_elem *c = mechanisms->first_child; c; c = c->next)
+        if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
+            strcmp(xe_xml_text(c), name) == 0)
+            return true;
+    return false;
+}
+
+/* The -PLUS name of a SCRAM mechanism, as a static string. */
+static const char *
+plus_of(const char *mech)
+{
+    static const char *const plus[] = {"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS",
+                                       "SCRAM-SHA-512-PLUS"};
+    for (size_t i = 0; i < sizeof(plus) / sizeof(plus[0]); i++)
+        if (strncmp(plus[i], mech, strlen(mech)) == 0 &&
+            strlen(plus[i]) == strlen(mech) + 5)
+            return plus[i];
+    return mech;
+}
+
+/* OUT: the channel binding to use: of those the remote advertises
+ * (XEP-0440; all of ours when it advertises none), tls-exporter, then
+ * tls-server-end-point, then tls-unique. */
+static const struct xe_cbind *
+out_binding(const struct xe_s2s *s, const struct xe_xml_elem *features)
+{
+    static const char *const pref[] = {"tls-exporter", "tls-server-end-point",
+                                       "tls-unique"};
+    const struct xe_xml_elem *adv =
+        xe_xml_child(features, XE_NS_SASL_CB, "sasl-channel-binding");
+
+    for (size_t k = 0; k < sizeof(pref) / sizeof(pref[0]); k++)
+        for (size_t i = 0; i < s->n_cb; i++) {
+            bool ok = adv == NULL;
+            if (strcmp(s->cb[i].type, pref[k]) != 0)
+                continue;
+            for (const struct xe_xml_elem *c = adv ? adv->first_child : NULL; c && !ok;
+                 c = c->next)
+                ok = strcmp(c->name, "channel-binding") == 0 && xe_xml_attr(c, "type") &&
+                     strcmp(xe_xml_attr(c, "type"), pref[k]) == 0;
+            if (ok)
+                return &s->cb[i];
+        }
+    return s->cb[0].advertise ? &s->cb[0] : NULL;
+}
+
 /* OUT: SASL with the peer's secret when the remote offers one of its
  * mechanisms (ours in order of preference): true when <auth/> was sent. */
 static bool
@@ -912,6 +976,7 @@ out_secret(struct xe_s2s *s, const struct xe_xml_elem *features)
     const struct xe_xml_elem *m = xe_xml_child(features, XE_NS_SASL, "mechanisms");
     struct xe_s2s_secret sec;
     const char *chosen = NULL, *out = NULL;
+    const struct xe_cbind *cb;
     char b64[2 * XE_S2S_MAX_SASL], *err = NULL;
     size_t outlen = 0;
     int r;
@@ -919,13 +984,16 @@ out_secret(struct xe_s2s *s, const struct xe_xml_elem *features)
     if (m == NULL || s->secret_failed || policy_of(s, s->to) == XE_S2S_POLICY_REFUSE ||
         !peer_secret(s, s->to, &sec))
         return false;
-    for (size_t i = 0; i < sec.n_mechs && chosen == NULL; i++)
-        for (const struct xe_xml_elem *c = m->first_child; c && chosen == NULL;
-             c = c->next)
-            if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
-                strcmp(xe_xml_text(c), sec.mechs[i]) == 0 &&
-                xe_sasl_mech_loaded(sec.mechs[i]))
-                chosen = sec.mechs[i];
+    for (size_t i = 0; i < sec.n_mechs && chosen == NULL; i++) {
+        /* a SCRAM mechanism's -PLUS variant first when we can bind */
+        char plus[32];
+        snprintf(plus, sizeof(plus), "%s-PLUS", sec.mechs[i]);
+        if (s->n_cb > 0 && strncmp(sec.mechs[i], "SCRAM-", 6) == 0 && offered(m, plus) &&
+            xe_sasl_mech_loaded(sec.mechs[i]))
+            chosen = plus_of(sec.mechs[i]);
+        else if (offered(m, sec.mechs[i]) && xe_sasl_mech_loaded(sec.mechs[i]))
+            chosen = sec.mechs[i];
+    }
     if (chosen == NULL)
         return false;
     s->sclient = xe_sasl_client_new(s->from, s->to, sec.secret, sec.len, &err);
@@ -937,6 +1005,11 @@ out_secret(struct xe_s2s *s, const struct xe_xml_elem *features)
         return false;
     }
     snprintf(s->mech, sizeof(s->mech), "%s", chosen);
+    cb = s->n_cb ? out_binding(s, features) : NULL;
+    if (cb && xe_sasl_client_set_cb(s->sclient, cb) < 0)
+        xe_warn("event=s2s-sasl-error kind=s2s-out peer=%s local=%s remote=%s "
+                "error=\"no %s channel binding data\"",
+                s->p.peer, s->from, s->to, cb->type);
     r = xe_sasl_client_start(s->sclient, chosen, &out, &outlen);
     if (r == XE_SASL_FAIL ||
         (out && outlen && b64_out(out, outlen, b64, sizeof(b64)) < 0)) {
@@ -1376,6 +1449,14 @@ struct xe_buf *
 xe_s2s_output(struct xe_s2s *s)
 {
     return &s->out;
+}
+
+void
+xe_s2s_set_channel_bindings(struct xe_s2s *s, const struct xe_cbind *cb, size_t n)
+{
+    s->n_cb = 0;
+    for (size_t i = 0; i < n && s->n_cb < XE_CB_MAX; i++)
+        s->cb[s->n_cb++] = cb[i];
 }
 
 void

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#include "cbind.h"
 #include "util.h"
 #include "xelimits.h"
 
@@ -125,6 +126,11 @@ struct xe_buf *xe_s2s_output(struct xe_s2s *s);
  * SASL EXTERNAL; OUT: names: the remote's (EXTERNAL towards it is used when
  * its certificate is valid for `to`; we present ours). */
 void xe_s2s_tls_up(struct xe_s2s *s, const char *const *names, size_t n);
+/* Before xe_s2s_tls_up: the TLS session's channel bindings (cbind.h; the
+ * session must outlive the core's use of them). SASL with a peer's secret
+ * then offers, and uses towards the remote, the SCRAM -PLUS variants
+ * (XEP-0440 types advertised inbound). */
+void xe_s2s_set_channel_bindings(struct xe_s2s *s, const struct xe_cbind *cb, size_t n);
 
 /* IN, after every feed: what the input asked for, in order, until false.
  * The pointers stay valid until the next call. */

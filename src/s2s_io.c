@@ -146,6 +146,7 @@ gen_new(const struct xe_conf *given, char **error_r)
         certs[i].key = conf->domains[i].key;
         /* the peer's certificate is requested (optional) and verified */
         certs[i].client_ca = conf->s2s.trust_anchors;
+        certs[i].settings = &conf->domains[i].tls;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-server", &g->tls_direct, error_r) <
@@ -801,6 +802,12 @@ tls_up(struct sconn *c)
              xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
     c->tls_handshaking = false;
     arm(c, c->gen->conf->s2s_handshake_ms);
+    {
+        struct xe_cbind cb[XE_CB_MAX];
+        size_t ncb = xe_tls_channel_bindings(c->tls, false, cb, XE_CB_MAX);
+        xe_s2s_set_channel_bindings(c->core, cb, ncb);
+        OPENSSL_cleanse(cb, sizeof(cb));
+    }
     xe_s2s_tls_up(c->core, names, n);
     flush_core(c);
 }

@@ -788,9 +788,32 @@ fail:
     return NULL;
 }
 
+/* The -PLUS name of a SCRAM mechanism (a static string), or NULL. */
+static const char *
+plus_name(const char *mech)
+{
+    static const char *const plus[] = {"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS",
+                                       "SCRAM-SHA-512-PLUS"};
+
+    for (size_t i = 0; i < sizeof(plus) / sizeof(plus[0]); i++)
+        if (strncmp(plus[i], mech, strlen(plus[i]) - 5) == 0 &&
+            mech[strlen(plus[i]) - 5] == '\0')
+            return plus[i];
+    return NULL;
+}
+
 struct xe_sasl *
 xe_sasl_new_peer(const char *local, const char *peer, const unsigned char *secret,
                  size_t secret_len, char *const *mechs, size_t n_mechs, char **error_r)
+{
+    return xe_sasl_new_peer_tls(local, peer, secret, secret_len, mechs, n_mechs, NULL, 0,
+                                error_r);
+}
+
+struct xe_sasl *
+xe_sasl_new_peer_tls(const char *local, const char *peer, const unsigned char *secret,
+                     size_t secret_len, char *const *mechs, size_t n_mechs,
+                     const struct xe_cbind *cb, size_t n_cb, char **error_r)
 {
     struct xe_sasl *s = xe_calloc(1, sizeof(*s));
     size_t off = 0;
@@ -808,14 +831,28 @@ xe_sasl_new_peer(const char *local, const char *peer, const unsigned char *secre
     s->cbs[1] = (sasl_callback_t){SASL_CB_CANON_USER, XE_CB(peer_canon_cb), s};
     s->cbs[2] = (sasl_callback_t){SASL_CB_PROXY_POLICY, XE_CB(authorize_cb), s};
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
+    for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
+        s->cb[s->n_cb++] = cb[i];
     for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
         size_t l = strlen(mechs[i]);
+        /* each SCRAM mechanism with its -PLUS variant first, under TLS
+         * with a channel binding: it binds the secret's proof to this TLS
+         * session, which a certificate that does not verify cannot */
+        const char *plus = s->n_cb ? plus_name(mechs[i]) : NULL;
         /* shared-secret mechanisms only: no PLAIN, EXTERNAL or ANONYMOUS */
         if ((strncmp(mechs[i], "SCRAM-", 6) != 0 &&
              strcmp(mechs[i], "DIGEST-MD5") != 0) ||
             (l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0) ||
             !cyrus_has(mechs[i], l) || off + l + 2 > sizeof(s->peer_mech_list))
             continue;
+        if (plus && s->n_mechs + 1 < MAX_MECHS &&
+            off + strlen(plus) + l + 3 <= sizeof(s->peer_mech_list)) {
+            s->mechs[s->n_mechs++] = plus;
+            s->plus_offered = true;
+            off +=
+                (size_t)snprintf(s->peer_mech_list + off, sizeof(s->peer_mech_list) - off,
+                                 "%s%s", off ? " " : "", plus);
+        }
         s->mechs[s->n_mechs++] = mechs[i];
         off += (size_t)snprintf(s->peer_mech_list + off, sizeof(s->peer_mech_list) - off,
                                 "%s%s", off ? " " : "", mechs[i]);
@@ -1038,6 +1075,8 @@ struct xe_sasl_client {
     sasl_callback_t cbs[6];
     char mech[32];
     char detail[256];
+    struct xe_cbind cb;              /* the channel binding, when set */
+    sasl_channel_binding_t cyrus_cb; /* ... as Cyrus takes it */
 };
 
 static int
@@ -1123,6 +1162,7 @@ xe_sasl_client_free(struct xe_sasl_client **cp)
     }
     free(c->authname);
     free(c->realm);
+    OPENSSL_cleanse(&c->cb, sizeof(c->cb));
     free(c);
     *cp = NULL;
 }
@@ -1166,6 +1206,19 @@ xe_sasl_client_step(struct xe_sasl_client *c, const char *in, size_t inlen,
     *out = NULL;
     r = sasl_client_step(c->conn, in, (unsigned)inlen, NULL, out, &olen);
     return client_result(c, r, olen, outlen);
+}
+
+int
+xe_sasl_client_set_cb(struct xe_sasl_client *c, const struct xe_cbind *cb)
+{
+    c->cb = *cb;
+    if (xe_cbind_fill(&c->cb) == 0)
+        return -1;
+    c->cyrus_cb.name = c->cb.type;
+    c->cyrus_cb.critical = 0;
+    c->cyrus_cb.len = c->cb.len;
+    c->cyrus_cb.data = c->cb.data;
+    return sasl_setprop(c->conn, SASL_CHANNEL_BINDING, &c->cyrus_cb) == SASL_OK ? 0 : -1;
 }
 
 const char *

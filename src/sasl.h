@@ -71,6 +71,14 @@ struct xe_sasl *xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n
 struct xe_sasl *xe_sasl_new_peer(const char *local, const char *peer,
                                  const unsigned char *secret, size_t secret_len,
                                  char *const *mechs, size_t n_mechs, char **error_r);
+/* The same under TLS with the session's channel bindings CB: each SCRAM
+ * mechanism is offered with its -PLUS variant first, and a peer that says
+ * it could bind but thinks we cannot ("y") is refused. */
+struct xe_sasl *xe_sasl_new_peer_tls(const char *local, const char *peer,
+                                     const unsigned char *secret, size_t secret_len,
+                                     char *const *mechs, size_t n_mechs,
+                                     const struct xe_cbind *cb, size_t n_cb,
+                                     char **error_r);
 void xe_sasl_free(struct xe_sasl **s);
 
 /* The initiating side of server-to-server SASL: LOCAL (our domain, the
@@ -86,6 +94,10 @@ struct xe_sasl_client *xe_sasl_client_new(const char *local, const char *remote,
                                           char **error_r);
 int xe_sasl_client_start(struct xe_sasl_client *c, const char *mech, const char **out,
                          size_t *outlen);
+/* Before start: bind to the TLS session with CB (copied; a lazy one is
+ * derived now). With a -PLUS mechanism the binding is used; without, the
+ * client says it could bind ("y"). 0, or -1 when the data cannot be had. */
+int xe_sasl_client_set_cb(struct xe_sasl_client *c, const struct xe_cbind *cb);
 int xe_sasl_client_step(struct xe_sasl_client *c, const char *in, size_t inlen,
                         const char **out, size_t *outlen);
 /* Cyrus' detail for a failure, for the log (never a secret). */

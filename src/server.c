@@ -471,6 +471,7 @@ gen_new(const struct xe_conf *conf, const struct gen *prev, char **error_r)
         certs[i].certificate = conf->domains[i].certificate;
         certs[i].key = conf->domains[i].key;
         certs[i].client_ca = conf->domains[i].client_ca;
+        certs[i].settings = &conf->domains[i].tls;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls_starttls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &g->tls_direct, error_r) <

@@ -9,6 +9,7 @@
 
 #include <openssl/buffer.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -18,6 +19,12 @@
 struct dom_ctx {
     char *domain;
     SSL_CTX *ctx;
+    /* the session ID context: a session resumes only where it was made */
+    unsigned char sid[SSL_MAX_SID_CTX_LENGTH];
+    /* the domain's own parameters, when they are not the default domain's:
+     * a connection switched to it by SNI takes them */
+    struct xe_tls_settings own;
+    bool has_own;
 };
 
 struct xe_tls_ctx {
@@ -32,6 +39,7 @@ struct xe_tls {
     BIO *rbio, *wbio; /* rbio: ciphertext from the peer; wbio: to the peer */
     struct xe_tls_ctx *ctx;
     bool client;
+    bool fixed; /* STARTTLS: the stream's `to` chose the domain, not the SNI */
     char err[256];
 };
 
@@ -50,34 +58,107 @@ ssl_error_string(char *buf, size_t len, const char *what)
     ERR_clear_error();
 }
 
-static SSL_CTX *
+static struct dom_ctx *
 lookup(struct xe_tls_ctx *c, const char *domain)
 {
     for (size_t i = 0; i < c->n; i++)
         if (strcasecmp(c->doms[i].domain, domain) == 0)
-            return c->doms[i].ctx;
+            return &c->doms[i];
     return NULL;
 }
 
+/* The host_name of a ClientHello's server_name extension (RFC 6066 3), or
+ * false. */
+static bool
+sni_name(const unsigned char *p, size_t len, char *out, size_t max)
+{
+    size_t list;
+
+    if (len < 2)
+        return false;
+    list = (size_t)p[0] << 8 | p[1];
+    p += 2, len -= 2;
+    if (list != len)
+        return false;
+    while (len >= 3) {
+        unsigned type = p[0];
+        size_t l = (size_t)p[1] << 8 | p[2];
+        p += 3, len -= 3;
+        if (l > len)
+            return false;
+        if (type == TLSEXT_NAMETYPE_host_name) {
+            if (l == 0 || l >= max || memchr(p, '\0', l) != NULL)
+                return false;
+            memcpy(out, p, l);
+            out[l] = '\0';
+            return true;
+        }
+        p += l, len -= l;
+    }
+    return false;
+}
+
+/* TLS parameters onto a connection switched to another domain's context. */
+static int
+apply_ssl_settings(SSL *ssl, const struct xe_tls_settings *s)
+{
+    if (SSL_set_min_proto_version(ssl, s->min_version ? s->min_version
+                                                      : TLS1_2_VERSION) != 1 ||
+        SSL_set_cipher_list(ssl, s->ciphers ? s->ciphers : XE_TLS_DEFAULT_CIPHERS) != 1 ||
+        SSL_set_ciphersuites(ssl, s->ciphersuites ? s->ciphersuites
+                                                  : XE_TLS_DEFAULT_CIPHERSUITES) != 1 ||
+        SSL_set1_groups_list(ssl, s->groups ? s->groups : XE_TLS_DEFAULT_GROUPS) != 1)
+        return -1;
+    return 0;
+}
+
+/* Direct TLS: the domain is the SNI's, chosen here, first thing in the
+ * ClientHello's processing: the session the client offers is then looked
+ * at under that domain's session ID context (a session of another domain,
+ * or of another client_ca, is not resumed), a client certificate verified
+ * against its client_ca, and the version and suites negotiated with its
+ * parameters. (The servername callback comes after the session lookup, and
+ * SSL_set_SSL_CTX there would leave the session's context and the suites
+ * the default domain's.) STARTTLS keeps the domain of the stream's `to`. */
+static int
+client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+    struct xe_tls_ctx *c = arg;
+    const struct xe_tls *t = SSL_get_app_data(ssl);
+    const unsigned char *p = NULL;
+    size_t len = 0;
+    char name[256];
+    struct dom_ctx *d;
+
+    if (t == NULL || t->fixed ||
+        SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) != 1 ||
+        !sni_name(p, len, name, sizeof(name)) || (d = lookup(c, name)) == NULL ||
+        d->ctx == SSL_get_SSL_CTX(ssl))
+        return SSL_CLIENT_HELLO_SUCCESS; /* the context it was made with */
+    if (SSL_set_SSL_CTX(ssl, d->ctx) == NULL ||
+        SSL_set_session_id_context(ssl, d->sid, sizeof(d->sid)) != 1 ||
+        (d->has_own && apply_ssl_settings(ssl, &d->own) < 0)) {
+        *alert = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    /* SSL_set_SSL_CTX takes the certificate, not the client verification */
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(d->ctx),
+                   SSL_CTX_get_verify_callback(d->ctx));
+    if (SSL_CTX_get_client_CA_list(d->ctx))
+        SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(d->ctx)));
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Acknowledges a name that is the domain of the context in use. */
 static int
 sni_cb(SSL *ssl, int *alert, void *arg)
 {
     struct xe_tls_ctx *c = arg;
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-    SSL_CTX *dc;
+    struct dom_ctx *d;
 
-    if (name == NULL)
-        return SSL_TLSEXT_ERR_NOACK;
-    dc = lookup(c, name);
-    if (dc == NULL)
-        return SSL_TLSEXT_ERR_NOACK; /* default certificate; the stream's to decides */
-    if (dc != SSL_get_SSL_CTX(ssl)) {
-        SSL_set_SSL_CTX(ssl, dc);
-        /* SSL_set_SSL_CTX takes the certificate, not the client verification */
-        SSL_set_verify(ssl, SSL_CTX_get_verify_mode(dc), NULL);
-        if (SSL_CTX_get_client_CA_list(dc))
-            SSL_set_client_CA_list(ssl, SSL_dup_CA_list(SSL_CTX_get_client_CA_list(dc)));
-    }
+    if (name == NULL || (d = lookup(c, name)) == NULL || d->ctx != SSL_get_SSL_CTX(ssl))
+        return SSL_TLSEXT_ERR_NOACK; /* the stream's to decides */
     return SSL_TLSEXT_ERR_OK;
 }
 
@@ -106,21 +187,190 @@ accept_any(int preverify_ok, X509_STORE_CTX *x509_ctx)
     return 1;
 }
 
-static SSL_CTX *
-make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
+/* TLS parameters onto a context; -1 and *setting_r, err when OpenSSL
+ * refuses one, or a name in a list is unknown (OpenSSL skips those). */
+static int
+apply_ctx_settings(SSL_CTX *ctx, const struct xe_tls_settings *s, const char **setting_r,
+                   char *err, size_t errlen)
+{
+    const char *ciphers = s && s->ciphers ? s->ciphers : XE_TLS_DEFAULT_CIPHERS;
+    const char *suites =
+        s && s->ciphersuites ? s->ciphersuites : XE_TLS_DEFAULT_CIPHERSUITES;
+    const char *groups = s && s->groups ? s->groups : XE_TLS_DEFAULT_GROUPS;
+    int minv = s && s->min_version ? s->min_version : TLS1_2_VERSION;
+    char tok[128];
+
+    if (SSL_CTX_set_min_proto_version(ctx, minv) != 1) {
+        *setting_r = "min_version";
+        ssl_error_string(err, errlen, "not a version this OpenSSL can do");
+        return -1;
+    }
+    /* each plain name in the TLS 1.2 list must select a suite by itself */
+    for (const char *p = ciphers; *p;) {
+        size_t l = strcspn(p, ": ,");
+        if (l > 0 && l < sizeof(tok) && strchr("!-+@", *p) == NULL) {
+            memcpy(tok, p, l);
+            tok[l] = '\0';
+            if (SSL_CTX_set_cipher_list(ctx, tok) != 1) {
+                *setting_r = "ciphers";
+                snprintf(err, errlen, "'%s' names no TLS 1.2 cipher suite", tok);
+                ERR_clear_error();
+                return -1;
+            }
+        }
+        p += l;
+        p += strspn(p, ": ,");
+    }
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
+        *setting_r = "ciphers";
+        ssl_error_string(err, errlen, "no TLS 1.2 cipher suite in the list");
+        return -1;
+    }
+    for (const char *p = suites; *p;) {
+        size_t l = strcspn(p, ":");
+        STACK_OF(SSL_CIPHER) * sk;
+        bool known = false;
+        if (l >= sizeof(tok))
+            l = sizeof(tok) - 1;
+        memcpy(tok, p, l);
+        tok[l] = '\0';
+        if (SSL_CTX_set_ciphersuites(ctx, tok) == 1 && (sk = SSL_CTX_get_ciphers(ctx)))
+            for (int i = 0; i < sk_SSL_CIPHER_num(sk) && !known; i++)
+                known = strcmp(SSL_CIPHER_get_version(sk_SSL_CIPHER_value(sk, i)),
+                               "TLSv1.3") == 0;
+        if (!known) {
+            *setting_r = "ciphersuites";
+            snprintf(err, errlen, "'%s' is not a TLS 1.3 cipher suite", tok);
+            ERR_clear_error();
+            return -1;
+        }
+        p += strcspn(p, ":");
+        p += strspn(p, ":");
+    }
+    if (SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
+        *setting_r = "ciphersuites";
+        ssl_error_string(err, errlen, "no TLS 1.3 cipher suite in the list");
+        return -1;
+    }
+    if (SSL_CTX_set1_groups_list(ctx, groups) != 1) {
+        *setting_r = "groups";
+        ssl_error_string(err, errlen, "an unknown group in the list");
+        return -1;
+    }
+    return 0;
+}
+
+int
+xe_tls_settings_check(const struct xe_tls_settings *s, const char **setting_r,
+                      char **error_r)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     char err[512];
+    int r = -1;
+
+    *setting_r = NULL;
+    if (ctx == NULL) {
+        *setting_r = "tls";
+        ssl_error_string(err, sizeof(err), "SSL_CTX_new");
+    } else if (s->min_version != 0 && s->min_version != TLS1_2_VERSION &&
+               s->min_version != TLS1_3_VERSION) {
+        *setting_r = "min_version";
+        snprintf(err, sizeof(err), "must be \"TLSv1.2\" or \"TLSv1.3\"");
+    } else {
+        r = apply_ctx_settings(ctx, s, setting_r, err, sizeof(err));
+    }
+    if (r < 0)
+        *error_r = xe_strdup(err);
+    SSL_CTX_free(ctx);
+    return r;
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool
+settings_eq(const struct xe_tls_settings *a, const struct xe_tls_settings *b)
+{
+    static const struct xe_tls_settings none;
+
+    a = a ? a : &none, b = b ? b : &none;
+    return str_eq(a->ciphers, b->ciphers) && str_eq(a->ciphersuites, b->ciphersuites) &&
+           str_eq(a->groups, b->groups) &&
+           (a->min_version ? a->min_version : TLS1_2_VERSION) ==
+               (b->min_version ? b->min_version : TLS1_2_VERSION);
+}
+
+/* The session ID context of a domain's context: a hash of what a session
+ * made there vouches for: the listener's protocol (ALPN), the domain, and
+ * the trust its client certificate was verified with (the client_ca file's
+ * name and content). A change of client_ca in a reload gives new contexts. */
+static int
+session_context(const char *alpn, const struct xe_tls_cert *cert, unsigned char *out)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[4096];
+    unsigned int len = 0;
+    FILE *f = NULL;
+    int r = -1;
+
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        goto out;
+    EVP_DigestUpdate(md, "xedge session context 1", 24);
+    EVP_DigestUpdate(md, alpn ? alpn : "", alpn ? strlen(alpn) + 1 : 1);
+    for (const char *p = cert->domain; *p; p++) { /* SNI is case-insensitive */
+        unsigned char ch = (unsigned char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        EVP_DigestUpdate(md, &ch, 1);
+    }
+    if (cert->client_ca) {
+        size_t n;
+        EVP_DigestUpdate(md, cert->client_ca, strlen(cert->client_ca) + 1);
+        if ((f = fopen(cert->client_ca, "rb")) == NULL)
+            goto out;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+            EVP_DigestUpdate(md, buf, n);
+        if (ferror(f))
+            goto out;
+    }
+    if (EVP_DigestFinal_ex(md, out, &len) != 1 || len != SSL_MAX_SID_CTX_LENGTH)
+        goto out;
+    r = 0;
+out:
+    if (f)
+        fclose(f);
+    EVP_MD_CTX_free(md);
+    return r;
+}
+
+static SSL_CTX *
+make_ctx(struct xe_tls_ctx *c, struct dom_ctx *dom, const struct xe_tls_cert *cert,
+         const char *alpn, char **error_r)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    char err[512];
+    const char *setting = NULL;
 
     if (ctx == NULL) {
         ssl_error_string(err, sizeof(err), "SSL_CTX_new");
         goto fail;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_num_tickets(ctx, XE_TLS_SESSION_TICKETS);
+    if (apply_ctx_settings(ctx, cert->settings, &setting, err, sizeof(err)) < 0) {
+        SSL_CTX_free(ctx);
+        *error_r = xe_asprintf("domain %s: tls.%s: %s", cert->domain, setting, err);
+        return NULL;
+    }
+    if (session_context(alpn, cert, dom->sid) < 0 ||
+        SSL_CTX_set_session_id_context(ctx, dom->sid, sizeof(dom->sid)) != 1) {
+        snprintf(err, sizeof(err), "domain %s: cannot make the session ID context",
+                 cert->domain);
+        goto fail;
+    }
     if (SSL_CTX_use_certificate_chain_file(ctx, cert->certificate) != 1) {
         char what[300];
         snprintf(what, sizeof(what), "domain %s: cannot load certificate '%s'",
@@ -158,6 +408,7 @@ make_ctx(struct xe_tls_ctx *c, const struct xe_tls_cert *cert, char **error_r)
         SSL_CTX_set_client_CA_list(ctx, names);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any);
     }
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, c);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, c);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, c);
@@ -184,7 +435,16 @@ xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
     }
     for (size_t i = 0; i < n; i++) {
         c->doms[i].domain = xe_strdup(certs[i].domain);
-        c->doms[i].ctx = make_ctx(c, &certs[i], error_r);
+        c->doms[i].ctx = make_ctx(c, &c->doms[i], &certs[i], alpn, error_r);
+        if (!settings_eq(certs[i].settings, certs[0].settings)) {
+            const struct xe_tls_settings *o = certs[i].settings;
+            c->doms[i].has_own = true;
+            c->doms[i].own.ciphers = o->ciphers ? xe_strdup(o->ciphers) : NULL;
+            c->doms[i].own.ciphersuites =
+                o->ciphersuites ? xe_strdup(o->ciphersuites) : NULL;
+            c->doms[i].own.groups = o->groups ? xe_strdup(o->groups) : NULL;
+            c->doms[i].own.min_version = o->min_version;
+        }
         c->n = i + 1;
         if (c->doms[i].ctx == NULL) {
             xe_tls_ctx_free(&c);
@@ -205,6 +465,9 @@ xe_tls_ctx_free(struct xe_tls_ctx **cp)
     for (size_t i = 0; i < c->n; i++) {
         SSL_CTX_free(c->doms[i].ctx);
         free(c->doms[i].domain);
+        free(c->doms[i].own.ciphers);
+        free(c->doms[i].own.ciphersuites);
+        free(c->doms[i].own.groups);
     }
     free(c->doms);
     free(c->alpn);
@@ -239,15 +502,15 @@ tls_wrap(SSL *ssl)
 struct xe_tls *
 xe_tls_new(struct xe_tls_ctx *ctx, const char *domain)
 {
-    SSL_CTX *sc = domain ? lookup(ctx, domain) : NULL;
+    struct dom_ctx *d = domain ? lookup(ctx, domain) : NULL;
     struct xe_tls *t;
 
-    if (sc == NULL)
-        sc = ctx->doms[0].ctx;
-    t = tls_wrap(SSL_new(sc));
+    t = tls_wrap(SSL_new(d ? d->ctx : ctx->doms[0].ctx));
     if (t == NULL)
         return NULL;
     t->ctx = ctx;
+    t->fixed = domain != NULL;
+    SSL_set_app_data(t->ssl, t);
     SSL_set_accept_state(t->ssl);
     return t;
 }
@@ -518,6 +781,12 @@ xe_tls_sni(const struct xe_tls *t)
     return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 }
 
+bool
+xe_tls_resumed(const struct xe_tls *t)
+{
+    return SSL_session_reused(t->ssl) == 1;
+}
+
 const char *
 xe_tls_alpn(const struct xe_tls *t, char *buf, size_t len)
 {
@@ -562,6 +831,44 @@ tls_exporter(const struct xe_tls *t, unsigned char *out, size_t max)
     return 32;
 }
 
+static const char cb_end_point[] = "tls-server-end-point";
+
+/* The server's certificate: ours on the server side (the one the SNI
+ * chose), the peer's on a client side. Not a new reference. */
+static X509 *
+server_cert(const struct xe_tls *t)
+{
+    return t->client ? SSL_get0_peer_certificate(t->ssl) : SSL_get_certificate(t->ssl);
+}
+
+/* RFC 5929 4.1: the hash of tls-server-end-point is the certificate's
+ * signature hash, SHA-256 for MD5 and SHA-1; none for a signature without
+ * one (Ed25519: no binding). */
+static const EVP_MD *
+end_point_md(X509 *x)
+{
+    int md_nid = NID_undef;
+
+    if (x == NULL || X509_get_signature_info(x, &md_nid, NULL, NULL, NULL) != 1)
+        return NULL;
+    if (md_nid == NID_md5 || md_nid == NID_sha1)
+        return EVP_sha256();
+    return md_nid == NID_undef ? NULL : EVP_get_digestbynid(md_nid);
+}
+
+static size_t
+tls_server_end_point(const struct xe_tls *t, unsigned char *out, size_t max)
+{
+    X509 *x = server_cert(t);
+    const EVP_MD *md = end_point_md(x);
+    unsigned int len = 0;
+
+    if (md == NULL || (size_t)EVP_MD_get_size(md) > max ||
+        X509_digest(x, md, out, &len) != 1)
+        return 0;
+    return len;
+}
+
 size_t
 xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbind *out,
                         size_t max)
@@ -597,6 +904,12 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
             out[n++].advertise = true;
         }
     }
+    if (n < max && end_point_md(server_cert(t)) != NULL) { /* hashed when used */
+        out[n].len = 0;
+        out[n].lazy = t;
+        out[n].type = cb_end_point;
+        out[n++].advertise = true;
+    }
     ERR_clear_error();
     return n;
 }
@@ -605,7 +918,9 @@ size_t
 xe_cbind_fill(struct xe_cbind *cb)
 {
     if (cb->len == 0 && cb->lazy != NULL) {
-        cb->len = tls_exporter(cb->lazy, cb->data, XE_CB_DATA_MAX);
+        cb->len = cb->type == cb_end_point
+                      ? tls_server_end_point(cb->lazy, cb->data, XE_CB_DATA_MAX)
+                      : tls_exporter(cb->lazy, cb->data, XE_CB_DATA_MAX);
         cb->lazy = NULL;
         ERR_clear_error();
     }

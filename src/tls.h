@@ -13,11 +13,39 @@
 struct xe_tls_ctx;
 struct xe_tls;
 
+/* The protocol versions, as on the wire (and as OpenSSL numbers them). */
+#define XE_TLS_1_2 0x0303
+#define XE_TLS_1_3 0x0304
+
+/* A domain's TLS parameters (xedge.conf's tls groups). NULL: the default.
+ * The defaults are current server guidance's "intermediate": TLS 1.2 with
+ * ECDHE and AEAD suites only (AES-GCM, ChaCha20-Poly1305), TLS 1.3 with its
+ * three common suites, X25519, P-256 and P-384. */
+#define XE_TLS_DEFAULT_CIPHERS                                                           \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                         \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                         \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define XE_TLS_DEFAULT_CIPHERSUITES                                                      \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define XE_TLS_DEFAULT_GROUPS "X25519:P-256:P-384"
+struct xe_tls_settings {
+    char *ciphers;      /* TLS 1.2 cipher list (OpenSSL's syntax) */
+    char *ciphersuites; /* TLS 1.3 suites, ':'-separated */
+    char *groups;       /* key exchange groups, ':'-separated */
+    int min_version;    /* XE_TLS_1_2 or XE_TLS_1_3; 0: 1.2 */
+};
+/* Whether OpenSSL takes these settings, each name in them known: 0, or -1
+ * and *setting_r (the setting's name: "ciphers", ...) and *error_r (to
+ * free). */
+int xe_tls_settings_check(const struct xe_tls_settings *s, const char **setting_r,
+                          char **error_r);
+
 struct xe_tls_cert {
     const char *domain;
     const char *certificate; /* PEM chain file */
     const char *key;         /* PEM key file */
     const char *client_ca;   /* PEM CAs for client certificates (EXTERNAL), or NULL */
+    const struct xe_tls_settings *settings; /* NULL: the defaults */
 };
 
 /* Which names of a client certificate count as the client's JID. */
@@ -27,7 +55,12 @@ struct xe_tls_cert {
 #define XE_ID_DNS 8u      /* SAN dNSName (a server's domain, RFC 6125) */
 #define XE_MAX_PEER_IDS 8
 
-/* One context per domain; the first is the default (no SNI, unknown SNI). */
+/* One context per domain; the first is the default (no SNI, unknown SNI).
+ * Direct TLS picks the domain from the SNI in the ClientHello, before the
+ * session to resume and the parameters are looked at. Sessions and tickets
+ * resume only under the context they were made in: its domain, its
+ * client_ca (by content) and ALPN make its session ID context; a session
+ * from elsewhere gets a full handshake. */
 int xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
                    struct xe_tls_ctx **ctx_r, char **error_r);
 void xe_tls_ctx_free(struct xe_tls_ctx **ctx);
@@ -65,6 +98,8 @@ size_t xe_tls_bio_capacity(struct xe_tls *t);
 const char *xe_tls_version(const struct xe_tls *t);
 const char *xe_tls_cipher(const struct xe_tls *t);
 const char *xe_tls_sni(const struct xe_tls *t);
+/* Whether the handshake resumed a session. */
+bool xe_tls_resumed(const struct xe_tls *t);
 const char *xe_tls_alpn(const struct xe_tls *t, char *buf, size_t len);
 const char *xe_tls_error(struct xe_tls *t);
 
@@ -72,7 +107,9 @@ const char *xe_tls_error(struct xe_tls *t);
  * on TLS 1.3 tls-exporter, and (not advertised) tls-unique when
  * tls13_unique, for clients that predate RFC 9266 and send it anyway; on
  * TLS 1.2 tls-unique, and tls-exporter when the extended master secret was
- * negotiated. Returns how many were written to out. */
+ * negotiated; on both, tls-server-end-point (RFC 5929: the hash of the
+ * server's certificate, the one the SNI chose) when the certificate's
+ * signature names a hash. Returns how many were written to out. */
 size_t xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique,
                                struct xe_cbind *out, size_t max);
 

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..57"
+echo "1..65"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -138,6 +138,18 @@ check "s2s: policy secret without secret_file" "s#^log_level = \"info\";#log_lev
 check "s2s: PLAIN for a peer's secret" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG secret_file = \"$d/peer.secret\"; mechanisms = [ \"PLAIN\" ]; } ); };#" "mechanisms: 'PLAIN' is not for a peer's secret"
 check "s2s: a refused peer with a secret" "s#^log_level = \"info\";#log_level = \"info\"; $S2SG policy = \"refuse\"; secret_file = \"$d/peer.secret\"; } ); };#" "secret_file: a refused peer has no secret"
 check "s2s: default_policy secret" "s#^log_level = \"info\";#log_level = \"info\"; s2s = { dialback_secret_file = \"$d/dialback\"; default_policy = \"secret\"; };#" "default_policy: \"secret\" is a policy for a listed peer"
+
+# tls: the parameters, at the top and per domain; a bad list names the setting
+good | sed 's/^log_level = "info";/log_level = "info"; tls = { ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384"; ciphersuites = "TLS_AES_256_GCM_SHA384"; groups = "X25519:P-384"; min_version = "TLSv1.2"; };/; s/pool = "main"; } );/pool = "main"; tls = { min_version = "TLSv1.3"; }; } );/' >"$d/tls.conf"
+out=$("$XEDGE" -t -c "$d/tls.conf" 2>&1)
+ok $? "tls: ciphers, ciphersuites, groups, min_version at the top and in a domain are accepted ($out)"
+check "tls: an unknown TLS 1.2 suite" 's/^log_level = "info";/log_level = "info"; tls = { ciphers = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA265"; };/' "bad\.conf:1: tls\.ciphers: 'ECDHE-RSA-AES128-GCM-SHA265' names no TLS 1\.2 cipher suite"
+check "tls: a list that selects nothing" 's/^log_level = "info";/log_level = "info"; tls = { ciphers = "!ALL"; };/' "bad\.conf:1: tls\.ciphers: no TLS 1\.2 cipher suite"
+check "tls: an unknown TLS 1.3 suite" 's/^log_level = "info";/log_level = "info"; tls = { ciphersuites = "TLS_AES_128_CCM_9_SHA256"; };/' "bad\.conf:1: tls\.ciphersuites: 'TLS_AES_128_CCM_9_SHA256' is not a TLS 1\.3 cipher suite"
+check "tls: an unknown group" 's/^log_level = "info";/log_level = "info"; tls = { groups = "X25519:P-999"; };/' "bad\.conf:1: tls\.groups: an unknown group"
+check "tls: TLS 1.1" 's/^log_level = "info";/log_level = "info"; tls = { min_version = "TLSv1.1"; };/' "bad\.conf:1: min_version: must be \"TLSv1\.2\" or \"TLSv1\.3\""
+check "tls: a domain's bad list names the domain" 's/pool = "main"; } );/pool = "main"; tls = { ciphers = "NOPE"; }; } );/' "bad\.conf:7: domain example\.test: tls\.ciphers: 'NOPE' names no TLS 1\.2"
+check "tls: a misspelt setting" 's/^log_level = "info";/log_level = "info"; tls = { cipher = "HIGH"; };/' "bad\.conf:1: cipher: unknown setting"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

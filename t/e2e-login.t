@@ -14,8 +14,8 @@ raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --resource ra
 is "$RC" 0 "raw STARTTLS + SCRAM-SHA-256 login (server signature verified) + bind"
 like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=pre-tls')" '^FEATURES stage=pre-tls list=starttls$' \
 	"only <starttls/> before TLS"
-like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-tls')" 'list=mechanisms:SCRAM-SHA-256-PLUS\+SCRAM-SHA-1-PLUS\+SCRAM-SHA-256\+SCRAM-SHA-1\+PLAIN,sasl-channel-binding:tls-exporter$' \
-	"after STARTTLS (TLS 1.3): the -PLUS variants, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN; binding type tls-exporter (XEP-0440)"
+like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-tls')" 'list=mechanisms:SCRAM-SHA-256-PLUS\+SCRAM-SHA-1-PLUS\+SCRAM-SHA-256\+SCRAM-SHA-1\+PLAIN,sasl-channel-binding:tls-exporter\+tls-server-end-point$' \
+	"after STARTTLS (TLS 1.3): the -PLUS variants, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN; binding types tls-exporter, tls-server-end-point (XEP-0440)"
 like "$(printf '%s\n' "$OUT" | grep '^FEATURES stage=post-auth')" '(^|[=,])bind(,|$)' \
 	"restarted stream (from the backend) offers resource binding"
 is "$(result jid)" "alice@example.test/raw" "raw client bound alice@example.test/raw"

@@ -3,7 +3,8 @@
 # secret_file, policy "secret"; doc/federation.md). Two sandboxes, a.test on
 # 127.0.0.11 and b.test on 127.0.0.12 (as t/e2e-s2s-dialback.t), each listing the
 # other with the same secret (--peer-secret): alice and bob message each
-# other both ways, each xedge logs SCRAM-SHA-256 inbound and outbound and no
+# other both ways, each xedge logs SCRAM-SHA-256-PLUS (the secret's SCRAM-SHA-256
+# bound to the TLS session) inbound and outbound and no
 # dialback. Then b.test comes back with a wrong secret: its stream to a.test
 # is refused (both logs say so, no dialback tried), and bob still logs in
 # on his xedge.
@@ -85,12 +86,12 @@ is "$bob_rc" 0 "bob@b.test: got alice's message, answered"
 like "$(cat "$XE_SANDBOX_DIR/bob.out")" "^RECEIVED from=alice@a.test/alice to=bob@b.test(/bob)? body=$A2B\$" \
 	"bob received alice's message across the federation"
 
-grep -q 'event=s2s-auth mech=SCRAM-SHA-256 .*remote=a.test local=b.test' "$BLOG" &&
-	grep -q 'event=s2s-out .*local=a.test remote=b.test mech=SCRAM-SHA-256' "$ALOG"
-ok $? "a.test -> b.test: authenticated by SCRAM-SHA-256 with the secret (both logs)"
-grep -q 'event=s2s-auth mech=SCRAM-SHA-256 .*remote=b.test local=a.test' "$ALOG" &&
-	grep -q 'event=s2s-out .*local=b.test remote=a.test mech=SCRAM-SHA-256' "$BLOG"
-ok $? "b.test -> a.test: authenticated by SCRAM-SHA-256 with the secret (both logs)"
+grep -q 'event=s2s-auth mech=SCRAM-SHA-256-PLUS .*remote=a.test local=b.test' "$BLOG" &&
+	grep -q 'event=s2s-out .*local=a.test remote=b.test mech=SCRAM-SHA-256-PLUS' "$ALOG"
+ok $? "a.test -> b.test: authenticated by SCRAM-SHA-256-PLUS with the secret (bound to TLS; both logs)"
+grep -q 'event=s2s-auth mech=SCRAM-SHA-256-PLUS .*remote=b.test local=a.test' "$ALOG" &&
+	grep -q 'event=s2s-out .*local=b.test remote=a.test mech=SCRAM-SHA-256-PLUS' "$BLOG"
+ok $? "b.test -> a.test: authenticated by SCRAM-SHA-256-PLUS with the secret (bound to TLS; both logs)"
 ! grep -Eq 'mech=dialback|event=s2s-verify' "$ALOG" "$BLOG"
 ok $? "no dialback either way"
 
@@ -100,16 +101,16 @@ AMET=$(sed -n 's/^XEDGE_METRICS=//p' "$XE_SANDBOX_DIR/a.out")
 metrics() { "$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())' "$1"; }
 LIST=$($ACTL s2s list 2>&1)
 diag "a.test: xedgectl s2s list:" "$(printf '%s\n' "$LIST" | sed 's/^/  /')"
-like "$LIST" "s2s id=[0-9]+ direction=in kind=in local=a.test remote=b.test peer=[^ ]+ state=ready mech=SCRAM-SHA-256 since=[0-9]+ age_s=[0-9]+ bytes=[1-9]" \
-	"s2s list: b.test's stream in, by SCRAM-SHA-256, with bytes"
-like "$LIST" "direction=out kind=out local=a.test remote=b.test peer=127.0.0.12:[0-9]+ state=ready mech=SCRAM-SHA-256" \
-	"s2s list: the stream out to b.test, by SCRAM-SHA-256"
-$ACTL s2s list --json | "$PY" -c 'import json, sys; l = json.load(sys.stdin); sys.exit(0 if any(s["direction"] == "out" and s["mech"] == "SCRAM-SHA-256" for s in l) else 1)'
+like "$LIST" "s2s id=[0-9]+ direction=in kind=in local=a.test remote=b.test peer=[^ ]+ state=ready mech=SCRAM-SHA-256-PLUS since=[0-9]+ age_s=[0-9]+ bytes=[1-9]" \
+	"s2s list: b.test's stream in, by SCRAM-SHA-256-PLUS, with bytes"
+like "$LIST" "direction=out kind=out local=a.test remote=b.test peer=127.0.0.12:[0-9]+ state=ready mech=SCRAM-SHA-256-PLUS" \
+	"s2s list: the stream out to b.test, by SCRAM-SHA-256-PLUS"
+$ACTL s2s list --json | "$PY" -c 'import json, sys; l = json.load(sys.stdin); sys.exit(0 if any(s["direction"] == "out" and s["mech"] == "SCRAM-SHA-256-PLUS" for s in l) else 1)'
 ok $? "s2s list --json: a JSON array of the streams"
 M=$(metrics "$AMET")
-like "$M" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256",result="success"\} [1-9]' \
+like "$M" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256-PLUS",result="success"\} [1-9]' \
 	"metrics: inbound authentications by mechanism and result"
-like "$M" 'xedge_s2s_auth_out_total\{mechanism="SCRAM-SHA-256",result="success"\} [1-9]' \
+like "$M" 'xedge_s2s_auth_out_total\{mechanism="SCRAM-SHA-256-PLUS",result="success"\} [1-9]' \
 	"metrics: outbound authentications by mechanism and result"
 like "$M" 'xedge_s2s_streams_total\{kind="in"\} [1-9]' "metrics: s2s streams opened, by kind"
 like "$M" 'xedge_s2s_streams\{kind="out",state="ready"\} 1' "metrics: open s2s streams, by kind and state"
@@ -125,16 +126,16 @@ OUT=$(timeout -k 2 40 "$PY" "$XMPP_CLIENT" --server "127.0.0.12:$base" \
 	--resource bob2 --send-to alice@a.test --body "$(unique_token refused)" --hold 1 2>&1)
 is "$?" 0 "b.test with the wrong secret: bob still logs in on his xedge (and sends)"
 for _ in $(seq 1 100); do
-	grep -q 'event=s2s-auth-failed kind=s2s-out mech=SCRAM-SHA-256 .*remote=a.test' "$B2LOG" && break
+	grep -q 'event=s2s-auth-failed kind=s2s-out mech=SCRAM-SHA-256-PLUS .*remote=a.test' "$B2LOG" && break
 	sleep 0.2
 done
 tail -n +$((AMARK + 1)) "$ALOG" |
-	grep -q 'event=s2s-auth-failed mech=SCRAM-SHA-256 .*remote=b.test local=a.test reason=not-authorized'
-ok $? "a.test: b.test's wrong secret refused (event=s2s-auth-failed mech=SCRAM-SHA-256)"
-grep -q 'event=s2s-auth-failed kind=s2s-out mech=SCRAM-SHA-256 .*remote=a.test reason=not-authorized' "$B2LOG"
+	grep -q 'event=s2s-auth-failed mech=SCRAM-SHA-256-PLUS .*remote=b.test local=a.test reason=not-authorized'
+ok $? "a.test: b.test's wrong secret refused (event=s2s-auth-failed mech=SCRAM-SHA-256-PLUS)"
+grep -q 'event=s2s-auth-failed kind=s2s-out mech=SCRAM-SHA-256-PLUS .*remote=a.test reason=not-authorized' "$B2LOG"
 ok $? "b.test: its authentication refused, logged"
 ! grep -Eq 'event=s2s-out .*remote=a.test mech=|mech=dialback' "$B2LOG" &&
 	! tail -n +$((AMARK + 1)) "$ALOG" | grep -q 'event=s2s-auth .*remote=b.test'
 ok $? "no federation: no dialback tried, nothing authenticated"
-like "$(metrics "$AMET")" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256",result="not-authorized"\} [1-9]' \
+like "$(metrics "$AMET")" 'xedge_s2s_auth_in_total\{mechanism="SCRAM-SHA-256-PLUS",result="not-authorized"\} [1-9]' \
 	"metrics: the refused attempt counted"

@@ -4,7 +4,9 @@
  * (the channel binding handed to it), then the stream restart and a bind.
  *
  *   xcbclient HOST PORT DOMAIN USER PASSWORD MECH [options]
- *     --cb TYPE      tls-exporter (default) or tls-unique
+ *     --cb TYPE      tls-exporter (default), tls-unique or tls-server-end-point
+ *                    (RFC 5929: the hash of the server's certificate by its
+ *                    signature's hash, SHA-256 for MD5 and SHA-1)
  *     --corrupt-cb   flip one byte of the binding data (must fail)
  *     --tls12        cap TLS at 1.2
  *     --cafile FILE  verify the server certificate with this CA
@@ -21,6 +23,8 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/evp.h>
 #include <sasl/sasl.h>
 #include <sasl/saslutil.h>
 
@@ -225,6 +229,19 @@ main(int argc, char **argv)
                                        0) != 1)
             die("exporter");
         cblen = 32;
+    } else if (strcmp(cbtype, "tls-server-end-point") == 0) {
+        X509 *peer = SSL_get0_peer_certificate(ssl);
+        int md_nid = NID_undef;
+        const EVP_MD *md;
+        unsigned l = 0;
+        if (peer == NULL || X509_get_signature_info(peer, &md_nid, NULL, NULL, NULL) != 1)
+            die("end-point");
+        md = md_nid == NID_md5 || md_nid == NID_sha1 ? EVP_sha256()
+                                                     : EVP_get_digestbynid(md_nid);
+        if (md == NULL || X509_digest(peer, md, cbdata, &l) != 1)
+            die("end-point");
+        cblen = l;
+        printf("END_POINT md=%s len=%u\n", EVP_MD_get0_name(md), l);
     } else {
         /* tls-unique: the first Finished of the handshake: ours */
         cblen = SSL_get_finished(ssl, cbdata, sizeof(cbdata));

@@ -495,6 +495,11 @@ secret_of(void *ctx, const char *d, struct xe_s2s_secret *out)
     return false;
 }
 
+/* the TLS session's channel bindings as each side sees them (none: NULL) */
+static const struct xe_cbind *in_cb, *out_cb;
+static size_t in_n_cb, out_n_cb;
+static char in_features[4096];
+
 /* OUT (a.test) -> IN (b.test) through STARTTLS to the SASL features; then
  * both sides until OUT's verdict. *pair_up_r: IN said XE_S2S_PAIR_UP. */
 static enum xe_s2s_result
@@ -514,10 +519,14 @@ secret_exchange(struct xe_s2s *out, struct xe_s2s *in, bool *pair_up_r,
     pass(in, out, &r2); /* proceed */
     xe_buf_consume(&r1, r1.len);
     xe_buf_consume(&r2, r2.len);
+    xe_s2s_set_channel_bindings(in, in_cb, in_n_cb);
+    xe_s2s_set_channel_bindings(out, out_cb, out_n_cb);
     xe_s2s_tls_up(in, NULL, 0);
     xe_s2s_tls_up(out, NULL, 0);
     pass(out, in, &r1);
     o = xe_s2s_output(in);
+    snprintf(in_features, sizeof(in_features), "%.*s", (int)o->len,
+             (const char *)o->data);
     *offered_r =
         memmem(o->data, o->len, "<mechanism>DIGEST-MD5</mechanism>", 33) != NULL &&
         memmem(o->data, o->len, "<mechanism>SCRAM-SHA-256</mechanism>", 36) != NULL &&
@@ -635,6 +644,89 @@ run_secret(void)
     xe_s2s_free(&in);
     xe_s2s_free(&out);
     a_secret = PEER_SECRET;
+
+    /* channel binding: the SCRAM -PLUS variants with the TLS session's
+     * bindings (here given as data: t/unit/tls.c derives them) */
+    {
+        struct xe_cbind ib[2], ob[2];
+        memset(ib, 0, sizeof(ib));
+        ib[0].type = "tls-exporter";
+        ib[1].type = "tls-server-end-point";
+        for (size_t k = 0; k < 2; k++) {
+            ib[k].len = 32;
+            ib[k].advertise = true;
+            memset(ib[k].data, 0x40 + (int)k, 32);
+        }
+        memcpy(ob, ib, sizeof(ob));
+        in_cb = ib, in_n_cb = 2, out_cb = ob, out_n_cb = 2;
+        in = xe_s2s_new(&pi);
+        out = xe_s2s_new(&po);
+        is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+               "binding: OUT authenticated");
+        ok(strstr(in_features, "<mechanism>SCRAM-SHA-256-PLUS</mechanism><mechanism>"
+                               "SCRAM-SHA-256</mechanism>") &&
+               strstr(in_features, "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>"
+                                   "<channel-binding type='tls-exporter'/><channel-"
+                                   "binding type='tls-server-end-point'/>"),
+           "binding: IN offers SCRAM-SHA-256-PLUS first and advertises its types");
+        is_str(xe_s2s_mech(out), "SCRAM-SHA-256-PLUS",
+               "binding: OUT by SCRAM-SHA-256-PLUS");
+        is_str(xe_s2s_mech(in), "SCRAM-SHA-256-PLUS",
+               "binding: IN by SCRAM-SHA-256-PLUS");
+        ok(up, "binding: IN brings the pair up");
+        xe_s2s_free(&in);
+        xe_s2s_free(&out);
+
+        /* only tls-server-end-point on OUT's side: that one */
+        out_cb = &ob[1], out_n_cb = 1;
+        in = xe_s2s_new(&pi);
+        out = xe_s2s_new(&po);
+        is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+               "binding: tls-server-end-point authenticates");
+        is_str(xe_s2s_mech(in), "SCRAM-SHA-256-PLUS", "  ... by SCRAM-SHA-256-PLUS");
+        xe_s2s_free(&in);
+        xe_s2s_free(&out);
+
+        /* a binding that differs (a man in the middle): refused */
+        ob[1].data[5] ^= 1;
+        secret_policy = 1;
+        in = xe_s2s_new(&pi);
+        out = xe_s2s_new(&po);
+        is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_ERROR,
+               "binding: a tls-server-end-point that differs fails");
+        is_str(cond, "not-authorized", "  ... not-authorized");
+        ok(!up, "  ... no pair");
+        xe_s2s_free(&in);
+        xe_s2s_free(&out);
+        secret_policy = 0;
+        ob[1].data[5] ^= 1;
+
+        /* a remote without bindings (an older xedge): SCRAM-SHA-256, with
+         * OUT saying it could bind ("y"), which that remote accepts */
+        out_cb = ob, out_n_cb = 2, in_cb = NULL, in_n_cb = 0;
+        in = xe_s2s_new(&pi);
+        out = xe_s2s_new(&po);
+        is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+               "binding: towards a remote that offers no -PLUS: authenticated");
+        is_str(xe_s2s_mech(out), "SCRAM-SHA-256", "  ... by SCRAM-SHA-256");
+        ok(strstr(in_features, "PLUS") == NULL &&
+               strstr(in_features, "sasl-channel") == NULL,
+           "  ... (no -PLUS, no binding types offered without bindings)");
+        xe_s2s_free(&in);
+        xe_s2s_free(&out);
+
+        /* a client without bindings (an older xedge): SCRAM-SHA-256 ("n") */
+        in_cb = ib, in_n_cb = 2, out_cb = NULL, out_n_cb = 0;
+        in = xe_s2s_new(&pi);
+        out = xe_s2s_new(&po);
+        is_int(secret_exchange(out, in, &up, &cond, &offered), XE_S2S_VALID,
+               "binding: a client that cannot bind still authenticates");
+        is_str(xe_s2s_mech(in), "SCRAM-SHA-256", "  ... by SCRAM-SHA-256");
+        xe_s2s_free(&in);
+        xe_s2s_free(&out);
+        in_cb = out_cb = NULL;
+        in_n_cb = out_n_cb = 0;
+    }
 }
 
 /* The adapter alone: a user of the store never authenticates as a domain,

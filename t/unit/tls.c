@@ -630,17 +630,17 @@ test_ctx_errors(void)
     snprintf(ka, sizeof(ka), "%s/a.test.key", tmpdir);
     snprintf(cb, sizeof(cb), "%s/b.test.crt", tmpdir);
     snprintf(kb, sizeof(kb), "%s/b.test.key", tmpdir);
-    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL, NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0 && c == NULL,
        "key that does not match the certificate is refused");
     ok(err && strstr(err, "a.test"), "  error names the domain: %s", err ? err : "");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL};
+    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL, NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing certificate file");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL, NULL};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing key file");
     free(err);
     (void)cb;
@@ -653,7 +653,8 @@ test_ctx_errors(void)
 static void
 test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
 {
-    struct xe_tls_cert cert = {"a.test", ca, ka, cb}; /* b.test's as the trust anchor */
+    struct xe_tls_cert cert = {"a.test", ca, ka, cb,
+                               NULL}; /* b.test's as the trust anchor */
     struct xe_tls_ctx *sctx = NULL;
     struct xe_tls_client_ctx *cctx = NULL, *bare = NULL, *bad = NULL;
     char *err = NULL;
@@ -720,7 +721,7 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
      * a user's xmppAddr may hold a "*" */
     {
         char wc[4096], wk[4096];
-        struct xe_tls_cert wcert = {"a.test", ca, ka, wc};
+        struct xe_tls_cert wcert = {"a.test", ca, ka, wc, NULL};
         struct xe_tls_ctx *wsctx = NULL;
         struct xe_tls_client_ctx *wcctx = NULL;
         bool made;
@@ -810,6 +811,357 @@ test_tickets(void)
     ticket = NULL;
 }
 
+/* ---- resumption, per-domain sessions, parameters, tls-server-end-point ------------ */
+
+/* A certificate of another kind: RSA (2048) or EC, signed (self) with MD. */
+static bool
+make_cert_kind(const char *domain, bool rsa, const EVP_MD *md, char *cert_path,
+               char *key_path, size_t len)
+{
+    EVP_PKEY *key = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-384");
+    X509 *x = X509_new();
+    X509_NAME *name;
+    FILE *f;
+    bool ok_ = false;
+
+    if (key == NULL || x == NULL)
+        goto out;
+    snprintf(cert_path, len, "%s/%s.crt", tmpdir, domain);
+    snprintf(key_path, len, "%s/%s.key", tmpdir, domain);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)domain,
+                               -1, -1, 0);
+    X509_set_issuer_name(x, name);
+    if (X509_sign(x, key, md) == 0)
+        goto out;
+    if ((f = fopen(cert_path, "w")) == NULL)
+        goto out;
+    PEM_write_X509(f, x);
+    fclose(f);
+    if ((f = fopen(key_path, "w")) == NULL)
+        goto out;
+    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+    fclose(f);
+    ok_ = true;
+out:
+    X509_free(x);
+    EVP_PKEY_free(key);
+    return ok_;
+}
+
+struct
+try {
+    const char *starttls; /* the stream's to (STARTTLS), or NULL: Direct TLS */
+    const char *sni;
+    int max_v;
+    const char *cert, *key; /* the client's certificate, or NULL */
+    const char *ciphers;    /* the client's TLS 1.2 list, or NULL */
+    SSL_SESSION *resume;    /* offered, or NULL */
+    bool no_ticket;         /* TLS 1.2: session IDs only (the server's cache) */
+};
+struct tried {
+    bool done, reused;
+    size_t ids;            /* identities the server's client_ca vouches for */
+    char cert[256];        /* the server certificate's name */
+    SSL_SESSION *sess;     /* the session to resume (a reference) */
+    unsigned char epd[64]; /* the client's tls-server-end-point data */
+    size_t epd_len;
+    struct xe_cbind cb[XE_CB_MAX]; /* the server's bindings (data filled) */
+    size_t n_cb;
+};
+
+static void
+try_handshake(struct xe_tls_ctx *sctx, const struct try *t, struct tried *r)
+{
+    struct ep c = ep_raw(t->sni, 0, t->max_v, NULL, 0);
+    struct ep s = ep_xe(xe_tls_new(sctx, t->starttls));
+    char ids[4][3072], buf[16];
+    int cr, sr;
+
+    memset(r, 0, sizeof(*r));
+    if (c.ssl == NULL || s.x == NULL)
+        goto out;
+    if (t->cert && (SSL_use_certificate_file(c.ssl, t->cert, SSL_FILETYPE_PEM) != 1 ||
+                    SSL_use_PrivateKey_file(c.ssl, t->key, SSL_FILETYPE_PEM) != 1))
+        goto out;
+    if (t->ciphers)
+        SSL_set_cipher_list(c.ssl, t->ciphers);
+    if (t->no_ticket)
+        SSL_set_options(c.ssl, SSL_OP_NO_TICKET);
+    if (t->resume)
+        SSL_set_session(c.ssl, t->resume);
+    pump_handshake(&c, &s, &cr, &sr);
+    ERR_clear_error();
+    r->done = cr == XE_TLS_DONE && sr == XE_TLS_DONE;
+    if (!r->done)
+        goto out;
+    SSL_read(c.ssl, buf, sizeof(buf)); /* the client takes a TLS 1.3 ticket */
+    ERR_clear_error();
+    r->reused = xe_tls_resumed(s.x);
+    if (r->reused != (SSL_session_reused(c.ssl) == 1))
+        printf("# the two sides disagree on resumption\n");
+    r->ids = xe_tls_peer_identities(s.x, XE_ID_DNS | XE_ID_CN, ids, 4);
+    peer_cn(c.ssl, r->cert, sizeof(r->cert));
+    r->sess = SSL_get1_session(c.ssl);
+    {
+        X509 *peer = SSL_get0_peer_certificate(c.ssl);
+        int md_nid = NID_undef;
+        const EVP_MD *md = NULL;
+        unsigned l = 0;
+        if (peer && X509_get_signature_info(peer, &md_nid, NULL, NULL, NULL) == 1)
+            md = md_nid == NID_sha1 || md_nid == NID_md5 ? EVP_sha256()
+                                                         : EVP_get_digestbynid(md_nid);
+        if (md && X509_digest(peer, md, r->epd, &l) == 1)
+            r->epd_len = l;
+    }
+    r->n_cb = xe_tls_channel_bindings(s.x, true, r->cb, XE_CB_MAX);
+    for (size_t i = 0; i < r->n_cb; i++)
+        xe_cbind_fill(&r->cb[i]);
+    SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+    xe_tls_shutdown(s.x); /* as xedge closes a session (close_notify) */
+out:
+    ep_free(&c);
+    ep_free(&s);
+}
+
+/* Sessions on domains with client_ca (issue: every resumption failed with
+ * "session id context uninitialized"), TLS 1.2 and 1.3, Direct TLS (SNI) and
+ * STARTTLS, with and without a client certificate: they resume, and a
+ * verified client certificate's identity comes back with the session. A
+ * session resumes under its own domain only, so it cannot carry a
+ * certificate verified by a.test's client_ca to b.test. */
+static void
+test_resumption(const char *ca, const char *ka, const char *cb, const char *kb)
+{
+    /* a.test trusts a.test's certificate for clients, b.test b.test's */
+    struct xe_tls_cert certs[2] = {{"a.test", ca, ka, ca, NULL},
+                                   {"b.test", cb, kb, cb, NULL}};
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+
+    ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &sctx, &err) == 0,
+       "resumption: contexts with client_ca %s", err ? err : "");
+    free(err);
+    if (sctx == NULL)
+        return;
+    for (int v = 0; v < 2; v++) {
+        int max_v = v ? TLS1_3_VERSION : TLS1_2_VERSION;
+        const char *vn = v ? "TLS 1.3" : "TLS 1.2";
+        for (int mode = 0; mode < 2; mode++) {
+            const char *how = mode ? "STARTTLS" : "Direct TLS";
+            for (int with = 0; with < 2; with++) {
+                struct try t = {mode ? "a.test" : NULL, "a.test", max_v, with ? ca : NULL,
+                                with ? ka : NULL,       NULL,     NULL,  false};
+                struct tried first, again, other;
+                const char *cn = with ? "with" : "without";
+
+                try_handshake(sctx, &t, &first);
+                ok(first.done && !first.reused && first.sess != NULL,
+                   "%s %s %s a client certificate: full handshake", vn, how, cn);
+                is_int(first.ids, with ? 1 : 0, "  ... identities from client_ca");
+                t.resume = first.sess;
+                try_handshake(sctx, &t, &again);
+                ok(again.done && again.reused, "  ... the session resumes");
+                is_int(again.ids, with ? 1 : 0, "  ... with the same verified identity");
+                /* the same session under b.test: a full handshake there */
+                t.starttls = mode ? "b.test" : NULL;
+                t.sni = "b.test";
+                try_handshake(sctx, &t, &other);
+                ok(other.done && !other.reused, "  ... but not under b.test");
+                is_str(other.cert, "b.test", "  ... which shows its own certificate");
+                is_int(other.ids, 0,
+                       "  ... and a.test's client certificate counts for "
+                       "nothing there");
+                SSL_SESSION_free(first.sess);
+                SSL_SESSION_free(again.sess);
+                SSL_SESSION_free(other.sess);
+            }
+        }
+        for (int mode = 0; mode < 2 && v == 0; mode++) {
+            /* TLS 1.2 without tickets: the server's session cache */
+            struct try t = {
+                mode ? "a.test" : NULL, "a.test", max_v, ca, ka, NULL, NULL, true};
+            struct tried first, again, other;
+            try_handshake(sctx, &t, &first);
+            t.resume = first.sess;
+            try_handshake(sctx, &t, &again);
+            ok(again.done && again.reused && again.ids == 1,
+               "TLS 1.2 session ID (no ticket), %s: resumes with its identity",
+               mode ? "STARTTLS" : "Direct TLS");
+            t.starttls = mode ? "b.test" : NULL;
+            t.sni = "b.test";
+            try_handshake(sctx, &t, &other);
+            ok(other.done && !other.reused && other.ids == 0,
+               "  ... not under b.test, and nothing of a.test's client certificate");
+            SSL_SESSION_free(first.sess);
+            SSL_SESSION_free(again.sess);
+            SSL_SESSION_free(other.sess);
+        }
+        {
+            /* STARTTLS to a.test with the SNI b.test: the stream's `to`
+             * decides, and a.test's session resumes there */
+            struct try t = {"a.test", "a.test", max_v, ca, ka, NULL, NULL, false};
+            struct tried first, again;
+            try_handshake(sctx, &t, &first);
+            t.sni = "b.test";
+            t.resume = first.sess;
+            try_handshake(sctx, &t, &again);
+            ok(again.done && again.reused && again.ids == 1 &&
+                   strcmp(again.cert, "a.test") == 0,
+               "%s STARTTLS to a.test with SNI b.test: a.test's (resumed: %d)", vn,
+               again.reused);
+            SSL_SESSION_free(first.sess);
+            SSL_SESSION_free(again.sess);
+        }
+    }
+    xe_tls_ctx_free(&sctx);
+}
+
+/* TLS 1.2: AEAD suites with forward secrecy only, by default; the
+ * parameters per domain (taken by SNI), and their checks. */
+static void
+test_parameters(const char *ca, const char *ka, const char *cb, const char *kb)
+{
+    static const char cbc[] = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:"
+                              "ECDHE-ECDSA-AES128-SHA256:AES128-SHA:AES256-SHA:"
+                              "ECDHE-RSA-AES128-SHA";
+    struct xe_tls_settings mine = {"ECDHE-ECDSA-AES128-SHA", NULL, "P-256", 0};
+    struct xe_tls_settings only13 = {NULL, "TLS_CHACHA20_POLY1305_SHA256", NULL,
+                                     XE_TLS_1_3};
+    struct xe_tls_cert certs[3] = {{"a.test", ca, ka, NULL, NULL},
+                                   {"b.test", cb, kb, NULL, &mine},
+                                   {"c.test", cb, kb, NULL, &only13}};
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+    const char *setting = NULL;
+    struct tried r;
+
+    ok(xe_tls_ctx_new(certs, 3, NULL, &sctx, &err) == 0, "parameters: contexts %s",
+       err ? err : "");
+    free(err);
+    err = NULL;
+    if (sctx) {
+        struct try t = {NULL, "a.test", TLS1_2_VERSION, NULL, NULL, cbc, NULL, false};
+        try_handshake(sctx, &t, &r);
+        ok(!r.done, "a TLS 1.2 client with only CBC suites is refused by default");
+        t.ciphers = "ECDHE-ECDSA-AES256-GCM-SHA384";
+        try_handshake(sctx, &t, &r);
+        ok(r.done, "... one with ECDHE-ECDSA-AES256-GCM-SHA384 gets in");
+        SSL_SESSION_free(r.sess);
+        t.ciphers = "ECDHE-ECDSA-CHACHA20-POLY1305";
+        try_handshake(sctx, &t, &r);
+        ok(r.done, "... one with ECDHE-ECDSA-CHACHA20-POLY1305 too");
+        SSL_SESSION_free(r.sess);
+        t.ciphers = "AES128-GCM-SHA256";
+        try_handshake(sctx, &t, &r);
+        ok(!r.done, "... one with AES-GCM but no ECDHE (no forward secrecy) is refused");
+        t.ciphers = cbc;
+        t.sni = "b.test";
+        try_handshake(sctx, &t, &r);
+        ok(r.done, "b.test's own cipher list (SNI) lets the CBC client in");
+        SSL_SESSION_free(r.sess);
+        t.starttls = "b.test";
+        t.sni = NULL;
+        try_handshake(sctx, &t, &r);
+        ok(r.done, "... on STARTTLS to b.test too");
+        SSL_SESSION_free(r.sess);
+        t.starttls = NULL;
+        t.sni = "c.test";
+        t.ciphers = NULL;
+        try_handshake(sctx, &t, &r);
+        ok(!r.done, "c.test's min_version TLSv1.3 refuses a TLS 1.2 client");
+        t.max_v = 0;
+        try_handshake(sctx, &t, &r);
+        ok(r.done, "... and takes a TLS 1.3 one");
+        SSL_SESSION_free(r.sess);
+        xe_tls_ctx_free(&sctx);
+    }
+    {
+        struct xe_tls_settings bad[] = {
+            {"ECDHE-ECDSA-AES128-GCM-SHA256:NO-SUCH-SUITE", NULL, NULL, 0},
+            {"!ALL", NULL, NULL, 0},
+            {NULL, "TLS_AES_128_GCM_SHA256:TLS_NOPE", NULL, 0},
+            {NULL, NULL, "X25519:P-999", 0},
+            {NULL, NULL, NULL, 0x0302}};
+        const char *want[] = {"ciphers", "ciphers", "ciphersuites", "groups",
+                              "min_version"};
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            ok(xe_tls_settings_check(&bad[i], &setting, &err) < 0 && setting &&
+                   strcmp(setting, want[i]) == 0 && err,
+               "a bad %s is refused: %s", want[i], err ? err : "");
+            free(err);
+            err = NULL;
+        }
+        ok(xe_tls_settings_check(&mine, &setting, &err) == 0,
+           "good settings pass the check");
+        free(err);
+        err = NULL;
+        certs[1].settings = &bad[2];
+        ok(xe_tls_ctx_new(certs, 2, NULL, &sctx, &err) < 0 && err &&
+               strstr(err, "b.test") && strstr(err, "tls.ciphersuites"),
+           "a context with a bad list is refused: %s", err ? err : "");
+        free(err);
+    }
+}
+
+/* tls-server-end-point (RFC 5929): the hash of the certificate the server
+ * showed (the SNI's), by its signature's hash (SHA-1 -> SHA-256), equal to
+ * what the client computes; EC and RSA, TLS 1.2 and 1.3, and after
+ * resumption. */
+static void
+test_end_point(const char *ca, const char *ka)
+{
+    char rc[4096], rk[4096], sc[4096], sk[4096];
+    struct xe_tls_cert certs[3];
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+    const char *doms[] = {"a.test", "rsa.test", "sha1.test"};
+    const size_t lens[] = {32, 48, 32};
+
+    ok(make_cert_kind("rsa.test", true, EVP_sha384(), rc, rk, sizeof(rc)) &&
+           make_cert_kind("sha1.test", false, EVP_sha1(), sc, sk, sizeof(sc)),
+       "end-point: an RSA certificate signed with SHA-384, an EC one with SHA-1");
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
+    certs[1] = (struct xe_tls_cert){"rsa.test", rc, rk, NULL, NULL};
+    certs[2] = (struct xe_tls_cert){"sha1.test", sc, sk, NULL, NULL};
+    ok(xe_tls_ctx_new(certs, 3, NULL, &sctx, &err) == 0, "end-point: contexts %s",
+       err ? err : "");
+    free(err);
+    if (sctx == NULL)
+        return;
+    for (int v = 0; v < 2; v++)
+        for (size_t d = 0; d < 3; d++) {
+            struct try t = {NULL, doms[d], v ? 0 : TLS1_2_VERSION, NULL, NULL, NULL,
+                            NULL, false};
+            struct tried r, again;
+            const struct xe_cbind *ep = NULL;
+            for (int round = 0; round < 2; round++) {
+                struct tried *x = round ? &again : &r;
+                try_handshake(sctx, &t, x);
+                ep = NULL;
+                for (size_t i = 0; i < x->n_cb; i++)
+                    if (strcmp(x->cb[i].type, "tls-server-end-point") == 0)
+                        ep = &x->cb[i];
+                ok(x->done && ep && ep->advertise && ep->len == lens[d] &&
+                       x->epd_len == lens[d] && memcmp(ep->data, x->epd, ep->len) == 0,
+                   "TLS 1.%d %s%s: tls-server-end-point is the %zu-byte hash the client "
+                   "computes",
+                   v ? 3 : 2, doms[d], round ? " (resumed)" : "", lens[d]);
+                if (round == 1)
+                    ok(x->reused, "  ... (it was resumed)");
+                t.resume = r.sess;
+            }
+            SSL_SESSION_free(r.sess);
+            SSL_SESSION_free(again.sess);
+        }
+    xe_tls_ctx_free(&sctx);
+}
+
 int
 main(void)
 {
@@ -823,8 +1175,8 @@ main(void)
         return tap_done();
     ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
     ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL};
-    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
+    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL, NULL};
     ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &ctx, &err) == 0, "xe_tls_ctx_new %s",
        err ? err : "");
     free(err);
@@ -839,6 +1191,9 @@ main(void)
         test_garbage();
         test_ctx_errors();
         test_s2s(ca, ka, cb, kb);
+        test_resumption(ca, ka, cb, kb);
+        test_parameters(ca, ka, cb, kb);
+        test_end_point(ca, ka);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }
