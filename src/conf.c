@@ -653,6 +653,13 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     if (get_uint(c, g, "max_proxy_header", XE_PROXY_V2_MIN + 36, 16 + 65535,
                  XE_DEF_MAX_PROXY_HEADER, &v[16]) < 0)
         return -1;
+    if (get_uint(c, g, "max_preauth_connections", 1, 10000000, 0, &v[8]) < 0)
+        return -1;
+    if (v[8] > v[0])
+        return fail(c, config_setting_get_member(g, "max_preauth_connections"),
+                    "limits.max_preauth_connections",
+                    "must not be above max_connections (%llu)", v[0]);
+    conf->max_preauth_connections = (unsigned)v[8];
     conf->max_proxy_header = (size_t)v[16];
     conf->max_conns_per_address = (unsigned)v[13];
     conf->conn_rate_per_address = (unsigned)v[14];
@@ -975,6 +982,7 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
+                                         "max_preauth_connections",
                                          "max_connections_per_address",
                                          "connection_rate_per_address",
                                          "connection_burst_per_address",

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..60"
+echo "1..61"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -55,6 +55,7 @@ check "missing secret file" "s#$d/secret#$d/nosecret#" "bad\.conf:8: secret_file
 printf 'short\n' >"$d/short"
 check "secret too short" "s#$d/secret#$d/short#" "secret_file: .* holds 5 bytes; at least 32"
 check "unsupported mechanism" 's/"PLAIN"/"X-OAUTH2"/' "bad\.conf:10: sasl\.mechanisms: 'X-OAUTH2' is not supported \(supported: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN, SCRAM-SHA-512-PLUS, SCRAM-SHA-512, DIGEST-MD5, CRAM-MD5, ANONYMOUS, EXTERNAL\)"
+check "max_preauth_connections above max_connections" 's/^log_level = "info";/log_level = "info"; limits = { max_connections = 100; max_preauth_connections = 200; };/' "bad\.conf:1: limits\.max_preauth_connections: must not be above max_connections \(100\)"
 check "a mechanism listed twice" 's/"PLAIN" \]/"PLAIN", "plain" ]/' "bad\.conf:10: sasl\.mechanisms: 'plain' is listed twice"
 check "a domain's mechanism listed twice" 's/pool = "main"; }/pool = "main"; mechanisms = [ "PLAIN", "PLAIN" ]; }/' "bad\.conf:7: domains\.mechanisms: 'PLAIN' is listed twice"
 good | sed 's/mechanisms = \[ "SCRAM-SHA-256", "PLAIN" \]/mechanisms = [ "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "DIGEST-MD5", "CRAM-MD5", "ANONYMOUS", "EXTERNAL" ]/' >"$d/all.conf"
