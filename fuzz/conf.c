@@ -35,6 +35,7 @@
 
 #include "conf.h"
 #include "fuzz.h"
+#include "mech.h"
 
 #ifndef HAVE_LSAN
 #define __lsan_disable() ((void)0)
@@ -92,8 +93,19 @@ check_conf(const struct xe_conf *c)
                             : p->servers[j].port >= 1 && p->servers[j].port <= 65535) &&
                        p->servers[j].weight >= 1);
     }
-    for (size_t i = 0; i < c->n_mechanisms; i++)
-        FUZZ_CHECK(c->mechanisms[i] != NULL);
+    /* every list fits the offer: names of the table, each once (mech.h) */
+    FUZZ_CHECK(c->n_mechanisms <= XE_MECH_COUNT);
+    for (size_t k = 0; k <= c->n_domains; k++) {
+        size_t n;
+        char *const *m = xe_conf_mechanisms(c, k ? &c->domains[k - 1] : NULL, &n);
+        FUZZ_CHECK(n >= 1 && n <= XE_MECH_COUNT);
+        for (size_t i = 0; i < n; i++) {
+            FUZZ_CHECK(m[i] != NULL && xe_mech_find(m[i]) != NULL);
+            for (size_t j = 0; j < i; j++)
+                FUZZ_CHECK(strcmp(m[i], m[j]) != 0);
+        }
+    }
+    FUZZ_CHECK(c->max_preauth_connections <= c->max_connections);
     FUZZ_CHECK(c->max_auth_attempts >= 1 && c->scram_iterations >= 4096);
     (void)xe_conf_domain(c, "example.test");
     (void)xe_conf_domain(c, "");

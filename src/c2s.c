@@ -11,6 +11,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "register.h"
+#include "mech.h"
 #include "sasl.h"
 #include "xelimits.h"
 #include "xmlstream.h"
@@ -149,14 +150,14 @@ static bool iq_auth_enabled(const struct xe_c2s *c);
 static void
 send_features(struct xe_c2s *c)
 {
-    const char *mechs[8];
+    const char *mechs[XE_MECH_COUNT]; /* every mechanism can be on offer */
     size_t n;
 
     send_str(c, "<stream:features>");
     if (!c->tls) {
         send_str(c, "<starttls xmlns='" XE_NS_TLS "'><required/></starttls>");
     } else {
-        n = xe_sasl_mechanisms(c->sasl, mechs, 8);
+        n = xe_sasl_mechanisms(c->sasl, mechs, XE_MECH_COUNT);
         send_str(c, "<mechanisms xmlns='" XE_NS_SASL "'>");
         for (size_t i = 0; i < n; i++)
             xe_buf_appendf(&c->out, "<mechanism>%s</mechanism>", mechs[i]);

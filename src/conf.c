@@ -18,6 +18,7 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 
+#include "mech.h"
 #include "tls.h"
 #include "xelimits.h"
 #include "log.h"
@@ -363,8 +364,8 @@ load_listener_proxy(struct ctx *c, const config_setting_t *g, struct xe_listener
     return 0;
 }
 
-static int load_mech_list(struct ctx *c, const config_setting_t *m, char ***out,
-                          size_t *n_out);
+static int load_mech_list(struct ctx *c, const config_setting_t *m, const char *what,
+                          char ***out, size_t *n_out);
 
 /* client_identities: which names of a client certificate count, from
  * "xmppaddr", "email", "cn"; default xmppaddr only. */
@@ -412,8 +413,8 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         if (!config_setting_is_group(g))
             return fail(c, g, "domains", "each domain must be a group { ... }");
         if (config_setting_get_member(g, "mechanisms") != NULL &&
-            load_mech_list(c, config_setting_get_member(g, "mechanisms"), &d->mechanisms,
-                           &d->n_mechanisms) < 0)
+            load_mech_list(c, config_setting_get_member(g, "mechanisms"),
+                           "domains.mechanisms", &d->mechanisms, &d->n_mechanisms) < 0)
             return -1;
         if (get_bool(c, g, "iq_auth", false, &d->iq_auth) < 0 ||
             get_bool(c, g, "register", false, &d->register_) < 0)
@@ -509,53 +510,45 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
     return 0;
 }
 
-/* The first XE_DEF_N_MECHS are the default, in this order: the -PLUS
- * variants (channel binding) first. SCRAM-SHA-512 is offered only when
- * configured: a user whose password was set (or imported) without a SHA-512
- * secret could not log in with it, and clients that support it prefer it. */
-#define XE_DEF_N_MECHS 5
-static const char *const known_mechs[] = {
-    "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN",
-    "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512",
-    /* legacy: a plaintext-equivalent is kept only for the users they are for */
-    "DIGEST-MD5", "CRAM-MD5",
-    /* a random temporary JID, no account (RFC 4505) */
-    "ANONYMOUS",
-    /* a client certificate from a domain's client_ca (XEP-0178) */
-    "EXTERNAL", NULL};
-
-/* An array of mechanism names, upper-cased and checked. */
+/* An array of mechanism names, upper-cased and checked against the table
+ * of those xedge knows (mech.h): each once, so that every list fits the
+ * offer (XE_MECH_COUNT). what: the setting, for the error. */
 static int
-load_mech_list(struct ctx *c, const config_setting_t *m, char ***out, size_t *n_out)
+load_mech_list(struct ctx *c, const config_setting_t *m, const char *what, char ***out,
+               size_t *n_out)
 {
+    char known[256];
     size_t n;
     char **list;
 
     if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
-        return fail(c, m, "mechanisms", "must be a non-empty array of strings");
+        return fail(c, m, what, "must be a non-empty array of strings");
     n = (size_t)config_setting_length(m);
     list = xe_calloc(n + 1, sizeof(char *));
     *out = list;
     *n_out = n;
     for (size_t i = 0; i < n; i++) {
         const char *s = config_setting_get_string_elem(m, (int)i);
-        bool known = false;
 
         if (s == NULL)
-            return fail(c, m, "mechanisms", "must be an array of strings");
+            return fail(c, m, what, "must be an array of strings");
         list[i] = xe_strdup(s);
         for (char *p = list[i]; *p; p++)
             if (*p >= 'a' && *p <= 'z')
                 *p = (char)(*p - 'a' + 'A');
-        for (size_t k = 0; known_mechs[k]; k++)
-            known = known || strcmp(known_mechs[k], list[i]) == 0;
-        if (!known)
-            return fail(c, m, "mechanisms",
-                        "'%s' is not supported (supported: SCRAM-SHA-512, "
-                        "SCRAM-SHA-256, SCRAM-SHA-1, each also with -PLUS, "
-                        "PLAIN, DIGEST-MD5, CRAM-MD5, ANONYMOUS, EXTERNAL)",
-                        s);
+        if (xe_mech_find(list[i]) == NULL) {
+            xe_mech_list(0, known, sizeof(known));
+            return fail(c, m, what, "'%s' is not supported (supported: %s)", s, known);
+        }
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(list[k], list[i]) == 0)
+                return fail(c, m, what, "'%s' is listed twice", s);
     }
+    /* distinct known names cannot be more than the table; kept as the
+     * guarantee the offer relies on */
+    if (n > XE_MECH_COUNT)
+        return fail(c, m, what, "%zu mechanisms: xedge offers %d at most", n,
+                    XE_MECH_COUNT);
     return 0;
 }
 
@@ -591,12 +584,13 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     unsigned long long v;
 
     m = g ? config_setting_get_member(g, "mechanisms") : NULL;
-    if (m == NULL) {
-        conf->n_mechanisms = XE_DEF_N_MECHS;
-        conf->mechanisms = xe_calloc(XE_DEF_N_MECHS + 1, sizeof(char *));
-        for (size_t i = 0; i < XE_DEF_N_MECHS; i++)
-            conf->mechanisms[i] = xe_strdup(known_mechs[i]);
-    } else if (load_mech_list(c, m, &conf->mechanisms, &conf->n_mechanisms) < 0) {
+    if (m == NULL) { /* the table's defaults, in its order */
+        conf->mechanisms = xe_calloc(XE_MECH_COUNT + 1, sizeof(char *));
+        for (size_t i = 0; i < XE_MECH_COUNT; i++)
+            if (xe_mechs[i].flags & XE_MECH_DEFAULT)
+                conf->mechanisms[conf->n_mechanisms++] = xe_strdup(xe_mechs[i].name);
+    } else if (load_mech_list(c, m, "sasl.mechanisms", &conf->mechanisms,
+                              &conf->n_mechanisms) < 0) {
         return -1;
     }
     if (get_uint(c, g, "max_attempts", 1, 100, XE_DEF_MAX_AUTH_ATTEMPTS, &v) < 0)
@@ -659,6 +653,13 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     if (get_uint(c, g, "max_proxy_header", XE_PROXY_V2_MIN + 36, 16 + 65535,
                  XE_DEF_MAX_PROXY_HEADER, &v[16]) < 0)
         return -1;
+    if (get_uint(c, g, "max_preauth_connections", 1, 10000000, 0, &v[8]) < 0)
+        return -1;
+    if (v[8] > v[0])
+        return fail(c, config_setting_get_member(g, "max_preauth_connections"),
+                    "limits.max_preauth_connections",
+                    "must not be above max_connections (%llu)", v[0]);
+    conf->max_preauth_connections = (unsigned)v[8];
     conf->max_proxy_header = (size_t)v[16];
     conf->max_conns_per_address = (unsigned)v[13];
     conf->conn_rate_per_address = (unsigned)v[14];
@@ -725,8 +726,6 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 static int
 load_peer_secret(struct ctx *c, const config_setting_t *pg, struct xe_s2s_peer_conf *p)
 {
-    static const char *const peer_mechs[] = {"SCRAM-SHA-512", "SCRAM-SHA-256",
-                                             "SCRAM-SHA-1", "DIGEST-MD5", NULL};
     const config_setting_t *m = config_setting_get_member(pg, "mechanisms");
 
     if (get_string(c, pg, "secret_file", false, NULL, &p->secret_file) < 0)
@@ -751,17 +750,17 @@ load_peer_secret(struct ctx *c, const config_setting_t *pg, struct xe_s2s_peer_c
         p->n_mechanisms = 1;
         return 0;
     }
-    if (load_mech_list(c, m, &p->mechanisms, &p->n_mechanisms) < 0)
+    if (load_mech_list(c, m, "s2s.peers.mechanisms", &p->mechanisms, &p->n_mechanisms) <
+        0)
         return -1;
     for (size_t i = 0; i < p->n_mechanisms; i++) {
-        bool ok = false;
-        for (size_t k = 0; peer_mechs[k]; k++)
-            ok = ok || strcmp(peer_mechs[k], p->mechanisms[i]) == 0;
-        if (!ok)
-            return fail(c, m, "mechanisms",
-                        "'%s' is not for a peer's secret (supported: SCRAM-SHA-512, "
-                        "SCRAM-SHA-256, SCRAM-SHA-1, DIGEST-MD5)",
-                        p->mechanisms[i]);
+        if (!(xe_mech_find(p->mechanisms[i])->flags & XE_MECH_PEER)) {
+            char known[128];
+            xe_mech_list(XE_MECH_PEER, known, sizeof(known));
+            return fail(c, m, "s2s.peers.mechanisms",
+                        "'%s' is not for a peer's secret (supported: %s)",
+                        p->mechanisms[i], known);
+        }
     }
     return 0;
 }
@@ -992,6 +991,7 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
+                                         "max_preauth_connections",
                                          "max_connections_per_address",
                                          "connection_rate_per_address",
                                          "connection_burst_per_address",

@@ -144,8 +144,9 @@ struct xe_conf {
     size_t pump_low_water;
     size_t pump_hard_cap;
     unsigned max_connections;
-    unsigned max_conns_per_address; /* IPv4 address or IPv6 /64; 0 = no limit */
-    unsigned conn_rate_per_address; /* new connections per second; 0 = no limit */
+    unsigned max_preauth_connections; /* 0: unset (xelimits.h) */
+    unsigned max_conns_per_address;   /* IPv4 address or IPv6 /64; 0 = no limit */
+    unsigned conn_rate_per_address;   /* new connections per second; 0 = no limit */
     unsigned conn_burst_per_address;
     unsigned registrations_per_address; /* per hour; IPv6 per /64; 0 = no limit */
     size_t max_stanza_postauth;         /* when xedge parses after auth (register) */

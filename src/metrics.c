@@ -69,6 +69,10 @@ static struct family fams[XE_M_N] = {
                            "Authentications of ours on outbound streams, by mechanism "
                            "and result (success or the condition).",
                            "mechanism", "result"},
+    [XE_M_HEAP_TRIMS] = {"xedge_heap_trims_total",
+                         "Times the free heap was given back to the system (malloc_trim) "
+                         "after the connections not yet authenticated fell by many.",
+                         NULL, NULL},
 };
 
 /* login duration histogram, seconds */

@@ -33,6 +33,7 @@ enum xe_metric {
     XE_M_S2S_STREAMS,    /* server-to-server streams opened, by kind */
     XE_M_S2S_AUTH_IN,    /* peers' authentications, by mechanism and result */
     XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
+    XE_M_HEAP_TRIMS,     /* heap given back after a drop of pre-auth connections */
     XE_M_N
 };
 

@@ -21,9 +21,8 @@
 #include <sasl/saslutil.h>
 
 #include "log.h"
+#include "mech.h"
 #include "util.h"
-
-#define MAX_MECHS 8
 
 /* Cyrus keeps every callback as int (*)(void); cast through void * so the
  * compiler does not flag the (intended) change of function type. */
@@ -49,10 +48,11 @@ struct xe_sasl {
     sasl_conn_t *conn;
     char *domain;
     bool tls;
-    const char *mechs[MAX_MECHS];
+    const char *mechs[XE_MECH_COUNT]; /* what this session offers, distinct */
     size_t n_mechs;
     char mech[32];
     char jid[3072];
+    bool gs2_pending; /* a SCRAM attempt whose client-first message is still to come */
     bool store_error; /* the store could not be read during this attempt */
     char detail[256];
     sasl_callback_t cbs[4];
@@ -730,6 +730,16 @@ new_conn(struct xe_sasl *s, struct xe_cbind *cb, const char *mech, char **error_
     return 0;
 }
 
+/* Whether the session's offer has NAME already. */
+static bool
+offers(const struct xe_sasl *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_mechs; i++)
+        if (strcmp(s->mechs[i], name) == 0)
+            return true;
+    return false;
+}
+
 struct xe_sasl *
 xe_sasl_new(const char *domain, char *const *mechs, size_t n_mechs, bool tls,
             char **error_r)
@@ -772,15 +782,16 @@ xe_sasl_new_tls(const char *domain, char *const *mechs, size_t n_mechs, bool tls
      * through sasl_listmech: Cyrus 2.1.28 sizes its buffer one byte short
      * when every mechanism it has loaded has a -PLUS variant, e.g. when
      * SCRAM-SHA-256(-PLUS) is the only one configured.) */
-    for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
-        size_t l = strlen(mechs[i]);
-        bool plus = l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0;
-        if ((strcmp(mechs[i], "PLAIN") == 0 && !tls) || (plus && s->n_cb == 0) ||
-            (strcmp(mechs[i], "EXTERNAL") == 0 && s->n_ext == 0) ||
-            !cyrus_has(mechs[i], plus ? l - 5 : l))
+    for (size_t i = 0; i < n_mechs; i++) {
+        const struct xe_mech *m = xe_mech_find(mechs[i]);
+        if (m == NULL || offers(s, m->name) || ((m->flags & XE_MECH_TLS) && !tls) ||
+            ((m->flags & XE_MECH_PLUS) && s->n_cb == 0) ||
+            ((m->flags & XE_MECH_CERT) && s->n_ext == 0) ||
+            !cyrus_has(m->name, m->cyrus_len))
             continue;
-        s->mechs[s->n_mechs++] = mechs[i];
-        s->plus_offered = s->plus_offered || plus;
+        /* distinct names of the table: always room (mech.h) */
+        s->mechs[s->n_mechs++] = m->name;
+        s->plus_offered = s->plus_offered || (m->flags & XE_MECH_PLUS);
     }
     return s;
 fail:
@@ -788,17 +799,16 @@ fail:
     return NULL;
 }
 
-/* The -PLUS name of a SCRAM mechanism (a static string), or NULL. */
+/* The -PLUS name of a SCRAM mechanism (the table's string), or NULL. */
 static const char *
 plus_name(const char *mech)
 {
-    static const char *const plus[] = {"SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS",
-                                       "SCRAM-SHA-512-PLUS"};
+    size_t l = strlen(mech);
 
-    for (size_t i = 0; i < sizeof(plus) / sizeof(plus[0]); i++)
-        if (strncmp(plus[i], mech, strlen(plus[i]) - 5) == 0 &&
-            mech[strlen(plus[i]) - 5] == '\0')
-            return plus[i];
+    for (size_t i = 0; i < XE_MECH_COUNT; i++)
+        if ((xe_mechs[i].flags & XE_MECH_PLUS) && xe_mechs[i].cyrus_len == l &&
+            strncmp(xe_mechs[i].name, mech, l) == 0)
+            return xe_mechs[i].name;
     return NULL;
 }
 
@@ -833,29 +843,29 @@ xe_sasl_new_peer_tls(const char *local, const char *peer, const unsigned char *s
     s->cbs[3] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
     for (size_t i = 0; i < n_cb && s->n_cb < XE_CB_MAX; i++)
         s->cb[s->n_cb++] = cb[i];
-    for (size_t i = 0; i < n_mechs && s->n_mechs < MAX_MECHS; i++) {
-        size_t l = strlen(mechs[i]);
+    for (size_t i = 0; i < n_mechs; i++) {
+        const struct xe_mech *m = xe_mech_find(mechs[i]);
+        const char *plus;
+        /* shared-secret mechanisms only: no PLAIN, EXTERNAL or ANONYMOUS */
+        if (m == NULL || !(m->flags & XE_MECH_PEER) || offers(s, m->name) ||
+            !cyrus_has(m->name, m->cyrus_len) ||
+            off + m->cyrus_len + 2 > sizeof(s->peer_mech_list))
+            continue;
         /* each SCRAM mechanism with its -PLUS variant first, under TLS
          * with a channel binding: it binds the secret's proof to this TLS
          * session, which a certificate that does not verify cannot */
-        const char *plus = s->n_cb ? plus_name(mechs[i]) : NULL;
-        /* shared-secret mechanisms only: no PLAIN, EXTERNAL or ANONYMOUS */
-        if ((strncmp(mechs[i], "SCRAM-", 6) != 0 &&
-             strcmp(mechs[i], "DIGEST-MD5") != 0) ||
-            (l > 5 && strcmp(mechs[i] + l - 5, "-PLUS") == 0) ||
-            !cyrus_has(mechs[i], l) || off + l + 2 > sizeof(s->peer_mech_list))
-            continue;
-        if (plus && s->n_mechs + 1 < MAX_MECHS &&
-            off + strlen(plus) + l + 3 <= sizeof(s->peer_mech_list)) {
+        plus = s->n_cb ? plus_name(m->name) : NULL;
+        if (plus && !offers(s, plus) && s->n_mechs + 1 < XE_MECH_COUNT &&
+            off + strlen(plus) + m->cyrus_len + 3 <= sizeof(s->peer_mech_list)) {
             s->mechs[s->n_mechs++] = plus;
             s->plus_offered = true;
             off +=
                 (size_t)snprintf(s->peer_mech_list + off, sizeof(s->peer_mech_list) - off,
                                  "%s%s", off ? " " : "", plus);
         }
-        s->mechs[s->n_mechs++] = mechs[i];
+        s->mechs[s->n_mechs++] = m->name;
         off += (size_t)snprintf(s->peer_mech_list + off, sizeof(s->peer_mech_list) - off,
-                                "%s%s", off ? " " : "", mechs[i]);
+                                "%s%s", off ? " " : "", m->name);
     }
     if (new_conn(s, NULL, NULL, error_r) < 0) {
         xe_sasl_free(&s);
@@ -991,6 +1001,44 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
     return check_usable(s->jid, cond_r, s->detail, sizeof(s->detail));
 }
 
+/* RFC 5802 sections 6 and 7: the gs2-cbind-flag of a SCRAM client-first
+ * message against the mechanism named, checked before Cyrus sees it. Cyrus
+ * 2.1.28 treats SCRAM-*-PLUS and SCRAM-* alike: it would take a -PLUS
+ * exchange whose flag is "n" (nothing bound) as a success, and refuses "y"
+ * only after the whole exchange. 0, or -1 with *cond_r and the detail:
+ * - a -PLUS mechanism with "n" or "y": <malformed-request/>. The name says
+ *   the client binds, its message says it does not (or thinks it cannot):
+ *   the request contradicts itself, no credential was tried, and the same
+ *   request can never succeed (as Prosody answers it).
+ * - "y" on a SCRAM mechanism while a -PLUS one is on offer: the client
+ *   supports binding but did not see our -PLUS mechanisms, a sign that the
+ *   offer was stripped on the way (a downgrade); the server MUST fail the
+ *   authentication: <not-authorized/> (what Cyrus answers for it too). */
+static int
+check_gs2(struct xe_sasl *s, const char *in, size_t inlen, enum xe_sasl_cond *cond_r)
+{
+    const struct xe_mech *m = xe_mech_find(s->mech);
+    char flag = inlen > 0 ? in[0] : '\0';
+
+    if (m == NULL || strncmp(m->name, "SCRAM-", 6) != 0 || (flag != 'n' && flag != 'y'))
+        return 0; /* "p=" and anything malformed: Cyrus judges */
+    if (m->flags & XE_MECH_PLUS) {
+        snprintf(s->detail, sizeof(s->detail),
+                 "%s with gs2 flag '%c': a -PLUS mechanism without channel binding",
+                 s->mech, flag);
+        *cond_r = XE_SASL_MALFORMED_REQUEST;
+        return -1;
+    }
+    if (flag == 'y' && s->plus_offered) {
+        snprintf(s->detail, sizeof(s->detail),
+                 "client incorrectly assumed server had no channel binding (gs2 "
+                 "flag 'y' while -PLUS is offered: a downgrade)");
+        *cond_r = XE_SASL_NOT_AUTHORIZED;
+        return -1;
+    }
+    return 0;
+}
+
 int
 xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
               const char **out, size_t *outlen, enum xe_sasl_cond *cond_r)
@@ -1006,11 +1054,20 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
     s->jid[0] = '\0';
     s->store_error = false;
     s->anonymous = false;
+    s->gs2_pending = false;
     for (size_t i = 0; i < s->n_mechs; i++)
         offered = offered || strcmp(s->mechs[i], mech) == 0;
     if (!offered) {
         snprintf(s->detail, sizeof(s->detail), "mechanism not offered");
         *cond_r = XE_SASL_INVALID_MECHANISM;
+        return XE_SASL_FAIL;
+    }
+    snprintf(s->mech, sizeof(s->mech), "%s", mech);
+    if (in == NULL) /* SCRAM: the client-first message comes as a response */
+        s->gs2_pending = strncmp(mech, "SCRAM-", 6) == 0;
+    else if (check_gs2(s, in, inlen, cond_r) < 0) {
+        if (s->conn) /* no earlier attempt goes on */
+            sasl_dispose(&s->conn);
         return XE_SASL_FAIL;
     }
     if (new_conn(s, pick_cb(s, in, inlen), mech, &err) < 0) {
@@ -1019,7 +1076,6 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
         return XE_SASL_FAIL;
     }
-    snprintf(s->mech, sizeof(s->mech), "%s", mech);
     r = sasl_server_start(s->conn, mech, in, (unsigned)inlen, out, &olen);
     return finish(s, r, out, outlen, olen, cond_r);
 }
@@ -1037,6 +1093,13 @@ xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
         snprintf(s->detail, sizeof(s->detail), "no authentication in progress");
         *cond_r = XE_SASL_MALFORMED_REQUEST;
         return XE_SASL_FAIL;
+    }
+    if (s->gs2_pending) {
+        s->gs2_pending = false;
+        if (check_gs2(s, in, inlen, cond_r) < 0) {
+            sasl_dispose(&s->conn); /* the attempt is over */
+            return XE_SASL_FAIL;
+        }
     }
     r = sasl_server_step(s->conn, in, (unsigned)inlen, out, &olen);
     return finish(s, r, out, outlen, olen, cond_r);

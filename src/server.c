@@ -5,6 +5,7 @@
  * its stream) -> spliced (bytes pumped both ways, no parsing) -> closing.
  * Handles are embedded in struct conn; it is freed in the last close
  * callback. */
+#include "config.h"
 #include "server.h"
 
 #include <errno.h>
@@ -15,7 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
 
 #include <openssl/crypto.h>
 
@@ -180,6 +185,16 @@ struct worker {
     unsigned long refused_unlogged;
     uint64_t proxy_logged_ms; /* the same for untrusted proxies */
     unsigned long proxy_unlogged;
+    uv_timer_t trim_timer; /* the heap trim, when this worker started it: */
+    bool trim_timer_inited;
+    uv_work_t trim_req; /* ... a moment later, on the thread pool */
+    struct trim_result {
+        unsigned from, to;   /* the pre-auth connections: peak and now */
+        long rss_before_kib; /* of the process, around malloc_trim */
+        long rss_after_kib;
+        uint64_t took_us;
+        bool released; /* malloc_trim gave memory back */
+    } trim;
     /* reads are consumed (copied or decrypted) before the callback returns */
     char read_slab[XE_READ_CHUNK];
     char plain_slab[XE_READ_CHUNK];
@@ -198,7 +213,16 @@ struct xe_server {
     struct worker *workers;
     unsigned n_workers;
     unsigned n_conns_all; /* every worker's connections */
-    unsigned n_drained;   /* workers done with their graceful shutdown */
+    /* connections not yet authenticated (the pre-auth cap), every worker's,
+     * and their peak since the heap was last trimmed */
+    unsigned n_preauth_all, preauth_peak;
+    bool trim_busy;        /* a heap trim is running */
+    uint64_t trim_last_ms; /* loop time of the last */
+    unsigned long trims;   /* done */
+    /* max_connections the descriptor limit can serve (xe_server_listen;
+     * 0: not known yet) */
+    unsigned fd_cap;
+    unsigned n_drained; /* workers done with their graceful shutdown */
     bool stopping, stopped;
     uint64_t next_id;              /* of connections */
     void (*on_drained)(void *ctx); /* every connection is gone */
@@ -270,6 +294,7 @@ struct conn {
     struct xe_regsplice *reg;   /* spliced, parsing the client (in-band registration) */
     struct sockaddr_storage sa; /* the client's address */
     bool counted;               /* in the per-address accounting */
+    bool preauth;               /* counted as not yet authenticated */
     uint64_t auth_deadline;     /* loop time by which SASL must succeed */
     char peer[64];
     uint64_t bytes_up, bytes_down;
@@ -788,6 +813,141 @@ on_handle_closed(uv_handle_t *h)
 
 static void worker_drained(struct worker *w);
 
+/* The limits in force: max_connections clamped to what the descriptor
+ * limit serves, and the pre-auth cap (its setting, else the default or half
+ * the effective max_connections, whichever is less; never above it). */
+static void
+eff_limits(const struct xe_server *srv, const struct xe_conf *conf, unsigned *max_r,
+           unsigned *preauth_r)
+{
+    unsigned max = conf->max_connections, pre;
+
+    if (srv->fd_cap && srv->fd_cap < max)
+        max = srv->fd_cap;
+    if (conf->max_preauth_connections)
+        pre = conf->max_preauth_connections;
+    else
+        pre = max / 2 < XE_DEF_MAX_PREAUTH_CONNECTIONS ? max / 2
+                                                       : XE_DEF_MAX_PREAUTH_CONNECTIONS;
+    *max_r = max;
+    *preauth_r = pre > max ? max : pre ? pre : 1;
+}
+
+/* The process's resident set (KiB), -1 if unknown. */
+static long
+rss_kib(void)
+{
+    long pages = -1, rss = -1;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* On the thread pool: give the free heap back to the system. */
+static void
+trim_work(uv_work_t *req)
+{
+    struct worker *w = req->data;
+    uint64_t t0 = uv_hrtime();
+
+    w->trim.rss_before_kib = rss_kib();
+#ifdef HAVE_MALLOC_TRIM
+    w->trim.released = malloc_trim(0) == 1;
+#endif
+    w->trim.rss_after_kib = rss_kib();
+    w->trim.took_us = (uv_hrtime() - t0) / 1000;
+}
+
+static void
+trim_done(uv_work_t *req, int status)
+{
+    struct worker *w = req->data;
+    struct xe_server *srv = w->srv;
+
+    srv_lock(srv);
+    srv->trim_busy = false;
+    srv->trim_last_ms = uv_now(w->loop);
+    srv->preauth_peak = srv->n_preauth_all; /* the next drop counts from here */
+    srv->trims += status == 0;
+    srv_unlock(srv);
+    if (status != 0)
+        return;
+    xe_metrics_inc(XE_M_HEAP_TRIMS, NULL, NULL);
+    xe_info("event=heap-trimmed preauth_from=%u preauth_to=%u released=%s "
+            "rss_before_kib=%ld rss_after_kib=%ld took_us=%llu",
+            w->trim.from, w->trim.to, w->trim.released ? "yes" : "no",
+            w->trim.rss_before_kib, w->trim.rss_after_kib,
+            (unsigned long long)w->trim.took_us);
+}
+
+static void
+on_trim_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    struct xe_server *srv = w->srv;
+    int r;
+
+    srv_lock(srv);
+    w->trim.to = srv->n_preauth_all;
+    srv_unlock(srv);
+    w->trim_req.data = w;
+    if ((r = uv_queue_work(w->loop, &w->trim_req, trim_work, trim_done)) != 0) {
+        xe_warn("event=heap-trim-failed error=\"%s\"", uv_strerror(r));
+        srv_lock(srv);
+        srv->trim_busy = false;
+        srv_unlock(srv);
+    }
+}
+
+/* C is authenticated or gone: it no longer counts against the pre-auth cap.
+ * After a large drop from the peak, the heap their parsers and TLS buffers
+ * used is given back, on the thread pool (at most once per interval). */
+static void
+preauth_end(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+    struct worker *w = c->w;
+    bool trim = false;
+
+    if (!c->preauth)
+        return;
+    c->preauth = false;
+    srv_lock(srv);
+    srv->n_preauth_all--;
+#ifdef HAVE_MALLOC_TRIM /* (else nothing to give back with) */
+    {
+        unsigned max, pre, drop;
+        eff_limits(srv, srv->gen->conf, &max, &pre);
+        drop = pre / 4 < XE_PREAUTH_TRIM_DROP ? pre / 4 : XE_PREAUTH_TRIM_DROP;
+        if (drop == 0)
+            drop = 1;
+        if (!srv->trim_busy && !w->stopping &&
+            srv->preauth_peak >= srv->n_preauth_all + drop &&
+            (srv->trims == 0 ||
+             uv_now(w->loop) - srv->trim_last_ms >= XE_PREAUTH_TRIM_INTERVAL_MS)) {
+            srv->trim_busy = true;
+            w->trim.from = srv->preauth_peak;
+            trim = true;
+        }
+    }
+#endif
+    srv_unlock(srv);
+    if (!trim)
+        return;
+    /* a moment later: a mass close is over by then, one trim for all */
+    if (!w->trim_timer_inited) {
+        uv_timer_init(w->loop, &w->trim_timer);
+        w->trim_timer.data = w;
+        w->trim_timer_inited = true;
+    }
+    uv_timer_start(&w->trim_timer, on_trim_timer, XE_PREAUTH_TRIM_DELAY_MS, 0);
+}
+
 static void
 finish_close(struct conn *c)
 {
@@ -805,6 +965,7 @@ finish_close(struct conn *c)
                 c->peer, c->jid, c->server ? c->server->name : "-",
                 (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
     compress_log_close(c);
+    preauth_end(c);
     srv_lock(srv);
     if (c->bst) {
         c->bst->st.sessions--;
@@ -1411,6 +1572,7 @@ start_backend(struct conn *c)
     c->jid = xe_strdup(jid);
     c->pool = pool;
     c->st = CS_BACKEND;
+    preauth_end(c); /* authenticated: no longer held against the pre-auth cap */
     if (pool->policy == XE_POLICY_STICKY)
         pin = pinned_server(c, pool, jid);
     c->pin = pin;
@@ -2372,28 +2534,47 @@ on_connection(uv_stream_t *ls, int status)
     struct xe_server *srv = l->srv;
     struct worker *w = l->w;
     struct conn *c;
-    bool full;
+    const char *full = NULL;
+    unsigned max, pre;
 
     if (status < 0) {
         xe_warn("event=accept-failed error=\"%s\"", uv_strerror(status));
         return;
     }
-    srv_lock(srv); /* max_connections counts every worker's */
-    full = srv->n_conns_all >= srv->gen->conf->max_connections;
-    if (!full && !w->stopping)
+    srv_lock(srv); /* the caps count every worker's */
+    eff_limits(srv, srv->gen->conf, &max, &pre);
+    if (w->stopping)
+        full = "stopping";
+    else if (srv->n_conns_all >= max)
+        full = "max_connections";
+    else if (srv->n_preauth_all >= pre)
+        full = "max_preauth_connections";
+    if (full == NULL) {
         srv->n_conns_all++;
+        if (++srv->n_preauth_all > srv->preauth_peak)
+            srv->preauth_peak = srv->n_preauth_all;
+    }
     srv_unlock(srv);
-    if (w->stopping || full) {
+    if (full) {
+        /* closed at once: no TLS, no parser, no timer. Before its header
+         * a client cannot be sent a stream error (nor before a handshake
+         * on Direct TLS), and answering one would spend what the caps
+         * protect; the client sees the connection close and retries. */
         uv_tcp_t *t = xe_malloc(sizeof(*t));
+        char peer[64] = "-";
         uv_tcp_init(w->loop, t);
-        if (uv_accept(ls, (uv_stream_t *)t) == 0)
-            refused(w, w->stopping ? "stopping" : "max_connections", "-");
+        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
+            if (strcmp(full, "stopping") != 0)
+                format_peer(t, peer, sizeof(peer));
+            refused(w, full, peer);
+        }
         uv_close((uv_handle_t *)t, on_reject_closed);
         return;
     }
     c = xe_calloc(1, sizeof(*c));
     c->srv = srv;
     c->w = w;
+    c->preauth = true; /* counted above */
     srv_lock(srv);
     c->gen = gen_ref(srv->gen);
     c->id = ++srv->next_id;
@@ -2810,11 +2991,26 @@ metrics_gauges(void *ctx, struct xe_buf *out)
     for (size_t i = 0; i < g->n_bs; i++)
         xe_buf_appendf(out, "xedge_backend_draining{pool=\"%s\",backend=\"%s\"} %d\n",
                        g->bs[i]->pool, g->bs[i]->name, g->bs[i]->st.draining ? 1 : 0);
-    xe_buf_appendf(
-        out,
-        "# HELP xedge_max_connections The configured limit of open connections.\n"
-        "# TYPE xedge_max_connections gauge\nxedge_max_connections %u\n",
-        g->conf->max_connections);
+    {
+        unsigned max, pre;
+        eff_limits(srv, g->conf, &max, &pre);
+        xe_buf_appendf(
+            out,
+            "# HELP xedge_max_connections The configured limit of open connections.\n"
+            "# TYPE xedge_max_connections gauge\nxedge_max_connections %u\n"
+            "# HELP xedge_effective_max_connections The limit of open connections in "
+            "force: max_connections, clamped to what the descriptor limit serves.\n"
+            "# TYPE xedge_effective_max_connections gauge\n"
+            "xedge_effective_max_connections %u\n"
+            "# HELP xedge_max_preauth_connections The limit of connections not yet "
+            "authenticated in force.\n"
+            "# TYPE xedge_max_preauth_connections gauge\n"
+            "xedge_max_preauth_connections %u\n"
+            "# HELP xedge_preauth_connections Open client connections not yet "
+            "authenticated.\n"
+            "# TYPE xedge_preauth_connections gauge\nxedge_preauth_connections %u\n",
+            g->conf->max_connections, max, pre, srv->n_preauth_all);
+    }
     xe_buf_appendf(out,
                    "# HELP xedge_workers Worker threads (the workers setting).\n"
                    "# TYPE xedge_workers gauge\nxedge_workers %u\n",
@@ -2919,6 +3115,9 @@ same_listeners(const struct xe_conf *a, const struct xe_conf *b)
     return true;
 }
 
+static void log_limits(const struct xe_server *srv, const struct xe_conf *conf,
+                       const char *when);
+
 /* The new generation is built and swapped in under the lock: a worker
  * accepting meanwhile gets the old one or the new one, whole. */
 int
@@ -2965,6 +3164,7 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
     xe_addrlimit_reconfigure(srv->al, &alc);
     lockout_conf(conf, &loc);
     xe_lockout_reconfigure(srv->lockout, &loc);
+    log_limits(srv, conf, "reload");
     *generation_r = g->number;
     return 0;
 }
@@ -3042,6 +3242,50 @@ worker_main(void *arg)
         xe_warn("event=worker-loop-busy worker=%u", w->index);
 }
 
+/* How many sessions the descriptor limit serves: two descriptors each (the
+ * client, then its backend), after the listeners and the reserve
+ * (xelimits.h). 0: no limit known. */
+static unsigned
+fd_cap(const struct xe_server *srv, const struct xe_conf *conf)
+{
+    struct rlimit rl;
+    unsigned long long have, keep, backends = 0;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return 0;
+    for (size_t i = 0; i < conf->n_pools; i++)
+        backends += conf->pools[i].n_servers; /* a health check each */
+    have = (unsigned long long)rl.rlim_cur;
+    keep = XE_FD_RESERVE + backends +
+           (unsigned long long)srv->n_workers * (XE_FD_PER_WORKER + conf->n_listeners);
+    return have > keep + 2
+               ? (unsigned)((have - keep) / 2 > UINT32_MAX / 2 ? UINT32_MAX / 2
+                                                               : (have - keep) / 2)
+               : 1;
+}
+
+/* The limits in force, logged; a warning naming both numbers when the
+ * descriptor limit serves fewer connections than max_connections. */
+static void
+log_limits(const struct xe_server *srv, const struct xe_conf *conf, const char *when)
+{
+    struct rlimit rl;
+    unsigned max, pre;
+
+    eff_limits(srv, conf, &max, &pre);
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = 0;
+    if (max < conf->max_connections)
+        xe_warn("event=max-connections-clamped when=%s max_connections=%u effective=%u "
+                "nofile=%llu warning=\"the descriptor limit serves %u sessions (two "
+                "descriptors each, after the listeners and a reserve): raise it "
+                "(systemd: LimitNOFILE=) or lower max_connections\"",
+                when, conf->max_connections, max, (unsigned long long)rl.rlim_cur, max);
+    xe_info("event=limits when=%s max_connections=%u effective_max_connections=%u "
+            "max_preauth_connections=%u nofile=%llu",
+            when, conf->max_connections, max, pre, (unsigned long long)rl.rlim_cur);
+}
+
 int
 xe_server_listen(struct xe_server *srv, char **error_r)
 {
@@ -3108,6 +3352,8 @@ xe_server_listen(struct xe_server *srv, char **error_r)
     }
     if (srv->s2s && xe_s2s_io_listen(srv->s2s, error_r) < 0)
         return -1; /* federation runs on worker 0 (the main loop) */
+    srv->fd_cap = fd_cap(srv, conf);
+    log_limits(srv, conf, "start");
     if (!many)
         return 0;
     xe_log_worker = 0; /* the main thread is worker 0 */
@@ -3173,6 +3419,8 @@ w_stop(struct worker *w, const char *arg, struct xe_buf *out)
     if (w->shutdown_timer_inited && !uv_is_closing((uv_handle_t *)&w->shutdown_timer))
         uv_close((uv_handle_t *)&w->shutdown_timer, NULL);
     close_all(w);
+    if (w->trim_timer_inited && !uv_is_closing((uv_handle_t *)&w->trim_timer))
+        uv_close((uv_handle_t *)&w->trim_timer, NULL);
     uv_mutex_lock(&w->qmu);
     w->async_open = false; /* jobs queued already are answered all the same */
     uv_mutex_unlock(&w->qmu);
@@ -3362,7 +3610,7 @@ xe_server_stats(struct xe_server *srv, struct xe_buf *out)
     struct xe_buf counts;
     size_t total, per;
     uint64_t accepted;
-    unsigned max;
+    unsigned max, eff, pre, n_pre;
 
     xe_buf_init(&counts, 0);
     total = on_workers(srv, w_count_states, NULL, &counts);
@@ -3376,13 +3624,16 @@ xe_server_stats(struct xe_server *srv, struct xe_buf *out)
         }
     accepted = srv->next_id;
     max = srv->gen->conf->max_connections;
+    eff_limits(srv, srv->gen->conf, &eff, &pre);
+    n_pre = srv->n_preauth_all;
     srv_unlock(srv);
     xe_buf_free(&counts);
     xe_buf_appendf(
         out,
         "stats connections=%zu negotiating=%lu backend=%lu spliced=%lu closing=%lu "
-        "accepted=%llu max_connections=%u stopping=%s",
-        total, n[0], n[1], n[2], n[3], (unsigned long long)accepted, max,
+        "accepted=%llu max_connections=%u effective_max_connections=%u preauth=%u "
+        "max_preauth_connections=%u stopping=%s",
+        total, n[0], n[1], n[2], n[3], (unsigned long long)accepted, max, eff, n_pre, pre,
         srv->stopping ? "yes" : "no");
     if (srv->n_workers > 1)
         xe_buf_appendf(out, " workers=%u", srv->n_workers);

@@ -19,6 +19,7 @@
 
 #include "conf.h"
 #include "control.h"
+#include "mech.h"
 #include "log.h"
 #include "metrics.h"
 #include "sasl.h"
@@ -45,10 +46,12 @@ static void
 usage(FILE *f)
 {
     fprintf(f,
-            "Usage: xedge [-c FILE] [-t] [-d] [-V] [-h]\n"
+            "Usage: xedge [-c FILE] [-t] [-d] [-M] [-V] [-h]\n"
             "  -c FILE   configuration file (default " XE_SYSCONFDIR "/xedge.conf)\n"
             "  -t        check the configuration (and certificates) and exit\n"
             "  -d        log at debug level, whatever the configuration says\n"
+            "  -M        list the SASL mechanisms xedge knows and exit: NAME, what it\n"
+            "            is or needs (default: in the default list), a description\n"
             "  -V        print the version and exit\n"
             "  -h        this help\n"
             "xedge runs in the foreground and logs to stderr (or where log_to says);\n"
@@ -240,11 +243,8 @@ mech_list(const struct xe_conf *conf)
         char *const *list =
             xe_conf_mechanisms(conf, k == 0 ? NULL : &conf->domains[k - 1], &n);
         for (size_t i = 0; i < n; i++) {
-            const char *m = list[i];
-            size_t l = strlen(m);
-            if (l > 5 && strcmp(m + l - 5, "-PLUS") == 0)
-                l -= 5;
-            xe_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)l, m);
+            const struct xe_mech *m = xe_mech_find(list[i]); /* conf checked it */
+            xe_buf_appendf(&b, "%s%.*s", b.len ? " " : "", (int)m->cyrus_len, m->name);
         }
     }
     /* and those of the peers' secrets (server-to-server SASL): Cyrus loads
@@ -271,7 +271,7 @@ main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     int opt, rc = 1;
 
-    while ((opt = getopt(argc, argv, "c:tdVh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tdMVh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -282,6 +282,13 @@ main(int argc, char **argv)
         case 'd':
             debug = true;
             break;
+        case 'M':
+            for (size_t i = 0; i < XE_MECH_COUNT; i++) {
+                char words[128];
+                xe_mech_flag_words(xe_mechs[i].flags, words, sizeof(words));
+                printf("%-19s %-27s %s\n", xe_mechs[i].name, words, xe_mechs[i].about);
+            }
+            return 0;
         case 'V':
             printf("xedge %s\n", PACKAGE_VERSION);
             return 0;

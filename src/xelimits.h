@@ -126,6 +126,29 @@
 
 /* Connections */
 #define XE_DEF_MAX_CONNECTIONS 100000
+/* Connections not yet authenticated (limits.max_preauth_connections; unset:
+ * this, or half the effective max_connections if that is less). One costs
+ * 8-14 KiB (a parser, TLS, an unfinished element); a flood of them from
+ * many addresses must leave room, descriptors and memory to the users. */
+#define XE_DEF_MAX_PREAUTH_CONNECTIONS 10000
+/* max_connections is clamped to what the descriptor limit (RLIMIT_NOFILE)
+ * serves: two per session (the client, then its backend), after this many
+ * kept for the rest: standard streams, the log, the user store, each
+ * worker's loop, the control socket and its clients, the metrics endpoint
+ * and its scrapes, health checks, DNS, federation (plus the listeners,
+ * counted apart) */
+#define XE_FD_RESERVE 64
+#define XE_FD_PER_WORKER 4 /* a loop: epoll, its wakeups, signals */
+/* The heap is given back to the system (glibc malloc_trim, on the thread
+ * pool) when the unauthenticated connections have fallen from their peak
+ * by this many, or by a quarter of their cap if that is less, a moment
+ * after (the rest of a mass close goes with it); at most once per
+ * interval. */
+#define XE_PREAUTH_TRIM_DROP 1024
+#define XE_PREAUTH_TRIM_INTERVAL_MS 10000
+#define XE_PREAUTH_TRIM_DELAY_MS                                                         \
+    1000 /* after the threshold: one trim for a mass close                               \
+          */
 /* per source address (IPv6: per /64); generous, for clients behind NAT */
 #define XE_DEF_MAX_CONNS_PER_ADDRESS 1000
 #define XE_DEF_CONN_RATE_PER_ADDRESS 50 /* new connections per second */

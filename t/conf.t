@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..65"
+echo "1..69"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -54,7 +54,13 @@ check "unknown pool" 's/pool = "main"/pool = "nope"/' "bad\.conf:7: pool: no poo
 check "missing secret file" "s#$d/secret#$d/nosecret#" "bad\.conf:8: secret_file: cannot open"
 printf 'short\n' >"$d/short"
 check "secret too short" "s#$d/secret#$d/short#" "secret_file: .* holds 5 bytes; at least 32"
-check "unsupported mechanism" 's/"PLAIN"/"X-OAUTH2"/' "bad\.conf:10: mechanisms: 'X-OAUTH2' is not supported"
+check "unsupported mechanism" 's/"PLAIN"/"X-OAUTH2"/' "bad\.conf:10: sasl\.mechanisms: 'X-OAUTH2' is not supported \(supported: SCRAM-SHA-256-PLUS, SCRAM-SHA-1-PLUS, SCRAM-SHA-256, SCRAM-SHA-1, PLAIN, SCRAM-SHA-512-PLUS, SCRAM-SHA-512, DIGEST-MD5, CRAM-MD5, ANONYMOUS, EXTERNAL\)"
+check "max_preauth_connections above max_connections" 's/^log_level = "info";/log_level = "info"; limits = { max_connections = 100; max_preauth_connections = 200; };/' "bad\.conf:1: limits\.max_preauth_connections: must not be above max_connections \(100\)"
+check "a mechanism listed twice" 's/"PLAIN" \]/"PLAIN", "plain" ]/' "bad\.conf:10: sasl\.mechanisms: 'plain' is listed twice"
+check "a domain's mechanism listed twice" 's/pool = "main"; }/pool = "main"; mechanisms = [ "PLAIN", "PLAIN" ]; }/' "bad\.conf:7: domains\.mechanisms: 'PLAIN' is listed twice"
+good | sed 's/mechanisms = \[ "SCRAM-SHA-256", "PLAIN" \]/mechanisms = [ "SCRAM-SHA-512-PLUS", "SCRAM-SHA-512", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "DIGEST-MD5", "CRAM-MD5", "ANONYMOUS", "EXTERNAL" ]/' >"$d/all.conf"
+out=$("$XEDGE" -t -c "$d/all.conf" 2>&1)
+ok $? "all eleven mechanisms in one list are accepted ($out)"
 check "syntax error" 's/max_attempts = 3;/max_attempts = ;/' "bad\.conf:10: syntax error"
 check "missing user store" '/user_store/d' "user_store: missing required"
 check "certificate not loadable" "s#$d/cert.pem#$d/missing.pem#" "domain example.test: cannot load certificate"

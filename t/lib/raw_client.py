@@ -11,7 +11,12 @@ stream restart and resource binding. Each SASL answer is printed verbatim.
       [--mode starttls|direct] [--mech SCRAM-SHA-256] [--cafile F | --insecure] \\
       [--timeout 10] [--no-bind] [--expect-close SECONDS] [--source ADDR] [-v]
       [--compress METHOD] [--send-self TOKEN] [--bomb MIB] [--hold SECONDS]
-      [--proxy v1|v2 --proxy-src ADDR:PORT]
+      [--proxy v1|v2 --proxy-src ADDR:PORT] [--gs2 n|y]
+
+--gs2 n|y: the SCRAM gs2 channel-binding flag sent (default n; this client
+binds nothing). With it, --mech may name a SCRAM-*-PLUS mechanism: the
+client then claims -PLUS without binding, as a broken or hostile client
+would (RFC 5802 section 6: the server must refuse it).
 
 --password may be given several times: one SASL attempt each, in order, on one
 stream, stopping at the first success. --source: the local address to connect
@@ -148,8 +153,9 @@ def saslprep(s):
 
 
 class Scram:
-    def __init__(self, hashname, user, password):
+    def __init__(self, hashname, user, password, gs2='n'):
         self.h = hashname
+        self.gs2 = gs2 + ',,'
         self.user = user.replace('=', '=3D').replace(',', '=2C')
         self.password = saslprep(password).encode()
         self.nonce = base64.b64encode(os.urandom(18)).decode()
@@ -157,7 +163,7 @@ class Scram:
         self.server_sig = None
 
     def initial(self):
-        return ('n,,' + self.first_bare).encode()
+        return (self.gs2 + self.first_bare).encode()
 
     def _hmac(self, key, msg):
         return hmac.new(key, msg, self.h).digest()
@@ -172,7 +178,7 @@ class Scram:
         salted = hashlib.pbkdf2_hmac(self.h, self.password, salt, iters)
         client_key = self._hmac(salted, b'Client Key')
         stored_key = hashlib.new(self.h, client_key).digest()
-        without_proof = 'c=biws,r=' + attrs['r']
+        without_proof = 'c=%s,r=%s' % (base64.b64encode(self.gs2.encode()).decode(), attrs['r'])
         auth_msg = ','.join((self.first_bare, server_first, without_proof)).encode()
         sig = self._hmac(stored_key, auth_msg)
         proof = bytes(a ^ b for a, b in zip(client_key, sig))
@@ -220,6 +226,7 @@ class Session:
         self.source = None  # a local address to connect from (set before connect())
         self.proxy = None  # (version 'v1'|'v2', 'ADDR:PORT'): a PROXY header first
         self.zout = self.zin = None  # zlib streams, once compressed (XEP-0138)
+        self.gs2 = None  # the SCRAM gs2 flag ('n' or 'y'; None: 'n', no -PLUS)
 
     # -- transport ----------------------------------------------------
     def _left(self):
@@ -399,8 +406,10 @@ class Session:
         if mech == 'PLAIN':
             m = None
             initial = b'\0' + self.user.encode() + b'\0' + saslprep(password).encode()
-        elif mech in ('SCRAM-SHA-1', 'SCRAM-SHA-256', 'SCRAM-SHA-512'):
-            m = Scram(mech[len('SCRAM-'):].replace('-', '').lower(), self.user, password)
+        elif mech in ('SCRAM-SHA-1', 'SCRAM-SHA-256', 'SCRAM-SHA-512') or (
+                self.gs2 and mech.startswith('SCRAM-') and mech.endswith('-PLUS')):
+            base = mech[len('SCRAM-'):-len('-PLUS') if mech.endswith('-PLUS') else None]
+            m = Scram(base.replace('-', '').lower(), self.user, password, self.gs2 or 'n')
             initial = m.initial()
         else:
             raise ProtocolError('mechanism %s not implemented here' % mech)
@@ -677,6 +686,8 @@ def main():
     p.add_argument('--server', required=True, help='host:port')
     p.add_argument('--mode', choices=['starttls', 'direct'], default='starttls')
     p.add_argument('--mech', default='SCRAM-SHA-256')
+    p.add_argument('--gs2', choices=['n', 'y'],
+                   help='the SCRAM gs2 flag (with it, a -PLUS name is sent unbound)')
     p.add_argument('--cafile')
     p.add_argument('--insecure', action='store_true')
     p.add_argument('--timeout', type=float, default=10.0)
@@ -705,6 +716,7 @@ def main():
 
     s = Session(a.jid, a.server, a.mode, a.cafile, a.insecure, a.timeout, a.verbose)
     s.source = a.source
+    s.gs2 = a.gs2
     if a.proxy:
         s.proxy = (a.proxy, a.proxy_src)
     t0 = time.monotonic()

@@ -543,6 +543,84 @@ test_malformed(void)
     xe_sasl_free(&s);
 }
 
+/* RFC 5802 sections 6 and 7: the gs2 flag against the mechanism named. A
+ * -PLUS mechanism with "n" or "y" is a request that contradicts itself
+ * (malformed-request); "y" on SCRAM-* while -PLUS is offered is a
+ * downgrade (not-authorized), refused before any challenge. */
+static void
+test_gs2(void)
+{
+    char *mechs[] = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN"};
+    struct xe_cbind cb = {.type = "tls-exporter", .len = 32, .advertise = true};
+    struct xe_sasl *s, *nop;
+    const char *out = NULL;
+    size_t outlen = 0;
+    enum xe_sasl_cond cond = XE_SASL_ABORTED;
+    char *err = NULL;
+    int r;
+
+    memset(cb.data, 0x5a, 32);
+    s = xe_sasl_new_tls("example.test", mechs, 3, true, &cb, 1, NULL, 0, &err);
+    ok(s != NULL, "xe_sasl_new_tls with a binding %s", err ? err : "");
+    free(err);
+    err = NULL;
+    if (s == NULL)
+        return;
+    r = xe_sasl_start(s, "SCRAM-SHA-256-PLUS", "n,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "-PLUS with gs2 flag 'n': FAIL at once");
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "malformed-request",
+           "-PLUS with 'n' -> malformed-request");
+    ok(strstr(xe_sasl_detail(s), "without channel binding") != NULL,
+       "... the detail says why (%s)", xe_sasl_detail(s));
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "SCRAM-SHA-256-PLUS", "y,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "malformed-request",
+           "-PLUS with 'y' -> malformed-request");
+    /* no initial response: the client-first message is the first response */
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "SCRAM-SHA-256-PLUS", NULL, 0, &out, &outlen, &cond);
+    is_int(r, XE_SASL_CONTINUE, "-PLUS without an initial response: an empty challenge");
+    r = xe_sasl_step(s, "n,,n=alice,r=abcdefghijklmnop", 28, &out, &outlen, &cond);
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "malformed-request",
+           "... then 'n' in the response -> malformed-request");
+    r = xe_sasl_step(s, "c=biws,r=x,p=AAAA", 17, &out, &outlen, &cond);
+    is_int(r, XE_SASL_FAIL, "... and the attempt is over (a further response fails)");
+    cond = XE_SASL_ABORTED;
+    r = xe_sasl_start(s, "SCRAM-SHA-256", "y,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_int(r, XE_SASL_FAIL,
+           "SCRAM-SHA-256 with 'y' while -PLUS is offered: FAIL at once");
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "not-authorized",
+           "... -> not-authorized (a downgrade)");
+    r = xe_sasl_start(s, "SCRAM-SHA-256", NULL, 0, &out, &outlen, &cond);
+    r = r == XE_SASL_CONTINUE
+            ? xe_sasl_step(s, "y,,n=alice,r=abcdefghijklmnop", 28, &out, &outlen, &cond)
+            : r;
+    is_str(r == XE_SASL_FAIL ? xe_sasl_cond_name(cond) : "(none)", "not-authorized",
+           "... also when 'y' comes in the first response");
+    r = xe_sasl_start(s, "SCRAM-SHA-256", "n,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_int(r, XE_SASL_CONTINUE, "SCRAM-SHA-256 with 'n' goes on");
+    r = xe_sasl_start(s, "SCRAM-SHA-256-PLUS",
+                      "p=tls-exporter,,n=alice,r=abcdefghijklmnop", 41, &out, &outlen,
+                      &cond);
+    is_int(r, XE_SASL_CONTINUE, "-PLUS with 'p=tls-exporter' goes on");
+    xe_sasl_free(&s);
+
+    /* without a -PLUS mechanism on offer, "y" is the client's right guess */
+    nop = xe_sasl_new_tls("example.test", mechs + 1, 2, true, &cb, 1, NULL, 0, &err);
+    free(err);
+    ok(nop != NULL, "a session offering no -PLUS");
+    if (nop == NULL)
+        return;
+    r = xe_sasl_start(nop, "SCRAM-SHA-256", "y,,n=alice,r=abcdefghijklmnop", 28, &out,
+                      &outlen, &cond);
+    is_int(r, XE_SASL_CONTINUE, "... takes 'y'");
+    xe_sasl_free(&nop);
+}
+
 static void
 test_cond_names(void)
 {
@@ -748,6 +826,7 @@ main(void)
         test_failures();
         test_unknown_shape();
         test_malformed();
+        test_gs2();
         test_iq_auth();
     }
     test_b64();
