@@ -26,6 +26,8 @@
 #define WHY_MAX 256
 #define MAX_INCLUDES 4096 /* hosts of one ejabberd export */
 
+size_t xe_import_xep227_chunk = READ_CHUNK;
+
 enum field { F_ITER, F_SALT, F_SERVER_KEY, F_STORED_KEY, F_N };
 static const char *const field_names[F_N] = {"iter-count", "salt", "server-key",
                                              "stored-key"};
@@ -669,9 +671,12 @@ parse_file(struct xe_import_sink *sink, FILE *in, const char *name, bool include
     XML_SetEntityDeclHandler(x->p, on_entity);
     XML_SetParamEntityParsing(x->p, XML_PARAM_ENTITY_PARSING_NEVER);
     for (;;) {
-        size_t n = fread(buf, 1, READ_CHUNK, in);
-        bool final = n < READ_CHUNK;
-        if (n < READ_CHUNK && ferror(in)) {
+        size_t want = xe_import_xep227_chunk > 0 && xe_import_xep227_chunk < READ_CHUNK
+                          ? xe_import_xep227_chunk
+                          : READ_CHUNK;
+        size_t n = fread(buf, 1, want, in);
+        bool final = n < want;
+        if (n < want && ferror(in)) {
             xe_import_note(sink, "%s: read error: %s", name, strerror(errno));
             goto out;
         }

@@ -26,6 +26,9 @@
 
 #include "import.h"
 
+/* Bytes per read (default 64 KiB); tests feed files byte by byte. */
+extern size_t xe_import_xep227_chunk;
+
 /* Read IN (PATH: its path, for the included files; NULL for stdin; NAME
  * for messages). 0 read to its end (refused records are counted in the
  * sink), 1 the file is broken (reported; the records before the break are
