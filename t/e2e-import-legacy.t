@@ -16,7 +16,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/legacy_stores.sh"
 
-plan 40
+plan 43
 
 command -v prosody-migrator >/dev/null || bail "prosody-migrator is not installed (apt-get install prosody)"
 command -v sqlite3 >/dev/null || bail "sqlite3 is not installed"
@@ -148,6 +148,15 @@ login gina@example.test "$GPW" SCRAM-SHA-1-PLUS
 is "$LOGIN" ok "gina (jabberd2) logs in with her password"
 login hank@example.test "$HPW" PLAIN
 is "$LOGIN" ok "hank (jabberd2) logs in with his"
+# a row with an empty realm needs --domain
+sqlite3 "$JD/sqlite.db" "INSERT INTO authreg (username, realm, password) VALUES ('jack', '', 'jack pw')"
+out=$(ctl user import --dry-run "$JD/sqlite.db" 2>&1)
+like "$out" "authreg row 4: user jack@: an empty realm \(give --domain D\); not imported" \
+	"a row with an empty realm is refused without --domain" || diag "$out"
+out=$(ctl user import --domain example.test --format jabberd2 "$JD/sqlite.db" 2>&1)
+like "$out" "import: 1 added, 0 replaced, 2 kept \(already there\), 1 failed" "... and imported with --domain example.test"
+login jack@example.test "jack pw" PLAIN
+is "$LOGIN" ok "jack logs in"
 
 # ---- skip, replace, dry run ---------------------------------------------
 out=$(ctl user import "$main" "$plainmain" 2>&1)
