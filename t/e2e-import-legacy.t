@@ -16,7 +16,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/legacy_stores.sh"
 
-plan 43
+plan 44
 
 command -v prosody-migrator >/dev/null || bail "prosody-migrator is not installed (apt-get install prosody)"
 command -v sqlite3 >/dev/null || bail "sqlite3 is not installed"
@@ -169,6 +169,10 @@ cmp -s "$L/before" "$L/after"
 ok $? "... and writes nothing"
 out=$(ctl user import --replace "$main" "$plainmain" 2>&1)
 like "$out" "0 added, 3 replaced, 0 kept" "--replace replaces them"
+ctl user import --replace --legacy-mechs "$main" "$plainmain" >/dev/null 2>&1
+is "$(ctl user show carol@example.test | grep '^legacy')/$(ctl user show alice@example.test | grep '^legacy')" \
+	"legacy mechanisms: yes (DIGEST-MD5, CRAM-MD5: the password is kept)/legacy mechanisms: no" \
+	"--legacy-mechs keeps carol's plaintext password for the legacy mechanisms (alice has none to keep)"
 
 # ---- malformed files -----------------------------------------------------
 S1=$(grep -o "<user name='alice'><scram-credentials.*" "$hostfile" |
