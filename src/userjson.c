@@ -187,19 +187,20 @@ record_text(json_t *o, struct xe_buf *rec, json_int_t now)
     return NULL;
 }
 
-/* One line: 0 added, replaced or skipped (counted), 1 refused (*why says
- * why), or a store error code (negative). */
+/* One line: 0 handed to the sink (added, replaced, kept or refused there),
+ * 1 refused here (*why says why), or a store error code (negative). */
 static int
-import_line(struct xe_userstore *store, const char *line, bool replace,
-            unsigned iterations, struct xe_userjson_stats *st, const char **why)
+import_line(struct xe_import_sink *sink, const char *line, const char *where,
+            const char **why)
 {
+    const struct xe_import_opts *opts = xe_import_opts(sink);
     json_error_t jerr;
     json_t *o = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
-    struct xe_user *u = xe_calloc(1, sizeof(*u)), *old = xe_calloc(1, sizeof(*old));
+    struct xe_user *u = xe_calloc(1, sizeof(*u));
+    char jid[sizeof(u->jid)];
     struct xe_buf rec;
-    const char *jid, *password;
-    char *err = NULL;
-    int r = 1, g;
+    const char *password;
+    int r = 1;
 
     xe_buf_init(&rec, LINE_MAX_BYTES);
     *why = NULL;
@@ -207,32 +208,32 @@ import_line(struct xe_userstore *store, const char *line, bool replace,
         *why = o == NULL ? "not JSON" : "not a JSON object";
         goto out;
     }
-    jid = str_field(o, "jid");
     password = str_field(o, "password");
-    if (jid == NULL || strlen(jid) >= sizeof(u->jid)) {
+    if (str_field(o, "jid") == NULL || strlen(str_field(o, "jid")) >= sizeof(jid)) {
         *why = "no jid, or too long";
         goto out;
     }
-    snprintf(u->jid, sizeof(u->jid), "%s", jid);
-    if (xe_jid_normalize(u->jid) != XE_US_OK) {
+    snprintf(jid, sizeof(jid), "%s", str_field(o, "jid"));
+    if (xe_jid_normalize(jid) != XE_US_OK) {
         *why = "invalid JID (a bare JID localpart@domain is required)";
         goto out;
     }
     if ((*why = record_text(o, &rec, (json_int_t)time(NULL))) != NULL)
         goto out;
-    snprintf(old->jid, sizeof(old->jid), "%s", u->jid); /* decode clears u */
-    if (xe_user_decode(old->jid, (const char *)rec.data, rec.len, u) != XE_US_OK) {
+    if (xe_user_decode(jid, (const char *)rec.data, rec.len, u) != XE_US_OK) {
         *why = "invalid values (iterations, salt or key lengths, base64, pin)";
         goto out;
     }
+    snprintf(u->jid, sizeof(u->jid), "%s", jid);
     if (password != NULL) {
         json_t *lg = json_object_get(o, "legacy");
         if (json_object_get(o, "scram") || json_object_get(o, "legacy_password")) {
             *why = "give either password or scram/legacy_password";
             goto out;
         }
-        if (xe_user_set_password(u, password, strlen(password), iterations) != XE_US_OK ||
-            (json_is_true(lg) &&
+        if (xe_user_set_password(u, password, strlen(password), opts->iterations) !=
+                XE_US_OK ||
+            ((json_is_true(lg) || opts->legacy) &&
              xe_user_set_legacy(u, password, strlen(password)) != XE_US_OK)) {
             *why = "cannot derive the secrets (an empty password?)";
             goto out;
@@ -250,29 +251,7 @@ import_line(struct xe_userstore *store, const char *line, bool replace,
             goto out;
         }
     }
-    g = xe_userstore_get(store, u->jid, old, &err);
-    free(err);
-    err = NULL;
-    if (g == XE_US_OK && !replace) {
-        st->skipped++;
-        r = 0;
-        goto out;
-    }
-    if (g != XE_US_OK && g != XE_US_NOTFOUND) {
-        r = g;
-        goto out;
-    }
-    r = xe_userstore_put(store, u, false, &err);
-    free(err);
-    if (r == XE_US_INVALID) {
-        *why = "the store refused the record";
-        r = 1;
-    } else if (r == XE_US_OK) {
-        if (g == XE_US_OK)
-            st->replaced++;
-        else
-            st->added++;
-    }
+    r = xe_import_put(sink, u, where);
 out:
     if (o)
         json_decref(o);
@@ -280,52 +259,47 @@ out:
         OPENSSL_cleanse(rec.data, rec.cap);
     xe_buf_free(&rec);
     OPENSSL_cleanse(u, sizeof(*u));
-    OPENSSL_cleanse(old, sizeof(*old));
     free(u);
-    free(old);
     return r;
 }
 
 int
-xe_userjson_import(struct xe_userstore *store, FILE *in, const char *name, bool replace,
-                   unsigned iterations, FILE *err, struct xe_userjson_stats *st)
+xe_userjson_import(struct xe_import_sink *sink, FILE *in, const char *name)
 {
     char *line = xe_malloc(LINE_MAX_BYTES + 2);
+    char where[4096];
     unsigned long n = 0;
     int ret = 0;
 
-    memset(st, 0, sizeof(*st));
     while (fgets(line, LINE_MAX_BYTES + 2, in) != NULL) {
         size_t len = strlen(line);
         const char *why = NULL;
         int r;
 
         n++;
+        snprintf(where, sizeof(where), "%s:%lu", name, n);
         if (len > 0 && line[len - 1] == '\n') {
             line[--len] = '\0';
         } else if (!feof(in)) { /* longer than a line may be: skip the rest */
             int c;
             while ((c = fgetc(in)) != EOF && c != '\n')
                 ;
-            fprintf(err, "%s:%lu: line longer than %d bytes\n", name, n, LINE_MAX_BYTES);
-            st->failed++;
+            xe_import_refuse(sink, where, "line longer than %d bytes", LINE_MAX_BYTES);
             continue;
         }
         if (strspn(line, " \t\r") == len)
             continue; /* blank */
-        r = import_line(store, line, replace, iterations, st, &why);
+        r = import_line(sink, line, where, &why);
         if (r == 1) {
-            fprintf(err, "%s:%lu: %s\n", name, n, why ? why : "cannot import");
-            st->failed++;
+            xe_import_refuse(sink, where, "%s", why ? why : "cannot import");
         } else if (r != 0) {
-            fprintf(err, "%s:%lu: the user store failed\n", name, n);
             ret = r;
             break;
         }
     }
     if (ret == 0 && ferror(in)) {
-        fprintf(err, "%s: read error\n", name);
-        ret = XE_US_IO;
+        xe_import_note(sink, "%s: read error", name);
+        ret = 1;
     }
     OPENSSL_cleanse(line, LINE_MAX_BYTES + 2);
     free(line);

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "import.h"
 #include "userstore.h"
 
 /* Write the users of DOMAIN (NULL: all) to OUT; legacy: include the
@@ -23,17 +24,9 @@
 int xe_userjson_export(struct xe_userstore *store, const char *domain, bool legacy,
                        FILE *out, char **error_r);
 
-struct xe_userjson_stats {
-    unsigned long added, replaced, skipped, failed;
-};
-
-/* Read JSON lines from IN (name: for messages); each user is added, or
- * replaced when replace is true (else an existing one is skipped). Errors
- * of a line are reported on ERR with its number, and the line is skipped.
- * Returns 0 when the input could be read to its end (see stats->failed),
- * else a store error code. iterations: for "password" records. */
-int xe_userjson_import(struct xe_userstore *store, FILE *in, const char *name,
-                       bool replace, unsigned iterations, FILE *err,
-                       struct xe_userjson_stats *stats);
+/* Read JSON lines from IN (NAME: for messages) into SINK (import.h): every
+ * line one user; a bad line is reported with its number and skipped.
+ * 0 read to its end, 1 a read error, or a store error code (negative). */
+int xe_userjson_import(struct xe_import_sink *sink, FILE *in, const char *name);
 
 #endif

@@ -26,6 +26,7 @@
 #include <openssl/crypto.h>
 
 #include "conf.h"
+#include "import.h"
 #include "userjson.h"
 #include "ctlclient.h"
 #include "userstore.h"
@@ -87,50 +88,59 @@ usage(FILE *f)
 static void
 user_usage(FILE *f)
 {
-    fprintf(
-        f,
-        "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
-        "\n"
-        "commands:\n"
-        "  add [--legacy-mechs] JID\n"
-        "                 create a user; asks for the password\n"
-        "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
-        "                 set a new password\n"
-        "  del JID        delete a user\n"
-        "  list [--disabled] [--expired] [DOMAIN]\n"
-        "                 list the users (of one domain; only the disabled\n"
-        "                 ones, only those whose password has expired)\n"
-        "  show JID       show a user's record (never the keys)\n"
-        "  disable JID    refuse the user's logins\n"
-        "  enable JID     allow them again\n"
-        "  expire JID WHEN\n"
-        "                 the password expires at WHEN: now, never, +DAYS,\n"
-        "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
-        "                 on the right password gets <credentials-expired/>\n"
-        "                 until a new one is set (passwd clears the expiry)\n"
-        "  pin JID SERVER|--none\n"
-        "                 send the user's sessions to SERVER (a server of the\n"
-        "                 pool of its domain) rather than to its hash choice;\n"
-        "                 --none removes the pin\n"
-        "  export [--legacy] [DOMAIN]\n"
-        "                 print the users (of one domain) as JSON lines: the\n"
-        "                 SCRAM secrets, never a password (--legacy: also the\n"
-        "                 plaintext-equivalent of legacy-mechs users)\n"
-        "  import [--replace] [FILE]\n"
-        "                 add the users of FILE (default: standard input), JSON\n"
-        "                 lines as export writes them, or {\"jid\":..,\"password\":..};\n"
-        "                 existing users are kept (--replace: replaced);\n"
-        "                 contrib/prosody/prosody-export-users turns a Prosody\n"
-        "                 data directory into such lines\n"
-        "\n"
-        "The password is read from the terminal without echo, twice, or as one\n"
-        "line from standard input when that is not a terminal.\n"
-        "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
-        "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
-        "setting unless told otherwise.\n"
-        "\n"
-        "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
-        "2 usage error, 3 configuration or user store error.\n");
+    fprintf(f,
+            "usage: xedgectl [-c FILE] user COMMAND [ARG]\n"
+            "\n"
+            "commands:\n"
+            "  add [--legacy-mechs] JID\n"
+            "                 create a user; asks for the password\n"
+            "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
+            "                 set a new password\n"
+            "  del JID        delete a user\n"
+            "  list [--disabled] [--expired] [DOMAIN]\n"
+            "                 list the users (of one domain; only the disabled\n"
+            "                 ones, only those whose password has expired)\n"
+            "  show JID       show a user's record (never the keys)\n"
+            "  disable JID    refuse the user's logins\n"
+            "  enable JID     allow them again\n"
+            "  expire JID WHEN\n"
+            "                 the password expires at WHEN: now, never, +DAYS,\n"
+            "                 YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC); from then\n"
+            "                 on the right password gets <credentials-expired/>\n"
+            "                 until a new one is set (passwd clears the expiry)\n"
+            "  pin JID SERVER|--none\n"
+            "                 send the user's sessions to SERVER (a server of the\n"
+            "                 pool of its domain) rather than to its hash choice;\n"
+            "                 --none removes the pin\n"
+            "  export [--legacy] [DOMAIN]\n"
+            "                 print the users (of one domain) as JSON lines: the\n"
+            "                 SCRAM secrets, never a password (--legacy: also the\n"
+            "                 plaintext-equivalent of legacy-mechs users)\n"
+            "  import [--replace] [--dry-run] [--legacy-mechs] [--format F]\n"
+            "         [--domain D] [FILE...]\n"
+            "                 add the users of each FILE (default: standard input):\n"
+            "                 JSON lines as export writes them (or {\"jid\":..,\n"
+            "                 \"password\":..}; contrib/prosody/prosody-export-users),\n"
+            "                 XEP-0227 files (ejabberdctl export_piefxis, Prosody's\n"
+            "                 prosody-migrator with the xep0227 store) or jabberd2's\n"
+            "                 SQLite authreg database; F (json, xep227, jabberd2)\n"
+            "                 is found from the file's first bytes unless given.\n"
+            "                 SCRAM credentials are kept, plaintext passwords become\n"
+            "                 SCRAM secrets (--legacy-mechs: kept for DIGEST-MD5 and\n"
+            "                 CRAM-MD5 too). Existing users are kept (--replace:\n"
+            "                 replaced); --dry-run checks everything, writes nothing;\n"
+            "                 --domain D: for jabberd2 rows with an empty realm.\n"
+            "                 A bad record is reported with its line or row and\n"
+            "                 skipped; a summary ends the run (exit 1 if any failed)\n"
+            "\n"
+            "The password is read from the terminal without echo, twice, or as one\n"
+            "line from standard input when that is not a terminal.\n"
+            "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
+            "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
+            "setting unless told otherwise.\n"
+            "\n"
+            "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
+            "2 usage error, 3 configuration or user store error.\n");
 }
 
 /* ---- passwords ---------------------------------------------------------- */
@@ -272,7 +282,7 @@ struct ctl {
     char jid[sizeof(((struct xe_user *)0)->jid)];
     int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
     bool only_disabled, only_expired; /* list filters */
-    bool with_legacy, replace;        /* export --legacy, import --replace */
+    bool with_legacy;                 /* export --legacy */
     int64_t expires;                  /* expire: the new time (0: never) */
     const char *pin;                  /* pin: the server ("": none) */
 };
@@ -601,29 +611,6 @@ cmd_export(struct ctl *ctl, const char *domain)
     return CTL_OK;
 }
 
-static int
-cmd_import(struct ctl *ctl, const char *path)
-{
-    struct xe_userjson_stats st;
-    FILE *in = stdin;
-    int r;
-
-    if (path != NULL && strcmp(path, "-") != 0 && (in = fopen(path, "r")) == NULL) {
-        ctl_err("%s: %s", path, strerror(errno));
-        return CTL_FAILED;
-    }
-    r = xe_userjson_import(ctl->store, in, path ? path : "stdin", ctl->replace,
-                           iterations(ctl), stderr, &st);
-    if (in != stdin)
-        fclose(in);
-    fprintf(stderr,
-            "%s: import: %lu added, %lu replaced, %lu kept (already there), %lu failed\n",
-            progname, st.added, st.replaced, st.skipped, st.failed);
-    if (r != XE_US_OK)
-        return CTL_CONFIG;
-    return st.failed > 0 ? CTL_FAILED : CTL_OK;
-}
-
 /* ---- main --------------------------------------------------------------- */
 
 enum cmd {
@@ -660,6 +647,8 @@ main(int argc, char **argv)
     int opt, i, ret = CTL_USAGE, r;
     enum cmd cmd = CMD_ADD;
     bool found = false;
+    int import_argc = 0;
+    char **import_argv = NULL;
 
     memset(&ctl, 0, sizeof(ctl));
     umask(077);
@@ -742,7 +731,15 @@ main(int argc, char **argv)
         }
         argc = j;
     }
-    if (cmd == CMD_LIST || cmd == CMD_EXPORT || cmd == CMD_IMPORT) {
+    if (cmd == CMD_IMPORT) { /* import.c parses its own arguments */
+        import_argc = argc - optind;
+        import_argv = argv + optind;
+        if ((ret = xe_import_check_args(import_argc, import_argv, progname)) != CTL_OK)
+            goto out;
+        ret = CTL_USAGE;
+        argc = optind;
+    }
+    if (cmd == CMD_LIST || cmd == CMD_EXPORT) {
         /* their flags, anywhere after the command */
         int j = optind;
         for (i = optind; i < argc; i++) {
@@ -752,8 +749,6 @@ main(int argc, char **argv)
                 ctl.only_expired = true;
             else if (cmd == CMD_EXPORT && strcmp(argv[i], "--legacy") == 0)
                 ctl.with_legacy = true;
-            else if (cmd == CMD_IMPORT && strcmp(argv[i], "--replace") == 0)
-                ctl.replace = true;
             else
                 argv[j++] = argv[i];
         }
@@ -869,7 +864,8 @@ main(int argc, char **argv)
         ret = cmd_export(&ctl, arg != NULL ? domain + 2 : NULL);
         break;
     case CMD_IMPORT:
-        ret = cmd_import(&ctl, arg);
+        ret = xe_import_cmd(ctl.store, iterations(&ctl), import_argc, import_argv,
+                            progname);
         break;
     }
 out:
