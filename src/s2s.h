@@ -167,6 +167,9 @@ void xe_s2s_stream_error(struct xe_s2s *s, const char *condition, const char *te
 /* Queue the end of our stream. */
 void xe_s2s_end(struct xe_s2s *s);
 bool xe_s2s_closed(const struct xe_s2s *s);
+/* The condition of the peer's <stream:error/> (its text, sanitized for a
+ * log line, in *text_r), or NULL if it sent none. */
+const char *xe_s2s_peer_error(const struct xe_s2s *s, const char **text_r);
 /* Our stream's id (IN: the one keys are made for), the remote's (OUT). */
 const char *xe_s2s_id(const struct xe_s2s *s);
 /* The stream's remote domain (the header's from on IN/BACKEND) or NULL. */

@@ -32,6 +32,7 @@
 #define XE_S2S_MAX_DOMAIN_BUF (XE_S2S_MAX_DOMAIN + 1)
 #define XE_S2S_MAX_KEY_BUF (XE_S2S_MAX_KEY + 1)
 #define XE_S2S_MAX_ID_BUF 128         /* a stream id, with its NUL */
+#define XE_S2S_MAX_LOG_TEXT 200       /* bytes of a peer's error text in a log line */
 #define XE_DEF_S2S_CONNECT_MS 10000   /* TCP connect to a remote server or backend */
 #define XE_DEF_S2S_HANDSHAKE_MS 30000 /* header to authenticated (either side) */
 #define XE_DEF_DNS_MS XE_DEF_DNS_TIMEOUT_MS /* resolving a remote domain */

@@ -874,6 +874,70 @@ run_identities(void)
     xe_sasl_free(&srv);
 }
 
+/* A peer's <stream:error/> on every kind of stream ends it: our stream is
+ * closed, nothing is answered, the condition and text are kept. */
+static void
+run_peer_errors(void)
+{
+    static const char err[] =
+        "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>going \"down\"\xc3\xa9</text>"
+        "</stream:error>";
+    static const enum xe_s2s_kind kinds[] = {XE_S2S_IN, XE_S2S_OUT, XE_S2S_VERIFY,
+                                             XE_S2S_BACKEND, XE_S2S_LINK};
+    static const char *const names[] = {"in", "out", "verify", "backend", "link"};
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        struct xe_s2s_params p = params(kinds[k]);
+        struct xe_s2s *s;
+        struct xe_buf *o;
+        enum xe_s2s_action a = XE_S2S_CONTINUE;
+        const char *text = NULL, *cond;
+        size_t used, off = 0, n = strlen(err);
+
+        p.is_local = kinds[k] == XE_S2S_IN ? local_b : local_a;
+        p.from = kinds[k] == XE_S2S_LINK ? "b.test" : "a.test";
+        p.to = kinds[k] == XE_S2S_LINK ? "a.test" : "b.test";
+        p.key = "00112233";
+        p.stream_id = "sid";
+        p.assertion = "xe1:token";
+        p.require_tls = false;
+        a = header_only(&p,
+                        kinds[k] == XE_S2S_IN        ? "from='a.test' to='b.test'"
+                        : kinds[k] == XE_S2S_BACKEND ? "from='a.test' to='b.test'"
+                                                     : "id='peer-id' from='b.test'",
+                        &s);
+        ok(s != NULL && a == XE_S2S_CONTINUE, "%s: the peer's header is taken", names[k]);
+        if (s == NULL)
+            continue;
+        o = xe_s2s_output(s);
+        xe_buf_consume(o, o->len);
+        while (off < n) {
+            a = xe_s2s_feed(s, err + off, bytewise ? 1 : n - off, &used);
+            off += used;
+            if (a != XE_S2S_CONTINUE)
+                break;
+        }
+        is_int(a, XE_S2S_CLOSE, "%s: a peer's stream error closes the stream", names[k]);
+        ok(xe_s2s_closed(s), "%s: our stream is ended", names[k]);
+        o = xe_s2s_output(s);
+        ok(memmem(o->data, o->len, "<stream:error", 13) == NULL &&
+               memmem(o->data, o->len, "unsupported-stanza-type", 23) == NULL,
+           "%s: nothing is answered (no stream error of ours)", names[k]);
+        ok(o->len >= 16 && memcmp(o->data + o->len - 16, "</stream:stream>", 16) == 0,
+           "%s: our stream's end is sent", names[k]);
+        cond = xe_s2s_peer_error(s, &text);
+        is_str(cond ? cond : "(none)", "system-shutdown",
+               "%s: the peer's condition is kept", names[k]);
+        is_str(text, "going ?down???", "%s: its text, made safe for a log line", names[k]);
+        if (kinds[k] == XE_S2S_OUT || kinds[k] == XE_S2S_VERIFY ||
+            kinds[k] == XE_S2S_LINK)
+            is_int(xe_s2s_verdict(s, NULL), XE_S2S_ERROR, "%s: the verdict is an error",
+                   names[k]);
+        xe_s2s_free(&s);
+    }
+}
+
 int
 main(void)
 {
@@ -893,10 +957,12 @@ main(void)
     run();
     run_secret();
     run_piggyback();
+    run_peer_errors();
     bytewise = 1;
     run();
     run_secret();
     run_piggyback();
+    run_peer_errors();
     run_identities();
     xe_sasl_global_done();
     xe_userstore_close(&store);
