@@ -1,6 +1,7 @@
 /* xedge: server-to-server streams. See s2s.h and doc/federation.md. */
 #include "s2s.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct xe_s2s {
     bool tls, header_sent, restarted;
     bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
+    bool resuming;              /* BACKEND: backend_resume's header is parsed */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
     char *local, *remote;       /* IN/BACKEND: from the peer's header */
     char **names;               /* what the peer's certificate is valid for */
@@ -89,11 +91,26 @@ struct xe_s2s {
     char mech[32];                      /* the SASL mechanism of the secret */
     struct ev *evs, *evs_tail, *ev_cur; /* IN: events for the glue */
     char st_from[XE_S2S_MAX_DOMAIN_BUF], st_to[XE_S2S_MAX_DOMAIN_BUF];
-    char peer_cond[48];                      /* the peer's stream error, if any */
-    char peer_text[XE_S2S_MAX_LOG_TEXT + 1]; /* and its text (sanitized) */
+    char peer_cond[48];                       /* the peer's stream error, if any */
+    char peer_text[XE_S2S_MAX_LOG_TEXT + 1];  /* and its text (sanitized) */
+    char fail_text[XE_S2S_MAX_LOG_TEXT + 64]; /* OUT/VERIFY: why it failed */
 };
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+/* OUT/VERIFY/LINK: why the stream failed, for the log and the backend's
+ * bounce; the first reason stays. */
+static void __attribute__((format(printf, 2, 3)))
+set_fail(struct xe_s2s *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (s->fail_text[0] || s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->fail_text, sizeof(s->fail_text), fmt, ap);
+    va_end(ap);
+}
 
 int
 xe_jid_domain(const char *jid, char *out, size_t outlen)
@@ -169,6 +186,8 @@ xe_s2s_stream_error(struct xe_s2s *s, const char *condition, const char *text)
     }
     xe_buf_append_str(&s->out, "</stream:error></stream:stream>");
     s->st = ST_CLOSED;
+    set_fail(s, "the remote server's stream was refused: %s%s%s", condition,
+             text && *text ? ", " : "", text ? text : "");
     xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
     xe_info("event=stream-error kind=s2s-%s peer=%s local=%s remote=%s condition=%s "
             "text=\"%s\"",
@@ -481,18 +500,32 @@ copy_domain(const char *in, char *out)
     return in && xe_jid_domain(in, out, XE_S2S_MAX_DOMAIN_BUF) == 0 ? 0 : -1;
 }
 
+/* <db:result type='error'/> with a stanza error (type, condition and, if
+ * given, a text: XEP-0220 2.4). */
 static void
-result_error(struct xe_s2s *s, const char *from, const char *to, const char *type,
-             const char *cond)
+result_error_text(struct xe_s2s *s, const char *from, const char *to, const char *type,
+                  const char *cond, const char *text)
 {
     xe_buf_append_str(&s->out, "<db:result from='");
     xe_buf_append_escaped(&s->out, from);
     xe_buf_append_str(&s->out, "' to='");
     xe_buf_append_escaped(&s->out, to);
     xe_buf_appendf(&s->out,
-                   "' type='error'><error type='%s'><%s xmlns='" NS_STANZAS
-                   "'/></error></db:result>",
-                   type, cond);
+                   "' type='error'><error type='%s'><%s xmlns='" NS_STANZAS "'/>", type,
+                   cond);
+    if (text && *text) {
+        xe_buf_append_str(&s->out, "<text xmlns='" NS_STANZAS "' xml:lang='en'>");
+        xe_buf_append_escaped(&s->out, text);
+        xe_buf_append_str(&s->out, "</text>");
+    }
+    xe_buf_append_str(&s->out, "</error></db:result>");
+}
+
+static void
+result_error(struct xe_s2s *s, const char *from, const char *to, const char *type,
+             const char *cond)
+{
+    result_error_text(s, from, to, type, cond, NULL);
 }
 
 static void
@@ -766,6 +799,8 @@ peer_stream_error(struct xe_s2s *s, const struct xe_xml_elem *e)
     snprintf(s->peer_cond, sizeof(s->peer_cond), "%s", cond);
     log_text(text, t, sizeof(t));
     snprintf(s->peer_text, sizeof(s->peer_text), "%s", t);
+    set_fail(s, "the remote server ended the stream with <%s/>%s%s", cond,
+             t[0] ? ": " : "", t);
     xe_info("event=s2s-peer-error kind=s2s-%s peer=%s local=%s remote=%s condition=%s "
             "text=\"%s\"",
             kind_names[s->p.kind], s->p.peer, our_domain(s) ? our_domain(s) : "-",
@@ -888,6 +923,11 @@ verdict_stop(struct xe_s2s *s, enum xe_s2s_result r, const char *cond)
                    r == XE_S2S_VALID     ? "success"
                    : r == XE_S2S_INVALID ? "invalid"
                                          : cond);
+    if (r == XE_S2S_INVALID)
+        set_fail(s, "dialback: the remote server refused %s",
+                 s->p.kind == XE_S2S_VERIFY ? "the key" : "our key");
+    else if (r == XE_S2S_ERROR)
+        set_fail(s, "dialback: the remote server answered <%s/>", cond ? cond : "error");
     s->verdict = r;
     s->verdict_cond = r == XE_S2S_VALID ? NULL : cond;
     s->verdict_new = true;
@@ -940,6 +980,14 @@ out_dialback(struct xe_s2s *s)
                 policy_of(s, s->to) == XE_S2S_POLICY_REFUSE   ? "policy"
                 : policy_of(s, s->to) == XE_S2S_POLICY_SECRET ? "secret-required"
                                                               : "external-required");
+        set_fail(s, "%s",
+                 policy_of(s, s->to) == XE_S2S_POLICY_REFUSE
+                     ? "federation with this domain is refused by policy"
+                 : policy_of(s, s->to) == XE_S2S_POLICY_SECRET
+                     ? "policy requires SASL with the pre-shared secret, which failed or "
+                       "was not offered"
+                     : "policy requires SASL EXTERNAL, which failed or was not possible "
+                       "(no certificate valid for the domain, or not offered)");
         xe_s2s_end(s);
         s->verdict_new = true;
         s->verdict = XE_S2S_ERROR;
@@ -1016,6 +1064,7 @@ out_secret_failed(struct xe_s2s *s, const char *reason)
         out_authenticate(s);
         return XE_XS_CONTINUE;
     }
+    set_fail(s, "the remote server refused our pre-shared secret (%s)", reason);
     xe_s2s_end(s);
     s->verdict_new = true;
     s->verdict = XE_S2S_ERROR;
@@ -1087,6 +1136,8 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             count_auth(s, false, s->mech, "server-not-verified");
             xe_sasl_client_free(&s->sclient);
             s->secret_failed = true;
+            set_fail(s,
+                     "the remote server could not prove it knows the pre-shared secret");
             xe_s2s_stream_error(s, "not-authorized", "the server's proof is wrong");
             s->verdict_new = true;
             s->verdict = XE_S2S_ERROR;
@@ -1113,8 +1164,11 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             s->st = ST_PROCEED;
             return XE_XS_CONTINUE;
         }
-        if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT)
+        if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT) {
+            set_fail(s,
+                     "the remote server offers no STARTTLS and encryption is required");
             return error_stop(s, "policy-violation", "STARTTLS is required");
+        }
         if (s->p.kind == XE_S2S_OUT && s->tls && out_secret(s, e))
             return XE_XS_CONTINUE;
         if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to) &&
@@ -1251,6 +1305,8 @@ cb_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
 {
     struct xe_s2s *s = ctx;
 
+    if (s->resuming)
+        return XE_XS_CONTINUE; /* backend_resume's header */
     if (s->st != ST_HEADER)
         return error_stop(s, "not-well-formed", "a second stream header");
     switch (s->p.kind) {
@@ -1287,6 +1343,30 @@ cb_stream_end(void *ctx)
 
     xe_s2s_end(s);
     return stop_with(s, XE_S2S_CLOSE);
+}
+
+/* BACKEND: the request was answered with a failure; the stream goes on
+ * (the backend may ask again, or end it: its stream error or
+ * </stream:stream> is the normal end). The parser stopped at the
+ * db:result, and a stopped parser does not resume: a new one continues the
+ * stream after a header with the namespaces of the backend's (the glue of
+ * every backend uses these prefixes), which is not answered. */
+static void
+backend_resume(struct xe_s2s *s)
+{
+    static const char hdr[] =
+        "<stream:stream xmlns='" XE_NS_SERVER "' xmlns:stream='" XE_NS_STREAMS
+        "' xmlns:db='" XE_NS_DIALBACK "'>";
+    size_t used = 0;
+
+    s->st = ST_HEADER;
+    s->resuming = true;
+    xe_xmlstream_reset(s->xs);
+    if (xe_xmlstream_feed(s->xs, hdr, sizeof(hdr) - 1, &used) != XE_XS_OK)
+        xe_s2s_stream_error(s, "internal-server-error", "cannot resume the stream");
+    s->resuming = false;
+    if (s->st == ST_HEADER)
+        s->st = ST_NEGOTIATE;
 }
 
 struct xe_s2s *
@@ -1494,7 +1574,7 @@ xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r, const char *condi
     if (r == XE_S2S_ERROR) {
         result_error(s, s->remote, s->local, "cancel",
                      condition ? condition : "remote-server-not-found");
-        s->st = ST_NEGOTIATE; /* the backend may try again or close */
+        backend_resume(s);
         return;
     }
     xe_buf_append_str(&s->out, "<db:result from='");
@@ -1506,7 +1586,7 @@ xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r, const char *condi
         s->st = ST_DONE;
         xe_xmlstream_free(&s->xs); /* its bytes are pumped from now on */
     } else
-        s->st = ST_NEGOTIATE;
+        backend_resume(s);
 }
 
 enum xe_s2s_result
@@ -1561,4 +1641,21 @@ xe_s2s_peer_error(const struct xe_s2s *s, const char **text_r)
     if (text_r)
         *text_r = s->peer_text;
     return s->peer_cond[0] ? s->peer_cond : NULL;
+}
+
+const char *
+xe_s2s_failure(const struct xe_s2s *s)
+{
+    return s->fail_text[0] ? s->fail_text : NULL;
+}
+
+void
+xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type,
+                       const char *text)
+{
+    if (s->st != ST_WAIT)
+        return;
+    result_error_text(s, s->remote, s->local, type ? type : "cancel",
+                      condition ? condition : "remote-server-not-found", text);
+    backend_resume(s);
 }

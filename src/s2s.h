@@ -152,6 +152,13 @@ void xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
  * from now on the backend's bytes are pumped (xe_s2s_feed is not called). */
 void xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r,
                             const char *condition);
+/* BACKEND: the outbound stream failed: <db:result type='error'/> with the
+ * stanza error the backend's bounces should carry (condition, type "cancel"
+ * or "wait", and a text saying what happened). */
+void xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type,
+                            const char *text);
+/* OUT/VERIFY/LINK: what made the stream fail, as a sentence, or NULL. */
+const char *xe_s2s_failure(const struct xe_s2s *s);
 /* After XE_S2S_VERDICT (also after XE_S2S_CLOSE: error until decided). */
 enum xe_s2s_result xe_s2s_verdict(const struct xe_s2s *s, const char **condition_r);
 /* OUT: EXTERNAL (true) or dialback (false) authenticated the stream. */

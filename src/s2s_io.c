@@ -9,6 +9,7 @@
  * Handles are embedded; an sconn is freed in its last close callback. */
 #include "s2s_io.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,8 @@ struct sconn {
     bool direct_tls; /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
     int64_t since; /* unix time of its start */
+    char
+        why[XE_S2S_MAX_LOG_TEXT + 128]; /* OUT/VERIFY: why it failed (the first reason) */
 };
 
 struct wreq {
@@ -108,6 +111,20 @@ static struct sconn *open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind,
                                const char *stream_id);
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+/* OUT/VERIFY: why the stream failed, for the backend's bounces; the first
+ * reason stays. */
+static void __attribute__((format(printf, 2, 3)))
+why_set(struct sconn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->why[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof(c->why), fmt, ap);
+    va_end(ap);
+}
 
 /* ---- generations --------------------------------------------------------- */
 
@@ -398,6 +415,7 @@ on_closed(uv_handle_t *h)
 }
 
 static void notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond);
+static void backend_go_on(struct sconn *b);
 static void notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond);
 
 static void
@@ -408,6 +426,8 @@ finish_close(struct sconn *c)
     if (c->closed)
         return;
     c->closed = c->closing = true;
+    if (c->core && xe_s2s_failure(c->core))
+        why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
         notify_out_verdict(c, XE_S2S_ERROR,
                            c->connected ? "remote-server-not-found"
@@ -476,6 +496,8 @@ sconn_close(struct sconn *c)
     if (c->closed)
         return;
     c->closing = true;
+    if (c->core && xe_s2s_failure(c->core))
+        why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
         notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
     if (c->kind == XE_S2S_VERIFY && c->asker)
@@ -509,6 +531,10 @@ on_timer(uv_timer_t *t)
     xe_info("event=s2s-timeout kind=s2s-%s peer=%s local=%s remote=%s stage=%s",
             kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
             c->remote[0] ? c->remote : "-",
+            !c->connected ? "connect"
+            : c->ready    ? "idle"
+                          : "handshake");
+    why_set(c, "timeout: no answer from %s within the %s time", c->peer,
             !c->connected ? "connect"
             : c->ready    ? "idle"
                           : "handshake");
@@ -629,16 +655,34 @@ in_events(struct sconn *c)
 static void
 notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
 {
-    for (struct sconn *b = out->io->conns; b; b = b->next) {
-        if (b->kind != XE_S2S_BACKEND || b->out != out || !b->waiting)
-            continue;
+    struct sconn *b;
+
+    /* one at a time from the start: feeding a backend may close it */
+    for (;;) {
+        for (b = out->io->conns; b; b = b->next)
+            if (b->kind == XE_S2S_BACKEND && b->out == out && b->waiting)
+                break;
+        if (b == NULL)
+            return;
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, r, cond);
-        flush_core(b);
         if (r != XE_S2S_VALID) {
+            /* the bounces say what happened: a timeout (wait), a policy,
+             * else the remote server could not be reached or refused us */
+            bool timeout = cond && strcmp(cond, "remote-server-timeout") == 0;
+            bool policy = cond && strcmp(cond, "policy-violation") == 0;
+            xe_s2s_backend_failure(b->core,
+                                   timeout  ? "remote-server-timeout"
+                                   : policy ? "policy-violation"
+                                            : "remote-server-not-found",
+                                   timeout ? "wait" : "cancel",
+                                   out->why[0] ? out->why : "the connection failed");
+            flush_core(b);
             b->out = NULL;
+            backend_go_on(b);
             continue;
         }
+        xe_s2s_backend_verdict(b->core, r, cond);
+        flush_core(b);
         b->ready = true;
         arm(b, b->gen->conf->s2s_idle_ms);
         if (b->held.len) { /* what came after its db:result */
@@ -648,6 +692,24 @@ notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
         }
         resume_reading(b);
     }
+}
+
+/* BACKEND B's request failed: what came after its db:result is read (its
+ * end of the stream, or another request), then the rest. */
+static void
+backend_go_on(struct sconn *b)
+{
+    struct xe_buf rest;
+
+    xe_buf_init(&rest, 0);
+    if (b->held.len) {
+        xe_buf_append(&rest, b->held.data, b->held.len);
+        xe_buf_consume(&b->held, b->held.len);
+        feed_plain(b, (const char *)rest.data, rest.len);
+    }
+    xe_buf_free(&rest);
+    if (!b->waiting)
+        resume_reading(b);
 }
 
 static void
@@ -690,7 +752,8 @@ backend_open(struct sconn *b)
         xe_info("event=s2s-refused kind=s2s-out local=%s remote=%s reason=policy",
                 b->local, b->remote);
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "policy-violation");
+        xe_s2s_backend_failure(b->core, "policy-violation", "cancel",
+                               "federation with this domain is refused by policy");
         flush_core(b);
         resume_reading(b);
         return;
@@ -700,7 +763,8 @@ backend_open(struct sconn *b)
         out = open_conn(b->io, XE_S2S_OUT, b->local, b->remote, NULL, NULL);
     if (out == NULL) {
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "remote-server-not-found");
+        xe_s2s_backend_failure(b->core, "remote-server-not-found", "cancel",
+                               "no route to the domain's server");
         flush_core(b);
         resume_reading(b);
         return;
@@ -728,11 +792,15 @@ on_verdict(struct sconn *c)
                     c->direct_tls ? "direct"
                     : c->tls      ? "starttls"
                                   : "none");
-        } else
+        } else {
+            if (xe_s2s_failure(c->core))
+                why_set(c, "%s", xe_s2s_failure(c->core));
             xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
-                    "result=%s condition=%s",
+                    "result=%s condition=%s why=\"%s\"",
                     c->peer, c->local, c->remote,
-                    r == XE_S2S_INVALID ? "invalid" : "error", cond ? cond : "-");
+                    r == XE_S2S_INVALID ? "invalid" : "error", cond ? cond : "-",
+                    c->why[0] ? c->why : "-");
+        }
         notify_out_verdict(c, r, cond);
         if (r != XE_S2S_VALID)
             sconn_close(c);
@@ -872,6 +940,8 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread <= 0 || c->closed) {
         free(buf->base);
         if (nread < 0 && !c->closed) {
+            why_set(c, "%s closed the connection%s", c->peer,
+                    c->tls_handshaking ? " during the TLS handshake" : "");
             if (c->kind == XE_S2S_OUT && !c->ready)
                 notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
             finish_close(c);
@@ -897,6 +967,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == XE_TLS_ERROR) {
             xe_info("event=tls-failed kind=s2s-%s peer=%s error=\"%s\"",
                     kind_names[c->kind], c->peer, xe_tls_error(c->tls));
+            why_set(c, "TLS with %s failed: %s", c->peer, xe_tls_error(c->tls));
             finish_close(c);
             return;
         }
@@ -988,6 +1059,7 @@ on_connect(uv_connect_t *req, int status)
             uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
             return;
         }
+        why_set(c, "cannot connect to %s: %s", c->peer, uv_strerror(status));
         finish_close(c);
         return;
     }
@@ -1054,6 +1126,11 @@ on_resolved(void *arg, int status, const struct xe_target *targets, size_t n)
     if (status < 0 || n == 0) {
         xe_info("event=s2s-dns-failed kind=s2s-%s local=%s remote=%s status=%s",
                 kind_names[c->kind], c->local, c->remote, xe_resolve_strstatus(status));
+        why_set(c, "DNS: %s %s",
+                status == XE_RESOLVE_TIMEOUT ? "no answer in time for"
+                : status == XE_RESOLVE_FAIL  ? "the DNS servers failed for"
+                                             : "no server found for",
+                c->remote);
         if (c->kind == XE_S2S_OUT)
             notify_out_verdict(c, XE_S2S_ERROR,
                                status == XE_RESOLVE_TIMEOUT ? "remote-server-timeout"

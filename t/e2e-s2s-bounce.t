@@ -1,0 +1,70 @@
+#!/bin/bash
+# e2e-s2s-bounce.t: when xedge cannot federate for a backend, the backend's
+# bounces say why (issue 21, item 3). xedge tells the Prosody glue
+# (contrib/prosody/mod_xedge_s2s.lua) what failed in <db:result
+# type='error'> (condition, type, text); the glue bounces the queued
+# stanzas with them instead of a generic "dialback authentication failed",
+# and Prosody's end of the link (</stream:stream>) is the normal end there,
+# not a not-well-formed stream. a.test on 127.0.0.11 with a real Prosody
+# behind it and the test DNS server (dnsmasq) for every other domain.
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/fed.sh"
+# shellcheck disable=SC2153 # A_* are set by fed_ports, fed_sandbox
+
+plan 13
+
+FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
+PW="fed-$RANDOM-$RANDOM"
+fed_init
+fed_ports a
+# closed.test: an address where nothing listens
+fed_dns srv:closed.test=host.closed.test:1 a:host.closed.test=127.0.0.1
+fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --dns "$FED_DNS" \
+	--conf 's2s = { peers = (
+	  { domain = "refused.test"; policy = "refuse"; }
+	); };'
+
+# send TO...: alice sends one message to each; OUT, RC
+send() {
+	local a=()
+	for t in "$@"; do a+=(--to "$t"); done
+	OUT=$(timeout -k 2 60 "$PY" "$FED_SEND" --jid alice@a.test --password "$PW" \
+		--server "$A_XEDGE_C2S" --cafile "$A_CAFILE" --timeout 20 "${a[@]}" 2>"$FED_DIR/send.err")
+	RC=$?
+	diag "fed_send.py $*" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
+}
+bounce() { printf '%s\n' "$OUT" | grep "^BOUNCE from=$1" | head -n 1; }
+
+send bob@nowhere.test
+is "$RC" 0 "a message to a domain that does not resolve bounces"
+like "$OUT" 'RESULT=bounced n=1 seconds=[0-4]\.' "... at once (under 5 s)"
+like "$(bounce bob@nowhere.test)" 'type=cancel condition=remote-server-not-found ' \
+	"... with <remote-server-not-found/>, type cancel"
+like "$(bounce bob@nowhere.test)" 'text=.*DNS:_no_server_found_for_nowhere\.test' \
+	"... and the text says what happened: no server in DNS for nowhere.test"
+bounce bob@nowhere.test | grep -q 'dialback_authentication_failed'
+ok $((!$?)) "... not 'dialback authentication failed'"
+
+send carol@closed.test
+like "$(bounce carol@closed.test)" 'condition=remote-server-not-found text=.*cannot_connect_to_127\.0\.0\.1:1' \
+	"a domain whose server refuses the connection: the bounce says it could not connect"
+
+send dave@refused.test
+like "$(bounce dave@refused.test)" 'condition=policy-violation text=.*refused_by_policy' \
+	"a domain refused by policy: <policy-violation/> and the text says so"
+
+sleep 0.5
+log=$A_XEDGE_LOG
+is "$(count_lines "$log" 'kind=s2s-backend.*condition=not-well-formed|not-well-formed.*kind=s2s-backend')" 0 \
+	"xedge logs no not-well-formed stream on the backend links: Prosody's end of the stream is the normal end"
+is "$(count_lines "$log" 'event=stream-error kind=s2s-backend')" 0 \
+	"xedge sends no stream error to the backend"
+like "$(grep 'event=s2s-dns-failed' "$log" | head -n 1)" 'remote=nowhere.test status=nxdomain' \
+	"xedge logs the DNS failure"
+like "$(grep 'event=s2s-connect-failed' "$log" | head -n 1)" 'remote=closed.test' \
+	"xedge logs the failed connection"
+plog=$A_DIR/prosody-0/prosody.log
+grep -q 'xedge could not federate a.test -> nowhere.test: remote-server-not-found' "$plog"
+ok $? "the glue logs xedge's answer for nowhere.test"
+is "$(grep -c 'dialback authentication failed' "$plog")" 0 \
+	"Prosody never took xedge's answer for a failed dialback"
