@@ -67,6 +67,8 @@ struct xe_s2s {
     bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
     bool resuming;              /* BACKEND: backend_resume's header is parsed */
+    bool legacy;                /* IN/OUT/VERIFY: the peer's stream has no version
+                                   (pre-XMPP-1.0, RFC 6120 4.7.5): dialback only */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
     char *local, *remote;       /* IN/BACKEND: from the peer's header */
     char **names;               /* what the peer's certificate is valid for */
@@ -155,7 +157,9 @@ send_header(struct xe_s2s *s, const char *from, const char *to, bool with_id)
         xe_buf_append_escaped(&s->out, to);
         xe_buf_append_str(&s->out, "'");
     }
-    xe_buf_append_str(&s->out, " version='1.0'>");
+    /* to a pre-1.0 peer's stream: no version either (RFC 6120 4.7.5) */
+    xe_buf_append_str(&s->out,
+                      s->legacy && (s->p.kind == XE_S2S_IN) ? ">" : " version='1.0'>");
     s->header_sent = true;
 }
 
@@ -447,6 +451,58 @@ send_in_features(struct xe_s2s *s)
     xe_buf_append_str(&s->out, "</stream:features>");
 }
 
+/* A stream header of XMPP 1.0 or later (RFC 6120 4.7.5): version with a
+ * major version of at least 1; none, or 0.x: a pre-1.0 (legacy) stream. */
+static bool
+version_1(const struct xe_xml_elem *h)
+{
+    const char *v = xe_xml_attr(h, "version");
+
+    return v && v[0] >= '1' && v[0] <= '9';
+}
+
+/* IN: a pre-1.0 peer's stream (no version; jabberd2's s2s without a
+ * certificate, old servers): no features, no TLS, no SASL: dialback only,
+ * the domains taken from each db:result and db:verify (checked there against
+ * ours and the policy). Only where encryption is not required. */
+static int
+in_legacy_header(struct xe_s2s *s, const struct xe_xml_elem *h)
+{
+    const char *to = xe_xml_attr(h, "to"), *from = xe_xml_attr(h, "from");
+    char d[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (s->p.require_tls || s->tls) {
+        xe_info("event=s2s-refused peer=%s remote=%s local=%s reason=legacy-stream",
+                s->p.peer, from && xe_jid_domain(from, d, sizeof(d)) == 0 ? d : "-",
+                to && xe_jid_domain(to, d, sizeof(d)) == 0 ? d : "-");
+        return error_stop(s, "policy-violation",
+                          s->tls ? "a stream without version='1.0' after TLS"
+                                 : "encryption is required here: a stream without "
+                                   "version='1.0' (pre-XMPP-1.0) cannot do STARTTLS");
+    }
+    s->legacy = true;
+    if (to) {
+        if (xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
+            xe_random_id(s->id);
+            send_header(s, NULL, NULL, true);
+            return error_stop(s, "host-unknown", "this domain is not served here");
+        }
+        s->local = xe_strdup(d);
+    }
+    if (from) {
+        if (xe_jid_domain(from, d, sizeof(d)) < 0)
+            return error_stop(s, "invalid-from", "malformed from");
+        s->remote = xe_strdup(d);
+    }
+    xe_random_id(s->id);
+    send_header(s, s->local, NULL, true);
+    s->in_logged = true;
+    xe_info("event=s2s-in peer=%s remote=%s local=%s tls=none legacy=yes", s->p.peer,
+            s->remote ? s->remote : "-", s->local ? s->local : "-");
+    s->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
 static int
 in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
 {
@@ -459,6 +515,8 @@ in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
         return error_stop(s, "invalid-namespace",
                           "the stream's namespace must be "
                           "jabber:server");
+    if (!version_1(h) && !s->restarted)
+        return in_legacy_header(s, h);
     if (to == NULL || xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
         /* the peer's from is echoed only as a well-formed domain: a bounded,
          * normalized name, never an arbitrary attribute value */
@@ -839,6 +897,9 @@ static int
 in_element(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t len)
 {
+    if (s->legacy && (strcmp(e->ns, XE_NS_TLS) == 0 || strcmp(e->ns, XE_NS_SASL) == 0))
+        return error_stop(s, "policy-violation",
+                          "a stream without version='1.0' has dialback only");
     if (xe_xml_is(e, XE_NS_TLS, "starttls")) {
         if (s->tls || s->restarted)
             return error_stop(s, "policy-violation", "TLS is already up");
@@ -1242,6 +1303,25 @@ out_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns
         return verdict_stop(s, XE_S2S_VALID, NULL);
     }
     s->st = ST_NEGOTIATE;
+    if (!version_1(h) && s->p.kind != XE_S2S_LINK && !s->restarted) {
+        /* a pre-1.0 server sends no features: dialback at once, where
+         * encryption is not required (no STARTTLS with it) */
+        s->legacy = true;
+        xe_info("event=s2s-legacy kind=s2s-%s peer=%s local=%s remote=%s tls=%s",
+                kind_names[s->p.kind], s->p.peer, s->from, s->to,
+                s->tls ? "yes" : "none");
+        if (s->p.require_tls && !s->tls) {
+            set_fail(s,
+                     "the remote server is pre-XMPP-1.0 (no version): no STARTTLS, and "
+                     "encryption is required");
+            return error_stop(s, "policy-violation", "STARTTLS is required");
+        }
+        if (s->p.kind == XE_S2S_VERIFY) {
+            out_authenticate(s);
+            return XE_XS_CONTINUE;
+        }
+        return out_dialback(s);
+    }
     return XE_XS_CONTINUE;
 }
 

@@ -929,11 +929,104 @@ run_peer_errors(void)
         cond = xe_s2s_peer_error(s, &text);
         is_str(cond ? cond : "(none)", "system-shutdown",
                "%s: the peer's condition is kept", names[k]);
-        is_str(text, "going ?down???", "%s: its text, made safe for a log line", names[k]);
+        is_str(text, "going ?down???", "%s: its text, made safe for a log line",
+               names[k]);
         if (kinds[k] == XE_S2S_OUT || kinds[k] == XE_S2S_VERIFY ||
             kinds[k] == XE_S2S_LINK)
             is_int(xe_s2s_verdict(s, NULL), XE_S2S_ERROR, "%s: the verdict is an error",
                    names[k]);
+        xe_s2s_free(&s);
+    }
+}
+
+static bool
+has(struct xe_s2s *s, const char *needle)
+{
+    struct xe_buf *o = xe_s2s_output(s);
+    return memmem(o->data, o->len, needle, strlen(needle)) != NULL;
+}
+
+/* Pre-XMPP-1.0 streams (no version; jabberd2 without a certificate):
+ * dialback only where encryption is not required, refused where it is. */
+static void
+run_legacy(void)
+{
+    static const char hdr[] = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' "
+                              "xmlns:db='jabber:server:dialback'>";
+    struct xe_s2s_params p = params(XE_S2S_IN);
+    struct xe_s2s *s;
+    struct xe_s2s_event ev;
+    struct xe_buf msg;
+    char key[XE_DIALBACK_KEY_LEN + 1];
+
+    /* IN, require_encryption = false */
+    p.is_local = local_b;
+    p.require_tls = false;
+    s = xe_s2s_new(&p);
+    is_int(feed_str(s, hdr), XE_S2S_CONTINUE,
+           "legacy IN: a header without version, to, from");
+    ok(has(s, "<stream:stream") && !has(s, "version='1.0'>") && !has(s, "<stream:features"),
+       "legacy IN: answered with a header without version and no features");
+    xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+    xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", xe_s2s_id(s), key);
+    xe_buf_init(&msg, 0);
+    xe_buf_appendf(&msg, "<db:result from='a.test' to='b.test'>%s</db:result>", key);
+    msg.data[msg.len] = 0;
+    is_int(feed_str(s, (const char *)msg.data), XE_S2S_CONTINUE, "legacy IN: db:result");
+    ok(xe_s2s_next_event(s, &ev) && ev.type == XE_S2S_EV_DIALBACK &&
+           strcmp(ev.from, "a.test") == 0 && strcmp(ev.to, "b.test") == 0,
+       "legacy IN: the domains come from the db:result: a verification of a.test");
+    xe_s2s_dialback_verdict(s, "a.test", "b.test", XE_S2S_VALID, NULL);
+    ok(has(s, "type='valid'"), "legacy IN: answered valid");
+    is_int(
+        feed_str(
+            s, "<message from='alice@a.test' to='bob@b.test'><body>hi</body></message>"),
+        XE_S2S_CONTINUE, "legacy IN: a stanza of the pair");
+    ok(xe_s2s_next_event(s, &ev) && ev.type == XE_S2S_EV_STANZA, "legacy IN: forwarded");
+    is_int(feed_str(s, "<db:result from='a.test' to='c.test'>00</db:result>"),
+           XE_S2S_CONTINUE, "legacy IN: db:result to a domain not served here");
+    ok(has(s, "item-not-found") && !xe_s2s_next_event(s, &ev),
+       "legacy IN: ... item-not-found, no verification");
+    is_int(feed_str(s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+           XE_S2S_CLOSE, "legacy IN: no STARTTLS on a pre-1.0 stream");
+    xe_s2s_free(&s);
+    xe_buf_free(&msg);
+
+    /* IN, require_encryption = true (the default): refused */
+    p.require_tls = true;
+    s = xe_s2s_new(&p);
+    is_int(feed_str(s, hdr), XE_S2S_CLOSE, "legacy IN, encryption required: refused");
+    ok(has(s, "policy-violation") && has(s, "encryption is required"),
+       "legacy IN, encryption required: <policy-violation/> saying why");
+    xe_s2s_free(&s);
+
+    /* OUT: the remote answers without version */
+    {
+        struct xe_s2s_params po = params(XE_S2S_OUT);
+        static const char ans[] = "<stream:stream xmlns='jabber:server' "
+                                  "xmlns:stream='http://etherx.jabber.org/streams' "
+                                  "xmlns:db='jabber:server:dialback' id='legacy-id'>";
+        po.is_local = local_a;
+        po.secret = SECRET;
+        po.secret_len = sizeof(SECRET) - 1;
+        po.from = "a.test";
+        po.to = "b.test";
+        po.require_tls = false;
+        s = xe_s2s_new(&po);
+        xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+        is_int(feed_str(s, ans), XE_S2S_CONTINUE,
+               "legacy OUT: the answer without version");
+        xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", "legacy-id", key);
+        ok(has(s, "<db:result from='a.test' to='b.test'>") && has(s, key),
+           "legacy OUT: db:result at once, without waiting for features");
+        xe_s2s_free(&s);
+        po.require_tls = true;
+        s = xe_s2s_new(&po);
+        is_int(feed_str(s, ans), XE_S2S_CLOSE, "legacy OUT, encryption required: closed");
+        ok(!has(s, "<db:result") && xe_s2s_verdict(s, NULL) == XE_S2S_ERROR &&
+               xe_s2s_failure(s) && strstr(xe_s2s_failure(s), "pre-XMPP-1.0"),
+           "legacy OUT, encryption required: no dialback, the failure says why");
         xe_s2s_free(&s);
     }
 }
@@ -958,11 +1051,13 @@ main(void)
     run_secret();
     run_piggyback();
     run_peer_errors();
+    run_legacy();
     bytewise = 1;
     run();
     run_secret();
     run_piggyback();
     run_peer_errors();
+    run_legacy();
     run_identities();
     xe_sasl_global_done();
     xe_userstore_close(&store);
