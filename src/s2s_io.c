@@ -923,7 +923,8 @@ feed_plain(struct sconn *c, const char *data, size_t n)
             on_verdict(c);
             break;
         case XE_S2S_CLOSE:
-            if (c->kind == XE_S2S_OUT || c->kind == XE_S2S_VERIFY)
+            /* (a stream that was up has had its verdict) */
+            if ((c->kind == XE_S2S_OUT && !c->ready) || c->kind == XE_S2S_VERIFY)
                 on_verdict(c);
             sconn_close(c);
             return;
@@ -1201,6 +1202,8 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         finish_close(c);
         return NULL;
     }
+    if (how == 1) /* (named before the core copies it) */
+        snprintf(c->peer, sizeof(c->peer), "dns:%s", remote);
     core_params(c, &p);
     if (kind == XE_S2S_LINK) {
         const struct xe_domain_conf *d = xe_conf_domain(c->gen->conf, local);

@@ -2,20 +2,23 @@
 """fed_send.py - one user sends messages to remote JIDs and reports bounces.
 
   /usr/bin/python3 t/lib/fed_send.py --jid alice@a.test --password PW \\
-      --server 127.0.0.11:5222 [--cafile A.pem] --to bob@nowhere.test [--to ...] \\
-      [--timeout 20]
+      --server 127.0.0.11:5222 [--cafile A.pem] [--to bob@nowhere.test]... \\
+      [--echo j.test/echo]... [--timeout 20]
 
 Logs in (slixmpp, STARTTLS, the server's certificate checked against the CA
 file), sends initial presence, then one chat message with a unique body to
-each --to, and waits until each has bounced (a message of type error from
-that JID) or the timeout. Prints:
+each --to and --echo, and waits until each --to has bounced (a message of
+type error from that JID) and each --echo has answered with the same body
+(jabberd2's echo module), or the timeout. Prints:
   LOGIN jid=alice@a.test/r
   SENT to=bob@nowhere.test body=...
   BOUNCE from=bob@nowhere.test type=cancel condition=remote-server-not-found text=DNS:_no_server...
-  RESULT=bounced n=1 seconds=0.4       (every message bounced)
-  RESULT=timeout bounced=0 seconds=20.0
-Spaces in the text are printed as '_'. Exit status: 0 when every message
-bounced, 1 on timeout, 2 when the login failed, 64 usage.
+  ECHO from=j.test/echo body=...
+  RESULT=bounced n=1 seconds=0.4       (every --to bounced, every --echo answered)
+  RESULT=timeout bounced=0 echoed=0 seconds=20.0
+Spaces in the text are printed as '_'. Exit status: 0 when every --to
+bounced and every --echo answered, 1 otherwise (timeout), 2 when the login
+failed, 64 usage.
 """
 import argparse
 import asyncio
@@ -34,6 +37,7 @@ class User(slixmpp.ClientXMPP):
             self.ca_certs = cafile
         self.ready = asyncio.get_event_loop().create_future()
         self.bounced = {}
+        self.echoed = {}
         self.got = asyncio.Event()
         self.add_event_handler('session_start', self._start)
         for ev in ('failed_auth', 'connection_failed', 'disconnected'):
@@ -55,6 +59,10 @@ class User(slixmpp.ClientXMPP):
 
     def _message(self, msg):
         if msg['type'] != 'error':
+            if msg['body']:
+                print('ECHO from=%s body=%s' % (msg['from'], msg['body']), flush=True)
+                self.echoed[(str(msg['from']), msg['body'])] = msg
+                self.got.set()
             return
         err = msg['error']
         if msg['from'].bare in self.bounced:
@@ -88,19 +96,28 @@ async def run(a):
     for to in a.to:
         u.send_message(mto=to, mbody='bounce-me-' + tag, mtype='chat')
         print('SENT to=%s body=bounce-me-%s' % (to, tag), flush=True)
+    for to in a.echo:
+        u.send_message(mto=to, mbody='echo-me-' + tag, mtype='chat')
+        print('SENT to=%s body=echo-me-%s' % (to, tag), flush=True)
     end = t0 + a.timeout
-    while not all(to in u.bounced for to in a.to):
+
+    def done():
+        return all(to in u.bounced for to in a.to) and \
+            all((to, 'echo-me-' + tag) in u.echoed for to in a.echo)
+    while not done():
         left = end - time.monotonic()
-        if left <= 0:
-            print('RESULT=timeout bounced=%d seconds=%.1f' % (len(u.bounced),
-                                                            time.monotonic() - t0), flush=True)
+        if left <= 0 or any(to in u.bounced for to in a.echo):
+            print('RESULT=%s bounced=%d echoed=%d seconds=%.1f' % (
+                'timeout' if left <= 0 else 'fail', len(u.bounced), len(u.echoed),
+                time.monotonic() - t0), flush=True)
             return 1, u
         u.got.clear()
         try:
             await asyncio.wait_for(u.got.wait(), min(left, 0.5))
         except asyncio.TimeoutError:
             pass
-    print('RESULT=bounced n=%d seconds=%.1f' % (len(a.to), time.monotonic() - t0), flush=True)
+    print('RESULT=%s n=%d seconds=%.1f' % ('bounced' if a.to else 'echoed', len(a.to) + len(a.echo),
+                                           time.monotonic() - t0), flush=True)
     return 0, u
 
 
@@ -110,7 +127,8 @@ def main():
     p.add_argument('--password', required=True)
     p.add_argument('--server', required=True, help='HOST:PORT (STARTTLS)')
     p.add_argument('--cafile')
-    p.add_argument('--to', action='append', required=True, help='a remote JID (repeatable)')
+    p.add_argument('--to', action='append', default=[], help='a remote JID that bounces (repeatable)')
+    p.add_argument('--echo', action='append', default=[], help='a remote JID that echoes (repeatable)')
     p.add_argument('--timeout', type=float, default=20)
     p.add_argument('--debug', action='store_true')
     try:
