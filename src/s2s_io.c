@@ -58,6 +58,11 @@ struct xe_s2s_io {
     uint64_t next_id;
     bool stopping;
     struct xe_resolver *resolver; /* for peers without a static route */
+    /* resolvers a reload replaced: their requests in flight finish there;
+     * freed once idle (the sweep timer runs while there are any) */
+    struct xe_resolver *retired[XE_S2S_MAX_RETIRED_RESOLVERS];
+    size_t n_retired;
+    uv_timer_t sweep;
 };
 
 struct sconn {
@@ -1355,6 +1360,8 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
             return -1;
         }
     }
+    uv_timer_init(loop, &io->sweep);
+    io->sweep.data = io;
     *io_r = io;
     return 0;
 }
@@ -1392,15 +1399,73 @@ xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r)
     return 0;
 }
 
+/* Free the retired resolvers that have no request left. */
+static void
+on_sweep(uv_timer_t *t)
+{
+    struct xe_s2s_io *io = t->data;
+    size_t j = 0;
+
+    for (size_t i = 0; i < io->n_retired; i++) {
+        if (xe_resolver_pending(io->retired[i]) == 0) {
+            xe_resolver_free(io->retired[i]);
+            xe_debug("event=s2s-resolver-retired");
+        } else
+            io->retired[j++] = io->retired[i];
+    }
+    io->n_retired = j;
+    if (j == 0)
+        uv_timer_stop(&io->sweep);
+}
+
 int
 xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r)
 {
+    const struct xe_conf *old;
     struct s2s_gen *g;
+    struct xe_resolver *r = NULL;
+    bool dns;
 
     if (io == NULL)
         return 0;
-    if ((g = gen_new(conf, error_r)) == NULL)
+    old = io->gen->conf;
+    dns = strcmp(old->s2s.dns_servers ? old->s2s.dns_servers : "",
+                 conf->s2s.dns_servers ? conf->s2s.dns_servers : "") != 0 ||
+          old->dns_ms != conf->dns_ms;
+    if (dns) {
+        /* a new resolver for new requests (s2s.dns_servers, timeouts.dns);
+         * the old one's requests in flight finish on it */
+        char err[256] = "";
+        on_sweep(&io->sweep);
+        if (io->n_retired >= XE_S2S_MAX_RETIRED_RESOLVERS) {
+            *error_r =
+                xe_strdup("s2s.dns_servers: the resolvers of earlier reloads still "
+                          "have requests in flight; reload again in a few seconds");
+            return -1;
+        }
+        r = xe_resolver_new(io->loop, conf->s2s.dns_servers, conf->dns_ms, err,
+                            sizeof(err));
+        if (r == NULL) {
+            *error_r = xe_asprintf("s2s.dns_servers: %s", err);
+            return -1;
+        }
+    }
+    if ((g = gen_new(conf, error_r)) == NULL) {
+        if (r)
+            xe_resolver_free(r);
         return -1;
+    }
+    if (r) {
+        xe_info("event=s2s-resolver servers=\"%s\" timeout_ms=%u in_flight=%zu",
+                conf->s2s.dns_servers && *conf->s2s.dns_servers ? conf->s2s.dns_servers
+                                                                : "system",
+                conf->dns_ms, xe_resolver_pending(io->resolver));
+        io->retired[io->n_retired++] = io->resolver;
+        io->resolver = r;
+        on_sweep(&io->sweep); /* an idle one goes at once */
+        if (io->n_retired)
+            uv_timer_start(&io->sweep, on_sweep, 1000, 1000);
+    }
     gen_unref(&io->gen);
     io->gen = g;
     return 0;
@@ -1416,6 +1481,11 @@ xe_s2s_io_stop(struct xe_s2s_io *io)
         xe_resolver_free(io->resolver);
         io->resolver = NULL;
     }
+    for (size_t i = 0; i < io->n_retired; i++)
+        xe_resolver_free(io->retired[i]);
+    io->n_retired = 0;
+    if (!uv_is_closing((uv_handle_t *)&io->sweep))
+        uv_close((uv_handle_t *)&io->sweep, NULL);
     for (size_t i = 0; i < io->n_ls; i++)
         if (io->ls[i].open) {
             uv_close((uv_handle_t *)&io->ls[i].tcp, NULL);

@@ -32,12 +32,16 @@
 #define XE_S2S_MAX_DOMAIN_BUF (XE_S2S_MAX_DOMAIN + 1)
 #define XE_S2S_MAX_KEY_BUF (XE_S2S_MAX_KEY + 1)
 #define XE_S2S_MAX_ID_BUF 128         /* a stream id, with its NUL */
-#define XE_S2S_MAX_LOG_TEXT 200       /* bytes of a peer's error text in a log line */
 #define XE_DEF_S2S_CONNECT_MS 10000   /* TCP connect to a remote server or backend */
 #define XE_DEF_S2S_HANDSHAKE_MS 30000 /* header to authenticated (either side) */
 #define XE_DEF_DNS_MS XE_DEF_DNS_TIMEOUT_MS /* resolving a remote domain */
 #define XE_DEF_S2S_IDLE_MS 600000   /* an authenticated s2s stream with no traffic */
 #define XE_DIALBACK_SECRET_MAX 4096 /* bytes of s2s.dialback_secret_file */
+
+/* federation: what a peer says in a log line; the resolvers a reload
+ * replaced that may still answer requests in flight */
+#define XE_S2S_MAX_LOG_TEXT 200
+#define XE_S2S_MAX_RETIRED_RESOLVERS 4
 
 /* Server-to-server SASL with a peer's pre-shared secret (s2s.peers[]) */
 #define XE_DEF_S2S_SECRET_MECH "SCRAM-SHA-256" /* peers[].mechanisms' default */

@@ -8,11 +8,14 @@
 #   k.test: jabberd2 with a certificate: STARTTLS and dialback;
 #   a.test: xedge with s2s.require_encryption = false (item 1);
 #   b.test: xedge with the default (require_encryption = true).
+# Reloads: a.test starts with s2s.dns_servers pointing where no DNS server
+# answers, then reloads the right one (item 5); b.test reloads
+# require_encryption = false and then federates with j.test.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, J_*, K_* are set by the fed_* helpers
 
-plan 19
+plan 25
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -28,9 +31,21 @@ fed_dns srv:a.test=xa.a.test:"$A_S2S" a:xa.a.test=127.0.0.11 \
 	srv:k.test=xk.k.test:"$K_S2S" a:xk.k.test=127.0.0.14
 fed_jabberd2 j --domain j.test --address 127.0.0.13 --s2s-port "$J_S2S" --dns "$FED_DNS"
 fed_jabberd2 k --domain k.test --address 127.0.0.14 --s2s-port "$K_S2S" --dns "$FED_DNS" --pem "$FED_DIR/k.pem"
-fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --dns "$FED_DNS" \
+# (nothing listens on port 9 of 127.0.0.10: the queries are refused)
+fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --dns 127.0.0.10:9 \
 	--conf 's2s = { require_encryption = false; };'
 fed_sandbox b b.test 127.0.0.12 --user "bob@b.test=$PW" --dns "$FED_DNS"
+
+# --- s2s.dns_servers on reload
+fed_send alice@a.test "$PW" "$A_XEDGE_C2S" "$A_CAFILE" --to nobody@j.test
+like "$(printf '%s\n' "$OUT" | grep '^BOUNCE')" 'text=.*DNS:_the_DNS_servers_failed_for_j\.test' \
+	"a.test's first DNS server does not answer: a message to j.test bounces, saying so"
+sed -i "s|dns_servers = \"127.0.0.10:9\";|dns_servers = \"$FED_DNS\";|" "$A_XEDGE_CONF"
+grep -q "dns_servers = \"$FED_DNS\"" "$A_XEDGE_CONF" || bail "cannot edit $A_XEDGE_CONF"
+out=$($A_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "s2s.dns_servers changed: xedgectl reload ok"
+like "$(grep 'event=s2s-resolver ' "$A_XEDGE_LOG" | tail -n 1)" "servers=\"$FED_DNS\"" \
+	"... xedge made a resolver for the new servers"
 
 # --- j.test (no certificate, pre-1.0 streams) and a.test (encryption not required)
 fed_send alice@a.test "$PW" "$A_XEDGE_C2S" "$A_CAFILE" --echo j.test/echo
@@ -71,6 +86,18 @@ like "$ans" '<policy-violation .*encryption is required here: a stream without v
 like "$(grep 'event=s2s-refused' "$B_XEDGE_LOG" | head -n 1)" 'reason=legacy-stream' \
 	"... logged as event=s2s-refused reason=legacy-stream"
 
+# --- s2s.require_encryption on reload
+cp "$B_XEDGE_CONF" "$FED_DIR/b.conf.orig"
+sed -i 's|^s2s = {$|s2s = { require_encryption = false;|' "$B_XEDGE_CONF"
+grep -q '^s2s = { require_encryption = false;' "$B_XEDGE_CONF" || bail "cannot edit $B_XEDGE_CONF"
+out=$($B_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "b.test reloads s2s.require_encryption = false"
+fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --echo j.test/echo
+is "$RC" 0 "... and then federates with j.test: a message there and its echo back"
+cp "$FED_DIR/b.conf.orig" "$B_XEDGE_CONF"
+out=$($B_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "... back to the default by another reload"
+
 # --- k.test (a certificate: STARTTLS, dialback) and b.test
 fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --echo k.test/echo
 is "$RC" 0 "b.test <-> k.test (jabberd2 with a certificate): a message there and its echo back"
@@ -78,7 +105,7 @@ like "$(grep 'event=s2s-out ' "$B_XEDGE_LOG" | grep 'remote=k.test' | head -n 1)
 	"... b.test's stream to k.test: STARTTLS, then dialback"
 like "$(grep 'event=s2s-in ' "$B_XEDGE_LOG" | grep 'peer=127.0.0.14' | head -n 1)" 'remote=k.test local=b.test tls=starttls' \
 	"... k.test's stream to b.test: STARTTLS"
-like "$(grep 'event=s2s-auth mech=dialback' "$B_XEDGE_LOG" | head -n 1)" 'remote=k.test local=b.test' \
+like "$(grep 'event=s2s-auth mech=dialback' "$B_XEDGE_LOG" | grep 'remote=k.test' | head -n 1)" 'peer=127.0.0.14 remote=k.test local=b.test' \
 	"... then dialback"
 is "$(grep -c 'event=s2s-out .*legacy\|event=s2s-legacy' "$B_XEDGE_LOG")" 0 "... XMPP 1.0 streams, not legacy ones"
 
