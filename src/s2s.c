@@ -67,6 +67,7 @@ struct xe_s2s {
     bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
     bool resuming;              /* BACKEND: backend_resume's header is parsed */
+    bool ext_dropped;           /* OUT: the peer ended the stream during EXTERNAL */
     bool legacy;                /* IN/OUT/VERIFY: the peer's stream has no version
                                    (pre-XMPP-1.0, RFC 6120 4.7.5): dialback only */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
@@ -855,6 +856,7 @@ peer_stream_error(struct xe_s2s *s, const struct xe_xml_elem *e)
     if (strlen(cond) > 40 || strspn(cond, "abcdefghijklmnopqrstuvwxyz-") != strlen(cond))
         cond = "undefined-condition";
     snprintf(s->peer_cond, sizeof(s->peer_cond), "%s", cond);
+    s->ext_dropped = s->ext_dropped || s->st == ST_SASL;
     log_text(text, t, sizeof(t));
     snprintf(s->peer_text, sizeof(s->peer_text), "%s", t);
     set_fail(s, "the remote server ended the stream with <%s/>%s%s", cond,
@@ -1232,8 +1234,8 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
         }
         if (s->p.kind == XE_S2S_OUT && s->tls && out_secret(s, e))
             return XE_XS_CONTINUE;
-        if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to) &&
-            policy_of(s, s->to) != XE_S2S_POLICY_SECRET) {
+        if (s->p.kind == XE_S2S_OUT && s->tls && !s->p.no_external &&
+            cert_valid_for(s, s->to) && policy_of(s, s->to) != XE_S2S_POLICY_SECRET) {
             const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
             for (const struct xe_xml_elem *c = m ? m->first_child : NULL; c; c = c->next)
                 if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
@@ -1421,6 +1423,7 @@ cb_stream_end(void *ctx)
 {
     struct xe_s2s *s = ctx;
 
+    s->ext_dropped = s->ext_dropped || s->st == ST_SASL;
     xe_s2s_end(s);
     return stop_with(s, XE_S2S_CLOSE);
 }
@@ -1738,4 +1741,10 @@ xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type
     result_error_text(s, s->remote, s->local, type ? type : "cancel",
                       condition ? condition : "remote-server-not-found", text);
     backend_resume(s);
+}
+
+bool
+xe_s2s_external_dropped(const struct xe_s2s *s)
+{
+    return s->p.kind == XE_S2S_OUT && (s->ext_dropped || s->st == ST_SASL);
 }

@@ -97,6 +97,9 @@ struct xe_s2s_params {
     const char *key, *stream_id;
     /* LINK: the identity assertion to send as the db:result text */
     const char *assertion;
+    /* OUT: no SASL EXTERNAL, dialback (or the secret) only: a retry after
+     * the remote dropped the stream during EXTERNAL */
+    bool no_external;
 };
 
 /* What a db:result asked for, or which pair came up (IN, BACKEND). */
@@ -157,6 +160,10 @@ void xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r,
  * or "wait", and a text saying what happened). */
 void xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type,
                             const char *text);
+/* OUT: the remote ended the stream (or the connection, when the glue asks
+ * then) while our SASL EXTERNAL was unanswered: not a <failure/>, a peer
+ * that cannot take it (ejabberd 23.01 with an xmppAddr certificate). */
+bool xe_s2s_external_dropped(const struct xe_s2s *s);
 /* OUT/VERIFY/LINK: what made the stream fail, as a sentence, or NULL. */
 const char *xe_s2s_failure(const struct xe_s2s *s);
 /* After XE_S2S_VERDICT (also after XE_S2S_CLOSE: error until decided). */

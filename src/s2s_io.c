@@ -63,6 +63,12 @@ struct xe_s2s_io {
     struct xe_resolver *retired[XE_S2S_MAX_RETIRED_RESOLVERS];
     size_t n_retired;
     uv_timer_t sweep;
+    /* remote domains that dropped the stream during our SASL EXTERNAL: the
+     * next streams to them use dialback at once, until `until` */
+    struct {
+        char domain[XE_S2S_MAX_DOMAIN_BUF];
+        int64_t until; /* uv_now, ms */
+    } no_ext[XE_S2S_MAX_EXTERNAL_DROPS];
 };
 
 struct sconn {
@@ -92,8 +98,10 @@ struct sconn {
     struct xe_resolve_req *rq;
     struct xe_target *targets;
     size_t n_targets, next_target;
-    bool retrying;   /* the handle of a failed connect is closing */
-    bool direct_tls; /* the current target wants TLS at once (XEP-0368) */
+    bool retrying;    /* the handle of a failed connect is closing */
+    bool no_external; /* OUT: dialback only (the remote dropped EXTERNAL) */
+    bool ext_retried; /* OUT: a stream without EXTERNAL took over */
+    bool direct_tls;  /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
     int64_t since; /* unix time of its start */
     char
@@ -657,11 +665,68 @@ in_events(struct sconn *c)
 
 /* ---- BACKEND and OUT ------------------------------------------------------ */
 
+/* Is REMOTE remembered as dropping streams during EXTERNAL? */
+static bool
+external_dropped(struct xe_s2s_io *io, const char *remote)
+{
+    int64_t now = (int64_t)uv_now(io->loop);
+
+    for (size_t i = 0; i < XE_S2S_MAX_EXTERNAL_DROPS; i++)
+        if (io->no_ext[i].until > now && strcmp(io->no_ext[i].domain, remote) == 0)
+            return true;
+    return false;
+}
+
+/* Remember REMOTE for XE_S2S_EXTERNAL_DROP_MS (an expired entry, else the
+ * one that expires first, makes room). */
+static void
+remember_external_drop(struct xe_s2s_io *io, const char *remote)
+{
+    size_t k = 0;
+
+    for (size_t i = 1; i < XE_S2S_MAX_EXTERNAL_DROPS; i++)
+        if (io->no_ext[i].until < io->no_ext[k].until)
+            k = i;
+    snprintf(io->no_ext[k].domain, sizeof(io->no_ext[k].domain), "%s", remote);
+    io->no_ext[k].until = (int64_t)uv_now(io->loop) + XE_S2S_EXTERNAL_DROP_MS;
+}
+
+/* OUT failed because the remote dropped the stream during our SASL
+ * EXTERNAL (not a <failure/>: it could not take it, e.g. ejabberd 23.01
+ * with a certificate that has an xmppAddr). Where its policy allows
+ * dialback, once: a new stream with dialback only takes over the waiting
+ * backends, and the remote is remembered. True when it did. */
+static bool
+retry_without_external(struct sconn *out)
+{
+    struct sconn *n;
+
+    if (out->kind != XE_S2S_OUT || out->no_external || out->ext_retried ||
+        out->core == NULL || !xe_s2s_external_dropped(out->core) || out->io->stopping ||
+        cb_policy(out->gen, out->remote) != XE_S2S_POLICY_DIALBACK)
+        return false;
+    out->ext_retried = true;
+    remember_external_drop(out->io, out->remote);
+    xe_info("event=s2s-external-dropped peer=%s local=%s remote=%s action=retry-dialback "
+            "remember_s=%d",
+            out->peer, out->local, out->remote, XE_S2S_EXTERNAL_DROP_MS / 1000);
+    out->closing = true; /* (not found as the stream to reuse any more) */
+    n = open_conn(out->io, XE_S2S_OUT, out->local, out->remote, NULL, NULL);
+    if (n == NULL)
+        return false;
+    for (struct sconn *b = out->io->conns; b; b = b->next)
+        if (b->kind == XE_S2S_BACKEND && b->out == out)
+            b->out = n;
+    return true;
+}
+
 static void
 notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
 {
     struct sconn *b;
 
+    if (r != XE_S2S_VALID && retry_without_external(out))
+        return;
     /* one at a time from the start: feeding a backend may close it */
     for (;;) {
         for (b = out->io->conns; b; b = b->next)
@@ -1231,6 +1296,11 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         p.from = local;
         p.to = remote;
         p.require_tls = kind == XE_S2S_OUT && c->gen->conf->s2s.require_encryption;
+        if (kind == XE_S2S_OUT && external_dropped(io, remote)) {
+            c->no_external = p.no_external = true;
+            xe_info("event=s2s-external-skipped local=%s remote=%s reason=dropped-before",
+                    local, remote);
+        }
     }
     p.key = key;
     p.stream_id = stream_id;

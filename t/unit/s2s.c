@@ -966,7 +966,8 @@ run_legacy(void)
     s = xe_s2s_new(&p);
     is_int(feed_str(s, hdr), XE_S2S_CONTINUE,
            "legacy IN: a header without version, to, from");
-    ok(has(s, "<stream:stream") && !has(s, "version='1.0'>") && !has(s, "<stream:features"),
+    ok(has(s, "<stream:stream") && !has(s, "version='1.0'>") &&
+           !has(s, "<stream:features"),
        "legacy IN: answered with a header without version and no features");
     xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
     xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", xe_s2s_id(s), key);
@@ -1031,6 +1032,67 @@ run_legacy(void)
     }
 }
 
+/* The remote drops the stream during our SASL EXTERNAL (ejabberd 23.01 with
+ * an xmppAddr certificate): the core says so; a retry without EXTERNAL
+ * goes to dialback. */
+static void
+run_external_drop(void)
+{
+    static const char hdr[] =
+        "<stream:stream xmlns='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback' id='ext-id' from='b.test' version='1.0'>"
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        "<mechanism>EXTERNAL</mechanism></mechanisms>"
+        "<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>";
+    const char *names[] = {"b.test"};
+    struct xe_s2s_params p = params(XE_S2S_OUT);
+    struct xe_s2s *s;
+
+    p.is_local = local_a;
+    p.secret = SECRET;
+    p.secret_len = sizeof(SECRET) - 1;
+    p.from = "a.test";
+    p.to = "b.test";
+    for (int retry = 0; retry < 2; retry++) {
+        p.no_external = retry;
+        s = xe_s2s_new(&p);
+        xe_s2s_tls_up(s, names, 1);
+        xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+        is_int(feed_str(s, hdr), XE_S2S_CONTINUE, "external drop%s: the features",
+               retry ? " (retry)" : "");
+        if (!retry) {
+            ok(has(s, "mechanism='EXTERNAL'") && !has(s, "<db:result"),
+               "external drop: EXTERNAL is tried");
+            ok(xe_s2s_external_dropped(s),
+               "external drop: unanswered EXTERNAL counts as such");
+            is_int(feed_str(s, "</stream:stream>"), XE_S2S_CLOSE,
+                   "external drop: the remote ends the stream");
+            ok(xe_s2s_external_dropped(s),
+               "external drop: the core says it was during EXTERNAL");
+        } else {
+            ok(!has(s, "mechanism='EXTERNAL'") &&
+                   has(s, "<db:result from='a.test' to='b.test'>"),
+               "external drop, retry without EXTERNAL: dialback at once");
+            ok(!xe_s2s_external_dropped(s), "external drop, retry: no EXTERNAL to drop");
+        }
+        xe_s2s_free(&s);
+    }
+    /* a <failure/> is not a drop: dialback on the same stream */
+    p.no_external = false;
+    s = xe_s2s_new(&p);
+    xe_s2s_tls_up(s, names, 1);
+    feed_str(s, hdr);
+    xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+    is_int(feed_str(
+               s, "<failure "
+                  "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"),
+           XE_S2S_CONTINUE, "EXTERNAL refused with <failure/>");
+    ok(has(s, "<db:result") && !xe_s2s_external_dropped(s),
+       "... dialback on the same stream, not a drop");
+    xe_s2s_free(&s);
+}
+
 int
 main(void)
 {
@@ -1052,12 +1114,14 @@ main(void)
     run_piggyback();
     run_peer_errors();
     run_legacy();
+    run_external_drop();
     bytewise = 1;
     run();
     run_secret();
     run_piggyback();
     run_peer_errors();
     run_legacy();
+    run_external_drop();
     run_identities();
     xe_sasl_global_done();
     xe_userstore_close(&store);
