@@ -25,10 +25,12 @@ FED_PLAIN="$XE_TOP_SRCDIR/t/lib/plain_prosody.sh"
 FED_CHAT="$XE_TOP_SRCDIR/t/lib/fed_chat.py"
 FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
 FED_JABBERD2="$XE_TOP_SRCDIR/t/lib/fed_jabberd2.sh"
+FED_EJABBERD="$XE_TOP_SRCDIR/t/lib/fed_ejabberd.sh"
 S2S_PEER="$XE_TOP_SRCDIR/t/lib/s2s_peer.py"
 _fed_sandboxes=()
 _fed_plains=()
 _fed_jabberd2s=()
+_fed_ejabberds=()
 _fed_pids=()
 _fed_dns=
 
@@ -48,6 +50,9 @@ _fed_cleanup() {
 	done
 	for s in "${_fed_sandboxes[@]}"; do
 		[ -e "$FED_DIR/$s/pids" ] && timeout 30 "$SANDBOX" down "$FED_DIR/$s" >/dev/null 2>&1
+	done
+	for s in "${_fed_ejabberds[@]}"; do
+		[ -e "$FED_DIR/$s/session" ] && "$FED_EJABBERD" stop "$FED_DIR/$s" >/dev/null 2>&1
 	done
 	for s in "${_fed_jabberd2s[@]}"; do
 		[ -e "$FED_DIR/$s/pids" ] && "$FED_JABBERD2" stop "$FED_DIR/$s" >/dev/null 2>&1
@@ -185,6 +190,18 @@ fed_jabberd2() {
 	_fed_jabberd2s+=("$name")
 	"$FED_JABBERD2" start "$FED_DIR/$name" "$@" >/dev/null 2>"$FED_DIR/$name.err" ||
 		bail "jabberd2 $name did not start: $(tail -n 15 "$FED_DIR/$name.err")"
+	printf -v "${up}_DIR" '%s' "$FED_DIR/$name"
+}
+
+# fed_ejabberd NAME ARGS...: fed_ejabberd.sh start FED_DIR/NAME ARGS... (a
+# plain ejabberd as a peer; stopped on exit); NAME_DIR
+fed_ejabberd() {
+	local name=$1 up
+	shift
+	up=$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+	_fed_ejabberds+=("$name")
+	"$FED_EJABBERD" start "$FED_DIR/$name" "$@" >/dev/null 2>"$FED_DIR/$name.err" ||
+		bail "ejabberd $name did not start: $(tail -n 15 "$FED_DIR/$name.err")"
 	printf -v "${up}_DIR" '%s' "$FED_DIR/$name"
 }
 

@@ -3,17 +3,19 @@
 
   /usr/bin/python3 t/lib/fed_send.py --jid alice@a.test --password PW \\
       --server 127.0.0.11:5222 [--cafile A.pem] [--to bob@nowhere.test]... \\
-      [--echo j.test/echo]... [--timeout 20]
+      [--echo j.test/echo]... [--ping e.test]... [--timeout 20]
 
 Logs in (slixmpp, STARTTLS, the server's certificate checked against the CA
 file), sends initial presence, then one chat message with a unique body to
 each --to and --echo, and waits until each --to has bounced (a message of
 type error from that JID) and each --echo has answered with the same body
-(jabberd2's echo module), or the timeout. Prints:
+(jabberd2's echo module), and each --ping (XEP-0199, to a server: ejabberd's
+mod_ping) has answered, or the timeout. Prints:
   LOGIN jid=alice@a.test/r
   SENT to=bob@nowhere.test body=...
   BOUNCE from=bob@nowhere.test type=cancel condition=remote-server-not-found text=DNS:_no_server...
   ECHO from=j.test/echo body=...
+  PONG from=e.test seconds=0.2          (or PING-FAILED from=e.test condition=...)
   RESULT=bounced n=1 seconds=0.4       (every --to bounced, every --echo answered)
   RESULT=timeout bounced=0 echoed=0 seconds=20.0
 Spaces in the text are printed as '_'. Exit status: 0 when every --to
@@ -26,6 +28,7 @@ import logging
 import os
 import sys
 import time
+import xml.etree.ElementTree as ET
 
 import slixmpp
 
@@ -100,6 +103,24 @@ async def run(a):
         u.send_message(mto=to, mbody='echo-me-' + tag, mtype='chat')
         print('SENT to=%s body=echo-me-%s' % (to, tag), flush=True)
     end = t0 + a.timeout
+    pings = []
+    for to in a.ping:
+        iq = u.make_iq_get(ito=to)
+        iq.xml.append(ET.Element('{urn:xmpp:ping}ping'))
+        print('SENT ping to=%s' % to, flush=True)
+        pings.append((to, time.monotonic(), asyncio.ensure_future(iq.send(timeout=a.timeout))))
+    for to, t1, fut in pings:
+        try:
+            await fut
+            print('PONG from=%s seconds=%.1f' % (to, time.monotonic() - t1), flush=True)
+        except slixmpp.exceptions.IqError as e:
+            print('PING-FAILED from=%s condition=%s text=%s' % (
+                to, e.iq['error']['condition'] or '-',
+                (e.iq['error']['text'] or '-').replace(' ', '_')), flush=True)
+            return 1, u
+        except slixmpp.exceptions.IqTimeout:
+            print('PING-FAILED from=%s condition=timeout' % to, flush=True)
+            return 1, u
 
     def done():
         return all(to in u.bounced for to in a.to) and \
@@ -116,7 +137,8 @@ async def run(a):
             await asyncio.wait_for(u.got.wait(), min(left, 0.5))
         except asyncio.TimeoutError:
             pass
-    print('RESULT=%s n=%d seconds=%.1f' % ('bounced' if a.to else 'echoed', len(a.to) + len(a.echo),
+    print('RESULT=%s n=%d seconds=%.1f' % ('bounced' if a.to else 'echoed' if a.echo else 'ponged',
+                                           len(a.to) + len(a.echo) + len(a.ping),
                                            time.monotonic() - t0), flush=True)
     return 0, u
 
@@ -129,6 +151,7 @@ def main():
     p.add_argument('--cafile')
     p.add_argument('--to', action='append', default=[], help='a remote JID that bounces (repeatable)')
     p.add_argument('--echo', action='append', default=[], help='a remote JID that echoes (repeatable)')
+    p.add_argument('--ping', action='append', default=[], help='a remote server to ping (repeatable)')
     p.add_argument('--timeout', type=float, default=20)
     p.add_argument('--debug', action='store_true')
     try:
