@@ -748,6 +748,7 @@ notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
                                    out->why[0] ? out->why : "the connection failed");
             flush_core(b);
             b->out = NULL;
+            arm(b, b->gen->conf->s2s_handshake_ms); /* its next request, or its end */
             backend_go_on(b);
             continue;
         }
@@ -792,6 +793,9 @@ backend_open(struct sconn *b)
     snprintf(b->remote, sizeof(b->remote), "%s", req->to);
     b->waiting = true;
     pause_reading(b); /* its stanzas wait until the verdict */
+    /* which the outbound stream's own timeouts bound (DNS, connect,
+     * handshake): the backend's must not end it first */
+    uv_timer_stop(&b->timer);
     {
         /* The key must be an assertion (purpose "s2s-out", identity "LOCAL
          * REMOTE") signed with the pool secret of the local domain, as
@@ -821,6 +825,7 @@ backend_open(struct sconn *b)
     if (cb_policy(b->gen, b->remote) == XE_S2S_POLICY_REFUSE) {
         xe_info("event=s2s-refused kind=s2s-out local=%s remote=%s reason=policy",
                 b->local, b->remote);
+        arm(b, b->gen->conf->s2s_handshake_ms);
         b->waiting = false;
         xe_s2s_backend_failure(b->core, "policy-violation", "cancel",
                                "federation with this domain is refused by policy");
@@ -832,6 +837,7 @@ backend_open(struct sconn *b)
     if (out == NULL)
         out = open_conn(b->io, XE_S2S_OUT, b->local, b->remote, NULL, NULL);
     if (out == NULL) {
+        arm(b, b->gen->conf->s2s_handshake_ms);
         b->waiting = false;
         xe_s2s_backend_failure(b->core, "remote-server-not-found", "cancel",
                                "no route to the domain's server");

@@ -7,11 +7,13 @@
 # and Prosody's end of the link (</stream:stream>) is the normal end there,
 # not a not-well-formed stream. a.test on 127.0.0.11 with a real Prosody
 # behind it and the test DNS server (dnsmasq) for every other domain.
+# Then s2s settings changed by reload, each observed in the next bounce
+# (item 5): default_policy, peers (a static route), timeouts.s2s_handshake.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_* are set by fed_ports, fed_sandbox
 
-plan 13
+plan 20
 
 FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
 PW="fed-$RANDOM-$RANDOM"
@@ -68,3 +70,43 @@ grep -q 'xedge could not federate a.test -> nowhere.test: remote-server-not-foun
 ok $? "the glue logs xedge's answer for nowhere.test"
 is "$(grep -c 'dialback authentication failed' "$plog")" 0 \
 	"Prosody never took xedge's answer for a failed dialback"
+
+# --- s2s settings on reload
+cp "$A_XEDGE_CONF" "$FED_DIR/a.conf.orig"
+# reload_with PERL-EXPRESSION: the original configuration, edited; xedgectl reload
+reload_with() {
+	cp "$FED_DIR/a.conf.orig" "$A_XEDGE_CONF"
+	perl -0pi -e "$1" "$A_XEDGE_CONF"
+	out=$($A_XEDGECTL reload 2>&1)
+	like "$out" 'reload result=ok' "reload: $2"
+}
+reload_with 's/^s2s = \{$/s2s = { default_policy = "refuse";/m' 's2s.default_policy = "refuse"'
+send bob@nowhere.test
+like "$(bounce bob@nowhere.test)" 'condition=policy-violation text=.*refused_by_policy' \
+	"... a message to nowhere.test now bounces as refused by policy"
+reload_with 's/(\{ domain = "refused.test"; policy = "refuse"; \})/$1, { domain = "nowhere.test"; address = "127.0.0.1"; port = 1; }/' \
+	"s2s.peers: a static route for nowhere.test"
+send bob@nowhere.test
+like "$(bounce bob@nowhere.test)" 'condition=remote-server-not-found text=.*cannot_connect_to_127\.0\.0\.1:1' \
+	"... a message to nowhere.test now goes to the static route (and bounces: nothing listens there)"
+# silent.test: a server that accepts and never answers
+SILENT_PORT=$(pick_base_port) || bail "no free port"
+"$PY" -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+conns = []
+while True:
+    conns.append(s.accept()[0])
+' "$SILENT_PORT" &
+fed_track $!
+export SILENT_PORT
+reload_with 's/(\{ domain = "refused.test"; policy = "refuse"; \})/$1, { domain = "silent.test"; address = "127.0.0.1"; port = $ENV{SILENT_PORT}; }/; $_ .= "timeouts = { s2s_handshake = 1; };\n"' \
+	"timeouts.s2s_handshake = 1 and a route to a server that never answers"
+t0=$(now_ms)
+send eve@silent.test
+t1=$(now_ms)
+like "$(bounce eve@silent.test)" 'type=wait condition=remote-server-timeout text=.*timeout:_no_answer_from_127\.0\.0\.1:[0-9]+_within_the_handshake_time' \
+	"... a message to it bounces with <remote-server-timeout/>, type wait"
+ok $((t1 - t0 > 6000)) "... after the new handshake timeout (1 s), not the old one (30 s): $((t1 - t0)) ms"
+
