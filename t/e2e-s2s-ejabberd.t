@@ -11,11 +11,13 @@
 #           xmpp_stream_pkix:get_cert_domains and the connection drops during SASL
 #           EXTERNAL): xedge retries once with dialback only and remembers
 #           e.test, so that its next stream goes to dialback at once (item 4).
+# Then b.test reloads s2s.trust_anchors without the test CA: its next
+# streams with e.test use dialback (item 5).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_*, E_* are set by the fed_* helpers
 
-plan 17
+plan 21
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -36,7 +38,8 @@ fed_sandbox a a.test 127.0.0.11 --user "alice@a.test=$PW" --dns "$FED_DNS" \
 	--cert "$FED_CA/a.test.pem" --key "$FED_CA/a.test.key" --trust "$FED_CA/ca.pem" \
 	--conf 'timeouts = { s2s_idle = 3; };'
 fed_sandbox b b.test 127.0.0.12 --user "bob@b.test=$PW" --dns "$FED_DNS" \
-	--cert "$FED_CA/b.test.pem" --key "$FED_CA/b.test.key" --trust "$FED_CA/ca.pem"
+	--cert "$FED_CA/b.test.pem" --key "$FED_CA/b.test.key" --trust "$FED_CA/ca.pem" \
+	--conf 'timeouts = { s2s_idle = 3; };'
 fed_sandbox c c.test 127.0.0.13 --user "carol@c.test=$PW" --dns "$FED_DNS"
 ELOG=$E_DIR/logs/ejabberd.log
 
@@ -86,3 +89,23 @@ like "$(grep 'event=s2s-external-skipped' "$A_XEDGE_LOG" | head -n 1)" 'remote=e
 is "$(grep -c 'event=s2s-external-dropped' "$A_XEDGE_LOG")" 1 "... without another EXTERNAL attempt"
 n1=$(crash_lines)
 is "$n1" "$n0" "... and ejabberd did not crash again"
+
+# --- s2s.trust_anchors on reload: b.test no longer trusts the test CA
+sed -i "s|trust_anchors = \"$FED_CA/ca.pem\";|trust_anchors = \"$C_XEDGE_CERT\";|" "$B_XEDGE_CONF"
+grep -q "trust_anchors = \"$C_XEDGE_CERT\";" "$B_XEDGE_CONF" || bail "cannot edit $B_XEDGE_CONF"
+out=$($B_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "b.test reloads s2s.trust_anchors without the test CA"
+# its streams with e.test end when idle (s2s_idle = 3 s)
+for _ in $(seq 1 100); do
+	[ "$(grep -c 'event=s2s-close kind=s2s-\(in\|out\) .*remote=e.test' "$B_XEDGE_LOG")" -ge 2 ] && break
+	sleep 0.1
+done
+mark=$(wc -l <"$B_XEDGE_LOG")
+fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --ping e.test
+is "$RC" 0 "... a ping to e.test is still answered"
+since=$(tail -n +$((mark + 1)) "$B_XEDGE_LOG")
+like "$(printf '%s\n' "$since" | grep 'event=s2s-out ' | grep 'remote=e.test' | head -n 1)" 'mech=dialback' \
+	"... b.test's new stream to e.test: dialback (e.test's certificate no longer verifies)"
+like "$(printf '%s\n' "$since" | grep 'event=s2s-auth ' | grep 'remote=e.test' | head -n 1)" 'mech=dialback' \
+	"... e.test's new stream to b.test: dialback (no EXTERNAL offered)"
+
