@@ -8,12 +8,13 @@
 # not a not-well-formed stream. a.test on 127.0.0.11 with a real Prosody
 # behind it and the test DNS server (dnsmasq) for every other domain.
 # Then s2s settings changed by reload, each observed in the next bounce
-# (item 5): default_policy, peers (a static route), timeouts.s2s_handshake.
+# (item 5): default_policy, peers (a static route), timeouts.s2s_handshake,
+# dns_servers and timeouts.dns (a DNS server that never answers).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_* are set by fed_ports, fed_sandbox
 
-plan 20
+plan 23
 
 FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
 PW="fed-$RANDOM-$RANDOM"
@@ -109,4 +110,23 @@ t1=$(now_ms)
 like "$(bounce eve@silent.test)" 'type=wait condition=remote-server-timeout text=.*timeout:_no_answer_from_127\.0\.0\.1:[0-9]+_within_the_handshake_time' \
 	"... a message to it bounces with <remote-server-timeout/>, type wait"
 ok $((t1 - t0 > 6000)) "... after the new handshake timeout (1 s), not the old one (30 s): $((t1 - t0)) ms"
+# a DNS server that never answers, and timeouts.dns = 1
+DNS_SILENT=$(pick_base_port) || bail "no free port"
+"$PY" -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+while True:
+    s.recvfrom(4096)
+' "$DNS_SILENT" &
+fed_track $!
+export DNS_SILENT
+reload_with 's/dns_servers = "[^"]*";/dns_servers = "127.0.0.1:$ENV{DNS_SILENT}";/; $_ .= "timeouts = { dns = 1; };\n"' \
+	"s2s.dns_servers: a server that never answers; timeouts.dns = 1"
+t0=$(now_ms)
+send frank@nowhere.test
+t1=$(now_ms)
+like "$(bounce frank@nowhere.test)" 'type=wait condition=remote-server-timeout text=.*DNS:_no_answer_in_time_for_nowhere\.test' \
+	"... a message to nowhere.test bounces: no answer in time from the new DNS server"
+ok $((t1 - t0 > 6000)) "... after the new DNS timeout (1 s): $((t1 - t0)) ms"
 
