@@ -104,8 +104,8 @@ struct sconn {
     bool direct_tls;  /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
     int64_t since; /* unix time of its start */
-    char
-        why[XE_S2S_MAX_LOG_TEXT + 128]; /* OUT/VERIFY: why it failed (the first reason) */
+    /* OUT/VERIFY: why it failed (the first reason) */
+    char why[XE_S2S_MAX_LOG_TEXT + 128];
 };
 
 struct wreq {
@@ -710,7 +710,7 @@ retry_without_external(struct sconn *out)
     xe_info("event=s2s-external-dropped peer=%s local=%s remote=%s action=retry-dialback "
             "remember_s=%d",
             out->peer, out->local, out->remote, XE_S2S_EXTERNAL_DROP_MS / 1000);
-    out->closing = true; /* (not found as the stream to reuse any more) */
+    /* (the caller closes OUT right after) */
     n = open_conn(out->io, XE_S2S_OUT, out->local, out->remote, NULL, NULL);
     if (n == NULL)
         return false;
