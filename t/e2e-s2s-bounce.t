@@ -9,12 +9,13 @@
 # behind it and the test DNS server (dnsmasq) for every other domain.
 # Then s2s settings changed by reload, each observed in the next bounce
 # (item 5): default_policy, peers (a static route), timeouts.s2s_handshake,
-# dns_servers and timeouts.dns (a DNS server that never answers).
+# dns_servers and timeouts.dns (a DNS server that never answers),
+# dialback_secret_file (the keys it verifies).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_* are set by fed_ports, fed_sandbox
 
-plan 23
+plan 27
 
 FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
 PW="fed-$RANDOM-$RANDOM"
@@ -130,3 +131,29 @@ like "$(bounce frank@nowhere.test)" 'type=wait condition=remote-server-timeout t
 	"... a message to nowhere.test bounces: no answer in time from the new DNS server"
 ok $((t1 - t0 > 6000)) "... after the new DNS timeout (1 s): $((t1 - t0)) ms"
 
+
+# --- s2s.dialback_secret_file on reload: the keys xedge verifies are the
+# new secret's (db:verify from c.test, XEP-0185 keys computed here)
+SID=stream-$RANDOM-$RANDOM
+key_for() { # SECRET_FILE: the key for (c.test receiving, a.test originating, SID)
+	"$PY" -c 'import hashlib, hmac, sys
+s = open(sys.argv[1], "rb").read().rstrip()
+k = hashlib.sha256(s).hexdigest().encode()
+print(hmac.new(k, ("c.test a.test " + sys.argv[2]).encode(), hashlib.sha256).hexdigest())' "$1" "$SID"
+}
+verify() { # KEY: db:verify of KEY on a.test's s2s listener; OUT
+	s2s_peer --server "$A_XEDGE_S2S" --to a.test --cafile "$A_CAFILE" --from c.test --wait 5 \
+		--stream-id "$SID" --dbkey "$1" verify
+}
+k1=$(key_for "$A_DIR/dialback.secret")
+verify "$k1"
+like "$OUT" 'DB_VERIFY type=valid' "a key made with the dialback secret verifies"
+openssl rand -hex 32 >"$FED_DIR/new.secret"
+NEW_SECRET=$FED_DIR/new.secret
+export NEW_SECRET
+reload_with 's/dialback_secret_file = "[^"]*";/dialback_secret_file = "$ENV{NEW_SECRET}";/' \
+	"s2s.dialback_secret_file: another secret"
+verify "$k1"
+like "$OUT" 'DB_VERIFY type=invalid' "... the old secret's key is now invalid"
+verify "$(key_for "$NEW_SECRET")"
+like "$OUT" 'DB_VERIFY type=valid' "... and the new secret's key valid"
