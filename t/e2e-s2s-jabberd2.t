@@ -10,12 +10,13 @@
 #   b.test: xedge with the default (require_encryption = true).
 # Reloads: a.test starts with s2s.dns_servers pointing where no DNS server
 # answers, then reloads the right one (item 5); b.test reloads
-# require_encryption = false and then federates with j.test.
+# require_encryption = false and then federates with j.test; a.test reloads
+# timeouts.s2s_idle = 1.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, J_*, K_* are set by the fed_* helpers
 
-plan 25
+plan 28
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -108,6 +109,22 @@ like "$(grep 'event=s2s-in ' "$B_XEDGE_LOG" | grep 'peer=127.0.0.14' | head -n 1
 like "$(grep 'event=s2s-auth mech=dialback' "$B_XEDGE_LOG" | grep 'remote=k.test' | head -n 1)" 'peer=127.0.0.14 remote=k.test local=b.test' \
 	"... then dialback"
 is "$(grep -c 'event=s2s-out .*legacy\|event=s2s-legacy' "$B_XEDGE_LOG")" 0 "... XMPP 1.0 streams, not legacy ones"
+
+# --- timeouts.s2s_idle on reload: a.test's new streams (to k.test) end
+# after 1 s without traffic
+printf 'timeouts = { s2s_idle = 1; };\n' >>"$A_XEDGE_CONF"
+out=$($A_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "a.test reloads timeouts.s2s_idle = 1"
+fed_send alice@a.test "$PW" "$A_XEDGE_C2S" "$A_CAFILE" --echo k.test/echo
+is "$RC" 0 "... a.test <-> k.test: a message there and its echo back"
+t0=$(now_ms)
+for _ in $(seq 1 100); do
+	grep -q 'event=s2s-timeout kind=s2s-out .*remote=k.test stage=idle' "$A_XEDGE_LOG" && break
+	sleep 0.1
+done
+t1=$(now_ms)
+grep -q 'event=s2s-timeout kind=s2s-out .*remote=k.test stage=idle' "$A_XEDGE_LOG"
+ok $? "... and a.test's stream to k.test ends when idle, after $((t1 - t0)) ms (the default is 600 s)"
 
 # --- k.test's s2s shuts down: <system-shutdown/> on its streams, no answer
 mark=$(wc -l <"$B_XEDGE_LOG")
