@@ -1,6 +1,7 @@
 /* xedge: server-to-server streams. See s2s.h and doc/federation.md. */
 #include "s2s.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,10 @@ struct xe_s2s {
     bool tls, header_sent, restarted;
     bool in_logged;             /* event=s2s-in was logged */
     bool reset_pending;         /* restart the parser once the callback returned */
+    bool resuming;              /* BACKEND: backend_resume's header is parsed */
+    bool ext_dropped;           /* OUT: the peer ended the stream during EXTERNAL */
+    bool legacy;                /* IN/OUT/VERIFY: the peer's stream has no version
+                                   (pre-XMPP-1.0, RFC 6120 4.7.5): dialback only */
     char id[XE_S2S_MAX_ID_BUF]; /* IN/BACKEND: ours; OUT/VERIFY/LINK: theirs */
     char *local, *remote;       /* IN/BACKEND: from the peer's header */
     char **names;               /* what the peer's certificate is valid for */
@@ -94,9 +99,26 @@ struct xe_s2s {
     /* the TLS session's channel bindings (SASL with the secret: -PLUS) */
     struct xe_cbind cb[XE_CB_MAX];
     size_t n_cb;
+    char peer_cond[48];                       /* the peer's stream error, if any */
+    char peer_text[XE_S2S_MAX_LOG_TEXT + 1];  /* and its text (sanitized) */
+    char fail_text[XE_S2S_MAX_LOG_TEXT + 64]; /* OUT/VERIFY: why it failed */
 };
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+/* OUT/VERIFY/LINK: why the stream failed, for the log and the backend's
+ * bounce; the first reason stays. */
+static void __attribute__((format(printf, 2, 3)))
+set_fail(struct xe_s2s *s, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (s->fail_text[0] || s->p.kind == XE_S2S_IN || s->p.kind == XE_S2S_BACKEND)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(s->fail_text, sizeof(s->fail_text), fmt, ap);
+    va_end(ap);
+}
 
 int
 xe_jid_domain(const char *jid, char *out, size_t outlen)
@@ -141,7 +163,9 @@ send_header(struct xe_s2s *s, const char *from, const char *to, bool with_id)
         xe_buf_append_escaped(&s->out, to);
         xe_buf_append_str(&s->out, "'");
     }
-    xe_buf_append_str(&s->out, " version='1.0'>");
+    /* to a pre-1.0 peer's stream: no version either (RFC 6120 4.7.5) */
+    xe_buf_append_str(&s->out,
+                      s->legacy && (s->p.kind == XE_S2S_IN) ? ">" : " version='1.0'>");
     s->header_sent = true;
 }
 
@@ -172,6 +196,8 @@ xe_s2s_stream_error(struct xe_s2s *s, const char *condition, const char *text)
     }
     xe_buf_append_str(&s->out, "</stream:error></stream:stream>");
     s->st = ST_CLOSED;
+    set_fail(s, "the remote server's stream was refused: %s%s%s", condition,
+             text && *text ? ", " : "", text ? text : "");
     xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
     xe_info("event=stream-error kind=s2s-%s peer=%s local=%s remote=%s condition=%s "
             "text=\"%s\"",
@@ -440,6 +466,58 @@ send_in_features(struct xe_s2s *s)
     xe_buf_append_str(&s->out, "</stream:features>");
 }
 
+/* A stream header of XMPP 1.0 or later (RFC 6120 4.7.5): version with a
+ * major version of at least 1; none, or 0.x: a pre-1.0 (legacy) stream. */
+static bool
+version_1(const struct xe_xml_elem *h)
+{
+    const char *v = xe_xml_attr(h, "version");
+
+    return v && v[0] >= '1' && v[0] <= '9';
+}
+
+/* IN: a pre-1.0 peer's stream (no version; jabberd2's s2s without a
+ * certificate, old servers): no features, no TLS, no SASL: dialback only,
+ * the domains taken from each db:result and db:verify (checked there against
+ * ours and the policy). Only where encryption is not required. */
+static int
+in_legacy_header(struct xe_s2s *s, const struct xe_xml_elem *h)
+{
+    const char *to = xe_xml_attr(h, "to"), *from = xe_xml_attr(h, "from");
+    char d[XE_S2S_MAX_DOMAIN_BUF];
+
+    if (s->p.require_tls || s->tls) {
+        xe_info("event=s2s-refused peer=%s remote=%s local=%s reason=legacy-stream",
+                s->p.peer, from && xe_jid_domain(from, d, sizeof(d)) == 0 ? d : "-",
+                to && xe_jid_domain(to, d, sizeof(d)) == 0 ? d : "-");
+        return error_stop(s, "policy-violation",
+                          s->tls ? "a stream without version='1.0' after TLS"
+                                 : "encryption is required here: a stream without "
+                                   "version='1.0' (pre-XMPP-1.0) cannot do STARTTLS");
+    }
+    s->legacy = true;
+    if (to) {
+        if (xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
+            xe_random_id(s->id);
+            send_header(s, NULL, NULL, true);
+            return error_stop(s, "host-unknown", "this domain is not served here");
+        }
+        s->local = xe_strdup(d);
+    }
+    if (from) {
+        if (xe_jid_domain(from, d, sizeof(d)) < 0)
+            return error_stop(s, "invalid-from", "malformed from");
+        s->remote = xe_strdup(d);
+    }
+    xe_random_id(s->id);
+    send_header(s, s->local, NULL, true);
+    s->in_logged = true;
+    xe_info("event=s2s-in peer=%s remote=%s local=%s tls=none legacy=yes", s->p.peer,
+            s->remote ? s->remote : "-", s->local ? s->local : "-");
+    s->st = ST_NEGOTIATE;
+    return XE_XS_CONTINUE;
+}
+
 static int
 in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
 {
@@ -452,6 +530,8 @@ in_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns)
         return error_stop(s, "invalid-namespace",
                           "the stream's namespace must be "
                           "jabber:server");
+    if (!version_1(h) && !s->restarted)
+        return in_legacy_header(s, h);
     if (to == NULL || xe_jid_domain(to, d, sizeof(d)) < 0 || !is_local(s, d)) {
         /* the peer's from is echoed only as a well-formed domain: a bounded,
          * normalized name, never an arbitrary attribute value */
@@ -493,18 +573,32 @@ copy_domain(const char *in, char *out)
     return in && xe_jid_domain(in, out, XE_S2S_MAX_DOMAIN_BUF) == 0 ? 0 : -1;
 }
 
+/* <db:result type='error'/> with a stanza error (type, condition and, if
+ * given, a text: XEP-0220 2.4). */
 static void
-result_error(struct xe_s2s *s, const char *from, const char *to, const char *type,
-             const char *cond)
+result_error_text(struct xe_s2s *s, const char *from, const char *to, const char *type,
+                  const char *cond, const char *text)
 {
     xe_buf_append_str(&s->out, "<db:result from='");
     xe_buf_append_escaped(&s->out, from);
     xe_buf_append_str(&s->out, "' to='");
     xe_buf_append_escaped(&s->out, to);
     xe_buf_appendf(&s->out,
-                   "' type='error'><error type='%s'><%s xmlns='" NS_STANZAS
-                   "'/></error></db:result>",
-                   type, cond);
+                   "' type='error'><error type='%s'><%s xmlns='" NS_STANZAS "'/>", type,
+                   cond);
+    if (text && *text) {
+        xe_buf_append_str(&s->out, "<text xmlns='" NS_STANZAS "' xml:lang='en'>");
+        xe_buf_append_escaped(&s->out, text);
+        xe_buf_append_str(&s->out, "</text>");
+    }
+    xe_buf_append_str(&s->out, "</error></db:result>");
+}
+
+static void
+result_error(struct xe_s2s *s, const char *from, const char *to, const char *type,
+             const char *cond)
+{
+    result_error_text(s, from, to, type, cond, NULL);
 }
 
 static void
@@ -742,6 +836,53 @@ in_sasl(struct xe_s2s *s, const struct xe_xml_elem *e, bool start)
     return sasl_pair_up(s, outlen ? b64 : NULL);
 }
 
+/* A peer's word for the log: at most XE_S2S_MAX_LOG_TEXT bytes, printable
+ * ASCII, no quote or backslash (each other byte becomes '?'). */
+static void
+log_text(const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+
+    for (; in && *in && n + 1 < outlen; in++)
+        out[n++] = (*in >= ' ' && *in < 0x7f && *in != '"' && *in != '\\') ? *in : '?';
+    out[n] = '\0';
+}
+
+/* A peer's <stream:error/>, on any kind of stream: the end of its stream
+ * (RFC 6120 4.9.1.1). Its condition and text are logged, our stream ends,
+ * nothing else is answered. OUT/VERIFY/LINK not decided yet: the verdict
+ * stays an error (xe_s2s_peer_error says what the peer said). */
+static int
+peer_stream_error(struct xe_s2s *s, const struct xe_xml_elem *e)
+{
+    const char *cond = "undefined-condition", *text = NULL;
+    char t[XE_S2S_MAX_LOG_TEXT + 1];
+
+    for (const struct xe_xml_elem *c = e->first_child; c; c = c->next) {
+        if (strcmp(c->ns, XE_NS_STREAM_ERRORS) != 0)
+            continue;
+        if (strcmp(c->name, "text") == 0)
+            text = xe_xml_text(c);
+        else
+            cond = c->name;
+    }
+    /* a condition we print is a known name's shape, bounded */
+    if (strlen(cond) > 40 || strspn(cond, "abcdefghijklmnopqrstuvwxyz-") != strlen(cond))
+        cond = "undefined-condition";
+    snprintf(s->peer_cond, sizeof(s->peer_cond), "%s", cond);
+    s->ext_dropped = s->ext_dropped || s->st == ST_SASL;
+    log_text(text, t, sizeof(t));
+    snprintf(s->peer_text, sizeof(s->peer_text), "%s", t);
+    set_fail(s, "the remote server ended the stream with <%s/>%s%s", cond,
+             t[0] ? ": " : "", t);
+    xe_info("event=s2s-peer-error kind=s2s-%s peer=%s local=%s remote=%s condition=%s "
+            "text=\"%s\"",
+            kind_names[s->p.kind], s->p.peer, our_domain(s) ? our_domain(s) : "-",
+            xe_s2s_remote(s) ? xe_s2s_remote(s) : "-", cond, t);
+    xe_s2s_end(s);
+    return stop_with(s, XE_S2S_CLOSE);
+}
+
 static int
 in_stanza(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *raw,
           size_t len)
@@ -772,6 +913,9 @@ static int
 in_element(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t len)
 {
+    if (s->legacy && (strcmp(e->ns, XE_NS_TLS) == 0 || strcmp(e->ns, XE_NS_SASL) == 0))
+        return error_stop(s, "policy-violation",
+                          "a stream without version='1.0' has dialback only");
     if (xe_xml_is(e, XE_NS_TLS, "starttls")) {
         if (s->tls || s->restarted)
             return error_stop(s, "policy-violation", "TLS is already up");
@@ -856,6 +1000,11 @@ verdict_stop(struct xe_s2s *s, enum xe_s2s_result r, const char *cond)
                    r == XE_S2S_VALID     ? "success"
                    : r == XE_S2S_INVALID ? "invalid"
                                          : cond);
+    if (r == XE_S2S_INVALID)
+        set_fail(s, "dialback: the remote server refused %s",
+                 s->p.kind == XE_S2S_VERIFY ? "the key" : "our key");
+    else if (r == XE_S2S_ERROR)
+        set_fail(s, "dialback: the remote server answered <%s/>", cond ? cond : "error");
     s->verdict = r;
     s->verdict_cond = r == XE_S2S_VALID ? NULL : cond;
     s->verdict_new = true;
@@ -908,6 +1057,14 @@ out_dialback(struct xe_s2s *s)
                 policy_of(s, s->to) == XE_S2S_POLICY_REFUSE   ? "policy"
                 : policy_of(s, s->to) == XE_S2S_POLICY_SECRET ? "secret-required"
                                                               : "external-required");
+        set_fail(s, "%s",
+                 policy_of(s, s->to) == XE_S2S_POLICY_REFUSE
+                     ? "federation with this domain is refused by policy"
+                 : policy_of(s, s->to) == XE_S2S_POLICY_SECRET
+                     ? "policy requires SASL with the pre-shared secret, which failed or "
+                       "was not offered"
+                     : "policy requires SASL EXTERNAL, which failed or was not possible "
+                       "(no certificate valid for the domain, or not offered)");
         xe_s2s_end(s);
         s->verdict_new = true;
         s->verdict = XE_S2S_ERROR;
@@ -1043,6 +1200,7 @@ out_secret_failed(struct xe_s2s *s, const char *reason)
         out_authenticate(s);
         return XE_XS_CONTINUE;
     }
+    set_fail(s, "the remote server refused our pre-shared secret (%s)", reason);
     xe_s2s_end(s);
     s->verdict_new = true;
     s->verdict = XE_S2S_ERROR;
@@ -1114,6 +1272,8 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             count_auth(s, false, s->mech, "server-not-verified");
             xe_sasl_client_free(&s->sclient);
             s->secret_failed = true;
+            set_fail(s,
+                     "the remote server could not prove it knows the pre-shared secret");
             xe_s2s_stream_error(s, "not-authorized", "the server's proof is wrong");
             s->verdict_new = true;
             s->verdict = XE_S2S_ERROR;
@@ -1130,17 +1290,6 @@ out_secret_element(struct xe_s2s *s, const struct xe_xml_elem *e)
 static int
 out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
 {
-    if (xe_xml_is(e, XE_NS_STREAMS, "error")) {
-        const char *cond = "undefined-condition";
-        for (const struct xe_xml_elem *c = e->first_child; c; c = c->next)
-            if (strcmp(c->ns, XE_NS_STREAM_ERRORS) == 0 && strcmp(c->name, "text") != 0)
-                cond = c->name;
-        xe_info("event=s2s-out-error kind=s2s-%s peer=%s local=%s remote=%s "
-                "condition=%s",
-                kind_names[s->p.kind], s->p.peer, s->from, s->to, cond);
-        xe_s2s_end(s);
-        return stop_with(s, XE_S2S_CLOSE);
-    }
     switch (s->st) {
     case ST_NEGOTIATE:
         if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
@@ -1151,12 +1300,15 @@ out_element(struct xe_s2s *s, const struct xe_xml_elem *e)
             s->st = ST_PROCEED;
             return XE_XS_CONTINUE;
         }
-        if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT)
+        if (!s->tls && s->p.require_tls && s->p.kind == XE_S2S_OUT) {
+            set_fail(s,
+                     "the remote server offers no STARTTLS and encryption is required");
             return error_stop(s, "policy-violation", "STARTTLS is required");
+        }
         if (s->p.kind == XE_S2S_OUT && s->tls && out_secret(s, e))
             return XE_XS_CONTINUE;
-        if (s->p.kind == XE_S2S_OUT && s->tls && cert_valid_for(s, s->to) &&
-            policy_of(s, s->to) != XE_S2S_POLICY_SECRET) {
+        if (s->p.kind == XE_S2S_OUT && s->tls && !s->p.no_external &&
+            cert_valid_for(s, s->to) && policy_of(s, s->to) != XE_S2S_POLICY_SECRET) {
             const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
             for (const struct xe_xml_elem *c = m ? m->first_child : NULL; c; c = c->next)
                 if (strcmp(c->name, "mechanism") == 0 && xe_xml_text(c) &&
@@ -1226,6 +1378,25 @@ out_header(struct xe_s2s *s, const struct xe_xml_elem *h, const char *default_ns
         return verdict_stop(s, XE_S2S_VALID, NULL);
     }
     s->st = ST_NEGOTIATE;
+    if (!version_1(h) && s->p.kind != XE_S2S_LINK && !s->restarted) {
+        /* a pre-1.0 server sends no features: dialback at once, where
+         * encryption is not required (no STARTTLS with it) */
+        s->legacy = true;
+        xe_info("event=s2s-legacy kind=s2s-%s peer=%s local=%s remote=%s tls=%s",
+                kind_names[s->p.kind], s->p.peer, s->from, s->to,
+                s->tls ? "yes" : "none");
+        if (s->p.require_tls && !s->tls) {
+            set_fail(s,
+                     "the remote server is pre-XMPP-1.0 (no version): no STARTTLS, and "
+                     "encryption is required");
+            return error_stop(s, "policy-violation", "STARTTLS is required");
+        }
+        if (s->p.kind == XE_S2S_VERIFY) {
+            out_authenticate(s);
+            return XE_XS_CONTINUE;
+        }
+        return out_dialback(s);
+    }
     return XE_XS_CONTINUE;
 }
 
@@ -1289,6 +1460,8 @@ cb_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
 {
     struct xe_s2s *s = ctx;
 
+    if (s->resuming)
+        return XE_XS_CONTINUE; /* backend_resume's header */
     if (s->st != ST_HEADER)
         return error_stop(s, "not-well-formed", "a second stream header");
     switch (s->p.kind) {
@@ -1306,6 +1479,8 @@ cb_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, siz
 {
     struct xe_s2s *s = ctx;
 
+    if (xe_xml_is(e, XE_NS_STREAMS, "error"))
+        return peer_stream_error(s, e);
     switch (s->p.kind) {
     case XE_S2S_IN:
         return in_element(s, e, raw, len);
@@ -1321,8 +1496,33 @@ cb_stream_end(void *ctx)
 {
     struct xe_s2s *s = ctx;
 
+    s->ext_dropped = s->ext_dropped || s->st == ST_SASL;
     xe_s2s_end(s);
     return stop_with(s, XE_S2S_CLOSE);
+}
+
+/* BACKEND: the request was answered with a failure; the stream goes on
+ * (the backend may ask again, or end it: its stream error or
+ * </stream:stream> is the normal end). The parser stopped at the
+ * db:result, and a stopped parser does not resume: a new one continues the
+ * stream after a header with the namespaces of the backend's (the glue of
+ * every backend uses these prefixes), which is not answered. */
+static void
+backend_resume(struct xe_s2s *s)
+{
+    static const char hdr[] =
+        "<stream:stream xmlns='" XE_NS_SERVER "' xmlns:stream='" XE_NS_STREAMS
+        "' xmlns:db='" XE_NS_DIALBACK "'>";
+    size_t used = 0;
+
+    s->st = ST_HEADER;
+    s->resuming = true;
+    xe_xmlstream_reset(s->xs);
+    if (xe_xmlstream_feed(s->xs, hdr, sizeof(hdr) - 1, &used) != XE_XS_OK)
+        xe_s2s_stream_error(s, "internal-server-error", "cannot resume the stream");
+    s->resuming = false;
+    if (s->st == ST_HEADER)
+        s->st = ST_NEGOTIATE;
 }
 
 struct xe_s2s *
@@ -1538,7 +1738,7 @@ xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r, const char *condi
     if (r == XE_S2S_ERROR) {
         result_error(s, s->remote, s->local, "cancel",
                      condition ? condition : "remote-server-not-found");
-        s->st = ST_NEGOTIATE; /* the backend may try again or close */
+        backend_resume(s);
         return;
     }
     xe_buf_append_str(&s->out, "<db:result from='");
@@ -1550,7 +1750,7 @@ xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r, const char *condi
         s->st = ST_DONE;
         xe_xmlstream_free(&s->xs); /* its bytes are pumped from now on */
     } else
-        s->st = ST_NEGOTIATE;
+        backend_resume(s);
 }
 
 enum xe_s2s_result
@@ -1597,4 +1797,35 @@ const char *
 xe_s2s_local(const struct xe_s2s *s)
 {
     return our_domain(s);
+}
+
+const char *
+xe_s2s_peer_error(const struct xe_s2s *s, const char **text_r)
+{
+    if (text_r)
+        *text_r = s->peer_text;
+    return s->peer_cond[0] ? s->peer_cond : NULL;
+}
+
+const char *
+xe_s2s_failure(const struct xe_s2s *s)
+{
+    return s->fail_text[0] ? s->fail_text : NULL;
+}
+
+void
+xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type,
+                       const char *text)
+{
+    if (s->st != ST_WAIT)
+        return;
+    result_error_text(s, s->remote, s->local, type ? type : "cancel",
+                      condition ? condition : "remote-server-not-found", text);
+    backend_resume(s);
+}
+
+bool
+xe_s2s_external_dropped(const struct xe_s2s *s)
+{
+    return s->p.kind == XE_S2S_OUT && (s->ext_dropped || s->st == ST_SASL);
 }

@@ -98,6 +98,9 @@ struct xe_s2s_params {
     const char *key, *stream_id;
     /* LINK: the identity assertion to send as the db:result text */
     const char *assertion;
+    /* OUT: no SASL EXTERNAL, dialback (or the secret) only: a retry after
+     * the remote dropped the stream during EXTERNAL */
+    bool no_external;
 };
 
 /* What a db:result asked for, or which pair came up (IN, BACKEND). */
@@ -158,6 +161,17 @@ void xe_s2s_dialback_verdict(struct xe_s2s *s, const char *from, const char *to,
  * from now on the backend's bytes are pumped (xe_s2s_feed is not called). */
 void xe_s2s_backend_verdict(struct xe_s2s *s, enum xe_s2s_result r,
                             const char *condition);
+/* BACKEND: the outbound stream failed: <db:result type='error'/> with the
+ * stanza error the backend's bounces should carry (condition, type "cancel"
+ * or "wait", and a text saying what happened). */
+void xe_s2s_backend_failure(struct xe_s2s *s, const char *condition, const char *type,
+                            const char *text);
+/* OUT: the remote ended the stream (or the connection, when the glue asks
+ * then) while our SASL EXTERNAL was unanswered: not a <failure/>, a peer
+ * that cannot take it (ejabberd 23.01 with an xmppAddr certificate). */
+bool xe_s2s_external_dropped(const struct xe_s2s *s);
+/* OUT/VERIFY/LINK: what made the stream fail, as a sentence, or NULL. */
+const char *xe_s2s_failure(const struct xe_s2s *s);
 /* After XE_S2S_VERDICT (also after XE_S2S_CLOSE: error until decided). */
 enum xe_s2s_result xe_s2s_verdict(const struct xe_s2s *s, const char **condition_r);
 /* OUT: EXTERNAL (true) or dialback (false) authenticated the stream. */
@@ -173,6 +187,9 @@ void xe_s2s_stream_error(struct xe_s2s *s, const char *condition, const char *te
 /* Queue the end of our stream. */
 void xe_s2s_end(struct xe_s2s *s);
 bool xe_s2s_closed(const struct xe_s2s *s);
+/* The condition of the peer's <stream:error/> (its text, sanitized for a
+ * log line, in *text_r), or NULL if it sent none. */
+const char *xe_s2s_peer_error(const struct xe_s2s *s, const char **text_r);
 /* Our stream's id (IN: the one keys are made for), the remote's (OUT). */
 const char *xe_s2s_id(const struct xe_s2s *s);
 /* The stream's remote domain (the header's from on IN/BACKEND) or NULL. */

@@ -9,6 +9,7 @@
  * Handles are embedded; an sconn is freed in its last close callback. */
 #include "s2s_io.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,17 @@ struct xe_s2s_io {
     uint64_t next_id;
     bool stopping;
     struct xe_resolver *resolver; /* for peers without a static route */
+    /* resolvers a reload replaced: their requests in flight finish there;
+     * freed once idle (the sweep timer runs while there are any) */
+    struct xe_resolver *retired[XE_S2S_MAX_RETIRED_RESOLVERS];
+    size_t n_retired;
+    uv_timer_t sweep;
+    /* remote domains that dropped the stream during our SASL EXTERNAL: the
+     * next streams to them use dialback at once, until `until` */
+    struct {
+        char domain[XE_S2S_MAX_DOMAIN_BUF];
+        int64_t until; /* uv_now, ms */
+    } no_ext[XE_S2S_MAX_EXTERNAL_DROPS];
 };
 
 struct sconn {
@@ -86,10 +98,14 @@ struct sconn {
     struct xe_resolve_req *rq;
     struct xe_target *targets;
     size_t n_targets, next_target;
-    bool retrying;   /* the handle of a failed connect is closing */
-    bool direct_tls; /* the current target wants TLS at once (XEP-0368) */
+    bool retrying;    /* the handle of a failed connect is closing */
+    bool no_external; /* OUT: dialback only (the remote dropped EXTERNAL) */
+    bool ext_retried; /* OUT: a stream without EXTERNAL took over */
+    bool direct_tls;  /* the current target wants TLS at once (XEP-0368) */
     uint64_t bytes;
     int64_t since; /* unix time of its start */
+    /* OUT/VERIFY: why it failed (the first reason) */
+    char why[XE_S2S_MAX_LOG_TEXT + 128];
 };
 
 struct wreq {
@@ -108,6 +124,20 @@ static struct sconn *open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind,
                                const char *stream_id);
 
 static const char *const kind_names[] = {"in", "out", "verify", "backend", "link"};
+
+/* OUT/VERIFY: why the stream failed, for the backend's bounces; the first
+ * reason stays. */
+static void __attribute__((format(printf, 2, 3)))
+why_set(struct sconn *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (c->why[0])
+        return;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof(c->why), fmt, ap);
+    va_end(ap);
+}
 
 /* ---- generations --------------------------------------------------------- */
 
@@ -399,6 +429,7 @@ on_closed(uv_handle_t *h)
 }
 
 static void notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond);
+static void backend_go_on(struct sconn *b);
 static void notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond);
 
 static void
@@ -409,6 +440,8 @@ finish_close(struct sconn *c)
     if (c->closed)
         return;
     c->closed = c->closing = true;
+    if (c->core && xe_s2s_failure(c->core))
+        why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
         notify_out_verdict(c, XE_S2S_ERROR,
                            c->connected ? "remote-server-not-found"
@@ -477,6 +510,8 @@ sconn_close(struct sconn *c)
     if (c->closed)
         return;
     c->closing = true;
+    if (c->core && xe_s2s_failure(c->core))
+        why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
         notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
     if (c->kind == XE_S2S_VERIFY && c->asker)
@@ -510,6 +545,10 @@ on_timer(uv_timer_t *t)
     xe_info("event=s2s-timeout kind=s2s-%s peer=%s local=%s remote=%s stage=%s",
             kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
             c->remote[0] ? c->remote : "-",
+            !c->connected ? "connect"
+            : c->ready    ? "idle"
+                          : "handshake");
+    why_set(c, "timeout: no answer from %s within the %s time", c->peer,
             !c->connected ? "connect"
             : c->ready    ? "idle"
                           : "handshake");
@@ -627,19 +666,95 @@ in_events(struct sconn *c)
 
 /* ---- BACKEND and OUT ------------------------------------------------------ */
 
+/* Is REMOTE remembered as dropping streams during EXTERNAL? */
+static bool
+external_dropped(struct xe_s2s_io *io, const char *remote)
+{
+    int64_t now = (int64_t)uv_now(io->loop);
+
+    for (size_t i = 0; i < XE_S2S_MAX_EXTERNAL_DROPS; i++)
+        if (io->no_ext[i].until > now && strcmp(io->no_ext[i].domain, remote) == 0)
+            return true;
+    return false;
+}
+
+/* Remember REMOTE for XE_S2S_EXTERNAL_DROP_MS (an expired entry, else the
+ * one that expires first, makes room). */
+static void
+remember_external_drop(struct xe_s2s_io *io, const char *remote)
+{
+    size_t k = 0;
+
+    for (size_t i = 1; i < XE_S2S_MAX_EXTERNAL_DROPS; i++)
+        if (io->no_ext[i].until < io->no_ext[k].until)
+            k = i;
+    snprintf(io->no_ext[k].domain, sizeof(io->no_ext[k].domain), "%s", remote);
+    io->no_ext[k].until = (int64_t)uv_now(io->loop) + XE_S2S_EXTERNAL_DROP_MS;
+}
+
+/* OUT failed because the remote dropped the stream during our SASL
+ * EXTERNAL (not a <failure/>: it could not take it, e.g. ejabberd 23.01
+ * with a certificate that has an xmppAddr). Where its policy allows
+ * dialback, once: a new stream with dialback only takes over the waiting
+ * backends, and the remote is remembered. True when it did. */
+static bool
+retry_without_external(struct sconn *out)
+{
+    struct sconn *n;
+
+    if (out->kind != XE_S2S_OUT || out->no_external || out->ext_retried ||
+        out->core == NULL || !xe_s2s_external_dropped(out->core) || out->io->stopping ||
+        cb_policy(out->gen, out->remote) != XE_S2S_POLICY_DIALBACK)
+        return false;
+    out->ext_retried = true;
+    remember_external_drop(out->io, out->remote);
+    xe_info("event=s2s-external-dropped peer=%s local=%s remote=%s action=retry-dialback "
+            "remember_s=%d",
+            out->peer, out->local, out->remote, XE_S2S_EXTERNAL_DROP_MS / 1000);
+    /* (the caller closes OUT right after) */
+    n = open_conn(out->io, XE_S2S_OUT, out->local, out->remote, NULL, NULL);
+    if (n == NULL)
+        return false;
+    for (struct sconn *b = out->io->conns; b; b = b->next)
+        if (b->kind == XE_S2S_BACKEND && b->out == out)
+            b->out = n;
+    return true;
+}
+
 static void
 notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
 {
-    for (struct sconn *b = out->io->conns; b; b = b->next) {
-        if (b->kind != XE_S2S_BACKEND || b->out != out || !b->waiting)
-            continue;
+    struct sconn *b;
+
+    if (r != XE_S2S_VALID && retry_without_external(out))
+        return;
+    /* one at a time from the start: feeding a backend may close it */
+    for (;;) {
+        for (b = out->io->conns; b; b = b->next)
+            if (b->kind == XE_S2S_BACKEND && b->out == out && b->waiting)
+                break;
+        if (b == NULL)
+            return;
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, r, cond);
-        flush_core(b);
         if (r != XE_S2S_VALID) {
+            /* the bounces say what happened: a timeout (wait), a policy,
+             * else the remote server could not be reached or refused us */
+            bool timeout = cond && strcmp(cond, "remote-server-timeout") == 0;
+            bool policy = cond && strcmp(cond, "policy-violation") == 0;
+            xe_s2s_backend_failure(b->core,
+                                   timeout  ? "remote-server-timeout"
+                                   : policy ? "policy-violation"
+                                            : "remote-server-not-found",
+                                   timeout ? "wait" : "cancel",
+                                   out->why[0] ? out->why : "the connection failed");
+            flush_core(b);
             b->out = NULL;
+            arm(b, b->gen->conf->s2s_handshake_ms); /* its next request, or its end */
+            backend_go_on(b);
             continue;
         }
+        xe_s2s_backend_verdict(b->core, r, cond);
+        flush_core(b);
         b->ready = true;
         arm(b, b->gen->conf->s2s_idle_ms);
         if (b->held.len) { /* what came after its db:result */
@@ -649,6 +764,24 @@ notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char *cond)
         }
         resume_reading(b);
     }
+}
+
+/* BACKEND B's request failed: what came after its db:result is read (its
+ * end of the stream, or another request), then the rest. */
+static void
+backend_go_on(struct sconn *b)
+{
+    struct xe_buf rest;
+
+    xe_buf_init(&rest, 0);
+    if (b->held.len) {
+        xe_buf_append(&rest, b->held.data, b->held.len);
+        xe_buf_consume(&b->held, b->held.len);
+        feed_plain(b, (const char *)rest.data, rest.len);
+    }
+    xe_buf_free(&rest);
+    if (!b->waiting)
+        resume_reading(b);
 }
 
 static void
@@ -661,6 +794,9 @@ backend_open(struct sconn *b)
     snprintf(b->remote, sizeof(b->remote), "%s", req->to);
     b->waiting = true;
     pause_reading(b); /* its stanzas wait until the verdict */
+    /* which the outbound stream's own timeouts bound (DNS, connect,
+     * handshake): the backend's must not end it first */
+    uv_timer_stop(&b->timer);
     {
         /* The key must be an assertion (purpose "s2s-out", identity "LOCAL
          * REMOTE") signed with the pool secret of the local domain, as
@@ -690,8 +826,10 @@ backend_open(struct sconn *b)
     if (cb_policy(b->gen, b->remote) == XE_S2S_POLICY_REFUSE) {
         xe_info("event=s2s-refused kind=s2s-out local=%s remote=%s reason=policy",
                 b->local, b->remote);
+        arm(b, b->gen->conf->s2s_handshake_ms);
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "policy-violation");
+        xe_s2s_backend_failure(b->core, "policy-violation", "cancel",
+                               "federation with this domain is refused by policy");
         flush_core(b);
         resume_reading(b);
         return;
@@ -700,8 +838,10 @@ backend_open(struct sconn *b)
     if (out == NULL)
         out = open_conn(b->io, XE_S2S_OUT, b->local, b->remote, NULL, NULL);
     if (out == NULL) {
+        arm(b, b->gen->conf->s2s_handshake_ms);
         b->waiting = false;
-        xe_s2s_backend_verdict(b->core, XE_S2S_ERROR, "remote-server-not-found");
+        xe_s2s_backend_failure(b->core, "remote-server-not-found", "cancel",
+                               "no route to the domain's server");
         flush_core(b);
         resume_reading(b);
         return;
@@ -729,11 +869,15 @@ on_verdict(struct sconn *c)
                     c->direct_tls ? "direct"
                     : c->tls      ? "starttls"
                                   : "none");
-        } else
+        } else {
+            if (xe_s2s_failure(c->core))
+                why_set(c, "%s", xe_s2s_failure(c->core));
             xe_info("event=s2s-auth-failed kind=s2s-out peer=%s local=%s remote=%s "
-                    "result=%s condition=%s",
+                    "result=%s condition=%s why=\"%s\"",
                     c->peer, c->local, c->remote,
-                    r == XE_S2S_INVALID ? "invalid" : "error", cond ? cond : "-");
+                    r == XE_S2S_INVALID ? "invalid" : "error", cond ? cond : "-",
+                    c->why[0] ? c->why : "-");
+        }
         notify_out_verdict(c, r, cond);
         if (r != XE_S2S_VALID)
             sconn_close(c);
@@ -862,7 +1006,8 @@ feed_plain(struct sconn *c, const char *data, size_t n)
             on_verdict(c);
             break;
         case XE_S2S_CLOSE:
-            if (c->kind == XE_S2S_OUT || c->kind == XE_S2S_VERIFY)
+            /* (a stream that was up has had its verdict) */
+            if ((c->kind == XE_S2S_OUT && !c->ready) || c->kind == XE_S2S_VERIFY)
                 on_verdict(c);
             sconn_close(c);
             return;
@@ -879,6 +1024,8 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread <= 0 || c->closed) {
         free(buf->base);
         if (nread < 0 && !c->closed) {
+            why_set(c, "%s closed the connection%s", c->peer,
+                    c->tls_handshaking ? " during the TLS handshake" : "");
             if (c->kind == XE_S2S_OUT && !c->ready)
                 notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
             finish_close(c);
@@ -904,6 +1051,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (r == XE_TLS_ERROR) {
             xe_info("event=tls-failed kind=s2s-%s peer=%s error=\"%s\"",
                     kind_names[c->kind], c->peer, xe_tls_error(c->tls));
+            why_set(c, "TLS with %s failed: %s", c->peer, xe_tls_error(c->tls));
             finish_close(c);
             return;
         }
@@ -995,6 +1143,7 @@ on_connect(uv_connect_t *req, int status)
             uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
             return;
         }
+        why_set(c, "cannot connect to %s: %s", c->peer, uv_strerror(status));
         finish_close(c);
         return;
     }
@@ -1061,6 +1210,11 @@ on_resolved(void *arg, int status, const struct xe_target *targets, size_t n)
     if (status < 0 || n == 0) {
         xe_info("event=s2s-dns-failed kind=s2s-%s local=%s remote=%s status=%s",
                 kind_names[c->kind], c->local, c->remote, xe_resolve_strstatus(status));
+        why_set(c, "DNS: %s %s",
+                status == XE_RESOLVE_TIMEOUT ? "no answer in time for"
+                : status == XE_RESOLVE_FAIL  ? "the DNS servers failed for"
+                                             : "no server found for",
+                c->remote);
         if (c->kind == XE_S2S_OUT)
             notify_out_verdict(c, XE_S2S_ERROR,
                                status == XE_RESOLVE_TIMEOUT ? "remote-server-timeout"
@@ -1131,6 +1285,8 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         finish_close(c);
         return NULL;
     }
+    if (how == 1) /* (named before the core copies it) */
+        snprintf(c->peer, sizeof(c->peer), "dns:%s", remote);
     core_params(c, &p);
     if (kind == XE_S2S_LINK) {
         const struct xe_domain_conf *d = xe_conf_domain(c->gen->conf, local);
@@ -1153,6 +1309,11 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         p.from = local;
         p.to = remote;
         p.require_tls = kind == XE_S2S_OUT && c->gen->conf->s2s.require_encryption;
+        if (kind == XE_S2S_OUT && external_dropped(io, remote)) {
+            c->no_external = p.no_external = true;
+            xe_info("event=s2s-external-skipped local=%s remote=%s reason=dropped-before",
+                    local, remote);
+        }
     }
     p.key = key;
     p.stream_id = stream_id;
@@ -1282,6 +1443,8 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
             return -1;
         }
     }
+    uv_timer_init(loop, &io->sweep);
+    io->sweep.data = io;
     *io_r = io;
     return 0;
 }
@@ -1319,15 +1482,73 @@ xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r)
     return 0;
 }
 
+/* Free the retired resolvers that have no request left. */
+static void
+on_sweep(uv_timer_t *t)
+{
+    struct xe_s2s_io *io = t->data;
+    size_t j = 0;
+
+    for (size_t i = 0; i < io->n_retired; i++) {
+        if (xe_resolver_pending(io->retired[i]) == 0) {
+            xe_resolver_free(io->retired[i]);
+            xe_debug("event=s2s-resolver-retired");
+        } else
+            io->retired[j++] = io->retired[i];
+    }
+    io->n_retired = j;
+    if (j == 0)
+        uv_timer_stop(&io->sweep);
+}
+
 int
 xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r)
 {
+    const struct xe_conf *old;
     struct s2s_gen *g;
+    struct xe_resolver *r = NULL;
+    bool dns;
 
     if (io == NULL)
         return 0;
-    if ((g = gen_new(conf, error_r)) == NULL)
+    old = io->gen->conf;
+    dns = strcmp(old->s2s.dns_servers ? old->s2s.dns_servers : "",
+                 conf->s2s.dns_servers ? conf->s2s.dns_servers : "") != 0 ||
+          old->dns_ms != conf->dns_ms;
+    if (dns) {
+        /* a new resolver for new requests (s2s.dns_servers, timeouts.dns);
+         * the old one's requests in flight finish on it */
+        char err[256] = "";
+        on_sweep(&io->sweep);
+        if (io->n_retired >= XE_S2S_MAX_RETIRED_RESOLVERS) {
+            *error_r =
+                xe_strdup("s2s.dns_servers: the resolvers of earlier reloads still "
+                          "have requests in flight; reload again in a few seconds");
+            return -1;
+        }
+        r = xe_resolver_new(io->loop, conf->s2s.dns_servers, conf->dns_ms, err,
+                            sizeof(err));
+        if (r == NULL) {
+            *error_r = xe_asprintf("s2s.dns_servers: %s", err);
+            return -1;
+        }
+    }
+    if ((g = gen_new(conf, error_r)) == NULL) {
+        if (r)
+            xe_resolver_free(r);
         return -1;
+    }
+    if (r) {
+        xe_info("event=s2s-resolver servers=\"%s\" timeout_ms=%u in_flight=%zu",
+                conf->s2s.dns_servers && *conf->s2s.dns_servers ? conf->s2s.dns_servers
+                                                                : "system",
+                conf->dns_ms, xe_resolver_pending(io->resolver));
+        io->retired[io->n_retired++] = io->resolver;
+        io->resolver = r;
+        on_sweep(&io->sweep); /* an idle one goes at once */
+        if (io->n_retired)
+            uv_timer_start(&io->sweep, on_sweep, 1000, 1000);
+    }
     gen_unref(&io->gen);
     io->gen = g;
     return 0;
@@ -1343,6 +1564,11 @@ xe_s2s_io_stop(struct xe_s2s_io *io)
         xe_resolver_free(io->resolver);
         io->resolver = NULL;
     }
+    for (size_t i = 0; i < io->n_retired; i++)
+        xe_resolver_free(io->retired[i]);
+    io->n_retired = 0;
+    if (!uv_is_closing((uv_handle_t *)&io->sweep))
+        uv_close((uv_handle_t *)&io->sweep, NULL);
     for (size_t i = 0; i < io->n_ls; i++)
         if (io->ls[i].open) {
             uv_close((uv_handle_t *)&io->ls[i].tcp, NULL);

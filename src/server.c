@@ -3147,6 +3147,7 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
     }
     if (xe_s2s_io_reload(srv->s2s, conf, error_r) < 0) {
         gen_unref(&g);
+        srv_unlock(srv);
         xe_conf_free(&conf);
         return -1;
     }

@@ -38,6 +38,15 @@
 #define XE_DEF_S2S_IDLE_MS 600000   /* an authenticated s2s stream with no traffic */
 #define XE_DIALBACK_SECRET_MAX 4096 /* bytes of s2s.dialback_secret_file */
 
+/* federation: what a peer says in a log line; the resolvers a reload
+ * replaced that may still answer requests in flight */
+#define XE_S2S_MAX_LOG_TEXT 200
+#define XE_S2S_MAX_RETIRED_RESOLVERS 4
+/* remote domains remembered as dropping the stream during SASL EXTERNAL
+ * (then dialback at once), and for how long */
+#define XE_S2S_MAX_EXTERNAL_DROPS 64
+#define XE_S2S_EXTERNAL_DROP_MS (10 * 60 * 1000)
+
 /* Server-to-server SASL with a peer's pre-shared secret (s2s.peers[]) */
 #define XE_DEF_S2S_SECRET_MECH "SCRAM-SHA-256" /* peers[].mechanisms' default */
 #define XE_S2S_MAX_SECRET_MECHS 4              /* mechanisms for a peer's secret */

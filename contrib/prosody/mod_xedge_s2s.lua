@@ -177,6 +177,11 @@ local function bounce_sendq(session, reason)
 	local dummy = { type = "s2sin"; dummy = true; send = function() end; close = function() end; };
 	local error_type, condition = "cancel", "remote-server-not-found";
 	if session.had_stream then error_type, condition = "wait", "remote-server-timeout"; end
+	local failure = session.xedge_failure;
+	if failure then
+		-- what xedge said went wrong with the remote server (below)
+		error_type, condition, reason = failure.type, failure.condition, failure.text;
+	end
 	for _, item in ipairs(sendq) do
 		local r = item[2];
 		if r and not r.attr.xmlns and bouncy[r.name] then
@@ -191,6 +196,33 @@ local function bounce_sendq(session, reason)
 		end
 	end
 end
+
+-- xedge's answer when the remote server could not be reached or refused
+-- us: <db:result type='error'> with the stanza error our bounces should
+-- carry (doc/federation.md: a DNS failure, EXTERNAL refused, dialback
+-- refused, a timeout, ...). Kept for bounce_sendq; the stream to xedge is
+-- then closed without an error of ours (nothing is wrong with the link).
+-- Above mod_dialback (priority 0), which would take any non-valid result
+-- for "dialback authentication failed".
+local known_types = { cancel = true, wait = true, modify = true, auth = true };
+module:hook("stanza/jabber:server:dialback:result", function(event)
+	local origin, stanza = event.origin, event.stanza;
+	if not origin.xedge_routed or origin.direction ~= "outgoing" or stanza.attr.type ~= "error" then
+		return;
+	end
+	-- <error/> is in the stream's namespace (jabber:server), not db:'s
+	local err = stanza:child_with_name("error");
+	local cond = err and err.tags[1];
+	local text = err and err:get_child_text("text", "urn:ietf:params:xml:ns:xmpp-stanzas");
+	local etype = err and known_types[err.attr.type] and err.attr.type or "cancel";
+	local condition = cond and cond.attr.xmlns == "urn:ietf:params:xml:ns:xmpp-stanzas"
+		and cond.name:match("^[a-z%-]+$") or "remote-server-not-found";
+	origin.xedge_failure = { type = etype, condition = condition, text = text and text:sub(1, 300) };
+	origin.log("info", "xedge could not federate %s -> %s: %s (%s)", tostring(origin.from_host),
+		tostring(origin.to_host), condition, tostring(text));
+	origin:close();
+	return true;
+end, 10);
 
 module:hook("route/remote", function(event)
 	local from_host, to_host, stanza = event.from_host, event.to_host, event.stanza;

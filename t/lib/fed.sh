@@ -23,9 +23,14 @@ FED_TESTCA="$XE_TOP_SRCDIR/t/lib/testca.sh"
 FED_DNS_SH="$XE_TOP_SRCDIR/t/lib/dns.sh"
 FED_PLAIN="$XE_TOP_SRCDIR/t/lib/plain_prosody.sh"
 FED_CHAT="$XE_TOP_SRCDIR/t/lib/fed_chat.py"
+FED_SEND="$XE_TOP_SRCDIR/t/lib/fed_send.py"
+FED_JABBERD2="$XE_TOP_SRCDIR/t/lib/fed_jabberd2.sh"
+FED_EJABBERD="$XE_TOP_SRCDIR/t/lib/fed_ejabberd.sh"
 S2S_PEER="$XE_TOP_SRCDIR/t/lib/s2s_peer.py"
 _fed_sandboxes=()
 _fed_plains=()
+_fed_jabberd2s=()
+_fed_ejabberds=()
 _fed_pids=()
 _fed_dns=
 
@@ -45,6 +50,12 @@ _fed_cleanup() {
 	done
 	for s in "${_fed_sandboxes[@]}"; do
 		[ -e "$FED_DIR/$s/pids" ] && timeout 30 "$SANDBOX" down "$FED_DIR/$s" >/dev/null 2>&1
+	done
+	for s in "${_fed_ejabberds[@]}"; do
+		[ -e "$FED_DIR/$s/session" ] && "$FED_EJABBERD" stop "$FED_DIR/$s" >/dev/null 2>&1
+	done
+	for s in "${_fed_jabberd2s[@]}"; do
+		[ -e "$FED_DIR/$s/pids" ] && "$FED_JABBERD2" stop "$FED_DIR/$s" >/dev/null 2>&1
 	done
 	for s in "${_fed_plains[@]}"; do
 		[ -e "$FED_DIR/$s/pid" ] && "$FED_PLAIN" stop "$FED_DIR/$s" >/dev/null 2>&1
@@ -168,6 +179,41 @@ fed_plain() {
 	"$FED_PLAIN" start "$FED_DIR/$name" "$@" >/dev/null 2>"$FED_DIR/$name.err" ||
 		bail "plain Prosody $name did not start: $(tail -n 15 "$FED_DIR/$name.err")"
 	printf -v "${up}_DIR" '%s' "$FED_DIR/$name"
+}
+
+# fed_jabberd2 NAME ARGS...: fed_jabberd2.sh start FED_DIR/NAME ARGS... (a
+# plain jabberd2 as a peer; stopped on exit); NAME_DIR
+fed_jabberd2() {
+	local name=$1 up
+	shift
+	up=$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+	_fed_jabberd2s+=("$name")
+	"$FED_JABBERD2" start "$FED_DIR/$name" "$@" >/dev/null 2>"$FED_DIR/$name.err" ||
+		bail "jabberd2 $name did not start: $(tail -n 15 "$FED_DIR/$name.err")"
+	printf -v "${up}_DIR" '%s' "$FED_DIR/$name"
+}
+
+# fed_ejabberd NAME ARGS...: fed_ejabberd.sh start FED_DIR/NAME ARGS... (a
+# plain ejabberd as a peer; stopped on exit); NAME_DIR
+fed_ejabberd() {
+	local name=$1 up
+	shift
+	up=$(printf '%s' "$name" | tr '[:lower:]' '[:upper:]')
+	_fed_ejabberds+=("$name")
+	"$FED_EJABBERD" start "$FED_DIR/$name" "$@" >/dev/null 2>"$FED_DIR/$name.err" ||
+		bail "ejabberd $name did not start: $(tail -n 15 "$FED_DIR/$name.err")"
+	printf -v "${up}_DIR" '%s' "$FED_DIR/$name"
+}
+
+# fed_send JID PW SERVER CAFILE ARGS...: fed_send.py (--to JID: a bounce
+# expected, --echo JID: an echo); sets OUT, RC
+fed_send() {
+	OUT=$(timeout -k 2 60 "$PY" "$FED_SEND" --jid "$1" --password "$2" --server "$3" \
+		--cafile "$4" "${@:5}" 2>"$FED_DIR/send.err")
+	RC=$?
+	diag "fed_send.py ${*:5}" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
+	[ -s "$FED_DIR/send.err" ] && diag "  stderr:" "$(tail -n 10 "$FED_DIR/send.err" | sed 's/^/    /')"
+	return 0
 }
 
 # fed_chat JID_A PW_A SERVER_A CAFILE_A JID_B PW_B SERVER_B CAFILE_B [TIMEOUT]:

@@ -2,7 +2,7 @@
 # t/lib/testca.sh: a test CA (EC P-256) and server certificates for the
 # federation tests, made with openssl.
 #
-#   t/lib/testca.sh DIR DOMAIN...
+#   t/lib/testca.sh DIR [--no-xmppaddr] DOMAIN...
 #
 # Makes DIR/ca.pem (the CA certificate: the trust anchor, --trust) and
 # DIR/ca.key, and for each DOMAIN DIR/DOMAIN.pem (the certificate, signed by
@@ -11,12 +11,16 @@
 #                    UTF8String DOMAIN (RFC 6120 13.7.1.4)
 #   extendedKeyUsage = serverAuth, clientAuth (a server's certificate is also
 #                    its client certificate on outbound s2s streams)
+# --no-xmppaddr: the certificates have the dNSName only (ejabberd 23.01
+# fails to verify a peer's certificate that has an xmppAddr).
 # An existing DIR/ca.pem is reused (certificates can be added later).
 # Prints nothing on success; on failure, openssl's output and status 1.
 set -u
-[ $# -ge 2 ] || { echo "usage: $0 DIR DOMAIN..." >&2; exit 2; }
+[ $# -ge 2 ] || { echo "usage: $0 DIR [--no-xmppaddr] DOMAIN..." >&2; exit 2; }
 dir=$1
 shift
+xmppaddr=1
+[ "$1" = --no-xmppaddr ] && { xmppaddr=0; shift; }
 mkdir -p "$dir" || exit 1
 log=$dir/testca.log
 fail() { cat "$log" >&2; echo "testca.sh: $*" >&2; exit 1; }
@@ -39,8 +43,12 @@ keyUsage = critical,digitalSignature,keyAgreement
 extendedKeyUsage = serverAuth,clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
-subjectAltName = DNS:$d,otherName:1.3.6.1.5.5.7.8.5;UTF8:$d
 EOF
+	if [ $xmppaddr = 1 ]; then
+		echo "subjectAltName = DNS:$d,otherName:1.3.6.1.5.5.7.8.5;UTF8:$d" >>"$dir/$d.ext"
+	else
+		echo "subjectAltName = DNS:$d" >>"$dir/$d.ext"
+	fi
 	openssl x509 -req -in "$dir/$d.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
 		-CAcreateserial -days 3650 -extfile "$dir/$d.ext" -out "$dir/$d.pem" >>"$log" 2>&1 ||
 		fail "certificate for $d"

@@ -966,6 +966,225 @@ run_identities(void)
     xe_sasl_free(&srv);
 }
 
+/* A peer's <stream:error/> on every kind of stream ends it: our stream is
+ * closed, nothing is answered, the condition and text are kept. */
+static void
+run_peer_errors(void)
+{
+    static const char err[] =
+        "<stream:error><system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
+        "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>going \"down\"\xc3\xa9</text>"
+        "</stream:error>";
+    static const enum xe_s2s_kind kinds[] = {XE_S2S_IN, XE_S2S_OUT, XE_S2S_VERIFY,
+                                             XE_S2S_BACKEND, XE_S2S_LINK};
+    static const char *const names[] = {"in", "out", "verify", "backend", "link"};
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        struct xe_s2s_params p = params(kinds[k]);
+        struct xe_s2s *s;
+        struct xe_buf *o;
+        enum xe_s2s_action a = XE_S2S_CONTINUE;
+        const char *text = NULL, *cond;
+        size_t used, off = 0, n = strlen(err);
+
+        p.is_local = kinds[k] == XE_S2S_IN ? local_b : local_a;
+        p.from = kinds[k] == XE_S2S_LINK ? "b.test" : "a.test";
+        p.to = kinds[k] == XE_S2S_LINK ? "a.test" : "b.test";
+        p.key = "00112233";
+        p.stream_id = "sid";
+        p.assertion = "xe1:token";
+        p.require_tls = false;
+        a = header_only(&p,
+                        kinds[k] == XE_S2S_IN        ? "from='a.test' to='b.test'"
+                        : kinds[k] == XE_S2S_BACKEND ? "from='a.test' to='b.test'"
+                                                     : "id='peer-id' from='b.test'",
+                        &s);
+        ok(s != NULL && a == XE_S2S_CONTINUE, "%s: the peer's header is taken", names[k]);
+        if (s == NULL)
+            continue;
+        o = xe_s2s_output(s);
+        xe_buf_consume(o, o->len);
+        while (off < n) {
+            a = xe_s2s_feed(s, err + off, bytewise ? 1 : n - off, &used);
+            off += used;
+            if (a != XE_S2S_CONTINUE)
+                break;
+        }
+        is_int(a, XE_S2S_CLOSE, "%s: a peer's stream error closes the stream", names[k]);
+        ok(xe_s2s_closed(s), "%s: our stream is ended", names[k]);
+        o = xe_s2s_output(s);
+        ok(memmem(o->data, o->len, "<stream:error", 13) == NULL &&
+               memmem(o->data, o->len, "unsupported-stanza-type", 23) == NULL,
+           "%s: nothing is answered (no stream error of ours)", names[k]);
+        ok(o->len >= 16 && memcmp(o->data + o->len - 16, "</stream:stream>", 16) == 0,
+           "%s: our stream's end is sent", names[k]);
+        cond = xe_s2s_peer_error(s, &text);
+        is_str(cond ? cond : "(none)", "system-shutdown",
+               "%s: the peer's condition is kept", names[k]);
+        is_str(text, "going ?down???", "%s: its text, made safe for a log line",
+               names[k]);
+        if (kinds[k] == XE_S2S_OUT || kinds[k] == XE_S2S_VERIFY ||
+            kinds[k] == XE_S2S_LINK)
+            is_int(xe_s2s_verdict(s, NULL), XE_S2S_ERROR, "%s: the verdict is an error",
+                   names[k]);
+        xe_s2s_free(&s);
+    }
+}
+
+static bool
+has(struct xe_s2s *s, const char *needle)
+{
+    struct xe_buf *o = xe_s2s_output(s);
+    return memmem(o->data, o->len, needle, strlen(needle)) != NULL;
+}
+
+/* Pre-XMPP-1.0 streams (no version; jabberd2 without a certificate):
+ * dialback only where encryption is not required, refused where it is. */
+static void
+run_legacy(void)
+{
+    static const char hdr[] = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                              "xmlns:stream='http://etherx.jabber.org/streams' "
+                              "xmlns:db='jabber:server:dialback'>";
+    struct xe_s2s_params p = params(XE_S2S_IN);
+    struct xe_s2s *s;
+    struct xe_s2s_event ev;
+    struct xe_buf msg;
+    char key[XE_DIALBACK_KEY_LEN + 1];
+
+    /* IN, require_encryption = false */
+    p.is_local = local_b;
+    p.require_tls = false;
+    s = xe_s2s_new(&p);
+    is_int(feed_str(s, hdr), XE_S2S_CONTINUE,
+           "legacy IN: a header without version, to, from");
+    ok(has(s, "<stream:stream") && !has(s, "version='1.0'>") &&
+           !has(s, "<stream:features"),
+       "legacy IN: answered with a header without version and no features");
+    xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+    xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", xe_s2s_id(s), key);
+    xe_buf_init(&msg, 0);
+    xe_buf_appendf(&msg, "<db:result from='a.test' to='b.test'>%s</db:result>", key);
+    msg.data[msg.len] = 0;
+    is_int(feed_str(s, (const char *)msg.data), XE_S2S_CONTINUE, "legacy IN: db:result");
+    ok(xe_s2s_next_event(s, &ev) && ev.type == XE_S2S_EV_DIALBACK &&
+           strcmp(ev.from, "a.test") == 0 && strcmp(ev.to, "b.test") == 0,
+       "legacy IN: the domains come from the db:result: a verification of a.test");
+    xe_s2s_dialback_verdict(s, "a.test", "b.test", XE_S2S_VALID, NULL);
+    ok(has(s, "type='valid'"), "legacy IN: answered valid");
+    is_int(
+        feed_str(
+            s, "<message from='alice@a.test' to='bob@b.test'><body>hi</body></message>"),
+        XE_S2S_CONTINUE, "legacy IN: a stanza of the pair");
+    ok(xe_s2s_next_event(s, &ev) && ev.type == XE_S2S_EV_STANZA, "legacy IN: forwarded");
+    is_int(feed_str(s, "<db:result from='a.test' to='c.test'>00</db:result>"),
+           XE_S2S_CONTINUE, "legacy IN: db:result to a domain not served here");
+    ok(has(s, "item-not-found") && !xe_s2s_next_event(s, &ev),
+       "legacy IN: ... item-not-found, no verification");
+    is_int(feed_str(s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"),
+           XE_S2S_CLOSE, "legacy IN: no STARTTLS on a pre-1.0 stream");
+    xe_s2s_free(&s);
+    xe_buf_free(&msg);
+
+    /* IN, require_encryption = true (the default): refused */
+    p.require_tls = true;
+    s = xe_s2s_new(&p);
+    is_int(feed_str(s, hdr), XE_S2S_CLOSE, "legacy IN, encryption required: refused");
+    ok(has(s, "policy-violation") && has(s, "encryption is required"),
+       "legacy IN, encryption required: <policy-violation/> saying why");
+    xe_s2s_free(&s);
+
+    /* OUT: the remote answers without version */
+    {
+        struct xe_s2s_params po = params(XE_S2S_OUT);
+        static const char ans[] = "<stream:stream xmlns='jabber:server' "
+                                  "xmlns:stream='http://etherx.jabber.org/streams' "
+                                  "xmlns:db='jabber:server:dialback' id='legacy-id'>";
+        po.is_local = local_a;
+        po.secret = SECRET;
+        po.secret_len = sizeof(SECRET) - 1;
+        po.from = "a.test";
+        po.to = "b.test";
+        po.require_tls = false;
+        s = xe_s2s_new(&po);
+        xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+        is_int(feed_str(s, ans), XE_S2S_CONTINUE,
+               "legacy OUT: the answer without version");
+        xe_dialback_key(SECRET, sizeof(SECRET) - 1, "b.test", "a.test", "legacy-id", key);
+        ok(has(s, "<db:result from='a.test' to='b.test'>") && has(s, key),
+           "legacy OUT: db:result at once, without waiting for features");
+        xe_s2s_free(&s);
+        po.require_tls = true;
+        s = xe_s2s_new(&po);
+        is_int(feed_str(s, ans), XE_S2S_CLOSE, "legacy OUT, encryption required: closed");
+        ok(!has(s, "<db:result") && xe_s2s_verdict(s, NULL) == XE_S2S_ERROR &&
+               xe_s2s_failure(s) && strstr(xe_s2s_failure(s), "pre-XMPP-1.0"),
+           "legacy OUT, encryption required: no dialback, the failure says why");
+        xe_s2s_free(&s);
+    }
+}
+
+/* The remote drops the stream during our SASL EXTERNAL (ejabberd 23.01 with
+ * an xmppAddr certificate): the core says so; a retry without EXTERNAL
+ * goes to dialback. */
+static void
+run_external_drop(void)
+{
+    static const char hdr[] =
+        "<stream:stream xmlns='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' "
+        "xmlns:db='jabber:server:dialback' id='ext-id' from='b.test' version='1.0'>"
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+        "<mechanism>EXTERNAL</mechanism></mechanisms>"
+        "<dialback xmlns='urn:xmpp:features:dialback'/></stream:features>";
+    const char *names[] = {"b.test"};
+    struct xe_s2s_params p = params(XE_S2S_OUT);
+    struct xe_s2s *s;
+
+    p.is_local = local_a;
+    p.secret = SECRET;
+    p.secret_len = sizeof(SECRET) - 1;
+    p.from = "a.test";
+    p.to = "b.test";
+    for (int retry = 0; retry < 2; retry++) {
+        p.no_external = retry;
+        s = xe_s2s_new(&p);
+        xe_s2s_tls_up(s, names, 1);
+        xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+        is_int(feed_str(s, hdr), XE_S2S_CONTINUE, "external drop%s: the features",
+               retry ? " (retry)" : "");
+        if (!retry) {
+            ok(has(s, "mechanism='EXTERNAL'") && !has(s, "<db:result"),
+               "external drop: EXTERNAL is tried");
+            ok(xe_s2s_external_dropped(s),
+               "external drop: unanswered EXTERNAL counts as such");
+            is_int(feed_str(s, "</stream:stream>"), XE_S2S_CLOSE,
+                   "external drop: the remote ends the stream");
+            ok(xe_s2s_external_dropped(s),
+               "external drop: the core says it was during EXTERNAL");
+        } else {
+            ok(!has(s, "mechanism='EXTERNAL'") &&
+                   has(s, "<db:result from='a.test' to='b.test'>"),
+               "external drop, retry without EXTERNAL: dialback at once");
+            ok(!xe_s2s_external_dropped(s), "external drop, retry: no EXTERNAL to drop");
+        }
+        xe_s2s_free(&s);
+    }
+    /* a <failure/> is not a drop: dialback on the same stream */
+    p.no_external = false;
+    s = xe_s2s_new(&p);
+    xe_s2s_tls_up(s, names, 1);
+    feed_str(s, hdr);
+    xe_buf_consume(xe_s2s_output(s), xe_s2s_output(s)->len);
+    is_int(feed_str(
+               s, "<failure "
+                  "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"),
+           XE_S2S_CONTINUE, "EXTERNAL refused with <failure/>");
+    ok(has(s, "<db:result") && !xe_s2s_external_dropped(s),
+       "... dialback on the same stream, not a drop");
+    xe_s2s_free(&s);
+}
+
 int
 main(void)
 {
@@ -985,10 +1204,16 @@ main(void)
     run();
     run_secret();
     run_piggyback();
+    run_peer_errors();
+    run_legacy();
+    run_external_drop();
     bytewise = 1;
     run();
     run_secret();
     run_piggyback();
+    run_peer_errors();
+    run_legacy();
+    run_external_drop();
     run_identities();
     xe_sasl_global_done();
     xe_userstore_close(&store);
