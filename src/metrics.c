@@ -69,6 +69,15 @@ static struct family fams[XE_M_N] = {
                            "Authentications of ours on outbound streams, by mechanism "
                            "and result (success or the condition).",
                            "mechanism", "result"},
+    [XE_M_ROUTED] = {"xedge_routed_stanzas_total",
+                     "Stanzas routed from one server of a pool to the recipient's home "
+                     "(doc/pool-routing.md), by sending and receiving server.",
+                     "from", "to"},
+    [XE_M_ROUTE_REFUSED] = {"xedge_route_refused_total",
+                            "Stanzas a pool's server sent for routing that were refused, "
+                            "by sending server and reason (loop, home-down, queue-full, "
+                            "bad-address).",
+                            "from", "reason"},
 };
 
 /* login duration histogram, seconds */
