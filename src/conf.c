@@ -230,6 +230,38 @@ load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
  * choice; a user's stanzas go there. least-conn and round-robin put a
  * user's sessions anywhere, and on_down = "next" would let a stand-in keep
  * offline messages and roster changes apart from the home. */
+/* least-conn and round-robin put each session of a user on any server:
+ * right for servers that share sessions (an ejabberd cluster), wrong for
+ * independent ones (Prosody, jabberd2), where a user's sessions would not
+ * see each other's messages or presence. Refused there unless the pool
+ * says allow_split = true (tests, stateless uses). */
+static int
+check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
+{
+    bool allow = false;
+
+    if (get_bool(c, g, "allow_split", false, &allow) < 0)
+        return -1;
+    if (p->policy == XE_POLICY_STICKY || allow)
+        return 0;
+    for (size_t j = 0; j < p->n_servers; j++) {
+        const struct xe_server_conf *sv = &p->servers[j];
+        if (sv->kind != XE_KIND_PROSODY && sv->kind != XE_KIND_JABBERD2)
+            continue;
+        return fail(
+            c, config_setting_get_member(g, "policy"), "policy",
+            "pool '%s': %s would split one user's sessions over independent "
+            "servers: server '%s' is %s, which shares no sessions with the "
+            "others (a user's sessions would not see each other's messages or "
+            "presence). Use policy \"sticky\" (with route = true for one domain "
+            "over several servers), or allow_split = true to accept the split",
+            p->name, p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin",
+            sv->name,
+            sv->kind == XE_KIND_PROSODY ? "a Prosody server" : "a jabberd2 server");
+    }
+    return 0;
+}
+
 static int
 load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
@@ -347,7 +379,7 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         p->retries = (unsigned)v;
         if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
             return -1;
-        if (load_pool_route(c, g, p) < 0)
+        if (load_pool_route(c, g, p) < 0 || check_split(c, g, p) < 0)
             return -1;
     }
     return 0;
@@ -1037,8 +1069,8 @@ check_names(struct ctx *c, const config_setting_t *root)
         "client_ca", "client_identities", "iq_auth", "register", "compression",
         NULL};
     static const char *const pool[] = {
-        "name",    "secret_file", "servers", "proxy_protocol", "policy",
-        "on_down", "health",      "retries", "route",          NULL};
+        "name",   "secret_file", "servers", "proxy_protocol", "policy", "on_down",
+        "health", "retries",     "route",   "allow_split",    NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
     static const char *const server[] = {"name", "address",  "port", "weight",

@@ -13,10 +13,11 @@
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
 # without the secret. xedge -t refuses route = true with a policy that
-# would split a user over servers, or with on_down = "next".
+# would split a user over servers, or with on_down = "next", and
+# least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 33
+plan 35
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -184,6 +185,12 @@ like "$out" "route: pool 'main': route = true needs policy \"sticky\"" "xedge -t
 out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; on_down = "next";/' "$XEDGE_CONF") 2>&1)
 like "$out" "on_down: pool 'main': route = true needs on_down = \"error\"" "xedge -t: route with on_down = \"next\" is refused, saying why" ||
 	diag "$out"
+
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "round-robin";/; /^routing = /d' "$XEDGE_CONF") 2>&1)
+like "$out" "policy: pool 'main': round-robin would split one user's sessions over independent servers: server 'prosody-0' is a Prosody server" \
+	"xedge -t: round-robin over Prosody servers is refused, saying why" || diag "$out"
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "least-conn"; allow_split = true;/; /^routing = /d' "$XEDGE_CONF") 2>&1)
+like "$out" "is valid" "xedge -t: ... accepted with allow_split = true" || diag "$out"
 
 xedge_alive
 ok $? "xedge is still running"
