@@ -265,10 +265,48 @@ check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 static int
 load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
+    const config_setting_t *comps = config_setting_get_member(g, "components");
+
     if (get_bool(c, g, "route", false, &p->route) < 0)
         return -1;
+    if (comps && !p->route)
+        return fail(c, comps, "components", "pool '%s': components need route = true",
+                    p->name);
     if (!p->route)
         return 0;
+    if (comps && (!config_setting_is_list(comps) || config_setting_length(comps) < 1))
+        return fail(c, comps, "components",
+                    "must be a non-empty list of { domain = ...; server = ...; }");
+    p->n_components = comps ? (size_t)config_setting_length(comps) : 0;
+    p->components =
+        xe_calloc(p->n_components ? p->n_components : 1, sizeof(*p->components));
+    for (size_t k = 0; k < p->n_components; k++) {
+        const config_setting_t *cg = config_setting_get_elem(comps, (unsigned)k);
+        struct xe_pool_component *pc = &p->components[k];
+        char *server = NULL;
+        size_t j;
+
+        if (!config_setting_is_group(cg))
+            return fail(c, cg, "components", "each component must be a group { ... }");
+        if (get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
+            get_string(c, cg, "server", true, NULL, &server) < 0)
+            return -1;
+        xe_tolower_ascii(pc->domain);
+        for (j = 0; j < p->n_servers && strcmp(p->servers[j].name, server) != 0; j++)
+            ;
+        if (j == p->n_servers) {
+            fail(c, config_setting_get_member(cg, "server"), "server",
+                 "pool '%s' has no server named '%s'", p->name, server);
+            free(server);
+            return -1;
+        }
+        free(server);
+        pc->server = j;
+        for (size_t m = 0; m < k; m++)
+            if (strcmp(p->components[m].domain, pc->domain) == 0)
+                return fail(c, cg, "domain", "component '%s' is listed twice",
+                            pc->domain);
+    }
     if (p->policy != XE_POLICY_STICKY)
         return fail(c, config_setting_get_member(g, "route"), "route",
                     "pool '%s': route = true needs policy \"sticky\" (a user's home is "
@@ -1069,8 +1107,9 @@ check_names(struct ctx *c, const config_setting_t *root)
         "client_ca", "client_identities", "iq_auth", "register", "compression",
         NULL};
     static const char *const pool[] = {
-        "name",   "secret_file", "servers", "proxy_protocol", "policy", "on_down",
-        "health", "retries",     "route",   "allow_split",    NULL};
+        "name",   "secret_file", "servers", "proxy_protocol", "policy",     "on_down",
+        "health", "retries",     "route",   "allow_split",    "components", NULL};
+    static const char *const component[] = {"domain", "server", NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
     static const char *const server[] = {"name", "address",  "port", "weight",
@@ -1142,6 +1181,7 @@ check_names(struct ctx *c, const config_setting_t *root)
          i++) {
         const config_setting_t *g = config_setting_get_elem(pools, (unsigned)i);
         if (check_list(c, config_setting_get_member(g, "servers"), server) < 0 ||
+            check_list(c, config_setting_get_member(g, "components"), component) < 0 ||
             check_group(c, config_setting_get_member(g, "health"), health) < 0)
             return -1;
     }
@@ -1397,6 +1437,9 @@ xe_conf_free(struct xe_conf **confp)
             free(p->servers[j].host);
         }
         free(p->servers);
+        for (size_t j = 0; j < p->n_components; j++)
+            free(p->components[j].domain);
+        free(p->components);
     }
     free(conf->pools);
     for (size_t i = 0; i < conf->n_mechanisms; i++)

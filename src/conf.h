@@ -71,6 +71,13 @@ struct xe_pool_conf {
      * on another server of the pool go there through xedge's routing
      * listener (sticky, on_down = "error" only) */
     bool route;
+    /* with route: component domains (MUC, upload...) each hosted by one
+     * server of the pool; their stanzas go there */
+    struct xe_pool_component {
+        char *domain;  /* lower case */
+        size_t server; /* index in servers */
+    } * components;
+    size_t n_components;
 };
 
 struct xe_domain_conf {

@@ -20,7 +20,7 @@ struct pin {
 };
 
 struct xe_route_map {
-    struct xe_pool_conf pool; /* names and weights only: for xe_pool_pick */
+    struct xe_pool_conf pool; /* names, weights, components: for xe_pool_pick */
     struct pin *pins;
     size_t n_pins, cap_pins;
 };
@@ -38,6 +38,13 @@ xe_route_map_new(const struct xe_pool_conf *pool)
         m->pool.servers[i].name = xe_strdup(pool->servers[i].name);
         m->pool.servers[i].weight = pool->servers[i].weight;
     }
+    m->pool.n_components = pool->n_components;
+    m->pool.components = xe_calloc(pool->n_components ? pool->n_components : 1,
+                                   sizeof(*m->pool.components));
+    for (size_t i = 0; i < pool->n_components; i++) {
+        m->pool.components[i].domain = xe_strdup(pool->components[i].domain);
+        m->pool.components[i].server = pool->components[i].server;
+    }
     return m;
 }
 
@@ -51,6 +58,9 @@ xe_route_map_free(struct xe_route_map **mp)
     for (size_t i = 0; i < m->pool.n_servers; i++)
         free(m->pool.servers[i].name);
     free(m->pool.servers);
+    for (size_t i = 0; i < m->pool.n_components; i++)
+        free(m->pool.components[i].domain);
+    free(m->pool.components);
     free(m->pool.name);
     for (size_t i = 0; i < m->n_pins; i++)
         free(m->pins[i].jid);
@@ -120,6 +130,15 @@ xe_route_map_seal(struct xe_route_map *m)
 }
 
 size_t
+xe_route_component(const struct xe_route_map *m, const char *domain)
+{
+    for (size_t i = 0; domain && i < m->pool.n_components; i++)
+        if (strcasecmp(m->pool.components[i].domain, domain) == 0)
+            return m->pool.components[i].server;
+    return XE_POOL_NONE;
+}
+
+size_t
 xe_route_home(const struct xe_route_map *m, const char *bare, bool *pinned_r)
 {
     struct pin key = {(char *)bare, 0};
@@ -147,6 +166,14 @@ xe_route_map_render(const struct xe_route_map *m, const char *self, struct xe_bu
         r |= xe_buf_append_escaped(out, m->pool.servers[i].name);
         r |= xe_buf_appendf(out, "' weight='%u'/>", m->pool.servers[i].weight);
     }
+    for (size_t i = 0; i < m->pool.n_components; i++) {
+        r |= xe_buf_append_str(out, "<component domain='");
+        r |= xe_buf_append_escaped(out, m->pool.components[i].domain);
+        r |= xe_buf_append_str(out, "' server='");
+        r |= xe_buf_append_escaped(out,
+                                   m->pool.servers[m->pool.components[i].server].name);
+        r |= xe_buf_append_str(out, "'/>");
+    }
     for (size_t i = 0; i < m->n_pins; i++) {
         r |= xe_buf_append_str(out, "<pin jid='");
         r |= xe_buf_append_escaped(out, m->pins[i].jid);
@@ -161,8 +188,13 @@ xe_route_map_render(const struct xe_route_map *m, const char *self, struct xe_bu
 bool
 xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
 {
-    if (a->pool.n_servers != b->pool.n_servers || a->n_pins != b->n_pins)
+    if (a->pool.n_servers != b->pool.n_servers || a->n_pins != b->n_pins ||
+        a->pool.n_components != b->pool.n_components)
         return false;
+    for (size_t i = 0; i < a->pool.n_components; i++)
+        if (strcmp(a->pool.components[i].domain, b->pool.components[i].domain) != 0 ||
+            a->pool.components[i].server != b->pool.components[i].server)
+            return false;
     for (size_t i = 0; i < a->pool.n_servers; i++)
         if (strcmp(a->pool.servers[i].name, b->pool.servers[i].name) != 0 ||
             a->pool.servers[i].weight != b->pool.servers[i].weight)
@@ -355,6 +387,30 @@ bare_of(const char *to, const char *domain, char *bare, size_t size)
     return xe_jid_normalize(bare) != 0 ? -1 : 0;
 }
 
+/* The server of the component domain TO is addressed to (its domain
+ * copied into DOMAIN), or XE_POOL_NONE. */
+static size_t
+component_of(const struct xe_route_map *m, const char *to, char *domain, size_t size)
+{
+    const char *at, *slash;
+    size_t n;
+
+    if (to == NULL || m->pool.n_components == 0)
+        return XE_POOL_NONE;
+    slash = strchr(to, '/');
+    n = slash ? (size_t)(slash - to) : strlen(to);
+    at = memchr(to, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - to);
+        to = at + 1;
+    }
+    if (n == 0 || n >= size)
+        return XE_POOL_NONE;
+    memcpy(domain, to, n);
+    domain[n] = '\0';
+    return xe_route_component(m, domain);
+}
+
 static int
 on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned char *raw,
           size_t raw_len)
@@ -370,7 +426,25 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
                      "only message, presence and iq are routed");
         return XE_XS_STOP;
     }
-    if (bare_of(xe_xml_attr(e, "to"), l->domain, bare, sizeof(bare)) < 0) {
+    if ((home = component_of(l->map, xe_xml_attr(e, "to"), bare, sizeof(bare))) !=
+        XE_POOL_NONE) {
+        /* a component domain: its server, whatever the node */
+        if (home == l->self) {
+            o = XE_ROUTE_LOOP;
+            error_reply(l, e, "cancel", "service-unavailable",
+                        "routing loop refused: the component is on the sending server");
+        } else if (!l->cb->up(l->ctx, home)) {
+            o = XE_ROUTE_HOME_DOWN;
+            error_reply(l, e, "wait", "remote-server-timeout",
+                        "the component's server is unavailable");
+        } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
+            o = XE_ROUTE_FULL;
+            error_reply(l, e, "wait", "resource-constraint",
+                        "the component's server is not keeping up");
+        } else {
+            o = XE_ROUTE_FORWARDED;
+        }
+    } else if (bare_of(xe_xml_attr(e, "to"), l->domain, bare, sizeof(bare)) < 0) {
         bare[0] = '\0';
         o = XE_ROUTE_BAD;
         error_reply(l, e, "modify", "jid-malformed",

@@ -40,11 +40,15 @@ size_t xe_route_map_n_servers(const struct xe_route_map *m);
 const char *xe_route_map_server_name(const struct xe_route_map *m, size_t i);
 /* The index of the server named NAME, or XE_POOL_NONE. */
 size_t xe_route_map_find(const struct xe_route_map *m, const char *name);
+/* The server hosting component DOMAIN (pools[].components), or
+ * XE_POOL_NONE. */
+size_t xe_route_component(const struct xe_route_map *m, const char *domain);
 /* The home of BARE (normalized): its pin, else the rendezvous choice;
  * *pinned_r says which (may be NULL). */
 size_t xe_route_home(const struct xe_route_map *m, const char *bare, bool *pinned_r);
 /* The map as the glue reads it: <pool xmlns='urn:xedge:route:0' self=''>
- * <server name='' weight=''/>... <pin jid='' server=''/>...</pool>. */
+ * <server name='' weight=''/>... <component domain='' server=''/>...
+ * <pin jid='' server=''/>...</pool>. */
 int xe_route_map_render(const struct xe_route_map *m, const char *self,
                         struct xe_buf *out);
 /* Whether A and B give every user the same home. */

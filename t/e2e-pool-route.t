@@ -8,7 +8,9 @@
 # subscriptions across servers end in "both" with presence seen; a message
 # to an offline user on another server is stored at their home only and
 # delivered at their next login; a vCard and a PEP item of a user on
-# another server are read; a pin moves a user's home without a restart;
+# another server are read; a MUC room on prosody-0 (a component of the
+# pool) has occupants from all three servers; a pin moves a user's home
+# without a restart;
 # the home server stopped: the sender gets recipient-unavailable at once,
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
@@ -17,7 +19,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 35
+plan 38
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -110,6 +112,14 @@ ok "$([ -s "$SB/prosody-0/data/example%2etest/vcard/r15.dat" ] && [ ! -e "$SB/pr
 OUT=$(rc_run pep "urn:xedge:test:$RANDOM" r15@example.test r1@example.test r23@example.test)
 like "$OUT" "RESULT=ok" "a PEP item published on prosody-0 is read from prosody-1 and prosody-2" || diag "$OUT"
 
+# --- a MUC room on one server (a component of the pool) ---------------------------
+OUT=$(rc_run muc "room-$RANDOM@conference.example.test" r12@example.test r11@example.test r14@example.test \
+	r13@example.test r17@example.test r16@example.test)
+like "$OUT" "RESULT=ok" "a room of conference.example.test (on prosody-0): occupants from all three servers join, chat, message privately, leave" ||
+	diag "$OUT"
+n=$(metric 'xedge_routed_stanzas_total{from="prosody-2",to="prosody-0"}')
+ok "$([ "${n:-0}" -ge 40 ] && echo 0 || echo 1)" "... their stanzas for the room went to prosody-0 through xedge ($n from prosody-2)"
+
 # --- a pin moves the home without a restart --------------------------------------
 out=$(ctl user pin r10@example.test prosody-1 2>&1)
 ok $? "xedgectl user pin r10 (homed on prosody-0) prosody-1" || diag "$out"
@@ -186,10 +196,13 @@ out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; on
 like "$out" "on_down: pool 'main': route = true needs on_down = \"error\"" "xedge -t: route with on_down = \"next\" is refused, saying why" ||
 	diag "$out"
 
-out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "round-robin";/; /^routing = /d' "$XEDGE_CONF") 2>&1)
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/server = "prosody-0"; } );/server = "prosody-7"; } );/' "$XEDGE_CONF") 2>&1)
+like "$out" "server: pool 'main' has no server named 'prosody-7'" "xedge -t: a component on a server not in the pool is refused" ||
+	diag "$out"
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "round-robin";/; /^routing = /d; /components = /d' "$XEDGE_CONF") 2>&1)
 like "$out" "policy: pool 'main': round-robin would split one user's sessions over independent servers: server 'prosody-0' is a Prosody server" \
 	"xedge -t: round-robin over Prosody servers is refused, saying why" || diag "$out"
-out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "least-conn"; allow_split = true;/; /^routing = /d' "$XEDGE_CONF") 2>&1)
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "least-conn"; allow_split = true;/; /^routing = /d; /components = /d' "$XEDGE_CONF") 2>&1)
 like "$out" "is valid" "xedge -t: ... accepted with allow_split = true" || diag "$out"
 
 xedge_alive

@@ -125,9 +125,12 @@ function stream_callbacks.streamopened(session, attr)
 end
 
 local function read_map(pool)
-	local m = { servers = {}, pins = {} };
+	local m = { servers = {}, pins = {}, components = {} };
 	for s in pool:childtags("server") do
 		m.servers[#m.servers + 1] = { name = s.attr.name, weight = tonumber(s.attr.weight) or 1 };
+	end
+	for c in pool:childtags("component") do
+		m.components[c.attr.domain] = c.attr.server;
 	end
 	for p in pool:childtags("pin") do
 		m.pins[p.attr.jid] = p.attr.server;
@@ -159,7 +162,9 @@ function stream_callbacks.handlestanza(session, stanza)
 	if not session.authed then return; end
 	local to = stanza.attr.to;
 	local _, to_host = jid_split(to);
-	if to_host ~= host or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
+	local ours = to_host == host
+		or (map and map.components[to_host] == self_name and prosody.hosts[to_host]);
+	if not ours or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
 		module:log("warn", "dropping a routed %s for %s (not a user of %s)", stanza.name, tostring(to), host);
 		return;
 	end
@@ -269,6 +274,22 @@ local function route(event)
 	module:log("debug", "routed out to %s: %s", tostring(home), stanza:top_tag());
 	return true;
 end
+
+-- A component domain of the pool (MUC, upload...) hosted by another
+-- server: not a host here, so Prosody routes it as remote; before
+-- mod_s2s (-1) and mod_xedge_s2s (-5) see it, it goes to xedge, which
+-- passes it to the component's server.
+module:hook("route/remote", function(event)
+	local stanza = event.stanza;
+	local server = map and map.components[event.to_host];
+	if not server or server == self_name then return; end
+	if not link_send(tostring(stanza)) then
+		module:log("warn", "routing link down: %s for %s (on %s) refused", stanza.name,
+			tostring(stanza.attr.to), server);
+		bounce(stanza, "the component's server is unreachable");
+	end
+	return true;
+end, 100);
 
 for _, name in ipairs({ "message", "presence", "iq" }) do
 	module:hook(name .. "/bare", route, 1000);

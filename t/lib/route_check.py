@@ -25,6 +25,12 @@ PHASE:
                 user asks for it (iq get to the bare JID). Prints
                   VCARD of=A asker=B nick=N
                 and RESULT=ok|fail.
+  muc ROOM      every user joins ROOM (nick: its localpart) and sees every
+                other occupant; the first sends a groupchat message, all get
+                it; the second sends a private message to the third through
+                the room; all but the first leave, and the first sees them
+                go. Prints JOINED/GROUPCHAT/PRIVATE/LEFT counts and
+                RESULT=ok|fail.
   pep NODE      the first user publishes a PEP item (XEP-0163, to NODE,
                 its own bare JID); each other user asks for the item
                 (iq get to the first user's bare JID). Prints
@@ -53,12 +59,15 @@ class User(slixmpp.ClientXMPP):
         self.auto_subscribe = True
         self.register_plugin('xep_0054')
         self.register_plugin('xep_0060')
+        self.register_plugin('xep_0045')
+        self.muc_presence = []  # (from full JID, type)
         self.add_event_handler('session_start', self._start)
         for ev in ('failed_auth', 'connection_failed', 'disconnected'):
             self.add_event_handler(ev, self._fail(ev))
         self.add_event_handler('message', self._message)
         self.add_event_handler('message_error', self._message)
         self.add_event_handler('presence_available', self._presence)
+        self.add_event_handler('groupchat_presence', self._any_presence)
 
     def _fail(self, why):
         def handler(_ev):
@@ -83,6 +92,9 @@ class User(slixmpp.ClientXMPP):
 
     def _presence(self, pres):
         self.presences.add(pres['from'].bare)
+
+    def _any_presence(self, pres):
+        self.muc_presence.append((pres['from'].full, pres['type']))
 
 
 async def login(a, jids):
@@ -227,6 +239,53 @@ async def pep(a, users, node):
     return okk
 
 
+async def muc(a, users, room):
+    nick = {u: u.boundjid.user for u in users}
+    for u in users:
+        u.plugin['xep_0045'].join_muc(room, nick[u])
+
+    def sees(u, n, t):
+        return any(f == '%s/%s' % (room, n) and ty == t for f, ty in u.muc_presence)
+
+    def joined():
+        return all(sees(u, nick[v], 'available') for u in users for v in users)
+
+    await wait_until(joined, a.timeout)
+    j = sum(1 for u in users for v in users if sees(u, nick[v], 'available'))
+    print('JOINED seen=%d want=%d' % (j, len(users) ** 2), flush=True)
+    body = 'gc-%d' % time.time_ns()
+    users[0].send_message(mto=room, mbody=body, mtype='groupchat')
+
+    def got_gc(u):
+        return any(m['type'] == 'groupchat' and m['body'] == body and
+                   m['from'].full == '%s/%s' % (room, nick[users[0]]) for m in u.inbox)
+
+    await wait_until(lambda: all(got_gc(u) for u in users), a.timeout)
+    g = sum(1 for u in users if got_gc(u))
+    print('GROUPCHAT got=%d want=%d' % (g, len(users)), flush=True)
+    pbody = 'pm-%d' % time.time_ns()
+    users[1].send_message(mto='%s/%s' % (room, nick[users[2]]), mbody=pbody, mtype='chat')
+
+    def got_pm():
+        return any(m['body'] == pbody and m['from'].full == '%s/%s' % (room, nick[users[1]])
+                   for m in users[2].inbox)
+
+    await wait_until(got_pm, a.timeout)
+    print('PRIVATE got=%d' % got_pm(), flush=True)
+    for u in users[1:]:
+        u.plugin['xep_0045'].leave_muc(room, nick[u])
+
+    def left():
+        return all(sees(users[0], nick[u], 'unavailable') for u in users[1:])
+
+    await wait_until(left, a.timeout)
+    n = sum(1 for u in users[1:] if sees(users[0], nick[u], 'unavailable'))
+    print('LEFT seen=%d want=%d' % (n, len(users) - 1), flush=True)
+    okk = j == len(users) ** 2 and g == len(users) and got_pm() and n == len(users) - 1
+    print('RESULT=%s' % ('ok' if okk else 'fail'), flush=True)
+    return okk
+
+
 async def run(a):
     jids = a.jids if a.phase != 'send' else a.jids[:1]
     users, okk = await login(a, jids)
@@ -242,6 +301,8 @@ async def run(a):
         r = await receive(a, users, a.arg)
     elif a.phase == 'vcard':
         r = await vcard(a, users, a.arg)
+    elif a.phase == 'muc':
+        r = await muc(a, users, a.arg)
     else:
         r = await pep(a, users, a.arg)
     return (0 if r else 1), users
@@ -254,10 +315,10 @@ def main():
     p.add_argument('--password', required=True)
     p.add_argument('--timeout', type=float, default=15)
     p.add_argument('--debug', action='store_true')
-    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep'])
+    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc'])
     p.add_argument('rest', nargs='+')
     a = p.parse_args()
-    if a.phase in ('send', 'receive', 'vcard', 'pep'):
+    if a.phase in ('send', 'receive', 'vcard', 'pep', 'muc'):
         a.arg, a.jids = a.rest[0], a.rest[1:]
     else:
         a.arg, a.jids = None, a.rest

@@ -293,6 +293,57 @@ test_auth_failures(void)
     xe_buf_free(&out);
 }
 
+static void
+test_components(void)
+{
+    static struct xe_pool_component comps[] = {
+        {.domain = "conf.example.test", .server = 2}};
+    struct xe_pool_conf cpool = pool;
+    struct xe_route_map *saved = map;
+    struct xe_route_link *l;
+    struct xe_buf out, b;
+    int r;
+
+    cpool.components = comps;
+    cpool.n_components = 1;
+    map = xe_route_map_new(&cpool);
+    xe_route_map_seal(map);
+    is_int(xe_route_component(map, "CONF.example.test"), 2,
+           "components: the hosting server");
+    is_int(xe_route_component(map, "example.test"), XE_POOL_NONE,
+           "components: not a component");
+    xe_buf_init(&b, 0);
+    xe_route_map_render(map, "p0", &b);
+    xe_buf_append(&b, "", 1);
+    ok(strstr((char *)b.data, "<component domain='conf.example.test' server='p2'/>") !=
+           NULL,
+       "components: in the rendered map");
+    xe_buf_free(&b);
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    reset_counts();
+    feed(l, "<presence from='u@example.test/r' to='room@conf.example.test/nick'/>", &out);
+    is_int(forwarded[2], 1,
+           "components: a stanza for a room goes to the component's server");
+    xe_route_link_free(&l);
+    l = link_as("p2", NOW + 30, "route", &out, &r, false);
+    reset_counts();
+    out.len = 0;
+    feed(l,
+         "<message from='u@example.test/r' to='room@conf.example.test' type='groupchat' "
+         "id='g'/>",
+         &out);
+    is_int(outcomes[XE_ROUTE_LOOP], 1,
+           "components: from the component's own server: a loop");
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "service-unavailable") != NULL,
+       "components: ... refused");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+    xe_route_map_free(&map);
+    map = saved;
+}
+
 int
 main(void)
 {
@@ -303,6 +354,7 @@ main(void)
     test_link(false);
     test_link(true);
     test_auth_failures();
+    test_components();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
     return tap_done();
