@@ -10,7 +10,8 @@
 # delivered at their next login; a vCard and a PEP item of a user on
 # another server are read; a MUC room on prosody-0 (a component of the
 # pool) has occupants from all three servers; a pin moves a user's home
-# without a restart;
+# without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
+# keeps roster and offline messages;
 # the home server stopped: the sender gets recipient-unavailable at once,
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
@@ -19,7 +20,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 38
+plan 44
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -135,6 +136,28 @@ ok "$([ -s "$(offline_file prosody-1 r10)" ] && [ ! -e "$(offline_file prosody-0
 	"a message to the offline r10 is kept at its new home, not its old one"
 OUT=$(rc_run receive pin-1 r10@example.test)
 like "$OUT" "RESULT=ok" "r10 gets it at login (its session goes to the pinned server)" || diag "$OUT"
+
+# --- a user moved: pin, then their data follows --------------------------------
+OUT=$(rc_run send move-1 r13@example.test r12@example.test)
+[ -s "$(offline_file prosody-0 r12)" ] || diag "no offline message for r12 on prosody-0 before the move"
+out=$(ctl user pin r12@example.test prosody-2 2>&1)
+ok $? "xedgectl user pin r12 (homed on prosody-0, subscribed to r16) prosody-2" || diag "$out"
+for _ in $(seq 1 50); do
+	grep -q 'pool map: 3 servers, 2 pins' "$SB/prosody-0/prosody.log" && break
+	sleep 0.1
+done
+OUT=$(rc_run send move-2 r13@example.test r12@example.test) # after the pin: kept at the new home
+out=$("$XE_TOP_SRCDIR/contrib/prosody/prosody-move-user" "$SB/prosody-0/data" "$SB/prosody-2/data" example.test r12 2>&1)
+ok $? "prosody-move-user moves r12's data from prosody-0 to prosody-2" || diag "$out"
+ok "$([ -s "$SB/prosody-2/data/example%2etest/roster/r12.dat" ] && [ -s "$(offline_file prosody-2 r12)" ] &&
+	[ ! -e "$SB/prosody-0/data/example%2etest/roster/r12.dat" ] && [ ! -e "$(offline_file prosody-0 r12)" ] &&
+	echo 0 || echo 1)" "... its roster and offline messages are on prosody-2 only" || diag "$out"
+ok "$(grep -q move-1 "$(offline_file prosody-2 r12)" && grep -q move-2 "$(offline_file prosody-2 r12)" && echo 0 || echo 1)" \
+	"... the old offline messages joined the one that came after the pin"
+OUT=$(rc_run moved move-1 r16@example.test r12@example.test)
+like "$OUT" "MOVED jid=r12@example.test body=1 contact=r16@example.test sub=both" \
+	"r12 logs in on prosody-2: the offline message and the subscription with r16 are there" || diag "$OUT"
+like "$(grep 'event=session .*jid=r12@example.test ' "$XEDGE_LOG" | tail -n 1)" "backend=prosody-2\$" "... and its session is on prosody-2"
 
 # --- the home down ------------------------------------------------------------
 OUT=$(rc_run send pre-down r13@example.test r23@example.test)

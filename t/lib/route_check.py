@@ -31,6 +31,11 @@ PHASE:
                 the room; all but the first leave, and the first sees them
                 go. Prints JOINED/GROUPCHAT/PRIVATE/LEFT counts and
                 RESULT=ok|fail.
+  moved BODY CONTACT
+                each user logs in and waits for BODY (offline delivery)
+                and for CONTACT in its roster. Prints
+                  MOVED jid=A body=0|1 contact=CONTACT sub=S
+                and RESULT=ok (both there, sub both) or fail.
   pep NODE      the first user publishes a PEP item (XEP-0163, to NODE,
                 its own bare JID); each other user asks for the item
                 (iq get to the first user's bare JID). Prints
@@ -286,6 +291,23 @@ async def muc(a, users, room):
     return okk
 
 
+async def moved(a, users, body, contact):
+    def sub(u):
+        return u.client_roster[contact]['subscription'] if contact in u.client_roster else 'none'
+
+    def got(u):
+        return any(m['body'] == body for m in u.inbox)
+
+    await wait_until(lambda: all(got(u) and sub(u) == 'both' for u in users), a.timeout)
+    okk = True
+    for u in users:
+        print('MOVED jid=%s body=%d contact=%s sub=%s' % (u.boundjid.bare, got(u), contact, sub(u)),
+              flush=True)
+        okk = okk and got(u) and sub(u) == 'both'
+    print('RESULT=%s' % ('ok' if okk else 'fail'), flush=True)
+    return okk
+
+
 async def run(a):
     jids = a.jids if a.phase != 'send' else a.jids[:1]
     users, okk = await login(a, jids)
@@ -301,6 +323,8 @@ async def run(a):
         r = await receive(a, users, a.arg)
     elif a.phase == 'vcard':
         r = await vcard(a, users, a.arg)
+    elif a.phase == 'moved':
+        r = await moved(a, users, a.arg, a.arg2)
     elif a.phase == 'muc':
         r = await muc(a, users, a.arg)
     else:
@@ -315,10 +339,13 @@ def main():
     p.add_argument('--password', required=True)
     p.add_argument('--timeout', type=float, default=15)
     p.add_argument('--debug', action='store_true')
-    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc'])
+    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved'])
     p.add_argument('rest', nargs='+')
     a = p.parse_args()
-    if a.phase in ('send', 'receive', 'vcard', 'pep', 'muc'):
+    a.arg2 = None
+    if a.phase == 'moved':
+        a.arg, a.arg2, a.jids = a.rest[0], a.rest[1], a.rest[2:]
+    elif a.phase in ('send', 'receive', 'vcard', 'pep', 'muc'):
         a.arg, a.jids = a.rest[0], a.rest[1:]
     else:
         a.arg, a.jids = None, a.rest
