@@ -193,6 +193,9 @@ end
 function listeners.onconnect(conn)
 	local session = link;
 	session.conn = conn;
+	-- many small stanzas each way: no Nagle (Prosody's default keeps it),
+	-- or one waits for the other side's delayed ACK
+	conn:setoption("tcp-nodelay", true);
 	conn:write("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
 		.. "xmlns:stream='http://etherx.jabber.org/streams' to='" .. host .. "' version='1.0'>");
 end
