@@ -30,16 +30,15 @@ local jid_bare = require "util.jid".bare;
 local xmppstream = require "util.xmppstream";
 local connect = require "net.connect".connect;
 local basic_resolver = require "net.resolvers.basic";
-local sha256 = require "util.hashes".sha256;
 local random_bytes = require "util.random".bytes;
 local hex_to = require "util.hex".to;
 local timer = require "util.timer";
 
 local A = dofile(module:get_directory() .. "/xedge_assertion.lib.lua");
+local P = dofile(module:get_directory() .. "/xedge_pool.lib.lua");
 
 local host = module.host;
 local tostring, tonumber, ipairs = tostring, tonumber, ipairs;
-local s_unpack, m_log = string.unpack, math.log;
 
 local secret = A.load_module_secret(module, "mod_xedge_pool");
 local self_name = module:get_option_string("xedge_pool_server");
@@ -66,24 +65,10 @@ end
 -- pins = { [bare] = name }. nil until the first <pool/> arrives.
 local map;
 
--- pool.c's unit_hash: SHA-256(server NUL jid), its first 8 bytes as a
--- big-endian integer, the top 53 bits, shifted away from 0 and 1.
-local function unit_hash(server, jid)
-	local v = s_unpack(">I8", sha256(server .. "\0" .. jid));
-	return ((v >> 11) + 0.5) / 9007199254740992.0;
-end
-
--- The home of a bare JID: its pin, else the weighted rendezvous choice
--- (the highest weight / -log(hash); the first on a tie), as xedge does.
+-- The home of a bare JID: its pin, else the rendezvous choice, as xedge
+-- computes it (xedge_pool.lib.lua; checked against xedge by t/lua-pool.t).
 local function home_of(bare)
-	local pin = map.pins[bare];
-	if pin then return pin, "pin"; end
-	local best, best_score = nil, -1.0;
-	for _, s in ipairs(map.servers) do
-		local score = s.weight / -m_log(unit_hash(s.name, bare));
-		if score > best_score then best, best_score = s.name, score; end
-	end
-	return best, "rendezvous";
+	return P.home(map, bare);
 end
 
 module:provides("xedge_pool_home", { home_of = function(bare) return map and home_of(bare); end });
