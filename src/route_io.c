@@ -21,7 +21,7 @@ struct rlink {
     struct rpool *pool; /* after authentication */
     size_t server;      /* its index in pool->map */
     char peer[64];
-    uint64_t since_ms;
+    uint64_t since_ms, closing_ms;
     size_t queued; /* bytes in libuv's write queue */
     bool ready, closing, close_after_write;
     struct rlink *next;
@@ -258,6 +258,7 @@ link_close(struct rlink *rl, const char *why)
                 why ? why : "closed");
     unregister(rl);
     rl->closing = true;
+    rl->closing_ms = uv_now(rl->io->loop);
     uv_read_stop((uv_stream_t *)&rl->tcp);
     if (rl->queued > 0) {
         rl->close_after_write = true; /* the stream error goes out first */
@@ -457,7 +458,7 @@ rebuild(struct xe_route_io *io)
 
 /* Every XE_ROUTE_PIN_REFRESH_MS: the pins again; a changed map goes to
  * the pool's links. Links still unauthenticated after XE_ROUTE_AUTH_MS are
- * closed. */
+ * closed, and so are closing links whose last bytes have waited as long. */
 static void
 on_timer(uv_timer_t *t)
 {
@@ -485,10 +486,17 @@ on_timer(uv_timer_t *t)
             send_map(rl);
         }
     }
-    for (struct rlink *rl = io->all; rl; rl = rl->next)
+    for (struct rlink *rl = io->all; rl; rl = rl->next) {
         if (!rl->closing && xe_route_link_server(rl->link) == NULL &&
             now - rl->since_ms > XE_ROUTE_AUTH_MS)
             link_close(rl, "no authentication in time");
+        else if (rl->closing && rl->close_after_write &&
+                 now - rl->closing_ms > XE_ROUTE_AUTH_MS) {
+            /* a glue that reads nothing: its last bytes are dropped */
+            rl->close_after_write = false;
+            uv_close((uv_handle_t *)&rl->tcp, on_closed);
+        }
+    }
 }
 
 int

@@ -170,7 +170,7 @@
 #define XE_ROUTE_MAX_PINS 100000     /* pins of one routed pool sent to the glue */
 #define XE_ROUTE_MAX_JID 3071        /* bytes of a JID (RFC 7622: 3 x 1023) */
 #define XE_ROUTE_PIN_REFRESH_MS 1000 /* the pins are read again this often */
-#define XE_ROUTE_AUTH_MS 10000       /* connect to authenticated */
+#define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */
 #define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */
 #define XE_ROUTE_MAX_LINKS 64                /* routing connections at once */
 
