@@ -313,6 +313,8 @@ async def run(a):
     users, okk = await login(a, jids)
     if not okk:
         return 2, users
+    if a.settle:
+        await asyncio.sleep(a.settle)
     if a.phase == 'matrix':
         r = await matrix(a, users)
     elif a.phase == 'subscribe':
@@ -339,6 +341,8 @@ def main():
     p.add_argument('--password', required=True)
     p.add_argument('--timeout', type=float, default=15)
     p.add_argument('--debug', action='store_true')
+    p.add_argument('--settle', type=float, default=0,
+                   help='seconds to wait after the logins (a cluster replicating sessions)')
     p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved'])
     p.add_argument('rest', nargs='+')
     a = p.parse_args()
