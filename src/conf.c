@@ -227,6 +227,102 @@ load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
     return 0;
 }
 
+/* route = true (doc/pool-routing.md): each user has one home, the sticky
+ * choice; a user's stanzas go there. least-conn and round-robin put a
+ * user's sessions anywhere, and on_down = "next" would let a stand-in keep
+ * offline messages and roster changes apart from the home. */
+/* least-conn and round-robin put each session of a user on any server:
+ * right for servers that share sessions (an ejabberd cluster), wrong for
+ * independent ones (Prosody, jabberd2), where a user's sessions would not
+ * see each other's messages or presence. Refused there unless the pool
+ * says allow_split = true (tests, stateless uses). */
+static int
+check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
+{
+    bool allow = false;
+
+    if (get_bool(c, g, "allow_split", false, &allow) < 0)
+        return -1;
+    if (p->policy == XE_POLICY_STICKY || allow)
+        return 0;
+    for (size_t j = 0; j < p->n_servers; j++) {
+        const struct xe_server_conf *sv = &p->servers[j];
+        if (sv->kind != XE_KIND_PROSODY && sv->kind != XE_KIND_JABBERD2)
+            continue;
+        return fail(
+            c, config_setting_get_member(g, "policy"), "policy",
+            "pool '%s': %s would split one user's sessions over independent "
+            "servers: server '%s' is %s, which shares no sessions with the "
+            "others (a user's sessions would not see each other's messages or "
+            "presence). Use policy \"sticky\" (with route = true for one domain "
+            "over several servers), or allow_split = true to accept the split",
+            p->name, p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin",
+            sv->name,
+            sv->kind == XE_KIND_PROSODY ? "a Prosody server" : "a jabberd2 server");
+    }
+    return 0;
+}
+
+static int
+load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
+{
+    const config_setting_t *comps = config_setting_get_member(g, "components");
+
+    if (get_bool(c, g, "route", false, &p->route) < 0)
+        return -1;
+    if (comps && !p->route)
+        return fail(c, comps, "components", "pool '%s': components need route = true",
+                    p->name);
+    if (!p->route)
+        return 0;
+    if (comps && (!config_setting_is_list(comps) || config_setting_length(comps) < 1))
+        return fail(c, comps, "components",
+                    "must be a non-empty list of { domain = ...; server = ...; }");
+    p->n_components = comps ? (size_t)config_setting_length(comps) : 0;
+    p->components =
+        xe_calloc(p->n_components ? p->n_components : 1, sizeof(*p->components));
+    for (size_t k = 0; k < p->n_components; k++) {
+        const config_setting_t *cg = config_setting_get_elem(comps, (unsigned)k);
+        struct xe_pool_component *pc = &p->components[k];
+        char *server = NULL;
+        size_t j;
+
+        if (!config_setting_is_group(cg))
+            return fail(c, cg, "components", "each component must be a group { ... }");
+        if (get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
+            get_string(c, cg, "server", true, NULL, &server) < 0)
+            return -1;
+        xe_tolower_ascii(pc->domain);
+        for (j = 0; j < p->n_servers && strcmp(p->servers[j].name, server) != 0; j++)
+            ;
+        if (j == p->n_servers) {
+            fail(c, config_setting_get_member(cg, "server"), "server",
+                 "pool '%s' has no server named '%s'", p->name, server);
+            free(server);
+            return -1;
+        }
+        free(server);
+        pc->server = j;
+        for (size_t m = 0; m < k; m++)
+            if (strcmp(p->components[m].domain, pc->domain) == 0)
+                return fail(c, cg, "domain", "component '%s' is listed twice",
+                            pc->domain);
+    }
+    if (p->policy != XE_POLICY_STICKY)
+        return fail(c, config_setting_get_member(g, "route"), "route",
+                    "pool '%s': route = true needs policy \"sticky\" (a user's home is "
+                    "the sticky choice; %s would spread one user's sessions)",
+                    p->name,
+                    p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin");
+    if (p->on_down == XE_ON_DOWN_NEXT)
+        return fail(c, config_setting_get_member(g, "on_down"), "on_down",
+                    "pool '%s': route = true needs on_down = \"error\": with \"next\" a "
+                    "stand-in server would keep the user's offline messages and roster "
+                    "changes apart from the home (doc/pool-routing.md)",
+                    p->name);
+    return 0;
+}
+
 static int
 load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -321,6 +417,8 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             return -1;
         p->retries = (unsigned)v;
         if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
+            return -1;
+        if (load_pool_route(c, g, p) < 0 || check_split(c, g, p) < 0)
             return -1;
     }
     return 0;
@@ -549,6 +647,40 @@ load_mech_list(struct ctx *c, const config_setting_t *m, const char *what, char 
     if (n > XE_MECH_COUNT)
         return fail(c, m, what, "%zu mechanisms: xedge offers %d at most", n,
                     XE_MECH_COUNT);
+    return 0;
+}
+
+/* routing = { address = "127.0.0.1"; port = 5290; }: the listener of the
+ * backends' routing links (route_io.h); required by a pool with route */
+static int
+load_routing(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "routing");
+    unsigned long long v;
+    unsigned char addr[16];
+    bool any = false;
+
+    for (size_t i = 0; i < conf->n_pools; i++)
+        any = any || conf->pools[i].route;
+    if (g == NULL) {
+        if (any)
+            return fail(c, root, "routing",
+                        "a pool has route = true: the routing listener is needed "
+                        "(routing = { address = ...; port = ...; })");
+        return 0;
+    }
+    if (!config_setting_is_group(g))
+        return fail(c, g, "routing", "must be a group { address = ...; port = ...; }");
+    if (get_string(c, g, "address", true, NULL, &conf->route_address) < 0 ||
+        get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
+        return -1;
+    if (config_setting_get_member(g, "port") == NULL)
+        return fail(c, g, "routing.port", "missing required setting");
+    if (inet_pton(AF_INET, conf->route_address, addr) != 1 &&
+        inet_pton(AF_INET6, conf->route_address, addr) != 1)
+        return fail(c, config_setting_get_member(g, "address"), "routing.address",
+                    "'%s' is not a numeric IPv4 or IPv6 address", conf->route_address);
+    conf->route_port = (int)v;
     return 0;
 }
 
@@ -956,10 +1088,10 @@ static int
 check_names(struct ctx *c, const config_setting_t *root)
 {
     static const char *const top[] = {
-        "log_level", "log_to",  "syslog_facility", "user", "group",   "user_store",
-        "listeners", "domains", "pools",           "sasl", "limits",  "timeouts",
-        "lockout",   "control", "metrics",         "s2s",  "workers", "tls",
-        NULL};
+        "log_level",  "log_to",    "syslog_facility", "user",    "group",
+        "user_store", "listeners", "domains",         "pools",   "sasl",
+        "limits",     "timeouts",  "lockout",         "control", "metrics",
+        "s2s",        "workers",   "routing",         "tls",     NULL};
     static const char *const s2s[] = {
         "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
         "require_encryption",   "peers",         NULL};
@@ -981,9 +1113,10 @@ check_names(struct ctx *c, const config_setting_t *root)
                                          "compression",
                                          "tls",
                                          NULL};
-    static const char *const pool[] = {"name",           "secret_file", "servers",
-                                       "proxy_protocol", "policy",      "on_down",
-                                       "health",         "retries",     NULL};
+    static const char *const pool[] = {
+        "name",   "secret_file", "servers", "proxy_protocol", "policy",     "on_down",
+        "health", "retries",     "route",   "allow_split",    "components", NULL};
+    static const char *const component[] = {"domain", "server", NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
     static const char *const server[] = {"name", "address",  "port", "weight",
@@ -1043,6 +1176,7 @@ check_names(struct ctx *c, const config_setting_t *root)
         check_group(c, config_setting_get_member(root, "limits"), limits) < 0 ||
         check_group(c, config_setting_get_member(root, "timeouts"), timeouts) < 0 ||
         check_group(c, config_setting_get_member(root, "metrics"), metrics) < 0 ||
+        check_group(c, config_setting_get_member(root, "routing"), metrics) < 0 ||
         check_group(c, config_setting_get_member(root, "s2s"), s2s) < 0 ||
         (config_setting_get_member(root, "s2s") &&
          check_list(
@@ -1055,6 +1189,7 @@ check_names(struct ctx *c, const config_setting_t *root)
          i++) {
         const config_setting_t *g = config_setting_get_elem(pools, (unsigned)i);
         if (check_list(c, config_setting_get_member(g, "servers"), server) < 0 ||
+            check_list(c, config_setting_get_member(g, "components"), component) < 0 ||
             check_group(c, config_setting_get_member(g, "health"), health) < 0)
             return -1;
     }
@@ -1280,8 +1415,8 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
         load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
         load_control(&c, conf, root) < 0 || load_metrics(&c, conf, root) < 0 ||
-        load_s2s(&c, conf, root) < 0 || load_tls(&c, conf, root) < 0 ||
-        check_names(&c, root) < 0)
+        load_routing(&c, conf, root) < 0 || load_s2s(&c, conf, root) < 0 ||
+        load_tls(&c, conf, root) < 0 || check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:
@@ -1348,6 +1483,9 @@ xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new)
     CHANGED(str_differs(old->metrics_address, new->metrics_address) ||
                 old->metrics_port != new->metrics_port,
             "metrics");
+    CHANGED(str_differs(old->route_address, new->route_address) ||
+                old->route_port != new->route_port,
+            "routing");
     CHANGED(str_differs(old->run_user, new->run_user), "user");
     CHANGED(old->workers != new->workers, "workers");
     CHANGED(str_differs(old->run_group, new->run_group), "group");
@@ -1396,6 +1534,9 @@ xe_conf_free(struct xe_conf **confp)
             free(p->servers[j].host);
         }
         free(p->servers);
+        for (size_t j = 0; j < p->n_components; j++)
+            free(p->components[j].domain);
+        free(p->components);
     }
     free(conf->pools);
     for (size_t i = 0; i < conf->n_mechanisms; i++)
@@ -1405,6 +1546,7 @@ xe_conf_free(struct xe_conf **confp)
     free(conf->run_user);
     free(conf->run_group);
     free(conf->metrics_address);
+    free(conf->route_address);
     free(conf->control.socket);
     if (conf->s2s.dialback_secret)
         OPENSSL_cleanse(conf->s2s.dialback_secret, conf->s2s.dialback_secret_len);

@@ -68,6 +68,17 @@ struct xe_pool_conf {
         unsigned fall, rise;    /* consecutive failures / successes */
         unsigned slow_start_ms; /* back up: the weight ramps up over this */
     } health;
+    /* one domain over several servers (route.h): stanzas for a user homed
+     * on another server of the pool go there through xedge's routing
+     * listener (sticky, on_down = "error" only) */
+    bool route;
+    /* with route: component domains (MUC, upload...) each hosted by one
+     * server of the pool; their stanzas go there */
+    struct xe_pool_component {
+        char *domain;  /* lower case */
+        size_t server; /* index in servers */
+    } * components;
+    size_t n_components;
 };
 
 struct xe_domain_conf {
@@ -115,6 +126,8 @@ struct xe_conf {
     bool workers_auto;     /* workers = "auto": one per CPU we may run on */
     char *run_group;       /* ... and group (NULL: the user's) */
     char *metrics_address; /* Prometheus endpoint (NULL: none) */
+    char *route_address;   /* the routing listener (route_io.h; NULL: none) */
+    int route_port;
     int metrics_port;
     char *user_store;
     size_t user_store_map_mb;

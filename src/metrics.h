@@ -34,6 +34,8 @@ enum xe_metric {
     XE_M_S2S_AUTH_IN,    /* peers' authentications, by mechanism and result */
     XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
     XE_M_HEAP_TRIMS,     /* heap given back after a drop of pre-auth connections */
+    XE_M_ROUTED,         /* stanzas routed between a pool's servers, by pair */
+    XE_M_ROUTE_REFUSED,  /* routed stanzas refused, by sending server and reason */
     XE_M_N
 };
 

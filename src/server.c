@@ -39,6 +39,7 @@
 #include "sasl.h"
 #include "tls.h"
 #include "userstore.h"
+#include "route_io.h"
 #include "util.h"
 #include "xelimits.h"
 #include "zstream.h"
@@ -233,6 +234,7 @@ struct xe_server {
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
     struct xe_userstore *store; /* for the users' pins */
+    struct xe_route_io *route;  /* routing between a pool's servers (route_io.h) */
     uv_timer_t health_timer;    /* starts the active health checks when due */
     bool health_inited;
     struct hcheck *checks; /* running */
@@ -3019,6 +3021,7 @@ metrics_gauges(void *ctx, struct xe_buf *out)
     free(sessions);
     if (srv->s2s) /* federation runs on this thread (worker 0's loop) */
         xe_s2s_io_gauges(srv->s2s, out);
+    xe_route_io_gauges(srv->route, out);
 }
 
 /* The labels a login can be counted under (others: "other"): every
@@ -3094,7 +3097,8 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
     srv->al = xe_addrlimit_new(&alc);
     lockout_conf(conf, &loc);
     srv->lockout = xe_lockout_new(&loc);
-    if (xe_s2s_io_new(loop, conf, &srv->s2s, error_r) < 0) {
+    if (xe_s2s_io_new(loop, conf, &srv->s2s, error_r) < 0 ||
+        xe_route_io_new(loop, conf, &srv->route, error_r) < 0) {
         xe_server_free(srv_r);
         return -1;
     }
@@ -3145,7 +3149,8 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         xe_conf_free(&conf);
         return -1;
     }
-    if (xe_s2s_io_reload(srv->s2s, conf, error_r) < 0) {
+    if (xe_s2s_io_reload(srv->s2s, conf, error_r) < 0 ||
+        xe_route_io_reload(srv->route, conf, error_r) < 0) {
         gen_unref(&g);
         srv_unlock(srv);
         xe_conf_free(&conf);
@@ -3355,6 +3360,8 @@ xe_server_listen(struct xe_server *srv, char **error_r)
         return -1; /* federation runs on worker 0 (the main loop) */
     srv->fd_cap = fd_cap(srv, conf);
     log_limits(srv, conf, "start");
+    if (xe_route_io_listen(srv->route, error_r) < 0)
+        return -1; /* routing too */
     if (!many)
         return 0;
     xe_log_worker = 0; /* the main thread is worker 0 */
@@ -3386,6 +3393,7 @@ stop_listening(struct worker *w)
     if (w->index == 0) {
         stop_health(w->srv);
         xe_s2s_io_stop(w->srv->s2s);
+        xe_route_io_stop(w->srv->route);
     }
     for (size_t i = 0; i < w->n_listeners; i++)
         if (w->listeners[i].open) {
@@ -3690,6 +3698,7 @@ void
 xe_server_set_store(struct xe_server *srv, struct xe_userstore *store)
 {
     srv->store = store;
+    xe_route_io_set_store(srv->route, store);
 }
 
 struct xe_lockout *
@@ -3727,6 +3736,7 @@ xe_server_free(struct xe_server **srvp)
     xe_addrlimit_free(&srv->al);
     xe_lockout_free(&srv->lockout);
     xe_s2s_io_free(&srv->s2s);
+    xe_route_io_free(&srv->route);
     gen_unref(&srv->gen);
     free(srv->workers);
     uv_mutex_destroy(&srv->mu);

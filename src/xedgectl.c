@@ -29,6 +29,7 @@
 #include "import.h"
 #include "userjson.h"
 #include "ctlclient.h"
+#include "ctlroute.h"
 #include "userstore.h"
 #include "xelimits.h"
 
@@ -112,6 +113,8 @@ user_usage(FILE *f)
             "                 send the user's sessions to SERVER (a server of the\n"
             "                 pool of its domain) rather than to its hash choice;\n"
             "                 --none removes the pin\n"
+            "  where JID      the user's home server in its pool, its pin, and why\n"
+            "                 (doc/pool-routing.md)\n"
             "  export [--legacy] [DOMAIN]\n"
             "                 print the users (of one domain) as JSON lines: the\n"
             "                 SCRAM secrets, never a password (--legacy: also the\n"
@@ -685,6 +688,11 @@ main(int argc, char **argv)
     if (optind < argc &&
         (strcmp(argv[optind], "session") == 0 || strcmp(argv[optind], "stats") == 0)) {
         ret = xe_ctlclient_session(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind + 1 < argc && strcmp(argv[optind], "user") == 0 &&
+        strcmp(argv[optind + 1], "where") == 0) {
+        ret = xe_ctlroute_where(config, argc - optind - 2, argv + optind + 2);
         goto out;
     }
     if (optind >= argc || strcmp(argv[optind], "user") != 0) {

@@ -194,4 +194,16 @@
 #define XE_EXTAUTH_DEF_MAX_LIFETIME 120    /* seconds, as contrib/prosody */
 #define XE_EXTAUTH_DEF_REPLAY_CACHE 100000 /* nonces remembered at most */
 
+/* One domain over several servers: the routing links (route.h,
+ * doc/pool-routing.md) */
+#define XE_ROUTE_MAX_STANZA (256 * 1024) /* one routed stanza */
+#define XE_ROUTE_MAX_DEPTH 64
+#define XE_ROUTE_MAX_ATTRS 64
+#define XE_ROUTE_MAX_PINS 100000     /* pins of one routed pool sent to the glue */
+#define XE_ROUTE_MAX_JID 3071        /* bytes of a JID (RFC 7622: 3 x 1023) */
+#define XE_ROUTE_PIN_REFRESH_MS 1000 /* the pins are read again this often */
+#define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */
+#define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */
+#define XE_ROUTE_MAX_LINKS 64                /* routing connections at once */
+
 #endif

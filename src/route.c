@@ -1,0 +1,605 @@
+/* xedge: one domain over several servers, sans-IO. See route.h and
+ * doc/pool-routing.md. */
+#include "route.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "assertion.h"
+#include "pool.h"
+#include "userstore.h"
+#include "xelimits.h"
+#include "xmlstream.h"
+
+/* ---- the map ----------------------------------------------------------- */
+
+struct pin {
+    char *jid;
+    size_t server;
+};
+
+struct xe_route_map {
+    struct xe_pool_conf pool; /* names, weights, components: for xe_pool_pick */
+    struct pin *pins;
+    size_t n_pins, cap_pins;
+};
+
+struct xe_route_map *
+xe_route_map_new(const struct xe_pool_conf *pool)
+{
+    struct xe_route_map *m = xe_calloc(1, sizeof(*m));
+
+    m->pool.name = xe_strdup(pool->name);
+    m->pool.n_servers = pool->n_servers;
+    m->pool.servers =
+        xe_calloc(pool->n_servers ? pool->n_servers : 1, sizeof(*m->pool.servers));
+    for (size_t i = 0; i < pool->n_servers; i++) {
+        m->pool.servers[i].name = xe_strdup(pool->servers[i].name);
+        m->pool.servers[i].weight = pool->servers[i].weight;
+    }
+    m->pool.n_components = pool->n_components;
+    m->pool.components = xe_calloc(pool->n_components ? pool->n_components : 1,
+                                   sizeof(*m->pool.components));
+    for (size_t i = 0; i < pool->n_components; i++) {
+        m->pool.components[i].domain = xe_strdup(pool->components[i].domain);
+        m->pool.components[i].server = pool->components[i].server;
+    }
+    return m;
+}
+
+void
+xe_route_map_free(struct xe_route_map **mp)
+{
+    struct xe_route_map *m = *mp;
+
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->pool.n_servers; i++)
+        free(m->pool.servers[i].name);
+    free(m->pool.servers);
+    for (size_t i = 0; i < m->pool.n_components; i++)
+        free(m->pool.components[i].domain);
+    free(m->pool.components);
+    free(m->pool.name);
+    for (size_t i = 0; i < m->n_pins; i++)
+        free(m->pins[i].jid);
+    free(m->pins);
+    free(m);
+    *mp = NULL;
+}
+
+size_t
+xe_route_map_n_servers(const struct xe_route_map *m)
+{
+    return m->pool.n_servers;
+}
+
+const char *
+xe_route_map_server_name(const struct xe_route_map *m, size_t i)
+{
+    return i < m->pool.n_servers ? m->pool.servers[i].name : NULL;
+}
+
+size_t
+xe_route_map_find(const struct xe_route_map *m, const char *name)
+{
+    for (size_t i = 0; name && i < m->pool.n_servers; i++)
+        if (strcmp(m->pool.servers[i].name, name) == 0)
+            return i;
+    return XE_POOL_NONE;
+}
+
+int
+xe_route_map_add_pin(struct xe_route_map *m, const char *jid, const char *server,
+                     const char **why_r)
+{
+    size_t i = xe_route_map_find(m, server);
+
+    if (i == XE_POOL_NONE) {
+        *why_r = "the pin names a server that is not in the pool";
+        return -1;
+    }
+    if (m->n_pins >= XE_ROUTE_MAX_PINS) {
+        *why_r = "the pool has too many pins (XE_ROUTE_MAX_PINS)";
+        return -1;
+    }
+    if (m->n_pins == m->cap_pins) {
+        m->cap_pins = m->cap_pins ? 2 * m->cap_pins : 16;
+        m->pins = realloc(m->pins, m->cap_pins * sizeof(*m->pins));
+        if (m->pins == NULL)
+            abort();
+    }
+    m->pins[m->n_pins].jid = xe_strdup(jid);
+    m->pins[m->n_pins].server = i;
+    m->n_pins++;
+    return 0;
+}
+
+static int
+pin_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct pin *)a)->jid, ((const struct pin *)b)->jid);
+}
+
+void
+xe_route_map_seal(struct xe_route_map *m)
+{
+    if (m->n_pins > 1)
+        qsort(m->pins, m->n_pins, sizeof(*m->pins), pin_cmp);
+}
+
+size_t
+xe_route_component(const struct xe_route_map *m, const char *domain)
+{
+    for (size_t i = 0; domain && i < m->pool.n_components; i++)
+        if (strcasecmp(m->pool.components[i].domain, domain) == 0)
+            return m->pool.components[i].server;
+    return XE_POOL_NONE;
+}
+
+size_t
+xe_route_home(const struct xe_route_map *m, const char *bare, bool *pinned_r)
+{
+    struct pin key = {(char *)bare, 0};
+    const struct pin *p = NULL;
+
+    if (m->n_pins)
+        p = bsearch(&key, m->pins, m->n_pins, sizeof(*m->pins), pin_cmp);
+    if (pinned_r)
+        *pinned_r = p != NULL;
+    if (p)
+        return p->server;
+    return m->pool.n_servers ? xe_pool_pick(&m->pool, bare) : XE_POOL_NONE;
+}
+
+int
+xe_route_map_render(const struct xe_route_map *m, const char *self, struct xe_buf *out)
+{
+    int r = 0;
+
+    r |= xe_buf_append_str(out, "<pool xmlns='" XE_NS_ROUTE "' self='");
+    r |= xe_buf_append_escaped(out, self);
+    r |= xe_buf_append_str(out, "'>");
+    for (size_t i = 0; i < m->pool.n_servers; i++) {
+        r |= xe_buf_append_str(out, "<server name='");
+        r |= xe_buf_append_escaped(out, m->pool.servers[i].name);
+        r |= xe_buf_appendf(out, "' weight='%u'/>", m->pool.servers[i].weight);
+    }
+    for (size_t i = 0; i < m->pool.n_components; i++) {
+        r |= xe_buf_append_str(out, "<component domain='");
+        r |= xe_buf_append_escaped(out, m->pool.components[i].domain);
+        r |= xe_buf_append_str(out, "' server='");
+        r |= xe_buf_append_escaped(out,
+                                   m->pool.servers[m->pool.components[i].server].name);
+        r |= xe_buf_append_str(out, "'/>");
+    }
+    for (size_t i = 0; i < m->n_pins; i++) {
+        r |= xe_buf_append_str(out, "<pin jid='");
+        r |= xe_buf_append_escaped(out, m->pins[i].jid);
+        r |= xe_buf_append_str(out, "' server='");
+        r |= xe_buf_append_escaped(out, m->pool.servers[m->pins[i].server].name);
+        r |= xe_buf_append_str(out, "'/>");
+    }
+    r |= xe_buf_append_str(out, "</pool>");
+    return r ? -1 : 0;
+}
+
+bool
+xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
+{
+    if (a->pool.n_servers != b->pool.n_servers || a->n_pins != b->n_pins ||
+        a->pool.n_components != b->pool.n_components)
+        return false;
+    for (size_t i = 0; i < a->pool.n_components; i++)
+        if (strcmp(a->pool.components[i].domain, b->pool.components[i].domain) != 0 ||
+            a->pool.components[i].server != b->pool.components[i].server)
+            return false;
+    for (size_t i = 0; i < a->pool.n_servers; i++)
+        if (strcmp(a->pool.servers[i].name, b->pool.servers[i].name) != 0 ||
+            a->pool.servers[i].weight != b->pool.servers[i].weight)
+            return false;
+    for (size_t i = 0; i < a->n_pins; i++)
+        if (strcmp(a->pins[i].jid, b->pins[i].jid) != 0 ||
+            a->pins[i].server != b->pins[i].server)
+            return false;
+    return true;
+}
+
+/* ---- a link ------------------------------------------------------------ */
+
+enum link_state { L_HEADER, L_AUTH, L_READY, L_CLOSED };
+
+struct xe_route_link {
+    const struct xe_route_link_cb *cb;
+    void *ctx;
+    int64_t max_lifetime, now;
+    struct xe_xmlstream *xs;
+    enum link_state state;
+    struct xe_buf *out; /* during a feed */
+    char *domain, *server;
+    const struct xe_route_map *map;
+    size_t self;
+    bool just_ready;
+    const char *why; /* why it closes */
+};
+
+const char *
+xe_route_outcome_name(enum xe_route_outcome o)
+{
+    switch (o) {
+    case XE_ROUTE_FORWARDED:
+        return "forwarded";
+    case XE_ROUTE_LOOP:
+        return "loop";
+    case XE_ROUTE_HOME_DOWN:
+        return "home-down";
+    case XE_ROUTE_FULL:
+        return "queue-full";
+    case XE_ROUTE_BAD:
+        break;
+    }
+    return "bad-address";
+}
+
+static void
+stream_error(struct xe_route_link *l, const char *condition, const char *text)
+{
+    xe_buf_appendf(l->out,
+                   "<stream:error><%s xmlns='" XE_NS_STREAM_ERRORS
+                   "'/><text xmlns='" XE_NS_STREAM_ERRORS "'>",
+                   condition);
+    xe_buf_append_escaped(l->out, text);
+    xe_buf_append_str(l->out, "</text></stream:error></stream:stream>");
+    l->state = L_CLOSED;
+    l->why = text;
+}
+
+static int
+on_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    struct xe_route_link *l = ctx;
+    const char *to = xe_xml_attr(h, "to");
+    char id[33];
+
+    xe_random_id(id);
+    xe_buf_append_str(l->out, "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                              "xmlns:stream='" XE_NS_STREAMS "' version='1.0' id='");
+    xe_buf_append_str(l->out, id);
+    xe_buf_append_str(l->out, "' from='");
+    xe_buf_append_escaped(l->out, to ? to : "");
+    xe_buf_append_str(l->out, "'>");
+    if (l->state != L_HEADER) {
+        stream_error(l, "not-authorized", "a second stream header");
+        return XE_XS_STOP;
+    }
+    if (!xe_xml_is(h, XE_NS_STREAMS, "stream") || default_ns == NULL ||
+        strcmp(default_ns, "jabber:server") != 0) {
+        stream_error(l, "invalid-namespace", "a routing link's stream is jabber:server");
+        return XE_XS_STOP;
+    }
+    if (to == NULL || to[0] == '\0' || strlen(to) > XE_S2S_MAX_DOMAIN) {
+        stream_error(l, "host-unknown", "the stream header names no domain (to)");
+        return XE_XS_STOP;
+    }
+    l->domain = xe_strdup(to);
+    xe_tolower_ascii(l->domain);
+    l->state = L_AUTH;
+    return XE_XS_CONTINUE;
+}
+
+static int
+on_auth(struct xe_route_link *l, const struct xe_xml_elem *e)
+{
+    const char *server = xe_xml_attr(e, "server"), *token = xe_xml_text(e), *why = NULL;
+    const unsigned char *secret = NULL;
+    size_t secret_len = 0;
+    const struct xe_route_map *m;
+    char *identity;
+    int r;
+
+    if (!xe_xml_is(e, XE_NS_ROUTE, "auth") || server == NULL || server[0] == '\0' ||
+        token == NULL) {
+        xe_buf_append_str(l->out, "<failure xmlns='" XE_NS_ROUTE
+                                  "'><malformed-request/></failure>");
+        stream_error(l, "not-authorized", "the first element must be <auth server=''/>");
+        return XE_XS_STOP;
+    }
+    m = l->cb->find(l->ctx, l->domain, server, &secret, &secret_len, &why);
+    if (m == NULL) {
+        xe_buf_append_str(l->out,
+                          "<failure xmlns='" XE_NS_ROUTE "'><not-authorized/></failure>");
+        stream_error(l, "not-authorized", why ? why : "no routed pool has this server");
+        return XE_XS_STOP;
+    }
+    identity = xe_asprintf("%s %s", l->domain, server);
+    r = xe_assertion_verify(secret, secret_len, "route", identity, token, l->now,
+                            l->max_lifetime);
+    free(identity);
+    if (r != XE_ASSERT_OK) {
+        xe_buf_append_str(l->out,
+                          "<failure xmlns='" XE_NS_ROUTE "'><not-authorized/></failure>");
+        stream_error(l, "not-authorized", xe_assertion_result_name(r));
+        return XE_XS_STOP;
+    }
+    l->server = xe_strdup(server);
+    l->map = m;
+    l->self = xe_route_map_find(m, server);
+    l->state = L_READY;
+    l->just_ready = true;
+    xe_buf_append_str(l->out, "<success xmlns='" XE_NS_ROUTE "'/>");
+    return XE_XS_CONTINUE;
+}
+
+/* An error reply to E (RFC 6120 8.3): to its sender, from its recipient;
+ * none to an error, to an iq result, or without a from. */
+static void
+error_reply(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
+            const char *condition, const char *text)
+{
+    const char *from = xe_xml_attr(e, "from"), *to = xe_xml_attr(e, "to"),
+               *id = xe_xml_attr(e, "id"), *t = xe_xml_attr(e, "type");
+
+    if (from == NULL || (t && (strcmp(t, "error") == 0 || strcmp(t, "result") == 0)))
+        return;
+    if (strcmp(e->name, "presence") == 0 &&
+        (t == NULL || strcmp(t, "unavailable") == 0 || strcmp(t, "probe") == 0))
+        return; /* broadcast presence and probes: no error (RFC 6121 4.3, 4.5) */
+    xe_buf_appendf(l->out, "<%s type='error' to='", e->name);
+    xe_buf_append_escaped(l->out, from);
+    if (to) {
+        xe_buf_append_str(l->out, "' from='");
+        xe_buf_append_escaped(l->out, to);
+    }
+    if (id) {
+        xe_buf_append_str(l->out, "' id='");
+        xe_buf_append_escaped(l->out, id);
+    }
+    xe_buf_appendf(l->out,
+                   "'><error type='%s'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+                   "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>",
+                   type, condition);
+    xe_buf_append_escaped(l->out, text);
+    xe_buf_appendf(l->out, "</text></error></%s>", e->name);
+}
+
+/* The bare JID of TO, normalized as the user store keeps it, if it is a
+ * user of DOMAIN: 0, else -1. */
+static int
+bare_of(const char *to, const char *domain, char *bare, size_t size)
+{
+    const char *at, *slash, *host;
+    size_t hlen, n;
+
+    if (to == NULL)
+        return -1;
+    slash = strchr(to, '/');
+    n = slash ? (size_t)(slash - to) : strlen(to);
+    at = memchr(to, '@', n);
+    if (at == NULL || at == to || n >= size)
+        return -1;
+    host = at + 1;
+    hlen = n - (size_t)(host - to);
+    if (hlen != strlen(domain) || strncasecmp(host, domain, hlen) != 0)
+        return -1;
+    memcpy(bare, to, n);
+    bare[n] = '\0';
+    return xe_jid_normalize(bare) != 0 ? -1 : 0;
+}
+
+/* The server of the component domain TO is addressed to (its domain
+ * copied into DOMAIN), or XE_POOL_NONE. */
+static size_t
+component_of(const struct xe_route_map *m, const char *to, char *domain, size_t size)
+{
+    const char *at, *slash;
+    size_t n;
+
+    if (to == NULL || m->pool.n_components == 0)
+        return XE_POOL_NONE;
+    slash = strchr(to, '/');
+    n = slash ? (size_t)(slash - to) : strlen(to);
+    at = memchr(to, '@', n);
+    if (at) {
+        n -= (size_t)(at + 1 - to);
+        to = at + 1;
+    }
+    if (n == 0 || n >= size)
+        return XE_POOL_NONE;
+    memcpy(domain, to, n);
+    domain[n] = '\0';
+    return xe_route_component(m, domain);
+}
+
+static int
+on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned char *raw,
+          size_t raw_len)
+{
+    char bare[XE_ROUTE_MAX_JID + 1];
+    enum xe_route_outcome o;
+    size_t home = XE_POOL_NONE;
+
+    if (strcmp(e->ns, "jabber:server") != 0 ||
+        (strcmp(e->name, "message") != 0 && strcmp(e->name, "presence") != 0 &&
+         strcmp(e->name, "iq") != 0)) {
+        stream_error(l, "unsupported-stanza-type",
+                     "only message, presence and iq are routed");
+        return XE_XS_STOP;
+    }
+    if ((home = component_of(l->map, xe_xml_attr(e, "to"), bare, sizeof(bare))) !=
+        XE_POOL_NONE) {
+        /* a component domain: its server, whatever the node */
+        if (home == l->self) {
+            o = XE_ROUTE_LOOP;
+            error_reply(l, e, "cancel", "service-unavailable",
+                        "routing loop refused: the component is on the sending server");
+        } else if (!l->cb->up(l->ctx, home)) {
+            o = XE_ROUTE_HOME_DOWN;
+            error_reply(l, e, "wait", "remote-server-timeout",
+                        "the component's server is unavailable");
+        } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
+            o = XE_ROUTE_FULL;
+            error_reply(l, e, "wait", "resource-constraint",
+                        "the component's server is not keeping up");
+        } else {
+            o = XE_ROUTE_FORWARDED;
+        }
+    } else if (bare_of(xe_xml_attr(e, "to"), l->domain, bare, sizeof(bare)) < 0) {
+        bare[0] = '\0';
+        o = XE_ROUTE_BAD;
+        error_reply(l, e, "modify", "jid-malformed",
+                    "xedge routes stanzas for users of the link's domain only");
+    } else if ((home = xe_route_home(l->map, bare, NULL)) == l->self) {
+        /* the sender is the home: it must have delivered it itself. A
+         * stanza xedge forwarded never comes back this way, so nothing
+         * loops (doc/pool-routing.md, "Why nothing loops") */
+        o = XE_ROUTE_LOOP;
+        error_reply(l, e, "cancel", "service-unavailable",
+                    "routing loop refused: the recipient's home is the sending server");
+    } else if (!l->cb->up(l->ctx, home)) {
+        o = XE_ROUTE_HOME_DOWN;
+        error_reply(l, e, "wait", "recipient-unavailable",
+                    "the recipient's server is unavailable");
+    } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
+        o = XE_ROUTE_FULL;
+        error_reply(l, e, "wait", "resource-constraint",
+                    "the recipient's server is not keeping up");
+    } else {
+        o = XE_ROUTE_FORWARDED;
+    }
+    l->cb->outcome(l->ctx, o, home, bare);
+    return XE_XS_CONTINUE;
+}
+
+static int
+on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+           size_t raw_len)
+{
+    struct xe_route_link *l = ctx;
+
+    if (xe_xml_is(e, XE_NS_STREAMS, "error")) {
+        l->state = L_CLOSED;
+        l->why = "the glue sent a stream error";
+        xe_buf_append_str(l->out, "</stream:stream>");
+        return XE_XS_STOP;
+    }
+    if (l->state == L_AUTH)
+        return on_auth(l, e);
+    return on_stanza(l, e, raw, raw_len);
+}
+
+static int
+on_end(void *ctx)
+{
+    struct xe_route_link *l = ctx;
+
+    xe_buf_append_str(l->out, "</stream:stream>");
+    l->state = L_CLOSED;
+    l->why = "the glue closed the stream";
+    return XE_XS_STOP;
+}
+
+struct xe_route_link *
+xe_route_link_new(const struct xe_route_link_cb *cb, void *ctx, int64_t max_lifetime)
+{
+    static const struct xe_xmlstream_cb xcb = {on_start, on_element, on_end};
+    static const struct xe_xmlstream_limits lim = {
+        XE_ROUTE_MAX_STANZA, XE_ROUTE_MAX_DEPTH, XE_ROUTE_MAX_ATTRS};
+    struct xe_route_link *l = xe_calloc(1, sizeof(*l));
+
+    l->cb = cb;
+    l->ctx = ctx;
+    l->max_lifetime = max_lifetime;
+    l->self = XE_POOL_NONE;
+    l->xs = xe_xmlstream_new(&lim, &xcb, l);
+    return l;
+}
+
+void
+xe_route_link_free(struct xe_route_link **lp)
+{
+    struct xe_route_link *l = *lp;
+
+    if (l == NULL)
+        return;
+    xe_xmlstream_free(&l->xs);
+    free(l->domain);
+    free(l->server);
+    free(l);
+    *lp = NULL;
+}
+
+int
+xe_route_link_feed(struct xe_route_link *l, const void *data, size_t n, int64_t now,
+                   struct xe_buf *out, const char **why_r)
+{
+    const unsigned char *p = data;
+    size_t used = 0;
+    int r;
+
+    *why_r = NULL;
+    if (l->state == L_CLOSED) {
+        *why_r = l->why ? l->why : "closed";
+        return XE_ROUTE_CLOSE;
+    }
+    l->out = out;
+    l->now = now;
+    l->just_ready = false;
+    while (n > 0 && l->state != L_CLOSED) {
+        r = xe_xmlstream_feed(l->xs, p, n, &used);
+        if (r == XE_XS_ERROR) {
+            stream_error(l, xe_xmlstream_condition(l->xs),
+                         xe_xmlstream_error_text(l->xs));
+            break;
+        }
+        if (r == XE_XS_OK)
+            break;
+        p += used;
+        n -= used;
+    }
+    l->out = NULL;
+    if (l->state == L_CLOSED) {
+        *why_r = l->why;
+        return XE_ROUTE_CLOSE;
+    }
+    return l->just_ready ? XE_ROUTE_READY : XE_ROUTE_MORE;
+}
+
+int
+xe_route_link_set_map(struct xe_route_link *l, const struct xe_route_map *m,
+                      struct xe_buf *out)
+{
+    size_t self;
+
+    if (l->state != L_READY)
+        return 0;
+    self = xe_route_map_find(m, l->server);
+    l->out = out;
+    if (self == XE_POOL_NONE) {
+        stream_error(l, "not-authorized", "the server is no longer in the routed pool");
+        l->out = NULL;
+        return -1;
+    }
+    l->out = NULL;
+    l->map = m;
+    l->self = self;
+    return 0;
+}
+
+const char *
+xe_route_link_domain(const struct xe_route_link *l)
+{
+    return l->domain;
+}
+
+const char *
+xe_route_link_server(const struct xe_route_link *l)
+{
+    return l->server;
+}
+
+size_t
+xe_route_link_self(const struct xe_route_link *l)
+{
+    return l->self;
+}

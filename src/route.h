@@ -1,0 +1,111 @@
+/* xedge: one domain over several servers (doc/pool-routing.md), sans-IO.
+ *
+ * A pool with route = true is one server of its domains for users and for
+ * the network: each user has one home (the pin, else the rendezvous
+ * choice of pool.h), and every stanza for a user of the domain reaches that
+ * home. A backend's glue keeps one link to xedge's routing listener; over
+ * it, the glue sends the stanzas it would deliver locally to a user homed
+ * elsewhere, and xedge sends it the stanzas for its own users and the map
+ * of homes (the servers and the pins), so that the glue decides as xedge
+ * does.
+ *
+ * The map: the homes of a pool's users. The link: one routing connection's
+ * protocol (header, the identity assertion of purpose "route", stanzas). */
+#ifndef XE_ROUTE_H
+#define XE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "util.h"
+
+#define XE_NS_ROUTE "urn:xedge:route:0"
+
+/* ---- the map ----------------------------------------------------------- */
+
+struct xe_route_map;
+
+/* A map of POOL's servers (names and weights are copied) with no pins. */
+struct xe_route_map *xe_route_map_new(const struct xe_pool_conf *pool);
+void xe_route_map_free(struct xe_route_map **m);
+/* Pin JID (a bare JID as the user store keeps it) to SERVER. 0, or -1 when
+ * SERVER is not in the pool (*why_r) or the map has XE_ROUTE_MAX_PINS. */
+int xe_route_map_add_pin(struct xe_route_map *m, const char *jid, const char *server,
+                         const char **why_r);
+/* After the last pin: sorts them for lookups. */
+void xe_route_map_seal(struct xe_route_map *m);
+size_t xe_route_map_n_servers(const struct xe_route_map *m);
+const char *xe_route_map_server_name(const struct xe_route_map *m, size_t i);
+/* The index of the server named NAME, or XE_POOL_NONE. */
+size_t xe_route_map_find(const struct xe_route_map *m, const char *name);
+/* The server hosting component DOMAIN (pools[].components), or
+ * XE_POOL_NONE. */
+size_t xe_route_component(const struct xe_route_map *m, const char *domain);
+/* The home of BARE (normalized): its pin, else the rendezvous choice;
+ * *pinned_r says which (may be NULL). */
+size_t xe_route_home(const struct xe_route_map *m, const char *bare, bool *pinned_r);
+/* The map as the glue reads it: <pool xmlns='urn:xedge:route:0' self=''>
+ * <server name='' weight=''/>... <component domain='' server=''/>...
+ * <pin jid='' server=''/>...</pool>. */
+int xe_route_map_render(const struct xe_route_map *m, const char *self,
+                        struct xe_buf *out);
+/* Whether A and B give every user the same home. */
+bool xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b);
+
+/* ---- a link ------------------------------------------------------------ */
+
+/* What became of a stanza a link sent (for the counters and the log). */
+enum xe_route_outcome {
+    XE_ROUTE_FORWARDED, /* to its home's link */
+    XE_ROUTE_LOOP,      /* its home is the sending server: refused */
+    XE_ROUTE_HOME_DOWN, /* its home has no link: the sender gets an error */
+    XE_ROUTE_FULL,      /* the home's link is full: the sender gets an error */
+    XE_ROUTE_BAD,       /* no usable "to", or not a user of the link's domain */
+};
+const char *xe_route_outcome_name(enum xe_route_outcome o);
+
+struct xe_route_link_cb {
+    /* The secret and map of DOMAIN's pool if it routes and SERVER is in
+     * it; NULL with *why_r otherwise. */
+    const struct xe_route_map *(*find)(void *ctx, const char *domain, const char *server,
+                                       const unsigned char **secret_r,
+                                       size_t *secret_len_r, const char **why_r);
+    /* Whether server I of the map has a link now. */
+    bool (*up)(void *ctx, size_t i);
+    /* Send RAW (one stanza) to server I's link: 0, or -1 when its queue is
+     * full. */
+    int (*forward)(void *ctx, size_t i, const unsigned char *raw, size_t len);
+    /* Told of every stanza: its outcome, its home (XE_POOL_NONE if none)
+     * and the bare JID it was for ("" if none). */
+    void (*outcome)(void *ctx, enum xe_route_outcome o, size_t home, const char *to);
+};
+
+struct xe_route_link;
+
+/* max_lifetime: the longest assertion accepted (seconds). */
+struct xe_route_link *xe_route_link_new(const struct xe_route_link_cb *cb, void *ctx,
+                                        int64_t max_lifetime);
+void xe_route_link_free(struct xe_route_link **l);
+
+#define XE_ROUTE_MORE 0     /* go on */
+#define XE_ROUTE_READY 1    /* the link just authenticated (send the map) */
+#define XE_ROUTE_CLOSE (-1) /* out ends with the stream's end: close */
+
+/* Feed the link's bytes; what goes back to it is appended to OUT. NOW:
+ * unix seconds. On XE_ROUTE_CLOSE, *why_r says why (for the log). */
+int xe_route_link_feed(struct xe_route_link *l, const void *data, size_t n, int64_t now,
+                       struct xe_buf *out, const char **why_r);
+/* The map the link's server is in (a new one after a reload or a pin
+ * change): -1 when its server is no longer in it (close the link: out has
+ * the stream error). */
+int xe_route_link_set_map(struct xe_route_link *l, const struct xe_route_map *m,
+                          struct xe_buf *out);
+/* After XE_ROUTE_READY: the domain and the server it authenticated as, and
+ * its index in the current map. */
+const char *xe_route_link_domain(const struct xe_route_link *l);
+const char *xe_route_link_server(const struct xe_route_link *l);
+size_t xe_route_link_self(const struct xe_route_link *l);
+
+#endif

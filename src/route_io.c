@@ -1,0 +1,621 @@
+/* xedge: routing between the servers of a pool, on libuv. See route_io.h,
+ * route.h and doc/pool-routing.md. */
+#include "route_io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "pool.h"
+#include "route.h"
+#include "server.h"
+#include "xelimits.h"
+
+struct rpool;
+
+struct rlink {
+    uv_tcp_t tcp;
+    struct xe_route_io *io;
+    struct xe_route_link *link;
+    struct rpool *pool; /* after authentication */
+    size_t server;      /* its index in pool->map */
+    char peer[64];
+    uint64_t since_ms, closing_ms;
+    size_t queued; /* bytes in libuv's write queue */
+    bool ready, closing, close_after_write;
+    struct rlink *next;
+};
+
+struct rpool {
+    const struct xe_pool_conf *pc; /* in io->conf */
+    struct xe_route_map *map;
+    struct rlink **links; /* per server of the map: its link or NULL */
+};
+
+struct xe_route_io {
+    uv_loop_t *loop;
+    struct xe_conf *conf; /* our own copy */
+    struct xe_userstore *store;
+    uv_tcp_t listener;
+    uv_timer_t timer;
+    bool listening, timer_on, stopped;
+    struct rpool *pools;
+    size_t n_pools;
+    struct rlink *all;
+    unsigned n_links;
+};
+
+struct wreq {
+    uv_write_t req;
+    struct rlink *rl;
+    size_t len;
+    char data[];
+};
+
+static void link_close(struct rlink *rl, const char *why);
+
+/* ---- maps -------------------------------------------------------------- */
+
+struct pin_ctx {
+    struct xe_route_map *m;
+    const char *pool;
+};
+
+static int
+add_pin(const struct xe_user *u, void *ctx)
+{
+    struct pin_ctx *pc = ctx;
+    const char *why = NULL;
+
+    if (u->pin[0] && xe_route_map_add_pin(pc->m, u->jid, u->pin, &why) < 0)
+        xe_debug("event=route-pin-ignored pool=%s jid=%s pin=%s reason=\"%s\"", pc->pool,
+                 u->jid, u->pin, why);
+    return 0;
+}
+
+/* The map of PC: its servers and the pins of its domains' users. */
+static struct xe_route_map *
+build_map(struct xe_route_io *io, const struct xe_pool_conf *pc)
+{
+    struct xe_route_map *m = xe_route_map_new(pc);
+    struct pin_ctx ctx = {m, pc->name};
+    char *err = NULL;
+
+    for (size_t d = 0; io->store && d < io->conf->n_domains; d++) {
+        if (io->conf->domains[d].pool != pc)
+            continue;
+        if (xe_userstore_foreach(io->store, io->conf->domains[d].name, add_pin, &ctx,
+                                 &err) < 0) {
+            xe_warn("event=route-pins-unread pool=%s error=\"%s\"", pc->name, err);
+            free(err);
+            err = NULL;
+        }
+    }
+    xe_route_map_seal(m);
+    return m;
+}
+
+static void on_write(uv_write_t *req, int status);
+
+static void
+send_bytes(struct rlink *rl, const void *data, size_t len)
+{
+    struct wreq *w;
+    uv_buf_t ub;
+    int r;
+
+    if (len == 0 || rl->closing)
+        return;
+    w = xe_malloc(sizeof(*w) + len);
+    w->rl = rl;
+    w->len = len;
+    memcpy(w->data, data, len);
+    ub = uv_buf_init(w->data, (unsigned)len);
+    rl->queued += len;
+    if ((r = uv_write(&w->req, (uv_stream_t *)&rl->tcp, &ub, 1, on_write)) < 0) {
+        rl->queued -= len;
+        free(w);
+        link_close(rl, uv_strerror(r));
+    }
+}
+
+static void
+send_buf(struct rlink *rl, struct xe_buf *b)
+{
+    send_bytes(rl, b->data, b->len);
+}
+
+static void
+send_map(struct rlink *rl)
+{
+    struct xe_buf b;
+
+    xe_buf_init(&b, 0);
+    if (xe_route_map_render(rl->pool->map, xe_route_link_server(rl->link), &b) == 0)
+        send_buf(rl, &b);
+    xe_buf_free(&b);
+}
+
+/* ---- the link's callbacks ---------------------------------------------- */
+
+static struct rpool *
+pool_of(struct xe_route_io *io, const struct xe_pool_conf *pc)
+{
+    for (size_t i = 0; i < io->n_pools; i++)
+        if (io->pools[i].pc == pc)
+            return &io->pools[i];
+    return NULL;
+}
+
+static const struct xe_route_map *
+cb_find(void *ctx, const char *domain, const char *server, const unsigned char **secret_r,
+        size_t *secret_len_r, const char **why_r)
+{
+    struct rlink *rl = ctx;
+    const struct xe_domain_conf *d = xe_conf_domain(rl->io->conf, domain);
+    struct rpool *p;
+
+    if (d == NULL) {
+        *why_r = "xedge does not serve this domain";
+        return NULL;
+    }
+    if ((p = pool_of(rl->io, d->pool)) == NULL) {
+        *why_r = "the domain's pool does not route (route = true)";
+        return NULL;
+    }
+    if (xe_route_map_find(p->map, server) == XE_POOL_NONE) {
+        *why_r = "no server of this name in the domain's pool";
+        return NULL;
+    }
+    rl->pool = p;
+    *secret_r = p->pc->secret;
+    *secret_len_r = p->pc->secret_len;
+    return p->map;
+}
+
+static bool
+cb_up(void *ctx, size_t i)
+{
+    struct rlink *rl = ctx;
+
+    return i < xe_route_map_n_servers(rl->pool->map) && rl->pool->links[i] &&
+           !rl->pool->links[i]->closing;
+}
+
+static int
+cb_forward(void *ctx, size_t i, const unsigned char *raw, size_t len)
+{
+    struct rlink *rl = ctx, *to = rl->pool->links[i];
+
+    if (to->queued + len > XE_ROUTE_MAX_QUEUE)
+        return -1;
+    send_bytes(to, raw, len);
+    return 0;
+}
+
+static void
+cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
+{
+    struct rlink *rl = ctx;
+    const char *from = xe_route_link_server(rl->link);
+    const char *hname =
+        home == XE_POOL_NONE ? "none" : xe_route_map_server_name(rl->pool->map, home);
+
+    if (o == XE_ROUTE_FORWARDED) {
+        xe_metrics_inc(XE_M_ROUTED, from, hname);
+        xe_debug("event=route from=%s to=%s jid=%s", from, hname, to);
+        return;
+    }
+    xe_metrics_inc(XE_M_ROUTE_REFUSED, from, xe_route_outcome_name(o));
+    if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD)
+        xe_warn("event=route-refused from=%s home=%s jid=%s reason=%s", from, hname,
+                to[0] ? to : "-", xe_route_outcome_name(o));
+    else
+        xe_info("event=route-refused from=%s home=%s jid=%s reason=%s", from, hname, to,
+                xe_route_outcome_name(o));
+}
+
+static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome};
+
+/* ---- connections ------------------------------------------------------- */
+
+static void
+on_closed(uv_handle_t *h)
+{
+    struct rlink *rl = h->data;
+    struct xe_route_io *io = rl->io;
+
+    for (struct rlink **pp = &io->all; *pp; pp = &(*pp)->next)
+        if (*pp == rl) {
+            *pp = rl->next;
+            break;
+        }
+    io->n_links--;
+    xe_route_link_free(&rl->link);
+    free(rl);
+}
+
+static void
+unregister(struct rlink *rl)
+{
+    if (rl->ready && rl->pool && rl->server < xe_route_map_n_servers(rl->pool->map) &&
+        rl->pool->links[rl->server] == rl)
+        rl->pool->links[rl->server] = NULL;
+    rl->ready = false;
+}
+
+static void
+link_close(struct rlink *rl, const char *why)
+{
+    if (rl->closing)
+        return;
+    if (rl->ready)
+        xe_info("event=route-link-down server=%s peer=%s reason=\"%s\"",
+                xe_route_link_server(rl->link), rl->peer, why ? why : "closed");
+    else
+        xe_info("event=route-link-refused peer=%s reason=\"%s\"", rl->peer,
+                why ? why : "closed");
+    unregister(rl);
+    rl->closing = true;
+    rl->closing_ms = uv_now(rl->io->loop);
+    uv_read_stop((uv_stream_t *)&rl->tcp);
+    if (rl->queued > 0) {
+        rl->close_after_write = true; /* the stream error goes out first */
+        return;
+    }
+    uv_close((uv_handle_t *)&rl->tcp, on_closed);
+}
+
+static void
+on_write(uv_write_t *req, int status)
+{
+    struct wreq *w = (struct wreq *)req;
+    struct rlink *rl = w->rl;
+
+    rl->queued -= rl->queued >= w->len ? w->len : rl->queued;
+    free(w);
+    if (status < 0 && !rl->closing)
+        link_close(rl, uv_strerror(status));
+    if (rl->closing && rl->close_after_write && rl->queued == 0) {
+        rl->close_after_write = false;
+        uv_close((uv_handle_t *)&rl->tcp, on_closed);
+    }
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    static char slab[XE_READ_CHUNK];
+
+    (void)h;
+    (void)suggested;
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+static void
+became_ready(struct rlink *rl)
+{
+    struct rlink *old;
+
+    rl->server = xe_route_link_self(rl->link);
+    old = rl->pool->links[rl->server];
+    if (old && old != rl) {
+        struct xe_buf b;
+        xe_buf_init(&b, 0);
+        xe_buf_append_str(&b, "<stream:error><conflict xmlns='"
+                              "urn:ietf:params:xml:ns:xmpp-streams"
+                              "'/></stream:error></stream:stream>");
+        send_buf(old, &b);
+        xe_buf_free(&b);
+        link_close(old, "replaced by a new link of the same server");
+    }
+    rl->pool->links[rl->server] = rl;
+    rl->ready = true;
+    xe_info("event=route-link-up pool=%s server=%s domain=%s peer=%s", rl->pool->pc->name,
+            xe_route_link_server(rl->link), xe_route_link_domain(rl->link), rl->peer);
+    send_map(rl);
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct rlink *rl = s->data;
+    struct xe_buf out;
+    const char *why = NULL;
+    int r;
+
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        link_close(rl, nread == UV_EOF ? "the glue closed the connection"
+                                       : uv_strerror((int)nread));
+        return;
+    }
+    xe_buf_init(&out, 0);
+    r = xe_route_link_feed(rl->link, buf->base, (size_t)nread, xe_now_seconds(), &out,
+                           &why);
+    send_buf(rl, &out);
+    xe_buf_free(&out);
+    if (r == XE_ROUTE_READY)
+        became_ready(rl);
+    else if (r == XE_ROUTE_CLOSE)
+        link_close(rl, why);
+}
+
+static void
+on_connection(uv_stream_t *server, int status)
+{
+    struct xe_route_io *io = server->data;
+    struct rlink *rl;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+
+    if (status < 0)
+        return;
+    rl = xe_calloc(1, sizeof(*rl));
+    rl->io = io;
+    uv_tcp_init(io->loop, &rl->tcp);
+    rl->tcp.data = rl;
+    if (uv_accept(server, (uv_stream_t *)&rl->tcp) < 0) {
+        uv_close((uv_handle_t *)&rl->tcp, (uv_close_cb)free);
+        return;
+    }
+    rl->next = io->all;
+    io->all = rl;
+    io->n_links++;
+    snprintf(rl->peer, sizeof(rl->peer), "?");
+    if (uv_tcp_getpeername(&rl->tcp, (struct sockaddr *)&ss, &len) == 0) {
+        char a[48] = "?";
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, a, sizeof(a));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, a, sizeof(a));
+        snprintf(rl->peer, sizeof(rl->peer), "%s", a);
+    }
+    rl->since_ms = uv_now(io->loop);
+    rl->link = xe_route_link_new(&link_cb, rl, io->conf->assertion_lifetime_s);
+    if (io->n_links > XE_ROUTE_MAX_LINKS || io->stopped) {
+        link_close(rl, "too many routing connections");
+        return;
+    }
+    uv_tcp_nodelay(&rl->tcp, 1);
+    uv_read_start((uv_stream_t *)&rl->tcp, on_alloc, on_read);
+}
+
+/* ---- pools, pins, reloads ---------------------------------------------- */
+
+static void
+free_pools(struct rpool *pools, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        xe_route_map_free(&pools[i].map);
+        free(pools[i].links);
+    }
+    free(pools);
+}
+
+/* The routed pools of io->conf, with fresh maps; the links move over by
+ * pool and server name (a link whose server left is closed). */
+static void
+rebuild(struct xe_route_io *io)
+{
+    struct rpool *old = io->pools;
+    size_t n_old = io->n_pools, n = 0;
+
+    for (size_t i = 0; i < io->conf->n_pools; i++)
+        n += io->conf->pools[i].route;
+    io->pools = xe_calloc(n ? n : 1, sizeof(*io->pools));
+    io->n_pools = 0;
+    for (size_t i = 0; i < io->conf->n_pools; i++) {
+        const struct xe_pool_conf *pc = &io->conf->pools[i];
+        struct rpool *p;
+        if (!pc->route)
+            continue;
+        p = &io->pools[io->n_pools++];
+        p->pc = pc;
+        p->map = build_map(io, pc);
+        p->links = xe_calloc(pc->n_servers, sizeof(*p->links));
+    }
+    for (struct rlink *rl = io->all; rl; rl = rl->next) {
+        struct rpool *np = NULL;
+        struct xe_buf out;
+        if (rl->closing || rl->pool == NULL)
+            continue;
+        for (size_t i = 0; i < io->n_pools; i++)
+            if (strcmp(io->pools[i].pc->name, rl->pool->pc->name) == 0)
+                np = &io->pools[i];
+        rl->ready = false; /* the old arrays go */
+        rl->pool = np;
+        if (np == NULL) {
+            struct xe_buf b;
+            xe_buf_init(&b, 0);
+            xe_buf_append_str(&b,
+                              "<stream:error><not-authorized xmlns='urn:ietf:params:xml:"
+                              "ns:xmpp-streams'/></stream:error></stream:stream>");
+            send_buf(rl, &b);
+            xe_buf_free(&b);
+            link_close(rl, "its pool no longer routes");
+            continue;
+        }
+        xe_buf_init(&out, 0);
+        if (xe_route_link_set_map(rl->link, np->map, &out) < 0) {
+            send_buf(rl, &out);
+            xe_buf_free(&out);
+            link_close(rl, "its server left the pool");
+            continue;
+        }
+        xe_buf_free(&out);
+        rl->server = xe_route_link_self(rl->link);
+        if (xe_route_link_server(rl->link) == NULL)
+            continue; /* not yet authenticated */
+        np->links[rl->server] = rl;
+        rl->ready = true;
+        send_map(rl);
+    }
+    free_pools(old, n_old);
+}
+
+/* Every XE_ROUTE_PIN_REFRESH_MS: the pins again; a changed map goes to
+ * the pool's links. Links still unauthenticated after XE_ROUTE_AUTH_MS are
+ * closed, and so are closing links whose last bytes have waited as long. */
+static void
+on_timer(uv_timer_t *t)
+{
+    struct xe_route_io *io = t->data;
+    uint64_t now = uv_now(io->loop);
+
+    for (size_t i = 0; i < io->n_pools; i++) {
+        struct rpool *p = &io->pools[i];
+        struct xe_route_map *m = build_map(io, p->pc);
+        if (xe_route_map_same(m, p->map)) {
+            xe_route_map_free(&m);
+            continue;
+        }
+        xe_info("event=route-map-changed pool=%s", p->pc->name);
+        xe_route_map_free(&p->map);
+        p->map = m;
+        for (size_t s = 0; s < p->pc->n_servers; s++) {
+            struct rlink *rl = p->links[s];
+            struct xe_buf out;
+            if (rl == NULL)
+                continue;
+            xe_buf_init(&out, 0);
+            xe_route_link_set_map(rl->link, m, &out); /* same servers: cannot fail */
+            xe_buf_free(&out);
+            send_map(rl);
+        }
+    }
+    for (struct rlink *rl = io->all; rl; rl = rl->next) {
+        if (!rl->closing && xe_route_link_server(rl->link) == NULL &&
+            now - rl->since_ms > XE_ROUTE_AUTH_MS)
+            link_close(rl, "no authentication in time");
+        else if (rl->closing && rl->close_after_write &&
+                 now - rl->closing_ms > XE_ROUTE_AUTH_MS) {
+            /* a glue that reads nothing: its last bytes are dropped */
+            rl->close_after_write = false;
+            uv_close((uv_handle_t *)&rl->tcp, on_closed);
+        }
+    }
+}
+
+int
+xe_route_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_route_io **io_r,
+                char **error_r)
+{
+    struct xe_route_io *io;
+
+    *io_r = NULL;
+    if (conf->route_address == NULL)
+        return 0;
+    io = xe_calloc(1, sizeof(*io));
+    io->loop = loop;
+    if (xe_conf_load(conf->path, &io->conf, error_r) < 0) {
+        free(io);
+        return -1;
+    }
+    *io_r = io;
+    return 0;
+}
+
+void
+xe_route_io_set_store(struct xe_route_io *io, struct xe_userstore *store)
+{
+    if (io)
+        io->store = store;
+}
+
+int
+xe_route_io_listen(struct xe_route_io *io, char **error_r)
+{
+    int r;
+
+    if (io == NULL)
+        return 0;
+    rebuild(io);
+    uv_tcp_init(io->loop, &io->listener);
+    io->listener.data = io;
+    io->listening = true;
+    if ((r = xe_tcp_listen(&io->listener, io->conf->route_address, io->conf->route_port,
+                           false, on_connection)) < 0) {
+        *error_r = xe_asprintf("routing listener %s:%d: %s", io->conf->route_address,
+                               io->conf->route_port, uv_strerror(r));
+        return -1;
+    }
+    uv_timer_init(io->loop, &io->timer);
+    io->timer.data = io;
+    io->timer_on = true;
+    uv_timer_start(&io->timer, on_timer, XE_ROUTE_PIN_REFRESH_MS,
+                   XE_ROUTE_PIN_REFRESH_MS);
+    xe_info("event=listening kind=routing address=%s port=%d pools=%zu",
+            io->conf->route_address, io->conf->route_port, io->n_pools);
+    return 0;
+}
+
+int
+xe_route_io_reload(struct xe_route_io *io, const struct xe_conf *conf, char **error_r)
+{
+    struct xe_conf *nc = NULL;
+
+    if (io == NULL)
+        return 0;
+    if (xe_conf_load(conf->path, &nc, error_r) < 0)
+        return -1;
+    {
+        struct xe_conf *old = io->conf;
+        io->conf = nc;
+        rebuild(io); /* (the old maps and arrays go; the old conf after) */
+        xe_conf_free(&old);
+    }
+    return 0;
+}
+
+void
+xe_route_io_stop(struct xe_route_io *io)
+{
+    if (io == NULL || io->stopped)
+        return;
+    io->stopped = true;
+    if (io->listening) {
+        uv_close((uv_handle_t *)&io->listener, NULL);
+        io->listening = false;
+    }
+    if (io->timer_on) {
+        uv_close((uv_handle_t *)&io->timer, NULL);
+        io->timer_on = false;
+    }
+    for (struct rlink *rl = io->all; rl; rl = rl->next)
+        if (!rl->closing) {
+            unregister(rl);
+            rl->closing = true; /* no waiting on a glue at shutdown */
+            uv_close((uv_handle_t *)&rl->tcp, on_closed);
+        }
+}
+
+void
+xe_route_io_free(struct xe_route_io **iop)
+{
+    struct xe_route_io *io = *iop;
+
+    if (io == NULL)
+        return;
+    free_pools(io->pools, io->n_pools);
+    xe_conf_free(&io->conf);
+    free(io);
+    *iop = NULL;
+}
+
+void
+xe_route_io_gauges(struct xe_route_io *io, struct xe_buf *out)
+{
+    if (io == NULL)
+        return;
+    xe_buf_append_str(out, "# HELP xedge_route_links Whether a server's routing link is "
+                           "up (1) or not (0), by pool and server.\n"
+                           "# TYPE xedge_route_links gauge\n");
+    for (size_t i = 0; i < io->n_pools; i++)
+        for (size_t s = 0; s < io->pools[i].pc->n_servers; s++)
+            xe_buf_appendf(out, "xedge_route_links{pool=\"%s\",server=\"%s\"} %d\n",
+                           io->pools[i].pc->name, io->pools[i].pc->servers[s].name,
+                           io->pools[i].links[s] != NULL);
+}

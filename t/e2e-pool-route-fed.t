@@ -1,0 +1,52 @@
+#!/bin/bash
+# e2e-pool-route-fed.t: federation with a domain spread over three Prosody
+# servers (doc/pool-routing.md). a.test on 127.0.0.11: a sticky pool of
+# three Prosody servers with route = true; b.test on 127.0.0.12: one
+# Prosody; static routes to each other, dialback. bob@b.test and a user of
+# a.test homed on each of the three servers message each other both ways:
+# the remote domain's stanzas reach one server of the pool (the s2s link)
+# and, from there, the recipient's home through xedge's routing; the
+# replies go out from the home through xedge's s2s_backend listener.
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/fed.sh"
+# shellcheck disable=SC2153 # A_*, B_* are set by fed_ports, fed_sandbox
+
+plan 8
+
+PW="fedroute-$RANDOM-$RANDOM"
+# homes on a.test by the rendezvous hash over prosody-0..2
+HOMES="u3:prosody-0 u2:prosody-1 u1:prosody-2"
+fed_init
+fed_ports a
+fed_ports b
+args=()
+for h in $HOMES; do args+=(--user "${h%%:*}@a.test=$PW"); done
+fed_sandbox a a.test 127.0.0.11 --backends 3 --route-port $((A_BASE + 8)) "${args[@]}" \
+	--peer "b.test=127.0.0.12:$B_S2S"
+fed_sandbox b b.test 127.0.0.12 --user "bob@b.test=$PW" --peer "a.test=127.0.0.11:$A_S2S"
+for _ in $(seq 1 100); do
+	[ "$(count_lines "$A_XEDGE_LOG" 'event=route-link-up')" -ge 3 ] && break
+	sleep 0.1
+done
+is "$(count_lines "$A_XEDGE_LOG" 'event=route-link-up')" 3 "a.test: the three servers' routing links are up"
+
+for h in $HOMES; do
+	u=${h%%:*}
+	home=${h#*:}
+	where=$("$XE_TOP_BUILDDIR/src/xedgectl" -c "$A_DIR/xedge.conf" user where "$u@a.test" |
+		sed -n 's/^home: //p')
+	fed_chat "$u@a.test" "$PW" "$A_XEDGE_C2S" "$A_CAFILE" bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE"
+	is "$RC/$(result RESULT)/$where" "0/ok/$home" "$u@a.test (homed on $home) and bob@b.test message each other"
+done
+metric() { curl -s --max-time 5 "$A_XEDGE_METRICS" | grep -F "$1" | awk '{print $2}' | head -n 1; }
+# the s2s link goes to prosody-0 (the first server with an s2s port)
+n1=$(metric 'xedge_routed_stanzas_total{from="prosody-0",to="prosody-1"}')
+n2=$(metric 'xedge_routed_stanzas_total{from="prosody-0",to="prosody-2"}')
+ok "$([ "${n1:-0}" -ge 1 ] && [ "${n2:-0}" -ge 1 ] && echo 0 || echo 1)" \
+	"b.test's stanzas for users homed on prosody-1 and prosody-2 were routed from prosody-0 ($n1, $n2)"
+ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u2.list" ] && [ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] &&
+	echo 0 || echo 1)" "prosody-0 kept nothing for the users homed elsewhere"
+n=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG" | count_lines /dev/stdin 'event=route-refused|event=s2s-auth-failed')
+is "$n" 0 "no refused routing and no failed authentication"
+kill -0 "$(printf '%s' "$A_XEDGE_PIDS" | cut -d, -f1)" 2>/dev/null
+ok $? "a.test's xedge is still running"

@@ -1,0 +1,232 @@
+#!/bin/bash
+# e2e-pool-route.t: one domain over three real Prosody servers
+# (doc/pool-routing.md). Twelve users, four homed on each server by the
+# rendezvous hash (the names were chosen for that; xedgectl user where and
+# xedge's own choice at login both check it). Through xedge's routing
+# listener and contrib/prosody's mod_xedge_pool: every ordered pair
+# exchanges messages to the bare and to the full JID; presence
+# subscriptions across servers end in "both" with presence seen; a message
+# to an offline user on another server is stored at their home only and
+# delivered at their next login; a vCard and a PEP item of a user on
+# another server are read; a MUC room on prosody-0 (a component of the
+# pool) has occupants from all three servers; a pin moves a user's home
+# without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
+# keeps roster and offline messages;
+# the home server stopped: the sender gets recipient-unavailable at once,
+# nothing is stored elsewhere and nothing already stored is lost; a link
+# that sends a stanza back to xedge is refused (no loop), as is a link
+# without the secret. xedge -t refuses route = true with a policy that
+# would split a user over servers, or with on_down = "next", and
+# least-conn or round-robin over Prosody servers without allow_split.
+. "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+
+plan 44
+
+PW="route-$RANDOM-$RANDOM"
+# homes by the rendezvous hash of the bare JID over prosody-0..2
+ON0="r10 r12 r13 r15"
+ON1="r11 r17 r19 r1"
+ON2="r14 r16 r22 r23"
+args=()
+all=()
+for u in $ON0 $ON1 $ON2; do
+	args+=(--user "$u@example.test=$PW")
+	all+=("$u@example.test")
+done
+# the routing port: free, below 32768
+RP=
+for _ in $(seq 1 50); do
+	p=$((20000 + RANDOM % 12000))
+	_port_free "$p" && { RP=$p; break; }
+done
+[ -n "$RP" ] || bail "no free port for the routing listener"
+sandbox_up --backends 3 --route-port "$RP" "${args[@]}"
+SB=$XE_SANDBOX_DIR_SB
+RC_ARGS=(--server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --password "$PW" --timeout 15)
+rc_run() { timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_check.py" "${RC_ARGS[@]}" "$@" 2>&1; }
+metric() { curl -s --max-time 5 "$XEDGE_METRICS" | grep -F "$1" | awk '{print $2}' | head -n 1; }
+offline_file() { echo "$SB/$1/data/example%2etest/offline/$2.list"; }
+
+# --- the links ---------------------------------------------------------------
+for _ in $(seq 1 100); do
+	[ "$(grep -c 'event=route-link-up' "$XEDGE_LOG")" -ge 3 ] && break
+	sleep 0.1
+done
+is "$(grep -c 'event=route-link-up' "$XEDGE_LOG")" 3 "the three Prosody servers' routing links are up"
+
+# --- homes -------------------------------------------------------------------
+wrong=""
+for k in 0 1 2; do
+	v=ON$k
+	for u in ${!v}; do
+		h=$(ctl user where "$u@example.test" | sed -n 's/^home: //p')
+		[ "$h" = "prosody-$k" ] || wrong+=" $u:$h"
+	done
+done
+is "${wrong:-none}" none "xedgectl user where: four users homed on each server"
+
+# --- every ordered pair -------------------------------------------------------
+OUT=$(rc_run matrix "${all[@]}")
+like "$OUT" "RESULT=ok got=264 want=264" "every ordered pair of the 12 users exchanged messages, bare and full JID (264)" ||
+	diag "$OUT"
+wrong=""
+for k in 0 1 2; do
+	v=ON$k
+	for u in ${!v}; do
+		grep -q "event=session .*jid=$u@example.test .*backend=prosody-$k\$" "$XEDGE_LOG" || wrong+=" $u"
+	done
+done
+is "${wrong:-none}" none "each user's session was on its home (the glue and xedge agree)"
+pairs_ok=0
+for f in 0 1 2; do
+	for t in 0 1 2; do
+		[ $f = $t ] && continue
+		n=$(metric "xedge_routed_stanzas_total{from=\"prosody-$f\",to=\"prosody-$t\"}")
+		[ "${n:-0}" -ge 32 ] && pairs_ok=$((pairs_ok + 1))
+	done
+done
+is "$pairs_ok" 6 "xedge_routed_stanzas_total counts at least 32 messages for each of the 6 ordered pairs of servers"
+
+# --- presence subscriptions ---------------------------------------------------
+OUT=$(rc_run subscribe r10@example.test r11@example.test r17@example.test r14@example.test \
+	r16@example.test r12@example.test)
+like "$OUT" "RESULT=ok" "subscriptions across servers (0-1, 1-2, 2-0) end in both, presence seen both ways" ||
+	diag "$OUT"
+is "$(printf '%s\n' "$OUT" | grep -c 'a_sub=both b_sub=both a_saw_b=1 b_saw_a=1')" 3 "... all three pairs"
+
+# --- offline messages, stored at the home only -----------------------------------
+OUT=$(rc_run send off-1 r13@example.test r19@example.test r22@example.test)
+like "$OUT" "RESULT=ok errors=0" "r13 (prosody-0) messages r19 (prosody-1) and r22 (prosody-2), both offline" || diag "$OUT"
+ok "$([ -s "$(offline_file prosody-1 r19)" ] && [ -s "$(offline_file prosody-2 r22)" ] && echo 0 || echo 1)" \
+	"each message is kept by the recipient's home"
+ok "$([ ! -e "$(offline_file prosody-0 r19)" ] && [ ! -e "$(offline_file prosody-0 r22)" ] &&
+	[ ! -e "$(offline_file prosody-1 r22)" ] && [ ! -e "$(offline_file prosody-2 r19)" ] && echo 0 || echo 1)" \
+	"... and by no other server"
+OUT=$(rc_run receive off-1 r19@example.test r22@example.test)
+like "$OUT" "RESULT=ok" "both get it at their next login" || diag "$OUT"
+
+# --- vCard and PEP of a user on another server ----------------------------------
+OUT=$(rc_run vcard "nick-$RANDOM" r15@example.test r1@example.test r23@example.test)
+like "$OUT" "RESULT=ok" "a vCard published on prosody-0 is read from prosody-1 and prosody-2" || diag "$OUT"
+ok "$([ -s "$SB/prosody-0/data/example%2etest/vcard/r15.dat" ] && [ ! -e "$SB/prosody-1/data/example%2etest/vcard/r15.dat" ] &&
+	[ ! -e "$SB/prosody-2/data/example%2etest/vcard/r15.dat" ] && echo 0 || echo 1)" "... kept at its home only"
+OUT=$(rc_run pep "urn:xedge:test:$RANDOM" r15@example.test r1@example.test r23@example.test)
+like "$OUT" "RESULT=ok" "a PEP item published on prosody-0 is read from prosody-1 and prosody-2" || diag "$OUT"
+
+# --- a MUC room on one server (a component of the pool) ---------------------------
+OUT=$(rc_run muc "room-$RANDOM@conference.example.test" r12@example.test r11@example.test r14@example.test \
+	r13@example.test r17@example.test r16@example.test)
+like "$OUT" "RESULT=ok" "a room of conference.example.test (on prosody-0): occupants from all three servers join, chat, message privately, leave" ||
+	diag "$OUT"
+n=$(metric 'xedge_routed_stanzas_total{from="prosody-2",to="prosody-0"}')
+ok "$([ "${n:-0}" -ge 40 ] && echo 0 || echo 1)" "... their stanzas for the room went to prosody-0 through xedge ($n from prosody-2)"
+
+# --- a pin moves the home without a restart --------------------------------------
+out=$(ctl user pin r10@example.test prosody-1 2>&1)
+ok $? "xedgectl user pin r10 (homed on prosody-0) prosody-1" || diag "$out"
+out=$(ctl user where r10@example.test)
+like "$(echo $out)" "home: prosody-1 pinned: prosody-1" "user where: home prosody-1, pinned" || diag "$out"
+for _ in $(seq 1 50); do
+	grep -q 'pool map: 3 servers, 1 pins' "$SB/prosody-2/prosody.log" && break
+	sleep 0.1
+done
+like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins" "the new map reached the glue without a restart"
+OUT=$(rc_run send pin-1 r14@example.test r10@example.test)
+ok "$([ -s "$(offline_file prosody-1 r10)" ] && [ ! -e "$(offline_file prosody-0 r10)" ] && echo 0 || echo 1)" \
+	"a message to the offline r10 is kept at its new home, not its old one"
+OUT=$(rc_run receive pin-1 r10@example.test)
+like "$OUT" "RESULT=ok" "r10 gets it at login (its session goes to the pinned server)" || diag "$OUT"
+
+# --- a user moved: pin, then their data follows --------------------------------
+OUT=$(rc_run send move-1 r13@example.test r12@example.test)
+[ -s "$(offline_file prosody-0 r12)" ] || diag "no offline message for r12 on prosody-0 before the move"
+out=$(ctl user pin r12@example.test prosody-2 2>&1)
+ok $? "xedgectl user pin r12 (homed on prosody-0, subscribed to r16) prosody-2" || diag "$out"
+for _ in $(seq 1 50); do
+	grep -q 'pool map: 3 servers, 2 pins' "$SB/prosody-0/prosody.log" && break
+	sleep 0.1
+done
+OUT=$(rc_run send move-2 r13@example.test r12@example.test) # after the pin: kept at the new home
+out=$("$XE_TOP_SRCDIR/contrib/prosody/prosody-move-user" "$SB/prosody-0/data" "$SB/prosody-2/data" example.test r12 2>&1)
+ok $? "prosody-move-user moves r12's data from prosody-0 to prosody-2" || diag "$out"
+ok "$([ -s "$SB/prosody-2/data/example%2etest/roster/r12.dat" ] && [ -s "$(offline_file prosody-2 r12)" ] &&
+	[ ! -e "$SB/prosody-0/data/example%2etest/roster/r12.dat" ] && [ ! -e "$(offline_file prosody-0 r12)" ] &&
+	echo 0 || echo 1)" "... its roster and offline messages are on prosody-2 only" || diag "$out"
+ok "$(grep -q move-1 "$(offline_file prosody-2 r12)" && grep -q move-2 "$(offline_file prosody-2 r12)" && echo 0 || echo 1)" \
+	"... the old offline messages joined the one that came after the pin"
+OUT=$(rc_run moved move-1 r16@example.test r12@example.test)
+like "$OUT" "MOVED jid=r12@example.test body=1 contact=r16@example.test sub=both" \
+	"r12 logs in on prosody-2: the offline message and the subscription with r16 are there" || diag "$OUT"
+like "$(grep 'event=session .*jid=r12@example.test ' "$XEDGE_LOG" | tail -n 1)" "backend=prosody-2\$" "... and its session is on prosody-2"
+
+# --- the home down ------------------------------------------------------------
+OUT=$(rc_run send pre-down r13@example.test r23@example.test)
+[ -s "$(offline_file prosody-2 r23)" ] || diag "no offline message for r23 on prosody-2 before the stop"
+P2=$(awk '$2 == "prosody-2" {print $1}' "$SB/pids")
+kill -TERM "$P2"
+for _ in $(seq 1 100); do
+	grep -q 'event=route-link-down server=prosody-2' "$XEDGE_LOG" && break
+	sleep 0.1
+done
+like "$(grep 'event=route-link-down' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2" "prosody-2 stopped: its link is down"
+t0=$(now_ms)
+OUT=$(rc_run send down-1 r13@example.test r22@example.test)
+t1=$(now_ms)
+like "$OUT" "ERROR to=r13@example.test from=r22@example.test condition=recipient-unavailable type=wait" \
+	"a message for a user homed there: the sender gets recipient-unavailable (wait)" || diag "$OUT"
+ok "$([ $((t1 - t0)) -lt 8000 ] && echo 0 || echo 1)" "... at once (the run took $((t1 - t0)) ms, 2 s of it waiting)"
+ok "$([ ! -e "$(offline_file prosody-0 r22)" ] && [ ! -e "$(offline_file prosody-1 r22)" ] && echo 0 || echo 1)" \
+	"... and no other server keeps it"
+is "$(metric 'xedge_route_refused_total{from="prosody-0",reason="home-down"}')" 1 "counted: xedge_route_refused_total{reason=home-down}"
+
+# --- a hostile link -------------------------------------------------------------
+OUT=$(timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-1 \
+	"$SB/secret" bad-auth 10 2>&1)
+is "$OUT" "AUTH=failure" "a link without the pool's secret is refused" || diag "$OUT"
+timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
+	"$SB/secret" echo 20 >"$XE_SANDBOX_DIR/hostile.out" 2>&1 &
+hpid=$!
+for _ in $(seq 1 100); do
+	grep -q '^MAP' "$XE_SANDBOX_DIR/hostile.out" && break
+	sleep 0.1
+done
+OUT=$(rc_run send loop-1 r13@example.test r22@example.test)
+wait "$hpid"
+OUT=$(cat "$XE_SANDBOX_DIR/hostile.out")
+like "$OUT" "ROUTED-IN to=r22@example.test" "a link claiming prosody-2 gets r22's message" || diag "$OUT"
+like "$OUT" "REFUSED to=r13@example.test/rc condition=service-unavailable" \
+	"... and sending it back to xedge is refused: the stanza does not loop" || diag "$OUT"
+like "$(grep 'event=route-refused from=prosody-2' "$XEDGE_LOG" | tail -n 1)" "jid=r22@example.test reason=loop" \
+	"... logged as a loop"
+is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="loop"}')" 1 "... and counted"
+
+# --- the home back: nothing lost -------------------------------------------------
+(cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &
+P2=$!
+XEDGE_PIDS="$XEDGE_PIDS,$P2" # stopped with the sandbox
+for _ in $(seq 1 100); do
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -ge 3 ] && break
+	sleep 0.1
+done
+OUT=$(rc_run receive pre-down r23@example.test)
+like "$OUT" "RESULT=ok" "prosody-2 back: r23 gets the message kept there before the stop" || diag "$OUT"
+
+# --- xedge -t ------------------------------------------------------------------
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; policy = "least-conn";/' "$XEDGE_CONF") 2>&1)
+like "$out" "route: pool 'main': route = true needs policy \"sticky\"" "xedge -t: route with least-conn is refused, saying why" ||
+	diag "$out"
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; on_down = "next";/' "$XEDGE_CONF") 2>&1)
+like "$out" "on_down: pool 'main': route = true needs on_down = \"error\"" "xedge -t: route with on_down = \"next\" is refused, saying why" ||
+	diag "$out"
+
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/server = "prosody-0"; } );/server = "prosody-7"; } );/' "$XEDGE_CONF") 2>&1)
+like "$out" "server: pool 'main' has no server named 'prosody-7'" "xedge -t: a component on a server not in the pool is refused" ||
+	diag "$out"
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "round-robin";/; /^routing = /d; /components = /d' "$XEDGE_CONF") 2>&1)
+like "$out" "policy: pool 'main': round-robin would split one user's sessions over independent servers: server 'prosody-0' is a Prosody server" \
+	"xedge -t: round-robin over Prosody servers is refused, saying why" || diag "$out"
+out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/policy = "least-conn"; allow_split = true;/; /^routing = /d; /components = /d' "$XEDGE_CONF") 2>&1)
+like "$out" "is valid" "xedge -t: ... accepted with allow_split = true" || diag "$out"
+
+xedge_alive
+ok $? "xedge is still running"

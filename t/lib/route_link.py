@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""route_link.py - a hostile (or buggy) backend glue on xedge's routing
+listener (doc/pool-routing.md), byte-level.
+
+  /usr/bin/python3 t/lib/route_link.py HOST:PORT DOMAIN SERVER SECRET_FILE MODE [TIMEOUT]
+
+It opens a routing link as SERVER of DOMAIN's pool with an assertion of
+purpose "route" made with the secret in SECRET_FILE (MODE bad-auth: with a
+wrong secret), then:
+  bad-auth   prints AUTH=failure (or AUTH=success) and exits;
+  echo       prints AUTH=success and MAP servers=N once the map arrives,
+             then sends back, unchanged, every message xedge routes to it
+             (a stanza sent back: a loop, if xedge took it), and prints
+               ROUTED-IN to=JID           (a message xedge routed here)
+               REFUSED to=JID condition=C (xedge's error for the echo)
+             and exits after the first REFUSED (or at TIMEOUT, default 20 s).
+Exit status 0 when the expected lines came, 1 otherwise.
+"""
+import hashlib
+import hmac
+import os
+import re
+import socket
+import sys
+import time
+
+
+def token(secret, identity, purpose='route'):
+    expiry = str(int(time.time()) + 30)
+    nonce = os.urandom(16).hex()
+    mac = hmac.new(secret, ('xe1\n%s\n%s\n%s\n%s' % (purpose, identity, expiry, nonce)).encode(),
+                   hashlib.sha256).hexdigest()
+    return 'xe1:%s:%s:%s:%s' % (purpose, expiry, nonce, mac)
+
+
+def main():
+    if len(sys.argv) < 6:
+        print(__doc__, file=sys.stderr)
+        return 64
+    addr, domain, server, secret_file, mode = sys.argv[1:6]
+    timeout = float(sys.argv[6]) if len(sys.argv) > 6 else 20
+    with open(secret_file, 'rb') as f:
+        secret = f.read().rstrip(b'\r\n \t')
+    if mode == 'bad-auth':
+        secret = b'x' * 64
+    host, _, port = addr.rpartition(':')
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    s.sendall(("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+               "xmlns:stream='http://etherx.jabber.org/streams' to='%s' version='1.0'>"
+               "<auth xmlns='urn:xedge:route:0' server='%s'>%s</auth>"
+               % (domain, server, token(secret, domain + ' ' + server))).encode())
+    buf, end = '', time.time() + timeout
+    authed = mapped = False
+    while time.time() < end:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        buf += d.decode('utf-8', 'replace')
+        if not authed and '<success' in buf:
+            authed = True
+            print('AUTH=success', flush=True)
+            if mode == 'bad-auth':
+                return 1
+        if not authed and '<failure' in buf:
+            print('AUTH=failure', flush=True)
+            return 0 if mode == 'bad-auth' else 1
+        if authed and not mapped:
+            m = re.search(r'<pool [^>]*>.*?</pool>', buf, re.S)
+            if m:
+                mapped = True
+                print('MAP servers=%d' % len(re.findall(r'<server ', m.group(0))), flush=True)
+                buf = buf[m.end():]
+        if not mapped:
+            continue
+        # whole messages (the test's have no nested <message>)
+        while True:
+            m = re.search(r'<message\b[^>]*?(/>|>.*?</message>)', buf, re.S)
+            if not m:
+                break
+            st = m.group(0)
+            buf = buf[m.end():]
+            to = re.search(r"\bto=['\"]([^'\"]+)", st)
+            to = to.group(1) if to else '-'
+            if "type='error'" in st or 'type="error"' in st:
+                c = re.search(r'<([a-z-]+) xmlns=.urn:ietf:params:xml:ns:xmpp-stanzas', st)
+                print('REFUSED to=%s condition=%s' % (to, c.group(1) if c else '-'), flush=True)
+                s.close()
+                return 0
+            print('ROUTED-IN to=%s' % to, flush=True)
+            s.sendall(st.encode())  # back where it came from
+    print('TIMEOUT authed=%d mapped=%d' % (authed, mapped), flush=True)
+    return 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,361 @@
+/* Unit tests: routing between the servers of a pool (src/route.h): the map
+ * of homes (pins over the rendezvous choice), the link's authentication
+ * (an assertion of purpose "route"), and what becomes of each stanza
+ * (forwarded to its home, refused as a loop, the home down, bad address),
+ * fed whole and byte by byte. No sockets. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "assertion.h"
+#include "pool.h"
+#include "route.h"
+#include "tap.h"
+
+#define N 3
+static struct xe_server_conf servers[N] = {{.name = "p0", .weight = 1},
+                                           {.name = "p1", .weight = 1},
+                                           {.name = "p2", .weight = 1}};
+static struct xe_pool_conf pool = {.name = "main", .servers = servers, .n_servers = N};
+static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
+#define SECRET_LEN 32
+#define NOW 1700000000
+
+static struct xe_route_map *map;
+static bool up[N] = {true, true, true};
+static int forwarded[N], outcomes[5];
+static struct xe_buf fwd;
+
+static const struct xe_route_map *
+t_find(void *ctx, const char *domain, const char *server, const unsigned char **s,
+       size_t *sl, const char **why)
+{
+    (void)ctx;
+    if (strcmp(domain, "example.test") != 0 ||
+        xe_route_map_find(map, server) == XE_POOL_NONE) {
+        *why = "unknown";
+        return NULL;
+    }
+    *s = secret;
+    *sl = SECRET_LEN;
+    return map;
+}
+
+static bool
+t_up(void *ctx, size_t i)
+{
+    (void)ctx;
+    return up[i];
+}
+
+static int
+t_forward(void *ctx, size_t i, const unsigned char *raw, size_t len)
+{
+    (void)ctx;
+    forwarded[i]++;
+    xe_buf_append(&fwd, raw, len);
+    return 0;
+}
+
+static void
+t_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
+{
+    (void)ctx;
+    (void)home;
+    (void)to;
+    outcomes[o]++;
+}
+
+static const struct xe_route_link_cb cb = {t_find, t_up, t_forward, t_outcome};
+
+static const char *HDR = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+                         "xmlns:stream='http://etherx.jabber.org/streams' "
+                         "to='example.test' version='1.0'>";
+
+/* A JID homed on server H (by the hash), written into buf. */
+static void
+user_on(size_t h, char *buf, size_t size)
+{
+    for (int i = 0;; i++) {
+        snprintf(buf, size, "u%d@example.test", i);
+        if (xe_pool_pick(&pool, buf) == h)
+            return;
+    }
+}
+
+static void
+reset_counts(void)
+{
+    memset(forwarded, 0, sizeof(forwarded));
+    memset(outcomes, 0, sizeof(outcomes));
+    fwd.len = 0;
+}
+
+/* A link authenticated as SERVER; OUT gets its replies. */
+static struct xe_route_link *
+link_as(const char *server, int64_t expiry, const char *purpose, struct xe_buf *out,
+        int *r_out, bool bytewise)
+{
+    struct xe_route_link *l = xe_route_link_new(&cb, NULL, 60);
+    char token[XE_ASSERTION_MAX], identity[128], msg[1024];
+    const char *why;
+    int r = 0;
+
+    snprintf(identity, sizeof(identity), "example.test %s", server);
+    xe_assertion_make(secret, SECRET_LEN, purpose, identity, expiry, NULL, token,
+                      sizeof(token));
+    snprintf(msg, sizeof(msg), "%s<auth xmlns='urn:xedge:route:0' server='%s'>%s</auth>",
+             HDR, server, token);
+    if (bytewise) {
+        for (size_t i = 0; msg[i] && r == XE_ROUTE_MORE; i++)
+            r = xe_route_link_feed(l, msg + i, 1, NOW, out, &why);
+    } else {
+        r = xe_route_link_feed(l, msg, strlen(msg), NOW, out, &why);
+    }
+    *r_out = r;
+    return l;
+}
+
+static int
+feed(struct xe_route_link *l, const char *s, struct xe_buf *out)
+{
+    const char *why;
+    return xe_route_link_feed(l, s, strlen(s), NOW, out, &why);
+}
+
+static void
+test_map(void)
+{
+    struct xe_route_map *m = xe_route_map_new(&pool), *m2;
+    char u[64];
+    bool pinned;
+    const char *why;
+    struct xe_buf b;
+    size_t h;
+
+    user_on(1, u, sizeof(u));
+    is_int(xe_route_home(m, u, &pinned), 1, "map: the home is the rendezvous choice");
+    ok(!pinned, "... not pinned");
+    is_int(xe_route_map_add_pin(m, u, "p2", &why), 0, "map: a pin is added");
+    ok(xe_route_map_add_pin(m, "x@example.test", "nope", &why) < 0,
+       "map: a pin to a server not in the pool is refused");
+    xe_route_map_seal(m);
+    h = xe_route_home(m, u, &pinned);
+    is_int(h, 2, "map: the pin overrides the rendezvous choice");
+    ok(pinned, "... and says so");
+    m2 = xe_route_map_new(&pool);
+    ok(!xe_route_map_same(m, m2), "map: a pin makes a different map");
+    xe_route_map_add_pin(m2, u, "p2", &why);
+    xe_route_map_seal(m2);
+    ok(xe_route_map_same(m, m2), "map: the same pins, the same map");
+    xe_buf_init(&b, 0);
+    xe_route_map_render(m, "p0", &b);
+    xe_buf_append(&b, "", 1);
+    ok(strstr((char *)b.data, "self='p0'") &&
+           strstr((char *)b.data, "<server name='p2' weight='1'/>") &&
+           strstr((char *)b.data, "server='p2'/>"),
+       "map: rendered with self, servers and pins (%s)", (char *)b.data);
+    xe_buf_free(&b);
+    xe_route_map_free(&m);
+    xe_route_map_free(&m2);
+}
+
+static void
+test_link(bool bytewise)
+{
+    struct xe_buf out;
+    struct xe_route_link *l;
+    char u0[64], u1[64], u2[64], msg[512];
+    int r;
+    const char *mode = bytewise ? "bytewise" : "whole";
+
+    user_on(0, u0, sizeof(u0));
+    user_on(1, u1, sizeof(u1));
+    user_on(2, u2, sizeof(u2));
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, bytewise);
+    is_int(r, XE_ROUTE_READY, "%s: a valid route assertion authenticates the link", mode);
+    is_str(xe_route_link_server(l), "p1", "%s: ... as its server", mode);
+    is_int(xe_route_link_self(l), 1, "%s: ... with its index", mode);
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "<success xmlns='urn:xedge:route:0'/>") != NULL,
+       "%s: ... and is told so", mode);
+
+    /* to a user homed on p0: forwarded there, raw */
+    reset_counts();
+    out.len = 0;
+    snprintf(
+        msg, sizeof(msg),
+        "<message from='%s/r' to='%s/x' type='chat' id='m1'><body>hi</body></message>",
+        u1, u0);
+    is_int(feed(l, msg, &out), XE_ROUTE_MORE, "%s: a stanza", mode);
+    is_int(forwarded[0], 1, "%s: ... goes to its recipient's home", mode);
+    ok(fwd.len == strlen(msg) && memcmp(fwd.data, msg, fwd.len) == 0,
+       "%s: ... byte for byte", mode);
+    is_int(outcomes[XE_ROUTE_FORWARDED], 1, "%s: ... counted as forwarded", mode);
+    is_int(out.len, 0, "%s: ... and nothing goes back", mode);
+
+    /* to a user homed on the sender: a loop, refused with an error */
+    reset_counts();
+    out.len = 0;
+    snprintf(msg, sizeof(msg),
+             "<message from='%s/r' to='%s' id='m2'><body>back</body></message>", u0, u1);
+    feed(l, msg, &out);
+    is_int(forwarded[0] + forwarded[1] + forwarded[2], 0,
+           "%s: a stanza for the sender's own user is not forwarded", mode);
+    is_int(outcomes[XE_ROUTE_LOOP], 1, "%s: ... it is refused as a loop", mode);
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "type='error'") &&
+           strstr((char *)out.data, "service-unavailable") &&
+           strstr((char *)out.data, "id='m2'"),
+       "%s: ... and the sender gets an error (%s)", mode, (char *)out.data);
+
+    /* the home down: recipient-unavailable at once */
+    reset_counts();
+    out.len = 0;
+    up[2] = false;
+    snprintf(
+        msg, sizeof(msg),
+        "<iq from='%s/r' to='%s' type='get' id='v1'><vCard xmlns='vcard-temp'/></iq>", u1,
+        u2);
+    feed(l, msg, &out);
+    up[2] = true;
+    is_int(outcomes[XE_ROUTE_HOME_DOWN], 1, "%s: the home down: refused", mode);
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "recipient-unavailable") &&
+           strstr((char *)out.data, "type='wait'"),
+       "%s: ... with recipient-unavailable (wait)", mode);
+
+    /* a broadcast presence to a down home: dropped without an error */
+    reset_counts();
+    out.len = 0;
+    up[2] = false;
+    snprintf(msg, sizeof(msg), "<presence from='%s/r' to='%s'/>", u1, u2);
+    feed(l, msg, &out);
+    up[2] = true;
+    is_int(out.len, 0, "%s: no error for a broadcast presence", mode);
+
+    /* an error stanza is never answered with an error */
+    reset_counts();
+    out.len = 0;
+    snprintf(msg, sizeof(msg), "<message from='%s/r' to='%s' type='error'/>", u0, u1);
+    feed(l, msg, &out);
+    is_int(outcomes[XE_ROUTE_LOOP], 1, "%s: an error stanza back to the sender: refused",
+           mode);
+    is_int(out.len, 0, "%s: ... without an error in reply", mode);
+
+    /* another domain, or no node: bad address */
+    reset_counts();
+    out.len = 0;
+    feed(l, "<message from='a@example.test' to='b@elsewhere.test' id='z'/>", &out);
+    feed(l, "<message from='a@example.test' to='example.test' id='z'/>", &out);
+    is_int(outcomes[XE_ROUTE_BAD], 2, "%s: another domain or the domain itself: refused",
+           mode);
+
+    /* not a stanza: the stream ends */
+    out.len = 0;
+    is_int(feed(l, "<foo/>", &out), XE_ROUTE_CLOSE, "%s: not a stanza: the link closes",
+           mode);
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "unsupported-stanza-type") != NULL,
+       "%s: ... with unsupported-stanza-type", mode);
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
+static void
+test_auth_failures(void)
+{
+    struct xe_buf out;
+    struct xe_route_link *l;
+    int r;
+
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "c2s", &out, &r, false);
+    is_int(r, XE_ROUTE_CLOSE, "auth: an assertion of another purpose is refused");
+    xe_route_link_free(&l);
+    out.len = 0;
+    l = link_as("p1", NOW - 1, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_CLOSE, "auth: an expired assertion is refused");
+    xe_route_link_free(&l);
+    out.len = 0;
+    l = link_as("p9", NOW + 30, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_CLOSE, "auth: a server not in the pool is refused");
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "<not-authorized") != NULL, "auth: ... not-authorized");
+    xe_route_link_free(&l);
+    /* a stanza before authentication */
+    out.len = 0;
+    l = xe_route_link_new(&cb, NULL, 60);
+    feed(l, HDR, &out);
+    is_int(feed(l, "<message to='a@example.test'/>", &out), XE_ROUTE_CLOSE,
+           "auth: a stanza before <auth/> closes the link");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
+static void
+test_components(void)
+{
+    static struct xe_pool_component comps[] = {
+        {.domain = "conf.example.test", .server = 2}};
+    struct xe_pool_conf cpool = pool;
+    struct xe_route_map *saved = map;
+    struct xe_route_link *l;
+    struct xe_buf out, b;
+    int r;
+
+    cpool.components = comps;
+    cpool.n_components = 1;
+    map = xe_route_map_new(&cpool);
+    xe_route_map_seal(map);
+    is_int(xe_route_component(map, "CONF.example.test"), 2,
+           "components: the hosting server");
+    is_int(xe_route_component(map, "example.test"), XE_POOL_NONE,
+           "components: not a component");
+    xe_buf_init(&b, 0);
+    xe_route_map_render(map, "p0", &b);
+    xe_buf_append(&b, "", 1);
+    ok(strstr((char *)b.data, "<component domain='conf.example.test' server='p2'/>") !=
+           NULL,
+       "components: in the rendered map");
+    xe_buf_free(&b);
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    reset_counts();
+    feed(l, "<presence from='u@example.test/r' to='room@conf.example.test/nick'/>", &out);
+    is_int(forwarded[2], 1,
+           "components: a stanza for a room goes to the component's server");
+    xe_route_link_free(&l);
+    l = link_as("p2", NOW + 30, "route", &out, &r, false);
+    reset_counts();
+    out.len = 0;
+    feed(l,
+         "<message from='u@example.test/r' to='room@conf.example.test' type='groupchat' "
+         "id='g'/>",
+         &out);
+    is_int(outcomes[XE_ROUTE_LOOP], 1,
+           "components: from the component's own server: a loop");
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "service-unavailable") != NULL,
+       "components: ... refused");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+    xe_route_map_free(&map);
+    map = saved;
+}
+
+int
+main(void)
+{
+    map = xe_route_map_new(&pool);
+    xe_route_map_seal(map);
+    xe_buf_init(&fwd, 0);
+    test_map();
+    test_link(false);
+    test_link(true);
+    test_auth_failures();
+    test_components();
+    xe_route_map_free(&map);
+    xe_buf_free(&fwd);
+    return tap_done();
+}
