@@ -69,6 +69,14 @@ static struct family fams[XE_M_N] = {
                            "Authentications of ours on outbound streams, by mechanism "
                            "and result (success or the condition).",
                            "mechanism", "result"},
+    [XE_M_ADMIN] = {"xedge_admin_actions_total",
+                    "Changes made by administrators (xedgectl, the control socket), by "
+                    "action.",
+                    "action", NULL},
+    [XE_M_ACCOUNT_ENDED] = {"xedge_account_sessions_ended_total",
+                            "Sessions ended because their account was disabled, removed "
+                            "or had its password changed, by reason.",
+                            "reason", NULL},
 };
 
 /* login duration histogram, seconds */

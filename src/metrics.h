@@ -33,6 +33,8 @@ enum xe_metric {
     XE_M_S2S_STREAMS,    /* server-to-server streams opened, by kind */
     XE_M_S2S_AUTH_IN,    /* peers' authentications, by mechanism and result */
     XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
+    XE_M_ADMIN,          /* administrators' changes (the audit trail), by action */
+    XE_M_ACCOUNT_ENDED,  /* sessions ended by an account change, by reason */
     XE_M_N
 };
 

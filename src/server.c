@@ -23,6 +23,7 @@
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
+#include "ctlcmd.h"
 #include "boundary.h"
 #include "lockout.h"
 #include "metrics.h"
@@ -3352,6 +3353,48 @@ size_t
 xe_server_kick(struct xe_server *srv, const char *what)
 {
     return on_workers(srv, w_kick, what, NULL);
+}
+
+/* On worker W: end the sessions of a bare JID whose account changed (ARG:
+ * "REASON JID"). */
+static size_t
+w_end_account(struct worker *w, const char *arg, struct xe_buf *out)
+{
+    const char *jid = strchr(arg, ' ');
+    char reason[16];
+    const char *text;
+    size_t n = 0;
+
+    (void)out;
+    if (jid == NULL || (size_t)(jid - arg) >= sizeof(reason))
+        return 0;
+    memcpy(reason, arg, (size_t)(jid - arg));
+    reason[jid - arg] = '\0';
+    jid++;
+    if ((text = xe_ctlcmd_reason_text(reason)) == NULL)
+        return 0;
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closed || c->st == CS_CLOSING || c->jid == NULL ||
+            strcasecmp(c->jid, jid) != 0)
+            continue;
+        xe_info("event=account-end peer=%s jid=%s id=%llu reason=%s", c->peer, c->jid,
+                (unsigned long long)c->id, reason);
+        xe_metrics_inc(XE_M_ACCOUNT_ENDED, reason, NULL);
+        end_session(c, "not-authorized", text);
+        n++;
+    }
+    return n;
+}
+
+size_t
+xe_server_end_account(struct xe_server *srv, const char *jid, const char *reason)
+{
+    char *arg = xe_asprintf("%s %s", reason, jid);
+    size_t n = on_workers(srv, w_end_account, arg, NULL);
+
+    free(arg);
+    return n;
 }
 
 void

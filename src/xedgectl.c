@@ -94,14 +94,15 @@ user_usage(FILE *f)
         "commands:\n"
         "  add [--legacy-mechs] JID\n"
         "                 create a user; asks for the password\n"
-        "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
-        "                 set a new password\n"
-        "  del JID        delete a user\n"
+        "  passwd [--legacy-mechs|--no-legacy-mechs] [--kick] JID\n"
+        "                 set a new password (--kick: and end the user's live\n"
+        "                 sessions)\n"
+        "  del JID        delete a user and end its live sessions\n"
         "  list [--disabled] [--expired] [DOMAIN]\n"
         "                 list the users (of one domain; only the disabled\n"
         "                 ones, only those whose password has expired)\n"
         "  show JID       show a user's record (never the keys)\n"
-        "  disable JID    refuse the user's logins\n"
+        "  disable JID    refuse the user's logins, end its live sessions\n"
         "  enable JID     allow them again\n"
         "  expire JID WHEN\n"
         "                 the password expires at WHEN: now, never, +DAYS,\n"
@@ -128,6 +129,10 @@ user_usage(FILE *f)
         "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
         "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
         "setting unless told otherwise.\n"
+        "\n"
+        "The running xedge is told of every change on its control socket: it\n"
+        "ends the sessions (disable, del, passwd --kick) and logs the change\n"
+        "(event=admin). If it cannot be told, the change is made all the same.\n"
         "\n"
         "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
         "2 usage error, 3 configuration or user store error.\n");
@@ -275,7 +280,54 @@ struct ctl {
     bool with_legacy, replace;        /* export --legacy, import --replace */
     int64_t expires;                  /* expire: the new time (0: never) */
     const char *pin;                  /* pin: the server ("": none) */
+    bool kick;                        /* passwd --kick */
+    bool keep_data;                   /* del --keep-data */
 };
+
+/* Tell the running xedge, on its control socket, of a change made here in
+ * the user store (which xedgectl writes itself): it logs it (the audit
+ * trail: event=admin action=ACTION jid=JID uid=...) and, with END (a
+ * reason: disabled, removed, password), ends the account's live sessions.
+ * The change is made whatever happens here; what could not be done is
+ * said on stderr. Returns CTL_OK, or CTL_FAILED when xedge refused. */
+static int
+notify(const struct ctl *ctl, const char *action, const char *jid, const char *end,
+       const char *detail)
+{
+    struct xe_buf resp;
+    char *request, *err = NULL;
+    const char *sock = ctl->conf->control.socket;
+    int ret = CTL_OK;
+
+    if (sock == NULL) {
+        if (end != NULL)
+            ctl_err("note: no control socket configured: a running xedge was not told, "
+                    "and %s's live sessions go on",
+                    jid);
+        return CTL_OK;
+    }
+    xe_buf_init(&resp, 64 * 1024);
+    request = xe_asprintf("admin %s %s%s%s%s", action, jid, end ? " end=" : "",
+                          end ? end : "", detail ? detail : "");
+    if (xe_ctlclient_request(sock, request, &resp, &err) < 0) {
+        ctl_err(
+            "note: the change is made in the user store, but xedge was not told (%s)%s",
+            err, end ? ": if it runs, the user's live sessions go on" : "");
+    } else if (resp.len >= 3 && memcmp(resp.data, "ok\n", 3) == 0) {
+        if (end != NULL)
+            printf("%.*s", (int)(resp.len - 3), (const char *)resp.data + 3);
+    } else {
+        ctl_err("the change is made in the user store, but xedge answered: %.*s",
+                (int)(resp.len > 0 && resp.data[resp.len - 1] == '\n' ? resp.len - 1
+                                                                      : resp.len),
+                (const char *)resp.data);
+        ret = CTL_FAILED;
+    }
+    free(err);
+    free(request);
+    xe_buf_free(&resp);
+    return ret;
+}
 
 /* Map a store code to an exit code, printing the message. */
 static int
@@ -375,7 +427,9 @@ cmd_add_passwd(struct ctl *ctl, bool add)
         ret = store_failed(r, &err, "cannot write the user");
         goto out;
     }
-    ret = CTL_OK;
+    ret = notify(ctl, add ? "user-add" : "user-passwd", ctl->jid,
+                 !add && ctl->kick ? "password" : NULL,
+                 user->legacy ? " legacy_mechs=yes" : " legacy_mechs=no");
 out:
     OPENSSL_cleanse(password, sizeof(password));
     if (user != NULL) {
@@ -398,6 +452,8 @@ cmd_del(struct ctl *ctl)
         ret = CTL_FAILED;
     } else if (r != XE_US_OK) {
         ret = store_failed(r, &err, "cannot delete the user");
+    } else {
+        ret = notify(ctl, "user-del", ctl->jid, "removed", NULL);
     }
     free(err);
     return ret;
@@ -472,8 +528,10 @@ enum change { CH_DISABLE, CH_ENABLE, CH_EXPIRE, CH_PIN };
 static int
 cmd_change(struct ctl *ctl, enum change what)
 {
+    static const char *const actions[] = {"user-disable", "user-enable", "user-expire",
+                                          "user-pin"};
     struct xe_user *user = NULL;
-    char *err = NULL;
+    char *err = NULL, detail[96] = "";
     int r, ret = CTL_CONFIG;
 
     if ((user = malloc(sizeof(*user))) == NULL) {
@@ -483,11 +541,20 @@ cmd_change(struct ctl *ctl, enum change what)
     if ((ret = get_user(ctl, user)) != CTL_OK ||
         (what == CH_PIN && (ret = check_pin(ctl)) != CTL_OK))
         goto out;
+    if (what == CH_EXPIRE)
+        snprintf(detail, sizeof(detail), " expires=%lld", (long long)ctl->expires);
+    else if (what == CH_PIN)
+        snprintf(detail, sizeof(detail), " pin=%s", ctl->pin[0] ? ctl->pin : "-");
     switch (what) {
     case CH_DISABLE:
     case CH_ENABLE:
-        if (user->disabled == (what == CH_DISABLE))
-            goto out; /* nothing to change */
+        if (user->disabled == (what == CH_DISABLE)) {
+            /* nothing to change in the store; a disabled user's sessions
+             * (say, from before xedge was restarted) end all the same */
+            ret = notify(ctl, actions[what], ctl->jid,
+                         what == CH_DISABLE ? "disabled" : NULL, " unchanged=yes");
+            goto out;
+        }
         user->disabled = what == CH_DISABLE;
         break;
     case CH_EXPIRE:
@@ -501,6 +568,9 @@ cmd_change(struct ctl *ctl, enum change what)
     r = xe_userstore_put(ctl->store, user, false, &err);
     if (r != XE_US_OK)
         ret = store_failed(r, &err, "cannot write the user");
+    else
+        ret = notify(ctl, actions[what], ctl->jid, what == CH_DISABLE ? "disabled" : NULL,
+                     detail);
 out:
     if (user != NULL) {
         OPENSSL_cleanse(user, sizeof(*user));
@@ -621,6 +691,13 @@ cmd_import(struct ctl *ctl, const char *path)
             progname, st.added, st.replaced, st.skipped, st.failed);
     if (r != XE_US_OK)
         return CTL_CONFIG;
+    {
+        char detail[160];
+        snprintf(detail, sizeof(detail), " added=%lu replaced=%lu kept=%lu failed=%lu",
+                 st.added, st.replaced, st.skipped, st.failed);
+        if (st.added + st.replaced > 0)
+            (void)notify(ctl, "user-import", "-", NULL, detail);
+    }
     return st.failed > 0 ? CTL_FAILED : CTL_OK;
 }
 
@@ -737,6 +814,18 @@ main(int argc, char **argv)
                 ctl.legacy = 1;
             else if (strcmp(argv[i], "--no-legacy-mechs") == 0)
                 ctl.legacy = 0;
+            else if (cmd == CMD_PASSWD && strcmp(argv[i], "--kick") == 0)
+                ctl.kick = true;
+            else
+                argv[j++] = argv[i];
+        }
+        argc = j;
+    }
+    if (cmd == CMD_DEL) {
+        int j = optind;
+        for (i = optind; i < argc; i++) {
+            if (strcmp(argv[i], "--keep-data") == 0)
+                ctl.keep_data = true;
             else
                 argv[j++] = argv[i];
         }
