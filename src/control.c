@@ -34,6 +34,8 @@ struct xe_control {
     unsigned n_clients;
     int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);
     void *reload_ctx;
+    void (*purge_kick)(void *ctx);
+    void *purge_ctx;
 };
 
 struct client {
@@ -177,6 +179,8 @@ answer(struct client *cl, char *line, size_t len)
         .end_account = srv_end_account,
         .audit = audit,
         .audit_ctx = cl,
+        .purge_kick = cl->ctl->purge_kick,
+        .purge_ctx = cl->ctl->purge_ctx,
     };
     char shown[128];
     size_t i;
@@ -338,6 +342,13 @@ xe_control_set_reload(struct xe_control *ctl,
 {
     ctl->reload = fn;
     ctl->reload_ctx = ctx;
+}
+
+void
+xe_control_set_purge(struct xe_control *ctl, void (*kick)(void *ctx), void *ctx)
+{
+    ctl->purge_kick = kick;
+    ctl->purge_ctx = ctx;
 }
 
 void

@@ -297,6 +297,9 @@ cmd_admin(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf 
         snprintf(detail + off, sizeof(detail) - off, " end=%s ended=%zu", reason, ended);
     }
     audit(env, args[0], jid, detail);
+    if (strcmp(args[0], "user-del") == 0 && strstr(detail, " purge=pending") &&
+        env->purge_kick)
+        env->purge_kick(env->purge_ctx);
     xe_buf_appendf(out, "ended=%zu\n", ended);
     return NULL;
 }

@@ -42,6 +42,10 @@ struct xe_ctlcmd_env {
      * with who asked and counted by the glue. NULL: not recorded */
     void (*audit)(void *ctx, const char *action, const char *jid, const char *detail);
     void *audit_ctx;
+    /* look for the purges due now (purge_io.h): a user was deleted. NULL:
+     * none run here */
+    void (*purge_kick)(void *ctx);
+    void *purge_ctx;
 };
 
 /* The actions of the audit trail (NULL-terminated): the changes made through

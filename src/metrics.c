@@ -77,6 +77,10 @@ static struct family fams[XE_M_N] = {
                             "Sessions ended because their account was disabled, removed "
                             "or had its password changed, by reason.",
                             "reason", NULL},
+    [XE_M_PURGES] = {"xedge_purges_total",
+                     "Attempts to purge a deleted user's data at its backend, by result "
+                     "(ok, failed: retried).",
+                     "result", NULL},
 };
 
 /* login duration histogram, seconds */

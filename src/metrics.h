@@ -35,6 +35,7 @@ enum xe_metric {
     XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
     XE_M_ADMIN,          /* administrators' changes (the audit trail), by action */
     XE_M_ACCOUNT_ENDED,  /* sessions ended by an account change, by reason */
+    XE_M_PURGES,         /* purges of deleted users' data at the backends, by result */
     XE_M_N
 };
 

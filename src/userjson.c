@@ -267,6 +267,10 @@ import_line(struct xe_userstore *store, const char *line, bool replace,
     if (r == XE_US_INVALID) {
         *why = "the store refused the record";
         r = 1;
+    } else if (r == XE_US_TOMBSTONE) {
+        *why = "the user was deleted and the purge of its data at the backend is not "
+               "confirmed yet (xedgectl user list --pending)";
+        r = 1;
     } else if (r == XE_US_OK) {
         if (g == XE_US_OK)
             st->replaced++;

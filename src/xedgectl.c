@@ -97,10 +97,18 @@ user_usage(FILE *f)
         "  passwd [--legacy-mechs|--no-legacy-mechs] [--kick] JID\n"
         "                 set a new password (--kick: and end the user's live\n"
         "                 sessions)\n"
-        "  del JID        delete a user and end its live sessions\n"
-        "  list [--disabled] [--expired] [DOMAIN]\n"
+        "  del [--keep-data] JID\n"
+        "                 delete a user, end its live sessions, and have the\n"
+        "                 running xedge purge its data at its home server\n"
+        "                 (roster, vCard, offline messages...); the name stays\n"
+        "                 taken until the backend confirms (list --pending).\n"
+        "                 --keep-data: no purge; on a pending name: give the\n"
+        "                 purge up and free the name\n"
+        "  list [--disabled] [--expired] [--pending] [DOMAIN]\n"
         "                 list the users (of one domain; only the disabled\n"
-        "                 ones, only those whose password has expired)\n"
+        "                 ones, only those whose password has expired;\n"
+        "                 --pending: the deleted users whose purge at the\n"
+        "                 backend is not confirmed yet, with its attempts)\n"
         "  show JID       show a user's record (never the keys)\n"
         "  disable JID    refuse the user's logins, end its live sessions\n"
         "  enable JID     allow them again\n"
@@ -277,6 +285,7 @@ struct ctl {
     char jid[sizeof(((struct xe_user *)0)->jid)];
     int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
     bool only_disabled, only_expired; /* list filters */
+    bool pending;                     /* list --pending: the tombstones */
     bool with_legacy, replace;        /* export --legacy, import --replace */
     int64_t expires;                  /* expire: the new time (0: never) */
     const char *pin;                  /* pin: the server ("": none) */
@@ -339,6 +348,7 @@ store_failed(int r, char **err, const char *fallback)
     switch (r) {
     case XE_US_NOTFOUND:
     case XE_US_EXISTS:
+    case XE_US_TOMBSTONE:
         return CTL_FAILED;
     case XE_US_INVALID:
         return CTL_USAGE;
@@ -396,6 +406,21 @@ cmd_add_passwd(struct ctl *ctl, bool add)
             ret = store_failed(r, &err, "cannot read the user");
             goto out;
         }
+        {
+            struct xe_tombstone t;
+            if (xe_userstore_tomb_get(ctl->store, ctl->jid, &t, NULL) == XE_US_OK) {
+                ctl_err(
+                    "user %s was deleted and its data at the backend is not purged yet "
+                    "(attempts: %u%s%s): the running xedge retries the purge, after "
+                    "which the name is free (xedgectl user list --pending); to give "
+                    "the purge up and free the name now: xedgectl user del --keep-data "
+                    "%s",
+                    ctl->jid, t.attempts, t.error[0] ? ", last error: " : "", t.error,
+                    ctl->jid);
+                ret = CTL_FAILED;
+                goto out;
+            }
+        }
         if (xe_conf_domain(ctl->conf, domain) == NULL)
             ctl_err("warning: the domain %s is not served by this configuration", domain);
         memset(user, 0, sizeof(*user));
@@ -440,23 +465,99 @@ out:
     return ret;
 }
 
+static void
+iso8601(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+}
+
+/* del: the user goes, and a tombstone stays until the running xedge has
+ * purged the user's data at its home server (the daemon does the purge: it
+ * is told here, and retries; see purge.h). --keep-data: the old deletion,
+ * no purge; on a name that has only a tombstone, it gives the purge up. */
 static int
 cmd_del(struct ctl *ctl)
 {
+    struct xe_tombstone *t = NULL;
+    struct xe_user *user = NULL;
     char *err = NULL;
-    int r, ret = CTL_OK;
+    int r, ret = CTL_CONFIG;
 
-    r = xe_userstore_del(ctl->store, ctl->jid, &err);
+    if ((t = calloc(1, sizeof(*t))) == NULL || (user = malloc(sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    r = xe_userstore_get(ctl->store, ctl->jid, user, &err);
+    if (r == XE_US_NOTFOUND && ctl->keep_data) {
+        free(err);
+        err = NULL;
+        r = xe_userstore_tomb_del(ctl->store, ctl->jid, &err);
+        if (r == XE_US_OK) {
+            fprintf(stderr,
+                    "%s: the purge of %s is given up: its data at the backend stays, and "
+                    "the name is free\n",
+                    progname, ctl->jid);
+            ret =
+                notify(ctl, "user-del", ctl->jid, NULL, " keep_data=yes purge=given-up");
+            goto out;
+        }
+    }
+    if (r == XE_US_NOTFOUND) {
+        if (xe_userstore_tomb_get(ctl->store, ctl->jid, t, NULL) == XE_US_OK)
+            ctl_err("user %s is deleted already; the purge of its data at the backend is "
+                    "pending (xedgectl user list --pending)",
+                    ctl->jid);
+        else
+            ctl_err("no such user: %s", ctl->jid);
+        ret = CTL_FAILED;
+        goto out;
+    }
+    if (r != XE_US_OK) {
+        ret = store_failed(r, &err, "cannot read the user");
+        goto out;
+    }
+    if (ctl->keep_data) {
+        r = xe_userstore_del(ctl->store, ctl->jid, &err);
+    } else {
+        snprintf(t->jid, sizeof(t->jid), "%s", ctl->jid);
+        snprintf(t->pin, sizeof(t->pin), "%s", user->pin);
+        t->deleted = t->next = (int64_t)time(NULL);
+        r = xe_userstore_bury(ctl->store, t, &err);
+    }
     if (r == XE_US_NOTFOUND) {
         ctl_err("no such user: %s", ctl->jid);
         ret = CTL_FAILED;
     } else if (r != XE_US_OK) {
         ret = store_failed(r, &err, "cannot delete the user");
     } else {
-        ret = notify(ctl, "user-del", ctl->jid, "removed", NULL);
+        ret = notify(ctl, "user-del", ctl->jid, "removed",
+                     ctl->keep_data ? " keep_data=yes" : " purge=pending");
     }
+out:
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+    free(t);
     free(err);
     return ret;
+}
+
+static int
+pending_cb(const struct xe_tombstone *t, void *ctx)
+{
+    char deleted[64], next[64];
+
+    (void)ctx;
+    iso8601(t->deleted, deleted, sizeof(deleted));
+    iso8601(t->next, next, sizeof(next));
+    printf("%s deleted=%s pin=%s attempts=%u next=%s error=\"%s\"\n", t->jid, deleted,
+           t->pin[0] ? t->pin : "-", t->attempts, t->attempts ? next : "-", t->error);
+    return 0;
 }
 
 static bool
@@ -580,16 +681,6 @@ out:
     return ret;
 }
 
-static void
-iso8601(int64_t t, char *buf, size_t size)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
-}
-
 static int
 cmd_show(struct ctl *ctl)
 {
@@ -650,7 +741,10 @@ cmd_list(struct ctl *ctl, const char *domain)
     char *err = NULL;
     int r;
 
-    r = xe_userstore_foreach(ctl->store, domain, list_cb, ctl, &err);
+    if (ctl->pending)
+        r = xe_userstore_tomb_foreach(ctl->store, domain, pending_cb, ctl, &err);
+    else
+        r = xe_userstore_foreach(ctl->store, domain, list_cb, ctl, &err);
     if (r != XE_US_OK)
         return store_failed(r, &err, "cannot list the users");
     if (fflush(stdout) != 0) {
@@ -839,6 +933,8 @@ main(int argc, char **argv)
                 ctl.only_disabled = true;
             else if (cmd == CMD_LIST && strcmp(argv[i], "--expired") == 0)
                 ctl.only_expired = true;
+            else if (cmd == CMD_LIST && strcmp(argv[i], "--pending") == 0)
+                ctl.pending = true;
             else if (cmd == CMD_EXPORT && strcmp(argv[i], "--legacy") == 0)
                 ctl.with_legacy = true;
             else if (cmd == CMD_IMPORT && strcmp(argv[i], "--replace") == 0)
