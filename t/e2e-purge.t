@@ -7,18 +7,21 @@
 # of the same name finds none of it. With the backend down: the tombstone
 # (user list --pending, with the attempts and the error), the refusal to
 # re-create the name (and why), the purge once the backend is back, then
-# the name is free. `user del --keep-data` keeps the data, as before.
+# the name is free. `user del --keep-data` keeps the data, as before. A
+# user changes its own password and removes its own account without
+# registration on the domain (account_management, on by default): the
+# removal ends the user's other sessions and purges as user del does.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
 KINDS="prosody ejabberd jabberd2"
-plan 41
+plan 48
 
 PW="purge-$RANDOM-$RANDOM"
 args=()
 for k in $KINDS; do
 	args+=(--user "u-$k@example.test=$PW" --user "s-$k@example.test=$PW")
 done
-args+=(--user "d@example.test=$PW" --user "k@example.test=$PW")
+args+=(--user "d@example.test=$PW" --user "k@example.test=$PW" --user "o@example.test=$PW")
 sandbox_up --backends prosody:1,ejabberd:1,jabberd2:1 "${args[@]}"
 SB=$XE_SANDBOX_DIR_SB
 DATA="$XE_TOP_SRCDIR/t/lib/account_data.py"
@@ -26,7 +29,8 @@ for k in $KINDS; do
 	ctl user pin "u-$k@example.test" "$k-0" && ctl user pin "s-$k@example.test" "$k-0" ||
 		bail "cannot pin the users to $k-0"
 done
-ctl user pin d@example.test prosody-0 && ctl user pin k@example.test prosody-0 || bail "pin"
+ctl user pin d@example.test prosody-0 && ctl user pin k@example.test prosody-0 &&
+	ctl user pin o@example.test prosody-0 || bail "pin"
 
 # data MODE JID ARGS...: account_data.py through xedge; the output line
 data() {
@@ -69,6 +73,31 @@ is "$?/$(ctl user list --pending)" "0/" "user del --keep-data: no tombstone"
 printf '%s\n' "$PW" | ctl user add k@example.test && ctl user pin k@example.test prosody-0
 is "$(data check k@example.test)" "CHECK roster=1 vcard=FN-k offline=0" "... and the data is still there for the next user of the name"
 
+# the user's own account management, without registration on the domain
+# (account_management, on by default): a password change, then the removal,
+# which does what user del does
+client --jid o@example.test --password "$PW" --change-password "n-$PW"
+is "$(printf '%s\n' "$OUT" | grep '^PASSWD ')" "PASSWD result=ok" "own account: a password change without register = true"
+client --jid o@example.test --password "n-$PW"
+is "$(result RESULT)" ok "... the new password logs in"
+PW0=$PW
+PW="n-$PW0"
+is "$(data seed o@example.test --contact c@example.test --token FN-o)" "SEED ok" "own account: a vCard and a roster item"
+"$PY" "$RAW_CLIENT" --server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --jid o@example.test \
+	--password "$PW" --mech PLAIN --resource other --hold 30 --timeout 40 >"$SB/o.out" 2>&1 &
+for _ in $(seq 1 100); do grep -q '^READY' "$SB/o.out" && break; sleep 0.05; done
+client --jid o@example.test --password "$PW" --unregister
+is "$(printf '%s\n' "$OUT" | grep '^UNREGISTER ')/$(result close)" "UNREGISTER result=ok/stream-error:not-authorized" \
+	"own account: the removal, then <not-authorized/>"
+for _ in $(seq 1 10); do grep -q '^CLOSE ' "$SB/o.out" && break; sleep 0.1; done
+is "$(sed -n 's/^CLOSE how=\([^ ]*\).*/\1/p' "$SB/o.out")/$(sed -n 's/^CLOSE-TEXT text=//p' "$SB/o.out")" \
+	"stream-error:not-authorized/the_account_was_removed" "... the user's other session ended within a second"
+purged o@example.test
+ok $? "... and the data at prosody-0 is purged, as by user del"
+PW=$PW0
+printf '%s\n' "$PW" | ctl user add o@example.test && ctl user pin o@example.test prosody-0
+is "$(data check o@example.test)" "CHECK roster=0 vcard=- offline=0" "... a new o finds nothing of the old one"
+
 # the backend down: the tombstone, the refusal, the purge when it is back
 is "$(data seed d@example.test --contact c@example.test --token FN-d)" "SEED ok" "down: d has a vCard and a roster item on prosody-0"
 ppid=$(printf '%s' "$XEDGE_BACKEND_PIDS" | cut -d, -f1)
@@ -103,6 +132,6 @@ is "$(ctl user list --pending)" "" "back up: the tombstone is gone"
 printf '%s\n' "$PW" | ctl user add d@example.test && ctl user pin d@example.test prosody-0
 is "$?" 0 "back up: the name can be created again"
 is "$(data check d@example.test)" "CHECK roster=0 vcard=- offline=0" "back up: ... and the new d finds nothing of the old one"
-like "$(curl -s "$XEDGE_METRICS")" 'xedge_purges_total\{result="ok"\} 4' "xedge_purges_total{result=ok}: 4"
+like "$(curl -s "$XEDGE_METRICS")" 'xedge_purges_total\{result="ok"\} 5' "xedge_purges_total{result=ok}: 5"
 like "$(grep 'event=admin action=user-del jid=d@example.test' "$XEDGE_LOG")" 'uid=[0-9]+ .*purge=pending end=removed ended=0' \
 	"the audit trail: user-del, purge=pending"
