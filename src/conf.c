@@ -528,6 +528,14 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                         "cannot be on with register on the same domain (the "
                         "post-authentication filter of register reads uncompressed "
                         "streams only)");
+        if (get_bool(c, g, "account_management", !d->compression,
+                     &d->account_management) < 0)
+            return -1;
+        if (d->compression && d->account_management)
+            return fail(c, config_setting_get_member(g, "account_management"),
+                        "account_management",
+                        "cannot be on with compression on the same domain (its "
+                        "post-authentication filter reads uncompressed streams only)");
         if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
             get_string(c, g, "key", true, NULL, &d->key) < 0 ||
@@ -1101,18 +1109,10 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const user_store[] = {"path", "map_size_mb", NULL};
     static const char *const listener[] = {"kind",           "address",    "port",
                                            "proxy_protocol", "proxy_from", NULL};
-    static const char *const domain[] = {"name",
-                                         "certificate",
-                                         "key",
-                                         "pool",
-                                         "mechanisms",
-                                         "client_ca",
-                                         "client_identities",
-                                         "iq_auth",
-                                         "register",
-                                         "compression",
-                                         "tls",
-                                         NULL};
+    static const char *const domain[] = {
+        "name",      "certificate",        "key",     "pool",     "mechanisms",
+        "client_ca", "client_identities",  "iq_auth", "register", "compression",
+        "tls",       "account_management", NULL};
     static const char *const pool[] = {
         "name",   "secret_file", "servers", "proxy_protocol", "policy",     "on_down",
         "health", "retries",     "route",   "allow_split",    "components", NULL};

@@ -92,6 +92,9 @@ struct xe_domain_conf {
     unsigned client_identities; /* XE_ID_* (tls.h): the names that count */
     bool iq_auth;               /* offer non-SASL authentication (XEP-0078) */
     bool register_;             /* in-band registration (XEP-0077) */
+    /* a logged-in user's own password change and account removal (XEP-0077),
+     * without registration; default on (off with compression) */
+    bool account_management;
     bool compression;           /* offer XEP-0138 zlib after authentication */
     struct xe_tls_settings tls; /* the top tls group, with this domain's own */
 };

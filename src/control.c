@@ -4,17 +4,20 @@
  * the end of its input), run the request, write the answer, close. Each
  * client has a timer (XE_CONTROL_TIMEOUT_MS for the whole exchange), and at
  * most XE_CONTROL_MAX_CLIENTS are served at once. */
+#define _GNU_SOURCE /* struct ucred */
 #include "control.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ctlcmd.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "util.h"
 #include "xelimits.h"
@@ -31,6 +34,8 @@ struct xe_control {
     unsigned n_clients;
     int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);
     void *reload_ctx;
+    void (*purge_kick)(void *ctx);
+    void *purge_ctx;
 };
 
 struct client {
@@ -41,6 +46,7 @@ struct client {
     uv_write_t wreq;
     int handles;
     bool answered, closing;
+    long uid, pid; /* the peer's (SO_PEERCRED), -1 unknown */
     struct xe_buf out;
     size_t len;
     char buf[XE_CONTROL_MAX_REQUEST + 1];
@@ -138,6 +144,23 @@ srv_drain(void *srv, const char *name, bool drain)
     return xe_server_drain(srv, name, drain);
 }
 
+static size_t
+srv_end_account(void *srv, const char *jid, const char *reason)
+{
+    return xe_server_end_account(srv, jid, reason);
+}
+
+/* The audit trail: who (the peer's uid and pid) changed what. */
+static void
+audit(void *ctx, const char *action, const char *jid, const char *detail)
+{
+    struct client *cl = ctx;
+
+    xe_info("event=admin action=%s jid=%s uid=%ld pid=%ld%s", action, jid, cl->uid,
+            cl->pid, detail);
+    xe_metrics_inc(XE_M_ADMIN, action, NULL);
+}
+
 static void
 answer(struct client *cl, char *line, size_t len)
 {
@@ -153,6 +176,11 @@ answer(struct client *cl, char *line, size_t len)
         .drain = srv_drain,
         .reload = cl->ctl->reload,
         .reload_ctx = cl->ctl->reload_ctx,
+        .end_account = srv_end_account,
+        .audit = audit,
+        .audit_ctx = cl,
+        .purge_kick = cl->ctl->purge_kick,
+        .purge_ctx = cl->ctl->purge_ctx,
     };
     char shown[128];
     size_t i;
@@ -215,6 +243,24 @@ on_timeout(uv_timer_t *t)
     client_close(cl);
 }
 
+/* Who is at the other end: the kernel's word (SO_PEERCRED), for the audit
+ * trail. */
+static void
+peer_cred(struct client *cl)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    uv_os_fd_t fd;
+
+    cl->uid = cl->pid = -1;
+    if (uv_fileno((uv_handle_t *)&cl->pipe, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
+        len == sizeof(cred)) {
+        cl->uid = (long)cred.uid;
+        cl->pid = (long)cred.pid;
+    }
+}
+
 static void
 on_connection(uv_stream_t *ls, int status)
 {
@@ -242,6 +288,7 @@ on_connection(uv_stream_t *ls, int status)
         client_close(cl);
         return;
     }
+    peer_cred(cl);
     uv_timer_start(&cl->timer, on_timeout, XE_CONTROL_TIMEOUT_MS, 0);
     uv_read_start((uv_stream_t *)&cl->pipe, on_alloc, on_read);
 }
@@ -295,6 +342,13 @@ xe_control_set_reload(struct xe_control *ctl,
 {
     ctl->reload = fn;
     ctl->reload_ctx = ctx;
+}
+
+void
+xe_control_set_purge(struct xe_control *ctl, void (*kick)(void *ctx), void *ctx)
+{
+    ctl->purge_kick = kick;
+    ctl->purge_ctx = ctx;
 }
 
 void

@@ -20,6 +20,8 @@ void xe_control_set_reload(struct xe_control *ctl,
                            int (*fn)(void *ctx, unsigned long *generation_r,
                                      char **error_r),
                            void *ctx);
+/* The purges' kick (purge_io.h): a user was deleted. */
+void xe_control_set_purge(struct xe_control *ctl, void (*kick)(void *ctx), void *ctx);
 /* Stop listening and drop the clients (the loop runs the close callbacks);
  * the socket file is removed. */
 void xe_control_stop(struct xe_control *ctl);

@@ -11,6 +11,31 @@
 
 #define MAX_WORDS 16
 
+const char *const xe_ctlcmd_actions[] = {
+    "user-add",     "user-del",      "user-passwd",     "user-disable", "user-enable",
+    "user-expire",  "user-pin",      "user-import",     "user-purged",  "lockout-clear",
+    "session-kick", "backend-drain", "backend-undrain", "reload",       NULL};
+
+static void
+audit(const struct xe_ctlcmd_env *env, const char *action, const char *jid,
+      const char *detail)
+{
+    if (env->audit)
+        env->audit(env->audit_ctx, action, jid, detail);
+}
+
+const char *
+xe_ctlcmd_reason_text(const char *reason)
+{
+    if (strcmp(reason, "disabled") == 0)
+        return "the account was disabled";
+    if (strcmp(reason, "removed") == 0)
+        return "the account was removed";
+    if (strcmp(reason, "password") == 0)
+        return "the account's password was changed";
+    return NULL;
+}
+
 struct command {
     const char *words[3]; /* the command's words, NULL-terminated */
     unsigned min_args, max_args;
@@ -70,6 +95,14 @@ cmd_lockout_clear(const struct xe_ctlcmd_env *env, char **args, size_t n,
     else
         cleared = xe_lockout_clear(env->lockout, args[0]);
     xe_buf_appendf(out, "cleared=%zu\n", cleared);
+    {
+        /* an account key is a JID; an address (or --all) goes in the detail */
+        char detail[XE_CONTROL_MAX_REQUEST + 64];
+        bool account = strchr(args[0], '@') != NULL;
+        snprintf(detail, sizeof(detail), "%s%s cleared=%zu",
+                 account ? "" : " key=", account ? "" : args[0], cleared);
+        audit(env, "lockout-clear", account ? args[0] : "-", detail);
+    }
     return NULL;
 }
 
@@ -103,7 +136,14 @@ cmd_session_kick(const struct xe_ctlcmd_env *env, char **args, size_t n,
     (void)n;
     if (env->kick == NULL)
         return "sessions are not available";
-    xe_buf_appendf(out, "kicked=%zu\n", env->kick(env->srv, args[0]));
+    size_t k = env->kick(env->srv, args[0]);
+    char detail[XE_CONTROL_MAX_REQUEST + 64];
+    bool jid = strchr(args[0], '@') != NULL;
+
+    xe_buf_appendf(out, "kicked=%zu\n", k);
+    snprintf(detail, sizeof(detail), "%s%s kicked=%zu",
+             jid ? "" : " id=", jid ? "" : args[0], k);
+    audit(env, "session-kick", jid ? args[0] : "-", detail);
     return NULL;
 }
 
@@ -130,6 +170,11 @@ backend_drain(const struct xe_ctlcmd_env *env, const char *name, bool drain,
     if ((k = env->drain(env->srv, name, drain)) == 0)
         return "no backend server of that name";
     xe_buf_appendf(out, "%s=%zu\n", drain ? "draining" : "undrained", k);
+    {
+        char detail[XE_CONTROL_MAX_REQUEST + 64];
+        snprintf(detail, sizeof(detail), " server=%s servers=%zu", name, k);
+        audit(env, drain ? "backend-drain" : "backend-undrain", "-", detail);
+    }
     return NULL;
 }
 
@@ -188,6 +233,74 @@ cmd_reload(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf
         return error;
     }
     xe_buf_appendf(out, "reload result=ok generation=%lu\n", generation);
+    {
+        char detail[64];
+        snprintf(detail, sizeof(detail), " generation=%lu", generation);
+        audit(env, "reload", "-", detail);
+    }
+    return NULL;
+}
+
+/* A detail word of "admin": key=value, the key of [a-z_], the value
+ * printable without spaces or quotes */
+static bool
+detail_word(const char *w)
+{
+    const char *eq = strchr(w, '=');
+
+    if (eq == NULL || eq == w || eq[1] == '\0')
+        return false;
+    for (const char *p = w; p < eq; p++)
+        if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
+            return false;
+    return strchr(eq, '"') == NULL;
+}
+
+/* admin ACTION JID|- [end=REASON] [KEY=VALUE...]: xedgectl changed the user
+ * store (it writes LMDB itself) and tells the daemon: the audit trail, and
+ * with end=REASON the account's live sessions end (on every worker). */
+static const char *
+cmd_admin(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
+{
+    char detail[XE_CONTROL_MAX_REQUEST + 64];
+    const char *reason = NULL, *jid = args[1];
+    size_t i, off = 0, ended = 0;
+    bool known = false;
+
+    for (i = 0; xe_ctlcmd_actions[i]; i++)
+        known = known || strcmp(xe_ctlcmd_actions[i], args[0]) == 0;
+    if (!known || strncmp(args[0], "user-", 5) != 0)
+        return "unknown action";
+    if (strcmp(jid, "-") != 0 &&
+        (strchr(jid, '@') == NULL || strchr(jid, '/') != NULL || strchr(jid, '"')))
+        return "not a bare JID";
+    detail[0] = '\0';
+    for (i = 2; i < n; i++) {
+        if (!detail_word(args[i]))
+            return "bad detail (KEY=VALUE)";
+        if (strncmp(args[i], "end=", 4) == 0) {
+            reason = args[i] + 4;
+            if (xe_ctlcmd_reason_text(reason) == NULL)
+                return "bad end= (disabled, removed, password)";
+            if (strcmp(jid, "-") == 0)
+                return "end= needs a JID";
+            continue;
+        }
+        off += (size_t)snprintf(detail + off, sizeof(detail) - off, " %s", args[i]);
+        if (off >= sizeof(detail))
+            return "request too long";
+    }
+    if (reason) {
+        if (env->end_account == NULL)
+            return "sessions are not available";
+        ended = env->end_account(env->srv, jid, reason);
+        snprintf(detail + off, sizeof(detail) - off, " end=%s ended=%zu", reason, ended);
+    }
+    audit(env, args[0], jid, detail);
+    if (strcmp(args[0], "user-del") == 0 && strstr(detail, " purge=pending") &&
+        env->purge_kick)
+        env->purge_kick(env->purge_ctx);
+    xe_buf_appendf(out, "ended=%zu\n", ended);
     return NULL;
 }
 
@@ -205,6 +318,7 @@ static const struct command commands[] = {
     {{"backend", "undrain", NULL}, 1, 1, cmd_backend_undrain, "backend undrain NAME"},
     {{"stats", NULL}, 0, 0, cmd_stats, "stats"},
     {{"reload", NULL}, 0, 0, cmd_reload, "reload"},
+    {{"admin", NULL}, 2, 8, cmd_admin, "admin ACTION JID|- [end=REASON] [KEY=VALUE...]"},
     {{"help", NULL}, 0, 0, cmd_help, "help"},
 };
 

@@ -34,7 +34,28 @@ struct xe_ctlcmd_env {
      * the new generation's number, or -1 and a malloc'ed error. */
     int (*reload)(void *ctx, unsigned long *generation_r, char **error_r);
     void *reload_ctx;
+    /* end every session of the bare JID with <not-authorized/> and the text
+     * of REASON (xe_ctlcmd_reason_text); returns how many. NULL: unavailable */
+    size_t (*end_account)(void *srv, const char *jid, const char *reason);
+    /* the audit trail: a change an administrator made (ACTION, one of
+     * xe_ctlcmd_actions; JID or "-"; DETAIL: "" or " key=value..."), logged
+     * with who asked and counted by the glue. NULL: not recorded */
+    void (*audit)(void *ctx, const char *action, const char *jid, const char *detail);
+    void *audit_ctx;
+    /* look for the purges due now (purge_io.h): a user was deleted. NULL:
+     * none run here */
+    void (*purge_kick)(void *ctx);
+    void *purge_ctx;
 };
+
+/* The actions of the audit trail (NULL-terminated): the changes made through
+ * the control socket and those xedgectl made in the user store and tells
+ * the daemon of ("admin ACTION JID ..."). */
+extern const char *const xe_ctlcmd_actions[];
+
+/* Why the sessions of an account are ended: "disabled", "removed",
+ * "password"; the text of the stream error, or NULL for another word. */
+const char *xe_ctlcmd_reason_text(const char *reason);
 
 /* Run the request LINE (len bytes, without the newline) and append the whole
  * response to OUT. Returns 0, or -1 when the response is an error. */

@@ -272,6 +272,15 @@ xe_import_put(struct xe_import_sink *s, const struct xe_user *user, const char *
             r = 0;
             goto out;
         }
+        if (r == XE_US_TOMBSTONE) {
+            xe_import_refuse(s, where,
+                             "user %s: the user was deleted and the purge of its data at "
+                             "the backend is not confirmed yet (xedgectl user list "
+                             "--pending)",
+                             user->jid);
+            r = 0;
+            goto out;
+        }
         if (r != XE_US_OK) {
             clear_bar(s);
             fprintf(s->opts.err, "%s: user %s: the user store failed: %s\n", where,
@@ -518,7 +527,7 @@ import_one(struct xe_import_sink *sink, const struct args *a, const char *path)
 
 int
 xe_import_cmd(struct xe_userstore *store, unsigned iterations, int argc, char **argv,
-              const char *progname)
+              const char *progname, struct xe_import_stats *st_r)
 {
     struct xe_import_sink *sink = NULL;
     struct xe_import_stats st;
@@ -541,6 +550,8 @@ xe_import_cmd(struct xe_userstore *store, unsigned iterations, int argc, char **
     }
     xe_import_summary(sink, progname);
     xe_import_stats(sink, &st);
+    if (st_r != NULL)
+        *st_r = a.opts.dry_run ? (struct xe_import_stats){0} : st;
     if (r < 0)
         ret = 3;
     else

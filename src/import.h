@@ -81,7 +81,7 @@ int xe_import_b64(const char *in, size_t len, unsigned char *out, size_t out_max
  * [--domain D] [FILE...]). Returns xedgectl's exit status (0 ok, 1 some
  * record failed, 2 usage, 3 store). */
 int xe_import_cmd(struct xe_userstore *store, unsigned iterations, int argc, char **argv,
-                  const char *progname);
+                  const char *progname, struct xe_import_stats *st_r);
 /* Only the argument check, before the store is opened: 0 or 2 (usage,
  * reported). */
 int xe_import_check_args(int argc, char **argv, const char *progname);

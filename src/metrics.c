@@ -82,6 +82,18 @@ static struct family fams[XE_M_N] = {
                             "by sending server and reason (loop, home-down, queue-full, "
                             "bad-address).",
                             "from", "reason"},
+    [XE_M_ADMIN] = {"xedge_admin_actions_total",
+                    "Changes made by administrators (xedgectl, the control socket), by "
+                    "action.",
+                    "action", NULL},
+    [XE_M_ACCOUNT_ENDED] = {"xedge_account_sessions_ended_total",
+                            "Sessions ended because their account was disabled, removed "
+                            "or had its password changed, by reason.",
+                            "reason", NULL},
+    [XE_M_PURGES] = {"xedge_purges_total",
+                     "Attempts to purge a deleted user's data at its backend, by result "
+                     "(ok, failed: retried).",
+                     "result", NULL},
 };
 
 /* login duration histogram, seconds */

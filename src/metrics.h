@@ -36,6 +36,9 @@ enum xe_metric {
     XE_M_HEAP_TRIMS,     /* heap given back after a drop of pre-auth connections */
     XE_M_ROUTED,         /* stanzas routed between a pool's servers, by pair */
     XE_M_ROUTE_REFUSED,  /* routed stanzas refused, by sending server and reason */
+    XE_M_ADMIN,          /* administrators' changes (the audit trail), by action */
+    XE_M_ACCOUNT_ENDED,  /* sessions ended by an account change, by reason */
+    XE_M_PURGES,         /* purges of deleted users' data at the backends, by result */
     XE_M_N
 };
 

@@ -68,6 +68,14 @@ xe_register_enabled(const struct xe_conf *conf, const char *domain)
 }
 
 bool
+xe_register_postauth(const struct xe_conf *conf, const char *domain)
+{
+    const struct xe_domain_conf *d = domain ? xe_conf_domain(conf, domain) : NULL;
+
+    return d != NULL && (d->register_ || d->account_management);
+}
+
+bool
 xe_register_is_query(const struct xe_xml_elem *e)
 {
     const char *type;
@@ -327,6 +335,7 @@ struct xe_regsplice {
     bool anonymous;
     bool priming;
     bool closing; /* an answer that ends the stream is queued */
+    bool removed; /* the client removed its account (xe_regsplice_removed) */
 };
 
 /* Is the request addressed to the server: no 'to', the domain, or the
@@ -346,11 +355,29 @@ for_us(const struct xe_regsplice *rs, const struct xe_xml_elem *iq)
     return strcmp(norm, rs->domain) == 0 || strcmp(norm, rs->jid) == 0;
 }
 
+/* The client removes its own account: as `xedgectl user del`, the user is
+ * replaced by a tombstone, the daemon purges its data at the backend
+ * (purge_io.h: it finds the tombstone within a second), and its other
+ * sessions end (xe_regsplice_removed). */
 static void
 postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
 {
     char *err = NULL;
-    int r = xe_userstore_del(g_store, rs->jid, &err);
+    struct xe_user *u = xe_calloc(1, sizeof(*u));
+    struct xe_tombstone *t = xe_calloc(1, sizeof(*t));
+    int r = xe_userstore_get(g_store, rs->jid, u, &err);
+
+    snprintf(t->jid, sizeof(t->jid), "%s", rs->jid);
+    if (r == XE_US_OK) {
+        snprintf(t->pin, sizeof(t->pin), "%s", u->pin);
+        t->deleted = t->next = xe_now_seconds();
+        free(err);
+        err = NULL;
+        r = xe_userstore_bury(g_store, t, &err);
+    }
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    free(t);
 
     if (r != XE_US_OK && r != XE_US_NOTFOUND) {
         iq_error(&rs->inject, iq, "wait", "internal-server-error", NULL);
@@ -365,7 +392,9 @@ postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
     xe_stream_error_xml(&rs->inject, false, NULL, NULL, "not-authorized",
                         "the account was removed");
     rs->closing = true;
-    xe_info("event=register-remove peer=%s jid=%s result=ok", rs->peer, rs->jid);
+    rs->removed = r == XE_US_OK;
+    xe_info("event=register-remove peer=%s jid=%s result=ok purge=%s", rs->peer, rs->jid,
+            rs->removed ? "pending" : "none");
 }
 
 static void
@@ -543,6 +572,12 @@ xe_regsplice_new(const struct xe_regsplice_params *p)
     return rs;
 }
 
+bool
+xe_regsplice_removed(const struct xe_regsplice *rs)
+{
+    return rs != NULL && rs->removed;
+}
+
 void
 xe_regsplice_free(struct xe_regsplice **rsp)
 {
@@ -577,6 +612,9 @@ xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
     if (r == XE_XS_ERROR) {
         const char *cond = xe_xmlstream_condition(rs->xs),
                    *text = xe_xmlstream_error_text(rs->xs);
+        if (strcmp(text, "element too large") == 0) /* as the raw splice says it */
+            xe_warn("event=limit peer=%s jid=%s limit=max_stanza_postauth bytes=%zu",
+                    rs->peer, rs->jid, rs->conf->max_stanza_postauth + 1);
         xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", rs->peer,
                 rs->jid, cond, text);
         xe_stream_error_xml(&rs->inject, false, NULL, NULL, cond, text);

@@ -39,6 +39,10 @@ void xe_register_global_free(void);
 
 /* Registration is on for DOMAIN (NULL: false). */
 bool xe_register_enabled(const struct xe_conf *conf, const char *domain);
+/* After authentication, xedge answers a user's own password change and
+ * account removal on DOMAIN: `register` or `account_management` (default
+ * on) is on. */
+bool xe_register_postauth(const struct xe_conf *conf, const char *domain);
 /* E is an iq get or set carrying a jabber:iq:register query. */
 bool xe_register_is_query(const struct xe_xml_elem *e);
 
@@ -81,5 +85,9 @@ int xe_regsplice_backend(struct xe_regsplice *rs, const void *data, size_t len,
 /* Queued answers that may go now (the backend is between stanzas, or FORCE:
  * the stream is closing) appended to TO_CLIENT. */
 void xe_regsplice_flush(struct xe_regsplice *rs, struct xe_buf *to_client, bool force);
+/* The client removed its account on this stream (as `xedgectl user del`:
+ * the user replaced by a tombstone, whose purge the daemon runs): its
+ * other sessions are to end. */
+bool xe_regsplice_removed(const struct xe_regsplice *rs);
 
 #endif

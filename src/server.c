@@ -28,6 +28,7 @@
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
+#include "ctlcmd.h"
 #include "boundary.h"
 #include "lockout.h"
 #include "metrics.h"
@@ -230,6 +231,11 @@ struct xe_server {
     void *drained_ctx;
     uv_async_t main_async; /* a worker drained */
     bool main_async_inited;
+    /* accounts whose sessions end on every worker, asked from a worker
+     * (a client removed its own account): done on the main thread */
+    uv_async_t acct_async;
+    bool acct_async_inited;
+    struct xe_buf acct_queue; /* "JID\n"..., under mu */
     bool shutting_down;
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
@@ -1257,7 +1263,7 @@ reg_start(struct conn *c)
     const char *domain = xe_c2s_domain(c->c2s);
     struct xe_regsplice_params p;
 
-    if (!xe_register_enabled(c->gen->conf, domain))
+    if (!xe_register_postauth(c->gen->conf, domain))
         return 0;
     p.conf = c->gen->conf;
     p.domain = domain;
@@ -1278,6 +1284,8 @@ reg_start(struct conn *c)
 
 /* Client bytes: what is not ours goes to the backend; our answers to the
  * client when the backend's stream allows. */
+static void end_account_async(struct xe_server *srv, const char *jid);
+
 static void
 reg_client(struct conn *c, const char *data, size_t n)
 {
@@ -1298,6 +1306,8 @@ reg_client(struct conn *c, const char *data, size_t n)
     }
     xe_buf_free(&up);
     xe_buf_free(&down);
+    if (r == XE_RS_CLOSE && xe_regsplice_removed(c->reg))
+        end_account_async(c->srv, c->jid); /* the account's other sessions */
     if (r == XE_RS_CLOSE)
         close_conn(c);
 }
@@ -3218,6 +3228,8 @@ xe_tcp_listen(uv_tcp_t *t, const char *address, int port, bool reuseport,
     return r == 0 ? uv_listen((uv_stream_t *)t, 511, cb) : r;
 }
 
+static void acct_async_init(struct xe_server *srv);
+
 static void
 on_main_async(uv_async_t *a)
 {
@@ -3349,6 +3361,7 @@ xe_server_listen(struct xe_server *srv, char **error_r)
     uv_async_init(srv->loop, &srv->main_async, on_main_async);
     srv->main_async.data = srv;
     srv->main_async_inited = true;
+    acct_async_init(srv);
     for (unsigned k = 0; k < srv->n_workers; k++) {
         struct worker *w = &srv->workers[k];
         uv_async_init(w->loop, &w->async, on_worker_async);
@@ -3448,6 +3461,8 @@ xe_server_stop(struct xe_server *srv)
     on_workers(srv, w_stop, NULL, NULL);
     if (srv->main_async_inited && !uv_is_closing((uv_handle_t *)&srv->main_async))
         uv_close((uv_handle_t *)&srv->main_async, NULL);
+    if (srv->acct_async_inited && !uv_is_closing((uv_handle_t *)&srv->acct_async))
+        uv_close((uv_handle_t *)&srv->acct_async, NULL);
 }
 
 /* ---- graceful shutdown ----------------------------------------------------- */
@@ -3612,6 +3627,93 @@ xe_server_kick(struct xe_server *srv, const char *what)
     return on_workers(srv, w_kick, what, NULL);
 }
 
+/* On worker W: end the sessions of a bare JID whose account changed (ARG:
+ * "REASON JID"). */
+static size_t
+w_end_account(struct worker *w, const char *arg, struct xe_buf *out)
+{
+    const char *jid = strchr(arg, ' ');
+    char reason[16];
+    const char *text;
+    size_t n = 0;
+
+    (void)out;
+    if (jid == NULL || (size_t)(jid - arg) >= sizeof(reason))
+        return 0;
+    memcpy(reason, arg, (size_t)(jid - arg));
+    reason[jid - arg] = '\0';
+    jid++;
+    if ((text = xe_ctlcmd_reason_text(reason)) == NULL)
+        return 0;
+    for (struct conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->closed || c->st == CS_CLOSING || c->jid == NULL ||
+            strcasecmp(c->jid, jid) != 0)
+            continue;
+        xe_info("event=account-end peer=%s jid=%s id=%llu reason=%s", c->peer, c->jid,
+                (unsigned long long)c->id, reason);
+        xe_metrics_inc(XE_M_ACCOUNT_ENDED, reason, NULL);
+        end_session(c, "not-authorized", text);
+        n++;
+    }
+    return n;
+}
+
+size_t
+xe_server_end_account(struct xe_server *srv, const char *jid, const char *reason)
+{
+    char *arg = xe_asprintf("%s %s", reason, jid);
+    size_t n = on_workers(srv, w_end_account, arg, NULL);
+
+    free(arg);
+    return n;
+}
+
+/* The main thread: end the sessions of the accounts the workers queued. */
+static void
+on_acct_async(uv_async_t *a)
+{
+    struct xe_server *srv = a->data;
+    struct xe_buf q;
+
+    srv_lock(srv);
+    q = srv->acct_queue;
+    xe_buf_init(&srv->acct_queue, 0);
+    srv_unlock(srv);
+    for (size_t off = 0; off < q.len;) {
+        char *jid = (char *)q.data + off, *nl = memchr(jid, '\n', q.len - off);
+        if (nl == NULL)
+            break;
+        *nl = '\0';
+        xe_server_end_account(srv, jid, "removed");
+        off = (size_t)(nl - (char *)q.data) + 1;
+    }
+    xe_buf_free(&q);
+}
+
+static void
+acct_async_init(struct xe_server *srv)
+{
+    xe_buf_init(&srv->acct_queue, 0);
+    uv_async_init(srv->loop, &srv->acct_async, on_acct_async);
+    srv->acct_async.data = srv;
+    srv->acct_async_inited = true;
+}
+
+/* From a worker: the account of JID was removed by its client: its other
+ * sessions end, on every worker (asked of the main thread, which can wait
+ * for the workers). */
+static void
+end_account_async(struct xe_server *srv, const char *jid)
+{
+    if (!srv->acct_async_inited)
+        return;
+    srv_lock(srv);
+    xe_buf_appendf(&srv->acct_queue, "%s\n", jid);
+    srv_unlock(srv);
+    uv_async_send(&srv->acct_async);
+}
+
 void
 xe_server_stats(struct xe_server *srv, struct xe_buf *out)
 {
@@ -3734,6 +3836,7 @@ xe_server_free(struct xe_server **srvp)
     }
     xe_metrics_set_gauges(NULL, NULL);
     xe_addrlimit_free(&srv->al);
+    xe_buf_free(&srv->acct_queue);
     xe_lockout_free(&srv->lockout);
     xe_s2s_io_free(&srv->s2s);
     xe_route_io_free(&srv->route);

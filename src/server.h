@@ -38,6 +38,12 @@ void xe_server_sessions(struct xe_server *srv, struct xe_buf *out);
 /* One "s2s k=v ..." line per server-to-server stream (s2s_io.h). */
 void xe_server_s2s(struct xe_server *srv, struct xe_buf *out);
 size_t xe_server_kick(struct xe_server *srv, const char *what);
+/* End every session of the bare JID (on every worker) with <not-authorized/>
+ * and a text that says why: its account was disabled, removed (REASON
+ * "disabled", "removed") or had its password changed ("password"; see
+ * xe_ctlcmd_reason_text); logged (event=account-end) and counted. Returns
+ * how many. */
+size_t xe_server_end_account(struct xe_server *srv, const char *jid, const char *reason);
 void xe_server_stats(struct xe_server *srv, struct xe_buf *out);
 void xe_server_free(struct xe_server **srv);
 /* Start the backends' active health checks (each pool's health group);

@@ -22,6 +22,7 @@
 #include "userstore.h"
 
 #define US_DB_NAME "users"
+#define US_TOMB_DB_NAME "tombstones"
 #define US_DEFAULT_MAP_MB 1024
 #define US_SALT_LEN 16
 #define US_RECORD_MAX (64 * 1024) /* bytes of one stored record */
@@ -32,6 +33,8 @@ struct xe_userstore {
     MDB_env *env;
     MDB_dbi dbi;
     bool have_dbi;
+    MDB_dbi tdbi; /* the tombstones */
+    bool have_tdbi;
     bool readonly;
     char *path;
     pthread_mutex_t dbi_lock; /* mdb_dbi_open must not run concurrently */
@@ -795,6 +798,44 @@ out:
     return r;
 }
 
+/* The same for store->tdbi, the tombstones. Called before the caller's own
+ * transaction: opening a database takes one of its own. */
+static int
+us_tdbi(struct xe_userstore *store, char **error_r)
+{
+    MDB_txn *txn = NULL;
+    int r = 0, rc;
+
+    pthread_mutex_lock(&store->dbi_lock);
+    if (store->have_tdbi)
+        goto out;
+    rc = mdb_txn_begin(store->env, NULL, store->readonly ? MDB_RDONLY : 0, &txn);
+    if (rc != 0) {
+        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        goto out;
+    }
+    rc = mdb_dbi_open(txn, US_TOMB_DB_NAME, store->readonly ? 0 : MDB_CREATE,
+                      &store->tdbi);
+    if (rc == MDB_NOTFOUND) {
+        r = XE_US_NOTFOUND;
+        goto out;
+    }
+    if (rc == 0)
+        rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        r = us_mdb_error(store, NULL, rc, "opening the database \"" US_TOMB_DB_NAME "\"",
+                         error_r);
+        goto out;
+    }
+    store->have_tdbi = true;
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    pthread_mutex_unlock(&store->dbi_lock);
+    return r;
+}
+
 int
 xe_userstore_open(const char *path, bool readonly, size_t map_mb,
                   struct xe_userstore **store_r, char **error_r)
@@ -935,7 +976,7 @@ xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
                  bool must_not_exist, char **error_r)
 {
     MDB_txn *txn = NULL;
-    MDB_val key, data;
+    MDB_val key, data, tdata;
     char *rec = NULL, *extra = NULL, *all = NULL;
     size_t rec_len = 0, extra_len = 0;
     char norm[sizeof(user->jid)];
@@ -964,7 +1005,9 @@ xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
                  user->jid);
         goto out;
     }
-    if ((r = us_dbi(store, error_r)) != 0)
+    /* (both databases opened before the write transaction: opening takes
+     * one of its own) */
+    if ((r = us_dbi(store, error_r)) != 0 || (r = us_tdbi(store, error_r)) != 0)
         goto out;
     if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
         r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
@@ -978,6 +1021,17 @@ xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         r = us_mdb_error(store, NULL, rc, "reading a user", error_r);
+        goto out;
+    }
+    if (rc == MDB_NOTFOUND && mdb_get(txn, store->tdbi, &key, &tdata) == 0) {
+        /* a new user of a name whose deletion is not finished */
+        us_error(error_r,
+                 "user %s was deleted and its data at the backend is not purged yet "
+                 "(xedgectl user list --pending); the running xedge retries the purge, "
+                 "after which the name is free; to give up the purge and free it now: "
+                 "xedgectl user del --keep-data %s",
+                 user->jid, user->jid);
+        r = XE_US_TOMBSTONE;
         goto out;
     }
     if (rc == 0) {
@@ -1162,5 +1216,335 @@ out:
         OPENSSL_cleanse(user, sizeof(*user));
         free(user);
     }
+    return r;
+}
+
+/* ---- tombstones -------------------------------------------------------- */
+
+int
+xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r)
+{
+    size_t cap = 1024, pin_len = strnlen(t->pin, sizeof(t->pin));
+    char *buf;
+    int n;
+
+    *buf_r = NULL;
+    *len_r = 0;
+    if (pin_len == sizeof(t->pin) || !us_pin_valid(t->pin, pin_len) || t->deleted < 0 ||
+        t->next < 0 || strnlen(t->error, sizeof(t->error)) == sizeof(t->error))
+        return XE_US_INVALID;
+    for (const char *p = t->error; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            return XE_US_INVALID; /* one line */
+    if ((buf = malloc(cap)) == NULL)
+        return XE_US_IO;
+    n = snprintf(buf, cap,
+                 "v=1\ndeleted=%" PRId64 "\npin=%s\nattempts=%u\nnext=%" PRId64
+                 "\nerror=%s\n",
+                 t->deleted, t->pin, t->attempts, t->next, t->error);
+    if (n < 0 || (size_t)n >= cap) {
+        free(buf);
+        return XE_US_INVALID;
+    }
+    *buf_r = buf;
+    *len_r = (size_t)n;
+    return XE_US_OK;
+}
+
+int
+xe_tombstone_decode(const char *jid, const char *buf, size_t len, struct xe_tombstone *t)
+{
+    const char *p = buf, *end = buf + len;
+    bool v = false, deleted = false;
+    uint64_t u;
+
+    memset(t, 0, sizeof(*t));
+    if (jid != NULL) {
+        if (strlen(jid) >= sizeof(t->jid))
+            return XE_US_CORRUPT;
+        snprintf(t->jid, sizeof(t->jid), "%s", jid);
+    }
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *eq, *val;
+        size_t nlen, vlen;
+        if (nl == NULL)
+            return XE_US_CORRUPT; /* every line ends with a newline */
+        eq = memchr(p, '=', (size_t)(nl - p));
+        if (eq == NULL)
+            return XE_US_CORRUPT;
+        nlen = (size_t)(eq - p);
+        val = eq + 1;
+        vlen = (size_t)(nl - val);
+#define IS(name) (nlen == sizeof(name) - 1 && memcmp(p, name, nlen) == 0)
+        if (IS("v")) {
+            if (vlen != 1 || val[0] != '1')
+                return XE_US_CORRUPT;
+            v = true;
+        } else if (IS("deleted") || IS("next")) {
+            if (us_parse_uint(val, vlen, INT64_MAX, &u) != 0)
+                return XE_US_CORRUPT;
+            if (IS("deleted")) {
+                t->deleted = (int64_t)u;
+                deleted = true;
+            } else {
+                t->next = (int64_t)u;
+            }
+        } else if (IS("attempts")) {
+            if (us_parse_uint(val, vlen, UINT_MAX, &u) != 0)
+                return XE_US_CORRUPT;
+            t->attempts = (unsigned)u;
+        } else if (IS("pin")) {
+            if (vlen >= sizeof(t->pin) || !us_pin_valid(val, vlen))
+                return XE_US_CORRUPT;
+            memcpy(t->pin, val, vlen);
+            t->pin[vlen] = '\0';
+        } else if (IS("error")) {
+            /* a long one is cut: it is only said */
+            size_t n = vlen < sizeof(t->error) - 1 ? vlen : sizeof(t->error) - 1;
+            memcpy(t->error, val, n);
+            t->error[n] = '\0';
+            for (char *q = t->error; *q; q++)
+                if ((unsigned char)*q < 0x20)
+                    *q = ' ';
+        }
+#undef IS
+        p = nl + 1;
+    }
+    return v && deleted ? XE_US_OK : XE_US_CORRUPT;
+}
+
+/* Write T into the tombstones with TXN (a write transaction). */
+static int
+us_tomb_write(struct xe_userstore *store, MDB_txn *txn, const struct xe_tombstone *t,
+              MDB_val *key, char **error_r)
+{
+    MDB_val data;
+    char *rec = NULL;
+    size_t len = 0;
+    int r, rc;
+
+    if ((r = xe_tombstone_encode(t, &rec, &len)) != XE_US_OK) {
+        us_error(error_r, "user store %s: cannot encode the tombstone of %s", store->path,
+                 t->jid);
+        return r;
+    }
+    data.mv_data = rec;
+    data.mv_size = len;
+    rc = mdb_put(txn, store->tdbi, key, &data, 0);
+    free(rec);
+    if (rc != 0)
+        return us_mdb_error(store, NULL, rc, "writing a tombstone", error_r);
+    return XE_US_OK;
+}
+
+int
+xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
+                  char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key;
+    int r, rc;
+
+    if (store->readonly) {
+        us_error(error_r, "user store %s: opened read-only", store->path);
+        return XE_US_INVALID;
+    }
+    if (us_key(store, t->jid, &key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = us_dbi(store, error_r)) != 0 || (r = us_tdbi(store, error_r)) != 0)
+        goto out;
+    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
+        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        goto out;
+    }
+    rc = mdb_del(txn, store->dbi, &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+        r = XE_US_NOTFOUND;
+        goto out;
+    }
+    if (rc != 0) {
+        r = us_mdb_error(store, NULL, rc, "deleting a user", error_r);
+        goto out;
+    }
+    if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    r = rc == 0 ? XE_US_OK
+                : us_mdb_error(store, NULL, rc, "committing a deletion", error_r);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return r;
+}
+
+int
+xe_userstore_tomb_get(struct xe_userstore *store, const char *jid, struct xe_tombstone *t,
+                      char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key, data;
+    int r, rc;
+
+    if (us_key(store, jid, &key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = us_tdbi(store, error_r)) != 0)
+        return r; /* XE_US_NOTFOUND: read-only and none was ever written */
+    if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+    rc = mdb_get(txn, store->tdbi, &key, &data);
+    if (rc == MDB_NOTFOUND)
+        r = XE_US_NOTFOUND;
+    else if (rc != 0)
+        r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
+    else if ((r = xe_tombstone_decode(jid, data.mv_data, data.mv_size, t)) != XE_US_OK)
+        us_error(error_r, "user store %s: the tombstone of %s is corrupt", store->path,
+                 jid);
+    mdb_txn_abort(txn);
+    return r;
+}
+
+int
+xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
+                         char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key, data;
+    int r, rc;
+
+    if (store->readonly) {
+        us_error(error_r, "user store %s: opened read-only", store->path);
+        return XE_US_INVALID;
+    }
+    if (us_key(store, t->jid, &key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = us_tdbi(store, error_r)) != 0)
+        return r;
+    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
+        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+    rc = mdb_get(txn, store->tdbi, &key, &data);
+    if (rc == MDB_NOTFOUND) {
+        r = XE_US_NOTFOUND;
+        goto out;
+    }
+    if (rc != 0) {
+        r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
+        goto out;
+    }
+    if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
+        goto out;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    r = rc == 0 ? XE_US_OK
+                : us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return r;
+}
+
+int
+xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key;
+    int r, rc;
+
+    if (store->readonly) {
+        us_error(error_r, "user store %s: opened read-only", store->path);
+        return XE_US_INVALID;
+    }
+    if (us_key(store, jid, &key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = us_tdbi(store, error_r)) != 0)
+        return r;
+    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
+        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+    rc = mdb_del(txn, store->tdbi, &key, NULL);
+    if (rc == MDB_NOTFOUND) {
+        r = XE_US_NOTFOUND;
+        goto out;
+    }
+    if (rc != 0) {
+        r = us_mdb_error(store, NULL, rc, "deleting a tombstone", error_r);
+        goto out;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    r = rc == 0 ? XE_US_OK
+                : us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
+out:
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    return r;
+}
+
+int
+xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
+                          int (*cb)(const struct xe_tombstone *t, void *ctx), void *ctx,
+                          char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val key, data;
+    struct xe_tombstone *t = NULL;
+    size_t dlen = domain != NULL ? strlen(domain) : 0;
+    MDB_cursor_op op = MDB_FIRST;
+    int r, rc;
+
+    if ((r = us_tdbi(store, error_r)) != 0) {
+        if (r == XE_US_NOTFOUND)
+            r = XE_US_OK; /* read-only and none was ever written */
+        goto out;
+    }
+    r = XE_US_IO;
+    if ((t = malloc(sizeof(*t))) == NULL) {
+        us_error(error_r, "user store %s: out of memory", store->path);
+        goto out;
+    }
+    if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0 ||
+        (rc = mdb_cursor_open(txn, store->tdbi, &cur)) != 0) {
+        r = us_mdb_error(store, NULL, rc, "walking the tombstones", error_r);
+        goto out;
+    }
+    for (;; op = MDB_NEXT) {
+        char jid[sizeof(t->jid)];
+        const char *k;
+
+        rc = mdb_cursor_get(cur, &key, &data, op);
+        if (rc == MDB_NOTFOUND)
+            break;
+        if (rc != 0) {
+            r = us_mdb_error(store, NULL, rc, "walking the tombstones", error_r);
+            goto out;
+        }
+        k = key.mv_data;
+        if (domain != NULL &&
+            (key.mv_size < dlen + 2 || k[key.mv_size - dlen - 1] != '@' ||
+             strncasecmp(k + key.mv_size - dlen, domain, dlen) != 0))
+            continue;
+        if (key.mv_size >= sizeof(jid) || memchr(k, '\0', key.mv_size) != NULL) {
+            us_error(error_r, "user store %s: a tombstone's key is not a JID",
+                     store->path);
+            r = XE_US_CORRUPT;
+            goto out;
+        }
+        memcpy(jid, k, key.mv_size);
+        jid[key.mv_size] = '\0';
+        if ((r = xe_tombstone_decode(jid, data.mv_data, data.mv_size, t)) != XE_US_OK) {
+            us_error(error_r, "user store %s: the tombstone of %s is corrupt",
+                     store->path, jid);
+            goto out;
+        }
+        if (cb(t, ctx) != 0)
+            break;
+    }
+    r = XE_US_OK;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    if (txn != NULL)
+        mdb_txn_abort(txn);
+    free(t);
     return r;
 }

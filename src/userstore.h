@@ -72,11 +72,12 @@ const char *xe_scram_hash_name(enum xe_scram_hash h);
 
 /* Error codes (negative). */
 #define XE_US_OK 0
-#define XE_US_NOTFOUND (-1) /* no such user */
-#define XE_US_EXISTS (-2)   /* user add: already there */
-#define XE_US_IO (-3)       /* LMDB error: the store cannot be read/written */
-#define XE_US_CORRUPT (-4)  /* record cannot be parsed */
-#define XE_US_INVALID (-5)  /* bad argument (JID syntax, ...) */
+#define XE_US_NOTFOUND (-1)  /* no such user */
+#define XE_US_EXISTS (-2)    /* user add: already there */
+#define XE_US_IO (-3)        /* LMDB error: the store cannot be read/written */
+#define XE_US_CORRUPT (-4)   /* record cannot be parsed */
+#define XE_US_INVALID (-5)   /* bad argument (JID syntax, ...) */
+#define XE_US_TOMBSTONE (-6) /* user add: the name is being deleted (a tombstone) */
 
 /* Open the environment at PATH (a directory, created if missing when
  * !readonly). map_mb: LMDB map size in MiB (0 = default 1024). */
@@ -110,6 +111,51 @@ bool xe_user_check_password(const struct xe_user *user, const char *password, si
 /* Record codec, exposed for tests. */
 int xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r);
 int xe_user_decode(const char *jid, const char *buf, size_t len, struct xe_user *user);
+
+/* ---- tombstones ----------------------------------------------------------
+ *
+ * A deleted user whose data at the backend is not purged yet: a record in a
+ * second database ("tombstones"), same key, until the daemon's purge is
+ * confirmed by the backend. While it is there the name cannot be created
+ * again (xe_userstore_put of a new user: XE_US_TOMBSTONE). Record:
+ *   v=1
+ *   deleted=<unix seconds>
+ *   pin=<the user's pin when deleted, or empty: the home server>
+ *   attempts=<purges tried>
+ *   next=<unix seconds: the next attempt, not before>
+ *   error=<the last attempt's failure, one line, or empty>
+ * Unknown names are ignored (forward compatibility). */
+struct xe_tombstone {
+    char jid[3072];
+    int64_t deleted;
+    char pin[256];
+    unsigned attempts;
+    int64_t next;
+    char error[256];
+};
+
+int xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r);
+int xe_tombstone_decode(const char *jid, const char *buf, size_t len,
+                        struct xe_tombstone *t);
+
+/* Delete the user JID and put its tombstone T (T->jid is JID) in one
+ * transaction: XE_US_NOTFOUND if there is no such user. */
+int xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
+                      char **error_r);
+/* XE_US_OK and *t, or XE_US_NOTFOUND. */
+int xe_userstore_tomb_get(struct xe_userstore *store, const char *jid,
+                          struct xe_tombstone *t, char **error_r);
+/* Rewrite an existing tombstone (attempts, next, error): XE_US_NOTFOUND if
+ * it is gone (the operator forgot it meanwhile). */
+int xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
+                             char **error_r);
+/* Remove the tombstone (the purge is confirmed, or forgotten). */
+int xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **error_r);
+/* Each tombstone in key order (of DOMAIN's users, or all); stops when cb
+ * returns non-zero. */
+int xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
+                              int (*cb)(const struct xe_tombstone *t, void *ctx),
+                              void *ctx, char **error_r);
 
 /* Normalise a bare JID in place: lower-case ASCII, check syntax
  * (localpart@domain, no resource, sizes, forbidden localpart characters).

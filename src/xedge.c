@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "control.h"
 #include "mech.h"
+#include "purge_io.h"
 #include "log.h"
 #include "metrics.h"
 #include "sasl.h"
@@ -34,6 +35,7 @@
 
 static struct xe_server *g_srv;
 static struct xe_control *g_ctl;
+static struct xe_purger *g_purger;
 static struct xe_metrics_http *g_metrics;
 /* for reloads: the file, the configuration xedge started with (what a
  * reload cannot change is compared with it), the store, -d */
@@ -152,6 +154,7 @@ on_signal(uv_signal_t *s, int signum)
     notify("STOPPING=1");
     xe_info("event=stopping signal=%d grace_ms=%u", signum, g_grace_ms);
     xe_control_stop(g_ctl);
+    xe_purger_stop(g_purger);
     xe_metrics_http_stop(&g_metrics);
     if (g_srv)
         xe_server_shutdown(g_srv, g_grace_ms, drained, s->loop);
@@ -160,6 +163,13 @@ on_signal(uv_signal_t *s, int signum)
 }
 
 static char *mech_list(const struct xe_conf *conf);
+
+static void
+purge_kick(void *ctx)
+{
+    (void)ctx;
+    xe_purger_kick(g_purger);
+}
 
 /* Reload the configuration file: certificates, domains, pools, limits,
  * timeouts and mechanisms change for new connections; established ones go
@@ -203,6 +213,7 @@ reload(void *ctx, unsigned long *generation_r, char **error_r)
     }
     free(mechs);
     xe_register_global_reconfigure(now);
+    xe_purger_set_conf(g_purger, now);
     xe_log_level = g_debug ? XE_LOG_DEBUG : now->log_level;
     g_grace_ms = now->shutdown_grace_ms;
     xe_info("event=reload result=ok generation=%lu config=%s domains=%zu", *generation_r,
@@ -377,6 +388,10 @@ main(int argc, char **argv)
     uv_signal_start(&sighup, on_hup, SIGHUP);
     if (g_ctl)
         xe_control_set_reload(g_ctl, reload, NULL);
+    /* deleted users' data at the backends (the tombstones xedgectl leaves) */
+    g_purger = xe_purger_new(loop, store, conf);
+    if (g_ctl)
+        xe_control_set_purge(g_ctl, purge_kick, NULL);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
             conf->n_domains);
     xe_server_start_health(g_srv);
@@ -396,9 +411,11 @@ out:
     /* after an error, what was started is still open: close it, and let the
      * close callbacks run before its memory goes */
     xe_control_stop(g_ctl);
+    xe_purger_stop(g_purger);
     xe_metrics_http_stop(&g_metrics);
     uv_run(loop, UV_RUN_NOWAIT);
     xe_control_free(&g_ctl);
+    xe_purger_free(&g_purger);
     xe_server_free(&g_srv);
     xe_sasl_global_done();
     xe_register_global_free();

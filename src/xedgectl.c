@@ -95,14 +95,23 @@ user_usage(FILE *f)
             "commands:\n"
             "  add [--legacy-mechs] JID\n"
             "                 create a user; asks for the password\n"
-            "  passwd [--legacy-mechs|--no-legacy-mechs] JID\n"
-            "                 set a new password\n"
-            "  del JID        delete a user\n"
-            "  list [--disabled] [--expired] [DOMAIN]\n"
+            "  passwd [--legacy-mechs|--no-legacy-mechs] [--kick] JID\n"
+            "                 set a new password (--kick: and end the user's live\n"
+            "                 sessions)\n"
+            "  del [--keep-data] JID\n"
+            "                 delete a user, end its live sessions, and have the\n"
+            "                 running xedge purge its data at its home server\n"
+            "                 (roster, vCard, offline messages...); the name stays\n"
+            "                 taken until the backend confirms (list --pending).\n"
+            "                 --keep-data: no purge; on a pending name: give the\n"
+            "                 purge up and free the name\n"
+            "  list [--disabled] [--expired] [--pending] [DOMAIN]\n"
             "                 list the users (of one domain; only the disabled\n"
-            "                 ones, only those whose password has expired)\n"
+            "                 ones, only those whose password has expired;\n"
+            "                 --pending: the deleted users whose purge at the\n"
+            "                 backend is not confirmed yet, with its attempts)\n"
             "  show JID       show a user's record (never the keys)\n"
-            "  disable JID    refuse the user's logins\n"
+            "  disable JID    refuse the user's logins, end its live sessions\n"
             "  enable JID     allow them again\n"
             "  expire JID WHEN\n"
             "                 the password expires at WHEN: now, never, +DAYS,\n"
@@ -141,6 +150,10 @@ user_usage(FILE *f)
             "--legacy-mechs keeps the password itself too, for DIGEST-MD5 and\n"
             "CRAM-MD5 (which need a plaintext-equivalent); passwd keeps the user's\n"
             "setting unless told otherwise.\n"
+            "\n"
+            "The running xedge is told of every change on its control socket: it\n"
+            "ends the sessions (disable, del, passwd --kick) and logs the change\n"
+            "(event=admin). If it cannot be told, the change is made all the same.\n"
             "\n"
             "exit status: 0 ok, 1 the operation failed (no such user, user exists),\n"
             "2 usage error, 3 configuration or user store error.\n");
@@ -285,10 +298,58 @@ struct ctl {
     char jid[sizeof(((struct xe_user *)0)->jid)];
     int legacy; /* --legacy-mechs 1, --no-legacy-mechs 0, neither -1 */
     bool only_disabled, only_expired; /* list filters */
+    bool pending;                     /* list --pending: the tombstones */
     bool with_legacy;                 /* export --legacy */
     int64_t expires;                  /* expire: the new time (0: never) */
     const char *pin;                  /* pin: the server ("": none) */
+    bool kick;                        /* passwd --kick */
+    bool keep_data;                   /* del --keep-data */
 };
+
+/* Tell the running xedge, on its control socket, of a change made here in
+ * the user store (which xedgectl writes itself): it logs it (the audit
+ * trail: event=admin action=ACTION jid=JID uid=...) and, with END (a
+ * reason: disabled, removed, password), ends the account's live sessions.
+ * The change is made whatever happens here; what could not be done is
+ * said on stderr. Returns CTL_OK, or CTL_FAILED when xedge refused. */
+static int
+notify(const struct ctl *ctl, const char *action, const char *jid, const char *end,
+       const char *detail)
+{
+    struct xe_buf resp;
+    char *request, *err = NULL;
+    const char *sock = ctl->conf->control.socket;
+    int ret = CTL_OK;
+
+    if (sock == NULL) {
+        if (end != NULL)
+            ctl_err("note: no control socket configured: a running xedge was not told, "
+                    "and %s's live sessions go on",
+                    jid);
+        return CTL_OK;
+    }
+    xe_buf_init(&resp, 64 * 1024);
+    request = xe_asprintf("admin %s %s%s%s%s", action, jid, end ? " end=" : "",
+                          end ? end : "", detail ? detail : "");
+    if (xe_ctlclient_request(sock, request, &resp, &err) < 0) {
+        ctl_err(
+            "note: the change is made in the user store, but xedge was not told (%s)%s",
+            err, end ? ": if it runs, the user's live sessions go on" : "");
+    } else if (resp.len >= 3 && memcmp(resp.data, "ok\n", 3) == 0) {
+        if (end != NULL)
+            printf("%.*s", (int)(resp.len - 3), (const char *)resp.data + 3);
+    } else {
+        ctl_err("the change is made in the user store, but xedge answered: %.*s",
+                (int)(resp.len > 0 && resp.data[resp.len - 1] == '\n' ? resp.len - 1
+                                                                      : resp.len),
+                (const char *)resp.data);
+        ret = CTL_FAILED;
+    }
+    free(err);
+    free(request);
+    xe_buf_free(&resp);
+    return ret;
+}
 
 /* Map a store code to an exit code, printing the message. */
 static int
@@ -300,6 +361,7 @@ store_failed(int r, char **err, const char *fallback)
     switch (r) {
     case XE_US_NOTFOUND:
     case XE_US_EXISTS:
+    case XE_US_TOMBSTONE:
         return CTL_FAILED;
     case XE_US_INVALID:
         return CTL_USAGE;
@@ -357,6 +419,21 @@ cmd_add_passwd(struct ctl *ctl, bool add)
             ret = store_failed(r, &err, "cannot read the user");
             goto out;
         }
+        {
+            struct xe_tombstone t;
+            if (xe_userstore_tomb_get(ctl->store, ctl->jid, &t, NULL) == XE_US_OK) {
+                ctl_err(
+                    "user %s was deleted and its data at the backend is not purged yet "
+                    "(attempts: %u%s%s): the running xedge retries the purge, after "
+                    "which the name is free (xedgectl user list --pending); to give "
+                    "the purge up and free the name now: xedgectl user del --keep-data "
+                    "%s",
+                    ctl->jid, t.attempts, t.error[0] ? ", last error: " : "", t.error,
+                    ctl->jid);
+                ret = CTL_FAILED;
+                goto out;
+            }
+        }
         if (xe_conf_domain(ctl->conf, domain) == NULL)
             ctl_err("warning: the domain %s is not served by this configuration", domain);
         memset(user, 0, sizeof(*user));
@@ -388,7 +465,9 @@ cmd_add_passwd(struct ctl *ctl, bool add)
         ret = store_failed(r, &err, "cannot write the user");
         goto out;
     }
-    ret = CTL_OK;
+    ret = notify(ctl, add ? "user-add" : "user-passwd", ctl->jid,
+                 !add && ctl->kick ? "password" : NULL,
+                 user->legacy ? " legacy_mechs=yes" : " legacy_mechs=no");
 out:
     OPENSSL_cleanse(password, sizeof(password));
     if (user != NULL) {
@@ -399,21 +478,99 @@ out:
     return ret;
 }
 
+static void
+iso8601(int64_t t, char *buf, size_t size)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(buf, size, "%lld", (long long)t);
+}
+
+/* del: the user goes, and a tombstone stays until the running xedge has
+ * purged the user's data at its home server (the daemon does the purge: it
+ * is told here, and retries; see purge.h). --keep-data: the old deletion,
+ * no purge; on a name that has only a tombstone, it gives the purge up. */
 static int
 cmd_del(struct ctl *ctl)
 {
+    struct xe_tombstone *t = NULL;
+    struct xe_user *user = NULL;
     char *err = NULL;
-    int r, ret = CTL_OK;
+    int r, ret = CTL_CONFIG;
 
-    r = xe_userstore_del(ctl->store, ctl->jid, &err);
+    if ((t = calloc(1, sizeof(*t))) == NULL || (user = malloc(sizeof(*user))) == NULL) {
+        ctl_err("out of memory");
+        goto out;
+    }
+    r = xe_userstore_get(ctl->store, ctl->jid, user, &err);
+    if (r == XE_US_NOTFOUND && ctl->keep_data) {
+        free(err);
+        err = NULL;
+        r = xe_userstore_tomb_del(ctl->store, ctl->jid, &err);
+        if (r == XE_US_OK) {
+            fprintf(stderr,
+                    "%s: the purge of %s is given up: its data at the backend stays, and "
+                    "the name is free\n",
+                    progname, ctl->jid);
+            ret =
+                notify(ctl, "user-del", ctl->jid, NULL, " keep_data=yes purge=given-up");
+            goto out;
+        }
+    }
+    if (r == XE_US_NOTFOUND) {
+        if (xe_userstore_tomb_get(ctl->store, ctl->jid, t, NULL) == XE_US_OK)
+            ctl_err("user %s is deleted already; the purge of its data at the backend is "
+                    "pending (xedgectl user list --pending)",
+                    ctl->jid);
+        else
+            ctl_err("no such user: %s", ctl->jid);
+        ret = CTL_FAILED;
+        goto out;
+    }
+    if (r != XE_US_OK) {
+        ret = store_failed(r, &err, "cannot read the user");
+        goto out;
+    }
+    if (ctl->keep_data) {
+        r = xe_userstore_del(ctl->store, ctl->jid, &err);
+    } else {
+        snprintf(t->jid, sizeof(t->jid), "%s", ctl->jid);
+        snprintf(t->pin, sizeof(t->pin), "%s", user->pin);
+        t->deleted = t->next = (int64_t)time(NULL);
+        r = xe_userstore_bury(ctl->store, t, &err);
+    }
     if (r == XE_US_NOTFOUND) {
         ctl_err("no such user: %s", ctl->jid);
         ret = CTL_FAILED;
     } else if (r != XE_US_OK) {
         ret = store_failed(r, &err, "cannot delete the user");
+    } else {
+        ret = notify(ctl, "user-del", ctl->jid, "removed",
+                     ctl->keep_data ? " keep_data=yes" : " purge=pending");
     }
+out:
+    if (user != NULL) {
+        OPENSSL_cleanse(user, sizeof(*user));
+        free(user);
+    }
+    free(t);
     free(err);
     return ret;
+}
+
+static int
+pending_cb(const struct xe_tombstone *t, void *ctx)
+{
+    char deleted[64], next[64];
+
+    (void)ctx;
+    iso8601(t->deleted, deleted, sizeof(deleted));
+    iso8601(t->next, next, sizeof(next));
+    printf("%s deleted=%s pin=%s attempts=%u next=%s error=\"%s\"\n", t->jid, deleted,
+           t->pin[0] ? t->pin : "-", t->attempts, t->attempts ? next : "-", t->error);
+    return 0;
 }
 
 static bool
@@ -485,8 +642,10 @@ enum change { CH_DISABLE, CH_ENABLE, CH_EXPIRE, CH_PIN };
 static int
 cmd_change(struct ctl *ctl, enum change what)
 {
+    static const char *const actions[] = {"user-disable", "user-enable", "user-expire",
+                                          "user-pin"};
     struct xe_user *user = NULL;
-    char *err = NULL;
+    char *err = NULL, detail[96] = "";
     int r, ret = CTL_CONFIG;
 
     if ((user = malloc(sizeof(*user))) == NULL) {
@@ -496,11 +655,20 @@ cmd_change(struct ctl *ctl, enum change what)
     if ((ret = get_user(ctl, user)) != CTL_OK ||
         (what == CH_PIN && (ret = check_pin(ctl)) != CTL_OK))
         goto out;
+    if (what == CH_EXPIRE)
+        snprintf(detail, sizeof(detail), " expires=%lld", (long long)ctl->expires);
+    else if (what == CH_PIN)
+        snprintf(detail, sizeof(detail), " pin=%s", ctl->pin[0] ? ctl->pin : "-");
     switch (what) {
     case CH_DISABLE:
     case CH_ENABLE:
-        if (user->disabled == (what == CH_DISABLE))
-            goto out; /* nothing to change */
+        if (user->disabled == (what == CH_DISABLE)) {
+            /* nothing to change in the store; a disabled user's sessions
+             * (say, from before xedge was restarted) end all the same */
+            ret = notify(ctl, actions[what], ctl->jid,
+                         what == CH_DISABLE ? "disabled" : NULL, " unchanged=yes");
+            goto out;
+        }
         user->disabled = what == CH_DISABLE;
         break;
     case CH_EXPIRE:
@@ -514,6 +682,9 @@ cmd_change(struct ctl *ctl, enum change what)
     r = xe_userstore_put(ctl->store, user, false, &err);
     if (r != XE_US_OK)
         ret = store_failed(r, &err, "cannot write the user");
+    else
+        ret = notify(ctl, actions[what], ctl->jid, what == CH_DISABLE ? "disabled" : NULL,
+                     detail);
 out:
     if (user != NULL) {
         OPENSSL_cleanse(user, sizeof(*user));
@@ -521,16 +692,6 @@ out:
     }
     free(err);
     return ret;
-}
-
-static void
-iso8601(int64_t t, char *buf, size_t size)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
 }
 
 static int
@@ -593,7 +754,10 @@ cmd_list(struct ctl *ctl, const char *domain)
     char *err = NULL;
     int r;
 
-    r = xe_userstore_foreach(ctl->store, domain, list_cb, ctl, &err);
+    if (ctl->pending)
+        r = xe_userstore_tomb_foreach(ctl->store, domain, pending_cb, ctl, &err);
+    else
+        r = xe_userstore_foreach(ctl->store, domain, list_cb, ctl, &err);
     if (r != XE_US_OK)
         return store_failed(r, &err, "cannot list the users");
     if (fflush(stdout) != 0) {
@@ -734,6 +898,18 @@ main(int argc, char **argv)
                 ctl.legacy = 1;
             else if (strcmp(argv[i], "--no-legacy-mechs") == 0)
                 ctl.legacy = 0;
+            else if (cmd == CMD_PASSWD && strcmp(argv[i], "--kick") == 0)
+                ctl.kick = true;
+            else
+                argv[j++] = argv[i];
+        }
+        argc = j;
+    }
+    if (cmd == CMD_DEL) {
+        int j = optind;
+        for (i = optind; i < argc; i++) {
+            if (strcmp(argv[i], "--keep-data") == 0)
+                ctl.keep_data = true;
             else
                 argv[j++] = argv[i];
         }
@@ -755,6 +931,8 @@ main(int argc, char **argv)
                 ctl.only_disabled = true;
             else if (cmd == CMD_LIST && strcmp(argv[i], "--expired") == 0)
                 ctl.only_expired = true;
+            else if (cmd == CMD_LIST && strcmp(argv[i], "--pending") == 0)
+                ctl.pending = true;
             else if (cmd == CMD_EXPORT && strcmp(argv[i], "--legacy") == 0)
                 ctl.with_legacy = true;
             else
@@ -871,10 +1049,18 @@ main(int argc, char **argv)
     case CMD_EXPORT:
         ret = cmd_export(&ctl, arg != NULL ? domain + 2 : NULL);
         break;
-    case CMD_IMPORT:
+    case CMD_IMPORT: {
+        struct xe_import_stats st = {0};
+        char detail[160];
+
         ret = xe_import_cmd(ctl.store, iterations(&ctl), import_argc, import_argv,
-                            progname);
+                            progname, &st);
+        snprintf(detail, sizeof(detail), " added=%lu replaced=%lu kept=%lu failed=%lu",
+                 st.added, st.replaced, st.skipped, st.failed);
+        if (st.added + st.replaced > 0)
+            (void)notify(&ctl, "user-import", "-", NULL, detail);
         break;
+    }
     }
 out:
     xe_userstore_close(&ctl.store);

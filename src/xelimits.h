@@ -121,6 +121,12 @@
  * (session list, kick, stats, shutdown); a worker that has not answered by
  * then is left out (and logged) */
 #define XE_WORKER_ANSWER_MS 2000
+/* purging a deleted user's data at its backend (purge_io.c) */
+#define XE_PURGE_TIMEOUT_MS 10000   /* one attempt: connect, login, the answer */
+#define XE_PURGE_SCAN_MS 1000       /* tombstones due are looked for this often */
+#define XE_PURGE_RETRY_MIN_S 5      /* after a failure: 5 s, doubling ... */
+#define XE_PURGE_RETRY_MAX_S 3600   /* ... up to an hour between attempts */
+#define XE_PURGE_MAX_READ (1 << 20) /* bytes read from the backend in one attempt */
 
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */

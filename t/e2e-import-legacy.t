@@ -16,7 +16,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/legacy_stores.sh"
 
-plan 44
+plan 45
 
 command -v prosody-migrator >/dev/null || bail "prosody-migrator is not installed (apt-get install prosody)"
 command -v sqlite3 >/dev/null || bail "sqlite3 is not installed"

@@ -157,7 +157,8 @@ for cls in (Ej, Jd):
     P = cls.proto + ": "
     c = cls(["--secret-file", spath, "--domain", "example.test"])
     if cls is Jd:
-        check(c.hello == "OK USER-EXISTS CHECK-PASSWORD FREE\n", P + "announces USER-EXISTS CHECK-PASSWORD FREE",
+        check(c.hello == "OK USER-EXISTS CHECK-PASSWORD SET-PASSWORD DELETE-USER FREE\n",
+              P + "announces USER-EXISTS CHECK-PASSWORD SET-PASSWORD DELETE-USER FREE",
               repr(c.hello))
     good = make_token(secret, "c2s", "alice@example.test", now + 60)
     check(c.auth("alice", "example.test", good), P + "a fresh assertion is accepted")
@@ -185,7 +186,8 @@ for cls in (Ej, Jd):
     if cls is Ej:
         check(not c.raw(b"setpass:alice:example.test:pw"), P + "setpass is answered false")
         check(not c.raw(b"tryregister:alice:example.test:pw"), P + "tryregister is answered false")
-        check(not c.raw(b"removeuser:alice:example.test"), P + "removeuser is answered false")
+        check(c.raw(b"removeuser:alice:example.test"), P + "removeuser of a local user is answered true (the purge)")
+        check(not c.raw(b"removeuser:alice:other.test"), P + "removeuser of another domain is answered false")
         check(not c.raw(b"removeuser3:alice:example.test:pw"), P + "removeuser3 is answered false")
         check(not c.raw(b"isuser:alice:example.test:extra"), P + "isuser with a fourth field is false")
         check(not c.raw(b"auth:alice"), P + "a truncated request is false")
@@ -195,6 +197,8 @@ for cls in (Ej, Jd):
         check(not c.line("GET-PASSWORD alice example.test\n"), P + "GET-PASSWORD is answered NO")
         check(not c.line("SET-PASSWORD alice cHc= example.test\n"), P + "SET-PASSWORD is answered NO")
         check(not c.line("CREATE-USER alice example.test\n"), P + "CREATE-USER is answered NO")
+        check(c.line("DELETE-USER alice example.test\n"), P + "DELETE-USER of a local user is answered OK (the purge)")
+        check(not c.line("DELETE-USER alice other.test\n"), P + "DELETE-USER of another domain is answered NO")
         check(not c.line("CHECK-PASSWORD alice !!!! example.test\n"), P + "bad base64 is refused")
         check(not c.line("CHECK-PASSWORD alice " + "x" * 3000 + " example.test\n"), P + "a 3 kB line is refused")
     check(c.auth("alice", "example.test", make_token(secret, "c2s", "alice@example.test", now + 60)),

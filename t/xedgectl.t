@@ -14,7 +14,7 @@ ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not o
 # diag TEXT...: indented TAP comment lines
 diag() { printf '%s\n' "$@" | sed 's/^/#   /'; }
 
-echo "1..25"
+echo "1..29"
 
 if ! command -v mdb_dump >/dev/null 2>&1; then
 	diag "mdb_dump (lmdb-utils) is missing"
@@ -219,9 +219,26 @@ run user del bob@example.test
 bad=0
 [ "$rc1" -eq 0 ] && [ "$rc2" -eq 1 ] && [ "$rc" -eq 1 ] || bad=1
 printf '%s\n' "$e2" | grep -q "no such user: bob@example.test" || bad=1
-printf '%s\n' "$err" | grep -q "no such user: bob@example.test" || bad=1
+printf '%s\n' "$err" | grep -q "user bob@example.test is deleted already; the purge of its data at the backend is pending" || bad=1
 [ -z "$(record bob@example.test)" ] || bad=1
-ok $bad "del: exit 0; then show and del again: exit 1, no such user"
+ok $bad "del: exit 0; then show: no such user; del again: exit 1, the purge is pending"
+[ $bad -eq 0 ] || diag "rc1=$rc1 rc2=$rc2 rc=$rc" "e2: $e2" "err: $err"
+
+# the tombstone (no xedge runs here to purge): the name stays taken
+run user list --pending
+expect 0 "list --pending: bob's tombstone, no attempt yet" \
+	out '^bob@example\.test deleted=[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z pin=- attempts=0 next=- error=""$'
+runpw 'again' user add bob@example.test
+expect 1 "add of a name whose purge is pending: exit 1, why and how" \
+	err "not purged yet" err "user del --keep-data bob@example\.test"
+run user del --keep-data bob@example.test
+expect 0 "del --keep-data on the pending name: the purge given up" err "given up"
+runpw 'again' user add bob@example.test
+rc1=$rc
+run user del --keep-data bob@example.test
+rc2=$rc
+run user list --pending
+ok "$([ "$rc1/$rc2/$rc/$out" = "0/0/0/" ] && echo 0 || echo 1)" "then the name is free; del --keep-data leaves no tombstone"
 [ $bad -eq 0 ] || diag "rc del=$rc1 show=$rc2 del2=$rc" "$e2" "$err"
 
 # ---- usage errors ----------------------------------------------------------

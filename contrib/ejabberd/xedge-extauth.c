@@ -9,13 +9,19 @@
  *
  *   ejabberd (--protocol ejabberd, the default): a request is a 2-byte
  *   big-endian length and "auth:User:Server:Password" or "isuser:User:Server"
- *   (setpass, tryregister, removeuser, removeuser3 are answered false); the
- *   answer is 00 02 then 00 01 (true) or 00 00 (false).
+ *   or "removeuser:User:Server" (true for a local user: the account lives in
+ *   xedge, and ejabberd's removal then purges the user's data, which is how
+ *   xedge purges a deleted user: doc/assertion.md); setpass, tryregister
+ *   and removeuser3 are answered false; the answer is 00 02 then 00 01
+ *   (true) or 00 00 (false).
  *
  *   jabberd2 (--protocol jabberd2): at start we print "OK USER-EXISTS
- *   CHECK-PASSWORD FREE"; then one command per line, "USER-EXISTS user realm"
- *   or "CHECK-PASSWORD user base64(password) realm", answered "OK" or "NO";
- *   "FREE" ends the program.
+ *   CHECK-PASSWORD SET-PASSWORD DELETE-USER FREE"; then one command per
+ *   line, "USER-EXISTS user realm", "CHECK-PASSWORD user base64(password)
+ *   realm" or "DELETE-USER user realm" (OK for a local user, as removeuser
+ *   above: jabberd2's c2s then has its sm delete the user's data), answered
+ *   "OK" or "NO"; SET-PASSWORD is announced, as c2s requires it for an
+ *   account removal, and always answered NO; "FREE" ends the program.
  *
  * Refusals are logged to stderr (both servers keep it in their logs), as
  * key=value lines; the assertion and the secret are never logged. See
@@ -276,6 +282,21 @@ is_user(const char *user, const char *server)
     return ok;
 }
 
+/* The backend removes the account (a removal the user asked for after a
+ * login through xedge, which is how xedge purges a deleted user): the
+ * account itself lives in xedge, so the answer is yes for a local user, and
+ * the backend goes on to delete the user's data. */
+static bool
+remove_user(const char *user, const char *server)
+{
+    char a[128], b[128];
+    bool ok = good_user(user) && good_server(server);
+
+    logmsg("info", "event=removeuser jid=%s@%s result=%s", printable(user, a, sizeof(a)),
+           printable(server, b, sizeof(b)), ok ? "true" : "false");
+    return ok;
+}
+
 static bool
 check_login(const char *user, const char *server, const char *token)
 {
@@ -423,7 +444,9 @@ ejabberd_request(char *req)
         return check_login(user, server, rest);
     if (strcmp(op, "isuser") == 0 && rest == NULL)
         return is_user(user, server);
-    /* setpass, tryregister, removeuser, removeuser3: accounts live in xedge */
+    if (strcmp(op, "removeuser") == 0 && rest == NULL)
+        return remove_user(user, server);
+    /* setpass, tryregister, removeuser3: accounts live in xedge */
     logmsg("info", "event=unsupported op=%.20s", op);
     return false;
 }
@@ -491,6 +514,8 @@ jabberd2_request(char *line)
     }
     if (strcmp(f[0], "USER-EXISTS") == 0 && nf == 3)
         return is_user(f[1], f[2]);
+    if (strcmp(f[0], "DELETE-USER") == 0 && nf == 3)
+        return remove_user(f[1], f[2]);
     if (strcmp(f[0], "CHECK-PASSWORD") == 0 && nf == 4) {
         char token[XE_EXTAUTH_MAX_REQUEST + 1];
         unsigned len = 0;
@@ -520,7 +545,8 @@ static int
 run_jabberd2(void)
 {
     static char line[XE_EXTAUTH_MAX_REQUEST + 1];
-    static const char hello[] = "OK USER-EXISTS CHECK-PASSWORD FREE\n";
+    static const char hello[] =
+        "OK USER-EXISTS CHECK-PASSWORD SET-PASSWORD DELETE-USER FREE\n";
 
     if (write_all(hello, sizeof(hello) - 1) < 0)
         return 1;

@@ -97,7 +97,14 @@ function provider.users() return function() return nil; end; end
 function provider.get_password(username) return nil, "managed by xedge"; end
 function provider.set_password(username, password) return nil, "managed by xedge"; end
 function provider.create_user(username, password) return nil, "managed by xedge"; end
-function provider.delete_user(username) return nil, "managed by xedge"; end
+-- The account lives in xedge; a removal through Prosody (mod_register's
+-- <remove/>, which xedge sends as the user to purge a deleted user's data,
+-- or prosodyctl deluser) succeeds here so that usermanager.delete_user goes
+-- on to purge every per-user store (doc/assertion.md, "Purging").
+function provider.delete_user(username)
+	module:log("info", "account removal of %s@%s: its data is purged", username, module.host);
+	return true;
+end
 
 function provider.get_sasl_handler()
 	return new_sasl(module.host, {

@@ -46,6 +46,7 @@ Output (stdout):
   TIMING n=1 took=0.012   (seconds from that attempt's <auth/> to the answer)
   READY jid=...  then  CLOSE how=stream-error:COND|stream-end|eof|reset|bad-xml|none
       after=SECONDS stanzas=N   (with --hold SECONDS, after the bind)
+      then CLOSE-TEXT text=T    (the stream error's text, spaces as _, if any)
   CLOSE how=stream-end|eof|reset|stream-error:COND after=SECONDS   (with --expect-close)
   RESULT=ok mech=... tls=... jid=... attempts=N elapsed=S
   RESULT=failure condition=COND attempts=N closed=yes|no elapsed=S
@@ -595,6 +596,7 @@ class Session:
         except Closed as e:
             return e.how, time.monotonic() - t0, n
         except StreamError as e:
+            self.hold_error_text = e.text
             return 'stream-error:%s' % e.condition, time.monotonic() - t0, n
         except ProtocolError:
             return 'bad-xml', time.monotonic() - t0, n
@@ -764,6 +766,8 @@ def main():
                         print('READY jid=%s' % jid, flush=True)
                         how, after, n = s.hold(a.hold)
                         print('CLOSE how=%s after=%.3f stanzas=%d' % (how, after, n), flush=True)
+                        if getattr(s, 'hold_error_text', None):
+                            print('CLOSE-TEXT text=%s' % q(s.hold_error_text), flush=True)
                     print('RESULT=ok mech=%s tls=%s alpn=%s jid=%s attempts=%d elapsed=%s' % (
                         a.mech, s.tls, s.alpn, jid or '-', attempts, el()), flush=True)
                     return EXIT_OK

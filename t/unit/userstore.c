@@ -730,6 +730,132 @@ test_legacy(void)
     }
 }
 
+static int
+tomb_count_cb(const struct xe_tombstone *t, void *ctx)
+{
+    (void)t;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+/* Tombstones: the record codec, burying a user (one transaction), the
+ * refusal to create the name again, update, listing and removal. */
+static void
+test_tombstones(const char *tmp)
+{
+    struct xe_tombstone t, d;
+    struct xe_user u, got;
+    struct xe_userstore *s = NULL, *ro = NULL;
+    char path[512], *buf = NULL, *err = NULL;
+    size_t len = 0;
+    int n;
+
+    memset(&t, 0, sizeof(t));
+    snprintf(t.jid, sizeof(t.jid), "gone@example.org");
+    t.deleted = 1700000000;
+    snprintf(t.pin, sizeof(t.pin), "prosody-1");
+    t.attempts = 3;
+    t.next = 1700000060;
+    snprintf(t.error, sizeof(t.error), "connection refused");
+    ok(xe_tombstone_encode(&t, &buf, &len) == XE_US_OK, "tomb: encode");
+    is_str(buf,
+           "v=1\ndeleted=1700000000\npin=prosody-1\nattempts=3\nnext=1700000060\n"
+           "error=connection refused\n",
+           "tomb: the record's lines");
+    ok(xe_tombstone_decode("gone@example.org", buf, len, &d) == XE_US_OK &&
+           strcmp(d.jid, "gone@example.org") == 0 && d.deleted == t.deleted &&
+           strcmp(d.pin, "prosody-1") == 0 && d.attempts == 3 && d.next == t.next &&
+           strcmp(d.error, "connection refused") == 0,
+       "tomb: decoded back");
+    free(buf);
+    {
+        const char *fut = "v=1\ndeleted=5\nlater=x\n";
+        ok(xe_tombstone_decode("a@b", fut, strlen(fut), &d) == XE_US_OK &&
+               d.deleted == 5 && d.attempts == 0 && d.pin[0] == '\0',
+           "tomb: unknown names ignored, missing ones zero");
+        const char *bad[] = {"v=2\ndeleted=5\n",
+                             "deleted=5\n",
+                             "v=1\n",
+                             "v=1\ndeleted=-1\n",
+                             "v=1\ndeleted=5",
+                             "v=1\ndeleted=5\npin=a\tb\n",
+                             "v=1\ndeleted=5\nattempts=x\n"};
+        bool all = true;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            if (xe_tombstone_decode("a@b", bad[i], strlen(bad[i]), &d) != XE_US_CORRUPT) {
+                printf("# accepted: %s\n", bad[i]);
+                all = false;
+            }
+        ok(all, "tomb: bad version, no deleted=, negative, no newline, bad pin, "
+                "bad number: corrupt");
+    }
+    snprintf(t.error, sizeof(t.error), "two\nlines");
+    ok(xe_tombstone_encode(&t, &buf, &len) == XE_US_INVALID,
+       "tomb: a multi-line error refused");
+    snprintf(t.error, sizeof(t.error), "refused");
+
+    snprintf(path, sizeof(path), "%s/tombs", tmp);
+    if (xe_userstore_open(path, false, 16, &s, &err) != XE_US_OK) {
+        ok(0, "tomb: open (%s)", err ? err : "");
+        free(err);
+        return;
+    }
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "gone@example.org");
+    ok(xe_user_set_password(&u, "pw", 2, 4096) == XE_US_OK &&
+           xe_userstore_put(s, &u, true, &err) == XE_US_OK,
+       "tomb: a user");
+    is_int(xe_userstore_tomb_get(s, "gone@example.org", &d, &err), XE_US_NOTFOUND,
+           "tomb: no tombstone before");
+    is_int(xe_userstore_bury(s, &t, &err), XE_US_OK, "tomb: bury");
+    is_int(xe_userstore_get(s, "gone@example.org", &got, &err), XE_US_NOTFOUND,
+           "tomb: ... the user is gone");
+    ok(xe_userstore_tomb_get(s, "gone@example.org", &d, &err) == XE_US_OK &&
+           d.attempts == 3 && strcmp(d.pin, "prosody-1") == 0,
+       "tomb: ... and its tombstone is there");
+    is_int(xe_userstore_bury(s, &t, &err), XE_US_NOTFOUND,
+           "tomb: burying a user that is not there: NOTFOUND");
+    free(err);
+    err = NULL;
+    is_int(xe_userstore_put(s, &u, true, &err), XE_US_TOMBSTONE,
+           "tomb: the name cannot be created again");
+    ok(err != NULL && strstr(err, "not purged yet") && strstr(err, "--keep-data"),
+       "tomb: ... the error says why and how (%s)", err ? err : "");
+    free(err);
+    err = NULL;
+    is_int(xe_userstore_put(s, &u, false, &err), XE_US_TOMBSTONE,
+           "tomb: ... nor replaced in (import --replace)");
+    free(err);
+    err = NULL;
+    t.attempts = 4;
+    snprintf(t.error, sizeof(t.error), "timeout");
+    ok(xe_userstore_tomb_update(s, &t, &err) == XE_US_OK &&
+           xe_userstore_tomb_get(s, "gone@example.org", &d, &err) == XE_US_OK &&
+           d.attempts == 4 && strcmp(d.error, "timeout") == 0,
+       "tomb: update");
+    n = 0;
+    ok(xe_userstore_tomb_foreach(s, "example.org", tomb_count_cb, &n, &err) == XE_US_OK &&
+           n == 1,
+       "tomb: foreach of the domain: one");
+    n = 0;
+    ok(xe_userstore_tomb_foreach(s, "example.net", tomb_count_cb, &n, &err) == XE_US_OK &&
+           n == 0,
+       "tomb: foreach of another domain: none");
+    /* a second handle, read-only, as the daemon's readers */
+    ok(xe_userstore_open(path, true, 16, &ro, &err) == XE_US_OK &&
+           xe_userstore_tomb_get(ro, "gone@example.org", &d, &err) == XE_US_OK,
+       "tomb: seen through a read-only handle");
+    xe_userstore_close(&ro);
+    is_int(xe_userstore_tomb_del(s, "gone@example.org", &err), XE_US_OK, "tomb: removed");
+    is_int(xe_userstore_tomb_del(s, "gone@example.org", &err), XE_US_NOTFOUND,
+           "tomb: ... once");
+    is_int(xe_userstore_tomb_update(s, &t, &err), XE_US_NOTFOUND,
+           "tomb: an update of a removed tombstone: NOTFOUND (not written back)");
+    is_int(xe_userstore_put(s, &u, true, &err), XE_US_OK, "tomb: then the name is free");
+    xe_userstore_close(&s);
+    free(err);
+}
+
 int
 main(void)
 {
@@ -742,6 +868,7 @@ main(void)
     test_scram();
     test_legacy();
     test_store(tmp);
+    test_tombstones(tmp);
     rm_rf(tmp);
     return tap_done();
 }

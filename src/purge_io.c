@@ -1,0 +1,398 @@
+/* xedge: the purges of deleted users' data at their backends. See
+ * purge_io.h. The tombstones are read and written with short LMDB
+ * transactions on the loop (one small record each, as in-band registration
+ * writes its users). */
+#include "purge_io.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "assertion.h"
+#include "log.h"
+#include "metrics.h"
+#include "pool.h"
+#include "proxy.h"
+#include "purge.h"
+#include "userstore.h"
+#include "util.h"
+#include "xelimits.h"
+
+struct job;
+
+struct xe_purger {
+    uv_loop_t *loop;
+    struct xe_userstore *store;
+    const struct xe_conf *conf;
+    uv_timer_t scan;
+    bool stopped;
+    struct job *job; /* the attempt under way, or NULL */
+};
+
+union handle {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
+
+struct job {
+    struct xe_purger *pg; /* NULL once the purger stopped */
+    struct xe_tombstone t;
+    char server[256];
+    bool unix_socket, proxy;
+    union handle h;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    struct xe_purge *purge;
+    struct xe_buf wbuf; /* being written */
+    size_t read;
+    int handles;
+    bool done;
+    char rbuf[16384];
+};
+
+static void scan(struct xe_purger *pg);
+
+static void
+on_job_closed(uv_handle_t *h)
+{
+    struct job *j = h->data;
+
+    if (--j->handles > 0)
+        return;
+    xe_purge_free(&j->purge);
+    xe_buf_free(&j->wbuf);
+    free(j);
+}
+
+/* The attempt ended: the tombstone goes (OK) or records the failure. */
+static void
+job_end(struct job *j, bool ok, const char *why)
+{
+    struct xe_purger *pg = j->pg;
+    char *err = NULL;
+
+    if (j->done)
+        return;
+    j->done = true;
+    if (pg != NULL) {
+        pg->job = NULL;
+        if (ok) {
+            int r = xe_userstore_tomb_del(pg->store, j->t.jid, &err);
+            xe_info("event=purge jid=%s server=%s result=ok attempts=%u%s%s", j->t.jid,
+                    j->server, j->t.attempts + 1, r != XE_US_OK ? " tombstone=" : "",
+                    r != XE_US_OK ? (err ? err : "gone") : "");
+            xe_metrics_inc(XE_M_PURGES, "ok", NULL);
+        } else {
+            unsigned shift = j->t.attempts < 10 ? j->t.attempts : 10;
+            int64_t delay = (int64_t)XE_PURGE_RETRY_MIN_S << shift;
+            if (delay > XE_PURGE_RETRY_MAX_S)
+                delay = XE_PURGE_RETRY_MAX_S;
+            j->t.attempts++;
+            j->t.next = xe_now_seconds() + delay;
+            snprintf(j->t.error, sizeof(j->t.error), "%s", why);
+            for (char *c = j->t.error; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == '"')
+                    *c = ' ';
+            /* not written back if the operator gave the purge up meanwhile */
+            (void)xe_userstore_tomb_update(pg->store, &j->t, &err);
+            xe_warn("event=purge jid=%s server=%s result=failed attempts=%u retry_s=%lld "
+                    "error=\"%s\"",
+                    j->t.jid, j->server[0] ? j->server : "-", j->t.attempts,
+                    (long long)delay, j->t.error);
+            xe_metrics_inc(XE_M_PURGES, "failed", NULL);
+        }
+        free(err);
+    }
+    if (j->handles == 0) { /* nothing was opened */
+        xe_purge_free(&j->purge);
+        xe_buf_free(&j->wbuf);
+        free(j);
+        return;
+    }
+    uv_close((uv_handle_t *)&j->h, on_job_closed);
+    uv_close((uv_handle_t *)&j->timer, on_job_closed);
+}
+
+static void
+on_job_timeout(uv_timer_t *t)
+{
+    job_end(t->data, false, "no answer from the backend in time");
+}
+
+static void on_written(uv_write_t *req, int status);
+
+/* Send what the purge has queued (one write at a time). */
+static void
+flush(struct job *j)
+{
+    struct xe_buf *o = xe_purge_output(j->purge);
+    uv_buf_t b;
+
+    if (j->done || j->wbuf.len > 0 || o->len == 0)
+        return;
+    xe_buf_append(&j->wbuf, o->data, o->len);
+    xe_buf_consume(o, o->len);
+    b = uv_buf_init((char *)j->wbuf.data, (unsigned)j->wbuf.len);
+    j->wreq.data = j;
+    if (uv_write(&j->wreq, (uv_stream_t *)&j->h, &b, 1, on_written) < 0)
+        job_end(j, false, "cannot write to the backend");
+}
+
+static void
+on_written(uv_write_t *req, int status)
+{
+    struct job *j = req->data;
+
+    if (j->done)
+        return;
+    xe_buf_consume(&j->wbuf, j->wbuf.len);
+    if (status < 0) {
+        job_end(j, false, uv_strerror(status));
+        return;
+    }
+    flush(j);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct job *j = h->data;
+
+    (void)suggested;
+    *buf = uv_buf_init(j->rbuf, sizeof(j->rbuf));
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct job *j = s->data;
+
+    if (j->done || n == 0)
+        return;
+    if (n < 0) {
+        job_end(j, false,
+                n == UV_EOF ? "the backend closed the connection before it answered"
+                            : uv_strerror((int)n));
+        return;
+    }
+    if ((j->read += (size_t)n) > XE_PURGE_MAX_READ) {
+        job_end(j, false, "too much from the backend before its answer");
+        return;
+    }
+    switch (xe_purge_feed(j->purge, buf->base, (size_t)n)) {
+    case XE_PURGE_DONE:
+        job_end(j, true, NULL);
+        return;
+    case XE_PURGE_FAIL:
+        job_end(j, false, xe_purge_error(j->purge));
+        return;
+    case XE_PURGE_CONTINUE:
+        flush(j);
+        return;
+    }
+}
+
+static void
+on_connect(uv_connect_t *req, int status)
+{
+    struct job *j = req->data;
+
+    if (j->done)
+        return;
+    if (status < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "cannot connect to the backend: %s",
+                 uv_strerror(status));
+        job_end(j, false, why);
+        return;
+    }
+    if (j->proxy && !j->unix_socket) {
+        struct sockaddr_storage self, peer;
+        int l1 = sizeof(self), l2 = sizeof(peer);
+        unsigned char hdr[XE_PROXY_V2_OUT_MAX];
+        size_t len = 0;
+        if (uv_tcp_getsockname(&j->h.tcp, (struct sockaddr *)&self, &l1) == 0 &&
+            uv_tcp_getpeername(&j->h.tcp, (struct sockaddr *)&peer, &l2) == 0)
+            len = xe_proxy_write_v2((struct sockaddr *)&self, (struct sockaddr *)&peer,
+                                    hdr, sizeof(hdr));
+        /* the header goes first: put it in front of the stream header */
+        struct xe_buf *o = xe_purge_output(j->purge), tmp;
+        xe_buf_init(&tmp, 0);
+        xe_buf_append(&tmp, hdr, len);
+        xe_buf_append(&tmp, o->data, o->len);
+        xe_buf_consume(o, o->len);
+        xe_buf_append(o, tmp.data, tmp.len);
+        xe_buf_free(&tmp);
+    }
+    if (uv_read_start((uv_stream_t *)&j->h, on_alloc, on_read) < 0) {
+        job_end(j, false, "cannot read from the backend");
+        return;
+    }
+    flush(j);
+}
+
+/* Start the purge of T's user; false if it could not start (recorded). */
+static void
+start(struct xe_purger *pg, const struct xe_tombstone *t)
+{
+    struct job *j = xe_calloc(1, sizeof(*j));
+    const char *domain = strchr(t->jid, '@') + 1;
+    const struct xe_domain_conf *d = xe_conf_domain(pg->conf, domain);
+    const struct xe_pool_conf *pool;
+    const struct xe_server_conf *sc = NULL;
+    char token[512], *local;
+    struct sockaddr_storage ss;
+    int r;
+
+    j->pg = pg;
+    j->t = *t;
+    xe_buf_init(&j->wbuf, 0);
+    pg->job = j;
+    if (d == NULL) {
+        job_end(j, false, "the domain is not served by this configuration");
+        return;
+    }
+    pool = d->pool;
+    for (size_t i = 0; t->pin[0] && i < pool->n_servers; i++)
+        if (strcmp(pool->servers[i].name, t->pin) == 0)
+            sc = &pool->servers[i];
+    if (sc == NULL)
+        sc = &pool->servers[xe_pool_pick(pool, t->jid)];
+    snprintf(j->server, sizeof(j->server), "%s", sc->name);
+    j->unix_socket = sc->unix_socket;
+    j->proxy = pool->proxy_protocol;
+    if (xe_assertion_make(pool->secret, pool->secret_len, "c2s", t->jid,
+                          xe_now_seconds() + pg->conf->assertion_lifetime_s, NULL, token,
+                          sizeof(token)) < 0) {
+        job_end(j, false, "cannot make the identity assertion");
+        return;
+    }
+    local = xe_strndup(t->jid, (size_t)(domain - 1 - t->jid));
+    j->purge = xe_purge_new(d->name, local, token);
+    OPENSSL_cleanse(token, sizeof(token));
+    free(local);
+    xe_info("event=purge-start jid=%s server=%s attempt=%u", t->jid, sc->name,
+            t->attempts + 1);
+    uv_timer_init(pg->loop, &j->timer);
+    j->timer.data = j;
+    j->handles = 2;
+    j->creq.data = j;
+    if (sc->unix_socket) {
+        uv_pipe_init(pg->loop, &j->h.pipe, 0);
+        ((uv_handle_t *)&j->h)->data = j;
+        uv_pipe_connect(&j->creq, &j->h.pipe, sc->host, on_connect);
+        r = 0;
+    } else {
+        uv_tcp_init(pg->loop, &j->h.tcp);
+        ((uv_handle_t *)&j->h)->data = j;
+        if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
+            uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
+            r = UV_EINVAL;
+        else
+            r = uv_tcp_connect(&j->creq, &j->h.tcp, (struct sockaddr *)&ss, on_connect);
+    }
+    if (r < 0) {
+        job_end(j, false, uv_strerror(r));
+        return;
+    }
+    uv_timer_start(&j->timer, on_job_timeout, XE_PURGE_TIMEOUT_MS, 0);
+}
+
+struct due {
+    int64_t now;
+    struct xe_tombstone *t;
+    bool found;
+};
+
+static int
+due_cb(const struct xe_tombstone *t, void *ctx)
+{
+    struct due *d = ctx;
+
+    if (t->next > d->now)
+        return 0;
+    *d->t = *t;
+    d->found = true;
+    return 1;
+}
+
+static void
+scan(struct xe_purger *pg)
+{
+    struct xe_tombstone *t;
+    struct due d;
+    char *err = NULL;
+
+    if (pg->stopped || pg->job != NULL || pg->conf == NULL)
+        return;
+    t = xe_calloc(1, sizeof(*t));
+    d.now = xe_now_seconds();
+    d.t = t;
+    d.found = false;
+    if (xe_userstore_tomb_foreach(pg->store, NULL, due_cb, &d, &err) != XE_US_OK)
+        xe_err("event=purge-scan error=\"%s\"", err ? err : "?");
+    else if (d.found)
+        start(pg, t); /* after the walk: its read transaction is over */
+    free(err);
+    free(t);
+}
+
+static void
+on_scan(uv_timer_t *t)
+{
+    scan(t->data);
+}
+
+struct xe_purger *
+xe_purger_new(uv_loop_t *loop, struct xe_userstore *store, const struct xe_conf *conf)
+{
+    struct xe_purger *pg = xe_calloc(1, sizeof(*pg));
+
+    pg->loop = loop;
+    pg->store = store;
+    pg->conf = conf;
+    uv_timer_init(loop, &pg->scan);
+    pg->scan.data = pg;
+    uv_timer_start(&pg->scan, on_scan, 0, XE_PURGE_SCAN_MS);
+    return pg;
+}
+
+void
+xe_purger_set_conf(struct xe_purger *pg, const struct xe_conf *conf)
+{
+    if (pg)
+        pg->conf = conf;
+}
+
+void
+xe_purger_kick(struct xe_purger *pg)
+{
+    if (pg)
+        scan(pg);
+}
+
+void
+xe_purger_stop(struct xe_purger *pg)
+{
+    if (pg == NULL || pg->stopped)
+        return;
+    pg->stopped = true;
+    uv_close((uv_handle_t *)&pg->scan, NULL);
+    if (pg->job) {
+        struct job *j = pg->job;
+        pg->job = NULL;
+        j->pg = NULL; /* abandoned: the tombstone stays as it was */
+        job_end(j, false, "stopping");
+    }
+}
+
+void
+xe_purger_free(struct xe_purger **pgp)
+{
+    free(*pgp);
+    *pgp = NULL;
+}

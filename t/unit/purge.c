@@ -1,0 +1,130 @@
+/* Unit tests of the purge of a deleted user's data (src/purge.c): a backend
+ * transcript fed whole and byte by byte; the removal iq is sent after the
+ * bind; the result confirms; an error, a stream error, the stream's end,
+ * bad XML and a refused login or bind are failures that say why. TAP. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "purge.h"
+#include "tap.h"
+
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define HEADER                                                                           \
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                         \
+    "xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.test' "       \
+    "version='1.0'>"
+#define FEATURES1                                                                        \
+    "<stream:features><mechanisms xmlns='" NS_SASL                                       \
+    "'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+#define SUCCESS "<success xmlns='" NS_SASL "'/>"
+#define FEATURES2                                                                        \
+    "<stream:features><bind "                                                            \
+    "xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+#define BIND_RESULT                                                                      \
+    "<iq type='result' id='xe-bind-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"   \
+    "<jid>gone@example.test/xedge-purge</jid></bind></iq>"
+#define LOGIN HEADER FEATURES1 SUCCESS HEADER FEATURES2 BIND_RESULT
+#define REMOVE_IQ                                                                        \
+    "<iq type='set' id='xedge-purge-1'><query xmlns='jabber:iq:register'><remove/>"      \
+    "</query></iq>"
+
+/* Feed TEXT whole or byte by byte; the result, what was sent (all of it),
+ * and the error on failure. */
+static enum xe_purge_result
+run(const char *text, bool bytewise, char *sent, size_t size, const char **err_r)
+{
+    static char err[256];
+    struct xe_purge *p = xe_purge_new("example.test", "gone", "TOKEN");
+    enum xe_purge_result r = XE_PURGE_CONTINUE;
+    size_t len = strlen(text), off = 0, n = 0;
+
+    sent[0] = '\0';
+    while (off < len && r == XE_PURGE_CONTINUE) {
+        size_t chunk = bytewise ? 1 : len;
+        struct xe_buf *o;
+        r = xe_purge_feed(p, text + off, chunk);
+        off += chunk;
+        o = xe_purge_output(p);
+        if (n + o->len < size) {
+            memcpy(sent + n, o->data, o->len);
+            n += o->len;
+            sent[n] = '\0';
+        }
+        xe_buf_consume(o, o->len);
+    }
+    snprintf(err, sizeof(err), "%s", r == XE_PURGE_FAIL ? xe_purge_error(p) : "");
+    *err_r = err;
+    xe_purge_free(&p);
+    return r;
+}
+
+static void
+check(const char *name, const char *text, enum xe_purge_result want, const char *want_err)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        char sent[4096];
+        const char *err;
+        const char *how = mode ? "byte by byte" : "whole";
+        enum xe_purge_result r = run(text, mode == 1, sent, sizeof(sent), &err);
+        is_int(r, want, "%s (%s)", name, how);
+        if (want_err)
+            ok(strstr(err, want_err) != NULL, "%s (%s): says \"%s\" (%s)", name, how,
+               want_err, err);
+    }
+}
+
+int
+main(void)
+{
+    char sent[4096];
+    const char *err;
+
+    /* the whole exchange: the removal goes after the bind, once */
+    ok(run(LOGIN "<iq type='result' id='xedge-purge-1'/>", false, sent, sizeof(sent),
+           &err) == XE_PURGE_DONE,
+       "a result confirms the purge");
+    ok(strstr(sent, REMOVE_IQ) != NULL &&
+           strstr(sent, REMOVE_IQ) > strstr(sent, "xe-bind-1"),
+       "the removal iq is sent after the bind");
+    ok(strstr(strstr(sent, REMOVE_IQ) + 1, REMOVE_IQ) == NULL, "... once");
+    ok(run(LOGIN, false, sent, sizeof(sent), &err) == XE_PURGE_CONTINUE &&
+           strstr(sent, REMOVE_IQ) != NULL,
+       "after the bind: the removal sent, waiting for the answer");
+
+    check("confirmed, with a push and a message first",
+          LOGIN
+          "<iq type='set' id='push1'><query xmlns='jabber:iq:roster'/></iq>"
+          "<message from='x@example.test'><body>hi</body></message>"
+          "<iq type='result' id='xedge-purge-1' to='gone@example.test/xedge-purge'/>",
+          XE_PURGE_DONE, NULL);
+    check("confirmed, then the stream closed (Prosody)",
+          LOGIN
+          "<iq type='result' id='xedge-purge-1'/><stream:error><not-authorized "
+          "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+          XE_PURGE_DONE, NULL);
+    check("an iq error (no mod_register)",
+          LOGIN
+          "<iq type='error' id='xedge-purge-1'><error type='cancel'><service-unavailable "
+          "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+          XE_PURGE_FAIL, "refused the removal: <service-unavailable/>");
+    check("another iq's result does not count",
+          LOGIN "<iq type='result' id='other'/></stream:stream>", XE_PURGE_FAIL,
+          "closed the stream before it answered");
+    check("a stream error before the answer",
+          LOGIN "<stream:error><system-shutdown "
+                "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+          XE_PURGE_FAIL, "ended the stream: <system-shutdown/>");
+    check("bad XML", LOGIN "<iq type='result' id='xedge-purge-1'><<", XE_PURGE_FAIL,
+          "bad XML");
+    check("the login refused",
+          HEADER FEATURES1 "<failure xmlns='" NS_SASL "'><not-authorized/></failure>",
+          XE_PURGE_FAIL, "login at the backend failed");
+    check("the bind refused",
+          HEADER FEATURES1 SUCCESS HEADER FEATURES2
+          "<iq type='error' id='xe-bind-1'><error type='cancel'><not-allowed "
+          "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+          XE_PURGE_FAIL, "refused the bind: <not-allowed/>");
+    return tap_done();
+}
