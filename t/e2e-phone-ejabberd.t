@@ -8,7 +8,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/phone.sh"
 
-plan 9
+plan 10
 
 PHONE_PW="ph-$RANDOM-$RANDOM"
 PHONE_JID=alice@example.test
@@ -27,6 +27,8 @@ is "$RESULT" "RESULT=ok resumed=yes got=3" \
 phone resume --expect resumed --no-cut --between "$SANDBOX restart-xedge $XE_SANDBOX_DIR_SB"
 is "$RESULT" "RESULT=ok resumed=yes got=3" \
 	"xedge restarted gracefully (<system-shutdown/>): the phone resumes through the new xedge, nothing lost"
+like "$(printf '%s\n' "$OUT" | grep '^ENDED')" '^ENDED by the server condition=system-shutdown$' \
+	"... after the grace period its session ended with <system-shutdown/>"
 XEDGE_PID=$(sed -n 's/^\([0-9]*\) xedge$/\1/p' "$XE_SANDBOX_DIR_SB/pids")
 XEDGE_PIDS="$XEDGE_PID,$XEDGE_PIDS"
 xedge_alive

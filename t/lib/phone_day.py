@@ -96,9 +96,13 @@ class Client(slixmpp.ClientXMPP):
                                lambda m: self._carbon('carbon-sent', m['carbon_sent']))
         self.add_event_handler('failed_all_auth', lambda _e: self._fail('authentication failed'))
         self.add_event_handler('connection_failed', lambda e: self._fail('connection failed: %s' % e))
-        self.add_event_handler('stream_error', lambda e: print('STREAM-ERROR %s jid=%s' % (
-            e['condition'], self.boundjid), flush=True))
+        self.stream_error = None
+        self.add_event_handler('stream_error', self._stream_error)
         self.add_event_handler('disconnected', self._disconnected)
+
+    def _stream_error(self, e):
+        self.stream_error = e['condition']
+        print('STREAM-ERROR %s jid=%s' % (e['condition'], self.boundjid), flush=True)
 
     def _features(self, f):
         self.stream_features = [c.tag.split('}')[-1] for c in f.xml]
@@ -262,7 +266,7 @@ async def resume(a):
             await asyncio.wait_for(phone.gone, a.timeout)
         except asyncio.TimeoutError:
             raise Fail('--no-cut: the connection did not end')
-        print('ENDED by the server', flush=True)
+        print('ENDED by the server condition=%s' % (phone.stream_error or '-'), flush=True)
     bodies = [token('while-cut-%d' % i) for i in range(3)]
     await friend_sends(a, full, bodies)
     how = await phone.login(a.timeout)
