@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034 # OUT, RC, RESULT are for the tests that source this
 # t/lib/phone.sh: sourced by t/e2e-phone-*.t after t/lib/sandbox.sh.
 #
 # phone SCENARIO [ARGS...]: t/lib/phone_day.py through the sandbox's xedge

@@ -43,7 +43,6 @@ Scenarios:
 import argparse
 import asyncio
 import logging
-import shlex
 import subprocess
 import sys
 import time
