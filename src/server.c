@@ -317,6 +317,7 @@ struct conn {
     struct xe_boundary down, up;
     bool up_unknown;       /* the client's side is filtered (register) or unknown */
     bool end_pending;      /* end_session waits for the backend's stanza to end */
+    bool end_keep_backend; /* ... and then leaves the backend's stream open */
     struct xe_buf end_xml; /* ... the stream error it will send then */
     uint64_t id;           /* for the control socket (sessions list, kick) */
     int64_t since;         /* wall clock of the accept */
@@ -1120,6 +1121,11 @@ end_session(struct conn *c, const char *condition, const char *text)
     xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
             c->jid ? c->jid : "-", condition, text ? text : "");
     c->end_pending = true;
+    /* xedge going away is not the client logging out: the backend sees the
+     * connection drop, as on a network failure, and keeps what it keeps for
+     * a client that will come back (a XEP-0198 session to resume through
+     * another or the restarted xedge) instead of a closed stream */
+    c->end_keep_backend = strcmp(condition, "system-shutdown") == 0;
     uv_read_stop((uv_stream_t *)&c->client); /* nothing more goes up */
     if (xe_boundary_between(&c->down)) {
         deliver_end(c);
@@ -1143,7 +1149,8 @@ deliver_end(struct conn *c)
     send_client(c, c->end_xml.data, c->end_xml.len);
     xe_buf_free(&c->end_xml);
     c->end_pending = false;
-    if (!c->up_unknown && xe_boundary_between(&c->up) && c->backend_inited)
+    if (!c->end_keep_backend && !c->up_unknown && xe_boundary_between(&c->up) &&
+        c->backend_inited)
         write_raw(c, false, "</stream:stream>", 16);
     close_conn(c);
 }

@@ -83,6 +83,11 @@ xmpp.on("stanza", async (stanza) => {
 
 async function done() {
   if (!st.message || !st.ping) return;
+  // Behind a server with stream management (the sandbox's Prosody loads
+  // smacks), xmpp.js 0.14's ack on close can go out after its own reset of
+  // the count (h='0' after h='2'), which Prosody answers with a stream
+  // error; this client tests logins, so it closes without that ack.
+  xmpp.streamManagement.enabled = false;
   await xmpp.stop().catch(() => {});
   finish(0);
 }
