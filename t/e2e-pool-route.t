@@ -108,8 +108,11 @@ like "$OUT" "RESULT=ok" "both get it at their next login" || diag "$OUT"
 # --- vCard and PEP of a user on another server ----------------------------------
 OUT=$(rc_run vcard "nick-$RANDOM" r15@example.test r1@example.test r23@example.test)
 like "$OUT" "RESULT=ok" "a vCard published on prosody-0 is read from prosody-1 and prosody-2" || diag "$OUT"
-ok "$([ -s "$SB/prosody-0/data/example%2etest/vcard/r15.dat" ] && [ ! -e "$SB/prosody-1/data/example%2etest/vcard/r15.dat" ] &&
-	[ ! -e "$SB/prosody-2/data/example%2etest/vcard/r15.dat" ] && echo 0 || echo 1)" "... kept at its home only"
+# (the sandbox's Prosody keeps a vCard in its vcard store, or, with
+# mod_vcard_legacy as Debian has it, in the vcard4 PEP node's store)
+vcard_files() { find "$SB/$1/data/example%2etest" -path '*vcard*' -name 'r15.*' -size +0 2>/dev/null | wc -l; }
+ok "$([ "$(vcard_files prosody-0)" -gt 0 ] && [ "$(vcard_files prosody-1)" = 0 ] &&
+	[ "$(vcard_files prosody-2)" = 0 ] && echo 0 || echo 1)" "... kept at its home only"
 OUT=$(rc_run pep "urn:xedge:test:$RANDOM" r15@example.test r1@example.test r23@example.test)
 like "$OUT" "RESULT=ok" "a PEP item published on prosody-0 is read from prosody-1 and prosody-2" || diag "$OUT"
 
