@@ -11,7 +11,7 @@
 # refused by name, and the running configuration goes on. One sandbox.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 75
+plan 83
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -238,6 +238,29 @@ is "$?" 0 "reload (retries = 1): ok"
 n=0
 for i in 5 6 7 8; do login --resource r$i; [ "$RC" = 0 ] && n=$((n + 1)); done
 is "$n" 4 "retries = 1: every login reaches prosody-0"
+
+# --- a listener's proxy_protocol and proxy_from ------------------------------------
+# proxyfrom LIST: the STARTTLS listener takes the PROXY protocol from LIST
+proxyfrom() {
+	install ""
+	sed -i "s/\(kind = \"starttls\";.*port = [0-9]*;\) }/\1 proxy_protocol = true; proxy_from = [ $1 ]; }/" "$SB/next.conf"
+	grep -q proxy_from "$SB/next.conf" || bail "could not set proxy_from"
+	cp "$SB/next.conf" "$XEDGE_CONF"
+	out=$(ctl reload 2>&1)
+	like "$?/$out" "^0/reload result=ok" "reload (proxy_protocol, proxy_from = [ $1 ]): ok" || diag "$out"
+}
+proxyfrom '"127.0.0.1"'
+login --resource p1 --proxy v2 --proxy-src 203.0.113.7:4242
+is "$RC" 0 "proxy_from = 127.0.0.1: a login behind a PROXY v2 header works"
+like "$(grep 'event=session ' "$XEDGE_LOG" | tail -n 1)" "peer=203\.0\.113\.7:4242 " "... the header's address is the peer"
+login --resource p2
+ok "$([ "$RC" != 0 ] && echo 0 || echo 1)" "... and a client without the header fails ($(result RESULT))"
+proxyfrom '"127.0.0.2"'
+login --resource p3 --proxy v2 --proxy-src 203.0.113.7:4242
+ok "$([ "$RC" != 0 ] && echo 0 || echo 1)" "proxy_from = 127.0.0.2: the header from 127.0.0.1 is refused ($(result RESULT))"
+reload_ok "no PROXY protocol" ""
+login --resource p4
+is "$RC" 0 "without proxy_protocol: a client without the header logs in"
 
 # --- what needs a restart: refused, by name --------------------------------------------
 refused() { # refused NAME: the reload of $SB/next.conf is refused, naming NAME
