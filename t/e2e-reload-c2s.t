@@ -4,14 +4,17 @@
 # mechanisms (sasl, a domain's own), iq_auth, register, compression,
 # client_ca (EXTERNAL), a domain added and removed, tls.min_version,
 # sasl.max_attempts, the limits (max_stanza_preauth, max_xml_depth,
-# max_connections_per_address, max_preauth_connections), the timeouts
-# (preauth_idle, tls_handshake, auth), the lockout (address_threshold,
-# delay_ms), log_level, a pool's retries. The settings that need a restart
-# (metrics, control, routing, workers, user_store.map_size_mb, log_to) are
-# refused by name, and the running configuration goes on. One sandbox.
+# max_attributes, max_sasl_bytes, max_connections_per_address,
+# max_preauth_connections, the connection rate), the timeouts
+# (preauth_idle, tls_handshake, auth, backend_handshake, shutdown_grace),
+# the lockout (address_threshold, account_threshold, delay_ms), log_level,
+# a pool's retries, a listener's proxy_protocol and proxy_from. The
+# settings that need a restart (metrics, control, routing, workers,
+# user_store.map_size_mb, log_to, user) are refused by name, and the running
+# configuration goes on. One sandbox; xedge stops at the end (SIGTERM).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 83
+plan 104
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -145,6 +148,17 @@ r=$(probe send "$XEDGE_C2S" 3 stanza 4000)
 ok "$(case $r in *too_large*) echo 1 ;; *) echo 0 ;; esac)" "max_stanza_preauth = 16384: a 4000-byte element is not too large ($r)"
 is "$(probe send "$XEDGE_C2S" 3 nesting 8)" "ERROR=policy-violation CLOSED=yes TEXT=XML_nesting_too_deep" \
 	"max_xml_depth = 4: 8 nested elements are refused"
+reload_ok "max_attributes = 4, max_sasl_bytes = 1024" "" 'limits = { max_attributes = 4; max_sasl_bytes = 1024; };'
+is "$(probe send "$XEDGE_C2S" 3 attrs 8)" "ERROR=policy-violation CLOSED=yes TEXT=too_many_attributes" \
+	"max_attributes = 4: an element with 8 attributes is refused"
+sasl_big() { timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/hostile.py" "$XEDGE_C2S" sasl-oversized "$XEDGE_CERT" 2000 2>&1 | tr '\n' ' '; }
+r=$(sasl_big)
+ok "$(case $r in *SUCCESS=no*) echo 0 ;; *) echo 1 ;; esac)" "max_sasl_bytes = 1024: a 2000-byte PLAIN message is refused ($r)"
+reload_ok "max_attributes = 16, max_sasl_bytes = 8192" "" 'limits = { max_attributes = 16; max_sasl_bytes = 8192; };'
+r=$(probe send "$XEDGE_C2S" 3 attrs 8)
+ok "$(case $r in *too_many*) echo 1 ;; *) echo 0 ;; esac)" "max_attributes = 16: 8 attributes are not too many ($r)"
+r2=$(sasl_big)
+ok "$([ "$r2" != "$r" ] && echo 0 || echo 1)" "max_sasl_bytes = 8192: the 2000-byte message gets another answer ($r2)"
 
 # 3 idle connections from 127.0.0.5
 rm -f "$SB/release"
@@ -162,6 +176,13 @@ reload_ok "no connection limits" ""
 like "$(probe idle "$XEDGE_C2S" 127.0.0.5 1)" "^OPEN" "without them: a fourth from 127.0.0.5 is accepted"
 touch "$SB/release"
 wait $holder
+reload_ok "connection_rate_per_address = 1, burst 2" "" \
+	'limits = { connection_rate_per_address = 1; connection_burst_per_address = 2; };'
+r=""
+for i in 1 2 3; do r="$r $(probe idle "$XEDGE_C2S" 127.0.0.11 0.3 | cut -d' ' -f1)"; done
+is "$r" " OPEN OPEN CLOSED" "rate 1/s, burst 2: the third connection at once from 127.0.0.11 is refused"
+reload_ok "no connection rate" "" 'limits = { connection_rate_per_address = 0; };'
+is "$(probe idle "$XEDGE_C2S" 127.0.0.11 0.3 | cut -d' ' -f1)" OPEN "without it: the next one is accepted"
 
 # --- timeouts ----------------------------------------------------------------------
 reload_ok "preauth_idle = 1" "" 'timeouts = { preauth_idle = 1; };'
@@ -202,6 +223,15 @@ reload_ok "lockout delay_ms = 0" ""
 raw --jid alice@example.test --password w4 --mech PLAIN --source 127.0.0.9
 t=$(printf '%s\n' "$OUT" | sed -n 's/^TIMING n=1 took=//p')
 ok "$(ge 0.4 "$t" && echo 0 || echo 1)" "delay_ms = 0: a failure is answered at once (${t}s)"
+reload_ok "lockout account_threshold = 2" "" \
+	'lockout = { free_failures = 10; delay_ms = 0; address_threshold = 0; account_threshold = 2; lockout_time = 60; window = 60; };'
+raw --jid alice@example.test --password w5 --mech PLAIN --source 127.0.0.12
+raw --jid alice@example.test --password w6 --mech PLAIN --source 127.0.0.13
+raw --jid alice@example.test --password "$PW" --mech PLAIN --source 127.0.0.14 --resource l4
+ok "$(case $RC/$OUT in 1/*"too many failed login attempts"*) echo 0 ;; *) echo 1 ;; esac)" \
+	"account_threshold = 2: after 2 failures from 2 addresses, alice is locked out from a third"
+out=$(ctl lockout clear --all 2>&1)
+is "$?" 0 "xedgectl lockout clear --all" || diag "$out"
 
 # --- log_level --------------------------------------------------------------------
 install "" && sed -i 's/^log_level = .*/log_level = "debug";/' "$XEDGE_CONF"
@@ -238,6 +268,29 @@ is "$?" 0 "reload (retries = 1): ok"
 n=0
 for i in 5 6 7 8; do login --resource r$i; [ "$RC" = 0 ] && n=$((n + 1)); done
 is "$n" 4 "retries = 1: every login reaches prosody-0"
+
+# timeouts.backend_handshake: the pool's one server accepts and never answers
+rm -f "$SB/silent.stop"
+probe silent "127.0.0.1:$dead" "$SB/silent.stop" 60 >"$SB/silent.out" &
+silent=$!
+for _ in $(seq 1 100); do grep -q LISTENING "$SB/silent.out" && break; sleep 0.05; done
+hung() { # hung SECONDS: backend_handshake = SECONDS, the pool's server the silent one
+	install "" "timeouts = { backend_handshake = $1; };"
+	# (another name: a server's health state is known by its name across reloads)
+	sed -i -e "s/{ name = \"prosody-0\"; address = \"127.0.0.1\"; port = [0-9]*;/{ name = \"hung\"; address = \"127.0.0.1\"; port = $dead;/" \
+		-e 's|servers = (|retries = 0;\n    servers = (|' "$XEDGE_CONF"
+	grep -q '"hung"' "$XEDGE_CONF" || bail "could not set the hung server"
+	out=$(ctl reload 2>&1)
+	is "$?" 0 "reload (a hung server, backend_handshake = $1): ok" || diag "$out"
+	login --resource h$1
+	t=$(result elapsed)
+}
+hung 1
+ok "$([ "$RC" != 0 ] && ge "$t" 0.9 && ge 2.5 "$t" && echo 0 || echo 1)" "backend_handshake = 1: the login fails after 1 s (${t}s, $(result RESULT))"
+hung 3
+ok "$([ "$RC" != 0 ] && ge "$t" 2.9 && ge 4.5 "$t" && echo 0 || echo 1)" "backend_handshake = 3: after 3 s (${t}s)"
+touch "$SB/silent.stop"
+wait $silent
 
 # --- a listener's proxy_protocol and proxy_from ------------------------------------
 # proxyfrom LIST: the STARTTLS listener takes the PROXY protocol from LIST
@@ -277,8 +330,24 @@ install "" 'workers = 2;' && refused workers
 install "" "routing = { address = \"127.0.0.1\"; port = $dead; };" && refused routing
 install "" && sed -i 's/map_size_mb = 64;/map_size_mb = 128;/' "$SB/next.conf" && refused user_store.map_size_mb
 install "" 'log_to = "syslog";' && refused log_to/syslog_facility
+install "" 'user = "nobody";' && refused user
 ok "$(xedge_alive && echo 0 || echo 1)" "xedge still runs"
+install "" # (xedgectl reads the file too)
 login --resource end
 is "$RC/$(feats post-tls)" "0/mechanisms:SCRAM-SHA-256+SCRAM-SHA-1+PLAIN" \
 	"the running configuration goes on: a login works"
 like "$(ctl stats)" "^stats " "... and so does the control socket"
+
+# --- timeouts.shutdown_grace (last: xedge stops) ------------------------------------
+reload_ok "shutdown_grace = 2" "" 'timeouts = { shutdown_grace = 2; };'
+"$PY" "$RAW_CLIENT" --server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --jid alice@example.test \
+	--password "$PW" --mech PLAIN --resource g1 --hold 20 --timeout 30 >"$SB/grace.out" 2>&1 &
+holder=$!
+for _ in $(seq 1 200); do grep -q '^READY' "$SB/grace.out" && break; sleep 0.05; done
+t0=$(now_ms)
+kill -TERM "$XEDGE_PID"
+wait $holder
+ms=$(($(now_ms) - t0))
+ok "$([ $ms -ge 1800 ] && [ $ms -le 4000 ] && echo 0 || echo 1)" \
+	"shutdown_grace = 2 (default 0): on SIGTERM a session goes on for 2 s (${ms} ms)"
+like "$(cat "$SB/grace.out")" "CLOSE how=stream-error:system-shutdown" "... then ends with <system-shutdown/>"

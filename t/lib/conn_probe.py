@@ -4,14 +4,18 @@
   conn_probe.py idle SERVER SOURCE WAIT
       connect from SOURCE, send nothing, read until the server closes or WAIT
       seconds pass; prints CLOSED after=SECONDS or OPEN after=SECONDS
-  conn_probe.py send SERVER WAIT stanza BYTES | nesting DEPTH
+  conn_probe.py send SERVER WAIT stanza BYTES | nesting DEPTH | attrs N
       STARTTLS (the certificate is not checked), the stream header again,
-      then one element of BYTES bytes (or DEPTH nested elements), before
+      then one element of BYTES bytes (or DEPTH nested elements, or one
+      element with N attributes), before
       authentication; read until close or WAIT seconds; prints
       ERROR=condition|none CLOSED=yes|no TEXT=text|-
   conn_probe.py hold SERVER SOURCE N TRIGGER TIMEOUT
       open N connections from SOURCE, print HELD=N (those still open after
       0.5 s), keep them until the file TRIGGER exists (or TIMEOUT seconds)
+  conn_probe.py silent ADDR:PORT TRIGGER TIMEOUT
+      a server that accepts connections and never answers (a hung backend),
+      until the file TRIGGER exists (or TIMEOUT seconds); prints LISTENING
 
 Exit 0, or 2 on a usage error.
 """
@@ -86,8 +90,12 @@ def send(server, wait, kind, n):
     s = ctx.wrap_socket(s, server_hostname='example.test')
     s.sendall(HDR)
     read_until(s, rb'</stream:features>|</features>', 10)
-    payload = (b"<x xmlns='urn:example'>" + b'A' * n + b'</x>' if kind == 'stanza'
-               else b'<a>' * n + b'</a>' * n)
+    if kind == 'stanza':
+        payload = b"<x xmlns='urn:example'>" + b'A' * n + b'</x>'
+    elif kind == 'attrs':
+        payload = b'<x ' + b' '.join(b"a%d='1'" % i for i in range(n)) + b'/>'
+    else:
+        payload = b'<a>' * n + b'</a>' * n
     try:
         s.sendall(payload)
     except OSError:
@@ -122,11 +130,31 @@ def hold(server, source, n, trigger, timeout):
         s.close()
 
 
+def silent(addr, trigger, timeout):
+    host, _, port = addr.rpartition(':')
+    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, int(port)))
+    ls.listen(64)
+    ls.settimeout(0.05)
+    print('LISTENING', flush=True)
+    held, end = [], time.monotonic() + timeout
+    while not os.path.exists(trigger) and time.monotonic() < end:
+        try:
+            held.append(ls.accept()[0])
+        except socket.timeout:
+            pass
+    for s in held:
+        s.close()
+
+
 def main(a):
     if len(a) == 4 and a[0] == 'idle':
         idle(a[1], a[2], float(a[3]))
-    elif len(a) == 5 and a[0] == 'send' and a[3] in ('stanza', 'nesting'):
+    elif len(a) == 5 and a[0] == 'send' and a[3] in ('stanza', 'nesting', 'attrs'):
         send(a[1], float(a[2]), a[3], int(a[4]))
+    elif len(a) == 4 and a[0] == 'silent':
+        silent(a[1], a[2], float(a[3]))
     elif len(a) == 6 and a[0] == 'hold':
         hold(a[1], a[2], int(a[3]), a[4], float(a[5]))
     else:
