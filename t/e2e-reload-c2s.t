@@ -8,13 +8,14 @@
 # max_preauth_connections, the connection rate), the timeouts
 # (preauth_idle, tls_handshake, auth, backend_handshake, shutdown_grace),
 # the lockout (address_threshold, account_threshold, delay_ms), log_level,
-# a pool's retries, a listener's proxy_protocol and proxy_from. The
+# a pool's retries, a listener's proxy_protocol and proxy_from,
+# registrations_per_address and scram_iterations (in-band registration). The
 # settings that need a restart (metrics, control, routing, workers,
 # user_store.map_size_mb, log_to, user) are refused by name, and the running
 # configuration goes on. One sandbox; xedge stops at the end (SIGTERM).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 104
+plan 111
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -291,6 +292,29 @@ hung 3
 ok "$([ "$RC" != 0 ] && ge "$t" 2.9 && ge 4.5 "$t" && echo 0 || echo 1)" "backend_handshake = 3: after 3 s (${t}s)"
 touch "$SB/silent.stop"
 wait $silent
+
+# --- in-band registration: registrations_per_address, sasl.scram_iterations --------
+reg() { _run_tool "$XE_TOP_SRCDIR/t/lib/register_probe.py" register "$1" "reg-$PW"; }
+iterations() { # iterations JID: the SCRAM-SHA-256 iterations of JID's stored secret
+	ctl user export example.test | "$PY" -c '
+import json, sys
+for l in sys.stdin:
+    u = json.loads(l)
+    if u["jid"] == sys.argv[1]:
+        print(u["scram"]["SCRAM-SHA-256"]["iterations"])' "$1"
+}
+reload_ok "registration, 1 an hour an address, 4321 iterations" 'register = true;' \
+	"sasl = { $ML scram_iterations = 4321; };" 'limits = { registrations_per_address = 1; };'
+reg reg1@example.test
+like "$OUT" "REGISTER result=ok" "a registration"
+is "$(iterations reg1@example.test)" 4321 "... stored with scram_iterations = 4321"
+reg reg2@example.test
+like "$OUT" "REGISTER result=error type=wait condition=policy-violation" "registrations_per_address = 1: a second one is refused"
+reload_ok "registrations unlimited, 5000 iterations" 'register = true;' \
+	"sasl = { $ML scram_iterations = 5000; };" 'limits = { registrations_per_address = 0; };'
+reg reg2@example.test
+like "$OUT" "REGISTER result=ok" "registrations_per_address = 0: the second one registers"
+is "$(iterations reg2@example.test)" 5000 "... stored with scram_iterations = 5000"
 
 # --- a listener's proxy_protocol and proxy_from ------------------------------------
 # proxyfrom LIST: the STARTTLS listener takes the PROXY protocol from LIST
