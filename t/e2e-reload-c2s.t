@@ -8,14 +8,14 @@
 # max_preauth_connections, the connection rate), the timeouts
 # (preauth_idle, tls_handshake, auth, backend_handshake, shutdown_grace),
 # the lockout (address_threshold, account_threshold, delay_ms), log_level,
-# a pool's retries, a listener's proxy_protocol and proxy_from,
+# a pool's retries and weights, a listener's proxy_protocol and proxy_from,
 # registrations_per_address and scram_iterations (in-band registration). The
 # settings that need a restart (metrics, control, routing, workers,
 # user_store.map_size_mb, log_to, user) are refused by name, and the running
 # configuration goes on. One sandbox; xedge stops at the end (SIGTERM).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 111
+plan 114
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -250,25 +250,30 @@ is "$RC/$(tail -n +$((n0 + 1)) "$XEDGE_LOG" | grep -c 'level=\(info\|debug\)')" 
 sed -i 's/^log_level = .*/log_level = "info";/' "$XEDGE_CONF"
 ctl reload >/dev/null 2>&1
 
-# --- a pool's retries: a dead server first in a round-robin pool --------------------
+# --- a pool's retries and weights: a dead server in a round-robin pool ----------------
+# (each step's dead server has a name of its own: a server's health state is
+# known by its name across reloads, and the passive checks mark a dead one
+# down after a few failures)
 dead=$(pick_base_port)
-addpool() { # addpool RETRIES: the pool with a server that refuses connections first
-	sed -i -e "s|servers = (|policy = \"round-robin\"; allow_split = true; retries = $1;\n    servers = (\n      { name = \"dead\"; address = \"127.0.0.1\"; port = $dead; },|" "$XEDGE_CONF"
+# deadpool NAME RETRIES WEIGHT [PROSODY_WEIGHT]: the pool with a server NAME
+# where nothing listens first, then a reload; n = how many of 4 logins work
+deadpool() {
+	install ""
+	sed -i -e "s|servers = (|policy = \"round-robin\"; allow_split = true; retries = $2;\n    servers = (\n      { name = \"$1\"; address = \"127.0.0.1\"; port = $dead; weight = $3; },|" \
+		-e "s|\(name = \"prosody-0\";.*\)weight = 1;|\1weight = ${4:-1};|" "$XEDGE_CONF"
+	out=$(ctl reload 2>&1)
+	is "$?" 0 "reload (server $1 of weight $3 where nothing listens, prosody-0 of weight ${4:-1}, retries = $2): ok" ||
+		diag "$out" "$(cat "$XEDGE_CONF")"
+	n=0
+	for i in 1 2 3 4; do login --resource "$1-$i"; [ "$RC" = 0 ] && n=$((n + 1)); done
 }
-install ""
-addpool 0
-ctl reload >/dev/null 2>&1
-is "$?" 0 "reload (a dead server first in a round-robin pool, retries = 0): ok" || diag "$(cat "$XEDGE_CONF")"
-n=0
-for i in 1 2 3 4; do login --resource r$i; [ "$RC" = 0 ] && n=$((n + 1)); done
-ok "$([ $n -lt 4 ] && echo 0 || echo 1)" "retries = 0: logins sent to the dead server fail ($n of 4 log in)"
-install ""
-addpool 1
-ctl reload >/dev/null 2>&1
-is "$?" 0 "reload (retries = 1): ok"
-n=0
-for i in 5 6 7 8; do login --resource r$i; [ "$RC" = 0 ] && n=$((n + 1)); done
-is "$n" 4 "retries = 1: every login reaches prosody-0"
+deadpool dead-a 0 1
+is "$n" 2 "retries = 0, weights 1 and 1: the 2 logins sent to the dead server fail"
+deadpool dead-b 1 1
+is "$n" 4 "retries = 1: every login works"
+like "$(grep -c 'event=backend-failed .*backend=dead-b ' "$XEDGE_LOG")" "^[1-9]" "... those sent to the dead server first were retried"
+deadpool dead-c 0 1 3
+is "$n" 3 "weights 1 and 3: 1 login of 4 is sent to the dead server"
 
 # timeouts.backend_handshake: the pool's one server accepts and never answers
 rm -f "$SB/silent.stop"
@@ -278,9 +283,9 @@ for _ in $(seq 1 100); do grep -q LISTENING "$SB/silent.out" && break; sleep 0.0
 hung() { # hung SECONDS: backend_handshake = SECONDS, the pool's server the silent one
 	install "" "timeouts = { backend_handshake = $1; };"
 	# (another name: a server's health state is known by its name across reloads)
-	sed -i -e "s/{ name = \"prosody-0\"; address = \"127.0.0.1\"; port = [0-9]*;/{ name = \"hung\"; address = \"127.0.0.1\"; port = $dead;/" \
+	sed -i -e "s/{ name = \"prosody-0\"; address = \"127.0.0.1\"; port = [0-9]*;/{ name = \"hung-$1\"; address = \"127.0.0.1\"; port = $dead;/" \
 		-e 's|servers = (|retries = 0;\n    servers = (|' "$XEDGE_CONF"
-	grep -q '"hung"' "$XEDGE_CONF" || bail "could not set the hung server"
+	grep -q "hung-$1" "$XEDGE_CONF" || bail "could not set the hung server"
 	out=$(ctl reload 2>&1)
 	is "$?" 0 "reload (a hung server, backend_handshake = $1): ok" || diag "$out"
 	login --resource h$1
