@@ -7,15 +7,16 @@
 # max_attributes, max_sasl_bytes, max_connections_per_address,
 # max_preauth_connections, the connection rate), the timeouts
 # (preauth_idle, tls_handshake, auth, backend_handshake, shutdown_grace),
-# the lockout (address_threshold, account_threshold, delay_ms), log_level,
-# a pool's retries and weights, a listener's proxy_protocol and proxy_from,
+# the lockout (address_threshold, account_threshold, delay_ms,
+# lockout_time), log_level, a pool's retries and weights, a listener's
+# proxy_protocol and proxy_from,
 # registrations_per_address and scram_iterations (in-band registration). The
 # settings that need a restart (metrics, control, routing, workers,
 # user_store.map_size_mb, log_to, user) are refused by name, and the running
 # configuration goes on. One sandbox; xedge stops at the end (SIGTERM).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 114
+plan 117
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -233,6 +234,15 @@ ok "$(case $RC/$OUT in 1/*"too many failed login attempts"*) echo 0 ;; *) echo 1
 	"account_threshold = 2: after 2 failures from 2 addresses, alice is locked out from a third"
 out=$(ctl lockout clear --all 2>&1)
 is "$?" 0 "xedgectl lockout clear --all" || diag "$out"
+reload_ok "lockout address_threshold = 1, lockout_time = 2" "" \
+	'lockout = { free_failures = 10; delay_ms = 0; address_threshold = 1; account_threshold = 0; lockout_time = 2; window = 60; };'
+raw --jid alice@example.test --password w7 --mech PLAIN --source 127.0.0.15
+raw --jid alice@example.test --password "$PW" --mech PLAIN --source 127.0.0.15 --resource l5
+ok "$(case $RC/$OUT in 1/*"too many failed login attempts"*) echo 0 ;; *) echo 1 ;; esac)" \
+	"address_threshold = 1: one failure locks 127.0.0.15 out"
+sleep 2.2
+raw --jid alice@example.test --password "$PW" --mech PLAIN --source 127.0.0.15 --resource l6
+is "$RC" 0 "lockout_time = 2: 2 s later it logs in"
 
 # --- log_level --------------------------------------------------------------------
 install "" && sed -i 's/^log_level = .*/log_level = "debug";/' "$XEDGE_CONF"
