@@ -10,13 +10,14 @@
 # the lockout (address_threshold, account_threshold, delay_ms,
 # lockout_time), log_level, a pool's retries and weights, a listener's
 # proxy_protocol and proxy_from,
-# registrations_per_address and scram_iterations (in-band registration). The
+# registrations_per_address, scram_iterations and max_stanza_postauth (with
+# in-band registration). The
 # settings that need a restart (metrics, control, routing, workers,
 # user_store.map_size_mb, log_to, user) are refused by name, and the running
 # configuration goes on. One sandbox; xedge stops at the end (SIGTERM).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 117
+plan 119
 
 PW="rc-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --enable external,iq-auth,register --log-level info
@@ -319,14 +320,20 @@ for l in sys.stdin:
         print(u["scram"]["SCRAM-SHA-256"]["iterations"])' "$1"
 }
 reload_ok "registration, 1 an hour an address, 4321 iterations" 'register = true;' \
-	"sasl = { $ML scram_iterations = 4321; };" 'limits = { registrations_per_address = 1; };'
+	"sasl = { $ML scram_iterations = 4321; };" 'limits = { registrations_per_address = 1; max_stanza_postauth = 16384; };'
+big() { _run_tool "$XE_TOP_SRCDIR/t/lib/register_probe.py" big alice@example.test "$PW" 20000; }
+big
+like "$OUT" "CLOSE how=stream-error:policy-violation" \
+	"max_stanza_postauth = 16384 (a domain with register): a 20000-byte stanza after authentication is refused"
 reg reg1@example.test
 like "$OUT" "REGISTER result=ok" "a registration"
 is "$(iterations reg1@example.test)" 4321 "... stored with scram_iterations = 4321"
 reg reg2@example.test
 like "$OUT" "REGISTER result=error type=wait condition=policy-violation" "registrations_per_address = 1: a second one is refused"
 reload_ok "registrations unlimited, 5000 iterations" 'register = true;' \
-	"sasl = { $ML scram_iterations = 5000; };" 'limits = { registrations_per_address = 0; };'
+	"sasl = { $ML scram_iterations = 5000; };" 'limits = { registrations_per_address = 0; max_stanza_postauth = 65536; };'
+big
+like "$OUT" "CLOSE how=none" "max_stanza_postauth = 65536: the 20000-byte stanza goes through"
 reg reg2@example.test
 like "$OUT" "REGISTER result=ok" "registrations_per_address = 0: the second one registers"
 is "$(iterations reg2@example.test)" 5000 "... stored with scram_iterations = 5000"
