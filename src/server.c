@@ -54,7 +54,7 @@ struct listener {
     uv_tcp_t tcp;
     struct xe_server *srv;
     struct worker *w;
-    const struct xe_listener_conf *lc;
+    const struct xe_listener_conf *lc; /* at start (a connection: its generation's) */
     bool open;
 };
 
@@ -2553,6 +2553,7 @@ on_connection(uv_stream_t *ls, int status)
     struct xe_server *srv = l->srv;
     struct worker *w = l->w;
     struct conn *c;
+    const struct xe_listener_conf *lc;
     const char *full = NULL;
     unsigned max, pre;
 
@@ -2598,7 +2599,10 @@ on_connection(uv_stream_t *ls, int status)
     c->gen = gen_ref(srv->gen);
     c->id = ++srv->next_id;
     srv_unlock(srv);
-    c->direct = l->lc->kind == XE_LISTEN_DIRECT_TLS;
+    /* the listener's settings (proxy_protocol, proxy_from) of the current
+     * generation: a reload keeps the listeners, in their order */
+    lc = &c->gen->conf->listeners[l - w->listeners];
+    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS;
     uv_tcp_init(w->loop, &c->client);
     uv_timer_init(w->loop, &c->timer);
     c->client.data = c->timer.data = c;
@@ -2622,8 +2626,8 @@ on_connection(uv_stream_t *ls, int status)
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
     xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
-    if (l->lc->proxy_protocol) {
-        proxy_accept(c, l->lc); /* conn_start once the header is read */
+    if (lc->proxy_protocol) {
+        proxy_accept(c, lc); /* conn_start once the header is read */
         return;
     }
     conn_start(c);

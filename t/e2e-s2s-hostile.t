@@ -21,11 +21,13 @@
 #      backends) claiming a.test with a made-up key, then with an assertion
 #      signed by another secret: type='invalid' each time, nothing federated
 #      (it once got type='valid' and xedge sent its message to c.test).
+#   6. limits.max_stanza_s2s lowered by a reload: c.test's next stanza over
+#      it gets <policy-violation/>.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_*, C_* are set by fed_ports, fed_sandbox
 
-plan 32
+plan 35
 
 PW="fed-$RANDOM-$RANDOM"
 fed_init
@@ -154,6 +156,17 @@ for id in "unauth-$tag" "forged-$tag" "elsewhere-$tag" "back-$tag"; do
 	is "$(grep -c "$id" "$BLOG")" 0 "stanza $id never reached the backend"
 done
 is "$(grep -c 'evil\.test' "$BLOG")" 0 "nothing about evil.test reached the backend"
+
+# 6. limits.max_stanza_s2s on reload: c.test's 4000-byte message, under the
+# default (256 KiB) a stanza like any other, is over the new 2048
+echo 'limits = { max_stanza_s2s = 2048; };' >>"$A_XEDGE_CONF"
+out=$($A_XEDGECTL reload 2>&1)
+like "$out" 'reload result=ok' "reload: limits.max_stanza_s2s = 2048"
+big=$(printf 'x%.0s' $(seq 1 4000))
+s2s_peer "${PEER[@]}" --from c.test --cert "$FED_CA/c.test.pem" --key "$FED_CA/c.test.key" --wait 10 stanza \
+	--stanza "<message from='carol@c.test' to='alice@a.test' type='chat' id='big-$tag'><body>$big</body></message>"
+like "$OUT" '^STREAM_ERROR condition=policy-violation' "... a 4000-byte stanza from c.test: <policy-violation/>"
+is "$(grep -c "big-$tag" "$BLOG")" 0 "... and it never reached the backend"
 
 touch "$FED_DIR/canary.stop"
 wait "$CANARY"

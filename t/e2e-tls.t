@@ -13,10 +13,12 @@
 #    list is refused by the reload (naming the setting) and the running
 #    configuration goes on;
 #  - the same on the s2s listeners (STARTTLS and Direct TLS, a peer
-#    certificate from a test CA in s2s.trust_anchors).
+#    certificate from a test CA in s2s.trust_anchors);
+#  - a peer's SASL with its secret (SCRAM-*-PLUS, tls-server-end-point), and
+#    its secret_file and mechanisms changed by a reload.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 67
+plan 72
 
 PROBE="$XE_TOP_SRCDIR/t/lib/tls_probe.py"
 PW="tls-$RANDOM-$RANDOM"
@@ -149,6 +151,23 @@ for v in 1.3 1.2; do
 done
 grep -q 'event=s2s-auth mech=SCRAM-SHA-256-PLUS .*remote=secret.test' "$XEDGE_LOG"
 ok $? "xedge logs the peer's SCRAM-SHA-256-PLUS"
+
+# ---- 2d. the peer's secret_file and mechanisms on reload
+cp "$SB/two.conf" "$SB/two.pre"
+openssl rand -hex 32 >"$SB/peer2.secret"
+sed "s#secret_file = \"$SB/peer.secret\";#secret_file = \"$SB/peer2.secret\"; mechanisms = [ \"SCRAM-SHA-1\" ];#" \
+	"$SB/two.pre" >"$SB/two.conf"
+grep -q peer2.secret "$SB/two.conf" || bail "could not change the peer's secret_file"
+out=$(ctl reload 2>&1)
+like "$out" "reload result=ok" "reload with another secret_file and mechanisms for secret.test: ok"
+scram --server "$XEDGE_S2S" --to example.test --cafile "$XEDGE_CERT" --mech SCRAM-SHA-1-PLUS
+like "$OUT" "FEATURES mechanisms=SCRAM-SHA-1-PLUS\+SCRAM-SHA-1( |$)" "... secret.test is offered the new mechanisms (SCRAM-SHA-1)"
+like "$FLAT" "^1/.*RESULT=failure condition=not-authorized" "... the old secret: <not-authorized/>"
+scram --server "$XEDGE_S2S" --to example.test --cafile "$XEDGE_CERT" --mech SCRAM-SHA-1-PLUS --secret-file "$SB/peer2.secret"
+like "$FLAT" "^0/.*RESULT=ok mech=SCRAM-SHA-1-PLUS" "... the new secret: SCRAM-SHA-1-PLUS ok"
+cp "$SB/two.pre" "$SB/two.conf"
+out=$(ctl reload 2>&1)
+like "$out" "reload result=ok" "back to the first secret: ok"
 
 # ---- 3. TLS 1.2 parameters
 probe "${C2S[@]}" --domain example.test --tls12 --ciphers "$CBC" --count 1
