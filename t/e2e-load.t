@@ -6,7 +6,7 @@
 # not the speed (that is `make bench`, BENCHMARKS.md).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 12
+plan 17
 
 LOAD="$XE_TOP_BUILDDIR/contrib/bench/xedge-load"
 [ -x "$LOAD" ] || bail "$LOAD not built"
@@ -57,6 +57,7 @@ PW=wrong-password
 load --port "${XEDGE_C2S##*:}" --sessions 5 --login-timeout 10
 PW=$PW_GOOD
 is "$RC/$(val LOGINS_OK)/$(val ERRORS_AUTH_FAILED)" "1/0/5" "a wrong password: exit 1, 5 auth failures counted"
+is "$(val WHY_AUTH_FAILED)" "not-authorized" "why the logins failed: the SASL failure's condition"
 
 # --help documents every option the tool parses
 missing=$(grep -o 'ARG("--[a-z-]*")\|"--[a-z-]*")' "$XE_TOP_SRCDIR/contrib/bench/xedge-load.c" |
@@ -64,3 +65,14 @@ missing=$(grep -o 'ARG("--[a-z-]*")\|"--[a-z-]*")' "$XE_TOP_SRCDIR/contrib/bench
 		"$LOAD" --help | grep -q -- "$o" || echo "$o"
 	done)
 is "$missing" "" "--help documents every option"
+
+# the bench scripts parse their options (no server is started: argument parsing only)
+COSTS="$XE_TOP_SRCDIR/contrib/bench/costs"
+is "$(XE_COSTS_PARSE_ONLY=1 "$COSTS" logins --inflight 1,4,16,40,100 --strace 1,40 2>&1)" \
+	"MODE=logins" "costs logins: its options parse"
+XE_COSTS_PARSE_ONLY=1 "$COSTS" soak --minutes 0 >/dev/null 2>&1
+is "$?" "2" "costs soak --minutes 0: a usage error"
+XE_COSTS_PARSE_ONLY=1 "$COSTS" pump --rates 1000,x >/dev/null 2>&1
+is "$?" "2" "costs pump --rates 1000,x: a usage error"
+is "$(XE_PLOTS_PARSE_ONLY=1 "$XE_TOP_SRCDIR/contrib/bench/plots" /nonexistent)" "DIR=/nonexistent" \
+	"plots: its argument parses"

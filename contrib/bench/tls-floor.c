@@ -1,6 +1,6 @@
 /* tls-floor: the crypto floor of a login, measured with OpenSSL alone.
  *
- *   tls-floor CERT KEY [HANDSHAKES [SESSIONS]]
+ *   tls-floor CERT KEY [HANDSHAKES [SESSIONS [full|resume]]]
  *
  * Runs HANDSHAKES full TLS 1.3 handshakes in memory (no sockets) between a
  * client and a server using CERT/KEY (the benchmark's own certificate) and
@@ -11,9 +11,19 @@
  * side freed, and reports the resident memory they add per session: a bare
  * OpenSSL server session, what an idle TLS session costs at the least.
  *
+ * resume: the server issues one session ticket per handshake (stateless, as
+ * xedge does), the client keeps the ticket of a first full handshake, and
+ * every measured handshake is a TLS 1.3 PSK resumption with the ticket the
+ * one before it got (as a reconnecting client does; psk_dhe_ke,
+ * OpenSSL's default: an X25519 exchange too, no certificate, no signature,
+ * a fresh ticket sealed): the server side of a client's reconnect, the
+ * floor of a resumed login (issue 18). FLOOR_RESUMED counts the handshakes
+ * the server reports as resumed; all of them, or the run fails.
+ *
  * Output: KEY=value lines: FLOOR_HANDSHAKES, FLOOR_SERVER_US_PER_HANDSHAKE,
  * FLOOR_TOTAL_US_PER_HANDSHAKE, FLOOR_SESSIONS, FLOOR_KIB_PER_SESSION,
- * FLOOR_PROTOCOL, FLOOR_GROUP. Exit status 0, or 1 on an error. */
+ * FLOOR_PROTOCOL, FLOOR_GROUP, FLOOR_MODE, FLOOR_RESUMED. Exit status 0, or 1
+ * on an error. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,11 +129,17 @@ main(int argc, char **argv)
     struct side *held;
     long rss0, rss1;
     char proto[32] = "?";
+    int resume = 0;
+    long resumed = 0;
+    SSL_SESSION *ticket = NULL;
 
-    if (argc < 3 || argc > 5) {
-        fprintf(stderr, "usage: tls-floor CERT KEY [HANDSHAKES [SESSIONS]]\n");
+    if (argc < 3 || argc > 6 ||
+        (argc > 5 && strcmp(argv[5], "full") && strcmp(argv[5], "resume"))) {
+        fprintf(stderr,
+                "usage: tls-floor CERT KEY [HANDSHAKES [SESSIONS [full|resume]]]\n");
         return 2;
     }
+    resume = argc > 5 && !strcmp(argv[5], "resume");
     if (argc > 3)
         handshakes = strtol(argv[3], NULL, 10);
     if (argc > 4)
@@ -144,21 +160,59 @@ main(int argc, char **argv)
     SSL_CTX_set_min_proto_version(sctx, TLS1_3_VERSION);
     SSL_CTX_set1_groups_list(sctx, "X25519");
     SSL_CTX_set1_groups_list(cctx, "X25519");
-    SSL_CTX_set_session_cache_mode(sctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_session_cache_mode(cctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(sctx, 0);
+    /* resume: stateless tickets; the server's cache stays empty (no ID cache) */
+    SSL_CTX_set_session_cache_mode(sctx, resume ? SSL_SESS_CACHE_SERVER |
+                                                      SSL_SESS_CACHE_NO_INTERNAL
+                                                : SSL_SESS_CACHE_OFF);
+    /* resume: the client's cache on, or OpenSSL 3.0 drops the ticket it gets */
+    SSL_CTX_set_session_cache_mode(cctx,
+                                   resume ? SSL_SESS_CACHE_CLIENT : SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(sctx, resume ? 1 : 0);
     SSL_CTX_set_mode(sctx, SSL_MODE_RELEASE_BUFFERS);
+    if (resume) { /* the ticket of one full handshake, kept by the client */
+        struct side c, s;
+        double ignore = 0;
+        char b[1];
+        if (side_new(&c, cctx, 0) < 0 || side_new(&s, sctx, 1) < 0 ||
+            handshake(&c, &s, &ignore) < 0) {
+            ERR_print_errors_fp(stderr);
+            return 1;
+        }
+        shuttle(&s, &c);
+        (void)SSL_read(c.ssl, b, sizeof(b)); /* takes the NewSessionTicket in */
+        ticket = SSL_get1_session(c.ssl);
+        if (!ticket || !SSL_SESSION_is_resumable(ticket)) {
+            fprintf(stderr, "tls-floor: no resumable session ticket\n");
+            return 1;
+        }
+        SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(c.ssl);
+        SSL_free(s.ssl);
+    }
 
     t0 = cpu_ns();
     for (long i = 0; i < handshakes; i++) {
         struct side c, s;
         if (side_new(&c, cctx, 0) < 0 || side_new(&s, sctx, 1) < 0 ||
+            (ticket && SSL_set_session(c.ssl, ticket) != 1) ||
             handshake(&c, &s, &srv_ns) < 0) {
             ERR_print_errors_fp(stderr);
             return 1;
         }
+        resumed += SSL_session_reused(s.ssl) == 1;
+        if (ticket) { /* the next reconnect uses the ticket this one got, as a client does
+                       */
+            char b[1];
+            shuttle(&s, &c);
+            (void)SSL_read(c.ssl, b, sizeof(b));
+            SSL_SESSION_free(ticket);
+            ticket = SSL_get1_session(c.ssl);
+        }
         if (i == 0)
             snprintf(proto, sizeof(proto), "%s", SSL_get_version(s.ssl));
+        /* closed cleanly: SSL_free would otherwise mark the ticket's session
+         * not resumable (ssl_clear_bad_session) */
+        SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
         SSL_free(c.ssl);
         SSL_free(s.ssl);
     }
@@ -188,10 +242,18 @@ main(int argc, char **argv)
     printf("FLOOR_TOTAL_US_PER_HANDSHAKE=%.1f\n", total_ns / 1e3 / (double)handshakes);
     printf("FLOOR_SESSIONS=%ld\n", sessions);
     printf("FLOOR_KIB_PER_SESSION=%.2f\n", (double)(rss1 - rss0) / (double)sessions);
+    printf("FLOOR_MODE=%s\n", resume ? "resume" : "full");
+    printf("FLOOR_RESUMED=%ld\n", resumed);
+    if (resume && resumed != handshakes) {
+        fprintf(stderr, "tls-floor: %ld of %ld handshakes resumed\n", resumed,
+                handshakes);
+        return 1;
+    }
 
     for (long i = 0; i < sessions; i++)
         SSL_free(held[i].ssl);
     free(held);
+    SSL_SESSION_free(ticket);
     SSL_CTX_free(sctx);
     SSL_CTX_free(cctx);
     return 0;

@@ -173,6 +173,7 @@ static unsigned char
 static size_t a_secret_len;
 static uint64_t rtt_n, msg_sent, msg_recv, msg_err;
 static uint64_t errors[E_COUNT];
+static char err_detail[E_COUNT][160]; /* the first failure's detail, per kind */
 static unsigned rr;                  /* round robin for messages */
 static uint64_t paused_t, paused_ns; /* --pause-at */
 static int paused_done;
@@ -828,9 +829,20 @@ on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n == 0)
         return;
     if (n < 0) {
+        static const char *const when[] = {[S_IDLE] = "",
+                                           [S_CONNECTING] = "",
+                                           [S_HANDSHAKE] = " in the TLS handshake",
+                                           [S_STREAM] = " before the login was done",
+                                           [S_READY] = " after the login"};
+        char d[128];
+        snprintf(d, sizeof(d), "%s%s%s",
+                 n == UV_EOF ? "closed by the server" : uv_strerror((int)n),
+                 s->state <= S_READY ? when[s->state] : "",
+                 s->state == S_STREAM && !s->tls_up && o.mode != M_PLAIN
+                     ? " (before TLS: a per-address limit?)"
+                     : "");
         if (s->state != S_DEAD)
-            sess_fail(s, E_CLOSED,
-                      n == UV_EOF ? "closed by the server" : uv_strerror((int)n));
+            sess_fail(s, E_CLOSED, d);
         return;
     }
     if (s->state == S_DEAD)
@@ -928,6 +940,8 @@ sess_fail(struct sess *s, enum err e, const char *detail)
     s->state = S_DEAD;
     s->stop = 1;
     errors[e]++;
+    if (errors[e] == 1)
+        snprintf(err_detail[e], sizeof(err_detail[e]), "%s", detail ? detail : "");
     if (errors[e] <= 3)
         say("session %u: %s: %s", s->idx, err_names[e], detail ? detail : "");
     if (was != S_READY && was != S_IDLE) {
@@ -1213,6 +1227,12 @@ finish(void)
                                : err_names[e][k]);
         up[k] = 0;
         printf("ERRORS_%s=%" PRIu64 "\n", up, errors[e]);
+        if (errors[e]) { /* why: the first failure of the kind, on one line */
+            for (k = 0; err_detail[e][k]; k++)
+                if (err_detail[e][k] == '\n' || err_detail[e][k] == '=')
+                    err_detail[e][k] = ' ';
+            printf("WHY_%s=%s\n", up, err_detail[e]);
+        }
     }
     printf("ERRORS=%" PRIu64 "\n", total_err);
     printf("ELAPSED_S=%.3f\n", el_s);
@@ -1339,7 +1359,9 @@ usage(FILE *f)
         "ERRORS_<KIND> for\n"
         "each kind (CONNECT, TLS, STREAM_ERROR, NO_STARTTLS, MECH_NOT_OFFERED,\n"
         "SASL_CLIENT, AUTH_FAILED, BIND, PARSE, CLOSED, LOGIN_TIMEOUT, WRITE,\n"
-        "MSG_ERROR, MSG_LOST), ERRORS, ELAPSED_S, INTERRUPTED. Stderr: progress every\n"
+        "MSG_ERROR, MSG_LOST) and, for each kind that happened, WHY_<KIND> (the first\n"
+        "such failure's detail, e.g. the stream error's condition), ERRORS,\n"
+        "ELAPSED_S, INTERRUPTED. Stderr: progress every\n"
         "5 s and a human summary. SIGINT stops the run and reports.\n"
         "Exit status: 0 if every session logged in and every message came back,\n"
         "1 otherwise, 2 on a usage error.\n",
