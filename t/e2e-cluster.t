@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2153 # XEDGE_LOG_K and the others come from sandbox_up
 # e2e-cluster.t: two xedge nodes sharing their users through a real
 # PostgreSQL 15 (each node's LMDB store a replica), HAProxy 2.6 in front in
 # TCP mode sending PROXY v2 (xedge-sandbox --store postgresql --nodes 2).

@@ -1,4 +1,6 @@
 # t/lib/pg.sh: a throwaway PostgreSQL 15 cluster for a test (sourced).
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # PG_CONNINFO, PG_PASSFILE are for the tests that source this
 #
 #   pg_up DIR PORT    initdb DIR/pg on first use (as the unprivileged user postgres when run
 #                     as root), start it on 127.0.0.1:PORT, wait until it answers; creates the
