@@ -555,18 +555,23 @@ out:
 }
 
 /* database -> LMDB store (the rows replace the store's records of the same
- * names; the store's other records stay) */
+ * names; the store's other records stay), and the sequence of that snapshot
+ * in replica.seq */
 static int
 db_export(const struct xe_conf *conf, PGconn *db, char **error_r)
 {
     struct xe_userstore *store = NULL;
-    PGresult *ru = NULL, *rt = NULL;
+    PGresult *ru = NULL, *rt = NULL, *rs = NULL;
     int ret = CTL_FAILED;
+    char path[4200];
+    FILE *f;
 
     if (check_schema(db, error_r) < 0 ||
         !pg_ok(db, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL, error_r))
         return CTL_FAILED;
-    if ((rt = pg_q(db, xe_pg_sql_tomb_all, 0, NULL, error_r)) == NULL ||
+    if ((rs = pg_q(db, "SELECT coalesce(max(seq), 0) FROM xe_changes", 0, NULL,
+                   error_r)) == NULL ||
+        (rt = pg_q(db, xe_pg_sql_tomb_all, 0, NULL, error_r)) == NULL ||
         (ru = pg_q(db, xe_pg_sql_user_all, 0, NULL, error_r)) == NULL)
         goto out;
     if (xe_userstore_open(conf->user_store, false, conf->user_store_map_mb, &store,
@@ -580,12 +585,21 @@ db_export(const struct xe_conf *conf, PGconn *db, char **error_r)
     if (load_rows(rt, true, store, error_r) < 0 ||
         load_rows(ru, false, store, error_r) < 0)
         goto out;
-    printf("exported %d users and %d tombstones to %s\n", PQntuples(ru), PQntuples(rt),
-           conf->user_store);
+    /* the copy is a replica at that sequence: a node started on it pulls
+     * only what came after (pgsync_io.c) */
+    snprintf(path, sizeof(path), "%s/replica.seq", conf->user_store);
+    if ((f = fopen(path, "w")) == NULL || fprintf(f, "%s\n", PQgetvalue(rs, 0, 0)) < 0 ||
+        fclose(f) != 0) {
+        *error_r = xe_asprintf("%s: %s", path, strerror(errno));
+        goto out;
+    }
+    printf("exported %d users and %d tombstones to %s (at change %s)\n", PQntuples(ru),
+           PQntuples(rt), conf->user_store, PQgetvalue(rs, 0, 0));
     ret = CTL_OK;
 out:
     PQclear(ru);
     PQclear(rt);
+    PQclear(rs);
     PQclear(PQexec(db, "ROLLBACK"));
     xe_userstore_close(&store);
     return ret;

@@ -9,7 +9,7 @@
 top=$XE_TOP_BUILDDIR
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-pg.XXXXXX")
 trap 'pg_down; rm -rf "$d"' EXIT
-plan 19
+plan 20
 
 port=
 for _ in $(seq 1 50); do
@@ -76,7 +76,10 @@ out=$(timeout 30 "$top/src/xedgectl" -c "$d/both.conf" db import)
 is "$out" "imported 2 users and 0 tombstones from $d/lmdb" "db import"
 is "$(X user list | tr '\n' ' ')" "bob@example.test carol@example.test (disabled) " "the database has them"
 conf "$d/back" "$PG_CONNINFO" >"$d/back.conf"
-timeout 30 "$top/src/xedgectl" -c "$d/back.conf" db export >/dev/null
+out=$(timeout 30 "$top/src/xedgectl" -c "$d/back.conf" db export)
+newest=$(pg_sql 'select max(seq) from xe_changes')
+is "$out/$(cat "$d/back/replica.seq")" "exported 2 users and 0 tombstones to $d/back (at change $newest)/$newest" \
+	"db export: the copy is a replica at the database's newest change"
 conf "$d/back" >"$d/backonly.conf"
 is "$(timeout 30 "$top/src/xedgectl" -c "$d/backonly.conf" user show bob@example.test | grep -v '^created\|^modified')" \
 	"$(L user show bob@example.test | grep -v '^created\|^modified')" "db export: the same record back in LMDB"
