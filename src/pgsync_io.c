@@ -202,6 +202,14 @@ apply_pull(struct xe_pgsync *ps, PGresult *r)
         ps->seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
     }
     if (n > 0) {
+        char *err = NULL;
+        if (xe_userstore_sync(ps->store, &err) != XE_US_OK) {
+            /* the sequence stays where it was on disk: pulled again at the next start */
+            xe_err("event=replica error=\"%s\"", err ? err : "?");
+            free(err);
+            ps->errors++;
+            return n;
+        }
         ps->lag_ms =
             n == XE_PG_PULL_BATCH ? strtoll(PQgetvalue(r, n - 1, 3), NULL, 10) : 0;
         seq_save(ps);
@@ -856,6 +864,13 @@ xe_pgsync_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *
         return -1;
     }
     ps->seq = seq_load(ps->seq_path);
+    /* one flush per batch, not per change (before replica.seq is written) */
+    if (xe_userstore_set_nosync(store, true, error_r) != XE_US_OK) {
+        free(ps->password);
+        free(ps->conninfo);
+        free(ps);
+        return -1;
+    }
     if (first_catch_up(ps, &err) < 0) {
         if (ps->seq == 0) {
             *error_r =

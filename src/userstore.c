@@ -1552,6 +1552,21 @@ out:
 
 /* ---- the write hooks (several nodes) ------------------------------------ */
 
+int
+xe_userstore_set_nosync(struct xe_userstore *store, bool on, char **error_r)
+{
+    int rc = mdb_env_set_flags(store->env, MDB_NOSYNC, on ? 1 : 0);
+    return rc == 0 ? XE_US_OK
+                   : us_mdb_error(store, NULL, rc, "mdb_env_set_flags", error_r);
+}
+
+int
+xe_userstore_sync(struct xe_userstore *store, char **error_r)
+{
+    int rc = mdb_env_sync(store->env, 1);
+    return rc == 0 ? XE_US_OK : us_mdb_error(store, NULL, rc, "mdb_env_sync", error_r);
+}
+
 void
 xe_userstore_set_hooks(struct xe_userstore *store, const struct xe_userstore_hooks *hooks,
                        void *ctx)

@@ -163,6 +163,13 @@ int xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
 int xe_userstore_tomb_put(struct xe_userstore *store, const struct xe_tombstone *t,
                           char **error_r);
 
+/* A replica's writes (several nodes): commits without a flush to disk
+ * (nosync on), and one flush when a batch is applied (sync). A crash of the
+ * system may lose the last unflushed commits, never the store's consistency;
+ * the replica pulls them again (its sequence is written after the flush). */
+int xe_userstore_set_nosync(struct xe_userstore *store, bool on, char **error_r);
+int xe_userstore_sync(struct xe_userstore *store, char **error_r);
+
 /* ---- write hooks (several nodes, pgsync_io.h) -------------------------------
  *
  * before_user_write runs before a user's record is written, deleted or
