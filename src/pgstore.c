@@ -89,6 +89,18 @@ const char xe_pg_sql_tomb_upsert[] =
     " deleted = EXCLUDED.deleted, pin = EXCLUDED.pin, attempts = EXCLUDED.attempts,"
     " next = EXCLUDED.next, error = EXCLUDED.error";
 const char xe_pg_sql_tomb_delete[] = "DELETE FROM xe_tombstones WHERE jid = $1";
+#define MS " * interval '1 millisecond'"
+#define RESTART "(l.last_failure < now() - $3::bigint" MS " OR l.locked_until < now())"
+const char xe_pg_sql_lock_failure[] =
+    "INSERT INTO xe_lockouts AS l (jid, failures, last_failure, locked_until)"
+    " VALUES ($1, 1, now(), CASE WHEN 1 >= $2::integer THEN now() + $4::bigint" MS " END)"
+    " ON CONFLICT (jid) DO UPDATE SET"
+    " failures = CASE WHEN " RESTART " THEN 1 ELSE l.failures + 1 END,"
+    " last_failure = now(),"
+    " locked_until = CASE WHEN l.locked_until > now() THEN l.locked_until"
+    " WHEN (CASE WHEN " RESTART " THEN 1 ELSE l.failures + 1 END) >= $2::integer"
+    " THEN now() + $4::bigint" MS " END";
+const char xe_pg_sql_lock_forget[] = "DELETE FROM xe_lockouts WHERE jid = $1";
 const char xe_pg_sql_user_all[] = "SELECT " USER_COLS_SQL " FROM xe_users ORDER BY jid";
 const char xe_pg_sql_user_one[] =
     "SELECT " USER_COLS_SQL " FROM xe_users WHERE jid = $1 FOR UPDATE";

@@ -38,6 +38,12 @@ extern const char xe_pg_sql_user_upsert[];
 extern const char xe_pg_sql_user_delete[];
 extern const char xe_pg_sql_tomb_upsert[];
 extern const char xe_pg_sql_tomb_delete[];
+/* per-account lockouts: a failure ($1 the account's lockout key, $2 the
+ * threshold, $3 the window and $4 the lockout, in ms: the count restarts
+ * after the window or a lockout's end, and reaching the threshold locks the
+ * account, in one statement); a success forgets the account ($1) */
+extern const char xe_pg_sql_lock_failure[];
+extern const char xe_pg_sql_lock_forget[];
 /* the rows of a user/tombstone, all of them (no parameter) or one ($1) */
 extern const char xe_pg_sql_user_all[];
 extern const char xe_pg_sql_user_one[];

@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "lockout.h"
 #include "log.h"
 #include "metrics.h"
 #include "pgstore.h"
@@ -44,8 +46,11 @@ struct job {
 
 /* a write made on some thread, waiting for the loop */
 struct pending {
-    char kind; /* 'u', 't' */
+    char kind; /* 'u', 't', 'l' (a lockout count: failed, and the settings) */
     char *jid;
+    bool failed;
+    unsigned threshold;
+    uint64_t window_ms, lockout_ms;
     struct pending *next;
 };
 
@@ -75,11 +80,13 @@ struct xe_pgsync {
     uint64_t round_trips, errors, applied, dropped;
     xe_pgsync_account_fn account_fn;
     void *account_ctx;
+    struct xe_lockout *lockout; /* the accounts' counts, shared */
     /* from any thread */
     pthread_mutex_t mu;
     struct pending *pend;
     size_t n_pend;
     atomic_bool up;
+    atomic_bool stopping;
 };
 
 static _Thread_local bool applying; /* the replica's own writes: no echo */
@@ -178,7 +185,19 @@ apply_row(struct xe_pgsync *ps, PGresult *r, int i)
         } else {
             rc = xe_userstore_tomb_put(ps->store, &t, &err);
         }
-    } /* 'l': the lockouts are not shared yet */
+    } else if (kind[0] == 'l' && ps->lockout != NULL) {
+        const char *f = val(r, i, XE_PG_PULL_LOCK),
+                   *until = val(r, i, XE_PG_PULL_LOCK + 1);
+        struct timespec ts;
+        int64_t now_real, left = 0;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now_real = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        if (until != NULL && strtoll(until, NULL, 10) > now_real)
+            left = strtoll(until, NULL, 10) - now_real;
+        xe_lockout_apply_account(ps->lockout, jid, f ? (unsigned)strtoul(f, NULL, 10) : 0,
+                                 (uint64_t)left, now_ms());
+    }
     applying = false;
     if (rc != XE_US_OK) {
         ps->errors++;
@@ -280,10 +299,13 @@ queue_pull(struct xe_pgsync *ps)
     enqueue(ps, j, false);
 }
 
-/* the write of JID's current state in the store (kind 'u' or 't') */
+/* the write of JID's current state in the store (kind 'u' or 't'), or of a
+ * lockout count (P's kind 'l') */
 static void
-queue_write(struct xe_pgsync *ps, char kind, const char *jid)
+queue_write(struct xe_pgsync *ps, const struct pending *p)
 {
+    char kind = p->kind;
+    const char *jid = p->jid;
     struct job *j;
     char *err = NULL;
 
@@ -295,7 +317,20 @@ queue_write(struct xe_pgsync *ps, char kind, const char *jid)
                XE_PG_WRITE_QUEUE_MAX, jid);
         return;
     }
-    if (kind == 'u') {
+    if (kind == 'l') {
+        char num[3][32];
+        j = new_job(J_WRITE, p->failed ? xe_pg_sql_lock_failure : xe_pg_sql_lock_forget);
+        j->vals[0] = xe_strdup(jid);
+        j->n = 1;
+        if (p->failed) {
+            snprintf(num[0], sizeof(num[0]), "%u", p->threshold);
+            snprintf(num[1], sizeof(num[1]), "%" PRIu64, p->window_ms);
+            snprintf(num[2], sizeof(num[2]), "%" PRIu64, p->lockout_ms);
+            for (int i = 0; i < 3; i++)
+                j->vals[i + 1] = xe_strdup(num[i]);
+            j->n = 4;
+        }
+    } else if (kind == 'u') {
         struct xe_user *u = xe_calloc(1, sizeof(*u));
         int r = xe_userstore_get(ps->store, jid, u, &err);
         if (r == XE_US_OK) {
@@ -713,6 +748,22 @@ before_user_write(void *ctx, const char *jid, char **error_r)
 }
 
 static void
+push(struct xe_pgsync *ps, struct pending *p)
+{
+    if (atomic_load(&ps->stopping)) { /* the shutdown: the loop's handles go */
+        free(p->jid);
+        free(p);
+        return;
+    }
+    pthread_mutex_lock(&ps->mu);
+    p->next = ps->pend;
+    ps->pend = p;
+    ps->n_pend++;
+    pthread_mutex_unlock(&ps->mu);
+    uv_async_send(&ps->wake);
+}
+
+static void
 after_write(void *ctx, char kind, const char *jid)
 {
     struct xe_pgsync *ps = ctx;
@@ -723,12 +774,33 @@ after_write(void *ctx, char kind, const char *jid)
     p = xe_calloc(1, sizeof(*p));
     p->kind = kind;
     p->jid = xe_strdup(jid);
-    pthread_mutex_lock(&ps->mu);
-    p->next = ps->pend;
-    ps->pend = p;
-    ps->n_pend++;
-    pthread_mutex_unlock(&ps->mu);
-    uv_async_send(&ps->wake);
+    push(ps, p);
+}
+
+/* a worker counted a failure for an account, or forgot one (lockout.h) */
+static void
+lockout_shared(void *ctx, const char *account, bool failed,
+               const struct xe_lockout_conf *conf)
+{
+    struct xe_pgsync *ps = ctx;
+    struct pending *p = xe_calloc(1, sizeof(*p));
+
+    p->kind = 'l';
+    p->jid = xe_strdup(account);
+    p->failed = failed;
+    p->threshold = conf->account_threshold;
+    p->window_ms = conf->window_ms;
+    p->lockout_ms = conf->lockout_ms;
+    push(ps, p);
+}
+
+void
+xe_pgsync_set_lockout(struct xe_pgsync *ps, struct xe_lockout *lo)
+{
+    if (ps == NULL || lo == NULL)
+        return;
+    ps->lockout = lo;
+    xe_lockout_set_share(lo, lockout_shared, ps);
 }
 
 static void
@@ -750,7 +822,7 @@ on_wake(uv_async_t *a)
     }
     while (rev != NULL) {
         struct pending *n = rev->next;
-        queue_write(ps, rev->kind, rev->jid);
+        queue_write(ps, rev);
         free(rev->jid);
         free(rev);
         rev = n;
@@ -921,8 +993,11 @@ xe_pgsync_stop(struct xe_pgsync *ps)
         xe_warn("event=database state=stopping queued_writes=%zu", ps->queued_writes);
     ps->state = PS_STOPPED;
     atomic_store(&ps->up, false);
+    atomic_store(&ps->stopping, true);
     xe_userstore_set_hooks(ps->store, NULL, NULL);
     xe_metrics_set_extra_gauges(NULL, NULL);
+    if (ps->lockout != NULL)
+        xe_lockout_set_share(ps->lockout, NULL, NULL);
     if (ps->poll != NULL) {
         uv_close((uv_handle_t *)ps->poll, poll_closed);
         ps->poll = NULL;

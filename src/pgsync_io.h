@@ -28,6 +28,9 @@ typedef void (*xe_pgsync_account_fn)(void *ctx, const char *jid, const char *rea
  * a replica logs and serves it. */
 int xe_pgsync_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *store,
                   struct xe_pgsync **ps_r, char **error_r);
+/* Share the per-account counts of LO through the database (lockout.h). */
+struct xe_lockout;
+void xe_pgsync_set_lockout(struct xe_pgsync *ps, struct xe_lockout *lo);
 void xe_pgsync_set_account_cb(struct xe_pgsync *ps, xe_pgsync_account_fn fn, void *ctx);
 /* Stop (the shutdown): writes still queued are logged (event=database
  * state=stopping queued_writes=N) and not sent. */

@@ -366,6 +366,7 @@ main(int argc, char **argv)
             goto out;
         }
         xe_pgsync_set_account_cb(g_pgsync, account_changed, NULL);
+        xe_pgsync_set_lockout(g_pgsync, xe_server_lockout(g_srv));
     }
     {
         /* every client costs two descriptors: use what the system allows */

@@ -12,13 +12,14 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 25
+plan 29
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
 PW="pw-$RANDOM-$RANDOM"
-sandbox_up --user "alice@example.test=$PW" --store postgresql --nodes 2 --backends 3 \
-	--enable register --log-level info
+sandbox_up --user "alice@example.test=$PW" --user "mallory@example.test=m-$PW" \
+	--store postgresql --nodes 2 --backends 3 --enable register --log-level info \
+	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; lockout_time = 60; };'
 for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT; do
 	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
 done
@@ -28,6 +29,7 @@ for n in 1 2; do
 	c=XEDGE_CONF_$n
 	sed -e '/^ *database/d' -e '/^ *node = /d' "${!c}" >"$XE_SANDBOX_DIR/replica$n.conf"
 done
+pg_sql_sb() { "$PGBIN/psql" -X -q -At -h "$XE_SANDBOX_DIR_SB/pg/sock" -p "$XEDGE_PG_PORT" -U postgres -d xe -c "$1"; }
 R() { timeout 10 "$XE_TOP_BUILDDIR/src/xedgectl" -c "$XE_SANDBOX_DIR/replica$1.conf" "${@:2}" 2>&1; }
 login() { # login NODE|lb JID PASSWORD: sets RC/RESULT
 	local s=$XEDGE_C2S
@@ -87,6 +89,19 @@ login 1 bob@example.test bob-2
 a=$(result RESULT)
 login 2 bob@example.test bob-2
 is "$a/$(result RESULT)" "failure/failure" "the disabled user is refused on both nodes"
+
+# a lockout earned on node 1 holds on node 2 (the per-address limits stay
+# per node: address_threshold is off here)
+for i in 1 2 3; do login 1 mallory@example.test "wrong-$i"; done
+locked() { pg_sql_sb "select failures || ' ' || (locked_until > now()) from xe_lockouts where jid = 'mallory@example.test'"; }
+for _ in $(seq 1 100); do [ "$(locked)" = "3 true" ] && break; sleep 0.02; done
+is "$(locked)" "3 true" "three failures on node 1: the account is locked in the database"
+for _ in $(seq 1 100); do grep -q 'event=lockout.*mallory.*source=database' "$XEDGE_LOG_2" && break; sleep 0.02; done
+raw --server "$XEDGE_C2S_2" --jid mallory@example.test --password "m-$PW"
+is "$(result RESULT)/$(result condition)" "failure/not-authorized" \
+	"node 2 refuses the right password while the account is locked"
+like "$OUT" "<text[^>]*>too many failed login attempts" "... saying why"
+like "$(grep 'event=lockout' "$XEDGE_LOG_2")" "key=mallory@example.test.*source=database" "node 2 logged the lockout it learnt"
 
 # a registration on node 2 is on node 1 within a second
 probe register carol@example.test carol-1 --server "$XEDGE_C2S_2"
