@@ -12,7 +12,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 29
+plan 33
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -112,6 +112,17 @@ ok $? "... in the database and both replicas after ${ms} ms"
 login 1 carol@example.test carol-1
 is "$(result RESULT)" ok "... the user logs in on node 1"
 
+# a user's own password change (XEP-0077) on node 1 holds on node 2
+probe passwd carol@example.test carol-1 carol-2 --server "$XEDGE_C2S_1"
+is "$(printf '%s\n' "$OUT" | grep '^PASSWD ')" "PASSWD result=ok" "carol changes her password on node 1"
+carol2() { login 2 carol@example.test carol-2; [ "$(result RESULT)" = ok ]; }
+for _ in $(seq 1 20); do carol2 && break; sleep 0.05; done
+is "$(result RESULT)" ok "... and logs in with it on node 2"
+
+out=$(ctl cluster status)
+like "$out" "node1 .* reachable" "cluster status: node 1 (${out//$'\n'/ | })"
+like "$out" "node2 .* reachable" "cluster status: node 2"
+
 # node 1 stops: the balancer's logins land on node 2
 kill -TERM "$XEDGE_PID_1"
 for _ in $(seq 1 200); do kill -0 "$XEDGE_PID_1" 2>/dev/null || break; sleep 0.05; done
@@ -147,7 +158,7 @@ like "$out" "the user database is unreachable" "... xedgectl says so ($out)"
 XEDGE_PID_1=$!
 XEDGE_PIDS="$XEDGE_PID_1,$XEDGE_PIDS"
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/${XEDGE_C2S_1%:*}/${XEDGE_C2S_1##*:}") 2>/dev/null && break; sleep 0.05; done
-login 1 carol@example.test carol-1
+login 1 carol@example.test carol-2
 is "$(result RESULT)" ok "node 1 restarted while the database is down: serves its replica"
 mkdir -p "$XE_SANDBOX_DIR/node3"
 # node 1's configuration with an empty replica (it must stop before it binds anything)
