@@ -34,7 +34,7 @@
 #endif
 
 enum ps_state { PS_DOWN, PS_CONNECTING, PS_READY, PS_STOPPED };
-enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT };
+enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT, J_LEADER };
 
 struct job {
     enum job_kind kind;
@@ -72,6 +72,8 @@ struct xe_pgsync {
     struct job *head, *tail, *inflight;
     size_t queued_writes;
     bool pull_queued, heartbeat_queued, pull_again;
+    bool leader, leader_queued; /* holds the purge lock (one node at a time) */
+    unsigned ticks;
     int64_t seq;    /* the replica's sequence */
     int64_t lag_ms; /* behind the database, as last measured */
     uint64_t down_since_ms;
@@ -463,6 +465,7 @@ fail(struct xe_pgsync *ps, const char *what)
         }
     }
     ps->pull_queued = ps->heartbeat_queued = ps->pull_again = false;
+    ps->leader = ps->leader_queued = false; /* the session's lock went with it */
     if (ps->poll != NULL) {
         uv_close((uv_handle_t *)ps->poll, poll_closed);
         ps->poll = NULL;
@@ -550,6 +553,7 @@ connected(struct xe_pgsync *ps)
     queue_pull(ps);
     ps->heartbeat_queued = false;
     on_tick_heartbeat(ps); /* say at once that this node is back */
+    ps->ticks = 0;         /* the purge lock: tried at the next tick */
     if (rest != NULL) {    /* the writes queued meanwhile, after the pull */
         ps->tail->next = rest;
         ps->tail = rest_tail;
@@ -602,6 +606,11 @@ job_done(struct xe_pgsync *ps, struct job *j, PGresult *r)
     }
     if (j->kind == J_PULL && apply_pull(ps, r) == XE_PG_PULL_BATCH)
         ps->pull_again = true;
+    if (j->kind == J_LEADER && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't' &&
+        !ps->leader) {
+        ps->leader = true;
+        xe_info("event=database purges=here node=%s", ps->node);
+    }
 }
 
 static void
@@ -633,6 +642,8 @@ pump(struct xe_pgsync *ps)
                 ps->pull_queued = false;
             if (j->kind == J_HEARTBEAT)
                 ps->heartbeat_queued = false;
+            if (j->kind == J_LEADER)
+                ps->leader_queued = false;
             job_free(j);
             if (ps->pull_again) {
                 ps->pull_again = false;
@@ -727,6 +738,11 @@ on_tick(uv_timer_t *t)
         return;
     }
     queue_pull(ps); /* in case a notification was missed */
+    /* the purges: one node at a time, the one holding a session lock */
+    if (!ps->leader && !ps->leader_queued && ps->ticks++ % XE_PG_LEADER_TICKS == 0) {
+        ps->leader_queued = true;
+        enqueue(ps, new_job(J_LEADER, "SELECT pg_try_advisory_lock(7274018)"), false);
+    }
     on_tick_heartbeat(ps);
     pump(ps);
 }
@@ -792,6 +808,13 @@ lockout_shared(void *ctx, const char *account, bool failed,
     p->window_ms = conf->window_ms;
     p->lockout_ms = conf->lockout_ms;
     push(ps, p);
+}
+
+bool
+xe_pgsync_purge_gate(void *ctx)
+{
+    struct xe_pgsync *ps = ctx;
+    return ps != NULL && ps->leader && ps->state == PS_READY;
 }
 
 void

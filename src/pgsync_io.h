@@ -28,6 +28,11 @@ typedef void (*xe_pgsync_account_fn)(void *ctx, const char *jid, const char *rea
  * a replica logs and serves it. */
 int xe_pgsync_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *store,
                   struct xe_pgsync **ps_r, char **error_r);
+/* The purges of deleted users' data (purge_io.h) run on one node at a time:
+ * the one whose connection holds a session-level advisory lock (tried when
+ * it connects and every few seconds; lost with the connection). For
+ * xe_purger_set_gate: CTX is the xe_pgsync. */
+bool xe_pgsync_purge_gate(void *ctx);
 /* Share the per-account counts of LO through the database (lockout.h). */
 struct xe_lockout;
 void xe_pgsync_set_lockout(struct xe_pgsync *ps, struct xe_lockout *lo);

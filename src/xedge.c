@@ -411,6 +411,8 @@ main(int argc, char **argv)
         xe_control_set_reload(g_ctl, reload, NULL);
     /* deleted users' data at the backends (the tombstones xedgectl leaves) */
     g_purger = xe_purger_new(loop, store, conf);
+    if (g_pgsync) /* several nodes: one purges */
+        xe_purger_set_gate(g_purger, xe_pgsync_purge_gate, g_pgsync);
     if (g_ctl)
         xe_control_set_purge(g_ctl, purge_kick, NULL);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,

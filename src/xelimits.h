@@ -219,7 +219,9 @@
 #define XE_PG_RETRY_MAX_MS 5000     /* ... up to this */
 #define XE_PG_TICK_MS 1000          /* heartbeat, and a pull in case a NOTIFY was lost */
 #define XE_PG_CONNECT_TIMEOUT_MS 5000 /* a connection not made by then is dropped */
-#define XE_PG_QUERY_TIMEOUT_MS                                                           \
-    10000 /* a query not answered by then drops the connection */
+/* a query not answered by then drops the connection */
+#define XE_PG_QUERY_TIMEOUT_MS 10000
+/* a node without the purge lock tries for it every 5 ticks */
+#define XE_PG_LEADER_TICKS 5
 
 #endif

@@ -12,7 +12,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 33
+plan 36
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -102,6 +102,15 @@ is "$(result RESULT)/$(result condition)" "failure/not-authorized" \
 	"node 2 refuses the right password while the account is locked"
 like "$OUT" "<text[^>]*>too many failed login attempts" "... saying why"
 like "$(grep 'event=lockout' "$XEDGE_LOG_2")" "key=mallory@example.test.*source=database" "node 2 logged the lockout it learnt"
+
+# a deleted user's data is purged at the backend by one node, not by both
+ctl user del mallory@example.test >/dev/null 2>&1
+tombs() { pg_sql_sb "select count(*) from xe_tombstones where jid = 'mallory@example.test'"; }
+for _ in $(seq 1 150); do [ "$(tombs)" = 0 ] && break; sleep 0.05; done
+is "$(tombs)" 0 "user del: the purge is confirmed and the tombstone gone from the database"
+is "$(cat "$XEDGE_LOG_1" "$XEDGE_LOG_2" | grep -c 'event=purge-start jid=mallory@example.test')" 1 \
+	"... one node purged it (the one holding the purge lock)"
+is "$(cat "$XEDGE_LOG_1" "$XEDGE_LOG_2" | grep -c 'event=database purges=here')" 1 "one node holds the purge lock"
 
 # a registration on node 2 is on node 1 within a second
 probe register carol@example.test carol-1 --server "$XEDGE_C2S_2"
