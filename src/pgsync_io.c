@@ -312,11 +312,13 @@ queue_write(struct xe_pgsync *ps, const struct pending *p)
     char *err = NULL;
 
     if (ps->queued_writes >= XE_PG_WRITE_QUEUE_MAX) {
-        ps->dropped++;
+        /* logged at the first and then every 1000th: a flood of failed
+         * logins must not become a flood of log lines */
+        if (ps->dropped++ % 1000 == 0)
+            xe_err("event=database error=\"the write queue is full (%d): changes are not "
+                   "sent\" jid=%s dropped=%" PRIu64,
+                   XE_PG_WRITE_QUEUE_MAX, jid, ps->dropped);
         ps->errors++;
-        xe_err("event=database error=\"the write queue is full (%d): the change of %s "
-               "is not sent\"",
-               XE_PG_WRITE_QUEUE_MAX, jid);
         return;
     }
     if (kind == 'l') {
@@ -887,6 +889,12 @@ gauges(void *ctx, struct xe_buf *out)
                      : (int64_t)(ps->down_since_ms ? now_ms() - ps->down_since_ms : 0)) /
             1000.0,
         ps->queued_writes, ps->round_trips, ps->errors, ps->applied);
+    xe_buf_appendf(
+        out,
+        "# HELP xedge_db_writes_dropped_total Writes dropped: the queue was full.\n"
+        "# TYPE xedge_db_writes_dropped_total counter\n"
+        "xedge_db_writes_dropped_total %" PRIu64 "\n",
+        ps->dropped);
 }
 
 /* ---- the first catch-up (blocking: before the node listens) ---------------- */
