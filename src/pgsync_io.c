@@ -902,14 +902,19 @@ gauges(void *ctx, struct xe_buf *out)
 static int
 first_catch_up(struct xe_pgsync *ps, char **error_r)
 {
-    const char *keys[5] = {"connect_timeout", "dbname", "application_name", NULL, NULL};
-    const char *vals[5] = {"5", ps->conninfo, "xedge", NULL, NULL};
+    /* blocking, before the node listens: bounded (the connection by
+     * connect_timeout, each pull by statement_timeout) */
+    const char *keys[6] = {"connect_timeout",  "options", "dbname",
+                           "application_name", NULL,      NULL};
+    const char *vals[6] = {"5",          "-c statement_timeout=" XE_PG_STATEMENT_TIMEOUT,
+                           ps->conninfo, "xedge",
+                           NULL,         NULL};
     PGconn *db;
     int ret = -1, n;
 
     if (ps->password != NULL) {
-        keys[3] = "password";
-        vals[3] = ps->password;
+        keys[4] = "password";
+        vals[4] = ps->password;
     }
     db = PQconnectdbParams(keys, vals, 1);
     if (db == NULL || PQstatus(db) != CONNECTION_OK) {

@@ -35,16 +35,18 @@ struct xe_ctlpg {
 static PGconn *
 pg_connect(const struct xe_conf *conf, char **error_r)
 {
-    const char *keys[4] = {"connect_timeout", "dbname", NULL, NULL};
-    const char *vals[4] = {"5", conf->user_store_database, NULL, NULL};
+    /* a command line tool may wait, but not forever: statement_timeout */
+    const char *keys[5] = {"connect_timeout", "options", "dbname", NULL, NULL};
+    const char *vals[5] = {"5", "-c statement_timeout=60000", conf->user_store_database,
+                           NULL, NULL};
     char *pw = NULL;
     PGconn *db;
 
     if (xe_pg_read_password(conf->user_store_database_password_file, &pw, error_r) < 0)
         return NULL;
     if (pw != NULL) {
-        keys[2] = "password";
-        vals[2] = pw;
+        keys[3] = "password";
+        vals[3] = pw;
     }
     db = PQconnectdbParams(keys, vals, 1);
     if (pw != NULL) {

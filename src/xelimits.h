@@ -221,6 +221,8 @@
 #define XE_PG_CONNECT_TIMEOUT_MS 5000 /* a connection not made by then is dropped */
 /* a query not answered by then drops the connection */
 #define XE_PG_QUERY_TIMEOUT_MS 10000
+/* the first catch-up's pulls (blocking, before the node listens) */
+#define XE_PG_STATEMENT_TIMEOUT "10000"
 /* a node without the purge lock tries for it every 5 ticks */
 #define XE_PG_LEADER_TICKS 5
 
