@@ -1106,7 +1106,8 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const s2s_peer[] = {"domain",      "policy",     "address", "port",
                                            "secret_file", "mechanisms", NULL};
     static const char *const metrics[] = {"address", "port", NULL};
-    static const char *const user_store[] = {"path", "map_size_mb", NULL};
+    static const char *const user_store[] = {
+        "path", "map_size_mb", "database", "database_password_file", "node", NULL};
     static const char *const listener[] = {"kind",           "address",    "port",
                                            "proxy_protocol", "proxy_from", NULL};
     static const char *const domain[] = {
@@ -1410,6 +1411,12 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         get_uint(&c, us, "map_size_mb", 1, 1 << 20, 1024, &v) < 0)
         goto out;
     conf->user_store_map_mb = (size_t)v;
+    /* several nodes (pgstore.h): path is then the replica */
+    if (get_string(&c, us, "database", false, NULL, &conf->user_store_database) < 0 ||
+        get_string(&c, us, "database_password_file", false, NULL,
+                   &conf->user_store_database_password_file) < 0 ||
+        get_string(&c, us, "node", false, NULL, &conf->node_name) < 0)
+        goto out;
 
     if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
@@ -1478,6 +1485,12 @@ xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new)
     CHANGED(listeners, "listeners");
     CHANGED(str_differs(old->user_store, new->user_store), "user_store.path");
     CHANGED(old->user_store_map_mb != new->user_store_map_mb, "user_store.map_size_mb");
+    CHANGED(str_differs(old->user_store_database, new->user_store_database),
+            "user_store.database");
+    CHANGED(str_differs(old->user_store_database_password_file,
+                        new->user_store_database_password_file),
+            "user_store.database_password_file");
+    CHANGED(str_differs(old->node_name, new->node_name), "user_store.node");
     CHANGED(str_differs(old->control.socket, new->control.socket), "control.socket");
     CHANGED(old->control.mode != new->control.mode, "control.mode");
     CHANGED(str_differs(old->metrics_address, new->metrics_address) ||
@@ -1543,6 +1556,9 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->mechanisms[i]);
     free(conf->mechanisms);
     free(conf->user_store);
+    free(conf->user_store_database);
+    free(conf->user_store_database_password_file);
+    free(conf->node_name);
     free(conf->run_user);
     free(conf->run_group);
     free(conf->metrics_address);

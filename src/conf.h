@@ -134,6 +134,13 @@ struct xe_conf {
     int metrics_port;
     char *user_store;
     size_t user_store_map_mb;
+    /* several nodes (doc/scaling.md): the PostgreSQL database that is the
+     * source of truth (a libpq connection string; NULL: none, user_store is
+     * the store itself), the file holding its password, and this node's name
+     * in the cluster's heartbeat table (default: the host name) */
+    char *user_store_database;
+    char *user_store_database_password_file;
+    char *node_name;
 
     struct xe_listener_conf *listeners;
     size_t n_listeners;

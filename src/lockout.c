@@ -43,6 +43,8 @@ struct xe_lockout {
      * monotonic (the workers' loops' clocks differ by a few ms) */
     pthread_mutex_t mu;
     uint64_t last_now;
+    xe_lockout_share_fn share; /* several nodes: pgsync_io.c */
+    void *share_ctx;
 };
 
 static uint64_t
@@ -367,17 +369,21 @@ lockout_delay_unlocked(struct xe_lockout *lo, const char *addr, const char *acco
     return delay;
 }
 
-static void
+/* true when the account had an entry that went */
+static bool
 lockout_success_unlocked(struct xe_lockout *lo, const char *account, uint64_t now_ms)
 {
     struct table *t = &lo->t[XE_LOCKOUT_ACCOUNT];
     struct entry *e;
 
     if (!is_key(account))
-        return;
+        return false;
     e = find(lo, t, account, now_ms, false);
-    if (e && (refresh(lo, e, now_ms) || e->locked_until_ms == 0))
+    if (e && (refresh(lo, e, now_ms) || e->locked_until_ms == 0)) {
         remove_entry(t, e);
+        return true;
+    }
+    return false;
 }
 
 static void
@@ -647,7 +653,20 @@ unsigned
 xe_lockout_failure(struct xe_lockout *lo, const char *addr, const char *account,
                    uint64_t now_ms)
 {
-    LO_LOCKED(unsigned, lockout_failure_unlocked(lo, addr, account, lo_now(lo, now_ms)));
+    unsigned d;
+    xe_lockout_share_fn share;
+    void *ctx;
+    struct xe_lockout_conf conf;
+
+    pthread_mutex_lock(&lo->mu);
+    d = lockout_failure_unlocked(lo, addr, account, lo_now(lo, now_ms));
+    share = lo->share;
+    ctx = lo->share_ctx;
+    conf = lo->conf;
+    pthread_mutex_unlock(&lo->mu);
+    if (share != NULL && is_key(account) && conf.account_threshold > 0)
+        share(ctx, account, true, &conf);
+    return d;
 }
 
 unsigned
@@ -660,9 +679,19 @@ xe_lockout_delay(struct xe_lockout *lo, const char *addr, const char *account,
 void
 xe_lockout_success(struct xe_lockout *lo, const char *account, uint64_t now_ms)
 {
+    xe_lockout_share_fn share;
+    void *ctx;
+    struct xe_lockout_conf conf;
+    bool had;
+
     pthread_mutex_lock(&lo->mu);
-    lockout_success_unlocked(lo, account, lo_now(lo, now_ms));
+    had = lockout_success_unlocked(lo, account, lo_now(lo, now_ms));
+    share = lo->share;
+    ctx = lo->share_ctx;
+    conf = lo->conf;
     pthread_mutex_unlock(&lo->mu);
+    if (had && share != NULL)
+        share(ctx, account, false, &conf);
 }
 
 void
@@ -692,5 +721,51 @@ xe_lockout_get_stats(struct xe_lockout *lo, uint64_t now_ms,
 {
     pthread_mutex_lock(&lo->mu);
     lockout_get_stats_unlocked(lo, lo_now(lo, now_ms), st_r);
+    pthread_mutex_unlock(&lo->mu);
+}
+
+/* ---- several nodes: the account counts shared (pgsync_io.c) --------------- */
+
+void
+xe_lockout_set_share(struct xe_lockout *lo, xe_lockout_share_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&lo->mu);
+    lo->share = fn;
+    lo->share_ctx = ctx;
+    pthread_mutex_unlock(&lo->mu);
+}
+
+void
+xe_lockout_apply_account(struct xe_lockout *lo, const char *account, unsigned failures,
+                         uint64_t remaining_ms, uint64_t now_ms)
+{
+    struct table *t = &lo->t[XE_LOCKOUT_ACCOUNT];
+    struct entry *e;
+
+    if (!is_key(account))
+        return;
+    pthread_mutex_lock(&lo->mu);
+    now_ms = lo_now(lo, now_ms);
+    if (failures == 0) {
+        if ((e = find(lo, t, account, now_ms, false)) != NULL)
+            remove_entry(t, e);
+    } else {
+        e = find(lo, t, account, now_ms, true);
+        refresh(lo, e, now_ms);
+        /* never less than this node counted itself: the rows come late */
+        if (failures > e->failures)
+            e->failures = failures;
+        e->last_ms = now_ms;
+        if (remaining_ms > 0 && now_ms + remaining_ms > e->locked_until_ms) {
+            if (e->locked_until_ms <= now_ms) {
+                e->lockouts++;
+                xe_info("event=lockout kind=account key=%s failures=%u duration_ms=%llu "
+                        "source=database",
+                        e->key, e->failures, (unsigned long long)remaining_ms);
+            }
+            e->locked_until_ms = now_ms + remaining_ms;
+        }
+        touch(t, e);
+    }
     pthread_mutex_unlock(&lo->mu);
 }

@@ -103,4 +103,19 @@ void xe_lockout_account_key(const char *jid, size_t len, char out[XE_LOCKOUT_KEY
 void xe_lockout_sasl_account(const char *mech, const char *msg, size_t len,
                              const char *domain, char out[XE_LOCKOUT_KEY_MAX]);
 
+/* ---- several nodes (doc/scaling.md) ----------------------------------------
+ *
+ * The account counts are shared through the database: fn is called (outside
+ * the lock, on the caller's thread) after a counted failure naming an
+ * account (failed true), and after a success that forgot an account's
+ * entry (failed false); apply sets what another node counted: failures
+ * (0: forgotten) and the lockout's remaining time (0: none). The counts
+ * applied never go below this node's own, and a lockout never ends early.
+ * The addresses stay per node. */
+typedef void (*xe_lockout_share_fn)(void *ctx, const char *account, bool failed,
+                                    const struct xe_lockout_conf *conf);
+void xe_lockout_set_share(struct xe_lockout *lo, xe_lockout_share_fn fn, void *ctx);
+void xe_lockout_apply_account(struct xe_lockout *lo, const char *account,
+                              unsigned failures, uint64_t remaining_ms, uint64_t now_ms);
+
 #endif

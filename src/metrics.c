@@ -111,6 +111,8 @@ static size_t n_allowed;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
 static xe_metrics_gauges_fn gauges_fn;
+static xe_metrics_gauges_fn extra_fn; /* several nodes: pgsync_io.c */
+static void *extra_ctx;
 static void *gauges_ctx;
 
 void
@@ -229,6 +231,15 @@ xe_metrics_set_gauges(xe_metrics_gauges_fn fn, void *ctx)
 }
 
 void
+xe_metrics_set_extra_gauges(xe_metrics_gauges_fn fn, void *ctx)
+{
+    pthread_mutex_lock(&mu);
+    extra_fn = fn;
+    extra_ctx = ctx;
+    pthread_mutex_unlock(&mu);
+}
+
+void
 xe_metrics_reset(void)
 {
     pthread_mutex_lock(&mu);
@@ -285,9 +296,13 @@ xe_metrics_render(struct xe_buf *out)
                    (unsigned long long)hist_count);
     fn = gauges_fn;
     ctx = gauges_ctx;
+    xe_metrics_gauges_fn efn = extra_fn;
+    void *ectx = extra_ctx;
     pthread_mutex_unlock(&mu);
     if (fn)
         fn(ctx, out);
+    if (efn)
+        efn(ectx, out);
 }
 
 /* ---- the HTTP endpoint ---------------------------------------------------- */

@@ -62,6 +62,8 @@ void xe_metrics_allow_label(const char *value);
 /* Gauges, printed by the glue at scrape time into out. */
 typedef void (*xe_metrics_gauges_fn)(void *ctx, struct xe_buf *out);
 void xe_metrics_set_gauges(xe_metrics_gauges_fn fn, void *ctx);
+/* A second such callback, printed after the first (the replica's). */
+void xe_metrics_set_extra_gauges(xe_metrics_gauges_fn fn, void *ctx);
 
 /* The whole text exposition. */
 void xe_metrics_render(struct xe_buf *out);

@@ -29,7 +29,9 @@ struct xe_purger {
     const struct xe_conf *conf;
     uv_timer_t scan;
     bool stopped;
-    struct job *job; /* the attempt under way, or NULL */
+    struct job *job;        /* the attempt under way, or NULL */
+    bool (*may)(void *ctx); /* several nodes: is it this node's turn? */
+    void *may_ctx;
 };
 
 union handle {
@@ -329,6 +331,8 @@ scan(struct xe_purger *pg)
 
     if (pg->stopped || pg->job != NULL || pg->conf == NULL)
         return;
+    if (pg->may != NULL && !pg->may(pg->may_ctx))
+        return;
     t = xe_calloc(1, sizeof(*t));
     d.now = xe_now_seconds();
     d.t = t;
@@ -345,6 +349,15 @@ static void
 on_scan(uv_timer_t *t)
 {
     scan(t->data);
+}
+
+void
+xe_purger_set_gate(struct xe_purger *pg, bool (*may)(void *ctx), void *ctx)
+{
+    if (pg == NULL)
+        return;
+    pg->may = may;
+    pg->may_ctx = ctx;
 }
 
 struct xe_purger *

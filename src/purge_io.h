@@ -29,4 +29,9 @@ void xe_purger_stop(struct xe_purger *pg);
 /* After the loop has run the close callbacks. */
 void xe_purger_free(struct xe_purger **pg);
 
+/* Several nodes: the purges run only where MAY(CTX) says so (one node of
+ * the cluster at a time, pgsync_io.h), else every node would purge every
+ * tombstone of the shared store. */
+void xe_purger_set_gate(struct xe_purger *pg, bool (*may)(void *ctx), void *ctx);
+
 #endif

@@ -162,6 +162,17 @@ iq_error(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type,
     xe_buf_append_str(out, "</error></iq>");
 }
 
+/* a store that refused or failed a write: with several nodes, the user
+ * database unreachable is said (pgsync_io.h), else an internal error */
+static void
+iq_store_error(struct xe_buf *out, const struct xe_xml_elem *iq, int r)
+{
+    if (r == XE_US_UNAVAILABLE)
+        iq_error(out, iq, "wait", "service-unavailable", XE_US_UNAVAILABLE_TEXT);
+    else
+        iq_error(out, iq, "wait", "internal-server-error", NULL);
+}
+
 static unsigned
 iterations(const struct xe_conf *conf)
 {
@@ -294,7 +305,7 @@ preauth_set(const struct xe_conf *conf, const char *domain, const char *peer,
             peer, key, domain, jid, elapsed_ms(&t0));
     goto out;
 store_error:
-    iq_error(out, iq, "wait", "internal-server-error", NULL);
+    iq_store_error(out, iq, r);
     xe_err("event=register peer=%s user=%s result=store-error error=\"%s\"", peer, jid,
            err ? err : "?");
 out:
@@ -380,7 +391,7 @@ postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
     free(t);
 
     if (r != XE_US_OK && r != XE_US_NOTFOUND) {
-        iq_error(&rs->inject, iq, "wait", "internal-server-error", NULL);
+        iq_store_error(&rs->inject, iq, r);
         xe_err("event=register-remove peer=%s jid=%s result=store-error error=\"%s\"",
                rs->peer, rs->jid, err ? err : "?");
         free(err);
@@ -442,7 +453,7 @@ postauth_password(struct xe_regsplice *rs, const struct xe_xml_elem *iq,
         r = xe_userstore_put(g_store, user, false, &err);
     }
     if (r != XE_US_OK) {
-        iq_error(&rs->inject, iq, "wait", "internal-server-error", NULL);
+        iq_store_error(&rs->inject, iq, r);
         xe_err("event=register-password peer=%s jid=%s result=store-error error=\"%s\"",
                rs->peer, rs->jid, err ? err : "?");
         goto out;

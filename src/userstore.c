@@ -39,6 +39,8 @@ struct xe_userstore {
     char *path;
     pthread_mutex_t dbi_lock; /* mdb_dbi_open must not run concurrently */
     bool lock_init;
+    const struct xe_userstore_hooks *hooks; /* several nodes (pgsync_io.c) */
+    void *hooks_ctx;
 };
 
 static const char *const us_hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256",
@@ -971,9 +973,9 @@ out:
     return r;
 }
 
-int
-xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
-                 bool must_not_exist, char **error_r)
+static int
+us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_not_exist,
+            char **error_r)
 {
     MDB_txn *txn = NULL;
     MDB_val key, data, tdata;
@@ -1096,8 +1098,8 @@ out:
     return r;
 }
 
-int
-xe_userstore_del(struct xe_userstore *store, const char *jid, char **error_r)
+static int
+us_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
 {
     MDB_txn *txn = NULL;
     MDB_val key;
@@ -1337,9 +1339,8 @@ us_tomb_write(struct xe_userstore *store, MDB_txn *txn, const struct xe_tombston
     return XE_US_OK;
 }
 
-int
-xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
-                  char **error_r)
+static int
+us_bury_impl(struct xe_userstore *store, const struct xe_tombstone *t, char **error_r)
 {
     MDB_txn *txn = NULL;
     MDB_val key;
@@ -1404,9 +1405,9 @@ xe_userstore_tomb_get(struct xe_userstore *store, const char *jid, struct xe_tom
     return r;
 }
 
-int
-xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
-                         char **error_r)
+static int
+us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bool create,
+                    char **error_r)
 {
     MDB_txn *txn = NULL;
     MDB_val key, data;
@@ -1423,11 +1424,11 @@ xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *
     if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
         return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
     rc = mdb_get(txn, store->tdbi, &key, &data);
-    if (rc == MDB_NOTFOUND) {
+    if (rc == MDB_NOTFOUND && !create) {
         r = XE_US_NOTFOUND;
         goto out;
     }
-    if (rc != 0) {
+    if (rc != 0 && rc != MDB_NOTFOUND) {
         r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
         goto out;
     }
@@ -1443,8 +1444,8 @@ out:
     return r;
 }
 
-int
-xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **error_r)
+static int
+us_tomb_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
 {
     MDB_txn *txn = NULL;
     MDB_val key;
@@ -1546,5 +1547,107 @@ out:
     if (txn != NULL)
         mdb_txn_abort(txn);
     free(t);
+    return r;
+}
+
+/* ---- the write hooks (several nodes) ------------------------------------ */
+
+int
+xe_userstore_set_nosync(struct xe_userstore *store, bool on, char **error_r)
+{
+    int rc = mdb_env_set_flags(store->env, MDB_NOSYNC, on ? 1 : 0);
+    return rc == 0 ? XE_US_OK
+                   : us_mdb_error(store, NULL, rc, "mdb_env_set_flags", error_r);
+}
+
+int
+xe_userstore_sync(struct xe_userstore *store, char **error_r)
+{
+    int rc = mdb_env_sync(store->env, 1);
+    return rc == 0 ? XE_US_OK : us_mdb_error(store, NULL, rc, "mdb_env_sync", error_r);
+}
+
+void
+xe_userstore_set_hooks(struct xe_userstore *store, const struct xe_userstore_hooks *hooks,
+                       void *ctx)
+{
+    store->hooks = hooks;
+    store->hooks_ctx = ctx;
+}
+
+static int
+us_before(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    if (store->hooks == NULL || store->hooks->before_user_write == NULL)
+        return XE_US_OK;
+    return store->hooks->before_user_write(store->hooks_ctx, jid, error_r);
+}
+
+static void
+us_after(struct xe_userstore *store, char kind, const char *jid)
+{
+    if (store->hooks != NULL && store->hooks->after_write != NULL)
+        store->hooks->after_write(store->hooks_ctx, kind, jid);
+}
+
+int
+xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
+                 bool must_not_exist, char **error_r)
+{
+    int r = us_before(store, user->jid, error_r);
+    if (r == XE_US_OK &&
+        (r = us_put_impl(store, user, must_not_exist, error_r)) == XE_US_OK)
+        us_after(store, 'u', user->jid);
+    return r;
+}
+
+int
+xe_userstore_del(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    int r = us_before(store, jid, error_r);
+    if (r == XE_US_OK && (r = us_del_impl(store, jid, error_r)) == XE_US_OK)
+        us_after(store, 'u', jid);
+    return r;
+}
+
+int
+xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
+                  char **error_r)
+{
+    int r = us_before(store, t->jid, error_r);
+    if (r == XE_US_OK && (r = us_bury_impl(store, t, error_r)) == XE_US_OK) {
+        us_after(store, 't', t->jid);
+        us_after(store, 'u', t->jid);
+    }
+    return r;
+}
+
+/* the purge's progress is not refused: it is queued */
+int
+xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
+                         char **error_r)
+{
+    int r = us_tomb_update_impl(store, t, false, error_r);
+    if (r == XE_US_OK)
+        us_after(store, 't', t->jid);
+    return r;
+}
+
+int
+xe_userstore_tomb_put(struct xe_userstore *store, const struct xe_tombstone *t,
+                      char **error_r)
+{
+    int r = us_tomb_update_impl(store, t, true, error_r);
+    if (r == XE_US_OK)
+        us_after(store, 't', t->jid);
+    return r;
+}
+
+int
+xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    int r = us_tomb_del_impl(store, jid, error_r);
+    if (r == XE_US_OK)
+        us_after(store, 't', jid);
     return r;
 }

@@ -72,12 +72,14 @@ const char *xe_scram_hash_name(enum xe_scram_hash h);
 
 /* Error codes (negative). */
 #define XE_US_OK 0
-#define XE_US_NOTFOUND (-1)  /* no such user */
-#define XE_US_EXISTS (-2)    /* user add: already there */
-#define XE_US_IO (-3)        /* LMDB error: the store cannot be read/written */
-#define XE_US_CORRUPT (-4)   /* record cannot be parsed */
-#define XE_US_INVALID (-5)   /* bad argument (JID syntax, ...) */
-#define XE_US_TOMBSTONE (-6) /* user add: the name is being deleted (a tombstone) */
+#define XE_US_NOTFOUND (-1)    /* no such user */
+#define XE_US_EXISTS (-2)      /* user add: already there */
+#define XE_US_IO (-3)          /* LMDB error: the store cannot be read/written */
+#define XE_US_CORRUPT (-4)     /* record cannot be parsed */
+#define XE_US_INVALID (-5)     /* bad argument (JID syntax, ...) */
+#define XE_US_TOMBSTONE (-6)   /* user add: the name is being deleted (a tombstone) */
+#define XE_US_UNAVAILABLE (-7) /* several nodes: the user database is unreachable */
+#define XE_US_UNAVAILABLE_TEXT "the user database is unreachable; try again later"
 
 /* Open the environment at PATH (a directory, created if missing when
  * !readonly). map_mb: LMDB map size in MiB (0 = default 1024). */
@@ -156,6 +158,30 @@ int xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **er
 int xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
                               int (*cb)(const struct xe_tombstone *t, void *ctx),
                               void *ctx, char **error_r);
+
+/* Write a tombstone, whether or not there is one (a replica's copy). */
+int xe_userstore_tomb_put(struct xe_userstore *store, const struct xe_tombstone *t,
+                          char **error_r);
+
+/* A replica's writes (several nodes): commits without a flush to disk
+ * (nosync on), and one flush when a batch is applied (sync). A crash of the
+ * system may lose the last unflushed commits, never the store's consistency;
+ * the replica pulls them again (its sequence is written after the flush). */
+int xe_userstore_set_nosync(struct xe_userstore *store, bool on, char **error_r);
+int xe_userstore_sync(struct xe_userstore *store, char **error_r);
+
+/* ---- write hooks (several nodes, pgsync_io.h) -------------------------------
+ *
+ * before_user_write runs before a user's record is written, deleted or
+ * buried; a code other than XE_US_OK refuses the write (with *error_r).
+ * after_write runs after each write that succeeded: kind 'u' a user's record,
+ * 't' a tombstone. Either may be NULL; they may run on any thread. */
+struct xe_userstore_hooks {
+    int (*before_user_write)(void *ctx, const char *jid, char **error_r);
+    void (*after_write)(void *ctx, char kind, const char *jid);
+};
+void xe_userstore_set_hooks(struct xe_userstore *store,
+                            const struct xe_userstore_hooks *hooks, void *ctx);
 
 /* Normalise a bare JID in place: lower-case ASCII, check syntax
  * (localpart@domain, no resource, sizes, forbidden localpart characters).

@@ -21,6 +21,7 @@
 #include "control.h"
 #include "mech.h"
 #include "purge_io.h"
+#include "pgsync_io.h"
 #include "log.h"
 #include "metrics.h"
 #include "sasl.h"
@@ -36,6 +37,7 @@
 static struct xe_server *g_srv;
 static struct xe_control *g_ctl;
 static struct xe_purger *g_purger;
+static struct xe_pgsync *g_pgsync; /* several nodes: pgsync_io.h */
 static struct xe_metrics_http *g_metrics;
 /* for reloads: the file, the configuration xedge started with (what a
  * reload cannot change is compared with it), the store, -d */
@@ -155,6 +157,7 @@ on_signal(uv_signal_t *s, int signum)
     xe_info("event=stopping signal=%d grace_ms=%u", signum, g_grace_ms);
     xe_control_stop(g_ctl);
     xe_purger_stop(g_purger);
+    xe_pgsync_stop(g_pgsync);
     xe_metrics_http_stop(&g_metrics);
     if (g_srv)
         xe_server_shutdown(g_srv, g_grace_ms, drained, s->loop);
@@ -163,6 +166,15 @@ on_signal(uv_signal_t *s, int signum)
 }
 
 static char *mech_list(const struct xe_conf *conf);
+
+/* several nodes: an account disabled or removed elsewhere ends here too */
+static void
+account_changed(void *ctx, const char *jid, const char *reason)
+{
+    (void)ctx;
+    if (g_srv != NULL)
+        xe_server_end_account(g_srv, jid, reason);
+}
 
 static void
 purge_kick(void *ctx)
@@ -347,6 +359,15 @@ main(int argc, char **argv)
         goto out;
     }
     xe_register_global_init(store, conf); /* in-band registration writes the store */
+    /* several nodes: the store is a replica, caught up before we listen */
+    if (conf->user_store_database != NULL) {
+        if (xe_pgsync_new(loop, conf, store, &g_pgsync, &err) < 0) {
+            fprintf(stderr, "xedge: user store: %s\n", err);
+            goto out;
+        }
+        xe_pgsync_set_account_cb(g_pgsync, account_changed, NULL);
+        xe_pgsync_set_lockout(g_pgsync, xe_server_lockout(g_srv));
+    }
     {
         /* every client costs two descriptors: use what the system allows */
         struct rlimit rl;
@@ -390,6 +411,8 @@ main(int argc, char **argv)
         xe_control_set_reload(g_ctl, reload, NULL);
     /* deleted users' data at the backends (the tombstones xedgectl leaves) */
     g_purger = xe_purger_new(loop, store, conf);
+    if (g_pgsync) /* several nodes: one purges */
+        xe_purger_set_gate(g_purger, xe_pgsync_purge_gate, g_pgsync);
     if (g_ctl)
         xe_control_set_purge(g_ctl, purge_kick, NULL);
     xe_info("event=started version=%s config=%s domains=%zu", PACKAGE_VERSION, path,
@@ -412,8 +435,10 @@ out:
      * close callbacks run before its memory goes */
     xe_control_stop(g_ctl);
     xe_purger_stop(g_purger);
+    xe_pgsync_stop(g_pgsync);
     xe_metrics_http_stop(&g_metrics);
     uv_run(loop, UV_RUN_NOWAIT);
+    xe_pgsync_free(&g_pgsync);
     xe_control_free(&g_ctl);
     xe_purger_free(&g_purger);
     xe_server_free(&g_srv);

@@ -32,6 +32,7 @@
 #include "ctlroute.h"
 #include "userstore.h"
 #include "xelimits.h"
+#include "xedgectl_pg.h"
 
 #ifndef XE_SYSCONFDIR
 #define XE_SYSCONFDIR "/etc/xedge"
@@ -816,6 +817,7 @@ main(int argc, char **argv)
     bool found = false;
     int import_argc = 0;
     char **import_argv = NULL;
+    struct xe_ctlpg *pg = NULL;
 
     memset(&ctl, 0, sizeof(ctl));
     umask(077);
@@ -835,6 +837,11 @@ main(int argc, char **argv)
     }
     if (optind < argc && strcmp(argv[optind], "lockout") == 0) {
         ret = xe_ctlclient_lockout(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind < argc &&
+        (strcmp(argv[optind], "db") == 0 || strcmp(argv[optind], "cluster") == 0)) {
+        ret = xe_ctlpg_main(config, argc - optind, argv + optind); /* xedgectl_pg.c */
         goto out;
     }
     if (optind < argc && strcmp(argv[optind], "backend") == 0) {
@@ -1011,8 +1018,14 @@ main(int argc, char **argv)
         ctl_err("%s: no user_store path", config);
         goto out;
     }
-    r = xe_userstore_open(ctl.conf->user_store, false, ctl.conf->user_store_map_mb,
-                          &ctl.store, &err);
+    if (ctl.conf->user_store_database != NULL) /* several nodes: xedgectl_pg.h */
+        r = xe_ctlpg_begin(ctl.conf, ctl.jid[0] ? ctl.jid : NULL, &ctl.store, &pg,
+                           &err) == 0
+                ? XE_US_OK
+                : XE_US_IO;
+    else
+        r = xe_userstore_open(ctl.conf->user_store, false, ctl.conf->user_store_map_mb,
+                              &ctl.store, &err);
     if (r != XE_US_OK) {
         ctl_err("%s", err != NULL ? err : "cannot open the user store");
         goto out;
@@ -1063,6 +1076,10 @@ main(int argc, char **argv)
     }
     }
 out:
+    if (pg != NULL && xe_ctlpg_end(&pg, &ctl.store, ret == CTL_OK, &err) < 0) {
+        ctl_err("%s (nothing was changed in the user database)", err);
+        ret = CTL_FAILED;
+    }
     xe_userstore_close(&ctl.store);
     if (ctl.conf != NULL)
         xe_conf_free(&ctl.conf);

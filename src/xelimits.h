@@ -212,4 +212,18 @@
 #define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */
 #define XE_ROUTE_MAX_LINKS 64                /* routing connections at once */
 
+/* several nodes: the replica of the PostgreSQL user database (pgsync_io.c) */
+#define XE_PG_PULL_BATCH 500        /* changes per pull: a catch-up in bounded steps */
+#define XE_PG_WRITE_QUEUE_MAX 10000 /* writes waiting for the database */
+#define XE_PG_RETRY_MIN_MS 100      /* reconnection backoff, doubling ... */
+#define XE_PG_RETRY_MAX_MS 5000     /* ... up to this */
+#define XE_PG_TICK_MS 1000          /* heartbeat, and a pull in case a NOTIFY was lost */
+#define XE_PG_CONNECT_TIMEOUT_MS 5000 /* a connection not made by then is dropped */
+/* a query not answered by then drops the connection */
+#define XE_PG_QUERY_TIMEOUT_MS 10000
+/* the first catch-up's pulls (blocking, before the node listens) */
+#define XE_PG_STATEMENT_TIMEOUT "10000"
+/* a node without the purge lock tries for it every 5 ticks */
+#define XE_PG_LEADER_TICKS 5
+
 #endif
