@@ -23,7 +23,7 @@
 #include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
-#include "server.h"
+#include "listen.h"
 #include "tls.h"
 #include "util.h"
 #include "xelimits.h"
