@@ -55,6 +55,7 @@
 #include "util.h"
 #include "xelimits.h"
 #include "zstream.h"
+
 #define CLOSE_GRACE_MS 3000
 #define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
 #define XE_TEXT_USER_SERVER                                                              \
