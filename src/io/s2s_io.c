@@ -161,10 +161,11 @@ xe_s2sio_find_id(struct xe_s2s_io *io, uint64_t id)
 void
 xe_s2sio_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-    (void)h;
+    struct sconn *c = h->data;
+
     (void)suggested;
-    buf->base = xe_malloc(XE_READ_CHUNK);
-    buf->len = XE_READ_CHUNK;
+    buf->base = c->io->read_slab;
+    buf->len = sizeof(c->io->read_slab);
 }
 
 static void
@@ -621,7 +622,6 @@ xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     char plain[16384];
 
     if (nread <= 0 || c->closed) {
-        free(buf->base);
         if (nread < 0 && !c->closed) {
             xe_s2sio_why_set(c, "%s closed the connection%s", c->peer,
                              c->tls_handshaking ? " during the TLS handshake" : "");
@@ -635,15 +635,12 @@ xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         xe_s2sio_arm(c, c->gen->conf->s2s_idle_ms);
     if (c->tls == NULL) {
         xe_s2sio_feed_plain(c, buf->base, (size_t)nread);
-        free(buf->base);
         return;
     }
     if (xe_tls_feed(c->tls, buf->base, (size_t)nread) < 0) {
-        free(buf->base);
         xe_s2sio_finish_close(c);
         return;
     }
-    free(buf->base);
     if (c->tls_handshaking) {
         int r = xe_tls_handshake(c->tls);
         flush_tls(c);

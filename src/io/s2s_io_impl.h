@@ -47,6 +47,10 @@ struct s2s_listener {
 
 struct xe_s2s_io {
     uv_loop_t *loop;
+    /* every stream's reads land here: they run on this one loop and are
+     * consumed (fed, decrypted, copied into a write) before the callback
+     * returns */
+    char read_slab[XE_READ_CHUNK];
     struct s2s_gen *gen;
     struct s2s_listener *ls;
     size_t n_ls;
