@@ -1,4 +1,4 @@
-/* Fuzz target: the identity assertion (src/assertion.h, doc/assertion.md).
+/* Fuzz target: the identity assertion (src/core/assertion.h, doc/assertion.md).
  *
  * 1. The input, up to its first NUL, is a token: xe_assertion_verify with a
  *    fixed secret, purpose "c2s" (and "s2s"), identity alice@example.test,

@@ -1,4 +1,4 @@
-/* Fuzz target: the backend handshake (src/backend.h), fed what a backend
+/* Fuzz target: the backend handshake (src/core/backend.h), fed what a backend
  * sends.
  *
  * Input: one flags byte, then the chunker's bytes (fuzz.h), then the
@@ -79,7 +79,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(f[0] == '<' && f[flen - 1] == '>');
         if (memmem(input, input_len, f, flen) == NULL) {
             /* prefixes declared on the backend's header were added to the
-             * start tag (src/backend.c, keep_features): without some of the
+             * start tag (src/core/backend.c, keep_features): without some of the
              * first declarations, the features are a run of the input */
             static const char tag[] = "<stream:features";
             size_t tl = sizeof(tag) - 1, off = tl;

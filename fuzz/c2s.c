@@ -1,4 +1,4 @@
-/* Fuzz target: the whole client negotiation (src/c2s.h), bytes in, against a
+/* Fuzz target: the whole client negotiation (src/core/c2s.h), bytes in, against a
  * test user store (fuzz.h: alice@example.test / "correct horse", and the
  * disabled bob@example.test / "battery staple").
  *
@@ -9,7 +9,7 @@
  *                 "example.test", "EXAMPLE.TEST", "unknown.test"
  *       bit 3: example.test offers stream compression (XEP-0138)
  *
- * The harness acts on each action as src/server.c does: STARTTLS ->
+ * The harness acts on each action as src/io/server.c does: STARTTLS ->
  * xe_c2s_tls_up and go on with the rest of the input (it stands for what
  * arrives inside TLS); AUTHENTICATED -> keep feeding; RESTARTED -> answer
  * with backend features and stop, or keep feeding when compression was

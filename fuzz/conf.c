@@ -1,4 +1,4 @@
-/* Fuzz target: the configuration loader (src/conf.h).
+/* Fuzz target: the configuration loader (src/core/conf.h).
  *
  * The input is written to a file in a private temporary directory and loaded
  * with xe_conf_load; everything is freed. Every "@TMP@" in the input is

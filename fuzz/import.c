@@ -1,5 +1,5 @@
 /* Fuzz target: the XEP-0227 reader of `xedgectl user import`
- * (src/import_xep227.h) and its sink (src/import.h), against the test store.
+ * (src/prog/import_xep227.h) and its sink (src/prog/import.h), against the test store.
  *
  * Input: one flags byte, then the document.
  * flags bit 0: --replace

@@ -1,4 +1,4 @@
-/* Fuzz target: the PROXY protocol parser and writer (src/proxy.h).
+/* Fuzz target: the PROXY protocol parser and writer (src/core/proxy.h).
  *
  * Input: a flags byte (bits 0-1: the v2 maximum: 52, 128, 512 or 65551
  * bytes), the chunk sizes (fuzz.h), then the bytes a connection starts with.

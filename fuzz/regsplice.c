@@ -1,4 +1,4 @@
-/* Fuzz target: in-band registration after authentication (src/register.h),
+/* Fuzz target: in-band registration after authentication (src/core/register.h),
  * the client's stanzas and the backend's stream interleaved.
  *
  * Input: one flags byte, then the chunker's bytes (fuzz.h), then the bytes;

@@ -1,4 +1,4 @@
-/* Fuzz target: the server-to-server core (src/s2s.h), a peer's bytes in.
+/* Fuzz target: the server-to-server core (src/core/s2s.h), a peer's bytes in.
  *
  * Input: one flags byte, then the chunker's bytes (fuzz.h), then what the
  * peer sends (the plaintext inside TLS).
@@ -9,7 +9,7 @@
  *       bit 5: require_tls off
  *       bit 6: the dialback requests are answered valid (else invalid)
  *
- * The harness acts on each action as src/s2s_io.c does: STARTTLS ->
+ * The harness acts on each action as src/io/s2s_io.c does: STARTTLS ->
  * xe_s2s_tls_up and go on with the rest of the input (it stands for what
  * arrives inside TLS); OPEN -> a verdict (valid, the rest is then pumped
  * and not fed); VERDICT, PAIR_UP -> go on; CLOSE -> stop. IN's events are

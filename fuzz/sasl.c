@@ -1,4 +1,4 @@
-/* Fuzz target: SASL framing and base64 (src/sasl.h), against the test user
+/* Fuzz target: SASL framing and base64 (src/core/sasl.h), against the test user
  * store of fuzz.h.
  *
  * Input: one flags byte, then messages separated by the two bytes 0xff 0xfe

@@ -1,4 +1,4 @@
-/* Fuzz target: the XML stream parser (src/xmlstream.h), with tight limits.
+/* Fuzz target: the XML stream parser (src/core/xmlstream.h), with tight limits.
  *
  * Input: one flags byte, then the chunker's bytes (fuzz.h), then the stream.
  * flags bit 0: stream_start returns XE_XS_STOP

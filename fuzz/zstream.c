@@ -1,5 +1,5 @@
 /* Fuzz target: the XEP-0138 zlib stage and the features rewrite
- * (src/zstream.h).
+ * (src/core/zstream.h).
  *
  * Input: one flags byte, then the chunker's bytes (fuzz.h), then the data.
  * flags bit 0: the data is a backend's <stream:features/> to rewrite; else

@@ -1,5 +1,5 @@
 #!/bin/bash
-# t/e2e-resolve.t: xedge's federation resolver (src/resolve.c: c-ares on
+# t/e2e-resolve.t: xedge's federation resolver (src/io/resolve.c: c-ares on
 # libuv) against a real DNS server: dnsmasq on 127.0.0.1 at a free port,
 # serving SRV, A and AAAA records from its command line. t/lib/resolve_probe
 # runs the resolver on a loop and prints what it answers.

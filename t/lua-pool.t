@@ -2,7 +2,7 @@
 # t/lua-pool.t: mod_xedge_pool's home computation
 # (contrib/prosody/xedge_pool.lib.lua, under lua5.4 with Prosody's
 # util.hashes) gives every user the home xedge gives them (xedgectl user
-# where, which uses src/route.c and src/pool.c): 300 JIDs over three
+# where, which uses src/core/route.c and src/core/pool.c): 300 JIDs over three
 # servers of weights 1, 2 and 3, and a pinned user. The glue and xedge
 # must agree, or a stanza would be refused as a loop or kept at the wrong
 # server. TAP output.

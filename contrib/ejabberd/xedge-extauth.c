@@ -5,7 +5,7 @@
  * pool's secret (doc/assertion.md). ejabberd hands such a login to an
  * external authentication program (auth_method: external), jabberd2's c2s to
  * its "pipe" authreg module; this program is both, and verifies the assertion
- * with src/assertion.c. One request at a time, on stdin/stdout:
+ * with src/core/assertion.c. One request at a time, on stdin/stdout:
  *
  *   ejabberd (--protocol ejabberd, the default): a request is a 2-byte
  *   big-endian length and "auth:User:Server:Password" or "isuser:User:Server"

@@ -3,7 +3,7 @@
 --
 -- Each user of the domain has one home: the server xedge pins them to, else
 -- the rendezvous choice of the pool (the same computation as xedge's
--- src/pool.c). This module keeps one link to xedge's routing listener,
+-- src/core/pool.c). This module keeps one link to xedge's routing listener,
 -- authenticated by an assertion (doc/assertion.md, purpose "route",
 -- identity "DOMAIN SERVER"), and over it:
 --   * xedge sends the map of homes (<pool/>: the servers with their

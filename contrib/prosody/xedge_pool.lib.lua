@@ -1,5 +1,5 @@
 -- xedge_pool.lib.lua: a user's home in a routed pool of xedge
--- (doc/pool-routing.md), computed as xedge's src/pool.c and src/route.c do.
+-- (doc/pool-routing.md), computed as xedge's src/core/pool.c and src/core/route.c do.
 --
 -- Pure logic, no Prosody state: loaded by mod_xedge_pool through
 --   dofile(module:get_directory() .. "/xedge_pool.lib.lua")

@@ -1,4 +1,4 @@
-/* resolve_probe: run xedge's resolver (src/resolve.c) on a libuv loop and
+/* resolve_probe: run xedge's resolver (src/io/resolve.c) on a libuv loop and
  * print what it answers, for t/e2e-resolve.t.
  *
  *   resolve_probe [-s SERVERS] [-t TIMEOUT_MS] [-p DEFAULT_PORT] [-n RUNS]

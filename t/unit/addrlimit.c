@@ -1,4 +1,4 @@
-/* Unit tests: per source address limits (src/addrlimit.h). No sockets: the
+/* Unit tests: per source address limits (src/core/addrlimit.h). No sockets: the
  * addresses are built by hand. */
 #include <arpa/inet.h>
 #include <netinet/in.h>

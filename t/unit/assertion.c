@@ -1,4 +1,4 @@
-/* Unit tests of the identity assertion (src/assertion.h) against the test
+/* Unit tests of the identity assertion (src/core/assertion.h) against the test
  * vectors of doc/assertion-vectors.tsv, and make -> verify round trips.
  * TAP output. */
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the sans-IO backend handshake (src/backend.c): a canned
+/* Unit tests of the sans-IO backend handshake (src/core/backend.c): a canned
  * transcript of what a Prosody backend sends, fed whole, byte by byte and in
  * random splits; what xedge sends back and when; where the handshake stops
  * in the input; and the failure cases. TAP output. */

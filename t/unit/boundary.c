@@ -1,4 +1,4 @@
-/* Unit tests for src/boundary.c: the fast scan (memchr over character data,
+/* Unit tests for src/core/boundary.c: the fast scan (memchr over character data,
  * attribute values and end tags) agrees with the byte-by-byte one at every
  * split of real backend output. */
 #include <stdio.h>

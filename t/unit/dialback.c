@@ -1,4 +1,4 @@
-/* Unit tests of the dialback keys (src/dialback.h): the XEP-0185 example
+/* Unit tests of the dialback keys (src/core/dialback.h): the XEP-0185 example
  * (the key of XEP-0220's examples), vectors computed independently with
  * openssl dgst, and the constant-time check. TAP output. */
 #include <stdio.h>

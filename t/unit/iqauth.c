@@ -1,5 +1,5 @@
 /* Unit tests of non-SASL authentication (XEP-0078) in the c2s core
- * (src/c2s.c): a real LMDB store in a temporary directory, the c2s state
+ * (src/core/c2s.c): a real LMDB store in a temporary directory, the c2s state
  * machine fed plaintext as the glue would after TLS; bytes in, bytes and
  * actions out. The feature, the fields, the errors, the attempts, the
  * action at the exact byte, and the answers once the backend has bound the

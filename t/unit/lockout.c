@@ -1,5 +1,5 @@
-/* Unit tests: brute-force protection (src/lockout.h) and the control socket's
- * commands (src/ctlcmd.h). No sockets, no clock: time is given. */
+/* Unit tests: brute-force protection (src/core/lockout.h) and the control socket's
+ * commands (src/core/ctlcmd.h). No sockets, no clock: time is given. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-/* Unit tests for src/metrics.c: series, label folding, the exposition. */
+/* Unit tests for src/core/metrics.c: series, label folding, the exposition. */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* Unit tests: choosing a backend server by policy, and the servers' health
- * (src/pool.h). No sockets: the session counts and check results are given. */
+ * (src/core/pool.h). No sockets: the session counts and check results are given. */
 #include <stdlib.h>
 #include <string.h>
 

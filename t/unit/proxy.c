@@ -1,4 +1,4 @@
-/* Unit tests: the PROXY protocol (src/proxy.h): the spec's examples of v1
+/* Unit tests: the PROXY protocol (src/core/proxy.h): the spec's examples of v1
  * and v2, fed whole, byte by byte and split at every point; the stream's
  * bytes after the header left alone; malformed headers; the v2 writer (read
  * back by the parser); address/prefix matching. */

@@ -1,4 +1,4 @@
-/* Unit tests of the purge of a deleted user's data (src/purge.c): a backend
+/* Unit tests of the purge of a deleted user's data (src/core/purge.c): a backend
  * transcript fed whole and byte by byte; the removal iq is sent after the
  * bind; the result confirms; an error, a stream error, the stream's end,
  * bad XML and a refused login or bind are failures that say why. TAP. */

@@ -1,4 +1,4 @@
-/* Unit tests: routing between the servers of a pool (src/route.h): the map
+/* Unit tests: routing between the servers of a pool (src/core/route.h): the map
  * of homes (pins over the rendezvous choice), the link's authentication
  * (an assertion of purpose "route"), and what becomes of each stanza
  * (forwarded to its home, refused as a loop, the home down, bad address),

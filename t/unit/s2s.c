@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-/* Unit tests of the s2s core (src/s2s.h): two cores talk to each other in
+/* Unit tests of the s2s core (src/core/s2s.h): two cores talk to each other in
  * memory (OUT -> IN, VERIFY -> IN), TLS being simulated by tls_up on both
  * sides; canned Prosody-like bytes drive BACKEND and LINK; stanzas are
  * checked against the authenticated pairs; everything also byte by byte.

@@ -1,4 +1,4 @@
-/* Unit tests of the SASL adapter (src/sasl.h): a real LMDB store in a
+/* Unit tests of the SASL adapter (src/core/sasl.h): a real LMDB store in a
  * temporary directory, the real Cyrus SASL server through the adapter, and
  * Cyrus' own client for SCRAM-SHA-1, SCRAM-SHA-256 and PLAIN. TAP output. */
 #include <dirent.h>

@@ -1,4 +1,4 @@
-/* Unit tests of TLS on memory BIOs (src/tls.h): two in-memory endpoints,
+/* Unit tests of TLS on memory BIOs (src/core/tls.h): two in-memory endpoints,
  * certificates for a.test and b.test generated at test time, SNI and
  * STARTTLS certificate selection, ALPN, versions, application data, errors
  * and close_notify. No sockets. TAP output. */

@@ -45,7 +45,7 @@ b64enc(const unsigned char *in, size_t len)
     return out[i];
 }
 
-/* SCRAM key derivation written independently of src/userstore.c. */
+/* SCRAM key derivation written independently of src/core/userstore.c. */
 static void
 derive(const EVP_MD *md, const char *pw, const unsigned char *salt, size_t salt_len,
        unsigned iter, unsigned char *client_key, unsigned char *stored_key,

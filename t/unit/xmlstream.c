@@ -1,4 +1,4 @@
-/* Unit tests of the XML stream parser (src/xmlstream.h): events and raw bytes
+/* Unit tests of the XML stream parser (src/core/xmlstream.h): events and raw bytes
  * must not depend on how the input is split; stops report the exact byte;
  * restricted XML and the limits are enforced. TAP output. */
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the XEP-0138 zlib stage (src/zstream.h): what xedge deflates
+/* Unit tests of the XEP-0138 zlib stage (src/core/zstream.h): what xedge deflates
  * reads back whatever the split of the compressed bytes and the size of the
  * output buffer; each batch is readable on its own (sync flush); a "zip
  * bomb" never yields more than the output buffer per call; corrupt input is

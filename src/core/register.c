@@ -13,7 +13,7 @@
 
 #include "addrlimit.h"
 #include "boundary.h"
-#include "c2s.h"
+#include "xmlstream.h"
 #include "log.h"
 #include "userstore.h"
 #include "xelimits.h"

@@ -9,7 +9,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "route.h"
-#include "server.h"
+#include "listen.h"
 #include "xelimits.h"
 
 struct rpool;

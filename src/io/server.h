@@ -62,10 +62,4 @@ void xe_server_set_store(struct xe_server *srv, struct xe_userstore *store);
 /* The brute-force protection table (lockout.h), for the control socket. */
 struct xe_lockout *xe_server_lockout(struct xe_server *srv);
 
-/* Binds T (initialized on its loop) to ADDRESS:PORT (IPv4, else IPv6 only),
- * with SO_REUSEPORT when REUSEPORT (one socket per worker), and listens with
- * CB. 0 or a libuv error code. */
-int xe_tcp_listen(uv_tcp_t *t, const char *address, int port, bool reuseport,
-                  uv_connection_cb cb);
-
 #endif

@@ -582,3 +582,33 @@ xe_xmlstream_error_text(const struct xe_xmlstream *xs)
 {
     return xs->text ? xs->text : "";
 }
+
+int
+xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain, const char *id,
+                    const char *condition, const char *text)
+{
+    int r = 0;
+
+    if (header) {
+        r |= xe_buf_appendf(out,
+                            "<?xml version='1.0'?><stream:stream xmlns='" XE_NS_CLIENT
+                            "' xmlns:stream='" XE_NS_STREAMS "' id='%s'",
+                            id);
+        if (domain) {
+            r |= xe_buf_append_str(out, " from='");
+            r |= xe_buf_append_escaped(out, domain);
+            r |= xe_buf_append_str(out, "'");
+        }
+        r |= xe_buf_append_str(out, " version='1.0'>");
+    }
+    r |= xe_buf_appendf(out, "<stream:error><%s xmlns='" XE_NS_STREAM_ERRORS "'/>",
+                        condition);
+    if (text && *text) {
+        r |= xe_buf_append_str(out,
+                               "<text xmlns='" XE_NS_STREAM_ERRORS "' xml:lang='en'>");
+        r |= xe_buf_append_escaped(out, text);
+        r |= xe_buf_append_str(out, "</text>");
+    }
+    r |= xe_buf_append_str(out, "</stream:error></stream:stream>");
+    return r;
+}

@@ -91,4 +91,10 @@ void xe_xmlstream_set_limits(struct xe_xmlstream *xs,
 void xe_xmlstream_reset(struct xe_xmlstream *xs);
 void xe_xmlstream_free(struct xe_xmlstream **xs);
 
+/* A stream error document (with our c2s stream header first when HEADER,
+ * from DOMAIN if set, with ID): used by the c2s core, the registration
+ * splice and the glue. 0, or -1 when out of memory. */
+int xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain,
+                        const char *id, const char *condition, const char *text);
+
 #endif

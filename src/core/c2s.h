@@ -105,8 +105,4 @@ void xe_c2s_answer_iq_auth(struct xe_c2s *c, const char *condition);
  * a parser of what follows it is primed with it. */
 const unsigned char *xe_c2s_restart_header(const struct xe_c2s *c, size_t *len_r);
 
-/* Build a stream error document (with our header if header is true). */
-int xe_stream_error_xml(struct xe_buf *out, bool header, const char *domain,
-                        const char *id, const char *condition, const char *text);
-
 #endif

@@ -1,0 +1,846 @@
+/* xedge: the c2s connection lifecycle: accept, the client's reads and
+ * TLS, the c2s core driven on them, the pre-auth accounting, timers and the
+ * single close path.
+ * Part of the c2s I/O glue (server_impl.h holds the shared types). */
+#include "config.h"
+
+#include "server_impl.h"
+
+void
+xe_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    /* reads are consumed (copied or decrypted) before the callback returns;
+     * every loop's data is its worker */
+    struct worker *w = h->loop->data;
+
+    *buf = uv_buf_init(w->read_slab, sizeof(w->read_slab));
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+void
+xe_srv_on_handle_closed(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    xe_tls_free(&c->tls);
+    xe_c2s_free(&c->c2s);
+    xe_backend_hs_free(&c->bhs);
+    xe_regsplice_free(&c->reg);
+    xe_buf_free(&c->to_backend_pending);
+    xe_buf_free(&c->to_client_pending);
+    xe_buf_free(&c->cork_buf[0]);
+    xe_buf_free(&c->cork_buf[1]);
+    xe_buf_free(&c->held_in);
+    xe_buf_free(&c->end_xml);
+    xe_zstream_free(&c->zs);
+    xe_buf_free(&c->zin);
+    xe_proxy_free(&c->proxy);
+    free(c->jid);
+    srv_lock(c->srv);
+    xe_srv_gen_unref(&c->gen);
+    srv_unlock(c->srv);
+    free(c);
+}
+
+/* The limits in force: max_connections clamped to what the descriptor
+ * limit serves, and the pre-auth cap (its setting, else the default or half
+ * the effective max_connections, whichever is less; never above it). */
+void
+xe_srv_eff_limits(const struct xe_server *srv, const struct xe_conf *conf,
+                  unsigned *max_r, unsigned *preauth_r)
+{
+    unsigned max = conf->max_connections, pre;
+
+    if (srv->fd_cap && srv->fd_cap < max)
+        max = srv->fd_cap;
+    if (conf->max_preauth_connections)
+        pre = conf->max_preauth_connections;
+    else
+        pre = max / 2 < XE_DEF_MAX_PREAUTH_CONNECTIONS ? max / 2
+                                                       : XE_DEF_MAX_PREAUTH_CONNECTIONS;
+    *max_r = max;
+    *preauth_r = pre > max ? max : pre ? pre : 1;
+}
+
+/* The process's resident set (KiB), -1 if unknown. */
+static long
+rss_kib(void)
+{
+    long pages = -1, rss = -1;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* On the thread pool: give the free heap back to the system. */
+static void
+trim_work(uv_work_t *req)
+{
+    struct worker *w = req->data;
+    uint64_t t0 = uv_hrtime();
+
+    w->trim.rss_before_kib = rss_kib();
+#ifdef HAVE_MALLOC_TRIM
+    w->trim.released = malloc_trim(0) == 1;
+#endif
+    w->trim.rss_after_kib = rss_kib();
+    w->trim.took_us = (uv_hrtime() - t0) / 1000;
+}
+
+static void
+trim_done(uv_work_t *req, int status)
+{
+    struct worker *w = req->data;
+    struct xe_server *srv = w->srv;
+
+    srv_lock(srv);
+    srv->trim_busy = false;
+    srv->trim_last_ms = uv_now(w->loop);
+    srv->preauth_peak = srv->n_preauth_all; /* the next drop counts from here */
+    srv->trims += status == 0;
+    srv_unlock(srv);
+    if (status != 0)
+        return;
+    xe_metrics_inc(XE_M_HEAP_TRIMS, NULL, NULL);
+    xe_info("event=heap-trimmed preauth_from=%u preauth_to=%u released=%s "
+            "rss_before_kib=%ld rss_after_kib=%ld took_us=%llu",
+            w->trim.from, w->trim.to, w->trim.released ? "yes" : "no",
+            w->trim.rss_before_kib, w->trim.rss_after_kib,
+            (unsigned long long)w->trim.took_us);
+}
+
+static void
+on_trim_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    struct xe_server *srv = w->srv;
+    int r;
+
+    srv_lock(srv);
+    w->trim.to = srv->n_preauth_all;
+    srv_unlock(srv);
+    w->trim_req.data = w;
+    if ((r = uv_queue_work(w->loop, &w->trim_req, trim_work, trim_done)) != 0) {
+        xe_warn("event=heap-trim-failed error=\"%s\"", uv_strerror(r));
+        srv_lock(srv);
+        srv->trim_busy = false;
+        srv_unlock(srv);
+    }
+}
+
+/* C is authenticated or gone: it no longer counts against the pre-auth cap.
+ * After a large drop from the peak, the heap their parsers and TLS buffers
+ * used is given back, on the thread pool (at most once per interval). */
+void
+xe_srv_preauth_end(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+    struct worker *w = c->w;
+    bool trim = false;
+
+    if (!c->preauth)
+        return;
+    c->preauth = false;
+    srv_lock(srv);
+    srv->n_preauth_all--;
+#ifdef HAVE_MALLOC_TRIM /* (else nothing to give back with) */
+    {
+        unsigned max, pre, drop;
+        xe_srv_eff_limits(srv, srv->gen->conf, &max, &pre);
+        drop = pre / 4 < XE_PREAUTH_TRIM_DROP ? pre / 4 : XE_PREAUTH_TRIM_DROP;
+        if (drop == 0)
+            drop = 1;
+        if (!srv->trim_busy && !w->stopping &&
+            srv->preauth_peak >= srv->n_preauth_all + drop &&
+            (srv->trims == 0 ||
+             uv_now(w->loop) - srv->trim_last_ms >= XE_PREAUTH_TRIM_INTERVAL_MS)) {
+            srv->trim_busy = true;
+            w->trim.from = srv->preauth_peak;
+            trim = true;
+        }
+    }
+#endif
+    srv_unlock(srv);
+    if (!trim)
+        return;
+    /* a moment later: a mass close is over by then, one trim for all */
+    if (!w->trim_timer_inited) {
+        uv_timer_init(w->loop, &w->trim_timer);
+        w->trim_timer.data = w;
+        w->trim_timer_inited = true;
+    }
+    uv_timer_start(&w->trim_timer, on_trim_timer, XE_PREAUTH_TRIM_DELAY_MS, 0);
+}
+
+void
+xe_srv_finish_close(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+    struct worker *w = c->w;
+
+    if (c->closed)
+        return;
+    if (c->corked)
+        xe_srv_cork_last(c);
+    c->closed = true;
+    c->st = CS_CLOSING;
+    if (c->jid && c->bytes_up + c->bytes_down > 0)
+        xe_info("event=close peer=%s jid=%s backend=%s bytes_up=%llu bytes_down=%llu",
+                c->peer, c->jid, c->server ? c->server->name : "-",
+                (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
+    xe_srv_compress_log_close(c);
+    xe_srv_preauth_end(c);
+    srv_lock(srv);
+    if (c->bst) {
+        c->bst->st.sessions--;
+        c->bst = NULL;
+    }
+    srv->n_conns_all--;
+    srv_unlock(srv);
+    /* unlink */
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    if (w->draining && w->n_conns == 0)
+        xe_srv_worker_drained(w);
+    if (c->counted)
+        xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(w->loop));
+    uv_close((uv_handle_t *)&c->client, xe_srv_on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, xe_srv_on_handle_closed);
+    if (c->backend_inited && !c->retrying) /* (a retry is closing it already) */
+        uv_close((uv_handle_t *)&c->backend, xe_srv_on_handle_closed);
+}
+
+/* Before authentication: fire at the auth deadline, or after preauth_idle of
+ * silence, whichever comes first. */
+void
+xe_srv_arm_preauth_timer(struct conn *c)
+{
+    uint64_t now = uv_now(c->w->loop), at = now + c->gen->conf->preauth_idle_ms;
+
+    if (c->auth_deadline && c->auth_deadline < at)
+        at = c->auth_deadline;
+    uv_timer_start(&c->timer, xe_srv_on_timer, at > now ? at - now : 0, 0);
+}
+
+static void
+on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+
+    /* the peer now sees our FIN; finish when it closes too, or at the grace
+     * timer */
+    if (!c->closed && (status < 0 || c->client_eof))
+        xe_srv_finish_close(c);
+}
+
+/* In closing: once our last bytes are out, half-close and let the client read
+ * them before the connection goes away (closing with unread input would reset
+ * it and could lose the stream error). */
+void
+xe_srv_maybe_shutdown(struct conn *c)
+{
+    if (c->closed || c->shutdown_sent || c->to_client_q > 0 || c->corked)
+        return; /* (uncork() calls again) */
+    if (c->to_backend_q == 0 && c->client_eof) {
+        xe_srv_finish_close(c);
+        return;
+    }
+    c->shutdown_sent = true;
+    c->shutdown_req.data = c;
+    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client, on_shutdown) < 0)
+        xe_srv_finish_close(c);
+}
+
+/* Close after what is queued has been written (bounded by a grace timer). */
+void
+xe_srv_close_conn(struct conn *c)
+{
+    if (c->closed || c->st == CS_CLOSING)
+        return;
+    xe_srv_flush_c2s(c);
+    if (c->tls && !c->tls_handshaking) {
+        xe_tls_shutdown(c->tls);
+        xe_srv_flush_tls(c);
+    }
+    if (c->closed)
+        return;
+    c->st = CS_CLOSING;
+    if (c->backend_inited)
+        uv_read_stop((uv_stream_t *)&c->backend);
+    if (c->client_paused || c->client_eof)
+        uv_read_stop((uv_stream_t *)&c->client);
+    else /* keep reading (and dropping) until the client closes */
+        uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
+    uv_timer_start(&c->timer, xe_srv_on_timer, CLOSE_GRACE_MS, 0);
+    xe_srv_maybe_shutdown(c);
+}
+
+/* A stream error to the client, then close. */
+void
+xe_srv_client_stream_error(struct conn *c, const char *condition, const char *text)
+{
+    if (c->st == CS_SPLICED && !xe_boundary_between(&c->down)) {
+        /* inside one of the backend's stanzas (which will never end: the
+         * backend is gone, or the client broke a limit): an error now would
+         * be bad XML, so the connection just closes */
+        xe_info("event=close peer=%s jid=%s reason=\"%s: %s\" (inside a stanza)", c->peer,
+                c->jid ? c->jid : "-", condition, text ? text : "");
+        xe_srv_close_conn(c);
+        return;
+    }
+    if (c->c2s) {
+        xe_c2s_stream_error(c->c2s, condition, text);
+        xe_srv_flush_c2s(c);
+    } else {
+        struct xe_buf b;
+        xe_buf_init(&b, 0);
+        xe_stream_error_xml(&b, false, NULL, NULL, condition, text);
+        xe_srv_send_client(c, b.data, b.len);
+        xe_buf_free(&b);
+        xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
+        xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
+                c->jid ? c->jid : "-", condition, text ? text : "");
+    }
+    xe_srv_close_conn(c);
+}
+
+/* ---- the client ---------------------------------------------------------- */
+
+static void
+timer_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+
+    if (c->closed)
+        return;
+    switch (c->st) {
+    case CS_CLOSING:
+        xe_srv_finish_close(c);
+        break;
+    case CS_BACKEND:
+        if (c->backend_failed)
+            xe_srv_client_stream_error(c, "remote-connection-failed",
+                                       c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
+        else if (c->backend_ready)
+            xe_srv_client_stream_error(c, "connection-timeout",
+                                       "the stream was not restarted in time");
+        else
+            xe_srv_backend_failed(c, "backend did not answer in time");
+        break;
+    case CS_NEGOTIATING:
+        if (c->held) {
+            xe_srv_release_answer(c);
+        } else if (c->tls_handshaking) {
+            xe_info("event=timeout peer=%s phase=tls", c->peer);
+            xe_srv_finish_close(c);
+        } else if (uv_now(c->w->loop) >= c->auth_deadline) {
+            xe_srv_client_stream_error(c, "connection-timeout",
+                                       "authentication took too long");
+        } else {
+            xe_srv_client_stream_error(c, "connection-timeout",
+                                       "idle before authentication");
+        }
+        break;
+    case CS_SPLICED:
+        if (c->end_pending) { /* the backend's stanza did not end in time */
+            xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
+                    c->peer, c->jid ? c->jid : "-");
+            xe_srv_close_conn(c);
+        }
+        break;
+    }
+}
+
+void
+xe_srv_on_timer(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        xe_srv_cork(c);
+    timer_cb(t);
+    if (corked)
+        xe_srv_uncork(c);
+}
+
+static void
+tls_established(struct conn *c)
+{
+    char alpn[32];
+    const char *sni = xe_tls_sni(c->tls);
+
+    xe_metrics_inc(XE_M_TLS, xe_tls_version(c->tls), NULL);
+    xe_debug("event=tls peer=%s version=%s cipher=%s sni=%s alpn=%s", c->peer,
+             xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
+             xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
+    xe_c2s_tls_up(c->c2s, c->direct ? sni : NULL);
+    {
+        struct xe_cbind cb[XE_CB_MAX];
+        size_t n = xe_tls_channel_bindings(c->tls, c->gen->conf->tls13_tls_unique, cb,
+                                           XE_CB_MAX);
+        xe_c2s_set_channel_bindings(c->c2s, cb, n);
+        OPENSSL_cleanse(cb, sizeof(cb));
+    }
+    {
+        /* a client certificate, verified against the domain's client_ca */
+        const char *dom = c->direct ? (sni ? sni : c->gen->conf->domains[0].name)
+                                    : xe_c2s_domain(c->c2s);
+        const struct xe_domain_conf *d = dom ? xe_conf_domain(c->gen->conf, dom) : NULL;
+        char(*ids)[3072];
+        size_t n;
+
+        if (d == NULL || d->client_ca == NULL)
+            return;
+        ids = xe_calloc(XE_MAX_PEER_IDS, sizeof(*ids));
+        n = xe_tls_peer_identities(c->tls, d->client_identities, ids, XE_MAX_PEER_IDS);
+        if (n > 0)
+            xe_debug("event=client-certificate peer=%s identity=%s count=%zu", c->peer,
+                     ids[0], n);
+        xe_c2s_set_peer_identities(c->c2s, (const char(*)[3072])ids, n);
+        free(ids);
+    }
+}
+
+static void
+start_tls(struct conn *c)
+{
+    c->tls = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(c->c2s));
+    if (c->tls == NULL) {
+        xe_err("event=tls-error peer=%s error=\"cannot create a TLS session\"", c->peer);
+        xe_srv_finish_close(c);
+        return;
+    }
+    c->tls_handshaking = true;
+    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->tls_timeout_ms, 0);
+}
+
+/* Non-SASL authentication (XEP-0078) succeeded: no stream restart follows,
+ * so what the client sent after its iq is already the backend's; the
+ * backend binds the resource before the session is spliced. */
+static void
+start_iq_auth_session(struct conn *c, const char *data, size_t n)
+{
+    uv_timer_stop(&c->timer);
+    c->iq_auth = true;
+    c->client_restarted = true;
+    if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+        xe_srv_client_stream_error(c, "policy-violation",
+                                   "too much data before the session started");
+        return;
+    }
+    xe_srv_start_backend(c);
+}
+
+void
+xe_srv_client_plain(struct conn *c, const char *data, size_t n)
+{
+    if (c->st == CS_SPLICED) {
+        if (c->reg) {
+            xe_srv_reg_client(c, data, n);
+            return;
+        }
+        xe_boundary_scan(&c->up, data, n, false);
+        if (c->up.stanza > c->gen->conf->max_stanza_postauth) {
+            /* the stanza in progress is too large: it does not reach the
+             * backend; the client's stream ends (between the backend's
+             * stanzas), the backend's connection closes */
+            xe_warn("event=limit peer=%s jid=%s limit=max_stanza_postauth bytes=%zu",
+                    c->peer, c->jid ? c->jid : "-", c->up.stanza);
+            c->up_unknown = true;
+            xe_srv_end_session(c, "policy-violation", "stanza too large");
+            return;
+        }
+        c->bytes_up += n;
+        xe_metrics_bytes(true, n);
+        xe_srv_write_raw(c, false, data, n);
+        return;
+    }
+    if (c->client_restarted) {
+        if (xe_buf_append(&c->to_backend_pending, data, n) < 0)
+            xe_srv_client_stream_error(c, "policy-violation",
+                                       "too much data before the session started");
+        return;
+    }
+    if (c->held) { /* reading is stopped; in case a read was under way */
+        if (xe_buf_append(&c->held_in, data, n) < 0)
+            xe_srv_client_stream_error(c, "policy-violation",
+                                       "too much data during authentication");
+        return;
+    }
+    while (n > 0 && !c->closed && c->c2s) {
+        size_t used = 0;
+        enum xe_c2s_action a = xe_c2s_feed(c->c2s, data, n, &used);
+
+        data += used;
+        n -= used;
+        if (c->hold_ms > 0 &&
+            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED)) {
+            /* (a success after failures pipelined in one read waits too) */
+            xe_srv_hold_answer(c, a, data, n);
+            return;
+        }
+        c->hold_ms = 0;
+        xe_srv_flush_c2s(c);
+        switch (a) {
+        case XE_C2S_CONTINUE:
+            break;
+        case XE_C2S_STARTTLS:
+            /* anything pipelined after <starttls/> is dropped (command injection) */
+            for (size_t i = 0; i < n; i++)
+                if (strchr(" \t\r\n", data[i]) == NULL) { /* more than white space */
+                    xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
+                    break;
+                }
+            start_tls(c);
+            return;
+        case XE_C2S_AUTHENTICATED:
+            uv_timer_stop(&c->timer);
+            xe_srv_start_backend(c);
+            break;
+        case XE_C2S_RESTARTED:
+            c->client_restarted = true;
+            if (c->backend_failed) {
+                xe_srv_client_stream_error(c, "remote-connection-failed",
+                                           c->fail_text ? c->fail_text
+                                                        : XE_TEXT_UNAVAILABLE);
+                return;
+            }
+            if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+                xe_srv_client_stream_error(c, "policy-violation",
+                                           "too much data before the session started");
+                return;
+            }
+            xe_srv_maybe_splice(c);
+            return;
+        case XE_C2S_IQ_AUTHED:
+            start_iq_auth_session(c, data, n);
+            return;
+        case XE_C2S_COMPRESS:
+            /* <compressed/> went out as it is; from here both ways are zlib */
+            if (xe_srv_compress_start(c) == 0)
+                xe_srv_client_input(c, data, n);
+            return;
+        case XE_C2S_SPLICE: {
+            /* the element the core read after offering compression, if it
+             * was not for it, then the rest */
+            size_t hlen;
+            const unsigned char *head = xe_c2s_splice_bytes(c->c2s, &hlen);
+
+            c->client_restarted = true;
+            if (c->backend_failed) {
+                xe_srv_client_stream_error(c, "remote-connection-failed",
+                                           c->fail_text ? c->fail_text
+                                                        : XE_TEXT_UNAVAILABLE);
+                return;
+            }
+            if (xe_buf_append(&c->to_backend_pending, head, hlen) < 0 ||
+                xe_buf_append(&c->to_backend_pending, data, n) < 0) {
+                xe_srv_client_stream_error(c, "policy-violation",
+                                           "too much data before the session started");
+                return;
+            }
+            xe_srv_splice(c);
+            return;
+        }
+        case XE_C2S_CLOSE:
+            xe_srv_close_conn(c);
+            return;
+        }
+    }
+}
+
+static void
+client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+
+    if (n == 0 || c->closed)
+        return;
+    if (n < 0) {
+        xe_debug("event=client-closed peer=%s jid=%s reason=\"%s\"", c->peer,
+                 c->jid ? c->jid : "-", uv_strerror((int)n));
+        c->client_eof = true;
+        uv_read_stop(s);
+        if (c->st == CS_CLOSING) {
+            if (c->shutdown_sent || c->to_client_q == 0)
+                xe_srv_finish_close(c);
+            return;
+        }
+        xe_srv_close_conn(c);
+        return;
+    }
+    if (c->st == CS_CLOSING)
+        return; /* what a closing client still sends is dropped */
+    if (c->proxy) {
+        xe_srv_proxy_input(c, buf->base, (size_t)n);
+        return;
+    }
+    if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
+        xe_srv_arm_preauth_timer(c); /* the client spoke: the idle time starts again */
+    if (c->tls == NULL) {
+        xe_srv_client_input(c, buf->base, (size_t)n);
+        return;
+    }
+    if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
+        xe_srv_finish_close(c);
+        return;
+    }
+    if (c->tls_handshaking) {
+        int r = xe_tls_handshake(c->tls);
+        xe_srv_flush_tls(c);
+        if (r == XE_TLS_WANT || c->closed)
+            return;
+        if (r < 0) {
+            xe_metrics_inc(XE_M_TLS_FAILED, NULL, NULL);
+            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                    xe_tls_error(c->tls));
+            xe_srv_finish_close(c);
+            return;
+        }
+        c->tls_handshaking = false;
+        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
+        xe_srv_arm_preauth_timer(c);
+        tls_established(c);
+    }
+    xe_srv_read_tls_plain(c);
+}
+
+/* Before the splice, what this read makes goes out when it returns. */
+void
+xe_srv_on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        xe_srv_cork(c);
+    client_read_cb(s, n, buf);
+    if (corked)
+        xe_srv_uncork(c);
+}
+
+/* Decrypt what TLS holds and hand it on, until it is empty or an answer is
+ * held. */
+void
+xe_srv_read_tls_plain(struct conn *c)
+{
+    while (!c->closed && c->st != CS_CLOSING && !c->held) {
+        int r = xe_tls_read(c->tls, c->w->plain_slab, sizeof(c->w->plain_slab));
+        if (r > 0) {
+            xe_srv_client_input(c, c->w->plain_slab, (size_t)r);
+            continue;
+        }
+        if (r == XE_TLS_WANT)
+            break;
+        if (r == XE_TLS_CLOSED) {
+            xe_debug("event=client-close-notify peer=%s", c->peer);
+        } else {
+            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                    xe_tls_error(c->tls));
+        }
+        xe_srv_close_conn(c);
+        return;
+    }
+    xe_srv_flush_tls(c);
+}
+
+static void
+format_peer(uv_tcp_t *t, char *out, size_t len)
+{
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss), n = -1;
+    char ip[64] = "?";
+
+    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+            n = snprintf(out, len, "%s:%d", ip,
+                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            n = snprintf(out, len, "[%s]:%d", ip,
+                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+        }
+    }
+    if (n < 0 || (size_t)n >= len) /* no address, or (impossibly) too long */
+        snprintf(out, len, "?");
+}
+
+static void
+on_reject_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* A connection refused before any byte: closed at once. Logged at most once a
+ * second, with the count of those not logged, so that a flood cannot flood
+ * the log. */
+static void
+refused(struct worker *w, const char *reason, const char *address)
+{
+    uint64_t now = uv_now(w->loop);
+
+    xe_metrics_inc(XE_M_REFUSED, reason, NULL);
+    if (w->refused_logged_ms && now - w->refused_logged_ms < 1000) {
+        w->refused_unlogged++;
+        return;
+    }
+    xe_warn("event=connection-refused reason=%s address=%s also_refused=%lu", reason,
+            address, w->refused_unlogged);
+    w->refused_logged_ms = now;
+    w->refused_unlogged = 0;
+}
+
+void
+xe_srv_on_connection(uv_stream_t *ls, int status)
+{
+    struct listener *l = ls->data;
+    struct xe_server *srv = l->srv;
+    struct worker *w = l->w;
+    struct conn *c;
+    const struct xe_listener_conf *lc;
+    const char *full = NULL;
+    unsigned max, pre;
+
+    if (status < 0) {
+        xe_warn("event=accept-failed error=\"%s\"", uv_strerror(status));
+        return;
+    }
+    srv_lock(srv); /* the caps count every worker's */
+    xe_srv_eff_limits(srv, srv->gen->conf, &max, &pre);
+    if (w->stopping)
+        full = "stopping";
+    else if (srv->n_conns_all >= max)
+        full = "max_connections";
+    else if (srv->n_preauth_all >= pre)
+        full = "max_preauth_connections";
+    if (full == NULL) {
+        srv->n_conns_all++;
+        if (++srv->n_preauth_all > srv->preauth_peak)
+            srv->preauth_peak = srv->n_preauth_all;
+    }
+    srv_unlock(srv);
+    if (full) {
+        /* closed at once: no TLS, no parser, no timer. Before its header
+         * a client cannot be sent a stream error (nor before a handshake
+         * on Direct TLS), and answering one would spend what the caps
+         * protect; the client sees the connection close and retries. */
+        uv_tcp_t *t = xe_malloc(sizeof(*t));
+        char peer[64] = "-";
+        uv_tcp_init(w->loop, t);
+        if (uv_accept(ls, (uv_stream_t *)t) == 0) {
+            if (strcmp(full, "stopping") != 0)
+                format_peer(t, peer, sizeof(peer));
+            refused(w, full, peer);
+        }
+        uv_close((uv_handle_t *)t, on_reject_closed);
+        return;
+    }
+    c = xe_calloc(1, sizeof(*c));
+    c->srv = srv;
+    c->w = w;
+    c->preauth = true; /* counted above */
+    srv_lock(srv);
+    c->gen = xe_srv_gen_ref(srv->gen);
+    c->id = ++srv->next_id;
+    srv_unlock(srv);
+    /* the listener's settings (proxy_protocol, proxy_from) of the current
+     * generation: a reload keeps the listeners, in their order */
+    lc = &c->gen->conf->listeners[l - w->listeners];
+    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS;
+    uv_tcp_init(w->loop, &c->client);
+    uv_timer_init(w->loop, &c->timer);
+    c->client.data = c->timer.data = c;
+    c->handles = 2;
+    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
+    xe_buf_init(&c->to_client_pending, c->gen->conf->pump_hard_cap);
+    xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
+    xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
+    xe_buf_init(&c->cork_buf[0], XE_CORK_MAX);
+    xe_buf_init(&c->cork_buf[1], XE_CORK_MAX);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    if (uv_accept(ls, (uv_stream_t *)&c->client) != 0) {
+        xe_srv_finish_close(c);
+        return;
+    }
+    format_peer(&c->client, c->peer, sizeof(c->peer));
+    c->accepted_ms = uv_now(w->loop);
+    c->since = (int64_t)time(NULL);
+    xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
+    if (lc->proxy_protocol) {
+        xe_srv_proxy_accept(c, lc); /* conn_start once the header is read */
+        return;
+    }
+    xe_srv_conn_start(c);
+}
+
+/* The connection's own life begins: at the accept, or once a trusted
+ * proxy's header has said whose connection it is (c->sa). */
+void
+xe_srv_conn_start(struct conn *c)
+{
+    struct xe_server *srv = c->srv;
+    struct xe_c2s_params p;
+
+    {
+        int sl = sizeof(c->sa);
+        enum xe_addrlimit_result ar = XE_AL_OK;
+        char key[64] = "-";
+
+        if (c->sa.ss_family != AF_UNSPEC ||
+            uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
+            ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
+                                      uv_now(c->w->loop), key, sizeof(key));
+        if (ar != XE_AL_OK) {
+            refused(c->w, xe_addrlimit_result_name(ar), key);
+            xe_srv_finish_close(c);
+            return;
+        }
+        c->counted = true;
+        snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
+    }
+    uv_tcp_nodelay(&c->client, 1);
+    p.conf = c->gen->conf;
+    p.tls = c->direct;
+    p.peer = c->peer;
+    p.guard = &xe_srv_lockout_guard;
+    p.guard_ctx = c;
+    c->c2s = xe_c2s_new(&p);
+    if (c->c2s == NULL) {
+        xe_srv_finish_close(c);
+        return;
+    }
+    if (c->direct) {
+        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
+        if (c->tls == NULL) {
+            xe_srv_finish_close(c);
+            return;
+        }
+        c->tls_handshaking = true;
+        uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->tls_timeout_ms, 0);
+    } else {
+        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
+        xe_srv_arm_preauth_timer(c);
+    }
+    xe_debug("event=accept peer=%s listener=%s", c->peer,
+             c->direct ? "direct_tls" : "starttls");
+    uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
+}

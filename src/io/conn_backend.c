@@ -1,0 +1,599 @@
+/* xedge: the backend side of a c2s connection: choice of the server
+ * (pin, hash, least connections), connect, retry, the backend handshake, the
+ * splice, and the in-band registration filter after authentication.
+ * Part of the c2s I/O glue (server_impl.h holds the shared types). */
+#include "config.h"
+
+#include "server_impl.h"
+
+static void backend_error(struct conn *c);
+static void connect_backend(struct conn *c);
+static void deliver_end(struct conn *c);
+
+/* Open H on LOOP and connect it to server SC; 0, or a libuv error. */
+int
+xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
+                    const struct xe_server_conf *sc, uv_connect_cb cb)
+{
+    struct sockaddr_storage ss;
+
+    if (sc->unix_socket) {
+        uv_pipe_init(loop, &h->pipe, 0);
+        uv_pipe_connect(req, &h->pipe, sc->host, cb); /* errors reach cb */
+        return 0;
+    }
+    uv_tcp_init(loop, &h->tcp);
+    if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
+        return UV_EINVAL;
+    return uv_tcp_connect(req, &h->tcp, (struct sockaddr *)&ss, cb);
+}
+
+/* ---- the backend --------------------------------------------------------- */
+
+/* End a spliced session with a stream error of ours, between two of the
+ * backend's stanzas: now if it is between them, else when its current
+ * stanza ends (bounded by the close grace timer). Other sessions: at once. */
+void
+xe_srv_end_session(struct conn *c, const char *condition, const char *text)
+{
+    if (c->closed || c->st == CS_CLOSING)
+        return;
+    if (c->st != CS_SPLICED) {
+        xe_srv_client_stream_error(c, condition, text);
+        return;
+    }
+    if (c->end_pending)
+        return;
+    xe_buf_init(&c->end_xml, 0);
+    xe_stream_error_xml(&c->end_xml, false, NULL, NULL, condition, text);
+    xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
+    xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", condition, text ? text : "");
+    c->end_pending = true;
+    /* xedge going away is not the client logging out: the backend sees the
+     * connection drop, as on a network failure, and keeps what it keeps for
+     * a client that will come back (a XEP-0198 session to resume through
+     * another or the restarted xedge) instead of a closed stream */
+    c->end_keep_backend = strcmp(condition, "system-shutdown") == 0;
+    uv_read_stop((uv_stream_t *)&c->client); /* nothing more goes up */
+    if (xe_boundary_between(&c->down)) {
+        deliver_end(c);
+        return;
+    }
+    uv_timer_start(&c->timer, xe_srv_on_timer, CLOSE_GRACE_MS, 0);
+}
+
+/* The backend is between stanzas: our stream error, the end of its stream
+ * too when the client's side is between stanzas, then close. */
+static void
+deliver_end(struct conn *c)
+{
+    if (c->reg) {
+        struct xe_buf down;
+        xe_buf_init(&down, 0);
+        xe_regsplice_flush(c->reg, &down, false); /* answers due at this boundary */
+        xe_srv_send_client(c, down.data, down.len);
+        xe_buf_free(&down);
+    }
+    xe_srv_send_client(c, c->end_xml.data, c->end_xml.len);
+    xe_buf_free(&c->end_xml);
+    c->end_pending = false;
+    if (!c->end_keep_backend && !c->up_unknown && xe_boundary_between(&c->up) &&
+        c->backend_inited)
+        xe_srv_write_raw(c, false, "</stream:stream>", 16);
+    xe_srv_close_conn(c);
+}
+
+/* The failed backend connection is closed: try the next server. */
+static void
+on_backend_closed_retry(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+
+    c->retrying = false;
+    c->backend_inited = false;
+    if (c->closed) { /* the client went away meanwhile */
+        xe_srv_on_handle_closed(h);
+        return;
+    }
+    c->handles--;
+    connect_backend(c);
+}
+
+/* May this login go to another server of its pool? Not once the backend
+ * took it, nor for a sticky user whose server holds its data (on_down =
+ * error), nor past pools[].retries. */
+static bool
+may_retry(const struct conn *c)
+{
+    const struct xe_pool_conf *pool = c->pool;
+    size_t idx;
+
+    if (pool == NULL || c->server == NULL || !c->backend_inited || c->closed ||
+        c->st != CS_BACKEND || c->backend_ready || c->backend_failed ||
+        c->retried >= pool->retries || pool->n_servers < 2)
+        return false;
+    if (pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT)
+        return false;
+    idx = (size_t)(c->server - pool->servers);
+    return idx < 64;
+}
+
+void
+xe_srv_backend_failed(struct conn *c, const char *why)
+{
+    xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
+    xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    /* a connect or handshake failure counts against the server */
+    if (c->bst && c->st == CS_BACKEND && !c->backend_failed && !c->backend_ready)
+        xe_srv_health_result(c->srv, c->bst, false, true, why);
+    if (may_retry(c)) {
+        c->tried |= UINT64_C(1) << (c->server - c->pool->servers);
+        c->retried++;
+        xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer,
+                c->jid, c->server->name, c->retried + 1);
+        if (c->bst) {
+            srv_lock(c->srv);
+            c->bst->st.sessions--;
+            srv_unlock(c->srv);
+            c->bst = NULL;
+        }
+        xe_backend_hs_free(&c->bhs);
+        uv_timer_stop(&c->timer);
+        c->retrying = true;
+        c->cork_buf[0].len = 0; /* (held for the failed server) */
+        uv_read_stop((uv_stream_t *)&c->backend);
+        uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
+        return;
+    }
+    backend_error(c);
+}
+
+/* The session cannot go to a backend (it failed, or none can take it): the
+ * client gets <remote-connection-failed/> with c->fail_text. */
+static void
+backend_error(struct conn *c)
+{
+    if (c->c2s && !c->client_restarted && !c->backend_failed) {
+        /* The client is between <success/> and its new stream header: answer
+         * that header with the error (bounded by the timer), so that the
+         * error arrives on the stream the client is reading. */
+        c->backend_failed = true;
+        if (c->backend_inited)
+            uv_read_stop((uv_stream_t *)&c->backend);
+        uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
+        return;
+    }
+    xe_srv_client_stream_error(c, "remote-connection-failed",
+                               c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
+}
+
+/* iq-auth: the backend refused to bind the client's resource (a conflict,
+ * a bad resource): the client's iq gets that error, then the stream ends. */
+static void
+bind_refused(struct conn *c)
+{
+    const char *cond = xe_backend_hs_bind_error(c->bhs);
+
+    xe_info("event=bind-failed peer=%s jid=%s backend=%s condition=%s", c->peer, c->jid,
+            c->server ? c->server->name : "-", cond);
+    xe_c2s_answer_iq_auth(c->c2s, cond);
+    xe_srv_close_conn(c);
+}
+
+/* ---- in-band registration after authentication ---------------------------
+ * On a domain with `register`, the spliced client stream is read element by
+ * element (xe_regsplice) so that xedge answers jabber:iq:register requests;
+ * our answers go to the client between two of the backend's stanzas.
+ * Elsewhere the pump stays a raw byte splice. */
+
+static int
+reg_start(struct conn *c)
+{
+    const char *domain = xe_c2s_domain(c->c2s);
+    struct xe_regsplice_params p;
+
+    if (!xe_register_postauth(c->gen->conf, domain))
+        return 0;
+    p.conf = c->gen->conf;
+    p.domain = domain;
+    p.jid = c->jid;
+    p.peer = c->peer;
+    p.anonymous = xe_c2s_anonymous(c->c2s);
+    p.header = xe_c2s_restart_header(c->c2s, &p.header_len);
+    c->reg = xe_regsplice_new(&p);
+    if (c->reg == NULL) {
+        xe_err("event=register-error peer=%s jid=%s error=\"cannot parse the client's "
+               "stream header again\"",
+               c->peer, c->jid);
+        xe_srv_client_stream_error(c, "internal-server-error", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Client bytes: what is not ours goes to the backend; our answers to the
+ * client when the backend's stream allows. */
+
+void
+xe_srv_reg_client(struct conn *c, const char *data, size_t n)
+{
+    struct xe_buf up, down;
+    enum xe_rs_result r;
+
+    xe_buf_init(&up, 0);
+    xe_buf_init(&down, 0);
+    r = xe_regsplice_client(c->reg, data, n, &up);
+    if (up.len) {
+        c->bytes_up += up.len;
+        xe_metrics_bytes(true, up.len);
+        xe_srv_write_raw(c, false, up.data, up.len);
+    }
+    if (!c->closed) {
+        xe_regsplice_flush(c->reg, &down, r == XE_RS_CLOSE);
+        xe_srv_send_client(c, down.data, down.len);
+    }
+    xe_buf_free(&up);
+    xe_buf_free(&down);
+    if (r == XE_RS_CLOSE && xe_regsplice_removed(c->reg))
+        xe_srv_end_account_async(c->srv, c->jid); /* the account's other sessions */
+    if (r == XE_RS_CLOSE)
+        xe_srv_close_conn(c);
+}
+
+static void
+reg_backend(struct conn *c, const char *data, size_t n)
+{
+    struct xe_buf down;
+
+    xe_buf_init(&down, 0);
+    if (xe_regsplice_backend(c->reg, data, n, &down) == 0)
+        xe_srv_send_client(c, down.data, down.len);
+    xe_buf_free(&down);
+}
+
+/* Negotiation is over: from here bytes are pumped. */
+void
+xe_srv_splice(struct conn *c)
+{
+    if (reg_start(c) < 0)
+        return;
+    xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
+    xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s%s", c->peer, c->jid,
+            xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
+            c->server->name, c->zs ? " compression=zlib" : "");
+    snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(c->c2s));
+    c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
+    /* free the parsers and SASL state */
+    xe_c2s_free(&c->c2s);
+    xe_backend_hs_free(&c->bhs);
+    uv_timer_stop(&c->timer);
+    c->st = CS_SPLICED;
+    /* both streams are between stanzas here: the backend has just sent its
+     * features (or its bind result), the client its header (or its iq) */
+    xe_boundary_init(&c->down, 1);
+    xe_boundary_init(&c->up, 1);
+    c->up_unknown = c->reg != NULL;
+    xe_boundary_scan(&c->down, c->to_client_pending.data, c->to_client_pending.len,
+                     false);
+    if (!c->reg)
+        xe_boundary_scan(&c->up, c->to_backend_pending.data, c->to_backend_pending.len,
+                         false);
+    if (c->to_client_pending.len && c->reg)
+        reg_backend(c, (const char *)c->to_client_pending.data, c->to_client_pending.len);
+    else if (c->to_client_pending.len)
+        xe_srv_send_client(c, c->to_client_pending.data, c->to_client_pending.len);
+    if (c->to_backend_pending.len && c->reg && !c->closed && c->st == CS_SPLICED) {
+        xe_srv_reg_client(c, (const char *)c->to_backend_pending.data,
+                          c->to_backend_pending.len);
+    } else if (c->to_backend_pending.len && !c->reg) {
+        c->bytes_up += c->to_backend_pending.len;
+        xe_metrics_bytes(true, c->to_backend_pending.len);
+        xe_srv_write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
+    }
+    xe_buf_free(&c->to_client_pending);
+    xe_buf_free(&c->to_backend_pending);
+}
+
+void
+xe_srv_maybe_splice(struct conn *c)
+{
+    const unsigned char *features;
+    size_t flen;
+
+    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
+        return;
+    features = xe_backend_hs_features(c->bhs, &flen);
+    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
+        xe_c2s_answer_iq_auth(c->c2s, NULL);
+    else
+        xe_c2s_answer_restart(c->c2s, features, flen);
+    xe_srv_flush_c2s(c);
+    if (!c->iq_auth && xe_c2s_compression_offered(c->c2s)) {
+        xe_srv_compress_offered(c);
+        return;
+    }
+    xe_srv_splice(c);
+}
+
+static void
+remember_tail(struct conn *c, const char *data, size_t n)
+{
+    if (n >= sizeof(c->tail)) {
+        memcpy(c->tail, data + n - sizeof(c->tail), sizeof(c->tail));
+        c->tail_len = sizeof(c->tail);
+    } else {
+        size_t keep =
+            c->tail_len + n > sizeof(c->tail) ? sizeof(c->tail) - n : c->tail_len;
+        memmove(c->tail, c->tail + c->tail_len - keep, keep);
+        memcpy(c->tail + keep, data, n);
+        c->tail_len = keep + n;
+    }
+}
+
+static bool
+backend_closed_stream(const struct conn *c)
+{
+    static const char end[] = "</stream:stream>";
+    size_t l = sizeof(end) - 1;
+    return c->tail_len >= l && memcmp(c->tail + c->tail_len - l, end, l) == 0;
+}
+
+static void
+backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+
+    if (n == 0 || c->closed)
+        return;
+    if (n < 0) {
+        if (c->st == CS_SPLICED) {
+            if (backend_closed_stream(c)) {
+                xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
+                xe_srv_close_conn(c);
+            } else {
+                xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
+                xe_warn("event=backend-lost peer=%s jid=%s backend=%s error=\"%s\"",
+                        c->peer, c->jid, c->server->name, uv_strerror((int)n));
+                xe_srv_client_stream_error(c, "remote-connection-failed",
+                                           "the connection to the service was lost");
+            }
+        } else if (c->st == CS_BACKEND) {
+            xe_srv_backend_failed(
+                c, n == UV_EOF ? "backend closed the connection during the handshake"
+                               : uv_strerror((int)n));
+        }
+        return;
+    }
+    if (c->st == CS_SPLICED) {
+        size_t len = (size_t)n;
+        /* with an end pending, up to the end of the current stanza only */
+        if (c->end_pending)
+            len = xe_boundary_scan(&c->down, buf->base, len, true);
+        else
+            xe_boundary_scan(&c->down, buf->base, len, false);
+        remember_tail(c, buf->base, len);
+        if (c->reg)
+            reg_backend(c, buf->base, len);
+        else
+            xe_srv_send_client(c, buf->base, len);
+        if (c->end_pending && !c->closed && xe_boundary_between(&c->down))
+            deliver_end(c);
+        return;
+    }
+    if (c->st != CS_BACKEND || c->backend_ready) {
+        /* bytes after the features, before the client restarted: keep them */
+        if (c->st == CS_BACKEND &&
+            xe_buf_append(&c->to_client_pending, buf->base, (size_t)n) < 0)
+            xe_srv_backend_failed(c, "backend sent too much before the session started");
+        return;
+    }
+    {
+        size_t used = 0;
+        enum xe_bhs_result r = xe_backend_hs_feed(c->bhs, buf->base, (size_t)n, &used);
+        struct xe_buf *out = xe_backend_hs_output(c->bhs);
+
+        if (out->len) {
+            xe_srv_write_raw(c, false, out->data, out->len);
+            OPENSSL_cleanse(out->data, out->len); /* it carried the assertion */
+            out->len = 0;
+        }
+        if (r == XE_BHS_FAIL) {
+            if (c->iq_auth && xe_backend_hs_bind_error(c->bhs))
+                bind_refused(c);
+            else
+                xe_srv_backend_failed(c, xe_backend_hs_error(c->bhs));
+            return;
+        }
+        if (r == XE_BHS_READY) {
+            if (c->bst)
+                xe_srv_health_result(c->srv, c->bst, true, true, NULL);
+            c->backend_ready = true;
+            /* the client must now restart its stream in time */
+            uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms,
+                           0);
+            if (used < (size_t)n && xe_buf_append(&c->to_client_pending, buf->base + used,
+                                                  (size_t)n - used) < 0) {
+                xe_srv_backend_failed(c,
+                                      "backend sent too much before the session started");
+                return;
+            }
+            xe_srv_maybe_splice(c);
+        }
+    }
+}
+
+/* Before the splice, what this read makes goes out when it returns. */
+void
+xe_srv_on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        xe_srv_cork(c);
+    backend_read_cb(s, n, buf);
+    if (corked)
+        xe_srv_uncork(c);
+}
+
+static void
+backend_connect_cb(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    struct xe_buf *out;
+
+    if (c->closed || c->retrying) /* (a retry closed it: ECANCELED) */
+        return;
+    if (status < 0) {
+        xe_srv_backend_failed(c, uv_strerror(status));
+        return;
+    }
+    if (!c->server->unix_socket)
+        uv_tcp_nodelay(&c->backend.tcp, 1);
+    if (c->proxy_out)
+        xe_srv_proxy_send(c);
+    out = xe_backend_hs_output(c->bhs);
+    xe_srv_write_raw(c, false, out->data, out->len);
+    out->len = 0;
+    uv_read_start((uv_stream_t *)&c->backend, xe_srv_on_alloc, xe_srv_on_backend_read);
+    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
+}
+
+static void
+on_backend_connect(uv_connect_t *req, int status)
+{
+    struct conn *c = req->data;
+    bool corked = c->st != CS_SPLICED && !c->closed;
+
+    if (corked)
+        xe_srv_cork(c);
+    backend_connect_cb(req, status);
+    if (corked)
+        xe_srv_uncork(c);
+}
+
+/* The index of the server the operator pinned the user to (xedgectl user
+ * pin), if it is in the pool; XE_POOL_NONE: none, or it is gone (then the
+ * hash decides). */
+static size_t
+pinned_server(struct conn *c, const struct xe_pool_conf *pool, const char *jid)
+{
+    size_t s = XE_POOL_NONE;
+    struct xe_user *u;
+    char *err = NULL;
+
+    if (c->srv->store == NULL || xe_c2s_anonymous(c->c2s))
+        return XE_POOL_NONE;
+    u = xe_calloc(1, sizeof(*u));
+    if (xe_userstore_get(c->srv->store, jid, u, &err) == XE_US_OK && u->pin[0]) {
+        for (size_t i = 0; i < pool->n_servers && s == XE_POOL_NONE; i++)
+            if (strcmp(pool->servers[i].name, u->pin) == 0)
+                s = i;
+        if (s == XE_POOL_NONE)
+            xe_warn("event=pin-ignored peer=%s jid=%s pin=%s reason=\"no such server in "
+                    "pool %s\"",
+                    c->peer, jid, u->pin, pool->name);
+    }
+    OPENSSL_cleanse(u, sizeof(*u));
+    free(u);
+    free(err);
+    return s;
+}
+
+void
+xe_srv_start_backend(struct conn *c)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
+    const struct xe_pool_conf *pool = d->pool;
+    const char *jid = xe_c2s_jid(c->c2s);
+    size_t pin = XE_POOL_NONE;
+
+    c->jid = xe_strdup(jid);
+    c->pool = pool;
+    c->st = CS_BACKEND;
+    xe_srv_preauth_end(c); /* authenticated: no longer held against the pre-auth cap */
+    if (pool->policy == XE_POLICY_STICKY)
+        pin = pinned_server(c, pool, jid);
+    c->pin = pin;
+    connect_backend(c);
+}
+
+/* Choose a server of the connection's pool (none it already tried) and open
+ * the backend connection to it. */
+static void
+connect_backend(struct conn *c)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
+    const struct xe_pool_conf *pool = c->pool;
+    const char *jid = c->jid;
+    char token[XE_ASSERTION_MAX], *local;
+    size_t off = c->gen->pool_off[pool - conf->pools], i;
+    const char *why = NULL;
+    int r;
+
+    srv_lock(c->srv); /* the servers' states are shared by the workers */
+    {
+        /* the servers tried already count as down for this choice */
+        struct xe_server_state tried_state = {0}; /* up = false */
+        struct xe_server_state **st = xe_calloc(pool->n_servers, sizeof(*st));
+        for (size_t k = 0; k < pool->n_servers; k++) {
+            /* a server back up lately gets part of its weight (slow start) */
+            xe_pool_slow_start(c->gen->st[off + k], uv_now(c->w->loop),
+                               pool->health.slow_start_ms);
+            st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
+                                                              : c->gen->st[off + k];
+        }
+        i = xe_pool_choose(pool, st, jid, c->pin, &why);
+        free(st);
+    }
+    if (i != XE_POOL_NONE) {
+        c->bst = c->gen->bs[off + i];
+        c->bst->st.sessions++;
+    }
+    srv_unlock(c->srv);
+    if (i == XE_POOL_NONE) {
+        xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
+        xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
+                jid, pool->name, why);
+        c->fail_text =
+            pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
+                ? XE_TEXT_USER_SERVER
+                : XE_TEXT_UNAVAILABLE;
+        backend_error(c);
+        return;
+    }
+    c->server = &pool->servers[i];
+    c->proxy_out = pool->proxy_protocol;
+    /* the purpose tells the backend an anonymous session from a user's */
+    if (xe_assertion_make(pool->secret, pool->secret_len,
+                          xe_c2s_anonymous(c->c2s) ? "c2s-anonymous" : "c2s", jid,
+                          xe_now_seconds() + conf->assertion_lifetime_s, NULL, token,
+                          sizeof(token)) < 0) {
+        xe_srv_backend_failed(c, "cannot make the identity assertion");
+        return;
+    }
+    local = xe_strndup(jid, (size_t)(strchr(jid, '@') - jid));
+    c->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
+    if (c->iq_auth)
+        xe_backend_hs_bind(c->bhs, xe_c2s_resource(c->c2s));
+    OPENSSL_cleanse(token, sizeof(token));
+    free(local);
+    c->connect_req.data = c;
+    r = xe_srv_backend_open(c->w->loop, &c->backend, &c->connect_req, c->server,
+                            on_backend_connect);
+    ((uv_handle_t *)&c->backend)->data = c;
+    c->backend_inited = true;
+    c->handles++;
+    if (r < 0) {
+        xe_srv_backend_failed(c, uv_strerror(r));
+        return;
+    }
+    uv_timer_start(&c->timer, xe_srv_on_timer, conf->backend_connect_ms, 0);
+    xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
+             c->server->name);
+}

@@ -1,0 +1,182 @@
+/* xedge: stream compression glue (XEP-0138, zstream.h) between TLS
+ * and the c2s stream.
+ * Part of the c2s I/O glue (server_impl.h holds the shared types). */
+#include "config.h"
+
+#include "server_impl.h"
+
+/* ---- stream compression (XEP-0138) ---------------------------------------- */
+
+/* After the restart was answered with compression offered: the core reads the
+ * client's next element; what the client sent so far goes to it. */
+void
+xe_srv_compress_offered(struct conn *c)
+{
+    struct xe_buf held = c->to_backend_pending;
+
+    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
+    c->client_restarted = false;
+    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->preauth_idle_ms, 0);
+    if (held.len)
+        xe_srv_client_plain(c, (const char *)held.data, held.len);
+    xe_buf_free(&held);
+}
+
+int
+xe_srv_compress_start(struct conn *c)
+{
+    const char *err = "?";
+
+    c->zs = xe_zstream_new(&err);
+    if (c->zs == NULL) {
+        /* <compressed/> is out: nothing readable can follow */
+        xe_err("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer, c->jid,
+               err);
+        xe_srv_finish_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+/* Inflating failed: the stream error (XEP-0138), then close. */
+static void
+compress_failed(struct conn *c, const char *why)
+{
+    struct xe_buf b;
+
+    xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", why);
+    if (c->c2s) { /* before the compressed stream was answered: with a header */
+        xe_srv_client_stream_error(c, "undefined-condition",
+                                   "the compressed data is corrupt");
+        return;
+    }
+    xe_buf_init(&b, 0);
+    xe_zstream_error_xml(&b, "processing-failed", "the compressed data is corrupt");
+    xe_srv_send_client(c, b.data, b.len);
+    xe_buf_free(&b);
+    xe_srv_close_conn(c);
+}
+
+/* Inflate in bounded chunks, each handed on before the next; while the
+ * backend's queue is above its high water mark, the rest is held (client
+ * reading is paused then) until on_write sees it drained. more: zlib may hold
+ * output from an earlier call. */
+static void
+client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
+{
+    static _Thread_local char slab[XE_INFLATE_CHUNK]; /* per worker thread */
+    const struct xe_conf *conf = c->gen->conf;
+
+    while ((n > 0 || more) && !c->closed && c->st != CS_CLOSING) {
+        size_t used = 0, got = 0;
+        const char *err = "?";
+
+        if (c->st == CS_SPLICED && c->to_backend_q > conf->pump_high_water) {
+            c->zstalled = true;
+            if (xe_buf_append(&c->zin, data, n) < 0) {
+                xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu",
+                        c->peer, c->jid ? c->jid : "-", c->zin.len + n);
+                xe_srv_finish_close(c);
+            }
+            return;
+        }
+        if (xe_zstream_inflate(c->zs, data, n, &used, slab, sizeof(slab), &got, &err) <
+            0) {
+            compress_failed(c, err);
+            return;
+        }
+        data += used;
+        n -= used;
+        more = got == sizeof(slab);
+        if (got > 0)
+            xe_srv_client_plain(c, slab, got);
+        else if (used == 0)
+            break; /* no progress: zlib wants more input */
+    }
+}
+
+/* The held bytes, once the backend's queue is below its low water mark. */
+void
+xe_srv_inflate_held(struct conn *c)
+{
+    struct xe_buf held = c->zin;
+
+    xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
+    c->zstalled = false;
+    client_inflate(c, held.data, held.len, true);
+    xe_buf_free(&held);
+}
+
+/* What the client sent, after TLS: inflated first when it compresses. */
+void
+xe_srv_client_input(struct conn *c, const char *data, size_t n)
+{
+    if (c->zs == NULL) {
+        xe_srv_client_plain(c, data, n);
+        return;
+    }
+    if (c->zstalled) { /* behind the held bytes */
+        if (xe_buf_append(&c->zin, data, n) < 0) {
+            xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu", c->peer,
+                    c->jid ? c->jid : "-", c->zin.len + n);
+            xe_srv_finish_close(c);
+        }
+        return;
+    }
+    client_inflate(c, (const unsigned char *)data, n, false);
+}
+
+/* One batch to the client: deflated with a sync flush, then TLS. */
+int
+xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len)
+{
+    static _Thread_local unsigned char slab[XE_DEFLATE_CHUNK]; /* per worker thread */
+    const unsigned char *p = data;
+    bool more;
+
+    do {
+        size_t used = 0, got = 0;
+        const char *err = "?";
+        int r;
+
+        if (xe_zstream_deflate(c->zs, p, len, &used, slab, sizeof(slab), &got, &err) <
+            0) {
+            xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
+                    c->jid ? c->jid : "-", err);
+            xe_srv_finish_close(c);
+            return -1;
+        }
+        p += used;
+        len -= used;
+        more = got == sizeof(slab);
+        r = got == 0 ? 0
+            : c->tls ? xe_tls_write(c->tls, slab, got)
+                     : xe_srv_write_raw(c, true, slab, got);
+        if (r < 0) {
+            if (c->tls)
+                xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer,
+                        xe_tls_error(c->tls));
+            xe_srv_finish_close(c);
+            return -1;
+        }
+        if (used == 0 && got == 0)
+            break;
+    } while (len > 0 || more);
+    return c->tls ? xe_srv_flush_tls(c) : 0;
+}
+
+void
+xe_srv_compress_log_close(const struct conn *c)
+{
+    uint64_t in_z, in_plain, out_plain, out_z;
+
+    if (c->zs == NULL)
+        return;
+    xe_zstream_counts(c->zs, &in_z, &in_plain, &out_plain, &out_z);
+    xe_info("event=compression-close peer=%s jid=%s up_compressed=%llu up_plain=%llu "
+            "down_plain=%llu down_compressed=%llu",
+            c->peer, c->jid ? c->jid : "-", (unsigned long long)in_z,
+            (unsigned long long)in_plain, (unsigned long long)out_plain,
+            (unsigned long long)out_z);
+}

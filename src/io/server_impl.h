@@ -1,0 +1,420 @@
+/* xedge: the types shared by the files of the c2s I/O glue, and the
+ * functions they call in each other; not for other modules (server.h is the
+ * interface). The files, by concern:
+ *   gen.c            configuration generations and the backends' live state
+ *   conn_write.c     writes and backpressure: try-write, queue, cork, TLS flush
+ *   conn.c           the connection lifecycle: accept, client reads, TLS,
+ *                    the c2s core, timers, the single close path
+ *   conn_backend.c   backend choice, connect and retry, the handshake, the
+ *                    splice, in-band registration after authentication
+ *   health.c         the backends' health checks
+ *   conn_lockout.c   brute-force protection glue and the held answer
+ *   conn_compress.c  stream compression glue (XEP-0138)
+ *   conn_proxy.c     the PROXY protocol
+ *   server.c         workers, start, reload, shutdown, the control views
+ */
+#ifndef XE_SERVER_IMPL_H
+#define XE_SERVER_IMPL_H
+
+#include "server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
+
+#include <openssl/crypto.h>
+
+#include "addrlimit.h"
+#include "assertion.h"
+#include "backend.h"
+#include "c2s.h"
+#include "ctlcmd.h"
+#include "boundary.h"
+#include "lockout.h"
+#include "metrics.h"
+#include "listen.h"
+#include "log.h"
+#include "pool.h"
+#include "proxy.h"
+#include "register.h"
+#include "s2s_io.h"
+#include "sasl.h"
+#include "tls.h"
+#include "userstore.h"
+#include "route_io.h"
+#include "util.h"
+#include "xelimits.h"
+#include "zstream.h"
+
+#define CLOSE_GRACE_MS 3000
+#define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
+#define XE_TEXT_USER_SERVER                                                              \
+    "the server that holds this account is unavailable, try again later"
+
+struct listener {
+    uv_tcp_t tcp;
+    struct xe_server *srv;
+    struct worker *w;
+    const struct xe_listener_conf *lc; /* at start (a connection: its generation's) */
+    bool open;
+};
+
+struct conn;
+
+/* A generation: a configuration and the TLS contexts built from it. The
+ * server holds a reference to the current one; each connection holds one to
+ * the generation it was accepted under and uses its settings, certificates
+ * and pools for its whole life, so that a reload changes new connections
+ * only. Freed with the last reference. */
+struct gen {
+    unsigned refs;
+    unsigned long number;
+    const struct xe_conf *conf;
+    struct xe_conf *owned; /* conf, when the generation owns it (reloads) */
+    struct xe_tls_ctx *tls_starttls, *tls_direct;
+    /* the live state of each configured server, in pool order: pool p's
+     * servers are bs[pool_off[p]...] (st: the same, for pool.h) */
+    struct bstate **bs;
+    struct xe_server_state **st;
+    size_t n_bs;
+    size_t *pool_off;
+};
+
+/* A backend server's live state: health, draining, sessions. Known by pool
+ * and server name, it lives on across reloads (each generation that lists
+ * the server holds a reference, and so does a running health check). */
+struct bstate {
+    unsigned refs;
+    char *pool, *name;
+    /* in the current generation; NULL once a reload removed the server */
+    const struct xe_pool_conf *pc;
+    const struct xe_server_conf *sc;
+    const char *domain; /* a domain of the pool, for the checks' stream header */
+    struct xe_server_state st;
+    uint64_t next_check_ms; /* loop time of the next active check */
+    bool checking;
+};
+
+/* An active health check (pool.h): connect, a stream header, the features. */
+/* A connection to a backend: TCP, or a unix socket (a server whose address
+ * is a path). Both start with the stream: cast to uv_stream_t/uv_handle_t. */
+union backend_handle {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+};
+
+struct hcheck {
+    union backend_handle tcp;
+    uv_timer_t timer;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    struct xe_server *srv;
+    struct bstate *b;
+    struct xe_health_probe *probe;
+    struct hcheck *prev, *next;
+    unsigned char proxy_hdr[XE_PROXY_V2_OUT_MAX];
+    size_t proxy_len;
+    int handles;
+    bool done;
+};
+
+/* A job for a worker, from the main thread: run fn on the worker's own
+ * loop; the caller waits (bounded) for every worker's answer (on_workers). */
+struct worker;
+typedef size_t (*worker_fn)(struct worker *w, const char *arg, struct xe_buf *out);
+
+struct wcall {
+    uv_mutex_t mu;
+    uv_cond_t cv;
+    unsigned refs, pending;
+    worker_fn fn;
+    char *arg;
+    struct xe_buf *out; /* one per worker */
+    unsigned n_out;
+    size_t *n;
+    bool *answered;
+};
+
+struct wjob {
+    struct wjob *next;
+    struct wcall *call;
+};
+
+/* A worker: a libuv loop with its own listeners (SO_REUSEPORT when there
+ * are several) and the connections they accepted, which live and die on
+ * it. Worker 0 runs on the main loop (with the control socket, metrics,
+ * signals and health checks); workers 1..N-1 on threads of their own. */
+struct worker {
+    struct xe_server *srv;
+    unsigned index;
+    uv_loop_t *loop; /* the main loop for worker 0, else &own_loop */
+    uv_loop_t own_loop;
+    uv_thread_t thread;
+    bool thread_started, loop_inited;
+    struct listener *listeners;
+    size_t n_listeners;
+    struct conn *conns;
+    unsigned n_conns;
+    bool stopping;
+    bool draining; /* graceful shutdown: ending the sessions */
+    bool drained_told;
+    uv_timer_t shutdown_timer;
+    bool shutdown_timer_inited;
+    uv_async_t async;  /* jobs are waiting */
+    bool async_inited; /* (the worker's thread only) */
+    uv_mutex_t qmu;    /* jobs, async_open */
+    struct wjob *jobs;
+    bool async_open;            /* jobs may be queued */
+    uint64_t refused_logged_ms; /* refusals are logged at most once a second */
+    unsigned long refused_unlogged;
+    uint64_t proxy_logged_ms; /* the same for untrusted proxies */
+    unsigned long proxy_unlogged;
+    uv_timer_t trim_timer; /* the heap trim, when this worker started it: */
+    bool trim_timer_inited;
+    uv_work_t trim_req; /* ... a moment later, on the thread pool */
+    struct trim_result {
+        unsigned from, to;   /* the pre-auth connections: peak and now */
+        long rss_before_kib; /* of the process, around malloc_trim */
+        long rss_after_kib;
+        uint64_t took_us;
+        bool released; /* malloc_trim gave memory back */
+    } trim;
+    /* reads are consumed (copied or decrypted) before the callback returns */
+    char read_slab[XE_READ_CHUNK];
+    char plain_slab[XE_READ_CHUNK];
+    char write_slab[XE_READ_CHUNK]; /* TLS records taken out of the BIO to be written */
+};
+
+/* The server: what every worker shares. The fields the workers touch
+ * (gen and the generations' reference counts, the backends' states and
+ * session counts, n_conns_all, next_id, n_drained) are under mu; the
+ * lockout and address tables, the metrics and SASL lock for themselves.
+ * The rest is the main thread's. */
+struct xe_server {
+    uv_loop_t *loop;
+    uv_mutex_t mu;   /* recursive */
+    struct gen *gen; /* the current generation */
+    struct worker *workers;
+    unsigned n_workers;
+    unsigned n_conns_all; /* every worker's connections */
+    /* connections not yet authenticated (the pre-auth cap), every worker's,
+     * and their peak since the heap was last trimmed */
+    unsigned n_preauth_all, preauth_peak;
+    bool trim_busy;        /* a heap trim is running */
+    uint64_t trim_last_ms; /* loop time of the last */
+    unsigned long trims;   /* done */
+    /* max_connections the descriptor limit can serve (xe_server_listen;
+     * 0: not known yet) */
+    unsigned fd_cap;
+    unsigned n_drained; /* workers done with their graceful shutdown */
+    bool stopping, stopped;
+    uint64_t next_id;              /* of connections */
+    void (*on_drained)(void *ctx); /* every connection is gone */
+    void *drained_ctx;
+    uv_async_t main_async; /* a worker drained */
+    bool main_async_inited;
+    /* accounts whose sessions end on every worker, asked from a worker
+     * (a client removed its own account): done on the main thread */
+    uv_async_t acct_async;
+    bool acct_async_inited;
+    struct xe_buf acct_queue; /* "JID\n"..., under mu */
+    bool shutting_down;
+    struct xe_addrlimit *al;
+    struct xe_lockout *lockout; /* brute-force protection */
+    struct xe_userstore *store; /* for the users' pins */
+    struct xe_route_io *route;  /* routing between a pool's servers (route_io.h) */
+    uv_timer_t health_timer;    /* starts the active health checks when due */
+    bool health_inited;
+    struct hcheck *checks; /* running */
+    struct xe_s2s_io *s2s; /* federation (s2s_io.h), NULL without s2s listeners */
+};
+
+static inline void
+srv_lock(struct xe_server *srv)
+{
+    uv_mutex_lock(&srv->mu);
+}
+
+static inline void
+srv_unlock(struct xe_server *srv)
+{
+    uv_mutex_unlock(&srv->mu);
+}
+
+enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
+
+struct conn {
+    struct xe_server *srv;
+    struct worker *w; /* the connection lives on its loop */
+    struct gen *gen;  /* this connection's generation (a reference) */
+    struct conn *prev, *next;
+    uv_tcp_t client;
+    union backend_handle backend;
+    uv_timer_t timer;
+    uv_connect_t connect_req;
+    int handles; /* handles still to be closed */
+    bool backend_inited, closed;
+    enum cstate st;
+    bool direct;
+    bool tls_handshaking;
+    struct xe_tls *tls;
+    struct xe_c2s *c2s;
+    struct xe_backend_hs *bhs;
+    bool backend_ready, client_restarted, backend_failed;
+    bool iq_auth; /* non-SASL authentication: the backend binds, no client restart */
+    struct xe_buf to_backend_pending; /* client bytes after its restart header */
+    struct xe_buf to_client_pending;  /* backend bytes after its features */
+    const struct xe_pool_conf *pool;  /* of server */
+    const struct xe_server_conf *server;
+    struct bstate *bst;               /* server's state: counts this session while set */
+    const char *fail_text;            /* the error text when the backend fails */
+    size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
+    /* before the splice, a callback's writes are held until it returns and
+     * go out as one per side (cork/uncork): the plaintext here ([0] to the
+     * backend, [1] to the client, XE_CORK_MAX each), the client's TLS
+     * records in the memory BIO */
+    unsigned corked;
+    struct xe_buf cork_buf[2];
+    bool client_paused, backend_paused;
+    bool client_eof, shutdown_sent;
+    uv_shutdown_t shutdown_req;
+    char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
+    size_t tail_len;
+    char *jid;
+    struct xe_regsplice *reg;   /* spliced, parsing the client (in-band registration) */
+    struct sockaddr_storage sa; /* the client's address */
+    bool counted;               /* in the per-address accounting */
+    bool preauth;               /* counted as not yet authenticated */
+    uint64_t auth_deadline;     /* loop time by which SASL must succeed */
+    char peer[64];
+    uint64_t bytes_up, bytes_down;
+    uint64_t accepted_ms; /* loop time of the accept (login duration) */
+    /* backend retries (pools[].retries) */
+    size_t pin;       /* the user's pinned server, or XE_POOL_NONE */
+    uint64_t tried;   /* servers of the pool that failed this login (bits) */
+    unsigned retried; /* how many times */
+    bool retrying;    /* the failed backend connection is closing */
+    /* once spliced: where each direction is between two stanzas, so that an
+     * end of our own (kick, shutdown) never cuts one (boundary.h) */
+    struct xe_boundary down, up;
+    bool up_unknown;       /* the client's side is filtered (register) or unknown */
+    bool end_pending;      /* end_session waits for the backend's stanza to end */
+    bool end_keep_backend; /* ... and then leaves the backend's stream open */
+    struct xe_buf end_xml; /* ... the stream error it will send then */
+    uint64_t id;           /* for the control socket (sessions list, kick) */
+    int64_t since;         /* wall clock of the accept */
+    char mech[24];         /* the login's mechanism, once spliced */
+    const char *tls_version;
+    /* brute-force protection: a failed login's answer is held (lockout.h) */
+    char addr_key[64];              /* the lockout key of the client's address */
+    uint64_t hold_ms;               /* delay owed by the attempts of the last feed */
+    bool held;                      /* holding the c2s output */
+    enum xe_c2s_action held_action; /* what to do when it goes out */
+    struct xe_buf held_in;          /* plaintext that came after the held attempt */
+    struct xe_zstream *zs;          /* the client's stream is compressed (XEP-0138) */
+    struct xe_buf zin; /* its compressed bytes held while the backend is full */
+    bool zstalled;     /* inflating waits for the backend's queue to drain */
+    /* the PROXY protocol (proxy.h) */
+    struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
+    struct sockaddr_storage local; /* the address the client reached */
+    bool proxy_out;                /* the pool wants a PROXY header first */
+};
+
+struct wreq {
+    uv_write_t req;
+    struct conn *c;
+    bool to_client;
+    size_t len;
+    char data[];
+};
+
+/* gen.c */
+void xe_srv_bstate_unref(struct bstate *b);
+void xe_srv_gen_adopt(struct gen *g, const struct gen *prev);
+struct gen *xe_srv_gen_new(const struct xe_conf *conf, const struct gen *prev,
+                           char **error_r);
+struct gen *xe_srv_gen_ref(struct gen *g);
+void xe_srv_gen_unref(struct gen **gp);
+void xe_srv_log_backends(const struct gen *g);
+
+/* conn_write.c */
+void xe_srv_cork(struct conn *c);
+void xe_srv_cork_last(struct conn *c);
+void xe_srv_flush_c2s(struct conn *c);
+int xe_srv_flush_tls(struct conn *c);
+void xe_srv_pause_reading(struct conn *c, bool client);
+void xe_srv_resume_reading(struct conn *c, bool client);
+int xe_srv_send_client(struct conn *c, const void *data, size_t len);
+void xe_srv_uncork(struct conn *c);
+int xe_srv_write_raw(struct conn *c, bool to_client, const void *data, size_t len);
+
+/* conn.c */
+void xe_srv_arm_preauth_timer(struct conn *c);
+void xe_srv_client_plain(struct conn *c, const char *data, size_t n);
+void xe_srv_client_stream_error(struct conn *c, const char *condition, const char *text);
+void xe_srv_close_conn(struct conn *c);
+void xe_srv_conn_start(struct conn *c);
+void xe_srv_eff_limits(const struct xe_server *srv, const struct xe_conf *conf,
+                       unsigned *max_r, unsigned *preauth_r);
+void xe_srv_finish_close(struct conn *c);
+void xe_srv_maybe_shutdown(struct conn *c);
+void xe_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+void xe_srv_on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+void xe_srv_on_connection(uv_stream_t *ls, int status);
+void xe_srv_on_handle_closed(uv_handle_t *h);
+void xe_srv_on_timer(uv_timer_t *t);
+void xe_srv_preauth_end(struct conn *c);
+void xe_srv_read_tls_plain(struct conn *c);
+
+/* conn_backend.c */
+void xe_srv_backend_failed(struct conn *c, const char *why);
+int xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
+                        const struct xe_server_conf *sc, uv_connect_cb cb);
+void xe_srv_end_session(struct conn *c, const char *condition, const char *text);
+void xe_srv_maybe_splice(struct conn *c);
+void xe_srv_on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+void xe_srv_reg_client(struct conn *c, const char *data, size_t n);
+void xe_srv_splice(struct conn *c);
+void xe_srv_start_backend(struct conn *c);
+
+/* health.c */
+void xe_srv_health_result(struct xe_server *srv, struct bstate *b, bool ok, bool passive,
+                          const char *why);
+void xe_srv_stop_health(struct xe_server *srv);
+
+/* conn_lockout.c */
+const char *xe_srv_addr_key(const struct conn *c);
+void xe_srv_hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest,
+                        size_t n);
+void xe_srv_release_answer(struct conn *c);
+extern const struct xe_c2s_guard xe_srv_lockout_guard;
+
+/* conn_compress.c */
+void xe_srv_client_input(struct conn *c, const char *data, size_t n);
+void xe_srv_compress_log_close(const struct conn *c);
+void xe_srv_compress_offered(struct conn *c);
+int xe_srv_compress_start(struct conn *c);
+void xe_srv_inflate_held(struct conn *c);
+int xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len);
+
+/* conn_proxy.c */
+void xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc);
+void xe_srv_proxy_input(struct conn *c, const char *data, size_t n);
+void xe_srv_proxy_send(struct conn *c);
+
+/* server.c */
+void xe_srv_end_account_async(struct xe_server *srv, const char *jid);
+unsigned xe_srv_fd_cap(const struct xe_server *srv, const struct xe_conf *conf);
+void xe_srv_worker_drained(struct worker *w);
+
+#endif
