@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -208,7 +209,7 @@ cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
         return;
     }
     xe_metrics_inc(XE_M_ROUTE_REFUSED, from, xe_route_outcome_name(o));
-    if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD)
+    if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD || o == XE_ROUTE_FORGED)
         xe_warn("event=route-refused from=%s home=%s jid=%s reason=%s", from, hname,
                 to[0] ? to : "-", xe_route_outcome_name(o));
     else
@@ -216,7 +217,23 @@ cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
                 xe_route_outcome_name(o));
 }
 
-static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome};
+static bool
+cb_served(void *ctx, const char *domain)
+{
+    struct rlink *rl = ctx;
+    const struct xe_conf *c = rl->io->conf;
+
+    if (xe_conf_domain(c, domain) != NULL)
+        return true;
+    for (size_t i = 0; i < c->n_pools; i++)
+        for (size_t j = 0; j < c->pools[i].n_components; j++)
+            if (strcasecmp(c->pools[i].components[j].domain, domain) == 0)
+                return true;
+    return false;
+}
+
+static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome,
+                                                cb_served};
 
 /* ---- connections ------------------------------------------------------- */
 

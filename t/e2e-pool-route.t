@@ -20,7 +20,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 44
+plan 47
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -197,11 +197,17 @@ OUT=$(rc_run send loop-1 r13@example.test r22@example.test)
 wait "$hpid"
 OUT=$(cat "$XE_SANDBOX_DIR/hostile.out")
 like "$OUT" "ROUTED-IN to=r22@example.test" "a link claiming prosody-2 gets r22's message" || diag "$OUT"
-like "$OUT" "REFUSED to=r13@example.test/rc condition=service-unavailable" \
+like "$OUT" "REFUSED to=loop@remote.test/x condition=service-unavailable" \
 	"... and sending it back to xedge is refused: the stanza does not loop" || diag "$OUT"
 like "$(grep 'event=route-refused from=prosody-2' "$XEDGE_LOG" | tail -n 1)" "jid=r22@example.test reason=loop" \
 	"... logged as a loop"
 is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="loop"}')" 1 "... and counted"
+like "$(grep 'event=route-refused from=prosody-2' "$XEDGE_LOG" | grep -v reason=loop | tail -n 1)" \
+	"jid=r22@example.test reason=forged-from" \
+	"sent back unchanged, with r13's from (a user of prosody-0): dropped as forged"
+is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="forged-from"}')" 1 "... and counted"
+ok "$(grep -q '^REFUSED to=r13' "$XE_SANDBOX_DIR/hostile.out" && echo 1 || echo 0)" \
+	"... without an error to the forged sender"
 
 # --- the home back: nothing lost -------------------------------------------------
 (cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &

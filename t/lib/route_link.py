@@ -9,10 +9,13 @@ purpose "route" made with the secret in SECRET_FILE (MODE bad-auth: with a
 wrong secret), then:
   bad-auth   prints AUTH=failure (or AUTH=success) and exits;
   echo       prints AUTH=success and MAP servers=N once the map arrives,
-             then sends back, unchanged, every message xedge routes to it
-             (a stanza sent back: a loop, if xedge took it), and prints
+             then sends back every message xedge routes to it, twice:
+             unchanged (its from is a user of another server: forged,
+             dropped without an error) and with the from of a remote
+             user, loop@remote.test/x (its home is this server: a loop,
+             if xedge took it), and prints
                ROUTED-IN to=JID           (a message xedge routed here)
-               REFUSED to=JID condition=C (xedge's error for the echo)
+               REFUSED to=JID condition=C (xedge's error for an echo)
              and exits after the first REFUSED (or at TIMEOUT, default 20 s).
 Exit status 0 when the expected lines came, 1 otherwise.
 """
@@ -90,7 +93,9 @@ def main():
                 s.close()
                 return 0
             print('ROUTED-IN to=%s' % to, flush=True)
-            s.sendall(st.encode())  # back where it came from
+            s.sendall(st.encode())  # back where it came from, its from forged
+            s.sendall(re.sub(r"\bfrom=(['\"])[^'\"]*\1", "from='loop@remote.test/x'", st,
+                             count=1).encode())  # a remote's, back to its home
     print('TIMEOUT authed=%d mapped=%d' % (authed, mapped), flush=True)
     return 1
 
