@@ -25,6 +25,7 @@ struct rlink {
     uint64_t since_ms, closing_ms;
     size_t queued; /* bytes in libuv's write queue */
     bool ready, closing, close_after_write;
+    bool paused; /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
     struct rlink *next;
 };
 
@@ -165,6 +166,8 @@ build_map(struct xe_route_io *io, const struct xe_pool_conf *pc)
 }
 
 static void on_write(uv_write_t *req, int status);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void
 send_bytes(struct rlink *rl, const void *data, size_t len)
@@ -199,6 +202,12 @@ send_map(struct rlink *rl)
 {
     struct xe_buf b;
 
+    if (rl->queued > XE_ROUTE_MAX_QUEUE) {
+        /* the glue has not read what it was sent, maps included: one more
+         * map each second would grow without end */
+        link_close(rl, "the glue does not read its link");
+        return;
+    }
     xe_buf_init(&b, 0);
     if (xe_route_map_render(rl->pool->map, xe_route_link_server(rl->link), &b) == 0)
         send_buf(rl, &b);
@@ -361,6 +370,10 @@ on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0 && !rl->closing)
         link_close(rl, uv_strerror(status));
+    if (rl->paused && !rl->closing && rl->queued <= XE_ROUTE_MAX_QUEUE / 2) {
+        rl->paused = false;
+        uv_read_start((uv_stream_t *)&rl->tcp, on_alloc, on_read);
+    }
     if (rl->closing && rl->close_after_write && rl->queued == 0) {
         rl->close_after_write = false;
         uv_close((uv_handle_t *)&rl->tcp, on_closed);
@@ -425,6 +438,15 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         became_ready(rl);
     else if (r == XE_ROUTE_CLOSE)
         link_close(rl, why);
+    if (!rl->closing && !rl->paused && rl->queued > XE_ROUTE_MAX_QUEUE) {
+        /* what goes back to this glue (errors for its stanzas) waits: read
+         * nothing more from it until it has read half of it */
+        rl->paused = true;
+        uv_read_stop((uv_stream_t *)&rl->tcp);
+        xe_info("event=route-link-paused server=%s peer=%s queued=%zu",
+                xe_route_link_server(rl->link) ? xe_route_link_server(rl->link) : "-",
+                rl->peer, rl->queued);
+    }
 }
 
 static void

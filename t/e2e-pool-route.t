@@ -20,7 +20,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 49
+plan 51
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -217,6 +217,13 @@ like "$(grep 'event=route-refused from=prosody-2' "$XEDGE_LOG" | grep -v reason=
 is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="forged-from"}')" 1 "... and counted"
 ok "$(grep -q '^REFUSED to=r13' "$XE_SANDBOX_DIR/hostile.out" && echo 1 || echo 0)" \
 	"... without an error to the forged sender"
+
+# a link that reads nothing: xedge stops reading it rather than keep its
+# errors without end (XE_ROUTE_MAX_QUEUE, 4 MiB)
+OUT=$(timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
+	"$SB/secret" deaf 30 2>&1)
+like "$OUT" "BLOCKED sent=" "a glue that reads nothing: xedge stops reading from it (60 MB of errors)" || diag "$OUT"
+like "$(grep 'event=route-link-paused' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 .*queued=[0-9]+" "... logged"
 
 # --- the home back: nothing lost -------------------------------------------------
 (cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &

@@ -17,6 +17,11 @@ wrong secret), then:
                ROUTED-IN to=JID           (a message xedge routed here)
                REFUSED to=JID condition=C (xedge's error for an echo)
              and exits after the first REFUSED (or at TIMEOUT, default 20 s).
+  deaf       once the map arrives, reads nothing more and sends 300
+             stanzas that each earn a 200 KB error (their id is 200 KB
+             long, for a domain xedge does not route): 60 MB of replies.
+             Prints BLOCKED sent=N when a write waits 3 s (xedge stopped
+             reading), SENT-ALL sent=300 otherwise.
 Exit status 0 when the expected lines came, 1 otherwise.
 """
 import hashlib
@@ -78,6 +83,18 @@ def main():
                 buf = buf[m.end():]
         if not mapped:
             continue
+        if mode == 'deaf':
+            s.settimeout(3)
+            big = 'd' * 200000
+            for i in range(300):
+                st = "<message from='example.test' to='x@elsewhere.test' id='%d%s'/>" % (i, big)
+                try:
+                    s.sendall(st.encode())
+                except socket.timeout:
+                    print('BLOCKED sent=%d' % i, flush=True)
+                    return 0
+            print('SENT-ALL sent=300', flush=True)
+            return 1
         # whole messages (the test's have no nested <message>)
         while True:
             m = re.search(r'<message\b[^>]*?(/>|>.*?</message>)', buf, re.S)
