@@ -257,6 +257,35 @@ stream_error(struct xe_route_link *l, const char *condition, const char *text)
     l->why = text;
 }
 
+/* Whether the raw header declares a namespace prefix other than stream
+ * (xmlns:x='...'), or is not written <stream:stream>: stanzas are
+ * forwarded as raw bytes into the home's stream, which declares only
+ * the default namespace and stream:, so a stanza using such a prefix
+ * (<x:message>, a child <x:body/>) would be unbound XML there and break
+ * the home's link. */
+static bool
+header_prefixes_ok(const struct xe_route_link *l)
+{
+    size_t len = 0;
+    const unsigned char *raw = xe_xmlstream_header(l->xs, &len);
+    static const char tag[] = "<stream:stream", decl[] = "xmlns:", ok[] = "xmlns:stream";
+
+    if (raw == NULL || len < sizeof(tag) - 1 || memcmp(raw, tag, sizeof(tag) - 1) != 0)
+        return false;
+    for (size_t i = 0; i + sizeof(decl) - 1 <= len; i++) {
+        if (memcmp(raw + i, decl, sizeof(decl) - 1) != 0)
+            continue;
+        if (i + sizeof(ok) - 1 > len || memcmp(raw + i, ok, sizeof(ok) - 1) != 0)
+            return false;
+        {
+            unsigned char c = i + sizeof(ok) - 1 < len ? raw[i + sizeof(ok) - 1] : '\0';
+            if (c != '=' && c != ' ' && c != '\t' && c != '\r' && c != '\n')
+                return false; /* xmlns:streamx */
+        }
+    }
+    return true;
+}
+
 static int
 on_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
 {
@@ -278,6 +307,12 @@ on_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     if (!xe_xml_is(h, XE_NS_STREAMS, "stream") || default_ns == NULL ||
         strcmp(default_ns, "jabber:server") != 0) {
         stream_error(l, "invalid-namespace", "a routing link's stream is jabber:server");
+        return XE_XS_STOP;
+    }
+    if (!header_prefixes_ok(l)) {
+        stream_error(l, "invalid-namespace",
+                     "a routing link's header declares no prefix but stream: (its "
+                     "stanzas go as they are into another server's stream)");
         return XE_XS_STOP;
     }
     if (to == NULL || to[0] == '\0' || strlen(to) > XE_S2S_MAX_DOMAIN) {

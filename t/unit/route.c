@@ -362,6 +362,48 @@ test_forged_from(void)
     xe_buf_free(&out);
 }
 
+/* Stanzas go raw into the home's stream: a header that declares another
+ * prefix than stream: is refused, so no stanza can use one. */
+static void
+test_prefixes(void)
+{
+    static const char *const bad[] = {
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        "xmlns:s='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' to='example.test'>",
+        "<x:stream xmlns='jabber:server' xmlns:x='http://etherx.jabber.org/streams' "
+        "to='example.test'>",
+        "<stream:stream xmlns='jabber:server' xmlns:streamx='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' to='example.test'>",
+        NULL};
+    struct xe_buf out;
+    const char *why;
+
+    xe_buf_init(&out, 0);
+    for (int i = 0; bad[i]; i++) {
+        struct xe_route_link *l = xe_route_link_new(&cb, NULL, 60);
+        out.len = 0;
+        is_int(xe_route_link_feed(l, bad[i], strlen(bad[i]), NOW, &out, &why),
+               XE_ROUTE_CLOSE,
+               "prefixes: a header declaring another prefix is refused (%d)", i);
+        xe_buf_append(&out, "", 1);
+        ok(strstr((char *)out.data, "invalid-namespace") != NULL,
+           "... invalid-namespace");
+        xe_route_link_free(&l);
+    }
+    {
+        struct xe_route_link *l = xe_route_link_new(&cb, NULL, 60);
+        const char *good =
+            "<stream:stream xmlns:stream = 'http://etherx.jabber.org/streams' "
+            "xmlns='jabber:server' to='example.test'>";
+        out.len = 0;
+        is_int(xe_route_link_feed(l, good, strlen(good), NOW, &out, &why), XE_ROUTE_MORE,
+               "prefixes: stream: only (spaces around =) is taken");
+        xe_route_link_free(&l);
+    }
+    xe_buf_free(&out);
+}
+
 static void
 test_components(void)
 {
@@ -441,6 +483,7 @@ main(void)
     test_link(true);
     test_auth_failures();
     test_forged_from();
+    test_prefixes();
     test_components();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
