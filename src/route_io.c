@@ -25,7 +25,10 @@ struct rlink {
     uint64_t since_ms, closing_ms;
     size_t queued; /* bytes in libuv's write queue */
     bool ready, closing, close_after_write;
-    bool paused; /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
+    bool paused;         /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
+    uint64_t log_second; /* the second of uv_now the log counts are for */
+    unsigned logged;     /* refusals logged in that second */
+    unsigned long suppressed; /* refusals not logged since the last summary */
     struct rlink *next;
 };
 
@@ -285,6 +288,25 @@ cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
         return;
     }
     xe_metrics_inc(XE_M_ROUTE_REFUSED, from, xe_route_outcome_name(o));
+    {
+        /* a link may send refusals as fast as it writes: XE_ROUTE_LOG_BURST
+         * lines a second, then one line for what was left out (the counter
+         * has them all) */
+        uint64_t sec = uv_now(rl->io->loop) / 1000;
+        if (sec != rl->log_second) {
+            if (rl->suppressed)
+                xe_warn("event=route-refused-suppressed from=%s count=%lu", from,
+                        rl->suppressed);
+            rl->log_second = sec;
+            rl->logged = 0;
+            rl->suppressed = 0;
+        }
+        if (rl->logged >= XE_ROUTE_LOG_BURST) {
+            rl->suppressed++;
+            return;
+        }
+        rl->logged++;
+    }
     if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD || o == XE_ROUTE_FORGED)
         xe_warn("event=route-refused from=%s home=%s jid=%s reason=%s", from, hname,
                 to[0] ? to : "-", xe_route_outcome_name(o));
@@ -343,6 +365,11 @@ link_close(struct rlink *rl, const char *why)
 {
     if (rl->closing)
         return;
+    if (rl->suppressed)
+        xe_warn("event=route-refused-suppressed from=%s count=%lu",
+                xe_route_link_server(rl->link) ? xe_route_link_server(rl->link) : "-",
+                rl->suppressed);
+    rl->suppressed = 0;
     if (rl->ready)
         xe_info("event=route-link-down server=%s peer=%s reason=\"%s\"",
                 xe_route_link_server(rl->link), rl->peer, why ? why : "closed");

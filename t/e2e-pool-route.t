@@ -20,7 +20,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 51
+plan 55
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -217,6 +217,20 @@ like "$(grep 'event=route-refused from=prosody-2' "$XEDGE_LOG" | grep -v reason=
 is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="forged-from"}')" 1 "... and counted"
 ok "$(grep -q '^REFUSED to=r13' "$XE_SANDBOX_DIR/hostile.out" && echo 1 || echo 0)" \
 	"... without an error to the forged sender"
+
+# a link that sends refusals as fast as it writes: a few log lines a second
+OUT=$(timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
+	"$SB/secret" flood 30 2>&1)
+like "$OUT" "FLOODED" "2001 stanzas refused on one link" || diag "$OUT"
+n=$(grep -c 'event=route-refused from=prosody-2 .*reason=bad-address' "$XEDGE_LOG")
+ok "$([ "$n" -le 60 ] && echo 0 || echo 1)" "... logged at most 10 a second ($n lines)"
+for _ in $(seq 1 50); do # written at the next second's refusal or when the link closes
+	grep -q 'event=route-refused-suppressed from=prosody-2' "$XEDGE_LOG" && break
+	sleep 0.1
+done
+like "$(grep 'event=route-refused-suppressed from=prosody-2' "$XEDGE_LOG" | tail -n 1)" "count=[0-9]+" \
+	"... the rest summed up in one line"
+is "$(metric 'xedge_route_refused_total{from="prosody-2",reason="bad-address"}')" 2001 "... and all counted"
 
 # a link that reads nothing: xedge stops reading it rather than keep its
 # errors without end (XE_ROUTE_MAX_QUEUE, 4 MiB)

@@ -17,6 +17,9 @@ wrong secret), then:
                ROUTED-IN to=JID           (a message xedge routed here)
                REFUSED to=JID condition=C (xedge's error for an echo)
              and exits after the first REFUSED (or at TIMEOUT, default 20 s).
+  flood      once the map arrives, sends 2000 stanzas for a domain xedge
+             does not route (each refused, with an error), then one with
+             id='last', and prints FLOODED when its error is back.
   deaf       once the map arrives, reads nothing more and sends 300
              stanzas that each earn a 200 KB error (their id is 200 KB
              long, for a domain xedge does not route): 60 MB of replies.
@@ -83,6 +86,20 @@ def main():
                 buf = buf[m.end():]
         if not mapped:
             continue
+        if mode == 'flood':
+            s.sendall(''.join("<message from='example.test' to='x@elsewhere.test' id='f%d'/>" % i
+                              for i in range(2000)).encode())
+            s.sendall(b"<message from='example.test' to='x@elsewhere.test' id='last'/>")
+            while time.time() < end:
+                if "id='last'" in buf:
+                    print('FLOODED', flush=True)
+                    return 0
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d.decode('utf-8', 'replace')
+            print('TIMEOUT flood', flush=True)
+            return 1
         if mode == 'deaf':
             s.settimeout(3)
             big = 'd' * 200000
