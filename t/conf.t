@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..69"
+echo "1..71"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -98,6 +98,19 @@ check "proxy_protocol not a boolean" 's/port = 15222; } ); }/port = 15222; } ); 
 good | sed 's/port = 15222; }/port = 15222; weight = 2; kind = "ejabberd"; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; policy = "least-conn"; on_down = "next"; health = { interval = 2; timeout = 1; fall = 2; rise = 1; };/' >"$d/policy.conf"
 out=$("$XEDGE" -t -c "$d/policy.conf" 2>&1)
 ok $? "pools[].policy/on_down/health and servers[].kind are accepted ($out)"
+# a routed pool serves one domain: each glue keeps one link per host, xedge
+# one per server, and a second domain's link would replace the first
+good | sed 's/port = 15222; }/port = 15222; kind = "prosody"; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; route = true;/; s/^sasl = /routing = { address = "127.0.0.1"; port = 5290; };\nsasl = /' >"$d/route1.conf"
+out=$("$XEDGE" -t -c "$d/route1.conf" 2>&1)
+ok $? "a routed pool with one domain is accepted ($out)"
+sed 's/^domains = ( \(.*\) );$/domains = ( \1, { name = "other.test"; certificate = "CERT"; key = "KEY"; pool = "main"; } );/; s#"CERT"#"'"$d"'/cert.pem"#; s#"KEY"#"'"$d"'/key.pem"#' "$d/route1.conf" >"$d/route2.conf"
+out=$("$XEDGE" -t -c "$d/route2.conf" 2>&1)
+if [ $? -ne 0 ] && printf '%s\n' "$out" | grep -q "pool 'main' has route = true and serves two domains, 'example.test' and 'other.test'"; then
+	ok 0 "a routed pool with two domains is refused ($out)"
+else
+	ok 1 "a routed pool with two domains is refused"
+	echo "#   out=$out"
+fi
 check "an unknown policy" 's/port = 15222; } ); }/port = 15222; } ); policy = "random"; }/' "bad\.conf:9: policy: must be one of \"sticky\", \"least-conn\", \"round-robin\""
 check "an unknown kind" 's/port = 15222; }/port = 15222; kind = "openfire"; }/' "bad\.conf:9: kind: must be one of \"generic\", \"prosody\", \"ejabberd\", \"jabberd2\""
 check "an unknown on_down" 's/port = 15222; } ); }/port = 15222; } ); on_down = "retry"; }/' "on_down: must be one of \"error\", \"next\""

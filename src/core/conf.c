@@ -668,8 +668,25 @@ load_routing(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     unsigned char addr[16];
     bool any = false;
 
-    for (size_t i = 0; i < conf->n_pools; i++)
+    for (size_t i = 0; i < conf->n_pools; i++) {
+        const char *first = NULL;
         any = any || conf->pools[i].route;
+        /* a backend's glue keeps one link per host, and xedge one per
+         * server of the pool: a second domain's link of the same server
+         * would replace the first (conflict), again and again, and
+         * stanzas for one domain would go to the other's host */
+        for (size_t d = 0; conf->pools[i].route && d < conf->n_domains; d++) {
+            if (conf->domains[d].pool != &conf->pools[i])
+                continue;
+            if (first != NULL)
+                return fail(c, root, "domains",
+                            "pool '%s' has route = true and serves two domains, '%s' "
+                            "and '%s': a routed pool serves one domain (give each "
+                            "domain its own pool)",
+                            conf->pools[i].name, first, conf->domains[d].name);
+            first = conf->domains[d].name;
+        }
+    }
     if (g == NULL) {
         if (any)
             return fail(c, root, "routing",

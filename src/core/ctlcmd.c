@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lockout.h"
+#include "userstore.h"
 #include "xelimits.h"
 
 #define MAX_WORDS 16
@@ -241,19 +242,31 @@ cmd_reload(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf
     return NULL;
 }
 
-/* A detail word of "admin": key=value, the key of [a-z_], the value
- * printable without spaces or quotes */
+/* The keys of the details xedgectl sends with "admin" (and end=). The
+ * audit line is "event=admin action= jid= uid= pid=" then the details: a
+ * free key would let anyone who may write to the socket append uid=0, or
+ * a second action= or jid=, to the line, and a reader of the log that
+ * takes the last value would believe it. */
+static const char *const detail_keys[] = {"legacy_mechs", "keep_data", "purge",    "pin",
+                                          "expires",      "added",     "replaced", "kept",
+                                          "failed",       NULL};
+
+/* A detail word of "admin": key=value, a key of detail_keys, the value
+ * printable without spaces, quotes or '=' */
 static bool
 detail_word(const char *w)
 {
     const char *eq = strchr(w, '=');
+    bool known = false;
 
     if (eq == NULL || eq == w || eq[1] == '\0')
         return false;
-    for (const char *p = w; p < eq; p++)
-        if (!((*p >= 'a' && *p <= 'z') || *p == '_'))
-            return false;
-    return strchr(eq, '"') == NULL;
+    if (strncmp(w, "end=", 4) == 0)
+        return true; /* checked by cmd_admin */
+    for (size_t i = 0; detail_keys[i] && !known; i++)
+        known = strlen(detail_keys[i]) == (size_t)(eq - w) &&
+                strncmp(w, detail_keys[i], (size_t)(eq - w)) == 0;
+    return known && strpbrk(eq + 1, "\"'=") == NULL;
 }
 
 /* admin ACTION JID|- [end=REASON] [KEY=VALUE...]: xedgectl changed the user
@@ -262,7 +275,7 @@ detail_word(const char *w)
 static const char *
 cmd_admin(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf *out)
 {
-    char detail[XE_CONTROL_MAX_REQUEST + 64];
+    char detail[XE_CONTROL_MAX_REQUEST + 64], bare[XE_CONTROL_MAX_REQUEST + 1];
     const char *reason = NULL, *jid = args[1];
     size_t i, off = 0, ended = 0;
     bool known = false;
@@ -271,9 +284,15 @@ cmd_admin(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf 
         known = known || strcmp(xe_ctlcmd_actions[i], args[0]) == 0;
     if (!known || strncmp(args[0], "user-", 5) != 0)
         return "unknown action";
-    if (strcmp(jid, "-") != 0 &&
-        (strchr(jid, '@') == NULL || strchr(jid, '/') != NULL || strchr(jid, '"')))
-        return "not a bare JID";
+    if (strcmp(jid, "-") != 0) {
+        /* a bare JID as the user store keeps it: UTF-8, no quote, '=' or
+         * '/', one '@' (the log line and end_account take it as it is) */
+        if (strlen(jid) >= sizeof(bare) || strpbrk(jid, "=\"'") != NULL)
+            return "not a bare JID";
+        memcpy(bare, jid, strlen(jid) + 1);
+        if (xe_jid_normalize(bare) != 0 || strcmp(bare, jid) != 0)
+            return "not a bare JID";
+    }
     detail[0] = '\0';
     for (i = 2; i < n; i++) {
         if (!detail_word(args[i]))

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend.h"
 #include "register.h"
@@ -22,6 +23,7 @@ struct xe_purge {
     struct xe_xmlstream *xs; /* after the handshake: the answers */
     struct xe_buf out;
     char error[256];
+    char *domain, *bare; /* who may answer (answered_by_server) */
 };
 
 /* WHAT failed, with the XMPP condition COND (or NULL) */
@@ -50,6 +52,26 @@ condition(const struct xe_xml_elem *e, const char *ns)
     return "undefined-condition";
 }
 
+/* Whether FROM is the server answering for the account: no from, the
+ * account's JID (bare, or full: ejabberd answers from the session's own
+ * full JID), or the domain; only the server can write those. Another user
+ * can send an iq of any type and id to the purge's full JID (the resource
+ * is well known): such a "result" must not confirm a removal that did not
+ * happen, nor such an error fail it. */
+static bool
+answered_by_server(const struct xe_purge *p, const char *from)
+{
+    const char *slash;
+    size_t n;
+
+    if (from == NULL || from[0] == '\0')
+        return true;
+    slash = strchr(from, '/');
+    n = slash ? (size_t)(slash - from) : strlen(from);
+    return (n == strlen(p->bare) && strncasecmp(from, p->bare, n) == 0) ||
+           (n == strlen(p->domain) && strncasecmp(from, p->domain, n) == 0);
+}
+
 static int
 on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
 {
@@ -64,8 +86,8 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, siz
         return XE_XS_STOP;
     }
     if (!xe_xml_is(e, XE_NS_CLIENT, "iq") || (id = xe_xml_attr(e, "id")) == NULL ||
-        strcmp(id, PURGE_IQ_ID) != 0)
-        return XE_XS_CONTINUE; /* a push, a message: not ours */
+        strcmp(id, PURGE_IQ_ID) != 0 || !answered_by_server(p, xe_xml_attr(e, "from")))
+        return XE_XS_CONTINUE; /* a push, a message, another user's iq: not ours */
     type = xe_xml_attr(e, "type");
     if (type && strcmp(type, "result") == 0) {
         p->st = ST_DONE;
@@ -107,6 +129,8 @@ xe_purge_new(const char *domain, const char *localpart, const char *token)
     struct xe_purge *p = xe_calloc(1, sizeof(*p));
 
     xe_buf_init(&p->out, 0);
+    p->domain = xe_strdup(domain);
+    p->bare = xe_asprintf("%s@%s", localpart, domain);
     p->hs = xe_backend_hs_new(domain, localpart, token, XE_MAX_BACKEND_FEATURES);
     xe_backend_hs_bind(p->hs, PURGE_RESOURCE);
     xe_buf_append(&p->out, xe_backend_hs_output(p->hs)->data,
@@ -125,6 +149,8 @@ xe_purge_free(struct xe_purge **pp)
     xe_backend_hs_free(&p->hs);
     xe_xmlstream_free(&p->xs);
     xe_buf_free(&p->out);
+    free(p->domain);
+    free(p->bare);
     free(p);
     *pp = NULL;
 }

@@ -236,6 +236,8 @@ xe_route_outcome_name(enum xe_route_outcome o)
         return "home-down";
     case XE_ROUTE_FULL:
         return "queue-full";
+    case XE_ROUTE_FORGED:
+        return "forged-from";
     case XE_ROUTE_BAD:
         break;
     }
@@ -253,6 +255,35 @@ stream_error(struct xe_route_link *l, const char *condition, const char *text)
     xe_buf_append_str(l->out, "</text></stream:error></stream:stream>");
     l->state = L_CLOSED;
     l->why = text;
+}
+
+/* Whether the raw header declares a namespace prefix other than stream
+ * (xmlns:x='...'), or is not written <stream:stream>: stanzas are
+ * forwarded as raw bytes into the home's stream, which declares only
+ * the default namespace and stream:, so a stanza using such a prefix
+ * (<x:message>, a child <x:body/>) would be unbound XML there and break
+ * the home's link. */
+static bool
+header_prefixes_ok(const struct xe_route_link *l)
+{
+    size_t len = 0;
+    const unsigned char *raw = xe_xmlstream_header(l->xs, &len);
+    static const char tag[] = "<stream:stream", decl[] = "xmlns:", ok[] = "xmlns:stream";
+
+    if (raw == NULL || len < sizeof(tag) - 1 || memcmp(raw, tag, sizeof(tag) - 1) != 0)
+        return false;
+    for (size_t i = 0; i + sizeof(decl) - 1 <= len; i++) {
+        if (memcmp(raw + i, decl, sizeof(decl) - 1) != 0)
+            continue;
+        if (i + sizeof(ok) - 1 > len || memcmp(raw + i, ok, sizeof(ok) - 1) != 0)
+            return false;
+        {
+            unsigned char c = i + sizeof(ok) - 1 < len ? raw[i + sizeof(ok) - 1] : '\0';
+            if (c != '=' && c != ' ' && c != '\t' && c != '\r' && c != '\n')
+                return false; /* xmlns:streamx */
+        }
+    }
+    return true;
 }
 
 static int
@@ -276,6 +307,12 @@ on_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     if (!xe_xml_is(h, XE_NS_STREAMS, "stream") || default_ns == NULL ||
         strcmp(default_ns, "jabber:server") != 0) {
         stream_error(l, "invalid-namespace", "a routing link's stream is jabber:server");
+        return XE_XS_STOP;
+    }
+    if (!header_prefixes_ok(l)) {
+        stream_error(l, "invalid-namespace",
+                     "a routing link's header declares no prefix but stream: (its "
+                     "stanzas go as they are into another server's stream)");
         return XE_XS_STOP;
     }
     if (to == NULL || to[0] == '\0' || strlen(to) > XE_S2S_MAX_DOMAIN) {
@@ -411,6 +448,49 @@ component_of(const struct xe_route_map *m, const char *to, char *domain, size_t 
     return xe_route_component(m, domain);
 }
 
+/* Whether FROM may come from the link's server: a user of the link's
+ * domain homed there, the domain itself, a component domain it hosts, or a
+ * domain xedge does not serve (federation that reached this server). A
+ * user of the domain homed on another server, a component elsewhere, or
+ * another domain xedge serves would be forged: the receiving glue trusts
+ * what comes from xedge as if it came from its own host. No from: the
+ * receiving glue takes the domain itself. */
+static bool
+from_ok(struct xe_route_link *l, const char *from)
+{
+    char bare[XE_ROUTE_MAX_JID + 1], host[XE_ROUTE_MAX_JID + 1];
+    const char *slash, *at, *h;
+    size_t n, hlen;
+
+    if (from == NULL)
+        return true;
+    slash = strchr(from, '/');
+    n = slash ? (size_t)(slash - from) : strlen(from);
+    at = memchr(from, '@', n);
+    h = at ? at + 1 : from;
+    hlen = n - (size_t)(h - from);
+    if (hlen > 0 && h[hlen - 1] == '.')
+        hlen--; /* "example.test." is example.test */
+    if (hlen == 0 || hlen >= sizeof(host) || (at && at == from))
+        return false;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    xe_tolower_ascii(host);
+    if (strcmp(host, l->domain) == 0) {
+        if (at == NULL)
+            return true; /* the domain: every server of the pool serves it */
+        if ((size_t)(at - from) + 1 + hlen >= sizeof(bare))
+            return false;
+        memcpy(bare, from, (size_t)(at - from) + 1);
+        memcpy(bare + (at - from) + 1, host, hlen + 1);
+        return xe_jid_normalize(bare) == 0 &&
+               xe_route_home(l->map, bare, NULL) == l->self;
+    }
+    if (xe_route_component(l->map, host) != XE_POOL_NONE)
+        return xe_route_component(l->map, host) == l->self;
+    return l->cb->served == NULL || !l->cb->served(l->ctx, host);
+}
+
 static int
 on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned char *raw,
           size_t raw_len)
@@ -425,6 +505,13 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
         stream_error(l, "unsupported-stanza-type",
                      "only message, presence and iq are routed");
         return XE_XS_STOP;
+    }
+    if (!from_ok(l, xe_xml_attr(e, "from"))) {
+        /* no error reply: it would go to the forged sender */
+        if (bare_of(xe_xml_attr(e, "to"), l->domain, bare, sizeof(bare)) < 0)
+            bare[0] = '\0';
+        l->cb->outcome(l->ctx, XE_ROUTE_FORGED, XE_POOL_NONE, bare);
+        return XE_XS_CONTINUE;
     }
     if ((home = component_of(l->map, xe_xml_attr(e, "to"), bare, sizeof(bare))) !=
         XE_POOL_NONE) {

@@ -63,6 +63,7 @@ enum xe_route_outcome {
     XE_ROUTE_HOME_DOWN, /* its home has no link: the sender gets an error */
     XE_ROUTE_FULL,      /* the home's link is full: the sender gets an error */
     XE_ROUTE_BAD,       /* no usable "to", or not a user of the link's domain */
+    XE_ROUTE_FORGED,    /* a "from" the sending server does not serve: dropped */
 };
 const char *xe_route_outcome_name(enum xe_route_outcome o);
 
@@ -80,6 +81,10 @@ struct xe_route_link_cb {
     /* Told of every stanza: its outcome, its home (XE_POOL_NONE if none)
      * and the bare JID it was for ("" if none). */
     void (*outcome)(void *ctx, enum xe_route_outcome o, size_t home, const char *to);
+    /* Whether xedge serves DOMAIN (a domain or a pool's component domain)
+     * other than the link's: a "from" there cannot come from the link.
+     * May be NULL (none). */
+    bool (*served)(void *ctx, const char *domain);
 };
 
 struct xe_route_link;

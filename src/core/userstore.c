@@ -903,6 +903,16 @@ out:
     return r;
 }
 
+uint64_t
+xe_userstore_generation(struct xe_userstore *store)
+{
+    MDB_envinfo info;
+
+    if (store == NULL || mdb_env_info(store->env, &info) != 0)
+        return 0;
+    return (uint64_t)info.me_last_txnid;
+}
+
 void
 xe_userstore_close(struct xe_userstore **store)
 {

@@ -100,6 +100,11 @@ int xe_userstore_foreach(struct xe_userstore *store, const char *domain,
                          int (*cb)(const struct xe_user *user, void *ctx), void *ctx,
                          char **error_r);
 
+/* The id of the store's last committed write, by any process (LMDB's last
+ * transaction id): the same id, the same records. 0 if unknown. Cheap: no
+ * transaction, no read of a record. */
+uint64_t xe_userstore_generation(struct xe_userstore *store);
+
 /* Set every SCRAM secret from PASSWORD (fresh random 16-byte salts,
  * ITERATIONS rounds of PBKDF2). The password is not kept. */
 int xe_user_set_password(struct xe_user *user, const char *password, size_t len,

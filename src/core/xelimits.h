@@ -211,6 +211,7 @@
 #define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */
 #define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */
 #define XE_ROUTE_MAX_LINKS 64                /* routing connections at once */
+#define XE_ROUTE_LOG_BURST 10 /* refused stanzas logged per link and second */
 
 /* several nodes: the replica of the PostgreSQL user database (pgsync_io.c) */
 #define XE_PG_PULL_BATCH 500        /* changes per pull: a catch-up in bounded steps */

@@ -1,7 +1,7 @@
 /* xedge: the purges of deleted users' data at their backends. See
- * purge_io.h. The tombstones are read and written with short LMDB
- * transactions on the loop (one small record each, as in-band registration
- * writes its users). */
+ * purge_io.h. The tombstones are read on the loop (a read transaction
+ * waits for nothing) and written in the thread pool: a write transaction
+ * waits for LMDB's writer lock (xedgectl may hold it) and for its fsync. */
 #include "purge_io.h"
 
 #include <stdbool.h>
@@ -30,8 +30,22 @@ struct xe_purger {
     uv_timer_t scan;
     bool stopped;
     struct job *job;        /* the attempt under way, or NULL */
+    unsigned writes;        /* tombstone writes in the thread pool */
+    bool free_pending;      /* xe_purger_free came while writes > 0 */
     bool (*may)(void *ctx); /* several nodes: is it this node's turn? */
     void *may_ctx;
+};
+
+/* An attempt's outcome, written to its tombstone in the thread pool. */
+struct twrite {
+    uv_work_t req;
+    struct xe_purger *pg;
+    struct xe_tombstone t;
+    char server[256];
+    bool ok;
+    int64_t delay;
+    int r;
+    char *err;
 };
 
 union handle {
@@ -70,44 +84,92 @@ on_job_closed(uv_handle_t *h)
     free(j);
 }
 
+static void
+twrite_work(uv_work_t *req)
+{
+    struct twrite *w = req->data;
+
+    if (w->ok)
+        w->r = xe_userstore_tomb_del(w->pg->store, w->t.jid, &w->err);
+    else /* not written back if the operator gave the purge up meanwhile */
+        w->r = xe_userstore_tomb_update(w->pg->store, &w->t, &w->err);
+}
+
+static void
+twrite_done(uv_work_t *req, int status)
+{
+    struct twrite *w = req->data;
+    struct xe_purger *pg = w->pg;
+
+    if (status < 0 && w->err == NULL)
+        w->err = xe_strdup(uv_strerror(status));
+    if (w->ok) {
+        xe_info("event=purge jid=%s server=%s result=ok attempts=%u%s%s", w->t.jid,
+                w->server, w->t.attempts + 1,
+                status < 0 || w->r != XE_US_OK ? " tombstone=" : "",
+                status < 0 || w->r != XE_US_OK ? (w->err ? w->err : "gone") : "");
+        xe_metrics_inc(XE_M_PURGES, "ok", NULL);
+    } else {
+        xe_warn("event=purge jid=%s server=%s result=failed attempts=%u retry_s=%lld "
+                "error=\"%s\"",
+                w->t.jid, w->server[0] ? w->server : "-", w->t.attempts,
+                (long long)w->delay, w->t.error);
+        xe_metrics_inc(XE_M_PURGES, "failed", NULL);
+    }
+    free(w->err);
+    free(w);
+    pg->writes--;
+    if (pg->free_pending) {
+        if (pg->writes == 0)
+            free(pg);
+        return;
+    }
+    scan(pg); /* the next due one (a kick that came meanwhile waited) */
+}
+
+/* Write the attempt's outcome: the tombstone goes (OK) or records the
+ * failure and the next attempt. */
+static void
+twrite_start(struct xe_purger *pg, struct job *j, bool ok, const char *why)
+{
+    struct twrite *w = xe_calloc(1, sizeof(*w));
+
+    w->pg = pg;
+    w->t = j->t;
+    w->ok = ok;
+    snprintf(w->server, sizeof(w->server), "%s", j->server);
+    if (!ok) {
+        unsigned shift = w->t.attempts < 10 ? w->t.attempts : 10;
+        w->delay = (int64_t)XE_PURGE_RETRY_MIN_S << shift;
+        if (w->delay > XE_PURGE_RETRY_MAX_S)
+            w->delay = XE_PURGE_RETRY_MAX_S;
+        w->t.attempts++;
+        w->t.next = xe_now_seconds() + w->delay;
+        snprintf(w->t.error, sizeof(w->t.error), "%s", why);
+        for (char *c = w->t.error; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == '"')
+                *c = ' ';
+    }
+    w->req.data = w;
+    pg->writes++;
+    if (uv_queue_work(pg->loop, &w->req, twrite_work, twrite_done) < 0) {
+        twrite_work(&w->req); /* cannot happen with a live loop: write here */
+        twrite_done(&w->req, 0);
+    }
+}
+
 /* The attempt ended: the tombstone goes (OK) or records the failure. */
 static void
 job_end(struct job *j, bool ok, const char *why)
 {
     struct xe_purger *pg = j->pg;
-    char *err = NULL;
 
     if (j->done)
         return;
     j->done = true;
     if (pg != NULL) {
         pg->job = NULL;
-        if (ok) {
-            int r = xe_userstore_tomb_del(pg->store, j->t.jid, &err);
-            xe_info("event=purge jid=%s server=%s result=ok attempts=%u%s%s", j->t.jid,
-                    j->server, j->t.attempts + 1, r != XE_US_OK ? " tombstone=" : "",
-                    r != XE_US_OK ? (err ? err : "gone") : "");
-            xe_metrics_inc(XE_M_PURGES, "ok", NULL);
-        } else {
-            unsigned shift = j->t.attempts < 10 ? j->t.attempts : 10;
-            int64_t delay = (int64_t)XE_PURGE_RETRY_MIN_S << shift;
-            if (delay > XE_PURGE_RETRY_MAX_S)
-                delay = XE_PURGE_RETRY_MAX_S;
-            j->t.attempts++;
-            j->t.next = xe_now_seconds() + delay;
-            snprintf(j->t.error, sizeof(j->t.error), "%s", why);
-            for (char *c = j->t.error; *c; c++)
-                if ((unsigned char)*c < 0x20 || *c == '"')
-                    *c = ' ';
-            /* not written back if the operator gave the purge up meanwhile */
-            (void)xe_userstore_tomb_update(pg->store, &j->t, &err);
-            xe_warn("event=purge jid=%s server=%s result=failed attempts=%u retry_s=%lld "
-                    "error=\"%s\"",
-                    j->t.jid, j->server[0] ? j->server : "-", j->t.attempts,
-                    (long long)delay, j->t.error);
-            xe_metrics_inc(XE_M_PURGES, "failed", NULL);
-        }
-        free(err);
+        twrite_start(pg, j, ok, why);
     }
     if (j->handles == 0) { /* nothing was opened */
         xe_purge_free(&j->purge);
@@ -329,8 +391,8 @@ scan(struct xe_purger *pg)
     struct due d;
     char *err = NULL;
 
-    if (pg->stopped || pg->job != NULL || pg->conf == NULL)
-        return;
+    if (pg->stopped || pg->job != NULL || pg->writes > 0 || pg->conf == NULL)
+        return; /* one attempt at a time, after the last one's write */
     if (pg->may != NULL && !pg->may(pg->may_ctx))
         return;
     t = xe_calloc(1, sizeof(*t));
@@ -406,6 +468,14 @@ xe_purger_stop(struct xe_purger *pg)
 void
 xe_purger_free(struct xe_purger **pgp)
 {
-    free(*pgp);
+    struct xe_purger *pg = *pgp;
+
     *pgp = NULL;
+    if (pg == NULL)
+        return;
+    if (pg->writes > 0) {
+        pg->free_pending = true; /* the last write's callback frees it */
+        return;
+    }
+    free(pg);
 }

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +25,10 @@ struct rlink {
     uint64_t since_ms, closing_ms;
     size_t queued; /* bytes in libuv's write queue */
     bool ready, closing, close_after_write;
+    bool paused;         /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
+    uint64_t log_second; /* the second of uv_now the log counts are for */
+    unsigned logged;     /* refusals logged in that second */
+    unsigned long suppressed; /* refusals not logged since the last summary */
     struct rlink *next;
 };
 
@@ -31,6 +36,8 @@ struct rpool {
     const struct xe_pool_conf *pc; /* in io->conf */
     struct xe_route_map *map;
     struct rlink **links; /* per server of the map: its link or NULL */
+    uint64_t gen;         /* the store's generation the map's pins were read at */
+    bool scanning;        /* a read of the pins is in the thread pool */
 };
 
 struct xe_route_io {
@@ -44,6 +51,9 @@ struct xe_route_io {
     size_t n_pools;
     struct rlink *all;
     unsigned n_links;
+    unsigned conf_gen; /* + 1 at each rebuild: a scan of older pools is dropped */
+    unsigned scans;    /* reads of the pins in the thread pool */
+    bool free_pending; /* xe_route_io_free came while scans > 0 */
 };
 
 struct wreq {
@@ -59,7 +69,24 @@ static void link_close(struct rlink *rl, const char *why);
 
 struct pin_ctx {
     struct xe_route_map *m;
-    const char *pool;
+    size_t ignored;           /* pins naming no server of the pool, or too many */
+    char first[128], why[96]; /* the first one, for the log */
+};
+
+/* A read of a pool's pins in the thread pool: everything it needs copied,
+ * so that a reload or a stop while it runs frees nothing under it. */
+struct scan {
+    uv_work_t req;
+    struct xe_route_io *io;
+    struct xe_userstore *store;
+    char *pool;
+    char **domains;
+    size_t n_domains;
+    unsigned conf_gen;
+    uint64_t gen;
+    struct pin_ctx ctx;
+    int r;
+    char *err;
 };
 
 static int
@@ -68,35 +95,82 @@ add_pin(const struct xe_user *u, void *ctx)
     struct pin_ctx *pc = ctx;
     const char *why = NULL;
 
-    if (u->pin[0] && xe_route_map_add_pin(pc->m, u->jid, u->pin, &why) < 0)
-        xe_debug("event=route-pin-ignored pool=%s jid=%s pin=%s reason=\"%s\"", pc->pool,
-                 u->jid, u->pin, why);
+    if (u->pin[0] && xe_route_map_add_pin(pc->m, u->jid, u->pin, &why) < 0) {
+        if (pc->ignored++ == 0) {
+            snprintf(pc->first, sizeof(pc->first), "%.100s", u->jid);
+            snprintf(pc->why, sizeof(pc->why), "%.90s", why);
+        }
+    }
     return 0;
 }
 
-/* The map of PC: its servers and the pins of its domains' users. */
+/* The pins of DOMAINS' users into M, sealed: 0, or -1 with *err_r. Runs in
+ * the thread pool (no log: the caller logs what ctx says). */
+static int
+read_pins(struct xe_userstore *store, char *const *domains, size_t n_domains,
+          struct pin_ctx *ctx, char **err_r)
+{
+    int r = 0;
+
+    for (size_t d = 0; store && d < n_domains && r == 0; d++)
+        if (xe_userstore_foreach(store, domains[d], add_pin, ctx, err_r) < 0)
+            r = -1;
+    xe_route_map_seal(ctx->m);
+    return r;
+}
+
+/* The names of io->conf's domains served by PC (freed by free_domains). */
+static char **
+pool_domains(struct xe_route_io *io, const struct xe_pool_conf *pc, size_t *n_r)
+{
+    char **v = xe_calloc(io->conf->n_domains + 1, sizeof(*v));
+    size_t n = 0;
+
+    for (size_t d = 0; d < io->conf->n_domains; d++)
+        if (io->conf->domains[d].pool == pc)
+            v[n++] = xe_strdup(io->conf->domains[d].name);
+    *n_r = n;
+    return v;
+}
+
+static void
+free_domains(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void
+log_pins(const char *pool, const struct pin_ctx *ctx, int r, const char *err)
+{
+    if (r < 0)
+        xe_warn("event=route-pins-unread pool=%s error=\"%s\"", pool, err ? err : "?");
+    if (ctx->ignored)
+        xe_warn("event=route-pin-ignored pool=%s count=%zu first=%s reason=\"%s\"", pool,
+                ctx->ignored, ctx->first, ctx->why);
+}
+
+/* The map of PC: its servers and the pins of its domains' users, read on
+ * the loop (at start and on a reload; the timer reads them in the thread
+ * pool). */
 static struct xe_route_map *
 build_map(struct xe_route_io *io, const struct xe_pool_conf *pc)
 {
-    struct xe_route_map *m = xe_route_map_new(pc);
-    struct pin_ctx ctx = {m, pc->name};
-    char *err = NULL;
+    struct pin_ctx ctx = {.m = xe_route_map_new(pc)};
+    size_t n;
+    char **domains = pool_domains(io, pc, &n), *err = NULL;
+    int r = read_pins(io->store, domains, n, &ctx, &err);
 
-    for (size_t d = 0; io->store && d < io->conf->n_domains; d++) {
-        if (io->conf->domains[d].pool != pc)
-            continue;
-        if (xe_userstore_foreach(io->store, io->conf->domains[d].name, add_pin, &ctx,
-                                 &err) < 0) {
-            xe_warn("event=route-pins-unread pool=%s error=\"%s\"", pc->name, err);
-            free(err);
-            err = NULL;
-        }
-    }
-    xe_route_map_seal(m);
-    return m;
+    log_pins(pc->name, &ctx, r, err);
+    free(err);
+    free_domains(domains, n);
+    return ctx.m;
 }
 
 static void on_write(uv_write_t *req, int status);
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 static void
 send_bytes(struct rlink *rl, const void *data, size_t len)
@@ -131,6 +205,12 @@ send_map(struct rlink *rl)
 {
     struct xe_buf b;
 
+    if (rl->queued > XE_ROUTE_MAX_QUEUE) {
+        /* the glue has not read what it was sent, maps included: one more
+         * map each second would grow without end */
+        link_close(rl, "the glue does not read its link");
+        return;
+    }
     xe_buf_init(&b, 0);
     if (xe_route_map_render(rl->pool->map, xe_route_link_server(rl->link), &b) == 0)
         send_buf(rl, &b);
@@ -208,7 +288,26 @@ cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
         return;
     }
     xe_metrics_inc(XE_M_ROUTE_REFUSED, from, xe_route_outcome_name(o));
-    if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD)
+    {
+        /* a link may send refusals as fast as it writes: XE_ROUTE_LOG_BURST
+         * lines a second, then one line for what was left out (the counter
+         * has them all) */
+        uint64_t sec = uv_now(rl->io->loop) / 1000;
+        if (sec != rl->log_second) {
+            if (rl->suppressed)
+                xe_warn("event=route-refused-suppressed from=%s count=%lu", from,
+                        rl->suppressed);
+            rl->log_second = sec;
+            rl->logged = 0;
+            rl->suppressed = 0;
+        }
+        if (rl->logged >= XE_ROUTE_LOG_BURST) {
+            rl->suppressed++;
+            return;
+        }
+        rl->logged++;
+    }
+    if (o == XE_ROUTE_LOOP || o == XE_ROUTE_BAD || o == XE_ROUTE_FORGED)
         xe_warn("event=route-refused from=%s home=%s jid=%s reason=%s", from, hname,
                 to[0] ? to : "-", xe_route_outcome_name(o));
     else
@@ -216,7 +315,23 @@ cb_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
                 xe_route_outcome_name(o));
 }
 
-static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome};
+static bool
+cb_served(void *ctx, const char *domain)
+{
+    struct rlink *rl = ctx;
+    const struct xe_conf *c = rl->io->conf;
+
+    if (xe_conf_domain(c, domain) != NULL)
+        return true;
+    for (size_t i = 0; i < c->n_pools; i++)
+        for (size_t j = 0; j < c->pools[i].n_components; j++)
+            if (strcasecmp(c->pools[i].components[j].domain, domain) == 0)
+                return true;
+    return false;
+}
+
+static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome,
+                                                cb_served};
 
 /* ---- connections ------------------------------------------------------- */
 
@@ -250,6 +365,11 @@ link_close(struct rlink *rl, const char *why)
 {
     if (rl->closing)
         return;
+    if (rl->suppressed)
+        xe_warn("event=route-refused-suppressed from=%s count=%lu",
+                xe_route_link_server(rl->link) ? xe_route_link_server(rl->link) : "-",
+                rl->suppressed);
+    rl->suppressed = 0;
     if (rl->ready)
         xe_info("event=route-link-down server=%s peer=%s reason=\"%s\"",
                 xe_route_link_server(rl->link), rl->peer, why ? why : "closed");
@@ -277,6 +397,10 @@ on_write(uv_write_t *req, int status)
     free(w);
     if (status < 0 && !rl->closing)
         link_close(rl, uv_strerror(status));
+    if (rl->paused && !rl->closing && rl->queued <= XE_ROUTE_MAX_QUEUE / 2) {
+        rl->paused = false;
+        uv_read_start((uv_stream_t *)&rl->tcp, on_alloc, on_read);
+    }
     if (rl->closing && rl->close_after_write && rl->queued == 0) {
         rl->close_after_write = false;
         uv_close((uv_handle_t *)&rl->tcp, on_closed);
@@ -341,6 +465,15 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         became_ready(rl);
     else if (r == XE_ROUTE_CLOSE)
         link_close(rl, why);
+    if (!rl->closing && !rl->paused && rl->queued > XE_ROUTE_MAX_QUEUE) {
+        /* what goes back to this glue (errors for its stanzas) waits: read
+         * nothing more from it until it has read half of it */
+        rl->paused = true;
+        uv_read_stop((uv_stream_t *)&rl->tcp);
+        xe_info("event=route-link-paused server=%s peer=%s queued=%zu",
+                xe_route_link_server(rl->link) ? xe_route_link_server(rl->link) : "-",
+                rl->peer, rl->queued);
+    }
 }
 
 static void
@@ -407,6 +540,7 @@ rebuild(struct xe_route_io *io)
         n += io->conf->pools[i].route;
     io->pools = xe_calloc(n ? n : 1, sizeof(*io->pools));
     io->n_pools = 0;
+    io->conf_gen++;
     for (size_t i = 0; i < io->conf->n_pools; i++) {
         const struct xe_pool_conf *pc = &io->conf->pools[i];
         struct rpool *p;
@@ -414,6 +548,7 @@ rebuild(struct xe_route_io *io)
             continue;
         p = &io->pools[io->n_pools++];
         p->pc = pc;
+        p->gen = xe_userstore_generation(io->store); /* before the read */
         p->map = build_map(io, pc);
         p->links = xe_calloc(pc->n_servers, sizeof(*p->links));
     }
@@ -456,35 +591,118 @@ rebuild(struct xe_route_io *io)
     free_pools(old, n_old);
 }
 
-/* Every XE_ROUTE_PIN_REFRESH_MS: the pins again; a changed map goes to
- * the pool's links. Links still unauthenticated after XE_ROUTE_AUTH_MS are
- * closed, and so are closing links whose last bytes have waited as long. */
+static void
+scan_work(uv_work_t *req)
+{
+    struct scan *sc = req->data;
+
+    sc->r = read_pins(sc->store, sc->domains, sc->n_domains, &sc->ctx, &sc->err);
+}
+
+static void
+scan_free(struct scan *sc)
+{
+    xe_route_map_free(&sc->ctx.m);
+    free_domains(sc->domains, sc->n_domains);
+    free(sc->pool);
+    free(sc->err);
+    free(sc);
+}
+
+static void io_free_now(struct xe_route_io *io);
+
+/* A read of the pins is back: a changed map goes to the pool's links. */
+static void
+scan_done(uv_work_t *req, int status)
+{
+    struct scan *sc = req->data;
+    struct xe_route_io *io = sc->io;
+    struct rpool *p = NULL;
+
+    io->scans--;
+    if (io->free_pending) {
+        scan_free(sc);
+        if (io->scans == 0)
+            io_free_now(io);
+        return;
+    }
+    for (size_t i = 0; !io->stopped && sc->conf_gen == io->conf_gen && i < io->n_pools;
+         i++)
+        if (strcmp(io->pools[i].pc->name, sc->pool) == 0)
+            p = &io->pools[i];
+    if (p == NULL) { /* stopped, or a reload made new maps meanwhile */
+        scan_free(sc);
+        return;
+    }
+    p->scanning = false;
+    log_pins(sc->pool, &sc->ctx, status < 0 ? -1 : sc->r, sc->err);
+    if (status < 0 || sc->r < 0) {
+        scan_free(sc);
+        return;
+    }
+    p->gen = sc->gen;
+    if (xe_route_map_same(sc->ctx.m, p->map)) {
+        scan_free(sc);
+        return;
+    }
+    xe_info("event=route-map-changed pool=%s", p->pc->name);
+    xe_route_map_free(&p->map);
+    p->map = sc->ctx.m;
+    sc->ctx.m = NULL;
+    scan_free(sc);
+    for (size_t s = 0; s < p->pc->n_servers; s++) {
+        struct rlink *rl = p->links[s];
+        struct xe_buf out;
+        if (rl == NULL)
+            continue;
+        xe_buf_init(&out, 0);
+        xe_route_link_set_map(rl->link, p->map, &out); /* same servers: cannot fail */
+        xe_buf_free(&out);
+        send_map(rl);
+    }
+}
+
+/* The pins of P again, in the thread pool: a scan of every user of the
+ * pool's domains takes 140 ms for 100,000 users, too long for the loop. */
+static void
+scan_start(struct xe_route_io *io, struct rpool *p, uint64_t gen)
+{
+    struct scan *sc = xe_calloc(1, sizeof(*sc));
+
+    sc->io = io;
+    sc->store = io->store;
+    sc->pool = xe_strdup(p->pc->name);
+    sc->domains = pool_domains(io, p->pc, &sc->n_domains);
+    sc->conf_gen = io->conf_gen;
+    sc->gen = gen;
+    sc->ctx.m = xe_route_map_new(p->pc);
+    sc->req.data = sc;
+    if (uv_queue_work(io->loop, &sc->req, scan_work, scan_done) < 0) {
+        scan_free(sc);
+        return;
+    }
+    p->scanning = true;
+    io->scans++;
+    xe_debug("event=route-pins-read pool=%s generation=%llu", p->pc->name,
+             (unsigned long long)gen);
+}
+
+/* Every XE_ROUTE_PIN_REFRESH_MS: the pins again if the store changed (its
+ * generation: any write, by xedge or xedgectl), read in the thread pool;
+ * a changed map goes to the pool's links (scan_done). Links still
+ * unauthenticated after XE_ROUTE_AUTH_MS are closed, and so are closing
+ * links whose last bytes have waited as long. */
 static void
 on_timer(uv_timer_t *t)
 {
     struct xe_route_io *io = t->data;
-    uint64_t now = uv_now(io->loop);
+    uint64_t now = uv_now(io->loop), gen = xe_userstore_generation(io->store);
 
-    for (size_t i = 0; i < io->n_pools; i++) {
+    for (size_t i = 0; io->store && i < io->n_pools; i++) {
         struct rpool *p = &io->pools[i];
-        struct xe_route_map *m = build_map(io, p->pc);
-        if (xe_route_map_same(m, p->map)) {
-            xe_route_map_free(&m);
+        if (p->scanning || (gen != 0 && gen == p->gen))
             continue;
-        }
-        xe_info("event=route-map-changed pool=%s", p->pc->name);
-        xe_route_map_free(&p->map);
-        p->map = m;
-        for (size_t s = 0; s < p->pc->n_servers; s++) {
-            struct rlink *rl = p->links[s];
-            struct xe_buf out;
-            if (rl == NULL)
-                continue;
-            xe_buf_init(&out, 0);
-            xe_route_link_set_map(rl->link, m, &out); /* same servers: cannot fail */
-            xe_buf_free(&out);
-            send_map(rl);
-        }
+        scan_start(io, p, gen);
     }
     for (struct rlink *rl = io->all; rl; rl = rl->next) {
         if (!rl->closing && xe_route_link_server(rl->link) == NULL &&
@@ -592,6 +810,12 @@ xe_route_io_stop(struct xe_route_io *io)
         }
 }
 
+static void
+io_free_now(struct xe_route_io *io)
+{
+    free(io);
+}
+
 void
 xe_route_io_free(struct xe_route_io **iop)
 {
@@ -599,10 +823,16 @@ xe_route_io_free(struct xe_route_io **iop)
 
     if (io == NULL)
         return;
-    free_pools(io->pools, io->n_pools);
-    xe_conf_free(&io->conf);
-    free(io);
     *iop = NULL;
+    free_pools(io->pools, io->n_pools);
+    io->pools = NULL;
+    io->n_pools = 0;
+    xe_conf_free(&io->conf);
+    if (io->scans > 0) {
+        io->free_pending = true; /* the last scan_done frees it */
+        return;
+    }
+    io_free_now(io);
 }
 
 void

@@ -533,10 +533,12 @@ on_end(void *ud, const XML_Char *name)
     if (x->in_user) {
         if (x->field >= 0 && x->depth == host_depth(x) + 3) {
             char *t = xe_malloc(x->text.len + 1);
-            memcpy(t, x->text.data, x->text.len);
+            if (x->text.len > 0) /* an empty field: no text, data may be NULL */
+                memcpy(t, x->text.data, x->text.len);
             t[x->text.len] = '\0';
             x->scram[x->n_scram - 1].text[x->field] = t;
-            OPENSSL_cleanse(x->text.data, x->text.len);
+            if (x->text.len > 0)
+                OPENSSL_cleanse(x->text.data, x->text.len);
             x->text.len = 0;
             x->field = -1;
         } else if (x->in_scram && x->depth == host_depth(x) + 2) {

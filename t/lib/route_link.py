@@ -9,11 +9,22 @@ purpose "route" made with the secret in SECRET_FILE (MODE bad-auth: with a
 wrong secret), then:
   bad-auth   prints AUTH=failure (or AUTH=success) and exits;
   echo       prints AUTH=success and MAP servers=N once the map arrives,
-             then sends back, unchanged, every message xedge routes to it
-             (a stanza sent back: a loop, if xedge took it), and prints
+             then sends back every message xedge routes to it, twice:
+             unchanged (its from is a user of another server: forged,
+             dropped without an error) and with the from of a remote
+             user, loop@remote.test/x (its home is this server: a loop,
+             if xedge took it), and prints
                ROUTED-IN to=JID           (a message xedge routed here)
-               REFUSED to=JID condition=C (xedge's error for the echo)
+               REFUSED to=JID condition=C (xedge's error for an echo)
              and exits after the first REFUSED (or at TIMEOUT, default 20 s).
+  flood      once the map arrives, sends 2000 stanzas for a domain xedge
+             does not route (each refused, with an error), then one with
+             id='last', and prints FLOODED when its error is back.
+  deaf       once the map arrives, reads nothing more and sends 300
+             stanzas that each earn a 200 KB error (their id is 200 KB
+             long, for a domain xedge does not route): 60 MB of replies.
+             Prints BLOCKED sent=N when a write waits 3 s (xedge stopped
+             reading), SENT-ALL sent=300 otherwise.
 Exit status 0 when the expected lines came, 1 otherwise.
 """
 import hashlib
@@ -75,6 +86,32 @@ def main():
                 buf = buf[m.end():]
         if not mapped:
             continue
+        if mode == 'flood':
+            s.sendall(''.join("<message from='example.test' to='x@elsewhere.test' id='f%d'/>" % i
+                              for i in range(2000)).encode())
+            s.sendall(b"<message from='example.test' to='x@elsewhere.test' id='last'/>")
+            while time.time() < end:
+                if "id='last'" in buf:
+                    print('FLOODED', flush=True)
+                    return 0
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d.decode('utf-8', 'replace')
+            print('TIMEOUT flood', flush=True)
+            return 1
+        if mode == 'deaf':
+            s.settimeout(3)
+            big = 'd' * 200000
+            for i in range(300):
+                st = "<message from='example.test' to='x@elsewhere.test' id='%d%s'/>" % (i, big)
+                try:
+                    s.sendall(st.encode())
+                except socket.timeout:
+                    print('BLOCKED sent=%d' % i, flush=True)
+                    return 0
+            print('SENT-ALL sent=300', flush=True)
+            return 1
         # whole messages (the test's have no nested <message>)
         while True:
             m = re.search(r'<message\b[^>]*?(/>|>.*?</message>)', buf, re.S)
@@ -90,7 +127,9 @@ def main():
                 s.close()
                 return 0
             print('ROUTED-IN to=%s' % to, flush=True)
-            s.sendall(st.encode())  # back where it came from
+            s.sendall(st.encode())  # back where it came from, its from forged
+            s.sendall(re.sub(r"\bfrom=(['\"])[^'\"]*\1", "from='loop@remote.test/x'", st,
+                             count=1).encode())  # a remote's, back to its home
     print('TIMEOUT authed=%d mapped=%d' % (authed, mapped), flush=True)
     return 1
 

@@ -423,6 +423,77 @@ fake_reload(void *ctx, unsigned long *generation_r, char **error_r)
     return 0;
 }
 
+static char audited[512];
+static unsigned n_audits, n_ended;
+
+static void
+fake_audit(void *ctx, const char *action, const char *jid, const char *detail)
+{
+    (void)ctx;
+    n_audits++;
+    snprintf(audited, sizeof(audited), "action=%s jid=%s uid=1000 pid=7%s", action, jid,
+             detail);
+}
+
+static size_t
+fake_end_account(void *srv, const char *jid, const char *reason)
+{
+    (void)srv;
+    (void)jid;
+    (void)reason;
+    n_ended++;
+    return 1;
+}
+
+/* "admin": what xedgectl sends is taken; a detail that would add a field
+ * of the audit line's own (uid=, action=, jid=...) or a JID that is not
+ * one is refused, and nothing is logged or ended. */
+static void
+test_admin(void)
+{
+    struct xe_ctlcmd_env env = {
+        .now_ms = 0, .audit = fake_audit, .end_account = fake_end_account};
+    static const char *const good[] = {
+        "admin user-add alice@example.test legacy_mechs=no",
+        "admin user-del alice@example.test end=removed purge=pending",
+        "admin user-pin alice@example.test pin=prosody-1",
+        "admin user-import - added=3 replaced=0 kept=1 failed=0", NULL};
+    static const char *const bad[] = {
+        "admin user-del alice@example.test uid=0",
+        "admin user-del alice@example.test pid=1 purge=pending",
+        "admin user-del alice@example.test action=user-add",
+        "admin user-del alice@example.test jid=bob@example.test",
+        "admin user-del alice@example.test event=admin",
+        "admin user-del alice@example.test ended=5",
+        "admin user-del alice@example.test level=error",
+        "admin user-pin alice@example.test pin=a=b",
+        "admin user-pin alice@example.test pin='x'",
+        "admin user-del alice@example.test\"uid=0 end=removed",
+        "admin user-del a'b@example.test end=removed",
+        "admin user-del ALICE@example.test end=removed",
+        "admin user-del alice@exa=mple.test end=removed",
+        "admin user-del alice@example.test\xff end=removed",
+        NULL};
+    struct xe_buf out;
+
+    for (int i = 0; good[i]; i++) {
+        xe_buf_init(&out, 0);
+        n_audits = 0;
+        is_int(xe_ctlcmd_run(&env, good[i], strlen(good[i]), &out), 0, "admin: %s",
+               good[i]);
+        is_int(n_audits, 1, "... audited (%s)", audited);
+        xe_buf_free(&out);
+    }
+    for (int i = 0; bad[i]; i++) {
+        xe_buf_init(&out, 0);
+        n_audits = n_ended = 0;
+        is_int(xe_ctlcmd_run(&env, bad[i], strlen(bad[i]), &out), -1, "admin refused: %s",
+               bad[i]);
+        ok(n_audits == 0 && n_ended == 0, "... nothing audited or ended");
+        xe_buf_free(&out);
+    }
+}
+
 int
 main(void)
 {
@@ -434,5 +505,6 @@ main(void)
     test_keys();
     test_commands();
     test_backend_commands();
+    test_admin();
     return tap_done();
 }

@@ -109,6 +109,28 @@ main(void)
           "<iq type='error' id='xedge-purge-1'><error type='cancel'><service-unavailable "
           "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
           XE_PURGE_FAIL, "refused the removal: <service-unavailable/>");
+    check("a result from another user does not count (the resource is well known)",
+          LOGIN "<iq type='result' id='xedge-purge-1' from='mallory@example.test/x' "
+                "to='gone@example.test/xedge-purge'/></stream:stream>",
+          XE_PURGE_FAIL, "closed the stream before it answered");
+    check("... nor an error from another user",
+          LOGIN
+          "<iq type='error' id='xedge-purge-1' from='mallory@example.test/x'><error "
+          "type='cancel'><forbidden xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
+          "</error></iq><iq type='result' id='xedge-purge-1' from='GONE@example.test'/>",
+          XE_PURGE_DONE, NULL);
+    check("a result from the session's own full JID confirms (ejabberd)",
+          LOGIN
+          "<iq type='result' id='xedge-purge-1' from='gone@example.test/xedge-purge'/>",
+          XE_PURGE_DONE, NULL);
+    check("a result from another user whose name starts the same does not count",
+          LOGIN "<iq type='result' id='xedge-purge-1' from='gone@example.testx/r'/>"
+                "<iq type='result' id='xedge-purge-1' from='gonex@example.test/r'/>"
+                "</stream:stream>",
+          XE_PURGE_FAIL, "closed the stream before it answered");
+    check("a result from the domain confirms",
+          LOGIN "<iq type='result' id='xedge-purge-1' from='example.test'/>",
+          XE_PURGE_DONE, NULL);
     check("another iq's result does not count",
           LOGIN "<iq type='result' id='other'/></stream:stream>", XE_PURGE_FAIL,
           "closed the stream before it answered");

@@ -22,7 +22,7 @@ static const unsigned char secret[] = "0123456789abcdef0123456789abcdef";
 
 static struct xe_route_map *map;
 static bool up[N] = {true, true, true};
-static int forwarded[N], outcomes[5];
+static int forwarded[N], outcomes[6];
 static struct xe_buf fwd;
 
 static const struct xe_route_map *
@@ -65,7 +65,14 @@ t_outcome(void *ctx, enum xe_route_outcome o, size_t home, const char *to)
     outcomes[o]++;
 }
 
-static const struct xe_route_link_cb cb = {t_find, t_up, t_forward, t_outcome};
+static bool
+t_served(void *ctx, const char *domain)
+{
+    (void)ctx;
+    return strcmp(domain, "other.test") == 0 || strcmp(domain, "example.test") == 0;
+}
+
+static const struct xe_route_link_cb cb = {t_find, t_up, t_forward, t_outcome, t_served};
 
 static const char *HDR = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
                          "xmlns:stream='http://etherx.jabber.org/streams' "
@@ -198,7 +205,7 @@ test_link(bool bytewise)
     reset_counts();
     out.len = 0;
     snprintf(msg, sizeof(msg),
-             "<message from='%s/r' to='%s' id='m2'><body>back</body></message>", u0, u1);
+             "<message from='%s/r' to='%s' id='m2'><body>back</body></message>", u1, u1);
     feed(l, msg, &out);
     is_int(forwarded[0] + forwarded[1] + forwarded[2], 0,
            "%s: a stanza for the sender's own user is not forwarded", mode);
@@ -237,7 +244,7 @@ test_link(bool bytewise)
     /* an error stanza is never answered with an error */
     reset_counts();
     out.len = 0;
-    snprintf(msg, sizeof(msg), "<message from='%s/r' to='%s' type='error'/>", u0, u1);
+    snprintf(msg, sizeof(msg), "<message from='%s/r' to='%s' type='error'/>", u1, u1);
     feed(l, msg, &out);
     is_int(outcomes[XE_ROUTE_LOOP], 1, "%s: an error stanza back to the sender: refused",
            mode);
@@ -246,8 +253,8 @@ test_link(bool bytewise)
     /* another domain, or no node: bad address */
     reset_counts();
     out.len = 0;
-    feed(l, "<message from='a@example.test' to='b@elsewhere.test' id='z'/>", &out);
-    feed(l, "<message from='a@example.test' to='example.test' id='z'/>", &out);
+    feed(l, "<message from='example.test' to='b@elsewhere.test' id='z'/>", &out);
+    feed(l, "<message from='example.test' to='example.test' id='z'/>", &out);
     is_int(outcomes[XE_ROUTE_BAD], 2, "%s: another domain or the domain itself: refused",
            mode);
 
@@ -293,6 +300,110 @@ test_auth_failures(void)
     xe_buf_free(&out);
 }
 
+/* A link speaks only for its own server's users: a from of another
+ * server's user, or of another domain xedge serves, is dropped. */
+static void
+test_forged_from(void)
+{
+    struct xe_buf out;
+    struct xe_route_link *l;
+    char u0[64], u1[64], u2[64], up0[64], msg[512];
+    const char *suffix[] = {"", "/r", "./r", NULL};
+    int r, n = 0;
+
+    user_on(0, u0, sizeof(u0));
+    user_on(1, u1, sizeof(u1));
+    user_on(2, u2, sizeof(u2));
+    snprintf(up0, sizeof(up0), "%s", u0);
+    for (char *c = up0; *c; c++)
+        *c = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_READY, "forged: the link authenticates as p1");
+    reset_counts();
+    out.len = 0;
+    for (int i = 0; suffix[i]; i++) {
+        char from[128];
+        snprintf(from, sizeof(from), "%s%s", i == 1 ? up0 : u0, suffix[i]);
+        snprintf(
+            msg, sizeof(msg),
+            "<message from='%s' to='%s' type='chat' id='f%d'><body>x</body></message>",
+            from, u2, i);
+        feed(l, msg, &out);
+        n++;
+    }
+    feed(l, "<message from='boss@other.test/r' to='u9@example.test' id='o'/>", &out);
+    n++;
+    feed(l, "<message from='boss@OTHER.test' to='u9@example.test' id='o2'/>", &out);
+    n++;
+    feed(l, "<message from='@example.test' to='u9@example.test' id='o3'/>", &out);
+    n++;
+    is_int(
+        outcomes[XE_ROUTE_FORGED], n,
+        "forged: a from of another server's user or of another served domain: refused");
+    is_int(forwarded[0] + forwarded[1] + forwarded[2], 0,
+           "forged: ... nothing forwarded");
+    is_int(out.len, 0, "forged: ... and no error goes to the forged sender");
+
+    reset_counts();
+    snprintf(msg, sizeof(msg), "<message from='%s/r' to='%s' id='g1'/>", u1, u2);
+    feed(l, msg, &out);
+    snprintf(msg, sizeof(msg), "<message from='carol@remote.test/r' to='%s' id='g2'/>",
+             u2);
+    feed(l, msg, &out);
+    snprintf(msg, sizeof(msg), "<message from='example.test' to='%s' id='g3'/>", u2);
+    feed(l, msg, &out);
+    snprintf(msg, sizeof(msg), "<message to='%s' id='g4'/>", u2);
+    feed(l, msg, &out);
+    is_int(forwarded[2], 4,
+           "forged: its own user, a remote domain, the domain, no from: forwarded");
+    is_int(outcomes[XE_ROUTE_FORGED], 0, "forged: ... none refused");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
+/* Stanzas go raw into the home's stream: a header that declares another
+ * prefix than stream: is refused, so no stanza can use one. */
+static void
+test_prefixes(void)
+{
+    static const char *const bad[] = {
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+        "xmlns:s='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' to='example.test'>",
+        "<x:stream xmlns='jabber:server' xmlns:x='http://etherx.jabber.org/streams' "
+        "to='example.test'>",
+        "<stream:stream xmlns='jabber:server' xmlns:streamx='jabber:server' "
+        "xmlns:stream='http://etherx.jabber.org/streams' to='example.test'>",
+        NULL};
+    struct xe_buf out;
+    const char *why;
+
+    xe_buf_init(&out, 0);
+    for (int i = 0; bad[i]; i++) {
+        struct xe_route_link *l = xe_route_link_new(&cb, NULL, 60);
+        out.len = 0;
+        is_int(xe_route_link_feed(l, bad[i], strlen(bad[i]), NOW, &out, &why),
+               XE_ROUTE_CLOSE,
+               "prefixes: a header declaring another prefix is refused (%d)", i);
+        xe_buf_append(&out, "", 1);
+        ok(strstr((char *)out.data, "invalid-namespace") != NULL,
+           "... invalid-namespace");
+        xe_route_link_free(&l);
+    }
+    {
+        struct xe_route_link *l = xe_route_link_new(&cb, NULL, 60);
+        const char *good =
+            "<stream:stream xmlns:stream = 'http://etherx.jabber.org/streams' "
+            "xmlns='jabber:server' to='example.test'>";
+        out.len = 0;
+        is_int(xe_route_link_feed(l, good, strlen(good), NOW, &out, &why), XE_ROUTE_MORE,
+               "prefixes: stream: only (spaces around =) is taken");
+        xe_route_link_free(&l);
+    }
+    xe_buf_free(&out);
+}
+
 static void
 test_components(void)
 {
@@ -322,7 +433,7 @@ test_components(void)
     xe_buf_init(&out, 0);
     l = link_as("p1", NOW + 30, "route", &out, &r, false);
     reset_counts();
-    feed(l, "<presence from='u@example.test/r' to='room@conf.example.test/nick'/>", &out);
+    feed(l, "<presence from='u@remote.test/r' to='room@conf.example.test/nick'/>", &out);
     is_int(forwarded[2], 1,
            "components: a stanza for a room goes to the component's server");
     xe_route_link_free(&l);
@@ -330,7 +441,7 @@ test_components(void)
     reset_counts();
     out.len = 0;
     feed(l,
-         "<message from='u@example.test/r' to='room@conf.example.test' type='groupchat' "
+         "<message from='u@remote.test/r' to='room@conf.example.test' type='groupchat' "
          "id='g'/>",
          &out);
     is_int(outcomes[XE_ROUTE_LOOP], 1,
@@ -338,6 +449,23 @@ test_components(void)
     xe_buf_append(&out, "", 1);
     ok(strstr((char *)out.data, "service-unavailable") != NULL,
        "components: ... refused");
+    /* a component's from: only its own server sends it */
+    reset_counts();
+    feed(l, "<message from='room@conf.example.test/n' to='u@remote.test' id='c1'/>",
+         &out);
+    is_int(outcomes[XE_ROUTE_FORGED], 0,
+           "components: from the component's server: routed");
+    xe_route_link_free(&l);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    reset_counts();
+    feed(l, "<message from='room@conf.example.test/n' to='u@other.test' id='c2'/>", &out);
+    feed(l,
+         "<message from='room@conf.example.test/n' to='room@conf.example.test' id='c3'/>",
+         &out);
+    is_int(outcomes[XE_ROUTE_FORGED], 2,
+           "components: a component's from on another server's link: dropped");
+    is_int(forwarded[0] + forwarded[1] + forwarded[2], 0,
+           "components: ... not forwarded");
     xe_route_link_free(&l);
     xe_buf_free(&out);
     xe_route_map_free(&map);
@@ -354,6 +482,8 @@ main(void)
     test_link(false);
     test_link(true);
     test_auth_failures();
+    test_forged_from();
+    test_prefixes();
     test_components();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
