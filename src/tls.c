@@ -630,6 +630,9 @@ xe_tls_free(struct xe_tls **tp)
     *tp = NULL;
 }
 
+static void trim_rbio(struct xe_tls *t);
+static void trim_wbio(struct xe_tls *t);
+
 int
 xe_tls_feed(struct xe_tls *t, const void *data, size_t len)
 {
@@ -681,7 +684,10 @@ xe_tls_read(struct xe_tls *t, void *buf, size_t len)
 
     if (r > 0)
         return r;
-    return map_error(t, r, "TLS read failed");
+    r = map_error(t, r, "TLS read failed");
+    if (r == XE_TLS_WANT)
+        trim_rbio(t); /* all read: a large read's capacity is not kept */
+    return r;
 }
 
 int
@@ -717,6 +723,9 @@ size_t
 xe_tls_out_take(struct xe_tls *t, void *buf, size_t len)
 {
     int n = BIO_read(t->wbio, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+    if (n > 0 && BIO_ctrl_pending(t->wbio) == 0)
+        trim_wbio(t); /* all taken: a large flight's capacity is not kept */
     return n > 0 ? (size_t)n : 0;
 }
 
@@ -751,6 +760,32 @@ xe_tls_release_bios(struct xe_tls *t, size_t keep)
         SSL_set0_rbio(t->ssl, r);
         t->rbio = r;
     }
+    if (w != NULL) {
+        SSL_set0_wbio(t->ssl, w);
+        t->wbio = w;
+    }
+}
+
+/* A memory BIO never gives back what it grew to: once empty, one that holds
+ * more than XE_TLS_BIO_KEEP is replaced, on every connection (before
+ * authentication too, issue 13: a connection that sent a large element and
+ * then waits holds no ciphertext capacity). */
+static void
+trim_rbio(struct xe_tls *t)
+{
+    BIO *r = bio_renew(t->rbio, XE_TLS_BIO_KEEP);
+
+    if (r != NULL) {
+        SSL_set0_rbio(t->ssl, r);
+        t->rbio = r;
+    }
+}
+
+static void
+trim_wbio(struct xe_tls *t)
+{
+    BIO *w = bio_renew(t->wbio, XE_TLS_BIO_KEEP);
+
     if (w != NULL) {
         SSL_set0_wbio(t->ssl, w);
         t->wbio = w;
