@@ -46,7 +46,7 @@ struct xe_c2s {
     char *sni;
     char *peer;
     char id[33];
-    char jid[3072];
+    char *jid; /* after authentication; NULL before (issue 13) */
     char mech[32];
     struct xe_cbind cb[XE_CB_MAX];
     size_t n_cb;
@@ -64,6 +64,13 @@ struct xe_c2s {
     struct xe_buf zfeatures; /* the backend's features without compression */
     struct xe_buf head;      /* an element read after the offer, for the backend */
 };
+
+/* The session's JID ("" before authentication). */
+static const char *
+jid_of(const struct xe_c2s *c)
+{
+    return c->jid ? c->jid : "";
+}
 
 static void
 send_str(struct xe_c2s *c, const char *s)
@@ -97,7 +104,7 @@ xe_c2s_stream_error(struct xe_c2s *c, const char *condition, const char *text)
     c->st = ST_CLOSED;
     xe_metrics_inc(XE_M_STREAM_ERRORS, condition, NULL);
     xe_info("event=stream-error peer=%s domain=%s jid=%s condition=%s text=\"%s\"",
-            c->peer, c->domain ? c->domain : "-", c->jid[0] ? c->jid : "-", condition,
+            c->peer, c->domain ? c->domain : "-", c->jid ? c->jid : "-", condition,
             text ? text : "");
 }
 
@@ -224,7 +231,7 @@ compress_failure(struct xe_c2s *c, const char *condition)
     xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_COMPRESS "'><%s/></failure>",
                    condition);
     xe_info("event=compress-failed peer=%s jid=%s condition=%s attempt=%u", c->peer,
-            c->jid, condition, c->zfailures);
+            jid_of(c), condition, c->zfailures);
     if (c->zfailures >= XE_MAX_COMPRESS_FAILURES)
         return error_stop(c, "policy-violation", "too many failed compression requests");
     return XE_XS_CONTINUE;
@@ -250,7 +257,7 @@ on_offered_element(struct xe_c2s *c, const struct xe_xml_elem *e,
     if (strcmp(xe_xml_text(m), "zlib") != 0)
         return compress_failure(c, "unsupported-method");
     send_str(c, "<compressed xmlns='" XE_NS_COMPRESS "'/>");
-    xe_debug("event=compress peer=%s jid=%s method=zlib", c->peer, c->jid);
+    xe_debug("event=compress peer=%s jid=%s method=zlib", c->peer, jid_of(c));
     c->st = ST_ZHEADER;
     c->header_sent = false;
     return stop_with(c, XE_C2S_COMPRESS);
@@ -273,7 +280,7 @@ offer_compression(struct xe_c2s *c, const unsigned char *features, size_t len)
         xe_zstream_features(features, len, &c->out, &c->zfeatures) < 0) {
         xe_warn("event=compression-unavailable peer=%s jid=%s reason=\"the backend's "
                 "features cannot be read\"",
-                c->peer, c->jid);
+                c->peer, jid_of(c));
         return -1;
     }
     return 0;
@@ -415,7 +422,8 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
         c->st = ST_SASL;
         return XE_XS_CONTINUE;
     }
-    snprintf(c->jid, sizeof(c->jid), "%s", xe_sasl_jid(c->sasl));
+    free(c->jid);
+    c->jid = xe_strndup(xe_sasl_jid(c->sasl), strnlen(xe_sasl_jid(c->sasl), 3071));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
     xe_metrics_inc(XE_M_LOGINS, c->mech, "success");
@@ -710,7 +718,8 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     }
     if (c->guard)
         c->guard->succeeded(c->guard_ctx, key);
-    snprintf(c->jid, sizeof(c->jid), "%s", jid);
+    free(c->jid);
+    c->jid = xe_strdup(jid);
     snprintf(c->mech, sizeof(c->mech), "iq-auth");
     free(c->resource);
     c->resource = xe_strdup(res);
@@ -851,6 +860,7 @@ xe_c2s_free(struct xe_c2s **cp)
     xe_sasl_free(&c->sasl);
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
     free(c->ext);
+    free(c->jid);
     xe_buf_free(&c->out);
     xe_buf_free(&c->restart_header);
     xe_buf_free(&c->zfeatures);
@@ -967,7 +977,7 @@ xe_c2s_domain(const struct xe_c2s *c)
 const char *
 xe_c2s_jid(const struct xe_c2s *c)
 {
-    return c->jid;
+    return jid_of(c);
 }
 
 bool

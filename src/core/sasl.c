@@ -51,7 +51,8 @@ struct xe_sasl {
     const char *mechs[XE_MECH_COUNT]; /* what this session offers, distinct */
     size_t n_mechs;
     char mech[32];
-    char jid[3072];
+    char *jid;        /* the authenticated (or attempted) JID; NULL before (issue 13:
+                       * a pre-auth connection holds no room for one) */
     bool gs2_pending; /* a SCRAM attempt whose client-first message is still to come */
     bool store_error; /* the store could not be read during this attempt */
     char detail[256];
@@ -881,6 +882,7 @@ xe_sasl_free(struct xe_sasl **sp)
 
     if (s == NULL)
         return;
+    free(s->jid);
     if (s->conn)
         sasl_dispose(&s->conn);
     if (s->secret)
@@ -941,6 +943,14 @@ map_cyrus(int r)
     }
 }
 
+/* The JID, bounded as the array it replaces was (3071 bytes). */
+static void
+set_jid(struct xe_sasl *s, const char *jid)
+{
+    free(s->jid);
+    s->jid = xe_strndup(jid, strnlen(jid, 3071));
+}
+
 static int
 finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen,
        enum xe_sasl_cond *cond_r)
@@ -960,7 +970,7 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
             if (*p == '"' || *p == '\\')
                 *p = '\'';
         if (sasl_getprop(s->conn, SASL_AUTHUSER, &who) == SASL_OK && who)
-            snprintf(s->jid, sizeof(s->jid), "%s", (const char *)who);
+            set_jid(s, (const char *)who);
         *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);
         /* a binding that does not match, or of a type we cannot verify, is a
          * failed authentication, not a malformed request */
@@ -984,7 +994,7 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
             *cond_r = XE_SASL_NOT_AUTHORIZED;
             return XE_SASL_FAIL;
         }
-        snprintf(s->jid, sizeof(s->jid), "%s", s->peer);
+        set_jid(s, s->peer);
         return XE_SASL_OK;
     }
     if (strcmp(s->mech, "ANONYMOUS") == 0) {
@@ -992,11 +1002,12 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
          * the domain, and the backend is told it is anonymous */
         char id[33];
         xe_random_id(id);
-        snprintf(s->jid, sizeof(s->jid), "anon-%.16s@%s", id, s->domain);
+        free(s->jid);
+        s->jid = xe_asprintf("anon-%.16s@%s", id, s->domain);
         s->anonymous = true;
         return XE_SASL_OK;
     }
-    snprintf(s->jid, sizeof(s->jid), "%s", (const char *)user);
+    set_jid(s, (const char *)user);
     /* the account must still exist and be enabled */
     return check_usable(s->jid, cond_r, s->detail, sizeof(s->detail));
 }
@@ -1051,7 +1062,8 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
     *out = NULL;
     *outlen = 0;
     s->detail[0] = '\0';
-    s->jid[0] = '\0';
+    free(s->jid);
+    s->jid = NULL;
     s->store_error = false;
     s->anonymous = false;
     s->gs2_pending = false;
@@ -1108,7 +1120,7 @@ xe_sasl_step(struct xe_sasl *s, const char *in, size_t inlen, const char **out,
 const char *
 xe_sasl_jid(const struct xe_sasl *s)
 {
-    return s->jid;
+    return s->jid ? s->jid : "";
 }
 
 bool

@@ -40,6 +40,9 @@ struct xe_tls {
     struct xe_tls_ctx *ctx;
     bool client;
     bool fixed; /* STARTTLS: the stream's `to` chose the domain, not the SNI */
+    /* a BIO held more than half of XE_TLS_BIO_KEEP since it was last empty:
+     * it may have grown past it (the trim looks only then) */
+    bool rbio_big, wbio_big;
     char err[256];
 };
 
@@ -630,6 +633,9 @@ xe_tls_free(struct xe_tls **tp)
     *tp = NULL;
 }
 
+static void trim_rbio(struct xe_tls *t);
+static void trim_wbio(struct xe_tls *t);
+
 int
 xe_tls_feed(struct xe_tls *t, const void *data, size_t len)
 {
@@ -642,6 +648,8 @@ xe_tls_feed(struct xe_tls *t, const void *data, size_t len)
         data = (const char *)data + n;
         len -= (size_t)n;
     }
+    if (!t->rbio_big && BIO_ctrl_pending(t->rbio) > XE_TLS_BIO_KEEP / 2)
+        t->rbio_big = true;
     return 0;
 }
 
@@ -681,7 +689,10 @@ xe_tls_read(struct xe_tls *t, void *buf, size_t len)
 
     if (r > 0)
         return r;
-    return map_error(t, r, "TLS read failed");
+    r = map_error(t, r, "TLS read failed");
+    if (r == XE_TLS_WANT && t->rbio_big)
+        trim_rbio(t); /* all read: a large read's capacity is not kept */
+    return r;
 }
 
 int
@@ -716,7 +727,13 @@ xe_tls_out_pending(struct xe_tls *t)
 size_t
 xe_tls_out_take(struct xe_tls *t, void *buf, size_t len)
 {
+    size_t pending = BIO_ctrl_pending(t->wbio);
     int n = BIO_read(t->wbio, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+
+    if (pending > XE_TLS_BIO_KEEP / 2)
+        t->wbio_big = true;
+    if (n > 0 && (size_t)n == pending && t->wbio_big)
+        trim_wbio(t); /* all taken: a large flight's capacity is not kept */
     return n > 0 ? (size_t)n : 0;
 }
 
@@ -751,6 +768,35 @@ xe_tls_release_bios(struct xe_tls *t, size_t keep)
         SSL_set0_rbio(t->ssl, r);
         t->rbio = r;
     }
+    if (w != NULL) {
+        SSL_set0_wbio(t->ssl, w);
+        t->wbio = w;
+    }
+}
+
+/* A memory BIO never gives back what it grew to: once empty, one that holds
+ * more than XE_TLS_BIO_KEEP is replaced, on every connection (before
+ * authentication too, issue 13: a connection that sent a large element and
+ * then waits holds no ciphertext capacity). */
+static void
+trim_rbio(struct xe_tls *t)
+{
+    BIO *r = bio_renew(t->rbio, XE_TLS_BIO_KEEP);
+
+    if (BIO_ctrl_pending(t->rbio) == 0)
+        t->rbio_big = false; /* replaced, or never grew past XE_TLS_BIO_KEEP */
+    if (r != NULL) {
+        SSL_set0_rbio(t->ssl, r);
+        t->rbio = r;
+    }
+}
+
+static void
+trim_wbio(struct xe_tls *t)
+{
+    BIO *w = bio_renew(t->wbio, XE_TLS_BIO_KEEP);
+
+    t->wbio_big = false; /* (called only when empty) */
     if (w != NULL) {
         SSL_set0_wbio(t->ssl, w);
         t->wbio = w;

@@ -11,6 +11,15 @@
 #define XE_MAX_HEADER_BYTES 4096              /* the <stream:stream> header */
 #define XE_MAX_BACKEND_FEATURES (64 * 1024)   /* backend's stream features */
 
+/* The XML parser's memory between elements (every stream, issue 13): expat
+ * gets the bytes in slices of at most this many (it copies each call's input
+ * into a buffer of its own that never shrinks: its size follows the largest
+ * slice, not the largest read), and the raw bytes kept for the element being
+ * parsed give back their capacity above XE_XML_RAW_KEEP once no element is
+ * open. Neither changes a limit: each is checked after every slice. */
+#define XE_XML_FEED_SLICE 2048
+#define XE_XML_RAW_KEEP 1024
+
 /* XML stream after authentication, parsed only on a domain with in-band
  * registration (the client's stanzas are read to find jabber:iq:register) */
 #define XE_DEF_MAX_STANZA_POSTAUTH (256 * 1024) /* bytes of one top-level element */

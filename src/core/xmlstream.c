@@ -407,6 +407,8 @@ clear_state(struct xe_xmlstream *xs)
     xs->depth = 0;
     xs->in_stream = false;
     xs->raw.len = 0;
+    if (xs->raw.cap > XE_XML_RAW_KEEP)
+        xe_buf_free(&xs->raw);
     xs->raw_base = xs->elem_start = xs->fed = xs->boundary = 0;
     xs->stopped = false;
     xs->at_start = true;
@@ -459,8 +461,31 @@ expat_condition(enum XML_Error e)
     }
 }
 
-static int feed_parser(struct xe_xmlstream *xs, const void *data, size_t len,
-                       size_t *consumed_r);
+static int feed_slice(struct xe_xmlstream *xs, const void *data, size_t len,
+                      size_t *consumed_r);
+
+/* The chunk to expat in slices (XE_XML_FEED_SLICE), each consumed or not. */
+static int
+feed_parser(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consumed_r)
+{
+    const unsigned char *p = data;
+    size_t done = 0;
+
+    *consumed_r = 0;
+    while (done < len) {
+        size_t n = len - done < XE_XML_FEED_SLICE ? len - done : XE_XML_FEED_SLICE,
+               used = 0;
+        int r = feed_slice(xs, p + done, n, &used);
+
+        if (r != XE_XS_OK) {
+            *consumed_r = r == XE_XS_STOPPED ? done + used : 0;
+            return r;
+        }
+        done += n;
+    }
+    *consumed_r = len;
+    return XE_XS_OK;
+}
 
 static bool
 is_space(unsigned char c)
@@ -506,16 +531,11 @@ xe_xmlstream_feed(struct xe_xmlstream *xs, const void *data, size_t len,
 }
 
 static int
-feed_parser(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consumed_r)
+feed_slice(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consumed_r)
 {
     size_t base = xs->fed;
     enum XML_Status st;
 
-    if (len > (size_t)INT32_MAX) {
-        xs->condition = "policy-violation";
-        xs->text = "chunk too large";
-        return XE_XS_ERROR;
-    }
     /* keep the raw bytes of the element being parsed */
     if (xe_buf_append(&xs->raw, data, len) < 0) {
         xs->condition = "resource-constraint";
@@ -548,6 +568,8 @@ feed_parser(struct xe_xmlstream *xs, const void *data, size_t len, size_t *consu
             xe_buf_consume(&xs->raw, keep_from - xs->raw_base);
             xs->raw_base = keep_from;
         }
+        if (xs->raw.len == 0 && xs->raw.cap > XE_XML_RAW_KEEP)
+            xe_buf_free(&xs->raw); /* a large element's capacity, given back */
         if (xs->fed - keep_from > xs->lim.max_element_bytes) {
             xs->condition = "policy-violation";
             xs->text = "element too large";
@@ -562,6 +584,12 @@ xe_xmlstream_set_space_cb(struct xe_xmlstream *xs,
                           void (*space)(void *ctx, const char *s, size_t len))
 {
     xs->space = space;
+}
+
+size_t
+xe_xmlstream_raw_capacity(const struct xe_xmlstream *xs)
+{
+    return xs->raw.cap;
 }
 
 const unsigned char *

@@ -84,6 +84,8 @@ void xe_xmlstream_set_space_cb(struct xe_xmlstream *xs,
                                void (*space)(void *ctx, const char *s, size_t len));
 /* The raw bytes of the last stream header's start tag (NULL before one). */
 const unsigned char *xe_xmlstream_header(const struct xe_xmlstream *xs, size_t *len_r);
+/* Bytes allocated for the raw bytes of the open element (tests, metrics). */
+size_t xe_xmlstream_raw_capacity(const struct xe_xmlstream *xs);
 /* New limits from the next element on (s2s: larger after authentication). */
 void xe_xmlstream_set_limits(struct xe_xmlstream *xs,
                              const struct xe_xmlstream_limits *limits);

@@ -570,6 +570,74 @@ test_bios(void)
     free(data);
 }
 
+/* Every connection (before authentication too, issue 13) gives back a
+ * large read's or write's BIO capacity by itself once the BIO is empty: no
+ * xe_tls_release_bios needed; small traffic keeps its BIOs. */
+static void
+test_bios_auto(void)
+{
+    struct ep c = ep_xe(xe_tls_new_client("a.test", "xmpp-client"));
+    struct ep s = ep_xe(xe_tls_new(ctx, NULL));
+    const size_t elem = 15 * 1024, big = 64 * 1024;
+    unsigned char *data = malloc(big), *got = malloc(elem), rec[2 * 16384], buf[16];
+    size_t cap, n, have = 0;
+    int cr, sr, r = 0;
+
+    for (size_t i = 0; i < big; i++)
+        data[i] = (unsigned char)('a' + i % 26);
+    pump_handshake(&c, &s, &cr, &sr);
+    ok(cr == XE_TLS_DONE && sr == XE_TLS_DONE, "bios auto: handshake done");
+    ok(xe_tls_bio_capacity(s.x) <= 2 * XE_TLS_BIO_KEEP,
+       "bios auto: after the handshake the server's BIOs hold %zu",
+       xe_tls_bio_capacity(s.x));
+    /* a 15 KiB element in one record, in one piece */
+    ok(transfer(&c, &s, data, elem), "bios auto: 15 KiB client -> server");
+    cap = xe_tls_bio_capacity(s.x);
+    is_int(xe_tls_read(s.x, buf, sizeof(buf)), XE_TLS_WANT, "bios auto: then WANT");
+    ok(xe_tls_bio_capacity(s.x) <= XE_TLS_BIO_KEEP,
+       "bios auto: read to WANT, the read BIO is given back (%zu -> %zu)", cap,
+       xe_tls_bio_capacity(s.x));
+    /* 64 KiB server -> client: the write BIO grows, and is given back when taken */
+    ok(xe_tls_write(s.x, data, big) == 0 && xe_tls_out_pending(s.x) > big,
+       "bios auto: 64 KiB waits in the write BIO");
+    cap = xe_tls_bio_capacity(s.x);
+    move(&s, &c);
+    ok(xe_tls_out_pending(s.x) == 0 && xe_tls_bio_capacity(s.x) <= XE_TLS_BIO_KEEP,
+       "bios auto: all taken, the write BIO is given back (%zu -> %zu)", cap,
+       xe_tls_bio_capacity(s.x));
+    while (have < big && (r = xe_tls_read(c.x, got, elem)) > 0)
+        have += (size_t)r;
+    ok(have == big, "bios auto: ... and the client read all of it (%zu)", have);
+    /* small stanzas: the same BIOs, no new one per stanza */
+    ok(transfer(&c, &s, (const unsigned char *)"<presence/>", 11) &&
+           xe_tls_read(s.x, buf, sizeof(buf)) == XE_TLS_WANT,
+       "bios auto: a small stanza");
+    cap = xe_tls_bio_capacity(s.x);
+    ok(transfer(&c, &s, (const unsigned char *)"<presence/>", 11) &&
+           xe_tls_read(s.x, buf, sizeof(buf)) == XE_TLS_WANT &&
+           xe_tls_bio_capacity(s.x) == cap && cap > 0,
+       "bios auto: another keeps the BIOs as they were (%zu)", cap);
+    /* 15 KiB, its record fed byte by byte */
+    ok(xe_tls_write(c.x, data, elem) == 0, "bios auto: 15 KiB record from the client");
+    n = xe_tls_out_take(c.x, rec, sizeof(rec));
+    have = 0;
+    for (size_t i = 0; i < n; i++) {
+        xe_tls_feed(s.x, rec + i, 1);
+        while ((r = xe_tls_read(s.x, got + have, elem - have)) > 0)
+            have += (size_t)r;
+        if (r != XE_TLS_WANT || xe_tls_bio_capacity(s.x) > 2 * XE_TLS_BIO_KEEP)
+            break;
+    }
+    ok(have == elem && memcmp(got, data, elem) == 0,
+       "bios auto: byte by byte, the 15 KiB arrive intact (%zu)", have);
+    ok(xe_tls_bio_capacity(s.x) <= 2 * XE_TLS_BIO_KEEP,
+       "bios auto: ... and the BIOs stayed small (%zu)", xe_tls_bio_capacity(s.x));
+    ep_free(&c);
+    ep_free(&s);
+    free(data);
+    free(got);
+}
+
 static void
 test_garbage(void)
 {
@@ -1188,6 +1256,7 @@ main(void)
         test_alpn();
         test_data();
         test_bios();
+        test_bios_auto();
         test_garbage();
         test_ctx_errors();
         test_s2s(ca, ka, cb, kb);

@@ -1,11 +1,13 @@
 /* Unit tests of the XML stream parser (src/core/xmlstream.h): events and raw bytes
  * must not depend on how the input is split; stops report the exact byte;
  * restricted XML and the limits are enforced. TAP output. */
+#include <malloc.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "xelimits.h"
 #include "xmlstream.h"
 #include "util.h"
 #include "tap.h"
@@ -847,6 +849,147 @@ test_fuzz_findings(void)
     xe_buf_free(&r.log);
 }
 
+/* ---- memory (issue 13) ------------------------------------------------------ */
+
+/* the heap in use, less what the recorder's log holds */
+static size_t
+heap_in_use(const struct rec *r)
+{
+    return mallinfo2().uordblks - r->log.cap;
+}
+
+/* What a stream holds is what its open element needs: the raw bytes kept for
+ * it grow geometrically with it and are given back when it ends; expat's own
+ * buffer follows the slices it gets (XE_XML_FEED_SLICE), not the size of a
+ * read. Whole, in one chunk, and byte by byte. */
+static void
+test_memory(void)
+{
+    const size_t body = 15000;
+    struct xe_buf d;
+    struct rec r;
+    struct xe_xmlstream *xs;
+    size_t c, h0, h_open, h_done, max_ratio_bad = 0;
+    char *log;
+
+    xe_buf_init(&d, 0);
+    xe_buf_append_str(&d, "<message><body>");
+    for (size_t i = 0; i < body; i++)
+        xe_buf_append(&d, "x", 1);
+    for (int mode = WHOLE; mode <= BYTES; mode++) {
+        const char *how = mode == WHOLE ? "one chunk" : "byte by byte";
+
+        memset(&r, 0, sizeof(r));
+        xe_buf_init(&r.log, 0);
+        xs = xe_xmlstream_new(&def_lim, &cbs, &r);
+        xe_xmlstream_feed(xs, HDR, strlen(HDR), &c);
+        h0 = heap_in_use(&r);
+        ok(xe_xmlstream_raw_capacity(xs) <= XE_XML_RAW_KEEP,
+           "memory (%s): after the header, %zu bytes kept for raw bytes", how,
+           xe_xmlstream_raw_capacity(xs));
+        if (mode == WHOLE) {
+            is_int(xe_xmlstream_feed(xs, d.data, d.len, &c), XE_XS_OK,
+                   "memory (%s): an unfinished 15 KB element", how);
+        } else {
+            for (size_t i = 0; i < d.len; i++) {
+                size_t cap;
+                if (xe_xmlstream_feed(xs, d.data + i, 1, &c) != XE_XS_OK)
+                    break;
+                /* geometric growth: never more than twice what is held */
+                cap = xe_xmlstream_raw_capacity(xs);
+                if (cap > 2 * (i + 1) && cap > 256)
+                    max_ratio_bad++;
+            }
+            ok(max_ratio_bad == 0,
+               "memory (%s): raw capacity at most twice the open element", how);
+        }
+        ok(xe_xmlstream_raw_capacity(xs) >= d.len &&
+               xe_xmlstream_raw_capacity(xs) < 2 * d.len,
+           "memory (%s): raw capacity %zu for %zu bytes held", how,
+           xe_xmlstream_raw_capacity(xs), d.len);
+        h_open = heap_in_use(&r) - h0;
+        /* the raw bytes and the element's text, each under 2x, and expat's
+         * buffer for a few slices (46 KiB in all when expat got the whole
+         * read, and 30 KiB kept after the element ended) */
+        ok(h_open < 40 * 1024, "memory (%s): the open element costs %zu bytes of heap",
+           how, h_open);
+        is_int(xe_xmlstream_feed(xs, "</body></message>", 17, &c), XE_XS_OK,
+               "memory (%s): the element ends", how);
+        xe_buf_append(&r.log, "", 1);
+        r.log.len--;
+        ok(r.n_elem == 1 && contains((const char *)r.log.data, "raw=<message><body>xxx"),
+           "memory (%s): ... and is delivered", how);
+        is_int((int)xe_xmlstream_raw_capacity(xs), 0,
+               "memory (%s): its raw bytes' capacity is given back", how);
+        h_done = heap_in_use(&r) > h0 ? heap_in_use(&r) - h0 : 0;
+        ok(h_done <= 6 * 1024,
+           "memory (%s): afterwards the stream holds %zu bytes more than before", how,
+           h_done);
+        /* small elements after that: no allocation churn, the parser works */
+        is_int(xe_xmlstream_feed(xs, "<a/><b>t</b>", 12, &c), XE_XS_OK,
+               "memory (%s): small elements after it", how);
+        ok(r.n_elem == 3 && xe_xmlstream_raw_capacity(xs) <= XE_XML_RAW_KEEP,
+           "memory (%s): ... delivered, %zu bytes kept", how,
+           xe_xmlstream_raw_capacity(xs));
+        /* a reset with an open large element gives its capacity back too */
+        xe_xmlstream_feed(xs, d.data, d.len, &c);
+        xe_xmlstream_reset(xs);
+        ok(xe_xmlstream_raw_capacity(xs) <= XE_XML_RAW_KEEP,
+           "memory (%s): a reset gives a large open element's capacity back", how);
+        xe_xmlstream_free(&xs);
+        xe_buf_free(&r.log);
+    }
+    xe_buf_free(&d);
+
+    /* a stop after an element that spans several slices: the exact byte */
+    xe_buf_init(&d, 0);
+    xe_buf_append_str(&d, SHDR "<message><body>");
+    for (int i = 0; i < 5000; i++)
+        xe_buf_append(&d, "y", 1);
+    xe_buf_append_str(&d, "</body></message><starttls "
+                          "xmlns='urn:ietf:params:xml:ns:xmpp-tls'/><later/>");
+    xe_buf_append(&d, "", 1);
+    log = same_all_ways_lim(&def_lim, (const char *)d.data, d.len - 1, "starttls",
+                            "stop after 5 KB");
+    {
+        char want[64];
+        snprintf(want, sizeof(want), "STOP@%zu\n",
+                 (size_t)(strstr((const char *)d.data, "<later/>") - (char *)d.data));
+        ok(contains(log, want),
+           "stop after 5 KB: consumed ends right after <starttls/> (%s)", want);
+    }
+    free(log);
+    xe_buf_free(&d);
+
+    /* the element limit at its edge, sent in one chunk of many slices */
+    for (int over = 0; over < 2; over++) {
+        const char *open = "<message><body>", *close = "</body></message>";
+        size_t fill = def_lim.max_element_bytes - strlen(open) - strlen(close) + over;
+        char what[64];
+
+        xe_buf_init(&d, 0);
+        xe_buf_append_str(&d, SHDR);
+        xe_buf_append_str(&d, open);
+        for (size_t i = 0; i < fill; i++)
+            xe_buf_append(&d, "z", 1);
+        xe_buf_append_str(&d, close);
+        xe_buf_append_str(&d, "<a/>");
+        xe_buf_append(&d, "", 1);
+        snprintf(what, sizeof(what), "%zu of %zu bytes", def_lim.max_element_bytes + over,
+                 def_lim.max_element_bytes);
+        log = same_all_ways_lim(&def_lim, (const char *)d.data, d.len - 1, NULL, what);
+        if (over)
+            is_str(strstr(log, "ERR"), "ERR policy-violation\n",
+                   "%s -> policy-violation, nothing delivered%s", what,
+                   contains(log, "\nE ") ? " (BUT DELIVERED)" : "");
+        else
+            ok(!contains(log, "ERR") && contains(log, "raw=<a/>"), "%s is accepted",
+               what);
+        free(log);
+        xe_buf_free(&d);
+    }
+}
+
 int
 main(void)
 {
@@ -869,5 +1012,6 @@ main(void)
     test_stream_end_cb();
     test_space_before_restart();
     test_fuzz_findings();
+    test_memory();
     return tap_done();
 }
