@@ -937,13 +937,16 @@ xe_tls_channel_bindings(const struct xe_tls *t, bool tls13_unique, struct xe_cbi
             out[n].type = "tls-unique";
             out[n++].advertise = false;
         }
-    } else {
+    } else if (SSL_get_extms_support(t->ssl) == 1) {
+        /* without the extended master secret (RFC 7627), neither tls-unique
+         * nor the exporter identifies this connection (the triple
+         * handshake); the certificate's hash below still binds */
         if (n < max && (out[n].len = tls_unique(t, out[n].data, XE_CB_DATA_MAX)) > 0) {
             out[n].lazy = NULL;
             out[n].type = "tls-unique";
             out[n++].advertise = true;
         }
-        if (SSL_get_extms_support(t->ssl) == 1 && n < max) {
+        if (n < max) {
             out[n].len = 0;
             out[n].lazy = t;
             out[n].type = "tls-exporter";

@@ -922,6 +922,9 @@ out:
     return ok_;
 }
 
+/* TLS 1.2: the client offers no extended master secret (RFC 7627) */
+static bool try_no_ems;
+
 struct
 try {
     const char *starttls; /* the stream's to (STARTTLS), or NULL: Direct TLS */
@@ -961,6 +964,8 @@ try_handshake(struct xe_tls_ctx *sctx, const struct try *t, struct tried *r)
         SSL_set_cipher_list(c.ssl, t->ciphers);
     if (t->no_ticket)
         SSL_set_options(c.ssl, SSL_OP_NO_TICKET);
+    if (try_no_ems)
+        SSL_set_options(c.ssl, SSL_OP_NO_EXTENDED_MASTER_SECRET);
     if (t->resume)
         SSL_set_session(c.ssl, t->resume);
     pump_handshake(&c, &s, &cr, &sr);
@@ -1230,6 +1235,48 @@ test_end_point(const char *ca, const char *ka)
     xe_tls_ctx_free(&sctx);
 }
 
+/* TLS 1.2 without the extended master secret (RFC 7627): tls-unique and
+ * tls-exporter do not identify the connection (the triple handshake:
+ * RFC 7627 section 1, RFC 9266 section 3), so neither is offered; the
+ * certificate's hash still is. With it, both are. */
+static bool
+has_cb(const struct tried *r, const char *type)
+{
+    for (size_t i = 0; i < r->n_cb; i++)
+        if (strcmp(r->cb[i].type, type) == 0)
+            return true;
+    return false;
+}
+
+static void
+test_unique_needs_ems(const char *ca, const char *ka)
+{
+    struct xe_tls_cert cert = {"a.test", ca, ka, NULL, NULL};
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+
+    ok(xe_tls_ctx_new(&cert, 1, NULL, &sctx, &err) == 0, "ems: context %s",
+       err ? err : "");
+    free(err);
+    if (sctx == NULL)
+        return;
+    for (int ems = 0; ems < 2; ems++) {
+        struct try t = {NULL, "a.test", TLS1_2_VERSION, NULL, NULL, NULL, NULL, false};
+        struct tried r;
+        try_no_ems = !ems;
+        try_handshake(sctx, &t, &r);
+        try_no_ems = false;
+        ok(r.done && has_cb(&r, "tls-unique") == (ems == 1) &&
+               has_cb(&r, "tls-exporter") == (ems == 1) &&
+               has_cb(&r, "tls-server-end-point"),
+           "TLS 1.2 %s the extended master secret: tls-unique and tls-exporter %s, "
+           "tls-server-end-point offered",
+           ems ? "with" : "without", ems ? "offered" : "not offered");
+        SSL_SESSION_free(r.sess);
+    }
+    xe_tls_ctx_free(&sctx);
+}
+
 int
 main(void)
 {
@@ -1263,6 +1310,7 @@ main(void)
         test_resumption(ca, ka, cb, kb);
         test_parameters(ca, ka, cb, kb);
         test_end_point(ca, ka);
+        test_unique_needs_ems(ca, ka);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }
