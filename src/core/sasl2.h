@@ -102,11 +102,9 @@ struct xe_sasl2_mech {
 };
 
 /* xe_sasl2_element results */
-#define XE_SASL2_CHALLENGE 1 /* a <challenge/> was appended */
-#define XE_SASL2_SUCCESS 0   /* authenticated: bind, then xe_sasl2_build_success */
-#define XE_SASL2_FAILURE                                                                 \
-    (-1) /* a <failure/> was appended; another attempt may follow                        \
-          */
+#define XE_SASL2_CHALLENGE 1     /* a <challenge/> was appended */
+#define XE_SASL2_SUCCESS 0       /* authenticated: bind, then xe_sasl2_build_success */
+#define XE_SASL2_FAILURE (-1)    /* a <failure/> was appended; another attempt may come */
 #define XE_SASL2_UNEXPECTED (-2) /* not SASL2, or out of order: a stream error */
 
 struct xe_sasl2;
