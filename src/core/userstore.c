@@ -877,7 +877,8 @@ xe_userstore_open(const char *path, bool readonly, size_t map_mb,
         r = us_mdb_error(store, path, rc, "mdb_env_create", error_r);
         goto out;
     }
-    if ((rc = mdb_env_set_maxdbs(store->env, 2)) != 0) {
+    /* users, tombstones, FAST tokens (tokens.c) */
+    if ((rc = mdb_env_set_maxdbs(store->env, 3)) != 0) {
         r = us_mdb_error(store, path, rc, "mdb_env_set_maxdbs", error_r);
         goto out;
     }
@@ -911,6 +912,18 @@ xe_userstore_generation(struct xe_userstore *store)
     if (store == NULL || mdb_env_info(store->env, &info) != 0)
         return 0;
     return (uint64_t)info.me_last_txnid;
+}
+
+struct MDB_env *
+xe_userstore_env(struct xe_userstore *store)
+{
+    return store->env;
+}
+
+bool
+xe_userstore_readonly(const struct xe_userstore *store)
+{
+    return store->readonly;
 }
 
 void

@@ -86,6 +86,10 @@ const char *xe_scram_hash_name(enum xe_scram_hash h);
 int xe_userstore_open(const char *path, bool readonly, size_t map_mb,
                       struct xe_userstore **store_r, char **error_r);
 void xe_userstore_close(struct xe_userstore **store);
+/* The LMDB environment, for a module that keeps its own database in it
+ * (tokens.c: FAST tokens), and whether it was opened read-only. */
+struct MDB_env *xe_userstore_env(struct xe_userstore *store);
+bool xe_userstore_readonly(const struct xe_userstore *store);
 
 /* Lookup: XE_US_OK and *user filled, XE_US_NOTFOUND, or an error. */
 int xe_userstore_get(struct xe_userstore *store, const char *jid, struct xe_user *user,

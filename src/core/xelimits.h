@@ -71,6 +71,15 @@
 #define XE_DEF_SCRAM_ITERATIONS 4096
 #define XE_MAX_SCRAM_ITERATIONS 1000000
 
+/* SASL2 (XEP-0388) and Bind2 (XEP-0386): sizes of what a client names */
+#define XE_SASL2_MAX_MECH 20           /* a mechanism name (RFC 4422: 20 characters) */
+#define XE_SASL2_MAX_UA_ID 64          /* <user-agent id=...> (a UUID is 36) */
+#define XE_SASL2_MAX_UA_TEXT 128       /* <software>, <device> */
+#define XE_SASL2_MAX_TEXT 256          /* an <abort>'s <text> kept for the log */
+#define XE_BIND2_MAX_TAG 64            /* <tag> of a Bind2 request */
+#define XE_BIND2_MAX_JID 3071          /* a full JID (RFC 7622: 3 x 1023) */
+#define XE_BIND2_MAX_HELD (256 * 1024) /* backend bytes held until <success> */
+
 /* One read from a socket (bytes): what can land in a queue at once */
 #define XE_READ_CHUNK (64 * 1024)
 /* Before the splice, what one callback writes to one side, held to go out

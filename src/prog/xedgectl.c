@@ -30,6 +30,7 @@
 #include "userjson.h"
 #include "ctlclient.h"
 #include "ctlroute.h"
+#include "ctltokens.h"
 #include "userstore.h"
 #include "xelimits.h"
 #include "xedgectl_pg.h"
@@ -125,6 +126,12 @@ user_usage(FILE *f)
             "                 --none removes the pin\n"
             "  where JID      the user's home server in its pool, its pin, and why\n"
             "                 (doc/pool-routing.md)\n"
+            "  tokens list JID\n"
+            "                 the user's FAST tokens on this node: one record per\n"
+            "                 client (user agent id), never the tokens themselves\n"
+            "  tokens revoke JID [USER-AGENT-ID]\n"
+            "                 delete them (of one client); a password change, a\n"
+            "                 disable or a deletion makes them fail already\n"
             "  export [--legacy] [DOMAIN]\n"
             "                 print the users (of one domain) as JSON lines: the\n"
             "                 SCRAM secrets, never a password (--legacy: also the\n"
@@ -859,6 +866,11 @@ main(int argc, char **argv)
     if (optind < argc &&
         (strcmp(argv[optind], "session") == 0 || strcmp(argv[optind], "stats") == 0)) {
         ret = xe_ctlclient_session(config, argc - optind, argv + optind);
+        goto out;
+    }
+    if (optind + 1 < argc && strcmp(argv[optind], "user") == 0 &&
+        strcmp(argv[optind + 1], "tokens") == 0) {
+        ret = xe_ctltokens_main(config, argc - optind - 2, argv + optind + 2);
         goto out;
     }
     if (optind + 1 < argc && strcmp(argv[optind], "user") == 0 &&
