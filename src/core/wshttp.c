@@ -237,7 +237,7 @@ error(struct xe_wshttp *h, int status, const char *text, const char *extra,
 }
 
 /* host-meta (XEP-0156) in XRD or JSON. The URL goes in unescaped: the
- * configuration check refuses a URL with quotes, '<', '&', '\\' or controls. */
+ * configuration check refuses a URL with quotes, '<', '&', a backslash or controls. */
 static void
 host_meta(struct xe_wshttp *h, bool json)
 {

@@ -23,7 +23,6 @@
 #include "proxy.h"
 #include "xelimits.h"
 
-#define XE_WS_DEFAULT_PATH "/xmpp-websocket"
 #define XE_WS_HOST_META "/.well-known/host-meta"
 #define XE_WS_HOST_META_JSON "/.well-known/host-meta.json"
 
