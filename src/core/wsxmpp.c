@@ -181,7 +181,7 @@ static int
 frame_error(struct xe_wsxmpp *x, const char *cond, const char *why)
 {
     char m[256];
-    static const char close_msg[] = "<close xmlns='" XE_NS_FRAMING "'/>";
+    static const char close_msg[] = XE_WS_CLOSE_MSG;
 
     x->error = why;
     if (x->client_done)
@@ -327,6 +327,19 @@ uses_prefix(const char *raw, size_t len, const char *p)
     return false;
 }
 
+/* One balanced element: '<' first, and the boundary scan from inside the
+ * stream comes back between stanzas exactly at its end. */
+static bool
+one_element(const char *p, size_t len)
+{
+    struct xe_boundary b;
+
+    if (len < 3 || p[0] != '<')
+        return false;
+    xe_boundary_init(&b, 1);
+    return xe_boundary_scan(&b, p, len, true) == len && xe_boundary_between(&b);
+}
+
 /* The bytes of the start tag at raw (to its '>', quotes followed). */
 static size_t
 start_tag_len(const char *raw, size_t len)
@@ -350,7 +363,6 @@ send_element(struct xe_wsxmpp *x, const char *raw, size_t len)
 {
     struct tag t;
     size_t nl, n = 0, need;
-    const char *colon;
     bool is_error;
     char se[MAX_NAME + 8];
 
@@ -359,19 +371,19 @@ send_element(struct xe_wsxmpp *x, const char *raw, size_t len)
     nl = strlen(t.name);
     snprintf(se, sizeof(se), "%s:error", x->stream_prefix);
     is_error = strcmp(t.name, se) == 0;
-    need = len + 64 + (x->default_ns ? strlen(x->default_ns) : 0);
+    /* the values inserted are escaped again: at most 6 bytes each */
+    need = len + 64 + (x->default_ns ? 6 * strlen(x->default_ns) : 0);
     for (size_t i = 0; i < x->n_decls; i++)
-        need += strlen(x->decls[i].prefix) + strlen(x->decls[i].uri) + 16;
+        need += strlen(x->decls[i].prefix) + 6 * strlen(x->decls[i].uri) + 16;
     if (!out_room(x, need))
         return x->error = "out of memory", XE_WSXMPP_ESTREAM;
-    colon = strchr(t.name, ':');
     if (is_error) {
         n = (size_t)sprintf(x->out, "<error xmlns='" XE_NS_STREAMS "'");
     } else {
         memcpy(x->out, raw, 1 + nl);
         n = 1 + nl;
-        if (!colon && !t.has_xmlns && x->default_ns)
-            n += (size_t)sprintf(x->out + n, " xmlns='%s'", x->default_ns);
+        if (!t.has_xmlns && x->default_ns)
+            attr_append(x->out, need, &n, "xmlns", x->default_ns);
     }
     for (size_t i = 0; i < x->n_decls; i++) {
         const struct decl *d = &x->decls[i];
@@ -381,8 +393,10 @@ send_element(struct xe_wsxmpp *x, const char *raw, size_t len)
         snprintf(own, sizeof(own), "xmlns:%s=", d->prefix);
         /* declared on the element's own start tag: kept as it is */
         if (!skip && !memmem(raw, start_tag_len(raw, len), own, strlen(own)) &&
-            uses_prefix(raw, len, d->prefix))
-            n += (size_t)sprintf(x->out + n, " xmlns:%s='%s'", d->prefix, d->uri);
+            uses_prefix(raw, len, d->prefix)) {
+            own[strlen(own) - 1] = '\0'; /* the attribute's name, without '=' */
+            attr_append(x->out, need, &n, own, d->uri);
+        }
     }
     if (is_error) {
         /* "...</stream:error>" -> "...</error>"; "<stream:error/>" stays empty */
@@ -403,6 +417,10 @@ send_element(struct xe_wsxmpp *x, const char *raw, size_t len)
         memcpy(x->out + n, raw + 1 + nl, len - 1 - nl);
         n += len - 1 - nl;
     }
+    /* a rewritten stream error of a stream that is not well-formed may no
+     * longer be one element: refused rather than sent */
+    if (is_error && !one_element(x->out, n))
+        return x->error = "bad stream error", XE_WSXMPP_ESTREAM;
     return x->cb->to_client(x->ctx, x->out, n) < 0 ? XE_WSXMPP_ECB : XE_WSXMPP_OK;
 }
 
@@ -468,7 +486,7 @@ process(struct xe_wsxmpp *x)
             break;
         }
         case M_END: {
-            static const char close_msg[] = "<close xmlns='" XE_NS_FRAMING "'/>";
+            static const char close_msg[] = XE_WS_CLOSE_MSG;
             char *q = memchr(x->buf + pos, '>', x->len - pos);
             if (!q)
                 goto out;

@@ -13,11 +13,12 @@
  * Stream -> client: the TCP stream (ours before the splice, the backend's
  * after) is cut at its top-level element boundaries without building a
  * tree (xe_boundary again), each element sent as one message with the
- * namespaces it used from the stream header declared on it (xmlns on
- * top-level stanzas, xmlns:stream on <stream:features/>); the header
+ * namespaces it used from the stream header declared on it (the stream's
+ * default namespace, jabber:client, on every top-level element that does
+ * not declare its own; xmlns:stream where the prefix is used); the header
  * becomes `<open/>` (again at a restart), `<stream:error>` becomes
  * `<error xmlns='http://etherx.jabber.org/streams'>`, `</stream:stream>`
- * becomes `<close/>`; whitespace keepalives are dropped (RFC 7395 3.6).
+ * becomes `<close/>` (XE_WS_CLOSE_MSG); whitespace keepalives are dropped (RFC 7395 3.6).
  * Bounded: an element of the stream over max_out bytes is an error. */
 #ifndef XE_WSXMPP_H
 #define XE_WSXMPP_H
@@ -27,6 +28,10 @@
 
 #define XE_NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 #define XE_NS_STREAMS "http://etherx.jabber.org/streams"
+/* The <close/> sent to a client, in the one spelling strophe.js (and the
+ * libraries derived from it) recognise by string comparison: double quotes
+ * and a space before "/>". Any XML parser reads it too. */
+#define XE_WS_CLOSE_MSG "<close xmlns=\"" XE_NS_FRAMING "\" />"
 
 struct xe_wsxmpp_cb {
     /* Bytes of the client's XMPP stream (to the c2s core, or the backend

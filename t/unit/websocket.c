@@ -578,7 +578,7 @@ test_xmpp_client(void)
         snprintf(want, sizeof(want),
                  "<error xmlns='" STREAMS
                  "'><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-                 "</error>\n<close xmlns='" FRAMING "'/>\n",
+                 "</error>\n" XE_WS_CLOSE_MSG "\n",
                  bad[i].cond);
         ok(rc == XE_WSXMPP_EFRAME && s.stream_len == 0,
            "%s: refused, nothing reaches the stream", bad[i].what);
@@ -614,12 +614,12 @@ static const char stream_in[] =
 static const char msgs_out[] =
     "<open xmlns='" FRAMING
     "' from='example.test' id='s1' version='1.0' xml:lang='en'/>\n"
-    "<stream:features xmlns:stream='" STREAMS "'><mechanisms "
+    "<stream:features xmlns='jabber:client' xmlns:stream='" STREAMS "'><mechanisms "
     "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms>"
     "</stream:features>\n"
     "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n"
     "<open xmlns='" FRAMING "' from='example.test' id='s2' version='1.0'/>\n"
-    "<stream:features xmlns:stream='" STREAMS
+    "<stream:features xmlns='jabber:client' xmlns:stream='" STREAMS
     "'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
     "</stream:features>\n"
     "<message xmlns='jabber:client' from='b@example.test' to='a@example.test' "
@@ -632,8 +632,9 @@ static const char msgs_out[] =
     "xmlns:stream='urn:other'/></presence>\n"
     "<error xmlns='" STREAMS
     "'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"
-    "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no</text></error>\n"
-    "<close xmlns='" FRAMING "'/>\n";
+    "<text "
+    "xmlns='urn:ietf:params:xml:ns:xmpp-streams'>no</text></error>\n" XE_WS_CLOSE_MSG
+    "\n";
 
 static void
 test_xmpp_stream(void)
@@ -676,6 +677,19 @@ test_xmpp_stream(void)
     }
     xe_wsxmpp_free(&x);
 
+    /* a namespace value with a quote is escaped again where it is declared */
+    memset(&s, 0, sizeof(s));
+    x = xe_wsxmpp_new(1 << 16, &xcb, &s);
+    {
+        const char *b = "<stream:stream xmlns=\"jabber:'c\" xmlns:stream='" STREAMS
+                        "' xmlns:db=\"a'&amp;b\"><db:result/>";
+        rc = xe_wsxmpp_stream_input(x, b, strlen(b));
+        ok(rc == 0 && strstr(s.msgs, "\n<db:result xmlns='jabber:&apos;c' "
+                                     "xmlns:db='a&apos;&amp;b'/>\n") != NULL,
+           "namespace values escaped again where they are declared");
+    }
+    xe_wsxmpp_free(&x);
+
     /* a second stream error in c2s's own words (before the splice) */
     memset(&s, 0, sizeof(s));
     x = xe_wsxmpp_new(1 << 16, &xcb, &s);
@@ -687,11 +701,10 @@ test_xmpp_stream(void)
                         "</stream:stream>";
         rc = xe_wsxmpp_stream_input(x, b, strlen(b));
         ok(rc == XE_WSXMPP_CLOSED &&
-               strstr(s.msgs,
-                      "\n<error xmlns='" STREAMS "'><policy-violation "
-                      "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>\n<close ") !=
-                   NULL,
-           "a stream error: <error/> then <close/>");
+               strstr(s.msgs, "\n<error xmlns='" STREAMS "'><policy-violation "
+                              "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></"
+                              "error>\n" XE_WS_CLOSE_MSG "\n") != NULL,
+           "a stream error: <error/> then <close/> (strophe.js's spelling)");
     }
     xe_wsxmpp_free(&x);
 }
