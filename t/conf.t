@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..71"
+echo "1..84"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -169,6 +169,26 @@ check "tls: an unknown group" 's/^log_level = "info";/log_level = "info"; tls = 
 check "tls: TLS 1.1" 's/^log_level = "info";/log_level = "info"; tls = { min_version = "TLSv1.1"; };/' "bad\.conf:1: min_version: must be \"TLSv1\.2\" or \"TLSv1\.3\""
 check "tls: a domain's bad list names the domain" 's/pool = "main"; } );/pool = "main"; tls = { ciphers = "NOPE"; }; } );/' "bad\.conf:7: domain example\.test: tls\.ciphers: 'NOPE' names no TLS 1\.2"
 check "tls: a misspelt setting" 's/^log_level = "info";/log_level = "info"; tls = { cipher = "HIGH"; };/' "bad\.conf:1: cipher: unknown setting"
+
+# websocket listeners (RFC 7395): parsed and checked, not served yet
+WS='{ kind = "websocket"; address = "127.0.0.1"; port = 5280;'
+good | sed "s#port = 5223; }#port = 5223; }, $WS path = \"/ws\"; origins = [ \"https://chat.example.test\", \"http://localhost:8080\" ]; host_meta_url = \"wss://example.test/ws\"; }, { kind = \"websocket\"; address = \"::1\"; port = 5281; tls = false; encrypted = true; trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\" ]; }#" >"$d/ws.conf"
+out=$("$XEDGE" -t -c "$d/ws.conf" 2>&1)
+ok $? "websocket listeners: wss with path, origins, host_meta_url; plain ws from trusted proxies ($out)"
+printf '%s\n' "$out" | grep -q "websocket listener 127.0.0.1 port 5280: parsed, not served yet" &&
+	printf '%s\n' "$out" | grep -q "websocket listener ::1 port 5281: parsed, not served yet"
+ok $? "xedge -t says the websocket listeners are not served yet"
+check "websocket: plain ws without trusted_proxies" "s#port = 5223; }#port = 5223; }, $WS tls = false; }#" "bad\.conf:5: trusted_proxies: missing required setting with tls = false"
+check "websocket: trusted_proxies with tls" "s#port = 5223; }#port = 5223; }, $WS trusted_proxies = [ \"10.0.0.1\" ]; }#" "bad\.conf:5: trusted_proxies: only with tls = false"
+check "websocket: encrypted with tls" "s#port = 5223; }#port = 5223; }, $WS encrypted = true; }#" "bad\.conf:5: encrypted: only with tls = false"
+check "websocket: a trusted proxy by name" "s#port = 5223; }#port = 5223; }, $WS tls = false; trusted_proxies = [ \"lb.example\" ]; }#" "trusted_proxies: 'lb.example' is not a numeric address"
+check "websocket: a path without /" "s#port = 5223; }#port = 5223; }, $WS path = \"ws\"; }#" "bad\.conf:5: path: 'ws' is not a path"
+check "websocket: a path under /.well-known/" "s#port = 5223; }#port = 5223; }, $WS path = \"/.well-known/host-meta\"; }#" "path: '/.well-known/host-meta' is not a path"
+check "websocket: an origin with a path" "s#port = 5223; }#port = 5223; }, $WS origins = [ \"https://a.example/chat\" ]; }#" "origins: 'https://a.example/chat' is not an origin"
+check "websocket: a host-meta URL that is not ws" "s#port = 5223; }#port = 5223; }, $WS host_meta_url = \"https://example.test/ws\"; }#" "host_meta_url: 'https://example.test/ws' is not a WebSocket URL"
+check "websocket: a host-meta URL with a quote" "s#port = 5223; }#port = 5223; }, $WS host_meta_url = \"wss://example.test/w'\"; }#" "host_meta_url: .* is not a WebSocket URL"
+check "websocket: path on a starttls listener" 's/port = 5222; }/port = 5222; path = "\/x"; }/' "bad\.conf:4: path: only for kind = \"websocket\""
+check "websocket: the only listeners" "s#{ kind = \"starttls\"; address = \"127.0.0.1\"; port = 5222; },##; s#{ kind = \"direct_tls\"; address = \"::1\"; port = 5223; }#$WS }#" "only websocket listeners: they are parsed but not served yet"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

@@ -563,27 +563,162 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+/* A list of addresses or prefixes (what: the setting, for the error). */
+static int
+load_cidrs(struct ctx *c, const config_setting_t *s, const char *what,
+           struct xe_cidr **out, size_t *n_out)
+{
+    if (!config_setting_is_array(s) && !config_setting_is_list(s))
+        return fail(c, s, what, "must be a list of addresses or prefixes");
+    if (config_setting_length(s) < 1)
+        return fail(c, s, what, "must not be empty");
+    *n_out = (size_t)config_setting_length(s);
+    *out = xe_calloc(*n_out, sizeof(**out));
+    for (size_t i = 0; i < *n_out; i++) {
+        const char *v =
+            config_setting_get_string(config_setting_get_elem(s, (unsigned)i));
+        if (v == NULL)
+            return fail(c, s, what, "must be a list of strings");
+        if (xe_cidr_parse(v, &(*out)[i]) < 0)
+            return fail(
+                c, s, what,
+                "'%s' is not a numeric address or prefix (\"10.0.0.0/8\", \"::1\")", v);
+    }
+    return 0;
+}
+
+/* No quote, '<', '&', '\', space or control: the value goes into HTTP
+ * headers, XML attributes and JSON strings as it is. */
+static bool
+ws_plain(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= ' ' || *p == 0x7f || strchr("'\"<>&\\", *p))
+            return false;
+    return true;
+}
+
+/* The settings of a kind = "websocket" listener (struct xe_ws_listener_conf). */
+static int
+load_ws_listener(struct ctx *c, const config_setting_t *g, struct xe_ws_listener_conf *w)
+{
+    const config_setting_t *tp = config_setting_get_member(g, "trusted_proxies");
+    const config_setting_t *o = config_setting_get_member(g, "origins");
+    struct xe_listener_conf px = {0};
+    int r;
+
+    if (get_bool(c, g, "tls", true, &w->tls) < 0 ||
+        get_bool(c, g, "encrypted", false, &w->encrypted) < 0)
+        return -1;
+    if (w->tls && w->encrypted)
+        return fail(c, g, "encrypted", "only with tls = false (TLS is xedge's own here)");
+    if (!w->tls && tp == NULL)
+        return fail(
+            c, g, "trusted_proxies",
+            "missing required setting with tls = false (plain ws is taken only from "
+            "the reverse proxies listed here)");
+    if (w->tls && tp != NULL)
+        return fail(c, tp, "trusted_proxies", "only with tls = false");
+    if (tp && load_cidrs(c, tp, "trusted_proxies", &w->trusted_proxies,
+                         &w->n_trusted_proxies) < 0)
+        return -1;
+    r = load_listener_proxy(c, g, &px);
+    w->proxy_protocol = px.proxy_protocol;
+    w->proxy_from = px.proxy_from;
+    w->n_proxy_from = px.n_proxy_from;
+    if (r < 0)
+        return -1;
+
+    if (get_string(c, g, "path", false, XE_WS_DEFAULT_PATH, &w->path) < 0)
+        return -1;
+    if (w->path[0] != '/' || !ws_plain(w->path) || strpbrk(w->path, "?#") ||
+        strlen(w->path) > XE_WS_MAX_HTTP_VALUE ||
+        strncmp(w->path, "/.well-known/", 13) == 0)
+        return fail(c, config_setting_get_member(g, "path"), "path",
+                    "'%s' is not a path (\"/xmpp-websocket\": a '/' first, no query, no "
+                    "spaces or quotes, not under /.well-known/)",
+                    w->path);
+
+    if (o != NULL) {
+        if (config_setting_type(o) != CONFIG_TYPE_ARRAY || config_setting_length(o) < 1)
+            return fail(c, o, "origins", "must be a non-empty array of strings");
+        w->n_origins = (size_t)config_setting_length(o);
+        w->origins = xe_calloc(w->n_origins, sizeof(char *));
+        for (size_t i = 0; i < w->n_origins; i++) {
+            const char *v = config_setting_get_string_elem(o, (int)i);
+            const char *host;
+            if (v == NULL)
+                return fail(c, o, "origins", "must be an array of strings");
+            w->origins[i] = xe_strdup(v);
+            host = strncmp(v, "https://", 8) == 0  ? v + 8
+                   : strncmp(v, "http://", 7) == 0 ? v + 7
+                                                   : NULL;
+            if (!host || !*host || strchr(host, '/') || !ws_plain(v) || strlen(v) > 256)
+                return fail(
+                    c, o, "origins",
+                    "'%s' is not an origin (\"https://chat.example.org\": a scheme "
+                    "and a host, an optional port, no path)",
+                    v);
+        }
+    }
+
+    if (get_string(c, g, "host_meta_url", false, NULL, &w->host_meta_url) < 0)
+        return -1;
+    if (w->host_meta_url &&
+        ((strncmp(w->host_meta_url, "wss://", 6) != 0 &&
+          strncmp(w->host_meta_url, "ws://", 5) != 0) ||
+         !ws_plain(w->host_meta_url) || strlen(w->host_meta_url) > 512))
+        return fail(
+            c, config_setting_get_member(g, "host_meta_url"), "host_meta_url",
+            "'%s' is not a WebSocket URL (\"wss://xmpp.example.org/xmpp-websocket\", "
+            "no spaces or quotes, at most 512 bytes)",
+            w->host_meta_url);
+    return 0;
+}
+
+/* settings a listener of another kind must not have */
+static const char *const ws_only[] = {"tls",  "encrypted", "trusted_proxies",
+                                      "path", "origins",   "host_meta_url"};
+
 static int
 load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *list = config_setting_get_member(root, "listeners");
     unsigned long long v;
+    size_t n, nl = 0;
 
     if (list == NULL)
         return fail(c, root, "listeners", "missing required setting");
     if (!config_setting_is_list(list) || config_setting_length(list) < 1)
         return fail(c, list, "listeners", "must be a non-empty list of groups");
-    conf->n_listeners = (size_t)config_setting_length(list);
-    conf->listeners = xe_calloc(conf->n_listeners, sizeof(*conf->listeners));
-    for (size_t i = 0; i < conf->n_listeners; i++) {
+    n = (size_t)config_setting_length(list);
+    conf->n_listeners = n; /* until the end: every entry freed on an error */
+    conf->listeners = xe_calloc(n, sizeof(*conf->listeners));
+    conf->websockets = xe_calloc(n, sizeof(*conf->websockets));
+    for (size_t i = 0; i < n; i++) {
         const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
-        struct xe_listener_conf *l = &conf->listeners[i];
+        struct xe_listener_conf *l = &conf->listeners[nl];
         char *kind = NULL;
 
         if (!config_setting_is_group(g))
             return fail(c, g, "listeners", "each listener must be a group { ... }");
         if (get_string(c, g, "kind", true, NULL, &kind) < 0)
             return -1;
+        if (strcmp(kind, "websocket") == 0) {
+            struct xe_ws_listener_conf *w = &conf->websockets[conf->n_websockets++];
+            free(kind);
+            if (get_string(c, g, "address", true, NULL, &w->address) < 0 ||
+                check_address(c, config_setting_get_member(g, "address"), w->address) <
+                    0 ||
+                get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
+                return -1;
+            if (v == 0)
+                return fail(c, g, "port", "missing required setting");
+            w->port = (int)v;
+            if (load_ws_listener(c, g, w) < 0)
+                return -1;
+            continue;
+        }
         if (strcmp(kind, "starttls") == 0)
             l->kind = XE_LISTEN_STARTTLS;
         else if (strcmp(kind, "direct_tls") == 0)
@@ -596,13 +731,19 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
             l->kind = XE_LISTEN_S2S_BACKEND;
         else {
             fail(c, config_setting_get_member(g, "kind"), "kind",
-                 "'%s' is not one of \"starttls\", \"direct_tls\", \"s2s\", "
+                 "'%s' is not one of \"starttls\", \"direct_tls\", \"websocket\", "
+                 "\"s2s\", "
                  "\"s2s_direct_tls\", \"s2s_backend\"",
                  kind);
             free(kind);
             return -1;
         }
         free(kind);
+        for (size_t k = 0; k < sizeof(ws_only) / sizeof(ws_only[0]); k++)
+            if (config_setting_get_member(g, ws_only[k]))
+                return fail(c, config_setting_get_member(g, ws_only[k]), ws_only[k],
+                            "only for kind = \"websocket\"");
+        nl++;
         if (get_string(c, g, "address", true, NULL, &l->address) < 0 ||
             check_address(c, config_setting_get_member(g, "address"), l->address) < 0 ||
             get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
@@ -613,6 +754,12 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
         if (load_listener_proxy(c, g, l) < 0)
             return -1;
     }
+    conf->n_listeners = nl;
+    if (nl == 0)
+        return fail(
+            c, list, "listeners",
+            "only websocket listeners: they are parsed but not served yet (the "
+            "listener comes with the glue); add a starttls or direct_tls listener");
     return 0;
 }
 
@@ -1125,8 +1272,9 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {
         "path", "map_size_mb", "database", "database_password_file", "node", NULL};
-    static const char *const listener[] = {"kind",           "address",    "port",
-                                           "proxy_protocol", "proxy_from", NULL};
+    static const char *const listener[] = {
+        "kind",      "address",         "port", "proxy_protocol", "proxy_from",    "tls",
+        "encrypted", "trusted_proxies", "path", "origins",        "host_meta_url", NULL};
     static const char *const domain[] = {
         "name",      "certificate",        "key",     "pool",     "mechanisms",
         "client_ca", "client_identities",  "iq_auth", "register", "compression",
@@ -1540,6 +1688,18 @@ xe_conf_free(struct xe_conf **confp)
         free(conf->listeners[i].proxy_from);
     }
     free(conf->listeners);
+    for (size_t i = 0; i < conf->n_websockets; i++) {
+        struct xe_ws_listener_conf *w = &conf->websockets[i];
+        free(w->address);
+        free(w->trusted_proxies);
+        free(w->proxy_from);
+        free(w->path);
+        for (size_t k = 0; k < w->n_origins; k++)
+            free(w->origins[k]);
+        free(w->origins);
+        free(w->host_meta_url);
+    }
+    free(conf->websockets);
     for (size_t i = 0; i < conf->n_domains; i++) {
         free(conf->domains[i].name);
         free(conf->domains[i].certificate);

@@ -28,6 +28,27 @@ struct xe_listener_conf {
     size_t n_proxy_from;
 };
 
+/* A WebSocket listener (kind = "websocket"; RFC 7395, doc/websocket.md).
+ * Parsed and checked; the listener itself comes with the glue (not served
+ * yet: `xedge -t` says so). Kept apart from `listeners` so that no glue
+ * takes it for an XMPP-over-TCP listener. */
+struct xe_ws_listener_conf {
+    char *address; /* numeric IPv4 or IPv6 address */
+    int port;
+    bool tls;       /* wss (default); false: plain ws behind a TLS-terminating proxy */
+    bool encrypted; /* plain ws: the operator says the proxy terminated TLS */
+    struct xe_cidr *trusted_proxies; /* plain ws: the only sources accepted; their
+                                      * X-Forwarded-For names the client */
+    size_t n_trusted_proxies;
+    bool proxy_protocol; /* as a listener's (proxy.h), handled by the glue */
+    struct xe_cidr *proxy_from;
+    size_t n_proxy_from;
+    char *path;     /* the Upgrade's path; default "/xmpp-websocket" */
+    char **origins; /* allowed Origin values; none: any */
+    size_t n_origins;
+    char *host_meta_url; /* the URL XEP-0156 host-meta lists; NULL: no host-meta */
+};
+
 /* informational: logged and shown (xedgectl backend list) */
 enum xe_server_kind {
     XE_KIND_GENERIC,
@@ -144,6 +165,8 @@ struct xe_conf {
 
     struct xe_listener_conf *listeners;
     size_t n_listeners;
+    struct xe_ws_listener_conf *websockets; /* kind = "websocket": not served yet */
+    size_t n_websockets;
     struct xe_domain_conf *domains;
     size_t n_domains;
     struct xe_pool_conf *pools;

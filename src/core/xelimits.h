@@ -245,4 +245,14 @@
 /* a node without the purge lock tries for it every 5 ticks */
 #define XE_PG_LEADER_TICKS 5
 
+/* XMPP over WebSocket (RFC 7395): the Upgrade request, the frames */
+#define XE_WS_DEFAULT_PATH "/xmpp-websocket" /* a websocket listener's path */
+#define XE_WS_MAX_HTTP_HEAD 8192             /* bytes of the request line and headers */
+#define XE_WS_MAX_HTTP_HEADERS 64            /* header lines of one request */
+#define XE_WS_MAX_HTTP_NAME 64     /* a header name looked at (longer: ignored) */
+#define XE_WS_MAX_HTTP_VALUE 1024  /* a kept header's value, and the request target */
+#define XE_WS_MAX_HTTP_ANSWER 2048 /* the 101, an error or host-meta */
+#define XE_WS_UPGRADE_TIMEOUT_MS XE_DEF_TLS_TIMEOUT_MS /* the whole request head */
+#define XE_WS_MAX_OUT_MESSAGE XE_DEF_PUMP_HARD_CAP     /* one element of the backend's */
+
 #endif
