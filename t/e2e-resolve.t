@@ -27,7 +27,7 @@ trap 'exit 130' INT TERM
 udp_port_free() { ! ss -Huan "( sport = :$1 )" 2>/dev/null | grep -q .; }
 PORT=
 for _ in $(seq 1 50); do
-	p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+	p=$((12000 + (RANDOM * 32768 + RANDOM) % 20000)) # below the ephemeral range
 	udp_port_free "$p" && _port_free "$p" && { PORT=$p; break; }
 done
 [ -n "$PORT" ] || bail "no free port"
