@@ -35,6 +35,14 @@ xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
  * backend's stanzas: now if it is between them, else when its current
  * stanza ends (bounded by the close grace timer). Other sessions: at once. */
 void
+xe_srv_end_session_fail(struct conn *c, enum xe_sess_fail f)
+{
+    const struct xe_sess_outcome *o = xe_sess_outcome(f);
+
+    xe_srv_end_session(c, o->condition, o->text);
+}
+
+void
 xe_srv_end_session(struct conn *c, const char *condition, const char *text)
 {
     if (c->closed || c->st == CS_CLOSING)
@@ -152,7 +160,7 @@ xe_srv_backend_failed(struct conn *c, const char *why)
 }
 
 /* The session cannot go to a backend (it failed, or none can take it): the
- * client gets <remote-connection-failed/> with c->fail_text. */
+ * client gets the outcome of c->fail (session.h). */
 static void
 backend_error(struct conn *c)
 {
@@ -166,8 +174,7 @@ backend_error(struct conn *c)
         uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
         return;
     }
-    xe_srv_client_stream_error(c, "remote-connection-failed",
-                               c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
+    xe_srv_fail(c, c->fail);
 }
 
 /* iq-auth: the backend refused to bind the client's resource (a conflict,
@@ -208,7 +215,7 @@ reg_start(struct conn *c)
         xe_err("event=register-error peer=%s jid=%s error=\"cannot parse the client's "
                "stream header again\"",
                c->peer, c->jid);
-        xe_srv_client_stream_error(c, "internal-server-error", NULL);
+        xe_srv_fail(c, XE_SF_REGISTER_INTERNAL);
         return -1;
     }
     return 0;
@@ -354,11 +361,13 @@ backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
                 xe_srv_close_conn(c);
             } else {
-                xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
-                xe_warn("event=backend-lost peer=%s jid=%s backend=%s error=\"%s\"",
+                const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_BACKEND_LOST);
+
+                if (o->backend_lost)
+                    xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
+                xe_warn("event=%s peer=%s jid=%s backend=%s error=\"%s\"", o->event,
                         c->peer, c->jid, c->server->name, uv_strerror((int)n));
-                xe_srv_client_stream_error(c, "remote-connection-failed",
-                                           "the connection to the service was lost");
+                xe_srv_fail(c, XE_SF_BACKEND_LOST);
             }
         } else if (c->st == CS_BACKEND) {
             xe_srv_backend_failed(
@@ -560,10 +569,9 @@ connect_backend(struct conn *c)
         xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
         xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
                 jid, pool->name, why);
-        c->fail_text =
-            pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
-                ? XE_TEXT_USER_SERVER
-                : XE_TEXT_UNAVAILABLE;
+        c->fail = pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
+                      ? XE_SF_USER_SERVER_DOWN
+                      : XE_SF_BACKEND_UNAVAILABLE;
         backend_error(c);
         return;
     }
