@@ -80,3 +80,30 @@ xe_sess_starttls_injection(const char *data, size_t n)
     return false;
 }
 
+bool
+xe_sess_may_retry(const struct xe_pool_conf *pool, size_t server, unsigned retried,
+                  bool in_handshake)
+{
+    if (pool == NULL || server == XE_SESS_NO_SERVER || !in_handshake ||
+        retried >= pool->retries || pool->n_servers < 2)
+        return false;
+    if (pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT)
+        return false;
+    return server < 64; /* (the tried servers are a 64-bit mask) */
+}
+
+enum xe_sess_fail_when
+xe_sess_fail_when(bool negotiated_by_us, bool client_restarted, bool already_failed)
+{
+    return negotiated_by_us && !client_restarted && !already_failed ? XE_SW_AT_RESTART
+                                                                    : XE_SW_NOW;
+}
+
+enum xe_sess_join
+xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
+             bool iq_auth)
+{
+    if (!backend_ready || !client_restarted || !in_backend_phase)
+        return XE_SJ_WAIT;
+    return iq_auth ? XE_SJ_IQ_AUTH_SPLICE : XE_SJ_RESTART;
+}

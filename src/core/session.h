@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf.h"
+
 #define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
 #define XE_TEXT_USER_SERVER                                                              \
     "the server that holds this account is unavailable, try again later"
@@ -103,5 +105,39 @@ enum xe_sess_timer_do xe_sess_timer(const struct xe_sess_timer_in *in,
  * (command injection, CVE-2011-0411 style). True when the N bytes at DATA are
  * more than white space, i.e. the drop is worth a log line. */
 bool xe_sess_starttls_injection(const char *data, size_t n);
+
+/* ---- the backend side ------------------------------------------------------ */
+
+/* May this login go to another server of its pool after its server failed?
+ * IN_HANDSHAKE: the backend connection is set up and its handshake neither
+ * done nor failed (once the backend took the session, it stays). SERVER: the
+ * failed server's index in POOL (XE_SESS_NO_SERVER: none was chosen).
+ * RETRIED: the retries so far. Not for a sticky user whose server holds its
+ * data (on_down = error), nor past pools[].retries, nor with one server. */
+#define XE_SESS_NO_SERVER ((size_t)-1)
+bool xe_sess_may_retry(const struct xe_pool_conf *pool, size_t server, unsigned retried,
+                       bool in_handshake);
+
+/* The backend failed for good: when does the client hear it? Between
+ * <success/> and its new stream header the error must answer that header
+ * (on the stream the client reads), so it waits for the restart, bounded by
+ * the timer; else it goes now. */
+enum xe_sess_fail_when { XE_SW_NOW, XE_SW_AT_RESTART };
+enum xe_sess_fail_when xe_sess_fail_when(bool negotiated_by_us, bool client_restarted,
+                                         bool already_failed);
+
+/* Where the two sides meet (ordering rules 3 and 4): the backend's features
+ * (or its bind result, for iq-auth) and the client's restart (or its iq). The
+ * client is answered only once both are in: its restart with the backend's
+ * features, its iq-auth with the result of the bind the backend did. */
+enum xe_sess_join {
+    XE_SJ_WAIT,           /* one side is not there yet */
+    XE_SJ_IQ_AUTH_SPLICE, /* answer the client's iq-auth, then splice */
+    XE_SJ_RESTART         /* answer the restart with the features; then, if
+                             that answer offered compression, the client's next
+                             element decides (rule 6), else splice */
+};
+enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
+                               bool client_restarted, bool iq_auth);
 
 #endif

@@ -115,17 +115,12 @@ on_backend_closed_retry(uv_handle_t *h)
 static bool
 may_retry(const struct conn *c)
 {
-    const struct xe_pool_conf *pool = c->pool;
-    size_t idx;
-
-    if (pool == NULL || c->server == NULL || !c->backend_inited || c->closed ||
-        c->st != CS_BACKEND || c->backend_ready || c->backend_failed ||
-        c->retried >= pool->retries || pool->n_servers < 2)
-        return false;
-    if (pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT)
-        return false;
-    idx = (size_t)(c->server - pool->servers);
-    return idx < 64;
+    return xe_sess_may_retry(c->pool,
+                             c->server && c->pool ? (size_t)(c->server - c->pool->servers)
+                                                  : XE_SESS_NO_SERVER,
+                             c->retried,
+                             c->backend_inited && !c->closed && c->st == CS_BACKEND &&
+                                 !c->backend_ready && !c->backend_failed);
 }
 
 void
@@ -164,7 +159,8 @@ xe_srv_backend_failed(struct conn *c, const char *why)
 static void
 backend_error(struct conn *c)
 {
-    if (c->c2s && !c->client_restarted && !c->backend_failed) {
+    if (xe_sess_fail_when(c->c2s != NULL, c->client_restarted, c->backend_failed) ==
+        XE_SW_AT_RESTART) {
         /* The client is between <success/> and its new stream header: answer
          * that header with the error (bounded by the timer), so that the
          * error arrives on the stream the client is reading. */
@@ -309,16 +305,18 @@ xe_srv_maybe_splice(struct conn *c)
 {
     const unsigned char *features;
     size_t flen;
+    enum xe_sess_join j = xe_sess_join(c->st == CS_BACKEND, c->backend_ready,
+                                       c->client_restarted, c->iq_auth);
 
-    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
+    if (j == XE_SJ_WAIT)
         return;
     features = xe_backend_hs_features(c->bhs, &flen);
-    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
+    if (j == XE_SJ_IQ_AUTH_SPLICE) /* the resource is bound: the iq gets its result */
         xe_c2s_answer_iq_auth(c->c2s, NULL);
     else
         xe_c2s_answer_restart(c->c2s, features, flen);
     xe_srv_flush_c2s(c);
-    if (!c->iq_auth && xe_c2s_compression_offered(c->c2s)) {
+    if (j == XE_SJ_RESTART && xe_c2s_compression_offered(c->c2s)) {
         xe_srv_compress_offered(c);
         return;
     }

@@ -147,11 +147,79 @@ test_starttls(void)
     }
 }
 
+static void
+test_retry(void)
+{
+    struct xe_server_conf servers[3] = {{.name = "a"}, {.name = "b"}, {.name = "c"}};
+    struct xe_pool_conf pool = {.name = "p",
+                                .servers = servers,
+                                .n_servers = 3,
+                                .policy = XE_POLICY_LEAST_CONN,
+                                .retries = 2};
+
+    ok(xe_sess_may_retry(&pool, 0, 0, true), "least-conn, first failure: retry");
+    ok(xe_sess_may_retry(&pool, 2, 1, true), "second failure: retry");
+    ok(!xe_sess_may_retry(&pool, 1, 2, true), "retries used up: no retry");
+    ok(!xe_sess_may_retry(&pool, 0, 0, false),
+       "past the handshake: the backend keeps it");
+    ok(!xe_sess_may_retry(&pool, XE_SESS_NO_SERVER, 0, true),
+       "no server chosen: no retry");
+    ok(!xe_sess_may_retry(NULL, 0, 0, true), "no pool: no retry");
+    ok(!xe_sess_may_retry(&pool, 64, 0, true), "beyond the tried mask: no retry");
+    pool.policy = XE_POLICY_STICKY;
+    pool.on_down = XE_ON_DOWN_ERROR;
+    ok(!xe_sess_may_retry(&pool, 0, 0, true),
+       "sticky, on_down error: the user's server only");
+    pool.on_down = XE_ON_DOWN_NEXT;
+    ok(xe_sess_may_retry(&pool, 0, 0, true), "sticky, on_down next: retry");
+    pool.n_servers = 1;
+    ok(!xe_sess_may_retry(&pool, 0, 0, true), "one server: no retry");
+    pool.n_servers = 3;
+    pool.retries = 0;
+    ok(!xe_sess_may_retry(&pool, 0, 0, true), "retries = 0: no retry");
+}
+
+static void
+test_fail_when(void)
+{
+    /* between <success/> and the client's new header: the error answers the header */
+    is_int(xe_sess_fail_when(true, false, false), XE_SW_AT_RESTART,
+           "before the restart: at the restart");
+    is_int(xe_sess_fail_when(true, true, false), XE_SW_NOW, "after the restart: now");
+    is_int(xe_sess_fail_when(true, false, true), XE_SW_NOW, "a second failure: now");
+    is_int(xe_sess_fail_when(false, false, false), XE_SW_NOW, "no c2s core: now");
+}
+
+/* Rules 3 and 4: the client is answered only once both sides are in, in
+ * either order of arrival. */
+static void
+test_join(void)
+{
+    /* rule 3: the backend's features arrive before the client's restart is
+     * answered: a restart alone waits, whatever the order */
+    is_int(xe_sess_join(true, false, true, false), XE_SJ_WAIT,
+           "rule 3: restart first, backend not ready: wait");
+    is_int(xe_sess_join(true, true, false, false), XE_SJ_WAIT,
+           "backend ready first, no restart: wait");
+    is_int(xe_sess_join(true, true, true, false), XE_SJ_RESTART,
+           "both: the restart is answered with the features");
+    /* rule 4: iq-auth binds (backend ready = bound) before the splice */
+    is_int(xe_sess_join(true, false, true, true), XE_SJ_WAIT,
+           "rule 4: iq-auth, resource not bound yet: wait");
+    is_int(xe_sess_join(true, true, true, true), XE_SJ_IQ_AUTH_SPLICE,
+           "rule 4: iq-auth, bound: answer the iq, then splice");
+    is_int(xe_sess_join(false, true, true, false), XE_SJ_WAIT,
+           "no longer setting up the backend: nothing");
+}
+
 int
 main(void)
 {
     test_outcomes();
     test_timer();
     test_starttls();
+    test_retry();
+    test_fail_when();
+    test_join();
     return tap_done();
 }
