@@ -317,49 +317,70 @@ xe_srv_client_stream_error(struct conn *c, const char *condition, const char *te
     xe_srv_close_conn(c);
 }
 
+void
+xe_srv_fail(struct conn *c, enum xe_sess_fail f)
+{
+    const struct xe_sess_outcome *o = xe_sess_outcome(f);
+
+    xe_srv_client_stream_error(c, o->condition, o->text);
+}
+
 /* ---- the client ---------------------------------------------------------- */
 
 static void
 timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
+    struct xe_sess_timer_in in = {
+        .held = c->held,
+        .tls_handshaking = c->tls_handshaking,
+        .backend_failed = c->backend_failed,
+        .backend_ready = c->backend_ready,
+        .end_pending = c->end_pending,
+        .auth_deadline = c->auth_deadline,
+    };
+    enum xe_sess_fail f;
 
     if (c->closed)
         return;
     switch (c->st) {
     case CS_CLOSING:
-        xe_srv_finish_close(c);
+        in.phase = XE_SP_CLOSING;
         break;
     case CS_BACKEND:
-        if (c->backend_failed)
-            xe_srv_client_stream_error(c, "remote-connection-failed",
-                                       c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
-        else if (c->backend_ready)
-            xe_srv_client_stream_error(c, "connection-timeout",
-                                       "the stream was not restarted in time");
-        else
-            xe_srv_backend_failed(c, "backend did not answer in time");
+        in.phase = XE_SP_BACKEND;
         break;
     case CS_NEGOTIATING:
-        if (c->held) {
-            xe_srv_release_answer(c);
-        } else if (c->tls_handshaking) {
-            xe_info("event=timeout peer=%s phase=tls", c->peer);
-            xe_srv_finish_close(c);
-        } else if (uv_now(c->w->loop) >= c->auth_deadline) {
-            xe_srv_client_stream_error(c, "connection-timeout",
-                                       "authentication took too long");
-        } else {
-            xe_srv_client_stream_error(c, "connection-timeout",
-                                       "idle before authentication");
-        }
+        in.phase = XE_SP_NEGOTIATING;
+        in.now = uv_now(c->w->loop);
         break;
     case CS_SPLICED:
-        if (c->end_pending) { /* the backend's stanza did not end in time */
-            xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
-                    c->peer, c->jid ? c->jid : "-");
-            xe_srv_close_conn(c);
-        }
+        in.phase = XE_SP_SPLICED;
+        break;
+    }
+    switch (xe_sess_timer(&in, c->fail, &f)) {
+    case XE_ST_NOTHING:
+        break;
+    case XE_ST_FINISH_CLOSE:
+        xe_srv_finish_close(c);
+        break;
+    case XE_ST_FAIL:
+        xe_srv_fail(c, f);
+        break;
+    case XE_ST_BACKEND_TIMEOUT:
+        xe_srv_backend_failed(c, "backend did not answer in time");
+        break;
+    case XE_ST_RELEASE_HELD:
+        xe_srv_release_answer(c);
+        break;
+    case XE_ST_TLS_TIMEOUT:
+        xe_info("event=timeout peer=%s phase=tls", c->peer);
+        xe_srv_finish_close(c);
+        break;
+    case XE_ST_BOUNDARY_TIMEOUT: /* the backend's stanza did not end in time */
+        xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
+                c->peer, c->jid ? c->jid : "-");
+        xe_srv_close_conn(c);
         break;
     }
 }
@@ -438,8 +459,7 @@ start_iq_auth_session(struct conn *c, const char *data, size_t n)
     c->iq_auth = true;
     c->client_restarted = true;
     if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-        xe_srv_client_stream_error(c, "policy-violation",
-                                   "too much data before the session started");
+        xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
         return;
     }
     xe_srv_start_backend(c);
@@ -461,7 +481,7 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
             xe_warn("event=limit peer=%s jid=%s limit=max_stanza_postauth bytes=%zu",
                     c->peer, c->jid ? c->jid : "-", c->up.stanza);
             c->up_unknown = true;
-            xe_srv_end_session(c, "policy-violation", "stanza too large");
+            xe_srv_end_session_fail(c, XE_SF_STANZA_TOO_LARGE);
             return;
         }
         c->bytes_up += n;
@@ -471,14 +491,12 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
     }
     if (c->client_restarted) {
         if (xe_buf_append(&c->to_backend_pending, data, n) < 0)
-            xe_srv_client_stream_error(c, "policy-violation",
-                                       "too much data before the session started");
+            xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
         return;
     }
     if (c->held) { /* reading is stopped; in case a read was under way */
         if (xe_buf_append(&c->held_in, data, n) < 0)
-            xe_srv_client_stream_error(c, "policy-violation",
-                                       "too much data during authentication");
+            xe_srv_fail(c, XE_SF_HELD_OVERFLOW);
         return;
     }
     while (n > 0 && !c->closed && c->c2s) {
@@ -500,11 +518,8 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
             break;
         case XE_C2S_STARTTLS:
             /* anything pipelined after <starttls/> is dropped (command injection) */
-            for (size_t i = 0; i < n; i++)
-                if (strchr(" \t\r\n", data[i]) == NULL) { /* more than white space */
-                    xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
-                    break;
-                }
+            if (xe_sess_starttls_injection(data, n))
+                xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
             start_tls(c);
             return;
         case XE_C2S_AUTHENTICATED:
@@ -514,14 +529,11 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
         case XE_C2S_RESTARTED:
             c->client_restarted = true;
             if (c->backend_failed) {
-                xe_srv_client_stream_error(c, "remote-connection-failed",
-                                           c->fail_text ? c->fail_text
-                                                        : XE_TEXT_UNAVAILABLE);
+                xe_srv_fail(c, c->fail);
                 return;
             }
             if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-                xe_srv_client_stream_error(c, "policy-violation",
-                                           "too much data before the session started");
+                xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
                 return;
             }
             xe_srv_maybe_splice(c);
@@ -542,15 +554,12 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
 
             c->client_restarted = true;
             if (c->backend_failed) {
-                xe_srv_client_stream_error(c, "remote-connection-failed",
-                                           c->fail_text ? c->fail_text
-                                                        : XE_TEXT_UNAVAILABLE);
+                xe_srv_fail(c, c->fail);
                 return;
             }
             if (xe_buf_append(&c->to_backend_pending, head, hlen) < 0 ||
                 xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-                xe_srv_client_stream_error(c, "policy-violation",
-                                           "too much data before the session started");
+                xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
                 return;
             }
             xe_srv_splice(c);

@@ -35,6 +35,14 @@ xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
  * backend's stanzas: now if it is between them, else when its current
  * stanza ends (bounded by the close grace timer). Other sessions: at once. */
 void
+xe_srv_end_session_fail(struct conn *c, enum xe_sess_fail f)
+{
+    const struct xe_sess_outcome *o = xe_sess_outcome(f);
+
+    xe_srv_end_session(c, o->condition, o->text);
+}
+
+void
 xe_srv_end_session(struct conn *c, const char *condition, const char *text)
 {
     if (c->closed || c->st == CS_CLOSING)
@@ -107,17 +115,12 @@ on_backend_closed_retry(uv_handle_t *h)
 static bool
 may_retry(const struct conn *c)
 {
-    const struct xe_pool_conf *pool = c->pool;
-    size_t idx;
-
-    if (pool == NULL || c->server == NULL || !c->backend_inited || c->closed ||
-        c->st != CS_BACKEND || c->backend_ready || c->backend_failed ||
-        c->retried >= pool->retries || pool->n_servers < 2)
-        return false;
-    if (pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT)
-        return false;
-    idx = (size_t)(c->server - pool->servers);
-    return idx < 64;
+    return xe_sess_may_retry(c->pool,
+                             c->server && c->pool ? (size_t)(c->server - c->pool->servers)
+                                                  : XE_SESS_NO_SERVER,
+                             c->retried,
+                             c->backend_inited && !c->closed && c->st == CS_BACKEND &&
+                                 !c->backend_ready && !c->backend_failed);
 }
 
 void
@@ -152,11 +155,12 @@ xe_srv_backend_failed(struct conn *c, const char *why)
 }
 
 /* The session cannot go to a backend (it failed, or none can take it): the
- * client gets <remote-connection-failed/> with c->fail_text. */
+ * client gets the outcome of c->fail (session.h). */
 static void
 backend_error(struct conn *c)
 {
-    if (c->c2s && !c->client_restarted && !c->backend_failed) {
+    if (xe_sess_fail_when(c->c2s != NULL, c->client_restarted, c->backend_failed) ==
+        XE_SW_AT_RESTART) {
         /* The client is between <success/> and its new stream header: answer
          * that header with the error (bounded by the timer), so that the
          * error arrives on the stream the client is reading. */
@@ -166,8 +170,7 @@ backend_error(struct conn *c)
         uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
         return;
     }
-    xe_srv_client_stream_error(c, "remote-connection-failed",
-                               c->fail_text ? c->fail_text : XE_TEXT_UNAVAILABLE);
+    xe_srv_fail(c, c->fail);
 }
 
 /* iq-auth: the backend refused to bind the client's resource (a conflict,
@@ -208,7 +211,7 @@ reg_start(struct conn *c)
         xe_err("event=register-error peer=%s jid=%s error=\"cannot parse the client's "
                "stream header again\"",
                c->peer, c->jid);
-        xe_srv_client_stream_error(c, "internal-server-error", NULL);
+        xe_srv_fail(c, XE_SF_REGISTER_INTERNAL);
         return -1;
     }
     return 0;
@@ -302,16 +305,18 @@ xe_srv_maybe_splice(struct conn *c)
 {
     const unsigned char *features;
     size_t flen;
+    enum xe_sess_join j = xe_sess_join(c->st == CS_BACKEND, c->backend_ready,
+                                       c->client_restarted, c->iq_auth);
 
-    if (!c->backend_ready || !c->client_restarted || c->st != CS_BACKEND)
+    if (j == XE_SJ_WAIT)
         return;
     features = xe_backend_hs_features(c->bhs, &flen);
-    if (c->iq_auth) /* the resource is bound: the client's iq gets its result */
+    if (j == XE_SJ_IQ_AUTH_SPLICE) /* the resource is bound: the iq gets its result */
         xe_c2s_answer_iq_auth(c->c2s, NULL);
     else
         xe_c2s_answer_restart(c->c2s, features, flen);
     xe_srv_flush_c2s(c);
-    if (!c->iq_auth && xe_c2s_compression_offered(c->c2s)) {
+    if (j == XE_SJ_RESTART && xe_c2s_compression_offered(c->c2s)) {
         xe_srv_compress_offered(c);
         return;
     }
@@ -354,11 +359,13 @@ backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
                 xe_srv_close_conn(c);
             } else {
-                xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
-                xe_warn("event=backend-lost peer=%s jid=%s backend=%s error=\"%s\"",
+                const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_BACKEND_LOST);
+
+                if (o->backend_lost)
+                    xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
+                xe_warn("event=%s peer=%s jid=%s backend=%s error=\"%s\"", o->event,
                         c->peer, c->jid, c->server->name, uv_strerror((int)n));
-                xe_srv_client_stream_error(c, "remote-connection-failed",
-                                           "the connection to the service was lost");
+                xe_srv_fail(c, XE_SF_BACKEND_LOST);
             }
         } else if (c->st == CS_BACKEND) {
             xe_srv_backend_failed(
@@ -560,10 +567,9 @@ connect_backend(struct conn *c)
         xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
         xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
                 jid, pool->name, why);
-        c->fail_text =
-            pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
-                ? XE_TEXT_USER_SERVER
-                : XE_TEXT_UNAVAILABLE;
+        c->fail = pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
+                      ? XE_SF_USER_SERVER_DOWN
+                      : XE_SF_BACKEND_UNAVAILABLE;
         backend_error(c);
         return;
     }

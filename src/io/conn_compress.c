@@ -47,8 +47,7 @@ compress_failed(struct conn *c, const char *why)
     xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
             c->jid ? c->jid : "-", why);
     if (c->c2s) { /* before the compressed stream was answered: with a header */
-        xe_srv_client_stream_error(c, "undefined-condition",
-                                   "the compressed data is corrupt");
+        xe_srv_fail(c, XE_SF_COMPRESS_CORRUPT);
         return;
     }
     xe_buf_init(&b, 0);

@@ -66,8 +66,7 @@ xe_srv_hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest, si
     if (c->auth_deadline && now + ms > c->auth_deadline)
         ms = c->auth_deadline > now ? c->auth_deadline - now : 0;
     if (then != XE_C2S_CLOSE && xe_buf_append(&c->held_in, rest, n) < 0) {
-        xe_srv_client_stream_error(c, "policy-violation",
-                                   "too much data during authentication");
+        xe_srv_fail(c, XE_SF_HELD_OVERFLOW);
         return;
     }
     c->held = true;

@@ -49,6 +49,7 @@
 #include "register.h"
 #include "s2s_io.h"
 #include "sasl.h"
+#include "session.h"
 #include "tls.h"
 #include "userstore.h"
 #include "route_io.h"
@@ -57,9 +58,6 @@
 #include "zstream.h"
 
 #define CLOSE_GRACE_MS 3000
-#define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
-#define XE_TEXT_USER_SERVER                                                              \
-    "the server that holds this account is unavailable, try again later"
 
 struct listener {
     uv_tcp_t tcp;
@@ -277,7 +275,7 @@ struct conn {
     const struct xe_pool_conf *pool;  /* of server */
     const struct xe_server_conf *server;
     struct bstate *bst;               /* server's state: counts this session while set */
-    const char *fail_text;            /* the error text when the backend fails */
+    enum xe_sess_fail fail;           /* why the backend failed (session.h) */
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
     /* before the splice, a callback's writes are held until it returns and
      * go out as one per side (cork/uncork): the plaintext here ([0] to the
@@ -362,6 +360,10 @@ int xe_srv_write_raw(struct conn *c, bool to_client, const void *data, size_t le
 void xe_srv_arm_preauth_timer(struct conn *c);
 void xe_srv_client_plain(struct conn *c, const char *data, size_t n);
 void xe_srv_client_stream_error(struct conn *c, const char *condition, const char *text);
+/* The client-visible outcome of F (xe_sess_outcome), then close. */
+void xe_srv_fail(struct conn *c, enum xe_sess_fail f);
+/* xe_srv_end_session with the outcome of F. */
+void xe_srv_end_session_fail(struct conn *c, enum xe_sess_fail f);
 void xe_srv_close_conn(struct conn *c);
 void xe_srv_conn_start(struct conn *c);
 void xe_srv_eff_limits(const struct xe_server *srv, const struct xe_conf *conf,
