@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
+#include "s2s_pairs.h"
 #include "listen.h"
 #include "tls.h"
 #include "util.h"
@@ -54,7 +55,9 @@ struct xe_s2s_io {
     struct s2s_gen *gen;
     struct s2s_listener *ls;
     size_t n_ls;
-    struct sconn *conns;
+    struct sconn *conns; /* every stream (the operator's view, the stop) */
+    /* how they find each other: by id, by pair, a BACKEND's OUT */
+    struct xe_s2s_pairs *pairs;
     uint64_t next_id;
     bool stopping;
     struct xe_resolver *resolver; /* for peers without a static route */
@@ -91,8 +94,7 @@ struct sconn {
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
                            LINK: stanzas waiting for the link to be up */
     bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
-    bool waiting;       /* BACKEND: waiting for its OUT */
-    struct sconn *out;  /* BACKEND: the outbound stream it uses */
+    bool waiting;       /* BACKEND: waiting for its OUT (io->pairs: its OUT) */
     uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
     /* OUT/VERIFY without a static route: the resolver's answer */
     struct xe_resolve_req *rq;
@@ -124,6 +126,8 @@ void xe_s2sio_feed_plain(struct sconn *c, const char *data, size_t n);
 struct sconn *xe_s2sio_find(struct xe_s2s_io *io, enum xe_s2s_kind kind,
                             const char *local, const char *remote);
 struct sconn *xe_s2sio_find_id(struct xe_s2s_io *io, uint64_t id);
+struct sconn *xe_s2sio_out_of(const struct sconn *b);
+void xe_s2sio_set_closing(struct sconn *c);
 void xe_s2sio_finish_close(struct sconn *c);
 void xe_s2sio_flush_core(struct sconn *c);
 bool xe_s2sio_full(const struct sconn *c);
