@@ -49,21 +49,24 @@ gen_unref(struct s2s_gen **gp)
     for (size_t i = 0; g->client && g->conf && i <= g->conf->n_domains; i++)
         xe_tls_client_ctx_free(&g->client[i]);
     free(g->client);
-    xe_conf_free(&g->conf);
+    if (g->base)
+        g->ops.release(g->ops.ctx, g->base);
     free(g);
 }
 
+/* The glue's view of the server's generation BASE (configuration CONF). */
 static struct s2s_gen *
-gen_new(const struct xe_conf *given, char **error_r)
+gen_new(const struct xe_conf *conf, struct gen *base, const struct xe_s2s_gen_ops *ops,
+        char **error_r)
 {
     struct s2s_gen *g = xe_calloc(1, sizeof(*g));
     struct xe_tls_cert *certs = NULL;
-    const struct xe_conf *conf;
 
     g->refs = 1;
-    if (xe_conf_load(given->path, &g->conf, error_r) < 0)
-        goto fail;
-    conf = g->conf;
+    g->conf = conf;
+    g->ops = *ops;
+    g->base = base;
+    ops->hold(ops->ctx, base);
     certs = xe_calloc(conf->n_domains ? conf->n_domains : 1, sizeof(*certs));
     for (size_t i = 0; i < conf->n_domains; i++) {
         certs[i].domain = conf->domains[i].name;
@@ -696,8 +699,8 @@ xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 /* ---- the API -------------------------------------------------------------- */
 
 int
-xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io_r,
-              char **error_r)
+xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct gen *gen,
+              const struct xe_s2s_gen_ops *ops, struct xe_s2s_io **io_r, char **error_r)
 {
     struct xe_s2s_io *io;
     bool wants = false;
@@ -709,7 +712,8 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
         return 0;
     io = xe_calloc(1, sizeof(*io));
     io->loop = loop;
-    if ((io->gen = gen_new(conf, error_r)) == NULL) {
+    io->ops = *ops;
+    if ((io->gen = gen_new(conf, gen, &io->ops, error_r)) == NULL) {
         free(io);
         return -1;
     }
@@ -784,7 +788,8 @@ on_sweep(uv_timer_t *t)
 }
 
 int
-xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r)
+xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, struct gen *gen,
+                 char **error_r)
 {
     const struct xe_conf *old;
     struct s2s_gen *g;
@@ -815,7 +820,7 @@ xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_
             return -1;
         }
     }
-    if ((g = gen_new(conf, error_r)) == NULL) {
+    if ((g = gen_new(conf, gen, &io->ops, error_r)) == NULL) {
         if (r)
             xe_resolver_free(r);
         return -1;

@@ -28,11 +28,14 @@
 #define CLOSE_GRACE_MS 3000
 #define MAX_NAMES 8
 
-/* A configuration of the glue, with the TLS contexts built from it; each
- * stream holds a reference for its life. */
+/* The server's generation as the glue sees it: its configuration (held
+ * through the server's reference counting) and the federation's TLS
+ * contexts built from it; each stream holds a reference for its life. */
 struct s2s_gen {
     unsigned refs;
-    struct xe_conf *conf;
+    const struct xe_conf *conf; /* base's */
+    struct gen *base;           /* the server's generation (gen.c) */
+    struct xe_s2s_gen_ops ops;  /* (a copy: a stream may outlive the glue) */
     struct xe_tls_ctx *tls, *tls_direct;
     /* the outgoing side: [i] for conf->domains[i] (its certificate), [n]
      * for none; each with the trust anchors */
@@ -53,6 +56,7 @@ struct xe_s2s_io {
      * returns */
     char read_slab[XE_READ_CHUNK];
     struct s2s_gen *gen;
+    struct xe_s2s_gen_ops ops;
     struct s2s_listener *ls;
     size_t n_ls;
     struct sconn *conns; /* every stream (the operator's view, the stop) */
