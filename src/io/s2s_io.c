@@ -5,7 +5,8 @@
  * dialback verification stream), BACKEND (a backend's outgoing stream) and
  * LINK (ours to a backend's s2s port, one per authenticated pair). They
  * find each other by domain pair or by id, never by a pointer that could
- * outlive its target (BACKEND -> OUT is cleared when the OUT closes).
+ * outlive its target, through the pair routing (s2s_pairs.h: hashed
+ * lookups; BACKEND -> OUT is cleared when the OUT closes).
  * Handles are embedded; an sconn is freed in its last close callback.
  * This file: the streams' transport (writes, closing, timers, reads, TLS),
  * the generations, the interface and the operator's view; s2s_io_pair.c:
@@ -48,21 +49,24 @@ gen_unref(struct s2s_gen **gp)
     for (size_t i = 0; g->client && g->conf && i <= g->conf->n_domains; i++)
         xe_tls_client_ctx_free(&g->client[i]);
     free(g->client);
-    xe_conf_free(&g->conf);
+    if (g->base)
+        g->ops.release(g->ops.ctx, g->base);
     free(g);
 }
 
+/* The glue's view of the server's generation BASE (configuration CONF). */
 static struct s2s_gen *
-gen_new(const struct xe_conf *given, char **error_r)
+gen_new(const struct xe_conf *conf, struct gen *base, const struct xe_s2s_gen_ops *ops,
+        char **error_r)
 {
     struct s2s_gen *g = xe_calloc(1, sizeof(*g));
     struct xe_tls_cert *certs = NULL;
-    const struct xe_conf *conf;
 
     g->refs = 1;
-    if (xe_conf_load(given->path, &g->conf, error_r) < 0)
-        goto fail;
-    conf = g->conf;
+    g->conf = conf;
+    g->ops = *ops;
+    g->base = base;
+    ops->hold(ops->ctx, base);
     certs = xe_calloc(conf->n_domains ? conf->n_domains : 1, sizeof(*certs));
     for (size_t i = 0; i < conf->n_domains; i++) {
         certs[i].domain = conf->domains[i].name;
@@ -136,24 +140,35 @@ xe_s2sio_cb_peer_secret(void *ctx, const char *d, struct xe_s2s_secret *out)
     return true;
 }
 
+/* An OUT or LINK stream of a pair, not closing. */
 struct sconn *
 xe_s2sio_find(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
               const char *remote)
 {
-    for (struct sconn *c = io->conns; c; c = c->next)
-        if (c->kind == kind && !c->closing && strcmp(c->local, local) == 0 &&
-            strcmp(c->remote, remote) == 0)
-            return c;
-    return NULL;
+    return xe_s2s_pairs_find(io->pairs, kind, local, remote);
 }
 
+/* A stream by its id, not closing. */
 struct sconn *
 xe_s2sio_find_id(struct xe_s2s_io *io, uint64_t id)
 {
-    for (struct sconn *c = io->conns; c; c = c->next)
-        if (c->id == id && !c->closing)
-            return c;
-    return NULL;
+    return xe_s2s_pairs_get(io->pairs, id);
+}
+
+/* BACKEND B's outbound stream (closing or not), else NULL. */
+struct sconn *
+xe_s2sio_out_of(const struct sconn *b)
+{
+    return xe_s2s_pairs_out(b->io->pairs, b->id);
+}
+
+/* C is closing: no longer found by id or pair (a new stream may take its
+ * pair); its BACKENDs stay until it is closed. */
+void
+xe_s2sio_set_closing(struct sconn *c)
+{
+    c->closing = true;
+    xe_s2s_pairs_hide(c->io->pairs, c->id);
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -292,17 +307,28 @@ xe_s2sio_resume_reading(struct sconn *c)
     }
 }
 
-/* C drained: the streams that fill it may read again. */
+static void
+resume_one(void *v, void *ctx)
+{
+    struct sconn *f = v;
+
+    (void)ctx;
+    if (f->paused)
+        xe_s2sio_resume_reading(f);
+}
+
+/* C drained: the streams that fill it may read again (an OUT: its
+ * BACKENDs; a LINK: the inbound streams). */
 static void
 resume_feeders(struct sconn *c)
 {
-    for (struct sconn *f = c->io->conns; f; f = f->next) {
-        if (!f->paused)
-            continue;
-        if ((c->kind == XE_S2S_OUT && f->kind == XE_S2S_BACKEND && f->out == c) ||
-            (c->kind == XE_S2S_LINK && f->kind == XE_S2S_IN))
-            xe_s2sio_resume_reading(f);
-    }
+    struct sconn *f;
+
+    if (c->kind == XE_S2S_OUT)
+        for (size_t i = 0; (f = xe_s2s_pairs_backend(c->io->pairs, c->id, i)); i++)
+            resume_one(f, NULL);
+    else if (c->kind == XE_S2S_LINK)
+        xe_s2s_pairs_each(c->io->pairs, XE_S2S_IN, resume_one, NULL);
 }
 
 /* ---- closing ------------------------------------------------------------- */
@@ -329,7 +355,8 @@ xe_s2sio_finish_close(struct sconn *c)
 
     if (c->closed)
         return;
-    c->closed = c->closing = true;
+    c->closed = true;
+    xe_s2sio_set_closing(c);
     if (c->core && xe_s2s_failure(c->core))
         xe_s2sio_why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
@@ -338,20 +365,16 @@ xe_s2sio_finish_close(struct sconn *c)
                                                  : "remote-server-not-found");
     if (c->kind == XE_S2S_VERIFY && c->asker)
         xe_s2sio_notify_verify(c, XE_S2S_ERROR, "remote-server-not-found");
-    for (struct sconn *o = io->conns; o; o = o->next) {
-        if (o->kind == XE_S2S_BACKEND && o->out == c) {
-            o->out = NULL;
+    if (c->kind == XE_S2S_OUT) {
+        struct sconn *o;
+        while ((o = xe_s2s_pairs_detach_first(io->pairs, c->id)))
             if (o->ready) /* its pump has no outlet any more */
                 xe_s2sio_sconn_close(o);
-        }
     }
-    if (c->kind == XE_S2S_BACKEND && c->out) {
-        struct sconn *out = c->out;
-        bool used = false;
-        c->out = NULL;
-        for (struct sconn *o = io->conns; o; o = o->next)
-            used = used || (o != c && o->kind == XE_S2S_BACKEND && o->out == out);
-        if (!used)
+    if (c->kind == XE_S2S_BACKEND && xe_s2sio_out_of(c)) {
+        struct sconn *out = xe_s2sio_out_of(c);
+        xe_s2s_pairs_attach(io->pairs, c->id, 0);
+        if (xe_s2s_pairs_n_backends(io->pairs, out->id) == 0)
             xe_s2sio_sconn_close(out);
     }
     if (c->kind == XE_S2S_LINK) /* the inbound streams it held back */
@@ -364,6 +387,7 @@ xe_s2sio_finish_close(struct sconn *c)
         xe_info("event=s2s-close kind=s2s-%s peer=%s local=%s remote=%s bytes=%llu",
                 xe_s2sio_kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
                 c->remote[0] ? c->remote : "-", (unsigned long long)c->bytes);
+    xe_s2s_pairs_remove(io->pairs, c->id);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -397,7 +421,7 @@ xe_s2sio_sconn_close(struct sconn *c)
     }
     if (c->closed)
         return;
-    c->closing = true;
+    xe_s2sio_set_closing(c);
     if (c->core && xe_s2s_failure(c->core))
         xe_s2sio_why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
@@ -562,15 +586,16 @@ xe_s2sio_feed_plain(struct sconn *c, const char *data, size_t n)
         size_t used = 0;
 
         if (c->kind == XE_S2S_BACKEND && c->ready) {
-            if (c->out == NULL) {
+            struct sconn *out = xe_s2sio_out_of(c);
+            if (out == NULL) {
                 xe_s2sio_sconn_close(c);
                 return;
             }
-            c->out->bytes += n;
-            xe_s2sio_arm(c->out,
+            out->bytes += n;
+            xe_s2sio_arm(out,
                          c->gen->conf->s2s_idle_ms); /* traffic on the outbound stream */
-            xe_s2sio_send_bytes(c->out, data, n);
-            if (!c->out->closed && xe_s2sio_full(c->out))
+            xe_s2sio_send_bytes(out, data, n);
+            if (!out->closed && xe_s2sio_full(out))
                 xe_s2sio_pause_reading(c);
             return;
         }
@@ -674,8 +699,8 @@ xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 /* ---- the API -------------------------------------------------------------- */
 
 int
-xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io_r,
-              char **error_r)
+xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct gen *gen,
+              const struct xe_s2s_gen_ops *ops, struct xe_s2s_io **io_r, char **error_r)
 {
     struct xe_s2s_io *io;
     bool wants = false;
@@ -687,7 +712,8 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
         return 0;
     io = xe_calloc(1, sizeof(*io));
     io->loop = loop;
-    if ((io->gen = gen_new(conf, error_r)) == NULL) {
+    io->ops = *ops;
+    if ((io->gen = gen_new(conf, gen, &io->ops, error_r)) == NULL) {
         free(io);
         return -1;
     }
@@ -704,6 +730,7 @@ xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io
     }
     uv_timer_init(loop, &io->sweep);
     io->sweep.data = io;
+    io->pairs = xe_s2s_pairs_new();
     *io_r = io;
     return 0;
 }
@@ -761,7 +788,8 @@ on_sweep(uv_timer_t *t)
 }
 
 int
-xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r)
+xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, struct gen *gen,
+                 char **error_r)
 {
     const struct xe_conf *old;
     struct s2s_gen *g;
@@ -792,7 +820,7 @@ xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_
             return -1;
         }
     }
-    if ((g = gen_new(conf, error_r)) == NULL) {
+    if ((g = gen_new(conf, gen, &io->ops, error_r)) == NULL) {
         if (r)
             xe_resolver_free(r);
         return -1;
@@ -853,6 +881,7 @@ xe_s2s_io_free(struct xe_s2s_io **iop)
         return;
     xe_s2s_io_stop(io);
     gen_unref(&io->gen);
+    xe_s2s_pairs_free(&io->pairs);
     free(io->ls);
     free(io);
     *iop = NULL;

@@ -12,16 +12,29 @@
 #include "util.h"
 
 struct xe_s2s_io;
+struct gen; /* the server's configuration generation (gen.c) */
 
-/* NULL when the configuration has no s2s listener (nothing to do). The
- * configuration is loaded again from conf->path and held by the glue, so
- * that its streams outlive a reload of the server's. */
-int xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_s2s_io **io_r,
+/* How the glue holds the server's generation: hold(ctx, gen) when it keeps
+ * a reference (its current one, each stream's), release(ctx, gen) when it
+ * gives it back; both on the glue's loop. */
+struct xe_s2s_gen_ops {
+    void (*hold)(void *ctx, struct gen *gen);
+    void (*release)(void *ctx, struct gen *gen);
+    void *ctx;
+};
+
+/* NULL when the configuration has no s2s listener (nothing to do). The glue
+ * uses the server's generation GEN and its configuration CONF (the same
+ * one c2s uses, not loaded again), held for as long as a stream started
+ * under it lives, so that its streams outlive a reload. */
+int xe_s2s_io_new(uv_loop_t *loop, const struct xe_conf *conf, struct gen *gen,
+                  const struct xe_s2s_gen_ops *ops, struct xe_s2s_io **io_r,
                   char **error_r);
 int xe_s2s_io_listen(struct xe_s2s_io *io, char **error_r);
-/* New streams use CONF's settings (loaded again from its path); running
- * ones keep theirs. */
-int xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, char **error_r);
+/* New streams use generation GEN (configuration CONF); running ones keep
+ * theirs. */
+int xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, struct gen *gen,
+                     char **error_r);
 /* Stop listening and end every stream (the loop can then end). */
 void xe_s2s_io_stop(struct xe_s2s_io *io);
 void xe_s2s_io_free(struct xe_s2s_io **io);

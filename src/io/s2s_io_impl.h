@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
+#include "s2s_pairs.h"
 #include "listen.h"
 #include "tls.h"
 #include "util.h"
@@ -27,11 +28,14 @@
 #define CLOSE_GRACE_MS 3000
 #define MAX_NAMES 8
 
-/* A configuration of the glue, with the TLS contexts built from it; each
- * stream holds a reference for its life. */
+/* The server's generation as the glue sees it: its configuration (held
+ * through the server's reference counting) and the federation's TLS
+ * contexts built from it; each stream holds a reference for its life. */
 struct s2s_gen {
     unsigned refs;
-    struct xe_conf *conf;
+    const struct xe_conf *conf; /* base's */
+    struct gen *base;           /* the server's generation (gen.c) */
+    struct xe_s2s_gen_ops ops;  /* (a copy: a stream may outlive the glue) */
     struct xe_tls_ctx *tls, *tls_direct;
     /* the outgoing side: [i] for conf->domains[i] (its certificate), [n]
      * for none; each with the trust anchors */
@@ -52,9 +56,12 @@ struct xe_s2s_io {
      * returns */
     char read_slab[XE_READ_CHUNK];
     struct s2s_gen *gen;
+    struct xe_s2s_gen_ops ops;
     struct s2s_listener *ls;
     size_t n_ls;
-    struct sconn *conns;
+    struct sconn *conns; /* every stream (the operator's view, the stop) */
+    /* how they find each other: by id, by pair, a BACKEND's OUT */
+    struct xe_s2s_pairs *pairs;
     uint64_t next_id;
     bool stopping;
     struct xe_resolver *resolver; /* for peers without a static route */
@@ -91,8 +98,7 @@ struct sconn {
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
                            LINK: stanzas waiting for the link to be up */
     bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
-    bool waiting;       /* BACKEND: waiting for its OUT */
-    struct sconn *out;  /* BACKEND: the outbound stream it uses */
+    bool waiting;       /* BACKEND: waiting for its OUT (io->pairs: its OUT) */
     uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
     /* OUT/VERIFY without a static route: the resolver's answer */
     struct xe_resolve_req *rq;
@@ -124,6 +130,8 @@ void xe_s2sio_feed_plain(struct sconn *c, const char *data, size_t n);
 struct sconn *xe_s2sio_find(struct xe_s2s_io *io, enum xe_s2s_kind kind,
                             const char *local, const char *remote);
 struct sconn *xe_s2sio_find_id(struct xe_s2s_io *io, uint64_t id);
+struct sconn *xe_s2sio_out_of(const struct sconn *b);
+void xe_s2sio_set_closing(struct sconn *c);
 void xe_s2sio_finish_close(struct sconn *c);
 void xe_s2sio_flush_core(struct sconn *c);
 bool xe_s2sio_full(const struct sconn *c);

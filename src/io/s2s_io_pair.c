@@ -160,13 +160,12 @@ retry_without_external(struct sconn *out)
     xe_info("event=s2s-external-dropped peer=%s local=%s remote=%s action=retry-dialback "
             "remember_s=%d",
             out->peer, out->local, out->remote, XE_S2S_EXTERNAL_DROP_MS / 1000);
-    /* (the caller closes OUT right after) */
+    /* (the caller closes OUT right after: the new stream takes its pair) */
+    xe_s2s_pairs_hide(out->io->pairs, out->id);
     n = open_conn(out->io, XE_S2S_OUT, out->local, out->remote, NULL, NULL);
     if (n == NULL)
         return false;
-    for (struct sconn *b = out->io->conns; b; b = b->next)
-        if (b->kind == XE_S2S_BACKEND && b->out == out)
-            b->out = n;
+    xe_s2s_pairs_move(out->io->pairs, out->id, n->id);
     return true;
 }
 
@@ -179,8 +178,8 @@ xe_s2sio_notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char 
         return;
     /* one at a time from the start: feeding a backend may close it */
     for (;;) {
-        for (b = out->io->conns; b; b = b->next)
-            if (b->kind == XE_S2S_BACKEND && b->out == out && b->waiting)
+        for (size_t i = 0; (b = xe_s2s_pairs_backend(out->io->pairs, out->id, i)); i++)
+            if (b->waiting)
                 break;
         if (b == NULL)
             return;
@@ -197,7 +196,7 @@ xe_s2sio_notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char 
                                    timeout ? "wait" : "cancel",
                                    out->why[0] ? out->why : "the connection failed");
             xe_s2sio_flush_core(b);
-            b->out = NULL;
+            xe_s2s_pairs_attach(b->io->pairs, b->id, 0);
             xe_s2sio_arm(
                 b, b->gen->conf->s2s_handshake_ms); /* its next request, or its end */
             backend_go_on(b);
@@ -296,7 +295,7 @@ xe_s2sio_backend_open(struct sconn *b)
         xe_s2sio_resume_reading(b);
         return;
     }
-    b->out = out;
+    xe_s2s_pairs_attach(b->io->pairs, b->id, out->id);
     if (out->ready)
         xe_s2sio_notify_out_verdict(out, XE_S2S_VALID, NULL);
 }
@@ -324,6 +323,7 @@ sconn_new(struct xe_s2s_io *io, enum xe_s2s_kind kind)
     if (io->conns)
         io->conns->prev = c;
     io->conns = c;
+    xe_s2s_pairs_add(io->pairs, c->id, kind, c);
     return c;
 }
 
@@ -506,6 +506,8 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
     c = sconn_new(io, kind);
     snprintf(c->local, sizeof(c->local), "%s", local);
     snprintf(c->remote, sizeof(c->remote), "%s", remote);
+    if (kind == XE_S2S_OUT || kind == XE_S2S_LINK) /* the pair's stream */
+        xe_s2s_pairs_bind(io->pairs, c->id, local, remote);
     if ((how = route(c, &ss)) < 0) {
         xe_info("event=s2s-no-route kind=s2s-%s local=%s remote=%s",
                 xe_s2sio_kind_names[kind], local, remote);

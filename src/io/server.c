@@ -302,6 +302,28 @@ lockout_conf(const struct xe_conf *conf, struct xe_lockout_conf *loc)
     };
 }
 
+/* The federation glue (on worker 0's loop) holds the same generations as
+ * the c2s connections, counted under the same lock. */
+static void
+s2s_gen_hold(void *ctx, struct gen *g)
+{
+    struct xe_server *srv = ctx;
+
+    srv_lock(srv);
+    xe_srv_gen_ref(g);
+    srv_unlock(srv);
+}
+
+static void
+s2s_gen_release(void *ctx, struct gen *g)
+{
+    struct xe_server *srv = ctx;
+
+    srv_lock(srv);
+    xe_srv_gen_unref(&g);
+    srv_unlock(srv);
+}
+
 int
 xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
               char **error_r)
@@ -309,6 +331,7 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
     struct xe_server *srv = xe_calloc(1, sizeof(*srv));
     struct xe_addrlimit_conf alc;
     struct xe_lockout_conf loc;
+    const struct xe_s2s_gen_ops s2s_gen_ops = {s2s_gen_hold, s2s_gen_release, srv};
 
     srv->loop = loop;
     uv_mutex_init_recursive(&srv->mu);
@@ -334,7 +357,7 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
     srv->al = xe_addrlimit_new(&alc);
     lockout_conf(conf, &loc);
     srv->lockout = xe_lockout_new(&loc);
-    if (xe_s2s_io_new(loop, conf, &srv->s2s, error_r) < 0 ||
+    if (xe_s2s_io_new(loop, conf, srv->gen, &s2s_gen_ops, &srv->s2s, error_r) < 0 ||
         xe_route_io_new(loop, conf, &srv->route, error_r) < 0) {
         xe_server_free(srv_r);
         return -1;
@@ -383,14 +406,15 @@ xe_server_reload(struct xe_server *srv, struct xe_conf *conf, unsigned long *gen
         xe_conf_free(&conf);
         return -1;
     }
-    if (xe_s2s_io_reload(srv->s2s, conf, error_r) < 0 ||
+    /* the generation owns CONF from here: the federation glue may hold it
+     * (its reference keeps it) even if the reload fails after it */
+    g->owned = conf;
+    if (xe_s2s_io_reload(srv->s2s, conf, g, error_r) < 0 ||
         xe_route_io_reload(srv->route, conf, error_r) < 0) {
         xe_srv_gen_unref(&g);
         srv_unlock(srv);
-        xe_conf_free(&conf);
         return -1;
     }
-    g->owned = conf;
     g->number = srv->gen->number + 1;
     xe_srv_gen_adopt(g, srv->gen);
     if (srv->health_inited)
