@@ -1,5 +1,6 @@
 /* xedge: the SASL mechanisms xedge knows. See mech.h. */
 #include "mech.h"
+#include "xelimits.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +36,20 @@ const struct xe_mech xe_mechs[XE_MECH_COUNT] = {
     M("EXTERNAL", XE_MECH_CERT,
       "a client certificate from the domain's client_ca (XEP-0178)"),
 };
+
+bool
+xe_mech_name_ok(const char *name)
+{
+    size_t l = strlen(name);
+
+    if (l == 0 || l > XE_SASL2_MAX_MECH)
+        return false;
+    for (; *name; name++)
+        if (!((*name >= 'A' && *name <= 'Z') || (*name >= '0' && *name <= '9') ||
+              *name == '-' || *name == '_'))
+            return false;
+    return true;
+}
 
 const struct xe_mech *
 xe_mech_find(const char *name)

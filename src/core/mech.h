@@ -30,6 +30,9 @@ struct xe_mech {
 /* The table, in the default order of preference (the -PLUS variants first). */
 extern const struct xe_mech xe_mechs[XE_MECH_COUNT];
 
+/* NAME is a well-formed SASL mechanism name (RFC 4422 3.1: upper-case
+ * letters, digits, '-' and '_', 1 to 20 characters), known or not. */
+bool xe_mech_name_ok(const char *name);
 /* The entry for NAME (exact, upper case), or NULL. */
 const struct xe_mech *xe_mech_find(const char *name);
 /* The flag's words, comma-separated, into out (for `xedge -M`). */

@@ -5,6 +5,7 @@
 
 #include <openssl/crypto.h>
 
+#include "mech.h"
 #include "sasl2.h"
 
 enum st { ST_IDLE, ST_EXCHANGE, ST_AUTHED, ST_DONE };
@@ -93,21 +94,6 @@ xe_sasl2_decode(const struct xe_xml_elem *e, size_t max_sasl, char **buf_r, size
     return 0;
 }
 
-/* A mechanism name (RFC 4422: A-Z 0-9 - _, at most 20). */
-static bool
-mech_ok(const char *m)
-{
-    size_t l = strlen(m);
-
-    if (l == 0 || l > XE_SASL2_MAX_MECH)
-        return false;
-    for (; *m; m++)
-        if (!((*m >= 'A' && *m <= 'Z') || (*m >= '0' && *m <= '9') || *m == '-' ||
-              *m == '_'))
-            return false;
-    return true;
-}
-
 /* A user agent id: UUID-ish (letters, digits, '-', '_', '.', ':'), bounded. */
 static bool
 ua_id_ok(const char *s)
@@ -179,7 +165,7 @@ xe_sasl2_parse_authenticate(const struct xe_xml_elem *e, size_t max_sasl,
         goto out;
     }
     m = xe_xml_attr(e, "mechanism");
-    if (m == NULL || !mech_ok(m)) {
+    if (m == NULL || !xe_mech_name_ok(m)) {
         *cond_r = XE_SASL_INVALID_MECHANISM;
         *why_r = "no valid mechanism named";
         goto out;
@@ -223,7 +209,7 @@ xe_sasl2_parse_authenticate(const struct xe_xml_elem *e, size_t max_sasl,
                 goto out;
         } else if (xe_xml_is(c, XE_NS_FAST, "request-token")) {
             const char *tm = xe_xml_attr(c, "mechanism");
-            if (tm == NULL || !mech_ok(tm)) {
+            if (tm == NULL || !xe_mech_name_ok(tm)) {
                 *why_r = "bad request-token mechanism";
                 goto out;
             }

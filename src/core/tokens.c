@@ -11,6 +11,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "mech.h"
 #include "tokens.h"
 #include "util.h"
 
@@ -48,20 +49,6 @@ tok_mdb_error(int rc, const char *what, char **error_r)
 }
 
 /* ---- records ---------------------------------------------------------------------- */
-
-static bool
-mech_ok(const char *m)
-{
-    size_t l = strlen(m);
-
-    if (l == 0 || l > XE_SASL2_MAX_MECH)
-        return false;
-    for (; *m; m++)
-        if (!((*m >= 'A' && *m <= 'Z') || (*m >= '0' && *m <= '9') || *m == '-' ||
-              *m == '_'))
-            return false;
-    return true;
-}
 
 /* A token string: printable ASCII without spaces, bounded. */
 static bool
@@ -141,7 +128,7 @@ slot_decode(char *line, struct xe_token_slot *s)
             return -1;
         f[n++] = tok;
     }
-    if (n != 5 || !mech_ok(f[0]) || !token_ok(f[4]))
+    if (n != 5 || !xe_mech_name_ok(f[0]) || !token_ok(f[4]))
         return -1;
     if (!parse_i64(f[1], &s->issued) || !parse_i64(f[2], &s->expiry))
         return -1;
@@ -414,7 +401,7 @@ xe_tokens_issue(struct xe_tokens *t, const char *jid, const char *ua_id, const c
     int r, rc;
 
     memset(&rec, 0, sizeof(rec));
-    if (!mech_ok(mech) || make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0) {
+    if (!xe_mech_name_ok(mech) || make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0) {
         tok_error(error_r, "token store: bad user, user agent or mechanism");
         r = XE_US_INVALID;
         goto out;
