@@ -1167,6 +1167,27 @@ out:
 
 /* One read transaction for the whole walk: CB must not call into the store
  * from the same thread (LMDB allows one transaction per thread). */
+/* A walk's KEY as a JID into JID (MAX bytes): 1 when DOMAIN is given and the
+ * key is not one of its users (skip it), 0 done, XE_US_CORRUPT (WHAT is not
+ * a JID). */
+static int
+key_jid(struct xe_userstore *store, const MDB_val *key, const char *domain, size_t dlen,
+        char *jid, size_t max, const char *what, char **error_r)
+{
+    const char *k = key->mv_data;
+
+    if (domain != NULL && (key->mv_size < dlen + 2 || k[key->mv_size - dlen - 1] != '@' ||
+                           strncasecmp(k + key->mv_size - dlen, domain, dlen) != 0))
+        return 1;
+    if (key->mv_size >= max || memchr(k, '\0', key->mv_size) != NULL) {
+        us_error(error_r, "user store %s: %s is not a JID", store->path, what);
+        return XE_US_CORRUPT;
+    }
+    memcpy(jid, k, key->mv_size);
+    jid[key->mv_size] = '\0';
+    return 0;
+}
+
 int
 xe_userstore_foreach(struct xe_userstore *store, const char *domain,
                      int (*cb)(const struct xe_user *user, void *ctx), void *ctx,
@@ -1200,7 +1221,6 @@ xe_userstore_foreach(struct xe_userstore *store, const char *domain,
     }
     for (;; op = MDB_NEXT) {
         char jid[sizeof(user->jid)];
-        const char *k;
 
         rc = mdb_cursor_get(cur, &key, &data, op);
         if (rc == MDB_NOTFOUND)
@@ -1209,18 +1229,11 @@ xe_userstore_foreach(struct xe_userstore *store, const char *domain,
             r = us_mdb_error(store, NULL, rc, "walking the users", error_r);
             goto out;
         }
-        k = key.mv_data;
-        if (domain != NULL &&
-            (key.mv_size < dlen + 2 || k[key.mv_size - dlen - 1] != '@' ||
-             strncasecmp(k + key.mv_size - dlen, domain, dlen) != 0))
+        if ((r = key_jid(store, &key, domain, dlen, jid, sizeof(jid), "a key", error_r)) >
+            0)
             continue;
-        if (key.mv_size >= sizeof(jid) || memchr(k, '\0', key.mv_size) != NULL) {
-            us_error(error_r, "user store %s: a key is not a JID", store->path);
-            r = XE_US_CORRUPT;
+        if (r < 0)
             goto out;
-        }
-        memcpy(jid, k, key.mv_size);
-        jid[key.mv_size] = '\0';
         if ((r = xe_user_decode(jid, data.mv_data, data.mv_size, user)) != XE_US_OK) {
             us_error(error_r, "user store %s: the record of %s is corrupt", store->path,
                      jid);
@@ -1533,7 +1546,6 @@ xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
     }
     for (;; op = MDB_NEXT) {
         char jid[sizeof(t->jid)];
-        const char *k;
 
         rc = mdb_cursor_get(cur, &key, &data, op);
         if (rc == MDB_NOTFOUND)
@@ -1542,19 +1554,11 @@ xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
             r = us_mdb_error(store, NULL, rc, "walking the tombstones", error_r);
             goto out;
         }
-        k = key.mv_data;
-        if (domain != NULL &&
-            (key.mv_size < dlen + 2 || k[key.mv_size - dlen - 1] != '@' ||
-             strncasecmp(k + key.mv_size - dlen, domain, dlen) != 0))
+        if ((r = key_jid(store, &key, domain, dlen, jid, sizeof(jid), "a tombstone's key",
+                         error_r)) > 0)
             continue;
-        if (key.mv_size >= sizeof(jid) || memchr(k, '\0', key.mv_size) != NULL) {
-            us_error(error_r, "user store %s: a tombstone's key is not a JID",
-                     store->path);
-            r = XE_US_CORRUPT;
+        if (r < 0)
             goto out;
-        }
-        memcpy(jid, k, key.mv_size);
-        jid[key.mv_size] = '\0';
         if ((r = xe_tombstone_decode(jid, data.mv_data, data.mv_size, t)) != XE_US_OK) {
             us_error(error_r, "user store %s: the tombstone of %s is corrupt",
                      store->path, jid);
