@@ -759,40 +759,40 @@ out:
     return r;
 }
 
-/* Make sure store->dbi is usable. XE_US_NOTFOUND when a read-only store has no
- * "users" database yet (no user was ever added). */
+/* Open the named database NAME into *DBI once (*HAVE). Called before the
+ * caller's own transaction: opening a database takes one of its own.
+ * XE_US_NOTFOUND when a read-only store has no such database yet. */
 static int
-us_dbi(struct xe_userstore *store, char **error_r)
+us_open_dbi(struct xe_userstore *store, const char *name, MDB_dbi *dbi, bool *have,
+            char **error_r)
 {
     MDB_txn *txn = NULL;
     int r = 0, rc;
 
     pthread_mutex_lock(&store->dbi_lock);
-    if (store->have_dbi)
+    if (*have)
         goto out;
     rc = mdb_txn_begin(store->env, NULL, store->readonly ? MDB_RDONLY : 0, &txn);
     if (rc != 0) {
         r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
-    rc = mdb_dbi_open(txn, US_DB_NAME, store->readonly ? 0 : MDB_CREATE, &store->dbi);
+    rc = mdb_dbi_open(txn, name, store->readonly ? 0 : MDB_CREATE, dbi);
     if (rc == MDB_NOTFOUND) {
         r = XE_US_NOTFOUND;
         goto out;
     }
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "opening the database \"" US_DB_NAME "\"",
-                         error_r);
+        char what[64];
+        snprintf(what, sizeof(what), "opening the database \"%s\"", name);
+        r = us_mdb_error(store, NULL, rc, what, error_r);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "opening the database \"" US_DB_NAME "\"",
-                         error_r);
-        goto out;
-    }
-    store->have_dbi = true;
+    *have = true;
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -800,42 +800,18 @@ out:
     return r;
 }
 
-/* The same for store->tdbi, the tombstones. Called before the caller's own
- * transaction: opening a database takes one of its own. */
+/* store->dbi, the users; XE_US_NOTFOUND when a read-only store has none yet */
+static int
+us_dbi(struct xe_userstore *store, char **error_r)
+{
+    return us_open_dbi(store, US_DB_NAME, &store->dbi, &store->have_dbi, error_r);
+}
+
+/* store->tdbi, the tombstones */
 static int
 us_tdbi(struct xe_userstore *store, char **error_r)
 {
-    MDB_txn *txn = NULL;
-    int r = 0, rc;
-
-    pthread_mutex_lock(&store->dbi_lock);
-    if (store->have_tdbi)
-        goto out;
-    rc = mdb_txn_begin(store->env, NULL, store->readonly ? MDB_RDONLY : 0, &txn);
-    if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-        goto out;
-    }
-    rc = mdb_dbi_open(txn, US_TOMB_DB_NAME, store->readonly ? 0 : MDB_CREATE,
-                      &store->tdbi);
-    if (rc == MDB_NOTFOUND) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc == 0)
-        rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "opening the database \"" US_TOMB_DB_NAME "\"",
-                         error_r);
-        goto out;
-    }
-    store->have_tdbi = true;
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    pthread_mutex_unlock(&store->dbi_lock);
-    return r;
+    return us_open_dbi(store, US_TOMB_DB_NAME, &store->tdbi, &store->have_tdbi, error_r);
 }
 
 int
