@@ -16,7 +16,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/legacy_stores.sh"
 
-plan 45
+plan 47
 
 command -v prosody-migrator >/dev/null || bail "prosody-migrator is not installed (apt-get install prosody)"
 command -v sqlite3 >/dev/null || bail "sqlite3 is not installed"
@@ -157,6 +157,14 @@ out=$(ctl user import --domain example.test --format jabberd2 "$JD/sqlite.db" 2>
 like "$out" "import: 1 added, 0 replaced, 2 kept \(already there\), 1 failed" "... and imported with --domain example.test"
 login jack@example.test "jack pw" PLAIN
 is "$LOGIN" ok "jack logs in"
+# a row whose name holds terminal control sequences is reported escaped,
+# not written raw to the operator's terminal
+sqlite3 "$JD/sqlite.db" "INSERT INTO authreg (username, realm, password) VALUES ('ev' || char(27) || '[2Jil', '', '')"
+out=$(ctl user import --dry-run --domain example.test "$JD/sqlite.db" 2>&1)
+like "$out" 'ev\\x1b\[2Jil(@example\.test)?[: ].*not imported' \
+	"a name with an escape sequence is printed with \\x1b" || diag "$out"
+case "$out" in *$'\033'*) raw=0 ;; *) raw=1 ;; esac
+ok "$((1 - raw))" "... and no raw ESC reaches the terminal" || diag "$out"
 
 # ---- skip, replace, dry run ---------------------------------------------
 out=$(ctl user import "$main" "$plainmain" 2>&1)

@@ -167,13 +167,36 @@ xe_import_progress(struct xe_import_sink *s, uint64_t done, uint64_t total)
     tick(s);
 }
 
+/* Write S to F with control characters as \xNN: the messages quote strings
+ * read from the imported databases (user names, realms, file names), which
+ * must not move the cursor or rewrite an operator's terminal. */
+static void
+put_escaped(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        unsigned char ch = (unsigned char)*s;
+
+        if (ch < 0x20 || ch == 0x7f)
+            fprintf(f, "\\x%02x", ch);
+        else
+            fputc(ch, f);
+    }
+}
+
 static void
 vreport(struct xe_import_sink *s, const char *where, const char *fmt, va_list ap)
 {
+    char msg[2048];
+
     clear_bar(s);
-    if (where != NULL)
-        fprintf(s->opts.err, "%s: ", where);
-    vfprintf(s->opts.err, fmt, ap);
+    if (where != NULL) {
+        put_escaped(s->opts.err, where);
+        fputs(": ", s->opts.err);
+    }
+    /* A longer message is cut: each names one record, and a database string
+     * longer than this is itself the thing to report. */
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    put_escaped(s->opts.err, msg);
     fputc('\n', s->opts.err);
 }
 
