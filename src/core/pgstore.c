@@ -145,7 +145,7 @@ const char xe_pg_sql_pull[] =
     " u.scram_sha256, u.scram_sha512, u.legacy_password, u.extra,"
     " t.jid, t.deleted, t.pin, t.attempts, t.next, t.error,"
     " l.failures, (extract(epoch FROM l.locked_until) * 1000)::bigint,"
-    " k.jid, k.rec"
+    " k.jid, k.rec, (SELECT through FROM xe_prune WHERE id = 1)"
     " FROM xe_changes c"
     " LEFT JOIN xe_users u ON c.kind = 'u' AND u.jid = c.jid"
     " LEFT JOIN xe_tombstones t ON c.kind = 't' AND t.jid = c.jid"
@@ -162,7 +162,6 @@ const char xe_pg_sql_token_delete_user[] = "DELETE FROM xe_tokens WHERE jid = $1
 const char xe_pg_sql_token_list[] =
     "SELECT ua, rec FROM xe_tokens WHERE jid = $1 ORDER BY ua";
 const char xe_pg_sql_kick[] = "SELECT xe_kick($1)";
-const char xe_pg_sql_pruned[] = "SELECT through FROM xe_prune WHERE id = 1";
 
 /* Compaction: an entry with a newer one of the same key is of no use to any
  * replica (a pull applies the key's current row), whatever its sequence. */

@@ -248,7 +248,6 @@
 #define XE_TOKIO_QUEUE_MAX 256           /* FAST token writes under way (tokens_io.c) */
 #define XE_DEF_CHANGES_RETENTION_S 86400 /* user_store.changes_retention */
 #define XE_PG_PRUNE_TICKS 60             /* prune every minute */
-#define XE_PG_PRUNED_TICKS 10            /* look at the pruning's mark every 10 s */
 #define XE_PG_KICK_MAX_AGE_MS 60000      /* a kick older than this is not acted on */
 #define XE_PG_RESYNC_KEYS_MAX 50000000   /* keys a full resync keeps in memory */
 

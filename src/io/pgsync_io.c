@@ -35,7 +35,7 @@
 #endif
 
 enum ps_state { PS_DOWN, PS_CONNECTING, PS_READY, PS_STOPPED };
-enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT, J_LEADER, J_PRUNED, J_PRUNE };
+enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT, J_LEADER, J_PRUNE };
 
 struct job {
     enum job_kind kind;
@@ -88,10 +88,9 @@ struct xe_pgsync {
     struct xe_tokens *tokens;   /* FAST tokens: replicated like the users */
     /* the change log's pruning (doc/scaling.md) */
     unsigned retention_s;
-    int64_t pruned_through; /* the database's mark, as last read */
-    bool pruned_queued;
-    bool resync; /* behind the mark: pulling everything from 0, then a sweep */
-    char **keys; /* the resync's keys seen ("u" JID, "t" JID, "k" JID/UA) */
+    int64_t pruned_through; /* the database's mark, as last pulled */
+    bool resync;            /* behind the mark: pulling everything from 0, then a sweep */
+    char **keys;            /* the resync's keys seen ("u" JID, "t" JID, "k" JID/UA) */
     size_t nkeys, capkeys;
     uint64_t resyncs, pruned_runs, kicks;
     /* from any thread */
@@ -401,6 +400,16 @@ apply_pull(struct xe_pgsync *ps, PGresult *r)
 
     if (PQnfields(r) != XE_PG_PULL_COLS)
         return 0;
+    if (n > 0 && !ps->resync) {
+        /* the mark, read in the pull's own snapshot: the pruning dropped
+         * entries past this replica's sequence (it was away longer than
+         * the retention): pull everything again instead */
+        ps->pruned_through = strtoll(PQgetvalue(r, 0, XE_PG_PULL_MARK), NULL, 10);
+        if (ps->pruned_through > ps->seq) {
+            resync_begin(ps);
+            return XE_PG_PULL_BATCH; /* pull again, from 0 */
+        }
+    }
     for (int i = 0; i < n; i++) {
         apply_row(ps, r, i);
         ps->seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
@@ -468,15 +477,6 @@ new_job(enum job_kind kind, const char *sql)
 }
 
 static void pump(struct xe_pgsync *ps);
-
-static void
-queue_pruned(struct xe_pgsync *ps)
-{
-    if (ps->pruned_queued)
-        return;
-    ps->pruned_queued = true;
-    enqueue(ps, new_job(J_PRUNED, xe_pg_sql_pruned), false);
-}
 
 /* the purging node prunes the log: the compaction, then the retention */
 static void
@@ -705,7 +705,6 @@ fail(struct xe_pgsync *ps, const char *what)
         }
     }
     ps->pull_queued = ps->heartbeat_queued = ps->pull_again = false;
-    ps->pruned_queued = false;
     ps->leader = ps->leader_queued = false; /* the session's lock went with it */
     if (ps->poll != NULL) {
         uv_close((uv_handle_t *)ps->poll, poll_closed);
@@ -790,7 +789,6 @@ connected(struct xe_pgsync *ps)
     struct job *rest = ps->head, *rest_tail = ps->tail;
     ps->head = ps->tail = NULL;
     enqueue(ps, new_job(J_LISTEN, "LISTEN " XE_PG_CHANNEL), false);
-    queue_pruned(ps); /* before the pull: a replica behind the mark resyncs */
     ps->pull_queued = false;
     queue_pull(ps);
     ps->heartbeat_queued = false;
@@ -852,11 +850,6 @@ job_done(struct xe_pgsync *ps, struct job *j, PGresult *r)
                (int)strcspn(m, "\n"), m);
         return;
     }
-    if (j->kind == J_PRUNED && PQntuples(r) == 1) {
-        ps->pruned_through = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        if (ps->seq < ps->pruned_through && !ps->resync)
-            resync_begin(ps);
-    }
     if (j->kind == J_PRUNE && j->sql == xe_pg_sql_compact && atoi(PQcmdTuples(r)) > 0)
         xe_info("event=database changes_compacted=%s", PQcmdTuples(r));
     if (j->kind == J_PULL && apply_pull(ps, r) == XE_PG_PULL_BATCH)
@@ -899,8 +892,6 @@ pump(struct xe_pgsync *ps)
                 ps->heartbeat_queued = false;
             if (j->kind == J_LEADER)
                 ps->leader_queued = false;
-            if (j->kind == J_PRUNED)
-                ps->pruned_queued = false;
             job_free(j);
             if (ps->pull_again) {
                 ps->pull_again = false;
@@ -994,8 +985,6 @@ on_tick(uv_timer_t *t)
         fail(ps, "query timeout");
         return;
     }
-    if (ps->ticks % XE_PG_PRUNED_TICKS == 0)
-        queue_pruned(ps);
     if (ps->leader && ps->ticks % XE_PG_PRUNE_TICKS == XE_PG_PRUNE_TICKS - 1)
         queue_prune(ps);
     queue_pull(ps); /* in case a notification was missed */
@@ -1193,20 +1182,6 @@ first_catch_up(struct xe_pgsync *ps, char **error_r)
         (*error_r)[strcspn(*error_r, "\n")] = '\0';
         goto out;
     }
-    {
-        PGresult *r = PQexec(db, xe_pg_sql_pruned);
-        ps->round_trips++;
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            *error_r = xe_asprintf("%s", PQresultErrorMessage(r));
-            (*error_r)[strcspn(*error_r, "\n")] = '\0';
-            PQclear(r);
-            goto out;
-        }
-        ps->pruned_through = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        if (ps->seq < ps->pruned_through)
-            resync_begin(ps);
-    }
     do {
         char seq[32], batch[16];
         const char *p[2] = {seq, batch};
@@ -1311,6 +1286,24 @@ xe_pgsync_set_account_cb(struct xe_pgsync *ps, xe_pgsync_account_fn fn, void *ct
         return;
     ps->account_fn = fn;
     ps->account_ctx = ctx;
+}
+
+bool
+xe_pgsync_up(const struct xe_pgsync *ps)
+{
+    return ps != NULL && atomic_load(&ps->up);
+}
+
+size_t
+xe_pgsync_pending(struct xe_pgsync *ps)
+{
+    size_t n;
+
+    pthread_mutex_lock(&ps->mu);
+    n = ps->n_pend;
+    pthread_mutex_unlock(&ps->mu);
+    return n + ps->queued_writes +
+           (ps->inflight != NULL && ps->inflight->kind == J_WRITE);
 }
 
 void

@@ -33,6 +33,7 @@
 #include "ctltokens.h"
 #include "userstore.h"
 #include "xelimits.h"
+#include "tokens.h"
 #include "xedgectl_pg.h"
 
 #ifndef XE_SYSCONFDIR
@@ -357,6 +358,42 @@ notify(const struct ctl *ctl, const char *action, const char *jid, const char *e
     free(request);
     xe_buf_free(&resp);
     return ret;
+}
+
+/* The account's FAST tokens revoked; with the database, also the kick of
+ * its live sessions on every node (KICK: passwd --kick; disable and del
+ * reach every node through the user's row). */
+static int
+account_ended(struct ctl *ctl, struct xe_ctlpg *pg, bool kick)
+{
+    struct xe_tokens *tokens = NULL;
+    char *err = NULL;
+    size_t n = 0;
+    int r;
+
+    if (pg != NULL) {
+        if (xe_ctlpg_account_ended(pg, ctl->jid, kick, &n, &err) < 0) {
+            ctl_err("%s", err ? err : "the user database failed");
+            free(err);
+            return CTL_CONFIG;
+        }
+    } else {
+        r = xe_tokens_open(ctl->store, &tokens, &err);
+        if (r == XE_US_OK)
+            r = xe_tokens_revoke_user(tokens, ctl->jid, &n, &err);
+        xe_tokens_close(&tokens);
+        if (r != XE_US_OK) {
+            ctl_err("the FAST tokens of %s could not be revoked: %s (they fail anyway: "
+                    "they are bound to the old credentials)",
+                    ctl->jid, err ? err : "?");
+            free(err);
+            return CTL_CONFIG;
+        }
+    }
+    if (n > 0)
+        fprintf(stderr, "%s: revoked the FAST tokens of %s: %zu client%s\n", progname,
+                ctl->jid, n, n == 1 ? "" : "s");
+    return CTL_OK;
 }
 
 /* Map a store code to an exit code, printing the message. */
@@ -1086,7 +1123,14 @@ main(int argc, char **argv)
             (void)notify(&ctl, "user-import", "-", NULL, detail);
         break;
     }
+    default:
+        break;
     }
+    /* a new password, a disabled or deleted account: its FAST tokens go
+     * (the credentials' fingerprint already makes them fail; a disabled
+     * user enabled again must not find them working) */
+    if (ret == CTL_OK && (cmd == CMD_PASSWD || cmd == CMD_DEL || cmd == CMD_DISABLE))
+        ret = account_ended(&ctl, pg, cmd == CMD_PASSWD && ctl.kick);
 out:
     if (pg != NULL && xe_ctlpg_end(&pg, &ctl.store, ret == CTL_OK, &err) < 0) {
         ctl_err("%s (nothing was changed in the user database)", err);
