@@ -12,12 +12,13 @@
 # fails with a clear error and a verification goes on from the replica, and
 # its write reaches the database once it is back; the change log is
 # compacted and pruned, and a node that fell behind the pruning resyncs
-# (a user deleted meanwhile gone from its replica); passwd --kick and
+# (a user deleted meanwhile gone from its replica), at run time or at its
+# start; passwd --kick and
 # disable run against node 1 end a live session on node 2.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 33
+plan 36
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -186,3 +187,21 @@ out=$(R 2 user show gone@example.test)
 like "$out" "no such user" "... the deleted user is gone from its replica"
 has_alice() { R "$1" user show alice@example.test | grep -q '^disabled: yes'; }
 ok "$(has_alice 2 && echo 0 || echo 1)" "... and what exists is still there"
+
+# the same when the node was stopped: it resyncs at its start, before it
+# listens
+kill -TERM "$XEDGE_PID_2"
+for _ in $(seq 1 200); do kill -0 "$XEDGE_PID_2" 2>/dev/null || break; sleep 0.05; done
+ctl user del --keep-data zed@example.test >/dev/null 2>&1
+printf 'yan-1\n' | ctl user add yan@example.test >/dev/null 2>&1
+sleep 2.5
+ctl db prune --retention 1 >/dev/null
+is "$(pg_sql_sb "select count(*) from xe_changes where jid = 'zed@example.test'")" 0 \
+	"node 2 stopped: zed's deletion pruned"
+"$XE_TOP_BUILDDIR/src/xedge" -c "$XEDGE_CONF_2" >>"$XEDGE_LOG_2" 2>&1 &
+XEDGE_PID_2=$!
+XEDGE_PIDS="$XEDGE_PID_2,$XEDGE_PIDS"
+for _ in $(seq 1 200); do (exec 3<>"/dev/tcp/${XEDGE_C2S_2%:*}/${XEDGE_C2S_2##*:}") 2>/dev/null && break; sleep 0.05; done
+is "$(grep -c 'event=replica state=resynced' "$XEDGE_LOG_2")" 2 "node 2 restarted: resynced at its start"
+out="$(R 2 user show zed@example.test | head -n 1) | $(R 2 user show yan@example.test | head -n 1)"
+like "$out" "no such user.* [|] jid: yan@example.test" "... zed is gone from its replica, yan is in it ($out)"
