@@ -18,7 +18,7 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 36
+plan 37
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -167,6 +167,9 @@ closed_within k2 20
 ok $? "disable against node 1: the session on node 2 ends"
 
 # the change log: compaction and pruning; a node behind the pruning resyncs
+JID=gone@example.test UA=ua-gone
+TN a issue "$JID" "$UA" >/dev/null
+until_both has_tok >/dev/null
 n0=$(pg_sql_sb "select count(*) from xe_changes")
 kill -STOP "$XEDGE_PID_2"
 ctl user del --keep-data gone@example.test >/dev/null 2>&1
@@ -181,10 +184,12 @@ is "$(pg_sql_sb "select count(*) from (select kind, jid from xe_changes group by
 	"... one entry per key left (compaction)"
 kill -CONT "$XEDGE_PID_2"
 for _ in $(seq 1 300); do grep -q 'event=replica state=resynced' "$XEDGE_LOG_2" && break; sleep 0.05; done
-like "$(grep 'event=replica state=resync' "$XEDGE_LOG_2" | tr '\n' ' ')" "state=resync .*state=resynced .*removed=1" \
+like "$(grep 'event=replica state=resync' "$XEDGE_LOG_2" | tr '\n' ' ')" "state=resync .*state=resynced .*removed=2" \
 	"node 2, behind the pruning, resynced whole and removed what the log no longer names"
 out=$(R 2 user show gone@example.test)
 like "$out" "no such user" "... the deleted user is gone from its replica"
+is "$(pg_sql_sb "select count(*) from xe_tokens where jid = '$JID'")/$(no_tok 2 && echo none)" "0/none" \
+	"... and so is the token user del revoked (in the database, and swept from the replica)"
 has_alice() { R "$1" user show alice@example.test | grep -q '^disabled: yes'; }
 ok "$(has_alice 2 && echo 0 || echo 1)" "... and what exists is still there"
 
