@@ -4,7 +4,8 @@
 # mdb_load in the format tokens.c keeps (so a change of that format fails
 # here too); the CLI must list them without ever printing a token, revoke
 # one client's or all of a user's, leave other users' alone, and refuse bad
-# arguments. No daemon needed.
+# arguments; user passwd, disable and del revoke the user's tokens. No
+# daemon needed.
 set -u
 top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 CTL="$top/src/xedgectl"
@@ -14,7 +15,7 @@ n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 diag() { printf '%s\n' "$@" | sed 's/^/#   /'; }
 
-echo "1..10"
+echo "1..14"
 
 for tool in mdb_load openssl; do
 	command -v $tool >/dev/null 2>&1 || { echo "Bail out! $tool is missing"; exit 1; }
@@ -103,3 +104,24 @@ run user tokens list not-a-jid
 run user --help
 printf '%s' "$out" | grep -q 'tokens revoke JID \[USER-AGENT-ID\]' || { bad=1; diag "help: $out"; }
 ok $bad "usage errors exit 64, a bad JID exits 1, the help names the commands"
+
+# a new password, a disable, a deletion: the user's tokens go
+for u in carol dan; do printf 'pw\n' | "$CTL" -c "$C" user add $u@example.test >/dev/null 2>&1; done
+{
+	printf 'VERSION=3\nformat=print\ntype=btree\nHEADER=END\n'
+	for u in carol dan; do
+		printf ' %s@example.test\\00phone-1\n' $u
+		printf ' xt1\\0afp %s\\0acur HT-SHA-256-NONE 1800000000 1801814400 - xe1-SECRET%s\\0a\n' "$FP" $u
+	done
+	printf 'DATA=END\n'
+} >"$d/dump2"
+mdb_load -s fast_tokens -f "$d/dump2" "$d/users" 2>"$d/load.err"
+printf 'pw-bob-2\n' | "$CTL" -c "$C" user passwd bob@example.test >"$d/out" 2>"$d/err"
+rc=$? out=$(cat "$d/out") err=$(cat "$d/err")
+expect 0 "user passwd: the user's tokens revoked" err 'revoked the FAST tokens of bob@example.test: 1 client'
+run user tokens list bob@example.test
+expect 0 "... none left for bob" out '!phone-2'
+run user disable carol@example.test
+expect 0 "user disable: revoked" err 'revoked the FAST tokens of carol@example.test: 1 client'
+run user del --keep-data dan@example.test
+expect 0 "user del: revoked" err 'revoked the FAST tokens of dan@example.test: 1 client'

@@ -1271,7 +1271,8 @@ check_names(struct ctx *c, const config_setting_t *root)
                                            "secret_file", "mechanisms", NULL};
     static const char *const metrics[] = {"address", "port", NULL};
     static const char *const user_store[] = {
-        "path", "map_size_mb", "database", "database_password_file", "node", NULL};
+        "path", "map_size_mb",       "database", "database_password_file",
+        "node", "changes_retention", NULL};
     static const char *const listener[] = {
         "kind",      "address",         "port", "proxy_protocol", "proxy_from",    "tls",
         "encrypted", "trusted_proxies", "path", "origins",        "host_meta_url", NULL};
@@ -1580,8 +1581,11 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
     if (get_string(&c, us, "database", false, NULL, &conf->user_store_database) < 0 ||
         get_string(&c, us, "database_password_file", false, NULL,
                    &conf->user_store_database_password_file) < 0 ||
-        get_string(&c, us, "node", false, NULL, &conf->node_name) < 0)
+        get_string(&c, us, "node", false, NULL, &conf->node_name) < 0 ||
+        get_uint(&c, us, "changes_retention", 60, 365u * 86400u,
+                 XE_DEF_CHANGES_RETENTION_S, &v) < 0)
         goto out;
+    conf->changes_retention_s = v;
 
     if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
         load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||

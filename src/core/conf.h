@@ -162,6 +162,7 @@ struct xe_conf {
     char *user_store_database;
     char *user_store_database_password_file;
     char *node_name;
+    unsigned changes_retention_s; /* user_store.changes_retention: the log's pruning */
 
     struct xe_listener_conf *listeners;
     size_t n_listeners;

@@ -94,6 +94,11 @@ static struct family fams[XE_M_N] = {
                      "Attempts to purge a deleted user's data at its backend, by result "
                      "(ok, failed: retried).",
                      "result", NULL},
+    [XE_M_TOKEN_WRITES] = {"xedge_token_writes_total",
+                           "FAST token writes (issue, verify, revoke, revoke-user) by "
+                           "result (ok, refused: no such user or token, database-down, "
+                           "queue-full, failed).",
+                           "op", "result"},
 };
 
 /* login duration histogram, seconds */

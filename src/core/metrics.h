@@ -39,6 +39,7 @@ enum xe_metric {
     XE_M_ADMIN,          /* administrators' changes (the audit trail), by action */
     XE_M_ACCOUNT_ENDED,  /* sessions ended by an account change, by reason */
     XE_M_PURGES,         /* purges of deleted users' data at the backends, by result */
+    XE_M_TOKEN_WRITES,   /* FAST token writes (tokens_io.c), by operation and result */
     XE_M_N
 };
 

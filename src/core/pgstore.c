@@ -58,12 +58,41 @@ static const char migration_1[] =
     "CREATE TRIGGER xe_lockouts_changed AFTER INSERT OR UPDATE OR DELETE ON xe_lockouts"
     " FOR EACH ROW EXECUTE FUNCTION xe_log_change('l');";
 
+/* Version 2: FAST tokens (a row per user and user agent id, the encoded
+ * record of tokens.h), changes of kind 'k' keyed "JID/USER-AGENT-ID" (a
+ * bare JID has no '/'); the kicks of live sessions on every node (kind 'x',
+ * an event: no row, xe_kick()); the pruning's mark (xe_prune: the highest
+ * sequence pruned whose key has no row: a replica behind it resyncs); the
+ * index the compaction uses. */
+static const char migration_2[] =
+    "CREATE TABLE xe_tokens (jid text NOT NULL, ua text NOT NULL, rec text NOT NULL,"
+    " modified timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (jid, ua));"
+    "CREATE FUNCTION xe_log_token_change() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " DECLARE s bigint; k text; BEGIN"
+    " PERFORM pg_advisory_xact_lock(7274017);"
+    " k := CASE WHEN TG_OP = 'DELETE' THEN OLD.jid || '/' || OLD.ua"
+    " ELSE NEW.jid || '/' || NEW.ua END;"
+    " INSERT INTO xe_changes (kind, jid) VALUES ('k', k) RETURNING seq INTO s;"
+    " PERFORM pg_notify('" XE_PG_CHANNEL "', s::text); RETURN NULL; END $$;"
+    "CREATE TRIGGER xe_tokens_changed AFTER INSERT OR UPDATE OR DELETE ON xe_tokens"
+    " FOR EACH ROW EXECUTE FUNCTION xe_log_token_change();"
+    "CREATE FUNCTION xe_kick(j text) RETURNS void LANGUAGE plpgsql AS $$"
+    " DECLARE s bigint; BEGIN PERFORM pg_advisory_xact_lock(7274017);"
+    " INSERT INTO xe_changes (kind, jid) VALUES ('x', j) RETURNING seq INTO s;"
+    " PERFORM pg_notify('" XE_PG_CHANNEL "', s::text); END $$;"
+    "CREATE TABLE xe_prune (id integer PRIMARY KEY CHECK (id = 1),"
+    " through bigint NOT NULL DEFAULT 0, at timestamptz);"
+    "INSERT INTO xe_prune (id) VALUES (1);"
+    "CREATE INDEX xe_changes_key ON xe_changes (kind, jid, seq);";
+
 const char *
 xe_pg_migration(unsigned version)
 {
     switch (version) {
     case 1:
         return migration_1;
+    case 2:
+        return migration_2;
     default:
         return NULL;
     }
@@ -115,12 +144,47 @@ const char xe_pg_sql_pull[] =
     " u.jid, u.created, u.modified, u.disabled, u.pin, u.expires, u.scram_sha1,"
     " u.scram_sha256, u.scram_sha512, u.legacy_password, u.extra,"
     " t.jid, t.deleted, t.pin, t.attempts, t.next, t.error,"
-    " l.failures, (extract(epoch FROM l.locked_until) * 1000)::bigint"
+    " l.failures, (extract(epoch FROM l.locked_until) * 1000)::bigint,"
+    " k.jid, k.rec, (SELECT through FROM xe_prune WHERE id = 1)"
     " FROM xe_changes c"
     " LEFT JOIN xe_users u ON c.kind = 'u' AND u.jid = c.jid"
     " LEFT JOIN xe_tombstones t ON c.kind = 't' AND t.jid = c.jid"
     " LEFT JOIN xe_lockouts l ON c.kind = 'l' AND l.jid = c.jid"
+    " LEFT JOIN xe_tokens k ON c.kind = 'k' AND k.jid = split_part(c.jid, '/', 1)"
+    " AND k.ua = substr(c.jid, strpos(c.jid, '/') + 1)"
     " WHERE c.seq > $1::bigint ORDER BY c.seq LIMIT $2::integer";
+
+const char xe_pg_sql_token_upsert[] =
+    "INSERT INTO xe_tokens (jid, ua, rec) VALUES ($1, $2, $3) ON CONFLICT (jid, ua)"
+    " DO UPDATE SET rec = EXCLUDED.rec, modified = now()";
+const char xe_pg_sql_token_delete[] = "DELETE FROM xe_tokens WHERE jid = $1 AND ua = $2";
+const char xe_pg_sql_token_delete_user[] = "DELETE FROM xe_tokens WHERE jid = $1";
+const char xe_pg_sql_token_list[] =
+    "SELECT ua, rec FROM xe_tokens WHERE jid = $1 ORDER BY ua";
+const char xe_pg_sql_kick[] = "SELECT xe_kick($1)";
+
+/* Compaction: an entry with a newer one of the same key is of no use to any
+ * replica (a pull applies the key's current row), whatever its sequence. */
+const char xe_pg_sql_compact[] =
+    "DELETE FROM xe_changes c WHERE EXISTS (SELECT 1 FROM xe_changes d"
+    " WHERE d.kind = c.kind AND d.jid = c.jid AND d.seq > c.seq)";
+/* Retention: the last entry of a key that has no row any more (a deletion,
+ * a kick) goes once every node seen within $1 seconds has applied it, or
+ * once it is older than $1 seconds; the mark records the highest pruned. */
+const char xe_pg_sql_prune[] =
+    "WITH gone AS (DELETE FROM xe_changes c WHERE"
+    " (c.at < now() - $1::bigint * interval '1 second'"
+    " OR c.seq <= (SELECT coalesce(min(n.replica_seq), 0) FROM xe_nodes n"
+    " WHERE n.seen > now() - $1::bigint * interval '1 second'))"
+    " AND c.seq < (SELECT max(seq) FROM xe_changes)"
+    " AND CASE c.kind WHEN 'u' THEN NOT EXISTS (SELECT 1 FROM xe_users WHERE jid = c.jid)"
+    " WHEN 't' THEN NOT EXISTS (SELECT 1 FROM xe_tombstones WHERE jid = c.jid)"
+    " WHEN 'l' THEN NOT EXISTS (SELECT 1 FROM xe_lockouts WHERE jid = c.jid)"
+    " WHEN 'k' THEN NOT EXISTS (SELECT 1 FROM xe_tokens k WHERE"
+    " k.jid = split_part(c.jid, '/', 1) AND k.ua = substr(c.jid, strpos(c.jid, '/') + 1))"
+    " ELSE true END RETURNING c.seq)"
+    " UPDATE xe_prune SET through = greatest(through, (SELECT max(seq) FROM gone)),"
+    " at = now() WHERE id = 1 AND EXISTS (SELECT 1 FROM gone)";
 
 const char xe_pg_sql_heartbeat[] =
     "INSERT INTO xe_nodes (name, seen, started, sessions, replica_seq, replica_lag_ms,"

@@ -16,7 +16,7 @@
 #include "userstore.h"
 
 /* the newest schema version this build knows (xe_schema) */
-#define XE_PG_SCHEMA_VERSION 1
+#define XE_PG_SCHEMA_VERSION 2
 /* the channel the change trigger notifies */
 #define XE_PG_CHANNEL "xe_changes"
 
@@ -54,12 +54,33 @@ extern const char xe_pg_sql_tomb_one[];
  * Columns: seq, kind ('u', 't', 'l'), jid, lag_ms (now - the change's time),
  * then the user's XE_PG_USER_COLS (the first, jid, NULL: no such user now),
  * then the tombstone's XE_PG_TOMB_COLS (likewise), then the lockout's
- * failures and locked_until (unix ms; NULL: none). */
+ * failures and locked_until (unix ms; NULL: none), then the token's jid
+ * and record (kind 'k': the change's jid is "JID/USER-AGENT-ID"), then the
+ * pruning's mark: above $1, entries this replica needed may be gone (the
+ * newest entry is never pruned, so such a pull has a row to say it). */
 extern const char xe_pg_sql_pull[];
 #define XE_PG_PULL_USER 4
 #define XE_PG_PULL_TOMB (XE_PG_PULL_USER + XE_PG_USER_COLS)
 #define XE_PG_PULL_LOCK (XE_PG_PULL_TOMB + XE_PG_TOMB_COLS)
-#define XE_PG_PULL_COLS (XE_PG_PULL_LOCK + 2)
+#define XE_PG_PULL_TOK (XE_PG_PULL_LOCK + 2) /* the token's jid (NULL: none), record */
+#define XE_PG_PULL_MARK                                                                  \
+    (XE_PG_PULL_TOK + 2) /* the pruning's mark, in the same snapshot */
+#define XE_PG_PULL_COLS (XE_PG_PULL_MARK + 1)
+
+/* FAST tokens (version 2): upsert ($1 jid, $2 user agent id, $3 the
+ * encoded record), delete one ($1, $2) or all of a user ($1); list ($1:
+ * ua, rec). A kick of JID's live sessions on every node ($1). */
+extern const char xe_pg_sql_token_upsert[];
+extern const char xe_pg_sql_token_delete[];
+extern const char xe_pg_sql_token_delete_user[];
+extern const char xe_pg_sql_token_list[];
+extern const char xe_pg_sql_kick[];
+/* The change log's pruning (doc/scaling.md): the compaction (no parameter)
+ * and the retention ($1 seconds), which moves the mark (xe_prune: the
+ * highest sequence pruned of a key that has no row; a replica whose
+ * sequence is below it resyncs whole). */
+extern const char xe_pg_sql_compact[];
+extern const char xe_pg_sql_prune[];
 
 /* A node's heartbeat: $1 name, $2 sessions, $3 replica seq, $4 lag ms,
  * $5 queued writes, $6 errors, $7 version. */

@@ -1,6 +1,8 @@
 /* xedge: in-band registration (XEP-0077). See register.h. */
 #include "register.h"
 
+#include "tokens.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@
 #define REG_PASSWORD_MAX 1024 /* as xedgectl */
 
 static struct xe_userstore *g_store;
+static struct xe_tokens *g_tokens; /* FAST tokens: revoked with the password */
 static struct xe_addrlimit *g_rate;
 
 void
@@ -53,10 +56,37 @@ xe_register_global_reconfigure(const struct xe_conf *conf)
 }
 
 void
+xe_register_set_tokens(struct xe_tokens *tokens)
+{
+    g_tokens = tokens;
+}
+
+/* A password changed, an account removed: its FAST tokens go (in the same
+ * thread as the user's write that precedes it). */
+static void
+revoke_tokens(const char *jid, const char *event)
+{
+    char *err = NULL;
+    size_t n = 0;
+
+    if (g_tokens == NULL)
+        return;
+    if (xe_tokens_revoke_user(g_tokens, jid, &n, &err) != XE_US_OK)
+        xe_warn(
+            "event=%s jid=%s tokens=not-revoked error=\"%s\" (they fail anyway: bound "
+            "to the old credentials)",
+            event, jid, err ? err : "?");
+    else if (n > 0)
+        xe_info("event=%s jid=%s tokens_revoked=%zu", event, jid, n);
+    free(err);
+}
+
+void
 xe_register_global_free(void)
 {
     xe_addrlimit_free(&g_rate);
     g_store = NULL;
+    g_tokens = NULL;
 }
 
 bool
@@ -385,6 +415,8 @@ postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
         free(err);
         err = NULL;
         r = xe_userstore_bury(g_store, t, &err);
+        if (r == XE_US_OK)
+            revoke_tokens(rs->jid, "register-remove");
     }
     OPENSSL_cleanse(u, sizeof(*u));
     free(u);
@@ -451,6 +483,8 @@ postauth_password(struct xe_regsplice *rs, const struct xe_xml_elem *iq,
     if (r == XE_US_OK) {
         user->modified = xe_now_seconds();
         r = xe_userstore_put(g_store, user, false, &err);
+        if (r == XE_US_OK)
+            revoke_tokens(rs->jid, "register-password");
     }
     if (r != XE_US_OK) {
         iq_store_error(&rs->inject, iq, r);

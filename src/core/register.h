@@ -39,6 +39,11 @@ void xe_register_global_free(void);
 
 /* Registration is on for DOMAIN (NULL: false). */
 bool xe_register_enabled(const struct xe_conf *conf, const char *domain);
+/* The FAST token store (tokens.h): a user's own password change and
+ * account removal revoke the user's tokens. NULL: none. */
+struct xe_tokens;
+void xe_register_set_tokens(struct xe_tokens *tokens);
+
 /* After authentication, xedge answers a user's own password change and
  * account removal on DOMAIN: `register` or `account_management` (default
  * on) is on. */

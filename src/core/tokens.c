@@ -310,6 +310,16 @@ xe_tokens_close(struct xe_tokens **t)
     *t = NULL;
 }
 
+/* a write's hook (several nodes): 'k' with "JID/UA_ID" */
+static void
+after_key(struct xe_tokens *t, char kind, const char *jid, const char *ua_id)
+{
+    char k[600];
+
+    if (snprintf(k, sizeof(k), "%s/%s", jid, ua_id ? ua_id : "") < (int)sizeof(k))
+        xe_userstore_hook_after(t->store, kind, k);
+}
+
 /* "JID\0UA_ID"; the user agent id may be "" (a client without one). */
 static int
 make_key(const char *jid, const char *ua_id, char *buf, size_t max, MDB_val *key)
@@ -406,7 +416,8 @@ xe_tokens_issue(struct xe_tokens *t, const char *jid, const char *ua_id, const c
         r = XE_US_INVALID;
         goto out;
     }
-    if ((r = xe_userstore_get(t->store, jid, &user, error_r)) != XE_US_OK)
+    if ((r = xe_userstore_hook_before(t->store, jid, error_r)) != XE_US_OK ||
+        (r = xe_userstore_get(t->store, jid, &user, error_r)) != XE_US_OK)
         goto out;
     xe_token_fingerprint(&user, fp);
     OPENSSL_cleanse(&user, sizeof(user));
@@ -442,6 +453,7 @@ xe_tokens_issue(struct xe_tokens *t, const char *jid, const char *ua_id, const c
         r = tok_mdb_error(rc, "committing a token", error_r);
         goto out;
     }
+    after_key(t, 'k', jid, ua_id);
     memcpy(token_r, slot->token, strlen(slot->token) + 1);
     *expiry_r = slot->expiry;
 out:
@@ -557,6 +569,7 @@ xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
         goto out;
     }
     txn = NULL;
+    after_key(t, 'k', jid, ua_id);
     if (xe_ht_sha256(slot->token, strlen(slot->token), "Responder", cb, cb_len,
                      responder) < 0) {
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
@@ -583,6 +596,8 @@ xe_tokens_revoke(struct xe_tokens *t, const char *jid, const char *ua_id, char *
 
     if (make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0)
         return XE_US_NOTFOUND;
+    if ((r = xe_userstore_hook_before(t->store, jid, error_r)) != XE_US_OK)
+        return r;
     if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
         return tok_mdb_error(rc, "mdb_txn_begin", error_r);
     rc = mdb_del(txn, t->dbi, &key, NULL);
@@ -598,6 +613,8 @@ xe_tokens_revoke(struct xe_tokens *t, const char *jid, const char *ua_id, char *
     txn = NULL;
     if (rc != 0)
         r = tok_mdb_error(rc, "committing a revocation", error_r);
+    else
+        after_key(t, 'k', jid, ua_id);
 out:
     if (txn)
         mdb_txn_abort(txn);
@@ -618,6 +635,8 @@ walk(struct xe_tokens *t, const char *jid, bool list,
     int r = XE_US_OK, rc;
 
     if (make_key(jid, "", kbuf, sizeof(kbuf), &key) < 0)
+        goto out;
+    if (!list && (r = xe_userstore_hook_before(t->store, jid, error_r)) != XE_US_OK)
         goto out;
     if ((rc = mdb_txn_begin(t->env, NULL, list ? MDB_RDONLY : 0, &txn)) != 0 ||
         (rc = mdb_cursor_open(txn, t->dbi, &cur)) != 0) {
@@ -663,8 +682,12 @@ walk(struct xe_tokens *t, const char *jid, bool list,
         r = tok_mdb_error(rc, "committing a revocation", error_r);
         goto out;
     }
-    if (!list)
+    if (!list) {
         txn = NULL;
+        /* the database deletes every token of the user, also those this
+         * node has not seen yet */
+        xe_userstore_hook_after(t->store, 'K', jid);
+    }
 out:
     if (cur)
         mdb_cursor_close(cur);
@@ -687,4 +710,129 @@ xe_tokens_list(struct xe_tokens *t, const char *jid,
                void *ctx, char **error_r)
 {
     return walk(t, jid, true, cb, ctx, NULL, error_r);
+}
+
+int
+xe_tokens_get(struct xe_tokens *t, const char *jid, const char *ua_id,
+              struct xe_token_rec *rec, char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key;
+    char kbuf[512];
+    int r, rc;
+
+    memset(rec, 0, sizeof(*rec));
+    if (make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0)
+        return XE_US_NOTFOUND;
+    if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return tok_mdb_error(rc, "mdb_txn_begin", error_r);
+    r = get_rec(txn, t->dbi, &key, rec, error_r);
+    mdb_txn_abort(txn);
+    if (r != XE_US_OK)
+        OPENSSL_cleanse(rec, sizeof(*rec));
+    return r;
+}
+
+int
+xe_tokens_raw_get(struct xe_tokens *t, const char *jid, const char *ua_id, char **buf_r,
+                  size_t *len_r, char **error_r)
+{
+    struct xe_token_rec rec;
+    int r = xe_tokens_get(t, jid, ua_id, &rec, error_r);
+
+    *buf_r = NULL;
+    *len_r = 0;
+    if (r == XE_US_OK && xe_token_encode(&rec, buf_r, len_r) < 0) {
+        tok_error(error_r, "token store: out of memory");
+        r = XE_US_IO;
+    }
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    return r;
+}
+
+int
+xe_tokens_raw_put(struct xe_tokens *t, const char *jid, const char *ua_id,
+                  const char *buf, size_t len, char **error_r)
+{
+    struct xe_token_rec rec;
+    MDB_txn *txn = NULL;
+    MDB_val key;
+    char kbuf[512];
+    int r, rc;
+
+    if (make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0 ||
+        xe_token_decode(buf, len, &rec) < 0) {
+        tok_error(error_r, "token store: a bad token record for %s", jid);
+        return XE_US_CORRUPT;
+    }
+    if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0) {
+        OPENSSL_cleanse(&rec, sizeof(rec));
+        return tok_mdb_error(rc, "mdb_txn_begin", error_r);
+    }
+    r = put_rec(txn, t->dbi, &key, &rec, error_r);
+    OPENSSL_cleanse(&rec, sizeof(rec));
+    if (r != XE_US_OK) {
+        mdb_txn_abort(txn);
+        return r;
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return tok_mdb_error(rc, "committing a token", error_r);
+    return XE_US_OK;
+}
+
+int
+xe_tokens_raw_del(struct xe_tokens *t, const char *jid, const char *ua_id, char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_val key;
+    char kbuf[512];
+    int rc;
+
+    if (make_key(jid, ua_id, kbuf, sizeof(kbuf), &key) < 0)
+        return XE_US_NOTFOUND;
+    if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0)
+        return tok_mdb_error(rc, "mdb_txn_begin", error_r);
+    rc = mdb_del(txn, t->dbi, &key, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        mdb_txn_abort(txn);
+        return tok_mdb_error(rc, "deleting a token record", error_r);
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0)
+        return tok_mdb_error(rc, "committing a revocation", error_r);
+    return XE_US_OK;
+}
+
+int
+xe_tokens_keys(struct xe_tokens *t,
+               int (*cb)(const char *jid, const char *ua_id, void *ctx), void *ctx,
+               char **error_r)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val key, data;
+    int r = XE_US_OK, rc;
+
+    if ((rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn)) != 0 ||
+        (rc = mdb_cursor_open(txn, t->dbi, &cur)) != 0) {
+        if (txn)
+            mdb_txn_abort(txn);
+        return tok_mdb_error(rc, "opening a cursor", error_r);
+    }
+    for (rc = mdb_cursor_get(cur, &key, &data, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &key, &data, MDB_NEXT)) {
+        char k[512];
+        const char *nul;
+        if (key.mv_size >= sizeof(k) ||
+            (nul = memchr(key.mv_data, '\0', key.mv_size)) == NULL)
+            continue;
+        memcpy(k, key.mv_data, key.mv_size);
+        k[key.mv_size] = '\0';
+        if (cb(k, k + (nul - (const char *)key.mv_data) + 1, ctx) != 0)
+            break;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        r = tok_mdb_error(rc, "reading the token records", error_r);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return r;
 }

@@ -12,7 +12,12 @@
  * disabled or deleted user's tokens fail because the user record is read on
  * every use; xe_tokens_revoke_user also deletes them. The tokens are
  * secrets (the HMAC key of HT-*): the store's file is 0600, and nothing here
- * logs one. Writes are LMDB write transactions: run them off the loop. */
+ * logs one. Writes are LMDB write transactions: run them off the loop
+ * (tokens_io.h). With the store's write hooks (several nodes), issue and
+ * the revocations are refused when before_user_write refuses (the database
+ * is unreachable), and every write is told to after_write ('k', "JID/UA";
+ * 'K', JID: all of the user's); a verification's write (count, rotation)
+ * is not refused: a login goes on from the replica. */
 #ifndef XE_TOKENS_H
 #define XE_TOKENS_H
 
@@ -96,5 +101,26 @@ int xe_tokens_list(struct xe_tokens *t, const char *jid,
                    int (*cb)(const char *ua_id, const struct xe_token_rec *rec,
                              void *ctx),
                    void *ctx, char **error_r);
+
+/* One record, read in a short read-only transaction (cheap: the loop may
+ * call it, as Cyrus reads users there). The tokens are in the record:
+ * cleanse it after use. XE_US_OK, XE_US_NOTFOUND or an error. */
+int xe_tokens_get(struct xe_tokens *t, const char *jid, const char *ua_id,
+                  struct xe_token_rec *rec, char **error_r);
+
+/* Several nodes (pgsync_io.c): a record as the database keeps it (the
+ * encoded record; *buf_r malloc'd, secret: cleanse it), and the replica's
+ * writes of one (no write hooks are called: the database is their source).
+ * raw_put checks the record (XE_US_CORRUPT); raw_del of none is XE_US_OK. */
+int xe_tokens_raw_get(struct xe_tokens *t, const char *jid, const char *ua_id,
+                      char **buf_r, size_t *len_r, char **error_r);
+int xe_tokens_raw_put(struct xe_tokens *t, const char *jid, const char *ua_id,
+                      const char *buf, size_t len, char **error_r);
+int xe_tokens_raw_del(struct xe_tokens *t, const char *jid, const char *ua_id,
+                      char **error_r);
+/* Every record's key, in key order (a full resync's sweep). */
+int xe_tokens_keys(struct xe_tokens *t,
+                   int (*cb)(const char *jid, const char *ua_id, void *ctx), void *ctx,
+                   char **error_r);
 
 #endif

@@ -1594,6 +1594,18 @@ us_after(struct xe_userstore *store, char kind, const char *jid)
 }
 
 int
+xe_userstore_hook_before(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    return us_before(store, jid, error_r);
+}
+
+void
+xe_userstore_hook_after(struct xe_userstore *store, char kind, const char *key)
+{
+    us_after(store, kind, key);
+}
+
+int
 xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
                  bool must_not_exist, char **error_r)
 {

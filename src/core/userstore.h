@@ -184,13 +184,19 @@ int xe_userstore_sync(struct xe_userstore *store, char **error_r);
  * before_user_write runs before a user's record is written, deleted or
  * buried; a code other than XE_US_OK refuses the write (with *error_r).
  * after_write runs after each write that succeeded: kind 'u' a user's record,
- * 't' a tombstone. Either may be NULL; they may run on any thread. */
+ * 't' a tombstone, 'k'/'K' FAST tokens (tokens.h). Either may be NULL; they may run on
+ * any thread. */
 struct xe_userstore_hooks {
     int (*before_user_write)(void *ctx, const char *jid, char **error_r);
     void (*after_write)(void *ctx, char kind, const char *jid);
 };
 void xe_userstore_set_hooks(struct xe_userstore *store,
                             const struct xe_userstore_hooks *hooks, void *ctx);
+/* The hooks, for a module keeping its own database in the environment
+ * (tokens.c: kind 'k' a token record, KEY "JID/USER-AGENT-ID"; 'K' every
+ * token record of the user KEY is deleted). */
+int xe_userstore_hook_before(struct xe_userstore *store, const char *jid, char **error_r);
+void xe_userstore_hook_after(struct xe_userstore *store, char kind, const char *key);
 
 /* Normalise a bare JID in place: lower-case ASCII, check syntax
  * (localpart@domain, no resource, sizes, forbidden localpart characters).

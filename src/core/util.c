@@ -34,6 +34,15 @@ xe_calloc(size_t n, size_t size)
     return p;
 }
 
+void *
+xe_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom();
+    return q;
+}
+
 char *
 xe_strdup(const char *s)
 {

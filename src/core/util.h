@@ -31,6 +31,7 @@ void xe_random_id(char out[33]);
 
 void *xe_malloc(size_t n);
 void *xe_calloc(size_t n, size_t size);
+void *xe_realloc(void *p, size_t n);
 char *xe_strdup(const char *s);
 char *xe_strndup(const char *s, size_t n);
 char *xe_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

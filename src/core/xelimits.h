@@ -244,6 +244,12 @@
 #define XE_PG_STATEMENT_TIMEOUT "10000"
 /* a node without the purge lock tries for it every 5 ticks */
 #define XE_PG_LEADER_TICKS 5
+/* the change log's pruning, by the purging node (doc/scaling.md) */
+#define XE_TOKIO_QUEUE_MAX 256           /* FAST token writes under way (tokens_io.c) */
+#define XE_DEF_CHANGES_RETENTION_S 86400 /* user_store.changes_retention */
+#define XE_PG_PRUNE_TICKS 60             /* prune every minute */
+#define XE_PG_KICK_MAX_AGE_MS 60000      /* a kick older than this is not acted on */
+#define XE_PG_RESYNC_KEYS_MAX 50000000   /* keys a full resync keeps in memory */
 
 /* XMPP over WebSocket (RFC 7395): the Upgrade request, the frames */
 #define XE_WS_DEFAULT_PATH "/xmpp-websocket" /* a websocket listener's path */

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pgstore.h"
+#include "tokens.h"
 #include "util.h"
 #include "xelimits.h"
 
@@ -34,7 +35,7 @@
 #endif
 
 enum ps_state { PS_DOWN, PS_CONNECTING, PS_READY, PS_STOPPED };
-enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT, J_LEADER };
+enum job_kind { J_LISTEN, J_PULL, J_WRITE, J_HEARTBEAT, J_LEADER, J_PRUNE };
 
 struct job {
     enum job_kind kind;
@@ -46,7 +47,8 @@ struct job {
 
 /* a write made on some thread, waiting for the loop */
 struct pending {
-    char kind; /* 'u', 't', 'l' (a lockout count: failed, and the settings) */
+    char kind; /* 'u', 't', 'l' (a lockout count: failed, and the settings),
+                * 'k' (a token record, jid "JID/UA"), 'K' (all of JID's tokens) */
     char *jid;
     bool failed;
     unsigned threshold;
@@ -83,6 +85,14 @@ struct xe_pgsync {
     xe_pgsync_account_fn account_fn;
     void *account_ctx;
     struct xe_lockout *lockout; /* the accounts' counts, shared */
+    struct xe_tokens *tokens;   /* FAST tokens: replicated like the users */
+    /* the change log's pruning (doc/scaling.md) */
+    unsigned retention_s;
+    int64_t pruned_through; /* the database's mark, as last pulled */
+    bool resync;            /* behind the mark: pulling everything from 0, then a sweep */
+    char **keys;            /* the resync's keys seen ("u" JID, "t" JID, "k" JID/UA) */
+    size_t nkeys, capkeys;
+    uint64_t resyncs, pruned_runs, kicks;
     /* from any thread */
     pthread_mutex_t mu;
     struct pending *pend;
@@ -129,6 +139,152 @@ seq_save(struct xe_pgsync *ps)
                 strerror(errno));
 }
 
+/* ---- a full resync (the replica is behind the pruning's mark) -------------
+ *
+ * The log keeps the last entry of every key that has a row (the compaction
+ * drops only superseded entries); what the pruning dropped is the last entry
+ * of keys that have none (deletions, kicks). A replica whose sequence is
+ * below the mark may have missed a deletion: it pulls the whole log from 0
+ * (every key that exists), notes each key, and then deletes what it holds
+ * and the log did not name. */
+
+static void
+resync_begin(struct xe_pgsync *ps)
+{
+    xe_warn("event=replica state=resync seq=%" PRId64 " pruned_through=%" PRId64
+            " reason=\"the change log was pruned past this replica\"",
+            ps->seq, ps->pruned_through);
+    ps->resync = true;
+    ps->resyncs++;
+    ps->seq = 0;
+    ps->nkeys = 0;
+}
+
+static void
+resync_note(struct xe_pgsync *ps, char kind, const char *jid)
+{
+    if (ps->nkeys >= XE_PG_RESYNC_KEYS_MAX)
+        return;
+    if (ps->nkeys == ps->capkeys) {
+        ps->capkeys = ps->capkeys ? ps->capkeys * 2 : 1024;
+        ps->keys = xe_realloc(ps->keys, ps->capkeys * sizeof(*ps->keys));
+    }
+    ps->keys[ps->nkeys++] = xe_asprintf("%c%s", kind, jid);
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct sweep {
+    struct xe_pgsync *ps;
+    char kind;
+    char **gone;
+    size_t n, cap;
+};
+
+static void
+sweep_check(struct sweep *sw, const char *key)
+{
+    char buf[4096];
+    const char *p = buf;
+
+    snprintf(buf, sizeof(buf), "%c%s", sw->kind, key);
+    if (bsearch(&p, sw->ps->keys, sw->ps->nkeys, sizeof(char *), key_cmp) != NULL)
+        return;
+    if (sw->n == sw->cap) {
+        sw->cap = sw->cap ? sw->cap * 2 : 64;
+        sw->gone = xe_realloc(sw->gone, sw->cap * sizeof(*sw->gone));
+    }
+    sw->gone[sw->n++] = xe_strdup(key);
+}
+
+static int
+sweep_user(const struct xe_user *u, void *ctx)
+{
+    sweep_check(ctx, u->jid);
+    return 0;
+}
+
+static int
+sweep_tomb(const struct xe_tombstone *t, void *ctx)
+{
+    sweep_check(ctx, t->jid);
+    return 0;
+}
+
+static int
+sweep_token(const char *jid, const char *ua, void *ctx)
+{
+    char k[600];
+    snprintf(k, sizeof(k), "%s/%s", jid, ua);
+    sweep_check(ctx, k);
+    return 0;
+}
+
+static void
+resync_finish(struct xe_pgsync *ps)
+{
+    static const char kinds[] = "utk";
+    size_t removed = 0;
+    char *err = NULL;
+
+    if (ps->nkeys >= XE_PG_RESYNC_KEYS_MAX) {
+        xe_err("event=replica state=resync error=\"more than %d keys: the sweep of "
+               "deleted ones is skipped\"",
+               XE_PG_RESYNC_KEYS_MAX);
+        goto done;
+    }
+    qsort(ps->keys, ps->nkeys, sizeof(char *), key_cmp);
+    applying = true;
+    for (const char *k = kinds; *k; k++) {
+        struct sweep sw = {.ps = ps, .kind = *k};
+        if (*k == 'u')
+            xe_userstore_foreach(ps->store, NULL, sweep_user, &sw, &err);
+        else if (*k == 't')
+            xe_userstore_tomb_foreach(ps->store, NULL, sweep_tomb, &sw, &err);
+        else if (ps->tokens != NULL)
+            xe_tokens_keys(ps->tokens, sweep_token, &sw, &err);
+        free(err);
+        err = NULL;
+        for (size_t i = 0; i < sw.n; i++) {
+            char *slash;
+            if (*k == 'u') {
+                if (xe_userstore_del(ps->store, sw.gone[i], &err) == XE_US_OK &&
+                    ps->account_fn != NULL)
+                    ps->account_fn(ps->account_ctx, sw.gone[i], "removed");
+            } else if (*k == 't') {
+                xe_userstore_tomb_del(ps->store, sw.gone[i], &err);
+            } else if ((slash = strchr(sw.gone[i], '/')) != NULL) {
+                *slash = '\0';
+                xe_tokens_raw_del(ps->tokens, sw.gone[i], slash + 1, &err);
+            }
+            free(err);
+            err = NULL;
+            free(sw.gone[i]);
+            removed++;
+        }
+        free(sw.gone);
+    }
+    applying = false;
+    if (xe_userstore_sync(ps->store, &err) != XE_US_OK) {
+        xe_err("event=replica error=\"%s\"", err ? err : "?");
+        free(err);
+        ps->errors++;
+    }
+done:
+    for (size_t i = 0; i < ps->nkeys; i++)
+        free(ps->keys[i]);
+    free(ps->keys);
+    ps->keys = NULL;
+    ps->nkeys = ps->capkeys = 0;
+    ps->resync = false;
+    seq_save(ps);
+    xe_info("event=replica state=resynced seq=%" PRId64 " removed=%zu", ps->seq, removed);
+}
+
 /* ---- applying a pulled row ------------------------------------------------ */
 
 static const char *
@@ -144,8 +300,34 @@ apply_row(struct xe_pgsync *ps, PGresult *r, int i)
     char *err = NULL;
     int rc = XE_US_OK;
 
+    if (ps->resync)
+        resync_note(ps, kind[0], jid);
     applying = true;
-    if (kind[0] == 'u') {
+    if (kind[0] == 'k' && ps->tokens != NULL) {
+        const char *tj = val(r, i, XE_PG_PULL_TOK), *rec = val(r, i, XE_PG_PULL_TOK + 1);
+        char key[600];
+        char *slash;
+
+        snprintf(key, sizeof(key), "%s", jid);
+        if ((slash = strchr(key, '/')) == NULL) {
+            rc = XE_US_CORRUPT;
+            err = xe_asprintf("a bad token change %s", jid);
+        } else {
+            *slash = '\0';
+            rc = tj != NULL && rec != NULL
+                     ? xe_tokens_raw_put(ps->tokens, key, slash + 1, rec, strlen(rec),
+                                         &err)
+                     : xe_tokens_raw_del(ps->tokens, key, slash + 1, &err);
+        }
+    } else if (kind[0] == 'x') {
+        /* a kick (xedgectl user passwd --kick anywhere): the user's live
+         * sessions here end, unless it is old news (a catch-up) */
+        if (strtoll(PQgetvalue(r, i, 3), NULL, 10) < XE_PG_KICK_MAX_AGE_MS &&
+            ps->account_fn != NULL) {
+            ps->kicks++;
+            ps->account_fn(ps->account_ctx, jid, "password");
+        }
+    } else if (kind[0] == 'u') {
         const char *v[XE_PG_USER_COLS];
         struct xe_user *u = xe_calloc(2, sizeof(*u)), *old = u + 1;
         bool had = xe_userstore_get(ps->store, jid, old, NULL) == XE_US_OK;
@@ -218,6 +400,16 @@ apply_pull(struct xe_pgsync *ps, PGresult *r)
 
     if (PQnfields(r) != XE_PG_PULL_COLS)
         return 0;
+    if (n > 0 && !ps->resync) {
+        /* the mark, read in the pull's own snapshot: the pruning dropped
+         * entries past this replica's sequence (it was away longer than
+         * the retention): pull everything again instead */
+        ps->pruned_through = strtoll(PQgetvalue(r, 0, XE_PG_PULL_MARK), NULL, 10);
+        if (ps->pruned_through > ps->seq) {
+            resync_begin(ps);
+            return XE_PG_PULL_BATCH; /* pull again, from 0 */
+        }
+    }
     for (int i = 0; i < n; i++) {
         apply_row(ps, r, i);
         ps->seq = strtoll(PQgetvalue(r, i, 0), NULL, 10);
@@ -233,11 +425,14 @@ apply_pull(struct xe_pgsync *ps, PGresult *r)
         }
         ps->lag_ms =
             n == XE_PG_PULL_BATCH ? strtoll(PQgetvalue(r, n - 1, 3), NULL, 10) : 0;
-        seq_save(ps);
+        if (!ps->resync) /* a resync's sequence counts once it is whole */
+            seq_save(ps);
         xe_debug("event=replica pulled=%d seq=%" PRId64, n, ps->seq);
     } else {
         ps->lag_ms = 0;
     }
+    if (ps->resync && n < XE_PG_PULL_BATCH)
+        resync_finish(ps);
     return n;
 }
 
@@ -282,6 +477,22 @@ new_job(enum job_kind kind, const char *sql)
 }
 
 static void pump(struct xe_pgsync *ps);
+
+/* the purging node prunes the log: the compaction, then the retention */
+static void
+queue_prune(struct xe_pgsync *ps)
+{
+    struct job *j;
+    char num[32];
+
+    enqueue(ps, new_job(J_PRUNE, xe_pg_sql_compact), false);
+    j = new_job(J_PRUNE, xe_pg_sql_prune);
+    snprintf(num, sizeof(num), "%u", ps->retention_s);
+    j->vals[0] = xe_strdup(num);
+    j->n = 1;
+    enqueue(ps, j, false);
+    ps->pruned_runs++;
+}
 
 static void
 queue_pull(struct xe_pgsync *ps)
@@ -333,6 +544,33 @@ queue_write(struct xe_pgsync *ps, const struct pending *p)
             for (int i = 0; i < 3; i++)
                 j->vals[i + 1] = xe_strdup(num[i]);
             j->n = 4;
+        }
+    } else if (kind == 'K') {
+        j = new_job(J_WRITE, xe_pg_sql_token_delete_user);
+        j->vals[0] = xe_strdup(jid);
+        j->n = 1;
+    } else if (kind == 'k') {
+        const char *slash = strchr(jid, '/');
+        char *buf = NULL;
+        size_t len = 0;
+        j = NULL;
+        if (slash != NULL && ps->tokens != NULL) {
+            char *user = xe_strdup(jid);
+            user[slash - jid] = '\0';
+            if (xe_tokens_raw_get(ps->tokens, user, slash + 1, &buf, &len, &err) ==
+                XE_US_OK) {
+                j = new_job(J_WRITE, xe_pg_sql_token_upsert);
+                j->vals[2] = xe_calloc(1, len + 1);
+                memcpy(j->vals[2], buf, len);
+                j->n = 3;
+                OPENSSL_cleanse(buf, len);
+                free(buf);
+            } else {
+                j = new_job(J_WRITE, xe_pg_sql_token_delete);
+                j->n = 2;
+            }
+            j->vals[0] = user;
+            j->vals[1] = xe_strdup(slash + 1);
         }
     } else if (kind == 'u') {
         struct xe_user *u = xe_calloc(1, sizeof(*u));
@@ -576,6 +814,12 @@ send_next(struct xe_pgsync *ps)
         ps->tail = NULL;
     if (j->kind == J_WRITE)
         ps->queued_writes--;
+    if (j->kind == J_PULL) { /* the sequence now: a resync may have reset it */
+        char seq[32];
+        snprintf(seq, sizeof(seq), "%" PRId64, ps->seq);
+        free(j->vals[0]);
+        j->vals[0] = xe_strdup(seq);
+    }
     ps->inflight = j;
     ps->since_ms = now_ms();
     if (!PQsendQueryParams(ps->db, j->sql, j->n, NULL, (const char *const *)j->vals, NULL,
@@ -606,6 +850,8 @@ job_done(struct xe_pgsync *ps, struct job *j, PGresult *r)
                (int)strcspn(m, "\n"), m);
         return;
     }
+    if (j->kind == J_PRUNE && j->sql == xe_pg_sql_compact && atoi(PQcmdTuples(r)) > 0)
+        xe_info("event=database changes_compacted=%s", PQcmdTuples(r));
     if (j->kind == J_PULL && apply_pull(ps, r) == XE_PG_PULL_BATCH)
         ps->pull_again = true;
     if (j->kind == J_LEADER && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't' &&
@@ -739,13 +985,16 @@ on_tick(uv_timer_t *t)
         fail(ps, "query timeout");
         return;
     }
+    if (ps->leader && ps->ticks % XE_PG_PRUNE_TICKS == XE_PG_PRUNE_TICKS - 1)
+        queue_prune(ps);
     queue_pull(ps); /* in case a notification was missed */
     /* the purges: one node at a time, the one holding a session lock */
-    if (!ps->leader && !ps->leader_queued && ps->ticks++ % XE_PG_LEADER_TICKS == 0) {
+    if (!ps->leader && !ps->leader_queued && ps->ticks % XE_PG_LEADER_TICKS == 0) {
         ps->leader_queued = true;
         enqueue(ps, new_job(J_LEADER, "SELECT pg_try_advisory_lock(7274018)"), false);
     }
     on_tick_heartbeat(ps);
+    ps->ticks++;
     pump(ps);
 }
 
@@ -893,8 +1142,19 @@ gauges(void *ctx, struct xe_buf *out)
         out,
         "# HELP xedge_db_writes_dropped_total Writes dropped: the queue was full.\n"
         "# TYPE xedge_db_writes_dropped_total counter\n"
-        "xedge_db_writes_dropped_total %" PRIu64 "\n",
-        ps->dropped);
+        "xedge_db_writes_dropped_total %" PRIu64 "\n"
+        "# HELP xedge_replica_resyncs_total Full resyncs (behind the change log's "
+        "pruning).\n"
+        "# TYPE xedge_replica_resyncs_total counter\n"
+        "xedge_replica_resyncs_total %" PRIu64 "\n"
+        "# HELP xedge_changes_prune_runs_total Prunings of the change log run by this "
+        "node.\n"
+        "# TYPE xedge_changes_prune_runs_total counter\n"
+        "xedge_changes_prune_runs_total %" PRIu64 "\n"
+        "# HELP xedge_replica_kicks_total Kicks from the change log acted on here.\n"
+        "# TYPE xedge_replica_kicks_total counter\n"
+        "xedge_replica_kicks_total %" PRIu64 "\n",
+        ps->dropped, ps->resyncs, ps->pruned_runs, ps->kicks);
 }
 
 /* ---- the first catch-up (blocking: before the node listens) ---------------- */
@@ -972,6 +1232,14 @@ xe_pgsync_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_userstore *
         return -1;
     }
     ps->seq = seq_load(ps->seq_path);
+    ps->retention_s = conf->changes_retention_s ? conf->changes_retention_s
+                                                : XE_DEF_CHANGES_RETENTION_S;
+    if (xe_tokens_open(store, &ps->tokens, error_r) != XE_US_OK) {
+        free(ps->password);
+        free(ps->conninfo);
+        free(ps);
+        return -1;
+    }
     /* one flush per batch, not per change (before replica.seq is written) */
     if (xe_userstore_set_nosync(store, true, error_r) != XE_US_OK) {
         free(ps->password);
@@ -1018,6 +1286,24 @@ xe_pgsync_set_account_cb(struct xe_pgsync *ps, xe_pgsync_account_fn fn, void *ct
         return;
     ps->account_fn = fn;
     ps->account_ctx = ctx;
+}
+
+bool
+xe_pgsync_up(const struct xe_pgsync *ps)
+{
+    return ps != NULL && atomic_load(&ps->up);
+}
+
+size_t
+xe_pgsync_pending(struct xe_pgsync *ps)
+{
+    size_t n;
+
+    pthread_mutex_lock(&ps->mu);
+    n = ps->n_pend;
+    pthread_mutex_unlock(&ps->mu);
+    return n + ps->queued_writes +
+           (ps->inflight != NULL && ps->inflight->kind == J_WRITE);
 }
 
 void
@@ -1072,6 +1358,10 @@ xe_pgsync_free(struct xe_pgsync **psp)
         free(ps->password);
     }
     pthread_mutex_destroy(&ps->mu);
+    for (size_t i = 0; i < ps->nkeys; i++)
+        free(ps->keys[i]);
+    free(ps->keys);
+    xe_tokens_close(&ps->tokens);
     free(ps->conninfo);
     free(ps);
 }

@@ -40,6 +40,10 @@ void xe_pgsync_set_account_cb(struct xe_pgsync *ps, xe_pgsync_account_fn fn, voi
 /* Stop (the shutdown): writes still queued are logged (event=database
  * state=stopping queued_writes=N) and not sent. */
 void xe_pgsync_stop(struct xe_pgsync *ps);
+/* The database is reachable, and the writes waiting for it (queued, made
+ * by some thread and not queued yet, or in flight). */
+bool xe_pgsync_up(const struct xe_pgsync *ps);
+size_t xe_pgsync_pending(struct xe_pgsync *ps);
 void xe_pgsync_free(struct xe_pgsync **ps);
 
 #endif

@@ -1007,6 +1007,18 @@ xe_server_set_store(struct xe_server *srv, struct xe_userstore *store)
     xe_route_io_set_store(srv->route, store);
 }
 
+void
+xe_server_set_tokens(struct xe_server *srv, struct xe_tokio *tokens)
+{
+    srv->tokens = tokens;
+}
+
+struct xe_tokio *
+xe_server_tokens(struct xe_server *srv)
+{
+    return srv->tokens;
+}
+
 struct xe_lockout *
 xe_server_lockout(struct xe_server *srv)
 {

@@ -59,6 +59,10 @@ size_t xe_server_drain(struct xe_server *srv, const char *name, bool drain);
 /* The user store, for the users' pins (xedgectl user pin). */
 struct xe_userstore;
 void xe_server_set_store(struct xe_server *srv, struct xe_userstore *store);
+/* The FAST token store (tokens_io.h), for the login's SASL2/FAST. */
+struct xe_tokio;
+void xe_server_set_tokens(struct xe_server *srv, struct xe_tokio *tokens);
+struct xe_tokio *xe_server_tokens(struct xe_server *srv);
 /* The brute-force protection table (lockout.h), for the control socket. */
 struct xe_lockout *xe_server_lockout(struct xe_server *srv);
 

@@ -230,6 +230,7 @@ struct xe_server {
     struct xe_addrlimit *al;
     struct xe_lockout *lockout; /* brute-force protection */
     struct xe_userstore *store; /* for the users' pins */
+    struct xe_tokio *tokens;    /* FAST tokens (tokens_io.h) */
     struct xe_route_io *route;  /* routing between a pool's servers (route_io.h) */
     uv_timer_t health_timer;    /* starts the active health checks when due */
     bool health_inited;

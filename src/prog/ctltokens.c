@@ -12,6 +12,7 @@
 #include "conf.h"
 #include "tokens.h"
 #include "userstore.h"
+#include "xedgectl_pg.h"
 
 static void
 when(int64_t t, char *out, size_t max)
@@ -86,6 +87,30 @@ xe_ctltokens_main(const char *config, int argc, char **argv)
     }
     if (conf->user_store == NULL) {
         fprintf(stderr, "xedgectl: %s: no user_store path\n", config);
+        goto out;
+    }
+    if (conf->user_store_database != NULL) { /* several nodes: the database */
+        size_t k = 0;
+        if (list)
+            printf("%-38s %-4s %-16s %-20s %-20s %s\n", "USER-AGENT", "SLOT", "MECHANISM",
+                   "ISSUED", "EXPIRES", "COUNT");
+        if (xe_ctlpg_tokens(conf, jid, argc == 3 ? argv[2] : NULL, list, list_cb, &n, &k,
+                            &err) < 0) {
+            fprintf(stderr, "xedgectl: %s\n", err ? err : "the user database failed");
+            goto out;
+        }
+        ret = 0;
+        if (list)
+            goto out;
+        if (argc == 3 && k == 0) {
+            fprintf(stderr, "xedgectl: user tokens: %s has no token for user agent %s\n",
+                    jid, argv[2]);
+            ret = 1;
+        } else if (argc == 3) {
+            printf("revoked the tokens of %s for user agent %s\n", jid, argv[2]);
+        } else {
+            printf("revoked the tokens of %s: %zu client%s\n", jid, k, k == 1 ? "" : "s");
+        }
         goto out;
     }
     if ((r = xe_userstore_open(conf->user_store, false, conf->user_store_map_mb, &store,

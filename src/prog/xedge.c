@@ -22,6 +22,7 @@
 #include "mech.h"
 #include "purge_io.h"
 #include "pgsync_io.h"
+#include "tokens_io.h"
 #include "log.h"
 #include "metrics.h"
 #include "sasl.h"
@@ -38,6 +39,7 @@ static struct xe_server *g_srv;
 static struct xe_control *g_ctl;
 static struct xe_purger *g_purger;
 static struct xe_pgsync *g_pgsync; /* several nodes: pgsync_io.h */
+static struct xe_tokio *g_tokio;   /* FAST tokens: tokens_io.h */
 static struct xe_metrics_http *g_metrics;
 /* for reloads: the file, the configuration xedge started with (what a
  * reload cannot change is compared with it), the store, -d */
@@ -368,6 +370,13 @@ main(int argc, char **argv)
         goto out;
     }
     xe_register_global_init(store, conf); /* in-band registration writes the store */
+    /* FAST tokens: read on the loop, written in the thread pool */
+    if ((g_tokio = xe_tokio_new(loop, store, 0, &err)) == NULL) {
+        fprintf(stderr, "xedge: FAST token store: %s\n", err);
+        goto out;
+    }
+    xe_server_set_tokens(g_srv, g_tokio);
+    xe_register_set_tokens(xe_tokio_tokens(g_tokio));
     /* several nodes: the store is a replica, caught up before we listen */
     if (conf->user_store_database != NULL) {
         if (xe_pgsync_new(loop, conf, store, &g_pgsync, &err) < 0) {
@@ -453,6 +462,7 @@ out:
     xe_server_free(&g_srv);
     xe_sasl_global_done();
     xe_register_global_free();
+    xe_tokio_free(&g_tokio);
     xe_userstore_close(&store);
     xe_conf_free(&conf);
     free(mechs);

@@ -33,6 +33,7 @@
 #include "ctltokens.h"
 #include "userstore.h"
 #include "xelimits.h"
+#include "tokens.h"
 #include "xedgectl_pg.h"
 
 #ifndef XE_SYSCONFDIR
@@ -127,11 +128,12 @@ user_usage(FILE *f)
             "  where JID      the user's home server in its pool, its pin, and why\n"
             "                 (doc/pool-routing.md)\n"
             "  tokens list JID\n"
-            "                 the user's FAST tokens on this node: one record per\n"
-            "                 client (user agent id), never the tokens themselves\n"
+            "                 the user's FAST tokens (in the shared database if\n"
+            "                 there is one): one record per client (user agent\n"
+            "                 id), never the tokens themselves\n"
             "  tokens revoke JID [USER-AGENT-ID]\n"
-            "                 delete them (of one client); a password change, a\n"
-            "                 disable or a deletion makes them fail already\n"
+            "                 delete them (of one client); passwd, disable and del\n"
+            "                 revoke them too\n"
             "  export [--legacy] [DOMAIN]\n"
             "                 print the users (of one domain) as JSON lines: the\n"
             "                 SCRAM secrets, never a password (--legacy: also the\n"
@@ -357,6 +359,42 @@ notify(const struct ctl *ctl, const char *action, const char *jid, const char *e
     free(request);
     xe_buf_free(&resp);
     return ret;
+}
+
+/* The account's FAST tokens revoked; with the database, also the kick of
+ * its live sessions on every node (KICK: passwd --kick; disable and del
+ * reach every node through the user's row). */
+static int
+account_ended(struct ctl *ctl, struct xe_ctlpg *pg, bool kick)
+{
+    struct xe_tokens *tokens = NULL;
+    char *err = NULL;
+    size_t n = 0;
+    int r;
+
+    if (pg != NULL) {
+        if (xe_ctlpg_account_ended(pg, ctl->jid, kick, &n, &err) < 0) {
+            ctl_err("%s", err ? err : "the user database failed");
+            free(err);
+            return CTL_CONFIG;
+        }
+    } else {
+        r = xe_tokens_open(ctl->store, &tokens, &err);
+        if (r == XE_US_OK)
+            r = xe_tokens_revoke_user(tokens, ctl->jid, &n, &err);
+        xe_tokens_close(&tokens);
+        if (r != XE_US_OK) {
+            ctl_err("the FAST tokens of %s could not be revoked: %s (they fail anyway: "
+                    "they are bound to the old credentials)",
+                    ctl->jid, err ? err : "?");
+            free(err);
+            return CTL_CONFIG;
+        }
+    }
+    if (n > 0)
+        fprintf(stderr, "%s: revoked the FAST tokens of %s: %zu client%s\n", progname,
+                ctl->jid, n, n == 1 ? "" : "s");
+    return CTL_OK;
 }
 
 /* Map a store code to an exit code, printing the message. */
@@ -1086,7 +1124,14 @@ main(int argc, char **argv)
             (void)notify(&ctl, "user-import", "-", NULL, detail);
         break;
     }
+    default:
+        break;
     }
+    /* a new password, a disabled or deleted account: its FAST tokens go
+     * (the credentials' fingerprint already makes them fail; a disabled
+     * user enabled again must not find them working) */
+    if (ret == CTL_OK && (cmd == CMD_PASSWD || cmd == CMD_DEL || cmd == CMD_DISABLE))
+        ret = account_ended(&ctl, pg, cmd == CMD_PASSWD && ctl.kick);
 out:
     if (pg != NULL && xe_ctlpg_end(&pg, &ctl.store, ret == CTL_OK, &err) < 0) {
         ctl_err("%s (nothing was changed in the user database)", err);

@@ -13,6 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "pgstore.h"
+#include "tokens.h"
 #include "util.h"
 
 #define CTL_OK 0
@@ -445,6 +446,9 @@ pg_usage(FILE *f)
         "into "
         "the database\n"
         "       xedgectl [-c FILE] db export     copy the database into the LMDB store\n"
+        "       xedgectl [-c FILE] db prune [--retention SECONDS]\n"
+        "                                        prune the change log now (as the\n"
+        "                                        purging node does every minute)\n"
         "       xedgectl [-c FILE] cluster status [--json]   each node's heartbeat\n");
 }
 
@@ -644,6 +648,39 @@ cluster_status(PGconn *db, bool json, char **error_r)
     return CTL_OK;
 }
 
+/* the change log's pruning (pgstore.h): compaction, then retention */
+static int
+db_prune(PGconn *db, unsigned retention_s, char **error_r)
+{
+    char num[32];
+    const char *v[1] = {num};
+    PGresult *r;
+    long before, compacted;
+
+    snprintf(num, sizeof(num), "%u", retention_s);
+    if (check_schema(db, error_r) < 0 ||
+        (r = pg_q(db, "SELECT count(*) FROM xe_changes", 0, NULL, error_r)) == NULL)
+        return CTL_FAILED;
+    before = atol(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if ((r = pg_q(db, xe_pg_sql_compact, 0, NULL, error_r)) == NULL)
+        return CTL_FAILED;
+    compacted = atol(PQcmdTuples(r));
+    PQclear(r);
+    if (!pg_ok(db, xe_pg_sql_prune, 1, v, error_r) ||
+        (r = pg_q(db,
+                  "SELECT (SELECT count(*) FROM xe_changes), through FROM xe_prune"
+                  " WHERE id = 1",
+                  0, NULL, error_r)) == NULL)
+        return CTL_FAILED;
+    printf("change log: %ld entries, %ld superseded removed, %ld without a row removed, "
+           "%s left; pruned through %s\n",
+           before, compacted, before - compacted - atol(PQgetvalue(r, 0, 0)),
+           PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return CTL_OK;
+}
+
 int
 xe_ctlpg_main(const char *config, int argc, char **argv)
 {
@@ -665,6 +702,12 @@ xe_ctlpg_main(const char *config, int argc, char **argv)
             return CTL_USAGE;
         }
         json = argc == 3;
+    } else if (what != NULL && strcmp(what, "prune") == 0) {
+        if (!(argc == 2 || (argc == 4 && strcmp(argv[2], "--retention") == 0 &&
+                            strtoul(argv[3], NULL, 10) > 0))) {
+            pg_usage(stderr);
+            return CTL_USAGE;
+        }
     } else if (what == NULL || argc != 2 ||
                (strcmp(what, "migrate") != 0 && strcmp(what, "import") != 0 &&
                 strcmp(what, "export") != 0 && strcmp(what, "version") != 0)) {
@@ -692,6 +735,11 @@ xe_ctlpg_main(const char *config, int argc, char **argv)
         ret = db_import(conf, db, &err);
     else if (strcmp(what, "export") == 0)
         ret = db_export(conf, db, &err);
+    else if (strcmp(what, "prune") == 0)
+        ret = db_prune(db,
+                       argc == 4 ? (unsigned)strtoul(argv[3], NULL, 10)
+                                 : conf->changes_retention_s,
+                       &err);
     else {
         int v;
         PGresult *r =
@@ -713,5 +761,63 @@ out:
     PQfinish(db);
     if (conf != NULL)
         xe_conf_free(&conf);
+    return ret;
+}
+
+int
+xe_ctlpg_account_ended(struct xe_ctlpg *pg, const char *jid, bool kick, size_t *revoked_r,
+                       char **error_r)
+{
+    const char *v[1] = {jid};
+    PGresult *r = pg_q(pg->db, xe_pg_sql_token_delete_user, 1, v, error_r);
+
+    if (r == NULL)
+        return -1;
+    *revoked_r = strtoul(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    if (kick && !pg_ok(pg->db, xe_pg_sql_kick, 1, v, error_r))
+        return -1;
+    return 0;
+}
+
+int
+xe_ctlpg_tokens(const struct xe_conf *conf, const char *jid, const char *ua, bool list,
+                int (*cb)(const char *ua, const struct xe_token_rec *rec, void *ctx),
+                void *ctx, size_t *n_r, char **error_r)
+{
+    const char *v[2] = {jid, ua};
+    PGconn *db = pg_connect(conf, error_r);
+    PGresult *r = NULL;
+    int ret = -1;
+
+    *n_r = 0;
+    if (db == NULL || check_schema(db, error_r) < 0)
+        goto out;
+    if (!list) {
+        r = pg_q(db, ua ? xe_pg_sql_token_delete : xe_pg_sql_token_delete_user,
+                 ua ? 2 : 1, v, error_r);
+        if (r == NULL)
+            goto out;
+        *n_r = strtoul(PQcmdTuples(r), NULL, 10);
+        ret = 0;
+        goto out;
+    }
+    if ((r = pg_q(db, xe_pg_sql_token_list, 1, v, error_r)) == NULL)
+        goto out;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct xe_token_rec rec;
+        const char *b = PQgetvalue(r, i, 1);
+        if (xe_token_decode(b, strlen(b), &rec) < 0)
+            memset(&rec, 0, sizeof(rec)); /* listed, empty: revoke it */
+        OPENSSL_cleanse(rec.cur.token, sizeof(rec.cur.token));
+        OPENSSL_cleanse(rec.next.token, sizeof(rec.next.token));
+        (*n_r)++;
+        if (cb(PQgetvalue(r, i, 0), &rec, ctx) != 0)
+            break;
+    }
+    ret = 0;
+out:
+    PQclear(r);
+    PQfinish(db);
     return ret;
 }

@@ -8,6 +8,7 @@
 #define XE_XEDGECTL_PG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "conf.h"
 #include "userstore.h"
@@ -22,6 +23,21 @@ int xe_ctlpg_begin(const struct xe_conf *conf, const char *jid,
  * removes the copy. 0, or -1 with *error_r (nothing written). */
 int xe_ctlpg_end(struct xe_ctlpg **pg, struct xe_userstore **store, bool commit,
                  char **error_r);
+
+/* In the command's transaction: every FAST token of JID deleted (*revoked_r:
+ * how many) and, with KICK, its live sessions ended on every node (the
+ * nodes learn it through the change log). 0, or -1 with *error_r. */
+int xe_ctlpg_account_ended(struct xe_ctlpg *pg, const char *jid, bool kick,
+                           size_t *revoked_r, char **error_r);
+
+/* xedgectl user tokens against the database: LIST calls CB for each of
+ * JID's records (tokens blanked); else deletes (JID, UA) or, UA NULL, all of
+ * JID's. *n_r: how many. 0, or -1 with *error_r. */
+struct xe_token_rec;
+int xe_ctlpg_tokens(const struct xe_conf *conf, const char *jid, const char *ua,
+                    bool list,
+                    int (*cb)(const char *ua, const struct xe_token_rec *rec, void *ctx),
+                    void *ctx, size_t *n_r, char **error_r);
 
 /* xedgectl [-c FILE] db migrate|import|export and cluster status: argv[0] is
  * "db" or "cluster". Returns the exit status. */

@@ -3,6 +3,7 @@
  * real LMDB user store (issue, rotation, count, expiry, revocation by
  * password change, disable, revoke), and whole HT-* logins through SASL2
  * elements parsed by the real XML stream parser. TAP output. */
+#define _GNU_SOURCE
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,6 +540,54 @@ test_sasl2(void)
     }
 }
 
+/* the replica's side (several nodes): a record as the database keeps it,
+ * written back as it is, deleted; every key listed */
+static int
+key_cb(const char *jid, const char *ua, void *ctx)
+{
+    char *acc = ctx;
+    size_t l = strlen(acc);
+    snprintf(acc + l, 512 - l, "%s/%s ", jid, ua);
+    return 0;
+}
+
+static void
+test_raw(void)
+{
+    char tok[XE_TOKEN_MAX + 1], *buf = NULL, *err = NULL, keys[512] = "";
+    struct xe_token_rec rec;
+    int64_t exp;
+    size_t len = 0;
+
+    ok(xe_tokens_issue(tokens, "bob@example.test", "r-1", "HT-SHA-256-NONE", T0, 3600,
+                       tok, &exp, &err) == XE_US_OK,
+       "raw: a token issued");
+    ok(xe_tokens_raw_get(tokens, "bob@example.test", "r-1", &buf, &len, &err) ==
+               XE_US_OK &&
+           len > 0 && memmem(buf, len, tok, strlen(tok)) != NULL,
+       "raw_get: the encoded record, with the token");
+    ok(xe_tokens_raw_del(tokens, "bob@example.test", "r-1", &err) == XE_US_OK &&
+           xe_tokens_get(tokens, "bob@example.test", "r-1", &rec, &err) == XE_US_NOTFOUND,
+       "raw_del: gone");
+    ok(xe_tokens_raw_del(tokens, "bob@example.test", "r-1", &err) == XE_US_OK,
+       "raw_del of none: ok (a replica applies a deletion twice)");
+    ok(xe_tokens_raw_put(tokens, "bob@example.test", "r-2", buf, len, &err) == XE_US_OK &&
+           xe_tokens_get(tokens, "bob@example.test", "r-2", &rec, &err) == XE_US_OK &&
+           strcmp(rec.cur.token, tok) == 0 && rec.cur.expiry == exp,
+       "raw_put: the record as it was, under another key");
+    ok(xe_tokens_raw_put(tokens, "bob@example.test", "r-3", "xt1\nbroken", 10, &err) ==
+           XE_US_CORRUPT,
+       "raw_put of a bad record: refused");
+    free(err);
+    err = NULL;
+    ok(xe_tokens_keys(tokens, key_cb, keys, &err) == XE_US_OK &&
+           strstr(keys, "bob@example.test/r-2 ") != NULL &&
+           strstr(keys, "bob@example.test/r-3") == NULL,
+       "keys: every record's (%s)", keys);
+    free(buf);
+    free(err);
+}
+
 int
 main(void)
 {
@@ -559,6 +608,7 @@ main(void)
         add_user("bob@example.test", "bob-pw");
         test_store();
         test_sasl2();
+        test_raw();
     }
     xe_tokens_close(&tokens);
     xe_userstore_close(&store);

@@ -128,6 +128,13 @@ main(void)
     ok(xe_pg_migration(XE_PG_SCHEMA_VERSION + 1) == NULL, "no step past the version");
     ok(strstr(xe_pg_migration(1), "pg_advisory_xact_lock") != NULL,
        "the trigger serialises the writers (sequence order = commit order)");
+    ok(xe_pg_migration(2) != NULL && strstr(xe_pg_migration(2), "xe_tokens") != NULL &&
+           strstr(xe_pg_migration(2), "xe_kick") != NULL &&
+           strstr(xe_pg_migration(2), "xe_prune") != NULL,
+       "step 2: the tokens, the kicks, the pruning's mark");
+    ok(strstr(xe_pg_migration(2), "pg_advisory_xact_lock") != NULL,
+       "step 2's writers to the log serialised too");
+    ok(strstr(xe_pg_sql_pull, "xe_tokens") != NULL, "the pull joins the tokens");
 
     /* shared account counts */
     struct xe_lockout_conf c = {.free_failures = 0,
