@@ -37,7 +37,19 @@ extensions: the user agent (default id --ua-id, else none), <bind/>,
 --early writes the first <authenticate> right after the (post-TLS) stream
 header, before reading the features. --features-only stops after the
 features. After a success without inline bind the client binds classically
-(RFC 6120) when the following features offer it.
+(RFC 6120) when the following features offer it (--tag is the resource).
+
+Order of work after <success>: read the features that follow (up to
+--features-wait seconds); classic bind if needed; --presence; write the
+bound JID to --ready-file; --send TO=BODY (type chat); --send-self N (N
+messages to our own full JID, each expected back); wait for every --expect
+BODY and --expect-carbon sent|received:BODY (up to --timeout); --ack (an
+SM <r/>, wait for <a h/>); --read-for S; with stream management on: an
+unasked <a h=IN_H/> and --sm-save FILE ("PREVID IN_H", for --resume-file);
+--wait-file F (nothing is read while waiting: what the server sends then
+is in flight); then --cut (the socket closed: no </stream:stream>, no TLS
+close_notify) or </stream:stream> and a read of whatever still comes.
+The server's <r/> are answered with <a h/> whenever the client reads.
 
 Output, one KEY=value per line (a key may repeat; a test takes the last or
 all of them); values have no spaces:
@@ -597,7 +609,6 @@ def run(a):
     early = None
     if a.early:
         c.deadline = time.monotonic() + c.timeout
-        c.connect_early = True
         mech, secret = tries[0]
         if mech == 'auto' or mech.endswith('-PLUS') or (mech in HT_CB and HT_CB[mech]):
             raise ProtocolError('--early needs a mechanism without binding, named')
@@ -649,15 +660,12 @@ def run(a):
     if c.server_sig in ('bad', 'unexpected'):
         return EXIT_CHECK, 'check', 'server signature %s' % c.server_sig
     c.post_login()
-    if a.sm_save and c.sm_on:
-        pass  # written at the end, with the final h
     if a.presence:
         c.send_stanza('<presence/>')
     if a.ready_file:
-        with open(a.ready_file, 'w') as fh:
+        with open(a.ready_file + '.tmp', 'w') as fh:
             fh.write((c.bound or '-') + '\n')
-    if a.wait_file:
-        wait_file(a.wait_file, c.deadline)
+        os.rename(a.ready_file + '.tmp', a.ready_file)
     for spec in a.send or []:
         to, _, body = spec.partition('=')
         c.send_stanza("<message type='chat' to=%s><body>%s</body></message>" % (quoteattr(to), escape(body)))
@@ -668,6 +676,7 @@ def run(a):
         for k in range(a.send_self):
             body = 'self-%d-%d-%d' % (os.getpid(), k, int(time.time() * 1000))
             c.send_stanza("<message type='chat' to=%s><body>%s</body></message>" % (quoteattr(c.bound), escape(body)))
+            out('SENT', body)
             a.expect = (a.expect or []) + [body]
     want_msgs = list(a.expect or [])
     want_carbons = list(a.expect_carbon or [])
@@ -685,11 +694,18 @@ def run(a):
     if a.read_for:
         c.read_for(a.read_for)
     if c.sm_on:
+        # acknowledge what we handled, unasked (XEP-0198 allows it), so that
+        # the server's queue holds exactly what we did not get
+        c.send("<a xmlns='%s' h='%d'/>" % (NS_SM, c.in_h))
         out('OUT_H', c.out_h)
         out('IN_H', c.in_h)
         if a.sm_save:
-            with open(a.sm_save, 'w') as fh:
+            with open(a.sm_save + '.tmp', 'w') as fh:
                 fh.write('%s %d\n' % (c.sm_id, c.in_h))
+            os.rename(a.sm_save + '.tmp', a.sm_save)
+    if a.wait_file:
+        # nothing is read from here on: what arrives now is in flight
+        wait_file(a.wait_file, time.monotonic() + a.timeout)
     out('MSGS', len(c.msgs))
     if a.cut:
         c.sock.close()  # no </stream:stream>, no close_notify
