@@ -32,7 +32,7 @@ MECH may be any of SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512, their -PLUS
 (tls-exporter on TLS 1.3, tls-unique on TLS 1.2; --cb-type overrides), PLAIN,
 HT-SHA-256-NONE, -UNIQ, -EXPR, -ENDP. Every attempt carries the same
 extensions: the user agent (default id --ua-id, else none), <bind/>,
-<request-token/>, <fast count invalidate/> (HT attempts only), <resume/>.
+<request-token/>, <fast [count] [invalidate]/> (on HT attempts, always), <resume/>.
 
 --early writes the first <authenticate> right after the (post-TLS) stream
 header, before reading the features. --features-only stops after the
@@ -339,7 +339,7 @@ class Client(Session):
             x += '</bind>'
         if a.request_token:
             x += "<request-token xmlns='%s' mechanism=%s/>" % (NS_FAST, quoteattr(a.request_token))
-        if is_ht and (a.fast_count is not None or a.invalidate):
+        if is_ht:  # XEP-0484: a token login says so with <fast/>
             x += "<fast xmlns='%s'%s%s/>" % (
                 NS_FAST, " count='%d'" % a.fast_count if a.fast_count is not None else '',
                 " invalidate='true'" if a.invalidate else '')
