@@ -14,7 +14,7 @@
 # cut arrive once each after an inline resume.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 77
+plan 81
 
 # What turns SASL2 and FAST on for the domain (doc/sasl2.md proposes
 # fast.token_lifetime and fast.rotate_after; the switch's name is the
@@ -45,6 +45,19 @@ sandbox_up --user "$A=$PW" --user "$B=$PW" --conf "$SASL2_CONF" \
 	--conf 'timeouts = { shutdown_grace = 1; };'
 T=$XE_SANDBOX_DIR/s2
 mkdir -p "$T"
+
+# ---- the test client itself: its SCRAM and HT computations (RFC 5802/7677
+# examples, t/unit/fast.c's vectors), and its three channel bindings
+# accepted by Cyrus's SCRAM-PLUS over classic SASL: when a SASL2 -PLUS or
+# HT-* line below fails, the client is not the suspect
+like "$("$PY" "$XE_TOP_SRCDIR/t/lib/sasl2_client.py" --selftest | tail -n 1)" '^SELFTEST=ok$' \
+	"sasl2_client.py --selftest: SCRAM and HT-SHA-256 vectors"
+for cb in tls-exporter tls-server-end-point; do
+	s2 --jid "$A" --sasl1 --try "SCRAM-SHA-256-PLUS:$PW" --cb-type "$cb"
+	is "$(v AUTH)/$(v SERVER_SIG)" success/ok "classic SCRAM-SHA-256-PLUS with the client's $cb (TLS 1.3)"
+done
+s2 --jid "$A" --sasl1 --try "SCRAM-SHA-256-PLUS:$PW" --cb-type tls-unique --tls12
+is "$(v AUTH)/$(v SERVER_SIG)" success/ok "classic SCRAM-SHA-256-PLUS with the client's tls-unique (TLS 1.2)"
 
 # ---- the feature
 s2 --jid "$A" --features-only

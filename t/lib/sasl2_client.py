@@ -34,6 +34,10 @@ HT-SHA-256-NONE, -UNIQ, -EXPR, -ENDP. Every attempt carries the same
 extensions: the user agent (default id --ua-id, else none), <bind/>,
 <request-token/>, <fast [count] [invalidate]/> (on HT attempts, always), <resume/>.
 
+--sasl1 runs the attempts (SCRAM and PLAIN) over RFC 6120's <auth/> instead,
+then restarts the stream and binds: to compare, and to check this client's
+channel bindings against a server with SCRAM-PLUS and no SASL2.
+
 --early writes the first <authenticate> right after the (post-TLS) stream
 header, before reading the features. --features-only stops after the
 features. After a success without inline bind the client binds classically
@@ -418,6 +422,39 @@ class Client(Session):
             else:
                 raise ProtocolError('unexpected during SASL2: %s' % serialize(el))
 
+    def sasl1_attempt(self, mech, secret):
+        """--sasl1: the same mechanism over RFC 6120's <auth/> (to compare,
+        and to check this client's channel bindings against a server that
+        has SCRAM-PLUS but no SASL2). Returns True on success."""
+        xml, st = self.start_attempt(mech, secret)
+        initial = xml.split('<initial-response>')[1].split('<')[0]
+        self.send("<auth xmlns='%s' mechanism=%s>%s</auth>" % (NS_SASL, quoteattr(mech), initial))
+        challenges = 0
+        while True:
+            el = self.recv()
+            name = local(el.tag)
+            if ns(el.tag) != NS_SASL:
+                raise ProtocolError('expected a SASL element, got %s' % serialize(el))
+            if name == 'challenge' and st['scram'] and challenges == 0:
+                challenges += 1
+                self.send("<response xmlns='%s'>%s</response>" % (NS_SASL, base64.b64encode(
+                    st['scram'].respond(base64.b64decode(el.text or ''))).decode()))
+            elif name == 'success':
+                out('CHALLENGES', challenges)
+                out('AUTH', 'success')
+                data = base64.b64decode(el.text or '') if (el.text or '=') != '=' else b''
+                self.server_sig = st['scram'].verify(data) if st['scram'] else ('absent' if not data else 'unexpected')
+                out('SERVER_SIG', self.server_sig)
+                return True
+            elif name == 'failure':
+                out('CHALLENGES', challenges)
+                out('AUTH', 'failure')
+                self.last_failure = next((local(c.tag) for c in el if local(c.tag) != 'text'), '-')
+                out('FAILURE', self.last_failure)
+                return False
+            else:
+                raise ProtocolError('unexpected during SASL: %s' % serialize(el))
+
     def recv_sasl(self):
         el = self.recv()
         if ns(el.tag) != NS_SASL2:
@@ -595,6 +632,7 @@ def wait_file(path, deadline):
 def run(a):
     c = Client(a)
     c.resume = None
+    c.last_failure = '-'
     if a.resume:
         p, _, h = a.resume.rpartition(':')
         c.resume = (p, int(h))
@@ -635,6 +673,27 @@ def run(a):
     sasl2 = c.report_features()
     if a.features_only:
         return EXIT_OK, 'ok', ''
+    if a.sasl1:
+        for n, (mech, secret) in enumerate(tries, 1):
+            out('ATTEMPT', n)
+            mech = 'SCRAM-SHA-256' if mech == 'auto' else mech
+            if secret.startswith('@'):
+                with open(secret[1:]) as fh:
+                    secret = fh.readline().strip()
+            out('MECH', mech)
+            if c.sasl1_attempt(mech, secret):
+                break
+        else:
+            return EXIT_AUTH, 'failure', 'condition=%s' % c.last_failure
+        if c.server_sig in ('bad', 'unexpected'):
+            return EXIT_CHECK, 'check', 'server signature %s' % c.server_sig
+        c.open_stream()
+        c.features_wait = 0
+        if c.features.find('{%s}bind' % NS_BIND) is not None:
+            c.classic_bind()
+        out('JID', c.bound)
+        c.send('</stream:stream>')
+        return EXIT_OK, 'ok', ''
     if not sasl2:
         return EXIT_CHECK, 'check', 'SASL2 not offered'
     ok = None
@@ -647,8 +706,11 @@ def run(a):
         else:
             mech = c.pick(mech) if mech != 'fast' else a.fast_mech
             if secret.startswith('@'):
-                with open(secret[1:]) as fh:
-                    secret = fh.readline().strip()
+                try:
+                    with open(secret[1:]) as fh:
+                        secret = fh.readline().strip()
+                except OSError as e:
+                    raise ProtocolError('no token: %s' % e)
             xml, st = c.start_attempt(mech, secret)
             c.send(xml)
         out('MECH', mech)
@@ -823,6 +885,7 @@ def main():
     p.add_argument('--resume-file')
     p.add_argument('--sm-save')
     p.add_argument('--early', action='store_true')
+    p.add_argument('--sasl1', action='store_true')
     p.add_argument('--no-classic-bind', action='store_true')
     p.add_argument('--features-wait', type=float, default=3.0)
     p.add_argument('--presence', action='store_true')
