@@ -14,7 +14,7 @@
 # cut arrive once each after an inline resume.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 81
+plan 83
 
 # What turns SASL2 and FAST on for the domain (doc/sasl2.md proposes
 # fast.token_lifetime and fast.rotate_after; the switch's name is the
@@ -58,6 +58,24 @@ for cb in tls-exporter tls-server-end-point; do
 done
 s2 --jid "$A" --sasl1 --try "SCRAM-SHA-256-PLUS:$PW" --cb-type tls-unique --tls12
 is "$(v AUTH)/$(v SERVER_SIG)" success/ok "classic SCRAM-SHA-256-PLUS with the client's tls-unique (TLS 1.2)"
+# ... and its stream management, the classic way through xedge to Prosody's
+# smacks: the counting the inline lines below rely on
+s2 --jid "$A" --sasl1 --password "$PW" --sm --send-self 3 --ack
+is "$(v SM)/$(v ACK)/$(v IN_H)/$(v END)" enabled/3/3/stream-end \
+	"classic SM: <r/> after three stanzas answered with h=3; the client's own h accepted at the close"
+rm -f "$T/c.ready" "$T/c.sm" "$T/c.go"
+s2 --jid "$A" --sasl1 --password "$PW" --sm --tag c --presence --send-self 1 --ready-file "$T/c.ready" \
+	--sm-save "$T/c.sm" --wait-file "$T/c.go" --cut --timeout 30 >"$T/c.out" &
+P=$!
+wait_for "$T/c.sm"
+PHONE=$(cat "$T/c.ready" 2>/dev/null)
+s2 --jid "$B" --sasl1 --password "$PW" --send "$PHONE=cfly-$$"
+sleep 0.5
+: >"$T/c.go"
+wait $P
+s2 --jid "$A" --sasl1 --password "$PW" --resume-file "$T/c.sm" --sm --expect "cfly-$$" --read-for 2
+is "$(v RESUMED)/$(v MSGS)/$(v RESULT)" yes/1/ok \
+	"classic resume after a cut with a message in flight: it arrives once"
 
 # ---- the feature
 s2 --jid "$A" --features-only

@@ -35,8 +35,11 @@ extensions: the user agent (default id --ua-id, else none), <bind/>,
 <request-token/>, <fast [count] [invalidate]/> (on HT attempts, always), <resume/>.
 
 --sasl1 runs the attempts (SCRAM and PLAIN) over RFC 6120's <auth/> instead,
-then restarts the stream and binds: to compare, and to check this client's
-channel bindings against a server with SCRAM-PLUS and no SASL2.
+then restarts the stream, and resumes (--resume/--resume-file: a classic
+<resume/>; on <failed/> it binds) or binds (and with --sm sends a classic
+<enable resume='true'/>), then goes on as after a SASL2 login: to compare,
+and to check this client against a server without SASL2 (its channel
+bindings with SCRAM-PLUS, its stream management with the backend's).
 
 --early writes the first <authenticate> right after the (post-TLS) stream
 header, before reading the features. --features-only stops after the
@@ -560,8 +563,50 @@ class Client(Session):
                 out('CLASSIC_BIND', 'yes')
                 if self.features.find('{urn:ietf:params:xml:ns:xmpp-session}session') is not None:
                     self.send_stanza("<iq type='set' id='sess1'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>")
+                    while True:
+                        el = self.recv()
+                        if local(el.tag) == 'iq' and el.get('id') == 'sess1':
+                            break
+                        self.inbox.append(el)
                 return
             self.inbox.append(el)
+
+    def classic_sm(self, what):
+        """--sasl1: XEP-0198 the classic way (<enable/> after the bind, or
+        <resume/> instead of it), with the same KEY=value lines as inline."""
+        if what == 'resume':
+            self.send("<resume xmlns='%s' previd=%s h='%d'/>" % (NS_SM, quoteattr(self.resume[0]), self.resume[1]))
+        else:
+            self.send("<enable xmlns='%s' resume='true'/>" % NS_SM)
+        while True:
+            el = self.recv()
+            if ns(el.tag) == NS_SM and local(el.tag) in ('enabled', 'resumed', 'failed'):
+                break
+            self.inbox.append(el)
+        # what came before the answer is not counted (XEP-0198 counts from
+        # <enabled/> on): handle it now, with stream management still off
+        early, self.inbox = self.inbox, []
+        for e in early:
+            self.handle(e)
+        name = local(el.tag)
+        if what == 'resume':
+            out('RESUMED', 'yes' if name == 'resumed' else 'no')
+            if name == 'resumed':
+                out('RESUME_H', el.get('h'))
+                self.sm_on, self.sm_id, self.in_h = True, self.resume[0], self.resume[1]
+                self.out_h = int(el.get('h') or 0)
+            else:
+                out('RESUME_FAILED', next((local(x.tag) for x in el), '-'))
+        elif name == 'enabled':
+            out('SM', 'enabled')
+            out('SM_ID', el.get('id'))
+            out('SM_RESUME', el.get('resume', 'false'))
+            if el.get('location'):
+                out('SM_LOCATION', el.get('location'))
+            self.sm_on, self.sm_id, self.in_h, self.out_h = True, el.get('id'), 0, 0
+        else:
+            out('SM', 'failed')
+            out('SM_FAILED', next((local(x.tag) for x in el), '-'))
 
     def send_stanza(self, xml):
         self.send(xml)
@@ -688,12 +733,16 @@ def run(a):
         if c.server_sig in ('bad', 'unexpected'):
             return EXIT_CHECK, 'check', 'server signature %s' % c.server_sig
         c.open_stream()
-        c.features_wait = 0
-        if c.features.find('{%s}bind' % NS_BIND) is not None:
+        out('POSTFEATURES', ','.join(local(x.tag) for x in c.features) or '-')
+        if c.resume:
+            c.classic_sm('resume')
+        if not c.sm_on and c.features.find('{%s}bind' % NS_BIND) is not None:
             c.classic_bind()
-        out('JID', c.bound)
-        c.send('</stream:stream>')
-        return EXIT_OK, 'ok', ''
+            if a.sm:
+                c.classic_sm('enable')
+        if c.bound:
+            out('JID', c.bound)
+        return after_login(c, a)
     if not sasl2:
         return EXIT_CHECK, 'check', 'SASL2 not offered'
     ok = None
@@ -722,6 +771,10 @@ def run(a):
     if c.server_sig in ('bad', 'unexpected'):
         return EXIT_CHECK, 'check', 'server signature %s' % c.server_sig
     c.post_login()
+    return after_login(c, a)
+
+
+def after_login(c, a):
     if a.presence:
         c.send_stanza('<presence/>')
     if a.ready_file:
