@@ -9,19 +9,21 @@ raw_client.py's Session.
 
   /usr/bin/python3 t/lib/sasl2_client.py --server 127.0.0.1:5222 --cafile CA.pem \\
       --jid alice@example.test [--mode starttls|direct] [--tls12] [--timeout 10]
-      [--features-only]
+      [--features-only] [--sasl1]
       [--password PW | --try MECH:SECRET | --token TOKEN|@FILE]...
-      [--ua-id ID [--software S] [--device D] | --no-ua]
+      [--fast-mech HT-SHA-256-NONE|-UNIQ|-EXPR|-ENDP] [--cb-type TYPE]
+      [--ua-id ID [--software S] [--device D]]
       [--bind [--tag TAG] [--carbons] [--inactive] [--sm]]
       [--request-token HT-MECH] [--token-out FILE]
       [--fast-count N] [--invalidate]
       [--resume PREVID:H | --resume-file FILE] [--sm-save FILE]
-      [--early]
+      [--early] [--features-wait S] [--no-classic-bind]
       [--presence] [--send TO=BODY]... [--send-self N] [--ack]
       [--expect BODY]... [--expect-carbon sent|received:BODY]... [--read-for S]
       [--ready-file F] [--wait-file F]
-      [--cut | --close]  [-v]
-  /usr/bin/python3 t/lib/sasl2_client.py --selftest
+      [--cut]  [-v]
+  /usr/bin/python3 t/lib/sasl2_client.py --selftest    (TAP-like lines, then
+      SELFTEST=ok or SELFTEST=failed:N)
 
 Attempts (one <authenticate> each, in the order given, on ONE stream, until
 one succeeds): --password PW is --try auto:PW (the strongest SCRAM the
@@ -31,7 +33,8 @@ a SECRET of @FILE is read from FILE (first line; a token --token-out wrote).
 MECH may be any of SCRAM-SHA-1, SCRAM-SHA-256, SCRAM-SHA-512, their -PLUS
 (tls-exporter on TLS 1.3, tls-unique on TLS 1.2; --cb-type overrides), PLAIN,
 HT-SHA-256-NONE, -UNIQ, -EXPR, -ENDP. Every attempt carries the same
-extensions: the user agent (default id --ua-id, else none), <bind/>,
+extensions: <user-agent id=--ua-id> with <software> and <device> (defaults
+"sasl2_client.py", "xedge test"; no --ua-id: no user agent), <bind/>,
 <request-token/>, <fast [count] [invalidate]/> (on HT attempts, always), <resume/>.
 
 --sasl1 runs the attempts (SCRAM and PLAIN) over RFC 6120's <auth/> instead,
@@ -64,9 +67,11 @@ all of them); values have no spaces:
   CB=tls-exporter,tls-server-end-point   (bindings this client can compute)
   FEATURES=mechanisms,authentication,...  (post-TLS feature local names)
   SASL1_MECHS=...  CB_TYPES=tls-exporter,...|-  (classic; XEP-0440)
-  SASL2=offered|absent
+  SASL2=offered|absent   (then RESULT=check REASON=SASL2_not_offered, exit 5,
+                          unless --features-only or --sasl1)
   MECHS=SCRAM-SHA-256,...       (SASL2's) INLINE=bind2,sm,fast|-
   BIND2_INLINE=carbons,csi,sm|- FAST_MECHS=HT-SHA-256-NONE,...|-
+  EARLY=sent             (--early)
   per attempt:  ATTEMPT=N  MECH=M  CHALLENGES=N  CONTINUE=task,...
                 AUTH=success|failure  FAILURE=condition  FAILURE_TEXT=t
                 SERVER_SIG=ok|bad|absent   (SCRAM: v=; HT-*: the Responder HMAC)
@@ -76,10 +81,12 @@ all of them); values have no spaces:
                 RESUMED=yes|no  RESUME_H=h (the server's)  RESUME_FAILED=condition
                 TOKEN=value  TOKEN_EXPIRY=iso  (TOKEN=- when none came)
                 POSTFEATURES=bind,session,...|none   (features after <success>)
+                CLASSIC_BIND=yes     (the client bound itself after them)
   afterwards:   SENT=BODY  MSG=BODY  FROM=jid  CARBON=sent:BODY|received:BODY
                 ACK=h (answer to our <r/>)  OUT_H=n (stanzas we sent since SM)
                 IN_H=n (stanzas we handled since SM)  MSGS=n (messages read)
                 END=cut|close|eof|stream-end|stream-error:COND
+  STREAM_ERROR=cond      (a <stream:error/> ended it)
   last:         RESULT=ok|failure|stream-error|closed|timeout|check|error
                 REASON=... (not ok)
 Exit: 0 ok, 1 last attempt failed, 2 stream error, 3 timeout, 4 closed,
