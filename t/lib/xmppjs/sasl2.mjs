@@ -62,7 +62,8 @@ function failed(err) {
     say("CONDITION", err.condition);
     finish(1, `SASL failure: ${err.condition}`);
   } else {
-    finish(2, `error: ${err?.message ?? err}`);
+    // name, condition and stack: an xmpp.js error can have an empty message
+    finish(2, `error: ${err?.name ?? ""} ${err?.condition ?? ""} ${err?.message ?? err}\n${err?.stack ?? ""}`);
   }
 }
 setTimeout(() => finish(2, `timeout after ${opt.timeout} s`), Number(opt.timeout) * 1000).unref();
