@@ -689,8 +689,11 @@ def run(a):
         p, _, h = a.resume.rpartition(':')
         c.resume = (p, int(h))
     elif a.resume_file:
-        with open(a.resume_file) as fh:
-            p, h = fh.read().split()
+        try:
+            with open(a.resume_file) as fh:
+                p, h = fh.read().split()
+        except (OSError, ValueError) as e:
+            raise ProtocolError('no stream management state: %s' % e)
         c.resume = (p, int(h))
     tries = a.tries or []
     if a.early and not tries:
