@@ -479,7 +479,7 @@ check_usable(const char *jid, enum xe_sasl_cond *cond_r, char *detail, size_t dm
 {
     struct xe_user *u = xe_calloc(1, sizeof(*u));
     char *err = NULL;
-    int g = xe_userstore_get(g_store, jid, u, &err);
+    int g = xe_userstore_get_state(g_store, jid, u, &err);
     bool disabled = g == XE_US_OK && u->disabled;
     bool expired = g == XE_US_OK && u->expires > 0 && xe_now_seconds() >= u->expires;
 

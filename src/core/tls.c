@@ -411,6 +411,20 @@ make_ctx(struct xe_tls_ctx *c, struct dom_ctx *dom, const struct xe_tls_cert *ce
         SSL_CTX_set_client_CA_list(ctx, names);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE, accept_any);
     }
+    /* A certificate file without its chain: OpenSSL looks for one in the
+     * context's store at every handshake (an X509_STORE_CTX and a
+     * verification per handshake, more with a client_ca); the same search
+     * done once here, its result (possibly no certificate beyond the leaf)
+     * kept as the chain, which turns the per-handshake search off for
+     * every connection that uses this context. A file with a chain is sent
+     * as it is, as before. (If the search fails, e.g. a CA below the
+     * security level, nothing is kept: the handshake searches, as before.) */
+    {
+        STACK_OF(X509) *chain = NULL;
+        if (SSL_CTX_get0_chain_certs(ctx, &chain) == 1 && sk_X509_num(chain) <= 0)
+            (void)SSL_CTX_build_cert_chain(ctx, SSL_BUILD_CHAIN_FLAG_IGNORE_ERROR);
+        ERR_clear_error(); /* an incomplete chain is not an error: as before */
+    }
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, c);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, c);

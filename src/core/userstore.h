@@ -94,6 +94,11 @@ bool xe_userstore_readonly(const struct xe_userstore *store);
 /* Lookup: XE_US_OK and *user filled, XE_US_NOTFOUND, or an error. */
 int xe_userstore_get(struct xe_userstore *store, const char *jid, struct xe_user *user,
                      char **error_r);
+/* The same without the secrets (no SCRAM secret, no legacy password in
+ * *user; their fields not decoded): the account's state (disabled, expires,
+ * pin...) for a check after the login, at a third of the cost. */
+int xe_userstore_get_state(struct xe_userstore *store, const char *jid,
+                           struct xe_user *user, char **error_r);
 /* Create (must_not_exist) or replace the record for user->jid. */
 int xe_userstore_put(struct xe_userstore *store, const struct xe_user *user,
                      bool must_not_exist, char **error_r);

@@ -1,12 +1,14 @@
 /* xedge: small shared helpers. */
 #include "util.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 static void
@@ -191,19 +193,48 @@ xe_buf_free(struct xe_buf *b)
     b->len = b->cap = 0;
 }
 
+/* Random ids come from a per-thread pool refilled 32 ids at a time: each
+ * RAND_bytes costs OpenSSL 3.0 a DRBG generate and a getpid system call
+ * (its fork check), three times per login for the ids alone (issue 18). A
+ * child of fork() starts with an empty pool (the parent's bytes are never
+ * reused); bytes handed out are wiped from the pool. */
+static __thread unsigned char id_pool[16 * 32];
+static __thread size_t id_pool_left;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void
+id_pool_forget(void)
+{
+    OPENSSL_cleanse(id_pool, sizeof(id_pool));
+    id_pool_left = 0;
+}
+
+static void
+id_pool_atfork(void)
+{
+    pthread_atfork(NULL, NULL, id_pool_forget);
+}
+
 void
 xe_random_id(char out[33])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char r[16];
+    unsigned char *r;
 
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        abort(); /* no randomness: nothing safe to do */
+    pthread_once(&id_pool_once, id_pool_atfork);
+    if (id_pool_left < 16) {
+        if (RAND_bytes(id_pool, sizeof(id_pool)) != 1)
+            abort(); /* no randomness: nothing safe to do */
+        id_pool_left = sizeof(id_pool);
+    }
+    r = id_pool + sizeof(id_pool) - id_pool_left;
     for (int i = 0; i < 16; i++) {
         out[2 * i] = hex[r[i] >> 4];
         out[2 * i + 1] = hex[r[i] & 15];
     }
     out[32] = '\0';
+    OPENSSL_cleanse(r, 16);
+    id_pool_left -= 16;
 }
 
 int64_t

@@ -1277,6 +1277,149 @@ test_unique_needs_ems(const char *ca, const char *ka)
     xe_tls_ctx_free(&sctx);
 }
 
+/* ---- the certificate chain sent (built once per context) -------------------- */
+
+/* A P-256 certificate for CN, signed by ISSUER/IKEY (NULL: self-signed);
+ * ca: a CA certificate. Written as PEM to DIR/FILE (and the key beside it
+ * when key_path); *x_r and *key_r returned to the caller (freed by it). */
+static bool
+make_signed(const char *cn, bool ca, X509 *issuer, EVP_PKEY *ikey, const char *file,
+            char *cert_path, char *key_path, size_t len, X509 **x_r, EVP_PKEY **key_r)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_EXTENSION *ext;
+    X509V3_CTX v3;
+    FILE *f;
+    bool ok_ = false;
+
+    if (key == NULL || x == NULL)
+        goto out;
+    snprintf(cert_path, len, "%s/%s.crt", tmpdir, file);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), ca ? 7 : 8);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, key);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    X509V3_set_ctx(&v3, issuer ? issuer : x, x, NULL, NULL, 0);
+    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_basic_constraints,
+                              ca ? "critical,CA:TRUE" : "CA:FALSE");
+    if (ext == NULL)
+        goto out;
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+    if (X509_sign(x, ikey ? ikey : key, EVP_sha256()) == 0)
+        goto out;
+    if ((f = fopen(cert_path, "w")) == NULL)
+        goto out;
+    PEM_write_X509(f, x);
+    fclose(f);
+    if (key_path) {
+        snprintf(key_path, len, "%s/%s.key", tmpdir, file);
+        if ((f = fopen(key_path, "w")) == NULL)
+            goto out;
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+        fclose(f);
+    }
+    ok_ = true;
+out:
+    if (ok_) {
+        *x_r = x;
+        *key_r = key;
+    } else {
+        X509_free(x);
+        EVP_PKEY_free(key);
+    }
+    return ok_;
+}
+
+/* The CNs of the chain a client is sent, "leaf|next|...", or NULL. */
+static const char *
+chain_seen(const struct xe_tls_cert *cert, char *buf, size_t len)
+{
+    struct xe_tls_ctx *sctx = NULL;
+    char *err = NULL;
+    const char *r = NULL;
+
+    buf[0] = '\0';
+    if (xe_tls_ctx_new(cert, 1, "xmpp-client", &sctx, &err) == 0) {
+        struct ep c = ep_raw("chain.test", 0, 0, alpn_xmpp, sizeof(alpn_xmpp) - 1);
+        struct ep s = ep_xe(xe_tls_new(sctx, NULL));
+        int cr, sr;
+        STACK_OF(X509) * sk;
+
+        pump_handshake(&c, &s, &cr, &sr);
+        if (cr == XE_TLS_DONE && sr == XE_TLS_DONE &&
+            (sk = SSL_get_peer_cert_chain(c.ssl))) {
+            for (int i = 0; i < sk_X509_num(sk); i++) {
+                char cn[128] = "";
+                X509_NAME_get_text_by_NID(X509_get_subject_name(sk_X509_value(sk, i)),
+                                          NID_commonName, cn, sizeof(cn));
+                snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i ? "|" : "", cn);
+            }
+            r = buf;
+        }
+        ep_free(&c);
+        ep_free(&s);
+        xe_tls_ctx_free(&sctx);
+    }
+    free(err);
+    return r;
+}
+
+/* The chain a client sees, now built once per context (issue 18) instead of
+ * at each handshake: a certificate file without a chain gets its issuer
+ * from the context's store (the client_ca file) as before, none without
+ * one, and a file with a chain is sent as it is, even with a certificate
+ * of the store that would make another chain. */
+static void
+test_chain(const char *other_cert)
+{
+    char cap[4096], leafp[4096], leafk[4096], bundle[4096], unused[4096], buf[512];
+    X509 *cax = NULL, *leaf = NULL;
+    EVP_PKEY *cak = NULL, *leafkey = NULL;
+    FILE *f, *g;
+    bool made;
+
+    made = make_signed("Chain Test CA", true, NULL, NULL, "chain-ca", cap, unused,
+                       sizeof(cap), &cax, &cak) &&
+           make_signed("chain.test", false, cax, cak, "chain-leaf", leafp, leafk,
+                       sizeof(leafp), &leaf, &leafkey);
+    ok(made, "chain: a CA and a certificate it issued");
+    if (made) {
+        struct xe_tls_cert with_ca = {"chain.test", leafp, leafk, cap, NULL};
+        struct xe_tls_cert alone = {"chain.test", leafp, leafk, NULL, NULL};
+        struct xe_tls_cert odd = {"chain.test", bundle, leafk, cap, NULL};
+        char line[1024];
+
+        /* a file with a chain that is not the store's: the leaf, then a.test's */
+        snprintf(bundle, sizeof(bundle), "%s/chain-bundle.crt", tmpdir);
+        if ((f = fopen(bundle, "w")) != NULL) {
+            PEM_write_X509(f, leaf);
+            if ((g = fopen(other_cert, "r")) != NULL) {
+                while (fgets(line, sizeof(line), g))
+                    fputs(line, f);
+                fclose(g);
+            }
+            fclose(f);
+        }
+        is_str(
+            chain_seen(&with_ca, buf, sizeof(buf)), "chain.test|Chain Test CA",
+            "chain: the issuer from the store (client_ca) is sent after the certificate");
+        is_str(chain_seen(&alone, buf, sizeof(buf)), "chain.test",
+               "chain: no store, no issuer: the certificate alone");
+        is_str(chain_seen(&odd, buf, sizeof(buf)), "chain.test|a.test",
+               "chain: a file's own chain is sent as it is");
+    }
+    X509_free(cax);
+    X509_free(leaf);
+    EVP_PKEY_free(cak);
+    EVP_PKEY_free(leafkey);
+}
+
 int
 main(void)
 {
@@ -1311,6 +1454,7 @@ main(void)
         test_parameters(ca, ka, cb, kb);
         test_end_point(ca, ka);
         test_unique_needs_ems(ca, ka);
+        test_chain(ca);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }

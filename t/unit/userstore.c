@@ -586,6 +586,23 @@ test_store(const char *tmp)
     is_int(xe_userstore_put(s, &u, false, &err), XE_US_OK, "store: replace alice");
     xe_userstore_get(s, "alice@example.org", &got, &err);
     ok(got.disabled, "store: the replacement is read back");
+    /* the state without the secrets (sasl.c's check after a login) */
+    u.expires = 4102444800;
+    is_int(xe_userstore_put(s, &u, false, &err), XE_US_OK, "store: alice expires");
+    memset(&got, 0xa5, sizeof(got));
+    is_int(xe_userstore_get_state(s, "alice@example.org", &got, &err), XE_US_OK,
+           "store: get_state alice");
+    ok(got.disabled && got.expires == 4102444800 && strcmp(got.pin, "be1") == 0 &&
+           strcmp(got.jid, "alice@example.org") == 0,
+       "store: get_state reads the state (disabled, expires, pin)");
+    ok(!got.scram[XE_SCRAM_SHA1].present && !got.scram[XE_SCRAM_SHA256].present &&
+           !got.legacy,
+       "store: get_state leaves the secrets out");
+    is_int(xe_userstore_get_state(s, "nobody@example.org", &got, &err), XE_US_NOTFOUND,
+           "store: get_state of an unknown user: NOTFOUND");
+    u.expires = 0;
+    is_int(xe_userstore_put(s, &u, false, &err), XE_US_OK,
+           "store: alice expires no more");
 
     is_int(xe_userstore_get(s, "nobody@example.org", &got, &err), XE_US_NOTFOUND,
            "store: unknown user: NOTFOUND");
