@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "server_impl.h"
+#include "stream.h"
 
 /* ---- backend health (pool.h) ----------------------------------------------- */
 
@@ -35,13 +36,33 @@ xe_srv_health_result(struct xe_server *srv, struct bstate *b, bool ok, bool pass
     srv_unlock(srv);
 }
 
-static void
-hcheck_closed(uv_handle_t *h)
-{
-    struct hcheck *k = h->data;
+/* An active health check (pool.h): connect, a stream header, the features.
+ * Its connection is a stream (stream.h): freed when the stream is
+ * released. */
+struct hcheck {
+    struct xe_stream st;
+    struct xe_server *srv;
+    struct bstate *b;
+    struct xe_health_probe *probe;
+    struct hcheck *prev, *next;
+    unsigned char proxy_hdr[XE_PROXY_V2_OUT_MAX];
+    size_t proxy_len;
+    bool done;
+};
 
-    if (--k->handles > 0)
-        return;
+/* The checks run on the main loop only: their reads land here. */
+static struct xe_stream_slab health_slab;
+
+/* (a check writes a stream header and reads the features: these bound it) */
+static const struct xe_stream_limits health_limits = {XE_READ_CHUNK, XE_READ_CHUNK,
+                                                      4 * XE_READ_CHUNK};
+
+static void
+hcheck_released(struct xe_stream *s, void *ctx)
+{
+    struct hcheck *k = ctx;
+
+    (void)s;
     if (k->prev)
         k->prev->next = k->next;
     else
@@ -70,52 +91,62 @@ hcheck_done(struct hcheck *k, bool ok, const char *why, bool abort)
                      k->b->name);
         xe_srv_health_result(k->srv, k->b, ok, false, why);
     }
-    uv_close((uv_handle_t *)&k->tcp, hcheck_closed);
-    uv_close((uv_handle_t *)&k->timer, hcheck_closed);
+    xe_stream_abort(&k->st, XE_STREAM_LOCAL, 0);
 }
 
 static void
-hcheck_timeout(uv_timer_t *t)
+hcheck_timeout(struct xe_stream *s, void *ctx)
 {
-    hcheck_done(t->data, false, "no stream features in time", false);
+    (void)s;
+    hcheck_done(ctx, false, "no stream features in time", false);
+}
+
+static const char *
+closed_why(int status)
+{
+    return status == UV_EOF || status == UV_EPIPE || status == 0
+               ? "the server closed the connection"
+               : uv_strerror(status);
 }
 
 static void
-hcheck_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+hcheck_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct hcheck *k = s->data;
+    (void)s;
+    (void)r;
+    hcheck_done(ctx, false, closed_why(status), false);
+}
+
+/* Closed by the stream itself (a write failed, the cap): a failure. */
+static void
+hcheck_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
+{
+    (void)s;
+    (void)r;
+    hcheck_done(ctx, false, closed_why(status), false);
+}
+
+static void
+hcheck_read(struct xe_stream *s, const char *data, size_t n, void *ctx)
+{
+    struct hcheck *k = ctx;
     const char *why = NULL;
     int r;
 
-    if (k->done || n == 0)
+    (void)s;
+    if (k->done)
         return;
-    if (n < 0) {
-        hcheck_done(k, false,
-                    n == UV_EOF ? "the server closed the connection"
-                                : uv_strerror((int)n),
-                    false);
-        return;
-    }
-    r = xe_health_probe_feed(k->probe, buf->base, (size_t)n, &why);
+    r = xe_health_probe_feed(k->probe, data, n, &why);
     if (r != 0)
         hcheck_done(k, r > 0, why, false);
 }
 
 static void
-hcheck_written(uv_write_t *req, int status)
+hcheck_connected(struct xe_stream *s, int status, void *ctx)
 {
-    (void)req;
-    (void)status; /* a failure shows when reading */
-}
-
-static void
-hcheck_connected(uv_connect_t *req, int status)
-{
-    struct hcheck *k = req->data;
-    uv_buf_t b[2];
+    struct hcheck *k = ctx;
     size_t len;
     const char *data;
-    unsigned nb = 0;
 
     if (k->done)
         return;
@@ -123,30 +154,42 @@ hcheck_connected(uv_connect_t *req, int status)
         hcheck_done(k, false, uv_strerror(status), false);
         return;
     }
+    /* the PROXY header and the stream header: one write */
+    xe_stream_cork(s);
     if (k->b->pc && k->b->pc->proxy_protocol) {
         struct sockaddr_storage self, peer;
         int l1 = sizeof(self), l2 = sizeof(peer);
         if (!k->b->sc->unix_socket &&
-            uv_tcp_getsockname(&k->tcp.tcp, (struct sockaddr *)&self, &l1) == 0 &&
-            uv_tcp_getpeername(&k->tcp.tcp, (struct sockaddr *)&peer, &l2) == 0)
+            uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&self, &l1) == 0 &&
+            uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&peer, &l2) == 0)
             k->proxy_len =
                 xe_proxy_write_v2((struct sockaddr *)&self, (struct sockaddr *)&peer,
                                   k->proxy_hdr, sizeof(k->proxy_hdr));
         if (k->proxy_len)
-            b[nb++] = uv_buf_init((char *)k->proxy_hdr, (unsigned)k->proxy_len);
+            xe_stream_write_raw(s, k->proxy_hdr, k->proxy_len);
     }
     data = xe_health_probe_request(k->probe, &len);
-    b[nb++] = uv_buf_init((char *)data, (unsigned)len);
-    if (uv_write(&k->wreq, (uv_stream_t *)&k->tcp, b, nb, hcheck_written) < 0 ||
-        uv_read_start((uv_stream_t *)&k->tcp, xe_srv_on_alloc, hcheck_read) < 0)
-        hcheck_done(k, false, "cannot send the stream header", false);
+    xe_stream_write_raw(s, data, len);
+    xe_stream_uncork(s);
+    if (!k->done)
+        xe_stream_start(s);
 }
+
+static const struct xe_stream_cb hcheck_cb = {
+    .connected = hcheck_connected,
+    .data = hcheck_read,
+    .eof = hcheck_eof,
+    .timeout = hcheck_timeout,
+    .closed = hcheck_closed,
+    .released = hcheck_released,
+};
 
 static void
 hcheck_start(struct xe_server *srv, struct bstate *b)
 {
+    const struct xe_server_conf *sc = b->sc;
     struct hcheck *k;
-    int r;
+    int r = 0;
 
     k = xe_calloc(1, sizeof(*k));
     k->srv = srv;
@@ -158,12 +201,19 @@ hcheck_start(struct xe_server *srv, struct bstate *b)
     if (srv->checks)
         srv->checks->prev = k;
     srv->checks = k;
-    uv_timer_init(srv->loop, &k->timer);
-    k->timer.data = k->creq.data = k;
-    r = xe_srv_backend_open(srv->loop, &k->tcp, &k->creq, b->sc, hcheck_connected);
-    ((uv_handle_t *)&k->tcp)->data = k;
-    k->handles = 2;
-    uv_timer_start(&k->timer, hcheck_timeout, b->pc->health.timeout_ms, 0);
+    xe_stream_init(&k->st, srv->loop, sc->unix_socket, &health_slab, &health_limits,
+                   &hcheck_cb, k);
+    xe_stream_arm(&k->st, b->pc->health.timeout_ms);
+    if (sc->unix_socket) {
+        xe_stream_connect_pipe(&k->st, sc->host); /* errors reach the callback */
+    } else {
+        struct sockaddr_storage ss;
+        if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
+            uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
+            r = UV_EINVAL;
+        else
+            r = xe_stream_connect_tcp(&k->st, (struct sockaddr *)&ss);
+    }
     if (r < 0)
         hcheck_done(k, false, uv_strerror(r), false);
 }

@@ -18,6 +18,7 @@
 #include "proxy.h"
 #include "purge.h"
 #include "userstore.h"
+#include "stream.h"
 #include "util.h"
 #include "xelimits.h"
 
@@ -48,39 +49,34 @@ struct twrite {
     char *err;
 };
 
-union handle {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
-};
-
 struct job {
     struct xe_purger *pg; /* NULL once the purger stopped */
     struct xe_tombstone t;
     char server[256];
     bool unix_socket, proxy;
-    union handle h;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    uv_write_t wreq;
+    struct xe_stream st; /* once opened: j is freed when it is released */
+    bool opened;
     struct xe_purge *purge;
-    struct xe_buf wbuf; /* being written */
     size_t read;
-    int handles;
     bool done;
-    char rbuf[16384];
 };
+
+/* The jobs' reads (one job at a time, on the purger's loop). */
+static struct xe_stream_slab slab;
+
+/* (what a purge writes is a stream header, a login and a few requests) */
+static const struct xe_stream_limits limits = {XE_READ_CHUNK, XE_READ_CHUNK,
+                                               4 * XE_READ_CHUNK};
 
 static void scan(struct xe_purger *pg);
 
 static void
-on_job_closed(uv_handle_t *h)
+job_released(struct xe_stream *s, void *ctx)
 {
-    struct job *j = h->data;
+    struct job *j = ctx;
 
-    if (--j->handles > 0)
-        return;
+    (void)s;
     xe_purge_free(&j->purge);
-    xe_buf_free(&j->wbuf);
     free(j);
 }
 
@@ -171,83 +167,66 @@ job_end(struct job *j, bool ok, const char *why)
         pg->job = NULL;
         twrite_start(pg, j, ok, why);
     }
-    if (j->handles == 0) { /* nothing was opened */
+    if (!j->opened) { /* nothing was opened */
         xe_purge_free(&j->purge);
-        xe_buf_free(&j->wbuf);
         free(j);
         return;
     }
-    uv_close((uv_handle_t *)&j->h, on_job_closed);
-    uv_close((uv_handle_t *)&j->timer, on_job_closed);
+    xe_stream_abort(&j->st, XE_STREAM_LOCAL, 0);
 }
 
 static void
-on_job_timeout(uv_timer_t *t)
+on_job_timeout(struct xe_stream *s, void *ctx)
 {
-    job_end(t->data, false, "no answer from the backend in time");
+    (void)s;
+    job_end(ctx, false, "no answer from the backend in time");
 }
 
-static void on_written(uv_write_t *req, int status);
-
-/* Send what the purge has queued (one write at a time). */
+/* Send what the purge has queued. */
 static void
 flush(struct job *j)
 {
     struct xe_buf *o = xe_purge_output(j->purge);
-    uv_buf_t b;
 
-    if (j->done || j->wbuf.len > 0 || o->len == 0)
+    if (j->done || o->len == 0)
         return;
-    xe_buf_append(&j->wbuf, o->data, o->len);
-    xe_buf_consume(o, o->len);
-    b = uv_buf_init((char *)j->wbuf.data, (unsigned)j->wbuf.len);
-    j->wreq.data = j;
-    if (uv_write(&j->wreq, (uv_stream_t *)&j->h, &b, 1, on_written) < 0)
-        job_end(j, false, "cannot write to the backend");
+    /* (a failure closes the stream: job_closed) */
+    if (xe_stream_write(&j->st, o->data, o->len) == 0)
+        xe_buf_consume(o, o->len);
+}
+
+/* The stream closed by itself (a write failed). */
+static void
+job_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
+{
+    (void)s;
+    job_end(ctx, false,
+            r == XE_STREAM_WRITE_ERROR ? uv_strerror(status)
+                                       : "cannot write to the backend");
 }
 
 static void
-on_written(uv_write_t *req, int status)
+job_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct job *j = req->data;
+    (void)s;
+    job_end(ctx, false,
+            r == XE_STREAM_EOF ? "the backend closed the connection before it answered"
+                               : uv_strerror(status));
+}
 
+static void
+job_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
+{
+    struct job *j = ctx;
+
+    (void)s;
     if (j->done)
         return;
-    xe_buf_consume(&j->wbuf, j->wbuf.len);
-    if (status < 0) {
-        job_end(j, false, uv_strerror(status));
-        return;
-    }
-    flush(j);
-}
-
-static void
-on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct job *j = h->data;
-
-    (void)suggested;
-    *buf = uv_buf_init(j->rbuf, sizeof(j->rbuf));
-}
-
-static void
-on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct job *j = s->data;
-
-    if (j->done || n == 0)
-        return;
-    if (n < 0) {
-        job_end(j, false,
-                n == UV_EOF ? "the backend closed the connection before it answered"
-                            : uv_strerror((int)n));
-        return;
-    }
-    if ((j->read += (size_t)n) > XE_PURGE_MAX_READ) {
+    if ((j->read += n) > XE_PURGE_MAX_READ) {
         job_end(j, false, "too much from the backend before its answer");
         return;
     }
-    switch (xe_purge_feed(j->purge, buf->base, (size_t)n)) {
+    switch (xe_purge_feed(j->purge, data, n)) {
     case XE_PURGE_DONE:
         job_end(j, true, NULL);
         return;
@@ -261,9 +240,9 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 }
 
 static void
-on_connect(uv_connect_t *req, int status)
+on_connect(struct xe_stream *s, int status, void *ctx)
 {
-    struct job *j = req->data;
+    struct job *j = ctx;
 
     if (j->done)
         return;
@@ -279,8 +258,8 @@ on_connect(uv_connect_t *req, int status)
         int l1 = sizeof(self), l2 = sizeof(peer);
         unsigned char hdr[XE_PROXY_V2_OUT_MAX];
         size_t len = 0;
-        if (uv_tcp_getsockname(&j->h.tcp, (struct sockaddr *)&self, &l1) == 0 &&
-            uv_tcp_getpeername(&j->h.tcp, (struct sockaddr *)&peer, &l2) == 0)
+        if (uv_tcp_getsockname(&s->u.tcp, (struct sockaddr *)&self, &l1) == 0 &&
+            uv_tcp_getpeername(&s->u.tcp, (struct sockaddr *)&peer, &l2) == 0)
             len = xe_proxy_write_v2((struct sockaddr *)&self, (struct sockaddr *)&peer,
                                     hdr, sizeof(hdr));
         /* the header goes first: put it in front of the stream header */
@@ -292,12 +271,22 @@ on_connect(uv_connect_t *req, int status)
         xe_buf_append(o, tmp.data, tmp.len);
         xe_buf_free(&tmp);
     }
-    if (uv_read_start((uv_stream_t *)&j->h, on_alloc, on_read) < 0) {
+    xe_stream_start(s);
+    if (!s->reading) {
         job_end(j, false, "cannot read from the backend");
         return;
     }
     flush(j);
 }
+
+static const struct xe_stream_cb job_cb = {
+    .connected = on_connect,
+    .data = job_data,
+    .eof = job_eof,
+    .timeout = on_job_timeout,
+    .closed = job_closed,
+    .released = job_released,
+};
 
 /* Start the purge of T's user; false if it could not start (recorded). */
 static void
@@ -314,7 +303,6 @@ start(struct xe_purger *pg, const struct xe_tombstone *t)
 
     j->pg = pg;
     j->t = *t;
-    xe_buf_init(&j->wbuf, 0);
     pg->job = j;
     if (d == NULL) {
         job_end(j, false, "the domain is not served by this configuration");
@@ -341,29 +329,23 @@ start(struct xe_purger *pg, const struct xe_tombstone *t)
     free(local);
     xe_info("event=purge-start jid=%s server=%s attempt=%u", t->jid, sc->name,
             t->attempts + 1);
-    uv_timer_init(pg->loop, &j->timer);
-    j->timer.data = j;
-    j->handles = 2;
-    j->creq.data = j;
+    xe_stream_init(&j->st, pg->loop, sc->unix_socket, &slab, &limits, &job_cb, j);
+    j->opened = true;
     if (sc->unix_socket) {
-        uv_pipe_init(pg->loop, &j->h.pipe, 0);
-        ((uv_handle_t *)&j->h)->data = j;
-        uv_pipe_connect(&j->creq, &j->h.pipe, sc->host, on_connect);
+        xe_stream_connect_pipe(&j->st, sc->host); /* errors reach on_connect */
         r = 0;
     } else {
-        uv_tcp_init(pg->loop, &j->h.tcp);
-        ((uv_handle_t *)&j->h)->data = j;
         if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
             uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
             r = UV_EINVAL;
         else
-            r = uv_tcp_connect(&j->creq, &j->h.tcp, (struct sockaddr *)&ss, on_connect);
+            r = xe_stream_connect_tcp(&j->st, (struct sockaddr *)&ss);
     }
     if (r < 0) {
         job_end(j, false, uv_strerror(r));
         return;
     }
-    uv_timer_start(&j->timer, on_job_timeout, XE_PURGE_TIMEOUT_MS, 0);
+    xe_stream_arm(&j->st, XE_PURGE_TIMEOUT_MS);
 }
 
 struct due {

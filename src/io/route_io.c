@@ -11,20 +11,20 @@
 #include "pool.h"
 #include "route.h"
 #include "listen.h"
+#include "stream.h"
 #include "xelimits.h"
 
 struct rpool;
 
 struct rlink {
-    uv_tcp_t tcp;
+    struct xe_stream st; /* (stream.h: rl is freed when it is released) */
     struct xe_route_io *io;
     struct xe_route_link *link;
     struct rpool *pool; /* after authentication */
     size_t server;      /* its index in pool->map */
     char peer[64];
-    uint64_t since_ms, closing_ms;
-    size_t queued; /* bytes in libuv's write queue */
-    bool ready, closing, close_after_write;
+    uint64_t since_ms;
+    bool ready, closing;
     bool paused;         /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
     uint64_t log_second; /* the second of uv_now the log counts are for */
     unsigned logged;     /* refusals logged in that second */
@@ -54,13 +54,6 @@ struct xe_route_io {
     unsigned conf_gen; /* + 1 at each rebuild: a scan of older pools is dropped */
     unsigned scans;    /* reads of the pins in the thread pool */
     bool free_pending; /* xe_route_io_free came while scans > 0 */
-};
-
-struct wreq {
-    uv_write_t req;
-    struct rlink *rl;
-    size_t len;
-    char data[];
 };
 
 static void link_close(struct rlink *rl, const char *why);
@@ -168,30 +161,20 @@ build_map(struct xe_route_io *io, const struct xe_pool_conf *pc)
     return ctx.m;
 }
 
-static void on_write(uv_write_t *req, int status);
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+/* The links' reads: they all run on the one loop. */
+static struct xe_stream_slab slab;
+
+/* Paused above XE_ROUTE_MAX_QUEUE, resumed at half; no hard cap (what
+ * fills a link is bounded by the pausing and by send_map's check). */
+static const struct xe_stream_limits limits = {XE_ROUTE_MAX_QUEUE / 2, XE_ROUTE_MAX_QUEUE,
+                                               SIZE_MAX};
 
 static void
 send_bytes(struct rlink *rl, const void *data, size_t len)
 {
-    struct wreq *w;
-    uv_buf_t ub;
-    int r;
-
     if (len == 0 || rl->closing)
         return;
-    w = xe_malloc(sizeof(*w) + len);
-    w->rl = rl;
-    w->len = len;
-    memcpy(w->data, data, len);
-    ub = uv_buf_init(w->data, (unsigned)len);
-    rl->queued += len;
-    if ((r = uv_write(&w->req, (uv_stream_t *)&rl->tcp, &ub, 1, on_write)) < 0) {
-        rl->queued -= len;
-        free(w);
-        link_close(rl, uv_strerror(r));
-    }
+    xe_stream_write(&rl->st, data, len); /* (a failure closes: link_closed) */
 }
 
 static void
@@ -205,7 +188,7 @@ send_map(struct rlink *rl)
 {
     struct xe_buf b;
 
-    if (rl->queued > XE_ROUTE_MAX_QUEUE) {
+    if (xe_stream_queued(&rl->st) > XE_ROUTE_MAX_QUEUE) {
         /* the glue has not read what it was sent, maps included: one more
          * map each second would grow without end */
         link_close(rl, "the glue does not read its link");
@@ -268,7 +251,7 @@ cb_forward(void *ctx, size_t i, const unsigned char *raw, size_t len)
 {
     struct rlink *rl = ctx, *to = rl->pool->links[i];
 
-    if (to->queued + len > XE_ROUTE_MAX_QUEUE)
+    if (xe_stream_queued(&to->st) + len > XE_ROUTE_MAX_QUEUE)
         return -1;
     send_bytes(to, raw, len);
     return 0;
@@ -336,11 +319,12 @@ static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_o
 /* ---- connections ------------------------------------------------------- */
 
 static void
-on_closed(uv_handle_t *h)
+on_released(struct xe_stream *s, void *ctx)
 {
-    struct rlink *rl = h->data;
+    struct rlink *rl = ctx;
     struct xe_route_io *io = rl->io;
 
+    (void)s;
     for (struct rlink **pp = &io->all; *pp; pp = &(*pp)->next)
         if (*pp == rl) {
             *pp = rl->next;
@@ -378,43 +362,32 @@ link_close(struct rlink *rl, const char *why)
                 why ? why : "closed");
     unregister(rl);
     rl->closing = true;
-    rl->closing_ms = uv_now(rl->io->loop);
-    uv_read_stop((uv_stream_t *)&rl->tcp);
-    if (rl->queued > 0) {
-        rl->close_after_write = true; /* the stream error goes out first */
-        return;
-    }
-    uv_close((uv_handle_t *)&rl->tcp, on_closed);
+    /* the stream error goes out first; a glue that reads nothing: its
+     * last bytes are dropped after XE_ROUTE_AUTH_MS */
+    xe_stream_close(&rl->st, XE_ROUTE_AUTH_MS);
 }
 
+/* The stream closed: by link_close, or by itself (a write failed). */
 static void
-on_write(uv_write_t *req, int status)
+link_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct wreq *w = (struct wreq *)req;
-    struct rlink *rl = w->rl;
+    struct rlink *rl = ctx;
 
-    rl->queued -= rl->queued >= w->len ? w->len : rl->queued;
-    free(w);
-    if (status < 0 && !rl->closing)
-        link_close(rl, uv_strerror(status));
-    if (rl->paused && !rl->closing && rl->queued <= XE_ROUTE_MAX_QUEUE / 2) {
+    (void)s;
+    if (!rl->closing)
+        link_close(rl, r == XE_STREAM_WRITE_ERROR ? uv_strerror(status) : "closed");
+}
+
+/* What went back to the glue is down to half: read it again. */
+static void
+link_drained(struct xe_stream *s, void *ctx)
+{
+    struct rlink *rl = ctx;
+
+    if (rl->paused && !rl->closing) {
         rl->paused = false;
-        uv_read_start((uv_stream_t *)&rl->tcp, on_alloc, on_read);
+        xe_stream_resume(s);
     }
-    if (rl->closing && rl->close_after_write && rl->queued == 0) {
-        rl->close_after_write = false;
-        uv_close((uv_handle_t *)&rl->tcp, on_closed);
-    }
-}
-
-static void
-on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    static char slab[XE_READ_CHUNK];
-
-    (void)h;
-    (void)suggested;
-    *buf = uv_buf_init(slab, sizeof(slab));
 }
 
 static void
@@ -442,39 +415,49 @@ became_ready(struct rlink *rl)
 }
 
 static void
-on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+link_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct rlink *rl = s->data;
+    (void)s;
+    link_close(ctx, r == XE_STREAM_EOF ? "the glue closed the connection"
+                                       : uv_strerror(status));
+}
+
+static void
+link_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
+{
+    struct rlink *rl = ctx;
     struct xe_buf out;
     const char *why = NULL;
     int r;
 
-    if (nread == 0)
+    if (rl->closing)
         return;
-    if (nread < 0) {
-        link_close(rl, nread == UV_EOF ? "the glue closed the connection"
-                                       : uv_strerror((int)nread));
-        return;
-    }
     xe_buf_init(&out, 0);
-    r = xe_route_link_feed(rl->link, buf->base, (size_t)nread, xe_now_seconds(), &out,
-                           &why);
+    r = xe_route_link_feed(rl->link, data, n, xe_now_seconds(), &out, &why);
     send_buf(rl, &out);
     xe_buf_free(&out);
     if (r == XE_ROUTE_READY)
         became_ready(rl);
     else if (r == XE_ROUTE_CLOSE)
         link_close(rl, why);
-    if (!rl->closing && !rl->paused && rl->queued > XE_ROUTE_MAX_QUEUE) {
+    if (!rl->closing && !rl->paused && xe_stream_queued(s) > XE_ROUTE_MAX_QUEUE) {
         /* what goes back to this glue (errors for its stanzas) waits: read
          * nothing more from it until it has read half of it */
         rl->paused = true;
-        uv_read_stop((uv_stream_t *)&rl->tcp);
+        xe_stream_pause(s);
         xe_info("event=route-link-paused server=%s peer=%s queued=%zu",
                 xe_route_link_server(rl->link) ? xe_route_link_server(rl->link) : "-",
-                rl->peer, rl->queued);
+                rl->peer, xe_stream_queued(s));
     }
 }
+
+static const struct xe_stream_cb link_stream_cb = {
+    .data = link_data,
+    .eof = link_eof,
+    .drained = link_drained,
+    .closed = link_closed,
+    .released = on_released,
+};
 
 static void
 on_connection(uv_stream_t *server, int status)
@@ -488,17 +471,17 @@ on_connection(uv_stream_t *server, int status)
         return;
     rl = xe_calloc(1, sizeof(*rl));
     rl->io = io;
-    uv_tcp_init(io->loop, &rl->tcp);
-    rl->tcp.data = rl;
-    if (uv_accept(server, (uv_stream_t *)&rl->tcp) < 0) {
-        uv_close((uv_handle_t *)&rl->tcp, (uv_close_cb)free);
-        return;
-    }
-    rl->next = io->all;
+    xe_stream_init(&rl->st, io->loop, false, &slab, &limits, &link_stream_cb, rl);
+    rl->next = io->all; /* (its release unlinks it) */
     io->all = rl;
     io->n_links++;
+    if (xe_stream_accept(&rl->st, server) < 0) {
+        rl->closing = true; /* (nothing to log) */
+        xe_stream_abort(&rl->st, XE_STREAM_LOCAL, 0);
+        return;
+    }
     snprintf(rl->peer, sizeof(rl->peer), "?");
-    if (uv_tcp_getpeername(&rl->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (uv_tcp_getpeername(&rl->st.u.tcp, (struct sockaddr *)&ss, &len) == 0) {
         char a[48] = "?";
         if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, a, sizeof(a));
@@ -512,8 +495,8 @@ on_connection(uv_stream_t *server, int status)
         link_close(rl, "too many routing connections");
         return;
     }
-    uv_tcp_nodelay(&rl->tcp, 1);
-    uv_read_start((uv_stream_t *)&rl->tcp, on_alloc, on_read);
+    uv_tcp_nodelay(&rl->st.u.tcp, 1);
+    xe_stream_start(&rl->st);
 }
 
 /* ---- pools, pins, reloads ---------------------------------------------- */
@@ -690,8 +673,8 @@ scan_start(struct xe_route_io *io, struct rpool *p, uint64_t gen)
 /* Every XE_ROUTE_PIN_REFRESH_MS: the pins again if the store changed (its
  * generation: any write, by xedge or xedgectl), read in the thread pool;
  * a changed map goes to the pool's links (scan_done). Links still
- * unauthenticated after XE_ROUTE_AUTH_MS are closed, and so are closing
- * links whose last bytes have waited as long. */
+ * unauthenticated after XE_ROUTE_AUTH_MS are closed (a closing link's
+ * last bytes wait as long: its stream's grace time). */
 static void
 on_timer(uv_timer_t *t)
 {
@@ -708,12 +691,6 @@ on_timer(uv_timer_t *t)
         if (!rl->closing && xe_route_link_server(rl->link) == NULL &&
             now - rl->since_ms > XE_ROUTE_AUTH_MS)
             link_close(rl, "no authentication in time");
-        else if (rl->closing && rl->close_after_write &&
-                 now - rl->closing_ms > XE_ROUTE_AUTH_MS) {
-            /* a glue that reads nothing: its last bytes are dropped */
-            rl->close_after_write = false;
-            uv_close((uv_handle_t *)&rl->tcp, on_closed);
-        }
     }
 }
 
@@ -802,12 +779,12 @@ xe_route_io_stop(struct xe_route_io *io)
         uv_close((uv_handle_t *)&io->timer, NULL);
         io->timer_on = false;
     }
-    for (struct rlink *rl = io->all; rl; rl = rl->next)
-        if (!rl->closing) {
+    for (struct rlink *rl = io->all; rl; rl = rl->next) {
+        if (!rl->closing)
             unregister(rl);
-            rl->closing = true; /* no waiting on a glue at shutdown */
-            uv_close((uv_handle_t *)&rl->tcp, on_closed);
-        }
+        rl->closing = true; /* no waiting on a glue at shutdown */
+        xe_stream_abort(&rl->st, XE_STREAM_LOCAL, 0);
+    }
 }
 
 static void

@@ -13,7 +13,6 @@
  * how the streams find each other and open (s2s_io_impl.h). */
 #include "s2s_io_impl.h"
 
-static void on_timer(uv_timer_t *t);
 static void resume_feeders(struct sconn *c);
 
 /* ---- common ---------------------------------------------------------------- */
@@ -173,99 +172,12 @@ xe_s2sio_set_closing(struct sconn *c)
 
 /* ---- writing ------------------------------------------------------------ */
 
-void
-xe_s2sio_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    struct sconn *c = h->data;
-
-    (void)suggested;
-    buf->base = c->io->read_slab;
-    buf->len = sizeof(c->io->read_slab);
-}
-
-static void
-on_write(uv_write_t *req, int status)
-{
-    struct wreq *wr = (struct wreq *)req;
-    struct sconn *c = wr->c;
-
-    c->wq -= wr->len;
-    free(wr);
-    if (c->closed)
-        return;
-    if (status < 0) {
-        xe_s2sio_finish_close(c);
-        return;
-    }
-    if (c->closing) {
-        if (c->wq == 0 && !c->shutdown_sent)
-            xe_s2sio_finish_close(c);
-        return;
-    }
-    if (c->wq <= c->gen->conf->pump_low_water)
-        resume_feeders(c);
-}
-
-static int
-write_raw(struct sconn *c, const void *data, size_t len)
-{
-    struct wreq *wr;
-    uv_buf_t b;
-
-    if (len == 0 || c->closed || !c->connected)
-        return 0;
-    wr = xe_malloc(sizeof(*wr) + len);
-    wr->c = c;
-    wr->len = len;
-    memcpy(wr->data, data, len);
-    b = uv_buf_init(wr->data, (unsigned)len);
-    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) < 0) {
-        free(wr);
-        xe_s2sio_finish_close(c);
-        return -1;
-    }
-    c->wq += len;
-    if (c->wq > c->gen->conf->pump_hard_cap) {
-        xe_warn("event=buffer-cap kind=s2s-%s peer=%s queued=%zu",
-                xe_s2sio_kind_names[c->kind], c->peer, c->wq);
-        xe_s2sio_finish_close(c);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-flush_tls(struct sconn *c)
-{
-    char buf[16384];
-    size_t n;
-
-    while (c->tls && !c->closed && xe_tls_out_pending(c->tls) > 0) {
-        n = xe_tls_out_take(c->tls, buf, sizeof(buf));
-        if (n == 0)
-            break;
-        if (write_raw(c, buf, n) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 int
 xe_s2sio_send_bytes(struct sconn *c, const void *data, size_t len)
 {
     if (len == 0 || c->closed)
         return 0;
-    if (c->tls == NULL)
-        return write_raw(c, data, len);
-    if (c->tls_handshaking)
-        return 0; /* nothing of the stream can go out before TLS is up */
-    if (xe_tls_write(c->tls, data, len) < 0) {
-        xe_info("event=tls-error kind=s2s-%s peer=%s error=\"%s\"",
-                xe_s2sio_kind_names[c->kind], c->peer, xe_tls_error(c->tls));
-        xe_s2sio_finish_close(c);
-        return -1;
-    }
-    return flush_tls(c);
+    return xe_stream_write(&c->st, data, len);
 }
 
 void
@@ -286,25 +198,21 @@ xe_s2sio_flush_core(struct sconn *c)
 bool
 xe_s2sio_full(const struct sconn *c)
 {
-    return c->wq + c->held.len > c->gen->conf->pump_high_water;
+    return xe_stream_above_high(&c->st, c->held.len);
 }
 
 void
 xe_s2sio_pause_reading(struct sconn *c)
 {
-    if (!c->paused && !c->closed) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->paused = true;
-    }
+    if (!c->closed)
+        xe_stream_pause(&c->st);
 }
 
 void
 xe_s2sio_resume_reading(struct sconn *c)
 {
-    if (c->paused && !c->closed && !c->closing) {
-        c->paused = false;
-        uv_read_start((uv_stream_t *)&c->tcp, xe_s2sio_on_alloc, xe_s2sio_on_read);
-    }
+    if (!c->closed && !c->closing)
+        xe_stream_resume(&c->st);
 }
 
 static void
@@ -313,8 +221,7 @@ resume_one(void *v, void *ctx)
     struct sconn *f = v;
 
     (void)ctx;
-    if (f->paused)
-        xe_s2sio_resume_reading(f);
+    xe_s2sio_resume_reading(f);
 }
 
 /* C drained: the streams that fill it may read again (an OUT: its
@@ -331,16 +238,24 @@ resume_feeders(struct sconn *c)
         xe_s2s_pairs_each(c->io->pairs, XE_S2S_IN, resume_one, NULL);
 }
 
+static void
+on_drained(struct xe_stream *s, void *ctx)
+{
+    struct sconn *c = ctx;
+
+    (void)s;
+    if (!c->closing)
+        resume_feeders(c);
+}
+
 /* ---- closing ------------------------------------------------------------- */
 
-void
-xe_s2sio_on_closed(uv_handle_t *h)
+static void
+on_released(struct xe_stream *s, void *ctx)
 {
-    struct sconn *c = h->data;
+    struct sconn *c = ctx;
 
-    if (--c->handles > 0)
-        return;
-    xe_tls_free(&c->tls);
+    (void)s;
     xe_s2s_free(&c->core);
     xe_buf_free(&c->held);
     free(c->targets);
@@ -351,18 +266,46 @@ xe_s2sio_on_closed(uv_handle_t *h)
 void
 xe_s2sio_finish_close(struct sconn *c)
 {
+    xe_stream_abort(&c->st, XE_STREAM_LOCAL, 0);
+}
+
+/* The stream is closing (its handles are): whatever the reason, the one
+ * place where a stream leaves the routing and the list. */
+static void
+on_closed(struct xe_stream *s, enum xe_stream_reason why, int status, void *ctx)
+{
+    struct sconn *c = ctx;
     struct xe_s2s_io *io = c->io;
 
+    (void)status;
     if (c->closed)
         return;
+    switch (why) {
+    case XE_STREAM_HARD_CAP:
+        xe_warn("event=buffer-cap kind=s2s-%s peer=%s queued=%zu",
+                xe_s2sio_kind_names[c->kind], c->peer, xe_stream_queued(s));
+        break;
+    case XE_STREAM_TLS_FAILED:
+        if (xe_stream_tls(s) == NULL)
+            break;
+        xe_info("event=tls-failed kind=s2s-%s peer=%s error=\"%s\"",
+                xe_s2sio_kind_names[c->kind], c->peer, xe_tls_error(xe_stream_tls(s)));
+        xe_s2sio_why_set(c, "TLS with %s failed: %s", c->peer,
+                         xe_tls_error(xe_stream_tls(s)));
+        break;
+    case XE_STREAM_TLS_ERROR:
+        xe_info("event=tls-error kind=s2s-%s peer=%s error=\"%s\"",
+                xe_s2sio_kind_names[c->kind], c->peer, xe_tls_error(xe_stream_tls(s)));
+        break;
+    default:
+        break;
+    }
     c->closed = true;
     xe_s2sio_set_closing(c);
     if (c->core && xe_s2s_failure(c->core))
         xe_s2sio_why_set(c, "%s", xe_s2s_failure(c->core));
     if (c->kind == XE_S2S_OUT && !c->ready)
-        xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR,
-                                    c->connected ? "remote-server-not-found"
-                                                 : "remote-server-not-found");
+        xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
     if (c->kind == XE_S2S_VERIFY && c->asker)
         xe_s2sio_notify_verify(c, XE_S2S_ERROR, "remote-server-not-found");
     if (c->kind == XE_S2S_OUT) {
@@ -399,9 +342,6 @@ xe_s2sio_finish_close(struct sconn *c)
         xe_resolve_cancel(c->rq);
         c->rq = NULL;
     }
-    if (!c->retrying) /* (else it is closing already) */
-        uv_close((uv_handle_t *)&c->tcp, xe_s2sio_on_closed);
-    uv_close((uv_handle_t *)&c->timer, xe_s2sio_on_closed);
 }
 
 /* Close after what is queued has been written (at most CLOSE_GRACE_MS). */
@@ -415,10 +355,6 @@ xe_s2sio_sconn_close(struct sconn *c)
         xe_s2s_end(c->core);
         xe_s2sio_flush_core(c);
     }
-    if (c->tls && !c->tls_handshaking) {
-        xe_tls_shutdown(c->tls);
-        flush_tls(c);
-    }
     if (c->closed)
         return;
     xe_s2sio_set_closing(c);
@@ -428,12 +364,8 @@ xe_s2sio_sconn_close(struct sconn *c)
         xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
     if (c->kind == XE_S2S_VERIFY && c->asker)
         xe_s2sio_notify_verify(c, XE_S2S_ERROR, "remote-server-not-found");
-    if (c->wq == 0 || !c->connected) {
-        xe_s2sio_finish_close(c);
-        return;
-    }
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_timer_start(&c->timer, on_timer, CLOSE_GRACE_MS, 0);
+    /* (the TLS close_notify, then the end once the queue is out) */
+    xe_stream_close(&c->st, CLOSE_GRACE_MS);
 }
 
 /* ---- timers -------------------------------------------------------------- */
@@ -442,13 +374,14 @@ void
 xe_s2sio_arm(struct sconn *c, unsigned ms)
 {
     if (!c->closed)
-        uv_timer_start(&c->timer, on_timer, ms, 0);
+        xe_stream_arm(&c->st, ms);
 }
 
 static void
-on_timer(uv_timer_t *t)
+on_timer(struct xe_stream *s, void *ctx)
 {
-    struct sconn *c = t->data;
+    struct sconn *c = ctx;
+    bool connected = s->connected;
 
     if (c->closing) {
         xe_s2sio_finish_close(c);
@@ -457,18 +390,18 @@ on_timer(uv_timer_t *t)
     xe_info("event=s2s-timeout kind=s2s-%s peer=%s local=%s remote=%s stage=%s",
             xe_s2sio_kind_names[c->kind], c->peer, c->local[0] ? c->local : "-",
             c->remote[0] ? c->remote : "-",
-            !c->connected ? "connect"
-            : c->ready    ? "idle"
-                          : "handshake");
+            !connected ? "connect"
+            : c->ready ? "idle"
+                       : "handshake");
     xe_s2sio_why_set(c, "timeout: no answer from %s within the %s time", c->peer,
-                     !c->connected ? "connect"
-                     : c->ready    ? "idle"
-                                   : "handshake");
+                     !connected ? "connect"
+                     : c->ready ? "idle"
+                                : "handshake");
     if (c->kind == XE_S2S_OUT && !c->ready)
         xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR, "remote-server-timeout");
     if (c->kind == XE_S2S_VERIFY && c->asker)
         xe_s2sio_notify_verify(c, XE_S2S_ERROR, "remote-server-timeout");
-    if (c->core && c->connected && !xe_s2s_closed(c->core))
+    if (c->core && connected && !xe_s2s_closed(c->core))
         xe_s2s_stream_error(c->core, "connection-timeout", NULL);
     xe_s2sio_sconn_close(c);
 }
@@ -488,9 +421,9 @@ on_verdict(struct sconn *c)
             xe_s2sio_arm(c, c->gen->conf->s2s_idle_ms);
             xe_info("event=s2s-out peer=%s local=%s remote=%s mech=%s tls=%s", c->peer,
                     c->local, c->remote, xe_s2s_mech(c->core),
-                    c->direct_tls ? "direct"
-                    : c->tls      ? "starttls"
-                                  : "none");
+                    c->direct_tls           ? "direct"
+                    : xe_stream_tls(&c->st) ? "starttls"
+                                            : "none");
         } else {
             if (xe_s2s_failure(c->core))
                 xe_s2sio_why_set(c, "%s", xe_s2s_failure(c->core));
@@ -533,44 +466,41 @@ xe_s2sio_start_tls(struct sconn *c)
 {
     const struct xe_conf *conf = c->gen->conf;
     const struct xe_domain_conf *d = xe_conf_domain(conf, c->local);
+    struct xe_tls *t;
 
     if (c->kind == XE_S2S_IN)
-        c->tls = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
+        t = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
     else
-        c->tls = xe_tls_new_s2s_client(
+        t = xe_tls_new_s2s_client(
             c->gen->client[d ? (size_t)(d - conf->domains) : conf->n_domains], c->remote,
             c->direct_tls ? "xmpp-server" : NULL);
-    if (c->tls == NULL) {
+    if (t == NULL) {
         xe_s2sio_finish_close(c);
         return;
     }
-    c->tls_handshaking = true;
     xe_s2sio_arm(c, conf->tls_timeout_ms);
-    if (c->kind != XE_S2S_IN && xe_tls_handshake(c->tls) == XE_TLS_ERROR) {
-        xe_s2sio_finish_close(c);
-        return;
-    }
-    flush_tls(c);
+    xe_stream_start_tls(&c->st, t, c->kind != XE_S2S_IN);
 }
 
 static void
-tls_up(struct sconn *c)
+on_tls_up(struct xe_stream *s, void *ctx)
 {
+    struct sconn *c = ctx;
+    struct xe_tls *tls = xe_stream_tls(s);
     char ids[MAX_NAMES][3072];
     const char *names[MAX_NAMES];
-    size_t n = xe_tls_peer_identities(c->tls, XE_ID_DNS | XE_ID_XMPPADDR, ids, MAX_NAMES);
+    size_t n = xe_tls_peer_identities(tls, XE_ID_DNS | XE_ID_XMPPADDR, ids, MAX_NAMES);
     char alpn[32];
 
     for (size_t i = 0; i < n; i++)
         names[i] = ids[i];
     xe_debug("event=tls kind=s2s-%s peer=%s version=%s cipher=%s alpn=%s",
-             xe_s2sio_kind_names[c->kind], c->peer, xe_tls_version(c->tls),
-             xe_tls_cipher(c->tls), xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
-    c->tls_handshaking = false;
+             xe_s2sio_kind_names[c->kind], c->peer, xe_tls_version(tls),
+             xe_tls_cipher(tls), xe_tls_alpn(tls, alpn, sizeof(alpn)) ? alpn : "-");
     xe_s2sio_arm(c, c->gen->conf->s2s_handshake_ms);
     {
         struct xe_cbind cb[XE_CB_MAX];
-        size_t ncb = xe_tls_channel_bindings(c->tls, false, cb, XE_CB_MAX);
+        size_t ncb = xe_tls_channel_bindings(tls, false, cb, XE_CB_MAX);
         xe_s2s_set_channel_bindings(c->core, cb, ncb);
         OPENSSL_cleanse(cb, sizeof(cb));
     }
@@ -640,61 +570,48 @@ xe_s2sio_feed_plain(struct sconn *c, const char *data, size_t n)
     }
 }
 
-void
-xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static void
+on_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
 {
-    struct sconn *c = s->data;
-    char plain[16384];
+    struct sconn *c = ctx;
 
-    if (nread <= 0 || c->closed) {
-        if (nread < 0 && !c->closed) {
-            xe_s2sio_why_set(c, "%s closed the connection%s", c->peer,
-                             c->tls_handshaking ? " during the TLS handshake" : "");
-            if (c->kind == XE_S2S_OUT && !c->ready)
-                xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
-            xe_s2sio_finish_close(c);
-        }
-        return;
-    }
+    (void)s;
     if (c->ready)
         xe_s2sio_arm(c, c->gen->conf->s2s_idle_ms);
-    if (c->tls == NULL) {
-        xe_s2sio_feed_plain(c, buf->base, (size_t)nread);
-        return;
-    }
-    if (xe_tls_feed(c->tls, buf->base, (size_t)nread) < 0) {
-        xe_s2sio_finish_close(c);
-        return;
-    }
-    if (c->tls_handshaking) {
-        int r = xe_tls_handshake(c->tls);
-        flush_tls(c);
-        if (r == XE_TLS_ERROR) {
-            xe_info("event=tls-failed kind=s2s-%s peer=%s error=\"%s\"",
-                    xe_s2sio_kind_names[c->kind], c->peer, xe_tls_error(c->tls));
-            xe_s2sio_why_set(c, "TLS with %s failed: %s", c->peer, xe_tls_error(c->tls));
-            xe_s2sio_finish_close(c);
-            return;
-        }
-        if (r != XE_TLS_DONE)
-            return;
-        tls_up(c);
-    }
-    for (;;) {
-        int r;
-        if (c->closed || c->tls == NULL)
-            return;
-        r = xe_tls_read(c->tls, plain, sizeof(plain));
-        if (r > 0) {
-            xe_s2sio_feed_plain(c, plain, (size_t)r);
-            continue;
-        }
-        if (r == XE_TLS_CLOSED || r == XE_TLS_ERROR)
-            xe_s2sio_sconn_close(c);
-        flush_tls(c);
-        return;
-    }
+    xe_s2sio_feed_plain(c, data, n);
 }
+
+/* The peer's side ended: a closed connection fails the stream at once; a
+ * TLS close_notify or error ends it with our end of the stream. */
+static void
+on_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
+{
+    struct sconn *c = ctx;
+
+    (void)status;
+    if (c->closed)
+        return;
+    if (r == XE_STREAM_TLS_CLOSED || r == XE_STREAM_TLS_ERROR) {
+        xe_s2sio_sconn_close(c);
+        return;
+    }
+    xe_s2sio_why_set(c, "%s closed the connection%s", c->peer,
+                     s->tls_handshaking ? " during the TLS handshake" : "");
+    if (c->kind == XE_S2S_OUT && !c->ready)
+        xe_s2sio_notify_out_verdict(c, XE_S2S_ERROR, "remote-server-not-found");
+    xe_s2sio_finish_close(c);
+}
+
+const struct xe_stream_cb xe_s2sio_stream_cb = {
+    .connected = xe_s2sio_on_connected,
+    .tls_up = on_tls_up,
+    .data = on_data,
+    .eof = on_eof,
+    .drained = on_drained,
+    .timeout = on_timer,
+    .closed = on_closed,
+    .released = on_released,
+};
 
 /* ---- the API -------------------------------------------------------------- */
 
@@ -863,7 +780,7 @@ xe_s2s_io_stop(struct xe_s2s_io *io)
         }
     while (io->conns) {
         struct sconn *c = io->conns;
-        if (c->core && c->connected && !xe_s2s_closed(c->core) &&
+        if (c->core && c->st.connected && !xe_s2s_closed(c->core) &&
             (c->kind == XE_S2S_IN || c->kind == XE_S2S_BACKEND)) {
             xe_s2s_stream_error(c->core, "system-shutdown", NULL);
             xe_s2sio_flush_core(c);

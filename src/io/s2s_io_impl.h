@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "resolve.h"
 #include "s2s.h"
+#include "stream.h"
 #include "s2s_pairs.h"
 #include "listen.h"
 #include "tls.h"
@@ -53,8 +54,8 @@ struct xe_s2s_io {
     uv_loop_t *loop;
     /* every stream's reads land here: they run on this one loop and are
      * consumed (fed, decrypted, copied into a write) before the callback
-     * returns */
-    char read_slab[XE_READ_CHUNK];
+     * returns (stream.h) */
+    struct xe_stream_slab slab;
     struct s2s_gen *gen;
     struct xe_s2s_gen_ops ops;
     struct s2s_listener *ls;
@@ -84,17 +85,13 @@ struct sconn {
     struct sconn *prev, *next;
     uint64_t id;
     enum xe_s2s_kind kind;
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    int handles;
-    bool closed, closing, connected, tls_handshaking, paused, shutdown_sent;
-    uv_shutdown_t sreq;
-    struct xe_tls *tls;
+    /* the socket, its timer, TLS, the write queue (stream.h): an sconn is
+     * freed when its stream is released */
+    struct xe_stream st;
+    bool closed, closing;
     struct xe_s2s *core;
     char peer[128];
     char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
-    size_t wq;          /* bytes handed to uv_write, not yet written */
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
                            LINK: stanzas waiting for the link to be up */
     bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
@@ -104,7 +101,6 @@ struct sconn {
     struct xe_resolve_req *rq;
     struct xe_target *targets;
     size_t n_targets, next_target;
-    bool retrying;    /* the handle of a failed connect is closing */
     bool no_external; /* OUT: dialback only (the remote dropped EXTERNAL) */
     bool ext_retried; /* OUT: a stream without EXTERNAL took over */
     bool direct_tls;  /* the current target wants TLS at once (XEP-0368) */
@@ -112,13 +108,6 @@ struct sconn {
     int64_t since; /* unix time of its start */
     /* OUT/VERIFY: why it failed (the first reason) */
     char why[XE_S2S_MAX_LOG_TEXT + 128];
-};
-
-struct wreq {
-    uv_write_t req;
-    struct sconn *c;
-    size_t len;
-    char data[];
 };
 
 /* s2s_io.c */
@@ -135,9 +124,7 @@ void xe_s2sio_set_closing(struct sconn *c);
 void xe_s2sio_finish_close(struct sconn *c);
 void xe_s2sio_flush_core(struct sconn *c);
 bool xe_s2sio_full(const struct sconn *c);
-void xe_s2sio_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-void xe_s2sio_on_closed(uv_handle_t *h);
-void xe_s2sio_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+extern const struct xe_stream_cb xe_s2sio_stream_cb;
 void xe_s2sio_pause_reading(struct sconn *c);
 void xe_s2sio_resume_reading(struct sconn *c);
 void xe_s2sio_sconn_close(struct sconn *c);
@@ -156,5 +143,6 @@ void xe_s2sio_notify_out_verdict(struct sconn *out, enum xe_s2s_result r,
                                  const char *cond);
 void xe_s2sio_notify_verify(struct sconn *v, enum xe_s2s_result r, const char *cond);
 void xe_s2sio_on_connection(uv_stream_t *ls, int status);
+void xe_s2sio_on_connected(struct xe_stream *s, int status, void *ctx);
 
 #endif

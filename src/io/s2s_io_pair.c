@@ -5,7 +5,7 @@
 #include "s2s_io_impl.h"
 
 static void backend_go_on(struct sconn *b);
-static void on_retry_closed(uv_handle_t *h);
+static void on_reopened(struct xe_stream *s, void *ctx);
 static struct sconn *open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind,
                                const char *local, const char *remote, const char *key,
                                const char *stream_id);
@@ -245,7 +245,7 @@ xe_s2sio_backend_open(struct sconn *b)
     xe_s2sio_pause_reading(b); /* its stanzas wait until the verdict */
     /* which the outbound stream's own timeouts bound (DNS, connect,
      * handshake): the backend's must not end it first */
-    uv_timer_stop(&b->timer);
+    xe_stream_disarm(&b->st);
     {
         /* The key must be an assertion (purpose "s2s-out", identity "LOCAL
          * REMOTE") signed with the pool secret of the local domain, as
@@ -314,10 +314,12 @@ sconn_new(struct xe_s2s_io *io, enum xe_s2s_kind kind)
     c->id = ++io->next_id;
     c->since = (int64_t)time(NULL);
     xe_metrics_inc(XE_M_S2S_STREAMS, xe_s2sio_kind_names[kind], NULL);
-    uv_tcp_init(io->loop, &c->tcp);
-    uv_timer_init(io->loop, &c->timer);
-    c->tcp.data = c->timer.data = c;
-    c->handles = 2;
+    {
+        const struct xe_conf *conf = io->gen->conf;
+        struct xe_stream_limits lim = {conf->pump_low_water, conf->pump_high_water,
+                                       conf->pump_hard_cap};
+        xe_stream_init(&c->st, io->loop, false, &io->slab, &lim, &xe_s2sio_stream_cb, c);
+    }
     xe_buf_init(&c->held, io->gen->conf->pump_hard_cap);
     c->next = io->conns;
     if (io->conns)
@@ -350,10 +352,10 @@ core_params(struct sconn *c, struct xe_s2s_params *p)
     p->max_attrs_preauth = conf->max_attrs;
 }
 
-static void
-on_connect(uv_connect_t *req, int status)
+void
+xe_s2sio_on_connected(struct xe_stream *s, int status, void *ctx)
 {
-    struct sconn *c = req->data;
+    struct sconn *c = ctx;
 
     if (c->closed)
         return;
@@ -363,17 +365,15 @@ on_connect(uv_connect_t *req, int status)
                 xe_s2sio_kind_names[c->kind], c->peer, c->local, c->remote,
                 uv_strerror(status));
         if (c->next_target < c->n_targets) { /* the resolver gave another one */
-            c->retrying = true;
-            uv_close((uv_handle_t *)&c->tcp, on_retry_closed);
+            xe_stream_reopen(s, on_reopened);
             return;
         }
         xe_s2sio_why_set(c, "cannot connect to %s: %s", c->peer, uv_strerror(status));
         xe_s2sio_finish_close(c);
         return;
     }
-    c->connected = true;
     xe_s2sio_arm(c, c->gen->conf->s2s_handshake_ms);
-    uv_read_start((uv_stream_t *)&c->tcp, xe_s2sio_on_alloc, xe_s2sio_on_read);
+    xe_stream_start(s);
     if (c->direct_tls) {
         xe_buf_consume(xe_s2s_output(c->core), xe_s2s_output(c->core)->len);
         xe_s2sio_start_tls(c); /* the header goes out once TLS is up */
@@ -400,26 +400,20 @@ connect_next(struct sconn *c)
         snprintf(c->peer, sizeof(c->peer), "[%s]:%d", ip, port);
     }
     c->direct_tls = t->direct_tls != 0;
-    c->creq.data = c;
-    if (uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&t->addr, on_connect) <
-        0)
+    if (xe_stream_connect_tcp(&c->st, (const struct sockaddr *)&t->addr) < 0)
         xe_s2sio_finish_close(c);
     else
         xe_s2sio_arm(c, c->gen->conf->s2s_connect_ms);
 }
 
+/* The socket of a failed connect is closed and a fresh one ready: the
+ * resolver's next target. */
 static void
-on_retry_closed(uv_handle_t *h)
+on_reopened(struct xe_stream *s, void *ctx)
 {
-    struct sconn *c = h->data;
+    struct sconn *c = ctx;
 
-    c->retrying = false;
-    if (c->closed) {
-        xe_s2sio_on_closed(h);
-        return;
-    }
-    uv_tcp_init(c->io->loop, &c->tcp);
-    c->tcp.data = c;
+    (void)s;
     connect_next(c);
 }
 
@@ -562,8 +556,7 @@ open_conn(struct xe_s2s_io *io, enum xe_s2s_kind kind, const char *local,
         xe_s2sio_arm(c, c->gen->conf->dns_ms + c->gen->conf->s2s_connect_ms);
         return c;
     }
-    c->creq.data = c;
-    if (uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, on_connect) < 0) {
+    if (xe_stream_connect_tcp(&c->st, (struct sockaddr *)&ss) < 0) {
         xe_s2sio_finish_close(c);
         return NULL;
     }
@@ -592,12 +585,11 @@ xe_s2sio_on_connection(uv_stream_t *ls, int status)
     if (status < 0 || io->stopping)
         return;
     c = sconn_new(io, l->kind == XE_LISTEN_S2S_BACKEND ? XE_S2S_BACKEND : XE_S2S_IN);
-    if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0) {
+    if (xe_stream_accept(&c->st, ls) != 0) {
         xe_s2sio_finish_close(c);
         return;
     }
-    c->connected = true;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (uv_tcp_getpeername(&c->st.u.tcp, (struct sockaddr *)&ss, &sl) == 0) {
         if (ss.ss_family == AF_INET)
             uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
         else
@@ -630,14 +622,13 @@ xe_s2sio_on_connection(uv_stream_t *ls, int status)
         return;
     }
     if (l->kind == XE_LISTEN_S2S_DIRECT_TLS) {
-        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
-        c->tls_handshaking = true;
-        if (c->tls == NULL) {
+        struct xe_tls *t = xe_tls_new(c->gen->tls_direct, NULL);
+        if (t == NULL || xe_stream_start_tls(&c->st, t, false) < 0) {
             xe_s2sio_finish_close(c);
             return;
         }
     }
-    xe_s2sio_arm(c,
-                 c->tls ? c->gen->conf->tls_timeout_ms : c->gen->conf->s2s_handshake_ms);
-    uv_read_start((uv_stream_t *)&c->tcp, xe_s2sio_on_alloc, xe_s2sio_on_read);
+    xe_s2sio_arm(c, xe_stream_tls(&c->st) ? c->gen->conf->tls_timeout_ms
+                                          : c->gen->conf->s2s_handshake_ms);
+    xe_stream_start(&c->st);
 }

@@ -103,7 +103,6 @@ struct bstate {
     bool checking;
 };
 
-/* An active health check (pool.h): connect, a stream header, the features. */
 /* A connection to a backend: TCP, or a unix socket (a server whose address
  * is a path). Both start with the stream: cast to uv_stream_t/uv_handle_t. */
 union backend_handle {
@@ -111,20 +110,8 @@ union backend_handle {
     uv_pipe_t pipe;
 };
 
-struct hcheck {
-    union backend_handle tcp;
-    uv_timer_t timer;
-    uv_connect_t creq;
-    uv_write_t wreq;
-    struct xe_server *srv;
-    struct bstate *b;
-    struct xe_health_probe *probe;
-    struct hcheck *prev, *next;
-    unsigned char proxy_hdr[XE_PROXY_V2_OUT_MAX];
-    size_t proxy_len;
-    int handles;
-    bool done;
-};
+/* An active health check (health.c). */
+struct hcheck;
 
 /* A job for a worker, from the main thread: run fn on the worker's own
  * loop; the caller waits (bounded) for every worker's answer (on_workers). */
