@@ -141,6 +141,8 @@ struct xe_sess {
     unsigned retried;
     uint64_t tried;
     const char *backend_error;
+    bool backend_error_counts;
+    const char *bind_refused; /* R4: the condition */
     char backend_why[160];
     /* the timer wanted */
     int timer_op;
@@ -405,6 +407,7 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
         case XE_C2S_CONTINUE:
             break;
         case XE_C2S_STARTTLS: /* R1: the rest is dropped */
+            *used_r = total - n;
             s->st = XE_SS_TLS;
             arm(s, s->conf->tls_timeout_ms);
             return XE_SD_START_TLS;
@@ -485,6 +488,7 @@ sess_backend_failed(struct xe_sess *s, const char *why)
 
     snprintf(s->backend_why, sizeof(s->backend_why), "%s", why ? why : "?");
     s->backend_error = s->backend_why;
+    s->backend_error_counts = in_hs; /* a connect or handshake failure */
     if (xe_sess_may_retry(s->pool, s->server, s->retried, in_hs)) {
         s->tried |= UINT64_C(1) << s->server;
         s->retried++;
@@ -527,8 +531,8 @@ xe_sess_connected(struct xe_sess *s, bool ok, const char *why)
     struct xe_buf *out;
 
     s->backend_error = NULL;
-    if (s->st != XE_SS_BACKEND || s->bhs == NULL)
-        return XE_SD_NONE;
+    if (s->st != XE_SS_BACKEND || s->bhs == NULL || s->backend_failed)
+        return XE_SD_NONE; /* (a connect that ends after the login gave up) */
     if (!ok)
         return sess_backend_failed(s, why);
     s->connected = true;
@@ -551,11 +555,9 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
     if (s->st != XE_SS_BACKEND && s->st != XE_SS_COMPRESS_OFFER)
         return XE_SD_NONE;
     if (n == 0)
-        return s->st == XE_SS_BACKEND
-                   ? sess_backend_failed(s, why ? why
-                                                : "backend closed the connection "
-                                                  "during the handshake")
-                   : XE_SD_NONE;
+        return sess_backend_failed(s, why ? why
+                                          : "backend closed the connection during the "
+                                            "handshake");
     if (s->backend_failed)
         return XE_SD_NONE;
     if (s->st != XE_SS_BACKEND || s->backend_ready) {
@@ -574,6 +576,7 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
     }
     if (r == XE_BHS_FAIL) {
         if (s->iq_auth && xe_backend_hs_bind_error(s->bhs)) { /* R4 */
+            s->bind_refused = xe_backend_hs_bind_error(s->bhs);
             xe_c2s_answer_iq_auth(s->c2s, xe_backend_hs_bind_error(s->bhs));
             return sess_close(s);
         }
@@ -647,8 +650,9 @@ xe_sess_timer_fired(struct xe_sess *s, uint64_t now)
         break;
     case XE_SS_SPLICED:
         return XE_SD_NONE;     /* (the glue's, once spliced) */
-    case XE_SS_COMPRESS_OFFER: /* the client did not answer the offer */
-        return sess_fail(s, XE_SF_IDLE_TIMEOUT);
+    case XE_SS_COMPRESS_OFFER: /* the client did not answer the offer in time */
+        in.phase = XE_SP_BACKEND;
+        break;
     default:
         in.phase = XE_SP_NEGOTIATING;
         break;
@@ -691,10 +695,13 @@ xe_sess_sent(struct xe_sess *s)
 }
 
 void
-xe_sess_pending(struct xe_sess *s, struct xe_buf **to_client, struct xe_buf **to_backend)
+xe_sess_take_pending(struct xe_sess *s, struct xe_buf *to_client,
+                     struct xe_buf *to_backend)
 {
-    *to_client = &s->client_pending;
-    *to_backend = &s->backend_pending;
+    *to_client = s->client_pending;
+    *to_backend = s->backend_pending;
+    xe_buf_init(&s->client_pending, 0);
+    xe_buf_init(&s->backend_pending, 0);
 }
 
 struct xe_buf *
@@ -732,9 +739,49 @@ xe_sess_failure(const struct xe_sess *s)
 }
 
 const char *
-xe_sess_backend_error(const struct xe_sess *s)
+xe_sess_backend_error(const struct xe_sess *s, bool *counts_r)
 {
+    if (counts_r)
+        *counts_r = s->backend_error_counts;
     return s->backend_error;
+}
+
+const char *
+xe_sess_bind_refused(const struct xe_sess *s)
+{
+    return s->bind_refused;
+}
+
+bool
+xe_sess_backend_ready(const struct xe_sess *s)
+{
+    return s->backend_ready;
+}
+
+void
+xe_sess_closing(struct xe_sess *s)
+{
+    s->held = false;
+    take_c2s(s);
+    s->st = XE_SS_CLOSING;
+}
+
+void
+xe_sess_client_spoke(struct xe_sess *s, uint64_t now)
+{
+    if (s->st == XE_SS_NEGOTIATING && !s->held)
+        arm_preauth(s, now);
+}
+
+enum xe_sess_do
+xe_sess_stream_error(struct xe_sess *s, const char *condition, const char *text)
+{
+    s->held = false;
+    xe_c2s_stream_error(s->c2s, condition, text);
+    take_c2s(s);
+    s->st = XE_SS_CLOSING;
+    stop_timer(s);
+    return XE_SD_CLOSE;
 }
 
 struct xe_c2s *

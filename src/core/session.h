@@ -249,7 +249,9 @@ struct xe_sess *xe_sess_new(const struct xe_sess_params *p, uint64_t now);
 void xe_sess_free(struct xe_sess **s);
 
 /* Client plaintext (after TLS and, once compressed, after inflating).
- * *used_r: bytes taken (less than N only with XE_SD_START_COMPRESSION). */
+ * *used_r: bytes taken, less than N only with XE_SD_START_TLS (the rest is
+ * to be dropped, R1; the glue logs it) and XE_SD_START_COMPRESSION (the rest
+ * is compressed, R6). */
 enum xe_sess_do xe_sess_client(struct xe_sess *s, const void *data, size_t n,
                                size_t *used_r, uint64_t now);
 /* The client's TLS is up (SNI: Direct TLS's, else NULL). */
@@ -273,10 +275,11 @@ enum xe_sess_do xe_sess_timer_fired(struct xe_sess *s, uint64_t now);
 struct xe_buf *xe_sess_to_client(struct xe_sess *s);
 struct xe_buf *xe_sess_to_backend(struct xe_sess *s);
 void xe_sess_sent(struct xe_sess *s);
-/* After XE_SD_SPLICE: what each side sent beyond the machine's bytes (R7);
- * the glue sends them (to_client first) and frees the machine. */
-void xe_sess_pending(struct xe_sess *s, struct xe_buf **to_client,
-                     struct xe_buf **to_backend);
+/* After XE_SD_SPLICE: what each side sent beyond the machine's bytes (R7),
+ * moved out to the caller (who frees them); the glue sends them (to_client
+ * first) and frees the machine. */
+void xe_sess_take_pending(struct xe_sess *s, struct xe_buf *to_client,
+                          struct xe_buf *to_backend);
 /* After XE_SD_START_COMPRESSION from a re-parse (the bytes the client sent
  * before the restart was answered, or while an answer was held): the
  * compressed rest, which the glue inflates before its own input; it
@@ -289,9 +292,22 @@ int xe_sess_timer_want(struct xe_sess *s, uint64_t *ms_r);
 enum xe_sess_state xe_sess_state(const struct xe_sess *s);
 bool xe_sess_held(const struct xe_sess *s);
 enum xe_sess_fail xe_sess_failure(const struct xe_sess *s); /* with XE_SD_CLOSE */
-/* The backend failure of the last call, to log and count against the server
- * (NULL: none); cleared by the next call. */
-const char *xe_sess_backend_error(const struct xe_sess *s);
+/* The backend failure of the last call, to log (NULL: none); *COUNTS_R: it
+ * counts against the server (a connect or handshake failure); cleared by the
+ * next call. */
+const char *xe_sess_backend_error(const struct xe_sess *s, bool *counts_r);
+/* The CLOSE was iq-auth's bind refused by the backend (R4): its condition. */
+const char *xe_sess_bind_refused(const struct xe_sess *s);
+/* The glue closes: what the core queued goes out (a held answer too). */
+void xe_sess_closing(struct xe_sess *s);
+bool xe_sess_backend_ready(const struct xe_sess *s);
+/* The client sent bytes (even a TLS record with no plaintext yet): before
+ * authentication the idle time starts again. */
+void xe_sess_client_spoke(struct xe_sess *s, uint64_t now);
+/* An end the glue decides (shutdown, kick) before the splice: the stream
+ * error on the client's stream (a held answer is dropped); XE_SD_CLOSE. */
+enum xe_sess_do xe_sess_stream_error(struct xe_sess *s, const char *condition,
+                                     const char *text);
 /* The c2s core (domain, JID, mechanism, resource...), until freed. */
 struct xe_c2s *xe_sess_c2s(struct xe_sess *s);
 unsigned xe_sess_retried(const struct xe_sess *s);

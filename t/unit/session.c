@@ -344,13 +344,15 @@ act(struct run *r, enum xe_sess_do d)
         act(r, xe_sess_connected(r->s, true, NULL));
     }
     if (d == XE_SD_SPLICE) {
-        struct xe_buf *pc, *pb;
+        struct xe_buf pc, pb;
         r->spliced = true;
-        xe_sess_pending(r->s, &pc, &pb);
-        snprintf(r->pend_client, sizeof(r->pend_client), "%.*s", (int)pc->len,
-                 (const char *)pc->data);
-        snprintf(r->pend_backend, sizeof(r->pend_backend), "%.*s", (int)pb->len,
-                 (const char *)pb->data);
+        xe_sess_take_pending(r->s, &pc, &pb);
+        snprintf(r->pend_client, sizeof(r->pend_client), "%.*s", (int)pc.len,
+                 (const char *)pc.data);
+        snprintf(r->pend_backend, sizeof(r->pend_backend), "%.*s", (int)pb.len,
+                 (const char *)pb.data);
+        xe_buf_free(&pc);
+        xe_buf_free(&pb);
     }
 }
 
@@ -560,8 +562,8 @@ test_r3_fail_at_restart(void)
         client(&r, CHEADER("example.test"), step);
         client(&r, AUTH_OK, step);
         act(&r, xe_sess_backend(r.s, "", 0, "refused"));
-        ok(xe_sess_backend_error(r.s) != NULL, "R3 fail (%s): a backend error to log",
-           how);
+        ok(xe_sess_backend_error(r.s, NULL) != NULL,
+           "R3 fail (%s): a backend error to log", how);
         is_int(xe_sess_state(r.s), XE_SS_BACKEND, "R3 fail (%s): waits for the restart",
                how);
         r.to_client.len = 0;
@@ -616,7 +618,8 @@ test_r4_iq_auth(void)
                 "<iq type='error' id='xe-bind-1'><error type='cancel'><conflict "
                 "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
                 0);
-        ok(strstr(str(&r.to_client), "conflict") && strchr(r.acts, 'X'),
+        ok(strstr(str(&r.to_client), "conflict") && strchr(r.acts, 'X') &&
+               xe_sess_bind_refused(r.s) != NULL,
            "R4: a bind refusal is the iq's error, then close");
         run_end(&r);
     }
