@@ -299,7 +299,9 @@ sess_close(struct xe_sess *s)
 }
 
 /* Authenticated: the backend is next. RESTARTED: no restart follows (iq-auth;
- * SASL2 will too). REST: what the client sent after (R7). */
+ * SASL2 will too: its success is the place to call this with true, and Bind2's
+ * request goes to the backend script next to xe_backend_hs_bind in
+ * xe_sess_backend_begin). REST: what the client sent after (R7). */
 static enum xe_sess_do
 sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n)
 {
@@ -313,7 +315,9 @@ sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n
     return XE_SD_CONNECT;
 }
 
-/* The join (R3, R4): both sides are in; answer the client. */
+/* The join (R3, R4): both sides are in; answer the client. (SASL2: a third
+ * answer kind here, the <success/> with the Bind2 result, sent before any of
+ * client_pending: what the backend sent after its <enabled/>.) */
 static enum xe_sess_do
 sess_answer(struct xe_sess *s)
 {

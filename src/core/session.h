@@ -150,7 +150,9 @@ enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
  * by byte; a change that breaks one is a behaviour change a client sees):
  *
  *  R1 Bytes a client pipelines after <starttls/> are dropped (never parsed in
- *     the clear, never handed on): XE_SD_START_TLS consumes the whole input.
+ *     the clear, never handed on): XE_SD_START_TLS stops *used_r at the
+ *     element's end; the glue logs the rest (xe_sess_starttls_injection) and
+ *     drops it.
  *  R2 A held answer (the failed-authentication delay, lockout.h) is not sent
  *     and nothing more of the client is parsed until xe_sess_timer_fired();
  *     then the answer goes out, what came meanwhile is parsed in order, and
@@ -178,7 +180,8 @@ enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
  *     bytes after its features likewise reach the client after the answer.
  *
  * THE STATES (enum xe_sess_state): NEGOTIATING (the c2s core talks with the
- * client; TLS, SASL, iq-auth) -> HELD (sub-state: an answer waits) ->
+ * client; SASL, iq-auth) <-> TLS (the glue's handshake, after STARTTLS or
+ * first on Direct TLS) ; held (a flag of NEGOTIATING: an answer waits) ->
  * BACKEND (authenticated: connect, backend handshake, the join R3/R4) ->
  * COMPRESS_OFFER (the restart was answered with compression offered) ->
  * SPLICED (out of the data path: the glue pumps bytes) | CLOSING.
