@@ -1,6 +1,10 @@
-/* Unit tests: the c2s login's typed failures and their one mapping to what
- * the client sees, the login timer's decision, and ordering rule 1 (bytes
- * after <starttls/>) (src/core/session.h). No sockets. */
+/* Unit tests of the c2s login (src/core/session.h): the typed failures and
+ * their one mapping to what the client sees, the login timer's decision, and
+ * the login machine (struct xe_sess) whole: every ordering rule R1-R7, and
+ * the whole login against the canned bytes of each backend kind (Prosody's
+ * direct login, Prosody with SASL PLAIN, ejabberd, jabberd2), both orders of
+ * the two sides, fed whole and byte by byte; retries. A real LMDB store in a
+ * temporary directory and Cyrus SASL over it; no sockets. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
