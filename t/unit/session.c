@@ -238,7 +238,6 @@ test_join(void)
     "<password>alice-pw</password><resource>r</resource></query></iq>"
 #define TOKEN "v1.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl-_x"
 
-/* the backend kinds' canned bytes (from t/unit/backend.c and fuzz/corpus/backend) */
 #define B_HEADER(id)                                                                     \
     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                         \
     "xmlns:stream='http://etherx.jabber.org/streams' id='" id "' "                       \
@@ -264,37 +263,83 @@ struct kind {
     const char *name, *before_restart, *after_restart, *features, *sent;
 };
 
+/* The backend kinds' real bytes, captured from the servers the sandbox runs
+ * (contrib/sandbox/xedge-sandbox with XEDGE_SANDBOX_BACKENDS_ONLY=1: Prosody
+ * 0.12 with mod_auth_xedge, ejabberd 23.01 and jabberd2 2.7 with
+ * xedge-extauth), logging in with an assertion as xedge does. prosody-plain
+ * is the same Prosody without the direct login: its <auth xmlns='urn:xedge:auth:0'/>
+ * feature taken out. */
 static const struct kind kinds[] = {
-    {"prosody-direct", B_HEADER("p1") B_FEAT1_DIRECT "<success xmlns='" NS_DIRECT "'/>",
-     "", B_FEAT2, "<auth xmlns='" NS_DIRECT "' user='alice'>" TOKEN "</auth>"},
-    {"prosody-plain", B_HEADER("p2") B_FEAT1 B_SUCCESS, B_HEADER("p3"), B_FEAT2,
+    {"prosody-direct",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='b914e5a9-e4b8-4722-a39b-d6029a17aa10' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'><stream:features><register xmlns"
+     "='urn:xmpp:invite'/><register xmlns='urn:xmpp:ibr-token:0'/><mechanisms xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism"
+     "s><auth xmlns='urn:xedge:auth:0'/><register xmlns='http://jabber.org/feature"
+     "s/iq-register'/></stream:features><success xmlns='urn:xedge:auth:0'/>",
+     "",
+     "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xm"
+     "pp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm><bind xml"
+     "ns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:"
+     "ietf:params:xml:ns:xmpp-session'><optional/></session><csi xmlns='urn:xmpp:c"
+     "si:0'/><c node='http://prosody.im' ver='aFSBIOQm69bgjlIJRHM6A+jGGdU=' hash='"
+     "sha-1' xmlns='http://jabber.org/protocol/caps'/><sub xmlns='urn:xmpp:feature"
+     "s:pre-approval'/></stream:features>",
+     "<auth xmlns='" NS_DIRECT "' user='alice'>" TOKEN "</auth>"},
+    {"prosody-plain",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='79c5f281-0c58-45e4-bcfa-957830dc2e17' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'><stream:features><register xmlns"
+     "='urn:xmpp:invite'/><register xmlns='urn:xmpp:ibr-token:0'/><mechanisms xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism"
+     "s><register xmlns='http://jabber.org/features/iq-register'/></stream:feature"
+     "s><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='e468cda6-b67f-4ed0-a0e1-1e2d46441ca0' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'>",
+     "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xm"
+     "pp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm><bind xml"
+     "ns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:"
+     "ietf:params:xml:ns:xmpp-session'><optional/></session><csi xmlns='urn:xmpp:c"
+     "si:0'/><c node='http://prosody.im' ver='aFSBIOQm69bgjlIJRHM6A+jGGdU=' hash='"
+     "sha-1' xmlns='http://jabber.org/protocol/caps'/><sub xmlns='urn:xmpp:feature"
+     "s:pre-approval'/></stream:features>",
      "mechanism='PLAIN'"},
     {"ejabberd",
-     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-     "xmlns:stream='http://etherx.jabber.org/streams' id='8a1c' from='example.test' "
-     "version='1.0' xml:lang='en'><stream:features><c xmlns='http://jabber.org/protocol/"
-     "caps' hash='sha-1' node='http://www.process-one.net/en/ejabberd/' "
-     "ver='xyz='/><mechanisms xmlns='" NS_SASL "'><mechanism>PLAIN</mechanism>"
-     "<mechanism>X-OAUTH2</mechanism></mechanisms><register "
-     "xmlns='http://jabber.org/features/iq-register'/></stream:features>" B_SUCCESS,
-     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-     "xmlns:stream='http://etherx.jabber.org/streams' id='8a1d' from='example.test' "
-     "version='1.0' xml:lang='en'>",
-     "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session "
-     "xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><sm "
-     "xmlns='urn:xmpp:sm:3'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>",
+     "<?xml version='1.0'?><stream:stream id='5737430860263127349' version='1.0' x"
+     "ml:lang='en' xmlns:stream='http://etherx.jabber.org/streams' from='example.t"
+     "est' xmlns='jabber:client'><stream:features><mechanisms xmlns='urn:ietf:para"
+     "ms:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:featu"
+     "res><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+     "<?xml version='1.0'?><stream:stream id='3182052637502701842' version='1.0' x"
+     "ml:lang='en' xmlns:stream='http://etherx.jabber.org/streams' from='example.t"
+     "est' xmlns='jabber:client'>",
+     "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xm"
+     "lns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><c ver='KotyI"
+     "MoAomN+LXHEODN7iHd9E40=' node='http://www.process-one.net/en/ejabberd/' hash"
+     "='sha-1' xmlns='http://jabber.org/protocol/caps'/><sm xmlns='urn:xmpp:sm:2'/"
+     "><sm xmlns='urn:xmpp:sm:3'/><ver xmlns='urn:xmpp:features:rosterver'/><csi x"
+     "mlns='urn:xmpp:csi:0'/></stream:features>",
      "mechanism='PLAIN'"},
     {"jabberd2",
-     "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-     "xmlns:stream='http://etherx.jabber.org/streams' from='example.test' id='b1' "
-     "version='1.0'><stream:features><mechanisms xmlns='" NS_SASL
-     "'><mechanism>PLAIN</mechanism></mechanisms></stream:features>" B_SUCCESS,
-     "<?xml version='1.0'?><stream:stream "
-     "xmlns:stream='http://etherx.jabber.org/streams' "
-     "xmlns='jabber:client' from='example.test' version='1.0' id='j2' "
-     "xmlns:ack='http://www.xmpp.org/extensions/xep-0198.html#ns'>",
-     "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><ack:ack/><bind "
-     "xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind></stream:features>",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' xmlns='jabber:client' from='example.test' version='1.0' id='1qqwnc2v"
+     "ydh0yhc18l5mktvcf3a3seft55qshsof' xmlns:ack='http://www.xmpp.org/extensions/"
+     "xep-0198.html#ns'><stream:features xmlns:stream='http://etherx.jabber.org/st"
+     "reams'><address xmlns='http://affinix.com/jabber/address'>127.0.0.1</address"
+     "><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mech"
+     "anism></mechanisms><auth xmlns='http://jabber.org/features/iq-auth'/><regist"
+     "er xmlns='http://jabber.org/features/iq-register'></register></stream:featur"
+     "es><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'></success>",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' xmlns='jabber:client' from='example.test' version='1.0' id='6g4nt5vf"
+     "aiz4dbkhln903368tzqmn6stmwhg2dvd' xmlns:ack='http://www.xmpp.org/extensions/"
+     "xep-0198.html#ns'>",
+     "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><ack:ack/><"
+     "bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><unbind xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-bind'/><ver xmlns='urn:xmpp:features:rosterve"
+     "r'></ver></stream:features>",
      "mechanism='PLAIN'"},
 };
 
