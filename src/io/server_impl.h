@@ -341,7 +341,6 @@ void xe_srv_log_backends(const struct gen *g);
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);
 void xe_srv_cork_last(struct conn *c);
-void xe_srv_flush_c2s(struct conn *c);
 int xe_srv_flush_tls(struct conn *c);
 void xe_srv_pause_reading(struct conn *c, bool client);
 void xe_srv_resume_reading(struct conn *c, bool client);
