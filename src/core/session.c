@@ -743,11 +743,14 @@ xe_sess_failure(const struct xe_sess *s)
 }
 
 const char *
-xe_sess_backend_error(const struct xe_sess *s, bool *counts_r)
+xe_sess_backend_error(struct xe_sess *s, bool *counts_r)
 {
+    const char *e = s->backend_error;
+
     if (counts_r)
         *counts_r = s->backend_error_counts;
-    return s->backend_error;
+    s->backend_error = NULL; /* told once */
+    return e;
 }
 
 const char *

@@ -296,9 +296,9 @@ enum xe_sess_state xe_sess_state(const struct xe_sess *s);
 bool xe_sess_held(const struct xe_sess *s);
 enum xe_sess_fail xe_sess_failure(const struct xe_sess *s); /* with XE_SD_CLOSE */
 /* The backend failure of the last call, to log (NULL: none); *COUNTS_R: it
- * counts against the server (a connect or handshake failure); cleared by the
- * next call. */
-const char *xe_sess_backend_error(const struct xe_sess *s, bool *counts_r);
+ * counts against the server (a connect or handshake failure). Taken: it is
+ * told once (a second call gives NULL). */
+const char *xe_sess_backend_error(struct xe_sess *s, bool *counts_r);
 /* The CLOSE was iq-auth's bind refused by the backend (R4): its condition. */
 const char *xe_sess_bind_refused(const struct xe_sess *s);
 /* The glue closes: what the core queued goes out (a held answer too). */

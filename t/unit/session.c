@@ -613,6 +613,7 @@ test_r3_fail_at_restart(void)
         act(&r, xe_sess_backend(r.s, "", 0, "refused"));
         ok(xe_sess_backend_error(r.s, NULL) != NULL,
            "R3 fail (%s): a backend error to log", how);
+        ok(xe_sess_backend_error(r.s, NULL) == NULL, "R3 fail (%s): ... told once", how);
         is_int(xe_sess_state(r.s), XE_SS_BACKEND, "R3 fail (%s): waits for the restart",
                how);
         r.to_client.len = 0;
