@@ -107,3 +107,710 @@ xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
         return XE_SJ_WAIT;
     return iq_auth ? XE_SJ_IQ_AUTH_SPLICE : XE_SJ_RESTART;
 }
+
+/* ---- the login machine ------------------------------------------------------ */
+
+#include <stdlib.h>
+
+#include <openssl/crypto.h>
+
+#include "backend.h"
+#include "xelimits.h"
+
+struct xe_sess {
+    const struct xe_conf *conf;
+    const struct xe_sess_guard *guard;
+    void *guard_ctx;
+    enum xe_sess_state st;
+    struct xe_c2s *c2s;
+    struct xe_backend_hs *bhs;
+    struct xe_buf to_client, to_backend;
+    struct xe_buf client_pending;  /* backend bytes after its features (R7) */
+    struct xe_buf backend_pending; /* client bytes after its restart (R7) */
+    bool client_restarted, backend_ready, backend_failed, iq_auth, connected;
+    enum xe_sess_fail fail;
+    /* R2: the held answer */
+    bool held;
+    enum xe_c2s_action held_action;
+    struct xe_buf held_in;
+    struct xe_buf zrest; /* R6: compressed bytes re-parsed behind <compress/> */
+    uint64_t hold_ms, auth_deadline;
+    /* the backend's server and the retries */
+    const struct xe_pool_conf *pool;
+    size_t server;
+    unsigned retried;
+    uint64_t tried;
+    const char *backend_error;
+    bool backend_error_counts;
+    const char *bind_refused; /* R4: the condition */
+    char backend_why[160];
+    /* the timer wanted */
+    int timer_op;
+    uint64_t timer_ms;
+};
+
+static bool
+g_refuse(void *ctx, const char *account)
+{
+    struct xe_sess *s = ctx;
+    return s->guard && s->guard->refuse && s->guard->refuse(s->guard_ctx, account);
+}
+
+/* (the c2s guard has no time: the call's, per thread) */
+static _Thread_local uint64_t call_now;
+
+static void
+g_failed(void *ctx, const char *account, bool counted)
+{
+    struct xe_sess *s = ctx;
+    /* attempts pipelined in one read add up */
+    if (s->guard && s->guard->failed)
+        s->hold_ms += s->guard->failed(s->guard_ctx, account, counted, call_now);
+}
+
+static void
+g_succeeded(void *ctx, const char *account)
+{
+    struct xe_sess *s = ctx;
+    if (s->guard && s->guard->succeeded)
+        s->guard->succeeded(s->guard_ctx, account, call_now);
+}
+
+static const struct xe_c2s_guard sess_guard = {g_refuse, g_failed, g_succeeded};
+
+static void
+arm(struct xe_sess *s, uint64_t ms)
+{
+    s->timer_op = 1;
+    s->timer_ms = ms;
+}
+
+static void
+stop_timer(struct xe_sess *s)
+{
+    s->timer_op = -1;
+}
+
+/* Before authentication: the auth deadline, or preauth_idle of silence,
+ * whichever comes first. */
+static void
+arm_preauth(struct xe_sess *s, uint64_t now)
+{
+    uint64_t at = now + s->conf->preauth_idle_ms;
+
+    if (s->auth_deadline && s->auth_deadline < at)
+        at = s->auth_deadline;
+    arm(s, at > now ? at - now : 0);
+}
+
+struct xe_sess *
+xe_sess_new(const struct xe_sess_params *p, uint64_t now)
+{
+    struct xe_sess *s = calloc(1, sizeof(*s));
+    struct xe_c2s_params cp = {.conf = p->conf, .tls = p->direct_tls, .peer = p->peer};
+
+    if (s == NULL)
+        return NULL;
+    s->conf = p->conf;
+    s->guard = p->guard;
+    s->guard_ctx = p->guard_ctx;
+    s->server = XE_SESS_NO_SERVER;
+    cp.guard = &sess_guard;
+    cp.guard_ctx = s;
+    s->c2s = xe_c2s_new(&cp);
+    if (s->c2s == NULL) {
+        free(s);
+        return NULL;
+    }
+    xe_buf_init(&s->to_client, 0);
+    xe_buf_init(&s->to_backend, 0);
+    xe_buf_init(&s->client_pending, p->conf->pump_hard_cap);
+    xe_buf_init(&s->backend_pending, p->conf->pump_hard_cap);
+    xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
+    xe_buf_init(&s->zrest, p->conf->pump_hard_cap);
+    if (p->direct_tls) {
+        s->st = XE_SS_TLS;
+        arm(s, p->conf->tls_timeout_ms);
+    } else {
+        s->auth_deadline = now + p->conf->auth_timeout_ms;
+        arm_preauth(s, now);
+    }
+    return s;
+}
+
+void
+xe_sess_free(struct xe_sess **sp)
+{
+    struct xe_sess *s = *sp;
+
+    if (s == NULL)
+        return;
+    xe_c2s_free(&s->c2s);
+    xe_backend_hs_free(&s->bhs);
+    OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
+    xe_buf_free(&s->to_client);
+    xe_buf_free(&s->to_backend);
+    xe_buf_free(&s->client_pending);
+    xe_buf_free(&s->backend_pending);
+    xe_buf_free(&s->held_in);
+    xe_buf_free(&s->zrest);
+    free(s);
+    *sp = NULL;
+}
+
+/* The c2s core's output to the client's bytes (not while an answer is held). */
+static void
+take_c2s(struct xe_sess *s)
+{
+    struct xe_buf *o;
+
+    if (s->c2s == NULL || s->held)
+        return;
+    o = xe_c2s_output(s->c2s);
+    if (o->len) {
+        xe_buf_append(&s->to_client, o->data, o->len);
+        o->len = 0;
+    }
+}
+
+static enum xe_sess_do
+sess_fail(struct xe_sess *s, enum xe_sess_fail f)
+{
+    const struct xe_sess_outcome *o = xe_sess_outcome(f);
+
+    s->fail = f;
+    s->held = false;
+    if (s->c2s) {
+        xe_c2s_stream_error(s->c2s, o->condition, o->text);
+        take_c2s(s);
+    }
+    s->st = XE_SS_CLOSING;
+    stop_timer(s);
+    return XE_SD_CLOSE;
+}
+
+static enum xe_sess_do
+sess_close(struct xe_sess *s)
+{
+    take_c2s(s);
+    s->st = XE_SS_CLOSING;
+    stop_timer(s);
+    return XE_SD_CLOSE;
+}
+
+/* Authenticated: the backend is next. RESTARTED: no restart follows (iq-auth;
+ * SASL2 will too: its success is the place to call this with true, and Bind2's
+ * request goes to the backend script next to xe_backend_hs_bind in
+ * xe_sess_backend_begin). REST: what the client sent after (R7). */
+static enum xe_sess_do
+sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n)
+{
+    stop_timer(s);
+    s->st = XE_SS_BACKEND;
+    if (restarted) {
+        s->client_restarted = true;
+        if (n > 0 && xe_buf_append(&s->backend_pending, rest, n) < 0)
+            return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+    }
+    return XE_SD_CONNECT;
+}
+
+/* The join (R3, R4): both sides are in; answer the client. (SASL2: a third
+ * answer kind here, the <success/> with the Bind2 result, sent before any of
+ * client_pending: what the backend sent after its <enabled/>.) */
+static enum xe_sess_do
+sess_answer(struct xe_sess *s)
+{
+    const unsigned char *features;
+    size_t flen;
+    enum xe_sess_join j = xe_sess_join(s->st == XE_SS_BACKEND, s->backend_ready,
+                                       s->client_restarted, s->iq_auth);
+
+    if (j == XE_SJ_WAIT)
+        return XE_SD_NONE;
+    features = xe_backend_hs_features(s->bhs, &flen);
+    if (j == XE_SJ_IQ_AUTH_SPLICE)
+        xe_c2s_answer_iq_auth(s->c2s, NULL);
+    else
+        xe_c2s_answer_restart(s->c2s, features, flen);
+    take_c2s(s);
+    if (j == XE_SJ_RESTART && xe_c2s_compression_offered(s->c2s)) {
+        /* R6: the client's next element decides; what it sent so far is
+         * parsed again by the core */
+        struct xe_buf again = s->backend_pending;
+        size_t used = 0;
+        enum xe_sess_do d;
+
+        xe_buf_init(&s->backend_pending, s->conf->pump_hard_cap);
+        s->client_restarted = false;
+        s->st = XE_SS_COMPRESS_OFFER;
+        arm(s, s->conf->preauth_idle_ms);
+        d = again.len ? xe_sess_client(s, again.data, again.len, &used, call_now)
+                      : XE_SD_NONE;
+        if (d == XE_SD_START_COMPRESSION && used < again.len) {
+            /* compressed bytes pipelined behind <compress/>: kept for the
+             * glue, which inflates them first (as the rest of a read) */
+            xe_buf_append(&s->zrest, again.data + used, again.len - used);
+        }
+        xe_buf_free(&again);
+        return d;
+    }
+    s->st = XE_SS_SPLICED;
+    stop_timer(s);
+    return XE_SD_SPLICE;
+}
+
+enum xe_sess_do
+xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
+               uint64_t now)
+{
+    const char *data = data_;
+    size_t total = n;
+
+    call_now = now;
+    s->backend_error = NULL;
+    *used_r = n;
+    if (s->st == XE_SS_CLOSING || s->st == XE_SS_SPLICED || s->st == XE_SS_TLS)
+        return XE_SD_NONE;     /* (the glue does not feed these) */
+    if (s->client_restarted) { /* R7 */
+        if (xe_buf_append(&s->backend_pending, data, n) < 0)
+            return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+        return XE_SD_NONE;
+    }
+    if (s->held) {
+        if (xe_buf_append(&s->held_in, data, n) < 0)
+            return sess_fail(s, XE_SF_HELD_OVERFLOW);
+        return XE_SD_HOLD;
+    }
+    if (s->st == XE_SS_NEGOTIATING)
+        arm_preauth(s, now); /* the client spoke: the idle time starts again */
+    while (n > 0 && s->c2s) {
+        size_t used = 0;
+        enum xe_c2s_action a = xe_c2s_feed(s->c2s, data, n, &used);
+
+        data += used;
+        n -= used;
+        if (s->hold_ms > 0 &&
+            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED)) {
+            /* R2 (a success after failures pipelined in one read waits too) */
+            uint64_t ms = s->hold_ms;
+
+            s->hold_ms = 0;
+            if (s->auth_deadline && now + ms > s->auth_deadline)
+                ms = s->auth_deadline > now ? s->auth_deadline - now : 0;
+            if (a != XE_C2S_CLOSE && xe_buf_append(&s->held_in, data, n) < 0)
+                return sess_fail(s, XE_SF_HELD_OVERFLOW);
+            s->held = true;
+            s->held_action = a;
+            arm(s, ms);
+            return XE_SD_HOLD;
+        }
+        s->hold_ms = 0;
+        take_c2s(s);
+        switch (a) {
+        case XE_C2S_CONTINUE:
+            break;
+        case XE_C2S_STARTTLS: /* R1: the rest is dropped */
+            *used_r = total - n;
+            s->st = XE_SS_TLS;
+            arm(s, s->conf->tls_timeout_ms);
+            return XE_SD_START_TLS;
+        case XE_C2S_AUTHENTICATED: {
+            enum xe_sess_do d = sess_authenticated(s, false, NULL, 0);
+            if (n > 0 && d == XE_SD_CONNECT) {
+                /* the rest (the client's new header, R3) is parsed now; what
+                 * it brings waits for the backend */
+                size_t u;
+                enum xe_sess_do d2 = xe_sess_client(s, data, n, &u, now);
+                if (d2 == XE_SD_CLOSE)
+                    return d2;
+            }
+            return d;
+        }
+        case XE_C2S_RESTARTED:
+            s->client_restarted = true;
+            if (s->backend_failed)
+                return sess_fail(s, s->fail);
+            if (n > 0 && xe_buf_append(&s->backend_pending, data, n) < 0)
+                return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+            return sess_answer(s);
+        case XE_C2S_IQ_AUTHED:
+            s->iq_auth = true;
+            return sess_authenticated(s, true, data, n);
+        case XE_C2S_COMPRESS: /* R6: the next byte is compressed */
+            *used_r = total - n;
+            return XE_SD_START_COMPRESSION;
+        case XE_C2S_SPLICE: {
+            size_t hlen;
+            const unsigned char *head = xe_c2s_splice_bytes(s->c2s, &hlen);
+
+            s->client_restarted = true;
+            if (s->backend_failed)
+                return sess_fail(s, s->fail);
+            if (xe_buf_append(&s->backend_pending, head, hlen) < 0 ||
+                xe_buf_append(&s->backend_pending, data, n) < 0)
+                return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+            s->st = XE_SS_SPLICED;
+            stop_timer(s);
+            return XE_SD_SPLICE;
+        }
+        case XE_C2S_CLOSE:
+            return sess_close(s);
+        }
+    }
+    return XE_SD_NONE;
+}
+
+void
+xe_sess_tls_up(struct xe_sess *s, const char *sni, uint64_t now)
+{
+    xe_c2s_tls_up(s->c2s, sni);
+    s->st = XE_SS_NEGOTIATING;
+    s->auth_deadline = now + s->conf->auth_timeout_ms;
+    arm_preauth(s, now);
+}
+
+/* The backend failed for good: the client hears it now or at its restart. */
+static enum xe_sess_do
+sess_backend_error(struct xe_sess *s)
+{
+    if (s->fail == XE_SF_NONE)
+        s->fail = XE_SF_BACKEND_UNAVAILABLE;
+    if (xe_sess_fail_when(s->c2s != NULL, s->client_restarted, s->backend_failed) ==
+        XE_SW_AT_RESTART) {
+        s->backend_failed = true;
+        arm(s, s->conf->backend_handshake_ms);
+        return XE_SD_NONE;
+    }
+    return sess_fail(s, s->fail);
+}
+
+static enum xe_sess_do
+sess_backend_failed(struct xe_sess *s, const char *why)
+{
+    bool in_hs = s->st == XE_SS_BACKEND && !s->backend_ready && !s->backend_failed;
+
+    snprintf(s->backend_why, sizeof(s->backend_why), "%s", why ? why : "?");
+    s->backend_error = s->backend_why;
+    s->backend_error_counts = in_hs; /* a connect or handshake failure */
+    if (xe_sess_may_retry(s->pool, s->server, s->retried, in_hs)) {
+        s->tried |= UINT64_C(1) << s->server;
+        s->retried++;
+        xe_backend_hs_free(&s->bhs);
+        OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
+        s->to_backend.len = 0; /* (for the failed server) */
+        s->connected = false;
+        stop_timer(s);
+        return XE_SD_RETRY;
+    }
+    return sess_backend_error(s);
+}
+
+enum xe_sess_do
+xe_sess_backend_begin(struct xe_sess *s, const struct xe_pool_conf *pool, size_t server,
+                      const char *local, const char *token, enum xe_sess_fail fail)
+{
+    const struct xe_domain_conf *d = xe_conf_domain(s->conf, xe_c2s_domain(s->c2s));
+
+    s->backend_error = NULL;
+    s->pool = pool;
+    if (local == NULL || d == NULL) {
+        s->server = XE_SESS_NO_SERVER;
+        s->fail = fail != XE_SF_NONE ? fail : XE_SF_BACKEND_UNAVAILABLE;
+        return sess_backend_error(s);
+    }
+    s->server = server;
+    s->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
+    if (s->bhs == NULL)
+        return sess_backend_failed(s, "cannot start the backend handshake");
+    if (s->iq_auth)
+        xe_backend_hs_bind(s->bhs, xe_c2s_resource(s->c2s));
+    arm(s, s->conf->backend_connect_ms);
+    return XE_SD_NONE;
+}
+
+enum xe_sess_do
+xe_sess_connected(struct xe_sess *s, bool ok, const char *why)
+{
+    struct xe_buf *out;
+
+    s->backend_error = NULL;
+    if (s->st != XE_SS_BACKEND || s->bhs == NULL || s->backend_failed)
+        return XE_SD_NONE; /* (a connect that ends after the login gave up) */
+    if (!ok)
+        return sess_backend_failed(s, why);
+    s->connected = true;
+    out = xe_backend_hs_output(s->bhs);
+    xe_buf_append(&s->to_backend, out->data, out->len);
+    out->len = 0;
+    arm(s, s->conf->backend_handshake_ms);
+    return XE_SD_NONE;
+}
+
+enum xe_sess_do
+xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
+{
+    const char *data = data_;
+    size_t used = 0;
+    enum xe_bhs_result r;
+    struct xe_buf *out;
+
+    s->backend_error = NULL;
+    if (s->st != XE_SS_BACKEND && s->st != XE_SS_COMPRESS_OFFER)
+        return XE_SD_NONE;
+    if (n == 0)
+        return sess_backend_failed(s, why ? why
+                                          : "backend closed the connection during the "
+                                            "handshake");
+    if (s->backend_failed)
+        return XE_SD_NONE;
+    if (s->st != XE_SS_BACKEND || s->backend_ready) {
+        /* R7: bytes after the features, before the client restarted */
+        if (xe_buf_append(&s->client_pending, data, n) < 0)
+            return sess_backend_failed(
+                s, "backend sent too much before the session started");
+        return XE_SD_NONE;
+    }
+    r = xe_backend_hs_feed(s->bhs, data, n, &used);
+    out = xe_backend_hs_output(s->bhs);
+    if (out->len) {
+        xe_buf_append(&s->to_backend, out->data, out->len);
+        OPENSSL_cleanse(out->data, out->len); /* it carried the assertion */
+        out->len = 0;
+    }
+    if (r == XE_BHS_FAIL) {
+        if (s->iq_auth && xe_backend_hs_bind_error(s->bhs)) { /* R4 */
+            s->bind_refused = xe_backend_hs_bind_error(s->bhs);
+            xe_c2s_answer_iq_auth(s->c2s, xe_backend_hs_bind_error(s->bhs));
+            return sess_close(s);
+        }
+        return sess_backend_failed(s, xe_backend_hs_error(s->bhs));
+    }
+    if (r == XE_BHS_READY) {
+        s->backend_ready = true;
+        arm(s, s->conf->backend_handshake_ms); /* the client must restart in time */
+        if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
+            return sess_backend_failed(
+                s, "backend sent too much before the session started");
+        return sess_answer(s);
+    }
+    return XE_SD_NONE;
+}
+
+/* R2: the held answer goes out; what came meanwhile is parsed. */
+static enum xe_sess_do
+sess_release(struct xe_sess *s, uint64_t now)
+{
+    struct xe_buf rest = s->held_in;
+    enum xe_sess_do d = XE_SD_NONE;
+    size_t used;
+
+    xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
+    s->held = false;
+    take_c2s(s);
+    switch (s->held_action) {
+    case XE_C2S_CLOSE:
+        xe_buf_free(&rest);
+        return sess_close(s);
+    case XE_C2S_AUTHENTICATED:
+        d = sess_authenticated(s, false, NULL, 0);
+        break;
+    default:
+        arm_preauth(s, now);
+        break;
+    }
+    if (rest.len > 0) {
+        enum xe_sess_do d2 = xe_sess_client(s, rest.data, rest.len, &used, now);
+        if (d2 != XE_SD_NONE)
+            d = d == XE_SD_CONNECT && d2 != XE_SD_CLOSE ? d : d2;
+        if (d2 == XE_SD_START_COMPRESSION && used < rest.len)
+            xe_buf_append(&s->zrest, rest.data + used, rest.len - used);
+    }
+    xe_buf_free(&rest);
+    return d;
+}
+
+enum xe_sess_do
+xe_sess_timer_fired(struct xe_sess *s, uint64_t now)
+{
+    struct xe_sess_timer_in in = {
+        .held = s->held,
+        .tls_handshaking = s->st == XE_SS_TLS,
+        .backend_failed = s->backend_failed,
+        .backend_ready = s->backend_ready,
+        .now = now,
+        .auth_deadline = s->auth_deadline,
+    };
+    enum xe_sess_fail f;
+
+    call_now = now;
+    s->backend_error = NULL;
+    switch (s->st) {
+    case XE_SS_CLOSING:
+        in.phase = XE_SP_CLOSING;
+        break;
+    case XE_SS_BACKEND:
+        in.phase = XE_SP_BACKEND;
+        break;
+    case XE_SS_SPLICED:
+        return XE_SD_NONE;     /* (the glue's, once spliced) */
+    case XE_SS_COMPRESS_OFFER: /* the client did not answer the offer in time */
+        in.phase = XE_SP_BACKEND;
+        break;
+    default:
+        in.phase = XE_SP_NEGOTIATING;
+        break;
+    }
+    switch (xe_sess_timer(&in, s->fail, &f)) {
+    case XE_ST_FAIL:
+        return sess_fail(s, f);
+    case XE_ST_BACKEND_TIMEOUT:
+        return sess_backend_failed(s, "backend did not answer in time");
+    case XE_ST_RELEASE_HELD:
+        return sess_release(s, now);
+    case XE_ST_TLS_TIMEOUT:
+    case XE_ST_FINISH_CLOSE:
+        s->st = XE_SS_CLOSING;
+        return XE_SD_CLOSE;
+    default:
+        return XE_SD_NONE;
+    }
+}
+
+struct xe_buf *
+xe_sess_to_client(struct xe_sess *s)
+{
+    take_c2s(s);
+    return &s->to_client;
+}
+
+struct xe_buf *
+xe_sess_to_backend(struct xe_sess *s)
+{
+    return &s->to_backend;
+}
+
+void
+xe_sess_sent(struct xe_sess *s)
+{
+    s->to_client.len = 0;
+    OPENSSL_cleanse(s->to_backend.data, s->to_backend.len);
+    s->to_backend.len = 0;
+}
+
+void
+xe_sess_take_pending(struct xe_sess *s, struct xe_buf *to_client,
+                     struct xe_buf *to_backend)
+{
+    *to_client = s->client_pending;
+    *to_backend = s->backend_pending;
+    xe_buf_init(&s->client_pending, 0);
+    xe_buf_init(&s->backend_pending, 0);
+}
+
+struct xe_buf *
+xe_sess_compressed_rest(struct xe_sess *s)
+{
+    return &s->zrest;
+}
+
+int
+xe_sess_timer_want(struct xe_sess *s, uint64_t *ms_r)
+{
+    int op = s->timer_op;
+
+    *ms_r = s->timer_ms;
+    s->timer_op = 0;
+    return op;
+}
+
+enum xe_sess_state
+xe_sess_state(const struct xe_sess *s)
+{
+    return s->st;
+}
+
+bool
+xe_sess_held(const struct xe_sess *s)
+{
+    return s->held;
+}
+
+enum xe_sess_fail
+xe_sess_failure(const struct xe_sess *s)
+{
+    return s->fail;
+}
+
+const char *
+xe_sess_backend_error(struct xe_sess *s, bool *counts_r)
+{
+    const char *e = s->backend_error;
+
+    if (counts_r)
+        *counts_r = s->backend_error_counts;
+    s->backend_error = NULL; /* told once */
+    return e;
+}
+
+const char *
+xe_sess_bind_refused(const struct xe_sess *s)
+{
+    return s->bind_refused;
+}
+
+bool
+xe_sess_backend_ready(const struct xe_sess *s)
+{
+    return s->backend_ready;
+}
+
+void
+xe_sess_closing(struct xe_sess *s)
+{
+    s->held = false;
+    take_c2s(s);
+    s->st = XE_SS_CLOSING;
+}
+
+void
+xe_sess_client_spoke(struct xe_sess *s, uint64_t now)
+{
+    if (s->st == XE_SS_NEGOTIATING && !s->held)
+        arm_preauth(s, now);
+}
+
+enum xe_sess_do
+xe_sess_stream_error(struct xe_sess *s, const char *condition, const char *text)
+{
+    s->held = false;
+    xe_c2s_stream_error(s->c2s, condition, text);
+    take_c2s(s);
+    s->st = XE_SS_CLOSING;
+    stop_timer(s);
+    return XE_SD_CLOSE;
+}
+
+struct xe_c2s *
+xe_sess_c2s(struct xe_sess *s)
+{
+    return s->c2s;
+}
+
+unsigned
+xe_sess_retried(const struct xe_sess *s)
+{
+    return s->retried;
+}
+
+uint64_t
+xe_sess_tried(const struct xe_sess *s)
+{
+    return s->tried;
+}
+
+bool
+xe_sess_iq_auth(const struct xe_sess *s)
+{
+    return s->iq_auth;
+}

@@ -1,6 +1,8 @@
-/* xedge: the c2s login's decisions, sans-IO (the first part of the login
- * state machine of issue 14: its typed failures and the timer's decision;
- * the rest of the login is still in the glue, src/io/conn*.c).
+/* xedge: the c2s login as one sans-IO state machine (issue 14): its typed
+ * failures, the timer's decision, and struct xe_sess, which drives the client
+ * negotiation (c2s.h) and the backend handshake (backend.h) together from
+ * client plaintext, backend bytes, timer expiries and connect results, and
+ * answers with bytes for each side and one action for the glue.
  *
  * Every way a login (or a spliced session) can fail that the client sees is
  * one value of enum xe_sess_fail, and xe_sess_outcome() is the one place that
@@ -14,7 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "c2s.h"
 #include "conf.h"
+#include "util.h"
 
 #define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
 #define XE_TEXT_USER_SERVER                                                              \
@@ -139,5 +143,178 @@ enum xe_sess_join {
 };
 enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
                                bool client_restarted, bool iq_auth);
+
+/* ---- the login machine -----------------------------------------------------
+ *
+ * ORDERING RULES (each one is a test in t/unit/session.c, fed whole and byte
+ * by byte; a change that breaks one is a behaviour change a client sees):
+ *
+ *  R1 Bytes a client pipelines after <starttls/> are dropped (never parsed in
+ *     the clear, never handed on): XE_SD_START_TLS stops *used_r at the
+ *     element's end; the glue logs the rest (xe_sess_starttls_injection) and
+ *     drops it.
+ *  R2 A held answer (the failed-authentication delay, lockout.h) is not sent
+ *     and nothing more of the client is parsed until xe_sess_timer_fired();
+ *     then the answer goes out, what came meanwhile is parsed in order, and
+ *     reading resumes (xe_sess_held() false).
+ *  R3 The backend's post-authentication features arrive before the client's
+ *     restart is answered: the client's new header is answered only once the
+ *     backend is ready, with those features; a backend failure between the
+ *     client's <success/> and its new header is told as the answer to that
+ *     header (bounded by the timer).
+ *  R4 iq-auth (XEP-0078) binds before the splice: the client's iq result goes
+ *     out only after the backend bound the resource; a bind refusal is the
+ *     iq's error, and the stream ends.
+ *  R5 Registration answers (in-band registration after authentication) sit
+ *     between two of the backend's stanzas: after the splice the glue's
+ *     xe_regsplice (register.h) puts them there; the machine hands over with
+ *     both streams between stanzas (tested in t/unit/register.c, and here:
+ *     the splice happens on a boundary of both sides).
+ *  R6 Compression starts on the right byte: after a restart whose answer
+ *     offered compression the client's next element decides; after
+ *     <compressed/> the very next byte of input is compressed
+ *     (XE_SD_START_COMPRESSION returns with *used_r at that byte).
+ *  R7 Input the client pipelines before it read our features (after its new
+ *     header, or after its iq-auth) is kept, in order, and reaches the
+ *     backend right after the machine's own bytes at the splice; the backend's
+ *     bytes after its features likewise reach the client after the answer.
+ *
+ * THE STATES (enum xe_sess_state): NEGOTIATING (the c2s core talks with the
+ * client; SASL, iq-auth) <-> TLS (the glue's handshake, after STARTTLS or
+ * first on Direct TLS) ; held (a flag of NEGOTIATING: an answer waits) ->
+ * BACKEND (authenticated: connect, backend handshake, the join R3/R4) ->
+ * COMPRESS_OFFER (the restart was answered with compression offered) ->
+ * SPLICED (out of the data path: the glue pumps bytes) | CLOSING.
+ *
+ * WHERE SASL2, BIND2 AND FAST SLOT IN (sasl2.h, bind2.h, fast.h, tokens.h;
+ * not wired yet). Each is a new sub-state of NEGOTIATING/BACKEND and uses the
+ * existing actions, no new I/O:
+ *  - SASL2 (XEP-0388): the c2s core answers <authenticate/>; its success
+ *    comes WITHOUT a stream restart, so on it the machine goes to BACKEND with
+ *    client_restarted already true (as iq-auth does: sess_authenticated(s,
+ *    true)) and answers with <success/> (carrying the authorization
+ *    identifier and the Bind2 result) instead of the restart's features.
+ *  - Bind2 (XEP-0386): the backend script binds as for iq-auth
+ *    (xe_backend_hs_bind) plus the inline <enable/> of XEP-0198/carbons;
+ *    XE_SJ_IQ_AUTH_SPLICE becomes "answer the SASL2 success", and everything
+ *    the backend sends after its <enabled/> (to_client_pending) is held until
+ *    our <success> went to the client (R7 already guarantees this order:
+ *    pending bytes follow the machine's answer).
+ *  - FAST: a token mechanism the c2s core checks (tokens.h); issuing a new
+ *    token is part of the SASL2 success; nothing changes in the backend side.
+ *  The join (xe_sess_join) and sess_answer() in session.c are the one place
+ *  to extend for the new answer kind. */
+
+enum xe_sess_state {
+    XE_SS_NEGOTIATING,
+    XE_SS_TLS, /* the glue runs the TLS handshake: xe_sess_tls_up() next */
+    XE_SS_BACKEND,
+    XE_SS_COMPRESS_OFFER,
+    XE_SS_SPLICED,
+    XE_SS_CLOSING
+};
+
+enum xe_sess_do {
+    XE_SD_NONE,      /* send the outputs; wait for input */
+    XE_SD_START_TLS, /* send the output (<proceed/>), start TLS; input dropped (R1) */
+    XE_SD_HOLD,      /* stop reading the client; the timer releases (R2) */
+    XE_SD_CONNECT,   /* authenticated: choose a server, xe_sess_backend_begin(),
+                        connect, then xe_sess_connected() */
+    XE_SD_RETRY,     /* the server failed, another may take the login: close the
+                        backend connection, then as XE_SD_CONNECT */
+    XE_SD_START_COMPRESSION, /* send the output as it is, then compress both ways;
+                                the input from *used_r on is compressed (R6) */
+    XE_SD_SPLICE, /* send the outputs, then xe_sess_pending(); from here the glue
+                     pumps bytes and the machine is out of the data path */
+    XE_SD_CLOSE   /* send the output (a stream error of xe_sess_failure(), if
+                     any), then close */
+};
+
+/* The brute-force hooks (c2s.h's guard; failed returns the delay owed). */
+struct xe_sess_guard {
+    bool (*refuse)(void *ctx, const char *account);
+    uint64_t (*failed)(void *ctx, const char *account, bool counted, uint64_t now);
+    void (*succeeded)(void *ctx, const char *account, uint64_t now);
+};
+
+struct xe_sess_params {
+    const struct xe_conf *conf;
+    bool direct_tls;                   /* TLS is up from the start */
+    const char *peer;                  /* for the log */
+    const struct xe_sess_guard *guard; /* NULL: none */
+    void *guard_ctx;
+};
+
+struct xe_sess;
+
+/* NOW: the loop's time (ms). The first timer is in xe_sess_timer_want(). */
+struct xe_sess *xe_sess_new(const struct xe_sess_params *p, uint64_t now);
+void xe_sess_free(struct xe_sess **s);
+
+/* Client plaintext (after TLS and, once compressed, after inflating).
+ * *used_r: bytes taken, less than N only with XE_SD_START_TLS (the rest is
+ * to be dropped, R1; the glue logs it) and XE_SD_START_COMPRESSION (the rest
+ * is compressed, R6). */
+enum xe_sess_do xe_sess_client(struct xe_sess *s, const void *data, size_t n,
+                               size_t *used_r, uint64_t now);
+/* The client's TLS is up (SNI: Direct TLS's, else NULL). */
+void xe_sess_tls_up(struct xe_sess *s, const char *sni, uint64_t now);
+/* After XE_SD_CONNECT/RETRY: the server chosen (its index in POOL, for the
+ * retry decision) and the backend script's inputs; NULL DOMAIN: no server
+ * can take the login (FAIL says why). */
+enum xe_sess_do xe_sess_backend_begin(struct xe_sess *s, const struct xe_pool_conf *pool,
+                                      size_t server, const char *local, const char *token,
+                                      enum xe_sess_fail fail);
+/* The backend connection: connected (OK) or failed (WHY). */
+enum xe_sess_do xe_sess_connected(struct xe_sess *s, bool ok, const char *why);
+/* Bytes from the backend before the splice; N == 0: it closed (WHY). */
+enum xe_sess_do xe_sess_backend(struct xe_sess *s, const void *data, size_t n,
+                                const char *why);
+/* The login timer expired. */
+enum xe_sess_do xe_sess_timer_fired(struct xe_sess *s, uint64_t now);
+
+/* The bytes for each side; the glue sends and empties them (the backend's
+ * carry the assertion: wipe with xe_sess_sent). */
+struct xe_buf *xe_sess_to_client(struct xe_sess *s);
+struct xe_buf *xe_sess_to_backend(struct xe_sess *s);
+void xe_sess_sent(struct xe_sess *s);
+/* After XE_SD_SPLICE: what each side sent beyond the machine's bytes (R7),
+ * moved out to the caller (who frees them); the glue sends them (to_client
+ * first) and frees the machine. */
+void xe_sess_take_pending(struct xe_sess *s, struct xe_buf *to_client,
+                          struct xe_buf *to_backend);
+/* After XE_SD_START_COMPRESSION from a re-parse (the bytes the client sent
+ * before the restart was answered, or while an answer was held): the
+ * compressed rest, which the glue inflates before its own input; it
+ * empties it. */
+struct xe_buf *xe_sess_compressed_rest(struct xe_sess *s);
+/* The timer the glue arms: 0 none wanted since the last call (keep it),
+ * 1 arm *ms_r, -1 stop. */
+int xe_sess_timer_want(struct xe_sess *s, uint64_t *ms_r);
+
+enum xe_sess_state xe_sess_state(const struct xe_sess *s);
+bool xe_sess_held(const struct xe_sess *s);
+enum xe_sess_fail xe_sess_failure(const struct xe_sess *s); /* with XE_SD_CLOSE */
+/* The backend failure of the last call, to log (NULL: none); *COUNTS_R: it
+ * counts against the server (a connect or handshake failure). Taken: it is
+ * told once (a second call gives NULL). */
+const char *xe_sess_backend_error(struct xe_sess *s, bool *counts_r);
+/* The CLOSE was iq-auth's bind refused by the backend (R4): its condition. */
+const char *xe_sess_bind_refused(const struct xe_sess *s);
+/* The glue closes: what the core queued goes out (a held answer too). */
+void xe_sess_closing(struct xe_sess *s);
+bool xe_sess_backend_ready(const struct xe_sess *s);
+/* The client sent bytes (even a TLS record with no plaintext yet): before
+ * authentication the idle time starts again. */
+void xe_sess_client_spoke(struct xe_sess *s, uint64_t now);
+/* An end the glue decides (shutdown, kick) before the splice: the stream
+ * error on the client's stream (a held answer is dropped); XE_SD_CLOSE. */
+enum xe_sess_do xe_sess_stream_error(struct xe_sess *s, const char *condition,
+                                     const char *text);
+/* The c2s core (domain, JID, mechanism, resource...), until freed. */
+struct xe_c2s *xe_sess_c2s(struct xe_sess *s);
+unsigned xe_sess_retried(const struct xe_sess *s);
+uint64_t xe_sess_tried(const struct xe_sess *s); /* servers failed (bits) */
+bool xe_sess_iq_auth(const struct xe_sess *s);
 
 #endif

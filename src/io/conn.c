@@ -26,14 +26,10 @@ xe_srv_on_handle_closed(uv_handle_t *h)
     if (--c->handles > 0)
         return;
     xe_tls_free(&c->tls);
-    xe_c2s_free(&c->c2s);
-    xe_backend_hs_free(&c->bhs);
+    xe_sess_free(&c->sess);
     xe_regsplice_free(&c->reg);
-    xe_buf_free(&c->to_backend_pending);
-    xe_buf_free(&c->to_client_pending);
     xe_buf_free(&c->cork_buf[0]);
     xe_buf_free(&c->cork_buf[1]);
-    xe_buf_free(&c->held_in);
     xe_buf_free(&c->end_xml);
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
@@ -223,18 +219,6 @@ xe_srv_finish_close(struct conn *c)
         uv_close((uv_handle_t *)&c->backend, xe_srv_on_handle_closed);
 }
 
-/* Before authentication: fire at the auth deadline, or after preauth_idle of
- * silence, whichever comes first. */
-void
-xe_srv_arm_preauth_timer(struct conn *c)
-{
-    uint64_t now = uv_now(c->w->loop), at = now + c->gen->conf->preauth_idle_ms;
-
-    if (c->auth_deadline && c->auth_deadline < at)
-        at = c->auth_deadline;
-    uv_timer_start(&c->timer, xe_srv_on_timer, at > now ? at - now : 0, 0);
-}
-
 static void
 on_shutdown(uv_shutdown_t *req, int status)
 {
@@ -270,7 +254,10 @@ xe_srv_close_conn(struct conn *c)
 {
     if (c->closed || c->st == CS_CLOSING)
         return;
-    xe_srv_flush_c2s(c);
+    if (c->sess) { /* what the login queued goes out (a held answer too) */
+        xe_sess_closing(c->sess);
+        xe_srv_exec(c, XE_SD_NONE);
+    }
     if (c->tls && !c->tls_handshaking) {
         xe_tls_shutdown(c->tls);
         xe_srv_flush_tls(c);
@@ -301,9 +288,9 @@ xe_srv_client_stream_error(struct conn *c, const char *condition, const char *te
         xe_srv_close_conn(c);
         return;
     }
-    if (c->c2s) {
-        xe_c2s_stream_error(c->c2s, condition, text);
-        xe_srv_flush_c2s(c);
+    if (c->sess) {
+        xe_srv_exec(c, xe_sess_stream_error(c->sess, condition, text));
+        return;
     } else {
         struct xe_buf b;
         xe_buf_init(&b, 0);
@@ -331,57 +318,38 @@ static void
 timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    struct xe_sess_timer_in in = {
-        .held = c->held,
-        .tls_handshaking = c->tls_handshaking,
-        .backend_failed = c->backend_failed,
-        .backend_ready = c->backend_ready,
-        .end_pending = c->end_pending,
-        .auth_deadline = c->auth_deadline,
-    };
-    enum xe_sess_fail f;
+    bool was_held = c->held;
 
     if (c->closed)
         return;
     switch (c->st) {
-    case CS_CLOSING:
-        in.phase = XE_SP_CLOSING;
-        break;
-    case CS_BACKEND:
-        in.phase = XE_SP_BACKEND;
-        break;
-    case CS_NEGOTIATING:
-        in.phase = XE_SP_NEGOTIATING;
-        in.now = uv_now(c->w->loop);
-        break;
+    case CS_CLOSING: /* the grace is over */
+        xe_srv_finish_close(c);
+        return;
     case CS_SPLICED:
-        in.phase = XE_SP_SPLICED;
+        if (c->end_pending) { /* the backend's stanza did not end in time */
+            xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
+                    c->peer, c->jid ? c->jid : "-");
+            xe_srv_close_conn(c);
+        }
+        return;
+    default:
         break;
     }
-    switch (xe_sess_timer(&in, c->fail, &f)) {
-    case XE_ST_NOTHING:
-        break;
-    case XE_ST_FINISH_CLOSE:
-        xe_srv_finish_close(c);
-        break;
-    case XE_ST_FAIL:
-        xe_srv_fail(c, f);
-        break;
-    case XE_ST_BACKEND_TIMEOUT:
-        xe_srv_backend_failed(c, "backend did not answer in time");
-        break;
-    case XE_ST_RELEASE_HELD:
-        xe_srv_release_answer(c);
-        break;
-    case XE_ST_TLS_TIMEOUT:
+    if (c->tls_handshaking) { /* the TLS handshake took too long: no error */
         xe_info("event=timeout peer=%s phase=tls", c->peer);
         xe_srv_finish_close(c);
-        break;
-    case XE_ST_BOUNDARY_TIMEOUT: /* the backend's stanza did not end in time */
-        xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
-                c->peer, c->jid ? c->jid : "-");
-        xe_srv_close_conn(c);
-        break;
+        return;
+    }
+    if (c->sess == NULL)
+        return;
+    xe_srv_exec(c, xe_sess_timer_fired(c->sess, uv_now(c->w->loop)));
+    if (was_held && !c->held && !c->closed) {
+        /* the held answer went out (R2): what TLS holds, then read again */
+        if (c->tls)
+            xe_srv_read_tls_plain(c);
+        if (!c->held && !c->closed)
+            xe_srv_resume_reading(c, true);
     }
 }
 
@@ -408,18 +376,19 @@ tls_established(struct conn *c)
     xe_debug("event=tls peer=%s version=%s cipher=%s sni=%s alpn=%s", c->peer,
              xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
              xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
-    xe_c2s_tls_up(c->c2s, c->direct ? sni : NULL);
+    xe_sess_tls_up(c->sess, c->direct ? sni : NULL, uv_now(c->w->loop));
+    xe_srv_exec(c, XE_SD_NONE); /* (its timer) */
     {
         struct xe_cbind cb[XE_CB_MAX];
         size_t n = xe_tls_channel_bindings(c->tls, c->gen->conf->tls13_tls_unique, cb,
                                            XE_CB_MAX);
-        xe_c2s_set_channel_bindings(c->c2s, cb, n);
+        xe_c2s_set_channel_bindings(xe_srv_c2s(c), cb, n);
         OPENSSL_cleanse(cb, sizeof(cb));
     }
     {
         /* a client certificate, verified against the domain's client_ca */
         const char *dom = c->direct ? (sni ? sni : c->gen->conf->domains[0].name)
-                                    : xe_c2s_domain(c->c2s);
+                                    : xe_c2s_domain(xe_srv_c2s(c));
         const struct xe_domain_conf *d = dom ? xe_conf_domain(c->gen->conf, dom) : NULL;
         char(*ids)[3072];
         size_t n;
@@ -431,7 +400,7 @@ tls_established(struct conn *c)
         if (n > 0)
             xe_debug("event=client-certificate peer=%s identity=%s count=%zu", c->peer,
                      ids[0], n);
-        xe_c2s_set_peer_identities(c->c2s, (const char(*)[3072])ids, n);
+        xe_c2s_set_peer_identities(xe_srv_c2s(c), (const char(*)[3072])ids, n);
         free(ids);
     }
 }
@@ -439,30 +408,13 @@ tls_established(struct conn *c)
 static void
 start_tls(struct conn *c)
 {
-    c->tls = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(c->c2s));
+    c->tls = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(xe_srv_c2s(c)));
     if (c->tls == NULL) {
         xe_err("event=tls-error peer=%s error=\"cannot create a TLS session\"", c->peer);
         xe_srv_finish_close(c);
         return;
     }
-    c->tls_handshaking = true;
-    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->tls_timeout_ms, 0);
-}
-
-/* Non-SASL authentication (XEP-0078) succeeded: no stream restart follows,
- * so what the client sent after its iq is already the backend's; the
- * backend binds the resource before the session is spliced. */
-static void
-start_iq_auth_session(struct conn *c, const char *data, size_t n)
-{
-    uv_timer_stop(&c->timer);
-    c->iq_auth = true;
-    c->client_restarted = true;
-    if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-        xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
-        return;
-    }
-    xe_srv_start_backend(c);
+    c->tls_handshaking = true; /* (the machine armed tls_timeout) */
 }
 
 void
@@ -489,86 +441,117 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
         xe_srv_write_raw(c, false, data, n);
         return;
     }
-    if (c->client_restarted) {
-        if (xe_buf_append(&c->to_backend_pending, data, n) < 0)
-            xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
-        return;
-    }
-    if (c->held) { /* reading is stopped; in case a read was under way */
-        if (xe_buf_append(&c->held_in, data, n) < 0)
-            xe_srv_fail(c, XE_SF_HELD_OVERFLOW);
-        return;
-    }
-    while (n > 0 && !c->closed && c->c2s) {
+    if (n > 0 && !c->closed && c->sess) {
         size_t used = 0;
-        enum xe_c2s_action a = xe_c2s_feed(c->c2s, data, n, &used);
+        enum xe_sess_do d = xe_sess_client(c->sess, data, n, &used, uv_now(c->w->loop));
 
         data += used;
         n -= used;
-        if (c->hold_ms > 0 &&
-            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED)) {
-            /* (a success after failures pipelined in one read waits too) */
-            xe_srv_hold_answer(c, a, data, n);
-            return;
-        }
-        c->hold_ms = 0;
-        xe_srv_flush_c2s(c);
-        switch (a) {
-        case XE_C2S_CONTINUE:
-            break;
-        case XE_C2S_STARTTLS:
-            /* anything pipelined after <starttls/> is dropped (command injection) */
-            if (xe_sess_starttls_injection(data, n))
-                xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
-            start_tls(c);
-            return;
-        case XE_C2S_AUTHENTICATED:
-            uv_timer_stop(&c->timer);
-            xe_srv_start_backend(c);
-            break;
-        case XE_C2S_RESTARTED:
-            c->client_restarted = true;
-            if (c->backend_failed) {
-                xe_srv_fail(c, c->fail);
-                return;
-            }
-            if (n > 0 && xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-                xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
-                return;
-            }
-            xe_srv_maybe_splice(c);
-            return;
-        case XE_C2S_IQ_AUTHED:
-            start_iq_auth_session(c, data, n);
-            return;
-        case XE_C2S_COMPRESS:
-            /* <compressed/> went out as it is; from here both ways are zlib */
-            if (xe_srv_compress_start(c) == 0)
-                xe_srv_client_input(c, data, n);
-            return;
-        case XE_C2S_SPLICE: {
-            /* the element the core read after offering compression, if it
-             * was not for it, then the rest */
-            size_t hlen;
-            const unsigned char *head = xe_c2s_splice_bytes(c->c2s, &hlen);
+        if (d == XE_SD_START_TLS && xe_sess_starttls_injection(data, n))
+            xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
+        xe_srv_exec(c, d);
+        if (d == XE_SD_START_COMPRESSION && c->zs && !c->closed && n > 0)
+            xe_srv_client_input(c, data, n); /* R6: the rest is compressed */
+        /* (anything else took all of it; START_TLS drops the rest, R1) */
+    }
+}
 
-            c->client_restarted = true;
-            if (c->backend_failed) {
-                xe_srv_fail(c, c->fail);
-                return;
+/* ---- the login machine's executor ------------------------------------------ */
+
+struct xe_c2s *
+xe_srv_c2s(struct conn *c)
+{
+    return c->sess ? xe_sess_c2s(c->sess) : NULL;
+}
+
+/* The backend failed (connect, handshake, or it sent too much): logged,
+ * counted, and held against the server when it was in its handshake. */
+static void
+told_backend_error(struct conn *c, const char *why, bool counts)
+{
+    xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
+    xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    if (c->bst && counts)
+        xe_srv_health_result(c->srv, c->bst, false, true, why);
+}
+
+void
+xe_srv_exec(struct conn *c, enum xe_sess_do d)
+{
+    struct xe_sess *s = c->sess;
+    struct xe_buf *out;
+    const char *why;
+    uint64_t ms = 0;
+    bool counts = false;
+    int op;
+
+    if (s == NULL || c->closed)
+        return;
+    c->held = xe_sess_held(s);
+    if ((why = xe_sess_backend_error(s, &counts)) != NULL) {
+        told_backend_error(c, why, counts);
+        if (d != XE_SD_RETRY && c->backend_inited && !c->retrying)
+            uv_read_stop((uv_stream_t *)&c->backend); /* nothing more of it */
+    }
+    if (!c->ready_told && xe_sess_backend_ready(s)) {
+        c->ready_told = true;
+        if (c->bst)
+            xe_srv_health_result(c->srv, c->bst, true, true, NULL);
+    }
+    out = xe_sess_to_backend(s);
+    if (out->len && d != XE_SD_RETRY)
+        xe_srv_write_raw(c, false, out->data, out->len);
+    out = xe_sess_to_client(s);
+    if (out->len)
+        xe_srv_send_client(c, out->data, out->len);
+    xe_sess_sent(s); /* (wipes the assertion) */
+    if (c->closed)
+        return;
+    op = xe_sess_timer_want(s, &ms);
+    if (op > 0)
+        uv_timer_start(&c->timer, xe_srv_on_timer, ms, 0);
+    else if (op < 0)
+        uv_timer_stop(&c->timer);
+    switch (d) {
+    case XE_SD_NONE:
+        break;
+    case XE_SD_START_TLS:
+        start_tls(c);
+        break;
+    case XE_SD_HOLD: /* R2: nothing is read meanwhile; the timer releases */
+        xe_srv_pause_reading(c, true);
+        if (op > 0)
+            xe_debug("event=auth-delay peer=%s delay_ms=%llu", c->peer,
+                     (unsigned long long)ms);
+        break;
+    case XE_SD_CONNECT:
+        xe_srv_start_backend(c);
+        break;
+    case XE_SD_RETRY:
+        xe_srv_retry_backend(c);
+        break;
+    case XE_SD_START_COMPRESSION:
+        /* <compressed/> went out as it is; from here both ways are zlib */
+        if (xe_srv_compress_start(c) == 0) {
+            struct xe_buf *z = xe_sess_compressed_rest(s);
+            if (z->len > 0) { /* compressed bytes the machine parsed again */
+                struct xe_buf rest = *z;
+                xe_buf_init(z, 0);
+                xe_srv_client_input(c, (const char *)rest.data, rest.len);
+                xe_buf_free(&rest);
             }
-            if (xe_buf_append(&c->to_backend_pending, head, hlen) < 0 ||
-                xe_buf_append(&c->to_backend_pending, data, n) < 0) {
-                xe_srv_fail(c, XE_SF_PENDING_OVERFLOW);
-                return;
-            }
-            xe_srv_splice(c);
-            return;
         }
-        case XE_C2S_CLOSE:
-            xe_srv_close_conn(c);
-            return;
-        }
+        break;
+    case XE_SD_SPLICE:
+        xe_srv_splice(c);
+        break;
+    case XE_SD_CLOSE:
+        if (xe_sess_bind_refused(s))
+            xe_info("event=bind-failed peer=%s jid=%s backend=%s condition=%s", c->peer,
+                    c->jid, c->server ? c->server->name : "-", xe_sess_bind_refused(s));
+        xe_srv_close_conn(c);
+        break;
     }
 }
 
@@ -598,8 +581,11 @@ client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         xe_srv_proxy_input(c, buf->base, (size_t)n);
         return;
     }
-    if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
-        xe_srv_arm_preauth_timer(c); /* the client spoke: the idle time starts again */
+    if (c->sess && !c->tls_handshaking && !c->held) {
+        /* the client spoke: before authentication the idle time starts again */
+        xe_sess_client_spoke(c->sess, uv_now(c->w->loop));
+        xe_srv_exec(c, XE_SD_NONE);
+    }
     if (c->tls == NULL) {
         xe_srv_client_input(c, buf->base, (size_t)n);
         return;
@@ -621,9 +607,7 @@ client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             return;
         }
         c->tls_handshaking = false;
-        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
-        xe_srv_arm_preauth_timer(c);
-        tls_established(c);
+        tls_established(c); /* (the auth deadline starts) */
     }
     xe_srv_read_tls_plain(c);
 }
@@ -775,9 +759,6 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     uv_timer_init(w->loop, &c->timer);
     c->client.data = c->timer.data = c;
     c->handles = 2;
-    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
-    xe_buf_init(&c->to_client_pending, c->gen->conf->pump_hard_cap);
-    xe_buf_init(&c->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
     xe_buf_init(&c->cork_buf[0], XE_CORK_MAX);
     xe_buf_init(&c->cork_buf[1], XE_CORK_MAX);
@@ -807,7 +788,7 @@ void
 xe_srv_conn_start(struct conn *c)
 {
     struct xe_server *srv = c->srv;
-    struct xe_c2s_params p;
+    struct xe_sess_params p;
 
     {
         int sl = sizeof(c->sa);
@@ -828,12 +809,12 @@ xe_srv_conn_start(struct conn *c)
     }
     uv_tcp_nodelay(&c->client, 1);
     p.conf = c->gen->conf;
-    p.tls = c->direct;
+    p.direct_tls = c->direct;
     p.peer = c->peer;
     p.guard = &xe_srv_lockout_guard;
     p.guard_ctx = c;
-    c->c2s = xe_c2s_new(&p);
-    if (c->c2s == NULL) {
+    c->sess = xe_sess_new(&p, uv_now(c->w->loop));
+    if (c->sess == NULL) {
         xe_srv_finish_close(c);
         return;
     }
@@ -844,11 +825,8 @@ xe_srv_conn_start(struct conn *c)
             return;
         }
         c->tls_handshaking = true;
-        uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->tls_timeout_ms, 0);
-    } else {
-        c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
-        xe_srv_arm_preauth_timer(c);
     }
+    xe_srv_exec(c, XE_SD_NONE); /* the first timer: TLS, or the auth deadline */
     xe_debug("event=accept peer=%s listener=%s", c->peer,
              c->direct ? "direct_tls" : "starttls");
     uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);

@@ -6,7 +6,6 @@
 
 #include "server_impl.h"
 
-static void backend_error(struct conn *c);
 static void connect_backend(struct conn *c);
 static void deliver_end(struct conn *c);
 
@@ -109,81 +108,23 @@ on_backend_closed_retry(uv_handle_t *h)
     connect_backend(c);
 }
 
-/* May this login go to another server of its pool? Not once the backend
- * took it, nor for a sticky user whose server holds its data (on_down =
- * error), nor past pools[].retries. */
-static bool
-may_retry(const struct conn *c)
-{
-    return xe_sess_may_retry(c->pool,
-                             c->server && c->pool ? (size_t)(c->server - c->pool->servers)
-                                                  : XE_SESS_NO_SERVER,
-                             c->retried,
-                             c->backend_inited && !c->closed && c->st == CS_BACKEND &&
-                                 !c->backend_ready && !c->backend_failed);
-}
-
+/* The login machine says another server may take the login: close the
+ * failed connection, then choose again (on_backend_closed_retry). */
 void
-xe_srv_backend_failed(struct conn *c, const char *why)
+xe_srv_retry_backend(struct conn *c)
 {
-    xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
-    xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
-            c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
-    /* a connect or handshake failure counts against the server */
-    if (c->bst && c->st == CS_BACKEND && !c->backend_failed && !c->backend_ready)
-        xe_srv_health_result(c->srv, c->bst, false, true, why);
-    if (may_retry(c)) {
-        c->tried |= UINT64_C(1) << (c->server - c->pool->servers);
-        c->retried++;
-        xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer,
-                c->jid, c->server->name, c->retried + 1);
-        if (c->bst) {
-            srv_lock(c->srv);
-            c->bst->st.sessions--;
-            srv_unlock(c->srv);
-            c->bst = NULL;
-        }
-        xe_backend_hs_free(&c->bhs);
-        uv_timer_stop(&c->timer);
-        c->retrying = true;
-        c->cork_buf[0].len = 0; /* (held for the failed server) */
-        uv_read_stop((uv_stream_t *)&c->backend);
-        uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
-        return;
+    xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer, c->jid,
+            c->server->name, xe_sess_retried(c->sess) + 1);
+    if (c->bst) {
+        srv_lock(c->srv);
+        c->bst->st.sessions--;
+        srv_unlock(c->srv);
+        c->bst = NULL;
     }
-    backend_error(c);
-}
-
-/* The session cannot go to a backend (it failed, or none can take it): the
- * client gets the outcome of c->fail (session.h). */
-static void
-backend_error(struct conn *c)
-{
-    if (xe_sess_fail_when(c->c2s != NULL, c->client_restarted, c->backend_failed) ==
-        XE_SW_AT_RESTART) {
-        /* The client is between <success/> and its new stream header: answer
-         * that header with the error (bounded by the timer), so that the
-         * error arrives on the stream the client is reading. */
-        c->backend_failed = true;
-        if (c->backend_inited)
-            uv_read_stop((uv_stream_t *)&c->backend);
-        uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
-        return;
-    }
-    xe_srv_fail(c, c->fail);
-}
-
-/* iq-auth: the backend refused to bind the client's resource (a conflict,
- * a bad resource): the client's iq gets that error, then the stream ends. */
-static void
-bind_refused(struct conn *c)
-{
-    const char *cond = xe_backend_hs_bind_error(c->bhs);
-
-    xe_info("event=bind-failed peer=%s jid=%s backend=%s condition=%s", c->peer, c->jid,
-            c->server ? c->server->name : "-", cond);
-    xe_c2s_answer_iq_auth(c->c2s, cond);
-    xe_srv_close_conn(c);
+    c->retrying = true;
+    c->cork_buf[0].len = 0; /* (held for the failed server) */
+    uv_read_stop((uv_stream_t *)&c->backend);
+    uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
 }
 
 /* ---- in-band registration after authentication ---------------------------
@@ -195,7 +136,7 @@ bind_refused(struct conn *c)
 static int
 reg_start(struct conn *c)
 {
-    const char *domain = xe_c2s_domain(c->c2s);
+    const char *domain = xe_c2s_domain(xe_srv_c2s(c));
     struct xe_regsplice_params p;
 
     if (!xe_register_postauth(c->gen->conf, domain))
@@ -204,8 +145,8 @@ reg_start(struct conn *c)
     p.domain = domain;
     p.jid = c->jid;
     p.peer = c->peer;
-    p.anonymous = xe_c2s_anonymous(c->c2s);
-    p.header = xe_c2s_restart_header(c->c2s, &p.header_len);
+    p.anonymous = xe_c2s_anonymous(xe_srv_c2s(c));
+    p.header = xe_c2s_restart_header(xe_srv_c2s(c), &p.header_len);
     c->reg = xe_regsplice_new(&p);
     if (c->reg == NULL) {
         xe_err("event=register-error peer=%s jid=%s error=\"cannot parse the client's "
@@ -257,21 +198,26 @@ reg_backend(struct conn *c, const char *data, size_t n)
     xe_buf_free(&down);
 }
 
-/* Negotiation is over: from here bytes are pumped. */
+/* Negotiation is over (the login machine said SPLICE): from here bytes are
+ * pumped, and the machine is gone. */
 void
 xe_srv_splice(struct conn *c)
 {
+    struct xe_buf to_client, to_backend;
+
     if (reg_start(c) < 0)
         return;
     xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
     xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s%s", c->peer, c->jid,
-            xe_c2s_mech(c->c2s), c->tls ? xe_tls_version(c->tls) : "none",
+            xe_c2s_mech(xe_srv_c2s(c)), c->tls ? xe_tls_version(c->tls) : "none",
             c->server->name, c->zs ? " compression=zlib" : "");
-    snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(c->c2s));
+    snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(xe_srv_c2s(c)));
     c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
-    /* free the parsers and SASL state */
-    xe_c2s_free(&c->c2s);
-    xe_backend_hs_free(&c->bhs);
+    /* what each side sent beyond the login (R7); then free the parsers and
+     * SASL state */
+    xe_sess_take_pending(c->sess, &to_client, &to_backend);
+    xe_sess_free(&c->sess);
+    c->held = false;
     uv_timer_stop(&c->timer);
     c->st = CS_SPLICED;
     /* both streams are between stanzas here: the backend has just sent its
@@ -279,48 +225,22 @@ xe_srv_splice(struct conn *c)
     xe_boundary_init(&c->down, 1);
     xe_boundary_init(&c->up, 1);
     c->up_unknown = c->reg != NULL;
-    xe_boundary_scan(&c->down, c->to_client_pending.data, c->to_client_pending.len,
-                     false);
+    xe_boundary_scan(&c->down, to_client.data, to_client.len, false);
     if (!c->reg)
-        xe_boundary_scan(&c->up, c->to_backend_pending.data, c->to_backend_pending.len,
-                         false);
-    if (c->to_client_pending.len && c->reg)
-        reg_backend(c, (const char *)c->to_client_pending.data, c->to_client_pending.len);
-    else if (c->to_client_pending.len)
-        xe_srv_send_client(c, c->to_client_pending.data, c->to_client_pending.len);
-    if (c->to_backend_pending.len && c->reg && !c->closed && c->st == CS_SPLICED) {
-        xe_srv_reg_client(c, (const char *)c->to_backend_pending.data,
-                          c->to_backend_pending.len);
-    } else if (c->to_backend_pending.len && !c->reg) {
-        c->bytes_up += c->to_backend_pending.len;
-        xe_metrics_bytes(true, c->to_backend_pending.len);
-        xe_srv_write_raw(c, false, c->to_backend_pending.data, c->to_backend_pending.len);
+        xe_boundary_scan(&c->up, to_backend.data, to_backend.len, false);
+    if (to_client.len && c->reg)
+        reg_backend(c, (const char *)to_client.data, to_client.len);
+    else if (to_client.len)
+        xe_srv_send_client(c, to_client.data, to_client.len);
+    if (to_backend.len && c->reg && !c->closed && c->st == CS_SPLICED) {
+        xe_srv_reg_client(c, (const char *)to_backend.data, to_backend.len);
+    } else if (to_backend.len && !c->reg) {
+        c->bytes_up += to_backend.len;
+        xe_metrics_bytes(true, to_backend.len);
+        xe_srv_write_raw(c, false, to_backend.data, to_backend.len);
     }
-    xe_buf_free(&c->to_client_pending);
-    xe_buf_free(&c->to_backend_pending);
-}
-
-void
-xe_srv_maybe_splice(struct conn *c)
-{
-    const unsigned char *features;
-    size_t flen;
-    enum xe_sess_join j = xe_sess_join(c->st == CS_BACKEND, c->backend_ready,
-                                       c->client_restarted, c->iq_auth);
-
-    if (j == XE_SJ_WAIT)
-        return;
-    features = xe_backend_hs_features(c->bhs, &flen);
-    if (j == XE_SJ_IQ_AUTH_SPLICE) /* the resource is bound: the iq gets its result */
-        xe_c2s_answer_iq_auth(c->c2s, NULL);
-    else
-        xe_c2s_answer_restart(c->c2s, features, flen);
-    xe_srv_flush_c2s(c);
-    if (j == XE_SJ_RESTART && xe_c2s_compression_offered(c->c2s)) {
-        xe_srv_compress_offered(c);
-        return;
-    }
-    xe_srv_splice(c);
+    xe_buf_free(&to_client);
+    xe_buf_free(&to_backend);
 }
 
 static void
@@ -367,10 +287,11 @@ backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                         c->peer, c->jid, c->server->name, uv_strerror((int)n));
                 xe_srv_fail(c, XE_SF_BACKEND_LOST);
             }
-        } else if (c->st == CS_BACKEND) {
-            xe_srv_backend_failed(
-                c, n == UV_EOF ? "backend closed the connection during the handshake"
-                               : uv_strerror((int)n));
+        } else if (c->st == CS_BACKEND && c->sess) {
+            xe_srv_exec(c, xe_sess_backend(c->sess, "", 0,
+                                           n == UV_EOF ? "backend closed the connection "
+                                                         "during the handshake"
+                                                       : uv_strerror((int)n)));
         }
         return;
     }
@@ -390,46 +311,10 @@ backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             deliver_end(c);
         return;
     }
-    if (c->st != CS_BACKEND || c->backend_ready) {
-        /* bytes after the features, before the client restarted: keep them */
-        if (c->st == CS_BACKEND &&
-            xe_buf_append(&c->to_client_pending, buf->base, (size_t)n) < 0)
-            xe_srv_backend_failed(c, "backend sent too much before the session started");
-        return;
-    }
-    {
-        size_t used = 0;
-        enum xe_bhs_result r = xe_backend_hs_feed(c->bhs, buf->base, (size_t)n, &used);
-        struct xe_buf *out = xe_backend_hs_output(c->bhs);
-
-        if (out->len) {
-            xe_srv_write_raw(c, false, out->data, out->len);
-            OPENSSL_cleanse(out->data, out->len); /* it carried the assertion */
-            out->len = 0;
-        }
-        if (r == XE_BHS_FAIL) {
-            if (c->iq_auth && xe_backend_hs_bind_error(c->bhs))
-                bind_refused(c);
-            else
-                xe_srv_backend_failed(c, xe_backend_hs_error(c->bhs));
-            return;
-        }
-        if (r == XE_BHS_READY) {
-            if (c->bst)
-                xe_srv_health_result(c->srv, c->bst, true, true, NULL);
-            c->backend_ready = true;
-            /* the client must now restart its stream in time */
-            uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms,
-                           0);
-            if (used < (size_t)n && xe_buf_append(&c->to_client_pending, buf->base + used,
-                                                  (size_t)n - used) < 0) {
-                xe_srv_backend_failed(c,
-                                      "backend sent too much before the session started");
-                return;
-            }
-            xe_srv_maybe_splice(c);
-        }
-    }
+    /* the handshake, then what the backend sends until the client is
+     * answered: the login machine's */
+    if (c->st == CS_BACKEND && c->sess)
+        xe_srv_exec(c, xe_sess_backend(c->sess, buf->base, (size_t)n, NULL));
 }
 
 /* Before the splice, what this read makes goes out when it returns. */
@@ -450,23 +335,22 @@ static void
 backend_connect_cb(uv_connect_t *req, int status)
 {
     struct conn *c = req->data;
-    struct xe_buf *out;
 
-    if (c->closed || c->retrying) /* (a retry closed it: ECANCELED) */
+    if (c->closed || c->retrying || c->sess == NULL) /* (a retry: ECANCELED) */
         return;
     if (status < 0) {
-        xe_srv_backend_failed(c, uv_strerror(status));
+        xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(status)));
         return;
     }
     if (!c->server->unix_socket)
         uv_tcp_nodelay(&c->backend.tcp, 1);
     if (c->proxy_out)
         xe_srv_proxy_send(c);
-    out = xe_backend_hs_output(c->bhs);
-    xe_srv_write_raw(c, false, out->data, out->len);
-    out->len = 0;
-    uv_read_start((uv_stream_t *)&c->backend, xe_srv_on_alloc, xe_srv_on_backend_read);
-    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->backend_handshake_ms, 0);
+    /* our stream header (the machine's), then read */
+    xe_srv_exec(c, xe_sess_connected(c->sess, true, NULL));
+    if (!c->closed)
+        uv_read_start((uv_stream_t *)&c->backend, xe_srv_on_alloc,
+                      xe_srv_on_backend_read);
 }
 
 static void
@@ -492,7 +376,7 @@ pinned_server(struct conn *c, const struct xe_pool_conf *pool, const char *jid)
     struct xe_user *u;
     char *err = NULL;
 
-    if (c->srv->store == NULL || xe_c2s_anonymous(c->c2s))
+    if (c->srv->store == NULL || xe_c2s_anonymous(xe_srv_c2s(c)))
         return XE_POOL_NONE;
     u = xe_calloc(1, sizeof(*u));
     if (xe_userstore_get(c->srv->store, jid, u, &err) == XE_US_OK && u->pin[0]) {
@@ -514,9 +398,9 @@ void
 xe_srv_start_backend(struct conn *c)
 {
     const struct xe_conf *conf = c->gen->conf;
-    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
+    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(xe_srv_c2s(c)));
     const struct xe_pool_conf *pool = d->pool;
-    const char *jid = xe_c2s_jid(c->c2s);
+    const char *jid = xe_c2s_jid(xe_srv_c2s(c));
     size_t pin = XE_POOL_NONE;
 
     c->jid = xe_strdup(jid);
@@ -529,18 +413,32 @@ xe_srv_start_backend(struct conn *c)
     connect_backend(c);
 }
 
+/* The identity assertion could not be made: told as a failure of the
+ * server chosen, as a handshake failure would be. */
+static void
+told_assertion_failed(struct conn *c)
+{
+    static const char why[] = "cannot make the identity assertion";
+
+    xe_metrics_inc(XE_M_BACKEND_FAILED, c->server ? c->server->name : "-", NULL);
+    xe_warn("event=backend-failed peer=%s jid=%s backend=%s reason=\"%s\"", c->peer,
+            c->jid ? c->jid : "-", c->server ? c->server->name : "-", why);
+    if (c->bst)
+        xe_srv_health_result(c->srv, c->bst, false, true, why);
+}
+
 /* Choose a server of the connection's pool (none it already tried) and open
  * the backend connection to it. */
 static void
 connect_backend(struct conn *c)
 {
     const struct xe_conf *conf = c->gen->conf;
-    const struct xe_domain_conf *d = xe_conf_domain(conf, xe_c2s_domain(c->c2s));
     const struct xe_pool_conf *pool = c->pool;
     const char *jid = c->jid;
     char token[XE_ASSERTION_MAX], *local;
     size_t off = c->gen->pool_off[pool - conf->pools], i;
     const char *why = NULL;
+    uint64_t tried = xe_sess_tried(c->sess);
     int r;
 
     srv_lock(c->srv); /* the servers' states are shared by the workers */
@@ -552,8 +450,8 @@ connect_backend(struct conn *c)
             /* a server back up lately gets part of its weight (slow start) */
             xe_pool_slow_start(c->gen->st[off + k], uv_now(c->w->loop),
                                pool->health.slow_start_ms);
-            st[k] = k < 64 && (c->tried & (UINT64_C(1) << k)) ? &tried_state
-                                                              : c->gen->st[off + k];
+            st[k] = k < 64 && (tried & (UINT64_C(1) << k)) ? &tried_state
+                                                           : c->gen->st[off + k];
         }
         i = xe_pool_choose(pool, st, jid, c->pin, &why);
         free(st);
@@ -567,28 +465,32 @@ connect_backend(struct conn *c)
         xe_metrics_inc(XE_M_BACKEND_FAILED, "-", NULL);
         xe_warn("event=backend-unavailable peer=%s jid=%s pool=%s reason=\"%s\"", c->peer,
                 jid, pool->name, why);
-        c->fail = pool->policy == XE_POLICY_STICKY && pool->on_down != XE_ON_DOWN_NEXT
-                      ? XE_SF_USER_SERVER_DOWN
-                      : XE_SF_BACKEND_UNAVAILABLE;
-        backend_error(c);
+        xe_srv_exec(c, xe_sess_backend_begin(c->sess, pool, XE_SESS_NO_SERVER, NULL, NULL,
+                                             pool->policy == XE_POLICY_STICKY &&
+                                                     pool->on_down != XE_ON_DOWN_NEXT
+                                                 ? XE_SF_USER_SERVER_DOWN
+                                                 : XE_SF_BACKEND_UNAVAILABLE));
         return;
     }
     c->server = &pool->servers[i];
     c->proxy_out = pool->proxy_protocol;
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
-                          xe_c2s_anonymous(c->c2s) ? "c2s-anonymous" : "c2s", jid,
+                          xe_c2s_anonymous(xe_srv_c2s(c)) ? "c2s-anonymous" : "c2s", jid,
                           xe_now_seconds() + conf->assertion_lifetime_s, NULL, token,
                           sizeof(token)) < 0) {
-        xe_srv_backend_failed(c, "cannot make the identity assertion");
+        told_assertion_failed(c);
+        xe_srv_exec(c, xe_sess_backend_begin(c->sess, pool, XE_SESS_NO_SERVER, NULL, NULL,
+                                             XE_SF_BACKEND_UNAVAILABLE));
         return;
     }
     local = xe_strndup(jid, (size_t)(strchr(jid, '@') - jid));
-    c->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
-    if (c->iq_auth)
-        xe_backend_hs_bind(c->bhs, xe_c2s_resource(c->c2s));
+    /* the backend script (session.h: the machine keeps it) */
+    xe_srv_exec(c, xe_sess_backend_begin(c->sess, pool, i, local, token, XE_SF_NONE));
     OPENSSL_cleanse(token, sizeof(token));
     free(local);
+    if (c->closed || c->sess == NULL || xe_sess_state(c->sess) != XE_SS_BACKEND)
+        return;
     c->connect_req.data = c;
     r = xe_srv_backend_open(c->w->loop, &c->backend, &c->connect_req, c->server,
                             on_backend_connect);
@@ -596,10 +498,9 @@ connect_backend(struct conn *c)
     c->backend_inited = true;
     c->handles++;
     if (r < 0) {
-        xe_srv_backend_failed(c, uv_strerror(r));
+        xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(r)));
         return;
     }
-    uv_timer_start(&c->timer, xe_srv_on_timer, conf->backend_connect_ms, 0);
     xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
              c->server->name);
 }

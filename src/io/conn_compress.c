@@ -7,21 +7,6 @@
 
 /* ---- stream compression (XEP-0138) ---------------------------------------- */
 
-/* After the restart was answered with compression offered: the core reads the
- * client's next element; what the client sent so far goes to it. */
-void
-xe_srv_compress_offered(struct conn *c)
-{
-    struct xe_buf held = c->to_backend_pending;
-
-    xe_buf_init(&c->to_backend_pending, c->gen->conf->pump_hard_cap);
-    c->client_restarted = false;
-    uv_timer_start(&c->timer, xe_srv_on_timer, c->gen->conf->preauth_idle_ms, 0);
-    if (held.len)
-        xe_srv_client_plain(c, (const char *)held.data, held.len);
-    xe_buf_free(&held);
-}
-
 int
 xe_srv_compress_start(struct conn *c)
 {
@@ -46,7 +31,7 @@ compress_failed(struct conn *c, const char *why)
 
     xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
             c->jid ? c->jid : "-", why);
-    if (c->c2s) { /* before the compressed stream was answered: with a header */
+    if (c->sess) { /* before the compressed stream was answered: with a header */
         xe_srv_fail(c, XE_SF_COMPRESS_CORRUPT);
         return;
     }

@@ -257,17 +257,3 @@ xe_srv_send_client(struct conn *c, const void *data, size_t len)
     }
     return xe_srv_flush_tls(c);
 }
-
-void
-xe_srv_flush_c2s(struct conn *c)
-{
-    struct xe_buf *out;
-
-    if (c->c2s == NULL)
-        return;
-    out = xe_c2s_output(c->c2s);
-    if (out->len) {
-        xe_srv_send_client(c, out->data, out->len);
-        out->len = 0;
-    }
-}

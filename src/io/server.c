@@ -3,6 +3,8 @@
  * A connection moves through: negotiating (plaintext or TLS, the c2s core
  * parses) -> backend (the backend handshake runs while the client restarts
  * its stream) -> spliced (bytes pumped both ways, no parsing) -> closing.
+ * Until the splice the login machine (src/core/session.h) decides every
+ * step; the glue carries out its actions (conn.c, xe_srv_exec).
  * Handles are embedded in struct conn; it is freed in the last close
  * callback. The glue is split by concern (server_impl.h names the files);
  * this one holds the workers (one libuv loop each), start, reload, stop and

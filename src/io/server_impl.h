@@ -4,11 +4,13 @@
  *   gen.c            configuration generations and the backends' live state
  *   conn_write.c     writes and backpressure: try-write, queue, cork, TLS flush
  *   conn.c           the connection lifecycle: accept, client reads, TLS,
- *                    the c2s core, timers, the single close path
- *   conn_backend.c   backend choice, connect and retry, the handshake, the
- *                    splice, in-band registration after authentication
+ *                    the executor of the login machine (src/core/session.h),
+ *                    timers, the single close path
+ *   conn_backend.c   backend choice, connect and retry, the backend's reads,
+ *                    the splice, in-band registration after authentication
  *   health.c         the backends' health checks
- *   conn_lockout.c   brute-force protection glue and the held answer
+ *   conn_lockout.c   brute-force protection glue (the held answer is the
+ *                    login machine's)
  *   conn_compress.c  stream compression glue (XEP-0138)
  *   conn_proxy.c     the PROXY protocol
  *   server.c         workers, start, reload, shutdown, the control views
@@ -254,16 +256,13 @@ struct conn {
     bool direct;
     bool tls_handshaking;
     struct xe_tls *tls;
-    struct xe_c2s *c2s;
-    struct xe_backend_hs *bhs;
-    bool backend_ready, client_restarted, backend_failed;
-    bool iq_auth; /* non-SASL authentication: the backend binds, no client restart */
-    struct xe_buf to_backend_pending; /* client bytes after its restart header */
-    struct xe_buf to_client_pending;  /* backend bytes after its features */
-    const struct xe_pool_conf *pool;  /* of server */
+    /* the login (session.h): its state and decisions, until the splice; the
+     * glue carries out its actions (xe_srv_exec) */
+    struct xe_sess *sess;
+    bool ready_told;                 /* the backend's readiness went to its health */
+    const struct xe_pool_conf *pool; /* of server */
     const struct xe_server_conf *server;
     struct bstate *bst;               /* server's state: counts this session while set */
-    enum xe_sess_fail fail;           /* why the backend failed (session.h) */
     size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
     /* before the splice, a callback's writes are held until it returns and
      * go out as one per side (cork/uncork): the plaintext here ([0] to the
@@ -281,15 +280,12 @@ struct conn {
     struct sockaddr_storage sa; /* the client's address */
     bool counted;               /* in the per-address accounting */
     bool preauth;               /* counted as not yet authenticated */
-    uint64_t auth_deadline;     /* loop time by which SASL must succeed */
     char peer[64];
     uint64_t bytes_up, bytes_down;
     uint64_t accepted_ms; /* loop time of the accept (login duration) */
     /* backend retries (pools[].retries) */
-    size_t pin;       /* the user's pinned server, or XE_POOL_NONE */
-    uint64_t tried;   /* servers of the pool that failed this login (bits) */
-    unsigned retried; /* how many times */
-    bool retrying;    /* the failed backend connection is closing */
+    size_t pin;    /* the user's pinned server, or XE_POOL_NONE */
+    bool retrying; /* the failed backend connection is closing */
     /* once spliced: where each direction is between two stanzas, so that an
      * end of our own (kick, shutdown) never cuts one (boundary.h) */
     struct xe_boundary down, up;
@@ -302,14 +298,11 @@ struct conn {
     char mech[24];         /* the login's mechanism, once spliced */
     const char *tls_version;
     /* brute-force protection: a failed login's answer is held (lockout.h) */
-    char addr_key[64];              /* the lockout key of the client's address */
-    uint64_t hold_ms;               /* delay owed by the attempts of the last feed */
-    bool held;                      /* holding the c2s output */
-    enum xe_c2s_action held_action; /* what to do when it goes out */
-    struct xe_buf held_in;          /* plaintext that came after the held attempt */
-    struct xe_zstream *zs;          /* the client's stream is compressed (XEP-0138) */
-    struct xe_buf zin; /* its compressed bytes held while the backend is full */
-    bool zstalled;     /* inflating waits for the backend's queue to drain */
+    char addr_key[64];     /* the lockout key of the client's address */
+    bool held;             /* the login holds an answer (xe_sess_held, mirrored) */
+    struct xe_zstream *zs; /* the client's stream is compressed (XEP-0138) */
+    struct xe_buf zin;     /* its compressed bytes held while the backend is full */
+    bool zstalled;         /* inflating waits for the backend's queue to drain */
     /* the PROXY protocol (proxy.h) */
     struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
     struct sockaddr_storage local; /* the address the client reached */
@@ -336,7 +329,6 @@ void xe_srv_log_backends(const struct gen *g);
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);
 void xe_srv_cork_last(struct conn *c);
-void xe_srv_flush_c2s(struct conn *c);
 int xe_srv_flush_tls(struct conn *c);
 void xe_srv_pause_reading(struct conn *c, bool client);
 void xe_srv_resume_reading(struct conn *c, bool client);
@@ -345,7 +337,10 @@ void xe_srv_uncork(struct conn *c);
 int xe_srv_write_raw(struct conn *c, bool to_client, const void *data, size_t len);
 
 /* conn.c */
-void xe_srv_arm_preauth_timer(struct conn *c);
+/* The login's c2s core (NULL once spliced). */
+struct xe_c2s *xe_srv_c2s(struct conn *c);
+/* Send what the login machine made, arm its timer, then do D. */
+void xe_srv_exec(struct conn *c, enum xe_sess_do d);
 void xe_srv_client_plain(struct conn *c, const char *data, size_t n);
 void xe_srv_client_stream_error(struct conn *c, const char *condition, const char *text);
 /* The client-visible outcome of F (xe_sess_outcome), then close. */
@@ -367,14 +362,13 @@ void xe_srv_preauth_end(struct conn *c);
 void xe_srv_read_tls_plain(struct conn *c);
 
 /* conn_backend.c */
-void xe_srv_backend_failed(struct conn *c, const char *why);
 int xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
                         const struct xe_server_conf *sc, uv_connect_cb cb);
 void xe_srv_end_session(struct conn *c, const char *condition, const char *text);
-void xe_srv_maybe_splice(struct conn *c);
 void xe_srv_on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 void xe_srv_reg_client(struct conn *c, const char *data, size_t n);
 void xe_srv_splice(struct conn *c);
+void xe_srv_retry_backend(struct conn *c);
 void xe_srv_start_backend(struct conn *c);
 
 /* health.c */
@@ -384,15 +378,11 @@ void xe_srv_stop_health(struct xe_server *srv);
 
 /* conn_lockout.c */
 const char *xe_srv_addr_key(const struct conn *c);
-void xe_srv_hold_answer(struct conn *c, enum xe_c2s_action then, const char *rest,
-                        size_t n);
-void xe_srv_release_answer(struct conn *c);
-extern const struct xe_c2s_guard xe_srv_lockout_guard;
+extern const struct xe_sess_guard xe_srv_lockout_guard;
 
 /* conn_compress.c */
 void xe_srv_client_input(struct conn *c, const char *data, size_t n);
 void xe_srv_compress_log_close(const struct conn *c);
-void xe_srv_compress_offered(struct conn *c);
 int xe_srv_compress_start(struct conn *c);
 void xe_srv_inflate_held(struct conn *c);
 int xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len);

@@ -1,9 +1,18 @@
-/* Unit tests: the c2s login's typed failures and their one mapping to what
- * the client sees, the login timer's decision, and ordering rule 1 (bytes
- * after <starttls/>) (src/core/session.h). No sockets. */
+/* Unit tests of the c2s login (src/core/session.h): the typed failures and
+ * their one mapping to what the client sees, the login timer's decision, and
+ * the login machine (struct xe_sess) whole: every ordering rule R1-R7, and
+ * the whole login against the canned bytes of each backend kind (Prosody's
+ * direct login, Prosody with SASL PLAIN, ejabberd, jabberd2), both orders of
+ * the two sides, fed whole and byte by byte; retries. A real LMDB store in a
+ * temporary directory and Cyrus SASL over it; no sockets. */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+#include "sasl.h"
 #include "session.h"
+#include "userstore.h"
 #include "tap.h"
 
 static void
@@ -212,6 +221,591 @@ test_join(void)
            "no longer setting up the backend: nothing");
 }
 
+/* ---- the login machine, whole and byte by byte ---------------------------- */
+
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_DIRECT "urn:xedge:auth:0"
+#define CHEADER(dom)                                                                     \
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                         \
+    "xmlns:stream='http://etherx.jabber.org/streams' to='" dom "' version='1.0'>"
+/* PLAIN, alice / alice-pw: "\0alice\0alice-pw" */
+#define AUTH_OK "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>AGFsaWNlAGFsaWNlLXB3</auth>"
+#define AUTH_BAD "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>AGFsaWNlAHdyb25n</auth>"
+#define PIPE                                                                             \
+    "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"
+#define IQ_AUTH                                                                          \
+    "<iq type='set' id='s9'><query xmlns='jabber:iq:auth'><username>alice</username>"    \
+    "<password>alice-pw</password><resource>r</resource></query></iq>"
+#define TOKEN "v1.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl-_x"
+
+#define B_HEADER(id)                                                                     \
+    "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "                         \
+    "xmlns:stream='http://etherx.jabber.org/streams' id='" id "' "                       \
+    "from='example.test' version='1.0' xml:lang='en'>"
+#define B_FEAT1                                                                          \
+    "<stream:features><mechanisms xmlns='" NS_SASL                                       \
+    "'><mechanism>SCRAM-SHA-1</mechanism>"                                               \
+    "<mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+#define B_FEAT1_DIRECT                                                                   \
+    "<stream:features><mechanisms xmlns='" NS_SASL "'><mechanism>PLAIN</mechanism>"      \
+    "</mechanisms><auth xmlns='" NS_DIRECT "'/></stream:features>"
+#define B_SUCCESS "<success xmlns='" NS_SASL "'/>"
+#define B_FEAT2                                                                          \
+    "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind>" \
+    "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"         \
+    "</stream:features>"
+#define B_EXTRA "<message from='a@b' to='alice@example.test'><body>hi</body></message>"
+#define BIND_RESULT                                                                      \
+    "<iq type='result' id='xe-bind-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"   \
+    "<jid>alice@example.test/r</jid></bind></iq>"
+
+struct kind {
+    const char *name, *before_restart, *after_restart, *features, *sent;
+};
+
+/* The backend kinds' real bytes, captured from the servers the sandbox runs
+ * (contrib/sandbox/xedge-sandbox with XEDGE_SANDBOX_BACKENDS_ONLY=1: Prosody
+ * 0.12 with mod_auth_xedge, ejabberd 23.01 and jabberd2 2.7 with
+ * xedge-extauth), logging in with an assertion as xedge does. prosody-plain
+ * is the same Prosody without the direct login: its <auth xmlns='urn:xedge:auth:0'/>
+ * feature taken out. */
+static const struct kind kinds[] = {
+    {"prosody-direct",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='b914e5a9-e4b8-4722-a39b-d6029a17aa10' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'><stream:features><register xmlns"
+     "='urn:xmpp:invite'/><register xmlns='urn:xmpp:ibr-token:0'/><mechanisms xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism"
+     "s><auth xmlns='urn:xedge:auth:0'/><register xmlns='http://jabber.org/feature"
+     "s/iq-register'/></stream:features><success xmlns='urn:xedge:auth:0'/>",
+     "",
+     "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xm"
+     "pp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm><bind xml"
+     "ns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:"
+     "ietf:params:xml:ns:xmpp-session'><optional/></session><csi xmlns='urn:xmpp:c"
+     "si:0'/><c node='http://prosody.im' ver='aFSBIOQm69bgjlIJRHM6A+jGGdU=' hash='"
+     "sha-1' xmlns='http://jabber.org/protocol/caps'/><sub xmlns='urn:xmpp:feature"
+     "s:pre-approval'/></stream:features>",
+     "<auth xmlns='" NS_DIRECT "' user='alice'>" TOKEN "</auth>"},
+    {"prosody-plain",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='79c5f281-0c58-45e4-bcfa-957830dc2e17' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'><stream:features><register xmlns"
+     "='urn:xmpp:invite'/><register xmlns='urn:xmpp:ibr-token:0'/><mechanisms xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanism"
+     "s><register xmlns='http://jabber.org/features/iq-register'/></stream:feature"
+     "s><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' version='1.0' id='e468cda6-b67f-4ed0-a0e1-1e2d46441ca0' from='exampl"
+     "e.test' xml:lang='en' xmlns='jabber:client'>",
+     "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/><sm xmlns='urn:xm"
+     "pp:sm:2'><optional/></sm><sm xmlns='urn:xmpp:sm:3'><optional/></sm><bind xml"
+     "ns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><session xmlns='urn:"
+     "ietf:params:xml:ns:xmpp-session'><optional/></session><csi xmlns='urn:xmpp:c"
+     "si:0'/><c node='http://prosody.im' ver='aFSBIOQm69bgjlIJRHM6A+jGGdU=' hash='"
+     "sha-1' xmlns='http://jabber.org/protocol/caps'/><sub xmlns='urn:xmpp:feature"
+     "s:pre-approval'/></stream:features>",
+     "mechanism='PLAIN'"},
+    {"ejabberd",
+     "<?xml version='1.0'?><stream:stream id='5737430860263127349' version='1.0' x"
+     "ml:lang='en' xmlns:stream='http://etherx.jabber.org/streams' from='example.t"
+     "est' xmlns='jabber:client'><stream:features><mechanisms xmlns='urn:ietf:para"
+     "ms:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:featu"
+     "res><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+     "<?xml version='1.0'?><stream:stream id='3182052637502701842' version='1.0' x"
+     "ml:lang='en' xmlns:stream='http://etherx.jabber.org/streams' from='example.t"
+     "est' xmlns='jabber:client'>",
+     "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><session xm"
+     "lns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session><c ver='KotyI"
+     "MoAomN+LXHEODN7iHd9E40=' node='http://www.process-one.net/en/ejabberd/' hash"
+     "='sha-1' xmlns='http://jabber.org/protocol/caps'/><sm xmlns='urn:xmpp:sm:2'/"
+     "><sm xmlns='urn:xmpp:sm:3'/><ver xmlns='urn:xmpp:features:rosterver'/><csi x"
+     "mlns='urn:xmpp:csi:0'/></stream:features>",
+     "mechanism='PLAIN'"},
+    {"jabberd2",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' xmlns='jabber:client' from='example.test' version='1.0' id='1qqwnc2v"
+     "ydh0yhc18l5mktvcf3a3seft55qshsof' xmlns:ack='http://www.xmpp.org/extensions/"
+     "xep-0198.html#ns'><stream:features xmlns:stream='http://etherx.jabber.org/st"
+     "reams'><address xmlns='http://affinix.com/jabber/address'>127.0.0.1</address"
+     "><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mech"
+     "anism></mechanisms><auth xmlns='http://jabber.org/features/iq-auth'/><regist"
+     "er xmlns='http://jabber.org/features/iq-register'></register></stream:featur"
+     "es><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'></success>",
+     "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/s"
+     "treams' xmlns='jabber:client' from='example.test' version='1.0' id='6g4nt5vf"
+     "aiz4dbkhln903368tzqmn6stmwhg2dvd' xmlns:ack='http://www.xmpp.org/extensions/"
+     "xep-0198.html#ns'>",
+     "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><ack:ack/><"
+     "bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><required/></bind><unbind xmln"
+     "s='urn:ietf:params:xml:ns:xmpp-bind'/><ver xmlns='urn:xmpp:features:rosterve"
+     "r'></ver></stream:features>",
+     "mechanism='PLAIN'"},
+};
+
+static struct xe_conf conf;
+static struct xe_domain_conf domains[2];
+static struct xe_pool_conf pool;
+static struct xe_server_conf servers[2];
+static char *mechs[] = {"PLAIN"};
+static uint64_t now = 1000;
+
+/* What one drive saw. */
+struct run {
+    struct xe_sess *s;
+    struct xe_buf to_client, to_backend;
+    char acts[64]; /* one letter per action other than NONE */
+    size_t n_acts;
+    bool spliced;
+    char pend_client[4096], pend_backend[4096];
+    size_t zused; /* START_COMPRESSION: bytes used of the last chunk */
+};
+
+static const char act_letter[] = {
+    [XE_SD_NONE] = '-',    [XE_SD_START_TLS] = 'T', [XE_SD_HOLD] = 'H',
+    [XE_SD_CONNECT] = 'C', [XE_SD_RETRY] = 'R',     [XE_SD_START_COMPRESSION] = 'Z',
+    [XE_SD_SPLICE] = 'S',  [XE_SD_CLOSE] = 'X',
+};
+
+static void
+collect(struct run *r)
+{
+    struct xe_buf *c = xe_sess_to_client(r->s), *b = xe_sess_to_backend(r->s);
+
+    xe_buf_append(&r->to_client, c->data, c->len);
+    xe_buf_append(&r->to_backend, b->data, b->len);
+    xe_sess_sent(r->s);
+}
+
+/* Act on D as the glue does: CONNECT/RETRY -> a server and the connection. */
+static void
+act(struct run *r, enum xe_sess_do d)
+{
+    collect(r);
+    if (d == XE_SD_NONE)
+        return;
+    if (r->n_acts + 1 < sizeof(r->acts) &&
+        (r->n_acts == 0 || r->acts[r->n_acts - 1] != act_letter[d]))
+        r->acts[r->n_acts++] = act_letter[d];
+    if (d == XE_SD_CONNECT || d == XE_SD_RETRY) {
+        size_t server = xe_sess_tried(r->s) & 1 ? 1 : 0;
+        act(r, xe_sess_backend_begin(r->s, &pool, server, "alice", TOKEN, XE_SF_NONE));
+        act(r, xe_sess_connected(r->s, true, NULL));
+    }
+    if (d == XE_SD_SPLICE) {
+        struct xe_buf pc, pb;
+        r->spliced = true;
+        xe_sess_take_pending(r->s, &pc, &pb);
+        snprintf(r->pend_client, sizeof(r->pend_client), "%.*s", (int)pc.len,
+                 (const char *)pc.data);
+        snprintf(r->pend_backend, sizeof(r->pend_backend), "%.*s", (int)pb.len,
+                 (const char *)pb.data);
+        xe_buf_free(&pc);
+        xe_buf_free(&pb);
+    }
+}
+
+/* Feed TEXT from the client in chunks of STEP (0: whole). */
+static void
+client(struct run *r, const char *text, size_t step)
+{
+    size_t len = strlen(text), off = 0;
+
+    while (off < len && xe_sess_state(r->s) != XE_SS_CLOSING &&
+           xe_sess_state(r->s) != XE_SS_SPLICED) {
+        size_t n = step && step < len - off ? step : len - off, used = 0;
+        enum xe_sess_do d = xe_sess_client(r->s, text + off, n, &used, now);
+        act(r, d);
+        if (d == XE_SD_START_COMPRESSION) {
+            r->zused = off + used;
+            return;
+        }
+        if (d == XE_SD_START_TLS)
+            return; /* R1: the rest of this read is dropped */
+        off += n;
+    }
+    if (r->spliced && off < len) /* after the splice the glue pumps (R7) */
+        snprintf(r->pend_backend + strlen(r->pend_backend),
+                 sizeof(r->pend_backend) - strlen(r->pend_backend), "%s", text + off);
+}
+
+static void
+backend(struct run *r, const char *text, size_t step)
+{
+    size_t len = strlen(text), off = 0;
+
+    while (off < len && xe_sess_state(r->s) == XE_SS_BACKEND) {
+        size_t n = step && step < len - off ? step : len - off;
+        act(r, xe_sess_backend(r->s, text + off, n, NULL));
+        off += n;
+    }
+    if (r->spliced && off < len)
+        snprintf(r->pend_client + strlen(r->pend_client),
+                 sizeof(r->pend_client) - strlen(r->pend_client), "%s", text + off);
+}
+
+static void
+run_start(struct run *r, bool direct_tls)
+{
+    struct xe_sess_params p = {.conf = &conf, .direct_tls = direct_tls, .peer = "test"};
+
+    memset(r, 0, sizeof(*r));
+    xe_buf_init(&r->to_client, 0);
+    xe_buf_init(&r->to_backend, 0);
+    r->s = xe_sess_new(&p, now);
+    if (direct_tls)
+        xe_sess_tls_up(r->s, NULL, now);
+}
+
+static void
+run_end(struct run *r)
+{
+    xe_sess_free(&r->s);
+    xe_buf_free(&r->to_client);
+    xe_buf_free(&r->to_backend);
+}
+
+static const char *
+str(struct xe_buf *b)
+{
+    xe_buf_append(b, "", 1);
+    b->len--;
+    return (const char *)b->data;
+}
+
+/* The whole login against each backend kind; R3 and R7: the client's
+ * restart is answered with the backend's features, what the client and the
+ * backend pipelined is kept in order. Both orders of the two sides. */
+static void
+test_login_kinds(void)
+{
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (int order = 0; order < 2; order++)
+            for (size_t step = 0; step <= 1; step++) {
+                const struct kind *kd = &kinds[k];
+                const char *how = step ? "byte by byte" : "whole";
+                const char *ord = order ? "backend first" : "client first";
+                char bk[4096];
+                struct run r;
+                const char *out, *succ, *feat;
+
+                snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart,
+                         kd->after_restart, kd->features);
+                run_start(&r, true);
+                client(&r, CHEADER("example.test"), step);
+                if (order == 0) {
+                    client(&r, AUTH_OK CHEADER("example.test") PIPE, step);
+                    ok(!r.spliced, "%s, %s, %s: no splice before the backend", kd->name,
+                       ord, how);
+                    backend(&r, bk, step);
+                } else {
+                    client(&r, AUTH_OK, step);
+                    backend(&r, bk, step);
+                    ok(!r.spliced && !strstr(str(&r.to_client), "bind"),
+                       "%s, %s, %s: R3 the features wait for the restart", kd->name, ord,
+                       how);
+                    client(&r, CHEADER("example.test") PIPE, step);
+                }
+                out = str(&r.to_client);
+                succ = strstr(out, "<success");
+                feat = strstr(out, "xmpp-bind");
+                is_str(r.acts, "CS", "%s, %s, %s: CONNECT then SPLICE", kd->name, ord,
+                       how);
+                ok(succ && feat && succ < feat,
+                   "%s, %s, %s: <success/>, then the backend's features", kd->name, ord,
+                   how);
+                ok(strstr(str(&r.to_backend), kd->sent) != NULL,
+                   "%s, %s, %s: the backend got the login", kd->name, ord, how);
+                is_str(r.pend_backend, PIPE, "%s, %s, %s: R7 the client's pipelined iq",
+                       kd->name, ord, how);
+                is_str(r.pend_client, B_EXTRA, "%s, %s, %s: R7 the backend's stanza",
+                       kd->name, ord, how);
+                is_int(xe_sess_state(r.s), XE_SS_SPLICED, "%s, %s, %s: spliced", kd->name,
+                       ord, how);
+                run_end(&r);
+            }
+}
+
+/* R1: bytes after <starttls/> are dropped. */
+static void
+test_r1_starttls(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        struct run r;
+
+        run_start(&r, false);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>" AUTH_OK, step);
+        is_str(r.acts, "T", "R1 (%s): START_TLS, nothing else", step ? "bytes" : "whole");
+        ok(strstr(str(&r.to_client), "<proceed") != NULL &&
+               strstr(str(&r.to_client), "success") == NULL,
+           "R1 (%s): <proceed/>, the pipelined auth never parsed",
+           step ? "bytes" : "whole");
+        xe_sess_tls_up(r.s, NULL, now);
+        r.to_client.len = 0;
+        client(&r, CHEADER("example.test"), step);
+        ok(strstr(str(&r.to_client), "<mechanisms") != NULL,
+           "R1 (%s): a new stream inside TLS is negotiated afresh",
+           step ? "bytes" : "whole");
+        run_end(&r);
+    }
+}
+
+static uint64_t
+hold_failed(void *ctx, const char *account, bool counted, uint64_t t)
+{
+    (void)ctx, (void)account, (void)t;
+    return counted ? 700 : 0;
+}
+
+static const struct xe_sess_guard hold_guard = {NULL, hold_failed, NULL};
+
+/* R2: a held answer is released by the timer, what came meanwhile follows. */
+static void
+test_r2_held(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        struct xe_sess_params p = {
+            .conf = &conf, .direct_tls = true, .peer = "t", .guard = &hold_guard};
+        const char *how = step ? "byte by byte" : "whole";
+        struct run r;
+        uint64_t ms = 0;
+        int op;
+
+        memset(&r, 0, sizeof(r));
+        xe_buf_init(&r.to_client, 0);
+        xe_buf_init(&r.to_backend, 0);
+        r.s = xe_sess_new(&p, now);
+        xe_sess_tls_up(r.s, NULL, now);
+        client(&r, CHEADER("example.test"), 0);
+        r.to_client.len = 0;
+        client(&r, AUTH_BAD AUTH_OK, step);
+        ok(xe_sess_held(r.s) && r.acts[0] == 'H', "R2 (%s): held", how);
+        op = xe_sess_timer_want(r.s, &ms);
+        ok(op == 1 && ms == 700, "R2 (%s): the timer for the delay (%d, %llu)", how, op,
+           (unsigned long long)ms);
+        ok(strstr(str(&r.to_client), "failure") == NULL,
+           "R2 (%s): the failure is not sent yet", how);
+        act(&r, xe_sess_timer_fired(r.s, now + 700));
+        ok(!xe_sess_held(r.s), "R2 (%s): released: reading resumes", how);
+        ok(strstr(str(&r.to_client), "<failure") != NULL &&
+               strstr(str(&r.to_client), "<failure") <
+                   strstr(str(&r.to_client), "<success"),
+           "R2 (%s): the failure, then the pipelined attempt's success", how);
+        ok(strchr(r.acts, 'C') != NULL, "R2 (%s): the held success connects", how);
+        run_end(&r);
+    }
+}
+
+/* R3 (failure side): the backend fails between <success/> and the client's
+ * new header: the error answers that header. */
+static void
+test_r3_fail_at_restart(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        const char *how = step ? "byte by byte" : "whole";
+        struct run r;
+        const char *out;
+
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK, step);
+        act(&r, xe_sess_backend(r.s, "", 0, "refused"));
+        ok(xe_sess_backend_error(r.s, NULL) != NULL,
+           "R3 fail (%s): a backend error to log", how);
+        ok(xe_sess_backend_error(r.s, NULL) == NULL, "R3 fail (%s): ... told once", how);
+        is_int(xe_sess_state(r.s), XE_SS_BACKEND, "R3 fail (%s): waits for the restart",
+               how);
+        r.to_client.len = 0;
+        client(&r, CHEADER("example.test") PIPE, step);
+        out = str(&r.to_client);
+        ok(strstr(out, "<stream:stream") && strstr(out, "remote-connection-failed"),
+           "R3 fail (%s): the restart is answered with the error", how);
+        is_int(xe_sess_failure(r.s), XE_SF_BACKEND_UNAVAILABLE, "R3 fail (%s): typed",
+               how);
+        ok(strchr(r.acts, 'X') != NULL, "R3 fail (%s): close", how);
+        run_end(&r);
+    }
+}
+
+/* R4: iq-auth binds at the backend before the iq is answered and spliced. */
+static void
+test_r4_iq_auth(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        const char *how = step ? "byte by byte" : "whole";
+        struct run r;
+        char bk[4096];
+
+        snprintf(bk, sizeof(bk), "%s%s%s" BIND_RESULT B_EXTRA, kinds[1].before_restart,
+                 kinds[1].after_restart, kinds[1].features);
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        r.to_client.len = 0;
+        client(&r, IQ_AUTH PIPE, step);
+        ok(xe_sess_iq_auth(r.s) && strcmp(r.acts, "C") == 0, "R4 (%s): connect", how);
+        ok(strstr(str(&r.to_client), "result") == NULL,
+           "R4 (%s): no iq result before the bind", how);
+        backend(&r, bk, step);
+        ok(strstr(str(&r.to_backend), "<resource>r</resource>") != NULL,
+           "R4 (%s): the backend binds the resource", how);
+        ok(strstr(str(&r.to_client), "type='result'") != NULL && r.spliced,
+           "R4 (%s): then the iq result and the splice", how);
+        is_str(r.pend_backend, PIPE, "R4 (%s): R7 the client's next stanza kept", how);
+        is_str(r.pend_client, B_EXTRA, "R4 (%s): R5 the backend's from its boundary",
+               how);
+        run_end(&r);
+    }
+    {
+        struct run r;
+
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), 0);
+        client(&r, IQ_AUTH, 0);
+        r.to_client.len = 0;
+        backend(&r,
+                B_HEADER("p") B_FEAT1 B_SUCCESS B_HEADER("q") B_FEAT2
+                "<iq type='error' id='xe-bind-1'><error type='cancel'><conflict "
+                "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+                0);
+        ok(strstr(str(&r.to_client), "conflict") && strchr(r.acts, 'X') &&
+               xe_sess_bind_refused(r.s) != NULL,
+           "R4: a bind refusal is the iq's error, then close");
+        run_end(&r);
+    }
+}
+
+/* R6: compression starts on the right byte. */
+static void
+test_r6_compression(void)
+{
+    static const char compress[] =
+        "<compress xmlns='http://jabber.org/protocol/compress'>"
+        "<method>zlib</method></compress>";
+    char bk[4096];
+
+    snprintf(bk, sizeof(bk), "%s%s%s", kinds[1].before_restart, kinds[1].after_restart,
+             kinds[1].features);
+    domains[0].compression = true;
+    for (size_t step = 0; step <= 1; step++) {
+        const char *how = step ? "byte by byte" : "whole";
+        char in[512];
+        struct run r;
+
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK CHEADER("example.test"), step);
+        backend(&r, bk, step);
+        ok(!r.spliced && xe_sess_state(r.s) == XE_SS_COMPRESS_OFFER,
+           "R6 (%s): compression offered: the client's next element decides", how);
+        snprintf(in, sizeof(in), "%s\x78\x9c garbage", compress);
+        client(&r, in, step);
+        is_int(r.zused, strlen(compress), "R6 (%s): compression starts after </compress>",
+               how);
+        ok(strstr(str(&r.to_client), "<compressed") != NULL,
+           "R6 (%s): <compressed/> goes out", how);
+        run_end(&r);
+
+        /* not <compress/>: spliced with that element first */
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK CHEADER("example.test") PIPE, step);
+        backend(&r, bk, step);
+        ok(r.spliced, "R6 (%s): another element: spliced", how);
+        is_str(r.pend_backend, PIPE, "R6 (%s): R7 the element pipelined is kept", how);
+        run_end(&r);
+    }
+    domains[0].compression = false;
+}
+
+/* Retries: a failure in the handshake goes to the other server. */
+static void
+test_machine_retry(void)
+{
+    struct run r;
+
+    pool.retries = 1;
+    run_start(&r, true);
+    client(&r, CHEADER("example.test"), 0);
+    client(&r, AUTH_OK CHEADER("example.test") PIPE, 0);
+    act(&r, xe_sess_backend(r.s, B_HEADER("x"), strlen(B_HEADER("x")), NULL));
+    act(&r, xe_sess_backend(r.s, "", 0, "reset"));
+    is_str(r.acts, "CR", "retry: the handshake failure retries");
+    ok(xe_sess_tried(r.s) == 1 && xe_sess_retried(r.s) == 1, "retry: server 0 tried");
+    r.to_backend.len = 0;
+    backend(&r, B_HEADER("p2") B_FEAT1 B_SUCCESS B_HEADER("p3") B_FEAT2, 0);
+    is_str(r.acts, "CRS", "retry: the second server takes the login");
+    is_str(r.pend_backend, PIPE, "retry: R7 survives the retry");
+    run_end(&r);
+    pool.retries = 0;
+}
+
+static int
+login_tests(void)
+{
+    char *dir = tap_mkdtemp("session-test"), *err = NULL;
+    struct xe_userstore *store = NULL;
+    struct xe_user u;
+    int r;
+
+    xe_log_level = XE_LOG_ERROR;
+    if (dir == NULL)
+        return -1;
+    r = xe_userstore_open(dir, false, 16, &store, &err);
+    ok(r == XE_US_OK, "userstore open %s", err ? err : "");
+    free(err);
+    err = NULL;
+    if (r != XE_US_OK)
+        goto out;
+    memset(&u, 0, sizeof(u));
+    snprintf(u.jid, sizeof(u.jid), "alice@example.test");
+    xe_user_set_password(&u, "alice-pw", 8, 16);
+    ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store alice");
+    free(err);
+    err = NULL;
+    r = xe_sasl_global_init(store, "PLAIN", 16, &err);
+    ok(r == 0, "xe_sasl_global_init %s", err ? err : "");
+    free(err);
+    servers[0].name = "one";
+    servers[1].name = "two";
+    pool.name = "p";
+    pool.servers = servers;
+    pool.n_servers = 2;
+    pool.policy = XE_POLICY_LEAST_CONN;
+    domains[0].name = "example.test";
+    domains[0].iq_auth = true;
+    domains[0].pool = &pool;
+    conf.domains = domains;
+    conf.n_domains = 1;
+    conf.mechanisms = mechs;
+    conf.n_mechanisms = 1;
+    conf.max_auth_attempts = 3;
+    conf.max_stanza_preauth = 16384;
+    conf.max_xml_depth = 8;
+    conf.max_attrs = 16;
+    conf.max_sasl_bytes = 8192;
+    conf.pump_hard_cap = 1 << 20;
+    conf.auth_timeout_ms = 30000;
+    conf.preauth_idle_ms = 10000;
+    conf.tls_timeout_ms = 5000;
+    conf.backend_connect_ms = 3000;
+    conf.backend_handshake_ms = 5000;
+    if (r == 0) {
+        test_login_kinds();
+        test_r1_starttls();
+        test_r2_held();
+        test_r3_fail_at_restart();
+        test_r4_iq_auth();
+        test_r6_compression();
+        test_machine_retry();
+    }
+    xe_sasl_global_done();
+out:
+    xe_userstore_close(&store);
+    rm_rf(dir);
+    return 0;
+}
+
 int
 main(void)
 {
@@ -221,5 +815,6 @@ main(void)
     test_retry();
     test_fail_when();
     test_join();
+    login_tests();
     return tap_done();
 }
