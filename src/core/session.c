@@ -128,6 +128,7 @@ struct xe_sess {
     struct xe_buf client_pending;  /* backend bytes after its features (R7) */
     struct xe_buf backend_pending; /* client bytes after its restart (R7) */
     bool client_restarted, backend_ready, backend_failed, iq_auth, connected;
+    bool sasl2; /* a SASL2 login: answered with <success> (sess_answer) */
     enum xe_sess_fail fail;
     /* R2: the held answer */
     bool held;
@@ -329,6 +330,14 @@ sess_answer(struct xe_sess *s)
     if (j == XE_SJ_WAIT)
         return XE_SD_NONE;
     features = xe_backend_hs_features(s->bhs, &flen);
+    if (s->sasl2) { /* no restart: <success>, then the backend's features */
+        if (xe_c2s_answer_sasl2(s->c2s, NULL, NULL, 0, features, flen) < 0)
+            return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
+        take_c2s(s);
+        s->st = XE_SS_SPLICED;
+        stop_timer(s);
+        return XE_SD_SPLICE;
+    }
     if (j == XE_SJ_IQ_AUTH_SPLICE)
         xe_c2s_answer_iq_auth(s->c2s, NULL);
     else
@@ -390,8 +399,8 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
 
         data += used;
         n -= used;
-        if (s->hold_ms > 0 &&
-            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED)) {
+        if (s->hold_ms > 0 && (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE ||
+                               a == XE_C2S_AUTHENTICATED || a == XE_C2S_SASL2_AUTHED)) {
             /* R2 (a success after failures pipelined in one read waits too) */
             uint64_t ms = s->hold_ms;
 
@@ -436,6 +445,9 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             return sess_answer(s);
         case XE_C2S_IQ_AUTHED:
             s->iq_auth = true;
+            return sess_authenticated(s, true, data, n);
+        case XE_C2S_SASL2_AUTHED: /* no restart: the rest is the backend's */
+            s->sasl2 = true;
             return sess_authenticated(s, true, data, n);
         case XE_C2S_COMPRESS: /* R6: the next byte is compressed */
             *used_r = total - n;
@@ -614,6 +626,10 @@ sess_release(struct xe_sess *s, uint64_t now)
         return sess_close(s);
     case XE_C2S_AUTHENTICATED:
         d = sess_authenticated(s, false, NULL, 0);
+        break;
+    case XE_C2S_SASL2_AUTHED: /* (the rest, parsed below, goes to backend_pending) */
+        s->sasl2 = true;
+        d = sess_authenticated(s, true, NULL, 0);
         break;
     default:
         arm_preauth(s, now);

@@ -740,6 +740,107 @@ test_machine_retry(void)
     pool.retries = 0;
 }
 
+/* ---- SASL2 (XEP-0388) ------------------------------------------------------ */
+
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define AUTHN2(ir)                                                                       \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>" ir         \
+    "</initial-response><user-agent id='ua-1'><software>t</software></user-agent>"       \
+    "</authenticate>"
+#define AUTHN2_OK AUTHN2("AGFsaWNlAGFsaWNlLXB3")
+#define AUTHN2_BAD AUTHN2("AGFsaWNlAHdyb25n")
+
+/* A SASL2 login against each backend kind, whole and byte by byte, both
+ * orders: no restart; <success> (the bare JID as authorization identifier)
+ * goes out only once the backend is ready, followed by the backend's
+ * post-login features on the same stream; what each side pipelined is kept
+ * (R7). Early input: the <authenticate> written with the header. */
+static void
+test_sasl2_kinds(void)
+{
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (int order = 0; order < 2; order++)
+            for (size_t step = 0; step <= 1; step++) {
+                const struct kind *kd = &kinds[k];
+                const char *how = step ? "byte by byte" : "whole";
+                const char *ord = order ? "backend first" : "client first";
+                char bk[4096];
+                struct run r;
+                const char *out, *succ, *feat, *mech2;
+
+                snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart,
+                         kd->after_restart, kd->features);
+                run_start(&r, true);
+                if (order == 0) {
+                    client(&r, CHEADER("example.test") AUTHN2_OK PIPE, step);
+                    ok(!r.spliced && strstr(str(&r.to_client), "<success") == NULL,
+                       "sasl2 %s, %s, %s: no success before the backend", kd->name, ord,
+                       how);
+                    backend(&r, bk, step);
+                } else {
+                    client(&r, CHEADER("example.test") AUTHN2_OK, step);
+                    backend(&r, bk, step);
+                    client(&r, PIPE, step);
+                }
+                out = str(&r.to_client);
+                mech2 = strstr(out, "<authentication xmlns='" NS_SASL2 "'>");
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                feat = strstr(out, "xmpp-bind");
+                ok(mech2 && strstr(mech2, "<mechanism>PLAIN</mechanism>"),
+                   "sasl2 %s, %s, %s: SASL2 offered with the mechanisms", kd->name, ord,
+                   how);
+                is_str(r.acts, "CS", "sasl2 %s, %s, %s: CONNECT then SPLICE", kd->name,
+                       ord, how);
+                ok(succ && feat && succ < feat &&
+                       strstr(out, "<authorization-identifier>alice@example.test<"),
+                   "sasl2 %s, %s, %s: <success> with the bare JID, then the features",
+                   kd->name, ord, how);
+                ok(succ && strstr(succ, "<stream:stream") == NULL,
+                   "sasl2 %s, %s, %s: no stream restart", kd->name, ord, how);
+                ok(strstr(str(&r.to_backend), kd->sent) != NULL,
+                   "sasl2 %s, %s, %s: the backend got the login", kd->name, ord, how);
+                is_str(r.pend_backend, PIPE, "sasl2 %s, %s, %s: R7 the client's iq",
+                       kd->name, ord, how);
+                is_str(r.pend_client, B_EXTRA,
+                       "sasl2 %s, %s, %s: R7 the backend's stanza after the answer",
+                       kd->name, ord, how);
+                run_end(&r);
+            }
+}
+
+/* A SASL2 failure leaves room for another attempt on the same stream;
+ * max_auth_attempts failures end it. */
+static void
+test_sasl2_failure(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        const char *how = step ? "byte by byte" : "whole";
+        struct run r;
+        const char *out;
+
+        run_start(&r, true);
+        client(&r, CHEADER("example.test") AUTHN2_BAD, step);
+        out = str(&r.to_client);
+        ok(strstr(out, "<failure xmlns='" NS_SASL2 "'><not-authorized") != NULL,
+           "sasl2 (%s): a wrong password: <failure><not-authorized/>", how);
+        is_str(r.acts, "", "sasl2 (%s): nothing else", how);
+        client(&r, AUTHN2_OK, step);
+        backend(&r, kinds[2].before_restart, step);
+        backend(&r, kinds[2].after_restart, step);
+        backend(&r, kinds[2].features, step);
+        ok(strstr(str(&r.to_client), "<success xmlns='" NS_SASL2 "'>") != NULL,
+           "sasl2 (%s): then the right one succeeds on the same stream", how);
+        is_str(r.acts, "CS", "sasl2 (%s): CONNECT then SPLICE", how);
+        run_end(&r);
+        run_start(&r, true);
+        client(&r, CHEADER("example.test") AUTHN2_BAD AUTHN2_BAD AUTHN2_BAD, step);
+        ok(strstr(str(&r.to_client), "too many failed") != NULL,
+           "sasl2 (%s): max_auth_attempts failures end the stream", how);
+        is_str(r.acts, "X", "sasl2 (%s): CLOSE", how);
+        run_end(&r);
+    }
+}
+
 static int
 login_tests(void)
 {
@@ -774,6 +875,7 @@ login_tests(void)
     pool.policy = XE_POLICY_LEAST_CONN;
     domains[0].name = "example.test";
     domains[0].iq_auth = true;
+    domains[0].sasl2 = true;
     domains[0].pool = &pool;
     conf.domains = domains;
     conf.n_domains = 1;
@@ -798,6 +900,8 @@ login_tests(void)
         test_r4_iq_auth();
         test_r6_compression();
         test_machine_retry();
+        test_sasl2_kinds();
+        test_sasl2_failure();
     }
     xe_sasl_global_done();
 out:
