@@ -115,6 +115,9 @@ xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
 #include <openssl/crypto.h>
 
 #include "backend.h"
+#include "bind2.h"
+#include "log.h"
+#include "sasl2.h"
 #include "xelimits.h"
 
 struct xe_sess {
@@ -129,6 +132,12 @@ struct xe_sess {
     struct xe_buf backend_pending; /* client bytes after its restart (R7) */
     bool client_restarted, backend_ready, backend_failed, iq_auth, connected;
     bool sasl2; /* a SASL2 login: answered with <success> (sess_answer) */
+    /* Bind2: the backend script (bind2.h) over a parser of the backend's
+     * stream, between the backend's login and the answer */
+    struct xe_xmlstream *b2_xs;
+    struct xe_bind2_script *b2_script;
+    bool b2_running;
+    int b2_result;
     enum xe_sess_fail fail;
     /* R2: the held answer */
     bool held;
@@ -223,6 +232,8 @@ xe_sess_new(const struct xe_sess_params *p, uint64_t now)
         free(s);
         return NULL;
     }
+    /* SASL2: what this machine does inline (FAST: xe_sess_set_fast) */
+    xe_c2s_set_sasl2(s->c2s, XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM, NULL, NULL, 0);
     xe_buf_init(&s->to_client, 0);
     xe_buf_init(&s->to_backend, 0);
     xe_buf_init(&s->client_pending, p->conf->pump_hard_cap);
@@ -248,6 +259,8 @@ xe_sess_free(struct xe_sess **sp)
         return;
     xe_c2s_free(&s->c2s);
     xe_backend_hs_free(&s->bhs);
+    xe_xmlstream_free(&s->b2_xs);
+    xe_bind2_script_free(&s->b2_script);
     OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
     xe_buf_free(&s->to_client);
     xe_buf_free(&s->to_backend);
@@ -316,6 +329,273 @@ sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n
     return XE_SD_CONNECT;
 }
 
+static enum xe_sess_do sess_answer(struct xe_sess *s);
+static enum xe_sess_do sess_backend_failed(struct xe_sess *s, const char *why);
+/* ---- SASL2's Bind2 at the backend (doc/sasl2.md, "The backend script") ---- */
+
+#define B2_FALLBACK_HEADER                                                               \
+    "<stream:stream xmlns='" XE_NS_CLIENT "' xmlns:stream='" XE_NS_STREAMS "'>"
+
+static int
+b2_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    (void)ctx, (void)h, (void)default_ns;
+    return XE_XS_CONTINUE;
+}
+
+/* The first element is the backend's post-login features: the script is
+ * built from them; every later one is an answer (or held). */
+static int
+b2_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
+{
+    struct xe_sess *s = ctx;
+
+    if (s->b2_script == NULL) {
+        const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
+        const char *jid = xe_c2s_jid(s->c2s);
+        struct xe_bind2_caps caps;
+        char res[XE_BIND2_MAX_TAG + 16], *err = NULL;
+
+        xe_bind2_pool_caps(s->pool, &caps);
+        if (xe_bind2_resource(a->bind.tag, jid, a->has_ua ? a->ua_id : NULL,
+                              s->pool ? s->pool->secret : NULL,
+                              s->pool ? s->pool->secret_len : 0, res, sizeof(res)) < 0 &&
+            xe_bind2_resource(a->bind.tag, jid, NULL, NULL, 0, res, sizeof(res)) < 0) {
+            s->b2_result = XE_BIND2_FAIL;
+            return XE_XS_STOP;
+        }
+        s->b2_script = xe_bind2_script_new(&a->bind, &caps, e, res, &err);
+        if (s->b2_script == NULL) {
+            snprintf(s->backend_why, sizeof(s->backend_why), "%.140s",
+                     err ? err : "no bind in the backend's features");
+            free(err);
+            s->b2_result = XE_BIND2_FAIL;
+            return XE_XS_STOP;
+        }
+        return XE_XS_CONTINUE;
+    }
+    s->b2_result = xe_bind2_script_answer(s->b2_script, e, raw, len);
+    return s->b2_result == XE_BIND2_MORE ? XE_XS_CONTINUE : XE_XS_STOP;
+}
+
+static int
+b2_end(void *ctx)
+{
+    struct xe_sess *s = ctx;
+
+    s->b2_result = XE_BIND2_FAIL;
+    snprintf(s->backend_why, sizeof(s->backend_why), "backend closed its stream");
+    return XE_XS_STOP;
+}
+
+static const struct xe_xmlstream_cb b2_cb = {b2_start, b2_element, b2_end};
+
+/* Does this login bind inline? */
+static bool
+b2_wanted(struct xe_sess *s)
+{
+    const struct xe_sasl2_auth *a = s->sasl2 ? xe_c2s_sasl2_request(s->c2s) : NULL;
+    return a && a->bind.present;
+}
+
+/* Bind2 could not be done (the bind refused, the backend's stream broke):
+ * the client hears a SASL2 failure (temporary-auth-failure: it may log in
+ * again), then the stream ends. */
+static enum xe_sess_do
+b2_failed(struct xe_sess *s)
+{
+    const char *why = s->b2_script ? xe_bind2_script_error(s->b2_script) : NULL;
+    char tmp[sizeof(s->backend_why)];
+
+    snprintf(tmp, sizeof(tmp), "%s",
+             why                 ? why
+             : s->backend_why[0] ? s->backend_why
+                                 : "Bind2 failed at the backend");
+    snprintf(s->backend_why, sizeof(s->backend_why), "Bind2: %.140s", tmp);
+    s->backend_error = s->backend_why;
+    s->backend_error_counts = false;
+    s->b2_running = false;
+    xe_sasl2_failure(&s->to_client, XE_SASL_TEMPORARY_AUTH_FAILURE,
+                     "the session could not be bound");
+    return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
+}
+
+/* The backend's bytes while the script runs. */
+static enum xe_sess_do
+b2_feed(struct xe_sess *s, const char *data, size_t n)
+{
+    size_t used = 0;
+    int r;
+
+    if (n == 0)
+        return XE_SD_NONE;
+    r = xe_xmlstream_feed(s->b2_xs, data, n, &used);
+    if (r == XE_XS_ERROR) {
+        snprintf(s->backend_why, sizeof(s->backend_why), "bad XML from the backend: %s",
+                 xe_xmlstream_error_text(s->b2_xs));
+        return b2_failed(s);
+    }
+    if (r != XE_XS_STOPPED)
+        return XE_SD_NONE;
+    if (s->b2_result != XE_BIND2_DONE)
+        return b2_failed(s);
+    /* done: what follows <enabled/> (or the last answer) waits for the
+     * success (R7) */
+    s->b2_running = false;
+    s->backend_ready = true;
+    if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
+        return sess_backend_failed(s, "backend sent too much before the session started");
+    if (xe_bind2_script_unsynced(s->b2_script) > 0)
+        xe_warn("event=bind2-unsynced jid=%s held=%u", xe_c2s_jid(s->c2s),
+                xe_bind2_script_unsynced(s->b2_script));
+    return sess_answer(s);
+}
+
+/* The backend is logged in: start the script (its features, then the
+ * requests in one write); REST: what the backend sent after its features. */
+static enum xe_sess_do
+b2_begin(struct xe_sess *s, const char *rest, size_t n)
+{
+    struct xe_xmlstream_limits lim = {.max_element_bytes = s->conf->max_stanza_postauth,
+                                      .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
+                                      .max_attrs = XE_POSTAUTH_MAX_ATTRS};
+    const unsigned char *h, *f, *req;
+    size_t hl, fl, rl, used;
+
+    s->b2_xs = xe_xmlstream_new(&lim, &b2_cb, s);
+    if (s->b2_xs == NULL)
+        return sess_backend_failed(s, "no memory for Bind2");
+    s->b2_running = true;
+    s->b2_result = XE_BIND2_MORE;
+    h = xe_backend_hs_header(s->bhs, &hl);
+    f = xe_backend_hs_features(s->bhs, &fl);
+    if (h == NULL) {
+        h = (const unsigned char *)B2_FALLBACK_HEADER;
+        hl = strlen(B2_FALLBACK_HEADER);
+    }
+    if (xe_xmlstream_feed(s->b2_xs, h, hl, &used) != XE_XS_OK ||
+        xe_xmlstream_feed(s->b2_xs, f, fl, &used) != XE_XS_OK || s->b2_script == NULL)
+        return b2_failed(s);
+    req = xe_bind2_script_requests(s->b2_script, &rl);
+    xe_buf_append(&s->to_backend, req, rl);
+    arm(s, s->conf->backend_handshake_ms);
+    return b2_feed(s, rest, n);
+}
+
+/* The backend's features without what Bind2 did (bind, session, and stream
+ * management once enabled): the children of FEATURES are read as elements of
+ * the backend's stream (HEADER declares their prefixes) and kept raw. On
+ * anything unexpected the features go unchanged. */
+struct b2_filter {
+    struct xe_buf *out;
+    bool drop_sm;
+};
+
+static int
+f_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
+{
+    struct b2_filter *f = ctx;
+
+    if (xe_xml_is(e, XE_NS_BIND, "bind") || xe_xml_is(e, XE_NS_SESSION, "session") ||
+        (f->drop_sm && xe_xml_is(e, NULL, "sm") &&
+         (strcmp(e->ns, XE_NS_SM3) == 0 || strcmp(e->ns, "urn:xmpp:sm:2") == 0)))
+        return XE_XS_CONTINUE;
+    xe_buf_append(f->out, raw, len);
+    return XE_XS_CONTINUE;
+}
+
+static int
+f_end(void *ctx)
+{
+    (void)ctx;
+    return XE_XS_STOP;
+}
+
+static const struct xe_xmlstream_cb f_cb = {b2_start, f_element, f_end};
+
+static void
+b2_features(struct xe_sess *s, const unsigned char *f, size_t fl, struct xe_buf *out)
+{
+    struct xe_xmlstream_limits lim = {.max_element_bytes = XE_MAX_BACKEND_FEATURES,
+                                      .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
+                                      .max_attrs = XE_POSTAUTH_MAX_ATTRS};
+    struct b2_filter flt = {out, xe_bind2_script_sm(s->b2_script)};
+    const unsigned char *h;
+    size_t hl, gt, lt, used;
+    char q = 0;
+    struct xe_xmlstream *xs;
+    bool ok = false;
+
+    for (gt = 0; gt < fl; gt++) { /* the end of the start tag */
+        if (q) {
+            if (f[gt] == (unsigned char)q)
+                q = 0;
+        } else if (f[gt] == '\'' || f[gt] == '"') {
+            q = (char)f[gt];
+        } else if (f[gt] == '>') {
+            break;
+        }
+    }
+    for (lt = fl; lt > 0 && f[lt - 1] != '<'; lt--)
+        ;
+    if (gt >= fl || gt == 0 || f[gt - 1] == '/' || lt == 0 || lt - 1 <= gt) {
+        xe_buf_append(out, f, fl); /* (<stream:features/>: nothing to take out) */
+        return;
+    }
+    lt--;
+    h = xe_backend_hs_header(s->bhs, &hl);
+    if (h == NULL) {
+        h = (const unsigned char *)B2_FALLBACK_HEADER;
+        hl = strlen(B2_FALLBACK_HEADER);
+    }
+    xs = xe_xmlstream_new(&lim, &f_cb, &flt);
+    xe_buf_append(out, f, gt + 1);
+    if (xs && xe_xmlstream_feed(xs, h, hl, &used) == XE_XS_OK &&
+        xe_xmlstream_feed(xs, f + gt + 1, lt - gt - 1, &used) == XE_XS_OK)
+        ok = true;
+    xe_xmlstream_free(&xs);
+    if (!ok) {
+        out->len = 0;
+        xe_buf_append(out, f, fl);
+        return;
+    }
+    xe_buf_append(out, f + lt, fl - lt);
+}
+
+/* The SASL2 answer: <success> (with <bound/> and the full JID after Bind2),
+ * the backend's features less what was done inline, then what the backend
+ * sent meanwhile (held by the script, in order). */
+static enum xe_sess_do
+sasl2_answer(struct xe_sess *s, const unsigned char *features, size_t flen)
+{
+    struct xe_buf extra, feat;
+    const unsigned char *held;
+    size_t hl = 0;
+    int r;
+
+    xe_buf_init(&extra, 0);
+    xe_buf_init(&feat, 0);
+    if (s->b2_script) {
+        xe_bind2_script_bound(s->b2_script, &extra);
+        b2_features(s, features, flen, &feat);
+    } else {
+        xe_buf_append(&feat, features, flen);
+    }
+    r = xe_c2s_answer_sasl2(s->c2s,
+                            s->b2_script ? xe_bind2_script_jid(s->b2_script) : NULL,
+                            (const char *)extra.data, extra.len, feat.data, feat.len);
+    xe_buf_free(&extra);
+    xe_buf_free(&feat);
+    if (r < 0)
+        return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
+    take_c2s(s);
+    if (s->b2_script && (held = xe_bind2_script_held(s->b2_script, &hl)) && hl > 0)
+        xe_buf_append(&s->to_client, held, hl);
+    s->st = XE_SS_SPLICED;
+    stop_timer(s);
+    return XE_SD_SPLICE;
+}
+
 /* The join (R3, R4): both sides are in; answer the client. (SASL2: a third
  * answer kind here, the <success/> with the Bind2 result, sent before any of
  * client_pending: what the backend sent after its <enabled/>.) */
@@ -330,14 +610,8 @@ sess_answer(struct xe_sess *s)
     if (j == XE_SJ_WAIT)
         return XE_SD_NONE;
     features = xe_backend_hs_features(s->bhs, &flen);
-    if (s->sasl2) { /* no restart: <success>, then the backend's features */
-        if (xe_c2s_answer_sasl2(s->c2s, NULL, NULL, 0, features, flen) < 0)
-            return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
-        take_c2s(s);
-        s->st = XE_SS_SPLICED;
-        stop_timer(s);
-        return XE_SD_SPLICE;
-    }
+    if (s->sasl2) /* no restart: <success>, then the backend's features */
+        return sasl2_answer(s, features, flen);
     if (j == XE_SJ_IQ_AUTH_SPLICE)
         xe_c2s_answer_iq_auth(s->c2s, NULL);
     else
@@ -509,6 +783,9 @@ sess_backend_failed(struct xe_sess *s, const char *why)
         s->tried |= UINT64_C(1) << s->server;
         s->retried++;
         xe_backend_hs_free(&s->bhs);
+        xe_xmlstream_free(&s->b2_xs); /* (Bind2 starts over on the next) */
+        xe_bind2_script_free(&s->b2_script);
+        s->b2_running = false;
         OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
         s->to_backend.len = 0; /* (for the failed server) */
         s->connected = false;
@@ -576,6 +853,8 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
                                             "handshake");
     if (s->backend_failed)
         return XE_SD_NONE;
+    if (s->b2_running)
+        return b2_feed(s, data, n);
     if (s->st != XE_SS_BACKEND || s->backend_ready) {
         /* R7: bytes after the features, before the client restarted */
         if (xe_buf_append(&s->client_pending, data, n) < 0)
@@ -598,6 +877,8 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
         }
         return sess_backend_failed(s, xe_backend_hs_error(s->bhs));
     }
+    if (r == XE_BHS_READY && b2_wanted(s)) /* SASL2 with Bind2: the script first */
+        return b2_begin(s, data + used, n - used);
     if (r == XE_BHS_READY) {
         s->backend_ready = true;
         arm(s, s->conf->backend_handshake_ms); /* the client must restart in time */

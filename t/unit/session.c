@@ -501,7 +501,7 @@ test_login_kinds(void)
                 } else {
                     client(&r, AUTH_OK, step);
                     backend(&r, bk, step);
-                    ok(!r.spliced && !strstr(str(&r.to_client), "bind"),
+                    ok(!r.spliced && !strstr(str(&r.to_client), "xmpp-bind"),
                        "%s, %s, %s: R3 the features wait for the restart", kd->name, ord,
                        how);
                     client(&r, CHEADER("example.test") PIPE, step);
@@ -841,6 +841,116 @@ test_sasl2_failure(void)
     }
 }
 
+/* Bind2 (XEP-0386) inside the SASL2 login, per backend kind, whole and byte
+ * by byte: the script goes to the backend after its login (bind; carbons and
+ * SM enable only where the pool's kind can); its answers are swallowed and
+ * folded into <bound/>, the full JID is the authorization identifier, the
+ * post-login features lose bind, session and (SM enabled) sm; a stanza the
+ * backend sent among the answers is held and delivered after <success>,
+ * before what followed <enabled/> (R7). */
+#define BIND2_REQ                                                                        \
+    "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag><enable xmlns='urn:xmpp:carbons:2'/>"     \
+    "<enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
+#define AUTHN2_BIND                                                                      \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>"            \
+    "AGFsaWNlAGFsaWNlLXB3</initial-response><user-agent id='ua-1'/>" BIND2_REQ           \
+    "</authenticate>"
+#define B2_BIND_RES                                                                      \
+    "<iq type='result' id='xe-b2-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"  \
+    "<jid>alice@example.test/t.0123456789ab</jid></bind></iq>"
+#define B2_HELD "<message from='c@d' to='alice@example.test'><body>held</body></message>"
+#define B2_CARB_RES "<iq type='result' id='xe-b2-carb'/>"
+#define B2_ENABLED                                                                       \
+    "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' location='10.9.9.9:5222'/>"
+
+static void
+test_bind2_kinds(void)
+{
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (size_t step = 0; step <= 1; step++) {
+            const struct kind *kd = &kinds[k];
+            bool j2 = strcmp(kd->name, "jabberd2") == 0;
+            const char *how = step ? "byte by byte" : "whole";
+            char bk[4096], all[8192];
+            struct run r;
+            const char *out, *succ, *tb;
+
+            servers[0].kind = servers[1].kind = j2 ? XE_KIND_JABBERD2 : XE_KIND_PROSODY;
+            snprintf(bk, sizeof(bk), "%s%s%s", kd->before_restart, kd->after_restart,
+                     kd->features);
+            run_start(&r, true);
+            client(&r, CHEADER("example.test") AUTHN2_BIND PIPE, step);
+            backend(&r, bk, step);
+            tb = str(&r.to_backend);
+            ok(strstr(tb, "id='xe-b2-bind'") && strstr(tb, "<resource>t.") != NULL,
+               "bind2 %s, %s: the backend is asked to bind TAG.SUFFIX", kd->name, how);
+            ok(j2 == (strstr(tb, "urn:xmpp:sm:3") == NULL &&
+                      strstr(tb, "urn:xmpp:carbons:2") == NULL),
+               "bind2 %s, %s: carbons and SM enable asked %s", kd->name, how,
+               j2 ? "not (the pool cannot)" : "for");
+            ok(strstr(str(&r.to_client), "<success") == NULL,
+               "bind2 %s, %s: no success before the bind's answer", kd->name, how);
+            if (j2)
+                backend(&r, B2_BIND_RES B2_HELD B_EXTRA, step);
+            else
+                backend(&r, B2_BIND_RES B2_HELD B2_CARB_RES B2_ENABLED B_EXTRA, step);
+            out = str(&r.to_client);
+            succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+            is_str(r.acts, "CS", "bind2 %s, %s: CONNECT then SPLICE", kd->name, how);
+            ok(succ && strstr(succ, "<authorization-identifier>alice@example.test/"
+                                    "t.0123456789ab</authorization-identifier>"),
+               "bind2 %s, %s: the full JID as authorization identifier", kd->name, how);
+            ok(succ && strstr(succ, "<bound xmlns='urn:xmpp:bind:0'") != NULL,
+               "bind2 %s, %s: <bound/> in <success>", kd->name, how);
+            ok(j2 || (strstr(out, "<enabled") && !strstr(out, "location=")),
+               "bind2 %s, %s: <enabled/> folded in, without the backend's location",
+               kd->name, how);
+            ok(succ && !strstr(succ, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'") &&
+                   !strstr(succ, "xmpp-session") &&
+                   strstr(succ, j2 ? "<ack:ack/>" : "<csi") &&
+                   (j2 || !strstr(succ, "<sm ")) && strstr(succ, "</stream:features>"),
+               "bind2 %s, %s: the features follow without bind, session, sm", kd->name,
+               how);
+            ok(!strstr(out, "xe-b2-") && !strstr(out, "<iq"),
+               "bind2 %s, %s: the backend's answers are swallowed", kd->name, how);
+            snprintf(all, sizeof(all), "%s%s", out, r.pend_client);
+            ok(strstr(all, B2_HELD) && strstr(all, B_EXTRA) &&
+                   strstr(all, succ ? "<success" : "-") < strstr(all, B2_HELD) &&
+                   strstr(all, B2_HELD) < strstr(all, B_EXTRA),
+               "bind2 %s, %s: held stanza after <success>, before the rest, in order",
+               kd->name, how);
+            is_str(r.pend_backend, PIPE, "bind2 %s, %s: R7 the client's stanza kept",
+                   kd->name, how);
+            run_end(&r);
+        }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
+/* The backend refuses the bind: a SASL2 failure (temporary), the stream ends. */
+static void
+test_bind2_refused(void)
+{
+    struct run r;
+    char bk[4096];
+
+    servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    snprintf(bk, sizeof(bk), "%s%s%s", kinds[2].before_restart, kinds[2].after_restart,
+             kinds[2].features);
+    run_start(&r, true);
+    client(&r, CHEADER("example.test") AUTHN2_BIND, 0);
+    backend(&r, bk, 0);
+    backend(&r,
+            "<iq type='error' id='xe-b2-bind'><error type='cancel'><not-allowed "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            0);
+    ok(strstr(str(&r.to_client),
+              "<failure xmlns='" NS_SASL2 "'><temporary-auth-failure") != NULL,
+       "bind2 refused: <failure><temporary-auth-failure/>");
+    is_str(r.acts, "CX", "bind2 refused: CLOSE");
+    run_end(&r);
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
 static int
 login_tests(void)
 {
@@ -883,6 +993,7 @@ login_tests(void)
     conf.n_mechanisms = 1;
     conf.max_auth_attempts = 3;
     conf.max_stanza_preauth = 16384;
+    conf.max_stanza_postauth = 65536;
     conf.max_xml_depth = 8;
     conf.max_attrs = 16;
     conf.max_sasl_bytes = 8192;
@@ -902,6 +1013,8 @@ login_tests(void)
         test_machine_retry();
         test_sasl2_kinds();
         test_sasl2_failure();
+        test_bind2_kinds();
+        test_bind2_refused();
     }
     xe_sasl_global_done();
 out:
