@@ -70,9 +70,13 @@ struct xe_c2s {
     struct xe_sasl2_mech own; /* FAST's HT-* (own.claims NULL: none) */
     const char *const *fast_mechs;
     size_t n_fast_mechs;
-    unsigned inline_caps; /* XE_C2S_INLINE_*: what the login machine can do */
-    bool fast_attempt;    /* the current attempt is a token's */
-    const char *path;     /* the login path: sasl1, sasl2, fast */
+    unsigned inline_caps;            /* XE_C2S_INLINE_*: what the login machine can do */
+    bool fast_attempt;               /* the current attempt is a token's */
+    bool fast_ready;                 /* its verdict is in: the element comes again */
+    bool repriming;                  /* the parser is fed this stream's header again */
+    struct xe_sasl2_auth *fast_auth; /* the attempt waiting for its verdict */
+    struct xe_buf fast_raw;          /* ... and its raw bytes */
+    const char *path;                /* the login path: sasl1, sasl2, fast */
 };
 
 /* The session's JID ("" before authentication). */
@@ -317,7 +321,7 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     struct xe_c2s *c = ctx;
     const char *text = NULL, *cond;
 
-    if (c->st == ST_OFFERED) /* the stand-in header of offer_compression() */
+    if (c->st == ST_OFFERED || c->repriming) /* a stand-in header */
         return XE_XS_CONTINUE;
     cond = check_header(c, h, default_ns, &text);
     if (cond)
@@ -870,7 +874,8 @@ sasl2_check(struct xe_c2s *c)
 }
 
 static int
-on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e)
+on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e, const unsigned char *raw,
+         size_t raw_len)
 {
     enum xe_sasl_cond cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
     const char *detail = NULL;
@@ -900,6 +905,20 @@ on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e)
                 refused = c->guard->refuse(c->guard_ctx, c->tried);
             }
         }
+        if (!refused && c->fast_attempt && !c->fast_ready) {
+            /* the token is verified off the loop: the machine asks the
+             * glue, then this element comes again with the verdict */
+            if (c->fast_auth) {
+                xe_sasl2_auth_clear(c->fast_auth);
+                free(c->fast_auth);
+            }
+            c->fast_auth = a;
+            c->fast_raw.len = 0;
+            if (xe_buf_append(&c->fast_raw, raw, raw_len) < 0)
+                return error_stop(c, "policy-violation", "authenticate too large");
+            return stop_with(c, XE_C2S_FAST_VERIFY);
+        }
+        c->fast_ready = false;
         xe_sasl2_auth_clear(a);
         free(a);
         if (refused) {
@@ -937,6 +956,32 @@ on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e)
     }
     c->st = ST_DONE; /* no restart: what follows is the backend's (and Bind2's) */
     return stop_with(c, XE_C2S_SASL2_AUTHED);
+}
+
+const struct xe_sasl2_auth *
+xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t *len_r)
+{
+    *raw_r = c->fast_raw.data;
+    *len_r = c->fast_raw.len;
+    return c->fast_auth;
+}
+
+/* The parser stopped at the element (a stop is not resumable): it starts
+ * over, primed quietly with this stream's header, for the element again. */
+void
+xe_c2s_fast_ready(struct xe_c2s *c)
+{
+    size_t used;
+
+    c->fast_ready = true;
+    if (c->xs == NULL)
+        return;
+    xe_xmlstream_reset(c->xs);
+    c->repriming = true;
+    if (xe_xmlstream_feed(c->xs, c->restart_header.data, c->restart_header.len, &used) !=
+        XE_XS_OK)
+        xe_c2s_stream_error(c, "internal-server-error", NULL);
+    c->repriming = false;
 }
 
 const struct xe_sasl2_auth *
@@ -992,7 +1037,7 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         return error_stop(c, "policy-violation", "TLS is required before anything else");
     }
     if (strcmp(e->ns, XE_NS_SASL2) == 0 && xe_c2s_sasl2_enabled(c))
-        return on_sasl2(c, e);
+        return on_sasl2(c, e, raw, raw_len);
     if (xe_xml_is(e, XE_NS_SASL, "auth"))
         return on_auth(c, e);
     if (xe_xml_is(e, XE_NS_SASL, "response")) {
@@ -1061,6 +1106,7 @@ xe_c2s_new(const struct xe_c2s_params *p)
     xe_buf_init(&c->restart_header, XE_MAX_HEADER_BYTES);
     xe_buf_init(&c->zfeatures, XE_MAX_BACKEND_FEATURES);
     xe_buf_init(&c->head, 0); /* one element: bounded by the parser */
+    xe_buf_init(&c->fast_raw, 0);
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
     if (c->xs == NULL) {
         xe_c2s_free(&c);
@@ -1079,6 +1125,12 @@ xe_c2s_free(struct xe_c2s **cp)
     xe_xmlstream_free(&c->xs);
     xe_sasl2_free(&c->sasl2);
     xe_sasl_free(&c->sasl);
+    if (c->fast_auth) {
+        xe_sasl2_auth_clear(c->fast_auth);
+        free(c->fast_auth);
+    }
+    OPENSSL_cleanse(c->fast_raw.data, c->fast_raw.len);
+    xe_buf_free(&c->fast_raw);
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
     free(c->ext);
     free(c->jid);

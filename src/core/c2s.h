@@ -34,6 +34,9 @@ enum xe_c2s_action {
                              backend (Bind2: xe_c2s_sasl2_request()); no restart
                              follows, the rest of the input belongs to the backend;
                              then answer with xe_c2s_answer_sasl2() */
+    XE_C2S_FAST_VERIFY,   /* a FAST token attempt (SASL2 HT-*): its verdict is
+                             needed (xe_c2s_fast_pending); then xe_c2s_fast_ready()
+                             and feed the element's raw bytes again, then the rest */
     XE_C2S_SPLICE,        /* after a compression offer: the stream is answered; send the
                              output, then xe_c2s_splice_bytes() and the rest of the input
                              to the backend */
@@ -132,6 +135,11 @@ const struct xe_sasl2_auth *xe_c2s_sasl2_request(const struct xe_c2s *c);
  * <bound/>, <token/>... raw), then FEATURES (the backend's, raw; 0: none). */
 int xe_c2s_answer_sasl2(struct xe_c2s *c, const char *authzid, const char *extra,
                         size_t extra_len, const unsigned char *features, size_t flen);
+/* After XE_C2S_FAST_VERIFY: the attempt and its raw bytes (to feed again
+ * once the verdict is in: xe_c2s_fast_ready() first). */
+const struct xe_sasl2_auth *
+xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t *len_r);
+void xe_c2s_fast_ready(struct xe_c2s *c);
 /* The login path for logs and metrics: sasl1, sasl2, fast (resume: the
  * machine's), "-" before authentication. */
 const char *xe_c2s_path(const struct xe_c2s *c);

@@ -116,6 +116,7 @@ xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
 
 #include "backend.h"
 #include "bind2.h"
+#include "fast.h"
 #include "log.h"
 #include "sasl2.h"
 #include "xelimits.h"
@@ -138,6 +139,15 @@ struct xe_sess {
     struct xe_bind2_script *b2_script;
     bool b2_running;
     int b2_result;
+    /* FAST (fast.h): the HT-* plug, verified asynchronously by the glue */
+    struct xe_fast *fast;
+    struct xe_sasl2_mech fast_plug;
+    const char *fast_mechs[4];
+    bool fast_wait; /* the glue verifies s->freq; the client is not read */
+    struct xe_fast_req freq;
+    /* a token for the client (<request-token/>), issued by the glue */
+    bool token_wanted, token_pending, revoke_wanted;
+    struct xe_buf token_xml;
     enum xe_sess_fail fail;
     /* R2: the held answer */
     bool held;
@@ -240,6 +250,7 @@ xe_sess_new(const struct xe_sess_params *p, uint64_t now)
     xe_buf_init(&s->backend_pending, p->conf->pump_hard_cap);
     xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&s->zrest, p->conf->pump_hard_cap);
+    xe_buf_init(&s->token_xml, 0);
     if (p->direct_tls) {
         s->st = XE_SS_TLS;
         arm(s, p->conf->tls_timeout_ms);
@@ -261,6 +272,12 @@ xe_sess_free(struct xe_sess **sp)
     xe_backend_hs_free(&s->bhs);
     xe_xmlstream_free(&s->b2_xs);
     xe_bind2_script_free(&s->b2_script);
+    if (s->fast) {
+        OPENSSL_cleanse(s->fast, sizeof(*s->fast));
+        free(s->fast);
+    }
+    OPENSSL_cleanse(s->token_xml.data, s->token_xml.cap);
+    xe_buf_free(&s->token_xml);
     OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
     xe_buf_free(&s->to_client);
     xe_buf_free(&s->to_backend);
@@ -331,6 +348,144 @@ sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n
 
 static enum xe_sess_do sess_answer(struct xe_sess *s);
 static enum xe_sess_do sess_backend_failed(struct xe_sess *s, const char *why);
+
+/* ---- FAST (fast.h, tokens.h): the token's verdict and a new token ------- */
+
+void
+xe_sess_set_fast(struct xe_sess *s, struct xe_tokens *tokens, const struct xe_cbind *cb,
+                 size_t n_cb)
+{
+    size_t n;
+
+    if (s->fast == NULL)
+        s->fast = calloc(1, sizeof(*s->fast));
+    if (s->fast == NULL || tokens == NULL)
+        return;
+    xe_fast_init(s->fast, tokens, xe_c2s_domain(s->c2s), cb, n_cb);
+    s->fast->async = true;
+    s->fast_plug = xe_fast_mech(s->fast);
+    n = xe_fast_mechanisms(s->fast, s->fast_mechs, 4);
+    xe_c2s_set_sasl2(s->c2s, XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM, &s->fast_plug,
+                     s->fast_mechs, n);
+}
+
+/* The element waiting for its verdict comes again, then what the client
+ * sent meanwhile (in order). */
+static enum xe_sess_do
+sess_fast_refeed(struct xe_sess *s, uint64_t now)
+{
+    const unsigned char *raw;
+    size_t rl, used;
+    struct xe_buf again;
+    enum xe_sess_do d;
+
+    xe_c2s_fast_pending(s->c2s, &raw, &rl);
+    xe_buf_init(&again, 0);
+    if (xe_buf_append(&again, raw, rl) < 0 ||
+        xe_buf_append(&again, s->held_in.data, s->held_in.len) < 0) {
+        xe_buf_free(&again);
+        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+    }
+    s->held_in.len = 0;
+    s->fast_wait = false;
+    xe_c2s_fast_ready(s->c2s);
+    d = xe_sess_client(s, again.data, again.len, &used, now);
+    OPENSSL_cleanse(again.data, again.len);
+    xe_buf_free(&again);
+    return d;
+}
+
+static enum xe_sess_do
+sess_fast_verify(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
+{
+    const unsigned char *raw;
+    size_t rl;
+    const struct xe_sasl2_auth *a = xe_c2s_fast_pending(s->c2s, &raw, &rl);
+    enum xe_sasl_cond cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
+    const char *detail = NULL;
+
+    if (n > 0 && xe_buf_append(&s->held_in, rest, n) < 0)
+        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+    s->fast_wait = true;
+    s->fast->domain = xe_c2s_domain(s->c2s);
+    if (a == NULL || xe_fast_prepare(s->fast, a, &s->freq, &cond, &detail) < 0) {
+        /* refused before the store is asked: the step fails the same way */
+        xe_fast_set_verdict(s->fast, XE_SASL_FAIL, cond, detail, NULL);
+        return sess_fast_refeed(s, now);
+    }
+    return XE_SD_FAST_VERIFY;
+}
+
+const struct xe_fast_req *
+xe_sess_fast_request(const struct xe_sess *s)
+{
+    return s->fast_wait ? &s->freq : NULL;
+}
+
+enum xe_sess_do
+xe_sess_fast_verdict(struct xe_sess *s, int rc, enum xe_sasl_cond cond,
+                     const char *detail, const unsigned char responder[32], uint64_t now)
+{
+    call_now = now;
+    s->backend_error = NULL;
+    if (!s->fast_wait || s->st != XE_SS_NEGOTIATING)
+        return XE_SD_NONE;
+    xe_fast_set_verdict(s->fast, rc, cond, detail, responder);
+    return sess_fast_refeed(s, now);
+}
+
+/* After a SASL2 success: does the client get a token (<request-token/> for
+ * a mechanism this stream can do, with a user agent id to bind it to), or
+ * lose the one it used (<fast invalidate='true'/>)? */
+static void
+sess_token_check(struct xe_sess *s)
+{
+    const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
+
+    if (a == NULL || s->fast == NULL || !a->has_ua || a->ua_id[0] == '\0')
+        return;
+    if (a->request_token && xe_fast_can(s->fast, a->token_mech))
+        s->token_wanted = s->token_pending = true;
+    if (a->fast && a->fast_invalidate && strcmp(xe_c2s_path(s->c2s), "fast") == 0)
+        s->revoke_wanted = true;
+}
+
+bool
+xe_sess_token_wanted(struct xe_sess *s, const char **ua_id_r, const char **mech_r,
+                     bool *revoke_r)
+{
+    const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
+    bool want = s->token_wanted;
+
+    *revoke_r = s->revoke_wanted;
+    s->token_wanted = s->revoke_wanted = false;
+    if (a == NULL)
+        return false;
+    *ua_id_r = a->ua_id;
+    *mech_r = a->token_mech;
+    return want;
+}
+
+void
+xe_sess_token_rotate(struct xe_sess *s)
+{
+    if (s->st == XE_SS_BACKEND && !s->backend_ready && s->sasl2)
+        s->token_pending = true;
+}
+
+enum xe_sess_do
+xe_sess_token_issued(struct xe_sess *s, const char *token, int64_t expiry)
+{
+    s->backend_error = NULL;
+    if (!s->token_pending)
+        return XE_SD_NONE;
+    s->token_pending = false;
+    if (token)
+        xe_fast_token_xml(&s->token_xml, token, expiry);
+    if (s->st != XE_SS_BACKEND || !s->backend_ready || s->b2_running)
+        return XE_SD_NONE;
+    return sess_answer(s);
+}
 /* ---- SASL2's Bind2 at the backend (doc/sasl2.md, "The backend script") ---- */
 
 #define B2_FALLBACK_HEADER                                                               \
@@ -575,8 +730,10 @@ sasl2_answer(struct xe_sess *s, const unsigned char *features, size_t flen)
 
     xe_buf_init(&extra, 0);
     xe_buf_init(&feat, 0);
-    if (s->b2_script) {
+    if (s->b2_script)
         xe_bind2_script_bound(s->b2_script, &extra);
+    xe_buf_append(&extra, s->token_xml.data, s->token_xml.len);
+    if (s->b2_script) {
         b2_features(s, features, flen, &feat);
     } else {
         xe_buf_append(&feat, features, flen);
@@ -607,7 +764,7 @@ sess_answer(struct xe_sess *s)
     enum xe_sess_join j = xe_sess_join(s->st == XE_SS_BACKEND, s->backend_ready,
                                        s->client_restarted, s->iq_auth);
 
-    if (j == XE_SJ_WAIT)
+    if (j == XE_SJ_WAIT || s->token_pending) /* (a token is being issued) */
         return XE_SD_NONE;
     features = xe_backend_hs_features(s->bhs, &flen);
     if (s->sasl2) /* no restart: <success>, then the backend's features */
@@ -660,7 +817,7 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             return sess_fail(s, XE_SF_PENDING_OVERFLOW);
         return XE_SD_NONE;
     }
-    if (s->held) {
+    if (s->held || s->fast_wait) {
         if (xe_buf_append(&s->held_in, data, n) < 0)
             return sess_fail(s, XE_SF_HELD_OVERFLOW);
         return XE_SD_HOLD;
@@ -722,7 +879,10 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             return sess_authenticated(s, true, data, n);
         case XE_C2S_SASL2_AUTHED: /* no restart: the rest is the backend's */
             s->sasl2 = true;
+            sess_token_check(s);
             return sess_authenticated(s, true, data, n);
+        case XE_C2S_FAST_VERIFY:
+            return sess_fast_verify(s, data, n, now);
         case XE_C2S_COMPRESS: /* R6: the next byte is compressed */
             *used_r = total - n;
             return XE_SD_START_COMPRESSION;
@@ -910,6 +1070,7 @@ sess_release(struct xe_sess *s, uint64_t now)
         break;
     case XE_C2S_SASL2_AUTHED: /* (the rest, parsed below, goes to backend_pending) */
         s->sasl2 = true;
+        sess_token_check(s);
         d = sess_authenticated(s, true, NULL, 0);
         break;
     default:
@@ -1030,7 +1191,7 @@ xe_sess_state(const struct xe_sess *s)
 bool
 xe_sess_held(const struct xe_sess *s)
 {
-    return s->held;
+    return s->held || s->fast_wait;
 }
 
 enum xe_sess_fail

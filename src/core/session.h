@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "c2s.h"
+#include "cbind.h"
+#include "sasl.h"
 #include "conf.h"
 #include "util.h"
 
@@ -224,10 +226,13 @@ enum xe_sess_do {
                         backend connection, then as XE_SD_CONNECT */
     XE_SD_START_COMPRESSION, /* send the output as it is, then compress both ways;
                                 the input from *used_r on is compressed (R6) */
-    XE_SD_SPLICE, /* send the outputs, then xe_sess_pending(); from here the glue
-                     pumps bytes and the machine is out of the data path */
-    XE_SD_CLOSE   /* send the output (a stream error of xe_sess_failure(), if
-                     any), then close */
+    XE_SD_SPLICE,     /* send the outputs, then xe_sess_pending(); from here the glue
+                         pumps bytes and the machine is out of the data path */
+    XE_SD_CLOSE,      /* send the output (a stream error of xe_sess_failure(), if
+                         any), then close */
+    XE_SD_FAST_VERIFY /* a FAST token attempt: stop reading the client (as HOLD),
+                         verify xe_sess_fast_request() off the loop, then
+                         xe_sess_fast_verdict() */
 };
 
 /* The brute-force hooks (c2s.h's guard; failed returns the delay owed). */
@@ -316,5 +321,34 @@ struct xe_c2s *xe_sess_c2s(struct xe_sess *s);
 unsigned xe_sess_retried(const struct xe_sess *s);
 uint64_t xe_sess_tried(const struct xe_sess *s); /* servers failed (bits) */
 bool xe_sess_iq_auth(const struct xe_sess *s);
+
+/* ---- FAST (XEP-0484; doc/sasl2.md) ----
+ * TOKENS: the store's handle, CB: the TLS session's channel bindings (after
+ * xe_sess_tls_up, before the features): HT-* is offered in SASL2's <inline>
+ * for the variants this stream can bind to. NULL TOKENS: no FAST. */
+struct xe_tokens;
+struct xe_fast_req;
+void xe_sess_set_fast(struct xe_sess *s, struct xe_tokens *tokens,
+                      const struct xe_cbind *cb, size_t n_cb);
+/* After XE_SD_FAST_VERIFY: what to verify (tokens_io's verify). */
+const struct xe_fast_req *xe_sess_fast_request(const struct xe_sess *s);
+/* The verify's result (RC XE_SASL_OK with RESPONDER, else XE_SASL_FAIL with
+ * COND, DETAIL static): the attempt is answered, reading resumes. */
+enum xe_sess_do xe_sess_fast_verdict(struct xe_sess *s, int rc, enum xe_sasl_cond cond,
+                                     const char *detail,
+                                     const unsigned char responder[32], uint64_t now);
+/* After XE_SD_CONNECT, once: does the SASL2 login want a token issued (for
+ * *UA_ID_R and *MECH_R; then xe_sess_token_issued, which the answer waits
+ * for), and *REVOKE_R the token it used revoked (<fast invalidate/>)? */
+bool xe_sess_token_wanted(struct xe_sess *s, const char **ua_id_r, const char **mech_r,
+                          bool *revoke_r);
+/* The glue issues a token the client did not ask for (a rotation: the one
+ * it logged in with is older than fast.rotate_after); right after
+ * xe_sess_token_wanted. */
+void xe_sess_token_rotate(struct xe_sess *s);
+/* The token (NULL: none could be issued; the login goes on without) and
+ * its expiry (seconds since the epoch). */
+enum xe_sess_do xe_sess_token_issued(struct xe_sess *s, const char *token,
+                                     int64_t expiry);
 
 #endif

@@ -307,6 +307,8 @@ struct conn {
     struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
     struct sockaddr_storage local; /* the address the client reached */
     bool proxy_out;                /* the pool wants a PROXY header first */
+    /* FAST (conn_fast.c): the token store's requests under way */
+    struct xe_tokio_req *fast_req, *tok_req;
 };
 
 struct wreq {
@@ -325,6 +327,12 @@ struct gen *xe_srv_gen_new(const struct xe_conf *conf, const struct gen *prev,
 struct gen *xe_srv_gen_ref(struct gen *g);
 void xe_srv_gen_unref(struct gen **gp);
 void xe_srv_log_backends(const struct gen *g);
+
+/* conn_fast.c */
+void xe_srv_fast_setup(struct conn *c, const struct xe_cbind *cb, size_t n);
+void xe_srv_fast_verify(struct conn *c);
+void xe_srv_fast_after_auth(struct conn *c);
+void xe_srv_fast_cancel(struct conn *c);
 
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);

@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "sasl.h"
+#include "fast.h"
 #include "session.h"
+#include "tokens.h"
 #include "userstore.h"
 #include "tap.h"
 
@@ -364,7 +367,7 @@ struct run {
 static const char act_letter[] = {
     [XE_SD_NONE] = '-',    [XE_SD_START_TLS] = 'T', [XE_SD_HOLD] = 'H',
     [XE_SD_CONNECT] = 'C', [XE_SD_RETRY] = 'R',     [XE_SD_START_COMPRESSION] = 'Z',
-    [XE_SD_SPLICE] = 'S',  [XE_SD_CLOSE] = 'X',
+    [XE_SD_SPLICE] = 'S',  [XE_SD_CLOSE] = 'X',     [XE_SD_FAST_VERIFY] = 'F',
 };
 
 static void
@@ -951,6 +954,95 @@ test_bind2_refused(void)
     servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
 }
 
+/* FAST (XEP-0484) through the machine: an HT-SHA-256-NONE <authenticate>
+ * makes it stop reading and ask for the verification (XE_SD_FAST_VERIFY,
+ * the request carrying the JID, user agent and proof); what the client sent
+ * meanwhile waits; the verdict answers the element (success: the Responder
+ * as additional data, then the backend; failure: room for the password on
+ * the same stream, not counted against max_auth_attempts). Whole and byte
+ * by byte. The store's verify runs here synchronously, as the glue's
+ * thread pool would. */
+static void
+test_fast(struct xe_tokens *tokens)
+{
+    char token[XE_TOKEN_MAX + 1], *err = NULL, ir[128], b64[256], authn[1024];
+    unsigned char proof[32];
+    int64_t expiry;
+    size_t il, bl;
+
+    if (xe_tokens_issue(tokens, "alice@example.test", "ua-f", "HT-SHA-256-NONE",
+                        time(NULL), 3600, token, &expiry, &err) != XE_US_OK) {
+        ok(0, "issue a token: %s", err ? err : "?");
+        free(err);
+        return;
+    }
+    xe_ht_sha256(token, strlen(token), "Initiator", NULL, 0, proof);
+    memcpy(ir, "alice", 6);
+    memcpy(ir + 6, proof, 32);
+    il = 38;
+    xe_sasl_b64_encode(ir, il, b64, sizeof(b64), &bl);
+    for (size_t step = 0; step <= 1; step++)
+        for (int good = 0; good < 2; good++) {
+            const char *how = step ? "byte by byte" : "whole";
+            const struct xe_fast_req *q;
+            unsigned char resp[32];
+            enum xe_sasl_cond cond = XE_SASL_OK;
+            const char *detail = NULL;
+            struct run r;
+            int rc;
+
+            snprintf(authn, sizeof(authn),
+                     "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+                     "<initial-response>%s</initial-response><user-agent id='ua-f'/>"
+                     "<fast xmlns='urn:xmpp:fast:0'/></authenticate>",
+                     good ? b64
+                          : "YWxpY2UAd3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nd3Jvbmc=");
+            run_start(&r, true);
+            xe_sess_set_fast(r.s, tokens, NULL, 0);
+            client(&r, CHEADER("example.test"), step);
+            ok(strstr(str(&r.to_client), "<mechanism>HT-SHA-256-NONE</mechanism>") !=
+                   NULL,
+               "fast (%s): HT-SHA-256-NONE offered in <inline>", how);
+            client(&r, authn, step);
+            client(&r, good ? PIPE : AUTHN2_OK, step);
+            q = xe_sess_fast_request(r.s);
+            is_str(r.acts, "FH",
+                   "fast %s (%s): the machine asks for a verification, holds the rest",
+                   good ? "good" : "bad", how);
+            ok(q && strcmp(q->jid, "alice@example.test") == 0 &&
+                   strcmp(q->ua_id, "ua-f") == 0 && (!good || q->proof_len == 32),
+               "fast %s (%s): the request names the user, the user agent, the proof",
+               good ? "good" : "bad", how);
+            ok(xe_sess_held(r.s) && !strstr(str(&r.to_client), "<success"),
+               "fast %s (%s): nothing is answered or read meanwhile",
+               good ? "good" : "bad", how);
+            if (q == NULL) {
+                run_end(&r);
+                continue;
+            }
+            rc = xe_tokens_verify(tokens, q->jid, q->ua_id, q->mech, q->cb, q->cb_len,
+                                  q->proof, q->proof_len, q->has_count, q->count,
+                                  time(NULL), resp, &cond, &detail);
+            act(&r, xe_sess_fast_verdict(r.s, rc, cond, detail, resp, now));
+            if (good) {
+                backend(&r, kinds[2].before_restart, step);
+                backend(&r, kinds[2].after_restart, step);
+                backend(&r, kinds[2].features, step);
+                ok(strstr(str(&r.to_client), "<success xmlns='" NS_SASL2 "'>") &&
+                       strstr(str(&r.to_client), "<additional-data>"),
+                   "fast good (%s): <success> with the Responder", how);
+                is_str(r.acts, "FHCS", "fast good (%s): then CONNECT, SPLICE", how);
+                is_str(r.pend_backend, PIPE, "fast good (%s): the client's iq kept", how);
+            } else {
+                ok(strstr(str(&r.to_client), "<failure xmlns='" NS_SASL2 "'>") != NULL,
+                   "fast bad (%s): <failure>", how);
+                is_str(r.acts, "FHC",
+                       "fast bad (%s): the password attempt that waited succeeds", how);
+            }
+            run_end(&r);
+        }
+}
+
 static int
 login_tests(void)
 {
@@ -1015,6 +1107,16 @@ login_tests(void)
         test_sasl2_failure();
         test_bind2_kinds();
         test_bind2_refused();
+        {
+            struct xe_tokens *tokens = NULL;
+            char *e2 = NULL;
+            if (xe_tokens_open(store, &tokens, &e2) == XE_US_OK)
+                test_fast(tokens);
+            else
+                ok(0, "tokens open: %s", e2 ? e2 : "?");
+            free(e2);
+            xe_tokens_close(&tokens);
+        }
     }
     xe_sasl_global_done();
 out:
