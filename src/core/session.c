@@ -139,6 +139,10 @@ struct xe_sess {
     struct xe_bind2_script *b2_script;
     bool b2_running;
     int b2_result;
+    /* inline resumption (XEP-0198 in SASL2): the backend's answer */
+    bool rs_tried, rs_wait;
+    int rs_result;        /* 1 <resumed/>, -1 <failed/> */
+    struct xe_buf rs_xml; /* for <success>: <resumed/> rebuilt, or <failed/> */
     /* FAST (fast.h): the HT-* plug, verified asynchronously by the glue */
     struct xe_fast *fast;
     struct xe_sasl2_mech fast_plug;
@@ -243,7 +247,9 @@ xe_sess_new(const struct xe_sess_params *p, uint64_t now)
         return NULL;
     }
     /* SASL2: what this machine does inline (FAST: xe_sess_set_fast) */
-    xe_c2s_set_sasl2(s->c2s, XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM, NULL, NULL, 0);
+    xe_c2s_set_sasl2(s->c2s,
+                     XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM | XE_C2S_INLINE_RESUME, NULL,
+                     NULL, 0);
     xe_buf_init(&s->to_client, 0);
     xe_buf_init(&s->to_backend, 0);
     xe_buf_init(&s->client_pending, p->conf->pump_hard_cap);
@@ -251,6 +257,7 @@ xe_sess_new(const struct xe_sess_params *p, uint64_t now)
     xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
     xe_buf_init(&s->zrest, p->conf->pump_hard_cap);
     xe_buf_init(&s->token_xml, 0);
+    xe_buf_init(&s->rs_xml, 0);
     if (p->direct_tls) {
         s->st = XE_SS_TLS;
         arm(s, p->conf->tls_timeout_ms);
@@ -278,6 +285,7 @@ xe_sess_free(struct xe_sess **sp)
     }
     OPENSSL_cleanse(s->token_xml.data, s->token_xml.cap);
     xe_buf_free(&s->token_xml);
+    xe_buf_free(&s->rs_xml);
     OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
     xe_buf_free(&s->to_client);
     xe_buf_free(&s->to_backend);
@@ -365,8 +373,9 @@ xe_sess_set_fast(struct xe_sess *s, struct xe_tokens *tokens, const struct xe_cb
     s->fast->async = true;
     s->fast_plug = xe_fast_mech(s->fast);
     n = xe_fast_mechanisms(s->fast, s->fast_mechs, 4);
-    xe_c2s_set_sasl2(s->c2s, XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM, &s->fast_plug,
-                     s->fast_mechs, n);
+    xe_c2s_set_sasl2(s->c2s,
+                     XE_C2S_INLINE_BIND2 | XE_C2S_INLINE_SM | XE_C2S_INLINE_RESUME,
+                     &s->fast_plug, s->fast_mechs, n);
 }
 
 /* The element waiting for its verdict comes again, then what the client
@@ -505,6 +514,33 @@ b2_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, siz
 {
     struct xe_sess *s = ctx;
 
+    if (s->rs_wait) { /* the resume's answer */
+        if (xe_xml_is(e, XE_NS_SM3, "resumed")) {
+            const char *h = xe_xml_attr(e, "h"), *id = xe_xml_attr(e, "previd");
+            /* rebuilt without the backend's location, as <enabled/> is */
+            xe_buf_append_str(&s->rs_xml, "<resumed xmlns='" XE_NS_SM3 "' h='");
+            xe_buf_append_escaped(&s->rs_xml, h ? h : "0");
+            xe_buf_append_str(&s->rs_xml, "' previd='");
+            xe_buf_append_escaped(&s->rs_xml, id ? id : "");
+            xe_buf_append_str(&s->rs_xml, "'/>");
+            s->rs_result = 1;
+            return XE_XS_STOP;
+        }
+        if (xe_xml_is(e, XE_NS_SM3, "failed")) {
+            xe_buf_append(&s->rs_xml, raw, len);
+            s->rs_result = -1;
+            return XE_XS_STOP;
+        }
+        /* (nothing else comes before the answer: the stream has no
+         * resource yet) */
+        snprintf(s->backend_why, sizeof(s->backend_why),
+                 "unexpected <%.40s/> before the "
+                 "resume's answer",
+                 e->name);
+        s->b2_result = XE_BIND2_FAIL;
+        s->rs_result = 0;
+        return XE_XS_STOP;
+    }
     if (s->b2_script == NULL) {
         const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
         const char *jid = xe_c2s_jid(s->c2s);
@@ -550,8 +586,10 @@ static bool
 b2_wanted(struct xe_sess *s)
 {
     const struct xe_sasl2_auth *a = s->sasl2 ? xe_c2s_sasl2_request(s->c2s) : NULL;
-    return a && a->bind.present;
+    return a && (a->bind.present || a->resume);
 }
+
+static enum xe_sess_do b2_begin(struct xe_sess *s, const char *rest, size_t n);
 
 /* Bind2 could not be done (the bind refused, the backend's stream broke):
  * the client hears a SASL2 failure (temporary-auth-failure: it may log in
@@ -592,6 +630,22 @@ b2_feed(struct xe_sess *s, const char *data, size_t n)
     }
     if (r != XE_XS_STOPPED)
         return XE_SD_NONE;
+    if (s->rs_wait && s->rs_result != 0) {
+        s->rs_wait = false;
+        xe_info("event=%s jid=%s path=resume",
+                s->rs_result > 0 ? "resumed" : "resume-failed", xe_c2s_jid(s->c2s));
+        if (s->rs_result < 0 && xe_c2s_sasl2_request(s->c2s)->bind.present) {
+            /* <failed/>: Bind2 on the same backend stream */
+            xe_xmlstream_free(&s->b2_xs);
+            return b2_begin(s, data + used, n - used);
+        }
+        s->b2_running = false;
+        s->backend_ready = true;
+        if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
+            return sess_backend_failed(
+                s, "backend sent too much before the session started");
+        return sess_answer(s);
+    }
     if (s->b2_result != XE_BIND2_DONE)
         return b2_failed(s);
     /* done: what follows <enabled/> (or the last answer) waits for the
@@ -617,6 +671,8 @@ b2_begin(struct xe_sess *s, const char *rest, size_t n)
     const unsigned char *h, *f, *req;
     size_t hl, fl, rl, used;
 
+    const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
+
     s->b2_xs = xe_xmlstream_new(&lim, &b2_cb, s);
     if (s->b2_xs == NULL)
         return sess_backend_failed(s, "no memory for Bind2");
@@ -627,6 +683,38 @@ b2_begin(struct xe_sess *s, const char *rest, size_t n)
     if (h == NULL) {
         h = (const unsigned char *)B2_FALLBACK_HEADER;
         hl = strlen(B2_FALLBACK_HEADER);
+    }
+    if (a->resume && !s->rs_tried) {
+        struct xe_bind2_caps caps;
+        xe_bind2_pool_caps(s->pool, &caps);
+        if (!caps.sm) { /* (not offered: the pool cannot) */
+            s->rs_tried = true;
+            s->rs_result = -1;
+            xe_buf_append_str(&s->rs_xml,
+                              "<failed xmlns='" XE_NS_SM3
+                              "'><feature-not-implemented xmlns='"
+                              "urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+            if (!a->bind.present) {
+                xe_xmlstream_free(&s->b2_xs);
+                s->b2_running = false;
+                s->backend_ready = true;
+                if (n > 0 && xe_buf_append(&s->client_pending, rest, n) < 0)
+                    return sess_backend_failed(s, "backend sent too much");
+                return sess_answer(s);
+            }
+        }
+    }
+    if (a->resume && !s->rs_tried) {
+        /* inline resumption: the client's <resume/> on this fresh
+         * authenticated stream, no bind; its answer comes first */
+        s->rs_tried = s->rs_wait = true;
+        if (xe_xmlstream_feed(s->b2_xs, h, hl, &used) != XE_XS_OK)
+            return b2_failed(s);
+        xe_buf_append_str(&s->to_backend, "<resume xmlns='" XE_NS_SM3 "' previd='");
+        xe_buf_append_escaped(&s->to_backend, a->resume_prev);
+        xe_buf_appendf(&s->to_backend, "' h='%llu'/>", a->resume_h);
+        arm(s, s->conf->backend_handshake_ms);
+        return b2_feed(s, rest, n);
     }
     if (xe_xmlstream_feed(s->b2_xs, h, hl, &used) != XE_XS_OK ||
         xe_xmlstream_feed(s->b2_xs, f, fl, &used) != XE_XS_OK || s->b2_script == NULL)
@@ -730,10 +818,13 @@ sasl2_answer(struct xe_sess *s, const unsigned char *features, size_t flen)
 
     xe_buf_init(&extra, 0);
     xe_buf_init(&feat, 0);
+    xe_buf_append(&extra, s->rs_xml.data, s->rs_xml.len);
     if (s->b2_script)
         xe_bind2_script_bound(s->b2_script, &extra);
     xe_buf_append(&extra, s->token_xml.data, s->token_xml.len);
-    if (s->b2_script) {
+    if (s->rs_result > 0) {
+        /* resumed: the session goes on; no features */
+    } else if (s->b2_script) {
         b2_features(s, features, flen, &feat);
     } else {
         xe_buf_append(&feat, features, flen);
@@ -945,7 +1036,9 @@ sess_backend_failed(struct xe_sess *s, const char *why)
         xe_backend_hs_free(&s->bhs);
         xe_xmlstream_free(&s->b2_xs); /* (Bind2 starts over on the next) */
         xe_bind2_script_free(&s->b2_script);
-        s->b2_running = false;
+        s->b2_running = s->rs_tried = s->rs_wait = false;
+        s->rs_result = 0;
+        s->rs_xml.len = 0;
         OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
         s->to_backend.len = 0; /* (for the failed server) */
         s->connected = false;

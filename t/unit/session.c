@@ -1043,6 +1043,76 @@ test_fast(struct xe_tokens *tokens)
         }
 }
 
+/* Inline resumption (XEP-0198 inside SASL2): the client's <resume/> goes to
+ * the fresh authenticated backend stream, no bind; <resumed/> is reported in
+ * <success> without the backend's location, no features follow, the
+ * backend's replay after it reaches the client after the answer. <failed/>:
+ * Bind2 on the same backend stream, <failed/> beside <bound/>. */
+#define AUTHN2_RESUME                                                                    \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>"            \
+    "AGFsaWNlAGFsaWNlLXB3</initial-response><user-agent id='ua-1'/>"                     \
+    "<resume xmlns='urn:xmpp:sm:3' previd='sm-9' h='3'/>" BIND2_REQ "</authenticate>"
+
+static void
+test_resume(void)
+{
+    char bk[4096];
+
+    servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    snprintf(bk, sizeof(bk), "%s%s%s", kinds[1].before_restart, kinds[1].after_restart,
+             kinds[1].features);
+    for (size_t step = 0; step <= 1; step++)
+        for (int good = 0; good < 2; good++) {
+            const char *how = step ? "byte by byte" : "whole";
+            const char *out, *succ;
+            struct run r;
+
+            run_start(&r, true);
+            client(&r, CHEADER("example.test"), step);
+            ok(strstr(str(&r.to_client), "<sm xmlns='urn:xmpp:sm:3'/>") != NULL,
+               "resume (%s): offered in <inline>", how);
+            client(&r, AUTHN2_RESUME, step);
+            backend(&r, bk, step);
+            ok(strstr(str(&r.to_backend),
+                      "<resume xmlns='urn:xmpp:sm:3' previd='sm-9' h='3'/>") &&
+                   !strstr(str(&r.to_backend), "xe-b2-bind"),
+               "resume (%s): the backend gets the <resume/>, no bind", how);
+            if (good) {
+                backend(&r,
+                        "<resumed xmlns='urn:xmpp:sm:3' h='5' previd='sm-9' "
+                        "location='10.1.1.1'/>" B_EXTRA,
+                        step);
+                out = str(&r.to_client);
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                ok(succ && strstr(succ,
+                                  "<resumed xmlns='urn:xmpp:sm:3' h='5' previd='sm-9'/>"),
+                   "resumed (%s): <resumed/> in <success>, without location", how);
+                ok(succ && !strstr(succ, "<stream:features") && !strstr(succ, "<bound"),
+                   "resumed (%s): no features, no bind", how);
+                is_str(r.pend_client, B_EXTRA,
+                       "resumed (%s): the replay after the answer", how);
+            } else {
+                backend(&r,
+                        "<failed xmlns='urn:xmpp:sm:3'><item-not-found "
+                        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+                        step);
+                ok(strstr(str(&r.to_backend), "xe-b2-bind") != NULL,
+                   "resume failed (%s): Bind2 on the same backend stream", how);
+                backend(&r, B2_BIND_RES B2_CARB_RES B2_ENABLED, step);
+                out = str(&r.to_client);
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                ok(succ &&
+                       strstr(succ, "<failed xmlns='urn:xmpp:sm:3'><item-not-found") &&
+                       strstr(succ, "<bound") && strstr(succ, "<enabled"),
+                   "resume failed (%s): <failed/> beside <bound/> with SM enabled anew",
+                   how);
+            }
+            is_str(r.acts, "CS", "resume (%s): CONNECT then SPLICE", how);
+            run_end(&r);
+        }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
 static int
 login_tests(void)
 {
@@ -1107,6 +1177,7 @@ login_tests(void)
         test_sasl2_failure();
         test_bind2_kinds();
         test_bind2_refused();
+        test_resume();
         {
             struct xe_tokens *tokens = NULL;
             char *e2 = NULL;
