@@ -1,9 +1,4 @@
 #!/bin/bash
-# NOT IN Makefile.am's TESTS YET: it cannot pass until the SASL2 wiring of
-# issue 16 lands in the c2s login (xedge does not offer SASL2 before it).
-# Add it to E2E_TESTS and t/README then; adjust SASL2_CONF / FAST_SHORT_CONF
-# below to the configuration names the wiring chooses.
-#
 # e2e-sasl2.t: SASL2 (XEP-0388), Bind2 (XEP-0386), FAST (XEP-0484) and
 # inline stream resumption at the edge, at the protocol level
 # (t/lib/sasl2_client.py over real TLS), in front of Prosody (smacks,
