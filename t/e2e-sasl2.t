@@ -9,7 +9,7 @@
 # cut arrive once each after an inline resume.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 83
+plan 86
 
 # What turns SASL2 and FAST on for the domain (doc/sasl2.md proposes
 # fast.token_lifetime and fast.rotate_after; the switch's name is the
@@ -173,6 +173,23 @@ is "$(v ACK)" 3 "<r/> after three stanzas: the backend answers h=3 (nothing of t
 is "$(v IN_H)" 3 "... and the three came back"
 s2 --jid "$A" --password "$PW" --ua-id ua-sm --bind --sm --inactive --presence --send-self 1 --ack
 is "$(v ACK)/$(v AUTH)" 2/success "with CSI <inactive/> and presence: h=2 (presence and the message)"
+
+# ---- xedgectl session list: the path and the user agent of a SASL2 login
+rm -f "$T/ls.ready" "$T/ls.go"
+LOG_MARK=$(wc -l <"$XEDGE_LOG")
+s2_bg "$T/ls.out" --jid "$A" --password "$PW" --ua-id ua-list --software 'Test "Client"' --device phone \
+	--bind --tag ls --ready-file "$T/ls.ready" --wait-file "$T/ls.go" --timeout 20 &
+P=$!
+wait_for "$T/ls.ready"
+LIST=$(ctl session list 2>&1)
+: >"$T/ls.go"
+wait $P
+like "$(printf '%s\n' "$LIST" | grep 'ua_id=ua-list')" ' path=sasl2 ua_id=ua-list ua="Test _Client_ / phone"$' \
+	"xedgectl session list: a SASL2 session shows its path and user agent (quotes made safe)"
+like "$(log_since | grep 'event=session .*jid=alice@example.test ' | tail -n 1)" ' path=sasl2 ' \
+	"... and the session's log line names the path"
+! printf '%s\n' "$LIST" | grep -v 'ua_id=' | grep -q 'path='
+ok $? "... classic sessions' lines are as before"
 
 # ---- inline resumption after a cut connection, messages in flight
 rm -f "$T/ph.ready" "$T/ph.sm" "$T/ph.go"

@@ -1007,9 +1007,7 @@ xe_c2s_answer_sasl2(struct xe_c2s *c, const char *authzid, const char *extra,
     r = xe_sasl2_build_success(c->sasl2, &c->out, authzid, extra, extra_len);
     if (r == 0 && flen > 0)
         r = xe_buf_append(&c->out, features, flen);
-    xe_sasl2_free(&c->sasl2);
-    xe_sasl_free(&c->sasl);
-    return r;
+    return r; /* (the request stays readable until the c2s is freed) */
 }
 
 static int

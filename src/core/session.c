@@ -1361,6 +1361,12 @@ xe_sess_tried(const struct xe_sess *s)
 }
 
 bool
+xe_sess_resumed(const struct xe_sess *s)
+{
+    return s->rs_result > 0;
+}
+
+bool
 xe_sess_iq_auth(const struct xe_sess *s)
 {
     return s->iq_auth;

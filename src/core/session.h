@@ -321,6 +321,7 @@ struct xe_c2s *xe_sess_c2s(struct xe_sess *s);
 unsigned xe_sess_retried(const struct xe_sess *s);
 uint64_t xe_sess_tried(const struct xe_sess *s); /* servers failed (bits) */
 bool xe_sess_iq_auth(const struct xe_sess *s);
+bool xe_sess_resumed(const struct xe_sess *s); /* SASL2's inline resumption succeeded */
 
 /* ---- FAST (XEP-0484; doc/sasl2.md) ----
  * TOKENS: the store's handle, CB: the TLS session's channel bindings (after

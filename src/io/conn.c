@@ -27,6 +27,7 @@ xe_srv_on_handle_closed(uv_handle_t *h)
         return;
     xe_tls_free(&c->tls);
     xe_sess_free(&c->sess);
+    free(c->ua);
     xe_regsplice_free(&c->reg);
     xe_buf_free(&c->cork_buf[0]);
     xe_buf_free(&c->cork_buf[1]);

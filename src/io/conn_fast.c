@@ -8,7 +8,11 @@
 
 #include <openssl/crypto.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "fast.h"
+#include "sasl2.h"
 #include "log.h"
 #include "server_impl.h"
 #include "tokens_io.h"
@@ -169,4 +173,42 @@ xe_srv_fast_cancel(struct conn *c)
     if (c->tok_req)
         xe_tokio_cancel(c->tok_req);
     c->fast_req = c->tok_req = NULL;
+}
+
+/* The login path for logs: sasl1, sasl2, fast, resume (iq-auth: sasl1's
+ * place is taken by "iq-auth"). */
+const char *
+xe_srv_login_path(struct conn *c)
+{
+    struct xe_c2s *c2s = xe_srv_c2s(c);
+
+    if (c->sess && xe_sess_resumed(c->sess))
+        return "resume";
+    if (c->sess && xe_sess_iq_auth(c->sess))
+        return "iq-auth";
+    return c2s ? xe_c2s_path(c2s) : "-";
+}
+
+/* At the splice: a SASL2 login's path and user agent, kept for xedgectl
+ * session list (the id is [A-Za-z0-9._:-]; software and device have no
+ * control characters: quotes and backslashes become '_'). */
+void
+xe_srv_keep_user_agent(struct conn *c)
+{
+    struct xe_c2s *c2s = xe_srv_c2s(c);
+    const struct xe_sasl2_auth *a = c2s ? xe_c2s_sasl2_request(c2s) : NULL;
+    char ua[2 * XE_SASL2_MAX_UA_TEXT + 8];
+
+    snprintf(c->path, sizeof(c->path), "%s", xe_srv_login_path(c));
+    free(c->ua);
+    c->ua = NULL;
+    if (a == NULL || !a->has_ua)
+        return;
+    snprintf(ua, sizeof(ua), "%s%s%s", a->software,
+             a->software[0] && a->device[0] ? " / " : "", a->device);
+    for (char *p = ua; *p; p++)
+        if (*p == '"' || *p == '\\')
+            *p = '_';
+    c->ua = xe_malloc(strlen(a->ua_id) + strlen(ua) + 32);
+    sprintf(c->ua, " ua_id=%s ua=\"%s\"", a->ua_id[0] ? a->ua_id : "-", ua);
 }

@@ -309,6 +309,8 @@ struct conn {
     bool proxy_out;                /* the pool wants a PROXY header first */
     /* FAST (conn_fast.c): the token store's requests under way */
     struct xe_tokio_req *fast_req, *tok_req;
+    char path[8]; /* the login path (sasl1, sasl2, fast, resume), once spliced */
+    char *ua;     /* a SASL2 login's user agent, as session list shows it */
 };
 
 struct wreq {
@@ -333,6 +335,8 @@ void xe_srv_fast_setup(struct conn *c, const struct xe_cbind *cb, size_t n);
 void xe_srv_fast_verify(struct conn *c);
 void xe_srv_fast_after_auth(struct conn *c);
 void xe_srv_fast_cancel(struct conn *c);
+const char *xe_srv_login_path(struct conn *c);
+void xe_srv_keep_user_agent(struct conn *c);
 
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);
