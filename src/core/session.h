@@ -188,24 +188,21 @@ enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
  * COMPRESS_OFFER (the restart was answered with compression offered) ->
  * SPLICED (out of the data path: the glue pumps bytes) | CLOSING.
  *
- * WHERE SASL2, BIND2 AND FAST SLOT IN (sasl2.h, bind2.h, fast.h, tokens.h;
- * not wired yet). Each is a new sub-state of NEGOTIATING/BACKEND and uses the
- * existing actions, no new I/O:
+ * SASL2, BIND2, FAST AND INLINE RESUMPTION (doc/sasl2.md, "Wired"):
  *  - SASL2 (XEP-0388): the c2s core answers <authenticate/>; its success
- *    comes WITHOUT a stream restart, so on it the machine goes to BACKEND with
- *    client_restarted already true (as iq-auth does: sess_authenticated(s,
- *    true)) and answers with <success/> (carrying the authorization
- *    identifier and the Bind2 result) instead of the restart's features.
- *  - Bind2 (XEP-0386): the backend script binds as for iq-auth
- *    (xe_backend_hs_bind) plus the inline <enable/> of XEP-0198/carbons;
- *    XE_SJ_IQ_AUTH_SPLICE becomes "answer the SASL2 success", and everything
- *    the backend sends after its <enabled/> (to_client_pending) is held until
- *    our <success> went to the client (R7 already guarantees this order:
- *    pending bytes follow the machine's answer).
- *  - FAST: a token mechanism the c2s core checks (tokens.h); issuing a new
- *    token is part of the SASL2 success; nothing changes in the backend side.
- *  The join (xe_sess_join) and sess_answer() in session.c are the one place
- *  to extend for the new answer kind. */
+ *    (XE_C2S_SASL2_AUTHED) comes without a stream restart: the machine goes
+ *    to BACKEND with client_restarted already true, as for iq-auth, and the
+ *    join answers with <success/> (the authorization identifier, <bound/>,
+ *    <token/>, <resumed/>) and the backend's features less what was done
+ *    inline, instead of a restart's features.
+ *  - Bind2 (XEP-0386) and <resume/>: after the backend's login, the script
+ *    (bind2.h) runs over a parser of the backend's stream before the join;
+ *    what the backend sends among its answers is held and delivered after
+ *    <success>, what follows <enabled/> (or <resumed/>) waits in
+ *    client_pending (R7).
+ *  - FAST: XE_SD_FAST_VERIFY, xe_sess_fast_verdict(); a token is issued
+ *    while the backend is set up (xe_sess_token_wanted/_issued). */
+
 
 enum xe_sess_state {
     XE_SS_NEGOTIATING,
