@@ -74,6 +74,7 @@ struct xe_c2s {
     bool fast_attempt;               /* the current attempt is a token's */
     bool fast_ready;                 /* its verdict is in: the element comes again */
     bool repriming;                  /* the parser is fed this stream's header again */
+    bool sasl2_xchg;                 /* the exchange under way is SASL2's (ST_SASL) */
     struct xe_sasl2_auth *fast_auth; /* the attempt waiting for its verdict */
     struct xe_buf fast_raw;          /* ... and its raw bytes */
     const char *path;                /* the login path: sasl1, sasl2, fast */
@@ -932,8 +933,10 @@ on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e, const unsigned char *raw
     switch (r) {
     case XE_SASL2_CHALLENGE:
         c->st = ST_SASL;
+        c->sasl2_xchg = true;
         return XE_XS_CONTINUE;
     case XE_SASL2_FAILURE:
+        c->sasl2_xchg = false;
         sasl2_failed(c, cond, detail, false);
         return sasl2_check(c);
     case XE_SASL2_SUCCESS:
@@ -1036,6 +1039,8 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (strcmp(e->ns, XE_NS_SASL2) == 0 && xe_c2s_sasl2_enabled(c))
         return on_sasl2(c, e, raw, raw_len);
+    if (c->sasl2_xchg && c->st == ST_SASL && strcmp(e->ns, XE_NS_SASL) == 0)
+        return error_stop(c, "policy-violation", "a classic SASL element inside SASL2");
     if (xe_xml_is(e, XE_NS_SASL, "auth"))
         return on_auth(c, e);
     if (xe_xml_is(e, XE_NS_SASL, "response")) {

@@ -417,7 +417,9 @@ sess_fast_verify(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
         return sess_fail(s, XE_SF_HELD_OVERFLOW);
     s->fast_wait = true;
     s->fast->domain = xe_c2s_domain(s->c2s);
-    if (a == NULL || xe_fast_prepare(s->fast, a, &s->freq, &cond, &detail) < 0) {
+    if (a == NULL || xe_fast_prepare(s->fast, a, &s->freq, &cond, &detail) < 0 ||
+        (s->freq.proof_len != 32 && (cond = XE_SASL_NOT_AUTHORIZED) &&
+         (detail = "HT-*: the proof is not 32 bytes"))) {
         /* refused before the store is asked: the step fails the same way */
         xe_fast_set_verdict(s->fast, XE_SASL_FAIL, cond, detail, NULL);
         return sess_fast_refeed(s, now);

@@ -203,7 +203,6 @@ enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
  *  - FAST: XE_SD_FAST_VERIFY, xe_sess_fast_verdict(); a token is issued
  *    while the backend is set up (xe_sess_token_wanted/_issued). */
 
-
 enum xe_sess_state {
     XE_SS_NEGOTIATING,
     XE_SS_TLS, /* the glue runs the TLS handshake: xe_sess_tls_up() next */

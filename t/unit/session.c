@@ -995,8 +995,7 @@ test_fast(struct xe_tokens *tokens)
                      "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
                      "<initial-response>%s</initial-response><user-agent id='ua-f'/>"
                      "<fast xmlns='urn:xmpp:fast:0'/></authenticate>",
-                     good ? b64
-                          : "YWxpY2UAd3Jvbmd3cm9uZ3dyb25nd3Jvbmd3cm9uZ3dyb25nd3Jvbmc=");
+                     good ? b64 : "YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c=");
             run_start(&r, true);
             xe_sess_set_fast(r.s, tokens, NULL, 0);
             client(&r, CHEADER("example.test"), step);
@@ -1010,7 +1009,7 @@ test_fast(struct xe_tokens *tokens)
                    "fast %s (%s): the machine asks for a verification, holds the rest",
                    good ? "good" : "bad", how);
             ok(q && strcmp(q->jid, "alice@example.test") == 0 &&
-                   strcmp(q->ua_id, "ua-f") == 0 && (!good || q->proof_len == 32),
+                   strcmp(q->ua_id, "ua-f") == 0 && q->proof_len == 32,
                "fast %s (%s): the request names the user, the user agent, the proof",
                good ? "good" : "bad", how);
             ok(xe_sess_held(r.s) && !strstr(str(&r.to_client), "<success"),
