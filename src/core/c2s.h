@@ -53,6 +53,7 @@ struct xe_c2s_params {
     const struct xe_conf *conf;
     bool tls;                         /* TLS is up from the start (Direct TLS) */
     const char *peer;                 /* client address, for the log */
+    const char *transport;            /* "tcp" (NULL) or "websocket": metrics */
     const struct xe_c2s_guard *guard; /* NULL: none; must outlive the c2s */
     void *guard_ctx;
 };

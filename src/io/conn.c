@@ -38,6 +38,8 @@ xe_srv_on_handle_closed(uv_handle_t *h)
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
     xe_proxy_free(&c->proxy);
+    if (c->xf)
+        c->xf->free(c);
     free(c->jid);
     srv_lock(c->srv);
     xe_srv_gen_unref(&c->gen);
@@ -517,6 +519,10 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
         case XE_C2S_CONTINUE:
             break;
         case XE_C2S_STARTTLS:
+            if (c->xf) { /* (not offered there: TLS is under the transform) */
+                xe_srv_close_conn(c);
+                return;
+            }
             /* anything pipelined after <starttls/> is dropped (command injection) */
             if (xe_sess_starttls_injection(data, n))
                 xe_info("event=starttls-injection peer=%s dropped=%zu", c->peer, n);
@@ -572,6 +578,17 @@ xe_srv_client_plain(struct conn *c, const char *data, size_t n)
     }
 }
 
+/* The client's bytes after TLS: through the transform, if any, to the
+ * stream. */
+static void
+client_bytes(struct conn *c, const char *data, size_t n)
+{
+    if (c->xf)
+        c->xf->in(c, data, n);
+    else
+        xe_srv_client_input(c, data, n);
+}
+
 static void
 client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -601,7 +618,7 @@ client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (c->st == CS_NEGOTIATING && !c->tls_handshaking && !c->held)
         xe_srv_arm_preauth_timer(c); /* the client spoke: the idle time starts again */
     if (c->tls == NULL) {
-        xe_srv_client_input(c, buf->base, (size_t)n);
+        client_bytes(c, buf->base, (size_t)n);
         return;
     }
     if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
@@ -650,7 +667,7 @@ xe_srv_read_tls_plain(struct conn *c)
     while (!c->closed && c->st != CS_CLOSING && !c->held) {
         int r = xe_tls_read(c->tls, c->w->plain_slab, sizeof(c->w->plain_slab));
         if (r > 0) {
-            xe_srv_client_input(c, c->w->plain_slab, (size_t)r);
+            client_bytes(c, c->w->plain_slab, (size_t)r);
             continue;
         }
         if (r == XE_TLS_WANT)
@@ -714,6 +731,12 @@ refused(struct worker *w, const char *reason, const char *address)
     w->refused_unlogged = 0;
 }
 
+static const char *
+listener_name(const struct conn *c)
+{
+    return c->xf ? xe_srv_transport(c) : c->direct ? "direct_tls" : "starttls";
+}
+
 void
 xe_srv_on_connection(uv_stream_t *ls, int status)
 {
@@ -770,7 +793,8 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     /* the listener's settings (proxy_protocol, proxy_from) of the current
      * generation: a reload keeps the listeners, in their order */
     lc = &c->gen->conf->listeners[l - w->listeners];
-    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS;
+    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS ||
+                (lc->kind == XE_LISTEN_WEBSOCKET && lc->ws->tls);
     uv_tcp_init(w->loop, &c->client);
     uv_timer_init(w->loop, &c->timer);
     c->client.data = c->timer.data = c;
@@ -793,7 +817,9 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     format_peer(&c->client, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
-    xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
+    if (lc->kind == XE_LISTEN_WEBSOCKET && xe_srv_ws_accept(c, lc) < 0)
+        return;
+    xe_metrics_inc(XE_M_ACCEPTED, listener_name(c), NULL);
     if (lc->proxy_protocol) {
         xe_srv_proxy_accept(c, lc); /* conn_start once the header is read */
         return;
@@ -828,8 +854,10 @@ xe_srv_conn_start(struct conn *c)
     }
     uv_tcp_nodelay(&c->client, 1);
     p.conf = c->gen->conf;
-    p.tls = c->direct;
+    /* (plain ws: encrypted when the operator says its proxy terminated TLS) */
+    p.tls = c->direct || (c->xf && xe_srv_ws_encrypted(c));
     p.peer = c->peer;
+    p.transport = xe_srv_transport(c);
     p.guard = &xe_srv_lockout_guard;
     p.guard_ctx = c;
     c->c2s = xe_c2s_new(&p);
@@ -838,7 +866,7 @@ xe_srv_conn_start(struct conn *c)
         return;
     }
     if (c->direct) {
-        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
+        c->tls = xe_tls_new(c->xf ? c->gen->tls_ws : c->gen->tls_direct, NULL);
         if (c->tls == NULL) {
             xe_srv_finish_close(c);
             return;
@@ -849,7 +877,6 @@ xe_srv_conn_start(struct conn *c)
         c->auth_deadline = uv_now(c->w->loop) + c->gen->conf->auth_timeout_ms;
         xe_srv_arm_preauth_timer(c);
     }
-    xe_debug("event=accept peer=%s listener=%s", c->peer,
-             c->direct ? "direct_tls" : "starttls");
+    xe_debug("event=accept peer=%s listener=%s", c->peer, listener_name(c));
     uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
 }
