@@ -38,6 +38,7 @@ struct ws {
      * sends a queued control frame first): each a size_t length, then
      * its bytes; bounded by one read and one message */
     struct xe_buf inq;
+    struct batch *batch; /* inside ws_out: its frames (frame_write) */
 };
 
 static inline struct ws *
@@ -63,10 +64,39 @@ wire(struct conn *c, const void *data, size_t len)
     return 0;
 }
 
+/* The frames of one ws_out call, gathered so that they go into TLS as one
+ * record (a login's answers are two or three elements at a time, and the
+ * backend's reads several stanzas): on ws_out's stack, written before it
+ * returns. */
+struct batch {
+    size_t len;
+    char data[8192];
+};
+
+static int
+batch_flush(struct conn *c, struct batch *b)
+{
+    int r = b->len ? wire(c, b->data, b->len) : 0;
+
+    b->len = 0;
+    return r;
+}
+
 static int
 frame_write(void *ctx, const void *bytes, size_t len)
 {
-    return wire(ctx, bytes, len);
+    struct conn *c = ctx;
+    struct batch *b = ws_of(c)->batch;
+
+    if (b == NULL)
+        return wire(c, bytes, len);
+    if (b->len + len > sizeof(b->data) && batch_flush(c, b) < 0)
+        return -1;
+    if (len > sizeof(b->data))
+        return wire(c, bytes, len);
+    memcpy(b->data + b->len, bytes, len);
+    b->len += len;
+    return 0;
 }
 
 static void ws_done_check(struct conn *c);
@@ -98,9 +128,7 @@ messages(struct conn *c, struct ws *ws)
         if (r < 0)
             break;
     }
-    ws->inq.len = 0;
-    if (ws->inq.cap > XE_READ_CHUNK)
-        xe_buf_free(&ws->inq); /* (a big message's room is not kept) */
+    xe_buf_free(&ws->inq); /* (an idle session keeps no buffer) */
 }
 
 /* Feed the frame layer, then handle the messages it completed. Returns 0,
@@ -317,8 +345,10 @@ static int
 ws_out(struct conn *c, const void *data, size_t len)
 {
     struct ws *ws = ws_of(c);
+    struct batch b;
     int r;
 
+    b.len = 0;
     if (ws->phase == WS_HTTP) {
         /* the c2s core's error before any WebSocket (the Upgrade's time
          * ran out): an HTTP answer instead */
@@ -331,10 +361,14 @@ ws_out(struct conn *c, const void *data, size_t len)
         }
         return c->tls ? xe_srv_flush_tls(c) : 0;
     }
+    ws->batch = &b;
     r = xe_wsxmpp_stream_input(ws->xm, data, len);
-    if (r == XE_WSXMPP_CLOSED) {
+    if (r == XE_WSXMPP_CLOSED)
         xe_wsframe_close(ws->fr, 1000, "");
-    } else if (r == XE_WSXMPP_ESTREAM) {
+    ws->batch = NULL;
+    if (batch_flush(c, &b) < 0)
+        return -1;
+    if (r == XE_WSXMPP_ESTREAM) {
         static const char err[] = "<error xmlns='" XE_NS_STREAMS "'>"
                                   "<internal-server-error "
                                   "xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></error>";
