@@ -972,6 +972,13 @@ xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t le
     return xe_buf_append(&c->out, features, len);
 }
 
+void
+xe_c2s_set_peer(struct xe_c2s *c, const char *peer)
+{
+    free(c->peer);
+    c->peer = xe_strdup(peer);
+}
+
 const char *
 xe_c2s_domain(const struct xe_c2s *c)
 {

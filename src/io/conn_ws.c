@@ -230,6 +230,8 @@ forwarded_client(struct conn *c, struct ws *ws)
     c->sa = sa;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
+    if (c->c2s)
+        xe_c2s_set_peer(c->c2s, peer);
     return 0;
 }
 

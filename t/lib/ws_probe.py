@@ -16,8 +16,13 @@ plainget | hostmeta | hostmeta-json | origin (--origin O) | unmasked | binary |
 bigframe | badutf8 | two | half | beforeopen | slow (--slow S: the request
 head over S seconds) | idle (--count N: N upgraded connections held open
 --hold S seconds; prints UPGRADED=n REFUSED=n) | noread (--jid --password:
-log in with PLAIN, then send --count messages to itself, never reading)."""
-import argparse, base64, os, socket, ssl, struct, sys, time
+log in with PLAIN, then send --count messages to itself, never reading) |
+login (--jid --password --mech M: SCRAM-SHA-1/256[-PLUS with
+tls-server-end-point], PLAIN or ANONYMOUS; then bind and a ping to the
+server; prints MECHS=offered, LOGIN=ok|failure CONDITION= JID= PING=ok).
+--forwarded-for A: an X-Forwarded-For header; --source A: the local address
+to connect from; ws:// URLs are plain."""
+import argparse, base64, hashlib, hmac, os, re, socket, ssl, struct, sys, time
 from urllib.parse import urlparse
 
 p = argparse.ArgumentParser()
@@ -31,6 +36,9 @@ p.add_argument('--hold', type=float, default=0)
 p.add_argument('--jid')
 p.add_argument('--password')
 p.add_argument('--timeout', type=float, default=5)
+p.add_argument('--mech', default='PLAIN')
+p.add_argument('--forwarded-for')
+p.add_argument('--source')
 p.add_argument('case')
 a = p.parse_args()
 u = urlparse(a.url)
@@ -39,7 +47,8 @@ OPEN = ("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='%s' version='1.0'
 
 
 def connect():
-    s = socket.create_connection((HOST, PORT), timeout=a.timeout)
+    s = socket.create_connection((HOST, PORT), timeout=a.timeout,
+                                 source_address=(a.source, 0) if a.source else None)
     if u.scheme == 'wss':
         ctx = ssl.create_default_context(cafile=a.cafile)
         ctx.check_hostname = False
@@ -56,6 +65,8 @@ def request(path=PATH, proto='xmpp', upgrade=True, origin=None):
         h += 'Sec-WebSocket-Protocol: %s\r\n' % proto
     if origin:
         h += 'Origin: %s\r\n' % origin
+    if a.forwarded_for:
+        h += 'X-Forwarded-For: %s\r\n' % a.forwarded_for
     return (h + '\r\n').encode()
 
 
@@ -177,6 +188,74 @@ elif case in ('upgrade', 'unmasked', 'binary', 'badutf8', 'two', 'half', 'before
     for f in send:
         c.s.sendall(f)
     read_all(c)
+elif case == 'login':
+    c = opened()
+
+    def until(pat):
+        buf = ''
+        while True:
+            m = re.search(pat, buf, re.S)
+            if m:
+                return m
+            op, pl = c.frame()
+            if op == 8:
+                raise EOFError('closed')
+            buf += pl.decode()
+
+    def send(x):
+        c.s.sendall(frame(1, x.encode()))
+    b64 = lambda b: base64.b64encode(b).decode()
+    try:
+        send(OPEN.decode())
+        feats = until(r'<stream:features.*?</stream:features>').group(0)
+        print('MECHS=%s' % ','.join(re.findall(r'<mechanism>([^<]+)</mechanism>', feats)))
+        mech, user = a.mech, (a.jid or '@').split('@')[0]
+        SASL = "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"
+        if mech.startswith('SCRAM-'):
+            hname = 'sha256' if 'SHA-256' in mech else 'sha1'
+            if mech.endswith('-PLUS'):
+                der = c.s.getpeercert(binary_form=True)
+                gs2, cb = 'p=tls-server-end-point,,', hashlib.sha256(der).digest()
+            else:
+                gs2, cb = 'n,,', b''
+            bare = 'n=%s,r=%s' % (user, b64(os.urandom(18)))
+            send("<auth %s mechanism='%s'>%s</auth>" % (SASL, mech, b64((gs2 + bare).encode())))
+            m = until(r'<challenge[^>]*>([^<]*)</challenge>|<failure.*?</failure>')
+            if m.group(0).startswith('<failure'):  # (a lockout: at once)
+                print('LOGIN=failure')
+                print('CONDITION=%s' % re.search(r'<failure[^>]*><([a-z-]+)', m.group(0)).group(1))
+                sys.exit(0)
+            first = base64.b64decode(m.group(1)).decode()
+            f = dict(kv.split('=', 1) for kv in first.split(','))
+            salted = hashlib.pbkdf2_hmac(hname, a.password.encode(), base64.b64decode(f['s']), int(f['i']))
+            ck = hmac.new(salted, b'Client Key', hname).digest()
+            final = 'c=%s,r=%s' % (b64(gs2.encode() + cb), f['r'])
+            sig = hmac.new(hashlib.new(hname, ck).digest(), ('%s,%s,%s' % (bare, first, final)).encode(), hname).digest()
+            send("<response %s>%s</response>" % (SASL, b64((final + ',p=' + b64(bytes(x ^ y for x, y in zip(ck, sig)))).encode())))
+        elif mech == 'PLAIN':
+            send("<auth %s mechanism='PLAIN'>%s</auth>" % (SASL, b64(('\0%s\0%s' % (user, a.password)).encode())))
+        else:
+            send("<auth %s mechanism='%s'>=</auth>" % (SASL, mech))
+        m = until(r'<success[^>]*?(/>|>.*?</success>)|<failure.*?</failure>')
+        if m.group(0).startswith('<failure'):
+            print('LOGIN=failure')
+            print('CONDITION=%s' % re.search(r'<failure[^>]*><([a-z-]+)', m.group(0)).group(1))
+            sys.exit(0)
+        send(OPEN.decode())
+        until(r'</stream:features>')
+        send("<iq xmlns='jabber:client' type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+             "<resource>probe</resource></bind></iq>")
+        print('JID=%s' % until(r'<jid>([^<]+)</jid>').group(1))
+        print('LOGIN=ok')
+        send("<iq xmlns='jabber:client' type='get' id='p' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % a.domain)
+        until(r"<iq[^>]*id='p'[^>]*type='result'|<iq[^>]*type='result'[^>]*id='p'")
+        print('PING=ok')
+        sys.stdout.flush()
+        time.sleep(a.hold)
+        send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        read_all(c)
+    except (EOFError, socket.timeout, TimeoutError) as e:
+        print('LOGIN=error %s' % e)
 elif case == 'bigframe':
     c = opened()
     c.s.sendall(frame(1, OPEN))
