@@ -172,6 +172,14 @@ xe_wsframe_new(size_t max_message, const struct xe_wsframe_cb *cb, void *user)
 }
 
 void
+xe_wsframe_set_max(struct xe_wsframe *w, size_t max_message)
+{
+    w->max_message = max_message;
+    if (w->ctx)
+        wslay_event_config_set_max_recv_msg_length(w->ctx, max_message);
+}
+
+void
 xe_wsframe_free(struct xe_wsframe **w)
 {
     if (!*w)

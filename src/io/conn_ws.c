@@ -32,6 +32,7 @@ struct ws {
     bool deadline_set;       /* the Upgrade's deadline is in force */
     uint64_t saved_deadline; /* the login's, restored at the 101 */
     bool answered_timeout;   /* 408 sent */
+    bool authed;             /* the message bound is max_stanza_postauth */
     /* the messages of one input, handled once the frame layer returns
      * (so that what they make is written at once, in order, and a close
      * frame never overtakes the <error/> and <close/> before it; wslay
@@ -265,9 +266,10 @@ upgrade_done(struct conn *c, struct ws *ws, int r, const char *rest, size_t n)
              xe_wshttp_header(h, "origin") ? xe_wshttp_header(h, "origin") : "-");
     free(ws->http);
     ws->http = NULL;
-    /* the message bound: the stanza limit (the c2s core checks the tighter
-     * pre-authentication one on what it parses) */
-    ws->fr = xe_wsframe_new(conf->max_stanza_postauth, &frame_cb, c);
+    /* the message bound: the stanza limit, before authentication its own
+     * (so that a client not logged in cannot make xedge hold more), after
+     * it max_stanza_postauth (ws_in raises it) */
+    ws->fr = xe_wsframe_new(conf->max_stanza_preauth, &frame_cb, c);
     ws->xm = xe_wsxmpp_new(XE_WS_MAX_OUT_MESSAGE, &xmpp_cb, c);
     if (ws->fr == NULL || ws->xm == NULL) {
         xe_err("event=websocket-error peer=%s error=\"out of memory\"", c->peer);
@@ -331,6 +333,10 @@ ws_in(struct conn *c, const char *data, size_t n)
             return;
         upgrade_done(c, ws, r, data + used, n - used);
         return;
+    }
+    if (!ws->authed && c->st != CS_NEGOTIATING) { /* logged in: the larger bound */
+        ws->authed = true;
+        xe_wsframe_set_max(ws->fr, c->gen->conf->max_stanza_postauth);
     }
     if (frames_in(c, ws, data, n) < 0) {
         xe_srv_finish_close(c);
