@@ -12,7 +12,7 @@
 # two web clients again through ejabberd and jabberd2.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 54
+plan 55
 
 JSDIR="$XE_TOP_SRCDIR/t/lib/web"
 MODULES=${WEB_MODULES:-$JSDIR/node_modules}
@@ -172,14 +172,19 @@ like "$(log_since)" 'event=websocket-refused .*status=408' "... logged"
 
 # many idle upgraded connections from one address: the per-address limit
 RSS0=$(rss_kib)
-probe idle --count 400 --hold 3 &
+timeout -k 2 120 "$PY" "$PROBE" --url "$XEDGE_WEBSOCKET" --cafile "$XEDGE_CERT" --count 1000 --hold 3 \
+	idle >"$SB/idle.out" 2>&1 &
 IDLE=$!
 sleep 2
 tcp_served
 st=$?
 wait "$IDLE"
-OUT=$(printf '%s\n' "$OUT")
-ok $st "400 idle upgraded connections from one address: a TCP user is served meanwhile"
+OUT=$(cat "$SB/idle.out")
+diag "probe idle --count 1000 --hold 3" "$(sed 's/^/  /' "$SB/idle.out")"
+ok $st "1,000 idle upgraded connections tried from one address: a TCP user is served meanwhile"
+up=$(val UPGRADED)
+ok "$([ "${up:-0}" -gt 0 ] && [ "${up:-0}" -le 300 ] && echo 0 || echo 1)" \
+	"... at most max_connections_per_address (300) of them upgraded ($up; refused $(val REFUSED))"
 RSS1=$(rss_kib)
 diag "xedge RSS: ${RSS0} KiB before, ${RSS1} KiB after"
 like "$(log_since)" 'event=connection-refused reason=[a-z_]*per_address' \
