@@ -10,7 +10,7 @@
 # (CDP) stay in the test's log directory (t/e2e-websocket-browser.out/).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 9
+plan 11
 
 JSDIR="$XE_TOP_SRCDIR/t/lib/web"
 MODULES=${WEB_MODULES:-$JSDIR/node_modules}
@@ -47,8 +47,8 @@ converse() {
 	local name=$1
 	shift
 	mkdir -p "$SB/out/$name"
-	OUT=$(cd "$SB/web" && env "$@" PAGE="http://127.0.0.1:$HTTPPORT/converse.html" WS="$XEDGE_WEBSOCKET" \
-		JID=alice@example.test PW="$PA" PEER=bob@example.test SPKI="$SPKI" \
+	OUT=$(cd "$SB/web" && env PAGE="http://127.0.0.1:$HTTPPORT/converse.html" WS="$XEDGE_WEBSOCKET" \
+		JID=alice@example.test PW="$PA" PEER=bob@example.test SPKI="$SPKI" "$@" \
 		timeout -k 5 100 node converse_test.mjs "$SB/out/$name" 2>"$SB/out/$name/stderr")
 	RC=$?
 	diag "converse $name (rc $RC)" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
@@ -77,6 +77,14 @@ converse discover DISCOVER=1
 is "$(val LOGGED_IN) $(val ECHO) $(val RESULT)" "1 ok ok" \
 	"without websocket_url: the wss URL from XEP-0156 host-meta, then the same chat"
 like "$(log_since)" 'event=host-meta' "... xedge served host-meta"
+
+# the browser's trust is real: with another key's hash it does not log in,
+# and the driver leaves its screenshot
+converse untrusted SPKI="$(printf 'another key' | openssl dgst -sha256 -binary | base64)" LOGIN_MS=8000
+is "$(val RESULT) $(val LOGGED_IN)" "error " "a browser that does not trust the certificate: no login"
+[ -s "$SB/out/untrusted/failed.png" ]
+ok $? "... and the driver kept a screenshot of the failure"
+rm -rf "$KEEP/untrusted"
 
 xedge_alive
 ok $? "xedge is still running"

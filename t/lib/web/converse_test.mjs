@@ -50,7 +50,7 @@ try {
   const url = `${PAGE}?jid=${encodeURIComponent(JID)}&pw=${encodeURIComponent(PW)}&ws=${encodeURIComponent(WS)}` +
     (process.env.DISCOVER ? '&discover=1' : '');
   await page.goto(url, { waitUntil: 'domcontentloaded' });
-  await page.waitForFunction(() => window.__connected, { timeout: 30000 });
+  await page.waitForFunction(() => window.__connected, { timeout: Number(process.env.LOGIN_MS || 30000) });
   st.push('LOGGED_IN=1');
   log(`logged in after ${ms()}`);
   // a plain value back: returning the ChatBox hangs evaluate()
