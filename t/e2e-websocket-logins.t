@@ -3,19 +3,20 @@
 # plain ws behind a trusted reverse proxy. With t/lib/ws_probe.py (a
 # stdlib RFC 6455/7395 client): over wss, SCRAM-SHA-256-PLUS with channel
 # binding (tls-server-end-point, xedge's own TLS), SCRAM-SHA-1, PLAIN,
-# ANONYMOUS, a wrong password (and the lockout counting it); then a plain
+# ANONYMOUS, EXTERNAL (a client certificate), in-band registration then a
+# login, a wrong password (and the lockout counting it); then a plain
 # ws listener (tls = false; encrypted; trusted_proxies 127.0.0.1; an
 # Origin allow-list): the client's address from X-Forwarded-For in the
 # log and the session list, no -PLUS offered (the TLS is the proxy's), a
 # source outside trusted_proxies closed, a foreign Origin refused (403).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 18
+plan 21
 
 PROBE="$XE_TOP_SRCDIR/t/lib/ws_probe.py"
 PA="a-$RANDOM-$RANDOM"
 WSPORT=$(pick_free_port) || bail "no free port"
-sandbox_up --user "alice@example.test=$PA" --enable anonymous --websocket-port "$WSPORT" \
+sandbox_up --user "alice@example.test=$PA" --enable anonymous,external,register --websocket-port "$WSPORT" \
 	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; };'
 SB=$XE_SANDBOX_DIR_SB
 
@@ -41,6 +42,12 @@ is "$(val LOGIN) $(val PING)" "ok ok" "wss: PLAIN"
 probe "$W" login --mech ANONYMOUS
 is "$(val LOGIN) $(val PING)" "ok ok" "wss: ANONYMOUS"
 like "$(val JID)" '^anon-[0-9a-f]+@example\.test/probe$' "... bound to a temporary JID"
+probe "$W" login --jid alice@example.test --mech EXTERNAL --cert "$XEDGE_CLIENT_CERT" --key "$XEDGE_CLIENT_KEY"
+is "$(val LOGIN) $(val PING)" "ok ok" "wss: EXTERNAL with a client certificate (xedge's own TLS)"
+like "$(val JID)" '^alice@example\.test/' "... as the certificate's JID"
+NEWPW="n-$RANDOM-$RANDOM"
+probe "$W" login --jid "dave$RANDOM@example.test" --password "$NEWPW" --mech SCRAM-SHA-1 --register
+is "$(val REGISTER) $(val LOGIN) $(val PING)" "ok ok ok" "wss: in-band registration (XEP-0077), then a login with the new account"
 for i in 1 2 3; do
 	probe "$W" login --jid alice@example.test --password "wrong-$i" --mech SCRAM-SHA-1
 done

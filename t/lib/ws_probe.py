@@ -18,8 +18,9 @@ head over S seconds) | idle (--count N: N upgraded connections held open
 --hold S seconds; prints UPGRADED=n REFUSED=n) | noread (--jid --password:
 log in with PLAIN, then send --count messages to itself, never reading) |
 login (--jid --password --mech M: SCRAM-SHA-1/256[-PLUS with
-tls-server-end-point], PLAIN or ANONYMOUS; then bind and a ping to the
-server; prints MECHS=offered, LOGIN=ok|failure CONDITION= JID= PING=ok).
+tls-server-end-point], PLAIN, ANONYMOUS or EXTERNAL (--cert --key);
+--register: XEP-0077 first; then bind and a ping to the server; prints
+MECHS=offered, REGISTER=ok|error, LOGIN=ok|failure CONDITION= JID= PING=ok).
 --forwarded-for A: an X-Forwarded-For header; --source A: the local address
 to connect from; ws:// URLs are plain."""
 import argparse, base64, hashlib, hmac, os, re, socket, ssl, struct, sys, time
@@ -39,6 +40,9 @@ p.add_argument('--timeout', type=float, default=5)
 p.add_argument('--mech', default='PLAIN')
 p.add_argument('--forwarded-for')
 p.add_argument('--source')
+p.add_argument('--cert')
+p.add_argument('--key')
+p.add_argument('--register', action='store_true')
 p.add_argument('case')
 a = p.parse_args()
 u = urlparse(a.url)
@@ -52,6 +56,8 @@ def connect():
     if u.scheme == 'wss':
         ctx = ssl.create_default_context(cafile=a.cafile)
         ctx.check_hostname = False
+        if a.cert:
+            ctx.load_cert_chain(a.cert, a.key)
         s = ctx.wrap_socket(s, server_hostname=a.domain)
     return s
 
@@ -210,6 +216,11 @@ elif case == 'login':
         feats = until(r'<stream:features.*?</stream:features>').group(0)
         print('MECHS=%s' % ','.join(re.findall(r'<mechanism>([^<]+)</mechanism>', feats)))
         mech, user = a.mech, (a.jid or '@').split('@')[0]
+        if a.register:  # XEP-0077 before the login, on this stream
+            send("<iq xmlns='jabber:client' type='set' id='reg'><query xmlns='jabber:iq:register'>"
+                 "<username>%s</username><password>%s</password></query></iq>" % (user, a.password))
+            r = until(r"<iq[^>]*id='reg'.*?(/>|</iq>)").group(0)
+            print('REGISTER=%s' % ('ok' if "type='result'" in r else 'error'))
         SASL = "xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"
         if mech.startswith('SCRAM-'):
             hname = 'sha256' if 'SHA-256' in mech else 'sha1'
@@ -234,7 +245,7 @@ elif case == 'login':
             send("<response %s>%s</response>" % (SASL, b64((final + ',p=' + b64(bytes(x ^ y for x, y in zip(ck, sig)))).encode())))
         elif mech == 'PLAIN':
             send("<auth %s mechanism='PLAIN'>%s</auth>" % (SASL, b64(('\0%s\0%s' % (user, a.password)).encode())))
-        else:
+        else:  # ANONYMOUS, EXTERNAL (the certificate's identity)
             send("<auth %s mechanism='%s'>=</auth>" % (SASL, mech))
         m = until(r'<success[^>]*?(/>|>.*?</success>)|<failure.*?</failure>')
         if m.group(0).startswith('<failure'):
