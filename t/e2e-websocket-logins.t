@@ -8,10 +8,11 @@
 # ws listener (tls = false; encrypted; trusted_proxies 127.0.0.1; an
 # Origin allow-list): the client's address from X-Forwarded-For in the
 # log and the session list, no -PLUS offered (the TLS is the proxy's), a
-# source outside trusted_proxies closed, a foreign Origin refused (403).
+# source outside trusted_proxies closed, a foreign Origin refused (403);
+# and wss behind a PROXY protocol sender.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 21
+plan 23
 
 PROBE="$XE_TOP_SRCDIR/t/lib/ws_probe.py"
 PA="a-$RANDOM-$RANDOM"
@@ -59,7 +60,8 @@ ctl lockout clear --all >/dev/null 2>&1
 
 # ---- plain ws behind a trusted proxy ------------------------------------------
 PLAIN=$(pick_free_port) || bail "no free port"
-sed "s#host_meta_url = \"$W\"; }#host_meta_url = \"$W\"; },\n  { kind = \"websocket\"; address = \"127.0.0.1\"; port = $PLAIN; tls = false; encrypted = true; trusted_proxies = [ \"127.0.0.1\" ]; origins = [ \"https://chat.example.test\" ]; }#" \
+PROXIED=$(pick_free_port) || bail "no free port"
+sed "s#host_meta_url = \"$W\"; }#host_meta_url = \"$W\"; },\n  { kind = \"websocket\"; address = \"127.0.0.1\"; port = $PLAIN; tls = false; encrypted = true; trusted_proxies = [ \"127.0.0.1\" ]; origins = [ \"https://chat.example.test\" ]; },\n  { kind = \"websocket\"; address = \"127.0.0.1\"; port = $PROXIED; proxy_protocol = true; proxy_from = [ \"127.0.0.1\" ]; }#" \
 	"$XEDGE_CONF" >"$SB/plain.conf"
 grep -q "port = $PLAIN; tls = false" "$SB/plain.conf" || bail "cannot add the plain listener to $XEDGE_CONF"
 xedge_restart "$SB/plain.conf"
@@ -87,5 +89,12 @@ probe "$P" origin --origin https://evil.example
 is "$(val HTTP)" 403 "a browser Origin outside origins: 403"
 probe "$P" origin --origin https://chat.example.test
 is "$(val HTTP)" 101 "... and one in the list: 101"
+# wss behind an L4 balancer that sends the PROXY protocol
+probe "wss://127.0.0.1:$PROXIED/xmpp-websocket" login --jid alice@example.test --password "$PA" \
+	--mech SCRAM-SHA-256-PLUS --proxy-v1 198.51.100.9
+is "$(val LOGIN) $(val PING)" "ok ok" "wss with the PROXY protocol: SCRAM-SHA-256-PLUS login and a ping"
+like "$(log_since)" 'event=auth-ok peer=198\.51\.100\.9:40000 jid=alice@example\.test' \
+	"... the client's address from the PROXY header"
+
 xedge_alive
 ok $? "xedge is still running"

@@ -43,6 +43,7 @@ p.add_argument('--source')
 p.add_argument('--cert')
 p.add_argument('--key')
 p.add_argument('--register', action='store_true')
+p.add_argument('--proxy-v1', help='send a PROXY v1 header naming this source address first')
 p.add_argument('case')
 a = p.parse_args()
 u = urlparse(a.url)
@@ -53,6 +54,8 @@ OPEN = ("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='%s' version='1.0'
 def connect():
     s = socket.create_connection((HOST, PORT), timeout=a.timeout,
                                  source_address=(a.source, 0) if a.source else None)
+    if a.proxy_v1:
+        s.sendall(('PROXY TCP4 %s %s 40000 %d\r\n' % (a.proxy_v1, HOST, PORT)).encode())
     if u.scheme == 'wss':
         ctx = ssl.create_default_context(cafile=a.cafile)
         ctx.check_hostname = False
