@@ -33,6 +33,7 @@ struct ws {
     uint64_t saved_deadline; /* the login's, restored at the 101 */
     bool answered_timeout;   /* 408 sent */
     bool authed;             /* the message bound is max_stanza_postauth */
+    bool overflow;           /* inq was full: the connection ends */
     /* the messages of one input, handled once the frame layer returns
      * (so that what they make is written at once, in order, and a close
      * frame never overtakes the <error/> and <close/> before it; wslay
@@ -140,6 +141,10 @@ frames_in(struct conn *c, struct ws *ws, const char *data, size_t n)
     if (xe_wsframe_input(ws->fr, data, n) < 0)
         return -1;
     messages(c, ws);
+    if (ws->overflow && !c->closed) { /* (cannot happen within the bound) */
+        xe_wsframe_close(ws->fr, 1008, "");
+        xe_srv_close_conn(c);
+    }
     return 0;
 }
 
@@ -156,6 +161,7 @@ frame_message(void *ctx, const char *text, size_t len)
         xe_buf_append(&ws->inq, text, len) < 0) {
         xe_warn("event=buffer-cap peer=%s jid=%s side=websocket queued=%zu", c->peer,
                 c->jid ? c->jid : "-", ws->inq.len + len);
+        ws->overflow = true;
         return 1;
     }
     return 0;
@@ -276,8 +282,9 @@ upgrade_done(struct conn *c, struct ws *ws, int r, const char *rest, size_t n)
         xe_srv_finish_close(c);
         return;
     }
-    /* one read's messages and one whole message at most */
-    xe_buf_init(&ws->inq, XE_READ_CHUNK + conf->max_stanza_postauth + 64);
+    /* one read's messages (each at least 6 bytes of frame, 8 of length
+     * here) and one whole message at most */
+    xe_buf_init(&ws->inq, 2 * XE_READ_CHUNK + conf->max_stanza_postauth + 64);
     ws->phase = WS_OPEN;
     c->auth_deadline = ws->saved_deadline;
     xe_srv_arm_preauth_timer(c);
@@ -436,10 +443,22 @@ xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc)
         if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &sl) != 0 ||
             !xe_cidr_match(wl->trusted_proxies, wl->n_trusted_proxies,
                            (struct sockaddr *)&ss)) {
+            struct worker *w = c->w;
+            uint64_t now = uv_now(w->loop);
+
+            /* logged at most once a second (with those not logged), as
+             * the PROXY protocol's untrusted sources: a flood cannot
+             * flood the log */
             xe_metrics_inc(XE_M_REFUSED, "websocket_untrusted", NULL);
-            xe_warn("event=connection-refused reason=\"plain ws from a source not in "
-                    "trusted_proxies\" peer=%s",
-                    c->peer);
+            if (w->proxy_logged_ms && now - w->proxy_logged_ms < 1000) {
+                w->proxy_unlogged++;
+            } else {
+                xe_warn("event=connection-refused reason=\"plain ws from a source not in "
+                        "trusted_proxies\" peer=%s also_refused=%lu",
+                        c->peer, w->proxy_unlogged);
+                w->proxy_logged_ms = now;
+                w->proxy_unlogged = 0;
+            }
             xe_srv_finish_close(c);
             return -1;
         }
