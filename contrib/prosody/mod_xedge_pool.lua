@@ -252,7 +252,8 @@ local function route(event)
 		return true;
 	end
 	local home = home_of(bare);
-	if home == self_name then return; end
+	-- no home: not a JID (Prosody's own checks refuse it); ours: here
+	if not home or home == self_name then return; end
 	if stanza.attr.xmlns == "jabber:client" then stanza.attr.xmlns = nil; end
 	if not link_send(tostring(stanza)) then
 		module:log("warn", "routing link down: %s for %s (home %s) refused", stanza.name, bare, tostring(home));

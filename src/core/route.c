@@ -421,7 +421,7 @@ bare_of(const char *to, const char *domain, char *bare, size_t size)
         return -1;
     memcpy(bare, to, n);
     bare[n] = '\0';
-    return xe_jid_normalize(bare) != 0 ? -1 : 0;
+    return xe_jid_normalize(bare, size, NULL) != 0 ? -1 : 0;
 }
 
 /* The server of the component domain TO is addressed to (its domain
@@ -483,7 +483,7 @@ from_ok(struct xe_route_link *l, const char *from)
             return false;
         memcpy(bare, from, (size_t)(at - from) + 1);
         memcpy(bare + (at - from) + 1, host, hlen + 1);
-        return xe_jid_normalize(bare) == 0 &&
+        return xe_jid_normalize(bare, sizeof(bare), NULL) == 0 &&
                xe_route_home(l->map, bare, NULL) == l->self;
     }
     if (xe_route_component(l->map, host) != XE_POOL_NONE)
