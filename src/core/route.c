@@ -448,6 +448,25 @@ component_of(const struct xe_route_map *m, const char *to, char *domain, size_t 
     return xe_route_component(m, domain);
 }
 
+size_t
+xe_route_target(const struct xe_route_map *m, const char *domain, const char *to,
+                char *bare, size_t size, bool *component_r)
+{
+    size_t home;
+
+    *component_r = false;
+    if (m == NULL || to == NULL || size == 0)
+        return XE_POOL_NONE;
+    if ((home = component_of(m, to, bare, size)) != XE_POOL_NONE) {
+        *component_r = true;
+        return home;
+    }
+    if (domain != NULL && bare_of(to, domain, bare, size) == 0)
+        return xe_route_home(m, bare, NULL);
+    bare[0] = '\0';
+    return XE_POOL_NONE;
+}
+
 /* Whether FROM may come from the link's server: a user of the link's
  * domain homed there, the domain itself, a component domain it hosts, or a
  * domain xedge does not serve (federation that reached this server). A
