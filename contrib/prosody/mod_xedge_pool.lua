@@ -27,6 +27,7 @@
 local st = require "util.stanza";
 local jid_split = require "util.jid".split;
 local jid_bare = require "util.jid".bare;
+local jid_prep = require "util.jid".prep;
 local xmppstream = require "util.xmppstream";
 local connect = require "net.connect".connect;
 local basic_resolver = require "net.resolvers.basic";
@@ -145,7 +146,16 @@ function stream_callbacks.handlestanza(session, stanza)
 		return;
 	end
 	if not session.authed then return; end
-	local to = stanza.attr.to;
+	-- a remote domain's stanza comes as its server wrote it (xedge sends it
+	-- straight to the home): prepared here as Prosody's router prepares
+	-- what reaches it over s2s
+	local to, from = jid_prep(stanza.attr.to), stanza.attr.from and jid_prep(stanza.attr.from);
+	if not to or (stanza.attr.from and not from) then
+		module:log("warn", "dropping a routed %s with a malformed address (to %s, from %s)", stanza.name,
+			tostring(stanza.attr.to), tostring(stanza.attr.from));
+		return;
+	end
+	stanza.attr.to, stanza.attr.from = to, from;
 	local _, to_host = jid_split(to);
 	local ours = to_host == host
 		or (map and map.components[to_host] == self_name and prosody.hosts[to_host]);
