@@ -9,12 +9,13 @@
 # the replies go out from the home through xedge's s2s_backend listener.
 # Then the pool's MUC (conference.a.test, a component on prosody-0), served
 # on a.test's s2s listener: bob joins a room with users homed on all three
-# servers, and groupchat and private messages go both ways.
+# servers, and groupchat and private messages go both ways. Last, the home
+# of a user stopped: a remote sender gets recipient-unavailable at once.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_* are set by fed_ports, fed_sandbox
 
-plan 14
+plan 17
 
 PW="fedroute-$RANDOM-$RANDOM"
 # homes on a.test by the rendezvous hash over prosody-0..2
@@ -75,3 +76,20 @@ n=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG" | count_lines /dev/stdin 'event=route-refu
 is "$n" 0 "no refused routing and no failed authentication"
 kill -0 "$(printf '%s' "$A_XEDGE_PIDS" | cut -d, -f1)" 2>/dev/null
 ok $? "a.test's xedge is still running"
+
+# --- the home down: the remote sender gets the error ---------------------------------
+# (its link down, xedge passes the stanza to the s2s link's server, whose
+# glue sends it back to xedge, which answers for the home)
+P2=$(awk '$2 == "prosody-2" {print $1}' "$A_DIR/pids")
+kill -TERM "$P2"
+for _ in $(seq 1 100); do
+	grep -q 'event=route-link-down server=prosody-2' "$A_XEDGE_LOG" && break
+	sleep 0.1
+done
+fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --to u1@a.test --timeout 20
+like "$OUT" "BOUNCE from=u1@a.test type=wait condition=recipient-unavailable" \
+	"u1's home (prosody-2) stopped: bob@b.test gets <recipient-unavailable/> (wait)"
+is "$(metric 'xedge_route_refused_total{from="prosody-0",reason="home-down"}')" 1 "... counted as home-down"
+ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] && [ ! -e "$A_DIR/prosody-1/data/a%2etest/offline/u1.list" ] &&
+	echo 0 || echo 1)" "... and no other server keeps the message"
+

@@ -159,6 +159,11 @@ function stream_callbacks.handlestanza(session, stanza)
 	local _, to_host = jid_split(to);
 	local ours = to_host == host
 		or (map and map.components[to_host] == self_name and prosody.hosts[to_host]);
+	-- xedge's error for a stanza this server sent on behalf of another
+	-- domain's user (the home down: recipient-unavailable) goes back out
+	-- to that domain like any error of ours
+	local bounce_out = not ours and stanza.attr.type == "error" and to_host and not prosody.hosts[to_host];
+	if bounce_out then ours = true; end
 	if not ours or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
 		module:log("warn", "dropping a routed %s for %s (not a user of %s)", stanza.name, tostring(to), host);
 		return;
