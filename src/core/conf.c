@@ -1624,6 +1624,18 @@ xe_conf_domain(const struct xe_conf *conf, const char *name)
     return NULL;
 }
 
+const struct xe_domain_conf *
+xe_conf_component(const struct xe_conf *conf, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < conf->n_domains; i++) {
+        const struct xe_pool_conf *p = conf->domains[i].pool;
+        for (size_t j = 0; p != NULL && p->route && j < p->n_components; j++)
+            if (strcasecmp(p->components[j].domain, name) == 0)
+                return &conf->domains[i];
+    }
+    return NULL;
+}
+
 char *const *
 xe_conf_mechanisms(const struct xe_conf *conf, const struct xe_domain_conf *d,
                    size_t *n_r)

@@ -248,6 +248,11 @@ void xe_conf_free(struct xe_conf **conf);
  * user/group, log_to): NULL when NEW keeps OLD's, else a malloc'ed message
  * naming the settings that differ. */
 char *xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new);
+/* The served domain whose routed pool hosts the component domain NAME
+ * (pools[].components), else NULL: such a component is served on the s2s
+ * listeners as that domain is (its certificate, dialback). */
+const struct xe_domain_conf *xe_conf_component(const struct xe_conf *conf,
+                                               const char *name);
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
 /* The SASL mechanisms offered on domain d: its own list, else the sasl
  * group's (d NULL: the sasl group's). */

@@ -75,14 +75,17 @@ static struct family fams[XE_M_N] = {
                          "Times the free heap was given back to the system (malloc_trim) "
                          "after the connections not yet authenticated fell by many.",
                          NULL, NULL},
-    [XE_M_ROUTED] = {"xedge_routed_stanzas_total",
-                     "Stanzas routed from one server of a pool to the recipient's home "
-                     "(doc/pool-routing.md), by sending and receiving server.",
-                     "from", "to"},
+    [XE_M_ROUTED] =
+        {"xedge_routed_stanzas_total",
+         "Stanzas routed from one server of a pool to the recipient's home "
+         "(doc/pool-routing.md), by sending and receiving server; from "
+         "\"federation\": a remote domain's stanza sent straight to the home.",
+         "from", "to"},
     [XE_M_ROUTE_REFUSED] = {"xedge_route_refused_total",
                             "Stanzas a pool's server sent for routing that were refused, "
-                            "by sending server and reason (loop, home-down, queue-full, "
-                            "bad-address).",
+                            "by sending server (\"federation\": a remote domain's stanza "
+                            "for a component) and reason (loop, home-down, queue-full, "
+                            "bad-address, forged-from).",
                             "from", "reason"},
     [XE_M_ADMIN] = {"xedge_admin_actions_total",
                     "Changes made by administrators (xedgectl, the control socket), by "

@@ -333,6 +333,20 @@ s2s_gen_release(void *ctx, struct gen *g)
     srv_unlock(srv);
 }
 
+/* A remote domain's stanza for a routed pool: to its home (route_io.h);
+ * srv->route is read at each call (NULL once it is freed). */
+static int
+route_federation(void *ctx, const char *from, const char *to_domain, const char *to,
+                 const unsigned char *raw, size_t len)
+{
+    struct xe_server *srv = ctx;
+
+    return xe_route_io_deliver(srv->route, from, to_domain, to, raw, len) ==
+                   XE_ROUTE_IO_PASS
+               ? -1
+               : 0;
+}
+
 int
 xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
               char **error_r)
@@ -370,6 +384,11 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
         xe_route_io_new(loop, conf, &srv->route, error_r) < 0) {
         xe_server_free(srv_r);
         return -1;
+    }
+    if (srv->s2s && srv->route) {
+        /* federation straight to a routed pool's homes */
+        struct xe_s2s_router router = {route_federation, srv};
+        xe_s2s_io_set_router(srv->s2s, &router);
     }
     return 0;
 }
