@@ -34,6 +34,7 @@ enum state {
 };
 
 struct xe_c2s {
+    const char *transport; /* static: "tcp", "websocket" (metrics) */
     const struct xe_conf *conf;
     struct xe_xmlstream *xs;
     struct xe_sasl *sasl;
@@ -369,7 +370,8 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
                    xe_sasl_cond_name(cond));
     const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
-    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", xe_sasl_cond_name(cond));
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
+                    xe_sasl_cond_name(cond), c->transport);
     xe_info("event=auth-failed path=sasl1 peer=%s domain=%s user=%s mech=%s condition=%s "
             "attempt=%u detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
@@ -402,7 +404,8 @@ guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
             "condition=not-authorized attempt=%u detail=\"locked out\"",
             c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
             c->failures);
-    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", "locked-out");
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other", "locked-out",
+                    c->transport);
     c->guard->failed(c->guard_ctx, c->tried, false);
     return true;
 }
@@ -443,7 +446,7 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     c->anonymous = xe_sasl_anonymous(c->sasl);
     c->path = "sasl1";
     xe_info("event=auth-ok path=sasl1 peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
-    xe_metrics_inc(XE_M_LOGINS, c->mech, "success");
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
         xe_lockout_account_key(c->jid, strlen(c->jid), key);
@@ -651,7 +654,7 @@ iq_auth_failure(struct xe_c2s *c, const char *condition, const char *text,
 {
     c->failures++;
     iq_error(c, condition, text);
-    xe_metrics_inc(XE_M_LOGINS, "iq-auth", condition);
+    xe_metrics_add3(XE_M_LOGINS, 1, "iq-auth", condition, c->transport);
     xe_info("event=auth-failed peer=%s domain=%s user=%s mech=iq-auth condition=%s "
             "attempt=%u detail=\"%s\"",
             c->peer, c->domain, user && *user ? user : "-", condition, c->failures,
@@ -740,7 +743,7 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     snprintf(c->mech, sizeof(c->mech), "iq-auth");
     free(c->resource);
     c->resource = xe_strdup(res);
-    xe_metrics_inc(XE_M_LOGINS, "iq-auth", "success");
+    xe_metrics_add3(XE_M_LOGINS, 1, "iq-auth", "success", c->transport);
     xe_info("event=auth-ok peer=%s jid=%s mech=iq-auth digest=%s", c->peer, c->jid,
             dg ? "yes" : "no");
     xe_sasl_free(&c->sasl);
@@ -824,8 +827,8 @@ sasl2_failed(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail, bool 
     if (!c->fast_attempt)
         c->failures++;
     c->st = ST_NEGOTIATE;
-    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other",
-                   refused ? "locked-out" : xe_sasl_cond_name(cond));
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
+                    refused ? "locked-out" : xe_sasl_cond_name(cond), c->transport);
     xe_info("event=auth-failed path=%s peer=%s domain=%s user=%s mech=%s condition=%s "
             "attempt=%u detail=\"%s\"",
             c->fast_attempt ? "fast" : "sasl2", c->peer, c->domain,
@@ -950,7 +953,7 @@ on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e, const unsigned char *raw
     c->path = c->fast_attempt ? "fast" : "sasl2";
     xe_info("event=auth-ok path=%s peer=%s jid=%s mech=%s", c->path, c->peer, c->jid,
             c->mech);
-    xe_metrics_inc(XE_M_LOGINS, c->mech, "success");
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
         xe_lockout_account_key(c->jid, strlen(c->jid), key);
@@ -1101,6 +1104,7 @@ xe_c2s_new(const struct xe_c2s_params *p)
 
     c->conf = p->conf;
     c->tls = p->tls;
+    c->transport = p->transport ? p->transport : "tcp";
     c->peer = xe_strdup(p->peer ? p->peer : "-");
     c->guard = p->guard;
     c->guard_ctx = p->guard_ctx;
@@ -1242,6 +1246,13 @@ xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t le
     c->st = ST_DONE;
     xe_xmlstream_free(&c->xs);
     return xe_buf_append(&c->out, features, len);
+}
+
+void
+xe_c2s_set_peer(struct xe_c2s *c, const char *peer)
+{
+    free(c->peer);
+    c->peer = xe_strdup(peer);
 }
 
 const char *

@@ -35,6 +35,8 @@ xe_srv_on_handle_closed(uv_handle_t *h)
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
     xe_proxy_free(&c->proxy);
+    if (c->xf)
+        c->xf->free(c);
     free(c->jid);
     srv_lock(c->srv);
     xe_srv_gen_unref(&c->gen);
@@ -520,6 +522,10 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     case XE_SD_NONE:
         break;
     case XE_SD_START_TLS:
+        if (c->xf) { /* (not offered there: TLS is under the transform) */
+            xe_srv_close_conn(c);
+            break;
+        }
         start_tls(c);
         break;
     case XE_SD_HOLD: /* R2: nothing is read meanwhile; the timer releases */
@@ -563,6 +569,17 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     }
 }
 
+/* The client's bytes after TLS: through the transform, if any, to the
+ * stream. */
+static void
+client_bytes(struct conn *c, const char *data, size_t n)
+{
+    if (c->xf)
+        c->xf->in(c, data, n);
+    else
+        xe_srv_client_input(c, data, n);
+}
+
 static void
 client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
@@ -595,7 +612,7 @@ client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         xe_srv_exec(c, XE_SD_NONE);
     }
     if (c->tls == NULL) {
-        xe_srv_client_input(c, buf->base, (size_t)n);
+        client_bytes(c, buf->base, (size_t)n);
         return;
     }
     if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
@@ -642,7 +659,7 @@ xe_srv_read_tls_plain(struct conn *c)
     while (!c->closed && c->st != CS_CLOSING && !c->held) {
         int r = xe_tls_read(c->tls, c->w->plain_slab, sizeof(c->w->plain_slab));
         if (r > 0) {
-            xe_srv_client_input(c, c->w->plain_slab, (size_t)r);
+            client_bytes(c, c->w->plain_slab, (size_t)r);
             continue;
         }
         if (r == XE_TLS_WANT)
@@ -706,6 +723,12 @@ refused(struct worker *w, const char *reason, const char *address)
     w->refused_unlogged = 0;
 }
 
+static const char *
+listener_name(const struct conn *c)
+{
+    return c->xf ? xe_srv_transport(c) : c->direct ? "direct_tls" : "starttls";
+}
+
 void
 xe_srv_on_connection(uv_stream_t *ls, int status)
 {
@@ -762,7 +785,8 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     /* the listener's settings (proxy_protocol, proxy_from) of the current
      * generation: a reload keeps the listeners, in their order */
     lc = &c->gen->conf->listeners[l - w->listeners];
-    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS;
+    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS ||
+                (lc->kind == XE_LISTEN_WEBSOCKET && lc->ws->tls);
     uv_tcp_init(w->loop, &c->client);
     uv_timer_init(w->loop, &c->timer);
     c->client.data = c->timer.data = c;
@@ -782,7 +806,9 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     format_peer(&c->client, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
-    xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
+    if (lc->kind == XE_LISTEN_WEBSOCKET && xe_srv_ws_accept(c, lc) < 0)
+        return;
+    xe_metrics_inc(XE_M_ACCEPTED, listener_name(c), NULL);
     if (lc->proxy_protocol) {
         xe_srv_proxy_accept(c, lc); /* conn_start once the header is read */
         return;
@@ -818,7 +844,10 @@ xe_srv_conn_start(struct conn *c)
     uv_tcp_nodelay(&c->client, 1);
     p.conf = c->gen->conf;
     p.direct_tls = c->direct;
+    /* (plain ws: encrypted when the operator says its proxy terminated TLS) */
+    p.encrypted = c->xf && xe_srv_ws_encrypted(c);
     p.peer = c->peer;
+    p.transport = xe_srv_transport(c);
     p.guard = &xe_srv_lockout_guard;
     p.guard_ctx = c;
     c->sess = xe_sess_new(&p, uv_now(c->w->loop));
@@ -827,7 +856,7 @@ xe_srv_conn_start(struct conn *c)
         return;
     }
     if (c->direct) {
-        c->tls = xe_tls_new(c->gen->tls_direct, NULL);
+        c->tls = xe_tls_new(c->xf ? c->gen->tls_ws : c->gen->tls_direct, NULL);
         if (c->tls == NULL) {
             xe_srv_finish_close(c);
             return;
@@ -835,7 +864,6 @@ xe_srv_conn_start(struct conn *c)
         c->tls_handshaking = true;
     }
     xe_srv_exec(c, XE_SD_NONE); /* the first timer: TLS, or the auth deadline */
-    xe_debug("event=accept peer=%s listener=%s", c->peer,
-             c->direct ? "direct_tls" : "starttls");
+    xe_debug("event=accept peer=%s listener=%s", c->peer, listener_name(c));
     uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
 }

@@ -246,6 +246,8 @@ xe_srv_send_client(struct conn *c, const void *data, size_t len)
         return 0;
     c->bytes_down += len;
     xe_metrics_bytes(false, len);
+    if (c->xf) /* the transform writes what it makes of them */
+        return c->xf->out(c, data, len);
     if (c->zs)
         return xe_srv_send_client_deflated(c, data, len);
     if (c->tls == NULL)

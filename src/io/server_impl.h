@@ -13,6 +13,7 @@
  *                    login machine's)
  *   conn_compress.c  stream compression glue (XEP-0138)
  *   conn_proxy.c     the PROXY protocol
+ *   conn_ws.c        XMPP over WebSocket (RFC 7395), a transform (xe_srv_xform)
  *   server.c         workers, start, reload, shutdown, the control views
  */
 #ifndef XE_SERVER_IMPL_H
@@ -82,6 +83,7 @@ struct gen {
     const struct xe_conf *conf;
     struct xe_conf *owned; /* conf, when the generation owns it (reloads) */
     struct xe_tls_ctx *tls_starttls, *tls_direct;
+    struct xe_tls_ctx *tls_ws; /* websocket listeners' (ALPN http/1.1), or NULL */
     /* the live state of each configured server, in pool order: pool p's
      * servers are bs[pool_off[p]...] (st: the same, for pool.h) */
     struct bstate **bs;
@@ -241,6 +243,19 @@ srv_unlock(struct xe_server *srv)
 
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
 
+/* A transform between TLS and the c2s stream (XMPP over WebSocket,
+ * conn_ws.c). in: the client's bytes after TLS; it hands the stream's on
+ * with xe_srv_client_input. out: the stream's bytes for the client (the
+ * c2s core's, the backend's), counted already; it writes what goes on the
+ * wire and flushes TLS. free: the connection is gone. Shaped to move onto
+ * the stream layer's hook. */
+struct xe_srv_xform {
+    const char *name; /* the transport, for the log, metrics and sessions */
+    void (*in)(struct conn *c, const char *data, size_t n);
+    int (*out)(struct conn *c, const void *data, size_t len);
+    void (*free)(struct conn *c);
+};
+
 struct conn {
     struct xe_server *srv;
     struct worker *w; /* the connection lives on its loop */
@@ -307,11 +322,20 @@ struct conn {
     struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
     struct sockaddr_storage local; /* the address the client reached */
     bool proxy_out;                /* the pool wants a PROXY header first */
+    const struct xe_srv_xform *xf; /* a transform under the stream, or NULL */
+    void *xf_ctx;                  /* ... its state */
     /* FAST (conn_fast.c): the token store's requests under way */
     struct xe_tokio_req *fast_req, *tok_req;
     char path[8]; /* the login path (sasl1, sasl2, fast, resume), once spliced */
     char *ua;     /* a SASL2 login's user agent, as session list shows it */
 };
+
+/* The client's transport: "tcp", or the transform's ("websocket"). */
+static inline const char *
+xe_srv_transport(const struct conn *c)
+{
+    return c->xf ? c->xf->name : "tcp";
+}
 
 struct wreq {
     uv_write_t req;
@@ -403,6 +427,10 @@ int xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len);
 void xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc);
 void xe_srv_proxy_input(struct conn *c, const char *data, size_t n);
 void xe_srv_proxy_send(struct conn *c);
+
+/* conn_ws.c */
+int xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc);
+bool xe_srv_ws_encrypted(const struct conn *c);
 
 /* server.c */
 void xe_srv_end_account_async(struct xe_server *srv, const char *jid);
