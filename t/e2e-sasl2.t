@@ -9,7 +9,7 @@
 # cut arrive once each after an inline resume.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 86
+plan 89
 
 # What turns SASL2 and FAST on for the domain (doc/sasl2.md proposes
 # fast.token_lifetime and fast.rotate_after; the switch's name is the
@@ -297,6 +297,14 @@ s2 --jid "$A" --password "$PW" --ua-id ua-pw --request-token HT-SHA-256-NONE --t
 printf '%s\n' "$PW" | ctl user passwd "$A" >/dev/null 2>&1
 s2 --jid "$A" --token "@$T/tok-pw" --ua-id ua-pw
 is "$(v FAILURE)" not-authorized "xedgectl user passwd (even to the same password): the token is refused"
+
+# the login paths in the metrics (the sessions started so far: password
+# SASL2 logins, token logins, the inline resumption)
+M=$("$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$XEDGE_METRICS" 2>&1)
+for p in sasl2 fast resume; do
+	like "$(printf '%s\n' "$M" | grep -F "xedge_login_paths_total{path=\"$p\"} ")" ' [1-9][0-9]*$' \
+		"metrics: xedge_login_paths_total{path=\"$p\"} counts the $p sessions"
+done
 
 # expired
 sed -n p "$XEDGE_CONF" >"$T/short.conf" && printf '%s\n' "$FAST_SHORT_CONF" >>"$T/short.conf"

@@ -214,6 +214,7 @@ xe_srv_splice(struct conn *c)
             c->zs ? " compression=zlib" : "");
     snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(xe_srv_c2s(c)));
     xe_srv_keep_user_agent(c); /* (SASL2: for xedgectl session list) */
+    xe_metrics_inc(XE_M_LOGIN_PATHS, xe_srv_login_path(c), NULL);
     c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
     /* what each side sent beyond the login (R7); then free the parsers and
      * SASL state */
