@@ -1112,6 +1112,69 @@ test_resume(void)
     servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
 }
 
+/* A failed token counts half in the lockout guard (every second one of a
+ * stream is counted) and not toward max_auth_attempts: four bad tokens on
+ * one stream (more than max_auth_attempts, 3) give the guard two counted
+ * failures, and the stream stays open for the password. */
+static char counted_seq[16];
+
+static uint64_t
+seq_failed(void *ctx, const char *account, bool counted, uint64_t t)
+{
+    size_t n = strlen(counted_seq);
+    (void)ctx, (void)t;
+    if (n + 1 < sizeof(counted_seq))
+        counted_seq[n] =
+            counted ? (strcmp(account, "alice@example.test") == 0 ? 'c' : '?') : 'u';
+    return 0;
+}
+
+static const struct xe_sess_guard seq_guard = {NULL, seq_failed, NULL};
+
+static void
+test_fast_lockout_weight(struct xe_tokens *tokens)
+{
+    const char *bad =
+        "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+        "<initial-response>YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c="
+        "</initial-response><user-agent id='ua-f'/></authenticate>";
+    struct xe_sess_params p = {
+        .conf = &conf, .direct_tls = true, .peer = "t", .guard = &seq_guard};
+    struct run r;
+
+    memset(&r, 0, sizeof(r));
+    memset(counted_seq, 0, sizeof(counted_seq));
+    xe_buf_init(&r.to_client, 0);
+    xe_buf_init(&r.to_backend, 0);
+    r.s = xe_sess_new(&p, now);
+    xe_sess_tls_up(r.s, NULL, now);
+    xe_sess_set_fast(r.s, tokens, NULL, 0);
+    client(&r, CHEADER("example.test"), 0);
+    for (int i = 0; i < 4; i++) {
+        const struct xe_fast_req *q;
+        unsigned char resp[32];
+        enum xe_sasl_cond cond = XE_SASL_OK;
+        const char *detail = NULL;
+        int rc;
+
+        client(&r, bad, 0);
+        q = xe_sess_fast_request(r.s);
+        if (q == NULL)
+            break;
+        rc = xe_tokens_verify(tokens, q->jid, q->ua_id, q->mech, q->cb, q->cb_len,
+                              q->proof, q->proof_len, q->has_count, q->count, time(NULL),
+                              resp, &cond, &detail);
+        act(&r, xe_sess_fast_verdict(r.s, rc, cond, detail, resp, now));
+    }
+    is_str(counted_seq, "ucuc",
+           "fast: bad tokens count half in the guard (every second)");
+    ok(xe_sess_state(r.s) == XE_SS_NEGOTIATING,
+       "fast: four bad tokens (max_auth_attempts 3) leave the stream open");
+    client(&r, AUTHN2_OK, 0);
+    is_str(r.acts, "FC", "fast: then the password succeeds on the same stream");
+    run_end(&r);
+}
+
 static int
 login_tests(void)
 {
@@ -1181,7 +1244,7 @@ login_tests(void)
             struct xe_tokens *tokens = NULL;
             char *e2 = NULL;
             if (xe_tokens_open(store, &tokens, &e2) == XE_US_OK)
-                test_fast(tokens);
+                test_fast(tokens), test_fast_lockout_weight(tokens);
             else
                 ok(0, "tokens open: %s", e2 ? e2 : "?");
             free(e2);
