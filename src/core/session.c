@@ -926,9 +926,11 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
 
         data += used;
         n -= used;
-        if (s->hold_ms > 0 && (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE ||
-                               a == XE_C2S_AUTHENTICATED || a == XE_C2S_SASL2_AUTHED)) {
-            /* R2 (a success after failures pipelined in one read waits too) */
+        if (s->hold_ms > 0 &&
+            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED ||
+             a == XE_C2S_SASL2_AUTHED || a == XE_C2S_FAST_VERIFY)) {
+            /* R2 (a success after failures pipelined in one read waits too;
+             * so does a token attempt: its verification starts after) */
             uint64_t ms = s->hold_ms;
 
             s->hold_ms = 0;
@@ -1166,6 +1168,9 @@ sess_release(struct xe_sess *s, uint64_t now)
     case XE_C2S_AUTHENTICATED:
         d = sess_authenticated(s, false, NULL, 0);
         break;
+    case XE_C2S_FAST_VERIFY: /* the token's verification starts now */
+        d = sess_fast_verify(s, NULL, 0, now);
+        break;
     case XE_C2S_SASL2_AUTHED: /* (the rest, parsed below, goes to backend_pending) */
         s->sasl2 = true;
         sess_token_check(s);
@@ -1178,7 +1183,8 @@ sess_release(struct xe_sess *s, uint64_t now)
     if (rest.len > 0) {
         enum xe_sess_do d2 = xe_sess_client(s, rest.data, rest.len, &used, now);
         if (d2 != XE_SD_NONE)
-            d = d == XE_SD_CONNECT && d2 != XE_SD_CLOSE ? d : d2;
+            d = (d == XE_SD_CONNECT || d == XE_SD_FAST_VERIFY) && d2 != XE_SD_CLOSE ? d
+                                                                                    : d2;
         if (d2 == XE_SD_START_COMPRESSION && used < rest.len)
             xe_buf_append(&s->zrest, rest.data + used, rest.len - used);
     }

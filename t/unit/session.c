@@ -1175,6 +1175,39 @@ test_fast_lockout_weight(struct xe_tokens *tokens)
     run_end(&r);
 }
 
+/* R2 and FAST: a token attempt pipelined behind a failed password waits for
+ * the failure's delay before its verification starts (else pipelining a
+ * token attempt behind each guess would skip the delays). */
+static void
+test_fast_after_hold(struct xe_tokens *tokens)
+{
+    const char *tok =
+        "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+        "<initial-response>YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c="
+        "</initial-response><user-agent id='ua-f'/></authenticate>";
+    struct xe_sess_params p = {
+        .conf = &conf, .direct_tls = true, .peer = "t", .guard = &hold_guard};
+    char both[2048];
+    struct run r;
+
+    snprintf(both, sizeof(both), "%s%s", AUTHN2_BAD, tok);
+    memset(&r, 0, sizeof(r));
+    xe_buf_init(&r.to_client, 0);
+    xe_buf_init(&r.to_backend, 0);
+    r.s = xe_sess_new(&p, now);
+    xe_sess_tls_up(r.s, NULL, now);
+    xe_sess_set_fast(r.s, tokens, NULL, 0);
+    client(&r, CHEADER("example.test"), 0);
+    client(&r, both, 0);
+    is_str(r.acts, "H", "R2 fast: a bad password, a token pipelined: held first");
+    ok(xe_sess_fast_request(r.s) == NULL, "R2 fast: no verification during the delay");
+    act(&r, xe_sess_timer_fired(r.s, now + 700));
+    is_str(r.acts, "HF", "R2 fast: after the delay the token is verified");
+    ok(xe_sess_fast_request(r.s) != NULL && xe_sess_held(r.s),
+       "R2 fast: its request is there, the client is not read meanwhile");
+    run_end(&r);
+}
+
 static int
 login_tests(void)
 {
@@ -1244,7 +1277,8 @@ login_tests(void)
             struct xe_tokens *tokens = NULL;
             char *e2 = NULL;
             if (xe_tokens_open(store, &tokens, &e2) == XE_US_OK)
-                test_fast(tokens), test_fast_lockout_weight(tokens);
+                test_fast(tokens), test_fast_lockout_weight(tokens),
+                    test_fast_after_hold(tokens);
             else
                 ok(0, "tokens open: %s", e2 ? e2 : "?");
             free(e2);
