@@ -145,6 +145,7 @@
 #define XE_PURGE_RETRY_MIN_S 5      /* after a failure: 5 s, doubling ... */
 #define XE_PURGE_RETRY_MAX_S 3600   /* ... up to an hour between attempts */
 #define XE_PURGE_MAX_READ (1 << 20) /* bytes read from the backend in one attempt */
+#define XE_PURGE_PARALLEL 4         /* attempts at once (one per backend server) */
 
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
