@@ -208,8 +208,12 @@ format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 }
 
 /* Plain ws behind a trusted proxy: the client is the one X-Forwarded-For
- * names; it takes the proxy's place in the per-address accounting. Returns
- * 0, or -1 (refused: the answer is set). */
+ * names; it takes the proxy's place in the per-address accounting. The
+ * header is read only when the peer (after a PROXY header, the address it
+ * gave) is itself a trusted proxy: behind a proxy that sends the PROXY
+ * protocol and no X-Forwarded-For (HAProxy's send-proxy-v2 without option
+ * forwardfor), a header the client wrote itself would otherwise name any
+ * address it likes. Returns 0, or -1 (refused: the answer is set). */
 static int
 forwarded_client(struct conn *c, struct ws *ws)
 {
@@ -218,6 +222,9 @@ forwarded_client(struct conn *c, struct ws *ws)
     char key[64] = "-", peer[64];
     uint64_t now = uv_now(c->w->loop);
 
+    if (!xe_cidr_match(ws->lc->trusted_proxies, ws->lc->n_trusted_proxies,
+                       (struct sockaddr *)&c->sa))
+        return 0; /* the PROXY header named the client: it stays */
     if (xe_wshttp_client_addr(ws->http, ws->lc->trusted_proxies,
                               ws->lc->n_trusted_proxies, &sa) < 0)
         return 0; /* none given: the proxy's own address stays */
