@@ -11,11 +11,13 @@
 # X-Forwarded-For of its own; no -PLUS mechanism offered (the TLS is
 # HAProxy's: no channel binding); max_connections_per_address = 2 counts
 # the forwarded address (a third connection from 127.0.0.7 through HAProxy
-# refused while 127.0.0.8 gets in); and a client straight to the plain ws
-# port from 127.0.0.9 (not a trusted proxy) refused.
+# refused while 127.0.0.8 gets in; 12 clients from 12 addresses at once
+# all get in under connection_burst_per_address 6: HAProxy's address is not
+# the one counted); and a client straight to the plain ws port from
+# 127.0.0.9 (not a trusted proxy) refused.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 24
+plan 26
 
 JSDIR="$XE_TOP_SRCDIR/t/lib/web"
 MODULES=${WEB_MODULES:-$JSDIR/node_modules}
@@ -30,7 +32,7 @@ done
 PA="a-$RANDOM-$RANDOM"
 WSPORT=$(pick_free_port) || bail "no free port"
 sandbox_up --user "alice@example.test=$PA" --websocket-port "$WSPORT" \
-	--conf 'limits = { max_connections_per_address = 2; };'
+	--conf 'limits = { max_connections_per_address = 2; connection_rate_per_address = 1; connection_burst_per_address = 6; };'
 SB=$XE_SANDBOX_DIR_SB
 mkdir -p "$SB/web" && cp "$JSDIR"/xmppjs_ws.mjs "$SB/web/" && ln -s "$MODULES" "$SB/web/node_modules" ||
 	bail "cannot set up $SB/web"
@@ -151,6 +153,21 @@ through() {
 	like "$(log_since)" 'event=connection-refused reason=[a-z_]*per_address address=127\.0\.0\.7' \
 		"... refused for 127.0.0.7's count, not HAProxy's"
 	wait "$h1" "$h2"
+
+	# 12 clients at once, each from its own address (127.0.0.41-52), one
+	# HAProxy: connection_burst_per_address (6) is each client's, not the
+	# proxy's (the raw probe: 12 node processes would take seconds)
+	local i n=0 pids=()
+	for i in $(seq 41 52); do
+		timeout -k 2 20 "$PY" "$XE_TOP_SRCDIR/t/lib/ws_probe.py" --url "$url" --cafile "$SB/haproxy.crt" \
+			--jid alice@example.test --password "$PA" --mech SCRAM-SHA-1 --source "127.0.0.$i" \
+			login >"$SB/burst.$i" 2>&1 &
+		pids+=($!)
+	done
+	wait "${pids[@]}" # (not a bare wait: HAProxy is a child too)
+	for i in $(seq 41 52); do grep -q '^LOGIN=ok' "$SB/burst.$i" && n=$((n + 1)); done
+	is "$n" 12 "... 12 clients from 12 addresses at once: all logged in (the rate limit's bucket is each client's, not HAProxy's)"
+	[ "$n" = 12 ] || diag "$(grep -h '^LOGIN\|^HTTP\|^EOF\|rror' "$SB"/burst.* | sort | uniq -c)"
 
 	# straight to the plain port from an address that is not a trusted proxy
 	sleep 1 # (the refusal's log line: at most one a second)
