@@ -11,7 +11,8 @@
 # another server are read; a MUC room on prosody-0 (a component of the
 # pool) has occupants from all three servers; a pin moves a user's home
 # without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
-# keeps roster and offline messages;
+# keeps roster and offline messages; with 100,053 pins the map reaches
+# each glue whole, in parts, and a pin beyond the first 100,000 routes;
 # the home server stopped: the sender gets recipient-unavailable at once,
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
@@ -20,7 +21,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 55
+plan 61
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -240,15 +241,70 @@ like "$OUT" "BLOCKED sent=" "a glue that reads nothing: xedge stops reading from
 like "$(grep 'event=route-link-paused' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 .*queued=[0-9]+" "... logged"
 
 # --- the home back: nothing lost -------------------------------------------------
+nup=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")
 (cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &
 P2=$!
 XEDGE_PIDS="$XEDGE_PIDS,$P2" # stopped with the sandbox
 for _ in $(seq 1 100); do
-	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -ge 3 ] && break
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -gt "$nup" ] && break
 	sleep 0.1
 done
 OUT=$(rc_run receive pre-down r23@example.test)
 like "$OUT" "RESULT=ok" "prosody-2 back: r23 gets the message kept there before the stop" || diag "$OUT"
+
+# --- more pins than one element holds: the map in parts --------------------------
+# 100,050 users pinned (xedgectl user import, SCRAM records: no derivation),
+# then r23 (homed on prosody-2 by the hash, and sorting after all of them)
+# pinned to prosody-0: the map goes to the glues in parts of 256 KiB, every
+# pin of it (once, 100,000 were sent and the rest dropped; and a map over
+# 1 MiB was more than the glue's stanza limit). Last: every map change
+# costs each glue a parse of about 5 MB from here on.
+NFILL=100050
+ctl user export example.test | grep -F "\"jid\":\"r23@example.test\"" | "$PY" -c '
+import json, sys
+u = json.loads(sys.stdin.readline())
+s = {"SCRAM-SHA-256": u["scram"]["SCRAM-SHA-256"]}
+for i in range(int(sys.argv[1])):
+    print(json.dumps({"jid": "f%06d@example.test" % i, "pin": "prosody-1", "scram": s}))
+' "$NFILL" >"$SB/fill.jsonl"
+# xedge stopped meanwhile (else it would send each second's map while the
+# import runs), with room in the store for them
+kill -TERM "$XEDGE_PID"
+for _ in $(seq 1 100); do kill -0 "$XEDGE_PID" 2>/dev/null || break; sleep 0.05; done
+sed -i 's/map_size_mb = [0-9]*;/map_size_mb = 512;/' "$XEDGE_CONF"
+t0=$(now_ms)
+# shellcheck disable=SC2086 # XEDGECTL is a command line
+timeout 120 $XEDGECTL user import <"$SB/fill.jsonl" >/dev/null 2>"$SB/fill.err"
+is "$?/$(grep '^xedgectl: import:' "$SB/fill.err")" "0/xedgectl: import: $NFILL added, 0 replaced, 0 kept (already there), 0 failed" \
+	"$NFILL users pinned to prosody-1 imported ($(($(now_ms) - t0)) ms)"
+ctl user pin r23@example.test prosody-0 >/dev/null
+ok $? "r23 (homed on prosody-2) pinned to prosody-0, after them in key order"
+NPINS=$((NFILL + 3))
+n2=$(wc -l <"$SB/prosody-2/prosody.log")
+nlog=$(wc -l <"$XEDGE_LOG")
+t0=$(now_ms)
+xedge_restart "$XEDGE_CONF" || bail "xedge did not start again"
+for k in 0 1 2; do
+	for _ in $(seq 1 600); do
+		grep -q "pool map: 3 servers, $NPINS pins" "$SB/prosody-$k/prosody.log" && break
+		sleep 0.1
+	done
+done
+got=""
+for k in 0 1 2; do got+="$(grep -c "pool map: 3 servers, $NPINS pins" "$SB/prosody-$k/prosody.log" | sed 's/^[1-9][0-9]*$/y/')"; done
+is "$got" "yyy" "each glue has the whole map: $NPINS pins ($(($(now_ms) - t0)) ms from xedge's start)"
+is "$(grep -c 'event=route-pin-ignored' "$XEDGE_LOG")/$(tail -n +"$((n2 + 1))" "$SB/prosody-2/prosody.log" | grep -c 'bad XML')" \
+	"0/0" "... no pin ignored by xedge, no bad XML at a glue"
+# (the sessions after the restart wait for the backends' health checks)
+for _ in $(seq 1 300); do
+	[ "$(tail -n +"$((nlog + 1))" "$XEDGE_LOG" | grep -c 'event=backend-up pool=main')" -ge 3 ] && break
+	sleep 0.1
+done
+OUT=$(rc_run send many-1 r14@example.test r23@example.test)
+ok "$([ -s "$(offline_file prosody-0 r23)" ] && [ ! -s "$(offline_file prosody-2 r23)" ] && echo 0 || echo 1)" \
+	"a message from r14 (prosody-2) to the offline r23 is kept at its pin, prosody-0 (the glue knew the pin)"
+OUT=$(rc_run receive many-1 r23@example.test)
+like "$OUT" "RESULT=ok" "r23 gets it at login on prosody-0" || diag "$OUT"
 
 # --- xedge -t ------------------------------------------------------------------
 out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; policy = "least-conn";/' "$XEDGE_CONF") 2>&1)

@@ -11,10 +11,15 @@
 # user changes its own password and removes its own account without
 # registration on the domain (account_management, on by default): the
 # removal ends the user's other sessions and purges as user del does.
+# The race: a purge re-reads its tombstone right before <remove/> (a relay
+# holds the backend's bind result for 5 s, meanwhile the name is given up and
+# created again): it abandons, and the new account's data stays. Several at
+# once: a backend that accepts and never answers holds its own purge for
+# 10 s, while another backend's purge completes.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
 KINDS="prosody ejabberd jabberd2"
-plan 48
+plan 56
 
 PW="purge-$RANDOM-$RANDOM"
 args=()
@@ -22,6 +27,7 @@ for k in $KINDS; do
 	args+=(--user "u-$k@example.test=$PW" --user "s-$k@example.test=$PW")
 done
 args+=(--user "d@example.test=$PW" --user "k@example.test=$PW" --user "o@example.test=$PW")
+args+=(--user "r@example.test=$PW" --user "x@example.test=$PW" --user "y@example.test=$PW")
 sandbox_up --backends prosody:1,ejabberd:1,jabberd2:1 "${args[@]}"
 SB=$XE_SANDBOX_DIR_SB
 DATA="$XE_TOP_SRCDIR/t/lib/account_data.py"
@@ -135,3 +141,61 @@ is "$(data check d@example.test)" "CHECK roster=0 vcard=- offline=0" "back up: .
 like "$(curl -s "$XEDGE_METRICS")" 'xedge_purges_total\{result="ok"\} 5' "xedge_purges_total{result=ok}: 5"
 like "$(grep 'event=admin action=user-del jid=d@example.test' "$XEDGE_LOG")" 'uid=[0-9]+ .*purge=pending end=removed ended=0' \
 	"the audit trail: user-del, purge=pending"
+
+# --- the race: given up and created again while the purge logs in ------------
+# Two more servers in the pool: "slow" (split_relay.py in front of prosody-0,
+# holding the bind result of the purge's resource for 5 s) and "deaf" (accepts,
+# never answers).
+BPORT=$(sed -n 's/.*name = "prosody-0"; address = "[^"]*"; port = \([0-9]*\);.*/\1/p' "$XEDGE_CONF")
+RPORT=$(pick_base_port)
+DPORT=$((RPORT + 1))
+"$PY" "$XE_TOP_SRCDIR/t/lib/split_relay.py" "$RPORT" "$BPORT" "/xedge-purge<" 5 90 >"$SB/relay.out" 2>&1 &
+XEDGE_PIDS="$XEDGE_PIDS,$!"
+"$PY" -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16); print("READY", flush=True)
+held = []
+end = time.time() + 90
+while time.time() < end:
+    s.settimeout(end - time.time())
+    try:
+        held.append(s.accept()[0])
+    except OSError:
+        break
+' "$DPORT" >"$SB/deaf.out" 2>&1 &
+XEDGE_PIDS="$XEDGE_PIDS,$!"
+for _ in $(seq 1 100); do grep -q READY "$SB/relay.out" && grep -q READY "$SB/deaf.out" && break; sleep 0.05; done
+line=$(grep 'name = "prosody-0";' "$XEDGE_CONF")
+slow=$(printf '%s' "$line" | sed -e 's/"prosody-0"/"slow"/' -e "s/port = $BPORT;/port = $RPORT;/" -e 's/ s2s_port = [0-9]*;//' -e 's/ *}[, ]*$/ },/')
+deaf=$(printf '%s' "$line" | sed -e 's/"prosody-0"/"deaf"/' -e "s/port = $BPORT;/port = $DPORT;/" -e 's/ s2s_port = [0-9]*;//' -e 's/ *}[, ]*$/ },/')
+cp "$XEDGE_CONF" "$SB/xedge.conf.orig"
+awk -v a="$slow" -v b="$deaf" '/name = "prosody-0";/ { print a; print b } { print }' "$SB/xedge.conf.orig" >"$XEDGE_CONF"
+xedge_restart "$XEDGE_CONF" || bail "xedge did not restart with the slow and deaf servers"
+ctl user pin r@example.test slow && ctl user pin x@example.test deaf && ctl user pin y@example.test prosody-0 ||
+	bail "cannot pin r, x, y: $(grep -c slow "$XEDGE_CONF")"
+
+ctl user del r@example.test >/dev/null
+for _ in $(seq 1 100); do grep -q SPLIT "$SB/relay.out" && break; sleep 0.05; done
+grep -q SPLIT "$SB/relay.out"
+ok $? "race: r's purge logged in at slow; its bind result is held"
+ctl user del --keep-data r@example.test >/dev/null &&
+	printf '%s\n' "$PW" | ctl user add r@example.test && ctl user pin r@example.test prosody-0
+is "$?/$(ctl user list --pending | grep -c '^r@')" "0/0" "race: meanwhile the purge is given up and r created again"
+is "$(data seed r@example.test --contact c@example.test --token FN-r2)" "SEED ok" "race: the new r sets a vCard and a roster item"
+for _ in $(seq 1 100); do grep -q 'event=purge jid=r@example.test .*result=' "$XEDGE_LOG" && break; sleep 0.1; done
+like "$(grep 'event=purge jid=r@example.test ' "$XEDGE_LOG")" 'server=slow result=abandoned reason="the tombstone is gone' \
+	"race: the purge re-read the tombstone before <remove/> and abandoned"
+is "$(data check r@example.test)" "CHECK roster=1 vcard=FN-r2 offline=0" "race: the new r's data is still there"
+
+# --- several at once: the deaf backend holds only its own purge -------------
+is "$(data seed y@example.test --contact c@example.test --token FN-y)" "SEED ok" "parallel: y has a vCard on prosody-0"
+t0=$(now_ms)
+ctl user del x@example.test >/dev/null
+for _ in $(seq 1 40); do grep -q 'event=purge-start jid=x@example.test' "$XEDGE_LOG" && break; sleep 0.05; done
+ctl user del y@example.test >/dev/null
+purged y@example.test
+ok $? "parallel: y's purge at prosody-0 is confirmed"
+t1=$(now_ms)
+is "$(grep -c 'event=purge jid=x@example.test ' "$XEDGE_LOG")/$((t1 - t0 < 8000))" "0/1" \
+	"parallel: ... while x's at the deaf server still waits ($((t1 - t0)) ms)"

@@ -63,8 +63,10 @@ end
 ---------------------------------------------------------------- homes
 
 -- The map from xedge: servers = { {name=, weight=}, ... } in pool order,
--- pins = { [bare] = name }. nil until the first <pool/> arrives.
+-- pins = { [bare] = name }. nil until the first whole map arrives (xedge
+-- sends a large map in parts: <pool pins='N'/>, then <pins/> up to N).
 local map;
+local pending; -- a map whose parts are still arriving
 
 -- The home of a bare JID: its pin, else the rendezvous choice, as xedge
 -- computes it (xedge_pool.lib.lua; checked against xedge by t/lua-pool.t).
@@ -118,9 +120,12 @@ local function read_map(pool)
 	for c in pool:childtags("component") do
 		m.components[c.attr.domain] = c.attr.server;
 	end
+	m.got = 0;
 	for p in pool:childtags("pin") do
 		m.pins[p.attr.jid] = p.attr.server;
+		m.got = m.got + 1;
 	end
+	m.want = tonumber(pool.attr.pins) or m.got;
 	local known = false;
 	for _, s in ipairs(m.servers) do if s.name == self_name then known = true; end end
 	if not known then
@@ -139,9 +144,18 @@ function stream_callbacks.handlestanza(session, stanza)
 		elseif stanza.name == "failure" then
 			module:log("error", "xedge refused the routing link: %s", tostring(stanza));
 		elseif stanza.name == "pool" then
-			map = read_map(stanza);
-			local n = 0; for _ in pairs(map.pins) do n = n + 1; end
-			module:log("info", "xedge pool map: %d servers, %d pins", #map.servers, n);
+			-- the map's first part: the rest of its pins='N' pins follow in
+			-- <pins/> parts; the map in use stays until the last one
+			pending = read_map(stanza);
+		elseif stanza.name == "pins" and pending then
+			for p in stanza:childtags("pin") do
+				pending.pins[p.attr.jid] = p.attr.server;
+				pending.got = pending.got + 1;
+			end
+		end
+		if pending and pending.got >= pending.want then
+			map, pending = pending, nil;
+			module:log("info", "xedge pool map: %d servers, %d pins", #map.servers, map.got);
 		end
 		return;
 	end
@@ -211,14 +225,14 @@ end
 function listeners.ondisconnect(conn, err)
 	if link and link.conn == conn then
 		module:log(link.authed and "warn" or "info", "xedge routing link down: %s", tostring(err));
-		link = nil;
+		link, pending = nil, nil;
 		schedule_connect();
 	end
 end
 function listeners.onfail(data, err)
 	if link == data then
 		module:log("info", "cannot reach xedge's routing listener %s:%d: %s", route_host, route_port, tostring(err));
-		link = nil;
+		link, pending = nil, nil;
 		schedule_connect();
 	end
 end

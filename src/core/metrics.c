@@ -95,10 +95,11 @@ static struct family fams[XE_M_N] = {
                             "Sessions ended because their account was disabled, removed "
                             "or had its password changed, by reason.",
                             "reason", NULL},
-    [XE_M_PURGES] = {"xedge_purges_total",
-                     "Attempts to purge a deleted user's data at its backend, by result "
-                     "(ok, failed: retried).",
-                     "result", NULL},
+    [XE_M_PURGES] =
+        {"xedge_purges_total",
+         "Attempts to purge a deleted user's data at its backend, by result "
+         "(ok, failed: retried, abandoned: the tombstone changed before the removal).",
+         "result", NULL},
     [XE_M_TOKEN_WRITES] = {"xedge_token_writes_total",
                            "FAST token writes (issue, verify, revoke, revoke-user) by "
                            "result (ok, refused: no such user or token, database-down, "

@@ -15,7 +15,7 @@
 #define PURGE_IQ_ID "xedge-purge-1"
 #define PURGE_RESOURCE "xedge-purge"
 
-enum state { ST_HANDSHAKE, ST_WAIT, ST_DONE, ST_FAILED };
+enum state { ST_HANDSHAKE, ST_WAIT, ST_DONE, ST_FAILED, ST_ABANDONED };
 
 struct xe_purge {
     enum state st;
@@ -24,13 +24,15 @@ struct xe_purge {
     struct xe_buf out;
     char error[256];
     char *domain, *bare; /* who may answer (answered_by_server) */
+    const char *(*recheck)(void *ctx);
+    void *recheck_ctx;
 };
 
 /* WHAT failed, with the XMPP condition COND (or NULL) */
 static void
 fail(struct xe_purge *p, const char *what, const char *cond)
 {
-    if (p->st == ST_FAILED || p->st == ST_DONE)
+    if (p->st == ST_FAILED || p->st == ST_DONE || p->st == ST_ABANDONED)
         return;
     if (cond)
         snprintf(p->error, sizeof(p->error), "%s: <%s/>", what, cond);
@@ -168,7 +170,13 @@ ask(struct xe_purge *p)
         .max_attrs = XE_POSTAUTH_MAX_ATTRS,
     };
     size_t used;
+    const char *why;
 
+    if (p->recheck != NULL && (why = p->recheck(p->recheck_ctx)) != NULL) {
+        fail(p, why, NULL);
+        p->st = ST_ABANDONED;
+        return;
+    }
     xe_buf_append_str(&p->out,
                       "<iq type='set' id='" PURGE_IQ_ID
                       "'><query xmlns='" XE_NS_IQ_REGISTER "'><remove/></query></iq>");
@@ -224,9 +232,18 @@ xe_purge_feed(struct xe_purge *p, const void *data, size_t len)
         return XE_PURGE_DONE;
     case ST_FAILED:
         return XE_PURGE_FAIL;
+    case ST_ABANDONED:
+        return XE_PURGE_ABANDONED;
     default:
         return XE_PURGE_CONTINUE;
     }
+}
+
+void
+xe_purge_set_recheck(struct xe_purge *p, const char *(*recheck)(void *ctx), void *ctx)
+{
+    p->recheck = recheck;
+    p->recheck_ctx = ctx;
 }
 
 struct xe_buf *

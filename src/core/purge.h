@@ -20,9 +20,11 @@
 #include "util.h"
 
 enum xe_purge_result {
-    XE_PURGE_CONTINUE, /* all input consumed; send the output, read on */
-    XE_PURGE_DONE,     /* the backend confirmed the removal */
-    XE_PURGE_FAIL,     /* see xe_purge_error() */
+    XE_PURGE_CONTINUE,  /* all input consumed; send the output, read on */
+    XE_PURGE_DONE,      /* the backend confirmed the removal */
+    XE_PURGE_FAIL,      /* see xe_purge_error() */
+    XE_PURGE_ABANDONED, /* the recheck said no: <remove/> was not sent (why:
+                           xe_purge_error()) */
 };
 
 struct xe_purge;
@@ -37,7 +39,14 @@ enum xe_purge_result xe_purge_feed(struct xe_purge *p, const void *data, size_t 
 /* The bytes to send to the backend now (the caller takes them and resets the
  * buffer). */
 struct xe_buf *xe_purge_output(struct xe_purge *p);
-/* After XE_PURGE_FAIL: why, one line. */
+/* RECHECK runs right before <remove/> would be queued (after the login and
+ * the bind, seconds after the caller decided to purge): NULL to go on, or
+ * why not (the feed then returns XE_PURGE_ABANDONED and nothing more is
+ * sent). The caller re-reads there that the user is still the one it meant
+ * to purge (the name may have been given up and created again meanwhile). */
+void xe_purge_set_recheck(struct xe_purge *p, const char *(*recheck)(void *ctx),
+                          void *ctx);
+/* After XE_PURGE_FAIL or XE_PURGE_ABANDONED: why, one line. */
 const char *xe_purge_error(const struct xe_purge *p);
 
 #endif

@@ -100,10 +100,6 @@ xe_route_map_add_pin(struct xe_route_map *m, const char *jid, const char *server
         *why_r = "the pin names a server that is not in the pool";
         return -1;
     }
-    if (m->n_pins >= XE_ROUTE_MAX_PINS) {
-        *why_r = "the pool has too many pins (XE_ROUTE_MAX_PINS)";
-        return -1;
-    }
     if (m->n_pins == m->cap_pins) {
         m->cap_pins = m->cap_pins ? 2 * m->cap_pins : 16;
         m->pins = realloc(m->pins, m->cap_pins * sizeof(*m->pins));
@@ -183,6 +179,50 @@ xe_route_map_render(const struct xe_route_map *m, const char *self, struct xe_bu
     }
     r |= xe_buf_append_str(out, "</pool>");
     return r ? -1 : 0;
+}
+
+int
+xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t *pos,
+                         size_t max, struct xe_buf *out)
+{
+    size_t start = out->len, i = *pos;
+    int r = 0;
+
+    if (i > m->n_pins)
+        return -1;
+    if (i == 0) {
+        r |= xe_buf_append_str(out, "<pool xmlns='" XE_NS_ROUTE "' self='");
+        r |= xe_buf_append_escaped(out, self);
+        r |= xe_buf_appendf(out, "' pins='%zu'>", m->n_pins);
+        for (size_t k = 0; k < m->pool.n_servers; k++) {
+            r |= xe_buf_append_str(out, "<server name='");
+            r |= xe_buf_append_escaped(out, m->pool.servers[k].name);
+            r |= xe_buf_appendf(out, "' weight='%u'/>", m->pool.servers[k].weight);
+        }
+        for (size_t k = 0; k < m->pool.n_components; k++) {
+            r |= xe_buf_append_str(out, "<component domain='");
+            r |= xe_buf_append_escaped(out, m->pool.components[k].domain);
+            r |= xe_buf_append_str(out, "' server='");
+            r |= xe_buf_append_escaped(
+                out, m->pool.servers[m->pool.components[k].server].name);
+            r |= xe_buf_append_str(out, "'/>");
+        }
+    } else {
+        r |= xe_buf_append_str(out, "<pins xmlns='" XE_NS_ROUTE "'>");
+    }
+    /* at least one pin a part, then up to MAX bytes */
+    for (; i < m->n_pins && (i == *pos || out->len - start < max); i++) {
+        r |= xe_buf_append_str(out, "<pin jid='");
+        r |= xe_buf_append_escaped(out, m->pins[i].jid);
+        r |= xe_buf_append_str(out, "' server='");
+        r |= xe_buf_append_escaped(out, m->pool.servers[m->pins[i].server].name);
+        r |= xe_buf_append_str(out, "'/>");
+    }
+    r |= xe_buf_append_str(out, *pos == 0 ? "</pool>" : "</pins>");
+    *pos = i;
+    if (r)
+        return -1;
+    return i < m->n_pins ? 1 : 0;
 }
 
 bool

@@ -31,7 +31,8 @@ struct xe_route_map;
 struct xe_route_map *xe_route_map_new(const struct xe_pool_conf *pool);
 void xe_route_map_free(struct xe_route_map **m);
 /* Pin JID (a bare JID as the user store keeps it) to SERVER. 0, or -1 when
- * SERVER is not in the pool (*why_r) or the map has XE_ROUTE_MAX_PINS. */
+ * SERVER is not in the pool (*why_r). (No bound of its own: the user
+ * store's size bounds the pins.) */
 int xe_route_map_add_pin(struct xe_route_map *m, const char *jid, const char *server,
                          const char **why_r);
 /* After the last pin: sorts them for lookups. */
@@ -60,6 +61,14 @@ size_t xe_route_target(const struct xe_route_map *m, const char *domain, const c
  * <pin jid='' server=''/>...</pool>. */
 int xe_route_map_render(const struct xe_route_map *m, const char *self,
                         struct xe_buf *out);
+/* The map in parts, as it goes to the glue (doc/pool-routing.md): the
+ * first (*POS == 0) <pool xmlns='urn:xedge:route:0' self='' pins='N'> with
+ * the servers, the components and the first pins; then <pins xmlns=''>
+ * with the next ones. Each part is a whole element of about MAX bytes (at
+ * least one pin): appended to OUT, *POS advanced. 1: more parts follow, 0:
+ * the last one, -1: error. The glue uses the map once it has the N pins. */
+int xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t *pos,
+                             size_t max, struct xe_buf *out);
 /* Whether A and B give every user the same home. */
 bool xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b);
 

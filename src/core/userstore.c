@@ -21,6 +21,7 @@
 #include "xelimits.h"
 #include "userstore.h"
 #include "jidprep.h"
+#include "util.h"
 
 #define US_DB_NAME "users"
 #define US_TOMB_DB_NAME "tombstones"
@@ -1279,6 +1280,26 @@ out:
 
 /* ---- tombstones -------------------------------------------------------- */
 
+/* an id: empty or up to 32 lower hex digits */
+static bool
+us_tomb_id_valid(const char *s, size_t n)
+{
+    if (n >= sizeof(((struct xe_tombstone *)0)->id))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+bool
+xe_tombstone_same(const struct xe_tombstone *a, const struct xe_tombstone *b)
+{
+    /* (a copy without an id, a replica's through PostgreSQL: the second) */
+    return strcmp(a->jid, b->jid) == 0 && a->deleted == b->deleted &&
+           (a->id[0] == '\0' || b->id[0] == '\0' || strcmp(a->id, b->id) == 0);
+}
+
 int
 xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r)
 {
@@ -1294,12 +1315,15 @@ xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r)
     for (const char *p = t->error; *p; p++)
         if ((unsigned char)*p < 0x20)
             return XE_US_INVALID; /* one line */
+    if (!us_tomb_id_valid(t->id, strnlen(t->id, sizeof(t->id))))
+        return XE_US_INVALID;
     if ((buf = malloc(cap)) == NULL)
         return XE_US_IO;
     n = snprintf(buf, cap,
                  "v=1\ndeleted=%" PRId64 "\npin=%s\nattempts=%u\nnext=%" PRId64
-                 "\nerror=%s\n",
-                 t->deleted, t->pin, t->attempts, t->next, t->error);
+                 "\nerror=%s\n%s%s%s",
+                 t->deleted, t->pin, t->attempts, t->next, t->error,
+                 t->id[0] ? "id=" : "", t->id, t->id[0] ? "\n" : "");
     if (n < 0 || (size_t)n >= cap) {
         free(buf);
         return XE_US_INVALID;
@@ -1356,6 +1380,11 @@ xe_tombstone_decode(const char *jid, const char *buf, size_t len, struct xe_tomb
                 return XE_US_CORRUPT;
             memcpy(t->pin, val, vlen);
             t->pin[vlen] = '\0';
+        } else if (IS("id")) {
+            if (!us_tomb_id_valid(val, vlen))
+                return XE_US_CORRUPT;
+            memcpy(t->id, val, vlen);
+            t->id[vlen] = '\0';
         } else if (IS("error")) {
             /* a long one is cut: it is only said */
             size_t n = vlen < sizeof(t->error) - 1 ? vlen : sizeof(t->error) - 1;
@@ -1467,6 +1496,7 @@ us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bo
 {
     MDB_txn *txn = NULL;
     MDB_val key, data;
+    struct xe_tombstone *old = NULL;
     int r, rc;
 
     if (store->readonly) {
@@ -1488,6 +1518,26 @@ us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bo
         r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
         goto out;
     }
+    if (rc == 0) {
+        /* an update of another deletion of the name (given up and deleted
+         * again meanwhile) is not written; a copy without an id keeps the
+         * record's */
+        old = xe_calloc(1, sizeof(*old));
+        if (xe_tombstone_decode(t->jid, data.mv_data, data.mv_size, old) == XE_US_OK) {
+            if (!create && !xe_tombstone_same(old, t)) {
+                r = XE_US_NOTFOUND;
+                goto out;
+            }
+            if (t->id[0] == '\0' && xe_tombstone_same(old, t)) {
+                struct xe_tombstone *c = xe_calloc(1, sizeof(*c));
+                *c = *t;
+                memcpy(c->id, old->id, sizeof(c->id));
+                free(old);
+                old = c;
+                t = c;
+            }
+        }
+    }
     if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
         goto out;
     rc = mdb_txn_commit(txn);
@@ -1497,6 +1547,7 @@ us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bo
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
+    free(old);
     return r;
 }
 
@@ -1673,11 +1724,20 @@ int
 xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
                   char **error_r)
 {
+    struct xe_tombstone *c = NULL;
     int r = us_before(store, t->jid, error_r);
+
+    if (r == XE_US_OK && t->id[0] == '\0') { /* this deletion's own stamp */
+        c = xe_calloc(1, sizeof(*c));
+        *c = *t;
+        xe_random_id(c->id);
+        t = c;
+    }
     if (r == XE_US_OK && (r = us_bury_impl(store, t, error_r)) == XE_US_OK) {
         us_after(store, 't', t->jid);
         us_after(store, 'u', t->jid);
     }
+    free(c);
     return r;
 }
 

@@ -140,6 +140,10 @@ int xe_user_decode(const char *jid, const char *buf, size_t len, struct xe_user 
  *   attempts=<purges tried>
  *   next=<unix seconds: the next attempt, not before>
  *   error=<the last attempt's failure, one line, or empty>
+ *   id=<32 lower hex digits: this deletion's own stamp, random, written by
+ *      xe_userstore_bury; absent in older records and in a replica's copy>
+ * The purge compares the id (and deleted) right before it sends <remove/>:
+ * a name given up and deleted again meanwhile has another one.
  * Unknown names are ignored (forward compatibility). */
 struct xe_tombstone {
     char jid[3072];
@@ -148,21 +152,29 @@ struct xe_tombstone {
     unsigned attempts;
     int64_t next;
     char error[256];
+    char id[33]; /* or empty */
 };
+
+/* Whether A and B are the same deletion of the same name: the jid, the
+ * second deleted, and the id when both have one (PostgreSQL's copies carry
+ * no id: then the second decides). */
+bool xe_tombstone_same(const struct xe_tombstone *a, const struct xe_tombstone *b);
 
 int xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r);
 int xe_tombstone_decode(const char *jid, const char *buf, size_t len,
                         struct xe_tombstone *t);
 
 /* Delete the user JID and put its tombstone T (T->jid is JID) in one
- * transaction: XE_US_NOTFOUND if there is no such user. */
+ * transaction: XE_US_NOTFOUND if there is no such user. An empty T->id is
+ * given a random one in the record. */
 int xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
                       char **error_r);
 /* XE_US_OK and *t, or XE_US_NOTFOUND. */
 int xe_userstore_tomb_get(struct xe_userstore *store, const char *jid,
                           struct xe_tombstone *t, char **error_r);
 /* Rewrite an existing tombstone (attempts, next, error): XE_US_NOTFOUND if
- * it is gone (the operator forgot it meanwhile). */
+ * it is gone (the operator forgot it meanwhile) or is another deletion's
+ * (xe_tombstone_same). */
 int xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
                              char **error_r);
 /* Remove the tombstone (the purge is confirmed, or forgotten). */

@@ -145,6 +145,7 @@
 #define XE_PURGE_RETRY_MIN_S 5      /* after a failure: 5 s, doubling ... */
 #define XE_PURGE_RETRY_MAX_S 3600   /* ... up to an hour between attempts */
 #define XE_PURGE_MAX_READ (1 << 20) /* bytes read from the backend in one attempt */
+#define XE_PURGE_PARALLEL 4         /* attempts at once (one per backend server) */
 
 /* Identity assertion */
 #define XE_DEF_ASSERTION_LIFETIME 60 /* seconds */
@@ -225,7 +226,8 @@
 #define XE_ROUTE_MAX_STANZA (256 * 1024) /* one routed stanza */
 #define XE_ROUTE_MAX_DEPTH 64
 #define XE_ROUTE_MAX_ATTRS 64
-#define XE_ROUTE_MAX_PINS 100000     /* pins of one routed pool sent to the glue */
+/* bytes of one part of the map sent to a glue (its stanza limit: 1 MiB) */
+#define XE_ROUTE_MAP_PART (256 * 1024)
 #define XE_ROUTE_MAX_JID 3071        /* bytes of a JID (RFC 7622: 3 x 1023) */
 #define XE_ROUTE_PIN_REFRESH_MS 1000 /* the pins are read again this often */
 #define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */

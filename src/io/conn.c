@@ -828,17 +828,23 @@ xe_srv_conn_start(struct conn *c)
         int sl = sizeof(c->sa);
         enum xe_addrlimit_result ar = XE_AL_OK;
         char key[64] = "-";
+        bool later = false;
 
+        /* (plain ws from a trusted proxy: counted at the Upgrade, as the
+         * client X-Forwarded-For names) */
         if (c->sa.ss_family != AF_UNSPEC ||
-            uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0)
-            ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
-                                      uv_now(c->w->loop), key, sizeof(key));
+            uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0) {
+            later = c->xf && xe_srv_ws_count_later(c);
+            if (!later)
+                ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
+                                          uv_now(c->w->loop), key, sizeof(key));
+        }
         if (ar != XE_AL_OK) {
             refused(c->w, xe_addrlimit_result_name(ar), key);
             xe_srv_finish_close(c);
             return;
         }
-        c->counted = true;
+        c->counted = !later;
         snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     }
     uv_tcp_nodelay(&c->client, 1);

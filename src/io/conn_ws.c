@@ -208,8 +208,16 @@ format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 }
 
 /* Plain ws behind a trusted proxy: the client is the one X-Forwarded-For
- * names; it takes the proxy's place in the per-address accounting. Returns
- * 0, or -1 (refused: the answer is set). */
+ * names (else the proxy itself); it is counted here, at the Upgrade, not
+ * at the accept (xe_srv_ws_count_later): counted there, every client
+ * would take the proxy's tokens, and a reconnecting crowd behind one proxy
+ * would pass connection_rate_per_address. The header is read only when
+ * the peer (after a PROXY header, the address it gave) is itself a trusted
+ * proxy: behind a proxy that sends the PROXY protocol and no
+ * X-Forwarded-For (HAProxy's send-proxy-v2 without option forwardfor), a
+ * header the client wrote itself would otherwise name any address it
+ * likes; the PROXY header's client was counted at the start. Returns 0,
+ * or -1 (refused: the answer is set). */
 static int
 forwarded_client(struct conn *c, struct ws *ws)
 {
@@ -217,10 +225,14 @@ forwarded_client(struct conn *c, struct ws *ws)
     enum xe_addrlimit_result ar;
     char key[64] = "-", peer[64];
     uint64_t now = uv_now(c->w->loop);
+    bool fwd;
 
-    if (xe_wshttp_client_addr(ws->http, ws->lc->trusted_proxies,
-                              ws->lc->n_trusted_proxies, &sa) < 0)
-        return 0; /* none given: the proxy's own address stays */
+    if (c->counted)
+        return 0; /* the PROXY header named the client: it stays */
+    fwd = xe_wshttp_client_addr(ws->http, ws->lc->trusted_proxies,
+                                ws->lc->n_trusted_proxies, &sa) == 0;
+    if (!fwd)
+        sa = c->sa; /* none given: the proxy's own address */
     ar = xe_addrlimit_acquire(c->srv->al, (struct sockaddr *)&sa, now, key, sizeof(key));
     if (ar != XE_AL_OK) {
         xe_metrics_inc(XE_M_REFUSED, xe_addrlimit_result_name(ar), NULL);
@@ -229,17 +241,33 @@ forwarded_client(struct conn *c, struct ws *ws)
             xe_addrlimit_result_name(ar), key, c->peer);
         return -1;
     }
-    if (c->counted)
-        xe_addrlimit_release(c->srv->al, (struct sockaddr *)&c->sa, now);
     c->counted = true;
+    snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
+    if (!fwd)
+        return 0;
     format_addr(&sa, peer, sizeof(peer));
     xe_debug("event=websocket-forwarded peer=%s via=%s", peer, c->peer);
     c->sa = sa;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
-    snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     if (xe_srv_c2s(c))
         xe_c2s_set_peer(xe_srv_c2s(c), peer);
     return 0;
+}
+
+/* At the start of a connection (c->sa known: the socket's peer or the
+ * PROXY header's): true when the per-address accounting waits for the
+ * Upgrade, on plain ws from a trusted proxy (forwarded_client). */
+bool
+xe_srv_ws_count_later(const struct conn *c)
+{
+    const struct ws *ws;
+
+    if (c->xf != &xe_srv_ws_xform)
+        return false;
+    ws = ws_of((struct conn *)c);
+    return ws != NULL && !ws->lc->tls &&
+           xe_cidr_match(ws->lc->trusted_proxies, ws->lc->n_trusted_proxies,
+                         (const struct sockaddr *)&c->sa);
 }
 
 static const char busy_answer[] = "HTTP/1.1 503 Service Unavailable\r\n"

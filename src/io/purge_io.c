@@ -24,13 +24,24 @@
 
 struct job;
 
+/* An attempt from its start to its tombstone's write: at most
+ * XE_PURGE_PARALLEL at a time, at most one per backend server (a backend
+ * that accepts and never answers holds one slot for XE_PURGE_TIMEOUT_MS,
+ * not every purge). */
+struct slot {
+    bool busy;
+    struct job *job; /* the attempt, until it ends; then its write */
+    char jid[sizeof(((struct xe_tombstone *)0)->jid)];
+    char server[300]; /* the backend: host:port or the socket's path */
+};
+
 struct xe_purger {
     uv_loop_t *loop;
     struct xe_userstore *store;
     const struct xe_conf *conf;
     uv_timer_t scan;
     bool stopped;
-    struct job *job;        /* the attempt under way, or NULL */
+    struct slot slots[XE_PURGE_PARALLEL];
     unsigned writes;        /* tombstone writes in the thread pool */
     bool free_pending;      /* xe_purger_free came while writes > 0 */
     bool (*may)(void *ctx); /* several nodes: is it this node's turn? */
@@ -41,6 +52,7 @@ struct xe_purger {
 struct twrite {
     uv_work_t req;
     struct xe_purger *pg;
+    int slot;
     struct xe_tombstone t;
     char server[256];
     bool ok;
@@ -51,6 +63,7 @@ struct twrite {
 
 struct job {
     struct xe_purger *pg; /* NULL once the purger stopped */
+    int slot;
     struct xe_tombstone t;
     char server[256];
     bool unix_socket, proxy;
@@ -61,7 +74,7 @@ struct job {
     bool done;
 };
 
-/* The jobs' reads (one job at a time, on the purger's loop). */
+/* The jobs' reads (on the purger's loop). */
 static struct xe_stream_slab slab;
 
 /* (what a purge writes is a stream header, a login and a few requests) */
@@ -112,6 +125,7 @@ twrite_done(uv_work_t *req, int status)
                 (long long)w->delay, w->t.error);
         xe_metrics_inc(XE_M_PURGES, "failed", NULL);
     }
+    pg->slots[w->slot].busy = false;
     free(w->err);
     free(w);
     pg->writes--;
@@ -131,6 +145,7 @@ twrite_start(struct xe_purger *pg, struct job *j, bool ok, const char *why)
     struct twrite *w = xe_calloc(1, sizeof(*w));
 
     w->pg = pg;
+    w->slot = j->slot;
     w->t = j->t;
     w->ok = ok;
     snprintf(w->server, sizeof(w->server), "%s", j->server);
@@ -154,9 +169,10 @@ twrite_start(struct xe_purger *pg, struct job *j, bool ok, const char *why)
     }
 }
 
-/* The attempt ended: the tombstone goes (OK) or records the failure. */
+/* The attempt ended: the tombstone goes (OK) or records the failure; an
+ * abandoned one (ABANDONED: the tombstone changed) writes nothing. */
 static void
-job_end(struct job *j, bool ok, const char *why)
+job_end2(struct job *j, bool ok, bool abandoned, const char *why)
 {
     struct xe_purger *pg = j->pg;
 
@@ -164,8 +180,15 @@ job_end(struct job *j, bool ok, const char *why)
         return;
     j->done = true;
     if (pg != NULL) {
-        pg->job = NULL;
-        twrite_start(pg, j, ok, why);
+        pg->slots[j->slot].job = NULL;
+        if (abandoned) {
+            xe_warn("event=purge jid=%s server=%s result=abandoned reason=\"%s\"",
+                    j->t.jid, j->server, why);
+            xe_metrics_inc(XE_M_PURGES, "abandoned", NULL);
+            pg->slots[j->slot].busy = false;
+        } else {
+            twrite_start(pg, j, ok, why);
+        }
     }
     if (!j->opened) { /* nothing was opened */
         xe_purge_free(&j->purge);
@@ -173,6 +196,43 @@ job_end(struct job *j, bool ok, const char *why)
         return;
     }
     xe_stream_abort(&j->st, XE_STREAM_LOCAL, 0);
+}
+
+static void
+job_end(struct job *j, bool ok, const char *why)
+{
+    job_end2(j, ok, false, why);
+}
+
+/* Right before <remove/>: is the tombstone the one this attempt read (a
+ * short read transaction on the loop: it waits for no writer)? A name
+ * given up (`xedgectl user del --keep-data`) and created again meanwhile
+ * has no tombstone, or another deletion's: its new account's data must not
+ * be removed. NULL: go on. */
+static const char *
+recheck(void *ctx)
+{
+    struct job *j = ctx;
+    struct xe_tombstone *cur;
+    const char *why = NULL;
+    char *err = NULL;
+    int r;
+
+    if (j->pg == NULL)
+        return "stopping";
+    cur = xe_calloc(1, sizeof(*cur));
+    r = xe_userstore_tomb_get(j->pg->store, j->t.jid, cur, &err);
+    if (r == XE_US_NOTFOUND)
+        why = "the tombstone is gone (the purge was given up)";
+    else if (r != XE_US_OK)
+        why = "cannot read the tombstone again";
+    else if (!xe_tombstone_same(cur, &j->t))
+        why = "the name was deleted again since (another tombstone)";
+    if (r != XE_US_OK && r != XE_US_NOTFOUND)
+        xe_err("event=purge-recheck jid=%s error=\"%s\"", j->t.jid, err ? err : "?");
+    free(err);
+    free(cur);
+    return why;
 }
 
 static void
@@ -233,6 +293,9 @@ job_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
     case XE_PURGE_FAIL:
         job_end(j, false, xe_purge_error(j->purge));
         return;
+    case XE_PURGE_ABANDONED:
+        job_end2(j, false, true, xe_purge_error(j->purge));
+        return;
     case XE_PURGE_CONTINUE:
         flush(j);
         return;
@@ -288,32 +351,58 @@ static const struct xe_stream_cb job_cb = {
     .released = job_released,
 };
 
-/* Start the purge of T's user; false if it could not start (recorded). */
-static void
-start(struct xe_purger *pg, const struct xe_tombstone *t)
+/* T's home server (its pin, else the pool's choice), or NULL if its domain
+ * is not served; *KEY: the backend's address (one attempt per backend). */
+static const struct xe_server_conf *
+home(const struct xe_purger *pg, const struct xe_tombstone *t,
+     const struct xe_domain_conf **d_r, char *key, size_t size)
 {
-    struct job *j = xe_calloc(1, sizeof(*j));
-    const char *domain = strchr(t->jid, '@') + 1;
-    const struct xe_domain_conf *d = xe_conf_domain(pg->conf, domain);
+    const struct xe_domain_conf *d = xe_conf_domain(pg->conf, strchr(t->jid, '@') + 1);
     const struct xe_pool_conf *pool;
     const struct xe_server_conf *sc = NULL;
-    char token[512], *local;
-    struct sockaddr_storage ss;
-    int r;
 
-    j->pg = pg;
-    j->t = *t;
-    pg->job = j;
-    if (d == NULL) {
-        job_end(j, false, "the domain is not served by this configuration");
-        return;
-    }
+    *d_r = d;
+    snprintf(key, size, "-");
+    if (d == NULL)
+        return NULL;
     pool = d->pool;
     for (size_t i = 0; t->pin[0] && i < pool->n_servers; i++)
         if (strcmp(pool->servers[i].name, t->pin) == 0)
             sc = &pool->servers[i];
     if (sc == NULL)
         sc = &pool->servers[xe_pool_pick(pool, t->jid)];
+    if (sc->unix_socket)
+        snprintf(key, size, "%s", sc->host);
+    else
+        snprintf(key, size, "[%s]:%u", sc->host, (unsigned)sc->port);
+    return sc;
+}
+
+/* Start the purge of T's user in slot SLOT (taken). */
+static void
+start(struct xe_purger *pg, const struct xe_tombstone *t, int slot)
+{
+    struct job *j = xe_calloc(1, sizeof(*j));
+    const char *domain = strchr(t->jid, '@') + 1;
+    const struct xe_domain_conf *d;
+    const struct xe_pool_conf *pool;
+    const struct xe_server_conf *sc;
+    char token[512], *local;
+    struct sockaddr_storage ss;
+    int r;
+
+    j->pg = pg;
+    j->slot = slot;
+    j->t = *t;
+    sc = home(pg, t, &d, pg->slots[slot].server, sizeof(pg->slots[slot].server));
+    snprintf(pg->slots[slot].jid, sizeof(pg->slots[slot].jid), "%s", t->jid);
+    pg->slots[slot].busy = true;
+    pg->slots[slot].job = j;
+    if (d == NULL) {
+        job_end(j, false, "the domain is not served by this configuration");
+        return;
+    }
+    pool = d->pool;
     snprintf(j->server, sizeof(j->server), "%s", sc->name);
     j->unix_socket = sc->unix_socket;
     j->proxy = pool->proxy_protocol;
@@ -325,6 +414,7 @@ start(struct xe_purger *pg, const struct xe_tombstone *t)
     }
     local = xe_strndup(t->jid, (size_t)(domain - 1 - t->jid));
     j->purge = xe_purge_new(d->name, local, token);
+    xe_purge_set_recheck(j->purge, recheck, j);
     OPENSSL_cleanse(token, sizeof(token));
     free(local);
     xe_info("event=purge-start jid=%s server=%s attempt=%u", t->jid, sc->name,
@@ -348,45 +438,76 @@ start(struct xe_purger *pg, const struct xe_tombstone *t)
     xe_stream_arm(&j->st, XE_PURGE_TIMEOUT_MS);
 }
 
+/* The due tombstones to start now: not under way, not at a busy backend. */
 struct due {
+    struct xe_purger *pg;
     int64_t now;
-    struct xe_tombstone *t;
-    bool found;
+    size_t want, n;
+    struct xe_tombstone *t; /* [XE_PURGE_PARALLEL] */
+    char keys[XE_PURGE_PARALLEL][300];
 };
+
+static bool
+busy(const struct due *d, const char *jid, const char *key)
+{
+    for (int i = 0; i < XE_PURGE_PARALLEL; i++)
+        if (d->pg->slots[i].busy && (strcmp(d->pg->slots[i].jid, jid) == 0 ||
+                                     strcmp(d->pg->slots[i].server, key) == 0))
+            return true;
+    for (size_t i = 0; i < d->n; i++)
+        if (strcmp(d->keys[i], key) == 0)
+            return true;
+    return false;
+}
 
 static int
 due_cb(const struct xe_tombstone *t, void *ctx)
 {
     struct due *d = ctx;
+    const struct xe_domain_conf *dc;
+    char key[300];
 
     if (t->next > d->now)
         return 0;
-    *d->t = *t;
-    d->found = true;
-    return 1;
+    home(d->pg, t, &dc, key, sizeof(key));
+    if (busy(d, t->jid, key))
+        return 0;
+    d->t[d->n] = *t;
+    snprintf(d->keys[d->n], sizeof(d->keys[d->n]), "%s", key);
+    return ++d->n == d->want;
 }
 
 static void
 scan(struct xe_purger *pg)
 {
-    struct xe_tombstone *t;
-    struct due d;
+    struct due *d;
     char *err = NULL;
+    size_t free_slots = 0;
 
-    if (pg->stopped || pg->job != NULL || pg->writes > 0 || pg->conf == NULL)
-        return; /* one attempt at a time, after the last one's write */
+    if (pg->stopped || pg->conf == NULL)
+        return;
+    for (int i = 0; i < XE_PURGE_PARALLEL; i++)
+        free_slots += !pg->slots[i].busy;
+    if (free_slots == 0)
+        return;
     if (pg->may != NULL && !pg->may(pg->may_ctx))
         return;
-    t = xe_calloc(1, sizeof(*t));
-    d.now = xe_now_seconds();
-    d.t = t;
-    d.found = false;
-    if (xe_userstore_tomb_foreach(pg->store, NULL, due_cb, &d, &err) != XE_US_OK)
+    d = xe_calloc(1, sizeof(*d));
+    d->t = xe_calloc(XE_PURGE_PARALLEL, sizeof(*d->t));
+    d->pg = pg;
+    d->now = xe_now_seconds();
+    d->want = free_slots;
+    if (xe_userstore_tomb_foreach(pg->store, NULL, due_cb, d, &err) != XE_US_OK)
         xe_err("event=purge-scan error=\"%s\"", err ? err : "?");
-    else if (d.found)
-        start(pg, t); /* after the walk: its read transaction is over */
+    /* after the walk: its read transaction is over */
+    for (size_t i = 0, slot = 0; i < d->n && !pg->stopped; i++) {
+        while (pg->slots[slot].busy)
+            slot++;
+        start(pg, &d->t[i], (int)slot);
+    }
     free(err);
-    free(t);
+    free(d->t);
+    free(d);
 }
 
 static void
@@ -439,9 +560,11 @@ xe_purger_stop(struct xe_purger *pg)
         return;
     pg->stopped = true;
     uv_close((uv_handle_t *)&pg->scan, NULL);
-    if (pg->job) {
-        struct job *j = pg->job;
-        pg->job = NULL;
+    for (int i = 0; i < XE_PURGE_PARALLEL; i++) {
+        struct job *j = pg->slots[i].job;
+        if (j == NULL)
+            continue;
+        pg->slots[i].job = NULL;
         j->pg = NULL; /* abandoned: the tombstone stays as it was */
         job_end(j, false, "stopping");
     }

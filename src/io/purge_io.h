@@ -2,11 +2,14 @@
  *
  * `xedgectl user del` replaces the user by a tombstone (userstore.h); the
  * daemon finds the tombstones that are due (every XE_PURGE_SCAN_MS, and at
- * once when xedgectl tells it), one at a time, runs the purge (purge.h) at
- * the user's home server (its pin, else the pool's rendezvous hash choice)
- * with a bounded time, and removes the tombstone when the backend confirms;
- * a failure is written back to the tombstone (attempts, last error) and
- * retried after XE_PURGE_RETRY_MIN_S doubling to XE_PURGE_RETRY_MAX_S. */
+ * once when xedgectl tells it), runs up to XE_PURGE_PARALLEL purges at a
+ * time, one per backend server (purge.h), each at the user's home server
+ * (its pin, else the pool's rendezvous hash choice) with a bounded time,
+ * reads the tombstone again right before <remove/> (a name given up and
+ * created again meanwhile is left alone: the attempt is abandoned), and
+ * removes the tombstone when the backend confirms; a failure is written
+ * back to the tombstone (attempts, last error) and retried after
+ * XE_PURGE_RETRY_MIN_S doubling to XE_PURGE_RETRY_MAX_S. */
 #ifndef XE_PURGE_IO_H
 #define XE_PURGE_IO_H
 

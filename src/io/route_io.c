@@ -26,6 +26,8 @@ struct rlink {
     uint64_t since_ms;
     bool ready, closing;
     bool paused;         /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
+    bool map_sending;    /* parts of pool->map are still to be sent */
+    size_t map_pos;      /* the next part (xe_route_map_render_part) */
     uint64_t log_second; /* the second of uv_now the log counts are for */
     unsigned logged;     /* refusals logged in that second */
     unsigned long suppressed; /* refusals not logged since the last summary */
@@ -183,21 +185,42 @@ send_buf(struct rlink *rl, struct xe_buf *b)
     send_bytes(rl, b->data, b->len);
 }
 
+/* The next parts of the map, while what is queued to the link is at most
+ * half of XE_ROUTE_MAX_QUEUE (the stream's low water mark: link_drained
+ * calls again as the glue reads): a map of any size goes out in parts of
+ * XE_ROUTE_MAP_PART, with at most about 2 MiB of it queued. */
+static void
+send_map_more(struct rlink *rl)
+{
+    while (rl->map_sending && !rl->closing &&
+           xe_stream_queued(&rl->st) <= XE_ROUTE_MAX_QUEUE / 2) {
+        struct xe_buf b;
+        int r;
+        xe_buf_init(&b, 0);
+        r = xe_route_map_render_part(rl->pool->map, xe_route_link_server(rl->link),
+                                     &rl->map_pos, XE_ROUTE_MAP_PART, &b);
+        if (r >= 0)
+            send_buf(rl, &b);
+        xe_buf_free(&b);
+        if (r <= 0)
+            rl->map_sending = false;
+    }
+}
+
+/* The map (again: a new one replaces a send under way, from its start;
+ * every change of pool->map calls this for the pool's links). */
 static void
 send_map(struct rlink *rl)
 {
-    struct xe_buf b;
-
     if (xe_stream_queued(&rl->st) > XE_ROUTE_MAX_QUEUE) {
         /* the glue has not read what it was sent, maps included: one more
          * map each second would grow without end */
         link_close(rl, "the glue does not read its link");
         return;
     }
-    xe_buf_init(&b, 0);
-    if (xe_route_map_render(rl->pool->map, xe_route_link_server(rl->link), &b) == 0)
-        send_buf(rl, &b);
-    xe_buf_free(&b);
+    rl->map_sending = true;
+    rl->map_pos = 0;
+    send_map_more(rl);
 }
 
 /* ---- the link's callbacks ---------------------------------------------- */
@@ -461,6 +484,7 @@ link_drained(struct xe_stream *s, void *ctx)
         rl->paused = false;
         xe_stream_resume(s);
     }
+    send_map_more(rl);
 }
 
 static void

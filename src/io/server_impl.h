@@ -431,6 +431,7 @@ void xe_srv_proxy_send(struct conn *c);
 /* conn_ws.c */
 int xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc);
 bool xe_srv_ws_encrypted(const struct conn *c);
+bool xe_srv_ws_count_later(const struct conn *c);
 
 /* server.c */
 void xe_srv_end_account_async(struct xe_server *srv, const char *jid);

@@ -1,7 +1,9 @@
 /* Unit tests of the purge of a deleted user's data (src/core/purge.c): a backend
  * transcript fed whole and byte by byte; the removal iq is sent after the
  * bind; the result confirms; an error, a stream error, the stream's end,
- * bad XML and a refused login or bind are failures that say why. TAP. */
+ * bad XML and a refused login or bind are failures that say why; the
+ * recheck right before <remove/> (the tombstone re-read) can abandon it,
+ * and then nothing of it is sent. TAP. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,18 @@
     "<iq type='set' id='xedge-purge-1'><query xmlns='jabber:iq:register'><remove/>"      \
     "</query></iq>"
 
+/* the recheck's answer (NULL: go on) and its calls */
+static const char *recheck_says;
+static int rechecks;
+
+static const char *
+recheck(void *ctx)
+{
+    (void)ctx;
+    rechecks++;
+    return recheck_says;
+}
+
 /* Feed TEXT whole or byte by byte; the result, what was sent (all of it),
  * and the error on failure. */
 static enum xe_purge_result
@@ -37,6 +51,8 @@ run(const char *text, bool bytewise, char *sent, size_t size, const char **err_r
 {
     static char err[256];
     struct xe_purge *p = xe_purge_new("example.test", "gone", "TOKEN");
+
+    xe_purge_set_recheck(p, recheck, NULL);
     enum xe_purge_result r = XE_PURGE_CONTINUE;
     size_t len = strlen(text), off = 0, n = 0;
 
@@ -54,7 +70,8 @@ run(const char *text, bool bytewise, char *sent, size_t size, const char **err_r
         }
         xe_buf_consume(o, o->len);
     }
-    snprintf(err, sizeof(err), "%s", r == XE_PURGE_FAIL ? xe_purge_error(p) : "");
+    snprintf(err, sizeof(err), "%s",
+             r == XE_PURGE_FAIL || r == XE_PURGE_ABANDONED ? xe_purge_error(p) : "");
     *err_r = err;
     xe_purge_free(&p);
     return r;
@@ -92,6 +109,25 @@ main(void)
     ok(run(LOGIN, false, sent, sizeof(sent), &err) == XE_PURGE_CONTINUE &&
            strstr(sent, REMOVE_IQ) != NULL,
        "after the bind: the removal sent, waiting for the answer");
+
+    /* the recheck right before <remove/>: once, after the bind */
+    rechecks = 0;
+    run(HEADER FEATURES1 SUCCESS HEADER FEATURES2, false, sent, sizeof(sent), &err);
+    is_int(rechecks, 0, "no recheck before the bind's result");
+    run(LOGIN "<iq type='result' id='xedge-purge-1'/>", true, sent, sizeof(sent), &err);
+    is_int(rechecks, 1, "one recheck, after the bind (byte by byte)");
+    recheck_says = "the tombstone is gone";
+    for (int mode = 0; mode < 2; mode++) {
+        enum xe_purge_result r = run(LOGIN "<iq type='result' id='xedge-purge-1'/>",
+                                     mode == 1, sent, sizeof(sent), &err);
+        is_int(r, XE_PURGE_ABANDONED, "the recheck says no: abandoned (%s)",
+               mode ? "byte by byte" : "whole");
+        ok(strstr(sent, "xe-bind-1") != NULL && strstr(sent, "remove") == NULL,
+           "... the bind was sent, <remove/> never (%s)",
+           mode ? "byte by byte" : "whole");
+        is_str(err, "the tombstone is gone", "... saying why");
+    }
+    recheck_says = NULL;
 
     check("confirmed, with a push and a message first",
           LOGIN

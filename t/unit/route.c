@@ -166,6 +166,62 @@ test_map(void)
     xe_route_map_free(&m2);
 }
 
+/* A map of 150,000 pins (more than the 100,000 once sent) goes in parts of
+ * about 64 KiB here: the first <pool pins='N'> with the servers, then
+ * <pins/>; each part a whole element within the bound plus one pin; every
+ * pin once, in order. */
+static void
+test_map_parts(void)
+{
+    struct xe_route_map *m = xe_route_map_new(&pool);
+    const char *why;
+    char u[64];
+    size_t n = 150000, pos = 0, parts = 0, pins = 0, biggest = 0;
+    bool whole = true, ordered = true;
+    int r = 1, added = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(u, sizeof(u), "u%07zu@example.test", i);
+        added |= xe_route_map_add_pin(m, u, i % 2 ? "p1" : "p2", &why);
+    }
+    is_int(added, 0, "parts: %zu pins added (no bound of the map's own)", n);
+    xe_route_map_seal(m);
+    while (r == 1) {
+        struct xe_buf b;
+        size_t first = pos;
+        xe_buf_init(&b, 0);
+        r = xe_route_map_render_part(m, "p0", &pos, 64 * 1024, &b);
+        xe_buf_append(&b, "", 1);
+        parts++;
+        if (b.len - 1 > biggest)
+            biggest = b.len - 1;
+        if (parts == 1)
+            whole &= strncmp((char *)b.data,
+                             "<pool xmlns='urn:xedge:route:0' self='p0' pins='150000'>"
+                             "<server name='p0' weight='1'/>",
+                             80) == 0 &&
+                     strstr((char *)b.data, "</pool>") != NULL;
+        else
+            whole &=
+                strncmp((char *)b.data, "<pins xmlns='urn:xedge:route:0'>", 32) == 0 &&
+                strcmp((char *)b.data + b.len - 1 - 7, "</pins>") == 0;
+        for (const char *p = (char *)b.data; (p = strstr(p, "<pin jid='")) != NULL; p++) {
+            snprintf(u, sizeof(u), "<pin jid='u%07zu@", pins);
+            ordered &= strncmp(p, u, strlen(u)) == 0;
+            pins++;
+        }
+        ordered &= pins == pos && pos > first;
+        xe_buf_free(&b);
+    }
+    is_int(r, 0, "parts: the last part says so");
+    ok(parts > 50, "parts: %zu parts", parts);
+    ok(biggest <= 64 * 1024 + 100, "parts: each within the bound plus one pin (%zu)",
+       biggest);
+    ok(whole, "parts: <pool pins='N'> with the servers first, then <pins/>, each whole");
+    ok(ordered && pins == n, "parts: every pin once, in order (%zu)", pins);
+    xe_route_map_free(&m);
+}
+
 static void
 test_link(bool bytewise)
 {
@@ -510,6 +566,7 @@ main(void)
 {
     map = xe_route_map_new(&pool);
     xe_route_map_seal(map);
+    test_map_parts();
     xe_buf_init(&fwd, 0);
     test_map();
     test_link(false);

@@ -835,6 +835,22 @@ test_tombstones(const char *tmp)
     ok(xe_userstore_tomb_get(s, "gone@example.org", &d, &err) == XE_US_OK &&
            d.attempts == 3 && strcmp(d.pin, "prosody-1") == 0,
        "tomb: ... and its tombstone is there");
+    ok(xe_userstore_tomb_get(s, "gone@example.org", &d, &err) == XE_US_OK &&
+           strlen(d.id) == 32 && strspn(d.id, "0123456789abcdef") == 32,
+       "tomb: bury stamps the deletion with an id (%s)", d.id);
+    {
+        struct xe_tombstone other = d;
+        ok(xe_tombstone_same(&d, &t), "tomb: same: a copy without the id (a replica's)");
+        other.attempts = 9;
+        ok(xe_tombstone_same(&d, &other), "tomb: same: attempts differ");
+        snprintf(other.id, sizeof(other.id), "%032d", 1);
+        ok(!xe_tombstone_same(&d, &other), "tomb: not the same: another id");
+        other = d;
+        other.deleted++;
+        ok(!xe_tombstone_same(&d, &other), "tomb: not the same: another second");
+        is_int(xe_userstore_tomb_update(s, &other, &err), XE_US_NOTFOUND,
+               "tomb: an update of another deletion is not written");
+    }
     is_int(xe_userstore_bury(s, &t, &err), XE_US_NOTFOUND,
            "tomb: burying a user that is not there: NOTFOUND");
     free(err);
@@ -853,8 +869,8 @@ test_tombstones(const char *tmp)
     snprintf(t.error, sizeof(t.error), "timeout");
     ok(xe_userstore_tomb_update(s, &t, &err) == XE_US_OK &&
            xe_userstore_tomb_get(s, "gone@example.org", &d, &err) == XE_US_OK &&
-           d.attempts == 4 && strcmp(d.error, "timeout") == 0,
-       "tomb: update");
+           d.attempts == 4 && strcmp(d.error, "timeout") == 0 && strlen(d.id) == 32,
+       "tomb: update (without the id: the record's kept)");
     n = 0;
     ok(xe_userstore_tomb_foreach(s, "example.org", tomb_count_cb, &n, &err) == XE_US_OK &&
            n == 1,

@@ -5,29 +5,40 @@
 //
 //   node xmppjs_ws.mjs --service wss://HOST:PORT/xmpp-websocket --domain D
 //        --username U --password P [--resource R] [--peer JID] [--hold S]
-//        [--timeout S]
+//        [--timeout S] [--local-address A] [--header 'Name: value']
 //
 // Logs in (the mechanism xmpp.js picks: SCRAM-SHA-1 before PLAIN), sends
 // presence and, with --peer, a message to PEER (an echo bot) and waits for
 // "echo: <body>"; stays online --hold seconds; then xmpp.stop() (our <close/>, the server's <close/>,
-// the close frame). Prints MECH=, JID=, SECURED=, ECHO=ok, CLOSE_CODE=,
-// RESULT=ok|failure|error; exit 0, 1 (SASL failure) or 2.
+// the close frame). --local-address binds the client's socket to A (a
+// distinct loopback address, for t/e2e-websocket-proxy.t); --header adds a
+// header to the Upgrade request (repeatable). Prints MECHS= (the SASL
+// mechanisms offered, space-separated), MECH=, JID=, SECURED=, ECHO=ok,
+// CLOSE_CODE=, RESULT=ok|failure|error; exit 0, 1 (SASL failure) or 2.
 import { client, xml } from "@xmpp/client";
 import { WebSocket as WS } from "ws";
 
 const opt = { timeout: 15, resource: "xmppjs-ws" };
+const headers = {};
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
-  if (["--service", "--domain", "--username", "--password", "--resource", "--peer", "--hold", "--timeout"].includes(a) &&
+  if (a === "--header" && i + 1 < args.length) {
+    const h = args[++i], c = h.indexOf(":");
+    if (c < 1) { console.error(`bad header ${h}`); process.exit(2); }
+    headers[h.slice(0, c).trim()] = h.slice(c + 1).trim();
+  } else if (["--service", "--domain", "--username", "--password", "--resource", "--peer", "--hold", "--timeout",
+       "--local-address"].includes(a) &&
       i + 1 < args.length) opt[a.slice(2)] = args[++i];
   else { console.error(`unknown argument ${a}`); process.exit(2); }
 }
 
-const st = { mech: "", jid: "", secured: false, echo: false, closeCode: "", condition: "" };
+const st = { mechs: null, mech: "", jid: "", secured: false, echo: false, closeCode: "", condition: "" };
 globalThis.WebSocket = class extends WS {
   constructor(url, protocols) {
-    super(url, protocols);
+    const o = { headers };
+    if (opt["local-address"]) o.localAddress = opt["local-address"];
+    super(url, protocols, o);
     this.on("close", (code) => { st.closeCode = String(code); });
     if (process.env.TRACE) {
       this.on("message", (d) => console.error(`S->C ${d}`));
@@ -43,6 +54,7 @@ function finish(rc, why) {
   finished = true;
   if (why) console.error(why);
   const lines = [];
+  if (st.mechs) lines.push(`MECHS=${st.mechs.join(" ")}`);
   if (st.mech) lines.push(`MECH=${st.mech}`);
   if (st.condition) lines.push(`CONDITION=${st.condition}`);
   if (st.jid) lines.push(`JID=${st.jid}`, `SECURED=${st.secured ? 1 : 0}`);
@@ -55,6 +67,10 @@ function finish(rc, why) {
 const xmpp = client({ service: opt.service, domain: opt.domain, username: opt.username,
                       password: opt.password, resource: opt.resource });
 xmpp.reconnect.stop();
+xmpp.on("nonza", (el) => {
+  const m = el.is("features") && el.getChild("mechanisms", "urn:ietf:params:xml:ns:xmpp-sasl");
+  if (m) st.mechs = m.getChildren("mechanism").map((x) => x.text());
+});
 xmpp.on("send", (el) => { if (el.name === "auth") st.mech = el.attrs.mechanism; });
 xmpp.on("error", (err) => {
   if (err?.name === "SASLError") { st.condition = err.condition; finish(1, `SASL failure: ${err.condition}`); }
