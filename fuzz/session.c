@@ -6,6 +6,9 @@
  * flags bit 0: Direct TLS (else STARTTLS: the harness says TLS is up at once)
  *       bit 1: example.test offers stream compression (XEP-0138)
  *       bit 2: the pool has two servers and one retry
+ * The domain offers SASL2 with Bind2 and inline resumption (its servers are
+ * of kinds that can: carbons, CSI, SM), so the Bind2 script and the resume
+ * run on the backend's bytes too.
  * Each chunk's first byte says what it is: 0-127 client bytes, 128-223
  * backend bytes, 224-239 the timer fires, 240-247 the backend closes,
  * 248-255 the connect fails. The harness acts on each action as the glue
@@ -47,10 +50,12 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
             "5223; } );\n"
             "domains = (\n"
             "  { name = \"example.test\"; certificate = \"%s/none.crt\";\n"
-            "    key = \"%s/none.key\"; pool = \"main\"; iq_auth = true;%s }\n"
+            "    key = \"%s/none.key\"; pool = \"main\"; iq_auth = true;\n"
+            "    sasl2 = true;%s }\n"
             ");\n"
             "pools = ( { name = \"main\"; secret_file = \"%s\";%s\n"
-            "  servers = ( { name = \"b1\"; address = \"127.0.0.1\"; port = 15222; }%s "
+            "  servers = ( { name = \"b1\"; address = \"127.0.0.1\"; port = 15222; kind "
+            "= \"ejabberd\"; }%s "
             "); "
             "} );\n"
             "sasl = { mechanisms = [ \"SCRAM-SHA-256\", \"PLAIN\" ];\n"
@@ -60,7 +65,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
             "  max_sasl_bytes = 2048; };\n",
             store, dir, dir, i & 1 ? " compression = true;" : "", secret,
             i & 2 ? " retries = 1; policy = \"least-conn\";" : "",
-            i & 2 ? ", { name = \"b2\"; address = \"127.0.0.1\"; port = 15223; }" : "");
+            i & 2 ? ", { name = \"b2\"; address = \"127.0.0.1\"; port = 15223; kind = "
+                    "\"ejabberd\"; }"
+                  : "");
         snprintf(path, sizeof(path), "%s/xedge%d.conf", dir, i);
         fuzz_write_file(path, text, strlen(text));
         free(text);

@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..84"
+echo "1..88"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -75,6 +75,10 @@ check "a misspelt setting" 's/max_attempts = 3;/max_attempt = 3;/' "bad\.conf:10
 check "an unknown setting in a list element" 's/port = 15222;/port = 15222; wieght = 2;/' "bad\.conf:9: wieght: unknown setting"
 check "lockout: a misspelt setting" 's/^log_level = "info";/log_level = "info"; lockout = { delay = 5; };/' "bad\.conf:1: delay: unknown setting"
 check "lockout: max_delay_ms below delay_ms" 's/^log_level = "info";/log_level = "info"; lockout = { delay_ms = 500; max_delay_ms = 100; };/' "max_delay_ms: must be at least delay_ms"
+check "sasl2: a misspelt setting" 's/^log_level = "info";/log_level = "info"; sasl2 = { enable = true; };/' "bad\.conf:1: enable: unknown setting"
+check "fast: rotate_after not below token_lifetime" 's/^log_level = "info";/log_level = "info"; fast = { token_lifetime = 60; rotate_after = 60; };/' "rotate_after: must be less than token_lifetime"
+check "fast: a lifetime of 0" 's/^log_level = "info";/log_level = "info"; fast = { token_lifetime = 0; };/' "token_lifetime"
+check "sasl2 per domain: not a boolean" 's/pool = "main"; }/pool = "main"; sasl2 = "yes"; }/' "sasl2"
 check "control: a mode that is not octal" 's#^log_level = "info";#log_level = "info"; control = { socket = "/tmp/x.sock"; mode = "0644x"; };#' "bad\.conf:1: mode: '0644x' is not an octal mode"
 check "control: no socket" 's/^log_level = "info";/log_level = "info"; control = { mode = "0600"; };/' "bad\.conf:1: socket: missing required setting"
 

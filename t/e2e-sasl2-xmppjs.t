@@ -1,9 +1,4 @@
 #!/bin/bash
-# NOT IN Makefile.am's TESTS YET: it cannot pass until the SASL2 wiring of
-# issue 16 lands in the c2s login (before it xedge offers no SASL2, xmpp.js
-# logs in with SASL1 and gets no token: RESULT=error). Add it to E2E_TESTS
-# and t/README then; SASL2_CONF as in t/e2e-sasl2.t.
-#
 # e2e-sasl2-xmppjs.t: a real modern client, xmpp.js 0.14 (@xmpp/client with
 # its bundled @xmpp/sasl2, Bind2, FAST and @xmpp/sasl-ht-sha-256-none; node,
 # t/lib/xmppjs/sasl2.mjs), through xedge: SASL2 + Bind2 with the password,

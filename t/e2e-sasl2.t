@@ -1,9 +1,4 @@
 #!/bin/bash
-# NOT IN Makefile.am's TESTS YET: it cannot pass until the SASL2 wiring of
-# issue 16 lands in the c2s login (xedge does not offer SASL2 before it).
-# Add it to E2E_TESTS and t/README then; adjust SASL2_CONF / FAST_SHORT_CONF
-# below to the configuration names the wiring chooses.
-#
 # e2e-sasl2.t: SASL2 (XEP-0388), Bind2 (XEP-0386), FAST (XEP-0484) and
 # inline stream resumption at the edge, at the protocol level
 # (t/lib/sasl2_client.py over real TLS), in front of Prosody (smacks,
@@ -14,7 +9,7 @@
 # cut arrive once each after an inline resume.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 83
+plan 89
 
 # What turns SASL2 and FAST on for the domain (doc/sasl2.md proposes
 # fast.token_lifetime and fast.rotate_after; the switch's name is the
@@ -179,6 +174,23 @@ is "$(v IN_H)" 3 "... and the three came back"
 s2 --jid "$A" --password "$PW" --ua-id ua-sm --bind --sm --inactive --presence --send-self 1 --ack
 is "$(v ACK)/$(v AUTH)" 2/success "with CSI <inactive/> and presence: h=2 (presence and the message)"
 
+# ---- xedgectl session list: the path and the user agent of a SASL2 login
+rm -f "$T/ls.ready" "$T/ls.go"
+LOG_MARK=$(wc -l <"$XEDGE_LOG")
+s2_bg "$T/ls.out" --jid "$A" --password "$PW" --ua-id ua-list --software 'Test "Client"' --device phone \
+	--bind --tag ls --ready-file "$T/ls.ready" --wait-file "$T/ls.go" --timeout 20 &
+P=$!
+wait_for "$T/ls.ready"
+LIST=$(ctl session list 2>&1)
+: >"$T/ls.go"
+wait $P
+like "$(printf '%s\n' "$LIST" | grep 'ua_id=ua-list')" ' path=sasl2 ua_id=ua-list ua="Test _Client_ / phone"$' \
+	"xedgectl session list: a SASL2 session shows its path and user agent (quotes made safe)"
+like "$(log_since | grep 'event=session .*jid=alice@example.test ' | tail -n 1)" ' path=sasl2 ' \
+	"... and the session's log line names the path"
+! printf '%s\n' "$LIST" | grep -v 'ua_id=' | grep -q 'path='
+ok $? "... classic sessions' lines are as before"
+
 # ---- inline resumption after a cut connection, messages in flight
 rm -f "$T/ph.ready" "$T/ph.sm" "$T/ph.go"
 s2_bg "$T/ph.out" --jid "$A" --password "$PW" --ua-id ua-phone --bind --tag ph --sm --presence --send-self 1 \
@@ -285,6 +297,14 @@ s2 --jid "$A" --password "$PW" --ua-id ua-pw --request-token HT-SHA-256-NONE --t
 printf '%s\n' "$PW" | ctl user passwd "$A" >/dev/null 2>&1
 s2 --jid "$A" --token "@$T/tok-pw" --ua-id ua-pw
 is "$(v FAILURE)" not-authorized "xedgectl user passwd (even to the same password): the token is refused"
+
+# the login paths in the metrics (the sessions started so far: password
+# SASL2 logins, token logins, the inline resumption)
+M=$("$PY" -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$XEDGE_METRICS" 2>&1)
+for p in sasl2 fast resume; do
+	like "$(printf '%s\n' "$M" | grep -F "xedge_login_paths_total{path=\"$p\"} ")" ' [1-9][0-9]*$' \
+		"metrics: xedge_login_paths_total{path=\"$p\"} counts the $p sessions"
+done
 
 # expired
 sed -n p "$XEDGE_CONF" >"$T/short.conf" && printf '%s\n' "$FAST_SHORT_CONF" >>"$T/short.conf"

@@ -455,3 +455,10 @@ xe_backend_hs_bound_jid(const struct xe_backend_hs *b)
 {
     return b->bound;
 }
+
+const unsigned char *
+xe_backend_hs_header(const struct xe_backend_hs *b, size_t *len_r)
+{
+    *len_r = 0;
+    return b->xs ? xe_xmlstream_header(b->xs, len_r) : NULL;
+}

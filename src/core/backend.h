@@ -30,6 +30,9 @@ struct xe_buf *xe_backend_hs_output(struct xe_backend_hs *b);
 /* After XE_BHS_READY: the backend's <stream:features/>, raw. */
 const unsigned char *xe_backend_hs_features(const struct xe_backend_hs *b, size_t *len_r);
 const char *xe_backend_hs_error(const struct xe_backend_hs *b);
+/* The raw start tag of the backend's current stream (after XE_BHS_READY: its
+ * post-login stream; the prefixes its features use are declared there). */
+const unsigned char *xe_backend_hs_header(const struct xe_backend_hs *b, size_t *len_r);
 
 /* Non-SASL authentication (XEP-0078): the client does not bind, so after
  * the backend's post-authentication features the handshake binds RESOURCE

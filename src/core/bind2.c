@@ -9,6 +9,7 @@
 #include <openssl/rand.h>
 
 #include "bind2.h"
+#include "conf.h"
 
 #define ID_BIND "xe-b2-bind"
 #define ID_SESSION "xe-b2-sess"
@@ -27,6 +28,17 @@ struct xe_bind2_script {
     unsigned sm_max;
     const char *error;
 };
+
+void
+xe_bind2_pool_caps(const struct xe_pool_conf *pool, struct xe_bind2_caps *caps)
+{
+    caps->carbons = caps->csi = caps->sm = pool != NULL && pool->n_servers > 0;
+    for (size_t i = 0; pool && i < pool->n_servers; i++) {
+        enum xe_server_kind k = pool->servers[i].kind;
+        if (k != XE_KIND_PROSODY && k != XE_KIND_EJABBERD)
+            caps->carbons = caps->csi = caps->sm = false;
+    }
+}
 
 static bool
 text_ok(const char *s)

@@ -43,6 +43,11 @@ struct xe_bind2_req {
 struct xe_bind2_caps {
     bool carbons, csi, sm;
 };
+/* The AND over the servers of POOL by their configured kind: Prosody and
+ * ejabberd carbons, CSI and SM; jabberd2 and a generic server none (what is
+ * not known is not offered). */
+struct xe_pool_conf;
+void xe_bind2_pool_caps(const struct xe_pool_conf *pool, struct xe_bind2_caps *caps);
 
 /* Parse BIND (a <bind xmlns='urn:xmpp:bind:0'>). 0, or -1 with *why_r (a
  * static text for a malformed-request failure). Unknown children are

@@ -13,6 +13,7 @@
 #include "register.h"
 #include "mech.h"
 #include "sasl.h"
+#include "sasl2.h"
 #include "xelimits.h"
 #include "xmlstream.h"
 #include "zstream.h"
@@ -62,8 +63,22 @@ struct xe_c2s {
     char tried[XE_LOCKOUT_KEY_MAX]; /* the account the current attempt named */
     bool zoffer;             /* the domain offers compression after authentication */
     unsigned zfailures;      /* refused <compress/> requests */
+    unsigned zfailures_fast; /* token failures (half weight in the guard) */
     struct xe_buf zfeatures; /* the backend's features without compression */
     struct xe_buf head;      /* an element read after the offer, for the backend */
+    /* SASL2 (XEP-0388, doc/sasl2.md) */
+    struct xe_sasl2 *sasl2;
+    struct xe_sasl2_mech own; /* FAST's HT-* (own.claims NULL: none) */
+    const char *const *fast_mechs;
+    size_t n_fast_mechs;
+    unsigned inline_caps;            /* XE_C2S_INLINE_*: what the login machine can do */
+    bool fast_attempt;               /* the current attempt is a token's */
+    bool fast_ready;                 /* its verdict is in: the element comes again */
+    bool repriming;                  /* the parser is fed this stream's header again */
+    bool sasl2_xchg;                 /* the exchange under way is SASL2's (ST_SASL) */
+    struct xe_sasl2_auth *fast_auth; /* the attempt waiting for its verdict */
+    struct xe_buf fast_raw;          /* ... and its raw bytes */
+    const char *path;                /* the login path: sasl1, sasl2, fast */
 };
 
 /* The session's JID ("" before authentication). */
@@ -149,6 +164,8 @@ send_features(struct xe_c2s *c)
         }
         if (iq_auth_enabled(c))
             send_str(c, "<auth xmlns='" NS_FEATURE_IQ_AUTH "'/>");
+        if (xe_c2s_sasl2_enabled(c))
+            xe_c2s_sasl2_features(c, &c->out);
     }
     if (c->tls && xe_register_enabled(c->conf, c->domain))
         send_str(c, "<register xmlns='" XE_NS_IQ_REGISTER_FEATURE "'/>");
@@ -306,7 +323,7 @@ on_stream_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
     struct xe_c2s *c = ctx;
     const char *text = NULL, *cond;
 
-    if (c->st == ST_OFFERED) /* the stand-in header of offer_compression() */
+    if (c->st == ST_OFFERED || c->repriming) /* a stand-in header */
         return XE_XS_CONTINUE;
     cond = check_header(c, h, default_ns, &text);
     if (cond)
@@ -355,8 +372,8 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
                     xe_sasl_cond_name(cond), c->transport);
-    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s attempt=%u "
-            "detail=\"%s\"",
+    xe_info("event=auth-failed path=sasl1 peer=%s domain=%s user=%s mech=%s condition=%s "
+            "attempt=%u detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
             xe_sasl_cond_name(cond), c->failures, detail ? detail : "");
     if (c->guard) {
@@ -383,11 +400,10 @@ guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
     xe_buf_append_str(&c->out, "<failure xmlns='" XE_NS_SASL
                                "'><not-authorized/><text xml:lang='en'>" XE_LOCKOUT_TEXT
                                "</text></failure>");
-    xe_info(
-        "event=auth-failed peer=%s domain=%s user=%s mech=%s condition=not-authorized "
-        "attempt=%u detail=\"locked out\"",
-        c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
-        c->failures);
+    xe_info("event=auth-failed path=sasl1 peer=%s domain=%s user=%s mech=%s "
+            "condition=not-authorized attempt=%u detail=\"locked out\"",
+            c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
+            c->failures);
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other", "locked-out",
                     c->transport);
     c->guard->failed(c->guard_ctx, c->tried, false);
@@ -428,7 +444,8 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     free(c->jid);
     c->jid = xe_strndup(xe_sasl_jid(c->sasl), strnlen(xe_sasl_jid(c->sasl), 3071));
     c->anonymous = xe_sasl_anonymous(c->sasl);
-    xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    c->path = "sasl1";
+    xe_info("event=auth-ok path=sasl1 peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
@@ -752,6 +769,252 @@ xe_c2s_resource(const struct xe_c2s *c)
     return c->resource;
 }
 
+/* ---- SASL2 (XEP-0388; doc/sasl2.md) --------------------------------------- */
+
+bool
+xe_c2s_sasl2_enabled(const struct xe_c2s *c)
+{
+    const struct xe_domain_conf *d =
+        c->domain ? xe_conf_domain(c->conf, c->domain) : NULL;
+    return c->tls && d != NULL && d->sasl2;
+}
+
+void
+xe_c2s_set_sasl2(struct xe_c2s *c, unsigned inline_caps, const struct xe_sasl2_mech *own,
+                 const char *const *fast_mechs, size_t n_fast)
+{
+    c->inline_caps = inline_caps;
+    memset(&c->own, 0, sizeof(c->own));
+    if (own)
+        c->own = *own;
+    c->fast_mechs = fast_mechs;
+    c->n_fast_mechs = own ? n_fast : 0;
+}
+
+/* The <authentication/> feature: the classic list of mechanisms, and what
+ * every server of the domain's pool lets the login machine do inline. */
+void
+xe_c2s_sasl2_features(struct xe_c2s *c, struct xe_buf *out)
+{
+    const char *mechs[XE_MECH_COUNT];
+    const struct xe_domain_conf *d = xe_conf_domain(c->conf, c->domain);
+    struct xe_sasl2_inline inl = {0};
+    size_t n = xe_sasl_mechanisms(c->sasl, mechs, XE_MECH_COUNT);
+
+    xe_bind2_pool_caps(d->pool, &inl.bind2_caps);
+    inl.bind2 = (c->inline_caps & XE_C2S_INLINE_BIND2) != 0;
+    if (!(c->inline_caps & XE_C2S_INLINE_SM))
+        inl.bind2_caps.sm = false;
+    inl.sm_resume = (c->inline_caps & XE_C2S_INLINE_RESUME) && inl.bind2_caps.sm;
+    inl.fast_mechs = (char *const *)c->fast_mechs;
+    inl.n_fast_mechs = c->n_fast_mechs;
+    if (xe_sasl2_features(out, mechs, n, NULL, 0, &inl) < 0)
+        xe_warn("event=output-overflow peer=%s", c->peer);
+}
+
+/* A SASL2 attempt failed (the <failure/> is queued). A token's failure is
+ * not counted against max_auth_attempts (the password attempt that follows
+ * it on the same stream is always allowed) and weighs half a password's in
+ * the lockout guard (only every second one is counted). */
+static void
+sasl2_failed(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail, bool refused)
+{
+    const char *who = c->fast_attempt ? xe_sasl2_jid(c->sasl2)
+                      : c->sasl       ? xe_sasl_jid(c->sasl)
+                                      : "";
+    bool counted = cond == XE_SASL_NOT_AUTHORIZED && !refused;
+
+    if (!c->fast_attempt)
+        c->failures++;
+    c->st = ST_NEGOTIATE;
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
+                    refused ? "locked-out" : xe_sasl_cond_name(cond), c->transport);
+    xe_info("event=auth-failed path=%s peer=%s domain=%s user=%s mech=%s condition=%s "
+            "attempt=%u detail=\"%s\"",
+            c->fast_attempt ? "fast" : "sasl2", c->peer, c->domain,
+            *who ? who : (c->tried[0] ? c->tried : "-"), c->mech[0] ? c->mech : "-",
+            xe_sasl_cond_name(cond), c->failures,
+            refused  ? "locked out"
+            : detail ? detail
+                     : "");
+    if (c->guard == NULL)
+        return;
+    if (c->tried[0] == '\0' && *who)
+        xe_lockout_account_key(who, strlen(who), c->tried);
+    if (c->fast_attempt && counted)
+        counted = (++c->zfailures_fast & 1) == 0;
+    c->guard->failed(c->guard_ctx, c->tried, counted);
+}
+
+/* The account an <authenticate> names, for the guard: a token's AUTHCID
+ * (before its NUL), or what the SASL message names. */
+static void
+sasl2_account(struct xe_c2s *c, const struct xe_sasl2_auth *a)
+{
+    c->tried[0] = '\0';
+    if (a->ir == NULL)
+        return;
+    if (c->fast_attempt) {
+        size_t l = strnlen(a->ir, a->ir_len);
+        char jid[1100];
+        if (l == 0 || l > 1023)
+            return;
+        snprintf(jid, sizeof(jid), "%.*s%s%s", (int)l, a->ir,
+                 memchr(a->ir, '@', l) ? "" : "@",
+                 memchr(a->ir, '@', l) ? "" : c->domain);
+        xe_lockout_account_key(jid, strlen(jid), c->tried);
+        return;
+    }
+    xe_lockout_sasl_account(c->mech, a->ir, a->ir_len, c->domain, c->tried);
+}
+
+static int
+sasl2_check(struct xe_c2s *c)
+{
+    if (c->failures >= c->conf->max_auth_attempts)
+        return error_stop(c, "not-authorized", "too many failed authentication attempts");
+    return XE_XS_CONTINUE;
+}
+
+static int
+on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e, const unsigned char *raw,
+         size_t raw_len)
+{
+    enum xe_sasl_cond cond = XE_SASL_TEMPORARY_AUTH_FAILURE;
+    const char *detail = NULL;
+    int r;
+
+    if (c->sasl2 == NULL) {
+        c->sasl2 = xe_sasl2_new(c->sasl, c->own.claims ? &c->own : NULL,
+                                c->conf->max_sasl_bytes);
+        if (c->sasl2 == NULL)
+            return error_stop(c, "internal-server-error",
+                              "authentication is unavailable");
+    }
+    if (xe_xml_is(e, XE_NS_SASL2, "authenticate") && c->st != ST_SASL) {
+        struct xe_sasl2_auth *a = xe_calloc(1, sizeof(*a));
+        enum xe_sasl_cond pc;
+        const char *why = NULL;
+        bool refused = false;
+
+        c->mech[0] = '\0';
+        c->tried[0] = '\0';
+        c->fast_attempt = false;
+        if (xe_sasl2_parse_authenticate(e, c->conf->max_sasl_bytes, a, &pc, &why) == 0) {
+            snprintf(c->mech, sizeof(c->mech), "%s", a->mech);
+            c->fast_attempt = c->own.claims && c->own.claims(c->own.ctx, a->mech);
+            if (c->guard) {
+                sasl2_account(c, a);
+                refused = c->guard->refuse(c->guard_ctx, c->tried);
+            }
+        }
+        if (!refused && c->fast_attempt && !c->fast_ready) {
+            /* the token is verified off the loop: the machine asks the
+             * glue, then this element comes again with the verdict */
+            if (c->fast_auth) {
+                xe_sasl2_auth_clear(c->fast_auth);
+                free(c->fast_auth);
+            }
+            c->fast_auth = a;
+            c->fast_raw.len = 0;
+            if (xe_buf_append(&c->fast_raw, raw, raw_len) < 0)
+                return error_stop(c, "policy-violation", "authenticate too large");
+            return stop_with(c, XE_C2S_FAST_VERIFY);
+        }
+        c->fast_ready = false;
+        xe_sasl2_auth_clear(a);
+        free(a);
+        if (refused) {
+            xe_sasl2_failure(&c->out, XE_SASL_NOT_AUTHORIZED, XE_LOCKOUT_TEXT);
+            c->fast_attempt = false; /* (a refusal counts as an attempt) */
+            sasl2_failed(c, XE_SASL_NOT_AUTHORIZED, NULL, true);
+            return sasl2_check(c);
+        }
+    }
+    r = xe_sasl2_element(c->sasl2, e, &c->out, &cond, &detail);
+    switch (r) {
+    case XE_SASL2_CHALLENGE:
+        c->st = ST_SASL;
+        c->sasl2_xchg = true;
+        return XE_XS_CONTINUE;
+    case XE_SASL2_FAILURE:
+        c->sasl2_xchg = false;
+        sasl2_failed(c, cond, detail, false);
+        return sasl2_check(c);
+    case XE_SASL2_SUCCESS:
+        break;
+    default:
+        return error_stop(c, "policy-violation",
+                          detail ? detail : "unexpected SASL2 element");
+    }
+    free(c->jid);
+    c->jid = xe_strndup(xe_sasl2_jid(c->sasl2), strnlen(xe_sasl2_jid(c->sasl2), 3071));
+    c->anonymous = !c->fast_attempt && xe_sasl_anonymous(c->sasl);
+    c->path = c->fast_attempt ? "fast" : "sasl2";
+    xe_info("event=auth-ok path=%s peer=%s jid=%s mech=%s", c->path, c->peer, c->jid,
+            c->mech);
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
+    if (c->guard) {
+        char key[XE_LOCKOUT_KEY_MAX];
+        xe_lockout_account_key(c->jid, strlen(c->jid), key);
+        c->guard->succeeded(c->guard_ctx, key);
+    }
+    c->st = ST_DONE; /* no restart: what follows is the backend's (and Bind2's) */
+    return stop_with(c, XE_C2S_SASL2_AUTHED);
+}
+
+const struct xe_sasl2_auth *
+xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t *len_r)
+{
+    *raw_r = c->fast_raw.data;
+    *len_r = c->fast_raw.len;
+    return c->fast_auth;
+}
+
+/* The parser stopped at the element (a stop is not resumable): it starts
+ * over, primed quietly with this stream's header, for the element again. */
+void
+xe_c2s_fast_ready(struct xe_c2s *c)
+{
+    size_t used;
+
+    c->fast_ready = true;
+    if (c->xs == NULL)
+        return;
+    xe_xmlstream_reset(c->xs);
+    c->repriming = true;
+    if (xe_xmlstream_feed(c->xs, c->restart_header.data, c->restart_header.len, &used) !=
+        XE_XS_OK)
+        xe_c2s_stream_error(c, "internal-server-error", NULL);
+    c->repriming = false;
+}
+
+const struct xe_sasl2_auth *
+xe_c2s_sasl2_request(const struct xe_c2s *c)
+{
+    return c->sasl2 ? xe_sasl2_request(c->sasl2) : NULL;
+}
+
+const char *
+xe_c2s_path(const struct xe_c2s *c)
+{
+    return c->path ? c->path : "-";
+}
+
+int
+xe_c2s_answer_sasl2(struct xe_c2s *c, const char *authzid, const char *extra,
+                    size_t extra_len, const unsigned char *features, size_t flen)
+{
+    int r;
+
+    if (c->sasl2 == NULL)
+        return -1;
+    r = xe_sasl2_build_success(c->sasl2, &c->out, authzid, extra, extra_len);
+    if (r == 0 && flen > 0)
+        r = xe_buf_append(&c->out, features, flen);
+    return r; /* (the request stays readable until the c2s is freed) */
+}
+
 static int
 on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
            size_t raw_len)
@@ -776,6 +1039,10 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         }
         return error_stop(c, "policy-violation", "TLS is required before anything else");
     }
+    if (strcmp(e->ns, XE_NS_SASL2) == 0 && xe_c2s_sasl2_enabled(c))
+        return on_sasl2(c, e, raw, raw_len);
+    if (c->sasl2_xchg && c->st == ST_SASL && strcmp(e->ns, XE_NS_SASL) == 0)
+        return error_stop(c, "policy-violation", "a classic SASL element inside SASL2");
     if (xe_xml_is(e, XE_NS_SASL, "auth"))
         return on_auth(c, e);
     if (xe_xml_is(e, XE_NS_SASL, "response")) {
@@ -845,6 +1112,7 @@ xe_c2s_new(const struct xe_c2s_params *p)
     xe_buf_init(&c->restart_header, XE_MAX_HEADER_BYTES);
     xe_buf_init(&c->zfeatures, XE_MAX_BACKEND_FEATURES);
     xe_buf_init(&c->head, 0); /* one element: bounded by the parser */
+    xe_buf_init(&c->fast_raw, 0);
     c->xs = xe_xmlstream_new(&lim, &c2s_cb, c);
     if (c->xs == NULL) {
         xe_c2s_free(&c);
@@ -861,7 +1129,14 @@ xe_c2s_free(struct xe_c2s **cp)
     if (c == NULL)
         return;
     xe_xmlstream_free(&c->xs);
+    xe_sasl2_free(&c->sasl2);
     xe_sasl_free(&c->sasl);
+    if (c->fast_auth) {
+        xe_sasl2_auth_clear(c->fast_auth);
+        free(c->fast_auth);
+    }
+    OPENSSL_cleanse(c->fast_raw.data, c->fast_raw.len);
+    xe_buf_free(&c->fast_raw);
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
     free(c->ext);
     free(c->jid);
@@ -906,6 +1181,7 @@ xe_c2s_feed(struct xe_c2s *c, const void *data, size_t len, size_t *consumed_r)
                 xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
             break;
         case XE_C2S_IQ_AUTHED:
+        case XE_C2S_SASL2_AUTHED:
             xe_xmlstream_free(&c->xs); /* no more parsing: bytes are spliced */
             break;
         case XE_C2S_COMPRESS:

@@ -30,6 +30,13 @@ enum xe_c2s_action {
     XE_C2S_COMPRESS,      /* <compressed/> queued: send it as it is, then compress both
                              ways; the rest of the input is compressed: inflate it and
                              keep feeding */
+    XE_C2S_SASL2_AUTHED,  /* SASL2 (XEP-0388) succeeded, nothing sent: open the
+                             backend (Bind2: xe_c2s_sasl2_request()); no restart
+                             follows, the rest of the input belongs to the backend;
+                             then answer with xe_c2s_answer_sasl2() */
+    XE_C2S_FAST_VERIFY,   /* a FAST token attempt (SASL2 HT-*): its verdict is
+                             needed (xe_c2s_fast_pending); then xe_c2s_fast_ready()
+                             and feed the element's raw bytes again, then the rest */
     XE_C2S_SPLICE,        /* after a compression offer: the stream is answered; send the
                              output, then xe_c2s_splice_bytes() and the rest of the input
                              to the backend */
@@ -109,4 +116,35 @@ void xe_c2s_answer_iq_auth(struct xe_c2s *c, const char *condition);
  * a parser of what follows it is primed with it. */
 const unsigned char *xe_c2s_restart_header(const struct xe_c2s *c, size_t *len_r);
 
+/* ---- SASL2 (XEP-0388, doc/sasl2.md) ---- */
+struct xe_sasl2_mech;
+struct xe_sasl2_auth;
+/* SASL2 is on for the stream's domain (and TLS is up). */
+bool xe_c2s_sasl2_enabled(const struct xe_c2s *c);
+/* What the login machine can do inline (XE_C2S_INLINE_*; the pool's servers
+ * narrow it further), FAST's mechanism OWN (NULL: none) and the HT-* names
+ * this stream offers (kept, not copied). Before the features are sent. */
+#define XE_C2S_INLINE_BIND2 1u
+#define XE_C2S_INLINE_SM 2u     /* SM enable in Bind2 */
+#define XE_C2S_INLINE_RESUME 4u /* <resume/> in <authenticate> */
+void xe_c2s_set_sasl2(struct xe_c2s *c, unsigned inline_caps,
+                      const struct xe_sasl2_mech *own, const char *const *fast_mechs,
+                      size_t n_fast);
+/* Append the <authentication/> feature (used by the features). */
+void xe_c2s_sasl2_features(struct xe_c2s *c, struct xe_buf *out);
+/* After XE_C2S_SASL2_AUTHED: the client's <authenticate> (user agent, Bind2,
+ * FAST, resume); NULL for other logins. */
+const struct xe_sasl2_auth *xe_c2s_sasl2_request(const struct xe_c2s *c);
+/* Answer the SASL2 login: <success> (AUTHZID: NULL for the bare JID; EXTRA:
+ * <bound/>, <token/>... raw), then FEATURES (the backend's, raw; 0: none). */
+int xe_c2s_answer_sasl2(struct xe_c2s *c, const char *authzid, const char *extra,
+                        size_t extra_len, const unsigned char *features, size_t flen);
+/* After XE_C2S_FAST_VERIFY: the attempt and its raw bytes (to feed again
+ * once the verdict is in: xe_c2s_fast_ready() first). */
+const struct xe_sasl2_auth *
+xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t *len_r);
+void xe_c2s_fast_ready(struct xe_c2s *c);
+/* The login path for logs and metrics: sasl1, sasl2, fast (resume: the
+ * machine's), "-" before authentication. */
+const char *xe_c2s_path(const struct xe_c2s *c);
 #endif

@@ -521,7 +521,8 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             load_identity_rules(c, config_setting_get_member(g, "client_identities"),
                                 &d->client_identities) < 0)
             return -1;
-        if (get_bool(c, g, "compression", false, &d->compression) < 0)
+        if (get_bool(c, g, "compression", false, &d->compression) < 0 ||
+            get_bool(c, g, "sasl2", conf->sasl2.enabled, &d->sasl2) < 0)
             return -1;
         if (d->compression && d->register_)
             return fail(c, config_setting_get_member(g, "compression"), "compression",
@@ -1197,6 +1198,29 @@ load_lockout(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
+/* sasl2 = { enabled }; fast = { token_lifetime; rotate_after; } (seconds) */
+static int
+load_sasl2(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+{
+    const config_setting_t *g = config_setting_get_member(root, "sasl2");
+    const config_setting_t *f = config_setting_get_member(root, "fast");
+    unsigned long long life, rot;
+
+    if (get_bool(c, g, "enabled", false, &conf->sasl2.enabled) < 0 ||
+        get_uint(c, f, "token_lifetime", 1, 86400ULL * 365, XE_DEF_FAST_LIFETIME_S,
+                 &life) < 0 ||
+        get_uint(c, f, "rotate_after", 1, 86400ULL * 365, XE_DEF_FAST_ROTATE_S, &rot) < 0)
+        return -1;
+    if (rot >= life && f && config_setting_get_member(f, "rotate_after"))
+        return fail(c, config_setting_get_member(f, "rotate_after"), "rotate_after",
+                    "must be less than token_lifetime (%llu)", life);
+    if (rot >= life)
+        rot = life / 2 ? life / 2 : 1;
+    conf->fast.token_lifetime_s = (unsigned)life;
+    conf->fast.rotate_after_s = (unsigned)rot;
+    return 0;
+}
+
 static int
 load_control(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
@@ -1271,7 +1295,8 @@ check_names(struct ctx *c, const config_setting_t *root)
         "log_level",  "log_to",    "syslog_facility", "user",    "group",
         "user_store", "listeners", "domains",         "pools",   "sasl",
         "limits",     "timeouts",  "lockout",         "control", "metrics",
-        "s2s",        "workers",   "routing",         "tls",     NULL};
+        "s2s",        "workers",   "routing",         "tls",     "sasl2",
+        "fast",       NULL};
     static const char *const s2s[] = {
         "dialback_secret_file", "trust_anchors", "dns_servers", "default_policy",
         "require_encryption",   "peers",         NULL};
@@ -1287,7 +1312,7 @@ check_names(struct ctx *c, const config_setting_t *root)
     static const char *const domain[] = {
         "name",      "certificate",        "key",     "pool",     "mechanisms",
         "client_ca", "client_identities",  "iq_auth", "register", "compression",
-        "tls",       "account_management", NULL};
+        "tls",       "account_management", "sasl2",   NULL};
     static const char *const pool[] = {
         "name",   "secret_file", "servers", "proxy_protocol", "policy",     "on_down",
         "health", "retries",     "route",   "allow_split",    "components", NULL};
@@ -1337,9 +1362,13 @@ check_names(struct ctx *c, const config_setting_t *root)
                                           "max_entries",
                                           NULL};
     static const char *const control[] = {"socket", "mode", NULL};
+    static const char *const sasl2[] = {"enabled", NULL};
+    static const char *const fast[] = {"token_lifetime", "rotate_after", NULL};
     const config_setting_t *pools = config_setting_get_member(root, "pools");
 
     if (check_group(c, config_setting_get_member(root, "lockout"), lockout) < 0 ||
+        check_group(c, config_setting_get_member(root, "sasl2"), sasl2) < 0 ||
+        check_group(c, config_setting_get_member(root, "fast"), fast) < 0 ||
         check_group(c, config_setting_get_member(root, "control"), control) < 0)
         return -1;
     if (check_group(c, root, top) < 0 ||
@@ -1595,12 +1624,13 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         goto out;
     conf->changes_retention_s = v;
 
-    if (load_pools(&c, conf, root) < 0 || load_domains(&c, conf, root) < 0 ||
-        load_listeners(&c, conf, root) < 0 || load_sasl(&c, conf, root) < 0 ||
-        load_limits(&c, conf, root) < 0 || load_lockout(&c, conf, root) < 0 ||
-        load_control(&c, conf, root) < 0 || load_metrics(&c, conf, root) < 0 ||
-        load_routing(&c, conf, root) < 0 || load_s2s(&c, conf, root) < 0 ||
-        load_tls(&c, conf, root) < 0 || check_names(&c, root) < 0)
+    if (load_sasl2(&c, conf, root) < 0 || load_pools(&c, conf, root) < 0 ||
+        load_domains(&c, conf, root) < 0 || load_listeners(&c, conf, root) < 0 ||
+        load_sasl(&c, conf, root) < 0 || load_limits(&c, conf, root) < 0 ||
+        load_lockout(&c, conf, root) < 0 || load_control(&c, conf, root) < 0 ||
+        load_metrics(&c, conf, root) < 0 || load_routing(&c, conf, root) < 0 ||
+        load_s2s(&c, conf, root) < 0 || load_tls(&c, conf, root) < 0 ||
+        check_names(&c, root) < 0)
         goto out;
     r = 0;
 out:

@@ -118,7 +118,8 @@ struct xe_domain_conf {
     /* a logged-in user's own password change and account removal (XEP-0077),
      * without registration; default on (off with compression) */
     bool account_management;
-    bool compression;           /* offer XEP-0138 zlib after authentication */
+    bool compression; /* offer XEP-0138 zlib after authentication */
+    bool sasl2;       /* offer SASL2/Bind2/FAST (issue 16; default: sasl2.enabled) */
     struct xe_tls_settings tls; /* the top tls group, with this domain's own */
 };
 
@@ -210,6 +211,15 @@ struct xe_conf {
     unsigned assertion_lifetime_s;
     unsigned shutdown_grace_ms; /* SIGTERM: sessions go on this long, then end */
     unsigned s2s_connect_ms, s2s_handshake_ms, dns_ms, s2s_idle_ms;
+
+    /* SASL2 (XEP-0388) with Bind2 and FAST (doc/sasl2.md): the default of
+     * the domains' own sasl2 switch; FAST tokens' lifetime and rotation */
+    struct {
+        bool enabled;
+    } sasl2;
+    struct {
+        unsigned token_lifetime_s, rotate_after_s;
+    } fast;
 
     /* lockout: brute-force protection (lockout.h) */
     struct {

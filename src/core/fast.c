@@ -104,50 +104,103 @@ authcid_jid(const struct xe_fast *f, const char *a, size_t alen, char *jid, size
     return 0;
 }
 
+/* The parts of an attempt both the step and the request need. */
+static int
+attempt(struct xe_fast *f, const struct xe_sasl2_auth *a, const char *in, size_t inlen,
+        struct xe_fast_req *req, enum xe_sasl_cond *cond_r, const char **detail_r)
+{
+    const struct variant *v = variant_of(f, a->mech);
+    const char *nul;
+
+    memset(req, 0, sizeof(*req));
+    *cond_r = XE_SASL_MALFORMED_REQUEST;
+    f->jid[0] = '\0';
+    if (v == NULL) {
+        *cond_r = XE_SASL_INVALID_MECHANISM;
+        *detail_r = "mechanism not offered";
+        return -1;
+    }
+    /* one round trip: the initial response is required */
+    if (in == NULL || (nul = memchr(in, '\0', inlen)) == NULL) {
+        *detail_r = "HT-*: no initial response, or no NUL in it";
+        return -1;
+    }
+    if (authcid_jid(f, in, (size_t)(nul - in), f->jid, sizeof(f->jid)) < 0) {
+        f->jid[0] = '\0';
+        *detail_r = "HT-*: not a user of this domain";
+        *cond_r = XE_SASL_NOT_AUTHORIZED;
+        return -1;
+    }
+    if (v->cb_type) {
+        struct xe_cbind *cb = find_cb(f, v->cb_type);
+        if (cb->len == 0 && xe_cbind_fill(cb) == 0) {
+            *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+            *detail_r = "HT-*: the channel binding cannot be had";
+            return -1;
+        }
+        req->cb = cb->data;
+        req->cb_len = cb->len;
+    }
+    req->jid = f->jid;
+    req->ua_id = a->ua_id;
+    req->mech = a->mech;
+    req->proof = (const unsigned char *)nul + 1;
+    req->proof_len = inlen - (size_t)(nul - in) - 1;
+    req->has_count = a->has_count;
+    req->count = a->fast_count;
+    return 0;
+}
+
+int
+xe_fast_prepare(struct xe_fast *f, const struct xe_sasl2_auth *a, struct xe_fast_req *req,
+                enum xe_sasl_cond *cond_r, const char **detail_r)
+{
+    return attempt(f, a, a->ir, a->ir_len, req, cond_r, detail_r);
+}
+
+void
+xe_fast_set_verdict(struct xe_fast *f, int rc, enum xe_sasl_cond cond, const char *detail,
+                    const unsigned char responder[32])
+{
+    f->have_verdict = true;
+    f->v_rc = rc;
+    f->v_cond = cond;
+    f->v_detail = detail;
+    if (rc == XE_SASL_OK && responder)
+        memcpy(f->responder, responder, sizeof(f->responder));
+}
+
 static int
 step(void *ctx, const struct xe_sasl2_auth *a, const char *in, size_t inlen,
      const char **out, size_t *outlen, char *jid_r, size_t jidmax,
      enum xe_sasl_cond *cond_r, const char **detail_r)
 {
     struct xe_fast *f = ctx;
-    const struct variant *v = variant_of(f, a->mech);
-    const unsigned char *cbd = NULL;
-    size_t cbl = 0;
-    const char *nul;
+    struct xe_fast_req req;
     int r;
 
     jid_r[0] = '\0';
-    *cond_r = XE_SASL_MALFORMED_REQUEST;
-    if (v == NULL) {
-        *cond_r = XE_SASL_INVALID_MECHANISM;
-        *detail_r = "mechanism not offered";
-        return XE_SASL_FAIL;
-    }
-    /* one round trip: the initial response is required */
-    if (in == NULL || (nul = memchr(in, '\0', inlen)) == NULL) {
-        *detail_r = "HT-*: no initial response, or no NUL in it";
-        return XE_SASL_FAIL;
-    }
-    if (authcid_jid(f, in, (size_t)(nul - in), f->jid, sizeof(f->jid)) < 0) {
-        *detail_r = "HT-*: not a user of this domain";
-        *cond_r = XE_SASL_NOT_AUTHORIZED;
+    if (attempt(f, a, in, inlen, &req, cond_r, detail_r) < 0) {
+        snprintf(jid_r, jidmax, "%s", f->jid);
+        f->have_verdict = false;
         return XE_SASL_FAIL;
     }
     snprintf(jid_r, jidmax, "%s", f->jid);
-    if (v->cb_type) {
-        struct xe_cbind *cb = find_cb(f, v->cb_type);
-        if (cb->len == 0 && xe_cbind_fill(cb) == 0) {
+    if (f->async) {
+        if (!f->have_verdict) {
             *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
-            *detail_r = "HT-*: the channel binding cannot be had";
+            *detail_r = "HT-*: the token was not verified";
             return XE_SASL_FAIL;
         }
-        cbd = cb->data;
-        cbl = cb->len;
+        f->have_verdict = false;
+        r = f->v_rc;
+        *cond_r = f->v_cond;
+        *detail_r = f->v_detail;
+    } else {
+        r = xe_tokens_verify(f->tokens, f->jid, a->ua_id, a->mech, req.cb, req.cb_len,
+                             req.proof, req.proof_len, a->has_count, a->fast_count,
+                             f->now, f->responder, cond_r, detail_r);
     }
-    r = xe_tokens_verify(f->tokens, f->jid, a->ua_id, a->mech, cbd, cbl,
-                         (const unsigned char *)nul + 1, inlen - (size_t)(nul - in) - 1,
-                         a->has_count, a->fast_count, f->now, f->responder, cond_r,
-                         detail_r);
     if (r != XE_SASL_OK)
         return XE_SASL_FAIL;
     *out = (const char *)f->responder;

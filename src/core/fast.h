@@ -29,7 +29,36 @@ struct xe_fast {
     int64_t now;    /* set by the caller before an attempt */
     char jid[3072]; /* after a step: the bare JID named */
     unsigned char responder[32];
+    /* Asynchronous verification (the daemon: the verify is an LMDB write,
+     * done in the thread pool): the glue verifies xe_fast_prepare()'s
+     * request, hands the verdict in with xe_fast_set_verdict(), and the
+     * step then takes it instead of calling xe_tokens_verify. */
+    bool async;
+    bool have_verdict;
+    int v_rc;
+    enum xe_sasl_cond v_cond;
+    const char *v_detail;
 };
+
+/* What an HT-* attempt asks the store to verify (pointers into the
+ * attempt and F: valid until the next attempt). */
+struct xe_fast_req {
+    const char *jid, *ua_id, *mech;
+    const unsigned char *cb, *proof;
+    size_t cb_len, proof_len;
+    bool has_count;
+    unsigned long long count;
+};
+/* The request of attempt A (its initial response IR/IR_LEN). 0; or -1 with
+ * *cond_r and *detail_r when it fails before the store is asked (the step
+ * fails the same way: no verdict is needed). */
+int xe_fast_prepare(struct xe_fast *f, const struct xe_sasl2_auth *a,
+                    struct xe_fast_req *req, enum xe_sasl_cond *cond_r,
+                    const char **detail_r);
+/* The verdict of the store (XE_SASL_OK with RESPONDER, else XE_SASL_FAIL
+ * with COND and DETAIL, static) for the next step. */
+void xe_fast_set_verdict(struct xe_fast *f, int rc, enum xe_sasl_cond cond,
+                         const char *detail, const unsigned char responder[32]);
 
 /* Set up F for a stream of DOMAIN with bindings CB (copied). */
 void xe_fast_init(struct xe_fast *f, struct xe_tokens *tokens, const char *domain,

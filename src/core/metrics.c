@@ -105,6 +105,10 @@ static struct family fams[XE_M_N] = {
                            "result (ok, refused: no such user or token, database-down, "
                            "queue-full, failed).",
                            "op", "result"},
+    [XE_M_LOGIN_PATHS] = {"xedge_login_paths_total",
+                          "Sessions started, by login path (sasl1, iq-auth, sasl2, fast: "
+                          "a FAST token, resume: SASL2's inline stream resumption).",
+                          "path", NULL},
 };
 
 /* login duration histogram, seconds */

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #include "c2s.h"
+#include "cbind.h"
+#include "sasl.h"
 #include "conf.h"
 #include "util.h"
 
@@ -186,24 +188,20 @@ enum xe_sess_join xe_sess_join(bool in_backend_phase, bool backend_ready,
  * COMPRESS_OFFER (the restart was answered with compression offered) ->
  * SPLICED (out of the data path: the glue pumps bytes) | CLOSING.
  *
- * WHERE SASL2, BIND2 AND FAST SLOT IN (sasl2.h, bind2.h, fast.h, tokens.h;
- * not wired yet). Each is a new sub-state of NEGOTIATING/BACKEND and uses the
- * existing actions, no new I/O:
+ * SASL2, BIND2, FAST AND INLINE RESUMPTION (doc/sasl2.md, "Wired"):
  *  - SASL2 (XEP-0388): the c2s core answers <authenticate/>; its success
- *    comes WITHOUT a stream restart, so on it the machine goes to BACKEND with
- *    client_restarted already true (as iq-auth does: sess_authenticated(s,
- *    true)) and answers with <success/> (carrying the authorization
- *    identifier and the Bind2 result) instead of the restart's features.
- *  - Bind2 (XEP-0386): the backend script binds as for iq-auth
- *    (xe_backend_hs_bind) plus the inline <enable/> of XEP-0198/carbons;
- *    XE_SJ_IQ_AUTH_SPLICE becomes "answer the SASL2 success", and everything
- *    the backend sends after its <enabled/> (to_client_pending) is held until
- *    our <success> went to the client (R7 already guarantees this order:
- *    pending bytes follow the machine's answer).
- *  - FAST: a token mechanism the c2s core checks (tokens.h); issuing a new
- *    token is part of the SASL2 success; nothing changes in the backend side.
- *  The join (xe_sess_join) and sess_answer() in session.c are the one place
- *  to extend for the new answer kind. */
+ *    (XE_C2S_SASL2_AUTHED) comes without a stream restart: the machine goes
+ *    to BACKEND with client_restarted already true, as for iq-auth, and the
+ *    join answers with <success/> (the authorization identifier, <bound/>,
+ *    <token/>, <resumed/>) and the backend's features less what was done
+ *    inline, instead of a restart's features.
+ *  - Bind2 (XEP-0386) and <resume/>: after the backend's login, the script
+ *    (bind2.h) runs over a parser of the backend's stream before the join;
+ *    what the backend sends among its answers is held and delivered after
+ *    <success>, what follows <enabled/> (or <resumed/>) waits in
+ *    client_pending (R7).
+ *  - FAST: XE_SD_FAST_VERIFY, xe_sess_fast_verdict(); a token is issued
+ *    while the backend is set up (xe_sess_token_wanted/_issued). */
 
 enum xe_sess_state {
     XE_SS_NEGOTIATING,
@@ -224,10 +222,13 @@ enum xe_sess_do {
                         backend connection, then as XE_SD_CONNECT */
     XE_SD_START_COMPRESSION, /* send the output as it is, then compress both ways;
                                 the input from *used_r on is compressed (R6) */
-    XE_SD_SPLICE, /* send the outputs, then xe_sess_pending(); from here the glue
-                     pumps bytes and the machine is out of the data path */
-    XE_SD_CLOSE   /* send the output (a stream error of xe_sess_failure(), if
-                     any), then close */
+    XE_SD_SPLICE,     /* send the outputs, then xe_sess_pending(); from here the glue
+                         pumps bytes and the machine is out of the data path */
+    XE_SD_CLOSE,      /* send the output (a stream error of xe_sess_failure(), if
+                         any), then close */
+    XE_SD_FAST_VERIFY /* a FAST token attempt: stop reading the client (as HOLD),
+                         verify xe_sess_fast_request() off the loop, then
+                         xe_sess_fast_verdict() */
 };
 
 /* The brute-force hooks (c2s.h's guard; failed returns the delay owed). */
@@ -325,5 +326,35 @@ struct xe_c2s *xe_sess_c2s(struct xe_sess *s);
 unsigned xe_sess_retried(const struct xe_sess *s);
 uint64_t xe_sess_tried(const struct xe_sess *s); /* servers failed (bits) */
 bool xe_sess_iq_auth(const struct xe_sess *s);
+bool xe_sess_resumed(const struct xe_sess *s); /* SASL2's inline resumption succeeded */
+
+/* ---- FAST (XEP-0484; doc/sasl2.md) ----
+ * TOKENS: the store's handle, CB: the TLS session's channel bindings (after
+ * xe_sess_tls_up, before the features): HT-* is offered in SASL2's <inline>
+ * for the variants this stream can bind to. NULL TOKENS: no FAST. */
+struct xe_tokens;
+struct xe_fast_req;
+void xe_sess_set_fast(struct xe_sess *s, struct xe_tokens *tokens,
+                      const struct xe_cbind *cb, size_t n_cb);
+/* After XE_SD_FAST_VERIFY: what to verify (tokens_io's verify). */
+const struct xe_fast_req *xe_sess_fast_request(const struct xe_sess *s);
+/* The verify's result (RC XE_SASL_OK with RESPONDER, else XE_SASL_FAIL with
+ * COND, DETAIL static): the attempt is answered, reading resumes. */
+enum xe_sess_do xe_sess_fast_verdict(struct xe_sess *s, int rc, enum xe_sasl_cond cond,
+                                     const char *detail,
+                                     const unsigned char responder[32], uint64_t now);
+/* After XE_SD_CONNECT, once: does the SASL2 login want a token issued (for
+ * *UA_ID_R and *MECH_R; then xe_sess_token_issued, which the answer waits
+ * for), and *REVOKE_R the token it used revoked (<fast invalidate/>)? */
+bool xe_sess_token_wanted(struct xe_sess *s, const char **ua_id_r, const char **mech_r,
+                          bool *revoke_r);
+/* The glue issues a token the client did not ask for (a rotation: the one
+ * it logged in with is older than fast.rotate_after); right after
+ * xe_sess_token_wanted. */
+void xe_sess_token_rotate(struct xe_sess *s);
+/* The token (NULL: none could be issued; the login goes on without) and
+ * its expiry (seconds since the epoch). */
+enum xe_sess_do xe_sess_token_issued(struct xe_sess *s, const char *token,
+                                     int64_t expiry);
 
 #endif

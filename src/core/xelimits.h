@@ -199,7 +199,9 @@
 #define XE_DEF_LOCKOUT_MAX_DELAY_MS 8000 /* below every pre-auth timeout */
 #define XE_DEF_LOCKOUT_ADDRESS_THRESHOLD 30
 #define XE_DEF_LOCKOUT_ACCOUNT_THRESHOLD 50
-#define XE_DEF_LOCKOUT_TIME_S 600        /* how long a lockout lasts */
+#define XE_DEF_LOCKOUT_TIME_S 600           /* how long a lockout lasts */
+#define XE_DEF_FAST_LIFETIME_S (21 * 86400) /* a FAST token lives (as Prosody's) */
+#define XE_DEF_FAST_ROTATE_S 86400          /* a token login older: a new token */
 #define XE_DEF_LOCKOUT_WINDOW_S 600      /* a count is forgotten after this long quiet */
 #define XE_DEF_LOCKOUT_MAX_ENTRIES 65536 /* per kind (addresses, accounts) */
 

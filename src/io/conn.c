@@ -27,6 +27,7 @@ xe_srv_on_handle_closed(uv_handle_t *h)
         return;
     xe_tls_free(&c->tls);
     xe_sess_free(&c->sess);
+    free(c->ua);
     xe_regsplice_free(&c->reg);
     xe_buf_free(&c->cork_buf[0]);
     xe_buf_free(&c->cork_buf[1]);
@@ -190,6 +191,7 @@ xe_srv_finish_close(struct conn *c)
         xe_srv_cork_last(c);
     c->closed = true;
     c->st = CS_CLOSING;
+    xe_srv_fast_cancel(c);
     if (c->jid && c->bytes_up + c->bytes_down > 0)
         xe_info("event=close peer=%s jid=%s backend=%s bytes_up=%llu bytes_down=%llu",
                 c->peer, c->jid, c->server ? c->server->name : "-",
@@ -385,6 +387,7 @@ tls_established(struct conn *c)
         size_t n = xe_tls_channel_bindings(c->tls, c->gen->conf->tls13_tls_unique, cb,
                                            XE_CB_MAX);
         xe_c2s_set_channel_bindings(xe_srv_c2s(c), cb, n);
+        xe_srv_fast_setup(c, cb, n); /* (FAST's HT-* bind to the same) */
         OPENSSL_cleanse(cb, sizeof(cb));
     }
     {
@@ -532,7 +535,12 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
                      (unsigned long long)ms);
         break;
     case XE_SD_CONNECT:
-        xe_srv_start_backend(c);
+        xe_srv_fast_after_auth(c); /* (a SASL2 login's token) */
+        if (!c->closed && c->sess && xe_sess_state(s) == XE_SS_BACKEND)
+            xe_srv_start_backend(c);
+        break;
+    case XE_SD_FAST_VERIFY:
+        xe_srv_fast_verify(c);
         break;
     case XE_SD_RETRY:
         xe_srv_retry_backend(c);

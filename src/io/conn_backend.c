@@ -208,10 +208,13 @@ xe_srv_splice(struct conn *c)
     if (reg_start(c) < 0)
         return;
     xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
-    xe_info("event=session peer=%s jid=%s mech=%s tls=%s backend=%s%s", c->peer, c->jid,
-            xe_c2s_mech(xe_srv_c2s(c)), c->tls ? xe_tls_version(c->tls) : "none",
-            c->server->name, c->zs ? " compression=zlib" : "");
+    xe_info("event=session peer=%s jid=%s mech=%s path=%s tls=%s backend=%s%s", c->peer,
+            c->jid, xe_c2s_mech(xe_srv_c2s(c)), xe_srv_login_path(c),
+            c->tls ? xe_tls_version(c->tls) : "none", c->server->name,
+            c->zs ? " compression=zlib" : "");
     snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(xe_srv_c2s(c)));
+    xe_srv_keep_user_agent(c); /* (SASL2: for xedgectl session list) */
+    xe_metrics_inc(XE_M_LOGIN_PATHS, xe_srv_login_path(c), NULL);
     c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
     /* what each side sent beyond the login (R7); then free the parsers and
      * SASL state */

@@ -800,7 +800,8 @@ w_sessions(struct worker *w, const char *arg, struct xe_buf *out)
         xe_buf_appendf(
             out,
             "session id=%llu jid=%s peer=%s listener=%s transport=%s state=%s tls=%s "
-            "mech=%s backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu%s\n",
+            "mech=%s backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu"
+            "%s%s%s%s\n",
             (unsigned long long)c->id, c->jid ? c->jid : "-", c->peer,
             c->xf       ? xe_srv_transport(c)
             : c->direct ? "direct_tls"
@@ -809,7 +810,9 @@ w_sessions(struct worker *w, const char *arg, struct xe_buf *out)
             c->tls_version ? c->tls_version : "-", c->mech[0] ? c->mech : "-",
             c->server && c->st == CS_SPLICED ? c->server->name : "-", (long long)c->since,
             (long long)(now - c->since), (unsigned long long)c->bytes_up,
-            (unsigned long long)c->bytes_down, wk);
+            (unsigned long long)c->bytes_down,
+            /* (SASL2 logins: the path and the user agent) */
+            c->ua ? " path=" : "", c->ua ? c->path : "", c->ua ? c->ua : "", wk);
     return w->n_conns;
 }
 

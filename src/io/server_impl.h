@@ -324,6 +324,10 @@ struct conn {
     bool proxy_out;                /* the pool wants a PROXY header first */
     const struct xe_srv_xform *xf; /* a transform under the stream, or NULL */
     void *xf_ctx;                  /* ... its state */
+    /* FAST (conn_fast.c): the token store's requests under way */
+    struct xe_tokio_req *fast_req, *tok_req;
+    char path[8]; /* the login path (sasl1, sasl2, fast, resume), once spliced */
+    char *ua;     /* a SASL2 login's user agent, as session list shows it */
 };
 
 /* The client's transport: "tcp", or the transform's ("websocket"). */
@@ -349,6 +353,14 @@ struct gen *xe_srv_gen_new(const struct xe_conf *conf, const struct gen *prev,
 struct gen *xe_srv_gen_ref(struct gen *g);
 void xe_srv_gen_unref(struct gen **gp);
 void xe_srv_log_backends(const struct gen *g);
+
+/* conn_fast.c */
+void xe_srv_fast_setup(struct conn *c, const struct xe_cbind *cb, size_t n);
+void xe_srv_fast_verify(struct conn *c);
+void xe_srv_fast_after_auth(struct conn *c);
+void xe_srv_fast_cancel(struct conn *c);
+const char *xe_srv_login_path(struct conn *c);
+void xe_srv_keep_user_agent(struct conn *c);
 
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);

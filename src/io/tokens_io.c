@@ -78,6 +78,12 @@ xe_tokio_free(struct xe_tokio **tiop)
     free(tio);
 }
 
+uv_loop_t *
+xe_tokio_loop(const struct xe_tokio *tio)
+{
+    return tio->loop;
+}
+
 unsigned
 xe_tokio_queued(const struct xe_tokio *tio)
 {

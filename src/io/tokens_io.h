@@ -61,6 +61,9 @@ struct xe_tokio *xe_tokio_new(uv_loop_t *loop, struct xe_userstore *store,
 /* Stop: the requests under way complete without their callbacks; free
  * after the loop has run them (xe_tokio_free waits for none). */
 void xe_tokio_free(struct xe_tokio **tio);
+/* The loop it runs its callbacks on (a connection of another worker's
+ * loop may not use it). */
+uv_loop_t *xe_tokio_loop(const struct xe_tokio *tio);
 /* Requests under way (queued or running). */
 unsigned xe_tokio_queued(const struct xe_tokio *tio);
 /* The store's handle (the synchronous API of tokens.h: tests, the CLI). */

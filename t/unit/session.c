@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "sasl.h"
+#include "fast.h"
 #include "session.h"
+#include "tokens.h"
 #include "userstore.h"
 #include "tap.h"
 
@@ -364,7 +367,7 @@ struct run {
 static const char act_letter[] = {
     [XE_SD_NONE] = '-',    [XE_SD_START_TLS] = 'T', [XE_SD_HOLD] = 'H',
     [XE_SD_CONNECT] = 'C', [XE_SD_RETRY] = 'R',     [XE_SD_START_COMPRESSION] = 'Z',
-    [XE_SD_SPLICE] = 'S',  [XE_SD_CLOSE] = 'X',
+    [XE_SD_SPLICE] = 'S',  [XE_SD_CLOSE] = 'X',     [XE_SD_FAST_VERIFY] = 'F',
 };
 
 static void
@@ -501,7 +504,7 @@ test_login_kinds(void)
                 } else {
                     client(&r, AUTH_OK, step);
                     backend(&r, bk, step);
-                    ok(!r.spliced && !strstr(str(&r.to_client), "bind"),
+                    ok(!r.spliced && !strstr(str(&r.to_client), "xmpp-bind"),
                        "%s, %s, %s: R3 the features wait for the restart", kd->name, ord,
                        how);
                     client(&r, CHEADER("example.test") PIPE, step);
@@ -740,6 +743,471 @@ test_machine_retry(void)
     pool.retries = 0;
 }
 
+/* ---- SASL2 (XEP-0388) ------------------------------------------------------ */
+
+#define NS_SASL2 "urn:xmpp:sasl:2"
+#define AUTHN2(ir)                                                                       \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>" ir         \
+    "</initial-response><user-agent id='ua-1'><software>t</software></user-agent>"       \
+    "</authenticate>"
+#define AUTHN2_OK AUTHN2("AGFsaWNlAGFsaWNlLXB3")
+#define AUTHN2_BAD AUTHN2("AGFsaWNlAHdyb25n")
+
+/* A SASL2 login against each backend kind, whole and byte by byte, both
+ * orders: no restart; <success> (the bare JID as authorization identifier)
+ * goes out only once the backend is ready, followed by the backend's
+ * post-login features on the same stream; what each side pipelined is kept
+ * (R7). Early input: the <authenticate> written with the header. */
+static void
+test_sasl2_kinds(void)
+{
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (int order = 0; order < 2; order++)
+            for (size_t step = 0; step <= 1; step++) {
+                const struct kind *kd = &kinds[k];
+                const char *how = step ? "byte by byte" : "whole";
+                const char *ord = order ? "backend first" : "client first";
+                char bk[4096];
+                struct run r;
+                const char *out, *succ, *feat, *mech2;
+
+                snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart,
+                         kd->after_restart, kd->features);
+                run_start(&r, true);
+                if (order == 0) {
+                    client(&r, CHEADER("example.test") AUTHN2_OK PIPE, step);
+                    ok(!r.spliced && strstr(str(&r.to_client), "<success") == NULL,
+                       "sasl2 %s, %s, %s: no success before the backend", kd->name, ord,
+                       how);
+                    backend(&r, bk, step);
+                } else {
+                    client(&r, CHEADER("example.test") AUTHN2_OK, step);
+                    backend(&r, bk, step);
+                    client(&r, PIPE, step);
+                }
+                out = str(&r.to_client);
+                mech2 = strstr(out, "<authentication xmlns='" NS_SASL2 "'>");
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                feat = strstr(out, "xmpp-bind");
+                ok(mech2 && strstr(mech2, "<mechanism>PLAIN</mechanism>"),
+                   "sasl2 %s, %s, %s: SASL2 offered with the mechanisms", kd->name, ord,
+                   how);
+                is_str(r.acts, "CS", "sasl2 %s, %s, %s: CONNECT then SPLICE", kd->name,
+                       ord, how);
+                ok(succ && feat && succ < feat &&
+                       strstr(out, "<authorization-identifier>alice@example.test<"),
+                   "sasl2 %s, %s, %s: <success> with the bare JID, then the features",
+                   kd->name, ord, how);
+                ok(succ && strstr(succ, "<stream:stream") == NULL,
+                   "sasl2 %s, %s, %s: no stream restart", kd->name, ord, how);
+                ok(strstr(str(&r.to_backend), kd->sent) != NULL,
+                   "sasl2 %s, %s, %s: the backend got the login", kd->name, ord, how);
+                is_str(r.pend_backend, PIPE, "sasl2 %s, %s, %s: R7 the client's iq",
+                       kd->name, ord, how);
+                is_str(r.pend_client, B_EXTRA,
+                       "sasl2 %s, %s, %s: R7 the backend's stanza after the answer",
+                       kd->name, ord, how);
+                run_end(&r);
+            }
+}
+
+/* A SASL2 failure leaves room for another attempt on the same stream;
+ * max_auth_attempts failures end it. */
+static void
+test_sasl2_failure(void)
+{
+    for (size_t step = 0; step <= 1; step++) {
+        const char *how = step ? "byte by byte" : "whole";
+        struct run r;
+        const char *out;
+
+        run_start(&r, true);
+        client(&r, CHEADER("example.test") AUTHN2_BAD, step);
+        out = str(&r.to_client);
+        ok(strstr(out, "<failure xmlns='" NS_SASL2 "'><not-authorized") != NULL,
+           "sasl2 (%s): a wrong password: <failure><not-authorized/>", how);
+        is_str(r.acts, "", "sasl2 (%s): nothing else", how);
+        client(&r, AUTHN2_OK, step);
+        backend(&r, kinds[2].before_restart, step);
+        backend(&r, kinds[2].after_restart, step);
+        backend(&r, kinds[2].features, step);
+        ok(strstr(str(&r.to_client), "<success xmlns='" NS_SASL2 "'>") != NULL,
+           "sasl2 (%s): then the right one succeeds on the same stream", how);
+        is_str(r.acts, "CS", "sasl2 (%s): CONNECT then SPLICE", how);
+        run_end(&r);
+        run_start(&r, true);
+        client(&r, CHEADER("example.test") AUTHN2_BAD AUTHN2_BAD AUTHN2_BAD, step);
+        ok(strstr(str(&r.to_client), "too many failed") != NULL,
+           "sasl2 (%s): max_auth_attempts failures end the stream", how);
+        is_str(r.acts, "X", "sasl2 (%s): CLOSE", how);
+        run_end(&r);
+    }
+}
+
+/* Bind2 (XEP-0386) inside the SASL2 login, per backend kind, whole and byte
+ * by byte: the script goes to the backend after its login (bind; carbons and
+ * SM enable only where the pool's kind can); its answers are swallowed and
+ * folded into <bound/>, the full JID is the authorization identifier, the
+ * post-login features lose bind, session and (SM enabled) sm; a stanza the
+ * backend sent among the answers is held and delivered after <success>,
+ * before what followed <enabled/> (R7). */
+#define BIND2_REQ                                                                        \
+    "<bind xmlns='urn:xmpp:bind:0'><tag>t</tag><enable xmlns='urn:xmpp:carbons:2'/>"     \
+    "<enable xmlns='urn:xmpp:sm:3' resume='true'/></bind>"
+#define AUTHN2_BIND                                                                      \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>"            \
+    "AGFsaWNlAGFsaWNlLXB3</initial-response><user-agent id='ua-1'/>" BIND2_REQ           \
+    "</authenticate>"
+#define B2_BIND_RES                                                                      \
+    "<iq type='result' id='xe-b2-bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"  \
+    "<jid>alice@example.test/t.0123456789ab</jid></bind></iq>"
+#define B2_HELD "<message from='c@d' to='alice@example.test'><body>held</body></message>"
+#define B2_CARB_RES "<iq type='result' id='xe-b2-carb'/>"
+#define B2_ENABLED                                                                       \
+    "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' location='10.9.9.9:5222'/>"
+
+static void
+test_bind2_kinds(void)
+{
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (size_t step = 0; step <= 1; step++) {
+            const struct kind *kd = &kinds[k];
+            bool j2 = strcmp(kd->name, "jabberd2") == 0;
+            const char *how = step ? "byte by byte" : "whole";
+            char bk[4096], all[8192];
+            struct run r;
+            const char *out, *succ, *tb;
+
+            servers[0].kind = servers[1].kind = j2 ? XE_KIND_JABBERD2 : XE_KIND_PROSODY;
+            snprintf(bk, sizeof(bk), "%s%s%s", kd->before_restart, kd->after_restart,
+                     kd->features);
+            run_start(&r, true);
+            client(&r, CHEADER("example.test") AUTHN2_BIND PIPE, step);
+            backend(&r, bk, step);
+            tb = str(&r.to_backend);
+            ok(strstr(tb, "id='xe-b2-bind'") && strstr(tb, "<resource>t.") != NULL,
+               "bind2 %s, %s: the backend is asked to bind TAG.SUFFIX", kd->name, how);
+            ok(j2 == (strstr(tb, "urn:xmpp:sm:3") == NULL &&
+                      strstr(tb, "urn:xmpp:carbons:2") == NULL),
+               "bind2 %s, %s: carbons and SM enable asked %s", kd->name, how,
+               j2 ? "not (the pool cannot)" : "for");
+            ok(strstr(str(&r.to_client), "<success") == NULL,
+               "bind2 %s, %s: no success before the bind's answer", kd->name, how);
+            if (j2)
+                backend(&r, B2_BIND_RES B2_HELD B_EXTRA, step);
+            else
+                backend(&r, B2_BIND_RES B2_HELD B2_CARB_RES B2_ENABLED B_EXTRA, step);
+            out = str(&r.to_client);
+            succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+            is_str(r.acts, "CS", "bind2 %s, %s: CONNECT then SPLICE", kd->name, how);
+            ok(succ && strstr(succ, "<authorization-identifier>alice@example.test/"
+                                    "t.0123456789ab</authorization-identifier>"),
+               "bind2 %s, %s: the full JID as authorization identifier", kd->name, how);
+            ok(succ && strstr(succ, "<bound xmlns='urn:xmpp:bind:0'") != NULL,
+               "bind2 %s, %s: <bound/> in <success>", kd->name, how);
+            ok(j2 || (strstr(out, "<enabled") && !strstr(out, "location=")),
+               "bind2 %s, %s: <enabled/> folded in, without the backend's location",
+               kd->name, how);
+            ok(succ && !strstr(succ, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'") &&
+                   !strstr(succ, "xmpp-session") &&
+                   strstr(succ, j2 ? "<ack:ack/>" : "<csi") &&
+                   (j2 || !strstr(succ, "<sm ")) && strstr(succ, "</stream:features>"),
+               "bind2 %s, %s: the features follow without bind, session, sm", kd->name,
+               how);
+            ok(!strstr(out, "xe-b2-") && !strstr(out, "<iq"),
+               "bind2 %s, %s: the backend's answers are swallowed", kd->name, how);
+            snprintf(all, sizeof(all), "%s%s", out, r.pend_client);
+            ok(strstr(all, B2_HELD) && strstr(all, B_EXTRA) &&
+                   strstr(all, succ ? "<success" : "-") < strstr(all, B2_HELD) &&
+                   strstr(all, B2_HELD) < strstr(all, B_EXTRA),
+               "bind2 %s, %s: held stanza after <success>, before the rest, in order",
+               kd->name, how);
+            is_str(r.pend_backend, PIPE, "bind2 %s, %s: R7 the client's stanza kept",
+                   kd->name, how);
+            run_end(&r);
+        }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
+/* The backend refuses the bind: a SASL2 failure (temporary), the stream ends. */
+static void
+test_bind2_refused(void)
+{
+    struct run r;
+    char bk[4096];
+
+    servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    snprintf(bk, sizeof(bk), "%s%s%s", kinds[2].before_restart, kinds[2].after_restart,
+             kinds[2].features);
+    run_start(&r, true);
+    client(&r, CHEADER("example.test") AUTHN2_BIND, 0);
+    backend(&r, bk, 0);
+    backend(&r,
+            "<iq type='error' id='xe-b2-bind'><error type='cancel'><not-allowed "
+            "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+            0);
+    ok(strstr(str(&r.to_client),
+              "<failure xmlns='" NS_SASL2 "'><temporary-auth-failure") != NULL,
+       "bind2 refused: <failure><temporary-auth-failure/>");
+    is_str(r.acts, "CX", "bind2 refused: CLOSE");
+    run_end(&r);
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
+/* FAST (XEP-0484) through the machine: an HT-SHA-256-NONE <authenticate>
+ * makes it stop reading and ask for the verification (XE_SD_FAST_VERIFY,
+ * the request carrying the JID, user agent and proof); what the client sent
+ * meanwhile waits; the verdict answers the element (success: the Responder
+ * as additional data, then the backend; failure: room for the password on
+ * the same stream, not counted against max_auth_attempts). Whole and byte
+ * by byte. The store's verify runs here synchronously, as the glue's
+ * thread pool would. */
+static void
+test_fast(struct xe_tokens *tokens)
+{
+    char token[XE_TOKEN_MAX + 1], *err = NULL, ir[128], b64[256], authn[1024];
+    unsigned char proof[32];
+    int64_t expiry;
+    size_t il, bl;
+
+    if (xe_tokens_issue(tokens, "alice@example.test", "ua-f", "HT-SHA-256-NONE",
+                        time(NULL), 3600, token, &expiry, &err) != XE_US_OK) {
+        ok(0, "issue a token: %s", err ? err : "?");
+        free(err);
+        return;
+    }
+    xe_ht_sha256(token, strlen(token), "Initiator", NULL, 0, proof);
+    memcpy(ir, "alice", 6);
+    memcpy(ir + 6, proof, 32);
+    il = 38;
+    xe_sasl_b64_encode(ir, il, b64, sizeof(b64), &bl);
+    for (size_t step = 0; step <= 1; step++)
+        for (int good = 0; good < 2; good++) {
+            const char *how = step ? "byte by byte" : "whole";
+            const struct xe_fast_req *q;
+            unsigned char resp[32];
+            enum xe_sasl_cond cond = XE_SASL_OK;
+            const char *detail = NULL;
+            struct run r;
+            int rc;
+
+            snprintf(authn, sizeof(authn),
+                     "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+                     "<initial-response>%s</initial-response><user-agent id='ua-f'/>"
+                     "<fast xmlns='urn:xmpp:fast:0'/></authenticate>",
+                     good ? b64 : "YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c=");
+            run_start(&r, true);
+            xe_sess_set_fast(r.s, tokens, NULL, 0);
+            client(&r, CHEADER("example.test"), step);
+            ok(strstr(str(&r.to_client), "<mechanism>HT-SHA-256-NONE</mechanism>") !=
+                   NULL,
+               "fast (%s): HT-SHA-256-NONE offered in <inline>", how);
+            client(&r, authn, step);
+            client(&r, good ? PIPE : AUTHN2_OK, step);
+            q = xe_sess_fast_request(r.s);
+            is_str(r.acts, "FH",
+                   "fast %s (%s): the machine asks for a verification, holds the rest",
+                   good ? "good" : "bad", how);
+            ok(q && strcmp(q->jid, "alice@example.test") == 0 &&
+                   strcmp(q->ua_id, "ua-f") == 0 && q->proof_len == 32,
+               "fast %s (%s): the request names the user, the user agent, the proof",
+               good ? "good" : "bad", how);
+            ok(xe_sess_held(r.s) && !strstr(str(&r.to_client), "<success"),
+               "fast %s (%s): nothing is answered or read meanwhile",
+               good ? "good" : "bad", how);
+            if (q == NULL) {
+                run_end(&r);
+                continue;
+            }
+            rc = xe_tokens_verify(tokens, q->jid, q->ua_id, q->mech, q->cb, q->cb_len,
+                                  q->proof, q->proof_len, q->has_count, q->count,
+                                  time(NULL), resp, &cond, &detail);
+            act(&r, xe_sess_fast_verdict(r.s, rc, cond, detail, resp, now));
+            if (good) {
+                backend(&r, kinds[2].before_restart, step);
+                backend(&r, kinds[2].after_restart, step);
+                backend(&r, kinds[2].features, step);
+                ok(strstr(str(&r.to_client), "<success xmlns='" NS_SASL2 "'>") &&
+                       strstr(str(&r.to_client), "<additional-data>"),
+                   "fast good (%s): <success> with the Responder", how);
+                is_str(r.acts, "FHCS", "fast good (%s): then CONNECT, SPLICE", how);
+                is_str(r.pend_backend, PIPE, "fast good (%s): the client's iq kept", how);
+            } else {
+                ok(strstr(str(&r.to_client), "<failure xmlns='" NS_SASL2 "'>") != NULL,
+                   "fast bad (%s): <failure>", how);
+                is_str(r.acts, "FHC",
+                       "fast bad (%s): the password attempt that waited succeeds", how);
+            }
+            run_end(&r);
+        }
+}
+
+/* Inline resumption (XEP-0198 inside SASL2): the client's <resume/> goes to
+ * the fresh authenticated backend stream, no bind; <resumed/> is reported in
+ * <success> without the backend's location, no features follow, the
+ * backend's replay after it reaches the client after the answer. <failed/>:
+ * Bind2 on the same backend stream, <failed/> beside <bound/>. */
+#define AUTHN2_RESUME                                                                    \
+    "<authenticate xmlns='" NS_SASL2 "' mechanism='PLAIN'><initial-response>"            \
+    "AGFsaWNlAGFsaWNlLXB3</initial-response><user-agent id='ua-1'/>"                     \
+    "<resume xmlns='urn:xmpp:sm:3' previd='sm-9' h='3'/>" BIND2_REQ "</authenticate>"
+
+static void
+test_resume(void)
+{
+    char bk[4096];
+
+    servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    snprintf(bk, sizeof(bk), "%s%s%s", kinds[1].before_restart, kinds[1].after_restart,
+             kinds[1].features);
+    for (size_t step = 0; step <= 1; step++)
+        for (int good = 0; good < 2; good++) {
+            const char *how = step ? "byte by byte" : "whole";
+            const char *out, *succ;
+            struct run r;
+
+            run_start(&r, true);
+            client(&r, CHEADER("example.test"), step);
+            ok(strstr(str(&r.to_client), "<sm xmlns='urn:xmpp:sm:3'/>") != NULL,
+               "resume (%s): offered in <inline>", how);
+            client(&r, AUTHN2_RESUME, step);
+            backend(&r, bk, step);
+            ok(strstr(str(&r.to_backend),
+                      "<resume xmlns='urn:xmpp:sm:3' previd='sm-9' h='3'/>") &&
+                   !strstr(str(&r.to_backend), "xe-b2-bind"),
+               "resume (%s): the backend gets the <resume/>, no bind", how);
+            if (good) {
+                backend(&r,
+                        "<resumed xmlns='urn:xmpp:sm:3' h='5' previd='sm-9' "
+                        "location='10.1.1.1'/>" B_EXTRA,
+                        step);
+                out = str(&r.to_client);
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                ok(succ && strstr(succ,
+                                  "<resumed xmlns='urn:xmpp:sm:3' h='5' previd='sm-9'/>"),
+                   "resumed (%s): <resumed/> in <success>, without location", how);
+                ok(succ && !strstr(succ, "<stream:features") && !strstr(succ, "<bound"),
+                   "resumed (%s): no features, no bind", how);
+                is_str(r.pend_client, B_EXTRA,
+                       "resumed (%s): the replay after the answer", how);
+            } else {
+                backend(&r,
+                        "<failed xmlns='urn:xmpp:sm:3'><item-not-found "
+                        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+                        step);
+                ok(strstr(str(&r.to_backend), "xe-b2-bind") != NULL,
+                   "resume failed (%s): Bind2 on the same backend stream", how);
+                backend(&r, B2_BIND_RES B2_CARB_RES B2_ENABLED, step);
+                out = str(&r.to_client);
+                succ = strstr(out, "<success xmlns='" NS_SASL2 "'>");
+                ok(succ &&
+                       strstr(succ, "<failed xmlns='urn:xmpp:sm:3'><item-not-found") &&
+                       strstr(succ, "<bound") && strstr(succ, "<enabled"),
+                   "resume failed (%s): <failed/> beside <bound/> with SM enabled anew",
+                   how);
+            }
+            is_str(r.acts, "CS", "resume (%s): CONNECT then SPLICE", how);
+            run_end(&r);
+        }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
+/* A failed token counts half in the lockout guard (every second one of a
+ * stream is counted) and not toward max_auth_attempts: four bad tokens on
+ * one stream (more than max_auth_attempts, 3) give the guard two counted
+ * failures, and the stream stays open for the password. */
+static char counted_seq[16];
+
+static uint64_t
+seq_failed(void *ctx, const char *account, bool counted, uint64_t t)
+{
+    size_t n = strlen(counted_seq);
+    (void)ctx, (void)t;
+    if (n + 1 < sizeof(counted_seq))
+        counted_seq[n] =
+            counted ? (strcmp(account, "alice@example.test") == 0 ? 'c' : '?') : 'u';
+    return 0;
+}
+
+static const struct xe_sess_guard seq_guard = {NULL, seq_failed, NULL};
+
+static void
+test_fast_lockout_weight(struct xe_tokens *tokens)
+{
+    const char *bad =
+        "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+        "<initial-response>YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c="
+        "</initial-response><user-agent id='ua-f'/></authenticate>";
+    struct xe_sess_params p = {
+        .conf = &conf, .direct_tls = true, .peer = "t", .guard = &seq_guard};
+    struct run r;
+
+    memset(&r, 0, sizeof(r));
+    memset(counted_seq, 0, sizeof(counted_seq));
+    xe_buf_init(&r.to_client, 0);
+    xe_buf_init(&r.to_backend, 0);
+    r.s = xe_sess_new(&p, now);
+    xe_sess_tls_up(r.s, NULL, now);
+    xe_sess_set_fast(r.s, tokens, NULL, 0);
+    client(&r, CHEADER("example.test"), 0);
+    for (int i = 0; i < 4; i++) {
+        const struct xe_fast_req *q;
+        unsigned char resp[32];
+        enum xe_sasl_cond cond = XE_SASL_OK;
+        const char *detail = NULL;
+        int rc;
+
+        client(&r, bad, 0);
+        q = xe_sess_fast_request(r.s);
+        if (q == NULL)
+            break;
+        rc = xe_tokens_verify(tokens, q->jid, q->ua_id, q->mech, q->cb, q->cb_len,
+                              q->proof, q->proof_len, q->has_count, q->count, time(NULL),
+                              resp, &cond, &detail);
+        act(&r, xe_sess_fast_verdict(r.s, rc, cond, detail, resp, now));
+    }
+    is_str(counted_seq, "ucuc",
+           "fast: bad tokens count half in the guard (every second)");
+    ok(xe_sess_state(r.s) == XE_SS_NEGOTIATING,
+       "fast: four bad tokens (max_auth_attempts 3) leave the stream open");
+    client(&r, AUTHN2_OK, 0);
+    is_str(r.acts, "FC", "fast: then the password succeeds on the same stream");
+    run_end(&r);
+}
+
+/* R2 and FAST: a token attempt pipelined behind a failed password waits for
+ * the failure's delay before its verification starts (else pipelining a
+ * token attempt behind each guess would skip the delays). */
+static void
+test_fast_after_hold(struct xe_tokens *tokens)
+{
+    const char *tok =
+        "<authenticate xmlns='" NS_SASL2 "' mechanism='HT-SHA-256-NONE'>"
+        "<initial-response>YWxpY2UAd3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3c="
+        "</initial-response><user-agent id='ua-f'/></authenticate>";
+    struct xe_sess_params p = {
+        .conf = &conf, .direct_tls = true, .peer = "t", .guard = &hold_guard};
+    char both[2048];
+    struct run r;
+
+    snprintf(both, sizeof(both), "%s%s", AUTHN2_BAD, tok);
+    memset(&r, 0, sizeof(r));
+    xe_buf_init(&r.to_client, 0);
+    xe_buf_init(&r.to_backend, 0);
+    r.s = xe_sess_new(&p, now);
+    xe_sess_tls_up(r.s, NULL, now);
+    xe_sess_set_fast(r.s, tokens, NULL, 0);
+    client(&r, CHEADER("example.test"), 0);
+    client(&r, both, 0);
+    is_str(r.acts, "H", "R2 fast: a bad password, a token pipelined: held first");
+    ok(xe_sess_fast_request(r.s) == NULL, "R2 fast: no verification during the delay");
+    act(&r, xe_sess_timer_fired(r.s, now + 700));
+    is_str(r.acts, "HF", "R2 fast: after the delay the token is verified");
+    ok(xe_sess_fast_request(r.s) != NULL && xe_sess_held(r.s),
+       "R2 fast: its request is there, the client is not read meanwhile");
+    run_end(&r);
+}
+
 static int
 login_tests(void)
 {
@@ -774,6 +1242,7 @@ login_tests(void)
     pool.policy = XE_POLICY_LEAST_CONN;
     domains[0].name = "example.test";
     domains[0].iq_auth = true;
+    domains[0].sasl2 = true;
     domains[0].pool = &pool;
     conf.domains = domains;
     conf.n_domains = 1;
@@ -781,6 +1250,7 @@ login_tests(void)
     conf.n_mechanisms = 1;
     conf.max_auth_attempts = 3;
     conf.max_stanza_preauth = 16384;
+    conf.max_stanza_postauth = 65536;
     conf.max_xml_depth = 8;
     conf.max_attrs = 16;
     conf.max_sasl_bytes = 8192;
@@ -798,6 +1268,22 @@ login_tests(void)
         test_r4_iq_auth();
         test_r6_compression();
         test_machine_retry();
+        test_sasl2_kinds();
+        test_sasl2_failure();
+        test_bind2_kinds();
+        test_bind2_refused();
+        test_resume();
+        {
+            struct xe_tokens *tokens = NULL;
+            char *e2 = NULL;
+            if (xe_tokens_open(store, &tokens, &e2) == XE_US_OK)
+                test_fast(tokens), test_fast_lockout_weight(tokens),
+                    test_fast_after_hold(tokens);
+            else
+                ok(0, "tokens open: %s", e2 ? e2 : "?");
+            free(e2);
+            xe_tokens_close(&tokens);
+        }
     }
     xe_sasl_global_done();
 out:
