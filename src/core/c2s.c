@@ -372,8 +372,8 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
                     xe_sasl_cond_name(cond), c->transport);
-    xe_info("event=auth-failed path=sasl1 peer=%s domain=%s user=%s mech=%s condition=%s "
-            "attempt=%u detail=\"%s\"",
+    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s "
+            "attempt=%u detail=\"%s\" path=sasl1",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
             xe_sasl_cond_name(cond), c->failures, detail ? detail : "");
     if (c->guard) {
@@ -400,8 +400,8 @@ guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
     xe_buf_append_str(&c->out, "<failure xmlns='" XE_NS_SASL
                                "'><not-authorized/><text xml:lang='en'>" XE_LOCKOUT_TEXT
                                "</text></failure>");
-    xe_info("event=auth-failed path=sasl1 peer=%s domain=%s user=%s mech=%s "
-            "condition=not-authorized attempt=%u detail=\"locked out\"",
+    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s "
+            "condition=not-authorized attempt=%u detail=\"locked out\" path=sasl1",
             c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
             c->failures);
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other", "locked-out",
@@ -445,7 +445,7 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     c->jid = xe_strndup(xe_sasl_jid(c->sasl), strnlen(xe_sasl_jid(c->sasl), 3071));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     c->path = "sasl1";
-    xe_info("event=auth-ok path=sasl1 peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
+    xe_info("event=auth-ok peer=%s jid=%s mech=%s path=sasl1", c->peer, c->jid, c->mech);
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
@@ -829,14 +829,14 @@ sasl2_failed(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail, bool 
     c->st = ST_NEGOTIATE;
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
                     refused ? "locked-out" : xe_sasl_cond_name(cond), c->transport);
-    xe_info("event=auth-failed path=%s peer=%s domain=%s user=%s mech=%s condition=%s "
-            "attempt=%u detail=\"%s\"",
-            c->fast_attempt ? "fast" : "sasl2", c->peer, c->domain,
-            *who ? who : (c->tried[0] ? c->tried : "-"), c->mech[0] ? c->mech : "-",
-            xe_sasl_cond_name(cond), c->failures,
+    xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s "
+            "attempt=%u detail=\"%s\" path=%s",
+            c->peer, c->domain, *who ? who : (c->tried[0] ? c->tried : "-"),
+            c->mech[0] ? c->mech : "-", xe_sasl_cond_name(cond), c->failures,
             refused  ? "locked out"
             : detail ? detail
-                     : "");
+                     : "",
+            c->fast_attempt ? "fast" : "sasl2");
     if (c->guard == NULL)
         return;
     if (c->tried[0] == '\0' && *who)
@@ -951,8 +951,8 @@ on_sasl2(struct xe_c2s *c, const struct xe_xml_elem *e, const unsigned char *raw
     c->jid = xe_strndup(xe_sasl2_jid(c->sasl2), strnlen(xe_sasl2_jid(c->sasl2), 3071));
     c->anonymous = !c->fast_attempt && xe_sasl_anonymous(c->sasl);
     c->path = c->fast_attempt ? "fast" : "sasl2";
-    xe_info("event=auth-ok path=%s peer=%s jid=%s mech=%s", c->path, c->peer, c->jid,
-            c->mech);
+    xe_info("event=auth-ok peer=%s jid=%s mech=%s path=%s", c->peer, c->jid, c->mech,
+            c->path);
     xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
