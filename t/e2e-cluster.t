@@ -12,14 +12,15 @@
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
 
-plan 36
+plan 39
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
 PW="pw-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW" --user "mallory@example.test=m-$PW" \
 	--store postgresql --nodes 2 --backends 3 --enable register --log-level info \
-	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; lockout_time = 60; };'
+	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; lockout_time = 60; };' \
+	--conf 'sasl2 = { enabled = true; };'
 for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT; do
 	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
 done
@@ -127,6 +128,23 @@ is "$(printf '%s\n' "$OUT" | grep '^PASSWD ')" "PASSWD result=ok" "carol changes
 carol2() { login 2 carol@example.test carol-2; [ "$(result RESULT)" = ok ]; }
 for _ in $(seq 1 20); do carol2 && break; sleep 0.05; done
 is "$(result RESULT)" ok "... and logs in with it on node 2"
+
+# a FAST token (XEP-0484) issued on node 1 logs in on node 2, once the
+# database has carried it to node 2's replica (a real SASL2 client)
+s2() { _run_tool "$XE_TOP_SRCDIR/t/lib/sasl2_client.py" "$@"; }
+v() { printf '%s\n' "$OUT" | sed -n "s/^$1=//p" | tail -n 1; }
+TOK=$XE_SANDBOX_DIR/fast-token
+s2 --server "$XEDGE_C2S_1" --jid alice@example.test --password "$PW" --ua-id ua-cluster \
+	--request-token HT-SHA-256-NONE --token-out "$TOK"
+is "$(v AUTH)/$([ -s "$TOK" ] && echo token)" "success/token" "SASL2 on node 1: a FAST token issued"
+for _ in $(seq 1 50); do
+	s2 --server "$XEDGE_C2S_2" --jid alice@example.test --token "@$TOK" --ua-id ua-cluster
+	[ "$(v AUTH)" = success ] && break
+	sleep 0.05
+done
+is "$(v MECH)/$(v AUTH)" "HT-SHA-256-NONE/success" "... the token logs in on node 2"
+s2 --server "$XEDGE_C2S_2" --jid alice@example.test --token "@$TOK" --ua-id other-client
+is "$(v AUTH)/$(v FAILURE)" "failure/not-authorized" "... but not for another client's user-agent id"
 
 out=$(ctl cluster status)
 like "$out" "node1 .* reachable" "cluster status: node 1 (${out//$'\n'/ | })"
