@@ -78,7 +78,7 @@ xe_stream_init(struct xe_stream *s, uv_loop_t *loop, bool pipe,
     else
         uv_tcp_init(loop, &s->u.tcp);
     uv_timer_init(loop, &s->timer);
-    s->u.handle.data = s->timer.data = s->creq.data = s->sreq.data = s;
+    s->u.handle.data = s->timer.data = s->creq.data = s; /* (and sreq's) */
     s->handles = 2;
     xe_buf_init(&s->cork_buf, XE_CORK_MAX);
 }

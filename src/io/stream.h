@@ -142,8 +142,10 @@ struct xe_stream {
         uv_pipe_t pipe;
     } u;
     uv_timer_t timer;
-    uv_connect_t creq;
-    uv_shutdown_t sreq;
+    union { /* (a shutdown needs a connected socket: never both at once) */
+        uv_connect_t creq;
+        uv_shutdown_t sreq;
+    };
     uv_loop_t *loop;
     struct xe_stream_slab *slab;
     const struct xe_stream_cb *cb;
