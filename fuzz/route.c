@@ -25,6 +25,7 @@
 #include "fuzz.h"
 #include "pool.h"
 #include "route.h"
+#include "userstore.h"
 #include "xelimits.h"
 
 #define NOW 1700000000
@@ -133,6 +134,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (!fuzz_take_flags(&data, &size, &flags))
         return 0;
+    {
+        /* the input as a stanza's "to" from a remote domain: where it goes
+         * (xe_route_target), and as a JID through nodeprep */
+        char to[XE_ROUTE_MAX_JID + 1], bare[XE_ROUTE_MAX_JID + 1],
+            jid[XE_ROUTE_MAX_JID + 1];
+        size_t n = size < XE_ROUTE_MAX_JID ? size : XE_ROUTE_MAX_JID, home;
+        bool comp;
+        memcpy(to, data, n);
+        to[n] = '\0';
+        home = xe_route_target(maps[(flags >> 5) & 1], "example.test", to, bare,
+                               sizeof(bare), &comp);
+        FUZZ_CHECK(home == XE_POOL_NONE || home < 3);
+        FUZZ_CHECK(home == XE_POOL_NONE || strlen(bare) < sizeof(bare));
+        memcpy(jid, to, n + 1);
+        if (xe_jid_normalize(jid, sizeof(jid), &why) == 0)
+            FUZZ_CHECK(strlen(jid) < sizeof(jid) && strchr(jid, '@') != NULL);
+    }
     fuzz_chunker_init(&ch, &data, &size);
     server = servers[(flags & 3) == 3 ? 0 : flags & 3].name;
     p2_down = flags & 8;

@@ -170,14 +170,14 @@ check "tls: TLS 1.1" 's/^log_level = "info";/log_level = "info"; tls = { min_ver
 check "tls: a domain's bad list names the domain" 's/pool = "main"; } );/pool = "main"; tls = { ciphers = "NOPE"; }; } );/' "bad\.conf:7: domain example\.test: tls\.ciphers: 'NOPE' names no TLS 1\.2"
 check "tls: a misspelt setting" 's/^log_level = "info";/log_level = "info"; tls = { cipher = "HIGH"; };/' "bad\.conf:1: cipher: unknown setting"
 
-# websocket listeners (RFC 7395): parsed and checked, not served yet
+# websocket listeners (RFC 7395)
 WS='{ kind = "websocket"; address = "127.0.0.1"; port = 5280;'
 good | sed "s#port = 5223; }#port = 5223; }, $WS path = \"/ws\"; origins = [ \"https://chat.example.test\", \"http://localhost:8080\" ]; host_meta_url = \"wss://example.test/ws\"; }, { kind = \"websocket\"; address = \"::1\"; port = 5281; tls = false; encrypted = true; trusted_proxies = [ \"127.0.0.1\", \"10.0.0.0/8\" ]; }#" >"$d/ws.conf"
 out=$("$XEDGE" -t -c "$d/ws.conf" 2>&1)
 ok $? "websocket listeners: wss with path, origins, host_meta_url; plain ws from trusted proxies ($out)"
-printf '%s\n' "$out" | grep -q "websocket listener 127.0.0.1 port 5280: parsed, not served yet" &&
-	printf '%s\n' "$out" | grep -q "websocket listener ::1 port 5281: parsed, not served yet"
-ok $? "xedge -t says the websocket listeners are not served yet"
+printf '%s\n' "$out" | grep -q "websocket listener 127.0.0.1 port 5280: wss, path /ws, host-meta" &&
+	printf '%s\n' "$out" | grep -q "websocket listener ::1 port 5281: plain ws behind trusted proxies, path /xmpp-websocket"
+ok $? "xedge -t names the websocket listeners (wss or plain ws, path, host-meta)"
 check "websocket: plain ws without trusted_proxies" "s#port = 5223; }#port = 5223; }, $WS tls = false; }#" "bad\.conf:5: trusted_proxies: missing required setting with tls = false"
 check "websocket: trusted_proxies with tls" "s#port = 5223; }#port = 5223; }, $WS trusted_proxies = [ \"10.0.0.1\" ]; }#" "bad\.conf:5: trusted_proxies: only with tls = false"
 check "websocket: encrypted with tls" "s#port = 5223; }#port = 5223; }, $WS encrypted = true; }#" "bad\.conf:5: encrypted: only with tls = false"
@@ -188,7 +188,9 @@ check "websocket: an origin with a path" "s#port = 5223; }#port = 5223; }, $WS o
 check "websocket: a host-meta URL that is not ws" "s#port = 5223; }#port = 5223; }, $WS host_meta_url = \"https://example.test/ws\"; }#" "host_meta_url: 'https://example.test/ws' is not a WebSocket URL"
 check "websocket: a host-meta URL with a quote" "s#port = 5223; }#port = 5223; }, $WS host_meta_url = \"wss://example.test/w'\"; }#" "host_meta_url: .* is not a WebSocket URL"
 check "websocket: path on a starttls listener" 's/port = 5222; }/port = 5222; path = "\/x"; }/' "bad\.conf:4: path: only for kind = \"websocket\""
-check "websocket: the only listeners" "s#{ kind = \"starttls\"; address = \"127.0.0.1\"; port = 5222; },##; s#{ kind = \"direct_tls\"; address = \"::1\"; port = 5223; }#$WS }#" "only websocket listeners: they are parsed but not served yet"
+good | sed "s#{ kind = \"starttls\"; address = \"127.0.0.1\"; port = 5222; },##; s#{ kind = \"direct_tls\"; address = \"::1\"; port = 5223; }#$WS }#" >"$d/wsonly.conf"
+out=$("$XEDGE" -t -c "$d/wsonly.conf" 2>&1)
+ok $? "websocket: a configuration whose only listener is a websocket one is served ($out)"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

@@ -3,10 +3,10 @@
 # mechanism over STARTTLS, and over Direct TLS (ALPN xmpp-client).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 22
+plan 28
 
 PW="login-$RANDOM-$RANDOM-pw"
-sandbox_up --user "alice@example.test=$PW"
+sandbox_up --user "alice@example.test=$PW" --user "Straße@example.test=$PW"
 
 # Before TLS only STARTTLS is offered (TLS required, no SASL in the clear);
 # after TLS the configured mechanisms, strongest first.
@@ -41,3 +41,17 @@ is "$RC" 0 "Direct TLS login"
 is "$(result mech)" "SCRAM-SHA-256-PLUS" "Direct TLS: default choice is SCRAM-SHA-256-PLUS"
 is "$(result alpn)" "xmpp-client" "Direct TLS: ALPN xmpp-client negotiated"
 is "$(result jid)" "alice@example.test/direct" "Direct TLS: bound alice@example.test/direct"
+
+# Names through nodeprep, as Prosody prepares them: the user added as
+# Straße is strasse@example.test, and logs in by any form of the name (the
+# raw client sends the name as given); a name that fails nodeprep is a
+# malformed request, not a wrong password.
+raw --jid "STRASSE@example.test" --password "$PW" --mech PLAIN --resource np1
+is "$RC" 0 "PLAIN as STRASSE@example.test (the user added as Straße)"
+is "$(result jid)" "strasse@example.test/np1" "... bound as strasse@example.test, the prepared name"
+raw --jid "Straße@example.test" --password "$PW" --mech SCRAM-SHA-256 --resource np2
+is "$RC" 0 "SCRAM-SHA-256 as Straße@example.test"
+is "$(result jid)" "strasse@example.test/np2" "... the same user"
+raw --jid "a＠b@example.test" --password "$PW" --mech PLAIN --no-bind
+is "$RC" 1 "PLAIN as a＠b (a fullwidth @: nodeprep prohibits it): refused"
+like "$(printf '%s\n' "$OUT" | grep '^SASL n=1')" 'condition=malformed-request' "... with <malformed-request/>"

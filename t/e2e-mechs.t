@@ -82,9 +82,9 @@ raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-1-PLUS --gs2 y
 like "$RESULT" 'RESULT=failure condition=malformed-request' "SCRAM-SHA-1-PLUS with gs2 flag 'y': <malformed-request/>"
 grep -q "event=auth-failed .*mech=SCRAM-SHA-256-PLUS condition=malformed-request .*without channel binding" "$XEDGE_LOG"
 ok $? "... logged as a failed login, with the reason"
-is "$(metric 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="malformed-request"}')" 1 \
+is "$(metric 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="malformed-request",transport="tcp"}')" 1 \
 	"... counted as a failure of SCRAM-SHA-256-PLUS"
-is "$(metric 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success"}')" 1 \
+is "$(metric 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success",transport="tcp"}')" 1 \
 	"... and not as a -PLUS login (the one success is the bound one above)"
 raw --jid alice@example.test --password "$PW" --mech SCRAM-SHA-256 --gs2 y
 like "$RESULT" 'RESULT=failure condition=not-authorized' \

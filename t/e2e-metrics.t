@@ -42,7 +42,7 @@ scrape
 is "$HTTP_STATUS" 200 "GET /metrics: 200"
 like "$CTYPE" '^text/plain; version=0\.0\.4' "... in the Prometheus text format 0.0.4"
 like "$M" '# TYPE xedge_logins_total counter' "... with TYPE lines"
-is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success"}')" 0 "nothing counted before the first login"
+is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success",transport="tcp"}')" 0 "nothing counted before the first login"
 accepted0=$(value 'xedge_connections_accepted_total{listener="starttls"}') # the sandbox's readiness probe
 
 # the known sequence: 2 logins with SCRAM-SHA-256-PLUS, 1 with PLAIN, 1 wrong
@@ -54,9 +54,9 @@ client --jid alice@example.test --password "wrong-$PW"
 is "$(result condition)" "not-authorized" "(the wrong password failed)"
 
 scrape
-is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success"}')" 2 "logins: 2 SCRAM-SHA-256-PLUS successes"
-is "$(value 'xedge_logins_total{mechanism="PLAIN",result="success"}')" 1 "... 1 PLAIN success"
-is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="not-authorized"}')" 1 "... 1 SCRAM-SHA-256-PLUS not-authorized"
+is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="success",transport="tcp"}')" 2 "logins: 2 SCRAM-SHA-256-PLUS successes"
+is "$(value 'xedge_logins_total{mechanism="PLAIN",result="success",transport="tcp"}')" 1 "... 1 PLAIN success"
+is "$(value 'xedge_logins_total{mechanism="SCRAM-SHA-256-PLUS",result="not-authorized",transport="tcp"}')" 1 "... 1 SCRAM-SHA-256-PLUS not-authorized"
 is "$(value 'xedge_tls_handshakes_total{version="TLSv1.3"}')" 4 "TLS handshakes: 4 in TLS 1.3"
 is "$(($(value 'xedge_connections_accepted_total{listener="starttls"}') - accepted0))" 4 "connections accepted on the STARTTLS listener: 4 more"
 is "$(value 'xedge_login_duration_seconds_count')" 3 "login duration histogram: 3 sessions"

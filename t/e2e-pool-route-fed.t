@@ -4,14 +4,18 @@
 # three Prosody servers with route = true; b.test on 127.0.0.12: one
 # Prosody; static routes to each other, dialback. bob@b.test and a user of
 # a.test homed on each of the three servers message each other both ways:
-# the remote domain's stanzas reach one server of the pool (the s2s link)
-# and, from there, the recipient's home through xedge's routing; the
-# replies go out from the home through xedge's s2s_backend listener.
+# the remote domain's stanzas go from xedge straight to the recipient's
+# home over its routing link (no hop through another server of the pool);
+# the replies go out from the home through xedge's s2s_backend listener.
+# Then the pool's MUC (conference.a.test, a component on prosody-0), served
+# on a.test's s2s listener: bob joins a room with users homed on all three
+# servers, and groupchat and private messages go both ways. Last, the home
+# of a user stopped: a remote sender gets recipient-unavailable at once.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_* are set by fed_ports, fed_sandbox
 
-plan 8
+plan 17
 
 PW="fedroute-$RANDOM-$RANDOM"
 # homes on a.test by the rendezvous hash over prosody-0..2
@@ -23,7 +27,8 @@ args=()
 for h in $HOMES; do args+=(--user "${h%%:*}@a.test=$PW"); done
 fed_sandbox a a.test 127.0.0.11 --backends 3 --route-port $((A_BASE + 8)) "${args[@]}" \
 	--peer "b.test=127.0.0.12:$B_S2S"
-fed_sandbox b b.test 127.0.0.12 --user "bob@b.test=$PW" --peer "a.test=127.0.0.11:$A_S2S"
+fed_sandbox b b.test 127.0.0.12 --user "bob@b.test=$PW" --peer "a.test=127.0.0.11:$A_S2S" \
+	--peer "conference.a.test=127.0.0.11:$A_S2S"
 for _ in $(seq 1 100); do
 	[ "$(count_lines "$A_XEDGE_LOG" 'event=route-link-up')" -ge 3 ] && break
 	sleep 0.1
@@ -39,14 +44,52 @@ for h in $HOMES; do
 	is "$RC/$(result RESULT)/$where" "0/ok/$home" "$u@a.test (homed on $home) and bob@b.test message each other"
 done
 metric() { curl -s --max-time 5 "$A_XEDGE_METRICS" | grep -F "$1" | awk '{print $2}' | head -n 1; }
-# the s2s link goes to prosody-0 (the first server with an s2s port)
+# straight to the home: counted from "federation" to each home, and nothing
+# went through prosody-0 (the server of the s2s link) to another server
+f0=$(metric 'xedge_routed_stanzas_total{from="federation",to="prosody-0"}')
+f1=$(metric 'xedge_routed_stanzas_total{from="federation",to="prosody-1"}')
+f2=$(metric 'xedge_routed_stanzas_total{from="federation",to="prosody-2"}')
+ok "$([ "${f0:-0}" -ge 1 ] && [ "${f1:-0}" -ge 1 ] && [ "${f2:-0}" -ge 1 ] && echo 0 || echo 1)" \
+	"b.test's stanzas went from xedge straight to each recipient's home ($f0, $f1, $f2)"
 n1=$(metric 'xedge_routed_stanzas_total{from="prosody-0",to="prosody-1"}')
 n2=$(metric 'xedge_routed_stanzas_total{from="prosody-0",to="prosody-2"}')
-ok "$([ "${n1:-0}" -ge 1 ] && [ "${n2:-0}" -ge 1 ] && echo 0 || echo 1)" \
-	"b.test's stanzas for users homed on prosody-1 and prosody-2 were routed from prosody-0 ($n1, $n2)"
+is "${n1:-0}/${n2:-0}" "0/0" "... none took a hop through prosody-0 to prosody-1 or prosody-2"
+ok "$(grep -q "routed out to" "$A_DIR/prosody-0/prosody.log" && echo 1 || echo 0)" \
+	"... prosody-0 routed nothing out (its log)"
 ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u2.list" ] && [ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] &&
 	echo 0 || echo 1)" "prosody-0 kept nothing for the users homed elsewhere"
+# --- the pool's MUC from another domain --------------------------------------------
+ROOM="room-$RANDOM@conference.a.test"
+OUT=$(timeout 90 /usr/bin/python3 "$XE_TOP_SRCDIR/t/lib/route_check.py" --server "$A_XEDGE_C2S" \
+	--cafile "$A_CAFILE" --domain "b.test=$B_XEDGE_C2S=$B_CAFILE" --password "$PW" --timeout 30 \
+	muc "$ROOM" bob@b.test u2@a.test u1@a.test u3@a.test 2>&1)
+like "$OUT" "RESULT=ok" "bob@b.test joins $ROOM (on prosody-0) with users homed on all three servers: presence, groupchat, a private message, leave" ||
+	diag "$OUT"
+like "$OUT" "GROUPCHAT got=4 want=4" "... bob's groupchat message reached every occupant, bob too (back over federation)"
+g=$(metric 'xedge_routed_stanzas_total{from="federation",to="prosody-0"}')
+ok "$([ "${g:-0}" -gt "${f0:-0}" ] && echo 0 || echo 1)" \
+	"... bob's stanzas for the room went from xedge to prosody-0, its server ($f0 -> $g)"
+ok "$(grep -q 'event=s2s-auth mech=dialback .*remote=b.test local=conference.a.test' "$A_XEDGE_LOG" && echo 0 || echo 1)" \
+	"... conference.a.test was served on a.test's s2s listener (b.test authenticated to it)"
+
 n=$(cat "$A_XEDGE_LOG" "$B_XEDGE_LOG" | count_lines /dev/stdin 'event=route-refused|event=s2s-auth-failed')
 is "$n" 0 "no refused routing and no failed authentication"
 kill -0 "$(printf '%s' "$A_XEDGE_PIDS" | cut -d, -f1)" 2>/dev/null
 ok $? "a.test's xedge is still running"
+
+# --- the home down: the remote sender gets the error ---------------------------------
+# (its link down, xedge passes the stanza to the s2s link's server, whose
+# glue sends it back to xedge, which answers for the home)
+P2=$(awk '$2 == "prosody-2" {print $1}' "$A_DIR/pids")
+kill -TERM "$P2"
+for _ in $(seq 1 100); do
+	grep -q 'event=route-link-down server=prosody-2' "$A_XEDGE_LOG" && break
+	sleep 0.1
+done
+fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --to u1@a.test --timeout 20
+like "$OUT" "BOUNCE from=u1@a.test type=wait condition=recipient-unavailable" \
+	"u1's home (prosody-2) stopped: bob@b.test gets <recipient-unavailable/> (wait)"
+is "$(metric 'xedge_route_refused_total{from="prosody-0",reason="home-down"}')" 1 "... counted as home-down"
+ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] && [ ! -e "$A_DIR/prosody-1/data/a%2etest/offline/u1.list" ] &&
+	echo 0 || echo 1)" "... and no other server keeps the message"
+

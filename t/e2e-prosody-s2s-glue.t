@@ -104,6 +104,11 @@ _port_free "$S2S" && bail "Prosody did not listen on $S2S: $(tail -5 "$D/p/conso
 grep -q "outgoing s2s routed to 127.0.0.1:$ROUTE" "$D/p/prosody.log" ||
 	bail "mod_xedge_s2s did not load: $(grep -i 'error' "$D/p/prosody.log" | tail -3)"
 
+# (the component's line may come after the host's: wait for it, 5 s at most)
+for _ in $(seq 1 50); do
+	grep -q "xedge s2s assertions accepted for conference.a.test; outgoing s2s routed to 127.0.0.1:$ROUTE" "$D/p/prosody.log" && break
+	sleep 0.1
+done
 grep -q "xedge s2s assertions accepted for conference.a.test; outgoing s2s routed to 127.0.0.1:$ROUTE" "$D/p/prosody.log"
 ok $? "the glue loads on a component too (conference.a.test)"
 

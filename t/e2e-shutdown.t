@@ -38,7 +38,7 @@ ok $? "three sessions are up"
 out=$(ctl session list)
 is "$(printf '%s\n' "$out" | grep -c 'state=spliced')" 3 "session list: three spliced sessions" || diag "$out"
 like "$(printf '%s\n' "$out" | grep 'jid=bob@example.test ')" \
-	'^session id=[0-9]+ jid=bob@example\.test peer=127\.0\.0\.1:[0-9]+ listener=starttls state=spliced tls=TLSv1\.[23] mech=PLAIN backend=prosody-0 since=[0-9]+ age_s=[0-9]+ bytes_up=[1-9][0-9]* bytes_down=[1-9][0-9]*$' \
+	'^session id=[0-9]+ jid=bob@example\.test peer=127\.0\.0\.1:[0-9]+ listener=starttls transport=tcp state=spliced tls=TLSv1\.[23] mech=PLAIN backend=prosody-0 since=[0-9]+ age_s=[0-9]+ bytes_up=[1-9][0-9]* bytes_down=[1-9][0-9]*$' \
 	"... each with its id, JID, peer, TLS, mechanism, backend, age and bytes"
 n=$(ctl session list --json | "$PY" -c 'import json,sys; print(len([s for s in json.load(sys.stdin) if s["state"] == "spliced" and "@" in s["jid"]]))')
 is "$n" 3 "session list --json: a JSON array of the same"

@@ -3,9 +3,11 @@
 # (contrib/prosody/xedge_pool.lib.lua, under lua5.4 with Prosody's
 # util.hashes) gives every user the home xedge gives them (xedgectl user
 # where, which uses src/core/route.c and src/core/pool.c): 300 JIDs over three
-# servers of weights 1, 2 and 3, and a pinned user. The glue and xedge
-# must agree, or a stanza would be refused as a loop or kept at the wrong
-# server. TAP output.
+# servers of weights 1, 2 and 3, and a pinned user; then non-ASCII users,
+# each asked of xedge in one case and of the glue in another (nodeprep
+# folds them to one JID: xedge through ICU in src/core/jidprep.c, the glue
+# through Prosody's util.encodings). The glue and xedge must agree, or a
+# stanza would be refused as a loop or kept at the wrong server. TAP output.
 set -u
 
 top=${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -22,7 +24,7 @@ fi
 [ -x "$CTL" ] || { echo "Bail out! $CTL not built"; exit 1; }
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-luapool.XXXXXX") || exit 1
 trap 'rm -rf "$d"' EXIT
-echo "1..4"
+echo "1..9"
 
 openssl rand -hex 32 >"$d/secret"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" \
@@ -45,6 +47,10 @@ echo "$([ $ok = 0 ] && echo ok || echo not ok) 1 - a user pinned to server a (xe
 
 jids=(pinned@example.test)
 for i in $(seq 1 300); do jids+=("user$i@example.test"); done
+# non-ASCII names: what xedge is asked, and the same user as the glue sees
+# it (another case, or another form that nodeprep folds to the same)
+xe_names=(Straße STRASSE ΟΔΥΣΣΕΥΣ οδυσσευς İstanbul ＡＬＩＣＥ Ǆemal ÉLODIE Ærø 李小龍 Ⅸ_ﬁ)
+lua_names=(strasse straße οδυσσευσ ΟΔΥΣΣΕΥΣ i̇STANBUL Alice ǅEMAL élodie ærØ 李小龍 ix_fi)
 for j in "${jids[@]}"; do
     printf '%s %s\n' "$j" "$("$CTL" -c "$d/xedge.conf" user where "$j" | sed -n 's/^home: //p')"
 done >"$d/xedge.homes"
@@ -66,10 +72,59 @@ else
     echo "not ok 3 - every home agrees with xedge's (user where)"
     diff "$d/xedge.homes" "$d/lua.homes" | head -n 10 | sed 's/^/# /'
 fi
+# non-ASCII users: xedgectl keeps the prepared name, and the homes agree
+rc=0
+printf 'pw\n' | "$CTL" -c "$d/xedge.conf" user add "Straße@example.test" >/dev/null 2>&1 || rc=1
+"$CTL" -c "$d/xedge.conf" user list example.test >"$d/list" 2>&1 || rc=1
+if [ $rc = 0 ] && grep -qx 'strasse@example.test' "$d/list"; then
+    echo "ok 4 - user add Straße@example.test keeps strasse@example.test (nodeprep)"
+else
+    echo "not ok 4 - user add Straße@example.test keeps strasse@example.test (nodeprep)"
+    sed 's/^/# /' "$d/list"
+fi
+out=$(printf 'pw\n' | "$CTL" -c "$d/xedge.conf" user add "STRASSE@example.test" 2>&1)
+if [ $? != 0 ] && printf '%s' "$out" | grep -qi 'exists'; then
+    echo "ok 5 - STRASSE@example.test is the same user: refused as existing"
+else
+    echo "not ok 5 - STRASSE@example.test is the same user: refused as existing"
+    printf '%s\n' "$out" | sed 's/^/# /'
+fi
+out=$(printf 'pw\n' | "$CTL" -c "$d/xedge.conf" user add "a＠b@example.test" 2>&1)
+if [ $? != 0 ] && printf '%s' "$out" | grep -q 'nodeprep' && printf '%s' "$out" | grep -q 'prohibits'; then
+    echo "ok 6 - a localpart that fails nodeprep is refused with the reason"
+else
+    echo "not ok 6 - a localpart that fails nodeprep is refused with the reason"
+    printf '%s\n' "$out" | sed 's/^/# /'
+fi
+for i in "${!xe_names[@]}"; do
+    printf '%s %s\n' "$i" "$("$CTL" -c "$d/xedge.conf" user where "${xe_names[$i]}@example.test" | sed -n 's/^home: //p')"
+done >"$d/xedge.uhomes"
+"$LUA" - "$lib" "$PROSODY_LIBDIR" "${lua_names[@]}" >"$d/lua.uhomes" <<'LUA'
+local lib_path, libdir = arg[1], arg[2]
+package.path = libdir .. "/?.lua;" .. package.path
+package.cpath = libdir .. "/?.so;" .. package.cpath
+local P = dofile(lib_path)
+local map = { servers = { { name = "a", weight = 1 }, { name = "bb", weight = 2 }, { name = "ccc", weight = 3 } },
+              pins = {} }
+for i = 3, #arg do print((i - 3) .. " " .. tostring(P.home(map, arg[i] .. "@EXAMPLE.test"))) end
+LUA
+if [ "$(wc -l <"$d/xedge.uhomes")" = "${#xe_names[@]}" ] && ! grep -q ' $\| nil$' "$d/xedge.uhomes" "$d/lua.uhomes" &&
+    cmp -s "$d/xedge.uhomes" "$d/lua.uhomes"; then
+    echo "ok 7 - ${#xe_names[@]} non-ASCII users, each in another case or form: the homes agree"
+else
+    echo "not ok 7 - ${#xe_names[@]} non-ASCII users, each in another case or form: the homes agree"
+    paste "$d/xedge.uhomes" "$d/lua.uhomes" | sed 's/^/# /'
+fi
+# and they spread: not all on one server (the fold reached the hash)
+if [ "$(cut -d' ' -f2 "$d/xedge.uhomes" | sort -u | wc -l)" -ge 2 ]; then
+    echo "ok 8 - the non-ASCII users' homes are spread over the servers"
+else
+    echo "not ok 8 - the non-ASCII users' homes are spread over the servers"
+fi
 # the weights matter: about 1:2:3 (a loose bound: 300 users)
 na=$(grep -c ' a$' "$d/lua.homes"); nb=$(grep -c ' bb$' "$d/lua.homes"); nc=$(grep -c ' ccc$' "$d/lua.homes")
 if [ "$na" -lt "$nb" ] && [ "$nb" -lt "$nc" ] && [ "$na" -ge 20 ]; then
-    echo "ok 4 - homes follow the weights ($na, $nb, $nc)"
+    echo "ok 9 - homes follow the weights ($na, $nb, $nc)"
 else
-    echo "not ok 4 - homes follow the weights ($na, $nb, $nc)"
+    echo "not ok 9 - homes follow the weights ($na, $nb, $nc)"
 fi

@@ -27,6 +27,7 @@
 local st = require "util.stanza";
 local jid_split = require "util.jid".split;
 local jid_bare = require "util.jid".bare;
+local jid_prep = require "util.jid".prep;
 local xmppstream = require "util.xmppstream";
 local connect = require "net.connect".connect;
 local basic_resolver = require "net.resolvers.basic";
@@ -145,10 +146,24 @@ function stream_callbacks.handlestanza(session, stanza)
 		return;
 	end
 	if not session.authed then return; end
-	local to = stanza.attr.to;
+	-- a remote domain's stanza comes as its server wrote it (xedge sends it
+	-- straight to the home): prepared here as Prosody's router prepares
+	-- what reaches it over s2s
+	local to, from = jid_prep(stanza.attr.to), stanza.attr.from and jid_prep(stanza.attr.from);
+	if not to or (stanza.attr.from and not from) then
+		module:log("warn", "dropping a routed %s with a malformed address (to %s, from %s)", stanza.name,
+			tostring(stanza.attr.to), tostring(stanza.attr.from));
+		return;
+	end
+	stanza.attr.to, stanza.attr.from = to, from;
 	local _, to_host = jid_split(to);
 	local ours = to_host == host
 		or (map and map.components[to_host] == self_name and prosody.hosts[to_host]);
+	-- xedge's error for a stanza this server sent on behalf of another
+	-- domain's user (the home down: recipient-unavailable) goes back out
+	-- to that domain like any error of ours
+	local bounce_out = not ours and stanza.attr.type == "error" and to_host and not prosody.hosts[to_host];
+	if bounce_out then ours = true; end
 	if not ours or (stanza.name ~= "message" and stanza.name ~= "presence" and stanza.name ~= "iq") then
 		module:log("warn", "dropping a routed %s for %s (not a user of %s)", stanza.name, tostring(to), host);
 		return;
@@ -252,7 +267,8 @@ local function route(event)
 		return true;
 	end
 	local home = home_of(bare);
-	if home == self_name then return; end
+	-- no home: not a JID (Prosody's own checks refuse it); ours: here
+	if not home or home == self_name then return; end
 	if stanza.attr.xmlns == "jabber:client" then stanza.attr.xmlns = nil; end
 	if not link_send(tostring(stanza)) then
 		module:log("warn", "routing link down: %s for %s (home %s) refused", stanza.name, bare, tostring(home));

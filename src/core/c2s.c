@@ -33,6 +33,7 @@ enum state {
 };
 
 struct xe_c2s {
+    const char *transport; /* static: "tcp", "websocket" (metrics) */
     const struct xe_conf *conf;
     struct xe_xmlstream *xs;
     struct xe_sasl *sasl;
@@ -352,7 +353,8 @@ sasl_failure(struct xe_c2s *c, enum xe_sasl_cond cond, const char *detail)
     xe_buf_appendf(&c->out, "<failure xmlns='" XE_NS_SASL "'><%s/></failure>",
                    xe_sasl_cond_name(cond));
     const char *who = c->sasl ? xe_sasl_jid(c->sasl) : "";
-    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", xe_sasl_cond_name(cond));
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other",
+                    xe_sasl_cond_name(cond), c->transport);
     xe_info("event=auth-failed peer=%s domain=%s user=%s mech=%s condition=%s attempt=%u "
             "detail=\"%s\"",
             c->peer, c->domain, *who ? who : "-", c->mech[0] ? c->mech : "-",
@@ -386,7 +388,8 @@ guard_refuses(struct xe_c2s *c, const char *msg, size_t len)
         "attempt=%u detail=\"locked out\"",
         c->peer, c->domain, c->tried[0] ? c->tried : "-", c->mech[0] ? c->mech : "-",
         c->failures);
-    xe_metrics_inc(XE_M_LOGINS, c->mech[0] ? c->mech : "other", "locked-out");
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech[0] ? c->mech : "other", "locked-out",
+                    c->transport);
     c->guard->failed(c->guard_ctx, c->tried, false);
     return true;
 }
@@ -426,7 +429,7 @@ sasl_result(struct xe_c2s *c, int r, const char *out, size_t outlen,
     c->jid = xe_strndup(xe_sasl_jid(c->sasl), strnlen(xe_sasl_jid(c->sasl), 3071));
     c->anonymous = xe_sasl_anonymous(c->sasl);
     xe_info("event=auth-ok peer=%s jid=%s mech=%s", c->peer, c->jid, c->mech);
-    xe_metrics_inc(XE_M_LOGINS, c->mech, "success");
+    xe_metrics_add3(XE_M_LOGINS, 1, c->mech, "success", c->transport);
     if (c->guard) {
         char key[XE_LOCKOUT_KEY_MAX];
         xe_lockout_account_key(c->jid, strlen(c->jid), key);
@@ -634,7 +637,7 @@ iq_auth_failure(struct xe_c2s *c, const char *condition, const char *text,
 {
     c->failures++;
     iq_error(c, condition, text);
-    xe_metrics_inc(XE_M_LOGINS, "iq-auth", condition);
+    xe_metrics_add3(XE_M_LOGINS, 1, "iq-auth", condition, c->transport);
     xe_info("event=auth-failed peer=%s domain=%s user=%s mech=iq-auth condition=%s "
             "attempt=%u detail=\"%s\"",
             c->peer, c->domain, user && *user ? user : "-", condition, c->failures,
@@ -723,7 +726,7 @@ on_iq_auth(struct xe_c2s *c, const struct xe_xml_elem *e)
     snprintf(c->mech, sizeof(c->mech), "iq-auth");
     free(c->resource);
     c->resource = xe_strdup(res);
-    xe_metrics_inc(XE_M_LOGINS, "iq-auth", "success");
+    xe_metrics_add3(XE_M_LOGINS, 1, "iq-auth", "success", c->transport);
     xe_info("event=auth-ok peer=%s jid=%s mech=iq-auth digest=%s", c->peer, c->jid,
             dg ? "yes" : "no");
     xe_sasl_free(&c->sasl);
@@ -834,6 +837,7 @@ xe_c2s_new(const struct xe_c2s_params *p)
 
     c->conf = p->conf;
     c->tls = p->tls;
+    c->transport = p->transport ? p->transport : "tcp";
     c->peer = xe_strdup(p->peer ? p->peer : "-");
     c->guard = p->guard;
     c->guard_ctx = p->guard_ctx;
@@ -966,6 +970,13 @@ xe_c2s_answer_restart(struct xe_c2s *c, const unsigned char *features, size_t le
     c->st = ST_DONE;
     xe_xmlstream_free(&c->xs);
     return xe_buf_append(&c->out, features, len);
+}
+
+void
+xe_c2s_set_peer(struct xe_c2s *c, const char *peer)
+{
+    free(c->peer);
+    c->peer = xe_strdup(peer);
 }
 
 const char *

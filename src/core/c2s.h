@@ -53,6 +53,7 @@ struct xe_c2s_params {
     const struct xe_conf *conf;
     bool tls;                         /* TLS is up from the start (Direct TLS) */
     const char *peer;                 /* client address, for the log */
+    const char *transport;            /* "tcp" (NULL) or "websocket": metrics */
     const struct xe_c2s_guard *guard; /* NULL: none; must outlive the c2s */
     void *guard_ctx;
 };
@@ -90,6 +91,9 @@ bool xe_c2s_compression_offered(const struct xe_c2s *c);
  * to the backend (none after a compressed restart). */
 const unsigned char *xe_c2s_splice_bytes(const struct xe_c2s *c, size_t *len_r);
 
+/* The client's address changed before the stream began (a trusted
+ * proxy's X-Forwarded-For): for the log. */
+void xe_c2s_set_peer(struct xe_c2s *c, const char *peer);
 const char *xe_c2s_domain(const struct xe_c2s *c); /* NULL until known */
 const char *xe_c2s_jid(const struct xe_c2s *c);    /* after AUTHENTICATED */
 const char *xe_c2s_mech(const struct xe_c2s *c);

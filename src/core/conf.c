@@ -717,6 +717,19 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
             w->port = (int)v;
             if (load_ws_listener(c, g, w) < 0)
                 return -1;
+            /* its place among the listeners (the glue listens on it) */
+            nl++;
+            l->kind = XE_LISTEN_WEBSOCKET;
+            l->ws = w;
+            l->address = xe_strdup(w->address);
+            l->port = w->port;
+            l->proxy_protocol = w->proxy_protocol;
+            if (w->n_proxy_from) {
+                l->proxy_from = xe_calloc(w->n_proxy_from, sizeof(*l->proxy_from));
+                memcpy(l->proxy_from, w->proxy_from,
+                       w->n_proxy_from * sizeof(*l->proxy_from));
+                l->n_proxy_from = w->n_proxy_from;
+            }
             continue;
         }
         if (strcmp(kind, "starttls") == 0)
@@ -755,11 +768,6 @@ load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root
             return -1;
     }
     conf->n_listeners = nl;
-    if (nl == 0)
-        return fail(
-            c, list, "listeners",
-            "only websocket listeners: they are parsed but not served yet (the "
-            "listener comes with the glue); add a starttls or direct_tls listener");
     return 0;
 }
 
@@ -1613,6 +1621,18 @@ xe_conf_domain(const struct xe_conf *conf, const char *name)
     for (size_t i = 0; i < conf->n_domains; i++)
         if (strcasecmp(conf->domains[i].name, name) == 0)
             return &conf->domains[i];
+    return NULL;
+}
+
+const struct xe_domain_conf *
+xe_conf_component(const struct xe_conf *conf, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < conf->n_domains; i++) {
+        const struct xe_pool_conf *p = conf->domains[i].pool;
+        for (size_t j = 0; p != NULL && p->route && j < p->n_components; j++)
+            if (strcasecmp(p->components[j].domain, name) == 0)
+                return &conf->domains[i];
+    }
     return NULL;
 }
 

@@ -12,6 +12,7 @@
 enum xe_listener_kind {
     XE_LISTEN_STARTTLS,
     XE_LISTEN_DIRECT_TLS,
+    XE_LISTEN_WEBSOCKET,      /* XMPP over WebSocket (RFC 7395; ws below) */
     XE_LISTEN_S2S,            /* remote servers, STARTTLS (doc/federation.md) */
     XE_LISTEN_S2S_DIRECT_TLS, /* remote servers, Direct TLS (ALPN xmpp-server) */
     XE_LISTEN_S2S_BACKEND,    /* the backends' outgoing s2s streams */
@@ -26,12 +27,13 @@ struct xe_listener_conf {
     bool proxy_protocol;        /* connections start with a PROXY header (proxy.h) */
     struct xe_cidr *proxy_from; /* ... from these sources only (the others: refused) */
     size_t n_proxy_from;
+    const struct xe_ws_listener_conf *ws; /* kind = websocket: its settings */
 };
 
 /* A WebSocket listener (kind = "websocket"; RFC 7395, doc/websocket.md).
- * Parsed and checked; the listener itself comes with the glue (not served
- * yet: `xedge -t` says so). Kept apart from `listeners` so that no glue
- * takes it for an XMPP-over-TCP listener. */
+ * Its entry in `listeners` (kind XE_LISTEN_WEBSOCKET, with the address,
+ * port and PROXY settings) points here for the rest; the glue is
+ * src/io/conn_ws.c. */
 struct xe_ws_listener_conf {
     char *address; /* numeric IPv4 or IPv6 address */
     int port;
@@ -166,7 +168,7 @@ struct xe_conf {
 
     struct xe_listener_conf *listeners;
     size_t n_listeners;
-    struct xe_ws_listener_conf *websockets; /* kind = "websocket": not served yet */
+    struct xe_ws_listener_conf *websockets; /* kind = "websocket" (listeners[].ws) */
     size_t n_websockets;
     struct xe_domain_conf *domains;
     size_t n_domains;
@@ -246,6 +248,11 @@ void xe_conf_free(struct xe_conf **conf);
  * user/group, log_to): NULL when NEW keeps OLD's, else a malloc'ed message
  * naming the settings that differ. */
 char *xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new);
+/* The served domain whose routed pool hosts the component domain NAME
+ * (pools[].components), else NULL: such a component is served on the s2s
+ * listeners as that domain is (its certificate, dialback). */
+const struct xe_domain_conf *xe_conf_component(const struct xe_conf *conf,
+                                               const char *name);
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
 /* The SASL mechanisms offered on domain d: its own list, else the sasl
  * group's (d NULL: the sasl group's). */

@@ -290,7 +290,7 @@ cmd_admin(const struct xe_ctlcmd_env *env, char **args, size_t n, struct xe_buf 
         if (strlen(jid) >= sizeof(bare) || strpbrk(jid, "=\"'") != NULL)
             return "not a bare JID";
         memcpy(bare, jid, strlen(jid) + 1);
-        if (xe_jid_normalize(bare) != 0 || strcmp(bare, jid) != 0)
+        if (xe_jid_normalize(bare, sizeof(bare), NULL) != 0 || strcmp(bare, jid) != 0)
             return "not a bare JID";
     }
     detail[0] = '\0';

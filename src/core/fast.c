@@ -91,7 +91,7 @@ authcid_jid(const struct xe_fast *f, const char *a, size_t alen, char *jid, size
         n = snprintf(jid, max, "%.*s", (int)alen, a);
     else
         n = snprintf(jid, max, "%.*s@%s", (int)alen, a, f->domain);
-    if (n < 0 || (size_t)n >= max || xe_jid_normalize(jid) != 0)
+    if (n < 0 || (size_t)n >= max || xe_jid_normalize(jid, max, NULL) != 0)
         return -1;
     {
         const char *at = strrchr(jid, '@');

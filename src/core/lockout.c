@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "userstore.h"
 #include "util.h"
 
 /* quiet entries dropped from the old end of a table per call */
@@ -469,7 +470,20 @@ void
 xe_lockout_account_key(const char *jid, size_t len, char out[XE_LOCKOUT_KEY_MAX])
 {
     static const char hex[] = "0123456789ABCDEF";
+    char prepped[3072];
     size_t o = 0;
+
+    /* one account, one key: a JID that nodeprep folds (another case of a
+     * non-ASCII name, fullwidth letters) counts against the account it
+     * names; a name that is no JID is keyed as it came */
+    if (len < sizeof(prepped) && memchr(jid, '\0', len) == NULL) {
+        memcpy(prepped, jid, len);
+        prepped[len] = '\0';
+        if (xe_jid_normalize(prepped, sizeof(prepped), NULL) == 0) {
+            jid = prepped;
+            len = strlen(prepped);
+        }
+    }
 
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)jid[i];

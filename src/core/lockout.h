@@ -13,9 +13,10 @@
  * max_entries (so that a flood of addresses cannot push the accounts out, or
  * the reverse); quiet entries expire, and a full table evicts its least
  * recently active entry (counted). Keys are printable: an account key is the
- * JID lower-cased (ASCII), with every byte outside printable ASCII, and
- * '%', '=', '"', '\\', percent-escaped, truncated to XE_LOCKOUT_KEY_MAX - 1
- * bytes. */
+ * JID prepared as the user store keys it (xe_jid_normalize: nodeprep; as it
+ * came, lower-cased (ASCII), when it is no valid JID), with every byte
+ * outside printable ASCII, and '%', '=', '"', '\\', percent-escaped,
+ * truncated to XE_LOCKOUT_KEY_MAX - 1 bytes. */
 #ifndef XE_LOCKOUT_H
 #define XE_LOCKOUT_H
 

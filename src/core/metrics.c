@@ -15,7 +15,7 @@
 #define SCRAPE_TIMEOUT_MS 5000
 
 struct series {
-    char labels[160]; /* rendered: name="value",... */
+    char labels[256]; /* rendered: name="value",... */
     uint64_t value;
 };
 
@@ -25,6 +25,7 @@ struct family {
     bool l1_peer;        /* l1 is chosen by a peer: keep allowed values only */
     struct series s[MAX_SERIES];
     size_t n;
+    const char *l3; /* a third label (NULL: none); its values are xedge's own */
 };
 
 static struct family fams[XE_M_N] = {
@@ -33,8 +34,9 @@ static struct family fams[XE_M_N] = {
                        NULL},
     [XE_M_REFUSED] = {"xedge_connections_refused_total",
                       "Client connections refused at accept, by reason.", "reason", NULL},
-    [XE_M_LOGINS] = {"xedge_logins_total", "Login attempts, by mechanism and result.",
-                     "mechanism", "result", true},
+    [XE_M_LOGINS] = {"xedge_logins_total",
+                     "Login attempts, by mechanism, result and the client's transport.",
+                     "mechanism", "result", true, .l3 = "transport"},
     [XE_M_LOCKOUTS] = {"xedge_lockouts_total",
                        "Brute-force lockouts started, by kind (address, account).",
                        "kind", NULL},
@@ -73,14 +75,17 @@ static struct family fams[XE_M_N] = {
                          "Times the free heap was given back to the system (malloc_trim) "
                          "after the connections not yet authenticated fell by many.",
                          NULL, NULL},
-    [XE_M_ROUTED] = {"xedge_routed_stanzas_total",
-                     "Stanzas routed from one server of a pool to the recipient's home "
-                     "(doc/pool-routing.md), by sending and receiving server.",
-                     "from", "to"},
+    [XE_M_ROUTED] =
+        {"xedge_routed_stanzas_total",
+         "Stanzas routed from one server of a pool to the recipient's home "
+         "(doc/pool-routing.md), by sending and receiving server; from "
+         "\"federation\": a remote domain's stanza sent straight to the home.",
+         "from", "to"},
     [XE_M_ROUTE_REFUSED] = {"xedge_route_refused_total",
                             "Stanzas a pool's server sent for routing that were refused, "
-                            "by sending server and reason (loop, home-down, queue-full, "
-                            "bad-address).",
+                            "by sending server (\"federation\": a remote domain's stanza "
+                            "for a component) and reason (loop, home-down, queue-full, "
+                            "bad-address, forged-from).",
                             "from", "reason"},
     [XE_M_ADMIN] = {"xedge_admin_actions_total",
                     "Changes made by administrators (xedgectl, the control socket), by "
@@ -167,8 +172,15 @@ put_value(char *out, size_t max, const char *v)
 void
 xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
 {
+    xe_metrics_add3(m, delta, l1, l2, NULL);
+}
+
+void
+xe_metrics_add3(enum xe_metric m, uint64_t delta, const char *l1, const char *l2,
+                const char *l3)
+{
     struct family *f;
-    char key[sizeof(((struct series *)0)->labels)], v1[64], v2[64];
+    char key[sizeof(((struct series *)0)->labels)], v1[64], v2[64], v3[32];
     size_t i;
 
     if ((unsigned)m >= XE_M_N)
@@ -180,7 +192,12 @@ xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
         if (l1 == NULL || (f->l1_peer && !is_allowed(l1)))
             l1 = "other";
         put_value(v1, sizeof(v1), l1);
-        if (f->l2) {
+        if (f->l2 && f->l3) {
+            put_value(v2, sizeof(v2), l2 ? l2 : "other");
+            put_value(v3, sizeof(v3), l3 ? l3 : "other");
+            snprintf(key, sizeof(key), "%s=\"%s\",%s=\"%s\",%s=\"%s\"", f->l1, v1, f->l2,
+                     v2, f->l3, v3);
+        } else if (f->l2) {
             put_value(v2, sizeof(v2), l2 ? l2 : "other");
             snprintf(key, sizeof(key), "%s=\"%s\",%s=\"%s\"", f->l1, v1, f->l2, v2);
         } else {
@@ -193,9 +210,10 @@ xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2)
     if (i == f->n) {
         if (f->n == MAX_SERIES) {
             i = MAX_SERIES - 1; /* the last series collects the rest */
-            snprintf(f->s[i].labels, sizeof(f->s[i].labels), "%s=\"other\"%s%s%s",
+            snprintf(f->s[i].labels, sizeof(f->s[i].labels), "%s=\"other\"%s%s%s%s%s%s",
                      f->l1 ? f->l1 : "", f->l2 ? "," : "", f->l2 ? f->l2 : "",
-                     f->l2 ? "=\"other\"" : "");
+                     f->l2 ? "=\"other\"" : "", f->l3 ? "," : "", f->l3 ? f->l3 : "",
+                     f->l3 ? "=\"other\"" : "");
         } else {
             snprintf(f->s[i].labels, sizeof(f->s[i].labels), "%s", key);
             f->s[i].value = 0;

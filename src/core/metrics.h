@@ -22,7 +22,7 @@
 enum xe_metric {
     XE_M_ACCEPTED,       /* connections accepted, by listener */
     XE_M_REFUSED,        /* connections refused, by reason */
-    XE_M_LOGINS,         /* logins, by mechanism and result */
+    XE_M_LOGINS,         /* logins, by mechanism, result and transport */
     XE_M_LOCKOUTS,       /* brute-force lockouts, by kind (address/account) */
     XE_M_TLS,            /* TLS handshakes, by version */
     XE_M_TLS_FAILED,     /* failed TLS handshakes */
@@ -46,6 +46,9 @@ enum xe_metric {
 /* Add delta to the series of metric m with these label values (as many as
  * the family has labels; see metrics.c). */
 void xe_metrics_add(enum xe_metric m, uint64_t delta, const char *l1, const char *l2);
+/* The same for a family with a third label (XE_M_LOGINS: the transport). */
+void xe_metrics_add3(enum xe_metric m, uint64_t delta, const char *l1, const char *l2,
+                     const char *l3);
 static inline void
 xe_metrics_inc(enum xe_metric m, const char *l1, const char *l2)
 {

@@ -273,7 +273,7 @@ preauth_set(const struct xe_conf *conf, const char *domain, const char *peer,
         jid[ul] = '@';
         memcpy(jid + ul + 1, domain, dl + 1);
     }
-    if (xe_jid_normalize(jid) != 0 || strchr(username, '@') != NULL) {
+    if (xe_jid_normalize(jid, sizeof(jid), NULL) != 0 || strchr(username, '@') != NULL) {
         iq_error(out, iq, "modify", "not-acceptable",
                  "the requested username is invalid");
         xe_info("event=register peer=%s domain=%s result=not-acceptable "

@@ -421,7 +421,7 @@ bare_of(const char *to, const char *domain, char *bare, size_t size)
         return -1;
     memcpy(bare, to, n);
     bare[n] = '\0';
-    return xe_jid_normalize(bare) != 0 ? -1 : 0;
+    return xe_jid_normalize(bare, size, NULL) != 0 ? -1 : 0;
 }
 
 /* The server of the component domain TO is addressed to (its domain
@@ -446,6 +446,25 @@ component_of(const struct xe_route_map *m, const char *to, char *domain, size_t 
     memcpy(domain, to, n);
     domain[n] = '\0';
     return xe_route_component(m, domain);
+}
+
+size_t
+xe_route_target(const struct xe_route_map *m, const char *domain, const char *to,
+                char *bare, size_t size, bool *component_r)
+{
+    size_t home;
+
+    *component_r = false;
+    if (m == NULL || to == NULL || size == 0)
+        return XE_POOL_NONE;
+    if ((home = component_of(m, to, bare, size)) != XE_POOL_NONE) {
+        *component_r = true;
+        return home;
+    }
+    if (domain != NULL && bare_of(to, domain, bare, size) == 0)
+        return xe_route_home(m, bare, NULL);
+    bare[0] = '\0';
+    return XE_POOL_NONE;
 }
 
 /* Whether FROM may come from the link's server: a user of the link's
@@ -483,7 +502,7 @@ from_ok(struct xe_route_link *l, const char *from)
             return false;
         memcpy(bare, from, (size_t)(at - from) + 1);
         memcpy(bare + (at - from) + 1, host, hlen + 1);
-        return xe_jid_normalize(bare) == 0 &&
+        return xe_jid_normalize(bare, sizeof(bare), NULL) == 0 &&
                xe_route_home(l->map, bare, NULL) == l->self;
     }
     if (xe_route_component(l->map, host) != XE_POOL_NONE)

@@ -46,6 +46,15 @@ size_t xe_route_component(const struct xe_route_map *m, const char *domain);
 /* The home of BARE (normalized): its pin, else the rendezvous choice;
  * *pinned_r says which (may be NULL). */
 size_t xe_route_home(const struct xe_route_map *m, const char *bare, bool *pinned_r);
+/* Where a stanza for TO that reached xedge from outside the pool (from a
+ * remote domain over federation) goes, in MAP of DOMAIN's routed pool: the
+ * home of the user TO names (its bare JID normalized into BARE, SIZE
+ * bytes), or the server hosting the component domain TO is addressed to
+ * (*component_r true; the domain in BARE). XE_POOL_NONE when TO is neither
+ * (the domain itself, another domain, not a JID): such a stanza takes the
+ * federation link to the pool. */
+size_t xe_route_target(const struct xe_route_map *m, const char *domain, const char *to,
+                       char *bare, size_t size, bool *component_r);
 /* The map as the glue reads it: <pool xmlns='urn:xedge:route:0' self=''>
  * <server name='' weight=''/>... <component domain='' server=''/>...
  * <pin jid='' server=''/>...</pool>. */

@@ -16,6 +16,7 @@ xe_s2s_ev_free(struct ev *e)
         OPENSSL_cleanse(e->key, strlen(e->key));
     free(e->key);
     free(e->id);
+    free(e->to_jid);
     free(e->raw);
     free(e);
 }

@@ -145,6 +145,7 @@ enum xe_s2s_event_type {
 struct xe_s2s_event {
     enum xe_s2s_event_type type;
     const char *from, *to; /* domains */
+    const char *to_jid;    /* STANZA: the stanza's "to" as it came (NULL: none) */
     const char *key, *stream_id;
     const unsigned char *raw;
     size_t len;

@@ -44,6 +44,7 @@ struct ev {
     struct ev *next;
     enum xe_s2s_event_type type;
     char *from, *to, *key, *id;
+    char *to_jid; /* STANZA: its "to" */
     unsigned char *raw;
     size_t len;
 };

@@ -257,6 +257,7 @@ xe_s2s_next_event(struct xe_s2s *s, struct xe_s2s_event *ev)
     ev->type = s->ev_cur->type;
     ev->from = s->ev_cur->from;
     ev->to = s->ev_cur->to;
+    ev->to_jid = s->ev_cur->to_jid;
     ev->key = s->ev_cur->key;
     ev->stream_id = s->ev_cur->id;
     ev->raw = s->ev_cur->raw;
@@ -530,6 +531,9 @@ in_stanza(struct xe_s2s *s, const struct xe_xml_elem *e, const unsigned char *ra
                                  "the stanza's from is not authenticated on "
                                  "this stream");
     push_event(s, XE_S2S_EV_STANZA, s->st_from, s->st_to, NULL, raw, len);
+    /* the whole "to", for the glue that sends a user's stanza to the user's
+     * home (doc/pool-routing.md); bounded as a JID is */
+    s->evs_tail->to_jid = xe_strndup(to, strnlen(to, XE_ROUTE_MAX_JID));
     return XE_XS_CONTINUE;
 }
 

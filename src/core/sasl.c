@@ -55,6 +55,8 @@ struct xe_sasl {
                        * a pre-auth connection holds no room for one) */
     bool gs2_pending; /* a SCRAM attempt whose client-first message is still to come */
     bool store_error; /* the store could not be read during this attempt */
+    const char *bad_name; /* why the attempt's user name is no JID (nodeprep),
+                           * or NULL: answered <malformed-request/> */
     char detail[256];
     sasl_callback_t cbs[4];
     struct xe_cbind cb[XE_CB_MAX]; /* the TLS session's channel bindings */
@@ -328,11 +330,14 @@ log_cb(void *context, int level, const char *message)
     return SASL_OK;
 }
 
-/* The canonical form of a user name on DOMAIN: "localpart@domain", lower
- * case. 0, or -1 for a name that is not a user of this domain (empty, too
- * long, a NUL, another domain, a resource). */
+/* The canonical form of a user name on DOMAIN: "localpart@domain", its
+ * localpart through nodeprep (xe_jid_normalize). 0; -1 for a name that is
+ * not a user of this domain (empty, too long, a NUL, another domain); -2,
+ * with *why_r, for a name that is no JID (a localpart that fails nodeprep,
+ * a resource). */
 static int
-canon_jid(const char *domain, const char *in, size_t inlen, char *out, size_t outmax)
+canon_jid(const char *domain, const char *in, size_t inlen, char *out, size_t outmax,
+          const char **why_r)
 {
     char jid[3072];
 
@@ -342,8 +347,9 @@ canon_jid(const char *domain, const char *in, size_t inlen, char *out, size_t ou
         snprintf(jid, sizeof(jid), "%.*s", (int)inlen, in);
     else
         snprintf(jid, sizeof(jid), "%.*s@%s", (int)inlen, in, domain);
-    if (xe_jid_normalize(jid) != 0 || strcmp(strchr(jid, '@') + 1, domain) != 0 ||
-        strlen(jid) >= outmax)
+    if (xe_jid_normalize(jid, sizeof(jid), why_r) != 0)
+        return -2;
+    if (strcmp(strchr(jid, '@') + 1, domain) != 0 || strlen(jid) >= outmax)
         return -1;
     strcpy(out, jid);
     return 0;
@@ -355,15 +361,22 @@ canon_cb(sasl_conn_t *conn, void *context, const char *in, unsigned inlen, unsig
          const char *user_realm, char *out, unsigned out_max, unsigned *out_len)
 {
     struct xe_sasl *s = context;
+    const char *why = "not a JID";
     char jid[3072];
+    int r;
 
     if (inlen == 0 || inlen >= 1024 || memchr(in, '\0', inlen))
         return (flags & SASL_CU_AUTHZID) && !(flags & SASL_CU_AUTHID) ? SASL_NOAUTHZ
                                                                       : SASL_BADAUTH;
-    if (canon_jid(s->domain, in, inlen, jid, sizeof(jid)) < 0) {
+    if ((r = canon_jid(s->domain, in, inlen, jid, sizeof(jid), &why)) < 0) {
         /* an authzid of another domain or with a resource: not this user */
-        if (flags & SASL_CU_AUTHID)
+        if (flags & SASL_CU_AUTHID) {
+            /* a name that fails nodeprep is a malformed request, as
+             * Prosody answers it (util/sasl: "Invalid username") */
+            if (r == -2)
+                s->bad_name = why;
             return SASL_BADAUTH;
+        }
         return SASL_NOAUTHZ;
     }
     if (strlen(jid) >= out_max)
@@ -972,6 +985,11 @@ finish(struct xe_sasl *s, int r, const char **out, size_t *outlen, unsigned olen
         if (sasl_getprop(s->conn, SASL_AUTHUSER, &who) == SASL_OK && who)
             set_jid(s, (const char *)who);
         *cond_r = s->store_error ? XE_SASL_TEMPORARY_AUTH_FAILURE : map_cyrus(r);
+        if (s->bad_name != NULL) {
+            snprintf(s->detail, sizeof(s->detail), "the user name is not a valid JID: %s",
+                     s->bad_name);
+            *cond_r = XE_SASL_MALFORMED_REQUEST;
+        }
         /* a binding that does not match, or of a type we cannot verify, is a
          * failed authentication, not a malformed request */
         if (strstr(s->detail, "hannel binding") != NULL)
@@ -1065,6 +1083,7 @@ xe_sasl_start(struct xe_sasl *s, const char *mech, const char *in, size_t inlen,
     free(s->jid);
     s->jid = NULL;
     s->store_error = false;
+    s->bad_name = NULL;
     s->anonymous = false;
     s->gs2_pending = false;
     for (size_t i = 0; i < s->n_mechs; i++)
@@ -1313,7 +1332,7 @@ xe_sasl_check_plain(const char *domain, const char *user, const char *pass,
     int r;
 
     jid_r[0] = '\0';
-    if (canon_jid(domain, user, strlen(user), jid_r, jidmax) < 0) {
+    if (canon_jid(domain, user, strlen(user), jid_r, jidmax, NULL) < 0) {
         jid_r[0] = '\0';
         snprintf(detail, dmax, "not a user name of this domain");
         *cond_r = XE_SASL_NOT_AUTHORIZED;
@@ -1346,7 +1365,7 @@ xe_sasl_check_digest(const char *domain, const char *user, const char *stream_id
 
     *cond_r = XE_SASL_NOT_AUTHORIZED;
     jid_r[0] = '\0';
-    if (canon_jid(domain, user, strlen(user), jid_r, jidmax) < 0) {
+    if (canon_jid(domain, user, strlen(user), jid_r, jidmax, NULL) < 0) {
         jid_r[0] = '\0';
         snprintf(detail, dmax, "not a user name of this domain");
         return XE_SASL_FAIL;

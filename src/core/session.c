@@ -207,7 +207,10 @@ struct xe_sess *
 xe_sess_new(const struct xe_sess_params *p, uint64_t now)
 {
     struct xe_sess *s = calloc(1, sizeof(*s));
-    struct xe_c2s_params cp = {.conf = p->conf, .tls = p->direct_tls, .peer = p->peer};
+    struct xe_c2s_params cp = {.conf = p->conf,
+                               .tls = p->direct_tls || p->encrypted,
+                               .peer = p->peer,
+                               .transport = p->transport};
 
     if (s == NULL)
         return NULL;
@@ -776,6 +779,20 @@ xe_sess_closing(struct xe_sess *s)
 void
 xe_sess_client_spoke(struct xe_sess *s, uint64_t now)
 {
+    if (s->st == XE_SS_NEGOTIATING && !s->held)
+        arm_preauth(s, now);
+}
+
+uint64_t
+xe_sess_auth_deadline(const struct xe_sess *s)
+{
+    return s->auth_deadline;
+}
+
+void
+xe_sess_set_auth_deadline(struct xe_sess *s, uint64_t at, uint64_t now)
+{
+    s->auth_deadline = at;
     if (s->st == XE_SS_NEGOTIATING && !s->held)
         arm_preauth(s, now);
 }

@@ -240,7 +240,10 @@ struct xe_sess_guard {
 struct xe_sess_params {
     const struct xe_conf *conf;
     bool direct_tls;                   /* TLS is up from the start */
+    bool encrypted;                    /* no TLS here, but the transport is
+                                          encrypted (plain ws behind a TLS proxy) */
     const char *peer;                  /* for the log */
+    const char *transport;             /* "tcp" (NULL) or "websocket": metrics */
     const struct xe_sess_guard *guard; /* NULL: none */
     void *guard_ctx;
 };
@@ -249,6 +252,12 @@ struct xe_sess;
 
 /* NOW: the loop's time (ms). The first timer is in xe_sess_timer_want(). */
 struct xe_sess *xe_sess_new(const struct xe_sess_params *p, uint64_t now);
+/* The authentication deadline (the loop's ms; 0: none yet), and a new one
+ * (a front-end transport's own first step, such as WebSocket's Upgrade, may
+ * shorten it for a while): re-arms the timer before authentication, which
+ * the glue applies with its next xe_srv_exec. */
+uint64_t xe_sess_auth_deadline(const struct xe_sess *s);
+void xe_sess_set_auth_deadline(struct xe_sess *s, uint64_t at, uint64_t now);
 void xe_sess_free(struct xe_sess **s);
 
 /* Client plaintext (after TLS and, once compressed, after inflating).

@@ -20,6 +20,7 @@
 
 #include "xelimits.h"
 #include "userstore.h"
+#include "jidprep.h"
 
 #define US_DB_NAME "users"
 #define US_TOMB_DB_NAME "tombstones"
@@ -690,18 +691,21 @@ us_utf8_seq(const unsigned char *s, const unsigned char *end)
 }
 
 int
-xe_jid_normalize(char *jid)
+xe_jid_normalize(char *jid, size_t size, const char **why_r)
 {
+    char node[XE_JIDPREP_PART_MAX + 1], host[XE_JIDPREP_PART_MAX + 1];
     const unsigned char *p, *end;
+    const char *why = "not a bare JID localpart@domain";
     char *at, *c;
     size_t len, local_len, domain_len, n;
     int r = XE_US_INVALID;
 
-    if (jid == NULL)
+    if (jid == NULL || (len = strnlen(jid, size)) >= size)
         goto out;
-    len = strlen(jid);
+    why = "too long";
     if (len > US_LOCAL_MAX + 1 + US_DOMAIN_MAX)
         goto out;
+    why = "not valid UTF-8";
     p = (const unsigned char *)jid;
     end = p + len;
     while (p < end) {
@@ -709,29 +713,42 @@ xe_jid_normalize(char *jid)
             goto out;
         p += n;
     }
+    why = "not a bare JID localpart@domain";
     if ((at = strchr(jid, '@')) == NULL)
         goto out;
     local_len = (size_t)(at - jid);
     domain_len = len - local_len - 1;
-    if (local_len < 1 || local_len > US_LOCAL_MAX || domain_len < 1 ||
-        domain_len > US_DOMAIN_MAX)
+    if (local_len < 1 || domain_len < 1)
         goto out;
-    for (c = jid; c < at; c++) {
-        unsigned char u = (unsigned char)*c;
-        if (u < 0x20 || u == 0x7f || strchr(" \"&'/:<>@", u) != NULL)
-            goto out;
-    }
+    why = "too long";
+    if (local_len > US_LOCAL_MAX || domain_len > US_DOMAIN_MAX)
+        goto out;
+    /* the localpart: nodeprep (jidprep.h), as Prosody prepares it */
+    if (xe_jidprep_node(jid, local_len, node, sizeof(node), &why) != 0)
+        goto out;
+    /* the domain: nameprep, then the domain's own syntax on the result */
+    why = "a domain with a space, a control character, '@' or '/'";
     for (c = at + 1; *c != '\0'; c++) {
         unsigned char u = (unsigned char)*c;
         if (u <= 0x20 || u == 0x7f || u == '@' || u == '/')
             goto out;
     }
-    for (c = jid; *c != '\0'; c++) {
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c - 'A' + 'a');
+    if (xe_jidprep_domain(at + 1, domain_len, host, sizeof(host), &why) != 0)
+        goto out;
+    why = "a domain with a space, a control character, '@' or '/'";
+    for (c = host; *c != '\0'; c++) {
+        unsigned char u = (unsigned char)*c;
+        if (u <= 0x20 || u == 0x7f || u == '@' || u == '/')
+            goto out;
     }
+    why = "too long once prepared";
+    if (strlen(node) + 1 + strlen(host) >= size)
+        goto out;
+    snprintf(jid, size, "%s@%s", node, host);
     r = 0;
 out:
+    if (r != 0 && why_r != NULL)
+        *why_r = why;
     return r;
 }
 
@@ -1022,7 +1039,7 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
         goto out;
     }
     memcpy(norm, user->jid, key.mv_size + 1);
-    if (xe_jid_normalize(norm) != 0 || strcmp(norm, user->jid) != 0) {
+    if (xe_jid_normalize(norm, sizeof(norm), NULL) != 0 || strcmp(norm, user->jid) != 0) {
         us_error(error_r, "user store %s: %s is not a normalised bare JID", store->path,
                  user->jid);
         r = XE_US_INVALID;

@@ -203,9 +203,12 @@ void xe_userstore_set_hooks(struct xe_userstore *store,
 int xe_userstore_hook_before(struct xe_userstore *store, const char *jid, char **error_r);
 void xe_userstore_hook_after(struct xe_userstore *store, char kind, const char *key);
 
-/* Normalise a bare JID in place: lower-case ASCII, check syntax
- * (localpart@domain, no resource, sizes, forbidden localpart characters).
- * Returns 0 or XE_US_INVALID. */
-int xe_jid_normalize(char *jid);
+/* Normalise a bare JID in place, in its buffer of SIZE bytes: the localpart
+ * through nodeprep and the domain through nameprep (jidprep.h: what Prosody
+ * does; ASCII is lower-cased, as it always was), then the syntax checked
+ * (localpart@domain, no resource, sizes). Returns 0, or XE_US_INVALID with
+ * *why_r (static text; WHY_R may be NULL) when the JID is not a bare JID or
+ * a part fails its profile, or the prepared JID does not fit. */
+int xe_jid_normalize(char *jid, size_t size, const char **why_r);
 
 #endif

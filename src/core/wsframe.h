@@ -28,6 +28,8 @@ struct xe_wsframe;
 struct xe_wsframe *xe_wsframe_new(size_t max_message, const struct xe_wsframe_cb *cb,
                                   void *ctx);
 void xe_wsframe_free(struct xe_wsframe **w);
+/* Change the message bound (the next message on). */
+void xe_wsframe_set_max(struct xe_wsframe *w, size_t max_message);
 /* Feed the client's bytes (all are taken). Returns 0, or negative when the
  * connection must end now (an allocation or a write failed). A protocol
  * error is not an error here: the close frame goes out through write and

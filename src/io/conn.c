@@ -23,6 +23,8 @@ xe_srv_stream_released(struct xe_stream *s, void *ctx)
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
     xe_proxy_free(&c->proxy);
+    if (c->xf)
+        c->xf->free(c);
     free(c->jid);
     srv_lock(c->srv);
     xe_srv_gen_unref(&c->gen);
@@ -494,6 +496,10 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     case XE_SD_NONE:
         break;
     case XE_SD_START_TLS:
+        if (c->xf) { /* (not offered there: TLS is under the transform) */
+            xe_srv_close_conn(c);
+            break;
+        }
         start_tls(c);
         break;
     case XE_SD_HOLD: /* R2: nothing is read meanwhile; the timer releases */
@@ -531,6 +537,30 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
         break;
     }
 }
+
+/* The client's transform of the connection (XMPP over WebSocket,
+ * struct xe_srv_xform) on the client stream's hook. */
+static int
+xf_in(struct xe_stream *s, void *x, const char *data, size_t len)
+{
+    struct conn *c = x;
+
+    (void)s;
+    c->xf->in(c, data, len);
+    return 0;
+}
+
+static int
+xf_out(struct xe_stream *s, void *x, const char *data, size_t len)
+{
+    struct conn *c = x;
+
+    (void)s;
+    c->xf->out(c, data, len);
+    return 0; /* (a failure closed the connection already, and told why) */
+}
+
+static const struct xe_stream_transform xf_hook = {xf_in, xf_out, NULL};
 
 /* Plaintext from the client (after TLS and the transform). */
 static void
@@ -647,6 +677,12 @@ refused(struct worker *w, const char *reason, const char *address)
     w->refused_unlogged = 0;
 }
 
+static const char *
+listener_name(const struct conn *c)
+{
+    return c->xf ? xe_srv_transport(c) : c->direct ? "direct_tls" : "starttls";
+}
+
 void
 xe_srv_on_connection(uv_stream_t *ls, int status)
 {
@@ -703,7 +739,8 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     /* the listener's settings (proxy_protocol, proxy_from) of the current
      * generation: a reload keeps the listeners, in their order */
     lc = &c->gen->conf->listeners[l - w->listeners];
-    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS;
+    c->direct = lc->kind == XE_LISTEN_DIRECT_TLS ||
+                (lc->kind == XE_LISTEN_WEBSOCKET && lc->ws->tls);
     {
         struct xe_stream_limits lim = xe_srv_limits(c);
         xe_stream_init(&c->cs, w->loop, false, &w->slab, &lim, &client_cb, c);
@@ -723,7 +760,9 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     format_peer(&c->cs.u.tcp, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
-    xe_metrics_inc(XE_M_ACCEPTED, c->direct ? "direct_tls" : "starttls", NULL);
+    if (lc->kind == XE_LISTEN_WEBSOCKET && xe_srv_ws_accept(c, lc) < 0)
+        return;
+    xe_metrics_inc(XE_M_ACCEPTED, listener_name(c), NULL);
     if (lc->proxy_protocol) {
         xe_srv_proxy_accept(c, lc); /* conn_start once the header is read */
         return;
@@ -757,9 +796,16 @@ xe_srv_conn_start(struct conn *c)
         snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     }
     uv_tcp_nodelay(&c->cs.u.tcp, 1);
+    /* the WebSocket transform on the client stream's hook: from here (a
+     * PROXY header before it is the connection's, not the transform's) */
+    if (c->xf)
+        xe_stream_set_transform(&c->cs, &xf_hook, c);
     p.conf = c->gen->conf;
     p.direct_tls = c->direct;
+    /* (plain ws: encrypted when the operator says its proxy terminated TLS) */
+    p.encrypted = c->xf && xe_srv_ws_encrypted(c);
     p.peer = c->peer;
+    p.transport = xe_srv_transport(c);
     p.guard = &xe_srv_lockout_guard;
     p.guard_ctx = c;
     c->sess = xe_sess_new(&p, uv_now(c->w->loop));
@@ -768,14 +814,13 @@ xe_srv_conn_start(struct conn *c)
         return;
     }
     if (c->direct) {
-        struct xe_tls *t = xe_tls_new(c->gen->tls_direct, NULL);
+        struct xe_tls *t = xe_tls_new(c->xf ? c->gen->tls_ws : c->gen->tls_direct, NULL);
         if (t == NULL || xe_stream_start_tls(&c->cs, t, false) < 0) {
             xe_srv_finish_close(c);
             return;
         }
     }
     xe_srv_exec(c, XE_SD_NONE); /* the first timer: TLS, or the auth deadline */
-    xe_debug("event=accept peer=%s listener=%s", c->peer,
-             c->direct ? "direct_tls" : "starttls");
+    xe_debug("event=accept peer=%s listener=%s", c->peer, listener_name(c));
     xe_stream_start(&c->cs);
 }

@@ -115,5 +115,6 @@ xe_srv_send_client(struct conn *c, const void *data, size_t len)
         return 0;
     c->bytes_down += len;
     xe_metrics_bytes(false, len);
-    return xe_stream_write(&c->cs, data, len); /* (the transform, then TLS) */
+    return xe_stream_write(&c->cs, data, len); /* (the transform: compression or
+                                                  WebSocket, then TLS) */
 }

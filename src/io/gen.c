@@ -128,6 +128,7 @@ xe_srv_gen_unref(struct gen **gp)
     free(g->pool_off);
     xe_tls_ctx_free(&g->tls_starttls);
     xe_tls_ctx_free(&g->tls_direct);
+    xe_tls_ctx_free(&g->tls_ws);
     xe_conf_free(&g->owned);
     free(g);
 }
@@ -152,7 +153,10 @@ xe_srv_gen_new(const struct xe_conf *conf, const struct gen *prev, char **error_
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls_starttls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &g->tls_direct, error_r) <
-            0)
+            0 ||
+        /* wss: browsers offer h2 and http/1.1; the Upgrade is HTTP/1.1's */
+        (conf->n_websockets > 0 &&
+         xe_tls_ctx_new(certs, conf->n_domains, "http/1.1", &g->tls_ws, error_r) < 0))
         xe_srv_gen_unref(&g);
     free(certs);
     return g;

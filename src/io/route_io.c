@@ -316,6 +316,79 @@ cb_served(void *ctx, const char *domain)
 static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome,
                                                 cb_served};
 
+/* ---- federation straight to the home ----------------------------------- */
+
+/* The routed pool serving TO_DOMAIN (a domain or one of its components), and
+ * that domain's name, else NULL. */
+static struct rpool *
+fed_pool(struct xe_route_io *io, const char *to_domain, const char **domain_r)
+{
+    const struct xe_domain_conf *d = xe_conf_domain(io->conf, to_domain);
+    struct rpool *p;
+
+    if (d != NULL) {
+        *domain_r = d->name;
+        return d->pool ? pool_of(io, d->pool) : NULL;
+    }
+    for (size_t i = 0; i < io->n_pools; i++) {
+        p = &io->pools[i];
+        if (xe_route_component(p->map, to_domain) == XE_POOL_NONE)
+            continue;
+        for (size_t j = 0; j < io->conf->n_domains; j++)
+            if (io->conf->domains[j].pool == p->pc) {
+                *domain_r = io->conf->domains[j].name;
+                return p;
+            }
+    }
+    return NULL;
+}
+
+int
+xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_domain,
+                    const char *to, const unsigned char *raw, size_t len)
+{
+    char bare[XE_ROUTE_MAX_JID + 1];
+    const char *domain = NULL, *hname;
+    struct rpool *p;
+    struct rlink *rl;
+    bool component;
+    size_t home;
+
+    if (io == NULL || io->stopped || to == NULL || to_domain == NULL ||
+        (p = fed_pool(io, to_domain, &domain)) == NULL)
+        return XE_ROUTE_IO_PASS;
+    home = xe_route_target(p->map, domain, to, bare, sizeof(bare), &component);
+    if (home == XE_POOL_NONE)
+        return XE_ROUTE_IO_PASS;
+    hname = xe_route_map_server_name(p->map, home);
+    rl = p->links[home];
+    if (rl == NULL || rl->closing || !rl->ready ||
+        xe_stream_queued(&rl->st) + len > XE_ROUTE_MAX_QUEUE) {
+        if (!component)
+            return XE_ROUTE_IO_PASS;
+        xe_metrics_inc(XE_M_ROUTE_REFUSED, "federation",
+                       rl == NULL || rl->closing || !rl->ready ? "home-down"
+                                                               : "queue-full");
+        xe_info("event=route-refused from=federation remote=%s home=%s jid=%s reason=%s",
+                from, hname, bare,
+                rl == NULL || rl->closing || !rl->ready ? "home-down" : "queue-full");
+        return XE_ROUTE_IO_DROPPED;
+    }
+    send_bytes(rl, raw, len);
+    xe_metrics_inc(XE_M_ROUTED, "federation", hname);
+    xe_debug("event=route from=federation remote=%s to=%s jid=%s", from, hname, bare);
+    return XE_ROUTE_IO_SENT;
+}
+
+bool
+xe_route_io_is_component(const struct xe_route_io *io, const char *name)
+{
+    for (size_t i = 0; io != NULL && name != NULL && i < io->n_pools; i++)
+        if (xe_route_component(io->pools[i].map, name) != XE_POOL_NONE)
+            return true;
+    return false;
+}
+
 /* ---- connections ------------------------------------------------------- */
 
 static void

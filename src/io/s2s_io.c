@@ -104,7 +104,7 @@ bool
 xe_s2sio_cb_is_local(void *ctx, const char *d)
 {
     const struct s2s_gen *g = ctx;
-    return xe_conf_domain(g->conf, d) != NULL;
+    return xe_conf_domain(g->conf, d) != NULL || xe_conf_component(g->conf, d) != NULL;
 }
 
 enum xe_s2s_policy
@@ -114,7 +114,7 @@ xe_s2sio_cb_policy(void *ctx, const char *d)
     const struct xe_s2s_peer_conf *p = xe_conf_s2s_peer(g->conf, d);
     int pol = p && p->policy >= 0 ? p->policy : g->conf->s2s.default_policy;
 
-    if (xe_conf_domain(g->conf, d))
+    if (xe_conf_domain(g->conf, d) || xe_conf_component(g->conf, d))
         return XE_S2S_POLICY_REFUSE; /* ourselves: never over s2s */
     return pol == XE_S2S_POL_EXTERNAL ? XE_S2S_POLICY_EXTERNAL
            : pol == XE_S2S_POL_REFUSE ? XE_S2S_POLICY_REFUSE
@@ -469,7 +469,7 @@ xe_s2sio_start_tls(struct sconn *c)
     struct xe_tls *t;
 
     if (c->kind == XE_S2S_IN)
-        t = xe_tls_new(c->gen->tls, xe_s2s_local(c->core));
+        t = xe_tls_new(c->gen->tls, xe_s2sio_tls_name(conf, xe_s2s_local(c->core)));
     else
         t = xe_tls_new_s2s_client(
             c->gen->client[d ? (size_t)(d - conf->domains) : conf->n_domains], c->remote,

@@ -38,6 +38,21 @@ int xe_s2s_io_reload(struct xe_s2s_io *io, const struct xe_conf *conf, struct ge
 /* Stop listening and end every stream (the loop can then end). */
 void xe_s2s_io_stop(struct xe_s2s_io *io);
 void xe_s2s_io_free(struct xe_s2s_io **io);
+/* Routing of a pool (doc/pool-routing.md) as federation sees it: the
+ * server sets it when the configuration routes (route_io.h); each may be
+ * NULL. deliver: a stanza of an authenticated remote domain FROM for TO
+ * (its "to"; the domain TO_DOMAIN), RAW its bytes; 0 when it was taken
+ * (sent to the recipient's home, or dropped there with a log line), else
+ * the glue sends it over its link to the domain's backend. (A routed
+ * pool's component domains are served on the s2s listeners as its domain
+ * is: xe_conf_component.) */
+struct xe_s2s_router {
+    int (*deliver)(void *ctx, const char *from, const char *to_domain, const char *to,
+                   const unsigned char *raw, size_t len);
+    void *ctx;
+};
+void xe_s2s_io_set_router(struct xe_s2s_io *io, const struct xe_s2s_router *router);
+
 /* For the operator (on the glue's loop): one line per stream, "s2s id=N
  * direction=in|out kind=in|out|verify|backend|link local= remote= peer=
  * state=negotiating|ready|closing mech= since= age_s= bytes=" (io may be

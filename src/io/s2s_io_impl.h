@@ -58,6 +58,7 @@ struct xe_s2s_io {
     struct xe_stream_slab slab;
     struct s2s_gen *gen;
     struct xe_s2s_gen_ops ops;
+    struct xe_s2s_router router; /* a routed pool's homes (xe_s2s_io_set_router) */
     struct s2s_listener *ls;
     size_t n_ls;
     struct sconn *conns; /* every stream (the operator's view, the stop) */
@@ -133,6 +134,12 @@ void xe_s2sio_start_tls(struct sconn *c);
 void xe_s2sio_why_set(struct sconn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 extern const char *const xe_s2sio_kind_names[];
+
+/* s2s_io_route.c */
+bool xe_s2sio_route_stanza(struct sconn *c, const struct xe_s2s_event *ev);
+const char *xe_s2sio_tls_name(const struct xe_conf *conf, const char *name);
+const struct xe_domain_conf *xe_s2sio_served_domain(const struct xe_conf *conf,
+                                                    const char *name);
 
 /* s2s_io_pair.c */
 void xe_s2sio_backend_open(struct sconn *b);

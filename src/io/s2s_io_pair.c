@@ -95,6 +95,9 @@ xe_s2sio_in_events(struct sconn *c)
             start_verify(c, &ev);
             continue;
         }
+        /* a stanza for a user of a routed pool: to the user's home */
+        if (xe_s2sio_route_stanza(c, &ev))
+            continue;
         /* a stanza of an authenticated pair: to its backend link */
         {
             struct sconn *l = xe_s2sio_link_for(c->io, ev.from, ev.to);
@@ -251,7 +254,7 @@ xe_s2sio_backend_open(struct sconn *b)
          * REMOTE") signed with the pool secret of the local domain, as
          * mod_xedge_s2s writes it: a source address on loopback proves
          * nothing, any local process could claim to be the backend. */
-        const struct xe_domain_conf *d = xe_conf_domain(b->gen->conf, b->local);
+        const struct xe_domain_conf *d = xe_s2sio_served_domain(b->gen->conf, b->local);
         char *identity = xe_asprintf("%s %s", b->local, b->remote);
         int r = d && d->pool
                     ? xe_assertion_verify(d->pool->secret, d->pool->secret_len, "s2s-out",

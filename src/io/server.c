@@ -157,10 +157,10 @@ static size_t
 w_count_states(struct worker *w, const char *arg, struct xe_buf *out)
 {
     struct xe_server *srv = w->srv;
-    unsigned long n[8] = {0};
+    unsigned long n[12] = {0};
 
     for (const struct conn *c = w->conns; c; c = c->next)
-        n[(c->direct ? 4 : 0) + c->st]++;
+        n[(c->xf ? 8 : c->direct ? 4 : 0) + c->st]++;
     xe_buf_append(out, n, sizeof(n));
     srv_lock(srv);
     for (size_t i = 0; i < srv->gen->n_bs; i++) {
@@ -185,7 +185,8 @@ metrics_gauges(void *ctx, struct xe_buf *out)
     static const char *const states[] = {"negotiating", "backend", "spliced", "closing"};
     struct xe_server *srv = ctx;
     const struct gen *g;
-    unsigned long n[2][4] = {{0}};
+    static const char *const kinds[] = {"starttls", "direct_tls", "websocket"};
+    unsigned long n[3][4] = {{0}};
     struct xe_buf counts;
     unsigned long *sessions;
     size_t per;
@@ -195,26 +196,32 @@ metrics_gauges(void *ctx, struct xe_buf *out)
     on_workers(srv, w_count_states, NULL, &counts);
     srv_lock(srv);
     g = srv->gen;
-    per = (8 + g->n_bs) * sizeof(unsigned long);
+    per = (12 + g->n_bs) * sizeof(unsigned long);
     sessions = xe_calloc(g->n_bs + 1, sizeof(*sessions));
     for (size_t off = 0; off + per <= counts.len; off += per) {
         unsigned long v;
-        for (size_t i = 0; i < 8 + g->n_bs; i++) {
+        for (size_t i = 0; i < 12 + g->n_bs; i++) {
             memcpy(&v, counts.data + off + i * sizeof(v), sizeof(v));
-            if (i < 8)
+            if (i < 12)
                 n[i / 4][i % 4] += v;
             else
-                sessions[i - 8] += v;
+                sessions[i - 12] += v;
         }
     }
     xe_buf_free(&counts);
     xe_buf_append_str(out,
                       "# HELP xedge_connections Open client connections, by listener "
                       "kind and state.\n# TYPE xedge_connections gauge\n");
-    for (int l = 0; l < 2; l++)
+    for (int l = 0; l < 3; l++)
         for (int s = 0; s < 4; s++)
             xe_buf_appendf(out, "xedge_connections{listener=\"%s\",state=\"%s\"} %lu\n",
-                           l ? "direct_tls" : "starttls", states[s], n[l][s]);
+                           kinds[l], states[s], n[l][s]);
+    xe_buf_append_str(out, "# HELP xedge_sessions Spliced sessions, by the client's "
+                           "transport.\n# TYPE xedge_sessions gauge\n");
+    xe_buf_appendf(out, "xedge_sessions{transport=\"tcp\"} %lu\n",
+                   n[0][CS_SPLICED] + n[1][CS_SPLICED]);
+    xe_buf_appendf(out, "xedge_sessions{transport=\"websocket\"} %lu\n",
+                   n[2][CS_SPLICED]);
     xe_buf_append_str(out, "# HELP xedge_backend_sessions Spliced sessions, by backend "
                            "server.\n# TYPE xedge_backend_sessions gauge\n");
     for (size_t i = 0; i < g->n_bs; i++)
@@ -326,6 +333,20 @@ s2s_gen_release(void *ctx, struct gen *g)
     srv_unlock(srv);
 }
 
+/* A remote domain's stanza for a routed pool: to its home (route_io.h);
+ * srv->route is read at each call (NULL once it is freed). */
+static int
+route_federation(void *ctx, const char *from, const char *to_domain, const char *to,
+                 const unsigned char *raw, size_t len)
+{
+    struct xe_server *srv = ctx;
+
+    return xe_route_io_deliver(srv->route, from, to_domain, to, raw, len) ==
+                   XE_ROUTE_IO_PASS
+               ? -1
+               : 0;
+}
+
 int
 xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **srv_r,
               char **error_r)
@@ -363,6 +384,11 @@ xe_server_new(uv_loop_t *loop, const struct xe_conf *conf, struct xe_server **sr
         xe_route_io_new(loop, conf, &srv->route, error_r) < 0) {
         xe_server_free(srv_r);
         return -1;
+    }
+    if (srv->s2s && srv->route) {
+        /* federation straight to a routed pool's homes */
+        struct xe_s2s_router router = {route_federation, srv};
+        xe_s2s_io_set_router(srv->s2s, &router);
     }
     return 0;
 }
@@ -560,7 +586,9 @@ xe_server_listen(struct xe_server *srv, char **error_r)
             }
             if (k == 0)
                 xe_info("event=listen address=%s port=%d kind=%s", lc->address, lc->port,
-                        lc->kind == XE_LISTEN_STARTTLS ? "starttls" : "direct_tls");
+                        lc->kind == XE_LISTEN_STARTTLS    ? "starttls"
+                        : lc->kind == XE_LISTEN_WEBSOCKET ? "websocket"
+                                                          : "direct_tls");
         }
     }
     uv_async_init(srv->loop, &srv->main_async, on_main_async);
@@ -771,10 +799,13 @@ w_sessions(struct worker *w, const char *arg, struct xe_buf *out)
     for (const struct conn *c = w->conns; c; c = c->next)
         xe_buf_appendf(
             out,
-            "session id=%llu jid=%s peer=%s listener=%s state=%s tls=%s mech=%s "
-            "backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu%s\n",
+            "session id=%llu jid=%s peer=%s listener=%s transport=%s state=%s tls=%s "
+            "mech=%s backend=%s since=%lld age_s=%lld bytes_up=%llu bytes_down=%llu%s\n",
             (unsigned long long)c->id, c->jid ? c->jid : "-", c->peer,
-            c->direct ? "direct_tls" : "starttls", conn_states[c->st],
+            c->xf       ? xe_srv_transport(c)
+            : c->direct ? "direct_tls"
+                        : "starttls",
+            xe_srv_transport(c), conn_states[c->st],
             c->tls_version ? c->tls_version : "-", c->mech[0] ? c->mech : "-",
             c->server && c->st == CS_SPLICED ? c->server->name : "-", (long long)c->since,
             (long long)(now - c->since), (unsigned long long)c->bytes_up,

@@ -15,6 +15,8 @@
  *   conn_compress.c  stream compression (XEP-0138): the client stream's
  *                    transform
  *   conn_proxy.c     the PROXY protocol
+ *   conn_ws.c        XMPP over WebSocket (RFC 7395): the client stream's
+ *                    transform (xe_srv_xform, on the stream's hook)
  *   server.c         workers, start, reload, shutdown, the control views
  */
 #ifndef XE_SERVER_IMPL_H
@@ -85,6 +87,7 @@ struct gen {
     const struct xe_conf *conf;
     struct xe_conf *owned; /* conf, when the generation owns it (reloads) */
     struct xe_tls_ctx *tls_starttls, *tls_direct;
+    struct xe_tls_ctx *tls_ws; /* websocket listeners' (ALPN http/1.1), or NULL */
     /* the live state of each configured server, in pool order: pool p's
      * servers are bs[pool_off[p]...] (st: the same, for pool.h) */
     struct bstate **bs;
@@ -236,6 +239,20 @@ srv_unlock(struct xe_server *srv)
 
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
 
+/* A transform between TLS and the c2s stream (XMPP over WebSocket,
+ * conn_ws.c), on the client stream's transform hook (stream.h; conn.c
+ * adapts it). in: the client's bytes after TLS; it hands the stream's on
+ * with xe_stream_deliver. out: the stream's bytes for the client (the c2s
+ * core's, the backend's), counted already; it writes what goes on the
+ * wire (xe_stream_write_below) and flushes TLS. free: the connection is
+ * gone. */
+struct xe_srv_xform {
+    const char *name; /* the transport, for the log, metrics and sessions */
+    void (*in)(struct conn *c, const char *data, size_t n);
+    int (*out)(struct conn *c, const void *data, size_t len);
+    void (*free)(struct conn *c);
+};
+
 struct conn {
     struct xe_server *srv;
     struct worker *w; /* the connection lives on its loop */
@@ -293,7 +310,16 @@ struct conn {
     struct xe_proxy *proxy;        /* in: reading the header from a trusted proxy */
     struct sockaddr_storage local; /* the address the client reached */
     bool proxy_out;                /* the pool wants a PROXY header first */
+    const struct xe_srv_xform *xf; /* a transform under the stream, or NULL */
+    void *xf_ctx;                  /* ... its state */
 };
+
+/* The client's transport: "tcp", or the transform's ("websocket"). */
+static inline const char *
+xe_srv_transport(const struct conn *c)
+{
+    return c->xf ? c->xf->name : "tcp";
+}
 
 /* gen.c */
 void xe_srv_bstate_unref(struct bstate *b);
@@ -362,6 +388,10 @@ void xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc);
 void xe_srv_proxy_input(struct conn *c, const char *data, size_t n);
 void xe_srv_proxy_send(struct conn *c);
 void xe_srv_proxy_timeout(struct conn *c);
+
+/* conn_ws.c */
+int xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc);
+bool xe_srv_ws_encrypted(const struct conn *c);
 
 /* server.c */
 void xe_srv_end_account_async(struct xe_server *srv, const char *jid);

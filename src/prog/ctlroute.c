@@ -21,7 +21,7 @@ xe_ctlroute_where(const char *config, int argc, char **argv)
     struct xe_user *user = NULL;
     const struct xe_domain_conf *d;
     char jid[sizeof(user->jid)], *err = NULL;
-    const char *why = NULL, *at;
+    const char *why = NULL, *at, *bad = "";
     bool exists = false, pinned = false;
     size_t home;
     int ret = 2, r;
@@ -35,8 +35,10 @@ xe_ctlroute_where(const char *config, int argc, char **argv)
         return 1;
     }
     strcpy(jid, argv[0]);
-    if (xe_jid_normalize(jid) != 0 || (at = strchr(jid, '@')) == NULL) {
-        fprintf(stderr, "xedgectl: user where: '%s' is not a bare JID\n", argv[0]);
+    if (xe_jid_normalize(jid, sizeof(jid), &bad) != 0 ||
+        (at = strchr(jid, '@')) == NULL) {
+        fprintf(stderr, "xedgectl: user where: '%s' is not a valid bare JID: %s\n",
+                argv[0], bad);
         return 1;
     }
     if (xe_conf_load(config, &conf, &err) != 0) {

@@ -61,6 +61,7 @@ xe_ctltokens_main(const char *config, int argc, char **argv)
     struct xe_userstore *store = NULL;
     struct xe_tokens *tokens = NULL;
     char jid[3072], *err = NULL;
+    const char *why = "";
     bool list;
     int ret = 2, r, n = 0;
 
@@ -77,8 +78,9 @@ xe_ctltokens_main(const char *config, int argc, char **argv)
         return 1;
     }
     strcpy(jid, argv[1]);
-    if (xe_jid_normalize(jid) != 0) {
-        fprintf(stderr, "xedgectl: user tokens: '%s' is not a bare JID\n", argv[1]);
+    if (xe_jid_normalize(jid, sizeof(jid), &why) != 0) {
+        fprintf(stderr, "xedgectl: user tokens: '%s' is not a valid bare JID: %s\n",
+                argv[1], why);
         return 1;
     }
     if (xe_conf_load(config, &conf, &err) != 0) {

@@ -46,6 +46,7 @@ xe_import_jabberd2(struct xe_import_sink *sink, const char *path, const char *do
     struct xe_user *u = xe_calloc(1, sizeof(*u));
     char *uri = NULL;
     sqlite3_int64 total = 0, done = 0;
+    const char *why = "";
     int r = 1, rc;
 
     /* read-only, and never a journal or a new file next to the database */
@@ -103,9 +104,9 @@ xe_import_jabberd2(struct xe_import_sink *sink, const char *path, const char *do
         memcpy(u->jid, user, strlen(user));
         u->jid[strlen(user)] = '@';
         memcpy(u->jid + strlen(user) + 1, realm, strlen(realm) + 1);
-        if (xe_jid_normalize(u->jid) != XE_US_OK) {
-            xe_import_refuse(sink, where, "%s@%s is not a valid JID; not imported", user,
-                             realm);
+        if (xe_jid_normalize(u->jid, sizeof(u->jid), &why) != XE_US_OK) {
+            xe_import_refuse(sink, where, "%s@%s is not a valid JID (%s); not imported",
+                             user, realm, why);
             goto next;
         }
         if (pw == NULL || pw[0] == '\0') {

@@ -255,7 +255,7 @@ finish_user(struct x227 *x)
 {
     struct xe_user *u = xe_calloc(1, sizeof(*u));
     char where[PATH_MAX + 32], why[WHY_MAX + 64] = "";
-    const char *who = x->user_name != NULL ? x->user_name : "(no name)";
+    const char *who = x->user_name != NULL ? x->user_name : "(no name)", *bad = "";
     bool any = false;
     int r;
 
@@ -268,8 +268,9 @@ finish_user(struct x227 *x)
         snprintf(why, sizeof(why), "the JID is too long");
         goto refuse;
     }
-    if (xe_jid_normalize(u->jid) != XE_US_OK) {
-        snprintf(why, sizeof(why), "%s@%s is not a valid JID", x->user_name, x->host);
+    if (xe_jid_normalize(u->jid, sizeof(u->jid), &bad) != XE_US_OK) {
+        snprintf(why, sizeof(why), "%s@%s is not a valid JID (%s)", x->user_name, x->host,
+                 bad);
         goto refuse;
     }
     who = u->jid;

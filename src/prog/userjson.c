@@ -214,8 +214,10 @@ import_line(struct xe_import_sink *sink, const char *line, const char *where,
         goto out;
     }
     snprintf(jid, sizeof(jid), "%s", str_field(o, "jid"));
-    if (xe_jid_normalize(jid) != XE_US_OK) {
-        *why = "invalid JID (a bare JID localpart@domain is required)";
+    if (xe_jid_normalize(jid, sizeof(jid), NULL) != XE_US_OK) {
+        *why =
+            "invalid JID (a bare JID localpart@domain is required, its localpart valid "
+            "under nodeprep)";
         goto out;
     }
     if ((*why = record_text(o, &rec, (json_int_t)time(NULL))) != NULL)

@@ -345,18 +345,15 @@ main(int argc, char **argv)
     if (check) {
         printf("xedge: configuration %s is valid\n", path);
         for (size_t i = 0; i < conf->n_websockets; i++)
-            printf("xedge: websocket listener %s port %d: parsed, not served yet (the "
-                   "listener comes with the glue)\n",
-                   conf->websockets[i].address, conf->websockets[i].port);
+            printf("xedge: websocket listener %s port %d: %s, path %s%s\n",
+                   conf->websockets[i].address, conf->websockets[i].port,
+                   conf->websockets[i].tls ? "wss" : "plain ws behind trusted proxies",
+                   conf->websockets[i].path,
+                   conf->websockets[i].host_meta_url ? ", host-meta" : "");
         rc = 0;
         goto out;
     }
     xe_log_open(conf->log_to, conf->syslog_facility);
-    for (size_t i = 0; i < conf->n_websockets; i++)
-        xe_warn(
-            "event=websocket-not-served address=%s port=%d reason=\"parsed; the listener "
-            "comes with the glue\"",
-            conf->websockets[i].address, conf->websockets[i].port);
     if (xe_userstore_open(conf->user_store, false, conf->user_store_map_mb, &store,
                           &err) < 0) {
         fprintf(stderr, "xedge: user store: %s\n", err);

@@ -1034,6 +1034,7 @@ main(int argc, char **argv)
         goto out;
     }
     arg = optind < argc ? argv[optind] : NULL;
+    const char *why = "";
     if (cmd == CMD_IMPORT) {
         /* a file name, not a JID */
     } else if ((cmd == CMD_LIST || cmd == CMD_EXPORT) && arg != NULL) {
@@ -1043,8 +1044,8 @@ main(int argc, char **argv)
             goto out;
         }
         snprintf(domain, sizeof(domain), "x@%s", arg);
-        if (xe_jid_normalize(domain) != 0) {
-            ctl_err("invalid domain '%s'", arg);
+        if (xe_jid_normalize(domain, sizeof(domain), &why) != 0) {
+            ctl_err("invalid domain '%s': %s", arg, why);
             goto out;
         }
     } else if (arg != NULL) {
@@ -1053,8 +1054,10 @@ main(int argc, char **argv)
             goto out;
         }
         snprintf(ctl.jid, sizeof(ctl.jid), "%s", arg);
-        if (xe_jid_normalize(ctl.jid) != 0) {
-            ctl_err("invalid JID '%s': a bare JID localpart@domain is required", arg);
+        if (xe_jid_normalize(ctl.jid, sizeof(ctl.jid), &why) != 0) {
+            ctl_err("invalid JID '%s': %s (a bare JID localpart@domain is required, "
+                    "its localpart valid under nodeprep, RFC 6122)",
+                    arg, why);
             goto out;
         }
     }

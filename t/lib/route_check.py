@@ -3,7 +3,10 @@
 (doc/pool-routing.md), with slixmpp clients through xedge.
 
   /usr/bin/python3 t/lib/route_check.py --server HOST:PORT --cafile CA \\
-      --password PW [--timeout S] PHASE JID...
+      --password PW [--timeout S] [--domain D=HOST:PORT=CA]... PHASE JID...
+
+--domain: the users of domain D log in at HOST:PORT (trusting CA) instead
+(another domain federating with the pool: it joins its room, say).
 
 PHASE:
   matrix        every user logs in; every ordered pair exchanges a chat
@@ -102,11 +105,23 @@ class User(slixmpp.ClientXMPP):
         self.muc_presence.append((pres['from'].full, pres['type']))
 
 
-async def login(a, jids):
-    users = [User(j, a.password, a.cafile) for j in jids]
+def where(a, jid):
+    """(host, port, cafile) for JID's login: its domain's --domain, else --server"""
+    dom = jid.rpartition('@')[2]
+    for spec in a.domain or []:
+        d, server, ca = spec.split('=', 2)
+        if d == dom:
+            host, _, port = server.rpartition(':')
+            return host, int(port), ca
     host, _, port = a.server.rpartition(':')
+    return host, int(port), a.cafile
+
+
+async def login(a, jids):
+    users = [User(j, a.password, where(a, j)[2]) for j in jids]
     for u in users:
-        u.connect((host, int(port)), force_starttls=True)
+        host, port, _ = where(a, u.boundjid.bare)
+        u.connect((host, port), force_starttls=True)
     try:
         states = await asyncio.wait_for(asyncio.gather(*(u.ready for u in users)), a.timeout)
     except asyncio.TimeoutError:
@@ -341,6 +356,8 @@ def main():
     p.add_argument('--password', required=True)
     p.add_argument('--timeout', type=float, default=15)
     p.add_argument('--debug', action='store_true')
+    p.add_argument('--domain', action='append',
+                   help='D=HOST:PORT=CA: the users of domain D log in there')
     p.add_argument('--settle', type=float, default=0,
                    help='seconds to wait after the logins (a cluster replicating sessions)')
     p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved'])

@@ -190,6 +190,17 @@ pick_base_port() {
 	return 1
 }
 
+# pick_free_port: one free port below 32768 (as pick_base_port), e.g. for
+# sandbox_up --websocket-port
+pick_free_port() {
+	local n
+	for _ in $(seq 1 50); do
+		n=$((12000 + (RANDOM * 32768 + RANDOM) % 19900))
+		_port_free "$n" && { echo "$n"; return 0; }
+	done
+	return 1
+}
+
 _sandbox_cleanup() {
 	local rc=$?
 	if [ -n "${XE_SANDBOX_DIR:-}" ] && [ -d "$XE_SANDBOX_DIR" ]; then

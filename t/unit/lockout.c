@@ -245,6 +245,15 @@ test_keys(void)
     is_str(k, "", "EXTERNAL: none");
     xe_lockout_account_key("a b\"\\%\n\xc3\xa9@x", 11, k);
     is_str(k, "a%20b%22%5C%25%0A%C3%A9@x", "keys: unsafe bytes are escaped");
+    {
+        char k2[XE_LOCKOUT_KEY_MAX];
+        xe_lockout_account_key("Stra\xc3\x9f"
+                               "e@Example.ORG",
+                               19, k);
+        xe_lockout_account_key("STRASSE@example.org", 19, k2);
+        ok(strcmp(k, k2) == 0 && strcmp(k, "strasse@example.org") == 0,
+           "keys: the forms nodeprep folds together are one account (%s, %s)", k, k2);
+    }
     memset(big, 'a', sizeof(big));
     xe_lockout_account_key(big, sizeof(big), k);
     is_int((long long)strlen(k), XE_LOCKOUT_KEY_MAX - 1, "keys: bounded");

@@ -42,15 +42,17 @@ main(void)
     xe_metrics_login_duration(3);
     xe_metrics_login_duration(700);
     t = render();
-    ok(strstr(t,
-              "xedge_logins_total{mechanism=\"SCRAM-SHA-256\",result=\"success\"} 2\n") !=
-           NULL,
+    ok(strstr(t, "xedge_logins_total{mechanism=\"SCRAM-SHA-256\",result=\"success\","
+                 "transport=\"other\"} 2\n") != NULL,
        "a labelled counter, added twice");
-    ok(strstr(t,
-              "xedge_logins_total{mechanism=\"SCRAM-SHA-256\",result=\"not-authorized\"} "
-              "1\n") != NULL,
+    ok(strstr(t, "xedge_logins_total{mechanism=\"SCRAM-SHA-256\",result=\"not-"
+                 "authorized\",transport=\"other\"} "
+                 "1\n") != NULL,
        "another result: its own series");
-    ok(strstr(t, "mechanism=\"other\",result=\"invalid-mechanism\"} 1\n") != NULL &&
+    ok(strstr(
+           t,
+           "mechanism=\"other\",result=\"invalid-mechanism\",transport=\"other\"} 1\n") !=
+               NULL &&
            strstr(t, "X-CHOSEN") == NULL,
        "a mechanism name a peer chose is counted as \"other\"");
     ok(strstr(t, "xedge_bytes_total{direction=\"up\"} 1234\n") != NULL, "deltas add up");

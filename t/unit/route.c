@@ -430,6 +430,39 @@ test_components(void)
            NULL,
        "components: in the rendered map");
     xe_buf_free(&b);
+    {
+        /* federation straight to the home: where a remote domain's stanza goes */
+        char bare[3072];
+        bool comp = true;
+        size_t want = xe_route_home(map, "strasse@example.test", NULL);
+        is_int(xe_route_target(map, "example.test",
+                               "Stra\xc3\x9f"
+                               "e@Example.TEST/phone",
+                               bare, sizeof(bare), &comp),
+               want, "target: a user's full JID in another case and form: its home");
+        ok(!comp && strcmp(bare, "strasse@example.test") == 0,
+           "target: ... the bare JID prepared (%s), not a component", bare);
+        is_int(xe_route_target(map, "example.test", "room@CONF.example.test/nick", bare,
+                               sizeof(bare), &comp),
+               2, "target: a room of a component: the component's server");
+        ok(comp && strcmp(bare, "CONF.example.test") == 0, "target: ... a component");
+        is_int(xe_route_target(map, "example.test", "conf.example.test", bare,
+                               sizeof(bare), &comp),
+               2, "target: the component domain itself: its server");
+        is_int(xe_route_target(map, "example.test", "example.test", bare, sizeof(bare),
+                               &comp),
+               XE_POOL_NONE, "target: the domain itself: none (the federation link)");
+        is_int(xe_route_target(map, "example.test", "u@other.test", bare, sizeof(bare),
+                               &comp),
+               XE_POOL_NONE, "target: another domain: none");
+        is_int(xe_route_target(map, "example.test",
+                               "a\xef\xbc\xa0"
+                               "b@example.test",
+                               bare, sizeof(bare), &comp),
+               XE_POOL_NONE, "target: a localpart that fails nodeprep: none");
+        is_int(xe_route_target(map, "example.test", NULL, bare, sizeof(bare), &comp),
+               XE_POOL_NONE, "target: no to: none");
+    }
     xe_buf_init(&out, 0);
     l = link_as("p1", NOW + 30, "route", &out, &r, false);
     reset_counts();

@@ -303,6 +303,54 @@ test_sha512(void)
     xe_sasl_free(&s);
 }
 
+/* A user name goes through nodeprep, as Prosody's SASL does: any case or
+ * form of a name logs in as its one user; a name that fails the profile is
+ * a malformed request (Prosody: "Invalid username"), not a wrong password. */
+static void
+test_nodeprep(void)
+{
+    const char *mechs[] = {"SCRAM-SHA-256", "PLAIN"};
+    const char *names[] = {"Stra\xc3\x9f"
+                           "e",
+                           "STRASSE",
+                           "Stra\xc3\x9f"
+                           "e@EXAMPLE.test"};
+
+    for (int m = 0; m < 2; m++) {
+        for (int n = 0; n < 3; n++) {
+            struct xe_sasl *s = new_sasl(true);
+            struct outcome o;
+
+            if (s == NULL)
+                continue;
+            o = run_auth(s, mechs[m], names[n], NULL, "s-pw");
+            is_int(o.r, XE_SASL_OK, "%s as %s: success (nodeprep)", mechs[m], names[n]);
+            is_str(xe_sasl_jid(s), "strasse@example.test", "%s as %s: the prepared jid",
+                   mechs[m], names[n]);
+            xe_sasl_free(&s);
+        }
+        struct xe_sasl *s = new_sasl(true);
+        struct outcome o;
+        if (s == NULL)
+            continue;
+        /* a fullwidth @ becomes '@', which nodeprep prohibits */
+        o = run_auth(s, mechs[m],
+                     "a\xef\xbc\xa0"
+                     "b",
+                     NULL, "s-pw");
+        is_int(o.r, XE_SASL_FAIL, "%s as a name that fails nodeprep: FAIL", mechs[m]);
+        is_str(cond_of(o), "malformed-request", "%s: ... malformed-request", mechs[m]);
+        ok(strstr(xe_sasl_detail(s), "nodeprep") != NULL ||
+               strstr(xe_sasl_detail(s), "prohibit") != NULL,
+           "%s: ... the detail says why (%s)", mechs[m], xe_sasl_detail(s));
+        /* and the next attempt on the same session is judged afresh */
+        o = run_auth(s, mechs[m], "strasse", NULL, "wrong");
+        is_str(cond_of(o), "not-authorized", "%s: then a wrong password: not-authorized",
+               mechs[m]);
+        xe_sasl_free(&s);
+    }
+}
+
 static void
 test_success(void)
 {
@@ -807,6 +855,7 @@ main(void)
     add_user("bob@example.test", "bob-pw", false);
     add_user("carol@example.test", "carol-pw", true);
     add_user("bob@other.test", "bob-pw", false);
+    add_user("strasse@example.test", "s-pw", false);
 
     r = xe_sasl_global_init(store, "SCRAM-SHA-512 SCRAM-SHA-256 SCRAM-SHA-1 PLAIN", 4096,
                             &err);
@@ -822,6 +871,7 @@ main(void)
         test_cond_names();
         test_mechs();
         test_success();
+        test_nodeprep();
         test_sha512();
         test_failures();
         test_unknown_shape();

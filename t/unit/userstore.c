@@ -104,36 +104,41 @@ test_jid(void)
     size_t i;
 
     snprintf(buf, sizeof(buf), "Alice@Example.ORG");
-    is_int(xe_jid_normalize(buf), 0, "jid: mixed case accepted");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), 0, "jid: mixed case accepted");
     is_str(buf, "alice@example.org", "jid: lower-cased");
     snprintf(buf, sizeof(buf), "J\xc3\xbcRGEN@b\xc3\xbc\x63her.example");
-    is_int(xe_jid_normalize(buf), 0, "jid: UTF-8 accepted");
-    is_str(buf, "j\xc3\xbcrgen@b\xc3\xbc\x63her.example", "jid: only ASCII lower-cased");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), 0, "jid: UTF-8 accepted");
+    is_str(buf, "j\xc3\xbcrgen@b\xc3\xbc\x63her.example",
+           "jid: lower-cased by nodeprep and nameprep");
     snprintf(buf, sizeof(buf), "a@b");
-    is_int(xe_jid_normalize(buf), 0, "jid: shortest accepted");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), 0, "jid: shortest accepted");
     for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         snprintf(buf, sizeof(buf), "%s", bad[i]);
-        is_int(xe_jid_normalize(buf), XE_US_INVALID, "jid: bad #%zu refused", i);
+        is_int(xe_jid_normalize(buf, sizeof(buf), NULL), XE_US_INVALID,
+               "jid: bad #%zu refused", i);
     }
     snprintf(buf, sizeof(buf), "Al ice@EXAMPLE.org");
-    xe_jid_normalize(buf);
+    xe_jid_normalize(buf, sizeof(buf), NULL);
     is_str(buf, "Al ice@EXAMPLE.org", "jid: a refused JID is left as it was");
 
     memset(buf, 'a', 1023);
     snprintf(buf + 1023, sizeof(buf) - 1023, "@example.org");
-    is_int(xe_jid_normalize(buf), 0, "jid: 1023-byte localpart accepted");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), 0,
+           "jid: 1023-byte localpart accepted");
     memset(buf, 'a', 1024);
     snprintf(buf + 1024, sizeof(buf) - 1024, "@example.org");
-    is_int(xe_jid_normalize(buf), XE_US_INVALID, "jid: 1024-byte localpart refused");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), XE_US_INVALID,
+           "jid: 1024-byte localpart refused");
     snprintf(buf, sizeof(buf), "a@");
     memset(buf + 2, 'd', 1023);
     buf[1025] = '\0';
-    is_int(xe_jid_normalize(buf), 0, "jid: 1023-byte domain accepted");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), 0, "jid: 1023-byte domain accepted");
     snprintf(buf, sizeof(buf), "a@");
     memset(buf + 2, 'd', 1024);
     buf[1026] = '\0';
-    is_int(xe_jid_normalize(buf), XE_US_INVALID, "jid: 1024-byte domain refused");
-    ok(xe_jid_normalize(NULL) == XE_US_INVALID, "jid: NULL refused");
+    is_int(xe_jid_normalize(buf, sizeof(buf), NULL), XE_US_INVALID,
+           "jid: 1024-byte domain refused");
+    ok(xe_jid_normalize(NULL, 0, NULL) == XE_US_INVALID, "jid: NULL refused");
 }
 
 /* ---- codec -------------------------------------------------------------- */
