@@ -188,7 +188,7 @@ static const struct xe_wsxmpp_cb xmpp_cb = {to_stream, to_client};
 static void
 format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 {
-    char ip[64] = "?";
+    char ip[INET6_ADDRSTRLEN] = "?"; /* (with "[]:65535" it fits in 64) */
 
     if (ss->ss_family == AF_INET) {
         uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof(ip));
