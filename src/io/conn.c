@@ -1,36 +1,25 @@
-/* xedge: the c2s connection lifecycle: accept, the client's reads and
- * TLS, the c2s core driven on them, the pre-auth accounting, timers and the
- * single close path.
+/* xedge: the c2s connection lifecycle: accept, the client stream's
+ * callbacks (stream.h: its reads, TLS, its timer), the login machine driven
+ * on them, the pre-auth accounting and the single close path.
  * Part of the c2s I/O glue (server_impl.h holds the shared types). */
 #include "config.h"
 
 #include "server_impl.h"
 
-void
-xe_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-    /* reads are consumed (copied or decrypted) before the callback returns;
-     * every loop's data is its worker */
-    struct worker *w = h->loop->data;
-
-    *buf = uv_buf_init(w->read_slab, sizeof(w->read_slab));
-}
-
 /* ---- closing ------------------------------------------------------------- */
 
+/* A stream's handles are closed; the memory goes with the last stream's. */
 void
-xe_srv_on_handle_closed(uv_handle_t *h)
+xe_srv_stream_released(struct xe_stream *s, void *ctx)
 {
-    struct conn *c = h->data;
+    struct conn *c = ctx;
 
-    if (--c->handles > 0)
+    (void)s;
+    if (--c->streams > 0)
         return;
-    xe_tls_free(&c->tls);
     xe_sess_free(&c->sess);
     free(c->ua);
     xe_regsplice_free(&c->reg);
-    xe_buf_free(&c->cork_buf[0]);
-    xe_buf_free(&c->cork_buf[1]);
     xe_buf_free(&c->end_xml);
     xe_zstream_free(&c->zs);
     xe_buf_free(&c->zin);
@@ -179,16 +168,44 @@ xe_srv_preauth_end(struct conn *c)
     uv_timer_start(&w->trim_timer, on_trim_timer, XE_PREAUTH_TRIM_DELAY_MS, 0);
 }
 
+/* At once (what a corked callback holds gets one try-write): the client
+ * stream closes, and with it the connection (client_closed). */
 void
 xe_srv_finish_close(struct conn *c)
 {
+    if (!c->closed)
+        xe_stream_abort(&c->cs, XE_STREAM_LOCAL, 0);
+}
+
+/* The client stream closed: the connection's end (once). */
+static void
+client_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
+{
+    struct conn *c = ctx;
     struct xe_server *srv = c->srv;
     struct worker *w = c->w;
 
-    if (c->closed)
-        return;
-    if (c->corked)
-        xe_srv_cork_last(c);
+    switch (r) {
+    case XE_STREAM_WRITE_ERROR:
+        xe_debug("event=write-failed peer=%s side=client error=\"%s\"", c->peer,
+                 uv_strerror(status));
+        break;
+    case XE_STREAM_HARD_CAP:
+        xe_warn("event=buffer-cap peer=%s jid=%s side=client queued=%zu", c->peer,
+                c->jid ? c->jid : "-", xe_stream_queued(s));
+        break;
+    case XE_STREAM_TLS_FAILED:
+        xe_metrics_inc(XE_M_TLS_FAILED, NULL, NULL);
+        xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                xe_tls_error(xe_stream_tls(s)));
+        break;
+    case XE_STREAM_TLS_ERROR:
+        xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer,
+                xe_tls_error(xe_stream_tls(s)));
+        break;
+    default:
+        break;
+    }
     c->closed = true;
     c->st = CS_CLOSING;
     xe_srv_fast_cancel(c);
@@ -217,42 +234,15 @@ xe_srv_finish_close(struct conn *c)
         xe_srv_worker_drained(w);
     if (c->counted)
         xe_addrlimit_release(srv->al, (struct sockaddr *)&c->sa, uv_now(w->loop));
-    uv_close((uv_handle_t *)&c->client, xe_srv_on_handle_closed);
-    uv_close((uv_handle_t *)&c->timer, xe_srv_on_handle_closed);
-    if (c->backend_inited && !c->retrying) /* (a retry is closing it already) */
-        uv_close((uv_handle_t *)&c->backend, xe_srv_on_handle_closed);
+    /* the backend goes with it (what it held corked gets one try-write) */
+    if (c->backend_inited)
+        xe_stream_abort(&c->bs, XE_STREAM_LOCAL, 0);
 }
 
-static void
-on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct conn *c = req->data;
-
-    /* the peer now sees our FIN; finish when it closes too, or at the grace
-     * timer */
-    if (!c->closed && (status < 0 || c->client_eof))
-        xe_srv_finish_close(c);
-}
-
-/* In closing: once our last bytes are out, half-close and let the client read
- * them before the connection goes away (closing with unread input would reset
- * it and could lose the stream error). */
-void
-xe_srv_maybe_shutdown(struct conn *c)
-{
-    if (c->closed || c->shutdown_sent || c->to_client_q > 0 || c->corked)
-        return; /* (uncork() calls again) */
-    if (c->to_backend_q == 0 && c->client_eof) {
-        xe_srv_finish_close(c);
-        return;
-    }
-    c->shutdown_sent = true;
-    c->shutdown_req.data = c;
-    if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->client, on_shutdown) < 0)
-        xe_srv_finish_close(c);
-}
-
-/* Close after what is queued has been written (bounded by a grace timer). */
+/* Close after what is queued has been written: the client stream lingers
+ * (stream.h): it keeps reading (and dropping) until the client closes, our
+ * FIN goes after our last bytes (closing with unread input would reset the
+ * connection and could lose the stream error), bounded by a grace time. */
 void
 xe_srv_close_conn(struct conn *c)
 {
@@ -262,21 +252,12 @@ xe_srv_close_conn(struct conn *c)
         xe_sess_closing(c->sess);
         xe_srv_exec(c, XE_SD_NONE);
     }
-    if (c->tls && !c->tls_handshaking) {
-        xe_tls_shutdown(c->tls);
-        xe_srv_flush_tls(c);
-    }
     if (c->closed)
         return;
     c->st = CS_CLOSING;
     if (c->backend_inited)
-        uv_read_stop((uv_stream_t *)&c->backend);
-    if (c->client_paused || c->client_eof)
-        uv_read_stop((uv_stream_t *)&c->client);
-    else /* keep reading (and dropping) until the client closes */
-        uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
-    uv_timer_start(&c->timer, xe_srv_on_timer, CLOSE_GRACE_MS, 0);
-    xe_srv_maybe_shutdown(c);
+        xe_stream_pause(&c->bs);
+    xe_stream_close(&c->cs, CLOSE_GRACE_MS); /* (TLS close_notify first) */
 }
 
 /* A stream error to the client, then close. */
@@ -318,17 +299,23 @@ xe_srv_fail(struct conn *c, enum xe_sess_fail f)
 
 /* ---- the client ---------------------------------------------------------- */
 
+/* The client stream's timer: the login's timers, the PROXY header's and
+ * the TLS handshake's deadlines, a pending end's (the grace at the close is
+ * the stream's own). Corked before the splice (xe_srv_stream_enter). */
 static void
-timer_cb(uv_timer_t *t)
+client_timeout(struct xe_stream *s, void *ctx)
 {
-    struct conn *c = t->data;
+    struct conn *c = ctx;
     bool was_held = c->held;
 
     if (c->closed)
         return;
+    if (c->proxy) {
+        xe_srv_proxy_timeout(c);
+        return;
+    }
     switch (c->st) {
-    case CS_CLOSING: /* the grace is over */
-        xe_srv_finish_close(c);
+    case CS_CLOSING: /* (the stream's grace timer ends it) */
         return;
     case CS_SPLICED:
         if (c->end_pending) { /* the backend's stanza did not end in time */
@@ -340,7 +327,7 @@ timer_cb(uv_timer_t *t)
     default:
         break;
     }
-    if (c->tls_handshaking) { /* the TLS handshake took too long: no error */
+    if (s->tls_handshaking) { /* the TLS handshake took too long: no error */
         xe_info("event=timeout peer=%s phase=tls", c->peer);
         xe_srv_finish_close(c);
         return;
@@ -349,43 +336,30 @@ timer_cb(uv_timer_t *t)
         return;
     xe_srv_exec(c, xe_sess_timer_fired(c->sess, uv_now(c->w->loop)));
     if (was_held && !c->held && !c->closed) {
-        /* the held answer went out (R2): what TLS holds, then read again */
-        if (c->tls)
-            xe_srv_read_tls_plain(c);
-        if (!c->held && !c->closed)
-            xe_srv_resume_reading(c, true);
+        /* the held answer went out (R2): what TLS holds (the stream's
+         * resume delivers it first), then read again */
+        xe_srv_resume_reading(c, true);
     }
 }
 
-void
-xe_srv_on_timer(uv_timer_t *t)
-{
-    struct conn *c = t->data;
-    bool corked = c->st != CS_SPLICED && !c->closed;
-
-    if (corked)
-        xe_srv_cork(c);
-    timer_cb(t);
-    if (corked)
-        xe_srv_uncork(c);
-}
-
 static void
-tls_established(struct conn *c)
+tls_established(struct xe_stream *s, void *ctx)
 {
+    struct conn *c = ctx;
+    struct xe_tls *tls = xe_stream_tls(s);
     char alpn[32];
-    const char *sni = xe_tls_sni(c->tls);
+    const char *sni = xe_tls_sni(tls);
 
-    xe_metrics_inc(XE_M_TLS, xe_tls_version(c->tls), NULL);
+    xe_metrics_inc(XE_M_TLS, xe_tls_version(tls), NULL);
     xe_debug("event=tls peer=%s version=%s cipher=%s sni=%s alpn=%s", c->peer,
-             xe_tls_version(c->tls), xe_tls_cipher(c->tls), sni ? sni : "-",
-             xe_tls_alpn(c->tls, alpn, sizeof(alpn)) ? alpn : "-");
+             xe_tls_version(tls), xe_tls_cipher(tls), sni ? sni : "-",
+             xe_tls_alpn(tls, alpn, sizeof(alpn)) ? alpn : "-");
     xe_sess_tls_up(c->sess, c->direct ? sni : NULL, uv_now(c->w->loop));
     xe_srv_exec(c, XE_SD_NONE); /* (its timer) */
     {
         struct xe_cbind cb[XE_CB_MAX];
-        size_t n = xe_tls_channel_bindings(c->tls, c->gen->conf->tls13_tls_unique, cb,
-                                           XE_CB_MAX);
+        size_t n =
+            xe_tls_channel_bindings(tls, c->gen->conf->tls13_tls_unique, cb, XE_CB_MAX);
         xe_c2s_set_channel_bindings(xe_srv_c2s(c), cb, n);
         xe_srv_fast_setup(c, cb, n); /* (FAST's HT-* bind to the same) */
         OPENSSL_cleanse(cb, sizeof(cb));
@@ -401,7 +375,7 @@ tls_established(struct conn *c)
         if (d == NULL || d->client_ca == NULL)
             return;
         ids = xe_calloc(XE_MAX_PEER_IDS, sizeof(*ids));
-        n = xe_tls_peer_identities(c->tls, d->client_identities, ids, XE_MAX_PEER_IDS);
+        n = xe_tls_peer_identities(tls, d->client_identities, ids, XE_MAX_PEER_IDS);
         if (n > 0)
             xe_debug("event=client-certificate peer=%s identity=%s count=%zu", c->peer,
                      ids[0], n);
@@ -413,13 +387,14 @@ tls_established(struct conn *c)
 static void
 start_tls(struct conn *c)
 {
-    c->tls = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(xe_srv_c2s(c)));
-    if (c->tls == NULL) {
+    struct xe_tls *t = xe_tls_new(c->gen->tls_starttls, xe_c2s_domain(xe_srv_c2s(c)));
+
+    if (t == NULL) {
         xe_err("event=tls-error peer=%s error=\"cannot create a TLS session\"", c->peer);
         xe_srv_finish_close(c);
         return;
     }
-    c->tls_handshaking = true; /* (the machine armed tls_timeout) */
+    xe_stream_start_tls(&c->cs, t, false); /* (the machine armed tls_timeout) */
 }
 
 void
@@ -496,8 +471,10 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     c->held = xe_sess_held(s);
     if ((why = xe_sess_backend_error(s, &counts)) != NULL) {
         told_backend_error(c, why, counts);
-        if (d != XE_SD_RETRY && c->backend_inited && !c->retrying)
-            uv_read_stop((uv_stream_t *)&c->backend); /* nothing more of it */
+        if (d != XE_SD_RETRY && c->backend_inited && !c->retrying) {
+            c->backend_stopped = true; /* nothing more of it */
+            xe_stream_pause(&c->bs);
+        }
     }
     if (!c->ready_told && xe_sess_backend_ready(s)) {
         c->ready_told = true;
@@ -515,9 +492,9 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
         return;
     op = xe_sess_timer_want(s, &ms);
     if (op > 0)
-        uv_timer_start(&c->timer, xe_srv_on_timer, ms, 0);
+        xe_stream_arm(&c->cs, ms);
     else if (op < 0)
-        uv_timer_stop(&c->timer);
+        xe_stream_disarm(&c->cs);
     switch (d) {
     case XE_SD_NONE:
         break;
@@ -569,112 +546,97 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     }
 }
 
-/* The client's bytes after TLS: through the transform, if any, to the
- * stream. */
-static void
-client_bytes(struct conn *c, const char *data, size_t n)
+/* The client's transform of the connection (XMPP over WebSocket,
+ * struct xe_srv_xform) on the client stream's hook. */
+static int
+xf_in(struct xe_stream *s, void *x, const char *data, size_t len)
 {
-    if (c->xf)
-        c->xf->in(c, data, n);
-    else
-        xe_srv_client_input(c, data, n);
+    struct conn *c = x;
+
+    (void)s;
+    c->xf->in(c, data, len);
+    return 0;
 }
 
-static void
-client_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static int
+xf_out(struct xe_stream *s, void *x, const char *data, size_t len)
 {
-    struct conn *c = s->data;
+    struct conn *c = x;
 
-    if (n == 0 || c->closed)
+    (void)s;
+    c->xf->out(c, data, len);
+    return 0; /* (a failure closed the connection already, and told why) */
+}
+
+static const struct xe_stream_transform xf_hook = {xf_in, xf_out, NULL};
+
+/* Plaintext from the client (after TLS and the transform). */
+static void
+client_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
+{
+    struct conn *c = ctx;
+
+    (void)s;
+    if (c->closed || c->st == CS_CLOSING)
         return;
-    if (n < 0) {
-        xe_debug("event=client-closed peer=%s jid=%s reason=\"%s\"", c->peer,
-                 c->jid ? c->jid : "-", uv_strerror((int)n));
-        c->client_eof = true;
-        uv_read_stop(s);
-        if (c->st == CS_CLOSING) {
-            if (c->shutdown_sent || c->to_client_q == 0)
-                xe_srv_finish_close(c);
-            return;
-        }
-        xe_srv_close_conn(c);
+    if (c->proxy) { /* (before TLS: the PROXY header) */
+        xe_srv_proxy_input(c, data, n);
         return;
     }
-    if (c->st == CS_CLOSING)
-        return; /* what a closing client still sends is dropped */
-    if (c->proxy) {
-        xe_srv_proxy_input(c, buf->base, (size_t)n);
-        return;
-    }
-    if (c->sess && !c->tls_handshaking && !c->held) {
+    if (c->sess && !c->held) {
         /* the client spoke: before authentication the idle time starts again */
         xe_sess_client_spoke(c->sess, uv_now(c->w->loop));
         xe_srv_exec(c, XE_SD_NONE);
     }
-    if (c->tls == NULL) {
-        client_bytes(c, buf->base, (size_t)n);
-        return;
-    }
-    if (xe_tls_feed(c->tls, buf->base, (size_t)n) < 0) {
-        xe_srv_finish_close(c);
-        return;
-    }
-    if (c->tls_handshaking) {
-        int r = xe_tls_handshake(c->tls);
-        xe_srv_flush_tls(c);
-        if (r == XE_TLS_WANT || c->closed)
-            return;
-        if (r < 0) {
-            xe_metrics_inc(XE_M_TLS_FAILED, NULL, NULL);
-            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
-                    xe_tls_error(c->tls));
-            xe_srv_finish_close(c);
-            return;
-        }
-        c->tls_handshaking = false;
-        tls_established(c); /* (the auth deadline starts) */
-    }
-    xe_srv_read_tls_plain(c);
+    xe_srv_client_plain(c, data, n);
 }
 
-/* Before the splice, what this read makes goes out when it returns. */
-void
-xe_srv_on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+/* The client's side ended: its FIN, a reset, its TLS close_notify or a TLS
+ * error; the connection closes (lingering for its FIN). */
+static void
+client_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct conn *c = s->data;
-    bool corked = c->st != CS_SPLICED && !c->closed;
+    struct conn *c = ctx;
 
-    if (corked)
-        xe_srv_cork(c);
-    client_read_cb(s, n, buf);
-    if (corked)
-        xe_srv_uncork(c);
+    if (r == XE_STREAM_TLS_CLOSED)
+        xe_debug("event=client-close-notify peer=%s", c->peer);
+    else if (r == XE_STREAM_TLS_ERROR)
+        xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
+                xe_tls_error(xe_stream_tls(s)));
+    else
+        xe_debug("event=client-closed peer=%s jid=%s reason=\"%s\"", c->peer,
+                 c->jid ? c->jid : "-", uv_strerror(status));
+    xe_srv_close_conn(c);
 }
 
-/* Decrypt what TLS holds and hand it on, until it is empty or an answer is
- * held. */
-void
-xe_srv_read_tls_plain(struct conn *c)
+/* The client drained below its low water mark: read the backend again. */
+static void
+client_drained(struct xe_stream *s, void *ctx)
 {
-    while (!c->closed && c->st != CS_CLOSING && !c->held) {
-        int r = xe_tls_read(c->tls, c->w->plain_slab, sizeof(c->w->plain_slab));
-        if (r > 0) {
-            client_bytes(c, c->w->plain_slab, (size_t)r);
-            continue;
-        }
-        if (r == XE_TLS_WANT)
-            break;
-        if (r == XE_TLS_CLOSED) {
-            xe_debug("event=client-close-notify peer=%s", c->peer);
-        } else {
-            xe_info("event=tls-failed peer=%s error=\"%s\"", c->peer,
-                    xe_tls_error(c->tls));
-        }
-        xe_srv_close_conn(c);
-        return;
-    }
-    xe_srv_flush_tls(c);
+    (void)s;
+    xe_srv_resume_reading(ctx, false);
 }
+
+/* The client is above its high water mark: stop reading the backend. */
+static void
+client_full(struct xe_stream *s, void *ctx)
+{
+    (void)s;
+    xe_srv_pause_reading(ctx, false);
+}
+
+static const struct xe_stream_cb client_cb = {
+    .tls_up = tls_established,
+    .data = client_data,
+    .eof = client_eof,
+    .full = client_full,
+    .drained = client_drained,
+    .timeout = client_timeout,
+    .closed = client_closed,
+    .released = xe_srv_stream_released,
+    .enter = xe_srv_stream_enter,
+    .leave = xe_srv_stream_leave,
+};
 
 static void
 format_peer(uv_tcp_t *t, char *out, size_t len)
@@ -787,23 +749,23 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
     lc = &c->gen->conf->listeners[l - w->listeners];
     c->direct = lc->kind == XE_LISTEN_DIRECT_TLS ||
                 (lc->kind == XE_LISTEN_WEBSOCKET && lc->ws->tls);
-    uv_tcp_init(w->loop, &c->client);
-    uv_timer_init(w->loop, &c->timer);
-    c->client.data = c->timer.data = c;
-    c->handles = 2;
+    {
+        struct xe_stream_limits lim = xe_srv_limits(c);
+        xe_stream_init(&c->cs, w->loop, false, &w->slab, &lim, &client_cb, c);
+    }
+    c->cs.linger = true;
+    c->streams = 1;
     xe_buf_init(&c->zin, XE_MAX_INFLATE_PENDING);
-    xe_buf_init(&c->cork_buf[0], XE_CORK_MAX);
-    xe_buf_init(&c->cork_buf[1], XE_CORK_MAX);
     c->next = w->conns;
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
-    if (uv_accept(ls, (uv_stream_t *)&c->client) != 0) {
+    if (xe_stream_accept(&c->cs, ls) != 0) {
         xe_srv_finish_close(c);
         return;
     }
-    format_peer(&c->client, c->peer, sizeof(c->peer));
+    format_peer(&c->cs.u.tcp, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
     if (lc->kind == XE_LISTEN_WEBSOCKET && xe_srv_ws_accept(c, lc) < 0)
@@ -833,7 +795,7 @@ xe_srv_conn_start(struct conn *c)
         /* (plain ws from a trusted proxy: counted at the Upgrade, as the
          * client X-Forwarded-For names) */
         if (c->sa.ss_family != AF_UNSPEC ||
-            uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) == 0) {
+            uv_tcp_getpeername(&c->cs.u.tcp, (struct sockaddr *)&c->sa, &sl) == 0) {
             later = c->xf && xe_srv_ws_count_later(c);
             if (!later)
                 ar = xe_addrlimit_acquire(srv->al, (struct sockaddr *)&c->sa,
@@ -847,7 +809,11 @@ xe_srv_conn_start(struct conn *c)
         c->counted = !later;
         snprintf(c->addr_key, sizeof(c->addr_key), "%s", key);
     }
-    uv_tcp_nodelay(&c->client, 1);
+    uv_tcp_nodelay(&c->cs.u.tcp, 1);
+    /* the WebSocket transform on the client stream's hook: from here (a
+     * PROXY header before it is the connection's, not the transform's) */
+    if (c->xf)
+        xe_stream_set_transform(&c->cs, &xf_hook, c);
     p.conf = c->gen->conf;
     p.direct_tls = c->direct;
     /* (plain ws: encrypted when the operator says its proxy terminated TLS) */
@@ -862,14 +828,13 @@ xe_srv_conn_start(struct conn *c)
         return;
     }
     if (c->direct) {
-        c->tls = xe_tls_new(c->xf ? c->gen->tls_ws : c->gen->tls_direct, NULL);
-        if (c->tls == NULL) {
+        struct xe_tls *t = xe_tls_new(c->xf ? c->gen->tls_ws : c->gen->tls_direct, NULL);
+        if (t == NULL || xe_stream_start_tls(&c->cs, t, false) < 0) {
             xe_srv_finish_close(c);
             return;
         }
-        c->tls_handshaking = true;
     }
     xe_srv_exec(c, XE_SD_NONE); /* the first timer: TLS, or the auth deadline */
     xe_debug("event=accept peer=%s listener=%s", c->peer, listener_name(c));
-    uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
+    xe_stream_start(&c->cs);
 }

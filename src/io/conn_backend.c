@@ -6,27 +6,8 @@
 
 #include "server_impl.h"
 
-static void connect_backend(struct conn *c);
+static void connect_backend(struct conn *c, bool retry);
 static void deliver_end(struct conn *c);
-
-/* Open H on LOOP and connect it to server SC; 0, or a libuv error. */
-int
-xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
-                    const struct xe_server_conf *sc, uv_connect_cb cb)
-{
-    struct sockaddr_storage ss;
-
-    if (sc->unix_socket) {
-        uv_pipe_init(loop, &h->pipe, 0);
-        uv_pipe_connect(req, &h->pipe, sc->host, cb); /* errors reach cb */
-        return 0;
-    }
-    uv_tcp_init(loop, &h->tcp);
-    if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
-        uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0)
-        return UV_EINVAL;
-    return uv_tcp_connect(req, &h->tcp, (struct sockaddr *)&ss, cb);
-}
 
 /* ---- the backend --------------------------------------------------------- */
 
@@ -63,12 +44,12 @@ xe_srv_end_session(struct conn *c, const char *condition, const char *text)
      * a client that will come back (a XEP-0198 session to resume through
      * another or the restarted xedge) instead of a closed stream */
     c->end_keep_backend = strcmp(condition, "system-shutdown") == 0;
-    uv_read_stop((uv_stream_t *)&c->client); /* nothing more goes up */
+    xe_stream_pause(&c->cs); /* nothing more goes up (end_pending: for good) */
     if (xe_boundary_between(&c->down)) {
         deliver_end(c);
         return;
     }
-    uv_timer_start(&c->timer, xe_srv_on_timer, CLOSE_GRACE_MS, 0);
+    xe_stream_arm(&c->cs, CLOSE_GRACE_MS);
 }
 
 /* The backend is between stanzas: our stream error, the end of its stream
@@ -92,24 +73,9 @@ deliver_end(struct conn *c)
     xe_srv_close_conn(c);
 }
 
-/* The failed backend connection is closed: try the next server. */
-static void
-on_backend_closed_retry(uv_handle_t *h)
-{
-    struct conn *c = h->data;
-
-    c->retrying = false;
-    c->backend_inited = false;
-    if (c->closed) { /* the client went away meanwhile */
-        xe_srv_on_handle_closed(h);
-        return;
-    }
-    c->handles--;
-    connect_backend(c);
-}
-
-/* The login machine says another server may take the login: close the
- * failed connection, then choose again (on_backend_closed_retry). */
+/* The login machine says another server may take the login: choose
+ * again, and reopen the backend stream for it (a TCP or a unix socket) once
+ * the failed connection is closed. */
 void
 xe_srv_retry_backend(struct conn *c)
 {
@@ -121,10 +87,7 @@ xe_srv_retry_backend(struct conn *c)
         srv_unlock(c->srv);
         c->bst = NULL;
     }
-    c->retrying = true;
-    c->cork_buf[0].len = 0; /* (held for the failed server) */
-    uv_read_stop((uv_stream_t *)&c->backend);
-    uv_close((uv_handle_t *)&c->backend, on_backend_closed_retry);
+    connect_backend(c, true);
 }
 
 /* ---- in-band registration after authentication ---------------------------
@@ -208,20 +171,23 @@ xe_srv_splice(struct conn *c)
     if (reg_start(c) < 0)
         return;
     xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
-    xe_info("event=session peer=%s jid=%s mech=%s path=%s tls=%s backend=%s%s", c->peer,
-            c->jid, xe_c2s_mech(xe_srv_c2s(c)), xe_srv_login_path(c),
-            c->tls ? xe_tls_version(c->tls) : "none", c->server->name,
-            c->zs ? " compression=zlib" : "");
-    snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(xe_srv_c2s(c)));
-    xe_srv_keep_user_agent(c); /* (SASL2: for xedgectl session list) */
-    xe_metrics_inc(XE_M_LOGIN_PATHS, xe_srv_login_path(c), NULL);
-    c->tls_version = c->tls ? xe_tls_version(c->tls) : "none";
+    {
+        struct xe_tls *t = xe_stream_tls(&c->cs);
+        xe_info("event=session peer=%s jid=%s mech=%s path=%s tls=%s backend=%s%s",
+                c->peer, c->jid, xe_c2s_mech(xe_srv_c2s(c)), xe_srv_login_path(c),
+                t ? xe_tls_version(t) : "none", c->server->name,
+                c->zs ? " compression=zlib" : "");
+        snprintf(c->mech, sizeof(c->mech), "%s", xe_c2s_mech(xe_srv_c2s(c)));
+        xe_srv_keep_user_agent(c); /* (SASL2: for xedgectl session list) */
+        xe_metrics_inc(XE_M_LOGIN_PATHS, xe_srv_login_path(c), NULL);
+        c->tls_version = t ? xe_tls_version(t) : "none";
+    }
     /* what each side sent beyond the login (R7); then free the parsers and
      * SASL state */
     xe_sess_take_pending(c->sess, &to_client, &to_backend);
     xe_sess_free(&c->sess);
     c->held = false;
-    uv_timer_stop(&c->timer);
+    xe_stream_disarm(&c->cs);
     c->st = CS_SPLICED;
     /* both streams are between stanzas here: the backend has just sent its
      * features (or its bind result), the client its header (or its iq) */
@@ -269,105 +235,146 @@ backend_closed_stream(const struct conn *c)
     return c->tail_len >= l && memcmp(c->tail + c->tail_len - l, end, l) == 0;
 }
 
+/* The backend's side ended (its FIN or an error). */
 static void
-backend_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+backend_eof(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
 {
-    struct conn *c = s->data;
+    struct conn *c = ctx;
+    const char *err = r == XE_STREAM_EOF ? "end of file" : uv_strerror(status);
 
-    if (n == 0 || c->closed)
+    (void)s;
+    if (c->closed)
         return;
-    if (n < 0) {
-        if (c->st == CS_SPLICED) {
-            if (backend_closed_stream(c)) {
-                xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
-                xe_srv_close_conn(c);
-            } else {
-                const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_BACKEND_LOST);
-
-                if (o->backend_lost)
-                    xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
-                xe_warn("event=%s peer=%s jid=%s backend=%s error=\"%s\"", o->event,
-                        c->peer, c->jid, c->server->name, uv_strerror((int)n));
-                xe_srv_fail(c, XE_SF_BACKEND_LOST);
-            }
-        } else if (c->st == CS_BACKEND && c->sess) {
-            xe_srv_exec(c, xe_sess_backend(c->sess, "", 0,
-                                           n == UV_EOF ? "backend closed the connection "
-                                                         "during the handshake"
-                                                       : uv_strerror((int)n)));
-        }
-        return;
-    }
     if (c->st == CS_SPLICED) {
-        size_t len = (size_t)n;
+        if (backend_closed_stream(c)) {
+            xe_debug("event=backend-closed peer=%s jid=%s", c->peer, c->jid);
+            xe_srv_close_conn(c);
+        } else {
+            const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_BACKEND_LOST);
+
+            if (o->backend_lost)
+                xe_metrics_inc(XE_M_BACKEND_LOST, c->server->name, NULL);
+            xe_warn("event=%s peer=%s jid=%s backend=%s error=\"%s\"", o->event, c->peer,
+                    c->jid, c->server->name, err);
+            xe_srv_fail(c, XE_SF_BACKEND_LOST);
+        }
+    } else if (c->st == CS_BACKEND && c->sess) {
+        xe_srv_exec(c,
+                    xe_sess_backend(c->sess, "", 0,
+                                    r == XE_STREAM_EOF ? "backend closed the connection "
+                                                         "during the handshake"
+                                                       : err));
+    }
+}
+
+/* Bytes from the backend: its handshake, then what it sends until the
+ * client is answered (the login machine's); once spliced, the pump: on to
+ * the client from the read slab, no copy but what the socket does not
+ * take. Corked before the splice (xe_srv_stream_enter). */
+static void
+backend_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
+{
+    struct conn *c = ctx;
+
+    (void)s;
+    if (c->closed)
+        return;
+    if (c->st == CS_SPLICED) {
+        size_t len = n;
         /* with an end pending, up to the end of the current stanza only */
         if (c->end_pending)
-            len = xe_boundary_scan(&c->down, buf->base, len, true);
+            len = xe_boundary_scan(&c->down, data, len, true);
         else
-            xe_boundary_scan(&c->down, buf->base, len, false);
-        remember_tail(c, buf->base, len);
+            xe_boundary_scan(&c->down, data, len, false);
+        remember_tail(c, data, len);
         if (c->reg)
-            reg_backend(c, buf->base, len);
+            reg_backend(c, data, len);
         else
-            xe_srv_send_client(c, buf->base, len);
+            xe_srv_send_client(c, data, len);
         if (c->end_pending && !c->closed && xe_boundary_between(&c->down))
             deliver_end(c);
         return;
     }
-    /* the handshake, then what the backend sends until the client is
-     * answered: the login machine's */
     if (c->st == CS_BACKEND && c->sess)
-        xe_srv_exec(c, xe_sess_backend(c->sess, buf->base, (size_t)n, NULL));
-}
-
-/* Before the splice, what this read makes goes out when it returns. */
-void
-xe_srv_on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-    struct conn *c = s->data;
-    bool corked = c->st != CS_SPLICED && !c->closed;
-
-    if (corked)
-        xe_srv_cork(c);
-    backend_read_cb(s, n, buf);
-    if (corked)
-        xe_srv_uncork(c);
+        xe_srv_exec(c, xe_sess_backend(c->sess, data, n, NULL));
 }
 
 static void
-backend_connect_cb(uv_connect_t *req, int status)
+backend_connected(struct xe_stream *s, int status, void *ctx)
 {
-    struct conn *c = req->data;
+    struct conn *c = ctx;
 
-    if (c->closed || c->retrying || c->sess == NULL) /* (a retry: ECANCELED) */
+    if (c->closed || c->retrying || c->sess == NULL)
         return;
     if (status < 0) {
         xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(status)));
         return;
     }
     if (!c->server->unix_socket)
-        uv_tcp_nodelay(&c->backend.tcp, 1);
+        uv_tcp_nodelay(&s->u.tcp, 1);
     if (c->proxy_out)
         xe_srv_proxy_send(c);
     /* our stream header (the machine's), then read */
     xe_srv_exec(c, xe_sess_connected(c->sess, true, NULL));
     if (!c->closed)
-        uv_read_start((uv_stream_t *)&c->backend, xe_srv_on_alloc,
-                      xe_srv_on_backend_read);
+        xe_stream_start(s);
 }
 
+/* The backend drained below its low water mark: what inflating held back
+ * first, then read the client again. */
 static void
-on_backend_connect(uv_connect_t *req, int status)
+backend_drained(struct xe_stream *s, void *ctx)
 {
-    struct conn *c = req->data;
-    bool corked = c->st != CS_SPLICED && !c->closed;
+    struct conn *c = ctx;
 
-    if (corked)
-        xe_srv_cork(c);
-    backend_connect_cb(req, status);
-    if (corked)
-        xe_srv_uncork(c);
+    (void)s;
+    if (c->st == CS_CLOSING || c->closed)
+        return;
+    if (c->zstalled) {
+        xe_srv_inflate_held(c); /* before reading more from the client */
+        if (c->closed || c->st == CS_CLOSING)
+            return;
+    }
+    xe_srv_resume_reading(c, true);
 }
+
+/* The backend is above its high water mark: stop reading the client. */
+static void
+backend_full(struct xe_stream *s, void *ctx)
+{
+    (void)s;
+    xe_srv_pause_reading(ctx, true);
+}
+
+/* The backend stream closed: by the connection's close (LOCAL), or on its
+ * own (a write failed, the hard cap): then the connection closes. */
+static void
+backend_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx)
+{
+    struct conn *c = ctx;
+
+    if (c->closed || r == XE_STREAM_LOCAL)
+        return;
+    if (r == XE_STREAM_HARD_CAP)
+        xe_warn("event=buffer-cap peer=%s jid=%s side=backend queued=%zu", c->peer,
+                c->jid ? c->jid : "-", xe_stream_queued(s));
+    else
+        xe_debug("event=write-failed peer=%s side=backend error=\"%s\"", c->peer,
+                 status ? uv_strerror(status) : xe_stream_reason_name(r));
+    xe_srv_finish_close(c);
+}
+
+static const struct xe_stream_cb backend_cb = {
+    .connected = backend_connected,
+    .data = backend_data,
+    .eof = backend_eof,
+    .full = backend_full,
+    .drained = backend_drained,
+    .closed = backend_closed,
+    .released = xe_srv_stream_released,
+    .enter = xe_srv_stream_enter,
+    .leave = xe_srv_stream_leave,
+};
 
 /* The index of the server the operator pinned the user to (xedgectl user
  * pin), if it is in the pool; XE_POOL_NONE: none, or it is gone (then the
@@ -413,7 +420,7 @@ xe_srv_start_backend(struct conn *c)
     if (pool->policy == XE_POLICY_STICKY)
         pin = pinned_server(c, pool, jid);
     c->pin = pin;
-    connect_backend(c);
+    connect_backend(c, false);
 }
 
 /* The identity assertion could not be made: told as a failure of the
@@ -430,10 +437,49 @@ told_assertion_failed(struct conn *c)
         xe_srv_health_result(c->srv, c->bst, false, true, why);
 }
 
-/* Choose a server of the connection's pool (none it already tried) and open
- * the backend connection to it. */
+/* Connect the backend stream to the server chosen (c->server). */
 static void
-connect_backend(struct conn *c)
+backend_open(struct conn *c)
+{
+    struct sockaddr_storage ss;
+    const struct xe_server_conf *sc = c->server;
+    int r = 0;
+
+    if (sc->unix_socket) {
+        xe_stream_connect_pipe(&c->bs, sc->host); /* errors reach the callback */
+    } else if (uv_ip4_addr(sc->host, sc->port, (struct sockaddr_in *)&ss) != 0 &&
+               uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0) {
+        r = UV_EINVAL;
+    } else {
+        r = xe_stream_connect_tcp(&c->bs, (struct sockaddr *)&ss);
+    }
+    if (r < 0) {
+        xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(r)));
+        return;
+    }
+    xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
+             c->server->name);
+}
+
+/* The failed connection is closed: the one to the next server. */
+static void
+backend_reopened(struct xe_stream *s, void *ctx)
+{
+    struct conn *c = ctx;
+
+    (void)s;
+    c->retrying = false;
+    if (c->closed || c->sess == NULL || xe_sess_state(c->sess) != XE_SS_BACKEND)
+        return;
+    c->backend_stopped = false;
+    backend_open(c);
+}
+
+/* Choose a server of the connection's pool (none it already tried) and open
+ * the backend connection to it; on a RETRY, the failed one closes first
+ * (its stream is reopened, of the new server's kind). */
+static void
+connect_backend(struct conn *c, bool retry)
 {
     const struct xe_conf *conf = c->gen->conf;
     const struct xe_pool_conf *pool = c->pool;
@@ -442,7 +488,6 @@ connect_backend(struct conn *c)
     size_t off = c->gen->pool_off[pool - conf->pools], i;
     const char *why = NULL;
     uint64_t tried = xe_sess_tried(c->sess);
-    int r;
 
     srv_lock(c->srv); /* the servers' states are shared by the workers */
     {
@@ -477,6 +522,10 @@ connect_backend(struct conn *c)
     }
     c->server = &pool->servers[i];
     c->proxy_out = pool->proxy_protocol;
+    if (retry) { /* nothing more to or from the failed server */
+        c->retrying = true;
+        xe_stream_reopen_as(&c->bs, c->server->unix_socket, backend_reopened);
+    }
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
                           xe_c2s_anonymous(xe_srv_c2s(c)) ? "c2s-anonymous" : "c2s", jid,
@@ -494,16 +543,14 @@ connect_backend(struct conn *c)
     free(local);
     if (c->closed || c->sess == NULL || xe_sess_state(c->sess) != XE_SS_BACKEND)
         return;
-    c->connect_req.data = c;
-    r = xe_srv_backend_open(c->w->loop, &c->backend, &c->connect_req, c->server,
-                            on_backend_connect);
-    ((uv_handle_t *)&c->backend)->data = c;
-    c->backend_inited = true;
-    c->handles++;
-    if (r < 0) {
-        xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(r)));
-        return;
+    if (retry)
+        return; /* (backend_reopened goes on) */
+    {
+        struct xe_stream_limits lim = xe_srv_limits(c);
+        xe_stream_init(&c->bs, c->w->loop, c->server->unix_socket, &c->w->slab, &lim,
+                       &backend_cb, c);
     }
-    xe_debug("event=backend-connect peer=%s jid=%s backend=%s", c->peer, c->jid,
-             c->server->name);
+    c->backend_inited = true;
+    c->streams++;
+    backend_open(c);
 }

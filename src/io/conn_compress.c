@@ -1,11 +1,16 @@
-/* xedge: stream compression glue (XEP-0138, zstream.h) between TLS
- * and the c2s stream.
+/* xedge: stream compression (XEP-0138, zstream.h) as the client stream's
+ * transform (stream.h): between TLS and the c2s stream.
  * Part of the c2s I/O glue (server_impl.h holds the shared types). */
 #include "config.h"
 
 #include "server_impl.h"
 
 /* ---- stream compression (XEP-0138) ---------------------------------------- */
+
+static int compress_in(struct xe_stream *s, void *x, const char *data, size_t len);
+static int compress_out(struct xe_stream *s, void *x, const char *data, size_t len);
+
+static const struct xe_stream_transform compress_xf = {compress_in, compress_out, NULL};
 
 int
 xe_srv_compress_start(struct conn *c)
@@ -20,6 +25,8 @@ xe_srv_compress_start(struct conn *c)
         xe_srv_finish_close(c);
         return -1;
     }
+    /* (the conn frees zs: its close logs the counts) */
+    xe_stream_set_transform(&c->cs, &compress_xf, c);
     return 0;
 }
 
@@ -44,19 +51,18 @@ compress_failed(struct conn *c, const char *why)
 
 /* Inflate in bounded chunks, each handed on before the next; while the
  * backend's queue is above its high water mark, the rest is held (client
- * reading is paused then) until on_write sees it drained. more: zlib may hold
- * output from an earlier call. */
+ * reading is paused then) until the backend stream drains. more: zlib may
+ * hold output from an earlier call. */
 static void
 client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
 {
     static _Thread_local char slab[XE_INFLATE_CHUNK]; /* per worker thread */
-    const struct xe_conf *conf = c->gen->conf;
 
     while ((n > 0 || more) && !c->closed && c->st != CS_CLOSING) {
         size_t used = 0, got = 0;
         const char *err = "?";
 
-        if (c->st == CS_SPLICED && c->to_backend_q > conf->pump_high_water) {
+        if (c->st == CS_SPLICED && c->backend_inited && xe_stream_above_high(&c->bs, 0)) {
             c->zstalled = true;
             if (xe_buf_append(&c->zin, data, n) < 0) {
                 xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu",
@@ -74,7 +80,7 @@ client_inflate(struct conn *c, const unsigned char *data, size_t n, bool more)
         n -= used;
         more = got == sizeof(slab);
         if (got > 0)
-            xe_srv_client_plain(c, slab, got);
+            xe_stream_deliver(&c->cs, slab, got);
         else if (used == 0)
             break; /* no progress: zlib wants more input */
     }
@@ -100,54 +106,55 @@ xe_srv_client_input(struct conn *c, const char *data, size_t n)
         xe_srv_client_plain(c, data, n);
         return;
     }
+    compress_in(&c->cs, c, data, n);
+}
+
+static int
+compress_in(struct xe_stream *s, void *x, const char *data, size_t n)
+{
+    struct conn *c = x;
+
+    (void)s;
     if (c->zstalled) { /* behind the held bytes */
         if (xe_buf_append(&c->zin, data, n) < 0) {
             xe_warn("event=buffer-cap peer=%s jid=%s side=inflate queued=%zu", c->peer,
                     c->jid ? c->jid : "-", c->zin.len + n);
             xe_srv_finish_close(c);
         }
-        return;
+        return 0;
     }
     client_inflate(c, (const unsigned char *)data, n, false);
+    return 0;
 }
 
 /* One batch to the client: deflated with a sync flush, then TLS. */
-int
-xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len)
+static int
+compress_out(struct xe_stream *s, void *x, const char *data, size_t len)
 {
     static _Thread_local unsigned char slab[XE_DEFLATE_CHUNK]; /* per worker thread */
-    const unsigned char *p = data;
+    struct conn *c = x;
+    const unsigned char *p = (const unsigned char *)data;
     bool more;
 
     do {
         size_t used = 0, got = 0;
         const char *err = "?";
-        int r;
 
         if (xe_zstream_deflate(c->zs, p, len, &used, slab, sizeof(slab), &got, &err) <
             0) {
             xe_warn("event=compression-error peer=%s jid=%s error=\"%s\"", c->peer,
                     c->jid ? c->jid : "-", err);
-            xe_srv_finish_close(c);
-            return -1;
+            return -1; /* (the stream closes: TRANSFORM) */
         }
         p += used;
         len -= used;
         more = got == sizeof(slab);
-        r = got == 0 ? 0
-            : c->tls ? xe_tls_write(c->tls, slab, got)
-                     : xe_srv_write_raw(c, true, slab, got);
-        if (r < 0) {
-            if (c->tls)
-                xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer,
-                        xe_tls_error(c->tls));
-            xe_srv_finish_close(c);
-            return -1;
-        }
+        if (got > 0 && xe_stream_write_below(s, slab, got) < 0)
+            return 0; /* (closed, and told) */
         if (used == 0 && got == 0)
             break;
     } while (len > 0 || more);
-    return c->tls ? xe_srv_flush_tls(c) : 0;
+    return 0;
 }
 
 void

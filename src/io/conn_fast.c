@@ -38,7 +38,8 @@ xe_srv_fast_setup(struct conn *c, const struct xe_cbind *cb, size_t n)
     if (t == NULL || c->sess == NULL)
         return;
     {
-        bool tls13 = c->tls && strcmp(xe_tls_version(c->tls), "TLSv1.3") == 0;
+        struct xe_tls *tls = xe_stream_tls(&c->cs);
+        bool tls13 = tls && strcmp(xe_tls_version(tls), "TLSv1.3") == 0;
 
         for (size_t i = 0; i < n && k < XE_CB_MAX; i++) {
             bool exp = strcmp(cb[i].type, "tls-exporter") == 0;
@@ -63,12 +64,9 @@ on_verified(void *ctx, const struct xe_tokio_result *res)
     xe_srv_cork(c);
     xe_srv_exec(c, xe_sess_fast_verdict(c->sess, res->rc, res->cond, res->detail,
                                         res->responder, uv_now(c->w->loop)));
-    if (!c->held && !c->closed) { /* what TLS holds, then read again */
-        if (c->tls)
-            xe_srv_read_tls_plain(c);
-        if (!c->held && !c->closed)
-            xe_srv_resume_reading(c, true);
-    }
+    if (!c->held && !c->closed) /* what TLS holds (the stream's resume
+                                 * delivers it first), then read again */
+        xe_srv_resume_reading(c, true);
     xe_srv_uncork(c);
 }
 

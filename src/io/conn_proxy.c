@@ -7,18 +7,11 @@
 
 /* ---- the PROXY protocol (proxy.h) ----------------------------------------- */
 
-/* A trusted proxy did not send its header in time. */
-static void
-on_proxy_timer(uv_timer_t *t)
+/* A trusted proxy did not send its header in time (the client stream's
+ * timer, conn.c). */
+void
+xe_srv_proxy_timeout(struct conn *c)
 {
-    struct conn *c = t->data;
-
-    if (c->closed)
-        return;
-    if (c->st == CS_CLOSING) {
-        xe_srv_finish_close(c);
-        return;
-    }
     xe_info("event=timeout peer=%s phase=proxy", c->peer);
     xe_srv_finish_close(c);
 }
@@ -33,7 +26,7 @@ xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc)
     struct worker *w = c->w;
     int sl = sizeof(c->sa);
 
-    if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&c->sa, &sl) != 0 ||
+    if (uv_tcp_getpeername(&c->cs.u.tcp, (struct sockaddr *)&c->sa, &sl) != 0 ||
         !xe_cidr_match(lc->proxy_from, lc->n_proxy_from, (struct sockaddr *)&c->sa)) {
         uint64_t now = uv_now(w->loop);
 
@@ -51,12 +44,12 @@ xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc)
         return;
     }
     sl = sizeof(c->local);
-    if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local, &sl) != 0)
+    if (uv_tcp_getsockname(&c->cs.u.tcp, (struct sockaddr *)&c->local, &sl) != 0)
         memset(&c->local, 0, sizeof(c->local));
     c->proxy = xe_proxy_new(c->gen->conf->max_proxy_header);
-    uv_tcp_nodelay(&c->client, 1);
-    uv_timer_start(&c->timer, on_proxy_timer, c->gen->conf->tls_timeout_ms, 0);
-    uv_read_start((uv_stream_t *)&c->client, xe_srv_on_alloc, xe_srv_on_client_read);
+    uv_tcp_nodelay(&c->cs.u.tcp, 1);
+    xe_stream_arm(&c->cs, c->gen->conf->tls_timeout_ms);
+    xe_stream_start(&c->cs);
 }
 
 /* The first bytes from a trusted proxy: its header, then the client's own
@@ -69,7 +62,6 @@ xe_srv_proxy_input(struct conn *c, const char *data, size_t n)
     const struct xe_proxy_info *info;
     char via[sizeof(c->peer)];
     size_t used;
-    uv_buf_t rest;
 
     switch (xe_proxy_feed(c->proxy, data, n, &used)) {
     case XE_PROXY_MORE:
@@ -93,12 +85,12 @@ xe_srv_proxy_input(struct conn *c, const char *data, size_t n)
     xe_info("event=proxy peer=%s via=%s version=%d%s", c->peer, via, info->version,
             info->addresses ? "" : " addresses=none");
     xe_proxy_free(&c->proxy);
-    uv_timer_stop(&c->timer);
+    xe_stream_disarm(&c->cs);
     xe_srv_conn_start(c);
     if (c->closed || used == n)
         return;
-    rest = uv_buf_init((char *)data + used, (unsigned)(n - used));
-    xe_srv_on_client_read((uv_stream_t *)&c->client, (ssize_t)rest.len, &rest);
+    /* the client's own first bytes: through TLS when it is Direct TLS */
+    xe_stream_feed(&c->cs, data + used, n - used);
 }
 
 /* A pool with proxy_protocol: a PROXY v2 header, the client's address and
@@ -111,7 +103,7 @@ xe_srv_proxy_send(struct conn *c)
 
     if (c->local.ss_family == AF_UNSPEC) {
         int sl = sizeof(c->local);
-        if (uv_tcp_getsockname(&c->client, (struct sockaddr *)&c->local, &sl) != 0)
+        if (uv_tcp_getsockname(&c->cs.u.tcp, (struct sockaddr *)&c->local, &sl) != 0)
             memset(&c->local, 0, sizeof(c->local));
     }
     n = xe_proxy_write_v2((const struct sockaddr *)&c->sa,

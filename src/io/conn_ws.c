@@ -2,13 +2,13 @@
  * the sans-IO cores (wshttp.c: the HTTP/1.1 Upgrade and host-meta,
  * wsframe.c: the frames, wsxmpp.c: <open/>/<close/> and one element per
  * message) as a transform between TLS and the c2s stream (struct
- * xe_srv_xform, server_impl.h). The c2s core, the lockouts, the limits,
- * the backend and the splice see a plain XMPP stream, as from a Direct TLS
+ * xe_srv_xform, server_impl.h, on the client stream's hook). The c2s core, the lockouts,
+ * the limits, the backend and the splice see a plain XMPP stream, as from a Direct TLS
  * client; doc/websocket.md.
  *
  * Inbound: TLS plaintext -> wshttp until the 101 (or an error answer and
  * close) -> wsframe -> messages -> wsxmpp -> stream bytes ->
- * xe_srv_client_input. Outbound: the stream for the client (the c2s core's
+ * xe_stream_deliver. Outbound: the stream for the client (the c2s core's
  * before the splice, the backend's after) -> wsxmpp (one element per
  * message) -> wsframe -> frames -> TLS. Part of the c2s I/O glue
  * (server_impl.h holds the shared types). */
@@ -56,14 +56,8 @@ wire(struct conn *c, const void *data, size_t len)
 {
     if (c->closed)
         return -1;
-    if (c->tls == NULL)
-        return xe_srv_write_raw(c, true, data, len);
-    if (xe_tls_write(c->tls, data, len) < 0) {
-        xe_warn("event=tls-error peer=%s error=\"%s\"", c->peer, xe_tls_error(c->tls));
-        xe_srv_finish_close(c);
-        return -1;
-    }
-    return 0;
+    /* (a TLS error closes the stream: its closed callback tells) */
+    return xe_stream_write_below(&c->cs, data, len);
 }
 
 /* The frames of one ws_out call, gathered so that they go into TLS as one
@@ -176,7 +170,7 @@ to_stream(void *ctx, const void *bytes, size_t len)
 
     if (c->closed || c->st == CS_CLOSING)
         return 0; /* (dropped, as a closing client's bytes are) */
-    xe_srv_client_input(c, bytes, len);
+    xe_stream_deliver(&c->cs, bytes, len); /* (to the client stream's data) */
     return 0;
 }
 
@@ -194,7 +188,7 @@ static const struct xe_wsxmpp_cb xmpp_cb = {to_stream, to_client};
 static void
 format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 {
-    char ip[64] = "?";
+    char ip[INET6_ADDRSTRLEN] = "?"; /* (with "[]:65535" it fits in 64) */
 
     if (ss->ss_family == AF_INET) {
         uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof(ip));
@@ -406,7 +400,7 @@ ws_out(struct conn *c, const void *data, size_t len)
                     c->peer);
             wire(c, timeout_answer, sizeof(timeout_answer) - 1);
         }
-        return c->tls ? xe_srv_flush_tls(c) : 0;
+        return xe_stream_flush(&c->cs);
     }
     ws->batch = &b;
     r = xe_wsxmpp_stream_input(ws->xm, data, len);
@@ -424,15 +418,14 @@ ws_out(struct conn *c, const void *data, size_t len)
         xe_wsframe_send_text(ws->fr, err, sizeof(err) - 1);
         xe_wsframe_send_text(ws->fr, XE_WS_CLOSE_MSG, sizeof(XE_WS_CLOSE_MSG) - 1);
         xe_wsframe_close(ws->fr, 1011, "");
-        if (c->tls)
-            xe_srv_flush_tls(c);
+        xe_stream_flush(&c->cs);
         xe_srv_close_conn(c);
         return -1;
     } else if (r < 0) {
         xe_srv_finish_close(c);
         return -1;
     }
-    return c->tls ? xe_srv_flush_tls(c) : 0;
+    return xe_stream_flush(&c->cs);
 }
 
 static void
@@ -472,7 +465,7 @@ xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc)
         struct sockaddr_storage ss;
         int sl = sizeof(ss);
 
-        if (uv_tcp_getpeername(&c->client, (struct sockaddr *)&ss, &sl) != 0 ||
+        if (uv_tcp_getpeername(&c->cs.u.tcp, (struct sockaddr *)&ss, &sl) != 0 ||
             !xe_cidr_match(wl->trusted_proxies, wl->n_trusted_proxies,
                            (struct sockaddr *)&ss)) {
             struct worker *w = c->w;

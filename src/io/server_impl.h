@@ -2,18 +2,21 @@
  * functions they call in each other; not for other modules (server.h is the
  * interface). The files, by concern:
  *   gen.c            configuration generations and the backends' live state
- *   conn_write.c     writes and backpressure: try-write, queue, cork, TLS flush
- *   conn.c           the connection lifecycle: accept, client reads, TLS,
- *                    the executor of the login machine (src/core/session.h),
- *                    timers, the single close path
+ *   conn_write.c     writes and backpressure over the two streams
+ *                    (stream.h: try-write, queue, water marks, cork, TLS)
+ *   conn.c           the connection lifecycle: accept, the client stream's
+ *                    callbacks, the executor of the login machine
+ *                    (src/core/session.h), timers, the single close path
  *   conn_backend.c   backend choice, connect and retry, the backend's reads,
  *                    the splice, in-band registration after authentication
  *   health.c         the backends' health checks
  *   conn_lockout.c   brute-force protection glue (the held answer is the
  *                    login machine's)
- *   conn_compress.c  stream compression glue (XEP-0138)
+ *   conn_compress.c  stream compression (XEP-0138): the client stream's
+ *                    transform
  *   conn_proxy.c     the PROXY protocol
- *   conn_ws.c        XMPP over WebSocket (RFC 7395), a transform (xe_srv_xform)
+ *   conn_ws.c        XMPP over WebSocket (RFC 7395): the client stream's
+ *                    transform (xe_srv_xform, on the stream's hook)
  *   server.c         workers, start, reload, shutdown, the control views
  */
 #ifndef XE_SERVER_IMPL_H
@@ -53,6 +56,7 @@
 #include "s2s_io.h"
 #include "sasl.h"
 #include "session.h"
+#include "stream.h"
 #include "tls.h"
 #include "userstore.h"
 #include "route_io.h"
@@ -105,13 +109,6 @@ struct bstate {
     struct xe_server_state st;
     uint64_t next_check_ms; /* loop time of the next active check */
     bool checking;
-};
-
-/* A connection to a backend: TCP, or a unix socket (a server whose address
- * is a path). Both start with the stream: cast to uv_stream_t/uv_handle_t. */
-union backend_handle {
-    uv_tcp_t tcp;
-    uv_pipe_t pipe;
 };
 
 /* An active health check (health.c). */
@@ -178,10 +175,9 @@ struct worker {
         uint64_t took_us;
         bool released; /* malloc_trim gave memory back */
     } trim;
-    /* reads are consumed (copied or decrypted) before the callback returns */
-    char read_slab[XE_READ_CHUNK];
-    char plain_slab[XE_READ_CHUNK];
-    char write_slab[XE_READ_CHUNK]; /* TLS records taken out of the BIO to be written */
+    /* the connections' reads: consumed (copied or decrypted) before the
+     * callback returns */
+    struct xe_stream_slab slab;
 };
 
 /* The server: what every worker shares. The fields the workers touch
@@ -244,11 +240,12 @@ srv_unlock(struct xe_server *srv)
 enum cstate { CS_NEGOTIATING, CS_BACKEND, CS_SPLICED, CS_CLOSING };
 
 /* A transform between TLS and the c2s stream (XMPP over WebSocket,
- * conn_ws.c). in: the client's bytes after TLS; it hands the stream's on
- * with xe_srv_client_input. out: the stream's bytes for the client (the
- * c2s core's, the backend's), counted already; it writes what goes on the
- * wire and flushes TLS. free: the connection is gone. Shaped to move onto
- * the stream layer's hook. */
+ * conn_ws.c), on the client stream's transform hook (stream.h; conn.c
+ * adapts it). in: the client's bytes after TLS; it hands the stream's on
+ * with xe_stream_deliver. out: the stream's bytes for the client (the c2s
+ * core's, the backend's), counted already; it writes what goes on the
+ * wire (xe_stream_write_below) and flushes TLS. free: the connection is
+ * gone. */
 struct xe_srv_xform {
     const char *name; /* the transport, for the log, metrics and sessions */
     void (*in)(struct conn *c, const char *data, size_t n);
@@ -261,33 +258,23 @@ struct conn {
     struct worker *w; /* the connection lives on its loop */
     struct gen *gen;  /* this connection's generation (a reference) */
     struct conn *prev, *next;
-    uv_tcp_t client;
-    union backend_handle backend;
-    uv_timer_t timer;
-    uv_connect_t connect_req;
-    int handles; /* handles still to be closed */
+    /* the client's stream (TCP, TLS, compression as its transform; its
+     * timer is the connection's) and the backend's (TCP or unix), once
+     * backend_inited; the memory goes when both are released */
+    struct xe_stream cs, bs;
+    int streams; /* not yet released */
     bool backend_inited, closed;
+    bool cb_corked;       /* the stream callback running corked both (enter) */
+    bool backend_stopped; /* nothing more is read from the backend */
     enum cstate st;
     bool direct;
-    bool tls_handshaking;
-    struct xe_tls *tls;
     /* the login (session.h): its state and decisions, until the splice; the
      * glue carries out its actions (xe_srv_exec) */
     struct xe_sess *sess;
     bool ready_told;                 /* the backend's readiness went to its health */
     const struct xe_pool_conf *pool; /* of server */
     const struct xe_server_conf *server;
-    struct bstate *bst;               /* server's state: counts this session while set */
-    size_t to_client_q, to_backend_q; /* bytes handed to uv_write, not yet written */
-    /* before the splice, a callback's writes are held until it returns and
-     * go out as one per side (cork/uncork): the plaintext here ([0] to the
-     * backend, [1] to the client, XE_CORK_MAX each), the client's TLS
-     * records in the memory BIO */
-    unsigned corked;
-    struct xe_buf cork_buf[2];
-    bool client_paused, backend_paused;
-    bool client_eof, shutdown_sent;
-    uv_shutdown_t shutdown_req;
+    struct bstate *bst; /* server's state: counts this session while set */
     char tail[16]; /* last bytes the backend sent, to see whether it closed its stream */
     size_t tail_len;
     char *jid;
@@ -315,7 +302,8 @@ struct conn {
     /* brute-force protection: a failed login's answer is held (lockout.h) */
     char addr_key[64];     /* the lockout key of the client's address */
     bool held;             /* the login holds an answer (xe_sess_held, mirrored) */
-    struct xe_zstream *zs; /* the client's stream is compressed (XEP-0138) */
+    struct xe_zstream *zs; /* the client's stream is compressed (XEP-0138):
+                              the transform's object (conn_compress.c) */
     struct xe_buf zin;     /* its compressed bytes held while the backend is full */
     bool zstalled;         /* inflating waits for the backend's queue to drain */
     /* the PROXY protocol (proxy.h) */
@@ -337,14 +325,6 @@ xe_srv_transport(const struct conn *c)
     return c->xf ? c->xf->name : "tcp";
 }
 
-struct wreq {
-    uv_write_t req;
-    struct conn *c;
-    bool to_client;
-    size_t len;
-    char data[];
-};
-
 /* gen.c */
 void xe_srv_bstate_unref(struct bstate *b);
 void xe_srv_gen_adopt(struct gen *g, const struct gen *prev);
@@ -364,8 +344,9 @@ void xe_srv_keep_user_agent(struct conn *c);
 
 /* conn_write.c */
 void xe_srv_cork(struct conn *c);
-void xe_srv_cork_last(struct conn *c);
-int xe_srv_flush_tls(struct conn *c);
+void xe_srv_stream_enter(struct xe_stream *s, void *ctx);
+void xe_srv_stream_leave(struct xe_stream *s, void *ctx);
+struct xe_stream_limits xe_srv_limits(const struct conn *c);
 void xe_srv_pause_reading(struct conn *c, bool client);
 void xe_srv_resume_reading(struct conn *c, bool client);
 int xe_srv_send_client(struct conn *c, const void *data, size_t len);
@@ -388,20 +369,12 @@ void xe_srv_conn_start(struct conn *c);
 void xe_srv_eff_limits(const struct xe_server *srv, const struct xe_conf *conf,
                        unsigned *max_r, unsigned *preauth_r);
 void xe_srv_finish_close(struct conn *c);
-void xe_srv_maybe_shutdown(struct conn *c);
-void xe_srv_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
-void xe_srv_on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 void xe_srv_on_connection(uv_stream_t *ls, int status);
-void xe_srv_on_handle_closed(uv_handle_t *h);
-void xe_srv_on_timer(uv_timer_t *t);
 void xe_srv_preauth_end(struct conn *c);
-void xe_srv_read_tls_plain(struct conn *c);
+void xe_srv_stream_released(struct xe_stream *s, void *ctx);
 
 /* conn_backend.c */
-int xe_srv_backend_open(uv_loop_t *loop, union backend_handle *h, uv_connect_t *req,
-                        const struct xe_server_conf *sc, uv_connect_cb cb);
 void xe_srv_end_session(struct conn *c, const char *condition, const char *text);
-void xe_srv_on_backend_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 void xe_srv_reg_client(struct conn *c, const char *data, size_t n);
 void xe_srv_splice(struct conn *c);
 void xe_srv_retry_backend(struct conn *c);
@@ -421,12 +394,12 @@ void xe_srv_client_input(struct conn *c, const char *data, size_t n);
 void xe_srv_compress_log_close(const struct conn *c);
 int xe_srv_compress_start(struct conn *c);
 void xe_srv_inflate_held(struct conn *c);
-int xe_srv_send_client_deflated(struct conn *c, const void *data, size_t len);
 
 /* conn_proxy.c */
 void xe_srv_proxy_accept(struct conn *c, const struct xe_listener_conf *lc);
 void xe_srv_proxy_input(struct conn *c, const char *data, size_t n);
 void xe_srv_proxy_send(struct conn *c);
+void xe_srv_proxy_timeout(struct conn *c);
 
 /* conn_ws.c */
 int xe_srv_ws_accept(struct conn *c, const struct xe_listener_conf *lc);

@@ -14,6 +14,7 @@ struct swreq {
 };
 
 static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf);
+static void tls_read_loop(struct xe_stream *s);
 
 const char *
 xe_stream_reason_name(enum xe_stream_reason r)
@@ -37,6 +38,7 @@ on_handle_closed(uv_handle_t *h)
     if (h == &s->u.handle && s->reopening) {
         s->reopening = false;
         if (!s->closed) {
+            s->shutdown_sent = s->peer_ended = false;
             if (s->is_pipe)
                 uv_pipe_init(s->loop, &s->u.pipe, 0);
             else
@@ -76,7 +78,7 @@ xe_stream_init(struct xe_stream *s, uv_loop_t *loop, bool pipe,
     else
         uv_tcp_init(loop, &s->u.tcp);
     uv_timer_init(loop, &s->timer);
-    s->u.handle.data = s->timer.data = s->creq.data = s->sreq.data = s;
+    s->u.handle.data = s->timer.data = s->creq.data = s; /* (and sreq's) */
     s->handles = 2;
     xe_buf_init(&s->cork_buf, XE_CORK_MAX);
 }
@@ -111,11 +113,23 @@ xe_stream_abort(struct xe_stream *s, enum xe_stream_reason r, int status)
 /* ---- connecting ------------------------------------------------------------- */
 
 static void
-on_connect(uv_connect_t *req, int status)
+enter(struct xe_stream *s)
 {
-    struct xe_stream *s = req->data;
+    if (s->cb->enter)
+        s->cb->enter(s, s->ctx);
+}
 
-    if (s->closed)
+static void
+leave(struct xe_stream *s)
+{
+    if (s->cb->leave)
+        s->cb->leave(s, s->ctx);
+}
+
+static void
+connect_body(struct xe_stream *s, int status)
+{
+    if (s->closed || s->reopening) /* (a reopen cancels the connect) */
         return;
     if (status == 0)
         s->connected = true;
@@ -123,6 +137,16 @@ on_connect(uv_connect_t *req, int status)
         s->cb->connected(s, status, s->ctx);
     else if (status < 0)
         xe_stream_abort(s, XE_STREAM_CONNECT_FAILED, status);
+}
+
+static void
+on_connect(uv_connect_t *req, int status)
+{
+    struct xe_stream *s = req->data;
+
+    enter(s);
+    connect_body(s, status);
+    leave(s);
 }
 
 int
@@ -160,11 +184,20 @@ xe_stream_connect_pipe(struct xe_stream *s, const char *path)
 void
 xe_stream_reopen(struct xe_stream *s, void (*reopened)(struct xe_stream *, void *))
 {
+    xe_stream_reopen_as(s, s->is_pipe, reopened);
+}
+
+void
+xe_stream_reopen_as(struct xe_stream *s, bool pipe,
+                    void (*reopened)(struct xe_stream *, void *))
+{
     if (s->closed || s->reopening)
         return;
     s->reopening = true;
     s->reopened = reopened;
-    s->connected = s->reading = s->paused = false;
+    s->is_pipe = pipe; /* (the handle is made again on its close) */
+    s->connected = s->reading = s->paused = s->tls_held = false;
+    s->cork_buf.len = 0; /* (held for the socket that goes) */
     uv_close(&s->u.handle, on_handle_closed);
 }
 
@@ -205,6 +238,12 @@ xe_stream_resume(struct xe_stream *s)
 {
     if (s->paused && !s->closed && !s->closing && !s->peer_ended) {
         s->paused = false;
+        if (s->tls_held && !s->tls_handshaking) { /* what TLS decrypted already */
+            s->tls_held = false;
+            tls_read_loop(s);
+            if (s->paused || s->closing || s->closed)
+                return;
+        }
         xe_stream_start(s);
     }
 }
@@ -230,6 +269,14 @@ plain_in(struct xe_stream *s, const char *data, size_t len)
 static void
 peer_ended(struct xe_stream *s, enum xe_stream_reason r, int status)
 {
+    if (s->linger && (r == XE_STREAM_TLS_CLOSED || r == XE_STREAM_TLS_ERROR)) {
+        /* TLS ended, TCP not yet: the close will wait for the peer's FIN */
+        if (s->cb->eof)
+            s->cb->eof(s, r, status, s->ctx);
+        else
+            xe_stream_abort(s, r, status);
+        return;
+    }
     if (s->reading)
         uv_read_stop(&s->u.stream);
     s->reading = false;
@@ -240,24 +287,42 @@ peer_ended(struct xe_stream *s, enum xe_stream_reason r, int status)
         xe_stream_abort(s, r, status);
 }
 
+/* Everything the records hold (SSL_pending), then what TLS wrote back;
+ * a pause (the user's, inside cb->data) stops it: resume() goes on. */
 static void
-on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
+tls_read_loop(struct xe_stream *s)
 {
-    struct xe_stream *s = h->data;
-
-    if (n == 0 || s->closed)
-        return;
-    if (n < 0) {
-        peer_ended(s, n == UV_EOF ? XE_STREAM_EOF : XE_STREAM_READ_ERROR, (int)n);
-        return;
+    for (;;) {
+        int r;
+        if (s->closed || s->closing || s->tls == NULL)
+            return;
+        if (s->paused) {
+            s->tls_held = true;
+            break;
+        }
+        r = xe_tls_read(s->tls, s->slab->plain, sizeof(s->slab->plain));
+        if (r > 0) {
+            plain_in(s, s->slab->plain, (size_t)r);
+            continue;
+        }
+        if (r == XE_TLS_CLOSED || r == XE_TLS_ERROR)
+            peer_ended(s, r == XE_TLS_CLOSED ? XE_STREAM_TLS_CLOSED : XE_STREAM_TLS_ERROR,
+                       0);
+        break;
     }
-    if (s->closing)
+    xe_stream_flush(s);
+}
+
+static void
+feed(struct xe_stream *s, const char *data, size_t n)
+{
+    if (s->closing || s->closed)
         return; /* what a closing peer still sends is dropped */
     if (s->tls == NULL) {
-        plain_in(s, buf->base, (size_t)n);
+        plain_in(s, data, n);
         return;
     }
-    if (xe_tls_feed(s->tls, buf->base, (size_t)n) < 0) {
+    if (xe_tls_feed(s->tls, data, n) < 0) {
         xe_stream_abort(s, XE_STREAM_TLS_ERROR, 0);
         return;
     }
@@ -274,22 +339,47 @@ on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
         if (s->cb->tls_up)
             s->cb->tls_up(s, s->ctx);
     }
-    /* everything the records hold (SSL_pending), then what TLS wrote back */
-    for (;;) {
-        int r;
-        if (s->closed || s->closing || s->tls == NULL)
-            return;
-        r = xe_tls_read(s->tls, s->slab->plain, sizeof(s->slab->plain));
-        if (r > 0) {
-            plain_in(s, s->slab->plain, (size_t)r);
-            continue;
-        }
-        if (r == XE_TLS_CLOSED || r == XE_TLS_ERROR)
-            peer_ended(s, r == XE_TLS_CLOSED ? XE_STREAM_TLS_CLOSED : XE_STREAM_TLS_ERROR,
-                       0);
-        xe_stream_flush(s);
+    tls_read_loop(s);
+}
+
+void
+xe_stream_feed(struct xe_stream *s, const char *data, size_t len)
+{
+    if (len > 0)
+        feed(s, data, len);
+}
+
+static void
+read_body(struct xe_stream *s, ssize_t n, const uv_buf_t *buf)
+{
+    if (n == 0 || s->closed)
+        return;
+    if (n < 0 && s->closing && s->linger) {
+        /* the closing peer closed too: done once our bytes are out */
+        uv_read_stop(&s->u.stream);
+        s->reading = false;
+        s->peer_ended = true;
+        if (s->queued == 0 && !s->corked)
+            xe_stream_abort(s, XE_STREAM_LOCAL, 0);
         return;
     }
+    if (n < 0) {
+        peer_ended(s, n == UV_EOF ? XE_STREAM_EOF : XE_STREAM_READ_ERROR, (int)n);
+        return;
+    }
+    feed(s, buf->base, (size_t)n);
+}
+
+static void
+on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf)
+{
+    struct xe_stream *s = h->data;
+
+    if (n == 0)
+        return;
+    enter(s);
+    read_body(s, n, buf);
+    leave(s);
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -304,7 +394,7 @@ on_write(uv_write_t *req, int status)
 
     s->queued -= wr->len;
     free(wr);
-    if (s->closed)
+    if (s->closed || s->reopening) /* (a reopen cancels the queued writes) */
         return;
     if (status < 0) {
         xe_stream_abort(s, XE_STREAM_WRITE_ERROR, status);
@@ -388,6 +478,8 @@ xe_stream_flush(struct xe_stream *s)
         if (write_now(s, s->slab->write, n) < 0)
             return -1;
     }
+    if (s->lean && s->tls && !s->closed)
+        xe_tls_release_bios(s->tls, XE_TLS_BIO_KEEP);
     return s->closed ? -1 : 0;
 }
 
@@ -484,8 +576,11 @@ on_timer(uv_timer_t *t)
         xe_stream_abort(s, s->queued ? XE_STREAM_GRACE_TIMEOUT : XE_STREAM_LOCAL, 0);
         return;
     }
-    if (s->cb->timeout)
+    if (s->cb->timeout) {
+        enter(s);
         s->cb->timeout(s, s->ctx);
+        leave(s);
+    }
 }
 
 void
@@ -520,6 +615,17 @@ try_finish(struct xe_stream *s)
 {
     if (s->closed || s->queued > 0 || s->corked)
         return;
+    if (s->closing && s->linger && !s->shutdown_sent) {
+        /* our last bytes are out: the FIN, then wait for the peer's */
+        if (s->peer_ended) {
+            xe_stream_abort(s, XE_STREAM_LOCAL, 0);
+            return;
+        }
+        s->shutdown_sent = true;
+        if (uv_shutdown(&s->sreq, &s->u.stream, on_shutdown) < 0)
+            xe_stream_abort(s, XE_STREAM_LOCAL, 0);
+        return;
+    }
     if (s->shutdown_sent) {
         if (s->closing && s->peer_ended)
             xe_stream_abort(s, XE_STREAM_LOCAL, 0);
@@ -563,6 +669,16 @@ xe_stream_close(struct xe_stream *s, unsigned grace_ms)
     }
     s->closing = true;
     s->grace_ms = grace_ms;
+    if (s->linger) {
+        /* keep reading (and dropping) to see the peer's close: closing
+         * with unread input would reset the connection and could lose
+         * our last bytes; our FIN goes once they are out (try_finish) */
+        uv_timer_start(&s->timer, on_timer, s->peer_ended && !s->queued ? 0 : grace_ms,
+                       0);
+        if (!s->peer_ended)
+            try_finish(s);
+        return;
+    }
     if (s->reading)
         uv_read_stop(&s->u.stream);
     s->reading = false;

@@ -35,7 +35,7 @@
  * (a bounded inflate: it delivers the rest when the user asks, e.g. from
  * cb->drained). A negative return closes the stream (XE_STREAM_TRANSFORM).
  *
- * How c2s will use it (its port is the next step): struct conn embeds two
+ * How c2s uses it (src/io/conn*.c): struct conn embeds two
  * streams, the client's (TCP, TLS, compression as a transform) and the
  * backend's (TCP or unix, plaintext), both on the worker's slab (struct
  * worker's three slabs become one struct xe_stream_slab). Its two queue
@@ -44,16 +44,16 @@
  * a stream above its high water mark pauses the other one (cb->full), the
  * inflate held back by a full backend (conn_compress.c) resumes from the
  * backend stream's cb->drained. The login keeps its cork around each
- * callback before the splice (each stream corks on its own; cork_last
- * becomes xe_stream_abort() while corked: one try-write of what is held).
- * The client's EOF is cb->eof (half-close: the session ends and
- * xe_stream_shutdown() sends our FIN after the last bytes; the grace time
- * bounds the wait for the client's close). Two things the port adds here:
- * a flag to keep reading, and dropping, what a closing peer still sends
- * (c2s does, to see the client's close), and a reopen into the other kind
- * of socket (the retry may go from a TCP server to a unix one). The PROXY
- * header and the backend's raw bytes use xe_stream_write_raw(); the BIOs'
- * release after the splice uses xe_stream_tls(). */
+ * callback before the splice (cb->enter and cb->leave: each stream corks on
+ * its own; the close inside a corked callback is xe_stream_abort() while
+ * corked: one try-write of what is held). The client's EOF is cb->eof; its
+ * close lingers (s->linger: keep reading and dropping what the client
+ * still sends, our FIN after the last bytes, the close on the client's
+ * FIN, bounded by the grace time). A retry may go from a TCP server to a
+ * unix one: xe_stream_reopen_as(). The PROXY header and the backend's raw
+ * bytes use xe_stream_write_raw(), the bytes read after a client's PROXY
+ * header xe_stream_feed(); after the splice the client stream is lean
+ * (the BIOs give back their capacity after each flush). */
 #ifndef XE_STREAM_H
 #define XE_STREAM_H
 
@@ -121,6 +121,10 @@ struct xe_stream_cb {
     void (*closed)(struct xe_stream *s, enum xe_stream_reason r, int status, void *ctx);
     /* the last handle is closed: the memory may go */
     void (*released)(struct xe_stream *s, void *ctx);
+    /* around each of libuv's callbacks into the stream (a read, the
+     * connect, the timer): c2s corks both its streams there */
+    void (*enter)(struct xe_stream *s, void *ctx);
+    void (*leave)(struct xe_stream *s, void *ctx);
 };
 
 /* The transform between TLS and the user (see above); X is its object. */
@@ -138,8 +142,10 @@ struct xe_stream {
         uv_pipe_t pipe;
     } u;
     uv_timer_t timer;
-    uv_connect_t creq;
-    uv_shutdown_t sreq;
+    union { /* (a shutdown needs a connected socket: never both at once) */
+        uv_connect_t creq;
+        uv_shutdown_t sreq;
+    };
     uv_loop_t *loop;
     struct xe_stream_slab *slab;
     const struct xe_stream_cb *cb;
@@ -156,6 +162,9 @@ struct xe_stream {
     unsigned grace_ms;
     bool is_pipe, connected, tls_handshaking, reading, paused, peer_ended;
     bool closing, closed, reopening, shutdown_sent;
+    bool linger;   /* the close keeps reading (see xe_stream_close) */
+    bool lean;     /* the BIOs give their capacity back after each flush */
+    bool tls_held; /* a pause stopped the TLS read loop: resume goes on */
 };
 
 /* A stream on LOOP (a TCP socket, or a unix one when PIPE), not connected;
@@ -179,7 +188,16 @@ void xe_stream_connect_pipe(struct xe_stream *s, const char *path);
 /* After a failed connect: a fresh socket of the same kind, then REOPENED
  * (unless the stream closed meanwhile). */
 void xe_stream_reopen(struct xe_stream *s, void (*reopened)(struct xe_stream *, void *));
-/* Start reading (after accept or connect); pause and resume. */
+/* The same into a socket of the kind PIPE says (a retry from a TCP server
+ * to a unix one); what was corked or queued for the old socket is dropped. */
+void xe_stream_reopen_as(struct xe_stream *s, bool pipe,
+                         void (*reopened)(struct xe_stream *, void *));
+/* Bytes the user read before the stream did (after a PROXY header), into
+ * the stream as if read from the socket. */
+void xe_stream_feed(struct xe_stream *s, const char *data, size_t len);
+/* Start reading (after accept or connect); pause and resume. A pause
+ * inside cb->data also stops the delivery of what TLS has decrypted
+ * already: resume delivers it (before reading again). */
 void xe_stream_start(struct xe_stream *s);
 void xe_stream_pause(struct xe_stream *s);
 void xe_stream_resume(struct xe_stream *s);
@@ -230,7 +248,10 @@ void xe_stream_shutdown(struct xe_stream *s);
 /* Graceful: TLS close_notify, stop reading, close once what is queued is
  * out, at most GRACE_MS later (then GRACE_TIMEOUT); never inside the call
  * when connected (nothing queued: on the timer, this loop turn or the next,
- * after the timers already due). Not connected: at once. */
+ * after the timers already due). Not connected: at once. A lingering
+ * stream (s->linger, set by its user) keeps reading and drops what the
+ * peer still sends, sends our FIN once what is queued is out and closes
+ * when the peer's FIN comes, at most GRACE_MS later. */
 void xe_stream_close(struct xe_stream *s, unsigned grace_ms);
 /* At once (cb->closed with R); no-op when closed. A corked stream gets
  * one try-write of what it holds. */

@@ -1,7 +1,8 @@
 /* Unit tests of the glue's connection layer (src/io/stream.c) on a real
  * libuv loop over a socketpair (no network): reads, the peer's end, the
  * try-write and the queue, the water marks and the hard cap, cork, the
- * transform hook, half-close, the grace close, and TLS driven by two
+ * transform hook, half-close, the grace close, the lingering close, the
+ * reopen into the other socket kind, and TLS driven by two
  * streams (a certificate generated at test time). TAP output. */
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -519,6 +522,127 @@ test_tls(void)
     xe_tls_ctx_free(&ctx);
 }
 
+/* ---- the lingering close and the reopen (c2s's client and backend) --------- */
+
+static void
+test_linger(void)
+{
+    struct rec r;
+    int peer;
+    char buf[16];
+    size_t got = 0;
+    ssize_t n = -1;
+
+    /* our bytes, our FIN, what the peer still sends dropped, the close on
+     * the peer's FIN */
+    open_pair(&r, NULL, &peer);
+    r.s.linger = true;
+    xe_stream_start(&r.s);
+    xe_stream_write(&r.s, "bye", 3);
+    xe_stream_close(&r.s, 5000);
+    for (int i = 0; i < 200 && n != 0; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        n = read(peer, buf + got, sizeof(buf) - got);
+        if (n > 0)
+            got += (size_t)n;
+        else if (n < 0)
+            usleep(5000);
+    }
+    ok(n == 0 && got == 3 && memcmp(buf, "bye", 3) == 0,
+       "linger: the peer reads our bytes, then our FIN");
+    ok(write(peer, "junk", 4) == 4, "the peer still writes");
+    for (int i = 0; i < 10; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(2000);
+    }
+    is_int(r.n_closed, 0, "linger: not closed before the peer's FIN");
+    is_int((int)r.n_data, 0, "what a closing peer sends is dropped");
+    shutdown(peer, SHUT_WR);
+    RUN_UNTIL(r.n_closed == 1);
+    is_int(r.n_closed, 1, "the peer's FIN: closed");
+    is_int(r.closed_reason, XE_STREAM_LOCAL, "... reason LOCAL");
+    is_int(r.n_eof, 0, "... no eof callback while closing");
+    RUN_UNTIL(r.n_released == 1);
+    close(peer);
+
+    /* a peer that never closes: the grace time ends it */
+    open_pair(&r, NULL, &peer);
+    r.s.linger = true;
+    xe_stream_start(&r.s);
+    xe_stream_close(&r.s, 30);
+    for (int i = 0; i < 5; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    is_int(r.n_closed, 0, "linger, nothing queued: still waiting for the peer");
+    RUN_UNTIL(r.n_closed == 1);
+    is_int(r.n_closed, 1, "the grace time ends it");
+    RUN_UNTIL(r.n_released == 1);
+    close(peer);
+}
+
+static int n_reopened, n_connected, connect_status;
+
+static void
+on_reopened(struct xe_stream *s, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    n_reopened++;
+}
+
+static void
+cb_connected(struct xe_stream *s, int status, void *ctx)
+{
+    (void)s;
+    (void)ctx;
+    n_connected++;
+    connect_status = status;
+}
+
+static const struct xe_stream_cb cbs_connect = {
+    .connected = cb_connected,
+    .data = cb_data,
+    .closed = cb_closed,
+    .released = cb_released,
+};
+
+static void
+test_reopen_as(void)
+{
+    struct rec r;
+    int peer, ls;
+    static char big[512 * 1024];
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof(sin);
+
+    /* a unix socket with bytes queued, reopened as TCP: the queued write
+     * is dropped without closing the stream */
+    open_pair(&r, NULL, &peer);
+    r.s.cb = &cbs_connect;
+    xe_stream_write(&r.s, big, sizeof(big));
+    ok(xe_stream_queued(&r.s) > 0, "bytes queued on the unix socket");
+    xe_stream_reopen_as(&r.s, false, on_reopened);
+    RUN_UNTIL(n_reopened == 1);
+    is_int(n_reopened, 1, "reopen_as: reopened once");
+    is_int(r.n_closed, 0, "... not closed (the canceled write is no error)");
+    ok(!r.s.is_pipe && xe_stream_queued(&r.s) == 0, "... a TCP socket, nothing queued");
+    close(peer);
+    ls = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        listen(ls, 4) < 0 || getsockname(ls, (struct sockaddr *)&sin, &sl) < 0)
+        abort();
+    ok(xe_stream_connect_tcp(&r.s, (struct sockaddr *)&sin) == 0, "connect over TCP");
+    RUN_UNTIL(n_connected == 1);
+    ok(n_connected == 1 && connect_status == 0, "... connected");
+    ok(xe_stream_write(&r.s, "hi", 2) == 0, "... and writes");
+    xe_stream_abort(&r.s, XE_STREAM_LOCAL, 0);
+    RUN_UNTIL(r.n_released == 1);
+    is_int(r.n_released, 1, "released once");
+    close(ls);
+}
+
 int
 main(void)
 {
@@ -533,6 +657,8 @@ main(void)
     test_cork();
     test_transform();
     test_grace_close();
+    test_linger();
+    test_reopen_as();
     test_tls();
     uv_run(&loop, UV_RUN_NOWAIT);
     is_int(uv_loop_close(&loop), 0, "every handle closed (the loop closes)");
