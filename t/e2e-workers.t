@@ -1,7 +1,8 @@
 #!/bin/bash
 # e2e-workers.t: workers = 2. Each worker thread has its own loop and its
 # own listening sockets (SO_REUSEPORT): 40 logins spread over both (the
-# log's worker= field, xedgectl session list); session list, kick and stats
+# log's worker= field, xedgectl session list); FAST is offered and tokens
+# issued on both, a token issued on one logs in on the other; session list, kick and stats
 # see every worker; a SIGHUP reload with sessions open on both drops none and
 # the next clients get the new certificate; SIGTERM ends the sessions of both
 # workers with <system-shutdown/> and xedge exits 0; the per-address limit is
@@ -9,19 +10,63 @@
 # refused whichever worker takes it).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 21
+plan 25
 
 PW="wk-$RANDOM-$RANDOM"
 sandbox_up --user "u1@example.test=$PW" --user "u2@example.test=$PW" \
 	--user "k@example.test=$PW" --user "h@example.test=$PW" \
 	--conf 'workers = 2;' \
 	--conf 'limits = { max_connections_per_address = 0; connection_rate_per_address = 0; };' \
-	--conf 'timeouts = { shutdown_grace = 1; };'
+	--conf 'timeouts = { shutdown_grace = 1; };' --conf 'sasl2 = { enabled = true; };'
 SB=$XE_SANDBOX_DIR_SB
 MANY="$XE_TOP_SRCDIR/t/lib/many_sessions.py"
 xedge_restart "$XEDGE_CONF" # our own child: its exit status is read at the end
 for _ in $(seq 1 100); do [ -S "$XEDGE_CONTROL" ] && break; sleep 0.05; done
 like "$(grep 'event=workers ' "$XEDGE_LOG" | tail -n 1)" 'workers=2' "xedge starts 2 workers"
+
+# ---- FAST on every worker: each worker's loop has its own token store
+# instance over the same LMDB store. Password logins asking for a token,
+# one at a time, until both workers have issued some (the log's worker=
+# field of each login's auth-ok line says which); then each token logs in
+# until a login lands on the other worker.
+s2() { _run_tool "$XE_TOP_SRCDIR/t/lib/sasl2_client.py" "$@"; }
+v() { printf '%s\n' "$OUT" | sed -n "s/^$1=//p" | tail -n 1; }
+# last_worker MARK: the worker= of the last auth-ok logged after line MARK
+last_worker() { tail -n +"$(($1 + 1))" "$XEDGE_LOG" | grep 'event=auth-ok' | tail -n 1 | sed -n 's/.* worker=\([0-9]\) .*/\1/p'; }
+U1=u1@example.test
+declare -a tw
+n=0 offered=0 issued=0
+while [ $n -lt 40 ]; do
+	m=$(wc -l <"$XEDGE_LOG")
+	s2 --jid "$U1" --password "$PW" --ua-id "ua-w$n" --request-token HT-SHA-256-NONE --token-out "$SB/tok-$n"
+	tw[$n]=$(last_worker "$m")
+	[ -n "$(v FAST_MECHS)" ] && offered=$((offered + 1))
+	[ -s "$SB/tok-$n" ] && [ "$(v AUTH)" = success ] && issued=$((issued + 1))
+	n=$((n + 1))
+	[ $n -ge 6 ] && printf '%s\n' "${tw[@]}" | grep -qx 0 && printf '%s\n' "${tw[@]}" | grep -qx 1 && break
+done
+diag "token logins by worker: ${tw[*]}"
+is "$(printf '%s\n' "${tw[@]}" | sort -u | tr -d '\n')" 01 "password logins asking for a FAST token landed on both workers ($n)"
+is "$offered/$issued" "$n/$n" "... every one was offered FAST and issued a token, on either worker"
+cross=""
+fastok=0 tries=0
+for i in $(seq 0 $((n - 1))); do
+	for _ in $(seq 1 12); do
+		m=$(wc -l <"$XEDGE_LOG")
+		s2 --jid "$U1" --token "@$SB/tok-$i" --ua-id "ua-w$i"
+		tries=$((tries + 1))
+		[ "$(v AUTH)/$(v MECH)" = success/HT-SHA-256-NONE ] && fastok=$((fastok + 1))
+		w=$(last_worker "$m")
+		if [ -n "$w" ] && [ "$w" != "${tw[$i]}" ]; then
+			cross="$cross ${tw[$i]}>$w"
+			break
+		fi
+	done
+done
+diag "tokens used on the other worker (issued>used):$cross"
+is "$fastok" "$tries" "every FAST token login succeeded, on whichever worker ($tries)"
+is "$(printf '%s\n' $cross | sort -u | tr -d '\n')" "0>11>0" \
+	"a token issued on worker 0 logs in on worker 1, and one issued on worker 1 on worker 0"
 
 # many NAME USERS COUNT: COUNT sessions held by one process until $SB/NAME.go
 many() {

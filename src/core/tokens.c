@@ -562,14 +562,21 @@ xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
         memset(&rec.next, 0, sizeof(rec.next));
         slot = &rec.cur;
     }
-    if (put_rec(txn, t->dbi, &key, &rec, &err) != XE_US_OK ||
-        (rc = mdb_txn_commit(txn)) != 0) {
-        *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
-        *detail_r = "the token store cannot be written";
-        goto out;
+    if (!has_count && !m_next) {
+        /* nothing changed (no count, no rotation): no write, no disk flush,
+         * nothing for the other nodes */
+        mdb_txn_abort(txn);
+        txn = NULL;
+    } else {
+        if (put_rec(txn, t->dbi, &key, &rec, &err) != XE_US_OK ||
+            (rc = mdb_txn_commit(txn)) != 0) {
+            *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
+            *detail_r = "the token store cannot be written";
+            goto out;
+        }
+        txn = NULL;
+        after_key(t, 'k', jid, ua_id);
     }
-    txn = NULL;
-    after_key(t, 'k', jid, ua_id);
     if (xe_ht_sha256(slot->token, strlen(slot->token), "Responder", cb, cb_len,
                      responder) < 0) {
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;

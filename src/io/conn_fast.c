@@ -1,8 +1,8 @@
 /* xedge: FAST (XEP-0484) for a c2s login, the glue's part: the token store's
  * requests (tokens_io.h: verify, issue, revoke in the thread pool) for what
  * the login machine asks (session.h), their results handed back on the
- * loop. Only a connection on the store's loop (worker 0) offers FAST: the
- * store's requests and callbacks live on that loop. */
+ * loop. Each worker has its own instance of the store (tokens_io.h), whose
+ * requests and callbacks live on that worker's loop. */
 #include <string.h>
 #include <time.h>
 
@@ -20,7 +20,7 @@
 static struct xe_tokio *
 tio_of(struct conn *c)
 {
-    struct xe_tokio *t = xe_server_tokens(c->srv);
+    struct xe_tokio *t = c->w->tokens;
 
     return t && xe_tokio_loop(t) == c->w->loop ? t : NULL;
 }

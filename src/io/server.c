@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include "server_impl.h"
+#include "tokens_io.h"
 
 static void acct_async_init(struct xe_server *srv);
 static void log_limits(const struct xe_server *srv, const struct xe_conf *conf,
@@ -487,6 +488,7 @@ worker_main(void *arg)
     /* everything is closed (xe_server_stop): let the close callbacks run */
     uv_run(w->loop, UV_RUN_DEFAULT);
     on_worker_async(&w->async); /* jobs queued as it closed: answered, empty */
+    xe_tokio_free(&w->tokens);  /* its requests are done: the loop ran them */
     if (uv_loop_close(w->loop) != 0)
         xe_warn("event=worker-loop-busy worker=%u", w->index);
 }
@@ -552,7 +554,10 @@ xe_server_listen(struct xe_server *srv, char **error_r)
         }
         w->loop_inited = true;
         w->own_loop.data = w;
+        if (srv->tokens != NULL) /* FAST on every worker */
+            w->tokens = xe_tokio_sibling(srv->tokens, w->loop);
     }
+    srv->workers[0].tokens = srv->tokens;
     for (unsigned k = 0; k < srv->n_workers; k++) {
         struct worker *w = &srv->workers[k];
 
@@ -1081,6 +1086,8 @@ xe_server_free(struct xe_server **srvp)
             if (w->async_inited)
                 uv_close((uv_handle_t *)&w->async, NULL);
             uv_run(w->loop, UV_RUN_DEFAULT);
+            if (k > 0)
+                xe_tokio_free(&w->tokens);
             uv_loop_close(w->loop);
         }
         uv_mutex_destroy(&w->qmu);

@@ -151,6 +151,9 @@ struct worker {
     size_t n_listeners;
     struct conn *conns;
     unsigned n_conns;
+    /* FAST tokens on this loop: worker 0's is the server's, the others'
+     * their siblings (tokens_io.h), freed as their loop ends */
+    struct xe_tokio *tokens;
     bool stopping;
     bool draining; /* graceful shutdown: ending the sessions */
     bool drained_told;

@@ -15,7 +15,8 @@
 
 struct xe_tokio {
     uv_loop_t *loop;
-    struct xe_tokens *tokens;
+    struct xe_tokens *tokens; /* a sibling's is its first's (not closed) */
+    bool owns_tokens;
     unsigned max_queued, queued;
     bool stopped; /* freed by the caller while requests ran: the last frees */
 };
@@ -59,7 +60,27 @@ xe_tokio_new(uv_loop_t *loop, struct xe_userstore *store, unsigned max_queued,
         free(tio);
         return NULL;
     }
+    tio->owns_tokens = true;
     return tio;
+}
+
+struct xe_tokio *
+xe_tokio_sibling(const struct xe_tokio *first, uv_loop_t *loop)
+{
+    struct xe_tokio *tio = xe_calloc(1, sizeof(*tio));
+
+    tio->loop = loop;
+    tio->max_queued = first->max_queued;
+    tio->tokens = first->tokens;
+    return tio;
+}
+
+static void
+tokio_release(struct xe_tokio *tio)
+{
+    if (tio->owns_tokens)
+        xe_tokens_close(&tio->tokens);
+    free(tio);
 }
 
 void
@@ -74,8 +95,7 @@ xe_tokio_free(struct xe_tokio **tiop)
         tio->stopped = true;
         return;
     }
-    xe_tokens_close(&tio->tokens);
-    free(tio);
+    tokio_release(tio);
 }
 
 uv_loop_t *
@@ -175,10 +195,8 @@ done(uv_work_t *w, int status)
     free(q->error);
     OPENSSL_cleanse(q, sizeof(*q));
     free(q);
-    if (tio->stopped && tio->queued == 0) {
-        xe_tokens_close(&tio->tokens);
-        free(tio);
-    }
+    if (tio->stopped && tio->queued == 0)
+        tokio_release(tio);
 }
 
 static struct xe_tokio_req *

@@ -9,6 +9,12 @@
  * requests wait or run at a time; more are refused at once (queue-full).
  * Each write is counted in xedge_token_writes_total{op,result}.
  *
+ * Several workers: each worker's loop has its own instance (a sibling of
+ * the first, xe_tokio_sibling) over the same store handle: the LMDB
+ * environment is shared by the threads (a read transaction is the reading
+ * thread's own), each instance queues its writes on its own loop, under its
+ * own MAX_QUEUED, and its callbacks run on that loop.
+ *
  * Several nodes: the store's write hooks (pgsync_io.h) send each write to
  * the database; while it is unreachable, issue and the revocations fail
  * with XE_US_UNAVAILABLE (result database-down; a login that wanted a token
@@ -58,6 +64,9 @@ typedef void (*xe_tokio_cb)(void *ctx, const struct xe_tokio_result *res);
  * *error_r on failure. */
 struct xe_tokio *xe_tokio_new(uv_loop_t *loop, struct xe_userstore *store,
                               unsigned max_queued, char **error_r);
+/* Another instance over FIRST's store, for LOOP (another worker's), with
+ * the same bound on queued requests; FIRST must outlive it. */
+struct xe_tokio *xe_tokio_sibling(const struct xe_tokio *first, uv_loop_t *loop);
 /* Stop: the requests under way complete without their callbacks; free
  * after the loop has run them (xe_tokio_free waits for none). */
 void xe_tokio_free(struct xe_tokio **tio);

@@ -199,8 +199,16 @@ main(void)
     uv_run(&loop, UV_RUN_DEFAULT);
     ok(g4.calls == 1 && g4.rc == XE_SASL_OK,
        "database down: a token login still served from the replica");
+    ok(n_told == 0,
+       "a verification without a count or a rotation writes nothing: nothing told");
+    memset(&g4, 0, sizeof(g4));
+    xe_tokio_verify(tio, "alice@example.test", "ua-3", "HT-SHA-256-NONE", NULL, 0, p, 32,
+                    true, 1000000, on_done, &g4);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ok(g4.calls == 1 && g4.rc == XE_SASL_OK, "database down: a login with a count too");
     ok(n_told == 1 && strcmp(told[0], "k alice@example.test/ua-3") == 0,
-       "the verification's write told to the replica (%s)", n_told ? told[0] : "none");
+       "the verification's write (its count) told to the replica (%s)",
+       n_told ? told[0] : "none");
     db_down = false;
     n_told = 0;
     memset(&g1, 0, sizeof(g1));
