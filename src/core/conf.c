@@ -23,17 +23,11 @@
 #include "xelimits.h"
 #include "log.h"
 #include "util.h"
+#include "conf_impl.h"
 
-struct ctx {
-    const char *path;
-    char *error;
-};
-
-static int fail(struct ctx *c, const config_setting_t *s, const char *what,
-                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int
-fail(struct ctx *c, const config_setting_t *s, const char *what, const char *fmt, ...)
+int
+xe_conf_fail(struct xe_conf_ctx *c, const config_setting_t *s, const char *what,
+             const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
@@ -52,32 +46,32 @@ fail(struct ctx *c, const config_setting_t *s, const char *what, const char *fmt
 }
 
 /* Look up NAME in GROUP; optional settings may be absent. */
-static int
-get_string(struct ctx *c, const config_setting_t *group, const char *name, bool required,
-           const char *dflt, char **out)
+int
+xe_conf_get_string(struct xe_conf_ctx *c, const config_setting_t *group, const char *name,
+                   bool required, const char *dflt, char **out)
 {
     const config_setting_t *s = config_setting_get_member(group, name);
     const char *v;
 
     if (s == NULL) {
         if (required)
-            return fail(c, group, name, "missing required setting");
+            return xe_conf_fail(c, group, name, "missing required setting");
         *out = dflt ? xe_strdup(dflt) : NULL;
         return 0;
     }
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return fail(c, s, name, "must be a string");
+        return xe_conf_fail(c, s, name, "must be a string");
     v = config_setting_get_string(s);
     if (v == NULL || *v == '\0')
-        return fail(c, s, name, "must not be empty");
+        return xe_conf_fail(c, s, name, "must not be empty");
     *out = xe_strdup(v);
     return 0;
 }
 
-static int
-get_uint(struct ctx *c, const config_setting_t *group, const char *name,
-         unsigned long long min, unsigned long long max, unsigned long long dflt,
-         unsigned long long *out)
+int
+xe_conf_get_uint(struct xe_conf_ctx *c, const config_setting_t *group, const char *name,
+                 unsigned long long min, unsigned long long max, unsigned long long dflt,
+                 unsigned long long *out)
 {
     const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
     long long v;
@@ -91,16 +85,16 @@ get_uint(struct ctx *c, const config_setting_t *group, const char *name,
     else if (config_setting_type(s) == CONFIG_TYPE_INT64)
         v = config_setting_get_int64(s);
     else
-        return fail(c, s, name, "must be an integer");
+        return xe_conf_fail(c, s, name, "must be an integer");
     if (v < 0 || (unsigned long long)v < min || (unsigned long long)v > max)
-        return fail(c, s, name, "must be between %llu and %llu", min, max);
+        return xe_conf_fail(c, s, name, "must be between %llu and %llu", min, max);
     *out = (unsigned long long)v;
     return 0;
 }
 
-static int
-get_bool(struct ctx *c, const config_setting_t *group, const char *name, bool dflt,
-         bool *out)
+int
+xe_conf_get_bool(struct xe_conf_ctx *c, const config_setting_t *group, const char *name,
+                 bool dflt, bool *out)
 {
     const config_setting_t *s = group ? config_setting_get_member(group, name) : NULL;
 
@@ -109,34 +103,33 @@ get_bool(struct ctx *c, const config_setting_t *group, const char *name, bool df
         return 0;
     }
     if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-        return fail(c, s, name, "must be true or false");
+        return xe_conf_fail(c, s, name, "must be true or false");
     *out = config_setting_get_bool(s) != 0;
     return 0;
 }
 
-static int
-check_address(struct ctx *c, const config_setting_t *s, const char *addr)
+int
+xe_conf_check_address(struct xe_conf_ctx *c, const config_setting_t *s, const char *addr)
 {
     unsigned char tmp[16];
 
     if (inet_pton(AF_INET, addr, tmp) == 1 || inet_pton(AF_INET6, addr, tmp) == 1)
         return 0;
-    return fail(c, s, "address", "'%s' is not a numeric IPv4 or IPv6 address", addr);
+    return xe_conf_fail(c, s, "address", "'%s' is not a numeric IPv4 or IPv6 address",
+                        addr);
 }
 
-static int read_secret_file(struct ctx *c, const config_setting_t *s, const char *what,
-                            const char *path, unsigned char **secret_r, size_t *len_r);
-
 static int
-read_secret(struct ctx *c, const config_setting_t *s, struct xe_pool_conf *p)
+read_secret(struct xe_conf_ctx *c, const config_setting_t *s, struct xe_pool_conf *p)
 {
-    return read_secret_file(c, s, "secret_file", p->secret_file, &p->secret,
-                            &p->secret_len);
+    return xe_conf_read_secret_file(c, s, "secret_file", p->secret_file, &p->secret,
+                                    &p->secret_len);
 }
 
-static int
-read_secret_file(struct ctx *c, const config_setting_t *s, const char *what,
-                 const char *path, unsigned char **secret_r, size_t *len_r)
+int
+xe_conf_read_secret_file(struct xe_conf_ctx *c, const config_setting_t *s,
+                         const char *what, const char *path, unsigned char **secret_r,
+                         size_t *len_r)
 {
     FILE *f = fopen(path, "rb");
     unsigned char buf[4097];
@@ -144,22 +137,22 @@ read_secret_file(struct ctx *c, const config_setting_t *s, const char *what,
     int r = -1;
 
     if (f == NULL)
-        return fail(c, s, what, "cannot open '%s': %s", path, strerror(errno));
+        return xe_conf_fail(c, s, what, "cannot open '%s': %s", path, strerror(errno));
     n = fread(buf, 1, sizeof(buf), f);
     if (ferror(f)) {
-        fail(c, s, what, "cannot read '%s': %s", path, strerror(errno));
+        xe_conf_fail(c, s, what, "cannot read '%s': %s", path, strerror(errno));
         goto out;
     }
     if (n == sizeof(buf)) {
-        fail(c, s, what, "'%s' is larger than 4096 bytes", path);
+        xe_conf_fail(c, s, what, "'%s' is larger than 4096 bytes", path);
         goto out;
     }
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
                      buf[n - 1] == '\t'))
         n--;
     if (n < XE_MIN_SECRET_BYTES) {
-        fail(c, s, what, "'%s' holds %zu bytes; at least %d are required", path, n,
-             XE_MIN_SECRET_BYTES);
+        xe_conf_fail(c, s, what, "'%s' holds %zu bytes; at least %d are required", path,
+                     n, XE_MIN_SECRET_BYTES);
         goto out;
     }
     *secret_r = xe_malloc(n);
@@ -174,14 +167,14 @@ out:
 
 /* A string setting that must be one of NAMES (NULL-terminated; the first
  * is the default): its index in *v. */
-static int
-get_enum(struct ctx *c, const config_setting_t *g, const char *name,
-         const char *const *names, int *v)
+int
+xe_conf_get_enum(struct xe_conf_ctx *c, const config_setting_t *g, const char *name,
+                 const char *const *names, int *v)
 {
     char *s = NULL;
 
     *v = 0;
-    if (get_string(c, g, name, false, NULL, &s) < 0)
+    if (xe_conf_get_string(c, g, name, false, NULL, &s) < 0)
         return -1;
     if (s == NULL)
         return 0;
@@ -197,27 +190,29 @@ get_enum(struct ctx *c, const config_setting_t *g, const char *name,
         for (int i = 0; names[i]; i++)
             snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s\"%s\"",
                      i ? ", " : "", names[i]);
-        return fail(c, config_setting_get_member(g, name), name, "must be one of %s",
-                    list);
+        return xe_conf_fail(c, config_setting_get_member(g, name), name,
+                            "must be one of %s", list);
     }
 }
 
 /* A pool's health group: active checks every interval seconds (0: none). */
 static int
-load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
+load_health(struct xe_conf_ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
 {
     unsigned long long v[5] = {XE_DEF_HEALTH_INTERVAL_S, XE_DEF_HEALTH_TIMEOUT_S,
                                XE_DEF_HEALTH_FALL, XE_DEF_HEALTH_RISE,
                                XE_DEF_HEALTH_SLOW_START_S};
 
     if (h != NULL && !config_setting_is_group(h))
-        return fail(c, h, "health", "must be a group { ... }");
+        return xe_conf_fail(c, h, "health", "must be a group { ... }");
     if (h != NULL &&
-        (get_uint(c, h, "interval", 0, 3600, XE_DEF_HEALTH_INTERVAL_S, &v[0]) < 0 ||
-         get_uint(c, h, "timeout", 1, 600, XE_DEF_HEALTH_TIMEOUT_S, &v[1]) < 0 ||
-         get_uint(c, h, "fall", 1, 100, XE_DEF_HEALTH_FALL, &v[2]) < 0 ||
-         get_uint(c, h, "rise", 1, 100, XE_DEF_HEALTH_RISE, &v[3]) < 0 ||
-         get_uint(c, h, "slow_start", 0, 3600, XE_DEF_HEALTH_SLOW_START_S, &v[4]) < 0))
+        (xe_conf_get_uint(c, h, "interval", 0, 3600, XE_DEF_HEALTH_INTERVAL_S, &v[0]) <
+             0 ||
+         xe_conf_get_uint(c, h, "timeout", 1, 600, XE_DEF_HEALTH_TIMEOUT_S, &v[1]) < 0 ||
+         xe_conf_get_uint(c, h, "fall", 1, 100, XE_DEF_HEALTH_FALL, &v[2]) < 0 ||
+         xe_conf_get_uint(c, h, "rise", 1, 100, XE_DEF_HEALTH_RISE, &v[3]) < 0 ||
+         xe_conf_get_uint(c, h, "slow_start", 0, 3600, XE_DEF_HEALTH_SLOW_START_S,
+                          &v[4]) < 0))
         return -1;
     p->health.interval_ms = (unsigned)v[0] * 1000;
     p->health.timeout_ms = (unsigned)v[1] * 1000;
@@ -237,11 +232,11 @@ load_health(struct ctx *c, const config_setting_t *h, struct xe_pool_conf *p)
  * see each other's messages or presence. Refused there unless the pool
  * says allow_split = true (tests, stateless uses). */
 static int
-check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
+check_split(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
     bool allow = false;
 
-    if (get_bool(c, g, "allow_split", false, &allow) < 0)
+    if (xe_conf_get_bool(c, g, "allow_split", false, &allow) < 0)
         return -1;
     if (p->policy == XE_POLICY_STICKY || allow)
         return 0;
@@ -249,7 +244,7 @@ check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
         const struct xe_server_conf *sv = &p->servers[j];
         if (sv->kind != XE_KIND_PROSODY && sv->kind != XE_KIND_JABBERD2)
             continue;
-        return fail(
+        return xe_conf_fail(
             c, config_setting_get_member(g, "policy"), "policy",
             "pool '%s': %s would split one user's sessions over independent "
             "servers: server '%s' is %s, which shares no sessions with the "
@@ -264,20 +259,21 @@ check_split(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 }
 
 static int
-load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
+load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
     const config_setting_t *comps = config_setting_get_member(g, "components");
 
-    if (get_bool(c, g, "route", false, &p->route) < 0)
+    if (xe_conf_get_bool(c, g, "route", false, &p->route) < 0)
         return -1;
     if (comps && !p->route)
-        return fail(c, comps, "components", "pool '%s': components need route = true",
-                    p->name);
+        return xe_conf_fail(c, comps, "components",
+                            "pool '%s': components need route = true", p->name);
     if (!p->route)
         return 0;
     if (comps && (!config_setting_is_list(comps) || config_setting_length(comps) < 1))
-        return fail(c, comps, "components",
-                    "must be a non-empty list of { domain = ...; server = ...; }");
+        return xe_conf_fail(
+            c, comps, "components",
+            "must be a non-empty list of { domain = ...; server = ...; }");
     p->n_components = comps ? (size_t)config_setting_length(comps) : 0;
     p->components =
         xe_calloc(p->n_components ? p->n_components : 1, sizeof(*p->components));
@@ -288,16 +284,17 @@ load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p
         size_t j;
 
         if (!config_setting_is_group(cg))
-            return fail(c, cg, "components", "each component must be a group { ... }");
-        if (get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
-            get_string(c, cg, "server", true, NULL, &server) < 0)
+            return xe_conf_fail(c, cg, "components",
+                                "each component must be a group { ... }");
+        if (xe_conf_get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
+            xe_conf_get_string(c, cg, "server", true, NULL, &server) < 0)
             return -1;
         xe_tolower_ascii(pc->domain);
         for (j = 0; j < p->n_servers && strcmp(p->servers[j].name, server) != 0; j++)
             ;
         if (j == p->n_servers) {
-            fail(c, config_setting_get_member(cg, "server"), "server",
-                 "pool '%s' has no server named '%s'", p->name, server);
+            xe_conf_fail(c, config_setting_get_member(cg, "server"), "server",
+                         "pool '%s' has no server named '%s'", p->name, server);
             free(server);
             return -1;
         }
@@ -305,26 +302,27 @@ load_pool_route(struct ctx *c, const config_setting_t *g, struct xe_pool_conf *p
         pc->server = j;
         for (size_t m = 0; m < k; m++)
             if (strcmp(p->components[m].domain, pc->domain) == 0)
-                return fail(c, cg, "domain", "component '%s' is listed twice",
-                            pc->domain);
+                return xe_conf_fail(c, cg, "domain", "component '%s' is listed twice",
+                                    pc->domain);
     }
     if (p->policy != XE_POLICY_STICKY)
-        return fail(c, config_setting_get_member(g, "route"), "route",
-                    "pool '%s': route = true needs policy \"sticky\" (a user's home is "
-                    "the sticky choice; %s would spread one user's sessions)",
-                    p->name,
-                    p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin");
+        return xe_conf_fail(
+            c, config_setting_get_member(g, "route"), "route",
+            "pool '%s': route = true needs policy \"sticky\" (a user's home is "
+            "the sticky choice; %s would spread one user's sessions)",
+            p->name, p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin");
     if (p->on_down == XE_ON_DOWN_NEXT)
-        return fail(c, config_setting_get_member(g, "on_down"), "on_down",
-                    "pool '%s': route = true needs on_down = \"error\": with \"next\" a "
-                    "stand-in server would keep the user's offline messages and roster "
-                    "changes apart from the home (doc/pool-routing.md)",
-                    p->name);
+        return xe_conf_fail(
+            c, config_setting_get_member(g, "on_down"), "on_down",
+            "pool '%s': route = true needs on_down = \"error\": with \"next\" a "
+            "stand-in server would keep the user's offline messages and roster "
+            "changes apart from the home (doc/pool-routing.md)",
+            p->name);
     return 0;
 }
 
 static int
-load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_pools(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     static const char *const kinds[] = {"generic", "prosody", "ejabberd", "jabberd2",
                                         NULL};
@@ -335,10 +333,10 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     int kind;
 
     if (list == NULL)
-        return fail(c, root, "pools",
-                    "missing required setting (at least one backend pool)");
+        return xe_conf_fail(c, root, "pools",
+                            "missing required setting (at least one backend pool)");
     if (!config_setting_is_list(list) || config_setting_length(list) < 1)
-        return fail(c, list, "pools", "must be a non-empty list of groups");
+        return xe_conf_fail(c, list, "pools", "must be a non-empty list of groups");
     conf->n_pools = (size_t)config_setting_length(list);
     conf->pools = xe_calloc(conf->n_pools, sizeof(*conf->pools));
     for (size_t i = 0; i < conf->n_pools; i++) {
@@ -346,20 +344,20 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         struct xe_pool_conf *p = &conf->pools[i];
 
         if (!config_setting_is_group(g))
-            return fail(c, g, "pools", "each pool must be a group { ... }");
-        if (get_string(c, g, "name", true, NULL, &p->name) < 0 ||
-            get_string(c, g, "secret_file", true, NULL, &p->secret_file) < 0)
+            return xe_conf_fail(c, g, "pools", "each pool must be a group { ... }");
+        if (xe_conf_get_string(c, g, "name", true, NULL, &p->name) < 0 ||
+            xe_conf_get_string(c, g, "secret_file", true, NULL, &p->secret_file) < 0)
             return -1;
         for (size_t j = 0; j < i; j++)
             if (strcmp(conf->pools[j].name, p->name) == 0)
-                return fail(c, g, "name", "pool '%s' is defined twice", p->name);
+                return xe_conf_fail(c, g, "name", "pool '%s' is defined twice", p->name);
         if (read_secret(c, config_setting_get_member(g, "secret_file"), p) < 0)
             return -1;
         servers = config_setting_get_member(g, "servers");
         if (servers == NULL || !config_setting_is_list(servers) ||
             config_setting_length(servers) < 1)
-            return fail(c, servers ? servers : g, "servers",
-                        "pool '%s' needs a non-empty list of servers", p->name);
+            return xe_conf_fail(c, servers ? servers : g, "servers",
+                                "pool '%s' needs a non-empty list of servers", p->name);
         p->n_servers = (size_t)config_setting_length(servers);
         p->servers = xe_calloc(p->n_servers, sizeof(*p->servers));
         for (size_t j = 0; j < p->n_servers; j++) {
@@ -367,53 +365,56 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
             struct xe_server_conf *sv = &p->servers[j];
 
             if (!config_setting_is_group(sg))
-                return fail(c, sg, "servers", "each server must be a group { ... }");
-            if (get_string(c, sg, "name", true, NULL, &sv->name) < 0 ||
-                get_string(c, sg, "address", true, NULL, &sv->host) < 0)
+                return xe_conf_fail(c, sg, "servers",
+                                    "each server must be a group { ... }");
+            if (xe_conf_get_string(c, sg, "name", true, NULL, &sv->name) < 0 ||
+                xe_conf_get_string(c, sg, "address", true, NULL, &sv->host) < 0)
                 return -1;
             sv->unix_socket = sv->host[0] == '/';
             if (sv->unix_socket) {
                 /* a unix socket: its path, no port */
                 if (strlen(sv->host) >= XE_MAX_UNIX_PATH)
-                    return fail(c, config_setting_get_member(sg, "address"), "address",
-                                "the unix socket path is longer than %d bytes",
-                                XE_MAX_UNIX_PATH - 1);
+                    return xe_conf_fail(c, config_setting_get_member(sg, "address"),
+                                        "address",
+                                        "the unix socket path is longer than %d bytes",
+                                        XE_MAX_UNIX_PATH - 1);
                 if (config_setting_get_member(sg, "port") != NULL)
-                    return fail(c, config_setting_get_member(sg, "port"), "port",
-                                "a unix socket (address \"/...\") has no port");
+                    return xe_conf_fail(c, config_setting_get_member(sg, "port"), "port",
+                                        "a unix socket (address \"/...\") has no port");
                 v = 0;
-            } else if (check_address(c, config_setting_get_member(sg, "address"),
-                                     sv->host) < 0 ||
-                       get_uint(c, sg, "port", 1, 65535, 5222, &v) < 0) {
+            } else if (xe_conf_check_address(c, config_setting_get_member(sg, "address"),
+                                             sv->host) < 0 ||
+                       xe_conf_get_uint(c, sg, "port", 1, 65535, 5222, &v) < 0) {
                 return -1;
             }
             sv->port = (int)v;
-            if (get_uint(c, sg, "s2s_port", 0, 65535, 0, &v) < 0)
+            if (xe_conf_get_uint(c, sg, "s2s_port", 0, 65535, 0, &v) < 0)
                 return -1;
             if (v && sv->unix_socket)
-                return fail(c, config_setting_get_member(sg, "s2s_port"), "s2s_port",
-                            "a unix socket server has no s2s port");
+                return xe_conf_fail(c, config_setting_get_member(sg, "s2s_port"),
+                                    "s2s_port", "a unix socket server has no s2s port");
             sv->s2s_port = (int)v;
-            if (get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
+            if (xe_conf_get_uint(c, sg, "weight", 1, 1000, 1, &v) < 0)
                 return -1;
             sv->weight = (unsigned)v;
-            if (get_enum(c, sg, "kind", kinds, &kind) < 0)
+            if (xe_conf_get_enum(c, sg, "kind", kinds, &kind) < 0)
                 return -1;
             sv->kind = (enum xe_server_kind)kind;
             for (size_t k = 0; k < j; k++)
                 if (strcmp(p->servers[k].name, sv->name) == 0)
-                    return fail(c, sg, "name", "server '%s' is listed twice in pool '%s'",
-                                sv->name, p->name);
+                    return xe_conf_fail(c, sg, "name",
+                                        "server '%s' is listed twice in pool '%s'",
+                                        sv->name, p->name);
         }
-        if (get_bool(c, g, "proxy_protocol", false, &p->proxy_protocol) < 0 ||
-            get_enum(c, g, "policy", policies, &kind) < 0)
+        if (xe_conf_get_bool(c, g, "proxy_protocol", false, &p->proxy_protocol) < 0 ||
+            xe_conf_get_enum(c, g, "policy", policies, &kind) < 0)
             return -1;
         p->policy = (enum xe_pool_policy)kind;
-        if (get_enum(c, g, "on_down", on_down, &kind) < 0)
+        if (xe_conf_get_enum(c, g, "on_down", on_down, &kind) < 0)
             return -1;
         p->on_down = (enum xe_on_down)kind;
-        if (get_uint(c, g, "retries", 0, XE_MAX_BACKEND_RETRIES, XE_DEF_BACKEND_RETRIES,
-                     &v) < 0)
+        if (xe_conf_get_uint(c, g, "retries", 0, XE_MAX_BACKEND_RETRIES,
+                             XE_DEF_BACKEND_RETRIES, &v) < 0)
             return -1;
         p->retries = (unsigned)v;
         if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
@@ -424,57 +425,17 @@ load_pools(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
-/* A listener's proxy_protocol and proxy_from (the trusted sources, required
- * with proxy_protocol). */
-static int
-load_listener_proxy(struct ctx *c, const config_setting_t *g, struct xe_listener_conf *l)
-{
-    const config_setting_t *from = config_setting_get_member(g, "proxy_from");
-
-    if (get_bool(c, g, "proxy_protocol", false, &l->proxy_protocol) < 0)
-        return -1;
-    if (from == NULL) {
-        if (l->proxy_protocol)
-            return fail(c, g, "proxy_from",
-                        "missing required setting with proxy_protocol (the addresses "
-                        "or prefixes of the proxies to trust)");
-        return 0;
-    }
-    if (!l->proxy_protocol)
-        return fail(c, from, "proxy_from", "only with proxy_protocol = true");
-    if (!config_setting_is_array(from) && !config_setting_is_list(from))
-        return fail(c, from, "proxy_from", "must be a list of addresses or prefixes");
-    if (config_setting_length(from) < 1)
-        return fail(c, from, "proxy_from", "must not be empty");
-    l->n_proxy_from = (size_t)config_setting_length(from);
-    l->proxy_from = xe_calloc(l->n_proxy_from, sizeof(*l->proxy_from));
-    for (size_t i = 0; i < l->n_proxy_from; i++) {
-        const config_setting_t *e = config_setting_get_elem(from, (unsigned)i);
-        const char *v = config_setting_get_string(e);
-        if (v == NULL)
-            return fail(c, from, "proxy_from", "must be a list of strings");
-        if (xe_cidr_parse(v, &l->proxy_from[i]) < 0)
-            return fail(c, from, "proxy_from",
-                        "'%s' is not a numeric address or prefix (\"10.0.0.0/8\", "
-                        "\"::1\")",
-                        v);
-    }
-    return 0;
-}
-
-static int load_mech_list(struct ctx *c, const config_setting_t *m, const char *what,
-                          char ***out, size_t *n_out);
-
 /* client_identities: which names of a client certificate count, from
  * "xmppaddr", "email", "cn"; default xmppaddr only. */
 static int
-load_identity_rules(struct ctx *c, const config_setting_t *m, unsigned *out)
+load_identity_rules(struct xe_conf_ctx *c, const config_setting_t *m, unsigned *out)
 {
     *out = XE_ID_XMPPADDR;
     if (m == NULL)
         return 0;
     if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
-        return fail(c, m, "client_identities", "must be a non-empty array of strings");
+        return xe_conf_fail(c, m, "client_identities",
+                            "must be a non-empty array of strings");
     *out = 0;
     for (int i = 0; i < config_setting_length(m); i++) {
         const char *v = config_setting_get_string_elem(m, i);
@@ -485,22 +446,23 @@ load_identity_rules(struct ctx *c, const config_setting_t *m, unsigned *out)
         else if (v && strcmp(v, "cn") == 0)
             *out |= XE_ID_CN;
         else
-            return fail(c, m, "client_identities",
-                        "'%s' is not one of \"xmppaddr\", \"email\", \"cn\"",
-                        v ? v : "?");
+            return xe_conf_fail(c, m, "client_identities",
+                                "'%s' is not one of \"xmppaddr\", \"email\", \"cn\"",
+                                v ? v : "?");
     }
     return 0;
 }
 
 static int
-load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_domains(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *list = config_setting_get_member(root, "domains");
 
     if (list == NULL)
-        return fail(c, root, "domains", "missing required setting (at least one domain)");
+        return xe_conf_fail(c, root, "domains",
+                            "missing required setting (at least one domain)");
     if (!config_setting_is_list(list) || config_setting_length(list) < 1)
-        return fail(c, list, "domains", "must be a non-empty list of groups");
+        return xe_conf_fail(c, list, "domains", "must be a non-empty list of groups");
     conf->n_domains = (size_t)config_setting_length(list);
     conf->domains = xe_calloc(conf->n_domains, sizeof(*conf->domains));
     for (size_t i = 0; i < conf->n_domains; i++) {
@@ -509,43 +471,47 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         char *pool = NULL;
 
         if (!config_setting_is_group(g))
-            return fail(c, g, "domains", "each domain must be a group { ... }");
+            return xe_conf_fail(c, g, "domains", "each domain must be a group { ... }");
         if (config_setting_get_member(g, "mechanisms") != NULL &&
-            load_mech_list(c, config_setting_get_member(g, "mechanisms"),
-                           "domains.mechanisms", &d->mechanisms, &d->n_mechanisms) < 0)
+            xe_conf_load_mech_list(c, config_setting_get_member(g, "mechanisms"),
+                                   "domains.mechanisms", &d->mechanisms,
+                                   &d->n_mechanisms) < 0)
             return -1;
-        if (get_bool(c, g, "iq_auth", false, &d->iq_auth) < 0 ||
-            get_bool(c, g, "register", false, &d->register_) < 0)
+        if (xe_conf_get_bool(c, g, "iq_auth", false, &d->iq_auth) < 0 ||
+            xe_conf_get_bool(c, g, "register", false, &d->register_) < 0)
             return -1;
-        if (get_string(c, g, "client_ca", false, NULL, &d->client_ca) < 0 ||
+        if (xe_conf_get_string(c, g, "client_ca", false, NULL, &d->client_ca) < 0 ||
             load_identity_rules(c, config_setting_get_member(g, "client_identities"),
                                 &d->client_identities) < 0)
             return -1;
-        if (get_bool(c, g, "compression", false, &d->compression) < 0 ||
-            get_bool(c, g, "sasl2", conf->sasl2.enabled, &d->sasl2) < 0)
+        if (xe_conf_get_bool(c, g, "compression", false, &d->compression) < 0 ||
+            xe_conf_get_bool(c, g, "sasl2", conf->sasl2.enabled, &d->sasl2) < 0)
             return -1;
         if (d->compression && d->register_)
-            return fail(c, config_setting_get_member(g, "compression"), "compression",
-                        "cannot be on with register on the same domain (the "
-                        "post-authentication filter of register reads uncompressed "
-                        "streams only)");
-        if (get_bool(c, g, "account_management", !d->compression,
-                     &d->account_management) < 0)
+            return xe_conf_fail(
+                c, config_setting_get_member(g, "compression"), "compression",
+                "cannot be on with register on the same domain (the "
+                "post-authentication filter of register reads uncompressed "
+                "streams only)");
+        if (xe_conf_get_bool(c, g, "account_management", !d->compression,
+                             &d->account_management) < 0)
             return -1;
         if (d->compression && d->account_management)
-            return fail(c, config_setting_get_member(g, "account_management"),
-                        "account_management",
-                        "cannot be on with compression on the same domain (its "
-                        "post-authentication filter reads uncompressed streams only)");
-        if (get_string(c, g, "name", true, NULL, &d->name) < 0 ||
-            get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
-            get_string(c, g, "key", true, NULL, &d->key) < 0 ||
-            get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0)
+            return xe_conf_fail(
+                c, config_setting_get_member(g, "account_management"),
+                "account_management",
+                "cannot be on with compression on the same domain (its "
+                "post-authentication filter reads uncompressed streams only)");
+        if (xe_conf_get_string(c, g, "name", true, NULL, &d->name) < 0 ||
+            xe_conf_get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
+            xe_conf_get_string(c, g, "key", true, NULL, &d->key) < 0 ||
+            xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0)
             return -1;
         xe_tolower_ascii(d->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(conf->domains[j].name, d->name) == 0)
-                return fail(c, g, "name", "domain '%s' is defined twice", d->name);
+                return xe_conf_fail(c, g, "name", "domain '%s' is defined twice",
+                                    d->name);
         if (pool == NULL) {
             d->pool = &conf->pools[0];
         } else {
@@ -553,8 +519,8 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
                 if (strcmp(conf->pools[j].name, pool) == 0)
                     d->pool = &conf->pools[j];
             if (d->pool == NULL) {
-                fail(c, config_setting_get_member(g, "pool"), "pool",
-                     "no pool named '%s'", pool);
+                xe_conf_fail(c, config_setting_get_member(g, "pool"), "pool",
+                             "no pool named '%s'", pool);
                 free(pool);
                 return -1;
             }
@@ -564,227 +530,19 @@ load_domains(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
-/* A list of addresses or prefixes (what: the setting, for the error). */
-static int
-load_cidrs(struct ctx *c, const config_setting_t *s, const char *what,
-           struct xe_cidr **out, size_t *n_out)
-{
-    if (!config_setting_is_array(s) && !config_setting_is_list(s))
-        return fail(c, s, what, "must be a list of addresses or prefixes");
-    if (config_setting_length(s) < 1)
-        return fail(c, s, what, "must not be empty");
-    *n_out = (size_t)config_setting_length(s);
-    *out = xe_calloc(*n_out, sizeof(**out));
-    for (size_t i = 0; i < *n_out; i++) {
-        const char *v =
-            config_setting_get_string(config_setting_get_elem(s, (unsigned)i));
-        if (v == NULL)
-            return fail(c, s, what, "must be a list of strings");
-        if (xe_cidr_parse(v, &(*out)[i]) < 0)
-            return fail(
-                c, s, what,
-                "'%s' is not a numeric address or prefix (\"10.0.0.0/8\", \"::1\")", v);
-    }
-    return 0;
-}
-
-/* No quote, '<', '&', '\', space or control: the value goes into HTTP
- * headers, XML attributes and JSON strings as it is. */
-static bool
-ws_plain(const char *v)
-{
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
-        if (*p <= ' ' || *p == 0x7f || strchr("'\"<>&\\", *p))
-            return false;
-    return true;
-}
-
-/* The settings of a kind = "websocket" listener (struct xe_ws_listener_conf). */
-static int
-load_ws_listener(struct ctx *c, const config_setting_t *g, struct xe_ws_listener_conf *w)
-{
-    const config_setting_t *tp = config_setting_get_member(g, "trusted_proxies");
-    const config_setting_t *o = config_setting_get_member(g, "origins");
-    struct xe_listener_conf px = {0};
-    int r;
-
-    if (get_bool(c, g, "tls", true, &w->tls) < 0 ||
-        get_bool(c, g, "encrypted", false, &w->encrypted) < 0)
-        return -1;
-    if (w->tls && w->encrypted)
-        return fail(c, g, "encrypted", "only with tls = false (TLS is xedge's own here)");
-    if (!w->tls && tp == NULL)
-        return fail(
-            c, g, "trusted_proxies",
-            "missing required setting with tls = false (plain ws is taken only from "
-            "the reverse proxies listed here)");
-    if (w->tls && tp != NULL)
-        return fail(c, tp, "trusted_proxies", "only with tls = false");
-    if (tp && load_cidrs(c, tp, "trusted_proxies", &w->trusted_proxies,
-                         &w->n_trusted_proxies) < 0)
-        return -1;
-    r = load_listener_proxy(c, g, &px);
-    w->proxy_protocol = px.proxy_protocol;
-    w->proxy_from = px.proxy_from;
-    w->n_proxy_from = px.n_proxy_from;
-    if (r < 0)
-        return -1;
-
-    if (get_string(c, g, "path", false, XE_WS_DEFAULT_PATH, &w->path) < 0)
-        return -1;
-    if (w->path[0] != '/' || !ws_plain(w->path) || strpbrk(w->path, "?#") ||
-        strlen(w->path) > XE_WS_MAX_HTTP_VALUE ||
-        strncmp(w->path, "/.well-known/", 13) == 0)
-        return fail(c, config_setting_get_member(g, "path"), "path",
-                    "'%s' is not a path (\"/xmpp-websocket\": a '/' first, no query, no "
-                    "spaces or quotes, not under /.well-known/)",
-                    w->path);
-
-    if (o != NULL) {
-        if (config_setting_type(o) != CONFIG_TYPE_ARRAY || config_setting_length(o) < 1)
-            return fail(c, o, "origins", "must be a non-empty array of strings");
-        w->n_origins = (size_t)config_setting_length(o);
-        w->origins = xe_calloc(w->n_origins, sizeof(char *));
-        for (size_t i = 0; i < w->n_origins; i++) {
-            const char *v = config_setting_get_string_elem(o, (int)i);
-            const char *host;
-            if (v == NULL)
-                return fail(c, o, "origins", "must be an array of strings");
-            w->origins[i] = xe_strdup(v);
-            host = strncmp(v, "https://", 8) == 0  ? v + 8
-                   : strncmp(v, "http://", 7) == 0 ? v + 7
-                                                   : NULL;
-            if (!host || !*host || strchr(host, '/') || !ws_plain(v) || strlen(v) > 256)
-                return fail(
-                    c, o, "origins",
-                    "'%s' is not an origin (\"https://chat.example.org\": a scheme "
-                    "and a host, an optional port, no path)",
-                    v);
-        }
-    }
-
-    if (get_string(c, g, "host_meta_url", false, NULL, &w->host_meta_url) < 0)
-        return -1;
-    if (w->host_meta_url &&
-        ((strncmp(w->host_meta_url, "wss://", 6) != 0 &&
-          strncmp(w->host_meta_url, "ws://", 5) != 0) ||
-         !ws_plain(w->host_meta_url) || strlen(w->host_meta_url) > 512))
-        return fail(
-            c, config_setting_get_member(g, "host_meta_url"), "host_meta_url",
-            "'%s' is not a WebSocket URL (\"wss://xmpp.example.org/xmpp-websocket\", "
-            "no spaces or quotes, at most 512 bytes)",
-            w->host_meta_url);
-    return 0;
-}
-
-/* settings a listener of another kind must not have */
-static const char *const ws_only[] = {"tls",  "encrypted", "trusted_proxies",
-                                      "path", "origins",   "host_meta_url"};
-
-static int
-load_listeners(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
-{
-    const config_setting_t *list = config_setting_get_member(root, "listeners");
-    unsigned long long v;
-    size_t n, nl = 0;
-
-    if (list == NULL)
-        return fail(c, root, "listeners", "missing required setting");
-    if (!config_setting_is_list(list) || config_setting_length(list) < 1)
-        return fail(c, list, "listeners", "must be a non-empty list of groups");
-    n = (size_t)config_setting_length(list);
-    conf->n_listeners = n; /* until the end: every entry freed on an error */
-    conf->listeners = xe_calloc(n, sizeof(*conf->listeners));
-    conf->websockets = xe_calloc(n, sizeof(*conf->websockets));
-    for (size_t i = 0; i < n; i++) {
-        const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
-        struct xe_listener_conf *l = &conf->listeners[nl];
-        char *kind = NULL;
-
-        if (!config_setting_is_group(g))
-            return fail(c, g, "listeners", "each listener must be a group { ... }");
-        if (get_string(c, g, "kind", true, NULL, &kind) < 0)
-            return -1;
-        if (strcmp(kind, "websocket") == 0) {
-            struct xe_ws_listener_conf *w = &conf->websockets[conf->n_websockets++];
-            free(kind);
-            if (get_string(c, g, "address", true, NULL, &w->address) < 0 ||
-                check_address(c, config_setting_get_member(g, "address"), w->address) <
-                    0 ||
-                get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
-                return -1;
-            if (v == 0)
-                return fail(c, g, "port", "missing required setting");
-            w->port = (int)v;
-            if (load_ws_listener(c, g, w) < 0)
-                return -1;
-            /* its place among the listeners (the glue listens on it) */
-            nl++;
-            l->kind = XE_LISTEN_WEBSOCKET;
-            l->ws = w;
-            l->address = xe_strdup(w->address);
-            l->port = w->port;
-            l->proxy_protocol = w->proxy_protocol;
-            if (w->n_proxy_from) {
-                l->proxy_from = xe_calloc(w->n_proxy_from, sizeof(*l->proxy_from));
-                memcpy(l->proxy_from, w->proxy_from,
-                       w->n_proxy_from * sizeof(*l->proxy_from));
-                l->n_proxy_from = w->n_proxy_from;
-            }
-            continue;
-        }
-        if (strcmp(kind, "starttls") == 0)
-            l->kind = XE_LISTEN_STARTTLS;
-        else if (strcmp(kind, "direct_tls") == 0)
-            l->kind = XE_LISTEN_DIRECT_TLS;
-        else if (strcmp(kind, "s2s") == 0)
-            l->kind = XE_LISTEN_S2S;
-        else if (strcmp(kind, "s2s_direct_tls") == 0)
-            l->kind = XE_LISTEN_S2S_DIRECT_TLS;
-        else if (strcmp(kind, "s2s_backend") == 0)
-            l->kind = XE_LISTEN_S2S_BACKEND;
-        else {
-            fail(c, config_setting_get_member(g, "kind"), "kind",
-                 "'%s' is not one of \"starttls\", \"direct_tls\", \"websocket\", "
-                 "\"s2s\", "
-                 "\"s2s_direct_tls\", \"s2s_backend\"",
-                 kind);
-            free(kind);
-            return -1;
-        }
-        free(kind);
-        for (size_t k = 0; k < sizeof(ws_only) / sizeof(ws_only[0]); k++)
-            if (config_setting_get_member(g, ws_only[k]))
-                return fail(c, config_setting_get_member(g, ws_only[k]), ws_only[k],
-                            "only for kind = \"websocket\"");
-        nl++;
-        if (get_string(c, g, "address", true, NULL, &l->address) < 0 ||
-            check_address(c, config_setting_get_member(g, "address"), l->address) < 0 ||
-            get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
-            return -1;
-        if (v == 0)
-            return fail(c, g, "metrics.port", "missing required setting");
-        l->port = (int)v;
-        if (load_listener_proxy(c, g, l) < 0)
-            return -1;
-    }
-    conf->n_listeners = nl;
-    return 0;
-}
-
 /* An array of mechanism names, upper-cased and checked against the table
  * of those xedge knows (mech.h): each once, so that every list fits the
  * offer (XE_MECH_COUNT). what: the setting, for the error. */
-static int
-load_mech_list(struct ctx *c, const config_setting_t *m, const char *what, char ***out,
-               size_t *n_out)
+int
+xe_conf_load_mech_list(struct xe_conf_ctx *c, const config_setting_t *m, const char *what,
+                       char ***out, size_t *n_out)
 {
     char known[256];
     size_t n;
     char **list;
 
     if (config_setting_type(m) != CONFIG_TYPE_ARRAY || config_setting_length(m) < 1)
-        return fail(c, m, what, "must be a non-empty array of strings");
+        return xe_conf_fail(c, m, what, "must be a non-empty array of strings");
     n = (size_t)config_setting_length(m);
     list = xe_calloc(n + 1, sizeof(char *));
     *out = list;
@@ -793,105 +551,30 @@ load_mech_list(struct ctx *c, const config_setting_t *m, const char *what, char 
         const char *s = config_setting_get_string_elem(m, (int)i);
 
         if (s == NULL)
-            return fail(c, m, what, "must be an array of strings");
+            return xe_conf_fail(c, m, what, "must be an array of strings");
         list[i] = xe_strdup(s);
         for (char *p = list[i]; *p; p++)
             if (*p >= 'a' && *p <= 'z')
                 *p = (char)(*p - 'a' + 'A');
         if (xe_mech_find(list[i]) == NULL) {
             xe_mech_list(0, known, sizeof(known));
-            return fail(c, m, what, "'%s' is not supported (supported: %s)", s, known);
+            return xe_conf_fail(c, m, what, "'%s' is not supported (supported: %s)", s,
+                                known);
         }
         for (size_t k = 0; k < i; k++)
             if (strcmp(list[k], list[i]) == 0)
-                return fail(c, m, what, "'%s' is listed twice", s);
+                return xe_conf_fail(c, m, what, "'%s' is listed twice", s);
     }
     /* distinct known names cannot be more than the table; kept as the
      * guarantee the offer relies on */
     if (n > XE_MECH_COUNT)
-        return fail(c, m, what, "%zu mechanisms: xedge offers %d at most", n,
-                    XE_MECH_COUNT);
-    return 0;
-}
-
-/* routing = { address = "127.0.0.1"; port = 5290; }: the listener of the
- * backends' routing links (route_io.h); required by a pool with route */
-static int
-load_routing(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
-{
-    const config_setting_t *g = config_setting_get_member(root, "routing");
-    unsigned long long v;
-    unsigned char addr[16];
-    bool any = false;
-
-    for (size_t i = 0; i < conf->n_pools; i++) {
-        const char *first = NULL;
-        any = any || conf->pools[i].route;
-        /* a backend's glue keeps one link per host, and xedge one per
-         * server of the pool: a second domain's link of the same server
-         * would replace the first (conflict), again and again, and
-         * stanzas for one domain would go to the other's host */
-        for (size_t d = 0; conf->pools[i].route && d < conf->n_domains; d++) {
-            if (conf->domains[d].pool != &conf->pools[i])
-                continue;
-            if (first != NULL)
-                return fail(c, root, "domains",
-                            "pool '%s' has route = true and serves two domains, '%s' "
-                            "and '%s': a routed pool serves one domain (give each "
-                            "domain its own pool)",
-                            conf->pools[i].name, first, conf->domains[d].name);
-            first = conf->domains[d].name;
-        }
-    }
-    if (g == NULL) {
-        if (any)
-            return fail(c, root, "routing",
-                        "a pool has route = true: the routing listener is needed "
-                        "(routing = { address = ...; port = ...; })");
-        return 0;
-    }
-    if (!config_setting_is_group(g))
-        return fail(c, g, "routing", "must be a group { address = ...; port = ...; }");
-    if (get_string(c, g, "address", true, NULL, &conf->route_address) < 0 ||
-        get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
-        return -1;
-    if (config_setting_get_member(g, "port") == NULL)
-        return fail(c, g, "routing.port", "missing required setting");
-    if (inet_pton(AF_INET, conf->route_address, addr) != 1 &&
-        inet_pton(AF_INET6, conf->route_address, addr) != 1)
-        return fail(c, config_setting_get_member(g, "address"), "routing.address",
-                    "'%s' is not a numeric IPv4 or IPv6 address", conf->route_address);
-    conf->route_port = (int)v;
-    return 0;
-}
-
-/* metrics = { address = "127.0.0.1"; port = 9105; } (optional) */
-static int
-load_metrics(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
-{
-    const config_setting_t *g = config_setting_get_member(root, "metrics");
-    unsigned long long v;
-    unsigned char addr[16];
-
-    if (g == NULL)
-        return 0;
-    if (!config_setting_is_group(g))
-        return fail(c, g, "metrics", "must be a group { address = ...; port = ...; }");
-    if (get_string(c, g, "address", true, NULL, &conf->metrics_address) < 0 ||
-        get_uint(c, g, "port", 1, 65535, 0, &v) < 0)
-        return -1;
-    if (config_setting_get_member(g, "port") == NULL)
-        return fail(c, g, "metrics.port", "missing required setting");
-    if (inet_pton(AF_INET, conf->metrics_address, addr) != 1 &&
-        inet_pton(AF_INET6, conf->metrics_address, addr) != 1)
-        return fail(c, config_setting_get_member(g, "address"), "metrics.address",
-                    "'%s' is not a numeric IPv4 or IPv6 address", conf->metrics_address);
-    conf->metrics_port = (int)v;
+        return xe_conf_fail(c, m, what, "%zu mechanisms: xedge offers %d at most", n,
+                            XE_MECH_COUNT);
     return 0;
 }
 
 static int
-load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_sasl(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "sasl"), *m;
     unsigned long long v;
@@ -902,18 +585,18 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         for (size_t i = 0; i < XE_MECH_COUNT; i++)
             if (xe_mechs[i].flags & XE_MECH_DEFAULT)
                 conf->mechanisms[conf->n_mechanisms++] = xe_strdup(xe_mechs[i].name);
-    } else if (load_mech_list(c, m, "sasl.mechanisms", &conf->mechanisms,
-                              &conf->n_mechanisms) < 0) {
+    } else if (xe_conf_load_mech_list(c, m, "sasl.mechanisms", &conf->mechanisms,
+                                      &conf->n_mechanisms) < 0) {
         return -1;
     }
-    if (get_uint(c, g, "max_attempts", 1, 100, XE_DEF_MAX_AUTH_ATTEMPTS, &v) < 0)
+    if (xe_conf_get_uint(c, g, "max_attempts", 1, 100, XE_DEF_MAX_AUTH_ATTEMPTS, &v) < 0)
         return -1;
     conf->max_auth_attempts = (unsigned)v;
-    if (get_uint(c, g, "scram_iterations", 4096, XE_MAX_SCRAM_ITERATIONS,
-                 XE_DEF_SCRAM_ITERATIONS, &v) < 0)
+    if (xe_conf_get_uint(c, g, "scram_iterations", 4096, XE_MAX_SCRAM_ITERATIONS,
+                         XE_DEF_SCRAM_ITERATIONS, &v) < 0)
         return -1;
     conf->scram_iterations = (unsigned)v;
-    if (get_bool(c, g, "tls13_tls_unique", true, &conf->tls13_tls_unique) < 0)
+    if (xe_conf_get_bool(c, g, "tls13_tls_unique", true, &conf->tls13_tls_unique) < 0)
         return -1;
     return 0;
 }
@@ -921,14 +604,15 @@ load_sasl(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 /* In-band registration (XEP-0077) and the post-authentication parser it
  * needs. */
 static int
-load_register_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *g)
+load_register_limits(struct xe_conf_ctx *c, struct xe_conf *conf,
+                     const config_setting_t *g)
 {
     unsigned long long per, post;
 
-    if (get_uint(c, g, "registrations_per_address", 0, 1000000,
-                 XE_DEF_REGISTRATIONS_PER_ADDRESS, &per) < 0 ||
-        get_uint(c, g, "max_stanza_postauth", 1024, 64 << 20, XE_DEF_MAX_STANZA_POSTAUTH,
-                 &post) < 0)
+    if (xe_conf_get_uint(c, g, "registrations_per_address", 0, 1000000,
+                         XE_DEF_REGISTRATIONS_PER_ADDRESS, &per) < 0 ||
+        xe_conf_get_uint(c, g, "max_stanza_postauth", 1024, 64 << 20,
+                         XE_DEF_MAX_STANZA_POSTAUTH, &post) < 0)
         return -1;
     conf->registrations_per_address = (unsigned)per;
     conf->max_stanza_postauth = (size_t)post;
@@ -936,42 +620,43 @@ load_register_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t
 }
 
 static int
-load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_limits(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "limits");
     const config_setting_t *t = config_setting_get_member(root, "timeouts");
     unsigned long long v[17];
 
-    if (get_uint(c, g, "max_connections", 1, 10000000, XE_DEF_MAX_CONNECTIONS, &v[0]) <
-            0 ||
-        get_uint(c, g, "max_stanza_preauth", 1024, 1 << 20, XE_DEF_MAX_STANZA_PREAUTH,
-                 &v[1]) < 0 ||
-        get_uint(c, g, "max_xml_depth", 2, 64, XE_DEF_MAX_XML_DEPTH, &v[2]) < 0 ||
-        get_uint(c, g, "max_attributes", 4, 256, XE_DEF_MAX_ATTRS, &v[3]) < 0 ||
-        get_uint(c, g, "max_sasl_bytes", 512, 1 << 20, XE_DEF_MAX_SASL_BYTES, &v[4]) <
-            0 ||
-        get_uint(c, g, "pump_high_water", 4096, 1 << 30, XE_DEF_PUMP_HIGH_WATER, &v[5]) <
-            0 ||
-        get_uint(c, g, "pump_low_water", 0, 1 << 30, XE_DEF_PUMP_LOW_WATER, &v[6]) < 0 ||
-        get_uint(c, g, "pump_hard_cap", 4096, 1ULL << 32, XE_DEF_PUMP_HARD_CAP, &v[7]) <
-            0)
+    if (xe_conf_get_uint(c, g, "max_connections", 1, 10000000, XE_DEF_MAX_CONNECTIONS,
+                         &v[0]) < 0 ||
+        xe_conf_get_uint(c, g, "max_stanza_preauth", 1024, 1 << 20,
+                         XE_DEF_MAX_STANZA_PREAUTH, &v[1]) < 0 ||
+        xe_conf_get_uint(c, g, "max_xml_depth", 2, 64, XE_DEF_MAX_XML_DEPTH, &v[2]) < 0 ||
+        xe_conf_get_uint(c, g, "max_attributes", 4, 256, XE_DEF_MAX_ATTRS, &v[3]) < 0 ||
+        xe_conf_get_uint(c, g, "max_sasl_bytes", 512, 1 << 20, XE_DEF_MAX_SASL_BYTES,
+                         &v[4]) < 0 ||
+        xe_conf_get_uint(c, g, "pump_high_water", 4096, 1 << 30, XE_DEF_PUMP_HIGH_WATER,
+                         &v[5]) < 0 ||
+        xe_conf_get_uint(c, g, "pump_low_water", 0, 1 << 30, XE_DEF_PUMP_LOW_WATER,
+                         &v[6]) < 0 ||
+        xe_conf_get_uint(c, g, "pump_hard_cap", 4096, 1ULL << 32, XE_DEF_PUMP_HARD_CAP,
+                         &v[7]) < 0)
         return -1;
-    if (get_uint(c, g, "max_connections_per_address", 0, 10000000,
-                 XE_DEF_MAX_CONNS_PER_ADDRESS, &v[13]) < 0 ||
-        get_uint(c, g, "connection_rate_per_address", 0, 1000000,
-                 XE_DEF_CONN_RATE_PER_ADDRESS, &v[14]) < 0 ||
-        get_uint(c, g, "connection_burst_per_address", 1, 1000000,
-                 XE_DEF_CONN_BURST_PER_ADDRESS, &v[15]) < 0)
+    if (xe_conf_get_uint(c, g, "max_connections_per_address", 0, 10000000,
+                         XE_DEF_MAX_CONNS_PER_ADDRESS, &v[13]) < 0 ||
+        xe_conf_get_uint(c, g, "connection_rate_per_address", 0, 1000000,
+                         XE_DEF_CONN_RATE_PER_ADDRESS, &v[14]) < 0 ||
+        xe_conf_get_uint(c, g, "connection_burst_per_address", 1, 1000000,
+                         XE_DEF_CONN_BURST_PER_ADDRESS, &v[15]) < 0)
         return -1;
-    if (get_uint(c, g, "max_proxy_header", XE_PROXY_V2_MIN + 36, 16 + 65535,
-                 XE_DEF_MAX_PROXY_HEADER, &v[16]) < 0)
+    if (xe_conf_get_uint(c, g, "max_proxy_header", XE_PROXY_V2_MIN + 36, 16 + 65535,
+                         XE_DEF_MAX_PROXY_HEADER, &v[16]) < 0)
         return -1;
-    if (get_uint(c, g, "max_preauth_connections", 1, 10000000, 0, &v[8]) < 0)
+    if (xe_conf_get_uint(c, g, "max_preauth_connections", 1, 10000000, 0, &v[8]) < 0)
         return -1;
     if (v[8] > v[0])
-        return fail(c, config_setting_get_member(g, "max_preauth_connections"),
-                    "limits.max_preauth_connections",
-                    "must not be above max_connections (%llu)", v[0]);
+        return xe_conf_fail(c, config_setting_get_member(g, "max_preauth_connections"),
+                            "limits.max_preauth_connections",
+                            "must not be above max_connections (%llu)", v[0]);
     conf->max_preauth_connections = (unsigned)v[8];
     conf->max_proxy_header = (size_t)v[16];
     conf->max_conns_per_address = (unsigned)v[13];
@@ -980,14 +665,15 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     if (load_register_limits(c, conf, g) < 0)
         return -1;
     if (v[6] >= v[5])
-        return fail(c, g, "pump_low_water", "must be below pump_high_water");
+        return xe_conf_fail(c, g, "pump_low_water", "must be below pump_high_water");
     /* reading stops above the high water mark, but one read (and its TLS
      * framing) can still arrive on top of it: a cap below that would close
      * healthy sessions */
     if (v[7] < v[5] + 2 * XE_READ_CHUNK)
-        return fail(c, g, "pump_hard_cap",
-                    "must be at least pump_high_water + %d (two reads of %d bytes)",
-                    2 * XE_READ_CHUNK, XE_READ_CHUNK);
+        return xe_conf_fail(
+            c, g, "pump_hard_cap",
+            "must be at least pump_high_water + %d (two reads of %d bytes)",
+            2 * XE_READ_CHUNK, XE_READ_CHUNK);
     conf->max_connections = (unsigned)v[0];
     conf->max_stanza_preauth = (size_t)v[1];
     conf->max_xml_depth = (unsigned)v[2];
@@ -997,17 +683,18 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     conf->pump_low_water = (size_t)v[6];
     conf->pump_hard_cap = (size_t)v[7];
 
-    if (get_uint(c, t, "tls_handshake", 1, 3600, XE_DEF_TLS_TIMEOUT_MS / 1000, &v[8]) <
+    if (xe_conf_get_uint(c, t, "tls_handshake", 1, 3600, XE_DEF_TLS_TIMEOUT_MS / 1000,
+                         &v[8]) < 0 ||
+        xe_conf_get_uint(c, t, "auth", 1, 3600, XE_DEF_AUTH_TIMEOUT_MS / 1000, &v[9]) <
             0 ||
-        get_uint(c, t, "auth", 1, 3600, XE_DEF_AUTH_TIMEOUT_MS / 1000, &v[9]) < 0 ||
-        get_uint(c, t, "backend_connect", 1, 600, XE_DEF_BACKEND_CONNECT_MS / 1000,
-                 &v[10]) < 0 ||
-        get_uint(c, t, "backend_handshake", 1, 600, XE_DEF_BACKEND_HANDSHAKE_MS / 1000,
-                 &v[11]) < 0 ||
-        get_uint(c, t, "assertion_lifetime", 5, 3600, XE_DEF_ASSERTION_LIFETIME, &v[12]) <
-            0 ||
-        get_uint(c, t, "preauth_idle", 1, 3600, XE_DEF_PREAUTH_IDLE_MS / 1000, &v[16]) <
-            0)
+        xe_conf_get_uint(c, t, "backend_connect", 1, 600,
+                         XE_DEF_BACKEND_CONNECT_MS / 1000, &v[10]) < 0 ||
+        xe_conf_get_uint(c, t, "backend_handshake", 1, 600,
+                         XE_DEF_BACKEND_HANDSHAKE_MS / 1000, &v[11]) < 0 ||
+        xe_conf_get_uint(c, t, "assertion_lifetime", 5, 3600, XE_DEF_ASSERTION_LIFETIME,
+                         &v[12]) < 0 ||
+        xe_conf_get_uint(c, t, "preauth_idle", 1, 3600, XE_DEF_PREAUTH_IDLE_MS / 1000,
+                         &v[16]) < 0)
         return -1;
     conf->preauth_idle_ms = (unsigned)v[16] * 1000;
     conf->tls_timeout_ms = (unsigned)v[8] * 1000;
@@ -1015,15 +702,18 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     conf->backend_connect_ms = (unsigned)v[10] * 1000;
     conf->backend_handshake_ms = (unsigned)v[11] * 1000;
     conf->assertion_lifetime_s = (unsigned)v[12];
-    if (get_uint(c, t, "shutdown_grace", 0, 3600, 0, &v[13]) < 0)
+    if (xe_conf_get_uint(c, t, "shutdown_grace", 0, 3600, 0, &v[13]) < 0)
         return -1;
     conf->shutdown_grace_ms = (unsigned)v[13] * 1000;
-    if (get_uint(c, t, "s2s_connect", 1, 600, XE_DEF_S2S_CONNECT_MS / 1000, &v[0]) < 0 ||
-        get_uint(c, t, "s2s_handshake", 1, 3600, XE_DEF_S2S_HANDSHAKE_MS / 1000, &v[1]) <
+    if (xe_conf_get_uint(c, t, "s2s_connect", 1, 600, XE_DEF_S2S_CONNECT_MS / 1000,
+                         &v[0]) < 0 ||
+        xe_conf_get_uint(c, t, "s2s_handshake", 1, 3600, XE_DEF_S2S_HANDSHAKE_MS / 1000,
+                         &v[1]) < 0 ||
+        xe_conf_get_uint(c, t, "dns", 1, 600, XE_DEF_DNS_MS / 1000, &v[2]) < 0 ||
+        xe_conf_get_uint(c, t, "s2s_idle", 1, 86400, XE_DEF_S2S_IDLE_MS / 1000, &v[3]) <
             0 ||
-        get_uint(c, t, "dns", 1, 600, XE_DEF_DNS_MS / 1000, &v[2]) < 0 ||
-        get_uint(c, t, "s2s_idle", 1, 86400, XE_DEF_S2S_IDLE_MS / 1000, &v[3]) < 0 ||
-        get_uint(c, g, "max_stanza_s2s", 1024, 1 << 24, XE_DEF_MAX_S2S_STANZA, &v[4]) < 0)
+        xe_conf_get_uint(c, g, "max_stanza_s2s", 1024, 1 << 24, XE_DEF_MAX_S2S_STANZA,
+                         &v[4]) < 0)
         return -1;
     conf->s2s_connect_ms = (unsigned)v[0] * 1000;
     conf->s2s_handshake_ms = (unsigned)v[1] * 1000;
@@ -1033,160 +723,31 @@ load_limits(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     return 0;
 }
 
-/* A peer's pre-shared secret for server-to-server SASL (secret_file) and its
- * mechanisms (default: SCRAM-SHA-256). policy "secret" needs it; a refused
- * peer has no use for it. */
 static int
-load_peer_secret(struct ctx *c, const config_setting_t *pg, struct xe_s2s_peer_conf *p)
-{
-    const config_setting_t *m = config_setting_get_member(pg, "mechanisms");
-
-    if (get_string(c, pg, "secret_file", false, NULL, &p->secret_file) < 0)
-        return -1;
-    if (p->secret_file == NULL) {
-        if (p->policy == XE_S2S_POL_SECRET)
-            return fail(c, config_setting_get_member(pg, "policy"), "policy",
-                        "policy \"secret\" needs the peer's secret_file");
-        if (m)
-            return fail(c, m, "mechanisms", "mechanisms are for the peer's secret_file");
-        return 0;
-    }
-    if (p->policy == XE_S2S_POL_REFUSE)
-        return fail(c, config_setting_get_member(pg, "secret_file"), "secret_file",
-                    "a refused peer has no secret");
-    if (read_secret_file(c, config_setting_get_member(pg, "secret_file"), "secret_file",
-                         p->secret_file, &p->secret, &p->secret_len) < 0)
-        return -1;
-    if (m == NULL) {
-        p->mechanisms = xe_calloc(2, sizeof(char *));
-        p->mechanisms[0] = xe_strdup(XE_DEF_S2S_SECRET_MECH);
-        p->n_mechanisms = 1;
-        return 0;
-    }
-    if (load_mech_list(c, m, "s2s.peers.mechanisms", &p->mechanisms, &p->n_mechanisms) <
-        0)
-        return -1;
-    for (size_t i = 0; i < p->n_mechanisms; i++) {
-        if (!(xe_mech_find(p->mechanisms[i])->flags & XE_MECH_PEER)) {
-            char known[128];
-            xe_mech_list(XE_MECH_PEER, known, sizeof(known));
-            return fail(c, m, "s2s.peers.mechanisms",
-                        "'%s' is not for a peer's secret (supported: %s)",
-                        p->mechanisms[i], known);
-        }
-    }
-    return 0;
-}
-
-static int
-load_s2s(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
-{
-    static const char *const policies[] = {"dialback", "external", "refuse", "secret",
-                                           NULL};
-    static const int policy_of[] = {XE_S2S_POL_DIALBACK, XE_S2S_POL_EXTERNAL,
-                                    XE_S2S_POL_REFUSE, XE_S2S_POL_SECRET};
-    const config_setting_t *g = config_setting_get_member(root, "s2s"), *list;
-    bool wants = false;
-    unsigned long long v;
-    int k;
-
-    for (size_t i = 0; i < conf->n_listeners; i++)
-        wants = wants || XE_LISTEN_IS_S2S(conf->listeners[i].kind);
-    if (g == NULL) {
-        if (wants)
-            return fail(c, root, "s2s",
-                        "an s2s listener needs the s2s group "
-                        "(dialback_secret_file at least)");
-        return 0;
-    }
-    if (!config_setting_is_group(g))
-        return fail(c, g, "s2s", "must be a group { ... }");
-    if (get_string(c, g, "dialback_secret_file", true, NULL,
-                   &conf->s2s.dialback_secret_file) < 0 ||
-        read_secret_file(c, config_setting_get_member(g, "dialback_secret_file"),
-                         "dialback_secret_file", conf->s2s.dialback_secret_file,
-                         &conf->s2s.dialback_secret,
-                         &conf->s2s.dialback_secret_len) < 0 ||
-        get_string(c, g, "trust_anchors", false, NULL, &conf->s2s.trust_anchors) < 0 ||
-        get_string(c, g, "dns_servers", false, "", &conf->s2s.dns_servers) < 0 ||
-        get_bool(c, g, "require_encryption", true, &conf->s2s.require_encryption) < 0 ||
-        get_enum(c, g, "default_policy", policies, &k) < 0)
-        return -1;
-    if (policy_of[k] == XE_S2S_POL_SECRET)
-        return fail(c, config_setting_get_member(g, "default_policy"), "default_policy",
-                    "\"secret\" is a policy for a listed peer (s2s.peers) only");
-    conf->s2s.default_policy = policy_of[k];
-    if (conf->s2s.trust_anchors && access(conf->s2s.trust_anchors, R_OK) != 0)
-        return fail(c, config_setting_get_member(g, "trust_anchors"), "trust_anchors",
-                    "cannot read '%s': %s", conf->s2s.trust_anchors, strerror(errno));
-    list = config_setting_get_member(g, "peers");
-    if (list == NULL)
-        return 0;
-    if (!config_setting_is_list(list))
-        return fail(c, list, "peers", "must be a list of groups");
-    conf->s2s.n_peers = (size_t)config_setting_length(list);
-    conf->s2s.peers = xe_calloc(conf->s2s.n_peers + 1, sizeof(*conf->s2s.peers));
-    for (size_t i = 0; i < conf->s2s.n_peers; i++) {
-        const config_setting_t *pg = config_setting_get_elem(list, (unsigned)i);
-        struct xe_s2s_peer_conf *p = &conf->s2s.peers[i];
-
-        p->policy = -1;
-        if (!config_setting_is_group(pg))
-            return fail(c, pg, "peers", "each peer must be a group { ... }");
-        if (get_string(c, pg, "domain", true, NULL, &p->domain) < 0)
-            return -1;
-        xe_tolower_ascii(p->domain);
-        if (config_setting_get_member(pg, "policy")) {
-            if (get_enum(c, pg, "policy", policies, &k) < 0)
-                return -1;
-            p->policy = policy_of[k];
-        }
-        if (get_string(c, pg, "address", false, NULL, &p->address) < 0)
-            return -1;
-        if (p->address &&
-            (check_address(c, config_setting_get_member(pg, "address"), p->address) < 0 ||
-             get_uint(c, pg, "port", 1, 65535, 5269, &v) < 0))
-            return -1;
-        p->port = p->address ? (int)v : 0;
-        if (load_peer_secret(c, pg, p) < 0)
-            return -1;
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(conf->s2s.peers[j].domain, p->domain) == 0)
-                return fail(c, pg, "domain", "peer '%s' is listed twice", p->domain);
-    }
-    return 0;
-}
-
-const struct xe_s2s_peer_conf *
-xe_conf_s2s_peer(const struct xe_conf *conf, const char *domain)
-{
-    for (size_t i = 0; i < conf->s2s.n_peers; i++)
-        if (strcasecmp(conf->s2s.peers[i].domain, domain) == 0)
-            return &conf->s2s.peers[i];
-    return NULL;
-}
-
-static int
-load_lockout(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_lockout(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "lockout");
     unsigned long long v[8];
 
-    if (get_uint(c, g, "free_failures", 0, 1000, XE_DEF_LOCKOUT_FREE_FAILURES, &v[0]) <
+    if (xe_conf_get_uint(c, g, "free_failures", 0, 1000, XE_DEF_LOCKOUT_FREE_FAILURES,
+                         &v[0]) < 0 ||
+        xe_conf_get_uint(c, g, "delay_ms", 0, 60000, XE_DEF_LOCKOUT_DELAY_MS, &v[1]) <
             0 ||
-        get_uint(c, g, "delay_ms", 0, 60000, XE_DEF_LOCKOUT_DELAY_MS, &v[1]) < 0 ||
-        get_uint(c, g, "max_delay_ms", 0, 60000, XE_DEF_LOCKOUT_MAX_DELAY_MS, &v[2]) <
+        xe_conf_get_uint(c, g, "max_delay_ms", 0, 60000, XE_DEF_LOCKOUT_MAX_DELAY_MS,
+                         &v[2]) < 0 ||
+        xe_conf_get_uint(c, g, "address_threshold", 0, 1000000,
+                         XE_DEF_LOCKOUT_ADDRESS_THRESHOLD, &v[3]) < 0 ||
+        xe_conf_get_uint(c, g, "account_threshold", 0, 1000000,
+                         XE_DEF_LOCKOUT_ACCOUNT_THRESHOLD, &v[4]) < 0 ||
+        xe_conf_get_uint(c, g, "lockout_time", 1, 86400 * 7, XE_DEF_LOCKOUT_TIME_S,
+                         &v[5]) < 0 ||
+        xe_conf_get_uint(c, g, "window", 1, 86400 * 7, XE_DEF_LOCKOUT_WINDOW_S, &v[6]) <
             0 ||
-        get_uint(c, g, "address_threshold", 0, 1000000, XE_DEF_LOCKOUT_ADDRESS_THRESHOLD,
-                 &v[3]) < 0 ||
-        get_uint(c, g, "account_threshold", 0, 1000000, XE_DEF_LOCKOUT_ACCOUNT_THRESHOLD,
-                 &v[4]) < 0 ||
-        get_uint(c, g, "lockout_time", 1, 86400 * 7, XE_DEF_LOCKOUT_TIME_S, &v[5]) < 0 ||
-        get_uint(c, g, "window", 1, 86400 * 7, XE_DEF_LOCKOUT_WINDOW_S, &v[6]) < 0 ||
-        get_uint(c, g, "max_entries", 16, 1 << 24, XE_DEF_LOCKOUT_MAX_ENTRIES, &v[7]) < 0)
+        xe_conf_get_uint(c, g, "max_entries", 16, 1 << 24, XE_DEF_LOCKOUT_MAX_ENTRIES,
+                         &v[7]) < 0)
         return -1;
     if (v[2] < v[1])
-        return fail(c, g, "max_delay_ms", "must be at least delay_ms");
+        return xe_conf_fail(c, g, "max_delay_ms", "must be at least delay_ms");
     conf->lockout.free_failures = (unsigned)v[0];
     conf->lockout.delay_ms = (unsigned)v[1];
     conf->lockout.max_delay_ms = (unsigned)v[2];
@@ -1200,20 +761,22 @@ load_lockout(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 
 /* sasl2 = { enabled }; fast = { token_lifetime; rotate_after; } (seconds) */
 static int
-load_sasl2(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_sasl2(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "sasl2");
     const config_setting_t *f = config_setting_get_member(root, "fast");
     unsigned long long life, rot;
 
-    if (get_bool(c, g, "enabled", false, &conf->sasl2.enabled) < 0 ||
-        get_uint(c, f, "token_lifetime", 1, 86400ULL * 365, XE_DEF_FAST_LIFETIME_S,
-                 &life) < 0 ||
-        get_uint(c, f, "rotate_after", 1, 86400ULL * 365, XE_DEF_FAST_ROTATE_S, &rot) < 0)
+    if (xe_conf_get_bool(c, g, "enabled", false, &conf->sasl2.enabled) < 0 ||
+        xe_conf_get_uint(c, f, "token_lifetime", 1, 86400ULL * 365,
+                         XE_DEF_FAST_LIFETIME_S, &life) < 0 ||
+        xe_conf_get_uint(c, f, "rotate_after", 1, 86400ULL * 365, XE_DEF_FAST_ROTATE_S,
+                         &rot) < 0)
         return -1;
     if (rot >= life && f && config_setting_get_member(f, "rotate_after"))
-        return fail(c, config_setting_get_member(f, "rotate_after"), "rotate_after",
-                    "must be less than token_lifetime (%llu)", life);
+        return xe_conf_fail(c, config_setting_get_member(f, "rotate_after"),
+                            "rotate_after", "must be less than token_lifetime (%llu)",
+                            life);
     if (rot >= life)
         rot = life / 2 ? life / 2 : 1;
     conf->fast.token_lifetime_s = (unsigned)life;
@@ -1222,7 +785,7 @@ load_sasl2(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 }
 
 static int
-load_control(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_control(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *g = config_setting_get_member(root, "control");
     char *mode = NULL, *end = NULL;
@@ -1232,22 +795,22 @@ load_control(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     if (g == NULL)
         return 0;
     if (!config_setting_is_group(g))
-        return fail(c, g, "control", "must be a group { socket = ...; }");
-    if (get_string(c, g, "socket", true, NULL, &conf->control.socket) < 0 ||
-        get_string(c, g, "mode", false, "0600", &mode) < 0)
+        return xe_conf_fail(c, g, "control", "must be a group { socket = ...; }");
+    if (xe_conf_get_string(c, g, "socket", true, NULL, &conf->control.socket) < 0 ||
+        xe_conf_get_string(c, g, "mode", false, "0600", &mode) < 0)
         goto out;
     /* sun_path holds 108 bytes with the NUL */
     if (strlen(conf->control.socket) > 107) {
-        fail(c, config_setting_get_member(g, "socket"), "socket",
-             "'%s' is longer than 107 bytes", conf->control.socket);
+        xe_conf_fail(c, config_setting_get_member(g, "socket"), "socket",
+                     "'%s' is longer than 107 bytes", conf->control.socket);
         goto out;
     }
     m = strtol(mode, &end, 8);
     if (*mode == '\0' || *end != '\0' || m < 0 || m > 0777 || (m & 0600) != 0600) {
-        fail(c, config_setting_get_member(g, "mode"), "mode",
-             "'%s' is not an octal mode string such as \"0600\" or \"0660\" (the "
-             "owner must read and write)",
-             mode);
+        xe_conf_fail(c, config_setting_get_member(g, "mode"), "mode",
+                     "'%s' is not an octal mode string such as \"0600\" or \"0660\" (the "
+                     "owner must read and write)",
+                     mode);
         goto out;
     }
     conf->control.mode = (unsigned)m;
@@ -1260,7 +823,7 @@ out:
 /* A misspelt setting would silently get its default: every name in the file
  * must be one xedge knows. */
 static int
-check_group(struct ctx *c, const config_setting_t *g, const char *const *names)
+check_group(struct xe_conf_ctx *c, const config_setting_t *g, const char *const *names)
 {
     if (g == NULL || !config_setting_is_group(g))
         return 0;
@@ -1272,13 +835,14 @@ check_group(struct ctx *c, const config_setting_t *g, const char *const *names)
         for (size_t k = 0; names[k] && !known; k++)
             known = strcmp(names[k], name) == 0;
         if (!known)
-            return fail(c, m, name, "unknown setting (misspelt? see xedge.conf(5))");
+            return xe_conf_fail(c, m, name,
+                                "unknown setting (misspelt? see xedge.conf(5))");
     }
     return 0;
 }
 
 static int
-check_list(struct ctx *c, const config_setting_t *list, const char *const *names)
+check_list(struct xe_conf_ctx *c, const config_setting_t *list, const char *const *names)
 {
     if (list == NULL || !config_setting_is_list(list))
         return 0;
@@ -1289,7 +853,7 @@ check_list(struct ctx *c, const config_setting_t *list, const char *const *names
 }
 
 static int
-check_names(struct ctx *c, const config_setting_t *root)
+check_names(struct xe_conf_ctx *c, const config_setting_t *root)
 {
     static const char *const top[] = {
         "log_level",  "log_to",    "syslog_facility", "user",    "group",
@@ -1414,7 +978,7 @@ tls_settings_free(struct xe_tls_settings *t)
 /* A tls group G over the settings in *T (the defaults it refines), checked
  * by OpenSSL; WHERE names the group in errors ("tls", "domain a.example: tls"). */
 static int
-load_tls_group(struct ctx *c, const config_setting_t *g, const char *where,
+load_tls_group(struct xe_conf_ctx *c, const config_setting_t *g, const char *where,
                struct xe_tls_settings *t)
 {
     static const char *const names[] = {"ciphers", "ciphersuites", "groups",
@@ -1427,12 +991,12 @@ load_tls_group(struct ctx *c, const config_setting_t *g, const char *where,
 
     if (g != NULL) {
         if (!config_setting_is_group(g))
-            return fail(c, g, where, "must be a group { ... }");
+            return xe_conf_fail(c, g, where, "must be a group { ... }");
         if (check_group(c, g, names) < 0)
             return -1;
         for (size_t i = 0; i < 3; i++) {
             char *v = NULL;
-            if (get_string(c, g, keys[i], false, NULL, &v) < 0)
+            if (xe_conf_get_string(c, g, keys[i], false, NULL, &v) < 0)
                 return -1;
             if (v) {
                 free(*fields[i]);
@@ -1448,13 +1012,14 @@ load_tls_group(struct ctx *c, const config_setting_t *g, const char *where,
             else if (v && strcmp(v, "TLSv1.3") == 0)
                 t->min_version = XE_TLS_1_3;
             else
-                return fail(c, mv, "min_version", "must be \"TLSv1.2\" or \"TLSv1.3\"");
+                return xe_conf_fail(c, mv, "min_version",
+                                    "must be \"TLSv1.2\" or \"TLSv1.3\"");
         }
     }
     if (xe_tls_settings_check(t, &setting, &err) < 0) {
         const config_setting_t *at = g ? config_setting_get_member(g, setting) : NULL;
         snprintf(what, sizeof(what), "%s.%s", where, setting);
-        fail(c, at ? at : g, what, "%s", err);
+        xe_conf_fail(c, at ? at : g, what, "%s", err);
         free(err);
         return -1;
     }
@@ -1463,7 +1028,7 @@ load_tls_group(struct ctx *c, const config_setting_t *g, const char *where,
 
 /* The top tls group, then each domain's (over a copy of the top's). */
 static int
-load_tls(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_tls(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *list = config_setting_get_member(root, "domains");
 
@@ -1490,7 +1055,7 @@ load_tls(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 /* workers = N | "auto": auto is the number of CPUs the process may run on
  * (its affinity mask, so taskset and systemd's CPUAffinity= count). */
 static int
-load_workers(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_workers(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     const config_setting_t *s = config_setting_get_member(root, "workers");
     unsigned long long v;
@@ -1500,15 +1065,15 @@ load_workers(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         int n = 1;
 
         if (strcmp(config_setting_get_string(s), "auto") != 0)
-            return fail(c, s, "workers", "must be a number (1 to %d) or \"auto\"",
-                        XE_MAX_WORKERS);
+            return xe_conf_fail(c, s, "workers", "must be a number (1 to %d) or \"auto\"",
+                                XE_MAX_WORKERS);
         if (sched_getaffinity(0, sizeof(set), &set) == 0)
             n = CPU_COUNT(&set);
         conf->workers = n < 1 ? 1 : n > XE_MAX_WORKERS ? XE_MAX_WORKERS : (unsigned)n;
         conf->workers_auto = true;
         return 0;
     }
-    if (get_uint(c, root, "workers", 1, XE_MAX_WORKERS, 1, &v) < 0)
+    if (xe_conf_get_uint(c, root, "workers", 1, XE_MAX_WORKERS, 1, &v) < 0)
         return -1;
     conf->workers = (unsigned)v;
     return 0;
@@ -1516,7 +1081,7 @@ load_workers(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
 
 /* log_to, syslog_facility, user, group, workers */
 static int
-load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
+load_service(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *root)
 {
     static const struct {
         const char *name;
@@ -1530,21 +1095,21 @@ load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
     char *to = NULL, *fac = NULL;
     int r = -1;
 
-    if (get_string(c, root, "log_to", false, "stderr", &to) < 0 ||
-        get_string(c, root, "syslog_facility", false, "daemon", &fac) < 0 ||
-        get_string(c, root, "user", false, NULL, &conf->run_user) < 0 ||
-        get_string(c, root, "group", false, NULL, &conf->run_group) < 0)
+    if (xe_conf_get_string(c, root, "log_to", false, "stderr", &to) < 0 ||
+        xe_conf_get_string(c, root, "syslog_facility", false, "daemon", &fac) < 0 ||
+        xe_conf_get_string(c, root, "user", false, NULL, &conf->run_user) < 0 ||
+        xe_conf_get_string(c, root, "group", false, NULL, &conf->run_group) < 0)
         goto out;
     conf->log_to = xe_log_to_parse(to);
     if (conf->log_to < 0) {
-        fail(c, config_setting_get_member(root, "log_to"), "log_to",
-             "'%s' is not one of stderr, syslog, journal", to);
+        xe_conf_fail(c, config_setting_get_member(root, "log_to"), "log_to",
+                     "'%s' is not one of stderr, syslog, journal", to);
         goto out;
     }
 #ifndef HAVE_LIBSYSTEMD
     if (conf->log_to == XE_LOG_TO_JOURNAL) {
-        fail(c, config_setting_get_member(root, "log_to"), "log_to",
-             "this xedge was built without libsystemd: use syslog");
+        xe_conf_fail(c, config_setting_get_member(root, "log_to"), "log_to",
+                     "this xedge was built without libsystemd: use syslog");
         goto out;
     }
 #endif
@@ -1553,15 +1118,16 @@ load_service(struct ctx *c, struct xe_conf *conf, const config_setting_t *root)
         if (strcmp(fac, facilities[i].name) == 0)
             conf->syslog_facility = facilities[i].value;
     if (conf->syslog_facility < 0) {
-        fail(c, config_setting_get_member(root, "syslog_facility"), "syslog_facility",
-             "'%s' is not one of daemon, auth, authpriv, user, local0 ... local7", fac);
+        xe_conf_fail(
+            c, config_setting_get_member(root, "syslog_facility"), "syslog_facility",
+            "'%s' is not one of daemon, auth, authpriv, user, local0 ... local7", fac);
         goto out;
     }
     if (load_workers(c, conf, root) < 0)
         goto out;
     if (conf->run_group && !conf->run_user) {
-        fail(c, config_setting_get_member(root, "group"), "group",
-             "group needs user (the user to run as)");
+        xe_conf_fail(c, config_setting_get_member(root, "group"), "group",
+                     "group needs user (the user to run as)");
         goto out;
     }
     r = 0;
@@ -1574,7 +1140,7 @@ out:
 int
 xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
 {
-    struct ctx c = {.path = path, .error = NULL};
+    struct xe_conf_ctx c = {.path = path, .error = NULL};
     struct xe_conf *conf = xe_calloc(1, sizeof(*conf));
     config_t cfg;
     const config_setting_t *root, *us;
@@ -1595,41 +1161,44 @@ xe_conf_load(const char *path, struct xe_conf **conf_r, char **error_r)
         goto out;
     }
     root = config_root_setting(&cfg);
-    if (get_string(&c, root, "log_level", false, "info", &level) < 0)
+    if (xe_conf_get_string(&c, root, "log_level", false, "info", &level) < 0)
         goto out;
     conf->log_level = xe_log_level_parse(level);
     if (conf->log_level < 0) {
-        fail(&c, config_setting_get_member(root, "log_level"), "log_level",
-             "'%s' is not one of error, warn, info, debug", level);
+        xe_conf_fail(&c, config_setting_get_member(root, "log_level"), "log_level",
+                     "'%s' is not one of error, warn, info, debug", level);
         goto out;
     }
     if (load_service(&c, conf, root) < 0)
         goto out;
     us = config_setting_get_member(root, "user_store");
     if (us == NULL || !config_setting_is_group(us)) {
-        fail(&c, us ? us : root, "user_store", "missing required group { path = ...; }");
+        xe_conf_fail(&c, us ? us : root, "user_store",
+                     "missing required group { path = ...; }");
         goto out;
     }
-    if (get_string(&c, us, "path", true, NULL, &conf->user_store) < 0 ||
-        get_uint(&c, us, "map_size_mb", 1, 1 << 20, 1024, &v) < 0)
+    if (xe_conf_get_string(&c, us, "path", true, NULL, &conf->user_store) < 0 ||
+        xe_conf_get_uint(&c, us, "map_size_mb", 1, 1 << 20, 1024, &v) < 0)
         goto out;
     conf->user_store_map_mb = (size_t)v;
     /* several nodes (pgstore.h): path is then the replica */
-    if (get_string(&c, us, "database", false, NULL, &conf->user_store_database) < 0 ||
-        get_string(&c, us, "database_password_file", false, NULL,
-                   &conf->user_store_database_password_file) < 0 ||
-        get_string(&c, us, "node", false, NULL, &conf->node_name) < 0 ||
-        get_uint(&c, us, "changes_retention", 60, 365u * 86400u,
-                 XE_DEF_CHANGES_RETENTION_S, &v) < 0)
+    if (xe_conf_get_string(&c, us, "database", false, NULL, &conf->user_store_database) <
+            0 ||
+        xe_conf_get_string(&c, us, "database_password_file", false, NULL,
+                           &conf->user_store_database_password_file) < 0 ||
+        xe_conf_get_string(&c, us, "node", false, NULL, &conf->node_name) < 0 ||
+        xe_conf_get_uint(&c, us, "changes_retention", 60, 365u * 86400u,
+                         XE_DEF_CHANGES_RETENTION_S, &v) < 0)
         goto out;
     conf->changes_retention_s = v;
 
     if (load_sasl2(&c, conf, root) < 0 || load_pools(&c, conf, root) < 0 ||
-        load_domains(&c, conf, root) < 0 || load_listeners(&c, conf, root) < 0 ||
+        load_domains(&c, conf, root) < 0 || xe_conf_load_listeners(&c, conf, root) < 0 ||
         load_sasl(&c, conf, root) < 0 || load_limits(&c, conf, root) < 0 ||
         load_lockout(&c, conf, root) < 0 || load_control(&c, conf, root) < 0 ||
-        load_metrics(&c, conf, root) < 0 || load_routing(&c, conf, root) < 0 ||
-        load_s2s(&c, conf, root) < 0 || load_tls(&c, conf, root) < 0 ||
+        xe_conf_load_metrics(&c, conf, root) < 0 ||
+        xe_conf_load_routing(&c, conf, root) < 0 ||
+        xe_conf_load_s2s(&c, conf, root) < 0 || load_tls(&c, conf, root) < 0 ||
         check_names(&c, root) < 0)
         goto out;
     r = 0;

@@ -21,6 +21,7 @@
 #include "xelimits.h"
 #include "userstore.h"
 #include "jidprep.h"
+#include "userstore_impl.h"
 #include "util.h"
 
 #define US_DB_NAME "users"
@@ -30,20 +31,6 @@
 #define US_RECORD_MAX (64 * 1024) /* bytes of one stored record */
 #define US_LOCAL_MAX 1023
 #define US_DOMAIN_MAX 1023
-
-struct xe_userstore {
-    MDB_env *env;
-    MDB_dbi dbi;
-    bool have_dbi;
-    MDB_dbi tdbi; /* the tombstones */
-    bool have_tdbi;
-    bool readonly;
-    char *path;
-    pthread_mutex_t dbi_lock; /* mdb_dbi_open must not run concurrently */
-    bool lock_init;
-    const struct xe_userstore_hooks *hooks; /* several nodes (pgsync_io.c) */
-    void *hooks_ctx;
-};
 
 static const char *const us_hash_names[XE_SCRAM_N] = {"SCRAM-SHA-1", "SCRAM-SHA-256",
                                                       "SCRAM-SHA-512"};
@@ -56,11 +43,8 @@ xe_scram_hash_name(enum xe_scram_hash h)
 
 /* ---- errors ------------------------------------------------------------ */
 
-static void us_error(char **error_r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-us_error(char **error_r, const char *fmt, ...)
+void
+xe_us_error(char **error_r, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -81,13 +65,13 @@ us_error(char **error_r, const char *fmt, ...)
 }
 
 /* The one place where LMDB codes are mapped. */
-static int
-us_mdb_error(const struct xe_userstore *store, const char *path, int rc, const char *what,
-             char **error_r)
+int
+xe_us_mdb_error(const struct xe_userstore *store, const char *path, int rc,
+                const char *what, char **error_r)
 {
-    us_error(error_r, "user store %s: %s failed: %s",
-             store != NULL && store->path != NULL ? store->path : path, what,
-             mdb_strerror(rc));
+    xe_us_error(error_r, "user store %s: %s failed: %s",
+                store != NULL && store->path != NULL ? store->path : path, what,
+                mdb_strerror(rc));
     return XE_US_IO;
 }
 
@@ -296,8 +280,8 @@ out:
 
 /* ---- record codec ------------------------------------------------------- */
 
-static bool
-us_pin_valid(const char *pin, size_t len)
+bool
+xe_us_pin_valid(const char *pin, size_t len)
 {
     size_t i;
 
@@ -322,7 +306,7 @@ xe_user_encode(const struct xe_user *user, char **buf_r, size_t *len_r)
     *buf_r = NULL;
     *len_r = 0;
     pin_len = strnlen(user->pin, sizeof(user->pin));
-    if (pin_len == sizeof(user->pin) || !us_pin_valid(user->pin, pin_len))
+    if (pin_len == sizeof(user->pin) || !xe_us_pin_valid(user->pin, pin_len))
         goto out;
     if (user->created < 0 || user->modified < 0 || user->expires < 0)
         goto out;
@@ -391,8 +375,8 @@ out:
 }
 
 /* Non-negative decimal without sign or leading zeros, at most MAX. */
-static int
-us_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *v_r)
+int
+xe_us_parse_uint(const char *s, size_t len, uint64_t max, uint64_t *v_r)
 {
     uint64_t v = 0;
     size_t i;
@@ -431,7 +415,7 @@ us_parse_scram(enum xe_scram_hash h, const char *v, size_t len, struct xe_scram_
         flen[i] = (size_t)((i < 3 ? colon : end) - p);
         p = i < 3 ? colon + 1 : end;
     }
-    if (us_parse_uint(field[0], flen[0], XE_MAX_SCRAM_ITERATIONS, &iter) != 0 ||
+    if (xe_us_parse_uint(field[0], flen[0], XE_MAX_SCRAM_ITERATIONS, &iter) != 0 ||
         iter == 0)
         return -1;
     s->iterations = (unsigned)iter;
@@ -551,7 +535,7 @@ us_decode(const char *jid, const char *buf, size_t len, struct xe_user *user,
             case US_F_CREATED:
             case US_F_MODIFIED:
             case US_F_EXPIRES:
-                if (us_parse_uint(val, val_len, INT64_MAX, &v) != 0)
+                if (xe_us_parse_uint(val, val_len, INT64_MAX, &v) != 0)
                     goto out;
                 if (f == US_F_CREATED)
                     user->created = (int64_t)v;
@@ -566,7 +550,7 @@ us_decode(const char *jid, const char *buf, size_t len, struct xe_user *user,
                 user->disabled = val[0] == '1';
                 break;
             case US_F_PIN:
-                if (val_len >= sizeof(user->pin) || !us_pin_valid(val, val_len))
+                if (val_len >= sizeof(user->pin) || !xe_us_pin_valid(val, val_len))
                     goto out;
                 memcpy(user->pin, val, val_len);
                 user->pin[val_len] = '\0';
@@ -763,7 +747,7 @@ us_mkdir_p(const char *path, char **error_r)
     int r = XE_US_IO;
 
     if ((copy = strdup(path)) == NULL) {
-        us_error(error_r, "user store %s: out of memory", path);
+        xe_us_error(error_r, "user store %s: out of memory", path);
         goto out;
     }
     for (p = copy + 1;; p++) {
@@ -772,8 +756,8 @@ us_mkdir_p(const char *path, char **error_r)
         saved = *p;
         *p = '\0';
         if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
-            us_error(error_r, "user store %s: cannot create directory %s: %s", path, copy,
-                     strerror(errno));
+            xe_us_error(error_r, "user store %s: cannot create directory %s: %s", path,
+                        copy, strerror(errno));
             goto out;
         }
         *p = saved;
@@ -781,7 +765,7 @@ us_mkdir_p(const char *path, char **error_r)
             break;
     }
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        us_error(error_r, "user store %s: not a directory", path);
+        xe_us_error(error_r, "user store %s: not a directory", path);
         goto out;
     }
     r = 0;
@@ -805,7 +789,7 @@ us_open_dbi(struct xe_userstore *store, const char *name, MDB_dbi *dbi, bool *ha
         goto out;
     rc = mdb_txn_begin(store->env, NULL, store->readonly ? MDB_RDONLY : 0, &txn);
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
     rc = mdb_dbi_open(txn, name, store->readonly ? 0 : MDB_CREATE, dbi);
@@ -820,7 +804,7 @@ us_open_dbi(struct xe_userstore *store, const char *name, MDB_dbi *dbi, bool *ha
     if (rc != 0) {
         char what[64];
         snprintf(what, sizeof(what), "opening the database \"%s\"", name);
-        r = us_mdb_error(store, NULL, rc, what, error_r);
+        r = xe_us_mdb_error(store, NULL, rc, what, error_r);
         goto out;
     }
     *have = true;
@@ -832,15 +816,15 @@ out:
 }
 
 /* store->dbi, the users; XE_US_NOTFOUND when a read-only store has none yet */
-static int
-us_dbi(struct xe_userstore *store, char **error_r)
+int
+xe_us_dbi(struct xe_userstore *store, char **error_r)
 {
     return us_open_dbi(store, US_DB_NAME, &store->dbi, &store->have_dbi, error_r);
 }
 
 /* store->tdbi, the tombstones */
-static int
-us_tdbi(struct xe_userstore *store, char **error_r)
+int
+xe_us_tdbi(struct xe_userstore *store, char **error_r)
 {
     return us_open_dbi(store, US_TOMB_DB_NAME, &store->tdbi, &store->have_tdbi, error_r);
 }
@@ -854,14 +838,14 @@ xe_userstore_open(const char *path, bool readonly, size_t map_mb,
 
     *store_r = NULL;
     if (path == NULL || path[0] == '\0') {
-        us_error(error_r, "user store: no path given");
+        xe_us_error(error_r, "user store: no path given");
         goto out;
     }
     if (map_mb == 0)
         map_mb = US_DEFAULT_MAP_MB;
     if (map_mb > SIZE_MAX / (1024 * 1024)) {
-        us_error(error_r, "user store %s: map size of %zu MiB is too large", path,
-                 map_mb);
+        xe_us_error(error_r, "user store %s: map size of %zu MiB is too large", path,
+                    map_mb);
         goto out;
     }
     r = XE_US_IO;
@@ -870,36 +854,36 @@ xe_userstore_open(const char *path, bool readonly, size_t map_mb,
     r = XE_US_IO;
     if ((store = calloc(1, sizeof(*store))) == NULL ||
         (store->path = strdup(path)) == NULL) {
-        us_error(error_r, "user store %s: out of memory", path);
+        xe_us_error(error_r, "user store %s: out of memory", path);
         goto out;
     }
     store->readonly = readonly;
     if (pthread_mutex_init(&store->dbi_lock, NULL) != 0) {
-        us_error(error_r, "user store %s: cannot create a mutex", path);
+        xe_us_error(error_r, "user store %s: cannot create a mutex", path);
         goto out;
     }
     store->lock_init = true;
     if ((rc = mdb_env_create(&store->env)) != 0) {
         store->env = NULL;
-        r = us_mdb_error(store, path, rc, "mdb_env_create", error_r);
+        r = xe_us_mdb_error(store, path, rc, "mdb_env_create", error_r);
         goto out;
     }
     /* users, tombstones, FAST tokens (tokens.c) */
     if ((rc = mdb_env_set_maxdbs(store->env, 3)) != 0) {
-        r = us_mdb_error(store, path, rc, "mdb_env_set_maxdbs", error_r);
+        r = xe_us_mdb_error(store, path, rc, "mdb_env_set_maxdbs", error_r);
         goto out;
     }
     if ((rc = mdb_env_set_mapsize(store->env, map_mb * 1024 * 1024)) != 0) {
-        r = us_mdb_error(store, path, rc, "setting the map size", error_r);
+        r = xe_us_mdb_error(store, path, rc, "setting the map size", error_r);
         goto out;
     }
     if ((rc = mdb_env_open(store->env, path, readonly ? MDB_RDONLY : 0, 0600)) != 0) {
-        r = us_mdb_error(store, path, rc, "opening the environment", error_r);
+        r = xe_us_mdb_error(store, path, rc, "opening the environment", error_r);
         goto out;
     }
     /* Free the reader slots of processes that died (a killed xedgectl). */
     (void)mdb_reader_check(store->env, &dead);
-    r = us_dbi(store, error_r);
+    r = xe_us_dbi(store, error_r);
     if (r == XE_US_NOTFOUND && readonly)
         r = XE_US_OK; /* no user yet; opened at the first lookup */
     if (r != XE_US_OK)
@@ -950,8 +934,8 @@ xe_userstore_close(struct xe_userstore **store)
 }
 
 /* Key for JID: XE_US_INVALID if it cannot be a key of this store. */
-static int
-us_key(const struct xe_userstore *store, const char *jid, MDB_val *key)
+int
+xe_us_key(const struct xe_userstore *store, const char *jid, MDB_val *key)
 {
     size_t len;
 
@@ -975,14 +959,14 @@ us_get(struct xe_userstore *store, const char *jid, struct xe_user *user, bool s
     int r, rc;
 
     /* A JID that cannot be a key cannot be a user either. */
-    if ((r = us_key(store, jid, &key)) != 0) {
+    if ((r = xe_us_key(store, jid, &key)) != 0) {
         r = XE_US_NOTFOUND;
         goto out;
     }
-    if ((r = us_dbi(store, error_r)) != 0)
+    if ((r = xe_us_dbi(store, error_r)) != 0)
         goto out;
     if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
     rc = mdb_get(txn, store->dbi, &key, &data);
@@ -991,12 +975,13 @@ us_get(struct xe_userstore *store, const char *jid, struct xe_user *user, bool s
         goto out;
     }
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "reading a user", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "reading a user", error_r);
         goto out;
     }
     r = us_decode(jid, data.mv_data, data.mv_size, user, secrets);
     if (r != XE_US_OK)
-        us_error(error_r, "user store %s: the record of %s is corrupt", store->path, jid);
+        xe_us_error(error_r, "user store %s: the record of %s is corrupt", store->path,
+                    jid);
 out:
     if (txn != NULL)
         mdb_txn_abort(txn);
@@ -1030,53 +1015,54 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
     int r, rc;
 
     if (store->readonly) {
-        us_error(error_r, "user store %s: opened read-only", store->path);
+        xe_us_error(error_r, "user store %s: opened read-only", store->path);
         r = XE_US_INVALID;
         goto out;
     }
-    if ((r = us_key(store, user->jid, &key)) != 0) {
-        us_error(error_r, "user store %s: the JID is empty or longer than %d bytes",
-                 store->path, mdb_env_get_maxkeysize(store->env));
+    if ((r = xe_us_key(store, user->jid, &key)) != 0) {
+        xe_us_error(error_r, "user store %s: the JID is empty or longer than %d bytes",
+                    store->path, mdb_env_get_maxkeysize(store->env));
         goto out;
     }
     memcpy(norm, user->jid, key.mv_size + 1);
     if (xe_jid_normalize(norm, sizeof(norm), NULL) != 0 || strcmp(norm, user->jid) != 0) {
-        us_error(error_r, "user store %s: %s is not a normalised bare JID", store->path,
-                 user->jid);
+        xe_us_error(error_r, "user store %s: %s is not a normalised bare JID",
+                    store->path, user->jid);
         r = XE_US_INVALID;
         goto out;
     }
     if ((r = xe_user_encode(user, &rec, &rec_len)) != 0) {
-        us_error(error_r, "user store %s: cannot encode the record of %s", store->path,
-                 user->jid);
+        xe_us_error(error_r, "user store %s: cannot encode the record of %s", store->path,
+                    user->jid);
         goto out;
     }
     /* (both databases opened before the write transaction: opening takes
      * one of its own) */
-    if ((r = us_dbi(store, error_r)) != 0 || (r = us_tdbi(store, error_r)) != 0)
+    if ((r = xe_us_dbi(store, error_r)) != 0 || (r = xe_us_tdbi(store, error_r)) != 0)
         goto out;
     if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
     rc = mdb_get(txn, store->dbi, &key, &data);
     if (rc == 0 && must_not_exist) {
-        us_error(error_r, "user %s already exists", user->jid);
+        xe_us_error(error_r, "user %s already exists", user->jid);
         r = XE_US_EXISTS;
         goto out;
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
-        r = us_mdb_error(store, NULL, rc, "reading a user", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "reading a user", error_r);
         goto out;
     }
     if (rc == MDB_NOTFOUND && mdb_get(txn, store->tdbi, &key, &tdata) == 0) {
         /* a new user of a name whose deletion is not finished */
-        us_error(error_r,
-                 "user %s was deleted and its data at the backend is not purged yet "
-                 "(xedgectl user list --pending); the running xedge retries the purge, "
-                 "after which the name is free; to give up the purge and free it now: "
-                 "xedgectl user del --keep-data %s",
-                 user->jid, user->jid);
+        xe_us_error(
+            error_r,
+            "user %s was deleted and its data at the backend is not purged yet "
+            "(xedgectl user list --pending); the running xedge retries the purge, "
+            "after which the name is free; to give up the purge and free it now: "
+            "xedgectl user del --keep-data %s",
+            user->jid, user->jid);
         r = XE_US_TOMBSTONE;
         goto out;
     }
@@ -1092,8 +1078,8 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
     if (extra_len > 0) {
         r = XE_US_INVALID;
         if (rec_len + extra_len > US_RECORD_MAX) {
-            us_error(error_r, "user store %s: the record of %s is too large", store->path,
-                     user->jid);
+            xe_us_error(error_r, "user store %s: the record of %s is too large",
+                        store->path, user->jid);
             goto out;
         }
         r = XE_US_IO;
@@ -1106,24 +1092,24 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
     data.mv_size = rec_len + extra_len;
     rc = mdb_put(txn, store->dbi, &key, &data, must_not_exist ? MDB_NOOVERWRITE : 0);
     if (rc == MDB_KEYEXIST) {
-        us_error(error_r, "user %s already exists", user->jid);
+        xe_us_error(error_r, "user %s already exists", user->jid);
         r = XE_US_EXISTS;
         goto out;
     }
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "writing a user", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "writing a user", error_r);
         goto out;
     }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "committing a user", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "committing a user", error_r);
         goto out;
     }
     r = XE_US_OK;
 out:
     if (r == XE_US_IO && error_r != NULL && *error_r == NULL)
-        us_error(error_r, "user store %s: out of memory", store->path);
+        xe_us_error(error_r, "user store %s: out of memory", store->path);
     if (txn != NULL)
         mdb_txn_abort(txn);
     if (old != NULL) {
@@ -1150,18 +1136,18 @@ us_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
     int r, rc;
 
     if (store->readonly) {
-        us_error(error_r, "user store %s: opened read-only", store->path);
+        xe_us_error(error_r, "user store %s: opened read-only", store->path);
         r = XE_US_INVALID;
         goto out;
     }
-    if ((r = us_key(store, jid, &key)) != 0) {
+    if ((r = xe_us_key(store, jid, &key)) != 0) {
         r = XE_US_NOTFOUND;
         goto out;
     }
-    if ((r = us_dbi(store, error_r)) != 0)
+    if ((r = xe_us_dbi(store, error_r)) != 0)
         goto out;
     if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
     rc = mdb_del(txn, store->dbi, &key, NULL);
@@ -1170,13 +1156,13 @@ us_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
         goto out;
     }
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "deleting a user", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "deleting a user", error_r);
         goto out;
     }
     rc = mdb_txn_commit(txn);
     txn = NULL;
     if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "committing a deletion", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "committing a deletion", error_r);
         goto out;
     }
     r = XE_US_OK;
@@ -1191,9 +1177,9 @@ out:
 /* A walk's KEY as a JID into JID (MAX bytes): 1 when DOMAIN is given and the
  * key is not one of its users (skip it), 0 done, XE_US_CORRUPT (WHAT is not
  * a JID). */
-static int
-key_jid(struct xe_userstore *store, const MDB_val *key, const char *domain, size_t dlen,
-        char *jid, size_t max, const char *what, char **error_r)
+int
+xe_us_key_jid(struct xe_userstore *store, const MDB_val *key, const char *domain,
+              size_t dlen, char *jid, size_t max, const char *what, char **error_r)
 {
     const char *k = key->mv_data;
 
@@ -1201,7 +1187,7 @@ key_jid(struct xe_userstore *store, const MDB_val *key, const char *domain, size
                            strncasecmp(k + key->mv_size - dlen, domain, dlen) != 0))
         return 1;
     if (key->mv_size >= max || memchr(k, '\0', key->mv_size) != NULL) {
-        us_error(error_r, "user store %s: %s is not a JID", store->path, what);
+        xe_us_error(error_r, "user store %s: %s is not a JID", store->path, what);
         return XE_US_CORRUPT;
     }
     memcpy(jid, k, key->mv_size);
@@ -1222,22 +1208,22 @@ xe_userstore_foreach(struct xe_userstore *store, const char *domain,
     int r, rc;
     MDB_cursor_op op = MDB_FIRST;
 
-    if ((r = us_dbi(store, error_r)) != 0) {
+    if ((r = xe_us_dbi(store, error_r)) != 0) {
         if (r == XE_US_NOTFOUND)
             r = XE_US_OK; /* read-only and no user ever added */
         goto out;
     }
     if ((user = malloc(sizeof(*user))) == NULL) {
-        us_error(error_r, "user store %s: out of memory", store->path);
+        xe_us_error(error_r, "user store %s: out of memory", store->path);
         r = XE_US_IO;
         goto out;
     }
     if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
         goto out;
     }
     if ((rc = mdb_cursor_open(txn, store->dbi, &cur)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_cursor_open", error_r);
+        r = xe_us_mdb_error(store, NULL, rc, "mdb_cursor_open", error_r);
         goto out;
     }
     for (;; op = MDB_NEXT) {
@@ -1247,17 +1233,17 @@ xe_userstore_foreach(struct xe_userstore *store, const char *domain,
         if (rc == MDB_NOTFOUND)
             break;
         if (rc != 0) {
-            r = us_mdb_error(store, NULL, rc, "walking the users", error_r);
+            r = xe_us_mdb_error(store, NULL, rc, "walking the users", error_r);
             goto out;
         }
-        if ((r = key_jid(store, &key, domain, dlen, jid, sizeof(jid), "a key", error_r)) >
-            0)
+        if ((r = xe_us_key_jid(store, &key, domain, dlen, jid, sizeof(jid), "a key",
+                               error_r)) > 0)
             continue;
         if (r < 0)
             goto out;
         if ((r = xe_user_decode(jid, data.mv_data, data.mv_size, user)) != XE_US_OK) {
-            us_error(error_r, "user store %s: the record of %s is corrupt", store->path,
-                     jid);
+            xe_us_error(error_r, "user store %s: the record of %s is corrupt",
+                        store->path, jid);
             goto out;
         }
         rc = cb(user, ctx);
@@ -1278,376 +1264,6 @@ out:
     return r;
 }
 
-/* ---- tombstones -------------------------------------------------------- */
-
-/* an id: empty or up to 32 lower hex digits */
-static bool
-us_tomb_id_valid(const char *s, size_t n)
-{
-    if (n >= sizeof(((struct xe_tombstone *)0)->id))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
-bool
-xe_tombstone_same(const struct xe_tombstone *a, const struct xe_tombstone *b)
-{
-    /* (a copy without an id, a replica's through PostgreSQL: the second) */
-    return strcmp(a->jid, b->jid) == 0 && a->deleted == b->deleted &&
-           (a->id[0] == '\0' || b->id[0] == '\0' || strcmp(a->id, b->id) == 0);
-}
-
-int
-xe_tombstone_encode(const struct xe_tombstone *t, char **buf_r, size_t *len_r)
-{
-    size_t cap = 1024, pin_len = strnlen(t->pin, sizeof(t->pin));
-    char *buf;
-    int n;
-
-    *buf_r = NULL;
-    *len_r = 0;
-    if (pin_len == sizeof(t->pin) || !us_pin_valid(t->pin, pin_len) || t->deleted < 0 ||
-        t->next < 0 || strnlen(t->error, sizeof(t->error)) == sizeof(t->error))
-        return XE_US_INVALID;
-    for (const char *p = t->error; *p; p++)
-        if ((unsigned char)*p < 0x20)
-            return XE_US_INVALID; /* one line */
-    if (!us_tomb_id_valid(t->id, strnlen(t->id, sizeof(t->id))))
-        return XE_US_INVALID;
-    if ((buf = malloc(cap)) == NULL)
-        return XE_US_IO;
-    n = snprintf(buf, cap,
-                 "v=1\ndeleted=%" PRId64 "\npin=%s\nattempts=%u\nnext=%" PRId64
-                 "\nerror=%s\n%s%s%s",
-                 t->deleted, t->pin, t->attempts, t->next, t->error,
-                 t->id[0] ? "id=" : "", t->id, t->id[0] ? "\n" : "");
-    if (n < 0 || (size_t)n >= cap) {
-        free(buf);
-        return XE_US_INVALID;
-    }
-    *buf_r = buf;
-    *len_r = (size_t)n;
-    return XE_US_OK;
-}
-
-int
-xe_tombstone_decode(const char *jid, const char *buf, size_t len, struct xe_tombstone *t)
-{
-    const char *p = buf, *end = buf + len;
-    bool v = false, deleted = false;
-    uint64_t u;
-
-    memset(t, 0, sizeof(*t));
-    if (jid != NULL) {
-        if (strlen(jid) >= sizeof(t->jid))
-            return XE_US_CORRUPT;
-        snprintf(t->jid, sizeof(t->jid), "%s", jid);
-    }
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p)), *eq, *val;
-        size_t nlen, vlen;
-        if (nl == NULL)
-            return XE_US_CORRUPT; /* every line ends with a newline */
-        eq = memchr(p, '=', (size_t)(nl - p));
-        if (eq == NULL)
-            return XE_US_CORRUPT;
-        nlen = (size_t)(eq - p);
-        val = eq + 1;
-        vlen = (size_t)(nl - val);
-#define IS(name) (nlen == sizeof(name) - 1 && memcmp(p, name, nlen) == 0)
-        if (IS("v")) {
-            if (vlen != 1 || val[0] != '1')
-                return XE_US_CORRUPT;
-            v = true;
-        } else if (IS("deleted") || IS("next")) {
-            if (us_parse_uint(val, vlen, INT64_MAX, &u) != 0)
-                return XE_US_CORRUPT;
-            if (IS("deleted")) {
-                t->deleted = (int64_t)u;
-                deleted = true;
-            } else {
-                t->next = (int64_t)u;
-            }
-        } else if (IS("attempts")) {
-            if (us_parse_uint(val, vlen, UINT_MAX, &u) != 0)
-                return XE_US_CORRUPT;
-            t->attempts = (unsigned)u;
-        } else if (IS("pin")) {
-            if (vlen >= sizeof(t->pin) || !us_pin_valid(val, vlen))
-                return XE_US_CORRUPT;
-            memcpy(t->pin, val, vlen);
-            t->pin[vlen] = '\0';
-        } else if (IS("id")) {
-            if (!us_tomb_id_valid(val, vlen))
-                return XE_US_CORRUPT;
-            memcpy(t->id, val, vlen);
-            t->id[vlen] = '\0';
-        } else if (IS("error")) {
-            /* a long one is cut: it is only said */
-            size_t n = vlen < sizeof(t->error) - 1 ? vlen : sizeof(t->error) - 1;
-            memcpy(t->error, val, n);
-            t->error[n] = '\0';
-            for (char *q = t->error; *q; q++)
-                if ((unsigned char)*q < 0x20)
-                    *q = ' ';
-        }
-#undef IS
-        p = nl + 1;
-    }
-    return v && deleted ? XE_US_OK : XE_US_CORRUPT;
-}
-
-/* Write T into the tombstones with TXN (a write transaction). */
-static int
-us_tomb_write(struct xe_userstore *store, MDB_txn *txn, const struct xe_tombstone *t,
-              MDB_val *key, char **error_r)
-{
-    MDB_val data;
-    char *rec = NULL;
-    size_t len = 0;
-    int r, rc;
-
-    if ((r = xe_tombstone_encode(t, &rec, &len)) != XE_US_OK) {
-        us_error(error_r, "user store %s: cannot encode the tombstone of %s", store->path,
-                 t->jid);
-        return r;
-    }
-    data.mv_data = rec;
-    data.mv_size = len;
-    rc = mdb_put(txn, store->tdbi, key, &data, 0);
-    free(rec);
-    if (rc != 0)
-        return us_mdb_error(store, NULL, rc, "writing a tombstone", error_r);
-    return XE_US_OK;
-}
-
-static int
-us_bury_impl(struct xe_userstore *store, const struct xe_tombstone *t, char **error_r)
-{
-    MDB_txn *txn = NULL;
-    MDB_val key;
-    int r, rc;
-
-    if (store->readonly) {
-        us_error(error_r, "user store %s: opened read-only", store->path);
-        return XE_US_INVALID;
-    }
-    if (us_key(store, t->jid, &key) != 0)
-        return XE_US_NOTFOUND;
-    if ((r = us_dbi(store, error_r)) != 0 || (r = us_tdbi(store, error_r)) != 0)
-        goto out;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-        goto out;
-    }
-    rc = mdb_del(txn, store->dbi, &key, NULL);
-    if (rc == MDB_NOTFOUND) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "deleting a user", error_r);
-        goto out;
-    }
-    if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
-        goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    r = rc == 0 ? XE_US_OK
-                : us_mdb_error(store, NULL, rc, "committing a deletion", error_r);
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    return r;
-}
-
-int
-xe_userstore_tomb_get(struct xe_userstore *store, const char *jid, struct xe_tombstone *t,
-                      char **error_r)
-{
-    MDB_txn *txn = NULL;
-    MDB_val key, data;
-    int r, rc;
-
-    if (us_key(store, jid, &key) != 0)
-        return XE_US_NOTFOUND;
-    if ((r = us_tdbi(store, error_r)) != 0)
-        return r; /* XE_US_NOTFOUND: read-only and none was ever written */
-    if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-    rc = mdb_get(txn, store->tdbi, &key, &data);
-    if (rc == MDB_NOTFOUND)
-        r = XE_US_NOTFOUND;
-    else if (rc != 0)
-        r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
-    else if ((r = xe_tombstone_decode(jid, data.mv_data, data.mv_size, t)) != XE_US_OK)
-        us_error(error_r, "user store %s: the tombstone of %s is corrupt", store->path,
-                 jid);
-    mdb_txn_abort(txn);
-    return r;
-}
-
-static int
-us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bool create,
-                    char **error_r)
-{
-    MDB_txn *txn = NULL;
-    MDB_val key, data;
-    struct xe_tombstone *old = NULL;
-    int r, rc;
-
-    if (store->readonly) {
-        us_error(error_r, "user store %s: opened read-only", store->path);
-        return XE_US_INVALID;
-    }
-    if (us_key(store, t->jid, &key) != 0)
-        return XE_US_NOTFOUND;
-    if ((r = us_tdbi(store, error_r)) != 0)
-        return r;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
-        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-    rc = mdb_get(txn, store->tdbi, &key, &data);
-    if (rc == MDB_NOTFOUND && !create) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        r = us_mdb_error(store, NULL, rc, "reading a tombstone", error_r);
-        goto out;
-    }
-    if (rc == 0) {
-        /* an update of another deletion of the name (given up and deleted
-         * again meanwhile) is not written; a copy without an id keeps the
-         * record's */
-        old = xe_calloc(1, sizeof(*old));
-        if (xe_tombstone_decode(t->jid, data.mv_data, data.mv_size, old) == XE_US_OK) {
-            if (!create && !xe_tombstone_same(old, t)) {
-                r = XE_US_NOTFOUND;
-                goto out;
-            }
-            if (t->id[0] == '\0' && xe_tombstone_same(old, t)) {
-                struct xe_tombstone *c = xe_calloc(1, sizeof(*c));
-                *c = *t;
-                memcpy(c->id, old->id, sizeof(c->id));
-                free(old);
-                old = c;
-                t = c;
-            }
-        }
-    }
-    if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
-        goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    r = rc == 0 ? XE_US_OK
-                : us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    free(old);
-    return r;
-}
-
-static int
-us_tomb_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
-{
-    MDB_txn *txn = NULL;
-    MDB_val key;
-    int r, rc;
-
-    if (store->readonly) {
-        us_error(error_r, "user store %s: opened read-only", store->path);
-        return XE_US_INVALID;
-    }
-    if (us_key(store, jid, &key) != 0)
-        return XE_US_NOTFOUND;
-    if ((r = us_tdbi(store, error_r)) != 0)
-        return r;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
-        return us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-    rc = mdb_del(txn, store->tdbi, &key, NULL);
-    if (rc == MDB_NOTFOUND) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc != 0) {
-        r = us_mdb_error(store, NULL, rc, "deleting a tombstone", error_r);
-        goto out;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    r = rc == 0 ? XE_US_OK
-                : us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    return r;
-}
-
-int
-xe_userstore_tomb_foreach(struct xe_userstore *store, const char *domain,
-                          int (*cb)(const struct xe_tombstone *t, void *ctx), void *ctx,
-                          char **error_r)
-{
-    MDB_txn *txn = NULL;
-    MDB_cursor *cur = NULL;
-    MDB_val key, data;
-    struct xe_tombstone *t = NULL;
-    size_t dlen = domain != NULL ? strlen(domain) : 0;
-    MDB_cursor_op op = MDB_FIRST;
-    int r, rc;
-
-    if ((r = us_tdbi(store, error_r)) != 0) {
-        if (r == XE_US_NOTFOUND)
-            r = XE_US_OK; /* read-only and none was ever written */
-        goto out;
-    }
-    r = XE_US_IO;
-    if ((t = malloc(sizeof(*t))) == NULL) {
-        us_error(error_r, "user store %s: out of memory", store->path);
-        goto out;
-    }
-    if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, &txn)) != 0 ||
-        (rc = mdb_cursor_open(txn, store->tdbi, &cur)) != 0) {
-        r = us_mdb_error(store, NULL, rc, "walking the tombstones", error_r);
-        goto out;
-    }
-    for (;; op = MDB_NEXT) {
-        char jid[sizeof(t->jid)];
-
-        rc = mdb_cursor_get(cur, &key, &data, op);
-        if (rc == MDB_NOTFOUND)
-            break;
-        if (rc != 0) {
-            r = us_mdb_error(store, NULL, rc, "walking the tombstones", error_r);
-            goto out;
-        }
-        if ((r = key_jid(store, &key, domain, dlen, jid, sizeof(jid), "a tombstone's key",
-                         error_r)) > 0)
-            continue;
-        if (r < 0)
-            goto out;
-        if ((r = xe_tombstone_decode(jid, data.mv_data, data.mv_size, t)) != XE_US_OK) {
-            us_error(error_r, "user store %s: the tombstone of %s is corrupt",
-                     store->path, jid);
-            goto out;
-        }
-        if (cb(t, ctx) != 0)
-            break;
-    }
-    r = XE_US_OK;
-out:
-    if (cur != NULL)
-        mdb_cursor_close(cur);
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    free(t);
-    return r;
-}
-
 /* ---- the write hooks (several nodes) ------------------------------------ */
 
 int
@@ -1655,14 +1271,14 @@ xe_userstore_set_nosync(struct xe_userstore *store, bool on, char **error_r)
 {
     int rc = mdb_env_set_flags(store->env, MDB_NOSYNC, on ? 1 : 0);
     return rc == 0 ? XE_US_OK
-                   : us_mdb_error(store, NULL, rc, "mdb_env_set_flags", error_r);
+                   : xe_us_mdb_error(store, NULL, rc, "mdb_env_set_flags", error_r);
 }
 
 int
 xe_userstore_sync(struct xe_userstore *store, char **error_r)
 {
     int rc = mdb_env_sync(store->env, 1);
-    return rc == 0 ? XE_US_OK : us_mdb_error(store, NULL, rc, "mdb_env_sync", error_r);
+    return rc == 0 ? XE_US_OK : xe_us_mdb_error(store, NULL, rc, "mdb_env_sync", error_r);
 }
 
 void
@@ -1717,56 +1333,5 @@ xe_userstore_del(struct xe_userstore *store, const char *jid, char **error_r)
     int r = us_before(store, jid, error_r);
     if (r == XE_US_OK && (r = us_del_impl(store, jid, error_r)) == XE_US_OK)
         us_after(store, 'u', jid);
-    return r;
-}
-
-int
-xe_userstore_bury(struct xe_userstore *store, const struct xe_tombstone *t,
-                  char **error_r)
-{
-    struct xe_tombstone *c = NULL;
-    int r = us_before(store, t->jid, error_r);
-
-    if (r == XE_US_OK && t->id[0] == '\0') { /* this deletion's own stamp */
-        c = xe_calloc(1, sizeof(*c));
-        *c = *t;
-        xe_random_id(c->id);
-        t = c;
-    }
-    if (r == XE_US_OK && (r = us_bury_impl(store, t, error_r)) == XE_US_OK) {
-        us_after(store, 't', t->jid);
-        us_after(store, 'u', t->jid);
-    }
-    free(c);
-    return r;
-}
-
-/* the purge's progress is not refused: it is queued */
-int
-xe_userstore_tomb_update(struct xe_userstore *store, const struct xe_tombstone *t,
-                         char **error_r)
-{
-    int r = us_tomb_update_impl(store, t, false, error_r);
-    if (r == XE_US_OK)
-        us_after(store, 't', t->jid);
-    return r;
-}
-
-int
-xe_userstore_tomb_put(struct xe_userstore *store, const struct xe_tombstone *t,
-                      char **error_r)
-{
-    int r = us_tomb_update_impl(store, t, true, error_r);
-    if (r == XE_US_OK)
-        us_after(store, 't', t->jid);
-    return r;
-}
-
-int
-xe_userstore_tomb_del(struct xe_userstore *store, const char *jid, char **error_r)
-{
-    int r = us_tomb_del_impl(store, jid, error_r);
-    if (r == XE_US_OK)
-        us_after(store, 't', jid);
     return r;
 }
