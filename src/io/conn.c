@@ -638,23 +638,26 @@ static const struct xe_stream_cb client_cb = {
     .leave = xe_srv_stream_leave,
 };
 
+/* The peer's address into SS (zeroed: AF_UNSPEC, if there is none) and
+ * formatted into OUT ("?" if none). */
 static void
-format_peer(uv_tcp_t *t, char *out, size_t len)
+format_peer(uv_tcp_t *t, struct sockaddr_storage *ss, char *out, size_t len)
 {
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss), n = -1;
+    int sl = sizeof(*ss), n = -1;
     char ip[64] = "?";
 
-    if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
+    if (uv_tcp_getpeername(t, (struct sockaddr *)ss, &sl) == 0) {
+        if (ss->ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)ss, ip, sizeof(ip));
             n = snprintf(out, len, "%s:%d", ip,
-                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+                         ntohs(((struct sockaddr_in *)ss)->sin_port));
         } else {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
+            uv_ip6_name((struct sockaddr_in6 *)ss, ip, sizeof(ip));
             n = snprintf(out, len, "[%s]:%d", ip,
-                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+                         ntohs(((struct sockaddr_in6 *)ss)->sin6_port));
         }
+    } else {
+        memset(ss, 0, sizeof(*ss));
     }
     if (n < 0 || (size_t)n >= len) /* no address, or (impossibly) too long */
         snprintf(out, len, "?");
@@ -726,11 +729,12 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
          * on Direct TLS), and answering one would spend what the caps
          * protect; the client sees the connection close and retries. */
         uv_tcp_t *t = xe_malloc(sizeof(*t));
+        struct sockaddr_storage ss;
         char peer[64] = "-";
         uv_tcp_init(w->loop, t);
         if (uv_accept(ls, (uv_stream_t *)t) == 0) {
             if (strcmp(full, "stopping") != 0)
-                format_peer(t, peer, sizeof(peer));
+                format_peer(t, &ss, peer, sizeof(peer));
             refused(w, full, peer);
         }
         uv_close((uv_handle_t *)t, on_reject_closed);
@@ -765,7 +769,9 @@ xe_srv_on_connection(uv_stream_t *ls, int status)
         xe_srv_finish_close(c);
         return;
     }
-    format_peer(&c->cs.u.tcp, c->peer, sizeof(c->peer));
+    /* (c->sa: the socket's peer, until a PROXY header or X-Forwarded-For
+     * says otherwise; one getpeername per connection) */
+    format_peer(&c->cs.u.tcp, &c->sa, c->peer, sizeof(c->peer));
     c->accepted_ms = uv_now(w->loop);
     c->since = (int64_t)time(NULL);
     if (lc->kind == XE_LISTEN_WEBSOCKET && xe_srv_ws_accept(c, lc) < 0)

@@ -451,7 +451,7 @@ backend_open(struct conn *c)
                uv_ip6_addr(sc->host, sc->port, (struct sockaddr_in6 *)&ss) != 0) {
         r = UV_EINVAL;
     } else {
-        r = xe_stream_connect_tcp(&c->bs, (struct sockaddr *)&ss);
+        r = xe_stream_connect_tcp_reading(&c->bs, (struct sockaddr *)&ss);
     }
     if (r < 0) {
         xe_srv_exec(c, xe_sess_connected(c->sess, false, uv_strerror(r)));

@@ -144,6 +144,12 @@ on_connect(uv_connect_t *req, int status)
 {
     struct xe_stream *s = req->data;
 
+    /* (read early, xe_stream_connect_tcp_reading: not on a failed socket,
+     * whose errors the connect has told) */
+    if (status < 0 && s->reading && !s->closed) {
+        uv_read_stop(&s->u.stream);
+        s->reading = false;
+    }
     enter(s);
     connect_body(s, status);
     leave(s);
@@ -173,6 +179,25 @@ int
 xe_stream_connect_tcp(struct xe_stream *s, const struct sockaddr *sa)
 {
     return uv_tcp_connect(&s->creq, &s->u.tcp, sa, on_connect);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *h, ssize_t n, const uv_buf_t *buf);
+
+/* Reading asked for with the connect: libuv registers the socket once for
+ * both (one epoll_ctl ADD, then a MOD when the connect is done) instead of
+ * an ADD for the connect, then an ADD that fails with EEXIST and a MOD for
+ * the read (issue 18). libuv tells the connect before any read. */
+int
+xe_stream_connect_tcp_reading(struct xe_stream *s, const struct sockaddr *sa)
+{
+    int r = uv_tcp_connect(&s->creq, &s->u.tcp, sa, on_connect);
+
+    if (r == 0 && !s->reading && uv_read_start(&s->u.stream, on_alloc, on_read) == 0) {
+        s->reading = true;
+        s->paused = false;
+    }
+    return r;
 }
 
 void

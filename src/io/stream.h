@@ -184,6 +184,9 @@ int xe_stream_accept(struct xe_stream *s, uv_stream_t *ls);
 int xe_stream_open(struct xe_stream *s, uv_os_sock_t fd);
 /* Connect (cb->connected tells): 0 or a libuv error. */
 int xe_stream_connect_tcp(struct xe_stream *s, const struct sockaddr *sa);
+/* The same, reading from the start (no xe_stream_start needed): what the
+ * peer sends is delivered after cb->connected, never before. */
+int xe_stream_connect_tcp_reading(struct xe_stream *s, const struct sockaddr *sa);
 void xe_stream_connect_pipe(struct xe_stream *s, const char *path);
 /* After a failed connect: a fresh socket of the same kind, then REOPENED
  * (unless the stream closed meanwhile). */
