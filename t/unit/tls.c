@@ -698,17 +698,19 @@ test_ctx_errors(void)
     snprintf(ka, sizeof(ka), "%s/a.test.key", tmpdir);
     snprintf(cb, sizeof(cb), "%s/b.test.crt", tmpdir);
     snprintf(kb, sizeof(kb), "%s/b.test.key", tmpdir);
-    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL, NULL};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0 && c == NULL,
        "key that does not match the certificate is refused");
     ok(err && strstr(err, "a.test"), "  error names the domain: %s", err ? err : "");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL, NULL};
+    bad[0] =
+        (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing certificate file");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL, NULL};
+    bad[0] =
+        (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing key file");
     free(err);
     (void)cb;
@@ -721,8 +723,8 @@ test_ctx_errors(void)
 static void
 test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
 {
-    struct xe_tls_cert cert = {"a.test", ca, ka, cb,
-                               NULL}; /* b.test's as the trust anchor */
+    struct xe_tls_cert cert = {"a.test", ca,   ka, cb,
+                               NULL,     NULL, 0}; /* b.test's as the trust anchor */
     struct xe_tls_ctx *sctx = NULL;
     struct xe_tls_client_ctx *cctx = NULL, *bare = NULL, *bad = NULL;
     char *err = NULL;
@@ -789,7 +791,7 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
      * a user's xmppAddr may hold a "*" */
     {
         char wc[4096], wk[4096];
-        struct xe_tls_cert wcert = {"a.test", ca, ka, wc, NULL};
+        struct xe_tls_cert wcert = {"a.test", ca, ka, wc, NULL, NULL, 0};
         struct xe_tls_ctx *wsctx = NULL;
         struct xe_tls_client_ctx *wcctx = NULL;
         bool made;
@@ -1012,8 +1014,8 @@ static void
 test_resumption(const char *ca, const char *ka, const char *cb, const char *kb)
 {
     /* a.test trusts a.test's certificate for clients, b.test b.test's */
-    struct xe_tls_cert certs[2] = {{"a.test", ca, ka, ca, NULL},
-                                   {"b.test", cb, kb, cb, NULL}};
+    struct xe_tls_cert certs[2] = {{"a.test", ca, ka, ca, NULL, NULL, 0},
+                                   {"b.test", cb, kb, cb, NULL, NULL, 0}};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
 
@@ -1106,9 +1108,9 @@ test_parameters(const char *ca, const char *ka, const char *cb, const char *kb)
     struct xe_tls_settings mine = {"ECDHE-ECDSA-AES128-SHA", NULL, "P-256", 0};
     struct xe_tls_settings only13 = {NULL, "TLS_CHACHA20_POLY1305_SHA256", NULL,
                                      XE_TLS_1_3};
-    struct xe_tls_cert certs[3] = {{"a.test", ca, ka, NULL, NULL},
-                                   {"b.test", cb, kb, NULL, &mine},
-                                   {"c.test", cb, kb, NULL, &only13}};
+    struct xe_tls_cert certs[3] = {{"a.test", ca, ka, NULL, NULL, NULL, 0},
+                                   {"b.test", cb, kb, NULL, &mine, NULL, 0},
+                                   {"c.test", cb, kb, NULL, &only13, NULL, 0}};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
     const char *setting = NULL;
@@ -1199,9 +1201,9 @@ test_end_point(const char *ca, const char *ka)
     ok(make_cert_kind("rsa.test", true, EVP_sha384(), rc, rk, sizeof(rc)) &&
            make_cert_kind("sha1.test", false, EVP_sha1(), sc, sk, sizeof(sc)),
        "end-point: an RSA certificate signed with SHA-384, an EC one with SHA-1");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
-    certs[1] = (struct xe_tls_cert){"rsa.test", rc, rk, NULL, NULL};
-    certs[2] = (struct xe_tls_cert){"sha1.test", sc, sk, NULL, NULL};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL, NULL, 0};
+    certs[1] = (struct xe_tls_cert){"rsa.test", rc, rk, NULL, NULL, NULL, 0};
+    certs[2] = (struct xe_tls_cert){"sha1.test", sc, sk, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(certs, 3, NULL, &sctx, &err) == 0, "end-point: contexts %s",
        err ? err : "");
     free(err);
@@ -1251,7 +1253,7 @@ has_cb(const struct tried *r, const char *type)
 static void
 test_unique_needs_ems(const char *ca, const char *ka)
 {
-    struct xe_tls_cert cert = {"a.test", ca, ka, NULL, NULL};
+    struct xe_tls_cert cert = {"a.test", ca, ka, NULL, NULL, NULL, 0};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
 
@@ -1390,9 +1392,9 @@ test_chain(const char *other_cert)
                        sizeof(leafp), &leaf, &leafkey);
     ok(made, "chain: a CA and a certificate it issued");
     if (made) {
-        struct xe_tls_cert with_ca = {"chain.test", leafp, leafk, cap, NULL};
-        struct xe_tls_cert alone = {"chain.test", leafp, leafk, NULL, NULL};
-        struct xe_tls_cert odd = {"chain.test", bundle, leafk, cap, NULL};
+        struct xe_tls_cert with_ca = {"chain.test", leafp, leafk, cap, NULL, NULL, 0};
+        struct xe_tls_cert alone = {"chain.test", leafp, leafk, NULL, NULL, NULL, 0};
+        struct xe_tls_cert odd = {"chain.test", bundle, leafk, cap, NULL, NULL, 0};
         char line[1024];
 
         /* a file with a chain that is not the store's: the leaf, then a.test's */
@@ -1433,8 +1435,8 @@ main(void)
         return tap_done();
     ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
     ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
-    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL, NULL};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL, NULL, 0};
+    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &ctx, &err) == 0, "xe_tls_ctx_new %s",
        err ? err : "");
     free(err);
