@@ -881,6 +881,164 @@ test_tickets(void)
     ticket = NULL;
 }
 
+/* ---- tls.ticket_key_file -------------------------------------------------------- */
+
+/* A file of N bytes (each from SEED) and MODE; its path in out. */
+static void
+key_file(const char *name, size_t n, unsigned char seed, mode_t mode, char *out,
+         size_t len)
+{
+    FILE *f;
+
+    snprintf(out, len, "%s/%s", tmpdir, name);
+    f = fopen(out, "wb");
+    for (size_t i = 0; i < n && f; i++)
+        fputc((int)(unsigned char)(seed + i), f);
+    if (f)
+        fclose(f);
+    chmod(out, mode);
+}
+
+/* A TLS 1.3 handshake with a context of its own under KEYS (offering
+ * *sess, when set); whether it resumed; *sess: the ticket it got. */
+static bool
+resume_under(const char *crt, const char *key, const unsigned char *keys, size_t keys_len,
+             SSL_SESSION **sess)
+{
+    struct xe_tls_cert cert = {"a.test", crt, key, NULL, NULL, keys, keys_len};
+    struct xe_tls_ctx *x = NULL;
+    char *err = NULL, buf[16];
+    bool reused = false;
+    int cr, sr;
+
+    if (xe_tls_ctx_new(&cert, 1, "xmpp-client", &x, &err) < 0) {
+        ok(0, "ticket keys: context: %s", err ? err : "");
+        free(err);
+        return false;
+    }
+    {
+        struct ep c = ep_raw("a.test", 0, 0, NULL, 0);
+        struct ep s = ep_xe(xe_tls_new(x, NULL));
+        SSL_CTX *cc = c.ssl ? SSL_get_SSL_CTX(c.ssl) : NULL;
+
+        if (c.ssl && s.x) {
+            SSL_CTX_set_session_cache_mode(cc, SSL_SESS_CACHE_CLIENT |
+                                                   SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(cc, on_ticket);
+            if (*sess)
+                SSL_set_session(c.ssl, *sess);
+            pump_handshake(&c, &s, &cr, &sr);
+            SSL_read(c.ssl, buf, sizeof(buf)); /* the client takes the ticket */
+            reused = cr == XE_TLS_DONE && SSL_session_reused(c.ssl);
+            SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            if (ticket) {
+                if (*sess)
+                    SSL_SESSION_free(*sess);
+                *sess = ticket;
+                ticket = NULL;
+            }
+        }
+        ep_free(&c);
+        ep_free(&s);
+    }
+    xe_tls_ctx_free(&x);
+    return reused;
+}
+
+static void
+test_ticket_keys(const char *crt, const char *key)
+{
+    char path[4096];
+    unsigned char *k1 = NULL, *k21 = NULL, *k2 = NULL, *k = NULL;
+    size_t l1 = 0, l21 = 0, l2 = 0, l = 0;
+    char *err = NULL;
+    SSL_SESSION *s1 = NULL;
+    unsigned char *der;
+    int der_len;
+
+    key_file("k1", 80, 1, 0600, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k1, &l1, &err) == 0 && l1 == 80,
+       "ticket keys: one key of 80 bytes");
+    key_file("k2", 80, 101, 0640, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k2, &l2, &err) == 0 && l2 == 80,
+       "ticket keys: mode 0640 is accepted");
+    k21 = malloc(160);
+    memcpy(k21, k2, 80);
+    memcpy(k21 + 80, k1, 80);
+    l21 = 160;
+    key_file("k8", 8 * 80, 7, 0600, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k, &l, &err) == 0 && l == 640,
+       "ticket keys: 8 keys");
+    free(k);
+    struct {
+        const char *what, *name, *msg;
+        size_t n;
+        mode_t mode;
+    } bad[] = {
+        {"79 bytes", "b79", "holds 79 bytes", 79, 0600},
+        {"81 bytes", "b81", "holds 81 bytes", 81, 0600},
+        {"empty", "b0", "holds 0 bytes", 0, 0600},
+        {"9 keys", "b9", "more than 640", 9 * 80, 0600},
+        {"world-readable", "bw", "accessible to others", 80, 0604},
+        {"group-writable", "bg", "writable by its group", 80, 0620},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        k = NULL;
+        err = NULL;
+        key_file(bad[i].name, bad[i].n, 3, bad[i].mode, path, sizeof(path));
+        ok(xe_tls_ticket_keys_read(path, &k, &l, &err) < 0 && k == NULL && err &&
+               strstr(err, bad[i].msg),
+           "ticket keys: %s refused: %s", bad[i].what, err ? err : "");
+        free(err);
+    }
+    err = NULL;
+    ok(xe_tls_ticket_keys_read("/nonexistent/keys", &k, &l, &err) < 0 && err &&
+           strstr(err, "cannot open"),
+       "ticket keys: a missing file refused: %s", err ? err : "");
+    free(err);
+
+    ok(!resume_under(crt, key, k1, l1, &s1) && s1, "ticket keys: a first full handshake");
+    /* a client marks a session it offered in vain as not resumable: each
+     * attempt below offers a fresh copy of the first ticket */
+    der_len = s1 ? i2d_SSL_SESSION(s1, NULL) : 0;
+    der = malloc(der_len > 0 ? (size_t)der_len : 1);
+    {
+        unsigned char *p = der;
+        if (der_len > 0)
+            i2d_SSL_SESSION(s1, &p);
+    }
+    ok(resume_under(crt, key, k1, l1, &s1),
+       "ticket keys: another context, same key: resumed");
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(!resume_under(crt, key, NULL, 0, &o),
+           "ticket keys: a context without keys does not resume it");
+        SSL_SESSION_free(o);
+    }
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(resume_under(crt, key, k21, l21, &o), "ticket keys: old key second: resumed");
+        SSL_SESSION *renewed = o; /* the renewed ticket, under the first key */
+        ok(renewed != NULL && resume_under(crt, key, k2, l2, &renewed),
+           "ticket keys: the renewed ticket is under the new key");
+        SSL_SESSION_free(renewed);
+    }
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(!resume_under(crt, key, k2, l2, &o),
+           "ticket keys: old key removed: full handshake");
+        SSL_SESSION_free(o);
+    }
+    free(der);
+    SSL_SESSION_free(s1);
+    free(k1);
+    free(k2);
+    free(k21);
+}
+
 /* ---- resumption, per-domain sessions, parameters, tls-server-end-point ------------ */
 
 /* A certificate of another kind: RSA (2048) or EC, signed (self) with MD. */
@@ -1457,6 +1615,7 @@ main(void)
         test_end_point(ca, ka);
         test_unique_needs_ems(ca, ka);
         test_chain(ca);
+        test_ticket_keys(ca, ka);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }
