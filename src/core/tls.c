@@ -447,8 +447,10 @@ ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CT
     params[2] = OSSL_PARAM_construct_end();
     if (EVP_MAC_CTX_set_params(hctx, params) != 1)
         return -1;
-    /* under a key after the first: renew the ticket under the first */
-    return enc || i == 1 ? 1 : 2;
+    /* renew a ticket under a key after the first (under the first); on
+     * TLS 1.3 every resumption gets a fresh ticket, as with OpenSSL's own
+     * keys (RFC 8446 C.4: tickets single-use where they can be) */
+    return enc || (i == 1 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
 }
 
 static SSL_CTX *

@@ -1001,6 +1001,7 @@ test_ticket_keys(const char *crt, const char *key)
     /* a client marks a session it offered in vain as not resumable: each
      * attempt below offers a fresh copy of the first ticket */
     der_len = s1 ? i2d_SSL_SESSION(s1, NULL) : 0;
+    tickets_seen = 0;
     der = malloc(der_len > 0 ? (size_t)der_len : 1);
     {
         unsigned char *p = der;
@@ -1009,6 +1010,9 @@ test_ticket_keys(const char *crt, const char *key)
     }
     ok(resume_under(crt, key, k1, l1, &s1),
        "ticket keys: another context, same key: resumed");
+    is_int(
+        tickets_seen, 1,
+        "ticket keys: a resumed TLS 1.3 session gets a fresh ticket (as OpenSSL's keys)");
     {
         const unsigned char *p = der;
         SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
