@@ -8,25 +8,32 @@
 #  - rotation: the new key first, the old second: the old ticket resumes;
 #    the old key removed: a full handshake;
 #  - a second xedge with the same file resumes the first one's sessions;
-#  - a session of example.test still does not resume under other.test.
+#  - a session of example.test still does not resume under other.test;
+#  - the same on STARTTLS; a reload with a bad key file is refused and the
+#    keys in use stay;
 #  - xedge -t refuses a world-readable file, a missing one, a wrong length.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 16
+plan 21
 
 sandbox_up
 SB=$XE_SANDBOX_DIR_SB
 D=$XE_SANDBOX_DIR
 XEDGE=$XE_TOP_BUILDDIR/src/xedge
 
-# sess out|in FILE [SNI] [HOST:PORT] -> R: "New" or "Reused" (or the output)
+# sess out|in FILE [SNI] [HOST:PORT] -> R: "New" or "Reused" (or the output);
+# STARTTLS=1: on the STARTTLS listener
 sess() {
-	local out
-	out=$( (sleep 1) | timeout 20 openssl s_client -connect "${4:-$XEDGE_DIRECT_TLS}" -tls1_3 \
+	local out st=() addr=${4:-$XEDGE_DIRECT_TLS}
+	if [ -n "${STARTTLS:-}" ]; then
+		st=(-starttls xmpp -xmpphost example.test)
+		addr=${4:-$XEDGE_C2S}
+	fi
+	out=$( (sleep 1) | timeout 20 openssl s_client -connect "$addr" "${st[@]}" -tls1_3 \
 		-servername "${3:-example.test}" -CAfile "$XEDGE_CERT" "-sess_$1" "$2" 2>&1)
 	R=$(printf '%s\n' "$out" | sed -n 's/^\(New\|Reused\), TLSv1.3.*/\1/p' | head -n 1)
 	[ -n "$R" ] || R="no handshake: $(printf '%s\n' "$out" | tail -n 3 | tr '\n' ' ')"
-	diag "s_client -sess_$1 ${3:-example.test} ${4:-$XEDGE_DIRECT_TLS}: $R"
+	diag "s_client -sess_$1 ${3:-example.test} $addr ${STARTTLS:+(STARTTLS)}: $R"
 }
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -65,6 +72,21 @@ sess in "$D/s1"
 is "$R" Reused "key file: the session resumes after a SIGHUP"
 sess in "$D/s1" other.test
 is "$R" New "a session of example.test does not resume under other.test"
+STARTTLS=1 sess out "$D/st1"
+xedge_restart "$SB/keys.conf"
+STARTTLS=1 sess in "$D/st1"
+is "$R" Reused "key file: a STARTTLS session resumes after a restart"
+# a reload with a bad key file is refused; the keys in use stay
+chmod 644 "$D/tk"
+out=$(ctl reload 2>&1)
+rc=$?
+ok $((rc == 0)) "a reload with a world-readable key file is refused"
+like "$out" "ticket_key_file.*accessible to others" "... naming the file: $out"
+chmod 600 "$D/tk"
+sess in "$D/s1"
+is "$R" Reused "... and the keys in use stay: the session still resumes"
+xedge_alive
+ok $? "xedge is still running"
 
 # ---- 3. rotation
 cat "$D/k2" "$D/k1" >"$D/tk"
