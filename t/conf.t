@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..88"
+echo "1..93"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -173,6 +173,15 @@ check "tls: an unknown group" 's/^log_level = "info";/log_level = "info"; tls = 
 check "tls: TLS 1.1" 's/^log_level = "info";/log_level = "info"; tls = { min_version = "TLSv1.1"; };/' "bad\.conf:1: min_version: must be \"TLSv1\.2\" or \"TLSv1\.3\""
 check "tls: a domain's bad list names the domain" 's/pool = "main"; } );/pool = "main"; tls = { ciphers = "NOPE"; }; } );/' "bad\.conf:7: domain example\.test: tls\.ciphers: 'NOPE' names no TLS 1\.2"
 check "tls: a misspelt setting" 's/^log_level = "info";/log_level = "info"; tls = { cipher = "HIGH"; };/' "bad\.conf:1: cipher: unknown setting"
+# tls.ticket_key_file: 80-byte keys, not accessible to others, top group only
+(umask 077 && openssl rand 160 >"$d/tk" && openssl rand 79 >"$d/tk79" && openssl rand 80 >"$d/tkw") && chmod 644 "$d/tkw"
+good | sed "s#^log_level = \"info\";#log_level = \"info\"; tls = { ticket_key_file = \"$d/tk\"; };#" >"$d/tk.conf"
+out=$("$XEDGE" -t -c "$d/tk.conf" 2>&1)
+ok $? "tls.ticket_key_file: two 80-byte keys, mode 0600, accepted ($out)"
+check "tls.ticket_key_file: 79 bytes" "s#^log_level = \"info\";#log_level = \"info\"; tls = { ticket_key_file = \"$d/tk79\"; };#" "bad\.conf:1: tls\.ticket_key_file: '.*/tk79' holds 79 bytes: it must hold 1 to 8 keys of 80 bytes"
+check "tls.ticket_key_file: world-readable" "s#^log_level = \"info\";#log_level = \"info\"; tls = { ticket_key_file = \"$d/tkw\"; };#" "bad\.conf:1: tls\.ticket_key_file: '.*/tkw' is accessible to others"
+check "tls.ticket_key_file: missing" "s#^log_level = \"info\";#log_level = \"info\"; tls = { ticket_key_file = \"$d/nope\"; };#" "bad\.conf:1: tls\.ticket_key_file: cannot open '.*/nope'"
+check "tls.ticket_key_file: not in a domain's tls group" "s#pool = \"main\"; } );#pool = \"main\"; tls = { ticket_key_file = \"$d/tk\"; }; } );#" "bad\.conf:7: ticket_key_file: unknown setting"
 
 # websocket listeners (RFC 7395)
 WS='{ kind = "websocket"; address = "127.0.0.1"; port = 5280;'

@@ -979,10 +979,12 @@ tls_settings_free(struct xe_tls_settings *t)
  * by OpenSSL; WHERE names the group in errors ("tls", "domain a.example: tls"). */
 static int
 load_tls_group(struct xe_conf_ctx *c, const config_setting_t *g, const char *where,
-               struct xe_tls_settings *t)
+               struct xe_tls_settings *t, bool top)
 {
     static const char *const names[] = {"ciphers", "ciphersuites", "groups",
                                         "min_version", NULL};
+    static const char *const top_names[] = {"ciphers",     "ciphersuites",    "groups",
+                                            "min_version", "ticket_key_file", NULL};
     static const char *const keys[] = {"ciphers", "ciphersuites", "groups"};
     char **fields[] = {&t->ciphers, &t->ciphersuites, &t->groups};
     const config_setting_t *mv;
@@ -992,7 +994,7 @@ load_tls_group(struct xe_conf_ctx *c, const config_setting_t *g, const char *whe
     if (g != NULL) {
         if (!config_setting_is_group(g))
             return xe_conf_fail(c, g, where, "must be a group { ... }");
-        if (check_group(c, g, names) < 0)
+        if (check_group(c, g, top ? top_names : names) < 0)
             return -1;
         for (size_t i = 0; i < 3; i++) {
             char *v = NULL;
@@ -1032,8 +1034,24 @@ load_tls(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *ro
 {
     const config_setting_t *list = config_setting_get_member(root, "domains");
 
-    if (load_tls_group(c, config_setting_get_member(root, "tls"), "tls", &conf->tls) < 0)
+    const config_setting_t *top = config_setting_get_member(root, "tls");
+
+    if (load_tls_group(c, top, "tls", &conf->tls, true) < 0)
         return -1;
+    if (top != NULL && config_setting_is_group(top)) {
+        const config_setting_t *kf = config_setting_get_member(top, "ticket_key_file");
+        char *err = NULL;
+        if (xe_conf_get_string(c, top, "ticket_key_file", false, NULL,
+                               &conf->ticket_key_file) < 0)
+            return -1;
+        if (conf->ticket_key_file &&
+            xe_tls_ticket_keys_read(conf->ticket_key_file, &conf->ticket_keys,
+                                    &conf->ticket_keys_len, &err) < 0) {
+            xe_conf_fail(c, kf, "tls.ticket_key_file", "%s", err);
+            free(err);
+            return -1;
+        }
+    }
     for (size_t i = 0; i < conf->n_domains; i++) {
         struct xe_tls_settings *t = &conf->domains[i].tls;
         const config_setting_t *g =
@@ -1046,7 +1064,7 @@ load_tls(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *ro
         t->groups = conf->tls.groups ? xe_strdup(conf->tls.groups) : NULL;
         t->min_version = conf->tls.min_version;
         snprintf(where, sizeof(where), "domain %s: tls", conf->domains[i].name);
-        if (g != NULL && load_tls_group(c, g, where, t) < 0)
+        if (g != NULL && load_tls_group(c, g, where, t, false) < 0)
             return -1;
     }
     return 0;
@@ -1335,6 +1353,10 @@ xe_conf_free(struct xe_conf **confp)
     }
     free(conf->domains);
     tls_settings_free(&conf->tls);
+    if (conf->ticket_keys)
+        OPENSSL_cleanse(conf->ticket_keys, conf->ticket_keys_len);
+    free(conf->ticket_keys);
+    free(conf->ticket_key_file);
     for (size_t i = 0; i < conf->n_pools; i++) {
         struct xe_pool_conf *p = &conf->pools[i];
         free(p->name);

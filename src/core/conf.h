@@ -177,6 +177,11 @@ struct xe_conf {
     size_t n_pools;
 
     struct xe_tls_settings tls; /* the top tls group (every domain's defaults) */
+    /* tls.ticket_key_file: TLS session ticket keys, XE_TLS_TICKET_KEY_BYTES
+     * each, the first encrypts; NULL: OpenSSL's own, per context */
+    char *ticket_key_file;
+    unsigned char *ticket_keys;
+    size_t ticket_keys_len;
 
     /* sasl */
     char **mechanisms; /* upper case, in order of preference */

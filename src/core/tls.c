@@ -7,9 +7,16 @@
 #include <string.h>
 #include <strings.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/buffer.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -32,6 +39,8 @@ struct xe_tls_ctx {
     size_t n;
     unsigned char *alpn; /* wire format, or NULL */
     size_t alpn_len;
+    unsigned char *ticket_keys; /* XE_TLS_TICKET_KEY_BYTES each, or NULL */
+    size_t n_ticket_keys;
 };
 
 struct xe_tls {
@@ -347,6 +356,103 @@ out:
     return r;
 }
 
+int
+xe_tls_ticket_keys_read(const char *path, unsigned char **keys_r, size_t *len_r,
+                        char **error_r)
+{
+    enum { MAX = XE_TLS_TICKET_KEY_BYTES * XE_TLS_TICKET_KEYS_MAX };
+    unsigned char buf[MAX + 1];
+    struct stat st;
+    ssize_t n;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+
+    if (fd < 0) {
+        *error_r = xe_asprintf("cannot open '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        *error_r = xe_asprintf("'%s' is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (st.st_mode & (S_IRWXO | S_IWGRP)) {
+        *error_r = xe_asprintf("'%s' is accessible to others or writable by its group "
+                               "(mode %04o): the keys decrypt every session; "
+                               "chmod 600 or 640",
+                               path, (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return -1;
+    }
+    while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *error_r = xe_asprintf("cannot read '%s': %s", path, strerror(errno));
+            close(fd);
+            OPENSSL_cleanse(buf, sizeof(buf));
+            return -1;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    if (len == 0 || len > MAX || len % XE_TLS_TICKET_KEY_BYTES != 0) {
+        *error_r = xe_asprintf("'%s' holds %s%zu bytes: it must hold 1 to %d keys of %d "
+                               "bytes each (openssl rand %d > file)",
+                               path, len > MAX ? "more than " : "", len > MAX ? MAX : len,
+                               XE_TLS_TICKET_KEYS_MAX, XE_TLS_TICKET_KEY_BYTES,
+                               XE_TLS_TICKET_KEY_BYTES);
+        OPENSSL_cleanse(buf, sizeof(buf));
+        return -1;
+    }
+    *keys_r = xe_malloc(len);
+    memcpy(*keys_r, buf, len);
+    *len_r = len;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
+/* Session tickets under the key file's keys (RFC 5077's layout, as
+ * OpenSSL's own: a 16-byte key name, AES-256-CBC, HMAC-SHA256). */
+static int
+ticket_key_cb(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *ectx,
+              EVP_MAC_CTX *hctx, int enc)
+{
+    const struct xe_tls *t = SSL_get_app_data(ssl);
+    const struct xe_tls_ctx *c = t ? t->ctx : NULL;
+    const unsigned char *k = NULL;
+    size_t i = 0;
+    OSSL_PARAM params[3];
+
+    if (c == NULL || c->n_ticket_keys == 0)
+        return -1;
+    if (enc) {
+        k = c->ticket_keys;
+        memcpy(name, k, 16);
+        if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(EVP_aes_256_cbc())) != 1 ||
+            EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k + 48, iv) != 1)
+            return -1;
+    } else {
+        for (i = 0; i < c->n_ticket_keys && k == NULL; i++)
+            if (memcmp(name, c->ticket_keys + i * XE_TLS_TICKET_KEY_BYTES, 16) == 0)
+                k = c->ticket_keys + i * XE_TLS_TICKET_KEY_BYTES;
+        if (k == NULL)
+            return 0; /* a key no longer in the file: a full handshake */
+        if (EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, k + 48, iv) != 1)
+            return -1;
+    }
+    params[0] =
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)(k + 16), 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+        return -1;
+    /* renew a ticket under a key after the first (under the first); on
+     * TLS 1.3 every resumption gets a fresh ticket, as with OpenSSL's own
+     * keys (RFC 8446 C.4: tickets single-use where they can be) */
+    return enc || (i == 1 && SSL_version(ssl) != TLS1_3_VERSION) ? 1 : 2;
+}
+
 static SSL_CTX *
 make_ctx(struct xe_tls_ctx *c, struct dom_ctx *dom, const struct xe_tls_cert *cert,
          const char *alpn, char **error_r)
@@ -429,6 +535,11 @@ make_ctx(struct xe_tls_ctx *c, struct dom_ctx *dom, const struct xe_tls_cert *ce
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_tlsext_servername_arg(ctx, c);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, c);
+    if (c->n_ticket_keys > 0 &&
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb) != 1) {
+        ssl_error_string(err, sizeof(err), "cannot set the session ticket keys");
+        goto fail;
+    }
     return ctx;
 fail:
     SSL_CTX_free(ctx);
@@ -449,6 +560,13 @@ xe_tls_ctx_new(const struct xe_tls_cert *certs, size_t n, const char *alpn,
         c->alpn[0] = (unsigned char)l;
         memcpy(c->alpn + 1, alpn, l);
         c->alpn_len = l + 1;
+    }
+    if (n > 0 && certs[0].ticket_keys &&
+        certs[0].ticket_keys_len >= XE_TLS_TICKET_KEY_BYTES) {
+        c->n_ticket_keys = certs[0].ticket_keys_len / XE_TLS_TICKET_KEY_BYTES;
+        c->ticket_keys = xe_malloc(c->n_ticket_keys * XE_TLS_TICKET_KEY_BYTES);
+        memcpy(c->ticket_keys, certs[0].ticket_keys,
+               c->n_ticket_keys * XE_TLS_TICKET_KEY_BYTES);
     }
     for (size_t i = 0; i < n; i++) {
         c->doms[i].domain = xe_strdup(certs[i].domain);
@@ -488,6 +606,9 @@ xe_tls_ctx_free(struct xe_tls_ctx **cp)
     }
     free(c->doms);
     free(c->alpn);
+    if (c->ticket_keys)
+        OPENSSL_cleanse(c->ticket_keys, c->n_ticket_keys * XE_TLS_TICKET_KEY_BYTES);
+    free(c->ticket_keys);
     free(c);
     *cp = NULL;
 }

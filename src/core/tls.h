@@ -46,7 +46,25 @@ struct xe_tls_cert {
     const char *key;         /* PEM key file */
     const char *client_ca;   /* PEM CAs for client certificates (EXTERNAL), or NULL */
     const struct xe_tls_settings *settings; /* NULL: the defaults */
+    /* session ticket keys (xe_tls_ticket_keys_read), the first cert's for
+     * every domain; NULL: OpenSSL makes its own, per context and process */
+    const unsigned char *ticket_keys;
+    size_t ticket_keys_len;
 };
+
+/* Session ticket keys (tls.ticket_key_file): the file holds one or more
+ * keys of XE_TLS_TICKET_KEY_BYTES raw bytes each, as nginx's 80-byte
+ * ssl_session_ticket_key: 16 bytes of key name, 32 of HMAC-SHA256 key, 32
+ * of AES-256-CBC key. The first encrypts new tickets; each decrypts
+ * (tickets under a later one are renewed); a ticket under no key gets a
+ * full handshake. */
+#define XE_TLS_TICKET_KEY_BYTES 80
+#define XE_TLS_TICKET_KEYS_MAX 8
+/* Reads and checks PATH: a regular file, not accessible to others nor
+ * writable by its group, 1 to XE_TLS_TICKET_KEYS_MAX keys. 0 and *keys_r
+ * (to OPENSSL_cleanse and free), *len_r; or -1 and *error_r (to free). */
+int xe_tls_ticket_keys_read(const char *path, unsigned char **keys_r, size_t *len_r,
+                            char **error_r);
 
 /* Which names of a client certificate count as the client's JID. */
 #define XE_ID_XMPPADDR 1u /* SAN otherName id-on-xmppAddr (RFC 6120 13.7.1.4) */

@@ -150,6 +150,8 @@ xe_srv_gen_new(const struct xe_conf *conf, const struct gen *prev, char **error_
         certs[i].key = conf->domains[i].key;
         certs[i].client_ca = conf->domains[i].client_ca;
         certs[i].settings = &conf->domains[i].tls;
+        certs[i].ticket_keys = conf->ticket_keys;
+        certs[i].ticket_keys_len = conf->ticket_keys_len;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls_starttls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-client", &g->tls_direct, error_r) <

@@ -74,6 +74,8 @@ gen_new(const struct xe_conf *conf, struct gen *base, const struct xe_s2s_gen_op
         /* the peer's certificate is requested (optional) and verified */
         certs[i].client_ca = conf->s2s.trust_anchors;
         certs[i].settings = &conf->domains[i].tls;
+        certs[i].ticket_keys = conf->ticket_keys;
+        certs[i].ticket_keys_len = conf->ticket_keys_len;
     }
     if (xe_tls_ctx_new(certs, conf->n_domains, NULL, &g->tls, error_r) < 0 ||
         xe_tls_ctx_new(certs, conf->n_domains, "xmpp-server", &g->tls_direct, error_r) <

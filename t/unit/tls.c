@@ -698,17 +698,19 @@ test_ctx_errors(void)
     snprintf(ka, sizeof(ka), "%s/a.test.key", tmpdir);
     snprintf(cb, sizeof(cb), "%s/b.test.crt", tmpdir);
     snprintf(kb, sizeof(kb), "%s/b.test.key", tmpdir);
-    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL, NULL};
+    bad[0] = (struct xe_tls_cert){"a.test", ca, kb, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0 && c == NULL,
        "key that does not match the certificate is refused");
     ok(err && strstr(err, "a.test"), "  error names the domain: %s", err ? err : "");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL, NULL};
+    bad[0] =
+        (struct xe_tls_cert){"a.test", "/nonexistent/x.crt", ka, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing certificate file");
     free(err);
     err = NULL;
-    bad[0] = (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL, NULL};
+    bad[0] =
+        (struct xe_tls_cert){"a.test", ca, "/nonexistent/x.key", NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(bad, 1, "xmpp-client", &c, &err) < 0, "missing key file");
     free(err);
     (void)cb;
@@ -721,8 +723,8 @@ test_ctx_errors(void)
 static void
 test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
 {
-    struct xe_tls_cert cert = {"a.test", ca, ka, cb,
-                               NULL}; /* b.test's as the trust anchor */
+    struct xe_tls_cert cert = {"a.test", ca,   ka, cb,
+                               NULL,     NULL, 0}; /* b.test's as the trust anchor */
     struct xe_tls_ctx *sctx = NULL;
     struct xe_tls_client_ctx *cctx = NULL, *bare = NULL, *bad = NULL;
     char *err = NULL;
@@ -789,7 +791,7 @@ test_s2s(const char *ca, const char *ka, const char *cb, const char *kb)
      * a user's xmppAddr may hold a "*" */
     {
         char wc[4096], wk[4096];
-        struct xe_tls_cert wcert = {"a.test", ca, ka, wc, NULL};
+        struct xe_tls_cert wcert = {"a.test", ca, ka, wc, NULL, NULL, 0};
         struct xe_tls_ctx *wsctx = NULL;
         struct xe_tls_client_ctx *wcctx = NULL;
         bool made;
@@ -877,6 +879,168 @@ test_tickets(void)
     if (ticket)
         SSL_SESSION_free(ticket);
     ticket = NULL;
+}
+
+/* ---- tls.ticket_key_file -------------------------------------------------------- */
+
+/* A file of N bytes (each from SEED) and MODE; its path in out. */
+static void
+key_file(const char *name, size_t n, unsigned char seed, mode_t mode, char *out,
+         size_t len)
+{
+    FILE *f;
+
+    snprintf(out, len, "%s/%s", tmpdir, name);
+    f = fopen(out, "wb");
+    for (size_t i = 0; i < n && f; i++)
+        fputc((int)(unsigned char)(seed + i), f);
+    if (f)
+        fclose(f);
+    chmod(out, mode);
+}
+
+/* A TLS 1.3 handshake with a context of its own under KEYS (offering
+ * *sess, when set); whether it resumed; *sess: the ticket it got. */
+static bool
+resume_under(const char *crt, const char *key, const unsigned char *keys, size_t keys_len,
+             SSL_SESSION **sess)
+{
+    struct xe_tls_cert cert = {"a.test", crt, key, NULL, NULL, keys, keys_len};
+    struct xe_tls_ctx *x = NULL;
+    char *err = NULL, buf[16];
+    bool reused = false;
+    int cr, sr;
+
+    if (xe_tls_ctx_new(&cert, 1, "xmpp-client", &x, &err) < 0) {
+        ok(0, "ticket keys: context: %s", err ? err : "");
+        free(err);
+        return false;
+    }
+    {
+        struct ep c = ep_raw("a.test", 0, 0, NULL, 0);
+        struct ep s = ep_xe(xe_tls_new(x, NULL));
+        SSL_CTX *cc = c.ssl ? SSL_get_SSL_CTX(c.ssl) : NULL;
+
+        if (c.ssl && s.x) {
+            SSL_CTX_set_session_cache_mode(cc, SSL_SESS_CACHE_CLIENT |
+                                                   SSL_SESS_CACHE_NO_INTERNAL_STORE);
+            SSL_CTX_sess_set_new_cb(cc, on_ticket);
+            if (*sess)
+                SSL_set_session(c.ssl, *sess);
+            pump_handshake(&c, &s, &cr, &sr);
+            SSL_read(c.ssl, buf, sizeof(buf)); /* the client takes the ticket */
+            reused = cr == XE_TLS_DONE && SSL_session_reused(c.ssl);
+            SSL_set_shutdown(c.ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+            if (ticket) {
+                if (*sess)
+                    SSL_SESSION_free(*sess);
+                *sess = ticket;
+                ticket = NULL;
+            }
+        }
+        ep_free(&c);
+        ep_free(&s);
+    }
+    xe_tls_ctx_free(&x);
+    return reused;
+}
+
+static void
+test_ticket_keys(const char *crt, const char *key)
+{
+    char path[4096];
+    unsigned char *k1 = NULL, *k21 = NULL, *k2 = NULL, *k = NULL;
+    size_t l1 = 0, l21 = 0, l2 = 0, l = 0;
+    char *err = NULL;
+    SSL_SESSION *s1 = NULL;
+    unsigned char *der;
+    int der_len;
+
+    key_file("k1", 80, 1, 0600, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k1, &l1, &err) == 0 && l1 == 80,
+       "ticket keys: one key of 80 bytes");
+    key_file("k2", 80, 101, 0640, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k2, &l2, &err) == 0 && l2 == 80,
+       "ticket keys: mode 0640 is accepted");
+    k21 = malloc(160);
+    memcpy(k21, k2, 80);
+    memcpy(k21 + 80, k1, 80);
+    l21 = 160;
+    key_file("k8", 8 * 80, 7, 0600, path, sizeof(path));
+    ok(xe_tls_ticket_keys_read(path, &k, &l, &err) == 0 && l == 640,
+       "ticket keys: 8 keys");
+    free(k);
+    struct {
+        const char *what, *name, *msg;
+        size_t n;
+        mode_t mode;
+    } bad[] = {
+        {"79 bytes", "b79", "holds 79 bytes", 79, 0600},
+        {"81 bytes", "b81", "holds 81 bytes", 81, 0600},
+        {"empty", "b0", "holds 0 bytes", 0, 0600},
+        {"9 keys", "b9", "more than 640", 9 * 80, 0600},
+        {"world-readable", "bw", "accessible to others", 80, 0604},
+        {"group-writable", "bg", "writable by its group", 80, 0620},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        k = NULL;
+        err = NULL;
+        key_file(bad[i].name, bad[i].n, 3, bad[i].mode, path, sizeof(path));
+        ok(xe_tls_ticket_keys_read(path, &k, &l, &err) < 0 && k == NULL && err &&
+               strstr(err, bad[i].msg),
+           "ticket keys: %s refused: %s", bad[i].what, err ? err : "");
+        free(err);
+    }
+    err = NULL;
+    ok(xe_tls_ticket_keys_read("/nonexistent/keys", &k, &l, &err) < 0 && err &&
+           strstr(err, "cannot open"),
+       "ticket keys: a missing file refused: %s", err ? err : "");
+    free(err);
+
+    ok(!resume_under(crt, key, k1, l1, &s1) && s1, "ticket keys: a first full handshake");
+    /* a client marks a session it offered in vain as not resumable: each
+     * attempt below offers a fresh copy of the first ticket */
+    der_len = s1 ? i2d_SSL_SESSION(s1, NULL) : 0;
+    tickets_seen = 0;
+    der = malloc(der_len > 0 ? (size_t)der_len : 1);
+    {
+        unsigned char *p = der;
+        if (der_len > 0)
+            i2d_SSL_SESSION(s1, &p);
+    }
+    ok(resume_under(crt, key, k1, l1, &s1),
+       "ticket keys: another context, same key: resumed");
+    is_int(
+        tickets_seen, 1,
+        "ticket keys: a resumed TLS 1.3 session gets a fresh ticket (as OpenSSL's keys)");
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(!resume_under(crt, key, NULL, 0, &o),
+           "ticket keys: a context without keys does not resume it");
+        SSL_SESSION_free(o);
+    }
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(resume_under(crt, key, k21, l21, &o), "ticket keys: old key second: resumed");
+        SSL_SESSION *renewed = o; /* the renewed ticket, under the first key */
+        ok(renewed != NULL && resume_under(crt, key, k2, l2, &renewed),
+           "ticket keys: the renewed ticket is under the new key");
+        SSL_SESSION_free(renewed);
+    }
+    {
+        const unsigned char *p = der;
+        SSL_SESSION *o = d2i_SSL_SESSION(NULL, &p, der_len);
+        ok(!resume_under(crt, key, k2, l2, &o),
+           "ticket keys: old key removed: full handshake");
+        SSL_SESSION_free(o);
+    }
+    free(der);
+    SSL_SESSION_free(s1);
+    free(k1);
+    free(k2);
+    free(k21);
 }
 
 /* ---- resumption, per-domain sessions, parameters, tls-server-end-point ------------ */
@@ -1012,8 +1176,8 @@ static void
 test_resumption(const char *ca, const char *ka, const char *cb, const char *kb)
 {
     /* a.test trusts a.test's certificate for clients, b.test b.test's */
-    struct xe_tls_cert certs[2] = {{"a.test", ca, ka, ca, NULL},
-                                   {"b.test", cb, kb, cb, NULL}};
+    struct xe_tls_cert certs[2] = {{"a.test", ca, ka, ca, NULL, NULL, 0},
+                                   {"b.test", cb, kb, cb, NULL, NULL, 0}};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
 
@@ -1106,9 +1270,9 @@ test_parameters(const char *ca, const char *ka, const char *cb, const char *kb)
     struct xe_tls_settings mine = {"ECDHE-ECDSA-AES128-SHA", NULL, "P-256", 0};
     struct xe_tls_settings only13 = {NULL, "TLS_CHACHA20_POLY1305_SHA256", NULL,
                                      XE_TLS_1_3};
-    struct xe_tls_cert certs[3] = {{"a.test", ca, ka, NULL, NULL},
-                                   {"b.test", cb, kb, NULL, &mine},
-                                   {"c.test", cb, kb, NULL, &only13}};
+    struct xe_tls_cert certs[3] = {{"a.test", ca, ka, NULL, NULL, NULL, 0},
+                                   {"b.test", cb, kb, NULL, &mine, NULL, 0},
+                                   {"c.test", cb, kb, NULL, &only13, NULL, 0}};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
     const char *setting = NULL;
@@ -1199,9 +1363,9 @@ test_end_point(const char *ca, const char *ka)
     ok(make_cert_kind("rsa.test", true, EVP_sha384(), rc, rk, sizeof(rc)) &&
            make_cert_kind("sha1.test", false, EVP_sha1(), sc, sk, sizeof(sc)),
        "end-point: an RSA certificate signed with SHA-384, an EC one with SHA-1");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
-    certs[1] = (struct xe_tls_cert){"rsa.test", rc, rk, NULL, NULL};
-    certs[2] = (struct xe_tls_cert){"sha1.test", sc, sk, NULL, NULL};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL, NULL, 0};
+    certs[1] = (struct xe_tls_cert){"rsa.test", rc, rk, NULL, NULL, NULL, 0};
+    certs[2] = (struct xe_tls_cert){"sha1.test", sc, sk, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(certs, 3, NULL, &sctx, &err) == 0, "end-point: contexts %s",
        err ? err : "");
     free(err);
@@ -1251,7 +1415,7 @@ has_cb(const struct tried *r, const char *type)
 static void
 test_unique_needs_ems(const char *ca, const char *ka)
 {
-    struct xe_tls_cert cert = {"a.test", ca, ka, NULL, NULL};
+    struct xe_tls_cert cert = {"a.test", ca, ka, NULL, NULL, NULL, 0};
     struct xe_tls_ctx *sctx = NULL;
     char *err = NULL;
 
@@ -1390,9 +1554,9 @@ test_chain(const char *other_cert)
                        sizeof(leafp), &leaf, &leafkey);
     ok(made, "chain: a CA and a certificate it issued");
     if (made) {
-        struct xe_tls_cert with_ca = {"chain.test", leafp, leafk, cap, NULL};
-        struct xe_tls_cert alone = {"chain.test", leafp, leafk, NULL, NULL};
-        struct xe_tls_cert odd = {"chain.test", bundle, leafk, cap, NULL};
+        struct xe_tls_cert with_ca = {"chain.test", leafp, leafk, cap, NULL, NULL, 0};
+        struct xe_tls_cert alone = {"chain.test", leafp, leafk, NULL, NULL, NULL, 0};
+        struct xe_tls_cert odd = {"chain.test", bundle, leafk, cap, NULL, NULL, 0};
         char line[1024];
 
         /* a file with a chain that is not the store's: the leaf, then a.test's */
@@ -1433,8 +1597,8 @@ main(void)
         return tap_done();
     ok(make_cert("a.test", ca, ka, sizeof(ca)), "certificate for a.test");
     ok(make_cert("b.test", cb, kb, sizeof(cb)), "certificate for b.test");
-    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL};
-    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL, NULL};
+    certs[0] = (struct xe_tls_cert){"a.test", ca, ka, NULL, NULL, NULL, 0};
+    certs[1] = (struct xe_tls_cert){"b.test", cb, kb, NULL, NULL, NULL, 0};
     ok(xe_tls_ctx_new(certs, 2, "xmpp-client", &ctx, &err) == 0, "xe_tls_ctx_new %s",
        err ? err : "");
     free(err);
@@ -1455,6 +1619,7 @@ main(void)
         test_end_point(ca, ka);
         test_unique_needs_ems(ca, ka);
         test_chain(ca);
+        test_ticket_keys(ca, ka);
         xe_tls_ctx_free(&ctx);
         ok(ctx == NULL, "xe_tls_ctx_free clears the pointer");
     }
