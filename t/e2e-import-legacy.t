@@ -231,6 +231,7 @@ printf "%s<host xmlns='urn:xmpp:pie:0' jid='example.test'><user name='alice'>%s<
 	"$hdr" "$S1" "${S1:0:60}" >"$L/truncated.xml"
 ctl user del alice@example.test >/dev/null
 ctl user del bob@example.test >/dev/null
+wait_purged
 out=$(ctl user import "$L/truncated.xml" 2>&1)
 like "$out" "truncated\.xml:1: user bob: the file breaks off inside it; not imported" \
 	"a truncated file: the record cut off is refused" || diag "$out"

@@ -78,12 +78,7 @@ ok $? "... export DOMAIN gives the same for the only domain"
 # an exported user, deleted and imported back, logs in again
 grep '"alice@example.test"' "$P/export.jsonl" >"$P/alice.jsonl"
 ctl user del alice@example.test
-# (the name is free again once the daemon purged alice's data at the
-# backend: under load that takes more than the next command's time)
-for _ in $(seq 1 100); do
-	[ -z "$(ctl user list --pending)" ] && break
-	sleep 0.1
-done
+wait_purged
 out=$(ctl user import "$P/alice.jsonl" 2>&1)
 client --jid alice@example.test --password "$APW" --mech SCRAM-SHA-1-PLUS
 is "$RC" 0 "export, delete, import: alice logs in again"

@@ -163,6 +163,17 @@ ctl() {
 	# shellcheck disable=SC2086 # XEDGECTL is a command line
 	timeout 30 $XEDGECTL "$@"
 }
+# wait_purged: until no deleted user waits for its purge (10 s at most):
+# a name deleted with `user del` is free again once the daemon purged its
+# data at the backend, which under load takes more than the next command
+wait_purged() {
+	local _
+	for _ in $(seq 1 100); do
+		[ -z "$(ctl user list --pending 2>/dev/null)" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
 
 # user_add JID PASSWORD
 user_add() {
