@@ -29,6 +29,7 @@ USERS=(--user "alice@example.test=$PA" --user "bob@example.test=$PB" --user "car
 # up BACKENDS: a sandbox with a websocket listener; the web scripts beside a
 # link to node_modules (ES modules are found from the script's directory);
 # bob, the echo bot, on xedge's STARTTLS listener
+rss_is_honest # (the never-reading client's RSS bound, under AddressSanitizer)
 up() {
 	local tries
 	for tries in 1 2 3; do
