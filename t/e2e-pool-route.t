@@ -11,8 +11,10 @@
 # another server are read; a MUC room on prosody-0 (a component of the
 # pool) has occupants from all three servers; a pin moves a user's home
 # without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
-# keeps roster and offline messages; with 100,053 pins the map reaches
-# each glue whole, in parts, and a pin beyond the first 100,000 routes;
+# keeps roster and offline messages (a pin reaches the glues as a small
+# delta of the map, within a second); with 100,053 pins the map reaches
+# each glue whole, in parts, a pin beyond the first 100,000 routes, and
+# a pin moved or a user deleted then costs a delta of a few hundred bytes;
 # the home server stopped: the sender gets recipient-unavailable at once,
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
@@ -21,7 +23,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 61
+plan 70
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -133,15 +135,26 @@ sleep 2.5
 is "$(grep -c 'event=route-pins-read' "$XEDGE_LOG")" "$n0" "nothing written for 2.5 s: the pins are not read again"
 
 # --- a pin moves the home without a restart --------------------------------------
+# (a delta of the map: the pin alone, not the map whole)
+d0=$(metric 'xedge_route_map_sends_total{kind="delta"}')
+f0=$(metric 'xedge_route_map_sends_total{kind="full"}')
+t0=$(now_ms)
 out=$(ctl user pin r10@example.test prosody-1 2>&1)
 ok $? "xedgectl user pin r10 (homed on prosody-0) prosody-1" || diag "$out"
 out=$(ctl user where r10@example.test)
 like "$(echo $out)" "home: prosody-1 pinned: prosody-1" "user where: home prosody-1, pinned" || diag "$out"
-for _ in $(seq 1 50); do
+for _ in $(seq 1 100); do
 	grep -q 'pool map: 3 servers, 1 pins' "$SB/prosody-2/prosody.log" && break
-	sleep 0.1
+	sleep 0.02
 done
-like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins" "the new map reached the glue without a restart"
+dt=$(($(now_ms) - t0))
+like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins \\(delta, generation [0-9]+: 1 pinned, 0 unpinned\\)" \
+	"the pin reached the glue without a restart, as a delta"
+ok "$([ "$dt" -le 1500 ] && echo 0 || echo 1)" "... within the second of the store's refresh, and its read ($dt ms from the pin)"
+is "$(($(metric 'xedge_route_map_sends_total{kind="delta"}') - ${d0:-0}))/$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" \
+	"3/0" "xedge_route_map_sends_total: a delta to each of the 3 links, no map whole"
+like "$(grep 'event=route-map-changed pool=main' "$XEDGE_LOG" | tail -n 1)" "kind=delta bytes=[0-9]{2,3}$" \
+	"... logged (event=route-map-changed kind=delta) with its size"
 ok "$([ "$(grep -c 'event=route-pins-read pool=main' "$XEDGE_LOG")" -gt "$n0" ] && echo 0 || echo 1)" \
 	"... the pin (a write to the store) had them read again"
 OUT=$(rc_run send pin-1 r14@example.test r10@example.test)
@@ -305,6 +318,30 @@ ok "$([ -s "$(offline_file prosody-0 r23)" ] && [ ! -s "$(offline_file prosody-2
 	"a message from r14 (prosody-2) to the offline r23 is kept at its pin, prosody-0 (the glue knew the pin)"
 OUT=$(rc_run receive many-1 r23@example.test)
 like "$OUT" "RESULT=ok" "r23 gets it at login on prosody-0" || diag "$OUT"
+# a pin changed among 100,053: a delta of a few hundred bytes to each link,
+# not the 5 MB map again; a user deleted: its pin goes in a delta too
+full_b=$(metric 'xedge_route_map_bytes_total{kind="full"}')
+db0=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
+ctl user pin f000007@example.test prosody-2 >/dev/null
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, $NPINS pins (delta, generation [0-9]*: 1 pinned" "$SB/prosody-0/prosody.log" && break
+	sleep 0.05
+done
+db1=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
+is "$(grep -c "pool map: 3 servers, $NPINS pins (delta, generation [0-9]*: 1 pinned, 0 unpinned)" "$SB/prosody-0/prosody.log")" 1 \
+	"with $NPINS pins, a pin moved: the glue applies a delta"
+ok "$([ $((db1 - ${db0:-0})) -gt 0 ] && [ $((db1 - ${db0:-0})) -le 600 ] && echo 0 || echo 1)" \
+	"... $((db1 - ${db0:-0})) bytes to the 3 links (the map whole: $full_b bytes written so far)"
+is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no map whole"
+out=$(ctl user del --keep-data f000009@example.test 2>&1)
+ok $? "user del f000009 (pinned to prosody-1)" || diag "$out"
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, $((NPINS - 1)) pins (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log" && break
+	sleep 0.05
+done
+is "$(grep -c "pool map: 3 servers, $((NPINS - 1)) pins (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log")" 1 \
+	"... a user deleted: its pin leaves the glue's map in a delta"
+is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no map whole"
 
 # --- xedge -t ------------------------------------------------------------------
 out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; policy = "least-conn";/' "$XEDGE_CONF") 2>&1)

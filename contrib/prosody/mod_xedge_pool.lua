@@ -7,7 +7,10 @@
 -- authenticated by an assertion (doc/assertion.md, purpose "route",
 -- identity "DOMAIN SERVER"), and over it:
 --   * xedge sends the map of homes (<pool/>: the servers with their
---     weights, the pins), again whenever it changes (a reload, a pin);
+--     weights, the pins), whole at the link's start and after a reload,
+--     and a <delta/> of the pins that changed after a pin, an unpin or a
+--     user's removal (a generation number on each: a gap asks for the
+--     map whole, <resync/>);
 --   * every stanza this server would handle for a user of the domain homed
 --     elsewhere (message, presence, iq; bare or full JID) goes to xedge,
 --     which sends it to the home; nothing of it is handled here (no
@@ -63,10 +66,12 @@ end
 ---------------------------------------------------------------- homes
 
 -- The map from xedge: servers = { {name=, weight=}, ... } in pool order,
--- pins = { [bare] = name }. nil until the first whole map arrives (xedge
--- sends a large map in parts: <pool pins='N'/>, then <pins/> up to N).
+-- pins = { [bare] = name }, got = the count of pins, gen = its
+-- generation. nil until the first whole map arrives (xedge sends a large
+-- map in parts: <pool gen='G' pins='N'/>, then <pins/> up to N).
 local map;
 local pending; -- a map whose parts are still arriving
+local resync_asked; -- the generation of the map we had when we asked
 
 -- The home of a bare JID: its pin, else the rendezvous choice, as xedge
 -- computes it (xedge_pool.lib.lua; checked against xedge by t/lua-pool.t).
@@ -112,6 +117,47 @@ function stream_callbacks.streamopened(session, attr)
 		:text(token)));
 end
 
+-- A <delta gen='G'/> of the pins: applied to the whole map in use when
+-- it is the next generation (xedge sends deltas in order, and never
+-- between the parts of a map: one arriving while a map is being built is
+-- a gap too). A gap: the map whole is asked for, once; the map in use
+-- stays until it comes.
+local function ask_resync(session, why)
+	if resync_asked then return; end -- once, until the map comes
+	resync_asked = true;
+	module:log("warn", "xedge pool map: %s: asking for the whole map", why);
+	session.conn:write(tostring(st.stanza("resync", { xmlns = "urn:xedge:route:0",
+		gen = map and map.gen and tostring(map.gen) or nil })));
+end
+
+local function apply_delta(session, delta)
+	local gen = tonumber(delta.attr.gen);
+	if not map or pending or not gen or not map.gen or gen ~= map.gen + 1 then
+		ask_resync(session, ("a delta of generation %s, ours is %s%s"):format(tostring(delta.attr.gen),
+			tostring(map and map.gen), pending and " (a map is being built)" or ""));
+		return;
+	end
+	local pinned, unpinned = 0, 0;
+	for e in delta:childtags() do
+		local j = e.attr.jid;
+		if j and e.name == "pin" and e.attr.server then
+			if not map.pins[j] then map.got = map.got + 1; end
+			map.pins[j] = e.attr.server;
+			pinned = pinned + 1;
+		elseif j and e.name == "unpin" then
+			if map.pins[j] then map.got = map.got - 1; end
+			map.pins[j] = nil;
+			unpinned = unpinned + 1;
+		end
+	end
+	map.gen = gen;
+	module:log("info", "xedge pool map: %d servers, %d pins (delta, generation %d: %d pinned, %d unpinned)",
+		#map.servers, map.got, gen, pinned, unpinned);
+	if tonumber(delta.attr.pins) and tonumber(delta.attr.pins) ~= map.got then
+		ask_resync(session, ("%d pins after the delta, xedge has %s"):format(map.got, delta.attr.pins));
+	end
+end
+
 local function read_map(pool)
 	local m = { servers = {}, pins = {}, components = {} };
 	for s in pool:childtags("server") do
@@ -126,6 +172,7 @@ local function read_map(pool)
 		m.got = m.got + 1;
 	end
 	m.want = tonumber(pool.attr.pins) or m.got;
+	m.gen = tonumber(pool.attr.gen);
 	local known = false;
 	for _, s in ipairs(m.servers) do if s.name == self_name then known = true; end end
 	if not known then
@@ -152,10 +199,13 @@ function stream_callbacks.handlestanza(session, stanza)
 				pending.pins[p.attr.jid] = p.attr.server;
 				pending.got = pending.got + 1;
 			end
+		elseif stanza.name == "delta" then
+			apply_delta(session, stanza);
 		end
 		if pending and pending.got >= pending.want then
-			map, pending = pending, nil;
-			module:log("info", "xedge pool map: %d servers, %d pins", #map.servers, map.got);
+			map, pending, resync_asked = pending, nil, nil;
+			module:log("info", "xedge pool map: %d servers, %d pins (full, generation %s)", #map.servers,
+				map.got, tostring(map.gen));
 		end
 		return;
 	end
@@ -225,14 +275,14 @@ end
 function listeners.ondisconnect(conn, err)
 	if link and link.conn == conn then
 		module:log(link.authed and "warn" or "info", "xedge routing link down: %s", tostring(err));
-		link, pending = nil, nil;
+		link, pending, resync_asked = nil, nil, nil;
 		schedule_connect();
 	end
 end
 function listeners.onfail(data, err)
 	if link == data then
 		module:log("info", "cannot reach xedge's routing listener %s:%d: %s", route_host, route_port, tostring(err));
-		link, pending = nil, nil;
+		link, pending, resync_asked = nil, nil, nil;
 		schedule_connect();
 	end
 end

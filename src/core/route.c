@@ -23,6 +23,8 @@ struct xe_route_map {
     struct xe_pool_conf pool; /* names, weights, components: for xe_pool_pick */
     struct pin *pins;
     size_t n_pins, cap_pins;
+    uint64_t gen;  /* its generation, as the glue knows it */
+    unsigned refs; /* xe_route_map_ref; freed at 0 */
 };
 
 struct xe_route_map *
@@ -30,6 +32,7 @@ xe_route_map_new(const struct xe_pool_conf *pool)
 {
     struct xe_route_map *m = xe_calloc(1, sizeof(*m));
 
+    m->refs = 1;
     m->pool.name = xe_strdup(pool->name);
     m->pool.n_servers = pool->n_servers;
     m->pool.servers =
@@ -55,6 +58,9 @@ xe_route_map_free(struct xe_route_map **mp)
 
     if (m == NULL)
         return;
+    *mp = NULL;
+    if (--m->refs > 0)
+        return;
     for (size_t i = 0; i < m->pool.n_servers; i++)
         free(m->pool.servers[i].name);
     free(m->pool.servers);
@@ -66,7 +72,25 @@ xe_route_map_free(struct xe_route_map **mp)
         free(m->pins[i].jid);
     free(m->pins);
     free(m);
-    *mp = NULL;
+}
+
+struct xe_route_map *
+xe_route_map_ref(struct xe_route_map *m)
+{
+    m->refs++;
+    return m;
+}
+
+void
+xe_route_map_set_gen(struct xe_route_map *m, uint64_t gen)
+{
+    m->gen = gen;
+}
+
+uint64_t
+xe_route_map_gen(const struct xe_route_map *m)
+{
+    return m->gen;
 }
 
 size_t
@@ -193,7 +217,8 @@ xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t 
     if (i == 0) {
         r |= xe_buf_append_str(out, "<pool xmlns='" XE_NS_ROUTE "' self='");
         r |= xe_buf_append_escaped(out, self);
-        r |= xe_buf_appendf(out, "' pins='%zu'>", m->n_pins);
+        r |= xe_buf_appendf(out, "' gen='%llu' pins='%zu'>", (unsigned long long)m->gen,
+                            m->n_pins);
         for (size_t k = 0; k < m->pool.n_servers; k++) {
             r |= xe_buf_append_str(out, "<server name='");
             r |= xe_buf_append_escaped(out, m->pool.servers[k].name);
@@ -225,10 +250,11 @@ xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t 
     return i < m->n_pins ? 1 : 0;
 }
 
-bool
-xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
+/* Whether A and B have the same servers, weights and components. */
+static bool
+same_pool(const struct xe_route_map *a, const struct xe_route_map *b)
 {
-    if (a->pool.n_servers != b->pool.n_servers || a->n_pins != b->n_pins ||
+    if (a->pool.n_servers != b->pool.n_servers ||
         a->pool.n_components != b->pool.n_components)
         return false;
     for (size_t i = 0; i < a->pool.n_components; i++)
@@ -239,6 +265,70 @@ xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
         if (strcmp(a->pool.servers[i].name, b->pool.servers[i].name) != 0 ||
             a->pool.servers[i].weight != b->pool.servers[i].weight)
             return false;
+    return true;
+}
+
+static int
+append_pin(struct xe_buf *out, const struct xe_route_map *m, const struct pin *p)
+{
+    int r = 0;
+
+    r |= xe_buf_append_str(out, "<pin jid='");
+    r |= xe_buf_append_escaped(out, p->jid);
+    r |= xe_buf_append_str(out, "' server='");
+    r |= xe_buf_append_escaped(out, m->pool.servers[p->server].name);
+    r |= xe_buf_append_str(out, "'/>");
+    return r;
+}
+
+int
+xe_route_map_delta(const struct xe_route_map *old, const struct xe_route_map *new,
+                   size_t max, struct xe_buf *out)
+{
+    size_t start = out->len, i = 0, j = 0;
+    int r = 0;
+
+    if (!same_pool(old, new))
+        return 1;
+    r |= xe_buf_appendf(out, "<delta xmlns='" XE_NS_ROUTE "' gen='%llu' pins='%zu'>",
+                        (unsigned long long)new->gen, new->n_pins);
+    /* both sorted (xe_route_map_seal): one merge walk */
+    while ((i < old->n_pins || j < new->n_pins) && r == 0) {
+        int c = i == old->n_pins   ? 1
+                : j == new->n_pins ? -1
+                                   : strcmp(old->pins[i].jid, new->pins[j].jid);
+        if (c < 0) { /* gone: unpinned, or the user deleted */
+            r |= xe_buf_append_str(out, "<unpin jid='");
+            r |= xe_buf_append_escaped(out, old->pins[i].jid);
+            r |= xe_buf_append_str(out, "'/>");
+            i++;
+        } else if (c > 0) { /* new */
+            r |= append_pin(out, new, &new->pins[j]);
+            j++;
+        } else { /* moved, or the same */
+            if (old->pins[i].server != new->pins[j].server)
+                r |= append_pin(out, new, &new->pins[j]);
+            i++;
+            j++;
+        }
+        if (out->len - start > max) {
+            out->len = start; /* a full map costs less to reason about */
+            return 1;
+        }
+    }
+    r |= xe_buf_append_str(out, "</delta>");
+    if (r) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
+}
+
+bool
+xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
+{
+    if (a->n_pins != b->n_pins || !same_pool(a, b))
+        return false;
     for (size_t i = 0; i < a->n_pins; i++)
         if (strcmp(a->pins[i].jid, b->pins[i].jid) != 0 ||
             a->pins[i].server != b->pins[i].server)
@@ -631,6 +721,13 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (l->state == L_AUTH)
         return on_auth(l, e);
+    if (xe_xml_is(e, XE_NS_ROUTE, "resync")) {
+        /* the glue missed a delta (a generation it did not expect): the
+         * whole map again */
+        if (l->cb->resync)
+            l->cb->resync(l->ctx);
+        return XE_XS_CONTINUE;
+    }
     return on_stanza(l, e, raw, raw_len);
 }
 
