@@ -498,36 +498,109 @@ on_auth(struct xe_route_link *l, const struct xe_xml_elem *e)
     return XE_XS_CONTINUE;
 }
 
-/* An error reply to E (RFC 6120 8.3): to its sender, from its recipient;
- * none to an error, to an iq result, or without a from. */
-static void
-error_reply(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
-            const char *condition, const char *text)
+int
+xe_route_error_for(const struct xe_xml_elem *e, bool component, const char *type,
+                   const char *condition, const char *text, struct xe_buf *out)
 {
     const char *from = xe_xml_attr(e, "from"), *to = xe_xml_attr(e, "to"),
                *id = xe_xml_attr(e, "id"), *t = xe_xml_attr(e, "type");
 
     if (from == NULL || (t && (strcmp(t, "error") == 0 || strcmp(t, "result") == 0)))
-        return;
+        return 0;
+    if (strcmp(e->name, "message") != 0 && strcmp(e->name, "presence") != 0 &&
+        strcmp(e->name, "iq") != 0)
+        return 0;
     if (strcmp(e->name, "presence") == 0 &&
-        (t == NULL || strcmp(t, "unavailable") == 0 || strcmp(t, "probe") == 0))
-        return; /* broadcast presence and probes: no error (RFC 6121 4.3, 4.5) */
-    xe_buf_appendf(l->out, "<%s type='error' to='", e->name);
-    xe_buf_append_escaped(l->out, from);
+        ((t == NULL && !component) ||
+         (t && (strcmp(t, "unavailable") == 0 || strcmp(t, "probe") == 0))))
+        return 0; /* broadcast presence and probes: no error (RFC 6121 4.3, 4.5) */
+    xe_buf_appendf(out, "<%s type='error' to='", e->name);
+    xe_buf_append_escaped(out, from);
     if (to) {
-        xe_buf_append_str(l->out, "' from='");
-        xe_buf_append_escaped(l->out, to);
+        xe_buf_append_str(out, "' from='");
+        xe_buf_append_escaped(out, to);
     }
     if (id) {
-        xe_buf_append_str(l->out, "' id='");
-        xe_buf_append_escaped(l->out, id);
+        xe_buf_append_str(out, "' id='");
+        xe_buf_append_escaped(out, id);
     }
-    xe_buf_appendf(l->out,
+    xe_buf_appendf(out,
                    "'><error type='%s'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                    "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>",
                    type, condition);
-    xe_buf_append_escaped(l->out, text);
-    xe_buf_appendf(l->out, "</text></error></%s>", e->name);
+    xe_buf_append_escaped(out, text);
+    xe_buf_appendf(out, "</text></error></%s>", e->name);
+    return 1;
+}
+
+struct bounce_ctx {
+    const char *type, *condition, *text;
+    struct xe_buf *out;
+    int r;
+};
+
+static int
+bounce_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    (void)ctx;
+    (void)h;
+    (void)default_ns;
+    return XE_XS_CONTINUE;
+}
+
+static int
+bounce_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+               size_t raw_len)
+{
+    struct bounce_ctx *b = ctx;
+
+    (void)raw;
+    (void)raw_len;
+    if (strcmp(e->ns, "jabber:server") == 0)
+        b->r = xe_route_error_for(e, true, b->type, b->condition, b->text, b->out);
+    return XE_XS_STOP;
+}
+
+static int
+bounce_end(void *ctx)
+{
+    (void)ctx;
+    return XE_XS_STOP;
+}
+
+int
+xe_route_component_error(const unsigned char *raw, size_t len, const char *type,
+                         const char *condition, const char *text, struct xe_buf *out)
+{
+    static const struct xe_xmlstream_cb xcb = {bounce_start, bounce_element, bounce_end};
+    static const struct xe_xmlstream_limits lim = {
+        XE_ROUTE_MAX_STANZA, XE_ROUTE_MAX_DEPTH, XE_ROUTE_MAX_ATTRS};
+    static const char hdr[] = "<stream:stream xmlns='jabber:server' "
+                              "xmlns:stream='" XE_NS_STREAMS "'>";
+    struct bounce_ctx b = {type, condition, text, out, -1};
+    struct xe_xmlstream *xs = xe_xmlstream_new(&lim, &xcb, &b);
+    size_t used = 0;
+
+    if (xe_xmlstream_feed(xs, hdr, sizeof(hdr) - 1, &used) != XE_XS_ERROR)
+        xe_xmlstream_feed(xs, raw, len, &used);
+    xe_xmlstream_free(&xs);
+    return b.r;
+}
+
+/* An error reply to E (RFC 6120 8.3) on the link: to its sender, from its
+ * recipient (xe_route_error_for). */
+static void
+error_reply(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
+            const char *condition, const char *text)
+{
+    xe_route_error_for(e, false, type, condition, text, l->out);
+}
+
+static void
+component_error(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
+                const char *condition, const char *text)
+{
+    xe_route_error_for(e, true, type, condition, text, l->out);
 }
 
 /* The bare JID of TO, normalized as the user store keeps it, if it is a
@@ -671,12 +744,12 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
                         "routing loop refused: the component is on the sending server");
         } else if (!l->cb->up(l->ctx, home)) {
             o = XE_ROUTE_HOME_DOWN;
-            error_reply(l, e, "wait", "remote-server-timeout",
-                        "the component's server is unavailable");
+            component_error(l, e, "wait", "remote-server-timeout",
+                            XE_ROUTE_COMPONENT_DOWN_TEXT);
         } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
             o = XE_ROUTE_FULL;
-            error_reply(l, e, "wait", "resource-constraint",
-                        "the component's server is not keeping up");
+            component_error(l, e, "wait", "resource-constraint",
+                            "the component's server is not keeping up");
         } else {
             o = XE_ROUTE_FORWARDED;
         }

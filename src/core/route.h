@@ -90,6 +90,28 @@ bool xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *
 int xe_route_map_delta(const struct xe_route_map *old, const struct xe_route_map *new,
                        size_t max, struct xe_buf *out);
 
+/* ---- errors ------------------------------------------------------------ */
+
+struct xe_xml_elem; /* xmlstream.h */
+
+/* The error (RFC 6120 8.3) xedge answers for stanza E it cannot deliver:
+ * <NAME type='error' to=E's from from=E's to id=E's id><error type=TYPE>
+ * <CONDITION/><text>TEXT</text></error>, appended to OUT: 1. 0 (nothing
+ * appended) for a stanza that gets no error: an error, an iq result, one
+ * without a from, not a message, presence or iq, and presence of type
+ * unavailable or probe, or without a type (broadcast: RFC 6121 4.3, 4.5)
+ * unless COMPONENT (a presence to a component is directed: a room's join
+ * waits for its answer, XEP-0045 7.2). */
+int xe_route_error_for(const struct xe_xml_elem *e, bool component, const char *type,
+                       const char *condition, const char *text, struct xe_buf *out);
+/* The same for a stanza of a remote domain for a component (RAW, LEN: its
+ * bytes, as its stream had them, in jabber:server): 1 appended, 0 none due,
+ * -1 not a stanza that parses. */
+int xe_route_component_error(const unsigned char *raw, size_t len, const char *type,
+                             const char *condition, const char *text, struct xe_buf *out);
+/* The text of the error for a component whose server's link is down. */
+#define XE_ROUTE_COMPONENT_DOWN_TEXT "the component's server is unavailable"
+
 /* ---- a link ------------------------------------------------------------ */
 
 /* What became of a stanza a link sent (for the counters and the log). */

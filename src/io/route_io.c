@@ -440,7 +440,8 @@ fed_pool(struct xe_route_io *io, const char *to_domain, const char **domain_r)
 
 int
 xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_domain,
-                    const char *to, const unsigned char *raw, size_t len)
+                    const char *to, const unsigned char *raw, size_t len,
+                    struct xe_buf *reply)
 {
     char bare[XE_ROUTE_MAX_JID + 1];
     const char *domain = NULL, *hname;
@@ -459,14 +460,27 @@ xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_dom
     rl = p->links[home];
     if (rl == NULL || rl->closing || !rl->ready ||
         xe_stream_queued(&rl->st) + len > XE_ROUTE_MAX_QUEUE) {
+        bool down = rl == NULL || rl->closing || !rl->ready;
+        int e = 0;
         if (!component)
             return XE_ROUTE_IO_PASS;
+        /* no federation link reaches a component: xedge answers for it
+         * (remote-server-timeout: the service the JID names is known but
+         * cannot be reached now; wait: it may be back) */
+        if (reply)
+            e = xe_route_component_error(
+                raw, len, "wait", down ? "remote-server-timeout" : "resource-constraint",
+                down ? XE_ROUTE_COMPONENT_DOWN_TEXT
+                     : "the component's server is not keeping up",
+                reply);
         xe_metrics_inc(XE_M_ROUTE_REFUSED, "federation",
-                       rl == NULL || rl->closing || !rl->ready ? "home-down"
-                                                               : "queue-full");
-        xe_info("event=route-refused from=federation remote=%s home=%s jid=%s reason=%s",
-                from, hname, bare,
-                rl == NULL || rl->closing || !rl->ready ? "home-down" : "queue-full");
+                       down ? "home-down" : "queue-full");
+        xe_info("event=route-refused from=federation remote=%s home=%s jid=%s reason=%s "
+                "error=%s",
+                from, hname, bare, down ? "home-down" : "queue-full",
+                e > 0    ? "sent"
+                : e == 0 ? "none-due"
+                         : "unparsed");
         return XE_ROUTE_IO_DROPPED;
     }
     send_bytes(rl, raw, len);

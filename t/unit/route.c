@@ -682,6 +682,64 @@ test_resync(void)
     xe_buf_free(&out);
 }
 
+/* The error xedge answers for a remote domain's stanza to a component
+ * whose server is down: to the sender, from the component's JID, with the
+ * stanza's id; none for errors, results, unavailable presence, probes. */
+static void
+test_component_error(void)
+{
+    struct xe_buf b;
+    int r;
+    static const char msg[] =
+        "<message from='bob@b.test/r' to='room@conf.example.test' id='m1' "
+        "type='groupchat'><body>hi</body></message>";
+
+    xe_buf_init(&b, 0);
+    r = xe_route_component_error((const unsigned char *)msg, strlen(msg), "wait",
+                                 "remote-server-timeout", XE_ROUTE_COMPONENT_DOWN_TEXT,
+                                 &b);
+    xe_buf_append(&b, "", 1);
+    is_int(r, 1, "component error: a message gets one");
+    is_str(
+        (char *)b.data,
+        "<message type='error' to='bob@b.test/r' from='room@conf.example.test' id='m1'>"
+        "<error type='wait'><remote-server-timeout "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>the component&apos;s server is "
+        "unavailable</text></error></message>",
+        "component error: to the sender, from the room, its id, wait");
+    {
+        static const char *const cases[] = {
+            "<presence from='bob@b.test/r' to='room@conf.example.test/bob'/>",
+            "<iq from='bob@b.test/r' to='conf.example.test' id='i1' type='get'><query "
+            "xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+            "<presence from='bob@b.test/r' to='room@conf.example.test/bob' "
+            "type='unavailable'/>",
+            "<iq from='bob@b.test/r' to='conf.example.test' id='i1' type='result'/>",
+            "<message from='bob@b.test/r' to='room@conf.example.test' type='error'/>",
+            "<presence from='bob@b.test' to='conf.example.test' type='probe'/>",
+            "<message to='room@conf.example.test'><body/></message>",
+            "<message from='bob@b.test/r' to='room@conf.example.test'><x:body",
+        };
+        static const int want[] = {1, 1, 0, 0, 0, 0, 0, -1};
+        bool all = true;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            b.len = 0;
+            r = xe_route_component_error((const unsigned char *)cases[i],
+                                         strlen(cases[i]), "wait",
+                                         "remote-server-timeout", "t", &b);
+            if (r != want[i] || (r <= 0) != (b.len == 0)) {
+                all = false;
+                printf("# case %zu: %d (want %d)\n", i, r, want[i]);
+            }
+        }
+        ok(all,
+           "component error: a room's join and an iq get one; unavailable, a result, "
+           "an error, a probe, no from: none; not XML: -1");
+    }
+    xe_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -698,6 +756,7 @@ main(void)
     test_components();
     test_delta();
     test_resync();
+    test_component_error();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
     return tap_done();
