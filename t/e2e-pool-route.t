@@ -23,7 +23,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 70
+plan 72
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -252,6 +252,14 @@ OUT=$(timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" examp
 	"$SB/secret" deaf 30 2>&1)
 like "$OUT" "BLOCKED sent=" "a glue that reads nothing: xedge stops reading from it (60 MB of errors)" || diag "$OUT"
 like "$(grep 'event=route-link-paused' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 .*queued=[0-9]+" "... logged"
+
+# a glue that missed a delta asks for the whole map (<resync/>)
+OUT=$(timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
+	"$SB/secret" resync 10 2>&1)
+g=$(printf '%s\n' "$OUT" | sed -n 's/^MAP gen=\([0-9]*\) pins=\([0-9]*\)$/\1 \2/p')
+like "$OUT" "MAP-AGAIN gen=${g% *} pins=${g#* }" "a link's <resync/>: the whole map again, of the same generation (${g:-none})" ||
+	diag "$OUT"
+like "$(grep 'event=route-map-resync' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2" "... logged"
 
 # --- the home back: nothing lost -------------------------------------------------
 nup=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")
