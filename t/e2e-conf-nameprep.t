@@ -5,10 +5,12 @@
 # example.test) serves the clients that send example.test or EXAMPLE.TEST
 # (or ｅｘａｍｐｌｅ.test: the lookup folds a non-ASCII name too), and
 # xedgectl finds its users under any form of the name. Before, the
-# configured name was only lowered in ASCII and no client matched it.
+# configured name was only lowered in ASCII and no client matched it. A
+# domain written with A-labels (XN--BCHER-KVA.test) is bücher.test, and
+# Direct TLS finds its certificate by the SNI's A-labels.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 7
+plan 9
 
 PW="np-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$PW"
@@ -32,5 +34,29 @@ OUT=$(timeout 30 "$PY" "$RAW_CLIENT" --server "$XEDGE_C2S" --insecure --jid "ali
 diag "$OUT"
 like "$(printf '%s\n' "$OUT" | grep '^RESULT=')" "^RESULT=ok .*jid=alice@example.test/" \
 	"a client that writes the domain in fullwidth letters (to='ｅｘａｍｐｌｅ.test') is served as example.test"
+
+# an internationalized domain written with its A-label in the
+# configuration (XN--BCHER-KVA.test: bücher.test), with its own
+# certificate (for xn--bcher-kva.test, as certificates name it): Direct TLS
+# picks it by the SNI (A-labels), STARTTLS by the stream's to (Unicode)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+	-subj /CN=xn--bcher-kva.test -addext subjectAltName=DNS:xn--bcher-kva.test -addext basicConstraints=critical,CA:TRUE \
+	-keyout "$SB/idn.key" -out "$SB/idn.pem" >/dev/null 2>&1
+# (second in the list: the first domain's certificate is Direct TLS's default)
+awk -v sb="$SB" '
+	/^domains = \(/ { in_d = 1 }
+	in_d && /^\);/ { print "  , { name = \"XN--BCHER-KVA.test\"; certificate = \"" sb "/idn.pem\"; key = \"" sb "/idn.key\"; pool = \"main\"; }"; in_d = 0 }
+	{ print }' "$XEDGE_CONF" >"$SB/idn.conf"
+xedge_restart "$SB/idn.conf"
+for mode in direct starttls; do
+	srv=$XEDGE_C2S
+	[ $mode = direct ] && srv=$XEDGE_DIRECT_TLS
+	OUT=$(timeout 30 "$PY" "$RAW_CLIENT" --server "$srv" --mode $mode --cafile "$SB/idn.pem" \
+		--jid "bob@bücher.test" --password x --mech SCRAM-SHA-256 2>&1)
+	diag "$OUT"
+	like "$(echo $OUT)" "TLS version=.*not-authorized" \
+		"bücher.test ($mode): its certificate verifies (chosen by the SNI xn--bcher-kva.test or by to='bücher.test'), and an unknown user is refused"
+done
+
 xedge_alive
 ok $? "xedge is still running"

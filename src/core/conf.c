@@ -1239,10 +1239,13 @@ const char *
 xe_conf_fold(const char *name, char *buf, size_t size)
 {
     size_t n = name ? strlen(name) : 0;
+    bool fold = false;
 
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)name[i] >= 0x80)
-            return xe_jidprep_domain(name, n, buf, size, NULL) == 0 ? buf : name;
+    for (size_t i = 0; i < n && !fold; i++)
+        fold = (unsigned char)name[i] >= 0x80 ||
+               ((i == 0 || name[i - 1] == '.') && strncasecmp(name + i, "xn--", 4) == 0);
+    if (fold)
+        return xe_jidprep_domain_ace(name, n, buf, size, NULL) == 0 ? buf : name;
     return name;
 }
 

@@ -368,7 +368,7 @@ xe_conf_prep_domain(struct xe_conf_ctx *c, const config_setting_t *s, const char
     char out[XE_JIDPREP_PART_MAX + 1];
     const char *why = NULL;
 
-    if (xe_jidprep_domain(*name, strlen(*name), out, sizeof(out), &why) != 0)
+    if (xe_jidprep_domain_ace(*name, strlen(*name), out, sizeof(out), &why) != 0)
         return xe_conf_fail(c, s, what,
                             "'%s' is not a domain name a JID can have (nameprep: %s)",
                             *name, why ? why : "refused");
