@@ -7,13 +7,14 @@
 # both declare jabberd2_router, the same router). The sandbox starts it
 # (--backends jabberd2:2 --jabberd2-cluster). Four users, two on each sm
 # (chosen with the router's hash, and checked in the sms' logs): every
-# ordered pair exchanges messages (bare and full JID); subscriptions across
+# ordered pair exchanges messages (bare and full JID); a user's two sessions,
+# one on each c2s, see each other; subscriptions across
 # the sms end in "both", with presence seen; a message to an offline user of
 # the other sm is kept and delivered at the next login. xedge -t refuses
 # least-conn over jabberd2 servers that do not declare one router.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 14
+plan 16
 
 [ -r "${JABBERD2_SQLITE_SCHEMA:-/usr/share/doc/jabberd2/db-setup.sqlite.gz}" ] ||
 	bail "jabberd2's SQLite schema (/usr/share/doc/jabberd2/db-setup.sqlite.gz) is missing"
@@ -77,6 +78,16 @@ is "$(sm_users "$a")/$(sm_users "$b")" "$want0/$want1" \
 n0=$(grep -c 'event=session .*backend=jabberd2-0$' "$XEDGE_LOG")
 n1=$(grep -c 'event=session .*backend=jabberd2-1$' "$XEDGE_LOG")
 is "$n0/$n1" 2/2 "least-conn put two sessions on each c2s"
+
+# least-conn spreads one user's sessions over the c2s: they still meet on
+# the user's sm (what xedge -t guards: independent servers would split them)
+for u in "${users[0]}" "${users[1]}"; do
+	LOG_MARK=$(wc -l <"$XEDGE_LOG")
+	OUT=$(rc_run twins "$u")
+	where=$(log_since | grep "event=session .*jid=$u " | grep -o 'backend=[^ ]*' | sort | tr '\n' ' ')
+	like "$(printf %s "$OUT" | tr "\n" " ") $where" "TWINS jid=$u saw=2/2 got=2/2.*backend=jabberd2-0 backend=jabberd2-1" \
+		"$u's two sessions, one on each c2s, see each other's presence and messages" || diag "$OUT $where"
+done
 
 OUT=$(rc_run subscribe "${users[@]}")
 like "$OUT" "PAIR a=${users[0]} b=${users[1]} a_sub=both b_sub=both a_saw_b=1 b_saw_a=1" \
