@@ -339,6 +339,25 @@ load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool
             "stand-in server would keep the user's offline messages and roster "
             "changes apart from the home (doc/pool-routing.md)",
             p->name);
+    /* The routing glue is Prosody's (mod_xedge_pool); the other kinds make
+     * one domain their own way and would never open a routing link. */
+    for (size_t k = 0; k < p->n_servers; k++) {
+        const struct xe_server_conf *sv = &p->servers[k];
+
+        if (sv->kind == XE_KIND_EJABBERD || sv->kind == XE_KIND_JABBERD2)
+            return xe_conf_fail(
+                c, config_setting_get_member(g, "route"), "route",
+                "pool '%s': route = true needs Prosody's routing glue "
+                "(mod_xedge_pool), and server '%s' is %s",
+                p->name, sv->name,
+                sv->kind == XE_KIND_EJABBERD
+                    ? "an ejabberd server: ejabberd servers make one domain as one "
+                      "cluster "
+                      "(policy \"least-conn\", doc/pool-routing.md)"
+                    : "a jabberd2 server: jabberd2 makes one domain with one router and "
+                      "several "
+                      "session managers (jabberd2_router, doc/pool-routing.md)");
+    }
     return 0;
 }
 
