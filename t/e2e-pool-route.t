@@ -263,11 +263,15 @@ like "$(grep 'event=route-map-resync' "$XEDGE_LOG" | tail -n 1)" "server=prosody
 
 # --- the home back: nothing lost -------------------------------------------------
 nup=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")
+nbu=$(grep -c 'event=backend-up pool=main backend=prosody-2' "$XEDGE_LOG")
 (cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &
 P2=$!
 XEDGE_PIDS="$XEDGE_PIDS,$P2" # stopped with the sandbox
-for _ in $(seq 1 100); do
-	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -gt "$nup" ] && break
+# (its link up, and its health checks passed: logins wait for those, and
+# take longer on a loaded machine)
+for _ in $(seq 1 300); do
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -gt "$nup" ] &&
+		[ "$(grep -c 'event=backend-up pool=main backend=prosody-2' "$XEDGE_LOG")" -gt "$nbu" ] && break
 	sleep 0.1
 done
 OUT=$(rc_run receive pre-down r23@example.test)
