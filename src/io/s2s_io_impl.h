@@ -94,7 +94,8 @@ struct sconn {
     char peer[128];
     char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
-                           LINK: stanzas waiting for the link to be up */
+                           LINK: stanzas waiting for the link to be up;
+                           OUT: xedge's own (xe_s2sio_send_own) waiting */
     bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
     bool waiting;       /* BACKEND: waiting for its OUT (io->pairs: its OUT) */
     uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
