@@ -23,7 +23,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 72
+plan 75
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -162,6 +162,19 @@ ok "$([ -s "$(offline_file prosody-1 r10)" ] && [ ! -e "$(offline_file prosody-0
 	"a message to the offline r10 is kept at its new home, not its old one"
 OUT=$(rc_run receive pin-1 r10@example.test)
 like "$OUT" "RESULT=ok" "r10 gets it at login (its session goes to the pinned server)" || diag "$OUT"
+# a reload sends the map whole (servers, weights or components may have
+# changed), one generation on
+g0=$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1 | sed -n 's/.*generation \([0-9]*\).*/\1/p')
+f0=$(metric 'xedge_route_map_sends_total{kind="full"}')
+out=$(ctl reload 2>&1)
+ok $? "xedgectl reload" || diag "$out"
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, 1 pins (full, generation $((g0 + 1)))" "$SB/prosody-1/prosody.log" && break
+	sleep 0.05
+done
+like "$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1)" "1 pins \\(full, generation $((g0 + 1))\\)" \
+	"... the glue gets the map whole, generation $g0 -> $((g0 + 1))"
+is "$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" 3 "... to each of the 3 links"
 
 # --- a user moved: pin, then their data follows --------------------------------
 OUT=$(rc_run send move-1 r13@example.test r12@example.test)
