@@ -23,7 +23,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 75
+plan 79
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -266,6 +266,52 @@ OUT=$(timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" examp
 like "$OUT" "BLOCKED sent=" "a glue that reads nothing: xedge stops reading from it (60 MB of errors)" || diag "$OUT"
 like "$(grep 'event=route-link-paused' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 .*queued=[0-9]+" "... logged"
 
+# map deltas piling up for a glue that reads nothing: past 256 KiB
+# (XE_ROUTE_MAX_DELTAS) they are dropped and the map goes whole (or, the
+# link's queue over 4 MiB, the link is closed); the other glues apply them
+# all. Five imports of 1,100 pinned users each: five deltas of about 56 KB.
+"$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 "$SB/secret" hold 40 \
+	>"$SB/hold.out" 2>&1 &
+HP=$!
+for _ in $(seq 1 200); do grep -q HOLDING "$SB/hold.out" && break; sleep 0.1; done
+is "$(grep -c HOLDING "$SB/hold.out")" 1 "a glue that reads nothing holds its link open" || diag "$(cat "$SB/hold.out")"
+NEXTRA=5500
+ctl user export example.test | grep -F "\"jid\":\"r23@example.test\"" | "$PY" -c '
+import json, sys
+u = json.loads(sys.stdin.readline())
+s = {"SCRAM-SHA-256": u["scram"]["SCRAM-SHA-256"]}
+for r in range(5):
+    with open("%s/extra-%d.jsonl" % (sys.argv[1], r), "w") as f:
+        for i in range(1100):
+            f.write(json.dumps({"jid": "d%d%04d@example.test" % (r, i), "pin": "prosody-0", "scram": s}) + "\n")
+' "$SB"
+nd0=$(grep -c 'pins (delta' "$SB/prosody-0/prosody.log")
+for r in 0 1 2 3 4; do
+	nch=$(grep -c 'event=route-map-changed pool=main' "$XEDGE_LOG")
+	# shellcheck disable=SC2086 # XEDGECTL is a command line
+	timeout 60 $XEDGECTL user import <"$SB/extra-$r.jsonl" >/dev/null 2>&1
+	for _ in $(seq 1 60); do
+		[ "$(grep -c 'event=route-map-changed pool=main' "$XEDGE_LOG")" -gt "$nch" ] && break
+		sleep 0.05
+	done
+done
+for _ in $(seq 1 60); do
+	grep -q 'event=route-map-deltas-dropped server=prosody-2' "$XEDGE_LOG" && break
+	sleep 0.05
+done
+like "$(grep 'event=route-map-deltas-dropped' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 bytes=[0-9]{6}" \
+	"the deltas for it passed 256 KiB: dropped, the map whole instead"
+is "$(grep 'event=route-map-changed pool=main' "$XEDGE_LOG" | tail -n 5 | grep -c 'kind=delta')" 5 \
+	"... the five imports were five deltas"
+for _ in $(seq 1 60); do
+	[ "$(($(grep -c 'pins (delta' "$SB/prosody-0/prosody.log") - nd0))" -ge 5 ] && break
+	sleep 0.05
+done
+like "$(grep 'pins (delta' "$SB/prosody-0/prosody.log" | tail -n 1)" ", $((NEXTRA + 2)) pins \\(delta" \
+	"... which prosody-0's glue applied, all of them ($((NEXTRA + 2)) pins)"
+kill "$HP" 2>/dev/null
+wait "$HP" 2>/dev/null
+
 # a glue that missed a delta asks for the whole map (<resync/>)
 OUT=$(timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
 	"$SB/secret" resync 10 2>&1)
@@ -317,7 +363,7 @@ is "$?/$(grep '^xedgectl: import:' "$SB/fill.err")" "0/xedgectl: import: $NFILL 
 	"$NFILL users pinned to prosody-1 imported ($(($(now_ms) - t0)) ms)"
 ctl user pin r23@example.test prosody-0 >/dev/null
 ok $? "r23 (homed on prosody-2) pinned to prosody-0, after them in key order"
-NPINS=$((NFILL + 3))
+NPINS=$((NFILL + 3 + NEXTRA))
 n2=$(wc -l <"$SB/prosody-2/prosody.log")
 nlog=$(wc -l <"$XEDGE_LOG")
 t0=$(now_ms)
