@@ -66,12 +66,13 @@ end
 ---------------------------------------------------------------- homes
 
 -- The map from xedge: servers = { {name=, weight=}, ... } in pool order,
--- pins = { [bare] = name }, got = the count of pins, gen = its
--- generation. nil until the first whole map arrives (xedge sends a large
--- map in parts: <pool gen='G' pins='N'/>, then <pins/> up to N).
+-- pins = { [bare] = name }, got = the count of pins. nil until the first
+-- whole map arrives (xedge sends a large map in parts: <pool gen='G'
+-- pins='N'/>, then <pins/> up to N). What a link is receiving is its own
+-- (its session): session.pending, a map whose parts are still arriving;
+-- session.gen, the generation of the last map or delta it applied;
+-- session.resync_asked, a whole map asked for and not yet come.
 local map;
-local pending; -- a map whose parts are still arriving
-local resync_asked; -- the generation of the map we had when we asked
 
 -- The home of a bare JID: its pin, else the rendezvous choice, as xedge
 -- computes it (xedge_pool.lib.lua; checked against xedge by t/lua-pool.t).
@@ -118,61 +119,34 @@ function stream_callbacks.streamopened(session, attr)
 end
 
 -- A <delta gen='G'/> of the pins: applied to the whole map in use when
--- it is the next generation (xedge sends deltas in order, and never
+-- it is the link's next generation (xedge sends deltas in order, and never
 -- between the parts of a map: one arriving while a map is being built is
 -- a gap too). A gap: the map whole is asked for, once; the map in use
--- stays until it comes.
+-- stays until it comes. (A pin or an unpin applied twice, by two links,
+-- is the same map.)
 local function ask_resync(session, why)
-	if resync_asked then return; end -- once, until the map comes
-	resync_asked = true;
+	if session.resync_asked then return; end -- once, until the map comes
+	session.resync_asked = true;
 	module:log("warn", "xedge pool map: %s: asking for the whole map", why);
 	session.conn:write(tostring(st.stanza("resync", { xmlns = "urn:xedge:route:0",
-		gen = map and map.gen and tostring(map.gen) or nil })));
+		gen = session.gen and tostring(session.gen) or nil })));
 end
 
 local function apply_delta(session, delta)
-	local gen = tonumber(delta.attr.gen);
-	if not map or pending or not gen or not map.gen or gen ~= map.gen + 1 then
-		ask_resync(session, ("a delta of generation %s, ours is %s%s"):format(tostring(delta.attr.gen),
-			tostring(map and map.gen), pending and " (a map is being built)" or ""));
+	local ok, pinned, unpinned, count_ok = P.apply_delta(map, session, delta);
+	if not ok then
+		ask_resync(session, pinned);
 		return;
 	end
-	local pinned, unpinned = 0, 0;
-	for e in delta:childtags() do
-		local j = e.attr.jid;
-		if j and e.name == "pin" and e.attr.server then
-			if not map.pins[j] then map.got = map.got + 1; end
-			map.pins[j] = e.attr.server;
-			pinned = pinned + 1;
-		elseif j and e.name == "unpin" then
-			if map.pins[j] then map.got = map.got - 1; end
-			map.pins[j] = nil;
-			unpinned = unpinned + 1;
-		end
-	end
-	map.gen = gen;
 	module:log("info", "xedge pool map: %d servers, %d pins (delta, generation %d: %d pinned, %d unpinned)",
-		#map.servers, map.got, gen, pinned, unpinned);
-	if tonumber(delta.attr.pins) and tonumber(delta.attr.pins) ~= map.got then
-		ask_resync(session, ("%d pins after the delta, xedge has %s"):format(map.got, delta.attr.pins));
+		#map.servers, map.got, session.gen, pinned, unpinned);
+	if not count_ok then
+		ask_resync(session, ("%d pins after the delta, xedge has %s"):format(map.got, tostring(delta.attr.pins)));
 	end
 end
 
 local function read_map(pool)
-	local m = { servers = {}, pins = {}, components = {} };
-	for s in pool:childtags("server") do
-		m.servers[#m.servers + 1] = { name = s.attr.name, weight = tonumber(s.attr.weight) or 1 };
-	end
-	for c in pool:childtags("component") do
-		m.components[c.attr.domain] = c.attr.server;
-	end
-	m.got = 0;
-	for p in pool:childtags("pin") do
-		m.pins[p.attr.jid] = p.attr.server;
-		m.got = m.got + 1;
-	end
-	m.want = tonumber(pool.attr.pins) or m.got;
-	m.gen = tonumber(pool.attr.gen);
+	local m = P.read_map(pool);
 	local known = false;
 	for _, s in ipairs(m.servers) do if s.name == self_name then known = true; end end
 	if not known then
@@ -193,19 +167,17 @@ function stream_callbacks.handlestanza(session, stanza)
 		elseif stanza.name == "pool" then
 			-- the map's first part: the rest of its pins='N' pins follow in
 			-- <pins/> parts; the map in use stays until the last one
-			pending = read_map(stanza);
-		elseif stanza.name == "pins" and pending then
-			for p in stanza:childtags("pin") do
-				pending.pins[p.attr.jid] = p.attr.server;
-				pending.got = pending.got + 1;
-			end
+			session.pending = read_map(stanza);
+		elseif stanza.name == "pins" and session.pending then
+			P.add_pins(session.pending, stanza);
 		elseif stanza.name == "delta" then
 			apply_delta(session, stanza);
 		end
+		local pending = session.pending;
 		if pending and pending.got >= pending.want then
-			map, pending, resync_asked = pending, nil, nil;
+			map, session.gen, session.pending, session.resync_asked = pending, pending.gen, nil, nil;
 			module:log("info", "xedge pool map: %d servers, %d pins (full, generation %s)", #map.servers,
-				map.got, tostring(map.gen));
+				map.got, tostring(session.gen));
 		end
 		return;
 	end
@@ -275,14 +247,14 @@ end
 function listeners.ondisconnect(conn, err)
 	if link and link.conn == conn then
 		module:log(link.authed and "warn" or "info", "xedge routing link down: %s", tostring(err));
-		link, pending, resync_asked = nil, nil, nil;
+		link = nil;
 		schedule_connect();
 	end
 end
 function listeners.onfail(data, err)
 	if link == data then
 		module:log("info", "cannot reach xedge's routing listener %s:%d: %s", route_host, route_port, tostring(err));
-		link, pending, resync_asked = nil, nil, nil;
+		link = nil;
 		schedule_connect();
 	end
 end
