@@ -151,7 +151,7 @@ is "$(count_all "refused (no link up)")" "0 0 0" "no glue refused a stanza for w
 mark
 out=$(ctl2 user pin r19@example.test prosody-0 2>&1)
 ok $? "xedgectl (node 2) user pin r19 (homed on prosody-1) prosody-0" || diag "$out"
-like "$(echo $(ctl2 user where r19@example.test))" "home: prosody-0 pinned: prosody-0" "user where (node 2): home prosody-0, pinned"
+like "$(ctl2 user where r19@example.test | tr "\n" " ")" "home: prosody-0 pinned: prosody-0" "user where (node 2): home prosody-0, pinned"
 wait_all "pool map: 3 servers, 2 pins (from $R2)" 1 50
 is "$(count_all "pool map: 3 servers, 2 pins (from $R2)")" "1 1 1" "each glue gets the new map (2 pins) from node 2"
 OUT=$(rc_run "${VIA2[@]}" send pin-2 r16@example.test r19@example.test)
