@@ -131,13 +131,15 @@ like "$(grep 'event=route-map-changed' "$XEDGE_LOG_2" | tail -n 1)" "pool=main" 
 
 # --- node 1 stops ----------------------------------------------------------------
 mark
+t0=$(now_ms)
 kill -TERM "$XEDGE_PID_1"
 for _ in $(seq 1 200); do kill -0 "$XEDGE_PID_1" 2>/dev/null || break; sleep 0.05; done
 ok "$(kill -0 "$XEDGE_PID_1" 2>/dev/null && echo 1 || echo 0)" "node 1 stopped (pid $XEDGE_PID_1)"
 wait_all "xedge routing link down ($R1)" 1
 is "$(count_all "xedge routing link down ($R1)")" "1 1 1" "each glue logs its link to node 1 down"
 wait_all "xedge routing: stanzas go through $R2" 1
-is "$(count_all "xedge routing: stanzas go through $R2")" "1 1 1" "... and sends through node 2"
+is "$(count_all "xedge routing: stanzas go through $R2")" "1 1 1" \
+	"... and sends through node 2 ($(($(now_ms) - t0)) ms after the SIGTERM to node 1)"
 is "$(count_all "xedge routing link down ($R2)")" "0 0 0" "... its link to node 2 stayed up"
 OUT=$(rc_run "${VIA2[@]}" matrix r12@example.test r17@example.test r16@example.test)
 like "$OUT" "RESULT=ok got=12 want=12" \
@@ -165,12 +167,14 @@ like "$(grep 'event=session .*jid=r19@example.test ' "$XEDGE_LOG_2" | tail -n 1)
 # --- node 1 back: the links come back ---------------------------------------------
 nlog=$(wc -l <"$XEDGE_LOG_1")
 mark
+t0=$(now_ms)
 "$XE_TOP_BUILDDIR/src/xedge" -c "$XEDGE_CONF_1" >>"$XEDGE_LOG_1" 2>&1 &
 XEDGE_PID_1=$!
 XEDGE_PIDS="$XEDGE_PID_1,$XEDGE_PIDS" # stopped with the sandbox
 # (each glue retries with its backoff: 1 s doubling to 30 s)
 wait_all "xedge routing link up ($R1)" 1 450
-is "$(count_all "xedge routing link up ($R1)")" "1 1 1" "node 1 started again: each glue logs its link to node 1 up again"
+is "$(count_all "xedge routing link up ($R1)")" "1 1 1" \
+	"node 1 started again: each glue logs its link to node 1 up again ($(($(now_ms) - t0)) ms after the start)"
 wait_all "xedge routing: stanzas go through $R1" 1 50
 is "$(count_all "xedge routing: stanzas go through $R1")" "1 1 1" "... and sends through node 1 again"
 like "$(since 1 | grep 'pool map: 3 servers' | tail -n 1)" "2 pins \\(from $R1\\)" \
