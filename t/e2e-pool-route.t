@@ -148,7 +148,7 @@ for _ in $(seq 1 100); do
 	sleep 0.02
 done
 dt=$(($(now_ms) - t0))
-like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins \\(delta, generation [0-9]+: 1 pinned, 0 unpinned\\)" \
+like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins \\(from [^)]*\\) \\(delta, generation [0-9]+: 1 pinned, 0 unpinned\\)" \
 	"the pin reached the glue without a restart, as a delta"
 ok "$([ "$dt" -le 1500 ] && echo 0 || echo 1)" "... within the second of the store's refresh, and its read ($dt ms from the pin)"
 is "$(($(metric 'xedge_route_map_sends_total{kind="delta"}') - ${d0:-0}))/$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" \
@@ -169,10 +169,10 @@ f0=$(metric 'xedge_route_map_sends_total{kind="full"}')
 out=$(ctl reload 2>&1)
 ok $? "xedgectl reload" || diag "$out"
 for _ in $(seq 1 100); do
-	grep -q "pool map: 3 servers, 1 pins (full, generation $((g0 + 1)))" "$SB/prosody-1/prosody.log" && break
+	grep -q "pool map: 3 servers, 1 pins (from [^)]*) (full, generation $((g0 + 1)))" "$SB/prosody-1/prosody.log" && break
 	sleep 0.05
 done
-like "$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1)" "1 pins \\(full, generation $((g0 + 1))\\)" \
+like "$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1)" "1 pins \\(from [^)]*\\) \\(full, generation $((g0 + 1))\\)" \
 	"... the glue gets the map whole, generation $g0 -> $((g0 + 1))"
 is "$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" 3 "... to each of the 3 links"
 
@@ -285,7 +285,7 @@ for r in range(5):
         for i in range(1100):
             f.write(json.dumps({"jid": "d%d%04d@example.test" % (r, i), "pin": "prosody-0", "scram": s}) + "\n")
 ' "$SB"
-nd0=$(grep -c 'pins (delta' "$SB/prosody-0/prosody.log")
+nd0=$(grep -c ') (delta' "$SB/prosody-0/prosody.log")
 for r in 0 1 2 3 4; do
 	nch=$(grep -c 'event=route-map-changed pool=main' "$XEDGE_LOG")
 	# shellcheck disable=SC2086 # XEDGECTL is a command line
@@ -304,10 +304,10 @@ like "$(grep 'event=route-map-deltas-dropped' "$XEDGE_LOG" | tail -n 1)" "server
 is "$(grep 'event=route-map-changed pool=main' "$XEDGE_LOG" | tail -n 5 | grep -c 'kind=delta')" 5 \
 	"... the five imports were five deltas"
 for _ in $(seq 1 60); do
-	[ "$(($(grep -c 'pins (delta' "$SB/prosody-0/prosody.log") - nd0))" -ge 5 ] && break
+	[ "$(($(grep -c ') (delta' "$SB/prosody-0/prosody.log") - nd0))" -ge 5 ] && break
 	sleep 0.05
 done
-like "$(grep 'pins (delta' "$SB/prosody-0/prosody.log" | tail -n 1)" ", $((NEXTRA + 2)) pins \\(delta" \
+like "$(grep ') (delta' "$SB/prosody-0/prosody.log" | tail -n 1)" ", $((NEXTRA + 2)) pins \\(from [^)]*\\) \\(delta" \
 	"... which prosody-0's glue applied, all of them ($((NEXTRA + 2)) pins)"
 kill "$HP" 2>/dev/null
 wait "$HP" 2>/dev/null
@@ -395,11 +395,11 @@ full_b=$(metric 'xedge_route_map_bytes_total{kind="full"}')
 db0=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
 ctl user pin f000007@example.test prosody-2 >/dev/null
 for _ in $(seq 1 100); do
-	grep -q "pool map: 3 servers, $NPINS pins (delta, generation [0-9]*: 1 pinned" "$SB/prosody-0/prosody.log" && break
+	grep -q "pool map: 3 servers, $NPINS pins (from [^)]*) (delta, generation [0-9]*: 1 pinned" "$SB/prosody-0/prosody.log" && break
 	sleep 0.05
 done
 db1=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
-is "$(grep -c "pool map: 3 servers, $NPINS pins (delta, generation [0-9]*: 1 pinned, 0 unpinned)" "$SB/prosody-0/prosody.log")" 1 \
+is "$(grep -c "pool map: 3 servers, $NPINS pins (from [^)]*) (delta, generation [0-9]*: 1 pinned, 0 unpinned)" "$SB/prosody-0/prosody.log")" 1 \
 	"with $NPINS pins, a pin moved: the glue applies a delta"
 ok "$([ $((db1 - ${db0:-0})) -gt 0 ] && [ $((db1 - ${db0:-0})) -le 600 ] && echo 0 || echo 1)" \
 	"... $((db1 - ${db0:-0})) bytes to the 3 links (the map whole: $full_b bytes written so far)"
@@ -407,10 +407,10 @@ is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no 
 out=$(ctl user del --keep-data f000009@example.test 2>&1)
 ok $? "user del f000009 (pinned to prosody-1)" || diag "$out"
 for _ in $(seq 1 100); do
-	grep -q "pool map: 3 servers, $((NPINS - 1)) pins (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log" && break
+	grep -q "pool map: 3 servers, $((NPINS - 1)) pins (from [^)]*) (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log" && break
 	sleep 0.05
 done
-is "$(grep -c "pool map: 3 servers, $((NPINS - 1)) pins (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log")" 1 \
+is "$(grep -c "pool map: 3 servers, $((NPINS - 1)) pins (from [^)]*) (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log")" 1 \
 	"... a user deleted: its pin leaves the glue's map in a delta"
 is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no map whole"
 
