@@ -389,7 +389,7 @@ ok "$([ -s "$(offline_file prosody-0 r23)" ] && [ ! -s "$(offline_file prosody-2
 	"a message from r14 (prosody-2) to the offline r23 is kept at its pin, prosody-0 (the glue knew the pin)"
 OUT=$(rc_run receive many-1 r23@example.test)
 like "$OUT" "RESULT=ok" "r23 gets it at login on prosody-0" || diag "$OUT"
-# a pin changed among 100,053: a delta of a few hundred bytes to each link,
+# a pin changed among them: a delta of a few hundred bytes to each link,
 # not the 5 MB map again; a user deleted: its pin goes in a delta too
 full_b=$(metric 'xedge_route_map_bytes_total{kind="full"}')
 db0=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
