@@ -12,7 +12,7 @@
 # pool) has occupants from all three servers; a pin moves a user's home
 # without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
 # keeps roster and offline messages (a pin reaches the glues as a small
-# delta of the map, within a second); with 100,053 pins the map reaches
+# delta of the map, within a second); with 105,553 pins the map reaches
 # each glue whole, in parts, a pin beyond the first 100,000 routes, and
 # a pin moved or a user deleted then costs a delta of a few hundred bytes;
 # the home server stopped: the sender gets recipient-unavailable at once,
