@@ -59,6 +59,7 @@ usage(FILE *f)
         "                       checked). The first logins' figures are printed as\n"
         "                       FIRST_*, then the report's figures are the re-logins'\n"
         "  --relogin-concurrency K  re-logins in flight at most (default --concurrency)\n"
+        "                       (held sessions: --hold again after the re-logins)\n"
         "  --fail-list N        print at most N RELOGIN_FAIL lines (default 100)\n"
         "Load:\n"
         "  --sessions N         sessions to open (at most %d)     (default 100)\n"

@@ -1171,9 +1171,9 @@ on_tick(uv_timer_t *t)
             phase_t = now;
         }
         break;
-    case 7: /* --close-after-login: the closes, at most XL_CLOSE_WAIT_S */
-        if (!o.close_after || alive == 0 ||
-            (double)(now - phase_t) / 1e9 > XL_CLOSE_WAIT_S)
+    case 7: /* --close-after-login: the closes, at most XL_CLOSE_WAIT_S; else --hold */
+        if (o.close_after ? alive == 0 || (double)(now - phase_t) / 1e9 > XL_CLOSE_WAIT_S
+                          : (double)(now - phase_t) / 1e9 >= o.hold)
             phase = 4;
         break;
     default:
