@@ -18,6 +18,7 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 
+#include "jidprep.h"
 #include "mech.h"
 #include "tls.h"
 #include "xelimits.h"
@@ -227,13 +228,16 @@ load_health(struct xe_conf_ctx *c, const config_setting_t *h, struct xe_pool_con
  * user's sessions anywhere, and on_down = "next" would let a stand-in keep
  * offline messages and roster changes apart from the home. */
 /* least-conn and round-robin put each session of a user on any server:
- * right for servers that share sessions (an ejabberd cluster), wrong for
- * independent ones (Prosody, jabberd2), where a user's sessions would not
- * see each other's messages or presence. Refused there unless the pool
- * says allow_split = true (tests, stateless uses). */
+ * right for servers that share sessions (an ejabberd cluster; jabberd2 c2s
+ * processes of one router, whose session managers bind the domain with
+ * multi="to": jabberd2_router, doc/pool-routing.md), wrong for independent
+ * ones (Prosody, jabberd2), where a user's sessions would not see each
+ * other's messages or presence. Refused there unless the pool says
+ * allow_split = true (tests, stateless uses). */
 static int
 check_split(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
+    const char *router = NULL, *router_of = NULL;
     bool allow = false;
 
     if (xe_conf_get_bool(c, g, "allow_split", false, &allow) < 0)
@@ -242,18 +246,36 @@ check_split(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_con
         return 0;
     for (size_t j = 0; j < p->n_servers; j++) {
         const struct xe_server_conf *sv = &p->servers[j];
+        const char *why;
+        bool other;
+
         if (sv->kind != XE_KIND_PROSODY && sv->kind != XE_KIND_JABBERD2)
             continue;
+        if (sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router && router == NULL) {
+            router = sv->jabberd2_router;
+            router_of = sv->name;
+        }
+        if (sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router &&
+            strcmp(sv->jabberd2_router, router) == 0)
+            continue;
+        if (sv->kind == XE_KIND_PROSODY)
+            why = "a Prosody server";
+        else if (sv->jabberd2_router == NULL)
+            why = "a jabberd2 server without jabberd2_router";
+        else
+            why = "a jabberd2 server of another router than";
+        other = sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router;
         return xe_conf_fail(
             c, config_setting_get_member(g, "policy"), "policy",
             "pool '%s': %s would split one user's sessions over independent "
-            "servers: server '%s' is %s, which shares no sessions with the "
+            "servers: server '%s' is %s%s%s%s, which shares no sessions with the "
             "others (a user's sessions would not see each other's messages or "
             "presence). Use policy \"sticky\" (with route = true for one domain "
-            "over several servers), or allow_split = true to accept the split",
+            "over several servers; jabberd2_router on each server for the c2s "
+            "processes of one jabberd2 router), or allow_split = true to accept "
+            "the split",
             p->name, p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin",
-            sv->name,
-            sv->kind == XE_KIND_PROSODY ? "a Prosody server" : "a jabberd2 server");
+            sv->name, why, other ? " '" : "", other ? router_of : "", other ? "'" : "");
     }
     return 0;
 }
@@ -287,9 +309,10 @@ load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool
             return xe_conf_fail(c, cg, "components",
                                 "each component must be a group { ... }");
         if (xe_conf_get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
+            xe_conf_prep_domain(c, config_setting_get_member(cg, "domain"), "domain",
+                                &pc->domain) < 0 ||
             xe_conf_get_string(c, cg, "server", true, NULL, &server) < 0)
             return -1;
-        xe_tolower_ascii(pc->domain);
         for (j = 0; j < p->n_servers && strcmp(p->servers[j].name, server) != 0; j++)
             ;
         if (j == p->n_servers) {
@@ -318,6 +341,25 @@ load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool
             "stand-in server would keep the user's offline messages and roster "
             "changes apart from the home (doc/pool-routing.md)",
             p->name);
+    /* The routing glue is Prosody's (mod_xedge_pool); the other kinds make
+     * one domain their own way and would never open a routing link. */
+    for (size_t k = 0; k < p->n_servers; k++) {
+        const struct xe_server_conf *sv = &p->servers[k];
+
+        if (sv->kind == XE_KIND_EJABBERD || sv->kind == XE_KIND_JABBERD2)
+            return xe_conf_fail(
+                c, config_setting_get_member(g, "route"), "route",
+                "pool '%s': route = true needs Prosody's routing glue "
+                "(mod_xedge_pool), and server '%s' is %s",
+                p->name, sv->name,
+                sv->kind == XE_KIND_EJABBERD
+                    ? "an ejabberd server: ejabberd servers make one domain as one "
+                      "cluster "
+                      "(policy \"least-conn\", doc/pool-routing.md)"
+                    : "a jabberd2 server: jabberd2 makes one domain with one router and "
+                      "several "
+                      "session managers (jabberd2_router, doc/pool-routing.md)");
+    }
     return 0;
 }
 
@@ -400,6 +442,14 @@ load_pools(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *
             if (xe_conf_get_enum(c, sg, "kind", kinds, &kind) < 0)
                 return -1;
             sv->kind = (enum xe_server_kind)kind;
+            if (xe_conf_get_string(c, sg, "jabberd2_router", false, NULL,
+                                   &sv->jabberd2_router) < 0)
+                return -1;
+            if (sv->jabberd2_router && sv->kind != XE_KIND_JABBERD2)
+                return xe_conf_fail(
+                    c, config_setting_get_member(sg, "jabberd2_router"),
+                    "jabberd2_router",
+                    "server '%s': jabberd2_router is for kind \"jabberd2\"", sv->name);
             for (size_t k = 0; k < j; k++)
                 if (strcmp(p->servers[k].name, sv->name) == 0)
                     return xe_conf_fail(c, sg, "name",
@@ -505,9 +555,10 @@ load_domains(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t
         if (xe_conf_get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             xe_conf_get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
             xe_conf_get_string(c, g, "key", true, NULL, &d->key) < 0 ||
-            xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0)
+            xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0 ||
+            xe_conf_prep_domain(c, config_setting_get_member(g, "name"), "name",
+                                &d->name) < 0)
             return -1;
-        xe_tolower_ascii(d->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(conf->domains[j].name, d->name) == 0)
                 return xe_conf_fail(c, g, "name", "domain '%s' is defined twice",
@@ -883,8 +934,8 @@ check_names(struct xe_conf_ctx *c, const config_setting_t *root)
     static const char *const component[] = {"domain", "server", NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
-    static const char *const server[] = {"name", "address",  "port", "weight",
-                                         "kind", "s2s_port", NULL};
+    static const char *const server[] = {
+        "name", "address", "port", "weight", "kind", "s2s_port", "jabberd2_router", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
@@ -1232,10 +1283,27 @@ out:
     return r;
 }
 
+const char *
+xe_conf_fold(const char *name, char *buf, size_t size)
+{
+    size_t n = name ? strlen(name) : 0;
+    bool fold = false;
+
+    for (size_t i = 0; i < n && !fold; i++)
+        fold = (unsigned char)name[i] >= 0x80 ||
+               ((i == 0 || name[i - 1] == '.') && strncasecmp(name + i, "xn--", 4) == 0);
+    if (fold)
+        return xe_jidprep_domain_ace(name, n, buf, size, NULL) == 0 ? buf : name;
+    return name;
+}
+
 const struct xe_domain_conf *
 xe_conf_domain(const struct xe_conf *conf, const char *name)
 {
-    for (size_t i = 0; i < conf->n_domains; i++)
+    char buf[XE_JIDPREP_PART_MAX + 1];
+
+    name = xe_conf_fold(name, buf, sizeof(buf));
+    for (size_t i = 0; name != NULL && i < conf->n_domains; i++)
         if (strcasecmp(conf->domains[i].name, name) == 0)
             return &conf->domains[i];
     return NULL;
@@ -1244,6 +1312,9 @@ xe_conf_domain(const struct xe_conf *conf, const char *name)
 const struct xe_domain_conf *
 xe_conf_component(const struct xe_conf *conf, const char *name)
 {
+    char buf[XE_JIDPREP_PART_MAX + 1];
+
+    name = xe_conf_fold(name, buf, sizeof(buf));
     for (size_t i = 0; name != NULL && i < conf->n_domains; i++) {
         const struct xe_pool_conf *p = conf->domains[i].pool;
         for (size_t j = 0; p != NULL && p->route && j < p->n_components; j++)
@@ -1367,6 +1438,7 @@ xe_conf_free(struct xe_conf **confp)
         for (size_t j = 0; j < p->n_servers; j++) {
             free(p->servers[j].name);
             free(p->servers[j].host);
+            free(p->servers[j].jabberd2_router);
         }
         free(p->servers);
         for (size_t j = 0; j < p->n_components; j++)
