@@ -6,10 +6,13 @@
 # (SASL2 + a FAST token, then TLS resumption + FAST: --fast, --relogin),
 # across a restart of xedge with tls.ticket_key_file (the reconnect storm),
 # and a revoked token's re-login listed as failed. This checks the tool,
-# not the speed (that is `make bench`, BENCHMARKS.md).
+# not the speed (that is `make bench`, BENCHMARKS.md). Then the bench
+# scripts' option parsing, and a half-minute contrib/bench/costs soak (its
+# own sandbox): its churn, wrong passwords, FAST logins and inline
+# resumptions all as expected.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 27
+plan 34
 
 LOAD="$XE_TOP_BUILDDIR/contrib/bench/xedge-load"
 [ -x "$LOAD" ] || bail "$LOAD not built"
@@ -134,5 +137,27 @@ XE_COSTS_PARSE_ONLY=1 "$COSTS" soak --minutes 0 >/dev/null 2>&1
 is "$?" "2" "costs soak --minutes 0: a usage error"
 XE_COSTS_PARSE_ONLY=1 "$COSTS" pump --rates 1000,x >/dev/null 2>&1
 is "$?" "2" "costs pump --rates 1000,x: a usage error"
+is "$(XE_COSTS_PARSE_ONLY=1 "$COSTS" soak --fast 2 --no-extras 2>&1)" "MODE=soak" \
+	"costs soak --fast 2 --no-extras: its options parse"
+XE_COSTS_PARSE_ONLY=1 "$COSTS" soak --fast 99 >/dev/null 2>&1
+is "$?" "2" "costs soak --fast 99: a usage error"
+
+# a short soak (its own sandbox): every kind of login it makes succeeds,
+# and each batch has its references (the TLS floor, the load client's CPU)
+SOAK=$XE_SANDBOX_DIR/soak
+XEDGE_BUILDDIR=$XE_TOP_BUILDDIR timeout -k 10 400 "$COSTS" soak --minutes 0.5 --rate 5 \
+	--sample 5 --fast 1 --dir "$SOAK" >"$SOAK.out" 2>"$SOAK.err"
+is "$?" 0 "costs soak --minutes 0.5: exit status 0"
+[ -s "$SOAK.out" ] || diag "$(tail -n 5 "$SOAK.err")"
+like "$(cat "$SOAK.out")" 'batches; xedge alive at the end' "costs soak: xedge alive at the end"
+like "$(grep '^logins:' "$SOAK.out")" '^logins: [1-9][0-9]* succeeded, 0 failed; wrong passwords refused: ([1-9][0-9]*) of \1$' \
+	"costs soak: the churn's logins all succeeded, every wrong password refused"
+like "$(grep '^SASL2 + FAST' "$SOAK.out")" 'FAST logins: ([1-9][0-9]*) of \1; stream-management resumptions: ([1-9][0-9]*) of \2$' \
+	"costs soak: every FAST login and every inline resumption succeeded"
+bad=$(awk -F'\t' '/^batch\t/ { for (i = 1; i <= NF; i++) c[$i] = i; next }
+	/^[0-9]/ { if (!($(c["floor_ms"]) > 0) || !($(c["client_ms_login"]) > 0) ||
+		$(c["sessions"]) != 0 || $(c["lmdb_pages"]) !~ /^[1-9]/) print "batch " $1 }' "$SOAK/soak.tsv")
+ok "$([ -z "$bad" ] && [ "$(grep -c '^[0-9]' "$SOAK/soak.tsv")" -ge 1 ] && echo 0 || echo 1)" \
+	"costs soak: each batch has its floor, the client's CPU, no session left, LMDB pages ($bad)"
 is "$(XE_PLOTS_PARSE_ONLY=1 "$XE_TOP_SRCDIR/contrib/bench/plots" /nonexistent)" "DIR=/nonexistent" \
 	"plots: its argument parses"
