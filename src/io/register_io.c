@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "util.h"
 #include "xelimits.h"
@@ -43,8 +44,12 @@ done(uv_work_t *w, int status)
                    q->cancelled ? "dropped" : xe_reg_job_result(q->job));
     if (!q->cancelled)
         q->cb(q->ctx, q->job); /* the job is the callback's */
-    else
-        xe_reg_job_free(&q->job); /* (what was written stays written) */
+    else {
+        xe_info("event=register-job op=%s result=dropped job=%s (the connection closed "
+                "meanwhile; what was written stays written)",
+                xe_reg_job_op_name(q->job), xe_reg_job_result(q->job));
+        xe_reg_job_free(&q->job);
+    }
     free(q);
 }
 
