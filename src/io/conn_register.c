@@ -69,6 +69,8 @@ on_postauth_done(void *ctx, struct xe_reg_job *job)
     r = xe_regsplice_job_done(c->reg, job, &up);
     xe_srv_reg_deliver(c, r, &up); /* (another request: another job) */
     xe_buf_free(&up);
+    if (c->closed || (c->backend_inited && xe_stream_above_high(&c->bs, 0)))
+        return; /* (the backend's drain resumes reading) */
     reg_resume(c);
 }
 

@@ -9,7 +9,10 @@ Commands (JID is localpart@domain):
         TLS, then the registration form (iq get) and the account (iq set) on
         the stream; with --login, SCRAM-SHA-256 on the same stream, bind and
         a message to self through the backend.
-  passwd JID OLD NEW     log in with OLD, change the password to NEW
+  passwd JID OLD NEW [--after N]
+                         log in with OLD, change the password to NEW (with
+                         N messages to self in the same write: they come
+                         back after the answer, in order: AFTER in_order=)
   remove JID PASSWORD    log in, remove the account, see the stream end
   big JID PASSWORD BYTES log in, send a message of BYTES bytes to self
   echo JID PASSWORD      log in, messages to self (quotes, '>' in attribute
@@ -124,9 +127,22 @@ def cmd_passwd(s, a):
     s.connect()
     if not login(s, a.args[0]):
         return 1
+    after = ''.join("<message to='%s' type='chat' id='after%d'><body>after %d</body></message>"
+                    % (escape(s.bound_jid, {"'": '&apos;'}), i, i) for i in range(a.after))
+    # with --after N: N messages to self in the same write as the request
     s.send("<iq type='set' id='pw1'><query xmlns='%s'><username>%s</username>"
-           "<password>%s</password></query></iq>" % (NS_REG, escape(s.user), escape(a.args[1])))
-    print('PASSWD %s' % answer(wait_iq(s, 'pw1')), flush=True)
+           "<password>%s</password></query></iq>%s"
+           % (NS_REG, escape(s.user), escape(a.args[1]), after))
+    seen = []
+    print('PASSWD %s' % answer(wait_iq(s, 'pw1', seen)), flush=True)
+    if a.after:
+        bodies = [m.findtext('{jabber:client}body') for m in seen if local(m.tag) == 'message']
+        while len(bodies) < a.after:
+            el = s.recv()
+            if local(el.tag) == 'message':
+                bodies.append(el.findtext('{jabber:client}body'))
+        print('AFTER in_order=%s' % ('yes' if bodies == ['after %d' % i for i in range(a.after)]
+                                     else 'no:' + '|'.join(map(str, bodies))), flush=True)
     return 0
 
 
@@ -240,6 +256,7 @@ def main():
     p.add_argument('--timeout', type=float, default=10.0)
     p.add_argument('--login', action='store_true')
     p.add_argument('--drop', action='store_true')
+    p.add_argument('--after', type=int, default=0)
     p.add_argument('-v', '--verbose', action='store_true')
     p.add_argument('command', choices=['register', 'passwd', 'remove', 'big', 'echo', 'burst'])
     p.add_argument('jid')
