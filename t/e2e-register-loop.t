@@ -77,7 +77,7 @@ for i in 1 2 3 4; do
 	pids="$pids $!"
 done
 wait $pids # (not xedge, a child too)
-for _ in $(seq 1 100); do
+for _ in $(seq 1 300); do
 	grep -q 'event=register-job op=register result=dropped' "$XEDGE_LOG" && break
 	sleep 0.1
 done

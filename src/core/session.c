@@ -433,13 +433,18 @@ sess_fast_verify(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
 }
 
 /* XE_C2S_REGISTER: the job runs off the loop; what the client sent after
- * the request waits for its answer. */
+ * the request waits for its answer. The client is not silent meanwhile:
+ * only the auth deadline runs (preauth_idle starts again with the answer). */
 static enum xe_sess_do
-sess_reg_wait(struct xe_sess *s, const char *rest, size_t n)
+sess_reg_wait(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
 {
     if (n > 0 && xe_buf_append(&s->held_in, rest, n) < 0)
         return sess_fail(s, XE_SF_HELD_OVERFLOW);
     s->reg_wait = true;
+    if (s->auth_deadline)
+        arm(s, s->auth_deadline > now ? s->auth_deadline - now : 0);
+    else
+        stop_timer(s);
     return XE_SD_REGISTER;
 }
 
@@ -1028,7 +1033,7 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
         case XE_C2S_FAST_VERIFY:
             return sess_fast_verify(s, data, n, now);
         case XE_C2S_REGISTER:
-            return sess_reg_wait(s, data, n);
+            return sess_reg_wait(s, data, n, now);
         case XE_C2S_COMPRESS: /* R6: the next byte is compressed */
             *used_r = total - n;
             return XE_SD_START_COMPRESSION;
@@ -1220,7 +1225,7 @@ sess_release(struct xe_sess *s, uint64_t now)
         d = sess_fast_verify(s, NULL, 0, now);
         break;
     case XE_C2S_REGISTER: /* the registration's job starts now */
-        d = sess_reg_wait(s, NULL, 0);
+        d = sess_reg_wait(s, NULL, 0, now);
         break;
     case XE_C2S_SASL2_AUTHED: /* (the rest, parsed below, goes to backend_pending) */
         s->sasl2 = true;

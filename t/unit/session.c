@@ -1252,6 +1252,14 @@ test_register(struct xe_userstore *store)
         ok(j != NULL && xe_reg_job_op(j) == XE_REG_CREATE &&
                xe_sess_take_reg_job(r.s) == NULL,
            "register (%s): the job, once", how);
+        {
+            uint64_t ms = 0;
+            int op = xe_sess_timer_want(r.s, &ms);
+            ok(op > 0 && ms > conf.preauth_idle_ms && ms <= conf.auth_timeout_ms,
+               "register (%s): meanwhile only the auth deadline runs, not preauth_idle "
+               "(%d, %llu ms)",
+               how, op, (unsigned long long)ms);
+        }
         if (j == NULL) {
             run_end(&r);
             continue;
