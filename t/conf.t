@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..93"
+echo "1..98"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -115,8 +115,15 @@ else
 	ok 1 "a routed pool with two domains is refused"
 	echo "#   out=$out"
 fi
+check "route = true over an ejabberd server" 's/port = 15222; }/port = 15222; kind = "ejabberd"; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; route = true;/' "route = true needs Prosody's routing glue .mod_xedge_pool., and server '[^']*' is an ejabberd server"
+check "route = true over a jabberd2 server" 's/port = 15222; }/port = 15222; kind = "jabberd2"; }/; s/secret_file = "\([^"]*\)";/secret_file = "\1"; route = true;/' "route = true needs Prosody's routing glue .mod_xedge_pool., and server '[^']*' is a jabberd2 server"
 check "an unknown policy" 's/port = 15222; } ); }/port = 15222; } ); policy = "random"; }/' "bad\.conf:9: policy: must be one of \"sticky\", \"least-conn\", \"round-robin\""
 check "an unknown kind" 's/port = 15222; }/port = 15222; kind = "openfire"; }/' "bad\.conf:9: kind: must be one of \"generic\", \"prosody\", \"ejabberd\", \"jabberd2\""
+check "jabberd2_router on a Prosody server" 's/port = 15222; }/port = 15222; kind = "prosody"; jabberd2_router = "127.0.0.1:5347"; }/' "bad\.conf:9: jabberd2_router: server '[^']*': jabberd2_router is for kind \"jabberd2\""
+check "least-conn over one jabberd2 c2s without jabberd2_router" 's/port = 15222; } ); }/port = 15222; kind = "jabberd2"; } ); policy = "least-conn"; }/' "would split one user's sessions over independent servers: server '[^']*' is a jabberd2 server without jabberd2_router"
+good | sed 's/port = 15222; } ); }/port = 15222; kind = "jabberd2"; jabberd2_router = "127.0.0.1:5347"; } ); policy = "least-conn"; }/' >"$d/jd2.conf"
+out=$("$XEDGE" -t -c "$d/jd2.conf" 2>&1)
+ok $? "least-conn over jabberd2 servers that declare one router is accepted ($out)"
 check "an unknown on_down" 's/port = 15222; } ); }/port = 15222; } ); on_down = "retry"; }/' "on_down: must be one of \"error\", \"next\""
 check "a misspelt health setting" 's/port = 15222; } ); }/port = 15222; } ); health = { intervall = 3; }; }/' "intervall: unknown setting"
 check "health.fall 0" 's/port = 15222; } ); }/port = 15222; } ); health = { fall = 0; }; }/' "fall: must be between 1 and 100"

@@ -227,13 +227,16 @@ load_health(struct xe_conf_ctx *c, const config_setting_t *h, struct xe_pool_con
  * user's sessions anywhere, and on_down = "next" would let a stand-in keep
  * offline messages and roster changes apart from the home. */
 /* least-conn and round-robin put each session of a user on any server:
- * right for servers that share sessions (an ejabberd cluster), wrong for
- * independent ones (Prosody, jabberd2), where a user's sessions would not
- * see each other's messages or presence. Refused there unless the pool
- * says allow_split = true (tests, stateless uses). */
+ * right for servers that share sessions (an ejabberd cluster; jabberd2 c2s
+ * processes of one router, whose session managers bind the domain with
+ * multi="to": jabberd2_router, doc/pool-routing.md), wrong for independent
+ * ones (Prosody, jabberd2), where a user's sessions would not see each
+ * other's messages or presence. Refused there unless the pool says
+ * allow_split = true (tests, stateless uses). */
 static int
 check_split(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_conf *p)
 {
+    const char *router = NULL, *router_of = NULL;
     bool allow = false;
 
     if (xe_conf_get_bool(c, g, "allow_split", false, &allow) < 0)
@@ -242,18 +245,36 @@ check_split(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool_con
         return 0;
     for (size_t j = 0; j < p->n_servers; j++) {
         const struct xe_server_conf *sv = &p->servers[j];
+        const char *why;
+        bool other;
+
         if (sv->kind != XE_KIND_PROSODY && sv->kind != XE_KIND_JABBERD2)
             continue;
+        if (sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router && router == NULL) {
+            router = sv->jabberd2_router;
+            router_of = sv->name;
+        }
+        if (sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router &&
+            strcmp(sv->jabberd2_router, router) == 0)
+            continue;
+        if (sv->kind == XE_KIND_PROSODY)
+            why = "a Prosody server";
+        else if (sv->jabberd2_router == NULL)
+            why = "a jabberd2 server without jabberd2_router";
+        else
+            why = "a jabberd2 server of another router than";
+        other = sv->kind == XE_KIND_JABBERD2 && sv->jabberd2_router;
         return xe_conf_fail(
             c, config_setting_get_member(g, "policy"), "policy",
             "pool '%s': %s would split one user's sessions over independent "
-            "servers: server '%s' is %s, which shares no sessions with the "
+            "servers: server '%s' is %s%s%s%s, which shares no sessions with the "
             "others (a user's sessions would not see each other's messages or "
             "presence). Use policy \"sticky\" (with route = true for one domain "
-            "over several servers), or allow_split = true to accept the split",
+            "over several servers; jabberd2_router on each server for the c2s "
+            "processes of one jabberd2 router), or allow_split = true to accept "
+            "the split",
             p->name, p->policy == XE_POLICY_LEAST_CONN ? "least-conn" : "round-robin",
-            sv->name,
-            sv->kind == XE_KIND_PROSODY ? "a Prosody server" : "a jabberd2 server");
+            sv->name, why, other ? " '" : "", other ? router_of : "", other ? "'" : "");
     }
     return 0;
 }
@@ -318,6 +339,25 @@ load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool
             "stand-in server would keep the user's offline messages and roster "
             "changes apart from the home (doc/pool-routing.md)",
             p->name);
+    /* The routing glue is Prosody's (mod_xedge_pool); the other kinds make
+     * one domain their own way and would never open a routing link. */
+    for (size_t k = 0; k < p->n_servers; k++) {
+        const struct xe_server_conf *sv = &p->servers[k];
+
+        if (sv->kind == XE_KIND_EJABBERD || sv->kind == XE_KIND_JABBERD2)
+            return xe_conf_fail(
+                c, config_setting_get_member(g, "route"), "route",
+                "pool '%s': route = true needs Prosody's routing glue "
+                "(mod_xedge_pool), and server '%s' is %s",
+                p->name, sv->name,
+                sv->kind == XE_KIND_EJABBERD
+                    ? "an ejabberd server: ejabberd servers make one domain as one "
+                      "cluster "
+                      "(policy \"least-conn\", doc/pool-routing.md)"
+                    : "a jabberd2 server: jabberd2 makes one domain with one router and "
+                      "several "
+                      "session managers (jabberd2_router, doc/pool-routing.md)");
+    }
     return 0;
 }
 
@@ -400,6 +440,14 @@ load_pools(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *
             if (xe_conf_get_enum(c, sg, "kind", kinds, &kind) < 0)
                 return -1;
             sv->kind = (enum xe_server_kind)kind;
+            if (xe_conf_get_string(c, sg, "jabberd2_router", false, NULL,
+                                   &sv->jabberd2_router) < 0)
+                return -1;
+            if (sv->jabberd2_router && sv->kind != XE_KIND_JABBERD2)
+                return xe_conf_fail(
+                    c, config_setting_get_member(sg, "jabberd2_router"),
+                    "jabberd2_router",
+                    "server '%s': jabberd2_router is for kind \"jabberd2\"", sv->name);
             for (size_t k = 0; k < j; k++)
                 if (strcmp(p->servers[k].name, sv->name) == 0)
                     return xe_conf_fail(c, sg, "name",
@@ -883,8 +931,8 @@ check_names(struct xe_conf_ctx *c, const config_setting_t *root)
     static const char *const component[] = {"domain", "server", NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};
-    static const char *const server[] = {"name", "address",  "port", "weight",
-                                         "kind", "s2s_port", NULL};
+    static const char *const server[] = {
+        "name", "address", "port", "weight", "kind", "s2s_port", "jabberd2_router", NULL};
     static const char *const sasl[] = {"mechanisms", "max_attempts", "scram_iterations",
                                        "tls13_tls_unique", NULL};
     static const char *const limits[] = {"max_connections",
@@ -1367,6 +1415,7 @@ xe_conf_free(struct xe_conf **confp)
         for (size_t j = 0; j < p->n_servers; j++) {
             free(p->servers[j].name);
             free(p->servers[j].host);
+            free(p->servers[j].jabberd2_router);
         }
         free(p->servers);
         for (size_t j = 0; j < p->n_components; j++)

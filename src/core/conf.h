@@ -67,6 +67,11 @@ struct xe_server_conf {
     unsigned weight;
     enum xe_server_kind kind;
     int s2s_port; /* the backend's s2s port for federation links; 0: none */
+    /* kind jabberd2: the router this c2s is attached to (its address:port,
+     * as the operator writes it), NULL: none declared. Servers of one pool
+     * naming the same router are one jabberd2 cluster (session managers
+     * bound with multi="to"), so least-conn may spread sessions over them */
+    char *jabberd2_router;
 };
 
 /* how a pool chooses a server for a new session (pool.h) */

@@ -39,6 +39,12 @@ PHASE:
                 and for CONTACT in its roster. Prints
                   MOVED jid=A body=0|1 contact=CONTACT sub=S
                 and RESULT=ok (both there, sub both) or fail.
+  twins         the one JID logs in twice (resources rc1 and rc2, at once:
+                under least-conn one on each server); each session sees
+                the other's presence and gets a message to its full JID
+                from the other. Prints
+                  TWINS jid=A saw=N/2 got=N/2
+                and RESULT=ok|fail.
   pep NODE      the first user publishes a PEP item (XEP-0163, to NODE,
                 its own bare JID); each other user asks for the item
                 (iq get to the first user's bare JID). Prints
@@ -59,10 +65,11 @@ from slixmpp.xmlstream import ET
 
 class User(slixmpp.ClientXMPP):
     def __init__(self, jid, password, cafile):
-        super().__init__(jid + '/rc', password)
+        super().__init__(jid if '/' in jid else jid + '/rc', password)
         self.ca_certs = cafile
         self.ready = asyncio.get_event_loop().create_future()
         self.inbox, self.errors, self.presences = [], [], set()
+        self.presences_full = set()
         self.auto_authorize = True
         self.auto_subscribe = True
         self.register_plugin('xep_0054')
@@ -100,6 +107,7 @@ class User(slixmpp.ClientXMPP):
 
     def _presence(self, pres):
         self.presences.add(pres['from'].bare)
+        self.presences_full.add(pres['from'].full)
 
     def _any_presence(self, pres):
         self.muc_presence.append((pres['from'].full, pres['type']))
@@ -188,6 +196,28 @@ async def subscribe(a, users):
         okk = okk and sub(x, y) == 'both' and sub(y, x) == 'both' and \
             y.boundjid.bare in x.presences and x.boundjid.bare in y.presences
         print(line, flush=True)
+    print('RESULT=%s' % ('ok' if okk else 'fail'), flush=True)
+    return okk
+
+
+async def twins(a, users):
+    x, y = users
+    tag = 'twin-%d' % time.time_ns()
+
+    def saw():
+        return (y.boundjid.full in x.presences_full) + (x.boundjid.full in y.presences_full)
+
+    await wait_until(lambda: saw() == 2, a.timeout)
+    x.send_message(mto=y.boundjid.full, mbody=tag + '-1', mtype='chat')
+    y.send_message(mto=x.boundjid.full, mbody=tag + '-2', mtype='chat')
+
+    def got():
+        return (any(m['body'] == tag + '-1' for m in y.inbox) +
+                any(m['body'] == tag + '-2' for m in x.inbox))
+
+    await wait_until(lambda: got() == 2, a.timeout)
+    print('TWINS jid=%s saw=%d/2 got=%d/2' % (x.boundjid.bare, saw(), got()), flush=True)
+    okk = saw() == 2 and got() == 2
     print('RESULT=%s' % ('ok' if okk else 'fail'), flush=True)
     return okk
 
@@ -325,6 +355,8 @@ async def moved(a, users, body, contact):
 
 async def run(a):
     jids = a.jids if a.phase != 'send' else a.jids[:1]
+    if a.phase == 'twins':
+        jids = [a.jids[0] + '/rc1', a.jids[0] + '/rc2']
     users, okk = await login(a, jids)
     if not okk:
         return 2, users
@@ -344,6 +376,8 @@ async def run(a):
         r = await moved(a, users, a.arg, a.arg2)
     elif a.phase == 'muc':
         r = await muc(a, users, a.arg)
+    elif a.phase == 'twins':
+        r = await twins(a, users)
     else:
         r = await pep(a, users, a.arg)
     return (0 if r else 1), users
@@ -360,7 +394,8 @@ def main():
                    help='D=HOST:PORT=CA: the users of domain D log in there')
     p.add_argument('--settle', type=float, default=0,
                    help='seconds to wait after the logins (a cluster replicating sessions)')
-    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved'])
+    p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved',
+                                      'twins'])
     p.add_argument('rest', nargs='+')
     a = p.parse_args()
     a.arg2 = None
