@@ -7,9 +7,13 @@
 # that way; straight to Prosody's port, the direct login accepts a valid
 # assertion and refuses forged, expired, replayed and other ones
 # (t/lib/backend-auth-check.py --direct), and SASL PLAIN still works there.
+# The server's kind ("prosody") has xedge send the direct login with its
+# stream header; a Prosody that does not offer it (xedge_direct_auth =
+# false) costs one more try, waiting for the features, and its next logins
+# get PLAIN sent ahead.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 9
+plan 15
 APW="alice-$RANDOM-$RANDOM"
 sandbox_up --user "alice@example.test=$APW"
 PLOG=$XE_SANDBOX_DIR_SB/prosody-0/prosody.log
@@ -37,5 +41,21 @@ rc=$?
 diag "backend-auth-check.py (SASL PLAIN):" "$(printf '%s\n' "$out" | sed 's/^/  /')"
 is "$rc" 0 "Prosody's port, SASL PLAIN (what xedge falls back to): the same checks pass"
 ok "$(grep -q 'xe1:' "$PLOG" && echo 1 || echo 0)" "no assertion in Prosody's log"
+
+plain_before=$(grep -c "Received\\[c2s_unauthed\\]: <auth .*urn:ietf:params:xml:ns:xmpp-sasl" "$PLOG")
+sed -i '1i xedge_direct_auth = false' "$XE_SANDBOX_DIR_SB/prosody-0/prosody.cfg.lua"
+"$SANDBOX" restart-backend "$XE_SANDBOX_DIR_SB" prosody-0 >/dev/null 2>&1
+ok $? "prosody-0 restarted without the direct login"
+LOG_MARK=$(wc -l <"$XEDGE_LOG")
+client --jid alice@example.test --password "$APW" --resource plain1 --roster
+is "$RC" 0 "alice logs in all the same: the direct login sent ahead was not offered"
+is "$(log_since | grep 'event=backend-failed' | grep -c 'does not offer the direct login')/$(log_since | grep -c 'event=backend-retry')" 1/1 \
+	"... xedge told it once and tried once more, waiting for the features"
+client --jid alice@example.test --password "$APW" --resource plain2 --roster
+is "$RC" 0 "alice's next login"
+is "$(log_since | grep -c 'event=backend-failed')/$(log_since | grep -c 'event=session .*jid=alice@example.test ')" 1/2 \
+	"... with no failure: PLAIN sent ahead, as the server offered"
+ok "$([ "$(grep -c "Received\\[c2s_unauthed\\]: <auth .*urn:ietf:params:xml:ns:xmpp-sasl" "$PLOG")" -ge $((plain_before + 2)) ] && echo 0 || echo 1)" \
+	"Prosody got SASL PLAIN from xedge for both logins"
 xedge_alive
 ok $? "xedge is still running"

@@ -44,10 +44,13 @@ struct xe_backend_hs {
     char *localpart;
     char *token;
     char error[256];
-    char *resource;      /* iq-auth: the resource to bind before READY, or NULL */
-    bool need_session;   /* the backend requires a session iq after the bind */
-    char bind_error[64]; /* the backend's stanza error condition for bind/session */
-    char bound[3072];    /* the full JID the backend bound */
+    char *resource;            /* iq-auth: the resource to bind before READY, or NULL */
+    bool need_session;         /* the backend requires a session iq after the bind */
+    char bind_error[64];       /* the backend's stanza error condition for bind/session */
+    char bound[3072];          /* the full JID the backend bound */
+    enum xe_bhs_login ahead;   /* the login sent with our header (not WAIT) */
+    bool guessed_wrong;        /* the features did not offer it */
+    enum xe_bhs_login offered; /* what the first features offered */
 };
 
 static void
@@ -266,17 +269,33 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     switch (b->st) {
     case B_FEATURES1: {
         const struct xe_xml_elem *m = xe_xml_child(e, XE_NS_SASL, "mechanisms");
-        bool plain = false;
+        bool plain = false, direct;
         if (!xe_xml_is(e, XE_NS_STREAMS, "features"))
             return fail(b, "backend sent <%s/> instead of its features", e->name);
-        if (xe_xml_child(e, NS_DIRECT, "auth") != NULL) {
+        direct = xe_xml_child(e, NS_DIRECT, "auth") != NULL;
+        for (const struct xe_xml_elem *x = m ? m->first_child : NULL; x; x = x->next)
+            plain = plain || (xe_xml_is(x, XE_NS_SASL, "mechanism") &&
+                              strcmp(xe_xml_text(x), "PLAIN") == 0);
+        b->offered = direct  ? XE_BHS_LOGIN_DIRECT
+                     : plain ? XE_BHS_LOGIN_PLAIN
+                             : XE_BHS_LOGIN_WAIT;
+        if (b->ahead != XE_BHS_LOGIN_WAIT) { /* sent already: it must be offered */
+            bool direct_ahead = b->ahead == XE_BHS_LOGIN_DIRECT;
+            if (direct_ahead ? !direct : !plain) {
+                b->guessed_wrong = true;
+                return fail(b,
+                            "backend does not offer the %s that its kind says (sent "
+                            "ahead); set the server's kind to \"generic\"",
+                            direct_ahead ? "direct login" : "SASL PLAIN");
+            }
+            b->st = direct_ahead ? B_DIRECT : B_AUTH;
+            return XE_XS_CONTINUE;
+        }
+        if (direct) {
             send_direct(b);
             b->st = B_DIRECT;
             return XE_XS_CONTINUE;
         }
-        for (const struct xe_xml_elem *x = m ? m->first_child : NULL; x; x = x->next)
-            plain = plain || (xe_xml_is(x, XE_NS_SASL, "mechanism") &&
-                              strcmp(xe_xml_text(x), "PLAIN") == 0);
         if (!plain)
             return fail(b, "backend does not offer SASL PLAIN on its plaintext stream");
         if (send_auth(b) < 0)
@@ -442,6 +461,30 @@ xe_backend_hs_bind(struct xe_backend_hs *b, const char *resource)
 {
     free(b->resource);
     b->resource = xe_strdup(resource);
+}
+
+void
+xe_backend_hs_send_ahead(struct xe_backend_hs *b, enum xe_bhs_login login)
+{
+    if (b->st != B_HEADER1 || b->ahead != XE_BHS_LOGIN_WAIT)
+        return;
+    if (login == XE_BHS_LOGIN_DIRECT)
+        send_direct(b);
+    else if (login != XE_BHS_LOGIN_PLAIN || send_auth(b) < 0)
+        return; /* (PLAIN unencodable: the features decide, and fail the same) */
+    b->ahead = login;
+}
+
+enum xe_bhs_login
+xe_backend_hs_offered(const struct xe_backend_hs *b)
+{
+    return b->offered;
+}
+
+bool
+xe_backend_hs_guessed_wrong(const struct xe_backend_hs *b)
+{
+    return b->guessed_wrong;
 }
 
 const char *

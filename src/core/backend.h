@@ -7,6 +7,7 @@
 #ifndef XE_BACKEND_H
 #define XE_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "util.h"
@@ -33,6 +34,22 @@ const char *xe_backend_hs_error(const struct xe_backend_hs *b);
 /* The raw start tag of the backend's current stream (after XE_BHS_READY: its
  * post-login stream; the prefixes its features use are declared there). */
 const unsigned char *xe_backend_hs_header(const struct xe_backend_hs *b, size_t *len_r);
+
+/* The login sent ahead: right after our stream header, in the same write,
+ * without waiting for the backend's first features (a round trip and a
+ * wake-up less per login), when the server's kind says which login it takes
+ * (conf.h's kind: Prosody with mod_auth_xedge the direct login, ejabberd
+ * SASL PLAIN). When the features come they must offer that login;
+ * if they do not, the handshake fails (xe_backend_hs_guessed_wrong() true:
+ * the caller tries again without it, on a new connection). Call before the
+ * first output is taken. */
+enum xe_bhs_login { XE_BHS_LOGIN_WAIT, XE_BHS_LOGIN_PLAIN, XE_BHS_LOGIN_DIRECT };
+void xe_backend_hs_send_ahead(struct xe_backend_hs *b, enum xe_bhs_login login);
+bool xe_backend_hs_guessed_wrong(const struct xe_backend_hs *b);
+/* What the backend's first features offered, once parsed (the direct login
+ * where offered, else PLAIN; WAIT: neither, or not yet): the login to send
+ * ahead to that server next time. */
+enum xe_bhs_login xe_backend_hs_offered(const struct xe_backend_hs *b);
 
 /* Non-SASL authentication (XEP-0078): the client does not bind, so after
  * the backend's post-authentication features the handshake binds RESOURCE

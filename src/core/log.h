@@ -16,6 +16,20 @@ int xe_log_to_parse(const char *name); /* "stderr", "syslog", "journal"; -1 */
 /* Send the lines to TO from now on (facility: for syslog). */
 void xe_log_open(int to, int facility);
 
+/* Buffered lines (stderr only): from xe_log_buffer_start() on, the calling
+ * thread's info and debug lines wait in its own buffer (XE_LOG_BUFFER bytes)
+ * and go out in one write(2) at xe_log_flush(), which its event loop calls
+ * once per turn before it sleeps; a full buffer is written first, and a warn
+ * or error line goes out at once, after what waits, so that the lines of
+ * one thread keep their order. xe_log_buffer_stop() flushes and ends it.
+ * A crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes the crashing
+ * thread's buffer before the previous handler runs; xedge's own aborts
+ * flush first. Threads that never start it write each line at once. */
+#define XE_LOG_BUFFER 16384
+void xe_log_buffer_start(void);
+void xe_log_flush(void);
+void xe_log_buffer_stop(void);
+
 #define xe_err(...) xe_log(XE_LOG_ERROR, __VA_ARGS__)
 #define xe_warn(...) xe_log(XE_LOG_WARN, __VA_ARGS__)
 #define xe_info(...) xe_log(XE_LOG_INFO, __VA_ARGS__)

@@ -166,6 +166,10 @@ struct xe_sess {
     size_t server;
     unsigned retried;
     uint64_t tried;
+    bool no_ahead; /* a login sent ahead was refused: wait for the features */
+    enum xe_bhs_login ahead_hint; /* xe_sess_set_login_ahead */
+    enum xe_bhs_login offered;    /* xe_sess_login_offered, untold */
+    bool offered_told;            /* (for the current server) */
     const char *backend_error;
     bool backend_error_counts;
     const char *bind_refused; /* R4: the condition */
@@ -1086,13 +1090,25 @@ static enum xe_sess_do
 sess_backend_failed(struct xe_sess *s, const char *why)
 {
     bool in_hs = s->st == XE_SS_BACKEND && !s->backend_ready && !s->backend_failed;
+    bool again = false;
 
     snprintf(s->backend_why, sizeof(s->backend_why), "%s", why ? why : "?");
     s->backend_error = s->backend_why;
     s->backend_error_counts = in_hs; /* a connect or handshake failure */
-    if (xe_sess_may_retry(s->pool, s->server, s->retried, in_hs)) {
+    if (in_hs && !s->no_ahead && s->bhs && xe_backend_hs_guessed_wrong(s->bhs)) {
+        /* the login sent ahead for the server's kind was not offered: once
+         * more, on a new connection, waiting for the features; the server
+         * is not to blame and no retry is spent */
+        s->no_ahead = true;
+        s->backend_error_counts = false;
+        again = true;
+    } else if (xe_sess_may_retry(s->pool, s->server, s->retried, in_hs)) {
         s->tried |= UINT64_C(1) << s->server;
         s->retried++;
+        again = true;
+    }
+    if (again) {
+        s->offered_told = false;
         xe_backend_hs_free(&s->bhs);
         xe_xmlstream_free(&s->b2_xs); /* (Bind2 starts over on the next) */
         xe_bind2_script_free(&s->b2_script);
@@ -1106,6 +1122,39 @@ sess_backend_failed(struct xe_sess *s, const char *why)
         return XE_SD_RETRY;
     }
     return sess_backend_error(s);
+}
+
+/* The login sent with our stream header to a server of KIND (backend.h):
+ * what it offered last time (HINT), else by its kind, the direct login of
+ * Prosody's mod_auth_xedge, SASL PLAIN for ejabberd. Nothing ahead of the
+ * features of jabberd2 (2.7 leaves a login sent before it sent its features
+ * unanswered: the login timed out in t/e2e-jabberd2.t) nor of a generic
+ * server. */
+static enum xe_bhs_login
+login_ahead(enum xe_server_kind kind, enum xe_bhs_login hint)
+{
+    switch (kind) {
+    case XE_KIND_PROSODY:
+        return hint != XE_BHS_LOGIN_WAIT ? hint : XE_BHS_LOGIN_DIRECT;
+    case XE_KIND_EJABBERD:
+        return hint != XE_BHS_LOGIN_WAIT ? hint : XE_BHS_LOGIN_PLAIN;
+    default:
+        return XE_BHS_LOGIN_WAIT;
+    }
+}
+
+void
+xe_sess_set_login_ahead(struct xe_sess *s, enum xe_bhs_login login)
+{
+    s->ahead_hint = login;
+}
+
+bool
+xe_sess_login_offered(struct xe_sess *s, enum xe_bhs_login *login_r)
+{
+    *login_r = s->offered;
+    s->offered = XE_BHS_LOGIN_WAIT;
+    return *login_r != XE_BHS_LOGIN_WAIT;
 }
 
 enum xe_sess_do
@@ -1125,6 +1174,10 @@ xe_sess_backend_begin(struct xe_sess *s, const struct xe_pool_conf *pool, size_t
     s->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
     if (s->bhs == NULL)
         return sess_backend_failed(s, "cannot start the backend handshake");
+    if (!s->no_ahead && pool != NULL && server < pool->n_servers)
+        xe_backend_hs_send_ahead(s->bhs,
+                                 login_ahead(pool->servers[server].kind, s->ahead_hint));
+    s->ahead_hint = XE_BHS_LOGIN_WAIT; /* (told again before each) */
     if (s->iq_auth)
         xe_backend_hs_bind(s->bhs, xe_c2s_resource(s->c2s));
     arm(s, s->conf->backend_connect_ms);
@@ -1176,6 +1229,10 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
         return XE_SD_NONE;
     }
     r = xe_backend_hs_feed(s->bhs, data, n, &used);
+    if (s->offered == XE_BHS_LOGIN_WAIT && !s->offered_told) {
+        s->offered = xe_backend_hs_offered(s->bhs);
+        s->offered_told = s->offered != XE_BHS_LOGIN_WAIT;
+    }
     out = xe_backend_hs_output(s->bhs);
     if (out->len) {
         xe_buf_append(&s->to_backend, out->data, out->len);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "c2s.h"
+#include "backend.h"
 #include "cbind.h"
 #include "sasl.h"
 #include "conf.h"
@@ -278,6 +279,15 @@ void xe_sess_tls_up(struct xe_sess *s, const char *sni, uint64_t now);
 enum xe_sess_do xe_sess_backend_begin(struct xe_sess *s, const struct xe_pool_conf *pool,
                                       size_t server, const char *local, const char *token,
                                       enum xe_sess_fail fail);
+/* The login to send ahead to the server of the next xe_sess_backend_begin
+ * (backend.h), as that server's first features offered last time (the glue
+ * remembers it per server: xe_sess_login_offered); WAIT: not known, the
+ * server's kind decides (Prosody: the direct login; ejabberd: PLAIN).
+ * jabberd2 and a generic server never get a login ahead of their features. */
+void xe_sess_set_login_ahead(struct xe_sess *s, enum xe_bhs_login login);
+/* What the current server's first features offered, told once (true), to
+ * remember for that server's next logins. */
+bool xe_sess_login_offered(struct xe_sess *s, enum xe_bhs_login *login_r);
 /* The backend connection: connected (OK) or failed (WHY). */
 enum xe_sess_do xe_sess_connected(struct xe_sess *s, bool ok, const char *why);
 /* Bytes from the backend before the splice; N == 0: it closed (WHY). */

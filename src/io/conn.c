@@ -465,11 +465,17 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
     const char *why;
     uint64_t ms = 0;
     bool counts = false;
+    enum xe_bhs_login login;
     int op;
 
     if (s == NULL || c->closed)
         return;
     c->held = xe_sess_held(s);
+    if (c->bst && xe_sess_login_offered(s, &login)) { /* for its next logins */
+        srv_lock(c->srv);
+        c->bst->login = login;
+        srv_unlock(c->srv);
+    }
     if ((why = xe_sess_backend_error(s, &counts)) != NULL) {
         told_backend_error(c, why, counts);
         if (d != XE_SD_RETRY && c->backend_inited && !c->retrying) {

@@ -547,6 +547,9 @@ connect_backend(struct conn *c, bool retry)
         return;
     }
     local = xe_strndup(jid, (size_t)(strchr(jid, '@') - jid));
+    srv_lock(c->srv);
+    xe_sess_set_login_ahead(c->sess, c->bst->login);
+    srv_unlock(c->srv);
     /* the backend script (session.h: the machine keeps it) */
     xe_srv_exec(c, xe_sess_backend_begin(c->sess, pool, i, local, token, XE_SF_NONE));
     OPENSSL_cleanse(token, sizeof(token));

@@ -485,14 +485,42 @@ on_main_async(uv_async_t *a)
 }
 
 static void
+on_log_turn(uv_prepare_t *p)
+{
+    (void)p;
+    xe_log_flush();
+}
+
+void
+xe_srv_log_turns(uv_loop_t *loop, uv_prepare_t *p)
+{
+    uv_prepare_init(loop, p);
+    uv_prepare_start(p, on_log_turn);
+    uv_unref((uv_handle_t *)p);
+    xe_log_buffer_start();
+}
+
+void
+xe_srv_log_turns_stop(uv_prepare_t *p)
+{
+    xe_log_buffer_stop();
+    if (!uv_is_closing((uv_handle_t *)p))
+        uv_close((uv_handle_t *)p, NULL);
+}
+
+static void
 worker_main(void *arg)
 {
     struct worker *w = arg;
+    uv_prepare_t log_turn;
 
     xe_log_worker = (int)w->index;
+    xe_srv_log_turns(w->loop, &log_turn);
     uv_run(w->loop, UV_RUN_DEFAULT);
     /* everything is closed (xe_server_stop): let the close callbacks run */
     uv_run(w->loop, UV_RUN_DEFAULT);
+    xe_srv_log_turns_stop(&log_turn);
+    uv_run(w->loop, UV_RUN_NOWAIT);
     on_worker_async(&w->async); /* jobs queued as it closed: answered, empty */
     xe_tokio_free(&w->tokens);  /* its requests are done: the loop ran them */
     if (uv_loop_close(w->loop) != 0)

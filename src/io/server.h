@@ -22,6 +22,12 @@ int xe_server_reload(struct xe_server *srv, struct xe_conf *conf,
                      unsigned long *generation_r, char **error_r);
 /* Bind and listen on every configured listener. */
 int xe_server_listen(struct xe_server *srv, char **error_r);
+/* The calling thread's log lines wait for the end of LOOP's turn: P (not
+ * keeping the loop alive) writes them before the loop sleeps (log.h's
+ * xe_log_buffer_start). xe_srv_log_turns_stop: written, P closed (run the
+ * loop once more before closing it). */
+void xe_srv_log_turns(uv_loop_t *loop, uv_prepare_t *p);
+void xe_srv_log_turns_stop(uv_prepare_t *p);
 /* Stop accepting and close every connection at once; the loop then ends. */
 void xe_server_stop(struct xe_server *srv);
 /* Graceful shutdown: stop accepting now; after grace_ms (sessions go on),

@@ -109,6 +109,9 @@ struct bstate {
     const struct xe_server_conf *sc;
     const char *domain; /* a domain of the pool, for the checks' stream header */
     struct xe_server_state st;
+    /* the login its first features offered last (backend.h; WAIT: not
+     * known yet), sent ahead of them next time (session.h) */
+    enum xe_bhs_login login;
     uint64_t next_check_ms; /* loop time of the next active check */
     bool checking;
 };

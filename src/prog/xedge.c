@@ -292,6 +292,7 @@ main(int argc, char **argv)
     struct xe_conf *conf = NULL;
     struct xe_userstore *store = NULL;
     uv_signal_t sigterm, sigint, sighup;
+    uv_prepare_t log_turn;
     char *err = NULL, *mechs = NULL;
     uv_loop_t *loop = uv_default_loop();
     int opt, rc = 1;
@@ -434,6 +435,7 @@ main(int argc, char **argv)
             conf->n_domains);
     xe_server_start_health(g_srv);
     notify("READY=1");
+    xe_srv_log_turns(loop, &log_turn); /* a write(2) per turn, not per line */
     uv_run(loop, UV_RUN_DEFAULT);
     /* let the close callbacks run */
     if (!uv_is_closing((uv_handle_t *)&sigterm))
@@ -443,6 +445,8 @@ main(int argc, char **argv)
     if (!uv_is_closing((uv_handle_t *)&sighup))
         uv_close((uv_handle_t *)&sighup, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+    xe_srv_log_turns_stop(&log_turn);
+    uv_run(loop, UV_RUN_NOWAIT);
     xe_info("event=stopped");
     rc = 0;
 out:

@@ -353,6 +353,8 @@ static struct xe_pool_conf pool;
 static struct xe_server_conf servers[2];
 static char *mechs[] = {"PLAIN"};
 static uint64_t now = 1000;
+/* what the glue remembers of the server's last features (session.h) */
+static enum xe_bhs_login hint;
 
 /* What one drive saw. */
 struct run {
@@ -362,7 +364,8 @@ struct run {
     size_t n_acts;
     bool spliced;
     char pend_client[4096], pend_backend[4096];
-    size_t zused; /* START_COMPRESSION: bytes used of the last chunk */
+    size_t zused;     /* START_COMPRESSION: bytes used of the last chunk */
+    unsigned n_retry; /* RETRY actions */
 };
 
 static const char act_letter[] = {
@@ -392,8 +395,10 @@ act(struct run *r, enum xe_sess_do d)
     if (r->n_acts + 1 < sizeof(r->acts) &&
         (r->n_acts == 0 || r->acts[r->n_acts - 1] != act_letter[d]))
         r->acts[r->n_acts++] = act_letter[d];
+    r->n_retry += d == XE_SD_RETRY;
     if (d == XE_SD_CONNECT || d == XE_SD_RETRY) {
         size_t server = xe_sess_tried(r->s) & 1 ? 1 : 0;
+        xe_sess_set_login_ahead(r->s, hint);
         act(r, xe_sess_backend_begin(r->s, &pool, server, "alice", TOKEN, XE_SF_NONE));
         act(r, xe_sess_connected(r->s, true, NULL));
     }
@@ -529,6 +534,151 @@ test_login_kinds(void)
                        ord, how);
                 run_end(&r);
             }
+}
+
+/* The login sent ahead (backend.h): with the server's kind configured, our
+ * stream header and the login go out together at the connect, before the
+ * backend said anything, and the login is not sent again after its
+ * features; a generic server's and jabberd2's features still decide (2.7
+ * leaves a login sent ahead unanswered). Per backend kind, whole and byte by
+ * byte. */
+static void
+test_login_ahead(void)
+{
+    static const enum xe_server_kind as[] = {XE_KIND_PROSODY, XE_KIND_GENERIC,
+                                             XE_KIND_EJABBERD, XE_KIND_JABBERD2};
+    static const char *const as_name[] = {"prosody", "generic", "ejabberd", "jabberd2"};
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++)
+        for (size_t step = 0; step <= 1; step++) {
+            const struct kind *kd = &kinds[k];
+            const char *how = step ? "byte by byte" : "whole";
+            bool ahead = as[k] != XE_KIND_GENERIC && as[k] != XE_KIND_JABBERD2;
+            char bk[4096];
+            const char *sent, *login;
+            struct run r;
+
+            servers[0].kind = servers[1].kind = as[k];
+            snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart,
+                     kd->after_restart, kd->features);
+            run_start(&r, true);
+            client(&r, CHEADER("example.test"), step);
+            client(&r, AUTH_OK, step);
+            sent = str(&r.to_backend);
+            login = strstr(sent, kd->sent);
+            ok(strncmp(sent, "<?xml version='1.0'?><stream:stream", 35) == 0 &&
+                   (ahead ? login != NULL : login == NULL),
+               "%s as %s, %s: at the connect our header%s", kd->name, as_name[k], how,
+               ahead ? " and the login, in one output" : " only (the features decide)");
+            backend(&r, bk, step);
+            client(&r, CHEADER("example.test") PIPE, step);
+            sent = str(&r.to_backend);
+            login = strstr(sent, kd->sent);
+            ok(login && strstr(login + 1, kd->sent) == NULL,
+               "%s as %s, %s: the login sent once", kd->name, as_name[k], how);
+            is_str(r.acts, "CS", "%s as %s, %s: CONNECT then SPLICE", kd->name,
+                   as_name[k], how);
+            is_str(r.pend_backend, PIPE, "%s as %s, %s: R7 the client's pipelined iq",
+                   kd->name, as_name[k], how);
+            is_str(r.pend_client, B_EXTRA, "%s as %s, %s: R7 the backend's stanza",
+                   kd->name, as_name[k], how);
+            run_end(&r);
+        }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+}
+
+/* A wrong guess: the kind says Prosody (the direct login) but this Prosody
+ * does not offer it (xedge_direct_auth = false), or says ejabberd but the
+ * server offers no PLAIN. The login is tried once more on a new connection,
+ * waiting for the features (no retry spent, the server not blamed); what
+ * those features do not offer either fails cleanly, with no third try. */
+static void
+test_login_ahead_wrong(void)
+{
+    static const char *const bare_header =
+        "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/"
+        "streams' version='1.0' id='x' from='example.test' xmlns='jabber:client'>";
+    unsigned retries = pool.retries;
+
+    for (size_t step = 0; step <= 1; step++) {
+        const struct kind *kd = &kinds[1]; /* prosody-plain */
+        const char *how = step ? "byte by byte" : "whole";
+        char bk[4096];
+        const char *sent, *err;
+        bool counts = true;
+        enum xe_bhs_login offered;
+        enum xe_sess_do d;
+        struct run r;
+
+        servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK, step);
+        ok(strstr(str(&r.to_backend), "urn:xedge:auth:0") != NULL,
+           "wrong guess, %s: the direct login sent ahead", how);
+        r.to_backend.len = 0;
+        /* its first features, no direct login among them (one read: the
+         * rest would have been the failed connection's) */
+        d = xe_sess_backend(r.s, kd->before_restart, strlen(kd->before_restart), NULL);
+        err = xe_sess_backend_error(r.s, &counts); /* (the glue's order) */
+        ok(xe_sess_login_offered(r.s, &offered) && offered == XE_BHS_LOGIN_PLAIN,
+           "wrong guess, %s: PLAIN offered, for the server's next logins", how);
+        act(&r, d);
+        is_str(r.acts, "CR", "wrong guess, %s: RETRY at the features", how);
+        ok(err && strstr(err, "direct login") && !counts,
+           "wrong guess, %s: told, and not held against the server (%s)", how,
+           err ? err : "-");
+        is_int(xe_sess_retried(r.s), 0, "wrong guess, %s: no retry spent", how);
+        is_int(xe_sess_tried(r.s), 0, "wrong guess, %s: the same server may take it",
+               how);
+        sent = str(&r.to_backend);
+        ok(strncmp(sent, "<?xml version='1.0'?><stream:stream", 35) == 0 &&
+               strstr(sent, "<auth") == NULL,
+           "wrong guess, %s: the new connection waits for the features", how);
+        snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart, kd->after_restart,
+                 kd->features);
+        backend(&r, bk, step);
+        client(&r, CHEADER("example.test") PIPE, step);
+        ok(strstr(str(&r.to_backend), "mechanism='PLAIN'") != NULL,
+           "wrong guess, %s: PLAIN, as the features offer", how);
+        is_str(r.acts, "CRS", "wrong guess, %s: then the login, the splice", how);
+        run_end(&r);
+
+        /* ejabberd without PLAIN: the second try fails, the session ends */
+        servers[0].kind = servers[1].kind = XE_KIND_EJABBERD;
+        pool.retries = 0; /* (no other server to try) */
+        snprintf(bk, sizeof(bk), "%s<stream:features/>", bare_header);
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK, step);
+        act(&r, xe_sess_backend(r.s, bk, strlen(bk), NULL));
+        is_str(r.acts, "CR", "no PLAIN, %s: RETRY without the guess", how);
+        act(&r, xe_sess_backend(r.s, bk, strlen(bk), NULL));
+        client(&r, CHEADER("example.test"), step); /* (told at the restart, R3) */
+        is_str(r.acts, "CRX", "no PLAIN, %s: then a clean failure", how);
+        is_int(r.n_retry, 1, "no PLAIN, %s: no third try", how);
+        ok(xe_sess_failure(r.s) != XE_SF_NONE, "no PLAIN, %s: a defined failure", how);
+        run_end(&r);
+        pool.retries = retries;
+
+        /* what the server offered last time is sent ahead next time */
+        servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+        hint = XE_BHS_LOGIN_PLAIN;
+        run_start(&r, true);
+        client(&r, CHEADER("example.test"), step);
+        client(&r, AUTH_OK, step);
+        ok(strstr(str(&r.to_backend), "mechanism='PLAIN'") != NULL &&
+               strstr(str(&r.to_backend), "urn:xedge:auth:0") == NULL,
+           "learned, %s: PLAIN sent ahead to this Prosody", how);
+        snprintf(bk, sizeof(bk), "%s%s%s" B_EXTRA, kd->before_restart, kd->after_restart,
+                 kd->features);
+        backend(&r, bk, step);
+        client(&r, CHEADER("example.test") PIPE, step);
+        is_str(r.acts, "CS", "learned, %s: no retry, the splice", how);
+        run_end(&r);
+        hint = XE_BHS_LOGIN_WAIT;
+    }
+    servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
 }
 
 /* R1: bytes after <starttls/> are dropped. */
@@ -881,6 +1031,7 @@ test_bind2_kinds(void)
             const char *out, *succ, *tb;
 
             servers[0].kind = servers[1].kind = j2 ? XE_KIND_JABBERD2 : XE_KIND_PROSODY;
+            hint = k == 0 ? XE_BHS_LOGIN_DIRECT : XE_BHS_LOGIN_PLAIN; /* (as offered) */
             snprintf(bk, sizeof(bk), "%s%s%s", kd->before_restart, kd->after_restart,
                      kd->features);
             run_start(&r, true);
@@ -929,6 +1080,7 @@ test_bind2_kinds(void)
             run_end(&r);
         }
     servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+    hint = XE_BHS_LOGIN_WAIT;
 }
 
 /* The backend refuses the bind: a SASL2 failure (temporary), the stream ends. */
@@ -939,6 +1091,7 @@ test_bind2_refused(void)
     char bk[4096];
 
     servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    hint = XE_BHS_LOGIN_PLAIN; /* (what these bytes offer) */
     snprintf(bk, sizeof(bk), "%s%s%s", kinds[2].before_restart, kinds[2].after_restart,
              kinds[2].features);
     run_start(&r, true);
@@ -954,6 +1107,7 @@ test_bind2_refused(void)
     is_str(r.acts, "CX", "bind2 refused: CLOSE");
     run_end(&r);
     servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+    hint = XE_BHS_LOGIN_WAIT;
 }
 
 /* FAST (XEP-0484) through the machine: an HT-SHA-256-NONE <authenticate>
@@ -1060,6 +1214,7 @@ test_resume(void)
     char bk[4096];
 
     servers[0].kind = servers[1].kind = XE_KIND_PROSODY;
+    hint = XE_BHS_LOGIN_PLAIN; /* (what these bytes offer) */
     snprintf(bk, sizeof(bk), "%s%s%s", kinds[1].before_restart, kinds[1].after_restart,
              kinds[1].features);
     for (size_t step = 0; step <= 1; step++)
@@ -1112,6 +1267,7 @@ test_resume(void)
             run_end(&r);
         }
     servers[0].kind = servers[1].kind = XE_KIND_GENERIC;
+    hint = XE_BHS_LOGIN_WAIT;
 }
 
 /* A failed token counts half in the lockout guard (every second one of a
@@ -1360,6 +1516,8 @@ login_tests(void)
     conf.backend_handshake_ms = 5000;
     if (r == 0) {
         test_login_kinds();
+        test_login_ahead();
+        test_login_ahead_wrong();
         test_r1_starttls();
         test_r2_held();
         test_r3_fail_at_restart();
