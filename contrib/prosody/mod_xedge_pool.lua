@@ -3,25 +3,30 @@
 --
 -- Each user of the domain has one home: the server xedge pins them to, else
 -- the rendezvous choice of the pool (the same computation as xedge's
--- src/core/pool.c). This module keeps one link to xedge's routing listener,
--- authenticated by an assertion (doc/assertion.md, purpose "route",
--- identity "DOMAIN SERVER"), and over it:
+-- src/core/pool.c). This module keeps a link to each of xedge's routing
+-- listeners (one per xedge node), authenticated by an assertion
+-- (doc/assertion.md, purpose "route", identity "DOMAIN SERVER"), and over
+-- them:
 --   * xedge sends the map of homes (<pool/>: the servers with their
 --     weights, the pins), again whenever it changes (a reload, a pin);
 --   * every stanza this server would handle for a user of the domain homed
 --     elsewhere (message, presence, iq; bare or full JID) goes to xedge,
 --     which sends it to the home; nothing of it is handled here (no
---     offline storage, no vCard or PEP answer, no subscription state);
+--     offline storage, no vCard or PEP answer, no subscription state).
+--     It goes on the first link of the list that is up; the map in use
+--     is the last whole one received on any link (every node computes
+--     the same map from the shared user store);
 --   * stanzas xedge routes here are delivered locally and never sent on
 --     again (xedge refuses a stanza whose home is the server that sent it).
--- Without a map (the link never came up), and for a user homed elsewhere
--- while the link is down, the sender gets recipient-unavailable (wait):
+-- Without a map (no link ever came up), and for a user homed elsewhere
+-- while no link is up, the sender gets recipient-unavailable (wait):
 -- nothing is stored on a server that is not the user's home.
 --
 -- Configuration (on the VirtualHost):
 --   modules_enabled = { ...; "xedge_pool"; }
 --   xedge_secret_file = "/etc/prosody/xedge.secret"  -- the pool's secret (as for c2s)
---   xedge_pool_route = "127.0.0.1:5290"              -- xedge's routing listener
+--   xedge_pool_route = "127.0.0.1:5290"              -- xedge's routing listener, or
+--   xedge_pool_route = { "10.0.0.1:5290", "10.0.0.2:5290" } -- one per xedge node
 --   xedge_pool_server = "prosody-1"                  -- this server's name in xedge.conf
 
 local st = require "util.stanza";
@@ -47,26 +52,44 @@ if not self_name or self_name == "" then
 	module:log("error", "xedge_pool_server must name this server as xedge.conf's pool does");
 	error("mod_xedge_pool: xedge_pool_server is not set");
 end
-local route_spec = module:get_option_string("xedge_pool_route");
-local route_host, route_port;
-if route_spec then
-	route_host, route_port = route_spec:match("^%[([^%]]+)%]:(%d+)$");
-	if not route_host then route_host, route_port = route_spec:match("^([^:%[%]]+):(%d+)$"); end
-	route_port = tonumber(route_port);
-end
-if not route_host or not route_port or route_port < 1 or route_port > 65535 then
-	module:log("error", "xedge_pool_route must be \"HOST:PORT\" (xedge's routing listener), got %q",
-		tostring(route_spec));
-	error("mod_xedge_pool: bad or missing xedge_pool_route");
+-- xedge's routing listeners: "HOST:PORT", or a list of them (one per
+-- xedge node of a cluster sharing its users, doc/scaling.md). A link to
+-- each, in this order: stanzas go on the first one up.
+local links = {}; -- { spec =, host =, port =, index =, delay =, session = }
+do
+	local specs = module:get_option_array("xedge_pool_route") or {};
+	local seen = {};
+	for i, spec in ipairs(specs) do
+		local h, p;
+		if type(spec) == "string" then
+			h, p = spec:match("^%[([^%]]+)%]:(%d+)$");
+			if not h then h, p = spec:match("^([^:%[%]]+):(%d+)$"); end
+			p = tonumber(p);
+		end
+		if not h or not p or p < 1 or p > 65535 or seen[spec] then
+			module:log("error", "xedge_pool_route must be \"HOST:PORT\" or a list of distinct ones "
+				.. "(xedge's routing listeners), got %q at %d", tostring(spec), i);
+			error("mod_xedge_pool: bad xedge_pool_route");
+		end
+		seen[spec] = true;
+		links[i] = { spec = spec, host = h, port = p, index = i, delay = 1 };
+	end
+	if #links == 0 then
+		module:log("error", "xedge_pool_route must be \"HOST:PORT\" or a list of them (xedge's routing listeners)");
+		error("mod_xedge_pool: missing xedge_pool_route");
+	end
 end
 
 ---------------------------------------------------------------- homes
 
 -- The map from xedge: servers = { {name=, weight=}, ... } in pool order,
 -- pins = { [bare] = name }. nil until the first whole map arrives (xedge
--- sends a large map in parts: <pool pins='N'/>, then <pins/> up to N).
+-- sends a large map in parts: <pool pins='N'/>, then <pins/> up to N;
+-- each link builds its own, session.pending). The last whole map received
+-- on any link is the one in use: every xedge node computes it from the
+-- same store, so two links' maps differ only while a change (a pin, a
+-- reload) reaches the nodes one after the other, a second or so.
 local map;
-local pending; -- a map whose parts are still arriving
 
 -- The home of a bare JID: its pin, else the rendezvous choice, as xedge
 -- computes it (xedge_pool.lib.lua; checked against xedge by t/lua-pool.t).
@@ -76,10 +99,12 @@ end
 
 module:provides("xedge_pool_home", { home_of = function(bare) return map and home_of(bare); end });
 
----------------------------------------------------------------- the link
+---------------------------------------------------------------- the links
 
-local link; -- { conn =, authed =, stream = }
-local reconnect_delay = 1;
+-- links[i].session: the connection to listener i (nil while down and
+-- waiting for its retry): { conn =, authed =, stream =, pending =, link = }.
+-- Each link reconnects on its own, with its own backoff (1 s doubling to
+-- 30 s, back to 1 s once authenticated).
 local stopping = false;
 module:hook_global("server-stopping", function() stopping = true; end);
 
@@ -94,12 +119,34 @@ local route_origin = {
 };
 function route_origin.close() end
 
-local function link_send(data)
-	if link and link.conn and link.authed then
-		link.conn:write(data);
-		return true;
+-- The link stanzas go out on: the first authenticated one in the
+-- configuration's order. Stable, so that while all are up every stanza of
+-- this server takes one node (in order); a list in another order on each
+-- server spreads the servers over the nodes.
+local function send_link()
+	for _, L in ipairs(links) do
+		local s = L.session;
+		if s and s.conn and s.authed then return L; end
 	end
-	return false;
+end
+
+local current; -- the link send_link gave last (for the log)
+local function note_send_link()
+	local L = send_link();
+	if L == current then return; end
+	current = L;
+	if L then
+		module:log("info", "xedge routing: stanzas go through %s", L.spec);
+	else
+		module:log("warn", "xedge routing: no link up (%d configured)", #links);
+	end
+end
+
+local function link_send(data)
+	local L = send_link();
+	if not L then return false; end
+	L.session.conn:write(data);
+	return true;
 end
 
 local stream_callbacks = { default_ns = "jabber:server" };
@@ -139,23 +186,26 @@ function stream_callbacks.handlestanza(session, stanza)
 	if xmlns == "urn:xedge:route:0" then
 		if stanza.name == "success" then
 			session.authed = true;
-			reconnect_delay = 1;
-			module:log("info", "xedge routing link up (%s:%d) as %s", route_host, route_port, self_name);
+			session.link.delay = 1;
+			module:log("info", "xedge routing link up (%s) as %s", session.link.spec, self_name);
+			note_send_link();
 		elseif stanza.name == "failure" then
-			module:log("error", "xedge refused the routing link: %s", tostring(stanza));
+			module:log("error", "xedge refused the routing link (%s): %s", session.link.spec, tostring(stanza));
 		elseif stanza.name == "pool" then
 			-- the map's first part: the rest of its pins='N' pins follow in
 			-- <pins/> parts; the map in use stays until the last one
-			pending = read_map(stanza);
-		elseif stanza.name == "pins" and pending then
+			session.pending = read_map(stanza);
+		elseif stanza.name == "pins" and session.pending then
+			local pending = session.pending;
 			for p in stanza:childtags("pin") do
 				pending.pins[p.attr.jid] = p.attr.server;
 				pending.got = pending.got + 1;
 			end
 		end
-		if pending and pending.got >= pending.want then
-			map, pending = pending, nil;
-			module:log("info", "xedge pool map: %d servers, %d pins", #map.servers, map.got);
+		if session.pending and session.pending.got >= session.pending.want then
+			map, session.pending = session.pending, nil;
+			module:log("info", "xedge pool map: %d servers, %d pins (from %s)", #map.servers, map.got,
+				session.link.spec);
 		end
 		return;
 	end
@@ -192,65 +242,83 @@ function stream_callbacks.streamclosed(session)
 end
 
 function stream_callbacks.error(session, error, data)
-	module:log("warn", "xedge routing link: %s %s", tostring(error), tostring(data));
+	module:log("warn", "xedge routing link (%s): %s %s", session.link.spec, tostring(error), tostring(data));
 	session.conn:close();
 end
 
-local listeners = {};
-local function schedule_connect()
-	if stopping then return; end
-	local delay = reconnect_delay;
-	reconnect_delay = math.min(reconnect_delay * 2, 30);
-	timer.add_task(delay, function() module:fire_event("xedge-pool-connect"); end);
+local schedule_connect;
+
+-- The callbacks of link L's connections (one at a time per link).
+local function new_listeners(L)
+	local listeners = {};
+	function listeners.onconnect(conn)
+		local session = L.session;
+		if not session then conn:close(); return; end
+		session.conn = conn;
+		-- many small stanzas each way: no Nagle (Prosody's default keeps it),
+		-- or one waits for the other side's delayed ACK
+		conn:setoption("tcp-nodelay", true);
+		conn:write("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
+			.. "xmlns:stream='http://etherx.jabber.org/streams' to='" .. host .. "' version='1.0'>");
+	end
+	function listeners.onincoming(conn, data)
+		local session = L.session;
+		if not session or session.conn ~= conn then return; end
+		local ok, err = session.stream:feed(data);
+		if not ok then
+			module:log("warn", "xedge routing link (%s): bad XML: %s", L.spec, tostring(err));
+			conn:close();
+		end
+	end
+	function listeners.ondisconnect(conn, err)
+		local session = L.session;
+		if session and session.conn == conn then
+			module:log(session.authed and "warn" or "info", "xedge routing link down (%s): %s", L.spec,
+				tostring(err));
+			L.session = nil;
+			note_send_link();
+			schedule_connect(L);
+		end
+	end
+	function listeners.onfail(data, err)
+		if L.session == data then
+			module:log("info", "cannot reach xedge's routing listener %s: %s", L.spec, tostring(err));
+			L.session = nil;
+			schedule_connect(L);
+		end
+	end
+	return listeners;
 end
 
-function listeners.onconnect(conn)
-	local session = link;
-	session.conn = conn;
-	-- many small stanzas each way: no Nagle (Prosody's default keeps it),
-	-- or one waits for the other side's delayed ACK
-	conn:setoption("tcp-nodelay", true);
-	conn:write("<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
-		.. "xmlns:stream='http://etherx.jabber.org/streams' to='" .. host .. "' version='1.0'>");
-end
-function listeners.onincoming(conn, data)
-	local session = link;
-	if not session or session.conn ~= conn then return; end
-	local ok, err = session.stream:feed(data);
-	if not ok then
-		module:log("warn", "xedge routing link: bad XML: %s", tostring(err));
-		conn:close();
-	end
-end
-function listeners.ondisconnect(conn, err)
-	if link and link.conn == conn then
-		module:log(link.authed and "warn" or "info", "xedge routing link down: %s", tostring(err));
-		link, pending = nil, nil;
-		schedule_connect();
-	end
-end
-function listeners.onfail(data, err)
-	if link == data then
-		module:log("info", "cannot reach xedge's routing listener %s:%d: %s", route_host, route_port, tostring(err));
-		link, pending = nil, nil;
-		schedule_connect();
-	end
-end
-
-local function start_link()
-	if link or stopping then return; end
-	local session = { notopen = true };
+local function start_link(L)
+	if not L or L.session or stopping then return; end
+	local session = { notopen = true, link = L };
 	session.stream = xmppstream.new(session, stream_callbacks, 1024 * 1024);
-	link = session;
-	connect(basic_resolver.new(route_host, route_port, "tcp", {}), listeners, nil, session);
+	L.session = session;
+	L.listeners = L.listeners or new_listeners(L);
+	connect(basic_resolver.new(L.host, L.port, "tcp", {}), L.listeners, nil, session);
 end
-module:hook("xedge-pool-connect", start_link);
-module:hook_global("server-started", start_link);
-if prosody.start_time then timer.add_task(0, start_link); end -- a reload of the module
+
+-- (through an event: a timer left by a module since unloaded finds no hook)
+function schedule_connect(L)
+	if stopping then return; end
+	local delay = L.delay;
+	L.delay = math.min(L.delay * 2, 30);
+	timer.add_task(delay, function() module:fire_event("xedge-pool-connect", { index = L.index }); end);
+end
+
+local function start_links()
+	for _, L in ipairs(links) do start_link(L); end
+end
+module:hook("xedge-pool-connect", function(event) start_link(links[event.index]); end);
+module:hook_global("server-started", start_links);
+if prosody.start_time then timer.add_task(0, start_links); end -- a reload of the module
 
 function module.unload()
 	stopping = true;
-	if link and link.conn then link.conn:close(); end
+	for _, L in ipairs(links) do
+		if L.session and L.session.conn then L.session.conn:close(); end
+	end
 end
 
 ---------------------------------------------------------------- the hooks
@@ -285,7 +353,8 @@ local function route(event)
 	if not home or home == self_name then return; end
 	if stanza.attr.xmlns == "jabber:client" then stanza.attr.xmlns = nil; end
 	if not link_send(tostring(stanza)) then
-		module:log("warn", "routing link down: %s for %s (home %s) refused", stanza.name, bare, tostring(home));
+		module:log("warn", "routing link down: %s for %s (home %s) refused (no link up)", stanza.name, bare,
+			tostring(home));
 		bounce(stanza, "the recipient's server is unreachable");
 		return true;
 	end
@@ -302,7 +371,7 @@ module:hook("route/remote", function(event)
 	local server = map and map.components[event.to_host];
 	if not server or server == self_name then return; end
 	if not link_send(tostring(stanza)) then
-		module:log("warn", "routing link down: %s for %s (on %s) refused", stanza.name,
+		module:log("warn", "routing link down: %s for %s (on %s) refused (no link up)", stanza.name,
 			tostring(stanza.attr.to), server);
 		bounce(stanza, "the component's server is unreachable");
 	end
@@ -314,4 +383,8 @@ for _, name in ipairs({ "message", "presence", "iq" }) do
 	module:hook(name .. "/full", route, 1000);
 end
 
-module:log("info", "xedge pool routing for %s as %s through %s:%d", host, self_name, route_host, route_port);
+do
+	local specs = {};
+	for i, L in ipairs(links) do specs[i] = L.spec; end
+	module:log("info", "xedge pool routing for %s as %s through %s", host, self_name, table.concat(specs, ", "));
+end

@@ -3,10 +3,12 @@
 (doc/pool-routing.md), with slixmpp clients through xedge.
 
   /usr/bin/python3 t/lib/route_check.py --server HOST:PORT --cafile CA \\
-      --password PW [--timeout S] [--domain D=HOST:PORT=CA]... PHASE JID...
+      --password PW [--timeout S] [--domain D=HOST:PORT=CA]...
+      [--via JID=HOST:PORT]... PHASE JID...
 
 --domain: the users of domain D log in at HOST:PORT (trusting CA) instead
 (another domain federating with the pool: it joins its room, say).
+--via: JID logs in at HOST:PORT (another xedge node of a cluster).
 
 PHASE:
   matrix        every user logs in; every ordered pair exchanges a chat
@@ -114,7 +116,13 @@ class User(slixmpp.ClientXMPP):
 
 
 def where(a, jid):
-    """(host, port, cafile) for JID's login: its domain's --domain, else --server"""
+    """(host, port, cafile) for JID's login: its --via, its domain's --domain,
+    else --server"""
+    for spec in a.via or []:
+        j, server = spec.split('=', 1)
+        if j == jid:
+            host, _, port = server.rpartition(':')
+            return host, int(port), a.cafile
     dom = jid.rpartition('@')[2]
     for spec in a.domain or []:
         d, server, ca = spec.split('=', 2)
@@ -392,6 +400,8 @@ def main():
     p.add_argument('--debug', action='store_true')
     p.add_argument('--domain', action='append',
                    help='D=HOST:PORT=CA: the users of domain D log in there')
+    p.add_argument('--via', action='append',
+                   help='JID=HOST:PORT: JID logs in there')
     p.add_argument('--settle', type=float, default=0,
                    help='seconds to wait after the logins (a cluster replicating sessions)')
     p.add_argument('phase', choices=['matrix', 'subscribe', 'send', 'receive', 'vcard', 'pep', 'muc', 'moved',
