@@ -10,7 +10,7 @@ trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..98"
+echo "1..103"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
 	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
@@ -211,6 +211,23 @@ check "websocket: path on a starttls listener" 's/port = 5222; }/port = 5222; pa
 good | sed "s#{ kind = \"starttls\"; address = \"127.0.0.1\"; port = 5222; },##; s#{ kind = \"direct_tls\"; address = \"::1\"; port = 5223; }#$WS }#" >"$d/wsonly.conf"
 out=$("$XEDGE" -t -c "$d/wsonly.conf" 2>&1)
 ok $? "websocket: a configuration whose only listener is a websocket one is served ($out)"
+
+# Domain names are folded through nameprep, as a JID's domain is: a
+# non-ASCII name in any case is the name clients send; one that fails the
+# profile is refused with the reason.
+check "a domain name with a private-use character" $'s/name = "Example.Test"/name = "exa\xee\x80\x80mple.test"/' \
+	"bad\.conf:7: name: 'exa.+mple\.test' is not a domain name a JID can have \(nameprep: "
+# (nameprep maps a no-break space to a space, which no domain has)
+check "a domain name with a no-break space" $'s/name = "Example.Test"/name = "exa\xc2\xa0mple.test"/' \
+	"bad\.conf:7: name: 'exa.+mple\.test' is not a domain name a JID can have \(a space"
+check "a domain name with an @" 's/name = "Example.Test"/name = "a@example.test"/' \
+	"bad\.conf:7: name: 'a@example\.test' is not a domain name a JID can have \(a space, '@'"
+check "the same domain in fullwidth letters" \
+	"s#pool = \"main\"; } );#pool = \"main\"; }, { name = \"ＥＸＡＭＰＬＥ.test\"; certificate = \"$d/cert.pem\"; key = \"$d/key.pem\"; pool = \"main\"; } );#" \
+	"bad\.conf:7: name: domain 'example\.test' is defined twice"
+good | sed 's/name = "Example.Test"/name = "ÉXAMPLE.Test"/' >"$d/idn.conf"
+out=$("$XEDGE" -t -c "$d/idn.conf" 2>&1)
+ok $? "a non-ASCII domain name in capitals is accepted ($out)"
 
 # The sample documents every setting and parses; only its files are missing.
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)

@@ -10,12 +10,13 @@
 # Then the pool's MUC (conference.a.test, a component on prosody-0), served
 # on a.test's s2s listener: bob joins a room with users homed on all three
 # servers, and groupchat and private messages go both ways. Last, the home
-# of a user stopped: a remote sender gets recipient-unavailable at once.
+# of a user stopped: a remote sender gets recipient-unavailable at once;
+# the MUC's server stopped: remote-server-timeout, answered by xedge.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
 # shellcheck disable=SC2153 # A_*, B_* are set by fed_ports, fed_sandbox
 
-plan 17
+plan 21
 
 PW="fedroute-$RANDOM-$RANDOM"
 # homes on a.test by the rendezvous hash over prosody-0..2
@@ -93,3 +94,23 @@ is "$(metric 'xedge_route_refused_total{from="prosody-0",reason="home-down"}')" 
 ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] && [ ! -e "$A_DIR/prosody-1/data/a%2etest/offline/u1.list" ] &&
 	echo 0 || echo 1)" "... and no other server keeps the message"
 
+
+# --- the component's server down: the remote sender gets the error ----------------
+# (no federation link reaches a component: xedge answers for it, on an
+# outbound stream of its own from conference.a.test to b.test, with
+# remote-server-timeout, type wait: the service the JID names is known but
+# cannot be reached now)
+P0=$(awk '$2 == "prosody-0" {print $1}' "$A_DIR/pids")
+kill -TERM "$P0"
+for _ in $(seq 1 100); do
+	grep -q 'event=route-link-down server=prosody-0' "$A_XEDGE_LOG" && break
+	sleep 0.1
+done
+c0=$(metric 'xedge_route_refused_total{from="federation",reason="home-down"}')
+fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --to "$ROOM" --ping conference.a.test --timeout 20
+like "$OUT" "BOUNCE from=$ROOM type=wait condition=remote-server-timeout" \
+	"the MUC's server (prosody-0) stopped: bob@b.test's message to the room gets <remote-server-timeout/> (wait)"
+like "$OUT" "PING-FAILED from=conference.a.test condition=remote-server-timeout" "... and so does his ping of conference.a.test"
+is "$(($(metric 'xedge_route_refused_total{from="federation",reason="home-down"}') - ${c0:-0}))" 2 "... both counted as home-down"
+is "$(count_lines "$A_XEDGE_LOG" 'event=route-refused from=federation .*jid=conference.a.test reason=home-down error=sent')" 2 \
+	"... and logged with the error sent"

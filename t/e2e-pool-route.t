@@ -11,8 +11,10 @@
 # another server are read; a MUC room on prosody-0 (a component of the
 # pool) has occupants from all three servers; a pin moves a user's home
 # without a restart; a user moved (pin, contrib/prosody/prosody-move-user)
-# keeps roster and offline messages; with 100,053 pins the map reaches
-# each glue whole, in parts, and a pin beyond the first 100,000 routes;
+# keeps roster and offline messages (a pin reaches the glues as a small
+# delta of the map, within a second); with 105,553 pins the map reaches
+# each glue whole, in parts, a pin beyond the first 100,000 routes, and
+# a pin moved or a user deleted then costs a delta of a few hundred bytes;
 # the home server stopped: the sender gets recipient-unavailable at once,
 # nothing is stored elsewhere and nothing already stored is lost; a link
 # that sends a stanza back to xedge is refused (no loop), as is a link
@@ -21,7 +23,7 @@
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 61
+plan 79
 
 PW="route-$RANDOM-$RANDOM"
 # homes by the rendezvous hash of the bare JID over prosody-0..2
@@ -133,15 +135,26 @@ sleep 2.5
 is "$(grep -c 'event=route-pins-read' "$XEDGE_LOG")" "$n0" "nothing written for 2.5 s: the pins are not read again"
 
 # --- a pin moves the home without a restart --------------------------------------
+# (a delta of the map: the pin alone, not the map whole)
+d0=$(metric 'xedge_route_map_sends_total{kind="delta"}')
+f0=$(metric 'xedge_route_map_sends_total{kind="full"}')
+t0=$(now_ms)
 out=$(ctl user pin r10@example.test prosody-1 2>&1)
 ok $? "xedgectl user pin r10 (homed on prosody-0) prosody-1" || diag "$out"
 out=$(ctl user where r10@example.test)
 like "$(echo $out)" "home: prosody-1 pinned: prosody-1" "user where: home prosody-1, pinned" || diag "$out"
-for _ in $(seq 1 50); do
+for _ in $(seq 1 100); do
 	grep -q 'pool map: 3 servers, 1 pins' "$SB/prosody-2/prosody.log" && break
-	sleep 0.1
+	sleep 0.02
 done
-like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins" "the new map reached the glue without a restart"
+dt=$(($(now_ms) - t0))
+like "$(grep 'pool map' "$SB/prosody-2/prosody.log" | tail -n 1)" "1 pins \\(from [^)]*\\) \\(delta, generation [0-9]+: 1 pinned, 0 unpinned\\)" \
+	"the pin reached the glue without a restart, as a delta"
+ok "$([ "$dt" -le 1500 ] && echo 0 || echo 1)" "... within the second of the store's refresh, and its read ($dt ms from the pin)"
+is "$(($(metric 'xedge_route_map_sends_total{kind="delta"}') - ${d0:-0}))/$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" \
+	"3/0" "xedge_route_map_sends_total: a delta to each of the 3 links, no map whole"
+like "$(grep 'event=route-map-changed pool=main' "$XEDGE_LOG" | tail -n 1)" "kind=delta bytes=[0-9]{2,3}$" \
+	"... logged (event=route-map-changed kind=delta) with its size"
 ok "$([ "$(grep -c 'event=route-pins-read pool=main' "$XEDGE_LOG")" -gt "$n0" ] && echo 0 || echo 1)" \
 	"... the pin (a write to the store) had them read again"
 OUT=$(rc_run send pin-1 r14@example.test r10@example.test)
@@ -149,6 +162,19 @@ ok "$([ -s "$(offline_file prosody-1 r10)" ] && [ ! -e "$(offline_file prosody-0
 	"a message to the offline r10 is kept at its new home, not its old one"
 OUT=$(rc_run receive pin-1 r10@example.test)
 like "$OUT" "RESULT=ok" "r10 gets it at login (its session goes to the pinned server)" || diag "$OUT"
+# a reload sends the map whole (servers, weights or components may have
+# changed), one generation on
+g0=$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1 | sed -n 's/.*generation \([0-9]*\).*/\1/p')
+f0=$(metric 'xedge_route_map_sends_total{kind="full"}')
+out=$(ctl reload 2>&1)
+ok $? "xedgectl reload" || diag "$out"
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, 1 pins (from [^)]*) (full, generation $((g0 + 1)))" "$SB/prosody-1/prosody.log" && break
+	sleep 0.05
+done
+like "$(grep 'pool map: 3 servers' "$SB/prosody-1/prosody.log" | tail -n 1)" "1 pins \\(from [^)]*\\) \\(full, generation $((g0 + 1))\\)" \
+	"... the glue gets the map whole, generation $g0 -> $((g0 + 1))"
+is "$(($(metric 'xedge_route_map_sends_total{kind="full"}') - ${f0:-0}))" 3 "... to each of the 3 links"
 
 # --- a user moved: pin, then their data follows --------------------------------
 OUT=$(rc_run send move-1 r13@example.test r12@example.test)
@@ -240,13 +266,71 @@ OUT=$(timeout 60 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" examp
 like "$OUT" "BLOCKED sent=" "a glue that reads nothing: xedge stops reading from it (60 MB of errors)" || diag "$OUT"
 like "$(grep 'event=route-link-paused' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 .*queued=[0-9]+" "... logged"
 
+# map deltas piling up for a glue that reads nothing: past 256 KiB
+# (XE_ROUTE_MAX_DELTAS) they are dropped and the map goes whole (or, the
+# link's queue over 4 MiB, the link is closed); the other glues apply them
+# all. Five imports of 1,100 pinned users each: five deltas of about 56 KB.
+"$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 "$SB/secret" hold 40 \
+	>"$SB/hold.out" 2>&1 &
+HP=$!
+for _ in $(seq 1 200); do grep -q HOLDING "$SB/hold.out" && break; sleep 0.1; done
+is "$(grep -c HOLDING "$SB/hold.out")" 1 "a glue that reads nothing holds its link open" || diag "$(cat "$SB/hold.out")"
+NEXTRA=5500
+ctl user export example.test | grep -F "\"jid\":\"r23@example.test\"" | "$PY" -c '
+import json, sys
+u = json.loads(sys.stdin.readline())
+s = {"SCRAM-SHA-256": u["scram"]["SCRAM-SHA-256"]}
+for r in range(5):
+    with open("%s/extra-%d.jsonl" % (sys.argv[1], r), "w") as f:
+        for i in range(1100):
+            f.write(json.dumps({"jid": "d%d%04d@example.test" % (r, i), "pin": "prosody-0", "scram": s}) + "\n")
+' "$SB"
+nd0=$(grep -c ') (delta' "$SB/prosody-0/prosody.log")
+for r in 0 1 2 3 4; do
+	nch=$(grep -c 'event=route-map-changed pool=main' "$XEDGE_LOG")
+	# shellcheck disable=SC2086 # XEDGECTL is a command line
+	timeout 60 $XEDGECTL user import <"$SB/extra-$r.jsonl" >/dev/null 2>&1
+	for _ in $(seq 1 60); do
+		[ "$(grep -c 'event=route-map-changed pool=main' "$XEDGE_LOG")" -gt "$nch" ] && break
+		sleep 0.05
+	done
+done
+for _ in $(seq 1 60); do
+	grep -q 'event=route-map-deltas-dropped server=prosody-2' "$XEDGE_LOG" && break
+	sleep 0.05
+done
+like "$(grep 'event=route-map-deltas-dropped' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2 bytes=[0-9]{6}" \
+	"the deltas for it passed 256 KiB: dropped, the map whole instead"
+is "$(grep 'event=route-map-changed pool=main' "$XEDGE_LOG" | tail -n 5 | grep -c 'kind=delta')" 5 \
+	"... the five imports were five deltas"
+for _ in $(seq 1 60); do
+	[ "$(($(grep -c ') (delta' "$SB/prosody-0/prosody.log") - nd0))" -ge 5 ] && break
+	sleep 0.05
+done
+like "$(grep ') (delta' "$SB/prosody-0/prosody.log" | tail -n 1)" ", $((NEXTRA + 2)) pins \\(from [^)]*\\) \\(delta" \
+	"... which prosody-0's glue applied, all of them ($((NEXTRA + 2)) pins)"
+kill "$HP" 2>/dev/null
+wait "$HP" 2>/dev/null
+
+# a glue that missed a delta asks for the whole map (<resync/>)
+OUT=$(timeout 30 "$PY" "$XE_TOP_SRCDIR/t/lib/route_link.py" "$XEDGE_ROUTE" example.test prosody-2 \
+	"$SB/secret" resync 10 2>&1)
+g=$(printf '%s\n' "$OUT" | sed -n 's/^MAP gen=\([0-9]*\) pins=\([0-9]*\)$/\1 \2/p')
+like "$OUT" "MAP-AGAIN gen=${g% *} pins=${g#* }" "a link's <resync/>: the whole map again, of the same generation (${g:-none})" ||
+	diag "$OUT"
+like "$(grep 'event=route-map-resync' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2" "... logged"
+
 # --- the home back: nothing lost -------------------------------------------------
 nup=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")
+nbu=$(grep -c 'event=backend-up pool=main backend=prosody-2' "$XEDGE_LOG")
 (cd "$SB/prosody-2" && exec prosody -F --config "$SB/prosody-2/prosody.cfg.lua" </dev/null >>"$SB/prosody-2/console.out" 2>&1) &
 P2=$!
 XEDGE_PIDS="$XEDGE_PIDS,$P2" # stopped with the sandbox
-for _ in $(seq 1 100); do
-	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -gt "$nup" ] && break
+# (its link up, and its health checks passed: logins wait for those, and
+# take longer on a loaded machine)
+for _ in $(seq 1 300); do
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG")" -gt "$nup" ] &&
+		[ "$(grep -c 'event=backend-up pool=main backend=prosody-2' "$XEDGE_LOG")" -gt "$nbu" ] && break
 	sleep 0.1
 done
 OUT=$(rc_run receive pre-down r23@example.test)
@@ -279,7 +363,7 @@ is "$?/$(grep '^xedgectl: import:' "$SB/fill.err")" "0/xedgectl: import: $NFILL 
 	"$NFILL users pinned to prosody-1 imported ($(($(now_ms) - t0)) ms)"
 ctl user pin r23@example.test prosody-0 >/dev/null
 ok $? "r23 (homed on prosody-2) pinned to prosody-0, after them in key order"
-NPINS=$((NFILL + 3))
+NPINS=$((NFILL + 3 + NEXTRA))
 n2=$(wc -l <"$SB/prosody-2/prosody.log")
 nlog=$(wc -l <"$XEDGE_LOG")
 t0=$(now_ms)
@@ -305,6 +389,30 @@ ok "$([ -s "$(offline_file prosody-0 r23)" ] && [ ! -s "$(offline_file prosody-2
 	"a message from r14 (prosody-2) to the offline r23 is kept at its pin, prosody-0 (the glue knew the pin)"
 OUT=$(rc_run receive many-1 r23@example.test)
 like "$OUT" "RESULT=ok" "r23 gets it at login on prosody-0" || diag "$OUT"
+# a pin changed among them: a delta of a few hundred bytes to each link,
+# not the 5 MB map again; a user deleted: its pin goes in a delta too
+full_b=$(metric 'xedge_route_map_bytes_total{kind="full"}')
+db0=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
+ctl user pin f000007@example.test prosody-2 >/dev/null
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, $NPINS pins (from [^)]*) (delta, generation [0-9]*: 1 pinned" "$SB/prosody-0/prosody.log" && break
+	sleep 0.05
+done
+db1=$(metric 'xedge_route_map_bytes_total{kind="delta"}')
+is "$(grep -c "pool map: 3 servers, $NPINS pins (from [^)]*) (delta, generation [0-9]*: 1 pinned, 0 unpinned)" "$SB/prosody-0/prosody.log")" 1 \
+	"with $NPINS pins, a pin moved: the glue applies a delta"
+ok "$([ $((db1 - ${db0:-0})) -gt 0 ] && [ $((db1 - ${db0:-0})) -le 600 ] && echo 0 || echo 1)" \
+	"... $((db1 - ${db0:-0})) bytes to the 3 links (the map whole: $full_b bytes written so far)"
+is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no map whole"
+out=$(ctl user del --keep-data f000009@example.test 2>&1)
+ok $? "user del f000009 (pinned to prosody-1)" || diag "$out"
+for _ in $(seq 1 100); do
+	grep -q "pool map: 3 servers, $((NPINS - 1)) pins (from [^)]*) (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log" && break
+	sleep 0.05
+done
+is "$(grep -c "pool map: 3 servers, $((NPINS - 1)) pins (from [^)]*) (delta, generation [0-9]*: 0 pinned, 1 unpinned)" "$SB/prosody-1/prosody.log")" 1 \
+	"... a user deleted: its pin leaves the glue's map in a delta"
+is "$(metric 'xedge_route_map_bytes_total{kind="full"}')" "$full_b" "... and no map whole"
 
 # --- xedge -t ------------------------------------------------------------------
 out=$("$XE_TOP_BUILDDIR/src/xedge" -t -c <(sed 's/route = true;/route = true; policy = "least-conn";/' "$XEDGE_CONF") 2>&1)

@@ -7,7 +7,9 @@
 # each asked of xedge in one case and of the glue in another (nodeprep
 # folds them to one JID: xedge through ICU in src/core/jidprep.c, the glue
 # through Prosody's util.encodings). The glue and xedge must agree, or a
-# stanza would be refused as a loop or kept at the wrong server. TAP output.
+# stanza would be refused as a loop or kept at the wrong server. Last, the
+# map's deltas as the glue applies them (in order of generation; a gap
+# refused, for the glue to ask for the map whole). TAP output.
 set -u
 
 top=${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -24,7 +26,7 @@ fi
 [ -x "$CTL" ] || { echo "Bail out! $CTL not built"; exit 1; }
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-luapool.XXXXXX") || exit 1
 trap 'rm -rf "$d"' EXIT
-echo "1..9"
+echo "1..10"
 
 openssl rand -hex 32 >"$d/secret"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" \
@@ -127,4 +129,53 @@ if [ "$na" -lt "$nb" ] && [ "$nb" -lt "$nc" ] && [ "$na" -ge 20 ]; then
     echo "ok 9 - homes follow the weights ($na, $nb, $nc)"
 else
     echo "not ok 9 - homes follow the weights ($na, $nb, $nc)"
+fi
+# the map's deltas (xedge_pool.lib.lua, as mod_xedge_pool applies them):
+# in order of generation, a gap or a delta while a map is being built
+# refused (the glue then asks for the map whole), a count that does not
+# match said so
+out=$("$LUA" - "$lib" "$PROSODY_LIBDIR" <<'LUA' 2>&1
+local lib_path, libdir = arg[1], arg[2]
+package.path = libdir .. "/?.lua;" .. package.path
+package.cpath = libdir .. "/?.so;" .. package.cpath
+local P = dofile(lib_path)
+local st = require "util.stanza"
+local NS = "urn:xedge:route:0"
+local pool = st.stanza("pool", { xmlns = NS, self = "a", gen = "5", pins = "2" })
+	:tag("server", { name = "a", weight = "1" }):up():tag("server", { name = "bb", weight = "2" }):up()
+	:tag("pin", { jid = "x@example.test", server = "a" }):up()
+local m = P.read_map(pool)
+local parts = st.stanza("pins", { xmlns = NS }):tag("pin", { jid = "y@example.test", server = "bb" }):up()
+P.add_pins(m, parts)
+local link = { gen = m.gen }
+local function delta(gen, pins, ...)
+	local d = st.stanza("delta", { xmlns = NS, gen = tostring(gen), pins = tostring(pins) })
+	for _, e in ipairs({ ... }) do d:tag(e[1], { jid = e[2], server = e[3] }):up() end
+	return d
+end
+local r = {}
+r[#r + 1] = tostring(m.got == m.want and m.gen == 5)
+local ok, a, b, c = P.apply_delta(m, link, delta(6, 3, { "pin", "z@example.test", "a" }, { "pin", "x@example.test", "bb" }))
+r[#r + 1] = ("%s:%s:%s:%s:%s:%s"):format(tostring(ok), a, b, tostring(c), m.pins["x@example.test"], m.got)
+ok, a = P.apply_delta(m, link, delta(6, 3, { "unpin", "z@example.test" }))
+r[#r + 1] = ("%s:%s"):format(tostring(ok), tostring(m.pins["z@example.test"]))
+ok, a = P.apply_delta(m, link, delta(8, 2, { "unpin", "z@example.test" }))
+r[#r + 1] = tostring(ok)
+ok, a, b, c = P.apply_delta(m, link, delta(7, 2, { "unpin", "z@example.test" }))
+r[#r + 1] = ("%s:%s:%s:%s"):format(tostring(ok), b, tostring(c), tostring(m.pins["z@example.test"]))
+ok, a, b, c = P.apply_delta(m, link, delta(8, 9, { "pin", "w@example.test", "a" }))
+r[#r + 1] = ("%s:%s"):format(tostring(ok), tostring(c))
+link.pending = {}
+ok, a = P.apply_delta(m, link, delta(9, 3))
+r[#r + 1] = ("%s:%s"):format(tostring(ok), a)
+print(table.concat(r, " "))
+LUA
+)
+want="true true:2:0:true:bb:3 nil:a nil true:1:true:nil true:false nil:a delta of generation 9, ours is 8 (a map is being built)"
+if [ "$out" = "$want" ]; then
+    echo "ok 10 - deltas apply in order of generation; a gap, a delta during a map, a count that differs: refused or said"
+else
+    echo "not ok 10 - deltas apply in order of generation; a gap, a delta during a map, a count that differs: refused or said"
+    echo "# got:  $out"
+    echo "# want: $want"
 fi

@@ -8,7 +8,10 @@
 -- (doc/assertion.md, purpose "route", identity "DOMAIN SERVER"), and over
 -- them:
 --   * xedge sends the map of homes (<pool/>: the servers with their
---     weights, the pins), again whenever it changes (a reload, a pin);
+--     weights, the pins), whole at the link's start and after a reload,
+--     and a <delta/> of the pins that changed after a pin, an unpin or a
+--     user's removal (a generation number on each: a gap asks for the
+--     map whole, <resync/>);
 --   * every stanza this server would handle for a user of the domain homed
 --     elsewhere (message, presence, iq; bare or full JID) goes to xedge,
 --     which sends it to the home; nothing of it is handled here (no
@@ -83,12 +86,17 @@ end
 ---------------------------------------------------------------- homes
 
 -- The map from xedge: servers = { {name=, weight=}, ... } in pool order,
--- pins = { [bare] = name }. nil until the first whole map arrives (xedge
--- sends a large map in parts: <pool pins='N'/>, then <pins/> up to N;
--- each link builds its own, session.pending). The last whole map received
--- on any link is the one in use: every xedge node computes it from the
--- same store, so two links' maps differ only while a change (a pin, a
--- reload) reaches the nodes one after the other, a second or so.
+-- pins = { [bare] = name }, got = the count of pins. nil until the first
+-- whole map arrives (xedge sends a large map in parts: <pool gen='G'
+-- pins='N'/>, then <pins/> up to N; each link builds its own,
+-- session.pending), then <delta gen='G+1'/>s of the pins that changed
+-- (session.gen: the generation the link last applied; session.resync_asked:
+-- a whole map asked for and not yet come). The last whole map received on
+-- any link is the one in use, and every link's deltas apply to it: every
+-- xedge node computes the map from the same store, so two links' maps
+-- differ only while a change (a pin, a reload) reaches the nodes one after
+-- the other, a second or so, and a pin or unpin applied twice (once per
+-- link) leaves the same map.
 local map;
 
 -- The home of a bare JID: its pin, else the rendezvous choice, as xedge
@@ -159,20 +167,35 @@ function stream_callbacks.streamopened(session, attr)
 		:text(token)));
 end
 
+-- A <delta gen='G'/> of the pins: applied to the whole map in use when
+-- it is the link's next generation (xedge sends deltas in order, and never
+-- between the parts of a map: one arriving while a map is being built is
+-- a gap too). A gap: the map whole is asked for, once; the map in use
+-- stays until it comes. (A pin or an unpin applied twice, by two links,
+-- is the same map.)
+local function ask_resync(session, why)
+	if session.resync_asked then return; end -- once, until the map comes
+	session.resync_asked = true;
+	module:log("warn", "xedge pool map (from %s): %s: asking for the whole map", session.link.spec, why);
+	session.conn:write(tostring(st.stanza("resync", { xmlns = "urn:xedge:route:0",
+		gen = session.gen and tostring(session.gen) or nil })));
+end
+
+local function apply_delta(session, delta)
+	local ok, pinned, unpinned, count_ok = P.apply_delta(map, session, delta);
+	if not ok then
+		ask_resync(session, pinned);
+		return;
+	end
+	module:log("info", "xedge pool map: %d servers, %d pins (from %s) (delta, generation %d: %d pinned, %d unpinned)",
+		#map.servers, map.got, session.link.spec, session.gen, pinned, unpinned);
+	if not count_ok then
+		ask_resync(session, ("%d pins after the delta, xedge has %s"):format(map.got, tostring(delta.attr.pins)));
+	end
+end
+
 local function read_map(pool)
-	local m = { servers = {}, pins = {}, components = {} };
-	for s in pool:childtags("server") do
-		m.servers[#m.servers + 1] = { name = s.attr.name, weight = tonumber(s.attr.weight) or 1 };
-	end
-	for c in pool:childtags("component") do
-		m.components[c.attr.domain] = c.attr.server;
-	end
-	m.got = 0;
-	for p in pool:childtags("pin") do
-		m.pins[p.attr.jid] = p.attr.server;
-		m.got = m.got + 1;
-	end
-	m.want = tonumber(pool.attr.pins) or m.got;
+	local m = P.read_map(pool);
 	local known = false;
 	for _, s in ipairs(m.servers) do if s.name == self_name then known = true; end end
 	if not known then
@@ -196,16 +219,15 @@ function stream_callbacks.handlestanza(session, stanza)
 			-- <pins/> parts; the map in use stays until the last one
 			session.pending = read_map(stanza);
 		elseif stanza.name == "pins" and session.pending then
-			local pending = session.pending;
-			for p in stanza:childtags("pin") do
-				pending.pins[p.attr.jid] = p.attr.server;
-				pending.got = pending.got + 1;
-			end
+			P.add_pins(session.pending, stanza);
+		elseif stanza.name == "delta" then
+			apply_delta(session, stanza);
 		end
-		if session.pending and session.pending.got >= session.pending.want then
-			map, session.pending = session.pending, nil;
-			module:log("info", "xedge pool map: %d servers, %d pins (from %s)", #map.servers, map.got,
-				session.link.spec);
+		local pending = session.pending;
+		if pending and pending.got >= pending.want then
+			map, session.gen, session.pending, session.resync_asked = pending, pending.gen, nil, nil;
+			module:log("info", "xedge pool map: %d servers, %d pins (from %s) (full, generation %s)",
+				#map.servers, map.got, session.link.spec, tostring(session.gen));
 		end
 		return;
 	end

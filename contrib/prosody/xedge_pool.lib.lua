@@ -53,4 +53,61 @@ function M.home(map, bare)
 	return best, "rendezvous";
 end
 
+-- The map's elements from xedge (doc/pool-routing.md), util.stanza
+-- objects. read_map: a <pool gen='G' pins='N'/>, the map's first part:
+-- { servers = { {name=, weight=} }, components = { [domain] = server },
+-- pins = { [jid] = server }, got = pins so far, want = N, gen = G }.
+function M.read_map(pool)
+	local m = { servers = {}, pins = {}, components = {}, got = 0 };
+	for s in pool:childtags("server") do
+		m.servers[#m.servers + 1] = { name = s.attr.name, weight = tonumber(s.attr.weight) or 1 };
+	end
+	for c in pool:childtags("component") do
+		m.components[c.attr.domain] = c.attr.server;
+	end
+	M.add_pins(m, pool);
+	m.want = tonumber(pool.attr.pins) or m.got;
+	m.gen = tonumber(pool.attr.gen);
+	return m;
+end
+
+-- The pins of a part (<pool/> or <pins/>) into a map being built.
+function M.add_pins(m, part)
+	for p in part:childtags("pin") do
+		m.pins[p.attr.jid] = p.attr.server;
+		m.got = m.got + 1;
+	end
+end
+
+-- A <delta gen='G' pins='N'/> onto MAP, the whole map of a link whose
+-- state is LINK ({ gen = its last generation, pending = a map being
+-- built }). Applied only when G is the link's next generation and no map
+-- is being built: then true, the counts pinned and unpinned, and whether
+-- the map's count of pins matches N (false: ask for the whole map). Else
+-- nil and why (a gap: ask for the whole map; nothing changed). A pin or an
+-- unpin applied twice (by two links) leaves the same map.
+function M.apply_delta(map, link, delta)
+	local gen = tonumber(delta.attr.gen);
+	if not map or link.pending or not gen or not link.gen or gen ~= link.gen + 1 then
+		return nil, ("a delta of generation %s, ours is %s%s"):format(tostring(delta.attr.gen),
+			tostring(link.gen), link.pending and " (a map is being built)" or "");
+	end
+	local pinned, unpinned = 0, 0;
+	for e in delta:childtags() do
+		local j = e.attr.jid;
+		if j and e.name == "pin" and e.attr.server then
+			if not map.pins[j] then map.got = map.got + 1; end
+			map.pins[j] = e.attr.server;
+			pinned = pinned + 1;
+		elseif j and e.name == "unpin" then
+			if map.pins[j] then map.got = map.got - 1; end
+			map.pins[j] = nil;
+			unpinned = unpinned + 1;
+		end
+	end
+	link.gen = gen;
+	local want = tonumber(delta.attr.pins);
+	return true, pinned, unpinned, want == nil or want == map.got;
+end
+
 return M;

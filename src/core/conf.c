@@ -18,6 +18,7 @@
 #include <libconfig.h>
 #include <openssl/crypto.h>
 
+#include "jidprep.h"
 #include "mech.h"
 #include "tls.h"
 #include "xelimits.h"
@@ -308,9 +309,10 @@ load_pool_route(struct xe_conf_ctx *c, const config_setting_t *g, struct xe_pool
             return xe_conf_fail(c, cg, "components",
                                 "each component must be a group { ... }");
         if (xe_conf_get_string(c, cg, "domain", true, NULL, &pc->domain) < 0 ||
+            xe_conf_prep_domain(c, config_setting_get_member(cg, "domain"), "domain",
+                                &pc->domain) < 0 ||
             xe_conf_get_string(c, cg, "server", true, NULL, &server) < 0)
             return -1;
-        xe_tolower_ascii(pc->domain);
         for (j = 0; j < p->n_servers && strcmp(p->servers[j].name, server) != 0; j++)
             ;
         if (j == p->n_servers) {
@@ -553,9 +555,10 @@ load_domains(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t
         if (xe_conf_get_string(c, g, "name", true, NULL, &d->name) < 0 ||
             xe_conf_get_string(c, g, "certificate", true, NULL, &d->certificate) < 0 ||
             xe_conf_get_string(c, g, "key", true, NULL, &d->key) < 0 ||
-            xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0)
+            xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0 ||
+            xe_conf_prep_domain(c, config_setting_get_member(g, "name"), "name",
+                                &d->name) < 0)
             return -1;
-        xe_tolower_ascii(d->name);
         for (size_t j = 0; j < i; j++)
             if (strcmp(conf->domains[j].name, d->name) == 0)
                 return xe_conf_fail(c, g, "name", "domain '%s' is defined twice",
@@ -1280,10 +1283,27 @@ out:
     return r;
 }
 
+const char *
+xe_conf_fold(const char *name, char *buf, size_t size)
+{
+    size_t n = name ? strlen(name) : 0;
+    bool fold = false;
+
+    for (size_t i = 0; i < n && !fold; i++)
+        fold = (unsigned char)name[i] >= 0x80 ||
+               ((i == 0 || name[i - 1] == '.') && strncasecmp(name + i, "xn--", 4) == 0);
+    if (fold)
+        return xe_jidprep_domain_ace(name, n, buf, size, NULL) == 0 ? buf : name;
+    return name;
+}
+
 const struct xe_domain_conf *
 xe_conf_domain(const struct xe_conf *conf, const char *name)
 {
-    for (size_t i = 0; i < conf->n_domains; i++)
+    char buf[XE_JIDPREP_PART_MAX + 1];
+
+    name = xe_conf_fold(name, buf, sizeof(buf));
+    for (size_t i = 0; name != NULL && i < conf->n_domains; i++)
         if (strcasecmp(conf->domains[i].name, name) == 0)
             return &conf->domains[i];
     return NULL;
@@ -1292,6 +1312,9 @@ xe_conf_domain(const struct xe_conf *conf, const char *name)
 const struct xe_domain_conf *
 xe_conf_component(const struct xe_conf *conf, const char *name)
 {
+    char buf[XE_JIDPREP_PART_MAX + 1];
+
+    name = xe_conf_fold(name, buf, sizeof(buf));
     for (size_t i = 0; name != NULL && i < conf->n_domains; i++) {
         const struct xe_pool_conf *p = conf->domains[i].pool;
         for (size_t j = 0; p != NULL && p->route && j < p->n_components; j++)

@@ -273,7 +273,14 @@ char *xe_conf_fixed_changes(const struct xe_conf *old, const struct xe_conf *new
  * listeners as that domain is (its certificate, dialback). */
 const struct xe_domain_conf *xe_conf_component(const struct xe_conf *conf,
                                                const char *name);
+/* The served domain NAME (in any case; a non-ASCII NAME is folded through
+ * nameprep first, as the configured names are at load), else NULL. */
 const struct xe_domain_conf *xe_conf_domain(const struct xe_conf *conf, const char *name);
+/* NAME as the configuration keeps a domain: itself when it is ASCII
+ * without an A-label (the lookups ignore its case), else its nameprep form
+ * (A-labels, xn--, decoded first: a TLS SNI has them) in BUF (SIZE bytes),
+ * or NAME when that fails (it then matches no configured name). */
+const char *xe_conf_fold(const char *name, char *buf, size_t size);
 /* The SASL mechanisms offered on domain d: its own list, else the sasl
  * group's (d NULL: the sasl group's). */
 /* The s2s.peers entry of a domain, or NULL. */

@@ -37,6 +37,12 @@ int xe_conf_load_mech_list(struct xe_conf_ctx *c, const config_setting_t *m,
                            const char *what, char ***out, size_t *n_out);
 
 /* conf_listen.c */
+/* A configured domain name (NAME: a domain, a component, a peer) folded
+ * through nameprep (jidprep.h), as a JID's domain is: *NAME replaced by its
+ * prepared form. -1 (the error names S and WHAT) for a name that fails the
+ * profile or holds a character no domain has (a space, '@', '/', a quote). */
+int xe_conf_prep_domain(struct xe_conf_ctx *c, const config_setting_t *s,
+                        const char *what, char **name);
 int xe_conf_load_listeners(struct xe_conf_ctx *c, struct xe_conf *conf,
                            const config_setting_t *root);
 int xe_conf_load_routing(struct xe_conf_ctx *c, struct xe_conf *conf,

@@ -14,6 +14,7 @@
 
 #include <libconfig.h>
 
+#include "jidprep.h"
 #include "mech.h"
 #include "xelimits.h"
 #include "log.h"
@@ -360,6 +361,27 @@ xe_conf_load_metrics(struct xe_conf_ctx *c, struct xe_conf *conf,
     return 0;
 }
 
+int
+xe_conf_prep_domain(struct xe_conf_ctx *c, const config_setting_t *s, const char *what,
+                    char **name)
+{
+    char out[XE_JIDPREP_PART_MAX + 1];
+    const char *why = NULL;
+
+    if (xe_jidprep_domain_ace(*name, strlen(*name), out, sizeof(out), &why) != 0)
+        return xe_conf_fail(c, s, what,
+                            "'%s' is not a domain name a JID can have (nameprep: %s)",
+                            *name, why ? why : "refused");
+    if (strpbrk(out, " @/\"'<>&") != NULL)
+        return xe_conf_fail(c, s, what,
+                            "'%s' is not a domain name a JID can have (a space, '@', "
+                            "'/', a quote, '<', '>' or '&')",
+                            *name);
+    free(*name);
+    *name = xe_strdup(out);
+    return 0;
+}
+
 /* A peer's pre-shared secret for server-to-server SASL (secret_file) and its
  * mechanisms (default: SCRAM-SHA-256). policy "secret" needs it; a refused
  * peer has no use for it. */
@@ -468,9 +490,10 @@ xe_conf_load_s2s(struct xe_conf_ctx *c, struct xe_conf *conf,
         p->policy = -1;
         if (!config_setting_is_group(pg))
             return xe_conf_fail(c, pg, "peers", "each peer must be a group { ... }");
-        if (xe_conf_get_string(c, pg, "domain", true, NULL, &p->domain) < 0)
+        if (xe_conf_get_string(c, pg, "domain", true, NULL, &p->domain) < 0 ||
+            xe_conf_prep_domain(c, config_setting_get_member(pg, "domain"), "domain",
+                                &p->domain) < 0)
             return -1;
-        xe_tolower_ascii(p->domain);
         if (config_setting_get_member(pg, "policy")) {
             if (xe_conf_get_enum(c, pg, "policy", policies, &k) < 0)
                 return -1;
@@ -497,6 +520,9 @@ xe_conf_load_s2s(struct xe_conf_ctx *c, struct xe_conf *conf,
 const struct xe_s2s_peer_conf *
 xe_conf_s2s_peer(const struct xe_conf *conf, const char *domain)
 {
+    char buf[XE_JIDPREP_PART_MAX + 1];
+
+    domain = xe_conf_fold(domain, buf, sizeof(buf));
     for (size_t i = 0; i < conf->s2s.n_peers; i++)
         if (strcasecmp(conf->s2s.peers[i].domain, domain) == 0)
             return &conf->s2s.peers[i];

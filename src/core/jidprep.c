@@ -4,8 +4,10 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
+#include <strings.h>
 
 #include <unicode/urename.h>
+#include <unicode/uidna.h>
 #include <unicode/ustring.h>
 #include <unicode/usprep.h>
 
@@ -164,6 +166,62 @@ xe_jidprep_domain(const char *in, size_t inlen, char *out, size_t outmax,
                   const char **why_r)
 {
     return prep(PREP_NAME, in, inlen, out, outmax, why_r);
+}
+
+/* Whether IN has a label in ACE form (xn--: an A-label, RFC 5890). */
+static bool
+has_ace_label(const char *in, size_t inlen)
+{
+    for (size_t i = 0; i + 4 <= inlen; i++)
+        if ((i == 0 || in[i - 1] == '.') && strncasecmp(in + i, "xn--", 4) == 0)
+            return true;
+    return false;
+}
+
+static UIDNA *uts46;
+static pthread_once_t uts46_once = PTHREAD_ONCE_INIT;
+
+static void
+open_uts46(void)
+{
+    UErrorCode err = U_ZERO_ERROR;
+
+    uts46 = uidna_openUTS46(UIDNA_DEFAULT, &err);
+    if (U_FAILURE(err))
+        uts46 = NULL;
+}
+
+int
+xe_jidprep_domain_ace(const char *in, size_t inlen, char *out, size_t outmax,
+                      const char **why_r)
+{
+    char u[XE_JIDPREP_PART_MAX + 1];
+    UIDNAInfo info = UIDNA_INFO_INITIALIZER;
+    UErrorCode err = U_ZERO_ERROR;
+    int32_t n;
+
+    if (!has_ace_label(in, inlen))
+        return xe_jidprep_domain(in, inlen, out, outmax, why_r);
+    if (inlen > XE_JIDPREP_PART_MAX) {
+        if (why_r)
+            *why_r = "longer than 1023 bytes";
+        return -1;
+    }
+    pthread_once(&uts46_once, open_uts46);
+    if (uts46 == NULL) {
+        if (why_r)
+            *why_r = "the IDNA data could not be loaded (ICU data)";
+        return -1;
+    }
+    n = uidna_nameToUnicodeUTF8(uts46, in, (int32_t)inlen, u, (int32_t)sizeof(u) - 1,
+                                &info, &err);
+    if (U_FAILURE(err) || n < 0 || n >= (int32_t)sizeof(u) || info.errors != 0) {
+        if (why_r)
+            *why_r = "an A-label (xn--) that does not decode (IDNA, UTS #46)";
+        return -1;
+    }
+    u[n] = '\0';
+    return xe_jidprep_domain(u, (size_t)n, out, outmax, why_r);
 }
 
 int

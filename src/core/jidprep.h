@@ -27,6 +27,13 @@ int xe_jidprep_node(const char *in, size_t inlen, char *out, size_t outmax,
 int xe_jidprep_domain(const char *in, size_t inlen, char *out, size_t outmax,
                       const char **why_r);
 
+/* The same for a domain that may be written with A-labels (xn--..., as in
+ * DNS, TLS's SNI and certificates: RFC 5890): those are decoded to Unicode
+ * (IDNA, UTS #46) first, so "xn--xample-9ua.test" prepares as
+ * "éxample.test", the form a JID has. */
+int xe_jidprep_domain_ace(const char *in, size_t inlen, char *out, size_t outmax,
+                          const char **why_r);
+
 /* The profile's own answer for IN, without the ASCII short path: for the
  * tests that hold the short path to the profile. */
 int xe_jidprep_node_profile(const char *in, size_t inlen, char *out, size_t outmax,

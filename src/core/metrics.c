@@ -87,6 +87,16 @@ static struct family fams[XE_M_N] = {
                             "for a component) and reason (loop, home-down, queue-full, "
                             "bad-address, forged-from).",
                             "from", "reason"},
+    [XE_M_ROUTE_MAP_SENDS] =
+        {"xedge_route_map_sends_total",
+         "Maps of homes sent to routing links (doc/pool-routing.md), "
+         "by kind (full: the whole map, in parts; delta: the pins "
+         "that changed), one per link.",
+         "kind", NULL},
+    [XE_M_ROUTE_MAP_BYTES] = {"xedge_route_map_bytes_total",
+                              "Bytes of the maps of homes written to routing links, by "
+                              "kind (full, delta).",
+                              "kind", NULL},
     [XE_M_ADMIN] = {"xedge_admin_actions_total",
                     "Changes made by administrators (xedgectl, the control socket), by "
                     "action.",

@@ -20,28 +20,30 @@
 
 /* A labelled counter family, e.g. logins by mechanism and result. */
 enum xe_metric {
-    XE_M_ACCEPTED,       /* connections accepted, by listener */
-    XE_M_REFUSED,        /* connections refused, by reason */
-    XE_M_LOGINS,         /* logins, by mechanism, result and transport */
-    XE_M_LOCKOUTS,       /* brute-force lockouts, by kind (address/account) */
-    XE_M_TLS,            /* TLS handshakes, by version */
-    XE_M_TLS_FAILED,     /* failed TLS handshakes */
-    XE_M_BACKEND_FAILED, /* backend connections that failed, by backend */
-    XE_M_BACKEND_LOST,   /* established sessions whose backend went away */
-    XE_M_BYTES,          /* bytes between client and backend, by direction */
-    XE_M_STREAM_ERRORS,  /* stream errors sent to clients, by condition */
-    XE_M_S2S_STREAMS,    /* server-to-server streams opened, by kind */
-    XE_M_S2S_AUTH_IN,    /* peers' authentications, by mechanism and result */
-    XE_M_S2S_AUTH_OUT,   /* ours towards peers, by mechanism and result */
-    XE_M_HEAP_TRIMS,     /* heap given back after a drop of pre-auth connections */
-    XE_M_ROUTED,         /* stanzas routed between a pool's servers, by pair */
-    XE_M_ROUTE_REFUSED,  /* routed stanzas refused, by sending server and reason */
-    XE_M_ADMIN,          /* administrators' changes (the audit trail), by action */
-    XE_M_ACCOUNT_ENDED,  /* sessions ended by an account change, by reason */
-    XE_M_PURGES,         /* purges of deleted users' data at the backends, by result */
-    XE_M_TOKEN_WRITES,   /* FAST token writes (tokens_io.c), by operation and result */
-    XE_M_LOGIN_PATHS,    /* sessions started, by login path (sasl1, sasl2, fast...) */
-    XE_M_REGISTER_JOBS,  /* in-band registration's jobs (register_io.c), by op, result */
+    XE_M_ACCEPTED,        /* connections accepted, by listener */
+    XE_M_REFUSED,         /* connections refused, by reason */
+    XE_M_LOGINS,          /* logins, by mechanism, result and transport */
+    XE_M_LOCKOUTS,        /* brute-force lockouts, by kind (address/account) */
+    XE_M_TLS,             /* TLS handshakes, by version */
+    XE_M_TLS_FAILED,      /* failed TLS handshakes */
+    XE_M_BACKEND_FAILED,  /* backend connections that failed, by backend */
+    XE_M_BACKEND_LOST,    /* established sessions whose backend went away */
+    XE_M_BYTES,           /* bytes between client and backend, by direction */
+    XE_M_STREAM_ERRORS,   /* stream errors sent to clients, by condition */
+    XE_M_S2S_STREAMS,     /* server-to-server streams opened, by kind */
+    XE_M_S2S_AUTH_IN,     /* peers' authentications, by mechanism and result */
+    XE_M_S2S_AUTH_OUT,    /* ours towards peers, by mechanism and result */
+    XE_M_HEAP_TRIMS,      /* heap given back after a drop of pre-auth connections */
+    XE_M_ROUTED,          /* stanzas routed between a pool's servers, by pair */
+    XE_M_ROUTE_REFUSED,   /* routed stanzas refused, by sending server and reason */
+    XE_M_ROUTE_MAP_SENDS, /* maps of homes sent to routing links, by kind (full, delta) */
+    XE_M_ROUTE_MAP_BYTES, /* their bytes, by kind */
+    XE_M_ADMIN,           /* administrators' changes (the audit trail), by action */
+    XE_M_ACCOUNT_ENDED,   /* sessions ended by an account change, by reason */
+    XE_M_PURGES,          /* purges of deleted users' data at the backends, by result */
+    XE_M_TOKEN_WRITES,    /* FAST token writes (tokens_io.c), by operation and result */
+    XE_M_LOGIN_PATHS,     /* sessions started, by login path (sasl1, sasl2, fast...) */
+    XE_M_REGISTER_JOBS,   /* in-band registration's jobs (register_io.c), by op, result */
     XE_M_N
 };
 

@@ -23,6 +23,8 @@ struct xe_route_map {
     struct xe_pool_conf pool; /* names, weights, components: for xe_pool_pick */
     struct pin *pins;
     size_t n_pins, cap_pins;
+    uint64_t gen;  /* its generation, as the glue knows it */
+    unsigned refs; /* xe_route_map_ref; freed at 0 */
 };
 
 struct xe_route_map *
@@ -30,6 +32,7 @@ xe_route_map_new(const struct xe_pool_conf *pool)
 {
     struct xe_route_map *m = xe_calloc(1, sizeof(*m));
 
+    m->refs = 1;
     m->pool.name = xe_strdup(pool->name);
     m->pool.n_servers = pool->n_servers;
     m->pool.servers =
@@ -55,6 +58,9 @@ xe_route_map_free(struct xe_route_map **mp)
 
     if (m == NULL)
         return;
+    *mp = NULL;
+    if (--m->refs > 0)
+        return;
     for (size_t i = 0; i < m->pool.n_servers; i++)
         free(m->pool.servers[i].name);
     free(m->pool.servers);
@@ -66,7 +72,25 @@ xe_route_map_free(struct xe_route_map **mp)
         free(m->pins[i].jid);
     free(m->pins);
     free(m);
-    *mp = NULL;
+}
+
+struct xe_route_map *
+xe_route_map_ref(struct xe_route_map *m)
+{
+    m->refs++;
+    return m;
+}
+
+void
+xe_route_map_set_gen(struct xe_route_map *m, uint64_t gen)
+{
+    m->gen = gen;
+}
+
+uint64_t
+xe_route_map_gen(const struct xe_route_map *m)
+{
+    return m->gen;
 }
 
 size_t
@@ -193,7 +217,8 @@ xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t 
     if (i == 0) {
         r |= xe_buf_append_str(out, "<pool xmlns='" XE_NS_ROUTE "' self='");
         r |= xe_buf_append_escaped(out, self);
-        r |= xe_buf_appendf(out, "' pins='%zu'>", m->n_pins);
+        r |= xe_buf_appendf(out, "' gen='%llu' pins='%zu'>", (unsigned long long)m->gen,
+                            m->n_pins);
         for (size_t k = 0; k < m->pool.n_servers; k++) {
             r |= xe_buf_append_str(out, "<server name='");
             r |= xe_buf_append_escaped(out, m->pool.servers[k].name);
@@ -225,10 +250,11 @@ xe_route_map_render_part(const struct xe_route_map *m, const char *self, size_t 
     return i < m->n_pins ? 1 : 0;
 }
 
-bool
-xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
+/* Whether A and B have the same servers, weights and components. */
+static bool
+same_pool(const struct xe_route_map *a, const struct xe_route_map *b)
 {
-    if (a->pool.n_servers != b->pool.n_servers || a->n_pins != b->n_pins ||
+    if (a->pool.n_servers != b->pool.n_servers ||
         a->pool.n_components != b->pool.n_components)
         return false;
     for (size_t i = 0; i < a->pool.n_components; i++)
@@ -239,6 +265,70 @@ xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
         if (strcmp(a->pool.servers[i].name, b->pool.servers[i].name) != 0 ||
             a->pool.servers[i].weight != b->pool.servers[i].weight)
             return false;
+    return true;
+}
+
+static int
+append_pin(struct xe_buf *out, const struct xe_route_map *m, const struct pin *p)
+{
+    int r = 0;
+
+    r |= xe_buf_append_str(out, "<pin jid='");
+    r |= xe_buf_append_escaped(out, p->jid);
+    r |= xe_buf_append_str(out, "' server='");
+    r |= xe_buf_append_escaped(out, m->pool.servers[p->server].name);
+    r |= xe_buf_append_str(out, "'/>");
+    return r;
+}
+
+int
+xe_route_map_delta(const struct xe_route_map *old, const struct xe_route_map *new,
+                   size_t max, struct xe_buf *out)
+{
+    size_t start = out->len, i = 0, j = 0;
+    int r = 0;
+
+    if (!same_pool(old, new))
+        return 1;
+    r |= xe_buf_appendf(out, "<delta xmlns='" XE_NS_ROUTE "' gen='%llu' pins='%zu'>",
+                        (unsigned long long)new->gen, new->n_pins);
+    /* both sorted (xe_route_map_seal): one merge walk */
+    while ((i < old->n_pins || j < new->n_pins) && r == 0) {
+        int c = i == old->n_pins   ? 1
+                : j == new->n_pins ? -1
+                                   : strcmp(old->pins[i].jid, new->pins[j].jid);
+        if (c < 0) { /* gone: unpinned, or the user deleted */
+            r |= xe_buf_append_str(out, "<unpin jid='");
+            r |= xe_buf_append_escaped(out, old->pins[i].jid);
+            r |= xe_buf_append_str(out, "'/>");
+            i++;
+        } else if (c > 0) { /* new */
+            r |= append_pin(out, new, &new->pins[j]);
+            j++;
+        } else { /* moved, or the same */
+            if (old->pins[i].server != new->pins[j].server)
+                r |= append_pin(out, new, &new->pins[j]);
+            i++;
+            j++;
+        }
+        if (out->len - start > max) {
+            out->len = start; /* a full map costs less to reason about */
+            return 1;
+        }
+    }
+    r |= xe_buf_append_str(out, "</delta>");
+    if (r) {
+        out->len = start;
+        return -1;
+    }
+    return 0;
+}
+
+bool
+xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b)
+{
+    if (a->n_pins != b->n_pins || !same_pool(a, b))
+        return false;
     for (size_t i = 0; i < a->n_pins; i++)
         if (strcmp(a->pins[i].jid, b->pins[i].jid) != 0 ||
             a->pins[i].server != b->pins[i].server)
@@ -408,36 +498,109 @@ on_auth(struct xe_route_link *l, const struct xe_xml_elem *e)
     return XE_XS_CONTINUE;
 }
 
-/* An error reply to E (RFC 6120 8.3): to its sender, from its recipient;
- * none to an error, to an iq result, or without a from. */
-static void
-error_reply(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
-            const char *condition, const char *text)
+int
+xe_route_error_for(const struct xe_xml_elem *e, bool component, const char *type,
+                   const char *condition, const char *text, struct xe_buf *out)
 {
     const char *from = xe_xml_attr(e, "from"), *to = xe_xml_attr(e, "to"),
                *id = xe_xml_attr(e, "id"), *t = xe_xml_attr(e, "type");
 
     if (from == NULL || (t && (strcmp(t, "error") == 0 || strcmp(t, "result") == 0)))
-        return;
+        return 0;
+    if (strcmp(e->name, "message") != 0 && strcmp(e->name, "presence") != 0 &&
+        strcmp(e->name, "iq") != 0)
+        return 0;
     if (strcmp(e->name, "presence") == 0 &&
-        (t == NULL || strcmp(t, "unavailable") == 0 || strcmp(t, "probe") == 0))
-        return; /* broadcast presence and probes: no error (RFC 6121 4.3, 4.5) */
-    xe_buf_appendf(l->out, "<%s type='error' to='", e->name);
-    xe_buf_append_escaped(l->out, from);
+        ((t == NULL && !component) ||
+         (t && (strcmp(t, "unavailable") == 0 || strcmp(t, "probe") == 0))))
+        return 0; /* broadcast presence and probes: no error (RFC 6121 4.3, 4.5) */
+    xe_buf_appendf(out, "<%s type='error' to='", e->name);
+    xe_buf_append_escaped(out, from);
     if (to) {
-        xe_buf_append_str(l->out, "' from='");
-        xe_buf_append_escaped(l->out, to);
+        xe_buf_append_str(out, "' from='");
+        xe_buf_append_escaped(out, to);
     }
     if (id) {
-        xe_buf_append_str(l->out, "' id='");
-        xe_buf_append_escaped(l->out, id);
+        xe_buf_append_str(out, "' id='");
+        xe_buf_append_escaped(out, id);
     }
-    xe_buf_appendf(l->out,
+    xe_buf_appendf(out,
                    "'><error type='%s'><%s xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"
                    "<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>",
                    type, condition);
-    xe_buf_append_escaped(l->out, text);
-    xe_buf_appendf(l->out, "</text></error></%s>", e->name);
+    xe_buf_append_escaped(out, text);
+    xe_buf_appendf(out, "</text></error></%s>", e->name);
+    return 1;
+}
+
+struct bounce_ctx {
+    const char *type, *condition, *text;
+    struct xe_buf *out;
+    int r;
+};
+
+static int
+bounce_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
+{
+    (void)ctx;
+    (void)h;
+    (void)default_ns;
+    return XE_XS_CONTINUE;
+}
+
+static int
+bounce_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
+               size_t raw_len)
+{
+    struct bounce_ctx *b = ctx;
+
+    (void)raw;
+    (void)raw_len;
+    if (strcmp(e->ns, "jabber:server") == 0)
+        b->r = xe_route_error_for(e, true, b->type, b->condition, b->text, b->out);
+    return XE_XS_STOP;
+}
+
+static int
+bounce_end(void *ctx)
+{
+    (void)ctx;
+    return XE_XS_STOP;
+}
+
+int
+xe_route_component_error(const unsigned char *raw, size_t len, const char *type,
+                         const char *condition, const char *text, struct xe_buf *out)
+{
+    static const struct xe_xmlstream_cb xcb = {bounce_start, bounce_element, bounce_end};
+    static const struct xe_xmlstream_limits lim = {
+        XE_ROUTE_MAX_STANZA, XE_ROUTE_MAX_DEPTH, XE_ROUTE_MAX_ATTRS};
+    static const char hdr[] = "<stream:stream xmlns='jabber:server' "
+                              "xmlns:stream='" XE_NS_STREAMS "'>";
+    struct bounce_ctx b = {type, condition, text, out, -1};
+    struct xe_xmlstream *xs = xe_xmlstream_new(&lim, &xcb, &b);
+    size_t used = 0;
+
+    if (xe_xmlstream_feed(xs, hdr, sizeof(hdr) - 1, &used) != XE_XS_ERROR)
+        xe_xmlstream_feed(xs, raw, len, &used);
+    xe_xmlstream_free(&xs);
+    return b.r;
+}
+
+/* An error reply to E (RFC 6120 8.3) on the link: to its sender, from its
+ * recipient (xe_route_error_for). */
+static void
+error_reply(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
+            const char *condition, const char *text)
+{
+    xe_route_error_for(e, false, type, condition, text, l->out);
+}
+
+static void
+component_error(struct xe_route_link *l, const struct xe_xml_elem *e, const char *type,
+                const char *condition, const char *text)
+{
+    xe_route_error_for(e, true, type, condition, text, l->out);
 }
 
 /* The bare JID of TO, normalized as the user store keeps it, if it is a
@@ -581,12 +744,12 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
                         "routing loop refused: the component is on the sending server");
         } else if (!l->cb->up(l->ctx, home)) {
             o = XE_ROUTE_HOME_DOWN;
-            error_reply(l, e, "wait", "remote-server-timeout",
-                        "the component's server is unavailable");
+            component_error(l, e, "wait", "remote-server-timeout",
+                            XE_ROUTE_COMPONENT_DOWN_TEXT);
         } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
             o = XE_ROUTE_FULL;
-            error_reply(l, e, "wait", "resource-constraint",
-                        "the component's server is not keeping up");
+            component_error(l, e, "wait", "resource-constraint",
+                            "the component's server is not keeping up");
         } else {
             o = XE_ROUTE_FORWARDED;
         }
@@ -631,6 +794,13 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (l->state == L_AUTH)
         return on_auth(l, e);
+    if (xe_xml_is(e, XE_NS_ROUTE, "resync")) {
+        /* the glue missed a delta (a generation it did not expect): the
+         * whole map again */
+        if (l->cb->resync)
+            l->cb->resync(l->ctx);
+        return XE_XS_CONTINUE;
+    }
     return on_stanza(l, e, raw, raw_len);
 }
 

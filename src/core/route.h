@@ -27,9 +27,17 @@
 
 struct xe_route_map;
 
-/* A map of POOL's servers (names and weights are copied) with no pins. */
+/* A map of POOL's servers (names and weights are copied) with no pins, of
+ * generation 0, held once. */
 struct xe_route_map *xe_route_map_new(const struct xe_pool_conf *pool);
+/* One hold more (a link sending the map in parts keeps the map it
+ * started); xe_route_map_free lets go of one, the last frees. */
+struct xe_route_map *xe_route_map_ref(struct xe_route_map *m);
 void xe_route_map_free(struct xe_route_map **m);
+/* The generation the glue knows the map by (<pool gen=''>, <delta gen=''>):
+ * one more at each change a pool's links are sent. */
+void xe_route_map_set_gen(struct xe_route_map *m, uint64_t gen);
+uint64_t xe_route_map_gen(const struct xe_route_map *m);
 /* Pin JID (a bare JID as the user store keeps it) to SERVER. 0, or -1 when
  * SERVER is not in the pool (*why_r). (No bound of its own: the user
  * store's size bounds the pins.) */
@@ -62,7 +70,8 @@ size_t xe_route_target(const struct xe_route_map *m, const char *domain, const c
 int xe_route_map_render(const struct xe_route_map *m, const char *self,
                         struct xe_buf *out);
 /* The map in parts, as it goes to the glue (doc/pool-routing.md): the
- * first (*POS == 0) <pool xmlns='urn:xedge:route:0' self='' pins='N'> with
+ * first (*POS == 0) <pool xmlns='urn:xedge:route:0' self='' gen='G'
+ * pins='N'> with
  * the servers, the components and the first pins; then <pins xmlns=''>
  * with the next ones. Each part is a whole element of about MAX bytes (at
  * least one pin): appended to OUT, *POS advanced. 1: more parts follow, 0:
@@ -71,6 +80,37 @@ int xe_route_map_render_part(const struct xe_route_map *m, const char *self, siz
                              size_t max, struct xe_buf *out);
 /* Whether A and B give every user the same home. */
 bool xe_route_map_same(const struct xe_route_map *a, const struct xe_route_map *b);
+/* What changes OLD into NEW, when only pins changed: <delta
+ * xmlns='urn:xedge:route:0' gen='G' pins='N'> (G: NEW's generation, N: its
+ * count of pins) with <pin jid='' server=''/> for each pin added or moved
+ * and <unpin jid=''/> for each removed (unpinned, or the user deleted),
+ * appended to OUT: 0. 1 (OUT unchanged): the servers, their weights or the
+ * components differ, or the delta would pass MAX bytes: send NEW whole.
+ * -1: error. Both maps sealed. */
+int xe_route_map_delta(const struct xe_route_map *old, const struct xe_route_map *new,
+                       size_t max, struct xe_buf *out);
+
+/* ---- errors ------------------------------------------------------------ */
+
+struct xe_xml_elem; /* xmlstream.h */
+
+/* The error (RFC 6120 8.3) xedge answers for stanza E it cannot deliver:
+ * <NAME type='error' to=E's from from=E's to id=E's id><error type=TYPE>
+ * <CONDITION/><text>TEXT</text></error>, appended to OUT: 1. 0 (nothing
+ * appended) for a stanza that gets no error: an error, an iq result, one
+ * without a from, not a message, presence or iq, and presence of type
+ * unavailable or probe, or without a type (broadcast: RFC 6121 4.3, 4.5)
+ * unless COMPONENT (a presence to a component is directed: a room's join
+ * waits for its answer, XEP-0045 7.2). */
+int xe_route_error_for(const struct xe_xml_elem *e, bool component, const char *type,
+                       const char *condition, const char *text, struct xe_buf *out);
+/* The same for a stanza of a remote domain for a component (RAW, LEN: its
+ * bytes, as its stream had them, in jabber:server): 1 appended, 0 none due,
+ * -1 not a stanza that parses. */
+int xe_route_component_error(const unsigned char *raw, size_t len, const char *type,
+                             const char *condition, const char *text, struct xe_buf *out);
+/* The text of the error for a component whose server's link is down. */
+#define XE_ROUTE_COMPONENT_DOWN_TEXT "the component's server is unavailable"
 
 /* ---- a link ------------------------------------------------------------ */
 
@@ -103,6 +143,9 @@ struct xe_route_link_cb {
      * other than the link's: a "from" there cannot come from the link.
      * May be NULL (none). */
     bool (*served)(void *ctx, const char *domain);
+    /* The glue asked for the whole map (<resync xmlns='urn:xedge:route:0'/>:
+     * a delta's generation it did not expect). May be NULL. */
+    void (*resync)(void *ctx);
 };
 
 struct xe_route_link;

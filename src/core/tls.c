@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "jidprep.h"
 #include "util.h"
 #include "xelimits.h"
 
@@ -73,8 +74,19 @@ ssl_error_string(char *buf, size_t len, const char *what)
 static struct dom_ctx *
 lookup(struct xe_tls_ctx *c, const char *domain)
 {
+    char folded[XE_JIDPREP_PART_MAX + 1];
+
     for (size_t i = 0; i < c->n; i++)
         if (strcasecmp(c->doms[i].domain, domain) == 0)
+            return &c->doms[i];
+    /* an internationalized domain: the SNI has its A-labels (xn--), the
+     * configuration its nameprep form (conf.h) */
+    if (xe_jidprep_domain_ace(domain, strlen(domain), folded, sizeof(folded), NULL) !=
+            0 ||
+        strcmp(folded, domain) == 0)
+        return NULL;
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->doms[i].domain, folded) == 0)
             return &c->doms[i];
     return NULL;
 }

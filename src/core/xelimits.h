@@ -228,7 +228,10 @@
 #define XE_ROUTE_MAX_ATTRS 64
 /* bytes of one part of the map sent to a glue (its stanza limit: 1 MiB) */
 #define XE_ROUTE_MAP_PART (256 * 1024)
-#define XE_ROUTE_MAX_JID 3071        /* bytes of a JID (RFC 7622: 3 x 1023) */
+#define XE_ROUTE_MAX_DELTA (64 * 1024) /* one delta of the map; larger: the map whole */
+#define XE_ROUTE_MAX_DELTAS                                                              \
+    (256 * 1024)              /* deltas waiting for one link; more: the map whole */
+#define XE_ROUTE_MAX_JID 3071 /* bytes of a JID (RFC 7622: 3 x 1023) */
 #define XE_ROUTE_PIN_REFRESH_MS 1000 /* the pins are read again this often */
 #define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */
 #define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */

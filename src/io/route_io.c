@@ -25,12 +25,15 @@ struct rlink {
     char peer[64];
     uint64_t since_ms;
     bool ready, closing;
-    bool paused;         /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
-    bool map_sending;    /* parts of pool->map are still to be sent */
-    size_t map_pos;      /* the next part (xe_route_map_render_part) */
-    uint64_t log_second; /* the second of uv_now the log counts are for */
-    unsigned logged;     /* refusals logged in that second */
-    unsigned long suppressed; /* refusals not logged since the last summary */
+    bool paused;      /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
+    bool map_sending; /* parts of `sending` are still to be sent */
+    bool resend;      /* then the pool's map again, whole (deltas overflowed) */
+    struct xe_route_map *sending; /* the map going out in parts (held) */
+    size_t map_pos;               /* the next part (xe_route_map_render_part) */
+    struct xe_buf deltas;         /* deltas waiting behind the parts or a full queue */
+    uint64_t log_second;          /* the second of uv_now the log counts are for */
+    unsigned logged;              /* refusals logged in that second */
+    unsigned long suppressed;     /* refusals not logged since the last summary */
     struct rlink *next;
 };
 
@@ -185,30 +188,61 @@ send_buf(struct rlink *rl, struct xe_buf *b)
     send_bytes(rl, b->data, b->len);
 }
 
-/* The next parts of the map, while what is queued to the link is at most
- * half of XE_ROUTE_MAX_QUEUE (the stream's low water mark: link_drained
- * calls again as the glue reads): a map of any size goes out in parts of
- * XE_ROUTE_MAP_PART, with at most about 2 MiB of it queued. */
+/* Start sending the pool's map whole, from its first part (a map being
+ * sent is dropped: the glue drops the parts it had of it at the new
+ * <pool/>; so are the deltas waiting: the map has them). */
+static void
+start_map(struct rlink *rl)
+{
+    xe_route_map_free(&rl->sending);
+    rl->sending = xe_route_map_ref(rl->pool->map);
+    rl->map_sending = true;
+    rl->resend = false;
+    rl->map_pos = 0;
+    rl->deltas.len = 0;
+    xe_metrics_inc(XE_M_ROUTE_MAP_SENDS, "full", NULL);
+}
+
+/* What waits for the link, while what is queued to it is at most half of
+ * XE_ROUTE_MAX_QUEUE (the stream's low water mark: link_drained calls
+ * again as the glue reads): the next parts of the map (of any size, in
+ * parts of XE_ROUTE_MAP_PART, at most about 2 MiB of it queued), then the
+ * deltas that came meanwhile, in order: the glue applies a delta to the
+ * map it has whole, so a delta never goes between two parts. */
 static void
 send_map_more(struct rlink *rl)
 {
-    while (rl->map_sending && !rl->closing &&
-           xe_stream_queued(&rl->st) <= XE_ROUTE_MAX_QUEUE / 2) {
-        struct xe_buf b;
-        int r;
-        xe_buf_init(&b, 0);
-        r = xe_route_map_render_part(rl->pool->map, xe_route_link_server(rl->link),
-                                     &rl->map_pos, XE_ROUTE_MAP_PART, &b);
-        if (r >= 0)
-            send_buf(rl, &b);
-        xe_buf_free(&b);
-        if (r <= 0)
-            rl->map_sending = false;
+    while (!rl->closing && xe_stream_queued(&rl->st) <= XE_ROUTE_MAX_QUEUE / 2) {
+        if (rl->map_sending) {
+            struct xe_buf b;
+            int r;
+            xe_buf_init(&b, 0);
+            r = xe_route_map_render_part(rl->sending, xe_route_link_server(rl->link),
+                                         &rl->map_pos, XE_ROUTE_MAP_PART, &b);
+            if (r >= 0) {
+                xe_metrics_add(XE_M_ROUTE_MAP_BYTES, b.len, "full", NULL);
+                send_buf(rl, &b);
+            }
+            xe_buf_free(&b);
+            if (r <= 0) {
+                rl->map_sending = false;
+                xe_route_map_free(&rl->sending);
+                if (rl->resend)
+                    start_map(rl);
+            }
+        } else if (rl->deltas.len > 0) {
+            xe_metrics_add(XE_M_ROUTE_MAP_BYTES, rl->deltas.len, "delta", NULL);
+            send_buf(rl, &rl->deltas);
+            rl->deltas.len = 0;
+        } else {
+            break;
+        }
     }
 }
 
-/* The map (again: a new one replaces a send under way, from its start;
- * every change of pool->map calls this for the pool's links). */
+/* The map whole (again: a new one replaces a send under way, from its
+ * start; a reload, a link's first map, a resync, a change too large for a
+ * delta). */
 static void
 send_map(struct rlink *rl)
 {
@@ -218,8 +252,34 @@ send_map(struct rlink *rl)
         link_close(rl, "the glue does not read its link");
         return;
     }
-    rl->map_sending = true;
-    rl->map_pos = 0;
+    start_map(rl);
+    send_map_more(rl);
+}
+
+/* A delta D (xe_route_map_delta) of the pool's map: now, or behind the map
+ * parts and deltas still waiting; when those pass XE_ROUTE_MAX_DELTAS (a
+ * slow glue and many changes), the map whole instead, after the parts
+ * under way. */
+static void
+send_delta(struct rlink *rl, const struct xe_buf *d)
+{
+    if (rl->closing)
+        return;
+    xe_metrics_inc(XE_M_ROUTE_MAP_SENDS, "delta", NULL);
+    if (rl->resend)
+        return; /* the map goes again whole after the parts under way */
+    if (rl->deltas.len + d->len > XE_ROUTE_MAX_DELTAS) {
+        xe_info(
+            "event=route-map-deltas-dropped server=%s bytes=%zu (the whole map instead)",
+            xe_route_link_server(rl->link), rl->deltas.len + d->len);
+        rl->deltas.len = 0;
+        if (rl->map_sending)
+            rl->resend = true;
+        else
+            send_map(rl);
+        return;
+    }
+    xe_buf_append(&rl->deltas, d->data, d->len);
     send_map_more(rl);
 }
 
@@ -336,8 +396,20 @@ cb_served(void *ctx, const char *domain)
     return false;
 }
 
-static const struct xe_route_link_cb link_cb = {cb_find, cb_up, cb_forward, cb_outcome,
-                                                cb_served};
+static void
+cb_resync(void *ctx)
+{
+    struct rlink *rl = ctx;
+
+    if (!rl->ready || rl->closing || rl->map_sending)
+        return; /* a whole map is on its way */
+    xe_info("event=route-map-resync server=%s peer=%s", xe_route_link_server(rl->link),
+            rl->peer);
+    send_map(rl);
+}
+
+static const struct xe_route_link_cb link_cb = {cb_find,    cb_up,     cb_forward,
+                                                cb_outcome, cb_served, cb_resync};
 
 /* ---- federation straight to the home ----------------------------------- */
 
@@ -368,7 +440,8 @@ fed_pool(struct xe_route_io *io, const char *to_domain, const char **domain_r)
 
 int
 xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_domain,
-                    const char *to, const unsigned char *raw, size_t len)
+                    const char *to, const unsigned char *raw, size_t len,
+                    struct xe_buf *reply)
 {
     char bare[XE_ROUTE_MAX_JID + 1];
     const char *domain = NULL, *hname;
@@ -387,14 +460,27 @@ xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_dom
     rl = p->links[home];
     if (rl == NULL || rl->closing || !rl->ready ||
         xe_stream_queued(&rl->st) + len > XE_ROUTE_MAX_QUEUE) {
+        bool down = rl == NULL || rl->closing || !rl->ready;
+        int e = 0;
         if (!component)
             return XE_ROUTE_IO_PASS;
+        /* no federation link reaches a component: xedge answers for it
+         * (remote-server-timeout: the service the JID names is known but
+         * cannot be reached now; wait: it may be back) */
+        if (reply)
+            e = xe_route_component_error(
+                raw, len, "wait", down ? "remote-server-timeout" : "resource-constraint",
+                down ? XE_ROUTE_COMPONENT_DOWN_TEXT
+                     : "the component's server is not keeping up",
+                reply);
         xe_metrics_inc(XE_M_ROUTE_REFUSED, "federation",
-                       rl == NULL || rl->closing || !rl->ready ? "home-down"
-                                                               : "queue-full");
-        xe_info("event=route-refused from=federation remote=%s home=%s jid=%s reason=%s",
-                from, hname, bare,
-                rl == NULL || rl->closing || !rl->ready ? "home-down" : "queue-full");
+                       down ? "home-down" : "queue-full");
+        xe_info("event=route-refused from=federation remote=%s home=%s jid=%s reason=%s "
+                "error=%s",
+                from, hname, bare, down ? "home-down" : "queue-full",
+                e > 0    ? "sent"
+                : e == 0 ? "none-due"
+                         : "unparsed");
         return XE_ROUTE_IO_DROPPED;
     }
     send_bytes(rl, raw, len);
@@ -428,6 +514,8 @@ on_released(struct xe_stream *s, void *ctx)
         }
     io->n_links--;
     xe_route_link_free(&rl->link);
+    xe_route_map_free(&rl->sending);
+    xe_buf_free(&rl->deltas);
     free(rl);
 }
 
@@ -568,6 +656,7 @@ on_connection(uv_stream_t *server, int status)
         return;
     rl = xe_calloc(1, sizeof(*rl));
     rl->io = io;
+    xe_buf_init(&rl->deltas, 0);
     xe_stream_init(&rl->st, io->loop, false, &slab, &limits, &link_stream_cb, rl);
     rl->next = io->all; /* (its release unlinks it) */
     io->all = rl;
@@ -630,6 +719,9 @@ rebuild(struct xe_route_io *io)
         p->pc = pc;
         p->gen = xe_userstore_generation(io->store); /* before the read */
         p->map = build_map(io, pc);
+        for (size_t k = 0; k < n_old; k++)
+            if (strcmp(old[k].pc->name, pc->name) == 0) /* (old[k].pc: the old conf) */
+                xe_route_map_set_gen(p->map, xe_route_map_gen(old[k].map) + 1);
         p->links = xe_calloc(pc->n_servers, sizeof(*p->links));
     }
     for (struct rlink *rl = io->all; rl; rl = rl->next) {
@@ -725,20 +817,39 @@ scan_done(uv_work_t *req, int status)
         scan_free(sc);
         return;
     }
-    xe_info("event=route-map-changed pool=%s", p->pc->name);
-    xe_route_map_free(&p->map);
-    p->map = sc->ctx.m;
-    sc->ctx.m = NULL;
-    scan_free(sc);
-    for (size_t s = 0; s < p->pc->n_servers; s++) {
-        struct rlink *rl = p->links[s];
-        struct xe_buf out;
-        if (rl == NULL)
-            continue;
-        xe_buf_init(&out, 0);
-        xe_route_link_set_map(rl->link, p->map, &out); /* same servers: cannot fail */
-        xe_buf_free(&out);
-        send_map(rl);
+    {
+        /* only pins change here (a reload rebuilds): a delta, unless it
+         * is large (a bulk import: the map whole) */
+        struct xe_buf d;
+        int dr;
+        xe_route_map_set_gen(sc->ctx.m, xe_route_map_gen(p->map) + 1);
+        xe_buf_init(&d, 0);
+        dr = xe_route_map_delta(p->map, sc->ctx.m, XE_ROUTE_MAX_DELTA, &d);
+        if (dr == 0)
+            xe_info(
+                "event=route-map-changed pool=%s generation=%llu kind=delta bytes=%zu",
+                p->pc->name, (unsigned long long)xe_route_map_gen(sc->ctx.m), d.len);
+        else
+            xe_info("event=route-map-changed pool=%s generation=%llu kind=full",
+                    p->pc->name, (unsigned long long)xe_route_map_gen(sc->ctx.m));
+        xe_route_map_free(&p->map);
+        p->map = sc->ctx.m;
+        sc->ctx.m = NULL;
+        scan_free(sc);
+        for (size_t s = 0; s < p->pc->n_servers; s++) {
+            struct rlink *rl = p->links[s];
+            struct xe_buf out;
+            if (rl == NULL)
+                continue;
+            xe_buf_init(&out, 0);
+            xe_route_link_set_map(rl->link, p->map, &out); /* same servers: cannot fail */
+            xe_buf_free(&out);
+            if (dr == 0)
+                send_delta(rl, &d);
+            else
+                send_map(rl);
+        }
+        xe_buf_free(&d);
     }
 }
 

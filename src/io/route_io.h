@@ -34,12 +34,16 @@ void xe_route_io_free(struct xe_route_io **io);
  * caller takes its federation link to the pool (whose server answers, or
  * routes and is answered, as before). XE_ROUTE_IO_DROPPED: for a component
  * whose server's link is down or full (counted and logged; no federation
- * link reaches a component). IO may be NULL (PASS). */
+ * link reaches a component): the error for its sender (remote-server-timeout
+ * or resource-constraint, type wait; none for an error, a result, an
+ * unavailable presence or a probe) is appended to REPLY (may be NULL), for
+ * the caller to send to FROM from TO_DOMAIN. IO may be NULL (PASS). */
 #define XE_ROUTE_IO_SENT 0
 #define XE_ROUTE_IO_PASS 1
 #define XE_ROUTE_IO_DROPPED 2
 int xe_route_io_deliver(struct xe_route_io *io, const char *from, const char *to_domain,
-                        const char *to, const unsigned char *raw, size_t len);
+                        const char *to, const unsigned char *raw, size_t len,
+                        struct xe_buf *reply);
 /* Whether NAME is a component domain of a routed pool (served on the s2s
  * listeners as the domain is). */
 bool xe_route_io_is_component(const struct xe_route_io *io, const char *name);

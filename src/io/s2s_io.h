@@ -42,13 +42,15 @@ void xe_s2s_io_free(struct xe_s2s_io **io);
  * server sets it when the configuration routes (route_io.h); each may be
  * NULL. deliver: a stanza of an authenticated remote domain FROM for TO
  * (its "to"; the domain TO_DOMAIN), RAW its bytes; 0 when it was taken
- * (sent to the recipient's home, or dropped there with a log line), else
- * the glue sends it over its link to the domain's backend. (A routed
+ * (sent to the recipient's home, or dropped there with a log line and,
+ * in REPLY, the error for its sender: the glue sends it to FROM from
+ * TO_DOMAIN on an outbound stream of its own), else the glue sends it
+ * over its link to the domain's backend. (A routed
  * pool's component domains are served on the s2s listeners as its domain
  * is: xe_conf_component.) */
 struct xe_s2s_router {
     int (*deliver)(void *ctx, const char *from, const char *to_domain, const char *to,
-                   const unsigned char *raw, size_t len);
+                   const unsigned char *raw, size_t len, struct xe_buf *reply);
     void *ctx;
 };
 void xe_s2s_io_set_router(struct xe_s2s_io *io, const struct xe_s2s_router *router);

@@ -94,7 +94,8 @@ struct sconn {
     char peer[128];
     char local[XE_S2S_MAX_DOMAIN_BUF], remote[XE_S2S_MAX_DOMAIN_BUF];
     struct xe_buf held; /* BACKEND: its bytes waiting for the verdict;
-                           LINK: stanzas waiting for the link to be up */
+                           LINK: stanzas waiting for the link to be up;
+                           OUT: xedge's own (xe_s2sio_send_own) waiting */
     bool ready;         /* OUT/LINK: authenticated; BACKEND: pumped */
     bool waiting;       /* BACKEND: waiting for its OUT (io->pairs: its OUT) */
     uint64_t asker;     /* VERIFY: the id of the IN stream that asked */
@@ -137,6 +138,13 @@ extern const char *const xe_s2sio_kind_names[];
 
 /* s2s_io_route.c */
 bool xe_s2sio_route_stanza(struct sconn *c, const struct xe_s2s_event *ev);
+/* A stanza of xedge's own (whole stanzas: DATA, LEN) from LOCAL for
+ * REMOTE: on the pair's outbound stream, opened when needed and held until
+ * it is up (its held buffer: bounded), sent before the bytes of any backend
+ * waiting for it. Dropped (logged) when that stream is up with a backend
+ * pumping into it: a backend's bytes are raw, not cut at stanzas. */
+void xe_s2sio_send_own(struct xe_s2s_io *io, const char *local, const char *remote,
+                       const unsigned char *data, size_t len);
 const char *xe_s2sio_tls_name(const struct xe_conf *conf, const char *name);
 const struct xe_domain_conf *xe_s2sio_served_domain(const struct xe_conf *conf,
                                                     const char *name);

@@ -32,6 +32,36 @@ xe_s2sio_link_for(struct xe_s2s_io *io, const char *peer, const char *local)
     return l ? l : open_conn(io, XE_S2S_LINK, local, peer, NULL, NULL);
 }
 
+void
+xe_s2sio_send_own(struct xe_s2s_io *io, const char *local, const char *remote,
+                  const unsigned char *data, size_t len)
+{
+    struct sconn *out = xe_s2sio_find(io, XE_S2S_OUT, local, remote);
+
+    if (out && out->ready && xe_s2s_pairs_n_backends(io->pairs, out->id) > 0) {
+        xe_info("event=s2s-own-dropped local=%s remote=%s reason=\"a backend pumps into "
+                "the outbound stream\"",
+                local, remote);
+        return;
+    }
+    if (out == NULL &&
+        (out = open_conn(io, XE_S2S_OUT, local, remote, NULL, NULL)) == NULL) {
+        xe_info("event=s2s-own-dropped local=%s remote=%s reason=\"no outbound stream\"",
+                local, remote);
+        return;
+    }
+    if (!out->ready) {
+        if (xe_buf_append(&out->held, data, len) < 0)
+            xe_info(
+                "event=s2s-own-dropped local=%s remote=%s reason=\"held buffer full\"",
+                local, remote);
+        return;
+    }
+    out->bytes += len;
+    xe_s2sio_arm(out, out->gen->conf->s2s_idle_ms);
+    xe_s2sio_send_bytes(out, data, len);
+}
+
 static void
 link_send(struct sconn *l, const unsigned char *data, size_t len)
 {
@@ -177,8 +207,24 @@ xe_s2sio_notify_out_verdict(struct sconn *out, enum xe_s2s_result r, const char 
 {
     struct sconn *b;
 
-    if (r != XE_S2S_VALID && retry_without_external(out))
+    if (r != XE_S2S_VALID && retry_without_external(out)) {
+        struct sconn *n = xe_s2sio_find(out->io, XE_S2S_OUT, out->local, out->remote);
+        if (n && n != out && out->held.len) /* xedge's own stanzas go with it */
+            xe_buf_append(&n->held, out->held.data, out->held.len);
+        xe_buf_consume(&out->held, out->held.len);
         return;
+    }
+    if (out->held.len) { /* xedge's own stanzas, before any backend's */
+        if (r == XE_S2S_VALID) {
+            out->bytes += out->held.len;
+            xe_s2sio_send_bytes(out, out->held.data, out->held.len);
+        } else {
+            xe_info("event=s2s-own-dropped local=%s remote=%s reason=\"the outbound "
+                    "stream failed\"",
+                    out->local, out->remote);
+        }
+        xe_buf_consume(&out->held, out->held.len);
+    }
     /* one at a time from the start: feeding a backend may close it */
     for (;;) {
         for (size_t i = 0; (b = xe_s2s_pairs_backend(out->io->pairs, out->id, i)); i++)

@@ -23,13 +23,20 @@ bool
 xe_s2sio_route_stanza(struct sconn *c, const struct xe_s2s_event *ev)
 {
     struct xe_s2s_io *io = c->io;
+    struct xe_buf reply;
 
     if (io->router.deliver == NULL || ev->to_jid == NULL)
         return false;
-    if (io->router.deliver(io->router.ctx, ev->from, ev->to, ev->to_jid, ev->raw,
-                           ev->len) != 0)
+    xe_buf_init(&reply, 0);
+    if (io->router.deliver(io->router.ctx, ev->from, ev->to, ev->to_jid, ev->raw, ev->len,
+                           &reply) != 0) {
+        xe_buf_free(&reply);
         return false;
+    }
     c->bytes += ev->len;
+    if (reply.len > 0) /* the error xedge answers for a component */
+        xe_s2sio_send_own(io, ev->to, ev->from, reply.data, reply.len);
+    xe_buf_free(&reply);
     return true;
 }
 

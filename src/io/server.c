@@ -344,11 +344,11 @@ s2s_gen_release(void *ctx, struct gen *g)
  * srv->route is read at each call (NULL once it is freed). */
 static int
 route_federation(void *ctx, const char *from, const char *to_domain, const char *to,
-                 const unsigned char *raw, size_t len)
+                 const unsigned char *raw, size_t len, struct xe_buf *reply)
 {
     struct xe_server *srv = ctx;
 
-    return xe_route_io_deliver(srv->route, from, to_domain, to, raw, len) ==
+    return xe_route_io_deliver(srv->route, from, to_domain, to, raw, len, reply) ==
                    XE_ROUTE_IO_PASS
                ? -1
                : 0;

@@ -25,6 +25,12 @@ wrong secret), then:
              long, for a domain xedge does not route): 60 MB of replies.
              Prints BLOCKED sent=N when a write waits 3 s (xedge stopped
              reading), SENT-ALL sent=300 otherwise.
+  hold       as deaf, but once xedge stops reading, prints HOLDING and
+             keeps the link open, reading nothing, until TIMEOUT (xedge
+             holds what it has for it: map deltas pile up).
+  resync     once the map arrives (MAP servers=N gen=G pins=P), sends
+             <resync/> as a glue that missed a delta does, and prints
+             MAP-AGAIN gen=G pins=P when the whole map comes again.
 Exit status 0 when the expected lines came, 1 otherwise.
 """
 import hashlib
@@ -83,8 +89,19 @@ def main():
             if m:
                 mapped = True
                 print('MAP servers=%d' % len(re.findall(r'<server ', m.group(0))), flush=True)
+                if mode == 'resync':
+                    g = re.search(r"<pool [^>]*gen='(\d+)' pins='(\d+)'", m.group(0))
+                    print('MAP gen=%s pins=%s' % (g.group(1), g.group(2)) if g else 'MAP gen=-',
+                          flush=True)
+                    s.sendall(b"<resync xmlns='urn:xedge:route:0'/>")
                 buf = buf[m.end():]
         if not mapped:
+            continue
+        if mode == 'resync':
+            m = re.search(r"<pool [^>]*gen='(\d+)' pins='(\d+)'", buf)
+            if m:
+                print('MAP-AGAIN gen=%s pins=%s' % (m.group(1), m.group(2)), flush=True)
+                return 0
             continue
         if mode == 'flood':
             s.sendall(''.join("<message from='example.test' to='x@elsewhere.test' id='f%d'/>" % i
@@ -100,7 +117,7 @@ def main():
                 buf += d.decode('utf-8', 'replace')
             print('TIMEOUT flood', flush=True)
             return 1
-        if mode == 'deaf':
+        if mode in ('deaf', 'hold'):
             s.settimeout(3)
             big = 'd' * 200000
             for i in range(300):
@@ -109,6 +126,9 @@ def main():
                     s.sendall(st.encode())
                 except socket.timeout:
                     print('BLOCKED sent=%d' % i, flush=True)
+                    if mode == 'hold':
+                        print('HOLDING', flush=True)
+                        time.sleep(max(0, end - time.time()))
                     return 0
             print('SENT-ALL sent=300', flush=True)
             return 1

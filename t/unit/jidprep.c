@@ -174,11 +174,47 @@ test_refused(void)
        "an empty localpart is refused");
 }
 
+/* A domain with A-labels (DNS, TLS's SNI, certificates) prepares as the
+ * Unicode form a JID has. */
+static void
+test_ace(void)
+{
+    char out[256];
+    const char *why = NULL;
+
+    is_int(xe_jidprep_domain_ace("xn--bcher-kva.test", 18, out, sizeof(out), &why), 0,
+           "ace: an A-label decodes");
+    is_str(out,
+           "b\xc3\xbc"
+           "cher.test",
+           "ace: xn--bcher-kva.test is bücher.test");
+    is_int(xe_jidprep_domain_ace("XN--BCHER-KVA.Test", 18, out, sizeof(out), NULL), 0,
+           "ace: in capitals too");
+    is_str(out,
+           "b\xc3\xbc"
+           "cher.test",
+           "ace: ... the same name");
+    is_int(xe_jidprep_domain_ace("B\xc3\x9c"
+                                 "CHER.test",
+                                 12, out, sizeof(out), NULL),
+           0, "ace: a Unicode name without A-labels");
+    is_str(out,
+           "b\xc3\xbc"
+           "cher.test",
+           "ace: ... nameprep as before");
+    is_int(xe_jidprep_domain_ace("Example.TEST", 12, out, sizeof(out), NULL), 0,
+           "ace: ASCII");
+    is_str(out, "example.test", "ace: ... lowered");
+    ok(xe_jidprep_domain_ace("xn--a-ecp.xn--zz9.test", 22, out, sizeof(out), &why) != 0,
+       "ace: an A-label that does not decode is refused (%s)", why ? why : "");
+}
+
 int
 main(void)
 {
     test_ascii_stable();
     test_fold();
     test_refused();
+    test_ace();
     return tap_done();
 }

@@ -72,7 +72,17 @@ t_served(void *ctx, const char *domain)
     return strcmp(domain, "other.test") == 0 || strcmp(domain, "example.test") == 0;
 }
 
-static const struct xe_route_link_cb cb = {t_find, t_up, t_forward, t_outcome, t_served};
+static int resyncs;
+
+static void
+t_resync(void *ctx)
+{
+    (void)ctx;
+    resyncs++;
+}
+
+static const struct xe_route_link_cb cb = {t_find,    t_up,     t_forward,
+                                           t_outcome, t_served, t_resync};
 
 static const char *HDR = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
                          "xmlns:stream='http://etherx.jabber.org/streams' "
@@ -196,11 +206,12 @@ test_map_parts(void)
         if (b.len - 1 > biggest)
             biggest = b.len - 1;
         if (parts == 1)
-            whole &= strncmp((char *)b.data,
-                             "<pool xmlns='urn:xedge:route:0' self='p0' pins='150000'>"
-                             "<server name='p0' weight='1'/>",
-                             80) == 0 &&
-                     strstr((char *)b.data, "</pool>") != NULL;
+            whole &=
+                strncmp((char *)b.data,
+                        "<pool xmlns='urn:xedge:route:0' self='p0' gen='0' pins='150000'>"
+                        "<server name='p0' weight='1'/>",
+                        88) == 0 &&
+                strstr((char *)b.data, "</pool>") != NULL;
         else
             whole &=
                 strncmp((char *)b.data, "<pins xmlns='urn:xedge:route:0'>", 32) == 0 &&
@@ -561,6 +572,174 @@ test_components(void)
     map = saved;
 }
 
+/* A map of N pins u%07zu (p1 or p2), sealed, of generation GEN. */
+static struct xe_route_map *
+pinned_map(size_t n, uint64_t gen)
+{
+    struct xe_route_map *m = xe_route_map_new(&pool);
+    const char *why;
+    char u[64];
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(u, sizeof(u), "u%07zu@example.test", i);
+        xe_route_map_add_pin(m, u, i % 2 ? "p1" : "p2", &why);
+    }
+    xe_route_map_seal(m);
+    xe_route_map_set_gen(m, gen);
+    return m;
+}
+
+/* Deltas: only the pins that changed, in a small element with the new
+ * generation; a large change or a change of servers: the map whole. */
+static void
+test_delta(void)
+{
+    struct xe_route_map *a = pinned_map(100000, 7), *b, *c;
+    struct xe_server_conf s2[N] = {{.name = "p0", .weight = 1},
+                                   {.name = "p1", .weight = 2},
+                                   {.name = "p2", .weight = 1}};
+    struct xe_pool_conf pool2 = {.name = "main", .servers = s2, .n_servers = N};
+    struct xe_buf d;
+    const char *why;
+    int r;
+
+    xe_buf_init(&d, 0);
+    /* one pin moved (u0050000: p2 -> p0), one removed (u0000003), one
+     * added (sorting after all) */
+    b = xe_route_map_new(&pool);
+    for (size_t i = 0; i < 100000; i++) {
+        char u[64];
+        snprintf(u, sizeof(u), "u%07zu@example.test", i);
+        if (i != 3)
+            xe_route_map_add_pin(b, u, i == 50000 ? "p0" : i % 2 ? "p1" : "p2", &why);
+    }
+    xe_route_map_add_pin(b, "zz@example.test", "p1", &why);
+    xe_route_map_seal(b);
+    xe_route_map_set_gen(b, 8);
+    r = xe_route_map_delta(a, b, 64 * 1024, &d);
+    xe_buf_append(&d, "", 1);
+    is_int(r, 0, "delta: three pins changed of 100,000: a delta");
+    is_str((char *)d.data,
+           "<delta xmlns='urn:xedge:route:0' gen='8' pins='100000'>"
+           "<unpin jid='u0000003@example.test'/>"
+           "<pin jid='u0050000@example.test' server='p0'/>"
+           "<pin jid='zz@example.test' server='p1'/></delta>",
+           "delta: the unpin, the moved pin, the new pin, in key order, gen and count");
+    ok(d.len < 300, "delta: %zu bytes (the map: about 5 MB)", d.len - 1);
+    d.len = 0;
+    r = xe_route_map_delta(a, a, 64 * 1024, &d);
+    is_int(r, 0, "delta: no change: an empty delta");
+    /* many changes: over the bound, the map whole */
+    c = xe_route_map_new(&pool);
+    xe_route_map_seal(c);
+    d.len = 0;
+    r = xe_route_map_delta(a, c, 64 * 1024, &d);
+    ok(r == 1 && d.len == 0, "delta: 100,000 pins removed: over 64 KiB: the map whole");
+    xe_route_map_free(&c);
+    /* a weight changed: the map whole */
+    c = xe_route_map_new(&pool2);
+    xe_route_map_seal(c);
+    r = xe_route_map_delta(c, c, 64 * 1024, &d);
+    is_int(r, 0, "delta: the same pool: a delta");
+    d.len = 0;
+    r = xe_route_map_delta(a, c, 64 * 1024, &d);
+    ok(r == 1 && d.len == 0, "delta: a weight changed: the map whole");
+    xe_route_map_free(&c);
+    /* the generation in the first part */
+    {
+        size_t pos = 0;
+        d.len = 0;
+        xe_route_map_render_part(b, "p1", &pos, 1024, &d);
+        xe_buf_append(&d, "", 1);
+        ok(strstr((char *)d.data, "gen='8' pins='100000'") != NULL,
+           "delta: the map's first part says its generation");
+    }
+    /* held twice: the first free leaves it */
+    c = xe_route_map_ref(b);
+    xe_route_map_free(&b);
+    ok(b == NULL && xe_route_map_gen(c) == 8, "ref: a map held twice outlives one free");
+    xe_route_map_free(&c);
+    xe_route_map_free(&a);
+    xe_buf_free(&d);
+}
+
+/* <resync/> from the glue asks for the map whole. */
+static void
+test_resync(void)
+{
+    struct xe_buf out;
+    int r;
+    struct xe_route_link *l;
+
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_READY, "resync: the link is up");
+    resyncs = 0;
+    r = feed(l, "<resync xmlns='urn:xedge:route:0' gen='3'/>", &out);
+    ok(r == XE_ROUTE_MORE && resyncs == 1,
+       "resync: the glue's <resync/> asks for the map");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
+/* The error xedge answers for a remote domain's stanza to a component
+ * whose server is down: to the sender, from the component's JID, with the
+ * stanza's id; none for errors, results, unavailable presence, probes. */
+static void
+test_component_error(void)
+{
+    struct xe_buf b;
+    int r;
+    static const char msg[] =
+        "<message from='bob@b.test/r' to='room@conf.example.test' id='m1' "
+        "type='groupchat'><body>hi</body></message>";
+
+    xe_buf_init(&b, 0);
+    r = xe_route_component_error((const unsigned char *)msg, strlen(msg), "wait",
+                                 "remote-server-timeout", XE_ROUTE_COMPONENT_DOWN_TEXT,
+                                 &b);
+    xe_buf_append(&b, "", 1);
+    is_int(r, 1, "component error: a message gets one");
+    is_str(
+        (char *)b.data,
+        "<message type='error' to='bob@b.test/r' from='room@conf.example.test' id='m1'>"
+        "<error type='wait'><remote-server-timeout "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text "
+        "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>the component&apos;s server is "
+        "unavailable</text></error></message>",
+        "component error: to the sender, from the room, its id, wait");
+    {
+        static const char *const cases[] = {
+            "<presence from='bob@b.test/r' to='room@conf.example.test/bob'/>",
+            "<iq from='bob@b.test/r' to='conf.example.test' id='i1' type='get'><query "
+            "xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+            "<presence from='bob@b.test/r' to='room@conf.example.test/bob' "
+            "type='unavailable'/>",
+            "<iq from='bob@b.test/r' to='conf.example.test' id='i1' type='result'/>",
+            "<message from='bob@b.test/r' to='room@conf.example.test' type='error'/>",
+            "<presence from='bob@b.test' to='conf.example.test' type='probe'/>",
+            "<message to='room@conf.example.test'><body/></message>",
+            "<message from='bob@b.test/r' to='room@conf.example.test'><x:body",
+        };
+        static const int want[] = {1, 1, 0, 0, 0, 0, 0, -1};
+        bool all = true;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            b.len = 0;
+            r = xe_route_component_error((const unsigned char *)cases[i],
+                                         strlen(cases[i]), "wait",
+                                         "remote-server-timeout", "t", &b);
+            if (r != want[i] || (r <= 0) != (b.len == 0)) {
+                all = false;
+                printf("# case %zu: %d (want %d)\n", i, r, want[i]);
+            }
+        }
+        ok(all,
+           "component error: a room's join and an iq get one; unavailable, a result, "
+           "an error, a probe, no from: none; not XML: -1");
+    }
+    xe_buf_free(&b);
+}
+
 int
 main(void)
 {
@@ -575,6 +754,9 @@ main(void)
     test_forged_from();
     test_prefixes();
     test_components();
+    test_delta();
+    test_resync();
+    test_component_error();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
     return tap_done();
