@@ -256,6 +256,7 @@ xe_srv_close_conn(struct conn *c)
     if (c->closed)
         return;
     c->st = CS_CLOSING;
+    xe_srv_reg_cancel(c); /* a registration's answer can go no more */
     if (c->backend_inited)
         xe_stream_pause(&c->bs);
     xe_stream_close(&c->cs, CLOSE_GRACE_MS); /* (TLS close_notify first) */
