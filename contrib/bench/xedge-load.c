@@ -5,7 +5,9 @@
  * client; then resource binding), holds them, optionally sends messages
  * between them at a target rate and measures their round trips, and reports
  * KEY=value lines on stdout and a human summary on stderr. Every wait has a
- * timeout and the whole run is bounded by --duration. Run with --help. */
+ * timeout and the whole run is bounded by --duration. Run with --help.
+ * Options: xedge-load-opts.c; SASL2, FAST and TLS resumption for the
+ * re-logins (--fast, --relogin): xedge-load-fast.c. */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -31,117 +33,21 @@
 #include <sasl/saslutil.h>
 #include <uv.h>
 
+#include "xedge-load.h"
+
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-#define XL_MAX_SESSIONS 200000     /* hard cap on --sessions */
-#define XL_MAX_DURATION 3600.0     /* hard cap on --duration, seconds */
-#define XL_MAX_SOURCES 65536       /* source addresses */
-#define XL_MAX_RTT_SAMPLES 4000000 /* message round trips kept for percentiles */
-#define XL_TEXT_MAX 4096           /* character data kept per stanza */
-#define XL_NAME_MAX 256            /* user names, passwords, JIDs */
-#define XL_READ_BUF 65536
-#define XL_TICK_MS 1
-
 #define CB(f) ((int (*)(void))(void *)(f))
 
-enum state {
-    S_IDLE = 0,   /* not started */
-    S_CONNECTING, /* TCP connect in flight */
-    S_HANDSHAKE,  /* TLS handshake in flight */
-    S_STREAM,     /* stream open, waiting for features/stanzas */
-    S_READY,      /* bound: logged in */
-    S_DEAD,       /* failed or closed */
-};
-
-enum err {
-    E_CONNECT,
-    E_TLS,
-    E_STREAM_ERROR,
-    E_NO_STARTTLS,
-    E_MECH_NOT_OFFERED,
-    E_SASL_CLIENT,
-    E_AUTH_FAILED,
-    E_BIND,
-    E_PARSE,
-    E_CLOSED,
-    E_LOGIN_TIMEOUT,
-    E_WRITE,
-    E_MSG_ERROR,
-    E_MSG_LOST,
-    E_COUNT
-};
 static const char *const err_names[E_COUNT] = {
     "connect",       "tls",         "stream_error", "no_starttls", "mech_not_offered",
     "sasl_client",   "auth_failed", "bind",         "parse",       "closed",
     "login_timeout", "write",       "msg_error",    "msg_lost",
 };
 
-enum tls_mode { M_STARTTLS, M_DIRECT, M_PLAIN };
-
-struct sess {
-    uv_tcp_t tcp;
-    uv_connect_t creq;
-    unsigned idx;
-    enum state state;
-    unsigned open : 1;     /* tcp initialised, not yet closed */
-    unsigned tls_up : 1;   /* handshake done */
-    unsigned authed : 1;   /* SASL succeeded */
-    unsigned restart : 1;  /* the parser must be reset after this chunk */
-    unsigned stop : 1;     /* stop feeding the parser (closing) */
-    unsigned in_mechs : 1; /* inside <mechanisms> */
-    unsigned in_cap : 1;   /* capturing character data */
-    unsigned f_starttls : 1, f_mech : 1, f_bind : 1;
-    SSL *ssl;
-    BIO *rbio, *wbio;
-    sasl_conn_t *sasl;
-    sasl_callback_t cbs[4];
-    sasl_secret_t *secret;
-    char *authname;
-    XML_Parser xp;
-    int depth;
-    char cur[24];   /* local name of the current top-level element */
-    char child[40]; /* first child's local name (errors, failures) */
-    char type[16];  /* type attribute */
-    char id[48];    /* id attribute */
-    char *text;     /* captured character data (XL_TEXT_MAX) */
-    size_t textlen;
-    char jid[XL_NAME_MAX]; /* full JID after bind */
-    uint64_t t0;           /* connect start, ns */
-    uint64_t deadline;     /* login deadline, ns */
-};
-
-struct opts {
-    const char *host;
-    int port;
-    enum tls_mode mode;
-    const char *domain;
-    const char *mech;
-    const char *user_fmt;
-    const char *pass_fmt;
-    const char *assertion_secret; /* file: PLAIN passwords are xedge assertions */
-    unsigned user_offset;
-    unsigned sessions;
-    double rate;
-    unsigned concurrency;
-    double hold;
-    double msg_at; /* unix time the messages start at, at the earliest (0: none) */
-    double msg_rate;
-    double msg_duration;
-    int msg_pairs;
-    double login_timeout;
-    double msg_timeout;
-    double duration;
-    const char *source;
-    unsigned sources;
-    const char *cafile;
-    int presence;
-    unsigned pause_at;
-    double pause;
-    int graceful;
-    int quiet;
-} o = {
+struct opts o = {
     .host = "127.0.0.1",
     .port = 5222,
     .mode = M_STARTTLS,
@@ -157,6 +63,7 @@ struct opts {
     .duration = 120,
     .source = NULL,
     .sources = 0,
+    .fail_list = 100,
 };
 
 static uv_loop_t *loop;
@@ -174,8 +81,8 @@ static size_t a_secret_len;
 static uint64_t rtt_n, msg_sent, msg_recv, msg_err;
 static uint64_t errors[E_COUNT];
 static char err_detail[E_COUNT][160]; /* the first failure's detail, per kind */
-static unsigned rr;                  /* round robin for messages */
-static uint64_t paused_t, paused_ns; /* --pause-at */
+static unsigned rr;                   /* round robin for messages */
+static uint64_t paused_t, paused_ns;  /* --pause-at */
 static int paused_done;
 static int phase; /* 0 login, 1 hold, 2 messages, 3 drain, 4 done */
 static uint64_t phase_t;
@@ -183,6 +90,12 @@ static uv_timer_t tick;
 static uv_signal_t sigint_h;
 static int interrupted;
 static char readbuf[XL_READ_BUF];
+/* the re-login mode (--relogin): the first logins' figures, kept for the report */
+static int rl_go, rl_on;
+static unsigned rl_resumed, rl_skipped, rl_lost, rl_failed_listed;
+static unsigned first_ok, first_failed;
+static double first_s;
+static uv_signal_t sigusr1_h;
 
 static uint64_t
 now_ns(void)
@@ -190,7 +103,7 @@ now_ns(void)
     return uv_hrtime();
 }
 
-static void
+void
 say(const char *fmt, ...)
 {
     va_list ap;
@@ -215,7 +128,6 @@ fmt_index(char *out, size_t cap, const char *fmt, unsigned n)
     snprintf(out, cap, "%.*s%u%s", (int)(p - fmt), fmt, n, p + 2);
 }
 
-static void sess_fail(struct sess *s, enum err e, const char *detail);
 static void on_close(uv_handle_t *h);
 
 /* ------------------------------------------------------------ writing */
@@ -291,7 +203,7 @@ send_data(struct sess *s, const char *data, size_t len)
     }
 }
 
-static void
+void
 send_str(struct sess *s, const char *str)
 {
     send_data(s, str, strlen(str));
@@ -317,7 +229,7 @@ parser_reset(struct sess *s)
     s->depth = 0;
     s->restart = 0;
     s->stop = 0;
-    s->f_starttls = s->f_mech = s->f_bind = 0;
+    s->f_starttls = s->f_mech = s->f_bind = s->f_sasl2 = 0;
     return 0;
 }
 
@@ -368,7 +280,17 @@ xml_start(void *ud, const XML_Char *name, const XML_Char **atts)
         if (!strcmp(ln, "challenge") || !strcmp(ln, "success"))
             s->in_cap = 1;
         if (!strcmp(ln, "features"))
-            s->f_starttls = s->f_mech = s->f_bind = 0;
+            s->f_starttls = s->f_mech = s->f_bind = s->f_sasl2 = 0;
+        return;
+    }
+    if (d == 2 && !strcmp(s->cur, "success")) { /* SASL2's children */
+        s->in_cap = !strcmp(ln, "additional-data");
+        if (s->in_cap)
+            s->textlen = 0;
+        if (!strcmp(ln, "token"))
+            for (int i = 0; atts[i]; i += 2)
+                if (!strcmp(atts[i], "token") && xl_fast_keep_token(s, atts[i + 1]) < 0)
+                    sess_fail(s, E_SASL_CLIENT, "a FAST token too long or empty");
         return;
     }
     if (d == 2 && !s->child[0])
@@ -378,9 +300,11 @@ xml_start(void *ud, const XML_Char *name, const XML_Char **atts)
             s->f_starttls = 1;
         else if (d == 2 && !strcmp(ln, "mechanisms"))
             s->in_mechs = 1;
+        else if (d == 2 && !strcmp(ln, "authentication")) /* SASL2, FAST inside */
+            s->in_mechs = s->f_sasl2 = 1;
         else if (d == 2 && !strcmp(ln, "bind"))
             s->f_bind = 1;
-        else if (d == 3 && s->in_mechs && !strcmp(ln, "mechanism")) {
+        else if (d >= 3 && s->in_mechs && !strcmp(ln, "mechanism")) {
             s->in_cap = 1;
             s->textlen = 0;
         }
@@ -423,16 +347,19 @@ xml_end(void *ud, const XML_Char *name)
         s->in_cap = 0;
         return;
     }
-    if (!strcmp(s->cur, "features") && d == 3 && s->in_mechs &&
+    if (!strcmp(s->cur, "features") && d >= 3 && s->in_mechs &&
         !strcmp(ln, "mechanism")) {
         if (s->text) {
             s->text[s->textlen] = 0;
-            if (!strcmp(s->text, o.mech))
+            if (!strcmp(s->text, s->relogin ? o.fast : o.mech))
                 s->f_mech = 1;
         }
         s->in_cap = 0;
-    } else if (!strcmp(s->cur, "features") && d == 2 && !strcmp(ln, "mechanisms")) {
+    } else if (!strcmp(s->cur, "features") && d == 2 &&
+               (!strcmp(ln, "mechanisms") || !strcmp(ln, "authentication"))) {
         s->in_mechs = 0;
+    } else if (d == 2 && !strcmp(s->cur, "success")) {
+        s->in_cap = 0;
     } else if (!strcmp(s->cur, "iq") && d == 3 && !strcmp(ln, "jid")) {
         if (s->text) {
             s->text[s->textlen] = 0;
@@ -464,6 +391,8 @@ tls_pump(struct sess *s)
             return;
         }
         s->tls_up = 1;
+        if (s->relogin && SSL_session_reused(s->ssl))
+            rl_resumed++;
         open_stream(s);
         if (s->state == S_DEAD)
             return;
@@ -485,6 +414,8 @@ tls_start(struct sess *s)
     }
     SSL_set_bio(s->ssl, s->rbio, s->wbio);
     SSL_set_connect_state(s->ssl);
+    if (o.fast)
+        xl_fast_ssl(s);
     SSL_set_tlsext_host_name(s->ssl, o.domain);
     if (o.cafile)
         SSL_set1_host(s->ssl, o.domain);
@@ -618,7 +549,8 @@ send_sasl(struct sess *s, const char *elem, const char *out, unsigned outlen,
         sess_fail(s, E_SASL_CLIENT, "no memory");
         return;
     }
-    snprintf(buf, cap, "<%s xmlns='urn:ietf:params:xml:ns:xmpp-sasl'%s%s%s>%s</%s>", elem,
+    snprintf(buf, cap, "<%s xmlns='%s'%s%s%s>%s</%s>", elem,
+             o.sasl2 ? "urn:xmpp:sasl:2" : "urn:ietf:params:xml:ns:xmpp-sasl",
              with_mech ? " mechanism='" : "", with_mech ? o.mech : "",
              with_mech ? "'" : "", el ? b64 : (with_mech ? "=" : ""), elem);
     send_str(s, buf);
@@ -644,7 +576,10 @@ auth_start(struct sess *s)
         sess_fail(s, E_SASL_CLIENT, sasl_errdetail(s->sasl));
         return;
     }
-    send_sasl(s, "auth", out, outlen, 1);
+    if (!o.sasl2)
+        send_sasl(s, "auth", out, outlen, 1);
+    else if (xl_sasl2_send(s, o.mech, out, outlen) < 0)
+        sess_fail(s, E_SASL_CLIENT, "<authenticate> too long");
 }
 
 static int
@@ -673,6 +608,12 @@ login_done(struct sess *s)
     inflight--;
     free(s->text); /* keep the idle session small */
     s->text = NULL;
+    if (o.close_after) { /* ours, then the server's </stream:stream> */
+        s->state = S_CLOSING;
+        s->deadline = t + (uint64_t)(XL_CLOSE_WAIT_S * 1e9);
+        send_str(s, "</stream:stream>");
+        return;
+    }
     if (o.presence)
         send_str(s, "<presence/>");
 }
@@ -714,7 +655,7 @@ stanza(struct sess *s)
         sess_fail(s, E_STREAM_ERROR, s->child[0] ? s->child : "?");
         return;
     }
-    if (s->state == S_READY) {
+    if (s->state == S_READY || s->state == S_CLOSING) {
         if (!strcmp(n, "message"))
             on_message(s);
         return;
@@ -729,11 +670,18 @@ stanza(struct sess *s)
                 send_str(s, "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
                 return;
             }
-            if (!s->f_mech) {
-                sess_fail(s, E_MECH_NOT_OFFERED, o.mech);
+            if (o.sasl2 && !s->f_sasl2) {
+                sess_fail(s, E_MECH_NOT_OFFERED, "SASL2 not offered");
                 return;
             }
-            auth_start(s);
+            if (!s->f_mech) {
+                sess_fail(s, E_MECH_NOT_OFFERED, s->relogin ? o.fast : o.mech);
+                return;
+            }
+            if (!s->relogin)
+                auth_start(s);
+            else if (xl_fast_start(s) < 0)
+                sess_fail(s, E_SASL_CLIENT, "no token, or the HT proof failed");
             return;
         }
         if (!s->f_bind) {
@@ -766,6 +714,15 @@ stanza(struct sess *s)
         send_sasl(s, "response", out, outlen, 0);
         return;
     }
+    if (!strcmp(n, "success") && s->relogin) {
+        if (xl_fast_verify(s, s->text, s->textlen) < 0) {
+            sess_fail(s, E_SASL_CLIENT, "FAST: the server's HMAC not verified");
+            return;
+        }
+        s->authed = 1;
+        login_done(s);
+        return;
+    }
     if (!strcmp(n, "success")) {
         if (s->textlen) {
             r = sasl_step_text(s, &out, &outlen);
@@ -779,6 +736,13 @@ stanza(struct sess *s)
         }
         sasl_free(s);
         s->authed = 1;
+        if (o.sasl2) { /* no stream restart; Bind2 done inline, or no bind */
+            if (o.fast && !s->token)
+                sess_fail(s, E_SASL_CLIENT, "no FAST token in <success>");
+            else
+                login_done(s);
+            return;
+        }
         s->restart = 1;
         XML_StopParser(s->xp, XML_FALSE);
         return;
@@ -903,6 +867,11 @@ static void
 sess_release(struct sess *s)
 {
     sasl_free(s);
+    /* OpenSSL marks the session of a connection freed without a shutdown as
+     * not resumable (TLS 1.2's rule); a TLS 1.3 client keeps its tickets
+     * whatever the end of the connection (a reset, a restarted server) */
+    if (s->ssl && o.fast)
+        SSL_set_shutdown(s->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
     if (s->ssl)
         SSL_free(s->ssl); /* frees the BIOs */
     s->ssl = NULL;
@@ -919,6 +888,7 @@ on_close(uv_handle_t *h)
 {
     struct sess *s = h->data;
     sess_release(s);
+    s->closing = 0;
     alive--;
 }
 
@@ -927,11 +897,12 @@ sess_close(struct sess *s)
 {
     if (s->open) {
         s->open = 0;
+        s->closing = 1;
         uv_close((uv_handle_t *)&s->tcp, on_close);
     }
 }
 
-static void
+void
 sess_fail(struct sess *s, enum err e, const char *detail)
 {
     enum state was = s->state;
@@ -939,7 +910,22 @@ sess_fail(struct sess *s, enum err e, const char *detail)
         return;
     s->state = S_DEAD;
     s->stop = 1;
+    if (was == S_CLOSING || (was == S_READY && o.relogin && !rl_on)) {
+        /* the end of a closing session, or a held one the server closed
+         * (xedge restarted) that will log in again: not a failure */
+        if (was == S_READY)
+            rl_lost++;
+        if (s->xp)
+            XML_StopParser(s->xp, XML_FALSE);
+        sess_close(s);
+        return;
+    }
     errors[e]++;
+    if (rl_on && rl_failed_listed < o.fail_list) { /* each failed re-login, why */
+        rl_failed_listed++;
+        printf("RELOGIN_FAIL=session %u: %s: %s\n", s->idx, err_names[e],
+               detail ? detail : "");
+    }
     if (errors[e] == 1)
         snprintf(err_detail[e], sizeof(err_detail[e]), "%s", detail ? detail : "");
     if (errors[e] <= 3)
@@ -1026,6 +1012,56 @@ wall_s(void)
 }
 
 static void finish(void);
+static void print_errors(const char *prefix);
+
+/* The first logins are done: report them (FIRST_*), and count the re-logins
+ * from zero; held sessions are closed (</stream:stream>) before their turn. */
+static void
+relogin_begin(uint64_t now)
+{
+    first_ok = logged_in;
+    first_failed = settled - logged_in;
+    first_s = (double)(t_login_end - t_begin - paused_ns) / 1e9;
+    printf("FIRST_LOGINS_OK=%u\nFIRST_LOGINS_FAILED=%u\nFIRST_LOGIN_SECONDS=%.3f\n",
+           first_ok, first_failed, first_s);
+    print_errors("FIRST_");
+    printf("SESSIONS_LOST=%u\n", rl_lost);
+    memset(errors, 0, sizeof(errors));
+    memset(err_detail, 0, sizeof(err_detail));
+    started = settled = logged_in = inflight = 0;
+    rl_on = 1;
+    t_begin = now;
+    paused_ns = 0;
+    for (unsigned i = 0; i < o.sessions; i++)
+        if (ss[i].state == S_READY) { /* still held: ours, then theirs */
+            ss[i].state = S_CLOSING;
+            ss[i].deadline = now + (uint64_t)(XL_CLOSE_WAIT_S * 1e9);
+            send_str(&ss[i], "</stream:stream>");
+        }
+    emit_phase("relogin");
+    phase = 6;
+}
+
+static void
+relogin_pace(void)
+{
+    unsigned conc = o.relogin_conc ? o.relogin_conc : o.concurrency;
+    while (started < o.sessions && inflight < conc) {
+        struct sess *s = &ss[started];
+        if (!s->token) { /* its first login failed: nothing to re-login with */
+            rl_skipped++;
+            started++;
+            continue;
+        }
+        if (s->open || s->closing)
+            break; /* its last connection is not closed yet */
+        s->state = S_IDLE;
+        s->tls_up = s->authed = s->restart = s->stop = s->in_mechs = s->in_cap = 0;
+        s->jid[0] = 0;
+        s->relogin = 1;
+        sess_start(s);
+    }
+}
 
 static void
 on_tick(uv_timer_t *t)
@@ -1045,10 +1081,12 @@ on_tick(uv_timer_t *t)
     }
     if (now - last_scan >= 100000000ull) { /* login timeouts, every 100 ms */
         last_scan = now;
-        for (unsigned i = 0; i < started; i++) {
+        for (unsigned i = 0; i < o.sessions; i++) {
             struct sess *s = &ss[i];
             if (s->state > S_IDLE && s->state < S_READY && now > s->deadline)
                 sess_fail(s, E_LOGIN_TIMEOUT, "no login in --login-timeout");
+            else if (s->state == S_CLOSING && now > s->deadline)
+                sess_fail(s, E_CLOSED, "no </stream:stream> from the server");
         }
     }
     if (now - last_progress >= 5000000000ull) {
@@ -1086,7 +1124,7 @@ on_tick(uv_timer_t *t)
         if ((double)(now - phase_t) / 1e9 >= o.hold &&
             (o.msg_at <= 0 || wall_s() >= o.msg_at)) {
             emit_phase("hold_done");
-            phase = o.msg_rate > 0 && logged_in > 0 ? 2 : 4;
+            phase = o.relogin ? 5 : o.msg_rate > 0 && logged_in > 0 ? 2 : 4;
             phase_t = t_msg_begin = now;
         }
         break;
@@ -1119,6 +1157,24 @@ on_tick(uv_timer_t *t)
             emit_phase("messages_done");
             phase = 4;
         }
+        break;
+    case 5: /* the re-logins wait for SIGUSR1 or --relogin-after */
+        if (rl_go || (o.relogin == 2 && (double)(now - phase_t) / 1e9 >= o.relogin_after))
+            relogin_begin(now);
+        break;
+    case 6: /* re-logins, --relogin-concurrency in flight */
+        relogin_pace();
+        if (settled + rl_skipped >= o.sessions) {
+            t_login_end = now;
+            emit_phase("relogged_in");
+            phase = 7;
+            phase_t = now;
+        }
+        break;
+    case 7: /* --close-after-login: the closes, at most XL_CLOSE_WAIT_S; else --hold */
+        if (o.close_after ? alive == 0 || (double)(now - phase_t) / 1e9 > XL_CLOSE_WAIT_S
+                          : (double)(now - phase_t) / 1e9 >= o.hold)
+            phase = 4;
         break;
     default:
         finish();
@@ -1171,6 +1227,31 @@ close_all(uv_handle_t *h, void *arg)
     uv_close(h, h->type == UV_TCP ? on_close : NULL);
 }
 
+/* ERRORS_<KIND>, WHY_<KIND> (the first failure's detail) and ERRORS. */
+static void
+print_errors(const char *prefix)
+{
+    uint64_t total = 0;
+    for (int e = 0; e < E_COUNT; e++) {
+        char up[32];
+        size_t k;
+        for (k = 0; err_names[e][k] && k < sizeof(up) - 1; k++)
+            up[k] = (char)(err_names[e][k] >= 'a' && err_names[e][k] <= 'z'
+                               ? err_names[e][k] - 32
+                               : err_names[e][k]);
+        up[k] = 0;
+        total += errors[e];
+        printf("%sERRORS_%s=%" PRIu64 "\n", prefix, up, errors[e]);
+        if (errors[e]) { /* why: the first failure of the kind, on one line */
+            for (k = 0; err_detail[e][k]; k++)
+                if (err_detail[e][k] == '\n' || err_detail[e][k] == '=')
+                    err_detail[e][k] = ' ';
+            printf("%sWHY_%s=%s\n", prefix, up, err_detail[e]);
+        }
+    }
+    printf("%sERRORS=%" PRIu64 "\n", prefix, total);
+}
+
 static int finished;
 
 static void
@@ -1218,23 +1299,14 @@ finish(void)
     printf("MSG_RTT_P99_US=%.0f\n", pct_u(rtt_us, rtt_n, 99));
     printf("MSG_RTT_P999_US=%.0f\n", pct_u(rtt_us, rtt_n, 99.9));
     printf("MSG_RTT_MAX_US=%.0f\n", rtt_n ? (double)rtt_us[rtt_n - 1] : 0);
-    for (int e = 0; e < E_COUNT; e++) {
-        char up[32];
-        size_t k;
-        for (k = 0; err_names[e][k] && k < sizeof(up) - 1; k++)
-            up[k] = (char)(err_names[e][k] >= 'a' && err_names[e][k] <= 'z'
-                               ? err_names[e][k] - 32
-                               : err_names[e][k]);
-        up[k] = 0;
-        printf("ERRORS_%s=%" PRIu64 "\n", up, errors[e]);
-        if (errors[e]) { /* why: the first failure of the kind, on one line */
-            for (k = 0; err_detail[e][k]; k++)
-                if (err_detail[e][k] == '\n' || err_detail[e][k] == '=')
-                    err_detail[e][k] = ' ';
-            printf("WHY_%s=%s\n", up, err_detail[e]);
-        }
+    print_errors("");
+    if (o.relogin) {
+        printf("FIRST_LOGINS_OK=%u\nFIRST_LOGINS_FAILED=%u\n",
+               rl_on ? first_ok : logged_in, rl_on ? first_failed : settled - logged_in);
+        printf("RELOGINS_STARTED=%d\nRELOGINS_RESUMED=%u\nRELOGINS_SKIPPED=%u\n", rl_on,
+               rl_resumed, rl_skipped);
+        printf("SESSIONS_LOST=%u\n", rl_lost);
     }
-    printf("ERRORS=%" PRIu64 "\n", total_err);
     printf("ELAPSED_S=%.3f\n", el_s);
     printf("INTERRUPTED=%d\n", interrupted);
     fflush(stdout);
@@ -1275,206 +1347,10 @@ on_sigint(uv_signal_t *h, int sig)
     interrupted = 1;
 }
 
-/* ------------------------------------------------------------ options */
 static void
-usage(FILE *f)
+on_sigusr1(uv_signal_t *h, int sig)
 {
-    fprintf(
-        f,
-        "usage: xedge-load [OPTIONS]\n"
-        "\n"
-        "Opens --sessions XMPP client sessions to --host:--port (TLS, SASL, resource\n"
-        "binding), holds them, optionally sends messages between them, and reports.\n"
-        "Users are --user-format with %%u replaced by the session index plus\n"
-        "--user-offset (bench0, bench1, ...); they must exist on the server.\n"
-        "\n"
-        "Target:\n"
-        "  --host ADDR          IPv4 address of the server          (default 127.0.0.1)\n"
-        "  --port N             its port                            (default 5222)\n"
-        "  --tls MODE           starttls, direct (Direct TLS, ALPN xmpp-client) or\n"
-        "                       none (plaintext, e.g. a backend)    (default starttls)\n"
-        "  --domain D           the stream's to= and the TLS SNI    (default "
-        "example.test)\n"
-        "  --cafile FILE        verify the server's certificate against FILE for\n"
-        "                       --domain (default: no verification)\n"
-        "Login:\n"
-        "  --mech M             SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN (Cyrus SASL's\n"
-        "                       client; must be offered)            (default "
-        "SCRAM-SHA-1)\n"
-        "  --user-format FMT    user name, %%u = index              (default bench%%u)\n"
-        "  --user-offset N      added to the index                  (default 0)\n"
-        "  --password FMT       password, %%u = index (or one for all) (default\n"
-        "                       bench-password)\n"
-        "  --assertion-secret FILE  with --mech PLAIN: the password of each login is\n"
-        "                       a fresh xedge identity assertion for user@domain\n"
-        "                       signed with the secret in FILE (doc/assertion.md):\n"
-        "                       log in directly to a backend behind xedge\n"
-        "  --presence           send initial presence after binding\n"
-        "Load:\n"
-        "  --sessions N         sessions to open (at most %d)     (default 100)\n"
-        "  --rate R             new sessions per second, 0 = as fast as\n"
-        "                       --concurrency allows                (default 0)\n"
-        "  --concurrency C      logins in flight at most            (default 50)\n"
-        "  --pause-at N         once N logins are done (none in flight), print\n"
-        "                       PAUSE_LOGINS_OK= and PHASE=paused, wait --pause\n"
-        "                       seconds, print PHASE=resumed and go on (a checkpoint\n"
-        "                       for measuring the server; not counted in logins/s)\n"
-        "  --pause S            the pause's length                  (default 0)\n"
-        "  --hold S             seconds to hold the sessions idle after the logins,\n"
-        "                       before the messages                 (default 0)\n"
-        "  --msg-at T           and start the messages at unix time T (seconds, with\n"
-        "                       a fraction) at the earliest: two runs side by side\n"
-        "                       send at the same time (default: right after --hold)\n"
-        "  --msg-rate R         messages per second in total, 0 = none (default 0)\n"
-        "  --msg-duration S     seconds of messages                 (default 5)\n"
-        "  --msg-pairs          session 2k sends to 2k+1 and back; default: each\n"
-        "                       session sends to its own full JID\n"
-        "Sources:\n"
-        "  --source ADDR        first local IPv4 address to bind (default: 127.0.0.1\n"
-        "                       if --host is in 127.0.0.0/8, else none: the kernel's)\n"
-        "  --sources N          use N consecutive addresses from --source, bound\n"
-        "                       before connect with IP_BIND_ADDRESS_NO_PORT, so more\n"
-        "                       sessions than one address has ports (default: one per\n"
-        "                       20000 sessions; at most %d)\n"
-        "Bounds:\n"
-        "  --login-timeout S    a login not done in S seconds fails (default 30)\n"
-        "  --msg-timeout S      wait at most S seconds for the last messages (default "
-        "10)\n"
-        "  --duration S         the whole run stops after S seconds, whatever is left\n"
-        "                       (default 120, at most %.0f)\n"
-        "Output:\n"
-        "  --graceful-close     at the end, send </stream:stream> and close normally;\n"
-        "                       default: close with a reset (SO_LINGER 0), so that\n"
-        "                       no TIME_WAIT is left on the machine's ports\n"
-        "  --quiet              no progress or summary on stderr\n"
-        "  -h, --help           this help\n"
-        "\n"
-        "Stdout: PHASE=paused and PHASE=resumed (with --pause-at), PHASE=logged_in\n"
-        "(all logins settled), PHASE=hold_done,\n"
-        "PHASE=messages_done as they happen, then KEY=value lines: SESSIONS_TARGET,\n"
-        "SESSIONS_STARTED, LOGINS_OK, LOGINS_FAILED, SESSIONS_HELD, LOGIN_SECONDS,\n"
-        "LOGINS_PER_S, LOGIN_P50_MS, LOGIN_P99_MS, LOGIN_MAX_MS, MSG_SENT, "
-        "MSG_RECEIVED,\n"
-        "MSG_PER_S, MSG_RTT_P50_US, MSG_RTT_P99_US, MSG_RTT_P999_US, MSG_RTT_MAX_US, "
-        "ERRORS_<KIND> for\n"
-        "each kind (CONNECT, TLS, STREAM_ERROR, NO_STARTTLS, MECH_NOT_OFFERED,\n"
-        "SASL_CLIENT, AUTH_FAILED, BIND, PARSE, CLOSED, LOGIN_TIMEOUT, WRITE,\n"
-        "MSG_ERROR, MSG_LOST) and, for each kind that happened, WHY_<KIND> (the first\n"
-        "such failure's detail, e.g. the stream error's condition), ERRORS,\n"
-        "ELAPSED_S, INTERRUPTED. Stderr: progress every\n"
-        "5 s and a human summary. SIGINT stops the run and reports.\n"
-        "Exit status: 0 if every session logged in and every message came back,\n"
-        "1 otherwise, 2 on a usage error.\n",
-        XL_MAX_SESSIONS, XL_MAX_SOURCES, XL_MAX_DURATION);
-}
-
-static double
-num(const char *opt, const char *v, double lo, double hi)
-{
-    char *end;
-    double d;
-    errno = 0;
-    d = strtod(v, &end);
-    if (errno || end == v || *end || d < lo || d > hi || d != d) {
-        fprintf(stderr, "xedge-load: bad %s '%s' (%g..%g)\n", opt, v, lo, hi);
-        exit(2);
-    }
-    return d;
-}
-
-static void
-parse_args(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name)                                                                        \
-    (!strcmp(a, name) &&                                                                 \
-     (v || (fprintf(stderr, "xedge-load: %s needs a value\n", a), exit(2), 0)) && ++i)
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            exit(0);
-        } else if (!strcmp(a, "--presence"))
-            o.presence = 1;
-        else if (!strcmp(a, "--msg-pairs"))
-            o.msg_pairs = 1;
-        else if (!strcmp(a, "--quiet"))
-            o.quiet = 1;
-        else if (!strcmp(a, "--graceful-close"))
-            o.graceful = 1;
-        else if (ARG("--host"))
-            o.host = v;
-        else if (ARG("--port"))
-            o.port = (int)num(a, v, 1, 65535);
-        else if (ARG("--tls")) {
-            if (!strcmp(v, "starttls"))
-                o.mode = M_STARTTLS;
-            else if (!strcmp(v, "direct"))
-                o.mode = M_DIRECT;
-            else if (!strcmp(v, "none"))
-                o.mode = M_PLAIN;
-            else {
-                fprintf(stderr, "xedge-load: --tls: starttls, direct or none\n");
-                exit(2);
-            }
-        } else if (ARG("--domain"))
-            o.domain = v;
-        else if (ARG("--cafile"))
-            o.cafile = v;
-        else if (ARG("--mech")) {
-            if (strcmp(v, "SCRAM-SHA-1") && strcmp(v, "SCRAM-SHA-256") &&
-                strcmp(v, "PLAIN")) {
-                fprintf(stderr,
-                        "xedge-load: --mech: SCRAM-SHA-1, SCRAM-SHA-256 or PLAIN\n");
-                exit(2);
-            }
-            o.mech = v;
-        } else if (ARG("--user-format"))
-            o.user_fmt = v;
-        else if (ARG("--user-offset"))
-            o.user_offset = (unsigned)num(a, v, 0, 1e9);
-        else if (ARG("--assertion-secret"))
-            o.assertion_secret = v;
-        else if (ARG("--password"))
-            o.pass_fmt = v;
-        else if (ARG("--sessions"))
-            o.sessions = (unsigned)num(a, v, 1, XL_MAX_SESSIONS);
-        else if (ARG("--rate"))
-            o.rate = num(a, v, 0, 1e6);
-        else if (ARG("--concurrency"))
-            o.concurrency = (unsigned)num(a, v, 1, XL_MAX_SESSIONS);
-        else if (ARG("--pause-at"))
-            o.pause_at = (unsigned)num(a, v, 0, XL_MAX_SESSIONS);
-        else if (ARG("--pause"))
-            o.pause = num(a, v, 0, XL_MAX_DURATION);
-        else if (ARG("--msg-at"))
-            o.msg_at = num(a, v, 0, 1e11);
-        else if (ARG("--hold"))
-            o.hold = num(a, v, 0, XL_MAX_DURATION);
-        else if (ARG("--msg-rate"))
-            o.msg_rate = num(a, v, 0, 1e7);
-        else if (ARG("--msg-duration"))
-            o.msg_duration = num(a, v, 0, XL_MAX_DURATION);
-        else if (ARG("--source"))
-            o.source = v;
-        else if (ARG("--sources"))
-            o.sources = (unsigned)num(a, v, 1, XL_MAX_SOURCES);
-        else if (ARG("--login-timeout"))
-            o.login_timeout = num(a, v, 0.1, XL_MAX_DURATION);
-        else if (ARG("--msg-timeout"))
-            o.msg_timeout = num(a, v, 0.1, XL_MAX_DURATION);
-        else if (ARG("--duration"))
-            o.duration = num(a, v, 0.1, XL_MAX_DURATION);
-        else {
-            fprintf(stderr, "xedge-load: unknown argument '%s' (see --help)\n", a);
-            exit(2);
-        }
-#undef ARG
-    }
-    if (strlen(o.domain) > 200 || strchr(o.domain, '\'') || strchr(o.domain, '<')) {
-        fprintf(stderr, "xedge-load: bad --domain\n");
-        exit(2);
-    }
+    rl_go = 1;
 }
 
 int
@@ -1547,6 +1423,8 @@ main(int argc, char **argv)
         return 1;
     SSL_CTX_set_session_cache_mode(sslctx, SSL_SESS_CACHE_OFF); /* full handshakes */
     SSL_CTX_set_options(sslctx, SSL_OP_NO_TICKET);
+    if (o.fast && xl_fast_ctx(sslctx) < 0) /* but resumed ones with --fast */
+        return 1;
     SSL_CTX_set_mode(sslctx, SSL_MODE_RELEASE_BUFFERS);
     if (o.cafile) {
         if (SSL_CTX_load_verify_locations(sslctx, o.cafile, NULL) != 1) {
@@ -1564,17 +1442,22 @@ main(int argc, char **argv)
     uv_timer_init(loop, &tick);
     uv_signal_init(loop, &sigint_h);
     uv_signal_start(&sigint_h, on_sigint, SIGINT);
+    uv_signal_init(loop, &sigusr1_h);
+    uv_signal_start(&sigusr1_h, on_sigusr1, SIGUSR1);
     t_begin = now_ns();
     t_end_ns = t_begin + (uint64_t)(o.duration * 1e9);
     uv_timer_start(&tick, on_tick, 0, XL_TICK_MS);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
 
-    rc = (logged_in == o.sessions && msg_recv == msg_sent && !msg_err && !interrupted)
+    rc = (logged_in == o.sessions && msg_recv == msg_sent && !msg_err && !interrupted &&
+          (!o.relogin || (rl_on && first_ok == o.sessions)))
              ? 0
              : 1;
-    for (unsigned i = 0; i < o.sessions; i++)
+    for (unsigned i = 0; i < o.sessions; i++) {
         sess_release(&ss[i]);
+        xl_fast_free(&ss[i]);
+    }
     free(ss);
     free(login_ms);
     free(rtt_us);

@@ -480,12 +480,12 @@ slot_matches(const struct xe_token_slot *s, const char *mech, const unsigned cha
     return ok && s->present && strcmp(s->mech, mech) == 0;
 }
 
-int
-xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
-                 const char *mech, const unsigned char *cb, size_t cb_len,
-                 const unsigned char *proof, size_t proof_len, bool has_count,
-                 unsigned long long count, int64_t now, unsigned char responder[32],
-                 enum xe_sasl_cond *cond_r, const char **detail_r)
+static int
+verify(struct xe_tokens *t, const char *jid, const char *ua_id, const char *mech,
+       const unsigned char *cb, size_t cb_len, const unsigned char *proof,
+       size_t proof_len, bool has_count, unsigned long long count, int64_t now,
+       bool read_only, unsigned char responder[32], enum xe_sasl_cond *cond_r,
+       const char **detail_r)
 {
     struct xe_user user;
     struct xe_token_rec rec;
@@ -511,7 +511,7 @@ xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
         goto out;
     }
     have_user = g == XE_US_OK;
-    if ((rc = mdb_txn_begin(t->env, NULL, 0, &txn)) != 0) {
+    if ((rc = mdb_txn_begin(t->env, NULL, read_only ? MDB_RDONLY : 0, &txn)) != 0) {
         *cond_r = XE_SASL_TEMPORARY_AUTH_FAILURE;
         *detail_r = "the token store cannot be read";
         goto out;
@@ -553,6 +553,10 @@ xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
         *detail_r = "account disabled";
         goto out;
     }
+    if (read_only && (has_count || m_next)) {
+        r = XE_TOKENS_WRITE_NEEDED;
+        goto out;
+    }
     if (has_count) {
         slot->has_count = true;
         slot->count = count;
@@ -591,6 +595,30 @@ out:
     OPENSSL_cleanse(&rec, sizeof(rec));
     OPENSSL_cleanse(&user, sizeof(user));
     return r;
+}
+
+int
+xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
+                 const char *mech, const unsigned char *cb, size_t cb_len,
+                 const unsigned char *proof, size_t proof_len, bool has_count,
+                 unsigned long long count, int64_t now, unsigned char responder[32],
+                 enum xe_sasl_cond *cond_r, const char **detail_r)
+{
+    return verify(t, jid, ua_id, mech, cb, cb_len, proof, proof_len, has_count, count,
+                  now, false, responder, cond_r, detail_r);
+}
+
+int
+xe_tokens_verify_read(struct xe_tokens *t, const char *jid, const char *ua_id,
+                      const char *mech, const unsigned char *cb, size_t cb_len,
+                      const unsigned char *proof, size_t proof_len, bool has_count,
+                      int64_t now, unsigned char responder[32], enum xe_sasl_cond *cond_r,
+                      const char **detail_r)
+{
+    if (has_count) /* a count is always written */
+        return XE_TOKENS_WRITE_NEEDED;
+    return verify(t, jid, ua_id, mech, cb, cb_len, proof, proof_len, false, 0, now, true,
+                  responder, cond_r, detail_r);
 }
 
 int

@@ -86,6 +86,15 @@ int xe_tokens_verify(struct xe_tokens *t, const char *jid, const char *ua_id,
                      const unsigned char *proof, size_t proof_len, bool has_count,
                      unsigned long long count, int64_t now, unsigned char responder[32],
                      enum xe_sasl_cond *cond_r, const char **detail_r);
+/* The same in one read-only transaction (no writer lock, no write): the
+ * answer, or XE_TOKENS_WRITE_NEEDED when the login needs a write (a count,
+ * a rotation), with nothing done: then xe_tokens_verify. */
+#define XE_TOKENS_WRITE_NEEDED 1
+int xe_tokens_verify_read(struct xe_tokens *t, const char *jid, const char *ua_id,
+                          const char *mech, const unsigned char *cb, size_t cb_len,
+                          const unsigned char *proof, size_t proof_len, bool has_count,
+                          int64_t now, unsigned char responder[32],
+                          enum xe_sasl_cond *cond_r, const char **detail_r);
 
 /* Delete the tokens of (JID, UA_ID) (a client's <fast invalidate='true'/>,
  * `xedgectl user tokens revoke JID ID`). XE_US_OK or XE_US_NOTFOUND. */

@@ -78,6 +78,15 @@ xe_srv_fast_verify(struct conn *c)
     struct xe_tokio *t = tio_of(c);
 
     xe_srv_pause_reading(c, true);
+    if (q && t) {
+        struct xe_tokio_result res;
+        if (xe_tokio_verify_now(t, q->jid, q->ua_id, q->mech, q->cb, q->cb_len, q->proof,
+                                q->proof_len, q->has_count, &res)) {
+            on_verified(c, &res); /* nothing to write: answered on the loop */
+            OPENSSL_cleanse(&res, sizeof(res));
+            return;
+        }
+    }
     if (q && t)
         c->fast_req =
             xe_tokio_verify(t, q->jid, q->ua_id, q->mech, q->cb, q->cb_len, q->proof,

@@ -123,6 +123,23 @@ xe_tokio_lookup(struct xe_tokio *tio, const char *jid, const char *ua_id,
     return xe_tokens_get(tio->tokens, jid, ua_id, rec, error_r);
 }
 
+int
+xe_tokio_verify_now(struct xe_tokio *tio, const char *jid, const char *ua_id,
+                    const char *mech, const unsigned char *cb_data, size_t cb_len,
+                    const unsigned char *proof, size_t proof_len, bool has_count,
+                    struct xe_tokio_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->op = XE_TOKIO_VERIFY;
+    res->rc = xe_tokens_verify_read(tio->tokens, jid, ua_id, mech, cb_data, cb_len, proof,
+                                    proof_len, has_count, (int64_t)time(NULL),
+                                    res->responder, &res->cond, &res->detail);
+    if (res->rc == XE_TOKENS_WRITE_NEEDED)
+        return 0;
+    xe_metrics_inc(XE_M_TOKEN_WRITES, "verify", res->rc == XE_SASL_OK ? "ok" : "refused");
+    return 1;
+}
+
 /* ---- in the thread pool ---------------------------------------------------- */
 
 static void

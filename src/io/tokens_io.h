@@ -82,6 +82,15 @@ struct xe_tokens *xe_tokio_tokens(struct xe_tokio *tio);
 int xe_tokio_lookup(struct xe_tokio *tio, const char *jid, const char *ua_id,
                     struct xe_token_rec *rec, char **error_r);
 
+/* On the loop, at once: a verification that writes nothing (no count, no
+ * rotation: the common re-login) is one short LMDB read transaction, as a
+ * user lookup is; 1 with *res filled, or 0: it needs a write (then
+ * xe_tokio_verify, in the thread pool). */
+int xe_tokio_verify_now(struct xe_tokio *tio, const char *jid, const char *ua_id,
+                        const char *mech, const unsigned char *cb_data, size_t cb_len,
+                        const unsigned char *proof, size_t proof_len, bool has_count,
+                        struct xe_tokio_result *res);
+
 /* The writes: each returns the request (to cancel it) or NULL when the
  * queue is full (CB is then not called; counted as queue-full). CB runs on
  * the loop, once, unless the request was cancelled. */

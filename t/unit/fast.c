@@ -187,6 +187,26 @@ verify(const char *jid, const char *ua, const char *mech, const char *tok, bool 
     return r;
 }
 
+/* The same on the loop's read-only path: XE_TOKENS_WRITE_NEEDED when a
+ * write is due, else the same verdict as verify(). */
+static int
+verify_read(const char *jid, const char *ua, const char *tok, bool has_count, int64_t now,
+            enum xe_sasl_cond *cond, const char **detail)
+{
+    unsigned char p[32], resp[32], want[32];
+    int r;
+
+    proof_of(tok, NULL, 0, p, "Initiator");
+    r = xe_tokens_verify_read(tokens, jid, ua, "HT-SHA-256-NONE", NULL, 0, p, 32,
+                              has_count, now, resp, cond, detail);
+    if (r == XE_SASL_OK) {
+        proof_of(tok, NULL, 0, want, "Responder");
+        if (memcmp(resp, want, 32) != 0)
+            return -42;
+    }
+    return r;
+}
+
 struct listed {
     int n;
     char ua[8][80];
@@ -247,6 +267,14 @@ test_store(void)
               &cond, &detail) == XE_SASL_FAIL &&
            cond == XE_SASL_CREDENTIALS_EXPIRED,
        "at its expiry: credentials-expired");
+    is_int(verify_read("alice@example.test", "ua-1", t1, false, T0 + 1, &cond, &detail),
+           XE_SASL_OK, "read-only: the token verifies, the responder hash is right");
+    ok(verify_read("alice@example.test", "ua-1", "xe1-wrong", false, T0 + 1, &cond,
+                   &detail) == XE_SASL_FAIL &&
+           cond == XE_SASL_NOT_AUTHORIZED,
+       "read-only: a wrong token, not-authorized (%s)", detail);
+    is_int(verify_read("alice@example.test", "ua-1", t1, true, T0 + 1, &cond, &detail),
+           XE_TOKENS_WRITE_NEEDED, "read-only: a count needs a write");
 
     /* the count rule */
     is_int(verify("alice@example.test", "ua-1", "HT-SHA-256-NONE", t1, true, 5, T0 + 2,
@@ -277,6 +305,10 @@ test_store(void)
                        3600, t2, &exp, &err) == XE_US_OK &&
            strcmp(t1, t2) != 0,
        "a second token (the next slot)");
+    is_int(verify_read("alice@example.test", "ua-1", t2, false, T0 + 11, &cond, &detail),
+           XE_TOKENS_WRITE_NEEDED,
+           "read-only: the next token's first use (a rotation) "
+           "needs a write");
     is_int(verify("alice@example.test", "ua-1", "HT-SHA-256-NONE", t1, true, 7, T0 + 11,
                   &cond, &detail),
            XE_SASL_OK, "the current one still works");
@@ -289,6 +321,8 @@ test_store(void)
     is_int(verify("alice@example.test", "ua-1", "HT-SHA-256-NONE", t2, false, 0, T0 + 14,
                   &cond, &detail),
            XE_SASL_OK, "the promoted one still works");
+    is_int(verify_read("alice@example.test", "ua-1", t2, false, T0 + 14, &cond, &detail),
+           XE_SASL_OK, "read-only: the promoted one, without a write");
 
     /* revocation by credentials, disable, revoke */
     set_disabled("alice@example.test", true);
