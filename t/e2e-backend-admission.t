@@ -9,7 +9,7 @@
 # disconnect while queued leave the queue (the gauges back to 0).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 19
+plan 18
 
 LOAD="$XE_TOP_BUILDDIR/contrib/bench/xedge-load"
 [ -x "$LOAD" ] || bail "$LOAD not built"
