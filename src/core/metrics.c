@@ -123,6 +123,12 @@ static struct family fams[XE_M_N] = {
                                     "Logins refused because a backend server's queue of "
                                     "logins was full (max_queued_logins).",
                                     "pool", "backend"},
+    [XE_M_REGISTER_JOBS] = {"xedge_register_jobs_total",
+                            "In-band registration's jobs in the thread pool (register, "
+                            "password, remove) by result (ok, refused: the name taken or "
+                            "the account gone, database-down, failed, busy: too many "
+                            "under way, dropped: the connection closed meanwhile).",
+                            "op", "result"},
 };
 
 /* login duration histogram, seconds */
