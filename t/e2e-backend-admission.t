@@ -6,10 +6,11 @@
 # server is never marked down; with Prosody stopped (SIGSTOP) and
 # max_queued_logins = 2, logins beyond the queue get <resource-constraint/>
 # at once and a log line, a held session is unharmed, and clients that
-# disconnect while queued leave the queue (the gauges back to 0).
+# disconnect while queued leave the queue (the gauges back to 0); a login
+# queued until the client's login deadline gets <connection-timeout/>.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 18
+plan 21
 
 LOAD="$XE_TOP_BUILDDIR/contrib/bench/xedge-load"
 [ -x "$LOAD" ] || bail "$LOAD not built"
@@ -123,3 +124,33 @@ grep -q '^SESSIONS_HELD=1' "$SB/held.out"
 ok $? "the session that ran meanwhile was held to the end"
 raw --jid adm11@example.test --password "$PW" --mech PLAIN --timeout 10
 is "$(result RESULT)" "ok" "Prosody back: a new login succeeds"
+
+# 3. A login queued until the client's login deadline (timeouts.auth 3 s):
+# <connection-timeout/>, event=backend-queue-timeout, the queue empty again.
+sed "s#secret_file = \"\([^\"]*\)\";#secret_file = \"\1\"; max_pending_logins = 1; max_queued_logins = 2;#" \
+	"$XEDGE_CONF" >"$SB/deadline.conf"
+printf 'timeouts = { auth = 3; backend_connect = 1; backend_handshake = 30; };\n' >>"$SB/deadline.conf"
+xedge_restart "$SB/deadline.conf"
+LOG_MARK=$(wc -l <"$XEDGE_LOG")
+kill -STOP "$PROSODY_PID"
+timeout -k 2 12 "$PY" "$RAW_CLIENT" --server "$XEDGE_C2S" --mode starttls --cafile "$XEDGE_CERT" \
+	--jid adm20@example.test --password "$PW" --mech PLAIN --timeout 10 \
+	>"$SB/first.out" 2>&1 &
+FIRST=$!
+for _ in $(seq 1 50); do
+	[ "$(gauge xedge_backend_pending_logins)" = 1 ] && break
+	sleep 0.1
+done
+raw --jid adm21@example.test --password "$PW" --mech PLAIN --timeout 10
+is "$(result condition)" "connection-timeout" "a login queued until the login deadline: <connection-timeout/>"
+log_since | grep -q 'event=backend-queue-timeout .*backend=prosody-0 .*waited_ms='
+ok $? "xedge logs event=backend-queue-timeout"
+kill "$FIRST" 2>/dev/null
+wait "$FIRST" 2>/dev/null
+kill -CONT "$PROSODY_PID"
+for _ in $(seq 1 50); do
+	[ "$(gauge xedge_backend_pending_logins)/$(gauge xedge_backend_queued_logins)" = 0/0 ] && break
+	sleep 0.1
+done
+is "$(gauge xedge_backend_pending_logins)/$(gauge xedge_backend_queued_logins)" "0/0" \
+	"then nothing pending, nothing queued"
