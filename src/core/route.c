@@ -351,6 +351,7 @@ struct xe_route_link {
     const struct xe_route_map *map;
     size_t self;
     bool just_ready;
+    int ping_s;      /* the interval the glue's pings announce (0: none yet) */
     const char *why; /* why it closes */
 };
 
@@ -794,6 +795,25 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (l->state == L_AUTH)
         return on_auth(l, e);
+    if (xe_xml_is(e, XE_NS_ROUTE, "ping")) {
+        /* the glue's liveness check: a pong with its id; its interval
+         * tells the io layer when a silent glue is dead */
+        const char *id = xe_xml_attr(e, "id"), *iv = xe_xml_attr(e, "interval");
+        if (iv != NULL) {
+            char *end;
+            long v = strtol(iv, &end, 10);
+            if (*end == '\0' && v >= 1 && v <= XE_ROUTE_MAX_PING_S)
+                l->ping_s = (int)v;
+        }
+        xe_buf_append_str(l->out, "<pong xmlns='" XE_NS_ROUTE "'");
+        if (id != NULL && strlen(id) <= 64) {
+            xe_buf_append_str(l->out, " id='");
+            xe_buf_append_escaped(l->out, id);
+            xe_buf_append_str(l->out, "'");
+        }
+        xe_buf_append_str(l->out, "/>");
+        return XE_XS_CONTINUE;
+    }
     if (xe_xml_is(e, XE_NS_ROUTE, "resync")) {
         /* the glue missed a delta (a generation it did not expect): the
          * whole map again */
@@ -912,6 +932,12 @@ const char *
 xe_route_link_server(const struct xe_route_link *l)
 {
     return l->server;
+}
+
+int
+xe_route_link_ping_interval(const struct xe_route_link *l)
+{
+    return l->ping_s;
 }
 
 size_t

@@ -682,6 +682,45 @@ test_resync(void)
     xe_buf_free(&out);
 }
 
+/* <ping/> from the glue: a <pong/> with its id at once, its interval kept
+ * (route_io closes a link silent for XE_ROUTE_SILENT_PINGS of them); an
+ * interval out of range or not a number is ignored, an id too long or
+ * with markup does not go back raw. */
+static void
+test_ping(void)
+{
+    struct xe_buf out;
+    int r;
+    struct xe_route_link *l;
+
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_READY, "ping: the link is up");
+    is_int(xe_route_link_ping_interval(l), 0, "ping: no interval before a ping");
+    out.len = 0;
+    r = feed(l, "<ping xmlns='urn:xedge:route:0' id='7' interval='30'/>", &out);
+    xe_buf_append(&out, "", 1);
+    ok(r == XE_ROUTE_MORE &&
+           strcmp((char *)out.data, "<pong xmlns='urn:xedge:route:0' id='7'/>") == 0,
+       "ping: answered by a pong with its id");
+    is_int(xe_route_link_ping_interval(l), 30, "ping: its interval is kept");
+    out.len = 0;
+    r = feed(l,
+             "<ping xmlns='urn:xedge:route:0' id='a&lt;b' interval='0'/>"
+             "<ping xmlns='urn:xedge:route:0' interval='9x'/>"
+             "<ping xmlns='urn:xedge:route:0' interval='99999'/>",
+             &out);
+    xe_buf_append(&out, "", 1);
+    ok(r == XE_ROUTE_MORE &&
+           strcmp((char *)out.data, "<pong xmlns='urn:xedge:route:0' id='a&lt;b'/>"
+                                    "<pong xmlns='urn:xedge:route:0'/>"
+                                    "<pong xmlns='urn:xedge:route:0'/>") == 0,
+       "ping: the id escaped; no id, no id back");
+    is_int(xe_route_link_ping_interval(l), 30, "ping: 0, 9x, 99999 are not intervals");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
 /* The error xedge answers for a remote domain's stanza to a component
  * whose server is down: to the sender, from the component's JID, with the
  * stanza's id; none for errors, results, unavailable presence, probes. */
@@ -756,6 +795,7 @@ main(void)
     test_components();
     test_delta();
     test_resync();
+    test_ping();
     test_component_error();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
