@@ -352,6 +352,7 @@ struct xe_route_link {
     size_t self;
     bool just_ready;
     int ping_s;      /* the interval the glue's pings announce (0: none yet) */
+    bool unroutable; /* the glue takes <unroutable/> back (tries another node) */
     const char *why; /* why it closes */
 };
 
@@ -491,6 +492,10 @@ on_auth(struct xe_route_link *l, const struct xe_xml_elem *e)
         return XE_XS_STOP;
     }
     l->server = xe_strdup(server);
+    {
+        const char *u = xe_xml_attr(e, "unroutable");
+        l->unroutable = u != NULL && strcmp(u, "yes") == 0;
+    }
     l->map = m;
     l->self = xe_route_map_find(m, server);
     l->state = L_READY;
@@ -768,8 +773,18 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
                     "routing loop refused: the recipient's home is the sending server");
     } else if (!l->cb->up(l->ctx, home)) {
         o = XE_ROUTE_HOME_DOWN;
-        error_reply(l, e, "wait", "recipient-unavailable",
-                    "the recipient's server is unavailable");
+        if (l->unroutable) {
+            /* the glue has links to other nodes, which may have a link
+             * to the home: the stanza goes back whole for it to try the
+             * next one (it answers the sender when none could) */
+            xe_buf_append_str(l->out,
+                              "<unroutable xmlns='" XE_NS_ROUTE "' reason='home-down'>");
+            xe_buf_append(l->out, raw, raw_len);
+            xe_buf_append_str(l->out, "</unroutable>");
+        } else {
+            error_reply(l, e, "wait", "recipient-unavailable",
+                        "the recipient's server is unavailable");
+        }
     } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
         o = XE_ROUTE_FULL;
         error_reply(l, e, "wait", "resource-constraint",
