@@ -21,7 +21,7 @@
 # nodes close its links, silent for three of its ping intervals.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 37
+plan 42
 
 PW="rc-$RANDOM-$RANDOM"
 # homes by the rendezvous hash over prosody-0..2 (checked below)
@@ -238,3 +238,43 @@ kill -CONT "$P2PID"
 is "$(($(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_1") - n1l))/$(($(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_2") - n2l))" "1/1" \
 	"prosody-2 hung (SIGSTOP, pid $P2PID): both nodes close its routing link, silent for three 2 s ping intervals ($dt ms)"
 ok "$([ "$dt" -le 10000 ] && echo 0 || echo 1)" "... within 3 x 2 s and a few seconds' slack ($dt ms <= 10000)"
+
+# --- a node without a link to the home: the glue tries the next node ----------------
+# prosody-2's glue now links to node 2 only: node 1 cannot route to its
+# users and gives the stanzas back (<unroutable/>); the senders' glues send
+# them on through node 2
+P2CFG="$SB/prosody-2/prosody.cfg.lua"
+sed -i "s|^\( *xedge_pool_route = \).*|\1\"$R2\"|" "$P2CFG"
+grep -q "xedge_pool_route = \"$R2\"" "$P2CFG" || diag "prosody-2's xedge_pool_route not changed: $(grep xedge_pool_route "$P2CFG")"
+u1=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_1")
+u2=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2")
+"$XE_TOP_SRCDIR/contrib/sandbox/xedge-sandbox" restart-backend "$SB" prosody-2 >/dev/null 2>&1 ||
+	diag "restart-backend prosody-2 failed"
+for _ in $(seq 1 300); do
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2")" -gt "$u2" ] && break
+	sleep 0.1
+done
+sleep 1
+is "$(($(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_1") - u1))/$(($(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2") - u2))" "0/1" \
+	"prosody-2 restarted with node 2's address only: linked to node 2, not to node 1"
+mark
+OUT=$(rc_run "${VIA2[@]}" matrix r12@example.test r17@example.test r16@example.test)
+like "$OUT" "RESULT=ok got=12 want=12" \
+	"r12 (prosody-0), r17 (prosody-1), r16 (prosody-2) reach each other: node 1 gives back what it cannot route, node 2 delivers it (12)" ||
+	diag "$OUT"
+n0u=$(since 0 | grep -cF "unroutable through $R1 (home-down): trying $R2")
+n1u=$(since 1 | grep -cF "unroutable through $R1 (home-down): trying $R2")
+ok "$([ "$n0u" -ge 2 ] && [ "$n1u" -ge 2 ] && echo 0 || echo 1)" \
+	"... prosody-0's and prosody-1's glues got them back from node 1 and tried node 2 ($n0u, $n1u)"
+# node 2 stopped too: no node can route to prosody-2; the glue answers the
+# sender with the error xedge gave before (recipient-unavailable, wait)
+kill -TERM "$XEDGE_PID_2"
+for _ in $(seq 1 200); do kill -0 "$XEDGE_PID_2" 2>/dev/null || break; sleep 0.05; done
+wait_all "xedge routing link down ($R2)" 1 50
+mark
+OUT=$(rc_run "${VIA1[@]}" send unr-2 r10@example.test r14@example.test)
+like "$OUT" "ERROR to=r10@example.test from=r14@example.test condition=recipient-unavailable type=wait" \
+	"node 2 down too: r10 (prosody-0) to r14 (prosody-2) gets recipient-unavailable (wait), as from xedge before" ||
+	diag "$OUT"
+like "$(since 0 | grep -F 'unroutable through' | tail -n 1)" "no other link to try: refused" \
+	"... answered by prosody-0's glue once node 1 gave the stanza back and no link was left"

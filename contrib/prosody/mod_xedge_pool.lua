@@ -188,7 +188,10 @@ function stream_callbacks.streamopened(session, attr)
 	session.notopen = nil;
 	local token = A.make(secret, "route", host .. " " .. self_name, os.time() + 30,
 		hex_to(random_bytes(16)));
-	link_write(session, tostring(st.stanza("auth", { xmlns = "urn:xedge:route:0", server = self_name })
+	-- unroutable='yes': a stanza whose home has no link on that node comes
+	-- back (<unroutable/>) for the next link to try, not as an error
+	link_write(session, tostring(st.stanza("auth", { xmlns = "urn:xedge:route:0", server = self_name,
+		unroutable = "yes" })
 		:text(token)));
 end
 
@@ -229,6 +232,35 @@ local function read_map(pool)
 	return m;
 end
 
+local bounce; -- (below)
+
+local function link_up(L)
+	local s = L.session;
+	return s and s.conn and s.authed;
+end
+
+-- A stanza the node of this link could not route (its home has no link to
+-- that node): the next link up after this one in the list takes it; after
+-- the last, the sender gets recipient-unavailable, the error xedge gives.
+-- Each link once per stanza (P.next_link goes forward only).
+local function unroutable(session, wrapped)
+	local stanza = P.unwrap(wrapped);
+	if not stanza then
+		module:log("warn", "xedge routing link (%s): an <unroutable/> without a stanza", session.link.spec);
+		return;
+	end
+	local L = P.next_link(links, session.link.index, link_up);
+	if L then
+		module:log("debug", "xedge routing: %s for %s unroutable through %s (%s): trying %s", stanza.name,
+			tostring(stanza.attr.to), session.link.spec, tostring(wrapped.attr.reason), L.spec);
+		link_write(L.session, tostring(stanza));
+		return;
+	end
+	module:log("info", "xedge routing: %s for %s unroutable through %s (%s), no other link to try: refused",
+		stanza.name, tostring(stanza.attr.to), session.link.spec, tostring(wrapped.attr.reason));
+	bounce(stanza, "the recipient's server is unavailable");
+end
+
 function stream_callbacks.handlestanza(session, stanza)
 	local xmlns = stanza.attr.xmlns;
 	if xmlns == "urn:xedge:route:0" then
@@ -247,6 +279,8 @@ function stream_callbacks.handlestanza(session, stanza)
 			P.add_pins(session.pending, stanza);
 		elseif stanza.name == "delta" then
 			apply_delta(session, stanza);
+		elseif stanza.name == "unroutable" and session.authed then
+			unroutable(session, stanza);
 		end
 		-- (a <pong/>: the byte that came is the answer)
 		local pending = session.pending;
@@ -420,7 +454,7 @@ end
 local subscription_types = { subscribe = true, subscribed = true, unsubscribe = true, unsubscribed = true };
 
 -- The error for a stanza that cannot reach its home now.
-local function bounce(stanza, why)
+function bounce(stanza, why)
 	local t = stanza.attr.type;
 	if t == "error" or t == "result" then return; end
 	if stanza.name == "presence" and not subscription_types[t] then return; end

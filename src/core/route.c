@@ -777,10 +777,12 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
             /* the glue has links to other nodes, which may have a link
              * to the home: the stanza goes back whole for it to try the
              * next one (it answers the sender when none could) */
-            xe_buf_append_str(l->out,
-                              "<unroutable xmlns='" XE_NS_ROUTE "' reason='home-down'>");
+            /* (a prefix: the stanza inside keeps the stream's default
+             * namespace, jabber:server, as it was sent) */
+            xe_buf_append_str(l->out, "<xr:unroutable xmlns:xr='" XE_NS_ROUTE
+                                      "' reason='home-down'>");
             xe_buf_append(l->out, raw, raw_len);
-            xe_buf_append_str(l->out, "</unroutable>");
+            xe_buf_append_str(l->out, "</xr:unroutable>");
         } else {
             error_reply(l, e, "wait", "recipient-unavailable",
                         "the recipient's server is unavailable");

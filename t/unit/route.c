@@ -751,9 +751,10 @@ test_unroutable(void)
     out.len = 0;
     up[2] = false;
     feed(l, msg, &out);
-    xe_buf_append_str(&want, "<unroutable xmlns='urn:xedge:route:0' reason='home-down'>");
+    xe_buf_append_str(&want,
+                      "<xr:unroutable xmlns:xr='urn:xedge:route:0' reason='home-down'>");
     xe_buf_append_str(&want, msg);
-    xe_buf_append_str(&want, "</unroutable>");
+    xe_buf_append_str(&want, "</xr:unroutable>");
     xe_buf_append(&want, "", 1);
     xe_buf_append(&out, "", 1);
     is_str((char *)out.data, (char *)want.data,
