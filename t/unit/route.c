@@ -766,7 +766,7 @@ test_unroutable(void)
              u2);
     feed(l, msg, &out);
     xe_buf_append(&out, "", 1);
-    ok(strstr((char *)out.data, "<unroutable") && strstr((char *)out.data, "id='i9'"),
+    ok(strstr((char *)out.data, "<xr:unroutable") && strstr((char *)out.data, "id='i9'"),
        "unroutable: an IQ result back too");
     /* the home up: forwarded, nothing back */
     up[2] = true;
@@ -785,7 +785,7 @@ test_unroutable(void)
     feed(l, msg, &out);
     up[2] = true;
     xe_buf_append(&out, "", 1);
-    ok(strstr((char *)out.data, "<unroutable") == NULL &&
+    ok(strstr((char *)out.data, "unroutable") == NULL &&
            strstr((char *)out.data, "recipient-unavailable"),
        "unroutable: a glue that did not ask gets recipient-unavailable");
     xe_route_link_free(&l);
