@@ -18,7 +18,10 @@
 # each glue (pinging a link quiet for 2 s, dead 2 s later: --route-ping 2:2)
 # logs its link to node 1 dead within those seconds and routes through node
 # 2; after SIGCONT the links come back. At the end a Prosody hung: both
-# nodes close its links, silent for three of its ping intervals.
+# nodes close its links, silent for three of its ping intervals. Last,
+# prosody-2 linked to node 2 only: what node 1 cannot route to it comes
+# back to the senders' glues, which send it through node 2; node 2
+# stopped too, the sender gets recipient-unavailable from its glue.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
 plan 42

@@ -9,7 +9,9 @@
 # through Prosody's util.encodings). The glue and xedge must agree, or a
 # stanza would be refused as a loop or kept at the wrong server. Last, the
 # map's deltas as the glue applies them (in order of generation; a gap
-# refused, for the glue to ask for the map whole). TAP output.
+# refused, for the glue to ask for the map whole), and an <unroutable/>
+# as the glue parses it: the stanza inside as sent, the next link to try
+# (each link once per stanza). TAP output.
 set -u
 
 top=${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}

@@ -16,7 +16,10 @@
 --     elsewhere (message, presence, iq; bare or full JID) goes to xedge,
 --     which sends it to the home; nothing of it is handled here (no
 --     offline storage, no vCard or PEP answer, no subscription state).
---     It goes on the first link of the list that is up; the map in use
+--     It goes on the first link of the list that is up (a node that has
+--     no link to the home gives it back, <unroutable/>: then the next link
+--     up after that one, each once; none left: recipient-unavailable, wait);
+--     the map in use
 --     is the last whole one received on any link (every node computes
 --     the same map from the shared user store);
 --   * stanzas xedge routes here are delivered locally and never sent on
