@@ -5,7 +5,8 @@
  * each chunk's first byte says where the rest goes (bit 0: the backend's
  * stream, else the client's).
  * flags bit 0: the session is anonymous; bit 1: max_stanza_postauth 1024
- * bytes (else 4096).
+ * bytes (else 4096); bit 2: a request's job is answered busy (too many
+ * under way) instead of run.
  *
  * The session's user (carol@example.test) has no account, so that a removal
  * or a password change leaves the store as it was for the next input.
@@ -86,6 +87,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t before = up.len;
             enum xe_rs_result r = xe_regsplice_client(rs, chunk, clen, &up);
             client_bytes += clen;
+            while (r == XE_RS_JOB) { /* as the glue: run it (or too many: busy) */
+                struct xe_reg_job *j = xe_regsplice_take_job(rs);
+                FUZZ_CHECK(j != NULL);
+                if (flags & 4)
+                    xe_reg_job_busy(j);
+                else
+                    xe_reg_job_run(j);
+                r = xe_regsplice_job_done(rs, j, &up);
+            }
             FUZZ_CHECK(up.len <= client_bytes + 16);
             xe_regsplice_flush(rs, &down, r == XE_RS_CLOSE);
             if (r == XE_RS_CLOSE) {

@@ -26,6 +26,7 @@
 
 #include "conf.h"
 #include "fuzz.h"
+#include "register.h"
 #include "session.h"
 
 static struct xe_conf *confs[4];
@@ -122,6 +123,13 @@ act(struct h *h, enum xe_sess_do d)
     case XE_SD_START_TLS:
         xe_sess_tls_up(h->s, NULL, 1000);
         break;
+    case XE_SD_REGISTER: { /* (not run: no store here) */
+        struct xe_reg_job *j = xe_sess_take_reg_job(h->s);
+        FUZZ_CHECK(j != NULL);
+        xe_reg_job_busy(j);
+        act(h, xe_sess_reg_done(h->s, j, 1000));
+        break;
+    }
     case XE_SD_SPLICE:
         FUZZ_CHECK(h->ever_connected);
         h->spliced = true;

@@ -78,6 +78,7 @@ struct xe_c2s {
     bool sasl2_xchg;                 /* the exchange under way is SASL2's (ST_SASL) */
     struct xe_sasl2_auth *fast_auth; /* the attempt waiting for its verdict */
     struct xe_buf fast_raw;          /* ... and its raw bytes */
+    struct xe_reg_job *reg_job;      /* a registration's job (XE_C2S_REGISTER) */
     const char *path;                /* the login path: sasl1, sasl2, fast */
 };
 
@@ -971,14 +972,41 @@ xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t 
     return c->fast_auth;
 }
 
+static void reprime(struct xe_c2s *c);
+
 /* The parser stopped at the element (a stop is not resumable): it starts
  * over, primed quietly with this stream's header, for the element again. */
 void
 xe_c2s_fast_ready(struct xe_c2s *c)
 {
+    c->fast_ready = true;
+    reprime(c);
+}
+
+struct xe_reg_job *
+xe_c2s_take_reg_job(struct xe_c2s *c)
+{
+    struct xe_reg_job *j = c->reg_job;
+
+    c->reg_job = NULL;
+    return j;
+}
+
+/* The registration's answer, then the parser starts over (primed) for what
+ * the client sent after the request. */
+void
+xe_c2s_reg_done(struct xe_c2s *c, struct xe_reg_job *job)
+{
+    xe_register_preauth_done(job, &c->out);
+    xe_reg_job_free(&job);
+    reprime(c);
+}
+
+static void
+reprime(struct xe_c2s *c)
+{
     size_t used;
 
-    c->fast_ready = true;
     if (c->xs == NULL)
         return;
     xe_xmlstream_reset(c->xs);
@@ -1067,8 +1095,14 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
         xe_xml_child(e, NS_IQ_AUTH, "query") != NULL)
         return on_iq_auth(c, e);
     if (xe_register_is_query(e) && xe_register_enabled(c->conf, c->domain)) {
-        xe_register_preauth(c->conf, c->domain, c->peer, e, &c->out);
-        return XE_XS_CONTINUE;
+        struct xe_reg_job *j =
+            xe_register_preauth(c->conf, c->domain, c->peer, e, &c->out);
+
+        if (j == NULL) /* answered */
+            return XE_XS_CONTINUE;
+        xe_reg_job_free(&c->reg_job);
+        c->reg_job = j;
+        return stop_with(c, XE_C2S_REGISTER);
     }
     return error_stop(c, "not-authorized", "authenticate first");
 }
@@ -1137,6 +1171,7 @@ xe_c2s_free(struct xe_c2s **cp)
     }
     OPENSSL_cleanse(c->fast_raw.data, c->fast_raw.len);
     xe_buf_free(&c->fast_raw);
+    xe_reg_job_free(&c->reg_job);
     OPENSSL_cleanse(c->cb, sizeof(c->cb));
     free(c->ext);
     free(c->jid);

@@ -37,6 +37,9 @@ enum xe_c2s_action {
     XE_C2S_FAST_VERIFY,   /* a FAST token attempt (SASL2 HT-*): its verdict is
                              needed (xe_c2s_fast_pending); then xe_c2s_fast_ready()
                              and feed the element's raw bytes again, then the rest */
+    XE_C2S_REGISTER,      /* an in-band registration (register.h) waits for its
+                             job (xe_c2s_take_reg_job), run off the loop; then
+                             xe_c2s_reg_done() and feed the rest */
     XE_C2S_SPLICE,        /* after a compression offer: the stream is answered; send the
                              output, then xe_c2s_splice_bytes() and the rest of the input
                              to the backend */
@@ -144,6 +147,11 @@ int xe_c2s_answer_sasl2(struct xe_c2s *c, const char *authzid, const char *extra
 const struct xe_sasl2_auth *
 xe_c2s_fast_pending(const struct xe_c2s *c, const unsigned char **raw_r, size_t *len_r);
 void xe_c2s_fast_ready(struct xe_c2s *c);
+/* After XE_C2S_REGISTER: the job, now the caller's (NULL if none). */
+struct xe_reg_job;
+struct xe_reg_job *xe_c2s_take_reg_job(struct xe_c2s *c);
+/* The job done (register.h: run or busy): its answer queued; frees it. */
+void xe_c2s_reg_done(struct xe_c2s *c, struct xe_reg_job *job);
 /* The login path for logs and metrics: sasl1, sasl2, fast (resume: the
  * machine's), "-" before authentication. */
 const char *xe_c2s_path(const struct xe_c2s *c);

@@ -119,6 +119,12 @@ static struct family fams[XE_M_N] = {
                           "Sessions started, by login path (sasl1, iq-auth, sasl2, fast: "
                           "a FAST token, resume: SASL2's inline stream resumption).",
                           "path", NULL},
+    [XE_M_REGISTER_JOBS] = {"xedge_register_jobs_total",
+                            "In-band registration's jobs in the thread pool (register, "
+                            "password, remove) by result (ok, refused: the name taken or "
+                            "the account gone, database-down, failed, busy: too many "
+                            "under way, dropped: the connection closed meanwhile).",
+                            "op", "result"},
 };
 
 /* login duration histogram, seconds */

@@ -61,26 +61,6 @@ xe_register_set_tokens(struct xe_tokens *tokens)
     g_tokens = tokens;
 }
 
-/* A password changed, an account removed: its FAST tokens go (in the same
- * thread as the user's write that precedes it). */
-static void
-revoke_tokens(const char *jid, const char *event)
-{
-    char *err = NULL;
-    size_t n = 0;
-
-    if (g_tokens == NULL)
-        return;
-    if (xe_tokens_revoke_user(g_tokens, jid, &n, &err) != XE_US_OK)
-        xe_warn(
-            "event=%s jid=%s tokens=not-revoked error=\"%s\" (they fail anyway: bound "
-            "to the old credentials)",
-            event, jid, err ? err : "?");
-    else if (n > 0)
-        xe_info("event=%s jid=%s tokens_revoked=%zu", event, jid, n);
-    free(err);
-}
-
 void
 xe_register_global_free(void)
 {
@@ -155,31 +135,42 @@ peer_addr(const char *peer, struct sockaddr_storage *ss)
 
 /* ---- answers ------------------------------------------------------------- */
 
-static void
-iq_open(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type)
-{
-    const char *id = xe_xml_attr(iq, "id"), *to = xe_xml_attr(iq, "to");
+/* The request an answer is for: its id and 'to' (copied into a job). */
+struct iq_ref {
+    const char *id, *to;
+};
 
+static struct iq_ref
+ref_of(const struct xe_xml_elem *iq)
+{
+    struct iq_ref r = {xe_xml_attr(iq, "id"), xe_xml_attr(iq, "to")};
+
+    return r;
+}
+
+static void
+iq_open(struct xe_buf *out, struct iq_ref iq, const char *type)
+{
     xe_buf_appendf(out, "<iq type='%s' id='", type);
-    xe_buf_append_escaped(out, id ? id : "");
+    xe_buf_append_escaped(out, iq.id ? iq.id : "");
     xe_buf_append_str(out, "'");
-    if (to) { /* the answer comes from whom the request went to */
+    if (iq.to) { /* the answer comes from whom the request went to */
         xe_buf_append_str(out, " from='");
-        xe_buf_append_escaped(out, to);
+        xe_buf_append_escaped(out, iq.to);
         xe_buf_append_str(out, "'");
     }
 }
 
 static void
-iq_result(struct xe_buf *out, const struct xe_xml_elem *iq)
+iq_result(struct xe_buf *out, struct iq_ref iq)
 {
     iq_open(out, iq, "result");
     xe_buf_append_str(out, "/>");
 }
 
 static void
-iq_error(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type,
-         const char *condition, const char *text)
+iq_error(struct xe_buf *out, struct iq_ref iq, const char *type, const char *condition,
+         const char *text)
 {
     iq_open(out, iq, "error");
     xe_buf_appendf(out, "><error type='%s'><%s xmlns='" XE_NS_STANZAS "'/>", type,
@@ -195,12 +186,20 @@ iq_error(struct xe_buf *out, const struct xe_xml_elem *iq, const char *type,
 /* a store that refused or failed a write: with several nodes, the user
  * database unreachable is said (pgsync_io.h), else an internal error */
 static void
-iq_store_error(struct xe_buf *out, const struct xe_xml_elem *iq, int r)
+iq_store_error(struct xe_buf *out, struct iq_ref iq, int r)
 {
     if (r == XE_US_UNAVAILABLE)
         iq_error(out, iq, "wait", "service-unavailable", XE_US_UNAVAILABLE_TEXT);
     else
         iq_error(out, iq, "wait", "internal-server-error", NULL);
+}
+
+/* too many jobs under way (register_io.h): nothing was done */
+static void
+iq_busy(struct xe_buf *out, struct iq_ref iq)
+{
+    iq_error(out, iq, "wait", "resource-constraint",
+             "the server is busy: try again in a moment");
 }
 
 static unsigned
@@ -236,36 +235,278 @@ password_ok(const char *pw)
     return n > 0 && n < REG_PASSWORD_MAX;
 }
 
-/* ---- before authentication ----------------------------------------------- */
+/* ---- the jobs -------------------------------------------------------------- */
+
+enum job_res {
+    JR_NONE,
+    JR_OK,
+    JR_CONFLICT, /* create: the name is taken */
+    JR_NOTFOUND, /* password: the account is gone */
+    JR_DERIVE,   /* create: the secrets could not be derived */
+    JR_STORE,    /* the store failed or refused (r, err) */
+    JR_BUSY,     /* not run (xe_reg_job_busy) */
+};
+
+struct xe_reg_job {
+    enum xe_reg_op op;
+    struct xe_userstore *store;
+    struct xe_tokens *tokens;
+    unsigned iterations;
+    char jid[3072];
+    char key[64]; /* the rate limit's address key (create), for the log */
+    char *domain, *peer, *id, *to;
+    char *password;
+    size_t pw_len;
+    struct timespec t0;
+    /* the outcome */
+    enum job_res res;
+    int r;
+    char *err;
+    bool removed;  /* remove: a user was there (its purge is pending) */
+    bool revoked;  /* the tokens' revocation was tried */
+    int tok_r;     /* ... its result */
+    size_t tok_n;  /* ... tokens revoked */
+    char *tok_err; /* ... its error */
+};
+
+static struct xe_reg_job *
+job_new(enum xe_reg_op op, const char *jid, const char *domain, const char *peer,
+        struct iq_ref iq, const char *password, const struct xe_conf *conf)
+{
+    struct xe_reg_job *j = xe_calloc(1, sizeof(*j));
+
+    clock_gettime(CLOCK_MONOTONIC, &j->t0);
+    j->op = op;
+    j->store = g_store;
+    j->tokens = g_tokens;
+    j->iterations = iterations(conf);
+    snprintf(j->jid, sizeof(j->jid), "%s", jid);
+    snprintf(j->key, sizeof(j->key), "-");
+    j->domain = xe_strdup(domain);
+    j->peer = xe_strdup(peer);
+    j->id = iq.id ? xe_strdup(iq.id) : NULL;
+    j->to = iq.to ? xe_strdup(iq.to) : NULL;
+    if (password) {
+        j->pw_len = strlen(password);
+        j->password = xe_strndup(password, j->pw_len);
+    }
+    return j;
+}
+
+static struct iq_ref
+job_ref(const struct xe_reg_job *j)
+{
+    struct iq_ref r = {j->id, j->to};
+
+    return r;
+}
+
+enum xe_reg_op
+xe_reg_job_op(const struct xe_reg_job *j)
+{
+    return j->op;
+}
+
+const char *
+xe_reg_job_op_name(const struct xe_reg_job *j)
+{
+    static const char *const names[] = {"register", "password", "remove"};
+
+    return names[j->op];
+}
+
+const char *
+xe_reg_job_result(const struct xe_reg_job *j)
+{
+    switch (j->res) {
+    case JR_OK:
+        return "ok";
+    case JR_CONFLICT:
+    case JR_NOTFOUND:
+        return "refused";
+    case JR_BUSY:
+        return "busy";
+    case JR_STORE:
+        return j->r == XE_US_UNAVAILABLE ? "database-down" : "failed";
+    default:
+        return "failed";
+    }
+}
+
+void
+xe_reg_job_free(struct xe_reg_job **jp)
+{
+    struct xe_reg_job *j = *jp;
+
+    if (j == NULL)
+        return;
+    if (j->password) {
+        OPENSSL_cleanse(j->password, j->pw_len);
+        free(j->password);
+    }
+    free(j->domain);
+    free(j->peer);
+    free(j->id);
+    free(j->to);
+    free(j->err);
+    free(j->tok_err);
+    OPENSSL_cleanse(j, sizeof(*j));
+    free(j);
+    *jp = NULL;
+}
+
+void
+xe_reg_job_busy(struct xe_reg_job *j)
+{
+    j->res = JR_BUSY;
+}
+
+/* A password changed, an account removed: its FAST tokens go (in the same
+ * thread as the user's write that precedes it; logged by the answer). */
+static void
+job_revoke_tokens(struct xe_reg_job *j)
+{
+    if (j->tokens == NULL)
+        return;
+    j->revoked = true;
+    j->tok_r = xe_tokens_revoke_user(j->tokens, j->jid, &j->tok_n, &j->tok_err);
+}
 
 static void
+log_revoked(const struct xe_reg_job *j, const char *event)
+{
+    if (!j->revoked)
+        return;
+    if (j->tok_r != XE_US_OK)
+        xe_warn(
+            "event=%s jid=%s tokens=not-revoked error=\"%s\" (they fail anyway: bound "
+            "to the old credentials)",
+            event, j->jid, j->tok_err ? j->tok_err : "?");
+    else if (j->tok_n > 0)
+        xe_info("event=%s jid=%s tokens_revoked=%zu", event, j->jid, j->tok_n);
+}
+
+static void
+run_create(struct xe_reg_job *j, struct xe_user *user)
+{
+    int r = xe_userstore_get(j->store, j->jid, user, &j->err);
+
+    if (r == XE_US_OK) {
+        j->res = JR_CONFLICT;
+        return;
+    }
+    if (r != XE_US_NOTFOUND) {
+        j->res = JR_STORE;
+        j->r = r;
+        return;
+    }
+    free(j->err);
+    j->err = NULL;
+    memset(user, 0, sizeof(*user));
+    snprintf(user->jid, sizeof(user->jid), "%s", j->jid);
+    user->created = user->modified = xe_now_seconds();
+    if (xe_user_set_password(user, j->password, j->pw_len, j->iterations) != XE_US_OK) {
+        j->res = JR_DERIVE;
+        return;
+    }
+    r = xe_userstore_put(j->store, user, true, &j->err);
+    j->r = r;
+    j->res = r == XE_US_OK ? JR_OK : r == XE_US_EXISTS ? JR_CONFLICT : JR_STORE;
+}
+
+static void
+run_password(struct xe_reg_job *j, struct xe_user *user)
+{
+    int r = xe_userstore_get(j->store, j->jid, user, &j->err);
+
+    if (r == XE_US_NOTFOUND) {
+        j->res = JR_NOTFOUND;
+        return;
+    }
+    if (r == XE_US_OK && (r = xe_user_set_password(user, j->password, j->pw_len,
+                                                   j->iterations)) == XE_US_OK)
+        /* the legacy plaintext-equivalent follows, when the operator enabled it */
+        r = user->legacy ? xe_user_set_legacy(user, j->password, j->pw_len) : 0;
+    if (r == XE_US_OK) {
+        user->modified = xe_now_seconds();
+        r = xe_userstore_put(j->store, user, false, &j->err);
+        if (r == XE_US_OK)
+            job_revoke_tokens(j);
+    }
+    j->r = r;
+    j->res = r == XE_US_OK ? JR_OK : JR_STORE;
+}
+
+/* As `xedgectl user del`: the user is replaced by a tombstone, the daemon
+ * purges its data at the backend (purge_io.h: it finds the tombstone
+ * within a second). */
+static void
+run_remove(struct xe_reg_job *j, struct xe_user *u)
+{
+    struct xe_tombstone *t = xe_calloc(1, sizeof(*t));
+    int r = xe_userstore_get(j->store, j->jid, u, &j->err);
+
+    snprintf(t->jid, sizeof(t->jid), "%s", j->jid);
+    if (r == XE_US_OK) {
+        snprintf(t->pin, sizeof(t->pin), "%s", u->pin);
+        t->deleted = t->next = xe_now_seconds();
+        free(j->err);
+        j->err = NULL;
+        r = xe_userstore_bury(j->store, t, &j->err);
+        if (r == XE_US_OK)
+            job_revoke_tokens(j);
+    }
+    free(t);
+    j->r = r;
+    j->removed = r == XE_US_OK;
+    j->res = r == XE_US_OK || r == XE_US_NOTFOUND ? JR_OK : JR_STORE;
+}
+
+void
+xe_reg_job_run(struct xe_reg_job *j)
+{
+    struct xe_user *user = xe_calloc(1, sizeof(*user));
+
+    if (j->store == NULL) {
+        j->res = JR_STORE;
+        j->r = XE_US_IO;
+    } else if (j->op == XE_REG_CREATE)
+        run_create(j, user);
+    else if (j->op == XE_REG_PASSWORD)
+        run_password(j, user);
+    else
+        run_remove(j, user);
+    OPENSSL_cleanse(user, sizeof(*user));
+    free(user);
+}
+
+/* ---- before authentication ----------------------------------------------- */
+
+static struct xe_reg_job *
 preauth_set(const struct xe_conf *conf, const char *domain, const char *peer,
             const struct xe_xml_elem *iq, const struct xe_xml_elem *q, struct xe_buf *out)
 {
     const char *username = field(q, "username"), *password = field(q, "password");
-    struct xe_user *user = NULL;
+    struct xe_reg_job *j;
     struct sockaddr_storage ss;
-    char jid[3072], key[64] = "-", *err = NULL;
-    struct timespec t0;
-    int r;
+    char jid[3072], key[64] = "-";
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (xe_xml_child(q, XE_NS_IQ_REGISTER, "remove")) {
-        iq_error(out, iq, "auth", "registration-required",
+        iq_error(out, ref_of(iq), "auth", "registration-required",
                  "there is no account to remove");
         xe_info("event=register peer=%s domain=%s result=registration-required", peer,
                 domain);
-        goto out;
+        return NULL;
     }
     /* the JID is checked exactly as xedgectl checks it */
     if (username == NULL || password == NULL || !password_ok(password) ||
         strlen(username) + 1 + strlen(domain) >= sizeof(jid)) {
-        iq_error(out, iq, "modify", "not-acceptable",
+        iq_error(out, ref_of(iq), "modify", "not-acceptable",
                  "a username and a password are required");
         xe_info("event=register peer=%s domain=%s result=not-acceptable "
                 "detail=\"missing or bad field\"",
                 peer, domain);
-        goto out;
+        return NULL;
     }
     {
         size_t ul = strlen(username), dl = strlen(domain);
@@ -274,94 +515,89 @@ preauth_set(const struct xe_conf *conf, const char *domain, const char *peer,
         memcpy(jid + ul + 1, domain, dl + 1);
     }
     if (xe_jid_normalize(jid, sizeof(jid), NULL) != 0 || strchr(username, '@') != NULL) {
-        iq_error(out, iq, "modify", "not-acceptable",
+        iq_error(out, ref_of(iq), "modify", "not-acceptable",
                  "the requested username is invalid");
         xe_info("event=register peer=%s domain=%s result=not-acceptable "
                 "detail=\"invalid username\"",
                 peer, domain);
-        goto out;
+        return NULL;
     }
     if (g_store == NULL || g_rate == NULL) {
-        iq_error(out, iq, "cancel", "service-unavailable", NULL);
-        goto out;
+        iq_error(out, ref_of(iq), "cancel", "service-unavailable", NULL);
+        return NULL;
     }
     if (peer_addr(peer, &ss)) {
         if (xe_addrlimit_acquire(g_rate, (struct sockaddr *)&ss, now_ms(), key,
                                  sizeof(key)) != XE_AL_OK) {
             /* as Prosody's mod_register_limits */
-            iq_error(out, iq, "wait", "policy-violation",
+            iq_error(out, ref_of(iq), "wait", "policy-violation",
                      "Too many registrations from this IP address recently");
             xe_info("event=register peer=%s address=%s domain=%s user=%s "
                     "result=rate-limited",
                     peer, key, domain, jid);
-            goto out;
+            return NULL;
         }
         /* counted as a registration, not as an open connection */
         xe_addrlimit_release(g_rate, (struct sockaddr *)&ss, now_ms());
     }
-    user = xe_calloc(1, sizeof(*user));
-    r = xe_userstore_get(g_store, jid, user, &err);
-    if (r == XE_US_OK) {
-        iq_error(out, iq, "cancel", "conflict", "the requested username already exists");
-        xe_info("event=register peer=%s domain=%s user=%s result=conflict", peer, domain,
-                jid);
-        goto out;
-    }
-    if (r != XE_US_NOTFOUND)
-        goto store_error;
-    memset(user, 0, sizeof(*user));
-    snprintf(user->jid, sizeof(user->jid), "%s", jid);
-    user->created = user->modified = xe_now_seconds();
-    if (xe_user_set_password(user, password, strlen(password), iterations(conf)) !=
-        XE_US_OK) {
-        iq_error(out, iq, "wait", "internal-server-error", NULL);
-        xe_err("event=register peer=%s user=%s result=error detail=\"cannot derive the "
-               "SCRAM secrets\"",
-               peer, jid);
-        goto out;
-    }
-    r = xe_userstore_put(g_store, user, true, &err);
-    if (r == XE_US_EXISTS) {
-        iq_error(out, iq, "cancel", "conflict", "the requested username already exists");
-        xe_info("event=register peer=%s domain=%s user=%s result=conflict", peer, domain,
-                jid);
-        goto out;
-    }
-    if (r != XE_US_OK)
-        goto store_error;
-    iq_result(out, iq);
-    xe_info("event=register peer=%s address=%s domain=%s user=%s result=ok "
-            "duration_ms=%.1f",
-            peer, key, domain, jid, elapsed_ms(&t0));
-    goto out;
-store_error:
-    iq_store_error(out, iq, r);
-    xe_err("event=register peer=%s user=%s result=store-error error=\"%s\"", peer, jid,
-           err ? err : "?");
-out:
-    free(err);
-    if (user) {
-        OPENSSL_cleanse(user, sizeof(*user));
-        free(user);
-    }
+    /* the store's read, the secrets and the write: off the loop */
+    j = job_new(XE_REG_CREATE, jid, domain, peer, ref_of(iq), password, conf);
+    snprintf(j->key, sizeof(j->key), "%s", key);
+    return j;
 }
 
-void
+struct xe_reg_job *
 xe_register_preauth(const struct xe_conf *conf, const char *domain, const char *peer,
                     const struct xe_xml_elem *iq, struct xe_buf *out)
 {
     const struct xe_xml_elem *q = xe_xml_child(iq, XE_NS_IQ_REGISTER, "query");
 
     if (strcmp(xe_xml_attr(iq, "type"), "get") == 0) {
-        iq_open(out, iq, "result");
+        iq_open(out, ref_of(iq), "result");
         xe_buf_append_str(out,
                           "><query xmlns='" XE_NS_IQ_REGISTER "'><instructions>"
                           "Choose a username and password to register with this "
                           "server.</instructions><username/><password/></query></iq>");
         xe_debug("event=register-form peer=%s domain=%s", peer, domain);
-        return;
+        return NULL;
     }
-    preauth_set(conf, domain, peer, iq, q, out);
+    return preauth_set(conf, domain, peer, iq, q, out);
+}
+
+void
+xe_register_preauth_done(const struct xe_reg_job *j, struct xe_buf *out)
+{
+    struct iq_ref iq = job_ref(j);
+
+    switch (j->res) {
+    case JR_OK:
+        iq_result(out, iq);
+        xe_info("event=register peer=%s address=%s domain=%s user=%s result=ok "
+                "duration_ms=%.1f",
+                j->peer, j->key, j->domain, j->jid, elapsed_ms(&j->t0));
+        break;
+    case JR_CONFLICT:
+        iq_error(out, iq, "cancel", "conflict", "the requested username already exists");
+        xe_info("event=register peer=%s domain=%s user=%s result=conflict", j->peer,
+                j->domain, j->jid);
+        break;
+    case JR_DERIVE:
+        iq_error(out, iq, "wait", "internal-server-error", NULL);
+        xe_err("event=register peer=%s user=%s result=error detail=\"cannot derive the "
+               "SCRAM secrets\"",
+               j->peer, j->jid);
+        break;
+    case JR_BUSY:
+        iq_busy(out, iq);
+        xe_warn("event=register peer=%s domain=%s user=%s result=busy", j->peer,
+                j->domain, j->jid);
+        break;
+    default:
+        iq_store_error(out, iq, j->r);
+        xe_err("event=register peer=%s user=%s result=store-error error=\"%s\"", j->peer,
+               j->jid, j->err ? j->err : "?");
+        break;
+    }
 }
 
 /* ---- after authentication ------------------------------------------------ */
@@ -373,6 +609,11 @@ struct xe_regsplice {
     struct xe_buf inject;      /* our answers, waiting for a boundary */
     struct xe_buf *to_backend; /* during xe_regsplice_client */
     char *domain, *jid, *local, *peer;
+    unsigned char *header; /* the client's stream start tag (the parser's primer) */
+    size_t header_len;
+    struct xe_reg_job *job; /* a request's job, until taken */
+    bool waiting;           /* ... taken: its answer is awaited */
+    struct xe_buf held;     /* the client's bytes after the request, meanwhile */
     bool anonymous;
     bool priming;
     bool closing; /* an answer that ends the stream is queued */
@@ -396,46 +637,31 @@ for_us(const struct xe_regsplice *rs, const struct xe_xml_elem *iq)
     return strcmp(norm, rs->domain) == 0 || strcmp(norm, rs->jid) == 0;
 }
 
-/* The client removes its own account: as `xedgectl user del`, the user is
- * replaced by a tombstone, the daemon purges its data at the backend
- * (purge_io.h: it finds the tombstone within a second), and its other
- * sessions end (xe_regsplice_removed). */
+/* The client removes its own account (run_remove); the answer comes with
+ * the job's end (remove_done). */
 static void
-postauth_remove(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
+remove_done(struct xe_regsplice *rs, const struct xe_reg_job *j)
 {
-    char *err = NULL;
-    struct xe_user *u = xe_calloc(1, sizeof(*u));
-    struct xe_tombstone *t = xe_calloc(1, sizeof(*t));
-    int r = xe_userstore_get(g_store, rs->jid, u, &err);
+    struct iq_ref iq = job_ref(j);
 
-    snprintf(t->jid, sizeof(t->jid), "%s", rs->jid);
-    if (r == XE_US_OK) {
-        snprintf(t->pin, sizeof(t->pin), "%s", u->pin);
-        t->deleted = t->next = xe_now_seconds();
-        free(err);
-        err = NULL;
-        r = xe_userstore_bury(g_store, t, &err);
-        if (r == XE_US_OK)
-            revoke_tokens(rs->jid, "register-remove");
-    }
-    OPENSSL_cleanse(u, sizeof(*u));
-    free(u);
-    free(t);
-
-    if (r != XE_US_OK && r != XE_US_NOTFOUND) {
-        iq_store_error(&rs->inject, iq, r);
-        xe_err("event=register-remove peer=%s jid=%s result=store-error error=\"%s\"",
-               rs->peer, rs->jid, err ? err : "?");
-        free(err);
+    if (j->res == JR_BUSY) {
+        iq_busy(&rs->inject, iq);
+        xe_warn("event=register-remove peer=%s jid=%s result=busy", rs->peer, rs->jid);
         return;
     }
-    free(err);
+    if (j->res != JR_OK) {
+        iq_store_error(&rs->inject, iq, j->r);
+        xe_err("event=register-remove peer=%s jid=%s result=store-error error=\"%s\"",
+               rs->peer, rs->jid, j->err ? j->err : "?");
+        return;
+    }
+    log_revoked(j, "register-remove");
     /* XEP-0077 3.2: the result, then the stream ends */
     iq_result(&rs->inject, iq);
     xe_stream_error_xml(&rs->inject, false, NULL, NULL, "not-authorized",
                         "the account was removed");
     rs->closing = true;
-    rs->removed = r == XE_US_OK;
+    rs->removed = j->removed;
     xe_info("event=register-remove peer=%s jid=%s result=ok purge=%s", rs->peer, rs->jid,
             rs->removed ? "pending" : "none");
 }
@@ -445,61 +671,56 @@ postauth_password(struct xe_regsplice *rs, const struct xe_xml_elem *iq,
                   const struct xe_xml_elem *q)
 {
     const char *username = field(q, "username"), *password = field(q, "password");
-    struct xe_user *user = NULL;
-    char *err = NULL, name[1024];
-    struct timespec t0;
-    int r;
+    char name[1024];
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (username == NULL || !password_ok(password) || strlen(username) >= sizeof(name)) {
-        iq_error(&rs->inject, iq, "modify", "bad-request",
+        iq_error(&rs->inject, ref_of(iq), "modify", "bad-request",
                  "a username and a new password are required");
         xe_info("event=register-password peer=%s jid=%s result=bad-request", rs->peer,
                 rs->jid);
-        goto out;
+        return;
     }
     snprintf(name, sizeof(name), "%s", username);
     xe_tolower_ascii(name);
     if (strcmp(name, rs->local) != 0) {
-        iq_error(&rs->inject, iq, "modify", "bad-request",
+        iq_error(&rs->inject, ref_of(iq), "modify", "bad-request",
                  "the username is not the one of this session");
         xe_info("event=register-password peer=%s jid=%s result=bad-request "
                 "detail=\"another username\"",
                 rs->peer, rs->jid);
-        goto out;
+        return;
     }
-    user = xe_calloc(1, sizeof(*user));
-    r = xe_userstore_get(g_store, rs->jid, user, &err);
-    if (r == XE_US_NOTFOUND) {
+    /* the store's read, the secrets and the write: off the loop */
+    rs->job = job_new(XE_REG_PASSWORD, rs->jid, rs->domain, rs->peer, ref_of(iq),
+                      password, rs->conf);
+}
+
+static void
+password_done(struct xe_regsplice *rs, const struct xe_reg_job *j)
+{
+    struct iq_ref iq = job_ref(j);
+
+    switch (j->res) {
+    case JR_OK:
+        log_revoked(j, "register-password");
+        iq_result(&rs->inject, iq);
+        xe_info("event=register-password peer=%s jid=%s result=ok duration_ms=%.1f",
+                rs->peer, rs->jid, elapsed_ms(&j->t0));
+        break;
+    case JR_NOTFOUND:
         iq_error(&rs->inject, iq, "cancel", "item-not-found", "the account is gone");
         xe_info("event=register-password peer=%s jid=%s result=item-not-found", rs->peer,
                 rs->jid);
-        goto out;
-    }
-    if (r == XE_US_OK && (r = xe_user_set_password(user, password, strlen(password),
-                                                   iterations(rs->conf))) == XE_US_OK)
-        /* the legacy plaintext-equivalent follows, when the operator enabled it */
-        r = user->legacy ? xe_user_set_legacy(user, password, strlen(password)) : 0;
-    if (r == XE_US_OK) {
-        user->modified = xe_now_seconds();
-        r = xe_userstore_put(g_store, user, false, &err);
-        if (r == XE_US_OK)
-            revoke_tokens(rs->jid, "register-password");
-    }
-    if (r != XE_US_OK) {
-        iq_store_error(&rs->inject, iq, r);
+        break;
+    case JR_BUSY:
+        iq_busy(&rs->inject, iq);
+        xe_warn("event=register-password peer=%s jid=%s result=busy", rs->peer, rs->jid);
+        break;
+    default:
+        iq_store_error(&rs->inject, iq, j->r);
         xe_err("event=register-password peer=%s jid=%s result=store-error error=\"%s\"",
-               rs->peer, rs->jid, err ? err : "?");
-        goto out;
-    }
-    iq_result(&rs->inject, iq);
-    xe_info("event=register-password peer=%s jid=%s result=ok duration_ms=%.1f", rs->peer,
-            rs->jid, elapsed_ms(&t0));
-out:
-    free(err);
-    if (user) {
-        OPENSSL_cleanse(user, sizeof(*user));
-        free(user);
+               rs->peer, rs->jid, j->err ? j->err : "?");
+        break;
     }
 }
 
@@ -509,16 +730,16 @@ postauth(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
     const struct xe_xml_elem *q = xe_xml_child(iq, XE_NS_IQ_REGISTER, "query");
 
     if (rs->anonymous) {
-        iq_error(&rs->inject, iq, "cancel", "not-allowed",
+        iq_error(&rs->inject, ref_of(iq), "cancel", "not-allowed",
                  "an anonymous session has no account");
         return;
     }
     if (g_store == NULL) {
-        iq_error(&rs->inject, iq, "cancel", "service-unavailable", NULL);
+        iq_error(&rs->inject, ref_of(iq), "cancel", "service-unavailable", NULL);
         return;
     }
     if (strcmp(xe_xml_attr(iq, "type"), "get") == 0) {
-        iq_open(&rs->inject, iq, "result");
+        iq_open(&rs->inject, ref_of(iq), "result");
         xe_buf_append_str(&rs->inject, "><query xmlns='" XE_NS_IQ_REGISTER
                                        "'><registered/><username>");
         xe_buf_append_escaped(&rs->inject, rs->local);
@@ -526,7 +747,8 @@ postauth(struct xe_regsplice *rs, const struct xe_xml_elem *iq)
         return;
     }
     if (xe_xml_child(q, XE_NS_IQ_REGISTER, "remove"))
-        postauth_remove(rs, iq);
+        rs->job = job_new(XE_REG_REMOVE, rs->jid, rs->domain, rs->peer, ref_of(iq), NULL,
+                          rs->conf);
     else
         postauth_password(rs, iq, q);
 }
@@ -544,7 +766,8 @@ rs_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, siz
 
     if (xe_register_is_query(e) && for_us(rs, e)) {
         postauth(rs, e);
-        return rs->closing ? XE_XS_STOP : XE_XS_CONTINUE;
+        /* a job: the parser stops at the request (what follows waits) */
+        return rs->closing || rs->job ? XE_XS_STOP : XE_XS_CONTINUE;
     }
     if (xe_buf_append(rs->to_backend, raw, len) < 0)
         xe_warn("event=output-overflow peer=%s jid=%s", rs->peer, rs->jid);
@@ -577,6 +800,23 @@ static const struct xe_xmlstream_cb rs_cb = {
     .stream_end = rs_stream_end,
 };
 
+/* The parser (again, after a stop) primed with the client's stream start
+ * tag, so that its namespaces resolve. */
+static int
+rs_prime(struct xe_regsplice *rs)
+{
+    struct xe_buf scratch;
+    size_t used;
+    int r;
+
+    xe_buf_init(&scratch, 1);
+    rs->to_backend = &scratch;
+    r = xe_xmlstream_feed(rs->xs, rs->header, rs->header_len, &used);
+    rs->to_backend = NULL;
+    xe_buf_free(&scratch);
+    return r == XE_XS_OK ? 0 : -1;
+}
+
 struct xe_regsplice *
 xe_regsplice_new(const struct xe_regsplice_params *p)
 {
@@ -587,9 +827,6 @@ xe_regsplice_new(const struct xe_regsplice_params *p)
         .max_attrs = XE_POSTAUTH_MAX_ATTRS,
     };
     const char *at = strchr(p->jid, '@');
-    struct xe_buf scratch;
-    size_t used;
-    int r;
 
     rs->conf = p->conf;
     rs->domain = xe_strdup(p->domain);
@@ -600,19 +837,19 @@ xe_regsplice_new(const struct xe_regsplice_params *p)
     rs->anonymous = p->anonymous;
     xe_boundary_init(&rs->bt, 1);
     xe_buf_init(&rs->inject, XE_MAX_REGISTER_INJECT);
+    /* what a client may send while its request's job runs: reading stops,
+     * so at most what TLS or the transform had decoded already */
+    xe_buf_init(&rs->held, p->conf->max_stanza_postauth + 2 * XE_READ_CHUNK);
     rs->xs = xe_xmlstream_new(&lim, &rs_cb, rs);
     if (rs->xs == NULL || p->header == NULL) {
         xe_regsplice_free(&rs);
         return NULL;
     }
+    rs->header = xe_malloc(p->header_len ? p->header_len : 1);
+    memcpy(rs->header, p->header, p->header_len);
+    rs->header_len = p->header_len;
     xe_xmlstream_set_space_cb(rs->xs, rs_space);
-    /* the client's stream header, so that its namespaces resolve */
-    xe_buf_init(&scratch, 1);
-    rs->to_backend = &scratch;
-    r = xe_xmlstream_feed(rs->xs, p->header, p->header_len, &used);
-    rs->to_backend = NULL;
-    xe_buf_free(&scratch);
-    if (r != XE_XS_OK)
+    if (rs_prime(rs) < 0)
         xe_regsplice_free(&rs);
     return rs;
 }
@@ -632,12 +869,27 @@ xe_regsplice_free(struct xe_regsplice **rsp)
         return;
     xe_xmlstream_free(&rs->xs);
     xe_buf_free(&rs->inject);
+    OPENSSL_cleanse(rs->held.data, rs->held.len);
+    xe_buf_free(&rs->held);
+    xe_reg_job_free(&rs->job); /* (one taken is the taker's) */
+    free(rs->header);
     free(rs->domain);
     free(rs->jid);
     free(rs->local);
     free(rs->peer);
     free(rs);
     *rsp = NULL;
+}
+
+/* The client's stream broke a limit: the stream error, then the end. */
+static enum xe_rs_result
+rs_fail(struct xe_regsplice *rs, const char *cond, const char *text)
+{
+    xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", rs->peer,
+            rs->jid, cond, text);
+    xe_stream_error_xml(&rs->inject, false, NULL, NULL, cond, text);
+    rs->closing = true;
+    return XE_RS_CLOSE;
 }
 
 enum xe_rs_result
@@ -649,6 +901,12 @@ xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
 
     if (rs->closing)
         return XE_RS_CLOSE;
+    if (rs->job || rs->waiting) { /* kept for after the answer */
+        if (xe_buf_append(&rs->held, data, len) < 0)
+            return rs_fail(rs, "policy-violation",
+                           "too much sent while a request was being answered");
+        return rs->job ? XE_RS_JOB : XE_RS_OK;
+    }
     if (rs->xs == NULL) /* the client's stream has ended: nothing more goes on */
         return XE_RS_OK;
     rs->to_backend = to_backend;
@@ -660,11 +918,7 @@ xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
         if (strcmp(text, "element too large") == 0) /* as the raw splice says it */
             xe_warn("event=limit peer=%s jid=%s limit=max_stanza_postauth bytes=%zu",
                     rs->peer, rs->jid, rs->conf->max_stanza_postauth + 1);
-        xe_info("event=stream-error peer=%s jid=%s condition=%s text=\"%s\"", rs->peer,
-                rs->jid, cond, text);
-        xe_stream_error_xml(&rs->inject, false, NULL, NULL, cond, text);
-        rs->closing = true;
-        return XE_RS_CLOSE;
+        return rs_fail(rs, cond, text);
     }
     if (rs->inject.len > XE_MAX_REGISTER_INJECT / 2) {
         /* the backend is in the middle of a stanza while the client keeps asking */
@@ -674,9 +928,55 @@ xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
         rs->closing = true;
         return XE_RS_CLOSE;
     }
+    if (r == XE_XS_STOPPED && rs->job != NULL) {
+        /* the request waits for its job; what follows it, for the answer */
+        if (xe_buf_append(&rs->held, (const char *)data + used, len - used) < 0)
+            return rs_fail(rs, "policy-violation",
+                           "too much sent while a request was being answered");
+        return XE_RS_JOB;
+    }
     if (r == XE_XS_STOPPED && !rs->closing)
         xe_xmlstream_free(&rs->xs); /* the client ended its stream */
     return rs->closing ? XE_RS_CLOSE : XE_RS_OK;
+}
+
+struct xe_reg_job *
+xe_regsplice_take_job(struct xe_regsplice *rs)
+{
+    struct xe_reg_job *j = rs->job;
+
+    rs->job = NULL;
+    if (j)
+        rs->waiting = true;
+    return j;
+}
+
+enum xe_rs_result
+xe_regsplice_job_done(struct xe_regsplice *rs, struct xe_reg_job *job,
+                      struct xe_buf *to_backend)
+{
+    struct xe_buf rest;
+    enum xe_rs_result r;
+
+    rs->waiting = false;
+    if (job->op == XE_REG_REMOVE)
+        remove_done(rs, job);
+    else
+        password_done(rs, job);
+    xe_reg_job_free(&job);
+    if (rs->closing) /* the account is gone: nothing more goes on */
+        return XE_RS_CLOSE;
+    /* a stop is not resumable: the parser starts over for what follows */
+    xe_xmlstream_reset(rs->xs);
+    if (rs_prime(rs) < 0)
+        return rs_fail(rs, "internal-server-error", "cannot parse the stream again");
+    rest = rs->held;
+    xe_buf_init(&rs->held, rest.max);
+    r = rest.len > 0 ? xe_regsplice_client(rs, rest.data, rest.len, to_backend)
+                     : XE_RS_OK;
+    OPENSSL_cleanse(rest.data, rest.len);
+    xe_buf_free(&rest);
+    return r;
 }
 
 int

@@ -118,6 +118,7 @@ xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
 #include "bind2.h"
 #include "fast.h"
 #include "log.h"
+#include "register.h"
 #include "sasl2.h"
 #include "xelimits.h"
 
@@ -148,6 +149,7 @@ struct xe_sess {
     struct xe_sasl2_mech fast_plug;
     const char *fast_mechs[4];
     bool fast_wait; /* the glue verifies s->freq; the client is not read */
+    bool reg_wait;  /* the glue runs a registration's job; the client is not read */
     struct xe_fast_req freq;
     /* a token for the client (<request-token/>), issued by the glue */
     bool token_wanted, token_pending, revoke_wanted;
@@ -432,6 +434,55 @@ sess_fast_verify(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
         return sess_fast_refeed(s, now);
     }
     return XE_SD_FAST_VERIFY;
+}
+
+/* XE_C2S_REGISTER: the job runs off the loop; what the client sent after
+ * the request waits for its answer. The client is not silent meanwhile:
+ * only the auth deadline runs (preauth_idle starts again with the answer). */
+static enum xe_sess_do
+sess_reg_wait(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
+{
+    if (n > 0 && xe_buf_append(&s->held_in, rest, n) < 0)
+        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+    s->reg_wait = true;
+    if (s->auth_deadline)
+        arm(s, s->auth_deadline > now ? s->auth_deadline - now : 0);
+    else
+        stop_timer(s);
+    return XE_SD_REGISTER;
+}
+
+struct xe_reg_job *
+xe_sess_take_reg_job(struct xe_sess *s)
+{
+    return s->reg_wait && s->c2s ? xe_c2s_take_reg_job(s->c2s) : NULL;
+}
+
+enum xe_sess_do
+xe_sess_reg_done(struct xe_sess *s, struct xe_reg_job *job, uint64_t now)
+{
+    struct xe_buf rest;
+    enum xe_sess_do d = XE_SD_NONE;
+    size_t used;
+
+    call_now = now;
+    s->backend_error = NULL;
+    if (!s->reg_wait || s->st != XE_SS_NEGOTIATING || s->c2s == NULL) {
+        xe_reg_job_free(&job);
+        return XE_SD_NONE;
+    }
+    s->reg_wait = false;
+    xe_c2s_reg_done(s->c2s, job);
+    take_c2s(s);
+    rest = s->held_in;
+    xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
+    if (rest.len > 0)
+        d = xe_sess_client(s, rest.data, rest.len, &used, now);
+    else
+        arm_preauth(s, now);
+    OPENSSL_cleanse(rest.data, rest.len);
+    xe_buf_free(&rest);
+    return d;
 }
 
 const struct xe_fast_req *
@@ -917,7 +968,7 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             return sess_fail(s, XE_SF_PENDING_OVERFLOW);
         return XE_SD_NONE;
     }
-    if (s->held || s->fast_wait) {
+    if (s->held || s->fast_wait || s->reg_wait) {
         if (xe_buf_append(&s->held_in, data, n) < 0)
             return sess_fail(s, XE_SF_HELD_OVERFLOW);
         return XE_SD_HOLD;
@@ -930,9 +981,9 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
 
         data += used;
         n -= used;
-        if (s->hold_ms > 0 &&
-            (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE || a == XE_C2S_AUTHENTICATED ||
-             a == XE_C2S_SASL2_AUTHED || a == XE_C2S_FAST_VERIFY)) {
+        if (s->hold_ms > 0 && (a == XE_C2S_CONTINUE || a == XE_C2S_CLOSE ||
+                               a == XE_C2S_AUTHENTICATED || a == XE_C2S_SASL2_AUTHED ||
+                               a == XE_C2S_FAST_VERIFY || a == XE_C2S_REGISTER)) {
             /* R2 (a success after failures pipelined in one read waits too;
              * so does a token attempt: its verification starts after) */
             uint64_t ms = s->hold_ms;
@@ -985,6 +1036,8 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             return sess_authenticated(s, true, data, n);
         case XE_C2S_FAST_VERIFY:
             return sess_fast_verify(s, data, n, now);
+        case XE_C2S_REGISTER:
+            return sess_reg_wait(s, data, n, now);
         case XE_C2S_COMPRESS: /* R6: the next byte is compressed */
             *used_r = total - n;
             return XE_SD_START_COMPRESSION;
@@ -1228,6 +1281,9 @@ sess_release(struct xe_sess *s, uint64_t now)
     case XE_C2S_FAST_VERIFY: /* the token's verification starts now */
         d = sess_fast_verify(s, NULL, 0, now);
         break;
+    case XE_C2S_REGISTER: /* the registration's job starts now */
+        d = sess_reg_wait(s, NULL, 0, now);
+        break;
     case XE_C2S_SASL2_AUTHED: /* (the rest, parsed below, goes to backend_pending) */
         s->sasl2 = true;
         sess_token_check(s);
@@ -1240,8 +1296,10 @@ sess_release(struct xe_sess *s, uint64_t now)
     if (rest.len > 0) {
         enum xe_sess_do d2 = xe_sess_client(s, rest.data, rest.len, &used, now);
         if (d2 != XE_SD_NONE)
-            d = (d == XE_SD_CONNECT || d == XE_SD_FAST_VERIFY) && d2 != XE_SD_CLOSE ? d
-                                                                                    : d2;
+            d = (d == XE_SD_CONNECT || d == XE_SD_FAST_VERIFY || d == XE_SD_REGISTER) &&
+                        d2 != XE_SD_CLOSE
+                    ? d
+                    : d2;
         if (d2 == XE_SD_START_COMPRESSION && used < rest.len)
             xe_buf_append(&s->zrest, rest.data + used, rest.len - used);
     }

@@ -223,13 +223,16 @@ enum xe_sess_do {
                         backend connection, then as XE_SD_CONNECT */
     XE_SD_START_COMPRESSION, /* send the output as it is, then compress both ways;
                                 the input from *used_r on is compressed (R6) */
-    XE_SD_SPLICE,     /* send the outputs, then xe_sess_pending(); from here the glue
-                         pumps bytes and the machine is out of the data path */
-    XE_SD_CLOSE,      /* send the output (a stream error of xe_sess_failure(), if
-                         any), then close */
-    XE_SD_FAST_VERIFY /* a FAST token attempt: stop reading the client (as HOLD),
+    XE_SD_SPLICE,      /* send the outputs, then xe_sess_pending(); from here the glue
+                          pumps bytes and the machine is out of the data path */
+    XE_SD_CLOSE,       /* send the output (a stream error of xe_sess_failure(), if
+                          any), then close */
+    XE_SD_FAST_VERIFY, /* a FAST token attempt: stop reading the client (as HOLD),
                          verify xe_sess_fast_request() off the loop, then
                          xe_sess_fast_verdict() */
+    XE_SD_REGISTER     /* an in-band registration: stop reading the client, run
+                          xe_sess_take_reg_job() off the loop (register_io.h),
+                          then xe_sess_reg_done() */
 };
 
 /* The brute-force hooks (c2s.h's guard; failed returns the delay owed). */
@@ -346,6 +349,13 @@ struct xe_tokens;
 struct xe_fast_req;
 void xe_sess_set_fast(struct xe_sess *s, struct xe_tokens *tokens,
                       const struct xe_cbind *cb, size_t n_cb);
+/* After XE_SD_REGISTER: the registration's job (register.h), now the
+ * caller's; NULL if none waits. */
+struct xe_reg_job;
+struct xe_reg_job *xe_sess_take_reg_job(struct xe_sess *s);
+/* The job done (run, or busy): its answer, then what the client sent
+ * meanwhile. Frees the job (also when the session has moved on). */
+enum xe_sess_do xe_sess_reg_done(struct xe_sess *s, struct xe_reg_job *job, uint64_t now);
 /* After XE_SD_FAST_VERIFY: what to verify (tokens_io's verify). */
 const struct xe_fast_req *xe_sess_fast_request(const struct xe_sess *s);
 /* The verify's result (RC XE_SASL_OK with RESPONDER, else XE_SASL_FAIL with

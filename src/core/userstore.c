@@ -1002,50 +1002,62 @@ xe_userstore_get_state(struct xe_userstore *store, const char *jid, struct xe_us
     return us_get(store, jid, user, false, error_r);
 }
 
-static int
-us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_not_exist,
-            char **error_r)
+int
+xe_us_writable(const struct xe_userstore *store, char **error_r)
+{
+    if (!store->readonly)
+        return XE_US_OK;
+    xe_us_error(error_r, "user store %s: opened read-only", store->path);
+    return XE_US_INVALID;
+}
+
+int
+xe_us_keyed_write(struct xe_userstore *store, const struct xe_us_keyed *k, char **error_r)
 {
     MDB_txn *txn = NULL;
-    MDB_val key, data, tdata;
-    char *rec = NULL, *extra = NULL, *all = NULL;
-    size_t rec_len = 0, extra_len = 0;
-    char norm[sizeof(user->jid)];
+    MDB_val key = k->key;
+    int r, rc;
+
+    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
+        return xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
+    if (k->apply != NULL)
+        r = k->apply(store, txn, k->dbi, &key, k->ctx, error_r);
+    else if ((rc = mdb_del(txn, k->dbi, &key, NULL)) == 0)
+        r = XE_US_OK;
+    else
+        r = rc == MDB_NOTFOUND ? XE_US_NOTFOUND
+                               : xe_us_mdb_error(store, NULL, rc, k->op, error_r);
+    if (r != XE_US_OK) {
+        mdb_txn_abort(txn);
+        return r;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? XE_US_OK : xe_us_mdb_error(store, NULL, rc, k->commit, error_r);
+}
+
+struct us_put {
+    const struct xe_user *user;
+    bool must_not_exist;
+    const char *rec;
+    size_t rec_len;
+};
+
+/* In the write transaction: the checks against what is there, then the
+ * record (with the names a later version wrote kept). */
+static int
+us_put_apply(struct xe_userstore *store, MDB_txn *txn, MDB_dbi dbi, MDB_val *key,
+             void *ctx, char **error_r)
+{
+    const struct us_put *p = ctx;
+    const struct xe_user *user = p->user;
+    MDB_val data, tdata;
+    char *extra = NULL, *all = NULL;
+    size_t extra_len = 0;
     struct xe_user *old = NULL;
     int r, rc;
 
-    if (store->readonly) {
-        xe_us_error(error_r, "user store %s: opened read-only", store->path);
-        r = XE_US_INVALID;
-        goto out;
-    }
-    if ((r = xe_us_key(store, user->jid, &key)) != 0) {
-        xe_us_error(error_r, "user store %s: the JID is empty or longer than %d bytes",
-                    store->path, mdb_env_get_maxkeysize(store->env));
-        goto out;
-    }
-    memcpy(norm, user->jid, key.mv_size + 1);
-    if (xe_jid_normalize(norm, sizeof(norm), NULL) != 0 || strcmp(norm, user->jid) != 0) {
-        xe_us_error(error_r, "user store %s: %s is not a normalised bare JID",
-                    store->path, user->jid);
-        r = XE_US_INVALID;
-        goto out;
-    }
-    if ((r = xe_user_encode(user, &rec, &rec_len)) != 0) {
-        xe_us_error(error_r, "user store %s: cannot encode the record of %s", store->path,
-                    user->jid);
-        goto out;
-    }
-    /* (both databases opened before the write transaction: opening takes
-     * one of its own) */
-    if ((r = xe_us_dbi(store, error_r)) != 0 || (r = xe_us_tdbi(store, error_r)) != 0)
-        goto out;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-        goto out;
-    }
-    rc = mdb_get(txn, store->dbi, &key, &data);
-    if (rc == 0 && must_not_exist) {
+    rc = mdb_get(txn, dbi, key, &data);
+    if (rc == 0 && p->must_not_exist) {
         xe_us_error(error_r, "user %s already exists", user->jid);
         r = XE_US_EXISTS;
         goto out;
@@ -1054,7 +1066,7 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
         r = xe_us_mdb_error(store, NULL, rc, "reading a user", error_r);
         goto out;
     }
-    if (rc == MDB_NOTFOUND && mdb_get(txn, store->tdbi, &key, &tdata) == 0) {
+    if (rc == MDB_NOTFOUND && mdb_get(txn, store->tdbi, key, &tdata) == 0) {
         /* a new user of a name whose deletion is not finished */
         xe_us_error(
             error_r,
@@ -1077,20 +1089,20 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
     }
     if (extra_len > 0) {
         r = XE_US_INVALID;
-        if (rec_len + extra_len > US_RECORD_MAX) {
+        if (p->rec_len + extra_len > US_RECORD_MAX) {
             xe_us_error(error_r, "user store %s: the record of %s is too large",
                         store->path, user->jid);
             goto out;
         }
         r = XE_US_IO;
-        if ((all = malloc(rec_len + extra_len)) == NULL)
+        if ((all = malloc(p->rec_len + extra_len)) == NULL)
             goto out;
-        memcpy(all, rec, rec_len);
-        memcpy(all + rec_len, extra, extra_len);
+        memcpy(all, p->rec, p->rec_len);
+        memcpy(all + p->rec_len, extra, extra_len);
     }
-    data.mv_data = all != NULL ? all : rec;
-    data.mv_size = rec_len + extra_len;
-    rc = mdb_put(txn, store->dbi, &key, &data, must_not_exist ? MDB_NOOVERWRITE : 0);
+    data.mv_data = all != NULL ? all : (void *)p->rec;
+    data.mv_size = p->rec_len + extra_len;
+    rc = mdb_put(txn, dbi, key, &data, p->must_not_exist ? MDB_NOOVERWRITE : 0);
     if (rc == MDB_KEYEXIST) {
         xe_us_error(error_r, "user %s already exists", user->jid);
         r = XE_US_EXISTS;
@@ -1100,28 +1112,14 @@ us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_no
         r = xe_us_mdb_error(store, NULL, rc, "writing a user", error_r);
         goto out;
     }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "committing a user", error_r);
-        goto out;
-    }
     r = XE_US_OK;
 out:
-    if (r == XE_US_IO && error_r != NULL && *error_r == NULL)
-        xe_us_error(error_r, "user store %s: out of memory", store->path);
-    if (txn != NULL)
-        mdb_txn_abort(txn);
     if (old != NULL) {
         OPENSSL_cleanse(old, sizeof(*old));
         free(old);
     }
-    if (rec != NULL) {
-        OPENSSL_cleanse(rec, rec_len);
-        free(rec);
-    }
     if (all != NULL) {
-        OPENSSL_cleanse(all, rec_len + extra_len);
+        OPENSSL_cleanse(all, p->rec_len + extra_len);
         free(all);
     }
     free(extra);
@@ -1129,47 +1127,69 @@ out:
 }
 
 static int
-us_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
+us_put_impl(struct xe_userstore *store, const struct xe_user *user, bool must_not_exist,
+            char **error_r)
 {
-    MDB_txn *txn = NULL;
-    MDB_val key;
-    int r, rc;
+    struct xe_us_keyed k = {.op = "writing a user", .commit = "committing a user"};
+    struct us_put p = {.user = user, .must_not_exist = must_not_exist};
+    char *rec = NULL;
+    size_t rec_len = 0;
+    char norm[sizeof(user->jid)];
+    int r;
 
-    if (store->readonly) {
-        xe_us_error(error_r, "user store %s: opened read-only", store->path);
+    if ((r = xe_us_writable(store, error_r)) != XE_US_OK)
+        goto out;
+    if ((r = xe_us_key(store, user->jid, &k.key)) != 0) {
+        xe_us_error(error_r, "user store %s: the JID is empty or longer than %d bytes",
+                    store->path, mdb_env_get_maxkeysize(store->env));
+        goto out;
+    }
+    memcpy(norm, user->jid, k.key.mv_size + 1);
+    if (xe_jid_normalize(norm, sizeof(norm), NULL) != 0 || strcmp(norm, user->jid) != 0) {
+        xe_us_error(error_r, "user store %s: %s is not a normalised bare JID",
+                    store->path, user->jid);
         r = XE_US_INVALID;
         goto out;
     }
-    if ((r = xe_us_key(store, jid, &key)) != 0) {
-        r = XE_US_NOTFOUND;
+    if ((r = xe_user_encode(user, &rec, &rec_len)) != 0) {
+        xe_us_error(error_r, "user store %s: cannot encode the record of %s", store->path,
+                    user->jid);
         goto out;
     }
-    if ((r = xe_us_dbi(store, error_r)) != 0)
+    /* (both databases opened before the write transaction: opening takes
+     * one of its own) */
+    if ((r = xe_us_dbi(store, error_r)) != 0 || (r = xe_us_tdbi(store, error_r)) != 0)
         goto out;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-        goto out;
-    }
-    rc = mdb_del(txn, store->dbi, &key, NULL);
-    if (rc == MDB_NOTFOUND) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "deleting a user", error_r);
-        goto out;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "committing a deletion", error_r);
-        goto out;
-    }
-    r = XE_US_OK;
+    p.rec = rec;
+    p.rec_len = rec_len;
+    k.dbi = store->dbi;
+    k.apply = us_put_apply;
+    k.ctx = &p;
+    r = xe_us_keyed_write(store, &k, error_r);
 out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
+    if (r == XE_US_IO && error_r != NULL && *error_r == NULL)
+        xe_us_error(error_r, "user store %s: out of memory", store->path);
+    if (rec != NULL) {
+        OPENSSL_cleanse(rec, rec_len);
+        free(rec);
+    }
     return r;
+}
+
+static int
+us_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    struct xe_us_keyed k = {.op = "deleting a user", .commit = "committing a deletion"};
+    int r;
+
+    if ((r = xe_us_writable(store, error_r)) != XE_US_OK)
+        return r;
+    if (xe_us_key(store, jid, &k.key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = xe_us_dbi(store, error_r)) != 0)
+        return r;
+    k.dbi = store->dbi;
+    return xe_us_keyed_write(store, &k, error_r);
 }
 
 /* One read transaction for the whole walk: CB must not call into the store

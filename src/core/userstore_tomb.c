@@ -228,27 +228,23 @@ xe_userstore_tomb_get(struct xe_userstore *store, const char *jid, struct xe_tom
     return r;
 }
 
+struct us_tomb_update {
+    const struct xe_tombstone *t;
+    bool create;
+};
+
 static int
-us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bool create,
-                    char **error_r)
+us_tomb_update_apply(struct xe_userstore *store, MDB_txn *txn, MDB_dbi dbi, MDB_val *key,
+                     void *ctx, char **error_r)
 {
-    MDB_txn *txn = NULL;
-    MDB_val key, data;
+    const struct us_tomb_update *u = ctx;
+    const struct xe_tombstone *t = u->t;
     struct xe_tombstone *old = NULL;
+    MDB_val data;
     int r, rc;
 
-    if (store->readonly) {
-        xe_us_error(error_r, "user store %s: opened read-only", store->path);
-        return XE_US_INVALID;
-    }
-    if (xe_us_key(store, t->jid, &key) != 0)
-        return XE_US_NOTFOUND;
-    if ((r = xe_us_tdbi(store, error_r)) != 0)
-        return r;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
-        return xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-    rc = mdb_get(txn, store->tdbi, &key, &data);
-    if (rc == MDB_NOTFOUND && !create) {
+    rc = mdb_get(txn, dbi, key, &data);
+    if (rc == MDB_NOTFOUND && !u->create) {
         r = XE_US_NOTFOUND;
         goto out;
     }
@@ -262,7 +258,7 @@ us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bo
          * record's */
         old = xe_calloc(1, sizeof(*old));
         if (xe_tombstone_decode(t->jid, data.mv_data, data.mv_size, old) == XE_US_OK) {
-            if (!create && !xe_tombstone_same(old, t)) {
+            if (!u->create && !xe_tombstone_same(old, t)) {
                 r = XE_US_NOTFOUND;
                 goto out;
             }
@@ -276,53 +272,48 @@ us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bo
             }
         }
     }
-    if ((r = us_tomb_write(store, txn, t, &key, error_r)) != XE_US_OK)
-        goto out;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    r = rc == 0 ? XE_US_OK
-                : xe_us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
+    r = us_tomb_write(store, txn, t, key, error_r);
 out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
     free(old);
     return r;
 }
 
 static int
-us_tomb_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
+us_tomb_update_impl(struct xe_userstore *store, const struct xe_tombstone *t, bool create,
+                    char **error_r)
 {
-    MDB_txn *txn = NULL;
-    MDB_val key;
-    int r, rc;
+    struct us_tomb_update u = {.t = t, .create = create};
+    struct xe_us_keyed k = {.op = "writing a tombstone",
+                            .commit = "committing a tombstone",
+                            .apply = us_tomb_update_apply,
+                            .ctx = &u};
+    int r;
 
-    if (store->readonly) {
-        xe_us_error(error_r, "user store %s: opened read-only", store->path);
-        return XE_US_INVALID;
-    }
-    if (xe_us_key(store, jid, &key) != 0)
+    if ((r = xe_us_writable(store, error_r)) != XE_US_OK)
+        return r;
+    if (xe_us_key(store, t->jid, &k.key) != 0)
         return XE_US_NOTFOUND;
     if ((r = xe_us_tdbi(store, error_r)) != 0)
         return r;
-    if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0)
-        return xe_us_mdb_error(store, NULL, rc, "mdb_txn_begin", error_r);
-    rc = mdb_del(txn, store->tdbi, &key, NULL);
-    if (rc == MDB_NOTFOUND) {
-        r = XE_US_NOTFOUND;
-        goto out;
-    }
-    if (rc != 0) {
-        r = xe_us_mdb_error(store, NULL, rc, "deleting a tombstone", error_r);
-        goto out;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    r = rc == 0 ? XE_US_OK
-                : xe_us_mdb_error(store, NULL, rc, "committing a tombstone", error_r);
-out:
-    if (txn != NULL)
-        mdb_txn_abort(txn);
-    return r;
+    k.dbi = store->tdbi;
+    return xe_us_keyed_write(store, &k, error_r);
+}
+
+static int
+us_tomb_del_impl(struct xe_userstore *store, const char *jid, char **error_r)
+{
+    struct xe_us_keyed k = {.op = "deleting a tombstone",
+                            .commit = "committing a tombstone"};
+    int r;
+
+    if ((r = xe_us_writable(store, error_r)) != XE_US_OK)
+        return r;
+    if (xe_us_key(store, jid, &k.key) != 0)
+        return XE_US_NOTFOUND;
+    if ((r = xe_us_tdbi(store, error_r)) != 0)
+        return r;
+    k.dbi = store->tdbi;
+    return xe_us_keyed_write(store, &k, error_r);
 }
 
 int

@@ -254,7 +254,11 @@
 /* a node without the purge lock tries for it every 5 ticks */
 #define XE_PG_LEADER_TICKS 5
 /* the change log's pruning, by the purging node (doc/scaling.md) */
-#define XE_TOKIO_QUEUE_MAX 256           /* FAST token writes under way (tokens_io.c) */
+#define XE_TOKIO_QUEUE_MAX 256 /* FAST token writes under way (tokens_io.c) */
+/* in-band registration's jobs under way, all workers (register_io.h):
+ * PBKDF2 and an LMDB write each, on libuv's 4 pool threads shared with the
+ * token writes; beyond, <resource-constraint/> */
+#define XE_REGIO_MAX_JOBS 16
 #define XE_DEF_CHANGES_RETENTION_S 86400 /* user_store.changes_retention */
 #define XE_PG_PRUNE_TICKS 60             /* prune every minute */
 #define XE_PG_KICK_MAX_AGE_MS 60000      /* a kick older than this is not acted on */

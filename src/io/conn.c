@@ -209,6 +209,7 @@ client_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ct
     c->closed = true;
     c->st = CS_CLOSING;
     xe_srv_fast_cancel(c);
+    xe_srv_reg_cancel(c);
     if (c->jid && c->bytes_up + c->bytes_down > 0)
         xe_info("event=close peer=%s jid=%s backend=%s bytes_up=%llu bytes_down=%llu",
                 c->peer, c->jid, c->server ? c->server->name : "-",
@@ -255,6 +256,7 @@ xe_srv_close_conn(struct conn *c)
     if (c->closed)
         return;
     c->st = CS_CLOSING;
+    xe_srv_reg_cancel(c); /* a registration's answer can go no more */
     if (c->backend_inited)
         xe_stream_pause(&c->bs);
     xe_stream_close(&c->cs, CLOSE_GRACE_MS); /* (TLS close_notify first) */
@@ -524,6 +526,9 @@ xe_srv_exec(struct conn *c, enum xe_sess_do d)
         break;
     case XE_SD_FAST_VERIFY:
         xe_srv_fast_verify(c);
+        break;
+    case XE_SD_REGISTER:
+        xe_srv_reg_preauth(c);
         break;
     case XE_SD_RETRY:
         xe_srv_retry_backend(c);

@@ -127,12 +127,21 @@ reg_start(struct conn *c)
 void
 xe_srv_reg_client(struct conn *c, const char *data, size_t n)
 {
-    struct xe_buf up, down;
-    enum xe_rs_result r;
+    struct xe_buf up;
 
     xe_buf_init(&up, 0);
+    xe_srv_reg_deliver(c, xe_regsplice_client(c->reg, data, n, &up), &up);
+    xe_buf_free(&up);
+}
+
+/* What the filter gave: UP to the backend, our answers due to the client;
+ * a request's job started (conn_register.c), or the close. */
+void
+xe_srv_reg_deliver(struct conn *c, enum xe_rs_result r, struct xe_buf *upb)
+{
+    struct xe_buf up = *upb, down;
+
     xe_buf_init(&down, 0);
-    r = xe_regsplice_client(c->reg, data, n, &up);
     if (up.len) {
         c->bytes_up += up.len;
         xe_metrics_bytes(true, up.len);
@@ -142,8 +151,9 @@ xe_srv_reg_client(struct conn *c, const char *data, size_t n)
         xe_regsplice_flush(c->reg, &down, r == XE_RS_CLOSE);
         xe_srv_send_client(c, down.data, down.len);
     }
-    xe_buf_free(&up);
     xe_buf_free(&down);
+    if (r == XE_RS_JOB && !c->closed)
+        xe_srv_reg_postauth(c);
     if (r == XE_RS_CLOSE && xe_regsplice_removed(c->reg))
         xe_srv_end_account_async(c->srv, c->jid); /* the account's other sessions */
     if (r == XE_RS_CLOSE)

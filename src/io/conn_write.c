@@ -33,7 +33,7 @@ xe_srv_resume_reading(struct conn *c, bool client)
 {
     if (c->closed || c->st == CS_CLOSING)
         return;
-    if (client && !c->held && !c->end_pending)
+    if (client && !c->held && !c->end_pending && c->reg_req == NULL)
         xe_stream_resume(&c->cs);
     else if (!client && c->backend_inited && !c->backend_stopped)
         xe_stream_resume(&c->bs);

@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include "server_impl.h"
+#include "register_io.h"
 #include "tokens_io.h"
 
 static void acct_async_init(struct xe_server *srv);
@@ -264,6 +265,11 @@ metrics_gauges(void *ctx, struct xe_buf *out)
                    "# HELP xedge_workers Worker threads (the workers setting).\n"
                    "# TYPE xedge_workers gauge\nxedge_workers %u\n",
                    srv->n_workers);
+    xe_buf_appendf(out,
+                   "# HELP xedge_register_jobs In-band registration's jobs under way "
+                   "in the thread pool (at most %u).\n"
+                   "# TYPE xedge_register_jobs gauge\nxedge_register_jobs %u\n",
+                   XE_REGIO_MAX_JOBS, xe_regio_running());
     srv_unlock(srv);
     free(sessions);
     if (srv->s2s) /* federation runs on this thread (worker 0's loop) */

@@ -17,6 +17,8 @@
  *   conn_proxy.c     the PROXY protocol
  *   conn_ws.c        XMPP over WebSocket (RFC 7395): the client stream's
  *                    transform (xe_srv_xform, on the stream's hook)
+ *   conn_register.c  in-band registration's jobs in the thread pool
+ *                    (register_io.h), the client not read meanwhile
  *   server.c         workers, start, reload, shutdown, the control views
  */
 #ifndef XE_SERVER_IMPL_H
@@ -320,6 +322,9 @@ struct conn {
     void *xf_ctx;                  /* ... its state */
     /* FAST (conn_fast.c): the token store's requests under way */
     struct xe_tokio_req *fast_req, *tok_req;
+    /* in-band registration (conn_register.c): the job under way; the
+     * client is not read meanwhile */
+    struct xe_regio_req *reg_req;
     char path[8]; /* the login path (sasl1, sasl2, fast, resume), once spliced */
     char *ua;     /* a SASL2 login's user agent, as session list shows it */
 };
@@ -382,6 +387,12 @@ void xe_srv_stream_released(struct xe_stream *s, void *ctx);
 /* conn_backend.c */
 void xe_srv_end_session(struct conn *c, const char *condition, const char *text);
 void xe_srv_reg_client(struct conn *c, const char *data, size_t n);
+void xe_srv_reg_deliver(struct conn *c, enum xe_rs_result r, struct xe_buf *up);
+/* conn_register.c: XE_SD_REGISTER (before authentication) and a spliced
+ * request's job (after): run in the thread pool; the close drops them. */
+void xe_srv_reg_preauth(struct conn *c);
+void xe_srv_reg_postauth(struct conn *c);
+void xe_srv_reg_cancel(struct conn *c);
 void xe_srv_splice(struct conn *c);
 void xe_srv_retry_backend(struct conn *c);
 void xe_srv_start_backend(struct conn *c);

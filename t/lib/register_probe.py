@@ -9,12 +9,21 @@ Commands (JID is localpart@domain):
         TLS, then the registration form (iq get) and the account (iq set) on
         the stream; with --login, SCRAM-SHA-256 on the same stream, bind and
         a message to self through the backend.
-  passwd JID OLD NEW     log in with OLD, change the password to NEW
+  passwd JID OLD NEW [--after N]
+                         log in with OLD, change the password to NEW (with
+                         N messages to self in the same write: they come
+                         back after the answer, in order: AFTER in_order=)
   remove JID PASSWORD    log in, remove the account, see the stream end
   big JID PASSWORD BYTES log in, send a message of BYTES bytes to self
   echo JID PASSWORD      log in, messages to self (quotes, '>' in attribute
                          values, many small writes) interleaved with
                          registration requests answered by xedge
+  burst JID PASSWORD N [--drop]
+                         log in, then N registrations at once on N other
+                         streams (accounts burstI-PID; with --drop, one more
+                         stream sends its registration and closes at once),
+                         then a message to self: its round trip while the
+                         registrations' jobs run, and each registration's
 
 Output lines (stdout):
   FEATURES stage=... list=...     (from raw_client.Session)
@@ -26,6 +35,7 @@ Output lines (stdout):
   REMOVE result=ok
   CLOSE how=stream-error:COND|stream-end|eof|reset|none
   ECHO sent=N received=N intact=N answers=N
+  BURST ping_ms=N ok=N busy=N other=N fastest_ms=N slowest_ms=N
   RESULT=ok | RESULT=stream-error condition=C ... | RESULT=error reason=R
 """
 import argparse
@@ -117,9 +127,22 @@ def cmd_passwd(s, a):
     s.connect()
     if not login(s, a.args[0]):
         return 1
+    after = ''.join("<message to='%s' type='chat' id='after%d'><body>after %d</body></message>"
+                    % (escape(s.bound_jid, {"'": '&apos;'}), i, i) for i in range(a.after))
+    # with --after N: N messages to self in the same write as the request
     s.send("<iq type='set' id='pw1'><query xmlns='%s'><username>%s</username>"
-           "<password>%s</password></query></iq>" % (NS_REG, escape(s.user), escape(a.args[1])))
-    print('PASSWD %s' % answer(wait_iq(s, 'pw1')), flush=True)
+           "<password>%s</password></query></iq>%s"
+           % (NS_REG, escape(s.user), escape(a.args[1]), after))
+    seen = []
+    print('PASSWD %s' % answer(wait_iq(s, 'pw1', seen)), flush=True)
+    if a.after:
+        bodies = [m.findtext('{jabber:client}body') for m in seen if local(m.tag) == 'message']
+        while len(bodies) < a.after:
+            el = s.recv()
+            if local(el.tag) == 'message':
+                bodies.append(el.findtext('{jabber:client}body'))
+        print('AFTER in_order=%s' % ('yes' if bodies == ['after %d' % i for i in range(a.after)]
+                                     else 'no:' + '|'.join(map(str, bodies))), flush=True)
     return 0
 
 
@@ -187,6 +210,44 @@ def cmd_echo(s, a):
     return 0
 
 
+def cmd_burst(s, a):
+    n = int(a.args[1])
+    s.connect()
+    if not login(s, a.args[0]):
+        return 1
+    server = '%s:%d' % s.addr
+    quiet = lambda line: None  # noqa: E731
+    streams = []
+    for i in range(n + (1 if a.drop else 0)):
+        o = Session('burst%d-%d@%s' % (i, os.getpid(), s.domain), server, a.mode, a.cafile,
+                    False, a.timeout, False, log=quiet)
+        o.connect()
+        streams.append(o)
+    t_reg = time.monotonic()
+    for o in streams:
+        o.send("<iq type='set' id='reg'><query xmlns='%s'><username>%s</username>"
+               "<password>pw-%s</password></query></iq>" % (NS_REG, escape(o.user), escape(o.user)))
+    if a.drop:  # the last one goes away while its job runs
+        streams.pop().close()
+    t0 = time.monotonic()
+    ok = message_to_self(s, 'while the registrations run')
+    ping_ms = (time.monotonic() - t0) * 1000
+    counts = {'ok': 0, 'busy': 0, 'other': 0}
+    times = []
+    for o in streams:
+        el = wait_iq(o, 'reg')
+        times.append((time.monotonic() - t_reg) * 1000)
+        r = answer(el)
+        key = ('ok' if r == 'result=ok' else
+               'busy' if r == 'result=error type=wait condition=resource-constraint' else 'other')
+        counts[key] += 1
+        o.close()
+    print('BURST ping_ms=%d ok=%d busy=%d other=%d fastest_ms=%d slowest_ms=%d message=%s'
+          % (ping_ms, counts['ok'], counts['busy'], counts['other'], min(times), max(times),
+             'ok' if ok else 'mismatch'), flush=True)
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--server', required=True)
@@ -194,8 +255,10 @@ def main():
     p.add_argument('--cafile')
     p.add_argument('--timeout', type=float, default=10.0)
     p.add_argument('--login', action='store_true')
+    p.add_argument('--drop', action='store_true')
+    p.add_argument('--after', type=int, default=0)
     p.add_argument('-v', '--verbose', action='store_true')
-    p.add_argument('command', choices=['register', 'passwd', 'remove', 'big', 'echo'])
+    p.add_argument('command', choices=['register', 'passwd', 'remove', 'big', 'echo', 'burst'])
     p.add_argument('jid')
     p.add_argument('args', nargs='*')
     a = p.parse_args()

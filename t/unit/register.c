@@ -123,6 +123,116 @@ static const char ask_set[] = "<iq type='set' id='r2' to='Example.TEST'><query "
                               "xmlns='jabber:iq:register'><username>alice</username>"
                               "<password>new-secret</password></query></iq>";
 
+static int jobs_run; /* jobs the helper below ran */
+
+/* xe_regsplice_client with the glue's part done in line: a request's job
+ * (which the daemon runs in the thread pool) is run, then handed back. */
+static enum xe_rs_result
+client(struct xe_regsplice *rs, const char *data, size_t len, struct xe_buf *up)
+{
+    enum xe_rs_result r = xe_regsplice_client(rs, data, len, up);
+
+    while (r == XE_RS_JOB) {
+        struct xe_reg_job *j = xe_regsplice_take_job(rs);
+
+        if (j == NULL)
+            break;
+        xe_reg_job_run(j);
+        jobs_run++;
+        r = xe_regsplice_job_done(rs, j, up);
+    }
+    return r;
+}
+
+/* The jobs: what follows a request waits for its answer; a job not run
+ * (too many under way) is answered <resource-constraint/> and changes
+ * nothing; a session that goes away while its job runs frees nothing the
+ * job uses (run under valgrind: `make check-valgrind` or by hand). */
+static void
+test_jobs(struct xe_userstore *store)
+{
+    const char *req = "<iq type='set' id='pw'><query xmlns='jabber:iq:register'>"
+                      "<username>alice</username><password>pw-2</password></query></iq>"
+                      "<message id='after'/>";
+    struct xe_regsplice *rs = new_rs();
+    struct xe_reg_job *j;
+    struct xe_buf up, down;
+    struct xe_user u;
+    char *err = NULL;
+    enum xe_rs_result r;
+
+    xe_buf_init(&up, 0);
+    xe_buf_init(&down, 0);
+    r = xe_regsplice_client(rs, req, strlen(req), &up);
+    ok(r == XE_RS_JOB && up.len == 0,
+       "jobs: a password change stops the filter; what follows it waits");
+    r = xe_regsplice_client(rs, "<presence/>", 11, &up);
+    j = xe_regsplice_take_job(rs);
+    ok(j != NULL && xe_reg_job_op(j) == XE_REG_PASSWORD && up.len == 0 &&
+           xe_regsplice_take_job(rs) == NULL,
+       "jobs: the job is taken once; bytes read meanwhile wait too");
+    xe_reg_job_run(j);
+    ok(strcmp(xe_reg_job_result(j), "ok") == 0, "jobs: run: ok");
+    r = xe_regsplice_job_done(rs, j, &up);
+    xe_regsplice_flush(rs, &down, false);
+    xe_buf_append(&up, "", 1);
+    xe_buf_append(&down, "", 1);
+    ok(r == XE_RS_OK &&
+           strcmp((char *)up.data, "<message id='after'/><presence/>") == 0 &&
+           strcmp((char *)down.data, "<iq type='result' id='pw'/>") == 0,
+       "jobs: then the answer, and what followed goes on in order");
+    ok(xe_userstore_get(store, "alice@example.test", &u, &err) == XE_US_OK &&
+           xe_user_check_password(&u, "pw-2", 4),
+       "jobs: the password was written by the job");
+    xe_buf_free(&up);
+    xe_buf_free(&down);
+    xe_regsplice_free(&rs);
+
+    /* busy: not run */
+    rs = new_rs();
+    xe_buf_init(&up, 0);
+    xe_buf_init(&down, 0);
+    r = xe_regsplice_client(rs, req, strlen(req), &up);
+    j = xe_regsplice_take_job(rs);
+    if (j)
+        xe_reg_job_busy(j);
+    r = j ? xe_regsplice_job_done(rs, j, &up) : XE_RS_CLOSE;
+    xe_regsplice_flush(rs, &down, false);
+    xe_buf_append(&up, "", 1);
+    xe_buf_append(&down, "", 1);
+    ok(r == XE_RS_OK && strstr((char *)down.data, "<resource-constraint") != NULL &&
+           strstr((char *)down.data, "type='wait'") != NULL &&
+           strcmp((char *)up.data, "<message id='after'/>") == 0,
+       "jobs: busy: <resource-constraint/> (wait), and the stream goes on");
+    ok(xe_userstore_get(store, "alice@example.test", &u, &err) == XE_US_OK &&
+           xe_user_check_password(&u, "pw-2", 4),
+       "jobs: busy: nothing written");
+    xe_buf_free(&up);
+    xe_buf_free(&down);
+    xe_regsplice_free(&rs);
+
+    /* the session goes away while the job runs */
+    rs = new_rs();
+    xe_buf_init(&up, 0);
+    r = xe_regsplice_client(rs, req, strlen(req), &up);
+    j = xe_regsplice_take_job(rs);
+    xe_regsplice_free(&rs);
+    if (j)
+        xe_reg_job_run(j);
+    ok(j != NULL && strcmp(xe_reg_job_result(j), "ok") == 0,
+       "jobs: a job outlives its session (it holds copies)");
+    xe_reg_job_free(&j);
+    xe_buf_free(&up);
+    /* a job never taken goes with its session */
+    rs = new_rs();
+    xe_buf_init(&up, 0);
+    r = xe_regsplice_client(rs, req, strlen(req), &up);
+    ok(r == XE_RS_JOB, "jobs: a job left untaken...");
+    xe_regsplice_free(&rs); /* (valgrind: no leak) */
+    xe_buf_free(&up);
+    free(err);
+}
+
 static void
 test_filter(const char *tmp)
 {
@@ -155,9 +265,9 @@ test_filter(const char *tmp)
 
         xe_buf_init(&up, 0);
         xe_buf_init(&down, 0);
-        r1 = xe_regsplice_client(rs, client_in, k, &up);
+        r1 = client(rs, client_in, k, &up);
         xe_regsplice_flush(rs, &down, false);
-        r2 = xe_regsplice_client(rs, client_in + k, len - k, &up);
+        r2 = client(rs, client_in + k, len - k, &up);
         xe_regsplice_flush(rs, &down, false);
         cases++;
         if (r1 != XE_RS_OK || r2 != XE_RS_OK || up.len != strlen(want_fwd) ||
@@ -180,6 +290,7 @@ test_filter(const char *tmp)
        "(%d splits)",
        cases);
     ok(all_ans, "filter: the requests to the server are answered by xedge");
+    ok(jobs_run == cases, "filter: each password change ran as a job (%d)", jobs_run);
     ok(xe_userstore_get(store, "alice@example.test", &u, &err) == XE_US_OK &&
            xe_user_check_password(&u, "new-secret", 10) &&
            !xe_user_check_password(&u, "old", 3),
@@ -213,7 +324,7 @@ test_filter(const char *tmp)
                     }
             }
             xe_regsplice_backend(rs, backend, k, &down);
-            xe_regsplice_client(rs, ask_get, strlen(ask_get), &up);
+            client(rs, ask_get, strlen(ask_get), &up);
             xe_regsplice_flush(rs, &down, false);
             xe_regsplice_backend(rs, backend + k, blen - k, &down);
             xe_buf_append(&want, backend, p);
@@ -245,7 +356,7 @@ test_filter(const char *tmp)
         xe_buf_init(&down, 0);
         memset(big, 'x', conf.max_stanza_postauth + 100);
         memcpy(big, "<message><body>", 15);
-        r = xe_regsplice_client(rs, big, conf.max_stanza_postauth + 100, &up);
+        r = client(rs, big, conf.max_stanza_postauth + 100, &up);
         xe_regsplice_flush(rs, &down, r == XE_RS_CLOSE);
         xe_buf_append(&down, "", 1);
         ok(r == XE_RS_CLOSE && up.len == 0 && down.len > 1 &&
@@ -257,6 +368,8 @@ test_filter(const char *tmp)
         free(big);
     }
 
+    test_jobs(store);
+
     /* the stream end goes on; a removal ends the stream */
     {
         struct xe_regsplice *rs = new_rs();
@@ -267,7 +380,7 @@ test_filter(const char *tmp)
 
         xe_buf_init(&up, 0);
         xe_buf_init(&down, 0);
-        r = xe_regsplice_client(rs, rm, strlen(rm), &up);
+        r = client(rs, rm, strlen(rm), &up);
         xe_regsplice_flush(rs, &down, r == XE_RS_CLOSE);
         xe_buf_append(&down, "", 1);
         ok(r == XE_RS_CLOSE && up.len == 0 &&
@@ -282,7 +395,7 @@ test_filter(const char *tmp)
 
         rs = new_rs();
         xe_buf_init(&up, 0);
-        r = xe_regsplice_client(rs, "<presence/></s:stream>", 22, &up);
+        r = client(rs, "<presence/></s:stream>", 22, &up);
         xe_buf_append(&up, "", 1);
         ok(r == XE_RS_OK && strcmp((char *)up.data, "<presence/></stream:stream>") == 0,
            "filter: the client's stream end goes to the backend");
