@@ -188,6 +188,12 @@ is "$(count_all "refused (no link up)")" "0 0 0" "no glue refused a stanza for w
 mark
 out=$(ctl2 user pin r19@example.test prosody-0 2>&1)
 ok $? "xedgectl (node 2) user pin r19 (homed on prosody-1) prosody-0" || diag "$out"
+# (user where reads node 2's replica of the store, which takes the pin from
+# PostgreSQL a moment after the pin's write: a few tries)
+for _ in $(seq 1 50); do
+	ctl2 user where r19@example.test | grep -q "^pinned: prosody-0" && break
+	sleep 0.1
+done
 like "$(ctl2 user where r19@example.test | tr "\n" " ")" "home: prosody-0 pinned: prosody-0" "user where (node 2): home prosody-0, pinned"
 wait_all "pool map: 3 servers, 2 pins (from $R2)" 1 50
 is "$(count_all "pool map: 3 servers, 2 pins (from $R2)")" "1 1 1" "each glue gets the new map (2 pins) from node 2"
