@@ -19,7 +19,10 @@ void xe_log_open(int to, int facility);
 /* Buffered lines (stderr only): from xe_log_buffer_start() on, the calling
  * thread's info and debug lines wait in its own buffer (XE_LOG_BUFFER bytes)
  * and go out in one write(2) at xe_log_flush(), which its event loop calls
- * once per turn before it sleeps; a full buffer is written first, and a warn
+ * once per turn before it sleeps, and the connection layer before it writes
+ * to or closes a socket (a line is out before the peer sees what it tells
+ * of: operators and tests read the log after the effect); a full buffer is
+ * written first, and a warn
  * or error line goes out at once, after what waits, so that the lines of
  * one thread keep their order. xe_log_buffer_stop() flushes and ends it.
  * A crash (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) writes the crashing

@@ -104,6 +104,7 @@ reply(struct client *cl)
     }
     b = uv_buf_init((char *)cl->out.data, (unsigned)cl->out.len);
     cl->wreq.data = cl;
+    xe_log_flush(); /* the daemon's lines before the answer they go with */
     if (uv_write(&cl->wreq, (uv_stream_t *)&cl->pipe, &b, 1, on_written) < 0)
         client_close(cl);
 }

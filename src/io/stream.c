@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "stream.h"
+#include "log.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,7 @@ xe_stream_abort(struct xe_stream *s, enum xe_stream_reason r, int status)
 {
     if (s->closed)
         return;
+    xe_log_flush(); /* before the peer can see the close */
     if (s->corked && s->connected && !s->reopening) {
         /* what is held gets the one attempt uv_write would have made */
         uv_buf_t b;
@@ -444,7 +446,8 @@ write_now(struct xe_stream *s, const void *data, size_t len)
     int r;
 
     if (len == 0 || s->closed || !s->connected || s->shutdown_sent)
-        return 0; /* (nothing goes after our FIN) */
+        return 0;   /* (nothing goes after our FIN) */
+    xe_log_flush(); /* a line goes out before the bytes it tells of */
     r = s->queued ? 0 : uv_try_write(&s->u.stream, &b, 1);
     if (r < 0)
         r = 0;
@@ -647,6 +650,7 @@ try_finish(struct xe_stream *s)
             return;
         }
         s->shutdown_sent = true;
+        xe_log_flush();
         if (uv_shutdown(&s->sreq, &s->u.stream, on_shutdown) < 0)
             xe_stream_abort(s, XE_STREAM_LOCAL, 0);
         return;
@@ -673,6 +677,7 @@ xe_stream_shutdown(struct xe_stream *s)
     }
     /* (libuv sends the FIN after the queued writes) */
     s->shutdown_sent = true;
+    xe_log_flush();
     if (uv_shutdown(&s->sreq, &s->u.stream, on_shutdown) < 0)
         xe_stream_abort(s, XE_STREAM_WRITE_ERROR, 0);
 }
