@@ -121,6 +121,12 @@
 #define XE_DEF_BACKEND_RETRIES 1
 #define XE_MAX_UNIX_PATH 108 /* sun_path, with its NUL */
 #define XE_MAX_BACKEND_RETRIES 8
+/* admission control of backend logins per server (admit.h): in progress at
+ * once (0: no cap), and waiting in the FIFO beyond that */
+#define XE_DEF_PENDING_LOGINS 64
+#define XE_MAX_PENDING_LOGINS 100000
+#define XE_DEF_QUEUED_LOGINS 4096
+#define XE_MAX_QUEUED_LOGINS 1000000
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
 /* backend health checks (a pool's health group) */
 #define XE_DEF_HEALTH_INTERVAL_S 5
