@@ -14,10 +14,17 @@
 # in on node 2 still reach each other across servers; a pin made with node
 # 2's xedgectl moves a user's home in the glues, and a message follows it.
 # Node 1 started again: every glue's link to it comes back and the stanzas
-# take it again.
+# take it again. Before that, node 1 hung (SIGSTOP: no connection closes):
+# each glue (pinging a link quiet for 2 s, dead 2 s later: --route-ping 2:2)
+# logs its link to node 1 dead within those seconds and routes through node
+# 2; after SIGCONT the links come back. At the end a Prosody hung: both
+# nodes close its links, silent for three of its ping intervals. Last,
+# prosody-2 linked to node 2 only: what node 1 cannot route to it comes
+# back to the senders' glues, which send it through node 2; node 2
+# stopped too, the sender gets recipient-unavailable from its glue.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 28
+plan 42
 
 PW="rc-$RANDOM-$RANDOM"
 # homes by the rendezvous hash over prosody-0..2 (checked below)
@@ -33,7 +40,7 @@ for _ in $(seq 1 50); do
 	_port_free "$p" && _port_free $((p + 1)) && { RP=$p; break; }
 done
 [ -n "$RP" ] || bail "no free ports for the routing listeners"
-sandbox_up --store postgresql --nodes 2 --backends 3 --route-port "$RP" --log-level debug "${args[@]}"
+sandbox_up --store postgresql --nodes 2 --backends 3 --route-port "$RP" --route-ping 2:2 --log-level debug "${args[@]}"
 for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_1 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_1 XEDGE_LOG_2 \
 	XEDGE_METRICS_1 XEDGE_METRICS_2 XEDGE_ROUTE_1 XEDGE_ROUTE_2; do
 	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
@@ -129,6 +136,34 @@ is "$(count_all "pool map: 3 servers, 1 pins (from $R1)")/$(count_all "pool map:
 	"1 1 1/1 1 1" "each glue gets the new map from node 1 and from node 2 (the pin replicated through PostgreSQL)"
 like "$(grep 'event=route-map-changed' "$XEDGE_LOG_2" | tail -n 1)" "pool=main" "... node 2 logged its map changed"
 
+# --- node 1 hangs (SIGSTOP): the glues' pings find its links dead ---------------
+mark
+n2a=$(routed 2)
+t0=$(now_ms)
+kill -STOP "$XEDGE_PID_1"
+wait_all "xedge routing link dead ($R1): no answer to a ping" 1 100
+dt=$(($(now_ms) - t0))
+is "$(count_all "xedge routing link dead ($R1): no answer to a ping")" "1 1 1" \
+	"node 1 hung (SIGSTOP, pid $XEDGE_PID_1): each glue logs its link to node 1 dead (after $dt ms)"
+ok "$([ "$dt" -le 7000 ] && echo 0 || echo 1)" \
+	"... within the ping interval and timeout (2 s + 2 s, a tick and a second's slack: $dt ms <= 7000)"
+wait_all "xedge routing: stanzas go through $R2" 1 30
+is "$(count_all "xedge routing: stanzas go through $R2")" "1 1 1" "... and sends through node 2"
+OUT=$(rc_run "${VIA2[@]}" matrix r12@example.test r17@example.test r16@example.test)
+like "$OUT" "RESULT=ok got=12 want=12" \
+	"node 1 hung: r12, r17, r16 (one on each server, on node 2) reach each other across servers (12)" ||
+	diag "$OUT"
+n2b=$(routed 2)
+ok "$([ $((n2b - n2a)) -ge 8 ] && echo 0 || echo 1)" "... through node 2 ($((n2b - n2a)) stanzas routed by node 2)"
+mark
+t0=$(now_ms)
+kill -CONT "$XEDGE_PID_1"
+wait_all "xedge routing link up ($R1)" 1 450
+is "$(count_all "xedge routing link up ($R1)")" "1 1 1" \
+	"node 1 resumed (SIGCONT): each glue logs its link to node 1 up again ($(($(now_ms) - t0)) ms later)"
+wait_all "xedge routing: stanzas go through $R1" 1 50
+is "$(count_all "xedge routing: stanzas go through $R1")" "1 1 1" "... and sends through node 1 again"
+
 # --- node 1 stops ----------------------------------------------------------------
 mark
 t0=$(now_ms)
@@ -153,6 +188,12 @@ is "$(count_all "refused (no link up)")" "0 0 0" "no glue refused a stanza for w
 mark
 out=$(ctl2 user pin r19@example.test prosody-0 2>&1)
 ok $? "xedgectl (node 2) user pin r19 (homed on prosody-1) prosody-0" || diag "$out"
+# (user where reads node 2's replica of the store, which takes the pin from
+# PostgreSQL a moment after the pin's write: a few tries)
+for _ in $(seq 1 50); do
+	ctl2 user where r19@example.test | grep -q "^pinned: prosody-0" && break
+	sleep 0.1
+done
 like "$(ctl2 user where r19@example.test | tr "\n" " ")" "home: prosody-0 pinned: prosody-0" "user where (node 2): home prosody-0, pinned"
 wait_all "pool map: 3 servers, 2 pins (from $R2)" 1 50
 is "$(count_all "pool map: 3 servers, 2 pins (from $R2)")" "1 1 1" "each glue gets the new map (2 pins) from node 2"
@@ -188,3 +229,61 @@ OUT=$(rc_run "${VIA1[@]}" "${VIA2[@]}" matrix r10@example.test r11@example.test 
 like "$OUT" "RESULT=ok got=60 want=60" "both nodes up again: every ordered pair's messages arrive (60)" || diag "$OUT"
 n1=$(routed 1)
 ok "$([ "$n1" -ge 48 ] && echo 0 || echo 1)" "... across servers through node 1 ($n1 routed by the restarted node 1)"
+
+# --- a Prosody hangs (SIGSTOP): both nodes close its silent links ------------------
+P2PID=$(printf '%s' "$XEDGE_BACKEND_PIDS" | cut -d, -f3)
+grep -q 'prosody-2' "/proc/$P2PID/cmdline" 2>/dev/null || diag "pid $P2PID is not prosody-2's? $(tr '\0' ' ' <"/proc/$P2PID/cmdline")"
+n1l=$(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_1")
+n2l=$(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_2")
+t0=$(now_ms)
+kill -STOP "$P2PID"
+for _ in $(seq 1 150); do
+	[ "$(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_1")" -gt "$n1l" ] &&
+		[ "$(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_2")" -gt "$n2l" ] && break
+	sleep 0.1
+done
+dt=$(($(now_ms) - t0))
+kill -CONT "$P2PID"
+is "$(($(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_1") - n1l))/$(($(grep -c 'event=route-link-down server=prosody-2 .*silent for' "$XEDGE_LOG_2") - n2l))" "1/1" \
+	"prosody-2 hung (SIGSTOP, pid $P2PID): both nodes close its routing link, silent for three 2 s ping intervals ($dt ms)"
+ok "$([ "$dt" -le 10000 ] && echo 0 || echo 1)" "... within 3 x 2 s and a few seconds' slack ($dt ms <= 10000)"
+
+# --- a node without a link to the home: the glue tries the next node ----------------
+# prosody-2's glue now links to node 2 only: node 1 cannot route to its
+# users and gives the stanzas back (<unroutable/>); the senders' glues send
+# them on through node 2
+P2CFG="$SB/prosody-2/prosody.cfg.lua"
+sed -i "s|^\( *xedge_pool_route = \).*|\1\"$R2\"|" "$P2CFG"
+grep -q "xedge_pool_route = \"$R2\"" "$P2CFG" || diag "prosody-2's xedge_pool_route not changed: $(grep xedge_pool_route "$P2CFG")"
+u1=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_1")
+u2=$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2")
+"$XE_TOP_SRCDIR/contrib/sandbox/xedge-sandbox" restart-backend "$SB" prosody-2 >/dev/null 2>&1 ||
+	diag "restart-backend prosody-2 failed"
+for _ in $(seq 1 300); do
+	[ "$(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2")" -gt "$u2" ] && break
+	sleep 0.1
+done
+sleep 1
+is "$(($(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_1") - u1))/$(($(grep -c 'event=route-link-up pool=main server=prosody-2' "$XEDGE_LOG_2") - u2))" "0/1" \
+	"prosody-2 restarted with node 2's address only: linked to node 2, not to node 1"
+mark
+OUT=$(rc_run "${VIA2[@]}" matrix r12@example.test r17@example.test r16@example.test)
+like "$OUT" "RESULT=ok got=12 want=12" \
+	"r12 (prosody-0), r17 (prosody-1), r16 (prosody-2) reach each other: node 1 gives back what it cannot route, node 2 delivers it (12)" ||
+	diag "$OUT"
+n0u=$(since 0 | grep -cF "unroutable through $R1 (home-down): trying $R2")
+n1u=$(since 1 | grep -cF "unroutable through $R1 (home-down): trying $R2")
+ok "$([ "$n0u" -ge 2 ] && [ "$n1u" -ge 2 ] && echo 0 || echo 1)" \
+	"... prosody-0's and prosody-1's glues got them back from node 1 and tried node 2 ($n0u, $n1u)"
+# node 2 stopped too: no node can route to prosody-2; the glue answers the
+# sender with the error xedge gave before (recipient-unavailable, wait)
+kill -TERM "$XEDGE_PID_2"
+for _ in $(seq 1 200); do kill -0 "$XEDGE_PID_2" 2>/dev/null || break; sleep 0.05; done
+wait_all "xedge routing link down ($R2)" 1 50
+mark
+OUT=$(rc_run "${VIA1[@]}" send unr-2 r10@example.test r14@example.test)
+like "$OUT" "ERROR to=r10@example.test from=r14@example.test condition=recipient-unavailable type=wait" \
+	"node 2 down too: r10 (prosody-0) to r14 (prosody-2) gets recipient-unavailable (wait), as from xedge before" ||
+	diag "$OUT"
+like "$(since 0 | grep -F 'unroutable through' | tail -n 1)" "no other link to try: refused" \
+	"... answered by prosody-0's glue once node 1 gave the stanza back and no link was left"

@@ -9,7 +9,9 @@
 # through Prosody's util.encodings). The glue and xedge must agree, or a
 # stanza would be refused as a loop or kept at the wrong server. Last, the
 # map's deltas as the glue applies them (in order of generation; a gap
-# refused, for the glue to ask for the map whole). TAP output.
+# refused, for the glue to ask for the map whole), and an <unroutable/>
+# as the glue parses it: the stanza inside as sent, the next link to try
+# (each link once per stanza). TAP output.
 set -u
 
 top=${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -26,7 +28,7 @@ fi
 [ -x "$CTL" ] || { echo "Bail out! $CTL not built"; exit 1; }
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-luapool.XXXXXX") || exit 1
 trap 'rm -rf "$d"' EXIT
-echo "1..10"
+echo "1..11"
 
 openssl rand -hex 32 >"$d/secret"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/key.pem" \
@@ -176,6 +178,60 @@ if [ "$out" = "$want" ]; then
     echo "ok 10 - deltas apply in order of generation; a gap, a delta during a map, a count that differs: refused or said"
 else
     echo "not ok 10 - deltas apply in order of generation; a gap, a delta during a map, a count that differs: refused or said"
+    echo "# got:  $out"
+    echo "# want: $want"
+fi
+# an <unroutable/> from xedge (xedge_pool.lib.lua, as mod_xedge_pool takes
+# it): parsed as the glue's link parses it, the stanza inside comes out as
+# it was sent (its body's namespace and text too); the next link to try is
+# the first up after the one that gave it back; each link once per stanza
+# (from the last link, or with none up after it: nil, the sender's error)
+out=$("$LUA" - "$lib" "$PROSODY_LIBDIR" <<'LUA' 2>&1
+local lib_path, libdir = arg[1], arg[2]
+package.path = libdir .. "/?.lua;" .. package.path
+package.cpath = libdir .. "/?.so;" .. package.cpath
+local P = dofile(lib_path)
+local xmppstream = require "util.xmppstream"
+local got
+local session = { notopen = true }
+local stream = xmppstream.new(session, { default_ns = "jabber:server",
+	streamopened = function(s) s.notopen = nil end, handlestanza = function(_, s) got = s end })
+assert(stream:feed("<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'>"
+	.. "<xr:unroutable xmlns:xr='urn:xedge:route:0' reason='home-down'><message from='a@example.test/r' "
+	.. "to='b@example.test' type='chat' id='m1'><body>x &amp; y</body><active "
+	.. "xmlns='http://jabber.org/protocol/chatstates'/></message></xr:unroutable>"))
+local r = {}
+r[#r + 1] = got and got.name .. ":" .. tostring(got.attr.xmlns) .. ":" .. tostring(got.attr.reason) or "nothing"
+local inner = P.unwrap(got)
+local body, active = inner:get_child("body"), inner.tags[2]
+r[#r + 1] = ("%s %s %s %s %s %s %s %s %s"):format(inner.name, tostring(inner.attr.xmlns), inner.attr.from,
+	inner.attr.to, inner.attr.type, inner.attr.id, tostring(body and body.attr.xmlns), inner:get_child_text("body"),
+	active and active.attr.xmlns)
+local links = { { n = 1, up = true }, { n = 2, up = false }, { n = 3, up = true } }
+local function up(L) return L.up end
+local function n(L) return L and L.n or "nil" end
+r[#r + 1] = ("%s,%s,%s"):format(n(P.next_link(links, 1, up)), n(P.next_link(links, 3, up)),
+	n(P.next_link(links, 2, up)))
+links[3].up = false
+r[#r + 1] = n(P.next_link(links, 1, up))
+-- a stanza bounced by every link: tried at most #links times
+links[2].up, links[3].up = true, true
+local tries, at = 1, 1
+while true do
+	local L = P.next_link(links, at, up)
+	if not L then break end
+	tries, at = tries + 1, L.n
+end
+r[#r + 1] = "tries=" .. tries
+r[#r + 1] = tostring(P.unwrap({ tags = {} }))
+print(table.concat(r, " | "))
+LUA
+)
+want="unroutable:urn:xedge:route:0:home-down | message nil a@example.test/r b@example.test chat m1 nil x & y http://jabber.org/protocol/chatstates | 3,nil,3 | nil | tries=3 | nil"
+if [ "$out" = "$want" ]; then
+    echo "ok 11 - an <unroutable/> gives back the stanza as sent; the next link is the first up after it, each link once"
+else
+    echo "not ok 11 - an <unroutable/> gives back the stanza as sent; the next link is the first up after it, each link once"
     echo "# got:  $out"
     echo "# want: $want"
 fi

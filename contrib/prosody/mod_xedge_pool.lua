@@ -16,7 +16,10 @@
 --     elsewhere (message, presence, iq; bare or full JID) goes to xedge,
 --     which sends it to the home; nothing of it is handled here (no
 --     offline storage, no vCard or PEP answer, no subscription state).
---     It goes on the first link of the list that is up; the map in use
+--     It goes on the first link of the list that is up (a node that has
+--     no link to the home gives it back, <unroutable/>: then the next link
+--     up after that one, each once; none left: recipient-unavailable, wait);
+--     the map in use
 --     is the last whole one received on any link (every node computes
 --     the same map from the shared user store);
 --   * stanzas xedge routes here are delivered locally and never sent on
@@ -31,6 +34,8 @@
 --   xedge_pool_route = "127.0.0.1:5290"              -- xedge's routing listener, or
 --   xedge_pool_route = { "10.0.0.1:5290", "10.0.0.2:5290" } -- one per xedge node
 --   xedge_pool_server = "prosody-1"                  -- this server's name in xedge.conf
+--   xedge_pool_ping_interval = 30  -- a ping on a link quiet this long (seconds)
+--   xedge_pool_ping_timeout = 10   -- no answer this long after it: the link is dead
 
 local st = require "util.stanza";
 local jid_split = require "util.jid".split;
@@ -48,6 +53,7 @@ local P = dofile(module:get_directory() .. "/xedge_pool.lib.lua");
 
 local host = module.host;
 local tostring, tonumber, ipairs = tostring, tonumber, ipairs;
+local now = require "util.time".now;
 
 local secret = A.load_module_secret(module, "mod_xedge_pool");
 local self_name = module:get_option_string("xedge_pool_server");
@@ -82,6 +88,23 @@ do
 		error("mod_xedge_pool: missing xedge_pool_route");
 	end
 end
+
+-- Liveness of the links: a node that hangs, or a path that drops packets
+-- silently, closes no connection. On a link where nothing came from xedge
+-- or nothing went to it for ping_interval seconds, a <ping/> goes out
+-- (xedge answers <pong/>; any byte from xedge counts); no byte back within
+-- ping_timeout seconds: the link is dead, closed, and the next link up
+-- takes the stanzas. (The ping carries the interval: xedge closes a link
+-- silent for three of them, doc/pool-routing.md.) A link not yet
+-- authenticated gets ping_interval + ping_timeout to answer.
+local ping_interval = module:get_option_number("xedge_pool_ping_interval", 30);
+local ping_timeout = module:get_option_number("xedge_pool_ping_timeout", 10);
+if ping_interval < 1 or ping_interval > 3600 or ping_timeout < 1 or ping_timeout > 3600 then
+	module:log("error", "xedge_pool_ping_interval and xedge_pool_ping_timeout must be 1 to 3600 seconds "
+		.. "(got %s and %s)", tostring(ping_interval), tostring(ping_timeout));
+	error("mod_xedge_pool: bad xedge_pool_ping_interval or xedge_pool_ping_timeout");
+end
+ping_interval, ping_timeout = math.floor(ping_interval), math.floor(ping_timeout);
 
 ---------------------------------------------------------------- homes
 
@@ -150,10 +173,15 @@ local function note_send_link()
 	end
 end
 
+local function link_write(session, data)
+	session.last_out = now();
+	session.conn:write(data);
+end
+
 local function link_send(data)
 	local L = send_link();
 	if not L then return false; end
-	L.session.conn:write(data);
+	link_write(L.session, data);
 	return true;
 end
 
@@ -163,7 +191,10 @@ function stream_callbacks.streamopened(session, attr)
 	session.notopen = nil;
 	local token = A.make(secret, "route", host .. " " .. self_name, os.time() + 30,
 		hex_to(random_bytes(16)));
-	session.conn:write(tostring(st.stanza("auth", { xmlns = "urn:xedge:route:0", server = self_name })
+	-- unroutable='yes': a stanza whose home has no link on that node comes
+	-- back (<unroutable/>) for the next link to try, not as an error
+	link_write(session, tostring(st.stanza("auth", { xmlns = "urn:xedge:route:0", server = self_name,
+		unroutable = "yes" })
 		:text(token)));
 end
 
@@ -177,7 +208,7 @@ local function ask_resync(session, why)
 	if session.resync_asked then return; end -- once, until the map comes
 	session.resync_asked = true;
 	module:log("warn", "xedge pool map (from %s): %s: asking for the whole map", session.link.spec, why);
-	session.conn:write(tostring(st.stanza("resync", { xmlns = "urn:xedge:route:0",
+	link_write(session, tostring(st.stanza("resync", { xmlns = "urn:xedge:route:0",
 		gen = session.gen and tostring(session.gen) or nil })));
 end
 
@@ -204,6 +235,35 @@ local function read_map(pool)
 	return m;
 end
 
+local bounce; -- (below)
+
+local function link_up(L)
+	local s = L.session;
+	return s and s.conn and s.authed;
+end
+
+-- A stanza the node of this link could not route (its home has no link to
+-- that node): the next link up after this one in the list takes it; after
+-- the last, the sender gets recipient-unavailable, the error xedge gives.
+-- Each link once per stanza (P.next_link goes forward only).
+local function unroutable(session, wrapped)
+	local stanza = P.unwrap(wrapped);
+	if not stanza then
+		module:log("warn", "xedge routing link (%s): an <unroutable/> without a stanza", session.link.spec);
+		return;
+	end
+	local L = P.next_link(links, session.link.index, link_up);
+	if L then
+		module:log("debug", "xedge routing: %s for %s unroutable through %s (%s): trying %s", stanza.name,
+			tostring(stanza.attr.to), session.link.spec, tostring(wrapped.attr.reason), L.spec);
+		link_write(L.session, tostring(stanza));
+		return;
+	end
+	module:log("info", "xedge routing: %s for %s unroutable through %s (%s), no other link to try: refused",
+		stanza.name, tostring(stanza.attr.to), session.link.spec, tostring(wrapped.attr.reason));
+	bounce(stanza, "the recipient's server is unavailable");
+end
+
 function stream_callbacks.handlestanza(session, stanza)
 	local xmlns = stanza.attr.xmlns;
 	if xmlns == "urn:xedge:route:0" then
@@ -222,7 +282,10 @@ function stream_callbacks.handlestanza(session, stanza)
 			P.add_pins(session.pending, stanza);
 		elseif stanza.name == "delta" then
 			apply_delta(session, stanza);
+		elseif stanza.name == "unroutable" and session.authed then
+			unroutable(session, stanza);
 		end
+		-- (a <pong/>: the byte that came is the answer)
 		local pending = session.pending;
 		if pending and pending.got >= pending.want then
 			map, session.gen, session.pending, session.resync_asked = pending, pending.gen, nil, nil;
@@ -277,6 +340,7 @@ local function new_listeners(L)
 		local session = L.session;
 		if not session then conn:close(); return; end
 		session.conn = conn;
+		session.last_in, session.last_out = now(), now();
 		-- many small stanzas each way: no Nagle (Prosody's default keeps it),
 		-- or one waits for the other side's delayed ACK
 		conn:setoption("tcp-nodelay", true);
@@ -286,6 +350,7 @@ local function new_listeners(L)
 	function listeners.onincoming(conn, data)
 		local session = L.session;
 		if not session or session.conn ~= conn then return; end
+		session.last_in, session.ping_sent = now(), nil;
 		local ok, err = session.stream:feed(data);
 		if not ok then
 			module:log("warn", "xedge routing link (%s): bad XML: %s", L.spec, tostring(err));
@@ -329,9 +394,53 @@ function schedule_connect(L)
 	timer.add_task(delay, function() module:fire_event("xedge-pool-connect", { index = L.index }); end);
 end
 
+-- A dead link: forgotten at once (its close may wait on a write buffer a
+-- hung node never reads), the next link takes the stanzas, and it
+-- reconnects with its backoff.
+local function link_dead(L, why)
+	local session = L.session;
+	module:log("warn", "xedge routing link dead (%s): %s", L.spec, why);
+	L.session = nil;
+	note_send_link();
+	if session.conn then session.conn:close(); end
+	schedule_connect(L);
+end
+
+local ping_seq = 0;
+local function check_link(L)
+	local session = L.session;
+	if not session or not session.conn or not session.last_in then return; end
+	local t = now();
+	if not session.authed then
+		if t - session.last_in >= ping_interval + ping_timeout then
+			link_dead(L, ("no answer to the stream's start in %d s"):format(ping_interval + ping_timeout));
+		end
+	elseif session.ping_sent then
+		if t - session.ping_sent >= ping_timeout then
+			link_dead(L, ("no answer to a ping in %d s"):format(ping_timeout));
+		end
+	elseif t - session.last_in >= ping_interval or t - session.last_out >= ping_interval then
+		ping_seq = ping_seq + 1;
+		link_write(session, "<ping xmlns='urn:xedge:route:0' id='" .. ping_seq .. "' interval='"
+			.. ping_interval .. "'/>");
+		session.ping_sent = t;
+	end
+end
+
+-- (every tick, a fraction of the shorter of the two: a second at most)
+local tick = math.max(0.2, math.min(1, ping_interval / 4, ping_timeout / 4));
+local function check_links()
+	if stopping then return; end
+	for _, L in ipairs(links) do check_link(L); end
+	timer.add_task(tick, function() module:fire_event("xedge-pool-check"); end);
+end
+module:hook("xedge-pool-check", check_links);
+
 local function start_links()
 	for _, L in ipairs(links) do start_link(L); end
 end
+module:hook_global("server-started", check_links);
+if prosody.start_time then timer.add_task(0, check_links); end
 module:hook("xedge-pool-connect", function(event) start_link(links[event.index]); end);
 module:hook_global("server-started", start_links);
 if prosody.start_time then timer.add_task(0, start_links); end -- a reload of the module
@@ -348,7 +457,7 @@ end
 local subscription_types = { subscribe = true, subscribed = true, unsubscribe = true, unsubscribed = true };
 
 -- The error for a stanza that cannot reach its home now.
-local function bounce(stanza, why)
+function bounce(stanza, why)
 	local t = stanza.attr.type;
 	if t == "error" or t == "result" then return; end
 	if stanza.name == "presence" and not subscription_types[t] then return; end
@@ -408,5 +517,6 @@ end
 do
 	local specs = {};
 	for i, L in ipairs(links) do specs[i] = L.spec; end
-	module:log("info", "xedge pool routing for %s as %s through %s", host, self_name, table.concat(specs, ", "));
+	module:log("info", "xedge pool routing for %s as %s through %s (ping after %d s quiet, dead after %d s more)",
+		host, self_name, table.concat(specs, ", "), ping_interval, ping_timeout);
 end

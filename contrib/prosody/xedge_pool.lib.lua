@@ -110,4 +110,34 @@ function M.apply_delta(map, link, delta)
 	return true, pinned, unpinned, want == nil or want == map.got;
 end
 
+-- A stanza xedge gave back on link number AFTER (<unroutable/>: that node
+-- has no link to its home): the next link to try, the first of the list
+-- after AFTER for which up(link) holds, else nil (the sender gets
+-- recipient-unavailable). Only links after it: each link is tried once per
+-- stanza, in the list's order, so a stanza goes out at most #links times.
+-- (The first try is the first link up, from the list's start.)
+function M.next_link(links, after, up)
+	for i = after + 1, #links do
+		if up(links[i]) then return links[i]; end
+	end
+end
+
+-- The stanza inside an <unroutable/> (the one the glue sent), ready to send
+-- again or to answer: nil if there is none.
+function M.unwrap(unroutable)
+	local inner = unroutable.tags[1];
+	if not inner or (inner.name ~= "message" and inner.name ~= "presence" and inner.name ~= "iq") then
+		return nil;
+	end
+	-- (parsed below <unroutable/>, the stanza and its children say
+	-- jabber:server outright; at a stream's top they would not)
+	local function clear(e)
+		if e.attr.xmlns == "jabber:server" then e.attr.xmlns = nil; end
+		for _, c in ipairs(e.tags) do clear(c); end
+	end
+	clear(inner);
+	inner.attr.xmlns = nil;
+	return inner;
+end
+
 return M;

@@ -467,6 +467,16 @@ load_pools(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t *
                              XE_DEF_BACKEND_RETRIES, &v) < 0)
             return -1;
         p->retries = (unsigned)v;
+        /* admission control (admit.h): logins in progress per server, and
+         * how many wait for one to end */
+        if (xe_conf_get_uint(c, g, "max_pending_logins", 0, XE_MAX_PENDING_LOGINS,
+                             XE_DEF_PENDING_LOGINS, &v) < 0)
+            return -1;
+        p->max_pending_logins = (unsigned)v;
+        if (xe_conf_get_uint(c, g, "max_queued_logins", 0, XE_MAX_QUEUED_LOGINS,
+                             XE_DEF_QUEUED_LOGINS, &v) < 0)
+            return -1;
+        p->max_queued_logins = (unsigned)v;
         if (load_health(c, config_setting_get_member(g, "health"), p) < 0)
             return -1;
         if (load_pool_route(c, g, p) < 0 || check_split(c, g, p) < 0)
@@ -928,9 +938,20 @@ check_names(struct xe_conf_ctx *c, const config_setting_t *root)
         "name",      "certificate",        "key",     "pool",     "mechanisms",
         "client_ca", "client_identities",  "iq_auth", "register", "compression",
         "tls",       "account_management", "sasl2",   NULL};
-    static const char *const pool[] = {
-        "name",   "secret_file", "servers", "proxy_protocol", "policy",     "on_down",
-        "health", "retries",     "route",   "allow_split",    "components", NULL};
+    static const char *const pool[] = {"name",
+                                       "secret_file",
+                                       "servers",
+                                       "proxy_protocol",
+                                       "policy",
+                                       "on_down",
+                                       "health",
+                                       "retries",
+                                       "route",
+                                       "allow_split",
+                                       "components",
+                                       "max_pending_logins",
+                                       "max_queued_logins",
+                                       NULL};
     static const char *const component[] = {"domain", "server", NULL};
     static const char *const health[] = {"interval", "timeout",    "fall",
                                          "rise",     "slow_start", NULL};

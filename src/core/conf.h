@@ -90,6 +90,9 @@ struct xe_pool_conf {
     enum xe_pool_policy policy;
     enum xe_on_down on_down;
     unsigned retries; /* other servers tried when connecting or the handshake fails */
+    /* admission control (admit.h): backend logins in progress per server
+     * (0: no cap), and logins waiting for one of them to end */
+    unsigned max_pending_logins, max_queued_logins;
     /* health checks; interval 0: none (every server is always up) */
     struct {
         unsigned interval_ms, timeout_ms;

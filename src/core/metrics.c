@@ -119,6 +119,10 @@ static struct family fams[XE_M_N] = {
                           "Sessions started, by login path (sasl1, iq-auth, sasl2, fast: "
                           "a FAST token, resume: SASL2's inline stream resumption).",
                           "path", NULL},
+    [XE_M_BACKEND_QUEUE_REFUSED] = {"xedge_backend_queue_refused_total",
+                                    "Logins refused because a backend server's queue of "
+                                    "logins was full (max_queued_logins).",
+                                    "pool", "backend"},
     [XE_M_REGISTER_JOBS] = {"xedge_register_jobs_total",
                             "In-band registration's jobs in the thread pool (register, "
                             "password, remove) by result (ok, refused: the name taken or "

@@ -43,7 +43,8 @@ enum xe_metric {
     XE_M_PURGES,          /* purges of deleted users' data at the backends, by result */
     XE_M_TOKEN_WRITES,    /* FAST token writes (tokens_io.c), by operation and result */
     XE_M_LOGIN_PATHS,     /* sessions started, by login path (sasl1, sasl2, fast...) */
-    XE_M_REGISTER_JOBS,   /* in-band registration's jobs (register_io.c), by op, result */
+    XE_M_BACKEND_QUEUE_REFUSED, /* logins refused, a server's queue full (admit.h) */
+    XE_M_REGISTER_JOBS, /* in-band registration's jobs (register_io.c), by op, result */
     XE_M_N
 };
 

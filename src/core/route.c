@@ -351,6 +351,8 @@ struct xe_route_link {
     const struct xe_route_map *map;
     size_t self;
     bool just_ready;
+    int ping_s;      /* the interval the glue's pings announce (0: none yet) */
+    bool unroutable; /* the glue takes <unroutable/> back (tries another node) */
     const char *why; /* why it closes */
 };
 
@@ -490,6 +492,10 @@ on_auth(struct xe_route_link *l, const struct xe_xml_elem *e)
         return XE_XS_STOP;
     }
     l->server = xe_strdup(server);
+    {
+        const char *u = xe_xml_attr(e, "unroutable");
+        l->unroutable = u != NULL && strcmp(u, "yes") == 0;
+    }
     l->map = m;
     l->self = xe_route_map_find(m, server);
     l->state = L_READY;
@@ -767,8 +773,20 @@ on_stanza(struct xe_route_link *l, const struct xe_xml_elem *e, const unsigned c
                     "routing loop refused: the recipient's home is the sending server");
     } else if (!l->cb->up(l->ctx, home)) {
         o = XE_ROUTE_HOME_DOWN;
-        error_reply(l, e, "wait", "recipient-unavailable",
-                    "the recipient's server is unavailable");
+        if (l->unroutable) {
+            /* the glue has links to other nodes, which may have a link
+             * to the home: the stanza goes back whole for it to try the
+             * next one (it answers the sender when none could) */
+            /* (a prefix: the stanza inside keeps the stream's default
+             * namespace, jabber:server, as it was sent) */
+            xe_buf_append_str(l->out, "<xr:unroutable xmlns:xr='" XE_NS_ROUTE
+                                      "' reason='home-down'>");
+            xe_buf_append(l->out, raw, raw_len);
+            xe_buf_append_str(l->out, "</xr:unroutable>");
+        } else {
+            error_reply(l, e, "wait", "recipient-unavailable",
+                        "the recipient's server is unavailable");
+        }
     } else if (l->cb->forward(l->ctx, home, raw, raw_len) < 0) {
         o = XE_ROUTE_FULL;
         error_reply(l, e, "wait", "resource-constraint",
@@ -794,6 +812,25 @@ on_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw,
     }
     if (l->state == L_AUTH)
         return on_auth(l, e);
+    if (xe_xml_is(e, XE_NS_ROUTE, "ping")) {
+        /* the glue's liveness check: a pong with its id; its interval
+         * tells the io layer when a silent glue is dead */
+        const char *id = xe_xml_attr(e, "id"), *iv = xe_xml_attr(e, "interval");
+        if (iv != NULL) {
+            char *end;
+            long v = strtol(iv, &end, 10);
+            if (*end == '\0' && v >= 1 && v <= XE_ROUTE_MAX_PING_S)
+                l->ping_s = (int)v;
+        }
+        xe_buf_append_str(l->out, "<pong xmlns='" XE_NS_ROUTE "'");
+        if (id != NULL && strlen(id) <= 64) {
+            xe_buf_append_str(l->out, " id='");
+            xe_buf_append_escaped(l->out, id);
+            xe_buf_append_str(l->out, "'");
+        }
+        xe_buf_append_str(l->out, "/>");
+        return XE_XS_CONTINUE;
+    }
     if (xe_xml_is(e, XE_NS_ROUTE, "resync")) {
         /* the glue missed a delta (a generation it did not expect): the
          * whole map again */
@@ -912,6 +949,12 @@ const char *
 xe_route_link_server(const struct xe_route_link *l)
 {
     return l->server;
+}
+
+int
+xe_route_link_ping_interval(const struct xe_route_link *l)
+{
+    return l->ping_s;
 }
 
 size_t

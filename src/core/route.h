@@ -173,5 +173,9 @@ int xe_route_link_set_map(struct xe_route_link *l, const struct xe_route_map *m,
 const char *xe_route_link_domain(const struct xe_route_link *l);
 const char *xe_route_link_server(const struct xe_route_link *l);
 size_t xe_route_link_self(const struct xe_route_link *l);
+/* The ping interval (seconds) the glue's last <ping interval='N'/>
+ * announced, 0 before any: the glue writes at least that often, so a link
+ * silent for XE_ROUTE_SILENT_PINGS intervals is dead (route_io closes it). */
+int xe_route_link_ping_interval(const struct xe_route_link *l);
 
 #endif

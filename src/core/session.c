@@ -28,6 +28,10 @@ static const struct xe_sess_outcome outcomes[XE_SF_COUNT] = {
     [XE_SF_REGISTER_INTERNAL] = {"internal-server-error", NULL, "register-error", false},
     [XE_SF_COMPRESS_CORRUPT] = {"undefined-condition", "the compressed data is corrupt",
                                 "compression-error", false},
+    [XE_SF_QUEUE_FULL] = {"resource-constraint", XE_TEXT_BUSY, "backend-queue-full",
+                          false},
+    [XE_SF_QUEUE_TIMEOUT] = {"connection-timeout", XE_TEXT_BUSY, "backend-queue-timeout",
+                             false},
     [XE_SF_SHUTDOWN] = {"system-shutdown", "the server is shutting down", "shutdown",
                         false},
 };

@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define XE_TEXT_UNAVAILABLE "the service is temporarily unavailable, try again later"
+#define XE_TEXT_BUSY "the service is busy, try again later"
 #define XE_TEXT_USER_SERVER                                                              \
     "the server that holds this account is unavailable, try again later"
 
@@ -54,6 +55,12 @@ enum xe_sess_fail {
     /* the client's compressed data does not inflate (before the compressed
      * stream was answered: a stream error with a header) */
     XE_SF_COMPRESS_CORRUPT,
+    /* admission control (admit.h): the server's queue of logins is full
+     * (<resource-constraint/>), or the login waited in it until the client's
+     * login deadline (<connection-timeout/>). After SASL's <success/>: a
+     * stream error, never counted against the server */
+    XE_SF_QUEUE_FULL,
+    XE_SF_QUEUE_TIMEOUT,
     /* xedge is shutting down */
     XE_SF_SHUTDOWN,
     XE_SF_COUNT

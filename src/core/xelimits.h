@@ -121,6 +121,12 @@
 #define XE_DEF_BACKEND_RETRIES 1
 #define XE_MAX_UNIX_PATH 108 /* sun_path, with its NUL */
 #define XE_MAX_BACKEND_RETRIES 8
+/* admission control of backend logins per server (admit.h): in progress at
+ * once (0: no cap), and waiting in the FIFO beyond that */
+#define XE_DEF_PENDING_LOGINS 64
+#define XE_MAX_PENDING_LOGINS 100000
+#define XE_DEF_QUEUED_LOGINS 4096
+#define XE_MAX_QUEUED_LOGINS 1000000
 #define XE_DEF_BACKEND_HANDSHAKE_MS 10000
 /* backend health checks (a pool's health group) */
 #define XE_DEF_HEALTH_INTERVAL_S 5
@@ -233,7 +239,9 @@
     (256 * 1024)              /* deltas waiting for one link; more: the map whole */
 #define XE_ROUTE_MAX_JID 3071 /* bytes of a JID (RFC 7622: 3 x 1023) */
 #define XE_ROUTE_PIN_REFRESH_MS 1000 /* the pins are read again this often */
-#define XE_ROUTE_AUTH_MS 10000 /* connect to authenticated; closing: the last bytes */
+#define XE_ROUTE_AUTH_MS 10000   /* connect to authenticated; closing: the last bytes */
+#define XE_ROUTE_MAX_PING_S 3600 /* the longest ping interval a glue may announce */
+#define XE_ROUTE_SILENT_PINGS 3  /* a link silent this many ping intervals is dead */
 #define XE_ROUTE_MAX_QUEUE (4 * 1024 * 1024) /* bytes queued to one link */
 #define XE_ROUTE_MAX_LINKS 64                /* routing connections at once */
 #define XE_ROUTE_LOG_BURST 10 /* refused stanzas logged per link and second */

@@ -216,6 +216,7 @@ client_closed(struct xe_stream *s, enum xe_stream_reason r, int status, void *ct
                 (unsigned long long)c->bytes_up, (unsigned long long)c->bytes_down);
     xe_srv_compress_log_close(c);
     xe_srv_preauth_end(c);
+    xe_srv_admit_release(c); /* (a queued login leaves the queue) */
     srv_lock(srv);
     if (c->bst) {
         c->bst->st.sessions--;
@@ -255,6 +256,7 @@ xe_srv_close_conn(struct conn *c)
     }
     if (c->closed)
         return;
+    xe_srv_admit_release(c); /* the next login need not wait for the linger */
     c->st = CS_CLOSING;
     xe_srv_reg_cancel(c); /* a registration's answer can go no more */
     if (c->backend_inited)
@@ -329,6 +331,8 @@ client_timeout(struct xe_stream *s, void *ctx)
     default:
         break;
     }
+    if (c->st == CS_BACKEND && xe_srv_admit_timer(c))
+        return;               /* (its queue deadline, or its turn came) */
     if (s->tls_handshaking) { /* the TLS handshake took too long: no error */
         xe_info("event=timeout peer=%s phase=tls", c->peer);
         xe_srv_finish_close(c);

@@ -7,6 +7,8 @@
 #include "server_impl.h"
 
 static void connect_backend(struct conn *c, bool retry);
+static void backend_go(struct conn *c, bool retry);
+static int admit_enter(struct conn *c, bool retry);
 static void deliver_end(struct conn *c);
 
 /* ---- the backend --------------------------------------------------------- */
@@ -81,6 +83,7 @@ xe_srv_retry_backend(struct conn *c)
 {
     xe_info("event=backend-retry peer=%s jid=%s failed=%s attempt=%u", c->peer, c->jid,
             c->server->name, xe_sess_retried(c->sess) + 1);
+    xe_srv_admit_release(c); /* (the next server's admission decides) */
     if (c->bst) {
         srv_lock(c->srv);
         c->bst->st.sessions--;
@@ -180,6 +183,7 @@ xe_srv_splice(struct conn *c)
 
     if (reg_start(c) < 0)
         return;
+    xe_srv_admit_release(c); /* the login is done: the next may start */
     xe_metrics_login_duration(uv_now(c->w->loop) - c->accepted_ms);
     {
         struct xe_tls *t = xe_stream_tls(&c->cs);
@@ -481,6 +485,8 @@ backend_reopened(struct xe_stream *s, void *ctx)
     c->retrying = false;
     if (c->closed || c->sess == NULL || xe_sess_state(c->sess) != XE_SS_BACKEND)
         return;
+    if (c->adm == ADM_QUEUED || c->adm == ADM_READY)
+        return; /* (backend_go opens it when the login's turn comes) */
     c->backend_stopped = false;
     backend_open(c);
 }
@@ -494,7 +500,6 @@ connect_backend(struct conn *c, bool retry)
     const struct xe_conf *conf = c->gen->conf;
     const struct xe_pool_conf *pool = c->pool;
     const char *jid = c->jid;
-    char token[XE_ASSERTION_MAX], *local;
     size_t off = c->gen->pool_off[pool - conf->pools], i;
     const char *why = NULL;
     uint64_t tried = xe_sess_tried(c->sess);
@@ -536,6 +541,160 @@ connect_backend(struct conn *c, bool retry)
         c->retrying = true;
         xe_stream_reopen_as(&c->bs, c->server->unix_socket, backend_reopened);
     }
+    if (admit_enter(c, retry) < 0)
+        return; /* (queued, or refused) */
+    backend_go(c, retry);
+}
+
+/* ---- admission control (admit.h) -------------------------------------------
+ * At most pools[].max_pending_logins logins in progress per server (this
+ * worker's share); the others wait in its FIFO, at most max_queued_logins,
+ * each until the client's login deadline. The backend's own timer starts
+ * when the login leaves the queue (xe_sess_backend_begin), so that time in
+ * the queue is never held against the server's health. */
+
+/* This worker's admission at server B (under the server's lock). */
+static struct xe_admit *
+admit_of(struct conn *c, struct bstate *b)
+{
+    const struct xe_pool_conf *p = c->pool;
+    unsigned w = c->w->index;
+    struct xe_admit *a;
+
+    if (b->adm == NULL) {
+        b->n_adm = c->srv->n_workers ? c->srv->n_workers : 1;
+        b->adm = xe_calloc(b->n_adm, sizeof(*b->adm));
+    }
+    if (w >= b->n_adm)
+        return NULL;
+    a = &b->adm[w];
+    a->max_pending = xe_admit_share(p->max_pending_logins, w, b->n_adm);
+    a->max_queued = xe_admit_share(p->max_queued_logins, w, b->n_adm);
+    return a;
+}
+
+/* The login asks for a slot at c->bst's server: 0 it has one (go on), -1
+ * it waits (its turn: xe_srv_admit_timer) or was refused (told). */
+static int
+admit_enter(struct conn *c, bool retry)
+{
+    struct xe_admit *a;
+    enum xe_admit_r r = XE_ADMIT_GO;
+    unsigned pending = 0, queued = 0;
+
+    c->adw.ctx = c;
+    srv_lock(c->srv);
+    a = admit_of(c, c->bst);
+    if (a != NULL) {
+        r = xe_admit_enter(a, &c->adw);
+        pending = a->pending;
+        queued = a->queued;
+    }
+    srv_unlock(c->srv);
+    if (a == NULL)
+        return 0;
+    c->adm_b = c->bst;
+    if (r == XE_ADMIT_GO) {
+        c->adm = ADM_PENDING;
+        return 0;
+    }
+    if (r == XE_ADMIT_FULL) {
+        const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_QUEUE_FULL);
+
+        c->adm_b = NULL;
+        xe_metrics_inc(XE_M_BACKEND_QUEUE_REFUSED, c->pool->name, c->server->name);
+        xe_warn("event=%s peer=%s jid=%s pool=%s backend=%s pending=%u queued=%u "
+                "max_queued_logins=%u",
+                o->event, c->peer, c->jid, c->pool->name, c->server->name, pending,
+                queued, c->pool->max_queued_logins);
+        xe_srv_exec(c, xe_sess_backend_begin(c->sess, c->pool, XE_SESS_NO_SERVER, NULL,
+                                             NULL, XE_SF_QUEUE_FULL));
+        return -1;
+    }
+    /* it waits, within the client's login deadline (at least the connect
+     * time it would have had without the queue) */
+    {
+        uint64_t now = uv_now(c->w->loop), dl = xe_sess_auth_deadline(c->sess);
+        uint64_t min = now + c->gen->conf->backend_connect_ms;
+
+        if (dl < min)
+            dl = min;
+        c->adm = ADM_QUEUED;
+        c->adm_retry = retry;
+        c->adm_since_ms = now;
+        xe_stream_arm(&c->cs, dl - now);
+        xe_debug("event=backend-queued peer=%s jid=%s backend=%s pending=%u queued=%u "
+                 "wait_max_ms=%llu",
+                 c->peer, c->jid, c->server->name, pending, queued,
+                 (unsigned long long)(dl - now));
+    }
+    return -1;
+}
+
+void
+xe_srv_admit_release(struct conn *c)
+{
+    struct xe_admit_wait *next = NULL;
+    struct xe_admit *a;
+
+    if (c->adm == ADM_NONE || c->adm_b == NULL) {
+        c->adm = ADM_NONE;
+        return;
+    }
+    srv_lock(c->srv);
+    a = &c->adm_b->adm[c->w->index];
+    if (c->adm == ADM_QUEUED)
+        xe_admit_cancel(a, &c->adw);
+    else
+        next = xe_admit_leave(a);
+    srv_unlock(c->srv);
+    c->adm = ADM_NONE;
+    c->adm_b = NULL;
+    if (next != NULL) {
+        /* its turn: started from its own timer, off this caller's stack
+         * (this may be another connection's close or splice) */
+        struct conn *n = next->ctx;
+        n->adm = ADM_READY;
+        xe_stream_arm(&n->cs, 0);
+    }
+}
+
+bool
+xe_srv_admit_timer(struct conn *c)
+{
+    if (c->adm == ADM_READY) {
+        c->adm = ADM_PENDING;
+        xe_debug("event=backend-dequeued peer=%s jid=%s backend=%s waited_ms=%llu",
+                 c->peer, c->jid, c->server->name,
+                 (unsigned long long)(uv_now(c->w->loop) - c->adm_since_ms));
+        backend_go(c, c->adm_retry);
+        return true;
+    }
+    if (c->adm != ADM_QUEUED)
+        return false;
+    {
+        const struct xe_sess_outcome *o = xe_sess_outcome(XE_SF_QUEUE_TIMEOUT);
+        xe_srv_admit_release(c);
+        xe_warn("event=%s peer=%s jid=%s pool=%s backend=%s waited_ms=%llu", o->event,
+                c->peer, c->jid, c->pool->name, c->server->name,
+                (unsigned long long)(uv_now(c->w->loop) - c->adm_since_ms));
+        xe_srv_exec(c, xe_sess_backend_begin(c->sess, c->pool, XE_SESS_NO_SERVER, NULL,
+                                             NULL, XE_SF_QUEUE_TIMEOUT));
+    }
+    return true;
+}
+
+/* The login has its slot at c->server: the identity assertion, the backend
+ * script (its timer starts here), the connection. */
+static void
+backend_go(struct conn *c, bool retry)
+{
+    const struct xe_conf *conf = c->gen->conf;
+    const struct xe_pool_conf *pool = c->pool;
+    const char *jid = c->jid;
+    char token[XE_ASSERTION_MAX], *local;
+    size_t i = (size_t)(c->server - pool->servers);
+
     /* the purpose tells the backend an anonymous session from a user's */
     if (xe_assertion_make(pool->secret, pool->secret_len,
                           xe_c2s_anonymous(xe_srv_c2s(c)) ? "c2s-anonymous" : "c2s", jid,
@@ -556,8 +715,13 @@ connect_backend(struct conn *c, bool retry)
     free(local);
     if (c->closed || c->sess == NULL || xe_sess_state(c->sess) != XE_SS_BACKEND)
         return;
-    if (retry)
-        return; /* (backend_reopened goes on) */
+    if (retry) {
+        if (c->retrying)
+            return;                 /* (backend_reopened goes on) */
+        c->backend_stopped = false; /* (it reopened while the login waited) */
+        backend_open(c);
+        return;
+    }
     {
         struct xe_stream_limits lim = xe_srv_limits(c);
         xe_stream_init(&c->bs, c->w->loop, c->server->unix_socket, &c->w->slab, &lim,

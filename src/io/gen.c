@@ -15,6 +15,7 @@ xe_srv_bstate_unref(struct bstate *b)
         return;
     free(b->pool);
     free(b->name);
+    free(b->adm);
     free(b);
 }
 

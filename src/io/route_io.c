@@ -24,6 +24,7 @@ struct rlink {
     size_t server;      /* its index in pool->map */
     char peer[64];
     uint64_t since_ms;
+    uint64_t heard_ms; /* uv_now when the glue last sent something */
     bool ready, closing;
     bool paused;      /* not read: what goes back to it is over XE_ROUTE_MAX_QUEUE */
     bool map_sending; /* parts of `sending` are still to be sent */
@@ -617,6 +618,7 @@ link_data(struct xe_stream *s, const char *data, size_t n, void *ctx)
 
     if (rl->closing)
         return;
+    rl->heard_ms = uv_now(rl->io->loop);
     xe_buf_init(&out, 0);
     r = xe_route_link_feed(rl->link, data, n, xe_now_seconds(), &out, &why);
     send_buf(rl, &out);
@@ -899,6 +901,19 @@ on_timer(uv_timer_t *t)
         if (!rl->closing && xe_route_link_server(rl->link) == NULL &&
             now - rl->since_ms > XE_ROUTE_AUTH_MS)
             link_close(rl, "no authentication in time");
+        else if (!rl->closing && rl->ready) {
+            /* a glue that pings (every N s it writes at least that) and is
+             * silent for XE_ROUTE_SILENT_PINGS times N: hung, or the path
+             * drops silently; closing makes its users' home down at once */
+            uint64_t n = (uint64_t)xe_route_link_ping_interval(rl->link) * 1000;
+            if (n > 0 && now - rl->heard_ms > XE_ROUTE_SILENT_PINGS * n) {
+                char why[80];
+                snprintf(why, sizeof(why), "silent for %llu s (pings every %llu s)",
+                         (unsigned long long)(now - rl->heard_ms) / 1000,
+                         (unsigned long long)n / 1000);
+                link_close(rl, why);
+            }
+        }
     }
 }
 

@@ -235,6 +235,31 @@ metrics_gauges(void *ctx, struct xe_buf *out)
     for (size_t i = 0; i < g->n_bs; i++)
         xe_buf_appendf(out, "xedge_backend_up{pool=\"%s\",backend=\"%s\"} %d\n",
                        g->bs[i]->pool, g->bs[i]->name, g->bs[i]->st.up ? 1 : 0);
+    /* admission control (admit.h): every worker's share, summed */
+    xe_buf_append_str(out, "# HELP xedge_backend_pending_logins Backend logins in "
+                           "progress (connect to splice), by server.\n# TYPE "
+                           "xedge_backend_pending_logins gauge\n");
+    srv_lock(srv);
+    for (size_t i = 0; i < g->n_bs; i++) {
+        unsigned long k = 0;
+        for (unsigned w = 0; g->bs[i]->adm && w < g->bs[i]->n_adm; w++)
+            k += g->bs[i]->adm[w].pending;
+        xe_buf_appendf(out,
+                       "xedge_backend_pending_logins{pool=\"%s\",backend=\"%s\"} %lu\n",
+                       g->bs[i]->pool, g->bs[i]->name, k);
+    }
+    xe_buf_append_str(out, "# HELP xedge_backend_queued_logins Logins waiting for a "
+                           "backend login slot (max_pending_logins), by server.\n# TYPE "
+                           "xedge_backend_queued_logins gauge\n");
+    for (size_t i = 0; i < g->n_bs; i++) {
+        unsigned long k = 0;
+        for (unsigned w = 0; g->bs[i]->adm && w < g->bs[i]->n_adm; w++)
+            k += g->bs[i]->adm[w].queued;
+        xe_buf_appendf(out,
+                       "xedge_backend_queued_logins{pool=\"%s\",backend=\"%s\"} %lu\n",
+                       g->bs[i]->pool, g->bs[i]->name, k);
+    }
+    srv_unlock(srv);
     xe_buf_append_str(out, "# HELP xedge_backend_draining Whether a backend server is "
                            "draining (no new sessions).\n# TYPE "
                            "xedge_backend_draining gauge\n");

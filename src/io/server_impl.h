@@ -43,6 +43,7 @@
 #include <openssl/crypto.h>
 
 #include "addrlimit.h"
+#include "admit.h"
 #include "assertion.h"
 #include "backend.h"
 #include "c2s.h"
@@ -114,6 +115,11 @@ struct bstate {
     enum xe_bhs_login login;
     uint64_t next_check_ms; /* loop time of the next active check */
     bool checking;
+    /* admission control of its logins (admit.h), one per worker (each
+     * worker's connections queue on their own loop; the caps are split
+     * between workers), under the server's lock; allocated at first use */
+    struct xe_admit *adm;
+    unsigned n_adm;
 };
 
 /* An active health check (health.c). */
@@ -296,6 +302,15 @@ struct conn {
     /* backend retries (pools[].retries) */
     size_t pin;    /* the user's pinned server, or XE_POOL_NONE */
     bool retrying; /* the failed backend connection is closing */
+    /* admission control (admit.h): where this login stands at adm_b's
+     * server: none, waiting in its queue, given a slot and about to start
+     * (the timer of 0 ms starts it off the caller's stack), or holding a
+     * slot (until the splice or the end); adm_retry: it is a retry */
+    enum { ADM_NONE, ADM_QUEUED, ADM_READY, ADM_PENDING } adm;
+    bool adm_retry;
+    struct bstate *adm_b;
+    struct xe_admit_wait adw;
+    uint64_t adm_since_ms; /* loop time it was queued */
     /* once spliced: where each direction is between two stanzas, so that an
      * end of our own (kick, shutdown) never cuts one (boundary.h) */
     struct xe_boundary down, up;
@@ -395,6 +410,11 @@ void xe_srv_reg_postauth(struct conn *c);
 void xe_srv_reg_cancel(struct conn *c);
 void xe_srv_splice(struct conn *c);
 void xe_srv_retry_backend(struct conn *c);
+/* Admission control (conn_backend.c): the login gives up its slot or its
+ * place in the queue (the splice, a retry, the end; idempotent); the
+ * connection's timer while it waits or is about to start (true: handled). */
+void xe_srv_admit_release(struct conn *c);
+bool xe_srv_admit_timer(struct conn *c);
 void xe_srv_start_backend(struct conn *c);
 
 /* health.c */

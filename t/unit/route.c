@@ -84,6 +84,8 @@ t_resync(void *ctx)
 static const struct xe_route_link_cb cb = {t_find,    t_up,     t_forward,
                                            t_outcome, t_served, t_resync};
 
+static const char *auth_extra = ""; /* more attributes of link_as's <auth/> */
+
 static const char *HDR = "<?xml version='1.0'?><stream:stream xmlns='jabber:server' "
                          "xmlns:stream='http://etherx.jabber.org/streams' "
                          "to='example.test' version='1.0'>";
@@ -120,8 +122,9 @@ link_as(const char *server, int64_t expiry, const char *purpose, struct xe_buf *
     snprintf(identity, sizeof(identity), "example.test %s", server);
     xe_assertion_make(secret, SECRET_LEN, purpose, identity, expiry, NULL, token,
                       sizeof(token));
-    snprintf(msg, sizeof(msg), "%s<auth xmlns='urn:xedge:route:0' server='%s'>%s</auth>",
-             HDR, server, token);
+    snprintf(msg, sizeof(msg),
+             "%s<auth xmlns='urn:xedge:route:0' server='%s'%s>%s</auth>", HDR, server,
+             auth_extra, token);
     if (bytewise) {
         for (size_t i = 0; msg[i] && r == XE_ROUTE_MORE; i++)
             r = xe_route_link_feed(l, msg + i, 1, NOW, out, &why);
@@ -682,6 +685,114 @@ test_resync(void)
     xe_buf_free(&out);
 }
 
+/* <ping/> from the glue: a <pong/> with its id at once, its interval kept
+ * (route_io closes a link silent for XE_ROUTE_SILENT_PINGS of them); an
+ * interval out of range or not a number is ignored, an id too long or
+ * with markup does not go back raw. */
+static void
+test_ping(void)
+{
+    struct xe_buf out;
+    int r;
+    struct xe_route_link *l;
+
+    xe_buf_init(&out, 0);
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    is_int(r, XE_ROUTE_READY, "ping: the link is up");
+    is_int(xe_route_link_ping_interval(l), 0, "ping: no interval before a ping");
+    out.len = 0;
+    r = feed(l, "<ping xmlns='urn:xedge:route:0' id='7' interval='30'/>", &out);
+    xe_buf_append(&out, "", 1);
+    ok(r == XE_ROUTE_MORE &&
+           strcmp((char *)out.data, "<pong xmlns='urn:xedge:route:0' id='7'/>") == 0,
+       "ping: answered by a pong with its id");
+    is_int(xe_route_link_ping_interval(l), 30, "ping: its interval is kept");
+    out.len = 0;
+    r = feed(l,
+             "<ping xmlns='urn:xedge:route:0' id='a&lt;b' interval='0'/>"
+             "<ping xmlns='urn:xedge:route:0' interval='9x'/>"
+             "<ping xmlns='urn:xedge:route:0' interval='99999'/>",
+             &out);
+    xe_buf_append(&out, "", 1);
+    ok(r == XE_ROUTE_MORE &&
+           strcmp((char *)out.data, "<pong xmlns='urn:xedge:route:0' id='a&lt;b'/>"
+                                    "<pong xmlns='urn:xedge:route:0'/>"
+                                    "<pong xmlns='urn:xedge:route:0'/>") == 0,
+       "ping: the id escaped; no id, no id back");
+    is_int(xe_route_link_ping_interval(l), 30, "ping: 0, 9x, 99999 are not intervals");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+}
+
+/* A glue that says unroutable='yes' at auth gets a stanza for a user whose
+ * home has no link here back whole in <unroutable reason='home-down'/>
+ * (to try its next node), not the error; one that does not: the error. */
+static void
+test_unroutable(void)
+{
+    struct xe_buf out, want;
+    struct xe_route_link *l;
+    char u1[64], u2[64], msg[512];
+    int r;
+
+    user_on(1, u1, sizeof(u1));
+    user_on(2, u2, sizeof(u2));
+    xe_buf_init(&out, 0);
+    xe_buf_init(&want, 0);
+    auth_extra = " unroutable='yes'";
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    auth_extra = "";
+    is_int(r, XE_ROUTE_READY, "unroutable: the link is up");
+    snprintf(msg, sizeof(msg),
+             "<message from='%s/r' to='%s' type='chat' id='u1'><body>a &amp; b</body>"
+             "</message>",
+             u1, u2);
+    reset_counts();
+    out.len = 0;
+    up[2] = false;
+    feed(l, msg, &out);
+    xe_buf_append_str(&want,
+                      "<xr:unroutable xmlns:xr='urn:xedge:route:0' reason='home-down'>");
+    xe_buf_append_str(&want, msg);
+    xe_buf_append_str(&want, "</xr:unroutable>");
+    xe_buf_append(&want, "", 1);
+    xe_buf_append(&out, "", 1);
+    is_str((char *)out.data, (char *)want.data,
+           "unroutable: the home down: the stanza back whole, not an error");
+    is_int(outcomes[XE_ROUTE_HOME_DOWN], 1, "unroutable: ... counted as home-down");
+    /* a result (no error for it): back too, another node may deliver it */
+    out.len = 0;
+    snprintf(msg, sizeof(msg), "<iq from='%s/r' to='%s/x' type='result' id='i9'/>", u1,
+             u2);
+    feed(l, msg, &out);
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "<xr:unroutable") && strstr((char *)out.data, "id='i9'"),
+       "unroutable: an IQ result back too");
+    /* the home up: forwarded, nothing back */
+    up[2] = true;
+    reset_counts();
+    out.len = 0;
+    feed(l, msg, &out);
+    ok(out.len == 0 && forwarded[2] == 1,
+       "unroutable: the home up: forwarded, nothing back");
+    xe_route_link_free(&l);
+    /* without the attribute: the error as before */
+    l = link_as("p1", NOW + 30, "route", &out, &r, false);
+    out.len = 0;
+    up[2] = false;
+    snprintf(msg, sizeof(msg), "<message from='%s/r' to='%s' type='chat' id='u2'/>", u1,
+             u2);
+    feed(l, msg, &out);
+    up[2] = true;
+    xe_buf_append(&out, "", 1);
+    ok(strstr((char *)out.data, "unroutable") == NULL &&
+           strstr((char *)out.data, "recipient-unavailable"),
+       "unroutable: a glue that did not ask gets recipient-unavailable");
+    xe_route_link_free(&l);
+    xe_buf_free(&out);
+    xe_buf_free(&want);
+}
+
 /* The error xedge answers for a remote domain's stanza to a component
  * whose server is down: to the sender, from the component's JID, with the
  * stanza's id; none for errors, results, unavailable presence, probes. */
@@ -756,6 +867,8 @@ main(void)
     test_components();
     test_delta();
     test_resync();
+    test_ping();
+    test_unroutable();
     test_component_error();
     xe_route_map_free(&map);
     xe_buf_free(&fwd);
