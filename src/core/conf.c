@@ -567,12 +567,16 @@ load_domains(struct xe_conf_ctx *c, struct xe_conf *conf, const config_setting_t
             xe_conf_get_string(c, g, "key", true, NULL, &d->key) < 0 ||
             xe_conf_get_string(c, g, "pool", conf->n_pools != 1, NULL, &pool) < 0 ||
             xe_conf_prep_domain(c, config_setting_get_member(g, "name"), "name",
-                                &d->name) < 0)
+                                &d->name) < 0) {
+            free(pool);
             return -1;
+        }
         for (size_t j = 0; j < i; j++)
-            if (strcmp(conf->domains[j].name, d->name) == 0)
+            if (strcmp(conf->domains[j].name, d->name) == 0) {
+                free(pool);
                 return xe_conf_fail(c, g, "name", "domain '%s' is defined twice",
                                     d->name);
+            }
         if (pool == NULL) {
             d->pool = &conf->pools[0];
         } else {
