@@ -65,7 +65,7 @@ s = rp.Session('alice@example.test', sys.argv[1], 'starttls', sys.argv[2], False
 s.connect()
 rp.login(s, sys.argv[3], 'idle')
 for i in range(2):
-    time.sleep(2.6)
+    time.sleep(3.5)
     s.send(' ')
     time.sleep(0.3)
     ok = rp.message_to_self(s, 'after a rest %d' % i)
