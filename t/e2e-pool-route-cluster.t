@@ -23,6 +23,7 @@
 # back to the senders' glues, which send it through node 2; node 2
 # stopped too, the sender gets recipient-unavailable from its glue.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/route.sh"
 
 plan 42
 
@@ -101,14 +102,7 @@ is "$(for k in 0 1 2; do grep -F "xedge routing: stanzas go through" "$(plog "$k
 	grep -cF "through $R1"; done | tr '\n' ' ')" "1 1 1 " "... and sends through node 1, the first of its list"
 
 # --- homes --------------------------------------------------------------------
-wrong=""
-for k in 0 1 2; do
-	v=ON$k
-	for u in ${!v}; do
-		h=$(ctl user where "$u@example.test" | sed -n 's/^home: //p')
-		[ "$h" = "prosody-$k" ] || wrong+=" $u:$h"
-	done
-done
+wrong=$(homes_wrong ctl example.test)
 is "${wrong:-none}" none "xedgectl user where: three users homed on each server"
 
 # --- both nodes up: logins through both ---------------------------------------

@@ -22,6 +22,7 @@
 # would split a user over servers, or with on_down = "next", and
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/route.sh"
 
 plan 79
 
@@ -58,14 +59,7 @@ done
 is "$(grep -c 'event=route-link-up' "$XEDGE_LOG")" 3 "the three Prosody servers' routing links are up"
 
 # --- homes -------------------------------------------------------------------
-wrong=""
-for k in 0 1 2; do
-	v=ON$k
-	for u in ${!v}; do
-		h=$(ctl user where "$u@example.test" | sed -n 's/^home: //p')
-		[ "$h" = "prosody-$k" ] || wrong+=" $u:$h"
-	done
-done
+wrong=$(homes_wrong ctl example.test)
 is "${wrong:-none}" none "xedgectl user where: four users homed on each server"
 
 # --- every ordered pair -------------------------------------------------------
