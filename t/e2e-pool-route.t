@@ -195,12 +195,7 @@ like "$(grep 'event=session .*jid=r12@example.test ' "$XEDGE_LOG" | tail -n 1)" 
 # --- the home down ------------------------------------------------------------
 OUT=$(rc_run send pre-down r13@example.test r23@example.test)
 [ -s "$(offline_file prosody-2 r23)" ] || diag "no offline message for r23 on prosody-2 before the stop"
-P2=$(awk '$2 == "prosody-2" {print $1}' "$SB/pids")
-kill -TERM "$P2"
-for _ in $(seq 1 100); do
-	grep -q 'event=route-link-down server=prosody-2' "$XEDGE_LOG" && break
-	sleep 0.1
-done
+stop_server "$SB" prosody-2 "$XEDGE_LOG"
 like "$(grep 'event=route-link-down' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2" "prosody-2 stopped: its link is down"
 t0=$(now_ms)
 OUT=$(rc_run send down-1 r13@example.test r22@example.test)

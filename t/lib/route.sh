@@ -7,6 +7,9 @@
 #                              hash) that `CTL user where USER@DOMAIN` puts on
 #                              another server, as " user:home" each; nothing
 #                              when every one is at home
+#   stop_server DIR NAME LOG   stop the sandbox DIR's server NAME (by its pid,
+#                              from DIR/pids) and wait, 10 s at most, until
+#                              LOG (xedge's) says its routing link is down
 # shellcheck shell=bash
 
 homes_wrong() {
@@ -18,4 +21,13 @@ homes_wrong() {
 			[ "$h" = "prosody-$k" ] || printf ' %s:%s' "$u" "$h"
 		done
 	done
+}
+
+stop_server() {
+	kill -TERM "$(awk -v n="$2" '$2 == n {print $1}' "$1/pids")"
+	for _ in $(seq 1 100); do
+		grep -q "event=route-link-down server=$2" "$3" && return 0
+		sleep 0.1
+	done
+	return 1
 }
