@@ -37,13 +37,7 @@ for u in $ON0 $ON1 $ON2; do
 	args+=(--user "$u@example.test=$PW")
 	all+=("$u@example.test")
 done
-# the routing port: free, below 32768
-RP=
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 12000))
-	_port_free "$p" && { RP=$p; break; }
-done
-[ -n "$RP" ] || bail "no free port for the routing listener"
+RP=$(pick_free_port) || bail "no free port for the routing listener"
 sandbox_up --backends 3 --route-port "$RP" "${args[@]}"
 SB=$XE_SANDBOX_DIR_SB
 RC_ARGS=(--server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --password "$PW" --timeout 15)

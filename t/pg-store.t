@@ -11,12 +11,7 @@ d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-pg.XXXXXX")
 trap 'pg_down; rm -rf "$d"' EXIT
 plan 20
 
-port=
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 12000))
-	_port_free "$p" && { port=$p; break; }
-done
-[ -n "$port" ] || bail "no free port"
+port=$(pick_free_port) || bail "no free port"
 pg_up "$d" "$port"
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \

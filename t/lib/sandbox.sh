@@ -185,7 +185,12 @@ _port_free() { # _port_free PORT: nothing bound to 127.0.0.1:PORT in any state
 	! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .
 }
 
-pick_base_port() {
+# pick_base_port: the first of 15 free ports in a row (xedge-sandbox --base-port)
+pick_base_port() { pick_free_port 15; }
+
+# pick_free_port [N]: one free port below 32768, e.g. for sandbox_up
+# --websocket-port; with N, the first of N free ports in a row
+pick_free_port() {
 	local n k free
 	for _ in $(seq 1 50); do
 		# below 32768, the kernel's ephemeral range (32768-60999): a listener
@@ -193,21 +198,10 @@ pick_base_port() {
 		# to its backends, a client's); base+99 stays below it too
 		n=$((12000 + (RANDOM * 32768 + RANDOM) % 19900))
 		free=1
-		for k in $(seq 0 14); do
+		for k in $(seq 0 $((${1:-1} - 1))); do
 			_port_free $((n + k)) || { free=0; break; }
 		done
 		[ $free = 1 ] && { echo "$n"; return 0; }
-	done
-	return 1
-}
-
-# pick_free_port: one free port below 32768 (as pick_base_port), e.g. for
-# sandbox_up --websocket-port
-pick_free_port() {
-	local n
-	for _ in $(seq 1 50); do
-		n=$((12000 + (RANDOM * 32768 + RANDOM) % 19900))
-		_port_free "$n" && { echo "$n"; return 0; }
 	done
 	return 1
 }
