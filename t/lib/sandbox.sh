@@ -180,6 +180,18 @@ user_add() {
 	printf '%s\n' "$2" | ctl user add "$1"
 }
 
+# users_import PREFIX COUNT PASSWORD: the users PREFIX0..PREFIX<COUNT-1> of
+# the sandbox's domain, all with PASSWORD, in one xedgectl user import (as a
+# load test wants them; bails out if the import fails)
+users_import() {
+	local i f="$XE_SANDBOX_DIR/users-$1.json"
+	for i in $(seq 0 $(($2 - 1))); do
+		printf '{"jid":"%s%d@%s","password":"%s"}\n' "$1" "$i" "$XEDGE_DOMAIN" "$3"
+	done >"$f"
+	# shellcheck disable=SC2086 # XEDGECTL is a command line
+	$XEDGECTL user import "$f" >"$f.out" 2>&1 || bail "xedgectl user import failed: $(cat "$f.out")"
+}
+
 # ---------------------------------------------------------------- sandbox
 _port_free() { # _port_free PORT: nothing bound to 127.0.0.1:PORT in any state
 	! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .
