@@ -21,9 +21,7 @@ sandbox_up --user "alice@example.test=$PW" --user "mallory@example.test=m-$PW" \
 	--store postgresql --nodes 2 --backends 3 --enable register --log-level info \
 	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; lockout_time = 60; };' \
 	--conf 'sasl2 = { enabled = true; };'
-for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT; do
-	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
-done
+sandbox_need XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT
 
 # the replicas, read-only, as LMDB stores alone (what the node's Cyrus reads)
 replica_confs

@@ -29,9 +29,7 @@ sandbox_up --user "alice@example.test=$PW" --user "bob@example.test=$PW" \
 	--user "carol@example.test=$PW" --user "dan@example.test=$PW" \
 	--user "gone@example.test=$PW" \
 	--store postgresql --nodes 2 --backends 1 --enable register --log-level info
-for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_PG_PID XEDGE_PG_PORT; do
-	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
-done
+sandbox_need XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_PG_PID XEDGE_PG_PORT
 SB=$XE_SANDBOX_DIR_SB
 replica_confs
 pg_sandbox

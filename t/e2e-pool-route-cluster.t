@@ -37,10 +37,8 @@ for u in $ON0 $ON1 $ON2; do args+=(--user "$u@example.test=$PW"); done
 # the routing ports: two in a row (node 2's is node 1's + 1)
 RP=$(pick_free_port 2) || bail "no free ports for the routing listeners"
 sandbox_up --store postgresql --nodes 2 --backends 3 --route-port "$RP" --route-ping 2:2 --log-level debug "${args[@]}"
-for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_1 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_1 XEDGE_LOG_2 \
-	XEDGE_METRICS_1 XEDGE_METRICS_2 XEDGE_ROUTE_1 XEDGE_ROUTE_2; do
-	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
-done
+sandbox_need XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_1 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_1 XEDGE_LOG_2 \
+	XEDGE_METRICS_1 XEDGE_METRICS_2 XEDGE_ROUTE_1 XEDGE_ROUTE_2
 SB=$XE_SANDBOX_DIR_SB
 R1=$XEDGE_ROUTE_1
 R2=$XEDGE_ROUTE_2

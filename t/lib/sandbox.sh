@@ -326,6 +326,15 @@ sandbox_up() {
 	diag "sandbox: c2s=$XEDGE_C2S direct=$XEDGE_DIRECT_TLS domain=$XEDGE_DOMAIN xedge pid=$XEDGE_PID backends=$XEDGE_BACKEND_PIDS"
 }
 
+# sandbox_need VAR...: bail out unless xedge-sandbox up printed each VAR (the
+# ones of a cluster, XEDGE_C2S_2 and the like)
+sandbox_need() {
+	local k
+	for k in "$@"; do
+		[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
+	done
+}
+
 # offer MECH...: restart the sandbox's xedge (same ports, same backends)
 # offering only these SASL mechanisms (its config must have a sasl line, as
 # --enable writes one); log_since: xedge's log since the last offer.
