@@ -4,6 +4,7 @@
 set -u
 top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 src=${XE_TOP_SRCDIR:-$top}
+. "$src/t/lib/offline.sh"
 XEDGE="$top/src/xedge"
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-conf.XXXXXX")
 trap 'rm -rf "$d"' EXIT
@@ -11,10 +12,7 @@ n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
 echo "1..105"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
-	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-openssl rand -hex 32 >"$d/secret"
+offline_keys "$d"
 good() {
 	cat <<CONF
 log_level = "info";
