@@ -4,17 +4,15 @@
 set -u
 top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 src=${XE_TOP_SRCDIR:-$top}
+. "$src/t/lib/offline.sh"
 XEDGE="$top/src/xedge"
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-conf.XXXXXX")
 trap 'rm -rf "$d"' EXIT
 n=0
 ok() { n=$((n + 1)); if [ "$1" -eq 0 ]; then echo "ok $n - $2"; else echo "not ok $n - $2"; fi; }
 
-echo "1..103"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
-	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-openssl rand -hex 32 >"$d/secret"
+echo "1..105"
+offline_keys "$d"
 good() {
 	cat <<CONF
 log_level = "info";
@@ -233,3 +231,20 @@ ok $? "a non-ASCII domain name in capitals is accepted ($out)"
 out=$("$XEDGE" -t -c "$src/etc/xedge.conf.sample" 2>&1)
 printf '%s\n' "$out" | grep -Eq "xedge.conf.sample:[0-9]+: secret_file: cannot open '/etc/xedge/assertion.secret'"
 ok $? "etc/xedge.conf.sample parses up to its (absent) secret file ($out)"
+
+# Every setting xedge knows (the lists of known names in src/core/conf*.c,
+# against which an unknown setting is refused, and the values of its
+# enumerations) is in the sample and in xedge.conf(5): a setting added to
+# the code and not to them fails here.
+known=$(awk '/static const char \*const [a-z_0-9]+\[\] = \{/ { on = 1 }
+	on { while (match($0, /"[^"]*"/)) { print substr($0, RSTART + 1, RLENGTH - 2); $0 = substr($0, RSTART + RLENGTH) } }
+	on && /\};/ { on = 0 }' "$src"/src/core/conf*.c | sort -u)
+miss_sample= miss_man=
+for k in $known; do
+	grep -qw -- "$k" "$src/etc/xedge.conf.sample" || miss_sample="$miss_sample $k"
+	grep -qw -- "$k" "$src/doc/xedge.conf.5" || miss_man="$miss_man $k"
+done
+ok "$([ -n "$known" ] && [ -z "$miss_sample" ] && echo 0 || echo 1)" \
+	"the sample names each of the $(printf '%s\n' $known | wc -l) known settings and values${miss_sample:+ (missing:$miss_sample)}"
+ok "$([ -n "$known" ] && [ -z "$miss_man" ] && echo 0 || echo 1)" \
+	"xedge.conf(5) names each of them${miss_man:+ (missing:$miss_man)}"

@@ -19,11 +19,7 @@ sandbox_up --log-level info \
 	--conf 'limits = { max_connections_per_address = 0; connection_rate_per_address = 0; };'
 SB=$XE_SANDBOX_DIR
 PW="adm-$RANDOM-$RANDOM"
-for i in $(seq 0 199); do
-	printf '{"jid":"adm%d@example.test","password":"%s"}\n' "$i" "$PW"
-done >"$SB/users.json"
-$XEDGECTL user import "$SB/users.json" >"$SB/import.out" 2>&1 \
-	|| bail "xedgectl user import failed: $(cat "$SB/import.out")"
+users_import adm 200 "$PW"
 PROSODY_PID=${XEDGE_BACKEND_PIDS%%,*}
 
 # conf_caps PENDING QUEUED: the sandbox's configuration with these caps

@@ -21,35 +21,15 @@ sandbox_up --user "alice@example.test=$PW" --user "mallory@example.test=m-$PW" \
 	--store postgresql --nodes 2 --backends 3 --enable register --log-level info \
 	--conf 'lockout = { delay_ms = 0; address_threshold = 0; account_threshold = 3; lockout_time = 60; };' \
 	--conf 'sasl2 = { enabled = true; };'
-for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT; do
-	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
-done
+sandbox_need XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_2 XEDGE_CONF_2 XEDGE_LOG_2 XEDGE_HAPROXY_PID XEDGE_PG_PID XEDGE_PG_PORT
 
 # the replicas, read-only, as LMDB stores alone (what the node's Cyrus reads)
-for n in 1 2; do
-	c=XEDGE_CONF_$n
-	sed -e '/^ *database/d' -e '/^ *node = /d' "${!c}" >"$XE_SANDBOX_DIR/replica$n.conf"
-done
-pg_sql_sb() { "$PGBIN/psql" -X -q -At -h "$XE_SANDBOX_DIR_SB/pg/sock" -p "$XEDGE_PG_PORT" -U postgres -d xe -c "$1"; }
-R() { timeout 10 "$XE_TOP_BUILDDIR/src/xedgectl" -c "$XE_SANDBOX_DIR/replica$1.conf" "${@:2}" 2>&1; }
+replica_confs
+pg_sandbox
 login() { # login NODE|lb JID PASSWORD: sets RC/RESULT
 	local s=$XEDGE_C2S
 	[ "$1" = lb ] || { local v=XEDGE_C2S_$1; s=${!v}; }
 	client --server "$s" --jid "$2" --password "$3" --timeout 8
-}
-# until_both CMD...: poll the replicas (every 20 ms, at most 3 s) until CMD
-# (given the node number first) holds on both; prints the milliseconds taken
-until_both() {
-	local t0 n ok
-	t0=$(now_ms)
-	while [ $(($(now_ms) - t0)) -lt 3000 ]; do
-		ok=1
-		for n in 1 2; do "$@" "$n" || ok=0; done
-		[ $ok = 1 ] && { echo $(($(now_ms) - t0)); return 0; }
-		sleep 0.02
-	done
-	echo 3000
-	return 1
 }
 
 login 1 alice@example.test "$PW"
@@ -59,7 +39,7 @@ is "$(result RESULT)" ok "... and on node 2"
 login lb alice@example.test "$PW"
 is "$(result RESULT)" ok "... and through HAProxy (PROXY v2)"
 
-has_bob() { R "$1" user show bob@example.test >/dev/null; }
+has_bob() { replica "$1" user show bob@example.test >/dev/null; }
 printf 'bob-1\n' | ctl user add bob@example.test >/dev/null 2>&1
 ms=$(until_both has_bob)
 ok $? "user add: in both replicas after ${ms} ms"
@@ -72,7 +52,7 @@ b1=$(grep 'event=session' "$XEDGE_LOG_1" | grep 'jid=bob@example.test ' | tail -
 b2=$(grep 'event=session' "$XEDGE_LOG_2" | grep 'jid=bob@example.test ' | tail -n 1 | sed -n 's/.* backend=\([^ ]*\).*/\1/p')
 ok "$([ -n "$b1" ] && [ "$b1" = "$b2" ] && echo 0 || echo 1)" "the same backend from both nodes ($b1, $b2)"
 
-pw_changed() { R "$1" user show bob@example.test | grep -q "^modified: $new_mod"; }
+pw_changed() { replica "$1" user show bob@example.test | grep -q "^modified: $new_mod"; }
 printf 'bob-2\n' | ctl user passwd bob@example.test >/dev/null 2>&1
 new_mod=$(ctl user show bob@example.test | sed -n 's/^modified: //p')
 ms=$(until_both pw_changed)
@@ -82,7 +62,7 @@ a=$(result RESULT)
 login 2 bob@example.test bob-1
 is "$a/$(result condition)" "ok/not-authorized" "node 2: the new password logs in, the old one fails"
 
-disabled() { R "$1" user show bob@example.test | grep -q '^disabled: yes'; }
+disabled() { replica "$1" user show bob@example.test | grep -q '^disabled: yes'; }
 ctl user disable bob@example.test >/dev/null 2>&1
 ms=$(until_both disabled)
 ok $? "user disable: in both replicas after ${ms} ms"
@@ -94,7 +74,7 @@ is "$a/$(result RESULT)" "failure/failure" "the disabled user is refused on both
 # a lockout earned on node 1 holds on node 2 (the per-address limits stay
 # per node: address_threshold is off here)
 for i in 1 2 3; do login 1 mallory@example.test "wrong-$i"; done
-locked() { pg_sql_sb "select failures || ' ' || (locked_until > now()) from xe_lockouts where jid = 'mallory@example.test'"; }
+locked() { pg_sql "select failures || ' ' || (locked_until > now()) from xe_lockouts where jid = 'mallory@example.test'"; }
 for _ in $(seq 1 100); do [ "$(locked)" = "3 true" ] && break; sleep 0.02; done
 is "$(locked)" "3 true" "three failures on node 1: the account is locked in the database"
 for _ in $(seq 1 100); do grep -q 'event=lockout.*mallory.*source=database' "$XEDGE_LOG_2" && break; sleep 0.02; done
@@ -106,7 +86,7 @@ like "$(grep 'event=lockout' "$XEDGE_LOG_2")" "key=mallory@example.test.*source=
 
 # a deleted user's data is purged at the backend by one node, not by both
 ctl user del mallory@example.test >/dev/null 2>&1
-tombs() { pg_sql_sb "select count(*) from xe_tombstones where jid = 'mallory@example.test'"; }
+tombs() { pg_sql "select count(*) from xe_tombstones where jid = 'mallory@example.test'"; }
 for _ in $(seq 1 150); do [ "$(tombs)" = 0 ] && break; sleep 0.05; done
 is "$(tombs)" 0 "user del: the purge is confirmed and the tombstone gone from the database"
 is "$(cat "$XEDGE_LOG_1" "$XEDGE_LOG_2" | grep -c 'event=purge-start jid=mallory@example.test')" 1 \
@@ -116,7 +96,7 @@ is "$(cat "$XEDGE_LOG_1" "$XEDGE_LOG_2" | grep -c 'event=database purges=here')"
 # a registration on node 2 is on node 1 within a second
 probe register carol@example.test carol-1 --server "$XEDGE_C2S_2"
 is "$(printf '%s\n' "$OUT" | grep '^REGISTER ')" "REGISTER result=ok" "a registration on node 2"
-has_carol() { R "$1" user show carol@example.test >/dev/null; }
+has_carol() { replica "$1" user show carol@example.test >/dev/null; }
 ms=$(until_both has_carol)
 ok $? "... in the database and both replicas after ${ms} ms"
 login 1 carol@example.test carol-1
@@ -163,9 +143,7 @@ is "$okn" 5 "node 1 stopped: 5 logins of 5 through HAProxy succeed"
 is "$(($(grep -c 'event=session' "$XEDGE_LOG_2") - before))" 5 "... all on node 2"
 
 # PostgreSQL stops: logins go on from the replica, writes are refused
-PG_DIR=$XE_SANDBOX_DIR_SB/pg PG_PORT=$XEDGE_PG_PORT PG_PID=$XEDGE_PG_PID
-kill -INT "$PG_PID"
-for _ in $(seq 1 200); do kill -0 "$PG_PID" 2>/dev/null || break; sleep 0.05; done
+pg_stop
 for _ in $(seq 1 100); do
 	curl -s "$XEDGE_METRICS_2" | grep -q '^xedge_db_up 0' && break
 	sleep 0.05
@@ -200,7 +178,7 @@ like "$out" "no replica yet" "... and says why ($out)"
 pg_up "$XE_SANDBOX_DIR_SB" "$XEDGE_PG_PORT"
 XEDGE_PIDS="$XEDGE_PIDS,$PG_PID"
 printf 'frank-1\n' | ctl user add frank@example.test >/dev/null 2>&1
-has_frank() { R "$1" user show frank@example.test >/dev/null; }
+has_frank() { replica "$1" user show frank@example.test >/dev/null; }
 ms=$(until_both has_frank)
 ok $? "the database back: a user added then is in both replicas after ${ms} ms"
 newest=$(pg_sql 'select max(seq) from xe_changes')

@@ -22,11 +22,7 @@ sandbox_up --log-level info --conf 'sasl2 = { enabled = true; };' \
 	--conf 'limits = { max_connections_per_address = 0; connection_rate_per_address = 0; };'
 
 PW="load-$RANDOM-$RANDOM"
-for i in $(seq 0 99); do
-	printf '{"jid":"load%d@example.test","password":"%s"}\n' "$i" "$PW"
-done >"$XE_SANDBOX_DIR/users.json"
-$XEDGECTL user import "$XE_SANDBOX_DIR/users.json" >"$XE_SANDBOX_DIR/import.out" 2>&1 \
-	|| bail "xedgectl user import failed: $(cat "$XE_SANDBOX_DIR/import.out")"
+users_import load 100 "$PW"
 
 val() { printf '%s\n' "$OUT" | sed -n "s/^$1=//p" | tail -n 1; }
 

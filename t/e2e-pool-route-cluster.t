@@ -23,6 +23,7 @@
 # back to the senders' glues, which send it through node 2; node 2
 # stopped too, the sender gets recipient-unavailable from its glue.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/route.sh"
 
 plan 42
 
@@ -33,18 +34,11 @@ ON1="r11 r17 r19"
 ON2="r14 r16 r22"
 args=()
 for u in $ON0 $ON1 $ON2; do args+=(--user "$u@example.test=$PW"); done
-# the routing ports: two free ones in a row (node 2's is node 1's + 1)
-RP=
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 12000))
-	_port_free "$p" && _port_free $((p + 1)) && { RP=$p; break; }
-done
-[ -n "$RP" ] || bail "no free ports for the routing listeners"
+# the routing ports: two in a row (node 2's is node 1's + 1)
+RP=$(pick_free_port 2) || bail "no free ports for the routing listeners"
 sandbox_up --store postgresql --nodes 2 --backends 3 --route-port "$RP" --route-ping 2:2 --log-level debug "${args[@]}"
-for k in XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_1 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_1 XEDGE_LOG_2 \
-	XEDGE_METRICS_1 XEDGE_METRICS_2 XEDGE_ROUTE_1 XEDGE_ROUTE_2; do
-	[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
-done
+sandbox_need XEDGE_C2S_1 XEDGE_C2S_2 XEDGE_PID_1 XEDGE_CONF_1 XEDGE_CONF_2 XEDGE_LOG_1 XEDGE_LOG_2 \
+	XEDGE_METRICS_1 XEDGE_METRICS_2 XEDGE_ROUTE_1 XEDGE_ROUTE_2
 SB=$XE_SANDBOX_DIR_SB
 R1=$XEDGE_ROUTE_1
 R2=$XEDGE_ROUTE_2
@@ -101,14 +95,7 @@ is "$(for k in 0 1 2; do grep -F "xedge routing: stanzas go through" "$(plog "$k
 	grep -cF "through $R1"; done | tr '\n' ' ')" "1 1 1 " "... and sends through node 1, the first of its list"
 
 # --- homes --------------------------------------------------------------------
-wrong=""
-for k in 0 1 2; do
-	v=ON$k
-	for u in ${!v}; do
-		h=$(ctl user where "$u@example.test" | sed -n 's/^home: //p')
-		[ "$h" = "prosody-$k" ] || wrong+=" $u:$h"
-	done
-done
+wrong=$(homes_wrong ctl example.test)
 is "${wrong:-none}" none "xedgectl user where: three users homed on each server"
 
 # --- both nodes up: logins through both ---------------------------------------

@@ -14,6 +14,7 @@
 # the MUC's server stopped: remote-server-timeout, answered by xedge.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/fed.sh"
+. "$XE_TOP_SRCDIR/t/lib/route.sh"
 # shellcheck disable=SC2153 # A_*, B_* are set by fed_ports, fed_sandbox
 
 plan 21
@@ -81,12 +82,7 @@ ok $? "a.test's xedge is still running"
 # --- the home down: the remote sender gets the error ---------------------------------
 # (its link down, xedge passes the stanza to the s2s link's server, whose
 # glue sends it back to xedge, which answers for the home)
-P2=$(awk '$2 == "prosody-2" {print $1}' "$A_DIR/pids")
-kill -TERM "$P2"
-for _ in $(seq 1 100); do
-	grep -q 'event=route-link-down server=prosody-2' "$A_XEDGE_LOG" && break
-	sleep 0.1
-done
+stop_server "$A_DIR" prosody-2 "$A_XEDGE_LOG"
 fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --to u1@a.test --timeout 20
 like "$OUT" "BOUNCE from=u1@a.test type=wait condition=recipient-unavailable" \
 	"u1's home (prosody-2) stopped: bob@b.test gets <recipient-unavailable/> (wait)"
@@ -100,12 +96,7 @@ ok "$([ ! -e "$A_DIR/prosody-0/data/a%2etest/offline/u1.list" ] && [ ! -e "$A_DI
 # outbound stream of its own from conference.a.test to b.test, with
 # remote-server-timeout, type wait: the service the JID names is known but
 # cannot be reached now)
-P0=$(awk '$2 == "prosody-0" {print $1}' "$A_DIR/pids")
-kill -TERM "$P0"
-for _ in $(seq 1 100); do
-	grep -q 'event=route-link-down server=prosody-0' "$A_XEDGE_LOG" && break
-	sleep 0.1
-done
+stop_server "$A_DIR" prosody-0 "$A_XEDGE_LOG"
 c0=$(metric 'xedge_route_refused_total{from="federation",reason="home-down"}')
 fed_send bob@b.test "$PW" "$B_XEDGE_C2S" "$B_CAFILE" --to "$ROOM" --ping conference.a.test --timeout 20
 like "$OUT" "BOUNCE from=$ROOM type=wait condition=remote-server-timeout" \

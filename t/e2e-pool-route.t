@@ -22,6 +22,7 @@
 # would split a user over servers, or with on_down = "next", and
 # least-conn or round-robin over Prosody servers without allow_split.
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
+. "$XE_TOP_SRCDIR/t/lib/route.sh"
 
 plan 79
 
@@ -36,13 +37,7 @@ for u in $ON0 $ON1 $ON2; do
 	args+=(--user "$u@example.test=$PW")
 	all+=("$u@example.test")
 done
-# the routing port: free, below 32768
-RP=
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 12000))
-	_port_free "$p" && { RP=$p; break; }
-done
-[ -n "$RP" ] || bail "no free port for the routing listener"
+RP=$(pick_free_port) || bail "no free port for the routing listener"
 sandbox_up --backends 3 --route-port "$RP" "${args[@]}"
 SB=$XE_SANDBOX_DIR_SB
 RC_ARGS=(--server "$XEDGE_C2S" --cafile "$XEDGE_CERT" --password "$PW" --timeout 15)
@@ -58,14 +53,7 @@ done
 is "$(grep -c 'event=route-link-up' "$XEDGE_LOG")" 3 "the three Prosody servers' routing links are up"
 
 # --- homes -------------------------------------------------------------------
-wrong=""
-for k in 0 1 2; do
-	v=ON$k
-	for u in ${!v}; do
-		h=$(ctl user where "$u@example.test" | sed -n 's/^home: //p')
-		[ "$h" = "prosody-$k" ] || wrong+=" $u:$h"
-	done
-done
+wrong=$(homes_wrong ctl example.test)
 is "${wrong:-none}" none "xedgectl user where: four users homed on each server"
 
 # --- every ordered pair -------------------------------------------------------
@@ -201,12 +189,7 @@ like "$(grep 'event=session .*jid=r12@example.test ' "$XEDGE_LOG" | tail -n 1)" 
 # --- the home down ------------------------------------------------------------
 OUT=$(rc_run send pre-down r13@example.test r23@example.test)
 [ -s "$(offline_file prosody-2 r23)" ] || diag "no offline message for r23 on prosody-2 before the stop"
-P2=$(awk '$2 == "prosody-2" {print $1}' "$SB/pids")
-kill -TERM "$P2"
-for _ in $(seq 1 100); do
-	grep -q 'event=route-link-down server=prosody-2' "$XEDGE_LOG" && break
-	sleep 0.1
-done
+stop_server "$SB" prosody-2 "$XEDGE_LOG"
 like "$(grep 'event=route-link-down' "$XEDGE_LOG" | tail -n 1)" "server=prosody-2" "prosody-2 stopped: its link is down"
 t0=$(now_ms)
 OUT=$(rc_run send down-1 r13@example.test r22@example.test)

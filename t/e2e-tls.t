@@ -44,9 +44,6 @@ probe() { # probe ARGS... -> OUT, RC; C1, C2: the CONN lines
 	C2=$(printf '%s\n' "$OUT" | grep '^CONN n=2 ')
 	diag "tls_probe $*" "$(printf '%s\n' "$OUT" | sed 's/^/  /')"
 }
-unlike() { # unlike GOT EXTENDED_REGEX DESCRIPTION
-	if printf '%s\n' "$1" | grep -Eq -- "$2"; then ok 1 "$3"; else ok 0 "$3"; fi
-}
 C2S=(--server "$XEDGE_C2S" --cafile "$XEDGE_CERT")
 DTLS=(--server "$XEDGE_DIRECT_TLS" --mode direct --cafile "$XEDGE_CERT")
 CERT=(--cert "$XEDGE_CLIENT_CERT" --key "$XEDGE_CLIENT_KEY" --external)

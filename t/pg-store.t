@@ -6,22 +6,16 @@
 # database and back.
 . "${XE_TOP_SRCDIR:-.}/t/lib/sandbox.sh"
 . "$XE_TOP_SRCDIR/t/lib/pg.sh"
+. "$XE_TOP_SRCDIR/t/lib/offline.sh"
 top=$XE_TOP_BUILDDIR
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedge-pg.XXXXXX")
 trap 'pg_down; rm -rf "$d"' EXIT
 plan 20
 
-port=
-for _ in $(seq 1 50); do
-	p=$((20000 + RANDOM % 12000))
-	_port_free "$p" && { port=$p; break; }
-done
-[ -n "$port" ] || bail "no free port"
+port=$(pick_free_port) || bail "no free port"
 pg_up "$d" "$port"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=example.test -keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-openssl rand -hex 32 >"$d/secret"
+offline_keys "$d"
 conf() { # conf STORE_PATH [DATABASE]
 	cat <<CONF
 listeners = ( { kind = "starttls"; address = "127.0.0.1"; port = 5222; } );

@@ -9,6 +9,7 @@
 set -u
 top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 CTL="$top/src/xedgectl"
+. "${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}/t/lib/offline.sh"
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedgectl-tokens.XXXXXX")
 trap 'rm -rf "$d"' EXIT
 n=0
@@ -20,18 +21,7 @@ echo "1..14"
 for tool in mdb_load openssl; do
 	command -v $tool >/dev/null 2>&1 || { echo "Bail out! $tool is missing"; exit 1; }
 done
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
-	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-openssl rand -hex 32 >"$d/secret"
-cat >"$d/xedge.conf" <<CONF
-log_level = "info";
-user_store = { path = "$d/users"; };
-listeners = ( { kind = "starttls"; address = "127.0.0.1"; port = 5222; } );
-domains = ( { name = "example.test"; certificate = "$d/cert.pem"; key = "$d/key.pem"; pool = "main"; } );
-pools = ( { name = "main"; secret_file = "$d/secret";
-            servers = ( { name = "p1"; address = "127.0.0.1"; port = 15222; } ); } );
-CONF
+offline_conf "$d"
 C="$d/xedge.conf"
 
 run() {

@@ -6,6 +6,7 @@
 set -u
 top=${XE_TOP_BUILDDIR:-$(cd "$(dirname "$0")/.." && pwd)}
 CTL="$top/src/xedgectl"
+. "${XE_TOP_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}/t/lib/offline.sh"
 PY=/usr/bin/python3
 d=$(mktemp -d "${TMPDIR:-/tmp}/xedgectl.XXXXXX")
 trap 'rm -rf "$d"' EXIT
@@ -20,18 +21,7 @@ if ! command -v mdb_dump >/dev/null 2>&1; then
 	diag "mdb_dump (lmdb-utils) is missing"
 fi
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-	-subj /CN=example.test -addext subjectAltName=DNS:example.test \
-	-keyout "$d/key.pem" -out "$d/cert.pem" >/dev/null 2>&1
-openssl rand -hex 32 >"$d/secret"
-cat >"$d/xedge.conf" <<CONF
-log_level = "info";
-user_store = { path = "$d/users"; };
-listeners = ( { kind = "starttls"; address = "127.0.0.1"; port = 5222; } );
-domains = ( { name = "example.test"; certificate = "$d/cert.pem"; key = "$d/key.pem"; pool = "main"; } );
-pools = ( { name = "main"; secret_file = "$d/secret";
-            servers = ( { name = "p1"; address = "127.0.0.1"; port = 15222; } ); } );
-CONF
+offline_conf "$d"
 C="$d/xedge.conf"
 
 # run ARGS...: runs xedgectl -c $C ARGS with stdin from $IN (default

@@ -1,6 +1,6 @@
-/* xedge: what conf.c and conf_listen.c share, private to them (the split
- * keeps each file under issue 14's size bound). Not for other files: the
- * public interface is conf.h. */
+/* xedge: what conf.c, conf_listen.c and conf_pool.c share, private to them
+ * (the split keeps each file under issue 14's size bound). Not for other
+ * files: the public interface is conf.h. */
 #ifndef XE_CONF_IMPL_H
 #define XE_CONF_IMPL_H
 
@@ -35,6 +35,10 @@ int xe_conf_read_secret_file(struct xe_conf_ctx *c, const config_setting_t *s,
                              size_t *len_r);
 int xe_conf_load_mech_list(struct xe_conf_ctx *c, const config_setting_t *m,
                            const char *what, char ***out, size_t *n_out);
+
+/* conf_pool.c: the "pools" list (at least one pool) into conf->pools */
+int xe_conf_load_pools(struct xe_conf_ctx *c, struct xe_conf *conf,
+                       const config_setting_t *root);
 
 /* conf_listen.c */
 /* A configured domain name (NAME: a domain, a component, a peer) folded

@@ -1,4 +1,6 @@
-/* xedge: the c2s login's decisions, sans-IO (see session.h). */
+/* xedge: the c2s login's decisions, sans-IO (see session.h). SASL2's backend
+ * half (Bind2's script, inline resumption, the SASL2 answer) is in
+ * session_bind2.c; session_impl.h is what the two share. */
 #include "session.h"
 
 #include <string.h>
@@ -124,64 +126,8 @@ xe_sess_join(bool in_backend_phase, bool backend_ready, bool client_restarted,
 #include "log.h"
 #include "register.h"
 #include "sasl2.h"
+#include "session_impl.h"
 #include "xelimits.h"
-
-struct xe_sess {
-    const struct xe_conf *conf;
-    const struct xe_sess_guard *guard;
-    void *guard_ctx;
-    enum xe_sess_state st;
-    struct xe_c2s *c2s;
-    struct xe_backend_hs *bhs;
-    struct xe_buf to_client, to_backend;
-    struct xe_buf client_pending;  /* backend bytes after its features (R7) */
-    struct xe_buf backend_pending; /* client bytes after its restart (R7) */
-    bool client_restarted, backend_ready, backend_failed, iq_auth, connected;
-    bool sasl2; /* a SASL2 login: answered with <success> (sess_answer) */
-    /* Bind2: the backend script (bind2.h) over a parser of the backend's
-     * stream, between the backend's login and the answer */
-    struct xe_xmlstream *b2_xs;
-    struct xe_bind2_script *b2_script;
-    bool b2_running;
-    int b2_result;
-    /* inline resumption (XEP-0198 in SASL2): the backend's answer */
-    bool rs_tried, rs_wait;
-    int rs_result;        /* 1 <resumed/>, -1 <failed/> */
-    struct xe_buf rs_xml; /* for <success>: <resumed/> rebuilt, or <failed/> */
-    /* FAST (fast.h): the HT-* plug, verified asynchronously by the glue */
-    struct xe_fast *fast;
-    struct xe_sasl2_mech fast_plug;
-    const char *fast_mechs[4];
-    bool fast_wait; /* the glue verifies s->freq; the client is not read */
-    bool reg_wait;  /* the glue runs a registration's job; the client is not read */
-    struct xe_fast_req freq;
-    /* a token for the client (<request-token/>), issued by the glue */
-    bool token_wanted, token_pending, revoke_wanted;
-    struct xe_buf token_xml;
-    enum xe_sess_fail fail;
-    /* R2: the held answer */
-    bool held;
-    enum xe_c2s_action held_action;
-    struct xe_buf held_in;
-    struct xe_buf zrest; /* R6: compressed bytes re-parsed behind <compress/> */
-    uint64_t hold_ms, auth_deadline;
-    /* the backend's server and the retries */
-    const struct xe_pool_conf *pool;
-    size_t server;
-    unsigned retried;
-    uint64_t tried;
-    bool no_ahead; /* a login sent ahead was refused: wait for the features */
-    enum xe_bhs_login ahead_hint; /* xe_sess_set_login_ahead */
-    enum xe_bhs_login offered;    /* xe_sess_login_offered, untold */
-    bool offered_told;            /* (for the current server) */
-    const char *backend_error;
-    bool backend_error_counts;
-    const char *bind_refused; /* R4: the condition */
-    char backend_why[160];
-    /* the timer wanted */
-    int timer_op;
-    uint64_t timer_ms;
-};
 
 static bool
 g_refuse(void *ctx, const char *account)
@@ -212,15 +158,15 @@ g_succeeded(void *ctx, const char *account)
 
 static const struct xe_c2s_guard sess_guard = {g_refuse, g_failed, g_succeeded};
 
-static void
-arm(struct xe_sess *s, uint64_t ms)
+void
+xe_sess_arm(struct xe_sess *s, uint64_t ms)
 {
     s->timer_op = 1;
     s->timer_ms = ms;
 }
 
-static void
-stop_timer(struct xe_sess *s)
+void
+xe_sess_stop_timer(struct xe_sess *s)
 {
     s->timer_op = -1;
 }
@@ -234,7 +180,7 @@ arm_preauth(struct xe_sess *s, uint64_t now)
 
     if (s->auth_deadline && s->auth_deadline < at)
         at = s->auth_deadline;
-    arm(s, at > now ? at - now : 0);
+    xe_sess_arm(s, at > now ? at - now : 0);
 }
 
 struct xe_sess *
@@ -273,7 +219,7 @@ xe_sess_new(const struct xe_sess_params *p, uint64_t now)
     xe_buf_init(&s->rs_xml, 0);
     if (p->direct_tls) {
         s->st = XE_SS_TLS;
-        arm(s, p->conf->tls_timeout_ms);
+        xe_sess_arm(s, p->conf->tls_timeout_ms);
     } else {
         s->auth_deadline = now + p->conf->auth_timeout_ms;
         arm_preauth(s, now);
@@ -311,8 +257,8 @@ xe_sess_free(struct xe_sess **sp)
 }
 
 /* The c2s core's output to the client's bytes (not while an answer is held). */
-static void
-take_c2s(struct xe_sess *s)
+void
+xe_sess_take_c2s(struct xe_sess *s)
 {
     struct xe_buf *o;
 
@@ -325,8 +271,8 @@ take_c2s(struct xe_sess *s)
     }
 }
 
-static enum xe_sess_do
-sess_fail(struct xe_sess *s, enum xe_sess_fail f)
+enum xe_sess_do
+xe_sess_fail_now(struct xe_sess *s, enum xe_sess_fail f)
 {
     const struct xe_sess_outcome *o = xe_sess_outcome(f);
 
@@ -334,19 +280,19 @@ sess_fail(struct xe_sess *s, enum xe_sess_fail f)
     s->held = false;
     if (s->c2s) {
         xe_c2s_stream_error(s->c2s, o->condition, o->text);
-        take_c2s(s);
+        xe_sess_take_c2s(s);
     }
     s->st = XE_SS_CLOSING;
-    stop_timer(s);
+    xe_sess_stop_timer(s);
     return XE_SD_CLOSE;
 }
 
 static enum xe_sess_do
 sess_close(struct xe_sess *s)
 {
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     s->st = XE_SS_CLOSING;
-    stop_timer(s);
+    xe_sess_stop_timer(s);
     return XE_SD_CLOSE;
 }
 
@@ -357,18 +303,15 @@ sess_close(struct xe_sess *s)
 static enum xe_sess_do
 sess_authenticated(struct xe_sess *s, bool restarted, const void *rest, size_t n)
 {
-    stop_timer(s);
+    xe_sess_stop_timer(s);
     s->st = XE_SS_BACKEND;
     if (restarted) {
         s->client_restarted = true;
         if (n > 0 && xe_buf_append(&s->backend_pending, rest, n) < 0)
-            return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+            return xe_sess_fail_now(s, XE_SF_PENDING_OVERFLOW);
     }
     return XE_SD_CONNECT;
 }
-
-static enum xe_sess_do sess_answer(struct xe_sess *s);
-static enum xe_sess_do sess_backend_failed(struct xe_sess *s, const char *why);
 
 /* ---- FAST (fast.h, tokens.h): the token's verdict and a new token ------- */
 
@@ -406,7 +349,7 @@ sess_fast_refeed(struct xe_sess *s, uint64_t now)
     if (xe_buf_append(&again, raw, rl) < 0 ||
         xe_buf_append(&again, s->held_in.data, s->held_in.len) < 0) {
         xe_buf_free(&again);
-        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+        return xe_sess_fail_now(s, XE_SF_HELD_OVERFLOW);
     }
     s->held_in.len = 0;
     s->fast_wait = false;
@@ -427,7 +370,7 @@ sess_fast_verify(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
     const char *detail = NULL;
 
     if (n > 0 && xe_buf_append(&s->held_in, rest, n) < 0)
-        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+        return xe_sess_fail_now(s, XE_SF_HELD_OVERFLOW);
     s->fast_wait = true;
     s->fast->domain = xe_c2s_domain(s->c2s);
     if (a == NULL || xe_fast_prepare(s->fast, a, &s->freq, &cond, &detail) < 0 ||
@@ -447,12 +390,12 @@ static enum xe_sess_do
 sess_reg_wait(struct xe_sess *s, const char *rest, size_t n, uint64_t now)
 {
     if (n > 0 && xe_buf_append(&s->held_in, rest, n) < 0)
-        return sess_fail(s, XE_SF_HELD_OVERFLOW);
+        return xe_sess_fail_now(s, XE_SF_HELD_OVERFLOW);
     s->reg_wait = true;
     if (s->auth_deadline)
-        arm(s, s->auth_deadline > now ? s->auth_deadline - now : 0);
+        xe_sess_arm(s, s->auth_deadline > now ? s->auth_deadline - now : 0);
     else
-        stop_timer(s);
+        xe_sess_stop_timer(s);
     return XE_SD_REGISTER;
 }
 
@@ -477,7 +420,7 @@ xe_sess_reg_done(struct xe_sess *s, struct xe_reg_job *job, uint64_t now)
     }
     s->reg_wait = false;
     xe_c2s_reg_done(s->c2s, job);
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     rest = s->held_in;
     xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
     if (rest.len > 0)
@@ -557,362 +500,14 @@ xe_sess_token_issued(struct xe_sess *s, const char *token, int64_t expiry)
         xe_fast_token_xml(&s->token_xml, token, expiry);
     if (s->st != XE_SS_BACKEND || !s->backend_ready || s->b2_running)
         return XE_SD_NONE;
-    return sess_answer(s);
-}
-/* ---- SASL2's Bind2 at the backend (doc/sasl2.md, "The backend script") ---- */
-
-#define B2_FALLBACK_HEADER                                                               \
-    "<stream:stream xmlns='" XE_NS_CLIENT "' xmlns:stream='" XE_NS_STREAMS "'>"
-
-static int
-b2_start(void *ctx, const struct xe_xml_elem *h, const char *default_ns)
-{
-    (void)ctx, (void)h, (void)default_ns;
-    return XE_XS_CONTINUE;
-}
-
-/* The first element is the backend's post-login features: the script is
- * built from them; every later one is an answer (or held). */
-static int
-b2_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
-{
-    struct xe_sess *s = ctx;
-
-    if (s->rs_wait) { /* the resume's answer */
-        if (xe_xml_is(e, XE_NS_SM3, "resumed")) {
-            const char *h = xe_xml_attr(e, "h"), *id = xe_xml_attr(e, "previd");
-            /* rebuilt without the backend's location, as <enabled/> is */
-            xe_buf_append_str(&s->rs_xml, "<resumed xmlns='" XE_NS_SM3 "' h='");
-            xe_buf_append_escaped(&s->rs_xml, h ? h : "0");
-            xe_buf_append_str(&s->rs_xml, "' previd='");
-            xe_buf_append_escaped(&s->rs_xml, id ? id : "");
-            xe_buf_append_str(&s->rs_xml, "'/>");
-            s->rs_result = 1;
-            return XE_XS_STOP;
-        }
-        if (xe_xml_is(e, XE_NS_SM3, "failed")) {
-            xe_buf_append(&s->rs_xml, raw, len);
-            s->rs_result = -1;
-            return XE_XS_STOP;
-        }
-        /* (nothing else comes before the answer: the stream has no
-         * resource yet) */
-        snprintf(s->backend_why, sizeof(s->backend_why),
-                 "unexpected <%.40s/> before the "
-                 "resume's answer",
-                 e->name);
-        s->b2_result = XE_BIND2_FAIL;
-        s->rs_result = 0;
-        return XE_XS_STOP;
-    }
-    if (s->b2_script == NULL) {
-        const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
-        const char *jid = xe_c2s_jid(s->c2s);
-        struct xe_bind2_caps caps;
-        char res[XE_BIND2_MAX_TAG + 16], *err = NULL;
-
-        xe_bind2_pool_caps(s->pool, &caps);
-        if (xe_bind2_resource(a->bind.tag, jid, a->has_ua ? a->ua_id : NULL,
-                              s->pool ? s->pool->secret : NULL,
-                              s->pool ? s->pool->secret_len : 0, res, sizeof(res)) < 0 &&
-            xe_bind2_resource(a->bind.tag, jid, NULL, NULL, 0, res, sizeof(res)) < 0) {
-            s->b2_result = XE_BIND2_FAIL;
-            return XE_XS_STOP;
-        }
-        s->b2_script = xe_bind2_script_new(&a->bind, &caps, e, res, &err);
-        if (s->b2_script == NULL) {
-            snprintf(s->backend_why, sizeof(s->backend_why), "%.140s",
-                     err ? err : "no bind in the backend's features");
-            free(err);
-            s->b2_result = XE_BIND2_FAIL;
-            return XE_XS_STOP;
-        }
-        return XE_XS_CONTINUE;
-    }
-    s->b2_result = xe_bind2_script_answer(s->b2_script, e, raw, len);
-    return s->b2_result == XE_BIND2_MORE ? XE_XS_CONTINUE : XE_XS_STOP;
-}
-
-static int
-b2_end(void *ctx)
-{
-    struct xe_sess *s = ctx;
-
-    s->b2_result = XE_BIND2_FAIL;
-    snprintf(s->backend_why, sizeof(s->backend_why), "backend closed its stream");
-    return XE_XS_STOP;
-}
-
-static const struct xe_xmlstream_cb b2_cb = {b2_start, b2_element, b2_end};
-
-/* Does this login bind inline? */
-static bool
-b2_wanted(struct xe_sess *s)
-{
-    const struct xe_sasl2_auth *a = s->sasl2 ? xe_c2s_sasl2_request(s->c2s) : NULL;
-    return a && (a->bind.present || a->resume);
-}
-
-static enum xe_sess_do b2_begin(struct xe_sess *s, const char *rest, size_t n);
-
-/* Bind2 could not be done (the bind refused, the backend's stream broke):
- * the client hears a SASL2 failure (temporary-auth-failure: it may log in
- * again), then the stream ends. */
-static enum xe_sess_do
-b2_failed(struct xe_sess *s)
-{
-    const char *why = s->b2_script ? xe_bind2_script_error(s->b2_script) : NULL;
-    char tmp[sizeof(s->backend_why)];
-
-    snprintf(tmp, sizeof(tmp), "%s",
-             why                 ? why
-             : s->backend_why[0] ? s->backend_why
-                                 : "Bind2 failed at the backend");
-    snprintf(s->backend_why, sizeof(s->backend_why), "Bind2: %.140s", tmp);
-    s->backend_error = s->backend_why;
-    s->backend_error_counts = false;
-    s->b2_running = false;
-    xe_sasl2_failure(&s->to_client, XE_SASL_TEMPORARY_AUTH_FAILURE,
-                     "the session could not be bound");
-    return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
-}
-
-/* The backend's bytes while the script runs. */
-static enum xe_sess_do
-b2_feed(struct xe_sess *s, const char *data, size_t n)
-{
-    size_t used = 0;
-    int r;
-
-    if (n == 0)
-        return XE_SD_NONE;
-    r = xe_xmlstream_feed(s->b2_xs, data, n, &used);
-    if (r == XE_XS_ERROR) {
-        snprintf(s->backend_why, sizeof(s->backend_why), "bad XML from the backend: %s",
-                 xe_xmlstream_error_text(s->b2_xs));
-        return b2_failed(s);
-    }
-    if (r != XE_XS_STOPPED)
-        return XE_SD_NONE;
-    if (s->rs_wait && s->rs_result != 0) {
-        s->rs_wait = false;
-        xe_info("event=%s jid=%s path=resume",
-                s->rs_result > 0 ? "resumed" : "resume-failed", xe_c2s_jid(s->c2s));
-        if (s->rs_result < 0 && xe_c2s_sasl2_request(s->c2s)->bind.present) {
-            /* <failed/>: Bind2 on the same backend stream */
-            xe_xmlstream_free(&s->b2_xs);
-            return b2_begin(s, data + used, n - used);
-        }
-        s->b2_running = false;
-        s->backend_ready = true;
-        if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
-            return sess_backend_failed(
-                s, "backend sent too much before the session started");
-        return sess_answer(s);
-    }
-    if (s->b2_result != XE_BIND2_DONE)
-        return b2_failed(s);
-    /* done: what follows <enabled/> (or the last answer) waits for the
-     * success (R7) */
-    s->b2_running = false;
-    s->backend_ready = true;
-    if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
-        return sess_backend_failed(s, "backend sent too much before the session started");
-    if (xe_bind2_script_unsynced(s->b2_script) > 0)
-        xe_warn("event=bind2-unsynced jid=%s held=%u", xe_c2s_jid(s->c2s),
-                xe_bind2_script_unsynced(s->b2_script));
-    return sess_answer(s);
-}
-
-/* The backend is logged in: start the script (its features, then the
- * requests in one write); REST: what the backend sent after its features. */
-static enum xe_sess_do
-b2_begin(struct xe_sess *s, const char *rest, size_t n)
-{
-    struct xe_xmlstream_limits lim = {.max_element_bytes = s->conf->max_stanza_postauth,
-                                      .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
-                                      .max_attrs = XE_POSTAUTH_MAX_ATTRS};
-    const unsigned char *h, *f, *req;
-    size_t hl, fl, rl, used;
-
-    const struct xe_sasl2_auth *a = xe_c2s_sasl2_request(s->c2s);
-
-    s->b2_xs = xe_xmlstream_new(&lim, &b2_cb, s);
-    if (s->b2_xs == NULL)
-        return sess_backend_failed(s, "no memory for Bind2");
-    s->b2_running = true;
-    s->b2_result = XE_BIND2_MORE;
-    h = xe_backend_hs_header(s->bhs, &hl);
-    f = xe_backend_hs_features(s->bhs, &fl);
-    if (h == NULL) {
-        h = (const unsigned char *)B2_FALLBACK_HEADER;
-        hl = strlen(B2_FALLBACK_HEADER);
-    }
-    if (a->resume && !s->rs_tried) {
-        struct xe_bind2_caps caps;
-        xe_bind2_pool_caps(s->pool, &caps);
-        if (!caps.sm) { /* (not offered: the pool cannot) */
-            s->rs_tried = true;
-            s->rs_result = -1;
-            xe_buf_append_str(&s->rs_xml,
-                              "<failed xmlns='" XE_NS_SM3
-                              "'><feature-not-implemented xmlns='"
-                              "urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
-            if (!a->bind.present) {
-                xe_xmlstream_free(&s->b2_xs);
-                s->b2_running = false;
-                s->backend_ready = true;
-                if (n > 0 && xe_buf_append(&s->client_pending, rest, n) < 0)
-                    return sess_backend_failed(s, "backend sent too much");
-                return sess_answer(s);
-            }
-        }
-    }
-    if (a->resume && !s->rs_tried) {
-        /* inline resumption: the client's <resume/> on this fresh
-         * authenticated stream, no bind; its answer comes first */
-        s->rs_tried = s->rs_wait = true;
-        if (xe_xmlstream_feed(s->b2_xs, h, hl, &used) != XE_XS_OK)
-            return b2_failed(s);
-        xe_buf_append_str(&s->to_backend, "<resume xmlns='" XE_NS_SM3 "' previd='");
-        xe_buf_append_escaped(&s->to_backend, a->resume_prev);
-        xe_buf_appendf(&s->to_backend, "' h='%llu'/>", a->resume_h);
-        arm(s, s->conf->backend_handshake_ms);
-        return b2_feed(s, rest, n);
-    }
-    if (xe_xmlstream_feed(s->b2_xs, h, hl, &used) != XE_XS_OK ||
-        xe_xmlstream_feed(s->b2_xs, f, fl, &used) != XE_XS_OK || s->b2_script == NULL)
-        return b2_failed(s);
-    req = xe_bind2_script_requests(s->b2_script, &rl);
-    xe_buf_append(&s->to_backend, req, rl);
-    arm(s, s->conf->backend_handshake_ms);
-    return b2_feed(s, rest, n);
-}
-
-/* The backend's features without what Bind2 did (bind, session, and stream
- * management once enabled): the children of FEATURES are read as elements of
- * the backend's stream (HEADER declares their prefixes) and kept raw. On
- * anything unexpected the features go unchanged. */
-struct b2_filter {
-    struct xe_buf *out;
-    bool drop_sm;
-};
-
-static int
-f_element(void *ctx, const struct xe_xml_elem *e, const unsigned char *raw, size_t len)
-{
-    struct b2_filter *f = ctx;
-
-    if (xe_xml_is(e, XE_NS_BIND, "bind") || xe_xml_is(e, XE_NS_SESSION, "session") ||
-        (f->drop_sm && xe_xml_is(e, NULL, "sm") &&
-         (strcmp(e->ns, XE_NS_SM3) == 0 || strcmp(e->ns, "urn:xmpp:sm:2") == 0)))
-        return XE_XS_CONTINUE;
-    xe_buf_append(f->out, raw, len);
-    return XE_XS_CONTINUE;
-}
-
-static int
-f_end(void *ctx)
-{
-    (void)ctx;
-    return XE_XS_STOP;
-}
-
-static const struct xe_xmlstream_cb f_cb = {b2_start, f_element, f_end};
-
-static void
-b2_features(struct xe_sess *s, const unsigned char *f, size_t fl, struct xe_buf *out)
-{
-    struct xe_xmlstream_limits lim = {.max_element_bytes = XE_MAX_BACKEND_FEATURES,
-                                      .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
-                                      .max_attrs = XE_POSTAUTH_MAX_ATTRS};
-    struct b2_filter flt = {out, xe_bind2_script_sm(s->b2_script)};
-    const unsigned char *h;
-    size_t hl, gt, lt, used;
-    char q = 0;
-    struct xe_xmlstream *xs;
-    bool ok = false;
-
-    for (gt = 0; gt < fl; gt++) { /* the end of the start tag */
-        if (q) {
-            if (f[gt] == (unsigned char)q)
-                q = 0;
-        } else if (f[gt] == '\'' || f[gt] == '"') {
-            q = (char)f[gt];
-        } else if (f[gt] == '>') {
-            break;
-        }
-    }
-    for (lt = fl; lt > 0 && f[lt - 1] != '<'; lt--)
-        ;
-    if (gt >= fl || gt == 0 || f[gt - 1] == '/' || lt == 0 || lt - 1 <= gt) {
-        xe_buf_append(out, f, fl); /* (<stream:features/>: nothing to take out) */
-        return;
-    }
-    lt--;
-    h = xe_backend_hs_header(s->bhs, &hl);
-    if (h == NULL) {
-        h = (const unsigned char *)B2_FALLBACK_HEADER;
-        hl = strlen(B2_FALLBACK_HEADER);
-    }
-    xs = xe_xmlstream_new(&lim, &f_cb, &flt);
-    xe_buf_append(out, f, gt + 1);
-    if (xs && xe_xmlstream_feed(xs, h, hl, &used) == XE_XS_OK &&
-        xe_xmlstream_feed(xs, f + gt + 1, lt - gt - 1, &used) == XE_XS_OK)
-        ok = true;
-    xe_xmlstream_free(&xs);
-    if (!ok) {
-        out->len = 0;
-        xe_buf_append(out, f, fl);
-        return;
-    }
-    xe_buf_append(out, f + lt, fl - lt);
-}
-
-/* The SASL2 answer: <success> (with <bound/> and the full JID after Bind2),
- * the backend's features less what was done inline, then what the backend
- * sent meanwhile (held by the script, in order). */
-static enum xe_sess_do
-sasl2_answer(struct xe_sess *s, const unsigned char *features, size_t flen)
-{
-    struct xe_buf extra, feat;
-    const unsigned char *held;
-    size_t hl = 0;
-    int r;
-
-    xe_buf_init(&extra, 0);
-    xe_buf_init(&feat, 0);
-    xe_buf_append(&extra, s->rs_xml.data, s->rs_xml.len);
-    if (s->b2_script)
-        xe_bind2_script_bound(s->b2_script, &extra);
-    xe_buf_append(&extra, s->token_xml.data, s->token_xml.len);
-    if (s->rs_result > 0) {
-        /* resumed: the session goes on; no features */
-    } else if (s->b2_script) {
-        b2_features(s, features, flen, &feat);
-    } else {
-        xe_buf_append(&feat, features, flen);
-    }
-    r = xe_c2s_answer_sasl2(s->c2s,
-                            s->b2_script ? xe_bind2_script_jid(s->b2_script) : NULL,
-                            (const char *)extra.data, extra.len, feat.data, feat.len);
-    xe_buf_free(&extra);
-    xe_buf_free(&feat);
-    if (r < 0)
-        return sess_fail(s, XE_SF_BACKEND_UNAVAILABLE);
-    take_c2s(s);
-    if (s->b2_script && (held = xe_bind2_script_held(s->b2_script, &hl)) && hl > 0)
-        xe_buf_append(&s->to_client, held, hl);
-    s->st = XE_SS_SPLICED;
-    stop_timer(s);
-    return XE_SD_SPLICE;
+    return xe_sess_answer(s);
 }
 
 /* The join (R3, R4): both sides are in; answer the client. (SASL2: a third
  * answer kind here, the <success/> with the Bind2 result, sent before any of
  * client_pending: what the backend sent after its <enabled/>.) */
-static enum xe_sess_do
-sess_answer(struct xe_sess *s)
+enum xe_sess_do
+xe_sess_answer(struct xe_sess *s)
 {
     const unsigned char *features;
     size_t flen;
@@ -923,12 +518,12 @@ sess_answer(struct xe_sess *s)
         return XE_SD_NONE;
     features = xe_backend_hs_features(s->bhs, &flen);
     if (s->sasl2) /* no restart: <success>, then the backend's features */
-        return sasl2_answer(s, features, flen);
+        return xe_sess_sasl2_answer(s, features, flen);
     if (j == XE_SJ_IQ_AUTH_SPLICE)
         xe_c2s_answer_iq_auth(s->c2s, NULL);
     else
         xe_c2s_answer_restart(s->c2s, features, flen);
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     if (j == XE_SJ_RESTART && xe_c2s_compression_offered(s->c2s)) {
         /* R6: the client's next element decides; what it sent so far is
          * parsed again by the core */
@@ -939,7 +534,7 @@ sess_answer(struct xe_sess *s)
         xe_buf_init(&s->backend_pending, s->conf->pump_hard_cap);
         s->client_restarted = false;
         s->st = XE_SS_COMPRESS_OFFER;
-        arm(s, s->conf->preauth_idle_ms);
+        xe_sess_arm(s, s->conf->preauth_idle_ms);
         d = again.len ? xe_sess_client(s, again.data, again.len, &used, call_now)
                       : XE_SD_NONE;
         if (d == XE_SD_START_COMPRESSION && used < again.len) {
@@ -951,7 +546,7 @@ sess_answer(struct xe_sess *s)
         return d;
     }
     s->st = XE_SS_SPLICED;
-    stop_timer(s);
+    xe_sess_stop_timer(s);
     return XE_SD_SPLICE;
 }
 
@@ -969,12 +564,12 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
         return XE_SD_NONE;     /* (the glue does not feed these) */
     if (s->client_restarted) { /* R7 */
         if (xe_buf_append(&s->backend_pending, data, n) < 0)
-            return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+            return xe_sess_fail_now(s, XE_SF_PENDING_OVERFLOW);
         return XE_SD_NONE;
     }
     if (s->held || s->fast_wait || s->reg_wait) {
         if (xe_buf_append(&s->held_in, data, n) < 0)
-            return sess_fail(s, XE_SF_HELD_OVERFLOW);
+            return xe_sess_fail_now(s, XE_SF_HELD_OVERFLOW);
         return XE_SD_HOLD;
     }
     if (s->st == XE_SS_NEGOTIATING)
@@ -996,21 +591,21 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
             if (s->auth_deadline && now + ms > s->auth_deadline)
                 ms = s->auth_deadline > now ? s->auth_deadline - now : 0;
             if (a != XE_C2S_CLOSE && xe_buf_append(&s->held_in, data, n) < 0)
-                return sess_fail(s, XE_SF_HELD_OVERFLOW);
+                return xe_sess_fail_now(s, XE_SF_HELD_OVERFLOW);
             s->held = true;
             s->held_action = a;
-            arm(s, ms);
+            xe_sess_arm(s, ms);
             return XE_SD_HOLD;
         }
         s->hold_ms = 0;
-        take_c2s(s);
+        xe_sess_take_c2s(s);
         switch (a) {
         case XE_C2S_CONTINUE:
             break;
         case XE_C2S_STARTTLS: /* R1: the rest is dropped */
             *used_r = total - n;
             s->st = XE_SS_TLS;
-            arm(s, s->conf->tls_timeout_ms);
+            xe_sess_arm(s, s->conf->tls_timeout_ms);
             return XE_SD_START_TLS;
         case XE_C2S_AUTHENTICATED: {
             enum xe_sess_do d = sess_authenticated(s, false, NULL, 0);
@@ -1027,10 +622,10 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
         case XE_C2S_RESTARTED:
             s->client_restarted = true;
             if (s->backend_failed)
-                return sess_fail(s, s->fail);
+                return xe_sess_fail_now(s, s->fail);
             if (n > 0 && xe_buf_append(&s->backend_pending, data, n) < 0)
-                return sess_fail(s, XE_SF_PENDING_OVERFLOW);
-            return sess_answer(s);
+                return xe_sess_fail_now(s, XE_SF_PENDING_OVERFLOW);
+            return xe_sess_answer(s);
         case XE_C2S_IQ_AUTHED:
             s->iq_auth = true;
             return sess_authenticated(s, true, data, n);
@@ -1051,12 +646,12 @@ xe_sess_client(struct xe_sess *s, const void *data_, size_t n, size_t *used_r,
 
             s->client_restarted = true;
             if (s->backend_failed)
-                return sess_fail(s, s->fail);
+                return xe_sess_fail_now(s, s->fail);
             if (xe_buf_append(&s->backend_pending, head, hlen) < 0 ||
                 xe_buf_append(&s->backend_pending, data, n) < 0)
-                return sess_fail(s, XE_SF_PENDING_OVERFLOW);
+                return xe_sess_fail_now(s, XE_SF_PENDING_OVERFLOW);
             s->st = XE_SS_SPLICED;
-            stop_timer(s);
+            xe_sess_stop_timer(s);
             return XE_SD_SPLICE;
         }
         case XE_C2S_CLOSE:
@@ -1084,14 +679,14 @@ sess_backend_error(struct xe_sess *s)
     if (xe_sess_fail_when(s->c2s != NULL, s->client_restarted, s->backend_failed) ==
         XE_SW_AT_RESTART) {
         s->backend_failed = true;
-        arm(s, s->conf->backend_handshake_ms);
+        xe_sess_arm(s, s->conf->backend_handshake_ms);
         return XE_SD_NONE;
     }
-    return sess_fail(s, s->fail);
+    return xe_sess_fail_now(s, s->fail);
 }
 
-static enum xe_sess_do
-sess_backend_failed(struct xe_sess *s, const char *why)
+enum xe_sess_do
+xe_sess_backend_failed(struct xe_sess *s, const char *why)
 {
     bool in_hs = s->st == XE_SS_BACKEND && !s->backend_ready && !s->backend_failed;
     bool again = false;
@@ -1122,7 +717,7 @@ sess_backend_failed(struct xe_sess *s, const char *why)
         OPENSSL_cleanse(s->to_backend.data, s->to_backend.cap);
         s->to_backend.len = 0; /* (for the failed server) */
         s->connected = false;
-        stop_timer(s);
+        xe_sess_stop_timer(s);
         return XE_SD_RETRY;
     }
     return sess_backend_error(s);
@@ -1177,14 +772,14 @@ xe_sess_backend_begin(struct xe_sess *s, const struct xe_pool_conf *pool, size_t
     s->server = server;
     s->bhs = xe_backend_hs_new(d->name, local, token, XE_MAX_BACKEND_FEATURES);
     if (s->bhs == NULL)
-        return sess_backend_failed(s, "cannot start the backend handshake");
+        return xe_sess_backend_failed(s, "cannot start the backend handshake");
     if (!s->no_ahead && pool != NULL && server < pool->n_servers)
         xe_backend_hs_send_ahead(s->bhs,
                                  login_ahead(pool->servers[server].kind, s->ahead_hint));
     s->ahead_hint = XE_BHS_LOGIN_WAIT; /* (told again before each) */
     if (s->iq_auth)
         xe_backend_hs_bind(s->bhs, xe_c2s_resource(s->c2s));
-    arm(s, s->conf->backend_connect_ms);
+    xe_sess_arm(s, s->conf->backend_connect_ms);
     return XE_SD_NONE;
 }
 
@@ -1197,12 +792,12 @@ xe_sess_connected(struct xe_sess *s, bool ok, const char *why)
     if (s->st != XE_SS_BACKEND || s->bhs == NULL || s->backend_failed)
         return XE_SD_NONE; /* (a connect that ends after the login gave up) */
     if (!ok)
-        return sess_backend_failed(s, why);
+        return xe_sess_backend_failed(s, why);
     s->connected = true;
     out = xe_backend_hs_output(s->bhs);
     xe_buf_append(&s->to_backend, out->data, out->len);
     out->len = 0;
-    arm(s, s->conf->backend_handshake_ms);
+    xe_sess_arm(s, s->conf->backend_handshake_ms);
     return XE_SD_NONE;
 }
 
@@ -1218,17 +813,17 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
     if (s->st != XE_SS_BACKEND && s->st != XE_SS_COMPRESS_OFFER)
         return XE_SD_NONE;
     if (n == 0)
-        return sess_backend_failed(s, why ? why
-                                          : "backend closed the connection during the "
-                                            "handshake");
+        return xe_sess_backend_failed(s, why ? why
+                                             : "backend closed the connection during the "
+                                               "handshake");
     if (s->backend_failed)
         return XE_SD_NONE;
     if (s->b2_running)
-        return b2_feed(s, data, n);
+        return xe_sess_b2_feed(s, data, n);
     if (s->st != XE_SS_BACKEND || s->backend_ready) {
         /* R7: bytes after the features, before the client restarted */
         if (xe_buf_append(&s->client_pending, data, n) < 0)
-            return sess_backend_failed(
+            return xe_sess_backend_failed(
                 s, "backend sent too much before the session started");
         return XE_SD_NONE;
     }
@@ -1249,17 +844,19 @@ xe_sess_backend(struct xe_sess *s, const void *data_, size_t n, const char *why)
             xe_c2s_answer_iq_auth(s->c2s, xe_backend_hs_bind_error(s->bhs));
             return sess_close(s);
         }
-        return sess_backend_failed(s, xe_backend_hs_error(s->bhs));
+        return xe_sess_backend_failed(s, xe_backend_hs_error(s->bhs));
     }
-    if (r == XE_BHS_READY && b2_wanted(s)) /* SASL2 with Bind2: the script first */
-        return b2_begin(s, data + used, n - used);
+    /* SASL2 with Bind2: the script first */
+    if (r == XE_BHS_READY && xe_sess_b2_wanted(s))
+        return xe_sess_b2_begin(s, data + used, n - used);
     if (r == XE_BHS_READY) {
         s->backend_ready = true;
-        arm(s, s->conf->backend_handshake_ms); /* the client must restart in time */
+        /* the client must restart in time */
+        xe_sess_arm(s, s->conf->backend_handshake_ms);
         if (used < n && xe_buf_append(&s->client_pending, data + used, n - used) < 0)
-            return sess_backend_failed(
+            return xe_sess_backend_failed(
                 s, "backend sent too much before the session started");
-        return sess_answer(s);
+        return xe_sess_answer(s);
     }
     return XE_SD_NONE;
 }
@@ -1274,7 +871,7 @@ sess_release(struct xe_sess *s, uint64_t now)
 
     xe_buf_init(&s->held_in, 2 * XE_READ_CHUNK);
     s->held = false;
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     switch (s->held_action) {
     case XE_C2S_CLOSE:
         xe_buf_free(&rest);
@@ -1344,9 +941,9 @@ xe_sess_timer_fired(struct xe_sess *s, uint64_t now)
     }
     switch (xe_sess_timer(&in, s->fail, &f)) {
     case XE_ST_FAIL:
-        return sess_fail(s, f);
+        return xe_sess_fail_now(s, f);
     case XE_ST_BACKEND_TIMEOUT:
-        return sess_backend_failed(s, "backend did not answer in time");
+        return xe_sess_backend_failed(s, "backend did not answer in time");
     case XE_ST_RELEASE_HELD:
         return sess_release(s, now);
     case XE_ST_TLS_TIMEOUT:
@@ -1361,7 +958,7 @@ xe_sess_timer_fired(struct xe_sess *s, uint64_t now)
 struct xe_buf *
 xe_sess_to_client(struct xe_sess *s)
 {
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     return &s->to_client;
 }
 
@@ -1450,7 +1047,7 @@ void
 xe_sess_closing(struct xe_sess *s)
 {
     s->held = false;
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     s->st = XE_SS_CLOSING;
 }
 
@@ -1480,9 +1077,9 @@ xe_sess_stream_error(struct xe_sess *s, const char *condition, const char *text)
 {
     s->held = false;
     xe_c2s_stream_error(s->c2s, condition, text);
-    take_c2s(s);
+    xe_sess_take_c2s(s);
     s->st = XE_SS_CLOSING;
-    stop_timer(s);
+    xe_sess_stop_timer(s);
     return XE_SD_CLOSE;
 }
 

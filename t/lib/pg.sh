@@ -8,6 +8,18 @@
 #                     Sets PG_PID, PG_CONNINFO (without the password), PG_PASSFILE.
 #   pg_stop           fast shutdown by PID, bounded wait (the data stays: pg_up restarts it)
 #   pg_down           pg_stop, and the data goes
+#   pg_sql SQL        SQL as the superuser on the socket, unaligned output
+#
+# With a sandbox of several nodes (sandbox_up --store postgresql --nodes 2):
+#   pg_sandbox        PG_DIR, PG_PORT, PG_PID of the sandbox's PostgreSQL, for
+#                     pg_sql and pg_stop; pg_up "$XE_SANDBOX_DIR_SB" "$PG_PORT"
+#                     starts it again (add its PG_PID to XEDGE_PIDS)
+#   replica_confs     XE_SANDBOX_DIR/replicaN.conf for nodes 1 and 2: the
+#                     node's configuration without its database, its LMDB
+#                     replica alone, read-only (what the node's Cyrus reads)
+#   replica N ARGS    xedgectl ARGS on node N's replica (stderr too)
+#   until_both CMD    poll the replicas (every 20 ms, at most 3 s) until CMD N
+#                     holds for N = 1 and 2; prints the milliseconds taken
 # Never a system service: the server is the test's child, stopped by its PID.
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
@@ -97,4 +109,33 @@ pg_down() {
 # pg_sql SQL: run SQL as the superuser on the socket, unaligned output
 pg_sql() {
 	"$PGBIN/psql" -X -q -At -h "$PG_DIR/sock" -p "$PG_PORT" -U postgres -d xe -c "$1"
+}
+
+pg_sandbox() {
+	PG_DIR=$XE_SANDBOX_DIR_SB/pg
+	PG_PORT=$XEDGE_PG_PORT
+	PG_PID=$XEDGE_PG_PID
+}
+
+replica_confs() {
+	local n c
+	for n in 1 2; do
+		c=XEDGE_CONF_$n
+		sed -e '/^ *database/d' -e '/^ *node = /d' "${!c}" >"$XE_SANDBOX_DIR/replica$n.conf"
+	done
+}
+
+replica() { timeout 10 "$XE_TOP_BUILDDIR/src/xedgectl" -c "$XE_SANDBOX_DIR/replica$1.conf" "${@:2}" 2>&1; }
+
+until_both() {
+	local t0 n ok
+	t0=$(now_ms)
+	while [ $(($(now_ms) - t0)) -lt 3000 ]; do
+		ok=1
+		for n in 1 2; do "$@" "$n" || ok=0; done
+		[ $ok = 1 ] && { echo $(($(now_ms) - t0)); return 0; }
+		sleep 0.02
+	done
+	echo 3000
+	return 1
 }

@@ -81,6 +81,18 @@ like() { # like GOT EXTENDED_REGEX DESCRIPTION
 	fi
 }
 
+unlike() { # unlike GOT EXTENDED_REGEX DESCRIPTION
+	local got=$1 re=$2
+	shift 2
+	if printf '%s\n' "$got" | grep -Eq -- "$re"; then
+		ok 1 "$*"
+		diag "  got:             '$got'" "  expected not to match: /$re/"
+		return 1
+	else
+		ok 0 "$*"
+	fi
+}
+
 bail() {
 	echo "Bail out! $*"
 	exit 1
@@ -180,12 +192,29 @@ user_add() {
 	printf '%s\n' "$2" | ctl user add "$1"
 }
 
+# users_import PREFIX COUNT PASSWORD: the users PREFIX0..PREFIX<COUNT-1> of
+# the sandbox's domain, all with PASSWORD, in one xedgectl user import (as a
+# load test wants them; bails out if the import fails)
+users_import() {
+	local i f="$XE_SANDBOX_DIR/users-$1.json"
+	for i in $(seq 0 $(($2 - 1))); do
+		printf '{"jid":"%s%d@%s","password":"%s"}\n' "$1" "$i" "$XEDGE_DOMAIN" "$3"
+	done >"$f"
+	# shellcheck disable=SC2086 # XEDGECTL is a command line
+	$XEDGECTL user import "$f" >"$f.out" 2>&1 || bail "xedgectl user import failed: $(cat "$f.out")"
+}
+
 # ---------------------------------------------------------------- sandbox
 _port_free() { # _port_free PORT: nothing bound to 127.0.0.1:PORT in any state
 	! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .
 }
 
-pick_base_port() {
+# pick_base_port: the first of 15 free ports in a row (xedge-sandbox --base-port)
+pick_base_port() { pick_free_port 15; }
+
+# pick_free_port [N]: one free port below 32768, e.g. for sandbox_up
+# --websocket-port; with N, the first of N free ports in a row
+pick_free_port() {
 	local n k free
 	for _ in $(seq 1 50); do
 		# below 32768, the kernel's ephemeral range (32768-60999): a listener
@@ -193,21 +222,10 @@ pick_base_port() {
 		# to its backends, a client's); base+99 stays below it too
 		n=$((12000 + (RANDOM * 32768 + RANDOM) % 19900))
 		free=1
-		for k in $(seq 0 14); do
+		for k in $(seq 0 $((${1:-1} - 1))); do
 			_port_free $((n + k)) || { free=0; break; }
 		done
 		[ $free = 1 ] && { echo "$n"; return 0; }
-	done
-	return 1
-}
-
-# pick_free_port: one free port below 32768 (as pick_base_port), e.g. for
-# sandbox_up --websocket-port
-pick_free_port() {
-	local n
-	for _ in $(seq 1 50); do
-		n=$((12000 + (RANDOM * 32768 + RANDOM) % 19900))
-		_port_free "$n" && { echo "$n"; return 0; }
 	done
 	return 1
 }
@@ -318,6 +336,15 @@ sandbox_up() {
 	export XEDGE_PID XE_SANDBOX_DIR_SB BACKEND_PIDS
 	kill -0 "$XEDGE_PID" 2>/dev/null || bail "xedge (pid $XEDGE_PID) is not running after sandbox up"
 	diag "sandbox: c2s=$XEDGE_C2S direct=$XEDGE_DIRECT_TLS domain=$XEDGE_DOMAIN xedge pid=$XEDGE_PID backends=$XEDGE_BACKEND_PIDS"
+}
+
+# sandbox_need VAR...: bail out unless xedge-sandbox up printed each VAR (the
+# ones of a cluster, XEDGE_C2S_2 and the like)
+sandbox_need() {
+	local k
+	for k in "$@"; do
+		[ -n "${!k:-}" ] || bail "xedge-sandbox printed no $k"
+	done
 }
 
 # offer MECH...: restart the sandbox's xedge (same ports, same backends)

@@ -16,13 +16,9 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
-#include <openssl/x509v3.h>
-
 #include "stream.h"
 #include "tap.h"
+#include "testcert.h"
 
 static uv_loop_t loop;
 static struct xe_stream_slab slab;
@@ -434,38 +430,8 @@ test_grace_close(void)
 static bool
 make_cert(const char *domain, char *cert_path, char *key_path, size_t len)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    X509_NAME *name;
-    FILE *f;
-    bool ok_ = false;
-
-    if (key == NULL || x == NULL)
-        goto out;
-    snprintf(cert_path, len, "%s/%s.crt", tmpdir, domain);
-    snprintf(key_path, len, "%s/%s.key", tmpdir, domain);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)domain,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, name);
-    if (X509_sign(x, key, EVP_sha256()) == 0 || (f = fopen(cert_path, "w")) == NULL)
-        goto out;
-    PEM_write_X509(f, x);
-    fclose(f);
-    if ((f = fopen(key_path, "w")) == NULL)
-        goto out;
-    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    ok_ = true;
-out:
-    X509_free(x);
-    EVP_PKEY_free(key);
-    return ok_;
+    return tap_self_signed(tmpdir, domain, EVP_EC_gen("P-256"), 1, NULL, EVP_sha256(),
+                           cert_path, key_path, len);
 }
 
 static void

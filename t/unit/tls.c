@@ -20,6 +20,7 @@
 #include "tls.h"
 #include "xelimits.h"
 #include "tap.h"
+#include "testcert.h"
 
 static const char *tmpdir;
 
@@ -41,50 +42,8 @@ static bool
 make_cert_san(const char *domain, const char *sans, char *cert_path, char *key_path,
               size_t len)
 {
-    EVP_PKEY *key = EVP_EC_gen("P-256");
-    X509 *x = X509_new();
-    X509_NAME *name;
-    X509_EXTENSION *ext;
-    X509V3_CTX v3;
-    char san[512];
-    FILE *f;
-    bool ok_ = false;
-
-    if (key == NULL || x == NULL)
-        goto out;
-    snprintf(cert_path, len, "%s/%s.crt", tmpdir, domain);
-    snprintf(key_path, len, "%s/%s.key", tmpdir, domain);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)domain,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, name);
-    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    snprintf(san, sizeof(san), "%s", sans);
-    ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
-    if (ext == NULL)
-        goto out;
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    if (X509_sign(x, key, EVP_sha256()) == 0)
-        goto out;
-    if ((f = fopen(cert_path, "w")) == NULL)
-        goto out;
-    PEM_write_X509(f, x);
-    fclose(f);
-    if ((f = fopen(key_path, "w")) == NULL)
-        goto out;
-    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    ok_ = true;
-out:
-    X509_free(x);
-    EVP_PKEY_free(key);
-    return ok_;
+    return tap_self_signed(tmpdir, domain, EVP_EC_gen("P-256"), 1, sans, EVP_sha256(),
+                           cert_path, key_path, len);
 }
 
 /* ---- endpoints: an xe_tls, or a raw OpenSSL client on memory BIOs ------------ */
@@ -1050,40 +1009,8 @@ static bool
 make_cert_kind(const char *domain, bool rsa, const EVP_MD *md, char *cert_path,
                char *key_path, size_t len)
 {
-    EVP_PKEY *key = rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-384");
-    X509 *x = X509_new();
-    X509_NAME *name;
-    FILE *f;
-    bool ok_ = false;
-
-    if (key == NULL || x == NULL)
-        goto out;
-    snprintf(cert_path, len, "%s/%s.crt", tmpdir, domain);
-    snprintf(key_path, len, "%s/%s.key", tmpdir, domain);
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, key);
-    name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)domain,
-                               -1, -1, 0);
-    X509_set_issuer_name(x, name);
-    if (X509_sign(x, key, md) == 0)
-        goto out;
-    if ((f = fopen(cert_path, "w")) == NULL)
-        goto out;
-    PEM_write_X509(f, x);
-    fclose(f);
-    if ((f = fopen(key_path, "w")) == NULL)
-        goto out;
-    PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
-    fclose(f);
-    ok_ = true;
-out:
-    X509_free(x);
-    EVP_PKEY_free(key);
-    return ok_;
+    return tap_self_signed(tmpdir, domain, rsa ? EVP_RSA_gen(2048) : EVP_EC_gen("P-384"),
+                           7, NULL, md, cert_path, key_path, len);
 }
 
 /* TLS 1.2: the client offers no extended master secret (RFC 7627) */
