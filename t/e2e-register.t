@@ -8,7 +8,7 @@
 # with a real client, slixmpp's xep_0077 plugin (t/lib/xmpp_client.py).
 . "${XE_TOP_SRCDIR:-$(dirname "$0")/..}/t/lib/sandbox.sh"
 
-plan 35
+plan 37
 
 PROBE="$XE_TOP_SRCDIR/t/lib/register_probe.py"
 probe() { _run_tool "$PROBE" "$@"; }
@@ -54,6 +54,34 @@ diag "time of one registration (PBKDF2 of three SCRAM hashes and the LMDB write,
 probe echo alice@example.test "$PW" --timeout 15
 is "$(line ECHO)" "ECHO sent=20 received=20 intact=20 answers=5/5" \
 	"both directions flow while register is on: messages to self intact, xedge's answers in between"
+# an idle session's filter gives its parser back (XE_REGSPLICE_REST_MS, 2 s)
+# and makes a new one for the next stanza: a keepalive, a message and a
+# request after the rest are handled as before (issue 18)
+OUT=$(timeout 60 "$PY" - "$XEDGE_C2S" "$XEDGE_CERT" "$PW" "$XE_TOP_SRCDIR/t/lib" 2>"$XE_SANDBOX_DIR/client.err" <<'PYEOF'
+import sys, time
+sys.path.insert(0, sys.argv[4])
+import register_probe as rp
+s = rp.Session('alice@example.test', sys.argv[1], 'starttls', sys.argv[2], False, 10.0, False)
+s.connect()
+rp.login(s, sys.argv[3], 'idle')
+for i in range(2):
+    time.sleep(3.5)
+    s.send(' ')
+    time.sleep(0.3)
+    ok = rp.message_to_self(s, 'after a rest %d' % i)
+    s.send("<iq type='get' id='g%d'><query xmlns='jabber:iq:register'/></iq>" % i)
+    el = rp.wait_iq(s, 'g%d' % i)
+    reg = el.find('{jabber:iq:register}query/{jabber:iq:register}registered') is not None
+    print('REST%d message=%s registered=%s' % (i, 'ok' if ok else 'mismatch', 'yes' if reg else 'no'), flush=True)
+s.close()
+PYEOF
+)
+diag "idle probe:" "$OUT" "$(tail -n 5 "$XE_SANDBOX_DIR/client.err")"
+is "$(printf '%s\n' "$OUT" | grep '^REST' | tr '\n' ' ')" "REST0 message=ok registered=yes REST1 message=ok registered=yes " \
+	"after the filter's parser rested, twice: a message goes through intact, a request is answered by xedge"
+rests=$(grep -c 'event=register-rest .*jid=alice@example.test' "$XEDGE_LOG")
+[ "$rests" -ge 2 ]
+ok $? "... and it did rest after each idle time (debug log: $rests)"
 probe passwd bob@example.test "bob-$PW" "new-$PW"
 is "$(line PASSWD)" "PASSWD result=ok" "a logged-in user changes the password"
 raw --jid bob@example.test --password "bob-$PW" --no-bind

@@ -604,7 +604,11 @@ xe_register_preauth_done(const struct xe_reg_job *j, struct xe_buf *out)
 
 struct xe_regsplice {
     const struct xe_conf *conf;
+    /* the client's stream, parsed; NULL once it ended, or while resting
+     * (given back between two stanzas: xe_regsplice_rest) */
     struct xe_xmlstream *xs;
+    struct xe_xmlstream_limits lim;
+    bool resting;
     struct xe_boundary bt;     /* the backend's stream */
     struct xe_buf inject;      /* our answers, waiting for a boundary */
     struct xe_buf *to_backend; /* during xe_regsplice_client */
@@ -817,18 +821,33 @@ rs_prime(struct xe_regsplice *rs)
     return r == XE_XS_OK ? 0 : -1;
 }
 
+/* A parser for the client's stream, primed (xe_regsplice_new, and after a
+ * rest). */
+static int
+rs_parser(struct xe_regsplice *rs)
+{
+    rs->xs = xe_xmlstream_new(&rs->lim, &rs_cb, rs);
+    if (rs->xs == NULL)
+        return -1;
+    xe_xmlstream_set_space_cb(rs->xs, rs_space);
+    if (rs_prime(rs) < 0) {
+        xe_xmlstream_free(&rs->xs);
+        return -1;
+    }
+    rs->resting = false;
+    return 0;
+}
+
 struct xe_regsplice *
 xe_regsplice_new(const struct xe_regsplice_params *p)
 {
     struct xe_regsplice *rs = xe_calloc(1, sizeof(*rs));
-    struct xe_xmlstream_limits lim = {
-        .max_element_bytes = p->conf->max_stanza_postauth,
-        .max_depth = XE_POSTAUTH_MAX_XML_DEPTH,
-        .max_attrs = XE_POSTAUTH_MAX_ATTRS,
-    };
     const char *at = strchr(p->jid, '@');
 
     rs->conf = p->conf;
+    rs->lim.max_element_bytes = p->conf->max_stanza_postauth;
+    rs->lim.max_depth = XE_POSTAUTH_MAX_XML_DEPTH;
+    rs->lim.max_attrs = XE_POSTAUTH_MAX_ATTRS;
     rs->domain = xe_strdup(p->domain);
     rs->jid = xe_strdup(p->jid);
     xe_tolower_ascii(rs->jid);
@@ -840,18 +859,47 @@ xe_regsplice_new(const struct xe_regsplice_params *p)
     /* what a client may send while its request's job runs: reading stops,
      * so at most what TLS or the transform had decoded already */
     xe_buf_init(&rs->held, p->conf->max_stanza_postauth + 2 * XE_READ_CHUNK);
-    rs->xs = xe_xmlstream_new(&lim, &rs_cb, rs);
-    if (rs->xs == NULL || p->header == NULL) {
+    if (p->header == NULL) {
         xe_regsplice_free(&rs);
         return NULL;
     }
     rs->header = xe_malloc(p->header_len ? p->header_len : 1);
     memcpy(rs->header, p->header, p->header_len);
     rs->header_len = p->header_len;
-    xe_xmlstream_set_space_cb(rs->xs, rs_space);
-    if (rs_prime(rs) < 0)
+    if (rs_parser(rs) < 0)
         xe_regsplice_free(&rs);
     return rs;
+}
+
+bool
+xe_regsplice_rest(struct xe_regsplice *rs)
+{
+    if (rs->resting)
+        return true;
+    if (rs->xs == NULL || rs->job || rs->waiting || rs->closing || rs->held.len > 0 ||
+        !xe_xmlstream_between(rs->xs))
+        return false;
+    xe_xmlstream_free(&rs->xs);
+    xe_buf_free(&rs->held);
+    if (rs->inject.len == 0)
+        xe_buf_free(&rs->inject);
+    rs->resting = true;
+    return true;
+}
+
+bool
+xe_regsplice_resting(const struct xe_regsplice *rs)
+{
+    return rs->resting;
+}
+
+static bool
+all_space(const unsigned char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
 }
 
 bool
@@ -906,6 +954,15 @@ xe_regsplice_client(struct xe_regsplice *rs, const void *data, size_t len,
             return rs_fail(rs, "policy-violation",
                            "too much sent while a request was being answered");
         return rs->job ? XE_RS_JOB : XE_RS_OK;
+    }
+    if (rs->resting) {
+        /* white space keepalives go on as they are, the parser resting */
+        if (all_space(data, len)) {
+            (void)xe_buf_append(to_backend, data, len);
+            return XE_RS_OK;
+        }
+        if (rs_parser(rs) < 0)
+            return rs_fail(rs, "internal-server-error", "cannot parse the stream again");
     }
     if (rs->xs == NULL) /* the client's stream has ended: nothing more goes on */
         return XE_RS_OK;

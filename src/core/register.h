@@ -141,6 +141,12 @@ enum xe_rs_result xe_regsplice_job_done(struct xe_regsplice *rs, struct xe_reg_j
 /* Queued answers that may go now (the backend is between stanzas, or FORCE:
  * the stream is closing) appended to TO_CLIENT. */
 void xe_regsplice_flush(struct xe_regsplice *rs, struct xe_buf *to_client, bool force);
+/* Idle: give the parser back (about 10 KiB of expat's and ours per
+ * session) if the client's stream is between two stanzas with nothing
+ * pending; the next bytes other than white space make a new one, primed
+ * with the stream header. True when resting (now or already). */
+bool xe_regsplice_rest(struct xe_regsplice *rs);
+bool xe_regsplice_resting(const struct xe_regsplice *rs);
 /* The client removed its account on this stream (as `xedgectl user del`:
  * the user replaced by a tombstone, whose purge the daemon runs): its
  * other sessions are to end. */

@@ -592,6 +592,13 @@ xe_xmlstream_raw_capacity(const struct xe_xmlstream *xs)
     return xs->raw.cap;
 }
 
+bool
+xe_xmlstream_between(const struct xe_xmlstream *xs)
+{
+    return xs->in_stream && xs->depth == 1 && xs->root == NULL && !xs->stopped &&
+           xs->condition == NULL && xs->fed == xs->boundary;
+}
+
 const unsigned char *
 xe_xmlstream_header(const struct xe_xmlstream *xs, size_t *len_r)
 {

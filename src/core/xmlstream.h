@@ -89,6 +89,11 @@ size_t xe_xmlstream_raw_capacity(const struct xe_xmlstream *xs);
 /* New limits from the next element on (s2s: larger after authentication). */
 void xe_xmlstream_set_limits(struct xe_xmlstream *xs,
                              const struct xe_xmlstream_limits *limits);
+/* Inside the stream, between two top-level elements, with every byte fed
+ * accounted for by a complete event (nothing of a next element or of a
+ * token is held): a parser primed again with the stream header would go on
+ * from here as this one would. */
+bool xe_xmlstream_between(const struct xe_xmlstream *xs);
 /* Start over for a new stream (a restart), keeping limits and callbacks. */
 void xe_xmlstream_reset(struct xe_xmlstream *xs);
 void xe_xmlstream_free(struct xe_xmlstream **xs);

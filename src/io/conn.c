@@ -305,7 +305,8 @@ xe_srv_fail(struct conn *c, enum xe_sess_fail f)
 
 /* The client stream's timer: the login's timers, the PROXY header's and
  * the TLS handshake's deadlines, a pending end's (the grace at the close is
- * the stream's own). Corked before the splice (xe_srv_stream_enter). */
+ * the stream's own), the rest of a spliced filter's parser. Corked before
+ * the splice (xe_srv_stream_enter). */
 static void
 client_timeout(struct xe_stream *s, void *ctx)
 {
@@ -326,6 +327,8 @@ client_timeout(struct xe_stream *s, void *ctx)
             xe_info("event=close peer=%s jid=%s reason=\"no stanza boundary in time\"",
                     c->peer, c->jid ? c->jid : "-");
             xe_srv_close_conn(c);
+        } else if (c->reg) {
+            xe_srv_reg_rest(c); /* the filter's parser, when idle */
         }
         return;
     default:

@@ -137,6 +137,41 @@ xe_srv_reg_client(struct conn *c, const char *data, size_t n)
     xe_buf_free(&up);
 }
 
+/* The filter has had the client's bytes: its parser rests once the client
+ * has been quiet for XE_REGSPLICE_REST_MS (the client stream's timer, armed
+ * once and looked at when it expires: a read costs a store, not a timer).
+ * The timer is the pending end's when there is one. */
+static void
+reg_used(struct conn *c)
+{
+    if (c->closed || c->st != CS_SPLICED || c->reg == NULL)
+        return;
+    c->reg_used_ms = uv_now(c->w->loop);
+    if (!c->reg_rest_armed && !c->end_pending) {
+        c->reg_rest_armed = true;
+        xe_stream_arm(&c->cs, XE_REGSPLICE_REST_MS);
+    }
+}
+
+void
+xe_srv_reg_rest(struct conn *c)
+{
+    uint64_t quiet = uv_now(c->w->loop) - c->reg_used_ms;
+
+    if (!c->reg_rest_armed)
+        return;
+    c->reg_rest_armed = false;
+    if (quiet < XE_REGSPLICE_REST_MS) {
+        c->reg_rest_armed = true;
+        xe_stream_arm(&c->cs, XE_REGSPLICE_REST_MS - quiet);
+        return;
+    }
+    /* not between stanzas (a stanza sent in part, a request's job): the
+     * next bytes arm the timer again */
+    if (!xe_regsplice_resting(c->reg) && xe_regsplice_rest(c->reg))
+        xe_debug("event=register-rest peer=%s jid=%s", c->peer, c->jid);
+}
+
 /* What the filter gave: UP to the backend, our answers due to the client;
  * a request's job started (conn_register.c), or the close. */
 void
@@ -161,6 +196,8 @@ xe_srv_reg_deliver(struct conn *c, enum xe_rs_result r, struct xe_buf *upb)
         xe_srv_end_account_async(c->srv, c->jid); /* the account's other sessions */
     if (r == XE_RS_CLOSE)
         xe_srv_close_conn(c);
+    else
+        reg_used(c);
 }
 
 static void
@@ -224,6 +261,7 @@ xe_srv_splice(struct conn *c)
     }
     xe_buf_free(&to_client);
     xe_buf_free(&to_backend);
+    reg_used(c); /* (a client quiet from the start rests it too) */
 }
 
 static void

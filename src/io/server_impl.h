@@ -293,6 +293,8 @@ struct conn {
     size_t tail_len;
     char *jid;
     struct xe_regsplice *reg;   /* spliced, parsing the client (in-band registration) */
+    uint64_t reg_used_ms;       /* ... loop time the filter last had the client's bytes */
+    bool reg_rest_armed;        /* ... the client's timer will rest its parser */
     struct sockaddr_storage sa; /* the client's address */
     bool counted;               /* in the per-address accounting */
     bool preauth;               /* counted as not yet authenticated */
@@ -403,6 +405,9 @@ void xe_srv_stream_released(struct xe_stream *s, void *ctx);
 void xe_srv_end_session(struct conn *c, const char *condition, const char *text);
 void xe_srv_reg_client(struct conn *c, const char *data, size_t n);
 void xe_srv_reg_deliver(struct conn *c, enum xe_rs_result r, struct xe_buf *up);
+/* The client's timer expired on a spliced session with the filter and no
+ * end pending: rest its parser if it has been idle, or look again later. */
+void xe_srv_reg_rest(struct conn *c);
 /* conn_register.c: XE_SD_REGISTER (before authentication) and a spliced
  * request's job (after): run in the thread pool; the close drops them. */
 void xe_srv_reg_preauth(struct conn *c);
