@@ -83,6 +83,7 @@ kill -TERM "$XEDGE_PID"
 # for that line (bounded) rather than a fixed time, which a slow build (the
 # sanitizers' pass under load) overran
 for _ in $(seq 1 100); do grep -q 'event=shutdown grace_ms=' "$XEDGE_LOG" && break; sleep 0.05; done
+grep -q 'event=shutdown grace_ms=' "$XEDGE_LOG" || diag "no event=shutdown line 5 s after the SIGTERM"
 (exec 3<>"/dev/tcp/${XEDGE_C2S%:*}/${XEDGE_C2S##*:}") 2>/dev/null
 ok "$([ $? -ne 0 ] && echo 0 || echo 1)" "SIGTERM: new connections are refused at once ($(($(now_ms) - t0)) ms after the signal)"
 kill -0 "$a1_pid" 2>/dev/null && ! grep -q '^CLOSE' "$SB/a1.out"

@@ -119,13 +119,23 @@ CFG
 "$NGINX" -p "$NG" -c "$NG/nginx.conf" -e "$NG/error.log" </dev/null >"$NG/nginx.out" 2>&1 &
 NGX_PID=$!
 # stopped by its pid before the sandbox's own cleanup, which reads the
-# test's exit status from $?
-trap 'st=$?; kill "$NGX_PID" 2>/dev/null; wait "$NGX_PID" 2>/dev/null; (exit $st); _sandbox_cleanup' EXIT
+# test's exit status from $?; nginx given 5 s to stop, then killed; the
+# test's own clients too (set below)
+BOT_PID= HELD=
+ngx_stop() {
+	kill "$NGX_PID" 2>/dev/null
+	for _ in $(seq 1 50); do kill -0 "$NGX_PID" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$NGX_PID" 2>/dev/null
+	wait "$NGX_PID" 2>/dev/null
+}
+trap 'st=$?; ngx_stop; [ -n "$BOT_PID$HELD" ] && kill $BOT_PID $HELD 2>/dev/null; (exit $st); _sandbox_cleanup' EXIT
+listening=0
 for _ in $(seq 1 50); do
-	[ "$(ss -Htln "( sport = :$NPORT or sport = :$SHORT )" | wc -l)" -ge 2 ] && break
+	[ "$(ss -Htln "( sport = :$NPORT or sport = :$SHORT )" | wc -l)" -ge 2 ] && { listening=1; break; }
 	kill -0 "$NGX_PID" 2>/dev/null || bail "nginx exited: $(cat "$NG/nginx.out" "$NG/error.log")"
 	sleep 0.1
 done
+[ "$listening" = 1 ] || bail "nginx is not listening on $NPORT and $SHORT after 5 s: $(cat "$NG/error.log")"
 is "$(cat "$NG/nginx.pid" 2>/dev/null)" "$NGX_PID" "nginx runs from the test's directory (its pid file there)"
 
 "$PY" "$JSDIR/echo_bot.py" bob@example.test "$PB" "$XEDGE_C2S" "$XEDGE_CERT" 120 >"$SB/bot.log" 2>&1 &
@@ -169,6 +179,12 @@ like "$(log_since)" 'event=auth-ok peer=127\.0\.0\.7:[0-9]+ jid=alice@example\.t
 	"xedge logged the client's address (127.0.0.7, from X-Forwarded-For), not nginx's"
 like "$(log_since)" "event=websocket-forwarded peer=127\.0\.0\.7:[0-9]+ via=127\.0\.0\.1:" \
 	"... forwarded by nginx (127.0.0.1)"
+# (nginx logs an upgraded request when it ends the tunnel, which may come
+# after the client saw the close: at most 5 s)
+for _ in $(seq 1 50); do
+	grep -q "^127\.0\.0\.7 .*\"GET /xmpp-websocket HTTP/1\.1\" 101 " "$NG/access.log" && break
+	sleep 0.1
+done
 grep -q "^127\.0\.0\.7 .*\"GET /xmpp-websocket HTTP/1\.1\" 101 " "$NG/access.log"
 ok $? "nginx's access log: the Upgrade from 127.0.0.7, answered 101"
 
@@ -212,6 +228,10 @@ done
 ok $gone "... its session is gone from xedgectl session list"
 like "$(log_since)" 'event=close peer=127\.0\.0\.7:[0-9]+ jid=alice@example\.test backend=prosody-0 ' \
 	"... xedge ended the session with its backend (event=close)"
+for _ in $(seq 1 50); do
+	grep -q 'c2s stream for alice@example.test/ngx-held closed' "$SB/prosody-0/prosody.log" 2>/dev/null && break
+	sleep 0.1
+done
 grep -q 'c2s stream for alice@example.test/ngx-held closed' "$SB/prosody-0/prosody.log" 2>/dev/null
 ok $? "... and the backend (Prosody) closed the session"
 

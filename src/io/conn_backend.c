@@ -139,14 +139,18 @@ xe_srv_reg_client(struct conn *c, const char *data, size_t n)
 
 /* The filter has had the client's bytes: its parser rests once the client
  * has been quiet for XE_REGSPLICE_REST_MS (the client stream's timer, armed
- * once and looked at when it expires: a read costs a store, not a timer).
- * The timer is the pending end's when there is one. */
+ * by the first read after a rest or an expiry and looked at when it
+ * expires: the reads between cost a store, not a timer operation). A
+ * resting filter's white space keepalives arm nothing. The timer is the
+ * pending end's when there is one. */
 static void
 reg_used(struct conn *c)
 {
     if (c->closed || c->st != CS_SPLICED || c->reg == NULL)
         return;
     c->reg_used_ms = uv_now(c->w->loop);
+    if (xe_regsplice_resting(c->reg))
+        return;
     if (!c->reg_rest_armed && !c->end_pending) {
         c->reg_rest_armed = true;
         xe_stream_arm(&c->cs, XE_REGSPLICE_REST_MS);

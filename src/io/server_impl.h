@@ -294,8 +294,8 @@ struct conn {
     char *jid;
     struct xe_regsplice *reg;   /* spliced, parsing the client (in-band registration) */
     uint64_t reg_used_ms;       /* ... loop time the filter last had the client's bytes */
-    bool reg_rest_armed;        /* ... the client's timer will rest its parser */
     struct sockaddr_storage sa; /* the client's address */
+    bool reg_rest_armed;        /* the client's timer will rest reg's parser */
     bool counted;               /* in the per-address accounting */
     bool preauth;               /* counted as not yet authenticated */
     char peer[64];

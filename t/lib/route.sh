@@ -24,7 +24,7 @@ homes_wrong() {
 }
 
 stop_server() {
-	kill -TERM "$(awk -v n="$2" '$2 == n {print $1}' "$1/pids")"
+	kill -TERM "$(awk -v n="$2" '$2 == n {print $1}' "$1/pids" | tail -n 1)"
 	for _ in $(seq 1 100); do
 		grep -q "event=route-link-down server=$2" "$3" && return 0
 		sleep 0.1
