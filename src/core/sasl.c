@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "mech.h"
+#include "sasl_rand.h"
 #include "util.h"
 
 /* Cyrus keeps every callback as int (*)(void); cast through void * so the
@@ -557,6 +558,7 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
     static sasl_callback_t global_cbs[] = {
         {SASL_CB_GETOPT, XE_CB(getopt_cb), NULL},
         {SASL_CB_LOG, XE_CB(log_cb), NULL},
+        {SASL_CB_VERIFYFILE, XE_CB(xe_sasl_rand_verifyfile), NULL}, /* see sasl_rand.c */
         {SASL_CB_LIST_END, NULL, NULL},
     };
     int r;
@@ -593,6 +595,7 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
         *error_r = xe_asprintf("sasl_server_init: %s", sasl_errstring(r, NULL, NULL));
         return -1;
     }
+    xe_sasl_rand_register(); /* SCRAM, DIGEST-MD5, CRAM-MD5: nonces from OpenSSL */
     {
         static sasl_callback_t client_cbs[] = {
             {SASL_CB_LOG, XE_CB(log_cb), NULL},
@@ -650,6 +653,7 @@ xe_sasl_global_done(void)
     if (g_initialised) {
         sasl_client_done();
         sasl_server_done();
+        xe_sasl_rand_done();
     }
     g_initialised = false;
     free(g_mech_list);

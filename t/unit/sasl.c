@@ -14,6 +14,7 @@
 #include <sasl/sasl.h>
 
 #include "sasl.h"
+#include "sasl_rand.h"
 #include "userstore.h"
 #include "tap.h"
 
@@ -160,6 +161,93 @@ add_user(const char *jid, const char *pw, bool disabled)
     ok(xe_userstore_put(store, &u, true, &err) == XE_US_OK, "store %s%s%s", jid,
        err ? ": " : "", err ? err : "");
     free(err);
+}
+
+/* The server nonce of SCRAM, DIGEST-MD5 and CRAM-MD5 comes from OpenSSL's
+ * DRBG (sasl_rand.c), not from Cyrus's per-connection jrand48 pool (seeded
+ * by an open of /dev/urandom per connection): the mechanisms are
+ * registered wrapped, and each start draws its nonce through the wrapper. */
+static const char *
+server_nonce(struct xe_sasl *s, const char *mech, char *buf, size_t max)
+{
+    const char *out = NULL;
+    size_t outlen = 0;
+    enum xe_sasl_cond cond = XE_SASL_ABORTED;
+    const char *first = "n,,n=alice,r=abcdefghijklmnop";
+    int r = xe_sasl_start(s, mech, first, strlen(first), &out, &outlen, &cond);
+
+    buf[0] = '\0';
+    if (r == XE_SASL_CONTINUE && outlen > 20 &&
+        strncmp(out, "r=abcdefghijklmnop", 18) == 0)
+        snprintf(buf, max, "%.*s", (int)strcspn(out + 18, ","), out + 18);
+    return buf;
+}
+
+static void
+test_csprng_nonce(void)
+{
+    char *mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1"};
+    char *legacy[] = {"DIGEST-MD5", "CRAM-MD5"};
+    char *err = NULL;
+    struct xe_sasl *s;
+    char n1[64], n2[64], n3[64];
+    uint64_t before;
+
+    ok(xe_sasl_rand_mechs() >= 7,
+       "csprng: SCRAM (5), DIGEST-MD5, CRAM-MD5 registered "
+       "wrapped (%u)",
+       xe_sasl_rand_mechs());
+    s = xe_sasl_new("example.test", mechs, 2, true, &err);
+    ok(s != NULL, "csprng: xe_sasl_new %s", err ? err : "");
+    free(err);
+    err = NULL;
+    if (s == NULL)
+        return;
+    before = xe_sasl_rand_bytes();
+    server_nonce(s, "SCRAM-SHA-256", n1, sizeof(n1));
+    is_int((int)(xe_sasl_rand_bytes() - before), 24,
+           "csprng: SCRAM-SHA-256's server nonce is 24 bytes from OpenSSL");
+    is_int((int)strlen(n1), 32, "csprng: and is 32 base64 characters (%s)", n1);
+    before = xe_sasl_rand_bytes();
+    server_nonce(s, "SCRAM-SHA-256", n2, sizeof(n2));
+    server_nonce(s, "SCRAM-SHA-1", n3, sizeof(n3));
+    is_int((int)(xe_sasl_rand_bytes() - before), 48,
+           "csprng: two more connections, 24 bytes each");
+    ok(strlen(n2) == 32 && strlen(n3) == 32 && strcmp(n1, n2) != 0 &&
+           strcmp(n2, n3) != 0 && strcmp(n1, n3) != 0,
+       "csprng: each connection's nonce differs");
+    {
+        struct outcome o = run_auth(s, "SCRAM-SHA-256", "alice", NULL, "alice-pw");
+        is_int(o.r, XE_SASL_OK, "csprng: the wrapped SCRAM-SHA-256 logs in");
+        is_int(o.client_final, SASL_OK,
+               "csprng: and Cyrus' client accepts its signature");
+    }
+    xe_sasl_free(&s);
+
+    /* the legacy mechanisms draw from the same pool */
+    ok(xe_sasl_global_init(store, "DIGEST-MD5 CRAM-MD5", 4096, &err) == 0,
+       "csprng: mech_list reloaded with the legacy mechanisms %s", err ? err : "");
+    free(err);
+    err = NULL;
+    s = xe_sasl_new("example.test", legacy, 2, true, &err);
+    ok(s != NULL, "csprng: xe_sasl_new(DIGEST-MD5, CRAM-MD5) %s", err ? err : "");
+    free(err);
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < 2; i++) {
+        const char *out = NULL;
+        size_t outlen = 0;
+        enum xe_sasl_cond cond = XE_SASL_ABORTED;
+        int r;
+
+        before = xe_sasl_rand_bytes();
+        r = xe_sasl_start(s, legacy[i], NULL, 0, &out, &outlen, &cond);
+        is_int(r, XE_SASL_CONTINUE, "csprng: %s challenges", legacy[i]);
+        ok(xe_sasl_rand_bytes() - before >= 4,
+           "csprng: %s's nonce from OpenSSL (%d bytes)", legacy[i],
+           (int)(xe_sasl_rand_bytes() - before));
+    }
+    xe_sasl_free(&s);
 }
 
 static char *all_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
@@ -878,6 +966,7 @@ main(void)
         test_malformed();
         test_gs2();
         test_iq_auth();
+        test_csprng_nonce(); /* last: it reloads the mechanism list */
     }
     test_b64();
 
