@@ -595,10 +595,15 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
         *error_r = xe_asprintf("sasl_server_init: %s", sasl_errstring(r, NULL, NULL));
         return -1;
     }
-    xe_sasl_rand_register(); /* SCRAM, DIGEST-MD5, CRAM-MD5: nonces from OpenSSL */
+    /* SCRAM, DIGEST-MD5, CRAM-MD5: nonces from OpenSSL. Before
+     * sasl_client_init: the end of each init rebuilds the list
+     * sasl_global_listmech returns (the offer reads it) from the mechanisms
+     * registered by then. */
+    xe_sasl_rand_register(XE_SASL_RAND_SERVER);
     {
         static sasl_callback_t client_cbs[] = {
             {SASL_CB_LOG, XE_CB(log_cb), NULL},
+            {SASL_CB_VERIFYFILE, XE_CB(xe_sasl_rand_verifyfile_client), NULL},
             {SASL_CB_LIST_END, NULL, NULL},
         };
         r = sasl_client_init(client_cbs); /* server-to-server SASL as the client */
@@ -607,6 +612,9 @@ xe_sasl_global_init(struct xe_userstore *store, const char *mech_list,
             return -1;
         }
     }
+    /* the same mechanisms as the client (the global list already names
+     * them: the server half has them all) */
+    xe_sasl_rand_register(XE_SASL_RAND_CLIENT);
     g_initialised = true;
     return 0;
 }

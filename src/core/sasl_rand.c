@@ -1,29 +1,45 @@
-/* xedge: a CSPRNG for the nonces of Cyrus SASL's server mechanisms.
+/* xedge: a CSPRNG for the nonces of Cyrus SASL's mechanisms, server and
+ * client.
  *
  * Cyrus gives each connection's utilities (sasl_utils_t, made by
- * sasl_server_new) a random pool of its own: jrand48 over 48 bits of state,
- * seeded on first use by opening and reading /dev/urandom. The first use is
- * the server nonce of SCRAM (create_nonce), DIGEST-MD5 (create_nonce) and
- * CRAM-MD5 (the challenge), drawn with utils->rand(utils->rpool, ...). So
- * every login cost an open, a read and a close, and the nonce was at most 48
- * bits of entropy stretched by an LCG.
+ * sasl_server_new and sasl_client_new) a random pool of its own: jrand48
+ * over 48 bits of state, seeded on first use by opening and reading
+ * /dev/urandom. The first use is the server nonce of SCRAM (create_nonce),
+ * DIGEST-MD5 (create_nonce) and CRAM-MD5 (the challenge), and the client
+ * nonce of SCRAM and DIGEST-MD5 (the cnonce), drawn with
+ * utils->rand(utils->rpool, ...). So every login cost an open, a read and a
+ * close, and the nonce was at most 48 bits of entropy stretched by an LCG.
  *
- * xedge loads these three plugins itself, through Cyrus's public interface:
- * the SASL_CB_VERIFYFILE callback tells sasl_server_init to skip their
- * files (their paths are noted), and after it xe_sasl_rand_register opens
- * them, calls their sasl_server_plug_init and registers copies of their
- * mechanisms with sasl_server_add_plugin. Each copy's glob_context points
- * to the original's; its mech_new sets the connection's utils->rand to
- * drbg_rand (OpenSSL's DRBG) before calling the original mech_new, so the
- * nonce (and any later draw on that connection) is the DRBG's output and
- * the pool is never seeded. Only one copy of each mechanism is registered (Cyrus
- * never loaded the file), so sasl_server_start cannot pick an unwrapped one
- * and mech_free runs once.
+ * xedge loads these three plugins itself, through Cyrus's public interface,
+ * once for each half: the SASL_CB_VERIFYFILE callbacks (one given to
+ * sasl_server_init, one to sasl_client_init; both scan the same plugin
+ * directory, each with its own callback, so a file skipped for one is still
+ * scanned for the other) tell Cyrus to skip their files (their paths are
+ * noted), and after each init xe_sasl_rand_register opens them, calls
+ * their sasl_server_plug_init (or sasl_client_plug_init) and registers
+ * copies of their mechanisms with sasl_server_add_plugin (or
+ * sasl_client_add_plugin). Each copy's glob_context points to the
+ * original's; its mech_new sets the connection's utils->rand to OpenSSL's
+ * DRBG before calling the original mech_new, so the nonce (and any later
+ * draw on that connection) is the DRBG's output and the pool is never
+ * seeded. Only one copy of each mechanism is registered (Cyrus never loaded
+ * the file for that half), so neither sasl_server_start nor
+ * sasl_client_start (each takes the first match in its strength-sorted
+ * list) can pick an unwrapped one, and mech_free runs once. The server
+ * half is registered before sasl_client_init, as it was before the client
+ * half existed: the end of each init rebuilds the list sasl_global_listmech
+ * returns (both halves' names), which xedge's offer reads.
+ *
+ * xedge is a SASL client only to a peer server with a pre-shared secret
+ * (s2s_out.c): SCRAM-SHA-1, -256, -512 (and -PLUS) and DIGEST-MD5, the
+ * mechanisms with XE_MECH_PEER (mech.c). The whole client list of each file
+ * is wrapped (CRAM-MD5's client draws nothing).
  *
  * The utilities are handed to plugins as const, but each connection's are
- * its own, allocated by sasl_server_new (lib/server.c in 2.1.28) and freed
- * with it; rand is a field of the public sasl_utils_t. Seeding the pool
- * instead (sasl_randseed) would keep the 48-bit generator. */
+ * its own, allocated by sasl_server_new and sasl_client_new (lib/server.c
+ * and lib/client.c in 2.1.28: _sasl_alloc_utils) and freed with it; rand
+ * is a field of the public sasl_utils_t. Seeding the pool instead
+ * (sasl_randseed) would keep the 48-bit generator. */
 #include "sasl_rand.h"
 
 #include <dlfcn.h>
@@ -41,6 +57,8 @@
 #include "log.h"
 #include "util.h"
 
+#define N_SIDES 2 /* XE_SASL_RAND_SERVER, XE_SASL_RAND_CLIENT */
+
 /* The plugin files taken over (the name Cyrus's loader looks for, and the
  * plugin name it would have registered them under). */
 static const struct {
@@ -53,42 +71,68 @@ static const struct {
 };
 #define N_WANTED (sizeof(wanted) / sizeof(wanted[0]))
 
-/* A wrapped mechanism's glob_context: the original's. */
+static const char *const side_name[N_SIDES] = {"server", "client"};
+static const char *const entry_name[N_SIDES] = {"sasl_server_plug_init",
+                                                "sasl_client_plug_init"};
+
+/* A wrapped mechanism's glob_context: the original (of its half). */
 struct wctx {
-    const sasl_server_plug_t *orig;
+    const sasl_server_plug_t *srv;
+    const sasl_client_plug_t *cli;
 };
 
-struct taken {
+/* One half of a taken file. */
+struct half {
     char *path;   /* noted by the verifyfile callback, NULL: not seen */
     void *handle; /* dlopen'd by xe_sasl_rand_register */
-    sasl_server_plug_t *plugs;
+    union {
+        sasl_server_plug_t *srv;
+        sasl_client_plug_t *cli;
+    } plugs; /* the wrapped copies */
     struct wctx *ctx;
     int n;
 };
 
-static struct taken g_taken[N_WANTED];
+/* The table: each wanted file, its server and its client half. */
+static struct half g_taken[N_WANTED][N_SIDES];
 static bool g_registering; /* while xe_sasl_rand_register adds the plugins */
-static sasl_server_plug_init_t *g_cur_init;
-static struct taken *g_cur;
-static unsigned g_mechs;
-static atomic_uint_fast64_t g_bytes;
+static union {
+    sasl_server_plug_init_t *srv;
+    sasl_client_plug_init_t *cli;
+} g_cur_init;
+static struct half *g_cur;
+static unsigned g_mechs[N_SIDES];
+static atomic_uint_fast64_t g_bytes[N_SIDES];
 
-int
-xe_sasl_rand_verifyfile(void *context, const char *file, sasl_verify_type_t type)
+static int
+verifyfile(enum xe_sasl_rand_side side, const char *file, sasl_verify_type_t type)
 {
     const char *base;
 
-    (void)context;
     if (type != SASL_VRFY_PLUGIN || g_registering || file == NULL)
         return SASL_OK;
     base = strrchr(file, '/');
     base = base ? base + 1 : file;
     for (size_t i = 0; i < N_WANTED; i++)
-        if (strcmp(base, wanted[i].file) == 0 && g_taken[i].path == NULL) {
-            g_taken[i].path = xe_strdup(file);
+        if (strcmp(base, wanted[i].file) == 0 && g_taken[i][side].path == NULL) {
+            g_taken[i][side].path = xe_strdup(file);
             return SASL_CONTINUE; /* Cyrus skips it: registered wrapped below */
         }
     return SASL_OK;
+}
+
+int
+xe_sasl_rand_verifyfile(void *context, const char *file, sasl_verify_type_t type)
+{
+    (void)context;
+    return verifyfile(XE_SASL_RAND_SERVER, file, type);
+}
+
+int
+xe_sasl_rand_verifyfile_client(void *context, const char *file, sasl_verify_type_t type)
+{
+    (void)context;
+    return verifyfile(XE_SASL_RAND_CLIENT, file, type);
 }
 
 /* The bytes come from a per-thread pool refilled 1 KiB at a time, as
@@ -131,85 +175,102 @@ drbg_bytes(char *buf, unsigned len)
 }
 
 static void
-drbg_rand(sasl_rand_t *rpool, char *buf, unsigned len)
+drbg_rand(enum xe_sasl_rand_side side, sasl_rand_t *rpool, char *buf, unsigned len)
 {
     if (drbg_bytes(buf, len)) {
-        atomic_fetch_add(&g_bytes, len);
+        atomic_fetch_add(&g_bytes[side], len);
         return;
     }
-    xe_warn("event=sasl-rand-failed detail=\"RAND_bytes failed: Cyrus's pool used\"");
+    xe_warn("event=sasl-rand-failed side=%s detail=\"RAND_bytes failed: Cyrus's pool "
+            "used\"",
+            side_name[side]);
     sasl_rand(rpool, buf, len);
 }
 
+/* utils->rand of a wrapped connection, by half (for the counts) */
+static void
+drbg_rand_server(sasl_rand_t *rpool, char *buf, unsigned len)
+{
+    drbg_rand(XE_SASL_RAND_SERVER, rpool, buf, len);
+}
+
+static void
+drbg_rand_client(sasl_rand_t *rpool, char *buf, unsigned len)
+{
+    drbg_rand(XE_SASL_RAND_CLIENT, rpool, buf, len);
+}
+
+/* ---- the server half ---------------------------------------------------- */
+
 static int
-wrap_new(void *glob, sasl_server_params_t *sparams, const char *challenge,
-         unsigned challen, void **conn_context)
+wrap_server_new(void *glob, sasl_server_params_t *sparams, const char *challenge,
+                unsigned challen, void **conn_context)
 {
     const struct wctx *w = glob;
 
     /* this connection's own utilities (see the top of the file) */
-    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand;
-    return w->orig->mech_new(w->orig->glob_context, sparams, challenge, challen,
-                             conn_context);
+    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand_server;
+    return w->srv->mech_new(w->srv->glob_context, sparams, challenge, challen,
+                            conn_context);
 }
 
 static void
-wrap_free(void *glob, const sasl_utils_t *utils)
+wrap_server_free(void *glob, const sasl_utils_t *utils)
 {
     const struct wctx *w = glob;
 
-    w->orig->mech_free(w->orig->glob_context, utils);
+    w->srv->mech_free(w->srv->glob_context, utils);
 }
 
 static int
-wrap_setpass(void *glob, sasl_server_params_t *sparams, const char *user,
-             const char *pass, unsigned passlen, const char *oldpass, unsigned oldpasslen,
-             unsigned flags)
+wrap_server_setpass(void *glob, sasl_server_params_t *sparams, const char *user,
+                    const char *pass, unsigned passlen, const char *oldpass,
+                    unsigned oldpasslen, unsigned flags)
 {
     const struct wctx *w = glob;
 
-    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand; /* the salt */
-    return w->orig->setpass(w->orig->glob_context, sparams, user, pass, passlen, oldpass,
-                            oldpasslen, flags);
+    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand_server; /* the salt */
+    return w->srv->setpass(w->srv->glob_context, sparams, user, pass, passlen, oldpass,
+                           oldpasslen, flags);
 }
 
 static int
-wrap_user_query(void *glob, sasl_server_params_t *sparams, const char *user, int maxmech,
-                const char **mechlist)
+wrap_server_user_query(void *glob, sasl_server_params_t *sparams, const char *user,
+                       int maxmech, const char **mechlist)
 {
     const struct wctx *w = glob;
 
-    return w->orig->user_query(w->orig->glob_context, sparams, user, maxmech, mechlist);
+    return w->srv->user_query(w->srv->glob_context, sparams, user, maxmech, mechlist);
 }
 
 static int
-wrap_idle(void *glob, void *conn_context, sasl_server_params_t *sparams)
+wrap_server_idle(void *glob, void *conn_context, sasl_server_params_t *sparams)
 {
     const struct wctx *w = glob;
 
-    return w->orig->idle(w->orig->glob_context, conn_context, sparams);
+    return w->srv->idle(w->srv->glob_context, conn_context, sparams);
 }
 
 static int
-wrap_avail(void *glob, sasl_server_params_t *sparams, void **conn_context)
+wrap_server_avail(void *glob, sasl_server_params_t *sparams, void **conn_context)
 {
     const struct wctx *w = glob;
 
     /* a mech_avail that makes the context skips mech_new */
-    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand;
-    return w->orig->mech_avail(w->orig->glob_context, sparams, conn_context);
+    ((sasl_utils_t *)sparams->utils)->rand = drbg_rand_server;
+    return w->srv->mech_avail(w->srv->glob_context, sparams, conn_context);
 }
 
 /* The entry point sasl_server_add_plugin calls: the real one's list,
  * copied with each mechanism wrapped. */
 static int
-wrap_init(const sasl_utils_t *utils, int max_version, int *out_version,
-          sasl_server_plug_t **pluglist, int *plugcount)
+wrap_server_init(const sasl_utils_t *utils, int max_version, int *out_version,
+                 sasl_server_plug_t **pluglist, int *plugcount)
 {
     sasl_server_plug_t *orig = NULL;
-    struct taken *t = g_cur;
+    struct half *h = g_cur;
     int n = 0;
-    int r = g_cur_init(utils, max_version, out_version, &orig, &n);
+    int r = g_cur_init.srv(utils, max_version, out_version, &orig, &n);
 
     if ((r != SASL_OK && r != SASL_NOUSER && r != SASL_CONTINUE) ||
         *out_version != SASL_SERVER_PLUG_VERSION || orig == NULL || n <= 0) {
@@ -217,92 +278,169 @@ wrap_init(const sasl_utils_t *utils, int max_version, int *out_version,
         *plugcount = n;
         return r; /* Cyrus refuses it as it would have */
     }
-    t->plugs = xe_calloc((size_t)n, sizeof(*t->plugs));
-    t->ctx = xe_calloc((size_t)n, sizeof(*t->ctx));
-    t->n = n;
+    h->plugs.srv = xe_calloc((size_t)n, sizeof(*h->plugs.srv));
+    h->ctx = xe_calloc((size_t)n, sizeof(*h->ctx));
+    h->n = n;
     for (int i = 0; i < n; i++) {
-        sasl_server_plug_t *p = &t->plugs[i];
+        sasl_server_plug_t *p = &h->plugs.srv[i];
 
         *p = orig[i];
-        t->ctx[i].orig = &orig[i];
-        p->glob_context = &t->ctx[i];
-        p->mech_new = wrap_new;
-        p->mech_free = orig[i].mech_free ? wrap_free : NULL;
-        p->setpass = orig[i].setpass ? wrap_setpass : NULL;
-        p->user_query = orig[i].user_query ? wrap_user_query : NULL;
-        p->idle = orig[i].idle ? wrap_idle : NULL;
-        p->mech_avail = orig[i].mech_avail ? wrap_avail : NULL;
+        h->ctx[i].srv = &orig[i];
+        p->glob_context = &h->ctx[i];
+        p->mech_new = wrap_server_new;
+        p->mech_free = orig[i].mech_free ? wrap_server_free : NULL;
+        p->setpass = orig[i].setpass ? wrap_server_setpass : NULL;
+        p->user_query = orig[i].user_query ? wrap_server_user_query : NULL;
+        p->idle = orig[i].idle ? wrap_server_idle : NULL;
+        p->mech_avail = orig[i].mech_avail ? wrap_server_avail : NULL;
     }
-    *pluglist = t->plugs;
+    *pluglist = h->plugs.srv;
     *plugcount = n;
     return r;
 }
 
+/* ---- the client half (server-to-server SASL as the client) -------------- */
+
+static int
+wrap_client_new(void *glob, sasl_client_params_t *cparams, void **conn_context)
+{
+    const struct wctx *w = glob;
+
+    /* this connection's own utilities (see the top of the file) */
+    ((sasl_utils_t *)cparams->utils)->rand = drbg_rand_client;
+    return w->cli->mech_new(w->cli->glob_context, cparams, conn_context);
+}
+
+static void
+wrap_client_free(void *glob, const sasl_utils_t *utils)
+{
+    const struct wctx *w = glob;
+
+    w->cli->mech_free(w->cli->glob_context, utils);
+}
+
+static int
+wrap_client_idle(void *glob, void *conn_context, sasl_client_params_t *cparams)
+{
+    const struct wctx *w = glob;
+
+    return w->cli->idle(w->cli->glob_context, conn_context, cparams);
+}
+
+/* The entry point sasl_client_add_plugin calls (which, unlike the server's,
+ * accepts only SASL_OK). */
+static int
+wrap_client_init(const sasl_utils_t *utils, int max_version, int *out_version,
+                 sasl_client_plug_t **pluglist, int *plugcount)
+{
+    sasl_client_plug_t *orig = NULL;
+    struct half *h = g_cur;
+    int n = 0;
+    int r = g_cur_init.cli(utils, max_version, out_version, &orig, &n);
+
+    if (r != SASL_OK || *out_version != SASL_CLIENT_PLUG_VERSION || orig == NULL ||
+        n <= 0) {
+        *pluglist = orig;
+        *plugcount = n;
+        return r; /* Cyrus refuses it as it would have */
+    }
+    h->plugs.cli = xe_calloc((size_t)n, sizeof(*h->plugs.cli));
+    h->ctx = xe_calloc((size_t)n, sizeof(*h->ctx));
+    h->n = n;
+    for (int i = 0; i < n; i++) {
+        sasl_client_plug_t *p = &h->plugs.cli[i];
+
+        *p = orig[i];
+        h->ctx[i].cli = &orig[i];
+        p->glob_context = &h->ctx[i];
+        p->mech_new = wrap_client_new;
+        p->mech_free = orig[i].mech_free ? wrap_client_free : NULL;
+        p->idle = orig[i].idle ? wrap_client_idle : NULL;
+    }
+    *pluglist = h->plugs.cli;
+    *plugcount = n;
+    return r;
+}
+
+/* ---- loading -------------------------------------------------------------- */
+
+static void
+register_half(size_t i, enum xe_sasl_rand_side side)
+{
+    struct half *h = &g_taken[i][side];
+    void *entry;
+    int r;
+
+    if (h->path == NULL || h->handle != NULL)
+        return;
+    h->handle = dlopen(h->path, RTLD_NOW | RTLD_LOCAL);
+    if (h->handle == NULL) {
+        /* Cyrus would have skipped it too */
+        xe_warn("event=sasl-plugin-skipped side=%s path=\"%s\" detail=\"%s\"",
+                side_name[side], h->path, dlerror());
+        return;
+    }
+    entry = dlsym(h->handle, entry_name[side]);
+    if (entry == NULL) {
+        xe_warn("event=sasl-plugin-skipped side=%s path=\"%s\" detail=\"no %s\"",
+                side_name[side], h->path, entry_name[side]);
+        return;
+    }
+    g_cur = h;
+    if (side == XE_SASL_RAND_SERVER) {
+        g_cur_init.srv = (sasl_server_plug_init_t *)entry;
+        r = sasl_server_add_plugin(wanted[i].plugname, wrap_server_init);
+    } else {
+        g_cur_init.cli = (sasl_client_plug_init_t *)entry;
+        r = sasl_client_add_plugin(wanted[i].plugname, wrap_client_init);
+    }
+    g_cur = NULL;
+    memset(&g_cur_init, 0, sizeof(g_cur_init));
+    if (r != SASL_OK) {
+        xe_warn("event=sasl-plugin-skipped side=%s path=\"%s\" detail=\"%s\"",
+                side_name[side], h->path, sasl_errstring(r, NULL, NULL));
+        return;
+    }
+    g_mechs[side] += (unsigned)h->n;
+    xe_debug("event=sasl-plugin-wrapped side=%s path=\"%s\" mechanisms=%d",
+             side_name[side], h->path, h->n);
+}
+
 void
-xe_sasl_rand_register(void)
+xe_sasl_rand_register(enum xe_sasl_rand_side side)
 {
     g_registering = true;
-    for (size_t i = 0; i < N_WANTED; i++) {
-        struct taken *t = &g_taken[i];
-        void *entry;
-        int r;
-
-        if (t->path == NULL || t->handle != NULL)
-            continue;
-        t->handle = dlopen(t->path, RTLD_NOW | RTLD_LOCAL);
-        if (t->handle == NULL) {
-            /* Cyrus would have skipped it too */
-            xe_warn("event=sasl-plugin-skipped path=\"%s\" detail=\"%s\"", t->path,
-                    dlerror());
-            continue;
-        }
-        entry = dlsym(t->handle, "sasl_server_plug_init");
-        if (entry == NULL) {
-            xe_warn("event=sasl-plugin-skipped path=\"%s\" detail=\"no "
-                    "sasl_server_plug_init\"",
-                    t->path);
-            continue;
-        }
-        g_cur_init = (sasl_server_plug_init_t *)entry;
-        g_cur = t;
-        r = sasl_server_add_plugin(wanted[i].plugname, wrap_init);
-        g_cur_init = NULL;
-        g_cur = NULL;
-        if (r != SASL_OK) {
-            xe_warn("event=sasl-plugin-skipped path=\"%s\" detail=\"%s\"", t->path,
-                    sasl_errstring(r, NULL, NULL));
-            continue;
-        }
-        g_mechs += (unsigned)t->n;
-        xe_debug("event=sasl-plugin-wrapped path=\"%s\" mechanisms=%d", t->path, t->n);
-    }
+    for (size_t i = 0; i < N_WANTED; i++)
+        register_half(i, side);
     g_registering = false;
 }
 
 void
 xe_sasl_rand_done(void)
 {
-    for (size_t i = 0; i < N_WANTED; i++) {
-        struct taken *t = &g_taken[i];
+    for (size_t i = 0; i < N_WANTED; i++)
+        for (int side = 0; side < N_SIDES; side++) {
+            struct half *h = &g_taken[i][side];
 
-        free(t->plugs);
-        free(t->ctx);
-        if (t->handle)
-            dlclose(t->handle);
-        free(t->path);
-        memset(t, 0, sizeof(*t));
-    }
-    g_mechs = 0;
+            free(side == XE_SASL_RAND_SERVER ? (void *)h->plugs.srv
+                                             : (void *)h->plugs.cli);
+            free(h->ctx);
+            if (h->handle)
+                dlclose(h->handle);
+            free(h->path);
+            memset(h, 0, sizeof(*h));
+        }
+    memset(g_mechs, 0, sizeof(g_mechs));
 }
 
 unsigned
-xe_sasl_rand_mechs(void)
+xe_sasl_rand_mechs(enum xe_sasl_rand_side side)
 {
-    return g_mechs;
+    return g_mechs[side];
 }
 
 uint64_t
-xe_sasl_rand_bytes(void)
+xe_sasl_rand_bytes(enum xe_sasl_rand_side side)
 {
-    return (uint64_t)atomic_load(&g_bytes);
+    return (uint64_t)atomic_load(&g_bytes[side]);
 }

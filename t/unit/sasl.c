@@ -183,6 +183,135 @@ server_nonce(struct xe_sasl *s, const char *mech, char *buf, size_t max)
     return buf;
 }
 
+#define SRV XE_SASL_RAND_SERVER
+#define CLI XE_SASL_RAND_CLIENT
+
+/* The client nonce of xedge's own client (server-to-server with a
+ * pre-shared secret, xe_sasl_client_*) from its client-first message. */
+static const char *
+client_nonce(const char *mech, char *buf, size_t max)
+{
+    static const unsigned char secret[] = "peer-secret";
+    struct xe_sasl_client *c =
+        xe_sasl_client_new("a.test", "b.test", secret, sizeof(secret) - 1, NULL);
+    const char *out = NULL, *r = NULL;
+    char first[256];
+    size_t outlen = 0;
+
+    buf[0] = '\0';
+    if (c && xe_sasl_client_start(c, mech, &out, &outlen) == XE_SASL_CONTINUE && out &&
+        outlen < sizeof(first)) {
+        memcpy(first, out, outlen);
+        first[outlen] = '\0';
+        r = strstr(first, ",r=");
+    }
+    if (r)
+        snprintf(buf, max, "%.*s", (int)strcspn(r + 3, ","), r + 3);
+    xe_sasl_client_free(&c);
+    return buf;
+}
+
+/* A whole exchange between xedge's client and xedge's server for a peer
+ * with a pre-shared secret, both wrapped: XE_SASL_OK on both sides (the
+ * client checks the server's success data); the bytes each half drew. */
+static int
+peer_exchange(const char *mech, uint64_t *srv_bytes, uint64_t *cli_bytes)
+{
+    static const unsigned char secret[] = "peer-secret";
+    char *mechs[] = {(char *)mech}, *err = NULL, *cerr = NULL;
+    uint64_t s0 = xe_sasl_rand_bytes(SRV), c0 = xe_sasl_rand_bytes(CLI);
+    struct xe_sasl *srv =
+        xe_sasl_new_peer("b.test", "a.test", secret, sizeof(secret) - 1, mechs, 1, &err);
+    struct xe_sasl_client *c =
+        xe_sasl_client_new("a.test", "b.test", secret, sizeof(secret) - 1, &cerr);
+    const char *out = NULL, *sout = NULL;
+    size_t outlen = 0, soutlen = 0;
+    enum xe_sasl_cond cond = XE_SASL_ABORTED;
+    int r = XE_SASL_FAIL, sr = XE_SASL_FAIL, rounds = 0;
+
+    if (srv == NULL || c == NULL) {
+        printf("# peer_exchange(%s): %s %s\n", mech, err ? err : "", cerr ? cerr : "");
+        goto out;
+    }
+    r = xe_sasl_client_start(c, mech, &out, &outlen);
+    if (r == XE_SASL_FAIL) {
+        printf("# client start(%s): %s\n", mech, xe_sasl_client_detail(c));
+        goto out;
+    }
+    sr = xe_sasl_start(srv, mech, out, outlen, &sout, &soutlen, &cond);
+    while (sr == XE_SASL_CONTINUE && rounds++ < 10) {
+        r = xe_sasl_client_step(c, sout, soutlen, &out, &outlen);
+        if (r == XE_SASL_FAIL) {
+            printf("# client step(%s): %s\n", mech, xe_sasl_client_detail(c));
+            goto out;
+        }
+        sr = xe_sasl_step(srv, out, outlen, &sout, &soutlen, &cond);
+    }
+    if (sr != XE_SASL_OK) {
+        printf("# server (%s): %s\n", mech, xe_sasl_detail(srv));
+        r = XE_SASL_FAIL;
+        goto out;
+    }
+    /* the server's success data: the client verifies the server signature
+     * (SCRAM) or rspauth (DIGEST-MD5) */
+    if (soutlen > 0)
+        r = xe_sasl_client_step(c, sout, soutlen, &out, &outlen);
+    if (r != XE_SASL_OK)
+        printf("# client final(%s): %d %s\n", mech, r, xe_sasl_client_detail(c));
+    if (r == XE_SASL_OK &&
+        strcmp(xe_sasl_jid(srv) ? xe_sasl_jid(srv) : "", "a.test") != 0)
+        r = XE_SASL_FAIL;
+out:
+    free(err);
+    free(cerr);
+    xe_sasl_client_free(&c);
+    xe_sasl_free(&srv);
+    *srv_bytes = xe_sasl_rand_bytes(SRV) - s0;
+    *cli_bytes = xe_sasl_rand_bytes(CLI) - c0;
+    return r;
+}
+
+/* The same for xedge as the SASL client: the client nonce of SCRAM (and
+ * DIGEST-MD5's cnonce) come from OpenSSL through the wrapped client
+ * mechanisms. */
+static void
+test_csprng_client(void)
+{
+    char n1[64], n2[64], n3[64];
+    uint64_t before, before_srv, sb = 0, cb = 0;
+
+    ok(xe_sasl_rand_mechs(CLI) >= 7,
+       "csprng: SCRAM (5), DIGEST-MD5, CRAM-MD5 registered wrapped as clients (%u)",
+       xe_sasl_rand_mechs(CLI));
+    before = xe_sasl_rand_bytes(CLI);
+    before_srv = xe_sasl_rand_bytes(SRV);
+    client_nonce("SCRAM-SHA-256", n1, sizeof(n1));
+    is_int((int)(xe_sasl_rand_bytes(CLI) - before), 24,
+           "csprng: xedge's SCRAM-SHA-256 client nonce is 24 bytes from OpenSSL");
+    is_int((int)(xe_sasl_rand_bytes(SRV) - before_srv), 0,
+           "csprng: counted for the client half only");
+    is_int((int)strlen(n1), 32, "csprng: and is 32 base64 characters (%s)", n1);
+    before = xe_sasl_rand_bytes(CLI);
+    client_nonce("SCRAM-SHA-256", n2, sizeof(n2));
+    client_nonce("SCRAM-SHA-1", n3, sizeof(n3));
+    is_int((int)(xe_sasl_rand_bytes(CLI) - before), 48,
+           "csprng: two more client connections, 24 bytes each");
+    ok(strlen(n2) == 32 && strlen(n3) == 32 && strcmp(n1, n2) != 0 &&
+           strcmp(n2, n3) != 0 && strcmp(n1, n3) != 0,
+       "csprng: each client connection's nonce differs");
+    for (size_t i = 0; i < 2; i++) {
+        const char *mech = i == 0 ? "SCRAM-SHA-256" : "SCRAM-SHA-1";
+
+        is_int(peer_exchange(mech, &sb, &cb), XE_SASL_OK,
+               "csprng: %s between xedge's client and server, both wrapped, succeeds",
+               mech);
+        ok(sb == 24 && cb == 24,
+           "csprng: %s drew 24 bytes on each side (server %d, "
+           "client %d)",
+           mech, (int)sb, (int)cb);
+    }
+}
+
 static void
 test_csprng_nonce(void)
 {
@@ -193,25 +322,25 @@ test_csprng_nonce(void)
     char n1[64], n2[64], n3[64];
     uint64_t before;
 
-    ok(xe_sasl_rand_mechs() >= 7,
+    ok(xe_sasl_rand_mechs(XE_SASL_RAND_SERVER) >= 7,
        "csprng: SCRAM (5), DIGEST-MD5, CRAM-MD5 registered "
-       "wrapped (%u)",
-       xe_sasl_rand_mechs());
+       "wrapped as servers (%u)",
+       xe_sasl_rand_mechs(XE_SASL_RAND_SERVER));
     s = xe_sasl_new("example.test", mechs, 2, true, &err);
     ok(s != NULL, "csprng: xe_sasl_new %s", err ? err : "");
     free(err);
     err = NULL;
     if (s == NULL)
         return;
-    before = xe_sasl_rand_bytes();
+    before = xe_sasl_rand_bytes(SRV);
     server_nonce(s, "SCRAM-SHA-256", n1, sizeof(n1));
-    is_int((int)(xe_sasl_rand_bytes() - before), 24,
+    is_int((int)(xe_sasl_rand_bytes(SRV) - before), 24,
            "csprng: SCRAM-SHA-256's server nonce is 24 bytes from OpenSSL");
     is_int((int)strlen(n1), 32, "csprng: and is 32 base64 characters (%s)", n1);
-    before = xe_sasl_rand_bytes();
+    before = xe_sasl_rand_bytes(SRV);
     server_nonce(s, "SCRAM-SHA-256", n2, sizeof(n2));
     server_nonce(s, "SCRAM-SHA-1", n3, sizeof(n3));
-    is_int((int)(xe_sasl_rand_bytes() - before), 48,
+    is_int((int)(xe_sasl_rand_bytes(SRV) - before), 48,
            "csprng: two more connections, 24 bytes each");
     ok(strlen(n2) == 32 && strlen(n3) == 32 && strcmp(n1, n2) != 0 &&
            strcmp(n2, n3) != 0 && strcmp(n1, n3) != 0,
@@ -240,14 +369,24 @@ test_csprng_nonce(void)
         enum xe_sasl_cond cond = XE_SASL_ABORTED;
         int r;
 
-        before = xe_sasl_rand_bytes();
+        before = xe_sasl_rand_bytes(SRV);
         r = xe_sasl_start(s, legacy[i], NULL, 0, &out, &outlen, &cond);
         is_int(r, XE_SASL_CONTINUE, "csprng: %s challenges", legacy[i]);
-        ok(xe_sasl_rand_bytes() - before >= 4,
+        ok(xe_sasl_rand_bytes(SRV) - before >= 4,
            "csprng: %s's nonce from OpenSSL (%d bytes)", legacy[i],
-           (int)(xe_sasl_rand_bytes() - before));
+           (int)(xe_sasl_rand_bytes(SRV) - before));
     }
     xe_sasl_free(&s);
+    {
+        /* the one legacy mechanism xedge uses as a client (a peer's) */
+        uint64_t sb = 0, cb = 0;
+
+        is_int(peer_exchange("DIGEST-MD5", &sb, &cb), XE_SASL_OK,
+               "csprng: DIGEST-MD5 between xedge's client and server succeeds");
+        ok(sb >= 4 && cb >= 4,
+           "csprng: its nonce and cnonce from OpenSSL (server %d, client %d bytes)",
+           (int)sb, (int)cb);
+    }
 }
 
 static char *all_mechs[] = {"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
@@ -966,10 +1105,12 @@ main(void)
         test_malformed();
         test_gs2();
         test_iq_auth();
+        test_csprng_client();
         test_csprng_nonce(); /* last: it reloads the mechanism list */
     }
     test_b64();
 
+    sasl_client_done(); /* this test's sasl_client_init: xedge's frees the mechanisms */
     xe_sasl_global_done();
     xe_userstore_close(&store);
     rm_rf(dir);
