@@ -43,14 +43,10 @@
 #include "sasl_rand.h"
 
 #include <dlfcn.h>
-#include <limits.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <sasl/saslplug.h>
 #include <sasl/saslutil.h>
 
@@ -135,49 +131,14 @@ xe_sasl_rand_verifyfile_client(void *context, const char *file, sasl_verify_type
     return verifyfile(XE_SASL_RAND_CLIENT, file, type);
 }
 
-/* The bytes come from a per-thread pool refilled 1 KiB at a time, as
- * xe_random_id's (util.c): each RAND_bytes costs OpenSSL 3.0 a getpid system
- * call (its fork check), which would take back one of the calls saved. What
- * is drawn here is public (nonces, challenges, salts); bytes handed out are
- * wiped from the pool, and a child of fork() starts with an empty one. */
-static __thread unsigned char pool[1024];
-static __thread size_t pool_left;
-static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
-
-static void
-pool_forget(void)
-{
-    OPENSSL_cleanse(pool, sizeof(pool));
-    pool_left = 0;
-}
-
-static void
-pool_atfork(void)
-{
-    pthread_atfork(NULL, NULL, pool_forget);
-}
-
-static bool
-drbg_bytes(char *buf, unsigned len)
-{
-    pthread_once(&pool_once, pool_atfork);
-    if (len > sizeof(pool) / 4)
-        return len <= INT_MAX && RAND_bytes((unsigned char *)buf, (int)len) == 1;
-    if (pool_left < len) {
-        if (RAND_bytes(pool, sizeof(pool)) != 1)
-            return false;
-        pool_left = sizeof(pool);
-    }
-    memcpy(buf, pool + sizeof(pool) - pool_left, len);
-    OPENSSL_cleanse(pool + sizeof(pool) - pool_left, len);
-    pool_left -= len;
-    return true;
-}
-
+/* The bytes come from xe_random_public's per-thread pool (util.c): each
+ * RAND_bytes costs OpenSSL 3.0 a getpid system call (its fork check), which
+ * would take back one of the calls saved. What is drawn here is public
+ * (nonces, challenges, salts). */
 static void
 drbg_rand(enum xe_sasl_rand_side side, sasl_rand_t *rpool, char *buf, unsigned len)
 {
-    if (drbg_bytes(buf, len)) {
+    if (xe_random_public(buf, len)) {
         atomic_fetch_add(&g_bytes[side], len);
         return;
     }

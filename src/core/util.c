@@ -1,6 +1,7 @@
 /* xedge: small shared helpers. */
 #include "util.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -193,48 +194,60 @@ xe_buf_free(struct xe_buf *b)
     b->len = b->cap = 0;
 }
 
-/* Random ids come from a per-thread pool refilled 32 ids at a time: each
- * RAND_bytes costs OpenSSL 3.0 a DRBG generate and a getpid system call
- * (its fork check), three times per login for the ids alone (issue 18). A
- * child of fork() starts with an empty pool (the parent's bytes are never
- * reused); bytes handed out are wiped from the pool. */
-static __thread unsigned char id_pool[16 * 32];
-static __thread size_t id_pool_left;
-static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+/* Public random bytes (ids, nonces) come from a per-thread pool refilled
+ * 1 KiB at a time: each RAND_bytes costs OpenSSL 3.0 a DRBG generate and a
+ * getpid system call (its fork check), several times per login for the ids
+ * and the SASL nonce alone (issue 18). A child of fork() starts with an
+ * empty pool (the parent's bytes are never reused); bytes handed out are
+ * wiped from the pool. */
+static __thread unsigned char pub_pool[1024];
+static __thread size_t pub_pool_left;
+static pthread_once_t pub_pool_once = PTHREAD_ONCE_INIT;
 
 static void
-id_pool_forget(void)
+pub_pool_forget(void)
 {
-    OPENSSL_cleanse(id_pool, sizeof(id_pool));
-    id_pool_left = 0;
+    OPENSSL_cleanse(pub_pool, sizeof(pub_pool));
+    pub_pool_left = 0;
 }
 
 static void
-id_pool_atfork(void)
+pub_pool_atfork(void)
 {
-    pthread_atfork(NULL, NULL, id_pool_forget);
+    pthread_atfork(NULL, NULL, pub_pool_forget);
+}
+
+bool
+xe_random_public(void *buf, size_t len)
+{
+    pthread_once(&pub_pool_once, pub_pool_atfork);
+    if (len > sizeof(pub_pool) / 4)
+        return len <= INT_MAX && RAND_bytes(buf, (int)len) == 1;
+    if (pub_pool_left < len) {
+        if (RAND_bytes(pub_pool, sizeof(pub_pool)) != 1)
+            return false;
+        pub_pool_left = sizeof(pub_pool);
+    }
+    memcpy(buf, pub_pool + sizeof(pub_pool) - pub_pool_left, len);
+    OPENSSL_cleanse(pub_pool + sizeof(pub_pool) - pub_pool_left, len);
+    pub_pool_left -= len;
+    return true;
 }
 
 void
 xe_random_id(char out[33])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char *r;
+    unsigned char r[16];
 
-    pthread_once(&id_pool_once, id_pool_atfork);
-    if (id_pool_left < 16) {
-        if (RAND_bytes(id_pool, sizeof(id_pool)) != 1)
-            abort(); /* no randomness: nothing safe to do */
-        id_pool_left = sizeof(id_pool);
-    }
-    r = id_pool + sizeof(id_pool) - id_pool_left;
+    if (!xe_random_public(r, sizeof(r)))
+        abort(); /* no randomness: nothing safe to do */
     for (int i = 0; i < 16; i++) {
         out[2 * i] = hex[r[i] >> 4];
         out[2 * i + 1] = hex[r[i] & 15];
     }
     out[32] = '\0';
-    OPENSSL_cleanse(r, 16);
-    id_pool_left -= 16;
+    OPENSSL_cleanse(r, sizeof(r));
 }
 
 int64_t

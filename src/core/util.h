@@ -28,6 +28,11 @@ void xe_buf_free(struct xe_buf *b);
 
 /* A random stream id: 16 bytes as 32 hex chars (+ NUL in a 33-byte buffer). */
 void xe_random_id(char out[33]);
+/* LEN random bytes from OpenSSL's DRBG for values that go out in the clear
+ * (ids, nonces, salts: never keys), through a per-thread pool that saves a
+ * RAND_bytes (and OpenSSL 3.0's getpid) per draw; false if RAND_bytes
+ * failed. */
+bool xe_random_public(void *buf, size_t len);
 
 void *xe_malloc(size_t n);
 void *xe_calloc(size_t n, size_t size);

@@ -1,8 +1,11 @@
-/* Unit tests: the random ids of src/core/util.c (xe_random_id), drawn from a
- * per-thread pool refilled 32 ids at a time (issue 18): each is 32 lower
- * hex digits, none repeats across refills or threads, and a child of fork()
- * never hands out what its parent will (its pool starts empty). */
+/* Unit tests: the random ids of src/core/util.c (xe_random_id), drawn from
+ * the per-thread pool of xe_random_public, refilled 1 KiB (64 ids) at a time
+ * (issue 18): each is 32 lower hex digits, none repeats across refills or
+ * threads, and a child of fork() never hands out what its parent will (its
+ * pool starts empty); xe_random_public's own draws (SASL nonces) share the
+ * pool and never repeat what the ids took. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -86,6 +89,30 @@ main(void)
             ok(distinct,
                "no id repeats: across refills, threads, and a fork's child (%zu)", n_all);
         }
+    }
+    /* xe_random_public: nonce-sized draws from the same pool, across its
+     * refills and between ids, and a draw too large for it (RAND_bytes
+     * directly): no two alike, none all zero */
+    {
+        static unsigned char nonce[200][24];
+        unsigned char big[2][300];
+        bool all_ok = true, differ = true, nonzero = true;
+        for (int i = 0; i < 200; i++) {
+            char id[33];
+            all_ok = all_ok && xe_random_public(nonce[i], sizeof(nonce[i]));
+            xe_random_id(id);
+        }
+        all_ok = all_ok && xe_random_public(big[0], sizeof(big[0])) &&
+                 xe_random_public(big[1], sizeof(big[1]));
+        for (int i = 0; i < 200; i++) {
+            static const unsigned char zero[24];
+            nonzero = nonzero && memcmp(nonce[i], zero, sizeof(zero)) != 0;
+            for (int j = 0; j < i; j++)
+                differ = differ && memcmp(nonce[i], nonce[j], sizeof(nonce[i])) != 0;
+        }
+        differ = differ && memcmp(big[0], big[1], sizeof(big[0])) != 0;
+        ok(all_ok, "xe_random_public: 200 draws of 24 bytes and two of 300");
+        ok(differ && nonzero, "... no two alike, none all zero");
     }
     return tap_done();
 }
