@@ -103,6 +103,7 @@ XEDGE_PIDS="$XPID,$XEDGE_PIDS"
 wait_port || bail "xedge (log_to = syslog) did not start: $(cat "$T/syslog.stderr")"
 client --jid bob@example.test --password "$PW"
 stop_xedge "$XPID"
+for _ in $(seq 1 50); do grep -q 'event=auth-ok' "$T/syslog.out" 2>/dev/null && break; sleep 0.1; done
 # local3 = 19: info is <158>
 like "$(grep 'event=auth-ok' "$T/syslog.out")" "^<158>.*xedge\[[0-9]+\]: level=info event=auth-ok .*jid=bob@example\.test" \
 	"log_to = syslog, facility local3: auth-ok reaches /dev/log as <158> (local3.info), tagged xedge[pid]"
@@ -123,6 +124,9 @@ XPID=$!
 XEDGE_PIDS="$XPID,$XEDGE_PIDS"
 wait_port || bail "xedge (log_to = journal) did not start: $(cat "$T/journal.stderr")"
 stop_xedge "$XPID"
+# the sink writes what it received on its own time: wait for it (5 s at most)
+for _ in $(seq 1 50); do grep -q 'event=started' "$T/journal.out" 2>/dev/null && break; sleep 0.1; done
 like "$(grep 'event=started' "$T/journal.out")" "MESSAGE=level=info event=started .*\|PRIORITY=6\|SYSLOG_IDENTIFIER=xedge" \
-	"log_to = journal: events reach the journal socket as MESSAGE, PRIORITY, SYSLOG_IDENTIFIER"
+	"log_to = journal: events reach the journal socket as MESSAGE, PRIORITY, SYSLOG_IDENTIFIER" ||
+	diag "xedge's stderr (exit $XSTATUS):" "$(head -n 20 "$T/journal.stderr")" "the sink got:" "$(head -n 5 "$T/journal.out")"
 kill "$SINK_PID" 2>/dev/null
